@@ -1,0 +1,47 @@
+/* act_elementwise.h -- elementwise activations on a contiguous span.
+ *
+ * Static inline so that both activations.c and the GEMM epilogue (gemm.c) compile
+ * the same arithmetic into their own loops: the fused forward path and the
+ * stand-alone activation kernel give bitwise-identical results.
+ * Softmax is not elementwise and lives in activations.c.
+ */
+#ifndef PYNN_ACT_ELEMENTWISE_H
+#define PYNN_ACT_ELEMENTWISE_H
+
+#include <math.h>
+#include <string.h>
+#include <stdint.h>
+#include "pynn.h"
+
+#define PYNN_SQRT1_2 0.70710678118654752440f
+
+/* y[0:n] = act(z[0:n]); y may equal z.  Returns PYNN_EINVAL for softmax or an
+ * unknown id (callers handle softmax row-wise). */
+static inline int pynn_act_span(float *y, const float *z, int64_t n, int act, float alpha) {
+    int64_t i;
+    switch (act) {
+    case PYNN_ACT_LINEAR:
+        if (y != z) memcpy(y, z, (size_t)n * sizeof(float));
+        return PYNN_OK;
+    case PYNN_ACT_RELU:
+        for (i = 0; i < n; i++) y[i] = z[i] > 0.0f ? z[i] : 0.0f;
+        return PYNN_OK;
+    case PYNN_ACT_LEAKY_RELU:
+        for (i = 0; i < n; i++) y[i] = z[i] > 0.0f ? z[i] : alpha * z[i];
+        return PYNN_OK;
+    case PYNN_ACT_SIGMOID:
+        /* exp(-z) overflows to inf for z << 0, giving exactly 0: no NaN. */
+        for (i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-z[i]));
+        return PYNN_OK;
+    case PYNN_ACT_TANH:
+        for (i = 0; i < n; i++) y[i] = tanhf(z[i]);
+        return PYNN_OK;
+    case PYNN_ACT_GELU:
+        for (i = 0; i < n; i++) y[i] = 0.5f * z[i] * (1.0f + erff(z[i] * PYNN_SQRT1_2));
+        return PYNN_OK;
+    default:
+        return PYNN_EINVAL;
+    }
+}
+
+#endif /* PYNN_ACT_ELEMENTWISE_H */

@@ -1,0 +1,30 @@
+/* internal.h -- helpers shared by pynn's C translation units (not installed). */
+#ifndef PYNN_INTERNAL_H
+#define PYNN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "pynn.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Threads a parallel region should use: pynn_set_num_threads' value, else OpenMP's. */
+int pynn_threads(void);
+
+/* Threads for a loop of `work` scalar operations: 1 below a size where starting
+ * the team costs more than it saves.  Only the thread count changes, never the
+ * order of any sum, so results do not depend on it. */
+static inline int pynn_threads_for(int64_t work) {
+    return work < (int64_t)32768 ? 1 : pynn_threads();
+}
+
+/* Reductions over rows are split in chunks of this many rows, each summed in order,
+ * and the partial sums are combined in chunk order: the thread count never changes
+ * the result. */
+#define PYNN_REDUCE_CHUNK 256
+
+#define PYNN_RETURN_IF(cond, status) do { if (cond) return (status); } while (0)
+
+#endif /* PYNN_INTERNAL_H */

@@ -1,0 +1,136 @@
+/*
+ * pynn.h -- the one public header of pynn's C core.
+ *
+ * Conventions (see DESIGN.md):
+ *   - float32, row-major, C-contiguous unless a leading dimension says otherwise;
+ *   - arguments: outputs first, then inputs, then sizes (int64_t), then scalars;
+ *   - the caller allocates every output; inputs are const;
+ *   - every function returns PYNN_OK (0) or a negative PYNN_E* status, and never
+ *     prints, exits or aborts;
+ *   - determinism: each output element is written by exactly one thread and every
+ *     sum runs in an order that does not depend on the thread count, so results are
+ *     bitwise identical on 1 or N threads.
+ */
+#ifndef PYNN_H
+#define PYNN_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ------------------------------------------------------ */
+#define PYNN_OK 0
+#define PYNN_EINVAL (-1)  /* a size, pointer or enum argument is invalid     */
+#define PYNN_ENOMEM (-2)  /* a workspace could not be allocated              */
+#define PYNN_ELABEL (-3)  /* a class label is negative or >= number of classes */
+#define PYNN_ENOTSUP (-4) /* the CPU lacks the instructions a kernel needs   */
+
+/* ---- activations ------------------------------------------------------- */
+#define PYNN_ACT_LINEAR 0
+#define PYNN_ACT_RELU 1
+#define PYNN_ACT_LEAKY_RELU 2 /* alpha = negative slope (Keras LeakyReLU default 0.2) */
+#define PYNN_ACT_SIGMOID 3
+#define PYNN_ACT_TANH 4
+#define PYNN_ACT_SOFTMAX 5    /* row-wise, max-subtracted */
+#define PYNN_ACT_GELU 6       /* exact (erf) form, Keras's default approximate=False */
+
+/* ---- losses (value = mean over the batch of the per-sample loss) --------- */
+#define PYNN_LOSS_MSE 0  /* per sample: mean over the last axis of (p - t)^2          */
+#define PYNN_LOSS_BCE 1  /* per sample: mean over the last axis of binary CE          */
+#define PYNN_LOSS_CCE 2  /* per sample: -sum_j t_j log p_j over the last axis         */
+
+/* ---- GEMM micro-kernels --------------------------------------------------- */
+#define PYNN_KERNEL_AUTO 0
+#define PYNN_KERNEL_GENERIC 1
+#define PYNN_KERNEL_AVX2 2
+#define PYNN_KERNEL_AVX512 3
+
+/* ---- runtime ------------------------------------------------------------ */
+/* Number of OpenMP threads the kernels use (n >= 1); the default is OpenMP's. */
+int pynn_set_num_threads(int n);
+int pynn_get_num_threads(void);
+/* 1 when the library was built with OpenMP. */
+int pynn_has_openmp(void);
+
+/* Choose the GEMM micro-kernel: PYNN_KERNEL_AUTO picks the best the CPU supports.
+ * Returns PYNN_ENOTSUP if the CPU (or the build) lacks the kernel asked for. */
+int pynn_gemm_select_kernel(int which);
+/* The kernel in use: PYNN_KERNEL_GENERIC, _AVX2 or _AVX512. */
+int pynn_gemm_kernel(void);
+/* 1 if `which` can run on this CPU with this build. */
+int pynn_gemm_kernel_supported(int which);
+
+/* ---- GEMM ---------------------------------------------------------------- */
+/*
+ * C = alpha * op(A) op(B) + beta * C
+ *   C is (M x N) with row stride ldc.
+ *   op(A) is (M x K): A is stored (M x K) with row stride lda, or, if trans_a,
+ *   (K x M) with row stride lda.  Likewise op(B) is (K x N): B is (K x N) or, if
+ *   trans_b, (N x K), row stride ldb.
+ *   beta == 0 means C is not read (it may hold NaN).  M, N or K may be 0.
+ */
+int pynn_sgemm(float *C, const float *A, const float *B,
+               int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+               float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc);
+
+/*
+ * Dense forward with the epilogue fused into the GEMM (contiguous operands):
+ *   Z = op(A) op(B) + bias           (bias (N,) may be NULL)
+ *   Y = act(Z)                       (if Y != NULL; Y may equal Z)
+ * act is any PYNN_ACT_*; softmax is applied row-wise once the rows are complete.
+ */
+int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
+                        const float *bias, int trans_a, int trans_b,
+                        int64_t M, int64_t N, int64_t K, int act, float act_alpha);
+
+/* ---- bias ---------------------------------------------------------------- */
+/* y (rows x cols) += bias (cols,) */
+int pynn_bias_add(float *y, const float *bias, int64_t rows, int64_t cols);
+/* db (cols,) = column sums of dz (rows x cols) */
+int pynn_bias_grad(float *db, const float *dz, int64_t rows, int64_t cols);
+
+/* ---- activations ----------------------------------------------------------- */
+/* y = act(x), x and y (rows x cols); y may equal x. */
+int pynn_activation_forward(float *y, const float *x, int64_t rows, int64_t cols,
+                            int act, float alpha);
+/* dx = d act(x) / dx applied to dy; x is the pre-activation, y = act(x) its output
+ * (each activation reads what it needs; both must be given).  dx may equal dy. */
+int pynn_activation_backward(float *dx, const float *x, const float *y, const float *dy,
+                             int64_t rows, int64_t cols, int act, float alpha);
+
+/* ---- losses ---------------------------------------------------------------- */
+/*
+ * loss = mean over rows of the per-sample loss of `pred` (rows x cols) against the
+ * targets `target` (rows x cols, float).  grad (rows x cols, may be NULL) is
+ * d loss / d pred, already divided by rows (and by cols for MSE and BCE).
+ * from_logits: pred holds logits (BCE: sigmoid logits; CCE: softmax logits), the
+ * stable fused form is used.  Otherwise pred holds probabilities, which are clipped
+ * to [1e-7, 1 - 1e-7] as Keras does (CCE first normalises each row to sum 1).
+ */
+int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
+              int64_t rows, int64_t cols, int kind, int from_logits);
+/* Sparse categorical cross-entropy: labels (rows,) int64 in [0, cols). */
+int pynn_sparse_cce(float *grad, double *loss, const float *pred, const int64_t *labels,
+                    int64_t rows, int64_t cols, int from_logits);
+
+/* ---- optimizers (Keras 3 update rules), elementwise over n parameters ------- */
+/* momentum == 0: w -= lr g.  Otherwise m = momentum m - lr g; w += m, or with
+ * nesterov w += momentum m - lr g.  m may be NULL when momentum == 0. */
+int pynn_sgd_update(float *w, float *m, const float *g, int64_t n,
+                    float lr, float momentum, int nesterov);
+/* m += (g - m)(1 - beta1); v += (g^2 - v)(1 - beta2); w -= lr_t m / (sqrt(v) + eps)
+ * where lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t) is computed by the caller. */
+int pynn_adam_update(float *w, float *m, float *v, const float *g, int64_t n,
+                     float lr_t, float beta1, float beta2, float epsilon);
+/* v = rho v + (1 - rho) g^2; inc = lr g / sqrt(v + eps);
+ * momentum == 0: w -= inc; else mom = momentum mom + inc; w -= mom (mom may be NULL
+ * when momentum == 0). */
+int pynn_rmsprop_update(float *w, float *v, float *mom, const float *g, int64_t n,
+                        float lr, float rho, float momentum, float epsilon);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PYNN_H */

@@ -1,0 +1,123 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""pynn._core: the thin Cython layer between pynn's Python code and its C kernels.
+
+Layers, top to bottom:
+  * pynn/backend/cpu.py converts user arrays (float32, C-contiguous) and allocates outputs;
+  * this module checks dtypes, shapes and contiguity (typed memoryviews refuse the wrong
+    dtype or layout), releases the GIL and calls one C function from csrc/pynn.h;
+  * the C function returns a status code that `_check` turns into a Python exception.
+Nothing here computes: every number comes from csrc/.
+
+Arguments are marked # OUT / # IN as in csrc/pynn.h: outputs first, then inputs.
+"""
+
+from libc.stdint cimport int64_t
+
+cdef extern from "pynn.h" nogil:
+    int PYNN_OK, PYNN_EINVAL, PYNN_ENOMEM, PYNN_ELABEL, PYNN_ENOTSUP
+    int PYNN_ACT_LINEAR, PYNN_ACT_RELU, PYNN_ACT_LEAKY_RELU, PYNN_ACT_SIGMOID
+    int PYNN_ACT_TANH, PYNN_ACT_SOFTMAX, PYNN_ACT_GELU
+    int PYNN_LOSS_MSE, PYNN_LOSS_BCE, PYNN_LOSS_CCE
+    int PYNN_KERNEL_AUTO, PYNN_KERNEL_GENERIC, PYNN_KERNEL_AVX2, PYNN_KERNEL_AVX512
+
+    int pynn_set_num_threads(int n)
+    int pynn_get_num_threads()
+    int pynn_has_openmp()
+    int pynn_gemm_select_kernel(int which)
+    int pynn_gemm_kernel()
+    int pynn_gemm_kernel_supported(int which)
+
+    int pynn_sgemm(float *C, const float *A, const float *B,
+                   int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                   float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc)
+    int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
+                            const float *bias, int trans_a, int trans_b,
+                            int64_t M, int64_t N, int64_t K, int act, float act_alpha)
+
+    int pynn_bias_add(float *y, const float *bias, int64_t rows, int64_t cols)
+    int pynn_bias_grad(float *db, const float *dz, int64_t rows, int64_t cols)
+    int pynn_activation_forward(float *y, const float *x, int64_t rows, int64_t cols,
+                                int act, float alpha)
+    int pynn_activation_backward(float *dx, const float *x, const float *y, const float *dy,
+                                 int64_t rows, int64_t cols, int act, float alpha)
+    int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
+                  int64_t rows, int64_t cols, int kind, int from_logits)
+    int pynn_sparse_cce(float *grad, double *loss, const float *pred, const int64_t *labels,
+                        int64_t rows, int64_t cols, int from_logits)
+    int pynn_sgd_update(float *w, float *m, const float *g, int64_t n,
+                        float lr, float momentum, int nesterov)
+    int pynn_adam_update(float *w, float *m, float *v, const float *g, int64_t n,
+                         float lr_t, float beta1, float beta2, float epsilon)
+    int pynn_rmsprop_update(float *w, float *v, float *mom, const float *g, int64_t n,
+                            float lr, float rho, float momentum, float epsilon)
+
+
+# Python-visible copies of the C enums, so pynn's Python code never repeats the numbers.
+ACT_LINEAR = PYNN_ACT_LINEAR
+ACT_RELU = PYNN_ACT_RELU
+ACT_LEAKY_RELU = PYNN_ACT_LEAKY_RELU
+ACT_SIGMOID = PYNN_ACT_SIGMOID
+ACT_TANH = PYNN_ACT_TANH
+ACT_SOFTMAX = PYNN_ACT_SOFTMAX
+ACT_GELU = PYNN_ACT_GELU
+LOSS_MSE = PYNN_LOSS_MSE
+LOSS_BCE = PYNN_LOSS_BCE
+LOSS_CCE = PYNN_LOSS_CCE
+KERNEL_AUTO = PYNN_KERNEL_AUTO
+KERNEL_GENERIC = PYNN_KERNEL_GENERIC
+KERNEL_AVX2 = PYNN_KERNEL_AVX2
+KERNEL_AVX512 = PYNN_KERNEL_AVX512
+KERNEL_NAMES = {PYNN_KERNEL_GENERIC: "generic", PYNN_KERNEL_AVX2: "avx2",
+                PYNN_KERNEL_AVX512: "avx512"}
+
+
+cdef int _check(int status, str where) except -1:
+    """Turn a C status code into a Python exception naming the kernel."""
+    if status == PYNN_OK:
+        return 0
+    if status == PYNN_EINVAL:
+        raise ValueError(f"{where}: invalid argument (size, pointer or option) rejected by the C kernel")
+    if status == PYNN_ENOMEM:
+        raise MemoryError(f"{where}: could not allocate the kernel's workspace")
+    if status == PYNN_ELABEL:
+        raise ValueError(f"{where}: a class label is negative or not below the number of classes")
+    if status == PYNN_ENOTSUP:
+        raise RuntimeError(f"{where}: this CPU or build does not support the requested kernel")
+    raise RuntimeError(f"{where}: C kernel failed with status {status}")
+
+
+cdef inline void _same_shape(tuple a, tuple b, str what, str where) except *:
+    if a != b:
+        raise ValueError(f"{where}: expected {what} of shape {b}, received shape {a}")
+
+
+# ---- runtime -------------------------------------------------------------------
+
+def set_num_threads(int n):
+    if n < 1:
+        raise ValueError(f"set_num_threads: expected a positive integer, received {n}")
+    _check(pynn_set_num_threads(n), "set_num_threads")
+
+
+def get_num_threads():
+    return pynn_get_num_threads()
+
+
+def has_openmp():
+    return bool(pynn_has_openmp())
+
+
+def gemm_select_kernel(int which):
+    _check(pynn_gemm_select_kernel(which), "gemm_select_kernel")
+
+
+def gemm_kernel():
+    return pynn_gemm_kernel()
+
+
+def gemm_kernel_supported(int which):
+    return bool(pynn_gemm_kernel_supported(which))
+
+
+include "_core_gemm.pxi"
+include "_core_kernels.pxi"

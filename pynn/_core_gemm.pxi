@@ -1,0 +1,1 @@
+# GEMM wrappers (placeholder)
