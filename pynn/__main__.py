@@ -1,0 +1,72 @@
+"""`python -m pynn`: the main job.  Trains a network on the bundled handwritten digits
+and prints its accuracy on test images it has never seen."""
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def build_mlp(pynn):
+    return pynn.Sequential([
+        pynn.layers.Input((64,)),
+        pynn.layers.Dense(128, activation="relu"),
+        pynn.layers.Dense(64, activation="relu"),
+        pynn.layers.Dense(10, activation="softmax"),
+    ], name="digits_mlp")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m pynn",
+        description="Train a neural network on the handwritten digits bundled with pynn "
+                    "(1,437 training and 360 test images of 8x8 pixels) and report its test accuracy.")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the training data (default 30)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per training step (default 32)")
+    p.add_argument("--backend", default=None, choices=["cpu", "numpy"],
+                   help="what computes: 'cpu' (pynn's C kernels, default) or 'numpy' (the reference)")
+    p.add_argument("--model", default="mlp", choices=["mlp"], help="network to train (default mlp)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (weights, shuffling); default 0")
+    p.add_argument("--threads", type=int, default=None, help="threads for the C kernels")
+    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="progress output")
+    args = p.parse_args(argv)
+    if args.epochs < 1:
+        p.error(f"--epochs must be at least 1, received {args.epochs}")
+    if args.batch_size < 1:
+        p.error(f"--batch-size must be at least 1, received {args.batch_size}")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be at least 1, received {args.threads}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    import pynn
+
+    if args.threads:
+        pynn.set_num_threads(args.threads)
+    pynn.utils.set_random_seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = pynn.datasets.digits.load_data()
+    # Pixel intensities 0..16 -> 0..1, each 8x8 image a vector of 64 inputs.
+    x_train = x_train.reshape(len(x_train), -1).astype(np.float32) / 16.0
+    x_test = x_test.reshape(len(x_test), -1).astype(np.float32) / 16.0
+
+    model = build_mlp(pynn)
+    model.compile(optimizer=pynn.optimizers.Adam(learning_rate=0.001),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], backend=args.backend)
+    model.summary()
+    print(f"Training on {len(x_train)} digits ({args.epochs} epochs, batch {args.batch_size}, "
+          f"backend {model._backend.name}, {pynn.get_num_threads()} threads)")
+    start = time.perf_counter()
+    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
+              validation_split=0.1, verbose=args.verbose)
+    elapsed = time.perf_counter() - start
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    print(f"Trained in {elapsed:.1f} s")
+    print(f"Test loss: {loss:.4f}")
+    print(f"Test accuracy: {accuracy:.4f} on {len(x_test)} unseen digits")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

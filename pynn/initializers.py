@@ -1,0 +1,151 @@
+"""Weight initializers with Keras 3's formulas and names.
+
+Each draws from pynn's seeded generator (`pynn.utils.set_random_seed`) unless it was
+given its own `seed`, and returns a float32 array of the requested shape.
+"""
+import numpy as np
+
+from . import utils
+
+
+def _fans(shape):
+    """(fan_in, fan_out) as Keras computes them: Dense (in, out); Conv (kh, kw, cin, cout)."""
+    if len(shape) < 1:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = int(np.prod(shape[:-2]))
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+class Initializer:
+    def __init__(self, seed=None):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"{type(self).__name__}: expected an integer seed or None, received {seed!r}")
+        self.seed = seed
+
+    def _rng(self):
+        return utils.rng() if self.seed is None else np.random.default_rng(self.seed)
+
+    def __call__(self, shape, dtype=np.float32):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class Zeros(Initializer):
+    def __call__(self, shape, dtype=np.float32):
+        return np.zeros(shape, dtype=dtype)
+
+
+class Ones(Initializer):
+    def __call__(self, shape, dtype=np.float32):
+        return np.ones(shape, dtype=dtype)
+
+
+class RandomNormal(Initializer):
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        if not stddev >= 0:
+            raise ValueError(f"RandomNormal: expected stddev >= 0, received stddev={stddev}")
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def __call__(self, shape, dtype=np.float32):
+        return self._rng().normal(self.mean, self.stddev, size=shape).astype(dtype)
+
+
+class RandomUniform(Initializer):
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+        super().__init__(seed)
+        if not maxval >= minval:
+            raise ValueError(f"RandomUniform: expected minval <= maxval, received "
+                             f"minval={minval}, maxval={maxval}")
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def __call__(self, shape, dtype=np.float32):
+        return self._rng().uniform(self.minval, self.maxval, size=shape).astype(dtype)
+
+
+def _truncated_normal(rng, stddev, shape):
+    """Normal(0, stddev) with values beyond two standard deviations redrawn."""
+    out = rng.standard_normal(size=shape)
+    bad = np.abs(out) > 2.0
+    while bad.any():
+        out[bad] = rng.standard_normal(size=int(bad.sum()))
+        bad = np.abs(out) > 2.0
+    return out * stddev
+
+
+class VarianceScaling(Initializer):
+    """Keras's VarianceScaling: the family Glorot and He belong to."""
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+        super().__init__(seed)
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ValueError(f"VarianceScaling: expected mode 'fan_in', 'fan_out' or 'fan_avg', received {mode!r}")
+        if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
+            raise ValueError("VarianceScaling: expected distribution 'truncated_normal', "
+                             f"'untruncated_normal' or 'uniform', received {distribution!r}")
+        self.scale, self.mode, self.distribution = float(scale), mode, distribution
+
+    def __call__(self, shape, dtype=np.float32):
+        fan_in, fan_out = _fans(tuple(shape))
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        variance = self.scale / max(1.0, n)
+        rng = self._rng()
+        if self.distribution == "truncated_normal":
+            # 0.8796... is the stddev of a standard normal truncated at two stddevs.
+            out = _truncated_normal(rng, np.sqrt(variance) / 0.87962566103423978, shape)
+        elif self.distribution == "untruncated_normal":
+            out = rng.normal(0.0, np.sqrt(variance), size=shape)
+        else:
+            limit = np.sqrt(3.0 * variance)
+            out = rng.uniform(-limit, limit, size=shape)
+        return out.astype(dtype)
+
+
+class GlorotUniform(VarianceScaling):
+    def __init__(self, seed=None):
+        super().__init__(1.0, "fan_avg", "uniform", seed)
+
+
+class GlorotNormal(VarianceScaling):
+    def __init__(self, seed=None):
+        super().__init__(1.0, "fan_avg", "truncated_normal", seed)
+
+
+class HeNormal(VarianceScaling):
+    def __init__(self, seed=None):
+        super().__init__(2.0, "fan_in", "truncated_normal", seed)
+
+
+class HeUniform(VarianceScaling):
+    def __init__(self, seed=None):
+        super().__init__(2.0, "fan_in", "uniform", seed)
+
+
+_BY_NAME = {
+    "zeros": Zeros, "ones": Ones,
+    "random_normal": RandomNormal, "random_uniform": RandomUniform,
+    "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
+    "he_normal": HeNormal, "he_uniform": HeUniform,
+}
+
+
+def get(identifier, where="initializer"):
+    """Resolve a name, class or instance to an Initializer instance."""
+    if isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Initializer):
+        return identifier()
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"{where}: unknown initializer {identifier!r}; expected one of "
+                             f"{', '.join(sorted(_BY_NAME))} or an Initializer instance")
+        return cls()
+    raise TypeError(f"{where}: expected an initializer name or Initializer instance, received "
+                    f"{type(identifier).__name__} {identifier!r}")

@@ -1,0 +1,153 @@
+"""The Layer base class: names, lazy weight creation, get/set_weights, buffers.
+
+A layer is a forward/backward pair written against the backend interface:
+  forward(backend, x, training)  -> output      (keeps what backward needs)
+  backward(backend, dy)          -> dx          (fills self.grads)
+Weights are created as float32 NumPy arrays in `build(input_shape)` (Keras's lazy
+build) and moved to the model's backend by `bind(backend)`.
+"""
+import numpy as np
+
+_name_counts = {}
+
+
+def unique_name(base):
+    n = _name_counts.get(base, 0)
+    _name_counts[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def _snake(name):
+    out = []
+    for i, c in enumerate(name):
+        if c.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(c.lower())
+    return "".join(out)
+
+
+def check_shape_arg(shape, what, where):
+    """A feature shape given by the user: a tuple of positive ints (an int is accepted)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not shape or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise ValueError(f"{where}: expected {what} as a tuple of positive integers "
+                         f"(without the batch axis), received {shape!r}")
+    return tuple(int(d) for d in shape)
+
+
+class Layer:
+    def __init__(self, name=None, input_shape=None):
+        cls = type(self).__name__
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"{cls}: expected name to be a non-empty string, received {name!r}")
+        self.name = name or unique_name(_snake(cls))
+        self._input_shape_arg = None if input_shape is None else \
+            check_shape_arg(input_shape, "input_shape", f"{cls} '{self.name}'")
+        self.built = False
+        self.input_shape = None      # feature shape, without the batch axis
+        self.output_shape = None
+        self._weight_names = []
+        self.weights = []            # backend arrays once bound, NumPy arrays before
+        self.grads = []
+        self._backend = None
+        self._buffers = {}
+
+    # ---- shapes and weights ---------------------------------------------------------
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def build(self, input_shape):
+        self.input_shape = tuple(input_shape)
+        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        self.built = True
+
+    def add_weight(self, name, shape, initializer):
+        value = np.ascontiguousarray(initializer(tuple(shape)), dtype=np.float32)
+        self._weight_names.append(name)
+        self.weights.append(value)
+        return value
+
+    def bind(self, backend):
+        """Move the weights to `backend` and give each a gradient buffer there."""
+        if self._backend is backend:
+            return
+        host = self.get_weights() if self._backend is not None else self.weights
+        self.weights = [backend.from_host(np.array(w, dtype=np.float32, order="C")) for w in host]
+        self.grads = [backend.zeros(w.shape) for w in host]
+        self._backend = backend
+        self._buffers = {}
+
+    def get_weights(self):
+        if self._backend is None:
+            return [w.copy() for w in self.weights]
+        return [np.array(self._backend.to_host(w), dtype=np.float32, copy=True) for w in self.weights]
+
+    def set_weights(self, weights):
+        where = f"layer '{self.name}' ({type(self).__name__}).set_weights"
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(f"{where}: expected a list of {len(self.weights)} arrays, received "
+                            f"{type(weights).__name__}")
+        if len(weights) != len(self.weights):
+            raise ValueError(f"{where}: expected {len(self.weights)} arrays "
+                             f"({', '.join(self._weight_names) or 'none'}), received {len(weights)}")
+        new = []
+        for name, cur, w in zip(self._weight_names, self.weights, weights):
+            w = _numeric_array(w, f"{where} ({name})")
+            if w.shape != tuple(cur.shape):
+                raise ValueError(f"{where}: expected {name} of shape {tuple(cur.shape)}, "
+                                 f"received shape {w.shape}")
+            if not np.all(np.isfinite(w)):
+                raise ValueError(f"{where}: {name} contains NaN or infinite values")
+            new.append(np.ascontiguousarray(w, dtype=np.float32))
+        # Everything checked: only now change the layer.
+        for i, w in enumerate(new):
+            if self._backend is None:
+                self.weights[i] = w
+            else:
+                self._backend.copy_from_host(self.weights[i], w)
+
+    def count_params(self):
+        return int(sum(int(np.prod(w.shape)) for w in self.weights))
+
+    # ---- computation ---------------------------------------------------------------
+    @property
+    def output_activation(self):
+        """The activation this layer applies last, if a loss may fuse with it."""
+        return None
+
+    def forward(self, backend, x, training=False, logits=False):
+        raise NotImplementedError
+
+    def backward(self, backend, dy, need_dx=True):
+        raise NotImplementedError
+
+    def _buffer(self, backend, tag, shape):
+        """A reusable backend array per (tag, shape): steps after the first allocate nothing."""
+        key = (tag, tuple(shape))
+        buf = self._buffers.get(key)
+        if buf is None:
+            if len(self._buffers) > 16:   # many batch sizes seen: start over
+                self._buffers = {}
+            buf = self._buffers[key] = backend.empty(shape)
+        return buf
+
+    def get_config(self):
+        return {"name": self.name}
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _numeric_array(value, where):
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{where}: expected a numeric array, received {type(value).__name__} "
+                        f"that NumPy cannot convert ({exc})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{where}: expected a numeric array, received dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{where}: expected real numbers, received complex dtype {arr.dtype}")
+    return arr

@@ -1,0 +1,39 @@
+"""Direct access to pynn's kernels on NumPy arrays."""
+import numpy as np
+
+from . import _core
+from .layers.base import _numeric_array
+
+
+def _matrix(a, name):
+    a = _numeric_array(a, f"pynn.ops.matmul: {name}")
+    if a.ndim != 2:
+        raise ValueError(f"pynn.ops.matmul: expected {name} to be a 2-D matrix, received shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def matmul(a, b, transpose_a=False, transpose_b=False, out=None):
+    """op(a) @ op(b) in float32 by pynn's C GEMM (op = transpose when asked).
+
+    `out`, if given, must be a float32 C-contiguous array of the result's shape; it is
+    written in place and returned."""
+    a, b = _matrix(a, "a"), _matrix(b, "b")
+    m, k = (a.shape[1], a.shape[0]) if transpose_a else a.shape
+    k2, n = (b.shape[1], b.shape[0]) if transpose_b else b.shape
+    if k != k2:
+        raise ValueError(f"pynn.ops.matmul: inner dimensions differ: op(a) is {m}x{k}, op(b) is "
+                         f"{k2}x{n} (transpose_a={transpose_a}, transpose_b={transpose_b})")
+    if out is None:
+        out = np.empty((m, n), dtype=np.float32)
+    else:
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or not out.flags.c_contiguous \
+                or not out.flags.writeable:
+            raise TypeError("pynn.ops.matmul: expected out to be a writeable float32 C-contiguous "
+                            f"NumPy array, received {type(out).__name__} "
+                            f"{getattr(out, 'dtype', '')}")
+        if out.shape != (m, n):
+            raise ValueError(f"pynn.ops.matmul: expected out of shape {(m, n)}, received {out.shape}")
+        if np.shares_memory(out, a) or np.shares_memory(out, b):
+            raise ValueError("pynn.ops.matmul: out must not overlap a or b")
+    _core.sgemm(out, a, b, bool(transpose_a), bool(transpose_b))
+    return out

@@ -1,0 +1,41 @@
+"""Randomness and small helpers.
+
+Every random number pynn draws (weight initialisation, shuffling, dropout) comes from
+one generator, so `set_random_seed(seed)` makes a whole run repeatable.
+"""
+import numpy as np
+
+_rng = np.random.default_rng()
+
+
+def set_random_seed(seed):
+    """Seed pynn's generator (like `keras.utils.set_random_seed`)."""
+    global _rng
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(
+            f"set_random_seed: expected a non-negative integer seed, received {seed!r}")
+    _rng = np.random.default_rng(int(seed))
+
+
+def rng():
+    """The generator every pynn component draws from."""
+    return _rng
+
+
+def to_categorical(y, num_classes=None):
+    """One-hot encode integer labels, as `keras.utils.to_categorical`."""
+    y = np.asarray(y)
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError("to_categorical: expected integer class labels, "
+                             f"received values of dtype {y.dtype} that are not whole numbers")
+    y = y.astype(np.int64).reshape(-1)
+    if y.size and y.min() < 0:
+        raise ValueError(f"to_categorical: expected labels >= 0, received {y.min()}")
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if y.size else 0
+    elif y.size and y.max() >= num_classes:
+        raise ValueError(f"to_categorical: label {y.max()} is not below num_classes={num_classes}")
+    out = np.zeros((y.size, num_classes), dtype=np.float32)
+    out[np.arange(y.size), y] = 1.0
+    return out
