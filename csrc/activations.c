@@ -59,12 +59,16 @@ int pynn_activation_forward(float *y, const float *x, int64_t rows, int64_t cols
     return PYNN_OK;
 }
 
-/* dx[r, :] = softmax'(x) dy for one row: y_i (dy_i - sum_j dy_j y_j); dx may equal dy. */
+/* dx[r, :] = softmax'(x) dy for one row: y_i (dy_i - sum_j dy_j y_j); dx may equal dy.
+ * The dot product is accumulated in double: dy_i - dot cancels when dy is nearly
+ * constant along the row, and a float sum of a wide row would lose digits there. */
 static void softmax_backward_row(float *dx, const float *y, const float *dy, int64_t n) {
-    float dot = 0.0f;
+    double dot = 0.0;
+    float dotf;
     int64_t j;
-    for (j = 0; j < n; j++) dot += dy[j] * y[j];
-    for (j = 0; j < n; j++) dx[j] = y[j] * (dy[j] - dot);
+    for (j = 0; j < n; j++) dot += (double)(dy[j] * y[j]);
+    dotf = (float)dot;
+    for (j = 0; j < n; j++) dx[j] = y[j] * (dy[j] - dotf);
 }
 
 /* dx = f'(x) dy, elementwise over n values. */
