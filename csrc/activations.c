@@ -1,6 +1,133 @@
-/* activations.c -- placeholder, replaced by its implementation. */
+/* activations.c -- activation forward and backward over (rows x cols) arrays.
+ *
+ * The elementwise forward activations come from act_elementwise.h, the same code
+ * the GEMM epilogue runs, so the fused and the stand-alone paths agree bitwise.
+ * Softmax is row-wise and lives here; its formula (max-subtracted expf, a float sum
+ * in index order, then e_j / s) is shared with the GEMM epilogue by convention.
+ *
+ * Every output element is written by one thread and every sum runs along one row
+ * in index order, so results do not depend on the thread count.
+ */
+#include <math.h>
+#include <string.h>
 #include "internal.h"
+#include "act_elementwise.h"
+
+/* Elementwise work is cut into spans of this many elements, so a tall thin array
+ * (N x 1) parallelises as well as a wide one. */
+#define PYNN_ACT_SPAN 4096
+
+#define PYNN_INV_SQRT_2PI 0.39894228040143267794f
+
+/* y[r, :] = softmax(x[r, :]) for one row of n values; y may equal x. */
+static void softmax_row(float *y, const float *x, int64_t n) {
+    float m = x[0], s = 0.0f;
+    int64_t j;
+    for (j = 1; j < n; j++) m = x[j] > m ? x[j] : m;
+    for (j = 0; j < n; j++) {
+        y[j] = expf(x[j] - m);
+        s += y[j];
+    }
+    for (j = 0; j < n; j++) y[j] = y[j] / s;
+}
+
+/* y = act(x); x and y are (rows x cols), y may equal x. */
 int pynn_activation_forward(float *y, const float *x, int64_t rows, int64_t cols,
-                            int act, float alpha) { return PYNN_ENOTSUP; }
+                            int act, float alpha) {
+    int64_t n, nspans, s, r;
+    PYNN_RETURN_IF(rows < 0 || cols < 0 || y == NULL || x == NULL, PYNN_EINVAL);
+    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act > PYNN_ACT_GELU, PYNN_EINVAL);
+    n = rows * cols;
+    if (n == 0) return PYNN_OK;
+
+    if (act == PYNN_ACT_SOFTMAX) {
+        /* rows: one row per iteration, each row summed by one thread */
+#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
+        for (r = 0; r < rows; r++) softmax_row(y + r * cols, x + r * cols, cols);
+        return PYNN_OK;
+    }
+
+    /* The array is contiguous, so the elementwise forms run over the whole buffer. */
+    nspans = (n + PYNN_ACT_SPAN - 1) / PYNN_ACT_SPAN;
+#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
+    for (s = 0; s < nspans; s++) {
+        int64_t start = s * PYNN_ACT_SPAN;
+        int64_t len = n - start < PYNN_ACT_SPAN ? n - start : PYNN_ACT_SPAN;
+        /* cannot fail: act was checked above and softmax handled */
+        (void)pynn_act_span(y + start, x + start, len, act, alpha);
+    }
+    return PYNN_OK;
+}
+
+/* dx[r, :] = softmax'(x) dy for one row: y_i (dy_i - sum_j dy_j y_j); dx may equal dy.
+ * The dot product is accumulated in double: dy_i - dot cancels when dy is nearly
+ * constant along the row, and a float sum of a wide row would lose digits there. */
+static void softmax_backward_row(float *dx, const float *y, const float *dy, int64_t n) {
+    double dot = 0.0;
+    float dotf;
+    int64_t j;
+    for (j = 0; j < n; j++) dot += (double)(dy[j] * y[j]);
+    dotf = (float)dot;
+    for (j = 0; j < n; j++) dx[j] = y[j] * (dy[j] - dotf);
+}
+
+/* dx = f'(x) dy, elementwise over n values. */
+static void act_backward_span(float *dx, const float *x, const float *y, const float *dy,
+                              int64_t n, int act, float alpha) {
+    int64_t i;
+    switch (act) {
+    case PYNN_ACT_LINEAR:
+        if (dx != dy) memcpy(dx, dy, (size_t)n * sizeof(float));
+        break;
+    case PYNN_ACT_RELU:
+        for (i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case PYNN_ACT_LEAKY_RELU:
+        for (i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];
+        break;
+    case PYNN_ACT_SIGMOID:
+        for (i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    case PYNN_ACT_TANH:
+        for (i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    case PYNN_ACT_GELU:
+        /* d/dx [x Phi(x)] = Phi(x) + x phi(x), Phi the normal CDF, phi its pdf */
+        for (i = 0; i < n; i++) {
+            float cdf = 0.5f * (1.0f + erff(x[i] * PYNN_SQRT1_2));
+            float pdf = PYNN_INV_SQRT_2PI * expf(-0.5f * x[i] * x[i]);
+            dx[i] = dy[i] * (cdf + x[i] * pdf);
+        }
+        break;
+    default:
+        break; /* unreachable: the caller checked act */
+    }
+}
+
+/* dx = act'(x) dy; x the pre-activation, y = act(x); dx may equal dy. */
 int pynn_activation_backward(float *dx, const float *x, const float *y, const float *dy,
-                             int64_t rows, int64_t cols, int act, float alpha) { return PYNN_ENOTSUP; }
+                             int64_t rows, int64_t cols, int act, float alpha) {
+    int64_t n, nspans, s, r;
+    PYNN_RETURN_IF(rows < 0 || cols < 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(dx == NULL || x == NULL || y == NULL || dy == NULL, PYNN_EINVAL);
+    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act > PYNN_ACT_GELU, PYNN_EINVAL);
+    n = rows * cols;
+    if (n == 0) return PYNN_OK;
+
+    if (act == PYNN_ACT_SOFTMAX) {
+        /* rows: the dot product of a row is summed by one thread in index order */
+#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
+        for (r = 0; r < rows; r++)
+            softmax_backward_row(dx + r * cols, y + r * cols, dy + r * cols, cols);
+        return PYNN_OK;
+    }
+
+    nspans = (n + PYNN_ACT_SPAN - 1) / PYNN_ACT_SPAN;
+#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
+    for (s = 0; s < nspans; s++) {
+        int64_t start = s * PYNN_ACT_SPAN;
+        int64_t len = n - start < PYNN_ACT_SPAN ? n - start : PYNN_ACT_SPAN;
+        act_backward_span(dx + start, x + start, y + start, dy + start, len, act, alpha);
+    }
+    return PYNN_OK;
+}

@@ -1,6 +1,189 @@
-/* losses.c -- placeholder, replaced by its implementation. */
+/* losses.c -- MSE, binary and categorical cross-entropy (Keras 3 semantics):
+ * the mean over rows of a per-sample loss, and its gradient with respect to pred.
+ *
+ * Layers: one function per (loss, input form) computes one row -- its per-sample
+ * loss (double) and, if asked, its gradient row (float); loss_rows runs them over
+ * the rows in parallel and adds the per-sample losses deterministically: in chunks
+ * of PYNN_REDUCE_CHUNK rows, each summed in order in double, the chunk sums added
+ * in chunk order.  Elementwise values are float; sums along a row run in index
+ * order in double, so no result depends on the thread count.
+ *
+ * Sparse categorical cross-entropy is categorical cross-entropy with a one-hot
+ * target: the row functions take either a target row or, when it is NULL, a label.
+ */
+#include <math.h>
+#include <stdlib.h>
 #include "internal.h"
+
+/* Keras's backend.epsilon(): probabilities are clipped to [EPS, 1 - EPS]. */
+#define PYNN_PROB_EPS 1e-7f
+#define PYNN_PROB_MAX (1.0f - PYNN_PROB_EPS)
+
+static inline float clip_prob(float p) {
+    return p < PYNN_PROB_EPS ? PYNN_PROB_EPS : (p > PYNN_PROB_MAX ? PYNN_PROB_MAX : p);
+}
+
+/* Where clipping changed p the loss is flat in p, so the gradient there is 0. */
+static inline int prob_is_clipped(float p) { return p < PYNN_PROB_EPS || p > PYNN_PROB_MAX; }
+
+/* target[j], or the one-hot row of `label` when target is NULL (sparse CCE). */
+static inline float target_at(const float *target, int64_t label, int64_t j) {
+    return target != NULL ? target[j] : (j == label ? 1.0f : 0.0f);
+}
+
+/* MSE: mean_j (p_j - t_j)^2; grad 2 (p - t) / (rows cols). */
+static double mse_row(float *g, const float *p, const float *t, int64_t cols, float size) {
+    double sum = 0.0;
+    int64_t j;
+    for (j = 0; j < cols; j++) {
+        float d = p[j] - t[j];
+        sum += (double)(d * d);
+        if (g != NULL) g[j] = 2.0f * d / size;
+    }
+    return sum / (double)cols;
+}
+
+/* BCE on probabilities: mean_j -(t log p + (1 - t) log(1 - p)), p clipped;
+ * grad (p - t) / (p (1 - p)) / (rows cols) where p was not clipped, else 0. */
+static double bce_probs_row(float *g, const float *p, const float *t, int64_t cols,
+                            float size) {
+    double sum = 0.0;
+    int64_t j;
+    for (j = 0; j < cols; j++) {
+        float pc = clip_prob(p[j]);
+        sum += (double)(-(t[j] * logf(pc) + (1.0f - t[j]) * logf(1.0f - pc)));
+        if (g != NULL)
+            g[j] = prob_is_clipped(p[j]) ? 0.0f : (pc - t[j]) / (pc * (1.0f - pc)) / size;
+    }
+    return sum / (double)cols;
+}
+
+/* BCE on logits, the stable form: mean_j max(z, 0) - z t + log1p(exp(-|z|));
+ * grad (sigmoid(z) - t) / (rows cols). */
+static double bce_logits_row(float *g, const float *z, const float *t, int64_t cols,
+                             float size) {
+    double sum = 0.0;
+    int64_t j;
+    for (j = 0; j < cols; j++) {
+        sum += (double)(fmaxf(z[j], 0.0f) - z[j] * t[j] + log1pf(expf(-fabsf(z[j]))));
+        if (g != NULL) g[j] = (1.0f / (1.0f + expf(-z[j])) - t[j]) / size;
+    }
+    return sum / (double)cols;
+}
+
+/* CCE on probabilities (Keras 3): q = p / sum(p), clipped; loss -sum_j t_j log q_j.
+ * The gradient goes through the normalisation: with g'_j = -t_j / q_j where q_j was
+ * not clipped (else 0), grad_i = (g'_i - sum_j g'_j q_j) / s / rows. */
+static double cce_probs_row(float *g, const float *p, const float *t, int64_t label,
+                            int64_t cols, float rows) {
+    double row_sum = 0.0, loss = 0.0, dot = 0.0;
+    float s, dotf;
+    int64_t j;
+    for (j = 0; j < cols; j++) row_sum += (double)p[j];
+    s = (float)row_sum;
+    for (j = 0; j < cols; j++) {
+        float q = p[j] / s, qc = clip_prob(q), tj = target_at(t, label, j);
+        float gq = prob_is_clipped(q) ? 0.0f : -tj / qc;
+        loss -= (double)(tj * logf(qc));
+        dot += (double)(gq * q);
+    }
+    if (g != NULL) {
+        dotf = (float)dot;
+        for (j = 0; j < cols; j++) {
+            float q = p[j] / s, tj = target_at(t, label, j);
+            float gq = prob_is_clipped(q) ? 0.0f : -tj / clip_prob(q);
+            g[j] = (gq - dotf) / s / rows;
+        }
+    }
+    return loss;
+}
+
+/* CCE on logits: with m = max_j z_j and lse = m + log sum_j exp(z_j - m),
+ * loss -sum_j t_j (z_j - lse) (right for soft targets that do not sum to 1);
+ * grad (softmax(z) sum_j t_j - t) / rows. */
+static double cce_logits_row(float *g, const float *z, const float *t, int64_t label,
+                             int64_t cols, float rows) {
+    double exp_sum = 0.0, loss = 0.0, t_sum = 0.0;
+    float m = z[0], s, log_s, t_sumf;
+    int64_t j;
+    for (j = 1; j < cols; j++) m = z[j] > m ? z[j] : m;
+    for (j = 0; j < cols; j++) exp_sum += (double)expf(z[j] - m);
+    s = (float)exp_sum;
+    log_s = logf(s);
+    for (j = 0; j < cols; j++) {
+        float tj = target_at(t, label, j);
+        loss -= (double)(tj * ((z[j] - m) - log_s));
+        t_sum += (double)tj;
+    }
+    if (g != NULL) {
+        t_sumf = (float)t_sum;
+        for (j = 0; j < cols; j++)
+            g[j] = (expf(z[j] - m) / s * t_sumf - target_at(t, label, j)) / rows;
+    }
+    return loss;
+}
+
+/* Runs the row function of (kind, from_logits) over all rows and writes the mean of
+ * the per-sample losses.  target is NULL for sparse CCE, labels otherwise. */
+static int loss_rows(float *grad, double *loss, const float *pred, const float *target,
+                     const int64_t *labels, int64_t rows, int64_t cols, int kind,
+                     int from_logits) {
+    const float size = (float)(rows * cols), frows = (float)rows;
+    double *row_loss, total = 0.0;
+    int64_t r, c0;
+
+    row_loss = (double *)malloc((size_t)rows * sizeof(double));
+    PYNN_RETURN_IF(row_loss == NULL, PYNN_ENOMEM);
+
+    /* rows: each row's loss and gradient are computed by one thread */
+#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(rows * cols))
+    for (r = 0; r < rows; r++) {
+        const float *p = pred + r * cols;
+        const float *t = target != NULL ? target + r * cols : NULL;
+        float *g = grad != NULL ? grad + r * cols : NULL;
+        int64_t label = labels != NULL ? labels[r] : -1;
+        double value;
+        if (kind == PYNN_LOSS_MSE)
+            value = mse_row(g, p, t, cols, size);
+        else if (kind == PYNN_LOSS_BCE)
+            value = from_logits ? bce_logits_row(g, p, t, cols, size)
+                                : bce_probs_row(g, p, t, cols, size);
+        else
+            value = from_logits ? cce_logits_row(g, p, t, label, cols, frows)
+                                : cce_probs_row(g, p, t, label, cols, frows);
+        row_loss[r] = value;
+    }
+
+    /* chunks of rows, in order: the sum does not depend on how rows were shared */
+    for (c0 = 0; c0 < rows; c0 += PYNN_REDUCE_CHUNK) {
+        int64_t c1 = c0 + PYNN_REDUCE_CHUNK < rows ? c0 + PYNN_REDUCE_CHUNK : rows;
+        double chunk = 0.0;
+        for (r = c0; r < c1; r++) chunk += row_loss[r];
+        total += chunk;
+    }
+    free(row_loss);
+    *loss = total / (double)rows;
+    return PYNN_OK;
+}
+
+/* loss = mean over rows of the per-sample loss; grad (may be NULL) = d loss / d pred.
+ * MSE has no logits form: from_logits is ignored for it. */
 int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
-              int64_t rows, int64_t cols, int kind, int from_logits) { return PYNN_ENOTSUP; }
+              int64_t rows, int64_t cols, int kind, int from_logits) {
+    PYNN_RETURN_IF(rows <= 0 || cols <= 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(loss == NULL || pred == NULL || target == NULL, PYNN_EINVAL);
+    PYNN_RETURN_IF(kind != PYNN_LOSS_MSE && kind != PYNN_LOSS_BCE && kind != PYNN_LOSS_CCE,
+                   PYNN_EINVAL);
+    return loss_rows(grad, loss, pred, target, NULL, rows, cols, kind, from_logits);
+}
+
+/* Sparse CCE: labels (rows,) in [0, cols), checked before anything is written. */
 int pynn_sparse_cce(float *grad, double *loss, const float *pred, const int64_t *labels,
-                    int64_t rows, int64_t cols, int from_logits) { return PYNN_ENOTSUP; }
+                    int64_t rows, int64_t cols, int from_logits) {
+    int64_t r;
+    PYNN_RETURN_IF(rows <= 0 || cols <= 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(loss == NULL || pred == NULL || labels == NULL, PYNN_EINVAL);
+    for (r = 0; r < rows; r++)
+        PYNN_RETURN_IF(labels[r] < 0 || labels[r] >= cols, PYNN_ELABEL);
+    return loss_rows(grad, loss, pred, NULL, labels, rows, cols, PYNN_LOSS_CCE, from_logits);
+}
