@@ -50,7 +50,9 @@ def _format_logs(logs):
 def _format_time(seconds):
     if seconds >= 1:
         return f"{seconds:.0f}s"
-    return f"{seconds * 1e3:.0f}ms"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms"
+    return f"{seconds * 1e6:.0f}us"
 
 
 class Progbar:
