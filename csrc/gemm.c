@@ -1,11 +1,467 @@
-/* gemm.c -- placeholder, replaced by its implementation. */
+/* gemm.c -- single-precision GEMM, the hot path of every Dense layer.
+ *
+ *   C = alpha op(A) op(B) + beta C          pynn_sgemm
+ *   Z = op(A) op(B) + bias; Y = act(Z)      pynn_sgemm_bias_act
+ *
+ * Goto/BLIS structure (see gemm_internal.h for the micro-kernel contract):
+ *
+ *   for jc  N  in steps of NC      a panel of B, kc x nc, packed once, shared, in L3
+ *    for pc  K  in steps of KC     always in increasing order: fixes every sum
+ *     for ic  M  in steps of MC    a block of A, mc x kc, packed once, shared, in L2
+ *      for jr  N  in steps of NR   a micro-panel of B, kc x NR, in L1
+ *       for ir  M  in steps of MR  one micro-kernel call on an MR x NR tile of C
+ *
+ * Packing reads op(A) and op(B) through (row, column) strides, so the four
+ * transpose cases differ only in those strides.  OpenMP splits the packing and
+ * the (jr, ir) tiles between threads, never K: each element of C is written by
+ * one thread and its K sum runs block after block in increasing order, so the
+ * result is bitwise the same on 1 or N threads.  The tile and block boundaries
+ * depend only on the kernel's blocking table, never on the thread count.
+ *
+ * The fused Dense epilogue (bias, elementwise activation) runs on each tile right
+ * after its last K block, while the tile is still in L1.  Softmax needs whole
+ * rows and runs after the product.
+ */
+#include <stdlib.h>
+#include <string.h>
 #include "internal.h"
-int pynn_gemm_select_kernel(int which) { return PYNN_ENOTSUP; }
-int pynn_gemm_kernel(void) { return PYNN_ENOTSUP; }
-int pynn_gemm_kernel_supported(int which) { return PYNN_ENOTSUP; }
+#include "gemm_internal.h"
+#include "act_elementwise.h"
+
+static int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+/* ---- kernel dispatch: the one piece of global state here that matters ---- */
+
+#if defined(__GNUC__)
+#define ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define ATOMIC_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#else
+#define ATOMIC_LOAD(p) (*(p))
+#define ATOMIC_STORE(p, v) (*(p) = (v))
+#endif
+
+/* PYNN_KERNEL_*; PYNN_KERNEL_AUTO until the first GEMM or select call resolves it.
+ * Written atomically: two threads racing to resolve it store the same value. */
+static int gemm_kernel_choice = PYNN_KERNEL_AUTO;
+
+#ifdef PYNN_HAVE_X86_KERNELS
+static int cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+/* The AVX-512 unit is compiled with -mavx512f/vl/dq/bw: all four must be present
+ * (libgcc also checks that the OS saves the zmm state). */
+static int cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+}
+#endif
+
+int pynn_gemm_kernel_supported(int which) {
+    switch (which) {
+    case PYNN_KERNEL_AUTO:
+    case PYNN_KERNEL_GENERIC:
+        return 1;
+#ifdef PYNN_HAVE_X86_KERNELS
+    case PYNN_KERNEL_AVX2:
+        return cpu_has_avx2();
+    case PYNN_KERNEL_AVX512:
+        return cpu_has_avx512();
+#endif
+    default:
+        return 0;
+    }
+}
+
+static int gemm_best_kernel(void) {
+    if (pynn_gemm_kernel_supported(PYNN_KERNEL_AVX512)) return PYNN_KERNEL_AVX512;
+    if (pynn_gemm_kernel_supported(PYNN_KERNEL_AVX2)) return PYNN_KERNEL_AVX2;
+    return PYNN_KERNEL_GENERIC;
+}
+
+int pynn_gemm_select_kernel(int which) {
+    if (which < PYNN_KERNEL_AUTO || which > PYNN_KERNEL_AVX512) return PYNN_EINVAL;
+    if (which == PYNN_KERNEL_AUTO) which = gemm_best_kernel();
+    if (!pynn_gemm_kernel_supported(which)) return PYNN_ENOTSUP;
+    ATOMIC_STORE(&gemm_kernel_choice, which);
+    return PYNN_OK;
+}
+
+int pynn_gemm_kernel(void) {
+    int which = ATOMIC_LOAD(&gemm_kernel_choice);
+    if (which == PYNN_KERNEL_AUTO) {
+        which = gemm_best_kernel();
+        ATOMIC_STORE(&gemm_kernel_choice, which);
+    }
+    return which;
+}
+
+const pynn_gemm_kernel_info *pynn_gemm_kernel_info_of(int which) {
+    if (which == PYNN_KERNEL_AUTO) which = gemm_best_kernel();
+    if (!pynn_gemm_kernel_supported(which)) return NULL;
+    switch (which) {
+#ifdef PYNN_HAVE_X86_KERNELS
+    case PYNN_KERNEL_AVX2:
+        return &pynn_gemm_kernel_avx2;
+    case PYNN_KERNEL_AVX512:
+        return &pynn_gemm_kernel_avx512;
+#endif
+    default:
+        return &pynn_gemm_kernel_generic;
+    }
+}
+
+/* ---- workspace: the packed panels --------------------------------------- */
+/*
+ * Training calls the GEMM thousands of times on the same shapes, so the packing
+ * buffers are kept between calls and grown on demand: no allocation per step.
+ * One cached buffer, taken with an atomic flag; a call that finds it busy (two
+ * Python threads in the GEMM at once, the GIL being released) allocates its own
+ * for the duration of the call.  The cache holds no results, so it cannot change
+ * any number.  Without GNU atomics every call allocates.
+ */
+typedef struct {
+    float *base;  /* 64-byte aligned */
+    void *owned;  /* a per-call allocation to free, or NULL for the cache */
+} gemm_workspace;
+
+#if defined(__GNUC__)
+static void *gemm_cache_raw = NULL;
+static size_t gemm_cache_bytes = 0;
+static int gemm_cache_busy = 0;
+#define GEMM_HAVE_CACHE 1
+#endif
+
+static float *align64(void *p) {
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
+/* 0 on success, PYNN_ENOMEM if no buffer of `floats` could be had. */
+static int workspace_acquire(gemm_workspace *ws, size_t floats) {
+    const size_t bytes = floats * sizeof(float) + 64;
+#ifdef GEMM_HAVE_CACHE
+    if (__atomic_exchange_n(&gemm_cache_busy, 1, __ATOMIC_ACQUIRE) == 0) {
+        if (gemm_cache_bytes < bytes) {
+            void *grown = malloc(bytes);
+            if (grown == NULL) {
+                __atomic_store_n(&gemm_cache_busy, 0, __ATOMIC_RELEASE);
+                return PYNN_ENOMEM;
+            }
+            free(gemm_cache_raw);
+            gemm_cache_raw = grown;
+            gemm_cache_bytes = bytes;
+        }
+        ws->base = align64(gemm_cache_raw);
+        ws->owned = NULL;
+        return PYNN_OK;
+    }
+#endif
+    ws->owned = malloc(bytes);
+    if (ws->owned == NULL) return PYNN_ENOMEM;
+    ws->base = align64(ws->owned);
+    return PYNN_OK;
+}
+
+static void workspace_release(gemm_workspace *ws) {
+    if (ws->owned != NULL) {
+        free(ws->owned);
+        return;
+    }
+#ifdef GEMM_HAVE_CACHE
+    __atomic_store_n(&gemm_cache_busy, 0, __ATOMIC_RELEASE);
+#endif
+}
+
+/* ---- packing ------------------------------------------------------------ */
+
+/* One MR-tall micro-panel of op(A): ap[p*mr + i] = op(A)(i, p) for i < m, zero
+ * for m <= i < mr.  op(A)(i, p) = a[i*rs + p*cs]. */
+static void pack_a_panel(float *ap, const float *a, int64_t rs, int64_t cs,
+                         int64_t m, int64_t kc, int64_t mr) {
+    int64_t i, p;
+    if (cs == 1) {
+        /* A not transposed: read each row of A once, contiguously. */
+        for (i = 0; i < m; i++) {                 /* M: rows of the panel */
+            const float *ai = a + i * rs;
+            for (p = 0; p < kc; p++)              /* K: along the row */
+                ap[p * mr + i] = ai[p];
+        }
+        for (i = m; i < mr; i++)                  /* M: padding rows */
+            for (p = 0; p < kc; p++)              /* K: along the row */
+                ap[p * mr + i] = 0.0f;
+    } else {
+        /* A transposed: the mr values of one p are contiguous in memory. */
+        for (p = 0; p < kc; p++) {                /* K: columns of the panel */
+            const float *ap_src = a + p * cs;
+            for (i = 0; i < m; i++)               /* M: down the column */
+                ap[p * mr + i] = ap_src[i * rs];
+            for (i = m; i < mr; i++)              /* M: padding rows */
+                ap[p * mr + i] = 0.0f;
+        }
+    }
+}
+
+/* One NR-wide micro-panel of op(B): bp[p*nr + j] = op(B)(p, j) for j < n, zero
+ * for n <= j < nr.  op(B)(p, j) = b[p*rs + j*cs]. */
+static void pack_b_panel(float *bp, const float *b, int64_t rs, int64_t cs,
+                         int64_t kc, int64_t n, int64_t nr) {
+    int64_t p, j;
+    if (cs == 1) {
+        /* B not transposed: each row of the panel is a contiguous copy. */
+        for (p = 0; p < kc; p++) {                /* K: rows of the panel */
+            memcpy(bp + p * nr, b + p * rs, (size_t)n * sizeof(float));
+            for (j = n; j < nr; j++)              /* N: padding columns */
+                bp[p * nr + j] = 0.0f;
+        }
+    } else {
+        /* B transposed: read each row of B (a column of op(B)) contiguously. */
+        for (j = 0; j < n; j++) {                 /* N: columns of the panel */
+            const float *bj = b + j * cs;
+            for (p = 0; p < kc; p++)              /* K: down the column */
+                bp[p * nr + j] = bj[p * rs];
+        }
+        for (p = 0; p < kc; p++)                  /* K: rows of the panel */
+            for (j = n; j < nr; j++)              /* N: padding columns */
+                bp[p * nr + j] = 0.0f;
+    }
+}
+
+/* ---- the blocked product ------------------------------------------------- */
+
+typedef struct {
+    float *c;              /* C (m x n), row stride ldc */
+    const float *a;        /* op(A)(i, p) = a[i*a_rs + p*a_cs] */
+    const float *b;        /* op(B)(p, j) = b[p*b_rs + j*b_cs] */
+    int64_t m, n, k;
+    int64_t ldc, a_rs, a_cs, b_rs, b_cs;
+    float alpha, beta;
+    /* Dense epilogue, applied to each tile after its last K block:
+     * C += bias (if bias), then y = act(C) (if y; softmax excluded). */
+    const float *bias;
+    float *y;              /* same row stride as C */
+    int act;
+    float act_alpha;
+} gemm_problem;
+
+static int gemm_has_epilogue(const gemm_problem *pr) {
+    return pr->bias != NULL || (pr->y != NULL && pr->act != PYNN_ACT_SOFTMAX);
+}
+
+/* Bias and elementwise activation on the m x n block of C at (i0, j0). */
+static void gemm_epilogue(const gemm_problem *pr, int64_t i0, int64_t j0,
+                          int64_t m, int64_t n) {
+    int64_t i, j;
+    for (i = 0; i < m; i++) {                     /* M: rows of the finished block */
+        float *z = pr->c + (i0 + i) * pr->ldc + j0;
+        if (pr->bias != NULL) {
+            const float *bias = pr->bias + j0;
+            for (j = 0; j < n; j++)               /* N: along the row */
+                z[j] += bias[j];
+        }
+        if (pr->y != NULL && pr->act != PYNN_ACT_SOFTMAX)
+            (void)pynn_act_span(pr->y + (i0 + i) * pr->ldc + j0, z, n, pr->act, pr->act_alpha);
+    }
+}
+
+/* Floats of workspace gemm_blocked needs: one packed B panel and one packed A block. */
+static size_t gemm_workspace_floats(const gemm_problem *pr, const pynn_gemm_kernel_info *ki) {
+    const int64_t kc = min_i64(pr->k, ki->kc);
+    const int64_t nc = round_up(min_i64(pr->n, ki->nc), ki->nr);
+    const int64_t mc = round_up(min_i64(pr->m, ki->mc), ki->mr);
+    return (size_t)(kc * nc + kc * mc);
+}
+
+/* m, n, k >= 1.  ws holds gemm_workspace_floats(pr, ki) floats, 64-byte aligned. */
+static void gemm_blocked(const gemm_problem *pr, const pynn_gemm_kernel_info *ki,
+                         float *ws, int nthreads) {
+    const int64_t MR = ki->mr, NR = ki->nr, MC = ki->mc, KC = ki->kc, NC = ki->nc;
+    const int epilogue = gemm_has_epilogue(pr);
+    /* nc * kc is a multiple of 16 floats (NR is), so the A block stays aligned. */
+    float *b_buf = ws;
+    float *a_buf = ws + round_up(min_i64(pr->n, NC), NR) * min_i64(pr->k, KC);
+
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        int64_t jc, pc, ic, js, is;
+        for (jc = 0; jc < pr->n; jc += NC) {                 /* N: panels of B and C (L3) */
+            const int64_t nc = min_i64(NC, pr->n - jc);
+            const int64_t n_panels = (nc + NR - 1) / NR;
+            for (pc = 0; pc < pr->k; pc += KC) {             /* K: depth blocks, in order */
+                const int64_t kc = min_i64(KC, pr->k - pc);
+                const float beta = pc == 0 ? pr->beta : 1.0f;  /* later blocks accumulate */
+                const int last_k = pc + kc == pr->k;
+
+#pragma omp for schedule(static)
+                for (js = 0; js < n_panels; js++)            /* N: micro-panels of B */
+                    pack_b_panel(b_buf + js * NR * kc,
+                                 pr->b + pc * pr->b_rs + (jc + js * NR) * pr->b_cs,
+                                 pr->b_rs, pr->b_cs, kc, min_i64(NR, nc - js * NR), NR);
+
+                for (ic = 0; ic < pr->m; ic += MC) {         /* M: blocks of A (L2) */
+                    const int64_t mc = min_i64(MC, pr->m - ic);
+                    const int64_t m_panels = (mc + MR - 1) / MR;
+
+#pragma omp for schedule(static)
+                    for (is = 0; is < m_panels; is++)        /* M: micro-panels of A */
+                        pack_a_panel(a_buf + is * MR * kc,
+                                     pr->a + (ic + is * MR) * pr->a_rs + pc * pr->a_cs,
+                                     pr->a_rs, pr->a_cs, min_i64(MR, mc - is * MR), kc, MR);
+
+                    /* The barrier ending this loop also keeps the packed A block
+                     * alive until every thread is done with it. */
+#pragma omp for collapse(2) schedule(static)
+                    for (js = 0; js < n_panels; js++) {      /* N: micro-panels of B (jr) */
+                        for (is = 0; is < m_panels; is++) {  /* M: tiles down C (ir) */
+                            const int64_t i0 = ic + is * MR, j0 = jc + js * NR;
+                            const int64_t m = min_i64(MR, pr->m - i0);
+                            const int64_t n = min_i64(NR, pr->n - j0);
+                            ki->ukernel(pr->c + i0 * pr->ldc + j0, a_buf + is * MR * kc,
+                                        b_buf + js * NR * kc, m, n, kc,
+                                        pr->alpha, beta, pr->ldc);
+                            if (last_k && epilogue)
+                                gemm_epilogue(pr, i0, j0, m, n);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Below this many multiply-adds a team costs more than it saves; the thread
+ * count never changes a result. */
+#define GEMM_MIN_PARALLEL_MACS ((int64_t)1 << 17)
+
+static int gemm_threads(int64_t m, int64_t n, int64_t k) {
+    return m * n * k < GEMM_MIN_PARALLEL_MACS ? 1 : pynn_threads();
+}
+
+/* C = beta C (beta == 0: C = 0 without reading it): the whole product when K == 0
+ * or alpha == 0, as in the reference BLAS. */
+static void gemm_scale_c(const gemm_problem *pr) {
+    int64_t i, j;
+    for (i = 0; i < pr->m; i++) {                 /* M: rows of C */
+        float *ci = pr->c + i * pr->ldc;
+        if (pr->beta == 0.0f) {
+            for (j = 0; j < pr->n; j++)           /* N: along the row */
+                ci[j] = 0.0f;
+        } else {
+            for (j = 0; j < pr->n; j++)           /* N: along the row */
+                ci[j] *= pr->beta;
+        }
+    }
+}
+
+static int gemm_run(const gemm_problem *pr) {
+    const pynn_gemm_kernel_info *ki = pynn_gemm_kernel_info_of(pynn_gemm_kernel());
+    gemm_workspace ws;
+    int status;
+    if (pr->m == 0 || pr->n == 0) return PYNN_OK;
+    if (pr->k == 0 || pr->alpha == 0.0f) {
+        gemm_scale_c(pr);
+        if (gemm_has_epilogue(pr)) gemm_epilogue(pr, 0, 0, pr->m, pr->n);
+        return PYNN_OK;
+    }
+    status = workspace_acquire(&ws, gemm_workspace_floats(pr, ki));
+    if (status != PYNN_OK) return status;
+    gemm_blocked(pr, ki, ws.base, gemm_threads(pr->m, pr->n, pr->k));
+    workspace_release(&ws);
+    return PYNN_OK;
+}
+
+/* Fills the stride fields of pr from the BLAS-style arguments. */
+static void gemm_set_strides(gemm_problem *pr, int trans_a, int trans_b,
+                             int64_t lda, int64_t ldb, int64_t ldc) {
+    pr->ldc = ldc;
+    pr->a_rs = trans_a ? 1 : lda;    /* op(A)(i, p) = A[p][i] if trans_a, else A[i][p] */
+    pr->a_cs = trans_a ? lda : 1;
+    pr->b_rs = trans_b ? 1 : ldb;    /* op(B)(p, j) = B[j][p] if trans_b, else B[p][j] */
+    pr->b_cs = trans_b ? ldb : 1;
+}
+
+static int64_t max1(int64_t x) { return x > 1 ? x : 1; }
+
 int pynn_sgemm(float *C, const float *A, const float *B,
                int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-               float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc) { return PYNN_ENOTSUP; }
+               float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc) {
+    gemm_problem pr;
+    PYNN_RETURN_IF(M < 0 || N < 0 || K < 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(C == NULL && M > 0 && N > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(A == NULL && M > 0 && K > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(B == NULL && K > 0 && N > 0, PYNN_EINVAL);
+    /* Leading dimensions: at least the stored row length (BLAS's rule, row-major). */
+    PYNN_RETURN_IF(lda < max1(trans_a ? M : K), PYNN_EINVAL);
+    PYNN_RETURN_IF(ldb < max1(trans_b ? K : N), PYNN_EINVAL);
+    PYNN_RETURN_IF(ldc < max1(N), PYNN_EINVAL);
+
+    memset(&pr, 0, sizeof pr);
+    pr.c = C;
+    pr.a = A;
+    pr.b = B;
+    pr.m = M;
+    pr.n = N;
+    pr.k = K;
+    pr.alpha = alpha;
+    pr.beta = beta;
+    gemm_set_strides(&pr, trans_a, trans_b, lda, ldb, ldc);
+    return gemm_run(&pr);
+}
+
+/* ---- softmax epilogue ----------------------------------------------------- */
+
+/* y = softmax(z) row by row, y may equal z.  Per row: m = max, e = expf(z - m),
+ * s = sum of e in index order, y = e / s: the formula of the stand-alone
+ * activation kernel, so the fused and separate paths agree bitwise. */
+static void softmax_rows(float *y, const float *z, int64_t rows, int64_t cols, int64_t ld) {
+    int64_t r;
+    const int nthreads = pynn_threads_for(rows * cols * 16);
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+    for (r = 0; r < rows; r++) {                  /* M: rows, one thread each */
+        const float *zr = z + r * ld;
+        float *yr = y + r * ld;
+        float mx = zr[0], s = 0.0f;
+        int64_t j;
+        for (j = 1; j < cols; j++)                /* N: the row's maximum */
+            mx = zr[j] > mx ? zr[j] : mx;
+        for (j = 0; j < cols; j++) {              /* N: exponentials, summed in order */
+            yr[j] = expf(zr[j] - mx);
+            s += yr[j];
+        }
+        for (j = 0; j < cols; j++)                /* N: normalise */
+            yr[j] = yr[j] / s;
+    }
+}
+
 int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
                         const float *bias, int trans_a, int trans_b,
-                        int64_t M, int64_t N, int64_t K, int act, float act_alpha) { return PYNN_ENOTSUP; }
+                        int64_t M, int64_t N, int64_t K, int act, float act_alpha) {
+    gemm_problem pr;
+    int status;
+    PYNN_RETURN_IF(M < 0 || N < 0 || K < 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act > PYNN_ACT_GELU, PYNN_EINVAL);
+    PYNN_RETURN_IF(Z == NULL && M > 0 && N > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(A == NULL && M > 0 && K > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(B == NULL && K > 0 && N > 0, PYNN_EINVAL);
+
+    memset(&pr, 0, sizeof pr);
+    pr.c = Z;
+    pr.a = A;
+    pr.b = B;
+    pr.m = M;
+    pr.n = N;
+    pr.k = K;
+    pr.alpha = 1.0f;
+    pr.beta = 0.0f;
+    pr.bias = bias;
+    pr.y = Y;
+    pr.act = act;
+    pr.act_alpha = act_alpha;
+    /* Contiguous operands: the leading dimension is the stored row length. */
+    gemm_set_strides(&pr, trans_a, trans_b, max1(trans_a ? M : K), max1(trans_b ? K : N), max1(N));
+    status = gemm_run(&pr);
+    if (status == PYNN_OK && Y != NULL && act == PYNN_ACT_SOFTMAX && M > 0 && N > 0)
+        softmax_rows(Y, Z, M, N, pr.ldc);
+    return status;
+}

@@ -1,0 +1,59 @@
+/* gemm_internal.h -- the contract between the GEMM driver (gemm.c) and its
+ * micro-kernels (gemm_kernel_*.c).  Not installed.
+ *
+ * The driver (Goto/BLIS structure) packs op(A) and op(B) into contiguous
+ * micro-panels and calls one micro-kernel per MR x NR tile of C:
+ *
+ *   B panel (kc x nc, in L3)  is cut into NR-wide micro-panels, each stored row
+ *                             after row:        b[p*NR + j] = op(B)(p, j)
+ *   A block (mc x kc, in L2)  is cut into MR-tall micro-panels, each stored
+ *                             column after column: a[p*MR + i] = op(A)(i, p)
+ *
+ * Rows of a micro-panel past the matrix edge are zero, so a kernel may always
+ * compute a full MR x NR tile; it only stores the m x n corner that exists.
+ *
+ * Micro-kernel contract (BLIS-style):
+ *
+ *   C[0:m, 0:n] := beta * C[0:m, 0:n] + alpha * (A_p B_p)[0:m, 0:n]
+ *
+ *   c      the tile's top-left element; row stride ldc, column stride 1
+ *   a, b   packed micro-panels as above, 64-byte aligned, kc >= 1
+ *   m, n   1 <= m <= MR, 1 <= n <= NR (edge tiles are handled inside)
+ *   beta   0 means C is not read (it may hold NaN or Inf)
+ *
+ * Every kernel sums the kc products of each element in increasing p, one
+ * accumulator per element, whatever the tile's position: an element's value
+ * depends only on the K blocking (fixed per kernel), never on the thread count.
+ */
+#ifndef PYNN_GEMM_INTERNAL_H
+#define PYNN_GEMM_INTERNAL_H
+
+#include <stdint.h>
+
+typedef void (*pynn_gemm_ukernel_fn)(float *c, const float *a, const float *b,
+                                     int64_t m, int64_t n, int64_t kc,
+                                     float alpha, float beta, int64_t ldc);
+
+/* A micro-kernel and the blocking the driver uses with it.
+ *   mr, nr  register tile
+ *   mc      rows of the packed A block   (mc x kc floats stay in L2), multiple of mr
+ *   kc      depth of one K block         (kc x nr of B stays in L1)
+ *   nc      columns of the packed B panel (kc x nc floats stay in L3), multiple of nr */
+typedef struct {
+    int id;           /* PYNN_KERNEL_* */
+    const char *name;
+    int64_t mr, nr, mc, kc, nc;
+    pynn_gemm_ukernel_fn ukernel;
+} pynn_gemm_kernel_info;
+
+extern const pynn_gemm_kernel_info pynn_gemm_kernel_generic;
+#ifdef PYNN_HAVE_X86_KERNELS
+extern const pynn_gemm_kernel_info pynn_gemm_kernel_avx2;
+extern const pynn_gemm_kernel_info pynn_gemm_kernel_avx512;
+#endif
+
+/* The blocking table of a supported kernel (PYNN_KERNEL_GENERIC, _AVX2, _AVX512),
+ * NULL if this CPU or build lacks it.  Tests use it to aim at block edges. */
+const pynn_gemm_kernel_info *pynn_gemm_kernel_info_of(int which);
+
+#endif /* PYNN_GEMM_INTERNAL_H */
