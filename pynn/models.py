@@ -44,10 +44,10 @@ def _as_features(x, where, what="x"):
         arr = arr.reshape(-1, 1)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{where}: {what} contains NaN or infinite values; expected finite numbers")
-    out = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.all(np.isfinite(out)):
+    if arr.dtype.itemsize > 4 and np.issubdtype(arr.dtype, np.floating) and \
+            np.abs(arr).max() > np.finfo(np.float32).max:
         raise ValueError(f"{where}: {what} holds values beyond the float32 range (|x| > 3.4e38)")
-    return out
+    return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def _as_targets(y, where):
