@@ -14,6 +14,7 @@
 #include "pynn.h"
 
 #define PYNN_SQRT1_2 0.70710678118654752440f
+#define PYNN_INV_SQRT_2PI 0.39894228040143267794f
 
 /* y[0:n] = act(z[0:n]); y may equal z.  Returns PYNN_EINVAL for softmax or an
  * unknown id (callers handle softmax row-wise). */
@@ -41,6 +42,40 @@ static inline int pynn_act_span(float *y, const float *z, int64_t n, int act, fl
         return PYNN_OK;
     default:
         return PYNN_EINVAL;
+    }
+}
+
+/* dx[0:n] = f'(x) dy elementwise, x the pre-activation and y = f(x); dx may equal dy.
+ * Softmax is not elementwise (activations.c); an unknown id leaves dx untouched. */
+static inline void pynn_act_backward_span(float *dx, const float *x, const float *y, const float *dy,
+                              int64_t n, int act, float alpha) {
+    int64_t i;
+    switch (act) {
+    case PYNN_ACT_LINEAR:
+        if (dx != dy) memcpy(dx, dy, (size_t)n * sizeof(float));
+        break;
+    case PYNN_ACT_RELU:
+        for (i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case PYNN_ACT_LEAKY_RELU:
+        for (i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];
+        break;
+    case PYNN_ACT_SIGMOID:
+        for (i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    case PYNN_ACT_TANH:
+        for (i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    case PYNN_ACT_GELU:
+        /* d/dx [x Phi(x)] = Phi(x) + x phi(x), Phi the normal CDF, phi its pdf */
+        for (i = 0; i < n; i++) {
+            float cdf = 0.5f * (1.0f + erff(x[i] * PYNN_SQRT1_2));
+            float pdf = PYNN_INV_SQRT_2PI * expf(-0.5f * x[i] * x[i]);
+            dx[i] = dy[i] * (cdf + x[i] * pdf);
+        }
+        break;
+    default:
+        break; /* unreachable: the caller checked act */
     }
 }
 

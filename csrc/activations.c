@@ -17,8 +17,6 @@
  * (N x 1) parallelises as well as a wide one. */
 #define PYNN_ACT_SPAN 4096
 
-#define PYNN_INV_SQRT_2PI 0.39894228040143267794f
-
 /* y[r, :] = softmax(x[r, :]) for one row of n values; y may equal x. */
 static void softmax_row(float *y, const float *x, int64_t n) {
     float m = x[0], s = 0.0f;
@@ -71,39 +69,6 @@ static void softmax_backward_row(float *dx, const float *y, const float *dy, int
     for (j = 0; j < n; j++) dx[j] = y[j] * (dy[j] - dotf);
 }
 
-/* dx = f'(x) dy, elementwise over n values. */
-static void act_backward_span(float *dx, const float *x, const float *y, const float *dy,
-                              int64_t n, int act, float alpha) {
-    int64_t i;
-    switch (act) {
-    case PYNN_ACT_LINEAR:
-        if (dx != dy) memcpy(dx, dy, (size_t)n * sizeof(float));
-        break;
-    case PYNN_ACT_RELU:
-        for (i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
-        break;
-    case PYNN_ACT_LEAKY_RELU:
-        for (i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];
-        break;
-    case PYNN_ACT_SIGMOID:
-        for (i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
-        break;
-    case PYNN_ACT_TANH:
-        for (i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
-        break;
-    case PYNN_ACT_GELU:
-        /* d/dx [x Phi(x)] = Phi(x) + x phi(x), Phi the normal CDF, phi its pdf */
-        for (i = 0; i < n; i++) {
-            float cdf = 0.5f * (1.0f + erff(x[i] * PYNN_SQRT1_2));
-            float pdf = PYNN_INV_SQRT_2PI * expf(-0.5f * x[i] * x[i]);
-            dx[i] = dy[i] * (cdf + x[i] * pdf);
-        }
-        break;
-    default:
-        break; /* unreachable: the caller checked act */
-    }
-}
-
 /* dx = act'(x) dy; x the pre-activation, y = act(x); dx may equal dy. */
 int pynn_activation_backward(float *dx, const float *x, const float *y, const float *dy,
                              int64_t rows, int64_t cols, int act, float alpha) {
@@ -127,7 +92,7 @@ int pynn_activation_backward(float *dx, const float *x, const float *y, const fl
     for (s = 0; s < nspans; s++) {
         int64_t start = s * PYNN_ACT_SPAN;
         int64_t len = n - start < PYNN_ACT_SPAN ? n - start : PYNN_ACT_SPAN;
-        act_backward_span(dx + start, x + start, y + start, dy + start, len, act, alpha);
+        pynn_act_backward_span(dx + start, x + start, y + start, dy + start, len, act, alpha);
     }
     return PYNN_OK;
 }

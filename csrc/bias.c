@@ -1,16 +1,14 @@
 /* bias.c -- adding a bias row to every row, and its gradient (column sums).
  *
- * bias_grad is a reduction over rows.  To keep it independent of the thread count
- * the rows are cut into chunks of PYNN_REDUCE_CHUNK: each column's chunk partial
- * sums its rows in order starting from 0, and the partials are added in chunk order.
- * Work is split over (chunk, column block) tiles, never inside a column's chunk.
+ * bias_grad is a reduction over rows, kept independent of the thread count as
+ * column_sums (below) explains.
  */
-#include <stdlib.h>
 #include "internal.h"
+#include "act_elementwise.h"
 
-/* Columns per tile of bias_grad: wide enough for the inner loop to vectorise,
- * narrow enough that a few hundred rows of a tile stay in L1/L2. */
-#define PYNN_BIAS_COL_BLOCK 512
+/* Columns per block of bias_grad: wide enough for the inner loop to vectorise,
+ * small enough for the block's partial sums to live on the stack. */
+#define PYNN_BIAS_COL_BLOCK 64
 
 /* y (rows x cols) += bias (cols,) */
 int pynn_bias_add(float *y, const float *bias, int64_t rows, int64_t cols) {
@@ -26,53 +24,71 @@ int pynn_bias_add(float *y, const float *bias, int64_t rows, int64_t cols) {
     return PYNN_OK;
 }
 
+/* The column sums behind bias_grad and activation_backward_bias_grad.
+ *
+ * Work is split over blocks of PYNN_BIAS_COL_BLOCK columns (one thread each, so a
+ * column is never shared).  Inside a block the rows are walked in chunks of
+ * PYNN_REDUCE_CHUNK: each chunk's partial starts from zero and sums its rows in
+ * order, and the partials are added in chunk order.  No workspace: a block's partial
+ * lives on the stack.  When act >= 0 each row segment is first turned into
+ * dz = act'(z) dy (written to dz), so the derivative and the sum share one pass. */
+static void column_sums(float *db, float *dz, const float *z, const float *y, const float *dy,
+                        int64_t rows, int64_t cols, int act, float alpha) {
+    const int64_t nblocks = (cols + PYNN_BIAS_COL_BLOCK - 1) / PYNN_BIAS_COL_BLOCK;
+    int64_t b;
+    /* column blocks: each block of db is written by one thread */
+#pragma omp parallel for schedule(static) num_threads(nblocks > 1 ? pynn_threads_for(rows * cols) : 1)
+    for (b = 0; b < nblocks; b++) {
+        const int64_t j0 = b * PYNN_BIAS_COL_BLOCK;
+        const int64_t w = cols - j0 < PYNN_BIAS_COL_BLOCK ? cols - j0 : PYNN_BIAS_COL_BLOCK;
+        float total[PYNN_BIAS_COL_BLOCK], part[PYNN_BIAS_COL_BLOCK];
+        int64_t r0, r, j;
+        /* chunks of rows, in order */
+        for (r0 = 0; r0 < rows; r0 += PYNN_REDUCE_CHUNK) {
+            const int64_t r1 = r0 + PYNN_REDUCE_CHUNK < rows ? r0 + PYNN_REDUCE_CHUNK : rows;
+            for (j = 0; j < w; j++) part[j] = 0.0f;
+            /* rows of the chunk, in order */
+            for (r = r0; r < r1; r++) {
+                const int64_t at = r * cols + j0;
+                const float *row = dy + at;
+                if (act >= 0) {
+                    pynn_act_backward_span(dz + at, z + at, y + at, dy + at, w, act, alpha);
+                    row = dz + at;
+                }
+                for (j = 0; j < w; j++) part[j] += row[j];
+            }
+            if (r0 == 0)
+                for (j = 0; j < w; j++) total[j] = part[j];
+            else
+                for (j = 0; j < w; j++) total[j] += part[j];
+        }
+        for (j = 0; j < w; j++) db[j0 + j] = rows > 0 ? total[j] : 0.0f;
+    }
+}
+
 /* db (cols,) = column sums of dz (rows x cols) */
 int pynn_bias_grad(float *db, const float *dz, int64_t rows, int64_t cols) {
-    int64_t nchunks, nblocks, t, j;
-    float *partial;
     PYNN_RETURN_IF(rows < 0 || cols < 0 || db == NULL || dz == NULL, PYNN_EINVAL);
-    if (cols == 0) return PYNN_OK;
-    if (rows == 0) {
-        for (j = 0; j < cols; j++) db[j] = 0.0f;
+    column_sums(db, NULL, NULL, NULL, dz, rows, cols, -1, 0.0f);
+    return PYNN_OK;
+}
+
+/* dz = act'(z) dy and db = column sums of dz: the backward of a dense layer's
+ * epilogue in one pass over the data.  Softmax couples a whole row, so it takes
+ * two passes (activation_backward, then the sums). */
+int pynn_activation_backward_bias_grad(float *dz, float *db, const float *z, const float *y,
+                                       const float *dy, int64_t rows, int64_t cols, int act,
+                                       float alpha) {
+    int status;
+    PYNN_RETURN_IF(rows < 0 || cols < 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(dz == NULL || db == NULL || z == NULL || y == NULL || dy == NULL, PYNN_EINVAL);
+    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act > PYNN_ACT_GELU, PYNN_EINVAL);
+    if (act == PYNN_ACT_SOFTMAX) {
+        status = pynn_activation_backward(dz, z, y, dy, rows, cols, act, alpha);
+        if (status != PYNN_OK) return status;
+        column_sums(db, NULL, NULL, NULL, dz, rows, cols, -1, 0.0f);
         return PYNN_OK;
     }
-    nchunks = (rows + PYNN_REDUCE_CHUNK - 1) / PYNN_REDUCE_CHUNK;
-    nblocks = (cols + PYNN_BIAS_COL_BLOCK - 1) / PYNN_BIAS_COL_BLOCK;
-
-    /* One chunk (the common batch size): its partial is the answer, no workspace. */
-    partial = db;
-    if (nchunks > 1) {
-        partial = (float *)malloc((size_t)nchunks * (size_t)cols * sizeof(float));
-        PYNN_RETURN_IF(partial == NULL, PYNN_ENOMEM);
-    }
-
-    /* tiles (chunk c, column block b): partial[c, block] = sum of the chunk's rows */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(rows * cols))
-    for (t = 0; t < nchunks * nblocks; t++) {
-        int64_t c = t / nblocks, b = t % nblocks;
-        int64_t r0 = c * PYNN_REDUCE_CHUNK;
-        int64_t r1 = r0 + PYNN_REDUCE_CHUNK < rows ? r0 + PYNN_REDUCE_CHUNK : rows;
-        int64_t j0 = b * PYNN_BIAS_COL_BLOCK;
-        int64_t j1 = j0 + PYNN_BIAS_COL_BLOCK < cols ? j0 + PYNN_BIAS_COL_BLOCK : cols;
-        float *acc = partial + c * cols;
-        int64_t r, jj;
-        for (jj = j0; jj < j1; jj++) acc[jj] = 0.0f;
-        for (r = r0; r < r1; r++) {
-            const float *row = dz + r * cols;
-            for (jj = j0; jj < j1; jj++) acc[jj] += row[jj];
-        }
-    }
-
-    if (nchunks > 1) {
-        /* columns: each column adds its chunk partials in chunk order */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(nchunks * cols))
-        for (j = 0; j < cols; j++) {
-            float sum = partial[j];
-            int64_t c;
-            for (c = 1; c < nchunks; c++) sum += partial[c * cols + j];
-            db[j] = sum;
-        }
-        free(partial);
-    }
+    column_sums(db, dz, z, y, dy, rows, cols, act, alpha);
     return PYNN_OK;
 }

@@ -123,45 +123,55 @@ static double cce_logits_row(float *g, const float *z, const float *t, int64_t l
     return loss;
 }
 
+/* Chunk sums of up to this many chunks live on the stack (batches up to 16,384 rows);
+ * larger batches allocate one array of chunk sums. */
+#define PYNN_LOSS_STACK_CHUNKS 64
+
 /* Runs the row function of (kind, from_logits) over all rows and writes the mean of
- * the per-sample losses.  target is NULL for sparse CCE, labels otherwise. */
+ * the per-sample losses.  target is NULL for sparse CCE, labels otherwise.
+ * Rows are cut into chunks of PYNN_REDUCE_CHUNK; a chunk's rows are summed in order
+ * by one thread, and the chunk sums are added in chunk order, so the loss does not
+ * depend on the thread count. */
 static int loss_rows(float *grad, double *loss, const float *pred, const float *target,
                      const int64_t *labels, int64_t rows, int64_t cols, int kind,
                      int from_logits) {
     const float size = (float)(rows * cols), frows = (float)rows;
-    double *row_loss, total = 0.0;
-    int64_t r, c0;
+    const int64_t nchunks = (rows + PYNN_REDUCE_CHUNK - 1) / PYNN_REDUCE_CHUNK;
+    double stack_sums[PYNN_LOSS_STACK_CHUNKS], *chunk_sum = stack_sums, total = 0.0;
+    int64_t c;
 
-    row_loss = (double *)malloc((size_t)rows * sizeof(double));
-    PYNN_RETURN_IF(row_loss == NULL, PYNN_ENOMEM);
-
-    /* rows: each row's loss and gradient are computed by one thread */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(rows * cols))
-    for (r = 0; r < rows; r++) {
-        const float *p = pred + r * cols;
-        const float *t = target != NULL ? target + r * cols : NULL;
-        float *g = grad != NULL ? grad + r * cols : NULL;
-        int64_t label = labels != NULL ? labels[r] : -1;
-        double value;
-        if (kind == PYNN_LOSS_MSE)
-            value = mse_row(g, p, t, cols, size);
-        else if (kind == PYNN_LOSS_BCE)
-            value = from_logits ? bce_logits_row(g, p, t, cols, size)
-                                : bce_probs_row(g, p, t, cols, size);
-        else
-            value = from_logits ? cce_logits_row(g, p, t, label, cols, frows)
-                                : cce_probs_row(g, p, t, label, cols, frows);
-        row_loss[r] = value;
+    if (nchunks > PYNN_LOSS_STACK_CHUNKS) {
+        chunk_sum = (double *)malloc((size_t)nchunks * sizeof(double));
+        PYNN_RETURN_IF(chunk_sum == NULL, PYNN_ENOMEM);
     }
 
-    /* chunks of rows, in order: the sum does not depend on how rows were shared */
-    for (c0 = 0; c0 < rows; c0 += PYNN_REDUCE_CHUNK) {
-        int64_t c1 = c0 + PYNN_REDUCE_CHUNK < rows ? c0 + PYNN_REDUCE_CHUNK : rows;
-        double chunk = 0.0;
-        for (r = c0; r < c1; r++) chunk += row_loss[r];
-        total += chunk;
+    /* chunks of rows: each chunk's rows (loss and gradient) are handled by one thread */
+#pragma omp parallel for schedule(static) num_threads(nchunks > 1 ? pynn_threads_for(rows * cols) : 1)
+    for (c = 0; c < nchunks; c++) {
+        const int64_t r0 = c * PYNN_REDUCE_CHUNK;
+        const int64_t r1 = r0 + PYNN_REDUCE_CHUNK < rows ? r0 + PYNN_REDUCE_CHUNK : rows;
+        double sum = 0.0;
+        int64_t r;
+        /* rows of the chunk, in order */
+        for (r = r0; r < r1; r++) {
+            const float *p = pred + r * cols;
+            const float *t = target != NULL ? target + r * cols : NULL;
+            float *g = grad != NULL ? grad + r * cols : NULL;
+            int64_t label = labels != NULL ? labels[r] : -1;
+            if (kind == PYNN_LOSS_MSE)
+                sum += mse_row(g, p, t, cols, size);
+            else if (kind == PYNN_LOSS_BCE)
+                sum += from_logits ? bce_logits_row(g, p, t, cols, size)
+                                   : bce_probs_row(g, p, t, cols, size);
+            else
+                sum += from_logits ? cce_logits_row(g, p, t, label, cols, frows)
+                                   : cce_probs_row(g, p, t, label, cols, frows);
+        }
+        chunk_sum[c] = sum;
     }
-    free(row_loss);
+
+    for (c = 0; c < nchunks; c++) total += chunk_sum[c];   /* chunk order */
+    if (chunk_sum != stack_sums) free(chunk_sum);
     *loss = total / (double)rows;
     return PYNN_OK;
 }

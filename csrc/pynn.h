@@ -91,6 +91,12 @@ int pynn_bias_add(float *y, const float *bias, int64_t rows, int64_t cols);
 /* db (cols,) = column sums of dz (rows x cols) */
 int pynn_bias_grad(float *db, const float *dz, int64_t rows, int64_t cols);
 
+/* dz = act'(z) dy and db = column sums of dz, in one pass over the data (the backward
+ * of a dense layer's bias + activation epilogue).  dz may equal dy. */
+int pynn_activation_backward_bias_grad(float *dz, float *db, const float *z, const float *y,
+                                       const float *dy, int64_t rows, int64_t cols, int act,
+                                       float alpha);
+
 /* ---- activations ----------------------------------------------------------- */
 /* y = act(x), x and y (rows x cols); y may equal x. */
 int pynn_activation_forward(float *y, const float *x, int64_t rows, int64_t cols,
@@ -129,6 +135,78 @@ int pynn_adam_update(float *w, float *m, float *v, const float *g, int64_t n,
  * when momentum == 0). */
 int pynn_rmsprop_update(float *w, float *v, float *mom, const float *g, int64_t n,
                         float lr, float rho, float momentum, float epsilon);
+
+/* ---- the fused training path of a Dense network (mlp.c) ---------------------
+ *
+ * A Sequential model of Dense layers trains through one call per step (or per run of
+ * steps) with every buffer preallocated.  It calls the same kernels, in the same order,
+ * as the per-layer path of pynn/layers, so both give bitwise-identical weights.
+ *
+ * Parameters live in one flat array, layer by layer: kernel (in x out, row-major),
+ * then bias (out) if the layer has one.  Gradients and optimizer state use the same
+ * layout.
+ */
+#define PYNN_MLP_MAX_LAYERS 64
+#define PYNN_MLP_MAX_METRICS 8
+
+#define PYNN_LOSS_SPARSE_CCE 3     /* integer labels (only in pynn_mlp_config) */
+
+#define PYNN_OPT_SGD 0
+#define PYNN_OPT_ADAM 1
+#define PYNN_OPT_RMSPROP 2
+
+#define PYNN_METRIC_BINARY_ACCURACY 0
+#define PYNN_METRIC_CATEGORICAL_ACCURACY 1
+#define PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY 2
+#define PYNN_METRIC_MAE 3
+
+typedef struct pynn_mlp_config {
+    int64_t n_layers;
+    int64_t sizes[PYNN_MLP_MAX_LAYERS + 1];  /* widths: the input, then each layer's units */
+    int32_t acts[PYNN_MLP_MAX_LAYERS];       /* activation each layer applies in training */
+    float alphas[PYNN_MLP_MAX_LAYERS];       /* leaky_relu slopes */
+    int32_t use_bias[PYNN_MLP_MAX_LAYERS];
+    int32_t loss;                            /* PYNN_LOSS_MSE/BCE/CCE or PYNN_LOSS_SPARSE_CCE */
+    int32_t from_logits;                     /* the last layer's output is logits */
+    int32_t predict_act;                     /* turns that output into predictions for the metrics */
+    int32_t n_metrics;
+    int32_t metrics[PYNN_MLP_MAX_METRICS];   /* PYNN_METRIC_* */
+    int32_t optimizer;                       /* PYNN_OPT_* */
+    int32_t nesterov;
+    float lr, momentum, beta1, beta2, rho, epsilon;
+    /* Adam's bias-corrected step size is computed in double from these, exactly as
+     * pynn.backend.reference.adam_lr_t does, then rounded to float. */
+    double lr_d, beta1_d, beta2_d;
+} pynn_mlp_config;
+
+/* Number of parameters, and floats of workspace a batch of `batch` rows needs
+ * (negative PYNN_E* status for an invalid configuration). */
+int64_t pynn_mlp_num_params(const pynn_mlp_config *cfg);
+int64_t pynn_mlp_workspace_size(const pynn_mlp_config *cfg, int64_t batch);
+
+/*
+ * Trains on the rows `order[first_row : first_row + n_steps * batch]` of (x, targets),
+ * clipped to n_order, in consecutive batches of `batch` rows (the last may be
+ * smaller): for each batch a forward pass, the loss and its gradient, a backward pass
+ * and one optimizer update.  order may be NULL for rows in their stored order.
+ *   params, grads, slot1, slot2 (n_params each; slots as the optimizer needs them,
+ *     else may be NULL): updated in place;
+ *   step_losses (n_steps): each batch's mean loss (before its update);
+ *   step_metrics (n_steps x n_metrics): each batch's SUM over samples of each metric;
+ *   workspace (pynn_mlp_workspace_size(cfg, batch) floats), labels_ws (batch int64);
+ *   x (n_rows x sizes[0]); targets (n_rows x sizes[n_layers]) float, or labels (n_rows)
+ *     int64 for PYNN_LOSS_SPARSE_CCE (the other pointer may be NULL);
+ *   iterations: updates done before this call (Adam's step count).
+ * Returns PYNN_ELABEL for a label outside [0, classes) (the batches before it are
+ * applied), PYNN_EINVAL for bad sizes or configuration.
+ */
+int pynn_mlp_train(float *params, float *grads, float *slot1, float *slot2,
+                   double *step_losses, double *step_metrics, float *workspace,
+                   int64_t *labels_ws,
+                   const float *x, const float *targets, const int64_t *labels,
+                   const int64_t *order, int64_t n_rows, int64_t n_order, int64_t first_row,
+                   int64_t batch, int64_t n_steps, int64_t iterations,
+                   const pynn_mlp_config *cfg);
 
 #ifdef __cplusplus
 }

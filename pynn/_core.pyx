@@ -11,7 +11,7 @@ Nothing here computes: every number comes from csrc/.
 Arguments are marked # OUT / # IN as in csrc/pynn.h: outputs first, then inputs.
 """
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "pynn.h" nogil:
     int PYNN_OK, PYNN_EINVAL, PYNN_ENOMEM, PYNN_ELABEL, PYNN_ENOTSUP
@@ -36,6 +36,9 @@ cdef extern from "pynn.h" nogil:
 
     int pynn_bias_add(float *y, const float *bias, int64_t rows, int64_t cols)
     int pynn_bias_grad(float *db, const float *dz, int64_t rows, int64_t cols)
+    int pynn_activation_backward_bias_grad(float *dz, float *db, const float *z, const float *y,
+                                           const float *dy, int64_t rows, int64_t cols, int act,
+                                           float alpha)
     int pynn_activation_forward(float *y, const float *x, int64_t rows, int64_t cols,
                                 int act, float alpha)
     int pynn_activation_backward(float *dx, const float *x, const float *y, const float *dy,
@@ -50,6 +53,34 @@ cdef extern from "pynn.h" nogil:
                          float lr_t, float beta1, float beta2, float epsilon)
     int pynn_rmsprop_update(float *w, float *v, float *mom, const float *g, int64_t n,
                             float lr, float rho, float momentum, float epsilon)
+
+    int PYNN_MLP_MAX_LAYERS, PYNN_MLP_MAX_METRICS, PYNN_LOSS_SPARSE_CCE
+    int PYNN_OPT_SGD, PYNN_OPT_ADAM, PYNN_OPT_RMSPROP
+    int PYNN_METRIC_BINARY_ACCURACY, PYNN_METRIC_CATEGORICAL_ACCURACY
+    int PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, PYNN_METRIC_MAE
+    ctypedef struct pynn_mlp_config:
+        int64_t n_layers
+        int64_t sizes[65]
+        int32_t acts[64]
+        float alphas[64]
+        int32_t use_bias[64]
+        int32_t loss
+        int32_t from_logits
+        int32_t predict_act
+        int32_t n_metrics
+        int32_t metrics[8]
+        int32_t optimizer
+        int32_t nesterov
+        float lr, momentum, beta1, beta2, rho, epsilon
+        double lr_d, beta1_d, beta2_d
+    int64_t pynn_mlp_num_params(const pynn_mlp_config *cfg)
+    int64_t pynn_mlp_workspace_size(const pynn_mlp_config *cfg, int64_t batch)
+    int pynn_mlp_train(float *params, float *grads, float *slot1, float *slot2,
+                       double *step_losses, double *step_metrics, float *workspace,
+                       int64_t *labels_ws, const float *x, const float *targets,
+                       const int64_t *labels, const int64_t *order, int64_t n_rows,
+                       int64_t n_order, int64_t first_row, int64_t batch, int64_t n_steps,
+                       int64_t iterations, const pynn_mlp_config *cfg)
 
 
 # Python-visible copies of the C enums, so pynn's Python code never repeats the numbers.
@@ -121,3 +152,4 @@ def gemm_kernel_supported(int which):
 
 include "_core_gemm.pxi"
 include "_core_kernels.pxi"
+include "_core_mlp.pxi"

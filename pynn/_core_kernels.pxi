@@ -72,6 +72,25 @@ def activation_backward(float[:, ::1] dx,         # OUT (rows, cols); may be dy
     _check(status, "activation_backward")
 
 
+def activation_backward_bias_grad(float[:, ::1] dz,         # OUT (rows, cols); may be dy
+                                  float[::1] db,            # OUT (cols,)
+                                  const float[:, ::1] z,    # IN  pre-activation
+                                  const float[:, ::1] y,    # IN  act(z)
+                                  const float[:, ::1] dy,   # IN  upstream gradient
+                                  int act, float alpha=0.2):
+    """dz = act'(z) dy and db = column sums of dz, in one pass."""
+    cdef tuple shape = _shape2(z)
+    _same_shape(_shape2(y), shape, "y", "activation_backward_bias_grad")
+    _same_shape(_shape2(dy), shape, "dy", "activation_backward_bias_grad")
+    _same_shape(_shape2(dz), shape, "dz", "activation_backward_bias_grad")
+    _same_length(db.shape[0], z.shape[1], "db", "activation_backward_bias_grad")
+    cdef int status
+    with nogil:
+        status = pynn_activation_backward_bias_grad(&dz[0, 0], &db[0], &z[0, 0], &y[0, 0], &dy[0, 0],
+                                                    z.shape[0], z.shape[1], act, alpha)
+    _check(status, "activation_backward_bias_grad")
+
+
 # ---- losses --------------------------------------------------------------------
 
 def loss(grad,                            # OUT None or (rows, cols) float32

@@ -111,6 +111,11 @@ class ProgbarLogger(Callback):
         self.verbose = verbose
         self._bar = None
 
+    @property
+    def redraws(self):
+        """True when the bar is redrawn in place (verbose=1 on a terminal)."""
+        return self.verbose == 1 and hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+
     def on_epoch_begin(self, epoch, logs=None):
         if self.verbose:
             print(f"Epoch {epoch + 1}/{self.params['epochs']}", flush=True)

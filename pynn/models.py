@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from . import backend as backends
+from . import fused
 from . import callbacks as callbacks_module
 from . import losses as losses_module
 from . import metrics as metrics_module
@@ -91,6 +92,9 @@ class Sequential:
         self._metric_names = None
         self._metrics = None
         self._backend = None
+        self._params = self._grads = None
+        self._trainers = {}
+        self.use_fused_path = True   # False: always train layer by layer (for checking)
         self.compiled = False
         self.history = None
         self.stop_training = False
@@ -129,7 +133,7 @@ class Sequential:
             if not layer.built:
                 layer.build(self._output_shape(upto=-1))
             if self._backend is not None:
-                layer.bind(self._backend)
+                self._bind(self._backend)
         elif self._input_shape is not None:
             self.build((None,) + self._input_shape)
 
@@ -168,8 +172,7 @@ class Sequential:
             shape = layer.output_shape
         self.built = True
         if self._backend is not None:
-            for layer in self._layers:
-                layer.bind(self._backend)
+            self._bind(self._backend)
 
     @property
     def input_shape(self):
@@ -263,15 +266,32 @@ class Sequential:
         self.optimizer, self.loss, self._metric_names = opt, loss_obj, metrics
         self._metrics = None
         self._bind(be)
-        if opt._backend is not None and opt._backend is not be:
-            opt._slots = None
         self.compiled = True
 
     def _bind(self, be):
+        """Put every weight into one flat array on backend `be` (layer by layer, kernel
+        then bias: the order of get_weights), with a flat gradient array beside it, and
+        give each layer views into both.  The optimizer's state follows the same layout
+        and starts anew."""
         self._backend = be
-        if self.built:
-            for layer in self._layers:
-                layer.bind(be)
+        self._trainers = {}
+        if not self.built:
+            return
+        host = [[np.asarray(w, dtype=np.float32) for w in layer.get_weights()] for layer in self._layers]
+        values = [w.reshape(-1) for ws in host for w in ws]
+        flat = be.from_host(np.concatenate(values) if values else np.zeros(0, np.float32))
+        grads = be.zeros((int(flat.shape[0]),))
+        start = 0
+        for layer, ws in zip(self._layers, host):
+            views, gviews = [], []
+            for w in ws:
+                views.append(be.view(flat, start, w.shape))
+                gviews.append(be.view(grads, start, w.shape))
+                start += w.size
+            layer.bind(be, views, gviews)
+        self._params, self._grads = flat, grads
+        if self.optimizer is not None:
+            self.optimizer._slots = None
 
     def _require_backend(self):
         if self._backend is None:
@@ -373,12 +393,14 @@ class Sequential:
         last = len(self._layers) - 1
         for i in range(last, -1, -1):
             g = self._layers[i].backward(be, g, need_dx=i > 0)
-        params = [w for layer in self._layers for w in layer.weights]
-        grads = [g for layer in self._layers for g in layer.grads]
-        if not self.optimizer.built:
-            self.optimizer.build(be, params)
-        self.optimizer.apply(be, params, grads)
+        self._optimizer_slots()
+        self.optimizer.apply(be, [self._params], [self._grads])
         return value, probs
+
+    def _optimizer_slots(self):
+        if not self.optimizer.built:
+            self.optimizer.build(self._backend, [self._params])
+        return self.optimizer._slots[0]
 
     def _metric_sums(self, tb, probs):
         return [float(np.sum(m.per_sample(tb, probs))) for m in self._metrics]
@@ -420,16 +442,31 @@ class Sequential:
         n = x.shape[0]
         steps = math.ceil(n / batch_size)
         history = callbacks_module.History()
-        cbs = ([callbacks_module.ProgbarLogger(verbose)] if verbose else []) + callbacks + [history]
+        progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
+        cbs = ([progbar] if progbar else []) + callbacks + [history]
         cb_list = callbacks_module.CallbackList(
             cbs, self, {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size})
         self.stop_training = False
         cb_list.on_train_begin()
+        # One C call per epoch (or per stretch of it, to redraw a progress bar) when the
+        # model is a stack of Dense layers and no callback needs each batch.
+        trainer = None if cb_list.wants_batch_hooks else fused.trainer(self, batch_size, steps)
         for epoch in range(epochs):
             cb_list.on_epoch_begin(epoch)
             order = rng().permutation(n) if shuffle else None
             loss_sum, metric_sums, seen = 0.0, [0.0] * len(self._metrics), 0
-            for step in range(steps):
+            if trainer is not None:
+                stretch = max(1, steps // 20) if progbar is not None and progbar.redraws else steps
+                for s0 in range(0, steps, stretch):
+                    s1 = min(steps, s0 + stretch)
+                    losses, sums = fused.run(self, trainer, x, t, order, n, s0 * batch_size, s1 - s0)
+                    for i in range(s1 - s0):
+                        rows = min(batch_size, n - (s0 + i) * batch_size)
+                        loss_sum += float(losses[i]) * rows
+                        seen += rows
+                        metric_sums = [a + float(b) for a, b in zip(metric_sums, sums[i])]
+                    cb_list.on_train_batch_end(s1 - 1, self._logs(loss_sum, metric_sums, seen))
+            for step in range(0 if trainer is not None else steps):
                 cb_list.on_train_batch_begin(step)
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
                 idx = slice(lo, hi) if order is None else order[lo:hi]
@@ -468,10 +505,15 @@ class Sequential:
         self._require_compiled(where)
         x, t = self._check_xy(x, y, where)
         self._ensure_built(x)
-        value, probs = self._train_step(x, t)
+        trainer = fused.trainer(self, x.shape[0])
+        if trainer is not None:
+            losses, sums = fused.run(self, trainer, x, t, None, x.shape[0], 0, 1)
+            value, sums = float(losses[0]), [float(v) for v in sums[0]]
+        else:
+            value, probs = self._train_step(x, t)
+            sums = self._metric_sums(t, probs) if self._metrics else []
         if not self._metrics:
             return float(value)
-        sums = self._metric_sums(t, probs)
         return [float(value)] + [s / x.shape[0] for s in sums]
 
     # ---- inference -------------------------------------------------------------------------------

@@ -35,6 +35,14 @@ class Backend:
         """dst[...] = src (src a NumPy array of the same shape)."""
         raise NotImplementedError
 
+    def view(self, flat, start, shape):
+        """The elements flat[start : start + prod(shape)] of a 1-D array, as an array of
+        `shape` sharing its memory."""
+        n = 1
+        for d in shape:
+            n *= d
+        return flat[start:start + n].reshape(shape)
+
     # ---- kernels -------------------------------------------------------------------
     def matmul(self, a, b, transpose_a, transpose_b, out):
         """out = op(a) @ op(b)."""

@@ -25,6 +25,16 @@ class CpuBackend(HostBackend):
     def dense_forward(self, x, w, b, activation, alpha, z, y):
         _core.sgemm_bias_act(z, y, x, w, b, False, False, ACTIVATION_IDS[activation], alpha)
 
+    def dense_backward(self, x, w, z, y, dy, activation, alpha, dw, db, dx):
+        # the activation derivative and the bias gradient share one pass over dz
+        if db is not None:
+            _core.activation_backward_bias_grad(dy, db, z, y, dy, ACTIVATION_IDS[activation], alpha)
+        else:
+            _core.activation_backward(dy, z, y, dy, ACTIVATION_IDS[activation], alpha)
+        _core.sgemm(dw, x, dy, True, False)          # dW = x^T dz
+        if dx is not None:
+            _core.sgemm(dx, dy, w, False, True)      # dx = dz W^T
+
     def bias_grad(self, dz, out):
         _core.bias_grad(out, dz)
 

@@ -4,7 +4,9 @@ A layer is a forward/backward pair written against the backend interface:
   forward(backend, x, training)  -> output      (keeps what backward needs)
   backward(backend, dy)          -> dx          (fills self.grads)
 Weights are created as float32 NumPy arrays in `build(input_shape)` (Keras's lazy
-build) and moved to the model's backend by `bind(backend)`.
+build); the model then gathers every layer's weights into one flat array on its
+backend and hands each layer views into it (`bind`), so an optimizer update is one
+kernel call over all parameters.
 """
 import numpy as np
 
@@ -69,13 +71,10 @@ class Layer:
         self.weights.append(value)
         return value
 
-    def bind(self, backend):
-        """Move the weights to `backend` and give each a gradient buffer there."""
-        if self._backend is backend:
-            return
-        host = self.get_weights() if self._backend is not None else self.weights
-        self.weights = [backend.from_host(np.array(w, dtype=np.float32, order="C")) for w in host]
-        self.grads = [backend.zeros(w.shape) for w in host]
+    def bind(self, backend, weights, grads):
+        """Use `weights` and `grads` (backend arrays holding this layer's values, views
+        into the model's flat parameter and gradient arrays) from now on."""
+        self.weights, self.grads = list(weights), list(grads)
         self._backend = backend
         self._buffers = {}
 
