@@ -51,9 +51,16 @@ def _description(model):
 
 def trainer(model, batch, max_steps=1):
     """An MLPTrainer for `model` and batches of `batch` rows (cached), or None."""
-    if any(len(l.input_shape) != 1 for l in model._layers):
-        return None
-    desc = _description(model)
+    # The description only changes when the model is recompiled, rebuilt or switched.
+    state = (model._backend, model.optimizer, model.loss, model._metrics, model._params,
+             model.use_fused_path)
+    cached = model.__dict__.get("_fused_description")
+    if cached is None or any(a is not b for a, b in zip(cached[0], state)):
+        desc = None
+        if all(len(l.input_shape) == 1 for l in model._layers):
+            desc = _description(model)
+        cached = model._fused_description = (state, desc)
+    desc = cached[1]
     if desc is None:
         return None
     key = (desc, batch, max_steps)

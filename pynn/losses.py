@@ -76,11 +76,10 @@ class SparseCategoricalCrossentropy(Loss):
             raise ValueError(
                 f"{where}: {self.name} expects integer class labels of shape (n,) or (n, 1), "
                 f"received y with shape {y.shape}")
-        if not np.issubdtype(y.dtype, np.integer):
-            if y.size and not np.all(np.mod(y, 1) == 0):
-                raise ValueError(f"{where}: {self.name} expects integer class labels, "
-                                 f"received non-integer values of dtype {y.dtype}")
-        labels = y.astype(np.int64)
+        if y.dtype.kind not in "iu" and y.size and not (np.mod(y, 1) == 0).all():
+            raise ValueError(f"{where}: {self.name} expects integer class labels, "
+                             f"received non-integer values of dtype {y.dtype}")
+        labels = y.astype(np.int64, copy=False)
         if labels.size:
             lo, hi = int(labels.min()), int(labels.max())
             if lo < 0 or hi >= output_dim:

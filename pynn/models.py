@@ -31,6 +31,8 @@ class NotCompiledError(RuntimeError, ValueError):
 
 # ---- input checking -------------------------------------------------------------------
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 def _as_features(x, where, what="x"):
     """User data -> float32 C-contiguous array with a batch axis; refuses what it cannot
     convert exactly (strings, objects, complex), empty data and non-finite values."""
@@ -43,11 +45,11 @@ def _as_features(x, where, what="x"):
         raise ValueError(f"{where}: expected at least one sample in {what}, received shape {arr.shape}")
     if arr.ndim == 1:
         arr = arr.reshape(-1, 1)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{where}: {what} contains NaN or infinite values; expected finite numbers")
-    if arr.dtype.itemsize > 4 and np.issubdtype(arr.dtype, np.floating) and \
-            np.abs(arr).max() > np.finfo(np.float32).max:
-        raise ValueError(f"{where}: {what} holds values beyond the float32 range (|x| > 3.4e38)")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{where}: {what} contains NaN or infinite values; expected finite numbers")
+        if arr.dtype.itemsize > 4 and np.abs(arr).max() > _FLOAT32_MAX:
+            raise ValueError(f"{where}: {what} holds values beyond the float32 range (|x| > 3.4e38)")
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
@@ -57,7 +59,7 @@ def _as_targets(y, where):
     arr = _numeric_array(y, f"{where}: y")
     if arr.ndim == 0 or arr.shape[0] == 0:
         raise ValueError(f"{where}: expected at least one target in y, received shape {arr.shape}")
-    if not np.all(np.isfinite(arr.astype(np.float64))):
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{where}: y contains NaN or infinite values; expected finite numbers")
     return arr
 

@@ -140,13 +140,18 @@ class Layer:
 
 
 def _numeric_array(value, where):
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{where}: expected a numeric array, received {type(value).__name__} "
-                        f"that NumPy cannot convert ({exc})") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+    """`value` as a NumPy array of real numbers (bool, int, uint or float), else TypeError."""
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{where}: expected a numeric array, received {type(value).__name__} "
+                            f"that NumPy cannot convert ({exc})") from None
+    kind = arr.dtype.kind
+    if kind not in "biuf":
+        if kind == "c":
+            raise TypeError(f"{where}: expected real numbers, received complex dtype {arr.dtype}")
         raise TypeError(f"{where}: expected a numeric array, received dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{where}: expected real numbers, received complex dtype {arr.dtype}")
     return arr
