@@ -1,0 +1,587 @@
+#!/usr/bin/env python3
+"""pynn beside NumPy/OpenBLAS, PyTorch (CPU) and Keras 3, on the same shapes, in one process.
+
+Sections (select with --only; all run by default):
+  gemm  float32 matrix products: pynn.ops.matmul vs np.matmul vs torch.mm, GFLOP/s
+  mlp   one SGD training step of a ReLU MLP with softmax cross-entropy:
+        Sequential.train_on_batch vs the idiomatic PyTorch step (vs Keras train_on_batch)
+  fit   one epoch of fit() on 20,000 x 64 random samples, batch 32, shuffled
+
+Every library runs with the same thread count (--threads, default 2).  Each shape is
+checked for agreement before it is timed; a failed check is reported and makes the
+script exit with status 1.  Speed itself is never asserted: the targets are printed
+next to the ratios.
+
+Run it from outside the source tree, so the installed pynn (with its compiled core) is
+imported, and without the OpenBLAS overrides some environments set (they make NumPy's
+OpenBLAS run slower kernels than the CPU supports):
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compare.py [--quick]
+"""
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import pynn
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+try:
+    import threadpoolctl
+except ImportError:
+    threadpoolctl = None
+
+
+# ---- configuration ---------------------------------------------------------------------
+
+GEMM_SQUARES = (256, 512, 1024, 2048)
+# The matrix products of one training step of a 784-512-256-10 MLP at batch 128, first
+# layer: the forward product, the weight gradient dW = X^T dZ (pynn reads A transposed
+# through the packing, NumPy and PyTorch get a transposed view) and the input gradient
+# dX = dZ W^T (B transposed).  Each entry: label, (m, k, n), transpose_a, transpose_b.
+GEMM_MLP_SHAPES = (
+    ("fwd X@W", (128, 784, 512), False, False),
+    ("dW X^T@dZ", (784, 128, 512), True, False),
+    ("dX dZ@W^T", (128, 512, 784), False, True),
+)
+# (layer widths, batch, target for the pynn/torch time ratio)
+MLP_SHAPES = (
+    ((64, 32, 10), 32, 0.10),
+    ((784, 512, 256, 10), 128, 0.75),
+    ((1024, 2048, 2048, 10), 256, 0.95),
+)
+FIT_SAMPLES, FIT_FEATURES, FIT_CLASSES, FIT_BATCH = 20_000, 64, 10, 32
+FIT_WIDTHS = (FIT_FEATURES, 32, FIT_CLASSES)
+FIT_TARGET = 0.10
+LEARNING_RATE = 0.01
+
+# Repetitions per measurement and the shortest timed block: a block repeats a call until
+# it lasts at least min_block seconds, so tiny calls are not dominated by timer overhead.
+FULL = {"gemm_reps": 15, "mlp_reps": 15, "fit_reps": 7, "min_block": 0.05, "warmup_s": 0.2}
+QUICK = {"gemm_reps": 3, "mlp_reps": 5, "fit_reps": 3, "min_block": 0.02, "warmup_s": 0.05}
+# Pause before each timed block.  After a call, OpenBLAS's worker threads keep spinning
+# for about 2^28 cycles (~0.1 s) before they sleep; on a 2-core machine a spinning thread
+# takes a core from whichever library runs next, which then runs at about half speed.
+SETTLE_S = 0.2
+
+GEMM_RTOL = 1e-3      # of max |reference value|: float32 products summed in other orders
+LOSS_RTOL = 1e-4      # first-step loss, pynn vs torch/keras from the same weights
+WEIGHT_RTOL = 1e-4    # weights after that step, relative to max |weight|
+
+
+# ---- timing --------------------------------------------------------------------------------
+
+def _warm_up(fn, seconds):
+    """Call fn at least twice and for about `seconds`: first-call costs (allocation,
+    Keras's tracing, OpenBLAS/OpenMP thread start) stay out of the measurement.  Returns
+    the seconds per call of the last calls, to size the timed blocks."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds or calls >= 1000:
+            return elapsed / calls
+
+
+def measure(fns, reps, min_block, warmup_s, settle_s=SETTLE_S):
+    """Seconds per call of each callable in `fns` (name -> fn): `reps` samples per library,
+    and the calls per timed block.
+
+    Each repetition times one block of every library in turn, so slow drift of a shared
+    machine (other jobs, clock changes) lands on all libraries alike; the starting library
+    rotates so none always runs right after the same other one (whose worker threads may
+    still be spinning on the two cores)."""
+    names = list(fns)
+    calls = {}
+    for name in names:
+        per_call = _warm_up(fns[name], warmup_s)
+        calls[name] = max(1, min(100_000, math.ceil(min_block / max(per_call, 1e-9))))
+    samples = {name: [] for name in names}
+    for rep in range(reps):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn, k = fns[name], calls[name]
+            gc.collect()      # a collection left over from the last block would land in this one
+            time.sleep(settle_s)
+            start = time.perf_counter()
+            for _ in range(k):
+                fn()
+            samples[name].append((time.perf_counter() - start) / k)
+    return samples, calls
+
+
+def summarize(samples, stat):
+    """Per library: the chosen statistic of its samples (seconds per call), and the row's
+    spread: the largest interquartile range relative to the median, in percent.  A large
+    spread means the machine was busy with other work and the row is not to be trusted."""
+    pick = statistics.median if stat == "median" else min
+    value = {name: pick(s) for name, s in samples.items()}
+    spread = 0.0
+    for s in samples.values():
+        if len(s) >= 4:
+            q1, _, q3 = statistics.quantiles(s, n=4)
+            spread = max(spread, 100.0 * (q3 - q1) / statistics.median(s))
+    return value, spread
+
+
+# ---- output ------------------------------------------------------------------------------
+
+def print_table(title, headers, rows, note=None):
+    """A fixed-width table: first column left-aligned, the others right-aligned."""
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    print(f"\n{title}")
+    print(line(headers))
+    print("  ".join("-" * w for w in widths))
+    for r in cells[1:]:
+        print(line(r))
+    if note:
+        print(note)
+    sys.stdout.flush()
+
+
+def fmt_ratio(r):
+    return "-" if r is None else f"{r:.2f}x"
+
+
+def fmt_ms(seconds):
+    return "-" if seconds is None else f"{seconds * 1e3:.3f}"
+
+
+def ratio(a, b):
+    return None if a is None or b is None else a / b
+
+
+# ---- machine and library information ----------------------------------------------------
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_info():
+    """NumPy's BLAS as threadpoolctl sees it: library, version, CPU core type, threads."""
+    if threadpoolctl is None:
+        return [{"note": "threadpoolctl not installed: OpenBLAS core and threads unknown"}]
+    return [{k: lib.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")}
+            for lib in threadpoolctl.threadpool_info() if lib.get("user_api") == "blas"]
+
+
+def load_keras(threads):
+    """keras if Keras 3 imports, else None (and why).  Without KERAS_BACKEND, Keras picks
+    TensorFlow; when only PyTorch is installed, use it instead of failing the import."""
+    import importlib.util
+    if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("tensorflow") is None \
+            and importlib.util.find_spec("jax") is None and torch is not None:
+        os.environ["KERAS_BACKEND"] = "torch"
+    try:
+        import keras
+    except Exception as e:      # not installed, or its backend fails to import
+        return None, f"{type(e).__name__}: {e}"
+    if not keras.__version__.startswith("3"):
+        return None, f"keras {keras.__version__} is not Keras 3"
+    if keras.backend.backend() == "tensorflow":
+        try:   # best effort: only takes effect before TensorFlow starts its thread pools
+            import tensorflow as tf
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except Exception:
+            pass
+    return keras, None
+
+
+def setup_threads(threads):
+    """The same thread count for every library; returns what to keep alive."""
+    pynn.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    if threadpoolctl is not None:
+        # Only the BLAS pools (NumPy's OpenBLAS): pynn's OpenMP threads are set above.
+        return threadpoolctl.threadpool_limits(limits=threads, user_api="blas")
+    return None
+
+
+def machine_info(threads, keras, keras_why):
+    info = {
+        "cpu": cpu_model(),
+        "cpus_online": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "threads_requested": threads,
+        "pynn_version": pynn.__version__,
+        "pynn_threads": pynn.get_num_threads(),
+        "pynn_openmp": bool(pynn._core.has_openmp()),
+        "pynn_gemm_kernel": pynn._core.KERNEL_NAMES.get(pynn._core.gemm_kernel(), "?"),
+        "numpy_version": np.__version__,
+        "numpy_blas": blas_info(),
+        "torch_version": None if torch is None else torch.__version__,
+        "torch_threads": None if torch is None else torch.get_num_threads(),
+        "keras_version": None if keras is None else keras.__version__,
+        "keras_backend": None if keras is None else keras.backend.backend(),
+        "keras_skipped": keras_why,
+        "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
+    }
+    print("pynn benchmark: pynn vs NumPy/OpenBLAS vs PyTorch CPU vs Keras 3, one process")
+    print(f"  CPU            {info['cpu']}, {info['cpus_online']} CPUs online, "
+          f"{info['cpus_usable']} usable by this process")
+    print(f"  Python         {info['python']}")
+    print(f"  pynn           {info['pynn_version']}, {info['pynn_threads']} threads, GEMM micro-kernel "
+          f"{info['pynn_gemm_kernel']}, OpenMP {'on' if info['pynn_openmp'] else 'OFF'}")
+    for lib in info["numpy_blas"]:
+        if "note" in lib:
+            print(f"  numpy          {np.__version__}; {lib['note']}")
+        else:
+            print(f"  numpy          {np.__version__}, {lib['internal_api']} {lib['version']}, core "
+                  f"{lib.get('architecture') or '?'}, {lib['num_threads']} threads")
+    if torch is None:
+        print("  torch          not importable: skipped")
+    else:
+        print(f"  torch          {info['torch_version']}, {info['torch_threads']} threads")
+    if keras is None:
+        print(f"  keras          skipped ({keras_why})")
+    else:
+        print(f"  keras          {keras.__version__}, backend {info['keras_backend']}")
+    overrides = {k: v for k, v in info["env"].items() if k.startswith("OPENBLAS_") and v is not None
+                 and k != "OPENBLAS_NUM_THREADS"}
+    if overrides:
+        print("  NOTE           " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+              + " is set: NumPy's OpenBLAS may run slower kernels than this CPU supports; "
+              "for a fair comparison run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`")
+    sys.stdout.flush()
+    return info
+
+
+# ---- section 1: GEMM -------------------------------------------------------------------------
+
+def gemm_cases(quick):
+    squares = [n for n in GEMM_SQUARES if not (quick and n > 1024)]
+    cases = [(f"{n}^3", (n, n, n), False, False) for n in squares]
+    return cases + list(GEMM_MLP_SHAPES)
+
+
+def run_gemm(cfg, quick, failures):
+    rng = np.random.default_rng(1)
+    results, rows = [], []
+    for label, (m, k, n), ta, tb in gemm_cases(quick):
+        # Operands stored as the caller has them: a is (k, m) when used transposed, b is (n, k).
+        a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+        a_op = a.T if ta else a
+        b_op = b.T if tb else b
+        outs = {lib: np.empty((m, n), dtype=np.float32) for lib in ("pynn", "numpy", "torch")}
+        fns = {
+            "pynn": lambda: pynn.ops.matmul(a, b, transpose_a=ta, transpose_b=tb, out=outs["pynn"]),
+            "numpy": lambda: np.matmul(a_op, b_op, out=outs["numpy"]),
+        }
+        if torch is not None:
+            # Tensors share memory with the NumPy arrays; .t() is a view, as NumPy's .T.
+            ta_t, tb_t, tc_t = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(outs["torch"])
+            ta_op = ta_t.t() if ta else ta_t
+            tb_op = tb_t.t() if tb else tb_t
+            fns["torch"] = lambda: torch.mm(ta_op, tb_op, out=tc_t)
+
+        # Check before timing: every library against NumPy.
+        for fn in fns.values():
+            fn()
+        ref = outs["numpy"]
+        scale = float(np.abs(ref).max())
+        errors = {lib: float(np.abs(outs[lib] - ref).max()) / scale for lib in fns if lib != "numpy"}
+        bad = [lib for lib, e in errors.items() if not e <= GEMM_RTOL]
+        check = "ok" if not bad else "FAIL " + ",".join(bad)
+        if bad:
+            failures.append(f"gemm {label}: max |error| / max |value| = {errors} > {GEMM_RTOL}")
+
+        samples, calls = measure(fns, cfg["gemm_reps"], cfg["min_block"], cfg["warmup_s"])
+        secs, spread = summarize(samples, cfg["stat"])
+        flops = 2.0 * m * n * k
+        gf = {lib: flops / t / 1e9 for lib, t in secs.items()}
+        r_np = ratio(gf["pynn"], gf["numpy"])
+        r_t = ratio(gf["pynn"], gf.get("torch"))
+        shape = f"{m}x{k}x{n}" + (" A^T" if ta else "") + (" B^T" if tb else "")
+        rows.append([label, shape, f"{gf['pynn']:.1f}", f"{gf['numpy']:.1f}",
+                     f"{gf['torch']:.1f}" if "torch" in gf else "-",
+                     fmt_ratio(r_np), fmt_ratio(r_t), f"{spread:.0f}%", check])
+        results.append({"label": label, "m": m, "k": k, "n": n, "transpose_a": ta, "transpose_b": tb,
+                        "seconds": secs, "spread_pct": spread, "gflops": gf, "pynn_over_numpy": r_np, "pynn_over_torch": r_t,
+                        "calls_per_block": calls, "samples_s": samples, "check": check,
+                        "rel_error_vs_numpy": errors})
+    print_table("GEMM, float32, GFLOP/s (higher is better; ratios are pynn/other GFLOP/s)",
+                ["case", "MxKxN", "pynn", "numpy", "torch", "pynn/numpy", "pynn/torch", "spread", "check"], rows,
+                f"  {cfg['stat']} of {cfg['gemm_reps']} repetitions; MLP cases: the first layer of "
+                "784-512-256-10 at batch 128")
+    return results
+
+
+# ---- models ----------------------------------------------------------------------------------
+
+def pynn_mlp(widths):
+    """Input + Dense(relu)... + Dense(classes, softmax), SGD, sparse categorical cross-entropy."""
+    layers = [pynn.layers.Input((widths[0],))]
+    layers += [pynn.layers.Dense(w, activation="relu") for w in widths[1:-1]]
+    layers.append(pynn.layers.Dense(widths[-1], activation="softmax"))
+    model = pynn.Sequential(layers)
+    model.compile(optimizer=pynn.optimizers.SGD(LEARNING_RATE), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def torch_mlp(widths, weights):
+    """The same MLP in PyTorch, emitting logits (CrossEntropyLoss applies the softmax), with
+    pynn's weights: a Dense kernel (in, out) is a Linear weight (out, in)."""
+    nn = torch.nn
+    mods = []
+    for i in range(len(widths) - 1):
+        lin = nn.Linear(widths[i], widths[i + 1])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(weights[2 * i].T)))
+            lin.bias.copy_(torch.from_numpy(weights[2 * i + 1]))
+        mods.append(lin)
+        if i < len(widths) - 2:
+            mods.append(nn.ReLU())
+    model = nn.Sequential(*mods)
+    return model, torch.optim.SGD(model.parameters(), lr=LEARNING_RATE), nn.CrossEntropyLoss()
+
+
+def torch_weights(model):
+    """The PyTorch model's weights in pynn's (Keras's) layout, for comparison."""
+    out = []
+    for mod in model:
+        if isinstance(mod, torch.nn.Linear):
+            out += [mod.weight.detach().numpy().T, mod.bias.detach().numpy()]
+    return out
+
+
+def keras_mlp(keras, widths, weights):
+    layers = [keras.Input((widths[0],))]
+    layers += [keras.layers.Dense(w, activation="relu") for w in widths[1:-1]]
+    layers.append(keras.layers.Dense(widths[-1], activation="softmax"))
+    model = keras.Sequential(layers)
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss="sparse_categorical_crossentropy")
+    model.set_weights(weights)
+    return model
+
+
+def max_rel_diff(ws, vs):
+    return max(float(np.abs(w - v).max()) / max(float(np.abs(w).max()), 1e-30) for w, v in zip(ws, vs))
+
+
+def _loss_check(name, loss, ref_loss):
+    rel = abs(loss - ref_loss) / max(abs(ref_loss), 1e-30)
+    return rel, (None if rel <= LOSS_RTOL else f"{name} first-step loss {loss} vs pynn {ref_loss} "
+                                               f"(rel {rel:.1e} > {LOSS_RTOL})")
+
+
+# ---- section 2: one training step ----------------------------------------------------------------
+
+def run_mlp(cfg, quick, keras, failures):
+    results, rows = [], []
+    shapes = MLP_SHAPES[:-1] if quick else MLP_SHAPES
+    for widths, batch, target in shapes:
+        label = "-".join(map(str, widths))
+        rng = np.random.default_rng(2)
+        x = rng.standard_normal((batch, widths[0]), dtype=np.float32)
+        y = rng.integers(0, widths[-1], size=batch, dtype=np.int64)
+        pynn.utils.set_random_seed(0)
+        model = pynn_mlp(widths)
+        w0 = model.get_weights()
+        fns = {"pynn": lambda: model.train_on_batch(x, y)}
+        problems, errs = [], {}
+
+        if torch is not None:
+            tmodel, opt, crit = torch_mlp(widths, w0)
+            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+            def torch_step():
+                opt.zero_grad()
+                loss = crit(tmodel(tx), ty)
+                loss.backward()
+                opt.step()
+                return loss.item()      # train_on_batch returns the loss as a float too
+            fns["torch"] = torch_step
+        if keras is not None:
+            kmodel = keras_mlp(keras, widths, w0)
+            fns["keras"] = lambda: kmodel.train_on_batch(x, y)
+
+        # Check: the first step from the same weights gives the same loss, and the same
+        # weights after it (forward, backward and update agree, not just the forward).
+        ref_loss = fns["pynn"]()
+        if torch is not None:
+            errs["torch_loss"], p = _loss_check("torch", fns["torch"](), ref_loss)
+            problems += [p] if p else []
+            errs["torch_weights"] = max_rel_diff(model.get_weights(), torch_weights(tmodel))
+            if errs["torch_weights"] > WEIGHT_RTOL:
+                problems.append(f"weights after one step differ from torch by {errs['torch_weights']:.1e} "
+                                f"(relative to max |w|) > {WEIGHT_RTOL}")
+        if keras is not None:
+            klo = kmodel.train_on_batch(x, y)
+            errs["keras_loss"], p = _loss_check("keras", float(np.ravel(klo)[0]), ref_loss)
+            problems += [p] if p else []
+        check = "FAIL" if problems else ("ok" if errs else "-")    # "-": nothing to compare with
+        failures += [f"mlp {label} batch {batch}: {p}" for p in problems]
+
+        samples, calls = measure(fns, cfg["mlp_reps"], cfg["min_block"], cfg["warmup_s"])
+        secs, spread = summarize(samples, cfg["stat"])
+        r_t = ratio(secs["pynn"], secs.get("torch"))
+        r_k = ratio(secs["pynn"], secs.get("keras"))
+        rows.append([label, batch, fmt_ms(secs["pynn"]), fmt_ms(secs.get("torch")), fmt_ms(secs.get("keras")),
+                     fmt_ratio(r_t), f"<= {target:.2f}x", "-" if r_t is None else ("yes" if r_t <= target else "no"),
+                     fmt_ratio(r_k), f"{spread:.0f}%", check])
+        results.append({"widths": widths, "batch": batch, "seconds": secs, "spread_pct": spread, "pynn_over_torch": r_t,
+                        "pynn_over_keras": r_k, "target_pynn_over_torch": target,
+                        "calls_per_block": calls, "samples_s": samples, "check": check, "check_errors": errs})
+    print_table("MLP training step (SGD, softmax cross-entropy), ms per step (lower is better)",
+                ["widths", "batch", "pynn", "torch", "keras", "pynn/torch", "target", "met",
+                 "pynn/keras", "spread", "check"], rows,
+                f"  {cfg['stat']} of {cfg['mlp_reps']} repetitions; check: first-step loss within "
+                f"{LOSS_RTOL:.0e} and weights after it within {WEIGHT_RTOL:.0e} of pynn's")
+    return results
+
+
+# ---- section 3: one fit epoch ---------------------------------------------------------------------
+
+def run_fit(cfg, keras, failures):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((FIT_SAMPLES, FIT_FEATURES), dtype=np.float32)
+    y = rng.integers(0, FIT_CLASSES, size=FIT_SAMPLES, dtype=np.int64)
+    pynn.utils.set_random_seed(0)
+    model = pynn_mlp(FIT_WIDTHS)
+    w0 = model.get_weights()
+    last_loss = {}
+
+    def pynn_epoch():
+        last_loss["pynn"] = model.fit(x, y, batch_size=FIT_BATCH, epochs=1, verbose=0,
+                                      shuffle=True).history["loss"][-1]
+    fns = {"pynn": pynn_epoch}
+
+    if torch is not None:
+        torch.manual_seed(0)
+        tmodel, opt, crit = torch_mlp(FIT_WIDTHS, w0)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+        def torch_epoch():
+            # What fit does: a fresh shuffle, then mini-batches gathered from it, and the
+            # epoch's mean loss accumulated from every step's loss.
+            order = torch.randperm(FIT_SAMPLES)
+            total = 0.0
+            for lo in range(0, FIT_SAMPLES, FIT_BATCH):
+                idx = order[lo:lo + FIT_BATCH]
+                opt.zero_grad()
+                loss = crit(tmodel(tx[idx]), ty[idx])
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            last_loss["torch"] = total / FIT_SAMPLES
+        fns["torch"] = torch_epoch
+    if keras is not None:
+        kmodel = keras_mlp(keras, FIT_WIDTHS, w0)
+
+        def keras_epoch():
+            last_loss["keras"] = kmodel.fit(x, y, batch_size=FIT_BATCH, epochs=1, verbose=0,
+                                            shuffle=True).history["loss"][-1]
+        fns["keras"] = keras_epoch
+
+    # One epoch is long enough to time alone (min_block 0), and one warm-up epoch is enough.
+    samples, _ = measure(fns, cfg["fit_reps"], 0.0, 0.0)
+    secs, spread = summarize(samples, cfg["stat"])
+    # Sanity: on random labels every library's mean loss stays near ln(10) = 2.30.
+    bad = {lib: v for lib, v in last_loss.items() if not 1.5 < v < 3.5}
+    check = "ok" if not bad else "FAIL"
+    if bad:
+        failures.append(f"fit: final epoch loss outside (1.5, 3.5): {bad}")
+    r_t = ratio(secs["pynn"], secs.get("torch"))
+    r_k = ratio(secs["pynn"], secs.get("keras"))
+    steps = math.ceil(FIT_SAMPLES / FIT_BATCH)
+    rows = [["-".join(map(str, FIT_WIDTHS)), FIT_BATCH, steps, fmt_ms(secs["pynn"]), fmt_ms(secs.get("torch")),
+             fmt_ms(secs.get("keras")), fmt_ratio(r_t), f"<= {FIT_TARGET:.2f}x",
+             "-" if r_t is None else ("yes" if r_t <= FIT_TARGET else "no"), fmt_ratio(r_k),
+             f"{spread:.0f}%", check]]
+    print_table(f"fit: one epoch of {FIT_SAMPLES:,} x {FIT_FEATURES} samples, shuffled, ms per epoch "
+                "(lower is better)",
+                ["widths", "batch", "steps", "pynn", "torch", "keras", "pynn/torch", "target", "met",
+                 "pynn/keras", "spread", "check"], rows,
+                f"  {cfg['stat']} of {cfg['fit_reps']} epochs; per step: pynn {secs['pynn'] / steps * 1e6:.1f} us"
+                + (f", torch {secs['torch'] / steps * 1e6:.1f} us" if "torch" in secs else "")
+                + (f", keras {secs['keras'] / steps * 1e6:.1f} us" if "keras" in secs else ""))
+    return [{"widths": FIT_WIDTHS, "samples": FIT_SAMPLES, "batch": FIT_BATCH, "steps": steps,
+             "seconds": secs, "spread_pct": spread, "pynn_over_torch": r_t, "pynn_over_keras": r_k, "target_pynn_over_torch": FIT_TARGET,
+             "samples_s": samples, "last_epoch_loss": last_loss, "check": check}]
+
+
+# ---- main -----------------------------------------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.split("\n")[1:]))
+    p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
+    p.add_argument("--quick", action="store_true",
+                   help="about 30 s: fewer repetitions, no 2048^3 GEMM, no 1024-2048-2048-10 MLP")
+    p.add_argument("--only", action="append", choices=("gemm", "mlp", "fit"),
+                   help="run only this section (repeat to select several)")
+    p.add_argument("--stat", choices=("median", "min"), default="median",
+                   help="statistic of the repetitions to report (default median; min shows what "
+                        "each library reaches when the machine leaves it alone)")
+    p.add_argument("--json", metavar="PATH", help="also write every median, sample and ratio as JSON")
+    args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error("--threads must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sections = args.only or ["gemm", "mlp", "fit"]
+    cfg = dict(QUICK if args.quick else FULL, stat=args.stat)
+    limits = setup_threads(args.threads)        # noqa: F841 (the limits last while it lives)
+    keras, keras_why = load_keras(args.threads)
+    info = machine_info(args.threads, keras, keras_why)
+
+    print("  spread         per row: the worst library's interquartile range / median of its "
+          "repetitions;\n                 above ~20% the machine was busy and the row is unreliable")
+    start = time.perf_counter()
+    failures, report = [], {"machine": info, "mode": "quick" if args.quick else "full", "config": cfg}
+    if "gemm" in sections:
+        report["gemm"] = run_gemm(cfg, args.quick, failures)
+    if "mlp" in sections:
+        report["mlp"] = run_mlp(cfg, args.quick, keras, failures)
+    if "fit" in sections:
+        report["fit"] = run_fit(cfg, keras, failures)
+    report["failures"] = failures
+    report["wall_s"] = time.perf_counter() - start
+    print(f"\ntotal {report['wall_s']:.0f} s")
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+        print(f"wrote {args.json}")
+    if failures:
+        print("\nCHECKS FAILED:\n  " + "\n  ".join(failures))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
