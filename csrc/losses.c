@@ -107,7 +107,12 @@ static double cce_logits_row(float *g, const float *z, const float *t, int64_t l
     float m = z[0], s, log_s, t_sumf;
     int64_t j;
     for (j = 1; j < cols; j++) m = z[j] > m ? z[j] : m;
-    for (j = 0; j < cols; j++) exp_sum += (double)expf(z[j] - m);
+    /* exp(z_j - m) is needed twice: keep it in the gradient row when there is one */
+    for (j = 0; j < cols; j++) {
+        float e = expf(z[j] - m);
+        if (g != NULL) g[j] = e;
+        exp_sum += (double)e;
+    }
     s = (float)exp_sum;
     log_s = logf(s);
     for (j = 0; j < cols; j++) {
@@ -118,7 +123,7 @@ static double cce_logits_row(float *g, const float *z, const float *t, int64_t l
     if (g != NULL) {
         t_sumf = (float)t_sum;
         for (j = 0; j < cols; j++)
-            g[j] = (expf(z[j] - m) / s * t_sumf - target_at(t, label, j)) / rows;
+            g[j] = (g[j] / s * t_sumf - target_at(t, label, j)) / rows;
     }
     return loss;
 }
