@@ -72,6 +72,17 @@ ELEMENTWISE_THREADS = 256    # at most; fewer for tiny arrays
 # ==== 2. device functions ====================================================================
 
 @cuda.jit(device=True, inline=True)
+def _sigmoid(z):
+    """1 / (1 + exp(-z)) as the C core writes it for z >= 0; for z < 0 the equal
+    exp(z) / (1 + exp(z)), so exp never overflows (on a GPU the overflow would give the
+    right 0, but the simulator's math.exp raises)."""
+    if z >= _F0:
+        return _F1 / (_F1 + math.exp(-z))
+    e = math.exp(z)
+    return e / (_F1 + e)
+
+
+@cuda.jit(device=True, inline=True)
 def _act(z, act, alpha):
     """activation(z) for every elementwise activation (softmax is row-wise, elsewhere)."""
     if act == ACT_RELU:
@@ -79,8 +90,7 @@ def _act(z, act, alpha):
     if act == ACT_LEAKY_RELU:
         return z if z > _F0 else alpha * z
     if act == ACT_SIGMOID:
-        # exp(-z) overflows to inf for z << 0, giving exactly 0: no NaN
-        return _F1 / (_F1 + math.exp(-z))
+        return _sigmoid(z)
     if act == ACT_TANH:
         return math.tanh(z)
     if act == ACT_GELU:
@@ -441,7 +451,7 @@ def _bce_logits_row(g, z, t, labels, r, cols, size, sparse, write_grad):
         # max(z, 0) - z t + log1p(exp(-|z|)): never overflows
         s += float64(max(zj, _F0) - zj * tj + math.log1p(math.exp(-abs(zj))))
         if write_grad:
-            g[r, j] = (_F1 / (_F1 + math.exp(-zj)) - tj) / size
+            g[r, j] = (_sigmoid(zj) - tj) / size
     return s / cols
 
 
