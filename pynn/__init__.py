@@ -31,7 +31,7 @@ def _find_core():
 
 _core = _find_core()
 from . import activations, callbacks, datasets, initializers, layers, losses, metrics, ops, optimizers, utils
-from .backend import get_backend, set_backend
+from .backend import cuda_available, get_backend, set_backend
 from .models import NotCompiledError, Sequential
 
 __version__ = "0.1.0"
@@ -49,5 +49,5 @@ def get_num_threads():
 
 
 __all__ = ["Sequential", "layers", "losses", "metrics", "optimizers", "initializers", "callbacks",
-           "datasets", "utils", "ops", "activations", "set_backend", "get_backend",
+           "datasets", "utils", "ops", "activations", "set_backend", "get_backend", "cuda_available",
            "set_num_threads", "get_num_threads", "NotCompiledError"]
