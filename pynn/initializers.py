@@ -53,6 +53,9 @@ class RandomNormal(Initializer):
             raise ValueError(f"RandomNormal: expected stddev >= 0, received stddev={stddev}")
         self.mean, self.stddev = float(mean), float(stddev)
 
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
     def __call__(self, shape, dtype=np.float32):
         return self._rng().normal(self.mean, self.stddev, size=shape).astype(dtype)
 
@@ -64,6 +67,9 @@ class RandomUniform(Initializer):
             raise ValueError(f"RandomUniform: expected minval <= maxval, received "
                              f"minval={minval}, maxval={maxval}")
         self.minval, self.maxval = float(minval), float(maxval)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
 
     def __call__(self, shape, dtype=np.float32):
         return self._rng().uniform(self.minval, self.maxval, size=shape).astype(dtype)
@@ -91,6 +97,10 @@ class VarianceScaling(Initializer):
                              f"'untruncated_normal' or 'uniform', received {distribution!r}")
         self.scale, self.mode, self.distribution = float(scale), mode, distribution
 
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "seed": self.seed}
+
     def __call__(self, shape, dtype=np.float32):
         fan_in, fan_out = _fans(tuple(shape))
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
@@ -107,22 +117,29 @@ class VarianceScaling(Initializer):
         return out.astype(dtype)
 
 
-class GlorotUniform(VarianceScaling):
+class _Named(VarianceScaling):
+    """A VarianceScaling with fixed settings: only the seed is configurable."""
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class GlorotUniform(_Named):
     def __init__(self, seed=None):
         super().__init__(1.0, "fan_avg", "uniform", seed)
 
 
-class GlorotNormal(VarianceScaling):
+class GlorotNormal(_Named):
     def __init__(self, seed=None):
         super().__init__(1.0, "fan_avg", "truncated_normal", seed)
 
 
-class HeNormal(VarianceScaling):
+class HeNormal(_Named):
     def __init__(self, seed=None):
         super().__init__(2.0, "fan_in", "truncated_normal", seed)
 
 
-class HeUniform(VarianceScaling):
+class HeUniform(_Named):
     def __init__(self, seed=None):
         super().__init__(2.0, "fan_in", "uniform", seed)
 
@@ -135,10 +152,25 @@ _BY_NAME = {
 }
 
 
+_CLASSES = {cls.__name__: cls for cls in (Zeros, Ones, RandomNormal, RandomUniform, VarianceScaling,
+                                          GlorotUniform, GlorotNormal, HeNormal, HeUniform)}
+
+
+def serialize(initializer):
+    """{"class_name": ..., "config": {...}}: JSON that `get` turns back into an initializer."""
+    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+
+
 def get(identifier, where="initializer"):
-    """Resolve a name, class or instance to an Initializer instance."""
+    """Resolve a name, class, instance or serialized dict to an Initializer instance."""
     if isinstance(identifier, Initializer):
         return identifier
+    if isinstance(identifier, dict):
+        cls = _CLASSES.get(identifier.get("class_name"))
+        if cls is None or not isinstance(identifier.get("config", {}), dict):
+            raise ValueError(f"{where}: unknown initializer description {identifier!r}; expected "
+                             f"class_name one of {', '.join(sorted(_CLASSES))}")
+        return cls(**identifier.get("config", {}))
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()
     if isinstance(identifier, str):

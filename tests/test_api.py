@@ -246,3 +246,20 @@ def test_digits_dataset_shapes():
     assert xt.shape == (1437, 8, 8) and xs.shape == (360, 8, 8)
     assert yt.shape == (1437,) and ys.shape == (360,)
     assert xt.min() == 0 and xt.max() == 16 and set(np.unique(yt)) == set(range(10))
+
+
+def test_layer_configs_rebuild_equivalent_layers():
+    pynn.utils.set_random_seed(0)
+    for layer in [layers.Dense(7, activation="tanh", use_bias=False, input_shape=(3,),
+                               kernel_initializer=pynn.initializers.RandomNormal(0.5, 0.1, seed=3),
+                               bias_initializer="ones", name="d"),
+                  layers.Activation("gelu", name="a"), layers.LeakyReLU(0.3, name="l")]:
+        config = layer.get_config()
+        import json
+        clone = type(layer)(**json.loads(json.dumps(config)))
+        assert clone.get_config() == config
+    d = layers.Dense(4, kernel_initializer=pynn.initializers.RandomNormal(0.5, 0.1, seed=3))
+    d2 = layers.Dense(**{**d.get_config(), "name": "other"})
+    d.build((5,))
+    d2.build((5,))
+    np.testing.assert_array_equal(d.get_weights()[0], d2.get_weights()[0])

@@ -85,7 +85,10 @@ class Dense(Layer):
 
     def get_config(self):
         return {"name": self.name, "units": self.units, "activation": self.activation,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "input_shape": self._input_shape_arg}
 
 
 class Activation(Layer):
@@ -118,7 +121,7 @@ class Activation(Layer):
         return dy
 
     def get_config(self):
-        return {"name": self.name, "activation": self.activation}
+        return {"name": self.name, "activation": self.activation, "input_shape": self._input_shape_arg}
 
 
 class LeakyReLU(Activation):
@@ -135,3 +138,6 @@ class LeakyReLU(Activation):
     @property
     def output_activation(self):
         return None  # not a softmax/sigmoid: never fused with a loss
+
+    def get_config(self):
+        return {"name": self.name, "negative_slope": self.alpha, "input_shape": self._input_shape_arg}
