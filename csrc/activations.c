@@ -40,20 +40,20 @@ int pynn_activation_forward(float *y, const float *x, int64_t rows, int64_t cols
 
     if (act == PYNN_ACT_SOFTMAX) {
         /* rows: one row per iteration, each row summed by one thread */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
-        for (r = 0; r < rows; r++) softmax_row(y + r * cols, x + r * cols, cols);
+        PYNN_PARALLEL_FOR(pynn_threads_for(n),
+            for (r = 0; r < rows; r++) softmax_row(y + r * cols, x + r * cols, cols););
         return PYNN_OK;
     }
 
     /* The array is contiguous, so the elementwise forms run over the whole buffer. */
     nspans = (n + PYNN_ACT_SPAN - 1) / PYNN_ACT_SPAN;
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
-    for (s = 0; s < nspans; s++) {
-        int64_t start = s * PYNN_ACT_SPAN;
-        int64_t len = n - start < PYNN_ACT_SPAN ? n - start : PYNN_ACT_SPAN;
-        /* cannot fail: act was checked above and softmax handled */
-        (void)pynn_act_span(y + start, x + start, len, act, alpha);
-    }
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (s = 0; s < nspans; s++) {
+            int64_t start = s * PYNN_ACT_SPAN;
+            int64_t len = n - start < PYNN_ACT_SPAN ? n - start : PYNN_ACT_SPAN;
+            /* cannot fail: act was checked above and softmax handled */
+            (void)pynn_act_span(y + start, x + start, len, act, alpha);
+        });
     return PYNN_OK;
 }
 
@@ -81,18 +81,18 @@ int pynn_activation_backward(float *dx, const float *x, const float *y, const fl
 
     if (act == PYNN_ACT_SOFTMAX) {
         /* rows: the dot product of a row is summed by one thread in index order */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
-        for (r = 0; r < rows; r++)
-            softmax_backward_row(dx + r * cols, y + r * cols, dy + r * cols, cols);
+        PYNN_PARALLEL_FOR(pynn_threads_for(n),
+            for (r = 0; r < rows; r++)
+                softmax_backward_row(dx + r * cols, y + r * cols, dy + r * cols, cols););
         return PYNN_OK;
     }
 
     nspans = (n + PYNN_ACT_SPAN - 1) / PYNN_ACT_SPAN;
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
-    for (s = 0; s < nspans; s++) {
-        int64_t start = s * PYNN_ACT_SPAN;
-        int64_t len = n - start < PYNN_ACT_SPAN ? n - start : PYNN_ACT_SPAN;
-        pynn_act_backward_span(dx + start, x + start, y + start, dy + start, len, act, alpha);
-    }
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (s = 0; s < nspans; s++) {
+            int64_t start = s * PYNN_ACT_SPAN;
+            int64_t len = n - start < PYNN_ACT_SPAN ? n - start : PYNN_ACT_SPAN;
+            pynn_act_backward_span(dx + start, x + start, y + start, dy + start, len, act, alpha);
+        });
     return PYNN_OK;
 }

@@ -15,12 +15,12 @@ int pynn_bias_add(float *y, const float *bias, int64_t rows, int64_t cols) {
     int64_t r;
     PYNN_RETURN_IF(rows < 0 || cols < 0 || y == NULL || bias == NULL, PYNN_EINVAL);
     /* rows: each row is written by one thread */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(rows * cols))
-    for (r = 0; r < rows; r++) {
-        float *yr = y + r * cols;
-        int64_t j;
-        for (j = 0; j < cols; j++) yr[j] += bias[j];
-    }
+    PYNN_PARALLEL_FOR(pynn_threads_for(rows * cols),
+        for (r = 0; r < rows; r++) {
+            float *yr = y + r * cols;
+            int64_t j;
+            for (j = 0; j < cols; j++) yr[j] += bias[j];
+        });
     return PYNN_OK;
 }
 
@@ -37,33 +37,33 @@ static void column_sums(float *db, float *dz, const float *z, const float *y, co
     const int64_t nblocks = (cols + PYNN_BIAS_COL_BLOCK - 1) / PYNN_BIAS_COL_BLOCK;
     int64_t b;
     /* column blocks: each block of db is written by one thread */
-#pragma omp parallel for schedule(static) num_threads(nblocks > 1 ? pynn_threads_for(rows * cols) : 1)
-    for (b = 0; b < nblocks; b++) {
-        const int64_t j0 = b * PYNN_BIAS_COL_BLOCK;
-        const int64_t w = cols - j0 < PYNN_BIAS_COL_BLOCK ? cols - j0 : PYNN_BIAS_COL_BLOCK;
-        float total[PYNN_BIAS_COL_BLOCK], part[PYNN_BIAS_COL_BLOCK];
-        int64_t r0, r, j;
-        /* chunks of rows, in order */
-        for (r0 = 0; r0 < rows; r0 += PYNN_REDUCE_CHUNK) {
-            const int64_t r1 = r0 + PYNN_REDUCE_CHUNK < rows ? r0 + PYNN_REDUCE_CHUNK : rows;
-            for (j = 0; j < w; j++) part[j] = 0.0f;
-            /* rows of the chunk, in order */
-            for (r = r0; r < r1; r++) {
-                const int64_t at = r * cols + j0;
-                const float *row = dy + at;
-                if (act >= 0) {
-                    pynn_act_backward_span(dz + at, z + at, y + at, dy + at, w, act, alpha);
-                    row = dz + at;
+    PYNN_PARALLEL_FOR(nblocks > 1 ? pynn_threads_for(rows * cols) : 1,
+        for (b = 0; b < nblocks; b++) {
+            const int64_t j0 = b * PYNN_BIAS_COL_BLOCK;
+            const int64_t w = cols - j0 < PYNN_BIAS_COL_BLOCK ? cols - j0 : PYNN_BIAS_COL_BLOCK;
+            float total[PYNN_BIAS_COL_BLOCK], part[PYNN_BIAS_COL_BLOCK];
+            int64_t r0, r, j;
+            /* chunks of rows, in order */
+            for (r0 = 0; r0 < rows; r0 += PYNN_REDUCE_CHUNK) {
+                const int64_t r1 = r0 + PYNN_REDUCE_CHUNK < rows ? r0 + PYNN_REDUCE_CHUNK : rows;
+                for (j = 0; j < w; j++) part[j] = 0.0f;
+                /* rows of the chunk, in order */
+                for (r = r0; r < r1; r++) {
+                    const int64_t at = r * cols + j0;
+                    const float *row = dy + at;
+                    if (act >= 0) {
+                        pynn_act_backward_span(dz + at, z + at, y + at, dy + at, w, act, alpha);
+                        row = dz + at;
+                    }
+                    for (j = 0; j < w; j++) part[j] += row[j];
                 }
-                for (j = 0; j < w; j++) part[j] += row[j];
+                if (r0 == 0)
+                    for (j = 0; j < w; j++) total[j] = part[j];
+                else
+                    for (j = 0; j < w; j++) total[j] += part[j];
             }
-            if (r0 == 0)
-                for (j = 0; j < w; j++) total[j] = part[j];
-            else
-                for (j = 0; j < w; j++) total[j] += part[j];
-        }
-        for (j = 0; j < w; j++) db[j0 + j] = rows > 0 ? total[j] : 0.0f;
-    }
+            for (j = 0; j < w; j++) db[j0 + j] = rows > 0 ? total[j] : 0.0f;
+        });
 }
 
 /* db (cols,) = column sums of dz (rows x cols) */

@@ -20,6 +20,26 @@ static inline int pynn_threads_for(int64_t work) {
     return work < (int64_t)32768 ? 1 : pynn_threads();
 }
 
+/* PYNN_PARALLEL_FOR(nthreads, for (...) ...): the loop split between `nthreads`
+ * threads (OpenMP, static schedule), or a plain loop when that is 1.  An OpenMP
+ * region costs about 0.25 us even on one thread (libgomp sets up a team), which the
+ * dozen small kernels of a small network's training step would otherwise pay every
+ * step.  The loop's variable must be declared before the macro. */
+#ifdef _OPENMP
+#define PYNN_PARALLEL_FOR(nthreads, ...)                                              \
+    do {                                                                               \
+        const int pynn_nt_ = (nthreads);                                               \
+        if (pynn_nt_ > 1) {                                                            \
+            _Pragma("omp parallel for schedule(static) num_threads(pynn_nt_)")        \
+            __VA_ARGS__                                                                \
+        } else {                                                                       \
+            __VA_ARGS__                                                                \
+        }                                                                              \
+    } while (0)
+#else
+#define PYNN_PARALLEL_FOR(nthreads, ...) do { __VA_ARGS__ } while (0)
+#endif
+
 /* Reductions over rows are split in chunks of this many rows, each summed in order,
  * and the partial sums are combined in chunk order: the thread count never changes
  * the result. */

@@ -151,29 +151,29 @@ static int loss_rows(float *grad, double *loss, const float *pred, const float *
     }
 
     /* chunks of rows: each chunk's rows (loss and gradient) are handled by one thread */
-#pragma omp parallel for schedule(static) num_threads(nchunks > 1 ? pynn_threads_for(rows * cols) : 1)
-    for (c = 0; c < nchunks; c++) {
-        const int64_t r0 = c * PYNN_REDUCE_CHUNK;
-        const int64_t r1 = r0 + PYNN_REDUCE_CHUNK < rows ? r0 + PYNN_REDUCE_CHUNK : rows;
-        double sum = 0.0;
-        int64_t r;
-        /* rows of the chunk, in order */
-        for (r = r0; r < r1; r++) {
-            const float *p = pred + r * cols;
-            const float *t = target != NULL ? target + r * cols : NULL;
-            float *g = grad != NULL ? grad + r * cols : NULL;
-            int64_t label = labels != NULL ? labels[r] : -1;
-            if (kind == PYNN_LOSS_MSE)
-                sum += mse_row(g, p, t, cols, size);
-            else if (kind == PYNN_LOSS_BCE)
-                sum += from_logits ? bce_logits_row(g, p, t, cols, size)
-                                   : bce_probs_row(g, p, t, cols, size);
-            else
-                sum += from_logits ? cce_logits_row(g, p, t, label, cols, frows)
-                                   : cce_probs_row(g, p, t, label, cols, frows);
-        }
-        chunk_sum[c] = sum;
-    }
+    PYNN_PARALLEL_FOR(nchunks > 1 ? pynn_threads_for(rows * cols) : 1,
+        for (c = 0; c < nchunks; c++) {
+            const int64_t r0 = c * PYNN_REDUCE_CHUNK;
+            const int64_t r1 = r0 + PYNN_REDUCE_CHUNK < rows ? r0 + PYNN_REDUCE_CHUNK : rows;
+            double sum = 0.0;
+            int64_t r;
+            /* rows of the chunk, in order */
+            for (r = r0; r < r1; r++) {
+                const float *p = pred + r * cols;
+                const float *t = target != NULL ? target + r * cols : NULL;
+                float *g = grad != NULL ? grad + r * cols : NULL;
+                int64_t label = labels != NULL ? labels[r] : -1;
+                if (kind == PYNN_LOSS_MSE)
+                    sum += mse_row(g, p, t, cols, size);
+                else if (kind == PYNN_LOSS_BCE)
+                    sum += from_logits ? bce_logits_row(g, p, t, cols, size)
+                                       : bce_probs_row(g, p, t, cols, size);
+                else
+                    sum += from_logits ? cce_logits_row(g, p, t, label, cols, frows)
+                                       : cce_probs_row(g, p, t, label, cols, frows);
+            }
+            chunk_sum[c] = sum;
+        });
 
     for (c = 0; c < nchunks; c++) total += chunk_sum[c];   /* chunk order */
     if (chunk_sum != stack_sums) free(chunk_sum);

@@ -15,19 +15,19 @@ int pynn_sgd_update(float *w, float *m, const float *g, int64_t n,
     int64_t i;
     PYNN_RETURN_IF(n < 0 || w == NULL || g == NULL, PYNN_EINVAL);
     if (momentum == 0.0f) {
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
-        for (i = 0; i < n; i++) w[i] -= lr * g[i];
+        PYNN_PARALLEL_FOR(pynn_threads_for(n),
+            for (i = 0; i < n; i++) w[i] -= lr * g[i];);
         return PYNN_OK;
     }
     PYNN_RETURN_IF(m == NULL, PYNN_EINVAL);
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
-    for (i = 0; i < n; i++) {
-        m[i] = momentum * m[i] - lr * g[i];
-        if (nesterov)
-            w[i] += momentum * m[i] - lr * g[i];
-        else
-            w[i] += m[i];
-    }
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (i = 0; i < n; i++) {
+            m[i] = momentum * m[i] - lr * g[i];
+            if (nesterov)
+                w[i] += momentum * m[i] - lr * g[i];
+            else
+                w[i] += m[i];
+        });
     return PYNN_OK;
 }
 
@@ -38,12 +38,12 @@ int pynn_adam_update(float *w, float *m, float *v, const float *g, int64_t n,
     const float one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
     int64_t i;
     PYNN_RETURN_IF(n < 0 || w == NULL || m == NULL || v == NULL || g == NULL, PYNN_EINVAL);
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
-    for (i = 0; i < n; i++) {
-        m[i] += (g[i] - m[i]) * one_minus_beta1;
-        v[i] += (g[i] * g[i] - v[i]) * one_minus_beta2;
-        w[i] -= lr_t * m[i] / (sqrtf(v[i]) + epsilon);
-    }
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (i = 0; i < n; i++) {
+            m[i] += (g[i] - m[i]) * one_minus_beta1;
+            v[i] += (g[i] * g[i] - v[i]) * one_minus_beta2;
+            w[i] -= lr_t * m[i] / (sqrtf(v[i]) + epsilon);
+        });
     return PYNN_OK;
 }
 
@@ -55,17 +55,17 @@ int pynn_rmsprop_update(float *w, float *v, float *mom, const float *g, int64_t 
     int64_t i;
     PYNN_RETURN_IF(n < 0 || w == NULL || v == NULL || g == NULL, PYNN_EINVAL);
     PYNN_RETURN_IF(momentum != 0.0f && mom == NULL, PYNN_EINVAL);
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
-    for (i = 0; i < n; i++) {
-        float inc;
-        v[i] = rho * v[i] + one_minus_rho * (g[i] * g[i]);
-        inc = lr * g[i] / sqrtf(v[i] + epsilon);
-        if (momentum == 0.0f) {
-            w[i] -= inc;
-        } else {
-            mom[i] = momentum * mom[i] + inc;
-            w[i] -= mom[i];
-        }
-    }
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (i = 0; i < n; i++) {
+            float inc;
+            v[i] = rho * v[i] + one_minus_rho * (g[i] * g[i]);
+            inc = lr * g[i] / sqrtf(v[i] + epsilon);
+            if (momentum == 0.0f) {
+                w[i] -= inc;
+            } else {
+                mom[i] = momentum * mom[i] + inc;
+                w[i] -= mom[i];
+            }
+        });
     return PYNN_OK;
 }
