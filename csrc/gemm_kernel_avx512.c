@@ -20,9 +20,6 @@
 #define AVX512_NV 2
 #endif
 #define AVX512_NR (16 * AVX512_NV)
-#ifndef AVX512_C_HINT
-#define AVX512_C_HINT _MM_HINT_T0
-#endif
 
 /* Lanes [0, n) of a 16-float vector, n clamped to [0, 16]. */
 static inline __mmask16 avx512_lane_mask(int64_t n) {
@@ -43,12 +40,14 @@ static void gemm_ukernel_avx512(float *c, const float *a, const float *b,
             acc[i][v] = _mm512_setzero_ps();
 
     /* Fetch the C tile now so that its cache misses overlap the K loop instead
-     * of stalling the stores at the end (C is swept once per K block). */
+     * of stalling the stores at the end (C is swept once per K block).  A row
+     * of the tile spans up to three cache lines. */
 #pragma GCC unroll 16
     for (i = 0; i < AVX512_MR; i++) {         /* M: rows of the C tile */
         if (i >= m) break;
-        _mm_prefetch((const char *)(c + i * ldc), AVX512_C_HINT);
-        _mm_prefetch((const char *)(c + i * ldc + AVX512_NR - 1), AVX512_C_HINT);
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + AVX512_NR - 1), _MM_HINT_T0);
     }
 
     for (p = 0; p < kc; p++) {                /* K: one rank-1 update per step */
