@@ -180,17 +180,28 @@ static void workspace_release(gemm_workspace *ws) {
 
 /* ---- packing ------------------------------------------------------------ */
 
+/* Floats in a 64-byte cache line: the step in which packing walks K when the
+ * source rows are contiguous in K. */
+#define PACK_CHUNK 16
+
 /* One MR-tall micro-panel of op(A): ap[p*mr + i] = op(A)(i, p) for i < m, zero
  * for m <= i < mr.  op(A)(i, p) = a[i*rs + p*cs]. */
 static void pack_a_panel(float *ap, const float *a, int64_t rs, int64_t cs,
                          int64_t m, int64_t kc, int64_t mr) {
     int64_t i, p;
     if (cs == 1) {
-        /* A not transposed: read each row of A once, contiguously. */
-        for (i = 0; i < m; i++) {                 /* M: rows of the panel */
-            const float *ai = a + i * rs;
-            for (p = 0; p < kc; p++)              /* K: along the row */
-                ap[p * mr + i] = ai[p];
+        /* A not transposed: rows of A are contiguous in p.  Copy a cache line
+         * of every row in turn, so that the panel's MR rows stream from memory
+         * side by side instead of one short row after another (2-4% at 2048
+         * on Zen 5). */
+        int64_t p0;
+        for (p0 = 0; p0 < kc; p0 += PACK_CHUNK) {     /* K: a cache line at a time */
+            const int64_t p1 = min_i64(p0 + PACK_CHUNK, kc);
+            for (i = 0; i < m; i++) {                 /* M: rows of the panel */
+                const float *ai = a + i * rs;
+                for (p = p0; p < p1; p++)             /* K: along the line */
+                    ap[p * mr + i] = ai[p];
+            }
         }
         for (i = m; i < mr; i++)                  /* M: padding rows */
             for (p = 0; p < kc; p++)              /* K: along the row */
@@ -220,11 +231,16 @@ static void pack_b_panel(float *bp, const float *b, int64_t rs, int64_t cs,
                 bp[p * nr + j] = 0.0f;
         }
     } else {
-        /* B transposed: read each row of B (a column of op(B)) contiguously. */
-        for (j = 0; j < n; j++) {                 /* N: columns of the panel */
-            const float *bj = b + j * cs;
-            for (p = 0; p < kc; p++)              /* K: down the column */
-                bp[p * nr + j] = bj[p * rs];
+        /* B transposed: rows of B (columns of op(B)) are contiguous in p; copy
+         * them a cache line of every row at a time, as for A above. */
+        int64_t p0;
+        for (p0 = 0; p0 < kc; p0 += PACK_CHUNK) {     /* K: a cache line at a time */
+            const int64_t p1 = min_i64(p0 + PACK_CHUNK, kc);
+            for (j = 0; j < n; j++) {                 /* N: columns of the panel */
+                const float *bj = b + j * cs;
+                for (p = p0; p < p1; p++)             /* K: along the line */
+                    bp[p * nr + j] = bj[p * rs];
+            }
         }
         for (p = 0; p < kc; p++)                  /* K: rows of the panel */
             for (j = n; j < nr; j++)              /* N: padding columns */
