@@ -379,7 +379,8 @@ static void gemm_blocked(const gemm_problem *pr, const pynn_gemm_kernel_info *ki
     const int64_t m_panels = (pr->m + ki->mr - 1) / ki->mr;
     const int64_t n_panels = (pr->n + ki->nr - 1) / ki->nr;
     const size_t per_thread = gemm_thread_floats(pr, ki);
-    const size_t b_floats = (size_t)(min_i64(pr->k, ki->kc) * round_up(min_i64(pr->n, ki->nc), ki->nr));
+    const size_t b_floats =
+        (size_t)(min_i64(pr->k, ki->kc) * round_up(min_i64(pr->n, ki->nc), ki->nr));
     int tm, tn, t;
     gemm_grid(&tm, &tn, m_panels, n_panels, nthreads);
 
