@@ -384,7 +384,9 @@ static void gemm_blocked(const gemm_problem *pr, const pynn_gemm_kernel_info *ki
     int tm, tn, t;
     gemm_grid(&tm, &tn, m_panels, n_panels, nthreads);
 
+#ifdef _OPENMP
 #pragma omp parallel for schedule(static, 1) num_threads(tm * tn) if (tm * tn > 1)
+#endif
     for (t = 0; t < tm * tn; t++) {                          /* regions, one per thread */
         gemm_region rg;
         float *mine = ws + (size_t)t * per_thread;
@@ -483,8 +485,10 @@ int pynn_sgemm(float *C, const float *A, const float *B,
  * activation kernel, so the fused and separate paths agree bitwise. */
 static void softmax_rows(float *y, const float *z, int64_t rows, int64_t cols, int64_t ld) {
     int64_t r;
-    const int nthreads = pynn_threads_for(rows * cols * 16);
+#ifdef _OPENMP
+    const int nthreads = pynn_threads_for(rows * cols * 16);  /* ~16 flops per exp */
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+#endif
     for (r = 0; r < rows; r++) {                  /* M: rows, one thread each */
         const float *zr = z + r * ld;
         float *yr = y + r * ld;
