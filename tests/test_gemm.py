@@ -72,12 +72,14 @@ def assert_within(got, expect, bound, what):
 
 
 # Sizes one below, at and one past the register tiles (4x16, 6x16, 12x32) and
-# cache blocks (MC 120..144, KC 256) of the kernels, plus 1 and primes.
+# cache blocks (MC 120 / 128 / 432, KC 256, NC 2048 / 4096) of the kernels, plus
+# 1 and primes.  (The C test, tests/c/test_gemm.c, aims at every edge exactly.)
 SHAPES = [
     (1, 1, 1), (1, 7, 3), (5, 1, 2), (3, 4, 1), (2, 3, 5), (7, 13, 11),
     (11, 15, 17), (12, 32, 8), (13, 33, 9), (6, 16, 255), (5, 17, 256),
-    (4, 31, 257), (23, 47, 19), (119, 33, 31), (121, 31, 29), (143, 17, 13),
-    (145, 65, 513), (129, 97, 300), (37, 129, 101),
+    (4, 31, 257), (23, 47, 19), (119, 33, 31), (121, 31, 29), (127, 17, 13),
+    (145, 65, 513), (129, 97, 300), (37, 129, 101), (431, 35, 9), (433, 17, 260),
+    (3, 2049, 5), (2, 4097, 3),
 ]
 
 
