@@ -186,8 +186,8 @@ static void workspace_release(gemm_workspace *ws) {
 
 /* One MR-tall micro-panel of op(A): ap[p*mr + i] = op(A)(i, p) for i < m, zero
  * for m <= i < mr.  op(A)(i, p) = a[i*rs + p*cs]. */
-static void pack_a_panel(float *ap, const float *a, int64_t rs, int64_t cs,
-                         int64_t m, int64_t kc, int64_t mr) {
+void pynn_gemm_pack_a_ref(float *ap, const float *a, int64_t rs, int64_t cs,
+                          int64_t m, int64_t kc, int64_t mr) {
     int64_t i, p;
     if (cs == 1) {
         /* A not transposed: rows of A are contiguous in p.  Copy a cache line
@@ -220,8 +220,8 @@ static void pack_a_panel(float *ap, const float *a, int64_t rs, int64_t cs,
 
 /* One NR-wide micro-panel of op(B): bp[p*nr + j] = op(B)(p, j) for j < n, zero
  * for n <= j < nr.  op(B)(p, j) = b[p*rs + j*cs]. */
-static void pack_b_panel(float *bp, const float *b, int64_t rs, int64_t cs,
-                         int64_t kc, int64_t n, int64_t nr) {
+void pynn_gemm_pack_b_ref(float *bp, const float *b, int64_t rs, int64_t cs,
+                          int64_t kc, int64_t n, int64_t nr) {
     int64_t p, j;
     if (cs == 1) {
         /* B not transposed: each row of the panel is a contiguous copy. */
@@ -330,6 +330,8 @@ static void gemm_region_run(const gemm_problem *pr, const pynn_gemm_kernel_info 
     const int64_t row0 = rg->is0 * MR, row1 = min_i64(pr->m, rg->is1 * MR);
     const int64_t col0 = rg->js0 * NR, col1 = min_i64(pr->n, rg->js1 * NR);
     const int epilogue = gemm_has_epilogue(pr);
+    const pynn_gemm_pack_a_fn pack_a = ki->pack_a ? ki->pack_a : pynn_gemm_pack_a_ref;
+    const pynn_gemm_pack_b_fn pack_b = ki->pack_b ? ki->pack_b : pynn_gemm_pack_b_ref;
     int64_t jc, pc, ic, js, is;
 
     for (jc = col0; jc < col1; jc += NC) {                   /* N: panels of B and C (L3) */
@@ -341,18 +343,16 @@ static void gemm_region_run(const gemm_problem *pr, const pynn_gemm_kernel_info 
             const int last_k = pc + kc == pr->k;
 
             for (js = 0; js < n_panels; js++)                /* N: micro-panels of B */
-                pack_b_panel(b_buf + js * NR * kc,
-                             pr->b + pc * pr->b_rs + (jc + js * NR) * pr->b_cs,
-                             pr->b_rs, pr->b_cs, kc, min_i64(NR, nc - js * NR), NR);
+                pack_b(b_buf + js * NR * kc, pr->b + pc * pr->b_rs + (jc + js * NR) * pr->b_cs,
+                       pr->b_rs, pr->b_cs, kc, min_i64(NR, nc - js * NR), NR);
 
             for (ic = row0; ic < row1; ic += MC) {           /* M: blocks of A (L2) */
                 const int64_t mc = min_i64(MC, row1 - ic);
                 const int64_t m_panels = (mc + MR - 1) / MR;
 
                 for (is = 0; is < m_panels; is++)            /* M: micro-panels of A */
-                    pack_a_panel(a_buf + is * MR * kc,
-                                 pr->a + (ic + is * MR) * pr->a_rs + pc * pr->a_cs,
-                                 pr->a_rs, pr->a_cs, min_i64(MR, mc - is * MR), kc, MR);
+                    pack_a(a_buf + is * MR * kc, pr->a + (ic + is * MR) * pr->a_rs + pc * pr->a_cs,
+                           pr->a_rs, pr->a_cs, min_i64(MR, mc - is * MR), kc, MR);
 
                 for (js = 0; js < n_panels; js++) {          /* N: micro-panels of B (jr) */
                     for (is = 0; is < m_panels; is++) {      /* M: tiles down C (ir) */

@@ -79,7 +79,7 @@ static void gemm_ukernel_avx2(float *c, const float *a, const float *b,
  * of A (120 KiB) in L2, a 256 x 4096 panel of B (4 MiB) in L3. */
 const pynn_gemm_kernel_info pynn_gemm_kernel_avx2 = {
     PYNN_KERNEL_AVX2, "avx2", AVX2_MR, AVX2_NR, 120, 256, 4096,
-    gemm_ukernel_avx2,
+    gemm_ukernel_avx2, NULL, NULL,
 };
 
 #endif /* PYNN_HAVE_X86_KERNELS */
