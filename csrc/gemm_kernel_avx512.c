@@ -13,6 +13,7 @@
 #ifdef PYNN_HAVE_X86_KERNELS
 #include <immintrin.h>
 
+/* The shape and blocking can be overridden with -D for tuning experiments. */
 #ifndef AVX512_MR
 #define AVX512_MR 12
 #endif
@@ -85,11 +86,6 @@ static void gemm_ukernel_avx512(float *c, const float *a, const float *b,
     }
 }
 
-/* Blocking: kc x NR floats of B (32 KiB at kc = 256, NR = 32) in the 48 KiB L1,
- * a 432 x 256 block of A (432 KiB) in the 1 MiB L2, a 256 x 4096 panel of B
- * (4 MiB) in L3.  Measured on Zen 5 (2 cores): MC 432 beat 144 and 288 by 3-5%
- * at 1024-2048, more made no difference; KC 192 or 384 and the tiles 14x32,
- * 8x48 and 6x64 were no better than 12x32 at KC 256. */
 /* ---- packing with 16 x 16 transposes in registers ---------------------------
  * The layouts that need a transpose (A as stored: rows contiguous in K; B
  * transposed: columns of op(B) contiguous in K) are copied 16 x 16 floats at a
@@ -187,6 +183,13 @@ static void avx512_pack_b(float *bp, const float *b, int64_t rs, int64_t cs,
     }
 }
 
+/* ---- the table the driver reads ------------------------------------------- */
+
+/* Blocking: kc x NR floats of B (32 KiB at kc = 256, NR = 32) in the 48 KiB L1,
+ * a 432 x 256 block of A (432 KiB) in the 1 MiB L2, a 256 x 4096 panel of B
+ * (4 MiB) in L3.  Measured on Zen 5 (2 cores): MC 432 beat 144 and 288 by 3-5%
+ * at 1024-2048, more made no difference; KC 192 or 384 and the tiles 14x32,
+ * 8x48 and 6x64 were no better than 12x32 at KC 256. */
 #ifndef AVX512_MC
 #define AVX512_MC 432
 #endif
