@@ -259,3 +259,30 @@ def test_wrong_shapes_raise():
                             core.ACT_RELU, 0.0)
     with pytest.raises(ValueError, match="expected act"):
         core.sgemm_bias_act(z, None, a, b, None, False, False, 42, 0.0)
+
+
+def test_concurrent_calls_from_python_threads():
+    """sgemm releases the GIL: calls from several Python threads at once must not
+    share packing buffers (a busy workspace makes the caller allocate its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(21)
+    problems = [(rand(rng, m, k), rand(rng, k, n))
+                for m, n, k in [(300, 200, 260), (97, 513, 301), (450, 65, 700), (33, 1000, 90)] * 4]
+    expected = []
+    for a, b in problems:
+        c = np.empty((a.shape[0], b.shape[1]), np.float32)
+        core.sgemm(c, a, b)
+        expected.append(c)
+
+    def run(i):
+        a, b = problems[i]
+        c = np.empty((a.shape[0], b.shape[1]), np.float32)
+        core.sgemm(c, a, b)
+        return c
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(5):  # a race shows only sometimes: give it several chances
+            results = list(pool.map(run, range(len(problems))))
+            for i, (got, want) in enumerate(zip(results, expected)):
+                assert np.array_equal(got, want), f"problem {i}: concurrent result differs"
