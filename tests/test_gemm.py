@@ -267,8 +267,8 @@ def test_concurrent_calls_from_python_threads():
     from concurrent.futures import ThreadPoolExecutor
 
     rng = np.random.default_rng(21)
-    problems = [(rand(rng, m, k), rand(rng, k, n))
-                for m, n, k in [(300, 200, 260), (97, 513, 301), (450, 65, 700), (33, 1000, 90)] * 4]
+    shapes = [(300, 200, 260), (97, 513, 301), (450, 65, 700), (33, 1000, 90)] * 4
+    problems = [(rand(rng, m, k), rand(rng, k, n)) for m, n, k in shapes]
     expected = []
     for a, b in problems:
         c = np.empty((a.shape[0], b.shape[1]), np.float32)
