@@ -5,7 +5,7 @@
  * cases at 1024, and the Dense-layer products of a 784-512-256-10 MLP at batch
  * 128.  Threads: OMP_NUM_THREADS, or the first argument.
  *
- *   bench_gemm [threads] [kernel: generic|avx2|avx512]
+ *   bench_gemm [threads] [kernel: generic|avx2|avx512|all] [shape label substring]
  */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
@@ -92,11 +92,12 @@ int main(int argc, char **argv) {
     static const char *names[] = {"", "generic", "avx2", "avx512"};
     int kernels[3], n_kernels = 0, which, i, s;
     if (argc > 1 && pynn_set_num_threads(atoi(argv[1])) != PYNN_OK) {
-        fprintf(stderr, "usage: %s [threads >= 1] [generic|avx2|avx512]\n", argv[0]);
+        fprintf(stderr, "usage: %s [threads >= 1] [generic|avx2|avx512|all] [shape]\n", argv[0]);
         return 2;
     }
     for (which = PYNN_KERNEL_GENERIC; which <= PYNN_KERNEL_AVX512; which++) {  /* kernels */
-        if (argc > 2 && strcmp(argv[2], names[which]) != 0) continue;
+        if (argc > 2 && strcmp(argv[2], "all") != 0 && strcmp(argv[2], names[which]) != 0)
+            continue;
         if (pynn_gemm_kernel_supported(which)) kernels[n_kernels++] = which;
     }
     printf("pynn_sgemm, %d thread(s), GFLOP/s (median)\n", pynn_get_num_threads());
@@ -104,6 +105,7 @@ int main(int argc, char **argv) {
     for (i = 0; i < n_kernels; i++) printf(" %9s", names[kernels[i]]);  /* kernels */
     printf("\n");
     for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++) {   /* shapes */
+        if (argc > 3 && strstr(shapes[s].label, argv[3]) == NULL) continue;
         printf("%-30s", shapes[s].label);
         for (i = 0; i < n_kernels; i++) {                              /* kernels */
             pynn_gemm_select_kernel(kernels[i]);

@@ -34,6 +34,21 @@ typedef void (*pynn_gemm_ukernel_fn)(float *c, const float *a, const float *b,
                                      int64_t m, int64_t n, int64_t kc,
                                      float alpha, float beta, int64_t ldc);
 
+/* Packing of one micro-panel (see the layouts above):
+ *   A: ap[p*mr + i] = op(A)(i, p) = a[i*rs + p*cs], i < m, zero for m <= i < mr
+ *   B: bp[p*nr + j] = op(B)(p, j) = b[p*rs + j*cs], j < n, zero for n <= j < nr */
+typedef void (*pynn_gemm_pack_a_fn)(float *ap, const float *a, int64_t rs, int64_t cs,
+                                    int64_t m, int64_t kc, int64_t mr);
+typedef void (*pynn_gemm_pack_b_fn)(float *bp, const float *b, int64_t rs, int64_t cs,
+                                    int64_t kc, int64_t n, int64_t nr);
+
+/* The portable packing routines (gemm.c); a kernel's own packing may call them
+ * for the layouts it does not specialise. */
+void pynn_gemm_pack_a_ref(float *ap, const float *a, int64_t rs, int64_t cs,
+                          int64_t m, int64_t kc, int64_t mr);
+void pynn_gemm_pack_b_ref(float *bp, const float *b, int64_t rs, int64_t cs,
+                          int64_t kc, int64_t n, int64_t nr);
+
 /* A micro-kernel and the blocking the driver uses with it.
  *   mr, nr  register tile
  *   mc      rows of the packed A block   (mc x kc floats stay in L2), multiple of mr
@@ -44,6 +59,8 @@ typedef struct {
     const char *name;
     int64_t mr, nr, mc, kc, nc;
     pynn_gemm_ukernel_fn ukernel;
+    pynn_gemm_pack_a_fn pack_a;   /* packing in the kernel's instruction set, */
+    pynn_gemm_pack_b_fn pack_b;   /* or NULL for the portable routines        */
 } pynn_gemm_kernel_info;
 
 extern const pynn_gemm_kernel_info pynn_gemm_kernel_generic;

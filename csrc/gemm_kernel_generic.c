@@ -40,5 +40,5 @@ static void gemm_ukernel_generic(float *c, const float *a, const float *b,
  * block of A (128 KiB) in L2; the portable kernel is not tuned further. */
 const pynn_gemm_kernel_info pynn_gemm_kernel_generic = {
     PYNN_KERNEL_GENERIC, "generic", GENERIC_MR, GENERIC_NR, 128, 256, 2048,
-    gemm_ukernel_generic,
+    gemm_ukernel_generic, NULL, NULL,
 };

@@ -72,12 +72,14 @@ def assert_within(got, expect, bound, what):
 
 
 # Sizes one below, at and one past the register tiles (4x16, 6x16, 12x32) and
-# cache blocks (MC 120..144, KC 256) of the kernels, plus 1 and primes.
+# cache blocks (MC 120 / 128 / 432, KC 256, NC 2048 / 4096) of the kernels, plus
+# 1 and primes.  (The C test, tests/c/test_gemm.c, aims at every edge exactly.)
 SHAPES = [
     (1, 1, 1), (1, 7, 3), (5, 1, 2), (3, 4, 1), (2, 3, 5), (7, 13, 11),
     (11, 15, 17), (12, 32, 8), (13, 33, 9), (6, 16, 255), (5, 17, 256),
-    (4, 31, 257), (23, 47, 19), (119, 33, 31), (121, 31, 29), (143, 17, 13),
-    (145, 65, 513), (129, 97, 300), (37, 129, 101),
+    (4, 31, 257), (23, 47, 19), (119, 33, 31), (121, 31, 29), (127, 17, 13),
+    (145, 65, 513), (129, 97, 300), (37, 129, 101), (431, 35, 9), (433, 17, 260),
+    (3, 2049, 5), (2, 4097, 3),
 ]
 
 
@@ -257,3 +259,30 @@ def test_wrong_shapes_raise():
                             core.ACT_RELU, 0.0)
     with pytest.raises(ValueError, match="expected act"):
         core.sgemm_bias_act(z, None, a, b, None, False, False, 42, 0.0)
+
+
+def test_concurrent_calls_from_python_threads():
+    """sgemm releases the GIL: calls from several Python threads at once must not
+    share packing buffers (a busy workspace makes the caller allocate its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(21)
+    shapes = [(300, 200, 260), (97, 513, 301), (450, 65, 700), (33, 1000, 90)] * 4
+    problems = [(rand(rng, m, k), rand(rng, k, n)) for m, n, k in shapes]
+    expected = []
+    for a, b in problems:
+        c = np.empty((a.shape[0], b.shape[1]), np.float32)
+        core.sgemm(c, a, b)
+        expected.append(c)
+
+    def run(i):
+        a, b = problems[i]
+        c = np.empty((a.shape[0], b.shape[1]), np.float32)
+        core.sgemm(c, a, b)
+        return c
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(5):  # a race shows only sometimes: give it several chances
+            results = list(pool.map(run, range(len(problems))))
+            for i, (got, want) in enumerate(zip(results, expected)):
+                assert np.array_equal(got, want), f"problem {i}: concurrent result differs"

@@ -380,7 +380,7 @@ static void check_threads_bitwise(const pynn_gemm_kernel_info *ki) {
 static void check_arguments(void) {
     float a[64], b[64], c[64], y[64];
     int i;
-    for (i = 0; i < 64; i++) a[i] = b[i] = 1.0f;
+    for (i = 0; i < 64; i++) a[i] = b[i] = 1.0f;   /* elements of the operands */
 
     /* Negative sizes, NULL pointers, short leading dimensions, unknown ids. */
     CHECK(pynn_sgemm(c, a, b, 0, 0, -1, 2, 2, 1, 0, 2, 2, 2) == PYNN_EINVAL, "M < 0");
@@ -406,22 +406,25 @@ static void check_arguments(void) {
     /* Empty products: no pointer is touched, C = beta C when K == 0. */
     CHECK(pynn_sgemm(NULL, NULL, NULL, 0, 0, 0, 0, 0, 1, 0, 1, 1, 1) == PYNN_OK, "all sizes 0");
     CHECK(pynn_sgemm(NULL, NULL, b, 0, 0, 0, 3, 4, 1, 0, 4, 3, 3) == PYNN_OK, "M == 0");
-    for (i = 0; i < 6; i++) c[i] = NAN;
+    for (i = 0; i < 6; i++) c[i] = NAN;            /* elements of C: must not be read */
     CHECK(pynn_sgemm(c, NULL, NULL, 0, 0, 2, 3, 0, 1, 0, 1, 3, 3) == PYNN_OK, "K == 0");
-    for (i = 0; i < 6; i++) CHECK(c[i] == 0.0f, "K == 0, beta == 0: C[%d] = %g, expected 0", i, c[i]);
-    for (i = 0; i < 6; i++) c[i] = (float)i;
+    for (i = 0; i < 6; i++)                        /* elements of C */
+        CHECK(c[i] == 0.0f, "K == 0, beta == 0: C[%d] = %g, expected 0", i, c[i]);
+    for (i = 0; i < 6; i++) c[i] = (float)i;       /* elements of C */
     CHECK(pynn_sgemm(c, a, b, 0, 0, 2, 3, 0, 1, 2.0f, 1, 3, 3) == PYNN_OK, "K == 0, beta 2");
-    for (i = 0; i < 6; i++) CHECK(c[i] == 2.0f * (float)i, "K == 0, beta 2: C[%d] = %g", i, c[i]);
+    for (i = 0; i < 6; i++)                        /* elements of C */
+        CHECK(c[i] == 2.0f * (float)i, "K == 0, beta 2: C[%d] = %g", i, c[i]);
     /* alpha == 0: A and B are not used (here they hold NaN). */
-    for (i = 0; i < 6; i++) { a[i] = b[i] = NAN; c[i] = 1.0f; }
+    for (i = 0; i < 6; i++) { a[i] = b[i] = NAN; c[i] = 1.0f; }   /* elements */
     CHECK(pynn_sgemm(c, a, b, 0, 0, 2, 3, 2, 0.0f, 3.0f, 2, 3, 3) == PYNN_OK, "alpha == 0");
-    for (i = 0; i < 6; i++) CHECK(c[i] == 3.0f, "alpha == 0: C[%d] = %g, expected 3", i, c[i]);
+    for (i = 0; i < 6; i++)                        /* elements of C */
+        CHECK(c[i] == 3.0f, "alpha == 0: C[%d] = %g, expected 3", i, c[i]);
     /* K == 0 in the fused call: Z = bias, Y = act(bias). */
     {
         const float bias[3] = {-1.0f, 0.5f, 2.0f};
-        CHECK(pynn_sgemm_bias_act(c, y, NULL, NULL, bias, 0, 0, 2, 3, 0, PYNN_ACT_RELU, 0) == PYNN_OK,
-              "bias_act K == 0");
-        for (i = 0; i < 6; i++)
+        CHECK(pynn_sgemm_bias_act(c, y, NULL, NULL, bias, 0, 0, 2, 3, 0, PYNN_ACT_RELU, 0)
+              == PYNN_OK, "bias_act K == 0");
+        for (i = 0; i < 6; i++)                    /* elements of Z and Y */
             CHECK(c[i] == bias[i % 3] && y[i] == (bias[i % 3] > 0 ? bias[i % 3] : 0.0f),
                   "bias_act K == 0: Z[%d] = %g, Y[%d] = %g", i, c[i], i, y[i]);
     }
