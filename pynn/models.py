@@ -335,6 +335,29 @@ class Sequential:
         targets = self.loss.prepare_targets(y, out_shape[0], where)
         return x, targets
 
+    def _clean_batch(self, x, y):
+        """(x, targets) when the call needs no conversion: a compiled, built model, a
+        float32 C-contiguous batch of the input's shape with finite values, and targets
+        already in the loss's form (int64 labels in range, or finite float32 rows of the
+        output's width).  Otherwise None, and the general checks (_check_xy) run, with
+        their error messages.  It accepts only what _check_xy would accept unchanged, so
+        that a training step of a small model is not dominated by input checking."""
+        if not (self.compiled and self.built and self._metrics is not None and self.loss is not None
+                and type(x) is np.ndarray and type(y) is np.ndarray):
+            return None
+        out = self._layers[-1].output_shape
+        if x.dtype != np.float32 or x.ndim != 2 or not x.flags.c_contiguous or len(out) != 1 \
+                or x.shape[1:] != self._input_shape or not 0 < x.shape[0] == y.shape[0] \
+                or not y.flags.c_contiguous or not np.isfinite(x).all():
+            return None
+        if self.loss.sparse:
+            # negative labels read as unsigned are huge: one max() checks both bounds
+            if y.dtype != np.int64 or y.ndim != 1 or y.view(np.uint64).max() >= out[0]:
+                return None
+        elif y.dtype != np.float32 or y.shape != (x.shape[0], out[0]) or not np.isfinite(y).all():
+            return None
+        return x, y
+
     def _ensure_built(self, x):
         if not self.built:
             self.build((None,) + tuple(x.shape[1:]))
@@ -503,10 +526,14 @@ class Sequential:
     def train_on_batch(self, x, y):
         """One training step on one batch; returns the loss (before the update), or
         [loss, *metrics] when metrics were compiled."""
-        where = f"Sequential.train_on_batch ('{self.name}')"
-        self._require_compiled(where)
-        x, t = self._check_xy(x, y, where)
-        self._ensure_built(x)
+        batch = self._clean_batch(x, y)
+        if batch is None:
+            where = f"Sequential.train_on_batch ('{self.name}')"
+            self._require_compiled(where)
+            x, t = self._check_xy(x, y, where)
+            self._ensure_built(x)
+        else:
+            x, t = batch
         trainer = fused.trainer(self, x.shape[0])
         if trainer is not None:
             losses, sums = fused.run(self, trainer, x, t, None, x.shape[0], 0, 1)
