@@ -19,7 +19,23 @@ METRIC_SPARSE_CATEGORICAL_ACCURACY = PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY
 METRIC_MAE = PYNN_METRIC_MAE
 
 
+cdef float *_float_data(object arr, Py_ssize_t n, str what) except NULL:
+    """The data pointer of a float32 C-contiguous array of n values (checked)."""
+    cdef float[::1] v = arr.reshape(-1)
+    if v.shape[0] != n:
+        raise ValueError(f"MLPTrainer.train: expected {what} of {n} values, received {v.shape[0]}")
+    if n == 0:
+        raise ValueError(f"MLPTrainer.train: {what} is empty")
+    return &v[0]
+
+
 cdef class MLPTrainer:
+    """The C description of a Dense network plus its workspace for one batch size.
+
+    `train` remembers the arrays it was last given (parameters, gradients, optimizer
+    state, data) and takes their data pointers again only when a different array
+    object comes: the arrays are owned by the model and kept alive by this object, and
+    a training step of a small network should not spend its time converting buffers."""
     cdef pynn_mlp_config cfg
     cdef readonly int64_t batch
     cdef readonly int64_t num_params
@@ -27,6 +43,21 @@ cdef class MLPTrainer:
     cdef readonly object labels_ws
     cdef readonly object step_losses
     cdef readonly object step_metrics
+    cdef float *ws_ptr
+    cdef int64_t *labels_ws_ptr
+    cdef double *losses_ptr
+    cdef double *metrics_ptr
+    cdef int64_t max_steps
+    # the arrays of the last call and their data pointers
+    cdef object params_obj, grads_obj, slot1_obj, slot2_obj, x_obj, data_obj, order_obj
+    cdef float *params_ptr
+    cdef float *grads_ptr
+    cdef float *slot1_ptr
+    cdef float *slot2_ptr
+    cdef const float *x_ptr
+    cdef const void *data_ptr
+    cdef const int64_t *order_ptr
+    cdef int64_t n_rows, n_order_max
 
     def __init__(self, sizes, acts, alphas, use_bias, int loss, bint from_logits, int predict_act,
                  metrics, int optimizer, bint nesterov, double lr, double momentum, double beta1,
@@ -63,11 +94,20 @@ cdef class MLPTrainer:
         if n < 0 or size < 0:
             raise ValueError("MLPTrainer: the C core rejected the network description")
         self.batch = batch
+        self.max_steps = max_steps
         self.num_params = n
         self.workspace = _np.empty(size, dtype=_np.float32)
         self.labels_ws = _np.empty(batch, dtype=_np.int64)
         self.step_losses = _np.empty(max_steps, dtype=_np.float64)
         self.step_metrics = _np.empty((max_steps, max(1, len(metrics))), dtype=_np.float64)
+        cdef float[::1] ws = self.workspace
+        cdef int64_t[::1] lws = self.labels_ws
+        cdef double[::1] losses = self.step_losses
+        cdef double[:, ::1] mets = self.step_metrics
+        self.ws_ptr = &ws[0]
+        self.labels_ws_ptr = &lws[0]
+        self.losses_ptr = &losses[0]
+        self.metrics_ptr = &mets[0, 0]
 
     def set_hyperparameters(self, double lr, double momentum, double beta1, double beta2,
                             double rho, double epsilon):
@@ -82,69 +122,84 @@ cdef class MLPTrainer:
         self.cfg.beta1_d = beta1
         self.cfg.beta2_d = beta2
 
-    def train(self, float[::1] params,             # IN/OUT (num_params,)
-              float[::1] grads,                    # OUT    (num_params,)
-              slot1, slot2,                        # IN/OUT optimizer state or None
-              const float[:, ::1] x,               # IN     (n_rows, inputs)
-              targets,                             # IN     (n_rows, outputs) float32, or None
-              labels,                              # IN     (n_rows,) int64, or None
-              order,                               # IN     (n_order,) int64 row indices, or None
+    def release(self):
+        """Forget the arrays of the last call (so the trainer does not keep data alive)."""
+        self.params_obj = self.grads_obj = self.slot1_obj = self.slot2_obj = None
+        self.x_obj = self.data_obj = self.order_obj = None
+        self.params_ptr = self.grads_ptr = self.slot1_ptr = self.slot2_ptr = NULL
+        self.x_ptr = NULL
+        self.data_ptr = NULL
+        self.order_ptr = NULL
+
+    def train(self, params,      # IN/OUT (num_params,) float32
+              grads,             # OUT    (num_params,) float32
+              slot1, slot2,      # IN/OUT optimizer state (num_params,) float32, or None
+              x,                 # IN     (n_rows, inputs) float32 C-contiguous
+              data,              # IN     targets (n_rows, outputs) float32, or labels (n_rows,) int64
+              order,             # IN     (n_order,) int64 row indices, or None
               int64_t n_order, int64_t first_row, int64_t n_steps, int64_t iterations):
         """Run n_steps training steps; the losses and metric sums of each step are left
         in self.step_losses[:n_steps] and self.step_metrics[:n_steps]."""
-        cdef float[::1] s1, s2
-        cdef const float[:, ::1] t
-        cdef const int64_t[::1] lab, order_v
-        cdef float *p_s1 = NULL
-        cdef float *p_s2 = NULL
-        cdef const float *p_t = NULL
-        cdef const int64_t *p_lab = NULL
-        cdef const int64_t *p_order = NULL
-        cdef double[::1] losses = self.step_losses
-        cdef double[:, ::1] metrics = self.step_metrics
-        cdef float[::1] ws = self.workspace
-        cdef int64_t[::1] lws = self.labels_ws
-        cdef int64_t n_rows = x.shape[0]
+        cdef const float[:, ::1] xv
+        cdef const float[:, ::1] tv
+        cdef const int64_t[::1] lv
+        cdef const int64_t[::1] ov
         cdef int64_t out = self.cfg.sizes[self.cfg.n_layers]
+        cdef bint sparse = self.cfg.loss == PYNN_LOSS_SPARSE_CCE
         cdef int status
-        if params.shape[0] != self.num_params or grads.shape[0] != self.num_params:
-            raise ValueError(f"MLPTrainer.train: expected params and grads of {self.num_params} "
-                             f"values, received {params.shape[0]} and {grads.shape[0]}")
-        if x.shape[1] != self.cfg.sizes[0]:
-            raise ValueError(f"MLPTrainer.train: expected x with {self.cfg.sizes[0]} columns, "
-                             f"received {x.shape[1]}")
-        if n_steps < 0 or n_steps > losses.shape[0]:
-            raise ValueError(f"MLPTrainer.train: expected 0 <= n_steps <= {losses.shape[0]}, "
+        if params is not self.params_obj:
+            self.params_ptr = _float_data(params, self.num_params, "params")
+            self.params_obj = params
+        if grads is not self.grads_obj:
+            self.grads_ptr = _float_data(grads, self.num_params, "grads")
+            self.grads_obj = grads
+        if slot1 is not self.slot1_obj:
+            self.slot1_ptr = NULL if slot1 is None else _float_data(slot1, self.num_params, "slot1")
+            self.slot1_obj = slot1
+        if slot2 is not self.slot2_obj:
+            self.slot2_ptr = NULL if slot2 is None else _float_data(slot2, self.num_params, "slot2")
+            self.slot2_obj = slot2
+        if x is not self.x_obj:
+            xv = x
+            if xv.shape[1] != self.cfg.sizes[0] or xv.shape[0] == 0:
+                raise ValueError(f"MLPTrainer.train: expected x of shape (n, {self.cfg.sizes[0]}) "
+                                 f"with n >= 1, received ({xv.shape[0]}, {xv.shape[1]})")
+            self.x_ptr = &xv[0, 0]
+            self.n_rows = xv.shape[0]
+            self.x_obj = x
+        if data is not self.data_obj:
+            if sparse:
+                lv = data
+                if lv.shape[0] != self.n_rows:
+                    raise ValueError(f"MLPTrainer.train: expected {self.n_rows} labels, received {lv.shape[0]}")
+                self.data_ptr = &lv[0]
+            else:
+                tv = data
+                if tv.shape[0] != self.n_rows or tv.shape[1] != out:
+                    raise ValueError(f"MLPTrainer.train: expected targets of shape ({self.n_rows}, {out}), "
+                                     f"received ({tv.shape[0]}, {tv.shape[1]})")
+                self.data_ptr = &tv[0, 0]
+            self.data_obj = data
+        if order is None:
+            self.order_ptr = NULL
+            self.order_obj = None
+            self.n_order_max = self.n_rows
+        elif order is not self.order_obj:
+            ov = order
+            self.order_ptr = &ov[0]
+            self.n_order_max = ov.shape[0]
+            self.order_obj = order
+        if n_order > self.n_order_max:
+            raise ValueError(f"MLPTrainer.train: n_order {n_order} exceeds the {self.n_order_max} "
+                             "rows available")
+        if n_steps < 0 or n_steps > self.max_steps:
+            raise ValueError(f"MLPTrainer.train: expected 0 <= n_steps <= {self.max_steps}, "
                              f"received {n_steps}")
-        for slot in (slot1, slot2):
-            if slot is not None and slot.shape[0] != self.num_params:
-                raise ValueError(f"MLPTrainer.train: expected optimizer state of {self.num_params} "
-                                 f"values, received {slot.shape[0]}")
-        if slot1 is not None:
-            s1 = slot1
-            p_s1 = &s1[0]
-        if slot2 is not None:
-            s2 = slot2
-            p_s2 = &s2[0]
-        if targets is not None:
-            t = targets
-            if t.shape[0] != n_rows or t.shape[1] != out:
-                raise ValueError(f"MLPTrainer.train: expected targets of shape ({n_rows}, {out}), "
-                                 f"received ({t.shape[0]}, {t.shape[1]})")
-            p_t = &t[0, 0]
-        if labels is not None:
-            lab = labels
-            if lab.shape[0] != n_rows:
-                raise ValueError(f"MLPTrainer.train: expected {n_rows} labels, received {lab.shape[0]}")
-            p_lab = &lab[0]
-        if order is not None:
-            order_v = order
-            if order_v.shape[0] < n_order:
-                raise ValueError(f"MLPTrainer.train: order holds {order_v.shape[0]} indices, "
-                                 f"n_order is {n_order}")
-            p_order = &order_v[0]
         with nogil:
-            status = pynn_mlp_train(&params[0], &grads[0], p_s1, p_s2, &losses[0], &metrics[0, 0],
-                                    &ws[0], &lws[0], &x[0, 0], p_t, p_lab, p_order, n_rows, n_order,
-                                    first_row, self.batch, n_steps, iterations, &self.cfg)
+            status = pynn_mlp_train(self.params_ptr, self.grads_ptr, self.slot1_ptr, self.slot2_ptr,
+                                    self.losses_ptr, self.metrics_ptr, self.ws_ptr, self.labels_ws_ptr,
+                                    self.x_ptr, NULL if sparse else <const float *>self.data_ptr,
+                                    <const int64_t *>self.data_ptr if sparse else NULL,
+                                    self.order_ptr, self.n_rows, n_order, first_row, self.batch,
+                                    n_steps, iterations, &self.cfg)
         _check(status, "mlp_train")

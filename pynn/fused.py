@@ -88,9 +88,8 @@ def run(model, t, x, targets, order, n_order, first_row, n_steps):
         s1, s2 = slots["velocity"], slots.get("momentum")
     else:
         s1, s2 = slots.get("momentum"), None
-    sparse = model.loss.sparse
     # (labels were checked by the loss's prepare_targets, so C applies every step)
-    t.train(model._params, model._grads, s1, s2, x, None if sparse else targets,
-            targets if sparse else None, order, n_order, first_row, n_steps, opt.iterations)
+    t.train(model._params, model._grads, s1, s2, x, targets, order, n_order, first_row, n_steps,
+            opt.iterations)
     opt.iterations += n_steps
     return t.step_losses[:n_steps], t.step_metrics[:n_steps, :len(model._metrics)]

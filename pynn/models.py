@@ -514,6 +514,8 @@ class Sequential:
             if self.stop_training:
                 break
         cb_list.on_train_end()
+        if trainer is not None:
+            trainer.release()
         self.history = history
         return history
 
