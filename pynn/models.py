@@ -129,15 +129,22 @@ class Sequential:
                              f"{layer.input_shape}, the model's output shape is {self._output_shape()}")
         first = not self._layers and self._input_shape is None
         self._layers.append(layer)
-        if first and layer._input_shape_arg is not None:
-            self._input_shape = layer._input_shape_arg
-        if self.built:
-            if not layer.built:
-                layer.build(self._output_shape(upto=-1))
-            if self._backend is not None:
-                self._bind(self._backend)
-        elif self._input_shape is not None:
-            self.build((None,) + self._input_shape)
+        try:
+            if first and layer._input_shape_arg is not None:
+                self._input_shape = layer._input_shape_arg
+            if self.built:
+                if not layer.built:
+                    layer.build(self._output_shape(upto=-1))
+                if self._backend is not None:
+                    self._bind(self._backend)
+            elif self._input_shape is not None:
+                self.build((None,) + self._input_shape)
+        except Exception:
+            # a layer that cannot take the model's output is refused: the model stays as it was
+            self._layers.pop()
+            if first:
+                self._input_shape = None
+            raise
 
     def _output_shape(self, upto=None):
         layers = self._layers if upto is None else self._layers[:upto]
