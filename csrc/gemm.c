@@ -464,9 +464,7 @@ static void gemm_scale_c(const gemm_problem *pr) {
  * K <= KC it gives the packed path's results bitwise, and beyond that it differs
  * only in rounding (K is then <= GEMM_SMALL_MACS / (M N)).
  */
-#ifndef GEMM_SMALL_MACS
-#define GEMM_SMALL_MACS ((int64_t)64 * 64 * 64)
-#endif
+#define GEMM_SMALL_MACS PYNN_GEMM_SMALL_MACS
 /* A transposed B of up to this many floats is transposed into a stack buffer. */
 #define GEMM_SMALL_STACK_FLOATS 4096
 

@@ -70,6 +70,12 @@ void pynn_gemm_pack_b_ref(float *bp, const float *b, int64_t rs, int64_t cs,
  * _LEAKY_RELU (t > 0 ? t : alpha t), the formulas of pynn_act_span; y == NULL or any
  * other act leaves Y to the driver.  y has row stride ldc and may equal c.
  * One thread; m, n, k >= 1. */
+/* Products of at most this many multiply-adds (M N K) take the small path, whatever
+ * the thread count (gemm.c); tests aim at both sides of it. */
+#ifndef PYNN_GEMM_SMALL_MACS
+#define PYNN_GEMM_SMALL_MACS ((int64_t)64 * 64 * 64)
+#endif
+
 typedef struct {
     float *c;
     int64_t ldc;
