@@ -85,11 +85,31 @@ static int gemm_best_kernel(void) {
     return PYNN_KERNEL_GENERIC;
 }
 
+/* The table of a kernel known to be supported. */
+static const pynn_gemm_kernel_info *gemm_table(int which) {
+    switch (which) {
+#ifdef PYNN_HAVE_X86_KERNELS
+    case PYNN_KERNEL_AVX2:
+        return &pynn_gemm_kernel_avx2;
+    case PYNN_KERNEL_AVX512:
+        return &pynn_gemm_kernel_avx512;
+#endif
+    default:
+        return &pynn_gemm_kernel_generic;
+    }
+}
+
+/* The table of gemm_kernel_choice, cached so that a call pays one atomic load for
+ * it rather than the CPU feature checks (NULL until resolved).  It always follows
+ * the choice: both are stored together, and racing resolutions store equal values. */
+static const pynn_gemm_kernel_info *gemm_kernel_current = NULL;
+
 int pynn_gemm_select_kernel(int which) {
     if (which < PYNN_KERNEL_AUTO || which > PYNN_KERNEL_AVX512) return PYNN_EINVAL;
     if (which == PYNN_KERNEL_AUTO) which = gemm_best_kernel();
     if (!pynn_gemm_kernel_supported(which)) return PYNN_ENOTSUP;
     ATOMIC_STORE(&gemm_kernel_choice, which);
+    ATOMIC_STORE(&gemm_kernel_current, gemm_table(which));
     return PYNN_OK;
 }
 
@@ -102,19 +122,20 @@ int pynn_gemm_kernel(void) {
     return which;
 }
 
+/* The table of the kernel in use. */
+static const pynn_gemm_kernel_info *gemm_current_kernel(void) {
+    const pynn_gemm_kernel_info *ki = ATOMIC_LOAD(&gemm_kernel_current);
+    if (ki == NULL) {
+        ki = gemm_table(pynn_gemm_kernel());
+        ATOMIC_STORE(&gemm_kernel_current, ki);
+    }
+    return ki;
+}
+
 const pynn_gemm_kernel_info *pynn_gemm_kernel_info_of(int which) {
     if (which == PYNN_KERNEL_AUTO) which = gemm_best_kernel();
     if (!pynn_gemm_kernel_supported(which)) return NULL;
-    switch (which) {
-#ifdef PYNN_HAVE_X86_KERNELS
-    case PYNN_KERNEL_AVX2:
-        return &pynn_gemm_kernel_avx2;
-    case PYNN_KERNEL_AVX512:
-        return &pynn_gemm_kernel_avx512;
-#endif
-    default:
-        return &pynn_gemm_kernel_generic;
-    }
+    return gemm_table(which);
 }
 
 /* ---- workspace: the packed panels --------------------------------------- */
@@ -384,8 +405,19 @@ static void gemm_blocked(const gemm_problem *pr, const pynn_gemm_kernel_info *ki
     int tm, tn, t;
     gemm_grid(&tm, &tn, m_panels, n_panels, nthreads);
 
+    /* One region: no OpenMP region either (libgomp sets up a team even for one
+     * thread, with an `if` clause too). */
+    if (tm * tn == 1) {
+        gemm_region rg;
+        rg.is0 = 0;
+        rg.is1 = m_panels;
+        rg.js0 = 0;
+        rg.js1 = n_panels;
+        gemm_region_run(pr, ki, &rg, ws, ws + b_floats);
+        return;
+    }
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(tm * tn) if (tm * tn > 1)
+#pragma omp parallel for schedule(static, 1) num_threads(tm * tn)
 #endif
     for (t = 0; t < tm * tn; t++) {                          /* regions, one per thread */
         gemm_region rg;
@@ -422,8 +454,81 @@ static void gemm_scale_c(const gemm_problem *pr) {
     }
 }
 
+/* ---- the small-problem path ------------------------------------------------- */
+/*
+ * Up to this many multiply-adds a product skips packing and the blocked loop nest:
+ * the kernel's small routine reads A and B where they lie (a transposed B is first
+ * transposed into a small buffer) on one thread.  Which path runs depends only on
+ * the shape, never on the thread count, so results stay independent of it.  The
+ * small path sums each element's K products in one chain (no K blocks): for
+ * K <= KC it gives the packed path's results bitwise, and beyond that it differs
+ * only in rounding (K is then <= GEMM_SMALL_MACS / (M N)).
+ */
+#define GEMM_SMALL_MACS PYNN_GEMM_SMALL_MACS
+/* A transposed B of up to this many floats is transposed into a stack buffer. */
+#define GEMM_SMALL_STACK_FLOATS 4096
+
+static int gemm_is_small(int64_t m, int64_t n, int64_t k) {
+    /* m, n, k >= 1 and each fits in the product test without overflow below 2^21 */
+    if (m > GEMM_SMALL_MACS || n > GEMM_SMALL_MACS || k > GEMM_SMALL_MACS) return 0;
+    return m * n * k <= GEMM_SMALL_MACS;
+}
+
+/* Does the small routine apply act itself (in registers)? */
+static int gemm_small_does_act(int act) {
+    return act == PYNN_ACT_LINEAR || act == PYNN_ACT_RELU || act == PYNN_ACT_LEAKY_RELU;
+}
+
+static int gemm_small(const gemm_problem *pr, const pynn_gemm_kernel_info *ki) {
+    float stack_bt[GEMM_SMALL_STACK_FLOATS + 16];
+    gemm_workspace ws;
+    pynn_gemm_small_problem sp;
+    int64_t i;
+    ws.owned = NULL;
+    ws.base = NULL;
+    sp.c = pr->c;
+    sp.ldc = pr->ldc;
+    sp.a = pr->a;
+    sp.a_rs = pr->a_rs;
+    sp.a_cs = pr->a_cs;
+    sp.b = pr->b;
+    sp.ldb = pr->b_rs;
+    sp.m = pr->m;
+    sp.n = pr->n;
+    sp.k = pr->k;
+    sp.alpha = pr->alpha;
+    sp.beta = pr->beta;
+    sp.bias = pr->bias;
+    sp.y = pr->y != NULL && gemm_small_does_act(pr->act) ? pr->y : NULL;
+    sp.act = pr->act;
+    sp.act_alpha = pr->act_alpha;
+    if (pr->b_cs != 1) {
+        /* B transposed (op(B) columns contiguous in K): make its rows contiguous. */
+        const int64_t ldbt = round_up(pr->n, 16);
+        float *bt;
+        if (pr->k * ldbt <= GEMM_SMALL_STACK_FLOATS) {
+            bt = align64(stack_bt);
+        } else {
+            const int status = workspace_acquire(&ws, (size_t)(pr->k * ldbt));
+            if (status != PYNN_OK) return status;
+            bt = ws.base;
+        }
+        ki->transpose(bt, ldbt, pr->b, pr->b_cs, pr->k, pr->n);
+        sp.b = bt;
+        sp.ldb = ldbt;
+    }
+    ki->small(&sp);
+    if (ws.base != NULL) workspace_release(&ws);
+    /* The activations the small routine leaves to us (softmax: after the product). */
+    if (pr->y != NULL && sp.y == NULL && pr->act != PYNN_ACT_SOFTMAX)
+        for (i = 0; i < pr->m; i++)               /* M: finished rows */
+            (void)pynn_act_span(pr->y + i * pr->ldc, pr->c + i * pr->ldc, pr->n, pr->act,
+                                pr->act_alpha);
+    return PYNN_OK;
+}
+
 static int gemm_run(const gemm_problem *pr) {
-    const pynn_gemm_kernel_info *ki = pynn_gemm_kernel_info_of(pynn_gemm_kernel());
+    const pynn_gemm_kernel_info *ki = gemm_current_kernel();
     gemm_workspace ws;
     int status, nthreads;
     if (pr->m == 0 || pr->n == 0) return PYNN_OK;
@@ -432,6 +537,7 @@ static int gemm_run(const gemm_problem *pr) {
         if (gemm_has_epilogue(pr)) gemm_epilogue(pr, 0, 0, pr->m, pr->n);
         return PYNN_OK;
     }
+    if (gemm_is_small(pr->m, pr->n, pr->k)) return gemm_small(pr, ki);
     nthreads = gemm_threads(pr->m, pr->n, pr->k);
     status = workspace_acquire(&ws, (size_t)nthreads * gemm_thread_floats(pr, ki));
     if (status != PYNN_OK) return status;

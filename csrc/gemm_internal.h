@@ -49,6 +49,60 @@ void pynn_gemm_pack_a_ref(float *ap, const float *a, int64_t rs, int64_t cs,
 void pynn_gemm_pack_b_ref(float *bp, const float *b, int64_t rs, int64_t cs,
                           int64_t kc, int64_t n, int64_t nr);
 
+/* ---- the small-problem path ------------------------------------------------
+ *
+ * Products too small to repay packing (a few dozen rows and columns: every GEMM of
+ * a small network's training step) are computed straight from the operands:
+ *
+ *   C[0:m, 0:n] := alpha op(A) B + beta C (+ bias) (then Y = act(C) for LINEAR, RELU
+ *                  and LEAKY_RELU, in registers)
+ *
+ *   op(A)(i, p) = a[i*a_rs + p*a_cs], with a_rs == 1 or a_cs == 1 (A transposed or not)
+ *   B(p, j)     = b[p*ldb + j]: rows contiguous (the driver transposes a transposed
+ *                 B into a small buffer first)
+ *
+ * Each element of C is one accumulator summed over p = 0 .. k-1 in increasing order
+ * (no K blocking), then t = alpha * sum; beta != 0: t = beta c + t (one fused
+ * multiply-add, or the generic kernel's beta * c + t); bias: t = t + bias[j]: the
+ * same roundings, in the same order, as the micro-kernel followed by the epilogue
+ * (gemm.c), so for K <= KC both paths agree bitwise.  beta == 0 means C is not read.
+ * act: with y != NULL, y = act(t) for PYNN_ACT_LINEAR, _RELU (t > 0 ? t : 0) and
+ * _LEAKY_RELU (t > 0 ? t : alpha t), the formulas of pynn_act_span; y == NULL or any
+ * other act leaves Y to the driver.  y has row stride ldc and may equal c.
+ * One thread; m, n, k >= 1. */
+/* Products of at most this many multiply-adds (M N K) take the small path, whatever
+ * the thread count (gemm.c); tests aim at both sides of it. */
+#ifndef PYNN_GEMM_SMALL_MACS
+#define PYNN_GEMM_SMALL_MACS ((int64_t)64 * 64 * 64)
+#endif
+
+typedef struct {
+    float *c;
+    int64_t ldc;
+    const float *a;
+    int64_t a_rs, a_cs;
+    const float *b;
+    int64_t ldb;
+    int64_t m, n, k;
+    float alpha, beta;
+    const float *bias;       /* (n,) or NULL */
+    float *y;                /* NULL: no activation in the kernel */
+    int act;
+    float act_alpha;
+} pynn_gemm_small_problem;
+
+typedef void (*pynn_gemm_small_fn)(const pynn_gemm_small_problem *pr);
+
+/* bt[p*ldbt + j] = b[j*ldb + p] for p < k, j < n: op(B) of a transposed B made
+ * row-contiguous for the small path (bt's padding columns are left as they are). */
+typedef void (*pynn_gemm_transpose_fn)(float *bt, int64_t ldbt, const float *b, int64_t ldb,
+                                       int64_t k, int64_t n);
+
+/* The portable small-path routines (gemm_kernel_generic.c). */
+void pynn_gemm_small_ref(const pynn_gemm_small_problem *pr);
+void pynn_gemm_transpose_ref(float *bt, int64_t ldbt, const float *b, int64_t ldb,
+                             int64_t k, int64_t n);
+
 /* A micro-kernel and the blocking the driver uses with it.
  *   mr, nr  register tile
  *   mc      rows of the packed A block   (mc x kc floats stay in L2), multiple of mr
@@ -61,6 +115,8 @@ typedef struct {
     pynn_gemm_ukernel_fn ukernel;
     pynn_gemm_pack_a_fn pack_a;   /* packing in the kernel's instruction set, */
     pynn_gemm_pack_b_fn pack_b;   /* or NULL for the portable routines        */
+    pynn_gemm_small_fn small;     /* the small-problem path in the same instruction */
+    pynn_gemm_transpose_fn transpose;  /* set (never NULL)                        */
 } pynn_gemm_kernel_info;
 
 extern const pynn_gemm_kernel_info pynn_gemm_kernel_generic;

@@ -154,11 +154,132 @@ static void avx2_pack_b(float *bp, const float *b, int64_t rs, int64_t cs,
     }
 }
 
+/* ---- the small-problem path (gemm_internal.h) --------------------------------
+ * Tiles of AVX2_MR rows x 8 NV columns (NV = 2 while more than 8 columns are
+ * left, then 1), one ymm accumulator per row and vector, the same FMA chain as the
+ * micro-kernel above; A is broadcast straight from memory, rows of B loaded with
+ * masks at the right edge.  Rows past m repeat row m - 1 (computed, not stored). */
+
+static inline __attribute__((always_inline)) void
+s256_tile(const pynn_gemm_small_problem *pr, const float *const ar[AVX2_MR], int64_t m,
+          int64_t i0, int64_t j0, int64_t n, const int NV, const int act_here) {
+    const int64_t k = pr->k, ldb = pr->ldb, a_cs = pr->a_cs;
+    const float *b = pr->b + j0;
+    __m256 acc[AVX2_MR][2];
+    __m256i mask[2];
+    int64_t p;
+    int i, v;
+    mask[0] = avx2_lane_mask(n);
+    mask[1] = avx2_lane_mask(n - 8);
+#pragma GCC unroll 6
+    for (i = 0; i < AVX2_MR; i++)             /* M: rows of the tile */
+#pragma GCC unroll 2
+        for (v = 0; v < NV; v++)              /* N: vectors of a row */
+            acc[i][v] = _mm256_setzero_ps();
+
+    for (p = 0; p < k; p++) {                 /* K: one rank-1 update per step, in order */
+        __m256 bv[2];
+#pragma GCC unroll 2
+        for (v = 0; v < NV; v++)              /* N: vectors of the B row */
+            bv[v] = _mm256_maskload_ps(b + 8 * v, mask[v]);
+#pragma GCC unroll 6
+        for (i = 0; i < AVX2_MR; i++) {       /* M: rows of the tile */
+            const __m256 ai = _mm256_broadcast_ss(ar[i] + p * a_cs);
+#pragma GCC unroll 2
+            for (v = 0; v < NV; v++)          /* N: vectors of a row */
+                acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+        b += ldb;
+    }
+
+    {
+        const __m256 va = _mm256_set1_ps(pr->alpha), vb = _mm256_set1_ps(pr->beta);
+        const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(pr->act_alpha);
+        __m256 bias[2];
+#pragma GCC unroll 2
+        for (v = 0; v < NV; v++)              /* N: vectors of the bias */
+            bias[v] = pr->bias != NULL ? _mm256_maskload_ps(pr->bias + j0 + 8 * v, mask[v]) : zero;
+#pragma GCC unroll 6
+        for (i = 0; i < AVX2_MR; i++) {       /* M: rows of C stored */
+            float *ci = pr->c + (i0 + i) * pr->ldc + j0;
+            if (i >= m) break;
+#pragma GCC unroll 2
+            for (v = 0; v < NV; v++) {        /* N: vectors of a row */
+                __m256 t = _mm256_mul_ps(va, acc[i][v]);
+                if (pr->beta != 0.0f)
+                    t = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci + 8 * v, mask[v]), t);
+                if (pr->bias != NULL) t = _mm256_add_ps(t, bias[v]);
+                _mm256_maskstore_ps(ci + 8 * v, mask[v], t);
+                if (act_here) {
+                    float *yi = pr->y + (i0 + i) * pr->ldc + j0 + 8 * v;
+                    if (pr->act == PYNN_ACT_RELU) {           /* t > 0 ? t : 0 */
+                        t = _mm256_max_ps(t, zero);
+                    } else if (pr->act == PYNN_ACT_LEAKY_RELU) { /* t > 0 ? t : alpha t */
+                        t = _mm256_blendv_ps(_mm256_mul_ps(slope, t), t,
+                                             _mm256_cmp_ps(t, zero, _CMP_GT_OQ));
+                    }
+                    _mm256_maskstore_ps(yi, mask[v], t);
+                }
+            }
+        }
+    }
+}
+
+static void s256_band(const pynn_gemm_small_problem *pr, const float *const ar[AVX2_MR],
+                      int64_t m, int64_t i0, const int act_here) {
+    int64_t j0;
+    for (j0 = 0; j0 + 8 < pr->n; j0 += 16)    /* N: tiles of 16 columns while > 8 are left */
+        s256_tile(pr, ar, m, i0, j0, pr->n - j0, 2, act_here);
+    if (j0 < pr->n)                           /* N: the last 1..8 columns */
+        s256_tile(pr, ar, m, i0, j0, pr->n - j0, 1, act_here);
+}
+
+static void gemm_small_avx2(const pynn_gemm_small_problem *pr) {
+    const int act_here = pr->y != NULL && (pr->act == PYNN_ACT_LINEAR || pr->act == PYNN_ACT_RELU ||
+                                           pr->act == PYNN_ACT_LEAKY_RELU);
+    int64_t i0;
+    int i;
+    for (i0 = 0; i0 < pr->m; i0 += AVX2_MR) { /* M: bands of rows */
+        const int64_t m = pr->m - i0 < AVX2_MR ? pr->m - i0 : AVX2_MR;
+        const float *ar[AVX2_MR];
+        for (i = 0; i < AVX2_MR; i++)         /* M: rows, the last repeated */
+            ar[i] = pr->a + (i0 + (i < m ? i : m - 1)) * pr->a_rs;
+        if (act_here)
+            s256_band(pr, ar, m, i0, 1);
+        else
+            s256_band(pr, ar, m, i0, 0);
+    }
+}
+
+/* bt[p*ldbt + j] = b[j*ldb + p], 8 x 8 blocks transposed in registers. */
+static void transpose_avx2(float *bt, int64_t ldbt, const float *b, int64_t ldb,
+                           int64_t k, int64_t n) {
+    int64_t j0, p0;
+    int j, p;
+    for (j0 = 0; j0 < n; j0 += 8) {           /* N: 8 rows of b at a time */
+        const int64_t h = n - j0 < 8 ? n - j0 : 8;
+        const __m256i cols = avx2_lane_mask(h);
+        for (p0 = 0; p0 < k; p0 += 8) {       /* K: 8 columns of b at a time */
+            const int64_t w = k - p0 < 8 ? k - p0 : 8;
+            const __m256i rows = avx2_lane_mask(w);
+            __m256 r[8];
+#pragma GCC unroll 8
+            for (j = 0; j < 8; j++)           /* N: rows of b, zero past n */
+                r[j] = j < h ? _mm256_maskload_ps(b + (j0 + j) * ldb + p0, rows)
+                             : _mm256_setzero_ps();
+            avx2_transpose8(r);
+#pragma GCC unroll 8
+            for (p = 0; p < 8; p++)           /* K: rows of bt */
+                if (p < w) _mm256_maskstore_ps(bt + (p0 + p) * ldbt + j0, cols, r[p]);
+        }
+    }
+}
+
 /* Blocking: kc x 16 floats of B (16 KiB at kc = 256) in L1, a 120 x 256 block
  * of A (120 KiB) in L2, a 256 x 4096 panel of B (4 MiB) in L3. */
 const pynn_gemm_kernel_info pynn_gemm_kernel_avx2 = {
     PYNN_KERNEL_AVX2, "avx2", AVX2_MR, AVX2_NR, 120, 256, 4096,
-    gemm_ukernel_avx2, avx2_pack_a, avx2_pack_b,
+    gemm_ukernel_avx2, avx2_pack_a, avx2_pack_b, gemm_small_avx2, transpose_avx2,
 };
 
 #endif /* PYNN_HAVE_X86_KERNELS */

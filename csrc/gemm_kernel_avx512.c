@@ -183,6 +183,132 @@ static void avx512_pack_b(float *bp, const float *b, int64_t rs, int64_t cs,
     }
 }
 
+/* ---- the small-problem path (gemm_internal.h) --------------------------------
+ * Tiles of S512_MR rows x 16 NV columns (NV = 2 while more than 16 columns are
+ * left, then 1), one zmm accumulator per row and vector, the same FMA chain as the
+ * micro-kernel above; A is broadcast straight from memory, rows of B loaded with
+ * masks at the right edge.  Rows past m repeat row m - 1 (computed, not stored). */
+
+#ifndef S512_MR
+#define S512_MR 8
+#endif
+
+static inline __attribute__((always_inline)) void
+s512_tile(const pynn_gemm_small_problem *pr, const float *const ar[S512_MR], int64_t m,
+          int64_t i0, int64_t j0, int64_t n, const int NV, const int act_here) {
+    const int64_t k = pr->k, ldb = pr->ldb, a_cs = pr->a_cs;
+    const float *b = pr->b + j0;
+    __m512 acc[S512_MR][2];
+    __mmask16 mask[2];
+    int64_t p;
+    int i, v;
+    mask[0] = avx512_lane_mask(n);
+    mask[1] = avx512_lane_mask(n - 16);
+#pragma GCC unroll 16
+    for (i = 0; i < S512_MR; i++)             /* M: rows of the tile */
+#pragma GCC unroll 2
+        for (v = 0; v < NV; v++)              /* N: vectors of a row */
+            acc[i][v] = _mm512_setzero_ps();
+
+    for (p = 0; p < k; p++) {                 /* K: one rank-1 update per step, in order */
+        __m512 bv[2];
+#pragma GCC unroll 2
+        for (v = 0; v < NV; v++)              /* N: vectors of the B row */
+            bv[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
+#pragma GCC unroll 16
+        for (i = 0; i < S512_MR; i++) {       /* M: rows of the tile */
+            const __m512 ai = _mm512_set1_ps(ar[i][p * a_cs]);
+#pragma GCC unroll 2
+            for (v = 0; v < NV; v++)          /* N: vectors of a row */
+                acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+        b += ldb;
+    }
+
+    {
+        const __m512 va = _mm512_set1_ps(pr->alpha), vb = _mm512_set1_ps(pr->beta);
+        const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(pr->act_alpha);
+        __m512 bias[2];
+#pragma GCC unroll 2
+        for (v = 0; v < NV; v++)              /* N: vectors of the bias */
+            bias[v] = pr->bias != NULL ? _mm512_maskz_loadu_ps(mask[v], pr->bias + j0 + 16 * v)
+                                       : zero;
+#pragma GCC unroll 16
+        for (i = 0; i < S512_MR; i++) {       /* M: rows of C stored */
+            float *ci = pr->c + (i0 + i) * pr->ldc + j0;
+            if (i >= m) break;
+#pragma GCC unroll 2
+            for (v = 0; v < NV; v++) {        /* N: vectors of a row */
+                __m512 t = _mm512_mul_ps(va, acc[i][v]);
+                if (pr->beta != 0.0f)
+                    t = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[v], ci + 16 * v), t);
+                if (pr->bias != NULL) t = _mm512_add_ps(t, bias[v]);
+                _mm512_mask_storeu_ps(ci + 16 * v, mask[v], t);
+                if (act_here) {
+                    float *yi = pr->y + (i0 + i) * pr->ldc + j0 + 16 * v;
+                    if (pr->act == PYNN_ACT_RELU) {           /* t > 0 ? t : 0 */
+                        t = _mm512_max_ps(t, zero);
+                    } else if (pr->act == PYNN_ACT_LEAKY_RELU) { /* t > 0 ? t : alpha t */
+                        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, zero, _CMP_GT_OQ),
+                                                 _mm512_mul_ps(slope, t), t);
+                    }
+                    _mm512_mask_storeu_ps(yi, mask[v], t);
+                }
+            }
+        }
+    }
+}
+
+static void s512_band(const pynn_gemm_small_problem *pr, const float *const ar[S512_MR],
+                      int64_t m, int64_t i0, const int act_here) {
+    int64_t j0;
+    for (j0 = 0; j0 + 16 < pr->n; j0 += 32)   /* N: tiles of 32 columns while > 16 are left */
+        s512_tile(pr, ar, m, i0, j0, pr->n - j0, 2, act_here);
+    if (j0 < pr->n)                           /* N: the last 1..16 columns */
+        s512_tile(pr, ar, m, i0, j0, pr->n - j0, 1, act_here);
+}
+
+static void gemm_small_avx512(const pynn_gemm_small_problem *pr) {
+    const int act_here = pr->y != NULL && (pr->act == PYNN_ACT_LINEAR || pr->act == PYNN_ACT_RELU ||
+                                           pr->act == PYNN_ACT_LEAKY_RELU);
+    int64_t i0;
+    int i;
+    for (i0 = 0; i0 < pr->m; i0 += S512_MR) { /* M: bands of rows */
+        const int64_t m = pr->m - i0 < S512_MR ? pr->m - i0 : S512_MR;
+        const float *ar[S512_MR];
+        for (i = 0; i < S512_MR; i++)         /* M: rows, the last repeated */
+            ar[i] = pr->a + (i0 + (i < m ? i : m - 1)) * pr->a_rs;
+        if (act_here)
+            s512_band(pr, ar, m, i0, 1);
+        else
+            s512_band(pr, ar, m, i0, 0);
+    }
+}
+
+/* bt[p*ldbt + j] = b[j*ldb + p], 16 x 16 blocks transposed in registers. */
+static void transpose_avx512(float *bt, int64_t ldbt, const float *b, int64_t ldb,
+                             int64_t k, int64_t n) {
+    int64_t j0, p0;
+    int j, p;
+    for (j0 = 0; j0 < n; j0 += 16) {          /* N: 16 rows of b at a time */
+        const int64_t h = n - j0 < 16 ? n - j0 : 16;
+        const __mmask16 cols = avx512_lane_mask(h);
+        for (p0 = 0; p0 < k; p0 += 16) {      /* K: 16 columns of b at a time */
+            const int64_t w = k - p0 < 16 ? k - p0 : 16;
+            const __mmask16 rows = avx512_lane_mask(w);
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (j = 0; j < 16; j++)          /* N: rows of b, zero past n */
+                r[j] = j < h ? _mm512_maskz_loadu_ps(rows, b + (j0 + j) * ldb + p0)
+                             : _mm512_setzero_ps();
+            avx512_transpose16(r);
+#pragma GCC unroll 16
+            for (p = 0; p < 16; p++)          /* K: rows of bt */
+                if (p < w) _mm512_mask_storeu_ps(bt + (p0 + p) * ldbt + j0, cols, r[p]);
+        }
+    }
+}
+
 /* ---- the table the driver reads ------------------------------------------- */
 
 /* Blocking: kc x NR floats of B (32 KiB at kc = 256, NR = 32) in the 48 KiB L1,
@@ -201,7 +327,7 @@ static void avx512_pack_b(float *bp, const float *b, int64_t rs, int64_t cs,
 #endif
 const pynn_gemm_kernel_info pynn_gemm_kernel_avx512 = {
     PYNN_KERNEL_AVX512, "avx512", AVX512_MR, AVX512_NR, AVX512_MC, AVX512_KC, AVX512_NC,
-    gemm_ukernel_avx512, avx512_pack_a, avx512_pack_b,
+    gemm_ukernel_avx512, avx512_pack_a, avx512_pack_b, gemm_small_avx512, transpose_avx512,
 };
 
 #endif /* PYNN_HAVE_X86_KERNELS */

@@ -286,3 +286,79 @@ def test_concurrent_calls_from_python_threads():
             results = list(pool.map(run, range(len(problems))))
             for i, (got, want) in enumerate(zip(results, expected)):
                 assert np.array_equal(got, want), f"problem {i}: concurrent result differs"
+
+
+# The small path: products of at most 64^3 multiply-adds run unpacked on one thread
+# (csrc/gemm.c, PYNN_GEMM_SMALL_MACS).  Its tiles are 8 x 32 / 8 x 16 (AVX-512),
+# 6 x 16 / 6 x 8 (AVX2) and 4 x 16 (generic); a transposed B goes through a stack
+# buffer of 4096 floats, or the workspace when larger.
+SMALL_MACS = 64 ** 3
+SMALL_SHAPES = [
+    (1, 1, 1), (1, 33, 2), (7, 1, 9), (5, 8, 3), (8, 16, 1), (9, 17, 10), (6, 9, 33),
+    (13, 31, 7), (16, 32, 4), (17, 33, 11), (3, 47, 5), (12, 48, 2), (31, 49, 3),
+    (33, 65, 5), (32, 32, 64), (32, 10, 32), (64, 32, 32), (3, 64, 100), (2, 70, 300),
+    (1, 1, 5000),
+]
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_small_path_matches_numpy(kernel, trans_a, trans_b):
+    rng = np.random.default_rng(30 + 2 * trans_a + trans_b)
+    for i, (m, n, k) in enumerate(SMALL_SHAPES):
+        assert m * n * k <= SMALL_MACS
+        alpha, beta = [(1.0, 0.0), (1.0, 1.0), (-0.5, 2.0), (2.0, 0.0), (0.75, -1.0)][i % 5]
+        a, b, op_a, op_b = operands(rng, m, n, k, trans_a, trans_b)
+        c0 = rand(rng, m, n) if beta != 0.0 else np.full((m, n), np.nan, np.float32)
+        c = c0.copy()
+        core.sgemm(c, a, b, trans_a, trans_b, alpha, beta)
+        expect = alpha * (op_a @ op_b) + (beta * c0.astype(np.float64) if beta else 0.0)
+        assert_within(c, expect, gemm_bound(k, op_a, op_b, alpha, beta, c0),
+                      f"small sgemm {m}x{n}x{k} trans_a={trans_a} trans_b={trans_b} "
+                      f"alpha={alpha} beta={beta}")
+
+
+@pytest.mark.parametrize("act", list(ACTIVATIONS) + [core.ACT_SOFTMAX])
+def test_small_path_epilogue_equals_sgemm_then_activation(kernel, act):
+    """The fused epilogue on the small path: Z = sgemm + bias, Y = act(Z) bitwise."""
+    rng = np.random.default_rng(200 + act)
+    act_alpha = ACTIVATIONS.get(act, (None, 0.2))[1]
+    for m, n, k in [(1, 1, 1), (9, 17, 5), (32, 32, 64), (33, 10, 32), (13, 33, 30)]:
+        a, b = rand(rng, m, k), rand(rng, k, n)
+        bias = rand(rng, n)
+        c = np.empty((m, n), np.float32)
+        core.sgemm(c, a, b)
+        z_plain = c + bias
+        y_plain = np.empty_like(z_plain)
+        core.activation_forward(y_plain, z_plain, act, act_alpha)
+        for alias in (False, True):
+            z = np.full((m, n), np.nan, np.float32)
+            y = z if alias else np.full((m, n), np.nan, np.float32)
+            core.sgemm_bias_act(z, y, a, b, bias, False, False, act, act_alpha)
+            if not alias:
+                np.testing.assert_array_equal(z, z_plain)
+            np.testing.assert_array_equal(y, y_plain)
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 64), (64, 64, 65), (65, 64, 64), (1, 1, SMALL_MACS),
+                                   (1, 1, SMALL_MACS + 1), (1024, 16, 16), (1025, 16, 16),
+                                   (8, 512, 64), (8, 513, 64)])
+def test_small_limit_one_and_two_threads_bitwise(kernel, two_threads, shape):
+    """On both sides of the small path's limit the result must not depend on the
+    thread count (the path is chosen by the shape alone)."""
+    m, n, k = shape
+    rng = np.random.default_rng(m + n + k)
+    for trans_a in (False, True):
+        for trans_b in (False, True):
+            a, b, op_a, op_b = operands(rng, m, n, k, trans_a, trans_b)
+            c0 = rand(rng, m, n)
+            results = []
+            for threads in (1, 2):
+                core.set_num_threads(threads)
+                c = c0.copy()
+                core.sgemm(c, a, b, trans_a, trans_b, 0.75, -1.25)
+                results.append(c)
+            assert np.array_equal(results[0], results[1]), (
+                f"{shape} trans_a={trans_a} trans_b={trans_b}: 1 and 2 threads differ")
+            assert_within(results[0], 0.75 * (op_a @ op_b) - 1.25 * c0.astype(np.float64),
+                          gemm_bound(k, op_a, op_b, 0.75, -1.25, c0), f"{shape}")

@@ -234,11 +234,94 @@ static void check_sgemm_shapes(const pynn_gemm_kernel_info *ki) {
         if (m_edges[x] > 0) check_sgemm_all_transposes(m_edges[x], 7, 5);
     for (y = 0; y < (int)(sizeof n_edges / sizeof n_edges[0]); y++)   /* N edges */
         if (n_edges[y] > 0) check_sgemm_all_transposes(5, n_edges[y], 3);
+    /* K edges, with M large enough that M N K is past the small path's limit (so
+     * that the packed path's K blocks are the ones tested) */
     for (z = 0; z < (int)(sizeof k_edges / sizeof k_edges[0]); z++)   /* K edges */
-        if (k_edges[z] > 0) check_sgemm_all_transposes(7, nr + 3, k_edges[z]);
+        if (k_edges[z] > 0)
+            check_sgemm_all_transposes(PYNN_GEMM_SMALL_MACS / ((nr + 3) * k_edges[z]) + 1, nr + 3,
+                                       k_edges[z]);
     /* Every boundary at once: several M blocks, N panels and K blocks. */
     check_sgemm_all_transposes(mc + mr + 1, 2 * nr + 5, kc + 7);
     check_sgemm_all_transposes(mr + 1, nc + nr + 1, kc + 1);
+}
+
+/* ---- the small path (M N K <= PYNN_GEMM_SMALL_MACS) ---------------------------- */
+
+/* Edges of the small path's tiles (8 x 32 and 8 x 16 AVX-512, 6 x 16 and 6 x 8 AVX2,
+ * 4 x 16 generic) and of its stack buffer for a transposed B (4096 floats), in all
+ * four transpose cases, with the alpha/beta pairs and paddings rotating. */
+static void check_small_shapes(void) {
+    static const int64_t ms[] = {1, 3, 4, 5, 6, 7, 8, 9, 12, 13, 16, 17, 31, 33};
+    static const int64_t ns[] = {1, 2, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 47, 48, 49, 64, 65};
+    static const int64_t ks[] = {1, 2, 10, 33};
+    int x, y, z;
+    for (x = 0; x < (int)(sizeof ms / sizeof ms[0]); x++)          /* M */
+        for (y = 0; y < (int)(sizeof ns / sizeof ns[0]); y++)      /* N */
+            for (z = 0; z < (int)(sizeof ks / sizeof ks[0]); z++)  /* K */
+                if ((x + y + z) % 3 == 0 || ms[x] == 1 || ns[y] == 1)
+                    check_sgemm_all_transposes(ms[x], ns[y], ks[z]);
+    /* the typical network shapes, and a transposed B past the stack buffer */
+    check_sgemm_all_transposes(32, 32, 64);
+    check_sgemm_all_transposes(32, 10, 32);
+    check_sgemm_all_transposes(64, 32, 32);
+    check_sgemm_all_transposes(3, 64, 100);
+    check_sgemm_all_transposes(2, 70, 300);
+    check_sgemm_all_transposes(1, 1, 5000);
+}
+
+/* Shapes on both sides of the small path's limit: correct, and bitwise the same on
+ * 1 and 2 threads (the path taken must depend on the shape only). */
+static void check_small_limit(void) {
+    const int64_t lim = PYNN_GEMM_SMALL_MACS;
+    const int64_t shapes[][3] = {{64, 64, 64},     {64, 64, 65},     {65, 64, 64},
+                                 {64, 65, 64},     {63, 64, 65},     {1, 1, lim},
+                                 {1, 1, lim + 1},  {lim / 256, 16, 16}, {lim / 256 + 1, 16, 16},
+                                 {16, 16, lim / 256}, {16, 16, lim / 256 + 1},
+                                 {8, lim / 512, 64}, {8, lim / 512 + 1, 64}};
+    int s, ta, tb;
+    for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++) {   /* shapes */
+        const int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        float *a = random_matrix(m, k, k, 0.0f), *b = random_matrix(k, n, n, 0.0f);
+        float *c0 = random_matrix(m, n, n, 0.0f);
+        float *c1 = alloc_floats(m * n), *c2 = alloc_floats(m * n);
+        for (ta = 0; ta < 2; ta++) {          /* A as stored, transposed */
+            for (tb = 0; tb < 2; tb++) {      /* B as stored, transposed */
+                const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+                int s1, s2;
+                memcpy(c1, c0, (size_t)(m * n) * sizeof(float));
+                memcpy(c2, c0, (size_t)(m * n) * sizeof(float));
+                pynn_set_num_threads(1);
+                s1 = pynn_sgemm(c1, a, b, ta, tb, m, n, k, 0.75f, -1.25f, lda, ldb, n);
+                pynn_set_num_threads(2);
+                s2 = pynn_sgemm(c2, a, b, ta, tb, m, n, k, 0.75f, -1.25f, lda, ldb, n);
+                CHECK(s1 == PYNN_OK && s2 == PYNN_OK, "sgemm status %d / %d", s1, s2);
+                CHECK(memcmp(c1, c2, (size_t)(m * n) * sizeof(float)) == 0,
+                      "sgemm ta=%d tb=%d M=%lld N=%lld K=%lld (M N K %s the small limit): "
+                      "1 and 2 threads differ", ta, tb, (long long)m, (long long)n,
+                      (long long)k, m * n * k <= lim ? "within" : "past");
+            }
+        }
+        if (m * n * k <= 2 * lim && k <= 1024) {    /* correctness near the limit */
+            gemm_case t;
+            t.m = m;
+            t.n = n;
+            t.k = k;
+            for (ta = 0; ta < 4; ta++) {      /* the four transpose cases */
+                t.ta = ta & 1;
+                t.tb = ta >> 1;
+                t.alpha = alpha_beta[(s + ta) % N_ALPHA_BETA][0];
+                t.beta = alpha_beta[(s + ta) % N_ALPHA_BETA][1];
+                t.pad = ta == 3 ? 5 : 0;
+                check_sgemm(&t);
+            }
+        }
+        free(a);
+        free(b);
+        free(c0);
+        free(c1);
+        free(c2);
+    }
+    pynn_set_num_threads(1);
 }
 
 /* ---- pynn_sgemm_bias_act ---------------------------------------------------- */
@@ -306,8 +389,13 @@ static void check_bias_act(int ta, int tb, int64_t m, int64_t n, int64_t k,
 }
 
 static void check_bias_act_shapes(const pynn_gemm_kernel_info *ki) {
-    const int64_t shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {ki->mr + 1, ki->nr + 1, ki->kc + 1},
-                                 {2 * ki->mr - 1, 10, 2 * ki->kc + 3}};
+    /* small path: tiny, tile edges, a network's layers; packed path: past the limit,
+     * with several K blocks */
+    const int64_t shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {9, 17, 5}, {ki->mr + 1, ki->nr + 1, 30},
+                                 {32, 32, 64}, {33, 10, 32}, {64, 33, 40},
+                                 {ki->mr + 1, ki->nr + 1, PYNN_GEMM_SMALL_MACS / 64 + 1},
+                                 {97, 45, 130}, {2 * ki->mr - 1, 10, 2 * ki->kc + 3 + 
+                                  PYNN_GEMM_SMALL_MACS / (10 * (2 * ki->mr - 1))}};
     int act, s;
     for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++) {     /* shapes */
         for (act = PYNN_ACT_LINEAR; act <= PYNN_ACT_GELU; act++) {     /* activations */
@@ -449,6 +537,8 @@ int main(void) {
         CHECK(pynn_gemm_kernel() == which, "kernel in use after select");
         if (ki == NULL) continue;
         check_sgemm_shapes(ki);
+        check_small_shapes();
+        check_small_limit();
         check_bias_act_shapes(ki);
         check_threads_bitwise(ki);
         printf("test_gemm: %-8s MR=%lld NR=%lld MC=%lld KC=%lld NC=%lld: %s\n", names[which],
