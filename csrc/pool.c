@@ -68,50 +68,91 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
     return PYNN_OK;
 }
 
+/* Adds each channel of g (c,) onto dimg at the first position of the window (rows
+ * [r0, r1) x columns [q0, q1) of one image, w columns, c channels) where ximg equals the
+ * window's maximum ymax (c,), the forward's output; the other window positions get
+ * + 0.  Two passes of selects over the window, channels innermost (the data never
+ * steers a branch: ties, e.g. the zeros after a ReLU, are common and random). */
+static void route_to_window_max(float *dimg, const float *ximg, const float *ymax,
+                                const float *g, int64_t r0, int64_t r1, int64_t q0, int64_t q1,
+                                int64_t w, int64_t c) {
+    int32_t first[POOL_C_BLOCK];
+    int64_t r, q, e, c0;
+    for (c0 = 0; c0 < c; c0 += POOL_C_BLOCK) {            /* channel blocks */
+        const int64_t cb = c - c0 < POOL_C_BLOCK ? c - c0 : POOL_C_BLOCK;
+        int32_t pos = 0;
+        for (e = 0; e < cb; e++) first[e] = INT32_MAX;
+        for (r = r0; r < r1; r++)                         /* window rows: find the first max */
+            for (q = q0; q < q1; q++, pos++) {            /* window columns */
+                const float *xs = ximg + (r * w + q) * c + c0;
+                for (e = 0; e < cb; e++) {
+                    const int32_t candidate = xs[e] == ymax[c0 + e] ? pos : INT32_MAX;
+                    first[e] = candidate < first[e] ? candidate : first[e];
+                }
+            }
+        pos = 0;
+        for (r = r0; r < r1; r++)                         /* window rows: route the gradient */
+            for (q = q0; q < q1; q++, pos++) {            /* window columns */
+                float *ds = dimg + (r * w + q) * c + c0;
+                for (e = 0; e < cb; e++) ds[e] += first[e] == pos ? g[c0 + e] : 0.0f;
+            }
+    }
+}
+
 /* dx (n, h, w, c) = dy routed to the first maximum of each window, summed where windows
- * overlap (x is the forward's input; the argmax is recomputed). */
-int pynn_maxpool2d_backward(float *dx, const float *x, const float *dy, int64_t n, int64_t h,
+ * overlap (x and y are the forward's input and output: the argmax is the first window
+ * position holding y).
+ * Windows that cannot overlap (strides >= pool size, the usual case) touch disjoint
+ * inputs, so the output rows are spread over the threads; overlapping ones are summed
+ * one image per thread, outputs in row-major order. */
+int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const float *dy,
+                            int64_t n, int64_t h,
                             int64_t w, int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
                             int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow) {
-    int64_t img;
+    const int nthreads = pynn_threads_for(n * oh * ow * c * ph * pw);
+    int64_t t, img;
     PYNN_RETURN_IF(!pool_geometry_ok(n, h, w, c, ph, pw, sh, sw, pad_top, pad_left, oh, ow),
                    PYNN_EINVAL);
-    PYNN_RETURN_IF((dx == NULL || x == NULL || dy == NULL) && n * h * w * c > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF((dx == NULL || x == NULL || y == NULL || dy == NULL) && n * h * w * c > 0,
+                   PYNN_EINVAL);
+    if (sh >= ph && sw >= pw) {
+        /* input rows: zeroed by one thread each */
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (t = 0; t < n * h; t++) memset(dx + t * w * c, 0, (size_t)(w * c) * sizeof(float));
+        /* output rows (image, i): their windows are disjoint, so each input element is
+         * written by one thread */
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (t = 0; t < n * oh; t++) {
+            const int64_t im = t / oh, i = t % oh;
+            int64_t r0, r1, j;
+            window_range(i * sh - pad_top, ph, h, &r0, &r1);
+            if (r0 == r1) continue;
+            for (j = 0; j < ow; j++) {                    /* output columns */
+                int64_t q0, q1;
+                window_range(j * sw - pad_left, pw, w, &q0, &q1);
+                if (q0 == q1) continue;
+                route_to_window_max(dx + im * h * w * c, x + im * h * w * c,
+                                    y + (t * ow + j) * c, dy + (t * ow + j) * c, r0, r1, q0, q1,
+                                    w, c);
+            }
+        }
+        return PYNN_OK;
+    }
     /* images: each image of dx is written by one thread */
-#pragma omp parallel for schedule(static) num_threads(n > 1 ? pynn_threads_for(n * oh * ow * c * ph * pw) : 1)
+#pragma omp parallel for schedule(static) num_threads(n > 1 ? nthreads : 1)
     for (img = 0; img < n; img++) {
-        const float *ximg = x + img * h * w * c;
         float *dimg = dx + img * h * w * c;
-        float best[POOL_C_BLOCK];
-        int64_t where[POOL_C_BLOCK];
-        int64_t i, j, r, q, e, c0;
+        int64_t i, j;
         memset(dimg, 0, (size_t)(h * w * c) * sizeof(float));
         for (i = 0; i < oh; i++) {                        /* output rows, in order */
             int64_t r0, r1;
             window_range(i * sh - pad_top, ph, h, &r0, &r1);
             for (j = 0; j < ow; j++) {                    /* output columns, in order */
-                const float *g = dy + ((img * oh + i) * ow + j) * c;
                 int64_t q0, q1;
                 window_range(j * sw - pad_left, pw, w, &q0, &q1);
                 if (r0 == r1 || q0 == q1) continue;
-                for (c0 = 0; c0 < c; c0 += POOL_C_BLOCK) {      /* channel blocks */
-                    const int64_t cb = c - c0 < POOL_C_BLOCK ? c - c0 : POOL_C_BLOCK;
-                    const int64_t first = (r0 * w + q0) * c + c0;
-                    for (e = 0; e < cb; e++) {
-                        best[e] = ximg[first + e];
-                        where[e] = first + e;
-                    }
-                    for (r = r0; r < r1; r++)             /* window rows */
-                        for (q = r == r0 ? q0 + 1 : q0; q < q1; q++) {   /* window columns */
-                            const int64_t at = (r * w + q) * c + c0;
-                            for (e = 0; e < cb; e++)
-                                if (ximg[at + e] > best[e]) {
-                                    best[e] = ximg[at + e];
-                                    where[e] = at + e;
-                                }
-                        }
-                    for (e = 0; e < cb; e++) dimg[where[e]] += g[c0 + e];
-                }
+                const int64_t o = ((img * oh + i) * ow + j) * c;
+                route_to_window_max(dimg, x + img * h * w * c, y + o, dy + o, r0, r1, q0, q1, w, c);
             }
         }
     }

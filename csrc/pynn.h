@@ -235,9 +235,10 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
                            int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t pad_top,
                            int64_t pad_left, int64_t oh, int64_t ow);
 /* dx (n, h, w, c) = dy (n, oh, ow, c) routed to the first maximum (row-major window
- * order) of each window of x, summed where windows overlap. */
-int pynn_maxpool2d_backward(float *dx, const float *x, const float *dy, int64_t n, int64_t h,
-                            int64_t w, int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
+ * order) of each window of x, summed where windows overlap; y (n, oh, ow, c) is the
+ * forward's output (the maximum to look for). */
+int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const float *dy,
+                            int64_t n, int64_t h, int64_t w, int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
                             int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow);
 /* y = mean over the input positions of each window (padding not counted). */
 int pynn_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,

@@ -63,7 +63,7 @@ cdef extern from "pynn.h" nogil:
     int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w,
                                int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
                                int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow)
-    int pynn_maxpool2d_backward(float *dx, const float *x, const float *dy, int64_t n,
+    int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const float *dy, int64_t n,
                                 int64_t h, int64_t w, int64_t c, int64_t ph, int64_t pw,
                                 int64_t sh, int64_t sw, int64_t pad_top, int64_t pad_left,
                                 int64_t oh, int64_t ow)

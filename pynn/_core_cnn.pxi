@@ -95,6 +95,7 @@ def maxpool2d_forward(float[:, :, :, ::1] y,          # OUT (N, OH, OW, C)
 
 def maxpool2d_backward(float[:, :, :, ::1] dx,         # OUT (N, H, W, C)
                        const float[:, :, :, ::1] x,    # IN  (N, H, W, C) the forward's input
+                       const float[:, :, :, ::1] y,    # IN  (N, OH, OW, C) the forward's output
                        const float[:, :, :, ::1] dy,   # IN  (N, OH, OW, C)
                        pool_size, strides, padding):
     cdef int64_t ph, pw, sh, sw, pt, pl
@@ -104,10 +105,12 @@ def maxpool2d_backward(float[:, :, :, ::1] dx,         # OUT (N, H, W, C)
                 "maxpool2d_backward")
     cdef float *out = _data4(dx)
     cdef const float *inp = _cdata4(x)
+    _same_shape(_shape4(y), _shape4(dy), "y", "maxpool2d_backward")
     cdef const float *grad = _cdata4(dy)
+    cdef const float *outp = _cdata4(y)
     cdef int status
     with nogil:
-        status = pynn_maxpool2d_backward(out, inp, grad, x.shape[0], x.shape[1], x.shape[2],
+        status = pynn_maxpool2d_backward(out, inp, outp, grad, x.shape[0], x.shape[1], x.shape[2],
                                          x.shape[3], ph, pw, sh, sw, pt, pl, dy.shape[1],
                                          dy.shape[2])
     _check(status, "maxpool2d_backward")

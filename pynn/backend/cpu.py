@@ -19,6 +19,16 @@ def _flat(a):
 class CpuBackend(HostBackend):
     name = "cpu"
 
+    def _scratch(self, tag, shape):
+        """A reusable host array per (tag, shape) for kernels that need a temporary."""
+        cache = self.__dict__.setdefault("_scratch_arrays", {})
+        key = (tag, tuple(shape))
+        if key not in cache:
+            if len(cache) > 32:
+                cache.clear()
+            cache[key] = self.empty(shape)
+        return cache[key]
+
     def matmul(self, a, b, transpose_a, transpose_b, out):
         _core.sgemm(out, a, b, transpose_a, transpose_b)
 
@@ -70,8 +80,18 @@ class CpuBackend(HostBackend):
                         dw, db, dx):
         kh, kw, c, f = w.shape
         dz = dy.reshape(-1, f)
-        self.dense_backward(cols, w.reshape(kh * kw * c, f), z.reshape(-1, f), y.reshape(-1, f),
-                            dz, activation, alpha, dw.reshape(kh * kw * c, f), db, None)
+        act = ACTIVATION_IDS[activation]
+        if db is not None:
+            _core.activation_backward_bias_grad(dz, db, z.reshape(-1, f), y.reshape(-1, f), dz,
+                                                act, alpha)
+        else:
+            _core.activation_backward(dz, z.reshape(-1, f), y.reshape(-1, f), dz, act, alpha)
+        # dW^T = dz^T cols (F x KH*KW*C), then transposed into dW: the GEMM splits M and N,
+        # and this orientation puts the long side (the kernel's rows) on N, where the
+        # micro-kernel's wide NR tile is filled, instead of the few filters.
+        dw_t = self._scratch("conv_dw_t", (f, kh * kw * c))
+        _core.sgemm(dw_t, dz, cols, True, False)
+        dw.reshape(kh * kw * c, f)[...] = dw_t.T
         if dx is not None:
             _core.sgemm(cols, dz, w.reshape(kh * kw * c, f), False, True)   # dcols = dz W^T
             _core.col2im(dx, cols, (kh, kw), strides, padding, z.shape[1:3])
@@ -81,7 +101,7 @@ class CpuBackend(HostBackend):
         _core.maxpool2d_forward(y, x, pool_size, strides, padding)
 
     def maxpool2d_backward(self, x, y, dy, pool_size, strides, padding, dx):
-        _core.maxpool2d_backward(dx, x, dy, pool_size, strides, padding)
+        _core.maxpool2d_backward(dx, x, y, dy, pool_size, strides, padding)
 
     def avgpool2d_forward(self, x, pool_size, strides, padding, y):
         _core.avgpool2d_forward(y, x, pool_size, strides, padding)
