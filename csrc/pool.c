@@ -60,8 +60,9 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
             memcpy(yo, x + ((img * h + r0) * w + q0) * c, (size_t)c * sizeof(float));
             for (r = r0; r < r1; r++)                     /* window rows */
                 for (q = r == r0 ? q0 + 1 : q0; q < q1; q++) {   /* window columns */
-                    const float *xs = x + ((img * h + r) * w + q) * c;
-                    for (e = 0; e < c; e++) yo[e] = xs[e] > yo[e] ? xs[e] : yo[e];
+                    const float *restrict xs = x + ((img * h + r) * w + q) * c;
+                    float *restrict ym = yo;
+                    for (e = 0; e < c; e++) ym[e] = xs[e] > ym[e] ? xs[e] : ym[e];
                 }
         }
     }
@@ -73,15 +74,19 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
  * window's maximum ymax (c,), the forward's output; the other window positions get
  * + 0.  Two passes of selects over the window, channels innermost (the data never
  * steers a branch: ties, e.g. the zeros after a ReLU, are common and random). */
-static void route_to_window_max(float *dimg, const float *ximg, const float *ymax,
-                                const float *g, int64_t r0, int64_t r1, int64_t q0, int64_t q1,
-                                int64_t w, int64_t c) {
+static void route_to_window_max(float *restrict dimg, const float *restrict ximg,
+                                const float *restrict ymax, const float *restrict g, int64_t r0,
+                                int64_t r1, int64_t q0, int64_t q1, int64_t w, int64_t c) {
     int32_t first[POOL_C_BLOCK];
+    float grad[POOL_C_BLOCK];
     int64_t r, q, e, c0;
     for (c0 = 0; c0 < c; c0 += POOL_C_BLOCK) {            /* channel blocks */
         const int64_t cb = c - c0 < POOL_C_BLOCK ? c - c0 : POOL_C_BLOCK;
         int32_t pos = 0;
-        for (e = 0; e < cb; e++) first[e] = INT32_MAX;
+        for (e = 0; e < cb; e++) {
+            first[e] = INT32_MAX;
+            grad[e] = g[c0 + e];
+        }
         for (r = r0; r < r1; r++)                         /* window rows: find the first max */
             for (q = q0; q < q1; q++, pos++) {            /* window columns */
                 const float *xs = ximg + (r * w + q) * c + c0;
@@ -93,8 +98,11 @@ static void route_to_window_max(float *dimg, const float *ximg, const float *yma
         pos = 0;
         for (r = r0; r < r1; r++)                         /* window rows: route the gradient */
             for (q = q0; q < q1; q++, pos++) {            /* window columns */
-                float *ds = dimg + (r * w + q) * c + c0;
-                for (e = 0; e < cb; e++) ds[e] += first[e] == pos ? g[c0 + e] : 0.0f;
+                float *restrict ds = dimg + (r * w + q) * c + c0;
+                for (e = 0; e < cb; e++) {
+                    const float add = first[e] == pos ? grad[e] : 0.0f;
+                    ds[e] += add;
+                }
             }
     }
 }
