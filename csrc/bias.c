@@ -32,10 +32,50 @@ int pynn_bias_add(float *y, const float *bias, int64_t rows, int64_t cols) {
  * order, and the partials are added in chunk order.  No workspace: a block's partial
  * lives on the stack.  When act >= 0 each row segment is first turned into
  * dz = act'(z) dy (written to dz), so the derivative and the sum share one pass. */
+/* Narrow matrices (one column block, many rows: a convolution's dz is (N*OH*OW x F))
+ * would leave all but one thread idle, so they are split by chunks of rows instead.
+ * Each chunk's partial sums are the very ones column_sums computes (from zero, rows in
+ * order) and they are combined in the same chunk order, so both give bitwise the same
+ * db.  The partials live on the stack: at most this many floats. */
+#define PYNN_BIAS_STACK_PARTIALS 8192
+
+static void column_sums_by_chunks(float *db, float *dz, const float *z, const float *y,
+                                  const float *dy, int64_t rows, int64_t cols, int act,
+                                  float alpha) {
+    const int64_t nchunks = (rows + PYNN_REDUCE_CHUNK - 1) / PYNN_REDUCE_CHUNK;
+    float partials[PYNN_BIAS_STACK_PARTIALS];
+    int64_t c, j;
+    /* chunks of rows: each chunk's partial sums are written by one thread */
+#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(rows * cols))
+    for (c = 0; c < nchunks; c++) {
+        const int64_t r0 = c * PYNN_REDUCE_CHUNK;
+        const int64_t r1 = r0 + PYNN_REDUCE_CHUNK < rows ? r0 + PYNN_REDUCE_CHUNK : rows;
+        const float *src = dy + r0 * cols;
+        float *part = partials + c * cols;
+        int64_t r, e;
+        if (act >= 0) {   /* the chunk's rows are contiguous: one span */
+            pynn_act_backward_span(dz + r0 * cols, z + r0 * cols, y + r0 * cols, dy + r0 * cols,
+                                   (r1 - r0) * cols, act, alpha);
+            src = dz + r0 * cols;
+        }
+        for (e = 0; e < cols; e++) part[e] = 0.0f;
+        for (r = 0; r < r1 - r0; r++)                     /* rows of the chunk, in order */
+            for (e = 0; e < cols; e++) part[e] += src[r * cols + e];
+    }
+    for (j = 0; j < cols; j++) db[j] = partials[j];
+    for (c = 1; c < nchunks; c++)                         /* chunk order */
+        for (j = 0; j < cols; j++) db[j] += partials[c * cols + j];
+}
+
 static void column_sums(float *db, float *dz, const float *z, const float *y, const float *dy,
                         int64_t rows, int64_t cols, int act, float alpha) {
     const int64_t nblocks = (cols + PYNN_BIAS_COL_BLOCK - 1) / PYNN_BIAS_COL_BLOCK;
+    const int64_t nchunks = (rows + PYNN_REDUCE_CHUNK - 1) / PYNN_REDUCE_CHUNK;
     int64_t b;
+    if (nblocks == 1 && nchunks > 1 && nchunks * cols <= PYNN_BIAS_STACK_PARTIALS) {
+        column_sums_by_chunks(db, dz, z, y, dy, rows, cols, act, alpha);
+        return;
+    }
     /* column blocks: each block of db is written by one thread */
     PYNN_PARALLEL_FOR(nblocks > 1 ? pynn_threads_for(rows * cols) : 1,
         for (b = 0; b < nblocks; b++) {

@@ -208,6 +208,76 @@ int pynn_mlp_train(float *params, float *grads, float *slot1, float *slot2,
                    int64_t batch, int64_t n_steps, int64_t iterations,
                    const pynn_mlp_config *cfg);
 
+/* ---- convolution, pooling, normalization (conv.c, pool.c, batchnorm.c) ------
+ *
+ * Images are NHWC: x is (n, h, w, c), row-major.  Window geometry: output (img, i, j)
+ * covers input rows i*sh - pad_top + a for a in [0, kh) and columns j*sw - pad_left + b
+ * for b in [0, kw); positions outside the input are padding.  The output size (oh, ow)
+ * is the caller's (Keras: "valid" pads nothing, "same" pads total
+ * max((ceil(in/s) - 1) s + k - in, 0), pad_top = total / 2).  Every output array is
+ * overwritten, never accumulated into.
+ */
+/* cols (n*oh*ow x kh*kw*c): row (img, i, j) holds the window of output (img, i, j) in
+ * (a, b, channel) row-major order, zeros for padding.  Then a convolution with a Keras
+ * kernel (kh, kw, c, f) is cols @ kernel.reshape(kh*kw*c, f). */
+int pynn_im2col(float *cols, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+                int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                int64_t pad_left, int64_t oh, int64_t ow);
+/* dx (n, h, w, c) = the adjoint of im2col: every entry of cols added back onto the
+ * input position it came from (padding entries dropped). */
+int pynn_col2im(float *dx, const float *cols, int64_t n, int64_t h, int64_t w, int64_t c,
+                int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                int64_t pad_left, int64_t oh, int64_t ow);
+
+/* y (n, oh, ow, c) = max over each (ph x pw) window; padding acts as -inf; a window
+ * without input positions gives 0. */
+int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+                           int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t pad_top,
+                           int64_t pad_left, int64_t oh, int64_t ow);
+/* dx (n, h, w, c) = dy (n, oh, ow, c) routed to the first maximum (row-major window
+ * order) of each window of x, summed where windows overlap; y (n, oh, ow, c) is the
+ * forward's output (the maximum to look for). */
+int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const float *dy,
+                            int64_t n, int64_t h, int64_t w, int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
+                            int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow);
+/* y = mean over the input positions of each window (padding not counted). */
+int pynn_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+                           int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t pad_top,
+                           int64_t pad_left, int64_t oh, int64_t ow);
+/* dx = each dy / (its window's count of input positions), summed over the windows. */
+int pynn_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_t h, int64_t w,
+                            int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
+                            int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow);
+/* y (n, c) = mean of x (n, h, w, c) over h and w; dx = dy / (h w) everywhere. */
+int pynn_global_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w,
+                                  int64_t c);
+int pynn_global_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_t h, int64_t w,
+                                   int64_t c);
+
+/* Batch normalization over the rows of x (rows x cols), per column (Keras 3):
+ *   mean = sum(x) / rows; var = sum((x - mean)^2) / rows (biased);
+ *   inv_std = 1 / sqrt(var + epsilon); y = (x - mean) * inv_std * gamma + beta;
+ *   moving_mean/variance (in/out) = moving * momentum + mean/var * (1 - momentum).
+ * gamma or beta may be NULL (scale=False / center=False). */
+int pynn_batchnorm_forward_train(float *y, float *mean, float *inv_std, float *moving_mean,
+                                 float *moving_variance, const float *x, const float *gamma,
+                                 const float *beta, int64_t rows, int64_t cols, float momentum,
+                                 float epsilon);
+/* y = (x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta */
+int pynn_batchnorm_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
+                                 const float *moving_mean, const float *moving_variance,
+                                 int64_t rows, int64_t cols, float epsilon);
+/* Backward through the batch statistics; xhat = (x - mean) * inv_std:
+ *   dbeta = column sums of dy; dgamma = column sums of dy * xhat;
+ *   dx = gamma * inv_std * (dy - dbeta / rows - xhat * dgamma / rows).
+ * dx, dgamma, dbeta and gamma may be NULL. */
+int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *x,
+                            const float *gamma, const float *mean, const float *inv_std,
+                            const float *dy, int64_t rows, int64_t cols);
+
+/* y = x * mask elementwise over n values (dropout forward and backward); y may be x. */
+int pynn_multiply(float *y, const float *x, const float *mask, int64_t n);
+
 #ifdef __cplusplus
 }
 #endif

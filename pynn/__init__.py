@@ -30,7 +30,7 @@ def _find_core():
 
 
 _core = _find_core()
-from . import activations, callbacks, datasets, initializers, layers, losses, metrics, ops, optimizers, utils
+from . import activations, callbacks, data, datasets, initializers, layers, losses, metrics, ops, optimizers, utils
 from .backend import cuda_available, get_backend, set_backend
 from .models import NotCompiledError, Sequential
 

@@ -16,6 +16,24 @@ def build_mlp(pynn):
     ], name="digits_mlp")
 
 
+def build_cnn(pynn):
+    """A small CNN for 8x8x1 digits: two 3x3 convolutions and a pooling step, a third
+    convolution and pooling, then dropout and a dense softmax classifier."""
+    L = pynn.layers
+    return pynn.Sequential([
+        L.Input((8, 8, 1)),
+        L.Conv2D(16, 3, padding="same", activation="relu"),
+        L.Conv2D(32, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(2),
+        L.Conv2D(32, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(2),
+        L.Flatten(),
+        L.Dropout(0.25),
+        L.Dense(64, activation="relu"),
+        L.Dense(10, activation="softmax"),
+    ], name="digits_cnn")
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="python -m pynn",
@@ -25,7 +43,9 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, default=32, help="samples per training step (default 32)")
     p.add_argument("--backend", default=None, choices=["cpu", "numpy"],
                    help="what computes: 'cpu' (pynn's C kernels, default) or 'numpy' (the reference)")
-    p.add_argument("--model", default="mlp", choices=["mlp"], help="network to train (default mlp)")
+    p.add_argument("--model", default="mlp", choices=["mlp", "cnn"],
+                   help="network to train: 'mlp' (dense, default) or 'cnn' (convolutional, on the "
+                        "digits as 8x8x1 images)")
     p.add_argument("--seed", type=int, default=0, help="random seed (weights, shuffling); default 0")
     p.add_argument("--threads", type=int, default=None, help="threads for the C kernels")
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="progress output")
@@ -47,11 +67,13 @@ def main(argv=None):
         pynn.set_num_threads(args.threads)
     pynn.utils.set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = pynn.datasets.digits.load_data()
-    # Pixel intensities 0..16 -> 0..1, each 8x8 image a vector of 64 inputs.
-    x_train = x_train.reshape(len(x_train), -1).astype(np.float32) / 16.0
-    x_test = x_test.reshape(len(x_test), -1).astype(np.float32) / 16.0
+    # Pixel intensities 0..16 -> 0..1; each 8x8 image is a vector of 64 inputs for the
+    # MLP, an 8x8 image with one channel (NHWC) for the CNN.
+    shape = (-1, 8, 8, 1) if args.model == "cnn" else (-1, 64)
+    x_train = x_train.reshape(shape).astype(np.float32) / 16.0
+    x_test = x_test.reshape(shape).astype(np.float32) / 16.0
 
-    model = build_mlp(pynn)
+    model = build_cnn(pynn) if args.model == "cnn" else build_mlp(pynn)
     model.compile(optimizer=pynn.optimizers.Adam(learning_rate=0.001),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"], backend=args.backend)
     model.summary()

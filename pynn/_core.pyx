@@ -54,6 +54,42 @@ cdef extern from "pynn.h" nogil:
     int pynn_rmsprop_update(float *w, float *v, float *mom, const float *g, int64_t n,
                             float lr, float rho, float momentum, float epsilon)
 
+    int pynn_im2col(float *cols, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+                    int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                    int64_t pad_left, int64_t oh, int64_t ow)
+    int pynn_col2im(float *dx, const float *cols, int64_t n, int64_t h, int64_t w, int64_t c,
+                    int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                    int64_t pad_left, int64_t oh, int64_t ow)
+    int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w,
+                               int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
+                               int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow)
+    int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const float *dy, int64_t n,
+                                int64_t h, int64_t w, int64_t c, int64_t ph, int64_t pw,
+                                int64_t sh, int64_t sw, int64_t pad_top, int64_t pad_left,
+                                int64_t oh, int64_t ow)
+    int pynn_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w,
+                               int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
+                               int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow)
+    int pynn_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_t h, int64_t w,
+                                int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
+                                int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow)
+    int pynn_global_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h,
+                                      int64_t w, int64_t c)
+    int pynn_global_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_t h,
+                                       int64_t w, int64_t c)
+    int pynn_batchnorm_forward_train(float *y, float *mean, float *inv_std, float *moving_mean,
+                                     float *moving_variance, const float *x, const float *gamma,
+                                     const float *beta, int64_t rows, int64_t cols,
+                                     float momentum, float epsilon)
+    int pynn_batchnorm_forward_infer(float *y, const float *x, const float *gamma,
+                                     const float *beta, const float *moving_mean,
+                                     const float *moving_variance, int64_t rows, int64_t cols,
+                                     float epsilon)
+    int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *x,
+                                const float *gamma, const float *mean, const float *inv_std,
+                                const float *dy, int64_t rows, int64_t cols)
+    int pynn_multiply(float *y, const float *x, const float *mask, int64_t n)
+
     int PYNN_MLP_MAX_LAYERS, PYNN_MLP_MAX_METRICS, PYNN_LOSS_SPARSE_CCE
     int PYNN_OPT_SGD, PYNN_OPT_ADAM, PYNN_OPT_RMSPROP
     int PYNN_METRIC_BINARY_ACCURACY, PYNN_METRIC_CATEGORICAL_ACCURACY
@@ -153,3 +189,4 @@ def gemm_kernel_supported(int which):
 include "_core_gemm.pxi"
 include "_core_kernels.pxi"
 include "_core_mlp.pxi"
+include "_core_cnn.pxi"

@@ -94,7 +94,7 @@ class Sequential:
         self._metric_names = None
         self._metrics = None
         self._backend = None
-        self._params = self._grads = None
+        self._params = self._grads = self._non_trainable = None
         self._trainers = {}
         self.use_fused_path = True   # False: always train layer by layer (for checking)
         self.compiled = False
@@ -247,9 +247,10 @@ class Sequential:
             print_fn(r[0].ljust(widths[0]) + r[1].ljust(widths[1]) + r[2].rjust(widths[2]))
         print_fn(rule)
         total = self.count_params()
+        frozen = sum(layer.count_params(trainable=False) for layer in self._layers)
         print_fn(f"Total params: {total:,}")
-        print_fn(f"Trainable params: {total:,}")
-        print_fn("Non-trainable params: 0")
+        print_fn(f"Trainable params: {total - frozen:,}")
+        print_fn(f"Non-trainable params: {frozen:,}")
 
     # ---- compile ---------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None):
@@ -278,27 +279,39 @@ class Sequential:
         self.compiled = True
 
     def _bind(self, be):
-        """Put every weight into one flat array on backend `be` (layer by layer, kernel
-        then bias: the order of get_weights), with a flat gradient array beside it, and
-        give each layer views into both.  The optimizer's state follows the same layout
-        and starts anew."""
+        """Put every trainable weight into one flat array on backend `be` (layer by layer,
+        in get_weights order), with a flat gradient array beside it, and the
+        non-trainable weights (BatchNormalization's moving statistics) into a flat array
+        of their own that the optimizer never sees; give each layer views into them.
+        The optimizer's state follows the trainable layout and starts anew."""
         self._backend = be
         self._trainers = {}
         if not self.built:
             return
         host = [[np.asarray(w, dtype=np.float32) for w in layer.get_weights()] for layer in self._layers]
-        values = [w.reshape(-1) for ws in host for w in ws]
-        flat = be.from_host(np.concatenate(values) if values else np.zeros(0, np.float32))
+        flags = [layer.weight_trainable for layer in self._layers]
+
+        def flat_of(trainable):
+            values = [w.reshape(-1) for ws, fs in zip(host, flags) for w, f in zip(ws, fs)
+                      if f == trainable]
+            return be.from_host(np.concatenate(values) if values else np.zeros(0, np.float32))
+
+        flat, frozen = flat_of(True), flat_of(False)
         grads = be.zeros((int(flat.shape[0]),))
-        start = 0
-        for layer, ws in zip(self._layers, host):
+        start = frozen_start = 0
+        for layer, ws, fs in zip(self._layers, host, flags):
             views, gviews = [], []
-            for w in ws:
-                views.append(be.view(flat, start, w.shape))
-                gviews.append(be.view(grads, start, w.shape))
-                start += w.size
+            for w, trainable in zip(ws, fs):
+                if trainable:
+                    views.append(be.view(flat, start, w.shape))
+                    gviews.append(be.view(grads, start, w.shape))
+                    start += w.size
+                else:
+                    views.append(be.view(frozen, frozen_start, w.shape))
+                    gviews.append(None)
+                    frozen_start += w.size
             layer.bind(be, views, gviews)
-        self._params, self._grads = flat, grads
+        self._params, self._grads, self._non_trainable = flat, grads, frozen
         if self.optimizer is not None:
             self.optimizer._slots = None
 

@@ -76,6 +76,118 @@ class Backend:
         """The batch-mean loss as a Python float; grad (may be None) = d loss / d pred."""
         raise NotImplementedError
 
+    # ---- convolution and pooling (images are NHWC) --------------------------------
+    # Geometry shared by conv2d_* and *pool2d_*: `strides` = (sh, sw) and `padding` =
+    # (pad_top, pad_left), non-negative ints.  Output element (n, i, j, .) sees the window
+    # of input rows i*sh - pad_top + a (a in [0, KH)) and columns j*sw - pad_left + b
+    # (b in [0, KW)); positions outside the input are padding.  The output height and
+    # width are read from the output array's shape (the bottom/right padding is whatever
+    # makes them fit), so Keras's "valid" is padding (0, 0) and its "same" is
+    # (total_h // 2, total_w // 2) with total = max((out - 1) * stride + k - in, 0).
+    # Every output array is overwritten entirely (never accumulated into).
+
+    def conv2d_forward(self, x, w, b, strides, padding, activation, alpha, cols, z, y):
+        """2-D convolution (cross-correlation, as Keras) with bias and activation.
+          x    (N, H, W, C)         input
+          w    (KH, KW, C, F)       kernel, Keras's layout
+          b    (F,) or None         bias
+          cols (N*OH*OW, KH*KW*C)   workspace, float32.  The backend may store anything in
+                                    it; conv2d_backward receives the same array untouched
+                                    since this call and may rely on what was stored
+                                    (the cpu and numpy backends store im2col(x): row
+                                    (n, i, j) holds the window of output (n, i, j) in
+                                    (a, b, c) row-major order, zeros for padding, so that
+                                    z = cols @ w.reshape(KH*KW*C, F) + b).
+          z    (N, OH, OW, F)       out: the pre-activation x * w + b
+          y    (N, OH, OW, F)       out: activation(z); y may be z.  softmax acts over F.
+        alpha is leaky_relu's negative slope."""
+        raise NotImplementedError
+
+    def conv2d_backward(self, x, w, z, y, dy, strides, padding, activation, alpha, cols,
+                        dw, db, dx):
+        """Backward of conv2d_forward, with the same x, w, z, y, strides, padding,
+        activation, alpha and cols (cols as the forward left it; clobbered here).
+          dy (N, OH, OW, F)   d loss / d y; overwritten with dz = d loss / d z
+          dw (KH, KW, C, F)   out: d loss / d w
+          db (F,) or None     out: d loss / d b (column sums of dz over N, OH, OW)
+          dx (N, H, W, C) or None   out: d loss / d x (zero where no window reaches)."""
+        raise NotImplementedError
+
+    def maxpool2d_forward(self, x, pool_size, strides, padding, y):
+        """y[n, i, j, c] = max over the window (pool_size = (PH, PW)) of x[n, ., ., c];
+        padding never wins (it acts as -inf).  x (N, H, W, C), y (N, OH, OW, C).  A window
+        with no input element in it gives 0 (Keras's padding never makes one)."""
+        raise NotImplementedError
+
+    def maxpool2d_backward(self, x, y, dy, pool_size, strides, padding, dx):
+        """dx (N, H, W, C), overwritten: each dy[n, i, j, c] is routed to the input element
+        of its window that holds the maximum, the first in row-major window order on ties
+        (the argmax is recomputed from x; y = maxpool2d_forward(x)).  Where windows overlap
+        an input element receives the sum of what is routed to it; elsewhere 0."""
+        raise NotImplementedError
+
+    def avgpool2d_forward(self, x, pool_size, strides, padding, y):
+        """y[n, i, j, c] = mean of x[n, ., ., c] over the input elements inside the window
+        (padding is not counted, as Keras/TF's "same"); x (N, H, W, C), y (N, OH, OW, C);
+        0 for a window with no input element."""
+        raise NotImplementedError
+
+    def avgpool2d_backward(self, dy, pool_size, strides, padding, dx):
+        """dx (N, H, W, C), overwritten: each input element gets the sum over the windows
+        containing it of dy / (that window's count of input elements)."""
+        raise NotImplementedError
+
+    def global_avgpool2d_forward(self, x, y):
+        """y (N, C) = mean of x (N, H, W, C) over H and W."""
+        raise NotImplementedError
+
+    def global_avgpool2d_backward(self, dy, dx):
+        """dx (N, H, W, C), overwritten, = dy (N, C) / (H * W) at every position."""
+        raise NotImplementedError
+
+    # ---- batch normalization (over the rows of a (rows, C) array) -------------------
+    # The layer reshapes its input (N, ..., C) to (rows, C) with rows = N * ...; every
+    # per-channel array below is (C,).  gamma or beta may be None (scale=False or
+    # center=False: gamma acts as 1, beta as 0), and then so are dgamma or dbeta.
+
+    def batchnorm_forward_train(self, x, gamma, beta, moving_mean, moving_variance,
+                                momentum, epsilon, mean, inv_std, y):
+        """Training-mode batch normalization, Keras 3's rules:
+          mean    out: batch mean over the rows
+          inv_std out: 1 / sqrt(var + epsilon), var the biased batch variance
+                       (the mean of (x - mean)^2 over the rows)
+          y       out (rows, C): (x - mean) * inv_std * gamma + beta
+          moving_mean, moving_variance (in place):
+                  moving = moving * momentum + batch_stat * (1 - momentum)
+                  with batch_stat = mean, resp. the biased var.
+        mean and inv_std are what batchnorm_backward needs."""
+        raise NotImplementedError
+
+    def batchnorm_forward_infer(self, x, gamma, beta, moving_mean, moving_variance,
+                                epsilon, y):
+        """y (rows, C) = (x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta;
+        nothing else changes."""
+        raise NotImplementedError
+
+    def batchnorm_backward(self, x, gamma, mean, inv_std, dy, dgamma, dbeta, dx):
+        """Backward of batchnorm_forward_train through the batch statistics, with its x,
+        gamma and the mean and inv_std it computed; xhat = (x - mean) * inv_std:
+          dbeta  out: column sums of dy
+          dgamma out: column sums of dy * xhat
+          dx     out (rows, C), may be None:
+                 gamma * inv_std * (dy - mean_rows(dy) - xhat * mean_rows(dy * xhat))."""
+        raise NotImplementedError
+
+    # ---- dropout -------------------------------------------------------------------
+    def dropout_forward(self, x, mask, y):
+        """y = x * mask elementwise (same shapes).  The caller draws the mask on the host
+        (0 for a dropped element, 1 / (1 - rate) for a kept one) and copies it in."""
+        raise NotImplementedError
+
+    def dropout_backward(self, dy, mask, dx):
+        """dx = dy * mask; dx may be dy."""
+        raise NotImplementedError
+
     # ---- optimizers (in place; Keras 3 rules, see csrc/pynn.h) ----------------------
     def sgd_update(self, w, m, g, lr, momentum, nesterov):
         raise NotImplementedError

@@ -19,6 +19,16 @@ def _flat(a):
 class CpuBackend(HostBackend):
     name = "cpu"
 
+    def _scratch(self, tag, shape):
+        """A reusable host array per (tag, shape) for kernels that need a temporary."""
+        cache = self.__dict__.setdefault("_scratch_arrays", {})
+        key = (tag, tuple(shape))
+        if key not in cache:
+            if len(cache) > 32:
+                cache.clear()
+            cache[key] = self.empty(shape)
+        return cache[key]
+
     def matmul(self, a, b, transpose_a, transpose_b, out):
         _core.sgemm(out, a, b, transpose_a, transpose_b)
 
@@ -58,3 +68,67 @@ class CpuBackend(HostBackend):
     def rmsprop_update(self, w, v, mom, g, lr, rho, momentum, epsilon):
         _core.rmsprop_update(_flat(w), _flat(v), None if mom is None else _flat(mom), _flat(g),
                              lr, rho, momentum, epsilon)
+
+    # ---- convolution: im2col into the GEMM, col2im back ---------------------------
+    def conv2d_forward(self, x, w, b, strides, padding, activation, alpha, cols, z, y):
+        kh, kw, c, f = w.shape
+        _core.im2col(cols, x, (kh, kw), strides, padding, z.shape[1:3])
+        _core.sgemm_bias_act(z.reshape(-1, f), y.reshape(-1, f), cols, w.reshape(kh * kw * c, f),
+                             b, False, False, ACTIVATION_IDS[activation], alpha)
+
+    def conv2d_backward(self, x, w, z, y, dy, strides, padding, activation, alpha, cols,
+                        dw, db, dx):
+        kh, kw, c, f = w.shape
+        dz = dy.reshape(-1, f)
+        act = ACTIVATION_IDS[activation]
+        if db is not None:
+            _core.activation_backward_bias_grad(dz, db, z.reshape(-1, f), y.reshape(-1, f), dz,
+                                                act, alpha)
+        else:
+            _core.activation_backward(dz, z.reshape(-1, f), y.reshape(-1, f), dz, act, alpha)
+        # dW^T = dz^T cols (F x KH*KW*C), then transposed into dW: the GEMM splits M and N,
+        # and this orientation puts the long side (the kernel's rows) on N, where the
+        # micro-kernel's wide NR tile is filled, instead of the few filters.
+        dw_t = self._scratch("conv_dw_t", (f, kh * kw * c))
+        _core.sgemm(dw_t, dz, cols, True, False)
+        dw.reshape(kh * kw * c, f)[...] = dw_t.T
+        if dx is not None:
+            _core.sgemm(cols, dz, w.reshape(kh * kw * c, f), False, True)   # dcols = dz W^T
+            _core.col2im(dx, cols, (kh, kw), strides, padding, z.shape[1:3])
+
+    # ---- pooling -------------------------------------------------------------------
+    def maxpool2d_forward(self, x, pool_size, strides, padding, y):
+        _core.maxpool2d_forward(y, x, pool_size, strides, padding)
+
+    def maxpool2d_backward(self, x, y, dy, pool_size, strides, padding, dx):
+        _core.maxpool2d_backward(dx, x, y, dy, pool_size, strides, padding)
+
+    def avgpool2d_forward(self, x, pool_size, strides, padding, y):
+        _core.avgpool2d_forward(y, x, pool_size, strides, padding)
+
+    def avgpool2d_backward(self, dy, pool_size, strides, padding, dx):
+        _core.avgpool2d_backward(dx, dy, pool_size, strides, padding)
+
+    def global_avgpool2d_forward(self, x, y):
+        _core.global_avgpool2d_forward(y, x)
+
+    def global_avgpool2d_backward(self, dy, dx):
+        _core.global_avgpool2d_backward(dx, dy)
+
+    # ---- batch normalization and dropout ---------------------------------------------
+    def batchnorm_forward_train(self, x, gamma, beta, moving_mean, moving_variance,
+                                momentum, epsilon, mean, inv_std, y):
+        _core.batchnorm_forward_train(y, mean, inv_std, moving_mean, moving_variance, x, gamma,
+                                      beta, momentum, epsilon)
+
+    def batchnorm_forward_infer(self, x, gamma, beta, moving_mean, moving_variance, epsilon, y):
+        _core.batchnorm_forward_infer(y, x, gamma, beta, moving_mean, moving_variance, epsilon)
+
+    def batchnorm_backward(self, x, gamma, mean, inv_std, dy, dgamma, dbeta, dx):
+        _core.batchnorm_backward(dx, dgamma, dbeta, x, gamma, mean, inv_std, dy)
+
+    def dropout_forward(self, x, mask, y):
+        _core.multiply(_flat(y), _flat(x), _flat(mask))
+
+    def dropout_backward(self, dy, mask, dx):
+        _core.multiply(_flat(dx), _flat(dy), _flat(mask))

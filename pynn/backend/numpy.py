@@ -48,3 +48,64 @@ class NumpyBackend(HostBackend):
     def rmsprop_update(self, w, v, mom, g, lr, rho, momentum, epsilon):
         ref.rmsprop_update(w, v, mom, g, np.float32(lr), np.float32(rho), np.float32(momentum),
                            np.float32(epsilon))
+
+    # ---- convolution, pooling, normalization, dropout ----------------------------
+    def conv2d_forward(self, x, w, b, strides, padding, activation, alpha, cols, z, y):
+        c, zz, yy = ref.conv2d_forward(x, w, b, strides, padding, z.shape[1:3], activation, alpha)
+        cols[...] = c
+        z[...] = zz
+        y[...] = yy
+
+    def conv2d_backward(self, x, w, z, y, dy, strides, padding, activation, alpha, cols,
+                        dw, db, dx):
+        dz, gw, gb, gx = ref.conv2d_backward(x, w, z, y, dy, strides, padding, activation, alpha)
+        dy[...] = dz
+        dw[...] = gw
+        if db is not None:
+            db[...] = gb
+        if dx is not None:
+            dx[...] = gx
+
+    def maxpool2d_forward(self, x, pool_size, strides, padding, y):
+        y[...] = ref.maxpool2d_forward(x, pool_size, strides, padding, y.shape[1:3])
+
+    def maxpool2d_backward(self, x, y, dy, pool_size, strides, padding, dx):
+        dx[...] = ref.maxpool2d_backward(x, dy, pool_size, strides, padding)
+
+    def avgpool2d_forward(self, x, pool_size, strides, padding, y):
+        y[...] = ref.avgpool2d_forward(x, pool_size, strides, padding, y.shape[1:3])
+
+    def avgpool2d_backward(self, dy, pool_size, strides, padding, dx):
+        dx[...] = ref.avgpool2d_backward(dy, dx.shape, pool_size, strides, padding)
+
+    def global_avgpool2d_forward(self, x, y):
+        y[...] = ref.global_avgpool2d_forward(x)
+
+    def global_avgpool2d_backward(self, dy, dx):
+        dx[...] = ref.global_avgpool2d_backward(dy, dx.shape)
+
+    def batchnorm_forward_train(self, x, gamma, beta, moving_mean, moving_variance,
+                                momentum, epsilon, mean, inv_std, y):
+        yy, m, s, new_mean, new_var = ref.batchnorm_forward_train(
+            x, gamma, beta, moving_mean, moving_variance, np.float32(momentum), np.float32(epsilon))
+        y[...], mean[...], inv_std[...] = yy, m, s
+        moving_mean[...], moving_variance[...] = new_mean, new_var
+
+    def batchnorm_forward_infer(self, x, gamma, beta, moving_mean, moving_variance, epsilon, y):
+        y[...] = ref.batchnorm_forward_infer(x, gamma, beta, moving_mean, moving_variance,
+                                             np.float32(epsilon))
+
+    def batchnorm_backward(self, x, gamma, mean, inv_std, dy, dgamma, dbeta, dx):
+        gg, gb, gx = ref.batchnorm_backward(x, gamma, mean, inv_std, dy)
+        if dgamma is not None:
+            dgamma[...] = gg
+        if dbeta is not None:
+            dbeta[...] = gb
+        if dx is not None:
+            dx[...] = gx
+
+    def dropout_forward(self, x, mask, y):
+        y[...] = x * mask
+
+    def dropout_backward(self, dy, mask, dx):
+        dx[...] = dy * mask

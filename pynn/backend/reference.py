@@ -275,3 +275,194 @@ def rmsprop_update(w, v, mom, g, lr, rho, momentum, epsilon):
     else:
         mom[...] = momentum * mom + increment
         w -= mom
+
+
+# ---- convolution (NHWC, Keras kernel layout (KH, KW, C, F)) -----------------------------
+# Geometry: strides (sh, sw), padding (pad_top, pad_left), output size (OH, OW); output
+# (n, i, j) sees input rows i*sh - pad_top + a, a in [0, KH), and columns likewise; what
+# falls outside the input is padding (see pynn/backend/base.py).
+
+def _padded(x, window, strides, padding, out_hw, fill):
+    """x (N, H, W, C) inside a border of `fill` big enough for every window: pad_top /
+    pad_left as given, bottom / right as the output size needs."""
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (pt, pl), (oh, ow) = window, strides, padding, out_hw
+    rows = max((oh - 1) * sh + kh, pt + h)
+    cols = max((ow - 1) * sw + kw, pl + w)
+    xp = np.full((n, rows, cols, c), fill, dtype=x.dtype)
+    xp[:, pt:pt + h, pl:pl + w, :] = x
+    return xp
+
+
+def _window_slice(a, stride, out):
+    """The input positions that window offset `a` touches for outputs 0 .. out-1."""
+    return slice(a, a + stride * (out - 1) + 1, stride)
+
+
+def _windows(x, window, strides, padding, out_hw, fill):
+    """(N, OH, OW, KH, KW, C): every output position's window of x, padding = fill."""
+    xp = _padded(x, window, strides, padding, out_hw, fill)
+    (kh, kw), (sh, sw), (oh, ow) = window, strides, out_hw
+    out = np.empty((x.shape[0], oh, ow, kh, kw, x.shape[3]), dtype=x.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            out[:, :, :, a, b, :] = xp[:, _window_slice(a, sh, oh), _window_slice(b, sw, ow), :]
+    return out
+
+
+def _scatter_windows(g, x_shape, window, strides, padding):
+    """The adjoint of _windows: g (N, OH, OW, KH, KW, C) summed back onto the input
+    positions each window element came from; padding positions are dropped."""
+    n, h, w, c = x_shape
+    (kh, kw), (sh, sw), (pt, pl) = window, strides, padding
+    oh, ow = g.shape[1], g.shape[2]
+    gp = np.zeros(_padded(np.zeros((n, h, w, c), g.dtype), window, strides, padding,
+                          (oh, ow), 0).shape, dtype=g.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            gp[:, _window_slice(a, sh, oh), _window_slice(b, sw, ow), :] += g[:, :, :, a, b, :]
+    return gp[:, pt:pt + h, pl:pl + w, :]
+
+
+def im2col(x, kernel_size, strides, padding, out_hw):
+    """(N*OH*OW, KH*KW*C): row (n, i, j) is the window of output (n, i, j) in (a, b, c)
+    row-major order, zeros for padding."""
+    win = _windows(x, kernel_size, strides, padding, out_hw, 0)
+    return win.reshape(-1, win.shape[3] * win.shape[4] * win.shape[5])
+
+
+def col2im(cols, x_shape, kernel_size, strides, padding, out_hw):
+    """The adjoint of im2col: each column entry added back onto its input position."""
+    (kh, kw), (oh, ow) = kernel_size, out_hw
+    g = cols.reshape(x_shape[0], oh, ow, kh, kw, x_shape[3])
+    return _scatter_windows(g, x_shape, kernel_size, strides, padding)
+
+
+def conv2d_forward(x, w, b, strides, padding, out_hw, activation="linear", alpha=0.2):
+    """(cols, z, y): cols = im2col(x), z = cols @ w + b as (N, OH, OW, F), y = activation(z)."""
+    kh, kw, c, f = w.shape
+    cols = im2col(x, (kh, kw), strides, padding, out_hw)
+    z = gemm(cols, w.reshape(kh * kw * c, f))
+    if b is not None:
+        z = z + b
+    z = z.reshape(x.shape[0], out_hw[0], out_hw[1], f)
+    return cols, z, activation_forward(z, activation, alpha)
+
+
+def conv2d_backward(x, w, z, y, dy, strides, padding, activation="linear", alpha=0.2):
+    """(dz, dw, db, dx) for conv2d_forward's z, y and the gradient dy of y."""
+    kh, kw, c, f = w.shape
+    out_hw = z.shape[1:3]
+    dz = activation_backward(z, y, dy, activation, alpha)
+    dz2 = dz.reshape(-1, f)
+    cols = im2col(x, (kh, kw), strides, padding, out_hw)
+    dw = gemm(cols, dz2, transpose_a=True).reshape(w.shape)
+    db = bias_grad(dz2)
+    dcols = gemm(dz2, w.reshape(kh * kw * c, f), transpose_b=True)
+    dx = col2im(dcols, x.shape, (kh, kw), strides, padding, out_hw)
+    return dz, dw, db, dx
+
+
+# ---- pooling -----------------------------------------------------------------------------
+
+def maxpool2d_forward(x, pool_size, strides, padding, out_hw):
+    """Max over each window; padding is -inf (never wins); an all-padding window gives 0."""
+    win = _windows(x, pool_size, strides, padding, out_hw, -np.inf)
+    y = win.max(axis=(3, 4))
+    return np.where(np.isneginf(y), 0, y).astype(x.dtype)
+
+
+def maxpool2d_backward(x, dy, pool_size, strides, padding):
+    """dy routed to each window's first maximum (row-major window order), summed where
+    windows overlap."""
+    (ph, pw), out_hw = pool_size, dy.shape[1:3]
+    win = _windows(x, pool_size, strides, padding, out_hw, -np.inf)
+    n, oh, ow, _, _, c = win.shape
+    first_max = win.reshape(n, oh, ow, ph * pw, c).argmax(axis=3)   # argmax: first on ties
+    onehot = (np.arange(ph * pw).reshape(1, 1, 1, -1, 1) == first_max[:, :, :, None, :])
+    g = (onehot * dy[:, :, :, None, :]).astype(dy.dtype).reshape(n, oh, ow, ph, pw, c)
+    return _scatter_windows(g, x.shape, pool_size, strides, padding)
+
+
+def _window_counts(x_shape, window, strides, padding, out_hw, dtype):
+    """(1, OH, OW, 1): how many input (non-padding) elements each window holds."""
+    ones = np.ones((1, x_shape[1], x_shape[2], 1), dtype=dtype)
+    return _windows(ones, window, strides, padding, out_hw, 0).sum(axis=(3, 4))
+
+
+def avgpool2d_forward(x, pool_size, strides, padding, out_hw):
+    """Mean over the input elements of each window (padding not counted); 0 if none."""
+    win = _windows(x, pool_size, strides, padding, out_hw, 0)
+    count = _window_counts(x.shape, pool_size, strides, padding, out_hw, x.dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = win.sum(axis=(3, 4)) / count
+    return np.where(count > 0, y, 0).astype(x.dtype)
+
+
+def avgpool2d_backward(dy, x_shape, pool_size, strides, padding):
+    (ph, pw), out_hw = pool_size, dy.shape[1:3]
+    count = _window_counts(x_shape, pool_size, strides, padding, out_hw, dy.dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(count > 0, dy / count, 0).astype(dy.dtype)
+    g = np.broadcast_to(share[:, :, :, None, None, :], share.shape[:3] + (ph, pw) + share.shape[3:])
+    return _scatter_windows(g, x_shape, pool_size, strides, padding)
+
+
+def global_avgpool2d_forward(x):
+    """(N, C): the mean over H and W (sum, then divide by H*W)."""
+    return x.sum(axis=(1, 2)) / _scalar(x.shape[1] * x.shape[2], x)
+
+
+def global_avgpool2d_backward(dy, x_shape):
+    share = dy / _scalar(x_shape[1] * x_shape[2], dy)
+    return np.ascontiguousarray(np.broadcast_to(share[:, None, None, :], x_shape))
+
+
+# ---- batch normalization over the rows of (rows, C) ---------------------------------------
+
+def batchnorm_forward_train(x, gamma, beta, moving_mean, moving_variance, momentum, epsilon):
+    """(y, mean, inv_std, new_moving_mean, new_moving_variance), Keras 3's training rule:
+    biased batch variance, moving = moving * momentum + stat * (1 - momentum)."""
+    rows = _scalar(x.shape[0], x)
+    momentum, epsilon = _scalar(momentum, x), _scalar(epsilon, x)
+    mean = x.sum(axis=0) / rows
+    centered = x - mean
+    var = (centered * centered).sum(axis=0) / rows
+    inv_std = 1 / np.sqrt(var + epsilon)
+    y = centered * inv_std
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    new_mean = moving_mean * momentum + mean * (1 - momentum)
+    new_var = moving_variance * momentum + var * (1 - momentum)
+    return y, mean, inv_std, new_mean, new_var
+
+
+def batchnorm_forward_infer(x, gamma, beta, moving_mean, moving_variance, epsilon):
+    inv_std = 1 / np.sqrt(moving_variance + _scalar(epsilon, x))
+    y = (x - moving_mean) * inv_std
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return y
+
+
+def batchnorm_backward(x, gamma, mean, inv_std, dy):
+    """(dgamma, dbeta, dx) through the batch statistics of batchnorm_forward_train."""
+    rows = _scalar(x.shape[0], x)
+    xhat = (x - mean) * inv_std
+    dbeta = dy.sum(axis=0)
+    dgamma = (dy * xhat).sum(axis=0)
+    scale = inv_std if gamma is None else gamma * inv_std
+    dx = scale * (dy - dbeta / rows - xhat * (dgamma / rows))
+    return dgamma, dbeta, dx
+
+
+# ---- dropout -----------------------------------------------------------------------------
+
+def dropout_mask(shape, rate, generator, dtype=np.float32):
+    """Inverted dropout's mask: 0 with probability `rate`, else 1 / (1 - rate)."""
+    keep = generator.random(shape) >= rate
+    return np.where(keep, 1 / (1 - rate), 0).astype(dtype)

@@ -1,5 +1,12 @@
 """Layers with Keras's names, signatures and weight layouts."""
 from .base import Layer
+from .conv import Conv2D
 from .core import Activation, Dense, Input, InputLayer, LeakyReLU
+from .normalization import BatchNormalization
+from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+from .regularization import Dropout
+from .reshaping import Flatten, Reshape
 
-__all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU"]
+__all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "Conv2D",
+           "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape",
+           "Dropout", "BatchNormalization"]

@@ -6,8 +6,13 @@ A layer is a forward/backward pair written against the backend interface:
 Weights are created as float32 NumPy arrays in `build(input_shape)` (Keras's lazy
 build); the model then gathers every layer's weights into one flat array on its
 backend and hands each layer views into it (`bind`), so an optimizer update is one
-kernel call over all parameters.
+kernel call over all parameters.  Non-trainable weights (BatchNormalization's moving
+statistics) are kept out of that array, in one of their own that no optimizer sees;
+their entry in `grads` is None.  `weights` / `get_weights()` keep Keras's order, the
+order the layer created them in.
 """
+import re
+
 import numpy as np
 
 _name_counts = {}
@@ -20,12 +25,10 @@ def unique_name(base):
 
 
 def _snake(name):
-    out = []
-    for i, c in enumerate(name):
-        if c.isupper() and i and not name[i - 1].isupper():
-            out.append("_")
-        out.append(c.lower())
-    return "".join(out)
+    """Keras's default layer names: Dense -> dense, Conv2D -> conv2d,
+    MaxPooling2D -> max_pooling2d, LeakyReLU -> leaky_re_lu."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def check_shape_arg(shape, what, where):
@@ -51,8 +54,9 @@ class Layer:
         self.input_shape = None      # feature shape, without the batch axis
         self.output_shape = None
         self._weight_names = []
+        self._weight_trainable = []  # per weight: updated by the optimizer?
         self.weights = []            # backend arrays once bound, NumPy arrays before
-        self.grads = []
+        self.grads = []              # per weight: its gradient, None if not trainable
         self._backend = None
         self._buffers = {}
 
@@ -65,15 +69,22 @@ class Layer:
         self.output_shape = tuple(self.compute_output_shape(self.input_shape))
         self.built = True
 
-    def add_weight(self, name, shape, initializer):
+    def add_weight(self, name, shape, initializer, trainable=True):
         value = np.ascontiguousarray(initializer(tuple(shape)), dtype=np.float32)
         self._weight_names.append(name)
+        self._weight_trainable.append(bool(trainable))
         self.weights.append(value)
         return value
 
+    @property
+    def weight_trainable(self):
+        """One bool per weight (in `weights` order): is it updated by the optimizer?"""
+        return list(self._weight_trainable)
+
     def bind(self, backend, weights, grads):
         """Use `weights` and `grads` (backend arrays holding this layer's values, views
-        into the model's flat parameter and gradient arrays) from now on."""
+        into the model's flat parameter and gradient arrays; None as the gradient of a
+        non-trainable weight) from now on."""
         self.weights, self.grads = list(weights), list(grads)
         self._backend = backend
         self._buffers = {}
@@ -107,8 +118,10 @@ class Layer:
             else:
                 self._backend.copy_from_host(self.weights[i], w)
 
-    def count_params(self):
-        return int(sum(int(np.prod(w.shape)) for w in self.weights))
+    def count_params(self, trainable=None):
+        """The number of weight values (only trainable or non-trainable ones if asked)."""
+        return int(sum(int(np.prod(w.shape)) for w, t in zip(self.weights, self._weight_trainable)
+                       if trainable is None or t == trainable))
 
     # ---- computation ---------------------------------------------------------------
     @property

@@ -1,0 +1,299 @@
+# Wrappers of the image kernels: im2col/col2im, pooling, batch normalization, the
+# dropout product.  Textually included by _core.pyx, which declares the C functions.
+#
+# Images are (N, H, W, C) C-contiguous float32 arrays (the typed memoryviews refuse
+# anything else).  Window geometry is passed as (kh, kw), (sh, sw) and
+# (pad_top, pad_left); the output height and width are read from the output array,
+# and every shape that follows from them is checked here before C sees a pointer.
+
+
+cdef inline tuple _shape4(const float[:, :, :, ::1] a):
+    return (a.shape[0], a.shape[1], a.shape[2], a.shape[3])
+
+
+cdef inline float *_data4(float[:, :, :, ::1] a) noexcept:
+    return &a[0, 0, 0, 0] if a.shape[0] * a.shape[1] * a.shape[2] * a.shape[3] > 0 else NULL
+
+
+cdef inline const float *_cdata4(const float[:, :, :, ::1] a) noexcept:
+    return &a[0, 0, 0, 0] if a.shape[0] * a.shape[1] * a.shape[2] * a.shape[3] > 0 else NULL
+
+
+cdef inline const float *_cdata1(const float[::1] a) noexcept:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef inline float *_data1(float[::1] a) noexcept:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef tuple _geometry(window, strides, padding, str where):
+    """((kh, kw), (sh, sw), (pad_top, pad_left)) as six ints, checked."""
+    kh, kw = window
+    sh, sw = strides
+    pt, pl = padding
+    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or pt < 0 or pl < 0:
+        raise ValueError(f"{where}: expected a window and strides of positive integers and "
+                         f"non-negative padding, received window={tuple(window)}, "
+                         f"strides={tuple(strides)}, padding={tuple(padding)}")
+    return kh, kw, sh, sw, pt, pl
+
+
+# ---- convolution as GEMM ---------------------------------------------------------
+
+def im2col(float[:, ::1] cols,                # OUT (N*OH*OW, KH*KW*C)
+           const float[:, :, :, ::1] x,       # IN  (N, H, W, C)
+           kernel_size, strides, padding, out_hw):
+    """cols = the window of every output position, zeros for padding."""
+    cdef int64_t kh, kw, sh, sw, pt, pl
+    kh, kw, sh, sw, pt, pl = _geometry(kernel_size, strides, padding, "im2col")
+    cdef int64_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef int64_t oh = out_hw[0], ow = out_hw[1]
+    _same_shape((cols.shape[0], cols.shape[1]), (n * oh * ow, kh * kw * c), "cols", "im2col")
+    cdef float *out = _data(cols)
+    cdef const float *inp = _cdata4(x)
+    cdef int status
+    with nogil:
+        status = pynn_im2col(out, inp, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow)
+    _check(status, "im2col")
+
+
+def col2im(float[:, :, :, ::1] dx,            # OUT (N, H, W, C)
+           const float[:, ::1] cols,          # IN  (N*OH*OW, KH*KW*C)
+           kernel_size, strides, padding, out_hw):
+    """dx = the adjoint of im2col (window entries summed back onto the input)."""
+    cdef int64_t kh, kw, sh, sw, pt, pl
+    kh, kw, sh, sw, pt, pl = _geometry(kernel_size, strides, padding, "col2im")
+    cdef int64_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef int64_t oh = out_hw[0], ow = out_hw[1]
+    _same_shape((cols.shape[0], cols.shape[1]), (n * oh * ow, kh * kw * c), "cols", "col2im")
+    cdef float *out = _data4(dx)
+    cdef const float *inp = _cdata(cols)
+    cdef int status
+    with nogil:
+        status = pynn_col2im(out, inp, n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow)
+    _check(status, "col2im")
+
+
+# ---- pooling ----------------------------------------------------------------------
+
+def maxpool2d_forward(float[:, :, :, ::1] y,          # OUT (N, OH, OW, C)
+                      const float[:, :, :, ::1] x,    # IN  (N, H, W, C)
+                      pool_size, strides, padding):
+    cdef int64_t ph, pw, sh, sw, pt, pl
+    ph, pw, sh, sw, pt, pl = _geometry(pool_size, strides, padding, "maxpool2d_forward")
+    _same_shape((y.shape[0], y.shape[3]), (x.shape[0], x.shape[3]), "y's batch and channels",
+                "maxpool2d_forward")
+    cdef float *out = _data4(y)
+    cdef const float *inp = _cdata4(x)
+    cdef int status
+    with nogil:
+        status = pynn_maxpool2d_forward(out, inp, x.shape[0], x.shape[1], x.shape[2], x.shape[3],
+                                        ph, pw, sh, sw, pt, pl, y.shape[1], y.shape[2])
+    _check(status, "maxpool2d_forward")
+
+
+def maxpool2d_backward(float[:, :, :, ::1] dx,         # OUT (N, H, W, C)
+                       const float[:, :, :, ::1] x,    # IN  (N, H, W, C) the forward's input
+                       const float[:, :, :, ::1] y,    # IN  (N, OH, OW, C) the forward's output
+                       const float[:, :, :, ::1] dy,   # IN  (N, OH, OW, C)
+                       pool_size, strides, padding):
+    cdef int64_t ph, pw, sh, sw, pt, pl
+    ph, pw, sh, sw, pt, pl = _geometry(pool_size, strides, padding, "maxpool2d_backward")
+    _same_shape(_shape4(dx), _shape4(x), "dx", "maxpool2d_backward")
+    _same_shape((dy.shape[0], dy.shape[3]), (x.shape[0], x.shape[3]), "dy's batch and channels",
+                "maxpool2d_backward")
+    cdef float *out = _data4(dx)
+    cdef const float *inp = _cdata4(x)
+    _same_shape(_shape4(y), _shape4(dy), "y", "maxpool2d_backward")
+    cdef const float *grad = _cdata4(dy)
+    cdef const float *outp = _cdata4(y)
+    cdef int status
+    with nogil:
+        status = pynn_maxpool2d_backward(out, inp, outp, grad, x.shape[0], x.shape[1], x.shape[2],
+                                         x.shape[3], ph, pw, sh, sw, pt, pl, dy.shape[1],
+                                         dy.shape[2])
+    _check(status, "maxpool2d_backward")
+
+
+def avgpool2d_forward(float[:, :, :, ::1] y,          # OUT (N, OH, OW, C)
+                      const float[:, :, :, ::1] x,    # IN  (N, H, W, C)
+                      pool_size, strides, padding):
+    cdef int64_t ph, pw, sh, sw, pt, pl
+    ph, pw, sh, sw, pt, pl = _geometry(pool_size, strides, padding, "avgpool2d_forward")
+    _same_shape((y.shape[0], y.shape[3]), (x.shape[0], x.shape[3]), "y's batch and channels",
+                "avgpool2d_forward")
+    cdef float *out = _data4(y)
+    cdef const float *inp = _cdata4(x)
+    cdef int status
+    with nogil:
+        status = pynn_avgpool2d_forward(out, inp, x.shape[0], x.shape[1], x.shape[2], x.shape[3],
+                                        ph, pw, sh, sw, pt, pl, y.shape[1], y.shape[2])
+    _check(status, "avgpool2d_forward")
+
+
+def avgpool2d_backward(float[:, :, :, ::1] dx,         # OUT (N, H, W, C)
+                       const float[:, :, :, ::1] dy,   # IN  (N, OH, OW, C)
+                       pool_size, strides, padding):
+    cdef int64_t ph, pw, sh, sw, pt, pl
+    ph, pw, sh, sw, pt, pl = _geometry(pool_size, strides, padding, "avgpool2d_backward")
+    _same_shape((dy.shape[0], dy.shape[3]), (dx.shape[0], dx.shape[3]),
+                "dy's batch and channels", "avgpool2d_backward")
+    cdef float *out = _data4(dx)
+    cdef const float *grad = _cdata4(dy)
+    cdef int status
+    with nogil:
+        status = pynn_avgpool2d_backward(out, grad, dx.shape[0], dx.shape[1], dx.shape[2],
+                                         dx.shape[3], ph, pw, sh, sw, pt, pl, dy.shape[1],
+                                         dy.shape[2])
+    _check(status, "avgpool2d_backward")
+
+
+def global_avgpool2d_forward(float[:, ::1] y,                 # OUT (N, C)
+                             const float[:, :, :, ::1] x):    # IN  (N, H, W, C)
+    _same_shape((y.shape[0], y.shape[1]), (x.shape[0], x.shape[3]), "y",
+                "global_avgpool2d_forward")
+    cdef float *out = _data(y)
+    cdef const float *inp = _cdata4(x)
+    cdef int status
+    with nogil:
+        status = pynn_global_avgpool2d_forward(out, inp, x.shape[0], x.shape[1], x.shape[2],
+                                               x.shape[3])
+    _check(status, "global_avgpool2d_forward")
+
+
+def global_avgpool2d_backward(float[:, :, :, ::1] dx,        # OUT (N, H, W, C)
+                              const float[:, ::1] dy):       # IN  (N, C)
+    _same_shape((dy.shape[0], dy.shape[1]), (dx.shape[0], dx.shape[3]), "dy",
+                "global_avgpool2d_backward")
+    cdef float *out = _data4(dx)
+    cdef const float *grad = _cdata(dy)
+    cdef int status
+    with nogil:
+        status = pynn_global_avgpool2d_backward(out, grad, dx.shape[0], dx.shape[1],
+                                                dx.shape[2], dx.shape[3])
+    _check(status, "global_avgpool2d_backward")
+
+
+# ---- batch normalization over the rows of (rows, C) --------------------------------
+
+cdef const float *_optional_channels(v, Py_ssize_t cols, str what, str where) except? NULL:
+    """The data of an optional (cols,) array, NULL for None."""
+    cdef const float[::1] view
+    if v is None:
+        return NULL
+    view = v
+    _same_length(view.shape[0], cols, what, where)
+    return _cdata1(view)
+
+
+def batchnorm_forward_train(float[:, ::1] y,             # OUT (rows, C)
+                            float[::1] mean,             # OUT (C,)
+                            float[::1] inv_std,          # OUT (C,)
+                            float[::1] moving_mean,      # IN/OUT (C,)
+                            float[::1] moving_variance,  # IN/OUT (C,)
+                            const float[:, ::1] x,       # IN  (rows, C)
+                            gamma, beta,                 # IN  (C,) or None
+                            float momentum, float epsilon):
+    cdef str where = "batchnorm_forward_train"
+    cdef Py_ssize_t cols = x.shape[1]
+    _same_shape(_shape2(y), _shape2(x), "y", where)
+    for arr, what in ((mean, "mean"), (inv_std, "inv_std"), (moving_mean, "moving_mean"),
+                      (moving_variance, "moving_variance")):
+        _same_length(arr.shape[0], cols, what, where)
+    if x.shape[0] < 1:
+        raise ValueError(f"{where}: expected at least one row, received x of shape {_shape2(x)}")
+    cdef const float *g = _optional_channels(gamma, cols, "gamma", where)
+    cdef const float *b = _optional_channels(beta, cols, "beta", where)
+    cdef float *py = _data(y)
+    cdef float *pm = _data1(mean)
+    cdef float *ps = _data1(inv_std)
+    cdef float *pmm = _data1(moving_mean)
+    cdef float *pmv = _data1(moving_variance)
+    cdef const float *px = _cdata(x)
+    cdef int status
+    with nogil:
+        status = pynn_batchnorm_forward_train(py, pm, ps, pmm, pmv, px, g, b, x.shape[0], cols,
+                                              momentum, epsilon)
+    _check(status, where)
+
+
+def batchnorm_forward_infer(float[:, ::1] y,                  # OUT (rows, C)
+                            const float[:, ::1] x,            # IN  (rows, C)
+                            gamma, beta,                      # IN  (C,) or None
+                            const float[::1] moving_mean,     # IN  (C,)
+                            const float[::1] moving_variance, # IN  (C,)
+                            float epsilon):
+    cdef str where = "batchnorm_forward_infer"
+    cdef Py_ssize_t cols = x.shape[1]
+    _same_shape(_shape2(y), _shape2(x), "y", where)
+    _same_length(moving_mean.shape[0], cols, "moving_mean", where)
+    _same_length(moving_variance.shape[0], cols, "moving_variance", where)
+    cdef const float *g = _optional_channels(gamma, cols, "gamma", where)
+    cdef const float *b = _optional_channels(beta, cols, "beta", where)
+    cdef float *py = _data(y)
+    cdef const float *px = _cdata(x)
+    cdef const float *pmm = _cdata1(moving_mean)
+    cdef const float *pmv = _cdata1(moving_variance)
+    cdef int status
+    with nogil:
+        status = pynn_batchnorm_forward_infer(py, px, g, b, pmm, pmv, x.shape[0], cols, epsilon)
+    _check(status, where)
+
+
+def batchnorm_backward(dx, dgamma, dbeta,            # OUT (rows, C), (C,), (C,); each may be None
+                       const float[:, ::1] x,        # IN  (rows, C)
+                       gamma,                        # IN  (C,) or None
+                       const float[::1] mean,        # IN  (C,)
+                       const float[::1] inv_std,     # IN  (C,)
+                       const float[:, ::1] dy):      # IN  (rows, C)
+    cdef str where = "batchnorm_backward"
+    cdef Py_ssize_t cols = x.shape[1]
+    cdef float[:, ::1] dx_view
+    cdef float[::1] dg_view, db_view
+    cdef float *pdx = NULL
+    cdef float *pdg = NULL
+    cdef float *pdb = NULL
+    _same_shape(_shape2(dy), _shape2(x), "dy", where)
+    _same_length(mean.shape[0], cols, "mean", where)
+    _same_length(inv_std.shape[0], cols, "inv_std", where)
+    if x.shape[0] < 1:
+        raise ValueError(f"{where}: expected at least one row, received x of shape {_shape2(x)}")
+    if dx is not None:
+        dx_view = dx
+        _same_shape(_shape2(dx_view), _shape2(x), "dx", where)
+        pdx = _data(dx_view)
+    if dgamma is not None:
+        dg_view = dgamma
+        _same_length(dg_view.shape[0], cols, "dgamma", where)
+        pdg = _data1(dg_view)
+    if dbeta is not None:
+        db_view = dbeta
+        _same_length(db_view.shape[0], cols, "dbeta", where)
+        pdb = _data1(db_view)
+    cdef const float *g = _optional_channels(gamma, cols, "gamma", where)
+    cdef const float *px = _cdata(x)
+    cdef const float *pm = _cdata1(mean)
+    cdef const float *ps = _cdata1(inv_std)
+    cdef const float *pdy = _cdata(dy)
+    cdef int status
+    with nogil:
+        status = pynn_batchnorm_backward(pdx, pdg, pdb, px, g, pm, ps, pdy, x.shape[0], cols)
+    _check(status, where)
+
+
+# ---- dropout -------------------------------------------------------------------------
+
+def multiply(float[::1] y,              # OUT (n,); may be x
+             const float[::1] x,        # IN  (n,)
+             const float[::1] mask):    # IN  (n,)
+    """y = x * mask elementwise."""
+    _same_length(x.shape[0], y.shape[0], "x", "multiply")
+    _same_length(mask.shape[0], y.shape[0], "mask", "multiply")
+    cdef float *py = _data1(y)
+    cdef const float *px = _cdata1(x)
+    cdef const float *pm = _cdata1(mask)
+    cdef int status
+    with nogil:
+        status = pynn_multiply(py, px, pm, y.shape[0])
+    _check(status, "multiply")

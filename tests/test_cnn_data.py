@@ -1,0 +1,126 @@
+"""pynn.data.image_dataset_from_directory on a tree of real image files written with
+Pillow: PNG, JPEG, BMP and GIF, a text file to ignore, a corrupt image, seeded splits."""
+import os
+
+import numpy as np
+import pytest
+
+import pynn
+
+Image = pytest.importorskip("PIL.Image")
+
+
+def write_tree(root, per_class=6, corrupt=False):
+    """root/cat (dark images) and root/dog (bright ones), each format in turn."""
+    rng = np.random.default_rng(0)
+    formats = ["png", "jpg", "bmp", "gif", "jpeg", "PNG"]
+    for label, name in enumerate(["dog", "cat"]):      # created out of order on purpose
+        os.makedirs(root / name / "more")
+        for i in range(per_class):
+            level = 40 if name == "cat" else 215
+            pixels = np.clip(rng.normal(level, 10, size=(12 + i, 10, 3)), 0, 255).astype(np.uint8)
+            folder = root / name / ("more" if i == 0 else "")
+            Image.fromarray(pixels).save(folder / f"{name}{i}.{formats[i % len(formats)]}")
+    (root / "cat" / "notes.txt").write_text("not an image")
+    (root / "stray.png").write_bytes(b"")               # outside any class folder: ignored
+    if corrupt:
+        (root / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+
+
+def test_loads_every_format_with_alphabetical_labels(tmp_path):
+    write_tree(tmp_path)
+    data = pynn.data.image_dataset_from_directory(tmp_path, image_size=(8, 6), shuffle=False)
+    assert data.class_names == ["cat", "dog"]
+    assert data.x.shape == (12, 8, 6, 3) and data.x.dtype == np.float32
+    assert data.y.dtype == np.int64 and list(data.y) == [0] * 6 + [1] * 6
+    assert 0.0 <= data.x.min() and data.x.max() <= 1.0
+    # cats are dark, dogs bright: labels follow the folder, whatever the format
+    brightness = data.x.mean(axis=(1, 2, 3))
+    assert np.all(brightness[data.y == 0] < 0.3) and np.all(brightness[data.y == 1] > 0.7)
+    gray = pynn.data.image_dataset_from_directory(tmp_path, image_size=(5, 5),
+                                                  color_mode="grayscale", shuffle=False)
+    assert gray.x.shape == (12, 5, 5, 1)
+    x, y, names = gray                                   # a named tuple
+    assert names == ["cat", "dog"]
+
+
+def test_splits_are_disjoint_complete_and_repeatable(tmp_path):
+    write_tree(tmp_path, per_class=10)
+    load = pynn.data.image_dataset_from_directory
+
+    def fingerprint(d):
+        return {d.x[i].tobytes() for i in range(len(d.x))}
+
+    train = load(tmp_path, image_size=(6, 6), validation_split=0.3, subset="training", seed=7)
+    val = load(tmp_path, image_size=(6, 6), validation_split=0.3, subset="validation", seed=7)
+    assert len(train.x) == 14 and len(val.x) == 6
+    assert not fingerprint(train) & fingerprint(val)
+    everything = load(tmp_path, image_size=(6, 6), shuffle=False)
+    assert fingerprint(train) | fingerprint(val) == fingerprint(everything)
+    again = load(tmp_path, image_size=(6, 6), validation_split=0.3, subset="validation", seed=7)
+    np.testing.assert_array_equal(again.x, val.x)
+    np.testing.assert_array_equal(again.y, val.y)
+    both = load(tmp_path, image_size=(6, 6), validation_split=0.3, subset="both", seed=7)
+    np.testing.assert_array_equal(both[1].x, val.x)
+    other = load(tmp_path, image_size=(6, 6), validation_split=0.3, subset="validation", seed=8)
+    assert fingerprint(other) != fingerprint(val)
+
+
+def test_a_corrupt_image_is_named_in_the_error(tmp_path):
+    write_tree(tmp_path, corrupt=True)
+    with pytest.raises(ValueError, match="broken.png"):
+        pynn.data.image_dataset_from_directory(tmp_path, image_size=(4, 4))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(image_size=(0, 4)), "image_size"),
+    (dict(color_mode="cmyk"), "color_mode"),
+    (dict(validation_split=0.2), "subset"),
+    (dict(subset="training"), "validation_split"),
+    (dict(validation_split=1.5, subset="training", seed=1), "validation_split"),
+    (dict(validation_split=0.2, subset="training"), "seed"),
+    (dict(validation_split=0.2, subset="testing", seed=1), "subset"),
+])
+def test_bad_arguments_are_refused(tmp_path, kwargs, match):
+    write_tree(tmp_path)
+    with pytest.raises(ValueError, match=match):
+        pynn.data.image_dataset_from_directory(tmp_path, **kwargs)
+
+
+def test_missing_or_empty_directories(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        pynn.data.image_dataset_from_directory(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no class subfolders"):
+        pynn.data.image_dataset_from_directory(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "readme.txt").write_text("x")
+    with pytest.raises(ValueError, match="no images"):
+        pynn.data.image_dataset_from_directory(tmp_path)
+
+
+def test_clear_error_without_pillow(tmp_path, monkeypatch):
+    import builtins
+    write_tree(tmp_path)
+    real_import = builtins.__import__
+
+    def no_pil(name, *args, **kwargs):
+        if name == "PIL" or name.startswith("PIL."):
+            raise ImportError("No module named 'PIL'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pil)
+    with pytest.raises(ImportError, match="Pillow"):
+        pynn.data.image_dataset_from_directory(tmp_path, image_size=(4, 4))
+
+
+def test_a_cnn_learns_from_the_folder(tmp_path):
+    write_tree(tmp_path, per_class=10)
+    data = pynn.data.image_dataset_from_directory(tmp_path, image_size=(8, 8), seed=1)
+    pynn.utils.set_random_seed(0)
+    L = pynn.layers
+    model = pynn.Sequential([L.Input((8, 8, 3)), L.Conv2D(4, 3, activation="relu"),
+                             L.GlobalAveragePooling2D(), L.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=pynn.optimizers.Adam(0.05), loss="binary_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(data.x, data.y, epochs=30, verbose=0)
+    assert model.evaluate(data.x, data.y, verbose=0)[1] == 1.0

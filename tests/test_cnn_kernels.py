@@ -1,0 +1,203 @@
+"""The C image kernels (through the cpu backend) against the NumPy reference on awkward
+shapes: strides 1/2/3, both paddings, odd sizes, one channel, primes, overlapping and
+gapped pooling windows; and bitwise the same on 1 and 2 threads."""
+import numpy as np
+import pytest
+
+import pynn
+from pynn import _core
+from pynn import backend as backends
+from pynn.backend import reference as ref
+from pynn.layers.conv import output_size
+
+CPU, NUMPY = backends.get("cpu"), backends.get("numpy")
+
+# (n, h, w, c, window, strides, padding)
+GEOMETRIES = [
+    (2, 7, 6, 3, (3, 2), (1, 1), "valid"),
+    (3, 9, 8, 1, (5, 5), (2, 3), "same"),
+    (1, 5, 5, 2, (3, 3), (3, 3), "same"),
+    (2, 11, 13, 7, (4, 3), (2, 2), "same"),
+    (1, 1, 1, 5, (1, 1), (1, 1), "valid"),
+    (2, 3, 17, 3, (3, 3), (2, 1), "same"),
+    (1, 8, 8, 1, (2, 2), (3, 3), "valid"),          # windows with gaps between them
+    (4, 28, 28, 1, (5, 5), (1, 1), "same"),          # LeNet's first layer
+    (2, 6, 6, 67, (2, 2), (1, 2), "same"),           # channels over one 64-wide block
+]
+
+
+def geometry(h, w, window, strides, padding):
+    (oh, pt), (ow, pl) = (output_size(s, k, st, padding)
+                          for s, k, st in zip((h, w), window, strides))
+    return (oh, ow), (pt, pl)
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def close(a, b, rtol=2e-5, atol=2e-6):
+    scale = max(float(np.abs(b).max()), 1.0)
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol * scale)
+
+
+@pytest.mark.parametrize("n,h,w,c,window,strides,padding", GEOMETRIES)
+def test_im2col_and_col2im_match_the_reference(n, h, w, c, window, strides, padding):
+    rng = np.random.default_rng(h * w + c)
+    (oh, ow), pads = geometry(h, w, window, strides, padding)
+    x = rand(rng, n, h, w, c)
+    cols = np.full((n * oh * ow, window[0] * window[1] * c), np.nan, np.float32)
+    _core.im2col(cols, x, window, strides, pads, (oh, ow))
+    np.testing.assert_array_equal(cols, ref.im2col(x, window, strides, pads, (oh, ow)))
+    g = rand(rng, *cols.shape)
+    dx = np.full(x.shape, np.nan, np.float32)
+    _core.col2im(dx, g, window, strides, pads, (oh, ow))
+    close(dx, ref.col2im(g, x.shape, window, strides, pads, (oh, ow)))
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "tanh", "softmax"])
+@pytest.mark.parametrize("n,h,w,c,window,strides,padding", GEOMETRIES)
+def test_conv2d_forward_and_backward_match_the_reference(n, h, w, c, window, strides, padding,
+                                                         activation):
+    rng = np.random.default_rng(h + 7 * w + c)
+    f = 5 if c != 1 else 6
+    (oh, ow), pads = geometry(h, w, window, strides, padding)
+    x, k, b = rand(rng, n, h, w, c), rand(rng, *window, c, f), rand(rng, f)
+    dy0 = rand(rng, n, oh, ow, f)
+    out = {}
+    for be in (CPU, NUMPY):
+        cols = np.empty((n * oh * ow, window[0] * window[1] * c), np.float32)
+        z, y = np.empty((n, oh, ow, f), np.float32), np.empty((n, oh, ow, f), np.float32)
+        be.conv2d_forward(x, k, b, strides, pads, activation, 0.2, cols, z, y)
+        dy = dy0.copy()
+        dw, db, dx = np.empty_like(k), np.empty_like(b), np.empty_like(x)
+        be.conv2d_backward(x, k, z, y, dy, strides, pads, activation, 0.2, cols, dw, db, dx)
+        out[be.name] = (z, y, dy, dw, db, dx)
+    for what, a, r in zip(("z", "y", "dz", "dw", "db", "dx"), out["cpu"], out["numpy"]):
+        close(a, r, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("n,h,w,c,window,strides,padding", GEOMETRIES)
+def test_pooling_matches_the_reference(n, h, w, c, window, strides, padding, kind):
+    rng = np.random.default_rng(3 * h + w + c)
+    (oh, ow), pads = geometry(h, w, window, strides, padding)
+    x = rand(rng, n, h, w, c)
+    x[0, 0, :, 0] = 0.0                     # ties: the first maximum takes the gradient
+    dy = rand(rng, n, oh, ow, c)
+    out = {}
+    for be in (CPU, NUMPY):
+        y = np.empty((n, oh, ow, c), np.float32)
+        dx = np.full(x.shape, np.nan, np.float32)
+        getattr(be, f"{kind}pool2d_forward")(x, window, strides, pads, y)
+        if kind == "max":
+            be.maxpool2d_backward(x, y, dy, window, strides, pads, dx)
+        else:
+            be.avgpool2d_backward(dy, window, strides, pads, dx)
+        out[be.name] = (y, dx)
+    np.testing.assert_array_equal(out["cpu"][0], out["numpy"][0]) if kind == "max" else \
+        close(out["cpu"][0], out["numpy"][0])
+    close(out["cpu"][1], out["numpy"][1])
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 5, 7, 2), (2, 4, 4, 67)])
+def test_global_average_pooling_matches_the_reference(shape):
+    rng = np.random.default_rng(sum(shape))
+    x = rand(rng, *shape)
+    dy = rand(rng, shape[0], shape[3])
+    out = {}
+    for be in (CPU, NUMPY):
+        y, dx = np.empty((shape[0], shape[3]), np.float32), np.empty(shape, np.float32)
+        be.global_avgpool2d_forward(x, y)
+        be.global_avgpool2d_backward(dy, dx)
+        out[be.name] = (y, dx)
+    for a, r in zip(out["cpu"], out["numpy"]):
+        close(a, r)
+
+
+@pytest.mark.parametrize("rows,cols,affine", [(1, 3, True), (7, 1, True), (257, 5, False),
+                                               (1000, 6, True), (300, 131, True)])
+def test_batchnorm_matches_the_reference(rows, cols, affine):
+    rng = np.random.default_rng(rows + cols)
+    x = (rand(rng, rows, cols) * 3 + 1).astype(np.float32)
+    gamma, beta = (rand(rng, cols), rand(rng, cols)) if affine else (None, None)
+    dy = rand(rng, rows, cols)
+    out = {}
+    for be in (CPU, NUMPY):
+        mm, mv = np.full(cols, 0.5, np.float32), np.full(cols, 2.0, np.float32)
+        mean, inv, y = np.empty(cols, np.float32), np.empty(cols, np.float32), np.empty_like(x)
+        be.batchnorm_forward_train(x, gamma, beta, mm, mv, 0.99, 1e-3, mean, inv, y)
+        yi = np.empty_like(x)
+        be.batchnorm_forward_infer(x, gamma, beta, mm, mv, 1e-3, yi)
+        dg, db, dx = np.empty(cols, np.float32), np.empty(cols, np.float32), np.empty_like(x)
+        be.batchnorm_backward(x, gamma, mean, inv, dy, dg if affine else None,
+                              db if affine else None, dx)
+        out[be.name] = (y, mean, inv, mm, mv, yi, dx) + ((dg, db) if affine else ())
+    for a, r in zip(out["cpu"], out["numpy"]):
+        close(a, r, rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_product_matches_the_reference():
+    rng = np.random.default_rng(0)
+    x = rand(rng, 3, 5, 7, 2)
+    mask = ref.dropout_mask(x.shape, 0.3, rng)
+    for be in (CPU, NUMPY):
+        y = np.empty_like(x)
+        be.dropout_forward(x, mask, y)
+        np.testing.assert_array_equal(y, x * mask)
+        g = x.copy()
+        be.dropout_backward(g, mask, g)
+        np.testing.assert_array_equal(g, x * mask)
+
+
+def run_all_kernels(threads):
+    pynn.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(5)
+        n, h, w, c, f = 8, 30, 29, 3, 7
+        x, k, b = rand(rng, n, h, w, c), rand(rng, 3, 3, c, f), rand(rng, f)
+        (oh, ow), pads = geometry(h, w, (3, 3), (2, 2), "same")
+        cols = np.empty((n * oh * ow, 9 * c), np.float32)
+        z, y = np.empty((n, oh, ow, f), np.float32), np.empty((n, oh, ow, f), np.float32)
+        CPU.conv2d_forward(x, k, b, (2, 2), pads, "relu", 0.0, cols, z, y)
+        dy = rand(rng, *z.shape)
+        dw, db, dx = np.empty_like(k), np.empty_like(b), np.empty_like(x)
+        CPU.conv2d_backward(x, k, z, y, dy, (2, 2), pads, "relu", 0.0, cols, dw, db, dx)
+        outs = [z, y, dy, dw, db, dx]
+        for window, strides in (((3, 3), (1, 1)), ((2, 2), (2, 2))):
+            (ph, pw), pp = geometry(h, w, window, strides, "same")
+            for kind in ("max", "avg"):
+                p = np.empty((n, ph, pw, c), np.float32)
+                d = np.empty_like(x)
+                g = rand(rng, *p.shape)
+                getattr(CPU, f"{kind}pool2d_forward")(x, window, strides, pp, p)
+                if kind == "max":
+                    CPU.maxpool2d_backward(x, p, g, window, strides, pp, d)
+                else:
+                    CPU.avgpool2d_backward(g, window, strides, pp, d)
+                outs += [p, d]
+        rows = x.reshape(-1, c)
+        mm, mv = np.zeros(c, np.float32), np.ones(c, np.float32)
+        mean, inv, yb = np.empty(c, np.float32), np.empty(c, np.float32), np.empty_like(rows)
+        CPU.batchnorm_forward_train(rows, b[:c], b[:c], mm, mv, 0.9, 1e-3, mean, inv, yb)
+        dg, dbb, dxb = np.empty(c, np.float32), np.empty(c, np.float32), np.empty_like(rows)
+        CPU.batchnorm_backward(rows, b[:c], mean, inv, rows, dg, dbb, dxb)
+        return outs + [mm, mv, mean, inv, yb, dg, dbb, dxb]
+    finally:
+        pynn.set_num_threads(2)
+
+
+def test_kernels_are_bitwise_the_same_on_1_and_2_threads():
+    for a, b in zip(run_all_kernels(1), run_all_kernels(2)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_kernels_refuse_mismatched_shapes():
+    x = np.zeros((2, 5, 5, 3), np.float32)
+    with pytest.raises(ValueError, match="cols"):
+        _core.im2col(np.zeros((10, 27), np.float32), x, (3, 3), (1, 1), (0, 0), (3, 3))
+    with pytest.raises(ValueError, match="window"):
+        _core.maxpool2d_forward(np.zeros((2, 2, 2, 3), np.float32), x, (0, 2), (1, 1), (0, 0))
+    with pytest.raises(ValueError):
+        _core.batchnorm_forward_train(np.zeros((4, 3), np.float32), *(np.zeros(2, np.float32),) * 4,
+                                      np.zeros((4, 3), np.float32), None, None, 0.9, 1e-3)
