@@ -11,7 +11,9 @@ Layers of this file, top to bottom:
                           GEMM epilogue and the stand-alone kernels (fused and unfused agree)
   3. kernels              SGEMM (tiled, register-blocked, transposes by indexing, bias +
                           activation epilogue); softmax rows; elementwise activations;
-                          activation backward fused with the bias gradient; losses; optimizers
+                          activation backward fused with the bias gradient; losses; optimizers;
+                          the CNN kernels: im2col / col2im around that SGEMM, max / average /
+                          global-average pooling, batch normalization, dropout
   4. launch helpers       block/grid sizes, the GEMM tile choice, argument checks
   5. CudaBackend          the backend interface of base.py on top of the launch helpers
   6. availability         unavailable_reason(): why the backend cannot run here, or None
@@ -23,8 +25,10 @@ as np.float32.  The GEMM lets the compiler contract multiply-adds into FMAs (the
 not), so results agree with the other backends to float32 rounding, not bitwise.
 
 Determinism: every output element is written by one thread, and every reduction (bias
-gradient, loss) adds in an order fixed by the array shapes alone; there are no atomics, so a
-run repeats bitwise.
+gradient, loss, batch-norm statistics) adds in an order fixed by the array shapes alone; there
+are no atomics, so a run repeats bitwise.  The adjoints of gathers (col2im, the pooling
+backwards) are gathers too: each input element sums what reaches it in a fixed order, rather
+than each output scattering into its window.
 """
 import math
 
@@ -60,6 +64,7 @@ _INV_SQRT_2PI = np.float32(0.39894228040143267794)
 _PROB_EPS = np.float32(1e-7)              # Keras's epsilon: probabilities clipped to
 _PROB_MAX = np.float32(1.0) - _PROB_EPS   # [EPS, 1 - EPS]
 _D0 = np.float64(0.0)
+_NEG_INF = np.float32(-np.inf)            # max pooling's padding
 
 # Rows of the loss handled by one block: the loss sum is cut into blocks of this many rows
 # (each summed by a fixed-shape tree) whose partial sums are added in block order.
@@ -67,6 +72,11 @@ LOSS_ROWS_PER_BLOCK = 1024
 LOSS_THREADS = 256           # at most; fewer for small batches
 BIAS_TX, BIAS_TY = 32, 8     # bias gradient: columns x row lanes per block, at most
 ELEMENTWISE_THREADS = 256    # at most; fewer for tiny arrays
+# Batch-norm column sums: rows are cut into chunks of this many rows, one block per chunk
+# and group of BN_TX columns; the chunks' partial sums are then added in chunk order.  A
+# constant (not derived from the GPU) so the float32 result is the same on every device.
+BN_ROWS_PER_CHUNK = 256
+BN_TX, BN_TY = 32, 8         # columns x row lanes per block, at most
 
 
 # ==== 2. device functions ====================================================================
@@ -609,6 +619,342 @@ def _rmsprop_kernel(w, v, mom, g, n, lr, rho, one_minus_rho, momentum, use_momen
             w[i] -= mo
 
 
+# ---- 3e. convolution and pooling (NHWC) -------------------------------------------------------
+# Geometry as pynn/backend/base.py: output (n, i, j) sees input rows i*sh - pt + a, a in
+# [0, KH), and columns j*sw - pl + b, b in [0, KW); what falls outside the input is padding.
+# A forward kernel has one thread per output element and reads its window.  A backward
+# kernel has one thread per INPUT element and gathers from the windows that contain it:
+# element row h lies at offset a of window row i exactly when h + pt - a = i*sh, so the
+# thread walks a (and b) in increasing order and keeps the offsets that divide evenly and
+# land inside the output.  That visits the contributions in the order in which the
+# reference's _scatter_windows adds them, writes each element once, and needs no atomics.
+# Flat indices are decomposed in NHWC (or row-major (r, q)) order, so consecutive threads
+# touch consecutive channels: coalesced loads and stores.
+
+@cuda.jit(device=True, inline=True)
+def _nhwc(e, h, w, c):
+    """(n, row, col, channel) of flat element e of an (N, h, w, c) array."""
+    ch = e % c
+    t = e // c
+    col = t % w
+    t = t // w
+    return t // h, t % h, col, ch
+
+
+@cuda.jit(device=True, inline=True)
+def _window_of(pos, pad, offset, stride, out):
+    """The output index whose window holds input position `pos` at `offset`, or -1."""
+    t = pos + pad - offset
+    if t < 0 or t % stride != 0:
+        return -1
+    o = t // stride
+    return o if o < out else -1
+
+
+@cuda.jit
+def _im2col_kernel(cols, x, total, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow):
+    """cols[(n, i, j), (a, b, ch)] = x[n, i*sh - pt + a, j*sw - pl + b, ch], 0 for padding;
+    one thread per element of cols, consecutive threads along a row of cols."""
+    e = cuda.grid(1)
+    if e < total:
+        k = kh * kw * c
+        r = e // k
+        q = e - r * k
+        ch = q % c
+        b = (q // c) % kw
+        a = q // (c * kw)
+        j = r % ow
+        i = (r // ow) % oh
+        n = r // (ow * oh)
+        row = i * sh - pt + a
+        col = j * sw - pl + b
+        v = _F0
+        if row >= 0 and row < h and col >= 0 and col < w:
+            v = x[n, row, col, ch]
+        cols[r, q] = v
+
+
+@cuda.jit
+def _col2im_kernel(dx, cols, total, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow):
+    """dx[n, row, col, ch] = the sum of the cols entries that im2col copied from it, in
+    (a, b) order (the adjoint of _im2col_kernel; 0 where no window reaches)."""
+    e = cuda.grid(1)
+    if e < total:
+        n, row, col, ch = _nhwc(e, h, w, c)
+        s = _F0
+        for a in range(kh):
+            i = _window_of(row, pt, a, sh, oh)
+            if i >= 0:
+                for b in range(kw):
+                    j = _window_of(col, pl, b, sw, ow)
+                    if j >= 0:
+                        s += cols[(n * oh + i) * ow + j, (a * kw + b) * c + ch]
+        dx[n, row, col, ch] = s
+
+
+@cuda.jit(device=True, inline=True)
+def _window_max(x, n, i, j, ch, h, w, ph, pw, sh, sw, pt, pl):
+    """(max, p) over window (i, j), padding as -inf: p = a * pw + b is the first maximum in
+    row-major window order (np.argmax's ties), and a NaN wins as in np.max / np.argmax.
+    Shared by the forward and the backward, so both pick the same element."""
+    row0 = i * sh - pt
+    col0 = j * sw - pl
+    best = _NEG_INF
+    p = 0
+    for a in range(ph):
+        for b in range(pw):
+            row = row0 + a
+            col = col0 + b
+            v = _NEG_INF
+            if row >= 0 and row < h and col >= 0 and col < w:
+                v = x[n, row, col, ch]
+            if v > best or (v != v and best == best):
+                best = v
+                p = a * pw + b
+    return best, p
+
+
+@cuda.jit
+def _maxpool_forward_kernel(y, x, total, h, w, c, ph, pw, sh, sw, pt, pl, oh, ow):
+    """y = the window max; 0 where it is -inf (a window of padding only), as the reference."""
+    e = cuda.grid(1)
+    if e < total:
+        n, i, j, ch = _nhwc(e, oh, ow, c)
+        best, p = _window_max(x, n, i, j, ch, h, w, ph, pw, sh, sw, pt, pl)
+        y[n, i, j, ch] = _F0 if best == _NEG_INF else best
+
+
+@cuda.jit
+def _maxpool_backward_kernel(dx, x, dy, total, h, w, c, ph, pw, sh, sw, pt, pl, oh, ow):
+    """dx[n, row, col, ch] = the sum of dy over the windows whose first maximum is this
+    element.  Each candidate window's argmax is recomputed from x (PH*PW reads per window
+    containing the element: cheap for pooling-sized windows, and no index buffer)."""
+    e = cuda.grid(1)
+    if e < total:
+        n, row, col, ch = _nhwc(e, h, w, c)
+        s = _F0
+        for a in range(ph):
+            i = _window_of(row, pt, a, sh, oh)
+            if i >= 0:
+                for b in range(pw):
+                    j = _window_of(col, pl, b, sw, ow)
+                    if j >= 0:
+                        best, p = _window_max(x, n, i, j, ch, h, w, ph, pw, sh, sw, pt, pl)
+                        if p == a * pw + b:
+                            s += dy[n, i, j, ch]
+        dx[n, row, col, ch] = s
+
+
+@cuda.jit(device=True, inline=True)
+def _window_count(i, j, h, w, ph, pw, sh, sw, pt, pl):
+    """How many input (non-padding) elements window (i, j) holds."""
+    row0 = i * sh - pt
+    col0 = j * sw - pl
+    rows = min(row0 + ph, h) - max(row0, 0)
+    cols = min(col0 + pw, w) - max(col0, 0)
+    if rows <= 0 or cols <= 0:
+        return 0
+    return rows * cols
+
+
+@cuda.jit
+def _avgpool_forward_kernel(y, x, total, h, w, c, ph, pw, sh, sw, pt, pl, oh, ow):
+    """y = (sum of the window's input elements, row-major) / their count; 0 if none."""
+    e = cuda.grid(1)
+    if e < total:
+        n, i, j, ch = _nhwc(e, oh, ow, c)
+        row0 = i * sh - pt
+        col0 = j * sw - pl
+        s = _F0
+        for a in range(ph):
+            row = row0 + a
+            if row >= 0 and row < h:
+                for b in range(pw):
+                    col = col0 + b
+                    if col >= 0 and col < w:
+                        s += x[n, row, col, ch]
+        count = _window_count(i, j, h, w, ph, pw, sh, sw, pt, pl)
+        y[n, i, j, ch] = s / float32(count) if count > 0 else _F0
+
+
+@cuda.jit
+def _avgpool_backward_kernel(dx, dy, total, h, w, c, ph, pw, sh, sw, pt, pl, oh, ow):
+    """dx[n, row, col, ch] = the sum over the windows holding it of dy / that window's
+    count (the quotient first, as the reference: same float32 values)."""
+    e = cuda.grid(1)
+    if e < total:
+        n, row, col, ch = _nhwc(e, h, w, c)
+        s = _F0
+        for a in range(ph):
+            i = _window_of(row, pt, a, sh, oh)
+            if i >= 0:
+                for b in range(pw):
+                    j = _window_of(col, pl, b, sw, ow)
+                    if j >= 0:
+                        count = _window_count(i, j, h, w, ph, pw, sh, sw, pt, pl)
+                        s += dy[n, i, j, ch] / float32(count)
+        dx[n, row, col, ch] = s
+
+
+@cuda.jit
+def _global_avgpool_forward_kernel(y, x, nc, h, w, c, area):
+    """y[n, ch] = (sum over rows, then columns, in order) / (h*w); one thread per (n, ch),
+    consecutive threads on consecutive channels (coalesced)."""
+    e = cuda.grid(1)
+    if e < nc:
+        n = e // c
+        ch = e - n * c
+        s = _F0
+        for row in range(h):
+            for col in range(w):
+                s += x[n, row, col, ch]
+        y[n, ch] = s / area
+
+
+@cuda.jit
+def _global_avgpool_backward_kernel(dx, dy, total, h, w, c, area):
+    e = cuda.grid(1)
+    if e < total:
+        n, row, col, ch = _nhwc(e, h, w, c)
+        dx[n, row, col, ch] = dy[n, ch] / area
+
+
+# ---- 3f. batch normalization (per column of (rows, C)) and dropout -------------------------------
+# The statistics are column sums over many rows (N*H*W) and few columns, so one block per
+# column would leave most of the GPU idle.  The rows are cut into chunks of
+# BN_ROWS_PER_CHUNK: block (column group, chunk) sums its chunk like the bias gradient does
+# (lane q takes rows q, q + TY, ... in order, the lanes are then added in lane order) into a
+# (chunks, C) array of partials, and a second kernel adds each column's partials in chunk
+# order.  Chunk size and TY depend on nothing but `rows`, so the sums repeat bitwise.  The
+# statistic is computed in two passes over x, as the reference does: the mean, then the mean
+# of (x - mean)^2, which does not cancel catastrophically as E[x^2] - mean^2 would.
+
+BN_SUM, BN_SQUARED_DEVIATION, BN_GRADIENTS = range(3)
+
+
+@cuda.jit
+def _bn_partials_kernel(p0, p1, x, dy, mean, inv_std, rows, cols, mode):
+    """Partial column sums of one chunk of rows (blockIdx.y) for blockDim.x columns:
+      BN_SUM: x into p0;  BN_SQUARED_DEVIATION: (x - mean)^2 into p0;
+      BN_GRADIENTS: dy into p0 and dy * xhat into p1, xhat = (x - mean) * inv_std."""
+    part0 = cuda.shared.array((BN_TY, BN_TX), float32)
+    part1 = cuda.shared.array((BN_TY, BN_TX), float32)
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    lanes = cuda.blockDim.y
+    j = cuda.blockIdx.x * cuda.blockDim.x + tx
+    chunk = cuda.blockIdx.y
+    r1 = min((chunk + 1) * BN_ROWS_PER_CHUNK, rows)
+    s0 = _F0
+    s1 = _F0
+    if j < cols:
+        if mode == BN_SUM:
+            for r in range(chunk * BN_ROWS_PER_CHUNK + ty, r1, lanes):
+                s0 += x[r, j]
+        elif mode == BN_SQUARED_DEVIATION:
+            m = mean[j]
+            for r in range(chunk * BN_ROWS_PER_CHUNK + ty, r1, lanes):
+                d = x[r, j] - m
+                s0 += d * d
+        else:
+            m = mean[j]
+            istd = inv_std[j]
+            for r in range(chunk * BN_ROWS_PER_CHUNK + ty, r1, lanes):
+                g = dy[r, j]
+                s0 += g
+                s1 += g * ((x[r, j] - m) * istd)
+    part0[ty, tx] = s0
+    part1[ty, tx] = s1
+    cuda.syncthreads()
+    if ty == 0 and j < cols:
+        t0 = part0[0, tx]
+        t1 = part1[0, tx]
+        for q in range(1, lanes):
+            t0 += part0[q, tx]
+            t1 += part1[q, tx]
+        p0[chunk, j] = t0
+        if mode == BN_GRADIENTS:
+            p1[chunk, j] = t1
+
+
+@cuda.jit(device=True, inline=True)
+def _sum_chunks(p, nchunks, j):
+    s = _F0
+    for ch in range(nchunks):
+        s += p[ch, j]
+    return s
+
+
+@cuda.jit
+def _bn_mean_kernel(mean, p0, nchunks, cols, frows):
+    j = cuda.grid(1)
+    if j < cols:
+        mean[j] = _sum_chunks(p0, nchunks, j) / frows
+
+
+@cuda.jit
+def _bn_variance_kernel(inv_std, moving_mean, moving_variance, mean, p0, nchunks, cols, frows,
+                        momentum, one_minus_momentum, epsilon):
+    """The biased variance -> inv_std, and the moving statistics updated on the device
+    (moving = moving * momentum + stat * (1 - momentum), Keras 3)."""
+    j = cuda.grid(1)
+    if j < cols:
+        var = _sum_chunks(p0, nchunks, j) / frows
+        inv_std[j] = _F1 / math.sqrt(var + epsilon)
+        moving_mean[j] = moving_mean[j] * momentum + mean[j] * one_minus_momentum
+        moving_variance[j] = moving_variance[j] * momentum + var * one_minus_momentum
+
+
+@cuda.jit
+def _bn_gradient_sums_kernel(sum_dy, sum_dy_xhat, p0, p1, nchunks, cols):
+    j = cuda.grid(1)
+    if j < cols:
+        sum_dy[j] = _sum_chunks(p0, nchunks, j)
+        sum_dy_xhat[j] = _sum_chunks(p1, nchunks, j)
+
+
+@cuda.jit
+def _bn_normalize_kernel(y, x, mean, stat, gamma, beta, rows, cols, stat_is_variance, epsilon,
+                         has_gamma, has_beta):
+    """y = (x - mean) * inv_std * gamma + beta, inv_std = stat (training), or
+    1 / sqrt(stat + epsilon) with stat the moving variance (inference)."""
+    i = cuda.grid(1)
+    if i < rows * cols:
+        r = i // cols
+        j = i - r * cols
+        s = stat[j]
+        if stat_is_variance:
+            s = _F1 / math.sqrt(s + epsilon)
+        v = (x[r, j] - mean[j]) * s
+        if has_gamma:
+            v = v * gamma[j]
+        if has_beta:
+            v = v + beta[j]
+        y[r, j] = v
+
+
+@cuda.jit
+def _bn_backward_dx_kernel(dx, x, dy, gamma, mean, inv_std, sum_dy, sum_dy_xhat, rows, cols,
+                           frows, has_gamma):
+    """dx = gamma * inv_std * (dy - sum(dy) / rows - xhat * sum(dy * xhat) / rows)."""
+    i = cuda.grid(1)
+    if i < rows * cols:
+        r = i // cols
+        j = i - r * cols
+        istd = inv_std[j]
+        xhat = (x[r, j] - mean[j]) * istd
+        scale = gamma[j] * istd if has_gamma else istd
+        dx[r, j] = scale * (dy[r, j] - sum_dy[j] / frows - xhat * (sum_dy_xhat[j] / frows))
+
+
+@cuda.jit
+def _multiply_kernel(out, a, b, n):
+    """out = a * b elementwise (dropout: the mask drawn on the host); out may be a."""
+    i = cuda.grid(1)
+    if i < n:
+        out[i] = a[i] * b[i]
+
+
 # ==== 4. launch helpers ==========================================================================
 
 def _pow2_at_least(n, cap):
@@ -725,6 +1071,11 @@ class CudaBackend(Backend):
         if src.shape != tuple(dst.shape):
             raise ValueError(f"copy_from_host: expected an array of shape {tuple(dst.shape)}, "
                              f"received shape {src.shape}")
+        if 0 in src.strides and src.size > 1:
+            # a C-contiguous array can still have stride 0 on a length-1 axis (what
+            # ascontiguousarray keeps of np.broadcast_to: Dropout's masks); Numba strips such
+            # axes before copying, and the simulator then fails on the shape mismatch
+            src = src.copy()
         dst.copy_to_device(src)
 
     # ---- GEMM ----------------------------------------------------------------------------------
@@ -900,6 +1251,227 @@ class CudaBackend(Backend):
                                          _as_1d(g), n, np.float32(lr), np.float32(rho),
                                          _F1 - np.float32(rho), np.float32(momentum),
                                          use_momentum, np.float32(epsilon))
+
+    # ---- convolution: im2col into the SGEMM, col2im back ------------------------------------------
+    def _conv_geometry(self, where, x, w, cols, out):
+        """(kh, kw, c, f, oh, ow) after checking every shape against x and w."""
+        if x.ndim != 4 or w.ndim != 4 or w.shape[2] != x.shape[3]:
+            raise ValueError(f"{where}: expected x (N, H, W, C) and w (KH, KW, C, F), received "
+                             f"shapes {tuple(x.shape)} and {tuple(w.shape)}")
+        kh, kw, c, f = w.shape
+        n, oh, ow = x.shape[0], out.shape[1], out.shape[2]
+        _check_shape(where, "output", out, (n, oh, ow, f))
+        _check_shape(where, "cols", cols, (n * oh * ow, kh * kw * c))
+        _check_float32(where, x=x, w=w, cols=cols, out=out)
+        return kh, kw, c, f, oh, ow
+
+    def conv2d_forward(self, x, w, b, strides, padding, activation, alpha, cols, z, y):
+        kh, kw, c, f, oh, ow = self._conv_geometry("conv2d_forward", x, w, cols, z)
+        _check_shape("conv2d_forward", "y", y, z.shape)
+        n, h, wd = x.shape[0], x.shape[1], x.shape[2]
+        total = int(cols.size)
+        if total:
+            blocks, threads = _elementwise_config(total)
+            _im2col_kernel[blocks, threads](cols, x, total, h, wd, c, kh, kw, strides[0],
+                                            strides[1], padding[0], padding[1], oh, ow)
+        # z = cols @ W + b and y = act(z): dense_forward's GEMM with its fused epilogue (and its
+        # softmax path), on 2-D views sharing the 4-D arrays' memory
+        m = n * oh * ow
+        self.dense_forward(cols, w.reshape(kh * kw * c, f), b, activation, alpha,
+                           z.reshape(m, f), y.reshape(m, f))
+
+    def conv2d_backward(self, x, w, z, y, dy, strides, padding, activation, alpha, cols,
+                        dw, db, dx):
+        kh, kw, c, f, oh, ow = self._conv_geometry("conv2d_backward", x, w, cols, z)
+        for name, arr in (("y", y), ("dy", dy)):
+            _check_shape("conv2d_backward", name, arr, z.shape)
+        _check_shape("conv2d_backward", "dw", dw, w.shape)
+        m, k = cols.shape
+        # cols still holds im2col(x) from the forward: dz (in dy) and db by the fused
+        # activation-backward + column-sum kernel, dW = cols^T dz by the transposed-A SGEMM
+        w2 = w.reshape(k, f)
+        dz = dy.reshape(m, f)
+        self.dense_backward(cols, w2, z.reshape(m, f), y.reshape(m, f), dz, activation, alpha,
+                            dw.reshape(k, f), db, None)
+        if dx is not None:
+            _check_shape("conv2d_backward", "dx", dx, x.shape)
+            # dcols = dz W^T overwrites cols (its im2col is no longer needed), then each input
+            # element gathers its column entries
+            self.matmul(dz, w2, False, True, cols)
+            total = int(dx.size)
+            if total:
+                blocks, threads = _elementwise_config(total)
+                _col2im_kernel[blocks, threads](dx, cols, total, x.shape[1], x.shape[2], c, kh, kw,
+                                                strides[0], strides[1], padding[0], padding[1],
+                                                oh, ow)
+
+    # ---- pooling -------------------------------------------------------------------------------
+    def _pool_launch(self, where, kernel, out, x_shape, window, strides, padding, out_hw, *arrays):
+        """One thread per element of `out`; the kernel gets the arrays, then the geometry."""
+        _check_float32(where, out=out, **{f"input{i}": a for i, a in enumerate(arrays)})
+        total = int(out.size)
+        if total:
+            blocks, threads = _elementwise_config(total)
+            kernel[blocks, threads](out, *arrays, total, x_shape[1], x_shape[2], x_shape[3],
+                                    window[0], window[1], strides[0], strides[1], padding[0],
+                                    padding[1], out_hw[0], out_hw[1])
+
+    @staticmethod
+    def _pool_shapes(where, x_shape, y_shape):
+        if len(x_shape) != 4 or len(y_shape) != 4 or y_shape[0] != x_shape[0] \
+                or y_shape[3] != x_shape[3]:
+            raise ValueError(f"{where}: expected input (N, H, W, C) and output (N, OH, OW, C), "
+                             f"received shapes {tuple(x_shape)} and {tuple(y_shape)}")
+        return tuple(y_shape[1:3])
+
+    def maxpool2d_forward(self, x, pool_size, strides, padding, y):
+        out_hw = self._pool_shapes("maxpool2d_forward", x.shape, y.shape)
+        self._pool_launch("maxpool2d_forward", _maxpool_forward_kernel, y, x.shape, pool_size,
+                          strides, padding, out_hw, x)
+
+    def maxpool2d_backward(self, x, y, dy, pool_size, strides, padding, dx):
+        # the argmax is recomputed from x (y is not needed: the forward's kernel shares it)
+        out_hw = self._pool_shapes("maxpool2d_backward", x.shape, dy.shape)
+        _check_shape("maxpool2d_backward", "dx", dx, x.shape)
+        self._pool_launch("maxpool2d_backward", _maxpool_backward_kernel, dx, x.shape, pool_size,
+                          strides, padding, out_hw, x, dy)
+
+    def avgpool2d_forward(self, x, pool_size, strides, padding, y):
+        out_hw = self._pool_shapes("avgpool2d_forward", x.shape, y.shape)
+        self._pool_launch("avgpool2d_forward", _avgpool_forward_kernel, y, x.shape, pool_size,
+                          strides, padding, out_hw, x)
+
+    def avgpool2d_backward(self, dy, pool_size, strides, padding, dx):
+        out_hw = self._pool_shapes("avgpool2d_backward", dx.shape, dy.shape)
+        self._pool_launch("avgpool2d_backward", _avgpool_backward_kernel, dx, dx.shape, pool_size,
+                          strides, padding, out_hw, dy)
+
+    def global_avgpool2d_forward(self, x, y):
+        if x.ndim != 4:
+            raise ValueError(f"global_avgpool2d_forward: expected x (N, H, W, C), received shape "
+                             f"{tuple(x.shape)}")
+        n, h, w, c = x.shape
+        _check_shape("global_avgpool2d_forward", "y", y, (n, c))
+        _check_float32("global_avgpool2d_forward", x=x, y=y)
+        if n * c:
+            blocks, threads = _elementwise_config(n * c)
+            _global_avgpool_forward_kernel[blocks, threads](y, x, n * c, h, w, c, np.float32(h * w))
+
+    def global_avgpool2d_backward(self, dy, dx):
+        if dx.ndim != 4:
+            raise ValueError(f"global_avgpool2d_backward: expected dx (N, H, W, C), received shape "
+                             f"{tuple(dx.shape)}")
+        n, h, w, c = dx.shape
+        _check_shape("global_avgpool2d_backward", "dy", dy, (n, c))
+        _check_float32("global_avgpool2d_backward", dy=dy, dx=dx)
+        total = int(dx.size)
+        if total:
+            blocks, threads = _elementwise_config(total)
+            _global_avgpool_backward_kernel[blocks, threads](dx, dy, total, h, w, c,
+                                                             np.float32(h * w))
+
+    # ---- batch normalization ------------------------------------------------------------------
+    def _bn_scratch(self, rows, cols):
+        """(nchunks, partials0, partials1, sums0, sums1): the chunk partials (and column sums
+        for a backward without dgamma / dbeta), kept per shape like the loss partials."""
+        nchunks = (rows + BN_ROWS_PER_CHUNK - 1) // BN_ROWS_PER_CHUNK
+        key = ("bn", nchunks, cols)
+        if key not in self._partials:
+            self._partials[key] = (cuda.device_array((max(nchunks, 1), cols), dtype=np.float32),
+                                   cuda.device_array((max(nchunks, 1), cols), dtype=np.float32),
+                                   cuda.device_array(cols, dtype=np.float32),
+                                   cuda.device_array(cols, dtype=np.float32))
+        return (nchunks,) + self._partials[key]
+
+    def _bn_partials(self, p0, p1, x, dy, mean, inv_std, nchunks, mode):
+        rows, cols = x.shape
+        if nchunks == 0:
+            return
+        tx = _pow2_at_least(cols, BN_TX)
+        ty = _pow2_at_least(min(rows, BN_ROWS_PER_CHUNK), BN_TY)
+        _bn_partials_kernel[((cols + tx - 1) // tx, nchunks), (tx, ty)](
+            p0, p1, x, dy, mean, inv_std, rows, cols, mode)
+
+    def _bn_check(self, where, x, **per_channel):
+        if x.ndim != 2:
+            raise ValueError(f"{where}: expected x of shape (rows, C), received {tuple(x.shape)}")
+        for name, arr in per_channel.items():
+            if arr is not None:
+                _check_shape(where, name, arr, (x.shape[1],))
+        _check_float32(where, x=x, **per_channel)
+
+    def batchnorm_forward_train(self, x, gamma, beta, moving_mean, moving_variance,
+                                momentum, epsilon, mean, inv_std, y):
+        where = "batchnorm_forward_train"
+        self._bn_check(where, x, gamma=gamma, beta=beta, moving_mean=moving_mean,
+                       moving_variance=moving_variance, mean=mean, inv_std=inv_std)
+        _check_shape(where, "y", y, x.shape)
+        rows, cols = x.shape
+        if cols == 0:
+            return
+        nchunks, p0, p1, _, _ = self._bn_scratch(rows, cols)
+        frows = np.float32(rows)
+        cblocks, cthreads = _elementwise_config(cols)
+        momentum = np.float32(momentum)
+        self._bn_partials(p0, p1, x, x, mean, mean, nchunks, BN_SUM)
+        _bn_mean_kernel[cblocks, cthreads](mean, p0, nchunks, cols, frows)
+        self._bn_partials(p0, p1, x, x, mean, mean, nchunks, BN_SQUARED_DEVIATION)
+        _bn_variance_kernel[cblocks, cthreads](inv_std, moving_mean, moving_variance, mean, p0,
+                                               nchunks, cols, frows, momentum, _F1 - momentum,
+                                               np.float32(epsilon))
+        self._bn_normalize(y, x, mean, inv_std, gamma, beta, False, 0.0)
+
+    def _bn_normalize(self, y, x, mean, stat, gamma, beta, stat_is_variance, epsilon):
+        rows, cols = x.shape
+        if rows * cols:
+            blocks, threads = _elementwise_config(rows * cols)
+            _bn_normalize_kernel[blocks, threads](
+                y, x, mean, stat, stat if gamma is None else gamma, stat if beta is None else beta,
+                rows, cols, stat_is_variance, np.float32(epsilon), gamma is not None,
+                beta is not None)
+
+    def batchnorm_forward_infer(self, x, gamma, beta, moving_mean, moving_variance, epsilon, y):
+        self._bn_check("batchnorm_forward_infer", x, gamma=gamma, beta=beta,
+                       moving_mean=moving_mean, moving_variance=moving_variance)
+        _check_shape("batchnorm_forward_infer", "y", y, x.shape)
+        self._bn_normalize(y, x, moving_mean, moving_variance, gamma, beta, True, epsilon)
+
+    def batchnorm_backward(self, x, gamma, mean, inv_std, dy, dgamma, dbeta, dx):
+        where = "batchnorm_backward"
+        self._bn_check(where, x, gamma=gamma, mean=mean, inv_std=inv_std, dgamma=dgamma,
+                       dbeta=dbeta)
+        _check_shape(where, "dy", dy, x.shape)
+        rows, cols = x.shape
+        if cols == 0:
+            return
+        nchunks, p0, p1, s0, s1 = self._bn_scratch(rows, cols)
+        sum_dy = s0 if dbeta is None else dbeta
+        sum_dy_xhat = s1 if dgamma is None else dgamma
+        self._bn_partials(p0, p1, x, dy, mean, inv_std, nchunks, BN_GRADIENTS)
+        blocks, threads = _elementwise_config(cols)
+        _bn_gradient_sums_kernel[blocks, threads](sum_dy, sum_dy_xhat, p0, p1, nchunks, cols)
+        if dx is not None and rows:
+            _check_shape(where, "dx", dx, x.shape)
+            blocks, threads = _elementwise_config(rows * cols)
+            _bn_backward_dx_kernel[blocks, threads](
+                dx, x, dy, inv_std if gamma is None else gamma, mean, inv_std, sum_dy,
+                sum_dy_xhat, rows, cols, np.float32(rows), gamma is not None)
+
+    # ---- dropout ---------------------------------------------------------------------------------
+    def _multiply(self, where, out, a, mask):
+        for name, arr in (("mask", mask), ("output", out)):
+            _check_shape(where, name, arr, a.shape)
+        out1 = _as_1d(out)
+        n = int(out1.shape[0])
+        if n:
+            blocks, threads = _elementwise_config(n)
+            _multiply_kernel[blocks, threads](out1, _as_1d(a), _as_1d(mask), n)
+
+    def dropout_forward(self, x, mask, y):
+        self._multiply("dropout_forward", y, x, mask)
+
+    def dropout_backward(self, dy, mask, dx):
+        self._multiply("dropout_backward", dx, dy, mask)
 
 
 # ==== 6. availability ================================================================================
