@@ -576,3 +576,37 @@ class Sequential:
 
     def __call__(self, x):
         return self.predict(x, batch_size=max(1, len(x)) if hasattr(x, "__len__") else 32, verbose=0)
+
+    # ---- saving (the file format is described in pynn/saving.py) -------------------------------------
+    def get_config(self):
+        """The architecture as JSON-ready data; `Sequential.from_config` rebuilds it."""
+        from . import saving
+        return saving.model_config(self)
+
+    @classmethod
+    def from_config(cls, config):
+        from . import saving
+        return saving._rebuild({"model": config}, "Sequential.from_config")
+
+    def save(self, filepath, overwrite=True):
+        """Write the architecture, compile configuration, weights and optimizer state to one
+        file (a zip of JSON and .npy, no pickle; atomic).  `pynn.load_model` reads it back."""
+        from . import saving
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Write only the weights (same container as `save`; atomic)."""
+        from . import saving
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Set the weights from a file of `save_weights` or `save`; every shape is checked
+        first, so a refused file leaves the model unchanged."""
+        from . import saving
+        saving.load_weights(self, filepath)
+
+
+def load_model(filepath, compile=True, backend=None):
+    """`pynn.load_model`: the model saved at `filepath` by `model.save` (see pynn/saving.py)."""
+    from . import saving
+    return saving.load_model(filepath, compile=compile, backend=backend)
