@@ -468,6 +468,8 @@ class Sequential:
                         seen += rows
                         metric_sums = [a + float(b) for a, b in zip(metric_sums, sums[i])]
                     cb_list.on_train_batch_end(s1 - 1, self._logs(loss_sum, metric_sums, seen))
+                    if self.stop_training:      # e.g. TerminateOnNaN: the rest of the epoch is skipped
+                        break
             for step in range(0 if trainer is not None else steps):
                 cb_list.on_train_batch_begin(step)
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
@@ -576,6 +578,31 @@ class Sequential:
 
     def __call__(self, x):
         return self.predict(x, batch_size=max(1, len(x)) if hasattr(x, "__len__") else 32, verbose=0)
+
+    # ---- looking inside ----------------------------------------------------------------------------
+    def activations(self, x):
+        """Every layer's output for input `x`, in inference mode: a list of NumPy arrays, one
+        per layer in order.  `x` is one sample (the model's input shape, e.g. (64,)) -- each
+        array then has no batch axis -- or a batch (n, ...)."""
+        where = f"Sequential.activations ('{self.name}')"
+        single = self._input_shape is not None and np.shape(x) == self._input_shape
+        if single:
+            x = np.asarray(x)[None]
+        x, _ = self._check_x(x, where)
+        self._ensure_built(x)
+        result = self._layer_outputs(x, copy=True)
+        return [r[0] for r in result] if single else result
+
+    def _layer_outputs(self, x, copy):
+        """Each layer's inference output for a checked float32 batch x; with copy=False the
+        arrays may be the layers' reused buffers (valid until the next forward pass)."""
+        be = self._backend
+        out, result = be.from_host(x), []
+        for layer in self._layers:
+            out = layer.forward(be, out, training=False)
+            host = be.to_host(out)
+            result.append(np.array(host, dtype=np.float32, copy=True) if copy else host)
+        return result
 
     # ---- saving (the file format is described in pynn/saving.py) -------------------------------------
     def get_config(self):
