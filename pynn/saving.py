@@ -34,7 +34,7 @@ crash mid-save leaves the previous file intact.
 import io
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 import zlib
 
@@ -117,9 +117,11 @@ def _atomic_write_zip(path, members, overwrite):
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} exists and overwrite=False")
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    # A fresh name opened with "x" (not mkstemp, whose 0600 mode would outlive the rename):
+    # the saved file gets the permissions any other new file of the user gets.
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             with zipfile.ZipFile(f, "w") as zf:
                 for name, data in members:
                     compress = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
