@@ -22,8 +22,10 @@ every position.
 The numbers go into the epoch's logs, so they land in the History beside the loss; the
 per-unit firing rates (NumPy arrays, one per epoch) are kept in `monitor.unit_activity`.
 It uses only epoch hooks, so `fit` keeps its fused C path.  Its cost is one forward pass
-over the sample per epoch plus a copy of the weights: for the digits MLP with a sample of
-256 images a few percent of an epoch (tests/test_inside.py measures it).
+over the sample per epoch, two copies of the weights and a few NumPy reductions: about
+0.2 ms per epoch for the digits MLP (64-128-64-10) with a 256-image sample, which is ~1%
+of an epoch over 11,500 images but ~8% of an epoch over the 1,293 training images of the
+bundled digits (2.3 ms); a smaller sample costs less (tests/test_inside.py measures it).
 """
 import numpy as np
 
