@@ -98,7 +98,7 @@ class ActivationMonitor(Callback):
         self.unit_activity = {}
         # Where each layer's weights start in one flat copy of all of them: the update
         # sizes of every layer then take a handful of NumPy calls per epoch.
-        sizes = [sum(int(np.prod(w.shape)) for w in layer.weights) for layer in self.model.layers]
+        sizes = [sum(w.size for w in layer.get_weights()) for layer in self.model.layers]
         self._starts = np.cumsum([0] + sizes[:-1])
         self._has_weights = [n > 0 for n in sizes]
         self._firing = [layer_activation(layer) in _FIRED for layer in self.model.layers]

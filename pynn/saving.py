@@ -96,10 +96,19 @@ def _deserialize(entry, classes, what, path):
 
 # ---- writing -----------------------------------------------------------------------------------
 
+def _weight_names(layer, count):
+    """Names for a layer's `count` arrays of get_weights (kernel, bias, ...)."""
+    names = list(getattr(layer, "_weight_names", []))[:count]
+    return names + [f"weight_{i}" for i in range(len(names), count)]
+
+
 def _weight_entries(model):
+    """[(description, array)] for model.get_weights(), layer by layer: the same arrays in
+    the same order that set_weights takes back."""
     out = []
     for layer in model.layers:
-        for name, w in zip(layer._weight_names, layer.get_weights()):
+        arrays = layer.get_weights()
+        for name, w in zip(_weight_names(layer, len(arrays)), arrays):
             out.append(({"layer": layer.name, "name": name, "shape": list(w.shape)}, w))
     return out
 
@@ -264,8 +273,7 @@ class _Archive:
 def _read_weights(archive, config, model):
     """The weight arrays of `archive`, checked against the built `model`."""
     listed = config.get("weights")
-    expected = [(layer.name, name, tuple(w.shape)) for layer in model.layers
-                for name, w in zip(layer._weight_names, layer.weights)]
+    expected = [(e["layer"], e["name"], tuple(e["shape"])) for e, _ in _weight_entries(model)]
     if not isinstance(listed, list) or len(listed) != len(expected):
         n = len(listed) if isinstance(listed, list) else "no"
         raise ModelFileError(f"{archive.path}: the file holds {n} weight arrays, model "
