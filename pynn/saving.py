@@ -212,8 +212,12 @@ class _Archive:
         try:
             self.zip = zipfile.ZipFile(self.path, "r")
         except zipfile.BadZipFile:
-            raise ModelFileError(f"{self.path}: not a pynn model file (not a zip archive, or a "
-                                 "truncated one)") from None
+            with open(self.path, "rb") as f:
+                starts_like_zip = f.read(4) == b"PK\x03\x04"
+            if starts_like_zip:
+                raise ModelFileError(f"{self.path}: the file is truncated or damaged (a zip archive "
+                                     "whose directory at the end is missing or unreadable)") from None
+            raise ModelFileError(f"{self.path}: not a pynn model file (not a zip archive)") from None
         except OSError as exc:
             raise ModelFileError(f"{self.path}: cannot be read as a pynn model file ({exc})") from None
 
