@@ -450,6 +450,7 @@ class Sequential:
             cbs, self, {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size})
         self.stop_training = False
         cb_list.on_train_begin()
+        logs = None
         # One C call per epoch (or per stretch of it, to redraw a progress bar) when the
         # model is a stack of Dense layers and no callback needs each batch.
         trainer = None if cb_list.wants_batch_hooks else fused.trainer(self, batch_size, steps)
@@ -492,7 +493,7 @@ class Sequential:
             cb_list.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        cb_list.on_train_end()
+        cb_list.on_train_end(logs)          # the last epoch's logs, as Keras passes them
         self.history = history
         return history
 

@@ -53,6 +53,7 @@ class Recorder(callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.calls.append(("train_end",))
+        self.end_logs = dict(logs)
 
 
 def test_history_keys_and_custom_callback_gets_every_batch():
@@ -68,6 +69,7 @@ def test_history_keys_and_custom_callback_gets_every_batch():
     assert batches == list(range(steps)) * 2
     assert [c[1] for c in rec.calls if c[0] == "batch_begin"] == list(range(steps)) * 2
     assert rec.calls[0] == ("train_begin",) and rec.calls[-1] == ("train_end",)
+    assert rec.end_logs == {k: v[-1] for k, v in hist.history.items()}    # the last epoch's logs
     epoch_logs = [c[2] for c in rec.calls if c[0] == "epoch_end"]
     assert epoch_logs[1]["loss"] == hist.history["loss"][1]
     # batch logs are running means: the last one of an epoch is the epoch's loss
