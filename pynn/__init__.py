@@ -32,7 +32,8 @@ def _find_core():
 _core = _find_core()
 from . import activations, callbacks, data, datasets, initializers, layers, losses, metrics, ops, optimizers, utils
 from .backend import cuda_available, get_backend, set_backend
-from .models import NotCompiledError, Sequential
+from .models import NotCompiledError, Sequential, load_model
+from . import saving
 
 __version__ = "0.1.0"
 
@@ -50,4 +51,4 @@ def get_num_threads():
 
 __all__ = ["Sequential", "layers", "losses", "metrics", "optimizers", "initializers", "callbacks",
            "datasets", "utils", "ops", "activations", "set_backend", "get_backend", "cuda_available",
-           "set_num_threads", "get_num_threads", "NotCompiledError"]
+           "set_num_threads", "get_num_threads", "NotCompiledError", "load_model", "saving"]

@@ -1,6 +1,8 @@
 """`python -m pynn`: the main job.  Trains a network on the bundled handwritten digits
-and prints its accuracy on test images it has never seen."""
+and prints its accuracy on test images it has never seen; then saves the trained model
+and a plot of its training history in the --output folder."""
 import argparse
+import os
 import sys
 import time
 
@@ -49,6 +51,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0, help="random seed (weights, shuffling); default 0")
     p.add_argument("--threads", type=int, default=None, help="threads for the C kernels")
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="progress output")
+    add_output_arguments(p)
     args = p.parse_args(argv)
     if args.epochs < 1:
         p.error(f"--epochs must be at least 1, received {args.epochs}")
@@ -87,7 +90,36 @@ def main(argv=None):
     print(f"Trained in {elapsed:.1f} s")
     print(f"Test loss: {loss:.4f}")
     print(f"Test accuracy: {accuracy:.4f} on {len(x_test)} unseen digits")
+    save_outputs(pynn, model, args.output)
     return 0
+
+
+# ---- what the run leaves behind (--output) ------------------------------------------------------
+
+def add_output_arguments(p):
+    p.add_argument("--output", default="pynn_output", metavar="DIR",
+                   help="folder for the trained model (<model name>.pynn, reload it with "
+                        "pynn.load_model) and the plot of its training history (history.png); "
+                        "created if missing; default ./pynn_output")
+    p.epilog = ("After training, the model is saved as DIR/<model name>.pynn (reload it with "
+                "pynn.load_model(path)) and its training history plotted in DIR/history.png "
+                '(the plot needs matplotlib: pip install "pynn[plot]").')
+
+
+def save_outputs(pynn, model, folder):
+    """Save the trained model and its history plot in `folder`, saying where."""
+    os.makedirs(folder, exist_ok=True)
+    model_path = os.path.join(folder, f"{model.name}.pynn")
+    model.save(model_path)
+    print(f"Saved the trained model to {model_path} (load it with pynn.load_model)")
+    plot_path = os.path.join(folder, "history.png")
+    try:
+        pynn.utils.plot_history(model.history, plot_path, title=f"{model.name}: training history")
+    except ImportError:
+        print("No plot of the training history: matplotlib is not installed "
+              '(pip install "pynn[plot]" to get history.png)')
+    else:
+        print(f"Saved the plot of the training history to {plot_path}")
 
 
 if __name__ == "__main__":

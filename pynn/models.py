@@ -493,6 +493,7 @@ class Sequential:
             cbs, self, {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size})
         self.stop_training = False
         cb_list.on_train_begin()
+        logs = None
         # One C call per epoch (or per stretch of it, to redraw a progress bar) when the
         # model is a stack of Dense layers and no callback needs each batch.
         trainer = None if cb_list.wants_batch_hooks else fused.trainer(self, batch_size, steps)
@@ -511,6 +512,8 @@ class Sequential:
                         seen += rows
                         metric_sums = [a + float(b) for a, b in zip(metric_sums, sums[i])]
                     cb_list.on_train_batch_end(s1 - 1, self._logs(loss_sum, metric_sums, seen))
+                    if self.stop_training:      # e.g. TerminateOnNaN: the rest of the epoch is skipped
+                        break
             for step in range(0 if trainer is not None else steps):
                 cb_list.on_train_batch_begin(step)
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
@@ -533,7 +536,7 @@ class Sequential:
             cb_list.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        cb_list.on_train_end()
+        cb_list.on_train_end(logs)          # the last epoch's logs, as Keras passes them
         if trainer is not None:
             trainer.release()
         self.history = history
@@ -625,3 +628,62 @@ class Sequential:
 
     def __call__(self, x):
         return self.predict(x, batch_size=max(1, len(x)) if hasattr(x, "__len__") else 32, verbose=0)
+
+    # ---- looking inside ----------------------------------------------------------------------------
+    def activations(self, x):
+        """Every layer's output for input `x`, in inference mode: a list of NumPy arrays, one
+        per layer in order.  `x` is one sample (the model's input shape, e.g. (64,)) -- each
+        array then has no batch axis -- or a batch (n, ...)."""
+        where = f"Sequential.activations ('{self.name}')"
+        single = self._input_shape is not None and np.shape(x) == self._input_shape
+        if single:
+            x = np.asarray(x)[None]
+        x, _ = self._check_x(x, where)
+        self._ensure_built(x)
+        result = self._layer_outputs(x, copy=True)
+        return [r[0] for r in result] if single else result
+
+    def _layer_outputs(self, x, copy):
+        """Each layer's inference output for a checked float32 batch x; with copy=False the
+        arrays may be the layers' reused buffers (valid until the next forward pass)."""
+        be = self._backend
+        out, result = be.from_host(x), []
+        for layer in self._layers:
+            out = layer.forward(be, out, training=False)
+            host = be.to_host(out)
+            result.append(np.array(host, dtype=np.float32, copy=True) if copy else host)
+        return result
+
+    # ---- saving (the file format is described in pynn/saving.py) -------------------------------------
+    def get_config(self):
+        """The architecture as JSON-ready data; `Sequential.from_config` rebuilds it."""
+        from . import saving
+        return saving.model_config(self)
+
+    @classmethod
+    def from_config(cls, config):
+        from . import saving
+        return saving._rebuild({"model": config}, "Sequential.from_config")
+
+    def save(self, filepath, overwrite=True):
+        """Write the architecture, compile configuration, weights and optimizer state to one
+        file (a zip of JSON and .npy, no pickle; atomic).  `pynn.load_model` reads it back."""
+        from . import saving
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Write only the weights (same container as `save`; atomic)."""
+        from . import saving
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Set the weights from a file of `save_weights` or `save`; every shape is checked
+        first, so a refused file leaves the model unchanged."""
+        from . import saving
+        saving.load_weights(self, filepath)
+
+
+def load_model(filepath, compile=True, backend=None):
+    """`pynn.load_model`: the model saved at `filepath` by `model.save` (see pynn/saving.py)."""
+    from . import saving
+    return saving.load_model(filepath, compile=compile, backend=backend)

@@ -39,3 +39,10 @@ def to_categorical(y, num_classes=None):
     out = np.zeros((y.size, num_classes), dtype=np.float32)
     out[np.arange(y.size), y] = 1.0
     return out
+
+
+def plot_history(history, path, title=None, layers=False):
+    """A PNG of the loss and metrics per epoch of `history` (what fit returns) at `path`;
+    returns the path.  Needs matplotlib: pip install "pynn[plot]".  See pynn/plotting.py."""
+    from .plotting import plot_history as plot
+    return plot(history, path, title=title, layers=layers)

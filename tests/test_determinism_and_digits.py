@@ -74,9 +74,10 @@ def test_digits_trains_on_numpy_backend_too():
     assert model.evaluate(xs, ys, verbose=0)[1] > 0.93
 
 
-def test_main_job_runs_and_reports_accuracy():
+def test_main_job_runs_and_reports_accuracy(tmp_path):
+    # run in a scratch folder: the job writes its outputs to ./pynn_output by default
     out = subprocess.run([sys.executable, "-m", "pynn", "--epochs", "20", "--verbose", "2"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     line = [l for l in out.stdout.splitlines() if l.startswith("Test accuracy:")]
     assert line, out.stdout

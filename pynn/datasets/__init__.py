@@ -1,4 +1,5 @@
-"""Data sets bundled with pynn (no download)."""
-from . import digits
+"""Data sets: the digits bundled with pynn, and MNIST read from files you provide
+(nothing is downloaded)."""
+from . import digits, mnist
 
-__all__ = ["digits"]
+__all__ = ["digits", "mnist"]

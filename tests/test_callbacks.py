@@ -1,0 +1,379 @@
+"""Callbacks with Keras semantics, on the fused C path and the layer-by-layer path, and
+the progress output of fit(verbose=...)."""
+import csv
+import io
+import math
+import os
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import callbacks, layers
+
+
+def digits(n=None):
+    (xt, yt), (xs, ys) = pynn.datasets.digits.load_data()
+    xt = xt.reshape(len(xt), -1).astype(np.float32) / 16
+    xs = xs.reshape(len(xs), -1).astype(np.float32) / 16
+    return (xt[:n], yt[:n]), (xs, ys)
+
+
+def mlp(seed=0, lr=0.001, hidden=32):
+    pynn.utils.set_random_seed(seed)
+    model = pynn.Sequential([layers.Input((64,)), layers.Dense(hidden, activation="relu"),
+                             layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=pynn.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+class Recorder(callbacks.Callback):
+    """A user's custom callback: records every hook call."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def on_train_begin(self, logs=None):
+        self.calls.append(("train_begin",))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(("epoch_begin", epoch))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.calls.append(("batch_begin", batch))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls.append(("batch_end", batch, dict(logs)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(("epoch_end", epoch, dict(logs)))
+        logs["custom"] = 10.0 + epoch            # a callback may add to the logs
+
+    def on_train_end(self, logs=None):
+        self.calls.append(("train_end",))
+        self.end_logs = dict(logs)
+
+
+def test_history_keys_and_custom_callback_gets_every_batch():
+    (x, y), _ = digits(200)
+    model = mlp()
+    rec = Recorder()
+    hist = model.fit(x, y, batch_size=32, epochs=2, validation_split=0.2, callbacks=[rec], verbose=0)
+    assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "custom"}
+    assert hist.epoch == [0, 1] and model.history is hist
+    assert hist.history["custom"] == [10.0, 11.0]
+    steps = math.ceil(160 / 32)
+    batches = [c[1] for c in rec.calls if c[0] == "batch_end"]
+    assert batches == list(range(steps)) * 2
+    assert [c[1] for c in rec.calls if c[0] == "batch_begin"] == list(range(steps)) * 2
+    assert rec.calls[0] == ("train_begin",) and rec.calls[-1] == ("train_end",)
+    assert rec.end_logs == {k: v[-1] for k, v in hist.history.items()}    # the last epoch's logs
+    epoch_logs = [c[2] for c in rec.calls if c[0] == "epoch_end"]
+    assert epoch_logs[1]["loss"] == hist.history["loss"][1]
+    # batch logs are running means: the last one of an epoch is the epoch's loss
+    last = [c[2] for c in rec.calls if c[0] == "batch_end"][steps - 1]
+    assert last["loss"] == pytest.approx(hist.history["loss"][0])
+
+
+def test_keras_old_hook_names_work_and_force_every_batch():
+    class OldStyle(callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def on_batch_end(self, batch, logs=None):
+            self.n += 1
+
+    (x, y), _ = digits(96)
+    cb = OldStyle()
+    mlp().fit(x, y, batch_size=32, epochs=2, callbacks=[cb], verbose=0)
+    assert cb.n == 6
+
+
+def test_epoch_level_callbacks_keep_the_fused_path(tmp_path, monkeypatch):
+    """EarlyStopping, ModelCheckpoint, the schedulers, CSVLogger, TerminateOnNaN and the
+    ActivationMonitor only need epoch hooks (or coarse batch hooks): fit must still run
+    each epoch in C (fused.run called, per-layer _train_step never)."""
+    (x, y), _ = digits(256)
+    model = mlp()
+    calls = {"fused": 0, "layer": 0}
+    real_run = pynn.fused.run
+    monkeypatch.setattr(pynn.fused, "run", lambda *a: (calls.__setitem__("fused", calls["fused"] + 1),
+                                                       real_run(*a))[1])
+    real_step = model._train_step
+    model._train_step = lambda *a: (calls.__setitem__("layer", calls["layer"] + 1), real_step(*a))[1]
+    cbs = [callbacks.EarlyStopping(patience=5), callbacks.ModelCheckpoint(str(tmp_path / "m.pynn")),
+           callbacks.LearningRateScheduler(lambda e, lr: lr), callbacks.ReduceLROnPlateau(),
+           callbacks.CSVLogger(str(tmp_path / "log.csv")), callbacks.TerminateOnNaN(),
+           callbacks.ActivationMonitor(x[:64])]
+    model.fit(x, y, epochs=3, validation_split=0.25, callbacks=cbs, verbose=0)
+    assert calls == {"fused": 3, "layer": 0}
+    assert model._trainers
+    # ... and a callback that watches each batch turns it off
+    calls.update(fused=0, layer=0)
+    model.fit(x, y, epochs=1, batch_size=64, callbacks=[Recorder()], verbose=0)
+    assert calls == {"fused": 0, "layer": 4}
+
+
+def test_fused_and_layer_by_layer_histories_agree_with_callbacks():
+    (x, y), _ = digits(300)
+    results = []
+    for fused in (True, False):
+        model = mlp()
+        model.use_fused_path = fused
+        pynn.utils.set_random_seed(1)
+        hist = model.fit(x, y, epochs=4, validation_split=0.2, verbose=0,
+                         callbacks=[callbacks.LearningRateScheduler(lambda e, lr: 0.01 / (1 + e))])
+        results.append((hist.history, model.get_weights()))
+    assert results[0][0]["learning_rate"] == [0.01, 0.005, 0.01 / 3, 0.0025]
+    for a, b in zip(results[0][1], results[1][1]):
+        assert a.tobytes() == b.tobytes()
+
+
+# ---- EarlyStopping ---------------------------------------------------------------------------
+
+class Scripted(callbacks.Callback):
+    """Replaces the monitored value with a scripted sequence (runs before EarlyStopping)."""
+
+    def __init__(self, key, values):
+        super().__init__()
+        self.key, self.values = key, values
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs[self.key] = self.values[epoch]
+
+
+@pytest.mark.parametrize("values,patience,min_delta,mode,stopped_after", [
+    ([1.0, 0.9, 0.95, 0.96, 0.5, 0.4], 2, 0, "auto", 4),          # no improvement at 2, 3 -> stop
+    ([1.0, 0.9, 0.8, 0.7, 0.6, 0.5], 0, 0, "auto", 6),            # always improving
+    ([1.0, 0.99, 0.98, 0.97, 0.96, 0.95], 1, 0.05, "min", 2),     # improvements below min_delta
+    ([1.0, 1.0, 1.0, 1.0], 0, 0, "min", 2),                       # patience 0: stop at first miss
+    ([0.1, 0.2, 0.3, 0.25, 0.2, 0.1], 1, 0, "max", 4),            # mode max
+])
+def test_early_stopping_wait_counting(values, patience, min_delta, mode, stopped_after):
+    (x, y), _ = digits(64)
+    es = callbacks.EarlyStopping(monitor="score", patience=patience, min_delta=min_delta, mode=mode)
+    hist = mlp().fit(x, y, epochs=len(values), callbacks=[Scripted("score", values), es], verbose=0)
+    assert len(hist.epoch) == stopped_after
+    assert es.stopped_epoch == (stopped_after - 1 if stopped_after < len(values) else 0)
+
+
+def test_early_stopping_auto_mode_maximizes_accuracy():
+    (x, y), _ = digits(64)
+    es = callbacks.EarlyStopping(monitor="val_accuracy", patience=0)
+    hist = mlp().fit(x, y, epochs=4, verbose=0,
+                     callbacks=[Scripted("val_accuracy", [0.5, 0.6, 0.55, 0.9]), es])
+    assert len(hist.epoch) == 3 and es.best == 0.6
+
+
+def test_early_stopping_restores_best_weights_even_without_stopping():
+    (x, y), _ = digits(64)
+    model = mlp()
+    snapshots = []
+
+    class Snap(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots.append(self.model.get_weights())
+
+    es = callbacks.EarlyStopping(monitor="score", patience=10, restore_best_weights=True)
+    model.fit(x, y, epochs=4, verbose=0, callbacks=[Scripted("score", [3.0, 1.0, 2.0, 2.5]), Snap(), es])
+    assert es.stopped_epoch == 0 and es.best_epoch == 1
+    for a, b in zip(model.get_weights(), snapshots[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_missing_monitor_warns_and_does_not_stop():
+    (x, y), _ = digits(64)
+    with pytest.warns(UserWarning, match="val_loss"):
+        hist = mlp().fit(x, y, epochs=3, verbose=0, callbacks=[callbacks.EarlyStopping(patience=0)])
+    assert len(hist.epoch) == 3
+
+
+def test_early_stopping_on_real_data_stops_and_keeps_the_best():
+    """Digits with a learning rate high enough to overfit: val_loss turns up, training
+    stops well before 200 epochs, and the restored weights are the best epoch's."""
+    (x, y), _ = digits()
+    model = mlp(lr=0.01, hidden=64)
+    es = callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True, verbose=1)
+    hist = model.fit(x, y, epochs=200, batch_size=32, validation_split=0.2, callbacks=[es], verbose=0)
+    n = len(hist.epoch)
+    assert n < 200 and es.stopped_epoch == n - 1
+    val = hist.history["val_loss"]
+    best = int(np.argmin(val))
+    assert es.best_epoch == best and n - 1 - best == 3
+    split = int(len(x) * 0.8)
+    restored = model.evaluate(x[split:], y[split:], verbose=0)[0]
+    assert restored == pytest.approx(val[best], rel=1e-5)
+
+
+# ---- ModelCheckpoint, schedulers, CSVLogger, TerminateOnNaN ----------------------------------
+
+def test_model_checkpoint_every_epoch_and_best_only(tmp_path):
+    (x, y), _ = digits(64)
+    model = mlp()
+    every = callbacks.ModelCheckpoint(str(tmp_path / "ep{epoch:02d}-{score:.1f}.pynn"), monitor="score")
+    best = callbacks.ModelCheckpoint(str(tmp_path / "best" / "model.pynn"), monitor="score",
+                                     save_best_only=True)
+    weights = callbacks.ModelCheckpoint(str(tmp_path / "w{epoch}.weights"), save_weights_only=True)
+    saved = []
+
+    class Watch(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if os.path.exists(tmp_path / "best" / "model.pynn"):
+                saved.append(os.path.getmtime(tmp_path / "best" / "model.pynn"))
+
+    model.fit(x, y, epochs=3, verbose=0,
+              callbacks=[Scripted("score", [2.0, 1.0, 3.0]), every, best, weights, Watch()])
+    names = sorted(os.listdir(tmp_path))
+    assert names == ["best", "ep01-2.0.pynn", "ep02-1.0.pynn", "ep03-3.0.pynn",
+                     "w1.weights", "w2.weights", "w3.weights"]
+    assert best.best == 1.0
+    # the best-only file holds epoch 2's model, not epoch 3's
+    ep2 = pynn.load_model(tmp_path / "ep02-1.0.pynn")
+    kept = pynn.load_model(tmp_path / "best" / "model.pynn")
+    for a, b in zip(ep2.get_weights(), kept.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert kept.optimizer.iterations == ep2.optimizer.iterations == 4
+    w = mlp(seed=5)
+    w.load_weights(tmp_path / "w3.weights")
+    for a, b in zip(w.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_learning_rate_scheduler_sets_the_rate_each_epoch():
+    (x, y), _ = digits(64)
+    model = mlp()
+    seen = []
+
+    class Peek(callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(self.model.optimizer.learning_rate)
+
+    hist = model.fit(x, y, epochs=3, verbose=0,
+                     callbacks=[callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5), Peek()])
+    assert seen == [0.0005, 0.00025, 0.000125]
+    assert hist.history["learning_rate"] == seen
+    old_api = callbacks.LearningRateScheduler(lambda epoch: 0.1 * (epoch + 1))
+    hist = model.fit(x, y, epochs=2, verbose=0, callbacks=[old_api])
+    assert hist.history["learning_rate"] == [0.1, 0.2]
+    with pytest.raises(ValueError, match="float"):
+        model.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[callbacks.LearningRateScheduler(lambda e, lr: "fast")])
+
+
+def test_reduce_lr_on_plateau_with_cooldown_and_min_lr():
+    (x, y), _ = digits(64)
+    model = mlp(lr=1.0)
+    scores = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5]
+    rl = callbacks.ReduceLROnPlateau(monitor="score", factor=0.5, patience=2, cooldown=1, min_lr=0.3)
+    hist = model.fit(x, y, epochs=len(scores), verbose=0, callbacks=[Scripted("score", scores), rl])
+    # The logged rate is the one the epoch trained with.  Misses at epochs 1, 2 -> halved
+    # after epoch 2; epoch 3 ends the 1-epoch cooldown and (as in Keras) already counts as a
+    # miss, epoch 4 is the second -> 0.25, clipped to min_lr 0.3; then it stays at min_lr.
+    assert hist.history["learning_rate"] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.3, 0.3, 0.3]
+    assert model.optimizer.learning_rate == 0.3
+    with pytest.raises(ValueError, match="factor"):
+        callbacks.ReduceLROnPlateau(factor=1.5)
+
+
+def test_csv_logger_writes_a_row_per_epoch_and_appends(tmp_path):
+    (x, y), _ = digits(64)
+    path = tmp_path / "log.csv"
+    model = mlp()
+    model.fit(x, y, epochs=2, validation_split=0.25, verbose=0, callbacks=[callbacks.CSVLogger(path)])
+    rows = list(csv.DictReader(open(path)))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert list(rows[0]) == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    assert float(rows[1]["loss"]) == pytest.approx(model.history.history["loss"][1])
+    model.fit(x, y, epochs=1, validation_split=0.25, verbose=0,
+              callbacks=[callbacks.CSVLogger(path, separator=";", append=True)])
+    lines = open(path).read().splitlines()
+    assert len(lines) == 4 and lines[3].startswith("0;")
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_terminate_on_nan_stops_training(fused, capsys):
+    (x, y), _ = digits(256)
+    model = pynn.Sequential([layers.Input((64,)), layers.Dense(16, activation="relu"),
+                             layers.Dense(1)])
+    model.compile(optimizer=pynn.optimizers.SGD(1e6), loss="mse")
+    model.use_fused_path = fused
+    seen = []
+
+    class Epochs(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(logs["loss"])
+
+    hist = model.fit(x, y.astype(np.float32) * 1e3, epochs=20, batch_size=16, verbose=0,
+                     callbacks=[callbacks.TerminateOnNaN(), Epochs()])
+    assert len(hist.epoch) == 1 and not math.isfinite(seen[0])
+    assert "Invalid loss, terminating training" in capsys.readouterr().out
+    assert model.optimizer.iterations <= 16
+
+
+def test_stop_training_from_a_custom_callback():
+    class StopAt(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                self.model.stop_training = True
+
+    class StopBatch(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                self.model.stop_training = True
+
+    (x, y), _ = digits(64)
+    model = mlp()
+    assert len(model.fit(x, y, epochs=5, verbose=0, callbacks=[StopAt()]).epoch) == 2
+    model.optimizer.iterations = 0
+    assert len(model.fit(x, y, batch_size=8, epochs=5, verbose=0, callbacks=[StopBatch()]).epoch) == 1
+    assert model.optimizer.iterations == 3
+
+
+# ---- progress output -------------------------------------------------------------------------
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal_only(monkeypatch):
+    (x, y), _ = digits(320)
+    monkeypatch.setattr(callbacks.Progbar, "interval", 0.0)      # draw every chance it gets
+    tty = Terminal()
+    monkeypatch.setattr("sys.stdout", tty)
+    mlp().fit(x, y, batch_size=16, epochs=2, verbose=1)
+    out = tty.getvalue()
+    assert out.count("\r") > 4                                    # redrawn within each epoch
+    assert out.count("Epoch ") == 2 and out.count("\n") == 4      # Epoch line + final line each
+    assert "20/20" in out and " eta " in out
+
+    log = io.StringIO()                                           # a log file: no redraws
+    monkeypatch.setattr("sys.stdout", log)
+    mlp().fit(x, y, batch_size=16, epochs=2, verbose=1)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and " eta " not in log.getvalue()
+    assert len(lines) == 4 and lines[0] == "Epoch 1/2" and lines[1].startswith("20/20 ━")
+
+    monkeypatch.setattr("sys.stdout", tty)                        # verbose=2: a line per epoch
+    tty.seek(0)
+    tty.truncate()
+    mlp().fit(x, y, batch_size=16, epochs=2, verbose=2)
+    assert "\r" not in tty.getvalue() and len(tty.getvalue().splitlines()) == 4
+    tty.seek(0)
+    tty.truncate()
+    mlp().fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert tty.getvalue() == ""
+
+
+def test_progbar_logger_writes_to_the_stream_it_is_given():
+    stream = Terminal()
+    logger = callbacks.ProgbarLogger(verbose=1, stream=stream)
+    assert logger.redraws
+    logger.set_params({"epochs": 1, "steps": 3})
+    logger.on_epoch_begin(0)
+    logger.on_epoch_end(0, {"loss": 0.5})
+    assert stream.getvalue().startswith("Epoch 1/1\n\r3/3") and "loss: 0.5000" in stream.getvalue()
+    assert not callbacks.ProgbarLogger(verbose=1, stream=io.StringIO()).redraws
