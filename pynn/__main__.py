@@ -43,8 +43,9 @@ def parse_args(argv):
                     "(1,437 training and 360 test images of 8x8 pixels) and report its test accuracy.")
     p.add_argument("--epochs", type=int, default=30, help="passes over the training data (default 30)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per training step (default 32)")
-    p.add_argument("--backend", default=None, choices=["cpu", "numpy"],
-                   help="what computes: 'cpu' (pynn's C kernels, default) or 'numpy' (the reference)")
+    p.add_argument("--backend", default=None, choices=["cpu", "numpy", "cuda"],
+                   help="what computes: 'cpu' (pynn's C kernels, default), 'numpy' (the reference) "
+                        "or 'cuda' (an NVIDIA GPU, needs pip install \"pynn[cuda]\")")
     p.add_argument("--model", default="mlp", choices=["mlp", "cnn"],
                    help="network to train: 'mlp' (dense, default) or 'cnn' (convolutional, on the "
                         "digits as 8x8x1 images)")
@@ -77,8 +78,13 @@ def main(argv=None):
     x_test = x_test.reshape(shape).astype(np.float32) / 16.0
 
     model = build_cnn(pynn) if args.model == "cnn" else build_mlp(pynn)
-    model.compile(optimizer=pynn.optimizers.Adam(learning_rate=0.001),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], backend=args.backend)
+    try:
+        model.compile(optimizer=pynn.optimizers.Adam(learning_rate=0.001),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      backend=args.backend)
+    except (RuntimeError, ValueError) as exc:     # e.g. --backend cuda without a usable GPU
+        print(f"python -m pynn: {exc}", file=sys.stderr)
+        return 2
     model.summary()
     print(f"Training on {len(x_train)} digits ({args.epochs} epochs, batch {args.batch_size}, "
           f"backend {model._backend.name}, {pynn.get_num_threads()} threads)")
