@@ -3,8 +3,9 @@ training steps through the public API against the independent float64 implementa
 the `numpy` backend.
 
 Without a GPU these run under Numba's CUDA simulator, which must be switched on before numba
-is imported: NUMBA_ENABLE_CUDASIM=1 is set below unless the variable is already set or
-nvidia-smi says a real GPU may be present, so the same tests run unchanged on a GPU.  The
+is imported: NUMBA_ENABLE_CUDASIM=1 is set unless the variable is already set or
+nvidia-smi says a real GPU may be present (tests/cuda_setup.py), so the same tests run
+unchanged on a GPU.  The
 simulator runs every GPU thread as a Python thread, so shapes stay tiny (and each production
 tile configuration is still exercised once on a shape that crosses its tile edges).
 
@@ -13,13 +14,11 @@ FMAs and sums in other orders, so results agree to float32 rounding: rtol 1e-5 w
 absolute floor of 1e-6 of the largest value (as tests/test_kernels_parity.py argues), looser
 for GEMMs (sums of K products).
 """
-import os
-import shutil
 import sys
 import zlib
 
-if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is None:
-    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+# first: importing cuda_setup switches the simulator on before numba is imported
+from cuda_setup import be, quick_simulator  # noqa: F401  (fixtures)
 
 import numpy as np
 import pytest
@@ -28,36 +27,11 @@ import pynn
 from pynn import backend as backends
 from pynn.backend import reference as ref
 
-_REASON = backends.cuda_unavailable_reason()
-if _REASON is not None and "not installed" in _REASON:
-    pytest.skip(_REASON, allow_module_level=True)
-
 import independent as ind                                          # noqa: E402
 from test_training import (HIDDEN, LOSSES, OPTIMIZERS, assert_update_matches,  # noqa: E402
                             make_problem, pynn_steps, reference_steps)
 
-SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 ACTIVATIONS = ref.ACTIVATIONS
-
-
-@pytest.fixture(scope="module", autouse=True)
-def quick_simulator():
-    """The simulator's scheduler polls its threads while holding the GIL; a short switch
-    interval hands the GIL to the simulated threads sooner (5-7x faster on small kernels)."""
-    if not SIMULATED:
-        yield
-        return
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
-    yield
-    sys.setswitchinterval(previous)
-
-
-@pytest.fixture(scope="module")
-def be():
-    if _REASON is not None:
-        pytest.fail(f"backend 'cuda' is unusable: {_REASON}")
-    return backends.get("cuda")
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,10 @@ Tolerances: where a kernel adds the same float32 values in the same order as the
 GEMM results (forward, dW, dX) agree to float32 rounding of K-term sums, the per-channel
 sums of batch normalization to rounding of a differently ordered sum.
 """
-import os
-import shutil
-import sys
 import zlib
 
-if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is None:
-    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+# first: importing cuda_setup switches the simulator on before numba is imported
+from cuda_setup import be, quick_simulator  # noqa: F401  (fixtures)
 
 import math
 
@@ -27,30 +24,6 @@ import pynn
 from pynn import backend as backends
 from pynn.backend import reference as ref
 
-_REASON = backends.cuda_unavailable_reason()
-if _REASON is not None and "not installed" in _REASON:
-    pytest.skip(_REASON, allow_module_level=True)
-
-SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def quick_simulator():
-    """A short GIL switch interval hands the GIL to the simulated threads sooner."""
-    if not SIMULATED:
-        yield
-        return
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
-    yield
-    sys.setswitchinterval(previous)
-
-
-@pytest.fixture(scope="module")
-def be():
-    if _REASON is not None:
-        pytest.fail(f"backend 'cuda' is unusable: {_REASON}")
-    return backends.get("cuda")
 
 
 @pytest.fixture(scope="module")
