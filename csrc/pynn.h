@@ -229,6 +229,26 @@ int pynn_col2im(float *dx, const float *cols, int64_t n, int64_t h, int64_t w, i
                 int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
                 int64_t pad_left, int64_t oh, int64_t ow);
 
+/* Direct convolution (conv_direct.c) for tiny kernels, no cols buffer: used for a layer
+ * when pynn_conv2d_direct_supported(kh, kw, c, f, act) is 1 (a fixed rule on the shape:
+ * kh*kw*c <= 32, f <= 16, act elementwise).
+ * forward: z, y (n, oh, ow, f) = act(conv(x, wgt) + bias), wgt (kh, kw, c, f), bias (f,)
+ *   or NULL; y may equal z.
+ * backward_filter: dz = act'(z) dy (dz may be dy), dw (kh, kw, c, f) and db (f,) (or
+ *   NULL) the kernel and bias gradients; summed in chunks fixed by the shape. */
+int pynn_conv2d_direct_supported(int64_t kh, int64_t kw, int64_t c, int64_t f, int act);
+int pynn_conv2d_direct_forward(float *z, float *y, const float *x, const float *wgt,
+                               const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
+                               int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                               int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
+                               float alpha);
+int pynn_conv2d_direct_backward_filter(float *dw, float *db, float *dz, const float *x,
+                                       const float *z, const float *y, const float *dy,
+                                       int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                       int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                                       int64_t pad_left, int64_t oh, int64_t ow, int64_t f,
+                                       int act, float alpha);
+
 /* y (n, oh, ow, c) = max over each (ph x pw) window; padding acts as -inf; a window
  * without input positions gives 0. */
 int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,

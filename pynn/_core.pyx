@@ -60,6 +60,18 @@ cdef extern from "pynn.h" nogil:
     int pynn_col2im(float *dx, const float *cols, int64_t n, int64_t h, int64_t w, int64_t c,
                     int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
                     int64_t pad_left, int64_t oh, int64_t ow)
+    int pynn_conv2d_direct_supported(int64_t kh, int64_t kw, int64_t c, int64_t f, int act)
+    int pynn_conv2d_direct_forward(float *z, float *y, const float *x, const float *wgt,
+                                   const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
+                                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                                   int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
+                                   float alpha)
+    int pynn_conv2d_direct_backward_filter(float *dw, float *db, float *dz, const float *x,
+                                           const float *z, const float *y, const float *dy,
+                                           int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                           int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                                           int64_t pad_left, int64_t oh, int64_t ow, int64_t f,
+                                           int act, float alpha)
     int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w,
                                int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
                                int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow)

@@ -75,6 +75,86 @@ def col2im(float[:, :, :, ::1] dx,            # OUT (N, H, W, C)
     _check(status, "col2im")
 
 
+# ---- direct convolution (tiny kernels) -------------------------------------------
+
+def conv2d_direct_supported(kernel_shape, int act):
+    """Whether conv2d_direct_* handle a (kh, kw, c, f) kernel with this activation."""
+    kh, kw, c, f = kernel_shape
+    return bool(pynn_conv2d_direct_supported(kh, kw, c, f, act))
+
+
+def conv2d_direct_forward(float[:, :, :, ::1] z,          # OUT (N, OH, OW, F)
+                          float[:, :, :, ::1] y,          # OUT (N, OH, OW, F); may be z
+                          const float[:, :, :, ::1] x,    # IN  (N, H, W, C)
+                          const float[:, :, :, ::1] kernel,   # IN (KH, KW, C, F)
+                          bias,                           # IN  (F,) or None
+                          strides, padding, int act, float alpha):
+    """z = conv(x, kernel) + bias, y = act(z), without a cols buffer."""
+    cdef str where = "conv2d_direct_forward"
+    cdef int64_t kh = kernel.shape[0], kw = kernel.shape[1], c = kernel.shape[2], f = kernel.shape[3]
+    cdef int64_t sh, sw, pt, pl
+    _, _, sh, sw, pt, pl = _geometry((kh, kw), strides, padding, where)
+    _same_shape((z.shape[0], z.shape[3]), (x.shape[0], f), "z's batch and filters", where)
+    _same_shape(_shape4(y), _shape4(z), "y", where)
+    _same_length(x.shape[3], c, "x's channels", where)
+    if not pynn_conv2d_direct_supported(kh, kw, c, f, act):
+        raise ValueError(f"{where}: a kernel of shape {(kh, kw, c, f)} with activation {act} "
+                         "is not handled by the direct convolution")
+    cdef const float *pb = _optional_channels(bias, f, "bias", where)
+    cdef float *pz = _data4(z)
+    cdef float *py = _data4(y)
+    cdef const float *px = _cdata4(x)
+    cdef const float *pw = _cdata4(kernel)
+    cdef int status
+    with nogil:
+        status = pynn_conv2d_direct_forward(pz, py, px, pw, pb, x.shape[0], x.shape[1],
+                                            x.shape[2], c, kh, kw, sh, sw, pt, pl, z.shape[1],
+                                            z.shape[2], f, act, alpha)
+    _check(status, where)
+
+
+def conv2d_direct_backward_filter(float[:, :, :, ::1] dw,     # OUT (KH, KW, C, F)
+                                  db,                          # OUT (F,) or None
+                                  float[:, :, :, ::1] dz,      # OUT (N, OH, OW, F); may be dy
+                                  const float[:, :, :, ::1] x,     # IN (N, H, W, C)
+                                  const float[:, :, :, ::1] z,     # IN (N, OH, OW, F)
+                                  const float[:, :, :, ::1] y,     # IN (N, OH, OW, F)
+                                  const float[:, :, :, ::1] dy,    # IN (N, OH, OW, F)
+                                  strides, padding, int act, float alpha):
+    """dz = act'(z) dy; dw, db = the kernel and bias gradients."""
+    cdef str where = "conv2d_direct_backward_filter"
+    cdef int64_t kh = dw.shape[0], kw = dw.shape[1], c = dw.shape[2], f = dw.shape[3]
+    cdef int64_t sh, sw, pt, pl
+    cdef float[::1] db_view
+    cdef float *pdb = NULL
+    _, _, sh, sw, pt, pl = _geometry((kh, kw), strides, padding, where)
+    _same_shape((dz.shape[0], dz.shape[3]), (x.shape[0], f), "dz's batch and filters", where)
+    _same_shape(_shape4(z), _shape4(dz), "z", where)
+    _same_shape(_shape4(y), _shape4(dz), "y", where)
+    _same_shape(_shape4(dy), _shape4(dz), "dy", where)
+    _same_length(x.shape[3], c, "x's channels", where)
+    if not pynn_conv2d_direct_supported(kh, kw, c, f, act):
+        raise ValueError(f"{where}: a kernel of shape {(kh, kw, c, f)} with activation {act} "
+                         "is not handled by the direct convolution")
+    if db is not None:
+        db_view = db
+        _same_length(db_view.shape[0], f, "db", where)
+        pdb = _data1(db_view)
+    cdef float *pdw = _data4(dw)
+    cdef float *pdz = _data4(dz)
+    cdef const float *px = _cdata4(x)
+    cdef const float *pz = _cdata4(z)
+    cdef const float *py = _cdata4(y)
+    cdef const float *pdy = _cdata4(dy)
+    cdef int status
+    with nogil:
+        status = pynn_conv2d_direct_backward_filter(pdw, pdb, pdz, px, pz, py, pdy, x.shape[0],
+                                                    x.shape[1], x.shape[2], c, kh, kw, sh, sw,
+                                                    pt, pl, dz.shape[1], dz.shape[2], f, act,
+                                                    alpha)
+    _check(status, where)
+
+
 # ---- pooling ----------------------------------------------------------------------
 
 def maxpool2d_forward(float[:, :, :, ::1] y,          # OUT (N, OH, OW, C)

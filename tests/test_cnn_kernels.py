@@ -201,3 +201,74 @@ def test_kernels_refuse_mismatched_shapes():
     with pytest.raises(ValueError):
         _core.batchnorm_forward_train(np.zeros((4, 3), np.float32), *(np.zeros(2, np.float32),) * 4,
                                       np.zeros((4, 3), np.float32), None, None, 0.9, 1e-3)
+
+
+# The direct convolution (conv_direct.c) takes layers with kh*kw*c <= 32 and <= 16 filters;
+# these shapes sit on both sides of that rule, of its 64-column blocks (ow 70, 130) and of
+# its 8-lane and 4-filter tiles (f 1, 5, 9, 16, 17).
+DIRECT_SHAPES = [
+    # (n, h, w, c, window, strides, padding, f)
+    (3, 28, 28, 1, (5, 5), (1, 1), "same", 6),
+    (2, 9, 70, 3, (3, 3), (1, 1), "same", 9),
+    (1, 5, 131, 2, (2, 4), (1, 2), "valid", 16),
+    (2, 7, 7, 2, (4, 4), (1, 1), "same", 1),      # kh*kw*c = 32: the largest direct kernel
+    (2, 7, 7, 3, (3, 4), (2, 1), "same", 5),      # 36: the GEMM path
+    (2, 6, 6, 1, (3, 3), (1, 1), "valid", 17),    # 17 filters: the GEMM path
+    (1, 1, 1, 1, (1, 1), (1, 1), "valid", 3),
+]
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("n,h,w,c,window,strides,padding,f", DIRECT_SHAPES)
+def test_direct_convolution_matches_the_reference(n, h, w, c, window, strides, padding, f,
+                                                  use_bias):
+    rng = np.random.default_rng(n + h + w + c + f)
+    (oh, ow), pads = geometry(h, w, window, strides, padding)
+    x, k = rand(rng, n, h, w, c), rand(rng, *window, c, f)
+    b = rand(rng, f) if use_bias else None
+    dy0 = rand(rng, n, oh, ow, f)
+    direct = _core.conv2d_direct_supported(k.shape, _core.ACT_RELU)
+    assert direct == (window[0] * window[1] * c <= 32 and f <= 16)
+    out = {}
+    for be in (CPU, NUMPY):
+        cols = np.empty((n * oh * ow, window[0] * window[1] * c), np.float32)
+        z, y = np.empty((n, oh, ow, f), np.float32), np.empty((n, oh, ow, f), np.float32)
+        be.conv2d_forward(x, k, b, strides, pads, "relu", 0.0, cols, z, y)
+        dy = dy0.copy()
+        dw = np.empty_like(k)
+        db = np.empty(f, np.float32) if use_bias else None
+        be.conv2d_backward(x, k, z, y, dy, strides, pads, "relu", 0.0, cols, dw, db, None)
+        out[be.name] = (z, y, dy, dw) + ((db,) if use_bias else ())
+    for a, r in zip(out["cpu"], out["numpy"]):
+        close(a, r, rtol=1e-4, atol=1e-5)
+
+
+def test_direct_convolution_is_bitwise_the_same_on_1_and_2_threads():
+    rng = np.random.default_rng(11)
+    x, k, b = rand(rng, 16, 28, 28, 1), rand(rng, 5, 5, 1, 6), rand(rng, 6)
+    dy0 = rand(rng, 16, 28, 28, 6)
+    outs = []
+    for threads in (1, 2):
+        pynn.set_num_threads(threads)
+        try:
+            z, y = np.empty_like(dy0), np.empty_like(dy0)
+            _core.conv2d_direct_forward(z, y, x, k, b, (1, 1), (2, 2), _core.ACT_RELU, 0.0)
+            dz, dw, db = dy0.copy(), np.empty_like(k), np.empty_like(b)
+            _core.conv2d_direct_backward_filter(dw, db, dz, x, z, y, dz, (1, 1), (2, 2),
+                                                _core.ACT_RELU, 0.0)
+            outs.append((z, y, dz, dw, db))
+        finally:
+            pynn.set_num_threads(2)
+    for a, r in zip(*outs):
+        np.testing.assert_array_equal(a, r)
+
+
+def test_direct_convolution_refuses_what_it_does_not_handle():
+    x = np.zeros((1, 5, 5, 3), np.float32)
+    z = np.zeros((1, 5, 5, 4), np.float32)
+    with pytest.raises(ValueError, match="direct"):
+        _core.conv2d_direct_forward(z, z, x, np.zeros((4, 4, 3, 4), np.float32), None, (1, 1),
+                                    (1, 1), _core.ACT_RELU, 0.0)
+    with pytest.raises(ValueError, match="direct"):
+        _core.conv2d_direct_forward(z, z, x, np.zeros((3, 3, 3, 4), np.float32), None, (1, 1),
+                                    (1, 1), _core.ACT_SOFTMAX, 0.0)

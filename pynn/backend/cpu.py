@@ -70,8 +70,15 @@ class CpuBackend(HostBackend):
                              lr, rho, momentum, epsilon)
 
     # ---- convolution: im2col into the GEMM, col2im back ---------------------------
+    # Layers with a tiny kernel (a first layer over few channels) skip im2col: the direct
+    # kernel builds each output row's windows on the stack (conv_direct.c; the rule is a
+    # fixed one on the kernel's shape and the activation).
     def conv2d_forward(self, x, w, b, strides, padding, activation, alpha, cols, z, y):
         kh, kw, c, f = w.shape
+        act = ACTIVATION_IDS[activation]
+        if _core.conv2d_direct_supported(w.shape, act):
+            _core.conv2d_direct_forward(z, y, x, w, b, strides, padding, act, alpha)
+            return
         _core.im2col(cols, x, (kh, kw), strides, padding, z.shape[1:3])
         _core.sgemm_bias_act(z.reshape(-1, f), y.reshape(-1, f), cols, w.reshape(kh * kw * c, f),
                              b, False, False, ACTIVATION_IDS[activation], alpha)
@@ -81,6 +88,13 @@ class CpuBackend(HostBackend):
         kh, kw, c, f = w.shape
         dz = dy.reshape(-1, f)
         act = ACTIVATION_IDS[activation]
+        if _core.conv2d_direct_supported(w.shape, act):
+            _core.conv2d_direct_backward_filter(dw, db, dy, x, z, y, dy, strides, padding, act,
+                                                alpha)
+            if dx is not None:
+                _core.sgemm(cols, dz, w.reshape(kh * kw * c, f), False, True)   # dcols = dz W^T
+                _core.col2im(dx, cols, (kh, kw), strides, padding, z.shape[1:3])
+            return
         if db is not None:
             _core.activation_backward_bias_grad(dz, db, z.reshape(-1, f), y.reshape(-1, f), dz,
                                                 act, alpha)
