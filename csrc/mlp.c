@@ -44,6 +44,15 @@ static int config_ok(const pynn_mlp_config *cfg) {
     return 1;
 }
 
+/* 1 when every value is finite: x * 0 is 0 for finite x and NaN otherwise, so one
+ * sum (which vectorises) answers for the whole span. */
+static int all_finite(const float *x, int64_t n) {
+    float acc = 0.0f;
+    int64_t i;
+    for (i = 0; i < n; i++) acc += x[i] * 0.0f;
+    return acc == 0.0f;
+}
+
 int64_t pynn_mlp_num_params(const pynn_mlp_config *cfg) {
     int64_t l, n = 0;
     if (!config_ok(cfg)) return PYNN_EINVAL;
@@ -262,6 +271,9 @@ int pynn_mlp_train(float *params, float *grads, float *slot1, float *slot2,
             else
                 memcpy(ws.tb + i * out, targets + src * out, (size_t)out * sizeof(float));
         }
+        if (cfg->check_inputs && (!all_finite(ws.xb, rows * in) ||
+                                  (!sparse && !all_finite(ws.tb, rows * out))))
+            return PYNN_ENONFINITE;
         status = train_batch(params, grads, slot1, slot2, n_params, &step_losses[s],
                              step_metrics != NULL ? step_metrics + s * cfg->n_metrics : NULL, &ws,
                              labels_ws, rows, iterations + s + 1, cfg);

@@ -26,6 +26,7 @@ extern "C" {
 #define PYNN_ENOMEM (-2)  /* a workspace could not be allocated              */
 #define PYNN_ELABEL (-3)  /* a class label is negative or >= number of classes */
 #define PYNN_ENOTSUP (-4) /* the CPU lacks the instructions a kernel needs   */
+#define PYNN_ENONFINITE (-5) /* an input holds NaN or infinity (checked only where documented) */
 
 /* ---- activations ------------------------------------------------------- */
 #define PYNN_ACT_LINEAR 0
@@ -171,6 +172,7 @@ typedef struct pynn_mlp_config {
     int32_t predict_act;                     /* turns that output into predictions for the metrics */
     int32_t n_metrics;
     int32_t metrics[PYNN_MLP_MAX_METRICS];   /* PYNN_METRIC_* */
+    int32_t check_inputs;                    /* refuse non-finite inputs/targets (PYNN_ENONFINITE) */
     int32_t optimizer;                       /* PYNN_OPT_* */
     int32_t nesterov;
     float lr, momentum, beta1, beta2, rho, epsilon;
@@ -197,8 +199,10 @@ int64_t pynn_mlp_workspace_size(const pynn_mlp_config *cfg, int64_t batch);
  *   x (n_rows x sizes[0]); targets (n_rows x sizes[n_layers]) float, or labels (n_rows)
  *     int64 for PYNN_LOSS_SPARSE_CCE (the other pointer may be NULL);
  *   iterations: updates done before this call (Adam's step count).
- * Returns PYNN_ELABEL for a label outside [0, classes) (the batches before it are
- * applied), PYNN_EINVAL for bad sizes or configuration.
+ * Returns PYNN_ELABEL for a label outside [0, classes), or with cfg->check_inputs
+ * PYNN_ENONFINITE for a NaN or infinity in a batch's inputs or targets, found before
+ * that batch changes anything (the batches before it are applied); PYNN_EINVAL for bad
+ * sizes or configuration.
  */
 int pynn_mlp_train(float *params, float *grads, float *slot1, float *slot2,
                    double *step_losses, double *step_metrics, float *workspace,

@@ -14,7 +14,7 @@ Arguments are marked # OUT / # IN as in csrc/pynn.h: outputs first, then inputs.
 from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "pynn.h" nogil:
-    int PYNN_OK, PYNN_EINVAL, PYNN_ENOMEM, PYNN_ELABEL, PYNN_ENOTSUP
+    int PYNN_OK, PYNN_EINVAL, PYNN_ENOMEM, PYNN_ELABEL, PYNN_ENOTSUP, PYNN_ENONFINITE
     int PYNN_ACT_LINEAR, PYNN_ACT_RELU, PYNN_ACT_LEAKY_RELU, PYNN_ACT_SIGMOID
     int PYNN_ACT_TANH, PYNN_ACT_SOFTMAX, PYNN_ACT_GELU
     int PYNN_LOSS_MSE, PYNN_LOSS_BCE, PYNN_LOSS_CCE
@@ -117,6 +117,7 @@ cdef extern from "pynn.h" nogil:
         int32_t predict_act
         int32_t n_metrics
         int32_t metrics[8]
+        int32_t check_inputs
         int32_t optimizer
         int32_t nesterov
         float lr, momentum, beta1, beta2, rho, epsilon
@@ -150,6 +151,11 @@ KERNEL_NAMES = {PYNN_KERNEL_GENERIC: "generic", PYNN_KERNEL_AVX2: "avx2",
                 PYNN_KERNEL_AVX512: "avx512"}
 
 
+class KernelInputError(ValueError):
+    """A kernel refused its data (a label out of range, a NaN or infinity) before it
+    changed anything; callers that skipped their own checks run them to say where."""
+
+
 cdef int _check(int status, str where) except -1:
     """Turn a C status code into a Python exception naming the kernel."""
     if status == PYNN_OK:
@@ -159,7 +165,9 @@ cdef int _check(int status, str where) except -1:
     if status == PYNN_ENOMEM:
         raise MemoryError(f"{where}: could not allocate the kernel's workspace")
     if status == PYNN_ELABEL:
-        raise ValueError(f"{where}: a class label is negative or not below the number of classes")
+        raise KernelInputError(f"{where}: a class label is negative or not below the number of classes")
+    if status == PYNN_ENONFINITE:
+        raise KernelInputError(f"{where}: the data holds NaN or infinite values")
     if status == PYNN_ENOTSUP:
         raise RuntimeError(f"{where}: this CPU or build does not support the requested kernel")
     raise RuntimeError(f"{where}: C kernel failed with status {status}")

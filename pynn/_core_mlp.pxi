@@ -137,9 +137,12 @@ cdef class MLPTrainer:
               x,                 # IN     (n_rows, inputs) float32 C-contiguous
               data,              # IN     targets (n_rows, outputs) float32, or labels (n_rows,) int64
               order,             # IN     (n_order,) int64 row indices, or None
-              int64_t n_order, int64_t first_row, int64_t n_steps, int64_t iterations):
+              int64_t n_order, int64_t first_row, int64_t n_steps, int64_t iterations,
+              bint check_inputs=False):
         """Run n_steps training steps; the losses and metric sums of each step are left
-        in self.step_losses[:n_steps] and self.step_metrics[:n_steps]."""
+        in self.step_losses[:n_steps] and self.step_metrics[:n_steps].  check_inputs:
+        refuse a batch holding NaN or infinity (KernelInputError) before it changes
+        anything, for callers that did not check the data themselves."""
         cdef const float[:, ::1] xv
         cdef const float[:, ::1] tv
         cdef const int64_t[::1] lv
@@ -195,6 +198,7 @@ cdef class MLPTrainer:
         if n_steps < 0 or n_steps > self.max_steps:
             raise ValueError(f"MLPTrainer.train: expected 0 <= n_steps <= {self.max_steps}, "
                              f"received {n_steps}")
+        self.cfg.check_inputs = check_inputs
         with nogil:
             status = pynn_mlp_train(self.params_ptr, self.grads_ptr, self.slot1_ptr, self.slot2_ptr,
                                     self.losses_ptr, self.metrics_ptr, self.ws_ptr, self.labels_ws_ptr,

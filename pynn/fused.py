@@ -74,9 +74,11 @@ def trainer(model, batch, max_steps=1):
     return t
 
 
-def run(model, t, x, targets, order, n_order, first_row, n_steps):
+def run(model, t, x, targets, order, n_order, first_row, n_steps, check_inputs=False):
     """Train n_steps steps on (x, targets) through trainer t; returns the step losses and
-    the per-step metric sums (NumPy views valid until the next call)."""
+    the per-step metric sums (NumPy views valid until the next call).  check_inputs: let C
+    refuse non-finite data or bad labels (KernelInputError) for callers that skipped
+    those checks."""
     opt = model.optimizer
     t.set_hyperparameters(opt.learning_rate, getattr(opt, "momentum", 0.0), getattr(opt, "beta_1", 0.0),
                           getattr(opt, "beta_2", 0.0), getattr(opt, "rho", 0.0),
@@ -88,8 +90,7 @@ def run(model, t, x, targets, order, n_order, first_row, n_steps):
         s1, s2 = slots["velocity"], slots.get("momentum")
     else:
         s1, s2 = slots.get("momentum"), None
-    # (labels were checked by the loss's prepare_targets, so C applies every step)
     t.train(model._params, model._grads, s1, s2, x, targets, order, n_order, first_row, n_steps,
-            opt.iterations)
+            opt.iterations, check_inputs)
     opt.iterations += n_steps
     return t.step_losses[:n_steps], t.step_metrics[:n_steps, :len(model._metrics)]

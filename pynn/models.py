@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from . import backend as backends
-from . import fused
+from . import _core, fused
 from . import callbacks as callbacks_module
 from . import losses as losses_module
 from . import metrics as metrics_module
@@ -356,27 +356,24 @@ class Sequential:
         return x, targets
 
     def _clean_batch(self, x, y):
-        """(x, targets) when the call needs no conversion: a compiled, built model, a
-        float32 C-contiguous batch of the input's shape with finite values, and targets
-        already in the loss's form (int64 labels in range, or finite float32 rows of the
-        output's width).  Otherwise None, and the general checks (_check_xy) run, with
-        their error messages.  It accepts only what _check_xy would accept unchanged, so
-        that a training step of a small model is not dominated by input checking."""
+        """True when a training step needs no conversion of its data: a compiled, built
+        model, x a float32 C-contiguous batch of the input's shape, and targets already in
+        the loss's form (int64 labels, or float32 rows of the output's width).  The values
+        (finite numbers, labels in range) are then checked by the fused C step itself,
+        before it changes anything; whatever it refuses, or this does not accept, goes
+        through the general checks (_check_xy) and their error messages.  So a training
+        step of a small model is not dominated by input checking."""
         if not (self.compiled and self.built and self._metrics is not None and self.loss is not None
                 and type(x) is np.ndarray and type(y) is np.ndarray):
-            return None
+            return False
         out = self._layers[-1].output_shape
         if x.dtype != np.float32 or x.ndim != 2 or not x.flags.c_contiguous or len(out) != 1 \
                 or x.shape[1:] != self._input_shape or not 0 < x.shape[0] == y.shape[0] \
-                or not y.flags.c_contiguous or not np.isfinite(x).all():
-            return None
+                or not y.flags.c_contiguous:
+            return False
         if self.loss.sparse:
-            # negative labels read as unsigned are huge: one max() checks both bounds
-            if y.dtype != np.int64 or y.ndim != 1 or y.view(np.uint64).max() >= out[0]:
-                return None
-        elif y.dtype != np.float32 or y.shape != (x.shape[0], out[0]) or not np.isfinite(y).all():
-            return None
-        return x, y
+            return y.dtype == np.int64 and y.ndim == 1
+        return y.dtype == np.float32 and y.shape == (x.shape[0], out[0])
 
     def _ensure_built(self, x):
         if not self.built:
@@ -551,21 +548,28 @@ class Sequential:
     def train_on_batch(self, x, y):
         """One training step on one batch; returns the loss (before the update), or
         [loss, *metrics] when metrics were compiled."""
-        batch = self._clean_batch(x, y)
-        if batch is None:
+        sums = None
+        if self._clean_batch(x, y):
+            trainer = fused.trainer(self, x.shape[0])
+            if trainer is not None:
+                try:
+                    losses, step_sums = fused.run(self, trainer, x, y, None, x.shape[0], 0, 1,
+                                                  check_inputs=True)
+                    value, sums = float(losses[0]), [float(v) for v in step_sums[0]]
+                except _core.KernelInputError:
+                    pass        # NaN or a bad label, refused before any change: the checks below say where
+        if sums is None:
             where = f"Sequential.train_on_batch ('{self.name}')"
             self._require_compiled(where)
             x, t = self._check_xy(x, y, where)
             self._ensure_built(x)
-        else:
-            x, t = batch
-        trainer = fused.trainer(self, x.shape[0])
-        if trainer is not None:
-            losses, sums = fused.run(self, trainer, x, t, None, x.shape[0], 0, 1)
-            value, sums = float(losses[0]), [float(v) for v in sums[0]]
-        else:
-            value, probs = self._train_step(x, t)
-            sums = self._metric_sums(t, probs) if self._metrics else []
+            trainer = fused.trainer(self, x.shape[0])
+            if trainer is not None:
+                losses, step_sums = fused.run(self, trainer, x, t, None, x.shape[0], 0, 1)
+                value, sums = float(losses[0]), [float(v) for v in step_sums[0]]
+            else:
+                value, probs = self._train_step(x, t)
+                sums = self._metric_sums(t, probs) if self._metrics else []
         if not self._metrics:
             return float(value)
         return [float(value)] + [s / x.shape[0] for s in sums]

@@ -138,3 +138,37 @@ def test_fused_epoch_allocates_nothing_per_step():
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     model.fit(x, y, batch_size=32, epochs=2, verbose=0)
     assert len(model._trainers) == 1
+
+
+@pytest.mark.parametrize("problem", ["nan_x", "inf_x", "label_high", "label_negative", "nan_target"])
+def test_clean_batch_with_bad_values_is_refused_by_the_fused_step(problem):
+    """A float32 C-contiguous batch skips the Python value checks; the fused C step checks
+    the values before it changes anything, and the refusal carries the general message."""
+    sparse = problem != "nan_target"
+    x, y = data("sparse" if sparse else "onehot", 4, n=16)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = y.astype(np.int64) if sparse else y.astype(np.float32)
+    if problem == "nan_x":
+        x[3, 2] = np.nan
+    elif problem == "inf_x":
+        x[15, 0] = -np.inf
+    elif problem == "label_high":
+        y[7] = 4
+    elif problem == "label_negative":
+        y[0] = -1
+    else:
+        y[2, 1] = np.nan
+    loss = "sparse_categorical_crossentropy" if sparse else "categorical_crossentropy"
+    model = make_model(True, "relu", 4, "softmax", loss, OPTIMIZERS[2], ["accuracy"])
+    good_x, good_y = data("sparse" if sparse else "onehot", 4, n=16)
+    model.train_on_batch(good_x.astype(np.float32),
+                         good_y.astype(np.int64) if sparse else good_y.astype(np.float32))
+    before = [w.copy() for w in model.get_weights()]
+    iterations = model.optimizer.iterations
+    words = {"nan_x": "NaN", "inf_x": "infinite", "label_high": "received label 4",
+             "label_negative": "received label -1", "nan_target": "NaN"}[problem]
+    with pytest.raises(ValueError, match=words):
+        model.train_on_batch(x, y)
+    for a, b in zip(model.get_weights(), before):
+        assert a.tobytes() == b.tobytes()
+    assert model.optimizer.iterations == iterations
