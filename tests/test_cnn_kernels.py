@@ -272,3 +272,61 @@ def test_direct_convolution_refuses_what_it_does_not_handle():
     with pytest.raises(ValueError, match="direct"):
         _core.conv2d_direct_forward(z, z, x, np.zeros((3, 3, 3, 4), np.float32), None, (1, 1),
                                     (1, 1), _core.ACT_SOFTMAX, 0.0)
+
+
+# sgemm_ksplit: the filter gradient's GEMM with K cut into chunks fixed by the shape
+# (csrc/gemm.c).  K on both sides of one chunk (256) and of the 8-chunk cap, M and N
+# off the micro-kernel's tiles, all four transposes.
+KSPLIT_SHAPES = [(16, 150, 6400), (1, 1, 1), (7, 33, 255), (13, 29, 257), (5, 3, 2049),
+                 (17, 1, 3001), (24, 40, 512)]
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(True, False), (False, False), (False, True),
+                                             (True, True)])
+@pytest.mark.parametrize("m,n,k", KSPLIT_SHAPES)
+def test_sgemm_ksplit_matches_the_product(m, n, k, trans_a, trans_b):
+    rng = np.random.default_rng(m + n + k)
+    a = rand(rng, *((k, m) if trans_a else (m, k)))
+    b = rand(rng, *((n, k) if trans_b else (k, n)))
+    expect = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
+    outs = []
+    for threads in (1, 2):
+        pynn.set_num_threads(threads)
+        try:
+            c = np.full((m, n), np.nan, np.float32)
+            work = np.full(_core.sgemm_ksplit_chunks(m, n, k) * m * n, np.nan, np.float32)
+            _core.sgemm_ksplit(c, work, a, b, trans_a, trans_b)
+            outs.append(c)
+        finally:
+            pynn.set_num_threads(2)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    close(outs[0], expect.astype(np.float32), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="partials"):
+        _core.sgemm_ksplit(c, np.zeros(_core.sgemm_ksplit_chunks(m, n, k) * m * n - 1,
+                                       np.float32), a, b, trans_a, trans_b)
+
+
+def test_gemm_convolution_is_bitwise_the_same_on_1_and_2_threads():
+    """LeNet's second layer (16@5x5 over 6 channels): the im2col + GEMM path, its filter
+    gradient through sgemm_ksplit."""
+    rng = np.random.default_rng(12)
+    x, k, b = rand(rng, 64, 14, 14, 6), rand(rng, 5, 5, 6, 16), rand(rng, 16)
+    assert not _core.conv2d_direct_supported(k.shape, _core.ACT_RELU)
+    dy0 = rand(rng, 64, 10, 10, 16)
+    outs = []
+    for threads in (1, 2):
+        pynn.set_num_threads(threads)
+        try:
+            cols = np.empty((6400, 150), np.float32)
+            z, y = np.empty_like(dy0), np.empty_like(dy0)
+            CPU.conv2d_forward(x, k, b, (1, 1), (0, 0), "relu", 0.0, cols, z, y)
+            dy, dw, db, dx = dy0.copy(), np.empty_like(k), np.empty_like(b), np.empty_like(x)
+            CPU.conv2d_backward(x, k, z, y, dy, (1, 1), (0, 0), "relu", 0.0, cols, dw, db, dx)
+            outs.append((z, y, dy, dw, db, dx))
+        finally:
+            pynn.set_num_threads(2)
+    for a, r in zip(*outs):
+        np.testing.assert_array_equal(a, r)
+    ref_dw = ref.im2col(x, (5, 5), (1, 1), (0, 0), (10, 10)).T.astype(np.float64) @ \
+        outs[0][2].reshape(-1, 16)
+    close(outs[0][3].reshape(150, 16), ref_dw.astype(np.float32), rtol=1e-4, atol=1e-5)
