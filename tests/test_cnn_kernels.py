@@ -23,6 +23,9 @@ GEOMETRIES = [
     (1, 8, 8, 1, (2, 2), (3, 3), "valid"),          # windows with gaps between them
     (4, 28, 28, 1, (5, 5), (1, 1), "same"),          # LeNet's first layer
     (2, 6, 6, 67, (2, 2), (1, 2), "same"),           # channels over one 64-wide block
+    (3, 28, 28, 6, (2, 2), (2, 2), "valid"),         # LeNet's first pool: the 2x2/2 loops
+    (2, 9, 11, 5, (2, 2), (2, 2), "valid"),          # 2x2/2 with a last odd row and column
+    (2, 10, 10, 16, (2, 2), (2, 2), "same"),         # 2x2/2, "same" without padding
 ]
 
 
@@ -330,3 +333,34 @@ def test_gemm_convolution_is_bitwise_the_same_on_1_and_2_threads():
     ref_dw = ref.im2col(x, (5, 5), (1, 1), (0, 0), (10, 10)).T.astype(np.float64) @ \
         outs[0][2].reshape(-1, 16)
     close(outs[0][3].reshape(150, 16), ref_dw.astype(np.float32), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n,h,w,c", [(16, 28, 28, 6), (3, 9, 11, 5), (2, 10, 10, 16), (1, 2, 2, 1),
+                                     (2, 3, 3, 67)])
+def test_2x2_max_pooling_routes_ties_like_the_reference_on_1_and_2_threads(n, h, w, c):
+    """The 2x2/stride-2 loops (pool.c): after a ReLU most windows tie at 0, and the first
+    window position (row-major) must take the gradient; odd leftover rows and columns get 0."""
+    rng = np.random.default_rng(n * h + w * c)
+    x = np.maximum(rand(rng, n, h, w, c), 0.0)
+    x[:, ::3, 1::2] = x[:, ::3, ::2][:, :, :w // 2]        # ties between nonzero values too
+    (oh, ow), pads = geometry(h, w, (2, 2), (2, 2), "valid")
+    dy = rand(rng, n, oh, ow, c)
+    yr = np.empty((n, oh, ow, c), np.float32)
+    dxr = np.empty_like(x)
+    NUMPY.maxpool2d_forward(x, (2, 2), (2, 2), pads, yr)
+    NUMPY.maxpool2d_backward(x, yr, dy, (2, 2), (2, 2), pads, dxr)
+    outs = []
+    for threads in (1, 2):
+        pynn.set_num_threads(threads)
+        try:
+            y = np.full((n, oh, ow, c), np.nan, np.float32)
+            dx = np.full(x.shape, np.nan, np.float32)
+            _core.maxpool2d_forward(y, x, (2, 2), (2, 2), pads)
+            _core.maxpool2d_backward(dx, x, y, dy, (2, 2), (2, 2), pads)
+            outs.append((y, dx))
+        finally:
+            pynn.set_num_threads(2)
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(outs[0][0], yr)
+    np.testing.assert_array_equal(outs[0][1], dxr)
