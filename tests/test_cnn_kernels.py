@@ -218,6 +218,11 @@ DIRECT_SHAPES = [
     (2, 7, 7, 3, (3, 4), (2, 1), "same", 5),      # 36: the GEMM path
     (2, 6, 6, 1, (3, 3), (1, 1), "valid", 17),    # 17 filters: the GEMM path
     (1, 1, 1, 1, (1, 1), (1, 1), "valid", 3),
+    # one channel at column stride 1: lanes over (position, filter) (xe_* in conv_direct.c)
+    (2, 13, 12, 1, (4, 8), (2, 1), "same", 16),   # kw 8, row stride 2, ow*f 192: the widest
+    (1, 5, 13, 1, (3, 3), (1, 1), "same", 16),    # ow*f 208: the patch route
+    (2, 40, 9, 1, (3, 3), (1, 1), "same", 5),     # 40 rows: two row blocks per image
+    (2, 9, 10, 1, (2, 7), (1, 1), "valid", 7),    # kw 7: the loop without a fixed width
 ]
 
 
@@ -364,3 +369,27 @@ def test_2x2_max_pooling_routes_ties_like_the_reference_on_1_and_2_threads(n, h,
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(outs[0][0], yr)
     np.testing.assert_array_equal(outs[0][1], dxr)
+
+
+@pytest.mark.parametrize("n,h,w,window,strides,f", [(8, 40, 9, (3, 3), (1, 1), 5),
+                                                    (6, 13, 12, (4, 8), (2, 1), 16)])
+def test_one_channel_direct_convolution_is_bitwise_the_same_on_1_and_2_threads(n, h, w, window,
+                                                                             strides, f):
+    rng = np.random.default_rng(n * h + f)
+    (oh, ow), pads = geometry(h, w, window, strides, "same")
+    x, k, b = rand(rng, n, h, w, 1), rand(rng, *window, 1, f), rand(rng, f)
+    dy0 = rand(rng, n, oh, ow, f)
+    outs = []
+    for threads in (1, 2):
+        pynn.set_num_threads(threads)
+        try:
+            z, y = np.empty_like(dy0), np.empty_like(dy0)
+            _core.conv2d_direct_forward(z, y, x, k, b, strides, pads, _core.ACT_RELU, 0.0)
+            dz, dw, db = dy0.copy(), np.empty_like(k), np.empty_like(b)
+            _core.conv2d_direct_backward_filter(dw, db, dz, x, z, y, dz, strides, pads,
+                                                _core.ACT_RELU, 0.0)
+            outs.append((z, y, dz, dw, db))
+        finally:
+            pynn.set_num_threads(2)
+    for a, r in zip(*outs):
+        np.testing.assert_array_equal(a, r)
