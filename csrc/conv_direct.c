@@ -164,7 +164,7 @@ static CONV_DIRECT_CLONES void forward_row(float *zrow, const float *ximg, const
  *             of xe_{row(i, a)}[j F + f + b F] * dz[i][j F + f]); db likewise with dz alone.
  * Work units: an image's output rows in blocks of xe_block_rows() rows (a function of the
  * shape only); for the filter gradient each unit is one chunk, chunk partials added in
- * chunk order.  Buffers are on the thread's stack (about 70 KB at most). */
+ * chunk order.  Buffers are on the thread's stack (about 90 KB at most for the filter gradient). */
 #define XE_LANES 16
 #define XE_MAX_E 192                  /* ow * F: lanes of one output row */
 #define XE_MAX_KW 8
@@ -292,6 +292,45 @@ xe_grad_window_row(float *acc, const float *xi, int64_t xl, const float *dzb, in
     }
 }
 
+/* Row stride 1, a 5x5 window (LeNet's): the loop of xe_grad_window_row turned inside
+ * out so that each loaded input vector serves all 5 window rows: per lane vector, 25
+ * accumulators, input rows r in order, output row ii = r - a for window row a.  Each
+ * accumulator still sums its rows ii in increasing order: the same results. */
+static inline __attribute__((always_inline)) void
+xe_grad_5x5_term(xe_vec s[5][5], const xe_vec xb[5], const float *dzb, int64_t el,
+                 int64_t v, int64_t r, int64_t nrows, int guarded) {
+    int64_t a, b;
+    for (a = 0; a < 5; a++) {                             /* window rows */
+        const int64_t ii = r - a;
+        xe_vec d;
+        if (guarded && (ii < 0 || ii >= nrows)) continue;
+        d = xload(dzb + ii * el + v);
+        for (b = 0; b < 5; b++) s[a][b] += xb[b] * d;    /* window columns */
+    }
+}
+
+static inline __attribute__((always_inline)) void
+xe_grad_5x5(float *acc, const float *xi, int64_t xl, const float *dzb, int64_t el,
+            int64_t nrows, int64_t f) {
+    int64_t v, r, a, b;
+    for (v = 0; v < el; v += XE_LANES) {                  /* lane vectors */
+        xe_vec s[5][5];
+        for (a = 0; a < 5; a++)
+            for (b = 0; b < 5; b++) s[a][b] = (xe_vec){0};
+        for (r = 0; r < nrows + 4; r++) {                 /* input rows, in order */
+            xe_vec xb[5];
+            const float *xr = xi + r * xl + v;
+            for (b = 0; b < 5; b++) xb[b] = xload(xr + b * f);
+            if (r >= 4 && r < nrows)
+                xe_grad_5x5_term(s, xb, dzb, el, v, r, nrows, 0);
+            else
+                xe_grad_5x5_term(s, xb, dzb, el, v, r, nrows, 1);
+        }
+        for (a = 0; a < 5; a++)
+            for (b = 0; b < 5; b++) xstore(acc + (a * 5 + b) * el + v, s[a][b]);
+    }
+}
+
 /* One chunk's dW (kh, kw, 1, f) and db (f,) into out (kh kw f + f floats): dzb holds the
  * chunk's nrows rows of dz, el lanes each (zero past ow f), xi its expanded rows.
  * Each element: per lane, the rows in order; then the lanes of its filter folded by
@@ -301,9 +340,16 @@ static CONV_DIRECT_CLONES void xe_filter_grad_rows(float *out, const float *xi, 
                                                    int64_t sh, int64_t kh, int64_t kw,
                                                    int64_t f, int64_t ow) {
     const int64_t el = xe_lanes(ow, f);
-    float acc[XE_MAX_KW * XE_MAX_E] XE_ALIGNED;
+    float acc[CONV_DIRECT_MAX_K * XE_MAX_E] XE_ALIGNED;
     int64_t a, b, v, ii, ff;
-    for (a = 0; a < kh; a++) {                            /* window rows */
+    if (kh == 5 && kw == 5 && sh == 1) {
+        xe_grad_5x5(acc, xi, xl, dzb, el, nrows, f);
+        for (b = 0; b < 25; b++) {                        /* lanes of each filter */
+            xe_fold_lanes(acc + b * el, ow, f);
+            for (ff = 0; ff < f; ff++) out[b * f + ff] = acc[b * el + ff];
+        }
+    }
+    for (a = 0; a < kh && !(kh == 5 && kw == 5 && sh == 1); a++) {  /* window rows */
         if (kw == 5)
             xe_grad_window_row(acc, xi, xl, dzb, el, nrows, sh, a, f, 5);
         else if (kw == 3)

@@ -223,6 +223,8 @@ DIRECT_SHAPES = [
     (1, 5, 13, 1, (3, 3), (1, 1), "same", 16),    # ow*f 208: the patch route
     (2, 40, 9, 1, (3, 3), (1, 1), "same", 5),     # 40 rows: two row blocks per image
     (2, 9, 10, 1, (2, 7), (1, 1), "valid", 7),    # kw 7: the loop without a fixed width
+    (2, 40, 7, 1, (5, 5), (1, 1), "same", 3),     # 5x5 at row stride 1 (xe_grad_5x5), 2 blocks
+    (2, 3, 12, 1, (5, 5), (1, 1), "same", 16),    # 5x5 with fewer rows than the window
 ]
 
 
@@ -372,6 +374,7 @@ def test_2x2_max_pooling_routes_ties_like_the_reference_on_1_and_2_threads(n, h,
 
 
 @pytest.mark.parametrize("n,h,w,window,strides,f", [(8, 40, 9, (3, 3), (1, 1), 5),
+                                                    (8, 40, 7, (5, 5), (1, 1), 3),
                                                     (6, 13, 12, (4, 8), (2, 1), 16)])
 def test_one_channel_direct_convolution_is_bitwise_the_same_on_1_and_2_threads(n, h, w, window,
                                                                              strides, f):
