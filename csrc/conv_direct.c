@@ -157,14 +157,17 @@ static CONV_DIRECT_CLONES void forward_row(float *zrow, const float *ximg, const
  * Each input row is expanded once, xe[q F + f] = x[q - pad_left] (F copies of every
  * column, zeros outside), and then, since sw == 1, window column b of every lane is the
  * contiguous run xe[e + b F]:
- *   forward   z[i][e]  = sum over (a, b), in Keras order, of xe_{row(i, a)}[e + b F] * wpat[a, b][e]
+ *   forward   z[i][e]  = sum over (a, b), in Keras order, of
+ *                          xe_{row(i, a)}[e + b F] * wpat[a, b][e]
  *             with wpat[a, b][e] = w[a, b, 0, e mod F]  (then + bias[e mod F]),
  *             the patch route's products in the patch route's order: bitwise its results;
- *   filter    dW[a, b, f] = sum over j (in order) of (sum over the chunk's rows i, in order,
- *             of xe_{row(i, a)}[j F + f + b F] * dz[i][j F + f]); db likewise with dz alone.
+ *   filter    dW[a, b, f] = over the lanes j F + f, j < ow, folded in a fixed order
+ *             (xe_fold_lanes), of (sum over the chunk's rows i, in order, of
+ *             xe_{row(i, a)}[j F + f + b F] * dz[i][j F + f]); db likewise with dz alone.
  * Work units: an image's output rows in blocks of xe_block_rows() rows (a function of the
  * shape only); for the filter gradient each unit is one chunk, chunk partials added in
- * chunk order.  Buffers are on the thread's stack (about 90 KB at most for the filter gradient). */
+ * chunk order.  Buffers are on the thread's stack (at most about 90 KB, for the filter
+ * gradient). */
 #define XE_LANES 16
 #define XE_MAX_E 192                  /* ow * F: lanes of one output row */
 #define XE_MAX_KW 8
