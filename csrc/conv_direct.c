@@ -149,6 +149,302 @@ static CONV_DIRECT_CLONES void forward_row(float *zrow, const float *ximg, const
     }
 }
 
+/* ---- one input channel at stride 1 along the row: lanes over (position, filter) ----
+ *
+ * With C == 1 the patch route above spends more on building the patches (KH*KW floats
+ * per position) and on its padded tiles (F rounded up to 4, OW to 16) than on the
+ * arithmetic.  Here a row of z, ow x F floats, is itself the vector: lane e = j F + f.
+ * Each input row is expanded once, xe[q F + f] = x[q - pad_left] (F copies of every
+ * column, zeros outside), and then, since sw == 1, window column b of every lane is the
+ * contiguous run xe[e + b F]:
+ *   forward   z[i][e]  = sum over (a, b), in Keras order, of
+ *                          xe_{row(i, a)}[e + b F] * wpat[a, b][e]
+ *             with wpat[a, b][e] = w[a, b, 0, e mod F]  (then + bias[e mod F]),
+ *             the patch route's products in the patch route's order: bitwise its results;
+ *   filter    dW[a, b, f] = over the lanes j F + f, j < ow, folded in a fixed order
+ *             (xe_fold_lanes), of (sum over the chunk's rows i, in order, of
+ *             xe_{row(i, a)}[j F + f + b F] * dz[i][j F + f]); db likewise with dz alone.
+ * Work units: an image's output rows in blocks of xe_block_rows() rows (a function of the
+ * shape only); for the filter gradient each unit is one chunk, chunk partials added in
+ * chunk order.  Buffers are on the thread's stack (at most about 90 KB, for the filter
+ * gradient). */
+#define XE_LANES 16
+#define XE_MAX_E 192                  /* ow * F: lanes of one output row */
+#define XE_MAX_KW 8
+#define XE_MAX_XROWS 32               /* expanded input rows per unit */
+#define XE_MAX_XL (XE_MAX_E + (XE_MAX_KW - 1) * CONV_DIRECT_MAX_F)
+
+typedef float xe_vec __attribute__((vector_size(64)));
+#define XE_ALIGNED __attribute__((aligned(64)))
+static inline xe_vec xload(const float *p) { xe_vec v; memcpy(&v, p, sizeof v); return v; }
+static inline void xstore(float *p, xe_vec v) { memcpy(p, &v, sizeof v); }
+
+/* lanes of a row rounded up to whole groups of 4 vectors (the forward's tile) */
+static int64_t xe_lanes(int64_t ow, int64_t f) {
+    const int64_t g = 4 * XE_LANES;
+    return (ow * f + g - 1) / g * g;
+}
+
+static int64_t xe_row_len(int64_t ow, int64_t kw, int64_t f) {
+    return (xe_lanes(ow, f) + (kw - 1) * f + XE_LANES - 1) / XE_LANES * XE_LANES;
+}
+
+static int xe_supported(int64_t c, int64_t kh, int64_t kw, int64_t sw, int64_t ow, int64_t f) {
+    return c == 1 && sw == 1 && kw <= XE_MAX_KW && kh <= XE_MAX_XROWS && ow >= 1 &&
+           xe_lanes(ow, f) <= XE_MAX_E;
+}
+
+/* output rows per unit: as many as XE_MAX_XROWS expanded input rows allow */
+static int64_t xe_block_rows(int64_t oh, int64_t sh, int64_t kh) {
+    const int64_t rb = (XE_MAX_XROWS - kh) / sh + 1;
+    return rb < oh ? rb : oh;
+}
+
+/* xi[rr * xl + q f + ff] = x[r_lo + rr][q - pad_left] for q < nq (0 outside the image),
+ * the rest of each row 0; rows rr < nrows.  Each value is stored as a whole vector of
+ * copies, the next value's vector overwriting all but the first f lanes (xi has
+ * XE_LANES floats of slack past the last row). */
+static CONV_DIRECT_CLONES void xe_expand(float *restrict xi, int64_t xl,
+                                         const float *restrict ximg, int64_t h, int64_t w,
+                                         int64_t r_lo, int64_t nrows, int64_t pad_left,
+                                         int64_t nq, int64_t f) {
+    int64_t rr, q, e;
+    for (rr = 0; rr < nrows; rr++) {                      /* input rows */
+        const int64_t r = r_lo + rr;
+        float *restrict d = xi + rr * xl;
+        if (r < 0 || r >= h) {
+            memset(d, 0, (size_t)xl * sizeof(float));
+            continue;
+        }
+        for (q = 0; q < nq; q++) {                        /* input columns, padded */
+            const int64_t col = q - pad_left;
+            const float v = col >= 0 && col < w ? ximg[r * w + col] : 0.0f;
+            xstore(d + q * f, (xe_vec){0} + v);           /* f copies (and some spill) */
+        }
+        for (e = nq * f; e < xl; e++) d[e] = 0.0f;
+    }
+}
+
+/* z rows [0, nrows) of a unit (zrow0: its first row, ow f floats each) from the
+ * expanded rows xi (row ii*sh + a for output row ii, window row a). */
+static CONV_DIRECT_CLONES void xe_forward_rows(float *zrow0, const float *xi, int64_t xl,
+                                               const float *wpat, const float *bpat,
+                                               int64_t nrows, int64_t sh, int64_t kh,
+                                               int64_t kw, int64_t f, int64_t ow) {
+    const int64_t el = xe_lanes(ow, f), span = ow * f;
+    float zr[XE_MAX_E] XE_ALIGNED;
+    int64_t ii, v0, a, b, e;
+    for (ii = 0; ii < nrows; ii++) {                      /* output rows */
+        for (v0 = 0; v0 < el; v0 += 4 * XE_LANES) {       /* groups of 4 lane vectors */
+            xe_vec s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+            for (a = 0; a < kh; a++) {                    /* window rows, in order */
+                const float *xr = xi + (ii * sh + a) * xl + v0;
+                const float *wr = wpat + a * kw * el + v0;
+                for (b = 0; b < kw; b++) {                /* window columns, in order */
+                    const float *xb = xr + b * f, *wb = wr + b * el;
+                    s0 += xload(wb) * xload(xb);
+                    s1 += xload(wb + XE_LANES) * xload(xb + XE_LANES);
+                    s2 += xload(wb + 2 * XE_LANES) * xload(xb + 2 * XE_LANES);
+                    s3 += xload(wb + 3 * XE_LANES) * xload(xb + 3 * XE_LANES);
+                }
+            }
+            xstore(zr + v0, s0);
+            xstore(zr + v0 + XE_LANES, s1);
+            xstore(zr + v0 + 2 * XE_LANES, s2);
+            xstore(zr + v0 + 3 * XE_LANES, s3);
+        }
+        {
+            float *restrict zo = zrow0 + ii * span;
+            if (bpat != NULL)
+                for (e = 0; e < span; e++) zo[e] = zr[e] + bpat[e];
+            else
+                memcpy(zo, zr, (size_t)span * sizeof(float));
+        }
+    }
+}
+
+/* r[0 .. f) = the sum over j < nj of r[j f .. j f + f), in a fixed order (a function of
+ * nj only): the upper terms folded onto the lower ones, halving each time, contiguous
+ * vector adds.  r is scratch. */
+static inline void xe_fold_lanes(float *restrict r, int64_t nj, int64_t f) {
+    while (nj > 1) {
+        const int64_t half = nj / 2, keep = nj - half;
+        float *restrict hi = r + keep * f;
+        int64_t e;
+        for (e = 0; e < half * f; e++) r[e] += hi[e];    /* j + keep onto j, j < half */
+        nj = keep;
+    }
+}
+
+/* acc[b * el + v ..] for b < KW: the chunk's sums over its rows (in order) of
+ * xi_{row(ii, a)}[v + b f] dz[ii][v], one window row a, lane vector v. */
+static inline __attribute__((always_inline)) void
+xe_grad_window_row(float *acc, const float *xi, int64_t xl, const float *dzb, int64_t el,
+                   int64_t nrows, int64_t sh, int64_t a, int64_t f, const int64_t KW) {
+    int64_t v, ii, b;
+    for (v = 0; v < el; v += XE_LANES) {                  /* lane vectors */
+        xe_vec s[XE_MAX_KW];
+        for (b = 0; b < KW; b++) s[b] = (xe_vec){0};
+        for (ii = 0; ii < nrows; ii++) {                  /* the chunk's rows, in order */
+            const xe_vec d = xload(dzb + ii * el + v);
+            const float *xr = xi + (ii * sh + a) * xl + v;
+            for (b = 0; b < KW; b++)                      /* window columns */
+                s[b] += xload(xr + b * f) * d;
+        }
+        for (b = 0; b < KW; b++) xstore(acc + b * el + v, s[b]);
+    }
+}
+
+/* Row stride 1, a 5x5 window (LeNet's): the loop of xe_grad_window_row turned inside
+ * out so that each loaded input vector serves all 5 window rows: per lane vector, 25
+ * accumulators, input rows r in order, output row ii = r - a for window row a.  Each
+ * accumulator still sums its rows ii in increasing order: the same results. */
+static inline __attribute__((always_inline)) void
+xe_grad_5x5_term(xe_vec s[5][5], const xe_vec xb[5], const float *dzb, int64_t el,
+                 int64_t v, int64_t r, int64_t nrows, int guarded) {
+    int64_t a, b;
+    for (a = 0; a < 5; a++) {                             /* window rows */
+        const int64_t ii = r - a;
+        xe_vec d;
+        if (guarded && (ii < 0 || ii >= nrows)) continue;
+        d = xload(dzb + ii * el + v);
+        for (b = 0; b < 5; b++) s[a][b] += xb[b] * d;    /* window columns */
+    }
+}
+
+static inline __attribute__((always_inline)) void
+xe_grad_5x5(float *acc, const float *xi, int64_t xl, const float *dzb, int64_t el,
+            int64_t nrows, int64_t f) {
+    int64_t v, r, a, b;
+    for (v = 0; v < el; v += XE_LANES) {                  /* lane vectors */
+        xe_vec s[5][5];
+        for (a = 0; a < 5; a++)
+            for (b = 0; b < 5; b++) s[a][b] = (xe_vec){0};
+        for (r = 0; r < nrows + 4; r++) {                 /* input rows, in order */
+            xe_vec xb[5];
+            const float *xr = xi + r * xl + v;
+            for (b = 0; b < 5; b++) xb[b] = xload(xr + b * f);
+            if (r >= 4 && r < nrows)
+                xe_grad_5x5_term(s, xb, dzb, el, v, r, nrows, 0);
+            else
+                xe_grad_5x5_term(s, xb, dzb, el, v, r, nrows, 1);
+        }
+        for (a = 0; a < 5; a++)
+            for (b = 0; b < 5; b++) xstore(acc + (a * 5 + b) * el + v, s[a][b]);
+    }
+}
+
+/* One chunk's dW (kh, kw, 1, f) and db (f,) into out (kh kw f + f floats): dzb holds the
+ * chunk's nrows rows of dz, el lanes each (zero past ow f), xi its expanded rows.
+ * Each element: per lane, the rows in order; then the lanes of its filter folded by
+ * xe_fold_lanes. */
+static CONV_DIRECT_CLONES void xe_filter_grad_rows(float *out, const float *xi, int64_t xl,
+                                                   const float *dzb, int64_t nrows,
+                                                   int64_t sh, int64_t kh, int64_t kw,
+                                                   int64_t f, int64_t ow) {
+    const int64_t el = xe_lanes(ow, f);
+    float acc[CONV_DIRECT_MAX_K * XE_MAX_E] XE_ALIGNED;
+    int64_t a, b, v, ii, ff;
+    if (kh == 5 && kw == 5 && sh == 1) {
+        xe_grad_5x5(acc, xi, xl, dzb, el, nrows, f);
+        for (b = 0; b < 25; b++) {                        /* lanes of each filter */
+            xe_fold_lanes(acc + b * el, ow, f);
+            for (ff = 0; ff < f; ff++) out[b * f + ff] = acc[b * el + ff];
+        }
+    }
+    for (a = 0; a < kh && !(kh == 5 && kw == 5 && sh == 1); a++) {  /* window rows */
+        if (kw == 5)
+            xe_grad_window_row(acc, xi, xl, dzb, el, nrows, sh, a, f, 5);
+        else if (kw == 3)
+            xe_grad_window_row(acc, xi, xl, dzb, el, nrows, sh, a, f, 3);
+        else
+            xe_grad_window_row(acc, xi, xl, dzb, el, nrows, sh, a, f, kw);
+        for (b = 0; b < kw; b++) {                        /* lanes of each filter */
+            xe_fold_lanes(acc + b * el, ow, f);
+            for (ff = 0; ff < f; ff++) out[(a * kw + b) * f + ff] = acc[b * el + ff];
+        }
+    }
+    for (v = 0; v < el; v += XE_LANES) {                  /* bias: rows in order */
+        xe_vec t = {0};
+        for (ii = 0; ii < nrows; ii++) t += xload(dzb + ii * el + v);
+        xstore(acc + v, t);
+    }
+    xe_fold_lanes(acc, ow, f);
+    for (ff = 0; ff < f; ff++) out[kh * kw * f + ff] = acc[ff];
+}
+
+static int xe_forward(float *z, float *y, const float *x, const float *wgt, const float *bias,
+                      int64_t n, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh,
+                      int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow, int64_t f,
+                      int act, float alpha) {
+    const int64_t el = xe_lanes(ow, f), xl = xe_row_len(ow, kw, f);
+    const int64_t rb = xe_block_rows(oh, sh, kh), blocks = (oh + rb - 1) / rb;
+    float wpat[CONV_DIRECT_MAX_K * XE_MAX_E] XE_ALIGNED;
+    float bpat[XE_MAX_E];
+    int64_t p, e, u;
+    for (p = 0; p < kh * kw; p++)                         /* w[a, b, 0, e mod f] */
+        for (e = 0; e < el; e++) wpat[p * el + e] = wgt[p * f + e % f];
+    if (bias != NULL)
+        for (e = 0; e < ow * f; e++) bpat[e] = bias[e % f];
+    /* units (image, block of output rows): each row of z and y is written by one thread */
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * kh * kw * f),
+        for (u = 0; u < n * blocks; u++) {
+            const int64_t img = u / blocks, i0 = (u % blocks) * rb;
+            const int64_t nr = oh - i0 < rb ? oh - i0 : rb;
+            float xi[XE_MAX_XROWS * XE_MAX_XL + XE_LANES] XE_ALIGNED;
+            float *zb = z + (img * oh + i0) * ow * f;
+            xe_expand(xi, xl, x + img * h * w, h, w, i0 * sh - pad_top, (nr - 1) * sh + kh,
+                      pad_left, ow + kw - 1, f);
+            xe_forward_rows(zb, xi, xl, wpat, bias != NULL ? bpat : NULL, nr, sh, kh, kw, f, ow);
+            if (y != z || act != PYNN_ACT_LINEAR)
+                pynn_act_span(y + (img * oh + i0) * ow * f, zb, nr * ow * f, act, alpha);
+        });
+    return PYNN_OK;
+}
+
+static int xe_filter_grad(float *dw, float *db, float *dz, const float *x, const float *z,
+                          const float *y, const float *dy, int64_t n, int64_t h, int64_t w,
+                          int64_t kh, int64_t kw, int64_t sh, int64_t pad_top, int64_t pad_left,
+                          int64_t oh, int64_t ow, int64_t f, int act, float alpha) {
+    const int64_t el = xe_lanes(ow, f), xl = xe_row_len(ow, kw, f), span = ow * f;
+    const int64_t rb = xe_block_rows(oh, sh, kh), blocks = (oh + rb - 1) / rb;
+    const int64_t nchunks = n * blocks, k = kh * kw;
+    const int64_t part = k * f + f;                       /* one chunk's dW and db */
+    float *partials;
+    int64_t ch, e;
+    partials = (float *)malloc((size_t)(nchunks * part) * sizeof(float));
+    PYNN_RETURN_IF(partials == NULL, PYNN_ENOMEM);
+    /* chunks (image, block of output rows): each chunk's partial is written by one thread */
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * k * f),
+        for (ch = 0; ch < nchunks; ch++) {
+            const int64_t img = ch / blocks, i0 = (ch % blocks) * rb;
+            const int64_t nr = oh - i0 < rb ? oh - i0 : rb;
+            const int64_t o = (img * oh + i0) * span;
+            float xi[XE_MAX_XROWS * XE_MAX_XL + XE_LANES] XE_ALIGNED;
+            float dzb[XE_MAX_XROWS * XE_MAX_E] XE_ALIGNED;
+            int64_t ii;
+            /* the chunk's rows of dz are contiguous: one span */
+            pynn_act_backward_span(dz + o, z + o, y + o, dy + o, nr * span, act, alpha);
+            for (ii = 0; ii < nr; ii++) {                 /* rows of dz, zero padded */
+                memcpy(dzb + ii * el, dz + o + ii * span, (size_t)span * sizeof(float));
+                memset(dzb + ii * el + span, 0, (size_t)(el - span) * sizeof(float));
+            }
+            xe_expand(xi, xl, x + img * h * w, h, w, i0 * sh - pad_top, (nr - 1) * sh + kh,
+                      pad_left, ow + kw - 1, f);
+            xe_filter_grad_rows(partials + ch * part, xi, xl, dzb, nr, sh, kh, kw, f, ow);
+        });
+    for (e = 0; e < k * f; e++) dw[e] = partials[e];
+    for (ch = 1; ch < nchunks; ch++)                      /* chunk order */
+        for (e = 0; e < k * f; e++) dw[e] += partials[ch * part + e];
+    if (db != NULL) {
+        for (e = 0; e < f; e++) db[e] = partials[k * f + e];
+        for (ch = 1; ch < nchunks; ch++)
+            for (e = 0; e < f; e++) db[e] += partials[ch * part + k * f + e];
+    }
+    free(partials);
+    return PYNN_OK;
+}
+
 /* z, y (n, oh, ow, f) = act(conv(x, wgt) + bias); x (n, h, w, c), wgt (kh, kw, c, f),
  * bias (f,) or NULL; y may equal z (then act must be linear). */
 int pynn_conv2d_direct_forward(float *z, float *y, const float *x, const float *wgt,
@@ -166,6 +462,9 @@ int pynn_conv2d_direct_forward(float *z, float *y, const float *x, const float *
     PYNN_RETURN_IF((z == NULL || y == NULL || x == NULL || wgt == NULL) && n * oh * ow > 0,
                    PYNN_EINVAL);
     if (n * oh * ow == 0) return PYNN_OK;
+    if (xe_supported(c, kh, kw, sw, ow, f))
+        return xe_forward(z, y, x, wgt, bias, n, h, w, kh, kw, sh, pad_top, pad_left, oh, ow,
+                          f, act, alpha);
     pad_kernel(wp, wgt, k, f, fp);
     /* output rows (image, i): each row of z and y is written by one thread */
     PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * k * f),
@@ -271,6 +570,9 @@ int pynn_conv2d_direct_backward_filter(float *dw, float *db, float *dz, const fl
         if (db != NULL) memset(db, 0, (size_t)f * sizeof(float));
         return PYNN_OK;
     }
+    if (xe_supported(c, kh, kw, sw, ow, f))
+        return xe_filter_grad(dw, db, dz, x, z, y, dy, n, h, w, kh, kw, sh, pad_top, pad_left,
+                              oh, ow, f, act, alpha);
     partials = (float *)malloc((size_t)(nchunks * part) * sizeof(float));
     PYNN_RETURN_IF(partials == NULL, PYNN_ENOMEM);
     /* chunks of output rows: each chunk's partial is written by one thread */

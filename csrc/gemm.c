@@ -584,6 +584,107 @@ int pynn_sgemm(float *C, const float *A, const float *B,
     return gemm_run(&pr);
 }
 
+/* ---- K split: long reductions into a small output ----------------------- */
+/*
+ * The M x N tile grid of a filter gradient (16 x 150 for LeNet's second layer) has
+ * too few tiles for the threads, and every thread of an M/N split would pack the
+ * whole of B (K x N, K = the batch's output positions).  Here K is cut instead, into
+ * chunks fixed by the shape: each chunk is a whole blocked product on one thread (its
+ * own packing buffers, its own partial C), and the partials are added in chunk order.
+ */
+#define KSPLIT_MIN_CHUNK 256      /* at least this many p per chunk */
+#define KSPLIT_MAX_CHUNKS 8
+
+int64_t pynn_sgemm_ksplit_chunks(int64_t M, int64_t N, int64_t K) {
+    int64_t chunks;
+    if (M <= 0 || N <= 0 || K <= 0) return 1;
+    chunks = (K + KSPLIT_MIN_CHUNK - 1) / KSPLIT_MIN_CHUNK;
+    return chunks < KSPLIT_MAX_CHUNKS ? chunks : KSPLIT_MAX_CHUNKS;
+}
+
+int pynn_sgemm_ksplit(float *C, float *partials, const float *A, const float *B,
+                      int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                      int64_t lda, int64_t ldb, int64_t ldc) {
+    const pynn_gemm_kernel_info *ki;
+    gemm_problem pr;
+    gemm_workspace ws;
+    size_t per_thread;
+    int64_t chunks, chunk_k, i;
+    int nthreads, status;
+    PYNN_RETURN_IF(M < 0 || N < 0 || K < 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(C == NULL && M > 0 && N > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(A == NULL && M > 0 && K > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(B == NULL && K > 0 && N > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(lda < max1(trans_a ? M : K), PYNN_EINVAL);
+    PYNN_RETURN_IF(ldb < max1(trans_b ? K : N), PYNN_EINVAL);
+    PYNN_RETURN_IF(ldc < max1(N), PYNN_EINVAL);
+    chunks = pynn_sgemm_ksplit_chunks(M, N, K);
+    if (chunks <= 1 || M == 0 || N == 0)
+        return pynn_sgemm(C, A, B, trans_a, trans_b, M, N, K, 1.0f, 0.0f, lda, ldb, ldc);
+    PYNN_RETURN_IF(partials == NULL, PYNN_EINVAL);
+    chunk_k = (K + chunks - 1) / chunks;
+    chunks = (K + chunk_k - 1) / chunk_k;                 /* no empty chunk */
+
+    memset(&pr, 0, sizeof pr);
+    pr.a = A;
+    pr.b = B;
+    pr.m = M;
+    pr.n = N;
+    pr.k = chunk_k;
+    pr.alpha = 1.0f;
+    pr.beta = 0.0f;
+    gemm_set_strides(&pr, trans_a, trans_b, lda, ldb, N);
+    ki = gemm_current_kernel();
+    per_thread = gemm_thread_floats(&pr, ki);             /* the largest chunk's */
+    nthreads = pynn_threads_for(M * N * K);
+    if (nthreads > chunks) nthreads = (int)chunks;
+    status = workspace_acquire(&ws, (size_t)nthreads * per_thread);
+    if (status != PYNN_OK) return status;
+    {
+        const size_t b_floats =
+            (size_t)(min_i64(chunk_k, ki->kc) * round_up(min_i64(N, ki->nc), ki->nr));
+        const gemm_problem base = pr;
+        const int64_t m_panels = (M + ki->mr - 1) / ki->mr;
+        const int64_t n_panels = (N + ki->nr - 1) / ki->nr;
+        float *wsb = ws.base;
+        int64_t t;
+        /* chunks of K: each partial product by one thread, with that thread's buffers */
+        PYNN_PARALLEL_FOR(nthreads,
+            for (t = 0; t < chunks; t++) {
+                gemm_problem cp = base;
+                gemm_region rg;
+#ifdef _OPENMP
+                float *mine = wsb + (size_t)(nthreads > 1 ? omp_get_thread_num() : 0) * per_thread;
+#else
+                float *mine = wsb;
+#endif
+                const int64_t p0 = t * chunk_k;
+                cp.k = min_i64(chunk_k, K - p0);
+                cp.a = base.a + p0 * base.a_cs;
+                cp.b = base.b + p0 * base.b_rs;
+                cp.c = partials + t * M * N;
+                rg.is0 = 0;
+                rg.is1 = m_panels;
+                rg.js0 = 0;
+                rg.js1 = n_panels;
+                gemm_region_run(&cp, ki, &rg, mine, mine + b_floats);
+            });
+        /* rows of C: each element the chunk partials added in chunk order */
+        PYNN_PARALLEL_FOR(pynn_threads_for(chunks * M * N * 8),
+            for (i = 0; i < M; i++) {
+                float *ci = C + i * ldc;
+                int64_t j, ch;
+                for (j = 0; j < N; j++) ci[j] = partials[i * N + j];
+                for (ch = 1; ch < chunks; ch++) {         /* chunk order */
+                    const float *pc = partials + ch * M * N + i * N;
+                    for (j = 0; j < N; j++) ci[j] += pc[j];
+                }
+            });
+    }
+    workspace_release(&ws);
+    return PYNN_OK;
+}
+
 /* ---- softmax epilogue ----------------------------------------------------- */
 
 /* y = softmax(z) row by row, y may equal z.  Per row: m = max, e = expf(z - m),

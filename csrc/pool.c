@@ -35,6 +35,59 @@ static inline void window_range(int64_t start, int64_t size, int64_t extent, int
     if (*hi < *lo) *hi = *lo;
 }
 
+/* The usual max pooling, 2x2 windows at stride 2 that all lie inside the input
+ * (no padding): handled by the loops below with the window unrolled, channels innermost
+ * (same comparisons, in the same order, as the general loops). */
+static int pool_is_2x2_s2(int64_t h, int64_t w, int64_t ph, int64_t pw, int64_t sh,
+                          int64_t sw, int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow) {
+    return ph == 2 && pw == 2 && sh == 2 && sw == 2 && pad_top == 0 && pad_left == 0 &&
+           oh >= 1 && ow >= 1 && 2 * oh <= h && 2 * ow <= w;
+}
+
+/* One output row of the 2x2/2 max: yrow (ow x c) from input rows x0, x1. */
+static inline void maxpool_2x2_row(float *restrict yrow, const float *restrict x0,
+                                   const float *restrict x1, int64_t ow, int64_t c) {
+    int64_t j, e;
+    for (j = 0; j < ow; j++) {                            /* output columns */
+        const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
+        const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
+        float *restrict yo = yrow + j * c;
+        for (e = 0; e < c; e++) {                         /* channels */
+            float m = a[e];
+            m = b[e] > m ? b[e] : m;
+            m = p[e] > m ? p[e] : m;
+            m = q[e] > m ? q[e] : m;
+            yo[e] = m;
+        }
+    }
+}
+
+/* The backward of one output row of the 2x2/2 max: each dy to the first window position
+ * (row-major) that holds the maximum, 0 to the others; writes all of the two input
+ * rows' windowed columns. */
+static inline void maxpool_2x2_row_backward(float *restrict d0, float *restrict d1,
+                                            const float *restrict x0, const float *restrict x1,
+                                            const float *restrict yrow,
+                                            const float *restrict dyrow, int64_t ow,
+                                            int64_t c) {
+    int64_t j, e;
+    for (j = 0; j < ow; j++) {                            /* output columns */
+        const int64_t o = 2 * j * c;
+        for (e = 0; e < c; e++) {                         /* channels */
+            const float m = yrow[j * c + e], g = dyrow[j * c + e];
+            /* bitwise, not short-circuit: ties are common and random, no branches */
+            const int ea = x0[o + e] == m;
+            const int eb = (x0[o + c + e] == m) & !ea;
+            const int ep = (x1[o + e] == m) & !(ea | eb);
+            const int eq = (x1[o + c + e] == m) & !(ea | eb | ep);
+            d0[o + e] = ea ? g : 0.0f;
+            d0[o + c + e] = eb ? g : 0.0f;
+            d1[o + e] = ep ? g : 0.0f;
+            d1[o + c + e] = eq ? g : 0.0f;
+        }
+    }
+}
+
 /* y (n, oh, ow, c) = max of x (n, h, w, c) over each window. */
 int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
                            int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t pad_top,
@@ -43,6 +96,15 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
     PYNN_RETURN_IF(!pool_geometry_ok(n, h, w, c, ph, pw, sh, sw, pad_top, pad_left, oh, ow),
                    PYNN_EINVAL);
     PYNN_RETURN_IF((y == NULL || x == NULL) && n * oh * ow * c > 0, PYNN_EINVAL);
+    if (pool_is_2x2_s2(h, w, ph, pw, sh, sw, pad_top, pad_left, oh, ow)) {
+        /* output rows (image, i): each row of y is written by one thread */
+        PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * 4),
+            for (t = 0; t < n * oh; t++) {
+                const float *x0 = x + ((t / oh) * h + 2 * (t % oh)) * w * c;
+                maxpool_2x2_row(y + t * ow * c, x0, x0 + w * c, ow, c);
+            });
+        return PYNN_OK;
+    }
     /* output rows (image, i): each row of y is written by one thread */
 #pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n * oh * ow * c * ph * pw))
     for (t = 0; t < n * oh; t++) {
@@ -123,6 +185,27 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
                    PYNN_EINVAL);
     PYNN_RETURN_IF((dx == NULL || x == NULL || y == NULL || dy == NULL) && n * h * w * c > 0,
                    PYNN_EINVAL);
+    if (pool_is_2x2_s2(h, w, ph, pw, sh, sw, pad_top, pad_left, oh, ow)) {
+        /* output rows (image, i): each owns input rows 2i and 2i+1 (all their windowed
+         * columns written, a last odd column zeroed); a last odd input row is zeroed by
+         * the image's last output row */
+        PYNN_PARALLEL_FOR(nthreads,
+            for (t = 0; t < n * oh; t++) {
+                const int64_t im = t / oh, i = t % oh;
+                const int64_t r = (im * h + 2 * i) * w * c;
+                float *d0 = dx + r, *d1 = d0 + w * c;
+                maxpool_2x2_row_backward(d0, d1, x + r, x + r + w * c, y + t * ow * c,
+                                         dy + t * ow * c, ow, c);
+                if (2 * ow < w) {
+                    memset(d0 + 2 * ow * c, 0, (size_t)((w - 2 * ow) * c) * sizeof(float));
+                    memset(d1 + 2 * ow * c, 0, (size_t)((w - 2 * ow) * c) * sizeof(float));
+                }
+                if (i == oh - 1 && 2 * oh < h)
+                    memset(dx + (im * h + 2 * oh) * w * c, 0,
+                           (size_t)((h - 2 * oh) * w * c) * sizeof(float));
+            });
+        return PYNN_OK;
+    }
     if (sh >= ph && sw >= pw) {
         /* input rows: zeroed by one thread each */
 #pragma omp parallel for schedule(static) num_threads(nthreads)

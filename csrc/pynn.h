@@ -77,6 +77,21 @@ int pynn_sgemm(float *C, const float *A, const float *B,
                float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc);
 
 /*
+ * C = op(A) op(B) for a product whose output is too small to feed the threads but
+ * whose K is long (a convolution's filter gradient: K = the batch's output positions).
+ * K is cut into pynn_sgemm_ksplit_chunks(M, N, K) chunks of consecutive p (a function
+ * of the shape only), each chunk's product computed by one thread into
+ * partials[chunk * M * N ...], then the chunk products are added in chunk order:
+ * the result does not depend on the thread count.  partials holds
+ * pynn_sgemm_ksplit_chunks(M, N, K) * M * N floats (the caller's workspace: nothing is
+ * allocated per call).  Arguments otherwise as pynn_sgemm with alpha 1, beta 0.
+ */
+int64_t pynn_sgemm_ksplit_chunks(int64_t M, int64_t N, int64_t K);
+int pynn_sgemm_ksplit(float *C, float *partials, const float *A, const float *B,
+                      int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                      int64_t lda, int64_t ldb, int64_t ldc);
+
+/*
  * Dense forward with the epilogue fused into the GEMM (contiguous operands):
  *   Z = op(A) op(B) + bias           (bias (N,) may be NULL)
  *   Y = act(Z)                       (if Y != NULL; Y may equal Z)

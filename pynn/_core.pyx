@@ -30,6 +30,10 @@ cdef extern from "pynn.h" nogil:
     int pynn_sgemm(float *C, const float *A, const float *B,
                    int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                    float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc)
+    int64_t pynn_sgemm_ksplit_chunks(int64_t M, int64_t N, int64_t K)
+    int pynn_sgemm_ksplit(float *C, float *partials, const float *A, const float *B,
+                          int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                          int64_t lda, int64_t ldb, int64_t ldc)
     int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
                             const float *bias, int trans_a, int trans_b,
                             int64_t M, int64_t N, int64_t K, int act, float act_alpha)

@@ -59,6 +59,39 @@ def sgemm(float[:, ::1] C,           # OUT (M, N)
     _check(status, "sgemm")
 
 
+def sgemm_ksplit_chunks(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K):
+    """How many K chunks sgemm_ksplit cuts an (M, N, K) product into (its partials
+    workspace holds that many M x N matrices)."""
+    return pynn_sgemm_ksplit_chunks(M, N, K)
+
+
+def sgemm_ksplit(float[:, ::1] C,          # OUT (M, N)
+                 float[::1] partials,       # WORK sgemm_ksplit_chunks(M, N, K) * M * N floats
+                 const float[:, ::1] A,     # IN  (M, K), or (K, M) if trans_a
+                 const float[:, ::1] B,     # IN  (K, N), or (N, K) if trans_b
+                 bint trans_a=False, bint trans_b=False):
+    """C = op(A) op(B) with K cut into fixed chunks summed in chunk order (for a long K
+    and a small C: a filter gradient); the same result on any number of threads."""
+    cdef Py_ssize_t M, N, K
+    M, N, K = _gemm_dims((C.shape[0], C.shape[1]), (A.shape[0], A.shape[1]),
+                         (B.shape[0], B.shape[1]), trans_a, trans_b, "C", "sgemm_ksplit")
+    cdef int64_t need = pynn_sgemm_ksplit_chunks(M, N, K) * M * N
+    if partials.shape[0] < need:
+        raise ValueError(f"sgemm_ksplit: partials must hold at least {need} floats, "
+                         f"received {partials.shape[0]}")
+    cdef int64_t lda = _leading_dim(A.strides[0], A.shape[1])
+    cdef int64_t ldb = _leading_dim(B.strides[0], B.shape[1])
+    cdef int64_t ldc = _leading_dim(C.strides[0], C.shape[1])
+    cdef float *c = _data(C)
+    cdef float *w = &partials[0] if partials.shape[0] > 0 else NULL
+    cdef const float *a = _cdata(A)
+    cdef const float *b = _cdata(B)
+    cdef int status
+    with nogil:
+        status = pynn_sgemm_ksplit(c, w, a, b, trans_a, trans_b, M, N, K, lda, ldb, ldc)
+    _check(status, "sgemm_ksplit")
+
+
 def sgemm_bias_act(float[:, ::1] Z,          # OUT (M, N) pre-activation
                    Y,                        # OUT (M, N) act(Z), or None; may be Z itself
                    const float[:, ::1] A,    # IN  (M, K), or (K, M) if trans_a

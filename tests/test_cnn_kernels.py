@@ -23,6 +23,9 @@ GEOMETRIES = [
     (1, 8, 8, 1, (2, 2), (3, 3), "valid"),          # windows with gaps between them
     (4, 28, 28, 1, (5, 5), (1, 1), "same"),          # LeNet's first layer
     (2, 6, 6, 67, (2, 2), (1, 2), "same"),           # channels over one 64-wide block
+    (3, 28, 28, 6, (2, 2), (2, 2), "valid"),         # LeNet's first pool: the 2x2/2 loops
+    (2, 9, 11, 5, (2, 2), (2, 2), "valid"),          # 2x2/2 with a last odd row and column
+    (2, 10, 10, 16, (2, 2), (2, 2), "same"),         # 2x2/2, "same" without padding
 ]
 
 
@@ -215,6 +218,13 @@ DIRECT_SHAPES = [
     (2, 7, 7, 3, (3, 4), (2, 1), "same", 5),      # 36: the GEMM path
     (2, 6, 6, 1, (3, 3), (1, 1), "valid", 17),    # 17 filters: the GEMM path
     (1, 1, 1, 1, (1, 1), (1, 1), "valid", 3),
+    # one channel at column stride 1: lanes over (position, filter) (xe_* in conv_direct.c)
+    (2, 13, 12, 1, (4, 8), (2, 1), "same", 16),   # kw 8, row stride 2, ow*f 192: the widest
+    (1, 5, 13, 1, (3, 3), (1, 1), "same", 16),    # ow*f 208: the patch route
+    (2, 40, 9, 1, (3, 3), (1, 1), "same", 5),     # 40 rows: two row blocks per image
+    (2, 9, 10, 1, (2, 7), (1, 1), "valid", 7),    # kw 7: the loop without a fixed width
+    (2, 40, 7, 1, (5, 5), (1, 1), "same", 3),     # 5x5 at row stride 1 (xe_grad_5x5), 2 blocks
+    (2, 3, 12, 1, (5, 5), (1, 1), "same", 16),    # 5x5 with fewer rows than the window
 ]
 
 
@@ -272,3 +282,117 @@ def test_direct_convolution_refuses_what_it_does_not_handle():
     with pytest.raises(ValueError, match="direct"):
         _core.conv2d_direct_forward(z, z, x, np.zeros((3, 3, 3, 4), np.float32), None, (1, 1),
                                     (1, 1), _core.ACT_SOFTMAX, 0.0)
+
+
+# sgemm_ksplit: the filter gradient's GEMM with K cut into chunks fixed by the shape
+# (csrc/gemm.c).  K on both sides of one chunk (256) and of the 8-chunk cap, M and N
+# off the micro-kernel's tiles, all four transposes.
+KSPLIT_SHAPES = [(16, 150, 6400), (1, 1, 1), (7, 33, 255), (13, 29, 257), (5, 3, 2049),
+                 (17, 1, 3001), (24, 40, 512)]
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(True, False), (False, False), (False, True),
+                                             (True, True)])
+@pytest.mark.parametrize("m,n,k", KSPLIT_SHAPES)
+def test_sgemm_ksplit_matches_the_product(m, n, k, trans_a, trans_b):
+    rng = np.random.default_rng(m + n + k)
+    a = rand(rng, *((k, m) if trans_a else (m, k)))
+    b = rand(rng, *((n, k) if trans_b else (k, n)))
+    expect = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
+    outs = []
+    for threads in (1, 2):
+        pynn.set_num_threads(threads)
+        try:
+            c = np.full((m, n), np.nan, np.float32)
+            work = np.full(_core.sgemm_ksplit_chunks(m, n, k) * m * n, np.nan, np.float32)
+            _core.sgemm_ksplit(c, work, a, b, trans_a, trans_b)
+            outs.append(c)
+        finally:
+            pynn.set_num_threads(2)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    close(outs[0], expect.astype(np.float32), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="partials"):
+        _core.sgemm_ksplit(c, np.zeros(_core.sgemm_ksplit_chunks(m, n, k) * m * n - 1,
+                                       np.float32), a, b, trans_a, trans_b)
+
+
+def test_gemm_convolution_is_bitwise_the_same_on_1_and_2_threads():
+    """LeNet's second layer (16@5x5 over 6 channels): the im2col + GEMM path, its filter
+    gradient through sgemm_ksplit."""
+    rng = np.random.default_rng(12)
+    x, k, b = rand(rng, 64, 14, 14, 6), rand(rng, 5, 5, 6, 16), rand(rng, 16)
+    assert not _core.conv2d_direct_supported(k.shape, _core.ACT_RELU)
+    dy0 = rand(rng, 64, 10, 10, 16)
+    outs = []
+    for threads in (1, 2):
+        pynn.set_num_threads(threads)
+        try:
+            cols = np.empty((6400, 150), np.float32)
+            z, y = np.empty_like(dy0), np.empty_like(dy0)
+            CPU.conv2d_forward(x, k, b, (1, 1), (0, 0), "relu", 0.0, cols, z, y)
+            dy, dw, db, dx = dy0.copy(), np.empty_like(k), np.empty_like(b), np.empty_like(x)
+            CPU.conv2d_backward(x, k, z, y, dy, (1, 1), (0, 0), "relu", 0.0, cols, dw, db, dx)
+            outs.append((z, y, dy, dw, db, dx))
+        finally:
+            pynn.set_num_threads(2)
+    for a, r in zip(*outs):
+        np.testing.assert_array_equal(a, r)
+    ref_dw = ref.im2col(x, (5, 5), (1, 1), (0, 0), (10, 10)).T.astype(np.float64) @ \
+        outs[0][2].reshape(-1, 16)
+    close(outs[0][3].reshape(150, 16), ref_dw.astype(np.float32), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n,h,w,c", [(16, 28, 28, 6), (3, 9, 11, 5), (2, 10, 10, 16), (1, 2, 2, 1),
+                                     (2, 3, 3, 67)])
+def test_2x2_max_pooling_routes_ties_like_the_reference_on_1_and_2_threads(n, h, w, c):
+    """The 2x2/stride-2 loops (pool.c): after a ReLU most windows tie at 0, and the first
+    window position (row-major) must take the gradient; odd leftover rows and columns get 0."""
+    rng = np.random.default_rng(n * h + w * c)
+    x = np.maximum(rand(rng, n, h, w, c), 0.0)
+    x[:, ::3, 1::2] = x[:, ::3, ::2][:, :, :w // 2]        # ties between nonzero values too
+    (oh, ow), pads = geometry(h, w, (2, 2), (2, 2), "valid")
+    dy = rand(rng, n, oh, ow, c)
+    yr = np.empty((n, oh, ow, c), np.float32)
+    dxr = np.empty_like(x)
+    NUMPY.maxpool2d_forward(x, (2, 2), (2, 2), pads, yr)
+    NUMPY.maxpool2d_backward(x, yr, dy, (2, 2), (2, 2), pads, dxr)
+    outs = []
+    for threads in (1, 2):
+        pynn.set_num_threads(threads)
+        try:
+            y = np.full((n, oh, ow, c), np.nan, np.float32)
+            dx = np.full(x.shape, np.nan, np.float32)
+            _core.maxpool2d_forward(y, x, (2, 2), (2, 2), pads)
+            _core.maxpool2d_backward(dx, x, y, dy, (2, 2), (2, 2), pads)
+            outs.append((y, dx))
+        finally:
+            pynn.set_num_threads(2)
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(outs[0][0], yr)
+    np.testing.assert_array_equal(outs[0][1], dxr)
+
+
+@pytest.mark.parametrize("n,h,w,window,strides,f", [(8, 40, 9, (3, 3), (1, 1), 5),
+                                                    (8, 40, 7, (5, 5), (1, 1), 3),
+                                                    (6, 13, 12, (4, 8), (2, 1), 16)])
+def test_one_channel_direct_convolution_is_bitwise_the_same_on_1_and_2_threads(n, h, w, window,
+                                                                             strides, f):
+    rng = np.random.default_rng(n * h + f)
+    (oh, ow), pads = geometry(h, w, window, strides, "same")
+    x, k, b = rand(rng, n, h, w, 1), rand(rng, *window, 1, f), rand(rng, f)
+    dy0 = rand(rng, n, oh, ow, f)
+    outs = []
+    for threads in (1, 2):
+        pynn.set_num_threads(threads)
+        try:
+            z, y = np.empty_like(dy0), np.empty_like(dy0)
+            _core.conv2d_direct_forward(z, y, x, k, b, strides, pads, _core.ACT_RELU, 0.0)
+            dz, dw, db = dy0.copy(), np.empty_like(k), np.empty_like(b)
+            _core.conv2d_direct_backward_filter(dw, db, dz, x, z, y, dz, strides, pads,
+                                                _core.ACT_RELU, 0.0)
+            outs.append((z, y, dz, dw, db))
+        finally:
+            pynn.set_num_threads(2)
+    for a, r in zip(*outs):
+        np.testing.assert_array_equal(a, r)

@@ -103,8 +103,13 @@ class CpuBackend(HostBackend):
         # dW^T = dz^T cols (F x KH*KW*C), then transposed into dW: the GEMM splits M and N,
         # and this orientation puts the long side (the kernel's rows) on N, where the
         # micro-kernel's wide NR tile is filled, instead of the few filters.
+        # K (the batch's output positions) is long and the output small: the product is
+        # cut along K into chunks fixed by the shape, one thread each (sgemm_ksplit).
         dw_t = self._scratch("conv_dw_t", (f, kh * kw * c))
-        _core.sgemm(dw_t, dz, cols, True, False)
+        rows = dz.shape[0]
+        partials = self._scratch("conv_dw_partials",
+                                 (_core.sgemm_ksplit_chunks(f, kh * kw * c, rows) * f * kh * kw * c,))
+        _core.sgemm_ksplit(dw_t, partials, dz, cols, True, False)
         dw.reshape(kh * kw * c, f)[...] = dw_t.T
         if dx is not None:
             _core.sgemm(cols, dz, w.reshape(kh * kw * c, f), False, True)   # dcols = dz W^T

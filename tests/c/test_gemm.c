@@ -518,6 +518,63 @@ static void check_arguments(void) {
     }
 }
 
+/* pynn_sgemm_ksplit: K cut into chunks fixed by the shape, each by one thread, added in
+ * chunk order.  Against the naive product, with padded leading dimensions (padding
+ * columns of C untouched), and bitwise the same on 1 and 2 threads. */
+static void check_ksplit(int64_t m, int64_t n, int64_t k, int ta, int tb) {
+    const int64_t pad = 3;
+    const int64_t rows_a = ta ? k : m, cols_a = ta ? m : k;
+    const int64_t rows_b = tb ? n : k, cols_b = tb ? k : n;
+    const int64_t lda = cols_a + pad, ldb = cols_b + pad, ldc = n + pad;
+    const int64_t chunks = pynn_sgemm_ksplit_chunks(m, n, k);
+    float *a = random_matrix(rows_a, cols_a, lda, NAN);
+    float *b = random_matrix(rows_b, cols_b, ldb, NAN);
+    float *c1 = random_matrix(m, n, ldc, SENTINEL);
+    float *c2 = alloc_floats(m * ldc);
+    float *work = alloc_floats(chunks * m * n);
+    int64_t i, j, bad = 0, touched = 0, differ = 0;
+    int s1, s2;
+    memcpy(c2, c1, (size_t)(m * ldc) * sizeof(float));
+    pynn_set_num_threads(1);
+    s1 = pynn_sgemm_ksplit(c1, work, a, b, ta, tb, m, n, k, lda, ldb, ldc);
+    pynn_set_num_threads(2);
+    s2 = pynn_sgemm_ksplit(c2, work, a, b, ta, tb, m, n, k, lda, ldb, ldc);
+    CHECK(s1 == PYNN_OK && s2 == PYNN_OK, "ksplit status %d %d", s1, s2);
+    for (i = 0; i < m; i++)                   /* M: rows of C */
+        for (j = 0; j < ldc; j++) {           /* N: columns of C, then padding */
+            double dot, mag;
+            if (j >= n) {
+                touched += c1[i * ldc + j] != SENTINEL || c2[i * ldc + j] != SENTINEL;
+                continue;
+            }
+            differ += memcmp(&c1[i * ldc + j], &c2[i * ldc + j], sizeof(float)) != 0;
+            naive_dot(&dot, &mag, a, b, ta, tb, lda, ldb, i, j, k);
+            bad += !(fabs((double)c1[i * ldc + j] - dot) <= error_bound(k, mag));
+        }
+    CHECK(bad == 0 && touched == 0 && differ == 0,
+          "ksplit ta=%d tb=%d M=%lld N=%lld K=%lld (%lld chunks): %lld wrong, %lld padding "
+          "written, %lld differ between 1 and 2 threads", ta, tb, (long long)m, (long long)n,
+          (long long)k, (long long)chunks, (long long)bad, (long long)touched, (long long)differ);
+    free(a);
+    free(b);
+    free(c1);
+    free(c2);
+    free(work);
+}
+
+static void check_ksplit_shapes(void) {
+    static const int64_t shapes[][3] = {{16, 150, 6400}, {1, 1, 1}, {7, 33, 255},
+                                        {13, 29, 257}, {5, 3, 2049}, {17, 1, 3001}};
+    size_t s;
+    int ta, tb;
+    for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++)   /* shapes */
+        for (ta = 0; ta < 2; ta++)
+            for (tb = 0; tb < 2; tb++)
+                check_ksplit(shapes[s][0], shapes[s][1], shapes[s][2], ta, tb);
+    CHECK(pynn_sgemm_ksplit_chunks(16, 150, 6400) == 8 && pynn_sgemm_ksplit_chunks(3, 3, 256) == 1,
+          "ksplit chunk rule");
+}
+
 int main(void) {
     static const char *names[] = {"auto", "generic", "avx2", "avx512"};
     int which, tested = 0;
@@ -541,6 +598,7 @@ int main(void) {
         check_small_limit();
         check_bias_act_shapes(ki);
         check_threads_bitwise(ki);
+        check_ksplit_shapes();
         printf("test_gemm: %-8s MR=%lld NR=%lld MC=%lld KC=%lld NC=%lld: %s\n", names[which],
                (long long)ki->mr, (long long)ki->nr, (long long)ki->mc, (long long)ki->kc,
                (long long)ki->nc, n_failures == failures_before ? "ok" : "FAILED");
