@@ -3,10 +3,13 @@
  *
  * A BatchNormalization layer over NHWC images reshapes them to (N*H*W, C): the
  * statistics are per column.  Batches of images have many rows and few columns, so
- * the column sums are parallel over chunks of PYNN_REDUCE_CHUNK rows: each chunk's
- * partial sums (one per column) are written by one thread, and the partials are
- * added in chunk order afterwards, so the result does not depend on the thread count.
- * The partials live on the stack when small, else in one malloc'ed array per call.
+ * the column sums are parallel over chunks of rows: each chunk's partial sums (one per
+ * column) are written by one thread, and the partials are added in chunk order
+ * afterwards, so the result does not depend on the thread count.  A chunk is
+ * PYNN_REDUCE_CHUNK rows, or longer for tall arrays so that there are at most
+ * BN_MAX_CHUNKS of them (the chunking depends on the shape alone): then the partials of
+ * up to 64 channels fit on the stack and a training step allocates nothing.  Wider
+ * layers allocate their partials for the call.
  *
  * The arithmetic follows pynn/backend/reference.py expression by expression:
  *   mean = sum(x) / rows;  var = sum((x - mean)^2) / rows  (biased, as Keras 3);
@@ -17,7 +20,8 @@
 #include <stdlib.h>
 #include "internal.h"
 
-#define BN_STACK_PARTIALS 4096
+#define BN_MAX_CHUNKS 64
+#define BN_STACK_PARTIALS (BN_MAX_CHUNKS * 2 * 64)
 
 enum { BN_SUM, BN_SQUARED_DEVIATION, BN_GRADIENTS };
 
@@ -27,7 +31,9 @@ enum { BN_SUM, BN_SQUARED_DEVIATION, BN_GRADIENTS };
 static int chunked_column_sums(float *out0, float *out1, const float *x, const float *dy,
                                const float *mean, const float *inv_std, int64_t rows,
                                int64_t cols, int mode) {
-    const int64_t nchunks = (rows + PYNN_REDUCE_CHUNK - 1) / PYNN_REDUCE_CHUNK;
+    const int64_t chunk = rows > BN_MAX_CHUNKS * PYNN_REDUCE_CHUNK
+                              ? (rows + BN_MAX_CHUNKS - 1) / BN_MAX_CHUNKS : PYNN_REDUCE_CHUNK;
+    const int64_t nchunks = (rows + chunk - 1) / chunk;
     const int64_t nsums = mode == BN_GRADIENTS ? 2 : 1;
     float stack_partials[BN_STACK_PARTIALS], *partials = stack_partials;
     int64_t ch, j;
@@ -38,8 +44,8 @@ static int chunked_column_sums(float *out0, float *out1, const float *x, const f
     /* chunks of rows: each chunk's partial sums are written by one thread */
 #pragma omp parallel for schedule(static) num_threads(nchunks > 1 ? pynn_threads_for(rows * cols) : 1)
     for (ch = 0; ch < nchunks; ch++) {
-        const int64_t r0 = ch * PYNN_REDUCE_CHUNK;
-        const int64_t r1 = r0 + PYNN_REDUCE_CHUNK < rows ? r0 + PYNN_REDUCE_CHUNK : rows;
+        const int64_t r0 = ch * chunk;
+        const int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
         float *p0 = partials + ch * nsums * cols, *p1 = p0 + cols;
         int64_t r, e;
         for (e = 0; e < nsums * cols; e++) p0[e] = 0.0f;

@@ -402,17 +402,24 @@ static int xe_forward(float *z, float *y, const float *x, const float *wgt, cons
     return PYNN_OK;
 }
 
+/* The caller's buffer for the chunks' partial sums when it is big enough, else one
+ * allocated for this call (the caller frees it when it is not `work`). */
+static float *partials_buffer(float *work, int64_t work_size, int64_t need) {
+    if (work != NULL && work_size >= need) return work;
+    return (float *)malloc((size_t)(need > 0 ? need : 1) * sizeof(float));
+}
+
 static int xe_filter_grad(float *dw, float *db, float *dz, const float *x, const float *z,
                           const float *y, const float *dy, int64_t n, int64_t h, int64_t w,
                           int64_t kh, int64_t kw, int64_t sh, int64_t pad_top, int64_t pad_left,
-                          int64_t oh, int64_t ow, int64_t f, int act, float alpha) {
+                          int64_t oh, int64_t ow, int64_t f, int act, float alpha,
+                          float *work, int64_t work_size) {
     const int64_t el = xe_lanes(ow, f), xl = xe_row_len(ow, kw, f), span = ow * f;
     const int64_t rb = xe_block_rows(oh, sh, kh), blocks = (oh + rb - 1) / rb;
     const int64_t nchunks = n * blocks, k = kh * kw;
     const int64_t part = k * f + f;                       /* one chunk's dW and db */
-    float *partials;
+    float *partials = partials_buffer(work, work_size, nchunks * part);
     int64_t ch, e;
-    partials = (float *)malloc((size_t)(nchunks * part) * sizeof(float));
     PYNN_RETURN_IF(partials == NULL, PYNN_ENOMEM);
     /* chunks (image, block of output rows): each chunk's partial is written by one thread */
     PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * k * f),
@@ -441,7 +448,7 @@ static int xe_filter_grad(float *dw, float *db, float *dz, const float *x, const
         for (ch = 1; ch < nchunks; ch++)
             for (e = 0; e < f; e++) db[e] += partials[ch * part + k * f + e];
     }
-    free(partials);
+    if (partials != work) free(partials);
     return PYNN_OK;
 }
 
@@ -550,7 +557,7 @@ int pynn_conv2d_direct_backward_filter(float *dw, float *db, float *dz, const fl
                                        int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
                                        int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
                                        int64_t pad_left, int64_t oh, int64_t ow, int64_t f,
-                                       int act, float alpha) {
+                                       int act, float alpha, float *work, int64_t work_size) {
     const int64_t k = kh * kw * c;
     const int64_t rows = n * oh;
     /* whole rows per patch buffer (one row, in blocks, when a row is wider than a block) */
@@ -572,8 +579,8 @@ int pynn_conv2d_direct_backward_filter(float *dw, float *db, float *dz, const fl
     }
     if (xe_supported(c, kh, kw, sw, ow, f))
         return xe_filter_grad(dw, db, dz, x, z, y, dy, n, h, w, kh, kw, sh, pad_top, pad_left,
-                              oh, ow, f, act, alpha);
-    partials = (float *)malloc((size_t)(nchunks * part) * sizeof(float));
+                              oh, ow, f, act, alpha, work, work_size);
+    partials = partials_buffer(work, work_size, nchunks * part);
     PYNN_RETURN_IF(partials == NULL, PYNN_ENOMEM);
     /* chunks of output rows: each chunk's partial is written by one thread */
     PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * k * f),
@@ -640,6 +647,26 @@ int pynn_conv2d_direct_backward_filter(float *dw, float *db, float *dz, const fl
         for (ch = 1; ch < nchunks; ch++)
             for (e = 0; e < f; e++) db[e] += partials[ch * part + k * f + e];
     }
-    free(partials);
+    if (partials != work) free(partials);
     return PYNN_OK;
+}
+
+/* Floats of partial sums pynn_conv2d_direct_backward_filter needs for this shape: one
+ * (kernel + bias) gradient per chunk, the chunks fixed by the shape as in the function. */
+int64_t pynn_conv2d_direct_filter_work(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                       int64_t kw, int64_t sh, int64_t sw, int64_t oh, int64_t ow,
+                                       int64_t f) {
+    const int64_t rows = n * oh;
+    int64_t rows_per_chunk;
+    (void)h;
+    (void)w;
+    if (n < 0 || oh < 0 || ow < 0 || f < 0 || kh < 1 || kw < 1 || c < 1 || sh < 1 || sw < 1)
+        return PYNN_EINVAL;
+    if (rows == 0 || ow == 0) return 0;
+    if (xe_supported(c, kh, kw, sw, ow, f)) {
+        const int64_t rb = xe_block_rows(oh, sh, kh);
+        return n * ((oh + rb - 1) / rb) * (kh * kw * f + f);
+    }
+    rows_per_chunk = ow > CONV_DIRECT_JB ? 1 : CONV_DIRECT_BUF / round_up8(ow);
+    return (rows + rows_per_chunk - 1) / rows_per_chunk * (kh * kw * c * f + f);
 }

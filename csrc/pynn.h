@@ -254,7 +254,10 @@ int pynn_col2im(float *dx, const float *cols, int64_t n, int64_t h, int64_t w, i
  * forward: z, y (n, oh, ow, f) = act(conv(x, wgt) + bias), wgt (kh, kw, c, f), bias (f,)
  *   or NULL; y may equal z.
  * backward_filter: dz = act'(z) dy (dz may be dy), dw (kh, kw, c, f) and db (f,) (or
- *   NULL) the kernel and bias gradients; summed in chunks fixed by the shape. */
+ *   NULL) the kernel and bias gradients; summed in chunks fixed by the shape.  The chunks'
+ *   partial sums go to `work` when it holds at least `work_size` >=
+ *   pynn_conv2d_direct_filter_work(...) floats (a caller's reused buffer: no allocation
+ *   per step); else (work NULL or too small) they are allocated for the call. */
 int pynn_conv2d_direct_supported(int64_t kh, int64_t kw, int64_t c, int64_t f, int act);
 int pynn_conv2d_direct_forward(float *z, float *y, const float *x, const float *wgt,
                                const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
@@ -266,7 +269,10 @@ int pynn_conv2d_direct_backward_filter(float *dw, float *db, float *dz, const fl
                                        int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
                                        int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
                                        int64_t pad_left, int64_t oh, int64_t ow, int64_t f,
-                                       int act, float alpha);
+                                       int act, float alpha, float *work, int64_t work_size);
+int64_t pynn_conv2d_direct_filter_work(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                       int64_t kw, int64_t sh, int64_t sw, int64_t oh, int64_t ow,
+                                       int64_t f);
 
 /* y (n, oh, ow, c) = max over each (ph x pw) window; padding acts as -inf; a window
  * without input positions gives 0. */

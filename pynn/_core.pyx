@@ -75,7 +75,10 @@ cdef extern from "pynn.h" nogil:
                                            int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
                                            int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
                                            int64_t pad_left, int64_t oh, int64_t ow, int64_t f,
-                                           int act, float alpha)
+                                           int act, float alpha, float *work, int64_t work_size)
+    int64_t pynn_conv2d_direct_filter_work(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                           int64_t kw, int64_t sh, int64_t sw, int64_t oh,
+                                           int64_t ow, int64_t f)
     int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w,
                                int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
                                int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow)

@@ -113,6 +113,14 @@ def conv2d_direct_forward(float[:, :, :, ::1] z,          # OUT (N, OH, OW, F)
     _check(status, where)
 
 
+def conv2d_direct_filter_work(x_shape, kernel_shape, strides, out_hw):
+    """Floats of scratch conv2d_direct_backward_filter uses for these shapes."""
+    cdef int64_t n = x_shape[0], h = x_shape[1], w = x_shape[2], c = x_shape[3]
+    return pynn_conv2d_direct_filter_work(n, h, w, c, kernel_shape[0], kernel_shape[1],
+                                          strides[0], strides[1], out_hw[0], out_hw[1],
+                                          kernel_shape[3])
+
+
 def conv2d_direct_backward_filter(float[:, :, :, ::1] dw,     # OUT (KH, KW, C, F)
                                   db,                          # OUT (F,) or None
                                   float[:, :, :, ::1] dz,      # OUT (N, OH, OW, F); may be dy
@@ -120,8 +128,11 @@ def conv2d_direct_backward_filter(float[:, :, :, ::1] dw,     # OUT (KH, KW, C, 
                                   const float[:, :, :, ::1] z,     # IN (N, OH, OW, F)
                                   const float[:, :, :, ::1] y,     # IN (N, OH, OW, F)
                                   const float[:, :, :, ::1] dy,    # IN (N, OH, OW, F)
-                                  strides, padding, int act, float alpha):
-    """dz = act'(z) dy; dw, db = the kernel and bias gradients."""
+                                  strides, padding, int act, float alpha,
+                                  work=None):                  # scratch float32, 1-D, or None
+    """dz = act'(z) dy; dw, db = the kernel and bias gradients.  `work`, a reused scratch
+    array of at least conv2d_direct_filter_work(...) floats, holds the partial sums so the
+    call allocates nothing (without it, or when it is too small, C allocates them)."""
     cdef str where = "conv2d_direct_backward_filter"
     cdef int64_t kh = dw.shape[0], kw = dw.shape[1], c = dw.shape[2], f = dw.shape[3]
     cdef int64_t sh, sw, pt, pl
@@ -140,6 +151,14 @@ def conv2d_direct_backward_filter(float[:, :, :, ::1] dw,     # OUT (KH, KW, C, 
         db_view = db
         _same_length(db_view.shape[0], f, "db", where)
         pdb = _data1(db_view)
+    cdef float[::1] work_view
+    cdef float *pwork = NULL
+    cdef int64_t work_size = 0
+    if work is not None:
+        work_view = work
+        work_size = work_view.shape[0]
+        if work_size > 0:
+            pwork = &work_view[0]
     cdef float *pdw = _data4(dw)
     cdef float *pdz = _data4(dz)
     cdef const float *px = _cdata4(x)
@@ -151,7 +170,7 @@ def conv2d_direct_backward_filter(float[:, :, :, ::1] dw,     # OUT (KH, KW, C, 
         status = pynn_conv2d_direct_backward_filter(pdw, pdb, pdz, px, pz, py, pdy, x.shape[0],
                                                     x.shape[1], x.shape[2], c, kh, kw, sh, sw,
                                                     pt, pl, dz.shape[1], dz.shape[2], f, act,
-                                                    alpha)
+                                                    alpha, pwork, work_size)
     _check(status, where)
 
 

@@ -89,8 +89,10 @@ class CpuBackend(HostBackend):
         dz = dy.reshape(-1, f)
         act = ACTIVATION_IDS[activation]
         if _core.conv2d_direct_supported(w.shape, act):
+            # cols, unused by the direct forward, holds the gradient's partial sums when it is
+            # big enough (always, but for degenerate shapes): no allocation per step
             _core.conv2d_direct_backward_filter(dw, db, dy, x, z, y, dy, strides, padding, act,
-                                                alpha)
+                                                alpha, cols.reshape(-1))
             if dx is not None:
                 _core.sgemm(cols, dz, w.reshape(kh * kw * c, f), False, True)   # dcols = dz W^T
                 _core.col2im(dx, cols, (kh, kw), strides, padding, z.shape[1:3])
