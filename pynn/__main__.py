@@ -93,7 +93,7 @@ def main(argv=None):
               validation_split=0.1, verbose=args.verbose)
     elapsed = time.perf_counter() - start
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    print(f"Trained in {elapsed:.1f} s")
+    print(f"Trained in {elapsed:.2f} s")
     print(f"Test loss: {loss:.4f}")
     print(f"Test accuracy: {accuracy:.4f} on {len(x_test)} unseen digits")
     save_outputs(pynn, model, args.output)
