@@ -104,7 +104,9 @@ class ActivationMonitor(Callback):
         self._firing = [layer_activation(layer) in _FIRED for layer in self.model.layers]
 
     def _flat_weights(self):
-        arrays = [w.reshape(-1) for w in self.model.get_weights()]
+        # one copy: to_host gives views of host arrays, concatenate copies them once
+        be = self.model._backend
+        arrays = [be.to_host(w).reshape(-1) for layer in self.model.layers for w in layer.weights]
         return np.concatenate(arrays) if arrays else np.zeros(0, np.float32)
 
     def on_epoch_begin(self, epoch, logs=None):
