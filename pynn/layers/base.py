@@ -168,3 +168,20 @@ def _numeric_array(value, where):
             raise TypeError(f"{where}: expected real numbers, received complex dtype {arr.dtype}")
         raise TypeError(f"{where}: expected a numeric array, received dtype {arr.dtype}")
     return arr
+
+
+class KernelBiasLayer(Layer):
+    """A layer whose weights are a kernel and an optional bias, followed by an activation
+    (Dense, Conv2D): the accessors they share."""
+
+    @property
+    def kernel(self):
+        return self.weights[0]
+
+    @property
+    def bias(self):
+        return self.weights[1] if self.use_bias else None
+
+    @property
+    def output_activation(self):
+        return self.activation

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .. import activations, initializers
-from .base import Layer
+from .base import KernelBiasLayer
 
 PADDINGS = ("valid", "same")
 
@@ -66,7 +66,7 @@ def window_geometry(input_shape, window, strides, padding, where):
     return (oh, ow), (pt, pl)
 
 
-class Conv2D(Layer):
+class Conv2D(KernelBiasLayer):
     """2-D convolution over NHWC images: y = activation(conv(x, kernel) + bias)."""
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
@@ -108,18 +108,6 @@ class Conv2D(Layer):
                         self.kernel_initializer)
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer)
-
-    @property
-    def kernel(self):
-        return self.weights[0]
-
-    @property
-    def bias(self):
-        return self.weights[1] if self.use_bias else None
-
-    @property
-    def output_activation(self):
-        return self.activation
 
     def forward(self, backend, x, training=False, logits=False):
         n = x.shape[0]

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .. import activations, initializers
-from .base import Layer, check_shape_arg, unique_name
+from .base import KernelBiasLayer, Layer, check_shape_arg, unique_name
 
 
 class InputLayer:
@@ -24,7 +24,7 @@ def Input(shape, batch_size=None, name=None):
     return InputLayer(shape, name)
 
 
-class Dense(Layer):
+class Dense(KernelBiasLayer):
     """y = activation(x @ kernel + bias) on the last axis; kernel (in, out), bias (out,)."""
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
@@ -48,18 +48,6 @@ class Dense(Layer):
         self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
         if self.use_bias:
             self.add_weight("bias", (self.units,), self.bias_initializer)
-
-    @property
-    def kernel(self):
-        return self.weights[0]
-
-    @property
-    def bias(self):
-        return self.weights[1] if self.use_bias else None
-
-    @property
-    def output_activation(self):
-        return self.activation
 
     def forward(self, backend, x, training=False, logits=False):
         batch = x.shape[0]
