@@ -17,15 +17,16 @@
  * (N x 1) parallelises as well as a wide one. */
 #define PYNN_ACT_SPAN 4096
 
-/* y[r, :] = softmax(x[r, :]) for one row of n values; y may equal x. */
+/* y[r, :] = softmax(x[r, :]) for one row of n values; y may equal x.
+ * m = max, e_j = expf(x_j - m) (vectorised, pynn_exp_span), s = sum of e in index
+ * order, y_j = e_j / s. */
 static void softmax_row(float *y, const float *x, int64_t n) {
     float m = x[0], s = 0.0f;
     int64_t j;
     for (j = 1; j < n; j++) m = x[j] > m ? x[j] : m;
-    for (j = 0; j < n; j++) {
-        y[j] = expf(x[j] - m);
-        s += y[j];
-    }
+    for (j = 0; j < n; j++) y[j] = x[j] - m;
+    pynn_exp_span(y, y, n);
+    for (j = 0; j < n; j++) s += y[j];
     for (j = 0; j < n; j++) y[j] = y[j] / s;
 }
 

@@ -685,33 +685,6 @@ int pynn_sgemm_ksplit(float *C, float *partials, const float *A, const float *B,
     return PYNN_OK;
 }
 
-/* ---- softmax epilogue ----------------------------------------------------- */
-
-/* y = softmax(z) row by row, y may equal z.  Per row: m = max, e = expf(z - m),
- * s = sum of e in index order, y = e / s: the formula of the stand-alone
- * activation kernel, so the fused and separate paths agree bitwise. */
-static void softmax_rows(float *y, const float *z, int64_t rows, int64_t cols, int64_t ld) {
-    int64_t r;
-#ifdef _OPENMP
-    const int nthreads = pynn_threads_for(rows * cols * 16);  /* ~16 flops per exp */
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
-#endif
-    for (r = 0; r < rows; r++) {                  /* M: rows, one thread each */
-        const float *zr = z + r * ld;
-        float *yr = y + r * ld;
-        float mx = zr[0], s = 0.0f;
-        int64_t j;
-        for (j = 1; j < cols; j++)                /* N: the row's maximum */
-            mx = zr[j] > mx ? zr[j] : mx;
-        for (j = 0; j < cols; j++) {              /* N: exponentials, summed in order */
-            yr[j] = expf(zr[j] - mx);
-            s += yr[j];
-        }
-        for (j = 0; j < cols; j++)                /* N: normalise */
-            yr[j] = yr[j] / s;
-    }
-}
-
 int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
                         const float *bias, int trans_a, int trans_b,
                         int64_t M, int64_t N, int64_t K, int act, float act_alpha) {
@@ -739,7 +712,9 @@ int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
     /* Contiguous operands: the leading dimension is the stored row length. */
     gemm_set_strides(&pr, trans_a, trans_b, max1(trans_a ? M : K), max1(trans_b ? K : N), max1(N));
     status = gemm_run(&pr);
+    /* softmax needs whole rows: the stand-alone kernel runs once the rows are complete
+     * (the same code, so the fused and separate paths agree bitwise) */
     if (status == PYNN_OK && Y != NULL && act == PYNN_ACT_SOFTMAX && M > 0 && N > 0)
-        softmax_rows(Y, Z, M, N, pr.ldc);
+        status = pynn_activation_forward(Y, Z, M, N, PYNN_ACT_SOFTMAX, 0.0f);
     return status;
 }

@@ -45,6 +45,11 @@ static inline int pynn_threads_for(int64_t work) {
  * the result. */
 #define PYNN_REDUCE_CHUNK 256
 
+/* y[0:n] = expf(x[0:n]), vectorised where the CPU allows and bitwise equal to glibc's
+ * expf (exp_span.c); y may equal x.  pynn_exp_level: 2 AVX-512, 1 AVX2 + FMA, 0 scalar. */
+void pynn_exp_span(float *y, const float *x, int64_t n);
+int pynn_exp_level(void);
+
 #define PYNN_RETURN_IF(cond, status) do { if (cond) return (status); } while (0)
 
 #endif /* PYNN_INTERNAL_H */

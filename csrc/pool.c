@@ -181,6 +181,7 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
                             int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow) {
     const int nthreads = pynn_threads_for(n * oh * ow * c * ph * pw);
     int64_t t, img;
+    (void)nthreads;                               /* unused when built without OpenMP */
     PYNN_RETURN_IF(!pool_geometry_ok(n, h, w, c, ph, pw, sh, sw, pad_top, pad_left, oh, ow),
                    PYNN_EINVAL);
     PYNN_RETURN_IF((dx == NULL || x == NULL || y == NULL || dy == NULL) && n * h * w * c > 0,
