@@ -409,6 +409,21 @@ static float *partials_buffer(float *work, int64_t work_size, int64_t need) {
     return (float *)malloc((size_t)(need > 0 ? need : 1) * sizeof(float));
 }
 
+/* dw (kf values) and db (f values, may be NULL) = the sums of the chunks' partials, each
+ * chunk a block of `part` floats (its dw, then its db), added in chunk order. */
+static void add_partials(float *dw, float *db, const float *partials, int64_t nchunks,
+                         int64_t part, int64_t kf, int64_t f) {
+    int64_t ch, e;
+    for (e = 0; e < kf; e++) dw[e] = partials[e];
+    for (ch = 1; ch < nchunks; ch++)                      /* chunk order */
+        for (e = 0; e < kf; e++) dw[e] += partials[ch * part + e];
+    if (db != NULL) {
+        for (e = 0; e < f; e++) db[e] = partials[kf + e];
+        for (ch = 1; ch < nchunks; ch++)
+            for (e = 0; e < f; e++) db[e] += partials[ch * part + kf + e];
+    }
+}
+
 static int xe_filter_grad(float *dw, float *db, float *dz, const float *x, const float *z,
                           const float *y, const float *dy, int64_t n, int64_t h, int64_t w,
                           int64_t kh, int64_t kw, int64_t sh, int64_t pad_top, int64_t pad_left,
@@ -419,7 +434,7 @@ static int xe_filter_grad(float *dw, float *db, float *dz, const float *x, const
     const int64_t nchunks = n * blocks, k = kh * kw;
     const int64_t part = k * f + f;                       /* one chunk's dW and db */
     float *partials = partials_buffer(work, work_size, nchunks * part);
-    int64_t ch, e;
+    int64_t ch;
     PYNN_RETURN_IF(partials == NULL, PYNN_ENOMEM);
     /* chunks (image, block of output rows): each chunk's partial is written by one thread */
     PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * k * f),
@@ -440,14 +455,7 @@ static int xe_filter_grad(float *dw, float *db, float *dz, const float *x, const
                       pad_left, ow + kw - 1, f);
             xe_filter_grad_rows(partials + ch * part, xi, xl, dzb, nr, sh, kh, kw, f, ow);
         });
-    for (e = 0; e < k * f; e++) dw[e] = partials[e];
-    for (ch = 1; ch < nchunks; ch++)                      /* chunk order */
-        for (e = 0; e < k * f; e++) dw[e] += partials[ch * part + e];
-    if (db != NULL) {
-        for (e = 0; e < f; e++) db[e] = partials[k * f + e];
-        for (ch = 1; ch < nchunks; ch++)
-            for (e = 0; e < f; e++) db[e] += partials[ch * part + k * f + e];
-    }
+    add_partials(dw, db, partials, nchunks, part, k * f, f);
     if (partials != work) free(partials);
     return PYNN_OK;
 }
@@ -566,7 +574,7 @@ int pynn_conv2d_direct_backward_filter(float *dw, float *db, float *dz, const fl
     const int64_t fp = (f + CONV_DIRECT_FT - 1) / CONV_DIRECT_FT * CONV_DIRECT_FT;
     const int64_t part = k * f + f;                       /* one chunk's dW and db */
     float *partials;
-    int64_t ch, e;
+    int64_t ch;
     PYNN_RETURN_IF(!pynn_conv2d_direct_supported(kh, kw, c, f, act), PYNN_EINVAL);
     PYNN_RETURN_IF(n < 0 || h < 0 || w < 0 || sh < 1 || sw < 1 || pad_top < 0 || pad_left < 0 ||
                    oh < 0 || ow < 0, PYNN_EINVAL);
@@ -639,14 +647,7 @@ int pynn_conv2d_direct_backward_filter(float *dw, float *db, float *dz, const fl
                 out[k * f + q] = s;
             }
         });
-    for (e = 0; e < k * f; e++) dw[e] = partials[e];
-    for (ch = 1; ch < nchunks; ch++)                      /* chunk order */
-        for (e = 0; e < k * f; e++) dw[e] += partials[ch * part + e];
-    if (db != NULL) {
-        for (e = 0; e < f; e++) db[e] = partials[k * f + e];
-        for (ch = 1; ch < nchunks; ch++)
-            for (e = 0; e < f; e++) db[e] += partials[ch * part + k * f + e];
-    }
+    add_partials(dw, db, partials, nchunks, part, k * f, f);
     if (partials != work) free(partials);
     return PYNN_OK;
 }
