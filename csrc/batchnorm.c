@@ -42,31 +42,31 @@ static int chunked_column_sums(float *out0, float *out1, const float *x, const f
         PYNN_RETURN_IF(partials == NULL, PYNN_ENOMEM);
     }
     /* chunks of rows: each chunk's partial sums are written by one thread */
-#pragma omp parallel for schedule(static) num_threads(nchunks > 1 ? pynn_threads_for(rows * cols) : 1)
-    for (ch = 0; ch < nchunks; ch++) {
-        const int64_t r0 = ch * chunk;
-        const int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
-        float *p0 = partials + ch * nsums * cols, *p1 = p0 + cols;
-        int64_t r, e;
-        for (e = 0; e < nsums * cols; e++) p0[e] = 0.0f;
-        for (r = r0; r < r1; r++) {                       /* rows of the chunk, in order */
-            const float *xr = x + r * cols;
-            if (mode == BN_SUM) {
-                for (e = 0; e < cols; e++) p0[e] += xr[e];
-            } else if (mode == BN_SQUARED_DEVIATION) {
-                for (e = 0; e < cols; e++) {
-                    const float d = xr[e] - mean[e];
-                    p0[e] += d * d;
-                }
-            } else {
-                const float *gr = dy + r * cols;
-                for (e = 0; e < cols; e++) {
-                    p0[e] += gr[e];
-                    p1[e] += gr[e] * ((xr[e] - mean[e]) * inv_std[e]);
+    PYNN_PARALLEL_FOR(nchunks > 1 ? pynn_threads_for(rows * cols) : 1,
+        for (ch = 0; ch < nchunks; ch++) {
+            const int64_t r0 = ch * chunk;
+            const int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
+            float *p0 = partials + ch * nsums * cols, *p1 = p0 + cols;
+            int64_t r, e;
+            for (e = 0; e < nsums * cols; e++) p0[e] = 0.0f;
+            for (r = r0; r < r1; r++) {                       /* rows of the chunk, in order */
+                const float *xr = x + r * cols;
+                if (mode == BN_SUM) {
+                    for (e = 0; e < cols; e++) p0[e] += xr[e];
+                } else if (mode == BN_SQUARED_DEVIATION) {
+                    for (e = 0; e < cols; e++) {
+                        const float d = xr[e] - mean[e];
+                        p0[e] += d * d;
+                    }
+                } else {
+                    const float *gr = dy + r * cols;
+                    for (e = 0; e < cols; e++) {
+                        p0[e] += gr[e];
+                        p1[e] += gr[e] * ((xr[e] - mean[e]) * inv_std[e]);
+                    }
                 }
             }
-        }
-    }
+        });
     for (j = 0; j < cols; j++) {
         out0[j] = 0.0f;
         if (mode == BN_GRADIENTS) out1[j] = 0.0f;
@@ -84,7 +84,9 @@ static int chunked_column_sums(float *out0, float *out1, const float *x, const f
 static void normalize_rows(float *y, const float *x, const float *mean, const float *inv_std,
                            const float *gamma, const float *beta, int64_t rows, int64_t cols) {
     int64_t r;
-    /* rows: each row of y is written by one thread */
+    /* rows: each row of y is written by one thread (a plain OpenMP region here: through
+     * PYNN_PARALLEL_FOR, GCC's inlining into forward_infer warns about inv_std falsely
+     * when built without OpenMP) */
 #pragma omp parallel for schedule(static) num_threads(pynn_threads_for(rows * cols))
     for (r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
@@ -162,17 +164,17 @@ int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
                                  BN_GRADIENTS);
     if (status == PYNN_OK && dx != NULL) {
         /* rows: each row of dx is written by one thread */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(rows * cols))
-        for (r = 0; r < rows; r++) {
-            const float *xr = x + r * cols, *gr = dy + r * cols;
-            float *dr = dx + r * cols;
-            int64_t e;
-            for (e = 0; e < cols; e++) {
-                const float scale = gamma != NULL ? gamma[e] * inv_std[e] : inv_std[e];
-                const float xhat = (xr[e] - mean[e]) * inv_std[e];
-                dr[e] = scale * (gr[e] - sum_dy[e] / frows - xhat * (sum_dy_xhat[e] / frows));
-            }
-        }
+        PYNN_PARALLEL_FOR(pynn_threads_for(rows * cols),
+            for (r = 0; r < rows; r++) {
+                const float *xr = x + r * cols, *gr = dy + r * cols;
+                float *dr = dx + r * cols;
+                int64_t e;
+                for (e = 0; e < cols; e++) {
+                    const float scale = gamma != NULL ? gamma[e] * inv_std[e] : inv_std[e];
+                    const float xhat = (xr[e] - mean[e]) * inv_std[e];
+                    dr[e] = scale * (gr[e] - sum_dy[e] / frows - xhat * (sum_dy_xhat[e] / frows));
+                }
+            });
     }
     if (status == PYNN_OK) {
         int64_t j;
@@ -190,7 +192,7 @@ int pynn_multiply(float *y, const float *x, const float *mask, int64_t n) {
     int64_t i;
     PYNN_RETURN_IF(n < 0 || ((y == NULL || x == NULL || mask == NULL) && n > 0), PYNN_EINVAL);
     /* elements: each written by one thread */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n))
-    for (i = 0; i < n; i++) y[i] = x[i] * mask[i];
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (i = 0; i < n; i++) y[i] = x[i] * mask[i];);
     return PYNN_OK;
 }

@@ -38,34 +38,34 @@ int pynn_im2col(float *cols, const float *x, int64_t n, int64_t h, int64_t w, in
                    PYNN_EINVAL);
     PYNN_RETURN_IF((cols == NULL || x == NULL) && n * oh * ow * k > 0, PYNN_EINVAL);
     /* output rows (image, i): each row of cols is written by one thread */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n * oh * ow * k))
-    for (t = 0; t < n * oh; t++) {
-        const int64_t img = t / oh, i = t % oh;
-        const float *ximg = x + img * h * w * c;
-        int64_t j, a, b;
-        for (j = 0; j < ow; j++) {                        /* output columns */
-            float *dst = cols + (t * ow + j) * k;
-            const int64_t q0 = j * sw - pad_left;
-            for (a = 0; a < kh; a++) {                    /* window rows */
-                const int64_t r = i * sh - pad_top + a;
-                float *d = dst + a * span;
-                const float *xrow = ximg + r * w * c;
-                if (r < 0 || r >= h) {
-                    memset(d, 0, (size_t)span * sizeof(float));
-                } else if (q0 >= 0 && q0 + kw <= w) {
-                    memcpy(d, xrow + q0 * c, (size_t)span * sizeof(float));
-                } else {
-                    for (b = 0; b < kw; b++) {            /* window columns, at an edge */
-                        const int64_t q = q0 + b;
-                        if (q < 0 || q >= w)
-                            memset(d + b * c, 0, (size_t)c * sizeof(float));
-                        else
-                            memcpy(d + b * c, xrow + q * c, (size_t)c * sizeof(float));
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * k),
+        for (t = 0; t < n * oh; t++) {
+            const int64_t img = t / oh, i = t % oh;
+            const float *ximg = x + img * h * w * c;
+            int64_t j, a, b;
+            for (j = 0; j < ow; j++) {                        /* output columns */
+                float *dst = cols + (t * ow + j) * k;
+                const int64_t q0 = j * sw - pad_left;
+                for (a = 0; a < kh; a++) {                    /* window rows */
+                    const int64_t r = i * sh - pad_top + a;
+                    float *d = dst + a * span;
+                    const float *xrow = ximg + r * w * c;
+                    if (r < 0 || r >= h) {
+                        memset(d, 0, (size_t)span * sizeof(float));
+                    } else if (q0 >= 0 && q0 + kw <= w) {
+                        memcpy(d, xrow + q0 * c, (size_t)span * sizeof(float));
+                    } else {
+                        for (b = 0; b < kw; b++) {            /* window columns, at an edge */
+                            const int64_t q = q0 + b;
+                            if (q < 0 || q >= w)
+                                memset(d + b * c, 0, (size_t)c * sizeof(float));
+                            else
+                                memcpy(d + b * c, xrow + q * c, (size_t)c * sizeof(float));
+                        }
                     }
                 }
             }
-        }
-    }
+        });
     return PYNN_OK;
 }
 
@@ -80,33 +80,33 @@ int pynn_col2im(float *dx, const float *cols, int64_t n, int64_t h, int64_t w, i
                    PYNN_EINVAL);
     PYNN_RETURN_IF((cols == NULL || dx == NULL) && n * h * w * c > 0, PYNN_EINVAL);
     /* input rows (image, r): each row of dx is written by one thread */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n * oh * ow * k))
-    for (t = 0; t < n * h; t++) {
-        const int64_t img = t / h, r = t % h;
-        float *drow = dx + t * w * c;
-        int64_t a, j, b, e;
-        memset(drow, 0, (size_t)(w * c) * sizeof(float));
-        for (a = 0; a < kh; a++) {                        /* window rows that land on r */
-            const int64_t shifted = r + pad_top - a;
-            int64_t i;
-            if (shifted < 0 || shifted % sh != 0) continue;
-            i = shifted / sh;
-            if (i >= oh) continue;
-            for (j = 0; j < ow; j++) {                    /* output columns, in order */
-                const float *src = cols + ((img * oh + i) * ow + j) * k + a * span;
-                const int64_t q0 = j * sw - pad_left;
-                if (q0 >= 0 && q0 + kw <= w) {
-                    float *d = drow + q0 * c;
-                    for (e = 0; e < span; e++) d[e] += src[e];
-                } else {
-                    for (b = 0; b < kw; b++) {            /* window columns, at an edge */
-                        const int64_t q = q0 + b;
-                        if (q < 0 || q >= w) continue;
-                        for (e = 0; e < c; e++) drow[q * c + e] += src[b * c + e];
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * k),
+        for (t = 0; t < n * h; t++) {
+            const int64_t img = t / h, r = t % h;
+            float *drow = dx + t * w * c;
+            int64_t a, j, b, e;
+            memset(drow, 0, (size_t)(w * c) * sizeof(float));
+            for (a = 0; a < kh; a++) {                        /* window rows that land on r */
+                const int64_t shifted = r + pad_top - a;
+                int64_t i;
+                if (shifted < 0 || shifted % sh != 0) continue;
+                i = shifted / sh;
+                if (i >= oh) continue;
+                for (j = 0; j < ow; j++) {                    /* output columns, in order */
+                    const float *src = cols + ((img * oh + i) * ow + j) * k + a * span;
+                    const int64_t q0 = j * sw - pad_left;
+                    if (q0 >= 0 && q0 + kw <= w) {
+                        float *d = drow + q0 * c;
+                        for (e = 0; e < span; e++) d[e] += src[e];
+                    } else {
+                        for (b = 0; b < kw; b++) {            /* window columns, at an edge */
+                            const int64_t q = q0 + b;
+                            if (q < 0 || q >= w) continue;
+                            for (e = 0; e < c; e++) drow[q * c + e] += src[b * c + e];
+                        }
                     }
                 }
             }
-        }
-    }
+        });
     return PYNN_OK;
 }

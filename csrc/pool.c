@@ -106,28 +106,28 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
         return PYNN_OK;
     }
     /* output rows (image, i): each row of y is written by one thread */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n * oh * ow * c * ph * pw))
-    for (t = 0; t < n * oh; t++) {
-        const int64_t img = t / oh, i = t % oh;
-        int64_t r0, r1, j, r, q, e;
-        window_range(i * sh - pad_top, ph, h, &r0, &r1);
-        for (j = 0; j < ow; j++) {                        /* output columns */
-            float *yo = y + (t * ow + j) * c;
-            int64_t q0, q1;
-            window_range(j * sw - pad_left, pw, w, &q0, &q1);
-            if (r0 == r1 || q0 == q1) {
-                memset(yo, 0, (size_t)c * sizeof(float));
-                continue;
-            }
-            memcpy(yo, x + ((img * h + r0) * w + q0) * c, (size_t)c * sizeof(float));
-            for (r = r0; r < r1; r++)                     /* window rows */
-                for (q = r == r0 ? q0 + 1 : q0; q < q1; q++) {   /* window columns */
-                    const float *restrict xs = x + ((img * h + r) * w + q) * c;
-                    float *restrict ym = yo;
-                    for (e = 0; e < c; e++) ym[e] = xs[e] > ym[e] ? xs[e] : ym[e];
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * ph * pw),
+        for (t = 0; t < n * oh; t++) {
+            const int64_t img = t / oh, i = t % oh;
+            int64_t r0, r1, j, r, q, e;
+            window_range(i * sh - pad_top, ph, h, &r0, &r1);
+            for (j = 0; j < ow; j++) {                        /* output columns */
+                float *yo = y + (t * ow + j) * c;
+                int64_t q0, q1;
+                window_range(j * sw - pad_left, pw, w, &q0, &q1);
+                if (r0 == r1 || q0 == q1) {
+                    memset(yo, 0, (size_t)c * sizeof(float));
+                    continue;
                 }
-        }
-    }
+                memcpy(yo, x + ((img * h + r0) * w + q0) * c, (size_t)c * sizeof(float));
+                for (r = r0; r < r1; r++)                     /* window rows */
+                    for (q = r == r0 ? q0 + 1 : q0; q < q1; q++) {   /* window columns */
+                        const float *restrict xs = x + ((img * h + r) * w + q) * c;
+                        float *restrict ym = yo;
+                        for (e = 0; e < c; e++) ym[e] = xs[e] > ym[e] ? xs[e] : ym[e];
+                    }
+            }
+        });
     return PYNN_OK;
 }
 
@@ -209,45 +209,45 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
     }
     if (sh >= ph && sw >= pw) {
         /* input rows: zeroed by one thread each */
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-        for (t = 0; t < n * h; t++) memset(dx + t * w * c, 0, (size_t)(w * c) * sizeof(float));
+        PYNN_PARALLEL_FOR(nthreads,
+            for (t = 0; t < n * h; t++) memset(dx + t * w * c, 0, (size_t)(w * c) * sizeof(float)););
         /* output rows (image, i): their windows are disjoint, so each input element is
          * written by one thread */
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-        for (t = 0; t < n * oh; t++) {
-            const int64_t im = t / oh, i = t % oh;
-            int64_t r0, r1, j;
-            window_range(i * sh - pad_top, ph, h, &r0, &r1);
-            if (r0 == r1) continue;
-            for (j = 0; j < ow; j++) {                    /* output columns */
-                int64_t q0, q1;
-                window_range(j * sw - pad_left, pw, w, &q0, &q1);
-                if (q0 == q1) continue;
-                route_to_window_max(dx + im * h * w * c, x + im * h * w * c,
-                                    y + (t * ow + j) * c, dy + (t * ow + j) * c, r0, r1, q0, q1,
-                                    w, c);
-            }
-        }
+        PYNN_PARALLEL_FOR(nthreads,
+            for (t = 0; t < n * oh; t++) {
+                const int64_t im = t / oh, i = t % oh;
+                int64_t r0, r1, j;
+                window_range(i * sh - pad_top, ph, h, &r0, &r1);
+                if (r0 == r1) continue;
+                for (j = 0; j < ow; j++) {                    /* output columns */
+                    int64_t q0, q1;
+                    window_range(j * sw - pad_left, pw, w, &q0, &q1);
+                    if (q0 == q1) continue;
+                    route_to_window_max(dx + im * h * w * c, x + im * h * w * c,
+                                        y + (t * ow + j) * c, dy + (t * ow + j) * c, r0, r1, q0, q1,
+                                        w, c);
+                }
+            });
         return PYNN_OK;
     }
     /* images: each image of dx is written by one thread */
-#pragma omp parallel for schedule(static) num_threads(n > 1 ? nthreads : 1)
-    for (img = 0; img < n; img++) {
-        float *dimg = dx + img * h * w * c;
-        int64_t i, j;
-        memset(dimg, 0, (size_t)(h * w * c) * sizeof(float));
-        for (i = 0; i < oh; i++) {                        /* output rows, in order */
-            int64_t r0, r1;
-            window_range(i * sh - pad_top, ph, h, &r0, &r1);
-            for (j = 0; j < ow; j++) {                    /* output columns, in order */
-                int64_t q0, q1;
-                window_range(j * sw - pad_left, pw, w, &q0, &q1);
-                if (r0 == r1 || q0 == q1) continue;
-                const int64_t o = ((img * oh + i) * ow + j) * c;
-                route_to_window_max(dimg, x + img * h * w * c, y + o, dy + o, r0, r1, q0, q1, w, c);
+    PYNN_PARALLEL_FOR(n > 1 ? nthreads : 1,
+        for (img = 0; img < n; img++) {
+            float *dimg = dx + img * h * w * c;
+            int64_t i, j;
+            memset(dimg, 0, (size_t)(h * w * c) * sizeof(float));
+            for (i = 0; i < oh; i++) {                        /* output rows, in order */
+                int64_t r0, r1;
+                window_range(i * sh - pad_top, ph, h, &r0, &r1);
+                for (j = 0; j < ow; j++) {                    /* output columns, in order */
+                    int64_t q0, q1;
+                    window_range(j * sw - pad_left, pw, w, &q0, &q1);
+                    if (r0 == r1 || q0 == q1) continue;
+                    const int64_t o = ((img * oh + i) * ow + j) * c;
+                    route_to_window_max(dimg, x + img * h * w * c, y + o, dy + o, r0, r1, q0, q1, w, c);
+                }
             }
-        }
-    }
+        });
     return PYNN_OK;
 }
 
@@ -260,27 +260,27 @@ int pynn_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
                    PYNN_EINVAL);
     PYNN_RETURN_IF((y == NULL || x == NULL) && n * oh * ow * c > 0, PYNN_EINVAL);
     /* output rows (image, i): each row of y is written by one thread */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n * oh * ow * c * ph * pw))
-    for (t = 0; t < n * oh; t++) {
-        const int64_t img = t / oh, i = t % oh;
-        int64_t r0, r1, j, r, q, e;
-        window_range(i * sh - pad_top, ph, h, &r0, &r1);
-        for (j = 0; j < ow; j++) {                        /* output columns */
-            float *yo = y + (t * ow + j) * c;
-            int64_t q0, q1;
-            float count;
-            window_range(j * sw - pad_left, pw, w, &q0, &q1);
-            memset(yo, 0, (size_t)c * sizeof(float));
-            if (r0 == r1 || q0 == q1) continue;
-            for (r = r0; r < r1; r++)                     /* window rows */
-                for (q = q0; q < q1; q++) {               /* window columns */
-                    const float *xs = x + ((img * h + r) * w + q) * c;
-                    for (e = 0; e < c; e++) yo[e] += xs[e];
-                }
-            count = (float)((r1 - r0) * (q1 - q0));
-            for (e = 0; e < c; e++) yo[e] /= count;
-        }
-    }
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * ph * pw),
+        for (t = 0; t < n * oh; t++) {
+            const int64_t img = t / oh, i = t % oh;
+            int64_t r0, r1, j, r, q, e;
+            window_range(i * sh - pad_top, ph, h, &r0, &r1);
+            for (j = 0; j < ow; j++) {                        /* output columns */
+                float *yo = y + (t * ow + j) * c;
+                int64_t q0, q1;
+                float count;
+                window_range(j * sw - pad_left, pw, w, &q0, &q1);
+                memset(yo, 0, (size_t)c * sizeof(float));
+                if (r0 == r1 || q0 == q1) continue;
+                for (r = r0; r < r1; r++)                     /* window rows */
+                    for (q = q0; q < q1; q++) {               /* window columns */
+                        const float *xs = x + ((img * h + r) * w + q) * c;
+                        for (e = 0; e < c; e++) yo[e] += xs[e];
+                    }
+                count = (float)((r1 - r0) * (q1 - q0));
+                for (e = 0; e < c; e++) yo[e] /= count;
+            }
+        });
     return PYNN_OK;
 }
 
@@ -293,34 +293,34 @@ int pynn_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_t h, in
                    PYNN_EINVAL);
     PYNN_RETURN_IF((dx == NULL || dy == NULL) && n * h * w * c > 0, PYNN_EINVAL);
     /* images: each image of dx is written by one thread */
-#pragma omp parallel for schedule(static) num_threads(n > 1 ? pynn_threads_for(n * oh * ow * c * ph * pw) : 1)
-    for (img = 0; img < n; img++) {
-        float *dimg = dx + img * h * w * c;
-        float share[POOL_C_BLOCK];
-        int64_t i, j, r, q, e, c0;
-        memset(dimg, 0, (size_t)(h * w * c) * sizeof(float));
-        for (i = 0; i < oh; i++) {                        /* output rows, in order */
-            int64_t r0, r1;
-            window_range(i * sh - pad_top, ph, h, &r0, &r1);
-            for (j = 0; j < ow; j++) {                    /* output columns, in order */
-                const float *g = dy + ((img * oh + i) * ow + j) * c;
-                int64_t q0, q1;
-                float count;
-                window_range(j * sw - pad_left, pw, w, &q0, &q1);
-                if (r0 == r1 || q0 == q1) continue;
-                count = (float)((r1 - r0) * (q1 - q0));
-                for (c0 = 0; c0 < c; c0 += POOL_C_BLOCK) {      /* channel blocks */
-                    const int64_t cb = c - c0 < POOL_C_BLOCK ? c - c0 : POOL_C_BLOCK;
-                    for (e = 0; e < cb; e++) share[e] = g[c0 + e] / count;
-                    for (r = r0; r < r1; r++)             /* window rows */
-                        for (q = q0; q < q1; q++) {       /* window columns */
-                            float *d = dimg + (r * w + q) * c + c0;
-                            for (e = 0; e < cb; e++) d[e] += share[e];
-                        }
+    PYNN_PARALLEL_FOR(n > 1 ? pynn_threads_for(n * oh * ow * c * ph * pw) : 1,
+        for (img = 0; img < n; img++) {
+            float *dimg = dx + img * h * w * c;
+            float share[POOL_C_BLOCK];
+            int64_t i, j, r, q, e, c0;
+            memset(dimg, 0, (size_t)(h * w * c) * sizeof(float));
+            for (i = 0; i < oh; i++) {                        /* output rows, in order */
+                int64_t r0, r1;
+                window_range(i * sh - pad_top, ph, h, &r0, &r1);
+                for (j = 0; j < ow; j++) {                    /* output columns, in order */
+                    const float *g = dy + ((img * oh + i) * ow + j) * c;
+                    int64_t q0, q1;
+                    float count;
+                    window_range(j * sw - pad_left, pw, w, &q0, &q1);
+                    if (r0 == r1 || q0 == q1) continue;
+                    count = (float)((r1 - r0) * (q1 - q0));
+                    for (c0 = 0; c0 < c; c0 += POOL_C_BLOCK) {      /* channel blocks */
+                        const int64_t cb = c - c0 < POOL_C_BLOCK ? c - c0 : POOL_C_BLOCK;
+                        for (e = 0; e < cb; e++) share[e] = g[c0 + e] / count;
+                        for (r = r0; r < r1; r++)             /* window rows */
+                            for (q = q0; q < q1; q++) {       /* window columns */
+                                float *d = dimg + (r * w + q) * c + c0;
+                                for (e = 0; e < cb; e++) d[e] += share[e];
+                            }
+                    }
                 }
             }
-        }
-    }
+        });
     return PYNN_OK;
 }
 
@@ -332,17 +332,17 @@ int pynn_global_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h
     PYNN_RETURN_IF(n < 0 || h < 1 || w < 1 || c < 0, PYNN_EINVAL);
     PYNN_RETURN_IF((y == NULL || x == NULL) && n * c > 0, PYNN_EINVAL);
     /* images: each row of y is written by one thread */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n * hw * c))
-    for (img = 0; img < n; img++) {
-        float *yo = y + img * c;
-        int64_t p, e;
-        memset(yo, 0, (size_t)c * sizeof(float));
-        for (p = 0; p < hw; p++) {                        /* positions, in order */
-            const float *xs = x + (img * hw + p) * c;
-            for (e = 0; e < c; e++) yo[e] += xs[e];
-        }
-        for (e = 0; e < c; e++) yo[e] /= (float)hw;
-    }
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * hw * c),
+        for (img = 0; img < n; img++) {
+            float *yo = y + img * c;
+            int64_t p, e;
+            memset(yo, 0, (size_t)c * sizeof(float));
+            for (p = 0; p < hw; p++) {                        /* positions, in order */
+                const float *xs = x + (img * hw + p) * c;
+                for (e = 0; e < c; e++) yo[e] += xs[e];
+            }
+            for (e = 0; e < c; e++) yo[e] /= (float)hw;
+        });
     return PYNN_OK;
 }
 
@@ -354,12 +354,12 @@ int pynn_global_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_
     PYNN_RETURN_IF(n < 0 || h < 1 || w < 1 || c < 0, PYNN_EINVAL);
     PYNN_RETURN_IF((dx == NULL || dy == NULL) && n * c > 0, PYNN_EINVAL);
     /* images: each image of dx is written by one thread */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(n * hw * c))
-    for (img = 0; img < n; img++) {
-        float *dimg = dx + img * hw * c;
-        int64_t p, e;
-        for (e = 0; e < c; e++) dimg[e] = dy[img * c + e] / (float)hw;
-        for (p = 1; p < hw; p++) memcpy(dimg + p * c, dimg, (size_t)c * sizeof(float));
-    }
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * hw * c),
+        for (img = 0; img < n; img++) {
+            float *dimg = dx + img * hw * c;
+            int64_t p, e;
+            for (e = 0; e < c; e++) dimg[e] = dy[img * c + e] / (float)hw;
+            for (p = 1; p < hw; p++) memcpy(dimg + p * c, dimg, (size_t)c * sizeof(float));
+        });
     return PYNN_OK;
 }
