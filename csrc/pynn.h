@@ -28,19 +28,100 @@ extern "C" {
 #define PYNN_ENOTSUP (-4) /* the CPU lacks the instructions a kernel needs   */
 #define PYNN_ENONFINITE (-5) /* an input holds NaN or infinity (checked only where documented) */
 
-/* ---- activations ------------------------------------------------------- */
-#define PYNN_ACT_LINEAR 0
-#define PYNN_ACT_RELU 1
-#define PYNN_ACT_LEAKY_RELU 2 /* alpha = negative slope (Keras LeakyReLU default 0.2) */
-#define PYNN_ACT_SIGMOID 3
-#define PYNN_ACT_TANH 4
-#define PYNN_ACT_SOFTMAX 5    /* row-wise, max-subtracted */
-#define PYNN_ACT_GELU 6       /* exact (erf) form, Keras's default approximate=False */
+/* ---- ids that cross into C: the one source ---------------------------------
+ *
+ * Every id Python hands to C (activation, loss, metric, optimizer, merge and plan-op
+ * kinds) is listed once here, with the name Python knows it by.  The enums are generated
+ * from the lists, and pynn._core builds its name -> id tables from pynn_id_name() at
+ * import (pynn/ids.py), so no number is written twice.
+ */
+#define PYNN_ACTIVATION_LIST(X)                                                      \
+    X(ACT_LINEAR, 0, "linear")                                                       \
+    X(ACT_RELU, 1, "relu")                                                           \
+    X(ACT_LEAKY_RELU, 2, "leaky_relu") /* alpha = negative slope (Keras: 0.2) */     \
+    X(ACT_SIGMOID, 3, "sigmoid")                                                     \
+    X(ACT_TANH, 4, "tanh")                                                           \
+    X(ACT_SOFTMAX, 5, "softmax")       /* row-wise, max-subtracted */                \
+    X(ACT_GELU, 6, "gelu")             /* exact (erf) form, Keras's default */
 
-/* ---- losses (value = mean over the batch of the per-sample loss) --------- */
-#define PYNN_LOSS_MSE 0  /* per sample: mean over the last axis of (p - t)^2          */
-#define PYNN_LOSS_BCE 1  /* per sample: mean over the last axis of binary CE          */
-#define PYNN_LOSS_CCE 2  /* per sample: -sum_j t_j log p_j over the last axis         */
+/* losses: value = mean over the rows of the per-row loss */
+#define PYNN_LOSS_LIST(X)                                                            \
+    X(LOSS_MSE, 0, "mse")          /* per row: mean over the last axis of (p - t)^2 */ \
+    X(LOSS_BCE, 1, "bce")          /* per row: mean over the last axis of binary CE */ \
+    X(LOSS_CCE, 2, "cce")          /* per row: -sum_j t_j log p_j */                 \
+    X(LOSS_SPARSE_CCE, 3, "scce")  /* CCE against int64 labels */
+
+/* metrics: pynn_metric_sum adds up one value per row */
+#define PYNN_METRIC_LIST(X)                                                          \
+    X(METRIC_BINARY_ACCURACY, 0, "binary_accuracy")  /* mean_j [(p_j > 0.5) == t_j] */ \
+    X(METRIC_CATEGORICAL_ACCURACY, 1, "categorical_accuracy") /* argmax p == argmax t */ \
+    X(METRIC_SPARSE_CATEGORICAL_ACCURACY, 2, "sparse_categorical_accuracy")          \
+    X(METRIC_MAE, 3, "mean_absolute_error")          /* mean_j |t_j - p_j| */         \
+    X(METRIC_MSE, 4, "mean_squared_error")           /* mean_j (t_j - p_j)^2 */
+
+#define PYNN_OPTIMIZER_LIST(X)                                                       \
+    X(OPT_SGD, 0, "sgd")                                                             \
+    X(OPT_ADAM, 1, "adam")                                                           \
+    X(OPT_RMSPROP, 2, "rmsprop")
+
+/* elementwise merges of k inputs of one shape (pynn_merge_forward / _backward) */
+#define PYNN_MERGE_LIST(X)                                                           \
+    X(MERGE_ADD, 0, "add")                                                           \
+    X(MERGE_SUBTRACT, 1, "subtract")   /* exactly 2 inputs: x0 - x1 */               \
+    X(MERGE_MULTIPLY, 2, "multiply")                                                 \
+    X(MERGE_AVERAGE, 3, "average")                                                   \
+    X(MERGE_MAXIMUM, 4, "maximum")                                                   \
+    X(MERGE_MINIMUM, 5, "minimum")
+
+/* the ops of a plan (pynn_plan_run; their operands are described with it, below) */
+#define PYNN_OP_LIST(X)                                                              \
+    X(OP_DENSE, 0, "dense")                                                          \
+    X(OP_DENSE_BACKWARD, 1, "dense_backward")                                        \
+    X(OP_CONV2D, 2, "conv2d")                                                        \
+    X(OP_CONV2D_BACKWARD, 3, "conv2d_backward")                                      \
+    X(OP_MAXPOOL2D, 4, "maxpool2d")                                                  \
+    X(OP_MAXPOOL2D_BACKWARD, 5, "maxpool2d_backward")                                \
+    X(OP_AVGPOOL2D, 6, "avgpool2d")                                                  \
+    X(OP_AVGPOOL2D_BACKWARD, 7, "avgpool2d_backward")                                \
+    X(OP_GLOBAL_AVGPOOL2D, 8, "global_avgpool2d")                                    \
+    X(OP_GLOBAL_AVGPOOL2D_BACKWARD, 9, "global_avgpool2d_backward")                  \
+    X(OP_BATCHNORM_TRAIN, 10, "batchnorm_train")                                     \
+    X(OP_BATCHNORM_TRAIN_BACKWARD, 11, "batchnorm_train_backward")                   \
+    X(OP_BATCHNORM_INFER, 12, "batchnorm_infer")                                     \
+    X(OP_BATCHNORM_INFER_BACKWARD, 13, "batchnorm_infer_backward")                   \
+    X(OP_DROPOUT, 14, "dropout")                                                     \
+    X(OP_DROPOUT_BACKWARD, 15, "dropout_backward")                                   \
+    X(OP_ACTIVATION, 16, "activation")                                               \
+    X(OP_ACTIVATION_BACKWARD, 17, "activation_backward")                             \
+    X(OP_MERGE, 18, "merge")                                                         \
+    X(OP_MERGE_BACKWARD, 19, "merge_backward")                                       \
+    X(OP_CONCAT, 20, "concat")                                                       \
+    X(OP_CONCAT_BACKWARD, 21, "concat_backward")                                     \
+    X(OP_SCALE, 22, "scale")                                                         \
+    X(OP_LOSS, 23, "loss")                                                           \
+    X(OP_METRIC, 24, "metric")                                                       \
+    X(OP_OPTIMIZER, 25, "optimizer")
+
+#define PYNN_ID_ENUM_(sym, value, name) PYNN_##sym = value,
+#define PYNN_ID_COUNT_(sym, value, name) +1
+enum { PYNN_ACTIVATION_LIST(PYNN_ID_ENUM_) PYNN_ACT_COUNT = 0 PYNN_ACTIVATION_LIST(PYNN_ID_COUNT_) };
+enum { PYNN_LOSS_LIST(PYNN_ID_ENUM_) PYNN_LOSS_COUNT = 0 PYNN_LOSS_LIST(PYNN_ID_COUNT_) };
+enum { PYNN_METRIC_LIST(PYNN_ID_ENUM_) PYNN_METRIC_COUNT = 0 PYNN_METRIC_LIST(PYNN_ID_COUNT_) };
+enum { PYNN_OPTIMIZER_LIST(PYNN_ID_ENUM_) PYNN_OPT_COUNT = 0 PYNN_OPTIMIZER_LIST(PYNN_ID_COUNT_) };
+enum { PYNN_MERGE_LIST(PYNN_ID_ENUM_) PYNN_MERGE_COUNT = 0 PYNN_MERGE_LIST(PYNN_ID_COUNT_) };
+enum { PYNN_OP_LIST(PYNN_ID_ENUM_) PYNN_OP_COUNT = 0 PYNN_OP_LIST(PYNN_ID_COUNT_) };
+
+/* tables for pynn_id_name / pynn_id_count */
+#define PYNN_TABLE_ACTIVATION 0
+#define PYNN_TABLE_LOSS 1
+#define PYNN_TABLE_METRIC 2
+#define PYNN_TABLE_OPTIMIZER 3
+#define PYNN_TABLE_MERGE 4
+#define PYNN_TABLE_OP 5
+/* The name of id `id` in table PYNN_TABLE_* ("relu", "adam", ...), NULL for no such id;
+ * the ids of a table are 0 .. pynn_id_count(table) - 1 (-1 for no such table). */
+const char *pynn_id_name(int table, int id);
+int pynn_id_count(int table);
 
 /* ---- GEMM micro-kernels --------------------------------------------------- */
 #define PYNN_KERNEL_AUTO 0
@@ -164,17 +245,6 @@ int pynn_rmsprop_update(float *w, float *v, float *mom, const float *g, int64_t 
  */
 #define PYNN_MLP_MAX_LAYERS 64
 #define PYNN_MLP_MAX_METRICS 8
-
-#define PYNN_LOSS_SPARSE_CCE 3     /* integer labels (only in pynn_mlp_config) */
-
-#define PYNN_OPT_SGD 0
-#define PYNN_OPT_ADAM 1
-#define PYNN_OPT_RMSPROP 2
-
-#define PYNN_METRIC_BINARY_ACCURACY 0
-#define PYNN_METRIC_CATEGORICAL_ACCURACY 1
-#define PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY 2
-#define PYNN_METRIC_MAE 3
 
 typedef struct pynn_mlp_config {
     int64_t n_layers;
@@ -322,6 +392,239 @@ int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
 
 /* y = x * mask elementwise over n values (dropout forward and backward); y may be x. */
 int pynn_multiply(float *y, const float *x, const float *mask, int64_t n);
+
+/* ---- layer-level kernels ----------------------------------------------------
+ *
+ * One C function per op of a plan (below).  The cpu backend's methods call these same
+ * functions through pynn._core, so a step run op by op from Python and a step run by
+ * pynn_plan_run compute bitwise the same numbers.
+ */
+
+/* Dense backward, the adjoint of pynn_sgemm_bias_act(z, y, x, w, b, 0, 0, m, out, in,
+ * act, alpha): dy (m x out) is overwritten with dz = act'(z) dy; db (out) = column sums
+ * of dz; dw (in x out) = x^T dz; dx (m x in) = dz w^T.  dw, db and dx may each be NULL
+ * (a frozen layer computes no dw/db; a first layer no dx); z and y as the forward left
+ * them (y may be z). */
+int pynn_dense_backward(float *dw, float *db, float *dx, float *dy, const float *x,
+                        const float *w, const float *z, const float *y, int64_t m, int64_t in,
+                        int64_t out, int act, float alpha);
+
+/* Convolution with bias and activation, NHWC, Keras kernel layout (kh, kw, c, f):
+ *   z (n, oh, ow, f) = conv(x, wgt) + bias (bias may be NULL); y = act(z), y may be z.
+ * cols (n*oh*ow x kh*kw*c) is the workspace the backward reads back: the function takes
+ * the direct kernel when pynn_conv2d_direct_supported says so (cols then unused), else
+ * im2col(x) into cols and the GEMM with its fused epilogue. */
+int pynn_conv2d_forward(float *z, float *y, float *cols, const float *x, const float *wgt,
+                        const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                        int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
+                        float alpha);
+/* Floats of `work` pynn_conv2d_backward needs for these shapes (>= 1). */
+int64_t pynn_conv2d_backward_work(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                  int64_t kw, int64_t sh, int64_t sw, int64_t oh, int64_t ow,
+                                  int64_t f);
+/* Backward of pynn_conv2d_forward with the same operands; cols as the forward left it
+ * (clobbered here); dy (n, oh, ow, f) is overwritten with dz.  Out: dw (kh, kw, c, f),
+ * db (f,), dx (n, h, w, c); each may be NULL.  work holds work_size >=
+ * pynn_conv2d_backward_work(...) floats: nothing is allocated per call. */
+int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols, float *work,
+                         int64_t work_size, const float *x, const float *wgt, const float *z,
+                         const float *y, int64_t n, int64_t h, int64_t w, int64_t c,
+                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                         int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
+                         float alpha);
+
+/* Backward of pynn_batchnorm_forward_infer (a frozen layer, or one called with
+ * training=False, inside a network that trains): with inv_std = 1 / sqrt(moving_variance
+ * + epsilon) and xhat = (x - moving_mean) * inv_std,
+ *   dbeta = column sums of dy; dgamma = column sums of dy * xhat; dx = dy * gamma * inv_std
+ * (gamma NULL acts as 1).  dx, dgamma and dbeta may each be NULL. */
+int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const float *x,
+                                  const float *gamma, const float *moving_mean,
+                                  const float *moving_variance, const float *dy, int64_t rows,
+                                  int64_t cols, float epsilon);
+
+/* ---- randomness: counter-based, the same numbers in every backend ------------
+ *
+ * mix64(z) is splitmix64's finaliser:  z = (z ^ z >> 30) * 0xBF58476D1CE4E5B9;
+ * z = (z ^ z >> 27) * 0x94D049BB133111EB; z ^ z >> 31 (all mod 2^64), and G is
+ * 0x9E3779B97F4A7C15.  For a (seed, counter) pair, key = mix64(seed + G * (counter + 1)),
+ * and element e (from 0) draws u_e = (mix64(key + G * (e + 1)) >> 40) * 2^-24, a
+ * uniform float32 in [0, 1) with 24 random bits.  No state: any element can be drawn
+ * by any thread, so the draws do not depend on the thread count or the backend.
+ */
+
+/* Inverted dropout: mask = u >= rate ? scale : 0 with scale = (float)(1 / (1 - rate)),
+ * y = x * mask.  x, y and mask are (rows, dims[0], ..., dims[ndim-1]); y may be x.
+ * broadcast[0 .. ndim] (the batch axis first) says which axes the noise shape
+ * collapses (Keras's noise_shape: an axis of 1): element (i0, i1, ...) draws u at the
+ * row-major index of (i0 or 0, i1 or 0, ...) in the noise shape, so the mask is the same
+ * along broadcast axes.  0 <= rate < 1. */
+int pynn_dropout_forward(float *y, float *mask, const float *x, int64_t rows,
+                         const int64_t *dims, const int64_t *broadcast, int64_t ndim,
+                         uint64_t seed, uint64_t counter, double rate);
+
+/* ---- merges, concatenation, scaling ------------------------------------------ */
+/* y = the merge (PYNN_MERGE_*) of k >= 1 arrays xs[0..k-1] of n floats each, folded
+ * left to right in input order: add x0 + x1 + ..., subtract x0 - x1 (k == 2),
+ * multiply x0 * x1 * ..., average (x0 + x1 + ...) / k, maximum / minimum.  y may be
+ * xs[0] (the plan sums gradients in place that way). */
+int pynn_merge_forward(float *y, const float *const *xs, int64_t k, int64_t n, int kind);
+/* dx = d merge / d xs[i] applied to dy (n floats): add dy; subtract dy (i = 0) or -dy
+ * (i = 1); multiply dy * the product of the other inputs, folded in input order;
+ * average dy / k; maximum / minimum dy where xs[i] is the first input (lowest index)
+ * holding the maximum / minimum, else 0.  dx may be dy. */
+int pynn_merge_backward(float *dx, const float *dy, const float *const *xs, int64_t k,
+                        int64_t n, int kind, int64_t i);
+/* Concatenation along the last axis of 2-D views: y (outer x sum of widths) gets xs[i]
+ * (outer x widths[i]) in its columns, in input order; and the backward, the split of
+ * dy into dxs[i] (each may be NULL: not wanted). */
+int pynn_concat(float *y, const float *const *xs, const int64_t *widths, int64_t k,
+                int64_t outer);
+int pynn_concat_backward(float *const *dxs, const float *dy, const int64_t *widths, int64_t k,
+                         int64_t outer);
+/* y = alpha * x over n floats; y may be x. */
+int pynn_scale(float *y, const float *x, int64_t n, float alpha);
+
+/* ---- metrics ------------------------------------------------------------------ */
+/* sum (double) over the rows of pred (rows x cols) of the per-row value of metric
+ * PYNN_METRIC_* against target (rows x cols float) or, when target is NULL, labels
+ * (rows int64; a label row counts as its one-hot row for the non-sparse metrics).
+ * Rows are added in order.  PYNN_ELABEL for a label outside [0, cols). */
+int pynn_metric_sum(double *sum, const float *pred, const float *target,
+                    const int64_t *labels, int64_t rows, int64_t cols, int metric);
+
+/* ---- one optimizer step over a flat parameter array ------------------------------ */
+/* hyper[PYNN_HYPER_*]: the optimizer's settings as doubles.  step >= 1 is the update
+ * being made (Adam's bias correction: lr_t = lr sqrt(1 - beta_2^step) /
+ * (1 - beta_1^step), computed in double and rounded to float).  Slots: SGD slot1 =
+ * momentum (NULL when momentum is 0); Adam slot1 = m, slot2 = v; RMSprop slot1 =
+ * velocity, slot2 = momentum (NULL when momentum is 0). */
+#define PYNN_HYPER_LEARNING_RATE 0
+#define PYNN_HYPER_MOMENTUM 1
+#define PYNN_HYPER_NESTEROV 2
+#define PYNN_HYPER_BETA_1 3
+#define PYNN_HYPER_BETA_2 4
+#define PYNN_HYPER_RHO 5
+#define PYNN_HYPER_EPSILON 6
+#define PYNN_HYPER_COUNT 7
+int pynn_optimizer_step(float *w, float *slot1, float *slot2, const float *g, int64_t n,
+                        int kind, int64_t step, const double *hyper);
+
+/* ---- plans: a training step (or an inference pass) as a list of ops ------------
+ *
+ * pynn/models/plan.py compiles a model into a plan: buffers and a flat list of ops in
+ * topological order (forward ops, losses, metrics, backward ops, the optimizer).  The
+ * Python executor walks the list through a backend's methods; pynn_plan_run walks the
+ * same list in C, for one step or a whole epoch per call.
+ *
+ * A buffer is either batched, `rows x row_size` elements for a step of `rows` rows
+ * (its data holds `capacity` rows: the plan's largest batch), or fixed, `size`
+ * elements (weights, their gradients and optimizer slots, statistics, workspaces).
+ * dtype is PYNN_DTYPE_F32 or PYNN_DTYPE_I64 (labels).  Buffers may share memory (a
+ * Reshape's output is its input).  Below, n(b) is the element count of buffer b in this
+ * step, and an operand given as -1 is absent.
+ *
+ * Each op: kind (PYNN_OP_*), bufs[n_bufs] buffer indices, ints[n_ints], reals[n_reals].
+ *   OP_DENSE           bufs x, w, b, z, y        ints in, out, act     reals alpha
+ *                      pynn_sgemm_bias_act with m = n(x) / in rows
+ *   OP_DENSE_BACKWARD  bufs x, w, z, y, dy, dw, db, dx   ints in, out, act   reals alpha
+ *   OP_CONV2D          bufs x, w, b, cols, z, y
+ *                      ints h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow, f, act
+ *                      reals alpha; the images are the step's rows
+ *   OP_CONV2D_BACKWARD bufs x, w, z, y, dy, cols, work, dw, db, dx; ints, reals as OP_CONV2D
+ *   OP_MAXPOOL2D       bufs x, y    ints h, w, c, ph, pw, sh, sw, pad_top, pad_left, oh, ow
+ *   OP_MAXPOOL2D_BACKWARD  bufs x, y, dy, dx;  ints as OP_MAXPOOL2D
+ *   OP_AVGPOOL2D       bufs x, y;   ints as OP_MAXPOOL2D
+ *   OP_AVGPOOL2D_BACKWARD  bufs dy, dx;  ints as OP_MAXPOOL2D
+ *   OP_GLOBAL_AVGPOOL2D    bufs x, y;  ints h, w, c
+ *   OP_GLOBAL_AVGPOOL2D_BACKWARD  bufs dy, dx;  ints h, w, c
+ *   OP_BATCHNORM_TRAIN bufs x, gamma, beta, moving_mean, moving_variance, mean, inv_std, y
+ *                      ints c   reals momentum, epsilon   (n(x) / c rows)
+ *   OP_BATCHNORM_TRAIN_BACKWARD  bufs x, gamma, mean, inv_std, dy, dgamma, dbeta, dx; ints c
+ *   OP_BATCHNORM_INFER bufs x, gamma, beta, moving_mean, moving_variance, y
+ *                      ints c   reals epsilon
+ *   OP_BATCHNORM_INFER_BACKWARD  bufs x, gamma, moving_mean, moving_variance, dy, dgamma,
+ *                      dbeta, dx;  ints c;  reals epsilon
+ *   OP_DROPOUT         bufs x, mask, y   ints seed, ndim, dims[ndim], broadcast[ndim + 1]
+ *                      reals rate;  the counter is the step number (below)
+ *   OP_DROPOUT_BACKWARD  bufs dy, mask, dx   (pynn_multiply)
+ *   OP_ACTIVATION      bufs x, y      ints cols, act   reals alpha   (n(x) / cols rows)
+ *   OP_ACTIVATION_BACKWARD  bufs x, y, dy, dx;  ints cols, act;  reals alpha
+ *   OP_MERGE           bufs y, x0 .. x(k-1)          ints kind
+ *   OP_MERGE_BACKWARD  bufs dx, dy, x0 .. x(k-1)     ints kind, i
+ *   OP_CONCAT          bufs y, x0 .. x(k-1)          ints widths[k]  (outer = n(y) / sum)
+ *   OP_CONCAT_BACKWARD bufs dy, dx0 .. dx(k-1)       ints widths[k]
+ *   OP_SCALE           bufs y, x                     reals alpha
+ *   OP_LOSS            bufs pred, target, grad   ints kind, from_logits, cols, index
+ *                      reals weight: the loss (of n(pred) / cols rows) goes to the step's
+ *                      losses[index]; a target of dtype I64 holds labels
+ *   OP_METRIC          bufs pred, target         ints kind, cols, index: the sum goes to
+ *                      the step's metrics[index]
+ *   OP_OPTIMIZER       bufs params, grads, slot1, slot2   ints kind
+ *                      reals hyper[PYNN_HYPER_COUNT];  pynn_optimizer_step
+ */
+#define PYNN_DTYPE_F32 0
+#define PYNN_DTYPE_I64 1
+
+typedef struct pynn_buffer {
+    void *data;
+    int64_t row_size;    /* elements per batch row; 0 for a fixed buffer */
+    int64_t size;        /* elements: fixed buffers, or capacity * row_size */
+    int32_t dtype;       /* PYNN_DTYPE_* */
+} pynn_buffer;
+
+typedef struct pynn_op {
+    int32_t kind;        /* PYNN_OP_* */
+    int32_t n_bufs, n_ints, n_reals;
+    const int64_t *bufs;
+    const int64_t *ints;
+    const double *reals;
+} pynn_op;
+
+typedef struct pynn_plan {
+    const pynn_op *ops;
+    int64_t n_ops;
+    const pynn_buffer *bufs;
+    int64_t n_bufs;
+    int64_t capacity;              /* rows every batched buffer holds */
+    int64_t n_inputs;              /* model inputs: each step's rows are gathered into */
+    const int64_t *input_bufs;     /*   these batched buffers */
+    int64_t n_targets;             /* targets (float rows or int64 labels), likewise */
+    const int64_t *target_bufs;
+    const int64_t *target_classes; /* per target: labels must lie in [0, classes); 0: float */
+    int64_t n_outputs;             /* predictions: these batched buffers are copied out */
+    const int64_t *output_bufs;
+    int64_t n_losses, n_metrics;   /* slots the OP_LOSS / OP_METRIC ops write per step */
+} pynn_plan;
+
+/* The data of a run: n_rows rows per array, rows of the matching buffer's row_size and
+ * dtype.  Step s takes the rows order[first_row + s*batch ...] (clipped to n_order;
+ * order NULL: the rows in their order).  outputs[j], for a plan with outputs, receives
+ * step s's predictions at rows first_row + s*batch ... (n_order rows in all). */
+typedef struct pynn_plan_feed {
+    const void *const *inputs;
+    const void *const *targets;
+    void *const *outputs;
+    int64_t n_rows;
+    const int64_t *order;
+    int64_t n_order;
+} pynn_plan_feed;
+
+/*
+ * Runs n_steps steps of batch rows (batch <= plan->capacity; the last may be shorter):
+ * gather each step's inputs and targets, then every op in order.  The step number
+ * (Adam's step, dropout's counter) of step s is iterations + s + 1.
+ *   step_losses (n_steps x n_losses), step_metrics (n_steps x n_metrics): each step's
+ *   loss values (unweighted) and metric sums; step_rows (n_steps): its rows.  Any of them
+ *   may be NULL when the plan writes no such value.
+ * Before a step changes anything its labels are checked (PYNN_ELABEL) and, with
+ * check_inputs, its inputs and float targets for NaN and infinity (PYNN_ENONFINITE); the
+ * steps before it stay applied.  PYNN_EINVAL for a malformed plan or feed.
+ */
+int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t first_row,
+                  int64_t batch, int64_t n_steps, int64_t iterations, int check_inputs,
+                  double *step_losses, double *step_metrics, int64_t *step_rows);
 
 #ifdef __cplusplus
 }

@@ -28,3 +28,39 @@ int pynn_has_openmp(void) {
     return 0;
 #endif
 }
+
+/* The names of the ids of csrc/pynn.h, one table per kind (pynn_id_name). */
+#define PYNN_ID_NAME_(sym, value, name) [value] = name,
+static const char *const activation_names[] = {PYNN_ACTIVATION_LIST(PYNN_ID_NAME_)};
+static const char *const loss_names[] = {PYNN_LOSS_LIST(PYNN_ID_NAME_)};
+static const char *const metric_names[] = {PYNN_METRIC_LIST(PYNN_ID_NAME_)};
+static const char *const optimizer_names[] = {PYNN_OPTIMIZER_LIST(PYNN_ID_NAME_)};
+static const char *const merge_names[] = {PYNN_MERGE_LIST(PYNN_ID_NAME_)};
+static const char *const op_names[] = {PYNN_OP_LIST(PYNN_ID_NAME_)};
+#undef PYNN_ID_NAME_
+
+int pynn_id_count(int table) {
+    switch (table) {
+    case PYNN_TABLE_ACTIVATION: return PYNN_ACT_COUNT;
+    case PYNN_TABLE_LOSS: return PYNN_LOSS_COUNT;
+    case PYNN_TABLE_METRIC: return PYNN_METRIC_COUNT;
+    case PYNN_TABLE_OPTIMIZER: return PYNN_OPT_COUNT;
+    case PYNN_TABLE_MERGE: return PYNN_MERGE_COUNT;
+    case PYNN_TABLE_OP: return PYNN_OP_COUNT;
+    default: return -1;
+    }
+}
+
+const char *pynn_id_name(int table, int id) {
+    const char *const *names;
+    switch (table) {
+    case PYNN_TABLE_ACTIVATION: names = activation_names; break;
+    case PYNN_TABLE_LOSS: names = loss_names; break;
+    case PYNN_TABLE_METRIC: names = metric_names; break;
+    case PYNN_TABLE_OPTIMIZER: names = optimizer_names; break;
+    case PYNN_TABLE_MERGE: names = merge_names; break;
+    case PYNN_TABLE_OP: names = op_names; break;
+    default: return NULL;
+    }
+    return id >= 0 && id < pynn_id_count(table) ? names[id] : NULL;
+}

@@ -20,6 +20,11 @@ cdef extern from "pynn.h" nogil:
     int PYNN_LOSS_MSE, PYNN_LOSS_BCE, PYNN_LOSS_CCE
     int PYNN_KERNEL_AUTO, PYNN_KERNEL_GENERIC, PYNN_KERNEL_AVX2, PYNN_KERNEL_AVX512
 
+    int PYNN_TABLE_ACTIVATION, PYNN_TABLE_LOSS, PYNN_TABLE_METRIC, PYNN_TABLE_OPTIMIZER
+    int PYNN_TABLE_MERGE, PYNN_TABLE_OP
+    const char *pynn_id_name(int table, int id)
+    int pynn_id_count(int table)
+
     int pynn_set_num_threads(int n)
     int pynn_get_num_threads()
     int pynn_has_openmp()
@@ -156,6 +161,17 @@ KERNEL_AVX2 = PYNN_KERNEL_AVX2
 KERNEL_AVX512 = PYNN_KERNEL_AVX512
 KERNEL_NAMES = {PYNN_KERNEL_GENERIC: "generic", PYNN_KERNEL_AVX2: "avx2",
                 PYNN_KERNEL_AVX512: "avx512"}
+
+
+def _id_table(int table):
+    """{name: id} for one of csrc/pynn.h's id lists (the one source of those numbers)."""
+    cdef int i
+    return {pynn_id_name(table, i).decode("ascii"): i for i in range(pynn_id_count(table))}
+
+
+ID_TABLES = {"activation": _id_table(PYNN_TABLE_ACTIVATION), "loss": _id_table(PYNN_TABLE_LOSS),
+             "metric": _id_table(PYNN_TABLE_METRIC), "optimizer": _id_table(PYNN_TABLE_OPTIMIZER),
+             "merge": _id_table(PYNN_TABLE_MERGE), "op": _id_table(PYNN_TABLE_OP)}
 
 
 class KernelInputError(ValueError):

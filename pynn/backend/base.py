@@ -64,13 +64,9 @@ class Backend:
         raise NotImplementedError
 
     def dense_backward(self, x, w, z, y, dy, activation, alpha, dw, db, dx):
-        """Backward of dense_forward.  dy is overwritten with dz; db and dx may be None."""
-        self.activation_backward(z, y, dy, activation, alpha, dy)
-        self.matmul(x, dy, True, False, dw)          # dW = x^T dz
-        if db is not None:
-            self.bias_grad(dy, db)                   # db = column sums of dz
-        if dx is not None:
-            self.matmul(dy, w, False, True, dx)      # dx = dz W^T
+        """Backward of dense_forward.  dy is overwritten with dz; dw (a frozen layer), db
+        and dx (a first layer) may each be None."""
+        raise NotImplementedError
 
     def loss(self, kind, pred, target, from_logits, grad):
         """The batch-mean loss as a Python float; grad (may be None) = d loss / d pred."""
@@ -103,12 +99,18 @@ class Backend:
         alpha is leaky_relu's negative slope."""
         raise NotImplementedError
 
+    def conv2d_backward_work_size(self, x_shape, w_shape, strides, out_hw):
+        """Floats of the `work` array conv2d_backward needs for these shapes (>= 1); the
+        plan allocates it once."""
+        return 1
+
     def conv2d_backward(self, x, w, z, y, dy, strides, padding, activation, alpha, cols,
-                        dw, db, dx):
+                        work, dw, db, dx):
         """Backward of conv2d_forward, with the same x, w, z, y, strides, padding,
         activation, alpha and cols (cols as the forward left it; clobbered here).
+          work                1-D float32 workspace of conv2d_backward_work_size floats
           dy (N, OH, OW, F)   d loss / d y; overwritten with dz = d loss / d z
-          dw (KH, KW, C, F)   out: d loss / d w
+          dw (KH, KW, C, F) or None   out: d loss / d w (None: a frozen layer)
           db (F,) or None     out: d loss / d b (column sums of dz over N, OH, OW)
           dx (N, H, W, C) or None   out: d loss / d x (zero where no window reaches)."""
         raise NotImplementedError
@@ -178,24 +180,64 @@ class Backend:
                  gamma * inv_std * (dy - mean_rows(dy) - xhat * mean_rows(dy * xhat))."""
         raise NotImplementedError
 
+    def batchnorm_infer_backward(self, x, gamma, moving_mean, moving_variance, epsilon, dy,
+                                 dgamma, dbeta, dx):
+        """Backward of batchnorm_forward_infer (the statistics are constants);
+        xhat = (x - moving_mean) / sqrt(moving_variance + epsilon):
+          dbeta  out: column sums of dy;  dgamma out: column sums of dy * xhat
+          dx     out: dy * gamma / sqrt(moving_variance + epsilon).
+        Each output may be None."""
+        raise NotImplementedError
+
     # ---- dropout -------------------------------------------------------------------
-    def dropout_forward(self, x, mask, y):
-        """y = x * mask elementwise (same shapes).  The caller draws the mask on the host
-        (0 for a dropped element, 1 / (1 - rate) for a kept one) and copies it in."""
+    def dropout_forward(self, x, seed, counter, rate, broadcast, mask, y):
+        """Inverted dropout with the counter-based uniforms of csrc/pynn.h: mask (x's
+        shape) = 0 where the element's uniform u(seed, counter) is below rate, else
+        1 / (1 - rate); y = x * mask.  broadcast: one bool per axis of x (batch first),
+        true where the noise shape is 1 (the mask repeats along that axis)."""
         raise NotImplementedError
 
     def dropout_backward(self, dy, mask, dx):
         """dx = dy * mask; dx may be dy."""
         raise NotImplementedError
 
+    # ---- merges, concatenation, scaling (the merge layers; summing gradients) ------
+    def merge_forward(self, kind, xs, y):
+        """y = the merge of the same-shaped arrays xs ("add", "subtract", "multiply",
+        "average", "maximum", "minimum"), folded left to right; y may be xs[0]."""
+        raise NotImplementedError
+
+    def merge_backward(self, kind, i, xs, dy, dx):
+        """dx = d merge(xs) / d xs[i] applied to dy (maximum/minimum: dy where xs[i] is the
+        first input holding the extreme value, else 0); dx may be dy."""
+        raise NotImplementedError
+
+    def concat_forward(self, xs, y):
+        """y (outer, sum of widths) = the 2-D arrays xs[i] (outer, width_i) side by side."""
+        raise NotImplementedError
+
+    def concat_backward(self, dy, widths, dxs):
+        """dxs[i] (outer, widths[i]) = the columns of dy that came from xs[i]; entries of
+        dxs may be None (not wanted)."""
+        raise NotImplementedError
+
+    def scale(self, x, alpha, y):
+        """y = alpha * x; y may be x."""
+        raise NotImplementedError
+
+    # ---- metrics ---------------------------------------------------------------------
+    def metric_sum(self, kind, pred, target):
+        """The sum over the rows of pred (rows, cols) of metric `kind`'s per-row value
+        (pynn.ids.METRICS) against target: float32 rows, or int64 labels (rows,).  A
+        Python float."""
+        raise NotImplementedError
+
     # ---- optimizers (in place; Keras 3 rules, see csrc/pynn.h) ----------------------
-    def sgd_update(self, w, m, g, lr, momentum, nesterov):
-        raise NotImplementedError
-
-    def adam_update(self, w, m, v, g, lr_t, beta1, beta2, epsilon):
-        raise NotImplementedError
-
-    def rmsprop_update(self, w, v, mom, g, lr, rho, momentum, epsilon):
+    def optimizer_step(self, kind, w, slot1, slot2, g, step, hyper):
+        """One update of the flat parameter array w from its gradient g ("sgd", "adam",
+        "rmsprop"); slot1/slot2 the optimizer's state arrays (see pynn_optimizer_step),
+        step >= 1 the update being made, hyper a dict of the settings named in
+        pynn.ids.HYPER."""
         raise NotImplementedError
 
     def __repr__(self):

@@ -13,6 +13,15 @@ class NumpyBackend(HostBackend):
     def matmul(self, a, b, transpose_a, transpose_b, out):
         out[...] = ref.gemm(a, b, transpose_a, transpose_b)
 
+    def dense_backward(self, x, w, z, y, dy, activation, alpha, dw, db, dx):
+        dy[...] = ref.activation_backward(z, y, dy, activation, alpha)
+        if dw is not None:
+            dw[...] = ref.gemm(x, dy, transpose_a=True)
+        if db is not None:
+            db[...] = ref.bias_grad(dy)
+        if dx is not None:
+            dx[...] = ref.gemm(dy, w, transpose_b=True)
+
     def dense_forward(self, x, w, b, activation, alpha, z, y):
         zz = ref.gemm(x, w)
         if b is not None:
@@ -57,10 +66,11 @@ class NumpyBackend(HostBackend):
         y[...] = yy
 
     def conv2d_backward(self, x, w, z, y, dy, strides, padding, activation, alpha, cols,
-                        dw, db, dx):
+                        work, dw, db, dx):
         dz, gw, gb, gx = ref.conv2d_backward(x, w, z, y, dy, strides, padding, activation, alpha)
         dy[...] = dz
-        dw[...] = gw
+        if dw is not None:
+            dw[...] = gw
         if db is not None:
             db[...] = gb
         if dx is not None:
@@ -104,8 +114,44 @@ class NumpyBackend(HostBackend):
         if dx is not None:
             dx[...] = gx
 
-    def dropout_forward(self, x, mask, y):
+    def batchnorm_infer_backward(self, x, gamma, moving_mean, moving_variance, epsilon, dy,
+                                 dgamma, dbeta, dx):
+        gg, gb, gx = ref.batchnorm_infer_backward(x, gamma, moving_mean, moving_variance,
+                                                  np.float32(epsilon), dy)
+        if dgamma is not None:
+            dgamma[...] = gg
+        if dbeta is not None:
+            dbeta[...] = gb
+        if dx is not None:
+            dx[...] = gx
+
+    def dropout_forward(self, x, seed, counter, rate, broadcast, mask, y):
+        mask[...] = ref.dropout_mask(x.shape, broadcast, seed, counter, rate)
         y[...] = x * mask
 
     def dropout_backward(self, dy, mask, dx):
         dx[...] = dy * mask
+
+    # ---- merges, concatenation, scaling, metrics, optimizer steps -------------------
+    def merge_forward(self, kind, xs, y):
+        y[...] = ref.merge_forward(kind, xs)
+
+    def merge_backward(self, kind, i, xs, dy, dx):
+        dx[...] = ref.merge_backward(kind, i, xs, dy)
+
+    def concat_forward(self, xs, y):
+        y[...] = ref.concat(xs)
+
+    def concat_backward(self, dy, widths, dxs):
+        for d, p in zip(dxs, ref.concat_backward(dy, widths)):
+            if d is not None:
+                d[...] = p
+
+    def scale(self, x, alpha, y):
+        y[...] = ref.scale(x, alpha)
+
+    def metric_sum(self, kind, pred, target):
+        return ref.metric_sum(kind, pred, target)
+
+    def optimizer_step(self, kind, w, slot1, slot2, g, step, hyper):
+        ref.optimizer_step(kind, w, slot1, slot2, g, step, hyper)

@@ -460,9 +460,164 @@ def batchnorm_backward(x, gamma, mean, inv_std, dy):
     return dgamma, dbeta, dx
 
 
-# ---- dropout -----------------------------------------------------------------------------
+# ---- batch normalization in inference form, differentiated ---------------------------------
 
-def dropout_mask(shape, rate, generator, dtype=np.float32):
-    """Inverted dropout's mask: 0 with probability `rate`, else 1 / (1 - rate)."""
-    keep = generator.random(shape) >= rate
-    return np.where(keep, 1 / (1 - rate), 0).astype(dtype)
+def batchnorm_infer_backward(x, gamma, moving_mean, moving_variance, epsilon, dy):
+    """(dgamma, dbeta, dx) of batchnorm_forward_infer (a frozen layer inside a network that
+    trains): the statistics are constants, so dx = dy * gamma * inv_std."""
+    inv_std = 1 / np.sqrt(moving_variance + _scalar(epsilon, x))
+    xhat = (x - moving_mean) * inv_std
+    dbeta = dy.sum(axis=0)
+    dgamma = (dy * xhat).sum(axis=0)
+    dx = dy * (inv_std if gamma is None else gamma * inv_std)
+    return dgamma, dbeta, dx
+
+
+# ---- randomness: counter-based uniforms (csrc/pynn.h, "randomness") ------------------------
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(z):
+    """splitmix64's finaliser on uint64 values (NumPy wraps uint64 arithmetic mod 2^64)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def random_uniform(seed, counter, count):
+    """The uniforms u_0 .. u_{count-1} of (seed, counter): float32 in [0, 1), 24 bits each.
+    key = mix64(seed + G (counter + 1)); u_e = (mix64(key + G (e + 1)) >> 40) 2^-24."""
+    with np.errstate(over="ignore"):
+        key = _mix64(np.uint64((int(seed) + 0x9E3779B97F4A7C15 * (int(counter) + 1)) & _MASK64))
+        e = np.arange(1, count + 1, dtype=np.uint64)
+        bits = _mix64(key + _GOLDEN * e) >> np.uint64(40)
+    return (bits.astype(np.float64) * 2.0 ** -24).astype(np.float32)
+
+
+def dropout_mask(shape, broadcast, seed, counter, rate, dtype=np.float32):
+    """Inverted dropout's mask for an array of `shape` (batch axis first): 0 where the
+    uniform drawn for the element is below `rate`, else 1 / (1 - rate) (rounded to float32).
+    broadcast[a] true: axis a of the noise shape is 1, the mask repeats along it."""
+    noise_shape = tuple(1 if b else d for d, b in zip(shape, broadcast))
+    u = random_uniform(seed, counter, int(np.prod(noise_shape))).reshape(noise_shape)
+    scale = np.float32(1.0 / (1.0 - float(rate)))
+    mask = np.where(u >= np.float32(rate), scale, np.float32(0)).astype(dtype)
+    return np.ascontiguousarray(np.broadcast_to(mask, tuple(shape)))
+
+
+# ---- merges, concatenation, scaling ----------------------------------------------------------
+MERGES = ("add", "subtract", "multiply", "average", "maximum", "minimum")
+
+
+def merge_forward(kind, xs):
+    """The merge of the same-shaped arrays xs, folded left to right in input order."""
+    if kind == "subtract":
+        if len(xs) != 2:
+            raise ValueError(f"merge_forward: subtract takes 2 inputs, received {len(xs)}")
+        return xs[0] - xs[1]
+    y = xs[0].copy()
+    for x in xs[1:]:
+        if kind in ("add", "average"):
+            y = y + x
+        elif kind == "multiply":
+            y = y * x
+        elif kind == "maximum":
+            y = np.maximum(y, x)
+        elif kind == "minimum":
+            y = np.minimum(y, x)
+        else:
+            raise ValueError(f"merge_forward: expected kind in {MERGES}, received {kind!r}")
+    if kind == "average":
+        y = y / _scalar(len(xs), y)
+    return y
+
+
+def merge_backward(kind, i, xs, dy):
+    """d merge / d xs[i] applied to dy.  maximum / minimum: dy goes to the first input
+    (lowest index) that holds the extreme value."""
+    if kind == "add":
+        return dy.copy()
+    if kind == "subtract":
+        return dy.copy() if i == 0 else -dy
+    if kind == "average":
+        return dy / _scalar(len(xs), dy)
+    if kind == "multiply":
+        g = dy.copy()
+        for j, x in enumerate(xs):
+            if j != i:
+                g = g * x
+        return g
+    if kind in ("maximum", "minimum"):
+        best = merge_forward(kind, xs)
+        first = np.full(dy.shape, len(xs))
+        for j in range(len(xs) - 1, -1, -1):
+            first = np.where(xs[j] == best, j, first)
+        return np.where(first == i, dy, 0).astype(dy.dtype)
+    raise ValueError(f"merge_backward: expected kind in {MERGES}, received {kind!r}")
+
+
+def concat(xs):
+    """Concatenation of 2-D arrays along their last axis."""
+    return np.concatenate(xs, axis=1)
+
+
+def concat_backward(dy, widths):
+    """The split of dy (outer, sum(widths)) into its column blocks."""
+    bounds = np.cumsum([0] + list(widths))
+    return [dy[:, bounds[i]:bounds[i + 1]].copy() for i in range(len(widths))]
+
+
+def scale(x, alpha):
+    return x * _scalar(alpha, x)
+
+
+# ---- metrics -------------------------------------------------------------------------------
+METRICS = ("binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+           "mean_absolute_error", "mean_squared_error")
+
+
+def metric_values(kind, pred, target):
+    """The metric's value for each row of pred (rows, cols) against target: float rows of
+    the same shape, or int64 labels (rows,) (taken as one-hot rows by the metrics that
+    compare values)."""
+    if target.ndim == 1:
+        if kind == "sparse_categorical_accuracy":
+            return (np.argmax(pred, axis=-1) == target).astype(np.float64)
+        target = one_hot(target, pred.shape[1], pred.dtype)
+    if kind == "binary_accuracy":
+        hits = ((pred > 0.5).astype(pred.dtype) == target).astype(pred.dtype)
+        return (hits.sum(axis=-1, dtype=pred.dtype) / _scalar(pred.shape[1], pred)).astype(np.float64)
+    if kind in ("categorical_accuracy", "sparse_categorical_accuracy"):
+        return (np.argmax(pred, axis=-1) == np.argmax(target, axis=-1)).astype(np.float64)
+    if kind == "mean_absolute_error":
+        err = np.abs(target - pred).sum(axis=-1, dtype=pred.dtype)
+        return (err / _scalar(pred.shape[1], pred)).astype(np.float64)
+    if kind == "mean_squared_error":
+        d = target - pred
+        err = (d * d).sum(axis=-1, dtype=pred.dtype)
+        return (err / _scalar(pred.shape[1], pred)).astype(np.float64)
+    raise ValueError(f"metric_values: expected kind in {METRICS}, received {kind!r}")
+
+
+def metric_sum(kind, pred, target):
+    """The sum over rows of metric_values (a Python float)."""
+    return float(np.sum(metric_values(kind, pred, target)))
+
+
+# ---- one optimizer step ----------------------------------------------------------------------
+def optimizer_step(kind, w, slot1, slot2, g, step, hyper):
+    """One update of the flat parameters w (in place); hyper a dict of the settings named in
+    pynn.ids.HYPER,
+    step >= 1 the update being made (Adam's bias correction)."""
+    lr = hyper["learning_rate"]
+    if kind == "sgd":
+        sgd_update(w, slot1, g, lr, hyper["momentum"], bool(hyper["nesterov"]))
+    elif kind == "adam":
+        lr_t = adam_lr_t(lr, hyper["beta_1"], hyper["beta_2"], step)
+        adam_update(w, slot1, slot2, g, lr_t, hyper["beta_1"], hyper["beta_2"], hyper["epsilon"])
+    elif kind == "rmsprop":
+        rmsprop_update(w, slot1, slot2, g, lr, hyper["rho"], hyper["momentum"], hyper["epsilon"])
+    else:
+        raise ValueError(f"optimizer_step: expected kind 'sgd', 'adam' or 'rmsprop', received {kind!r}")
