@@ -32,8 +32,10 @@ def _find_core():
 _core = _find_core()
 from . import activations, callbacks, data, datasets, initializers, layers, losses, metrics, ops, optimizers, utils
 from .backend import cuda_available, get_backend, set_backend
-from .models import NotCompiledError, Sequential, load_model
-from . import saving
+from .layers import Input, InputLayer, KerasTensor
+from .models import Model, NotCompiledError, Sequential, load_model, model_from_json
+from .variables import Variable
+from . import models, saving
 
 __version__ = "0.1.0"
 
@@ -49,6 +51,7 @@ def get_num_threads():
     return _core.get_num_threads()
 
 
-__all__ = ["Sequential", "layers", "losses", "metrics", "optimizers", "initializers", "callbacks",
+__all__ = ["Model", "Sequential", "Input", "InputLayer", "KerasTensor", "Variable", "models",
+           "model_from_json", "layers", "losses", "metrics", "optimizers", "initializers", "callbacks",
            "datasets", "utils", "ops", "activations", "set_backend", "get_backend", "cuda_available",
            "set_num_threads", "get_num_threads", "NotCompiledError", "load_model", "saving"]

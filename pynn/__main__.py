@@ -87,7 +87,7 @@ def main(argv=None):
         return 2
     model.summary()
     print(f"Training on {len(x_train)} digits ({args.epochs} epochs, batch {args.batch_size}, "
-          f"backend {model._backend.name}, {pynn.get_num_threads()} threads)")
+          f"backend {model.engine.backend.name}, {pynn.get_num_threads()} threads)")
     start = time.perf_counter()
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
               validation_split=0.1, verbose=args.verbose)

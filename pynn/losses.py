@@ -1,56 +1,85 @@
-"""Losses with Keras names and semantics (mean over the batch of the per-sample loss).
+"""Losses with Keras names and semantics: the mean over the batch (and over every position
+but the last axis) of the per-sample loss.
 
-A loss object says *which* loss (its `kind`, one of the backend's loss kernels) and
+A loss object says *which* loss (its `kind`, one of the loss kernels of csrc/pynn.h) and
 how to read targets; the numbers come from the backend's fused loss-and-gradient kernel.
 """
 import numpy as np
 
 
-class Loss:
-    kind = None          # "mse" | "bce" | "cce" | "scce": the backend kernel
-    sparse = False       # integer class labels instead of target vectors
+def _shape_text(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + \
+        ("," if len(shape) == 1 else "") + ")"
 
-    def __init__(self, from_logits=False, name=None):
+
+class Loss:
+    kind = None          # "mse" | "bce" | "cce" | "scce": the kernel (pynn.ids.LOSSES)
+    sparse = False       # integer class labels instead of target vectors
+    fused_activation = None   # the output activation whose logits the loss can take
+
+    def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size"):
         if not isinstance(from_logits, (bool, np.bool_)):
             raise TypeError(f"{type(self).__name__}: expected from_logits to be a bool, "
                             f"received {from_logits!r}")
+        if reduction not in ("sum_over_batch_size", "auto", None):
+            raise ValueError(f"{type(self).__name__}: only reduction='sum_over_batch_size' is "
+                             f"supported, received reduction={reduction!r}")
         self.from_logits = bool(from_logits)
         self.name = name or _NAMES[type(self)]
 
     def get_config(self):
         return {"name": self.name, "from_logits": self.from_logits}
 
-    def prepare_targets(self, y, output_dim, where="fit"):
-        """Check `y` (already a numeric NumPy array with a first axis) against the model's
-        output width and return what the loss kernel reads: float32 (n, output_dim)."""
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def fuses_with(self, activation):
+        """Whether a model output made by `activation` can hand this loss its logits."""
+        return self.fused_activation is not None and activation == self.fused_activation
+
+    def target_spec(self, output_shape):
+        """(target shape with the batch axis, dtype, classes) for an output of this shape;
+        classes is 0 for float targets."""
+        return tuple(output_shape), "float32", 0
+
+    def prepare_targets(self, y, output_shape, where="fit"):
+        """Check `y` (a numeric NumPy array with a batch axis) against the output's shape
+        (with the batch axis) and return what the loss kernel reads: float32 of that shape."""
         y = np.asarray(y)
-        if y.ndim == 1 and output_dim == 1:
-            y = y.reshape(-1, 1)
-        if y.ndim != 2 or y.shape[1] != output_dim:
+        want = tuple(output_shape[1:])
+        if want[-1:] == (1,) and y.shape[1:] == want[:-1]:     # (n,) targets of a 1-unit output
+            y = y.reshape((y.shape[0],) + want)
+        if y.shape[1:] != want:
             raise ValueError(
-                f"{where}: {self.name} expects targets of shape (n, {output_dim}) to match the "
-                f"model's output, received y with shape {y.shape}")
+                f"{where}: {self.name} expects targets of shape "
+                f"{_shape_text((None,) + want)} to match the model's output, received y with "
+                f"shape {y.shape}")
         return np.ascontiguousarray(y, dtype=np.float32)
 
-    def __call__(self, y_true, y_pred):
-        """The loss value for one batch, computed by the NumPy reference."""
-        from .backend import reference
-        y_pred = np.asarray(y_pred, dtype=np.float32)
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """The loss value for one batch (a float), computed by the default backend's kernel."""
+        if sample_weight is not None:
+            raise ValueError(f"{self.name}: sample_weight is not supported yet")
+        from .backend import get as get_backend
+        y_pred = np.ascontiguousarray(y_pred, dtype=np.float32)
         if y_pred.ndim == 1:
             y_pred = y_pred.reshape(-1, 1)
-        y = self.prepare_targets(np.asarray(y_true), y_pred.shape[1], where=self.name)
-        if self.sparse:
-            value, _ = reference.sparse_cce(y_pred, y, self.from_logits)
-        else:
-            value, _ = reference.loss(y_pred, y, self.kind, self.from_logits)
-        return float(value)
+        target = self.prepare_targets(np.asarray(y_true), (None,) + y_pred.shape[1:],
+                                      where=self.name)
+        be = get_backend(None)
+        cols = y_pred.shape[-1]
+        pred2 = y_pred.reshape(-1, cols)
+        target2 = target.reshape(-1) if self.sparse else target.reshape(-1, cols)
+        return float(be.loss(self.kind, be.from_host(pred2), be.from_host(target2),
+                             self.from_logits, None))
 
 
 class MeanSquaredError(Loss):
     kind = "mse"
 
-    def __init__(self, name=None):
-        super().__init__(False, name)
+    def __init__(self, name=None, reduction="sum_over_batch_size"):
+        super().__init__(False, name, reduction)
 
     def get_config(self):
         return {"name": self.name}
@@ -58,35 +87,44 @@ class MeanSquaredError(Loss):
 
 class BinaryCrossentropy(Loss):
     kind = "bce"
+    fused_activation = "sigmoid"
 
 
 class CategoricalCrossentropy(Loss):
     kind = "cce"
+    fused_activation = "softmax"
 
 
 class SparseCategoricalCrossentropy(Loss):
     kind = "scce"
     sparse = True
+    fused_activation = "softmax"
 
-    def prepare_targets(self, y, output_dim, where="fit"):
+    def target_spec(self, output_shape):
+        return tuple(output_shape[:-1]), "int64", int(output_shape[-1])
+
+    def prepare_targets(self, y, output_shape, where="fit"):
         y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.reshape(-1)
-        if y.ndim != 1:
+        want = tuple(output_shape[1:-1])
+        if y.shape[1:] == want + (1,):
+            y = y.reshape(y.shape[:-1])
+        if y.shape[1:] != want:
             raise ValueError(
-                f"{where}: {self.name} expects integer class labels of shape (n,) or (n, 1), "
+                f"{where}: {self.name} expects integer class labels of shape "
+                f"{_shape_text((None,) + want)} or {_shape_text((None,) + want + (1,))}, "
                 f"received y with shape {y.shape}")
         if y.dtype.kind not in "iu" and y.size and not (np.mod(y, 1) == 0).all():
             raise ValueError(f"{where}: {self.name} expects integer class labels, "
                              f"received non-integer values of dtype {y.dtype}")
+        classes = output_shape[-1]
         labels = y.astype(np.int64, copy=False)
         if labels.size:
             lo, hi = int(labels.min()), int(labels.max())
-            if lo < 0 or hi >= output_dim:
+            if lo < 0 or hi >= classes:
                 bad = lo if lo < 0 else hi
                 raise ValueError(
-                    f"{where}: {self.name} expects labels in [0, {output_dim - 1}] for a model with "
-                    f"{output_dim} outputs, received label {bad}")
+                    f"{where}: {self.name} expects labels in [0, {classes - 1}] for a model "
+                    f"output of {classes} classes, received label {bad}")
         return np.ascontiguousarray(labels)
 
 
@@ -104,6 +142,8 @@ _BY_NAME = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
 }
 
+CLASSES = {cls.__name__: cls for cls in _NAMES}
+
 
 def get(identifier, where="compile"):
     if isinstance(identifier, Loss):
@@ -118,3 +158,11 @@ def get(identifier, where="compile"):
         return cls()
     raise TypeError(f"{where}: expected a loss name or pynn.losses.Loss instance, received "
                     f"{type(identifier).__name__} {identifier!r}")
+
+
+def mean_squared_error(y_true, y_pred):
+    """Keras's functional form (a float here): MeanSquaredError()(y_true, y_pred)."""
+    return MeanSquaredError()(y_true, y_pred)
+
+
+mse = mean_squared_error

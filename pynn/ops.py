@@ -2,11 +2,11 @@
 import numpy as np
 
 from . import _core
-from .layers.base import _numeric_array
+from .layers.base import numeric_array
 
 
 def _matrix(a, name):
-    a = _numeric_array(a, f"pynn.ops.matmul: {name}")
+    a = numeric_array(a, f"pynn.ops.matmul: {name}")
     if a.ndim != 2:
         raise ValueError(f"pynn.ops.matmul: expected {name} to be a 2-D matrix, received shape {a.shape}")
     return np.ascontiguousarray(a, dtype=np.float32)
@@ -37,3 +37,22 @@ def matmul(a, b, transpose_a=False, transpose_b=False, out=None):
             raise ValueError("pynn.ops.matmul: out must not overlap a or b")
     _core.sgemm(out, a, b, bool(transpose_a), bool(transpose_b))
     return out
+
+
+def ones(shape, dtype="float32"):
+    """An array of ones (as keras.ops.ones; pynn's ops return NumPy arrays)."""
+    return np.ones(shape, dtype=dtype)
+
+
+def zeros(shape, dtype="float32"):
+    """An array of zeros (as keras.ops.zeros)."""
+    return np.zeros(shape, dtype=dtype)
+
+
+def convert_to_numpy(x):
+    """x as a NumPy array (pynn's arrays already are)."""
+    return np.asarray(x)
+
+
+def convert_to_tensor(x, dtype=None):
+    return np.asarray(x, dtype=dtype)

@@ -1,12 +1,16 @@
 """Optimizers with Keras 3's update rules.
 
-An optimizer holds its hyperparameters, its step count (`iterations`) and one set of
-state arrays ("slots") per parameter, created on the backend the model trains on.
-The arithmetic of every update is one backend kernel call per parameter.
+An optimizer holds its hyperparameters, its step count (`iterations`) and its state
+("slots": Adam's m and v, ...) as flat arrays laid out like the model's flat array of
+trainable weights (pynn/models/params.py).  The update itself is one backend kernel call
+over the whole array (`optimizer_step`, pynn_optimizer_step in C), made by the plan's
+OP_OPTIMIZER; Adam's bias correction is computed there, once per backend.
 """
 import math
 
 import numpy as np
+
+from . import ids
 
 
 def _check_number(cls, name, value, lo, hi, lo_open=False, hi_open=False):
@@ -22,14 +26,22 @@ def _check_number(cls, name, value, lo, hi, lo_open=False, hi_open=False):
 
 
 class Optimizer:
-    slot_names = ()
+    kind = None                  # the kernel (pynn.ids.OPTIMIZERS)
 
-    def __init__(self, learning_rate, name):
+    def __init__(self, learning_rate, name, **kwargs):
+        for key in ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm"):
+            if kwargs.pop(key, None) is not None:
+                raise ValueError(f"{type(self).__name__}: `{key}` is not supported yet")
+        for key in ("use_ema", "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor",
+                    "gradient_accumulation_steps"):
+            kwargs.pop(key, None)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unrecognized keyword arguments {sorted(kwargs)}")
         self.name = name
         self.learning_rate = learning_rate
         self.iterations = 0
-        self._slots = None     # list (one per parameter) of dict slot name -> backend array
-        self._backend = None
+        self._slots = None       # {slot name: flat backend array}
+        self._layout = None      # the ParameterStore layout the slots follow
 
     @property
     def learning_rate(self):
@@ -40,69 +52,121 @@ class Optimizer:
         self._learning_rate = _check_number(type(self).__name__, "learning_rate", value,
                                             0.0, math.inf, hi_open=True)
 
-    def build(self, backend, params):
-        """Create zeroed state arrays for `params` on `backend` (once per model binding)."""
-        self._backend = backend
-        self._slots = [{s: backend.zeros(p.shape) for s in self.slot_names if self._needs(s)}
-                       for p in params]
+    # ---- what the plan needs -------------------------------------------------------------
+    def slot_names(self):
+        """The two slot arrays pynn_optimizer_step takes (None: not used)."""
+        return (None, None)
 
-    def _needs(self, slot):
-        return True
+    def hyper(self):
+        """The settings in pynn.ids.HYPER order, as pynn_optimizer_step reads them."""
+        values = {"learning_rate": self.learning_rate, "momentum": getattr(self, "momentum", 0.0),
+                  "nesterov": float(getattr(self, "nesterov", False)),
+                  "beta_1": getattr(self, "beta_1", 0.0), "beta_2": getattr(self, "beta_2", 0.0),
+                  "rho": getattr(self, "rho", 0.0), "epsilon": getattr(self, "epsilon", 0.0)}
+        return [float(values[k]) for k in ids.HYPER]
+
+    def spec(self):
+        return self.kind, self.hyper(), self.slot_names()
 
     @property
     def built(self):
         return self._slots is not None
 
-    def apply(self, backend, params, grads):
-        """One update of every parameter from its gradient."""
-        self.iterations += 1
-        for p, g, slots in zip(params, grads, self._slots):
-            self._update(backend, p, g, slots)
+    def build(self, store):
+        """State arrays for the flat trainable weights of `store`, zeros; the state of the
+        weights the previous layout also had is carried over (a recompile after
+        freezing or unfreezing layers)."""
+        layout = store.layout
+        if self._slots is not None and self._layout is layout and \
+                all(self._slots[n].shape == (store.n_trainable,) for n in self._slots):
+            return
+        old, old_layout = self._slots, self._layout
+        be = store.backend
+        self._slots = {n: be.zeros((store.n_trainable,)) for n in self.slot_names() if n}
+        if old and old_layout is not None:
+            old_at = {id(v): (start, v.size) for v, start in old_layout.trainable_offsets}
+            for v, start in layout.trainable_offsets:
+                if id(v) in old_at and v.size == old_at[id(v)][1]:
+                    for n, arr in self._slots.items():
+                        if n in old:
+                            o = old_at[id(v)][0]
+                            host = np.asarray(old_layout.backend.to_host(old[n]))[o:o + v.size]
+                            be.copy_from_host(be.view(arr, start, (v.size,)),
+                                              np.ascontiguousarray(host))
+        self._layout = layout
 
-    def _update(self, backend, param, grad, slots):
-        raise NotImplementedError
+    def slot(self, name):
+        return None if name is None else self._slots[name]
+
+    def state_arrays(self):
+        """{slot name: host copy} of the state, or None before the first step."""
+        if self._slots is None:
+            return None
+        be = self._layout.backend
+        return {n: np.array(be.to_host(a), dtype=np.float32) for n, a in self._slots.items()}
+
+    def state_shapes(self):
+        return {n: tuple(a.shape) for n, a in (self._slots or {}).items()}
+
+    def set_state_arrays(self, values):
+        """Set the state from {slot name: array} (as state_arrays returns, checked by the
+        caller)."""
+        be = self._layout.backend
+        for n, value in values.items():
+            be.copy_from_host(self._slots[n], np.ascontiguousarray(value, dtype=np.float32))
+
+    @property
+    def variables(self):
+        """The optimizer's state arrays (host copies), as Keras lists them after iterations
+        and the learning rate."""
+        if self._slots is None:
+            return []
+        be = self._layout.backend
+        return [np.array(be.to_host(a)) for a in self._slots.values()]
+
+    def count_params(self):
+        """Keras's count of optimizer variables: iterations, learning rate, slots."""
+        return 0 if self._slots is None else 2 + sum(a.size for a in self._slots.values())
 
     def get_config(self):
         return {"name": self.name, "learning_rate": self.learning_rate}
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
 
 class SGD(Optimizer):
-    slot_names = ("momentum",)
+    kind = "sgd"
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD"):
-        super().__init__(learning_rate, name)
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
         self.momentum = _check_number("SGD", "momentum", momentum, 0.0, 1.0)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"SGD: expected nesterov to be a bool, received {nesterov!r}")
         self.nesterov = bool(nesterov)
 
-    def _needs(self, slot):
-        return self.momentum != 0.0
-
-    def _update(self, backend, param, grad, slots):
-        backend.sgd_update(param, slots.get("momentum"), grad, self.learning_rate,
-                           self.momentum, self.nesterov)
+    def slot_names(self):
+        return ("momentum" if self.momentum != 0.0 else None, None)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
 class Adam(Optimizer):
-    slot_names = ("m", "v")
+    kind = "adam"
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name="adam"):
-        super().__init__(learning_rate, name)
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, name="adam", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        if amsgrad:
+            raise ValueError("Adam: amsgrad=True is not supported yet")
         self.beta_1 = _check_number("Adam", "beta_1", beta_1, 0.0, 1.0, hi_open=True)
         self.beta_2 = _check_number("Adam", "beta_2", beta_2, 0.0, 1.0, hi_open=True)
         self.epsilon = _check_number("Adam", "epsilon", epsilon, 0.0, math.inf, hi_open=True)
 
-    def apply(self, backend, params, grads):
-        from .backend import reference
-        self.iterations += 1
-        # Bias correction folded into the step size, once per step (Keras 3).
-        lr_t = reference.adam_lr_t(self.learning_rate, self.beta_1, self.beta_2, self.iterations)
-        for p, g, s in zip(params, grads, self._slots):
-            backend.adam_update(p, s["m"], s["v"], g, lr_t, self.beta_1, self.beta_2, self.epsilon)
+    def slot_names(self):
+        return ("m", "v")
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -110,20 +174,19 @@ class Adam(Optimizer):
 
 
 class RMSprop(Optimizer):
-    slot_names = ("velocity", "momentum")
+    kind = "rmsprop"
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, name="rmsprop"):
-        super().__init__(learning_rate, name)
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
+                 name="rmsprop", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        if centered:
+            raise ValueError("RMSprop: centered=True is not supported yet")
         self.rho = _check_number("RMSprop", "rho", rho, 0.0, 1.0, hi_open=True)
         self.momentum = _check_number("RMSprop", "momentum", momentum, 0.0, 1.0)
         self.epsilon = _check_number("RMSprop", "epsilon", epsilon, 0.0, math.inf, hi_open=True)
 
-    def _needs(self, slot):
-        return slot == "velocity" or self.momentum != 0.0
-
-    def _update(self, backend, param, grad, slots):
-        backend.rmsprop_update(param, slots["velocity"], slots.get("momentum"), grad,
-                               self.learning_rate, self.rho, self.momentum, self.epsilon)
+    def slot_names(self):
+        return ("velocity", "momentum" if self.momentum != 0.0 else None)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
@@ -131,6 +194,7 @@ class RMSprop(Optimizer):
 
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+CLASSES = {cls.__name__: cls for cls in (SGD, Adam, RMSprop)}
 
 
 def get(identifier, where="compile"):

@@ -3,25 +3,36 @@
 `model.save(path)` writes everything needed to predict and to go on training:
 
     pynn_model.json            the description (below), UTF-8 JSON
-    weights/000.npy ...        model.get_weights(), in order (Keras layouts), float32
-    optimizer/000/<slot>.npy   the optimizer's state arrays, per parameter array of the
-                               model (pynn trains one flat array, so there is one: 000)
+    weights/000.npy ...        model.get_weights(), in `model.weights` order (Keras
+                               layouts), float32
+    optimizer/000/<slot>.npy   the optimizer's state: one flat array per slot, laid out
+                               like the flat array of trainable weights
 
-    {"format": "pynn-model", "version": 1,
-     "model": {"class_name": "Sequential", "name": "...", "input_shape": [64] or null,
-               "layers": [{"class_name": "Dense", "config": {...layer.get_config()}}, ...]},
-     "weights": [{"layer": "dense", "name": "kernel", "shape": [64, 128]}, ...],
+    {"format": "pynn-model", "version": 2,
+     "model": {"module": "pynn", "class_name": "Functional" | "Sequential",
+               "config": {...}},            Keras 3's serialization (below)
+     "weights": [{"path": "dense/kernel", "shape": [64, 128]}, ...],
      "compile": null or {"optimizer": {"class_name": "Adam", "config": {...}},
-                         "loss": {"class_name": "SparseCategoricalCrossentropy", "config": {...}},
-                         "metrics": ["accuracy"] or null, "backend": "cpu"},
+                         "loss": a serialized loss, or a list / dict of them,
+                         "loss_weights": ..., "metrics": ..., "backend": "cpu"},
      "optimizer_state": null or {"iterations": 90, "slots": [["m", "v"]]}}
 
+The model config follows Keras 3 (keras/src/models/functional.py, sequential.py): a
+Sequential lists its layers (its InputLayer first); a functional model lists its layers,
+each with the calls that made its nodes ("inbound_nodes": the input tensors as
+{"class_name": "__keras_tensor__", "config": {"keras_history": [layer, node, tensor]}} and
+the call's training argument), and its "input_layers" / "output_layers".  Nested models
+are layers with their own config; shared layers have several inbound nodes; each layer
+keeps its `trainable` flag.  `model.get_config()` / `Model.from_config()` and
+`model.to_json()` / `pynn.models.model_from_json()` use the same format.  Files of the
+first format (version 1, Sequential models only) still load.
+
 `model.save_weights(path)` writes the same zip with only the weights and
-{"format": "pynn-weights", "version": 1, "weights": [...]}; `model.load_weights(path)`
-reads either kind of file.
+{"format": "pynn-weights", "version": 2, "weights": [...]}; `model.load_weights(path)`
+reads either kind of file, of either version.
 
 Safety.  Nothing in a file is ever executed or imported: class names are looked up in
-allow-lists of pynn's own layers, losses and optimizers, arrays are read with
+allow-lists of pynn's own layers, models, losses and optimizers, arrays are read with
 `np.load(allow_pickle=False)` (so no object arrays), and every shape and dtype is checked
 against the rebuilt model before anything is assigned.  A file that is truncated,
 corrupt, not a zip, or not a pynn file raises ModelFileError (a ValueError) saying what
@@ -42,75 +53,22 @@ import numpy as np
 
 MODEL_FORMAT = "pynn-model"
 WEIGHTS_FORMAT = "pynn-weights"
-VERSION = 1
+VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _CONFIG = "pynn_model.json"
 _MAX_JSON_BYTES = 64 << 20
 
 
-class ModelFileError(ValueError):
-    """A file that is not a readable pynn model or weights file (truncated, corrupt,
-    foreign, or describing something this pynn cannot rebuild)."""
-
-
-# ---- allow-lists: the only classes a file can name ---------------------------------------------
-
-def _layer_classes():
-    from . import layers
-    from .layers.base import Layer
-    found = {}
-    for name in getattr(layers, "__all__", dir(layers)):
-        cls = getattr(layers, name, None)
-        if isinstance(cls, type) and issubclass(cls, Layer) and cls is not Layer:
-            found[cls.__name__] = cls
-    return found
-
-
-def _optimizer_classes():
-    from . import optimizers
-    return {cls.__name__: cls for cls in (optimizers.SGD, optimizers.Adam, optimizers.RMSprop)}
-
-
-def _loss_classes():
-    from . import losses
-    return {cls.__name__: cls for cls in losses._NAMES}
-
-
-def _serialize(obj):
-    return {"class_name": type(obj).__name__, "config": obj.get_config()}
-
-
-def _deserialize(entry, classes, what, path):
-    if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) or \
-            not isinstance(entry.get("config", {}), dict):
-        raise ModelFileError(f"{path}: expected {what} as {{'class_name': ..., 'config': {{...}}}}, "
-                             f"found {entry!r:.200}")
-    cls = classes.get(entry["class_name"])
-    if cls is None:
-        raise ModelFileError(f"{path}: unknown {what} class {entry['class_name']!r:.100}; this pynn "
-                             f"knows {', '.join(sorted(classes))}")
-    try:
-        return cls(**entry.get("config", {}))
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: cannot rebuild {what} {entry['class_name']}: {exc}") from None
+from .serialization import ModelFileError, deserialize, deserialize_layer, serialize
+from . import serialization
 
 
 # ---- writing -----------------------------------------------------------------------------------
 
-def _weight_names(layer, count):
-    """Names for a layer's `count` arrays of get_weights (kernel, bias, ...)."""
-    names = list(getattr(layer, "_weight_names", []))[:count]
-    return names + [f"weight_{i}" for i in range(len(names), count)]
-
-
 def _weight_entries(model):
-    """[(description, array)] for model.get_weights(), layer by layer: the same arrays in
-    the same order that set_weights takes back."""
-    out = []
-    for layer in model.layers:
-        arrays = layer.get_weights()
-        for name, w in zip(_weight_names(layer, len(arrays)), arrays):
-            out.append(({"layer": layer.name, "name": name, "shape": list(w.shape)}, w))
-    return out
+    """[(description, array)] for model.get_weights(): the same arrays in the same order
+    that set_weights takes back."""
+    return [({"path": v.path, "shape": list(v.shape)}, v.numpy()) for v in model.weights]
 
 
 def _npy_bytes(array):
@@ -154,35 +112,35 @@ def _atomic_write_zip(path, members, overwrite):
         pass
 
 
-def model_config(model):
-    """The architecture as JSON-ready data (what pynn_model.json holds under "model")."""
-    return {"class_name": type(model).__name__, "name": model.name,
-            "input_shape": None if model._input_shape is None else list(model._input_shape),
-            "layers": [_serialize(layer) for layer in model.layers]}
-
-
 def save_model(model, path, overwrite=True):
     entries = _weight_entries(model) if model.built else []
     compile_cfg = opt_state = None
     members = []
-    if model.compiled:
-        compile_cfg = {"optimizer": _serialize(model.optimizer),
-                       "loss": None if model.loss is None else _serialize(model.loss),
-                       "metrics": None if model._metric_names is None else list(model._metric_names),
-                       "backend": model._backend.name if model._backend is not None else None}
-        opt = model.optimizer
-        if opt.built:
-            be = model._backend
-            slots = []
-            for i, per_param in enumerate(opt._slots):
-                slots.append(sorted(per_param))
-                for name in sorted(per_param):
-                    members.append((f"optimizer/{i:03d}/{name}.npy",
-                                    _npy_bytes(np.asarray(be.to_host(per_param[name]), np.float32))))
-            opt_state = {"iterations": int(opt.iterations), "slots": slots}
+    compiled = model.compile_config()
+    if compiled is not None:
+        loss, loss_weights, metrics, backend_name, optimizer = compiled
+
+        def ser_loss(l):
+            from . import losses as losses_module
+            if l is None:
+                return None
+            if isinstance(l, dict):
+                return {k: ser_loss(v) for k, v in l.items()}
+            if isinstance(l, (list, tuple)):
+                return [ser_loss(v) for v in l]
+            return serialize(losses_module.get(l))
+
+        compile_cfg = {"optimizer": serialize(optimizer), "loss": ser_loss(loss),
+                       "loss_weights": loss_weights, "metrics": metrics, "backend": backend_name}
+        state = optimizer.state_arrays()
+        if state is not None:
+            names = sorted(state)
+            for name in names:
+                members.append((f"optimizer/000/{name}.npy", _npy_bytes(state[name])))
+            opt_state = {"iterations": int(optimizer.iterations), "slots": [names]}
         else:
-            opt_state = {"iterations": int(opt.iterations), "slots": None}
-    config = {"format": MODEL_FORMAT, "version": VERSION, "model": model_config(model),
+            opt_state = {"iterations": int(optimizer.iterations), "slots": None}
+    config = {"format": MODEL_FORMAT, "version": VERSION, "model": serialize(model),
               "weights": [e for e, _ in entries], "compile": compile_cfg,
               "optimizer_state": opt_state}
     members = ([(_CONFIG, json.dumps(config, indent=1).encode("utf-8"))] +
@@ -250,9 +208,9 @@ class _Archive:
             found = config.get("format") if isinstance(config, dict) else type(config).__name__
             raise ModelFileError(f"{self.path}: expected a file of format {' or '.join(formats)}, "
                                  f"found {found!r:.100}")
-        if config.get("version") != VERSION:
+        if config.get("version") not in _READABLE_VERSIONS:
             raise ModelFileError(f"{self.path}: format version {config.get('version')!r:.50} is not "
-                                 f"one this pynn reads (version {VERSION})")
+                                 f"one this pynn reads (versions {list(_READABLE_VERSIONS)})")
         return config
 
     def array(self, name, shape):
@@ -277,41 +235,48 @@ class _Archive:
 def _read_weights(archive, config, model):
     """The weight arrays of `archive`, checked against the built `model`."""
     listed = config.get("weights")
-    expected = [(e["layer"], e["name"], tuple(e["shape"])) for e, _ in _weight_entries(model)]
+    expected = [(v.path, v.shape) for v in model.weights]
     if not isinstance(listed, list) or len(listed) != len(expected):
         n = len(listed) if isinstance(listed, list) else "no"
         raise ModelFileError(f"{archive.path}: the file holds {n} weight arrays, model "
                              f"'{model.name}' has {len(expected)}")
     arrays = []
-    for i, (entry, (layer, name, shape)) in enumerate(zip(listed, expected)):
+    for i, (entry, (path, shape)) in enumerate(zip(listed, expected)):
         if not isinstance(entry, dict) or tuple(entry.get("shape") or ()) != shape:
             got = entry.get("shape") if isinstance(entry, dict) else entry
-            raise ModelFileError(f"{archive.path}: weight {i} ({layer} {name}) has shape {got!r:.100} "
+            raise ModelFileError(f"{archive.path}: weight {i} ({path}) has shape {got!r:.100} "
                                  f"in the file, the model expects {list(shape)}")
         arrays.append(archive.array(f"weights/{i:03d}.npy", shape))
     return arrays
 
 
-def _rebuild(config, path):
-    from .models import Sequential
+def _rebuild_v1(config, path):
+    """A model of the first format: a Sequential and its layers' configs."""
     from .layers.base import check_shape_arg
     spec = config.get("model")
     if not isinstance(spec, dict) or spec.get("class_name") != "Sequential" or \
             not isinstance(spec.get("layers"), list):
         raise ModelFileError(f"{path}: expected a Sequential model description, found {spec!r:.200}")
-    classes = _layer_classes()
-    layers = [_deserialize(entry, classes, "layer", path) for entry in spec["layers"]]
+    classes = serialization.layer_classes()
+    layers = [deserialize(entry, classes, "layer", path) for entry in spec["layers"]]
     name = spec.get("name")
     try:
-        model = Sequential(name=name if isinstance(name, str) and name else None)
+        model = classes["Sequential"](name=name if isinstance(name, str) and name else None)
         for layer in layers:
-            model.add(layer)
+            model.add(layer, rebuild=False)
+        model._maybe_rebuild()
         if spec.get("input_shape") is not None and not model.built:
             shape = check_shape_arg(spec["input_shape"], "input_shape", f"{path}: model")
             model.build((None,) + shape)
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: cannot rebuild the model: {exc}") from None
     return model
+
+
+def _rebuild(config, path):
+    if config.get("version") == 1:
+        return _rebuild_v1(config, path)
+    return deserialize_layer(config.get("model"), where=path)
 
 
 def load_model(path, compile=True, backend=None):
@@ -331,16 +296,27 @@ def load_model(path, compile=True, backend=None):
         if compile and cfg is not None:
             if not isinstance(cfg, dict):
                 raise ModelFileError(f"{archive.path}: 'compile' must be an object, found {cfg!r:.100}")
-            optimizer = _deserialize(cfg.get("optimizer"), _optimizer_classes(), "optimizer", archive.path)
-            loss = None if cfg.get("loss") is None else \
-                _deserialize(cfg["loss"], _loss_classes(), "loss", archive.path)
+            optimizer = deserialize(cfg.get("optimizer"), serialization.optimizer_classes(),
+                                    "optimizer", archive.path)
+
+            def de_loss(entry):
+                if entry is None:
+                    return None
+                if isinstance(entry, list):
+                    return [de_loss(e) for e in entry]
+                if isinstance(entry, dict) and "class_name" not in entry:
+                    return {k: de_loss(v) for k, v in entry.items()}
+                return deserialize(entry, serialization.loss_classes(), "loss", archive.path)
+
+            loss = de_loss(cfg.get("loss"))
             if backend is None:
                 saved = cfg.get("backend")
                 backend = saved if saved in ("cpu", "numpy") else None
                 if saved == "cuda" and backends.cuda_available():
                     backend = "cuda"
             try:
-                model.compile(optimizer=optimizer, loss=loss, metrics=cfg.get("metrics"), backend=backend)
+                model.compile(optimizer=optimizer, loss=loss, loss_weights=cfg.get("loss_weights"),
+                              metrics=cfg.get("metrics"), backend=backend)
             except (TypeError, ValueError) as exc:
                 raise ModelFileError(f"{archive.path}: cannot compile the saved model: {exc}") from None
             if weights:
@@ -348,7 +324,7 @@ def load_model(path, compile=True, backend=None):
             _load_optimizer_state(archive, config, model)
         else:
             if backend is not None:
-                model._bind(backends.get(backend, "load_model"))
+                model.set_backend(backend)
             if weights:
                 model.set_weights(weights)
     finally:
@@ -369,18 +345,15 @@ def _load_optimizer_state(archive, config, model):
     optimizer = model.optimizer
     saved = state.get("slots")
     if saved is not None and model.built:
-        model._optimizer_slots()                 # creates the state for this model, zeroed
-        wanted = [sorted(per_param) for per_param in optimizer._slots]
-        if not isinstance(saved, list) or \
-                [sorted(s) if isinstance(s, list) else s for s in saved] != wanted:
+        wanted = model.optimizer_state_shapes()
+        if not isinstance(saved, list) or len(saved) != 1 or not isinstance(saved[0], list) or \
+                sorted(saved[0]) != sorted(wanted):
             raise ModelFileError(f"{archive.path}: the optimizer state holds slots {saved!r:.200}, a "
-                                 f"{type(optimizer).__name__} with this configuration has {wanted}")
-        be = model._backend
-        values = [{name: archive.array(f"optimizer/{i:03d}/{name}.npy", per_param[name].shape)
-                   for name in per_param} for i, per_param in enumerate(optimizer._slots)]
-        for per_param, arrays in zip(optimizer._slots, values):
-            for name, value in arrays.items():
-                be.copy_from_host(per_param[name], value)
+                                 f"{type(optimizer).__name__} with this configuration has "
+                                 f"{[sorted(wanted)]}")
+        values = {name: archive.array(f"optimizer/000/{name}.npy", shape)
+                  for name, shape in wanted.items()}
+        optimizer.set_state_arrays(values)
     optimizer.iterations = state["iterations"]
 
 
@@ -397,3 +370,12 @@ def load_weights(model, path):
     finally:
         archive.close()
     model.set_weights(weights)
+
+
+def model_from_json(json_string):
+    """The model described by `model.to_json()` (new weights)."""
+    try:
+        spec = json.loads(json_string)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ModelFileError(f"model_from_json: not valid JSON ({exc})") from None
+    return deserialize_layer(spec, where="model_from_json")

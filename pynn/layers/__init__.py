@@ -1,7 +1,11 @@
 """Layers with Keras's names, signatures and weight layouts."""
 from .base import Layer
 from .conv import Conv2D
-from .core import Activation, Dense, Input, InputLayer, LeakyReLU
+from .core import Activation, Dense, LeakyReLU
+from .input_layer import Input, InputLayer
+from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
+                      average, concatenate, maximum, minimum, multiply, subtract)
+from .node import KerasTensor
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .regularization import Dropout
@@ -9,4 +13,6 @@ from .reshaping import Flatten, Reshape
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "Conv2D",
            "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape",
-           "Dropout", "BatchNormalization"]
+           "Dropout", "BatchNormalization", "Add", "Subtract", "Multiply", "Average", "Maximum",
+           "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
+           "minimum", "concatenate"]

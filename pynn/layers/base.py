@@ -1,34 +1,48 @@
-"""The Layer base class: names, lazy weight creation, get/set_weights, buffers.
+"""The Layer base class: Keras 3's layer API over pynn's plan.
 
-A layer is a forward/backward pair written against the backend interface:
-  forward(backend, x, training)  -> output      (keeps what backward needs)
-  backward(backend, dy)          -> dx          (fills self.grads)
-Weights are created as float32 NumPy arrays in `build(input_shape)` (Keras's lazy
-build); the model then gathers every layer's weights into one flat array on its
-backend and hands each layer views into it (`bind`), so an optimizer update is one
-kernel call over all parameters.  Non-trainable weights (BatchNormalization's moving
-statistics) are kept out of that array, in one of their own that no optimizer sees;
-their entry in `grads` is None.  `weights` / `get_weights()` keep Keras's order, the
-order the layer created them in.
+What a layer is, to the user (Keras's API):
+  layer = Dense(64, activation="relu")
+  y = layer(x)                  x a KerasTensor: records a Node, returns a KerasTensor
+                                x a NumPy array: computes now, returns a NumPy array
+  layer.build((None, 784))      creates the weights (shapes with the batch axis, as Keras)
+  layer.weights / trainable_weights / non_trainable_weights / get_weights() / set_weights()
+  layer.trainable = False       frozen: the optimizer leaves its weights alone (from the
+                                next compile), BatchNormalization runs in inference mode
+  layer.get_config() / Layer.from_config(config)
+
+What a layer is, to pynn: a description of computation.  `plan_forward(b, inputs,
+training, logits)` adds the layer's forward ops to a plan being built (b, a
+pynn.models.plan.PlanBuilder) and tells it how to differentiate them; the plan, not the
+layer, owns every buffer, so a layer holds no state between calls besides its weights.
+Each op is one kernel that every backend implements (pynn/backend/base.py).
 """
 import re
 
 import numpy as np
 
+from ..variables import Variable
+from .node import KerasTensor, Node, flatten_structure, pack_like
+
 _name_counts = {}
 
 
 def unique_name(base):
+    """Keras's automatic names: dense, dense_1, dense_2, ..."""
     n = _name_counts.get(base, 0)
     _name_counts[base] = n + 1
     return base if n == 0 else f"{base}_{n}"
 
 
-def _snake(name):
+def snake_case(name):
     """Keras's default layer names: Dense -> dense, Conv2D -> conv2d,
     MaxPooling2D -> max_pooling2d, LeakyReLU -> leaky_re_lu."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def shape_text(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + \
+        ("," if len(shape) == 1 else "") + ")"
 
 
 def check_shape_arg(shape, what, where):
@@ -42,120 +56,12 @@ def check_shape_arg(shape, what, where):
     return tuple(int(d) for d in shape)
 
 
-class Layer:
-    def __init__(self, name=None, input_shape=None):
-        cls = type(self).__name__
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"{cls}: expected name to be a non-empty string, received {name!r}")
-        self.name = name or unique_name(_snake(cls))
-        self._input_shape_arg = None if input_shape is None else \
-            check_shape_arg(input_shape, "input_shape", f"{cls} '{self.name}'")
-        self.built = False
-        self.input_shape = None      # feature shape, without the batch axis
-        self.output_shape = None
-        self._weight_names = []
-        self._weight_trainable = []  # per weight: updated by the optimizer?
-        self.weights = []            # backend arrays once bound, NumPy arrays before
-        self.grads = []              # per weight: its gradient, None if not trainable
-        self._backend = None
-        self._buffers = {}
-
-    # ---- shapes and weights ---------------------------------------------------------
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def build(self, input_shape):
-        self.input_shape = tuple(input_shape)
-        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
-        self.built = True
-
-    def add_weight(self, name, shape, initializer, trainable=True):
-        value = np.ascontiguousarray(initializer(tuple(shape)), dtype=np.float32)
-        self._weight_names.append(name)
-        self._weight_trainable.append(bool(trainable))
-        self.weights.append(value)
-        return value
-
-    @property
-    def weight_trainable(self):
-        """One bool per weight (in `weights` order): is it updated by the optimizer?"""
-        return list(self._weight_trainable)
-
-    def bind(self, backend, weights, grads):
-        """Use `weights` and `grads` (backend arrays holding this layer's values, views
-        into the model's flat parameter and gradient arrays; None as the gradient of a
-        non-trainable weight) from now on."""
-        self.weights, self.grads = list(weights), list(grads)
-        self._backend = backend
-        self._buffers = {}
-
-    def get_weights(self):
-        if self._backend is None:
-            return [w.copy() for w in self.weights]
-        return [np.array(self._backend.to_host(w), dtype=np.float32, copy=True) for w in self.weights]
-
-    def set_weights(self, weights):
-        where = f"layer '{self.name}' ({type(self).__name__}).set_weights"
-        if not isinstance(weights, (list, tuple)):
-            raise TypeError(f"{where}: expected a list of {len(self.weights)} arrays, received "
-                            f"{type(weights).__name__}")
-        if len(weights) != len(self.weights):
-            raise ValueError(f"{where}: expected {len(self.weights)} arrays "
-                             f"({', '.join(self._weight_names) or 'none'}), received {len(weights)}")
-        new = []
-        for name, cur, w in zip(self._weight_names, self.weights, weights):
-            w = _numeric_array(w, f"{where} ({name})")
-            if w.shape != tuple(cur.shape):
-                raise ValueError(f"{where}: expected {name} of shape {tuple(cur.shape)}, "
-                                 f"received shape {w.shape}")
-            if not np.all(np.isfinite(w)):
-                raise ValueError(f"{where}: {name} contains NaN or infinite values")
-            new.append(np.ascontiguousarray(w, dtype=np.float32))
-        # Everything checked: only now change the layer.
-        for i, w in enumerate(new):
-            if self._backend is None:
-                self.weights[i] = w
-            else:
-                self._backend.copy_from_host(self.weights[i], w)
-
-    def count_params(self, trainable=None):
-        """The number of weight values (only trainable or non-trainable ones if asked)."""
-        return int(sum(int(np.prod(w.shape)) for w, t in zip(self.weights, self._weight_trainable)
-                       if trainable is None or t == trainable))
-
-    # ---- computation ---------------------------------------------------------------
-    @property
-    def output_activation(self):
-        """The activation this layer applies last, if a loss may fuse with it."""
-        return None
-
-    def forward(self, backend, x, training=False, logits=False):
-        raise NotImplementedError
-
-    def backward(self, backend, dy, need_dx=True):
-        raise NotImplementedError
-
-    def _buffer(self, backend, tag, shape):
-        """A reusable backend array per (tag, shape): steps after the first allocate nothing."""
-        key = (tag, tuple(shape))
-        buf = self._buffers.get(key)
-        if buf is None:
-            if len(self._buffers) > 16:   # many batch sizes seen: start over
-                self._buffers = {}
-            buf = self._buffers[key] = backend.empty(shape)
-        return buf
-
-    def get_config(self):
-        return {"name": self.name}
-
-    def __repr__(self):
-        return f"<{type(self).__name__} name={self.name!r}>"
-
-
-def _numeric_array(value, where):
+def numeric_array(value, where):
     """`value` as a NumPy array of real numbers (bool, int, uint or float), else TypeError."""
     if isinstance(value, np.ndarray):
         arr = value
+    elif isinstance(value, Variable):
+        arr = value.numpy()
     else:
         try:
             arr = np.asarray(value)
@@ -170,18 +76,315 @@ def _numeric_array(value, where):
     return arr
 
 
+def check_dtype(dtype, where):
+    if dtype not in (None, "float32", np.float32) and getattr(dtype, "name", None) != "float32" \
+            and not (isinstance(dtype, dict) and dtype.get("config", {}).get("name") == "float32"):
+        raise ValueError(f"{where}: pynn computes in float32; received dtype={dtype!r}")
+
+
+class Layer:
+    """Base class of every layer (and of Model, which is a layer)."""
+
+    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None,
+                 **kwargs):
+        cls = type(self).__name__
+        if kwargs:
+            raise TypeError(f"{cls}: unrecognized keyword arguments {sorted(kwargs)}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"{cls}: expected name to be a non-empty string, received {name!r}")
+        if not isinstance(trainable, (bool, np.bool_)):
+            raise ValueError(f"{cls}: expected `trainable` to be a boolean, received "
+                             f"trainable={trainable!r}")
+        check_dtype(dtype, cls)
+        self.name = name or unique_name(snake_case(cls))
+        self._trainable = bool(trainable)
+        self.built = False
+        self._weights = []            # Variables, in creation order (Keras's weight order)
+        self._inbound_nodes = []      # Nodes: one per symbolic call
+        self._build_input_shape = None
+        if input_dim is not None:
+            input_shape = (input_dim,)
+        # Keras 2 style `input_shape=` on a Sequential's first layer
+        self._input_shape_arg = None if input_shape is None else \
+            check_shape_arg(input_shape, "input_shape", f"{cls} '{self.name}'")
+
+    # ---- weights -----------------------------------------------------------------------
+    def add_weight(self, shape=None, initializer="glorot_uniform", dtype=None, trainable=True,
+                   name=None, **kwargs):
+        """Create a weight of `shape`, initialised now by `initializer` (a pynn initializer
+        or a name; drawn from pynn's seeded generator); returns the Variable."""
+        from .. import initializers
+        where = f"{type(self).__name__} '{self.name}'.add_weight"
+        for key in ("regularizer", "constraint"):
+            if kwargs.pop(key, None) is not None:
+                raise ValueError(f"{where}: `{key}` is not supported yet")
+        kwargs.pop("autocast", None)
+        kwargs.pop("aggregation", None)
+        if kwargs:
+            raise TypeError(f"{where}: unrecognized keyword arguments {sorted(kwargs)}")
+        check_dtype(dtype, where)
+        shape = () if shape is None else tuple(int(d) for d in shape)
+        init = initializers.get(initializer, where)
+        value = np.ascontiguousarray(init(shape), dtype=np.float32)
+        name = name or f"variable_{len(self._weights)}"
+        variable = Variable(value, name, f"{self.name}/{name}", trainable=trainable)
+        self._weights.append(variable)
+        return variable
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """Freeze (False) or unfreeze the layer, and every layer inside it.  Training
+        follows the new value from the next `compile`, as in Keras."""
+        self._trainable = bool(value)
+        for layer in self._sublayers():
+            layer.trainable = value
+
+    def _sublayers(self):
+        """Layers directly inside this one (a model's layers); none for a plain layer."""
+        return []
+
+    @property
+    def weights(self):
+        """Every weight (Variables): the layer's own in creation order, then its sublayers'."""
+        out, seen = [], set()
+        for v in self._weights:
+            if id(v) not in seen:
+                out.append(v)
+                seen.add(id(v))
+        for layer in self._sublayers():
+            for v in layer.weights:
+                if id(v) not in seen:
+                    out.append(v)
+                    seen.add(id(v))
+        return out
+
+    @property
+    def variables(self):
+        return self.weights
+
+    @property
+    def trainable_weights(self):
+        """The weights the optimizer updates (none when the layer is frozen)."""
+        return self._weights_by_trainable(True)
+
+    @property
+    def non_trainable_weights(self):
+        return self._weights_by_trainable(False)
+
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
+
+    def _weights_by_trainable(self, want):
+        out = [v for v in self._weights if (self._trainable and v.trainable) == want]
+        seen = {id(v) for v in out}
+        for layer in self._sublayers():
+            for v in layer._weights_by_trainable(want) if self._trainable else \
+                    (layer.weights if not want else []):
+                if id(v) not in seen:
+                    out.append(v)
+                    seen.add(id(v))
+        return out
+
+    def get_weights(self):
+        """The values of `weights`, as NumPy copies (Keras's layouts)."""
+        return [v.numpy() for v in self.weights]
+
+    def set_weights(self, weights):
+        """Set every weight from a list of arrays in `weights` order.  Everything is checked
+        before anything changes."""
+        where = f"{type(self).__name__} '{self.name}'.set_weights"
+        current = self.weights
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(f"{where}: expected a list of {len(current)} arrays, received "
+                            f"{type(weights).__name__}")
+        if len(weights) != len(current):
+            raise ValueError(f"{where}: expected {len(current)} arrays "
+                             f"({', '.join(v.path for v in current) or 'none'}), received "
+                             f"{len(weights)}")
+        values = []
+        for v, w in zip(current, weights):
+            arr = numeric_array(w, f"{where} ({v.path})")
+            if arr.shape != v.shape:
+                raise ValueError(f"{where}: expected {v.path} of shape {v.shape}, received "
+                                 f"shape {arr.shape}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{where}: {v.path} contains NaN or infinite values")
+            values.append(np.ascontiguousarray(arr, dtype=np.float32))
+        for v, value in zip(current, values):
+            v._write(value)
+
+    def count_params(self):
+        """The number of weight values."""
+        if not self.built and not self._weights:
+            raise ValueError(f"You tried to call `count_params` on layer '{self.name}', but the "
+                             "layer isn't built. Build it first (call it on data, or call "
+                             "build(input_shape))")
+        return int(sum(v.size for v in self.weights))
+
+    # ---- shapes and building ------------------------------------------------------------
+    def build(self, input_shape):
+        """Create the weights for inputs of `input_shape` (batch axis first, as Keras)."""
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        """The output shape for `input_shape` (both with the batch axis)."""
+        return tuple(input_shape)
+
+    def check_input_shape(self, input_shape):
+        """Raise ValueError if the layer cannot take inputs of `input_shape` (wrong rank, or
+        not what it was built for); `input_shape` has the batch axis."""
+        if self._build_input_shape is not None and not self._single_input:
+            return
+        if self._build_input_shape is not None and \
+                tuple(input_shape[1:]) != tuple(self._build_input_shape[1:]):
+            raise ValueError(
+                f"Input of layer '{self.name}' ({type(self).__name__}) is incompatible with the "
+                f"layer: it was built for inputs of shape {shape_text(self._build_input_shape)}, "
+                f"received shape {shape_text(input_shape)}")
+
+    _single_input = True         # merge layers and models take several inputs
+
+    def _maybe_build(self, input_shape):
+        self.check_input_shape(input_shape)
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+            self._build_input_shape = input_shape
+
+    def _require_rank(self, input_shape, rank, min_rank=False, what=None):
+        ok = len(input_shape) >= rank if min_rank else len(input_shape) == rank
+        if not ok:
+            expected = f"at least {rank}" if min_rank else f"{rank}"
+            what = what or ""
+            raise ValueError(
+                f"Input of layer '{self.name}' ({type(self).__name__}) is incompatible with the "
+                f"layer: expected ndim={expected}{what}, found ndim={len(input_shape)}. Full shape "
+                f"received: {shape_text(input_shape)}")
+
+    # ---- calling -------------------------------------------------------------------------
+    def __call__(self, inputs, *args, training=None, mask=None, **kwargs):
+        """On KerasTensors: record a call (a Node) and return the output KerasTensor(s).
+        On arrays: compute the layer now (building it if needed) and return NumPy array(s)."""
+        if args or kwargs:
+            raise TypeError(f"Layer '{self.name}' ({type(self).__name__}) takes one inputs "
+                            f"argument (a tensor or a list of tensors) and training=; received "
+                            f"{len(args)} more positional and keyword arguments {sorted(kwargs)}")
+        if training is not None and not isinstance(training, (bool, np.bool_)):
+            raise ValueError(f"Layer '{self.name}': expected training to be True, False or None, "
+                             f"received {training!r}")
+        flat = flatten_structure(inputs)
+        symbolic = [isinstance(t, KerasTensor) for t in flat]
+        if any(symbolic):
+            if not all(symbolic):
+                raise ValueError(f"Layer '{self.name}' was called on a mix of symbolic tensors "
+                                 "(from pynn.Input) and arrays; pass only one kind")
+            return self._symbolic_call(inputs, flat, None if training is None else bool(training))
+        from ..models.eager import eager_call
+        return eager_call(self, inputs, training=bool(training))
+
+    def _input_shapes(self, flat):
+        """The shape(s) this layer's build/compute_output_shape receive for these inputs."""
+        if self._single_input:
+            if len(flat) != 1:
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) expects 1 input, "
+                                 f"but it received {len(flat)} input tensors")
+            return tuple(flat[0].shape)
+        return [tuple(t.shape) for t in flat]
+
+    def _symbolic_call(self, inputs, flat, training):
+        for t in flat:
+            if t._keras_history is None:
+                raise ValueError(f"Layer '{self.name}' was called on {t!r}, which does not come "
+                                 "from pynn.Input or from a layer call")
+        input_shape = self._input_shapes(flat)
+        self._maybe_build(input_shape)
+        output_shape = self.compute_output_shape(input_shape)
+        outputs = self._make_outputs(output_shape)
+        Node(self, inputs, flat, flatten_structure(outputs), training)
+        return outputs
+
+    def _make_outputs(self, output_shape):
+        return KerasTensor(output_shape, name=None)
+
+    @property
+    def input(self):
+        """The input tensor(s) of the layer's first call."""
+        return self._node_attribute("input")
+
+    @property
+    def output(self):
+        """The output tensor(s) of the layer's first call."""
+        return self._node_attribute("output")
+
+    def _node_attribute(self, attr):
+        if not self._inbound_nodes:
+            raise AttributeError(f"The layer '{self.name}' has never been called and thus has no "
+                                 f"defined {attr}.")
+        node = self._inbound_nodes[0]
+        if attr == "input":
+            return node.call_structure if not isinstance(node.call_structure, KerasTensor) \
+                else node.input_tensors[0]
+        outs = node.output_tensors
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    # ---- computation: the plan ------------------------------------------------------------
+    def plan_forward(self, b, inputs, training, logits=False):
+        """Add this layer's forward computation to the plan being built by `b`
+        (pynn.models.plan.PlanBuilder) and return the output plan tensor(s).
+        `inputs`: plan tensors (one per input); `training`: whether this call runs in
+        training mode; `logits`: leave out a final softmax/sigmoid (the loss takes
+        logits: pynn.models.plan, "the losses")."""
+        raise NotImplementedError(f"{type(self).__name__} has no pynn computation")
+
+    @property
+    def output_activation(self):
+        """The activation this layer applies last, if a loss may take its logits instead."""
+        return None
+
+    # ---- configuration -------------------------------------------------------------------
+    def get_config(self):
+        """The constructor arguments, JSON-ready; `type(layer).from_config(config)` makes an
+        equivalent layer (new weights)."""
+        return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
 class KernelBiasLayer(Layer):
     """A layer whose weights are a kernel and an optional bias, followed by an activation
     (Dense, Conv2D): the accessors they share."""
 
     @property
     def kernel(self):
-        return self.weights[0]
+        return self._kernel
 
     @property
     def bias(self):
-        return self.weights[1] if self.use_bias else None
+        return self._bias
 
     @property
     def output_activation(self):
         return self.activation
+
+    def _create_kernel_bias(self, kernel_shape, units):
+        self._kernel = self.add_weight(shape=kernel_shape, initializer=self.kernel_initializer,
+                                       name="kernel")
+        self._bias = self.add_weight(shape=(units,), initializer=self.bias_initializer,
+                                     name="bias") if self.use_bias else None
+
+
+def as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+__all__ = ["Layer", "KernelBiasLayer", "KerasTensor", "Node", "unique_name", "numeric_array",
+           "shape_text", "check_shape_arg", "flatten_structure", "pack_like", "as_list"]

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from .. import activations, initializers
-from .base import KernelBiasLayer
+from .. import activations, ids, initializers
+from .base import KernelBiasLayer, shape_text
 
 PADDINGS = ("valid", "same")
 
@@ -53,10 +53,12 @@ def output_size(size, window, stride, padding):
 
 
 def window_geometry(input_shape, window, strides, padding, where):
-    """((out_h, out_w), (pad_top, pad_left)) for an (H, W, C) input, or ValueError."""
-    if len(input_shape) != 3:
+    """((out_h, out_w), (pad_top, pad_left)) for an (N, H, W, C) input, or ValueError."""
+    if len(input_shape) != 4:
         raise ValueError(f"{where}: expected inputs of shape (batch, height, width, channels), "
-                         f"received input shape (None, {', '.join(map(str, input_shape))})")
+                         f"received input shape {shape_text(input_shape)} (ndim="
+                         f"{len(input_shape)}, expected ndim=4)")
+    input_shape = input_shape[1:]
     (oh, pt), (ow, pl) = (output_size(input_shape[i], window[i], strides[i], padding)
                           for i in range(2))
     if oh < 1 or ow < 1:
@@ -72,12 +74,18 @@ class Conv2D(KernelBiasLayer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 input_shape=None, name=None):
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
             raise ValueError("Conv2D: received an invalid value for `filters`, expected a "
                              f"positive integer. Received: filters={filters!r}")
-        super().__init__(name=name, input_shape=input_shape)
+        super().__init__(**kwargs)
         where = f"Conv2D '{self.name}'"
+        from .core import _refuse_unsupported
+        _refuse_unsupported(where, kernel_regularizer=kernel_regularizer,
+                            bias_regularizer=bias_regularizer,
+                            activity_regularizer=activity_regularizer,
+                            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         self.filters = int(filters)
         self.kernel_size = positive_int_pair(kernel_size, "kernel_size", where)
         self.strides = positive_int_pair(strides, "strides", where)
@@ -97,48 +105,62 @@ class Conv2D(KernelBiasLayer):
         return window_geometry(input_shape, self.kernel_size, self.strides, self.padding,
                                f"Conv2D '{self.name}'")
 
+    def check_input_shape(self, input_shape):
+        self._require_rank(input_shape, 4, what=" (batch, height, width, channels)")
+        if self._build_input_shape is not None and input_shape[-1] != self._build_input_shape[-1]:
+            raise ValueError(
+                f"Input of layer '{self.name}' (Conv2D) is incompatible with the layer: expected "
+                f"axis -1 of input shape to have value {self._build_input_shape[-1]} (channels), "
+                f"but received input with shape {shape_text(input_shape)}")
+        self._geometry(input_shape)
+
     def compute_output_shape(self, input_shape):
         (oh, ow), _ = self._geometry(input_shape)
-        return (oh, ow, self.filters)
+        return (input_shape[0], oh, ow, self.filters)
 
     def build(self, input_shape):
-        super().build(input_shape)
-        self._out_hw, self._pads = self._geometry(self.input_shape)
-        self.add_weight("kernel", self.kernel_size + (input_shape[-1], self.filters),
-                        self.kernel_initializer)
-        if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer)
+        self._create_kernel_bias(self.kernel_size + (input_shape[-1], self.filters), self.filters)
 
-    def forward(self, backend, x, training=False, logits=False):
-        n = x.shape[0]
-        kh, kw = self.kernel_size
-        out_shape = (n,) + self.output_shape
+    def plan_forward(self, b, inputs, training, logits=False):
+        (x,) = inputs
+        (oh, ow), pads = self._geometry(x.shape)
         act = "linear" if logits else self.activation
-        cols = self._buffer(backend, "cols", (n * out_shape[1] * out_shape[2],
-                                               kh * kw * self.input_shape[-1]))
-        if training:
-            z = self._buffer(backend, "z", out_shape)
-            y = z if act == "linear" else self._buffer(backend, "y", out_shape)
-            self._saved = (x, z, y, act, cols)
-        else:
-            z = y = self._buffer(backend, "inference", out_shape)
-        backend.conv2d_forward(x, self.kernel, self.bias, self.strides, self._pads, act,
-                               self.alpha, cols, z, y)
+        kh, kw = self.kernel_size
+        shape = (x.shape[0], oh, ow, self.filters)
+        z = b.new(shape)
+        y = z if act == "linear" else b.new(shape)
+        cols = b.scratch((oh * ow, kh * kw * x.shape[-1]), batched=True)
+        w, bias = b.param(self._kernel), b.param_or_none(self._bias)
+        geometry = window_ints(x.shape, self.kernel_size, self.strides, pads, (oh, ow)) + \
+            [self.filters, ids.ACTIVATIONS[act]]
+        b.op("conv2d", [x.buf, w, bias, cols, z.buf, y.buf], geometry, [self.alpha],
+             label=self.name)
+
+        def backward(b, dys, need):
+            work = b.scratch((b.backend.conv2d_backward_work_size(
+                (1,) + x.shape[1:], self._kernel.shape, self.strides, (oh, ow)),))
+            dx = b.buffer(x.shape[1:], role="gradient") if need[0] else -1
+            b.op("conv2d_backward", [x.buf, w, z.buf, y.buf, dys[0], cols, work,
+                                     b.grad(self._kernel), b.grad(self._bias), dx],
+                 geometry, [self.alpha], label=self.name)
+            return [None if dx < 0 else dx]
+
+        b.differentiate([x], [y], backward, params=[self._kernel, self._bias], inplace=True)
         return y
 
-    def backward(self, backend, dy, need_dx=True):
-        x, z, y, act, cols = self._saved
-        dx = self._buffer(backend, "dx", x.shape) if need_dx else None
-        backend.conv2d_backward(x, self.kernel, z, y, dy, self.strides, self._pads, act,
-                                self.alpha, cols, self.grads[0],
-                                self.grads[1] if self.use_bias else None, dx)
-        return dx
-
     def get_config(self):
-        return {"name": self.name, "filters": self.filters, "kernel_size": list(self.kernel_size),
-                "strides": list(self.strides), "padding": self.padding,
-                "data_format": self.data_format, "dilation_rate": [1, 1], "groups": 1,
-                "activation": self.activation, "use_bias": self.use_bias,
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_size": list(self.kernel_size), "strides": list(self.strides),
+                "padding": self.padding, "data_format": self.data_format,
+                "dilation_rate": [1, 1], "groups": 1, "activation": self.activation,
+                "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "input_shape": None if self._input_shape_arg is None else list(self._input_shape_arg)}
+                "bias_initializer": initializers.serialize(self.bias_initializer)}
+
+
+def window_ints(input_shape, window, strides, pads, out_hw):
+    """The geometry ints of the convolution and pooling ops (csrc/pynn.h): h, w, c, kh, kw,
+    sh, sw, pad_top, pad_left, oh, ow."""
+    _, h, w, c = input_shape
+    return [h, w, c, window[0], window[1], strides[0], strides[1], pads[0], pads[1],
+            out_hw[0], out_hw[1]]

@@ -3,7 +3,10 @@
 Training: normalize with the batch mean and biased variance over every axis but the
 last, and move the running statistics
     moving = moving * momentum + batch_stat * (1 - momentum);
-inference: normalize with the running statistics.  Weights, in get_weights order:
+inference: normalize with the running statistics.  A frozen layer (trainable=False) always
+runs in inference mode and keeps its statistics, as in Keras 3; so does a call made with
+training=False (`base_model(x, training=False)`), whose gamma and beta still train when
+the layer is trainable.  Weights, in get_weights order:
 gamma (scale=True), beta (center=True), moving_mean, moving_variance; the last two are
 not trainable (no optimizer touches them; they live outside the model's trainable
 parameter array).
@@ -11,15 +14,16 @@ parameter array).
 import numbers
 
 from .. import initializers
-from .base import Layer
+from .base import Layer, shape_text
 
 
 class BatchNormalization(Layer):
     def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 name=None, input_shape=None):
-        super().__init__(name=name, input_shape=input_shape)
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, synchronized=False, **kwargs):
+        super().__init__(**kwargs)
         where = f"BatchNormalization '{self.name}'"
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise ValueError(f"{where}: expected axis to be an integer, received axis={axis!r}")
@@ -29,6 +33,10 @@ class BatchNormalization(Layer):
                 expected = "a float in [0, 1]" if high is not None else "a positive float"
                 raise ValueError(f"{where}: received an invalid value for `{arg}`, expected "
                                  f"{expected}. Received: {arg}={value!r}")
+        from .core import _refuse_unsupported
+        _refuse_unsupported(where, beta_regularizer=beta_regularizer,
+                            gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
+                            gamma_constraint=gamma_constraint)
         self.axis = axis
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
@@ -37,63 +45,65 @@ class BatchNormalization(Layer):
         self.moving_mean_initializer = initializers.get(moving_mean_initializer, where)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer, where)
 
-    def compute_output_shape(self, input_shape):
-        rank = len(input_shape) + 1   # with the batch axis
+    def check_input_shape(self, input_shape):
+        self._require_rank(input_shape, 2, min_rank=True)
+        rank = len(input_shape)
         if self.axis not in (-1, rank - 1):
             raise ValueError(f"BatchNormalization '{self.name}': only the last axis can be "
                              f"normalized (axis=-1 or {rank - 1} for inputs of rank {rank}), "
                              f"received axis={self.axis}")
-        return input_shape
+        if self._build_input_shape is not None and input_shape[-1] != self._build_input_shape[-1]:
+            raise ValueError(f"Input of layer '{self.name}' (BatchNormalization) is incompatible "
+                             f"with the layer: expected axis -1 of input shape to have value "
+                             f"{self._build_input_shape[-1]}, received {shape_text(input_shape)}")
 
     def build(self, input_shape):
-        super().build(input_shape)
         c = (input_shape[-1],)
-        if self.scale:
-            self.add_weight("gamma", c, self.gamma_initializer)
-        if self.center:
-            self.add_weight("beta", c, self.beta_initializer)
-        self.add_weight("moving_mean", c, self.moving_mean_initializer, trainable=False)
-        self.add_weight("moving_variance", c, self.moving_variance_initializer, trainable=False)
+        self.gamma = self.add_weight(shape=c, initializer=self.gamma_initializer, name="gamma") \
+            if self.scale else None
+        self.beta = self.add_weight(shape=c, initializer=self.beta_initializer, name="beta") \
+            if self.center else None
+        self.moving_mean = self.add_weight(shape=c, initializer=self.moving_mean_initializer,
+                                           trainable=False, name="moving_mean")
+        self.moving_variance = self.add_weight(shape=c,
+                                               initializer=self.moving_variance_initializer,
+                                               trainable=False, name="moving_variance")
 
-    def _parts(self):
-        """(gamma or None, beta or None, moving_mean, moving_variance, dgamma, dbeta)."""
-        w, g = list(self.weights), list(self.grads) + [None] * len(self.weights)
-        gamma = w.pop(0) if self.scale else None
-        dgamma = g.pop(0) if self.scale else None
-        beta = w.pop(0) if self.center else None
-        dbeta = g.pop(0) if self.center else None
-        return gamma, beta, w[0], w[1], dgamma, dbeta
+    def plan_forward(self, b, inputs, training, logits=False):
+        (x,) = inputs
+        c = x.shape[-1]
+        gamma, beta = b.param_or_none(self.gamma), b.param_or_none(self.beta)
+        mm, mv = b.param(self.moving_mean), b.param(self.moving_variance)
+        y = b.new(x.shape)
+        if training and id(self) not in b.frozen_layers:
+            mean, inv_std = b.scratch((c,)), b.scratch((c,))
+            b.op("batchnorm_train", [x.buf, gamma, beta, mm, mv, mean, inv_std, y.buf], [c],
+                 [self.momentum, self.epsilon], label=self.name)
 
-    def forward(self, backend, x, training=False, logits=False):
-        c = self.input_shape[-1]
-        x2 = x.reshape(-1, c)
-        gamma, beta, moving_mean, moving_variance, _, _ = self._parts()
-        if not training:
-            y = self._buffer(backend, "inference", x2.shape)
-            backend.batchnorm_forward_infer(x2, gamma, beta, moving_mean, moving_variance,
-                                            self.epsilon, y)
-            return y.reshape(x.shape)
-        y = self._buffer(backend, "y", x2.shape)
-        mean = self._buffer(backend, "mean", (c,))
-        inv_std = self._buffer(backend, "inv_std", (c,))
-        backend.batchnorm_forward_train(x2, gamma, beta, moving_mean, moving_variance,
-                                        self.momentum, self.epsilon, mean, inv_std, y)
-        self._saved = (x, x2, mean, inv_std)
-        return y.reshape(x.shape)
+            def backward(b, dys, need):
+                dx = b.buffer(x.shape[1:], role="gradient") if need[0] else -1
+                b.op("batchnorm_train_backward", [x.buf, gamma, mean, inv_std, dys[0],
+                                                  b.grad(self.gamma), b.grad(self.beta), dx],
+                     [c], label=self.name)
+                return [None if dx < 0 else dx]
+        else:
+            b.op("batchnorm_infer", [x.buf, gamma, beta, mm, mv, y.buf], [c], [self.epsilon],
+                 label=self.name)
 
-    def backward(self, backend, dy, need_dx=True):
-        x, x2, mean, inv_std = self._saved
-        gamma, _, _, _, dgamma, dbeta = self._parts()
-        dx = self._buffer(backend, "dx", x2.shape) if need_dx else None
-        backend.batchnorm_backward(x2, gamma, mean, inv_std, dy.reshape(x2.shape), dgamma,
-                                   dbeta, dx)
-        return None if dx is None else dx.reshape(x.shape)
+            def backward(b, dys, need):
+                dx = b.buffer(x.shape[1:], role="gradient") if need[0] else -1
+                b.op("batchnorm_infer_backward", [x.buf, gamma, mm, mv, dys[0],
+                                                  b.grad(self.gamma), b.grad(self.beta), dx],
+                     [c], [self.epsilon], label=self.name)
+                return [None if dx < 0 else dx]
+
+        b.differentiate([x], [y], backward, params=[self.gamma, self.beta])
+        return y
 
     def get_config(self):
-        return {"name": self.name, "axis": self.axis, "momentum": self.momentum,
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
                 "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
                 "beta_initializer": initializers.serialize(self.beta_initializer),
                 "gamma_initializer": initializers.serialize(self.gamma_initializer),
                 "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
-                "input_shape": None if self._input_shape_arg is None else list(self._input_shape_arg)}
+                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer)}

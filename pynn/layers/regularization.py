@@ -1,23 +1,24 @@
 """Dropout: inverted dropout, active only in training.
 
 In training each value is kept with probability 1 - rate and scaled by 1 / (1 - rate)
-(so inference needs no rescaling), else set to 0.  The mask is drawn on the host from
-pynn's seeded generator (`pynn.utils.set_random_seed`), or from the layer's own
-generator when it was given a `seed`, and copied to the backend; the backend only
-multiplies.  In inference the layer is the identity.
+(so inference needs no rescaling), else set to 0.  The mask comes from the counter-based
+generator of csrc/pynn.h ("randomness"), keyed by the layer's seed and the step number,
+so every backend draws the same mask, whatever the thread count, and a whole epoch in C
+draws what step-by-step training draws.  The layer's seed is its `seed` argument, or
+drawn from pynn's generator (`pynn.utils.set_random_seed`) when the layer is built.  In
+inference the layer is the identity.
 """
 import numbers
 
 import numpy as np
 
 from .. import utils
-from ..backend import reference
 from .base import Layer
 
 
 class Dropout(Layer):
-    def __init__(self, rate, noise_shape=None, seed=None, name=None, input_shape=None):
-        super().__init__(name=name, input_shape=input_shape)
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
         where = f"Dropout '{self.name}'"
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"{where}: received an invalid value for `rate`, expected a float "
@@ -34,43 +35,46 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)
         self.seed = None if seed is None else int(seed)
-        self._generator = None if seed is None else np.random.default_rng(self.seed)
+        self._seed = None
 
-    def compute_output_shape(self, input_shape):
+    def check_input_shape(self, input_shape):
         if self.noise_shape is not None:
-            full = (None,) + tuple(input_shape)
-            if len(self.noise_shape) != len(full) or any(
-                    d is not None and d != 1 and d != f for d, f in zip(self.noise_shape[1:], full[1:])):
+            if len(self.noise_shape) != len(input_shape) or any(
+                    d is not None and d != 1 and d != f
+                    for d, f in zip(self.noise_shape[1:], input_shape[1:])):
                 raise ValueError(f"Dropout '{self.name}': noise_shape {self.noise_shape} does not "
-                                 f"broadcast to the input shape {full}")
-        return input_shape
+                                 f"broadcast to the input shape {tuple(input_shape)}")
 
-    def _mask(self, shape):
-        generator = self._generator if self._generator is not None else utils.rng()
-        draw_shape = shape if self.noise_shape is None else tuple(
-            s if d is None else d for d, s in zip(self.noise_shape, shape))
-        mask = reference.dropout_mask(draw_shape, self.rate, generator)
-        return np.ascontiguousarray(np.broadcast_to(mask, shape))
+    def build(self, input_shape):
+        self._seed = self.seed if self.seed is not None else \
+            int(utils.rng().integers(0, 1 << 62))
 
-    def forward(self, backend, x, training=False, logits=False):
-        self._active = training and self.rate > 0
-        if not self._active:
+    def _broadcast(self, shape):
+        """Per axis (batch first): does the noise shape collapse it to 1?"""
+        if self.noise_shape is None:
+            return [False] * len(shape)
+        return [d == 1 and s != 1 for d, s in zip(self.noise_shape, shape)]
+
+    def plan_forward(self, b, inputs, training, logits=False):
+        from ..models.plan import dropout_seed
+        (x,) = inputs
+        if not training or self.rate == 0:
             return x
-        mask = self._buffer(backend, "mask", x.shape)
-        backend.copy_from_host(mask, self._mask(tuple(x.shape)))
-        y = self._buffer(backend, "y", x.shape)
-        backend.dropout_forward(x, mask, y)
-        self._saved_mask = mask
+        mask, y = b.new(x.shape, role="mask"), b.new(x.shape)
+        seed = dropout_seed(self._seed, b.call_counts.get(id(self), 0))
+        dims = list(x.shape[1:])
+        b.op("dropout", [x.buf, mask.buf, y.buf],
+             [seed, len(dims)] + dims + [int(f) for f in self._broadcast(x.shape)],
+             [self.rate], label=self.name)
+
+        def backward(b, dys, need):
+            b.op("dropout_backward", [dys[0], mask.buf, dys[0]], label=self.name)
+            return [dys[0]]
+
+        b.differentiate([x], [y], backward, inplace=True)
         return y
 
-    def backward(self, backend, dy, need_dx=True):
-        if not need_dx or not self._active:
-            return dy if need_dx else None
-        backend.dropout_backward(dy, self._saved_mask, dy)
-        return dy
-
     def get_config(self):
-        return {"name": self.name, "rate": self.rate,
+        return {**super().get_config(), "rate": self.rate,
                 "noise_shape": None if self.noise_shape is None else list(self.noise_shape),
-                "seed": self.seed,
-                "input_shape": None if self._input_shape_arg is None else list(self._input_shape_arg)}
+                "seed": self.seed}

@@ -9,7 +9,7 @@
   LearningRateScheduler, ReduceLROnPlateau   change the optimizer's learning rate
   CSVLogger           one CSV row per epoch
   TerminateOnNaN      stop as soon as the loss is NaN or infinite
-  ActivationMonitor   what the hidden units do each epoch (pynn/monitoring.py)
+  ActivationMonitor   what the hidden units do each epoch (monitoring.py)
 """
 import collections
 import csv
@@ -574,7 +574,3 @@ class TerminateOnNaN(Callback):
             _print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
 
-
-# ActivationMonitor lives in pynn/monitoring.py (it reads the model's layers); imported
-# last, once Callback exists, so the two modules can import each other.
-from .monitoring import ActivationMonitor  # noqa: E402

@@ -29,7 +29,7 @@ bundled digits (2.3 ms); a smaller sample costs less (tests/test_inside.py measu
 """
 import numpy as np
 
-from .callbacks import Callback
+from .base import Callback
 
 # activation name -> the test for "this unit fired"
 _FIRED = {
@@ -93,20 +93,20 @@ class ActivationMonitor(Callback):
 
     def on_train_begin(self, logs=None):
         # checked against the model once, so a bad sample fails before any training
-        self._x, _ = self.model._check_x(self.x_sample, "ActivationMonitor", "x_sample")
-        self.model._ensure_built(self._x)
+        model = self.model
+        self._layers = model.activation_layers()
+        model.activations(self.x_sample)
         self.unit_activity = {}
         # Where each layer's weights start in one flat copy of all of them: the update
         # sizes of every layer then take a handful of NumPy calls per epoch.
-        sizes = [sum(w.size for w in layer.get_weights()) for layer in self.model.layers]
+        sizes = [sum(v.size for v in layer.weights) for layer in self._layers]
         self._starts = np.cumsum([0] + sizes[:-1])
         self._has_weights = [n > 0 for n in sizes]
-        self._firing = [layer_activation(layer) in _FIRED for layer in self.model.layers]
+        self._firing = [layer_activation(layer) in _FIRED for layer in self._layers]
 
     def _flat_weights(self):
-        # one copy: to_host gives views of host arrays, concatenate copies them once
-        be = self.model._backend
-        arrays = [be.to_host(w).reshape(-1) for layer in self.model.layers for w in layer.weights]
+        # one copy: numpy() of each weight, concatenated
+        arrays = [v.numpy().reshape(-1) for layer in self._layers for v in layer.weights]
         return np.concatenate(arrays) if arrays else np.zeros(0, np.float32)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -115,8 +115,7 @@ class ActivationMonitor(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        model = self.model
-        layers = model.layers
+        layers = self._layers
         before, self._before = self._before, None       # squared in place below
         if before is not None and before.size:
             diff = self._flat_weights()
@@ -131,7 +130,7 @@ class ActivationMonitor(Callback):
                     logs[f"{layer.name}/update_ratio"] = float(np.sqrt(m2 / s2) if s2 > 0 else np.sqrt(m2))
         if not any(self._firing):
             return
-        outputs = model._layer_outputs(self._x, copy=False)
+        outputs = self.model.activations(self.x_sample)
         for layer, output, firing in zip(layers, outputs, self._firing):
             if not firing:
                 continue

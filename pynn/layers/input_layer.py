@@ -1,0 +1,69 @@
+"""InputLayer and Input: the entry points of a functional model."""
+import numpy as np
+
+from .base import Layer, check_shape_arg, shape_text
+from .node import KerasTensor, Node
+
+
+class InputLayer(Layer):
+    """The layer behind `pynn.Input`: it has no weights and computes nothing; its one node
+    holds the model's input tensor.  `shape` excludes the batch axis (Keras's name
+    `input_shape` is accepted too); `batch_shape` includes it."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None,
+                 input_shape=None, sparse=None, input_tensor=None, optional=False, **kwargs):
+        where = "InputLayer" if name is None else f"InputLayer '{name}'"
+        if input_shape is not None and shape is None:
+            shape = input_shape
+        if sparse:
+            raise ValueError(f"{where}: sparse inputs are not supported")
+        if input_tensor is not None or optional:
+            raise ValueError(f"{where}: input_tensor and optional inputs are not supported")
+        if batch_shape is not None:
+            if shape is not None:
+                raise ValueError(f"{where}: pass shape or batch_shape, not both")
+            if not isinstance(batch_shape, (tuple, list)) or len(batch_shape) < 2:
+                raise ValueError(f"{where}: expected batch_shape as (batch, ...features), "
+                                 f"received {batch_shape!r}")
+            batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
+        if shape is None:
+            raise ValueError(f"{where}: expected the input's shape (without the batch axis), "
+                             "received none")
+        if batch_size is not None and (isinstance(batch_size, bool) or
+                                       not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+            raise ValueError(f"{where}: expected batch_size to be a positive integer or None, "
+                             f"received {batch_size!r}")
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        self.shape = check_shape_arg(shape, "shape", f"InputLayer '{self.name}'")
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.built = True
+        self._build_input_shape = (None,) + self.shape
+        tensor = KerasTensor((None,) + self.shape, name=self.name)
+        Node(self, None, [], [tensor])
+        self._tensor = tensor
+
+    @property
+    def batch_shape(self):
+        return (self.batch_size,) + self.shape
+
+    def compute_output_shape(self, input_shape=None):
+        return (None,) + self.shape
+
+    def __call__(self, *args, **kwargs):
+        raise ValueError(f"InputLayer '{self.name}' is not called on tensors; use its output "
+                         "(what pynn.Input returns) as a model input")
+
+    def get_config(self):
+        return {"name": self.name, "batch_shape": list(self.batch_shape), "dtype": "float32"}
+
+    def __repr__(self):
+        return f"<InputLayer name={self.name}, shape={shape_text((None,) + self.shape)}>"
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, sparse=None,
+          tensor=None, optional=False):
+    """A symbolic input of a functional model: `shape` excludes the batch axis, as Keras.
+    Returns a KerasTensor; call layers on it and pass it to pynn.Model."""
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
+                       name=name, sparse=sparse, input_tensor=tensor, optional=optional)
+    return layer._tensor

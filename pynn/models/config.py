@@ -1,0 +1,179 @@
+"""A model's architecture as JSON-ready data, and back: Keras 3's format
+(keras/src/models/functional.py `get_config` / `functional_from_config`, sequential.py).
+
+  Sequential   {"name", "trainable", "layers": [each layer serialized, the InputLayer
+               first], "build_input_shape": [None, ...]}
+  functional   {"name", "trainable", "layers": [each layer serialized, with "name" and
+               "inbound_nodes": one {"args": [...], "kwargs": {...}} per call, the input
+               tensors written {"class_name": "__keras_tensor__", "config": {"shape",
+               "dtype", "keras_history": [layer, node index, tensor index]}}],
+               "input_layers": [[layer, node, tensor], ...], "output_layers": ...}
+A functional model used as a layer counts one node of its own first (Keras's convention),
+so node indices match Keras's.  Nested models are layers with their own config, shared
+layers have several inbound nodes, and every layer keeps its `trainable` flag.
+"""
+from .. import serialization
+from ..serialization import ModelFileError
+
+
+def _own_nodes(layer):
+    from .functional import Model
+    from .sequential import Sequential
+    return 1 if isinstance(layer, Model) and not isinstance(layer, Sequential) else 0
+
+
+def sequential_config(model):
+    config = {"name": model.name, "trainable": model.trainable,
+              "layers": [serialization.serialize(l) for l in model._layers]}
+    if model.inputs is not None:
+        config["build_input_shape"] = list(model.inputs[0].shape)
+    return config
+
+
+def functional_config(model):
+    nodes = set(model._ordered_nodes)
+
+    def index(layer, node_index):
+        kept = [n for n in layer._inbound_nodes[:node_index] if n in nodes]
+        return len(kept) + _own_nodes(layer)
+
+    def tensor(t):
+        layer, node_index, tensor_index = t._keras_history
+        return {"class_name": "__keras_tensor__",
+                "config": {"shape": list(t.shape), "dtype": "float32",
+                           "keras_history": [layer.name, index(layer, node_index), tensor_index]}}
+
+    def args_of(node):
+        s = node.call_structure
+        if isinstance(s, dict):
+            return [{k: tensor(v) for k, v in s.items()}]
+        if isinstance(s, (list, tuple)):
+            return [[tensor(t) for t in node.input_tensors]]
+        return [tensor(node.input_tensors[0])]
+
+    layers = []
+    for layer in model._operations:
+        entry = serialization.serialize(layer)
+        entry["name"] = layer.name
+        entry["inbound_nodes"] = [
+            {"args": args_of(n), "kwargs": {} if n.training is None else {"training": n.training}}
+            for n in layer._inbound_nodes if n in nodes and not n.is_input]
+        layers.append(entry)
+
+    def refs(struct):
+        if isinstance(struct, dict):
+            return {k: refs(v) for k, v in struct.items()}
+        if isinstance(struct, (list, tuple)):
+            return [refs(v) for v in struct]
+        layer, node_index, tensor_index = struct._keras_history
+        return [layer.name, index(layer, node_index), tensor_index]
+
+    return {"name": model.name, "trainable": model.trainable, "layers": layers,
+            "input_layers": refs(model._inputs_struct),
+            "output_layers": refs(model._outputs_struct)}
+
+
+def sequential_from_config(cls, config, where):
+    layers = config.get("layers")
+    if not isinstance(layers, list):
+        raise ModelFileError(f"{where}: a Sequential config needs a list of layers, found "
+                             f"{layers!r:.100}")
+    model = cls(name=config.get("name") or None)
+    for entry in layers:
+        model.add(serialization.deserialize_layer(entry, where), rebuild=False)
+    model._maybe_rebuild()
+    shape = config.get("build_input_shape")
+    if model.inputs is None and isinstance(shape, list) and model.layers:
+        model.build(tuple(shape))
+    if config.get("trainable") is False:
+        model.trainable = False
+    return model
+
+
+def functional_from_config(cls, config, where):
+    created, pending = {}, {}
+    entries = config.get("layers")
+    if not isinstance(entries, list):
+        raise ModelFileError(f"{where}: a functional config needs a list of layers")
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ModelFileError(f"{where}: a layer entry needs a name, found {entry!r:.100}")
+        layer = serialization.deserialize_layer(
+            {k: v for k, v in entry.items() if k not in ("inbound_nodes", "name")}, where)
+        created[entry["name"]] = layer
+        calls = entry.get("inbound_nodes") or []
+        if not isinstance(calls, list):
+            raise ModelFileError(f"{where}: inbound_nodes of {entry['name']} must be a list")
+        pending[entry["name"]] = list(calls)
+
+    def tensor(ref):
+        if not (isinstance(ref, list) and len(ref) == 3 and isinstance(ref[0], str)
+                and all(isinstance(i, int) and not isinstance(i, bool) for i in ref[1:])):
+            raise ModelFileError(f"{where}: expected a tensor reference [layer, node, tensor], "
+                                 f"found {ref!r:.100}")
+        layer = created.get(ref[0])
+        if layer is None:
+            raise ModelFileError(f"{where}: unknown layer {ref[0]!r:.80} in a tensor reference")
+        node_index = ref[1] - _own_nodes(layer)
+        if not 0 <= node_index < len(layer._inbound_nodes):
+            raise IndexError(ref)         # not made yet: try again after other calls
+        outs = layer._inbound_nodes[node_index].output_tensors
+        if not 0 <= ref[2] < len(outs):
+            raise ModelFileError(f"{where}: tensor reference {ref!r:.80} is out of range")
+        return outs[ref[2]]
+
+    def decode(value):
+        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+            history = (value.get("config") or {}).get("keras_history")
+            return tensor(history)
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        if isinstance(value, dict):
+            return {k: decode(v) for k, v in value.items()}
+        return value
+
+    # replay the calls as they become possible (a shared layer's later calls may need
+    # tensors made further down the list), as Keras's functional_from_config does
+    while any(pending.values()):
+        progress = False
+        for entry in entries:
+            queue = pending[entry["name"]]
+            while queue:
+                call = queue[0]
+                if not isinstance(call, dict):
+                    raise ModelFileError(f"{where}: a call of {entry['name']} must be an object")
+                try:
+                    args = decode(call.get("args", []))
+                except IndexError:
+                    break
+                kwargs = call.get("kwargs") or {}
+                if not isinstance(args, list) or len(args) != 1:
+                    raise ModelFileError(f"{where}: a call of {entry['name']} must have one "
+                                         f"argument (its inputs), found {args!r:.100}")
+                created[entry["name"]](args[0], training=kwargs.get("training"))
+                queue.pop(0)
+                progress = True
+        if not progress:
+            stuck = [n for n, q in pending.items() if q]
+            raise ModelFileError(f"{where}: the graph has loops or calls that refer to tensors "
+                                 f"no layer makes; unresolved layers: {stuck}")
+
+    def struct(refs):
+        if isinstance(refs, list) and len(refs) == 3 and isinstance(refs[0], str):
+            return tensor(refs)
+        if isinstance(refs, dict):
+            return {k: struct(v) for k, v in refs.items()}
+        if isinstance(refs, list):
+            return [struct(v) for v in refs]
+        raise ModelFileError(f"{where}: bad input/output reference {refs!r:.80}")
+
+    try:
+        inputs = struct(config.get("input_layers"))
+        outputs = struct(config.get("output_layers"))
+    except IndexError as exc:
+        raise ModelFileError(f"{where}: input/output reference {exc} names a call that does not "
+                             "exist") from None
+    model = cls(inputs, outputs, name=config.get("name") or None)
+    if config.get("trainable") is False:
+        model.trainable = False
+    return model

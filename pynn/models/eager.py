@@ -1,0 +1,80 @@
+"""Eager calls: a layer or model called on arrays computes now and returns NumPy arrays.
+
+A model runs its own forward plan (`model(x)` is predict on one batch, in training mode
+with training=True).  A plain layer gets a one-call plan of its own, cached per input
+shape, run op by op on the backend its weights live on (the default backend for a layer
+that is in no compiled model).
+"""
+import numpy as np
+
+from .. import backend as backends
+from ..variables import bindings_version
+from ..layers.node import KerasTensor, flatten_structure, pack_like
+from . import validation
+from .executor import PythonExecutor
+from .plan import compile_plan
+
+
+class _Call:
+    """One eager call as a graph: the layer on placeholder inputs (no Node is recorded on
+    the layer, so its `input`/`output` stay those of its symbolic calls)."""
+
+    def __init__(self, layer, input_shapes, training):
+        self.layer = layer
+        self.input_tensors = [KerasTensor(s) for s in input_shapes]
+        shape_arg = input_shapes[0] if layer._single_input else list(input_shapes)
+        out = layer.compute_output_shape(shape_arg)
+        self.output_tensors = [KerasTensor(out)]
+        self.training = training
+        self.is_input = False
+
+
+class _OneCallGraph:
+    def __init__(self, call):
+        self._inputs = call.input_tensors
+        self._outputs = call.output_tensors
+        self._ordered_nodes = [call]
+
+
+def eager_call(layer, inputs, training=False):
+    if hasattr(layer, "_call_arrays"):
+        return layer._call_arrays(inputs, training)
+    where = f"Layer '{layer.name}' ({type(layer).__name__}) called on arrays"
+    flat = [validation.as_features(a, where, "inputs") for a in flatten_structure(inputs)]
+    shapes = [(None,) + a.shape[1:] for a in flat]
+    if layer._single_input and len(flat) != 1:
+        raise ValueError(f"{where}: the layer takes 1 input, received {len(flat)}")
+    if len({a.shape[0] for a in flat}) > 1:
+        raise ValueError(f"{where}: all inputs must have the same number of samples, received "
+                         f"{[a.shape[0] for a in flat]}")
+    layer._maybe_build(shapes[0] if layer._single_input else shapes)
+    variables = layer.weights
+    be = variables[0]._backend if variables and variables[0]._backend is not None \
+        else backends.get(None)
+    key = (tuple(shapes), bool(training), be.name)
+    cache = layer.__dict__.setdefault("_eager_cache", {})
+    entry = cache.get(key)
+    n = flat[0].shape[0]
+    if entry is None or entry[1].capacity < n:
+        graph = _OneCallGraph(_Call(layer, shapes, bool(training)))
+        plan = compile_plan(graph, "forward" if training else "predict", be)
+        entry = (graph, PythonExecutor(plan, be, None, None, n))
+        if len(cache) > 8:
+            cache.clear()
+        cache[key] = entry
+    graph, ex = entry
+    if ex.__dict__.get("_bindings") != bindings_version():
+        ex._bind()                     # the weights moved (into a compiled model's store)
+        ex._bindings = bindings_version()
+    out = np.empty((n,) + tuple(graph._outputs[0].shape[1:]), dtype=np.float32)
+    ex.run(flat, [], [out], None, n, 0, n, 1, _next_counter(layer))
+    return out
+
+
+def _next_counter(layer):
+    count = layer.__dict__.get("_eager_calls", 0) + 1
+    layer._eager_calls = count
+    return count
+
+
+__all__ = ["eager_call", "pack_like"]

@@ -1,0 +1,136 @@
+"""The engine of a model: what `compile` fixes and what running needs.
+
+  backend, optimizer, losses/metrics (compile_spec.CompiledLosses)
+  trainable      the weights the optimizer updates, taken at compile (Keras: a change of
+                 `layer.trainable` takes effect at the next compile)
+  store          the parameter store (params.py), made once the model is built
+  plans          one per kind ("train", "test", "predict", "forward"), compiled on first use
+  executors      one per kind, grown to the largest batch seen
+
+A model that was never compiled gets an engine without optimizer or losses, for
+`predict` and eager calls, on the default backend.
+"""
+from .. import backend as backends
+from . import compile_spec
+from .executor import make_executor
+from .plan import compile_plan
+
+
+class Engine:
+    def __init__(self, model, backend, optimizer=None, loss_args=None):
+        self.model = model
+        self.backend = backend
+        self.optimizer = optimizer
+        self._loss_args = loss_args             # (loss, loss_weights, metrics, where) or None
+        self._losses = None
+        self.trainable = {id(v) for v in model.trainable_weights}
+        self._known = {id(v) for v in model.weights}
+        self.frozen_layers = set()
+        _collect_frozen(model, True, self.frozen_layers)
+        self.store = None
+        self._store_owner = None              # an engine whose store this one uses
+        self._plans = {}
+        self._executors = {}
+        self.force_python = False             # run the cpu plans op by op from Python (checks)
+
+    # ---- what compile fixed --------------------------------------------------------------
+    @property
+    def loss_arguments(self):
+        """(loss, loss_weights, metrics, where) as compile received them."""
+        return self._loss_args
+
+    @property
+    def compiled(self):
+        return self._loss_args is not None
+
+    @property
+    def losses(self):
+        """The per-output losses and metrics (resolved once the outputs are known)."""
+        if self._losses is None and self._loss_args is not None:
+            loss, loss_weights, metrics, where = self._loss_args
+            self._losses = compile_spec.resolve(self.model.output_names,
+                                                [tuple(t.shape) for t in self.model.outputs],
+                                                loss, loss_weights, metrics, where)
+        return self._losses
+
+    # ---- running ---------------------------------------------------------------------------
+    def share_store(self, owner):
+        """Use `owner`'s parameter store (a model over the same weights, e.g. the model
+        behind `Model.activations`), instead of binding the weights to a store of its own."""
+        self._store_owner = owner
+
+    def ensure_store(self):
+        from .params import ParameterStore
+        if self._store_owner is not None:
+            self.store = self._store_owner.ensure_store()
+            return self.store
+        if self.store is None:
+            self.store = ParameterStore(self.backend, self.model.weights,
+                                        self.trainable & {id(v) for v in self.model.weights})
+        self.store.ensure_bound()
+        return self.store
+
+    def plan(self, kind):
+        plan = self._plans.get(kind)
+        if plan is None:
+            store = self.ensure_store()
+            optimizer_spec = None
+            if kind == "train":
+                self.optimizer.build(store)
+                optimizer_spec = self.optimizer.spec()
+            frozen = self.frozen_layers if kind == "train" else _frozen_now(self.model)
+            plan = compile_plan(self.model, kind, self.backend, self.losses,
+                                trainable=[id(v) for v in store.layout.trainable_variables]
+                                if kind == "train" else (),
+                                frozen_layers=frozen, optimizer_spec=optimizer_spec)
+            self._plans[kind] = plan
+        return plan
+
+    def executor(self, kind, capacity):
+        """The executor of plan `kind` for batches of up to `capacity` rows."""
+        plan = self.plan(kind)
+        self.ensure_store()
+        ex = self._executors.get(kind)
+        if ex is None or ex.capacity < capacity:
+            if kind == "train":
+                self.optimizer.build(self.store)
+            ex = make_executor(plan, self.backend, self.store, self.optimizer,
+                               max(capacity, ex.capacity if ex else 0), self.force_python)
+            self._executors[kind] = ex
+        else:
+            ex.refresh()
+        if kind == "train":
+            ex.set_hyper(self.optimizer.hyper())
+        return ex
+
+    def invalidate(self):
+        """Forget the plans: the graph changed (Sequential.add / pop).  Weights that came with
+        the change follow their layers' current `trainable`; the others keep what compile
+        took."""
+        self._plans.clear()
+        self._executors.clear()
+        self.store = None
+        current = {id(v) for v in self.model.trainable_weights} if self.model.inputs else set()
+        weights = {id(v) for v in self.model.weights} if self.model.inputs else set()
+        self.trainable = (self.trainable & self._known) | (current - self._known)
+        self._known |= weights
+        self.frozen_layers = set()
+        _collect_frozen(self.model, True, self.frozen_layers)
+
+
+def _collect_frozen(layer, parent_trainable, out):
+    trainable = parent_trainable and layer.trainable
+    if not trainable:
+        out.add(id(layer))
+    for sub in layer._sublayers():
+        _collect_frozen(sub, trainable, out)
+
+
+def _frozen_now(model):
+    out = set()
+    _collect_frozen(model, True, out)
+    return out
+
+
+def default_engine(model):
+    return Engine(model, backends.get(None))

@@ -1,0 +1,387 @@
+"""Executors: what runs a plan (pynn/models/plan.py) on a backend.
+
+Both kinds take the same arguments and give the same results:
+
+  run(inputs, targets, outputs, order, n_order, first_row, batch, n_steps, iterations)
+      -> (step losses (n_steps x n_losses), step metric sums (n_steps x n_metrics),
+          rows of each step (n_steps,))
+
+Step s takes the rows order[first_row + s*batch : ...] (clipped to n_order; order None:
+the rows in their stored order) of every input and target array, runs every op of the
+plan, and (predict plans) writes its predictions to rows first_row + s*batch ... of the
+`outputs` arrays.  The step number, iterations + s + 1, is Adam's step and dropout's
+counter.
+
+  CExecutor       the `cpu` backend: csrc/plan.c runs all n_steps in one C call
+                  (pynn._core.PlanRunner); no Python and no allocation between steps.
+  PythonExecutor  any backend (`numpy`, `cuda`, and `cpu` for checking): Python walks the
+                  ops, calling the backend's method for each.  On `cpu` those methods call
+                  the very C functions csrc/plan.c calls, so both give bitwise the same
+                  weights (tests/test_graph_training.py checks it).
+
+Buffers are allocated once for `capacity` rows; a smaller batch uses a prefix of each.
+"""
+import numpy as np
+
+from .. import ids
+
+_ACT = {v: k for k, v in ids.ACTIVATIONS.items()}
+_LOSS = {v: k for k, v in ids.LOSSES.items()}
+_METRIC = {v: k for k, v in ids.METRICS.items()}
+_MERGE = {v: k for k, v in ids.MERGES.items()}
+_OPT = {v: k for k, v in ids.OPTIMIZERS.items()}
+
+
+class _Storage:
+    """The arrays behind a plan's buffers for `capacity` rows."""
+
+    def __init__(self, plan, backend, store, optimizer, capacity):
+        self.plan, self.backend, self.capacity = plan, backend, capacity
+        arrays = []
+        for buf in plan.buffers:
+            arrays.append(self._array(buf, arrays, backend, store, optimizer, capacity))
+        self.arrays = arrays            # one 1-D array per buffer (several may share memory)
+
+    @staticmethod
+    def _array(buf, arrays, be, store, optimizer, capacity):
+        dtype = np.int64 if buf.dtype == "int64" else np.float32
+        if buf.base is not None:
+            return arrays[buf.base]
+        if buf.batched:
+            return be.zeros((max(capacity * buf.row_size, 1),), dtype=dtype)
+        src = buf.source
+        if buf.role == "weight":
+            return src.value.reshape(-1)
+        if buf.role == "gradient" and src is not None:
+            return store.grad_view(src).reshape(-1)
+        if buf.role == "weights (flat)":
+            return store.params
+        if buf.role == "gradients (flat)":
+            return store.grads
+        if buf.role == "optimizer slot":
+            return optimizer.slot(src)
+        return be.zeros((max(buf.size, 1),), dtype=dtype)
+
+
+class Executor:
+    def __init__(self, plan, backend, store, optimizer, capacity):
+        self.plan, self.backend, self.store, self.optimizer = plan, backend, store, optimizer
+        self.capacity = capacity
+        self._hyper = None
+        self._bind()
+
+    def _bind(self):
+        self.storage = _Storage(self.plan, self.backend, self.store, self.optimizer,
+                                self.capacity)
+        self._generation = self.store.generation if self.store is not None else 0
+
+    def refresh(self):
+        """Rebind when the store took variables back (their views did not change, but a
+        runner may hold pointers into what another store bound meanwhile)."""
+        if self.store is not None:
+            self.store.ensure_bound()
+            if self.store.generation != self._generation:
+                self._bind()
+
+    def set_hyper(self, hyper):
+        """The optimizer's current settings (a callback may change the learning rate)."""
+        if self.plan.optimizer_op is not None and hyper != self._hyper:
+            self._hyper = list(hyper)
+            self._set_reals(self.plan.optimizer_op, hyper)
+
+
+class PythonExecutor(Executor):
+    """Walks the plan op by op through the backend's methods."""
+
+    def _bind(self):
+        super()._bind()
+        self._views = {}
+        self._reals = {}
+
+    def _set_reals(self, index, values):
+        self._reals[index] = tuple(float(v) for v in values)
+
+    def _view_table(self, rows):
+        table = self._views.get(rows)
+        if table is None:
+            if len(self._views) > 4:
+                self._views.clear()
+            table = []
+            for buf, arr in zip(self.plan.buffers, self.storage.arrays):
+                if buf.batched:
+                    n = rows * buf.row_size
+                    table.append(arr[:n].reshape((rows,) + buf.shape))
+                else:
+                    table.append(arr if buf.role in ("weights (flat)", "gradients (flat)",
+                                                     "optimizer slot")
+                                 else arr[:buf.size].reshape(buf.shape))
+            self._views[rows] = table
+        return table
+
+    def run(self, inputs, targets, outputs, order, n_order, first_row, batch, n_steps,
+            iterations, check_inputs=False):
+        plan, be = self.plan, self.backend
+        losses = np.zeros((n_steps, plan.n_losses))
+        metrics = np.zeros((n_steps, plan.n_metrics))
+        rows_done = np.zeros(n_steps, dtype=np.int64)
+        for s in range(n_steps):
+            r0 = first_row + s * batch
+            r1 = min(r0 + batch, n_order)
+            rows = r1 - r0
+            idx = slice(r0, r1) if order is None else order[r0:r1]
+            v = self._view_table(rows)
+            for buf, src in zip(plan.input_bufs, inputs):
+                be.copy_from_host(v[buf], np.ascontiguousarray(src[idx]))
+            for buf, src in zip(plan.target_bufs, targets):
+                be.copy_from_host(v[buf], np.ascontiguousarray(src[idx]))
+            step = iterations + s + 1
+            for index, op in enumerate(plan.ops):
+                _OPS[op.name](self, op, v, step, losses[s], metrics[s],
+                              self._reals.get(index, op.reals))
+            for buf, out in zip(plan.output_bufs, outputs or ()):
+                out[r0:r1] = be.to_host(v[buf]).reshape(out[r0:r1].shape)
+            rows_done[s] = rows
+        return losses, metrics, rows_done
+
+
+class CExecutor(Executor):
+    """The cpu backend: the plan handed to csrc/plan.c once, then run in one call per
+    stretch of steps."""
+
+    def _bind(self):
+        from .. import _core
+        super()._bind()
+        plan = self.plan
+        ops = [(op.kind, list(op.bufs), list(op.ints), list(op.reals)) for op in plan.ops]
+        buffers = [(arr, buf.row_size) for buf, arr in zip(plan.buffers, self.storage.arrays)]
+        self.runner = _core.PlanRunner(ops, buffers, self.capacity, plan.input_bufs,
+                                       plan.target_bufs, plan.target_classes, plan.output_bufs,
+                                       plan.n_losses, plan.n_metrics, self._max_steps)
+        if self._hyper is not None and plan.optimizer_op is not None:
+            self.runner.set_reals(plan.optimizer_op, self._hyper)
+
+    _max_steps = 1
+
+    def ensure_steps(self, n_steps):
+        if n_steps > self._max_steps:
+            self._max_steps = n_steps
+            self._bind()
+
+    def _set_reals(self, index, values):
+        self.runner.set_reals(index, list(values))
+
+    def run(self, inputs, targets, outputs, order, n_order, first_row, batch, n_steps,
+            iterations, check_inputs=False):
+        self.ensure_steps(n_steps)
+        return self.runner.run(inputs, targets, outputs, order, n_order, first_row, batch,
+                               n_steps, iterations, check_inputs)
+
+
+def make_executor(plan, backend, store, optimizer, capacity, force_python=False):
+    if backend.name == "cpu" and not force_python:
+        return CExecutor(plan, backend, store, optimizer, capacity)
+    return PythonExecutor(plan, backend, store, optimizer, capacity)
+
+
+# ---- the ops, for the Python executor: one backend method each ------------------------------
+# Operands as csrc/pynn.h documents them; `v` maps buffer index -> array for this step.
+
+def _opt(v, i):
+    return None if i < 0 else v[i]
+
+
+def _rows2(a, cols):
+    return a.reshape(-1, cols)
+
+
+def _dense(ex, op, v, step, losses, metrics, reals):
+    x, w, b, z, y = op.bufs
+    n_in, n_out, act = op.ints
+    ex.backend.dense_forward(_rows2(v[x], n_in), v[w], _opt(v, b), _ACT[act], reals[0],
+                             _rows2(v[z], n_out), _rows2(v[y], n_out))
+
+
+def _dense_backward(ex, op, v, step, losses, metrics, reals):
+    x, w, z, y, dy, dw, db, dx = op.bufs
+    n_in, n_out, act = op.ints
+    ex.backend.dense_backward(_rows2(v[x], n_in), v[w], _rows2(v[z], n_out), _rows2(v[y], n_out),
+                              _rows2(v[dy], n_out), _ACT[act], reals[0], _opt(v, dw),
+                              _opt(v, db), None if dx < 0 else _rows2(v[dx], n_in))
+
+
+def _geometry(ints):
+    h, w, c, kh, kw, sh, sw, pt, pl, oh, ow = ints[:11]
+    return (kh, kw), (sh, sw), (pt, pl), (oh, ow)
+
+
+def _conv2d(ex, op, v, step, losses, metrics, reals):
+    x, w, b, cols, z, y = op.bufs
+    window, strides, pads, (oh, ow) = _geometry(op.ints)
+    k = window[0] * window[1] * op.ints[2]
+    ex.backend.conv2d_forward(v[x], v[w], _opt(v, b), strides, pads, _ACT[op.ints[12]], reals[0],
+                              v[cols].reshape(-1, k), v[z], v[y])
+
+
+def _conv2d_backward(ex, op, v, step, losses, metrics, reals):
+    x, w, z, y, dy, cols, work, dw, db, dx = op.bufs
+    window, strides, pads, (oh, ow) = _geometry(op.ints)
+    k = window[0] * window[1] * op.ints[2]
+    ex.backend.conv2d_backward(v[x], v[w], v[z], v[y], v[dy], strides, pads, _ACT[op.ints[12]],
+                               reals[0], v[cols].reshape(-1, k), v[work].reshape(-1),
+                               _opt(v, dw), _opt(v, db), _opt(v, dx))
+
+
+def _pool(kind):
+    def forward(ex, op, v, step, losses, metrics, reals):
+        x, y = op.bufs
+        window, strides, pads, _ = _geometry(op.ints)
+        getattr(ex.backend, f"{kind}_forward")(v[x], window, strides, pads, v[y])
+
+    def backward(ex, op, v, step, losses, metrics, reals):
+        window, strides, pads, _ = _geometry(op.ints)
+        if kind == "maxpool2d":
+            x, y, dy, dx = op.bufs
+            ex.backend.maxpool2d_backward(v[x], v[y], v[dy], window, strides, pads, v[dx])
+        else:
+            dy, dx = op.bufs
+            ex.backend.avgpool2d_backward(v[dy], window, strides, pads, v[dx])
+    return forward, backward
+
+
+def _gap(ex, op, v, step, losses, metrics, reals):
+    x, y = op.bufs
+    ex.backend.global_avgpool2d_forward(v[x], _rows2(v[y], op.ints[2]))
+
+
+def _gap_backward(ex, op, v, step, losses, metrics, reals):
+    dy, dx = op.bufs
+    ex.backend.global_avgpool2d_backward(_rows2(v[dy], op.ints[2]), v[dx])
+
+
+def _bn_train(ex, op, v, step, losses, metrics, reals):
+    x, gamma, beta, mm, mv, mean, inv_std, y = op.bufs
+    c = op.ints[0]
+    ex.backend.batchnorm_forward_train(_rows2(v[x], c), _opt(v, gamma), _opt(v, beta), v[mm],
+                                       v[mv], reals[0], reals[1], v[mean], v[inv_std],
+                                       _rows2(v[y], c))
+
+
+def _bn_train_backward(ex, op, v, step, losses, metrics, reals):
+    x, gamma, mean, inv_std, dy, dgamma, dbeta, dx = op.bufs
+    c = op.ints[0]
+    ex.backend.batchnorm_backward(_rows2(v[x], c), _opt(v, gamma), v[mean], v[inv_std],
+                                  _rows2(v[dy], c), _opt(v, dgamma), _opt(v, dbeta),
+                                  None if dx < 0 else _rows2(v[dx], c))
+
+
+def _bn_infer(ex, op, v, step, losses, metrics, reals):
+    x, gamma, beta, mm, mv, y = op.bufs
+    c = op.ints[0]
+    ex.backend.batchnorm_forward_infer(_rows2(v[x], c), _opt(v, gamma), _opt(v, beta), v[mm],
+                                       v[mv], reals[0], _rows2(v[y], c))
+
+
+def _bn_infer_backward(ex, op, v, step, losses, metrics, reals):
+    x, gamma, mm, mv, dy, dgamma, dbeta, dx = op.bufs
+    c = op.ints[0]
+    ex.backend.batchnorm_infer_backward(_rows2(v[x], c), _opt(v, gamma), v[mm], v[mv], reals[0],
+                                        _rows2(v[dy], c), _opt(v, dgamma), _opt(v, dbeta),
+                                        None if dx < 0 else _rows2(v[dx], c))
+
+
+def _dropout(ex, op, v, step, losses, metrics, reals):
+    x, mask, y = op.bufs
+    seed, ndim = op.ints[0], op.ints[1]
+    broadcast = [bool(f) for f in op.ints[2 + ndim:3 + 2 * ndim]]
+    ex.backend.dropout_forward(v[x], seed, step, reals[0], broadcast, v[mask], v[y])
+
+
+def _dropout_backward(ex, op, v, step, losses, metrics, reals):
+    dy, mask, dx = op.bufs
+    ex.backend.dropout_backward(v[dy], v[mask], v[dx])
+
+
+def _activation(ex, op, v, step, losses, metrics, reals):
+    x, y = op.bufs
+    cols, act = op.ints
+    ex.backend.activation_forward(_rows2(v[x], cols), _ACT[act], reals[0], _rows2(v[y], cols))
+
+
+def _activation_backward(ex, op, v, step, losses, metrics, reals):
+    x, y, dy, dx = op.bufs
+    cols, act = op.ints
+    ex.backend.activation_backward(_rows2(v[x], cols), _rows2(v[y], cols), _rows2(v[dy], cols),
+                                   _ACT[act], reals[0], _rows2(v[dx], cols))
+
+
+def _merge(ex, op, v, step, losses, metrics, reals):
+    y, *xs = op.bufs
+    ex.backend.merge_forward(_MERGE[op.ints[0]], [v[i] for i in xs], v[y])
+
+
+def _merge_backward(ex, op, v, step, losses, metrics, reals):
+    dx, dy, *xs = op.bufs
+    kind, i = op.ints
+    ex.backend.merge_backward(_MERGE[kind], i, [v[j] for j in xs], v[dy], v[dx])
+
+
+def _concat(ex, op, v, step, losses, metrics, reals):
+    y, *xs = op.bufs
+    widths = op.ints
+    ex.backend.concat_forward([_rows2(v[x], w) for x, w in zip(xs, widths)],
+                              _rows2(v[y], sum(widths)))
+
+
+def _concat_backward(ex, op, v, step, losses, metrics, reals):
+    dy, *dxs = op.bufs
+    widths = op.ints
+    ex.backend.concat_backward(_rows2(v[dy], sum(widths)), list(widths),
+                               [None if d < 0 else _rows2(v[d], w) for d, w in zip(dxs, widths)])
+
+
+def _scale(ex, op, v, step, losses, metrics, reals):
+    y, x = op.bufs
+    ex.backend.scale(v[x], reals[0], v[y])
+
+
+def _loss(ex, op, v, step, losses, metrics, reals):
+    pred, target, grad = op.bufs
+    kind, from_logits, cols, index = op.ints
+    t = v[target]
+    t = t.reshape(-1) if t.dtype == np.int64 else _rows2(t, cols)
+    losses[index] = ex.backend.loss(_LOSS[kind], _rows2(v[pred], cols), t, bool(from_logits),
+                                    None if grad < 0 else _rows2(v[grad], cols))
+
+
+def _metric(ex, op, v, step, losses, metrics, reals):
+    pred, target = op.bufs
+    kind, cols, index = op.ints
+    t = v[target]
+    t = t.reshape(-1) if t.dtype == np.int64 else _rows2(t, cols)
+    metrics[index] = ex.backend.metric_sum(_METRIC[kind], _rows2(v[pred], cols), t)
+
+
+def _optimizer(ex, op, v, step, losses, metrics, reals):
+    params, grads, slot1, slot2 = op.bufs
+    hyper = dict(zip(ids.HYPER, reals))
+    ex.backend.optimizer_step(_OPT[op.ints[0]], v[params], _opt(v, slot1), _opt(v, slot2),
+                              v[grads], step, hyper)
+
+
+_maxpool, _maxpool_backward = _pool("maxpool2d")
+_avgpool, _avgpool_backward = _pool("avgpool2d")
+_OPS = {
+    "dense": _dense, "dense_backward": _dense_backward,
+    "conv2d": _conv2d, "conv2d_backward": _conv2d_backward,
+    "maxpool2d": _maxpool, "maxpool2d_backward": _maxpool_backward,
+    "avgpool2d": _avgpool, "avgpool2d_backward": _avgpool_backward,
+    "global_avgpool2d": _gap, "global_avgpool2d_backward": _gap_backward,
+    "batchnorm_train": _bn_train, "batchnorm_train_backward": _bn_train_backward,
+    "batchnorm_infer": _bn_infer, "batchnorm_infer_backward": _bn_infer_backward,
+    "dropout": _dropout, "dropout_backward": _dropout_backward,
+    "activation": _activation, "activation_backward": _activation_backward,
+    "merge": _merge, "merge_backward": _merge_backward,
+    "concat": _concat, "concat_backward": _concat_backward,
+    "scale": _scale, "loss": _loss, "metric": _metric, "optimizer": _optimizer,
+}
+assert set(_OPS) == set(ids.OPS), "every op kind of csrc/pynn.h has a Python implementation"

@@ -1,0 +1,445 @@
+"""The plan: a model compiled into one flat list of ops, the only definition of a step.
+
+A model is a graph of layer calls (pynn/models/functional.py).  `compile_plan` turns it
+into a Plan, in the spirit of tinygrad's schedule: data you can print (`model.plan`),
+count and test, which executors only follow.
+
+    buffers  every array a step touches, by index: the inputs and targets of a batch,
+             each layer's outputs, their gradients, workspaces, and views of the weights,
+             their gradients and the optimizer's state.  A buffer is *batched* (rows x
+             row_size for a batch of `rows`: one allocation for the largest batch, a
+             prefix of it for a smaller one) or *fixed*.  A buffer may share another's
+             memory (a Reshape's output is its input).
+    ops      (kind, buffer indices, ints, reals) in execution order, kinds from
+             csrc/pynn.h's PYNN_OP_LIST (ids shared with C through pynn.ids):
+               1. the forward ops, the graph's layer calls in topological order, nested
+                  models inlined;
+               2. the losses (one OP_LOSS per output that has one) and the metrics;
+               3. the backward ops, in reverse order;
+               4. one OP_OPTIMIZER over the flat array of trainable weights.
+             Train plans have all four; test plans 1-2 without gradients; predict plans 1.
+
+Executors (pynn/models/executor.py): on `cpu`, csrc/plan.c runs the list for a step or a
+whole epoch per C call; on `numpy` and `cuda`, Python walks it through the backend's
+methods.  Either way each op is one backend kernel, written once per backend: a loss,
+metric or optimizer is never written a second time inside an executor.
+
+How the backward pass is made.  Each layer's `plan_forward` adds its forward ops and
+registers a backward rule with `PlanBuilder.differentiate(inputs, outputs, rule,
+params)`.  After the losses, the rules run in reverse order of registration.  A rule
+receives the gradient buffers of its outputs and returns buffers holding its
+contributions to its inputs' gradients; it writes its weights' gradients into
+`b.grad(variable)`.  Where a tensor feeds several layers (a branch, a residual
+connection) its contributions are added by one OP_MERGE "add", in the order the
+contributions arrived (reverse topological order: fixed by the graph).  A shared layer's
+second call writes its weight gradients into a scratch buffer, added into the first by an
+in-place OP_MERGE right after: the sums run in a fixed order, so results repeat bitwise.
+Rules are skipped where no gradient is needed (a frozen base model at the bottom of a
+network costs no backward ops at all); a frozen layer above trainable ones still passes
+gradients down (its ops get -1 for the weight gradients).
+
+The losses.  When a model output is produced by a softmax (or sigmoid) whose only use is a
+categorical (binary) cross-entropy, the producing layer leaves the activation out and the
+loss takes logits, the numerically stable fused form (as Keras's TF backend does through
+`_keras_logits`); an OP_ACTIVATION then makes the probabilities the metrics read.  The
+reported loss is the weighted sum of the output losses; each output's unweighted loss is
+logged under "<output>_loss" (Keras 3's names).
+"""
+import numpy as np
+
+from .. import ids
+
+_OP_NAMES = {v: k for k, v in ids.OPS.items()}
+
+
+class Buffer:
+    """One entry of a plan's buffer table (see the module docstring)."""
+
+    __slots__ = ("index", "shape", "batched", "dtype", "base", "role", "source")
+
+    def __init__(self, index, shape, batched, dtype, base, role, source):
+        self.index, self.shape, self.batched, self.dtype = index, tuple(shape), batched, dtype
+        self.base, self.role, self.source = base, role, source
+
+    @property
+    def row_size(self):
+        """Elements per batch row (batched buffers), else 0."""
+        return int(np.prod(self.shape, dtype=np.int64)) if self.batched else 0
+
+    @property
+    def size(self):
+        """Elements of a fixed buffer."""
+        return 0 if self.batched else int(np.prod(self.shape, dtype=np.int64))
+
+    def __repr__(self):
+        src = getattr(self.source, "path", self.source)
+        where = f" = {src}" if src is not None else ""
+        shape = ("(rows, " + ", ".join(map(str, self.shape)) + ")") if self.batched else str(self.shape)
+        share = f" shares #{self.base}" if self.base is not None else ""
+        return f"#{self.index} {self.role} {self.dtype} {shape}{share}{where}"
+
+
+class Op:
+    __slots__ = ("kind", "bufs", "ints", "reals", "label")
+
+    def __init__(self, kind, bufs, ints, reals, label):
+        self.kind = kind                      # PYNN_OP_* id
+        self.bufs = tuple(int(b) for b in bufs)
+        self.ints = tuple(int(i) for i in ints)
+        self.reals = tuple(float(r) for r in reals)
+        self.label = label
+
+    @property
+    def name(self):
+        return _OP_NAMES[self.kind]
+
+    def __repr__(self):
+        bufs = ", ".join("-" if b < 0 else f"#{b}" for b in self.bufs)
+        return f"{self.name:<26} {self.label:<22} [{bufs}]" + \
+            (f" ints={list(self.ints)}" if self.ints else "") + \
+            (f" reals=[{', '.join(f'{r:g}' for r in self.reals)}]" if self.reals else "")
+
+
+class Tensor:
+    """A value flowing through the plan while it is built: its buffer, its shape (batch
+    axis first, None) and whether a gradient must reach it."""
+
+    __slots__ = ("buf", "shape", "requires_grad")
+
+    def __init__(self, buf, shape, requires_grad=False):
+        self.buf, self.shape, self.requires_grad = buf, tuple(shape), requires_grad
+
+    def __repr__(self):
+        return f"<plan tensor #{self.buf} {self.shape}>"
+
+
+class Plan:
+    """The compiled step: buffers, ops and what feeds and reads them."""
+
+    def __init__(self, kind):
+        self.kind = kind                 # "train", "test", "predict" or "forward"
+        self.buffers = []
+        self.ops = []
+        self.input_bufs = []             # one per model input
+        self.target_bufs = []            # one per output that has a loss
+        self.target_classes = []         # labels' class count, 0 for float targets
+        self.target_outputs = []         # which model output each target belongs to
+        self.output_bufs = []            # predictions (predict/forward plans)
+        self.loss_names = []             # log key of each OP_LOSS index ("dense_1_loss")
+        self.loss_weights = []
+        self.metric_names = []           # log key of each OP_METRIC index
+        self.metric_positions = []       # per metric: rows per batch row it averages over
+        self.optimizer_op = None         # index of OP_OPTIMIZER in ops
+        self.layers = []                 # the (flattened) layer calls, for printing
+
+    @property
+    def n_losses(self):
+        return len(self.loss_names)
+
+    @property
+    def n_metrics(self):
+        return len(self.metric_names)
+
+    def count(self, kind_name):
+        return sum(1 for op in self.ops if op.name == kind_name)
+
+    def __str__(self):
+        lines = [f"plan ({self.kind}): {len(self.ops)} ops, {len(self.buffers)} buffers",
+                 "buffers:"]
+        lines += ["  " + repr(b) for b in self.buffers]
+        lines.append("ops:")
+        lines += [f"  {i:3d} {op!r}" for i, op in enumerate(self.ops)]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+class _Record:
+    __slots__ = ("inputs", "outputs", "rule", "params", "inplace")
+
+    def __init__(self, inputs, outputs, rule, params, inplace):
+        self.inputs, self.outputs, self.rule = inputs, outputs, rule
+        self.params, self.inplace = params, inplace
+
+
+class PlanBuilder:
+    """What a layer's `plan_forward` builds with (see the module docstring)."""
+
+    def __init__(self, plan, backend, trainable, frozen_layers):
+        self.plan = plan
+        self.backend = backend
+        self.training = plan.kind == "train"
+        self._trainable = trainable           # ids of the variables the optimizer updates
+        self.frozen_layers = frozen_layers    # ids of frozen layers (BatchNorm: inference)
+        self._params = {}                     # id(variable) -> buffer index
+        self._records = []
+        self._contributions = {}              # id(Tensor) -> [buffer index]
+        self._pending = {}                    # root buffer -> contributions not yet taken
+        self._grad_views = {}                 # id(variable) -> its gradient view, once written
+        self._deferred_sums = []              # (view, scratch) to add after a rule's ops
+        self.call_counts = {}                 # id(layer) -> calls planned so far
+
+    # ---- buffers -----------------------------------------------------------------------
+    def buffer(self, shape, batched=True, dtype="float32", role="activation", base=None,
+               source=None):
+        buf = Buffer(len(self.plan.buffers), shape, batched, dtype, base, role, source)
+        self.plan.buffers.append(buf)
+        return buf.index
+
+    def root(self, index):
+        base = self.plan.buffers[index].base
+        return index if base is None else base
+
+    def new(self, shape, role="activation"):
+        """A new batched float32 tensor of `shape` (batch axis first)."""
+        return Tensor(self.buffer(shape[1:], role=role), shape)
+
+    def alias(self, t, shape):
+        """`t`'s memory seen with another shape (same number of values per row); the
+        gradient passes back the same way (Flatten, Reshape: no op, no copy)."""
+        out = Tensor(self._alias_buffer(t.buf, shape[1:]), shape)
+        self.differentiate([t], [out], lambda b, dys, need: [b._alias_buffer(dys[0], t.shape[1:])])
+        return out
+
+    def _alias_buffer(self, index, row_shape):
+        src = self.plan.buffers[index]
+        return self.buffer(row_shape, True, src.dtype, src.role, base=self.root(index))
+
+    def scratch(self, shape, batched=False):
+        return self.buffer(shape, batched=batched, role="workspace")
+
+    def param(self, variable):
+        """The buffer holding a weight's value."""
+        key = id(variable)
+        if key not in self._params:
+            self._params[key] = self.buffer(variable.shape, batched=False, role="weight",
+                                            source=variable)
+        return self._params[key]
+
+    def param_or_none(self, variable):
+        return -1 if variable is None else self.param(variable)
+
+    def is_trainable(self, variable):
+        return variable is not None and self.training and id(variable) in self._trainable
+
+    # ---- ops -----------------------------------------------------------------------------
+    def op(self, kind, bufs, ints=(), reals=(), label=""):
+        self.plan.ops.append(Op(ids.OPS[kind], bufs, ints, reals, label))
+        return len(self.plan.ops) - 1
+
+    def differentiate(self, inputs, outputs, rule, params=(), inplace=False):
+        """Register how to differentiate the ops just added: `rule(b, dys, need)` gets the
+        gradient buffers of `outputs` (a list) and which `inputs` need a gradient, adds
+        backward ops and returns one buffer per input (or None).  `params`: the weights
+        the ops read (their gradients go to b.grad(variable)).  `inplace`: the rule
+        overwrites the output gradients it receives."""
+        params = [p for p in params if p is not None]
+        rg = any(t.requires_grad for t in inputs) or any(self.is_trainable(p) for p in params)
+        for t in outputs:
+            t.requires_grad = rg
+        if self.training:
+            self._records.append(_Record(list(inputs), list(outputs), rule, params, inplace))
+
+    # ---- gradients -------------------------------------------------------------------------
+    def grad(self, variable):
+        """Where this call's gradient of `variable` goes: its view in the flat gradient
+        array the first time, a scratch buffer added into it afterwards (a shared layer);
+        -1 for a weight the optimizer does not update."""
+        if not self.is_trainable(variable):
+            return -1
+        key = id(variable)
+        if key not in self._grad_views:
+            self._grad_views[key] = self.buffer(variable.shape, batched=False, role="gradient",
+                                                source=variable)
+            return self._grad_views[key]
+        extra = self.buffer(variable.shape, batched=False, role="workspace")
+        self._deferred_sums.append((self._grad_views[key], extra))
+        return extra
+
+    def contribute(self, t, buf):
+        self._contributions.setdefault(id(t), []).append(buf)
+        root = self.root(buf)
+        self._pending[root] = self._pending.get(root, 0) + 1
+
+    def take_grad(self, t, writable):
+        """The gradient of `t`: its contributions summed in arrival order; a private copy
+        when `writable` and the buffer still has other readers."""
+        bufs = self._contributions.pop(id(t), [])
+        for buf in bufs:
+            self._pending[self.root(buf)] -= 1
+        if not bufs:
+            return None
+        if len(bufs) == 1 and not (writable and self._pending.get(self.root(bufs[0]), 0) > 0):
+            return bufs[0]
+        total = self.buffer(t.shape[1:], role="gradient")
+        self.op("merge", [total] + list(bufs), [ids.MERGES["add"]], label="sum of gradients")
+        return total
+
+    def emit_backward(self):
+        for rec in reversed(self._records):
+            dys = [self.take_grad(t, rec.inplace) for t in rec.outputs]
+            if all(d is None for d in dys):
+                continue
+            need = [t.requires_grad for t in rec.inputs]
+            if not any(need) and not any(self.is_trainable(p) for p in rec.params):
+                continue
+            # every pynn layer call has one output (models are inlined), so a rule that
+            # runs has the gradient of all its outputs
+            assert all(d is not None for d in dys), "a layer call with several outputs"
+            self._deferred_sums = []
+            grads = rec.rule(self, dys, need)
+            for view, extra in self._deferred_sums:
+                self.op("merge", [view, view, extra], [ids.MERGES["add"]],
+                        label="shared weight gradient")
+            for t, g, n in zip(rec.inputs, grads, need):
+                if n and g is not None:
+                    self.contribute(t, g)
+
+
+
+# ---- compiling a model -------------------------------------------------------------------
+
+def _flatten_calls(model, input_tensors, training, calls):
+    """Map `model`'s graph onto plan tensors: `input_tensors` are the plan tensors of its
+    inputs; returns those of its outputs.  Nested models are inlined; `training` is the
+    call's mode (None: the plan's).  Appends (layer, node, in, out-placeholders, training)
+    to `calls`."""
+    values = {id(k): v for k, v in zip(model._inputs, input_tensors)}
+    for node in model._ordered_nodes:
+        if node.is_input:
+            continue
+        node_training = training if node.training is None else node.training
+        ins = [values[id(t)] for t in node.input_tensors]
+        if hasattr(node.layer, "_ordered_nodes"):          # a nested model: inline it
+            outs = _flatten_calls(node.layer, ins, node_training, calls)
+        else:
+            outs = [_Pending(t.shape) for t in node.output_tensors]
+            calls.append((node.layer, ins, outs, node_training))
+        for t, v in zip(node.output_tensors, outs):
+            values[id(t)] = v
+    return [values[id(t)] for t in model._outputs]
+
+
+class _Pending:
+    """A layer call's output before the plan has made it (flattening comes first)."""
+
+    __slots__ = ("shape", "value")
+
+    def __init__(self, shape):
+        self.shape, self.value = shape, None
+
+
+def _resolve(v):
+    while isinstance(v, _Pending):
+        v = v.value
+    return v
+
+
+def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layers=(),
+                 optimizer_spec=None):
+    """The plan of `kind` ("train", "test", "predict", "forward" = predict in training
+    mode) for the built model.  compiled: the CompiledLosses of the model's compile (train
+    and test plans); trainable: ids of the variables the optimizer updates (train plans);
+    optimizer_spec: (kind name, hyper reals, slot names) of the optimizer."""
+    plan = Plan(kind)
+    b = PlanBuilder(plan, backend, set(trainable), set(frozen_layers))
+    mode_training = kind in ("train", "forward")
+
+    inputs = []
+    for t in model._inputs:
+        buf = b.buffer(t.shape[1:], role="input")
+        plan.input_bufs.append(buf)
+        inputs.append(Tensor(buf, t.shape))
+
+    calls = []
+    outputs = _flatten_calls(model, inputs, None, calls)
+
+    # which layer calls may leave their softmax/sigmoid to the loss (see the docstring)
+    logits_calls = set()
+    if compiled is not None and kind in ("train", "test"):
+        uses = {}
+        for _, ins, _, _ in calls:
+            for v in ins:
+                uses[id(v)] = uses.get(id(v), 0) + 1
+        for i, out in enumerate(outputs):
+            spec = compiled.outputs[i]
+            if spec.loss is None or spec.loss.from_logits or uses.get(id(out), 0) or \
+                    sum(1 for o in outputs if o is out) > 1:
+                continue
+            for c, (layer, _, outs, _) in enumerate(calls):
+                if any(o is out for o in outs) and spec.loss.fuses_with(layer.output_activation):
+                    logits_calls.add(c)
+
+    for c, (layer, ins, outs, call_training) in enumerate(calls):
+        ins = [_resolve(v) for v in ins]
+        training = mode_training if call_training is None else call_training
+        result = layer.plan_forward(b, ins, training, logits=c in logits_calls)
+        result = result if isinstance(result, (list, tuple)) else [result]
+        for placeholder, value in zip(outs, result):
+            placeholder.value = value
+        b.call_counts[id(layer)] = b.call_counts.get(id(layer), 0) + 1
+        plan.layers.append((layer, c in logits_calls))
+    outputs = [_resolve(v) for v in outputs]
+
+    if kind in ("predict", "forward"):
+        plan.output_bufs = [o.buf for o in outputs]
+        return plan
+
+    # losses and metrics
+    fused_activation = {}          # id(output tensor) -> the activation its loss absorbed
+    for c in logits_calls:
+        layer, _, outs, _ = calls[c]
+        fused_activation[id(_resolve(outs[0]))] = layer.output_activation
+    for i, (out, spec) in enumerate(zip(outputs, compiled.outputs)):
+        fused = id(out) in fused_activation
+        if spec.loss is None:
+            continue
+        target_shape, dtype, classes = spec.loss.target_spec(out.shape)
+        target = b.buffer(target_shape[1:], dtype=dtype, role="target")
+        plan.target_bufs.append(target)
+        plan.target_classes.append(classes)
+        plan.target_outputs.append(i)
+        cols = out.shape[-1]
+        grad = b.buffer(out.shape[1:], role="gradient") if kind == "train" and out.requires_grad \
+            else -1
+        b.op("loss", [out.buf, target, grad],
+             [ids.LOSSES[spec.loss.kind], int(fused or spec.loss.from_logits), cols,
+              len(plan.loss_names)], [spec.weight], label=spec.loss_key)
+        plan.loss_names.append(spec.loss_key)
+        plan.loss_weights.append(spec.weight)
+        if grad >= 0:
+            if spec.weight != 1.0:
+                b.op("scale", [grad, grad], reals=[spec.weight], label="loss weight")
+            b.contribute(out, grad)
+        if spec.metrics:
+            pred = out.buf
+            if fused:
+                pred = b.buffer(out.shape[1:], role="probabilities")
+                act = fused_activation[id(out)]
+                b.op("activation", [out.buf, pred], [cols, ids.ACTIVATIONS[act]], [0.0],
+                     label=f"{act} for the metrics")
+            for metric in spec.metrics:
+                b.op("metric", [pred, target], [ids.METRICS[metric.kind], cols,
+                                                len(plan.metric_names)], label=metric.key)
+                plan.metric_names.append(metric.key)
+                plan.metric_positions.append(int(np.prod(out.shape[1:-1], dtype=np.int64)))
+
+    if kind == "train":
+        b.emit_backward()
+        if optimizer_spec is not None and trainable:
+            opt_kind, hyper, slot_names = optimizer_spec
+            flat = b.buffer((0,), batched=False, role="weights (flat)", source="trainable")
+            flat_grads = b.buffer((0,), batched=False, role="gradients (flat)", source="trainable")
+            slots = [b.buffer((0,), batched=False, role="optimizer slot", source=name)
+                     if name is not None else -1 for name in slot_names]
+            plan.optimizer_op = b.op("optimizer", [flat, flat_grads] + slots,
+                                     [ids.OPTIMIZERS[opt_kind]], hyper, label=opt_kind)
+    return plan
+
+
+def dropout_seed(layer_seed, call_index):
+    """The seed of one call of a Dropout layer (a shared layer's calls draw differently)."""
+    return (int(layer_seed) + call_index * 0x9E3779B97F4A7C15) % (1 << 63)
+
+
+__all__ = ["Plan", "PlanBuilder", "Tensor", "Buffer", "Op", "compile_plan", "dropout_seed"]

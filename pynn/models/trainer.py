@@ -1,0 +1,326 @@
+"""The trainer: fit / evaluate / predict / train_on_batch / test_on_batch /
+predict_on_batch, with callbacks and progress output, over a model's engine.
+
+Each call checks all its input first (validation.py), then runs the engine's executors:
+`fit` hands a whole epoch to one executor call when no callback needs each batch (a
+progress bar redrawn on a terminal gets a call per stretch of steps), and one call per
+step otherwise.  Both run the same plan, so the weights are bitwise the same either way.
+The logs are accumulated step by step in step order in both cases, so the History agrees
+too.
+"""
+import math
+
+import numpy as np
+
+from .. import callbacks as callbacks_module
+from ..utils import rng
+from . import validation
+
+
+class NotCompiledError(RuntimeError, ValueError):
+    """A model method that needs `compile()` was called first (a RuntimeError as in
+    Keras, and a ValueError like every other refused call in pynn)."""
+
+
+class _Accumulator:
+    """Running sums of an epoch (or an evaluation): loss, per-output losses, metrics."""
+
+    def __init__(self, plan, losses):
+        self.plan = plan
+        self.weights = np.asarray(plan.loss_weights, dtype=np.float64)
+        self.loss_sum = 0.0
+        self.loss_sums = [0.0] * plan.n_losses
+        self.metric_sums = [0.0] * plan.n_metrics
+        self.seen = 0
+        self.keys = losses.log_keys()
+
+    def add(self, step_losses, step_metrics, step_rows):
+        """Add steps in order (a sequential sum, the same for one step or many)."""
+        rows = step_rows.astype(np.float64)
+        totals = step_losses @ self.weights if self.plan.n_losses else np.zeros(len(rows))
+        self.loss_sum = _sequential_sum(self.loss_sum, totals * rows)
+        for j in range(self.plan.n_losses):
+            self.loss_sums[j] = _sequential_sum(self.loss_sums[j], step_losses[:, j] * rows)
+        for j in range(self.plan.n_metrics):
+            self.metric_sums[j] = _sequential_sum(self.metric_sums[j], step_metrics[:, j])
+        self.seen += int(step_rows.sum())
+
+    def logs(self):
+        seen = max(self.seen, 1)
+        values = {"loss": self.loss_sum / seen}
+        for key, total, positions in zip(self.plan.metric_names, self.metric_sums,
+                                         self.plan.metric_positions):
+            values[key] = total / (seen * positions)
+        if self.plan.n_losses > 1:
+            for key, total in zip(self.plan.loss_names, self.loss_sums):
+                values[key] = total / seen
+        return {k: values[k] for k in self.keys if k in values}
+
+
+def _sequential_sum(start, values):
+    if len(values) == 0:
+        return start
+    return float(np.cumsum(np.concatenate(([start], values)))[-1])
+
+
+class Trainer:
+    """fit / evaluate / predict for one model (Model delegates to it)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    # ---- checks -----------------------------------------------------------------------
+    def _require_compiled(self, where):
+        engine = self.model.engine
+        if not engine.compiled:
+            raise NotCompiledError(f"{where}: you must call compile() before using model "
+                                   f"'{self.model.name}' to train or evaluate")
+        self.model._ensure_graph(None, where)
+        if not engine.losses.has_loss:
+            raise ValueError(f"{where}: model '{self.model.name}' was compiled without a loss; "
+                             "pass loss= to compile()")
+        return engine
+
+    def _prepare(self, x, y, where, names=("x", "y")):
+        model = self.model
+        model._ensure_graph(x, where)
+        engine = self._require_compiled(where)
+        inputs = validation.model_inputs(model, x, where, names[0])
+        targets = validation.model_targets(model, engine.losses, y, inputs[0].shape[0], where,
+                                           names[1])
+        return engine, inputs, targets
+
+    @staticmethod
+    def _unsupported(where, **options):
+        for key, value in options.items():
+            if value is not None:
+                raise ValueError(f"{where}: `{key}` is not supported yet, received "
+                                 f"{key}={value!r:.80}")
+
+    # ---- fit ----------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        model = self.model
+        where = f"{type(model).__name__}.fit ('{model.name}')"
+        self._unsupported(where, class_weight=class_weight, sample_weight=sample_weight,
+                          steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
+        batch_size = 32 if batch_size is None else validation.check_int(batch_size, "batch_size",
+                                                                        where, 1)
+        val_batch = batch_size if validation_batch_size is None else \
+            validation.check_int(validation_batch_size, "validation_batch_size", where, 1)
+        epochs = validation.check_int(epochs, "epochs", where, 0)
+        initial_epoch = validation.check_int(initial_epoch, "initial_epoch", where, 0)
+        validation_freq = validation.check_int(validation_freq, "validation_freq", where, 1)
+        verbose = validation.check_verbose(verbose, where)
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+                or not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"{where}: expected validation_split in [0, 1), received "
+                             f"{validation_split!r}")
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise ValueError(f"{where}: expected shuffle to be a bool, received {shuffle!r}")
+        callbacks = [] if callbacks is None else list(callbacks)
+        for cb in callbacks:
+            if not isinstance(cb, callbacks_module.Callback):
+                raise TypeError(f"{where}: expected pynn.callbacks.Callback instances, received "
+                                f"{type(cb).__name__}")
+        engine, inputs, targets = self._prepare(x, y, where)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2,):
+                raise ValueError(f"{where}: expected validation_data as a tuple (x_val, y_val)")
+            _, vin, vtg = self._prepare(validation_data[0], validation_data[1], where,
+                                        ("x_val", "y_val"))
+            val = (vin, vtg)
+        elif validation_split > 0:
+            # Keras takes the validation samples from the end, before any shuffling.
+            n = inputs[0].shape[0]
+            split = int(n * (1.0 - validation_split))
+            if split < 1 or split >= n:
+                raise ValueError(f"{where}: validation_split={validation_split} leaves "
+                                 f"{split} training and {n - split} validation samples "
+                                 f"out of {n}; both must be at least one")
+            val = (validation.slice_rows(inputs, split, n), validation.slice_rows(targets, split, n))
+            inputs, targets = validation.slice_rows(inputs, 0, split), \
+                validation.slice_rows(targets, 0, split)
+        # Everything is checked: from here on the model changes.
+        ex = engine.executor("train", batch_size)
+        n = inputs[0].shape[0]
+        steps = math.ceil(n / batch_size)
+        history = callbacks_module.History()
+        progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
+        cbs = ([progbar] if progbar else []) + callbacks + [history]
+        cb_list = callbacks_module.CallbackList(
+            cbs, model, {"epochs": epochs, "steps": steps, "verbose": verbose,
+                         "batch_size": batch_size})
+        model.stop_training = False
+        cb_list.on_train_begin()
+        per_batch = cb_list.wants_batch_hooks
+        optimizer = engine.optimizer
+        logs = None
+        for epoch in range(initial_epoch, epochs):
+            cb_list.on_epoch_begin(epoch)
+            order = rng().permutation(n).astype(np.int64) if shuffle else None
+            acc = _Accumulator(ex.plan, engine.losses)
+            if per_batch:
+                stretch = 1
+            elif progbar is not None and progbar.redraws:
+                stretch = max(1, steps // 20)
+            else:
+                stretch = steps
+            for s0 in range(0, steps, stretch):
+                k = min(stretch, steps - s0)
+                if per_batch:
+                    cb_list.on_train_batch_begin(s0)
+                ex = engine.executor("train", batch_size)
+                losses, metrics, rows = ex.run(inputs, targets, None, order, n, s0 * batch_size,
+                                               batch_size, k, optimizer.iterations)
+                if ex.plan.optimizer_op is not None:
+                    optimizer.iterations += k
+                acc.add(losses, metrics, rows)
+                cb_list.on_train_batch_end(s0 + k - 1, acc.logs())
+                if model.stop_training:
+                    break
+            logs = acc.logs()
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._evaluate_arrays(engine, val[0], val[1], val_batch)
+                logs.update({"val_" + k: v for k, v in val_logs.items()})
+            cb_list.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+        cb_list.on_train_end(logs)          # the last epoch's logs, as Keras passes them
+        model.history = history
+        return history
+
+    # ---- evaluate -------------------------------------------------------------------------
+    def _evaluate_arrays(self, engine, inputs, targets, batch_size, progbar=None):
+        n = inputs[0].shape[0]
+        steps = math.ceil(n / batch_size)
+        ex = engine.executor("test", batch_size)
+        acc = _Accumulator(ex.plan, engine.losses)
+        stretch = 1 if progbar is not None and progbar.interactive else steps
+        for s0 in range(0, steps, stretch):
+            k = min(stretch, steps - s0)
+            losses, metrics, rows = ex.run(inputs, targets, None, None, n, s0 * batch_size,
+                                           batch_size, k, 0)
+            acc.add(losses, metrics, rows)
+            if progbar is not None:
+                progbar.update(s0 + k, acc.logs())
+        logs = acc.logs()
+        if progbar is not None:
+            progbar.update(steps, logs, final=True)
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        model = self.model
+        where = f"{type(model).__name__}.evaluate ('{model.name}')"
+        self._unsupported(where, sample_weight=sample_weight, steps=steps, callbacks=callbacks)
+        batch_size = 32 if batch_size is None else validation.check_int(batch_size, "batch_size",
+                                                                        where, 1)
+        verbose = validation.check_verbose(verbose, where)
+        engine, inputs, targets = self._prepare(x, y, where)
+        bar = callbacks_module.Progbar(math.ceil(inputs[0].shape[0] / batch_size), verbose) \
+            if verbose else None
+        logs = self._evaluate_arrays(engine, inputs, targets, batch_size, bar)
+        return logs if return_dict else _flatten_in_keras_order(logs, engine.losses)
+
+    # ---- predict --------------------------------------------------------------------------
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        model = self.model
+        where = f"{type(model).__name__}.predict ('{model.name}')"
+        self._unsupported(where, steps=steps, callbacks=callbacks)
+        batch_size = 32 if batch_size is None else validation.check_int(batch_size, "batch_size",
+                                                                        where, 1)
+        verbose = validation.check_verbose(verbose, where)
+        model._ensure_graph(x, where)
+        inputs = validation.model_inputs(model, x, where)
+        return self._predict_arrays(inputs, batch_size, verbose, "predict")
+
+    def _predict_arrays(self, inputs, batch_size, verbose, kind):
+        model = self.model
+        engine = model.engine
+        n = inputs[0].shape[0]
+        ex = engine.executor(kind, min(batch_size, n))
+        outputs = [np.empty((n,) + tuple(t.shape[1:]), dtype=np.float32) for t in model.outputs]
+        steps = math.ceil(n / batch_size)
+        bar = callbacks_module.Progbar(steps, verbose) if verbose else None
+        stretch = 1 if bar is not None and bar.interactive else steps
+        for s0 in range(0, steps, stretch):
+            k = min(stretch, steps - s0)
+            ex.run(inputs, [], outputs, None, n, s0 * batch_size, batch_size, k,
+                   model._next_inference_counter(k))
+            if bar is not None:
+                bar.update(s0 + k, final=s0 + k == steps)
+        return model._pack_outputs(outputs)
+
+    # ---- one batch ---------------------------------------------------------------------------
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One training step on one batch; returns the loss (before the update), or
+        [loss, *metrics] when metrics were compiled (a dict with return_dict=True)."""
+        model = self.model
+        fast = model._fast_batch(x, y)
+        if fast is not None:
+            engine, inputs, targets = fast
+            ex = engine.executor("train", inputs[0].shape[0])
+            try:
+                losses, metrics, rows = ex.run(inputs, targets, None, None, rows_of(inputs), 0,
+                                               rows_of(inputs), 1, engine.optimizer.iterations,
+                                               True)
+            except ValueError:            # NaN or a bad label, refused before any change
+                fast = None
+        if fast is None:
+            where = f"{type(model).__name__}.train_on_batch ('{model.name}')"
+            self._unsupported(where, sample_weight=sample_weight, class_weight=class_weight)
+            engine, inputs, targets = self._prepare(x, y, where)
+            n = inputs[0].shape[0]
+            ex = engine.executor("train", n)
+            losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1,
+                                           engine.optimizer.iterations)
+        if ex.plan.optimizer_op is not None:
+            engine.optimizer.iterations += 1
+        return self._batch_result(ex.plan, engine, losses, metrics, rows, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        model = self.model
+        where = f"{type(model).__name__}.test_on_batch ('{model.name}')"
+        self._unsupported(where, sample_weight=sample_weight)
+        engine, inputs, targets = self._prepare(x, y, where)
+        n = inputs[0].shape[0]
+        ex = engine.executor("test", n)
+        losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1, 0)
+        return self._batch_result(ex.plan, engine, losses, metrics, rows, return_dict)
+
+    @staticmethod
+    def _batch_result(plan, engine, losses, metrics, rows, return_dict):
+        acc = _Accumulator(plan, engine.losses)
+        acc.add(losses, metrics, rows)
+        logs = acc.logs()
+        if return_dict:
+            return logs
+        return _flatten_in_keras_order(logs, engine.losses)
+
+    def predict_on_batch(self, x):
+        model = self.model
+        where = f"{type(model).__name__}.predict_on_batch ('{model.name}')"
+        model._ensure_graph(x, where)
+        inputs = validation.model_inputs(model, x, where)
+        return self._predict_arrays(inputs, inputs[0].shape[0], 0, "predict")
+
+
+def rows_of(inputs):
+    return inputs[0].shape[0]
+
+
+def _flatten_in_keras_order(logs, losses):
+    """evaluate()'s list: the loss, the per-output losses, then the other keys sorted
+    (Keras 3's _flatten_metrics_in_order); a lone value for a lone key."""
+    names = ["loss"]
+    if sum(o.loss is not None for o in losses.outputs) > 1:
+        names += [o.loss_key for o in losses.outputs if o.loss is not None]
+    if len(losses.outputs) == 1:
+        names[1:1] = [m.key for m in losses.outputs[0].metrics]
+    values = [logs[k] for k in names if k in logs]
+    values += [logs[k] for k in sorted(logs) if k not in names]
+    return values[0] if len(values) == 1 else values

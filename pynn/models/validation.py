@@ -1,0 +1,169 @@
+"""Input validation: user data in, checked float32 / int64 arrays out, or a ValueError /
+TypeError that says what was expected, what was received and where.  Nothing here
+changes a model, so a refused call leaves it as it was.
+
+Structures follow Keras: a model with one input takes an array; with several, a list in
+`model.inputs` order or a dict by input name.  Targets likewise, by output.
+"""
+import numpy as np
+
+from ..layers.base import numeric_array, shape_text
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_int(value, name, where, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{where}: expected {name} to be an integer >= {minimum}, received "
+                         f"{name}={value!r}")
+    return int(value)
+
+
+def check_verbose(verbose, where):
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"{where}: expected verbose to be 'auto', 0, 1 or 2, received {verbose!r}")
+    return int(verbose)
+
+
+def as_features(x, where, what="x"):
+    """User data -> a float32 C-contiguous array with a batch axis; refuses what it cannot
+    convert exactly (strings, objects, complex), empty data and non-finite values."""
+    if x is None:
+        raise ValueError(f"{where}: expected {what} as an array of numbers, received None")
+    arr = numeric_array(x, f"{where}: {what}")
+    if arr.ndim == 0:
+        raise ValueError(f"{where}: expected {what} with a batch axis, received a scalar")
+    if arr.shape[0] == 0 or arr.size == 0:
+        raise ValueError(f"{where}: expected at least one sample in {what}, received shape "
+                         f"{arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{where}: {what} contains NaN or infinite values; expected finite "
+                             "numbers")
+        if arr.dtype.itemsize > 4 and np.abs(arr).max() > _FLOAT32_MAX:
+            raise ValueError(f"{where}: {what} holds values beyond the float32 range (|x| > 3.4e38)")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _by_structure(data, names, what, where):
+    """`data` as a list with one entry per name (a model's inputs or outputs)."""
+    k = len(names)
+    if isinstance(data, dict):
+        missing = [n for n in names if n not in data]
+        unknown = [key for key in data if key not in names]
+        if missing or unknown:
+            raise ValueError(f"{where}: {what} given as a dict must have the keys {names}; "
+                             f"missing {missing}, unexpected {unknown}")
+        return [data[n] for n in names]
+    if isinstance(data, (list, tuple)) and k > 1:
+        if len(data) != k:
+            raise ValueError(f"{where}: the model has {k} {what}s ({names}); expected a list of "
+                             f"{k} arrays or a dict by name, received a list of {len(data)}")
+        return list(data)
+    if k > 1:
+        raise ValueError(f"{where}: the model has {k} {what}s ({names}); expected a list of "
+                         f"{k} arrays or a dict by name, received one {type(data).__name__}")
+    return [data]
+
+
+def _fit_rank(arr, shape):
+    """Keras's rank adjustment: (n,) for a (None, 1) input, or (n, ..., 1) squeezed."""
+    if arr.ndim == len(shape) - 1 and shape[-1] == 1:
+        return arr.reshape(arr.shape + (1,))
+    if arr.ndim == len(shape) + 1 and arr.shape[-1] == 1:
+        return arr.reshape(arr.shape[:-1])
+    return arr
+
+
+def model_inputs(model, x, where, what="x"):
+    """One checked float32 array per model input, all with the same number of rows."""
+    names = model.input_names
+    arrays = []
+    for name, t, value in zip(names, model.inputs, _by_structure(x, names, "input", where)):
+        label = what if len(names) == 1 else f"{what}['{name}']"
+        arr = _fit_rank(as_features(value, where, label), t.shape)
+        if len(arr.shape) != len(t.shape) or any(
+                d is not None and d != a for d, a in zip(t.shape[1:], arr.shape[1:])):
+            consumer = _consumer(model, t)
+            raise ValueError(f"{where}: input '{name}' of model '{model.name}' is incompatible "
+                             f"with {consumer}: expected {label} of shape {shape_text(t.shape)}, "
+                             f"received {label} with shape {arr.shape}")
+        arrays.append(arr)
+    _same_rows(arrays, [f"{what}['{n}']" if len(names) > 1 else what for n in names], where)
+    return arrays
+
+
+def _consumer(model, tensor):
+    for node in model._ordered_nodes:
+        if any(t is tensor for t in node.input_tensors):
+            return f"layer '{node.layer.name}'"
+    return "the model"
+
+
+def _same_rows(arrays, labels, where):
+    rows = {a.shape[0] for a in arrays}
+    if len(rows) > 1:
+        counts = ", ".join(f"{l}: {a.shape[0]}" for l, a in zip(labels, arrays))
+        raise ValueError(f"{where}: all arrays must have the same number of samples, received "
+                         f"{counts}")
+
+
+def model_targets(model, losses, y, n_rows, where, what="y"):
+    """One checked target array per output that has a loss (in output order)."""
+    if y is None:
+        raise ValueError(f"{where}: expected targets {what}, received None")
+    names = model.output_names
+    wanted = [spec for spec in losses.outputs]
+    values = _by_targets(y, names, [s.loss is not None for s in wanted], what, where)
+    arrays = []
+    for spec, value in zip(wanted, values):
+        if spec.loss is None:
+            continue
+        label = what if len(names) == 1 else f"{what}['{spec.name}']"
+        if value is None:
+            raise ValueError(f"{where}: expected targets for output '{spec.name}' (it has the "
+                             f"loss {spec.loss.name}), received none")
+        arr = numeric_array(value, f"{where}: {label}")
+        if arr.ndim == 0 or arr.shape[0] == 0:
+            raise ValueError(f"{where}: expected at least one target in {label}, received shape "
+                             f"{arr.shape}")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"{where}: {label} contains NaN or infinite values; expected finite "
+                             "numbers")
+        if arr.shape[0] != n_rows:
+            raise ValueError(f"{where}: x and {label} must have the same number of samples, "
+                             f"received {n_rows} and {arr.shape[0]}")
+        arrays.append(spec.loss.prepare_targets(arr, spec.shape, f"{where} ({label})"))
+    return arrays
+
+
+def _by_targets(y, names, has_loss, what, where):
+    k = len(names)
+    if isinstance(y, dict):
+        unknown = [key for key in y if key not in names]
+        if unknown:
+            raise ValueError(f"{where}: {what} names outputs {unknown} the model does not have; "
+                             f"its outputs are {names}")
+        return [y.get(n) for n in names]
+    if isinstance(y, (list, tuple)) and k > 1:
+        if len(y) == k:
+            return list(y)
+        if len(y) == sum(has_loss):
+            it = iter(y)
+            return [next(it) if h else None for h in has_loss]
+        raise ValueError(f"{where}: the model has {k} outputs ({names}); expected {what} as a "
+                         f"list of {k} arrays or a dict by output name, received a list of "
+                         f"{len(y)}")
+    if k > 1:
+        if sum(has_loss) == 1:
+            return [y if h else None for h in has_loss]
+        raise ValueError(f"{where}: the model has {k} outputs ({names}); expected {what} as a "
+                         f"list of {k} arrays or a dict by output name, received one "
+                         f"{type(y).__name__}")
+    return [y]
+
+
+def slice_rows(arrays, lo, hi):
+    return [a[lo:hi] for a in arrays]

@@ -1,0 +1,88 @@
+"""Variable: one weight of a layer (Keras's `keras.Variable`).
+
+A variable has a name ("kernel"), a path ("dense/kernel"), a shape, a dtype (float32) and
+a `trainable` flag, and it holds its value on a backend: a NumPy array until the model
+that owns it is compiled, then a view into that model's flat parameter array
+(pynn/models/params.py), on whichever backend the model trains.  `numpy()` copies the
+value to the host; `assign` writes a new one, checked first.
+"""
+import numpy as np
+
+
+class Variable:
+    def __init__(self, value, name, path, trainable=True):
+        self._value = value           # a NumPy array, or a backend array once bound
+        self._backend = None          # None: a host NumPy array
+        self._store = None            # the ParameterStore whose flat array holds the value
+        self.name = name
+        self.path = path
+        self.trainable = bool(trainable)
+        self.shape = tuple(int(d) for d in value.shape)
+
+    dtype = "float32"
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def value(self):
+        """The value as the backend keeps it (a NumPy array on cpu/numpy)."""
+        return self._value
+
+    def numpy(self):
+        """A NumPy copy of the value."""
+        if self._backend is None:
+            return np.array(self._value, dtype=np.float32, copy=True)
+        return np.array(self._backend.to_host(self._value), dtype=np.float32, copy=True)
+
+    def __array__(self, dtype=None, copy=None):
+        value = self.numpy()
+        return value if dtype is None else value.astype(dtype)
+
+    def assign(self, value):
+        """Set the value (same shape, finite numbers); returns the variable."""
+        from .layers.base import numeric_array
+        where = f"Variable '{self.path}'.assign"
+        arr = numeric_array(value, where)
+        if arr.shape != self.shape:
+            raise ValueError(f"{where}: expected a value of shape {self.shape}, received shape "
+                             f"{arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{where}: the value contains NaN or infinite values")
+        self._write(np.ascontiguousarray(arr, dtype=np.float32))
+        return self
+
+    def _write(self, host):
+        """Copy a checked float32 host array of the right shape into the value."""
+        if self._backend is None:
+            self._value[...] = host
+        else:
+            self._backend.copy_from_host(self._value, host)
+
+    def _bind(self, backend, value, store):
+        """Hold the value in `value` (a backend array, e.g. a view into a store's flat array)
+        from now on; the caller has copied the current value there."""
+        self._backend, self._value, self._store = backend, value, store
+        _bindings.count += 1
+
+    def __repr__(self):
+        return (f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}, "
+                f"trainable={self.trainable}>")
+
+
+class _BindingCounter:
+    """Counts variable rebindings, so a store can tell cheaply that none of its variables
+    moved since it last looked."""
+    count = 0
+
+
+_bindings = _BindingCounter()
+
+
+def bindings_version():
+    return _bindings.count

@@ -1,0 +1,90 @@
+"""Shared fixtures and the one tolerance policy of the test suite.
+
+Backends.  `backend_name` runs a test on every backend: "cpu" (the C kernels), "numpy"
+(the reference) and "cuda", which without a GPU runs Numba's CUDA simulator: it must be
+switched on before numba is imported, so this file sets NUMBA_ENABLE_CUDASIM=1 unless
+the variable is set or nvidia-smi says a GPU may be present.  The simulator runs every
+GPU thread as a Python thread: tests keep their cuda shapes tiny.
+
+Tolerances (`assert_close`).  Results computed in float32 by different kernels differ by
+rounding only: elementwise formulas by an ulp or two of libm, sums of K terms by about
+K * 2^-24 of the sum of the terms' magnitudes.  The policy, used everywhere:
+  rtol = 1e-5 for elementwise results and short sums, 1e-4 for long sums (GEMMs and
+         whole training steps, where K runs to the thousands), always relative to the
+         largest magnitude of the expected array (atol = rtol * max|expected|), since
+         entries near zero come from the cancellation of large terms;
+  bitwise where two paths run the same float32 operations in the same order (threads,
+         whole-epoch vs step-by-step, cpu plan in C vs op by op from Python).
+"""
+import os
+import shutil
+import sys
+
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is None:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+import numpy as np                                                  # noqa: E402
+import pytest                                                       # noqa: E402
+
+import pynn                                                         # noqa: E402
+from pynn import backend as backends                                # noqa: E402
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+BACKENDS = ("cpu", "numpy", "cuda")
+
+RTOL_ELEMENTWISE = 1e-5
+RTOL_SUMS = 1e-4
+
+
+def assert_close(actual, expected, rtol=RTOL_ELEMENTWISE, err_msg=""):
+    """actual == expected to rtol of the largest |expected| (the policy above)."""
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{err_msg}: shape {actual.shape} != {expected.shape}"
+    scale = float(np.abs(expected).max()) if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * max(scale, 1e-30),
+                               err_msg=err_msg)
+
+
+def assert_bitwise(actual, expected, err_msg=""):
+    np.testing.assert_array_equal(np.asarray(actual), np.asarray(expected), err_msg=err_msg)
+
+
+def cuda_usable():
+    return backends.cuda_unavailable_reason() is None
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request):
+    """Each backend in turn (cuda through the simulator when there is no GPU)."""
+    if request.param == "cuda":
+        reason = backends.cuda_unavailable_reason()
+        if reason is not None:
+            pytest.fail(f"backend 'cuda' is unusable here: {reason} (the test extra installs "
+                        "numba-cuda, whose simulator runs without a GPU)")
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _quick_simulator(request):
+    """The simulator's scheduler polls its threads while holding the GIL; a short switch
+    interval hands the GIL to the simulated threads sooner (5-7x faster on small kernels)."""
+    if not SIMULATED:
+        yield
+        return
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    yield
+    sys.setswitchinterval(previous)
+
+
+@pytest.fixture
+def threads():
+    """Set the C kernels' thread count inside a test; restored afterwards."""
+    before = pynn.get_num_threads()
+    yield pynn.set_num_threads
+    pynn.set_num_threads(before)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: timings and long runs (not in the default run)")
