@@ -22,6 +22,8 @@
 
 #define BN_MAX_CHUNKS 64
 #define BN_STACK_PARTIALS (BN_MAX_CHUNKS * 2 * 64)
+/* per-channel temporaries of the inference backward on the stack up to this many channels */
+#define BN_STACK_COLS 2048
 
 enum { BN_SUM, BN_SQUARED_DEVIATION, BN_GRADIENTS };
 
@@ -184,6 +186,56 @@ int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
         }
     }
     if (sum_dy != stack_sums) free(sum_dy);
+    return status;
+}
+
+/* Backward of the inference form: the statistics are constants, so
+ *   dbeta = column sums of dy;  dgamma = column sums of dy * xhat;  dx = dy * gamma * inv_std
+ * with inv_std = 1 / sqrt(moving_variance + eps) and xhat = (x - moving_mean) * inv_std,
+ * the same expressions as forward_infer.  The column sums are the chunked ones of
+ * batchnorm_backward (BN_GRADIENTS with the moving statistics in place of the batch's). */
+int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const float *x,
+                                  const float *gamma, const float *moving_mean,
+                                  const float *moving_variance, const float *dy, int64_t rows,
+                                  int64_t cols, float epsilon) {
+    float stack_buf[3 * BN_STACK_COLS], *inv_std = stack_buf, *sum_dy, *sum_dy_xhat;
+    int64_t r, j;
+    int status = PYNN_OK;
+    PYNN_RETURN_IF(rows < 0 || cols < 0, PYNN_EINVAL);
+    PYNN_RETURN_IF((moving_mean == NULL || moving_variance == NULL) && cols > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF((x == NULL || dy == NULL) && rows * cols > 0, PYNN_EINVAL);
+    if (cols == 0) return PYNN_OK;
+    if (cols > BN_STACK_COLS) {
+        inv_std = (float *)malloc((size_t)(3 * cols) * sizeof(float));
+        PYNN_RETURN_IF(inv_std == NULL, PYNN_ENOMEM);
+    }
+    sum_dy = inv_std + cols;
+    sum_dy_xhat = sum_dy + cols;
+    for (j = 0; j < cols; j++) inv_std[j] = 1.0f / sqrtf(moving_variance[j] + epsilon);
+    if (dgamma != NULL || dbeta != NULL) {
+        if (rows > 0)
+            status = chunked_column_sums(sum_dy, sum_dy_xhat, x, dy, moving_mean, inv_std, rows,
+                                         cols, BN_GRADIENTS);
+        else
+            for (j = 0; j < cols; j++) sum_dy[j] = sum_dy_xhat[j] = 0.0f;
+        if (status == PYNN_OK)
+            for (j = 0; j < cols; j++) {
+                if (dbeta != NULL) dbeta[j] = sum_dy[j];
+                if (dgamma != NULL) dgamma[j] = sum_dy_xhat[j];
+            }
+    }
+    if (status == PYNN_OK && dx != NULL && rows * cols > 0) {
+        /* rows: each row of dx is written by one thread */
+        PYNN_PARALLEL_FOR(pynn_threads_for(rows * cols),
+            for (r = 0; r < rows; r++) {
+                const float *gr = dy + r * cols;
+                float *dr = dx + r * cols;
+                int64_t e;
+                for (e = 0; e < cols; e++)
+                    dr[e] = gr[e] * (gamma != NULL ? gamma[e] * inv_std[e] : inv_std[e]);
+            });
+    }
+    if (inv_std != stack_buf) free(inv_std);
     return status;
 }
 

@@ -69,3 +69,38 @@ int pynn_rmsprop_update(float *w, float *v, float *mom, const float *g, int64_t 
         });
     return PYNN_OK;
 }
+
+/* One optimizer step over a flat parameter array: the settings come as doubles (as
+ * Python holds them) and reach the update rules as float, except Adam's step size,
+ * whose bias correction is computed in double first, term for term as
+ * pynn.backend.reference.adam_lr_t does. */
+int pynn_optimizer_step(float *w, float *slot1, float *slot2, const float *g, int64_t n,
+                        int kind, int64_t step, const double *hyper) {
+    PYNN_RETURN_IF(hyper == NULL || n < 0 || step < 1, PYNN_EINVAL);
+    PYNN_RETURN_IF(kind < 0 || kind >= PYNN_OPT_COUNT, PYNN_EINVAL);
+    if (n == 0) return PYNN_OK;   /* nothing to update (the rules refuse NULL arrays) */
+    switch (kind) {
+    case PYNN_OPT_SGD: {
+        const float momentum = (float)hyper[PYNN_HYPER_MOMENTUM];
+        return pynn_sgd_update(w, momentum != 0.0f ? slot1 : NULL, g, n,
+                               (float)hyper[PYNN_HYPER_LEARNING_RATE], momentum,
+                               hyper[PYNN_HYPER_NESTEROV] != 0.0);
+    }
+    case PYNN_OPT_ADAM: {
+        const double beta1 = hyper[PYNN_HYPER_BETA_1], beta2 = hyper[PYNN_HYPER_BETA_2];
+        const double lr_t = hyper[PYNN_HYPER_LEARNING_RATE] * sqrt(1.0 - pow(beta2, (double)step)) /
+                            (1.0 - pow(beta1, (double)step));
+        return pynn_adam_update(w, slot1, slot2, g, n, (float)lr_t, (float)beta1, (float)beta2,
+                                (float)hyper[PYNN_HYPER_EPSILON]);
+    }
+    case PYNN_OPT_RMSPROP: {
+        const float momentum = (float)hyper[PYNN_HYPER_MOMENTUM];
+        return pynn_rmsprop_update(w, slot1, momentum != 0.0f ? slot2 : NULL, g, n,
+                                   (float)hyper[PYNN_HYPER_LEARNING_RATE],
+                                   (float)hyper[PYNN_HYPER_RHO], momentum,
+                                   (float)hyper[PYNN_HYPER_EPSILON]);
+    }
+    default:
+        return PYNN_EINVAL;
+    }
+}

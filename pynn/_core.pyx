@@ -11,7 +11,7 @@ Nothing here computes: every number comes from csrc/.
 Arguments are marked # OUT / # IN as in csrc/pynn.h: outputs first, then inputs.
 """
 
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 cdef extern from "pynn.h" nogil:
     int PYNN_OK, PYNN_EINVAL, PYNN_ENOMEM, PYNN_ELABEL, PYNN_ENOTSUP, PYNN_ENONFINITE
@@ -113,6 +113,84 @@ cdef extern from "pynn.h" nogil:
                                 const float *gamma, const float *mean, const float *inv_std,
                                 const float *dy, int64_t rows, int64_t cols)
     int pynn_multiply(float *y, const float *x, const float *mask, int64_t n)
+
+    # layer-level kernels (csrc/layers.c, batchnorm.c, dropout.c, merge.c, metrics.c)
+    int pynn_dense_backward(float *dw, float *db, float *dx, float *dy, const float *x,
+                            const float *w, const float *z, const float *y, int64_t m,
+                            int64_t n_in, int64_t n_out, int act, float alpha)
+    int pynn_conv2d_forward(float *z, float *y, float *cols, const float *x, const float *wgt,
+                            const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
+                            int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                            int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
+                            float alpha)
+    int64_t pynn_conv2d_backward_work(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                      int64_t kw, int64_t sh, int64_t sw, int64_t oh,
+                                      int64_t ow, int64_t f)
+    int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols,
+                             float *work, int64_t work_size, const float *x, const float *wgt,
+                             const float *z, const float *y, int64_t n, int64_t h, int64_t w,
+                             int64_t c, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                             int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow,
+                             int64_t f, int act, float alpha)
+    int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const float *x,
+                                      const float *gamma, const float *moving_mean,
+                                      const float *moving_variance, const float *dy,
+                                      int64_t rows, int64_t cols, float epsilon)
+    int pynn_dropout_forward(float *y, float *mask, const float *x, int64_t rows,
+                             const int64_t *dims, const int64_t *broadcast, int64_t ndim,
+                             uint64_t seed, uint64_t counter, double rate)
+    int pynn_merge_forward(float *y, const float *const *xs, int64_t k, int64_t n, int kind)
+    int pynn_merge_backward(float *dx, const float *dy, const float *const *xs, int64_t k,
+                            int64_t n, int kind, int64_t i)
+    int pynn_concat(float *y, const float *const *xs, const int64_t *widths, int64_t k,
+                    int64_t outer)
+    int pynn_concat_backward(float *const *dxs, const float *dy, const int64_t *widths,
+                             int64_t k, int64_t outer)
+    int pynn_scale(float *y, const float *x, int64_t n, float alpha)
+    int pynn_metric_sum(double *sum, const float *pred, const float *target,
+                        const int64_t *labels, int64_t rows, int64_t cols, int metric)
+    int PYNN_HYPER_LEARNING_RATE, PYNN_HYPER_MOMENTUM, PYNN_HYPER_NESTEROV, PYNN_HYPER_BETA_1
+    int PYNN_HYPER_BETA_2, PYNN_HYPER_RHO, PYNN_HYPER_EPSILON, PYNN_HYPER_COUNT
+    int pynn_optimizer_step(float *w, float *slot1, float *slot2, const float *g, int64_t n,
+                            int kind, int64_t step, const double *hyper)
+
+    # plans (csrc/plan.c)
+    int PYNN_DTYPE_F32, PYNN_DTYPE_I64
+    ctypedef struct pynn_buffer:
+        void *data
+        int64_t row_size
+        int64_t size
+        int32_t dtype
+    ctypedef struct pynn_op:
+        int32_t kind
+        int32_t n_bufs, n_ints, n_reals
+        const int64_t *bufs
+        const int64_t *ints
+        const double *reals
+    ctypedef struct pynn_plan:
+        const pynn_op *ops
+        int64_t n_ops
+        const pynn_buffer *bufs
+        int64_t n_bufs
+        int64_t capacity
+        int64_t n_inputs
+        const int64_t *input_bufs
+        int64_t n_targets
+        const int64_t *target_bufs
+        const int64_t *target_classes
+        int64_t n_outputs
+        const int64_t *output_bufs
+        int64_t n_losses, n_metrics
+    ctypedef struct pynn_plan_feed:
+        const void *const *inputs
+        const void *const *targets
+        void *const *outputs
+        int64_t n_rows
+        const int64_t *order
+        int64_t n_order
+    int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t first_row,
+                      int64_t batch, int64_t n_steps, int64_t iterations, int check_inputs,
+                      double *step_losses, double *step_metrics, int64_t *step_rows)
 
     int PYNN_MLP_MAX_LAYERS, PYNN_MLP_MAX_METRICS, PYNN_LOSS_SPARSE_CCE
     int PYNN_OPT_SGD, PYNN_OPT_ADAM, PYNN_OPT_RMSPROP
@@ -233,3 +311,4 @@ include "_core_gemm.pxi"
 include "_core_kernels.pxi"
 include "_core_mlp.pxi"
 include "_core_cnn.pxi"
+include "_core_plan.pxi"

@@ -396,3 +396,195 @@ def multiply(float[::1] y,              # OUT (n,); may be x
     with nogil:
         status = pynn_multiply(py, px, pm, y.shape[0])
     _check(status, "multiply")
+
+
+# ---- layer-level convolution (csrc/layers.c): direct kernel or im2col + GEMM ----------
+
+cdef tuple _conv_shapes(const float[:, :, :, ::1] x, const float[:, :, :, ::1] kernel,
+                        const float[:, :, :, ::1] z, const float[:, :, :, ::1] y, cols,
+                        str where):
+    """(kh, kw, c, f) after checking x, z, y and cols against the kernel."""
+    cdef int64_t kh = kernel.shape[0], kw = kernel.shape[1], c = kernel.shape[2], f = kernel.shape[3]
+    cdef const float[:, ::1] cv = cols
+    _same_shape((z.shape[0], z.shape[3]), (x.shape[0], f), "z's batch and filters", where)
+    _same_shape(_shape4(y), _shape4(z), "y", where)
+    _same_length(x.shape[3], c, "x's channels", where)
+    _same_shape((cv.shape[0], cv.shape[1]), (z.shape[0] * z.shape[1] * z.shape[2], kh * kw * c),
+                "cols", where)
+    return kh, kw, c, f
+
+
+def conv2d_forward(float[:, :, :, ::1] z,          # OUT (N, OH, OW, F) pre-activation
+                   float[:, :, :, ::1] y,          # OUT (N, OH, OW, F) act(z); may be z
+                   float[:, ::1] cols,             # OUT (N*OH*OW, KH*KW*C) workspace
+                   const float[:, :, :, ::1] x,    # IN  (N, H, W, C)
+                   const float[:, :, :, ::1] kernel,   # IN (KH, KW, C, F)
+                   bias,                           # IN  (F,) or None
+                   strides, padding, int act, float alpha):
+    """z = conv(x, kernel) + bias, y = act(z): the direct kernel for tiny kernels, else
+    im2col into cols and one GEMM (cols then holds what conv2d_backward reads)."""
+    cdef str where = "conv2d_forward"
+    cdef int64_t kh, kw, c, f, sh, sw, pt, pl
+    if act < PYNN_ACT_LINEAR or act > PYNN_ACT_GELU:
+        raise ValueError(f"{where}: expected act to be one of pynn.ids.ACTIVATIONS' ids, received {act}")
+    kh, kw, c, f = _conv_shapes(x, kernel, z, y, cols, where)
+    _, _, sh, sw, pt, pl = _geometry((kh, kw), strides, padding, where)
+    cdef const float *pb = _optional_channels(bias, f, "bias", where)
+    cdef float *pz = _data4(z)
+    cdef float *py = _data4(y)
+    cdef float *pc = _data(cols)
+    cdef const float *px = _cdata4(x)
+    cdef const float *pw = _cdata4(kernel)
+    cdef int status
+    with nogil:
+        status = pynn_conv2d_forward(pz, py, pc, px, pw, pb, x.shape[0], x.shape[1], x.shape[2],
+                                     c, kh, kw, sh, sw, pt, pl, z.shape[1], z.shape[2], f, act,
+                                     alpha)
+    _check(status, where)
+
+
+def conv2d_backward_work(x_shape, kernel_shape, strides, out_hw):
+    """Floats of the `work` array conv2d_backward needs for these shapes (>= 1)."""
+    cdef int64_t n = x_shape[0], h = x_shape[1], w = x_shape[2], c = x_shape[3]
+    cdef int64_t size = pynn_conv2d_backward_work(n, h, w, c, kernel_shape[0], kernel_shape[1],
+                                                  strides[0], strides[1], out_hw[0], out_hw[1],
+                                                  kernel_shape[3])
+    if size < 0 or kernel_shape[2] != c:
+        raise ValueError(f"conv2d_backward_work: invalid shapes x={tuple(x_shape)}, "
+                         f"kernel={tuple(kernel_shape)}, strides={tuple(strides)}, "
+                         f"out_hw={tuple(out_hw)}")
+    return size
+
+
+def conv2d_backward(dw, db, dx,                      # OUT (KH,KW,C,F), (F,), (N,H,W,C); each may be None
+                    float[:, :, :, ::1] dy,          # IN/OUT (N, OH, OW, F): overwritten with dz
+                    float[:, ::1] cols,              # IN/OUT the forward's workspace (clobbered)
+                    float[::1] work,                 # WORK  conv2d_backward_work(...) floats
+                    const float[:, :, :, ::1] x,     # IN  (N, H, W, C)
+                    const float[:, :, :, ::1] kernel,    # IN (KH, KW, C, F)
+                    const float[:, :, :, ::1] z,     # IN  (N, OH, OW, F)
+                    const float[:, :, :, ::1] y,     # IN  (N, OH, OW, F)
+                    strides, padding, int act, float alpha):
+    """Backward of conv2d_forward with its operands: dz into dy, then dw (None: a frozen
+    layer), db and dx; nothing allocated (the partial sums live in `work`)."""
+    cdef str where = "conv2d_backward"
+    cdef int64_t kh, kw, c, f, sh, sw, pt, pl
+    cdef float[:, :, :, ::1] dw_view, dx_view
+    cdef float[::1] db_view
+    cdef float *pdw = NULL
+    cdef float *pdb = NULL
+    cdef float *pdx = NULL
+    if act < PYNN_ACT_LINEAR or act > PYNN_ACT_GELU:
+        raise ValueError(f"{where}: expected act to be one of pynn.ids.ACTIVATIONS' ids, received {act}")
+    kh, kw, c, f = _conv_shapes(x, kernel, z, y, cols, where)
+    _, _, sh, sw, pt, pl = _geometry((kh, kw), strides, padding, where)
+    _same_shape(_shape4(dy), _shape4(z), "dy", where)
+    cdef int64_t need = pynn_conv2d_backward_work(x.shape[0], x.shape[1], x.shape[2], c, kh, kw,
+                                                  sh, sw, z.shape[1], z.shape[2], f)
+    if work.shape[0] < need:
+        raise ValueError(f"{where}: expected work of at least {need} floats "
+                         f"(conv2d_backward_work), received {work.shape[0]}")
+    if dw is not None:
+        dw_view = dw
+        _same_shape(_shape4(dw_view), (kh, kw, c, f), "dw", where)
+        pdw = _data4(dw_view)
+    if db is not None:
+        db_view = db
+        _same_length(db_view.shape[0], f, "db", where)
+        pdb = _data1(db_view)
+    if dx is not None:
+        dx_view = dx
+        _same_shape(_shape4(dx_view), _shape4(x), "dx", where)
+        pdx = _data4(dx_view)
+    cdef float *pdy = _data4(dy)
+    cdef float *pc = _data(cols)
+    cdef float *pwork = &work[0]
+    cdef const float *px = _cdata4(x)
+    cdef const float *pw = _cdata4(kernel)
+    cdef const float *pz = _cdata4(z)
+    cdef const float *py = _cdata4(y)
+    cdef int status
+    with nogil:
+        status = pynn_conv2d_backward(pdw, pdb, pdx, pdy, pc, pwork, work.shape[0], px, pw, pz,
+                                      py, x.shape[0], x.shape[1], x.shape[2], c, kh, kw, sh, sw,
+                                      pt, pl, z.shape[1], z.shape[2], f, act, alpha)
+    _check(status, where)
+
+
+# ---- batch normalization in inference form, differentiated ---------------------------
+
+def batchnorm_infer_backward(dx, dgamma, dbeta,            # OUT (rows, C), (C,), (C,); each may be None
+                             const float[:, ::1] x,        # IN  (rows, C)
+                             gamma,                        # IN  (C,) or None
+                             const float[::1] moving_mean,      # IN (C,)
+                             const float[::1] moving_variance,  # IN (C,)
+                             const float[:, ::1] dy,       # IN  (rows, C)
+                             float epsilon):
+    """The backward of batchnorm_forward_infer (the statistics are constants)."""
+    cdef str where = "batchnorm_infer_backward"
+    cdef Py_ssize_t cols = x.shape[1]
+    cdef float[:, ::1] dx_view
+    cdef float[::1] dg_view, db_view
+    cdef float *pdx = NULL
+    cdef float *pdg = NULL
+    cdef float *pdb = NULL
+    _same_shape(_shape2(dy), _shape2(x), "dy", where)
+    _same_length(moving_mean.shape[0], cols, "moving_mean", where)
+    _same_length(moving_variance.shape[0], cols, "moving_variance", where)
+    if dx is not None:
+        dx_view = dx
+        _same_shape(_shape2(dx_view), _shape2(x), "dx", where)
+        pdx = _data(dx_view)
+    if dgamma is not None:
+        dg_view = dgamma
+        _same_length(dg_view.shape[0], cols, "dgamma", where)
+        pdg = _data1(dg_view)
+    if dbeta is not None:
+        db_view = dbeta
+        _same_length(db_view.shape[0], cols, "dbeta", where)
+        pdb = _data1(db_view)
+    cdef const float *g = _optional_channels(gamma, cols, "gamma", where)
+    cdef const float *px = _cdata(x)
+    cdef const float *pmm = _cdata1(moving_mean)
+    cdef const float *pmv = _cdata1(moving_variance)
+    cdef const float *pdy = _cdata(dy)
+    cdef int status
+    with nogil:
+        status = pynn_batchnorm_infer_backward(pdx, pdg, pdb, px, g, pmm, pmv, pdy, x.shape[0],
+                                               cols, epsilon)
+    _check(status, where)
+
+
+# ---- dropout: counter-based masks ------------------------------------------------------
+
+def dropout_forward(y,                # OUT x's shape; may be x
+                    mask,             # OUT x's shape
+                    x,                # IN  (rows, ...) float32
+                    broadcast,        # IN  one bool per axis of x, batch first: noise shape 1
+                    seed, counter,    # IN  integers (taken mod 2^64)
+                    double rate):
+    """Inverted dropout with the uniforms of (seed, counter) (csrc/pynn.h, "randomness"):
+    mask = 0 where u < rate, else 1 / (1 - rate); y = x * mask."""
+    cdef str where = "dropout_forward"
+    cdef int64_t n, ndim
+    cdef Py_ssize_t a
+    if not isinstance(x, _np.ndarray) or x.ndim < 1:
+        raise ValueError(f"{where}: expected x to be an array with a batch axis")
+    ndim = x.ndim - 1
+    if len(broadcast) != x.ndim:
+        raise ValueError(f"{where}: expected one broadcast flag per axis of x ({x.ndim}), "
+                         f"received {len(broadcast)}")
+    if not (0.0 <= rate < 1.0):
+        raise ValueError(f"{where}: expected 0 <= rate < 1, received rate={rate}")
+    cdef const float *px = _f32_ptr(x, "x", where, &n, False)
+    cdef float *py = _f32_same(y, x, "y", where, True)
+    cdef float *pm = _f32_same(mask, x, "mask", where, True)
+    cdef int64_t[::1] dims = _np.array(list(x.shape[1:]) + [0], dtype=_np.int64)
+    cdef int64_t[::1] flags = _np.array([1 if b else 0 for b in broadcast], dtype=_np.int64)
+    cdef uint64_t s = <uint64_t>(int(seed) & 0xFFFFFFFFFFFFFFFF)
+    cdef uint64_t ctr = <uint64_t>(int(counter) & 0xFFFFFFFFFFFFFFFF)
+    cdef int64_t rows = x.shape[0]
+    cdef int status
+    with nogil:
+        status = pynn_dropout_forward(py, pm, px, rows, &dims[0], &flags[0], ndim, s, ctr, rate)
+    _check(status, where)

@@ -200,3 +200,300 @@ def rmsprop_update(float[::1] w,          # IN/OUT parameters (n,)
         status = pynn_rmsprop_update(&w[0], &v[0], mom_ptr, &g[0], n, lr, rho, momentum,
                                      epsilon)
     _check(status, "rmsprop_update")
+
+
+# ---- helpers for arrays of any shape -----------------------------------------------
+
+import numpy as _np
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+
+
+cdef float *_f32_ptr(object a, str what, str where, int64_t *n, bint out) except? NULL:
+    """The data pointer and size of a C-contiguous float32 array of any shape (writeable
+    when it is an output); NULL for an empty one."""
+    cdef const float[::1] view
+    if not isinstance(a, _np.ndarray) or a.dtype != _np.float32 or not a.flags.c_contiguous:
+        raise ValueError(f"{where}: expected {what} to be a C-contiguous float32 array, "
+                         f"received {type(a).__name__}"
+                         f"{' of dtype ' + str(a.dtype) if isinstance(a, _np.ndarray) else ''}")
+    if out and not a.flags.writeable:
+        raise ValueError(f"{where}: {what} is an output and must be writeable")
+    view = a.reshape(-1)
+    n[0] = view.shape[0]
+    return <float *>&view[0] if view.shape[0] > 0 else NULL
+
+
+cdef float *_f32_same(object a, object like, str what, str where, bint out) except? NULL:
+    """_f32_ptr for an array that must have the shape of `like`."""
+    cdef int64_t n
+    cdef float *p = _f32_ptr(a, what, where, &n, out)
+    if a.shape != like.shape:
+        raise ValueError(f"{where}: expected {what} of shape {like.shape}, received shape {a.shape}")
+    return p
+
+
+# ---- layer-level kernels --------------------------------------------------------------
+
+def dense_backward(dw, db, dx,                  # OUT (in, out), (out,), (m, in); each may be None
+                   float[:, ::1] dy,            # IN/OUT (m, out): overwritten with dz
+                   const float[:, ::1] x,       # IN  (m, in) the forward's input
+                   const float[:, ::1] w,       # IN  (in, out) kernel
+                   const float[:, ::1] z,       # IN  (m, out) pre-activation
+                   const float[:, ::1] y,       # IN  (m, out) act(z); may be z
+                   int act, float alpha=0.2):
+    """dy <- dz = act'(z) dy; db = column sums of dz; dw = x^T dz; dx = dz w^T."""
+    cdef str where = "dense_backward"
+    cdef Py_ssize_t m = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    cdef float[:, ::1] dw_view, dx_view
+    cdef float[::1] db_view
+    cdef float *pdw = NULL
+    cdef float *pdb = NULL
+    cdef float *pdx = NULL
+    if act < PYNN_ACT_LINEAR or act > PYNN_ACT_GELU:
+        raise ValueError(f"{where}: expected act to be one of pynn.ids.ACTIVATIONS' ids, received {act}")
+    _same_shape(_shape2(w), (n_in, n_out), "w", where)
+    for arr, what in ((dy, "dy"), (z, "z"), (y, "y")):
+        _same_shape(_shape2(arr), (m, n_out), what, where)
+    if dw is not None:
+        dw_view = dw
+        _same_shape(_shape2(dw_view), (n_in, n_out), "dw", where)
+        pdw = _data(dw_view)
+    if db is not None:
+        db_view = db
+        _same_length(db_view.shape[0], n_out, "db", where)
+        pdb = &db_view[0] if n_out > 0 else NULL
+    if dx is not None:
+        dx_view = dx
+        _same_shape(_shape2(dx_view), (m, n_in), "dx", where)
+        pdx = _data(dx_view)
+    cdef float *pdy = _data(dy)
+    cdef const float *px = _cdata(x)
+    cdef const float *pw = _cdata(w)
+    cdef const float *pz = _cdata(z)
+    cdef const float *py = _cdata(y)
+    cdef int status
+    with nogil:
+        status = pynn_dense_backward(pdw, pdb, pdx, pdy, px, pw, pz, py, m, n_in, n_out, act,
+                                     alpha)
+    _check(status, where)
+
+
+# ---- merges, concatenation, scaling ---------------------------------------------------
+
+cdef const float **_pointer_list(list arrays, object like, str what, str where) except NULL:
+    """A PyMem array of the data pointers of float32 arrays shaped like `like` (the caller
+    frees it)."""
+    cdef Py_ssize_t i, k = len(arrays)
+    cdef const float **ptrs = <const float **>PyMem_Malloc(max(k, 1) * sizeof(float *))
+    if ptrs == NULL:
+        raise MemoryError()
+    try:
+        for i in range(k):
+            ptrs[i] = _f32_same(arrays[i], like, f"{what}[{i}]", where, False)
+    except BaseException:
+        PyMem_Free(ptrs)
+        raise
+    return ptrs
+
+
+cdef int _merge_kind(int kind, Py_ssize_t k, str where) except -1:
+    if kind < 0 or kind >= len(ID_TABLES["merge"]):
+        raise ValueError(f"{where}: expected kind to be one of pynn.ids.MERGES' ids, received {kind}")
+    if k < 1 or (kind == ID_TABLES["merge"]["subtract"] and k != 2):
+        raise ValueError(f"{where}: expected at least one input (exactly 2 for subtract), "
+                         f"received {k}")
+    return 0
+
+
+def merge_forward(y,                 # OUT any shape; may be xs[0]
+                  xs,                # IN  list of arrays of y's shape
+                  int kind):
+    """y = the merge (pynn.ids.MERGES) of xs, folded left to right."""
+    cdef str where = "merge_forward"
+    cdef list arrays = list(xs)
+    cdef Py_ssize_t k = len(arrays)
+    cdef int64_t n
+    _merge_kind(kind, k, where)
+    cdef float *py = _f32_ptr(y, "y", where, &n, True)
+    cdef const float **ptrs = _pointer_list(arrays, y, "xs", where)
+    cdef int status
+    with nogil:
+        status = pynn_merge_forward(py, ptrs, k, n, kind)
+    PyMem_Free(ptrs)
+    _check(status, where)
+
+
+def merge_backward(dx,               # OUT xs[i]'s shape; may be dy
+                   dy,               # IN  the merge's shape
+                   xs,               # IN  the merge's inputs
+                   int kind, Py_ssize_t i):
+    """dx = d merge / d xs[i] applied to dy."""
+    cdef str where = "merge_backward"
+    cdef list arrays = list(xs)
+    cdef Py_ssize_t k = len(arrays)
+    cdef int64_t n
+    _merge_kind(kind, k, where)
+    if i < 0 or i >= k:
+        raise ValueError(f"{where}: expected 0 <= i < {k}, received i={i}")
+    cdef float *pdx = _f32_ptr(dx, "dx", where, &n, True)
+    cdef const float *pdy = _f32_same(dy, dx, "dy", where, False)
+    cdef const float **ptrs = _pointer_list(arrays, dx, "xs", where)
+    cdef int status
+    with nogil:
+        status = pynn_merge_backward(pdx, pdy, ptrs, k, n, kind, i)
+    PyMem_Free(ptrs)
+    _check(status, where)
+
+
+def concat(float[:, ::1] y,          # OUT (outer, sum of widths)
+           xs):                      # IN  list of (outer, width_i) arrays
+    """y = the 2-D arrays xs side by side (along the last axis)."""
+    cdef str where = "concat"
+    cdef list arrays = list(xs)
+    cdef Py_ssize_t j, k = len(arrays), total = 0
+    cdef const float[:, ::1] view
+    cdef float *py = _data(y)
+    cdef int status
+    if k < 1:
+        raise ValueError(f"{where}: expected at least one input, received none")
+    cdef int64_t[::1] widths = _np.empty(k, dtype=_np.int64)
+    cdef const float **ptrs = <const float **>PyMem_Malloc(k * sizeof(float *))
+    if ptrs == NULL:
+        raise MemoryError()
+    try:
+        for j in range(k):
+            view = arrays[j]
+            _same_length(view.shape[0], y.shape[0], f"xs[{j}]'s rows", where)
+            widths[j] = view.shape[1]
+            total += view.shape[1]
+            ptrs[j] = _cdata(view)
+        _same_shape(_shape2(y), (y.shape[0], total), "y", where)
+        with nogil:
+            status = pynn_concat(py, ptrs, &widths[0], k, y.shape[0])
+    finally:
+        PyMem_Free(ptrs)
+    _check(status, where)
+
+
+def concat_backward(dxs,                     # OUT list of (outer, widths[i]) arrays or None
+                    const float[:, ::1] dy,  # IN  (outer, sum of widths)
+                    widths):                 # IN  the inputs' widths
+    """dxs[i] = the columns of dy that came from input i (None: not wanted)."""
+    cdef str where = "concat_backward"
+    cdef list arrays = list(dxs)
+    cdef Py_ssize_t j, k = len(arrays), total = 0
+    cdef float[:, ::1] view
+    cdef const float *pdy = _cdata(dy)
+    cdef int status
+    if k < 1 or len(widths) != k:
+        raise ValueError(f"{where}: expected one width per output (at least one), received "
+                         f"{len(widths)} widths for {k} outputs")
+    cdef int64_t[::1] w = _np.asarray(widths, dtype=_np.int64).copy()
+    cdef float **ptrs = <float **>PyMem_Malloc(k * sizeof(float *))
+    if ptrs == NULL:
+        raise MemoryError()
+    try:
+        for j in range(k):
+            if w[j] < 0:
+                raise ValueError(f"{where}: expected non-negative widths, received {list(widths)}")
+            total += w[j]
+            ptrs[j] = NULL
+            if arrays[j] is not None:
+                view = arrays[j]
+                _same_shape(_shape2(view), (dy.shape[0], w[j]), f"dxs[{j}]", where)
+                ptrs[j] = _data(view)
+        _same_shape(_shape2(dy), (dy.shape[0], total), "dy", where)
+        with nogil:
+            status = pynn_concat_backward(ptrs, pdy, &w[0], k, dy.shape[0])
+    finally:
+        PyMem_Free(ptrs)
+    _check(status, where)
+
+
+def scale(y,                # OUT any shape; may be x
+          x,                # IN  y's shape
+          float alpha):
+    """y = alpha * x."""
+    cdef int64_t n
+    cdef float *py = _f32_ptr(y, "y", "scale", &n, True)
+    cdef const float *px = _f32_same(x, y, "x", "scale", False)
+    cdef int status
+    with nogil:
+        status = pynn_scale(py, px, n, alpha)
+    _check(status, "scale")
+
+
+# ---- metrics and optimizer steps ------------------------------------------------------
+
+def metric_sum(const float[:, ::1] pred,    # IN (rows, cols)
+               target,                      # IN (rows, cols) float32, or (rows,) int64 labels
+               int kind):
+    """The sum over the rows of metric `kind`'s (pynn.ids.METRICS) per-row value."""
+    cdef str where = "metric_sum"
+    cdef const float[:, ::1] t
+    cdef const int64_t[::1] labels
+    cdef const float *pt = NULL
+    cdef const int64_t *pl = NULL
+    cdef const float *pp = _cdata(pred)
+    cdef double value = 0.0
+    cdef int status
+    if kind < 0 or kind >= len(ID_TABLES["metric"]):
+        raise ValueError(f"{where}: expected kind to be one of pynn.ids.METRICS' ids, received {kind}")
+    if pred.shape[1] < 1:
+        raise ValueError(f"{where}: expected pred with at least one column, received {_shape2(pred)}")
+    if isinstance(target, _np.ndarray) and target.ndim == 1:
+        labels = target
+        _same_length(labels.shape[0], pred.shape[0], "labels", where)
+        pl = &labels[0] if labels.shape[0] > 0 else NULL
+    else:
+        t = target
+        _same_shape(_shape2(t), _shape2(pred), "target", where)
+        pt = _cdata(t)
+    with nogil:
+        status = pynn_metric_sum(&value, pp, pt, pl, pred.shape[0], pred.shape[1], kind)
+    _check(status, where)
+    return value
+
+
+HYPER_INDEX = {"learning_rate": PYNN_HYPER_LEARNING_RATE, "momentum": PYNN_HYPER_MOMENTUM,
+               "nesterov": PYNN_HYPER_NESTEROV, "beta_1": PYNN_HYPER_BETA_1,
+               "beta_2": PYNN_HYPER_BETA_2, "rho": PYNN_HYPER_RHO, "epsilon": PYNN_HYPER_EPSILON}
+"""Where each setting sits in pynn_optimizer_step's hyper array (pynn.ids.HYPER is this
+order; tests/test_plan_kernels.py checks that they agree)."""
+
+
+def optimizer_step(w,              # IN/OUT parameters, any shape
+                   slot1, slot2,   # IN/OUT optimizer state of w's shape, or None
+                   g,              # IN     gradient of w's shape
+                   int kind, int64_t step,
+                   hyper):         # IN     the settings, in pynn.ids.HYPER order
+    """One update of w by optimizer `kind` (pynn.ids.OPTIMIZERS); step >= 1 the update being
+    made (Adam's bias correction)."""
+    cdef str where = "optimizer_step"
+    cdef int64_t n
+    cdef double h[16]
+    cdef Py_ssize_t j
+    if len(hyper) != PYNN_HYPER_COUNT:
+        raise ValueError(f"{where}: expected {PYNN_HYPER_COUNT} settings (pynn.ids.HYPER), "
+                         f"received {len(hyper)}")
+    for j in range(PYNN_HYPER_COUNT):
+        h[j] = hyper[j]
+    if kind < 0 or kind >= len(ID_TABLES["optimizer"]):
+        raise ValueError(f"{where}: expected kind to be one of pynn.ids.OPTIMIZERS' ids, received {kind}")
+    if step < 1:
+        raise ValueError(f"{where}: expected step >= 1, received step={step}")
+    cdef float *pw = _f32_ptr(w, "w", where, &n, True)
+    cdef const float *pg = _f32_same(g, w, "g", where, False)
+    cdef float *p1 = NULL if slot1 is None else _f32_same(slot1, w, "slot1", where, True)
+    cdef float *p2 = NULL if slot2 is None else _f32_same(slot2, w, "slot2", where, True)
+    cdef bint momentum = <float>h[PYNN_HYPER_MOMENTUM] != 0.0
+    if (p1 == NULL and n > 0 and (kind != ID_TABLES["optimizer"]["sgd"] or momentum)) or \
+            (p2 == NULL and n > 0 and (kind == ID_TABLES["optimizer"]["adam"] or
+                                       (kind == ID_TABLES["optimizer"]["rmsprop"] and momentum))):
+        raise ValueError(f"{where}: this optimizer needs its state arrays, received "
+                         f"slot1={'None' if slot1 is None else 'an array'}, "
+                         f"slot2={'None' if slot2 is None else 'an array'}")
+    cdef int status
+    with nogil:
+        status = pynn_optimizer_step(pw, p1, p2, pg, n, kind, step, h)
+    _check(status, where)

@@ -39,6 +39,11 @@ def rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
+def work_for(be, x, k, strides, out_hw):
+    """The conv2d_backward workspace the backend asks for (the plan allocates it once)."""
+    return np.empty(be.conv2d_backward_work_size(x.shape, k.shape, strides, out_hw), np.float32)
+
+
 def close(a, b, rtol=2e-5, atol=2e-6):
     scale = max(float(np.abs(b).max()), 1.0)
     np.testing.assert_allclose(a, b, rtol=rtol, atol=atol * scale)
@@ -74,7 +79,8 @@ def test_conv2d_forward_and_backward_match_the_reference(n, h, w, c, window, str
         be.conv2d_forward(x, k, b, strides, pads, activation, 0.2, cols, z, y)
         dy = dy0.copy()
         dw, db, dx = np.empty_like(k), np.empty_like(b), np.empty_like(x)
-        be.conv2d_backward(x, k, z, y, dy, strides, pads, activation, 0.2, cols, dw, db, dx)
+        be.conv2d_backward(x, k, z, y, dy, strides, pads, activation, 0.2, cols,
+                           work_for(be, x, k, strides, (oh, ow)), dw, db, dx)
         out[be.name] = (z, y, dy, dw, db, dx)
     for what, a, r in zip(("z", "y", "dz", "dw", "db", "dx"), out["cpu"], out["numpy"]):
         close(a, r, rtol=1e-4, atol=1e-5)
@@ -140,17 +146,22 @@ def test_batchnorm_matches_the_reference(rows, cols, affine):
         close(a, r, rtol=1e-4, atol=1e-5)
 
 
-def test_dropout_product_matches_the_reference():
+@pytest.mark.parametrize("broadcast", [(False, False, False, False), (False, True, True, False),
+                                       (True, False, False, True)])
+def test_dropout_matches_the_reference(broadcast):
+    """The counter-based masks are the reference's, bit for bit, and so is y = x * mask
+    (one float32 product); the backward is the same product."""
     rng = np.random.default_rng(0)
     x = rand(rng, 3, 5, 7, 2)
-    mask = ref.dropout_mask(x.shape, 0.3, rng)
+    expected = ref.dropout_mask(x.shape, broadcast, 42, 7, 0.3)
     for be in (CPU, NUMPY):
-        y = np.empty_like(x)
-        be.dropout_forward(x, mask, y)
-        np.testing.assert_array_equal(y, x * mask)
+        y, mask = np.empty_like(x), np.empty_like(x)
+        be.dropout_forward(x, 42, 7, 0.3, broadcast, mask, y)
+        np.testing.assert_array_equal(mask, expected)
+        np.testing.assert_array_equal(y, x * expected)
         g = x.copy()
         be.dropout_backward(g, mask, g)
-        np.testing.assert_array_equal(g, x * mask)
+        np.testing.assert_array_equal(g, x * expected)
 
 
 def run_all_kernels(threads):
@@ -165,7 +176,8 @@ def run_all_kernels(threads):
         CPU.conv2d_forward(x, k, b, (2, 2), pads, "relu", 0.0, cols, z, y)
         dy = rand(rng, *z.shape)
         dw, db, dx = np.empty_like(k), np.empty_like(b), np.empty_like(x)
-        CPU.conv2d_backward(x, k, z, y, dy, (2, 2), pads, "relu", 0.0, cols, dw, db, dx)
+        CPU.conv2d_backward(x, k, z, y, dy, (2, 2), pads, "relu", 0.0, cols,
+                            work_for(CPU, x, k, (2, 2), (oh, ow)), dw, db, dx)
         outs = [z, y, dy, dw, db, dx]
         for window, strides in (((3, 3), (1, 1)), ((2, 2), (2, 2))):
             (ph, pw), pp = geometry(h, w, window, strides, "same")
@@ -247,7 +259,8 @@ def test_direct_convolution_matches_the_reference(n, h, w, c, window, strides, p
         dy = dy0.copy()
         dw = np.empty_like(k)
         db = np.empty(f, np.float32) if use_bias else None
-        be.conv2d_backward(x, k, z, y, dy, strides, pads, "relu", 0.0, cols, dw, db, None)
+        be.conv2d_backward(x, k, z, y, dy, strides, pads, "relu", 0.0, cols,
+                           work_for(be, x, k, strides, (oh, ow)), dw, db, None)
         out[be.name] = (z, y, dy, dw) + ((db,) if use_bias else ())
     for a, r in zip(out["cpu"], out["numpy"]):
         close(a, r, rtol=1e-4, atol=1e-5)
@@ -331,7 +344,8 @@ def test_gemm_convolution_is_bitwise_the_same_on_1_and_2_threads():
             z, y = np.empty_like(dy0), np.empty_like(dy0)
             CPU.conv2d_forward(x, k, b, (1, 1), (0, 0), "relu", 0.0, cols, z, y)
             dy, dw, db, dx = dy0.copy(), np.empty_like(k), np.empty_like(b), np.empty_like(x)
-            CPU.conv2d_backward(x, k, z, y, dy, (1, 1), (0, 0), "relu", 0.0, cols, dw, db, dx)
+            CPU.conv2d_backward(x, k, z, y, dy, (1, 1), (0, 0), "relu", 0.0, cols,
+                                work_for(CPU, x, k, (1, 1), (10, 10)), dw, db, dx)
             outs.append((z, y, dy, dw, db, dx))
         finally:
             pynn.set_num_threads(2)

@@ -1,15 +1,14 @@
 """The `cpu` backend: pynn's C/OpenMP kernels (csrc/) through the Cython layer pynn._core.
 
-Arrays are NumPy arrays; each method is one call into C with the GIL released."""
-from .. import _core
+Arrays are NumPy arrays; each method is one call into C with the GIL released.  The
+methods that a plan's ops name call the very C function pynn_plan_run calls for that op
+(csrc/plan.c), so a step run op by op from Python and a step run in C give bitwise the
+same numbers."""
+from .. import _core, ids
 from .base import HostBackend
 
-ACTIVATION_IDS = {
-    "linear": _core.ACT_LINEAR, "relu": _core.ACT_RELU, "leaky_relu": _core.ACT_LEAKY_RELU,
-    "sigmoid": _core.ACT_SIGMOID, "tanh": _core.ACT_TANH, "softmax": _core.ACT_SOFTMAX,
-    "gelu": _core.ACT_GELU,
-}
-LOSS_IDS = {"mse": _core.LOSS_MSE, "bce": _core.LOSS_BCE, "cce": _core.LOSS_CCE}
+ACTIVATION_IDS = ids.ACTIVATIONS
+LOSS_IDS = ids.LOSSES
 
 
 def _flat(a):
@@ -19,16 +18,6 @@ def _flat(a):
 class CpuBackend(HostBackend):
     name = "cpu"
 
-    def _scratch(self, tag, shape):
-        """A reusable host array per (tag, shape) for kernels that need a temporary."""
-        cache = self.__dict__.setdefault("_scratch_arrays", {})
-        key = (tag, tuple(shape))
-        if key not in cache:
-            if len(cache) > 32:
-                cache.clear()
-            cache[key] = self.empty(shape)
-        return cache[key]
-
     def matmul(self, a, b, transpose_a, transpose_b, out):
         _core.sgemm(out, a, b, transpose_a, transpose_b)
 
@@ -36,14 +25,7 @@ class CpuBackend(HostBackend):
         _core.sgemm_bias_act(z, y, x, w, b, False, False, ACTIVATION_IDS[activation], alpha)
 
     def dense_backward(self, x, w, z, y, dy, activation, alpha, dw, db, dx):
-        # the activation derivative and the bias gradient share one pass over dz
-        if db is not None:
-            _core.activation_backward_bias_grad(dy, db, z, y, dy, ACTIVATION_IDS[activation], alpha)
-        else:
-            _core.activation_backward(dy, z, y, dy, ACTIVATION_IDS[activation], alpha)
-        _core.sgemm(dw, x, dy, True, False)          # dW = x^T dz
-        if dx is not None:
-            _core.sgemm(dx, dy, w, False, True)      # dx = dz W^T
+        _core.dense_backward(dw, db, dx, dy, x, w, z, y, ACTIVATION_IDS[activation], alpha)
 
     def bias_grad(self, dz, out):
         _core.bias_grad(out, dz)
@@ -69,53 +51,19 @@ class CpuBackend(HostBackend):
         _core.rmsprop_update(_flat(w), _flat(v), None if mom is None else _flat(mom), _flat(g),
                              lr, rho, momentum, epsilon)
 
-    # ---- convolution: im2col into the GEMM, col2im back ---------------------------
-    # Layers with a tiny kernel (a first layer over few channels) skip im2col: the direct
-    # kernel builds each output row's windows on the stack (conv_direct.c; the rule is a
-    # fixed one on the kernel's shape and the activation).
+    # ---- convolution (csrc/layers.c): the direct kernel for tiny kernels, else im2col and
+    # one GEMM; the backward's partial sums live in the plan's `work` array -------------
     def conv2d_forward(self, x, w, b, strides, padding, activation, alpha, cols, z, y):
-        kh, kw, c, f = w.shape
-        act = ACTIVATION_IDS[activation]
-        if _core.conv2d_direct_supported(w.shape, act):
-            _core.conv2d_direct_forward(z, y, x, w, b, strides, padding, act, alpha)
-            return
-        _core.im2col(cols, x, (kh, kw), strides, padding, z.shape[1:3])
-        _core.sgemm_bias_act(z.reshape(-1, f), y.reshape(-1, f), cols, w.reshape(kh * kw * c, f),
-                             b, False, False, ACTIVATION_IDS[activation], alpha)
+        _core.conv2d_forward(z, y, cols, x, w, b, strides, padding, ACTIVATION_IDS[activation],
+                             alpha)
+
+    def conv2d_backward_work_size(self, x_shape, w_shape, strides, out_hw):
+        return _core.conv2d_backward_work(x_shape, w_shape, strides, out_hw)
 
     def conv2d_backward(self, x, w, z, y, dy, strides, padding, activation, alpha, cols,
-                        dw, db, dx):
-        kh, kw, c, f = w.shape
-        dz = dy.reshape(-1, f)
-        act = ACTIVATION_IDS[activation]
-        if _core.conv2d_direct_supported(w.shape, act):
-            # cols, unused by the direct forward, holds the gradient's partial sums when it is
-            # big enough (always, but for degenerate shapes): no allocation per step
-            _core.conv2d_direct_backward_filter(dw, db, dy, x, z, y, dy, strides, padding, act,
-                                                alpha, cols.reshape(-1))
-            if dx is not None:
-                _core.sgemm(cols, dz, w.reshape(kh * kw * c, f), False, True)   # dcols = dz W^T
-                _core.col2im(dx, cols, (kh, kw), strides, padding, z.shape[1:3])
-            return
-        if db is not None:
-            _core.activation_backward_bias_grad(dz, db, z.reshape(-1, f), y.reshape(-1, f), dz,
-                                                act, alpha)
-        else:
-            _core.activation_backward(dz, z.reshape(-1, f), y.reshape(-1, f), dz, act, alpha)
-        # dW^T = dz^T cols (F x KH*KW*C), then transposed into dW: the GEMM splits M and N,
-        # and this orientation puts the long side (the kernel's rows) on N, where the
-        # micro-kernel's wide NR tile is filled, instead of the few filters.
-        # K (the batch's output positions) is long and the output small: the product is
-        # cut along K into chunks fixed by the shape, one thread each (sgemm_ksplit).
-        dw_t = self._scratch("conv_dw_t", (f, kh * kw * c))
-        rows = dz.shape[0]
-        partials = self._scratch("conv_dw_partials",
-                                 (_core.sgemm_ksplit_chunks(f, kh * kw * c, rows) * f * kh * kw * c,))
-        _core.sgemm_ksplit(dw_t, partials, dz, cols, True, False)
-        dw.reshape(kh * kw * c, f)[...] = dw_t.T
-        if dx is not None:
-            _core.sgemm(cols, dz, w.reshape(kh * kw * c, f), False, True)   # dcols = dz W^T
-            _core.col2im(dx, cols, (kh, kw), strides, padding, z.shape[1:3])
+                        work, dw, db, dx):
+        _core.conv2d_backward(dw, db, dx, dy, cols, work, x, w, z, y, strides, padding,
+                              ACTIVATION_IDS[activation], alpha)
 
     # ---- pooling -------------------------------------------------------------------
     def maxpool2d_forward(self, x, pool_size, strides, padding, y):
@@ -148,8 +96,37 @@ class CpuBackend(HostBackend):
     def batchnorm_backward(self, x, gamma, mean, inv_std, dy, dgamma, dbeta, dx):
         _core.batchnorm_backward(dx, dgamma, dbeta, x, gamma, mean, inv_std, dy)
 
-    def dropout_forward(self, x, mask, y):
-        _core.multiply(_flat(y), _flat(x), _flat(mask))
+    def batchnorm_infer_backward(self, x, gamma, moving_mean, moving_variance, epsilon, dy,
+                                 dgamma, dbeta, dx):
+        _core.batchnorm_infer_backward(dx, dgamma, dbeta, x, gamma, moving_mean, moving_variance,
+                                       dy, epsilon)
+
+    def dropout_forward(self, x, seed, counter, rate, broadcast, mask, y):
+        _core.dropout_forward(y, mask, x, broadcast, seed, counter, rate)
 
     def dropout_backward(self, dy, mask, dx):
         _core.multiply(_flat(dx), _flat(dy), _flat(mask))
+
+    # ---- merges, concatenation, scaling, metrics, optimizer steps -------------------
+    def merge_forward(self, kind, xs, y):
+        _core.merge_forward(y, xs, ids.MERGES[kind])
+
+    def merge_backward(self, kind, i, xs, dy, dx):
+        _core.merge_backward(dx, dy, xs, ids.MERGES[kind], i)
+
+    def concat_forward(self, xs, y):
+        _core.concat(y, xs)
+
+    def concat_backward(self, dy, widths, dxs):
+        _core.concat_backward(dxs, dy, widths)
+
+    def scale(self, x, alpha, y):
+        _core.scale(y, x, alpha)
+
+    def metric_sum(self, kind, pred, target):
+        return _core.metric_sum(pred, target, ids.METRICS[kind])
+
+    def optimizer_step(self, kind, w, slot1, slot2, g, step, hyper):
+        # settings an optimizer does not use may be left out of `hyper`
+        _core.optimizer_step(w, slot1, slot2, g, ids.OPTIMIZERS[kind], step,
+                             [float(hyper.get(name, 0.0)) for name in ids.HYPER])

@@ -1,0 +1,179 @@
+/* layers.c -- the layer-level kernels of Dense and Conv2D: one call per forward or
+ * backward of a layer, composed from the GEMM, activation, im2col and direct-convolution
+ * kernels.
+ *
+ * These used to be sequences of calls in pynn/backend/cpu.py.  They live in C so that
+ * the plan runner (plan.c) and the cpu backend (one call per method) run the very same
+ * sequence, and give bitwise the same numbers.  Nothing here computes on its own: every
+ * sum is one of the called kernels', so determinism is theirs (see gemm.c, bias.c,
+ * conv.c, conv_direct.c).
+ */
+#include <string.h>
+#include "internal.h"
+
+/* Dense backward: dz = act'(z) dy (in place, with the bias gradient in the same pass when
+ * there is one), then dW = x^T dz and dx = dz W^T. */
+int pynn_dense_backward(float *dw, float *db, float *dx, float *dy, const float *x,
+                        const float *w, const float *z, const float *y, int64_t m, int64_t in,
+                        int64_t out, int act, float alpha) {
+    int status;
+    PYNN_RETURN_IF(m < 0 || in < 0 || out < 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act > PYNN_ACT_GELU, PYNN_EINVAL);
+    PYNN_RETURN_IF((dy == NULL || z == NULL || y == NULL) && m * out > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(dw != NULL && x == NULL && m * in > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(dx != NULL && w == NULL && in * out > 0, PYNN_EINVAL);
+    if (m * out == 0) {
+        /* no dz: the activation kernels refuse NULL operands even when empty */
+        if (db != NULL && out > 0) memset(db, 0, (size_t)out * sizeof(float));
+    } else if (db != NULL) {
+        status = pynn_activation_backward_bias_grad(dy, db, z, y, dy, m, out, act, alpha);
+        if (status != PYNN_OK) return status;
+    } else {
+        status = pynn_activation_backward(dy, z, y, dy, m, out, act, alpha);
+        if (status != PYNN_OK) return status;
+    }
+    if (dw != NULL) {   /* dW (in x out) = x^T dz: K = m, the batch */
+        status = pynn_sgemm(dw, x, dy, 1, 0, in, out, m, 1.0f, 0.0f, in > 0 ? in : 1,
+                            out > 0 ? out : 1, out > 0 ? out : 1);
+        if (status != PYNN_OK) return status;
+    }
+    if (dx != NULL) {   /* dx (m x in) = dz W^T */
+        status = pynn_sgemm(dx, dy, w, 0, 1, m, in, out, 1.0f, 0.0f, out > 0 ? out : 1,
+                            out > 0 ? out : 1, in > 0 ? in : 1);
+        if (status != PYNN_OK) return status;
+    }
+    return PYNN_OK;
+}
+
+static int conv_args_ok(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw,
+                        int64_t sh, int64_t sw, int64_t pad_top, int64_t pad_left, int64_t oh,
+                        int64_t ow, int64_t f, int act) {
+    return n >= 0 && h >= 0 && w >= 0 && c >= 0 && kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 &&
+           pad_top >= 0 && pad_left >= 0 && oh >= 0 && ow >= 0 && f >= 0 &&
+           act >= PYNN_ACT_LINEAR && act <= PYNN_ACT_GELU;
+}
+
+/* Conv2D forward: the direct kernel for tiny kernels, else im2col into cols and one GEMM
+ * with bias and activation in its epilogue: z (n*oh*ow x f) = cols @ wgt (kh*kw*c x f). */
+int pynn_conv2d_forward(float *z, float *y, float *cols, const float *x, const float *wgt,
+                        const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                        int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
+                        float alpha) {
+    const int64_t k = kh * kw * c;
+    int status;
+    PYNN_RETURN_IF(!conv_args_ok(n, h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow, f, act),
+                   PYNN_EINVAL);
+    if (pynn_conv2d_direct_supported(kh, kw, c, f, act))
+        return pynn_conv2d_direct_forward(z, y, x, wgt, bias, n, h, w, c, kh, kw, sh, sw,
+                                          pad_top, pad_left, oh, ow, f, act, alpha);
+    status = pynn_im2col(cols, x, n, h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow);
+    if (status != PYNN_OK) return status;
+    return pynn_sgemm_bias_act(z, y, cols, wgt, bias, 0, 0, n * oh * ow, f, k, act, alpha);
+}
+
+/* Floats of work for the im2col path: dW^T (f x k) and the K-split partial products. */
+static int64_t gemm_path_work(int64_t rows, int64_t k, int64_t f) {
+    return k * f * (1 + pynn_sgemm_ksplit_chunks(f, k, rows));
+}
+
+/* Floats of work for the direct path: the filter gradient's chunk partials, and a dW to
+ * compute into when the caller wants db without dw (so db is the same either way). */
+static int64_t direct_path_work(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                int64_t kw, int64_t sh, int64_t sw, int64_t oh, int64_t ow,
+                                int64_t f) {
+    return pynn_conv2d_direct_filter_work(n, h, w, c, kh, kw, sh, sw, oh, ow, f) + kh * kw * c * f;
+}
+
+/* The activation is not an argument, so the size covers both paths for shapes the direct
+ * kernel takes with an elementwise activation (softmax sends them to the GEMM path). */
+int64_t pynn_conv2d_backward_work(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                  int64_t kw, int64_t sh, int64_t sw, int64_t oh, int64_t ow,
+                                  int64_t f) {
+    int64_t need;
+    if (!conv_args_ok(n, h, w, c, kh, kw, sh, sw, 0, 0, oh, ow, f, PYNN_ACT_LINEAR))
+        return PYNN_EINVAL;
+    need = gemm_path_work(n * oh * ow, kh * kw * c, f);
+    if (pynn_conv2d_direct_supported(kh, kw, c, f, PYNN_ACT_LINEAR)) {
+        const int64_t direct = direct_path_work(n, h, w, c, kh, kw, sh, sw, oh, ow, f);
+        need = direct > need ? direct : need;
+    }
+    return need > 1 ? need : 1;
+}
+
+/* Conv2D backward.  Both paths end with dx = col2im(dz W^T), through cols.
+ *   direct: the filter gradient (dz, dW and db in one pass) by conv_direct.c, its chunk
+ *     partials in work;
+ *   im2col: dz (and db) by the activation kernels, then dW^T (f x k) = dz^T cols.  The
+ *     GEMM splits M and N, and this orientation puts the long side (the kernel's rows) on
+ *     N, where the micro-kernel's wide NR tile is filled, instead of the few filters; K
+ *     (the batch's output positions) is long and the output small, so the product is cut
+ *     along K into chunks fixed by the shape (sgemm_ksplit), then transposed into dW. */
+int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols, float *work,
+                         int64_t work_size, const float *x, const float *wgt, const float *z,
+                         const float *y, int64_t n, int64_t h, int64_t w, int64_t c,
+                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                         int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
+                         float alpha) {
+    const int64_t k = kh * kw * c, rows = n * oh * ow;
+    int status;
+    PYNN_RETURN_IF(!conv_args_ok(n, h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow, f, act),
+                   PYNN_EINVAL);
+    PYNN_RETURN_IF(work == NULL ||
+                   work_size < pynn_conv2d_backward_work(n, h, w, c, kh, kw, sh, sw, oh, ow, f),
+                   PYNN_EINVAL);
+    PYNN_RETURN_IF((dy == NULL || z == NULL || y == NULL) && rows * f > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF((x == NULL && n * h * w * c > 0) || (wgt == NULL && k * f > 0), PYNN_EINVAL);
+    PYNN_RETURN_IF(cols == NULL && rows * k > 0 && (dx != NULL || dw != NULL), PYNN_EINVAL);
+
+    if (rows * f == 0) {
+        /* no output positions: every gradient is zero (the kernels below refuse NULLs) */
+        if (dw != NULL && k * f > 0) memset(dw, 0, (size_t)(k * f) * sizeof(float));
+        if (db != NULL && f > 0) memset(db, 0, (size_t)f * sizeof(float));
+        if (dx != NULL && n * h * w * c > 0) memset(dx, 0, (size_t)(n * h * w * c) * sizeof(float));
+        return PYNN_OK;
+    }
+
+    if (pynn_conv2d_direct_supported(kh, kw, c, f, act)) {
+        if (dw != NULL || db != NULL) {
+            /* a dW nobody wants goes to the end of work, after the chunk partials */
+            const int64_t partials = work_size - k * f;
+            float *dw_to = dw != NULL ? dw : work + partials;
+            status = pynn_conv2d_direct_backward_filter(dw_to, db, dy, x, z, y, dy, n, h, w, c,
+                                                        kh, kw, sh, sw, pad_top, pad_left, oh,
+                                                        ow, f, act, alpha, work, partials);
+        } else {
+            status = pynn_activation_backward(dy, z, y, dy, rows, f, act, alpha);
+        }
+        if (status != PYNN_OK) return status;
+    } else {
+        if (db != NULL)
+            status = pynn_activation_backward_bias_grad(dy, db, z, y, dy, rows, f, act, alpha);
+        else
+            status = pynn_activation_backward(dy, z, y, dy, rows, f, act, alpha);
+        if (status != PYNN_OK) return status;
+        if (dw != NULL && k > 0) {
+            float *dw_t = work, *partials = work + k * f;
+            int64_t p;
+            status = pynn_sgemm_ksplit(dw_t, partials, dy, cols, 1, 0, f, k, rows, f, k, k);
+            if (status != PYNN_OK) return status;
+            /* rows of dW (window entries): each written by one thread */
+            PYNN_PARALLEL_FOR(pynn_threads_for(k * f),
+                for (p = 0; p < k; p++) {
+                    int64_t q;
+                    for (q = 0; q < f; q++) dw[p * f + q] = dw_t[q * k + p];
+                });
+        }
+    }
+    if (dx != NULL) {
+        if (k == 0) {
+            if (n * h * w * c > 0) memset(dx, 0, (size_t)(n * h * w * c) * sizeof(float));
+            return PYNN_OK;
+        }
+        /* dcols (rows x k) = dz W^T, into cols (which the forward's im2col filled) */
+        status = pynn_sgemm(cols, dy, wgt, 0, 1, rows, k, f, 1.0f, 0.0f, f, f, k);
+        if (status != PYNN_OK) return status;
+        return pynn_col2im(dx, cols, n, h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow);
+    }
+    return PYNN_OK;
+}

@@ -1,0 +1,689 @@
+/* plan.c -- pynn_plan_run: a compiled model's plan walked in C, a step or a whole epoch
+ * per call.
+ *
+ * A plan is data (csrc/pynn.h): buffers, and ops that name their operands by buffer
+ * index.  Each op is one call of one kernel; this file only finds the operands, checks
+ * them and makes the call, in the order the plan lists.  The Python executor walks the
+ * same list through the cpu backend, whose methods call the same kernels, so both give
+ * bitwise the same numbers.
+ *
+ * Safety: a plan comes from Python and may be malformed.  run_op() is written once and
+ * run in two modes: `dry` checks everything a kernel call will rely on (operand indices,
+ * dtypes, ints, element counts for this step's rows) and stops before the call; the real
+ * mode repeats the same checks (a few comparisons) and calls the kernel.  Every distinct
+ * row count of a call is checked dry before the first step runs, so a malformed plan is
+ * refused with PYNN_EINVAL before anything changes, and the checks and the calls can never
+ * disagree about a size.
+ *
+ * No allocation: every array is a plan buffer or the caller's, and the kernels' own
+ * scratch is on their stack or in the buffers the plan gives them (the conv workspace).
+ * (Exceptions, inherited from the kernels: the GEMM's packing buffer, allocated once and
+ * kept; batch normalization of more than 64 channels over more than 8192 rows; a loss over
+ * more than 16384 rows.)
+ */
+#include <string.h>
+#include "internal.h"
+
+/* Ops that take a list of inputs (merge, concat) keep its pointers on the stack. */
+#define PLAN_MAX_OPERANDS 64
+
+/* One operand of an op: its buffer's data and element count n(b) in this step. */
+typedef struct {
+    void *data;         /* NULL: the operand is absent (index -1) */
+    int64_t n;
+    int32_t dtype;
+} operand;
+
+/* What run_op needs to know about the step. */
+typedef struct {
+    const pynn_plan *plan;
+    int64_t rows;       /* the step's rows */
+    int64_t step;       /* iterations + s + 1: Adam's step, dropout's counter */
+    double *losses;     /* this step's slots (NULL when dry) */
+    double *metrics;
+    int dry;
+} step_context;
+
+/* a * b for sizes, -1 for a negative factor or an overflow (so a check against it fails) */
+static int64_t mul(int64_t a, int64_t b) {
+    if (a < 0 || b < 0) return -1;
+    if (b != 0 && a > INT64_MAX / b) return -1;
+    return a * b;
+}
+
+static int64_t mul4(int64_t a, int64_t b, int64_t c, int64_t d) {
+    return mul(mul(mul(a, b), c), d);
+}
+
+/* element count of buffer b for a step of `rows` rows */
+static int64_t buffer_count(const pynn_buffer *b, int64_t rows) {
+    return b->row_size > 0 ? rows * b->row_size : b->size;
+}
+
+static int resolve(operand *o, const step_context *cx, int64_t index) {
+    const pynn_buffer *b;
+    if (index == -1) {
+        o->data = NULL;
+        o->n = 0;
+        o->dtype = -1;
+        return PYNN_OK;
+    }
+    PYNN_RETURN_IF(index < 0 || index >= cx->plan->n_bufs, PYNN_EINVAL);
+    b = &cx->plan->bufs[index];
+    o->data = b->data;
+    o->n = buffer_count(b, cx->rows);
+    o->dtype = b->dtype;
+    return PYNN_OK;
+}
+
+/* present and float32 / absent or float32 / float32 holding at least `need` elements */
+static int f32(const operand *o) { return o->data != NULL && o->dtype == PYNN_DTYPE_F32; }
+static int f32_or_absent(const operand *o) { return o->data == NULL || o->dtype == PYNN_DTYPE_F32; }
+static int holds(const operand *o, int64_t need) {
+    return o->data == NULL || (need >= 0 && o->n >= need);
+}
+#define F(o) ((float *)(o)->data)
+
+static int act_ok(int64_t act) { return act >= 0 && act < PYNN_ACT_COUNT; }
+
+/* Image geometry (sizes, windows, strides, padding) below 2^31: the kernels' index
+ * arithmetic (i * stride - pad + a, products of two sizes) then stays far from overflow. */
+static int small_ints(const int64_t *g, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++)
+        if (g[i] > INT32_MAX) return 0;
+    return 1;
+}
+
+/* Pooling geometry: the ints h, w, c, ph, pw, sh, sw, pad_top, pad_left, oh, ow. */
+static int pool_ints_ok(const int64_t *g) {
+    return g[0] >= 0 && g[1] >= 0 && g[2] >= 0 && g[3] >= 1 && g[4] >= 1 && g[5] >= 1 &&
+           g[6] >= 1 && g[7] >= 0 && g[8] >= 0 && g[9] >= 0 && g[10] >= 0 && small_ints(g, 11);
+}
+
+/* A labels operand of a loss or metric must be one of the plan's targets, whose labels the
+ * step checks before it changes anything, with classes <= cols (so the kernel's own check
+ * cannot fail half way through a step). */
+static int labels_ok(const step_context *cx, int64_t index, int64_t cols) {
+    const pynn_plan *p = cx->plan;
+    int64_t t;
+    for (t = 0; t < p->n_targets; t++)
+        if (p->target_bufs[t] == index)
+            return p->target_classes[t] > 0 && p->target_classes[t] <= cols;
+    return 0;
+}
+
+/* The operand counts each kind takes: bufs, ints, reals (-1: variable, checked below). */
+static int counts_ok(const pynn_op *op) {
+    static const int32_t counts[PYNN_OP_COUNT][3] = {
+        [PYNN_OP_DENSE] = {5, 3, 1},
+        [PYNN_OP_DENSE_BACKWARD] = {8, 3, 1},
+        [PYNN_OP_CONV2D] = {6, 13, 1},
+        [PYNN_OP_CONV2D_BACKWARD] = {10, 13, 1},
+        [PYNN_OP_MAXPOOL2D] = {2, 11, 0},
+        [PYNN_OP_MAXPOOL2D_BACKWARD] = {4, 11, 0},
+        [PYNN_OP_AVGPOOL2D] = {2, 11, 0},
+        [PYNN_OP_AVGPOOL2D_BACKWARD] = {2, 11, 0},
+        [PYNN_OP_GLOBAL_AVGPOOL2D] = {2, 3, 0},
+        [PYNN_OP_GLOBAL_AVGPOOL2D_BACKWARD] = {2, 3, 0},
+        [PYNN_OP_BATCHNORM_TRAIN] = {8, 1, 2},
+        [PYNN_OP_BATCHNORM_TRAIN_BACKWARD] = {8, 1, 0},
+        [PYNN_OP_BATCHNORM_INFER] = {6, 1, 1},
+        [PYNN_OP_BATCHNORM_INFER_BACKWARD] = {8, 1, 1},
+        [PYNN_OP_DROPOUT] = {3, -1, 1},
+        [PYNN_OP_DROPOUT_BACKWARD] = {3, 0, 0},
+        [PYNN_OP_ACTIVATION] = {2, 2, 1},
+        [PYNN_OP_ACTIVATION_BACKWARD] = {4, 2, 1},
+        [PYNN_OP_MERGE] = {-1, 1, 0},
+        [PYNN_OP_MERGE_BACKWARD] = {-1, 2, 0},
+        [PYNN_OP_CONCAT] = {-1, -1, 0},
+        [PYNN_OP_CONCAT_BACKWARD] = {-1, -1, 0},
+        [PYNN_OP_SCALE] = {2, 0, 1},
+        [PYNN_OP_LOSS] = {3, 4, 1},
+        [PYNN_OP_METRIC] = {2, 3, 0},
+        [PYNN_OP_OPTIMIZER] = {4, 1, PYNN_HYPER_COUNT},
+    };
+    const int32_t *c;
+    if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
+    if (op->n_bufs < 0 || op->n_ints < 0 || op->n_reals < 0) return 0;
+    if ((op->n_bufs > 0 && op->bufs == NULL) || (op->n_ints > 0 && op->ints == NULL) ||
+        (op->n_reals > 0 && op->reals == NULL))
+        return 0;
+    c = counts[op->kind];
+    return (c[0] < 0 || op->n_bufs == c[0]) && (c[1] < 0 || op->n_ints == c[1]) &&
+           (c[2] < 0 || op->n_reals == c[2]);
+}
+
+#define EXPECT(cond) PYNN_RETURN_IF(!(cond), PYNN_EINVAL)
+
+/* Checks one op for this step and, unless cx->dry, runs it. */
+static int run_op(const step_context *cx, const pynn_op *op) {
+    operand o[PLAN_MAX_OPERANDS + 2];
+    const int64_t *g = op->ints;
+    const int64_t rows = cx->rows;
+    int64_t i;
+    int status;
+    EXPECT(counts_ok(op) && op->n_bufs <= PLAN_MAX_OPERANDS + 2);
+    for (i = 0; i < op->n_bufs; i++) {
+        status = resolve(&o[i], cx, op->bufs[i]);
+        if (status != PYNN_OK) return status;
+    }
+
+    switch (op->kind) {
+    case PYNN_OP_DENSE: {   /* bufs x, w, b, z, y; ints in, out, act; reals alpha */
+        const operand *x = &o[0], *w = &o[1], *b = &o[2], *z = &o[3], *y = &o[4];
+        const int64_t in = g[0], out = g[1];
+        int64_t m;
+        EXPECT(in >= 1 && out >= 1 && act_ok(g[2]));
+        EXPECT(f32(x) && f32(w) && f32_or_absent(b) && f32(z) && f32(y));
+        EXPECT(x->n % in == 0);
+        m = x->n / in;
+        EXPECT(holds(w, mul(in, out)) && holds(b, out) && holds(z, mul(m, out)) &&
+               holds(y, mul(m, out)));
+        if (cx->dry) return PYNN_OK;
+        return pynn_sgemm_bias_act(F(z), F(y), F(x), F(w), F(b), 0, 0, m, out, in, (int)g[2],
+                                   (float)op->reals[0]);
+    }
+    case PYNN_OP_DENSE_BACKWARD: {   /* bufs x, w, z, y, dy, dw, db, dx; ints in, out, act */
+        const operand *x = &o[0], *w = &o[1], *z = &o[2], *y = &o[3], *dy = &o[4];
+        const operand *dw = &o[5], *db = &o[6], *dx = &o[7];
+        const int64_t in = g[0], out = g[1];
+        int64_t m;
+        EXPECT(in >= 1 && out >= 1 && act_ok(g[2]));
+        EXPECT(f32(x) && f32(w) && f32(z) && f32(y) && f32(dy));
+        EXPECT(f32_or_absent(dw) && f32_or_absent(db) && f32_or_absent(dx));
+        EXPECT(dy->n % out == 0);
+        m = dy->n / out;
+        EXPECT(holds(x, mul(m, in)) && holds(w, mul(in, out)) && holds(z, mul(m, out)) &&
+               holds(y, mul(m, out)) && holds(dw, mul(in, out)) && holds(db, out) &&
+               holds(dx, mul(m, in)));
+        if (cx->dry) return PYNN_OK;
+        return pynn_dense_backward(F(dw), F(db), F(dx), F(dy), F(x), F(w), F(z), F(y), m, in,
+                                   out, (int)g[2], (float)op->reals[0]);
+    }
+    case PYNN_OP_CONV2D:
+    case PYNN_OP_CONV2D_BACKWARD: {
+        /* ints h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow, f, act; the step's rows
+         * are the images */
+        const int64_t h = g[0], w = g[1], c = g[2], kh = g[3], kw = g[4], f = g[11];
+        const int64_t oh = g[9], ow = g[10];
+        const int64_t x_n = mul4(rows, h, w, c), out_n = mul4(rows, oh, ow, f);
+        const int64_t k = mul(mul(kh, kw), c), kf = mul(k, f), cols_n = mul4(rows, oh, ow, k);
+        EXPECT(h >= 0 && w >= 0 && c >= 0 && kh >= 1 && kw >= 1 && g[5] >= 1 && g[6] >= 1 &&
+               g[7] >= 0 && g[8] >= 0 && oh >= 0 && ow >= 0 && f >= 0 && act_ok(g[12]) &&
+               small_ints(g, 12));
+        EXPECT(x_n >= 0 && out_n >= 0 && k >= 0 && kf >= 0 && cols_n >= 0);
+        if (op->kind == PYNN_OP_CONV2D) {   /* bufs x, w, b, cols, z, y */
+            const operand *x = &o[0], *wg = &o[1], *b = &o[2], *cols = &o[3], *z = &o[4];
+            const operand *y = &o[5];
+            EXPECT(f32(x) && f32(wg) && f32_or_absent(b) && f32(cols) && f32(z) && f32(y));
+            EXPECT(holds(x, x_n) && holds(wg, kf) && holds(b, f) && holds(cols, cols_n) &&
+                   holds(z, out_n) && holds(y, out_n));
+            if (cx->dry) return PYNN_OK;
+            return pynn_conv2d_forward(F(z), F(y), F(cols), F(x), F(wg), F(b), rows, h, w, c, kh,
+                                       kw, g[5], g[6], g[7], g[8], oh, ow, f, (int)g[12],
+                                       (float)op->reals[0]);
+        } else {   /* bufs x, w, z, y, dy, cols, work, dw, db, dx */
+            const operand *x = &o[0], *wg = &o[1], *z = &o[2], *y = &o[3], *dy = &o[4];
+            const operand *cols = &o[5], *work = &o[6], *dw = &o[7], *db = &o[8], *dx = &o[9];
+            const int64_t need = pynn_conv2d_backward_work(rows, h, w, c, kh, kw, g[5], g[6], oh,
+                                                           ow, f);
+            EXPECT(f32(x) && f32(wg) && f32(z) && f32(y) && f32(dy) && f32(cols) && f32(work));
+            EXPECT(f32_or_absent(dw) && f32_or_absent(db) && f32_or_absent(dx));
+            EXPECT(need >= 1 && holds(work, need));
+            EXPECT(holds(x, x_n) && holds(wg, kf) && holds(z, out_n) && holds(y, out_n) &&
+                   holds(dy, out_n) && holds(cols, cols_n) && holds(dw, kf) && holds(db, f) &&
+                   holds(dx, x_n));
+            if (cx->dry) return PYNN_OK;
+            return pynn_conv2d_backward(F(dw), F(db), F(dx), F(dy), F(cols), F(work), work->n,
+                                        F(x), F(wg), F(z), F(y), rows, h, w, c, kh, kw, g[5],
+                                        g[6], g[7], g[8], oh, ow, f, (int)g[12],
+                                        (float)op->reals[0]);
+        }
+    }
+    case PYNN_OP_MAXPOOL2D:
+    case PYNN_OP_MAXPOOL2D_BACKWARD:
+    case PYNN_OP_AVGPOOL2D:
+    case PYNN_OP_AVGPOOL2D_BACKWARD: {
+        /* ints h, w, c, ph, pw, sh, sw, pad_top, pad_left, oh, ow; the step's rows are the
+         * images */
+        const int64_t x_n = mul4(rows, g[0], g[1], g[2]), y_n = mul4(rows, g[9], g[10], g[2]);
+        EXPECT(pool_ints_ok(g) && x_n >= 0 && y_n >= 0);
+        for (i = 0; i < op->n_bufs; i++) EXPECT(f32(&o[i]));
+        switch (op->kind) {
+        case PYNN_OP_MAXPOOL2D:   /* bufs x, y */
+            EXPECT(holds(&o[0], x_n) && holds(&o[1], y_n));
+            if (cx->dry) return PYNN_OK;
+            return pynn_maxpool2d_forward(F(&o[1]), F(&o[0]), rows, g[0], g[1], g[2], g[3], g[4],
+                                          g[5], g[6], g[7], g[8], g[9], g[10]);
+        case PYNN_OP_MAXPOOL2D_BACKWARD:   /* bufs x, y, dy, dx */
+            EXPECT(holds(&o[0], x_n) && holds(&o[1], y_n) && holds(&o[2], y_n) &&
+                   holds(&o[3], x_n));
+            if (cx->dry) return PYNN_OK;
+            return pynn_maxpool2d_backward(F(&o[3]), F(&o[0]), F(&o[1]), F(&o[2]), rows, g[0],
+                                           g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9],
+                                           g[10]);
+        case PYNN_OP_AVGPOOL2D:   /* bufs x, y */
+            EXPECT(holds(&o[0], x_n) && holds(&o[1], y_n));
+            if (cx->dry) return PYNN_OK;
+            return pynn_avgpool2d_forward(F(&o[1]), F(&o[0]), rows, g[0], g[1], g[2], g[3], g[4],
+                                          g[5], g[6], g[7], g[8], g[9], g[10]);
+        default:   /* OP_AVGPOOL2D_BACKWARD: bufs dy, dx */
+            EXPECT(holds(&o[0], y_n) && holds(&o[1], x_n));
+            if (cx->dry) return PYNN_OK;
+            return pynn_avgpool2d_backward(F(&o[1]), F(&o[0]), rows, g[0], g[1], g[2], g[3],
+                                           g[4], g[5], g[6], g[7], g[8], g[9], g[10]);
+        }
+    }
+    case PYNN_OP_GLOBAL_AVGPOOL2D:
+    case PYNN_OP_GLOBAL_AVGPOOL2D_BACKWARD: {   /* bufs x, y / dy, dx; ints h, w, c */
+        const int64_t x_n = mul4(rows, g[0], g[1], g[2]), y_n = mul(rows, g[2]);
+        EXPECT(g[0] >= 0 && g[1] >= 0 && g[2] >= 0 && small_ints(g, 3) && x_n >= 0 && y_n >= 0);
+        EXPECT(f32(&o[0]) && f32(&o[1]));
+        if (op->kind == PYNN_OP_GLOBAL_AVGPOOL2D) {
+            EXPECT(holds(&o[0], x_n) && holds(&o[1], y_n));
+            if (cx->dry) return PYNN_OK;
+            return pynn_global_avgpool2d_forward(F(&o[1]), F(&o[0]), rows, g[0], g[1], g[2]);
+        }
+        EXPECT(holds(&o[0], y_n) && holds(&o[1], x_n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_global_avgpool2d_backward(F(&o[1]), F(&o[0]), rows, g[0], g[1], g[2]);
+    }
+    case PYNN_OP_BATCHNORM_TRAIN: {
+        /* bufs x, gamma, beta, moving_mean, moving_variance, mean, inv_std, y; ints c;
+         * reals momentum, epsilon */
+        const operand *x = &o[0], *gamma = &o[1], *beta = &o[2], *mm = &o[3], *mv = &o[4];
+        const operand *mean = &o[5], *inv_std = &o[6], *y = &o[7];
+        const int64_t c = g[0];
+        int64_t r;
+        EXPECT(c >= 1 && f32(x) && f32_or_absent(gamma) && f32_or_absent(beta) && f32(mm) &&
+               f32(mv) && f32(mean) && f32(inv_std) && f32(y));
+        EXPECT(x->n % c == 0 && x->n >= c);
+        r = x->n / c;
+        EXPECT(holds(gamma, c) && holds(beta, c) && holds(mm, c) && holds(mv, c) &&
+               holds(mean, c) && holds(inv_std, c) && holds(y, x->n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_batchnorm_forward_train(F(y), F(mean), F(inv_std), F(mm), F(mv), F(x),
+                                            F(gamma), F(beta), r, c, (float)op->reals[0],
+                                            (float)op->reals[1]);
+    }
+    case PYNN_OP_BATCHNORM_TRAIN_BACKWARD: {
+        /* bufs x, gamma, mean, inv_std, dy, dgamma, dbeta, dx; ints c */
+        const operand *x = &o[0], *gamma = &o[1], *mean = &o[2], *inv_std = &o[3], *dy = &o[4];
+        const operand *dgamma = &o[5], *dbeta = &o[6], *dx = &o[7];
+        const int64_t c = g[0];
+        int64_t r;
+        EXPECT(c >= 1 && f32(x) && f32_or_absent(gamma) && f32(mean) && f32(inv_std) &&
+               f32(dy) && f32_or_absent(dgamma) && f32_or_absent(dbeta) && f32_or_absent(dx));
+        EXPECT(x->n % c == 0 && x->n >= c);
+        r = x->n / c;
+        EXPECT(holds(gamma, c) && holds(mean, c) && holds(inv_std, c) && holds(dy, x->n) &&
+               holds(dgamma, c) && holds(dbeta, c) && holds(dx, x->n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_batchnorm_backward(F(dx), F(dgamma), F(dbeta), F(x), F(gamma), F(mean),
+                                       F(inv_std), F(dy), r, c);
+    }
+    case PYNN_OP_BATCHNORM_INFER: {
+        /* bufs x, gamma, beta, moving_mean, moving_variance, y; ints c; reals epsilon */
+        const operand *x = &o[0], *gamma = &o[1], *beta = &o[2], *mm = &o[3], *mv = &o[4];
+        const operand *y = &o[5];
+        const int64_t c = g[0];
+        EXPECT(c >= 1 && f32(x) && f32_or_absent(gamma) && f32_or_absent(beta) && f32(mm) &&
+               f32(mv) && f32(y));
+        EXPECT(x->n % c == 0);
+        EXPECT(holds(gamma, c) && holds(beta, c) && holds(mm, c) && holds(mv, c) &&
+               holds(y, x->n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_batchnorm_forward_infer(F(y), F(x), F(gamma), F(beta), F(mm), F(mv),
+                                            x->n / c, c, (float)op->reals[0]);
+    }
+    case PYNN_OP_BATCHNORM_INFER_BACKWARD: {
+        /* bufs x, gamma, moving_mean, moving_variance, dy, dgamma, dbeta, dx; ints c;
+         * reals epsilon */
+        const operand *x = &o[0], *gamma = &o[1], *mm = &o[2], *mv = &o[3], *dy = &o[4];
+        const operand *dgamma = &o[5], *dbeta = &o[6], *dx = &o[7];
+        const int64_t c = g[0];
+        EXPECT(c >= 1 && f32(x) && f32_or_absent(gamma) && f32(mm) && f32(mv) && f32(dy) &&
+               f32_or_absent(dgamma) && f32_or_absent(dbeta) && f32_or_absent(dx));
+        EXPECT(x->n % c == 0);
+        EXPECT(holds(gamma, c) && holds(mm, c) && holds(mv, c) && holds(dy, x->n) &&
+               holds(dgamma, c) && holds(dbeta, c) && holds(dx, x->n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_batchnorm_infer_backward(F(dx), F(dgamma), F(dbeta), F(x), F(gamma), F(mm),
+                                             F(mv), F(dy), x->n / c, c, (float)op->reals[0]);
+    }
+    case PYNN_OP_DROPOUT: {
+        /* bufs x, mask, y; ints seed, ndim, dims[ndim], broadcast[ndim + 1]; reals rate */
+        const operand *x = &o[0], *mask = &o[1], *y = &o[2];
+        const int64_t ndim = op->n_ints >= 2 ? g[1] : -1;
+        int64_t per_row = 1;
+        EXPECT(ndim >= 0 && ndim <= op->n_ints && op->n_ints == 2 + 2 * ndim + 1);
+        for (i = 0; i < ndim; i++) {
+            per_row = mul(per_row, g[2 + i]);
+            EXPECT(per_row >= 0);
+        }
+        EXPECT(f32(x) && f32(mask) && f32(y) && per_row >= 1 && x->n % per_row == 0);
+        EXPECT(holds(mask, x->n) && holds(y, x->n));
+        EXPECT(op->reals[0] >= 0.0 && op->reals[0] < 1.0);
+        if (cx->dry) return PYNN_OK;
+        return pynn_dropout_forward(F(y), F(mask), F(x), x->n / per_row, g + 2, g + 2 + ndim,
+                                    ndim, (uint64_t)g[0], (uint64_t)cx->step, op->reals[0]);
+    }
+    case PYNN_OP_DROPOUT_BACKWARD: {   /* bufs dy, mask, dx */
+        EXPECT(f32(&o[0]) && f32(&o[1]) && f32(&o[2]));
+        EXPECT(holds(&o[1], o[0].n) && holds(&o[2], o[0].n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_multiply(F(&o[2]), F(&o[0]), F(&o[1]), o[0].n);
+    }
+    case PYNN_OP_ACTIVATION:
+    case PYNN_OP_ACTIVATION_BACKWARD: {   /* bufs x, y (, dy, dx); ints cols, act */
+        const int64_t cols = g[0];
+        EXPECT(cols >= 1 && act_ok(g[1]));
+        for (i = 0; i < op->n_bufs; i++) EXPECT(f32(&o[i]));
+        if (op->kind == PYNN_OP_ACTIVATION) {
+            EXPECT(o[0].n % cols == 0 && holds(&o[1], o[0].n));
+            if (cx->dry) return PYNN_OK;
+            return pynn_activation_forward(F(&o[1]), F(&o[0]), o[0].n / cols, cols, (int)g[1],
+                                           (float)op->reals[0]);
+        }
+        EXPECT(o[2].n % cols == 0 && holds(&o[0], o[2].n) && holds(&o[1], o[2].n) &&
+               holds(&o[3], o[2].n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_activation_backward(F(&o[3]), F(&o[0]), F(&o[1]), F(&o[2]), o[2].n / cols,
+                                        cols, (int)g[1], (float)op->reals[0]);
+    }
+    case PYNN_OP_MERGE:
+    case PYNN_OP_MERGE_BACKWARD: {
+        /* merge: bufs y, x0 .. x(k-1); ints kind.  backward: bufs dx, dy, x0 ..; ints kind, i */
+        const int64_t first_x = op->kind == PYNN_OP_MERGE ? 1 : 2;
+        const int64_t k = op->n_bufs - first_x;
+        const float *xs[PLAN_MAX_OPERANDS];
+        int64_t n;
+        EXPECT(k >= 1 && k <= PLAN_MAX_OPERANDS && g[0] >= 0 && g[0] < PYNN_MERGE_COUNT);
+        n = o[first_x - 1].n;    /* y's count, dy's for the backward */
+        EXPECT(g[0] != PYNN_MERGE_SUBTRACT || k == 2);
+        for (i = 0; i < op->n_bufs; i++) EXPECT(f32(&o[i]) && holds(&o[i], n));
+        for (i = 0; i < k; i++) xs[i] = F(&o[first_x + i]);
+        if (op->kind == PYNN_OP_MERGE) {
+            if (cx->dry) return PYNN_OK;
+            return pynn_merge_forward(F(&o[0]), xs, k, n, (int)g[0]);
+        }
+        EXPECT(g[1] >= 0 && g[1] < k);
+        if (cx->dry) return PYNN_OK;
+        return pynn_merge_backward(F(&o[0]), F(&o[1]), xs, k, n, (int)g[0], g[1]);
+    }
+    case PYNN_OP_CONCAT:
+    case PYNN_OP_CONCAT_BACKWARD: {
+        /* bufs y (dy), x0 .. x(k-1) (dx0 ..); ints widths[k]; outer = n(y) / sum */
+        const int64_t k = op->n_bufs - 1;
+        const float *xs[PLAN_MAX_OPERANDS];
+        float *dxs[PLAN_MAX_OPERANDS];
+        int64_t total = 0, outer;
+        EXPECT(k >= 1 && k <= PLAN_MAX_OPERANDS && op->n_ints == k);
+        for (i = 0; i < k; i++) {
+            EXPECT(g[i] >= 0 && g[i] <= INT64_MAX - total);
+            total += g[i];
+        }
+        EXPECT(total >= 1 && f32(&o[0]) && o[0].n % total == 0);
+        outer = o[0].n / total;
+        for (i = 0; i < k; i++) {
+            const operand *x = &o[1 + i];
+            EXPECT(op->kind == PYNN_OP_CONCAT ? f32(x) : f32_or_absent(x));
+            EXPECT(holds(x, mul(outer, g[i])));
+            xs[i] = F(x);
+            dxs[i] = F(x);
+        }
+        if (cx->dry) return PYNN_OK;
+        if (op->kind == PYNN_OP_CONCAT) return pynn_concat(F(&o[0]), xs, g, k, outer);
+        return pynn_concat_backward(dxs, F(&o[0]), g, k, outer);
+    }
+    case PYNN_OP_SCALE: {   /* bufs y, x; reals alpha */
+        EXPECT(f32(&o[0]) && f32(&o[1]) && holds(&o[0], o[1].n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_scale(F(&o[0]), F(&o[1]), o[1].n, (float)op->reals[0]);
+    }
+    case PYNN_OP_LOSS: {
+        /* bufs pred, target, grad; ints kind, from_logits, cols, index; reals weight */
+        const operand *pred = &o[0], *target = &o[1], *grad = &o[2];
+        const int64_t kind = g[0], cols = g[2], index = g[3];
+        const int labels = target->dtype == PYNN_DTYPE_I64;
+        const float weight = (float)op->reals[0];
+        double value = 0.0;
+        int64_t r;
+        EXPECT(cols >= 1 && index >= 0 && index < cx->plan->n_losses);
+        EXPECT(f32(pred) && f32_or_absent(grad) && target->data != NULL);
+        EXPECT(pred->n % cols == 0 && pred->n >= cols);
+        r = pred->n / cols;
+        EXPECT(holds(grad, pred->n));
+        if (labels)
+            EXPECT(kind == PYNN_LOSS_SPARSE_CCE && labels_ok(cx, op->bufs[1], cols) &&
+                   holds(target, r));
+        else
+            EXPECT(kind >= 0 && kind < PYNN_LOSS_COUNT && kind != PYNN_LOSS_SPARSE_CCE &&
+                   target->dtype == PYNN_DTYPE_F32 && holds(target, pred->n));
+        if (cx->dry) return PYNN_OK;
+        status = labels ? pynn_sparse_cce(F(grad), &value, F(pred), (const int64_t *)target->data,
+                                          r, cols, g[1] != 0)
+                        : pynn_loss(F(grad), &value, F(pred), F(target), r, cols, (int)kind,
+                                    g[1] != 0);
+        if (status != PYNN_OK) return status;
+        cx->losses[index] = value;
+        /* a weighted loss (a model with several) scales its gradient, not its value */
+        if (grad->data != NULL && weight != 1.0f)
+            return pynn_scale(F(grad), F(grad), pred->n, weight);
+        return PYNN_OK;
+    }
+    case PYNN_OP_METRIC: {   /* bufs pred, target; ints kind, cols, index */
+        const operand *pred = &o[0], *target = &o[1];
+        const int64_t cols = g[1], index = g[2];
+        const int labels = target->dtype == PYNN_DTYPE_I64;
+        double sum = 0.0;
+        int64_t r;
+        EXPECT(g[0] >= 0 && g[0] < PYNN_METRIC_COUNT && cols >= 1 && index >= 0 &&
+               index < cx->plan->n_metrics);
+        EXPECT(f32(pred) && target->data != NULL && pred->n % cols == 0);
+        r = pred->n / cols;
+        if (labels)
+            EXPECT(labels_ok(cx, op->bufs[1], cols) && holds(target, r));
+        else
+            EXPECT(target->dtype == PYNN_DTYPE_F32 && holds(target, pred->n));
+        if (cx->dry) return PYNN_OK;
+        status = pynn_metric_sum(&sum, F(pred), labels ? NULL : F(target),
+                                 labels ? (const int64_t *)target->data : NULL, r, cols,
+                                 (int)g[0]);
+        if (status != PYNN_OK) return status;
+        cx->metrics[index] = sum;
+        return PYNN_OK;
+    }
+    case PYNN_OP_OPTIMIZER: {   /* bufs params, grads, slot1, slot2; ints kind; reals hyper */
+        const operand *w = &o[0], *grads = &o[1], *s1 = &o[2], *s2 = &o[3];
+        const double *hyper = op->reals;
+        const int64_t kind = g[0];
+        int need1, need2;
+        EXPECT(f32(w) && f32(grads) && f32_or_absent(s1) && f32_or_absent(s2));
+        EXPECT(holds(grads, w->n) && holds(s1, w->n) && holds(s2, w->n));
+        /* the slots each rule reads (pynn_optimizer_step) */
+        need1 = kind == PYNN_OPT_ADAM || kind == PYNN_OPT_RMSPROP ||
+                (float)hyper[PYNN_HYPER_MOMENTUM] != 0.0f;
+        need2 = kind == PYNN_OPT_ADAM ||
+                (kind == PYNN_OPT_RMSPROP && (float)hyper[PYNN_HYPER_MOMENTUM] != 0.0f);
+        EXPECT(kind >= 0 && kind < PYNN_OPT_COUNT && (!need1 || s1->data != NULL) &&
+               (!need2 || s2->data != NULL));
+        if (cx->dry) return PYNN_OK;
+        return pynn_optimizer_step(F(w), F(s1), F(s2), F(grads), w->n, (int)kind, cx->step,
+                                   hyper);
+    }
+    default:
+        return PYNN_EINVAL;
+    }
+}
+
+/* The plan's own description: buffers, and the input/target/output lists. */
+static int plan_ok(const pynn_plan *p) {
+    int64_t b, j;
+    if (p == NULL || p->n_ops < 0 || p->n_bufs < 0 || p->capacity < 1) return 0;
+    if ((p->ops == NULL && p->n_ops > 0) || (p->bufs == NULL && p->n_bufs > 0)) return 0;
+    if (p->n_inputs < 0 || p->n_targets < 0 || p->n_outputs < 0 || p->n_losses < 0 ||
+        p->n_metrics < 0)
+        return 0;
+    if ((p->input_bufs == NULL && p->n_inputs > 0) ||
+        ((p->target_bufs == NULL || p->target_classes == NULL) && p->n_targets > 0) ||
+        (p->output_bufs == NULL && p->n_outputs > 0))
+        return 0;
+    for (b = 0; b < p->n_bufs; b++) {
+        const pynn_buffer *buf = &p->bufs[b];
+        if (buf->data == NULL || buf->row_size < 0 || buf->size < 0) return 0;
+        if (buf->dtype != PYNN_DTYPE_F32 && buf->dtype != PYNN_DTYPE_I64) return 0;
+        /* a batched buffer holds capacity rows (written so that it cannot overflow) */
+        if (buf->row_size > 0 && buf->size / p->capacity < buf->row_size) return 0;
+    }
+    for (j = 0; j < p->n_inputs + p->n_targets + p->n_outputs; j++) {
+        const int64_t b2 = j < p->n_inputs ? p->input_bufs[j]
+                           : j < p->n_inputs + p->n_targets ? p->target_bufs[j - p->n_inputs]
+                           : p->output_bufs[j - p->n_inputs - p->n_targets];
+        if (b2 < 0 || b2 >= p->n_bufs || p->bufs[b2].row_size < 1) return 0;
+    }
+    for (j = 0; j < p->n_targets; j++) {
+        const pynn_buffer *t = &p->bufs[p->target_bufs[j]];
+        if (p->target_classes[j] < 0) return 0;
+        if (p->target_classes[j] > 0 ? t->dtype != PYNN_DTYPE_I64 || t->row_size != 1
+                                      : t->dtype != PYNN_DTYPE_F32)
+            return 0;
+    }
+    return 1;
+}
+
+static int64_t dtype_bytes(int32_t dtype) { return dtype == PYNN_DTYPE_I64 ? 8 : 4; }
+
+/* rows order[r0 .. r0 + rows) of the data (row size `row_bytes`) into a buffer */
+static void gather(char *dst, const char *src, int64_t row_bytes, const int64_t *order,
+                   int64_t r0, int64_t rows) {
+    int64_t i;
+    /* rows of the buffer: each copied by one thread */
+    PYNN_PARALLEL_FOR(pynn_threads_for(rows * row_bytes / 4),
+        for (i = 0; i < rows; i++) {
+            const int64_t s = order != NULL ? order[r0 + i] : r0 + i;
+            memcpy(dst + i * row_bytes, src + s * row_bytes, (size_t)row_bytes);
+        });
+}
+
+/* 1 when every value is finite: x * 0 is 0 for finite x and NaN otherwise, so one sum
+ * (which vectorises) answers for the whole span. */
+static int all_finite(const float *x, int64_t n) {
+    float acc = 0.0f;
+    int64_t i;
+    for (i = 0; i < n; i++) acc += x[i] * 0.0f;
+    return acc == 0.0f;
+}
+
+/* Checks every op dry for a step of `rows` rows. */
+static int plan_ops_ok(const pynn_plan *plan, int64_t rows) {
+    step_context cx;
+    int64_t i;
+    int status;
+    memset(&cx, 0, sizeof cx);
+    cx.plan = plan;
+    cx.rows = rows;
+    cx.step = 1;
+    cx.dry = 1;
+    for (i = 0; i < plan->n_ops; i++) {
+        status = run_op(&cx, &plan->ops[i]);
+        if (status != PYNN_OK) return status;
+    }
+    return PYNN_OK;
+}
+
+int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t first_row,
+                  int64_t batch, int64_t n_steps, int64_t iterations, int check_inputs,
+                  double *step_losses, double *step_metrics, int64_t *step_rows) {
+    int64_t s, j, i, last_rows;
+    int status;
+
+    /* ---- the plan, the feed and the run's arguments, before anything changes ---- */
+    PYNN_RETURN_IF(!plan_ok(plan) || feed == NULL, PYNN_EINVAL);
+    PYNN_RETURN_IF(batch < 1 || batch > plan->capacity || n_steps < 0 || first_row < 0 ||
+                   iterations < 0 || iterations > INT64_MAX - n_steps - 1, PYNN_EINVAL);
+    PYNN_RETURN_IF(feed->n_rows < 0 || feed->n_order < 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(feed->order == NULL && feed->n_order > feed->n_rows, PYNN_EINVAL);
+    if (n_steps == 0) return PYNN_OK;
+    /* every step has at least one row */
+    PYNN_RETURN_IF(first_row >= feed->n_order ||
+                   (feed->n_order - 1 - first_row) / batch < n_steps - 1, PYNN_EINVAL);
+    PYNN_RETURN_IF((plan->n_losses > 0 && step_losses == NULL) ||
+                   (plan->n_metrics > 0 && step_metrics == NULL), PYNN_EINVAL);
+    PYNN_RETURN_IF((plan->n_inputs > 0 && feed->inputs == NULL) ||
+                   (plan->n_targets > 0 && feed->targets == NULL) ||
+                   (plan->n_outputs > 0 && feed->outputs == NULL), PYNN_EINVAL);
+    for (j = 0; j < plan->n_inputs; j++) PYNN_RETURN_IF(feed->inputs[j] == NULL, PYNN_EINVAL);
+    for (j = 0; j < plan->n_targets; j++) PYNN_RETURN_IF(feed->targets[j] == NULL, PYNN_EINVAL);
+    for (j = 0; j < plan->n_outputs; j++) PYNN_RETURN_IF(feed->outputs[j] == NULL, PYNN_EINVAL);
+    {
+        /* the rows this call reads: indices in range */
+        const int64_t r_end = first_row + n_steps * batch < feed->n_order
+                                  ? first_row + n_steps * batch : feed->n_order;
+        if (feed->order != NULL)
+            for (i = first_row; i < r_end; i++)
+                PYNN_RETURN_IF(feed->order[i] < 0 || feed->order[i] >= feed->n_rows, PYNN_EINVAL);
+        /* the ops, for a full step and for the last one (the only one that may be shorter) */
+        last_rows = r_end - (first_row + (n_steps - 1) * batch);
+        status = n_steps > 1 ? plan_ops_ok(plan, batch) : PYNN_OK;
+        if (status == PYNN_OK && (n_steps == 1 || last_rows != batch))
+            status = plan_ops_ok(plan, last_rows);
+        if (status != PYNN_OK) return status;
+    }
+
+    /* ---- the steps ---- */
+    for (s = 0; s < n_steps; s++) {
+        const int64_t r0 = first_row + s * batch;
+        const int64_t rows = r0 + batch < feed->n_order ? batch : feed->n_order - r0;
+        double *losses = step_losses != NULL ? step_losses + s * plan->n_losses : NULL;
+        double *metrics = step_metrics != NULL ? step_metrics + s * plan->n_metrics : NULL;
+        step_context cx;
+
+        /* labels first: a step refused here has changed nothing */
+        for (j = 0; j < plan->n_targets; j++) {
+            const int64_t *labels = (const int64_t *)feed->targets[j];
+            const int64_t classes = plan->target_classes[j];
+            if (classes == 0) continue;
+            for (i = 0; i < rows; i++) {
+                const int64_t label = labels[feed->order != NULL ? feed->order[r0 + i] : r0 + i];
+                if (label < 0 || label >= classes) return PYNN_ELABEL;
+            }
+        }
+        /* the step's rows of every input and target into their buffers */
+        for (j = 0; j < plan->n_inputs + plan->n_targets; j++) {
+            const int is_input = j < plan->n_inputs;
+            const pynn_buffer *b =
+                &plan->bufs[is_input ? plan->input_bufs[j] : plan->target_bufs[j - plan->n_inputs]];
+            const void *src = is_input ? feed->inputs[j] : feed->targets[j - plan->n_inputs];
+            gather((char *)b->data, (const char *)src, b->row_size * dtype_bytes(b->dtype),
+                   feed->order, r0, rows);
+            if (check_inputs && b->dtype == PYNN_DTYPE_F32 &&
+                !all_finite((const float *)b->data, rows * b->row_size))
+                return PYNN_ENONFINITE;
+        }
+
+        /* the ops, in order */
+        if (losses != NULL) for (j = 0; j < plan->n_losses; j++) losses[j] = 0.0;
+        if (metrics != NULL) for (j = 0; j < plan->n_metrics; j++) metrics[j] = 0.0;
+        cx.plan = plan;
+        cx.rows = rows;
+        cx.step = iterations + s + 1;
+        cx.losses = losses;
+        cx.metrics = metrics;
+        cx.dry = 0;
+        for (i = 0; i < plan->n_ops; i++) {
+            status = run_op(&cx, &plan->ops[i]);
+            if (status != PYNN_OK) return status;
+        }
+
+        /* predictions out, at the step's positions in the order */
+        for (j = 0; j < plan->n_outputs; j++) {
+            const pynn_buffer *b = &plan->bufs[plan->output_bufs[j]];
+            const int64_t row_bytes = b->row_size * dtype_bytes(b->dtype);
+            memcpy((char *)feed->outputs[j] + r0 * row_bytes, b->data, (size_t)(rows * row_bytes));
+        }
+        if (step_rows != NULL) step_rows[s] = rows;
+    }
+    return PYNN_OK;
+}
