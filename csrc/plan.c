@@ -443,11 +443,11 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         return pynn_scale(F(&o[0]), F(&o[1]), o[1].n, (float)op->reals[0]);
     }
     case PYNN_OP_LOSS: {
-        /* bufs pred, target, grad; ints kind, from_logits, cols, index; reals weight */
+        /* bufs pred, target, grad; ints kind, from_logits, cols, index; reals weight (the
+         * loss's share of the total; the plan scales the gradient with an OP_SCALE) */
         const operand *pred = &o[0], *target = &o[1], *grad = &o[2];
         const int64_t kind = g[0], cols = g[2], index = g[3];
         const int labels = target->dtype == PYNN_DTYPE_I64;
-        const float weight = (float)op->reals[0];
         double value = 0.0;
         int64_t r;
         EXPECT(cols >= 1 && index >= 0 && index < cx->plan->n_losses);
@@ -468,9 +468,6 @@ static int run_op(const step_context *cx, const pynn_op *op) {
                                     g[1] != 0);
         if (status != PYNN_OK) return status;
         cx->losses[index] = value;
-        /* a weighted loss (a model with several) scales its gradient, not its value */
-        if (grad->data != NULL && weight != 1.0f)
-            return pynn_scale(F(grad), F(grad), pred->n, weight);
         return PYNN_OK;
     }
     case PYNN_OP_METRIC: {   /* bufs pred, target; ints kind, cols, index */

@@ -557,8 +557,10 @@ int pynn_optimizer_step(float *w, float *slot1, float *slot2, const float *g, in
  *   OP_CONCAT_BACKWARD bufs dy, dx0 .. dx(k-1)       ints widths[k]
  *   OP_SCALE           bufs y, x                     reals alpha
  *   OP_LOSS            bufs pred, target, grad   ints kind, from_logits, cols, index
- *                      reals weight: the loss (of n(pred) / cols rows) goes to the step's
- *                      losses[index]; a target of dtype I64 holds labels
+ *                      reals weight: the loss (of n(pred) / cols rows, unweighted) goes to
+ *                      the step's losses[index]; a target of dtype I64 holds labels; the
+ *                      weight is the loss's share of the total (the plan scales the
+ *                      gradient by it with an OP_SCALE)
  *   OP_METRIC          bufs pred, target         ints kind, cols, index: the sum goes to
  *                      the step's metrics[index]
  *   OP_OPTIMIZER       bufs params, grads, slot1, slot2   ints kind

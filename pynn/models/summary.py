@@ -30,25 +30,18 @@ def _output_shape(layer):
 
 
 def _is_chain(model):
-    """Keras's test: every depth holds one node with one input, and no layer is shared."""
-    if not hasattr(model, "_ordered_nodes") or type(model).__name__ == "Sequential":
+    """Keras's test: one node per depth, each with one input, and no layer called twice."""
+    if type(model).__name__ == "Sequential":
         return True
-    seen = set()
+    seen, consumers = set(), {}
     for node in model._ordered_nodes:
-        if len(node.input_tensors) > 1:
-            return False
-        if node.layer in seen:
+        if len(node.input_tensors) > 1 or node.layer in seen:
             return False
         seen.add(node.layer)
-    depths = {}
-    for node in model._ordered_nodes:
-        depths.setdefault(len(node.input_tensors), 0)
-    consumers = {}
-    for node in model._ordered_nodes:
         for t in node.input_tensors:
             consumers[id(t)] = consumers.get(id(t), 0) + 1
-    return all(c == 1 for c in consumers.values()) and \
-        sum(1 for n in model._ordered_nodes if n.is_input) <= 1 and len(model._outputs) == 1
+    return all(c == 1 for c in consumers.values()) and len(model._inputs) == 1 and \
+        len(model._outputs) == 1
 
 
 def _connections(layer, model_nodes):
@@ -62,8 +55,19 @@ def _connections(layer, model_nodes):
     return ", ".join(parts) or "-"
 
 
+def _wrap(text, width):
+    """The lines of a cell: long text folds onto more lines (at ", " or a space where it
+    can), as rich's tables fold it in Keras's summary."""
+    lines = []
+    while len(text) > width:
+        cut = max(text.rfind(", ", 0, width - 1) + 1, text.rfind(" ", 0, width))
+        cut = cut if cut > 0 else width
+        lines.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    return lines + [text]
+
+
 def _fit(text, width, align):
-    text = text if len(text) <= width else text[:max(width - 1, 0)] + "…"
     return text.rjust(width) if align == "right" else \
         text.center(width) if align == "center" else text.ljust(width)
 
@@ -114,7 +118,8 @@ def print_summary(model, line_length=None, positions=None, print_fn=None, expand
             params = "0 (unbuilt)"
         else:
             params = f"{layer.count_params():,}"
-        row = [f"{prefix}{layer.name} ({type(layer).__name__})", _output_shape(layer), params]
+        kind = "Functional" if type(layer).__name__ == "Model" else type(layer).__name__
+        row = [f"{prefix}{layer.name} ({kind})", _output_shape(layer), params]
         if not chain:
             row.append(_connections(layer, model_nodes))
         if show_trainable:
@@ -138,8 +143,10 @@ def print_summary(model, line_length=None, positions=None, print_fn=None, expand
            line("┡", "╇", "┩", "━")]
     body = [r for layer in layers for r in rows_of(layer)]
     for i, row in enumerate(body):
-        out.append("│" + "│".join(" " + _fit(c, w, a) + " " for c, w, a in zip(row, inner, align))
-                   + "│")
+        cells = [_wrap(c, w) for c, w in zip(row, inner)]
+        for k in range(max(len(c) for c in cells)):
+            out.append("│" + "│".join(" " + _fit(c[k] if k < len(c) else "", w, a) + " "
+                                      for c, w, a in zip(cells, inner, align)) + "│")
         if i < len(body) - 1:
             out.append(line("├", "┼", "┤", "─"))
     out.append(line("└", "┴", "┘", "─"))

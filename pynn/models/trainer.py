@@ -242,7 +242,8 @@ class Trainer:
         model = self.model
         engine = model.engine
         n = inputs[0].shape[0]
-        ex = engine.executor(kind, min(batch_size, n))
+        batch_size = min(batch_size, n)
+        ex = engine.executor(kind, batch_size)
         outputs = [np.empty((n,) + tuple(t.shape[1:]), dtype=np.float32) for t in model.outputs]
         steps = math.ceil(n / batch_size)
         bar = callbacks_module.Progbar(steps, verbose) if verbose else None
