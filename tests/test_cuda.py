@@ -95,7 +95,7 @@ TILE_CASES = [("large", 130, 3, 9, False, False), ("large", 3, 130, 9, True, Tru
 @pytest.mark.parametrize("name,m,n,k,trans_a,trans_b", TILE_CASES,
                          ids=[f"{c[0]}-{c[1]}x{c[2]}x{c[3]}-{'tn'[c[4]]}{'tn'[c[5]]}" for c in TILE_CASES])
 def test_every_tile_config_across_tile_edges(be, cuda_module, name, m, n, k, trans_a, trans_b):
-    cfg = {c.name: c for c in cuda_module.GEMM_CONFIGS}[name]
+    cfg = {c.name: c for c in cuda_module.gemm.GEMM_CONFIGS}[name]
     a, b = gemm_operands(rng_for("tile", name, m, n, k), m, n, k, trans_a, trans_b)
     out = be.from_host(np.full((m, n), np.nan, np.float32))
     be.matmul(be.from_host(a), be.from_host(b), trans_a, trans_b, out, cfg=cfg)
@@ -117,10 +117,10 @@ def test_matmul_refuses_mismatched_shapes(be):
 
 
 def test_gemm_config_by_shape(cuda_module):
-    pick = cuda_module.gemm_config
-    assert pick(4096, 4096, 132) is cuda_module.GEMM_LARGE
-    assert pick(1024, 1024, 132) is cuda_module.GEMM_MEDIUM
-    assert pick(6, 5, 132) is cuda_module.GEMM_TINY
+    gemm = cuda_module.gemm
+    assert gemm.gemm_config(4096, 4096, 132) is gemm.GEMM_LARGE
+    assert gemm.gemm_config(1024, 1024, 132) is gemm.GEMM_MEDIUM
+    assert gemm.gemm_config(6, 5, 132) is gemm.GEMM_TINY
 
 
 # ---- dense forward: GEMM + bias + activation in one kernel --------------------------------------
@@ -280,7 +280,7 @@ def test_loss_matches_reference(be, kind, from_logits, shape):
 
 
 def test_loss_on_more_rows_than_one_block_repeats_bitwise(be, cuda_module):
-    rows = cuda_module.LOSS_ROWS_PER_BLOCK + 3           # two blocks, summed in order
+    rows = cuda_module.reduction.ROWS_PER_BLOCK + 3      # two blocks, summed in order
     pred, target = loss_inputs("cce", True, (rows, 2))
     value_ref, grad_ref = ref.loss(pred, target, "cce", True)
     grad = be.empty((rows, 2))
@@ -438,7 +438,8 @@ def test_unusable_gpu_raises_an_error_that_says_why(be, cuda_module, monkeypatch
 
 def test_missing_numba_cuda_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)          # import numba -> ImportError
-    monkeypatch.delitem(sys.modules, "pynn.backend.cuda", raising=False)
+    for name in [m for m in sys.modules if m == "pynn.backend.cuda" or m.startswith("pynn.backend.cuda.")]:
+        monkeypatch.delitem(sys.modules, name)     # the package and its kernel modules
     monkeypatch.delattr(backends, "cuda", raising=False)
     monkeypatch.setattr(backends, "_instances", {})
     reason = backends.cuda_unavailable_reason()

@@ -190,14 +190,10 @@ def test_col2im_gathers_in_the_reference_order(be, col2im_launch):
 
 @pytest.fixture(scope="module")
 def col2im_launch(be):
-    from pynn.backend import cuda
+    from pynn.backend.cuda import convolution
 
     def launch(dx, cols, x_shape, window, strides, pads, out_hw):
-        total = int(np.prod(x_shape))
-        blocks, threads = cuda._elementwise_config(total)
-        cuda._col2im_kernel[blocks, threads](dx, cols, total, x_shape[1], x_shape[2], x_shape[3],
-                                             window[0], window[1], strides[0], strides[1],
-                                             pads[0], pads[1], out_hw[0], out_hw[1])
+        convolution.col2im(dx, cols, window, strides, pads, out_hw)
     return launch
 
 
