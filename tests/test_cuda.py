@@ -54,6 +54,11 @@ def assert_close(actual, expected, rtol=1e-5, atol_of_max=1e-6):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
+def nan_device(be, shape):
+    """A device array full of NaN: an output left unwritten shows."""
+    return be.from_host(np.full(shape, np.nan, np.float32))
+
+
 def gemm_operands(rng, m, n, k, trans_a, trans_b):
     a = f32(rng.standard_normal((k, m) if trans_a else (m, k)))
     b = f32(rng.standard_normal((n, k) if trans_b else (k, n)))
@@ -235,6 +240,13 @@ def test_dense_backward_matches_numpy_backend(be, activation):
     be.dense_backward(be.from_host(x), be.from_host(w), be.from_host(z), be.from_host(y),
                       be.from_host(dy), activation, 0.3, dw, None, None)
     assert_close(be.to_host(dw), expect[0], rtol=1e-4, atol_of_max=1e-5)
+    # a frozen layer: no dw, still dz, db and dx
+    dy_dev, db, dx = be.from_host(dy), nan_device(be, (3,)), nan_device(be, (6, 4))
+    be.dense_backward(be.from_host(x), be.from_host(w), be.from_host(z), be.from_host(y), dy_dev,
+                      activation, 0.3, None, db, dx)
+    assert_close(be.to_host(dy_dev), dy_np)
+    assert_close(be.to_host(db), expect[1], rtol=1e-4, atol_of_max=1e-5)
+    assert_close(be.to_host(dx), expect[2], rtol=1e-4, atol_of_max=1e-5)
 
 
 # ---- losses ----------------------------------------------------------------------------------------

@@ -133,24 +133,29 @@ def test_conv2d_forward_in_place_y_is_z(be, npb):
     assert_close(be.to_host(z), y_n, atol_of_max=1e-5)
 
 
-def conv_backward_both(be, npb, case, with_db=True, with_dx=True):
+def conv_backward_both(be, npb, case, with_db=True, with_dx=True, with_dw=True):
     """(cuda results, numpy results) of conv2d_backward, each [dz, dw, db, dx] (None where
     not asked); both backwards see the same z and y (the numpy forward's) and the cuda
-    one the cols its own forward left."""
+    one the cols its own forward left, and a work array of the size it asks for."""
     strides, activation = case[6], case[8]
     x, wt, b, dy, out_hw, pads = conv_problem(case)
     cols_n, z_n, y_n = numpy_conv(npb, x, wt, b, strides, pads, out_hw, activation)
     cols, _, _ = cuda_conv(be, x, wt, b, strides, pads, out_hw, activation)
     with_db = with_db and b is not None
-    expect = [dy.copy(), np.empty_like(wt), np.empty(wt.shape[3], np.float32) if with_db else None,
+    expect = [dy.copy(), np.empty_like(wt) if with_dw else None,
+              np.empty(wt.shape[3], np.float32) if with_db else None,
               np.empty_like(x) if with_dx else None]
+    work_n = np.empty(npb.conv2d_backward_work_size(x.shape, wt.shape, strides, out_hw), np.float32)
     npb.conv2d_backward(x, wt, z_n, y_n, expect[0], strides, pads, activation, 0.3, cols_n,
-                        *expect[1:])
-    got = [be.from_host(dy), nan_device(be, wt.shape),
+                        work_n, *expect[1:])
+    got = [be.from_host(dy), nan_device(be, wt.shape) if with_dw else None,
            nan_device(be, (wt.shape[3],)) if with_db else None,
            nan_device(be, x.shape) if with_dx else None]
+    work_size = be.conv2d_backward_work_size(x.shape, wt.shape, strides, out_hw)
+    assert isinstance(work_size, int) and work_size >= 1
     be.conv2d_backward(be.from_host(x), be.from_host(wt), be.from_host(z_n), be.from_host(y_n),
-                       got[0], strides, pads, activation, 0.3, cols, *got[1:])
+                       got[0], strides, pads, activation, 0.3, cols, be.empty((work_size,)),
+                       *got[1:])
     return [None if g is None else be.to_host(g) for g in got], expect
 
 
@@ -167,6 +172,14 @@ def test_conv2d_backward_without_db_and_dx(be, npb):
     assert got[2] is None and got[3] is None
     assert_close(got[0], expect[0])
     assert_close(got[1], expect[1], rtol=1e-4, atol_of_max=1e-5)
+
+
+def test_conv2d_backward_of_a_frozen_layer(be, npb):
+    """dw None: no filter gradient, still dz, db and dx."""
+    got, expect = conv_backward_both(be, npb, CONV_CASES[0], with_dw=False)
+    assert got[1] is None
+    for name, index in (("dz", 0), ("db", 2), ("dx", 3)):
+        assert_close(got[index], expect[index], rtol=1e-4, atol_of_max=1e-5, err_msg=name)
 
 
 def test_conv2d_backward_repeats_bitwise(be, npb):
@@ -397,6 +410,35 @@ def test_batchnorm_backward_dx_only(be, npb):
     npb.batchnorm_backward(x, None, mean, inv_std, dy, e_dg, e_db, None)
     assert_close(be.to_host(dg), e_dg, rtol=1e-4, atol_of_max=1e-5)
     assert_close(be.to_host(db), e_db, rtol=1e-4, atol_of_max=1e-5)
+
+
+@pytest.mark.parametrize("case", BN_CASES[:4], ids=BN_IDS[:4])
+def test_batchnorm_infer_backward_matches_numpy(be, npb, case):
+    """The statistics as constants: dgamma, dbeta (column sums, here over 300 rows in two
+    chunks too) and dx = dy * gamma / sqrt(moving_variance + epsilon), elementwise."""
+    x, gamma, beta, moving, dy = bn_problem(case)
+    rows, c = x.shape
+    expect = [np.empty(c, np.float32) if gamma is not None else None,
+              np.empty(c, np.float32) if beta is not None else None, np.empty_like(x)]
+    npb.batchnorm_infer_backward(x, gamma, moving[0], moving[1], 1e-3, dy, *expect)
+    got = [nan_device(be, (c,)) if gamma is not None else None,
+           nan_device(be, (c,)) if beta is not None else None, nan_device(be, x.shape)]
+    be.batchnorm_infer_backward(be.from_host(x), dev_or_none(be, gamma), be.from_host(moving[0]),
+                                be.from_host(moving[1]), 1e-3, be.from_host(dy), *got)
+    for name, g, e in zip(("dgamma", "dbeta"), got, expect):
+        if e is not None:
+            assert_close(be.to_host(g), e, rtol=1e-4, atol_of_max=1e-5, err_msg=name)
+    assert_close(be.to_host(got[2]), expect[2], err_msg="dx")
+    # each output may be None
+    dx = nan_device(be, x.shape)
+    be.batchnorm_infer_backward(be.from_host(x), dev_or_none(be, gamma), be.from_host(moving[0]),
+                                be.from_host(moving[1]), 1e-3, be.from_host(dy), None, None, dx)
+    assert be.to_host(dx).tobytes() == be.to_host(got[2]).tobytes()
+    if gamma is not None:
+        dg = nan_device(be, (c,))
+        be.batchnorm_infer_backward(be.from_host(x), be.from_host(gamma), be.from_host(moving[0]),
+                                    be.from_host(moving[1]), 1e-3, be.from_host(dy), dg, None, None)
+        assert be.to_host(dg).tobytes() == be.to_host(got[0]).tobytes()
 
 
 # ---- dropout ---------------------------------------------------------------------------------------

@@ -105,10 +105,12 @@ class CudaBackend(Backend):
         convolution.conv2d_forward(x, w, b, strides, padding, activation, alpha, cols, z, y,
                                    self.sm_count)
 
+    conv2d_backward_work_size = staticmethod(convolution.conv2d_backward_work_size)
+
     def conv2d_backward(self, x, w, z, y, dy, strides, padding, activation, alpha, cols,
-                        dw, db, dx):
+                        work, dw, db, dx):
         convolution.conv2d_backward(x, w, z, y, dy, strides, padding, activation, alpha, cols,
-                                    dw, db, dx, self.sm_count)
+                                    work, dw, db, dx, self.sm_count)
 
     maxpool2d_forward = staticmethod(pooling.maxpool2d_forward)
     maxpool2d_backward = staticmethod(pooling.maxpool2d_backward)
@@ -129,6 +131,11 @@ class CudaBackend(Backend):
     def batchnorm_backward(self, x, gamma, mean, inv_std, dy, dgamma, dbeta, dx):
         normalization.batchnorm_backward(x, gamma, mean, inv_std, dy, dgamma, dbeta, dx,
                                          self.workspace)
+
+    def batchnorm_infer_backward(self, x, gamma, moving_mean, moving_variance, epsilon, dy,
+                                 dgamma, dbeta, dx):
+        normalization.batchnorm_infer_backward(x, gamma, moving_mean, moving_variance, epsilon,
+                                               dy, dgamma, dbeta, dx, self.workspace)
 
     def dropout_forward(self, x, mask, y):
         elementwise.multiply("dropout_forward", y, x, mask)

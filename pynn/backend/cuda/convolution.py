@@ -123,12 +123,18 @@ def conv2d_forward(x, w, b, strides, padding, activation, alpha, cols, z, y, sm_
                        y.reshape(m, f), sm_count)
 
 
-def conv2d_backward(x, w, z, y, dy, strides, padding, activation, alpha, cols, dw, db, dx,
-                    sm_count):
+def conv2d_backward_work_size(x_shape, w_shape, strides, out_hw):
+    """The backward needs no workspace beyond cols (dcols overwrites it)."""
+    return 1
+
+
+def conv2d_backward(x, w, z, y, dy, strides, padding, activation, alpha, cols, work, dw, db,
+                    dx, sm_count):
     kh, kw, c, f, oh, ow = _conv_geometry("conv2d_backward", x, w, cols, z)
     for name, arr in (("y", y), ("dy", dy)):
         check_shape("conv2d_backward", name, arr, z.shape)
-    check_shape("conv2d_backward", "dw", dw, w.shape)
+    if dw is not None:
+        check_shape("conv2d_backward", "dw", dw, w.shape)
     if dx is not None:
         check_shape("conv2d_backward", "dx", dx, x.shape)
     m, k = cols.shape
@@ -137,7 +143,7 @@ def conv2d_backward(x, w, z, y, dy, strides, padding, activation, alpha, cols, d
     w2 = w.reshape(k, f)
     dz = dy.reshape(m, f)
     gemm.dense_backward(cols, w2, z.reshape(m, f), y.reshape(m, f), dz, activation, alpha,
-                        dw.reshape(k, f), db, None, sm_count)
+                        None if dw is None else dw.reshape(k, f), db, None, sm_count)
     if dx is not None:
         # dcols = dz W^T overwrites cols (its im2col is no longer needed), then each input
         # element gathers its column entries

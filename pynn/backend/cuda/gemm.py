@@ -260,7 +260,7 @@ def dense_forward(x, w, b, activation, alpha, z, y, sm_count, cfg=None):
 
 def dense_backward(x, w, z, y, dy, activation, alpha, dw, db, dx, sm_count):
     """dy (overwritten) = dz = act'(z) dy; db = column sums of dz; dw = x^T dz;
-    dx = dz w^T.  db and dx may be None."""
+    dx = dz w^T.  dw, db and dx may each be None."""
     act_id = activation_id("dense_backward", activation)
     if act_id == ACT_SOFTMAX:      # couples a row: row kernel, then the column sums
         elementwise.activation_backward(z, y, dy, activation, alpha, dy)
@@ -269,6 +269,7 @@ def dense_backward(x, w, z, y, dy, activation, alpha, dw, db, dx, sm_count):
     elif db is not None or act_id != ACT_LINEAR:
         # the activation derivative and the bias gradient share one pass over dz
         elementwise.backward_bias_grad(dy, db, z, y, dy, act_id, alpha, act_id != ACT_LINEAR)
-    matmul(x, dy, True, False, dw, sm_count)          # dW = x^T dz
+    if dw is not None:
+        matmul(x, dy, True, False, dw, sm_count)      # dW = x^T dz
     if dx is not None:
         matmul(dy, w, False, True, dx, sm_count)      # dx = dz W^T

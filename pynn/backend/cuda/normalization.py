@@ -1,6 +1,6 @@
 """Batch normalization over the rows of a (rows, C) array, per column (Keras 3's rules):
 training forward with the moving statistics updated on the device, inference forward, and
-the backward through the batch statistics.
+the backwards through the batch statistics and through the inference form.
 
 The statistics are column sums over many rows (N*H*W) and few columns, so one block per
 column would leave most of the GPU idle.  The rows are cut into chunks of
@@ -142,16 +142,37 @@ def _bn_backward_dx_kernel(dx, x, dy, gamma, mean, inv_std, sum_dy, sum_dy_xhat,
         dx[r, j] = scale * (dy[r, j] - sum_dy[j] / frows - xhat * (sum_dy_xhat[j] / frows))
 
 
+@cuda.jit
+def _bn_inv_std_kernel(inv_std, variance, cols, epsilon):
+    """inv_std = 1 / sqrt(variance + epsilon) (the inference form's, from the moving
+    variance)."""
+    j = cuda.grid(1)
+    if j < cols:
+        inv_std[j] = F1 / math.sqrt(variance[j] + epsilon)
+
+
+@cuda.jit
+def _bn_infer_backward_dx_kernel(dx, dy, gamma, inv_std, rows, cols, has_gamma):
+    """dx = dy * (gamma * inv_std): the statistics are constants in the inference form."""
+    i = cuda.grid(1)
+    if i < rows * cols:
+        r = i // cols
+        j = i - r * cols
+        scale = gamma[j] * inv_std[j] if has_gamma else inv_std[j]
+        dx[r, j] = dy[r, j] * scale
+
+
 
 # ---- launches ------------------------------------------------------------------------------
 
 def _scratch(workspace, rows, cols):
-    """(nchunks, partials0, partials1, sums0, sums1): the chunk partials, and column sums for
-    a backward that wants no dgamma / dbeta."""
+    """(nchunks, partials0, partials1, sums0, sums1, per_channel): the chunk partials, column
+    sums for a backward that wants no dgamma / dbeta, and one more per-channel array."""
     nchunks = (rows + BN_ROWS_PER_CHUNK - 1) // BN_ROWS_PER_CHUNK
     shape = (max(nchunks, 1), cols)
     return (nchunks, workspace.device("bn_partials0", shape), workspace.device("bn_partials1", shape),
-            workspace.device("bn_sums0", cols), workspace.device("bn_sums1", cols))
+            workspace.device("bn_sums0", cols), workspace.device("bn_sums1", cols),
+            workspace.device("bn_per_channel", cols))
 
 
 def _partials(p0, p1, x, dy, mean, inv_std, nchunks, mode):
@@ -187,7 +208,7 @@ def _gradient_sums(x, dy, mean, inv_std, dgamma, dbeta, workspace):
     """(sum_dy, sum_dy_xhat) = the column sums of dy and of dy * (x - mean) * inv_std, in
     dbeta and dgamma where given (else in scratch)."""
     rows, cols = x.shape
-    nchunks, p0, p1, s0, s1 = _scratch(workspace, rows, cols)
+    nchunks, p0, p1, s0, s1, _ = _scratch(workspace, rows, cols)
     sum_dy = s0 if dbeta is None else dbeta
     sum_dy_xhat = s1 if dgamma is None else dgamma
     _partials(p0, p1, x, dy, mean, inv_std, nchunks, BN_GRADIENTS)
@@ -205,7 +226,7 @@ def batchnorm_forward_train(x, gamma, beta, moving_mean, moving_variance, moment
     rows, cols = x.shape
     if cols == 0:
         return
-    nchunks, p0, p1, _, _ = _scratch(workspace, rows, cols)
+    nchunks, p0, p1, _, _, _ = _scratch(workspace, rows, cols)
     frows = np.float32(rows)
     cblocks, cthreads = elementwise_config(cols)
     momentum = np.float32(momentum)
@@ -242,3 +263,24 @@ def batchnorm_backward(x, gamma, mean, inv_std, dy, dgamma, dbeta, dx, workspace
             dx, x, dy, inv_std if gamma is None else gamma, mean, inv_std, sum_dy, sum_dy_xhat,
             rows, cols, np.float32(rows), gamma is not None)
 
+
+def batchnorm_infer_backward(x, gamma, moving_mean, moving_variance, epsilon, dy, dgamma,
+                             dbeta, dx, workspace):
+    where = "batchnorm_infer_backward"
+    _check(where, x, gamma=gamma, moving_mean=moving_mean, moving_variance=moving_variance,
+           dgamma=dgamma, dbeta=dbeta)
+    check_shape(where, "dy", dy, x.shape)
+    if dx is not None:
+        check_shape(where, "dx", dx, x.shape)
+    rows, cols = x.shape
+    if cols == 0:
+        return
+    inv_std = _scratch(workspace, rows, cols)[5]
+    blocks, threads = elementwise_config(cols)
+    _bn_inv_std_kernel[blocks, threads](inv_std, moving_variance, cols, np.float32(epsilon))
+    if dgamma is not None or dbeta is not None:
+        _gradient_sums(x, dy, moving_mean, inv_std, dgamma, dbeta, workspace)
+    if dx is not None and rows:
+        blocks, threads = elementwise_config(rows * cols)
+        _bn_infer_backward_dx_kernel[blocks, threads](
+            dx, dy, inv_std if gamma is None else gamma, inv_std, rows, cols, gamma is not None)
