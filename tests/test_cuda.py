@@ -59,6 +59,16 @@ def nan_device(be, shape):
     return be.from_host(np.full(shape, np.nan, np.float32))
 
 
+def assert_bitwise(actual, expected, err_msg=""):
+    """The same float32 bits (the sign of zero included) wherever not both NaN."""
+    expected = np.asarray(expected)
+    assert actual.dtype == expected.dtype == np.float32, err_msg
+    assert actual.shape == expected.shape, err_msg
+    both_nan = np.isnan(actual) & np.isnan(expected)
+    np.testing.assert_array_equal(np.where(both_nan, 0, actual.view(np.uint32)),
+                                  np.where(both_nan, 0, expected.view(np.uint32)), err_msg=err_msg)
+
+
 def gemm_operands(rng, m, n, k, trans_a, trans_b):
     a = f32(rng.standard_normal((k, m) if trans_a else (m, k)))
     b = f32(rng.standard_normal((n, k) if trans_b else (k, n)))
@@ -346,6 +356,124 @@ def test_optimizer_updates_match_reference(be, kind, kw):
             be.rmsprop_update(dev[0], dev[2], dev[1] if kw["momentum"] else None, d_g, **kw)
     for h, d in zip(host, dev):
         assert_close(be.to_host(d), h)
+
+
+# ---- merges, concatenation, scaling: bitwise the reference's ---------------------------------------
+
+MERGE_CASES = [(kind, k) for kind in ref.MERGES for k in ((2,) if kind == "subtract" else (1, 2, 3))]
+
+
+def merge_inputs(kind, k, shape=(3, 5)):
+    """k arrays of `shape`; for maximum / minimum integer-valued, so most positions tie and
+    the gradient must go to the first input holding the extreme."""
+    rng = rng_for("merge", kind, k, shape)
+    if kind in ("maximum", "minimum"):
+        return [f32(rng.integers(-1, 2, size=shape)) for _ in range(k)], f32(rng.standard_normal(shape))
+    return [f32(rng.standard_normal(shape)) for _ in range(k)], f32(rng.standard_normal(shape))
+
+
+@pytest.mark.parametrize("kind,k", MERGE_CASES, ids=[f"{kind}-{k}" for kind, k in MERGE_CASES])
+def test_merge_forward_and_backward_bitwise(be, kind, k):
+    npb = backends.get("numpy")
+    xs, dy = merge_inputs(kind, k)
+    d_xs = [be.from_host(x) for x in xs]
+    y_n = np.empty_like(xs[0])
+    npb.merge_forward(kind, xs, y_n)
+    y = nan_device(be, xs[0].shape)
+    be.merge_forward(kind, d_xs, y)
+    assert_bitwise(be.to_host(y), y_n, kind)
+    for i in range(k):
+        dx_n = np.empty_like(dy)
+        npb.merge_backward(kind, i, xs, dy, dx_n)
+        dx = nan_device(be, dy.shape)
+        be.merge_backward(kind, i, d_xs, be.from_host(dy), dx)
+        assert_bitwise(be.to_host(dx), dx_n, f"{kind} d/dx{i}")
+
+
+@pytest.mark.parametrize("kind", ref.MERGES)
+def test_merge_in_place(be, kind):
+    """y may be xs[0] (the plan sums gradients in place that way); dx may be dy."""
+    npb = backends.get("numpy")
+    xs, dy = merge_inputs(kind, 2, shape=(7,))
+    d_xs = [be.from_host(x) for x in xs]
+    y_n = np.empty_like(xs[0])
+    npb.merge_forward(kind, xs, y_n)
+    dx_n = np.empty_like(dy)
+    npb.merge_backward(kind, 1, xs, dy, dx_n)
+    d_dy = be.from_host(dy)
+    be.merge_backward(kind, 1, d_xs, d_dy, d_dy)
+    assert_bitwise(be.to_host(d_dy), dx_n)
+    be.merge_forward(kind, d_xs, d_xs[0])
+    assert_bitwise(be.to_host(d_xs[0]), y_n)
+
+
+@pytest.mark.parametrize("kind", ["maximum", "minimum"])
+def test_merge_extremes_with_nan_and_signed_zeros(be, kind):
+    """NaN anywhere wins the forward and routes no gradient (np.maximum / the reference's
+    x == max test); -0 and +0 tie, and the first one gets the gradient."""
+    npb = backends.get("numpy")
+    nan = np.nan
+    xs = [f32([nan, 1.0, 2.0, 0.0, -0.0, 3.0]), f32([1.0, nan, 2.0, -0.0, 0.0, 3.0]),
+          f32([0.5, 0.5, nan, 0.0, 0.0, 3.0])]
+    dy = f32([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    d_xs = [be.from_host(x) for x in xs]
+    y_n, y = np.empty_like(dy), nan_device(be, dy.shape)
+    npb.merge_forward(kind, xs, y_n)
+    be.merge_forward(kind, d_xs, y)
+    np.testing.assert_array_equal(be.to_host(y), y_n)
+    for i in range(3):
+        dx_n, dx = np.empty_like(dy), nan_device(be, dy.shape)
+        npb.merge_backward(kind, i, xs, dy, dx_n)
+        be.merge_backward(kind, i, d_xs, be.from_host(dy), dx)
+        assert_bitwise(be.to_host(dx), dx_n, f"d/dx{i}")
+    # one input: x0 itself is the extreme, except where it is NaN
+    dx_n, dx = np.empty_like(dy), nan_device(be, dy.shape)
+    npb.merge_backward(kind, 0, xs[:1], dy, dx_n)
+    be.merge_backward(kind, 0, d_xs[:1], be.from_host(dy), dx)
+    assert_bitwise(be.to_host(dx), dx_n)
+
+
+def test_merge_refuses_bad_arguments(be):
+    a, b = be.empty((2, 3)), be.empty((3, 2))
+    with pytest.raises(ValueError, match="expected kind in"):
+        be.merge_forward("concatenate", [a, a], a)
+    with pytest.raises(ValueError, match=r"expected xs\[1\] of shape \(2, 3\)"):
+        be.merge_forward("add", [a, b], a)
+    with pytest.raises(ValueError, match="subtract takes 2 inputs"):
+        be.merge_forward("subtract", [a, a, a], a)
+    with pytest.raises(ValueError, match="input index"):
+        be.merge_backward("add", 2, [a, a], a, a)
+
+
+def test_concat_forward_and_backward_bitwise(be):
+    npb = backends.get("numpy")
+    rng = rng_for("concat")
+    widths = (1, 4, 2)
+    xs = [f32(rng.standard_normal((5, w))) for w in widths]
+    y_n = np.empty((5, 7), np.float32)
+    npb.concat_forward(xs, y_n)
+    y = nan_device(be, (5, 7))
+    be.concat_forward([be.from_host(x) for x in xs], y)
+    assert_bitwise(be.to_host(y), y_n)
+    dy = f32(rng.standard_normal((5, 7)))
+    dxs = [nan_device(be, (5, 1)), None, nan_device(be, (5, 2))]     # None: not wanted
+    be.concat_backward(be.from_host(dy), widths, dxs)
+    assert_bitwise(be.to_host(dxs[0]), dy[:, :1])
+    assert_bitwise(be.to_host(dxs[2]), dy[:, 5:])
+
+
+def test_scale_bitwise_and_in_place(be):
+    npb = backends.get("numpy")
+    x = f32(rng_for("scale").standard_normal((3, 7)) * 1e3)
+    for alpha in (0.3, -1.0, 1.0 / 3.0):
+        y_n = np.empty_like(x)
+        npb.scale(x, alpha, y_n)
+        y = nan_device(be, x.shape)
+        be.scale(be.from_host(x), alpha, y)
+        assert_bitwise(be.to_host(y), y_n, f"alpha={alpha}")
+        d_x = be.from_host(x)
+        be.scale(d_x, alpha, d_x)
+        assert_bitwise(be.to_host(d_x), y_n, f"in place, alpha={alpha}")
 
 
 # ---- arrays -----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ Its modules mirror csrc/, one family of kernels each, with their launch function
   convolution    im2col into the SGEMM, col2im back (and the NHWC window geometry)
   pooling        max / average / global-average pooling
   normalization  batch normalization
+  merge          add, subtract, multiply, average, maximum, minimum; concatenation
 and this file assembles them into CudaBackend, the interface of pynn/backend/base.py, and
 says whether the backend can run here (unavailable_reason).
 
@@ -30,8 +31,8 @@ order, rather than each output scattering into its window.
 import numpy as np
 
 from ..base import Backend
-from . import (convolution, elementwise, gemm, losses, normalization, optimizers, pooling,
-               runtime)
+from . import (convolution, elementwise, gemm, losses, merge, normalization, optimizers,
+               pooling, runtime)
 from .runtime import SIMULATOR, cuda
 
 
@@ -142,6 +143,13 @@ class CudaBackend(Backend):
 
     def dropout_backward(self, dy, mask, dx):
         elementwise.multiply("dropout_backward", dx, dy, mask)
+
+    # ---- merges, concatenation, scaling ---------------------------------------------------------
+    merge_forward = staticmethod(merge.merge_forward)
+    merge_backward = staticmethod(merge.merge_backward)
+    concat_forward = staticmethod(merge.concat_forward)
+    concat_backward = staticmethod(merge.concat_backward)
+    scale = staticmethod(elementwise.scale)
 
     # ---- optimizers ------------------------------------------------------------------------------
     sgd_update = staticmethod(optimizers.sgd_update)

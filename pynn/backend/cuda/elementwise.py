@@ -1,6 +1,6 @@
 """Elementwise kernels: the activations and their derivatives (also the GEMM epilogue's, so
 fused and unfused agree), softmax rows, the activation backward fused with the bias gradient,
-and fill / multiply.
+and fill / multiply / scale.
 
 Every output element is written by one thread; the one reduction here (the bias gradient)
 adds in an order fixed by the array shape, with no atomics.
@@ -186,6 +186,14 @@ def _multiply_kernel(out, a, b, n):
         out[i] = a[i] * b[i]
 
 
+@cuda.jit
+def _scale_kernel(y, x, n, alpha):
+    """y = alpha * x elementwise (one float32 product: NumPy's bits); y may be x."""
+    i = cuda.grid(1)
+    if i < n:
+        y[i] = x[i] * alpha
+
+
 # ---- launches --------------------------------------------------------------------------------
 
 def fill(a, value):
@@ -276,3 +284,11 @@ def multiply(where, out, a, b):
         blocks, threads = elementwise_config(n)
         _multiply_kernel[blocks, threads](as_1d(out), as_1d(a), as_1d(b), n)
 
+
+def scale(x, alpha, y):
+    check_shape("scale", "y", y, x.shape)
+    check_float32("scale", x=x, y=y)
+    n = int(x.size)
+    if n:
+        blocks, threads = elementwise_config(n)
+        _scale_kernel[blocks, threads](as_1d(y), as_1d(x), n, np.float32(alpha))
