@@ -443,20 +443,73 @@ def test_batchnorm_infer_backward_matches_numpy(be, npb, case):
 
 # ---- dropout ---------------------------------------------------------------------------------------
 
-def test_dropout_forward_and_backward(be):
-    rng = rng_for("dropout")
-    x, dy = f32(rng.standard_normal((3, 5, 7, 2))), f32(rng.standard_normal((3, 5, 7, 2)))
-    mask = ref.dropout_mask(x.shape, 0.4, rng)
-    d_mask = be.from_host(mask)
-    y = nan_device(be, x.shape)
-    be.dropout_forward(be.from_host(x), d_mask, y)
-    np.testing.assert_array_equal(be.to_host(y), x * mask)
-    dx = nan_device(be, x.shape)
-    be.dropout_backward(be.from_host(dy), d_mask, dx)
-    np.testing.assert_array_equal(be.to_host(dx), dy * mask)
+# (shape, broadcast): broadcast[a] true where Keras's noise_shape is 1 (the mask repeats)
+DROPOUT_CASES = [((3, 5, 7, 2), (False, False, False, False)),
+                 ((3, 5, 7, 2), (False, True, True, False)),     # one mask per image and channel
+                 ((4, 3), (True, False)),                         # one mask row for the batch
+                 ((2, 1, 3), (False, False, True)),
+                 ((5,), (False,))]
+DROPOUT_IDS = ["x".join(map(str, s)) + "-" + "".join("b" if b else "." for b in bc)
+               for s, bc in DROPOUT_CASES]
+
+
+@pytest.mark.parametrize("shape,broadcast", DROPOUT_CASES, ids=DROPOUT_IDS)
+def test_dropout_mask_drawn_on_the_device_is_the_reference_mask(be, npb, shape, broadcast):
+    """The counter-based generator on the device gives bitwise reference.dropout_mask, noise
+    shape included; y = x * mask and the backward dx = dy * mask bitwise too."""
+    rng = rng_for("dropout", shape, broadcast)
+    x, dy = f32(rng.standard_normal(shape)), f32(rng.standard_normal(shape))
+    seed, counter, rate = 2**64 - 3, 41, 0.4          # seed + G (counter + 1) wraps mod 2^64
+    expect = ref.dropout_mask(shape, broadcast, seed, counter, rate)
+    mask, y = nan_device(be, shape), nan_device(be, shape)
+    be.dropout_forward(be.from_host(x), seed, counter, rate, broadcast, mask, y)
+    mask_host = be.to_host(mask)
+    assert mask_host.tobytes() == expect.tobytes()
+    assert be.to_host(y).tobytes() == (x * expect).tobytes()
+    mask_n, y_n = np.empty_like(x), np.empty_like(x)
+    npb.dropout_forward(x, seed, counter, rate, broadcast, mask_n, y_n)
+    assert be.to_host(y).tobytes() == y_n.tobytes()
+    dx = nan_device(be, shape)
+    be.dropout_backward(be.from_host(dy), mask, dx)
+    np.testing.assert_array_equal(be.to_host(dx), dy * expect)
     d_dy = be.from_host(dy)                                   # in place: dx is dy
-    be.dropout_backward(d_dy, d_mask, d_dy)
-    np.testing.assert_array_equal(be.to_host(d_dy), dy * mask)
+    be.dropout_backward(d_dy, mask, d_dy)
+    np.testing.assert_array_equal(be.to_host(d_dy), dy * expect)
+
+
+def test_dropout_streams_repeat_and_differ(be):
+    """Same (seed, counter): the same mask; another counter or seed: another mask.  y may
+    be x; rate 0 keeps everything."""
+    shape, broadcast = (4, 6, 5), (False, False, False)
+    x = f32(rng_for("dropout_streams").standard_normal(shape))
+    masks = {}
+    for seed, counter in ((7, 0), (7, 0), (7, 1), (8, 0)):
+        mask, d_x = be.empty(shape), be.from_host(x)
+        be.dropout_forward(d_x, seed, counter, 0.5, broadcast, mask, d_x)
+        host = be.to_host(mask)
+        np.testing.assert_array_equal(be.to_host(d_x), x * host)
+        if (seed, counter) in masks:
+            assert masks[(seed, counter)].tobytes() == host.tobytes()
+        masks[(seed, counter)] = host
+    assert len({m.tobytes() for m in masks.values()}) == 3
+    mask, y = be.empty(shape), be.empty(shape)
+    be.dropout_forward(be.from_host(x), 7, 0, 0.0, broadcast, mask, y)
+    np.testing.assert_array_equal(be.to_host(mask), 1.0)
+
+
+def test_device_uniforms_are_the_reference_uniforms(be):
+    from pynn.backend.cuda import random
+    u = nan_device(be, (1000,))
+    random.random_uniform(123456789, 2**40 + 3, u)
+    assert be.to_host(u).tobytes() == ref.random_uniform(123456789, 2**40 + 3, 1000).tobytes()
+
+
+def test_dropout_refuses_bad_arguments(be):
+    x = be.empty((2, 3))
+    with pytest.raises(ValueError, match="one broadcast flag per axis"):
+        be.dropout_forward(x, 1, 0, 0.5, (False,), be.empty((2, 3)), be.empty((2, 3)))
+    with pytest.raises(ValueError, match=r"rate in \[0, 1\)"):
+        be.dropout_forward(x, 1, 0, 1.0, (False, False), be.empty((2, 3)), be.empty((2, 3)))
 
 
 # ---- a tiny CNN through the public API --------------------------------------------------------------

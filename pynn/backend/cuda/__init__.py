@@ -19,6 +19,7 @@ Its modules mirror csrc/, one family of kernels each, with their launch function
   pooling        max / average / global-average pooling
   normalization  batch normalization
   merge          add, subtract, multiply, average, maximum, minimum; concatenation
+  random         the counter-based uniforms of csrc/pynn.h, drawn on the device; dropout
 and this file assembles them into CudaBackend, the interface of pynn/backend/base.py, and
 says whether the backend can run here (unavailable_reason).
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from ..base import Backend
 from . import (convolution, elementwise, gemm, losses, merge, normalization, optimizers,
-               pooling, runtime)
+               pooling, random, runtime)
 from .runtime import SIMULATOR, cuda
 
 
@@ -138,8 +139,8 @@ class CudaBackend(Backend):
         normalization.batchnorm_infer_backward(x, gamma, moving_mean, moving_variance, epsilon,
                                                dy, dgamma, dbeta, dx, self.workspace)
 
-    def dropout_forward(self, x, mask, y):
-        elementwise.multiply("dropout_forward", y, x, mask)
+    def dropout_forward(self, x, seed, counter, rate, broadcast, mask, y):
+        random.dropout_forward(x, seed, counter, rate, broadcast, mask, y, self.workspace)
 
     def dropout_backward(self, dy, mask, dx):
         elementwise.multiply("dropout_backward", dx, dy, mask)

@@ -102,7 +102,7 @@ class Workspace:
 
     def table(self, key, values, dtype=np.int64):
         """A constant device array holding `values` (copied once per distinct values): the
-        labels argument of a kernel given none."""
+        dropout kernel's shape tables, the labels argument of a kernel given none."""
         values = tuple(values)
         full_key = ("table", key, values, np.dtype(dtype).str)
         if full_key not in self._arrays:
