@@ -358,6 +358,44 @@ def test_optimizer_updates_match_reference(be, kind, kw):
         assert_close(be.to_host(d), h)
 
 
+# ---- one optimizer step (the plan's call) --------------------------------------------------------
+
+STEP_CASES = [("sgd", dict(learning_rate=0.1, momentum=0.0, nesterov=False), False),
+              ("sgd", dict(learning_rate=0.1, momentum=0.9, nesterov=True), True),
+              ("adam", dict(learning_rate=0.003, beta_1=0.9, beta_2=0.999, epsilon=1e-7), True),
+              ("rmsprop", dict(learning_rate=0.01, rho=0.9, momentum=0.0, epsilon=1e-7), True),
+              ("rmsprop", dict(learning_rate=0.01, rho=0.9, momentum=0.5, epsilon=1e-7), True)]
+
+
+@pytest.mark.parametrize("kind,settings,slot1", STEP_CASES,
+                         ids=["sgd", "sgd_nesterov", "adam", "rmsprop", "rmsprop_momentum"])
+def test_optimizer_step_matches_numpy_backend(be, kind, settings, slot1):
+    """Steps 1..3 (Adam's bias correction changes each step), slots as pynn_optimizer_step's:
+    SGD (slot1 = momentum or None), Adam (m, v), RMSprop (velocity, momentum or None)."""
+    npb = backends.get("numpy")
+    hyper = dict.fromkeys(pynn.ids.HYPER, 0.0) | settings
+    rng = rng_for("step", kind, tuple(settings.items()))
+    n = 29
+    w, g = f32(rng.standard_normal(n)), f32(rng.standard_normal(n))
+    second = kind == "adam" or (kind == "rmsprop" and settings["momentum"])
+    slots = [f32(rng.random(n) * 0.1) if used else None for used in (slot1, second)]
+    host = [w.copy()] + [None if a is None else a.copy() for a in slots]
+    dev = [be.from_host(w)] + [None if a is None else be.from_host(a) for a in slots]
+    d_g = be.from_host(g)
+    for step in (1, 2, 3):
+        npb.optimizer_step(kind, host[0], host[1], host[2], g, step, hyper)
+        be.optimizer_step(kind, dev[0], dev[1], dev[2], d_g, step, hyper)
+    for h, d in zip(host, dev):
+        if h is not None:
+            assert_close(be.to_host(d), h)
+
+
+def test_optimizer_step_refuses_an_unknown_kind(be):
+    with pytest.raises(ValueError, match="optimizer_step: expected kind in"):
+        be.optimizer_step("adagrad", be.empty((2,)), None, None, be.empty((2,)), 1,
+                          dict.fromkeys(pynn.ids.HYPER, 0.1))
+
+
 # ---- merges, concatenation, scaling: bitwise the reference's ---------------------------------------
 
 MERGE_CASES = [(kind, k) for kind in ref.MERGES for k in ((2,) if kind == "subtract" else (1, 2, 3))]
@@ -474,6 +512,62 @@ def test_scale_bitwise_and_in_place(be):
         d_x = be.from_host(x)
         be.scale(d_x, alpha, d_x)
         assert_bitwise(be.to_host(d_x), y_n, f"in place, alpha={alpha}")
+
+
+# ---- metric sums ---------------------------------------------------------------------------------
+
+def metric_inputs(kind, shape, labels):
+    """pred (probabilities, with ties in the first row) and float targets or int64 labels."""
+    rng = rng_for("metric", kind, shape, labels)
+    rows, cols = shape
+    pred = f32(rng.random(shape))
+    pred[0, :] = 0.5                           # > 0.5 is false; argmax ties: the first wins
+    if rows > 1 and cols > 1:
+        pred[1, -1] = pred[1, 0] = pred[1].max() + 0.25
+    if labels:
+        return pred, rng.integers(0, cols, size=rows).astype(np.int64)
+    if kind in ("mean_absolute_error", "mean_squared_error"):
+        return pred, f32(rng.random(shape))
+    if kind == "binary_accuracy":
+        return pred, f32(rng.random(shape) > 0.5)
+    target = f32(np.eye(cols)[rng.integers(0, cols, size=rows)])
+    return pred, target
+
+
+METRIC_CASES = [(kind, labels, shape) for kind in ref.METRICS for labels in (False, True)
+                for shape in ((1, 1), (6, 3), (5, 11))]
+
+
+@pytest.mark.parametrize("kind,labels,shape", METRIC_CASES,
+                         ids=[f"{k}-{'labels' if l else 'rows'}-{s[0]}x{s[1]}" for k, l, s in METRIC_CASES])
+def test_metric_sum_matches_numpy_backend(be, kind, labels, shape):
+    npb = backends.get("numpy")
+    pred, target = metric_inputs(kind, shape, labels)
+    expect = npb.metric_sum(kind, pred, target)
+    got = be.metric_sum(kind, be.from_host(pred), be.from_host(target))
+    assert isinstance(got, float)
+    # per-row float32 values agree to rounding (row sums in another order), the row sum
+    # in double to its rounding
+    np.testing.assert_allclose(got, expect, rtol=2e-7 * shape[1], atol=1e-12)
+
+
+def test_metric_sum_over_several_blocks_repeats_bitwise(be, cuda_module):
+    rows = cuda_module.reduction.ROWS_PER_BLOCK + 5
+    npb = backends.get("numpy")
+    for kind, labels in (("mean_squared_error", False), ("sparse_categorical_accuracy", True)):
+        pred, target = metric_inputs(kind, (rows, 2), labels)
+        d_pred, d_target = be.from_host(pred), be.from_host(target)
+        first = be.metric_sum(kind, d_pred, d_target)
+        np.testing.assert_allclose(first, npb.metric_sum(kind, pred, target), rtol=1e-6)
+        assert be.metric_sum(kind, d_pred, d_target) == first
+
+
+def test_metric_sum_refuses_bad_arguments(be):
+    with pytest.raises(ValueError, match="expected kind in"):
+        be.metric_sum("auc", be.empty((2, 3)), be.empty((2, 3)))
+    with pytest.raises(ValueError, match="expected labels of shape"):
+        be.metric_sum("sparse_categorical_accuracy", be.empty((2, 3)),
+                      be.from_host(np.zeros(3, np.int64)))
 
 
 # ---- arrays -----------------------------------------------------------------------------------------

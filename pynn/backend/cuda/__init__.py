@@ -14,7 +14,7 @@ Its modules mirror csrc/, one family of kernels each, with their launch function
   gemm           the tiled SGEMM with its bias + activation epilogue and its launch
                  configuration; Dense forward and backward on top of it
   reduction      the fixed-order sum over rows that the losses and the metrics share
-  losses, optimizers
+  losses, metrics, optimizers
   convolution    im2col into the SGEMM, col2im back (and the NHWC window geometry)
   pooling        max / average / global-average pooling
   normalization  batch normalization
@@ -24,7 +24,7 @@ and this file assembles them into CudaBackend, the interface of pynn/backend/bas
 says whether the backend can run here (unavailable_reason).
 
 Determinism: every output element is written by one thread, and every reduction (bias
-gradient, loss, batch-norm statistics) adds in an order fixed by the array shapes
+gradient, loss, metric, batch-norm statistics) adds in an order fixed by the array shapes
 alone; there are no atomics, so a run repeats bitwise.  The adjoints of gathers (col2im, the
 pooling backwards) are gathers too: each input element sums what reaches it in a fixed
 order, rather than each output scattering into its window.
@@ -32,14 +32,14 @@ order, rather than each output scattering into its window.
 import numpy as np
 
 from ..base import Backend
-from . import (convolution, elementwise, gemm, losses, merge, normalization, optimizers,
-               pooling, random, runtime)
+from . import (convolution, elementwise, gemm, losses, merge, metrics, normalization,
+               optimizers, pooling, random, runtime)
 from .runtime import SIMULATOR, cuda
 
 
 class CudaBackend(Backend):
     """Backend arrays are Numba device arrays; nothing crosses to the host except through
-    from_host / copy_from_host (in) and to_host / the loss value (out).
+    from_host / copy_from_host (in) and to_host / the loss and metric values (out).
 
     The methods are the kernel modules' functions; those that launch an SGEMM get the
     device's SM count (the tile choice), those that reduce get this backend's workspace."""
@@ -145,14 +145,17 @@ class CudaBackend(Backend):
     def dropout_backward(self, dy, mask, dx):
         elementwise.multiply("dropout_backward", dx, dy, mask)
 
-    # ---- merges, concatenation, scaling ---------------------------------------------------------
+    # ---- merges, concatenation, scaling, metrics, optimizers ---------------------------------
     merge_forward = staticmethod(merge.merge_forward)
     merge_backward = staticmethod(merge.merge_backward)
     concat_forward = staticmethod(merge.concat_forward)
     concat_backward = staticmethod(merge.concat_backward)
     scale = staticmethod(elementwise.scale)
 
-    # ---- optimizers ------------------------------------------------------------------------------
+    def metric_sum(self, kind, pred, target):
+        return metrics.metric_sum(kind, pred, target, self.workspace)
+
+    optimizer_step = staticmethod(optimizers.optimizer_step)
     sgd_update = staticmethod(optimizers.sgd_update)
     adam_update = staticmethod(optimizers.adam_update)
     rmsprop_update = staticmethod(optimizers.rmsprop_update)

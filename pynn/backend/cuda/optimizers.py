@@ -1,11 +1,15 @@
 """The optimizers' updates over a flat parameter array, Keras 3's rules in the float32
-order of csrc/optimizers.c, one thread per parameter.
+order of csrc/optimizers.c, one thread per parameter; and optimizer_step, the plan's one
+call per training step.  Adam's bias-corrected step size is computed on the host in double
+by reference.adam_lr_t, the function every backend uses, so all see the same lr_t.
 """
 import math
 
 import numpy as np
 from numba import cuda
 
+from .. import reference
+from ...ids import OPTIMIZERS
 from .runtime import F1, as_1d, elementwise_config
 
 
@@ -90,3 +94,19 @@ def rmsprop_update(w, v, mom, g, lr, rho, momentum, epsilon):
                                      F1 - np.float32(rho), np.float32(momentum),
                                      use_momentum, np.float32(epsilon))
 
+
+def optimizer_step(kind, w, slot1, slot2, g, step, hyper):
+    """One update of w from g with the settings hyper (pynn.ids.HYPER's names); the slots
+    as pynn_optimizer_step's: SGD slot1 = momentum; Adam slot1 = m, slot2 = v; RMSprop
+    slot1 = velocity, slot2 = momentum (None where momentum is 0)."""
+    if kind not in OPTIMIZERS:
+        raise ValueError(f"optimizer_step: expected kind in {tuple(OPTIMIZERS)}, received "
+                         f"{kind!r}")
+    lr = hyper["learning_rate"]
+    if kind == "sgd":
+        sgd_update(w, slot1, g, lr, hyper["momentum"], bool(hyper["nesterov"]))
+    elif kind == "adam":
+        lr_t = reference.adam_lr_t(lr, hyper["beta_1"], hyper["beta_2"], step)
+        adam_update(w, slot1, slot2, g, lr_t, hyper["beta_1"], hyper["beta_2"], hyper["epsilon"])
+    else:
+        rmsprop_update(w, slot1, slot2, g, lr, hyper["rho"], hyper["momentum"], hyper["epsilon"])

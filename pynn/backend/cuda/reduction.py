@@ -1,4 +1,4 @@
-"""The fixed-order sum over rows of the losses (a kernel factory: any row function).
+"""The fixed-order sum over rows shared by the losses and the metrics.
 
 A row function gives each row's value in double.  The rows are cut into blocks of
 ROWS_PER_BLOCK; thread q of a block takes rows q, q + T, q + 2T, ... of its block in order,
