@@ -14,11 +14,14 @@ FMAs and sums in other orders, so results agree to float32 rounding: rtol 1e-5 w
 absolute floor of 1e-6 of the largest value (as tests/test_kernels_parity.py argues), looser
 for GEMMs (sums of K products).
 """
+import os
+import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 # first: importing cuda_setup switches the simulator on before numba is imported
-from cuda_setup import be, quick_simulator  # noqa: F401  (fixtures)
+from cuda_setup import SIMULATED, be, quick_simulator  # noqa: F401  (fixtures)
 
 import numpy as np
 import pytest
@@ -647,6 +650,24 @@ def test_set_weights_then_get_weights_round_trips(be):
     model.set_weights(weights)
     for a, b in zip(model.get_weights(), weights):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- the GPU build of every kernel -------------------------------------------------------------------
+
+def test_every_kernel_compiles_for_a_gpu():
+    """The simulator never types a kernel as the GPU build does: compile each one to PTX
+    (tests/cuda_ptx.py; needs NVVM, not a GPU, and the simulator off, so in a subprocess)."""
+    if not SIMULATED:
+        pytest.skip("on a GPU every test above compiles its kernels for real")
+    root = Path(__file__).resolve().parents[1]
+    # the source tree first: the installed copy of pynn may be older
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    run = subprocess.run([sys.executable, str(root / "tests" / "cuda_ptx.py")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    if run.returncode == 77:
+        pytest.skip(run.stdout.strip() + " (pip install nvidia-cuda-nvcc-cu12 nvidia-cuda-nvrtc-cu12)")
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 # ---- availability ------------------------------------------------------------------------------------
