@@ -73,7 +73,7 @@ def bench_sgemm(be, cuda_mod, reps):
         t = rng.standard_normal(n).astype(np.float64)
         ah, bh, ch = (be.to_host(v).astype(np.float64) for v in (a, b, c))
         err = np.abs(ch @ t - ah @ (bh @ t)).max() / np.abs(ah @ (bh @ t)).max()
-        cfg = cuda_mod.gemm_config(n, n, be.sm_count)
+        cfg = cuda_mod.gemm.gemm_config(n, n, be.sm_count)
         flops = 2.0 * n ** 3
         line = f"  n={n:5d}  pynn[{cfg.name}] {ms:8.3f} ms {flops / ms / 1e9:6.1f} TFLOP/s (rel. err {err:.1e})"
         ref = cublas_matmul(n)

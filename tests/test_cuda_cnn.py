@@ -133,24 +133,29 @@ def test_conv2d_forward_in_place_y_is_z(be, npb):
     assert_close(be.to_host(z), y_n, atol_of_max=1e-5)
 
 
-def conv_backward_both(be, npb, case, with_db=True, with_dx=True):
+def conv_backward_both(be, npb, case, with_db=True, with_dx=True, with_dw=True):
     """(cuda results, numpy results) of conv2d_backward, each [dz, dw, db, dx] (None where
     not asked); both backwards see the same z and y (the numpy forward's) and the cuda
-    one the cols its own forward left."""
+    one the cols its own forward left, and a work array of the size it asks for."""
     strides, activation = case[6], case[8]
     x, wt, b, dy, out_hw, pads = conv_problem(case)
     cols_n, z_n, y_n = numpy_conv(npb, x, wt, b, strides, pads, out_hw, activation)
     cols, _, _ = cuda_conv(be, x, wt, b, strides, pads, out_hw, activation)
     with_db = with_db and b is not None
-    expect = [dy.copy(), np.empty_like(wt), np.empty(wt.shape[3], np.float32) if with_db else None,
+    expect = [dy.copy(), np.empty_like(wt) if with_dw else None,
+              np.empty(wt.shape[3], np.float32) if with_db else None,
               np.empty_like(x) if with_dx else None]
+    work_n = np.empty(npb.conv2d_backward_work_size(x.shape, wt.shape, strides, out_hw), np.float32)
     npb.conv2d_backward(x, wt, z_n, y_n, expect[0], strides, pads, activation, 0.3, cols_n,
-                        *expect[1:])
-    got = [be.from_host(dy), nan_device(be, wt.shape),
+                        work_n, *expect[1:])
+    got = [be.from_host(dy), nan_device(be, wt.shape) if with_dw else None,
            nan_device(be, (wt.shape[3],)) if with_db else None,
            nan_device(be, x.shape) if with_dx else None]
+    work_size = be.conv2d_backward_work_size(x.shape, wt.shape, strides, out_hw)
+    assert isinstance(work_size, int) and work_size >= 1
     be.conv2d_backward(be.from_host(x), be.from_host(wt), be.from_host(z_n), be.from_host(y_n),
-                       got[0], strides, pads, activation, 0.3, cols, *got[1:])
+                       got[0], strides, pads, activation, 0.3, cols, be.empty((work_size,)),
+                       *got[1:])
     return [None if g is None else be.to_host(g) for g in got], expect
 
 
@@ -167,6 +172,14 @@ def test_conv2d_backward_without_db_and_dx(be, npb):
     assert got[2] is None and got[3] is None
     assert_close(got[0], expect[0])
     assert_close(got[1], expect[1], rtol=1e-4, atol_of_max=1e-5)
+
+
+def test_conv2d_backward_of_a_frozen_layer(be, npb):
+    """dw None: no filter gradient, still dz, db and dx."""
+    got, expect = conv_backward_both(be, npb, CONV_CASES[0], with_dw=False)
+    assert got[1] is None
+    for name, index in (("dz", 0), ("db", 2), ("dx", 3)):
+        assert_close(got[index], expect[index], rtol=1e-4, atol_of_max=1e-5, err_msg=name)
 
 
 def test_conv2d_backward_repeats_bitwise(be, npb):
@@ -190,14 +203,10 @@ def test_col2im_gathers_in_the_reference_order(be, col2im_launch):
 
 @pytest.fixture(scope="module")
 def col2im_launch(be):
-    from pynn.backend import cuda
+    from pynn.backend.cuda import convolution
 
     def launch(dx, cols, x_shape, window, strides, pads, out_hw):
-        total = int(np.prod(x_shape))
-        blocks, threads = cuda._elementwise_config(total)
-        cuda._col2im_kernel[blocks, threads](dx, cols, total, x_shape[1], x_shape[2], x_shape[3],
-                                             window[0], window[1], strides[0], strides[1],
-                                             pads[0], pads[1], out_hw[0], out_hw[1])
+        convolution.col2im(dx, cols, window, strides, pads, out_hw)
     return launch
 
 
@@ -403,22 +412,104 @@ def test_batchnorm_backward_dx_only(be, npb):
     assert_close(be.to_host(db), e_db, rtol=1e-4, atol_of_max=1e-5)
 
 
+@pytest.mark.parametrize("case", BN_CASES[:4], ids=BN_IDS[:4])
+def test_batchnorm_infer_backward_matches_numpy(be, npb, case):
+    """The statistics as constants: dgamma, dbeta (column sums, here over 300 rows in two
+    chunks too) and dx = dy * gamma / sqrt(moving_variance + epsilon), elementwise."""
+    x, gamma, beta, moving, dy = bn_problem(case)
+    rows, c = x.shape
+    expect = [np.empty(c, np.float32) if gamma is not None else None,
+              np.empty(c, np.float32) if beta is not None else None, np.empty_like(x)]
+    npb.batchnorm_infer_backward(x, gamma, moving[0], moving[1], 1e-3, dy, *expect)
+    got = [nan_device(be, (c,)) if gamma is not None else None,
+           nan_device(be, (c,)) if beta is not None else None, nan_device(be, x.shape)]
+    be.batchnorm_infer_backward(be.from_host(x), dev_or_none(be, gamma), be.from_host(moving[0]),
+                                be.from_host(moving[1]), 1e-3, be.from_host(dy), *got)
+    for name, g, e in zip(("dgamma", "dbeta"), got, expect):
+        if e is not None:
+            assert_close(be.to_host(g), e, rtol=1e-4, atol_of_max=1e-5, err_msg=name)
+    assert_close(be.to_host(got[2]), expect[2], err_msg="dx")
+    # each output may be None
+    dx = nan_device(be, x.shape)
+    be.batchnorm_infer_backward(be.from_host(x), dev_or_none(be, gamma), be.from_host(moving[0]),
+                                be.from_host(moving[1]), 1e-3, be.from_host(dy), None, None, dx)
+    assert be.to_host(dx).tobytes() == be.to_host(got[2]).tobytes()
+    if gamma is not None:
+        dg = nan_device(be, (c,))
+        be.batchnorm_infer_backward(be.from_host(x), be.from_host(gamma), be.from_host(moving[0]),
+                                    be.from_host(moving[1]), 1e-3, be.from_host(dy), dg, None, None)
+        assert be.to_host(dg).tobytes() == be.to_host(got[0]).tobytes()
+
+
 # ---- dropout ---------------------------------------------------------------------------------------
 
-def test_dropout_forward_and_backward(be):
-    rng = rng_for("dropout")
-    x, dy = f32(rng.standard_normal((3, 5, 7, 2))), f32(rng.standard_normal((3, 5, 7, 2)))
-    mask = ref.dropout_mask(x.shape, 0.4, rng)
-    d_mask = be.from_host(mask)
-    y = nan_device(be, x.shape)
-    be.dropout_forward(be.from_host(x), d_mask, y)
-    np.testing.assert_array_equal(be.to_host(y), x * mask)
-    dx = nan_device(be, x.shape)
-    be.dropout_backward(be.from_host(dy), d_mask, dx)
-    np.testing.assert_array_equal(be.to_host(dx), dy * mask)
+# (shape, broadcast): broadcast[a] true where Keras's noise_shape is 1 (the mask repeats)
+DROPOUT_CASES = [((3, 5, 7, 2), (False, False, False, False)),
+                 ((3, 5, 7, 2), (False, True, True, False)),     # one mask per image and channel
+                 ((4, 3), (True, False)),                         # one mask row for the batch
+                 ((2, 1, 3), (False, False, True)),
+                 ((5,), (False,))]
+DROPOUT_IDS = ["x".join(map(str, s)) + "-" + "".join("b" if b else "." for b in bc)
+               for s, bc in DROPOUT_CASES]
+
+
+@pytest.mark.parametrize("shape,broadcast", DROPOUT_CASES, ids=DROPOUT_IDS)
+def test_dropout_mask_drawn_on_the_device_is_the_reference_mask(be, npb, shape, broadcast):
+    """The counter-based generator on the device gives bitwise reference.dropout_mask, noise
+    shape included; y = x * mask and the backward dx = dy * mask bitwise too."""
+    rng = rng_for("dropout", shape, broadcast)
+    x, dy = f32(rng.standard_normal(shape)), f32(rng.standard_normal(shape))
+    seed, counter, rate = 2**64 - 3, 41, 0.4          # seed + G (counter + 1) wraps mod 2^64
+    expect = ref.dropout_mask(shape, broadcast, seed, counter, rate)
+    mask, y = nan_device(be, shape), nan_device(be, shape)
+    be.dropout_forward(be.from_host(x), seed, counter, rate, broadcast, mask, y)
+    mask_host = be.to_host(mask)
+    assert mask_host.tobytes() == expect.tobytes()
+    assert be.to_host(y).tobytes() == (x * expect).tobytes()
+    mask_n, y_n = np.empty_like(x), np.empty_like(x)
+    npb.dropout_forward(x, seed, counter, rate, broadcast, mask_n, y_n)
+    assert be.to_host(y).tobytes() == y_n.tobytes()
+    dx = nan_device(be, shape)
+    be.dropout_backward(be.from_host(dy), mask, dx)
+    np.testing.assert_array_equal(be.to_host(dx), dy * expect)
     d_dy = be.from_host(dy)                                   # in place: dx is dy
-    be.dropout_backward(d_dy, d_mask, d_dy)
-    np.testing.assert_array_equal(be.to_host(d_dy), dy * mask)
+    be.dropout_backward(d_dy, mask, d_dy)
+    np.testing.assert_array_equal(be.to_host(d_dy), dy * expect)
+
+
+def test_dropout_streams_repeat_and_differ(be):
+    """Same (seed, counter): the same mask; another counter or seed: another mask.  y may
+    be x; rate 0 keeps everything."""
+    shape, broadcast = (4, 6, 5), (False, False, False)
+    x = f32(rng_for("dropout_streams").standard_normal(shape))
+    masks = {}
+    for seed, counter in ((7, 0), (7, 0), (7, 1), (8, 0)):
+        mask, d_x = be.empty(shape), be.from_host(x)
+        be.dropout_forward(d_x, seed, counter, 0.5, broadcast, mask, d_x)
+        host = be.to_host(mask)
+        np.testing.assert_array_equal(be.to_host(d_x), x * host)
+        if (seed, counter) in masks:
+            assert masks[(seed, counter)].tobytes() == host.tobytes()
+        masks[(seed, counter)] = host
+    assert len({m.tobytes() for m in masks.values()}) == 3
+    mask, y = be.empty(shape), be.empty(shape)
+    be.dropout_forward(be.from_host(x), 7, 0, 0.0, broadcast, mask, y)
+    np.testing.assert_array_equal(be.to_host(mask), 1.0)
+
+
+def test_device_uniforms_are_the_reference_uniforms(be):
+    from pynn.backend.cuda import random
+    u = nan_device(be, (1000,))
+    random.random_uniform(123456789, 2**40 + 3, u)
+    assert be.to_host(u).tobytes() == ref.random_uniform(123456789, 2**40 + 3, 1000).tobytes()
+
+
+def test_dropout_refuses_bad_arguments(be):
+    x = be.empty((2, 3))
+    with pytest.raises(ValueError, match="one broadcast flag per axis"):
+        be.dropout_forward(x, 1, 0, 0.5, (False,), be.empty((2, 3)), be.empty((2, 3)))
+    with pytest.raises(ValueError, match=r"rate in \[0, 1\)"):
+        be.dropout_forward(x, 1, 0, 1.0, (False, False), be.empty((2, 3)), be.empty((2, 3)))
 
 
 # ---- a tiny CNN through the public API --------------------------------------------------------------

@@ -2,8 +2,8 @@
 
   cpu    the C/OpenMP kernels of csrc/ (default)
   numpy  the plain NumPy reference, the truth the others are tested against
-  cuda   Numba CUDA kernels (optional extra `pynn[cuda]`); pynn.backend.cuda is the only
-         module that imports numba, and only when this backend is asked for
+  cuda   Numba CUDA kernels (optional extra `pynn[cuda]`); the package pynn.backend.cuda is
+         the only place that imports numba, and only when this backend is asked for
 """
 from .base import Backend
 

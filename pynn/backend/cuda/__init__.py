@@ -1,0 +1,180 @@
+"""The `cuda` backend: pynn's kernels as Numba CUDA kernels, every array resident on the GPU.
+
+This package is the only part of pynn that imports numba; pynn.backend imports it lazily,
+when backend "cuda" is asked for or `pynn.cuda_available()` is called.  Under Numba's CUDA
+simulator (NUMBA_ENABLE_CUDASIM=1, set before numba is imported) the same kernels run as
+Python threads, which is how CI tests them on machines without a GPU.
+
+Its modules mirror csrc/, one family of kernels each, with their launch functions:
+  runtime        numba's cuda (real or simulated), float32 constants, launch sizes, argument
+                 checks, the per-backend device workspace
+  elementwise    activations and their derivatives (device functions shared with the GEMM
+                 epilogue), softmax rows, activation backward fused with the bias gradient,
+                 fill, multiply, scale
+  gemm           the tiled SGEMM with its bias + activation epilogue and its launch
+                 configuration; Dense forward and backward on top of it
+  reduction      the fixed-order sum over rows that the losses and the metrics share
+  losses, metrics, optimizers
+  convolution    im2col into the SGEMM, col2im back (and the NHWC window geometry)
+  pooling        max / average / global-average pooling
+  normalization  batch normalization
+  merge          add, subtract, multiply, average, maximum, minimum; concatenation
+  random         the counter-based uniforms of csrc/pynn.h, drawn on the device; dropout
+and this file assembles them into CudaBackend, the interface of pynn/backend/base.py, and
+says whether the backend can run here (unavailable_reason).
+
+Determinism: every output element is written by one thread, and every reduction (bias
+gradient, loss, metric, batch-norm statistics) adds in an order fixed by the array shapes
+alone; there are no atomics, so a run repeats bitwise.  The adjoints of gathers (col2im, the
+pooling backwards) are gathers too: each input element sums what reaches it in a fixed
+order, rather than each output scattering into its window.
+"""
+import numpy as np
+
+from ..base import Backend
+from . import (convolution, elementwise, gemm, losses, merge, metrics, normalization,
+               optimizers, pooling, random, runtime)
+from .runtime import SIMULATOR, cuda
+
+
+class CudaBackend(Backend):
+    """Backend arrays are Numba device arrays; nothing crosses to the host except through
+    from_host / copy_from_host (in) and to_host / the loss and metric values (out).
+
+    The methods are the kernel modules' functions; those that launch an SGEMM get the
+    device's SM count (the tile choice), those that reduce get this backend's workspace."""
+    name = "cuda"
+
+    def __init__(self):
+        if SIMULATOR:
+            self.sm_count = 132        # as an H100, so tile choices match a real GPU's
+        else:
+            device = cuda.get_current_device()
+            self.sm_count = int(device.MULTIPROCESSOR_COUNT)
+        self.workspace = runtime.Workspace()
+
+    # ---- arrays ----------------------------------------------------------------------------
+    def from_host(self, x):
+        x = np.asarray(x)
+        if x.dtype not in (np.float32, np.int64):
+            x = x.astype(np.float32)
+        return cuda.to_device(np.ascontiguousarray(x))
+
+    def to_host(self, a):
+        return a.copy_to_host()
+
+    def empty(self, shape, dtype=np.float32):
+        return cuda.device_array(shape, dtype=dtype)
+
+    def zeros(self, shape, dtype=np.float32):
+        a = cuda.device_array(shape, dtype=dtype)
+        elementwise.fill(a, 0)
+        return a
+
+    def copy_from_host(self, dst, src):
+        src = np.ascontiguousarray(src, dtype=dst.dtype)
+        if src.shape != tuple(dst.shape):
+            raise ValueError(f"copy_from_host: expected an array of shape {tuple(dst.shape)}, "
+                             f"received shape {src.shape}")
+        if 0 in src.strides and src.size > 1:
+            # a C-contiguous array can still have stride 0 on a length-1 axis (what
+            # ascontiguousarray keeps of np.broadcast_to); Numba strips such axes before
+            # copying, and the simulator then fails on the shape mismatch
+            src = src.copy()
+        dst.copy_to_device(src)
+
+    # ---- GEMM, dense, activations, losses ------------------------------------------------------
+    def matmul(self, a, b, transpose_a, transpose_b, out, cfg=None):
+        gemm.matmul(a, b, transpose_a, transpose_b, out, self.sm_count, cfg)
+
+    def dense_forward(self, x, w, b, activation, alpha, z, y, cfg=None):
+        gemm.dense_forward(x, w, b, activation, alpha, z, y, self.sm_count, cfg)
+
+    def dense_backward(self, x, w, z, y, dy, activation, alpha, dw, db, dx):
+        gemm.dense_backward(x, w, z, y, dy, activation, alpha, dw, db, dx, self.sm_count)
+
+    bias_grad = staticmethod(elementwise.bias_grad)
+    activation_forward = staticmethod(elementwise.activation_forward)
+    activation_backward = staticmethod(elementwise.activation_backward)
+
+    def loss(self, kind, pred, target, from_logits, grad):
+        """The mean loss (a float: one double copied back) and, when grad is given, its
+        gradient written on the device.  Semantics of reference.loss / sparse_cce."""
+        return losses.loss(kind, pred, target, from_logits, grad, self.workspace)
+
+    # ---- convolution, pooling ------------------------------------------------------------------
+    def conv2d_forward(self, x, w, b, strides, padding, activation, alpha, cols, z, y):
+        convolution.conv2d_forward(x, w, b, strides, padding, activation, alpha, cols, z, y,
+                                   self.sm_count)
+
+    conv2d_backward_work_size = staticmethod(convolution.conv2d_backward_work_size)
+
+    def conv2d_backward(self, x, w, z, y, dy, strides, padding, activation, alpha, cols,
+                        work, dw, db, dx):
+        convolution.conv2d_backward(x, w, z, y, dy, strides, padding, activation, alpha, cols,
+                                    work, dw, db, dx, self.sm_count)
+
+    maxpool2d_forward = staticmethod(pooling.maxpool2d_forward)
+    maxpool2d_backward = staticmethod(pooling.maxpool2d_backward)
+    avgpool2d_forward = staticmethod(pooling.avgpool2d_forward)
+    avgpool2d_backward = staticmethod(pooling.avgpool2d_backward)
+    global_avgpool2d_forward = staticmethod(pooling.global_avgpool2d_forward)
+    global_avgpool2d_backward = staticmethod(pooling.global_avgpool2d_backward)
+
+    # ---- batch normalization, dropout ------------------------------------------------------------
+    def batchnorm_forward_train(self, x, gamma, beta, moving_mean, moving_variance,
+                                momentum, epsilon, mean, inv_std, y):
+        normalization.batchnorm_forward_train(x, gamma, beta, moving_mean, moving_variance,
+                                              momentum, epsilon, mean, inv_std, y,
+                                              self.workspace)
+
+    batchnorm_forward_infer = staticmethod(normalization.batchnorm_forward_infer)
+
+    def batchnorm_backward(self, x, gamma, mean, inv_std, dy, dgamma, dbeta, dx):
+        normalization.batchnorm_backward(x, gamma, mean, inv_std, dy, dgamma, dbeta, dx,
+                                         self.workspace)
+
+    def batchnorm_infer_backward(self, x, gamma, moving_mean, moving_variance, epsilon, dy,
+                                 dgamma, dbeta, dx):
+        normalization.batchnorm_infer_backward(x, gamma, moving_mean, moving_variance, epsilon,
+                                               dy, dgamma, dbeta, dx, self.workspace)
+
+    def dropout_forward(self, x, seed, counter, rate, broadcast, mask, y):
+        random.dropout_forward(x, seed, counter, rate, broadcast, mask, y, self.workspace)
+
+    def dropout_backward(self, dy, mask, dx):
+        elementwise.multiply("dropout_backward", dx, dy, mask)
+
+    # ---- merges, concatenation, scaling, metrics, optimizers ---------------------------------
+    merge_forward = staticmethod(merge.merge_forward)
+    merge_backward = staticmethod(merge.merge_backward)
+    concat_forward = staticmethod(merge.concat_forward)
+    concat_backward = staticmethod(merge.concat_backward)
+    scale = staticmethod(elementwise.scale)
+
+    def metric_sum(self, kind, pred, target):
+        return metrics.metric_sum(kind, pred, target, self.workspace)
+
+    optimizer_step = staticmethod(optimizers.optimizer_step)
+    sgd_update = staticmethod(optimizers.sgd_update)
+    adam_update = staticmethod(optimizers.adam_update)
+    rmsprop_update = staticmethod(optimizers.rmsprop_update)
+
+
+def unavailable_reason():
+    """None when kernels can run here (a GPU, or the simulator), else why not."""
+    if SIMULATOR:
+        return None
+    try:
+        count = len(cuda.gpus)
+    except Exception as exc:     # CudaSupportError: no driver library, driver init failed
+        detail = " ".join(str(exc).split()).rstrip(" :")
+        return f"the CUDA driver could not be initialised ({detail or type(exc).__name__})"
+    if count == 0:
+        return "the CUDA driver found no NVIDIA GPU"
+    try:
+        if not cuda.is_available():
+            return "numba-cuda reports no usable GPU (cuda.is_available() is False)"
+    except Exception as exc:
+        return f"numba-cuda could not use the GPU ({' '.join(str(exc).split())})"
+    return None
