@@ -454,7 +454,7 @@ int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const 
  * by any thread, so the draws do not depend on the thread count or the backend.
  */
 
-/* Inverted dropout: mask = u >= rate ? scale : 0 with scale = (float)(1 / (1 - rate)),
+/* Inverted dropout: mask = u >= (float)rate ? scale : 0 with scale = (float)(1 / (1 - rate)),
  * y = x * mask.  x, y and mask are (rows, dims[0], ..., dims[ndim-1]); y may be x.
  * broadcast[0 .. ndim] (the batch axis first) says which axes the noise shape
  * collapses (Keras's noise_shape: an axis of 1): element (i0, i1, ...) draws u at the

@@ -57,8 +57,20 @@ class Optimizer:
         """The two slot arrays pynn_optimizer_step takes (None: not used)."""
         return (None, None)
 
+    def __setattr__(self, name, value):
+        if name != "iterations" and not name.startswith("_hyper"):
+            object.__setattr__(self, "_hyper_cache", None)      # a setting changed
+        object.__setattr__(self, name, value)
+
     def hyper(self):
-        """The settings in pynn.ids.HYPER order, as pynn_optimizer_step reads them."""
+        """The settings in pynn.ids.HYPER order, as pynn_optimizer_step reads them (the same
+        list object until a setting changes)."""
+        cached = self.__dict__.get("_hyper_cache")
+        if cached is None:
+            cached = self._hyper_cache = self._hyper_values()
+        return cached
+
+    def _hyper_values(self):
         values = {"learning_rate": self.learning_rate, "momentum": getattr(self, "momentum", 0.0),
                   "nesterov": float(getattr(self, "nesterov", False)),
                   "beta_1": getattr(self, "beta_1", 0.0), "beta_2": getattr(self, "beta_2", 0.0),

@@ -137,8 +137,9 @@ class Conv2D(KernelBiasLayer):
              label=self.name)
 
         def backward(b, dys, need):
-            work = b.scratch((b.backend.conv2d_backward_work_size(
-                (1,) + x.shape[1:], self._kernel.shape, self.strides, (oh, ow)),))
+            be, kernel_shape = b.backend, self._kernel.shape
+            work = b.scratch((0,), sizer=lambda capacity: be.conv2d_backward_work_size(
+                (capacity,) + x.shape[1:], kernel_shape, self.strides, (oh, ow)))
             dx = b.buffer(x.shape[1:], role="gradient") if need[0] else -1
             b.op("conv2d_backward", [x.buf, w, z.buf, y.buf, dys[0], cols, work,
                                      b.grad(self._kernel), b.grad(self._bias), dx],

@@ -88,6 +88,13 @@ class Engine:
 
     def executor(self, kind, capacity):
         """The executor of plan `kind` for batches of up to `capacity` rows."""
+        ex = self._executors.get(kind)
+        store = self.store
+        if ex is not None and ex.capacity >= capacity and store is not None and \
+                store.is_current() and ex.generation == store.generation:
+            if kind == "train":        # the common case of a training step: nothing to redo
+                ex.set_hyper(self.optimizer.hyper())
+            return ex
         plan = self.plan(kind)
         self.ensure_store()
         ex = self._executors.get(kind)

@@ -47,8 +47,8 @@ class _Storage:
         dtype = np.int64 if buf.dtype == "int64" else np.float32
         if buf.base is not None:
             return arrays[buf.base]
-        if buf.batched:
-            return be.zeros((max(capacity * buf.row_size, 1),), dtype=dtype)
+        if buf.batched or buf.sizer is not None:
+            return be.zeros((max(buf.elements(capacity), 1),), dtype=dtype)
         src = buf.source
         if buf.role == "weight":
             return src.value.reshape(-1)
@@ -73,20 +73,20 @@ class Executor:
     def _bind(self):
         self.storage = _Storage(self.plan, self.backend, self.store, self.optimizer,
                                 self.capacity)
-        self._generation = self.store.generation if self.store is not None else 0
+        self.generation = self.store.generation if self.store is not None else 0
 
     def refresh(self):
         """Rebind when the store took variables back (their views did not change, but a
         runner may hold pointers into what another store bound meanwhile)."""
         if self.store is not None:
             self.store.ensure_bound()
-            if self.store.generation != self._generation:
+            if self.store.generation != self.generation:
                 self._bind()
 
     def set_hyper(self, hyper):
         """The optimizer's current settings (a callback may change the learning rate)."""
-        if self.plan.optimizer_op is not None and hyper != self._hyper:
-            self._hyper = list(hyper)
+        if hyper is not self._hyper and self.plan.optimizer_op is not None:
+            self._hyper = hyper
             self._set_reals(self.plan.optimizer_op, hyper)
 
 
@@ -113,7 +113,7 @@ class PythonExecutor(Executor):
                     table.append(arr[:n].reshape((rows,) + buf.shape))
                 else:
                     table.append(arr if buf.role in ("weights (flat)", "gradients (flat)",
-                                                     "optimizer slot")
+                                                     "optimizer slot") or buf.sizer is not None
                                  else arr[:buf.size].reshape(buf.shape))
             self._views[rows] = table
         return table

@@ -67,6 +67,10 @@ class ParameterStore:
         self.backend.copy_from_host(value, v.numpy())
         v._bind(self.backend, value, self)
 
+    def is_current(self):
+        """True when no variable was rebound anywhere since the last check."""
+        return bindings_version() == self._version
+
     def ensure_bound(self):
         """Take back the variables another store bound since (values first)."""
         if bindings_version() == self._version:

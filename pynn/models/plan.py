@@ -55,11 +55,18 @@ _OP_NAMES = {v: k for k, v in ids.OPS.items()}
 class Buffer:
     """One entry of a plan's buffer table (see the module docstring)."""
 
-    __slots__ = ("index", "shape", "batched", "dtype", "base", "role", "source")
+    __slots__ = ("index", "shape", "batched", "dtype", "base", "role", "source", "sizer")
 
-    def __init__(self, index, shape, batched, dtype, base, role, source):
+    def __init__(self, index, shape, batched, dtype, base, role, source, sizer=None):
         self.index, self.shape, self.batched, self.dtype = index, tuple(shape), batched, dtype
         self.base, self.role, self.source = base, role, source
+        self.sizer = sizer       # fixed buffers sized by the batch capacity: capacity -> elements
+
+    def elements(self, capacity):
+        """Elements to allocate for batches of up to `capacity` rows."""
+        if self.batched:
+            return capacity * self.row_size
+        return self.sizer(capacity) if self.sizer is not None else self.size
 
     @property
     def row_size(self):
@@ -181,8 +188,8 @@ class PlanBuilder:
 
     # ---- buffers -----------------------------------------------------------------------
     def buffer(self, shape, batched=True, dtype="float32", role="activation", base=None,
-               source=None):
-        buf = Buffer(len(self.plan.buffers), shape, batched, dtype, base, role, source)
+               source=None, sizer=None):
+        buf = Buffer(len(self.plan.buffers), shape, batched, dtype, base, role, source, sizer)
         self.plan.buffers.append(buf)
         return buf.index
 
@@ -205,8 +212,10 @@ class PlanBuilder:
         src = self.plan.buffers[index]
         return self.buffer(row_shape, True, src.dtype, src.role, base=self.root(index))
 
-    def scratch(self, shape, batched=False):
-        return self.buffer(shape, batched=batched, role="workspace")
+    def scratch(self, shape, batched=False, sizer=None):
+        """A workspace: batched (rows x shape), fixed, or fixed with a size that depends on
+        the largest batch (sizer(capacity) -> elements)."""
+        return self.buffer(shape, batched=batched, role="workspace", sizer=sizer)
 
     def param(self, variable):
         """The buffer holding a weight's value."""

@@ -295,6 +295,14 @@ class Trainer:
 
     @staticmethod
     def _batch_result(plan, engine, losses, metrics, rows, return_dict):
+        if not return_dict and plan.n_losses == 1 and len(engine.losses.outputs) == 1:
+            # one output: [loss, *metrics] (the common case, kept lean for small steps)
+            value = float(losses[0, 0])
+            if not plan.n_metrics:
+                return value
+            n = float(rows[0])
+            return [value] + [float(metrics[0, j]) / (n * p)
+                              for j, p in enumerate(plan.metric_positions)]
         acc = _Accumulator(plan, engine.losses)
         acc.add(losses, metrics, rows)
         logs = acc.logs()

@@ -1,14 +1,14 @@
 """The optimizers' updates over a flat parameter array, Keras 3's rules in the float32
 order of csrc/optimizers.c, one thread per parameter; and optimizer_step, the plan's one
 call per training step.  Adam's bias-corrected step size is computed on the host in double
-by reference.adam_lr_t, the function every backend uses, so all see the same lr_t.
+and rounded to float32, term for term as pynn_optimizer_step does in C, so every backend
+sees the same lr_t.
 """
 import math
 
 import numpy as np
 from numba import cuda
 
-from .. import reference
 from ...ids import OPTIMIZERS
 from .runtime import F1, as_1d, elementwise_config
 
@@ -95,6 +95,12 @@ def rmsprop_update(w, v, mom, g, lr, rho, momentum, epsilon):
                                      use_momentum, np.float32(epsilon))
 
 
+def adam_lr_t(lr, beta_1, beta_2, step):
+    """Adam's step size with the bias correction folded in: lr sqrt(1 - beta_2^step) /
+    (1 - beta_1^step), in double, rounded to float32 (the kernels' precision)."""
+    return float(np.float32(lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)))
+
+
 def optimizer_step(kind, w, slot1, slot2, g, step, hyper):
     """One update of w from g with the settings hyper (pynn.ids.HYPER's names); the slots
     as pynn_optimizer_step's: SGD slot1 = momentum; Adam slot1 = m, slot2 = v; RMSprop
@@ -106,7 +112,7 @@ def optimizer_step(kind, w, slot1, slot2, g, step, hyper):
     if kind == "sgd":
         sgd_update(w, slot1, g, lr, hyper["momentum"], bool(hyper["nesterov"]))
     elif kind == "adam":
-        lr_t = reference.adam_lr_t(lr, hyper["beta_1"], hyper["beta_2"], step)
+        lr_t = adam_lr_t(lr, hyper["beta_1"], hyper["beta_2"], step)
         adam_update(w, slot1, slot2, g, lr_t, hyper["beta_1"], hyper["beta_2"], hyper["epsilon"])
     else:
         rmsprop_update(w, slot1, slot2, g, lr, hyper["rho"], hyper["momentum"], hyper["epsilon"])
