@@ -17,8 +17,9 @@
  *
  * No allocation: every array is a plan buffer or the caller's, and the kernels' own
  * scratch is on their stack or in the buffers the plan gives them (the conv workspace).
- * (Exceptions, inherited from the kernels: the GEMM's packing buffer, allocated once and
- * kept; batch normalization of more than 64 channels over more than 8192 rows; a loss over
+ * (Exceptions, inherited from the kernels: the GEMM's packing buffer, allocated on first use
+ * and kept; batch normalization's per-chunk sums once more than 64 channels meet thousands of
+ * rows (over 8192 rows at 128 channels), or any layer of more than 8192 channels; a loss over
  * more than 16384 rows.)
  */
 #include <string.h>
