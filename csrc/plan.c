@@ -17,8 +17,9 @@
  *
  * No allocation: every array is a plan buffer or the caller's, and the kernels' own
  * scratch is on their stack or in the buffers the plan gives them (the conv workspace).
- * (Exceptions, inherited from the kernels: the GEMM's packing buffer, allocated once and
- * kept; batch normalization of more than 64 channels over more than 8192 rows; a loss over
+ * (Exceptions, inherited from the kernels: the GEMM's packing buffer, allocated on first use
+ * and kept; batch normalization's per-chunk sums once more than 64 channels meet thousands of
+ * rows (over 8192 rows at 128 channels), or any layer of more than 8192 channels; a loss over
  * more than 16384 rows.)
  */
 #include <string.h>
@@ -278,7 +279,7 @@ static int run_op(const step_context *cx, const pynn_op *op) {
     case PYNN_OP_GLOBAL_AVGPOOL2D:
     case PYNN_OP_GLOBAL_AVGPOOL2D_BACKWARD: {   /* bufs x, y / dy, dx; ints h, w, c */
         const int64_t x_n = mul4(rows, g[0], g[1], g[2]), y_n = mul(rows, g[2]);
-        EXPECT(g[0] >= 0 && g[1] >= 0 && g[2] >= 0 && small_ints(g, 3) && x_n >= 0 && y_n >= 0);
+        EXPECT(g[0] >= 1 && g[1] >= 1 && g[2] >= 0 && small_ints(g, 3) && x_n >= 0 && y_n >= 0);
         EXPECT(f32(&o[0]) && f32(&o[1]));
         if (op->kind == PYNN_OP_GLOBAL_AVGPOOL2D) {
             EXPECT(holds(&o[0], x_n) && holds(&o[1], y_n));

@@ -454,8 +454,12 @@ def test_optimizer_step_refuses_missing_state_and_bad_steps():
         CPU.optimizer_step("adam", w, None, None, w.copy(), 1, HYPER)
     with pytest.raises(ValueError, match="step"):
         CPU.optimizer_step("sgd", w, w.copy(), None, w.copy(), 0, HYPER)
-    # SGD without momentum needs no state
-    CPU.optimizer_step("sgd", w, None, None, w.copy(), 1, dict(HYPER, momentum=0.0))
+    with pytest.raises(KeyError, match="epsilon"):
+        CPU.optimizer_step("adam", w, w.copy(), w.copy(), w.copy(), 1,
+                           {k: v for k, v in HYPER.items() if k != "epsilon"})
+    # SGD without momentum needs no state, nor the settings of other rules
+    CPU.optimizer_step("sgd", w, None, None, w.copy(), 1,
+                       {"learning_rate": 0.01, "momentum": 0.0, "nesterov": 0.0})
     np.testing.assert_array_equal(w, np.full(5, np.float32(1) - np.float32(0.01) * 1, np.float32))
 
 

@@ -127,6 +127,15 @@ class CpuBackend(HostBackend):
         return _core.metric_sum(pred, target, ids.METRICS[kind])
 
     def optimizer_step(self, kind, w, slot1, slot2, g, step, hyper):
-        # settings an optimizer does not use may be left out of `hyper`
+        # A setting the rule reads must be given (a silent 0 for epsilon would divide by
+        # zero); the others may be left out, as the reference allows.
+        reads = _OPTIMIZER_READS[kind]
         _core.optimizer_step(w, slot1, slot2, g, ids.OPTIMIZERS[kind], step,
-                             [float(hyper.get(name, 0.0)) for name in ids.HYPER])
+                             [float(hyper[name] if name in reads else hyper.get(name, 0.0))
+                              for name in ids.HYPER])
+
+
+# the settings each update rule reads (pynn_optimizer_step, reference.optimizer_step)
+_OPTIMIZER_READS = {"sgd": ("learning_rate", "momentum", "nesterov"),
+                    "adam": ("learning_rate", "beta_1", "beta_2", "epsilon"),
+                    "rmsprop": ("learning_rate", "rho", "momentum", "epsilon")}

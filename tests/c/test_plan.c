@@ -1,8 +1,10 @@
 /* test_plan.c -- pynn_plan_run (csrc/plan.c) from C, under ASan/UBSan:
  *   - a small MLP (dense, dropout, dense, sparse CCE, accuracy, backward, Adam) and a small
- *     CNN (direct conv, GEMM conv, max pooling, batch norm, dense, SGD with momentum) built as
- *     plans and run for a few epochs give bitwise the numbers of calling the kernels directly
- *     in the same order (weights, losses, metrics, predictions);
+ *     CNN (direct conv, GEMM conv, max pooling, batch norm, dense, SGD with momentum) and a
+ *     branchy network (every other op kind: average poolings, concat, a residual merge,
+ *     inference batch norm, scale, a weighted MSE, RMSprop) built as plans and run for a few
+ *     epochs give bitwise the numbers of calling the kernels directly in the same order
+ *     (weights, losses, metrics, predictions or input gradients copied out);
  *   - after the first step, steps call malloc not at all (the link wraps the allocators);
  *   - 1 and 2 threads give bitwise the same weights;
  *   - bad labels and NaN inputs are refused before the step changes anything, and every
@@ -717,15 +719,201 @@ static void test_cnn_plan(const float *x, const int64_t *labels, const int64_t *
     cnn_direct_free(&r);
 }
 
+/* ---- a branchy plan: every remaining op kind -----------------------------------------
+ * x (4x4x2 images) -> avg pool 2x2 (8) and global avg pool (2) -> concat (10) -> tanh = a;
+ * d = dense(a); s = a + d (a residual); batch norm in inference form; scale 0.5; MSE against
+ * float targets (weight 2); MAE.  The backward sums the two gradients that reach `a` with a
+ * merge in place, and runs down to the input through concat, both poolings and a subtract;
+ * RMSprop with momentum updates the dense layer and the normalization's gamma and beta. */
+enum { BI = 32, BO = 10 };
+enum { BW = 0, BB = 100, BG = 110, BBETA = 120, P_BR = 130 };
+static const double RMS[PYNN_HYPER_COUNT] = {0.01, 0.5, 0.0, 0.9, 0.999, 0.9, 1e-7};
+#define AP 4, 4, 2, 2, 2, 2, 2, 0, 0, 2, 2
+
+typedef struct {
+    builder b;
+    float *params, *grads, *vel, *mom, *mm, *mv;
+} branchy_net;
+
+static void branchy_build(branchy_net *n) {
+    builder *b = &n->b;
+    int64_t pa, ga, ve, mo, w, bb, gm, bt, dw, db, dgm, dbt, mm, mv;
+    int64_t x, t, pool, gap, cat, a, d, sum, bn, out, grad, gbn, gs, ga1, gd, ga2, gcat, gpool,
+        ggap, gx1, gx2, gx;
+    int64_t i;
+    builder_init(b, BATCH);
+    n->params = floats(P_BR); n->grads = floats(P_BR); n->vel = floats(P_BR); n->mom = floats(P_BR);
+    n->mm = floats(BO); n->mv = floats(BO);
+    init_params(n->params, P_BR, 21, 0.8f);
+    init_params(n->mm, BO, 22, 0.2f);
+    for (i = 0; i < BO; i++) n->mv[i] = 0.5f + 0.1f * (float)i;
+    pa = fixed(b, n->params, P_BR); ga = fixed(b, n->grads, P_BR);
+    ve = fixed(b, n->vel, P_BR); mo = fixed(b, n->mom, P_BR);
+    w = fixed(b, n->params + BW, 100); bb = fixed(b, n->params + BB, BO);
+    gm = fixed(b, n->params + BG, BO); bt = fixed(b, n->params + BBETA, BO);
+    dw = fixed(b, n->grads + BW, 100); db = fixed(b, n->grads + BB, BO);
+    dgm = fixed(b, n->grads + BG, BO); dbt = fixed(b, n->grads + BBETA, BO);
+    mm = fixed(b, n->mm, BO); mv = fixed(b, n->mv, BO);
+    x = batched(b, BI, PYNN_DTYPE_F32); t = batched(b, BO, PYNN_DTYPE_F32);
+    pool = batched(b, 8, PYNN_DTYPE_F32); gap = batched(b, 2, PYNN_DTYPE_F32);
+    cat = batched(b, BO, PYNN_DTYPE_F32); a = batched(b, BO, PYNN_DTYPE_F32);
+    d = batched(b, BO, PYNN_DTYPE_F32); sum = batched(b, BO, PYNN_DTYPE_F32);
+    bn = batched(b, BO, PYNN_DTYPE_F32); out = batched(b, BO, PYNN_DTYPE_F32);
+    grad = batched(b, BO, PYNN_DTYPE_F32); gbn = batched(b, BO, PYNN_DTYPE_F32);
+    gs = batched(b, BO, PYNN_DTYPE_F32); ga1 = batched(b, BO, PYNN_DTYPE_F32);
+    gd = batched(b, BO, PYNN_DTYPE_F32); ga2 = batched(b, BO, PYNN_DTYPE_F32);
+    gcat = batched(b, BO, PYNN_DTYPE_F32); gpool = batched(b, 8, PYNN_DTYPE_F32);
+    ggap = batched(b, 2, PYNN_DTYPE_F32); gx1 = batched(b, BI, PYNN_DTYPE_F32);
+    gx2 = batched(b, BI, PYNN_DTYPE_F32); gx = batched(b, BI, PYNN_DTYPE_F32);
+    add_op(b, PYNN_OP_AVGPOOL2D, LIST(x, pool), LIST(AP), NO_REALS);
+    add_op(b, PYNN_OP_GLOBAL_AVGPOOL2D, LIST(x, gap), LIST(4, 4, 2), NO_REALS);
+    add_op(b, PYNN_OP_CONCAT, LIST(cat, pool, gap), LIST(8, 2), NO_REALS);
+    add_op(b, PYNN_OP_ACTIVATION, LIST(cat, a), LIST(BO, PYNN_ACT_TANH), REALS(0.0));
+    add_op(b, PYNN_OP_DENSE, LIST(a, w, bb, d, d), LIST(BO, BO, PYNN_ACT_LINEAR), REALS(0.0));
+    add_op(b, PYNN_OP_MERGE, LIST(sum, a, d), LIST(PYNN_MERGE_ADD), NO_REALS);
+    add_op(b, PYNN_OP_BATCHNORM_INFER, LIST(sum, gm, bt, mm, mv, bn), LIST(BO), REALS(1e-3));
+    add_op(b, PYNN_OP_SCALE, LIST(out, bn), NO_INTS, REALS(0.5));
+    add_op(b, PYNN_OP_LOSS, LIST(out, t, grad), LIST(PYNN_LOSS_MSE, 0, BO, 0), REALS(2.0));
+    add_op(b, PYNN_OP_METRIC, LIST(out, t), LIST(PYNN_METRIC_MAE, BO, 0), NO_REALS);
+    add_op(b, PYNN_OP_SCALE, LIST(gbn, grad), NO_INTS, REALS(0.5));
+    add_op(b, PYNN_OP_BATCHNORM_INFER_BACKWARD, LIST(sum, gm, mm, mv, gbn, dgm, dbt, gs), LIST(BO),
+           REALS(1e-3));
+    add_op(b, PYNN_OP_MERGE_BACKWARD, LIST(ga1, gs, a, d), LIST(PYNN_MERGE_ADD, 0), NO_REALS);
+    add_op(b, PYNN_OP_MERGE_BACKWARD, LIST(gd, gs, a, d), LIST(PYNN_MERGE_ADD, 1), NO_REALS);
+    add_op(b, PYNN_OP_DENSE_BACKWARD, LIST(a, w, d, d, gd, dw, db, ga2), LIST(BO, BO, PYNN_ACT_LINEAR),
+           REALS(0.0));
+    add_op(b, PYNN_OP_MERGE, LIST(ga1, ga1, ga2), LIST(PYNN_MERGE_ADD), NO_REALS);
+    add_op(b, PYNN_OP_ACTIVATION_BACKWARD, LIST(cat, a, ga1, gcat), LIST(BO, PYNN_ACT_TANH),
+           REALS(0.0));
+    add_op(b, PYNN_OP_CONCAT_BACKWARD, LIST(gcat, gpool, ggap), LIST(8, 2), NO_REALS);
+    add_op(b, PYNN_OP_AVGPOOL2D_BACKWARD, LIST(gpool, gx1), LIST(AP), NO_REALS);
+    add_op(b, PYNN_OP_GLOBAL_AVGPOOL2D_BACKWARD, LIST(ggap, gx2), LIST(4, 4, 2), NO_REALS);
+    add_op(b, PYNN_OP_MERGE, LIST(gx, gx1, gx2), LIST(PYNN_MERGE_SUBTRACT), NO_REALS);
+    add_op(b, PYNN_OP_OPTIMIZER, LIST(pa, ga, ve, mo), LIST(PYNN_OPT_RMSPROP), RMS, PYNN_HYPER_COUNT);
+    b->inputs[0] = x; b->targets[0] = t; b->classes[0] = 0; b->outputs[0] = gx;
+    b->plan.n_inputs = 1; b->plan.n_targets = 1; b->plan.n_outputs = 1;
+    b->plan.n_losses = 1; b->plan.n_metrics = 1;
+}
+
+static void branchy_free(branchy_net *n) {
+    builder_free(&n->b);
+    free(n->params); free(n->grads); free(n->vel); free(n->mom); free(n->mm); free(n->mv);
+}
+
+/* The same step by calling the kernels directly; gx_out receives the input's gradient. */
+static int branchy_direct_step(branchy_net *r, const float *x, const float *t,
+                               const int64_t *order, int64_t r0, int64_t rows, int64_t step,
+                               double *loss, double *metric, float *gx_out) {
+    static float xb[BATCH * BI], tb[BATCH * BO], pool[BATCH * 8], gap[BATCH * 2], cat[BATCH * BO],
+        a[BATCH * BO], d[BATCH * BO], sum[BATCH * BO], bn[BATCH * BO], out[BATCH * BO],
+        grad[BATCH * BO], gbn[BATCH * BO], gs[BATCH * BO], ga1[BATCH * BO], gd[BATCH * BO],
+        ga2[BATCH * BO], gcat[BATCH * BO], gpool[BATCH * 8], ggap[BATCH * 2], gx1[BATCH * BI],
+        gx2[BATCH * BI];
+    const int64_t widths[2] = {8, 2};
+    const float *p = r->params;
+    float *g = r->grads;
+    int64_t i;
+    int s = 0;
+    for (i = 0; i < rows; i++) {
+        memcpy(xb + i * BI, x + order[r0 + i] * BI, BI * sizeof(float));
+        memcpy(tb + i * BO, t + order[r0 + i] * BO, BO * sizeof(float));
+    }
+    s |= pynn_avgpool2d_forward(pool, xb, rows, AP);
+    s |= pynn_global_avgpool2d_forward(gap, xb, rows, 4, 4, 2);
+    s |= pynn_concat(cat, (const float *[]){pool, gap}, widths, 2, rows);
+    s |= pynn_activation_forward(a, cat, rows, BO, PYNN_ACT_TANH, 0.0f);
+    s |= pynn_sgemm_bias_act(d, d, a, p + BW, p + BB, 0, 0, rows, BO, BO, PYNN_ACT_LINEAR, 0.0f);
+    s |= pynn_merge_forward(sum, (const float *[]){a, d}, 2, rows * BO, PYNN_MERGE_ADD);
+    s |= pynn_batchnorm_forward_infer(bn, sum, p + BG, p + BBETA, r->mm, r->mv, rows, BO, 1e-3f);
+    s |= pynn_scale(out, bn, rows * BO, 0.5f);
+    s |= pynn_loss(grad, loss, out, tb, rows, BO, PYNN_LOSS_MSE, 0);
+    s |= pynn_scale(grad, grad, rows * BO, 2.0f);
+    s |= pynn_metric_sum(metric, out, tb, NULL, rows, BO, PYNN_METRIC_MAE);
+    s |= pynn_scale(gbn, grad, rows * BO, 0.5f);
+    s |= pynn_batchnorm_infer_backward(gs, g + BG, g + BBETA, sum, p + BG, r->mm, r->mv, gbn, rows,
+                                       BO, 1e-3f);
+    s |= pynn_merge_backward(ga1, gs, (const float *[]){a, d}, 2, rows * BO, PYNN_MERGE_ADD, 0);
+    s |= pynn_merge_backward(gd, gs, (const float *[]){a, d}, 2, rows * BO, PYNN_MERGE_ADD, 1);
+    s |= pynn_dense_backward(g + BW, g + BB, ga2, gd, a, p + BW, d, d, rows, BO, BO,
+                             PYNN_ACT_LINEAR, 0.0f);
+    s |= pynn_merge_forward(ga1, (const float *[]){ga1, ga2}, 2, rows * BO, PYNN_MERGE_ADD);
+    s |= pynn_activation_backward(gcat, cat, a, ga1, rows, BO, PYNN_ACT_TANH, 0.0f);
+    s |= pynn_concat_backward((float *[]){gpool, ggap}, gcat, widths, 2, rows);
+    s |= pynn_avgpool2d_backward(gx1, gpool, rows, AP);
+    s |= pynn_global_avgpool2d_backward(gx2, ggap, rows, 4, 4, 2);
+    s |= pynn_merge_forward(gx_out + r0 * BI, (const float *[]){gx1, gx2}, 2, rows * BI,
+                            PYNN_MERGE_SUBTRACT);
+    s |= pynn_optimizer_step(r->params, r->vel, r->mom, g, P_BR, PYNN_OPT_RMSPROP, step, RMS);
+    return s;
+}
+
+static void test_branchy_plan(const float *x) {
+    static float t[N * BO], gx_plan[N * BI], gx_direct[N * BI];
+    static int64_t order[N];
+    double losses[STEPS], metrics[STEPS];
+    const void *inputs[1] = {x}, *targets[1] = {t};
+    void *outputs[1] = {gx_plan};
+    pynn_plan_feed feed = {inputs, targets, outputs, N, order, N};
+    branchy_net n, r;
+    int64_t i, s, epoch, it = 0;
+    long calls;
+    int same = 1;
+    rng_state = 31;
+    for (i = 0; i < N * BO; i++) t[i] = uniform();
+    for (i = 0; i < N; i++) order[i] = N - 1 - i;
+    branchy_build(&n);
+    branchy_build(&r);   /* the direct calls use its parameters and statistics */
+    CHECK(pynn_plan_run(&n.b.plan, &feed, 0, BATCH, 1, 0, 1, losses, metrics, NULL) == PYNN_OK,
+          "branchy warm-up");
+    {
+        double l, m;
+        CHECK(branchy_direct_step(&r, x, t, order, 0, BATCH, 1, &l, &m, gx_direct) == PYNN_OK,
+              "branchy direct warm-up");
+        same &= l == losses[0] && m == metrics[0];
+    }
+    it = 1;
+    calls = alloc_calls;
+    for (epoch = 0; epoch < 2; epoch++) {
+        const int64_t first = epoch == 0 ? BATCH : 0, steps = epoch == 0 ? STEPS - 1 : STEPS;
+        CHECK(pynn_plan_run(&n.b.plan, &feed, first, BATCH, steps, it, 1, losses, metrics, NULL) ==
+              PYNN_OK, "branchy epoch %ld", (long)epoch);
+        for (s = 0; s < steps; s++) {
+            double l, m;
+            const int64_t r0 = first + s * BATCH, nr = r0 + BATCH < N ? BATCH : N - r0;
+            long before = alloc_calls;
+            CHECK(branchy_direct_step(&r, x, t, order, r0, nr, it + s + 1, &l, &m, gx_direct) ==
+                  PYNN_OK, "branchy direct step");
+            alloc_calls = before;
+            same &= l == losses[s] && m == metrics[s];
+        }
+        it += steps;
+    }
+    CHECK(alloc_calls == calls, "branchy plan: %ld allocations during training steps",
+          alloc_calls - calls);
+    CHECK(same, "branchy plan: losses or metrics differ from the direct kernel calls");
+    CHECK(memcmp(n.params, r.params, P_BR * sizeof(float)) == 0 &&
+          memcmp(n.vel, r.vel, P_BR * sizeof(float)) == 0 &&
+          memcmp(n.mom, r.mom, P_BR * sizeof(float)) == 0,
+          "branchy plan: weights or RMSprop state differ from the direct kernel calls");
+    CHECK(memcmp(gx_plan, gx_direct, sizeof gx_plan) == 0,
+          "branchy plan: the input gradients copied out differ");
+    branchy_free(&n);
+    branchy_free(&r);
+}
+
 int main(void) {
-    static float x_mlp[N * IN], x_cnn[N * CI];
+    static float x_mlp[N * IN], x_cnn[N * CI], x_br[N * BI];
     static int64_t l_mlp[N], l_cnn[N], order[N];
+    int64_t i;
     make_data(x_mlp, l_mlp, IN, OUT);
     make_data(x_cnn, l_cnn, CI, CO);
     make_order(order);
     test_mlp_plan(x_mlp, l_mlp, order);
     test_malformed(x_mlp, l_mlp, order);
     test_cnn_plan(x_cnn, l_cnn, order);
+    rng_state = 17;
+    for (i = 0; i < N * BI; i++) x_br[i] = uniform() * 2.0f - 1.0f;
+    test_branchy_plan(x_br);
     printf("test_plan: %s (%d failure%s)\n", failures ? "FAILED" : "passed", failures,
            failures == 1 ? "" : "s");
     return failures ? 1 : 0;
