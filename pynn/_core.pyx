@@ -192,47 +192,9 @@ cdef extern from "pynn.h" nogil:
                       int64_t batch, int64_t n_steps, int64_t iterations, int check_inputs,
                       double *step_losses, double *step_metrics, int64_t *step_rows)
 
-    int PYNN_MLP_MAX_LAYERS, PYNN_MLP_MAX_METRICS, PYNN_LOSS_SPARSE_CCE
-    int PYNN_OPT_SGD, PYNN_OPT_ADAM, PYNN_OPT_RMSPROP
-    int PYNN_METRIC_BINARY_ACCURACY, PYNN_METRIC_CATEGORICAL_ACCURACY
-    int PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, PYNN_METRIC_MAE
-    ctypedef struct pynn_mlp_config:
-        int64_t n_layers
-        int64_t sizes[65]
-        int32_t acts[64]
-        float alphas[64]
-        int32_t use_bias[64]
-        int32_t loss
-        int32_t from_logits
-        int32_t predict_act
-        int32_t n_metrics
-        int32_t metrics[8]
-        int32_t check_inputs
-        int32_t optimizer
-        int32_t nesterov
-        float lr, momentum, beta1, beta2, rho, epsilon
-        double lr_d, beta1_d, beta2_d
-    int64_t pynn_mlp_num_params(const pynn_mlp_config *cfg)
-    int64_t pynn_mlp_workspace_size(const pynn_mlp_config *cfg, int64_t batch)
-    int pynn_mlp_train(float *params, float *grads, float *slot1, float *slot2,
-                       double *step_losses, double *step_metrics, float *workspace,
-                       int64_t *labels_ws, const float *x, const float *targets,
-                       const int64_t *labels, const int64_t *order, int64_t n_rows,
-                       int64_t n_order, int64_t first_row, int64_t batch, int64_t n_steps,
-                       int64_t iterations, const pynn_mlp_config *cfg)
 
-
-# Python-visible copies of the C enums, so pynn's Python code never repeats the numbers.
-ACT_LINEAR = PYNN_ACT_LINEAR
-ACT_RELU = PYNN_ACT_RELU
-ACT_LEAKY_RELU = PYNN_ACT_LEAKY_RELU
-ACT_SIGMOID = PYNN_ACT_SIGMOID
-ACT_TANH = PYNN_ACT_TANH
-ACT_SOFTMAX = PYNN_ACT_SOFTMAX
-ACT_GELU = PYNN_ACT_GELU
-LOSS_MSE = PYNN_LOSS_MSE
-LOSS_BCE = PYNN_LOSS_BCE
-LOSS_CCE = PYNN_LOSS_CCE
+# The GEMM micro-kernel ids (the activation, loss, metric, optimizer and op ids are in
+# ID_TABLES below, read from csrc/pynn.h's lists; pynn/ids.py names them for Python).
 KERNEL_AUTO = PYNN_KERNEL_AUTO
 KERNEL_GENERIC = PYNN_KERNEL_GENERIC
 KERNEL_AVX2 = PYNN_KERNEL_AVX2
@@ -309,6 +271,5 @@ def gemm_kernel_supported(int which):
 
 include "_core_gemm.pxi"
 include "_core_kernels.pxi"
-include "_core_mlp.pxi"
 include "_core_cnn.pxi"
 include "_core_plan.pxi"

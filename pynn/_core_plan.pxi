@@ -5,7 +5,7 @@
 # construction.  `run` is then one C call for a step or a whole epoch.  It is the fast
 # path of training a small network, so it does as little Python as it can: the data
 # pointers of the arrays of the last call are kept and taken again only when a different
-# array object comes (as MLPTrainer does), and the result views are reused.
+# array object comes, and the result views are reused.
 #
 # What is checked where: this file checks what C cannot see (dtypes, contiguity, that an
 # array holds the rows it claims); pynn_plan_run checks the plan itself (operand indices,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import pynn
-from pynn import _core
+from pynn import _core, ids
 from pynn import backend as backends
 from pynn.backend import reference as ref
 from pynn.layers.conv import output_size
@@ -249,7 +249,7 @@ def test_direct_convolution_matches_the_reference(n, h, w, c, window, strides, p
     x, k = rand(rng, n, h, w, c), rand(rng, *window, c, f)
     b = rand(rng, f) if use_bias else None
     dy0 = rand(rng, n, oh, ow, f)
-    direct = _core.conv2d_direct_supported(k.shape, _core.ACT_RELU)
+    direct = _core.conv2d_direct_supported(k.shape, ids.ACTIVATIONS["relu"])
     assert direct == (window[0] * window[1] * c <= 32 and f <= 16)
     out = {}
     for be in (CPU, NUMPY):
@@ -275,10 +275,10 @@ def test_direct_convolution_is_bitwise_the_same_on_1_and_2_threads():
         pynn.set_num_threads(threads)
         try:
             z, y = np.empty_like(dy0), np.empty_like(dy0)
-            _core.conv2d_direct_forward(z, y, x, k, b, (1, 1), (2, 2), _core.ACT_RELU, 0.0)
+            _core.conv2d_direct_forward(z, y, x, k, b, (1, 1), (2, 2), ids.ACTIVATIONS["relu"], 0.0)
             dz, dw, db = dy0.copy(), np.empty_like(k), np.empty_like(b)
             _core.conv2d_direct_backward_filter(dw, db, dz, x, z, y, dz, (1, 1), (2, 2),
-                                                _core.ACT_RELU, 0.0)
+                                                ids.ACTIVATIONS["relu"], 0.0)
             outs.append((z, y, dz, dw, db))
         finally:
             pynn.set_num_threads(2)
@@ -291,10 +291,10 @@ def test_direct_convolution_refuses_what_it_does_not_handle():
     z = np.zeros((1, 5, 5, 4), np.float32)
     with pytest.raises(ValueError, match="direct"):
         _core.conv2d_direct_forward(z, z, x, np.zeros((4, 4, 3, 4), np.float32), None, (1, 1),
-                                    (1, 1), _core.ACT_RELU, 0.0)
+                                    (1, 1), ids.ACTIVATIONS["relu"], 0.0)
     with pytest.raises(ValueError, match="direct"):
         _core.conv2d_direct_forward(z, z, x, np.zeros((3, 3, 3, 4), np.float32), None, (1, 1),
-                                    (1, 1), _core.ACT_SOFTMAX, 0.0)
+                                    (1, 1), ids.ACTIVATIONS["softmax"], 0.0)
 
 
 # sgemm_ksplit: the filter gradient's GEMM with K cut into chunks fixed by the shape
@@ -334,7 +334,7 @@ def test_gemm_convolution_is_bitwise_the_same_on_1_and_2_threads():
     gradient through sgemm_ksplit."""
     rng = np.random.default_rng(12)
     x, k, b = rand(rng, 64, 14, 14, 6), rand(rng, 5, 5, 6, 16), rand(rng, 16)
-    assert not _core.conv2d_direct_supported(k.shape, _core.ACT_RELU)
+    assert not _core.conv2d_direct_supported(k.shape, ids.ACTIVATIONS["relu"])
     dy0 = rand(rng, 64, 10, 10, 16)
     outs = []
     for threads in (1, 2):
@@ -401,10 +401,10 @@ def test_one_channel_direct_convolution_is_bitwise_the_same_on_1_and_2_threads(n
         pynn.set_num_threads(threads)
         try:
             z, y = np.empty_like(dy0), np.empty_like(dy0)
-            _core.conv2d_direct_forward(z, y, x, k, b, strides, pads, _core.ACT_RELU, 0.0)
+            _core.conv2d_direct_forward(z, y, x, k, b, strides, pads, ids.ACTIVATIONS["relu"], 0.0)
             dz, dw, db = dy0.copy(), np.empty_like(k), np.empty_like(b)
             _core.conv2d_direct_backward_filter(dw, db, dz, x, z, y, dz, strides, pads,
-                                                _core.ACT_RELU, 0.0)
+                                                ids.ACTIVATIONS["relu"], 0.0)
             outs.append((z, y, dz, dw, db))
         finally:
             pynn.set_num_threads(2)
@@ -427,13 +427,13 @@ def test_direct_filter_gradient_uses_the_layers_scratch_and_gives_the_same_resul
     cols_size = n * oh * ow * window[0] * window[1] * c
     assert 0 < need <= cols_size
     z, y = np.empty((n, oh, ow, f), np.float32), np.empty((n, oh, ow, f), np.float32)
-    _core.conv2d_direct_forward(z, y, x, k, b, strides, pads, _core.ACT_RELU, 0.0)
+    _core.conv2d_direct_forward(z, y, x, k, b, strides, pads, ids.ACTIVATIONS["relu"], 0.0)
     dy0 = rand(rng, n, oh, ow, f)
     results = []
     for work in (None, np.full(need, np.nan, np.float32), np.empty(need - 1, np.float32)):
         dz, dw, db = dy0.copy(), np.empty_like(k), np.empty_like(b)
         _core.conv2d_direct_backward_filter(dw, db, dz, x, z, y, dz, strides, pads,
-                                            _core.ACT_RELU, 0.0, work)
+                                            ids.ACTIVATIONS["relu"], 0.0, work)
         results.append((dz, dw, db))
     for other in results[1:]:
         for a, r in zip(results[0], other):

@@ -13,6 +13,7 @@ or missing product term is off by about |a b|, far above it.
 import math
 
 import numpy as np
+import pynn
 import pytest
 
 import pynn._core as core
@@ -151,20 +152,20 @@ def gelu(z):
 
 ACTIVATIONS = {
     # act id: (numpy reference on float64, act_alpha, Lipschitz constant)
-    core.ACT_LINEAR: (lambda z: z, 0.0, 1.0),
-    core.ACT_RELU: (lambda z: np.maximum(z, 0.0), 0.0, 1.0),
-    core.ACT_LEAKY_RELU: (lambda z: np.where(z > 0, z, 0.2 * z), 0.2, 1.0),
-    core.ACT_SIGMOID: (lambda z: 1.0 / (1.0 + np.exp(-z)), 0.0, 0.25),
-    core.ACT_TANH: (np.tanh, 0.0, 1.0),
-    core.ACT_GELU: (gelu, 0.0, 1.13),
+    pynn.ids.ACTIVATIONS["linear"]: (lambda z: z, 0.0, 1.0),
+    pynn.ids.ACTIVATIONS["relu"]: (lambda z: np.maximum(z, 0.0), 0.0, 1.0),
+    pynn.ids.ACTIVATIONS["leaky_relu"]: (lambda z: np.where(z > 0, z, 0.2 * z), 0.2, 1.0),
+    pynn.ids.ACTIVATIONS["sigmoid"]: (lambda z: 1.0 / (1.0 + np.exp(-z)), 0.0, 0.25),
+    pynn.ids.ACTIVATIONS["tanh"]: (np.tanh, 0.0, 1.0),
+    pynn.ids.ACTIVATIONS["gelu"]: (gelu, 0.0, 1.13),
 }
 
 
-@pytest.mark.parametrize("act", list(ACTIVATIONS) + [core.ACT_SOFTMAX],
-                         ids=lambda a: {core.ACT_LINEAR: "linear", core.ACT_RELU: "relu",
-                                        core.ACT_LEAKY_RELU: "leaky_relu",
-                                        core.ACT_SIGMOID: "sigmoid", core.ACT_TANH: "tanh",
-                                        core.ACT_SOFTMAX: "softmax", core.ACT_GELU: "gelu"}[a])
+@pytest.mark.parametrize("act", list(ACTIVATIONS) + [pynn.ids.ACTIVATIONS["softmax"]],
+                         ids=lambda a: {pynn.ids.ACTIVATIONS["linear"]: "linear", pynn.ids.ACTIVATIONS["relu"]: "relu",
+                                        pynn.ids.ACTIVATIONS["leaky_relu"]: "leaky_relu",
+                                        pynn.ids.ACTIVATIONS["sigmoid"]: "sigmoid", pynn.ids.ACTIVATIONS["tanh"]: "tanh",
+                                        pynn.ids.ACTIVATIONS["softmax"]: "softmax", pynn.ids.ACTIVATIONS["gelu"]: "gelu"}[a])
 def test_sgemm_bias_act_matches_numpy(kernel, act):
     rng = np.random.default_rng(100 + act)
     for m, n, k, trans_a, trans_b, y_mode in [(1, 1, 1, False, False, "separate"),
@@ -185,7 +186,7 @@ def test_sgemm_bias_act_matches_numpy(kernel, act):
             assert_within(z, z_ref, z_bound, what + ": Z")
         if y is None:
             continue
-        if act == core.ACT_SOFTMAX:
+        if act == pynn.ids.ACTIVATIONS["softmax"]:
             e = np.exp(z_ref - z_ref.max(axis=1, keepdims=True))
             y_ref = e / e.sum(axis=1, keepdims=True)
             # dy_i = y_i (dz_i - sum_j y_j dz_j): at most 2 y_i max|dz| from Z's error,
@@ -206,12 +207,12 @@ def test_sgemm_bias_act_equals_sgemm_plus_bias(kernel):
     a, b = rand(rng, m, k), rand(rng, k, n)
     bias = rand(rng, n)
     z = np.empty((m, n), np.float32)
-    core.sgemm_bias_act(z, None, a, b, bias, False, False, core.ACT_LINEAR, 0.0)
+    core.sgemm_bias_act(z, None, a, b, bias, False, False, pynn.ids.ACTIVATIONS["linear"], 0.0)
     c = np.empty((m, n), np.float32)
     core.sgemm(c, a, b)
     np.testing.assert_array_equal(z, c + bias)
     y = np.empty((m, n), np.float32)
-    core.sgemm_bias_act(z, y, a, b, bias, False, False, core.ACT_RELU, 0.0)
+    core.sgemm_bias_act(z, y, a, b, bias, False, False, pynn.ids.ACTIVATIONS["relu"], 0.0)
     np.testing.assert_array_equal(y, np.maximum(c + bias, np.float32(0.0)))
 
 
@@ -229,7 +230,7 @@ def test_one_and_two_threads_bitwise(kernel, two_threads):
         z = np.empty((m, 200), np.float32)
         y = np.empty((m, 200), np.float32)
         core.sgemm_bias_act(z, y, a, np.ascontiguousarray(b[:200]), bias[:200], True, True,
-                            core.ACT_SOFTMAX, 0.0)
+                            pynn.ids.ACTIVATIONS["softmax"], 0.0)
         results.append((c, z, y))
     for one, two, name in zip(results[0], results[1], ("sgemm C", "fused Z", "fused softmax Y")):
         assert np.array_equal(one, two), f"{name}: 1 and 2 threads differ"
@@ -253,10 +254,10 @@ def test_wrong_shapes_raise():
     z = np.zeros((4, 6), np.float32)
     with pytest.raises(ValueError, match=r"expected Y of shape \(4, 6\), received shape \(6, 4\)"):
         core.sgemm_bias_act(z, np.zeros((6, 4), np.float32), a, b, None, False, False,
-                            core.ACT_RELU, 0.0)
+                            pynn.ids.ACTIVATIONS["relu"], 0.0)
     with pytest.raises(ValueError, match=r"expected bias of shape \(6,\), received shape \(5,\)"):
         core.sgemm_bias_act(z, None, a, b, np.zeros(5, np.float32), False, False,
-                            core.ACT_RELU, 0.0)
+                            pynn.ids.ACTIVATIONS["relu"], 0.0)
     with pytest.raises(ValueError, match="expected act"):
         core.sgemm_bias_act(z, None, a, b, None, False, False, 42, 0.0)
 
@@ -318,7 +319,7 @@ def test_small_path_matches_numpy(kernel, trans_a, trans_b):
                       f"alpha={alpha} beta={beta}")
 
 
-@pytest.mark.parametrize("act", list(ACTIVATIONS) + [core.ACT_SOFTMAX])
+@pytest.mark.parametrize("act", list(ACTIVATIONS) + [pynn.ids.ACTIVATIONS["softmax"]])
 def test_small_path_epilogue_equals_sgemm_then_activation(kernel, act):
     """The fused epilogue on the small path: Z = sgemm + bias, Y = act(Z) bitwise."""
     rng = np.random.default_rng(200 + act)

@@ -21,18 +21,15 @@ import zlib
 import numpy as np
 import pytest
 
+import pynn
 import pynn._core as core
 from pynn.backend import reference as ref
 
 RTOL = 1e-5
 ATOL_OF_MAX = 1e-6
 
-ACT_IDS = {
-    "linear": core.ACT_LINEAR, "relu": core.ACT_RELU, "leaky_relu": core.ACT_LEAKY_RELU,
-    "sigmoid": core.ACT_SIGMOID, "tanh": core.ACT_TANH, "softmax": core.ACT_SOFTMAX,
-    "gelu": core.ACT_GELU,
-}
-LOSS_IDS = {"mse": core.LOSS_MSE, "bce": core.LOSS_BCE, "cce": core.LOSS_CCE}
+ACT_IDS = pynn.ids.ACTIVATIONS
+LOSS_IDS = {k: v for k, v in pynn.ids.LOSSES.items() if k != "scce"}
 
 SHAPES = [(1, 1), (1, 300), (300, 1), (7, 13), (97, 1031), (257, 10), (255, 17),
           (256, 17), (513, 3), (300, 200)]
@@ -152,7 +149,7 @@ def test_activations_in_place_match_out_of_place(activation):
 def test_softmax_extreme_logits_are_finite():
     x = f32([[100.0, -100.0, 0.0], [-100.0, -100.0, -100.0]])
     y = np.empty_like(x)
-    core.activation_forward(y, x, core.ACT_SOFTMAX)
+    core.activation_forward(y, x, pynn.ids.ACTIVATIONS["softmax"])
     assert np.isfinite(y).all()
     assert_close(y, ref.activation_forward(x, "softmax"))
 
@@ -163,8 +160,8 @@ def test_activations_accept_read_only_inputs():
     for a in (x, y, dy):
         a.flags.writeable = False
     out = np.empty_like(x)
-    core.activation_forward(out, x, core.ACT_TANH)
-    core.activation_backward(out, x, y, dy, core.ACT_TANH)
+    core.activation_forward(out, x, pynn.ids.ACTIVATIONS["tanh"])
+    core.activation_backward(out, x, y, dy, pynn.ids.ACTIVATIONS["tanh"])
     assert_close(out, ref.activation_backward(x, y, dy, "tanh"))
 
 
@@ -237,7 +234,7 @@ def test_probabilities_at_0_and_1_are_clipped():
     check_loss(p, t, "cce", False)
     check_sparse(p, np.array([1, 1, 0, 2]), False)
     grad = np.empty_like(p)
-    core.loss(grad, p, t, core.LOSS_BCE, False)
+    core.loss(grad, p, t, pynn.ids.LOSSES["bce"], False)
     assert (grad[p == 0] == 0).all() and (grad[p == 1] == 0).all()   # flat where clipped
 
 
@@ -254,13 +251,13 @@ def test_sparse_labels_out_of_range_raise_before_writing(bad_label):
 def test_loss_argument_errors_name_the_function():
     pred = f32(np.ones((2, 3)) / 3)
     with pytest.raises(ValueError, match=r"loss: expected target of shape \(2, 3\)"):
-        core.loss(None, pred, f32(np.ones((2, 4))), core.LOSS_MSE, False)
+        core.loss(None, pred, f32(np.ones((2, 4))), pynn.ids.LOSSES["mse"], False)
     with pytest.raises(ValueError, match=r"loss: expected grad of shape \(2, 3\)"):
-        core.loss(np.empty((3, 2), np.float32), pred, pred, core.LOSS_MSE, False)
+        core.loss(np.empty((3, 2), np.float32), pred, pred, pynn.ids.LOSSES["mse"], False)
     with pytest.raises(ValueError, match="loss"):
         core.loss(None, pred, pred, 99, False)
     with pytest.raises(ValueError, match="loss"):       # rows == 0 has no mean
-        core.loss(None, f32(np.ones((0, 3))), f32(np.ones((0, 3))), core.LOSS_MSE, False)
+        core.loss(None, f32(np.ones((0, 3))), f32(np.ones((0, 3))), pynn.ids.LOSSES["mse"], False)
     with pytest.raises(ValueError, match=r"sparse_cce: expected labels of shape \(2,\)"):
         core.sparse_cce(None, pred, np.array([0, 1, 2]), False)
 
@@ -268,7 +265,7 @@ def test_loss_argument_errors_name_the_function():
 def test_activation_argument_errors_name_the_function():
     x = f32(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"activation_forward: expected y of shape \(2, 3\)"):
-        core.activation_forward(np.empty((3, 2), np.float32), x, core.ACT_RELU)
+        core.activation_forward(np.empty((3, 2), np.float32), x, pynn.ids.ACTIVATIONS["relu"])
     with pytest.raises(ValueError, match="activation_forward"):
         core.activation_forward(np.empty_like(x), x, 42)
     with pytest.raises(ValueError, match="activation_backward"):

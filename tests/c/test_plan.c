@@ -774,6 +774,8 @@ static void branchy_build(branchy_net *n) {
     add_op(b, PYNN_OP_BATCHNORM_INFER, LIST(sum, gm, bt, mm, mv, bn), LIST(BO), REALS(1e-3));
     add_op(b, PYNN_OP_SCALE, LIST(out, bn), NO_INTS, REALS(0.5));
     add_op(b, PYNN_OP_LOSS, LIST(out, t, grad), LIST(PYNN_LOSS_MSE, 0, BO, 0), REALS(2.0));
+    /* the loss weight scales the gradient through an op of its own, as pynn's plans do */
+    add_op(b, PYNN_OP_SCALE, LIST(grad, grad), NO_INTS, REALS(2.0));
     add_op(b, PYNN_OP_METRIC, LIST(out, t), LIST(PYNN_METRIC_MAE, BO, 0), NO_REALS);
     add_op(b, PYNN_OP_SCALE, LIST(gbn, grad), NO_INTS, REALS(0.5));
     add_op(b, PYNN_OP_BATCHNORM_INFER_BACKWARD, LIST(sum, gm, mm, mv, gbn, dgm, dbt, gs), LIST(BO),
