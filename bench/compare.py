@@ -6,7 +6,8 @@ Sections (select with --only; all run by default):
   mlp   one SGD training step of a ReLU MLP with softmax cross-entropy:
         Sequential.train_on_batch vs the idiomatic PyTorch step (vs Keras train_on_batch)
   fit   one epoch of fit() on 20,000 x 64 random samples, batch 32, shuffled
-  lenet one SGD training step of a LeNet-5-shaped CNN on 28x28x1 images, batch 64:
+  cnn   one SGD training step of a LeNet-5-shaped CNN (28x28x1 images, batch 64) and of a
+        tiny CNN (8x8x1 images, Conv2D(8, 3), Flatten, Dense(10), batch 32):
         Sequential.train_on_batch vs the same network in PyTorch (NCHW, same weights)
 
 Every library runs with the same thread count (--threads, default 2).  Each shape is
@@ -68,6 +69,7 @@ FIT_WIDTHS = (FIT_FEATURES, 32, FIT_CLASSES)
 FIT_TARGET = 0.10
 # LeNet-5 shape: conv 6@5x5 same, max-pool 2, conv 16@5x5 valid, max-pool 2, dense 120, 84, 10.
 LENET_BATCH, LENET_TARGET = 64, 1.0
+TINY_CNN_BATCH, TINY_CNN_TARGET = 32, 0.10
 LEARNING_RATE = 0.01
 
 # Repetitions per measurement and the shortest timed block: a block repeats a call until
@@ -534,102 +536,140 @@ def run_fit(cfg, keras, failures):
              "samples_s": samples, "last_epoch_loss": last_loss, "check": check}]
 
 
-# ---- section 4: a LeNet-5-shaped CNN training step --------------------------------------------------
+# ---- section 4: CNN training steps -------------------------------------------------------------------
 
 def pynn_lenet():
+    """LeNet-5's shape: conv 6@5x5 same, max-pool 2, conv 16@5x5, max-pool 2, dense 120-84-10."""
     L = pynn.layers
-    model = pynn.Sequential([
+    return pynn.Sequential([
         L.Input((28, 28, 1)),
         L.Conv2D(6, 5, padding="same", activation="relu"), L.MaxPooling2D(2),
         L.Conv2D(16, 5, activation="relu"), L.MaxPooling2D(2),
         L.Flatten(), L.Dense(120, activation="relu"), L.Dense(84, activation="relu"),
         L.Dense(10, activation="softmax")])
-    model.compile(optimizer=pynn.optimizers.SGD(LEARNING_RATE), loss="sparse_categorical_crossentropy")
-    return model
 
 
-def torch_lenet(weights):
-    """The same network in PyTorch (NCHW) with pynn's weights: a conv kernel (kh, kw, cin,
-    cout) is a Conv2d weight (cout, cin, kh, kw); the first Dense kernel's rows follow
-    pynn's (h, w, c) flatten order and are permuted to PyTorch's (c, h, w)."""
+def pynn_tiny_cnn():
+    """The smallest CNN a learner writes: 8x8x1 images, Conv2D(8, 3), Flatten, Dense(10)."""
+    L = pynn.layers
+    return pynn.Sequential([L.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"), L.Flatten(),
+                            L.Dense(10, activation="softmax")])
+
+
+# (label, builder, batch, target for the pynn/torch time ratio)
+CNN_CASES = (
+    ("LeNet-5 28x28x1", pynn_lenet, LENET_BATCH, LENET_TARGET),
+    ("tiny CNN 8x8x1", pynn_tiny_cnn, TINY_CNN_BATCH, TINY_CNN_TARGET),
+)
+
+
+def torch_sequential(model):
+    """The same Sequential CNN in PyTorch (NCHW) with pynn's weights: a conv kernel (kh, kw,
+    cin, cout) is a Conv2d weight (cout, cin, kh, kw); the Dense kernel after a Flatten has
+    its rows in pynn's (h, w, c) order and is permuted to PyTorch's (c, h, w).  The last
+    layer emits logits (CrossEntropyLoss applies the softmax).  Returns the module and a
+    function giving its weights back in pynn's layouts."""
     nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-    convs = [m for m in model if isinstance(m, nn.Conv2d)]
-    linears = [m for m in model if isinstance(m, nn.Linear)]
-    with torch.no_grad():
-        for i, conv in enumerate(convs):
-            conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(weights[2 * i].transpose(3, 2, 0, 1))))
-            conv.bias.copy_(torch.from_numpy(weights[2 * i + 1]))
-        for i, lin in enumerate(linears):
-            k = weights[4 + 2 * i]
-            if i == 0:   # rows (h, w, c) -> (c, h, w)
-                k = k.reshape(5, 5, 16, 120).transpose(2, 0, 1, 3).reshape(400, 120)
-            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(k.T)))
-            lin.bias.copy_(torch.from_numpy(weights[5 + 2 * i]))
-    return model, torch.optim.SGD(model.parameters(), lr=LEARNING_RATE), nn.CrossEntropyLoss()
+    mods, shape, after_flatten = [], model.inputs[0].shape[1:], None
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            kh, kw = layer.kernel_size
+            pad = 0 if layer.padding == "valid" else (kh // 2, kw // 2)
+            conv = nn.Conv2d(shape[-1], layer.filters, (kh, kw), stride=layer.strides, padding=pad)
+            with torch.no_grad():
+                conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(
+                    layer.kernel.numpy().transpose(3, 2, 0, 1))))
+                conv.bias.copy_(torch.from_numpy(layer.bias.numpy()))
+            mods += [conv, nn.ReLU()]
+        elif kind == "MaxPooling2D":
+            mods.append(nn.MaxPool2d(layer.pool_size, layer.strides))
+        elif kind == "Flatten":
+            mods.append(nn.Flatten())
+            after_flatten = shape
+        elif kind == "Dense":
+            k = layer.kernel.numpy()
+            if after_flatten is not None:     # rows (h, w, c) -> (c, h, w)
+                h, w, c = after_flatten
+                k = k.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
+            lin = nn.Linear(k.shape[0], k.shape[1])
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(k.T)))
+                lin.bias.copy_(torch.from_numpy(layer.bias.numpy()))
+            mods.append(lin)
+            if layer.activation == "relu":
+                mods.append(nn.ReLU())
+            lin.flatten_shape, after_flatten = after_flatten, None
+        shape = layer.output.shape[1:]
+    tmodel = nn.Sequential(*mods)
+
+    def weights():
+        out = []
+        for mod in tmodel:
+            if isinstance(mod, nn.Conv2d):
+                out += [mod.weight.detach().numpy().transpose(2, 3, 1, 0), mod.bias.detach().numpy()]
+            elif isinstance(mod, nn.Linear):
+                k = mod.weight.detach().numpy().T
+                if mod.flatten_shape is not None:
+                    h, w, c = mod.flatten_shape
+                    k = k.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(h * w * c, -1)
+                out += [k, mod.bias.detach().numpy()]
+        return out
+    return tmodel, weights
 
 
-def torch_lenet_weights(model):
-    out = []
-    for mod in model:
-        if isinstance(mod, torch.nn.Conv2d):
-            out += [mod.weight.detach().numpy().transpose(2, 3, 1, 0), mod.bias.detach().numpy()]
-        elif isinstance(mod, torch.nn.Linear):
-            k = mod.weight.detach().numpy().T
-            if k.shape[0] == 400:
-                k = k.reshape(16, 5, 5, 120).transpose(1, 2, 0, 3).reshape(400, 120)
-            out += [k, mod.bias.detach().numpy()]
-    return out
+def run_cnn(cfg, failures):
+    results, rows = [], []
+    for label, build, batch, target in CNN_CASES:
+        rng = np.random.default_rng(4)
+        pynn.utils.set_random_seed(0)
+        model = build()
+        model.compile(optimizer=pynn.optimizers.SGD(LEARNING_RATE),
+                      loss="sparse_categorical_crossentropy")
+        shape = model.inputs[0].shape[1:]
+        x = rng.random((batch,) + tuple(shape), dtype=np.float32)
+        y = rng.integers(0, 10, size=batch, dtype=np.int64)
+        fns = {"pynn": lambda: model.train_on_batch(x, y)}
+        problems, errs = [], {}
+        if torch is not None:
+            tmodel, tweights = torch_sequential(model)
+            opt, crit = torch.optim.SGD(tmodel.parameters(), lr=LEARNING_RATE), torch.nn.CrossEntropyLoss()
+            tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            ty = torch.from_numpy(y)
 
-
-def run_lenet(cfg, failures):
-    rng = np.random.default_rng(4)
-    x = rng.random((LENET_BATCH, 28, 28, 1), dtype=np.float32)
-    y = rng.integers(0, 10, size=LENET_BATCH, dtype=np.int64)
-    pynn.utils.set_random_seed(0)
-    model = pynn_lenet()
-    w0 = model.get_weights()
-    fns = {"pynn": lambda: model.train_on_batch(x, y)}
-    problems, errs = [], {}
-    if torch is not None:
-        tmodel, opt, crit = torch_lenet(w0)
-        tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        ty = torch.from_numpy(y)
-
-        def torch_step():
-            opt.zero_grad()
-            loss = crit(tmodel(tx), ty)
-            loss.backward()
-            opt.step()
-            return loss.item()
-        fns["torch"] = torch_step
-    ref_loss = fns["pynn"]()
-    if torch is not None:
-        errs["torch_loss"], p = _loss_check("torch", fns["torch"](), ref_loss)
-        problems += [p] if p else []
-        errs["torch_weights"] = max_rel_diff(model.get_weights(), torch_lenet_weights(tmodel))
-        if errs["torch_weights"] > WEIGHT_RTOL:
-            problems.append(f"weights after one step differ from torch by {errs['torch_weights']:.1e} "
-                            f"(relative to max |w|) > {WEIGHT_RTOL}")
-    check = "FAIL" if problems else ("ok" if errs else "-")
-    failures += [f"lenet: {p}" for p in problems]
-    samples, calls = measure(fns, cfg["mlp_reps"], cfg["min_block"], cfg["warmup_s"])
-    secs, spread = summarize(samples, cfg["stat"])
-    r_t = ratio(secs["pynn"], secs.get("torch"))
-    rows = [["LeNet-5 28x28x1", LENET_BATCH, fmt_ms(secs["pynn"]), fmt_ms(secs.get("torch")),
-             fmt_ratio(r_t), f"<= {LENET_TARGET:.2f}x",
-             "-" if r_t is None else ("yes" if r_t <= LENET_TARGET else "no"), f"{spread:.0f}%", check]]
+            def torch_step(tmodel=tmodel, opt=opt, crit=crit, tx=tx, ty=ty):
+                opt.zero_grad()
+                loss = crit(tmodel(tx), ty)
+                loss.backward()
+                opt.step()
+                return loss.item()
+            fns["torch"] = torch_step
+        ref_loss = fns["pynn"]()
+        if torch is not None:
+            errs["torch_loss"], p = _loss_check("torch", fns["torch"](), ref_loss)
+            problems += [p] if p else []
+            errs["torch_weights"] = max_rel_diff(model.get_weights(), tweights())
+            if errs["torch_weights"] > WEIGHT_RTOL:
+                problems.append(f"weights after one step differ from torch by "
+                                f"{errs['torch_weights']:.1e} (relative to max |w|) > {WEIGHT_RTOL}")
+        check = "FAIL" if problems else ("ok" if errs else "-")
+        failures += [f"cnn {label}: {p}" for p in problems]
+        samples, calls = measure(fns, cfg["mlp_reps"], cfg["min_block"], cfg["warmup_s"])
+        secs, spread = summarize(samples, cfg["stat"])
+        r_t = ratio(secs["pynn"], secs.get("torch"))
+        rows.append([label, batch, fmt_ms(secs["pynn"]), fmt_ms(secs.get("torch")), fmt_ratio(r_t),
+                     f"<= {target:.2f}x", "-" if r_t is None else ("yes" if r_t <= target else "no"),
+                     f"{spread:.0f}%", check])
+        results.append({"network": label, "batch": batch, "seconds": secs, "spread_pct": spread,
+                        "pynn_over_torch": r_t, "target_pynn_over_torch": target,
+                        "calls_per_block": calls, "samples_s": samples, "check": check,
+                        "check_errors": errs})
     print_table("CNN training step (SGD, softmax cross-entropy), ms per step (lower is better)",
                 ["network", "batch", "pynn", "torch", "pynn/torch", "target", "met", "spread", "check"],
-                rows, f"  {cfg['stat']} of {cfg['mlp_reps']} repetitions; conv 6@5x5 same, max-pool 2, "
-                      "conv 16@5x5, max-pool 2, dense 120-84-10, ReLU; check: first-step loss within "
-                      f"{LOSS_RTOL:.0e} and weights after it within {WEIGHT_RTOL:.0e} of pynn's")
-    return [{"network": "lenet5", "batch": LENET_BATCH, "seconds": secs, "spread_pct": spread,
-             "pynn_over_torch": r_t, "target_pynn_over_torch": LENET_TARGET, "calls_per_block": calls,
-             "samples_s": samples, "check": check, "check_errors": errs}]
+                rows, f"  {cfg['stat']} of {cfg['mlp_reps']} repetitions; ReLU convolutions; check: "
+                      f"first-step loss within {LOSS_RTOL:.0e} and weights after it within "
+                      f"{WEIGHT_RTOL:.0e} of pynn's")
+    return results
 
 
 # ---- main -----------------------------------------------------------------------------------------
@@ -641,7 +681,7 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
     p.add_argument("--quick", action="store_true",
                    help="about 30 s: fewer repetitions, no 2048^3 GEMM, no 1024-2048-2048-10 MLP")
-    p.add_argument("--only", action="append", choices=("gemm", "mlp", "fit", "lenet"),
+    p.add_argument("--only", action="append", choices=("gemm", "mlp", "fit", "cnn"),
                    help="run only this section (repeat to select several)")
     p.add_argument("--stat", choices=("median", "min"), default="median",
                    help="statistic of the repetitions to report (default median; min shows what "
@@ -655,7 +695,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    sections = args.only or ["gemm", "mlp", "fit", "lenet"]
+    sections = args.only or ["gemm", "mlp", "fit", "cnn"]
     cfg = dict(QUICK if args.quick else FULL, stat=args.stat)
     limits = setup_threads(args.threads)        # noqa: F841 (the limits last while it lives)
     keras, keras_why = load_keras(args.threads)
@@ -671,8 +711,8 @@ def main(argv=None):
         report["mlp"] = run_mlp(cfg, args.quick, keras, failures)
     if "fit" in sections:
         report["fit"] = run_fit(cfg, keras, failures)
-    if "lenet" in sections:
-        report["lenet"] = run_lenet(cfg, failures)
+    if "cnn" in sections:
+        report["cnn"] = run_cnn(cfg, failures)
     report["failures"] = failures
     report["wall_s"] = time.perf_counter() - start
     print(f"\ntotal {report['wall_s']:.0f} s")

@@ -1,0 +1,271 @@
+"""Keras code as the keras.io guides write it ("The Sequential model", "The Functional API",
+"Transfer learning & fine-tuning"), run with `import pynn as keras` and only the data loading
+changed (random arrays of the guides' shapes, smaller, instead of MNIST/CIFAR downloads).
+Each test follows one section of a guide and checks what Keras's own results guarantee:
+shapes, parameter counts, log keys, frozen weights unchanged."""
+import numpy as np
+import pytest
+
+import pynn as keras
+from pynn import layers
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    keras.utils.set_random_seed(1)
+
+
+def test_sequential_guide():
+    model = keras.Sequential([
+        layers.Dense(2, activation="relu", name="layer1"),
+        layers.Dense(3, activation="relu", name="layer2"),
+        layers.Dense(4, name="layer3"),
+    ])
+    x = keras.ops.ones((3, 3))
+    y = model(x)
+    assert y.shape == (3, 4)
+
+    layer1 = layers.Dense(2, activation="relu", name="l1")
+    layer2 = layers.Dense(3, activation="relu", name="l2")
+    layer3 = layers.Dense(4, name="l3")
+    assert layer3(layer2(layer1(x))).shape == (3, 4)
+
+    model = keras.Sequential()
+    model.add(layers.Dense(2, activation="relu"))
+    model.add(layers.Dense(3, activation="relu"))
+    model.add(layers.Dense(4))
+    model.pop()
+    assert len(model.layers) == 2
+
+    layer = layers.Dense(3)
+    assert layer.weights == []
+    layer(keras.ops.ones((1, 4)))
+    assert [w.shape for w in layer.weights] == [(4, 3), (3,)]
+
+    model = keras.Sequential([layers.Dense(2, activation="relu"), layers.Dense(3, activation="relu"),
+                              layers.Dense(4)])
+    model(keras.ops.ones((1, 4)))
+    assert len(model.weights) == 6
+
+    model = keras.Sequential()
+    model.add(keras.Input(shape=(4,)))
+    model.add(layers.Dense(2, activation="relu"))
+    assert [type(l).__name__ for l in model.layers] == ["Dense"]
+
+    model = keras.Sequential()
+    model.add(keras.Input(shape=(250, 250, 3)))
+    model.add(layers.Conv2D(32, 5, strides=2, activation="relu"))
+    model.add(layers.Conv2D(32, 3, activation="relu"))
+    model.add(layers.MaxPooling2D(3))
+    assert model.output_shape == (None, 40, 40, 32)       # "The answer was: (40, 40, 32)"
+    model.add(layers.Conv2D(32, 3, activation="relu"))
+    model.add(layers.Conv2D(32, 3, activation="relu"))
+    model.add(layers.MaxPooling2D(3))
+    model.add(layers.Conv2D(32, 3, activation="relu"))
+    model.add(layers.Conv2D(32, 3, activation="relu"))
+    model.add(layers.MaxPooling2D(2))
+    assert model.output_shape == (None, 4, 4, 32)
+
+    initial_model = keras.Sequential([
+        keras.Input(shape=(50, 50, 3)),
+        layers.Conv2D(8, 5, strides=2, activation="relu"),
+        layers.Conv2D(8, 3, activation="relu", name="my_intermediate_layer"),
+        layers.Conv2D(8, 3, activation="relu"),
+    ])
+    feature_extractor = keras.Model(inputs=initial_model.inputs,
+                                    outputs=[layer.output for layer in initial_model.layers])
+    features = feature_extractor(keras.ops.ones((1, 50, 50, 3)))
+    assert [f.shape for f in features] == [(1, 23, 23, 8), (1, 21, 21, 8), (1, 19, 19, 8)]
+    feature_extractor = keras.Model(
+        inputs=initial_model.inputs,
+        outputs=initial_model.get_layer(name="my_intermediate_layer").output)
+    assert feature_extractor(keras.ops.ones((1, 50, 50, 3))).shape == (1, 21, 21, 8)
+
+    # Transfer learning with a Sequential model: freeze all layers except the last one.
+    model = keras.Sequential([keras.Input(shape=(784)), layers.Dense(32, activation="relu"),
+                              layers.Dense(32, activation="relu"), layers.Dense(10)])
+    for layer in model.layers[:-1]:
+        layer.trainable = False
+    frozen = [l.get_weights() for l in model.layers[:-1]]
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(np.random.random((64, 784)), np.random.randint(0, 10, 64), verbose=0)
+    for layer, before in zip(model.layers[:-1], frozen):
+        for a, b in zip(layer.get_weights(), before):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_functional_api_guide(tmp_path, capsys):
+    inputs = keras.Input(shape=(784,))
+    assert inputs.shape == (None, 784) and inputs.dtype == "float32"
+    img_inputs = keras.Input(shape=(32, 32, 3))
+    assert img_inputs.shape == (None, 32, 32, 3)
+    dense = layers.Dense(64, activation="relu")
+    x = dense(inputs)
+    x = layers.Dense(64, activation="relu")(x)
+    outputs = layers.Dense(10)(x)
+    model = keras.Model(inputs=inputs, outputs=outputs, name="mnist_model")
+    model.summary()
+    assert "mnist_model" in capsys.readouterr().out
+    assert model.count_params() == 784 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
+
+    x_train = np.random.rand(512, 28, 28).reshape(512, 784).astype("float32")
+    y_train = np.random.randint(0, 10, 512)
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  optimizer=keras.optimizers.RMSprop(), metrics=["accuracy"])
+    history = model.fit(x_train, y_train, batch_size=64, epochs=2, validation_split=0.2, verbose=0)
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    test_scores = model.evaluate(x_train[:100], y_train[:100], verbose=2)
+    assert len(test_scores) == 2
+
+    model.save(tmp_path / "path_to_my_model")
+    del model
+    model = keras.models.load_model(tmp_path / "path_to_my_model")
+    assert model.name == "mnist_model"
+
+    # All models are callable, just like layers: ensembling
+    def get_model():
+        inputs = keras.Input(shape=(128,))
+        outputs = layers.Dense(1)(inputs)
+        return keras.Model(inputs, outputs)
+
+    model1, model2, model3 = get_model(), get_model(), get_model()
+    inputs = keras.Input(shape=(128,))
+    y1, y2, y3 = model1(inputs), model2(inputs), model3(inputs)
+    outputs = layers.average([y1, y2, y3])
+    ensemble_model = keras.Model(inputs=inputs, outputs=outputs)
+    x = np.random.rand(4, 128).astype("float32")
+    want = (model1.predict(x, verbose=0) + model2.predict(x, verbose=0) +
+            model3.predict(x, verbose=0)) / 3
+    np.testing.assert_allclose(ensemble_model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+
+
+def test_toy_resnet_from_the_functional_guide():
+    inputs = keras.Input(shape=(32, 32, 3), name="img")
+    x = layers.Conv2D(32, 3, activation="relu")(inputs)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    block_1_output = layers.MaxPooling2D(3)(x)
+    x = layers.Conv2D(64, 3, activation="relu", padding="same")(block_1_output)
+    x = layers.Conv2D(64, 3, activation="relu", padding="same")(x)
+    block_2_output = layers.add([x, block_1_output])
+    x = layers.Conv2D(64, 3, activation="relu", padding="same")(block_2_output)
+    x = layers.Conv2D(64, 3, activation="relu", padding="same")(x)
+    block_3_output = layers.add([x, block_2_output])
+    x = layers.Conv2D(64, 3, activation="relu")(block_3_output)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(256, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(10)(x)
+    model = keras.Model(inputs, outputs, name="toy_resnet")
+    assert model.count_params() == 223_242               # what Keras's summary reports
+    x_train = np.random.rand(40, 32, 32, 3).astype("float32")
+    y_train = keras.utils.to_categorical(np.random.randint(0, 10, 40), 10)
+    model.compile(optimizer=keras.optimizers.RMSprop(1e-3),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True), metrics=["acc"])
+    history = model.fit(x_train, y_train, batch_size=16, epochs=1, validation_split=0.2, verbose=0)
+    assert set(history.history) == {"loss", "acc", "val_loss", "val_acc"}
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_multi_input_multi_output_from_the_functional_guide():
+    # The guide's ticket model, with Dense encoders in place of Embedding/LSTM.
+    num_tags, num_words, num_departments = 12, 100, 4
+    title_input = keras.Input(shape=(10,), name="title")
+    body_input = keras.Input(shape=(20,), name="body")
+    tags_input = keras.Input(shape=(num_tags,), name="tags")
+    title_features = layers.Dense(16, activation="relu")(title_input)
+    body_features = layers.Dense(8, activation="relu")(body_input)
+    x = layers.concatenate([title_features, body_features, tags_input])
+    priority_pred = layers.Dense(1, name="priority")(x)
+    department_pred = layers.Dense(num_departments, name="department")(x)
+    model = keras.Model(inputs=[title_input, body_input, tags_input],
+                        outputs=[priority_pred, department_pred])
+    model.compile(optimizer=keras.optimizers.RMSprop(1e-3),
+                  loss=[keras.losses.BinaryCrossentropy(from_logits=True),
+                        keras.losses.CategoricalCrossentropy(from_logits=True)],
+                  loss_weights=[1.0, 0.2])
+    model.compile(optimizer=keras.optimizers.RMSprop(1e-3),
+                  loss={"priority": keras.losses.BinaryCrossentropy(from_logits=True),
+                        "department": keras.losses.CategoricalCrossentropy(from_logits=True)},
+                  loss_weights={"priority": 1.0, "department": 0.2})
+    title_data = np.random.randint(num_words, size=(128, 10)).astype("float32") / num_words
+    body_data = np.random.randint(num_words, size=(128, 20)).astype("float32") / num_words
+    tags_data = np.random.randint(2, size=(128, num_tags)).astype("float32")
+    priority_targets = np.random.random(size=(128, 1))
+    dept_targets = np.random.randint(2, size=(128, num_departments))
+    history = model.fit({"title": title_data, "body": body_data, "tags": tags_data},
+                        {"priority": priority_targets, "department": dept_targets},
+                        epochs=2, batch_size=32, verbose=0)
+    logs = history.history
+    assert set(logs) == {"loss", "priority_loss", "department_loss"}
+    np.testing.assert_allclose(logs["loss"], np.array(logs["priority_loss"]) +
+                               0.2 * np.array(logs["department_loss"]), rtol=1e-6)
+
+
+def test_transfer_learning_guide_trainable_api():
+    layer = keras.layers.Dense(3)
+    layer.build((None, 4))
+    assert (len(layer.weights), len(layer.trainable_weights), len(layer.non_trainable_weights)) \
+        == (2, 2, 0)
+    layer = keras.layers.BatchNormalization()
+    layer.build((None, 4))
+    assert (len(layer.weights), len(layer.trainable_weights), len(layer.non_trainable_weights)) \
+        == (4, 2, 2)
+    layer = keras.layers.Dense(3)
+    layer.build((None, 4))
+    layer.trainable = False
+    assert (len(layer.weights), len(layer.trainable_weights), len(layer.non_trainable_weights)) \
+        == (2, 0, 2)
+
+    layer1 = keras.layers.Dense(3, activation="relu")
+    layer2 = keras.layers.Dense(3, activation="sigmoid")
+    model = keras.Sequential([keras.Input(shape=(3,)), layer1, layer2])
+    layer1.trainable = False
+    initial_layer1_weights_values = layer1.get_weights()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.random.random((2, 3)), np.random.random((2, 3)), verbose=0)
+    final_layer1_weights_values = layer1.get_weights()
+    np.testing.assert_allclose(initial_layer1_weights_values[0], final_layer1_weights_values[0])
+    np.testing.assert_allclose(initial_layer1_weights_values[1], final_layer1_weights_values[1])
+
+    inner_model = keras.Sequential([keras.Input(shape=(3,)),
+                                    keras.layers.Dense(3, activation="relu"),
+                                    keras.layers.Dense(3, activation="relu")])
+    model = keras.Sequential([keras.Input(shape=(3,)), inner_model,
+                              keras.layers.Dense(3, activation="sigmoid")])
+    model.trainable = False
+    assert inner_model.trainable == False           # noqa: E712 (the guide's own assertion)
+    assert inner_model.layers[0].trainable == False  # noqa: E712
+
+
+def test_transfer_learning_guide_workflow():
+    # A small "pretrained" convolutional base with BatchNormalization stands in for Xception.
+    base_in = keras.Input(shape=(24, 24, 3))
+    h = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(base_in)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.Conv2D(8, 3, activation="relu")(h)
+    base_model = keras.Model(base_in, h, name="base")
+    x_new = np.random.rand(32, 24, 24, 3).astype("float32")
+    y_new = np.random.randint(0, 2, size=(32, 1)).astype("float32")
+    base_model.trainable = False
+    pretrained = base_model.get_weights()
+
+    inputs = keras.Input(shape=(24, 24, 3))
+    x = base_model(inputs, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(1)(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(x_new, y_new, epochs=2, batch_size=8, verbose=0,
+              validation_data=(x_new[:8], y_new[:8]))
+    for before, after in zip(pretrained, base_model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+
+    base_model.trainable = True
+    model.compile(optimizer=keras.optimizers.Adam(1e-5),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(x_new, y_new, epochs=1, batch_size=8, verbose=0)
+    after = base_model.get_weights()
+    assert not np.array_equal(after[0], pretrained[0])         # the base trains now
+    bn = base_model.layers[2]
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), pretrained[4])   # BN in inference mode
