@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import _core
-from .layers.base import numeric_array
+from .arrays import numeric_array
 
 
 def _matrix(a, name):

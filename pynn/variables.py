@@ -8,6 +8,8 @@ value to the host; `assign` writes a new one, checked first.
 """
 import numpy as np
 
+from .arrays import numeric_array
+
 
 class Variable:
     def __init__(self, value, name, path, trainable=True):
@@ -46,7 +48,6 @@ class Variable:
 
     def assign(self, value):
         """Set the value (same shape, finite numbers); returns the variable."""
-        from .layers.base import numeric_array
         where = f"Variable '{self.path}'.assign"
         arr = numeric_array(value, where)
         if arr.shape != self.shape:

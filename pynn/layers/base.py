@@ -20,6 +20,7 @@ import re
 
 import numpy as np
 
+from ..arrays import numeric_array  # noqa: F401  (re-exported for the layers)
 from ..variables import Variable
 from .node import KerasTensor, Node, flatten_structure, pack_like
 
@@ -54,26 +55,6 @@ def check_shape_arg(shape, what, where):
         raise ValueError(f"{where}: expected {what} as a tuple of positive integers "
                          f"(without the batch axis), received {shape!r}")
     return tuple(int(d) for d in shape)
-
-
-def numeric_array(value, where):
-    """`value` as a NumPy array of real numbers (bool, int, uint or float), else TypeError."""
-    if isinstance(value, np.ndarray):
-        arr = value
-    elif isinstance(value, Variable):
-        arr = value.numpy()
-    else:
-        try:
-            arr = np.asarray(value)
-        except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"{where}: expected a numeric array, received {type(value).__name__} "
-                            f"that NumPy cannot convert ({exc})") from None
-    kind = arr.dtype.kind
-    if kind not in "biuf":
-        if kind == "c":
-            raise TypeError(f"{where}: expected real numbers, received complex dtype {arr.dtype}")
-        raise TypeError(f"{where}: expected a numeric array, received dtype {arr.dtype}")
-    return arr
 
 
 def check_dtype(dtype, where):

@@ -17,9 +17,8 @@ from ..serialization import ModelFileError
 
 
 def _own_nodes(layer):
-    from .functional import Model
-    from .sequential import Sequential
-    return 1 if isinstance(layer, Model) and not isinstance(layer, Sequential) else 0
+    """1 for a functional model used as a layer (Keras counts a node of its own first)."""
+    return 1 if getattr(layer, "_counts_own_node", False) else 0
 
 
 def sequential_config(model):

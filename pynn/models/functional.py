@@ -163,6 +163,8 @@ class Model(Layer):
 
     # ---- a model as a layer ----------------------------------------------------------------
     _single_input = False
+    _counts_own_node = True        # in a config, Keras numbers a nested functional model's
+                                   # calls from 1: node 0 is the model's own graph
 
     def _input_shapes(self, flat):
         self._require_graph("inputs")

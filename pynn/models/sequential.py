@@ -25,6 +25,8 @@ class Sequential(Model):
                 self.add(layer, rebuild=False)
             self._maybe_rebuild()
 
+    _counts_own_node = False
+
     @staticmethod
     def _default_name():
         return "sequential"

@@ -7,7 +7,8 @@ Structures follow Keras: a model with one input takes an array; with several, a 
 """
 import numpy as np
 
-from ..layers.base import numeric_array, shape_text
+from ..arrays import numeric_array
+from ..layers.base import shape_text
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
