@@ -160,6 +160,27 @@ def test_concatenate_axes():
     assert_close(pynn.Model([a, c], z).predict([xa, xc], verbose=0), np.concatenate([xa, xc], 1))
 
 
+def test_subclassed_model_traces_its_call():
+    class Classifier(pynn.Model):
+        def __init__(self, classes=3):
+            super().__init__()
+            self.hidden = L.Dense(8, activation="relu")
+            self.dropout = L.Dropout(0.5)
+            self.out = L.Dense(classes, activation="softmax")
+
+        def call(self, inputs, training=False):
+            return self.out(self.dropout(self.hidden(inputs), training=training))
+
+    model = Classifier()
+    assert model.weights == []
+    model.compile("adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = np.random.rand(16, 5).astype(np.float32), np.random.randint(0, 3, 16)
+    model.fit(x, y, epochs=1, verbose=0)
+    assert len(model.weights) == 4 and model.count_params() == 5 * 8 + 8 + 8 * 3 + 3
+    assert "dropout" in [op.name for op in model.plan.ops]        # active in training
+    assert model.predict([x], verbose=0).shape == (16, 3)          # [x]: one input, as Keras
+
+
 # ---- trainable ---------------------------------------------------------------------------------
 
 def test_trainable_flags_follow_keras():

@@ -46,7 +46,9 @@ class Model(Layer):
     tensors, lists of tensors, or dicts keyed by name."""
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
-        if type(self) is Model and (inputs is None or outputs is None):
+        if inputs is None and outputs is None and self._defines_call():
+            inputs = None          # a subclassed model: its graph is traced from call()
+        elif type(self) is Model and (inputs is None or outputs is None):
             raise ValueError("Model: expected Model(inputs, outputs) with tensors made by "
                              "pynn.Input and layer calls; received inputs="
                              f"{inputs!r:.80}, outputs={outputs!r:.80}")
@@ -140,8 +142,55 @@ class Model(Layer):
                              "call it on data")
 
     def _ensure_graph(self, x, where):
-        """Functional models always have their graph; see Sequential."""
+        """Functional models always have their graph (see Sequential); a subclassed model
+        traces its call() on the first data it sees."""
+        if self._graph_ready:
+            return
+        if self._defines_call() and x is not None:
+            self._trace(x, where)
+            return
         self._require_graph("graph")
+
+    @classmethod
+    def _defines_call(cls):
+        return "call" in {k for c in cls.__mro__ if c not in (Model, Layer, object)
+                          for k in vars(c)}
+
+    def _trace(self, x, where):
+        """Keras's subclassed models: call(inputs) on pynn.Input tensors shaped like x (an
+        array, a list or a dict of them) records the graph once; layers assigned in
+        __init__ keep their weights across calls.  (Python control flow inside call() is
+        fixed by that one trace.)"""
+        from . import validation
+        from ..layers.input_layer import Input
+
+        def placeholder(value, name=None):
+            arr = validation.as_features(value, where)
+            return Input(arr.shape[1:], name=name)
+
+        if isinstance(x, dict):
+            inputs = {k: placeholder(v, k) for k, v in x.items()}
+        elif isinstance(x, (list, tuple)) and x and all(hasattr(v, "shape") for v in x):
+            inputs = [placeholder(v) for v in x]
+        else:
+            inputs = placeholder(x)
+        import inspect
+        kwargs = {}
+        if "training" in inspect.signature(self.call).parameters:
+            kwargs["training"] = None      # the calls inside follow fit / predict's mode
+        try:
+            outputs = self.call(inputs, **kwargs)
+        except TypeError as exc:
+            raise ValueError(f"{where}: tracing {type(self).__name__}.call on inputs of shape "
+                             f"{getattr(inputs, 'shape', None)} failed: {exc}") from exc
+        self._set_graph(inputs, outputs)
+
+    def build(self, input_shape):
+        """Functional models are built by their graph; a subclassed model traces call() on
+        inputs of `input_shape` (with the batch axis)."""
+        if self._graph_ready or not self._defines_call():
+            return
+        self._trace(np.zeros((1,) + tuple(input_shape[1:]), np.float32), "build")
 
     def get_layer(self, name=None, index=None):
         """A layer by name or by index in `layers`."""

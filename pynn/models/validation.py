@@ -63,6 +63,8 @@ def _by_structure(data, names, what, where):
             raise ValueError(f"{where}: the model has {k} {what}s ({names}); expected a list of "
                              f"{k} arrays or a dict by name, received a list of {len(data)}")
         return list(data)
+    if isinstance(data, (list, tuple)) and len(data) == 1 and isinstance(data[0], np.ndarray):
+        return [data[0]]          # [x] for a model of one input, as Keras flattens it
     if k > 1:
         raise ValueError(f"{where}: the model has {k} {what}s ({names}); expected a list of "
                          f"{k} arrays or a dict by name, received one {type(data).__name__}")
