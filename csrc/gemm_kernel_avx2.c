@@ -1,5 +1,5 @@
 /* gemm_kernel_avx2.c -- AVX2 + FMA micro-kernel, compiled with -mavx2 -mfma
- * (only this translation unit) and chosen at run time when the CPU has both.
+ * (only this translation unit) and used at PYNN_LEVEL_AVX2 (dispatch.c).
  * Contract: see gemm_internal.h.
  *
  * 6 x 16 tile: each row of C is two ymm registers, 12 accumulators in all, plus

@@ -1,5 +1,5 @@
 /* gemm_kernel_avx512.c -- AVX-512 micro-kernel, compiled with -mavx512f/vl/dq/bw
- * (only this translation unit) and chosen at run time when the CPU has them.
+ * (only this translation unit) and used at PYNN_LEVEL_AVX512 (dispatch.c).
  * Contract: see gemm_internal.h.
  *
  * MR x NR = AVX512_MR x (16 * AVX512_NV): each row of C is AVX512_NV zmm
