@@ -51,7 +51,8 @@ static inline int pynn_threads_for(int64_t work) {
  * compiled with that set's -m flags and only where CMake defines PYNN_HAVE_X86_KERNELS
  * (x86 targets).  A kernel reaches it through one switch on pynn_level() per call: the
  * level detected once at first use (pynn_cpu_level), or the one a test forced for every
- * family at once (pynn_select_level):
+ * family at once (pynn_select_level).  No other CPU check, `target` attribute or
+ * target_clones anywhere:
  *
  *   switch (pynn_level()) {
  *   #ifdef PYNN_HAVE_X86_KERNELS
@@ -61,8 +62,8 @@ static inline int pynn_threads_for(int64_t work) {
  *   default:                return family_generic(...);
  *   }
  *
- * A family with several functions per level keeps them in a table (gemm_internal.h)
- * and the switch picks the table.  Outside the GEMM, the SIMD code
+ * A family with several functions per level keeps them in a table (gemm_internal.h,
+ * conv_direct_internal.h) and the switch picks the table.  Outside the GEMM, the SIMD code
  * of a family computes bitwise the values of its portable code (the same operations in
  * the same order, -ffp-contract=off everywhere, fused multiply-adds only where written
  * as intrinsics), so the level changes no result but the GEMM's.  Entry points: */
