@@ -203,8 +203,6 @@ int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
                         int64_t M, int64_t N, int64_t K, int act, float act_alpha);
 
 /* ---- bias ---------------------------------------------------------------- */
-/* y (rows x cols) += bias (cols,) */
-int pynn_bias_add(float *y, const float *bias, int64_t rows, int64_t cols);
 /* db (cols,) = column sums of dz (rows x cols) */
 int pynn_bias_grad(float *db, const float *dz, int64_t rows, int64_t cols);
 
