@@ -1,8 +1,9 @@
 /* act_elementwise.h -- elementwise activations on a contiguous span.
  *
- * Static inline so that both activations.c and the GEMM epilogue (gemm.c) compile
- * the same arithmetic into their own loops: the fused forward path and the
- * stand-alone activation kernel give bitwise-identical results.
+ * Static inline so that every kernel that applies an activation or its derivative
+ * (activations.c, the GEMM epilogue in gemm.c, bias.c, the convolutions) compiles the
+ * same arithmetic into its own loops: the fused paths and the stand-alone activation
+ * kernels give bitwise-identical results.
  * Softmax is not elementwise and lives in activations.c.
  */
 #ifndef PYNN_ACT_ELEMENTWISE_H

@@ -2,8 +2,8 @@
  *
  * The elementwise forward activations come from act_elementwise.h, the same code
  * the GEMM epilogue runs, so the fused and the stand-alone paths agree bitwise.
- * Softmax is row-wise and lives here; its formula (max-subtracted expf, a float sum
- * in index order, then e_j / s) is shared with the GEMM epilogue by convention.
+ * Softmax is row-wise and lives here (max-subtracted expf, a float sum in index
+ * order, then e_j / s); the GEMM's softmax epilogue calls it once the rows are complete.
  *
  * Every output element is written by one thread and every sum runs along one row
  * in index order, so results do not depend on the thread count.

@@ -1,7 +1,8 @@
-/* bias.c -- adding a bias row to every row, and its gradient (column sums).
+/* bias.c -- the gradient of a bias added to every row (column sums), alone or fused
+ * with the activation's backward.  (The bias itself is added in the GEMM's epilogue.)
  *
- * bias_grad is a reduction over rows, kept independent of the thread count as
- * column_sums (below) explains.
+ * Both are reductions over rows, kept independent of the thread count as column_sums
+ * (below) explains.
  */
 #include "internal.h"
 #include "act_elementwise.h"
@@ -9,20 +10,6 @@
 /* Columns per block of bias_grad: wide enough for the inner loop to vectorise,
  * small enough for the block's partial sums to live on the stack. */
 #define PYNN_BIAS_COL_BLOCK 64
-
-/* y (rows x cols) += bias (cols,) */
-int pynn_bias_add(float *y, const float *bias, int64_t rows, int64_t cols) {
-    int64_t r;
-    PYNN_RETURN_IF(rows < 0 || cols < 0 || y == NULL || bias == NULL, PYNN_EINVAL);
-    /* rows: each row is written by one thread */
-    PYNN_PARALLEL_FOR(pynn_threads_for(rows * cols),
-        for (r = 0; r < rows; r++) {
-            float *yr = y + r * cols;
-            int64_t j;
-            for (j = 0; j < cols; j++) yr[j] += bias[j];
-        });
-    return PYNN_OK;
-}
 
 /* The column sums behind bias_grad and activation_backward_bias_grad.
  *

@@ -35,107 +35,36 @@
 static int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
-/* ---- kernel dispatch: the one piece of global state here that matters ---- */
+/* ---- the micro-kernel of the dispatch level ----------------------------- */
 
-#if defined(__GNUC__)
-#define ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define ATOMIC_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#else
-#define ATOMIC_LOAD(p) (*(p))
-#define ATOMIC_STORE(p, v) (*(p) = (v))
-#endif
-
-/* PYNN_KERNEL_*; PYNN_KERNEL_AUTO until the first GEMM or select call resolves it.
- * Written atomically: two threads racing to resolve it store the same value. */
-static int gemm_kernel_choice = PYNN_KERNEL_AUTO;
-
+/* The kernel table of a supported level (dispatch.c); the GEMM's results depend on it,
+ * so a call reads the level once and keeps the table to the end. */
+static const pynn_gemm_kernel_info *gemm_kernel_at(int level) {
+    switch (level) {
 #ifdef PYNN_HAVE_X86_KERNELS
-static int cpu_has_avx2(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-/* The AVX-512 unit is compiled with -mavx512f/vl/dq/bw: all four must be present
- * (libgcc also checks that the OS saves the zmm state). */
-static int cpu_has_avx512(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
-}
-#endif
-
-int pynn_gemm_kernel_supported(int which) {
-    switch (which) {
-    case PYNN_KERNEL_AUTO:
-    case PYNN_KERNEL_GENERIC:
-        return 1;
-#ifdef PYNN_HAVE_X86_KERNELS
-    case PYNN_KERNEL_AVX2:
-        return cpu_has_avx2();
-    case PYNN_KERNEL_AVX512:
-        return cpu_has_avx512();
-#endif
-    default:
-        return 0;
-    }
-}
-
-static int gemm_best_kernel(void) {
-    if (pynn_gemm_kernel_supported(PYNN_KERNEL_AVX512)) return PYNN_KERNEL_AVX512;
-    if (pynn_gemm_kernel_supported(PYNN_KERNEL_AVX2)) return PYNN_KERNEL_AVX2;
-    return PYNN_KERNEL_GENERIC;
-}
-
-/* The table of a kernel known to be supported. */
-static const pynn_gemm_kernel_info *gemm_table(int which) {
-    switch (which) {
-#ifdef PYNN_HAVE_X86_KERNELS
-    case PYNN_KERNEL_AVX2:
-        return &pynn_gemm_kernel_avx2;
-    case PYNN_KERNEL_AVX512:
+    case PYNN_LEVEL_AVX512:
         return &pynn_gemm_kernel_avx512;
+    case PYNN_LEVEL_AVX2:
+        return &pynn_gemm_kernel_avx2;
 #endif
     default:
         return &pynn_gemm_kernel_generic;
     }
 }
 
-/* The table of gemm_kernel_choice, cached so that a call pays one atomic load for
- * it rather than the CPU feature checks (NULL until resolved).  It always follows
- * the choice: both are stored together, and racing resolutions store equal values. */
-static const pynn_gemm_kernel_info *gemm_kernel_current = NULL;
-
-int pynn_gemm_select_kernel(int which) {
-    if (which < PYNN_KERNEL_AUTO || which > PYNN_KERNEL_AVX512) return PYNN_EINVAL;
-    if (which == PYNN_KERNEL_AUTO) which = gemm_best_kernel();
-    if (!pynn_gemm_kernel_supported(which)) return PYNN_ENOTSUP;
-    ATOMIC_STORE(&gemm_kernel_choice, which);
-    ATOMIC_STORE(&gemm_kernel_current, gemm_table(which));
-    return PYNN_OK;
-}
-
-int pynn_gemm_kernel(void) {
-    int which = ATOMIC_LOAD(&gemm_kernel_choice);
-    if (which == PYNN_KERNEL_AUTO) {
-        which = gemm_best_kernel();
-        ATOMIC_STORE(&gemm_kernel_choice, which);
-    }
-    return which;
-}
-
-/* The table of the kernel in use. */
 static const pynn_gemm_kernel_info *gemm_current_kernel(void) {
-    const pynn_gemm_kernel_info *ki = ATOMIC_LOAD(&gemm_kernel_current);
-    if (ki == NULL) {
-        ki = gemm_table(pynn_gemm_kernel());
-        ATOMIC_STORE(&gemm_kernel_current, ki);
-    }
-    return ki;
+    return gemm_kernel_at(pynn_level());
 }
+
+/* The GEMM's names for the dispatch levels (pynn.h). */
+int pynn_gemm_select_kernel(int which) { return pynn_select_level(which); }
+int pynn_gemm_kernel(void) { return pynn_level(); }
+int pynn_gemm_kernel_supported(int which) { return pynn_level_supported(which); }
 
 const pynn_gemm_kernel_info *pynn_gemm_kernel_info_of(int which) {
-    if (which == PYNN_KERNEL_AUTO) which = gemm_best_kernel();
-    if (!pynn_gemm_kernel_supported(which)) return NULL;
-    return gemm_table(which);
+    if (which == PYNN_KERNEL_AUTO) which = pynn_cpu_level();
+    if (which < PYNN_LEVEL_GENERIC || !pynn_level_supported(which)) return NULL;
+    return gemm_kernel_at(which);
 }
 
 /* ---- workspace: the packed panels --------------------------------------- */

@@ -109,8 +109,7 @@ void pynn_gemm_transpose_ref(float *bt, int64_t ldbt, const float *b, int64_t ld
  *   kc      depth of one K block         (kc x nr of B stays in L1)
  *   nc      columns of the packed B panel (kc x nc floats stay in L3), multiple of nr */
 typedef struct {
-    int id;           /* PYNN_KERNEL_* */
-    const char *name;
+    int id;           /* PYNN_KERNEL_*: the dispatch level it runs at */
     int64_t mr, nr, mc, kc, nc;
     pynn_gemm_ukernel_fn ukernel;
     pynn_gemm_pack_a_fn pack_a;   /* packing in the kernel's instruction set, */

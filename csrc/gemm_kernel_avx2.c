@@ -1,5 +1,5 @@
 /* gemm_kernel_avx2.c -- AVX2 + FMA micro-kernel, compiled with -mavx2 -mfma
- * (only this translation unit) and chosen at run time when the CPU has both.
+ * (only this translation unit) and used at PYNN_LEVEL_AVX2 (dispatch.c).
  * Contract: see gemm_internal.h.
  *
  * 6 x 16 tile: each row of C is two ymm registers, 12 accumulators in all, plus
@@ -278,7 +278,7 @@ static void transpose_avx2(float *bt, int64_t ldbt, const float *b, int64_t ldb,
 /* Blocking: kc x 16 floats of B (16 KiB at kc = 256) in L1, a 120 x 256 block
  * of A (120 KiB) in L2, a 256 x 4096 panel of B (4 MiB) in L3. */
 const pynn_gemm_kernel_info pynn_gemm_kernel_avx2 = {
-    PYNN_KERNEL_AVX2, "avx2", AVX2_MR, AVX2_NR, 120, 256, 4096,
+    PYNN_KERNEL_AVX2, AVX2_MR, AVX2_NR, 120, 256, 4096,
     gemm_ukernel_avx2, avx2_pack_a, avx2_pack_b, gemm_small_avx2, transpose_avx2,
 };
 

@@ -1,5 +1,5 @@
 /* gemm_kernel_avx512.c -- AVX-512 micro-kernel, compiled with -mavx512f/vl/dq/bw
- * (only this translation unit) and chosen at run time when the CPU has them.
+ * (only this translation unit) and used at PYNN_LEVEL_AVX512 (dispatch.c).
  * Contract: see gemm_internal.h.
  *
  * MR x NR = AVX512_MR x (16 * AVX512_NV): each row of C is AVX512_NV zmm
@@ -326,7 +326,7 @@ static void transpose_avx512(float *bt, int64_t ldbt, const float *b, int64_t ld
 #define AVX512_NC 4096
 #endif
 const pynn_gemm_kernel_info pynn_gemm_kernel_avx512 = {
-    PYNN_KERNEL_AVX512, "avx512", AVX512_MR, AVX512_NR, AVX512_MC, AVX512_KC, AVX512_NC,
+    PYNN_KERNEL_AVX512, AVX512_MR, AVX512_NR, AVX512_MC, AVX512_KC, AVX512_NC,
     gemm_ukernel_avx512, avx512_pack_a, avx512_pack_b, gemm_small_avx512, transpose_avx512,
 };
 

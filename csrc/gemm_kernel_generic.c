@@ -110,6 +110,6 @@ void pynn_gemm_transpose_ref(float *bt, int64_t ldbt, const float *b, int64_t ld
 /* Blocking: kc x 16 floats of B (16 KiB at kc = 256) sit in L1, a 128 x 256
  * block of A (128 KiB) in L2; the portable kernel is not tuned further. */
 const pynn_gemm_kernel_info pynn_gemm_kernel_generic = {
-    PYNN_KERNEL_GENERIC, "generic", GENERIC_MR, GENERIC_NR, 128, 256, 2048,
+    PYNN_KERNEL_GENERIC, GENERIC_MR, GENERIC_NR, 128, 256, 2048,
     gemm_ukernel_generic, NULL, NULL, pynn_gemm_small_ref, pynn_gemm_transpose_ref,
 };

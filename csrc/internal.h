@@ -45,10 +45,41 @@ static inline int pynn_threads_for(int64_t work) {
  * the result. */
 #define PYNN_REDUCE_CHUNK 256
 
-/* y[0:n] = expf(x[0:n]), vectorised where the CPU allows and bitwise equal to glibc's
- * expf (exp_span.c); y may equal x.  pynn_exp_level: 2 AVX-512, 1 AVX2 + FMA, 0 scalar. */
+/* ---- CPU-feature dispatch (dispatch.c) ------------------------------------------
+ *
+ * Code for a wider instruction set lives in its own translation unit, <family>_<isa>.c,
+ * compiled with that set's -m flags and only where CMake defines PYNN_HAVE_X86_KERNELS
+ * (x86 targets).  A kernel reaches it through one switch on pynn_level() per call: the
+ * level detected once at first use (pynn_cpu_level), or the one a test forced for every
+ * family at once (pynn_select_level).  No other CPU check, `target` attribute or
+ * target_clones anywhere:
+ *
+ *   switch (pynn_level()) {
+ *   #ifdef PYNN_HAVE_X86_KERNELS
+ *   case PYNN_LEVEL_AVX512: return family_avx512(...);
+ *   case PYNN_LEVEL_AVX2:   return family_avx2(...);
+ *   #endif
+ *   default:                return family_generic(...);
+ *   }
+ *
+ * A family with several functions per level keeps them in a table (gemm_internal.h,
+ * conv_direct_internal.h) and the switch picks the table.  Outside the GEMM, the SIMD code
+ * of a family computes bitwise the values of its portable code (the same operations in
+ * the same order, -ffp-contract=off everywhere, fused multiply-adds only where written
+ * as intrinsics), so the level changes no result but the GEMM's.  Entry points: */
+
+/* y[0:n] = expf(x[0:n]), bitwise equal to glibc's expf (exp_span.c); y may equal x. */
 void pynn_exp_span(float *y, const float *x, int64_t n);
-int pynn_exp_level(void);
+#ifdef PYNN_HAVE_X86_KERNELS
+void pynn_exp_span_avx2(float *y, const float *x, int64_t n);    /* exp_span_avx2.c */
+void pynn_exp_span_avx512(float *y, const float *x, int64_t n);  /* exp_span_avx512.c */
+/* The softmax cross-entropy's gradient on rows r0 .. r1-1 (cce_logits_block in losses.c):
+ * g = (g / s[r - r0] * t_sum[r - r0] - t) / rows, t the target row, or the one-hot row
+ * of labels[r] when target is NULL (losses_avx512.c). */
+void pynn_cce_grad_rows_avx512(float *grad, const float *target, const int64_t *labels,
+                               const float *s, const float *t_sum, int64_t r0, int64_t r1,
+                               int64_t cols, float rows);
+#endif
 
 #define PYNN_RETURN_IF(cond, status) do { if (cond) return (status); } while (0)
 

@@ -128,43 +128,6 @@ static double cce_logits_row(float *g, const float *z, const float *t, int64_t l
     return loss;
 }
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define PYNN_EXP_X86 1
-#include <immintrin.h>
-
-/* The gradient rows of cce_logits_block: g[j] = (g[j] / s * t_sum - t_j) / rows, the
- * same four operations per element as the scalar loop, 16 or 8 lanes at a time. */
-__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
-static void cce_grad_rows_avx512(float *grad, const float *target, const int64_t *labels,
-                                 const float *s, const float *t_sum, int64_t r0, int64_t r1,
-                                 int64_t cols, float rows) {
-    const __m512 vrows = _mm512_set1_ps(rows), iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
-                                                                     10, 11, 12, 13, 14, 15);
-    const float inv = 1.0f / rows;
-    const int pow2 = inv * rows == 1.0f && frexpf(inv, &(int){0}) == 0.5f;
-    const __m512 inv_rows = _mm512_set1_ps(inv);
-    int64_t r, j;
-    for (r = r0; r < r1; r++) {                   /* rows */
-        float *g = grad + r * cols;
-        const __m512 vs = _mm512_set1_ps(s[r - r0]), vt = _mm512_set1_ps(t_sum[r - r0]);
-        for (j = 0; j < cols; j += 16) {          /* N: 16 columns at a time */
-            const __mmask16 lanes =
-                cols - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (cols - j)) - 1u);
-            __m512 q = _mm512_div_ps(_mm512_maskz_loadu_ps(lanes, g + j), vs), tj;
-            if (target != NULL)
-                tj = _mm512_maskz_loadu_ps(lanes, target + r * cols + j);
-            else                                  /* one-hot: 1 at the label */
-                tj = _mm512_maskz_mov_ps(
-                    _mm512_cmp_ps_mask(iota, _mm512_set1_ps((float)(labels[r] - j)), _CMP_EQ_OQ),
-                    _mm512_set1_ps(1.0f));
-            q = _mm512_sub_ps(_mm512_mul_ps(q, vt), tj);
-            /* / rows: rows a power of two divides exactly as its reciprocal multiplies */
-            q = pow2 ? _mm512_mul_ps(q, inv_rows) : _mm512_div_ps(q, vrows);
-            _mm512_mask_storeu_ps(g + j, lanes, q);
-        }
-    }
-}
-#endif
 
 /* CCE on logits for the rows [r0, r1) with their gradient (g != NULL): the values
  * of cce_logits_row, row for row, computed in passes over the block so that the
@@ -220,10 +183,10 @@ static double cce_logits_block(float *grad, const float *pred, const float *targ
         ts[r - r0] = (float)t_sum;
         sum += loss;
     }
-    /* rows: the gradient */
-#ifdef PYNN_EXP_X86
-    if (pynn_exp_level() == 2) {
-        cce_grad_rows_avx512(grad, target, labels, ss, ts, r0, r1, cols, rows);
+    /* rows: the gradient (at AVX-512, 16 lanes at a time: the same operations) */
+#ifdef PYNN_HAVE_X86_KERNELS
+    if (pynn_level() == PYNN_LEVEL_AVX512) {
+        pynn_cce_grad_rows_avx512(grad, target, labels, ss, ts, r0, r1, cols, rows);
         return sum;
     }
 #endif

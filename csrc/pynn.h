@@ -123,12 +123,6 @@ enum { PYNN_OP_LIST(PYNN_ID_ENUM_) PYNN_OP_COUNT = 0 PYNN_OP_LIST(PYNN_ID_COUNT_
 const char *pynn_id_name(int table, int id);
 int pynn_id_count(int table);
 
-/* ---- GEMM micro-kernels --------------------------------------------------- */
-#define PYNN_KERNEL_AUTO 0
-#define PYNN_KERNEL_GENERIC 1
-#define PYNN_KERNEL_AVX2 2
-#define PYNN_KERNEL_AVX512 3
-
 /* ---- runtime ------------------------------------------------------------ */
 /* Number of OpenMP threads the kernels use (n >= 1); the default is OpenMP's. */
 int pynn_set_num_threads(int n);
@@ -136,13 +130,39 @@ int pynn_get_num_threads(void);
 /* 1 when the library was built with OpenMP. */
 int pynn_has_openmp(void);
 
-/* Choose the GEMM micro-kernel: PYNN_KERNEL_AUTO picks the best the CPU supports.
- * Returns PYNN_ENOTSUP if the CPU (or the build) lacks the kernel asked for. */
-int pynn_gemm_select_kernel(int which);
-/* The kernel in use: PYNN_KERNEL_GENERIC, _AVX2 or _AVX512. */
-int pynn_gemm_kernel(void);
-/* 1 if `which` can run on this CPU with this build. */
-int pynn_gemm_kernel_supported(int which);
+/* ---- CPU-feature dispatch (dispatch.c) ----------------------------------------
+ *
+ * The kernels with instruction-set-specific code (the GEMM's micro-kernels, expf over a
+ * span, the softmax cross-entropy's gradient, the direct convolution) all run at one
+ * level: the best this CPU and build support, detected once, unless a level is forced
+ * (tests and benchmarks).  Each level includes the ones below it.  Only the GEMM's
+ * numbers depend on the level (its kernels use different K blocks, and the SIMD ones
+ * fused multiply-adds); every other kernel gives bitwise the same results at every level.
+ */
+#define PYNN_LEVEL_AUTO 0     /* pynn_select_level: back to the detected level */
+#define PYNN_LEVEL_GENERIC 1  /* portable C, whatever the target */
+#define PYNN_LEVEL_AVX2 2     /* x86-64 with AVX2 and FMA */
+#define PYNN_LEVEL_AVX512 3   /* x86-64 with AVX-512 F, VL, DQ and BW (and AVX2, FMA) */
+/* The best level of this CPU and build (PYNN_LEVEL_GENERIC on other targets). */
+int pynn_cpu_level(void);
+/* 1 if `level` can run here (PYNN_LEVEL_AUTO always can), else 0. */
+int pynn_level_supported(int level);
+/* Run every kernel at `level` from now on; PYNN_LEVEL_AUTO: at pynn_cpu_level().
+ * PYNN_EINVAL for no such level, PYNN_ENOTSUP for one this CPU or build lacks.  Not to
+ * be called while kernels run on other threads (each kernel reads the level once). */
+int pynn_select_level(int level);
+/* The level in use: PYNN_LEVEL_GENERIC, _AVX2 or _AVX512. */
+int pynn_level(void);
+
+/* The GEMM's names for the levels (pynn._core's KERNEL_*), from when only the GEMM
+ * dispatched: selecting a GEMM kernel selects that level for every kernel. */
+#define PYNN_KERNEL_AUTO PYNN_LEVEL_AUTO
+#define PYNN_KERNEL_GENERIC PYNN_LEVEL_GENERIC
+#define PYNN_KERNEL_AVX2 PYNN_LEVEL_AVX2
+#define PYNN_KERNEL_AVX512 PYNN_LEVEL_AVX512
+int pynn_gemm_select_kernel(int which);     /* pynn_select_level */
+int pynn_gemm_kernel(void);                 /* pynn_level */
+int pynn_gemm_kernel_supported(int which);  /* pynn_level_supported */
 
 /* ---- GEMM ---------------------------------------------------------------- */
 /*
@@ -183,8 +203,6 @@ int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
                         int64_t M, int64_t N, int64_t K, int act, float act_alpha);
 
 /* ---- bias ---------------------------------------------------------------- */
-/* y (rows x cols) += bias (cols,) */
-int pynn_bias_add(float *y, const float *bias, int64_t rows, int64_t cols);
 /* db (cols,) = column sums of dz (rows x cols) */
 int pynn_bias_grad(float *db, const float *dz, int64_t rows, int64_t cols);
 

@@ -1,5 +1,5 @@
-/* runtime.c -- the thread count, the one piece of global state besides the
- * GEMM micro-kernel dispatch (gemm.c). */
+/* runtime.c -- the thread count, the one piece of global state besides the CPU-feature
+ * dispatch level (dispatch.c), and the names of the ids of pynn.h. */
 #include "internal.h"
 
 static int pynn_num_threads = 0; /* 0: not set, use OpenMP's default */

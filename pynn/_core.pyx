@@ -43,7 +43,6 @@ cdef extern from "pynn.h" nogil:
                             const float *bias, int trans_a, int trans_b,
                             int64_t M, int64_t N, int64_t K, int act, float act_alpha)
 
-    int pynn_bias_add(float *y, const float *bias, int64_t rows, int64_t cols)
     int pynn_bias_grad(float *db, const float *dz, int64_t rows, int64_t cols)
     int pynn_activation_backward_bias_grad(float *dz, float *db, const float *z, const float *y,
                                            const float *dy, int64_t rows, int64_t cols, int act,

@@ -1,4 +1,4 @@
-# Wrappers of the non-GEMM kernels: bias, activations, losses, optimizers.
+# Wrappers of the non-GEMM kernels: bias gradients, activations, losses, optimizers.
 # Textually included by _core.pyx, which declares the C functions and `_check`.
 #
 # Each wrapper checks that every array has the shape the C function assumes
@@ -20,16 +20,6 @@ cdef inline void _same_length(Py_ssize_t received, Py_ssize_t expected, str what
 
 
 # ---- bias ----------------------------------------------------------------------
-
-def bias_add(float[:, ::1] y,             # IN/OUT (rows, cols)
-             const float[::1] bias):      # IN     (cols,)
-    """y += bias, broadcast over the rows of y."""
-    _same_length(bias.shape[0], y.shape[1], "bias", "bias_add")
-    cdef int status
-    with nogil:
-        status = pynn_bias_add(&y[0, 0], &bias[0], y.shape[0], y.shape[1])
-    _check(status, "bias_add")
-
 
 def bias_grad(float[::1] db,              # OUT (cols,)
               const float[:, ::1] dz):    # IN  (rows, cols)

@@ -1,0 +1,280 @@
+/* test_losses.c -- pynn_loss (MSE, BCE, CCE; probabilities and logits) and
+ * pynn_sparse_cce against plain loops in double, at every dispatch level and on 1 and 2
+ * threads (ctest.h); the loss without a gradient bitwise equal to the loss with one;
+ * labels out of range refused with PYNN_ELABEL before anything is written.
+ *
+ * Shapes: 1 x 1, primes, rows around the 256-row chunks the loss is summed in, more than
+ * 64 chunks (the chunk sums leave the stack), element counts past the 32768 where a
+ * second thread starts, and wide rows (the vectorised softmax).
+ *
+ * Bounds (u = 2^-24): the reference follows Keras's formulas in double; each bound adds
+ * up u times the magnitude of every float operation's result in the kernel's formula
+ * (losses.c), as spelled out in each *_reference below.  Where the kernel's float
+ * intermediates decide a branch (probabilities clipped to [1e-7, 1 - 1e-7]) the
+ * reference computes those intermediates the kernel's way, exactly, so both branch
+ * alike.  The per-row losses are summed in double: that adds nothing measurable.
+ */
+#include <float.h>
+#include "ctest.h"
+
+#define EPS 1e-7f
+#define PMAX (1.0f - EPS)
+
+static float clip(float p) { return p < EPS ? EPS : (p > PMAX ? PMAX : p); }
+static int clipped(float p) { return p < EPS || p > PMAX; }
+
+typedef struct {
+    const float *pred, *target;     /* target NULL: labels (sparse CCE) */
+    const int64_t *labels;
+    int64_t rows, cols;
+    int kind, from_logits;
+} loss_case;
+
+/* out: the loss with the gradient (double), the loss without it (double), the gradient */
+static void run_loss(void *ctx, unsigned char *out) {
+    const loss_case *t = ctx;
+    double *loss = (double *)out;
+    float *grad = (float *)(loss + 2);
+    int s1, s2;
+    if (t->target != NULL) {
+        s1 = pynn_loss(grad, &loss[0], t->pred, t->target, t->rows, t->cols, t->kind,
+                       t->from_logits);
+        s2 = pynn_loss(NULL, &loss[1], t->pred, t->target, t->rows, t->cols, t->kind,
+                       t->from_logits);
+    } else {
+        s1 = pynn_sparse_cce(grad, &loss[0], t->pred, t->labels, t->rows, t->cols, t->from_logits);
+        s2 = pynn_sparse_cce(NULL, &loss[1], t->pred, t->labels, t->rows, t->cols, t->from_logits);
+    }
+    CHECK(s1 == PYNN_OK && s2 == PYNN_OK, "status %d %d", s1, s2);
+}
+
+/* The target of row r, column j (one-hot of the label for sparse CCE). */
+static double target_at(const loss_case *t, int64_t r, int64_t j) {
+    return t->target != NULL ? (double)t->target[r * t->cols + j] : (t->labels[r] == j ? 1.0 : 0.0);
+}
+
+/* Fills want/bound for the gradient; returns the loss, its bound in *loss_bound. */
+static double loss_reference(const loss_case *t, double *want, double *bound,
+                             double *loss_bound) {
+    const double u = CTEST_U, rows = (double)t->rows, size = (double)(t->rows * t->cols);
+    double total = 0.0, total_bound = 0.0;
+    int64_t r, j;
+    for (r = 0; r < t->rows; r++) {
+        const float *p = t->pred + r * t->cols;
+        double *w = want + r * t->cols, *b = bound + r * t->cols;
+        double row = 0.0, row_bound = 0.0;
+        if (t->kind == PYNN_LOSS_MSE) {
+            /* d = p - t, d d, 2 d / size: one rounding each */
+            for (j = 0; j < t->cols; j++) {
+                const double d = (double)p[j] - target_at(t, r, j);
+                row += d * d / (double)t->cols;
+                row_bound += 3.0 * u * d * d / (double)t->cols;
+                w[j] = 2.0 * d / size;
+                b[j] = 3.0 * u * fabs(w[j]);
+            }
+        } else if (t->kind == PYNN_LOSS_BCE && !t->from_logits) {
+            /* two logf (2u each: within an ulp), the products, 1 - t, the sum, and 1 - p,
+             * an absolute u in its log: 5u of the magnitudes; the gradient's five
+             * operations on (pc - t) / (pc (1 - pc)) / size: 6u */
+            for (j = 0; j < t->cols; j++) {
+                const float pc = clip(p[j]);
+                const double tj = target_at(t, r, j);
+                const double a = tj * log((double)pc), c = (1.0 - tj) * log(1.0 - (double)pc);
+                row += -(a + c) / (double)t->cols;
+                row_bound += 5.0 * u * (fabs(a) + fabs(c) + 1.0) / (double)t->cols;
+                w[j] = clipped(p[j]) ? 0.0 : ((double)pc - tj) / ((double)pc * (1.0 - pc)) / size;
+                b[j] = 6.0 * u * fabs(w[j]);
+            }
+        } else if (t->kind == PYNN_LOSS_BCE) {
+            /* max(z, 0) - z t + log1p(exp(-|z|)): expf and log1pf (2u each), the product
+             * and two sums: 6u of the magnitudes; gradient (sigmoid(z) - t) / size with
+             * sigmoid's 4u (test_activations.c), the difference's and the divide's */
+            for (j = 0; j < t->cols; j++) {
+                const double z = p[j], tj = target_at(t, r, j);
+                const double l1p = log1p(exp(-fabs(z))), s = 1.0 / (1.0 + exp(-z));
+                row += (fmax(z, 0.0) - z * tj + l1p) / (double)t->cols;
+                row_bound += 6.0 * u * (fmax(z, 0.0) + fabs(z * tj) + l1p) / (double)t->cols;
+                w[j] = (s - tj) / size;
+                b[j] = (4.0 * u * s + 2.0 * u * fabs(s - tj) + FLT_MIN) / size;
+            }
+        } else if (!t->from_logits) {
+            /* CCE on probabilities: q = p / s exactly as the kernel forms it (s the double
+             * row sum rounded to float), clipped; loss -sum t log qc (logf, 2u, and the
+             * product: 3u each term); gradient (gq - dot) / s / rows with gq = -t / qc,
+             * dot = sum gq q: u for gq, 2u sum |gq q| + u |dot| for dot, three more
+             * roundings */
+            double row_sum = 0.0, dot = 0.0, dot_mag = 0.0;
+            float s;
+            for (j = 0; j < t->cols; j++) row_sum += (double)p[j];
+            s = (float)row_sum;
+            for (j = 0; j < t->cols; j++) {
+                const float q = p[j] / s;
+                const double tj = target_at(t, r, j), gq = clipped(q) ? 0.0 : -tj / clip(q);
+                row -= tj * log((double)clip(q));
+                row_bound += 3.0 * u * fabs(tj * log((double)clip(q)));
+                dot += gq * q;
+                dot_mag += fabs(gq * q);
+            }
+            for (j = 0; j < t->cols; j++) {
+                const float q = p[j] / s;
+                const double tj = target_at(t, r, j), gq = clipped(q) ? 0.0 : -tj / clip(q);
+                w[j] = (gq - dot) / s / rows;
+                b[j] = u * (fabs(gq) + 2.0 * dot_mag + fabs(dot) + 3.0 * fabs(gq - dot)) / s /
+                       rows;
+            }
+        } else {
+            /* CCE on logits: m = max z, lse = log sum exp(z - m); loss -sum t (z - m - lse);
+             * gradient (softmax(z) t_sum - t) / rows.  Float errors: z - m (u |z - m|, a
+             * relative error of exp), expf (2u), the row sum (u (W + 3), W = sum_k
+             * softmax_k |z_k - m|), logf (2u |log s|), the subtraction and the product;
+             * for the gradient the divide, t_sum's rounding and product, the difference
+             * and / rows. */
+            double m = p[0], s = 0.0, t_sum = 0.0, spread = 0.0, lse;
+            for (j = 1; j < t->cols; j++) m = p[j] > m ? p[j] : m;
+            for (j = 0; j < t->cols; j++) s += exp((double)p[j] - m);
+            lse = log(s);
+            for (j = 0; j < t->cols; j++) {
+                const double tj = target_at(t, r, j), zm = (double)p[j] - m;
+                spread += exp(zm) / s * fabs(zm);
+                row -= tj * (zm - lse);
+                t_sum += tj;
+            }
+            for (j = 0; j < t->cols; j++) {
+                const double tj = target_at(t, r, j), zm = (double)p[j] - m;
+                const double sm = exp(zm) / s;
+                row_bound += fabs(tj) * u * (2.0 * fabs(zm) + spread + 3.0 + 2.0 * lse +
+                                             2.0 * fabs(zm - lse));
+                w[j] = (sm * t_sum - tj) / rows;
+                b[j] = (sm * t_sum * u * (fabs(zm) + spread + 9.0) +
+                        2.0 * u * fabs(sm * t_sum - tj)) / rows + FLT_MIN;
+            }
+        }
+        total += row;
+        total_bound += row_bound;
+    }
+    *loss_bound = total_bound / rows + 1e-12 * fabs(total / rows);
+    return total / rows;
+}
+
+static const char *kind_names[] = {"mse", "bce", "cce", "sparse cce"};
+
+static void check_loss(int64_t rows, int64_t cols, int kind, int from_logits) {
+    const int64_t n = rows * cols;
+    float *pred = from_logits ? ctest_floats(n, -8.0f, 8.0f) : ctest_floats(n, 0.02f, 1.0f);
+    float *target = ctest_floats(n, 0.0f, 1.0f);
+    int64_t *labels = (int64_t *)ctest_alloc((size_t)rows * sizeof(int64_t));
+    double *want = ctest_new_doubles(n), *bound = ctest_new_doubles(n), loss_want, loss_bound;
+    loss_case t = {pred, kind == PYNN_LOSS_SPARSE_CCE ? NULL : target, labels, rows, cols,
+                   kind == PYNN_LOSS_SPARSE_CCE ? PYNN_LOSS_CCE : kind, from_logits};
+    unsigned char *out;
+    double loss[2];
+    int64_t i;
+    for (i = 0; i < rows; i++) labels[i] = (int64_t)(ctest_rand() * (float)cols) % cols;
+    /* extremes: large logits, clipped probabilities (for CCE a tiny share of a row with
+     * other entries: a row of one zero has no distribution, its loss is NaN) */
+    for (i = 0; i < n; i += 53) {
+        if (from_logits) pred[i] = i % 2 ? 50.0f : -50.0f;
+        else if (kind == PYNN_LOSS_MSE || kind == PYNN_LOSS_BCE) pred[i] = i % 2 ? 1.0f : 0.0f;
+        else if (cols > 1) pred[i] = i % 2 ? 1e-9f : 0.0f;
+    }
+    CTEST_CONTEXT("%s%s %lld x %lld", kind_names[kind], from_logits ? " from logits" : "",
+                  (long long)rows, (long long)cols);
+    out = ctest_everywhere(run_loss, &t, 2 * sizeof(double) + (size_t)n * sizeof(float), "loss");
+    memcpy(loss, out, sizeof loss);
+    loss_want = loss_reference(&t, want, bound, &loss_bound);
+    CHECK(fabs(loss[0] - loss_want) <= loss_bound, "loss %.17g, expected %.17g +- %.3g", loss[0],
+          loss_want, loss_bound);
+    CHECK(memcmp(&loss[0], &loss[1], sizeof(double)) == 0,
+          "the loss without a gradient differs: %.17g vs %.17g", loss[1], loss[0]);
+    ctest_close("gradient", (const float *)(out + 2 * sizeof(double)), want, bound, n);
+    free(out);
+    free(pred);
+    free(target);
+    free(labels);
+    free(want);
+    free(bound);
+}
+
+/* Labels outside [0, cols): PYNN_ELABEL, and neither loss nor gradient written. */
+static void check_bad_labels(void) {
+    enum { ROWS = 300, COLS = 5 };
+    float *pred = ctest_floats(ROWS * COLS, -1.0f, 1.0f), *grad = ctest_new_floats(ROWS * COLS);
+    int64_t labels[ROWS];
+    static const int64_t bad[] = {-1, COLS, COLS + 100, INT64_MIN, INT64_MAX};
+    size_t b;
+    int i, where, logits;
+    for (i = 0; i < ROWS; i++) labels[i] = i % COLS;
+    for (b = 0; b < sizeof bad / sizeof bad[0]; b++)
+        for (where = 0; where < 3; where++)
+            for (logits = 0; logits < 2; logits++) {
+                const int row = where == 0 ? 0 : (where == 1 ? ROWS / 2 : ROWS - 1);
+                double loss = 12345.0;
+                int status;
+                CTEST_CONTEXT("sparse cce, label %lld at row %d", (long long)bad[b], row);
+                for (i = 0; i < ROWS * COLS; i++) grad[i] = -7.0f;
+                labels[row] = bad[b];
+                status = pynn_sparse_cce(grad, &loss, pred, labels, ROWS, COLS, logits);
+                CHECK(status == PYNN_ELABEL, "status %d, expected PYNN_ELABEL", status);
+                CHECK(loss == 12345.0, "loss written: %g", loss);
+                for (i = 0; i < ROWS * COLS && grad[i] == -7.0f; i++) continue;
+                CHECK(i == ROWS * COLS, "gradient written at %d", i);
+                CHECK(pynn_sparse_cce(NULL, &loss, pred, labels, ROWS, COLS, logits) == PYNN_ELABEL,
+                      "without a gradient");
+                labels[row] = row % COLS;
+            }
+    free(pred);
+    free(grad);
+}
+
+/* A logit of +inf: NaN with and without the gradient (the sparse path's shortcut for
+ * one-hot targets must not hide it). */
+static void check_non_finite(void) {
+    float pred[2 * 3] = {0.5f, INFINITY, -1.0f, 0.1f, 0.2f, 0.3f}, grad[6];
+    const int64_t labels[2] = {0, 2};
+    double with_grad = 0.0, without = 0.0;
+    CTEST_CONTEXT("cce logits with an infinite logit");
+    CHECK(pynn_sparse_cce(grad, &with_grad, pred, labels, 2, 3, 1) == PYNN_OK, "status");
+    CHECK(pynn_sparse_cce(NULL, &without, pred, labels, 2, 3, 1) == PYNN_OK, "status");
+    CHECK(isnan(with_grad) && isnan(without), "loss %g and %g, expected NaN", with_grad, without);
+}
+
+static void check_refusals(void) {
+    float p[6] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f}, g[6];
+    const int64_t labels[2] = {0, 1};
+    double loss;
+    CTEST_CONTEXT("refusals");
+    CHECK(pynn_loss(g, &loss, p, p, 0, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "rows 0");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 0, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "cols 0");
+    CHECK(pynn_loss(g, &loss, p, p, -2, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "rows < 0");
+    CHECK(pynn_loss(g, NULL, p, p, 2, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "loss NULL");
+    CHECK(pynn_loss(g, &loss, NULL, p, 2, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "pred NULL");
+    CHECK(pynn_loss(g, &loss, p, NULL, 2, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "target NULL");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_SPARSE_CCE, 0) == PYNN_EINVAL,
+          "sparse CCE through pynn_loss");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, -1, 0) == PYNN_EINVAL, "kind -1");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, 99, 0) == PYNN_EINVAL, "kind 99");
+    CHECK(pynn_sparse_cce(g, &loss, p, labels, 0, 3, 0) == PYNN_EINVAL, "rows 0");
+    CHECK(pynn_sparse_cce(g, &loss, p, labels, 2, 0, 0) == PYNN_EINVAL, "cols 0");
+    CHECK(pynn_sparse_cce(g, NULL, p, labels, 2, 3, 0) == PYNN_EINVAL, "loss NULL");
+    CHECK(pynn_sparse_cce(g, &loss, NULL, labels, 2, 3, 0) == PYNN_EINVAL, "pred NULL");
+    CHECK(pynn_sparse_cce(g, &loss, p, NULL, 2, 3, 0) == PYNN_EINVAL, "labels NULL");
+}
+
+int main(void) {
+    static const int64_t shapes[][2] = {{1, 1}, {1, 7}, {2, 3}, {7, 1}, {255, 17}, {256, 10},
+                                        {257, 3}, {513, 64}, {300, 200}, {16385, 3},
+                                        {64, 1000}, {3, 4099}};
+    size_t s;
+    int kind, logits;
+    ctest_seed(2);
+    check_refusals();
+    check_bad_labels();
+    check_non_finite();
+    for (kind = PYNN_LOSS_MSE; kind <= PYNN_LOSS_SPARSE_CCE; kind++)
+        for (logits = 0; logits < 2; logits++)
+            for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+                if (kind == PYNN_LOSS_MSE && logits) continue;   /* MSE has no logits form */
+                check_loss(shapes[s][0], shapes[s][1], kind, logits);
+            }
+    return ctest_finish("test_losses");
+}
