@@ -6,7 +6,9 @@
  * would run it) and a whole epoch of steps per call (fit).  Each figure is the median of
  * several runs after a warm-up.
  *
- *   bench_plan [threads]
+ *   bench_plan [threads [model]]
+ *
+ * With `model` (a prefix of a label: "MLP 64", "CNN"), only the models it names run.
  */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
@@ -260,6 +262,7 @@ static double bench(const model *m, int per_call) {
 }
 
 int main(int argc, char **argv) {
+    const char *only = argc > 2 ? argv[2] : NULL;
     size_t i;
     if (argc > 1) {
         int threads = atoi(argv[1]);
@@ -272,7 +275,10 @@ int main(int argc, char **argv) {
            pynn_get_num_threads());
     printf("%-42s %16s %16s\n", "model", "us/step (1/call)", "us/step (epoch)");
     for (i = 0; i < sizeof models / sizeof models[0]; i++) {
-        const double one = bench(&models[i], 1), epoch = bench(&models[i], 0);
+        double one, epoch;
+        if (only != NULL && strncmp(models[i].label, only, strlen(only)) != 0) continue;
+        one = bench(&models[i], 1);
+        epoch = bench(&models[i], 0);
         if (one < 0 || epoch < 0) return 1;
         printf("%-42s %16.2f %16.2f\n", models[i].label, one * 1e6, epoch * 1e6);
     }
