@@ -63,65 +63,117 @@ static void pad_kernel(float *wp, const float *wgt, int64_t k, int64_t f, int64_
  *
  * With C == 1 the patch route above spends more on building the patches (KH*KW floats
  * per position) and on its padded tiles (F rounded up to 4, OW to 16) than on the
- * arithmetic.  Here a row of z, ow x F floats, is itself the vector: lane e = j F + f.
- * Each input row is expanded once, xe[q F + f] = x[q - pad_left] (F copies of every
- * column, zeros outside), and then, since sw == 1, window column b of every lane is the
- * contiguous run xe[e + b F]:
+ * arithmetic.  Here a row of z, ow x F floats, is itself the vector: lane e = j F + f,
+ * filter e mod F.  Each input row is expanded once, xe[q F + f] = x[q - pad_left] (F
+ * copies of every column, zeros outside), and then, since sw == 1, window column b of
+ * every lane is the contiguous run xe[e + b F]; the kernel's values per lane come from
+ * wpat[a, b][e] = w[a, b, 0, e mod F], which repeats every `period` logical vectors of
+ * FL_LANES lanes (period = F / gcd(F, FL_LANES): 1 when F divides 16):
  *   forward   z[i][e]  = sum over (a, b), in Keras order, of
- *                          xe_{row(i, a)}[e + b F] * wpat[a, b][e]
- *             with wpat[a, b][e] = w[a, b, 0, e mod F]  (then + bias[e mod F]),
- *             the patch route's products in the patch route's order: bitwise its results;
- *   filter    dW[a, b, f] = over the lanes j F + f, j < ow, folded in a fixed order
- *             (xe_fold_lanes), of (sum over the chunk's rows i, in order, of
- *             xe_{row(i, a)}[j F + f + b F] * dz[i][j F + f]); db likewise with dz alone.
- * Work units: an image's output rows in blocks of xe_block_rows() rows (a function of the
- * shape only); for the filter gradient each unit is one chunk, chunk partials added in
- * chunk order.  Buffers are on the thread's stack (at most about 90 KB, for the filter
- * gradient). */
+ *                          xe_{row(i, a)}[e + b F] * wpat[a, b][e],  then + bias[e mod F]
+ *             (the patch route's products in the patch route's order);
+ *   filter    per lane l of the pattern (l < period FL_LANES) and window entry (a, b):
+ *             S[a, b][l] = sum over the chunk's units, rows i and logical vectors u with
+ *             u mod period == l / FL_LANES, in that order, of
+ *                          xe_{row(i, a)}[u FL_LANES + l' + b F] * dz[i][u FL_LANES + l']
+ *             (l' = l mod FL_LANES; dz is 0 past ow F), db's S[l] likewise with dz alone;
+ *             then dW[a, b, f] = 0 + the S[a, b][l] with l mod F == f, l in increasing
+ *             order (fl_fold), and the chunk partials added in chunk order.
+ * The instruction sets differ only in how many lanes a register holds; each lane's sums
+ * are the same operations in the same order on all of them.
+ * Work units: an image's output rows in blocks of rb rows (as many as FL_MAX_XROWS
+ * expanded input rows allow: a function of the shape); the forward runs units on the
+ * threads, the filter gradient chunks of fl_chunk_units() consecutive units.  Buffers are
+ * on the thread's stack (at most about 100 KB, for the filter gradient). */
 
-static int64_t xe_row_len(int64_t ow, int64_t kw, int64_t f) {
-    return (xe_lanes(ow, f) + (kw - 1) * f + XE_LANES - 1) / XE_LANES * XE_LANES;
+/* at least this many multiply-adds per chunk of the filter gradient */
+#define FL_CHUNK_MACS 16384
+#define FL_MAX_CHUNK_UNITS 64
+
+static int64_t gcd_i64(int64_t a, int64_t b) {
+    while (b != 0) {
+        const int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
 }
 
-static int xe_supported(int64_t c, int64_t kh, int64_t kw, int64_t sw, int64_t ow, int64_t f) {
-    return c == 1 && sw == 1 && kw <= XE_MAX_KW && kh <= XE_MAX_XROWS && ow >= 1 &&
-           xe_lanes(ow, f) <= XE_MAX_E;
+static int64_t fl_row_lanes(int64_t ow, int64_t f) {
+    return (ow * f + FL_LANES - 1) / FL_LANES * FL_LANES;
 }
 
-/* output rows per unit: as many as XE_MAX_XROWS expanded input rows allow */
-static int64_t xe_block_rows(int64_t oh, int64_t sh, int64_t kh) {
-    const int64_t rb = (XE_MAX_XROWS - kh) / sh + 1;
-    return rb < oh ? rb : oh;
+static int fl_supported(int64_t c, int64_t kh, int64_t kw, int64_t sw, int64_t ow, int64_t f) {
+    return c == 1 && sw == 1 && kw <= FL_MAX_KW && kh <= FL_MAX_XROWS && ow >= 1 &&
+           fl_row_lanes(ow, f) <= FL_MAX_E;
 }
 
-static int xe_forward(const pynn_conv_direct_kernels *kern, float *z, float *y, const float *x,
+static void fl_set_geometry(fl_geometry *g, int64_t n, int64_t h, int64_t w, int64_t kh,
+                            int64_t kw, int64_t sh, int64_t pad_top, int64_t pad_left,
+                            int64_t oh, int64_t ow, int64_t f, int act, float alpha) {
+    const int64_t rb = (FL_MAX_XROWS - kh) / sh + 1;      /* output rows per unit */
+    g->n = n;
+    g->h = h;
+    g->w = w;
+    g->kh = kh;
+    g->kw = kw;
+    g->sh = sh;
+    g->pad_top = pad_top;
+    g->pad_left = pad_left;
+    g->oh = oh;
+    g->ow = ow;
+    g->f = f;
+    g->el = fl_row_lanes(ow, f);
+    g->xl = (g->el + (kw - 1) * f + FL_LANES - 1) / FL_LANES * FL_LANES;
+    g->period = f / gcd_i64(f, FL_LANES);
+    g->rb = rb < oh ? rb : oh;
+    g->blocks = oh > 0 ? (oh + g->rb - 1) / g->rb : 0;
+    g->act = act;
+    g->alpha = alpha;
+}
+
+/* Units per chunk of the filter gradient: a power of two, a function of the shape only. */
+static int64_t fl_chunk_units(const fl_geometry *g) {
+    const int64_t unit_macs = g->rb * g->ow * g->kh * g->kw * g->f;
+    int64_t units = 1;
+    while (units < FL_MAX_CHUNK_UNITS && 2 * units * unit_macs <= FL_CHUNK_MACS) units *= 2;
+    return units;
+}
+
+static int fl_forward(const pynn_conv_direct_kernels *kern, float *z, float *y, const float *x,
                       const float *wgt, const float *bias, int64_t n, int64_t h, int64_t w,
                       int64_t kh, int64_t kw, int64_t sh, int64_t pad_top, int64_t pad_left,
                       int64_t oh, int64_t ow, int64_t f, int act, float alpha) {
-    const int64_t el = xe_lanes(ow, f), xl = xe_row_len(ow, kw, f);
-    const int64_t rb = xe_block_rows(oh, sh, kh), blocks = (oh + rb - 1) / rb;
-    float wpat[CONV_DIRECT_MAX_K * XE_MAX_E] XE_ALIGNED;
-    float bpat[XE_MAX_E];
-    int64_t p, e, u;
+    fl_geometry g;
+    float wpat[CONV_DIRECT_MAX_K * FL_WSTRIDE] FL_ALIGNED;
+    float bpat[FL_WSTRIDE] FL_ALIGNED;
+    int64_t pl, p, e, u;
+    fl_set_geometry(&g, n, h, w, kh, kw, sh, pad_top, pad_left, oh, ow, f, act, alpha);
+    pl = g.period * FL_LANES;
     for (p = 0; p < kh * kw; p++)                         /* w[a, b, 0, e mod f] */
-        for (e = 0; e < el; e++) wpat[p * el + e] = wgt[p * f + e % f];
+        for (e = 0; e < pl; e++) wpat[p * FL_WSTRIDE + e] = wgt[p * f + e % f];
     if (bias != NULL)
-        for (e = 0; e < ow * f; e++) bpat[e] = bias[e % f];
+        for (e = 0; e < pl; e++) bpat[e] = bias[e % f];
     /* units (image, block of output rows): each row of z and y is written by one thread */
     PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * kh * kw * f),
-        for (u = 0; u < n * blocks; u++) {
-            const int64_t img = u / blocks, i0 = (u % blocks) * rb;
-            const int64_t nr = oh - i0 < rb ? oh - i0 : rb;
-            float xi[XE_MAX_XROWS * XE_MAX_XL + XE_LANES] XE_ALIGNED;
-            float *zb = z + (img * oh + i0) * ow * f;
-            kern->xe_expand(xi, xl, x + img * h * w, h, w, i0 * sh - pad_top, (nr - 1) * sh + kh,
-                            pad_left, ow + kw - 1, f);
-            kern->xe_forward_rows(zb, xi, xl, wpat, bias != NULL ? bpat : NULL, nr, sh, kh, kw,
-                                  f, ow);
-            if (y != z || act != PYNN_ACT_LINEAR)
-                pynn_act_span(y + (img * oh + i0) * ow * f, zb, nr * ow * f, act, alpha);
-        });
+        for (u = 0; u < n * g.blocks; u++)
+            kern->fl_forward_unit(z, y, x, wpat, bias != NULL ? bpat : NULL, &g, u););
     return PYNN_OK;
+}
+
+/* out[p f + ff] (p < k) = 0 + the lane sums accw[p][l] of filter ff (l mod f == ff), l
+ * in increasing order; then out[k f + ff] likewise from accb.  pl (the pattern's lanes)
+ * is a multiple of f. */
+static void fl_fold(float *out, const float *accw, const float *accb, int64_t k, int64_t f,
+                    int64_t pl) {
+    int64_t p, l0, ff;
+    for (p = 0; p <= k; p++) {                            /* window entries, then the bias */
+        const float *s = p < k ? accw + p * FL_WSTRIDE : accb;
+        float *o = out + p * f;
+        for (ff = 0; ff < f; ff++) o[ff] = 0.0f;
+        for (l0 = 0; l0 < pl; l0 += f)                    /* copies of the filters, in order */
+            for (ff = 0; ff < f; ff++) o[ff] += s[l0 + ff];
+    }
 }
 
 /* The caller's buffer for the chunks' partial sums when it is big enough, else one
@@ -146,36 +198,33 @@ static void add_partials(float *dw, float *db, const float *partials, int64_t nc
     }
 }
 
-static int xe_filter_grad(const pynn_conv_direct_kernels *kern, float *dw, float *db, float *dz,
+static int fl_filter_grad(const pynn_conv_direct_kernels *kern, float *dw, float *db, float *dz,
                           const float *x, const float *z, const float *y, const float *dy,
                           int64_t n, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh,
                           int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow, int64_t f,
                           int act, float alpha, float *work, int64_t work_size) {
-    const int64_t el = xe_lanes(ow, f), xl = xe_row_len(ow, kw, f), span = ow * f;
-    const int64_t rb = xe_block_rows(oh, sh, kh), blocks = (oh + rb - 1) / rb;
-    const int64_t nchunks = n * blocks, k = kh * kw;
-    const int64_t part = k * f + f;                       /* one chunk's dW and db */
-    float *partials = partials_buffer(work, work_size, nchunks * part);
-    int64_t ch;
+    fl_geometry g;
+    int64_t units, per_chunk, nchunks, k = kh * kw, part = k * f + f, ch;
+    float *partials;
+    fl_set_geometry(&g, n, h, w, kh, kw, sh, pad_top, pad_left, oh, ow, f, act, alpha);
+    units = n * g.blocks;
+    per_chunk = fl_chunk_units(&g);
+    nchunks = (units + per_chunk - 1) / per_chunk;
+    partials = partials_buffer(work, work_size, nchunks * part);
     PYNN_RETURN_IF(partials == NULL, PYNN_ENOMEM);
-    /* chunks (image, block of output rows): each chunk's partial is written by one thread */
+    /* chunks of units: each chunk's partial is written by one thread */
     PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * k * f),
         for (ch = 0; ch < nchunks; ch++) {
-            const int64_t img = ch / blocks, i0 = (ch % blocks) * rb;
-            const int64_t nr = oh - i0 < rb ? oh - i0 : rb;
-            const int64_t o = (img * oh + i0) * span;
-            float xi[XE_MAX_XROWS * XE_MAX_XL + XE_LANES] XE_ALIGNED;
-            float dzb[XE_MAX_XROWS * XE_MAX_E] XE_ALIGNED;
-            int64_t ii;
-            /* the chunk's rows of dz are contiguous: one span */
-            pynn_act_backward_span(dz + o, z + o, y + o, dy + o, nr * span, act, alpha);
-            for (ii = 0; ii < nr; ii++) {                 /* rows of dz, zero padded */
-                memcpy(dzb + ii * el, dz + o + ii * span, (size_t)span * sizeof(float));
-                memset(dzb + ii * el + span, 0, (size_t)(el - span) * sizeof(float));
-            }
-            kern->xe_expand(xi, xl, x + img * h * w, h, w, i0 * sh - pad_top, (nr - 1) * sh + kh,
-                            pad_left, ow + kw - 1, f);
-            kern->xe_filter_grad_rows(partials + ch * part, xi, xl, dzb, nr, sh, kh, kw, f, ow);
+            const int64_t pl = g.period * FL_LANES;
+            const int64_t u1 = (ch + 1) * per_chunk < units ? (ch + 1) * per_chunk : units;
+            float accw[CONV_DIRECT_MAX_K * FL_WSTRIDE] FL_ALIGNED;
+            float accb[FL_WSTRIDE] FL_ALIGNED;
+            int64_t p, e;
+            for (p = 0; p < k; p++)
+                for (e = 0; e < pl; e++) accw[p * FL_WSTRIDE + e] = 0.0f;
+            for (e = 0; e < pl; e++) accb[e] = 0.0f;
+            kern->fl_filter_grad_units(accw, accb, dz, x, z, y, dy, &g, ch * per_chunk, u1);
+            fl_fold(partials + ch * part, accw, accb, k, f, pl);
         });
     add_partials(dw, db, partials, nchunks, part, k * f, f);
     if (partials != work) free(partials);
@@ -200,8 +249,8 @@ int pynn_conv2d_direct_forward(float *z, float *y, const float *x, const float *
     PYNN_RETURN_IF((z == NULL || y == NULL || x == NULL || wgt == NULL) && n * oh * ow > 0,
                    PYNN_EINVAL);
     if (n * oh * ow == 0) return PYNN_OK;
-    if (xe_supported(c, kh, kw, sw, ow, f))
-        return xe_forward(kern, z, y, x, wgt, bias, n, h, w, kh, kw, sh, pad_top, pad_left, oh,
+    if (fl_supported(c, kh, kw, sw, ow, f))
+        return fl_forward(kern, z, y, x, wgt, bias, n, h, w, kh, kw, sh, pad_top, pad_left, oh,
                           ow, f, act, alpha);
     pad_kernel(wp, wgt, k, f, fp);
     /* output rows (image, i): each row of z and y is written by one thread */
@@ -243,8 +292,8 @@ int pynn_conv2d_direct_backward_filter(float *dw, float *db, float *dz, const fl
         if (db != NULL) memset(db, 0, (size_t)f * sizeof(float));
         return PYNN_OK;
     }
-    if (xe_supported(c, kh, kw, sw, ow, f))
-        return xe_filter_grad(kern, dw, db, dz, x, z, y, dy, n, h, w, kh, kw, sh, pad_top,
+    if (fl_supported(c, kh, kw, sw, ow, f))
+        return fl_filter_grad(kern, dw, db, dz, x, z, y, dy, n, h, w, kh, kw, sh, pad_top,
                               pad_left, oh, ow, f, act, alpha, work, work_size);
     partials = partials_buffer(work, work_size, nchunks * part);
     PYNN_RETURN_IF(partials == NULL, PYNN_ENOMEM);
@@ -322,9 +371,12 @@ int64_t pynn_conv2d_direct_filter_work(int64_t n, int64_t h, int64_t w, int64_t 
     if (n < 0 || oh < 0 || ow < 0 || f < 0 || kh < 1 || kw < 1 || c < 1 || sh < 1 || sw < 1)
         return PYNN_EINVAL;
     if (rows == 0 || ow == 0) return 0;
-    if (xe_supported(c, kh, kw, sw, ow, f)) {
-        const int64_t rb = xe_block_rows(oh, sh, kh);
-        return n * ((oh + rb - 1) / rb) * (kh * kw * f + f);
+    if (fl_supported(c, kh, kw, sw, ow, f)) {
+        fl_geometry g;
+        int64_t per_chunk;
+        fl_set_geometry(&g, n, h, w, kh, kw, sh, 0, 0, oh, ow, f, PYNN_ACT_LINEAR, 0.0f);
+        per_chunk = fl_chunk_units(&g);
+        return (n * g.blocks + per_chunk - 1) / per_chunk * (kh * kw * f + f);
     }
     rows_per_chunk = ow > CONV_DIRECT_JB ? 1 : CONV_DIRECT_BUF / round_up8(ow);
     return (rows + rows_per_chunk - 1) / rows_per_chunk * (kh * kw * c * f + f);

@@ -19,22 +19,30 @@
 #define CONV_DIRECT_BUF 256           /* positions of a gradient patch buffer */
 
 /* The one-channel route (conv_direct.c explains it) */
-#define XE_LANES 16
-#define XE_MAX_E 192                  /* ow * F: lanes of one output row */
-#define XE_MAX_KW 8
-#define XE_MAX_XROWS 32               /* expanded input rows per unit */
-#define XE_MAX_XL (XE_MAX_E + (XE_MAX_KW - 1) * CONV_DIRECT_MAX_F)
-#define XE_ALIGNED __attribute__((aligned(64)))
+#define FL_LANES 16                   /* lanes of a logical vector: the unit of the sums */
+#define FL_MAX_E 192                  /* ow * F rounded up to FL_LANES: lanes of a row */
+#define FL_MAX_KW 8
+#define FL_MAX_XROWS 32               /* expanded input rows per unit */
+#define FL_MAX_XL (FL_MAX_E + (FL_MAX_KW - 1) * CONV_DIRECT_MAX_F)
+#define FL_MAX_PERIOD 15              /* F / gcd(F, FL_LANES) for F <= 16 */
+#define FL_WSTRIDE (FL_MAX_PERIOD * FL_LANES)  /* floats between window entries' patterns */
+#define FL_ALIGNED __attribute__((aligned(64)))
 
 static inline int64_t round_up8(int64_t v) {
     return (v + CONV_DIRECT_LANES - 1) / CONV_DIRECT_LANES * CONV_DIRECT_LANES;
 }
 
-/* lanes of a row rounded up to whole groups of 4 vectors (the forward's tile) */
-static inline int64_t xe_lanes(int64_t ow, int64_t f) {
-    const int64_t g = 4 * XE_LANES;
-    return (ow * f + g - 1) / g * g;
-}
+/* The shape of a one-channel convolution as the route walks it (conv_direct.c):
+ * n images, units of rb output rows of one image (blocks units per image), each row ow f lanes
+ * rounded up to el = a multiple of FL_LANES, expanded input rows of xl floats; the
+ * filter of lane l of a row is l mod f, so the lane pattern repeats every `period`
+ * logical vectors (period = f / gcd(f, FL_LANES)). */
+typedef struct {
+    int64_t n, h, w, kh, kw, sh, pad_top, pad_left, oh, ow, f;
+    int64_t el, xl, period, rb, blocks;
+    int act;
+    float alpha;
+} fl_geometry;
 
 /* patch[k * ld + jj] for the output positions j0 .. j0+jn-1 of output row i of image
  * ximg; lanes jn .. jp-1 are zero. */
@@ -77,17 +85,17 @@ typedef struct {
     /* the filter gradient's lane sums over one patch buffer (patch route) */
     void (*accumulate_filter_grad)(float *accw, float *accb, const float *patch,
                                    const float *dzt, int64_t len, int64_t k, int64_t fp);
-    /* the expanded input rows of a unit (one-channel route) */
-    void (*xe_expand)(float *xi, int64_t xl, const float *ximg, int64_t h, int64_t w,
-                      int64_t r_lo, int64_t nrows, int64_t pad_left, int64_t nq, int64_t f);
-    /* the z rows of a unit (one-channel route) */
-    void (*xe_forward_rows)(float *zrow0, const float *xi, int64_t xl, const float *wpat,
-                            const float *bpat, int64_t nrows, int64_t sh, int64_t kh,
-                            int64_t kw, int64_t f, int64_t ow);
-    /* one chunk's dW and db (one-channel route) */
-    void (*xe_filter_grad_rows)(float *out, const float *xi, int64_t xl, const float *dzb,
-                                int64_t nrows, int64_t sh, int64_t kh, int64_t kw, int64_t f,
-                                int64_t ow);
+    /* z and y = act(z) of unit u (one-channel route); wpat (kh kw entries FL_WSTRIDE
+     * apart, period FL_LANES floats each) and bpat (period FL_LANES floats, or NULL) the
+     * kernel and bias in the lane pattern */
+    void (*fl_forward_unit)(float *z, float *y, const float *x, const float *wpat,
+                            const float *bpat, const fl_geometry *g, int64_t u);
+    /* dz = act'(z) dy on units [u0, u1), and their terms added to the lane sums accw
+     * (kh kw entries FL_WSTRIDE apart, period FL_LANES floats each) and accb (period
+     * FL_LANES floats) (one-channel route) */
+    void (*fl_filter_grad_units)(float *accw, float *accb, float *dz, const float *x,
+                                 const float *z, const float *y, const float *dy,
+                                 const fl_geometry *g, int64_t u0, int64_t u1);
 } pynn_conv_direct_kernels;
 
 extern const pynn_conv_direct_kernels pynn_conv_direct_generic;

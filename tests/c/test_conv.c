@@ -6,9 +6,11 @@
  * Shapes: empty batches and outputs, 1 x 1 images, windows larger than the image and
  * windows entirely in the padding, strides, primes; for the direct convolution both of
  * its routes (one channel at column stride 1, lanes over positions and filters, at and
- * just past its 192-lane limit, with LeNet's 5x5 special case; and the patch route)
- * with rows just under, at and over its 64-position blocks, and outputs large enough
- * for a second thread.
+ * just past its 192-lane limit, each of its specialised loops -- 3x3 and 5x5 windows with
+ * 8 or 16 filters, filter counts that divide a vector, rows ending inside a vector, dz
+ * made in the first pass for ReLU and linear --; and the patch route) with rows just
+ * under, at and over its 64-position blocks, and outputs large enough for a second
+ * thread.
  *
  * Bounds (u = 2^-24): im2col copies (bitwise).  col2im and the gradients are float sums
  * of m products or terms: (m + 1) u sum |terms|, m the number of terms of the element.
@@ -380,6 +382,20 @@ int main(void) {
         {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},
         {2, 4, 4, 1, 2, 2, 1, 1, 3, 3, 3, 3, 3},     /* windows wholly in the padding */
     };
+    /* the lane route's own loops: 3x3 and 5x5 with 8 or 16 filters (constant offsets, the
+     * kernel in registers), filters dividing a vector (several columns a permute), rows
+     * whose lanes end inside a vector; ReLU and linear make dz in the first pass */
+    static const geometry lane_shapes[] = {
+        {32, 8, 8, 1, 3, 3, 1, 1, 0, 0, 0, 0, 8},    /* the tiny CNN: several chunks */
+        {3, 9, 7, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8},     /* 56 lanes a row */
+        {2, 11, 11, 1, 5, 5, 1, 1, 0, 0, 0, 0, 8},   /* 5x5, 8 filters, 56 lanes */
+        {5, 10, 10, 1, 5, 5, 1, 1, 2, 2, 2, 2, 16},  /* 5x5, 16 filters */
+        {2, 7, 9, 1, 3, 3, 1, 1, 1, 1, 1, 1, 16},    /* 3x3, 16 filters, 144 lanes */
+        {4, 6, 9, 1, 3, 3, 2, 1, 1, 0, 1, 0, 4},     /* 4 filters, row stride 2 */
+        {2, 5, 13, 1, 3, 3, 1, 1, 0, 0, 0, 0, 1},    /* one filter */
+        {3, 4, 23, 1, 2, 2, 1, 1, 0, 1, 0, 1, 2},    /* two filters, 2x2 */
+        {1, 3, 3, 1, 3, 3, 1, 1, 0, 0, 0, 0, 8},     /* one output position */
+    };
     static const int acts[] = {PYNN_ACT_LINEAR, PYNN_ACT_RELU, PYNN_ACT_GELU, PYNN_ACT_TANH,
                                PYNN_ACT_LEAKY_RELU, PYNN_ACT_SIGMOID};
     size_t s;
@@ -389,6 +405,11 @@ int main(void) {
     for (s = 0; s < sizeof direct_shapes / sizeof direct_shapes[0]; s++) {
         check_direct(&direct_shapes[s], acts[s % 6], s % 2 == 0);
         if (s < 2) check_direct(&direct_shapes[s], PYNN_ACT_LINEAR, 1);   /* y = z */
+    }
+    for (s = 0; s < sizeof lane_shapes / sizeof lane_shapes[0]; s++) {
+        check_direct(&lane_shapes[s], PYNN_ACT_RELU, 1);
+        check_direct(&lane_shapes[s], PYNN_ACT_LINEAR, s % 2 == 0);
+        check_direct(&lane_shapes[s], acts[2 + s % 4], s % 2 == 1);
     }
     return ctest_finish("test_conv");
 }
