@@ -15,6 +15,8 @@
 
 #define AVX2_MR 6
 #define AVX2_NR 16
+#define S256_COL_MIN_N 9                      /* the small path's column tiles */
+#define S256_COL_MAX_N 12
 
 /* Lanes [0, n) of an 8-float vector, n clamped to [0, 8], as a maskload mask. */
 static inline __m256i avx2_lane_mask(int64_t n) {
@@ -234,11 +236,89 @@ static void s256_band(const pynn_gemm_small_problem *pr, const float *const ar[A
         s256_tile(pr, ar, m, i0, j0, pr->n - j0, 1, act_here);
 }
 
+/* Column tiles, for 9 to 12 columns (where a row tile's second vector is mostly empty)
+ * with A transposed (a_rs == 1): 8 rows of C are the lanes of NJ = n accumulators, one
+ * a column, acc[j] += op(A)(i0.., p) * B(p, j) for p in order: each element the row
+ * tiles' FMA chain.  The 8 x NJ block is transposed in registers (two 8 x 8 blocks)
+ * and finished as in s256_tile. */
+static inline __attribute__((always_inline)) void
+s256_col_tile(const pynn_gemm_small_problem *pr, int64_t i0, int64_t m, const int NJ,
+              const int act_here) {
+    const int64_t k = pr->k, ldb = pr->ldb, a_cs = pr->a_cs;
+    const float *a = pr->a + i0, *b = pr->b;
+    const __m256i rows = avx2_lane_mask(m);
+    __m256i mask[2];
+    __m256 acc[16];
+    int64_t p;
+    int i, j, v;
+    mask[0] = avx2_lane_mask(NJ);
+    mask[1] = avx2_lane_mask(NJ - 8);
+#pragma GCC unroll 16
+    for (j = 0; j < 16; j++) acc[j] = _mm256_setzero_ps();
+    for (p = 0; p < k; p++) {                 /* K: one rank-1 update per step, in order */
+        const __m256 av = _mm256_maskload_ps(a + p * a_cs, rows);
+#pragma GCC unroll 16
+        for (j = 0; j < NJ; j++)              /* N: columns of the tile */
+            acc[j] = _mm256_fmadd_ps(av, _mm256_broadcast_ss(b + j), acc[j]);
+        b += ldb;
+    }
+    avx2_transpose8(acc);                     /* acc[i]: columns 0..7 of row i */
+    avx2_transpose8(acc + 8);                 /* acc[8 + i]: columns 8..15 of row i */
+    {
+        const __m256 va = _mm256_set1_ps(pr->alpha), vb = _mm256_set1_ps(pr->beta);
+        const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(pr->act_alpha);
+        __m256 bias[2];
+#pragma GCC unroll 2
+        for (v = 0; v < 2; v++)               /* N: vectors of the bias */
+            bias[v] = pr->bias != NULL ? _mm256_maskload_ps(pr->bias + 8 * v, mask[v]) : zero;
+#pragma GCC unroll 8
+        for (i = 0; i < 8; i++) {             /* M: rows of C stored */
+            if (i >= m) break;
+#pragma GCC unroll 2
+            for (v = 0; v < 2; v++) {         /* N: vectors of a row */
+                float *ci = pr->c + (i0 + i) * pr->ldc + 8 * v;
+                __m256 t = _mm256_mul_ps(va, acc[8 * v + i]);
+                if (pr->beta != 0.0f) t = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci, mask[v]), t);
+                if (pr->bias != NULL) t = _mm256_add_ps(t, bias[v]);
+                _mm256_maskstore_ps(ci, mask[v], t);
+                if (act_here) {
+                    float *yi = pr->y + (i0 + i) * pr->ldc + 8 * v;
+                    if (pr->act == PYNN_ACT_RELU) {           /* t > 0 ? t : 0 */
+                        t = _mm256_max_ps(t, zero);
+                    } else if (pr->act == PYNN_ACT_LEAKY_RELU) { /* t > 0 ? t : alpha t */
+                        t = _mm256_blendv_ps(_mm256_mul_ps(slope, t), t,
+                                             _mm256_cmp_ps(t, zero, _CMP_GT_OQ));
+                    }
+                    _mm256_maskstore_ps(yi, mask[v], t);
+                }
+            }
+        }
+    }
+}
+
+static void s256_col_band(const pynn_gemm_small_problem *pr, int64_t i0, const int act_here) {
+    const int64_t m = pr->m - i0 < 8 ? pr->m - i0 : 8;
+    switch (pr->n) {                          /* N: one instance per column count */
+#define S256_COL(NJ) case NJ: s256_col_tile(pr, i0, m, NJ, act_here); break
+    S256_COL(9); S256_COL(10); S256_COL(11); S256_COL(12);
+#undef S256_COL
+    default: break;
+    }
+}
+
 static void gemm_small_avx2(const pynn_gemm_small_problem *pr) {
     const int act_here = pr->y != NULL && (pr->act == PYNN_ACT_LINEAR || pr->act == PYNN_ACT_RELU ||
                                            pr->act == PYNN_ACT_LEAKY_RELU);
     int64_t i0;
     int i;
+    if (pr->a_rs == 1 && pr->n >= S256_COL_MIN_N && pr->n <= S256_COL_MAX_N) {
+        for (i0 = 0; i0 < pr->m; i0 += 8)     /* M: bands of 8 rows */
+            if (act_here)
+                s256_col_band(pr, i0, 1);
+            else
+                s256_col_band(pr, i0, 0);
+        return;
+    }
     for (i0 = 0; i0 < pr->m; i0 += AVX2_MR) { /* M: bands of rows */
         const int64_t m = pr->m - i0 < AVX2_MR ? pr->m - i0 : AVX2_MR;
         const float *ar[AVX2_MR];
@@ -280,6 +360,7 @@ static void transpose_avx2(float *bt, int64_t ldbt, const float *b, int64_t ldb,
 const pynn_gemm_kernel_info pynn_gemm_kernel_avx2 = {
     PYNN_KERNEL_AVX2, AVX2_MR, AVX2_NR, 120, 256, 4096,
     gemm_ukernel_avx2, avx2_pack_a, avx2_pack_b, gemm_small_avx2, transpose_avx2,
+    S256_COL_MAX_N, S256_COL_MIN_N,
 };
 
 #endif /* PYNN_HAVE_X86_KERNELS */

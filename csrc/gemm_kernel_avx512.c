@@ -192,6 +192,7 @@ static void avx512_pack_b(float *bp, const float *b, int64_t rs, int64_t cs,
 #ifndef S512_MR
 #define S512_MR 8
 #endif
+#define S512_COL_MAX_N 16                     /* the column tiles' widest (gemm_internal.h) */
 
 static inline __attribute__((always_inline)) void
 s512_tile(const pynn_gemm_small_problem *pr, const float *const ar[S512_MR], int64_t m,
@@ -268,11 +269,82 @@ static void s512_band(const pynn_gemm_small_problem *pr, const float *const ar[S
         s512_tile(pr, ar, m, i0, j0, pr->n - j0, 1, act_here);
 }
 
+/* Column tiles, for n <= 16 columns with A transposed (a_rs == 1: the rows of a column
+ * of op(A) contiguous): 16 rows of C are the lanes of NJ = n accumulators, one a column,
+ * acc[j] += op(A)(i0.., p) * B(p, j) for p in order (B broadcast from memory): each
+ * element the row tiles' FMA chain, for 16 rows per step instead of 8 and no lanes past
+ * n.  The 16 x NJ block is then transposed in registers and finished as in s512_tile. */
+static inline __attribute__((always_inline)) void
+s512_col_tile(const pynn_gemm_small_problem *pr, int64_t i0, int64_t m, const int NJ,
+              const int act_here) {
+    const int64_t k = pr->k, ldb = pr->ldb, a_cs = pr->a_cs;
+    const float *a = pr->a + i0, *b = pr->b;
+    const __mmask16 rows = avx512_lane_mask(m), cols = avx512_lane_mask(NJ);
+    __m512 acc[16];
+    int64_t p;
+    int i, j;
+#pragma GCC unroll 16
+    for (j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+    for (p = 0; p < k; p++) {                 /* K: one rank-1 update per step, in order */
+        const __m512 av = _mm512_maskz_loadu_ps(rows, a + p * a_cs);
+#pragma GCC unroll 16
+        for (j = 0; j < NJ; j++)              /* N: columns of the tile */
+            acc[j] = _mm512_fmadd_ps(av, _mm512_set1_ps(b[j]), acc[j]);
+        b += ldb;
+    }
+    avx512_transpose16(acc);                  /* acc[i]: row i of the tile */
+    {
+        const __m512 va = _mm512_set1_ps(pr->alpha), vb = _mm512_set1_ps(pr->beta);
+        const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(pr->act_alpha);
+        const __m512 bias = pr->bias != NULL ? _mm512_maskz_loadu_ps(cols, pr->bias) : zero;
+#pragma GCC unroll 16
+        for (i = 0; i < 16; i++) {            /* M: rows of C stored */
+            float *ci = pr->c + (i0 + i) * pr->ldc;
+            __m512 t;
+            if (i >= m) break;
+            t = _mm512_mul_ps(va, acc[i]);
+            if (pr->beta != 0.0f) t = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(cols, ci), t);
+            if (pr->bias != NULL) t = _mm512_add_ps(t, bias);
+            _mm512_mask_storeu_ps(ci, cols, t);
+            if (act_here) {
+                float *yi = pr->y + (i0 + i) * pr->ldc;
+                if (pr->act == PYNN_ACT_RELU) {               /* t > 0 ? t : 0 */
+                    t = _mm512_max_ps(t, zero);
+                } else if (pr->act == PYNN_ACT_LEAKY_RELU) {  /* t > 0 ? t : alpha t */
+                    t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, zero, _CMP_GT_OQ),
+                                             _mm512_mul_ps(slope, t), t);
+                }
+                _mm512_mask_storeu_ps(yi, cols, t);
+            }
+        }
+    }
+}
+
+static void s512_col_band(const pynn_gemm_small_problem *pr, int64_t i0, const int act_here) {
+    const int64_t m = pr->m - i0 < 16 ? pr->m - i0 : 16;
+    switch (pr->n) {                          /* N: one instance per column count */
+#define S512_COL(NJ) case NJ: s512_col_tile(pr, i0, m, NJ, act_here); break
+    S512_COL(1); S512_COL(2); S512_COL(3); S512_COL(4); S512_COL(5); S512_COL(6);
+    S512_COL(7); S512_COL(8); S512_COL(9); S512_COL(10); S512_COL(11); S512_COL(12);
+    S512_COL(13); S512_COL(14); S512_COL(15); S512_COL(16);
+#undef S512_COL
+    default: break;
+    }
+}
+
 static void gemm_small_avx512(const pynn_gemm_small_problem *pr) {
     const int act_here = pr->y != NULL && (pr->act == PYNN_ACT_LINEAR || pr->act == PYNN_ACT_RELU ||
                                            pr->act == PYNN_ACT_LEAKY_RELU);
     int64_t i0;
     int i;
+    if (pr->a_rs == 1 && pr->n <= S512_COL_MAX_N) {
+        for (i0 = 0; i0 < pr->m; i0 += 16)    /* M: bands of 16 rows */
+            if (act_here)
+                s512_col_band(pr, i0, 1);
+            else
+                s512_col_band(pr, i0, 0);
+        return;
+    }
     for (i0 = 0; i0 < pr->m; i0 += S512_MR) { /* M: bands of rows */
         const int64_t m = pr->m - i0 < S512_MR ? pr->m - i0 : S512_MR;
         const float *ar[S512_MR];
@@ -328,6 +400,7 @@ static void transpose_avx512(float *bt, int64_t ldbt, const float *b, int64_t ld
 const pynn_gemm_kernel_info pynn_gemm_kernel_avx512 = {
     PYNN_KERNEL_AVX512, AVX512_MR, AVX512_NR, AVX512_MC, AVX512_KC, AVX512_NC,
     gemm_ukernel_avx512, avx512_pack_a, avx512_pack_b, gemm_small_avx512, transpose_avx512,
+    S512_COL_MAX_N, 1,
 };
 
 #endif /* PYNN_HAVE_X86_KERNELS */

@@ -111,5 +111,5 @@ void pynn_gemm_transpose_ref(float *bt, int64_t ldbt, const float *b, int64_t ld
  * block of A (128 KiB) in L2; the portable kernel is not tuned further. */
 const pynn_gemm_kernel_info pynn_gemm_kernel_generic = {
     PYNN_KERNEL_GENERIC, GENERIC_MR, GENERIC_NR, 128, 256, 2048,
-    gemm_ukernel_generic, NULL, NULL, pynn_gemm_small_ref, pynn_gemm_transpose_ref,
+    gemm_ukernel_generic, NULL, NULL, pynn_gemm_small_ref, pynn_gemm_transpose_ref, 0, 0,
 };

@@ -248,8 +248,9 @@ static void check_sgemm_shapes(const pynn_gemm_kernel_info *ki) {
 /* ---- the small path (M N K <= PYNN_GEMM_SMALL_MACS) ---------------------------- */
 
 /* Edges of the small path's tiles (8 x 32 and 8 x 16 AVX-512, 6 x 16 and 6 x 8 AVX2,
- * 4 x 16 generic) and of its stack buffer for a transposed B (4096 floats), in all
- * four transpose cases, with the alpha/beta pairs and paddings rotating. */
+ * 4 x 16 generic; the column tiles of 16 x 1..16 AVX-512 and 8 x 9..12 AVX2) and of its
+ * stack buffer for transposed operands (4096 floats), in all four transpose cases, with
+ * the alpha/beta pairs and paddings rotating. */
 static void check_small_shapes(void) {
     static const int64_t ms[] = {1, 3, 4, 5, 6, 7, 8, 9, 12, 13, 16, 17, 31, 33};
     static const int64_t ns[] = {1, 2, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 47, 48, 49, 64, 65};
@@ -260,6 +261,17 @@ static void check_small_shapes(void) {
             for (z = 0; z < (int)(sizeof ks / sizeof ks[0]); z++)  /* K */
                 if ((x + y + z) % 3 == 0 || ms[x] == 1 || ns[y] == 1)
                     check_sgemm_all_transposes(ms[x], ns[y], ks[z]);
+    /* the column tiles (at most 16 columns, rows in the lanes): every width, row counts
+     * around 8 and 16, and an A as stored transposed past the stack buffer (32 x 288:
+     * a tiny CNN's Dense layer, forward and its dW) */
+    for (y = 1; y <= 16; y++)                                      /* N */
+        for (x = 0; x < 5; x++) {                                  /* M */
+            static const int64_t col_ms[] = {1, 7, 16, 17, 40};
+            check_sgemm_all_transposes(col_ms[x], y, y % 2 ? 3 : 50);
+        }
+    check_sgemm_all_transposes(32, 10, 288);
+    check_sgemm_all_transposes(288, 10, 32);
+    check_sgemm_all_transposes(45, 12, 130);
     /* the typical network shapes, and a transposed B past the stack buffer */
     check_sgemm_all_transposes(32, 32, 64);
     check_sgemm_all_transposes(32, 10, 32);
@@ -392,7 +404,8 @@ static void check_bias_act_shapes(const pynn_gemm_kernel_info *ki) {
     /* small path: tiny, tile edges, a network's layers; packed path: past the limit,
      * with several K blocks */
     const int64_t shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {9, 17, 5}, {ki->mr + 1, ki->nr + 1, 30},
-                                 {32, 32, 64}, {33, 10, 32}, {64, 33, 40},
+                                 {32, 32, 64}, {33, 10, 32}, {64, 33, 40}, {32, 10, 288},
+                                 {19, 12, 20}, {17, 16, 9},
                                  {ki->mr + 1, ki->nr + 1, PYNN_GEMM_SMALL_MACS / 64 + 1},
                                  {97, 45, 130}, {2 * ki->mr - 1, 10, 2 * ki->kc + 3 + 
                                   PYNN_GEMM_SMALL_MACS / (10 * (2 * ki->mr - 1))}};
