@@ -38,6 +38,16 @@ int pynn_conv2d_direct_supported(int64_t kh, int64_t kw, int64_t c, int64_t f, i
            act <= PYNN_ACT_GELU;
 }
 
+/* Threads for a convolution of `macs` multiply-adds: one below about 10 us of work.  The
+ * direct kernels do some 20 multiply-adds a nanosecond, so smaller calls (a tiny CNN's
+ * layer: 83K) lose more to starting and joining a team (microseconds, far more when the
+ * other core is busy) than they gain.  Never changes a result. */
+#define CONV_DIRECT_MIN_PARALLEL_MACS ((int64_t)1 << 18)
+
+static int conv_direct_threads(int64_t macs) {
+    return macs < CONV_DIRECT_MIN_PARALLEL_MACS ? 1 : pynn_threads();
+}
+
 /* The loops of the level in use (dispatch.c), taken once per call. */
 static const pynn_conv_direct_kernels *conv_direct_kernels(void) {
     switch (pynn_level()) {
@@ -155,7 +165,7 @@ static int fl_forward(const pynn_conv_direct_kernels *kern, float *z, float *y, 
     if (bias != NULL)
         for (e = 0; e < pl; e++) bpat[e] = bias[e % f];
     /* units (image, block of output rows): each row of z and y is written by one thread */
-    PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * kh * kw * f),
+    PYNN_PARALLEL_FOR(conv_direct_threads(n * oh * ow * kh * kw * f),
         for (u = 0; u < n * g.blocks; u++)
             kern->fl_forward_unit(z, y, x, wpat, bias != NULL ? bpat : NULL, &g, u););
     return PYNN_OK;
@@ -213,7 +223,7 @@ static int fl_filter_grad(const pynn_conv_direct_kernels *kern, float *dw, float
     partials = partials_buffer(work, work_size, nchunks * part);
     PYNN_RETURN_IF(partials == NULL, PYNN_ENOMEM);
     /* chunks of units: each chunk's partial is written by one thread */
-    PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * k * f),
+    PYNN_PARALLEL_FOR(conv_direct_threads(n * oh * ow * k * f),
         for (ch = 0; ch < nchunks; ch++) {
             const int64_t pl = g.period * FL_LANES;
             const int64_t u1 = (ch + 1) * per_chunk < units ? (ch + 1) * per_chunk : units;
@@ -254,7 +264,7 @@ int pynn_conv2d_direct_forward(float *z, float *y, const float *x, const float *
                           ow, f, act, alpha);
     pad_kernel(wp, wgt, k, f, fp);
     /* output rows (image, i): each row of z and y is written by one thread */
-    PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * k * f),
+    PYNN_PARALLEL_FOR(conv_direct_threads(n * oh * ow * k * f),
         for (t = 0; t < n * oh; t++) {
             const int64_t img = t / oh, i = t % oh;
             kern->forward_row(z + t * ow * f, x + img * h * w * c, wp, bias, h, w, c, kh, kw, sh,
@@ -298,7 +308,7 @@ int pynn_conv2d_direct_backward_filter(float *dw, float *db, float *dz, const fl
     partials = partials_buffer(work, work_size, nchunks * part);
     PYNN_RETURN_IF(partials == NULL, PYNN_ENOMEM);
     /* chunks of output rows: each chunk's partial is written by one thread */
-    PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * k * f),
+    PYNN_PARALLEL_FOR(conv_direct_threads(n * oh * ow * k * f),
         for (ch = 0; ch < nchunks; ch++) {
             const int64_t t0 = ch * rows_per_chunk;
             const int64_t t1 = t0 + rows_per_chunk < rows ? t0 + rows_per_chunk : rows;

@@ -387,6 +387,7 @@ int main(void) {
      * whose lanes end inside a vector; ReLU and linear make dz in the first pass */
     static const geometry lane_shapes[] = {
         {32, 8, 8, 1, 3, 3, 1, 1, 0, 0, 0, 0, 8},    /* the tiny CNN: several chunks */
+        {48, 12, 12, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8},  /* enough work for 2 threads */
         {3, 9, 7, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8},     /* 56 lanes a row */
         {2, 11, 11, 1, 5, 5, 1, 1, 0, 0, 0, 0, 8},   /* 5x5, 8 filters, 56 lanes */
         {5, 10, 10, 1, 5, 5, 1, 1, 2, 2, 2, 2, 16},  /* 5x5, 16 filters */
