@@ -74,24 +74,36 @@ static double bce_logits_row(float *g, const float *z, const float *t, int64_t c
 /* CCE on probabilities (Keras 3): q = p / sum(p), clipped; loss -sum_j t_j log q_j.
  * The gradient goes through the normalisation: with g'_j = -t_j / q_j where q_j was
  * not clipped (else 0), grad_i = (g'_i - sum_j g'_j q_j) / s / rows. */
+/* Gradient terms g'_j of rows up to this many columns are kept from the loss's pass for
+ * the gradient's (wider rows compute them again: the same values). */
+#define CCE_ROW_KEEP 64
+
 static double cce_probs_row(float *g, const float *p, const float *t, int64_t label,
                             int64_t cols, float rows) {
     double row_sum = 0.0, loss = 0.0, dot = 0.0;
-    float s, dotf;
+    float s, dotf, kept[CCE_ROW_KEEP];
     int64_t j;
     for (j = 0; j < cols; j++) row_sum += (double)p[j];
     s = (float)row_sum;
     for (j = 0; j < cols; j++) {
         float q = p[j] / s, qc = clip_prob(q), tj = target_at(t, label, j);
         float gq = prob_is_clipped(q) ? 0.0f : -tj / qc;
-        loss -= (double)(tj * logf(qc));
+        /* t_j log q_j is a zero the sum can skip, where t_j is 0 and the log is not NaN
+         * (every sparse target but one): logf only where it counts */
+        if (tj != 0.0f || isnan(qc)) loss -= (double)(tj * logf(qc));
         dot += (double)(gq * q);
+        if (j < CCE_ROW_KEEP) kept[j] = gq;
     }
     if (g != NULL) {
         dotf = (float)dot;
         for (j = 0; j < cols; j++) {
-            float q = p[j] / s, tj = target_at(t, label, j);
-            float gq = prob_is_clipped(q) ? 0.0f : -tj / clip_prob(q);
+            float gq;
+            if (j < CCE_ROW_KEEP) {
+                gq = kept[j];
+            } else {
+                float q = p[j] / s, tj = target_at(t, label, j);
+                gq = prob_is_clipped(q) ? 0.0f : -tj / clip_prob(q);
+            }
             g[j] = (gq - dotf) / s / rows;
         }
     }
