@@ -196,6 +196,11 @@ fl_expand(float *restrict xi, const float *restrict ximg, const float *x_end,
     const int64_t q_lo = pad_left < nq ? pad_left : nq;              /* first column in x */
     const int64_t q_hi = w + pad_left < nq ? w + pad_left : nq;      /* past the last */
     const int64_t per = f < FL_NL && FL_NL % f == 0 && FL_NL >= 8 ? FL_NL / f : 1;
+    /* values of a row that go in whole permuted vectors, and the last vector's start:
+     * its FL_NL floats must lie inside x (for every row but the batch's last few) */
+    const int64_t grouped = per > 1 ? (q_hi - q_lo) / per * per : 0;
+    const int64_t last_load = grouped > 0 ? grouped - per + FL_NL : 0;
+    const int64_t hi_zero = q_hi * f < xl ? q_hi * f : xl;          /* the trailing zeros */
     const fl_vec zero = {0};
     fl_ivec spread;                                       /* lane e takes value e / f */
     int64_t rr, q, e;
@@ -203,28 +208,28 @@ fl_expand(float *restrict xi, const float *restrict ximg, const float *x_end,
     for (rr = 0; rr < nrows; rr++) {                      /* input rows */
         const int64_t r = r_lo + rr;
         float *restrict d = xi + rr * FL_XS;
+        float *restrict dq = d + q_lo * f;
+        const float *restrict xr;
         if (r < 0 || r >= g->h) {
             for (e = 0; e < xl; e += FL_NL) fstore(d + e, zero);
             continue;
         }
-        {
-            const float *restrict xr = ximg + r * w - pad_left + q_lo;  /* column q_lo */
-            for (e = 0; e < q_lo * f; e += FL_NL) fstore(d + e, zero);  /* left padding */
-            q = q_lo;
-            if (per > 1)                                  /* FL_NL / f values a vector */
-                for (; q + per <= q_hi && xr + (q - q_lo) + FL_NL <= x_end; q += per)
-                    fstore(d + q * f, __builtin_shuffle(fload(xr + (q - q_lo)), spread));
-            if (f <= FL_NL) {
+        xr = ximg + r * w - pad_left + q_lo;             /* column q_lo */
+        for (e = 0; e < q_lo * f; e += FL_NL) fstore(d + e, zero);  /* left padding */
+        q = 0;                                            /* values from column q_lo */
+        if (grouped > 0 && xr + last_load <= x_end)      /* FL_NL / f values a vector */
+            for (; q < grouped; q += per)
+                fstore(dq + q * f, __builtin_shuffle(fload(xr + q), spread));
+        if (f <= FL_NL) {
 #pragma GCC unroll 4
-                for (; q < q_hi; q++) fstore(d + q * f, fsplat(xr[q - q_lo]));
-            } else {
-                for (; q < q_hi; q++) {                   /* columns of x */
-                    const fl_vec v = fsplat(xr[q - q_lo]);
-                    for (e = 0; e < f; e += FL_NL) fstore(d + q * f + e, v);
-                }
+            for (; q < q_hi - q_lo; q++) fstore(dq + q * f, fsplat(xr[q]));
+        } else {
+            for (; q < q_hi - q_lo; q++) {                /* columns of x */
+                const fl_vec v = fsplat(xr[q]);
+                for (e = 0; e < f; e += FL_NL) fstore(dq + q * f + e, v);
             }
-            for (e = q_hi * f; e < xl; e += FL_NL) fstore(d + e, zero);  /* the rest */
         }
+        for (e = hi_zero; e < xl; e += FL_NL) fstore(d + e, zero);  /* the rest */
     }
 }
 
