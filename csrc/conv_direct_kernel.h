@@ -15,6 +15,9 @@
 #include <string.h>
 #include "internal.h"
 #include "act_elementwise.h"
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include "conv_direct_internal.h"
 
 /* CONV_DIRECT_LANES floats as one value (a ymm register with AVX, two xmm in the
@@ -196,10 +199,12 @@ fl_expand(float *restrict xi, const float *restrict ximg, const float *x_end,
     const int64_t q_lo = pad_left < nq ? pad_left : nq;              /* first column in x */
     const int64_t q_hi = w + pad_left < nq ? w + pad_left : nq;      /* past the last */
     const int64_t per = f < FL_NL && FL_NL % f == 0 && FL_NL >= 8 ? FL_NL / f : 1;
+#if !defined(__AVX512F__)
     /* values of a row that go in whole permuted vectors, and the last vector's start:
      * its FL_NL floats must lie inside x (for every row but the batch's last few) */
     const int64_t grouped = per > 1 ? (q_hi - q_lo) / per * per : 0;
     const int64_t last_load = grouped > 0 ? grouped - per + FL_NL : 0;
+#endif
     const int64_t hi_zero = q_hi * f < xl ? q_hi * f : xl;          /* the trailing zeros */
     const fl_vec zero = {0};
     fl_ivec spread;                                       /* lane e takes value e / f */
@@ -217,9 +222,29 @@ fl_expand(float *restrict xi, const float *restrict ximg, const float *x_end,
         xr = ximg + r * w - pad_left + q_lo;             /* column q_lo */
         for (e = 0; e < q_lo * f; e += FL_NL) fstore(d + e, zero);  /* left padding */
         q = 0;                                            /* values from column q_lo */
+#if defined(__AVX512F__)
+        /* 16 values a masked load (nothing read past the row), FL_NL / f of them a
+         * permute; values past the row load as 0, which is what those columns hold */
+        if (per > 1) {
+            for (; q < q_hi - q_lo; q += 16) {            /* columns of x, 16 at a time */
+                const int64_t left = q_hi - q_lo - q;
+                const __m512 v = _mm512_maskz_loadu_ps(
+                    left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u), xr + q);
+                __m512i idx;
+                int64_t k;
+                memcpy(&idx, &spread, sizeof idx);
+#pragma GCC unroll 8
+                for (k = 0; k < 16 && k < left; k += per) {  /* vectors of the 16 */
+                    fstore(dq + (q + k) * f, _mm512_permutexvar_ps(idx, v));
+                    idx = _mm512_add_epi32(idx, _mm512_set1_epi32((int)per));
+                }
+            }
+        }
+#else
         if (grouped > 0 && xr + last_load <= x_end)      /* FL_NL / f values a vector */
             for (; q < grouped; q += per)
                 fstore(dq + q * f, __builtin_shuffle(fload(xr + q), spread));
+#endif
         if (f <= FL_NL) {
 #pragma GCC unroll 4
             for (; q < q_hi - q_lo; q++) fstore(dq + q * f, fsplat(xr[q]));
