@@ -116,6 +116,33 @@ static int dense_bwd(void *p) {
                                l->out, l->act, 0.0f);
 }
 
+/* The rest of the tiny CNN's step: its loss on the softmax's probabilities, its metric,
+ * and the SGD update of its 2970 parameters. */
+typedef struct {
+    int64_t rows, cols, n_params;
+    float *probs, *grad, *params, *grads;
+    int64_t *labels;
+    double loss, metric;
+} head_ops;
+
+static int head_loss(void *p) {
+    head_ops *h = p;
+    return pynn_sparse_cce(h->grad, &h->loss, h->probs, h->labels, h->rows, h->cols, 0);
+}
+
+static int head_metric(void *p) {
+    head_ops *h = p;
+    return pynn_metric_sum(&h->metric, h->probs, NULL, h->labels, h->rows, h->cols,
+                           PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY);
+}
+
+static int head_sgd(void *p) {
+    head_ops *h = p;
+    static const double sgd[PYNN_HYPER_COUNT] = {0.01, 0.0, 0.0, 0.9, 0.999, 0.9, 1e-7};
+    return pynn_optimizer_step(h->params, NULL, NULL, h->grads, h->n_params, PYNN_OPT_SGD, 1,
+                               sgd);
+}
+
 typedef struct {
     const char *label;
     int (*run)(void *);
@@ -147,12 +174,13 @@ static double time_case(const bench_case *bc) {
 int main(int argc, char **argv) {
     unsigned seed = 7;
     conv_layer tiny_conv, lenet_conv1, lenet_conv2;
+    head_ops head;
     dense_layer tiny_dense, lenet_d1, lenet_d2, lenet_d3;
     size_t i, ncases;
     int threads = argc > 1 ? atoi(argv[1]) : 1;
     const char *only = argc > 2 ? argv[2] : NULL;
     const long calls = argc > 3 ? atol(argv[3]) : 1000;
-    bench_case cases[14];
+    bench_case cases[17];
     if (threads < 1 || pynn_set_num_threads(threads) != PYNN_OK) {
         fprintf(stderr, "bench_layers: expected a positive thread count, received %s\n", argv[1]);
         return 2;
@@ -169,12 +197,25 @@ int main(int argc, char **argv) {
     dense_init(&lenet_d1, 64, 400, 120, PYNN_ACT_RELU, &seed);
     dense_init(&lenet_d2, 64, 120, 84, PYNN_ACT_RELU, &seed);
     dense_init(&lenet_d3, 64, 84, 10, PYNN_ACT_SOFTMAX, &seed);
+    head.rows = 32;
+    head.cols = 10;
+    head.n_params = 72 + 8 + 2880 + 10;
+    head.probs = filled(32 * 10, &seed, 0.0f);
+    head.grad = filled(32 * 10, &seed, 0.0f);
+    head.params = filled(head.n_params, &seed, 0.1f);
+    head.grads = filled(head.n_params, &seed, 0.01f);
+    head.labels = malloc(32 * sizeof(int64_t));
+    for (i = 0; i < 32 * 10; i++) head.probs[i] = 0.1f;     /* a softmax's output */
+    for (i = 0; i < 32; i++) head.labels[i] = (int64_t)(i % 10);
     ncases = 0;
 #define CASE(label, fn, layer) cases[ncases++] = (bench_case){label, fn, layer}
     CASE("tiny.conv.fwd  8x8x1 3x3 f8 n32", conv_fwd, &tiny_conv);
     CASE("tiny.conv.bwd  (dW, db)", conv_bwd, &tiny_conv);
     CASE("tiny.dense.fwd 32x288 @ 288x10 softmax", dense_fwd, &tiny_dense);
     CASE("tiny.dense.bwd (dW, db, dx)", dense_bwd, &tiny_dense);
+    CASE("tiny.loss sparse CCE on probabilities", head_loss, &head);
+    CASE("tiny.metric sparse accuracy", head_metric, &head);
+    CASE("tiny.sgd 2970 parameters", head_sgd, &head);
     CASE("lenet.conv1.fwd 28x28x1 5x5 same f6 n64", conv_fwd, &lenet_conv1);
     CASE("lenet.conv1.bwd (dW, db)", conv_bwd, &lenet_conv1);
     CASE("lenet.conv2.fwd 14x14x6 5x5 f16", conv_fwd, &lenet_conv2);

@@ -157,13 +157,15 @@ static int fl_forward(const pynn_conv_direct_kernels *kern, float *z, float *y, 
     fl_geometry g;
     float wpat[CONV_DIRECT_MAX_K * FL_WSTRIDE] FL_ALIGNED;
     float bpat[FL_WSTRIDE] FL_ALIGNED;
-    int64_t pl, p, e, u;
+    int64_t pl, p, e0, ff, u;
     fl_set_geometry(&g, n, h, w, kh, kw, sh, pad_top, pad_left, oh, ow, f, act, alpha);
-    pl = g.period * FL_LANES;
+    pl = g.period * FL_LANES;                             /* a multiple of f */
     for (p = 0; p < kh * kw; p++)                         /* w[a, b, 0, e mod f] */
-        for (e = 0; e < pl; e++) wpat[p * FL_WSTRIDE + e] = wgt[p * f + e % f];
+        for (e0 = 0; e0 < pl; e0 += f)
+            for (ff = 0; ff < f; ff++) wpat[p * FL_WSTRIDE + e0 + ff] = wgt[p * f + ff];
     if (bias != NULL)
-        for (e = 0; e < pl; e++) bpat[e] = bias[e % f];
+        for (e0 = 0; e0 < pl; e0 += f)
+            for (ff = 0; ff < f; ff++) bpat[e0 + ff] = bias[ff];
     /* units (image, block of output rows): each row of z and y is written by one thread */
     PYNN_PARALLEL_FOR(conv_direct_threads(n * oh * ow * kh * kw * f),
         for (u = 0; u < n * g.blocks; u++)
