@@ -394,7 +394,7 @@ static void gemm_scale_c(const gemm_problem *pr) {
  * only in rounding (K is then <= GEMM_SMALL_MACS / (M N)).
  */
 #define GEMM_SMALL_MACS PYNN_GEMM_SMALL_MACS
-/* Up to this many floats of transposed operands are made in a stack buffer. */
+/* A transposed B of up to this many floats is transposed into a stack buffer. */
 #define GEMM_SMALL_STACK_FLOATS 4096
 
 static int gemm_is_small(int64_t m, int64_t n, int64_t k) {
@@ -408,21 +408,10 @@ static int gemm_small_does_act(int act) {
     return act == PYNN_ACT_LINEAR || act == PYNN_ACT_RELU || act == PYNN_ACT_LEAKY_RELU;
 }
 
-/* Does the kernel's small routine take this product in column tiles (gemm_internal.h)? */
-static int gemm_small_by_columns(const gemm_problem *pr, const pynn_gemm_kernel_info *ki) {
-    return pr->n >= ki->col_min_n && pr->n <= ki->col_max_n;
-}
-
 static int gemm_small(const gemm_problem *pr, const pynn_gemm_kernel_info *ki) {
-    float stack_buf[GEMM_SMALL_STACK_FLOATS + 16];
+    float stack_bt[GEMM_SMALL_STACK_FLOATS + 16];
     gemm_workspace ws;
     pynn_gemm_small_problem sp;
-    /* scratch: op(B) made row-contiguous (B transposed), op(A) made column-contiguous
-     * (A as stored, for the column tiles), each a multiple of 16 floats */
-    const int64_t ldbt = round_up(pr->n, 16), ldat = round_up(pr->m, 16);
-    const int64_t bt_floats = pr->b_cs != 1 ? pr->k * ldbt : 0;
-    const int64_t at_floats = pr->a_rs != 1 && gemm_small_by_columns(pr, ki) ? pr->k * ldat : 0;
-    float *scratch = NULL;
     int64_t i;
     ws.owned = NULL;
     ws.base = NULL;
@@ -442,28 +431,20 @@ static int gemm_small(const gemm_problem *pr, const pynn_gemm_kernel_info *ki) {
     sp.y = pr->y != NULL && gemm_small_does_act(pr->act) ? pr->y : NULL;
     sp.act = pr->act;
     sp.act_alpha = pr->act_alpha;
-    if (bt_floats + at_floats > 0) {
-        if (bt_floats + at_floats <= GEMM_SMALL_STACK_FLOATS) {
-            scratch = align64(stack_buf);
-        } else {
-            const int status = workspace_acquire(&ws, (size_t)(bt_floats + at_floats));
-            if (status != PYNN_OK) return status;
-            scratch = ws.base;
-        }
-    }
-    if (bt_floats > 0) {
+    if (pr->b_cs != 1) {
         /* B transposed (op(B) columns contiguous in K): make its rows contiguous. */
-        ki->transpose(scratch, ldbt, pr->b, pr->b_cs, pr->k, pr->n);
-        sp.b = scratch;
+        const int64_t ldbt = round_up(pr->n, 16);
+        float *bt;
+        if (pr->k * ldbt <= GEMM_SMALL_STACK_FLOATS) {
+            bt = align64(stack_bt);
+        } else {
+            const int status = workspace_acquire(&ws, (size_t)(pr->k * ldbt));
+            if (status != PYNN_OK) return status;
+            bt = ws.base;
+        }
+        ki->transpose(bt, ldbt, pr->b, pr->b_cs, pr->k, pr->n);
+        sp.b = bt;
         sp.ldb = ldbt;
-    }
-    if (at_floats > 0) {
-        /* A as stored: make the columns of op(A) contiguous (at[p ldat + i] = A(i, p)). */
-        float *at = scratch + bt_floats;
-        ki->transpose(at, ldat, pr->a, pr->a_rs, pr->k, pr->m);
-        sp.a = at;
-        sp.a_rs = 1;
-        sp.a_cs = ldat;
     }
     ki->small(&sp);
     if (ws.base != NULL) workspace_release(&ws);

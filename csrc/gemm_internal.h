@@ -117,8 +117,8 @@ typedef struct {
     pynn_gemm_small_fn small;     /* the small-problem path in the same instruction */
     pynn_gemm_transpose_fn transpose;  /* set (never NULL)                        */
     /* The small path's column tiles: with A transposed (a_rs == 1), products of
-     * col_min_n <= N <= col_max_n columns put rows of C in the vector lanes (the
-     * driver transposes an A as stored first when it can); col_max_n 0: none. */
+     * col_min_n <= N <= col_max_n columns put rows of C in the vector lanes
+     * (col_max_n 0: none).  Documentation and tests; the small routine decides. */
     int64_t col_max_n, col_min_n;
 } pynn_gemm_kernel_info;
 

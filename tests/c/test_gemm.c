@@ -261,9 +261,9 @@ static void check_small_shapes(void) {
             for (z = 0; z < (int)(sizeof ks / sizeof ks[0]); z++)  /* K */
                 if ((x + y + z) % 3 == 0 || ms[x] == 1 || ns[y] == 1)
                     check_sgemm_all_transposes(ms[x], ns[y], ks[z]);
-    /* the column tiles (at most 16 columns, rows in the lanes): every width, row counts
-     * around 8 and 16, and an A as stored transposed past the stack buffer (32 x 288:
-     * a tiny CNN's Dense layer, forward and its dW) */
+    /* the column tiles (at most 16 columns, A transposed, rows in the lanes): every
+     * width, row counts around 8 and 16, and a tiny CNN's Dense layer (32 x 288 by
+     * 288 x 10: the forward, and its dW) */
     for (y = 1; y <= 16; y++)                                      /* N */
         for (x = 0; x < 5; x++) {                                  /* M */
             static const int64_t col_ms[] = {1, 7, 16, 17, 40};
