@@ -17,17 +17,32 @@
  * (N x 1) parallelises as well as a wide one. */
 #define PYNN_ACT_SPAN 4096
 
-/* y[r, :] = softmax(x[r, :]) for one row of n values; y may equal x.
- * m = max, e_j = expf(x_j - m) (vectorised, pynn_exp_span), s = sum of e in index
- * order, y_j = e_j / s. */
-static void softmax_row(float *y, const float *x, int64_t n) {
-    float m = x[0], s = 0.0f;
-    int64_t j;
-    for (j = 1; j < n; j++) m = x[j] > m ? x[j] : m;
-    for (j = 0; j < n; j++) y[j] = x[j] - m;
-    pynn_exp_span(y, y, n);
-    for (j = 0; j < n; j++) s += y[j];
-    for (j = 0; j < n; j++) y[j] = y[j] / s;
+/* y[r, :] = softmax(x[r, :]) for rows r < rows of n values; y may equal x.
+ * Per row: m = max, e_j = expf(x_j - m) (vectorised, pynn_exp_span), s = sum of e in
+ * index order, y_j = e_j / s.  Rows of a few values are done SOFTMAX_BLOCK_FLOATS
+ * at a time, each step over all of them (one expf span): one row's chain of dependent
+ * steps (max, exp, sum, divide) is short of work, many rows' keep the core busy.  Every
+ * value is computed as it would be alone. */
+#define SOFTMAX_BLOCK_FLOATS 1024
+
+static void softmax_rows(float *y, const float *x, int64_t rows, int64_t n) {
+    const int64_t per_block = n < SOFTMAX_BLOCK_FLOATS ? SOFTMAX_BLOCK_FLOATS / n : 1;
+    int64_t r0, r, j;
+    for (r0 = 0; r0 < rows; r0 += per_block) {        /* blocks of rows */
+        const int64_t r1 = r0 + per_block < rows ? r0 + per_block : rows;
+        for (r = r0; r < r1; r++) {                   /* rows: x - max */
+            const float *xr = x + r * n;
+            float *yr = y + r * n, m = xr[0];
+            for (j = 1; j < n; j++) m = xr[j] > m ? xr[j] : m;
+            for (j = 0; j < n; j++) yr[j] = xr[j] - m;
+        }
+        pynn_exp_span(y + r0 * n, y + r0 * n, (r1 - r0) * n);
+        for (r = r0; r < r1; r++) {                   /* rows: e / sum e */
+            float *yr = y + r * n, s = 0.0f;
+            for (j = 0; j < n; j++) s += yr[j];
+            for (j = 0; j < n; j++) yr[j] = yr[j] / s;
+        }
+    }
 }
 
 /* y = act(x); x and y are (rows x cols), y may equal x. */
@@ -40,9 +55,14 @@ int pynn_activation_forward(float *y, const float *x, int64_t rows, int64_t cols
     if (n == 0) return PYNN_OK;
 
     if (act == PYNN_ACT_SOFTMAX) {
-        /* rows: one row per iteration, each row summed by one thread */
+        /* chunks of rows: each row normalised by one thread */
+        const int64_t chunk = PYNN_ACT_SPAN / cols > 1 ? PYNN_ACT_SPAN / cols : 1;
+        const int64_t nchunks = (rows + chunk - 1) / chunk;
         PYNN_PARALLEL_FOR(pynn_threads_for(n),
-            for (r = 0; r < rows; r++) softmax_row(y + r * cols, x + r * cols, cols););
+            for (r = 0; r < nchunks; r++) {
+                const int64_t r0 = r * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
+                softmax_rows(y + r0 * cols, x + r0 * cols, r1 - r0, cols);
+            });
         return PYNN_OK;
     }
 
