@@ -74,47 +74,37 @@ static double bce_logits_row(float *g, const float *z, const float *t, int64_t c
 /* CCE on probabilities (Keras 3): q = p / sum(p), clipped; loss -sum_j t_j log q_j.
  * The gradient goes through the normalisation: with g'_j = -t_j / q_j where q_j was
  * not clipped (else 0), grad_i = (g'_i - sum_j g'_j q_j) / s / rows. */
-/* A row is handled in blocks of this many columns: the elementwise work of a block first
- * (q = p / s and the gradient's divisions in loops the compiler vectorises), then the
- * block's terms added to the row's sums one by one, in column order. */
-#define CCE_BLOCK 64
-
-/* q = p / s and g'_j over a block of n columns j0 .. j0 + n - 1. */
-static inline void cce_probs_block(float *restrict q, float *restrict gq, const float *p,
-                                   const float *t, int64_t label, int64_t j0, int64_t n,
-                                   float s) {
-    int64_t j;
-    for (j = 0; j < n; j++) q[j] = p[j0 + j] / s;
-    for (j = 0; j < n; j++) {
-        const float tj = target_at(t, label, j0 + j);
-        gq[j] = prob_is_clipped(q[j]) ? 0.0f : -tj / clip_prob(q[j]);
-    }
-}
+/* Gradient terms g'_j of rows up to this many columns are kept from the loss's pass for
+ * the gradient's (wider rows compute them again: the same values). */
+#define CCE_ROW_KEEP 64
 
 static double cce_probs_row(float *g, const float *p, const float *t, int64_t label,
                             int64_t cols, float rows) {
     double row_sum = 0.0, loss = 0.0, dot = 0.0;
-    float s, dotf, q[CCE_BLOCK], gq[CCE_BLOCK];
-    int64_t j0, j;
+    float s, dotf, kept[CCE_ROW_KEEP];
+    int64_t j;
     for (j = 0; j < cols; j++) row_sum += (double)p[j];
     s = (float)row_sum;
-    for (j0 = 0; j0 < cols; j0 += CCE_BLOCK) {            /* blocks of columns, in order */
-        const int64_t n = cols - j0 < CCE_BLOCK ? cols - j0 : CCE_BLOCK;
-        cce_probs_block(q, gq, p, t, label, j0, n, s);
-        for (j = 0; j < n; j++) {                         /* the sums, in column order */
-            const float qc = clip_prob(q[j]), tj = target_at(t, label, j0 + j);
-            /* t_j log q_j is a zero the sum can skip, where t_j is 0 and the log is not
-             * NaN (every sparse target but one): logf only where it counts */
-            if (tj != 0.0f || isnan(qc)) loss -= (double)(tj * logf(qc));
-            dot += (double)(gq[j] * q[j]);
-        }
+    for (j = 0; j < cols; j++) {
+        float q = p[j] / s, qc = clip_prob(q), tj = target_at(t, label, j);
+        float gq = prob_is_clipped(q) ? 0.0f : -tj / qc;
+        /* t_j log q_j is a zero the sum can skip, where t_j is 0 and the log is not NaN
+         * (every sparse target but one): logf only where it counts */
+        if (tj != 0.0f || isnan(qc)) loss -= (double)(tj * logf(qc));
+        dot += (double)(gq * q);
+        if (j < CCE_ROW_KEEP) kept[j] = gq;
     }
     if (g != NULL) {
         dotf = (float)dot;
-        for (j0 = 0; j0 < cols; j0 += CCE_BLOCK) {        /* blocks of columns */
-            const int64_t n = cols - j0 < CCE_BLOCK ? cols - j0 : CCE_BLOCK;
-            if (cols > CCE_BLOCK) cce_probs_block(q, gq, p, t, label, j0, n, s);
-            for (j = 0; j < n; j++) g[j0 + j] = (gq[j] - dotf) / s / rows;
+        for (j = 0; j < cols; j++) {
+            float gq;
+            if (j < CCE_ROW_KEEP) {
+                gq = kept[j];
+            } else {
+                float q = p[j] / s, tj = target_at(t, label, j);
+                gq = prob_is_clipped(q) ? 0.0f : -tj / clip_prob(q);
+            }
+            g[j] = (gq - dotf) / s / rows;
         }
     }
     return loss;
