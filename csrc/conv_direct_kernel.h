@@ -364,7 +364,9 @@ fl_forward_rows(float *z, float *y, int ymode, const float *xi, const float *wpa
                 const int KW, const int P1, const int WR, const int FC) {
     const int64_t nv = (g->ow * g->f + FL_NL - 1) / FL_NL, pl = g->period * FL_LANES;
     const int sums = FL_REGS - (WR ? KH * KW : 1) - 2;   /* registers left for the sums */
-    const int band = sums >= 12 ? 3 : sums >= 8 ? 2 : 1; /* rows per band (4 vectors a block) */
+    /* rows per band (4 vectors a block); a kernel read from memory in a 5x5 window stays
+     * one row a band: GCC hoists its loads, and 25 of them beside 8 or 12 sums spill */
+    const int band = !WR && KH * KW > 9 ? 1 : sums >= 12 ? 3 : sums >= 8 ? 2 : 1;
     fl_vec wreg[WR ? KH * KW : 1];
     int64_t voff[FL_MAX_E / FL_NL];
     int64_t ii = 0, p, v, o = 0;
@@ -395,7 +397,8 @@ static void fl_forward_unit(float *z, float *y, const float *x, const float *wpa
     const int64_t r_lo = i0 * g->sh - g->pad_top, nrows = (nr - 1) * g->sh + g->kh;
     float xi[FL_MAX_XROWS * FL_XS + FL_NL] FL_ALIGNED;
     /* the shapes with loops of their own: 3x3 and 5x5, and among them 8 or 16 filters
-     * (every offset a constant), the kernel's vectors in registers where they fit */
+     * (and LeNet's 6 at 5x5: every offset a constant), the kernel's vectors in
+     * registers where they fit */
 #define FL_ROWS(KH, KW, P1, WR, FC)                                                  \
     do {                                                                             \
         fl_expand(xi, ximg, x_end, g, r_lo, nrows, FC);                              \
@@ -409,6 +412,8 @@ static void fl_forward_unit(float *z, float *y, const float *x, const float *wpa
         FL_ROWS(3, 3, p1, 0, 0);
     else if (g->kh == 5 && g->kw == 5 && wr && g->f == 8 && FL_NL == 16)
         FL_ROWS(5, 5, 1, 1, 8);
+    else if (g->kh == 5 && g->kw == 5 && g->f == 6)
+        FL_ROWS(5, 5, 0, 0, 6);
     else if (g->kh == 5 && g->kw == 5)
         FL_ROWS(5, 5, p1, 0, 0);
     else
@@ -556,6 +561,9 @@ static void fl_filter_grad_units(float *accw, float *accb, float *dz, const floa
         if (g->f == 8)
             fl_expand(xi, x + img * g->h * g->w, x + g->n * g->h * g->w, g,
                       i0 * g->sh - g->pad_top, (nr - 1) * g->sh + g->kh, 8);
+        else if (g->f == 6)
+            fl_expand(xi, x + img * g->h * g->w, x + g->n * g->h * g->w, g,
+                      i0 * g->sh - g->pad_top, (nr - 1) * g->sh + g->kh, 6);
         else
             fl_expand(xi, x + img * g->h * g->w, x + g->n * g->h * g->w, g,
                       i0 * g->sh - g->pad_top, (nr - 1) * g->sh + g->kh, 0);
@@ -571,6 +579,8 @@ static void fl_filter_grad_units(float *accw, float *accb, float *dz, const floa
                 FL_CLASS(3, 0);
             else if (g->kw == 5 && g->f == 8)
                 FL_CLASS(5, 8);
+            else if (g->kw == 5 && g->f == 6)
+                FL_CLASS(5, 6);
             else if (g->kw == 5)
                 FL_CLASS(5, 0);
 #undef FL_CLASS
