@@ -7,19 +7,23 @@
  * empty with F = 6 columns.  Here each thread builds the windows of one output row (at
  * most CONV_DIRECT_JB positions at a time) in a small transposed buffer on its stack,
  * patch[k][j], k = (a, b, channel) in Keras order, and multiplies it with the kernel
- * straight from there, output positions in the vector lanes.
+ * straight from there, output positions in the vector lanes (the patch route).  A layer
+ * over one channel at column stride 1 (a first layer over grey images: LeNet's, a tiny
+ * CNN's) takes the lane route further down instead: a row of z is the vector, positions
+ * and filters in its lanes.
  *
  * Which layers: pynn_conv2d_direct_supported() -- a fixed rule on the kernel's shape
- * and the activation, never on the thread count or the batch.
+ * and the activation, never on the thread count or the batch; which route, likewise.
  *
- * Determinism:
+ * Determinism (the patch route; the lane route's is in its section):
  *   forward: one thread per output row (image, i); z[.., f] = (sum over k = 0 .. K-1,
  *     in order, of patch[k] * w[k, f]) + bias[f].
  *   filter gradient: the output rows are cut into chunks of a fixed number of rows (a
  *     function of OW only); one thread per chunk computes the chunk's partial dW and db,
  *     each element accumulated in CONV_DIRECT_LANES lanes (lane l: the positions j with
  *     j % LANES == l, rows in order) that are then added in lane order; the chunk
- *     partials are added in chunk order.  None of it depends on the thread count.
+ *     partials are added in chunk order.  None of it depends on the thread count, which
+ *     is 1 below CONV_DIRECT_MIN_PARALLEL_MACS.
  *
  * Instruction sets: the loops that do the arithmetic (conv_direct_kernel.h) are compiled
  * once per dispatch level (conv_direct_generic.c, conv_direct_avx2.c, conv_direct_avx512.c);

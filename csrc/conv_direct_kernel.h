@@ -4,7 +4,9 @@
  * (conv_direct_internal.h), and include this file under their own -m flags.
  *
  * The vectors are GCC/Clang vector extensions, not intrinsics: the same source becomes
- * SSE2, AVX2 or AVX-512 code.  Every instruction set does the same operations in the
+ * SSE2, AVX2 or AVX-512 code (the one-channel route's in registers of the set's own
+ * width; only its AVX-512 expansion, which moves values and computes nothing, uses
+ * intrinsics, for masked loads).  Every instruction set does the same operations in the
  * same order (lanes are independent positions or filters, -ffp-contract=off), so all
  * give bitwise the same results.  Which loop runs when, and why: conv_direct.c.
  */
