@@ -101,7 +101,7 @@ static void pad_kernel(float *wp, const float *wgt, int64_t k, int64_t f, int64_
  * on the thread's stack (at most about 100 KB, for the filter gradient). */
 
 /* at least this many multiply-adds per chunk of the filter gradient */
-#define FL_CHUNK_MACS 16384
+#define FL_CHUNK_MACS 65536
 #define FL_MAX_CHUNK_UNITS 64
 
 static int64_t gcd_i64(int64_t a, int64_t b) {
