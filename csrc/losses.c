@@ -78,6 +78,38 @@ static double bce_logits_row(float *g, const float *z, const float *t, int64_t c
  * the gradient's (wider rows compute them again: the same values). */
 #define CCE_ROW_KEEP 64
 
+/* cce_probs_row on NR consecutive rows at once (rows of at most CCE_ROW_KEEP columns),
+ * their steps interleaved: a row's sums are chains of dependent double adds with little
+ * beside them, several rows' keep the core busy.  Each row's values are computed
+ * exactly as cce_probs_row computes them; loss[rr] is row rr's. */
+static inline __attribute__((always_inline)) void
+cce_probs_rows(double *loss, float *g, const float *p, const float *t, const int64_t *labels,
+               int64_t cols, float rows, const int NR) {
+    double row_sum[4] = {0.0, 0.0, 0.0, 0.0}, dot[4] = {0.0, 0.0, 0.0, 0.0};
+    float s[4], kept[4][CCE_ROW_KEEP];
+    int64_t j;
+    int rr;
+    for (rr = 0; rr < NR; rr++) loss[rr] = 0.0;
+    for (j = 0; j < cols; j++)                            /* columns, in order */
+        for (rr = 0; rr < NR; rr++) row_sum[rr] += (double)p[rr * cols + j];
+    for (rr = 0; rr < NR; rr++) s[rr] = (float)row_sum[rr];
+    for (j = 0; j < cols; j++)                            /* columns, in order */
+        for (rr = 0; rr < NR; rr++) {
+            const float q = p[rr * cols + j] / s[rr], qc = clip_prob(q);
+            const float tj = target_at(t != NULL ? t + rr * cols : NULL,
+                                       labels != NULL ? labels[rr] : -1, j);
+            const float gq = prob_is_clipped(q) ? 0.0f : -tj / qc;
+            if (tj != 0.0f || isnan(qc)) loss[rr] -= (double)(tj * logf(qc));
+            dot[rr] += (double)(gq * q);
+            kept[rr][j] = gq;
+        }
+    if (g != NULL)
+        for (rr = 0; rr < NR; rr++) {                     /* rows */
+            const float dotf = (float)dot[rr];
+            for (j = 0; j < cols; j++) g[rr * cols + j] = (kept[rr][j] - dotf) / s[rr] / rows;
+        }
+}
+
 static double cce_probs_row(float *g, const float *p, const float *t, int64_t label,
                             int64_t cols, float rows) {
     double row_sum = 0.0, loss = 0.0, dot = 0.0;
@@ -246,8 +278,22 @@ static int loss_rows(float *grad, double *loss, const float *pred, const float *
                 chunk_sum[c] = cce_logits_block(grad, pred, target, labels, r0, r1, cols, frows);
                 continue;
             }
+            /* CCE on probabilities of narrow rows: 4 rows at a time, their losses added
+             * in row order */
+            r = r0;
+            if (kind == PYNN_LOSS_CCE && !from_logits && cols <= CCE_ROW_KEEP)
+                for (; r + 4 <= r1; r += 4) {
+                    double four[4];
+                    cce_probs_rows(four, grad != NULL ? grad + r * cols : NULL, pred + r * cols,
+                                   target != NULL ? target + r * cols : NULL,
+                                   labels != NULL ? labels + r : NULL, cols, frows, 4);
+                    sum += four[0];
+                    sum += four[1];
+                    sum += four[2];
+                    sum += four[3];
+                }
             /* rows of the chunk, in order */
-            for (r = r0; r < r1; r++) {
+            for (; r < r1; r++) {
                 const float *p = pred + r * cols;
                 const float *t = target != NULL ? target + r * cols : NULL;
                 float *g = grad != NULL ? grad + r * cols : NULL;
