@@ -374,20 +374,15 @@ class Model(Layer):
         changes anything, so a small network's step is not dominated by input checking;
         what it refuses goes through the general checks and their messages."""
         engine = self._engine
-        if engine is None or not engine.compiled or not self._graph_ready or \
-                type(x) is not np.ndarray or type(y) is not np.ndarray or \
-                len(self._inputs) != 1 or len(self._outputs) != 1 or \
-                x.dtype != np.float32 or not x.flags.c_contiguous or not y.flags.c_contiguous:
+        if engine is None or type(x) is not np.ndarray or type(y) is not np.ndarray:
             return None
-        shape = self._inputs[0].shape
-        if x.ndim != len(shape) or x.shape[1:] != shape[1:] or not 0 < x.shape[0] == y.shape[0]:
+        want = engine.fast_batch_signature()
+        if want is None:
             return None
-        spec = engine.losses.outputs[0]
-        if spec.loss is None:
-            return None
-        want_shape, dtype, _ = spec.loss.target_spec(spec.shape)
-        if y.dtype != (np.int64 if dtype == "int64" else np.float32) or \
-                y.shape[1:] != tuple(want_shape[1:]):
+        x_dtype, x_shape, y_dtype, y_shape = want
+        if x.dtype is not x_dtype or x.shape[1:] != x_shape or y.dtype is not y_dtype or \
+                y.shape[1:] != y_shape or x.shape[0] != y.shape[0] or not x.shape[0] or \
+                not x.flags.c_contiguous or not y.flags.c_contiguous:
             return None
         return engine, [x], [y]
 

@@ -264,11 +264,11 @@ class Trainer:
         fast = model._fast_batch(x, y)
         if fast is not None:
             engine, inputs, targets = fast
-            ex = engine.executor("train", inputs[0].shape[0])
+            n = x.shape[0]
+            ex = engine.executor("train", n)
             try:
-                losses, metrics, rows = ex.run(inputs, targets, None, None, rows_of(inputs), 0,
-                                               rows_of(inputs), 1, engine.optimizer.iterations,
-                                               True)
+                losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1,
+                                               engine.optimizer.iterations, True)
             except ValueError:            # NaN or a bad label, refused before any change
                 fast = None
         if fast is None:
@@ -316,10 +316,6 @@ class Trainer:
         model._ensure_graph(x, where)
         inputs = validation.model_inputs(model, x, where)
         return self._predict_arrays(inputs, inputs[0].shape[0], 0, "predict")
-
-
-def rows_of(inputs):
-    return inputs[0].shape[0]
 
 
 def _flatten_in_keras_order(logs, losses):
