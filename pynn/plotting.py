@@ -91,7 +91,7 @@ def plot_history(history, path, title=None, layers=False):
 def _graph_levels(model):
     """The model's layers by depth from the inputs (a layer at one more than the deepest of
     its inputs), in Keras's layer order within a level, and the edges between them."""
-    nodes = [n for n in model._ordered_nodes]
+    nodes = model.nodes
     level, edges = {}, []
     for node in nodes:
         parents = [t._keras_history[0] for t in node.input_tensors]
@@ -99,7 +99,7 @@ def _graph_levels(model):
                                 [level.get(p, 0) + 1 for p in parents])
         edges += [(p, node.layer) for p in parents]
     rows = {}
-    for layer in model._operations:
+    for layer in model.operations:
         rows.setdefault(level.get(layer, 0), []).append(layer)
     return [rows[k] for k in sorted(rows)], list(dict.fromkeys(edges))
 
@@ -121,7 +121,7 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    model._ensure_graph(None, "plot_model")
+    model.ensure_graph(None, "plot_model")
     levels, edges = _graph_levels(model)
 
     def label(layer):
@@ -129,8 +129,8 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
                  else type(layer).__name__]
         if show_layer_activations and isinstance(getattr(layer, "activation", None), str):
             parts.append(f"activation: {layer.activation}")
-        if show_shapes and layer._inbound_nodes:
-            shape = layer._inbound_nodes[-1].output_tensors[0].shape
+        if show_shapes and layer.inbound_nodes:
+            shape = layer.inbound_nodes[-1].output_tensors[0].shape
             parts.append("output: (" + ", ".join("None" if d is None else str(d) for d in shape) + ")")
         if show_dtype:
             parts.append("dtype: float32")

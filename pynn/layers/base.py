@@ -292,6 +292,16 @@ class Layer:
         return KerasTensor(output_shape, name=None)
 
     @property
+    def inbound_nodes(self):
+        """The layer's calls on symbolic tensors (Nodes), in the order they were made."""
+        return list(self._inbound_nodes)
+
+    @property
+    def build_input_shape(self):
+        """The input shape (with the batch axis) the layer was built for, or None."""
+        return self._build_input_shape
+
+    @property
     def input(self):
         """The input tensor(s) of the layer's first call."""
         return self._node_attribute("input")

@@ -149,7 +149,7 @@ def _collect_frozen(layer, parent_trainable, out):
     trainable = parent_trainable and layer.trainable
     if not trainable:
         out.add(id(layer))
-    for sub in layer._sublayers():
+    for sub in getattr(layer, "layers", ()):
         _collect_frozen(sub, trainable, out)
 
 
