@@ -24,9 +24,9 @@ LOSSES = ("mse", "bce", "cce")
 # Keras's backend.epsilon(): probabilities are clipped to [EPSILON, 1 - EPSILON].
 EPSILON = 1e-7
 
-# NumPy has no erf; math.erf elementwise is slow but exact enough, and speed does not
+# NumPy has no erfc; math.erfc elementwise is slow but exact enough, and speed does not
 # matter here.
-_erf = np.vectorize(math.erf, otypes=[np.float64])
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 def _scalar(value, like):
@@ -69,7 +69,9 @@ def _softmax(x):
 
 
 def _normal_cdf(x64):
-    return 0.5 * (1.0 + _erf(x64 / math.sqrt(2.0)))
+    """Phi(x) = erfc(-x / sqrt 2) / 2, accurate in the left tail, where 1 + erf(x / sqrt 2)
+    cancels (even in float64: nothing of it is left below x = -8.3)."""
+    return 0.5 * _erfc(-x64 / math.sqrt(2.0))
 
 
 def _normal_pdf(x64):
