@@ -368,20 +368,26 @@ def conv2d_backward(x, w, z, y, dy, strides, padding, activation="linear", alpha
 # ---- pooling -----------------------------------------------------------------------------
 
 def maxpool2d_forward(x, pool_size, strides, padding, out_hw):
-    """Max over each window; padding is -inf (never wins); an all-padding window gives 0."""
+    """Max over the input elements of each window (padding, -inf, never wins; a NaN does,
+    as in np.max); a window with no input element gives 0."""
     win = _windows(x, pool_size, strides, padding, out_hw, -np.inf)
-    y = win.max(axis=(3, 4))
-    return np.where(np.isneginf(y), 0, y).astype(x.dtype)
+    count = _window_counts(x.shape, pool_size, strides, padding, out_hw, x.dtype)
+    return np.where(count > 0, win.max(axis=(3, 4)), 0).astype(x.dtype)
 
 
 def maxpool2d_backward(x, dy, pool_size, strides, padding):
-    """dy routed to each window's first maximum (row-major window order), summed where
-    windows overlap."""
+    """dy routed to each window's first input element holding the maximum (row-major
+    window order; a NaN maximum goes to the first NaN), summed where windows overlap."""
     (ph, pw), out_hw = pool_size, dy.shape[1:3]
     win = _windows(x, pool_size, strides, padding, out_hw, -np.inf)
     n, oh, ow, _, _, c = win.shape
-    first_max = win.reshape(n, oh, ow, ph * pw, c).argmax(axis=3)   # argmax: first on ties
-    onehot = (np.arange(ph * pw).reshape(1, 1, 1, -1, 1) == first_max[:, :, :, None, :])
+    win = win.reshape(n, oh, ow, ph * pw, c)
+    best = win.max(axis=3, keepdims=True)
+    inside = _windows(np.ones((1,) + x.shape[1:3] + (1,), x.dtype), pool_size, strides, padding,
+                      out_hw, 0).reshape(1, oh, ow, ph * pw, 1) > 0
+    holds = inside & ((win == best) | (np.isnan(win) & np.isnan(best)))
+    first = holds.argmax(axis=3)[:, :, :, None, :]            # argmax: the first True
+    onehot = (np.arange(ph * pw).reshape(1, 1, 1, -1, 1) == first) & holds.any(axis=3, keepdims=True)
     g = (onehot * dy[:, :, :, None, :]).astype(dy.dtype).reshape(n, oh, ow, ph, pw, c)
     return _scatter_windows(g, x.shape, pool_size, strides, padding)
 
