@@ -591,6 +591,9 @@ def metric_values(kind, pred, target):
     the same shape, or int64 labels (rows,) (taken as one-hot rows by the metrics that
     compare values)."""
     if target.ndim == 1:
+        if target.size and (target.min() < 0 or target.max() >= pred.shape[1]):
+            raise ValueError(f"metric_values: expected labels in [0, {pred.shape[1]}), received "
+                             f"values from {target.min()} to {target.max()}")
         if kind == "sparse_categorical_accuracy":
             return (np.argmax(pred, axis=-1) == target).astype(np.float64)
         target = one_hot(target, pred.shape[1], pred.dtype)
