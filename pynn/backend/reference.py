@@ -1,7 +1,7 @@
 """The NumPy reference: every kernel of pynn written for legibility, not speed.
 
 This module is the truth the C (and CUDA) kernels are tested against, and it is itself
-checked against float64 finite differences (tests/test_reference_gradients.py).
+checked against float64 finite differences (tests/test_reference.py).
 
 Every function is pure NumPy and dtype-generic: it computes in the dtype of its array
 arguments, so the same code runs in float32 (parity with the kernels, which compute in
