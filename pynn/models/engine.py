@@ -63,7 +63,10 @@ class Engine:
         if sig is False:
             sig = None
             model = self.model
-            if self.compiled and model.inputs is not None and len(model.inputs) == 1 and \
+            # cpu only: its C step checks the values itself (labels, NaN) before any change;
+            # the other backends' batches go through the general checks
+            if self.compiled and self.backend.name == "cpu" and model.inputs is not None and \
+                    len(model.inputs) == 1 and \
                     len(model.outputs) == 1 and self.losses.outputs[0].loss is not None:
                 spec = self.losses.outputs[0]
                 shape, dtype, _ = spec.loss.target_spec(spec.shape)
