@@ -1158,18 +1158,6 @@ def on_threads(fn):
     return runs[0]
 
 
-@pytest.mark.parametrize("shape", CPU_2D, ids=label)
-def test_bias_add(shape):
-    rng = rng_for("bias add", shape)
-    y, bias = f32(rng.standard_normal(shape)), f32(rng.standard_normal(shape[1]))
-
-    def run():
-        out = y.copy()
-        _core.bias_add(out, bias)
-        return [out]
-    assert_bitwise(on_threads(run)[0], y + bias)      # one float32 add per element
-
-
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("shape", [(1, 1), (257, 10), (300, 200)], ids=label)
 def test_activation_backward_bias_grad(shape, activation):
@@ -1313,7 +1301,6 @@ def test_c_kernels_name_themselves_and_the_argument_in_errors():
          lambda: _core.activation_forward(z(3, 2), x, relu)),
         ("activation_forward", lambda: _core.activation_forward(z(2, 3), x, 42)),
         ("activation_backward", lambda: _core.activation_backward(z(2, 3), x, x, x, -1)),
-        (r"bias_add: expected bias of shape \(3,\)", lambda: _core.bias_add(z(2, 3), z(2))),
         (r"bias_grad: expected db of shape \(3,\)", lambda: _core.bias_grad(z(4), x)),
         (r"adam_update: expected v of shape \(4,\)",
          lambda: _core.adam_update(z(4), z(4), z(3), z(4), 0.1, 0.9, 0.999, 1e-7)),
