@@ -87,7 +87,8 @@ def threads():
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: timings and long runs (not in the default run)")
+    config.addinivalue_line("markers", "slow: timings and pixel-exact pictures (not in the default "
+                            "run, see addopts in pyproject.toml: run them with pytest -m slow)")
 
 
 def assert_step_close(before, actual, expected, rtol=RTOL_SUMS, err_msg=""):
