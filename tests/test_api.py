@@ -37,6 +37,22 @@ def test_sequential_structure_and_shapes():
     np.testing.assert_array_equal(b, 0)      # bias_initializer="zeros"
 
 
+def test_a_compiled_sequential_trains_on_after_pop_and_add():
+    """The losses follow the new output (Keras resolves them on the next call): the new
+    head's targets are taken, the old head's refused, and the kept layers go on training."""
+    model = small_model(optimizer="adam", loss="mse")
+    x = np.ones((4, 6), np.float32)
+    model.fit(x, np.zeros((4, 3)), verbose=0)
+    model.pop()
+    model.add(layers.Dense(5, name="new_head"))
+    assert model.output_shape == (None, 5)
+    kept = model.layers[0].get_weights()[0]
+    model.fit(x, np.zeros((4, 5)), verbose=0)
+    assert not np.array_equal(kept, model.layers[0].get_weights()[0])
+    with pytest.raises(ValueError, match=r"\(None, 5\).*\(4, 3\)"):
+        model.fit(x, np.zeros((4, 3)), verbose=0)
+
+
 def test_lazy_build_from_data():
     model = pynn.Sequential([layers.Dense(5, activation="relu"), layers.Dense(1)])
     assert not model.built
