@@ -11,9 +11,12 @@ For each entry of LAYERS:
   config          get_config() -> type(layer).from_config(config): the same config (through
                   JSON), and the same output given the same weights;
   training step   inside a model (a Dense before each input, so the layer's input gradient is
-                  used; a Dense head after), one step on each backend against the numpy
-                  backend's, and the layer's weights move as training says.
+                  used; a Dense head after), one SGD step on each backend against finite
+                  differences of the same model in float64 NumPy (the layer's training-mode
+                  formula; not for Dropout, whose masks no formula replays) and against the
+                  numpy backend's step; the layer's weights move as training says.
 """
+import functools
 import json
 
 import numpy as np
@@ -27,21 +30,34 @@ from pynn import layers as L
 from conftest import RTOL_ELEMENTWISE, assert_bitwise, assert_close, assert_step_close
 
 
+TRAINING_IS_INFERENCE = "inference"
+
+
 class Case:
     """A layer under test.  make(): a new layer; shapes: its inputs' shapes (batch axis
     left out); forward(xs, weights): its inference output in float64 NumPy; weights:
-    [(name, shape, trainable)] it creates for those inputs; listed: called on a list."""
+    [(name, shape, trainable)] it creates for those inputs; listed: called on a list;
+    train_forward: its output in training mode (the same as inference unless given; None
+    where it draws random numbers, which no NumPy formula can replay)."""
 
-    def __init__(self, make, shapes, forward, weights=(), listed=False):
+    def __init__(self, make, shapes, forward, weights=(), listed=False,
+                 train_forward=TRAINING_IS_INFERENCE):
         self.make, self.shapes, self.forward = make, [tuple(s) for s in shapes], forward
         self.weights, self.listed = list(weights), listed
+        self.train_forward = forward if train_forward == TRAINING_IS_INFERENCE else \
+            train_forward
 
 
-def _bn(xs, w, epsilon, center=True, scale=True):
+def _bn(xs, w, epsilon, center=True, scale=True, training=False):
+    """Batch normalization over the last axis: the moving statistics in inference, the
+    batch's mean and biased variance in training (Keras 3)."""
     w = list(w)
     gamma = w.pop(0) if scale else 1.0
     beta = w.pop(0) if center else 0.0
     mean, var = w
+    if training:
+        axes = tuple(range(xs[0].ndim - 1))
+        mean, var = xs[0].mean(axis=axes), xs[0].var(axis=axes)
     return (xs[0] - mean) / np.sqrt(var + epsilon) * gamma + beta
 
 
@@ -83,18 +99,22 @@ LAYERS = {
                     lambda xs, w: xs[0].reshape(len(xs[0]), -1)),
     "reshape": Case(lambda: L.Reshape((4, -1)), [(3, 2, 4)],
                     lambda xs, w: xs[0].reshape(len(xs[0]), 4, 6)),
-    "dropout": Case(lambda: L.Dropout(0.4, seed=5), [(6,)], lambda xs, w: xs[0]),
+    "dropout": Case(lambda: L.Dropout(0.4, seed=5), [(6,)], lambda xs, w: xs[0],
+                    train_forward=None),
     "dropout_noise_shape": Case(lambda: L.Dropout(0.3, noise_shape=(None, 1, 1, 2), seed=1),
-                                [(3, 3, 2)], lambda xs, w: xs[0]),
+                                [(3, 3, 2)], lambda xs, w: xs[0], train_forward=None),
     "batch_normalization": Case(
         lambda: L.BatchNormalization(momentum=0.9, epsilon=0.01), [(3, 2, 4)],
         lambda xs, w: _bn(xs, w, 0.01),
         [("gamma", (4,), True), ("beta", (4,), True), ("moving_mean", (4,), False),
-         ("moving_variance", (4,), False)]),
+         ("moving_variance", (4,), False)],
+        train_forward=lambda xs, w: _bn(xs, w, 0.01, training=True)),
     "batch_normalization_no_affine": Case(
         lambda: L.BatchNormalization(center=False, scale=False), [(5,)],
         lambda xs, w: _bn(xs, w, 0.001, center=False, scale=False),
-        [("moving_mean", (5,), False), ("moving_variance", (5,), False)]),
+        [("moving_mean", (5,), False), ("moving_variance", (5,), False)],
+        train_forward=lambda xs, w: _bn(xs, w, 0.001, center=False, scale=False,
+                                        training=True)),
     "input_layer": Case(lambda: L.InputLayer(shape=(3, 2)), [(3, 2)], lambda xs, w: xs[0]),
     "add": Case(lambda: L.Add(), [(2, 3)] * 3, lambda xs, w: xs[0] + xs[1] + xs[2], listed=True),
     "subtract": Case(lambda: L.Subtract(), [(2, 3)] * 2, lambda xs, w: xs[0] - xs[1],
@@ -228,45 +248,101 @@ def test_config_round_trip(name):
     assert_bitwise(eager(case, clone, xs), eager(case, layer, xs))
 
 
+LR = 0.1
+
+
 def step_model(case):
-    """The layer inside a model: Dense(tanh) before each input, Flatten and Dense after."""
+    """The layer inside a model: Dense(tanh) before each input (so the layer's input
+    gradient is used), Flatten and Dense after.  Returns (model, layer, the Denses before,
+    the Dense after)."""
     layer = case.make()
     if isinstance(layer, L.InputLayer):
-        inputs, y = [layer.output], layer.output
+        inputs, before, y = [layer.output], [], layer.output
     else:
         inputs = [pynn.Input(s) for s in case.shapes]
-        feeds = [L.Dense(s[-1], activation="tanh")(t) for t, s in zip(inputs, case.shapes)]
+        before = [L.Dense(s[-1], activation="tanh") for s in case.shapes]
+        feeds = [d(t) for d, t in zip(before, inputs)]
         y = layer(feeds if case.listed else feeds[0])
     if len(y.shape) > 2:
         y = L.Flatten()(y)
-    return pynn.Model(inputs, L.Dense(2)(y)), layer
+    head = L.Dense(2)
+    return pynn.Model(inputs, head(y)), layer, before, head
+
+
+def step_data(case):
+    return sample(case, 4), np.random.default_rng(2).normal(size=(4, 2)).astype(np.float32)
 
 
 def training_step(case, backend):
-    """(weights before, weights after, loss, the layer's weights before/after) of one SGD
-    step of the layer's model on `backend`."""
+    """One SGD step of the layer's model on `backend`: (model, layer, weights before,
+    weights after, the layer's weights before, loss)."""
     pynn.utils.set_random_seed(0)
-    model, layer = step_model(case)
+    model, layer, _, _ = step_model(case)
     model.set_weights(random_weights(model))
-    before = model.get_weights()
-    layer_before = layer.get_weights()
-    model.compile(optimizer=pynn.optimizers.SGD(0.1), loss="mse", backend=backend)
-    xs = sample(case, 4)
-    y = np.random.default_rng(2).normal(size=(4, 2)).astype(np.float32)
+    before, layer_before = model.get_weights(), layer.get_weights()
+    model.compile(optimizer=pynn.optimizers.SGD(LR), loss="mse", backend=backend)
+    xs, y = step_data(case)
     loss = model.train_on_batch(xs if len(xs) > 1 else xs[0], y)
-    return before, model.get_weights(), loss, layer_before, layer.get_weights(), layer
+    return model, layer, before, model.get_weights(), layer_before, loss
+
+
+@functools.lru_cache(maxsize=None)
+def finite_difference_step(name):
+    """(loss, trainable weights after one SGD step) of the layer's model written in float64
+    NumPy (the case's training forward), its gradient by central differences."""
+    case = LAYERS[name]
+    pynn.utils.set_random_seed(0)
+    model, layer, before, head = step_model(case)
+    model.set_weights(random_weights(model))
+    values = {v.path: v.numpy().astype(np.float64) for v in model.weights}
+    xs, y = step_data(case)
+    xs = [x.astype(np.float64) for x in xs]
+
+    def loss():
+        feeds = [np.tanh(x @ values[d.kernel.path] + values[d.bias.path])
+                 for d, x in zip(before, xs)] or xs
+        h = case.train_forward(feeds, [values[v.path] for v in layer.weights])
+        out = h.reshape(len(h), -1) @ values[head.kernel.path] + values[head.bias.path]
+        return np.mean((out - y) ** 2)
+
+    start = loss()
+    after = []
+    for v in model.trainable_weights:
+        w = values[v.path]
+        grad = np.zeros_like(w)
+        flat, gflat = w.reshape(-1), grad.reshape(-1)
+        for i in range(flat.size):
+            old = flat[i]
+            flat[i] = old + 1e-6
+            up = loss()
+            flat[i] = old - 1e-6
+            down = loss()
+            flat[i] = old
+            gflat[i] = (up - down) / 2e-6
+        after.append(w - LR * grad)
+    return start, after
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_training_step_inside_a_model(name, backend_name):
+    """One step on each backend: against the finite differences of the NumPy model (the
+    trainable weights) and against the numpy backend (every weight, batch normalization's
+    moving statistics included; cpu for numpy itself)."""
     case = LAYERS[name]
-    before, after, loss, layer_before, layer_after, layer = training_step(case, backend_name)
+    model, layer, before, after, layer_before, loss = training_step(case, backend_name)
     reference = "cpu" if backend_name == "numpy" else "numpy"
-    _, ref_after, ref_loss, _, _, _ = training_step(case, reference)
-    assert np.isfinite(loss)
-    assert_close(loss, ref_loss, rtol=RTOL_ELEMENTWISE)
-    assert_step_close(before, after, ref_after, err_msg=f"{name} on {backend_name}")
-    for v, b, a in zip(layer.weights, layer_before, layer_after):
+    ref = training_step(case, reference)
+    label = f"{name} on {backend_name}"
+    assert_close(loss, ref[5], rtol=RTOL_ELEMENTWISE, err_msg=f"{label}: loss")
+    assert_step_close(before, after, ref[3], err_msg=f"{label} vs {reference}")
+    if case.train_forward is not None:
+        fd_loss, fd_after = finite_difference_step(name)
+        assert_close(loss, fd_loss, rtol=RTOL_ELEMENTWISE, err_msg=f"{label}: loss")
+        trainable = {v.path for v in model.trainable_weights}
+        start = [w for v, w in zip(model.weights, before) if v.path in trainable]
+        assert_step_close(start, [v.numpy() for v in model.trainable_weights], fd_after,
+                          err_msg=f"{label} vs finite differences")
+    for v, b, a in zip(layer.weights, layer_before, layer.get_weights()):
         # trainable weights and BatchNormalization's statistics (training mode) move
         assert not np.array_equal(a, b), v.path
 
