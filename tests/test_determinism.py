@@ -10,7 +10,8 @@ for an MLP, LeNet-5 (28x28x1 with max pooling), a ResNet-style graph (two residu
 with Add and BatchNormalization) and a CNN with Dropout (its masks drawn from the step
 number, so every path draws the same), with their losses, metrics and validation split
 between them.  Sizes are large enough for the kernels' threaded paths (32768 values and
-more per op).  Then the digits accuracy that the main job promises.
+more per op).  Every backend repeats a seeded fit bitwise.  Then the digits accuracy that
+the main job promises.
 """
 import subprocess
 import sys
@@ -219,6 +220,26 @@ def test_same_seed_same_weights_and_another_seed_differs():
         fits.append(model.get_weights()[0])
     assert_bitwise(fits[0], fits[1])
     assert not np.array_equal(fits[0], fits[2])
+
+
+def test_a_seeded_fit_repeats_bitwise_on_every_backend(backend_name):
+    """Dense, batch normalization (reductions over the batch) and dropout, shuffled: the
+    same seed twice gives the same bits on each backend (cuda: tiny, for the simulator)."""
+    (x, y), _ = digits(12)
+    runs = []
+    for _ in range(2):
+        pynn.utils.set_random_seed(4)
+        model = pynn.Sequential([L.Input((64,)), L.Dense(16, activation="relu"),
+                                 L.BatchNormalization(), L.Dropout(0.3),
+                                 L.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      backend=backend_name)
+        history = model.fit(x, y, batch_size=5, epochs=2, verbose=0).history
+        runs.append((model.get_weights(), history))
+    (w1, h1), (w2, h2) = runs
+    assert h1 == h2
+    for a, b in zip(w1, w2):
+        assert_bitwise(a, b)
 
 
 def test_a_whole_epoch_allocates_nothing_per_step():
