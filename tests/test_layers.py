@@ -29,8 +29,7 @@ from pynn import layers as L
 
 from conftest import RTOL_ELEMENTWISE, assert_bitwise, assert_close, assert_step_close
 
-
-TRAINING_IS_INFERENCE = "inference"
+_AS_INFERENCE = object()
 
 
 class Case:
@@ -41,11 +40,10 @@ class Case:
     where it draws random numbers, which no NumPy formula can replay)."""
 
     def __init__(self, make, shapes, forward, weights=(), listed=False,
-                 train_forward=TRAINING_IS_INFERENCE):
+                 train_forward=_AS_INFERENCE):
         self.make, self.shapes, self.forward = make, [tuple(s) for s in shapes], forward
         self.weights, self.listed = list(weights), listed
-        self.train_forward = forward if train_forward == TRAINING_IS_INFERENCE else \
-            train_forward
+        self.train_forward = forward if train_forward is _AS_INFERENCE else train_forward
 
 
 def _bn(xs, w, epsilon, center=True, scale=True, training=False):
@@ -62,7 +60,10 @@ def _bn(xs, w, epsilon, center=True, scale=True, training=False):
 
 
 LAYERS = {
-    "dense": Case(lambda: L.Dense(4, activation="tanh"), [(3,)],
+    "dense": Case(lambda: L.Dense(4, activation="tanh", bias_initializer="ones",
+                                  kernel_initializer=pynn.initializers.RandomNormal(0.5, 0.1,
+                                                                                    seed=3)),
+                  [(3,)],
                   lambda xs, w: np.tanh(xs[0] @ w[0] + w[1]),
                   [("kernel", (3, 4), True), ("bias", (4,), True)]),
     "dense_rank3_no_bias": Case(lambda: L.Dense(3, use_bias=False, activation="leaky_relu"),
@@ -75,7 +76,8 @@ LAYERS = {
     "leaky_relu": Case(lambda: L.LeakyReLU(), [(5,)],     # Keras 3's default slope, 0.3
                        lambda xs, w: np.where(xs[0] > 0, xs[0], 0.3 * xs[0])),
     "conv2d_same_strided": Case(
-        lambda: L.Conv2D(3, (3, 2), strides=(2, 1), padding="same", activation="relu"),
+        lambda: L.Conv2D(3, (3, 2), strides=(2, 1), padding="same", activation="relu",
+                         kernel_initializer="he_uniform"),
         [(5, 4, 2)], lambda xs, w: icnn.conv(xs[0], w[0], w[1], (2, 1), "same", "relu"),
         [("kernel", (3, 2, 2, 3), True), ("bias", (3,), True)]),
     "conv2d_valid_no_bias": Case(
@@ -389,6 +391,8 @@ def test_dropout_masks_repeat_by_seed_and_inference_is_the_identity():
     kept = outs[0] != 0
     assert_close(outs[0][kept], np.full(kept.sum(), 1 / 0.6))
     assert 0.45 < kept.mean() < 0.75
+    layer = L.Dropout(0.4, seed=3)
+    assert not np.array_equal(layer(x, training=True), layer(x, training=True))  # new draws
     # a layer's own seed is independent of the global generator
     first = L.Dropout(0.5, seed=4)(x, training=True)
     pynn.utils.set_random_seed(99)
