@@ -106,7 +106,8 @@ def test_file_holds_json_and_plain_npy_only(tmp_path):
         assert [w["path"] for w in config["weights"]] == [v.path for v in model.weights]
         assert config["compile"]["loss"]["class_name"] == "SparseCategoricalCrossentropy"
         assert config["compile"]["metrics"] == ["accuracy"]
-        assert config["optimizer_state"] == {"iterations": 2, "slots": [["m", "v"]]}
+        assert config["optimizer_state"] == {"iterations": 2, "slots": [["m", "v"]],
+                                             "weights": [v.path for v in model.weights]}
         for name in names[1:]:
             data = zf.read(name)
             assert data.startswith(b"\x93NUMPY")
@@ -117,6 +118,34 @@ def test_file_holds_json_and_plain_npy_only(tmp_path):
             assert b"\x80\x04" not in data[:header_end] and b"\x80\x05" not in data[:header_end]
         with pytest.raises(Exception):
             pickletools.dis(zf.read("pynn_model.json"))       # the config is not a pickle either
+
+
+@pytest.mark.parametrize("change", ["freeze", "unfreeze"])
+def test_flags_changed_after_compile_load_with_the_state_carried_over(tmp_path, change):
+    """Keras's transfer-learning steps: train, freeze (or unfreeze) a layer, save before
+    compiling again.  The flag takes effect at the next compile, which loading does; the
+    state of every weight trainable both times is carried over, as a recompile carries it,
+    so the loaded model and the recompiled original go on bitwise alike."""
+    (x, y), _ = digits(96)
+    model = make()
+    first = model.layers[0]
+    if change == "unfreeze":
+        first.trainable = False
+        model.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    model.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    first.trainable = change == "unfreeze"
+    model.save(tmp_path / "m.pynn")
+    loaded = pynn.load_model(tmp_path / "m.pynn")
+    assert loaded.layers[0].trainable is first.trainable
+    assert [v.path for v in loaded.trainable_weights] == [v.path for v in model.trainable_weights]
+    model.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    for m in (model, loaded):
+        m.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 6
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        assert_bitwise(a, b)
 
 
 def test_uncompiled_and_unbuilt_models_round_trip(tmp_path):
