@@ -133,4 +133,28 @@ def threads():
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: timings and long runs (not in the default run)")
+    config.addinivalue_line("markers", "slow: timings and pixel-exact pictures (not in the default "
+                            "run, see addopts in pyproject.toml: run them with pytest -m slow)")
+
+
+def assert_step_close(before, actual, expected, rtol=RTOL_SUMS, err_msg=""):
+    """The tolerance policy for training steps: weights after a step (or a few), `actual`
+    - `before` == `expected` - `before` (lists of arrays).  A step is compared on the weight
+    *changes*: the change is what the step computes, and the weights themselves would hide
+    an error in it behind their own magnitude.  The scale is the step's largest change, and
+    each weight's own largest change where that is not itself within the tolerance of zero
+    (a weight whose changes cancel, such as the bias of a convolution followed by batch
+    normalization: its computed change is the rounding the cancellation leaves)."""
+    changes = []
+    for start, a, e in zip(before, actual, expected):
+        start = np.asarray(start, dtype=np.float64)
+        changes.append((np.asarray(a, dtype=np.float64) - start,
+                        np.asarray(e, dtype=np.float64) - start))
+    assert len(changes) == len(before) == len(actual) == len(expected), err_msg
+    assert_close(np.concatenate([a.ravel() for a, _ in changes]),
+                 np.concatenate([e.ravel() for _, e in changes]), rtol=rtol,
+                 err_msg=f"{err_msg}: the step")
+    largest = max((float(np.abs(e).max()) for _, e in changes if e.size), default=0.0)
+    for i, (a, e) in enumerate(changes):
+        if e.size and np.abs(e).max() > rtol * largest:
+            assert_close(a, e, rtol=rtol, err_msg=f"{err_msg}: weight {i}")

@@ -105,7 +105,7 @@ class Layer:
             raise TypeError(f"{where}: unrecognized keyword arguments {sorted(kwargs)}")
         check_dtype(dtype, where)
         shape = () if shape is None else tuple(int(d) for d in shape)
-        init = initializers.get(initializer, where)
+        init = initializers.get(initializer, where, "initializer")
         value = np.ascontiguousarray(init(shape), dtype=np.float32)
         name = name or f"variable_{len(self._weights)}"
         variable = Variable(value, name, f"{self.name}/{name}", trainable=trainable)

@@ -135,8 +135,10 @@ class Engine:
     def invalidate(self):
         """Forget the plans: the graph changed (Sequential.add / pop).  Weights that came with
         the change follow their layers' current `trainable`; the others keep what compile
-        took."""
+        took.  The losses are resolved again against the new outputs (their shapes and names
+        may have changed), as Keras builds its loss container on the next call."""
         self._plans.clear()
+        self._losses = None
         self._executors.clear()
         self.store = None
         self._fast_signature = False

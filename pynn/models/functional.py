@@ -402,13 +402,17 @@ class Model(Layer):
         per layer call in execution order (InputLayers left out).  `x` is one sample (the
         model's input shape, e.g. (64,)) -- each array then has no batch axis -- or a
         batch."""
+        from . import validation
         where = f"Model '{self.name}'.activations"
         self.ensure_graph(x, where)
         single = len(self._inputs) == 1 and np.shape(x) == tuple(self._inputs[0].shape[1:])
         if single:
             x = np.asarray(x)[None]
+        # checked against this model (the inner model's name would mean nothing to the caller)
+        inputs = validation.model_inputs(self, x, where)
         inner = self._activation_model()
-        outputs = inner.predict(x, batch_size=max(1, len(x)), verbose=0)
+        outputs = inner.predict(inputs if len(inputs) > 1 else inputs[0],
+                                batch_size=inputs[0].shape[0], verbose=0)
         outputs = outputs if isinstance(outputs, list) else [outputs]
         outputs = [np.array(o, copy=True) for o in outputs]
         return [o[0] for o in outputs] if single else outputs
