@@ -167,12 +167,6 @@ def test_two_steps_match_independent_backprop(case, backend_name):
     assert_step_close(w0, w_pynn, w_ref, RTOL_SUMS, label)
 
 
-def assert_update_matches(w0, w_pynn, w_ref, grads, opt_kind, label):
-    """The check tests/test_cuda.py imports (its model section predates the backend_name
-    fixture that runs the cases above on cuda): conftest's policy for a step."""
-    assert_step_close(w0, w_pynn, w_ref, RTOL_SUMS, label)
-
-
 # ---- CNNs ------------------------------------------------------------------------------------
 
 LR = 0.1
