@@ -343,7 +343,7 @@ def test_model_config_round_trip():
 
 # ---- functional graphs ---------------------------------------------------------------------
 
-def graph(seed=0):
+def graph(seed=0, dropout_seed=11):
     """Two inputs, a shared layer, a nested functional base (batch normalization) called
     with training=False, a frozen nested Sequential, a frozen layer, a seeded Dropout, and
     two outputs."""
@@ -363,7 +363,7 @@ def graph(seed=0):
     mixed = layers.BatchNormalization(name="bn")(mixed)
     fixed = layers.Dense(8, activation="relu", name="fixed")
     fixed.trainable = False
-    h = layers.Dropout(0.3, seed=11, name="drop")(fixed(mixed))
+    h = layers.Dropout(0.3, seed=dropout_seed, name="drop")(fixed(mixed))
     model = pynn.Model({"a": a, "b": b},
                        {"digit": layers.Dense(10, activation="softmax", name="digit")(h),
                         "ink": layers.Dense(1, name="ink")(h)}, name="graph")
@@ -378,13 +378,14 @@ def graph_data(n=200):
     return {"a": x[:, :8], "b": x[:, 8:16]}, {"digit": y, "ink": x.mean(axis=1, keepdims=True)}
 
 
-def test_graph_round_trip_continues_training_bitwise(tmp_path):
+@pytest.mark.parametrize("dropout_seed", [11, None])
+def test_graph_round_trip_continues_training_bitwise(tmp_path, dropout_seed):
     """2 epochs + save + load + 1 epoch == 3 epochs, bitwise, for a graph with every kind
-    of structure a file must keep."""
+    of structure a file must keep (a Dropout without a seed keeps the one it drew)."""
     x, y = graph_data()
-    straight = graph()
+    straight = graph(dropout_seed=dropout_seed)
     straight.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0)
-    model = graph()
+    model = graph(dropout_seed=dropout_seed)
     model.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
     model.save(tmp_path / "graph.pynn")
     loaded = pynn.load_model(tmp_path / "graph.pynn")
