@@ -35,11 +35,14 @@ Never widen a tolerance to make a test pass: a parity failure is a bug to find.
 Kernel tests.  `kernel_backend` is the Backend object of each backend that is checked
 against the reference, "cpu" and "cuda"; tests/test_kernels.py pairs it with shapes of
 each backend's own (awkward ones for cpu, tiny ones for the simulator) by indirect
-parametrisation.
+parametrisation.  `poisoned_simulator` fills all of the simulator's fresh memory (device,
+shared, local) with NaN, so that a kernel reading memory it never wrote fails every time,
+not just now and then.
 """
 import os
 import shutil
 import sys
+import time
 
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is None:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
@@ -122,6 +125,77 @@ def _quick_simulator(request):
     sys.setswitchinterval(0.0005)
     yield
     sys.setswitchinterval(previous)
+
+
+class _SimulatorPoison:
+    """What `poisoned_simulator` does; `switch_in_shared_lookup` (seconds, 0: off) is a sleep,
+    which hands the GIL to another simulated thread, after the simulator looks up a block's
+    shared array and finds none, before it stores the new one."""
+    switch_in_shared_lookup = 0.0
+
+    @staticmethod
+    def fill(a):
+        if a.dtype.kind == "f":
+            a.fill(np.nan)
+        elif a.dtype.kind in "iu":
+            a.fill(np.iinfo(a.dtype).max // 3)
+        return a
+
+
+@pytest.fixture
+def poisoned_simulator(monkeypatch):
+    """The cuda backend on the simulator with every piece of fresh memory full of NaN (integers:
+    a large value): device arrays (cuda.device_array: backend.empty, the workspace), a block's
+    shared arrays when created and again when each block starts, local arrays.  On the
+    simulator fresh memory is NumPy's np.empty, which mostly holds zeros or old floats, so a
+    kernel reading memory it never wrote is wrong only sometimes; poisoned, it gives NaN every
+    time.  Yields the _SimulatorPoison whose settings the test may change."""
+    if not SIMULATED:
+        pytest.skip("poisons the simulator's memory (on a GPU, compute-sanitizer's initcheck)")
+    backends.get(usable_backend("cuda"))          # numba imported, as the simulator
+    from numba import cuda
+    from numba.cuda.simulator import kernel as sim_kernel
+    from numba.cuda.simulator import kernelapi
+
+    poison = _SimulatorPoison()
+
+    class Allocations(dict):
+        """A block's shared arrays by call site (the simulator's FakeCUDAShared._allocations)."""
+
+        def get(self, key, default=None):
+            found = super().get(key, default)
+            if found is None and poison.switch_in_shared_lookup:
+                time.sleep(poison.switch_in_shared_lookup)
+            return found
+
+        def __setitem__(self, key, array):
+            super().__setitem__(key, poison.fill(array))
+
+    device_array, shared_init = cuda.device_array, kernelapi.FakeCUDAShared.__init__
+    local_array, block_run = kernelapi.FakeCUDALocal.array, sim_kernel.BlockManager.run
+
+    def shared_init_poisoned(self, *args, **kwargs):
+        shared_init(self, *args, **kwargs)
+        self._allocations = Allocations(self._allocations)
+
+    def block_run_poisoned(self, *args, **kwargs):
+        context = sim_kernel._kernel_context      # the launch's fake cuda module
+        if context is not None:                    # blocks run in turn, sharing the arrays
+            for array in context.shared._allocations.values():
+                poison.fill(array)
+        return block_run(self, *args, **kwargs)
+
+    def device_array_poisoned(*args, **kwargs):
+        array = device_array(*args, **kwargs)
+        poison.fill(array._ary)         # the simulator's device array wraps a NumPy array
+        return array
+
+    monkeypatch.setattr(cuda, "device_array", device_array_poisoned)
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "__init__", shared_init_poisoned)
+    monkeypatch.setattr(kernelapi.FakeCUDALocal, "array",
+                        lambda self, *a, **k: poison.fill(local_array(self, *a, **k)))
+    monkeypatch.setattr(sim_kernel.BlockManager, "run", block_run_poisoned)
+    yield poison
 
 
 @pytest.fixture

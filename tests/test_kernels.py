@@ -1393,6 +1393,34 @@ def test_cuda_every_tile_config_across_tile_edges(cuda_package, name, m, n, k, t
     assert_gemm_exact_within_bound(host(be, out), a, b, trans_a, trans_b)
 
 
+# Every kernel with shared memory, each on the simulator with its fresh memory full of NaN and
+# a forced thread switch inside the simulator's creation of each shared array (conftest's
+# poisoned_simulator).  All threads of a block must still see one array per call site.  The
+# simulator's own unlocked check-then-set let two threads each create the array, one of them
+# then working on a private copy (pynn.backend.cuda.runtime does it under a lock): on a loaded
+# machine a training step came out wrong now and then (a NaN loss; a 5 x 3 weight whose
+# gradient x^T dz, the first case here, was off by hundreds).
+SHARED_MEMORY_CASES = {
+    "gemm": lambda rng: ("matmul", f32(rng.standard_normal((6, 5))),
+                         f32(rng.standard_normal((6, 3))), True, False, Out("c", (5, 3))),
+    "reduction": lambda rng: ("loss", "scce", f32(rng.standard_normal((6, 3))),
+                              rng.integers(0, 3, 6), True, Out("grad", (6, 3))),
+    "bias_grad": lambda rng: ("bias_grad", f32(rng.standard_normal((6, 5))), Out("db", (5,))),
+    "batchnorm": lambda rng: ("batchnorm_forward_train", f32(rng.standard_normal((6, 3))),
+                              None, None, InOut("mm", np.zeros(3, np.float32)),
+                              InOut("mv", np.ones(3, np.float32)), MOMENTUM, EPSILON,
+                              Out("mean", (3,), RTOL_SUMS), Out("inv_std", (3,), RTOL_SUMS),
+                              Out("y", (6, 3), RTOL_SUMS)),
+}
+
+
+@pytest.mark.parametrize("name", list(SHARED_MEMORY_CASES))
+def test_cuda_threads_of_a_block_see_one_shared_array(poisoned_simulator, name):
+    poisoned_simulator.switch_in_shared_lookup = 0.02
+    method, *args = SHARED_MEMORY_CASES[name](rng_for("shared memory", name))
+    check(backends.get("cuda"), method, *args, value=RTOL_ELEMENTWISE if method == "loss" else None)
+
+
 def test_cuda_gemm_config_by_shape(cuda_package):
     gemm = cuda_package.gemm
     assert gemm.gemm_config(4096, 4096, 132) is gemm.GEMM_LARGE
