@@ -39,7 +39,10 @@ static inline int pynn_act_span(float *y, const float *z, int64_t n, int act, fl
         for (i = 0; i < n; i++) y[i] = tanhf(z[i]);
         return PYNN_OK;
     case PYNN_ACT_GELU:
-        for (i = 0; i < n; i++) y[i] = 0.5f * z[i] * (1.0f + erff(z[i] * PYNN_SQRT1_2));
+        /* x Phi(x) with Phi(x) = erfc(-x / sqrt 2) / 2: the textbook 1 + erf(x / sqrt 2)
+         * cancels for x << 0 (all of Phi lost below x = -5.5), erfc keeps its relative
+         * accuracy down to the underflow of the result. */
+        for (i = 0; i < n; i++) y[i] = 0.5f * z[i] * erfcf(-z[i] * PYNN_SQRT1_2);
         return PYNN_OK;
     default:
         return PYNN_EINVAL;
@@ -78,7 +81,7 @@ static inline void pynn_act_backward_span(float *dx, const float *x, const float
     case PYNN_ACT_GELU:
         /* d/dx [x Phi(x)] = Phi(x) + x phi(x), Phi the normal CDF, phi its pdf */
         for (i = 0; i < n; i++) {
-            float cdf = 0.5f * (1.0f + erff(x[i] * PYNN_SQRT1_2));
+            float cdf = 0.5f * erfcf(-x[i] * PYNN_SQRT1_2);
             float pdf = PYNN_INV_SQRT_2PI * expf(-0.5f * x[i] * x[i]);
             dx[i] = dy[i] * (cdf + x[i] * pdf);
         }

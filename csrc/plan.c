@@ -520,6 +520,7 @@ static int run_op(const step_context *cx, const pynn_op *op) {
 static int plan_ok(const pynn_plan *p) {
     int64_t b, j;
     if (p == NULL || p->n_ops < 0 || p->n_bufs < 0 || p->capacity < 1) return 0;
+    if (p->n_checked < 0 || (p->checked_rows == NULL && p->n_checked > 0)) return 0;
     if ((p->ops == NULL && p->n_ops > 0) || (p->bufs == NULL && p->n_bufs > 0)) return 0;
     if (p->n_inputs < 0 || p->n_targets < 0 || p->n_outputs < 0 || p->n_losses < 0 ||
         p->n_metrics < 0)
@@ -591,6 +592,19 @@ static int plan_ops_ok(const pynn_plan *plan, int64_t rows) {
     return PYNN_OK;
 }
 
+int pynn_plan_check(const pynn_plan *plan, int64_t rows) {
+    PYNN_RETURN_IF(!plan_ok(plan) || rows < 1 || rows > plan->capacity, PYNN_EINVAL);
+    return plan_ops_ok(plan, rows);
+}
+
+/* 1 when the caller checked the ops for steps of `rows` rows (pynn_plan_check). */
+static int rows_checked(const pynn_plan *plan, int64_t rows) {
+    int64_t j;
+    for (j = 0; j < plan->n_checked; j++)
+        if (plan->checked_rows[j] == rows) return 1;
+    return 0;
+}
+
 int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t first_row,
                   int64_t batch, int64_t n_steps, int64_t iterations, int check_inputs,
                   double *step_losses, double *step_metrics, int64_t *step_rows) {
@@ -624,8 +638,9 @@ int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t fir
                 PYNN_RETURN_IF(feed->order[i] < 0 || feed->order[i] >= feed->n_rows, PYNN_EINVAL);
         /* the ops, for a full step and for the last one (the only one that may be shorter) */
         last_rows = r_end - (first_row + (n_steps - 1) * batch);
-        status = n_steps > 1 ? plan_ops_ok(plan, batch) : PYNN_OK;
-        if (status == PYNN_OK && (n_steps == 1 || last_rows != batch))
+        status = n_steps > 1 && !rows_checked(plan, batch) ? plan_ops_ok(plan, batch) : PYNN_OK;
+        if (status == PYNN_OK && (n_steps == 1 || last_rows != batch) &&
+            !rows_checked(plan, last_rows))
             status = plan_ops_ok(plan, last_rows);
         if (status != PYNN_OK) return status;
     }

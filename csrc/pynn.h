@@ -552,6 +552,8 @@ typedef struct pynn_plan {
     int64_t n_outputs;             /* predictions: these batched buffers are copied out */
     const int64_t *output_bufs;
     int64_t n_losses, n_metrics;   /* slots the OP_LOSS / OP_METRIC ops write per step */
+    int64_t n_checked;             /* row counts the caller already checked the ops for */
+    const int64_t *checked_rows;   /*   with pynn_plan_check (may be NULL when n_checked is 0) */
 } pynn_plan;
 
 /* The data of a run: n_rows rows per array, rows of the matching buffer's row_size and
@@ -567,6 +569,13 @@ typedef struct pynn_plan_feed {
     int64_t n_order;
 } pynn_plan_feed;
 
+/* Checks every op of the plan for steps of `rows` rows (operand counts and indices,
+ * dtypes, buffer sizes) without running anything: PYNN_OK or PYNN_EINVAL.  A caller that
+ * runs one plan many times checks each row count once and lists it in
+ * plan->checked_rows; pynn_plan_run then skips those checks (the plan must not change
+ * after its rows were checked). */
+int pynn_plan_check(const pynn_plan *plan, int64_t rows);
+
 /*
  * Runs n_steps steps of batch rows (batch <= plan->capacity; the last may be shorter):
  * gather each step's inputs and targets, then every op in order.  The step number
@@ -574,6 +583,8 @@ typedef struct pynn_plan_feed {
  *   step_losses (n_steps x n_losses), step_metrics (n_steps x n_metrics): each step's
  *   loss values (unweighted) and metric sums; step_rows (n_steps): its rows.  Any of them
  *   may be NULL when the plan writes no such value.
+ * The ops are checked for the rows of a full step and of the last one before the first
+ * step runs, unless plan->checked_rows lists those row counts (pynn_plan_check).
  * Before a step changes anything its labels are checked (PYNN_ELABEL) and, with
  * check_inputs, its inputs and float targets for NaN and infinity (PYNN_ENONFINITE); the
  * steps before it stay applied.  PYNN_EINVAL for a malformed plan or feed.

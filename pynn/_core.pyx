@@ -180,6 +180,8 @@ cdef extern from "pynn.h" nogil:
         int64_t n_outputs
         const int64_t *output_bufs
         int64_t n_losses, n_metrics
+        int64_t n_checked
+        const int64_t *checked_rows
     ctypedef struct pynn_plan_feed:
         const void *const *inputs
         const void *const *targets
@@ -187,6 +189,7 @@ cdef extern from "pynn.h" nogil:
         int64_t n_rows
         const int64_t *order
         int64_t n_order
+    int pynn_plan_check(const pynn_plan *plan, int64_t rows)
     int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t first_row,
                       int64_t batch, int64_t n_steps, int64_t iterations, int check_inputs,
                       double *step_losses, double *step_metrics, int64_t *step_rows)

@@ -449,7 +449,7 @@ HYPER_INDEX = {"learning_rate": PYNN_HYPER_LEARNING_RATE, "momentum": PYNN_HYPER
                "nesterov": PYNN_HYPER_NESTEROV, "beta_1": PYNN_HYPER_BETA_1,
                "beta_2": PYNN_HYPER_BETA_2, "rho": PYNN_HYPER_RHO, "epsilon": PYNN_HYPER_EPSILON}
 """Where each setting sits in pynn_optimizer_step's hyper array (pynn.ids.HYPER is this
-order; tests/test_plan_kernels.py checks that they agree)."""
+order; tests/test_kernels.py checks that they agree)."""
 
 
 def optimizer_step(w,              # IN/OUT parameters, any shape

@@ -86,6 +86,8 @@ cdef class PlanRunner:
     cdef int64_t *rows_ptr
     cdef int64_t last_n_steps
     cdef object last_result
+    # row counts whose ops pynn_plan_check has passed (pynn_plan_run then skips the check)
+    cdef int64_t checked[8]
 
     def __cinit__(self):
         self.ops = NULL
@@ -192,6 +194,8 @@ cdef class PlanRunner:
         self.plan.output_bufs = &index[at]
         self.plan.n_losses = n_losses
         self.plan.n_metrics = n_metrics
+        self.plan.n_checked = 0
+        self.plan.checked_rows = self.checked
         for values, what in ((input_bufs, "input"), (target_bufs, "target"), (output_bufs, "output")):
             for b in values:
                 if b < 0 or b >= n_bufs or self.bufs[b].row_size < 1:
@@ -241,6 +245,7 @@ cdef class PlanRunner:
         cdef Py_ssize_t j
         for j in range(count):
             self._reals[offset + j] = values[j]
+        self.plan.n_checked = 0           # an op's reals may change what it accepts
 
     def reals(self, Py_ssize_t op_index):
         """Op `op_index`'s reals (a list)."""
@@ -275,6 +280,27 @@ cdef class PlanRunner:
             self.out_ptrs[j] = _array_data(arr)
             self.out_rows[j] = arr.shape[0]
             self.out_objs[j] = arr
+        return 0
+
+    cdef int _check_rows(self, int64_t rows) except -1:
+        """Check the plan's ops for steps of `rows` rows once (pynn_plan_check) and list the
+        row count in the plan, so later runs skip that check."""
+        cdef int64_t j
+        cdef int status
+        for j in range(self.plan.n_checked):
+            if self.checked[j] == rows:
+                return 0
+        if rows < 1 or rows > self.plan.capacity:
+            return 0              # pynn_plan_run refuses it, with its message below
+        with nogil:
+            status = pynn_plan_check(&self.plan, rows)
+        if status != PYNN_OK:
+            return 0              # not listed: pynn_plan_run checks again and refuses
+        if self.plan.n_checked == 8:
+            self.plan.n_checked = 0          # many row counts seen: start over
+        self.checked[self.plan.n_checked] = rows
+        self.plan.n_checked += 1
+        self.plan.checked_rows = self.checked
         return 0
 
     def release(self):
@@ -354,6 +380,13 @@ cdef class PlanRunner:
             if n_order > self.order_len:
                 raise ValueError(f"PlanRunner.run: n_order {n_order} exceeds the order's "
                                  f"{self.order_len} entries")
+        if n_steps > 0 and 0 <= first_row < n_order:
+            # check the ops once per row count: a full step, and the last (shorter) one
+            last = min(first_row + n_steps * batch, n_order) - (first_row + (n_steps - 1) * batch)
+            if n_steps > 1:
+                self._check_rows(batch)
+            if last >= 1:
+                self._check_rows(last)
         feed.inputs = self.in_ptrs
         feed.targets = self.tgt_ptrs
         feed.outputs = self.out_ptrs

@@ -161,8 +161,12 @@ def serialize(initializer):
     return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
 
 
-def get(identifier, where="initializer"):
-    """Resolve a name, class, instance or serialized dict to an Initializer instance."""
+def get(identifier, where="initializer", arg=None):
+    """Resolve a name, class, instance or serialized dict to an Initializer instance.
+    `arg`: the constructor argument it came from (kernel_initializer, ...), which a refusal
+    names beside `where`."""
+    if arg is not None:
+        where = f"{where}: received an invalid value for `{arg}`"
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, dict):

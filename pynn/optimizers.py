@@ -120,6 +120,13 @@ class Optimizer:
     def state_shapes(self):
         return {n: tuple(a.shape) for n, a in (self._slots or {}).items()}
 
+    def state_paths(self):
+        """The paths of the weights the state arrays cover, in their order (each weight's
+        entries one after the other), or None before the state exists."""
+        if self._slots is None:
+            return None
+        return [v.path for v, _ in self._layout.trainable_offsets]
+
     def set_state_arrays(self, values):
         """Set the state from {slot name: array} (as state_arrays returns, checked by the
         caller)."""

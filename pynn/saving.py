@@ -15,7 +15,14 @@
      "compile": null or {"optimizer": {"class_name": "Adam", "config": {...}},
                          "loss": a serialized loss, or a list / dict of them,
                          "loss_weights": ..., "metrics": ..., "backend": "cpu"},
-     "optimizer_state": null or {"iterations": 90, "slots": [["m", "v"]]}}
+     "optimizer_state": null or {"iterations": 90, "slots": [["m", "v"]],
+                                 "weights": ["dense/kernel", ...]}}
+
+The optimizer state covers the weights compile made trainable ("weights", in the order of
+the slot arrays), which need not be the ones trainable when the file is loaded: a layer
+frozen or unfrozen after compile takes effect at the next compile, as in Keras, and
+loading compiles.  The state of each weight that is trainable both times is carried over
+(as a recompile carries it), a newly trainable weight starts from zeros.
 
 The model config follows Keras 3 (keras/src/models/functional.py, sequential.py): a
 Sequential lists its layers (its InputLayer first); a functional model lists its layers,
@@ -137,7 +144,8 @@ def save_model(model, path, overwrite=True):
             names = sorted(state)
             for name in names:
                 members.append((f"optimizer/000/{name}.npy", _npy_bytes(state[name])))
-            opt_state = {"iterations": int(optimizer.iterations), "slots": [names]}
+            opt_state = {"iterations": int(optimizer.iterations), "slots": [names],
+                         "weights": optimizer.state_paths()}
         else:
             opt_state = {"iterations": int(optimizer.iterations), "slots": None}
     config = {"format": MODEL_FORMAT, "version": VERSION, "model": serialize(model),
@@ -351,10 +359,47 @@ def _load_optimizer_state(archive, config, model):
             raise ModelFileError(f"{archive.path}: the optimizer state holds slots {saved!r:.200}, a "
                                  f"{type(optimizer).__name__} with this configuration has "
                                  f"{[sorted(wanted)]}")
-        values = {name: archive.array(f"optimizer/000/{name}.npy", shape)
-                  for name, shape in wanted.items()}
+        covered = state.get("weights")
+        if covered is None:                    # files before "weights": the same layout
+            values = {name: archive.array(f"optimizer/000/{name}.npy", shape)
+                      for name, shape in wanted.items()}
+        else:
+            values = _carried_state(archive, config, covered, model, wanted)
         optimizer.set_state_arrays(values)
     optimizer.iterations = state["iterations"]
+
+
+def _carried_state(archive, config, saved_paths, model, wanted):
+    """The slot arrays for the loaded model's trainable weights (`wanted`: their shapes)
+    from a file whose slots cover the weights `saved_paths`: each weight in both keeps its
+    state, the others start from zeros."""
+    sizes = {}
+    for entry in config.get("weights") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            sizes[entry["path"]] = int(np.prod(entry.get("shape") or (), dtype=np.int64))
+    if not isinstance(saved_paths, list) or \
+            not all(isinstance(p, str) and p in sizes for p in saved_paths) or \
+            len(set(saved_paths)) != len(saved_paths):
+        raise ModelFileError(f"{archive.path}: the optimizer state covers {saved_paths!r:.200}, "
+                             "which are not the paths of distinct weights in the file")
+    model_sizes = {v.path: v.size for v in model.weights}
+    saved_at, start = {}, 0
+    for p in saved_paths:
+        saved_at[p] = (start, sizes[p])
+        start += sizes[p]
+    values = {}
+    for name, shape in wanted.items():
+        saved = archive.array(f"optimizer/000/{name}.npy", (max(start, 1),))
+        value = np.zeros(shape, np.float32)
+        at = 0
+        for p in model.optimizer.state_paths():
+            size = model_sizes[p]
+            if p in saved_at and saved_at[p][1] == size:
+                o = saved_at[p][0]
+                value[at:at + size] = saved[o:o + size]
+            at += size
+        values[name] = value
+    return values
 
 
 def load_weights(model, path):

@@ -59,7 +59,7 @@ def serialize(obj):
         f"pynn.{type(obj).__module__.split('.')[1]}"
     entry = {"module": module, "class_name": class_name(obj), "config": obj.get_config(),
              "registered_name": None}
-    build_shape = getattr(obj, "_build_input_shape", None)
+    build_shape = getattr(obj, "build_input_shape", None)
     if class_name(obj) not in _MODEL_CLASSES and isinstance(build_shape, tuple):
         entry["build_config"] = {"input_shape": list(build_shape)}
     return entry

@@ -46,3 +46,15 @@ def plot_history(history, path, title=None, layers=False):
     returns the path.  Needs matplotlib: pip install "pynn[plot]".  See pynn/plotting.py."""
     from .plotting import plot_history as plot
     return plot(history, path, title=title, layers=layers)
+
+
+def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
+               show_layer_names=True, rankdir="TB", expand_nested=False, dpi=96,
+               show_layer_activations=False, show_trainable=False, **kwargs):
+    """A PNG of the model's graph of layers (Keras's `keras.utils.plot_model`, drawn with
+    matplotlib: pip install "pynn[plot]").  See pynn/plotting.py."""
+    from .plotting import plot_model as plot
+    return plot(model, to_file, show_shapes=show_shapes, show_dtype=show_dtype,
+                show_layer_names=show_layer_names, rankdir=rankdir, expand_nested=expand_nested,
+                dpi=dpi, show_layer_activations=show_layer_activations,
+                show_trainable=show_trainable)

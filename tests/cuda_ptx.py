@@ -4,7 +4,7 @@ The simulator runs the kernels as Python, so it never types them as a GPU build 
 (uint64 arithmetic, the types of branches, closures over device functions).  Numba's
 compile_ptx needs no driver, only NVVM (pip install nvidia-cuda-nvcc-cu12
 nvidia-cuda-nvrtc-cu12), so this checks the real GPU path on any machine that has it.
-Run as a script (tests/test_cuda.py does, in a subprocess: the simulator must be off);
+Run as a script (tests/test_kernels.py does, in a subprocess: the simulator must be off);
 exit status 77 when NVVM cannot be found.
 """
 import os

@@ -37,6 +37,22 @@ def test_sequential_structure_and_shapes():
     np.testing.assert_array_equal(b, 0)      # bias_initializer="zeros"
 
 
+def test_a_compiled_sequential_trains_on_after_pop_and_add():
+    """The losses follow the new output (Keras resolves them on the next call): the new
+    head's targets are taken, the old head's refused, and the kept layers go on training."""
+    model = small_model(optimizer="adam", loss="mse")
+    x = np.ones((4, 6), np.float32)
+    model.fit(x, np.zeros((4, 3)), verbose=0)
+    model.pop()
+    model.add(layers.Dense(5, name="new_head"))
+    assert model.output_shape == (None, 5)
+    kept = model.layers[0].get_weights()[0]
+    model.fit(x, np.zeros((4, 5)), verbose=0)
+    assert not np.array_equal(kept, model.layers[0].get_weights()[0])
+    with pytest.raises(ValueError, match=r"\(None, 5\).*\(4, 3\)"):
+        model.fit(x, np.zeros((4, 3)), verbose=0)
+
+
 def test_lazy_build_from_data():
     model = pynn.Sequential([layers.Dense(5, activation="relu"), layers.Dense(1)])
     assert not model.built
@@ -44,11 +60,6 @@ def test_lazy_build_from_data():
     x = np.ones((4, 7), np.float32)
     model.fit(x, np.zeros(4), verbose=0)
     assert model.built and model.layers[0].get_weights()[0].shape == (7, 5)
-
-
-def test_unique_default_names():
-    a, b = layers.Dense(2), layers.Dense(2)
-    assert a.name != b.name and a.name.startswith("dense")
 
 
 def test_summary_lists_layers_and_total():
@@ -122,6 +133,22 @@ def test_train_on_batch_returns_loss_before_update():
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     out = model.train_on_batch(x, y)
     assert isinstance(out, list) and len(out) == 2 and 0 <= out[1] <= 1
+
+
+def test_the_plan_is_data_to_print_and_count():
+    """One step is the plan's op list: forward ops, the loss (taking the softmax's logits),
+    the softmax the metric reads, backward ops in reverse order, one optimizer update."""
+    with pytest.raises(pynn.NotCompiledError, match="compile"):
+        small_model().plan
+    model = small_model(optimizer="adam", loss="sparse_categorical_crossentropy",
+                        metrics=["accuracy"])
+    plan = model.plan
+    assert [op.name for op in plan.ops] == ["dense", "dense", "loss", "activation", "metric",
+                                            "dense_backward", "dense_backward", "optimizer"]
+    assert plan.count("dense") == 2 and plan.loss_names == ["loss"]
+    text = str(plan)
+    assert text.startswith("plan (train): 8 ops") and f"= {model.layers[1].kernel.path}" in text
+    assert [op.name for op in model.engine.plan("predict").ops] == ["dense", "dense"]
 
 
 def test_get_set_weights_roundtrip_changes_predictions():
@@ -215,7 +242,9 @@ def test_backend_selection():
     try:
         pynn.set_backend("numpy")
         m = small_model(optimizer="sgd", loss="mse")
-        assert m._backend.name == "numpy"
+        assert m.engine.backend.name == "numpy"
+        assert pynn.Sequential([layers.Input((2,)), layers.Dense(1)]).engine.backend.name == \
+            "numpy"
     finally:
         pynn.set_backend("cpu")
     m = small_model(optimizer="sgd", loss="mse", backend="numpy")
@@ -246,20 +275,3 @@ def test_digits_dataset_shapes():
     assert xt.shape == (1437, 8, 8) and xs.shape == (360, 8, 8)
     assert yt.shape == (1437,) and ys.shape == (360,)
     assert xt.min() == 0 and xt.max() == 16 and set(np.unique(yt)) == set(range(10))
-
-
-def test_layer_configs_rebuild_equivalent_layers():
-    pynn.utils.set_random_seed(0)
-    for layer in [layers.Dense(7, activation="tanh", use_bias=False, input_shape=(3,),
-                               kernel_initializer=pynn.initializers.RandomNormal(0.5, 0.1, seed=3),
-                               bias_initializer="ones", name="d"),
-                  layers.Activation("gelu", name="a"), layers.LeakyReLU(0.3, name="l")]:
-        config = layer.get_config()
-        import json
-        clone = type(layer)(**json.loads(json.dumps(config)))
-        assert clone.get_config() == config
-    d = layers.Dense(4, kernel_initializer=pynn.initializers.RandomNormal(0.5, 0.1, seed=3))
-    d2 = layers.Dense(**{**d.get_config(), "name": "other"})
-    d.build((5,))
-    d2.build((5,))
-    np.testing.assert_array_equal(d.get_weights()[0], d2.get_weights()[0])

@@ -1,5 +1,6 @@
-"""Callbacks with Keras semantics, on the fused C path and the layer-by-layer path, and
-the progress output of fit(verbose=...)."""
+"""Callbacks with Keras semantics, with fit running a whole epoch per C call (no callback
+needs each batch) or a step per call (one does), and the progress output of
+fit(verbose=...)."""
 import csv
 import io
 import math
@@ -10,6 +11,7 @@ import pytest
 
 import pynn
 from pynn import callbacks, layers
+from pynn.models import executor as executor_module
 
 
 def digits(n=None):
@@ -92,42 +94,62 @@ def test_keras_old_hook_names_work_and_force_every_batch():
     assert cb.n == 6
 
 
-def test_epoch_level_callbacks_keep_the_fused_path(tmp_path, monkeypatch):
+class EveryBatch(callbacks.Callback):
+    """Overrides a per-batch hook, so fit runs one step per executor call."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
+@pytest.fixture
+def c_calls(monkeypatch):
+    """(plan kind, n_steps) of each call made to the C runner (CExecutor.run)."""
+    calls = []
+    real = executor_module.CExecutor.run
+
+    def counting(self, *args, **kwargs):
+        calls.append((self.plan.kind, args[7]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(executor_module.CExecutor, "run", counting)
+    return calls
+
+
+def test_epoch_level_callbacks_keep_one_c_call_per_epoch(tmp_path, c_calls):
     """EarlyStopping, ModelCheckpoint, the schedulers, CSVLogger, TerminateOnNaN and the
-    ActivationMonitor only need epoch hooks (or coarse batch hooks): fit must still run
-    each epoch in C (fused.run called, per-layer _train_step never)."""
+    ActivationMonitor only need epoch hooks (or coarse batch hooks): fit still runs each
+    epoch's training steps in one C call."""
     (x, y), _ = digits(256)
     model = mlp()
-    calls = {"fused": 0, "layer": 0}
-    real_run = pynn.fused.run
-    monkeypatch.setattr(pynn.fused, "run", lambda *a: (calls.__setitem__("fused", calls["fused"] + 1),
-                                                       real_run(*a))[1])
-    real_step = model._train_step
-    model._train_step = lambda *a: (calls.__setitem__("layer", calls["layer"] + 1), real_step(*a))[1]
     cbs = [callbacks.EarlyStopping(patience=5), callbacks.ModelCheckpoint(str(tmp_path / "m.pynn")),
            callbacks.LearningRateScheduler(lambda e, lr: lr), callbacks.ReduceLROnPlateau(),
            callbacks.CSVLogger(str(tmp_path / "log.csv")), callbacks.TerminateOnNaN(),
            callbacks.ActivationMonitor(x[:64])]
     model.fit(x, y, epochs=3, validation_split=0.25, callbacks=cbs, verbose=0)
-    assert calls == {"fused": 3, "layer": 0}
-    assert model._trainers
-    # ... and a callback that watches each batch turns it off
-    calls.update(fused=0, layer=0)
+    # 192 training rows in batches of 32: 6 steps per epoch (the validation and the
+    # monitor's forward pass are one call each too)
+    assert [n for kind, n in c_calls if kind == "train"] == [6, 6, 6]
+    assert [n for kind, n in c_calls if kind == "test"] == [2, 2, 2]
+    assert model.optimizer.iterations == 18
+    # ... and a callback that watches each batch gets one call per step
+    c_calls.clear()
     model.fit(x, y, epochs=1, batch_size=64, callbacks=[Recorder()], verbose=0)
-    assert calls == {"fused": 0, "layer": 4}
+    assert c_calls == [("train", 1)] * 4
 
 
-def test_fused_and_layer_by_layer_histories_agree_with_callbacks():
+def test_whole_epoch_and_step_by_step_histories_agree_with_callbacks():
     (x, y), _ = digits(300)
     results = []
-    for fused in (True, False):
+    for per_step in (False, True):
         model = mlp()
-        model.use_fused_path = fused
         pynn.utils.set_random_seed(1)
+        extra = [EveryBatch()] if per_step else []
         hist = model.fit(x, y, epochs=4, validation_split=0.2, verbose=0,
-                         callbacks=[callbacks.LearningRateScheduler(lambda e, lr: 0.01 / (1 + e))])
+                         callbacks=[callbacks.LearningRateScheduler(lambda e, lr: 0.01 / (1 + e))]
+                         + extra)
         results.append((hist.history, model.get_weights()))
     assert results[0][0]["learning_rate"] == [0.01, 0.005, 0.01 / 3, 0.0025]
+    assert results[0][0] == results[1][0]
     for a, b in zip(results[0][1], results[1][1]):
         assert a.tobytes() == b.tobytes()
 
@@ -293,13 +315,12 @@ def test_csv_logger_writes_a_row_per_epoch_and_appends(tmp_path):
     assert len(lines) == 4 and lines[3].startswith("0;")
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_terminate_on_nan_stops_training(fused, capsys):
+@pytest.mark.parametrize("per_step", [False, True])
+def test_terminate_on_nan_stops_training(per_step, capsys):
     (x, y), _ = digits(256)
     model = pynn.Sequential([layers.Input((64,)), layers.Dense(16, activation="relu"),
                              layers.Dense(1)])
     model.compile(optimizer=pynn.optimizers.SGD(1e6), loss="mse")
-    model.use_fused_path = fused
     seen = []
 
     class Epochs(callbacks.Callback):
@@ -307,7 +328,8 @@ def test_terminate_on_nan_stops_training(fused, capsys):
             seen.append(logs["loss"])
 
     hist = model.fit(x, y.astype(np.float32) * 1e3, epochs=20, batch_size=16, verbose=0,
-                     callbacks=[callbacks.TerminateOnNaN(), Epochs()])
+                     callbacks=[callbacks.TerminateOnNaN(), Epochs()] +
+                     ([EveryBatch()] if per_step else []))
     assert len(hist.epoch) == 1 and not math.isfinite(seen[0])
     assert "Invalid loss, terminating training" in capsys.readouterr().out
     assert model.optimizer.iterations <= 16

@@ -1,5 +1,6 @@
 """Seeing inside: model.activations(x) and the ActivationMonitor callback, checked against
-NumPy computations of the same quantities; its cost relative to an epoch."""
+NumPy computations of the same quantities; the monitor's cost relative to an epoch is a
+timing (marked slow, not in the default run)."""
 import time
 
 import numpy as np
@@ -7,6 +8,8 @@ import pytest
 
 import pynn
 from pynn import callbacks, layers
+
+from conftest import assert_close
 
 
 def digits():
@@ -56,8 +59,35 @@ def test_activations_for_one_image_and_for_a_batch():
     model.activations(x[6])
     for a, b in zip(one, keep):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="incompatible"):
+    with pytest.raises(ValueError, match=r"activations.*'l0'.*\(None, 64\).*\(2, 63\)"):
         model.activations(np.zeros((2, 63)))
+
+
+def test_activations_of_a_graph_follow_its_calls():
+    """One array per layer call of the graph, in execution order: a shared layer's two
+    calls, a nested model's calls (its output), no InputLayers."""
+    pynn.utils.set_random_seed(0)
+    inner = pynn.Sequential([layers.Input((5,)), layers.Dense(4, activation="tanh", name="in1"),
+                             layers.Dense(3, activation="relu", name="in2")], name="inner")
+    a, b = layers.Input((5,), name="a"), layers.Input((5,), name="b")
+    shared = layers.Dense(5, activation="sigmoid", name="shared")
+    out = layers.Add(name="sum")([inner(shared(a)), inner(shared(b))])
+    model = pynn.Model([a, b], out)
+    rng = np.random.default_rng(0)
+    xa, xb = rng.random((2, 5), dtype=np.float32), rng.random((2, 5), dtype=np.float32)
+    acts = model.activations([xa, xb])
+    names = [l.name for l in model.activation_layers()]
+    assert names == ["shared", "inner", "shared", "inner", "sum"] and len(acts) == 5
+    w = {v.path: v.numpy().astype(np.float64) for v in model.weights}
+    sig = lambda z: 1 / (1 + np.exp(-z))
+    ha, hb = (sig(x @ w["shared/kernel"] + w["shared/bias"]) for x in (xa, xb))
+    inner_of = lambda h: np.maximum(np.tanh(h @ w["in1/kernel"] + w["in1/bias"]) @
+                                    w["in2/kernel"] + w["in2/bias"], 0)
+    for got, want in zip(acts, [ha, inner_of(ha), hb, inner_of(hb), inner_of(ha) + inner_of(hb)]):
+        assert_close(got, want)
+    np.testing.assert_array_equal(acts[-1], model.predict([xa, xb], verbose=0))
+    with pytest.raises(ValueError, match=r"activations.*2 inputs"):
+        model.activations(xa)
 
 
 def test_monitor_numbers_match_numpy():
@@ -122,7 +152,8 @@ def test_monitor_refuses_a_sample_of_the_wrong_shape_before_training():
     x, y = digits()
     model = model_of()
     before = model.get_weights()
-    with pytest.raises(ValueError, match="x_sample"):
+    with pytest.raises(ValueError, match=r"ActivationMonitor.*'l0'.*x_sample of shape "
+                                         r"\(None, 64\).*\(10, 30\)"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.ActivationMonitor(x[:10, :30])])
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
@@ -150,6 +181,7 @@ def monitor_overhead(x, y, sample=256, epochs=6, repeats=5):
     return min(monitored) / min(plain) - 1, min(plain) / epochs
 
 
+@pytest.mark.slow
 def test_monitor_costs_little_of_an_epoch():
     """The monitor costs one forward pass over its sample plus two weight copies per epoch.
     Against an epoch of 8 copies of the digits (11,500 images, ~15 ms) a 256-image sample

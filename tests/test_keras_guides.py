@@ -106,6 +106,11 @@ def test_functional_api_guide(tmp_path, capsys):
     model = keras.Model(inputs=inputs, outputs=outputs, name="mnist_model")
     model.summary()
     assert "mnist_model" in capsys.readouterr().out
+    pytest.importorskip("matplotlib")
+    for name, kwargs in (("my_first_model.png", {}),
+                         ("my_first_model_with_shape_info.png", {"show_shapes": True})):
+        path = keras.utils.plot_model(model, tmp_path / name, **kwargs)
+        assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert model.count_params() == 784 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
 
     x_train = np.random.rand(512, 28, 28).reshape(512, 784).astype("float32")

@@ -1,4 +1,6 @@
-"""pynn.utils.plot_history and the outputs of python -m pynn (model file, history.png)."""
+"""pynn.utils.plot_history and the outputs of python -m pynn (model file, history.png).
+The picture's exact size in pixels depends on matplotlib's rendering: that check is marked
+slow (not in the default run)."""
 import struct
 import subprocess
 import sys
@@ -33,7 +35,7 @@ def test_plot_history_writes_a_png_with_a_panel_per_metric(tmp_path):
     path = pynn.utils.plot_history(hist, tmp_path / "sub" / "h.png")
     assert str(path).endswith("h.png")
     w, h = png_size(path)
-    assert (w, h) == (1380, 340)                       # loss, accuracy, mae: one row of three
+    assert w > 2 * h                                   # loss, accuracy, mae: one row of three
     w2, h2 = png_size(pynn.utils.plot_history(hist.history, tmp_path / "d.png", layers=True))
     assert h2 > h                                      # per-layer panels add rows
     from pynn.plotting import _panels
@@ -41,6 +43,13 @@ def test_plot_history_writes_a_png_with_a_panel_per_metric(tmp_path):
                                      ("accuracy", ["accuracy", "val_accuracy"]),
                                      ("mae", ["mae", "val_mae"])] + \
         [(k, [k]) for k in hist.history if "/" in k]
+
+
+@pytest.mark.slow
+def test_plot_history_picture_size_in_pixels(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = pynn.utils.plot_history(trained_history(epochs=2), tmp_path / "h.png")
+    assert png_size(path) == (1380, 340)
 
 
 def test_plot_history_refuses_what_it_cannot_draw(tmp_path):

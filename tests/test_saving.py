@@ -1,8 +1,12 @@
 """model.save / pynn.load_model / save_weights / load_weights: a zip of JSON and .npy,
-no pickle, atomic writes, clear errors for broken or foreign files."""
+no pickle, atomic writes, clear errors for broken or foreign files.  Sequential models and
+functional graphs (shared layers, nested models, frozen layers, training=False calls) load
+to predict bitwise alike and go on training bitwise as if never interrupted; the files of
+the previous release (format version 1, tests/data) still load, predict and train."""
 import io
 import json
 import os
+import pathlib
 import pickletools
 import zipfile
 
@@ -12,6 +16,10 @@ import pytest
 import pynn
 from pynn import callbacks, layers
 from pynn.saving import ModelFileError
+
+from conftest import RTOL_ELEMENTWISE, assert_bitwise, assert_close
+
+DATA = pathlib.Path(__file__).parent / "data"
 
 
 def digits(n=400):
@@ -93,10 +101,13 @@ def test_file_holds_json_and_plain_npy_only(tmp_path):
         assert set(names) == {"pynn_model.json"} | {f"weights/{i:03d}.npy" for i in range(5)} | \
             {"optimizer/000/m.npy", "optimizer/000/v.npy"}
         config = json.loads(zf.read("pynn_model.json"))
-        assert config["format"] == "pynn-model" and config["version"] == 1
+        assert config["format"] == "pynn-model" and config["version"] == 2
+        assert config["model"]["class_name"] == "Sequential"
+        assert [w["path"] for w in config["weights"]] == [v.path for v in model.weights]
         assert config["compile"]["loss"]["class_name"] == "SparseCategoricalCrossentropy"
         assert config["compile"]["metrics"] == ["accuracy"]
-        assert config["optimizer_state"] == {"iterations": 2, "slots": [["m", "v"]]}
+        assert config["optimizer_state"] == {"iterations": 2, "slots": [["m", "v"]],
+                                             "weights": [v.path for v in model.weights]}
         for name in names[1:]:
             data = zf.read(name)
             assert data.startswith(b"\x93NUMPY")
@@ -107,6 +118,34 @@ def test_file_holds_json_and_plain_npy_only(tmp_path):
             assert b"\x80\x04" not in data[:header_end] and b"\x80\x05" not in data[:header_end]
         with pytest.raises(Exception):
             pickletools.dis(zf.read("pynn_model.json"))       # the config is not a pickle either
+
+
+@pytest.mark.parametrize("change", ["freeze", "unfreeze"])
+def test_flags_changed_after_compile_load_with_the_state_carried_over(tmp_path, change):
+    """Keras's transfer-learning steps: train, freeze (or unfreeze) a layer, save before
+    compiling again.  The flag takes effect at the next compile, which loading does; the
+    state of every weight trainable both times is carried over, as a recompile carries it,
+    so the loaded model and the recompiled original go on bitwise alike."""
+    (x, y), _ = digits(96)
+    model = make()
+    first = model.layers[0]
+    if change == "unfreeze":
+        first.trainable = False
+        model.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    model.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    first.trainable = change == "unfreeze"
+    model.save(tmp_path / "m.pynn")
+    loaded = pynn.load_model(tmp_path / "m.pynn")
+    assert loaded.layers[0].trainable is first.trainable
+    assert [v.path for v in loaded.trainable_weights] == [v.path for v in model.trainable_weights]
+    model.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    for m in (model, loaded):
+        m.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 6
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        assert_bitwise(a, b)
 
 
 def test_uncompiled_and_unbuilt_models_round_trip(tmp_path):
@@ -230,7 +269,7 @@ def test_loading_never_executes_code_from_the_file(tmp_path):
         return p
 
     evil_layer = json.loads(json.dumps(config))
-    evil_layer["model"]["layers"][0]["class_name"] = "os.system"
+    evil_layer["model"]["config"]["layers"][1]["class_name"] = "os.system"
     with pytest.raises(ModelFileError, match="unknown layer class 'os.system'"):
         pynn.load_model(write("evil1.pynn", evil_layer))
     evil_opt = json.loads(json.dumps(config))
@@ -238,9 +277,13 @@ def test_loading_never_executes_code_from_the_file(tmp_path):
     with pytest.raises(ModelFileError, match="unknown optimizer class"):
         pynn.load_model(write("evil2.pynn", evil_opt))
     evil_kw = json.loads(json.dumps(config))
-    evil_kw["model"]["layers"][0]["config"]["__class__"] = "x"
+    evil_kw["model"]["config"]["layers"][1]["config"]["__class__"] = "x"
     with pytest.raises(ModelFileError, match="cannot rebuild layer"):
         pynn.load_model(write("evil3.pynn", evil_kw))
+    evil_model = json.loads(json.dumps(config))
+    evil_model["model"]["class_name"] = "subprocess.Popen"
+    with pytest.raises(ModelFileError, match="unknown layer class 'subprocess.Popen'"):
+        pynn.load_model(write("evil4.pynn", evil_model))
 
     class Boom:
         def __reduce__(self):
@@ -296,3 +339,127 @@ def test_model_config_round_trip():
     clone = pynn.Sequential.from_config(config)
     assert clone.get_config() == model.get_config()
     assert clone.count_params() == model.count_params()
+
+
+# ---- functional graphs ---------------------------------------------------------------------
+
+def graph(seed=0, dropout_seed=11):
+    """Two inputs, a shared layer, a nested functional base (batch normalization) called
+    with training=False, a frozen nested Sequential, a frozen layer, a seeded Dropout, and
+    two outputs."""
+    pynn.utils.set_random_seed(seed)
+    base_in = pynn.Input((6,), name="base_in")
+    base = pynn.Model(base_in, layers.BatchNormalization(name="base_bn")(
+        layers.Dense(6, activation="tanh", name="base_dense")(base_in)), name="base")
+    frozen = pynn.Sequential([layers.Input((6,)), layers.Dense(6, activation="relu",
+                                                                name="frozen_dense")],
+                             name="frozen")
+    frozen.trainable = False
+    a, b = pynn.Input((8,), name="a"), pynn.Input((8,), name="b")
+    shared = layers.Dense(6, activation="gelu", name="shared")
+    ha, hb = shared(a), shared(b)
+    mixed = layers.Concatenate(name="mixed")([base(ha, training=False), frozen(hb),
+                                              layers.Subtract(name="diff")([ha, hb])])
+    mixed = layers.BatchNormalization(name="bn")(mixed)
+    fixed = layers.Dense(8, activation="relu", name="fixed")
+    fixed.trainable = False
+    h = layers.Dropout(0.3, seed=dropout_seed, name="drop")(fixed(mixed))
+    model = pynn.Model({"a": a, "b": b},
+                       {"digit": layers.Dense(10, activation="softmax", name="digit")(h),
+                        "ink": layers.Dense(1, name="ink")(h)}, name="graph")
+    model.compile(optimizer=pynn.optimizers.Adam(0.003),
+                  loss={"digit": "sparse_categorical_crossentropy", "ink": "mse"},
+                  loss_weights={"ink": 0.5}, metrics={"digit": ["accuracy"]})
+    return model
+
+
+def graph_data(n=200):
+    (x, y), _ = digits(n)
+    return {"a": x[:, :8], "b": x[:, 8:16]}, {"digit": y, "ink": x.mean(axis=1, keepdims=True)}
+
+
+@pytest.mark.parametrize("dropout_seed", [11, None])
+def test_graph_round_trip_continues_training_bitwise(tmp_path, dropout_seed):
+    """2 epochs + save + load + 1 epoch == 3 epochs, bitwise, for a graph with every kind
+    of structure a file must keep (a Dropout without a seed keeps the one it drew)."""
+    x, y = graph_data()
+    straight = graph(dropout_seed=dropout_seed)
+    straight.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0)
+    model = graph(dropout_seed=dropout_seed)
+    model.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+    model.save(tmp_path / "graph.pynn")
+    loaded = pynn.load_model(tmp_path / "graph.pynn")
+    assert type(loaded) is pynn.Model and loaded.get_config() == model.get_config()
+    assert [(l.name, l.trainable) for l in loaded.layers] == \
+        [(l.name, l.trainable) for l in model.layers]
+    assert loaded.get_layer("frozen").trainable is False
+    assert loaded.get_layer("frozen").layers[0].trainable is False
+    assert [v.path for v in loaded.trainable_weights] == [v.path for v in model.trainable_weights]
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 14
+    for name in ("digit", "ink"):
+        assert_bitwise(loaded.predict(x, verbose=0)[name], model.predict(x, verbose=0)[name])
+    assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+    frozen = {v.path: v.numpy() for v in loaded.non_trainable_weights
+              if not v.path.startswith("bn/")}
+    loaded.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    for a, b in zip(loaded.get_weights(), straight.get_weights()):
+        assert_bitwise(a, b)
+    for v in loaded.non_trainable_weights:      # frozen layers and the base's statistics
+        if v.path in frozen:
+            assert_bitwise(v.numpy(), frozen[v.path], err_msg=v.path)
+
+
+def test_graph_weights_file_and_to_json(tmp_path):
+    x, _ = graph_data(16)
+    model = graph()
+    model.save_weights(tmp_path / "g.weights.pynn")
+    rebuilt = pynn.models.model_from_json(model.to_json())
+    rebuilt.load_weights(tmp_path / "g.weights.pynn")
+    for name in ("digit", "ink"):
+        assert_bitwise(rebuilt.predict(x, verbose=0)[name], model.predict(x, verbose=0)[name])
+
+
+# ---- files of the previous release -----------------------------------------------------------
+
+def _file_arrays(path, prefix):
+    with zipfile.ZipFile(path) as zf:
+        return {name[len(prefix):-4]: np.load(io.BytesIO(zf.read(name)), allow_pickle=False)
+                for name in zf.namelist() if name.startswith(prefix)}
+
+
+@pytest.mark.parametrize("name,optimizer,slots", [("mlp", "Adam", ["m", "v"]),
+                                                  ("cnn", "SGD", ["momentum"])])
+def test_version_1_files_load_predict_and_go_on_training(name, optimizer, slots):
+    path = DATA / f"v1_{name}.pynn"
+    x = np.load(DATA / f"v1_{name}_x.npy")
+    saved = np.load(DATA / f"v1_{name}_pred.npy")
+    model = pynn.load_model(path)
+    assert type(model.optimizer).__name__ == optimizer and model.optimizer.iterations == 6
+    assert_close(model.predict(x, verbose=0), saved, rtol=RTOL_ELEMENTWISE)
+    state = _file_arrays(path, "optimizer/000/")
+    assert sorted(state) == slots
+    now = model.optimizer.state_arrays()
+    for slot in slots:
+        assert_bitwise(now[slot], state[slot])
+    # the next step reads the saved state: a fresh optimizer steps elsewhere
+    y = saved.argmax(axis=1) if name == "mlp" else (saved > 0.5).astype(np.float32)
+    fresh = pynn.load_model(path, compile=False)
+    fresh.compile(optimizer=type(model.optimizer).from_config(model.optimizer.get_config()),
+                  loss=model.loss, metrics=["accuracy"])
+    model.train_on_batch(x, y)
+    fresh.train_on_batch(x, y)
+    assert model.optimizer.iterations == 7
+    assert any(not np.array_equal(a, b) for a, b in zip(model.get_weights(),
+                                                        fresh.get_weights()))
+    first = model.evaluate(x, y, verbose=0)[0]
+    model.fit(x, y, epochs=30, batch_size=5, verbose=0)
+    assert model.evaluate(x, y, verbose=0)[0] < first
+
+
+def test_version_1_weights_file_loads():
+    model = pynn.load_model(DATA / "v1_cnn.pynn", compile=False)
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    model.load_weights(DATA / "v1_cnn.weights.pynn")
+    x = np.load(DATA / "v1_cnn_x.npy")
+    assert_close(model.predict(x, verbose=0), np.load(DATA / "v1_cnn_pred.npy"),
+                 rtol=RTOL_ELEMENTWISE)

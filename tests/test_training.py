@@ -1,5 +1,23 @@
-"""Training steps through the public API, checked against an independent float64
-implementation (finite-difference gradients + Keras 3 update rules) and cpu against numpy."""
+"""Training steps through the public API against independent float64 implementations.
+
+  Dense networks   tests/independent.py: finite-difference gradients of a float64 forward
+                   pass and Keras 3's update rules.  The activation x loss x optimizer cross
+                   product (7 x 9 x 6 = 378 combinations) is covered pairwise (PAIRWISE below:
+                   every pair of values of any two factors appears in at least one case),
+                   each case two steps on every backend.
+  CNNs             tests/independent_cnn.py: convolution, pooling, global pooling, batch
+                   normalization and flattening written with explicit windows; one SGD step
+                   of each network on every backend.
+  whole fits       two epochs of fit (shuffling, dropout and batch normalization included),
+                   then predict and evaluate, where a finite-difference reference would be
+                   too slow: cpu and cuda agree with the numpy backend to float32
+                   rounding.
+
+Tolerances are conftest's policy: a training step is a long sum (RTOL_SUMS), compared on
+the weight changes (`assert_step_close`).
+"""
+import functools
+import itertools
 import zlib
 
 import numpy as np
@@ -7,23 +25,32 @@ import pytest
 
 import pynn
 import independent as ind
+import independent_cnn as icnn
+from pynn import layers as L
+
+from conftest import RTOL_ELEMENTWISE, RTOL_SUMS, assert_close, assert_step_close
+
+# ---- the factors ----------------------------------------------------------------------------
 
 HIDDEN = ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax"]
 
-# (id, loss object factory, output activation, output width, kind, from_logits)
+# (id, loss object factory, output activation, output width, reference kind, from_logits)
 LOSSES = [
     ("mse", lambda: pynn.losses.MeanSquaredError(), "linear", 3, "mse", False),
     ("mse_tanh", lambda: "mse", "tanh", 2, "mse", False),
     ("bce_sigmoid", lambda: "binary_crossentropy", "sigmoid", 1, "bce", False),
     ("bce_multilabel", lambda: pynn.losses.BinaryCrossentropy(), "sigmoid", 3, "bce", False),
-    ("bce_logits", lambda: pynn.losses.BinaryCrossentropy(from_logits=True), "linear", 2, "bce", True),
+    ("bce_logits", lambda: pynn.losses.BinaryCrossentropy(from_logits=True), "linear", 2, "bce",
+     True),
     ("cce_softmax", lambda: "categorical_crossentropy", "softmax", 4, "cce", False),
-    ("cce_logits", lambda: pynn.losses.CategoricalCrossentropy(from_logits=True), "linear", 4, "cce", True),
+    ("cce_logits", lambda: pynn.losses.CategoricalCrossentropy(from_logits=True), "linear", 4,
+     "cce", True),
     ("scce_softmax", lambda: "sparse_categorical_crossentropy", "softmax", 4, "scce", False),
-    ("scce_logits", lambda: pynn.losses.SparseCategoricalCrossentropy(from_logits=True), "linear", 3,
-     "scce", True),
+    ("scce_logits", lambda: pynn.losses.SparseCategoricalCrossentropy(from_logits=True),
+     "linear", 3, "scce", True),
 ]
 
+# (id, optimizer factory, the reference's settings)
 OPTIMIZERS = [
     ("sgd", lambda: pynn.optimizers.SGD(learning_rate=0.1), dict(kind="sgd", lr=0.1)),
     ("sgd_momentum", lambda: pynn.optimizers.SGD(0.1, momentum=0.9),
@@ -31,40 +58,64 @@ OPTIMIZERS = [
     ("sgd_nesterov", lambda: pynn.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
      dict(kind="sgd", lr=0.1, momentum=0.9, nesterov=True)),
     ("adam", lambda: pynn.optimizers.Adam(learning_rate=0.01), dict(kind="adam", lr=0.01)),
-    ("rmsprop", lambda: pynn.optimizers.RMSprop(learning_rate=0.01), dict(kind="rmsprop", lr=0.01)),
+    ("rmsprop", lambda: pynn.optimizers.RMSprop(learning_rate=0.01),
+     dict(kind="rmsprop", lr=0.01)),
     ("rmsprop_momentum", lambda: pynn.optimizers.RMSprop(0.01, momentum=0.5),
      dict(kind="rmsprop", lr=0.01, momentum=0.5)),
 ]
+LOSS = {entry[0]: entry[1:] for entry in LOSSES}
+OPTIMIZER = {entry[0]: entry[1:] for entry in OPTIMIZERS}
+
+
+def pairwise_table():
+    """(hidden, loss, optimizer) cases covering every pair of values of any two factors.
+    Every (hidden, loss) pair appears once, with optimizer number (i + j) mod 6: for a
+    fixed activation i the 9 losses j run through all 6 residues, and for a fixed loss the
+    7 activations do too.  63 cases, the fewest possible (the 7 x 9 pairs of the two largest
+    factors must each appear)."""
+    return [(hidden, loss[0], OPTIMIZERS[(i + j) % len(OPTIMIZERS)][0])
+            for i, hidden in enumerate(HIDDEN) for j, loss in enumerate(LOSSES)]
+
+
+PAIRWISE = pairwise_table()
+PAIRWISE_IDS = ["/".join(case) for case in PAIRWISE]
+
+
+def test_the_table_covers_every_pair_of_factor_values():
+    factors = [HIDDEN, list(LOSS), list(OPTIMIZER)]
+    for a, b in itertools.combinations(range(3), 2):
+        seen = {(case[a], case[b]) for case in PAIRWISE}
+        assert seen == set(itertools.product(factors[a], factors[b])), (a, b)
+    assert len(PAIRWISE) == len(HIDDEN) * len(LOSSES) < 378
+
+
+# ---- Dense networks --------------------------------------------------------------------------
+
+def targets(rng, kind, n, out_dim):
+    if kind == "mse":
+        return rng.normal(size=(n, out_dim))
+    if kind == "bce":
+        return (rng.random(size=(n, out_dim)) > 0.5).astype(np.float64)
+    if kind == "cce":
+        return np.eye(out_dim)[rng.integers(0, out_dim, size=n)]
+    return rng.integers(0, out_dim, size=n)
 
 
 def make_problem(seed, out_dim, kind):
+    """x, y and the initial weights of a 4-5-out MLP (x and the weights float32 values held
+    in float64, so both sides start from the same numbers)."""
     rng = np.random.default_rng(seed)
     n, d, h = 6, 4, 5
-    x = rng.normal(size=(n, d))
+    x = rng.normal(size=(n, d)).astype(np.float32).astype(np.float64)
     weights = [rng.normal(0, 0.7, size=(d, h)), rng.normal(0, 0.3, size=(h,)),
                rng.normal(0, 0.7, size=(h, out_dim)), rng.normal(0, 0.3, size=(out_dim,))]
-    if kind == "mse":
-        y = rng.normal(size=(n, out_dim))
-    elif kind == "bce":
-        y = (rng.random(size=(n, out_dim)) > 0.5).astype(np.float64)
-    elif kind == "cce":
-        y = np.eye(out_dim)[rng.integers(0, out_dim, size=n)]
-    else:
-        y = rng.integers(0, out_dim, size=n)
-    return x, y, [w.astype(np.float32).astype(np.float64) for w in weights]
-
-
-def pynn_steps(backend, hidden, out_act, out_dim, loss, optimizer, x, y, weights, steps):
-    model = pynn.Sequential([pynn.layers.Input((x.shape[1],)),
-                             pynn.layers.Dense(5, activation=hidden),
-                             pynn.layers.Dense(out_dim, activation=out_act)])
-    model.compile(optimizer=optimizer, loss=loss, backend=backend)
-    model.set_weights([w.astype(np.float32) for w in weights])
-    losses = [model.train_on_batch(x, y) for _ in range(steps)]
-    return model.get_weights(), losses
+    return x, targets(rng, kind, n, out_dim), [w.astype(np.float32).astype(np.float64)
+                                                for w in weights]
 
 
 def reference_steps(hidden, out_act, kind, from_logits, opt_kwargs, x, y, weights, steps):
+    """(weights after the steps, loss before each step, gradients of each step), by finite
+    differences in float64 and Keras 3's update rules (tests/independent.py)."""
     weights = [w.copy() for w in weights]
     opt = ind.Optimizer(**opt_kwargs)
     acts = [hidden, out_act]
@@ -77,61 +128,235 @@ def reference_steps(hidden, out_act, kind, from_logits, opt_kwargs, x, y, weight
     return weights, losses, all_grads
 
 
-def assert_update_matches(w0, w_pynn, w_ref, grads, opt_kind, label):
-    """Compare the weight *changes*: float32 arithmetic leaves a relative error of about
-    1e-5 in each gradient, so the change must agree to 1e-3 of the largest change.
-    Adam and RMSprop divide each gradient by its own magnitude (a sign-like first step):
-    where the gradient is below 1e-4 of the largest one its float32 value carries no
-    reliable sign, so those few entries are compared loosely (bounded by the step)."""
-    for i, (a, p, r) in enumerate(zip(w0, w_pynn, w_ref)):
-        d_pynn, d_ref = p.astype(np.float64) - a, r - a
-        scale = np.abs(d_ref).max() + 1e-12
-        err = np.abs(d_pynn - d_ref)
-        if opt_kind in ("adam", "rmsprop"):
-            g = np.abs(np.stack([gr[i] for gr in grads])).max(axis=0)
-            reliable = g > 1e-4 * max(np.abs(gr[i]).max() for gr in grads)
-            assert np.all(err[reliable] <= 1e-3 * scale + 1e-7), f"{label} weight {i}"
-            assert np.all(err <= 4 * scale + 1e-7), f"{label} weight {i}"
-        else:
-            assert np.all(err <= 1e-3 * scale + 1e-7), \
-                f"{label} weight {i}: max error {err.max():.3g} vs largest change {scale:.3g}"
+def pynn_steps(backend, hidden, out_act, out_dim, loss, optimizer, x, y, weights, steps):
+    """pynn's weights after `steps` train_on_batch calls, and the losses they returned."""
+    model = pynn.Sequential([L.Input((x.shape[1],)), L.Dense(5, activation=hidden),
+                             L.Dense(out_dim, activation=out_act)])
+    model.compile(optimizer=optimizer, loss=loss, backend=backend)
+    model.set_weights([w.astype(np.float32) for w in weights])
+    losses = [model.train_on_batch(x.astype(np.float32), y) for _ in range(steps)]
+    return model.get_weights(), losses
 
 
-@pytest.mark.parametrize("opt_id,opt_factory,opt_kwargs", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
-@pytest.mark.parametrize("loss_id,loss_factory,out_act,out_dim,kind,from_logits", LOSSES,
-                         ids=[l[0] for l in LOSSES])
-@pytest.mark.parametrize("hidden", HIDDEN)
-def test_two_steps_match_independent_backprop(hidden, loss_id, loss_factory, out_act, out_dim, kind,
-                                              from_logits, opt_id, opt_factory, opt_kwargs):
-    seed = zlib.crc32(f"{hidden}/{loss_id}/{opt_id}".encode())
-    x, y, w0 = make_problem(seed, out_dim, kind)
+def dense_problem(case):
+    _, _, out_dim, kind, _ = LOSS[case[1]]
+    return make_problem(zlib.crc32("/".join(case).encode()), out_dim, kind)
+
+
+@functools.lru_cache(maxsize=None)
+def dense_reference(case, steps):
+    hidden, loss_id, opt_id = case
+    _, out_act, _, kind, from_logits = LOSS[loss_id]
+    x, y, w0 = dense_problem(case)
+    return reference_steps(hidden, out_act, kind, from_logits, OPTIMIZER[opt_id][1], x, y, w0,
+                           steps)[:2]
+
+
+@pytest.mark.parametrize("case", PAIRWISE, ids=PAIRWISE_IDS)
+def test_two_steps_match_independent_backprop(case, backend_name):
+    hidden, loss_id, opt_id = case
+    loss_factory, out_act, out_dim, _, _ = LOSS[loss_id]
     steps = 2
-    w_ref, loss_ref, grads = reference_steps(hidden, out_act, kind, from_logits, opt_kwargs,
-                                             x, y, w0, steps)
-    results = {}
-    for backend in ("cpu", "numpy"):
-        w_pynn, loss_pynn = pynn_steps(backend, hidden, out_act, out_dim, loss_factory(),
-                                       opt_factory(), x, y, w0, steps)
-        label = f"{backend} {hidden}/{loss_id}/{opt_id}"
-        np.testing.assert_allclose(loss_pynn, loss_ref, rtol=1e-4, atol=1e-6, err_msg=label)
-        assert_update_matches(w0, w_pynn, w_ref, grads, opt_kwargs["kind"], label)
-        results[backend] = (w_pynn, loss_pynn)
-    # The C core and the NumPy reference agree far more closely than either does with
-    # the finite-difference reference: only float32 rounding differs.
-    for a, b in zip(results["cpu"][0], results["numpy"][0]):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
-    np.testing.assert_allclose(results["cpu"][1], results["numpy"][1], rtol=1e-5, atol=1e-7)
+    w_ref, loss_ref = dense_reference(case, steps)
+    x, y, w0 = dense_problem(case)
+    w_pynn, loss_pynn = pynn_steps(backend_name, hidden, out_act, out_dim, loss_factory(),
+                                   OPTIMIZER[opt_id][0](), x, y, w0, steps)
+    label = f"{backend_name} {'/'.join(case)}"
+    # the loss of 6 samples is a short sum; the step, through two layers, a long one
+    assert_close(loss_pynn, loss_ref, rtol=RTOL_ELEMENTWISE, err_msg=f"{label}: loss")
+    assert_step_close(w0, w_pynn, w_ref, RTOL_SUMS, label)
 
 
-def test_activation_layer_matches_dense_activation():
-    x, y, w0 = make_problem(1, 4, "scce")
-    a = pynn.Sequential([pynn.layers.Input((4,)), pynn.layers.Dense(5, activation="tanh"),
-                         pynn.layers.Dense(4), pynn.layers.Activation("softmax")])
-    b = pynn.Sequential([pynn.layers.Input((4,)), pynn.layers.Dense(5, activation="tanh"),
-                         pynn.layers.Dense(4, activation="softmax")])
-    for m in (a, b):
-        m.compile(optimizer=pynn.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
-        m.set_weights([w.astype(np.float32) for w in w0])
-        m.train_on_batch(x, y)
-    for wa, wb in zip(a.get_weights(), b.get_weights()):
-        np.testing.assert_array_equal(wa, wb)
+# ---- CNNs ------------------------------------------------------------------------------------
+
+LR = 0.1
+LOSS_NAMES = {"mse": "mse", "bce": "binary_crossentropy", "cce": "categorical_crossentropy",
+              "scce": "sparse_categorical_crossentropy"}
+
+# id -> (input shape, spec (tests/independent_cnn.py's notation), loss kind, output width)
+NETWORKS = {
+    "conv_same_stride2_maxpool": (
+        (7, 6, 2), [("conv", 3, (3, 3), (2, 2), "same", "relu"),
+                    ("maxpool", (2, 2), (2, 2), "same"), ("flatten",), ("dense", 3, "softmax")],
+        "scce", 3),
+    "conv_valid_strides12_avgpool_same": (
+        (6, 7, 1), [("conv", 2, (2, 3), (1, 2), "valid", "tanh"),
+                    ("avgpool", (2, 2), (1, 1), "same"), ("flatten",), ("dense", 1, "sigmoid")],
+        "bce", 1),
+    "two_convs_stride3_maxpool_overlap": (
+        (8, 8, 3), [("conv", 4, (3, 3), (3, 3), "same", "linear"),
+                    ("conv", 3, (2, 2), (1, 1), "valid", "relu"),
+                    ("maxpool", (2, 2), (1, 1), "valid"), ("flatten",), ("dense", 2, "linear")],
+        "mse", 2),
+    "conv_avgpool_valid_stride3_dense_relu": (
+        (9, 7, 2), [("conv", 3, (3, 2), (1, 1), "same", "relu"),
+                    ("avgpool", (3, 3), (3, 2), "valid"), ("flatten",), ("dense", 4, "relu"),
+                    ("dense", 3, "softmax")],
+        "cce", 3),
+    "conv_gap": (
+        (5, 5, 2), [("conv", 4, (3, 3), (2, 1), "same", "tanh"), ("gap",),
+                    ("dense", 2, "softmax")],
+        "scce", 2),
+    "conv_batchnorm": (
+        (5, 4, 2), [("conv", 3, (2, 2), (1, 1), "valid", "linear"), ("batchnorm", 1e-3),
+                    ("flatten",), ("dense", 2, "softmax")],
+        "scce", 2),
+    # an image output with a per-position loss (Keras: the mean over every position)
+    "conv_image_output_mse": (
+        (5, 6, 2), [("conv", 3, (3, 3), (1, 2), "same", "sigmoid"),
+                    ("conv", 2, (2, 2), (1, 1), "valid", "linear")],
+        "mse", None),
+}
+
+
+def cnn_layers(spec):
+    out = []
+    for layer in spec:
+        kind = layer[0]
+        if kind == "conv":
+            out.append(L.Conv2D(layer[1], layer[2], strides=layer[3], padding=layer[4],
+                                activation=layer[5]))
+        elif kind == "maxpool":
+            out.append(L.MaxPooling2D(layer[1], strides=layer[2], padding=layer[3]))
+        elif kind == "avgpool":
+            out.append(L.AveragePooling2D(layer[1], strides=layer[2], padding=layer[3]))
+        elif kind == "gap":
+            out.append(L.GlobalAveragePooling2D())
+        elif kind == "batchnorm":
+            out.append(L.BatchNormalization(epsilon=layer[1]))
+        elif kind == "flatten":
+            out.append(L.Flatten())
+        else:
+            out.append(L.Dense(layer[1], activation=layer[2]))
+    return out
+
+
+def cnn_model(name):
+    input_shape, spec, _, _ = NETWORKS[name]
+    return pynn.Sequential([L.Input(input_shape)] + cnn_layers(spec))
+
+
+def cnn_problem(name, n=4):
+    """x, y, the trained weights (float32 values in float64, in the reference's order) and
+    the full list for set_weights (BatchNormalization's moving statistics included)."""
+    input_shape, spec, kind, out_dim = NETWORKS[name]
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x = rng.normal(size=(n,) + input_shape).astype(np.float32).astype(np.float64)
+    model = cnn_model(name)
+    trained, full = [], []
+    for layer in model.layers:
+        for v in layer.weights:
+            if v.name in ("moving_mean", "moving_variance"):
+                full.append(v.numpy())
+                continue
+            mean, std = (1.0, 0.3) if v.name == "gamma" else (0.0, 0.6 if v.ndim > 1 else 0.3)
+            w = rng.normal(mean, std, size=v.shape).astype(np.float32)
+            trained.append(w.astype(np.float64))
+            full.append(w)
+    out_shape = model.output_shape[1:] if out_dim is None else (out_dim,)
+    if kind == "mse":
+        y = rng.normal(size=(n,) + tuple(out_shape))
+    else:
+        y = targets(rng, kind, n, out_dim)
+    return x, y, trained, full
+
+
+@functools.lru_cache(maxsize=None)
+def cnn_reference(name):
+    _, spec, kind, _ = NETWORKS[name]
+    x, y, w0, _ = cnn_problem(name)
+    loss = icnn.loss_of(spec, w0, x, y, kind)
+    grads = icnn.gradients(spec, [w.copy() for w in w0], x, y, kind)
+    return [w - LR * g for w, g in zip(w0, grads)], loss
+
+
+def cnn_step(backend, name):
+    _, _, kind, _ = NETWORKS[name]
+    x, y, _, full = cnn_problem(name)
+    model = cnn_model(name)
+    model.compile(optimizer=pynn.optimizers.SGD(LR), loss=LOSS_NAMES[kind], backend=backend)
+    model.set_weights(full)
+    loss = model.train_on_batch(x.astype(np.float32), y)
+    trained = [v.numpy() for v in model.weights if v.trainable]
+    return trained, loss
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_cnn_step_matches_independent_backprop(name, backend_name):
+    w_ref, loss_ref = cnn_reference(name)
+    w_pynn, loss = cnn_step(backend_name, name)
+    label = f"{backend_name} {name}"
+    assert_close(loss, loss_ref, rtol=RTOL_SUMS, err_msg=f"{label}: loss")
+    assert_step_close(cnn_problem(name)[2], w_pynn, w_ref, RTOL_SUMS, label)
+
+
+def test_cnn_image_output_takes_image_targets():
+    """A model ending in images trains against targets of the output's shape; any other
+    shape is refused naming both."""
+    model = cnn_model("conv_image_output_mse")
+    assert model.output_shape == (None, 4, 2, 2)
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match=r"\(None, 4, 2, 2\).*\(4, 16\)"):
+        model.fit(np.zeros((4, 5, 6, 2)), np.zeros((4, 16)), verbose=0)
+
+
+# ---- whole fits against the reference ----------------------------------------------------
+
+def digits_images(n):
+    (x, y), _ = pynn.datasets.digits.load_data()
+    return x[:n].reshape(-1, 8, 8, 1).astype(np.float32) / 16, y[:n].astype(np.int64)
+
+
+def small_cnn():
+    """Convolutions, both poolings, batch normalization and dropout: every CNN op kind."""
+    return pynn.Sequential([
+        L.Input((8, 8, 1)), L.Conv2D(6, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(8, 3, strides=2, padding="same", activation="relu"), L.BatchNormalization(),
+        L.AveragePooling2D(2, padding="same"), L.Flatten(), L.Dropout(0.3),
+        L.Dense(10, activation="softmax")])
+
+
+def small_mlp():
+    return pynn.Sequential([L.Input((8, 8, 1)), L.Flatten(), L.Dense(32, activation="gelu"),
+                            L.Dropout(0.2), L.Dense(16, activation="tanh"),
+                            L.Dense(10, activation="softmax")])
+
+
+def fit_results(make, optimizer, backend, rows, batch):
+    x, y = digits_images(rows)
+    pynn.utils.set_random_seed(3)
+    model = make()
+    w0 = model.get_weights()
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], backend=backend)
+    history = model.fit(x, y, batch_size=batch, epochs=2, verbose=0).history
+    return (w0, model.get_weights(), history, model.predict(x, batch_size=batch - 1, verbose=0),
+            model.evaluate(x, y, batch_size=batch + 1, verbose=0))
+
+
+# (network, optimizer, backend, rows, batch size): the CNN's fit costs a minute in the CUDA
+# simulator, so cuda fits the MLP only (its CNN steps are checked network by network above
+# and layer by layer in tests/test_layers.py)
+FITS = [(small_cnn, "adam", "cpu", 160, 28), (small_mlp, "rmsprop", "cpu", 160, 28),
+        (small_mlp, "rmsprop", "cuda", 9, 4)]
+
+
+@pytest.mark.parametrize("make,optimizer,backend,rows,batch", FITS,
+                         ids=[f"{f[0].__name__}-{f[2]}" for f in FITS])
+def test_fit_predict_evaluate_agree_with_numpy(make, optimizer, backend, rows, batch):
+    """Two shuffled epochs (the last batch short): the same shuffles and dropout masks on
+    every backend, so the weights, the History, predict and evaluate differ from the numpy
+    backend's by float32 rounding only."""
+    w0, weights, history, predicted, evaluated = fit_results(make, optimizer, backend, rows,
+                                                             batch)
+    _, ref_weights, ref_history, ref_predicted, ref_evaluated = fit_results(
+        make, optimizer, "numpy", rows, batch)
+    label = f"{make.__name__} {backend} vs numpy"
+    assert all(isinstance(w, np.ndarray) and w.dtype == np.float32 for w in weights)
+    assert_step_close(w0, weights, ref_weights, RTOL_SUMS, label)
+    assert history.keys() == ref_history.keys()
+    assert_close(history["loss"], ref_history["loss"], rtol=RTOL_SUMS, err_msg=label)
+    assert history["accuracy"] == ref_history["accuracy"]
+    assert predicted.shape == (rows, 10) and predicted.dtype == np.float32
+    assert_close(predicted, ref_predicted, rtol=RTOL_SUMS, err_msg=label)
+    assert_close(evaluated, ref_evaluated, rtol=RTOL_SUMS, err_msg=label)

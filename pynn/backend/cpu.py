@@ -7,8 +7,17 @@ same numbers."""
 from .. import _core, ids
 from .base import HostBackend
 
-ACTIVATION_IDS = ids.ACTIVATIONS
-LOSS_IDS = ids.LOSSES
+
+def _id(table, kind, where):
+    """The C id of a name, or a ValueError naming those there are (as the reference)."""
+    try:
+        return table[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"{where}: expected kind in {tuple(table)}, received {kind!r}") from None
+
+
+def _act(activation, where):
+    return _id(ids.ACTIVATIONS, activation, where)
 
 
 def _flat(a):
@@ -22,24 +31,24 @@ class CpuBackend(HostBackend):
         _core.sgemm(out, a, b, transpose_a, transpose_b)
 
     def dense_forward(self, x, w, b, activation, alpha, z, y):
-        _core.sgemm_bias_act(z, y, x, w, b, False, False, ACTIVATION_IDS[activation], alpha)
+        _core.sgemm_bias_act(z, y, x, w, b, False, False, _act(activation, "dense_forward"), alpha)
 
     def dense_backward(self, x, w, z, y, dy, activation, alpha, dw, db, dx):
-        _core.dense_backward(dw, db, dx, dy, x, w, z, y, ACTIVATION_IDS[activation], alpha)
+        _core.dense_backward(dw, db, dx, dy, x, w, z, y, _act(activation, "dense_backward"), alpha)
 
     def bias_grad(self, dz, out):
         _core.bias_grad(out, dz)
 
     def activation_forward(self, x, activation, alpha, out):
-        _core.activation_forward(out, x, ACTIVATION_IDS[activation], alpha)
+        _core.activation_forward(out, x, _act(activation, "activation_forward"), alpha)
 
     def activation_backward(self, x, y, dy, activation, alpha, out):
-        _core.activation_backward(out, x, y, dy, ACTIVATION_IDS[activation], alpha)
+        _core.activation_backward(out, x, y, dy, _act(activation, "activation_backward"), alpha)
 
     def loss(self, kind, pred, target, from_logits, grad):
         if kind == "scce":
             return _core.sparse_cce(grad, pred, target, from_logits)
-        return _core.loss(grad, pred, target, LOSS_IDS[kind], from_logits)
+        return _core.loss(grad, pred, target, _id(ids.LOSSES, kind, "loss"), from_logits)
 
     def sgd_update(self, w, m, g, lr, momentum, nesterov):
         _core.sgd_update(_flat(w), None if m is None else _flat(m), _flat(g), lr, momentum, nesterov)
@@ -54,8 +63,8 @@ class CpuBackend(HostBackend):
     # ---- convolution (csrc/layers.c): the direct kernel for tiny kernels, else im2col and
     # one GEMM; the backward's partial sums live in the plan's `work` array -------------
     def conv2d_forward(self, x, w, b, strides, padding, activation, alpha, cols, z, y):
-        _core.conv2d_forward(z, y, cols, x, w, b, strides, padding, ACTIVATION_IDS[activation],
-                             alpha)
+        _core.conv2d_forward(z, y, cols, x, w, b, strides, padding,
+                             _act(activation, "conv2d_forward"), alpha)
 
     def conv2d_backward_work_size(self, x_shape, w_shape, strides, out_hw):
         return _core.conv2d_backward_work(x_shape, w_shape, strides, out_hw)
@@ -63,7 +72,7 @@ class CpuBackend(HostBackend):
     def conv2d_backward(self, x, w, z, y, dy, strides, padding, activation, alpha, cols,
                         work, dw, db, dx):
         _core.conv2d_backward(dw, db, dx, dy, cols, work, x, w, z, y, strides, padding,
-                              ACTIVATION_IDS[activation], alpha)
+                              _act(activation, "conv2d_backward"), alpha)
 
     # ---- pooling -------------------------------------------------------------------
     def maxpool2d_forward(self, x, pool_size, strides, padding, y):
@@ -109,10 +118,10 @@ class CpuBackend(HostBackend):
 
     # ---- merges, concatenation, scaling, metrics, optimizer steps -------------------
     def merge_forward(self, kind, xs, y):
-        _core.merge_forward(y, xs, ids.MERGES[kind])
+        _core.merge_forward(y, xs, _id(ids.MERGES, kind, "merge_forward"))
 
     def merge_backward(self, kind, i, xs, dy, dx):
-        _core.merge_backward(dx, dy, xs, ids.MERGES[kind], i)
+        _core.merge_backward(dx, dy, xs, _id(ids.MERGES, kind, "merge_backward"), i)
 
     def concat_forward(self, xs, y):
         _core.concat(y, xs)
@@ -124,13 +133,14 @@ class CpuBackend(HostBackend):
         _core.scale(y, x, alpha)
 
     def metric_sum(self, kind, pred, target):
-        return _core.metric_sum(pred, target, ids.METRICS[kind])
+        return _core.metric_sum(pred, target, _id(ids.METRICS, kind, "metric_sum"))
 
     def optimizer_step(self, kind, w, slot1, slot2, g, step, hyper):
         # A setting the rule reads must be given (a silent 0 for epsilon would divide by
         # zero); the others may be left out, as the reference allows.
+        kind_id = _id(ids.OPTIMIZERS, kind, "optimizer_step")
         reads = _OPTIMIZER_READS[kind]
-        _core.optimizer_step(w, slot1, slot2, g, ids.OPTIMIZERS[kind], step,
+        _core.optimizer_step(w, slot1, slot2, g, kind_id, step,
                              [float(hyper[name] if name in reads else hyper.get(name, 0.0))
                               for name in ids.HYPER])
 

@@ -1,7 +1,7 @@
 """The NumPy reference: every kernel of pynn written for legibility, not speed.
 
 This module is the truth the C (and CUDA) kernels are tested against, and it is itself
-checked against float64 finite differences (tests/test_reference_gradients.py).
+checked against float64 finite differences (tests/test_reference.py).
 
 Every function is pure NumPy and dtype-generic: it computes in the dtype of its array
 arguments, so the same code runs in float32 (parity with the kernels, which compute in
@@ -24,9 +24,9 @@ LOSSES = ("mse", "bce", "cce")
 # Keras's backend.epsilon(): probabilities are clipped to [EPSILON, 1 - EPSILON].
 EPSILON = 1e-7
 
-# NumPy has no erf; math.erf elementwise is slow but exact enough, and speed does not
+# NumPy has no erfc; math.erfc elementwise is slow but exact enough, and speed does not
 # matter here.
-_erf = np.vectorize(math.erf, otypes=[np.float64])
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 def _scalar(value, like):
@@ -69,7 +69,9 @@ def _softmax(x):
 
 
 def _normal_cdf(x64):
-    return 0.5 * (1.0 + _erf(x64 / math.sqrt(2.0)))
+    """Phi(x) = erfc(-x / sqrt 2) / 2, accurate in the left tail, where 1 + erf(x / sqrt 2)
+    cancels (even in float64: nothing of it is left below x = -8.3)."""
+    return 0.5 * _erfc(-x64 / math.sqrt(2.0))
 
 
 def _normal_pdf(x64):
@@ -366,20 +368,26 @@ def conv2d_backward(x, w, z, y, dy, strides, padding, activation="linear", alpha
 # ---- pooling -----------------------------------------------------------------------------
 
 def maxpool2d_forward(x, pool_size, strides, padding, out_hw):
-    """Max over each window; padding is -inf (never wins); an all-padding window gives 0."""
+    """Max over the input elements of each window (padding, -inf, never wins; a NaN does,
+    as in np.max); a window with no input element gives 0."""
     win = _windows(x, pool_size, strides, padding, out_hw, -np.inf)
-    y = win.max(axis=(3, 4))
-    return np.where(np.isneginf(y), 0, y).astype(x.dtype)
+    count = _window_counts(x.shape, pool_size, strides, padding, out_hw, x.dtype)
+    return np.where(count > 0, win.max(axis=(3, 4)), 0).astype(x.dtype)
 
 
 def maxpool2d_backward(x, dy, pool_size, strides, padding):
-    """dy routed to each window's first maximum (row-major window order), summed where
-    windows overlap."""
+    """dy routed to each window's first input element holding the maximum (row-major
+    window order; a NaN maximum goes to the first NaN), summed where windows overlap."""
     (ph, pw), out_hw = pool_size, dy.shape[1:3]
     win = _windows(x, pool_size, strides, padding, out_hw, -np.inf)
     n, oh, ow, _, _, c = win.shape
-    first_max = win.reshape(n, oh, ow, ph * pw, c).argmax(axis=3)   # argmax: first on ties
-    onehot = (np.arange(ph * pw).reshape(1, 1, 1, -1, 1) == first_max[:, :, :, None, :])
+    win = win.reshape(n, oh, ow, ph * pw, c)
+    best = win.max(axis=3, keepdims=True)
+    inside = _windows(np.ones((1,) + x.shape[1:3] + (1,), x.dtype), pool_size, strides, padding,
+                      out_hw, 0).reshape(1, oh, ow, ph * pw, 1) > 0
+    holds = inside & ((win == best) | (np.isnan(win) & np.isnan(best)))
+    first = holds.argmax(axis=3)[:, :, :, None, :]            # argmax: the first True
+    onehot = (np.arange(ph * pw).reshape(1, 1, 1, -1, 1) == first) & holds.any(axis=3, keepdims=True)
     g = (onehot * dy[:, :, :, None, :]).astype(dy.dtype).reshape(n, oh, ow, ph, pw, c)
     return _scatter_windows(g, x.shape, pool_size, strides, padding)
 
@@ -583,6 +591,9 @@ def metric_values(kind, pred, target):
     the same shape, or int64 labels (rows,) (taken as one-hot rows by the metrics that
     compare values)."""
     if target.ndim == 1:
+        if target.size and (target.min() < 0 or target.max() >= pred.shape[1]):
+            raise ValueError(f"metric_values: expected labels in [0, {pred.shape[1]}), received "
+                             f"values from {target.min()} to {target.max()}")
         if kind == "sparse_categorical_accuracy":
             return (np.argmax(pred, axis=-1) == target).astype(np.float64)
         target = one_hot(target, pred.shape[1], pred.dtype)

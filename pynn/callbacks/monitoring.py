@@ -93,7 +93,9 @@ class ActivationMonitor(Callback):
 
     def on_train_begin(self, logs=None):
         # checked against the model once, so a bad sample fails before any training
+        from ..models import validation
         model = self.model
+        validation.model_inputs(model, self.x_sample, "ActivationMonitor", "x_sample")
         self._layers = model.activation_layers()
         model.activations(self.x_sample)
         self.unit_activity = {}

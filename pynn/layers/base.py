@@ -105,7 +105,7 @@ class Layer:
             raise TypeError(f"{where}: unrecognized keyword arguments {sorted(kwargs)}")
         check_dtype(dtype, where)
         shape = () if shape is None else tuple(int(d) for d in shape)
-        init = initializers.get(initializer, where)
+        init = initializers.get(initializer, where, "initializer")
         value = np.ascontiguousarray(init(shape), dtype=np.float32)
         name = name or f"variable_{len(self._weights)}"
         variable = Variable(value, name, f"{self.name}/{name}", trainable=trainable)
@@ -290,6 +290,16 @@ class Layer:
 
     def _make_outputs(self, output_shape):
         return KerasTensor(output_shape, name=None)
+
+    @property
+    def inbound_nodes(self):
+        """The layer's calls on symbolic tensors (Nodes), in the order they were made."""
+        return list(self._inbound_nodes)
+
+    @property
+    def build_input_shape(self):
+        """The input shape (with the batch axis) the layer was built for, or None."""
+        return self._build_input_shape
 
     @property
     def input(self):

@@ -98,8 +98,10 @@ class Conv2D(KernelBiasLayer):
             raise ValueError(f"{where}: only groups=1 is supported, received groups={groups!r}")
         self.activation, self.alpha = activations.get(activation, where)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer, where)
-        self.bias_initializer = initializers.get(bias_initializer, where)
+        self.kernel_initializer = initializers.get(kernel_initializer, where,
+                                                   "kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, where,
+                                                 "bias_initializer")
 
     def _geometry(self, input_shape):
         return window_geometry(input_shape, self.kernel_size, self.strides, self.padding,

@@ -25,8 +25,10 @@ class Dense(KernelBiasLayer):
         self.units = int(units)
         self.activation, self.alpha = activations.get(activation, where)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer, where)
-        self.bias_initializer = initializers.get(bias_initializer, where)
+        self.kernel_initializer = initializers.get(kernel_initializer, where,
+                                                   "kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, where,
+                                                 "bias_initializer")
 
     def check_input_shape(self, input_shape):
         self._require_rank(input_shape, 2, min_rank=True)

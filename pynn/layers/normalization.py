@@ -40,10 +40,14 @@ class BatchNormalization(Layer):
         self.axis = axis
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer, where)
-        self.gamma_initializer = initializers.get(gamma_initializer, where)
-        self.moving_mean_initializer = initializers.get(moving_mean_initializer, where)
-        self.moving_variance_initializer = initializers.get(moving_variance_initializer, where)
+        self.beta_initializer = initializers.get(beta_initializer, where,
+                                                 "beta_initializer")
+        self.gamma_initializer = initializers.get(gamma_initializer, where,
+                                                  "gamma_initializer")
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer, where,
+                                                        "moving_mean_initializer")
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer, where,
+                                                            "moving_variance_initializer")
 
     def check_input_shape(self, input_shape):
         self._require_rank(input_shape, 2, min_rank=True)

@@ -5,7 +5,8 @@ In training each value is kept with probability 1 - rate and scaled by 1 / (1 - 
 generator of csrc/pynn.h ("randomness"), keyed by the layer's seed and the step number,
 so every backend draws the same mask, whatever the thread count, and a whole epoch in C
 draws what step-by-step training draws.  The layer's seed is its `seed` argument, or
-drawn from pynn's generator (`pynn.utils.set_random_seed`) when the layer is built.  In
+drawn from pynn's generator (`pynn.utils.set_random_seed`) when the layer is built; its
+config carries the seed drawn, so a saved and loaded model draws the masks it would have.  In
 inference the layer is the identity.
 """
 import numbers
@@ -75,6 +76,8 @@ class Dropout(Layer):
         return y
 
     def get_config(self):
+        # a built layer writes the seed it drew, so a saved model resumes with the same masks
+        seed = self.seed if self.seed is not None else self._seed
         return {**super().get_config(), "rate": self.rate,
                 "noise_shape": None if self.noise_shape is None else list(self.noise_shape),
-                "seed": self.seed}
+                "seed": seed}

@@ -23,17 +23,17 @@ def _own_nodes(layer):
 
 def sequential_config(model):
     config = {"name": model.name, "trainable": model.trainable,
-              "layers": [serialization.serialize(l) for l in model._layers]}
+              "layers": [serialization.serialize(l) for l in model.layers_with_input]}
     if model.inputs is not None:
         config["build_input_shape"] = list(model.inputs[0].shape)
     return config
 
 
 def functional_config(model):
-    nodes = set(model._ordered_nodes)
+    nodes = set(model.nodes)
 
     def index(layer, node_index):
-        kept = [n for n in layer._inbound_nodes[:node_index] if n in nodes]
+        kept = [n for n in layer.inbound_nodes[:node_index] if n in nodes]
         return len(kept) + _own_nodes(layer)
 
     def tensor(t):
@@ -51,12 +51,12 @@ def functional_config(model):
         return [tensor(node.input_tensors[0])]
 
     layers = []
-    for layer in model._operations:
+    for layer in model.operations:
         entry = serialization.serialize(layer)
         entry["name"] = layer.name
         entry["inbound_nodes"] = [
             {"args": args_of(n), "kwargs": {} if n.training is None else {"training": n.training}}
-            for n in layer._inbound_nodes if n in nodes and not n.is_input]
+            for n in layer.inbound_nodes if n in nodes and not n.is_input]
         layers.append(entry)
 
     def refs(struct):
@@ -68,8 +68,8 @@ def functional_config(model):
         return [layer.name, index(layer, node_index), tensor_index]
 
     return {"name": model.name, "trainable": model.trainable, "layers": layers,
-            "input_layers": refs(model._inputs_struct),
-            "output_layers": refs(model._outputs_struct)}
+            "input_layers": refs(model.input_structure),
+            "output_layers": refs(model.output_structure)}
 
 
 def sequential_from_config(cls, config, where):
@@ -114,9 +114,10 @@ def functional_from_config(cls, config, where):
         if layer is None:
             raise ModelFileError(f"{where}: unknown layer {ref[0]!r:.80} in a tensor reference")
         node_index = ref[1] - _own_nodes(layer)
-        if not 0 <= node_index < len(layer._inbound_nodes):
+        nodes = layer.inbound_nodes
+        if not 0 <= node_index < len(nodes):
             raise IndexError(ref)         # not made yet: try again after other calls
-        outs = layer._inbound_nodes[node_index].output_tensors
+        outs = nodes[node_index].output_tensors
         if not 0 <= ref[2] < len(outs):
             raise ModelFileError(f"{where}: tensor reference {ref!r:.80} is out of range")
         return outs[ref[2]]

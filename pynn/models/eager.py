@@ -30,10 +30,12 @@ class _Call:
 
 
 class _OneCallGraph:
+    """What the plan compiler reads of a model: inputs, outputs, nodes."""
+
     def __init__(self, call):
-        self._inputs = call.input_tensors
-        self._outputs = call.output_tensors
-        self._ordered_nodes = [call]
+        self.inputs = call.input_tensors
+        self.outputs = call.output_tensors
+        self.nodes = [call]
 
 
 def eager_call(layer, inputs, training=False):
@@ -66,7 +68,7 @@ def eager_call(layer, inputs, training=False):
     if ex.__dict__.get("_bindings") != bindings_version():
         ex._bind()                     # the weights moved (into a compiled model's store)
         ex._bindings = bindings_version()
-    out = np.empty((n,) + tuple(graph._outputs[0].shape[1:]), dtype=np.float32)
+    out = np.empty((n,) + tuple(graph.outputs[0].shape[1:]), dtype=np.float32)
     ex.run(flat, [], [out], None, n, 0, n, 1, _next_counter(layer))
     return out
 

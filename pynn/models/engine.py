@@ -10,6 +10,8 @@
 A model that was never compiled gets an engine without optimizer or losses, for
 `predict` and eager calls, on the default backend.
 """
+import numpy as np
+
 from .. import backend as backends
 from . import compile_spec
 from .executor import make_executor
@@ -52,6 +54,26 @@ class Engine:
                                                 [tuple(t.shape) for t in self.model.outputs],
                                                 loss, loss_weights, metrics, where)
         return self._losses
+
+    def fast_batch_signature(self):
+        """(x dtype, x shape without the batch axis, y dtype, y shape likewise) of a training
+        batch that needs no conversion, for a compiled model of one input and one loss
+        (else None); worked out once."""
+        sig = self.__dict__.get("_fast_signature", False)
+        if sig is False:
+            sig = None
+            model = self.model
+            # cpu only: its C step checks the values itself (labels, NaN) before any change;
+            # the other backends' batches go through the general checks
+            if self.compiled and self.backend.name == "cpu" and model.inputs is not None and \
+                    len(model.inputs) == 1 and \
+                    len(model.outputs) == 1 and self.losses.outputs[0].loss is not None:
+                spec = self.losses.outputs[0]
+                shape, dtype, _ = spec.loss.target_spec(spec.shape)
+                sig = (np.dtype(np.float32), tuple(model.inputs[0].shape[1:]),
+                       np.dtype(np.int64 if dtype == "int64" else np.float32), tuple(shape[1:]))
+            self._fast_signature = sig
+        return sig
 
     # ---- running ---------------------------------------------------------------------------
     def share_store(self, owner):
@@ -113,10 +135,13 @@ class Engine:
     def invalidate(self):
         """Forget the plans: the graph changed (Sequential.add / pop).  Weights that came with
         the change follow their layers' current `trainable`; the others keep what compile
-        took."""
+        took.  The losses are resolved again against the new outputs (their shapes and names
+        may have changed), as Keras builds its loss container on the next call."""
         self._plans.clear()
+        self._losses = None
         self._executors.clear()
         self.store = None
+        self._fast_signature = False
         current = {id(v) for v in self.model.trainable_weights} if self.model.inputs else set()
         weights = {id(v) for v in self.model.weights} if self.model.inputs else set()
         self.trainable = (self.trainable & self._known) | (current - self._known)
@@ -129,7 +154,7 @@ def _collect_frozen(layer, parent_trainable, out):
     trainable = parent_trainable and layer.trainable
     if not trainable:
         out.add(id(layer))
-    for sub in layer._sublayers():
+    for sub in getattr(layer, "layers", ()):
         _collect_frozen(sub, trainable, out)
 
 

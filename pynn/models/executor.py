@@ -17,7 +17,7 @@ counter.
   PythonExecutor  any backend (`numpy`, `cuda`, and `cpu` for checking): Python walks the
                   ops, calling the backend's method for each.  On `cpu` those methods call
                   the very C functions csrc/plan.c calls, so both give bitwise the same
-                  weights (tests/test_graph_training.py checks it).
+                  weights (tests/test_determinism.py checks it).
 
 Buffers are allocated once for `capacity` rows; a smaller batch uses a prefix of each.
 """

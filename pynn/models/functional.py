@@ -58,7 +58,6 @@ class Model(Layer):
         self._trainer = Trainer(self)
         self.history = None
         self.stop_training = False
-        self._inference_calls = 0
         self._graph_ready = False
         if inputs is not None:
             self._set_graph(inputs, outputs)
@@ -94,6 +93,26 @@ class Model(Layer):
     @property
     def inputs(self):
         return list(self._inputs) if self._graph_ready else None
+
+    @property
+    def nodes(self):
+        """The graph's layer calls (Nodes), in the order a forward pass runs them."""
+        return list(self._ordered_nodes) if self._graph_ready else []
+
+    @property
+    def operations(self):
+        """The layers of the graph, in Keras's order (InputLayers included)."""
+        return list(self._operations) if self._graph_ready else []
+
+    @property
+    def input_structure(self):
+        """The inputs as the model was given them (a tensor, list or dict)."""
+        return self._inputs_struct
+
+    @property
+    def output_structure(self):
+        """The outputs as the model was given them (a tensor, list or dict)."""
+        return self._outputs_struct
 
     @property
     def outputs(self):
@@ -141,9 +160,10 @@ class Model(Layer):
                              "it an input shape (pynn.Input(shape) first, or build()), or "
                              "call it on data")
 
-    def _ensure_graph(self, x, where):
-        """Functional models always have their graph (see Sequential); a subclassed model
-        traces its call() on the first data it sees."""
+    def ensure_graph(self, x, where):
+        """Make sure the graph exists: functional models always have it (see Sequential); a
+        subclassed model traces its call() on the first data it sees (x); `where` names the
+        caller in errors."""
         if self._graph_ready:
             return
         if self._defines_call() and x is not None:
@@ -244,26 +264,21 @@ class Model(Layer):
         """model(x): the outputs for arrays x, computed now (training=True: training mode,
         without a weight update)."""
         where = f"Model '{self.name}' called on arrays"
-        self._ensure_graph(x, where)
+        self.ensure_graph(x, where)
         from . import validation
         inputs = validation.model_inputs(self, x, where)
         return self._trainer._predict_arrays(inputs, inputs[0].shape[0], 0,
                                              "forward" if training else "predict")
 
-    def _pack_outputs(self, arrays):
-        if isinstance(self._outputs_struct, KerasTensor):
+    def pack_outputs(self, arrays):
+        """Arrays of the outputs (in `outputs` order) in the structure the model was built
+        with: one array, a list, or a dict by name, as Keras's predict returns them."""
+        struct = self._outputs_struct
+        if isinstance(struct, KerasTensor):
             return arrays[0]
-        if isinstance(self._outputs_struct, dict):
-            return {name: a for name, a in zip(sorted(self._outputs_struct), arrays)}
-        if len(arrays) == 1 and isinstance(self._outputs_struct, (list, tuple)) and \
-                len(self._outputs_struct) == 1:
-            return arrays
-        return pack_like(self._outputs_struct, arrays)
-
-    def _next_inference_counter(self, steps):
-        start = self._inference_calls
-        self._inference_calls += steps
-        return start
+        if isinstance(struct, dict):
+            return {name: a for name, a in zip(sorted(struct), arrays)}
+        return pack_like(struct, arrays)
 
     # ---- compile -------------------------------------------------------------------------
     @property
@@ -341,7 +356,7 @@ class Model(Layer):
         if not self.compiled:
             raise NotCompiledError(f"Model '{self.name}' has no training plan: call compile() "
                                    "first")
-        self._ensure_graph(None, "plan")
+        self.ensure_graph(None, "plan")
         return self.engine.plan("train")
 
     # ---- the trainer ---------------------------------------------------------------------
@@ -366,31 +381,6 @@ class Model(Layer):
     def predict_on_batch(self, x):
         return self._trainer.predict_on_batch(x)
 
-    def _fast_batch(self, x, y):
-        """(engine, [x], [y]) when a training step needs no conversion of its data: a
-        compiled model with one input and one loss, x a float32 C-contiguous batch of the
-        input's shape and y already what the loss reads (int64 labels or float32 rows).  The
-        C step itself then checks the values (finite numbers, labels in range) before it
-        changes anything, so a small network's step is not dominated by input checking;
-        what it refuses goes through the general checks and their messages."""
-        engine = self._engine
-        if engine is None or not engine.compiled or not self._graph_ready or \
-                type(x) is not np.ndarray or type(y) is not np.ndarray or \
-                len(self._inputs) != 1 or len(self._outputs) != 1 or \
-                x.dtype != np.float32 or not x.flags.c_contiguous or not y.flags.c_contiguous:
-            return None
-        shape = self._inputs[0].shape
-        if x.ndim != len(shape) or x.shape[1:] != shape[1:] or not 0 < x.shape[0] == y.shape[0]:
-            return None
-        spec = engine.losses.outputs[0]
-        if spec.loss is None:
-            return None
-        want_shape, dtype, _ = spec.loss.target_spec(spec.shape)
-        if y.dtype != (np.int64 if dtype == "int64" else np.float32) or \
-                y.shape[1:] != tuple(want_shape[1:]):
-            return None
-        return engine, [x], [y]
-
     # ---- weights ---------------------------------------------------------------------------
     def set_weights(self, weights):
         if not self.built:
@@ -412,13 +402,17 @@ class Model(Layer):
         per layer call in execution order (InputLayers left out).  `x` is one sample (the
         model's input shape, e.g. (64,)) -- each array then has no batch axis -- or a
         batch."""
+        from . import validation
         where = f"Model '{self.name}'.activations"
-        self._ensure_graph(x, where)
+        self.ensure_graph(x, where)
         single = len(self._inputs) == 1 and np.shape(x) == tuple(self._inputs[0].shape[1:])
         if single:
             x = np.asarray(x)[None]
+        # checked against this model (the inner model's name would mean nothing to the caller)
+        inputs = validation.model_inputs(self, x, where)
         inner = self._activation_model()
-        outputs = inner.predict(x, batch_size=max(1, len(x)), verbose=0)
+        outputs = inner.predict(inputs if len(inputs) > 1 else inputs[0],
+                                batch_size=inputs[0].shape[0], verbose=0)
         outputs = outputs if isinstance(outputs, list) else [outputs]
         outputs = [np.array(o, copy=True) for o in outputs]
         return [o[0] for o in outputs] if single else outputs

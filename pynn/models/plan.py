@@ -313,20 +313,20 @@ def _flatten_calls(model, input_tensors, training, calls):
     inputs; returns those of its outputs.  Nested models are inlined; `training` is the
     call's mode (None: the plan's).  Appends (layer, node, in, out-placeholders, training)
     to `calls`."""
-    values = {id(k): v for k, v in zip(model._inputs, input_tensors)}
-    for node in model._ordered_nodes:
+    values = {id(k): v for k, v in zip(model.inputs, input_tensors)}
+    for node in model.nodes:
         if node.is_input:
             continue
         node_training = training if node.training is None else node.training
         ins = [values[id(t)] for t in node.input_tensors]
-        if hasattr(node.layer, "_ordered_nodes"):          # a nested model: inline it
+        if hasattr(node.layer, "nodes"):                   # a nested model: inline it
             outs = _flatten_calls(node.layer, ins, node_training, calls)
         else:
             outs = [_Pending(t.shape) for t in node.output_tensors]
             calls.append((node.layer, ins, outs, node_training))
         for t, v in zip(node.output_tensors, outs):
             values[id(t)] = v
-    return [values[id(t)] for t in model._outputs]
+    return [values[id(t)] for t in model.outputs]
 
 
 class _Pending:
@@ -355,7 +355,7 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
     mode_training = kind in ("train", "forward")
 
     inputs = []
-    for t in model._inputs:
+    for t in model.inputs:
         buf = b.buffer(t.shape[1:], role="input")
         plan.input_bufs.append(buf)
         inputs.append(Tensor(buf, t.shape))

@@ -37,6 +37,12 @@ class Sequential(Model):
         """The added layers (the InputLayer is left out, as in Keras)."""
         return [l for l in self._layers if not isinstance(l, InputLayer)]
 
+    @property
+    def layers_with_input(self):
+        """The InputLayer (when the model has one) and then the added layers: what the
+        config lists."""
+        return list(self._layers)
+
     def _sublayers(self):
         return self.layers
 
@@ -125,7 +131,7 @@ class Sequential(Model):
             self._maybe_rebuild()
             raise
 
-    def _ensure_graph(self, x, where):
+    def ensure_graph(self, x, where):
         """Build from the first data seen, like Keras's deferred build."""
         if self._graph_ready:
             return
@@ -148,7 +154,7 @@ class Sequential(Model):
         return super()._input_shapes(flat)
 
     def _call_arrays(self, x, training):
-        self._ensure_graph(x, f"Sequential '{self.name}' called on arrays")
+        self.ensure_graph(x, f"Sequential '{self.name}' called on arrays")
         return super()._call_arrays(x, training)
 
     # ---- configuration -------------------------------------------------------------------------

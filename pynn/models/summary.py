@@ -22,8 +22,8 @@ def _count(weights):
 
 
 def _output_shape(layer):
-    if layer._inbound_nodes:
-        outs = layer._inbound_nodes[-1].output_tensors
+    if layer.inbound_nodes:
+        outs = layer.inbound_nodes[-1].output_tensors
         shapes = [shape_text(t.shape) for t in outs]
         return shapes[0] if len(shapes) == 1 else "[" + ", ".join(shapes) + "]"
     return "?"
@@ -34,19 +34,19 @@ def _is_chain(model):
     if type(model).__name__ == "Sequential":
         return True
     seen, consumers = set(), {}
-    for node in model._ordered_nodes:
+    for node in model.nodes:
         if len(node.input_tensors) > 1 or node.layer in seen:
             return False
         seen.add(node.layer)
         for t in node.input_tensors:
             consumers[id(t)] = consumers.get(id(t), 0) + 1
-    return all(c == 1 for c in consumers.values()) and len(model._inputs) == 1 and \
-        len(model._outputs) == 1
+    return all(c == 1 for c in consumers.values()) and len(model.inputs) == 1 and \
+        len(model.outputs) == 1
 
 
 def _connections(layer, model_nodes):
     parts = []
-    for node in layer._inbound_nodes:
+    for node in layer.inbound_nodes:
         if node not in model_nodes:
             continue
         for t in node.input_tensors:
@@ -85,7 +85,7 @@ def print_summary(model, line_length=None, positions=None, print_fn=None, expand
         default_length, positions = 108, positions or [0.3, 0.56, 0.74, 1.0]
         header = ["Layer (type)", "Output Shape", "Param #", "Connected to"]
         align = ["left", "left", "right", "left"]
-        layers = list(model._operations)
+        layers = model.operations
     if show_trainable:
         default_length += 12
         positions = [p * 0.90 for p in positions] + [1.0]
@@ -104,7 +104,7 @@ def print_summary(model, line_length=None, positions=None, print_fn=None, expand
         current = pos
     inner = [w - 3 for w in widths]          # a border and a space each side
     inner[-1] -= 1
-    model_nodes = set(getattr(model, "_ordered_nodes", []))
+    model_nodes = set(model.nodes)
     if layer_range is not None:
         names = [l.name for l in layers]
         if not (isinstance(layer_range, (list, tuple)) and len(layer_range) == 2 and
@@ -152,8 +152,7 @@ def print_summary(model, line_length=None, positions=None, print_fn=None, expand
     out.append(line("└", "┴", "┘", "─"))
     trainable = _count(model.trainable_weights)
     frozen = _count(model.non_trainable_weights)
-    engine = model._engine
-    optimizer = engine.optimizer if engine is not None and engine.compiled else None
+    optimizer = model.optimizer if model.compiled else None
     opt_count = optimizer.count_params() if optimizer is not None and optimizer.built else 0
     total = trainable + frozen + opt_count
     out.append(f" Total params: {total:,} ({readable_memory_size(total * 4)})")

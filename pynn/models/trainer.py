@@ -68,6 +68,27 @@ class Trainer:
 
     def __init__(self, model):
         self.model = model
+        self._inference_steps = 0
+
+    def _fast_batch(self, x, y):
+        """(engine, [x], [y]) when a training step needs no conversion of its data: a
+        compiled model with one input and one loss, x a float32 C-contiguous batch of the
+        input's shape and y already what the loss reads (int64 labels or float32 rows).  The
+        C step itself then checks the values (finite numbers, labels in range) before it
+        changes anything, so a small network's step is not dominated by input checking;
+        what it refuses goes through the general checks and their messages."""
+        engine = self.model.engine
+        if type(x) is not np.ndarray or type(y) is not np.ndarray:
+            return None
+        want = engine.fast_batch_signature()
+        if want is None:
+            return None
+        x_dtype, x_shape, y_dtype, y_shape = want
+        if x.dtype is not x_dtype or x.shape[1:] != x_shape or y.dtype is not y_dtype or \
+                y.shape[1:] != y_shape or x.shape[0] != y.shape[0] or not x.shape[0] or \
+                not x.flags.c_contiguous or not y.flags.c_contiguous:
+            return None
+        return engine, [x], [y]
 
     # ---- checks -----------------------------------------------------------------------
     def _require_compiled(self, where):
@@ -75,7 +96,7 @@ class Trainer:
         if not engine.compiled:
             raise NotCompiledError(f"{where}: you must call compile() before using model "
                                    f"'{self.model.name}' to train or evaluate")
-        self.model._ensure_graph(None, where)
+        self.model.ensure_graph(None, where)
         if not engine.losses.has_loss:
             raise ValueError(f"{where}: model '{self.model.name}' was compiled without a loss; "
                              "pass loss= to compile()")
@@ -83,7 +104,7 @@ class Trainer:
 
     def _prepare(self, x, y, where, names=("x", "y")):
         model = self.model
-        model._ensure_graph(x, where)
+        model.ensure_graph(x, where)
         engine = self._require_compiled(where)
         inputs = validation.model_inputs(model, x, where, names[0])
         targets = validation.model_targets(model, engine.losses, y, inputs[0].shape[0], where,
@@ -234,7 +255,7 @@ class Trainer:
         batch_size = 32 if batch_size is None else validation.check_int(batch_size, "batch_size",
                                                                         where, 1)
         verbose = validation.check_verbose(verbose, where)
-        model._ensure_graph(x, where)
+        model.ensure_graph(x, where)
         inputs = validation.model_inputs(model, x, where)
         return self._predict_arrays(inputs, batch_size, verbose, "predict")
 
@@ -251,24 +272,25 @@ class Trainer:
         for s0 in range(0, steps, stretch):
             k = min(stretch, steps - s0)
             ex.run(inputs, [], outputs, None, n, s0 * batch_size, batch_size, k,
-                   model._next_inference_counter(k))
+                   self._inference_steps)
+            self._inference_steps += k      # dropout called with training=True draws anew
             if bar is not None:
                 bar.update(s0 + k, final=s0 + k == steps)
-        return model._pack_outputs(outputs)
+        return model.pack_outputs(outputs)
 
     # ---- one batch ---------------------------------------------------------------------------
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One training step on one batch; returns the loss (before the update), or
         [loss, *metrics] when metrics were compiled (a dict with return_dict=True)."""
         model = self.model
-        fast = model._fast_batch(x, y)
+        fast = self._fast_batch(x, y)
         if fast is not None:
             engine, inputs, targets = fast
-            ex = engine.executor("train", inputs[0].shape[0])
+            n = x.shape[0]
+            ex = engine.executor("train", n)
             try:
-                losses, metrics, rows = ex.run(inputs, targets, None, None, rows_of(inputs), 0,
-                                               rows_of(inputs), 1, engine.optimizer.iterations,
-                                               True)
+                losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1,
+                                               engine.optimizer.iterations, True)
             except ValueError:            # NaN or a bad label, refused before any change
                 fast = None
         if fast is None:
@@ -313,13 +335,9 @@ class Trainer:
     def predict_on_batch(self, x):
         model = self.model
         where = f"{type(model).__name__}.predict_on_batch ('{model.name}')"
-        model._ensure_graph(x, where)
+        model.ensure_graph(x, where)
         inputs = validation.model_inputs(model, x, where)
         return self._predict_arrays(inputs, inputs[0].shape[0], 0, "predict")
-
-
-def rows_of(inputs):
-    return inputs[0].shape[0]
 
 
 def _flatten_in_keras_order(logs, losses):

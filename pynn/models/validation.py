@@ -99,7 +99,7 @@ def model_inputs(model, x, where, what="x"):
 
 
 def _consumer(model, tensor):
-    for node in model._ordered_nodes:
+    for node in model.nodes:
         if any(t is tensor for t in node.input_tensors):
             return f"layer '{node.layer.name}'"
     return "the model"

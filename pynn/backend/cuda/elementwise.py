@@ -62,7 +62,8 @@ def act(z, act_id, alpha):
     if act_id == ACT_TANH:
         return math.tanh(z)
     if act_id == ACT_GELU:
-        return HALF * z * (F1 + math.erf(z * _SQRT1_2))
+        # Phi(z) = erfc(-z / sqrt 2) / 2: 1 + erf(z / sqrt 2) would cancel for z << 0
+        return HALF * z * math.erfc(-z * _SQRT1_2)
     return z
 
 
@@ -79,7 +80,7 @@ def act_grad(x, y, dy, act_id, alpha):
         return dy * (F1 - y * y)
     if act_id == ACT_GELU:
         # d/dx [x Phi(x)] = Phi(x) + x phi(x)
-        cdf = HALF * (F1 + math.erf(x * _SQRT1_2))
+        cdf = HALF * math.erfc(-x * _SQRT1_2)
         pdf = _INV_SQRT_2PI * math.exp(-HALF * x * x)
         return dy * (cdf + x * pdf)
     return dy

@@ -12,39 +12,39 @@ from numba import cuda, float32
 from .convolution import nhwc, window_of
 from .runtime import F0, check_float32, check_shape, elementwise_config
 
-_NEG_INF = np.float32(-np.inf)            # max pooling's padding
+_NEG_INF = np.float32(-np.inf)            # where a running maximum starts
 
 
 @cuda.jit(device=True, inline=True)
 def _window_max(x, n, i, j, ch, h, w, ph, pw, sh, sw, pt, pl):
-    """(max, p) over window (i, j), padding as -inf: p = a * pw + b is the first maximum in
-    row-major window order (np.argmax's ties), and a NaN wins as in np.max / np.argmax.
-    Shared by the forward and the backward, so both pick the same element."""
+    """(max, p) over the input elements of window (i, j) (padding never wins): p = a * pw + b
+    is the first maximum in row-major window order (np.argmax's ties), and a NaN wins as in
+    np.max / np.argmax; p = -1 for a window with no input element.  Shared by the forward
+    and the backward, so both pick the same element."""
     row0 = i * sh - pt
     col0 = j * sw - pl
     best = _NEG_INF
-    p = 0
+    p = -1
     for a in range(ph):
         for b in range(pw):
             row = row0 + a
             col = col0 + b
-            v = _NEG_INF
             if row >= 0 and row < h and col >= 0 and col < w:
                 v = x[n, row, col, ch]
-            if v > best or (v != v and best == best):
-                best = v
-                p = a * pw + b
+                if p < 0 or v > best or (v != v and best == best):
+                    best = v
+                    p = a * pw + b
     return best, p
 
 
 @cuda.jit
 def _maxpool_forward_kernel(y, x, total, h, w, c, ph, pw, sh, sw, pt, pl, oh, ow):
-    """y = the window max; 0 where it is -inf (a window of padding only), as the reference."""
+    """y = the window max; 0 for a window of padding only, as the reference."""
     e = cuda.grid(1)
     if e < total:
         n, i, j, ch = nhwc(e, oh, ow, c)
         best, p = _window_max(x, n, i, j, ch, h, w, ph, pw, sh, sw, pt, pl)
-        y[n, i, j, ch] = F0 if best == _NEG_INF else best
+        y[n, i, j, ch] = F0 if p < 0 else best
 
 
 @cuda.jit

@@ -5,7 +5,14 @@ Arithmetic is float32 everywhere except where the C core uses double (the loss s
 softmax-backward row dot product).  Python float literals would make Numba compute in float64,
 so every constant in a kernel is a module-level np.float32 (these, or the kernel module's own)
 and every scalar argument is passed as np.float32.
+
+Under the simulator this module also makes the creation of shared arrays atomic (see
+_one_shared_array_per_block): the simulator's own check-then-set could hand two threads of a
+block different arrays.
 """
+import sys
+import threading
+
 import numpy as np
 from numba import cuda
 
@@ -16,6 +23,70 @@ try:   # the simulator replaces numba.cuda by numba.cuda.simulator (NUMBA_ENABLE
     SIMULATOR = SIMULATOR or bool(_numba_config.ENABLE_CUDASIM)
 except ImportError:   # pragma: no cover
     pass
+
+
+# ---- the simulator's shared memory ---------------------------------------------------------
+
+_SHARED_ARRAY_LOCK = threading.Lock()
+
+
+def _one_shared_array_per_block():
+    """Make every thread of a simulated block get the same array from a cuda.shared.array
+    call site, as on a GPU; returns whether the simulator was patched.
+
+    Invariant: within a block, one call site of cuda.shared.array is one array that every
+    thread sees.  Each kernel here relies on it: the GEMM's double-buffered panels, the lane
+    partials of the bias gradient and of batch normalization, the reductions' trees.
+
+    The simulator (numba-cuda 0.30.4; numba's older built-in one has the same code) creates a
+    block's shared array lazily, keyed by the caller's file and line, with an unlocked
+    check-then-set in FakeCUDAShared.array: `res = allocations.get(key); if res is None:
+    res = np.empty(...); allocations[key] = res`.  Every GPU thread is a Python thread, and
+    the GIL can pass to another between the look-up and the store (more often with a short
+    switch interval, which tests/conftest.py sets, and on a loaded machine).  A second thread
+    reaching the same line then creates an array too, one of the two stores is lost, and the
+    thread left with its own array reads np.empty garbage where the others' panel elements or
+    partial sums belong, while they read garbage where its own belong: intermittently a NaN
+    loss or a weight off by hundreds, from kernels that are right.  Here the look-up and the
+    store are done under one lock.  The key is the simulator's (the caller's file and line,
+    what its traceback.extract_stack(...)[-2][0:2] gives), taken from one frame instead of
+    the whole stack, which is also faster.  Dynamic shared memory (shape 0: one buffer made
+    with the launch) still goes to the original method."""
+    try:
+        from numba.cuda.simulator import kernelapi
+        cls = kernelapi.FakeCUDAShared
+        as_dtype, numba_type = kernelapi.numpy_support.as_dtype, kernelapi.types.Type
+    except (ImportError, AttributeError):       # pragma: no cover -- another simulator layout
+        return False
+    if getattr(cls.array, "_pynn_one_array_per_block", False):
+        return True
+    probe = cls(0)
+    if not isinstance(getattr(probe, "_allocations", None), dict):   # pragma: no cover
+        return False
+    original = cls.array
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:      # dynamic shared memory; unsupported option
+            return original(self, shape, dtype, alignment)
+        if isinstance(dtype, numba_type):
+            dtype = as_dtype(dtype)
+        frame = sys._getframe(1)
+        key = (frame.f_code.co_filename, frame.f_lineno)
+        with _SHARED_ARRAY_LOCK:
+            res = self._allocations.get(key)
+            if res is None:
+                res = np.empty(shape, dtype)
+                self._allocations[key] = res
+        return res
+
+    array._pynn_one_array_per_block = True
+    array.__doc__ = original.__doc__
+    cls.array = array
+    return True
+
+
+if SIMULATOR:
+    _one_shared_array_per_block()
 
 F0 = np.float32(0.0)
 F1 = np.float32(1.0)
