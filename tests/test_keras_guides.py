@@ -1,5 +1,6 @@
 """Keras code as the keras.io guides write it ("The Sequential model", "The Functional API",
-"Transfer learning & fine-tuning"), run with `import pynn as keras` and only the data loading
+"Transfer learning & fine-tuning") and as the TensorFlow tutorials write it ("Basic
+classification", "Convolutional Neural Network"), run with `import pynn as keras` and only the data loading
 changed (random arrays of the guides' shapes, smaller, instead of MNIST/CIFAR downloads).
 Each test follows one section of a guide and checks what Keras's own results guarantee:
 shapes, parameter counts, log keys, frozen weights unchanged."""
@@ -274,3 +275,57 @@ def test_transfer_learning_guide_workflow():
     assert not np.array_equal(after[0], pretrained[0])         # the base trains now
     bn = base_model.layers[2]
     np.testing.assert_array_equal(bn.moving_mean.numpy(), pretrained[4])   # BN in inference mode
+
+
+def test_tensorflow_basic_classification_tutorial():
+    tf = type("tf", (), {"keras": keras})            # the tutorial writes tf.keras.*
+    train_images = np.random.rand(120, 28, 28).astype("float32")
+    train_labels = np.random.randint(0, 10, 120)
+    model = tf.keras.Sequential([
+        tf.keras.layers.Flatten(input_shape=(28, 28)),
+        tf.keras.layers.Dense(128, activation="relu"),
+        tf.keras.layers.Dense(10)
+    ])
+    model.compile(optimizer="adam",
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(train_images, train_labels, epochs=2, verbose=0)
+    test_loss, test_acc = model.evaluate(train_images, train_labels, verbose=0)
+    assert np.isfinite(test_loss) and 0.0 <= test_acc <= 1.0
+    probability_model = tf.keras.Sequential([model, tf.keras.layers.Softmax()])
+    predictions = probability_model.predict(train_images, verbose=0)
+    assert predictions.shape == (120, 10)
+    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
+    logits = model.predict(train_images, verbose=0)
+    np.testing.assert_array_equal(np.argmax(predictions, axis=1), np.argmax(logits, axis=1))
+    img = np.expand_dims(train_images[1], 0)
+    np.testing.assert_allclose(probability_model.predict(img, verbose=0)[0], predictions[1],
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_tensorflow_cnn_tutorial(capsys):
+    from pynn import models
+    model = models.Sequential()
+    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(32, 32, 3)))
+    model.add(layers.MaxPooling2D((2, 2)))
+    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
+    model.add(layers.MaxPooling2D((2, 2)))
+    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
+    model.summary()
+    assert "Total params: 56,320" in capsys.readouterr().out     # the tutorial's summary
+    model.add(layers.Flatten())
+    model.add(layers.Dense(64, activation="relu"))
+    model.add(layers.Dense(10))
+    model.summary()
+    assert "Total params: 122,570" in capsys.readouterr().out
+    train_images = np.random.rand(48, 32, 32, 3).astype("float32")
+    train_labels = np.random.randint(0, 10, (48, 1))              # CIFAR's labels: (n, 1)
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    history = model.fit(train_images, train_labels, epochs=2, verbose=0,
+                        validation_data=(train_images[:16], train_labels[:16]))
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(history.history["val_accuracy"]) == 2
+    test_loss, test_acc = model.evaluate(train_images[:16], train_labels[:16], verbose=0)
+    assert test_loss == pytest.approx(history.history["val_loss"][-1], rel=1e-6)

@@ -75,6 +75,11 @@ LAYERS = {
                                      lambda xs, w: ind.activation("softmax", xs[0])),
     "leaky_relu": Case(lambda: L.LeakyReLU(), [(5,)],     # Keras 3's default slope, 0.3
                        lambda xs, w: np.where(xs[0] > 0, xs[0], 0.3 * xs[0])),
+    "relu": Case(lambda: L.ReLU(), [(2, 5)], lambda xs, w: np.maximum(xs[0], 0.0)),
+    "relu_negative_slope": Case(lambda: L.ReLU(negative_slope=0.2), [(5,)],
+                                lambda xs, w: np.where(xs[0] > 0, xs[0], 0.2 * xs[0])),
+    "softmax_rank3": Case(lambda: L.Softmax(), [(2, 5)],
+                          lambda xs, w: ind.activation("softmax", xs[0])),
     "conv2d_same_strided": Case(
         lambda: L.Conv2D(3, (3, 2), strides=(2, 1), padding="same", activation="relu",
                          kernel_initializer="he_uniform"),
@@ -449,7 +454,8 @@ def test_keras_default_names_and_options():
     for layer, base in [(L.Conv2D(1, 1), "conv2d"), (L.MaxPooling2D(), "max_pooling2d"),
                         (L.AveragePooling2D(), "average_pooling2d"),
                         (L.GlobalAveragePooling2D(), "global_average_pooling2d"),
-                        (L.LeakyReLU(), "leaky_re_lu"),
+                        (L.LeakyReLU(), "leaky_re_lu"), (L.ReLU(), "re_lu"),
+                        (L.Softmax(), "softmax"),
                         (L.BatchNormalization(), "batch_normalization"),
                         (L.Dense(1), "dense"), (L.Concatenate(), "concatenate")]:
         assert layer.name == base or layer.name.startswith(base + "_"), (layer.name, base)
@@ -618,6 +624,11 @@ BAD_ARGUMENTS = [
     (lambda: L.Activation("swishy"), ValueError, ["activation", "'swishy'"]),
     (lambda: L.LeakyReLU(-0.1), ValueError, ["negative_slope", "-0.1"]),
     (lambda: L.LeakyReLU(float("nan")), ValueError, ["negative_slope", "nan"]),
+    (lambda: L.ReLU(max_value=6.0), ValueError, ["max_value=6.0", "not supported"]),
+    (lambda: L.ReLU(negative_slope=-1.0), ValueError, ["negative_slope", "-1.0"]),
+    (lambda: L.Softmax(axis=None), ValueError, ["axis", "None"]),
+    (lambda: L.Softmax(axis=1)(pynn.Input((3, 4))), ValueError,
+     ["softmax", "axis=1", "(None, 3, 4)", "last axis"]),
     (lambda: L.Input((3, -1)), ValueError, ["shape", "(3, -1)"]),
     (lambda: L.Input((3,), batch_size=0), ValueError, ["batch_size", "0"]),
     (lambda: L.Conv2D(0, 3), ValueError, ["filters", "filters=0"]),

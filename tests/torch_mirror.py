@@ -72,7 +72,7 @@ def apply_layer(layer, inputs, params, training):
     if name in ("Flatten", "Reshape"):
         return x.reshape((x.shape[0],) + tuple(layer.compute_output_shape(
             (None,) + tuple(x.shape[1:])))[1:])
-    if name == "Activation" or name == "LeakyReLU":
+    if name in ("Activation", "LeakyReLU", "ReLU", "Softmax"):
         return _act(layer, x)
     if name == "Dropout":
         assert layer.rate == 0 or not training

@@ -1,7 +1,7 @@
 """Layers with Keras's names, signatures and weight layouts."""
 from .base import Layer
 from .conv import Conv2D
-from .core import Activation, Dense, LeakyReLU
+from .core import Activation, Dense, LeakyReLU, ReLU, Softmax
 from .input_layer import Input, InputLayer
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, maximum, minimum, multiply, subtract)
@@ -11,7 +11,7 @@ from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .regularization import Dropout
 from .reshaping import Flatten, Reshape
 
-__all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "Conv2D",
+__all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "ReLU", "Softmax", "Conv2D",
            "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape",
            "Dropout", "BatchNormalization", "Add", "Subtract", "Multiply", "Average", "Maximum",
            "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
