@@ -237,7 +237,7 @@ static double bench(const model *m, int per_call) {
         build_mlp(b, m->sizes, m->n_layers, m->batch, params, grads);
     {
         const void *inputs[1] = {x}, *targets[1] = {labels};
-        pynn_plan_feed feed = {inputs, targets, NULL, rows, NULL, rows};
+        pynn_plan_feed feed = {inputs, targets, NULL, rows, NULL, rows, NULL, NULL};
         /* runs: each times `steps` steps, after one run of warm-up */
         for (r = -1; r < RUNS && status == PYNN_OK; r++) {
             double t0 = now_s();

@@ -617,6 +617,7 @@ int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t fir
                    iterations < 0 || iterations > INT64_MAX - n_steps - 1, PYNN_EINVAL);
     PYNN_RETURN_IF(feed->n_rows < 0 || feed->n_order < 0, PYNN_EINVAL);
     PYNN_RETURN_IF(feed->order == NULL && feed->n_order > feed->n_rows, PYNN_EINVAL);
+    if (feed->steps_done != NULL) *feed->steps_done = 0;
     if (n_steps == 0) return PYNN_OK;
     /* every step has at least one row */
     PYNN_RETURN_IF(first_row >= feed->n_order ||
@@ -697,6 +698,9 @@ int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t fir
             memcpy((char *)feed->outputs[j] + r0 * row_bytes, b->data, (size_t)(rows * row_bytes));
         }
         if (step_rows != NULL) step_rows[s] = rows;
+        if (feed->steps_done != NULL) *feed->steps_done = s + 1;
+        /* an interrupt (Ctrl-C) ends the run between steps */
+        if (feed->stop != NULL && *feed->stop) return PYNN_OK;
     }
     return PYNN_OK;
 }

@@ -567,6 +567,11 @@ typedef struct pynn_plan_feed {
     int64_t n_rows;
     const int64_t *order;
     int64_t n_order;
+    /* stop: NULL, or a flag (a signal handler's) read after each step: once it is
+     * non-zero the run ends there, with the steps done so far applied.  steps_done: NULL,
+     * or where the number of steps run is written (n_steps unless stopped). */
+    const volatile int *stop;
+    int64_t *steps_done;
 } pynn_plan_feed;
 
 /* Checks every op of the plan for steps of `rows` rows (operand counts and indices,
@@ -587,7 +592,8 @@ int pynn_plan_check(const pynn_plan *plan, int64_t rows);
  * step runs, unless plan->checked_rows lists those row counts (pynn_plan_check).
  * Before a step changes anything its labels are checked (PYNN_ELABEL) and, with
  * check_inputs, its inputs and float targets for NaN and infinity (PYNN_ENONFINITE); the
- * steps before it stay applied.  PYNN_EINVAL for a malformed plan or feed.
+ * steps before it stay applied.  PYNN_EINVAL for a malformed plan or feed.  A run stopped
+ * by feed->stop returns PYNN_OK, its step_rows written for the steps it ran.
  */
 int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t first_row,
                   int64_t batch, int64_t n_steps, int64_t iterations, int check_inputs,

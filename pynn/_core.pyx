@@ -12,6 +12,8 @@ Arguments are marked # OUT / # IN as in csrc/pynn.h: outputs first, then inputs.
 """
 
 from libc.stdint cimport int32_t, int64_t, uint64_t
+from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.exc cimport PyErr_CheckSignals
 
 cdef extern from "pynn.h" nogil:
     int PYNN_OK, PYNN_EINVAL, PYNN_ENOMEM, PYNN_ELABEL, PYNN_ENOTSUP, PYNN_ENONFINITE
@@ -189,6 +191,8 @@ cdef extern from "pynn.h" nogil:
         int64_t n_rows
         const int64_t *order
         int64_t n_order
+        const int *stop
+        int64_t *steps_done
     int pynn_plan_check(const pynn_plan *plan, int64_t rows)
     int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t first_row,
                       int64_t batch, int64_t n_steps, int64_t iterations, int check_inputs,
@@ -274,4 +278,5 @@ def gemm_kernel_supported(int which):
 include "_core_gemm.pxi"
 include "_core_kernels.pxi"
 include "_core_cnn.pxi"
+include "_core_interrupt.pxi"
 include "_core_plan.pxi"

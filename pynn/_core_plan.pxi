@@ -320,7 +320,9 @@ cdef class PlanRunner:
         """Run n_steps steps of `batch` rows: step s takes the rows order[first_row + s*batch
         ...] (clipped to n_order) and has step number iterations + s + 1.  Returns
         (step_losses (n_steps, n_losses), step_metrics (n_steps, n_metrics), step_rows
-        (n_steps,)): views of arrays this runner reuses, valid until the next call.
+        (n_steps,)): views of arrays this runner reuses, valid until the next call.  On the
+        main thread, while pynn.interrupts has armed the SIGINT flag, a Ctrl-C ends the run
+        after the step it arrived in: the arrays then hold the steps that ran.
         KernelInputError for a label out of range or (check_inputs) a NaN or infinity in a
         step's inputs or float targets, raised before that step changes anything (the
         steps before it stay applied); ValueError for a malformed plan or bad arguments."""
@@ -329,6 +331,7 @@ cdef class PlanRunner:
         cdef const int64_t[::1] ov
         cdef pynn_plan_feed feed
         cdef int status
+        cdef int64_t done = 0
         if n_steps < 0 or n_steps > self.max_steps:
             raise ValueError(f"PlanRunner.run: expected 0 <= n_steps <= {self.max_steps}, "
                              f"received {n_steps}")
@@ -393,6 +396,8 @@ cdef class PlanRunner:
         feed.n_rows = n_rows
         feed.order = self.order_ptr
         feed.n_order = n_order
+        feed.stop = _stop_flag()
+        feed.steps_done = &done
         with nogil:
             status = pynn_plan_run(&self.plan, &feed, first_row, batch, n_steps, iterations,
                                    check_inputs, self.losses_ptr, self.metrics_ptr,
@@ -402,6 +407,8 @@ cdef class PlanRunner:
                              "arguments (an op's operands, counts or buffer sizes, or the rows "
                              "asked for); nothing was changed")
         _check(status, "PlanRunner.run")
+        if done < n_steps:            # stopped by Ctrl-C (feed.stop): the steps it ran
+            return (self.step_losses[:done], self.step_metrics[:done], self.step_rows[:done])
         if n_steps != self.last_n_steps:
             self.last_result = (self.step_losses[:n_steps], self.step_metrics[:n_steps],
                                 self.step_rows[:n_steps])

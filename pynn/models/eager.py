@@ -5,6 +5,8 @@ with training=True).  A plain layer gets a one-call plan of its own, cached per 
 shape, run op by op on the backend its weights live on (the default backend for a layer
 that is in no compiled model).
 """
+import threading
+
 import numpy as np
 
 from .. import backend as backends
@@ -54,22 +56,24 @@ def eager_call(layer, inputs, training=False):
     be = variables[0]._backend if variables and variables[0]._backend is not None \
         else backends.get(None)
     key = (tuple(shapes), bool(training), be.name)
-    cache = layer.__dict__.setdefault("_eager_cache", {})
-    entry = cache.get(key)
     n = flat[0].shape[0]
-    if entry is None or entry[1].capacity < n:
-        graph = _OneCallGraph(_Call(layer, shapes, bool(training)))
-        plan = compile_plan(graph, "forward" if training else "predict", be)
-        entry = (graph, PythonExecutor(plan, be, None, None, n))
-        if len(cache) > 8:
-            cache.clear()
-        cache[key] = entry
-    graph, ex = entry
-    if ex.__dict__.get("_bindings") != bindings_version():
-        ex._bind()                     # the weights moved (into a compiled model's store)
-        ex._bindings = bindings_version()
-    out = np.empty((n,) + tuple(graph.outputs[0].shape[1:]), dtype=np.float32)
-    ex.run(flat, [], [out], None, n, 0, n, 1, _next_counter(layer))
+    # one eager call of a layer at a time: its cached executor's buffers are one call's
+    with layer.__dict__.setdefault("_eager_lock", threading.Lock()):
+        cache = layer.__dict__.setdefault("_eager_cache", {})
+        entry = cache.get(key)
+        if entry is None or entry[1].capacity < n:
+            graph = _OneCallGraph(_Call(layer, shapes, bool(training)))
+            plan = compile_plan(graph, "forward" if training else "predict", be)
+            entry = (graph, PythonExecutor(plan, be, None, None, n))
+            if len(cache) > 8:
+                cache.clear()
+            cache[key] = entry
+        graph, ex = entry
+        if ex.__dict__.get("_bindings") != bindings_version():
+            ex._bind()                     # the weights moved (into a compiled model's store)
+            ex._bindings = bindings_version()
+        out = np.empty((n,) + tuple(graph.outputs[0].shape[1:]), dtype=np.float32)
+        ex.run(flat, [], [out], None, n, 0, n, 1, _next_counter(layer))
     return out
 
 

@@ -5,11 +5,24 @@
                  `layer.trainable` takes effect at the next compile)
   store          the parameter store (params.py), made once the model is built
   plans          one per kind ("train", "test", "predict", "forward"), compiled on first use
-  executors      one per kind, grown to the largest batch seen
+  executors      the training executor, grown to the largest batch seen; for inference,
+                 a pool per kind: each call borrows one and gives it back, so calls from
+                 several threads each run in their own buffers (one executor per
+                 concurrent call, reused: nothing is allocated in steady state)
+
+Threads: `train_lock` lets one training call (fit, train_on_batch) run at a time on a
+model; a second waits for it.  Inference calls (predict, evaluate, model(x)) run
+concurrently with each other and with training: they read the weights but write only
+their own buffers, so a fit's weights are bitwise those of the same fit alone (the
+predictions of a predict that overlaps a fit may mix weights of consecutive steps).
+`lock` guards the engine's structure (plans, store, pools) while an executor is fetched.
 
 A model that was never compiled gets an engine without optimizer or losses, for
 `predict` and eager calls, on the default backend.
 """
+import threading
+from contextlib import contextmanager
+
 import numpy as np
 
 from .. import backend as backends
@@ -32,7 +45,11 @@ class Engine:
         self.store = None
         self._store_owner = None              # an engine whose store this one uses
         self._plans = {}
-        self._executors = {}
+        self._executors = {}                  # "train" -> the training executor
+        self._pools = {}                      # inference kind -> executors not in use
+        self._pool_epoch = 0                  # bumped when the plans are forgotten
+        self.lock = threading.RLock()
+        self.train_lock = threading.RLock()
         self.force_python = False             # run the cpu plans op by op from Python (checks)
 
     # ---- what compile fixed --------------------------------------------------------------
@@ -82,6 +99,10 @@ class Engine:
         self._store_owner = owner
 
     def ensure_store(self):
+        with self.lock:
+            return self._ensure_store()
+
+    def _ensure_store(self):
         from .params import ParameterStore
         if self._store_owner is not None:
             self.store = self._store_owner.ensure_store()
@@ -93,6 +114,13 @@ class Engine:
         return self.store
 
     def plan(self, kind):
+        plan = self._plans.get(kind)
+        if plan is None:
+            with self.lock:
+                return self._compile(kind)
+        return plan
+
+    def _compile(self, kind):
         plan = self._plans.get(kind)
         if plan is None:
             store = self.ensure_store()
@@ -109,7 +137,8 @@ class Engine:
         return plan
 
     def executor(self, kind, capacity):
-        """The executor of plan `kind` for batches of up to `capacity` rows."""
+        """The training executor (kind "train") for batches of up to `capacity` rows; the
+        caller holds `train_lock`."""
         ex = self._executors.get(kind)
         store = self.store
         if ex is not None and ex.capacity >= capacity and store is not None and \
@@ -117,15 +146,37 @@ class Engine:
             if kind == "train":        # the common case of a training step: nothing to redo
                 ex.set_hyper(self.optimizer.hyper())
             return ex
+        with self.lock:
+            ex = self._ready(kind, self._executors.get(kind), capacity)
+            self._executors[kind] = ex
+            return ex
+
+    @contextmanager
+    def borrow(self, kind, capacity):
+        """An inference executor of plan `kind` for batches of up to `capacity` rows, this
+        call's alone until the block ends (then back in the pool)."""
+        with self.lock:
+            pool = self._pools.setdefault(kind, [])
+            ex = pool.pop() if pool else None
+            ex = self._ready(kind, ex, capacity)
+            epoch = self._pool_epoch
+        try:
+            yield ex
+        finally:
+            with self.lock:
+                if epoch == self._pool_epoch:
+                    self._pools.setdefault(kind, []).append(ex)
+
+    def _ready(self, kind, ex, capacity):
+        """`ex` made ready to run plan `kind` on `capacity` rows: rebound if the store
+        moved, replaced by a larger one if too small, made if None."""
         plan = self.plan(kind)
         self.ensure_store()
-        ex = self._executors.get(kind)
         if ex is None or ex.capacity < capacity:
             if kind == "train":
                 self.optimizer.build(self.store)
             ex = make_executor(plan, self.backend, self.store, self.optimizer,
                                max(capacity, ex.capacity if ex else 0), self.force_python)
-            self._executors[kind] = ex
         else:
             ex.refresh()
         if kind == "train":
@@ -140,6 +191,8 @@ class Engine:
         self._plans.clear()
         self._losses = None
         self._executors.clear()
+        self._pools.clear()
+        self._pool_epoch += 1
         self.store = None
         self._fast_signature = False
         current = {id(v) for v in self.model.trainable_weights} if self.model.inputs else set()

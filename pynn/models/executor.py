@@ -20,10 +20,13 @@ counter.
                   weights (tests/test_determinism.py checks it).
 
 Buffers are allocated once for `capacity` rows; a smaller batch uses a prefix of each.
+An executor is used by one call at a time (the engine lends them out, engine.py).  A
+Ctrl-C ends a run after the step it arrived in (pynn/interrupts.py); the results then
+cover the steps that ran.
 """
 import numpy as np
 
-from .. import ids
+from .. import ids, interrupts
 
 _ACT = {v: k for k, v in ids.ACTIVATIONS.items()}
 _LOSS = {v: k for k, v in ids.LOSSES.items()}
@@ -141,6 +144,8 @@ class PythonExecutor(Executor):
             for buf, out in zip(plan.output_bufs, outputs or ()):
                 out[r0:r1] = be.to_host(v[buf]).reshape(out[r0:r1].shape)
             rows_done[s] = rows
+            if s + 1 < n_steps and interrupts.stop_requested():   # Ctrl-C: as the C runner
+                return losses[:s + 1], metrics[:s + 1], rows_done[:s + 1]
         return losses, metrics, rows_done
 
 

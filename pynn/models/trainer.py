@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .. import callbacks as callbacks_module
+from .. import interrupts
 from ..utils import rng
 from . import validation
 
@@ -166,6 +167,16 @@ class Trainer:
             inputs, targets = validation.slice_rows(inputs, 0, split), \
                 validation.slice_rows(targets, 0, split)
         # Everything is checked: from here on the model changes.
+        with engine.train_lock, interrupts.guard():
+            return self._fit_loop(engine, inputs, targets, val, val_batch, batch_size, epochs,
+                                  initial_epoch, validation_freq, verbose, shuffle, callbacks)
+
+    def _fit_loop(self, engine, inputs, targets, val, val_batch, batch_size, epochs,
+                  initial_epoch, validation_freq, verbose, shuffle, callbacks):
+        """fit's epochs.  A Ctrl-C ends it after the step it arrived in (interrupts.py),
+        once that step is counted: the optimizer's iterations count the steps applied and
+        the History holds the epochs completed."""
+        model = self.model
         ex = engine.executor("train", batch_size)
         n = inputs[0].shape[0]
         steps = math.ceil(n / batch_size)
@@ -190,17 +201,24 @@ class Trainer:
                 stretch = max(1, steps // 20)
             else:
                 stretch = steps
-            for s0 in range(0, steps, stretch):
+            s0 = 0
+            while s0 < steps:
                 k = min(stretch, steps - s0)
                 if per_batch:
                     cb_list.on_train_batch_begin(s0)
+                    interrupts.check()
                 ex = engine.executor("train", batch_size)
                 losses, metrics, rows = ex.run(inputs, targets, None, order, n, s0 * batch_size,
                                                batch_size, k, optimizer.iterations)
+                done = len(rows)              # k, unless a Ctrl-C stopped the run early
                 if ex.plan.optimizer_op is not None:
-                    optimizer.iterations += k
+                    optimizer.iterations += done
                 acc.add(losses, metrics, rows)
-                cb_list.on_train_batch_end(s0 + k - 1, acc.logs())
+                interrupts.check()
+                s0 += done
+                if done == k:
+                    cb_list.on_train_batch_end(s0 - 1, acc.logs())
+                    interrupts.check()
                 if model.stop_training:
                     break
             logs = acc.logs()
@@ -208,6 +226,7 @@ class Trainer:
                 val_logs = self._evaluate_arrays(engine, val[0], val[1], val_batch)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             cb_list.on_epoch_end(epoch, logs)
+            interrupts.check()
             if model.stop_training:
                 break
         cb_list.on_train_end(logs)          # the last epoch's logs, as Keras passes them
@@ -217,17 +236,21 @@ class Trainer:
     # ---- evaluate -------------------------------------------------------------------------
     def _evaluate_arrays(self, engine, inputs, targets, batch_size, progbar=None):
         n = inputs[0].shape[0]
+        batch_size = min(batch_size, n)
         steps = math.ceil(n / batch_size)
-        ex = engine.executor("test", batch_size)
-        acc = _Accumulator(ex.plan, engine.losses)
-        stretch = 1 if progbar is not None and progbar.interactive else steps
-        for s0 in range(0, steps, stretch):
-            k = min(stretch, steps - s0)
-            losses, metrics, rows = ex.run(inputs, targets, None, None, n, s0 * batch_size,
-                                           batch_size, k, 0)
-            acc.add(losses, metrics, rows)
-            if progbar is not None:
-                progbar.update(s0 + k, acc.logs())
+        with interrupts.guard(), engine.borrow("test", batch_size) as ex:
+            acc = _Accumulator(ex.plan, engine.losses)
+            stretch = 1 if progbar is not None and progbar.interactive else steps
+            s0 = 0
+            while s0 < steps:
+                k = min(stretch, steps - s0)
+                losses, metrics, rows = ex.run(inputs, targets, None, None, n, s0 * batch_size,
+                                               batch_size, k, 0)
+                acc.add(losses, metrics, rows)
+                interrupts.check()
+                s0 += len(rows)
+                if progbar is not None:
+                    progbar.update(s0, acc.logs())
         logs = acc.logs()
         if progbar is not None:
             progbar.update(steps, logs, final=True)
@@ -264,24 +287,33 @@ class Trainer:
         engine = model.engine
         n = inputs[0].shape[0]
         batch_size = min(batch_size, n)
-        ex = engine.executor(kind, batch_size)
         outputs = [np.empty((n,) + tuple(t.shape[1:]), dtype=np.float32) for t in model.outputs]
         steps = math.ceil(n / batch_size)
         bar = callbacks_module.Progbar(steps, verbose) if verbose else None
         stretch = 1 if bar is not None and bar.interactive else steps
-        for s0 in range(0, steps, stretch):
-            k = min(stretch, steps - s0)
-            ex.run(inputs, [], outputs, None, n, s0 * batch_size, batch_size, k,
-                   self._inference_steps)
-            self._inference_steps += k      # dropout called with training=True draws anew
-            if bar is not None:
-                bar.update(s0 + k, final=s0 + k == steps)
+        with engine.lock:                   # dropout called with training=True draws anew
+            counter = self._inference_steps
+            self._inference_steps += steps
+        with interrupts.guard(), engine.borrow(kind, batch_size) as ex:
+            s0 = 0
+            while s0 < steps:
+                k = min(stretch, steps - s0)
+                _, _, rows = ex.run(inputs, [], outputs, None, n, s0 * batch_size, batch_size,
+                                    k, counter + s0)
+                interrupts.check()
+                s0 += len(rows)
+                if bar is not None:
+                    bar.update(s0, final=s0 == steps)
         return model.pack_outputs(outputs)
 
     # ---- one batch ---------------------------------------------------------------------------
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One training step on one batch; returns the loss (before the update), or
         [loss, *metrics] when metrics were compiled (a dict with return_dict=True)."""
+        with self.model.engine.train_lock, interrupts.guard():
+            return self._train_on_batch(x, y, sample_weight, class_weight, return_dict)
+
+    def _train_on_batch(self, x, y, sample_weight, class_weight, return_dict):
         model = self.model
         fast = self._fast_batch(x, y)
         if fast is not None:
@@ -311,9 +343,9 @@ class Trainer:
         self._unsupported(where, sample_weight=sample_weight)
         engine, inputs, targets = self._prepare(x, y, where)
         n = inputs[0].shape[0]
-        ex = engine.executor("test", n)
-        losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1, 0)
-        return self._batch_result(ex.plan, engine, losses, metrics, rows, return_dict)
+        with interrupts.guard(), engine.borrow("test", n) as ex:
+            losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1, 0)
+            return self._batch_result(ex.plan, engine, losses, metrics, rows, return_dict)
 
     @staticmethod
     def _batch_result(plan, engine, losses, metrics, rows, return_dict):

@@ -266,7 +266,7 @@ static int mlp_run(mlp_net *n, const float *x, const int64_t *labels, const int6
                    double *losses, double *metrics, int64_t *rows) {
     const void *inputs[1] = {x}, *targets[1] = {labels};
     void *outputs[1] = {probs};
-    pynn_plan_feed feed = {inputs, targets, outputs, N, order, N};
+    pynn_plan_feed feed = {inputs, targets, outputs, N, order, N, NULL, NULL};
     return pynn_plan_run(&n->b.plan, &feed, first_row, BATCH, steps, iterations, 1, losses,
                          metrics, rows);
 }
@@ -450,7 +450,7 @@ static void test_malformed(const float *x, const int64_t *labels, const int64_t 
         const void *inputs[1] = {x}, *targets[1] = {labels}, *nulls[1] = {NULL};
         void *outputs[1] = {probs};
         static int64_t bad_order[N];
-        pynn_plan_feed feed = {inputs, targets, outputs, N, order, N};
+        pynn_plan_feed feed = {inputs, targets, outputs, N, order, N, NULL, NULL};
         const pynn_plan *p = &n.b.plan;
         CHECK(pynn_plan_run(p, NULL, 0, BATCH, 1, 0, 0, losses, metrics, rows) == PYNN_EINVAL,
               "a NULL feed");
@@ -643,7 +643,7 @@ static int cnn_run(cnn_net *n, const float *x, const int64_t *labels, const int6
                    int64_t first_row, int64_t steps, int64_t iterations, double *losses,
                    double *metrics) {
     const void *inputs[1] = {x}, *targets[1] = {labels};
-    pynn_plan_feed feed = {inputs, targets, NULL, N, order, N};
+    pynn_plan_feed feed = {inputs, targets, NULL, N, order, N, NULL, NULL};
     return pynn_plan_run(&n->b.plan, &feed, first_row, BATCH, steps, iterations, 0, losses,
                          metrics, NULL);
 }
@@ -855,7 +855,7 @@ static void test_branchy_plan(const float *x) {
     double losses[STEPS], metrics[STEPS];
     const void *inputs[1] = {x}, *targets[1] = {t};
     void *outputs[1] = {gx_plan};
-    pynn_plan_feed feed = {inputs, targets, outputs, N, order, N};
+    pynn_plan_feed feed = {inputs, targets, outputs, N, order, N, NULL, NULL};
     branchy_net n, r;
     int64_t i, s, epoch, it = 0;
     long calls;
@@ -903,6 +903,40 @@ static void test_branchy_plan(const float *x) {
     branchy_free(&r);
 }
 
+/* feed->stop: a flag raised before the run ends it after its first step, with that step
+ * applied and counted in steps_done; the rest of the epoch run afterwards gives the weights
+ * of the whole epoch in one call. */
+static void test_stop(const float *x, const int64_t *labels, const int64_t *order) {
+    static float probs_a[N * OUT], probs_b[N * OUT];
+    double losses[STEPS], metrics[STEPS * 2], lb[STEPS], mb[STEPS * 2];
+    int64_t rows[STEPS], rb[STEPS], done = -1, s;
+    volatile int stop = 1;
+    const void *inputs[1] = {x}, *targets[1] = {labels};
+    void *outputs_a[1] = {probs_a}, *outputs_b[1] = {probs_b};
+    pynn_plan_feed fa = {inputs, targets, outputs_a, N, order, N, &stop, &done};
+    pynn_plan_feed fb = {inputs, targets, outputs_b, N, order, N, NULL, NULL};
+    mlp_net a, b;
+    mlp_build(&a);
+    mlp_build(&b);
+    CHECK(pynn_plan_run(&a.b.plan, &fa, 0, BATCH, STEPS, 0, 1, losses, metrics, rows) == PYNN_OK,
+          "a stopped run returns PYNN_OK");
+    CHECK(done == 1 && rows[0] == BATCH, "a stopped run: %ld steps done, expected 1", (long)done);
+    stop = 0;
+    CHECK(pynn_plan_run(&a.b.plan, &fa, BATCH, BATCH, STEPS - 1, 1, 1, losses + 1, metrics + 2,
+                        rows + 1) == PYNN_OK && done == STEPS - 1,
+          "the rest of the epoch: %ld steps done", (long)done);
+    CHECK(pynn_plan_run(&b.b.plan, &fb, 0, BATCH, STEPS, 0, 1, lb, mb, rb) == PYNN_OK,
+          "the whole epoch");
+    for (s = 0; s < STEPS; s++)
+        CHECK(losses[s] == lb[s] && rows[s] == rb[s], "step %ld differs after a stop", (long)s);
+    CHECK(memcmp(a.params, b.params, P_MLP * sizeof(float)) == 0 &&
+          memcmp(a.m, b.m, P_MLP * sizeof(float)) == 0 &&
+          memcmp(probs_a, probs_b, sizeof probs_a) == 0,
+          "stopped and resumed: weights, moments or predictions differ from one run");
+    mlp_free(&a);
+    mlp_free(&b);
+}
+
 int main(void) {
     static float x_mlp[N * IN], x_cnn[N * CI], x_br[N * BI];
     static int64_t l_mlp[N], l_cnn[N], order[N];
@@ -912,6 +946,7 @@ int main(void) {
     make_order(order);
     test_mlp_plan(x_mlp, l_mlp, order);
     test_malformed(x_mlp, l_mlp, order);
+    test_stop(x_mlp, l_mlp, order);
     test_cnn_plan(x_cnn, l_cnn, order);
     rng_state = 17;
     for (i = 0; i < N * BI; i++) x_br[i] = uniform() * 2.0f - 1.0f;

@@ -1,0 +1,75 @@
+"""Ctrl-C (SIGINT) during fit, evaluate and predict: a KeyboardInterrupt within 0.2 s, also
+inside a whole-epoch C call, with the model consistent (pynn/interrupts.py).  Each case
+runs tests/interrupt_child.py in a child process and sends it SIGINT mid-run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def interrupt(task, arch, backend, after=0.3):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE) + os.pathsep +
+               os.environ.get("PYTHONPATH", ""))
+    child = subprocess.Popen([sys.executable, os.path.join(HERE, "interrupt_child.py"), task,
+                              arch, backend], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(after)
+        sent = time.perf_counter()           # CLOCK_MONOTONIC: the child's clock too
+        child.send_signal(signal.SIGINT)
+        report = json.loads(child.stdout.readline())
+        assert child.wait(timeout=120) == 0
+    finally:
+        child.kill()
+    assert report["landed"] is not None, "the run ended without a KeyboardInterrupt"
+    report["latency"] = report["landed"] - sent
+    return report
+
+
+@pytest.mark.parametrize("arch,backend", [("mlp", "cpu"), ("cnn", "cpu"), ("mlp", "numpy")])
+def test_ctrl_c_during_fit_lands_between_steps_with_every_step_counted(arch, backend):
+    report = interrupt("fit", arch, backend)
+    assert report["latency"] <= 0.2, report
+    assert report["steps"] > 0, report
+    # the steps applied are the steps counted: a replay of that many steps gives bitwise
+    # the same weights (BatchNormalization's moving statistics included)
+    assert report["replay_steps"] == report["steps"], report
+    assert report["bitwise"], report
+    assert report["resumed"] == 2, report
+    # the History holds the epochs completed
+    assert report["epochs"] >= 1, report
+    assert report["history_epochs"] == list(range(report["epochs"])), report
+    assert report["history_losses"] == report["epochs"], report
+
+
+@pytest.mark.parametrize("task", ["evaluate", "predict"])
+def test_ctrl_c_during_evaluate_and_predict(task):
+    report = interrupt(task, "cnn", "cpu")
+    assert report["latency"] <= 0.2, report
+
+
+def test_ctrl_c_outside_pynn_is_python_s_own(tmp_path):
+    # after a guarded call the default behaviour is back: a KeyboardInterrupt at once
+    code = ("import time, numpy as np, pynn\n"
+            "m = pynn.Sequential([pynn.Input((2,)), pynn.layers.Dense(1)])\n"
+            "m.compile('sgd', 'mse'); m.fit(np.ones((4, 2)), np.ones((4, 1)), verbose=0)\n"
+            "import signal; assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN\n"
+            "print('ready', flush=True)\n"
+            "try:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    print('caught', flush=True)\n")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                             env=env)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.1)
+        child.send_signal(signal.SIGINT)
+        assert child.stdout.readline().strip() == "caught"
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
