@@ -424,3 +424,36 @@ def model_from_json(json_string):
     except (TypeError, ValueError, RecursionError) as exc:
         raise ModelFileError(f"model_from_json: not valid JSON ({exc})") from None
     return deserialize_layer(spec, where="model_from_json")
+
+
+def restore_training_state(model, path):
+    """Set a compiled `model`'s weights and its optimizer's state (step count and slots)
+    from a file written by `model.save` (BackupAndRestore's backups), both checked before
+    either changes."""
+    archive = _Archive(path)
+    try:
+        config = archive.config((MODEL_FORMAT,))
+        weights = _read_weights(archive, config, model)
+        # the weights are matched by position (a new instance of the model has new layer
+        # names); the optimizer state names the weights it covers by path: rename those
+        renamed = {e["path"]: v.path for e, v in zip(config["weights"], model.weights)}
+        state = config.get("optimizer_state")
+        if isinstance(state, dict) and isinstance(state.get("weights"), list):
+            config = dict(config, weights=[dict(e, path=v.path) for e, v in
+                                           zip(config["weights"], model.weights)],
+                          optimizer_state=dict(state, weights=[
+                              renamed.get(p, p) if isinstance(p, str) else p
+                              for p in state["weights"]]))
+        iterations, slots = model.optimizer.iterations, model.optimizer.state_arrays()
+        model_weights = model.get_weights()
+        try:
+            _load_optimizer_state(archive, config, model)
+            model.set_weights(weights)
+        except BaseException:
+            model.optimizer.iterations = iterations           # refused: as it was
+            if slots is not None:
+                model.optimizer.set_state_arrays(slots)
+            model.set_weights(model_weights)
+            raise
+    finally:
+        archive.close()

@@ -12,7 +12,7 @@ import numpy as np
 import pynn
 from pynn import layers
 
-task, arch, backend = sys.argv[1:4]
+task, arch, backend = sys.argv[1:4]      # (task "backup": sys.argv[4] is the folder)
 pynn.utils.set_random_seed(0)
 if arch == "cnn":
     make = lambda: pynn.Sequential([pynn.Input((10, 10, 1)),                      # noqa: E731
@@ -55,6 +55,9 @@ try:
     if task == "fit":
         model.fit(x, y, batch_size=32, epochs=100000, shuffle=False, verbose=0,
                   callbacks=[Ready()])
+    elif task == "backup":
+        model.fit(x, y, batch_size=32, epochs=100000, shuffle=False, verbose=0,
+                  callbacks=[Ready(), pynn.callbacks.BackupAndRestore(sys.argv[4])])
     elif task == "evaluate":
         for i in range(1000):
             model.evaluate(big_x, big_y, batch_size=32, verbose=0)
@@ -90,4 +93,21 @@ if task == "fit":
     before = model.optimizer.iterations
     model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)
     report["resumed"] = int(model.optimizer.iterations - before)
+if task == "backup":
+    # the same call again, to a few epochs past the interruption, resumes from the backup:
+    # bitwise the weights of one uninterrupted run
+    import os
+    done_epochs = len(model.history.epoch)
+    total = done_epochs + 2
+    resumed = compiled(0)
+    history = resumed.fit(x, y, batch_size=32, epochs=total, shuffle=False, verbose=0,
+                          callbacks=[pynn.callbacks.BackupAndRestore(sys.argv[4])])
+    straight = compiled(0)
+    straight.fit(x, y, batch_size=32, epochs=total, shuffle=False, verbose=0)
+    report.update(done_epochs=done_epochs, resumed_epochs=history.epoch,
+                  iterations=[int(resumed.optimizer.iterations),
+                              int(straight.optimizer.iterations)],
+                  bitwise=all(np.array_equal(a, b) for a, b in
+                              zip(resumed.get_weights(), straight.get_weights())),
+                  backup_left=os.path.exists(sys.argv[4]))
 print(json.dumps(report), flush=True)

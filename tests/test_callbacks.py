@@ -399,3 +399,72 @@ def test_progbar_logger_writes_to_the_stream_it_is_given():
     logger.on_epoch_end(0, {"loss": 0.5})
     assert stream.getvalue().startswith("Epoch 1/1\n\r3/3") and "loss: 0.5000" in stream.getvalue()
     assert not callbacks.ProgbarLogger(verbose=1, stream=io.StringIO()).redraws
+
+
+# ---- BackupAndRestore ----------------------------------------------------------------------
+
+class _StopAt(callbacks.Callback):
+    """Raises KeyboardInterrupt at the start of epoch `epoch` (an interrupted run)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_backup_and_restore_resumes_where_the_run_stopped(tmp_path, double):
+    (x, y), _ = digits(256)
+    folder = tmp_path / "backup"
+    first = mlp()
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(x, y, epochs=5, shuffle=False, verbose=0,
+                  callbacks=[callbacks.BackupAndRestore(folder, double_checkpoint=double),
+                             _StopAt(3)])
+    assert sorted(os.listdir(folder)) == sorted(
+        ["latest.pynn", "training_metadata.json"] + (["previous.pynn"] if double else []))
+    if double:      # a latest backup that cannot be read: the previous one is used
+        (folder / "latest.pynn").write_bytes(b"not a zip")
+    again = mlp(seed=5)                          # another instance, other initial weights
+    with pytest.warns(UserWarning, match="cannot restore") if double else _nothing():
+        history = again.fit(x, y, epochs=5, shuffle=False, verbose=0,
+                            callbacks=[callbacks.BackupAndRestore(folder,
+                                                                  double_checkpoint=double)])
+    start = 2 if double else 3
+    assert history.epoch == list(range(start, 5))
+    straight = mlp()
+    straight.fit(x, y, epochs=5, shuffle=False, verbose=0)
+    assert again.optimizer.iterations == straight.optimizer.iterations
+    for a, b in zip(again.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not folder.exists()                   # delete_checkpoint: gone after a whole run
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_backup_and_restore_keeps_the_backup_when_asked_and_refuses_what_it_lacks(tmp_path):
+    (x, y), _ = digits(64)
+    model = mlp()
+    model.fit(x, y, epochs=2, verbose=0,
+              callbacks=[callbacks.BackupAndRestore(tmp_path, delete_checkpoint=False)])
+    assert {"latest.pynn", "training_metadata.json"} <= set(os.listdir(tmp_path))
+    # a finished run's backup: the next fit of as many epochs has nothing left to do
+    again = mlp()
+    history = again.fit(x, y, epochs=2, verbose=0,
+                        callbacks=[callbacks.BackupAndRestore(tmp_path)])
+    assert history.epoch == []
+    for a, b in zip(again.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="save_freq"):
+        callbacks.BackupAndRestore(tmp_path, save_freq=10)
+    with pytest.raises(ValueError, match="backup_dir"):
+        callbacks.BackupAndRestore("")

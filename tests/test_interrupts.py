@@ -13,11 +13,12 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def interrupt(task, arch, backend, after=0.3):
+def interrupt(task, arch, backend, *extra, after=0.3):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE) + os.pathsep +
                os.environ.get("PYTHONPATH", ""))
     child = subprocess.Popen([sys.executable, os.path.join(HERE, "interrupt_child.py"), task,
-                              arch, backend], stdout=subprocess.PIPE, text=True, env=env)
+                              arch, backend, *extra], stdout=subprocess.PIPE, text=True,
+                             env=env)
     try:
         assert child.stdout.readline().strip() == "ready"
         time.sleep(after)
@@ -46,6 +47,17 @@ def test_ctrl_c_during_fit_lands_between_steps_with_every_step_counted(arch, bac
     assert report["epochs"] >= 1, report
     assert report["history_epochs"] == list(range(report["epochs"])), report
     assert report["history_losses"] == report["epochs"], report
+
+
+def test_backup_and_restore_resumes_an_interrupted_fit(tmp_path):
+    report = interrupt("backup", "mlp", "cpu", str(tmp_path / "backup"))
+    assert report["latency"] <= 0.2, report
+    assert report["done_epochs"] >= 1, report
+    total = report["done_epochs"] + 2
+    assert report["resumed_epochs"] == [total - 2, total - 1], report     # restored epoch on
+    assert report["iterations"][0] == report["iterations"][1], report
+    assert report["bitwise"], report
+    assert not report["backup_left"], report             # deleted once training ended
 
 
 @pytest.mark.parametrize("task", ["evaluate", "predict"])

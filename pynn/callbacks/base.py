@@ -400,6 +400,86 @@ class ModelCheckpoint(Callback):
             self.model.save(path)
 
 
+class BackupAndRestore(Callback):
+    """Keras's BackupAndRestore: at the end of each epoch the whole training state (weights,
+    optimizer state and step count, the epoch reached) is saved in `backup_dir`; a `fit`
+    that starts with a backup there restores it and goes on from the next epoch, so a run
+    interrupted (Ctrl-C, a crash) and started again with the same call finishes the same
+    epochs.  The backup is deleted when training ends normally (delete_checkpoint).
+    double_checkpoint keeps the previous backup too, used when the latest cannot be read."""
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
+                 delete_checkpoint=True):
+        super().__init__()
+        if not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
+            raise ValueError(f"BackupAndRestore: expected backup_dir to be a folder path, "
+                             f"received {backup_dir!r}")
+        if save_freq != "epoch":
+            raise ValueError(f"BackupAndRestore: only save_freq='epoch' is supported, received "
+                             f"save_freq={save_freq!r}")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.double_checkpoint = bool(double_checkpoint)
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self._latest = os.path.join(self.backup_dir, "latest.pynn")
+        self._previous = os.path.join(self.backup_dir, "previous.pynn")
+        self._metadata = os.path.join(self.backup_dir, "training_metadata.json")
+
+    def _read_epoch(self, name):
+        import json
+        try:
+            with open(self._metadata, encoding="utf-8") as f:
+                epoch = json.load(f).get(name)
+        except (OSError, ValueError, AttributeError):
+            return None
+        return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 \
+            else None
+
+    def on_train_begin(self, logs=None):
+        from ..saving import restore_training_state
+        from ..saving import ModelFileError
+        candidates = [(self._latest, "epoch")]
+        if self.double_checkpoint:
+            candidates.append((self._previous, "previous_epoch"))
+        for path, key in candidates:
+            epoch = self._read_epoch(key)
+            if epoch is None or not os.path.isfile(path):
+                continue
+            try:
+                restore_training_state(self.model, path)
+            except ModelFileError as exc:
+                warnings.warn(f"BackupAndRestore: cannot restore from {path}: {exc}",
+                              stacklevel=2)
+                continue
+            self.model._initial_epoch = epoch
+            return
+
+    def on_epoch_end(self, epoch, logs=None):
+        import json
+        os.makedirs(self.backup_dir, exist_ok=True)
+        previous = self._read_epoch("epoch")
+        if self.double_checkpoint and previous is not None and os.path.isfile(self._latest):
+            os.replace(self._latest, self._previous)
+        self.model.save(self._latest)
+        meta = {"epoch": epoch + 1}
+        if self.double_checkpoint and previous is not None:
+            meta["previous_epoch"] = previous
+        tmp = self._metadata + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+        os.replace(tmp, self._metadata)
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint:
+            for path in (self._latest, self._previous, self._metadata):
+                if os.path.exists(path):
+                    os.remove(path)
+            try:
+                os.rmdir(self.backup_dir)
+            except OSError:
+                pass                  # not empty (the user's files) or gone: leave it
+
+
 class LearningRateScheduler(Callback):
     """At the start of each epoch set the optimizer's learning rate to
     `schedule(epoch, lr)` (epoch from 0, lr the current rate; a one-argument

@@ -187,7 +187,11 @@ class Trainer:
             cbs, model, {"epochs": epochs, "steps": steps, "verbose": verbose,
                          "batch_size": batch_size})
         model.stop_training = False
+        model._initial_epoch = None
         cb_list.on_train_begin()
+        # a callback may have restored a later epoch (BackupAndRestore), as in Keras
+        initial_epoch = model._initial_epoch or initial_epoch
+        model._initial_epoch = None
         per_batch = cb_list.wants_batch_hooks
         optimizer = engine.optimizer
         logs = None
