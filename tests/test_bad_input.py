@@ -49,6 +49,11 @@ BAD_FIT = [
     ("NaN in y", lambda x, y: (x, np.where(y == 0, np.nan, y)), ValueError, ["NaN"]),
     ("float64 overflow", lambda x, y: (np.where(x > 1, 1e300, x.astype(np.float64)), y), ValueError,
      ["float32"]),
+    ("float64 overflow in y", lambda x, y: (x, np.where(y == 0, -1e300, y.astype(np.float64))),
+     ValueError, ["y holds values beyond the float32 range", "-1e+300"]),
+    ("masked x hiding NaN", lambda x, y: (np.ma.masked_array(np.where(x > 1, np.nan, x), x > 1), y),
+     TypeError, ["x", "masked array", ".filled("]),
+    ("masked y", lambda x, y: (x, np.ma.masked_array(y, y == 0)), TypeError, ["y", ".filled("]),
     ("empty x", lambda x, y: (x[:0], y[:0]), ValueError, ["at least one sample"]),
     ("strings", lambda x, y: (np.array([["a"] * 4] * 12), y), TypeError, ["numeric"]),
     ("objects", lambda x, y: (np.array([[object()] * 4] * 12), y), TypeError, ["numeric"]),
@@ -74,6 +79,59 @@ def test_fit_refuses_bad_data_and_leaves_model_unchanged(case, make, exc, words)
         for w in words:
             assert w in str(info.value), (case, str(info.value))
     assert_unchanged(model, snap)
+
+
+def test_values_beyond_float32_are_refused_naming_where():
+    """float64 values that are finite but become inf in float32 are refused like NaN, with
+    the argument and the index of the first one; the largest float32 itself is accepted."""
+    model = compiled_model("mean_squared_error")
+    x, labels = good_data()
+    y = np.eye(3)[labels]
+    model.fit(x, y, verbose=0)
+    snap = snapshot(model)
+    big = np.finfo(np.float32).max
+    fine = x.astype(np.float64)
+    fine[0, 0] = float(big)                  # exactly representable: accepted
+    model.predict(fine, verbose=0)
+    bad_x = x.astype(np.float64)
+    bad_x[3, 2] = 1e39
+    bad_y = y.copy()
+    bad_y[5, 1] = -4e38
+    for call, words in [
+            (lambda: model.fit(bad_x, y, verbose=0), ["fit", "x holds values beyond the float32",
+                                                      "(3, 2)", "1e+39"]),
+            (lambda: model.evaluate(x, bad_y, verbose=0), ["evaluate", "y holds", "(5, 1)"]),
+            (lambda: model.train_on_batch(x, bad_y), ["train_on_batch", "(5, 1)", "-4e+38"]),
+            (lambda: model.predict(bad_x, verbose=0), ["predict", "(3, 2)"]),
+            (lambda: model.predict_on_batch(bad_x[3]), ["predict_on_batch", "2"])]:
+        with pytest.raises(ValueError) as info:
+            call()
+        for w in words:
+            assert w in str(info.value), (w, str(info.value))
+    assert_unchanged(model, snap)
+
+
+def test_set_weights_and_assign_refuse_float32_overflow_and_masked_arrays():
+    model = compiled_model()
+    model.fit(*good_data(), verbose=0)
+    snap = snapshot(model)
+    w = [a.astype(np.float64) for a in model.get_weights()]
+    w[2][4, 1] = 1e300
+    with pytest.raises(ValueError, match=r"out/kernel holds values beyond the float32 range.*"
+                                         r"\(4, 1\): 1e\+300"):
+        model.set_weights(w)
+    w = model.get_weights()
+    w[1] = np.ma.masked_array(np.full(5, np.nan), mask=np.ones(5, bool))
+    with pytest.raises(TypeError, match=r"hidden/bias.*masked array.*\.filled\("):
+        model.set_weights(w)
+    kernel = model.layers[0].kernel
+    with pytest.raises(ValueError, match="float32"):
+        kernel.assign(np.full((4, 5), -1e40))
+    with pytest.raises(TypeError, match="filled"):
+        kernel.assign(np.ma.masked_array(np.zeros((4, 5)), mask=np.zeros((4, 5), bool)))
+    assert_unchanged(model, snap)
+    model.set_weights([np.ma.masked_array(a).filled() for a in model.get_weights()])
+    assert_unchanged(model, snap)             # .filled() arrays are accepted
 
 
 def test_categorical_targets_must_match_outputs():

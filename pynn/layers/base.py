@@ -20,6 +20,7 @@ import re
 
 import numpy as np
 
+from ..arrays import check_fits, finite_float32
 from ..arrays import numeric_array  # noqa: F401  (re-exported for the layers)
 from ..variables import Variable
 from .node import KerasTensor, Node, flatten_structure, pack_like
@@ -192,9 +193,7 @@ class Layer:
             if arr.shape != v.shape:
                 raise ValueError(f"{where}: expected {v.path} of shape {v.shape}, received "
                                  f"shape {arr.shape}")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{where}: {v.path} contains NaN or infinite values")
-            values.append(np.ascontiguousarray(arr, dtype=np.float32))
+            values.append(finite_float32(arr, where, v.path))   # NaN, inf, beyond float32
         for v, value in zip(current, values):
             v._write(value)
 
