@@ -164,6 +164,46 @@ def test_fit_refuses_bad_arguments(kwargs, words):
     assert_unchanged(model, snap)
 
 
+@pytest.mark.parametrize("huge", [13, 10 ** 12, 2 ** 63 - 1, np.int64(2 ** 62)])
+def test_batch_size_beyond_the_data_is_one_batch(huge):
+    """As in Keras, a batch_size larger than the data set is legal and gives one batch of
+    every sample; buffers are sized for the samples, so even 2**63 - 1 allocates nothing
+    more (it used to raise MemoryError)."""
+    x, y = good_data()
+    one = compiled_model()
+    h1 = one.fit(x, y, batch_size=12, epochs=2, validation_data=(x, y), verbose=0)
+    big = compiled_model()                  # the same seed: the same weights and shuffles
+    h2 = big.fit(x, y, batch_size=huge, epochs=2, validation_data=(x, y),
+                 validation_batch_size=huge, verbose=0)
+    for a, b in zip(one.get_weights(), big.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert big.optimizer.iterations == 2                    # one step per epoch
+    assert h1.history == h2.history
+    assert big.evaluate(x, y, batch_size=huge, verbose=0) == one.evaluate(x, y, batch_size=12,
+                                                                          verbose=0)
+    np.testing.assert_array_equal(big.predict(x, batch_size=huge, verbose=0),
+                                  one.predict(x, batch_size=12, verbose=0))
+
+
+@pytest.mark.parametrize("value", [2 ** 63, 2 ** 64 + 5, 10 ** 30])
+def test_batch_size_beyond_int64_is_refused_naming_it(value):
+    model = compiled_model()
+    x, y = good_data()
+    model.fit(x, y, verbose=0)
+    snap = snapshot(model)
+    for call, name in [(lambda: model.fit(x, y, batch_size=value, verbose=0), "batch_size"),
+                       (lambda: model.fit(x, y, validation_split=0.25, verbose=0,
+                                          validation_batch_size=value), "validation_batch_size"),
+                       (lambda: model.evaluate(x, y, batch_size=value, verbose=0), "batch_size"),
+                       (lambda: model.predict(x, batch_size=value, verbose=0), "batch_size")]:
+        with pytest.raises(ValueError) as info:
+            call()
+        text = str(info.value)
+        assert f"expected {name} to be an integer between 1 and {2 ** 63 - 1}" in text, text
+        assert f"received {name}={value}" in text, text
+    assert_unchanged(model, snap)
+
+
 def test_predict_and_evaluate_refuse_bad_batch_size():
     model = compiled_model()
     x, y = good_data()

@@ -127,10 +127,9 @@ class Trainer:
         where = f"{type(model).__name__}.fit ('{model.name}')"
         self._unsupported(where, class_weight=class_weight, sample_weight=sample_weight,
                           steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
-        batch_size = 32 if batch_size is None else validation.check_int(batch_size, "batch_size",
-                                                                        where, 1)
+        batch_size = validation.check_batch_size(batch_size, where)
         val_batch = batch_size if validation_batch_size is None else \
-            validation.check_int(validation_batch_size, "validation_batch_size", where, 1)
+            validation.check_batch_size(validation_batch_size, where, "validation_batch_size")
         epochs = validation.check_int(epochs, "epochs", where, 0)
         initial_epoch = validation.check_int(initial_epoch, "initial_epoch", where, 0)
         validation_freq = validation.check_int(validation_freq, "validation_freq", where, 1)
@@ -166,8 +165,9 @@ class Trainer:
             inputs, targets = validation.slice_rows(inputs, 0, split), \
                 validation.slice_rows(targets, 0, split)
         # Everything is checked: from here on the model changes.
-        ex = engine.executor("train", batch_size)
         n = inputs[0].shape[0]
+        batch_size = min(batch_size, n)     # Keras: a batch_size beyond the data is one batch
+        ex = engine.executor("train", batch_size)
         steps = math.ceil(n / batch_size)
         history = callbacks_module.History()
         progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
@@ -217,6 +217,7 @@ class Trainer:
     # ---- evaluate -------------------------------------------------------------------------
     def _evaluate_arrays(self, engine, inputs, targets, batch_size, progbar=None):
         n = inputs[0].shape[0]
+        batch_size = min(batch_size, n)
         steps = math.ceil(n / batch_size)
         ex = engine.executor("test", batch_size)
         acc = _Accumulator(ex.plan, engine.losses)
@@ -238,8 +239,7 @@ class Trainer:
         model = self.model
         where = f"{type(model).__name__}.evaluate ('{model.name}')"
         self._unsupported(where, sample_weight=sample_weight, steps=steps, callbacks=callbacks)
-        batch_size = 32 if batch_size is None else validation.check_int(batch_size, "batch_size",
-                                                                        where, 1)
+        batch_size = validation.check_batch_size(batch_size, where)
         verbose = validation.check_verbose(verbose, where)
         engine, inputs, targets = self._prepare(x, y, where)
         bar = callbacks_module.Progbar(math.ceil(inputs[0].shape[0] / batch_size), verbose) \
@@ -252,8 +252,7 @@ class Trainer:
         model = self.model
         where = f"{type(model).__name__}.predict ('{model.name}')"
         self._unsupported(where, steps=steps, callbacks=callbacks)
-        batch_size = 32 if batch_size is None else validation.check_int(batch_size, "batch_size",
-                                                                        where, 1)
+        batch_size = validation.check_batch_size(batch_size, where)
         verbose = validation.check_verbose(verbose, where)
         model.ensure_graph(x, where)
         inputs = validation.model_inputs(model, x, where)
