@@ -436,3 +436,34 @@ def test_no_input_crashes_the_process():
         pynn.set_num_threads(0)
     with pytest.raises(ValueError):
         pynn.utils.set_random_seed(-1)
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda: pynn.Sequential([layers.Input((2 ** 40,)), layers.Dense(3, name="wide")]),
+     ["wide", "kernel", "(1099511627776, 3)", "more than this machine's memory"]),
+    (lambda: pynn.Sequential([layers.Input((4,)), layers.Dense(2 ** 62, name="tall")]),
+     ["tall", "kernel", "(4, 4611686018427387904)"]),
+    (lambda: pynn.Sequential([layers.Input((3, 3, 2 ** 31)), layers.Conv2D(2 ** 31, 3, name="c")]),
+     ["'c'", "kernel"]),
+])
+def test_weights_that_cannot_fit_are_refused_before_allocating(make, words):
+    """A layer whose weights cannot fit in memory is refused naming the layer and the
+    weight's shape (it used to raise MemoryError, or NumPy's 'array is too big')."""
+    with pytest.raises(ValueError) as info:
+        make()
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+def test_to_categorical_refuses_bad_num_classes_and_sizes_that_cannot_fit():
+    np.testing.assert_array_equal(pynn.utils.to_categorical([2, 0], np.int64(3)),
+                                  [[0, 0, 1], [1, 0, 0]])
+    for bad in ["x", 2.5, -1, True]:
+        with pytest.raises(ValueError, match="num_classes"):
+            pynn.utils.to_categorical([1, 2], bad)
+    with pytest.raises(ValueError, match=r"one-hot array of 2 labels x 1000000000000 classes"):
+        pynn.utils.to_categorical([1, 2], 10 ** 12)
+    with pytest.raises(ValueError, match=r"one-hot array of 1 labels x 1000000000001 classes"):
+        pynn.utils.to_categorical([10 ** 12])
+    with pytest.raises(TypeError, match="filled"):
+        pynn.utils.to_categorical(np.ma.masked_array([1.0, np.nan], [0, 1]))

@@ -107,8 +107,13 @@ class Layer:
         check_dtype(dtype, where)
         shape = () if shape is None else tuple(int(d) for d in shape)
         init = initializers.get(initializer, where, "initializer")
-        value = np.ascontiguousarray(init(shape), dtype=np.float32)
         name = name or f"variable_{len(self._weights)}"
+        size = 1
+        for d in shape:
+            size *= d
+        # drawn in float64, then kept in float32: refused before a MemoryError
+        check_fits(12 * size, where, f"weight '{name}' of shape {shape}")
+        value = np.ascontiguousarray(init(shape), dtype=np.float32)
         variable = Variable(value, name, f"{self.name}/{name}", trainable=trainable)
         self._weights.append(variable)
         return variable
