@@ -28,9 +28,13 @@ def to_categorical(y, num_classes=None):
     """One-hot encode integer labels, as `keras.utils.to_categorical`."""
     y = numeric_array(y, "to_categorical: y")
     if y.size and not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(y) & np.equal(np.mod(y, 1), 0)
+        if not whole.all():
             raise ValueError("to_categorical: expected integer class labels, "
                              f"received values of dtype {y.dtype} that are not whole numbers")
+    if y.size and float(y.max()) >= 2.0 ** 63:
+        raise ValueError(f"to_categorical: expected labels below 2**63, received {y.max()}")
     y = y.astype(np.int64).reshape(-1)
     if y.size and y.min() < 0:
         raise ValueError(f"to_categorical: expected labels >= 0, received {y.min()}")

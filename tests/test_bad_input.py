@@ -467,3 +467,29 @@ def test_to_categorical_refuses_bad_num_classes_and_sizes_that_cannot_fit():
         pynn.utils.to_categorical([10 ** 12])
     with pytest.raises(TypeError, match="filled"):
         pynn.utils.to_categorical(np.ma.masked_array([1.0, np.nan], [0, 1]))
+    for labels in ([1e300], np.array([2 ** 64 - 1], np.uint64)):     # used to wrap around
+        with pytest.raises(ValueError, match=r"labels below 2\*\*63"):
+            pynn.utils.to_categorical(labels)
+    with pytest.raises(ValueError, match="not whole numbers"):
+        pynn.utils.to_categorical([np.inf])
+
+
+def test_train_on_batch_checks_its_options_before_the_lean_step():
+    """A clean float32 batch takes train_on_batch's lean path; its options used to be read
+    only after the step (return_dict) or not at all (sample_weight, class_weight ignored
+    silently).  Now they are checked first and the model is left unchanged."""
+    model = compiled_model()
+    x, y = good_data()
+    model.train_on_batch(x, y)
+    snap = snapshot(model)
+    for kwargs, words in [(dict(sample_weight=np.ones(12)), "sample_weight"),
+                          (dict(class_weight={0: 2.0}), "class_weight"),
+                          (dict(return_dict=np.array([1, 0])), "return_dict")]:
+        with pytest.raises(ValueError, match=words):
+            model.train_on_batch(x, y, **kwargs)
+        assert_unchanged(model, snap)
+    for call in (lambda: model.test_on_batch(x, y, return_dict="yes"),
+                 lambda: model.evaluate(x, y, return_dict=[], verbose=0)):
+        with pytest.raises(ValueError, match="expected return_dict to be True or False"):
+            call()
+    assert isinstance(model.train_on_batch(x, y, return_dict=np.bool_(True)), dict)

@@ -241,6 +241,7 @@ class Trainer:
         self._unsupported(where, sample_weight=sample_weight, steps=steps, callbacks=callbacks)
         batch_size = validation.check_batch_size(batch_size, where)
         verbose = validation.check_verbose(verbose, where)
+        return_dict = validation.check_bool(return_dict, "return_dict", where)
         engine, inputs, targets = self._prepare(x, y, where)
         bar = callbacks_module.Progbar(math.ceil(inputs[0].shape[0] / batch_size), verbose) \
             if verbose else None
@@ -282,7 +283,9 @@ class Trainer:
         """One training step on one batch; returns the loss (before the update), or
         [loss, *metrics] when metrics were compiled (a dict with return_dict=True)."""
         model = self.model
-        fast = self._fast_batch(x, y)
+        fast = None
+        if sample_weight is None and class_weight is None and type(return_dict) is bool:
+            fast = self._fast_batch(x, y)     # else the checks below refuse before any change
         if fast is not None:
             engine, inputs, targets = fast
             n = x.shape[0]
@@ -295,6 +298,7 @@ class Trainer:
         if fast is None:
             where = f"{type(model).__name__}.train_on_batch ('{model.name}')"
             self._unsupported(where, sample_weight=sample_weight, class_weight=class_weight)
+            return_dict = validation.check_bool(return_dict, "return_dict", where)
             engine, inputs, targets = self._prepare(x, y, where)
             n = inputs[0].shape[0]
             ex = engine.executor("train", n)
@@ -308,6 +312,7 @@ class Trainer:
         model = self.model
         where = f"{type(model).__name__}.test_on_batch ('{model.name}')"
         self._unsupported(where, sample_weight=sample_weight)
+        return_dict = validation.check_bool(return_dict, "return_dict", where)
         engine, inputs, targets = self._prepare(x, y, where)
         n = inputs[0].shape[0]
         ex = engine.executor("test", n)

@@ -33,6 +33,13 @@ def check_batch_size(batch_size, where, name="batch_size"):
     return 32 if batch_size is None else check_int(batch_size, name, where, 1)
 
 
+def check_bool(value, name, where):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{where}: expected {name} to be True or False, received "
+                         f"{name}={value!r:.80}")
+    return bool(value)
+
+
 def check_verbose(verbose, where):
     if verbose == "auto":
         return 1
