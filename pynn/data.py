@@ -12,11 +12,25 @@ extra `pynn[image]`), converted to RGB or grayscale, and resized with bilinear
 interpolation.  With validation_split, the files are shuffled by `seed` (as Keras does)
 and the last fraction forms the "validation" subset, the rest the "training" subset:
 the two never share a file and are the same for the same seed.
+
+Sizes are bounded before anything is allocated or decoded: image_size may not exceed
+MAX_IMAGE_PIXELS pixels (height * width), an image file whose header declares more pixels
+than that is refused before it is decoded (a decompression bomb costs nothing), and the
+whole x array must fit in this machine's memory.  Each is a ValueError naming what was
+too big.
 """
 import os
+import warnings
 from collections import namedtuple
 
 import numpy as np
+
+from .arrays import check_fits
+
+# Pillow's own decompression-bomb threshold (PIL.Image.MAX_IMAGE_PIXELS by default,
+# about 9459 x 9459): the most pixels pynn decodes from one file, or asks one image
+# to be resized to.
+MAX_IMAGE_PIXELS = 89_478_485
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 COLOR_MODES = {"rgb": ("RGB", 3), "grayscale": ("L", 1), "rgba": ("RGBA", 4)}
@@ -25,6 +39,11 @@ SUBSETS = ("training", "validation", "both")
 ImageDataset = namedtuple("ImageDataset", ["x", "y", "class_names"])
 
 _WHERE = "image_dataset_from_directory"
+
+
+class MissingDataError(FileNotFoundError, ValueError):
+    """A folder or file to load data from is not there: a FileNotFoundError, and a
+    ValueError like every other refused argument in pynn."""
 
 
 def _pillow():
@@ -41,13 +60,17 @@ def _check_args(directory, image_size, color_mode, validation_split, subset, see
         raise TypeError(f"{_WHERE}: expected directory as a path, received "
                         f"{type(directory).__name__} {directory!r}")
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{_WHERE}: directory {os.fspath(directory)!r} does not exist "
-                                "or is not a folder")
+        raise MissingDataError(f"{_WHERE}: directory {os.fspath(directory)!r} does not exist "
+                               "or is not a folder")
     if not isinstance(image_size, (tuple, list)) or len(image_size) != 2 or not all(
             isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1
             for d in image_size):
         raise ValueError(f"{_WHERE}: expected image_size as (height, width) of positive "
                          f"integers, received image_size={image_size!r}")
+    if int(image_size[0]) * int(image_size[1]) > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{_WHERE}: expected image_size of at most {MAX_IMAGE_PIXELS} pixels "
+                         f"(height * width, pynn.data.MAX_IMAGE_PIXELS), received "
+                         f"image_size={tuple(image_size)!r}")
     if color_mode not in COLOR_MODES:
         raise ValueError(f"{_WHERE}: expected color_mode one of 'rgb', 'grayscale' or 'rgba', "
                          f"received color_mode={color_mode!r}")
@@ -92,18 +115,33 @@ def _load(paths, image_size, color_mode):
     Image = _pillow()
     mode, channels = COLOR_MODES[color_mode]
     height, width = int(image_size[0]), int(image_size[1])
+    check_fits(len(paths) * height * width * channels * 4, _WHERE,
+               f"x for {len(paths)} images of image_size={(height, width)} with {channels} "
+               "channels (float32)")
     x = np.empty((len(paths), height, width, channels), dtype=np.float32)
     for i, path in enumerate(paths):
         try:
-            with Image.open(path) as img:
-                img.load()                       # decode now: a corrupt file fails here
-                img = img.convert(mode)          # GIF: the first frame
-                if img.size != (width, height):
-                    img = img.resize((width, height), Image.BILINEAR)
-                pixels = np.asarray(img, dtype=np.float32)
+            with warnings.catch_warnings():      # the size is checked below, before decoding
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(path)           # reads the header only
         except Exception as exc:
             raise ValueError(f"{_WHERE}: cannot read the image file {path!r} "
                              f"({type(exc).__name__}: {exc})") from exc
+        with img:
+            w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise ValueError(f"{_WHERE}: the image file {path!r} declares {w} x {h} pixels, "
+                                 f"more than the {MAX_IMAGE_PIXELS} pynn decodes from one file "
+                                 "(pynn.data.MAX_IMAGE_PIXELS); refused before decoding")
+            try:
+                img.load()                       # decode now: a corrupt file fails here
+                pic = img.convert(mode)          # GIF: the first frame
+                if pic.size != (width, height):
+                    pic = pic.resize((width, height), Image.BILINEAR)
+                pixels = np.asarray(pic, dtype=np.float32)
+            except Exception as exc:
+                raise ValueError(f"{_WHERE}: cannot read the image file {path!r} "
+                                 f"({type(exc).__name__}: {exc})") from exc
         x[i] = pixels.reshape(height, width, channels) / np.float32(255.0)
     return x
 

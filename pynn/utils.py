@@ -5,6 +5,8 @@ one generator, so `set_random_seed(seed)` makes a whole run repeatable.
 """
 import numpy as np
 
+from .arrays import check_fits, numeric_array
+
 _rng = np.random.default_rng()
 
 
@@ -24,18 +26,30 @@ def rng():
 
 def to_categorical(y, num_classes=None):
     """One-hot encode integer labels, as `keras.utils.to_categorical`."""
-    y = np.asarray(y)
+    y = numeric_array(y, "to_categorical: y")
     if y.size and not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(y) & np.equal(np.mod(y, 1), 0)
+        if not whole.all():
             raise ValueError("to_categorical: expected integer class labels, "
                              f"received values of dtype {y.dtype} that are not whole numbers")
+    if y.size and float(y.max()) >= 2.0 ** 63:
+        raise ValueError(f"to_categorical: expected labels below 2**63, received {y.max()}")
     y = y.astype(np.int64).reshape(-1)
     if y.size and y.min() < 0:
         raise ValueError(f"to_categorical: expected labels >= 0, received {y.min()}")
     if num_classes is None:
         num_classes = int(y.max()) + 1 if y.size else 0
-    elif y.size and y.max() >= num_classes:
-        raise ValueError(f"to_categorical: label {y.max()} is not below num_classes={num_classes}")
+    else:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or \
+                num_classes < 0:
+            raise ValueError("to_categorical: expected num_classes to be a non-negative "
+                             f"integer or None, received num_classes={num_classes!r:.80}")
+        if y.size and y.max() >= num_classes:
+            raise ValueError(f"to_categorical: label {y.max()} is not below "
+                             f"num_classes={num_classes}")
+    check_fits(4 * y.size * int(num_classes), "to_categorical",
+               f"a one-hot array of {y.size} labels x {num_classes} classes")
     out = np.zeros((y.size, num_classes), dtype=np.float32)
     out[np.arange(y.size), y] = 1.0
     return out

@@ -8,7 +8,7 @@ value to the host; `assign` writes a new one, checked first.
 """
 import numpy as np
 
-from .arrays import numeric_array
+from .arrays import finite_float32, numeric_array
 
 
 class Variable:
@@ -53,9 +53,7 @@ class Variable:
         if arr.shape != self.shape:
             raise ValueError(f"{where}: expected a value of shape {self.shape}, received shape "
                              f"{arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{where}: the value contains NaN or infinite values")
-        self._write(np.ascontiguousarray(arr, dtype=np.float32))
+        self._write(finite_float32(arr, where, "the value"))     # NaN, inf, beyond float32
         return self
 
     def _write(self, host):

@@ -49,6 +49,11 @@ BAD_FIT = [
     ("NaN in y", lambda x, y: (x, np.where(y == 0, np.nan, y)), ValueError, ["NaN"]),
     ("float64 overflow", lambda x, y: (np.where(x > 1, 1e300, x.astype(np.float64)), y), ValueError,
      ["float32"]),
+    ("float64 overflow in y", lambda x, y: (x, np.where(y == 0, -1e300, y.astype(np.float64))),
+     ValueError, ["y holds values beyond the float32 range", "-1e+300"]),
+    ("masked x hiding NaN", lambda x, y: (np.ma.masked_array(np.where(x > 1, np.nan, x), x > 1), y),
+     TypeError, ["x", "masked array", ".filled("]),
+    ("masked y", lambda x, y: (x, np.ma.masked_array(y, y == 0)), TypeError, ["y", ".filled("]),
     ("empty x", lambda x, y: (x[:0], y[:0]), ValueError, ["at least one sample"]),
     ("strings", lambda x, y: (np.array([["a"] * 4] * 12), y), TypeError, ["numeric"]),
     ("objects", lambda x, y: (np.array([[object()] * 4] * 12), y), TypeError, ["numeric"]),
@@ -74,6 +79,59 @@ def test_fit_refuses_bad_data_and_leaves_model_unchanged(case, make, exc, words)
         for w in words:
             assert w in str(info.value), (case, str(info.value))
     assert_unchanged(model, snap)
+
+
+def test_values_beyond_float32_are_refused_naming_where():
+    """float64 values that are finite but become inf in float32 are refused like NaN, with
+    the argument and the index of the first one; the largest float32 itself is accepted."""
+    model = compiled_model("mean_squared_error")
+    x, labels = good_data()
+    y = np.eye(3)[labels]
+    model.fit(x, y, verbose=0)
+    snap = snapshot(model)
+    big = np.finfo(np.float32).max
+    fine = x.astype(np.float64)
+    fine[0, 0] = float(big)                  # exactly representable: accepted
+    model.predict(fine, verbose=0)
+    bad_x = x.astype(np.float64)
+    bad_x[3, 2] = 1e39
+    bad_y = y.copy()
+    bad_y[5, 1] = -4e38
+    for call, words in [
+            (lambda: model.fit(bad_x, y, verbose=0), ["fit", "x holds values beyond the float32",
+                                                      "(3, 2)", "1e+39"]),
+            (lambda: model.evaluate(x, bad_y, verbose=0), ["evaluate", "y holds", "(5, 1)"]),
+            (lambda: model.train_on_batch(x, bad_y), ["train_on_batch", "(5, 1)", "-4e+38"]),
+            (lambda: model.predict(bad_x, verbose=0), ["predict", "(3, 2)"]),
+            (lambda: model.predict_on_batch(bad_x[3]), ["predict_on_batch", "2"])]:
+        with pytest.raises(ValueError) as info:
+            call()
+        for w in words:
+            assert w in str(info.value), (w, str(info.value))
+    assert_unchanged(model, snap)
+
+
+def test_set_weights_and_assign_refuse_float32_overflow_and_masked_arrays():
+    model = compiled_model()
+    model.fit(*good_data(), verbose=0)
+    snap = snapshot(model)
+    w = [a.astype(np.float64) for a in model.get_weights()]
+    w[2][4, 1] = 1e300
+    with pytest.raises(ValueError, match=r"out/kernel holds values beyond the float32 range.*"
+                                         r"\(4, 1\): 1e\+300"):
+        model.set_weights(w)
+    w = model.get_weights()
+    w[1] = np.ma.masked_array(np.full(5, np.nan), mask=np.ones(5, bool))
+    with pytest.raises(TypeError, match=r"hidden/bias.*masked array.*\.filled\("):
+        model.set_weights(w)
+    kernel = model.layers[0].kernel
+    with pytest.raises(ValueError, match="float32"):
+        kernel.assign(np.full((4, 5), -1e40))
+    with pytest.raises(TypeError, match="filled"):
+        kernel.assign(np.ma.masked_array(np.zeros((4, 5)), mask=np.zeros((4, 5), bool)))
+    assert_unchanged(model, snap)
+    model.set_weights([np.ma.masked_array(a).filled() for a in model.get_weights()])
+    assert_unchanged(model, snap)             # .filled() arrays are accepted
 
 
 def test_categorical_targets_must_match_outputs():
@@ -103,6 +161,46 @@ def test_fit_refuses_bad_arguments(kwargs, words):
         model.fit(x, y, **kwargs)
     for w in words:
         assert w in str(info.value)
+    assert_unchanged(model, snap)
+
+
+@pytest.mark.parametrize("huge", [13, 10 ** 12, 2 ** 63 - 1, np.int64(2 ** 62)])
+def test_batch_size_beyond_the_data_is_one_batch(huge):
+    """As in Keras, a batch_size larger than the data set is legal and gives one batch of
+    every sample; buffers are sized for the samples, so even 2**63 - 1 allocates nothing
+    more (it used to raise MemoryError)."""
+    x, y = good_data()
+    one = compiled_model()
+    h1 = one.fit(x, y, batch_size=12, epochs=2, validation_data=(x, y), verbose=0)
+    big = compiled_model()                  # the same seed: the same weights and shuffles
+    h2 = big.fit(x, y, batch_size=huge, epochs=2, validation_data=(x, y),
+                 validation_batch_size=huge, verbose=0)
+    for a, b in zip(one.get_weights(), big.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert big.optimizer.iterations == 2                    # one step per epoch
+    assert h1.history == h2.history
+    assert big.evaluate(x, y, batch_size=huge, verbose=0) == one.evaluate(x, y, batch_size=12,
+                                                                          verbose=0)
+    np.testing.assert_array_equal(big.predict(x, batch_size=huge, verbose=0),
+                                  one.predict(x, batch_size=12, verbose=0))
+
+
+@pytest.mark.parametrize("value", [2 ** 63, 2 ** 64 + 5, 10 ** 30])
+def test_batch_size_beyond_int64_is_refused_naming_it(value):
+    model = compiled_model()
+    x, y = good_data()
+    model.fit(x, y, verbose=0)
+    snap = snapshot(model)
+    for call, name in [(lambda: model.fit(x, y, batch_size=value, verbose=0), "batch_size"),
+                       (lambda: model.fit(x, y, validation_split=0.25, verbose=0,
+                                          validation_batch_size=value), "validation_batch_size"),
+                       (lambda: model.evaluate(x, y, batch_size=value, verbose=0), "batch_size"),
+                       (lambda: model.predict(x, batch_size=value, verbose=0), "batch_size")]:
+        with pytest.raises(ValueError) as info:
+            call()
+        text = str(info.value)
+        assert f"expected {name} to be an integer between 1 and {2 ** 63 - 1}" in text, text
+        assert f"received {name}={value}" in text, text
     assert_unchanged(model, snap)
 
 
@@ -338,3 +436,60 @@ def test_no_input_crashes_the_process():
         pynn.set_num_threads(0)
     with pytest.raises(ValueError):
         pynn.utils.set_random_seed(-1)
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda: pynn.Sequential([layers.Input((2 ** 40,)), layers.Dense(3, name="wide")]),
+     ["wide", "kernel", "(1099511627776, 3)", "more than this machine's memory"]),
+    (lambda: pynn.Sequential([layers.Input((4,)), layers.Dense(2 ** 62, name="tall")]),
+     ["tall", "kernel", "(4, 4611686018427387904)"]),
+    (lambda: pynn.Sequential([layers.Input((3, 3, 2 ** 31)), layers.Conv2D(2 ** 31, 3, name="c")]),
+     ["'c'", "kernel"]),
+])
+def test_weights_that_cannot_fit_are_refused_before_allocating(make, words):
+    """A layer whose weights cannot fit in memory is refused naming the layer and the
+    weight's shape (it used to raise MemoryError, or NumPy's 'array is too big')."""
+    with pytest.raises(ValueError) as info:
+        make()
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+def test_to_categorical_refuses_bad_num_classes_and_sizes_that_cannot_fit():
+    np.testing.assert_array_equal(pynn.utils.to_categorical([2, 0], np.int64(3)),
+                                  [[0, 0, 1], [1, 0, 0]])
+    for bad in ["x", 2.5, -1, True]:
+        with pytest.raises(ValueError, match="num_classes"):
+            pynn.utils.to_categorical([1, 2], bad)
+    with pytest.raises(ValueError, match=r"one-hot array of 2 labels x 1000000000000 classes"):
+        pynn.utils.to_categorical([1, 2], 10 ** 12)
+    with pytest.raises(ValueError, match=r"one-hot array of 1 labels x 1000000000001 classes"):
+        pynn.utils.to_categorical([10 ** 12])
+    with pytest.raises(TypeError, match="filled"):
+        pynn.utils.to_categorical(np.ma.masked_array([1.0, np.nan], [0, 1]))
+    for labels in ([1e300], np.array([2 ** 64 - 1], np.uint64)):     # used to wrap around
+        with pytest.raises(ValueError, match=r"labels below 2\*\*63"):
+            pynn.utils.to_categorical(labels)
+    with pytest.raises(ValueError, match="not whole numbers"):
+        pynn.utils.to_categorical([np.inf])
+
+
+def test_train_on_batch_checks_its_options_before_the_lean_step():
+    """A clean float32 batch takes train_on_batch's lean path; its options used to be read
+    only after the step (return_dict) or not at all (sample_weight, class_weight ignored
+    silently).  Now they are checked first and the model is left unchanged."""
+    model = compiled_model()
+    x, y = good_data()
+    model.train_on_batch(x, y)
+    snap = snapshot(model)
+    for kwargs, words in [(dict(sample_weight=np.ones(12)), "sample_weight"),
+                          (dict(class_weight={0: 2.0}), "class_weight"),
+                          (dict(return_dict=np.array([1, 0])), "return_dict")]:
+        with pytest.raises(ValueError, match=words):
+            model.train_on_batch(x, y, **kwargs)
+        assert_unchanged(model, snap)
+    for call in (lambda: model.test_on_batch(x, y, return_dict="yes"),
+                 lambda: model.evaluate(x, y, return_dict=[], verbose=0)):
+        with pytest.raises(ValueError, match="expected return_dict to be True or False"):
+            call()
+    assert isinstance(model.train_on_batch(x, y, return_dict=np.bool_(True)), dict)

@@ -1,6 +1,8 @@
 """pynn.data.image_dataset_from_directory on a tree of real image files written with
 Pillow: PNG, JPEG, BMP and GIF, a text file to ignore, a corrupt image, seeded splits."""
 import os
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -124,3 +126,67 @@ def test_a_cnn_learns_from_the_folder(tmp_path):
                   metrics=["accuracy"])
     model.fit(data.x, data.y, epochs=30, verbose=0)
     assert model.evaluate(data.x, data.y, verbose=0)[1] == 1.0
+
+
+def bomb_png(width, height):
+    """A valid black 1-bit PNG of width x height pixels, a few KB on disk: its decoded
+    image would take width * height bytes or more (Pillow keeps a byte per pixel)."""
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (1 + (width + 7) // 8)             # filter byte, then the packed pixels
+    idat = b"".join(comp.compress(row * 100) for _ in range(height // 100)) + \
+        comp.compress(row * (height % 100)) + comp.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000])
+def test_an_image_bomb_is_refused_from_its_header(tmp_path, side):
+    """A PNG of a few KB declaring 10000 x 10000 pixels (over pynn.data.MAX_IMAGE_PIXELS,
+    under Pillow's own error threshold) or 20000 x 20000 (over both) is refused naming the
+    file, before it is decoded; it used to be decoded whole (hundreds of MB)."""
+    write_tree(tmp_path)
+    bomb = tmp_path / "dog" / "bomb.png"
+    bomb.write_bytes(bomb_png(side, side))
+    assert bomb.stat().st_size < 100_000
+    assert struct.unpack(">II", bomb.read_bytes()[16:24]) == (side, side)    # IHDR
+    with pytest.raises(ValueError, match="bomb.png") as info:
+        pynn.data.image_dataset_from_directory(tmp_path, image_size=(4, 4))
+    assert f"{side} x {side}" in str(info.value) or "decompression bomb" in str(info.value)
+    if side == 10_000:
+        assert "refused before decoding" in str(info.value)
+
+
+def test_the_decode_bound_is_pynn_data_max_image_pixels(tmp_path, monkeypatch):
+    write_tree(tmp_path)                     # images of 12..17 x 10 pixels
+    monkeypatch.setattr(pynn.data, "MAX_IMAGE_PIXELS", 139)
+    with pytest.raises(ValueError, match=r"cat2.bmp' declares 10 x 14 pixels, more than the 139"):
+        pynn.data.image_dataset_from_directory(tmp_path, image_size=(4, 4), shuffle=False)
+    with pytest.raises(ValueError, match=r"image_size of at most 139 pixels.*received "
+                                         r"image_size=\(10, 14\)"):
+        pynn.data.image_dataset_from_directory(tmp_path, image_size=(10, 14))
+    monkeypatch.setattr(pynn.data, "MAX_IMAGE_PIXELS", 17 * 10)
+    data = pynn.data.image_dataset_from_directory(tmp_path, image_size=(17, 10))
+    assert data.x.shape == (12, 17, 10, 3)
+
+
+def test_image_sizes_that_cannot_fit_are_refused_naming_image_size(tmp_path, monkeypatch):
+    """image_size=(30000, 30000) used to raise MemoryError (or fill the memory); it is refused
+    before any allocation, as is an x array larger than this machine's memory."""
+    write_tree(tmp_path)
+    for size in [(30000, 30000), (2 ** 40, 1), (1, 2 ** 63)]:
+        with pytest.raises(ValueError, match=r"image_size of at most 89478485 pixels.*"
+                                             rf"image_size=\({size[0]}, {size[1]}\)"):
+            pynn.data.image_dataset_from_directory(tmp_path, image_size=size)
+    monkeypatch.setattr(pynn.arrays, "memory_bytes", lambda: 10_000)
+    with pytest.raises(ValueError, match=r"x for 12 images of image_size=\(8, 6\) with 3 "
+                                         r"channels \(float32\) needs 6.8 KiB|x for 12 images of "
+                                         r"image_size=\(20, 20\) with 3 channels"):
+        pynn.data.image_dataset_from_directory(tmp_path, image_size=(20, 20))
+
+
+def test_a_missing_directory_is_a_file_not_found_and_a_value_error(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        pynn.data.image_dataset_from_directory(tmp_path / "nowhere")
+    assert isinstance(info.value, ValueError)

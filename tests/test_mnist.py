@@ -1,7 +1,10 @@
 """pynn.datasets.mnist.load_data on IDX files the tests write (raw and gzipped)."""
 import gzip
+import io
 import os
 import struct
+import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -111,3 +114,95 @@ def test_keras_npz_is_accepted(tmp_path):
     (xt, _), (_, ys) = mnist.load_data(tmp_path / "mnist.npz")
     np.testing.assert_array_equal(xt, arrays["x_train"])
     np.testing.assert_array_equal(ys, arrays["y_test"])
+
+
+def gzip_stream(parts):
+    """The gzip bytes of the concatenation of `parts` (bytes, or (byte, count) runs written
+    a MiB at a time), compressed as a stream so the test never holds the inflated data."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = []
+    for part in parts:
+        if isinstance(part, bytes):
+            out.append(comp.compress(part))
+            continue
+        byte, count = part
+        block = byte * (1 << 20)
+        for start in range(0, count, len(block)):
+            out.append(comp.compress(block[:count - start]))
+    out.append(comp.flush())
+    return b"".join(out)
+
+
+def test_a_gzip_bomb_is_refused_after_what_its_header_promises(tmp_path):
+    """A gzipped IDX file whose header promises 10 images but which inflates to 64 MiB:
+    refused as soon as it holds more than the header says, having inflated one bounded
+    chunk (it used to be inflated whole)."""
+    import tracemalloc
+    arrays = write_set(tmp_path, gz=True)
+    head = idx_bytes(arrays["x_train"][:10])
+    path = tmp_path / (mnist.FILES["x_train"] + ".gz")
+    path.write_bytes(gzip_stream([head, (b"\x00", 64 << 20)]))
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"inflates to more than the 7856 bytes its header "
+                                             r"promises \(shape \(10, 28, 28\)\)") as info:
+            mnist.load_data(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "train-images-idx3-ubyte.gz" in str(info.value)
+    assert peak < 8 << 20, peak
+
+
+def test_absurd_header_dims_are_refused_before_reading(tmp_path):
+    """Dims no file of this size could hold (a gzip stream inflates at most 1032 times) and
+    dims beyond this machine's memory are refused before anything is allocated."""
+    write_set(tmp_path)
+    path = tmp_path / mnist.FILES["x_train"]
+    huge = struct.pack(">BBBB3I", 0, 0, 0x08, 3, 2 ** 32 - 1, 2 ** 16, 2 ** 16) + b"\x00" * 784
+    path.write_bytes(huge)                                    # raw: the size must match
+    with pytest.raises(ValueError, match=r"promises shape \(4294967295, 65536, 65536\)"):
+        mnist.load_data(tmp_path)
+    path.unlink()
+    gz = tmp_path / (mnist.FILES["x_train"] + ".gz")
+    gz.write_bytes(gzip_stream([huge]))
+    with pytest.raises(ValueError, match=r"more than a gzip file of \d+ bytes can inflate to"):
+        mnist.load_data(tmp_path)
+
+
+def test_data_beyond_memory_is_refused_naming_the_file(tmp_path, monkeypatch):
+    write_set(tmp_path, gz=True)
+    monkeypatch.setattr(pynn.arrays, "memory_bytes", lambda: 10_000)
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz: the IDX header's shape "
+                                         r"\(50, 28, 28\) needs 38.3 KiB, more than this "
+                                         r"machine's memory"):
+        mnist.load_data(tmp_path)
+
+
+def test_npz_whose_header_claims_more_than_it_holds_is_refused(tmp_path):
+    """A Keras-style .npz whose x_train header claims a billion images it does not hold:
+    refused from the headers (it used to allocate the claimed size)."""
+    arrays = write_set(tmp_path / "idx")
+    path = tmp_path / "mnist.npz"
+    np.savez(path, **arrays)
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    fake = io.BytesIO()
+    np.lib.format.write_array_header_1_0(fake, {"descr": "|u1", "fortran_order": False,
+                                                "shape": (10 ** 9, 28, 28)})
+    members["x_train.npy"] = fake.getvalue() + b"\x00" * 784
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(ValueError, match=r"x_train claims shape \(1000000000, 28, 28\)"):
+        mnist.load_data(path)
+
+
+def test_missing_data_is_a_file_not_found_and_a_value_error(tmp_path):
+    for call in (lambda: mnist.load_data(tmp_path / "nowhere"), lambda: mnist.load_data(tmp_path)):
+        with pytest.raises(FileNotFoundError) as info:
+            call()
+        assert isinstance(info.value, ValueError)
+    with pytest.raises(TypeError, match="path"):
+        mnist.load_data(3.5)

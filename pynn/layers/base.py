@@ -20,6 +20,7 @@ import re
 
 import numpy as np
 
+from ..arrays import check_fits, finite_float32
 from ..arrays import numeric_array  # noqa: F401  (re-exported for the layers)
 from ..variables import Variable
 from .node import KerasTensor, Node, flatten_structure, pack_like
@@ -106,8 +107,13 @@ class Layer:
         check_dtype(dtype, where)
         shape = () if shape is None else tuple(int(d) for d in shape)
         init = initializers.get(initializer, where, "initializer")
-        value = np.ascontiguousarray(init(shape), dtype=np.float32)
         name = name or f"variable_{len(self._weights)}"
+        size = 1
+        for d in shape:
+            size *= d
+        # drawn in float64, then kept in float32: refused before a MemoryError
+        check_fits(12 * size, where, f"weight '{name}' of shape {shape}")
+        value = np.ascontiguousarray(init(shape), dtype=np.float32)
         variable = Variable(value, name, f"{self.name}/{name}", trainable=trainable)
         self._weights.append(variable)
         return variable
@@ -192,9 +198,7 @@ class Layer:
             if arr.shape != v.shape:
                 raise ValueError(f"{where}: expected {v.path} of shape {v.shape}, received "
                                  f"shape {arr.shape}")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{where}: {v.path} contains NaN or infinite values")
-            values.append(np.ascontiguousarray(arr, dtype=np.float32))
+            values.append(finite_float32(arr, where, v.path))   # NaN, inf, beyond float32
         for v, value in zip(current, values):
             v._write(value)
 

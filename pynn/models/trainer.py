@@ -128,10 +128,9 @@ class Trainer:
         where = f"{type(model).__name__}.fit ('{model.name}')"
         self._unsupported(where, class_weight=class_weight, sample_weight=sample_weight,
                           steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
-        batch_size = 32 if batch_size is None else validation.check_int(batch_size, "batch_size",
-                                                                        where, 1)
+        batch_size = validation.check_batch_size(batch_size, where)
         val_batch = batch_size if validation_batch_size is None else \
-            validation.check_int(validation_batch_size, "validation_batch_size", where, 1)
+            validation.check_batch_size(validation_batch_size, where, "validation_batch_size")
         epochs = validation.check_int(epochs, "epochs", where, 0)
         initial_epoch = validation.check_int(initial_epoch, "initial_epoch", where, 0)
         validation_freq = validation.check_int(validation_freq, "validation_freq", where, 1)
@@ -177,8 +176,9 @@ class Trainer:
         once that step is counted: the optimizer's iterations count the steps applied and
         the History holds the epochs completed."""
         model = self.model
-        ex = engine.executor("train", batch_size)
         n = inputs[0].shape[0]
+        batch_size = min(batch_size, n)     # Keras: a batch_size beyond the data is one batch
+        ex = engine.executor("train", batch_size)
         steps = math.ceil(n / batch_size)
         history = callbacks_module.History()
         progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
@@ -265,9 +265,9 @@ class Trainer:
         model = self.model
         where = f"{type(model).__name__}.evaluate ('{model.name}')"
         self._unsupported(where, sample_weight=sample_weight, steps=steps, callbacks=callbacks)
-        batch_size = 32 if batch_size is None else validation.check_int(batch_size, "batch_size",
-                                                                        where, 1)
+        batch_size = validation.check_batch_size(batch_size, where)
         verbose = validation.check_verbose(verbose, where)
+        return_dict = validation.check_bool(return_dict, "return_dict", where)
         engine, inputs, targets = self._prepare(x, y, where)
         bar = callbacks_module.Progbar(math.ceil(inputs[0].shape[0] / batch_size), verbose) \
             if verbose else None
@@ -279,8 +279,7 @@ class Trainer:
         model = self.model
         where = f"{type(model).__name__}.predict ('{model.name}')"
         self._unsupported(where, steps=steps, callbacks=callbacks)
-        batch_size = 32 if batch_size is None else validation.check_int(batch_size, "batch_size",
-                                                                        where, 1)
+        batch_size = validation.check_batch_size(batch_size, where)
         verbose = validation.check_verbose(verbose, where)
         model.ensure_graph(x, where)
         inputs = validation.model_inputs(model, x, where)
@@ -319,7 +318,9 @@ class Trainer:
 
     def _train_on_batch(self, x, y, sample_weight, class_weight, return_dict):
         model = self.model
-        fast = self._fast_batch(x, y)
+        fast = None
+        if sample_weight is None and class_weight is None and type(return_dict) is bool:
+            fast = self._fast_batch(x, y)     # else the checks below refuse before any change
         if fast is not None:
             engine, inputs, targets = fast
             n = x.shape[0]
@@ -332,6 +333,7 @@ class Trainer:
         if fast is None:
             where = f"{type(model).__name__}.train_on_batch ('{model.name}')"
             self._unsupported(where, sample_weight=sample_weight, class_weight=class_weight)
+            return_dict = validation.check_bool(return_dict, "return_dict", where)
             engine, inputs, targets = self._prepare(x, y, where)
             n = inputs[0].shape[0]
             ex = engine.executor("train", n)
@@ -345,6 +347,7 @@ class Trainer:
         model = self.model
         where = f"{type(model).__name__}.test_on_batch ('{model.name}')"
         self._unsupported(where, sample_weight=sample_weight)
+        return_dict = validation.check_bool(return_dict, "return_dict", where)
         engine, inputs, targets = self._prepare(x, y, where)
         n = inputs[0].shape[0]
         with interrupts.guard(), engine.borrow("test", n) as ex:

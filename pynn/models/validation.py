@@ -7,17 +7,37 @@ Structures follow Keras: a model with one input takes an array; with several, a 
 """
 import numpy as np
 
-from ..arrays import numeric_array
+from ..arrays import finite_float32, numeric_array
 from ..layers.base import shape_text
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+INT64_MAX = int(np.iinfo(np.int64).max)
 
 
-def check_int(value, name, where, minimum):
+def check_int(value, name, where, minimum, maximum=INT64_MAX):
+    """An int (Python or NumPy, not bool) in [minimum, maximum], else a ValueError naming it.
+    The default maximum is what an int64 holds: counts and sizes cross into C as int64_t."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{where}: expected {name} to be an integer >= {minimum}, received "
-                         f"{name}={value!r}")
+                         f"{name}={value!r:.80}")
+    if value > maximum:
+        raise ValueError(f"{where}: expected {name} to be an integer between {minimum} and "
+                         f"{maximum}, received {name}={value!r}")
     return int(value)
+
+
+def check_batch_size(batch_size, where, name="batch_size"):
+    """batch_size for fit / evaluate / predict: None means 32, as in Keras.  Any positive
+    int64 is accepted, even one larger than the data: as in Keras that is one batch of all
+    the samples, and the buffers are sized for min(batch_size, samples), never for
+    batch_size itself."""
+    return 32 if batch_size is None else check_int(batch_size, name, where, 1)
+
+
+def check_bool(value, name, where):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{where}: expected {name} to be True or False, received "
+                         f"{name}={value!r:.80}")
+    return bool(value)
 
 
 def check_verbose(verbose, where):
@@ -30,7 +50,8 @@ def check_verbose(verbose, where):
 
 def as_features(x, where, what="x"):
     """User data -> a float32 C-contiguous array with a batch axis; refuses what it cannot
-    convert exactly (strings, objects, complex), empty data and non-finite values."""
+    convert exactly (strings, objects, complex, masked arrays), empty data, non-finite
+    values and values that overflow float32."""
     if x is None:
         raise ValueError(f"{where}: expected {what} as an array of numbers, received None")
     arr = numeric_array(x, f"{where}: {what}")
@@ -39,13 +60,7 @@ def as_features(x, where, what="x"):
     if arr.shape[0] == 0 or arr.size == 0:
         raise ValueError(f"{where}: expected at least one sample in {what}, received shape "
                          f"{arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{where}: {what} contains NaN or infinite values; expected finite "
-                             "numbers")
-        if arr.dtype.itemsize > 4 and np.abs(arr).max() > _FLOAT32_MAX:
-            raise ValueError(f"{where}: {what} holds values beyond the float32 range (|x| > 3.4e38)")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return finite_float32(arr, where, what)
 
 
 def _by_structure(data, names, what, where):
@@ -132,9 +147,8 @@ def model_targets(model, losses, y, n_rows, where, what="y"):
         if arr.ndim == 0 or arr.shape[0] == 0:
             raise ValueError(f"{where}: expected at least one target in {label}, received shape "
                              f"{arr.shape}")
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise ValueError(f"{where}: {label} contains NaN or infinite values; expected finite "
-                             "numbers")
+        if arr.dtype.kind == "f":
+            finite_float32(arr, where, label)      # NaN, inf, or beyond float32: refused
         if arr.shape[0] != n_rows:
             raise ValueError(f"{where}: x and {label} must have the same number of samples, "
                              f"received {n_rows} and {arr.shape[0]}")
