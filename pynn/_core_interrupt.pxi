@@ -47,6 +47,7 @@ cdef extern from *:
     int pynn_sigint_is_installed()
 
 cdef bint _sigint_armed = False          # the main thread is inside a pynn call
+cdef bint _sigint_held = False           # ... finishing an epoch: runs go to their end
 cdef unsigned long _sigint_main_ident = PyThread_get_thread_ident()
 
 
@@ -60,6 +61,12 @@ def sigint_arm(bint on):
     pynn_sigint_flag = 0
     _sigint_armed = pynn_sigint_install() == 0
     return _sigint_armed
+
+
+def sigint_hold(bint on):
+    """While held, plan runs ignore the flag (it stays raised for later)."""
+    global _sigint_held
+    _sigint_held = on
 
 
 def sigint_flag():
@@ -78,7 +85,7 @@ def sigint_handler_installed():
 
 cdef inline const int *_stop_flag() noexcept:
     """The flag for a plan run on this thread: armed and on the main thread, else NULL."""
-    if _sigint_armed and PyThread_get_thread_ident() == _sigint_main_ident:
+    if _sigint_armed and not _sigint_held and PyThread_get_thread_ident() == _sigint_main_ident:
         return <const int *>&pynn_sigint_flag
     return NULL
 

@@ -13,9 +13,15 @@ runs on the main thread:
   - the trainer, once it has counted the steps that ran, calls `check()`, which raises
     KeyboardInterrupt.
 
-Outside pynn calls `_record` raises KeyboardInterrupt at once, as Python's default handler
-does.  A handler the user installed is left alone (runs then go to their end), and so are
-other threads: only the main thread gets SIGINT's KeyboardInterrupt in Python.
+An epoch whose steps have all run is finished before the KeyboardInterrupt: its
+validation and end-of-epoch callbacks run under `hold()` (the History and the backups
+then agree with the steps counted).
+
+When the outermost guarded call ends, Python's handler is put back.  A handler the user
+installed is left alone (runs then go to their end), and so are other threads: only the
+main thread gets SIGINT's KeyboardInterrupt in Python.  train_on_batch and test_on_batch,
+one step each, are not guarded (a KeyboardInterrupt lands as Python places it, after the
+step's C call).
 """
 import signal
 import threading
@@ -25,6 +31,7 @@ from . import _core
 _MAIN_IDENT = threading.main_thread().ident
 _depth = 0              # nesting of guarded calls on the main thread (fit -> evaluate)
 _pending = False        # a SIGINT arrived during a guarded call and is not raised yet
+_held = 0               # nesting of hold(): a SIGINT waits for its end
 
 
 def _record(signum, frame):
@@ -44,11 +51,9 @@ class _Guard:
         if threading.get_ident() != _MAIN_IDENT:
             return self
         if _depth == 0:
-            handler = signal.getsignal(signal.SIGINT)
-            if handler is signal.default_int_handler:
-                signal.signal(signal.SIGINT, _record)
-            elif handler is not _record:
+            if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
                 return self              # the user's own handler: theirs to handle
+            signal.signal(signal.SIGINT, _record)
             _pending = False
             _core.sigint_arm(True)
         _depth += 1
@@ -64,6 +69,8 @@ class _Guard:
         _depth -= 1
         if _depth == 0:
             _core.sigint_arm(False)
+            # Python's handler back as it was (which also takes pynn's C handler out)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             _core.sigint_clear()
             if _pending:
                 _pending = False
@@ -77,17 +84,44 @@ def guard():
     return _Guard()
 
 
+class _Hold:
+    __slots__ = ("on",)
+
+    def __enter__(self):
+        global _held
+        self.on = _depth > 0 and threading.get_ident() == _MAIN_IDENT
+        if self.on:
+            _held += 1
+            _core.sigint_hold(True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        global _held
+        if self.on:
+            _held -= 1
+            if _held == 0:
+                _core.sigint_hold(False)
+        return False
+
+
+def hold():
+    """`with hold():` a SIGINT arriving meanwhile waits for the block's end (runs inside
+    go to their end, check() does nothing)."""
+    return _Hold()
+
+
 def stop_requested():
     """True on the main thread of a guarded call once a SIGINT arrived: the Python
     executor stops after the current step, as the C runner does."""
-    return _depth > 0 and bool(_core.sigint_flag()) and threading.get_ident() == _MAIN_IDENT
+    return _depth > 0 and not _held and bool(_core.sigint_flag()) and \
+        threading.get_ident() == _MAIN_IDENT
 
 
 def check():
     """Raise KeyboardInterrupt if a SIGINT arrived during the guarded call (on the main
     thread); the caller has counted the steps that ran."""
     global _pending
-    if _depth == 0 or threading.get_ident() != _MAIN_IDENT:
+    if _depth == 0 or _held or threading.get_ident() != _MAIN_IDENT:
         return
     if _core.sigint_flag():
         _core.run_signal_handlers()

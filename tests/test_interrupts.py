@@ -85,3 +85,35 @@ def test_ctrl_c_outside_pynn_is_python_s_own(tmp_path):
         assert child.wait(timeout=30) == 0
     finally:
         child.kill()
+
+
+class _SigintAt(__import__("pynn").callbacks.Callback):
+    """Sends this process SIGINT at the end of batch `batch` of epoch `epoch`."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("batch,epochs_done,steps", [(2, 1, 8 + 3), (7, 2, 16)])
+def test_an_interrupt_in_an_epoch_s_last_step_finishes_that_epoch(batch, epochs_done, steps):
+    import numpy as np
+    import pynn
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    pynn.utils.set_random_seed(0)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.random.default_rng(0).random((64, 4), dtype=np.float32), np.arange(64) % 3
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=5, verbose=0, callbacks=[_SigintAt(1, batch)])
+    assert model.optimizer.iterations == steps
+    assert model.history.epoch == list(range(epochs_done))
+    # and Python's own handler is back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

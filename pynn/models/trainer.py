@@ -218,18 +218,25 @@ class Trainer:
                 if ex.plan.optimizer_op is not None:
                     optimizer.iterations += done
                 acc.add(losses, metrics, rows)
-                interrupts.check()
                 s0 += done
+                if s0 == steps:
+                    break                     # the epoch's steps are done: finish it below
+                interrupts.check()
                 if done == k:
                     cb_list.on_train_batch_end(s0 - 1, acc.logs())
                     interrupts.check()
                 if model.stop_training:
                     break
-            logs = acc.logs()
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_arrays(engine, val[0], val[1], val_batch)
-                logs.update({"val_" + k: v for k, v in val_logs.items()})
-            cb_list.on_epoch_end(epoch, logs)
+            # the end of the epoch, also when a Ctrl-C came during its last step: then
+            # the History and the backups have the epoch the steps completed
+            with interrupts.hold():
+                if s0 == steps:
+                    cb_list.on_train_batch_end(s0 - 1, acc.logs())
+                logs = acc.logs()
+                if val is not None and (epoch + 1) % validation_freq == 0:
+                    val_logs = self._evaluate_arrays(engine, val[0], val[1], val_batch)
+                    logs.update({"val_" + k: v for k, v in val_logs.items()})
+                cb_list.on_epoch_end(epoch, logs)
             interrupts.check()
             if model.stop_training:
                 break
@@ -313,7 +320,7 @@ class Trainer:
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One training step on one batch; returns the loss (before the update), or
         [loss, *metrics] when metrics were compiled (a dict with return_dict=True)."""
-        with self.model.engine.train_lock, interrupts.guard():
+        with self.model.engine.train_lock:
             return self._train_on_batch(x, y, sample_weight, class_weight, return_dict)
 
     def _train_on_batch(self, x, y, sample_weight, class_weight, return_dict):
@@ -350,7 +357,7 @@ class Trainer:
         return_dict = validation.check_bool(return_dict, "return_dict", where)
         engine, inputs, targets = self._prepare(x, y, where)
         n = inputs[0].shape[0]
-        with interrupts.guard(), engine.borrow("test", n) as ex:
+        with engine.borrow("test", n) as ex:
             losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1, 0)
             return self._batch_result(ex.plan, engine, losses, metrics, rows, return_dict)
 
