@@ -165,3 +165,30 @@ def test_recompiling_onto_another_backend_uses_that_backend_s_buffers():
         np.testing.assert_allclose(got, want, rtol=1e-5)
         for a, b in zip(model.get_weights(), weights):
             np.testing.assert_array_equal(a, b)
+
+
+def test_the_pool_reuses_its_executors(monkeypatch):
+    from pynn.models import engine as engine_module
+    made = []
+    real = engine_module.make_executor
+    monkeypatch.setattr(engine_module, "make_executor",
+                        lambda *a, **k: made.append(a[0]) or real(*a, **k))
+    model = compiled("mlp")
+    x, _ = data((20,), n=64)
+    for _ in range(20):                       # one thread: one executor, made once
+        model.predict(x, batch_size=16, verbose=0)
+    assert len(made) == 1
+    barrier = threading.Barrier(4)
+
+    def predictor():
+        barrier.wait()
+        for _ in range(10):
+            model.predict(x, batch_size=16, verbose=0)
+    run_threads([predictor] * 4)
+    assert 1 <= len(made) <= 4               # at most one per concurrent call
+    run_threads([predictor] * 4)
+    assert len(made) <= 4                     # steady state: the pool's, reused
+    before = len(made)
+    for _ in range(20):
+        model.predict(x, batch_size=16, verbose=0)
+    assert len(made) == before
