@@ -120,6 +120,9 @@ def _load(paths, image_size, color_mode):
                "channels (float32)")
     x = np.empty((len(paths), height, width, channels), dtype=np.float32)
     for i, path in enumerate(paths):
+        if not os.path.isfile(path):             # a FIFO or a device would block
+            raise ValueError(f"{_WHERE}: expected {path!r} to be a regular image file, found "
+                             "a FIFO, device or other special file")
         try:
             with warnings.catch_warnings():      # the size is checked below, before decoding
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -190,3 +190,22 @@ def test_a_missing_directory_is_a_file_not_found_and_a_value_error(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         pynn.data.image_dataset_from_directory(tmp_path / "nowhere")
     assert isinstance(info.value, ValueError)
+
+
+def test_a_fifo_named_like_an_image_is_refused_not_read(tmp_path):
+    import threading
+    write_tree(tmp_path, per_class=2)
+    os.mkfifo(tmp_path / "cat" / "zz_fifo.png")
+    box = []
+
+    def run():
+        try:
+            pynn.data.image_dataset_from_directory(tmp_path, image_size=(8, 8))
+            box.append(None)
+        except BaseException as exc:            # noqa: BLE001 (checked below)
+            box.append(exc)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(10)
+    assert box, "image_dataset_from_directory hangs on a FIFO"
+    assert isinstance(box[0], ValueError) and "zz_fifo.png" in str(box[0]), box[0]

@@ -206,3 +206,29 @@ def test_missing_data_is_a_file_not_found_and_a_value_error(tmp_path):
         assert isinstance(info.value, ValueError)
     with pytest.raises(TypeError, match="path"):
         mnist.load_data(3.5)
+
+
+def _within(seconds, fn):
+    """fn()'s exception (or None), failing the test if it takes longer (a hang)."""
+    import threading
+    box = []
+
+    def run():
+        try:
+            fn()
+            box.append(None)
+        except BaseException as exc:            # noqa: BLE001 (returned)
+            box.append(exc)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert box, f"still running after {seconds} s"
+    return box[0]
+
+
+def test_a_fifo_or_a_device_is_refused_not_read(tmp_path):
+    fifo = tmp_path / "train-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        exc = _within(5, lambda p=path: mnist.read_idx(p))
+        assert isinstance(exc, ValueError) and "regular" in str(exc), exc

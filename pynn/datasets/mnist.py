@@ -21,6 +21,7 @@ file could hold or this machine's memory, is refused with a ValueError naming th
 """
 import gzip
 import os
+import stat
 import zipfile
 import zlib
 
@@ -62,6 +63,15 @@ def _read_into(stream, buffer):
     return got
 
 
+def _file_kind(mode):
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def read_idx(filename):
     """The array stored in one IDX file (raw or gzipped), as a NumPy array of the stored
     type (uint8 for MNIST) and shape.
@@ -73,7 +83,11 @@ def read_idx(filename):
     times its compressed size, DEFLATE's limit) or more than this machine's memory are
     refused before anything is allocated."""
     filename = os.fspath(filename)
-    size = os.path.getsize(filename)
+    info = os.stat(filename)
+    if not stat.S_ISREG(info.st_mode):       # a FIFO or a device would block or never end
+        raise IDXFormatError(f"{filename}: expected a regular IDX file, found "
+                             f"{_file_kind(info.st_mode)}")
+    size = info.st_size
     with open(filename, "rb") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
