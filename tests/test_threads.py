@@ -10,6 +10,8 @@ import pytest
 import pynn
 from pynn import layers
 
+from conftest import usable_backend
+
 
 def mlp(seed=0):
     pynn.utils.set_random_seed(seed)
@@ -192,3 +194,27 @@ def test_the_pool_reuses_its_executors(monkeypatch):
     for _ in range(20):
         model.predict(x, batch_size=16, verbose=0)
     assert len(made) == before
+
+
+def test_two_models_on_the_cuda_backend_in_two_threads():
+    usable_backend("cuda")                   # the simulator without a GPU
+    x, y = data((20,), n=32)
+
+    def make(seed):
+        pynn.utils.set_random_seed(seed)
+        m = pynn.Sequential([pynn.Input((20,)), layers.Dense(8, activation="relu"),
+                             layers.Dense(10, activation="softmax")])
+        m.compile(pynn.optimizers.Adam(1e-2), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"], backend="cuda")
+        return m
+    solos = []
+    for seed in (1, 2):
+        m = make(seed)
+        m.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        solos.append(m.get_weights())
+    models = [make(1), make(2)]
+    run_threads([lambda m=m: m.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+                 for m in models])
+    for m, want in zip(models, solos):
+        for a, b in zip(m.get_weights(), want):
+            np.testing.assert_array_equal(a, b)

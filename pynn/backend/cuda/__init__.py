@@ -29,6 +29,8 @@ alone; there are no atomics, so a run repeats bitwise.  The adjoints of gathers 
 pooling backwards) are gathers too: each input element sums what reaches it in a fixed
 order, rather than each output scattering into its window.
 """
+import threading
+
 import numpy as np
 
 from ..base import Backend
@@ -42,7 +44,9 @@ class CudaBackend(Backend):
     from_host / copy_from_host (in) and to_host / the loss and metric values (out).
 
     The methods are the kernel modules' functions; those that launch an SGEMM get the
-    device's SM count (the tile choice), those that reduce get this backend's workspace."""
+    device's SM count (the tile choice), those that reduce get the calling thread's
+    workspace: a reduction's partial sums live there only while its call runs, so calls
+    from several threads (models trained or used side by side) each have their own."""
     name = "cuda"
 
     def __init__(self):
@@ -51,7 +55,14 @@ class CudaBackend(Backend):
         else:
             device = cuda.get_current_device()
             self.sm_count = int(device.MULTIPROCESSOR_COUNT)
-        self.workspace = runtime.Workspace()
+        self._local = threading.local()
+
+    @property
+    def workspace(self):
+        ws = getattr(self._local, "workspace", None)
+        if ws is None:
+            ws = self._local.workspace = runtime.Workspace()
+        return ws
 
     # ---- arrays ----------------------------------------------------------------------------
     def from_host(self, x):

@@ -10,6 +10,7 @@ Under the simulator this module also makes the creation of shared arrays atomic 
 _one_shared_array_per_block): the simulator's own check-then-set could hand two threads of a
 block different arrays.
 """
+import copy
 import sys
 import threading
 
@@ -85,8 +86,48 @@ def _one_shared_array_per_block():
     return True
 
 
+_LAUNCH_LOCK = threading.Lock()
+
+
+def _one_launch_at_a_time():
+    """Let host threads launch simulated kernels side by side, one launch at a time, as a
+    GPU's one stream orders them; returns whether the simulator was patched.
+
+    The simulator (numba-cuda 0.30.4) supports no concurrent launch: a launch pushes one
+    global kernel context (asserting there is none), and `kernel[grid, block]` stores the
+    configuration on the kernel object that `(...)` then reads, so two host threads
+    launching (two models trained in two threads, or predict beside fit) would mix their
+    configurations and contexts.  Here `kernel[grid, block]` returns a configured copy,
+    and a launch holds a lock while its blocks run.  Device functions called from inside
+    a kernel take the simulator's own path, without the lock."""
+    try:
+        from numba.cuda.simulator import kernel as simkernel
+        cls = simkernel.FakeCUDAKernel
+    except (ImportError, AttributeError):       # pragma: no cover -- another simulator layout
+        return False
+    if getattr(cls.__call__, "_pynn_one_launch", False):
+        return True
+    original_call, original_getitem = cls.__call__, cls.__getitem__
+
+    def call(self, *args):
+        if self._device:                          # a device function, inside a kernel
+            return original_call(self, *args)
+        with _LAUNCH_LOCK:
+            return original_call(self, *args)
+
+    def getitem(self, configuration):
+        clone = copy.copy(self)
+        return original_getitem(clone, configuration)
+
+    call._pynn_one_launch = True
+    cls.__call__ = call
+    cls.__getitem__ = getitem
+    return True
+
+
 if SIMULATOR:
     _one_shared_array_per_block()
+    _one_launch_at_a_time()
 
 F0 = np.float32(0.0)
 F1 = np.float32(1.0)
