@@ -16,11 +16,13 @@ pynn.models.plan.PlanBuilder) and tells it how to differentiate them; the plan, 
 layer, owns every buffer, so a layer holds no state between calls besides its weights.
 Each op is one kernel that every backend implements (pynn/backend/base.py).
 """
+import math
 import re
 
 import numpy as np
 
 from ..arrays import numeric_array  # noqa: F401  (re-exported for the layers)
+from ..checks import MAX_SIZE, check_bool, is_int, shown
 from ..variables import Variable
 from .node import KerasTensor, Node, flatten_structure, pack_like
 
@@ -47,20 +49,24 @@ def shape_text(shape):
 
 
 def check_shape_arg(shape, what, where):
-    """A feature shape given by the user: a tuple of positive ints (an int is accepted)."""
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+    """A feature shape given by the user: a tuple of positive ints (an int is accepted),
+    with at most MAX_SIZE values in all."""
+    if is_int(shape):
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or not shape or not all(
-            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape):
+            is_int(d) and 0 < d <= MAX_SIZE for d in shape) or \
+            math.prod(int(d) for d in shape) > MAX_SIZE:
         raise ValueError(f"{where}: expected {what} as a tuple of positive integers "
-                         f"(without the batch axis), received {shape!r}")
+                         f"(without the batch axis, at most {MAX_SIZE} values in all), "
+                         f"received {shown(shape)}")
     return tuple(int(d) for d in shape)
 
 
 def check_dtype(dtype, where):
+    config = dtype.get("config") if isinstance(dtype, dict) else None
     if dtype not in (None, "float32", np.float32) and getattr(dtype, "name", None) != "float32" \
-            and not (isinstance(dtype, dict) and dtype.get("config", {}).get("name") == "float32"):
-        raise ValueError(f"{where}: pynn computes in float32; received dtype={dtype!r}")
+            and not (isinstance(config, dict) and config.get("name") == "float32"):
+        raise ValueError(f"{where}: pynn computes in float32; received dtype={shown(dtype)}")
 
 
 class Layer:
@@ -72,10 +78,9 @@ class Layer:
         if kwargs:
             raise TypeError(f"{cls}: unrecognized keyword arguments {sorted(kwargs)}")
         if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"{cls}: expected name to be a non-empty string, received {name!r}")
-        if not isinstance(trainable, (bool, np.bool_)):
-            raise ValueError(f"{cls}: expected `trainable` to be a boolean, received "
-                             f"trainable={trainable!r}")
+            raise ValueError(f"{cls}: expected name to be a non-empty string, received "
+                             f"{shown(name)}")
+        check_bool(trainable, "trainable", cls)
         check_dtype(dtype, cls)
         self.name = name or unique_name(snake_case(cls))
         self._trainable = bool(trainable)
