@@ -45,18 +45,30 @@ against the rebuilt model before anything is assigned.  A file that is truncated
 corrupt, not a zip, or not a pynn file raises ModelFileError (a ValueError) saying what
 is wrong; a missing file raises FileNotFoundError.
 
-Atomicity.  A save writes a temporary file in the target's folder, flushes and fsyncs it
-and then renames it over the target (`os.replace`, atomic on POSIX and Windows), so a
-crash mid-save leaves the previous file intact.
+Atomicity.  A save writes a temporary file `.<name>.<pid>.<random>.tmp` in the target's
+folder, holding an exclusive lock on it (flock, where the system has it), flushes and
+fsyncs it and then renames it over the target (`os.replace`, atomic on POSIX and
+Windows), so a crash mid-save leaves the previous file intact.  A save killed before the
+rename leaves its temporary file behind, unlocked: the next save to the same target
+removes every such file no live save holds, so there is never more than one temporary
+file per target and saving process.
 """
+import errno
 import io
 import json
 import os
+import re
 import secrets
+import stat
 import zipfile
 import zlib
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:          # Windows: a file another process has open cannot be removed
+    fcntl = None
 
 MODEL_FORMAT = "pynn-model"
 WEIGHTS_FORMAT = "pynn-weights"
@@ -86,23 +98,27 @@ def _npy_bytes(array):
 
 def _atomic_write_zip(path, members, overwrite):
     """Write `members` ([(name, bytes)]) as a zip at `path` through a temporary file in the
-    same folder, fsync'd and then renamed over `path`."""
+    same folder, locked while it is written, fsync'd and then renamed over `path`; first
+    remove the temporary files that killed saves to `path` left behind."""
     path = os.fspath(path)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} exists and overwrite=False")
     folder = os.path.dirname(os.path.abspath(path))
-    # A fresh name opened with "x" (not mkstemp, whose 0600 mode would outlive the rename):
-    # the saved file gets the permissions any other new file of the user gets.
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    base = os.path.basename(path)
+    _remove_abandoned_temps(folder, base)
+    tmp, f = _new_temp(folder, base)
     try:
-        with open(tmp, "xb") as f:
+        with f:
             with zipfile.ZipFile(f, "w") as zf:
                 for name, data in members:
                     compress = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
                     zf.writestr(name, data, compress_type=compress)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            if fcntl is not None:      # renamed while still locked: no cleaner can take it
+                os.replace(tmp, path)
+        if fcntl is None:              # Windows renames only closed files
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -117,6 +133,101 @@ def _atomic_write_zip(path, members, overwrite):
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _temp_pattern(base):
+    """The names of the temporary files of saves to `base` (this release's and the
+    previous one's): .<base>.<pid>.<8 hex digits>.tmp"""
+    return re.compile(re.escape(f".{base}.") + r"(\d+)\.[0-9a-f]{8}\.tmp\Z")
+
+
+def _new_temp(folder, base):
+    """(path, open binary file) of a fresh temporary file for a save to folder/base,
+    locked.  A fresh name opened exclusively (not mkstemp, whose 0600 mode would outlive
+    the rename): the saved file gets the permissions any other new file of the user gets."""
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o666)
+        except FileExistsError:
+            continue
+        if _lock(fd, wait=True) == "locked" and not _same_file(tmp, fd):
+            os.close(fd)    # a cleaner took it for abandoned before the lock: another name
+            continue
+        return tmp, os.fdopen(fd, "wb")
+    raise FileExistsError(f"cannot create a temporary file for {base!r} in {folder!r}")
+
+
+def _lock(fd, wait):
+    """Lock `fd` exclusively: "locked", "busy" (another open file holds the lock; only
+    when not waiting) or "unsupported" (no flock here, or not on this file system)."""
+    if fcntl is None:
+        return "unsupported"
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        return "locked"
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return "busy"
+        return "unsupported"
+
+
+def _same_file(path, fd):
+    """Whether `path` still names the regular file open as `fd`."""
+    try:
+        a, b = os.stat(path, follow_symlinks=False), os.fstat(fd)
+    except OSError:
+        return False
+    return stat.S_ISREG(a.st_mode) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _remove_abandoned_temps(folder, base):
+    """Remove the temporary files of earlier saves to folder/base that no live save
+    holds: those of saves killed before their rename (kill -9, power loss)."""
+    pattern = _temp_pattern(base)
+    try:
+        found = [(e.name, int(m.group(1))) for e in os.scandir(folder)
+                 for m in [pattern.match(e.name)] if m]
+    except OSError:
+        return
+    for name, pid in found:
+        tmp = os.path.join(folder, name)
+        try:
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) |
+                         getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            continue
+        try:
+            state = _lock(fd, wait=False)
+            if state == "busy":
+                continue                               # a save in progress
+            if state == "unsupported" and fcntl is not None and _process_alive(pid):
+                continue                               # no locks here: trust a live pid
+            if fcntl is None:
+                os.close(fd)
+                fd = None                              # Windows: removable only if nobody has it open
+            elif not _same_file(tmp, fd):
+                continue
+            os.unlink(tmp)
+        except OSError:
+            pass
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+def _process_alive(pid):
+    """POSIX only (on Windows os.kill would end the process)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def save_model(model, path, overwrite=True):
