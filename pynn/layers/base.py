@@ -16,8 +16,10 @@ pynn.models.plan.PlanBuilder) and tells it how to differentiate them; the plan, 
 layer, owns every buffer, so a layer holds no state between calls besides its weights.
 Each op is one kernel that every backend implements (pynn/backend/base.py).
 """
+import contextlib
 import math
 import re
+import threading
 
 import numpy as np
 
@@ -69,6 +71,44 @@ def check_dtype(dtype, where):
         raise ValueError(f"{where}: pynn computes in float32; received dtype={shown(dtype)}")
 
 
+_loading = threading.local()
+
+
+@contextlib.contextmanager
+def weights_from_file(entries, where):
+    """While a model is rebuilt from a file: every weight a layer creates must be one the
+    file lists, with the same path and shape (`entries`: [(path, shape)], each matched at
+    most once), checked in add_weight before the weight's memory is allocated.  So a config
+    whose layers would be bigger than the file's weights (Dense units=10**7 in a 4 KB file)
+    is refused (ModelFileError naming `where`) before it costs anything."""
+    pool = {}
+    for path, shape in entries:
+        pool.setdefault(path, []).append(tuple(shape))
+    previous = getattr(_loading, "expected", None)
+    _loading.expected = (pool, where)
+    try:
+        yield
+    finally:
+        _loading.expected = previous
+
+
+def _claim_file_weight(layer, path, shape):
+    expected = getattr(_loading, "expected", None)
+    if expected is None:
+        return
+    pool, where = expected
+    shapes = pool.get(path, [])
+    if shape in shapes:
+        shapes.remove(shape)
+        return
+    from ..serialization import ModelFileError
+    held = f"{path} of shape {list(shapes[0])}" if shapes else f"no (further) weight {path}"
+    raise ModelFileError(f"{where}: layer '{layer.name}' ({type(layer).__name__}) would create "
+                         f"weight {path} of shape {list(shape)} "
+                         f"({math.prod(shape)} values), but the file holds {held}: the config "
+                         "does not match the weights")
+
+
 class Layer:
     """Base class of every layer (and of Model, which is a layer)."""
 
@@ -111,8 +151,9 @@ class Layer:
         check_dtype(dtype, where)
         shape = () if shape is None else tuple(int(d) for d in shape)
         init = initializers.get(initializer, where, "initializer")
-        value = np.ascontiguousarray(init(shape), dtype=np.float32)
         name = name or f"variable_{len(self._weights)}"
+        _claim_file_weight(self, f"{self.name}/{name}", shape)
+        value = np.ascontiguousarray(init(shape), dtype=np.float32)
         variable = Variable(value, name, f"{self.name}/{name}", trainable=trainable)
         self._weights.append(variable)
         return variable
@@ -383,4 +424,5 @@ def as_list(value):
 
 
 __all__ = ["Layer", "KernelBiasLayer", "KerasTensor", "Node", "unique_name", "numeric_array",
-           "shape_text", "check_shape_arg", "flatten_structure", "pack_like", "as_list"]
+           "shape_text", "check_shape_arg", "flatten_structure", "pack_like", "as_list",
+           "weights_from_file"]
