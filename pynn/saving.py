@@ -50,7 +50,7 @@ size, never more.  Before anything is read:
     without being read, so loading never hangs on one);
   - every member the load reads must be stored or deflated, unencrypted, lie inside the
     file, and not claim more than deflate can inflate; the members together may inflate
-    to at most 16 MiB + 4 times the file's size, pynn_model.json to at most 4 MiB + a
+    to at most 16 MiB + 4 times the file's size, pynn_model.json to at most 2 MiB + a
     quarter of the file's size (each member is inflated only up to its declared size);
   - each weight the config lists must be backed by its member's size, and while the
     model is rebuilt a layer may create only weights the file lists with that path and
@@ -91,7 +91,7 @@ WEIGHTS_FORMAT = "pynn-weights"
 VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 _CONFIG = "pynn_model.json"
-_MAX_JSON_BYTES = 64 << 20           # pynn_model.json: 4 MiB + a quarter of the file, at most this
+_MAX_JSON_BYTES = 64 << 20           # pynn_model.json: 2 MiB + a quarter of the file, at most this
 _MAX_ITERATIONS = 2**53              # an optimizer's step count (exact as a double)
 _NPY_HEADER = 4096                   # the most a .npy header of a weight may take
 _DEFLATE_RATIO = 1032                # deflate never inflates more than this (plus a little)
@@ -461,7 +461,9 @@ class _Archive:
     def config(self, formats):
         if _CONFIG not in self.zip.namelist():
             raise ModelFileError(f"{self.path}: not a pynn file ({_CONFIG} is missing)")
-        limit = min(_MAX_JSON_BYTES, (4 << 20) + self.size // 4)
+        # about 2000 layers' worth for a small file: parsed, a JSON of n bytes can take
+        # some 20 n bytes of Python objects ("[]," repeated), so this bounds the memory too
+        limit = min(_MAX_JSON_BYTES, (2 << 20) + self.size // 4)
         raw = self.read(_CONFIG, limit)
         try:
             config = json.loads(raw.decode("utf-8"))

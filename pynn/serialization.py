@@ -13,7 +13,7 @@ class ModelFileError(ValueError):
     corrupt, foreign, or describing something this pynn cannot rebuild)."""
 
 
-MAX_LAYERS = 10_000       # layers in one model config: more than any Keras application has
+MAX_LAYERS = 5_000        # layers in one model config: 5x the most any Keras application has
 
 _MODEL_CLASSES = {}       # "Functional" / "Sequential" -> class (registered by pynn.models)
 
