@@ -6,6 +6,7 @@ given its own `seed`, and returns a float32 array of the requested shape.
 import numpy as np
 
 from . import utils
+from .checks import check_choice, check_number, check_seed, shown
 
 
 def _fans(shape):
@@ -22,9 +23,7 @@ def _fans(shape):
 
 class Initializer:
     def __init__(self, seed=None):
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise TypeError(f"{type(self).__name__}: expected an integer seed or None, received {seed!r}")
-        self.seed = seed
+        self.seed = check_seed(seed, "seed", type(self).__name__)
 
     def _rng(self):
         return utils.rng() if self.seed is None else np.random.default_rng(self.seed)
@@ -49,9 +48,8 @@ class Ones(Initializer):
 class RandomNormal(Initializer):
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
         super().__init__(seed)
-        if not stddev >= 0:
-            raise ValueError(f"RandomNormal: expected stddev >= 0, received stddev={stddev}")
-        self.mean, self.stddev = float(mean), float(stddev)
+        self.mean = check_number(mean, "mean", "RandomNormal")
+        self.stddev = check_number(stddev, "stddev", "RandomNormal", 0)
 
     def get_config(self):
         return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
@@ -63,10 +61,8 @@ class RandomNormal(Initializer):
 class RandomUniform(Initializer):
     def __init__(self, minval=-0.05, maxval=0.05, seed=None):
         super().__init__(seed)
-        if not maxval >= minval:
-            raise ValueError(f"RandomUniform: expected minval <= maxval, received "
-                             f"minval={minval}, maxval={maxval}")
-        self.minval, self.maxval = float(minval), float(maxval)
+        self.minval = check_number(minval, "minval", "RandomUniform")
+        self.maxval = check_number(maxval, "maxval", "RandomUniform", self.minval)
 
     def get_config(self):
         return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
@@ -90,12 +86,10 @@ class VarianceScaling(Initializer):
 
     def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
         super().__init__(seed)
-        if mode not in ("fan_in", "fan_out", "fan_avg"):
-            raise ValueError(f"VarianceScaling: expected mode 'fan_in', 'fan_out' or 'fan_avg', received {mode!r}")
-        if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
-            raise ValueError("VarianceScaling: expected distribution 'truncated_normal', "
-                             f"'untruncated_normal' or 'uniform', received {distribution!r}")
-        self.scale, self.mode, self.distribution = float(scale), mode, distribution
+        self.scale = check_number(scale, "scale", "VarianceScaling", 0, low_open=True)
+        self.mode = check_choice(mode, "mode", "VarianceScaling", ("fan_in", "fan_out", "fan_avg"))
+        self.distribution = check_choice(distribution, "distribution", "VarianceScaling",
+                                         ("truncated_normal", "untruncated_normal", "uniform"))
 
     def get_config(self):
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
@@ -170,11 +164,17 @@ def get(identifier, where="initializer", arg=None):
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, dict):
-        cls = _CLASSES.get(identifier.get("class_name"))
-        if cls is None or not isinstance(identifier.get("config", {}), dict):
-            raise ValueError(f"{where}: unknown initializer description {identifier!r}; expected "
-                             f"class_name one of {', '.join(sorted(_CLASSES))}")
-        return cls(**identifier.get("config", {}))
+        name = identifier.get("class_name")
+        cls = _CLASSES.get(name) if isinstance(name, str) else None
+        config = identifier.get("config", {})
+        if cls is None or not isinstance(config, dict):
+            raise ValueError(f"{where}: unknown initializer description {shown(identifier)}; "
+                             f"expected class_name one of {', '.join(sorted(_CLASSES))} and a "
+                             "config dict")
+        try:
+            return cls(**config)
+        except (TypeError, ValueError) as exc:    # a key it does not take, a value refused
+            raise ValueError(f"{where}: {exc}") from None
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()
     if isinstance(identifier, str):

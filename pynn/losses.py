@@ -6,6 +6,8 @@ how to read targets; the numbers come from the backend's fused loss-and-gradient
 """
 import numpy as np
 
+from .checks import check_bool, check_name, shown
+
 
 def _shape_text(shape):
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + \
@@ -18,14 +20,12 @@ class Loss:
     fused_activation = None   # the output activation whose logits the loss can take
 
     def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size"):
-        if not isinstance(from_logits, (bool, np.bool_)):
-            raise TypeError(f"{type(self).__name__}: expected from_logits to be a bool, "
-                            f"received {from_logits!r}")
+        where = type(self).__name__
+        self.from_logits = check_bool(from_logits, "from_logits", where)
         if reduction not in ("sum_over_batch_size", "auto", None):
-            raise ValueError(f"{type(self).__name__}: only reduction='sum_over_batch_size' is "
-                             f"supported, received reduction={reduction!r}")
-        self.from_logits = bool(from_logits)
-        self.name = name or _NAMES[type(self)]
+            raise ValueError(f"{where}: only reduction='sum_over_batch_size' is "
+                             f"supported, received reduction={shown(reduction)}")
+        self.name = _NAMES[type(self)] if name in (None, "") else check_name(name, "name", where)
 
     def get_config(self):
         return {"name": self.name, "from_logits": self.from_logits}

@@ -6,23 +6,10 @@ trainable weights (pynn/models/params.py).  The update itself is one backend ker
 over the whole array (`optimizer_step`, pynn_optimizer_step in C), made by the plan's
 OP_OPTIMIZER; Adam's bias correction is computed there, once per backend.
 """
-import math
-
 import numpy as np
 
 from . import ids
-
-
-def _check_number(cls, name, value, lo, hi, lo_open=False, hi_open=False):
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and \
-            (value < hi if hi_open else value <= hi)
-    if not ok:
-        lo_b, hi_b = "(" if lo_open else "[", ")" if hi_open else "]"
-        raise ValueError(f"{cls}: expected {name} in {lo_b}{lo}, {hi}{hi_b}, received {name}={value!r}")
-    return float(value)
+from .checks import check_bool, check_name, check_number
 
 
 class Optimizer:
@@ -37,7 +24,7 @@ class Optimizer:
             kwargs.pop(key, None)
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unrecognized keyword arguments {sorted(kwargs)}")
-        self.name = name
+        self.name = check_name(name, "name", type(self).__name__)
         self.learning_rate = learning_rate
         self.iterations = 0
         self._slots = None       # {slot name: flat backend array}
@@ -49,8 +36,7 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value):
-        self._learning_rate = _check_number(type(self).__name__, "learning_rate", value,
-                                            0.0, math.inf, hi_open=True)
+        self._learning_rate = check_number(value, "learning_rate", type(self).__name__, 0)
 
     # ---- what the plan needs -------------------------------------------------------------
     def slot_names(self):
@@ -160,10 +146,8 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD", **kwargs):
         super().__init__(learning_rate, name, **kwargs)
-        self.momentum = _check_number("SGD", "momentum", momentum, 0.0, 1.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"SGD: expected nesterov to be a bool, received {nesterov!r}")
-        self.nesterov = bool(nesterov)
+        self.momentum = check_number(momentum, "momentum", "SGD", 0, 1)
+        self.nesterov = check_bool(nesterov, "nesterov", "SGD")
 
     def slot_names(self):
         return ("momentum" if self.momentum != 0.0 else None, None)
@@ -178,11 +162,11 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, name="adam", **kwargs):
         super().__init__(learning_rate, name, **kwargs)
-        if amsgrad:
+        if check_bool(amsgrad, "amsgrad", "Adam"):
             raise ValueError("Adam: amsgrad=True is not supported yet")
-        self.beta_1 = _check_number("Adam", "beta_1", beta_1, 0.0, 1.0, hi_open=True)
-        self.beta_2 = _check_number("Adam", "beta_2", beta_2, 0.0, 1.0, hi_open=True)
-        self.epsilon = _check_number("Adam", "epsilon", epsilon, 0.0, math.inf, hi_open=True)
+        self.beta_1 = check_number(beta_1, "beta_1", "Adam", 0, 1, high_open=True)
+        self.beta_2 = check_number(beta_2, "beta_2", "Adam", 0, 1, high_open=True)
+        self.epsilon = check_number(epsilon, "epsilon", "Adam", 0)
 
     def slot_names(self):
         return ("m", "v")
@@ -198,11 +182,11 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
                  name="rmsprop", **kwargs):
         super().__init__(learning_rate, name, **kwargs)
-        if centered:
+        if check_bool(centered, "centered", "RMSprop"):
             raise ValueError("RMSprop: centered=True is not supported yet")
-        self.rho = _check_number("RMSprop", "rho", rho, 0.0, 1.0, hi_open=True)
-        self.momentum = _check_number("RMSprop", "momentum", momentum, 0.0, 1.0)
-        self.epsilon = _check_number("RMSprop", "epsilon", epsilon, 0.0, math.inf, hi_open=True)
+        self.rho = check_number(rho, "rho", "RMSprop", 0, 1, high_open=True)
+        self.momentum = check_number(momentum, "momentum", "RMSprop", 0, 1)
+        self.epsilon = check_number(epsilon, "epsilon", "RMSprop", 0)
 
     def slot_names(self):
         return ("velocity", "momentum" if self.momentum != 0.0 else None)

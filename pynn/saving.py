@@ -41,33 +41,71 @@ reads either kind of file, of either version.
 Safety.  Nothing in a file is ever executed or imported: class names are looked up in
 allow-lists of pynn's own layers, models, losses and optimizers, arrays are read with
 `np.load(allow_pickle=False)` (so no object arrays), and every shape and dtype is checked
-against the rebuilt model before anything is assigned.  A file that is truncated,
-corrupt, not a zip, or not a pynn file raises ModelFileError (a ValueError) saying what
-is wrong; a missing file raises FileNotFoundError.
+against the rebuilt model before anything is assigned.  A missing file raises
+FileNotFoundError; any other file that is not a valid pynn file raises ModelFileError (a
+ValueError) saying what is wrong, where (file, member, layer), what was expected and what
+was found, and nothing else: a hostile file costs memory and time in proportion to its
+size, never more.  Before anything is read:
+  - the path must be a regular file (a FIFO or a device such as /dev/zero is refused
+    without being read, so loading never hangs on one);
+  - every member the load reads must be stored or deflated, unencrypted, lie inside the
+    file, and not claim more than deflate can inflate; the members together may inflate
+    to at most 16 MiB + 4 times the file's size, pynn_model.json to at most 2 MiB + a
+    quarter of the file's size (each member is inflated only up to its declared size);
+  - each weight the config lists must be backed by its member's size, and while the
+    model is rebuilt a layer may create only weights the file lists with that path and
+    shape (pynn.layers.base.weights_from_file), so a config that would build bigger
+    layers than the file holds is refused before any memory is allocated for them;
+  - every config value goes through the constructor of its layer, initializer, loss or
+    optimizer, which refuse wrong types and out-of-range values (pynn/checks.py), and the
+    backend, step count and compile settings are checked alike.
 
-Atomicity.  A save writes a temporary file in the target's folder, flushes and fsyncs it
-and then renames it over the target (`os.replace`, atomic on POSIX and Windows), so a
-crash mid-save leaves the previous file intact.
+Atomicity.  A save writes a temporary file `.<name>.<pid>.<random>.tmp` in the target's
+folder, holding an exclusive lock on it (flock, where the system has it), flushes and
+fsyncs it and then renames it over the target (`os.replace`, atomic on POSIX and
+Windows), so a crash mid-save leaves the previous file intact.  A save killed before the
+rename leaves its temporary file behind, unlocked: the next save to the same target
+removes every such file no live save holds, so there is never more than one temporary
+file per target and saving process.
 """
+import errno
 import io
 import json
 import os
+import re
 import secrets
+import stat
+import struct
 import zipfile
 import zlib
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:          # Windows: a file another process has open cannot be removed
+    fcntl = None
 
 MODEL_FORMAT = "pynn-model"
 WEIGHTS_FORMAT = "pynn-weights"
 VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 _CONFIG = "pynn_model.json"
-_MAX_JSON_BYTES = 64 << 20
+_MAX_JSON_BYTES = 64 << 20           # pynn_model.json: 2 MiB + a quarter of the file, at most this
+_MAX_ITERATIONS = 2**53              # an optimizer's step count (exact as a double)
+_NPY_HEADER = 4096                   # the most a .npy header of a weight may take
+_DEFLATE_RATIO = 1032                # deflate never inflates more than this (plus a little)
 
-
+from .checks import check_int, shown
+from .layers.base import check_shape_arg, weights_from_file
 from .serialization import ModelFileError, deserialize, deserialize_layer, serialize
 from . import serialization
+
+# what a damaged file makes zipfile, zlib, json, np.load or a constructor raise; a load
+# turns any of them into ModelFileError (RuntimeError covers NotImplementedError and
+# RecursionError, ValueError covers UnicodeDecodeError, OSError read errors)
+_BROKEN = (zipfile.BadZipFile, zlib.error, struct.error, EOFError, OSError, ValueError,
+           LookupError, TypeError, AttributeError, ArithmeticError, RuntimeError, MemoryError)
 
 
 # ---- writing -----------------------------------------------------------------------------------
@@ -86,23 +124,27 @@ def _npy_bytes(array):
 
 def _atomic_write_zip(path, members, overwrite):
     """Write `members` ([(name, bytes)]) as a zip at `path` through a temporary file in the
-    same folder, fsync'd and then renamed over `path`."""
+    same folder, locked while it is written, fsync'd and then renamed over `path`; first
+    remove the temporary files that killed saves to `path` left behind."""
     path = os.fspath(path)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} exists and overwrite=False")
     folder = os.path.dirname(os.path.abspath(path))
-    # A fresh name opened with "x" (not mkstemp, whose 0600 mode would outlive the rename):
-    # the saved file gets the permissions any other new file of the user gets.
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    base = os.path.basename(path)
+    _remove_abandoned_temps(folder, base)
+    tmp, f = _new_temp(folder, base)
     try:
-        with open(tmp, "xb") as f:
+        with f:
             with zipfile.ZipFile(f, "w") as zf:
                 for name, data in members:
                     compress = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
                     zf.writestr(name, data, compress_type=compress)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            if fcntl is not None:      # renamed while still locked: no cleaner can take it
+                os.replace(tmp, path)
+        if fcntl is None:              # Windows renames only closed files
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -117,6 +159,101 @@ def _atomic_write_zip(path, members, overwrite):
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _temp_pattern(base):
+    """The names of the temporary files of saves to `base` (this release's and the
+    previous one's): .<base>.<pid>.<8 hex digits>.tmp"""
+    return re.compile(re.escape(f".{base}.") + r"(\d+)\.[0-9a-f]{8}\.tmp\Z")
+
+
+def _new_temp(folder, base):
+    """(path, open binary file) of a fresh temporary file for a save to folder/base,
+    locked.  A fresh name opened exclusively (not mkstemp, whose 0600 mode would outlive
+    the rename): the saved file gets the permissions any other new file of the user gets."""
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o666)
+        except FileExistsError:
+            continue
+        if _lock(fd, wait=True) == "locked" and not _same_file(tmp, fd):
+            os.close(fd)    # a cleaner took it for abandoned before the lock: another name
+            continue
+        return tmp, os.fdopen(fd, "wb")
+    raise FileExistsError(f"cannot create a temporary file for {base!r} in {folder!r}")
+
+
+def _lock(fd, wait):
+    """Lock `fd` exclusively: "locked", "busy" (another open file holds the lock; only
+    when not waiting) or "unsupported" (no flock here, or not on this file system)."""
+    if fcntl is None:
+        return "unsupported"
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        return "locked"
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return "busy"
+        return "unsupported"
+
+
+def _same_file(path, fd):
+    """Whether `path` still names the regular file open as `fd`."""
+    try:
+        a, b = os.stat(path, follow_symlinks=False), os.fstat(fd)
+    except OSError:
+        return False
+    return stat.S_ISREG(a.st_mode) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _remove_abandoned_temps(folder, base):
+    """Remove the temporary files of earlier saves to folder/base that no live save
+    holds: those of saves killed before their rename (kill -9, power loss)."""
+    pattern = _temp_pattern(base)
+    try:
+        found = [(e.name, int(m.group(1))) for e in os.scandir(folder)
+                 for m in [pattern.match(e.name)] if m]
+    except OSError:
+        return
+    for name, pid in found:
+        tmp = os.path.join(folder, name)
+        try:
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) |
+                         getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            continue
+        try:
+            state = _lock(fd, wait=False)
+            if state == "busy":
+                continue                               # a save in progress
+            if state == "unsupported" and fcntl is not None and _process_alive(pid):
+                continue                               # no locks here: trust a live pid
+            if fcntl is None:
+                os.close(fd)
+                fd = None                              # Windows: removable only if nobody has it open
+            elif not _same_file(tmp, fd):
+                continue
+            os.unlink(tmp)
+        except OSError:
+            pass
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+def _process_alive(pid):
+    """POSIX only (on Windows os.kill would end the process)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def save_model(model, path, overwrite=True):
@@ -168,46 +305,166 @@ def save_weights(model, path, overwrite=True):
 
 # ---- reading -----------------------------------------------------------------------------------
 
+def _open_regular_file(path):
+    """(binary file, size) of the regular file at `path`: anything else (a directory, a FIFO,
+    a device such as /dev/zero) is refused before it is read, so nothing blocks or reads
+    forever.  The file is opened without blocking and checked again once open, in case the
+    path changed in between."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No such file: {path!r}") from None
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: cannot be read as a pynn model file ({exc})") from None
+    _require_regular(path, st)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) |
+                     getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No such file: {path!r}") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read as a pynn model file ({exc})") from None
+    try:
+        st = os.fstat(fd)
+        _require_regular(path, st)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb"), st.st_size
+
+
+def _require_regular(path, st):
+    if stat.S_ISREG(st.st_mode):
+        return
+    kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)"
+            if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
+            else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket"
+            if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+    raise ModelFileError(f"{path}: expected a pynn model file (a regular file), found {kind}")
+
+
+def _inflate_budget(size):
+    """The most the members of a file of `size` bytes may inflate to, together: what any
+    pynn file needs (its arrays are stored, not deflated) with room for a re-zipped one."""
+    return (16 << 20) + 4 * size
+
+
 class _Archive:
-    """Read access to a pynn zip that turns every way of being broken into ModelFileError."""
+    """Read access to a pynn zip that turns every way of being broken into ModelFileError
+    and inflates nothing beyond what the file's size and config allow."""
 
     def __init__(self, path):
-        self.path = os.fspath(path)
-        if not os.path.exists(self.path):
-            raise FileNotFoundError(f"No such file: {self.path!r}")
+        self.path = os.fsdecode(os.fspath(path))      # a str, for the messages
+        self.file, self.size = _open_regular_file(self.path)
         try:
-            self.zip = zipfile.ZipFile(self.path, "r")
-        except zipfile.BadZipFile:
-            with open(self.path, "rb") as f:
-                starts_like_zip = f.read(4) == b"PK\x03\x04"
-            if starts_like_zip:
-                raise ModelFileError(f"{self.path}: the file is truncated or damaged (a zip archive "
-                                     "whose directory at the end is missing or unreadable)") from None
-            raise ModelFileError(f"{self.path}: not a pynn model file (not a zip archive)") from None
-        except OSError as exc:
-            raise ModelFileError(f"{self.path}: cannot be read as a pynn model file ({exc})") from None
+            self.zip = zipfile.ZipFile(self.file, "r")
+            self._check_directory()
+        except BaseException as exc:
+            zip_like = isinstance(exc, zipfile.BadZipFile) and self._starts_like_zip()
+            self.file.close()
+            if isinstance(exc, ModelFileError):
+                raise
+            if isinstance(exc, zipfile.BadZipFile):
+                if zip_like:
+                    raise ModelFileError(f"{self.path}: the file is truncated or damaged (a zip "
+                                         "archive whose directory at the end is missing or "
+                                         f"unreadable: {exc})") from None
+                raise ModelFileError(f"{self.path}: not a pynn model file (not a zip "
+                                     "archive)") from None
+            if isinstance(exc, _BROKEN):
+                raise ModelFileError(f"{self.path}: the zip directory is unreadable "
+                                     f"({type(exc).__name__}: {shown(str(exc), 200)})") from None
+            raise
+
+    def _starts_like_zip(self):
+        try:
+            self.file.seek(0)
+            return self.file.read(4) == b"PK\x03\x04"
+        except (OSError, ValueError):
+            return False
+
+    def _check_directory(self):
+        """Members lie inside the file and do not overlap (their compressed sizes add up to
+        no more than the file), and all of them together inflate to at most
+        _inflate_budget: checked on the directory, before any member is read."""
+        packed = inflated = 0
+        for info in self.zip.infolist():
+            if info.header_offset + info.compress_size > self.size:
+                raise ModelFileError(f"{self.path}: member {shown(info.filename)} claims "
+                                     f"{info.compress_size} bytes at offset {info.header_offset}, "
+                                     f"beyond the end of the file ({self.size} bytes); the file is "
+                                     "truncated or corrupt")
+            packed += info.compress_size
+            inflated += info.file_size
+        if packed > self.size:
+            raise ModelFileError(f"{self.path}: the members claim {packed} compressed bytes in a "
+                                 f"file of {self.size} bytes: they overlap (a zip bomb) or the "
+                                 "zip directory is corrupt")
+        if inflated > _inflate_budget(self.size):
+            raise ModelFileError(f"{self.path}: the members would inflate to {inflated} bytes, "
+                                 f"more than the {_inflate_budget(self.size)} a file of "
+                                 f"{self.size} bytes may hold (a zip bomb, or a corrupt zip "
+                                 "directory)")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def close(self):
         self.zip.close()
+        self.file.close()
 
-    def read(self, name, limit):
+    def info(self, name):
+        """The checked directory entry of member `name`: present, unencrypted, stored or
+        deflated, and claiming no more than deflate can inflate."""
         try:
             info = self.zip.getinfo(name)
         except KeyError:
             raise ModelFileError(f"{self.path}: member {name!r} is missing; the file is incomplete "
                                  "or not a pynn file") from None
+        if info.flag_bits & 0x61:          # encrypted, strongly encrypted, patch data
+            raise ModelFileError(f"{self.path}: member {name!r} is encrypted (zip flags "
+                                 f"{info.flag_bits:#x}); pynn files are not")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ModelFileError(f"{self.path}: member {name!r} uses zip compression method "
+                                 f"{info.compress_type}; pynn files use stored (0) or deflate (8)")
+        if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size or \
+                info.file_size > _DEFLATE_RATIO * info.compress_size + 1024:
+            raise ModelFileError(f"{self.path}: member {name!r} claims {info.compress_size} "
+                                 f"bytes that inflate to {info.file_size}, which "
+                                 f"{'stored data' if info.compress_type == 0 else 'deflate'} "
+                                 "cannot: the zip directory is corrupt (or a zip bomb)")
+        return info
+
+    def read(self, name, limit):
+        """The bytes of member `name`, which may inflate to at most `limit` bytes; it is
+        inflated only up to its declared size, so a member that lies inflates no further."""
+        info = self.info(name)
         if info.file_size > limit:
             raise ModelFileError(f"{self.path}: member {name!r} is {info.file_size} bytes, more than "
                                  f"the {limit} it can be")
         try:
-            return self.zip.read(name)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-            raise ModelFileError(f"{self.path}: member {name!r} is corrupt ({exc})") from None
+            with self.zip.open(info) as f:
+                data = f.read(info.file_size)      # bounded reads: never a whole-stream inflate
+        except _BROKEN as exc:
+            raise ModelFileError(f"{self.path}: member {name!r} is corrupt ({type(exc).__name__}: "
+                                 f"{shown(str(exc), 200)})") from None
+        if len(data) != info.file_size:
+            raise ModelFileError(f"{self.path}: member {name!r} holds {len(data)} bytes, its "
+                                 f"directory entry says {info.file_size}; the file is corrupt")
+        return data
 
     def config(self, formats):
-        raw = self.read(_CONFIG, _MAX_JSON_BYTES) if _CONFIG in self.zip.namelist() else None
-        if raw is None:
+        if _CONFIG not in self.zip.namelist():
             raise ModelFileError(f"{self.path}: not a pynn file ({_CONFIG} is missing)")
+        # about 2000 layers' worth for a small file: parsed, a JSON of n bytes can take
+        # some 20 n bytes of Python objects ("[]," repeated), so this bounds the memory too
+        limit = min(_MAX_JSON_BYTES, (2 << 20) + self.size // 4)
+        raw = self.read(_CONFIG, limit)
         try:
             config = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -215,9 +472,10 @@ class _Archive:
         if not isinstance(config, dict) or config.get("format") not in formats:
             found = config.get("format") if isinstance(config, dict) else type(config).__name__
             raise ModelFileError(f"{self.path}: expected a file of format {' or '.join(formats)}, "
-                                 f"found {found!r:.100}")
-        if config.get("version") not in _READABLE_VERSIONS:
-            raise ModelFileError(f"{self.path}: format version {config.get('version')!r:.50} is not "
+                                 f"found {shown(found, 100)}")
+        version = config.get("version")
+        if type(version) is not int or version not in _READABLE_VERSIONS:
+            raise ModelFileError(f"{self.path}: format version {shown(version, 50)} is not "
                                  f"one this pynn reads (versions {list(_READABLE_VERSIONS)})")
         return config
 
@@ -225,48 +483,99 @@ class _Archive:
         """The float32 array `name`, which must have `shape`."""
         shape = tuple(int(d) for d in shape)
         expected = int(np.prod(shape, dtype=np.int64)) * 4
-        data = self.read(name, expected + 4096)       # .npy header is at most a few hundred bytes
-        try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, EOFError, OSError) as exc:
+        data = self.read(name, expected + _NPY_HEADER)
+        buf = io.BytesIO(data)
+        try:   # the header first: np.load would allocate whatever shape it claims
+            version = np.lib.format.read_magic(buf)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"unsupported .npy format version {version}")
+            claimed, _, dtype = read_header(buf)
+        except _BROKEN as exc:
             raise ModelFileError(f"{self.path}: {name} is not a valid .npy array ({exc})") from None
-        if not isinstance(arr, np.ndarray) or arr.dtype != np.float32:
-            raise ModelFileError(f"{self.path}: {name} holds {getattr(arr, 'dtype', type(arr))}, "
-                                 "expected float32")
-        if arr.shape != shape:
-            raise ModelFileError(f"{self.path}: {name} has shape {arr.shape}, the model expects {shape}")
+        if dtype != np.float32:
+            raise ModelFileError(f"{self.path}: {name} holds {dtype}, expected float32")
+        if tuple(claimed) != shape:
+            raise ModelFileError(f"{self.path}: {name} has shape {tuple(claimed)}, the model "
+                                 f"expects {shape}")
+        try:
+            buf.seek(0)
+            arr = np.load(buf, allow_pickle=False)
+        except _BROKEN as exc:
+            raise ModelFileError(f"{self.path}: {name} is not a valid .npy array ({exc})") from None
+        del data, buf
+        if arr.dtype != np.float32 or arr.shape != shape:
+            raise ModelFileError(f"{self.path}: {name} is not a float32 array of shape {shape}")
         if not np.all(np.isfinite(arr)):
             raise ModelFileError(f"{self.path}: {name} contains NaN or infinite values")
         return arr
 
 
-def _read_weights(archive, config, model):
-    """The weight arrays of `archive`, checked against the built `model`."""
+def _file_weights(archive, config):
+    """[(path, shape)] of the weights the file lists, each checked before any layer is
+    built: a list of positive sizes, backed by a member of matching size (so the config
+    cannot promise more weight values than the file holds)."""
     listed = config.get("weights")
+    if listed is None:
+        return []
+    if not isinstance(listed, list):
+        raise ModelFileError(f"{archive.path} ({_CONFIG}): expected 'weights' as a list of "
+                             f"{{'path', 'shape'}}, found {shown(listed)}")
+    entries = []
+    for i, entry in enumerate(listed):
+        where = f"{archive.path} ({_CONFIG}): weight {i}"
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if isinstance(entry, dict) and path is None and isinstance(entry.get("layer"), str) and \
+                isinstance(entry.get("name"), str):
+            path = f"{entry['layer']}/{entry['name']}"            # version 1
+        if not isinstance(path, str) or not isinstance(entry.get("shape"), list):
+            raise ModelFileError(f"{where}: expected {{'path': str, 'shape': [...]}}, found "
+                                 f"{shown(entry)}")
+        try:
+            shape = check_shape_arg(entry["shape"], "shape", f"{where} ({shown(path)})") \
+                if entry["shape"] else ()
+        except ValueError as exc:
+            raise ModelFileError(str(exc)) from None
+        member = f"weights/{i:03d}.npy"
+        size = archive.info(member).file_size
+        need = 4 * int(np.prod(shape, dtype=np.int64))
+        if not need < size <= need + _NPY_HEADER:
+            bound = f"more than the {need + _NPY_HEADER}" if size > need else \
+                f"fewer than the {need + 1}"
+            raise ModelFileError(f"{where} ({shown(path)}) has shape {list(shape)} in the file "
+                                 f"({need} bytes of float32), but member {member} holds "
+                                 f"{size} bytes, {bound} it needs")
+        entries.append((path, shape))
+    return entries
+
+
+def _read_weights(archive, listed, model):
+    """The weight arrays of `archive` (`listed`: its checked (path, shape) list), checked
+    against the built `model`."""
     expected = [(v.path, v.shape) for v in model.weights]
-    if not isinstance(listed, list) or len(listed) != len(expected):
-        n = len(listed) if isinstance(listed, list) else "no"
-        raise ModelFileError(f"{archive.path}: the file holds {n} weight arrays, model "
+    if len(listed) != len(expected):
+        raise ModelFileError(f"{archive.path}: the file holds {len(listed)} weight arrays, model "
                              f"'{model.name}' has {len(expected)}")
     arrays = []
-    for i, (entry, (path, shape)) in enumerate(zip(listed, expected)):
-        if not isinstance(entry, dict) or tuple(entry.get("shape") or ()) != shape:
-            got = entry.get("shape") if isinstance(entry, dict) else entry
-            raise ModelFileError(f"{archive.path}: weight {i} ({path}) has shape {got!r:.100} "
+    for i, ((_, got), (path, shape)) in enumerate(zip(listed, expected)):
+        if tuple(got) != tuple(shape):
+            raise ModelFileError(f"{archive.path}: weight {i} ({path}) has shape {list(got)} "
                                  f"in the file, the model expects {list(shape)}")
         arrays.append(archive.array(f"weights/{i:03d}.npy", shape))
     return arrays
 
 
-def _rebuild_v1(config, path):
+def _rebuild_v1(config, where):
     """A model of the first format: a Sequential and its layers' configs."""
-    from .layers.base import check_shape_arg
     spec = config.get("model")
     if not isinstance(spec, dict) or spec.get("class_name") != "Sequential" or \
             not isinstance(spec.get("layers"), list):
-        raise ModelFileError(f"{path}: expected a Sequential model description, found {spec!r:.200}")
+        raise ModelFileError(f"{where}: expected a Sequential model description, found "
+                             f"{shown(spec, 200)}")
     classes = serialization.layer_classes()
-    layers = [deserialize(entry, classes, "layer", path) for entry in spec["layers"]]
+    serialization.check_layer_count(spec["layers"], where)
+    layers = [deserialize(entry, classes, "layer", where) for entry in spec["layers"]]
     name = spec.get("name")
     try:
         model = classes["Sequential"](name=name if isinstance(name, str) and name else None)
@@ -274,17 +583,43 @@ def _rebuild_v1(config, path):
             model.add(layer, rebuild=False)
         model._maybe_rebuild()
         if spec.get("input_shape") is not None and not model.built:
-            shape = check_shape_arg(spec["input_shape"], "input_shape", f"{path}: model")
+            shape = check_shape_arg(spec["input_shape"], "input_shape", f"{where}: model")
             model.build((None,) + shape)
     except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: cannot rebuild the model: {exc}") from None
+        raise ModelFileError(f"{where}: cannot rebuild the model: {exc}") from None
     return model
 
 
-def _rebuild(config, path):
+def _rebuild(config, where):
     if config.get("version") == 1:
-        return _rebuild_v1(config, path)
-    return deserialize_layer(config.get("model"), where=path)
+        return _rebuild_v1(config, where)
+    return deserialize_layer(config.get("model"), where=where)
+
+
+class _Refusing:
+    """Around a load: any error a damaged file provokes becomes a ModelFileError that
+    names the file (and its config member, for errors from rebuilding the model)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None:
+            return False
+        if isinstance(exc, ModelFileError):
+            if str(exc).startswith(self.path):
+                return False
+            raise ModelFileError(f"{self.path} ({_CONFIG}): {exc}") from None
+        if isinstance(exc, _BROKEN):
+            raise ModelFileError(f"{self.path}: not a valid pynn file ({type(exc).__name__}: "
+                                 f"{shown(str(exc), 300)})") from None
+        return False
+
+
+_BACKENDS = ("cpu", "numpy", "cuda")
 
 
 def load_model(path, compile=True, backend=None):
@@ -293,19 +628,26 @@ def load_model(path, compile=True, backend=None):
     identically and `fit` continues where it stopped.  backend: where it computes (default:
     the one it was saved from when it can run here, else pynn's default)."""
     from . import backend as backends
-    archive = _Archive(path)
-    try:
+    if backend is not None:          # the caller's argument: refused as such, not as the file's
+        backends.get(backend, "load_model")
+    with _Archive(path) as archive, _Refusing(archive.path):
+        where = f"{archive.path} ({_CONFIG})"
         config = archive.config((MODEL_FORMAT,))
-        model = _rebuild(config, archive.path)
-        if config.get("weights") and not model.built:
+        listed = _file_weights(archive, config)
+        with weights_from_file(listed, where):
+            model = _rebuild(config, where)
+        if not isinstance(model, serialization.model_base_class()):
+            raise ModelFileError(f"{where}: expected a model, found a "
+                                 f"{type(model).__name__} layer")
+        if listed and not model.built:
             raise ModelFileError(f"{archive.path}: the file holds weights but no input shape")
-        weights = _read_weights(archive, config, model) if model.built else []
+        weights = _read_weights(archive, listed, model) if model.built else []
         cfg = config.get("compile")
         if compile and cfg is not None:
             if not isinstance(cfg, dict):
-                raise ModelFileError(f"{archive.path}: 'compile' must be an object, found {cfg!r:.100}")
+                raise ModelFileError(f"{where}: 'compile' must be an object, found {shown(cfg)}")
             optimizer = deserialize(cfg.get("optimizer"), serialization.optimizer_classes(),
-                                    "optimizer", archive.path)
+                                    "optimizer", where)
 
             def de_loss(entry):
                 if entry is None:
@@ -314,14 +656,15 @@ def load_model(path, compile=True, backend=None):
                     return [de_loss(e) for e in entry]
                 if isinstance(entry, dict) and "class_name" not in entry:
                     return {k: de_loss(v) for k, v in entry.items()}
-                return deserialize(entry, serialization.loss_classes(), "loss", archive.path)
+                return deserialize(entry, serialization.loss_classes(), "loss", where)
 
             loss = de_loss(cfg.get("loss"))
-            if backend is None:
-                saved = cfg.get("backend")
-                backend = saved if saved in ("cpu", "numpy") else None
-                if saved == "cuda" and backends.cuda_available():
-                    backend = "cuda"
+            saved = cfg.get("backend")
+            if saved is not None and saved not in _BACKENDS:
+                raise ModelFileError(f"{where}: unknown backend {shown(saved)} in 'compile'; "
+                                     f"expected one of {', '.join(map(repr, _BACKENDS))}")
+            if backend is None and saved is not None:
+                backend = saved if saved != "cuda" or backends.cuda_available() else None
             try:
                 model.compile(optimizer=optimizer, loss=loss, loss_weights=cfg.get("loss_weights"),
                               metrics=cfg.get("metrics"), backend=backend)
@@ -329,58 +672,58 @@ def load_model(path, compile=True, backend=None):
                 raise ModelFileError(f"{archive.path}: cannot compile the saved model: {exc}") from None
             if weights:
                 model.set_weights(weights)
-            _load_optimizer_state(archive, config, model)
+            _load_optimizer_state(archive, config, listed, model)
         else:
             if backend is not None:
                 model.set_backend(backend)
             if weights:
                 model.set_weights(weights)
-    finally:
-        archive.close()
     return model
 
 
-def _load_optimizer_state(archive, config, model):
+def _load_optimizer_state(archive, config, listed, model):
     """Restore the optimizer's step count and state arrays, checked against the state the
     compiled model's optimizer creates (names and shapes)."""
     state = config.get("optimizer_state")
     if state is None:
         return
-    if not isinstance(state, dict) or isinstance(state.get("iterations"), bool) or \
-            not isinstance(state.get("iterations"), int) or state["iterations"] < 0:
-        raise ModelFileError(f"{archive.path}: optimizer_state must hold a non-negative integer "
-                             f"'iterations', found {state!r:.200}")
+    where = f"{archive.path} ({_CONFIG})"
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{where}: expected 'optimizer_state' as an object, found "
+                             f"{shown(state, 200)}")
+    try:
+        iterations = check_int(state.get("iterations"), "iterations", f"{where}: optimizer_state",
+                               0, _MAX_ITERATIONS)
+    except ValueError as exc:
+        raise ModelFileError(str(exc)) from None
     optimizer = model.optimizer
     saved = state.get("slots")
     if saved is not None and model.built:
         wanted = model.optimizer_state_shapes()
         if not isinstance(saved, list) or len(saved) != 1 or not isinstance(saved[0], list) or \
-                sorted(saved[0]) != sorted(wanted):
-            raise ModelFileError(f"{archive.path}: the optimizer state holds slots {saved!r:.200}, a "
-                                 f"{type(optimizer).__name__} with this configuration has "
-                                 f"{[sorted(wanted)]}")
+                not all(isinstance(n, str) for n in saved[0]) or sorted(saved[0]) != sorted(wanted):
+            raise ModelFileError(f"{archive.path}: the optimizer state holds slots "
+                                 f"{shown(saved, 200)}, a {type(optimizer).__name__} with this "
+                                 f"configuration has {[sorted(wanted)]}")
         covered = state.get("weights")
         if covered is None:                    # files before "weights": the same layout
             values = {name: archive.array(f"optimizer/000/{name}.npy", shape)
                       for name, shape in wanted.items()}
         else:
-            values = _carried_state(archive, config, covered, model, wanted)
+            values = _carried_state(archive, listed, covered, model, wanted)
         optimizer.set_state_arrays(values)
-    optimizer.iterations = state["iterations"]
+    optimizer.iterations = iterations
 
 
-def _carried_state(archive, config, saved_paths, model, wanted):
+def _carried_state(archive, listed, saved_paths, model, wanted):
     """The slot arrays for the loaded model's trainable weights (`wanted`: their shapes)
     from a file whose slots cover the weights `saved_paths`: each weight in both keeps its
     state, the others start from zeros."""
-    sizes = {}
-    for entry in config.get("weights") or []:
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-            sizes[entry["path"]] = int(np.prod(entry.get("shape") or (), dtype=np.int64))
+    sizes = {path: int(np.prod(shape, dtype=np.int64)) for path, shape in listed}
     if not isinstance(saved_paths, list) or \
             not all(isinstance(p, str) and p in sizes for p in saved_paths) or \
             len(set(saved_paths)) != len(saved_paths):
-        raise ModelFileError(f"{archive.path}: the optimizer state covers {saved_paths!r:.200}, "
+        raise ModelFileError(f"{archive.path}: the optimizer state covers {shown(saved_paths, 200)}, "
                              "which are not the paths of distinct weights in the file")
     model_sizes = {v.path: v.size for v in model.weights}
     saved_at, start = {}, 0
@@ -408,12 +751,9 @@ def load_weights(model, path):
     if not model.built:
         raise ValueError(f"load_weights: model '{model.name}' is not built yet; give it an input "
                          "shape (Input(shape) or build()) first")
-    archive = _Archive(path)
-    try:
+    with _Archive(path) as archive, _Refusing(archive.path):
         config = archive.config((WEIGHTS_FORMAT, MODEL_FORMAT))
-        weights = _read_weights(archive, config, model)
-    finally:
-        archive.close()
+        weights = _read_weights(archive, _file_weights(archive, config), model)
     model.set_weights(weights)
 
 
@@ -433,21 +773,20 @@ def restore_training_state(model, path):
     archive = _Archive(path)
     try:
         config = archive.config((MODEL_FORMAT,))
-        weights = _read_weights(archive, config, model)
+        listed = _file_weights(archive, config)
+        weights = _read_weights(archive, listed, model)
         # the weights are matched by position (a new instance of the model has new layer
         # names); the optimizer state names the weights it covers by path: rename those
-        renamed = {e["path"]: v.path for e, v in zip(config["weights"], model.weights)}
+        renamed = {saved: v.path for (saved, _), v in zip(listed, model.weights)}
+        listed = [(v.path, shape) for (_, shape), v in zip(listed, model.weights)]
         state = config.get("optimizer_state")
         if isinstance(state, dict) and isinstance(state.get("weights"), list):
-            config = dict(config, weights=[dict(e, path=v.path) for e, v in
-                                           zip(config["weights"], model.weights)],
-                          optimizer_state=dict(state, weights=[
-                              renamed.get(p, p) if isinstance(p, str) else p
-                              for p in state["weights"]]))
+            config = dict(config, optimizer_state=dict(state, weights=[
+                renamed.get(p, p) if isinstance(p, str) else p for p in state["weights"]]))
         iterations, slots = model.optimizer.iterations, model.optimizer.state_arrays()
         model_weights = model.get_weights()
         try:
-            _load_optimizer_state(archive, config, model)
+            _load_optimizer_state(archive, config, listed, model)
             model.set_weights(weights)
         except BaseException:
             model.optimizer.iterations = iterations           # refused: as it was

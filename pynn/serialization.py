@@ -13,12 +13,25 @@ class ModelFileError(ValueError):
     corrupt, foreign, or describing something this pynn cannot rebuild)."""
 
 
+MAX_LAYERS = 5_000        # layers in one model config: 5x the most any Keras application has
+
 _MODEL_CLASSES = {}       # "Functional" / "Sequential" -> class (registered by pynn.models)
 
 
 def register_model_class(cls, *names):
     for name in names:
         _MODEL_CLASSES[name] = cls
+
+
+def model_base_class():
+    """pynn.Model (every model class is one)."""
+    return _MODEL_CLASSES["Functional"]
+
+
+def check_layer_count(entries, where):
+    if len(entries) > MAX_LAYERS:
+        raise ModelFileError(f"{where}: the config lists {len(entries)} layers, more than the "
+                             f"{MAX_LAYERS} a pynn model may have")
 
 
 def layer_classes():
@@ -67,29 +80,42 @@ def serialize(obj):
 
 def deserialize(entry, classes, what, where):
     """The object an entry of `serialize` describes, its class looked up in `classes`;
-    ModelFileError for anything else."""
+    ModelFileError for anything else (a constructor's refusal of a config value included)."""
+    from .checks import is_int, shown
+    from .layers.base import check_shape_arg
     if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) or \
             not isinstance(entry.get("config", {}), dict):
         raise ModelFileError(f"{where}: expected {what} as {{'class_name': ..., 'config': {{...}}}}, "
-                             f"found {entry!r:.200}")
+                             f"found {shown(entry, 200)}")
     cls = classes.get(entry["class_name"])
     if cls is None:
-        raise ModelFileError(f"{where}: unknown {what} class {entry['class_name']!r:.100}; this pynn "
-                             f"knows {', '.join(sorted(classes))}")
+        raise ModelFileError(f"{where}: unknown {what} class {shown(entry['class_name'], 100)}; "
+                             f"this pynn knows {', '.join(sorted(classes))}")
+    config = dict(entry.get("config", {}))
+    name = config.get("name")
+    described = f"{what} {entry['class_name']}" + (f" {shown(name)}" if isinstance(name, str) else "")
     try:
-        obj = cls.from_config(dict(entry.get("config", {})))
+        obj = cls.from_config(config)
     except ModelFileError:
         raise
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-        raise ModelFileError(f"{where}: cannot rebuild {what} {entry['class_name']}: {exc}") from None
+    except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError,
+            RecursionError) as exc:
+        raise ModelFileError(f"{where}: cannot rebuild {described}: {exc}") from None
     build = entry.get("build_config")
-    if isinstance(build, dict) and isinstance(build.get("input_shape"), list) and \
+    if isinstance(build, dict) and build.get("input_shape") is not None and \
             not getattr(obj, "built", True):
+        shape = build["input_shape"]
         try:
-            obj._maybe_build(tuple(build["input_shape"]))
-        except (TypeError, ValueError) as exc:
-            raise ModelFileError(f"{where}: cannot build {what} {entry['class_name']}: {exc}") \
-                from None
+            if not isinstance(shape, list) or len(shape) < 2 or \
+                    not (shape[0] is None or is_int(shape[0]) and shape[0] > 0):
+                raise ValueError(f"expected build_config input_shape as [batch, ...features], "
+                                 f"found {shown(shape)}")
+            features = check_shape_arg(shape[1:], "build_config input_shape", described)
+            obj._maybe_build((shape[0],) + features)
+        except ModelFileError:
+            raise
+        except (TypeError, ValueError, LookupError, ArithmeticError) as exc:
+            raise ModelFileError(f"{where}: cannot build {described}: {exc}") from None
     return obj
 
 

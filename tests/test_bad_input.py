@@ -254,8 +254,24 @@ def test_set_weights_refuses_wrong_count_and_shapes():
     (lambda: pynn.optimizers.SGD(momentum=1.5), ValueError, ["momentum", "1.5"]),
     (lambda: pynn.optimizers.Adam(beta_1=1.0), ValueError, ["beta_1", "1.0"]),
     (lambda: pynn.optimizers.RMSprop(rho=-0.1), ValueError, ["rho", "-0.1"]),
+    # types are checked, not coerced; numbers must be finite in float32
+    (lambda: pynn.optimizers.SGD(learning_rate=1e308), ValueError, ["learning_rate", "1e+308"]),
+    (lambda: pynn.optimizers.SGD(learning_rate=2**2000), ValueError, ["learning_rate"]),
+    (lambda: pynn.optimizers.Adam(learning_rate="0.1"), ValueError, ["learning_rate='0.1'"]),
+    (lambda: pynn.optimizers.SGD(nesterov="no"), ValueError, ["nesterov", "nesterov='no'"]),
+    (lambda: pynn.optimizers.Adam(amsgrad="no"), ValueError, ["amsgrad='no'"]),
+    (lambda: pynn.optimizers.RMSprop(centered=0), ValueError, ["centered=0"]),
+    (lambda: pynn.optimizers.Adam(epsilon=float("inf")), ValueError, ["epsilon=inf"]),
+    (lambda: pynn.optimizers.Adam(name=5), ValueError, ["name", "name=5"]),
+    (lambda: pynn.losses.BinaryCrossentropy(from_logits="no"), ValueError,
+     ["from_logits", "from_logits='no'"]),
+    (lambda: pynn.losses.MeanSquaredError(name=["mse"]), ValueError, ["name=['mse']"]),
+    (lambda: pynn.initializers.VarianceScaling(scale=float("inf")), ValueError, ["scale=inf"]),
+    (lambda: pynn.initializers.VarianceScaling(mode=["fan_in"]), ValueError, ["mode"]),
+    (lambda: pynn.initializers.RandomUniform(1.0, 0.0), ValueError, ["maxval=0.0"]),
+    (lambda: pynn.initializers.GlorotUniform(seed=True), ValueError, ["seed=True"]),
 ])
-def test_optimizers_refuse_bad_arguments(make, exc, words):
+def test_optimizers_losses_and_initializers_refuse_bad_arguments(make, exc, words):
     with pytest.raises(exc) as info:
         make()
     for w in words:
@@ -267,6 +283,7 @@ def test_optimizers_refuse_bad_arguments(make, exc, words):
     (dict(optimizer="sgd", loss="hinge"), ValueError, ["hinge", "mse"]),
     (dict(optimizer="sgd", loss="mse", metrics=["precision"]), ValueError, ["precision"]),
     (dict(optimizer="sgd", loss="mse", backend="tpu"), ValueError, ["tpu", "cpu"]),
+    (dict(optimizer="sgd", loss="mse", loss_weights=float("inf")), ValueError, ["loss_weights"]),
     (dict(optimizer=3, loss="mse"), TypeError, ["optimizer"]),
     (dict(optimizer="sgd", loss=len), TypeError, ["loss"]),
 ])
@@ -439,11 +456,12 @@ def test_no_input_crashes_the_process():
 
 
 @pytest.mark.parametrize("make,words", [
-    (lambda: pynn.Sequential([layers.Input((2 ** 40,)), layers.Dense(3, name="wide")]),
-     ["wide", "kernel", "(1099511627776, 3)", "more than this machine's memory"]),
-    (lambda: pynn.Sequential([layers.Input((4,)), layers.Dense(2 ** 62, name="tall")]),
-     ["tall", "kernel", "(4, 4611686018427387904)"]),
-    (lambda: pynn.Sequential([layers.Input((3, 3, 2 ** 31)), layers.Conv2D(2 ** 31, 3, name="c")]),
+    # sizes each argument's own bound allows (pynn/checks.py), products that cannot fit
+    (lambda: pynn.Sequential([layers.Input((2 ** 31 - 1,)), layers.Dense(2 ** 20, name="wide")]),
+     ["wide", "kernel", "(2147483647, 1048576)", "more than this machine's memory"]),
+    (lambda: pynn.Sequential([layers.Input((2 ** 20,)), layers.Dense(2 ** 31 - 1, name="tall")]),
+     ["tall", "kernel", "(1048576, 2147483647)"]),
+    (lambda: pynn.Sequential([layers.Input((3, 3, 2 ** 20)), layers.Conv2D(2 ** 20, 3, name="c")]),
      ["'c'", "kernel"]),
 ])
 def test_weights_that_cannot_fit_are_refused_before_allocating(make, words):

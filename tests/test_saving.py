@@ -8,6 +8,10 @@ import json
 import os
 import pathlib
 import pickletools
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 
 import numpy as np
@@ -192,7 +196,7 @@ def test_truncated_file_raises_a_clear_error(tmp_path):
     for cut in (0, 10, len(data) // 2, len(data) - 30):
         broken = tmp_path / f"cut{cut}.pynn"
         broken.write_bytes(data[:cut])
-        with pytest.raises(ModelFileError, match="truncated" if cut >= 4 else "not a zip") as info:
+        with pytest.raises(ModelFileError, match="the file is truncated" if cut >= 4 else "not a zip") as info:
             pynn.load_model(broken)
         assert str(broken) in str(info.value)
         assert isinstance(info.value, ValueError)
@@ -318,6 +322,66 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert path.read_bytes() != good
     with pytest.raises(FileExistsError):
         model.save(path, overwrite=False)
+
+
+SAVER = r"""
+import os, sys, time
+import pynn
+from pynn import layers
+target, mode = sys.argv[1], sys.argv[2]
+pynn.utils.set_random_seed(0)
+model = pynn.Sequential([layers.Input((256,)), layers.Dense(512), layers.Dense(256)])
+if mode == "stall":           # a slow disk: the save stops in fsync, its temporary file written
+    def stall(fd):
+        print("in save", flush=True)
+        time.sleep(120)
+    os.fsync = stall
+else:
+    print("saving", flush=True)
+while True:
+    model.save(target)
+"""
+
+
+def _temps(folder):
+    return sorted(n for n in os.listdir(folder) if n.endswith(".tmp"))
+
+
+def test_saves_killed_mid_write_leave_one_temp_file_which_the_next_save_removes(tmp_path):
+    """kill -9 during a save leaves its temporary file (nothing can remove it then); the
+    next save to the same target removes it, so there is never more than one."""
+    target = tmp_path / "m.pynn"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(pathlib.Path(pynn.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+    rng = np.random.default_rng(7)
+    stale = []
+    for mode in ["stall", "stall", "stall", "loop", "loop", "loop"]:
+        child = subprocess.Popen([sys.executable, "-c", SAVER, str(target), mode],
+                                 stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            assert child.stdout.readline().strip() in ("in save", "saving")
+            if mode == "stall" and not stale:   # a live save's file is not touched by another
+                live = _temps(tmp_path)
+                make().save(target)
+                assert _temps(tmp_path) == live and len(live) == 1, (live, _temps(tmp_path))
+            if mode == "loop":              # saving over and over: one temporary file at a time
+                end = time.monotonic() + rng.uniform(0.05, 0.3)
+                while time.monotonic() < end:
+                    assert len(_temps(tmp_path)) <= 1, _temps(tmp_path)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            child.stdout.close()
+        left = _temps(tmp_path)
+        assert len(left) <= 1, left
+        if mode == "stall":                 # killed inside a save: its file is left, alone
+            assert len(left) == 1 and left[0] not in stale, (left, stale)
+            stale += left
+        if target.exists():                 # the target is always a whole model
+            pynn.load_model(target, compile=False)
+    make().save(target)
+    assert os.listdir(tmp_path) == ["m.pynn"]
+    pynn.load_model(target)
 
 
 def test_checkpoint_resume_after_interruption(tmp_path):

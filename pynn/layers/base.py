@@ -16,12 +16,16 @@ pynn.models.plan.PlanBuilder) and tells it how to differentiate them; the plan, 
 layer, owns every buffer, so a layer holds no state between calls besides its weights.
 Each op is one kernel that every backend implements (pynn/backend/base.py).
 """
+import contextlib
+import math
 import re
+import threading
 
 import numpy as np
 
 from ..arrays import check_fits, finite_float32
 from ..arrays import numeric_array  # noqa: F401  (re-exported for the layers)
+from ..checks import MAX_SIZE, check_bool, is_int, shown
 from ..variables import Variable
 from .node import KerasTensor, Node, flatten_structure, pack_like
 
@@ -48,20 +52,62 @@ def shape_text(shape):
 
 
 def check_shape_arg(shape, what, where):
-    """A feature shape given by the user: a tuple of positive ints (an int is accepted)."""
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+    """A feature shape given by the user: a tuple of positive ints (an int is accepted),
+    with at most MAX_SIZE values in all."""
+    if is_int(shape):
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or not shape or not all(
-            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape):
+            is_int(d) and 0 < d <= MAX_SIZE for d in shape) or \
+            math.prod(int(d) for d in shape) > MAX_SIZE:
         raise ValueError(f"{where}: expected {what} as a tuple of positive integers "
-                         f"(without the batch axis), received {shape!r}")
+                         f"(without the batch axis, at most {MAX_SIZE} values in all), "
+                         f"received {shown(shape)}")
     return tuple(int(d) for d in shape)
 
 
 def check_dtype(dtype, where):
+    config = dtype.get("config") if isinstance(dtype, dict) else None
     if dtype not in (None, "float32", np.float32) and getattr(dtype, "name", None) != "float32" \
-            and not (isinstance(dtype, dict) and dtype.get("config", {}).get("name") == "float32"):
-        raise ValueError(f"{where}: pynn computes in float32; received dtype={dtype!r}")
+            and not (isinstance(config, dict) and config.get("name") == "float32"):
+        raise ValueError(f"{where}: pynn computes in float32; received dtype={shown(dtype)}")
+
+
+_loading = threading.local()
+
+
+@contextlib.contextmanager
+def weights_from_file(entries, where):
+    """While a model is rebuilt from a file: every weight a layer creates must be one the
+    file lists, with the same path and shape (`entries`: [(path, shape)], each matched at
+    most once), checked in add_weight before the weight's memory is allocated.  So a config
+    whose layers would be bigger than the file's weights (Dense units=10**7 in a 4 KB file)
+    is refused (ModelFileError naming `where`) before it costs anything."""
+    pool = {}
+    for path, shape in entries:
+        pool.setdefault(path, []).append(tuple(shape))
+    previous = getattr(_loading, "expected", None)
+    _loading.expected = (pool, where)
+    try:
+        yield
+    finally:
+        _loading.expected = previous
+
+
+def _claim_file_weight(layer, path, shape):
+    expected = getattr(_loading, "expected", None)
+    if expected is None:
+        return
+    pool, where = expected
+    shapes = pool.get(path, [])
+    if shape in shapes:
+        shapes.remove(shape)
+        return
+    from ..serialization import ModelFileError
+    held = f"{path} of shape {list(shapes[0])}" if shapes else f"no (further) weight {path}"
+    raise ModelFileError(f"{where}: layer '{layer.name}' ({type(layer).__name__}) would create "
+                         f"weight {path} of shape {list(shape)} "
+                         f"({math.prod(shape)} values), but the file holds {held}: the config "
+                         "does not match the weights")
 
 
 class Layer:
@@ -73,10 +119,9 @@ class Layer:
         if kwargs:
             raise TypeError(f"{cls}: unrecognized keyword arguments {sorted(kwargs)}")
         if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"{cls}: expected name to be a non-empty string, received {name!r}")
-        if not isinstance(trainable, (bool, np.bool_)):
-            raise ValueError(f"{cls}: expected `trainable` to be a boolean, received "
-                             f"trainable={trainable!r}")
+            raise ValueError(f"{cls}: expected name to be a non-empty string, received "
+                             f"{shown(name)}")
+        check_bool(trainable, "trainable", cls)
         check_dtype(dtype, cls)
         self.name = name or unique_name(snake_case(cls))
         self._trainable = bool(trainable)
@@ -108,6 +153,7 @@ class Layer:
         shape = () if shape is None else tuple(int(d) for d in shape)
         init = initializers.get(initializer, where, "initializer")
         name = name or f"variable_{len(self._weights)}"
+        _claim_file_weight(self, f"{self.name}/{name}", shape)
         size = 1
         for d in shape:
             size *= d
@@ -382,4 +428,5 @@ def as_list(value):
 
 
 __all__ = ["Layer", "KernelBiasLayer", "KerasTensor", "Node", "unique_name", "numeric_array",
-           "shape_text", "check_shape_arg", "flatten_structure", "pack_like", "as_list"]
+           "shape_text", "check_shape_arg", "flatten_structure", "pack_like", "as_list",
+           "weights_from_file"]

@@ -10,36 +10,33 @@ convolves by whatever means it likes (cpu: im2col into the GEMM).
 """
 import math
 
-import numpy as np
-
 from .. import activations, ids, initializers
+from ..checks import MAX_SIZE, check_bool, check_int, invalid, is_int, shown
 from .base import KernelBiasLayer, shape_text
 
 PADDINGS = ("valid", "same")
 
 
 def positive_int_pair(value, arg, where):
-    """An int or a pair of ints, each >= 1, as a tuple of two Python ints."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) \
-        else value
+    """An int or a pair of ints, each in [1, MAX_SIZE], as a tuple of two Python ints."""
+    pair = (value, value) if is_int(value) else value
     if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in pair):
-        raise ValueError(f"{where}: received an invalid value for `{arg}`, expected a positive "
-                         f"integer or a tuple of 2 positive integers. Received: {arg}={value!r}")
+            is_int(v) and 1 <= v <= MAX_SIZE for v in pair):
+        raise invalid(where, arg, "a positive integer or a tuple of 2 positive integers (at "
+                      f"most {MAX_SIZE})", value)
     return int(pair[0]), int(pair[1])
 
 
 def check_padding(padding, where):
     if not isinstance(padding, str) or padding.lower() not in PADDINGS:
-        raise ValueError(f"{where}: received an invalid value for `padding`, expected one of "
-                         f"'valid' or 'same'. Received: padding={padding!r}")
+        raise invalid(where, "padding", "one of 'valid' or 'same'", padding)
     return padding.lower()
 
 
 def check_data_format(data_format, where):
     if data_format not in (None, "channels_last"):
         raise ValueError(f"{where}: only data_format='channels_last' (NHWC) is supported, "
-                         f"received data_format={data_format!r}")
+                         f"received data_format={shown(data_format)}")
     return "channels_last"
 
 
@@ -76,9 +73,7 @@ class Conv2D(KernelBiasLayer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
-            raise ValueError("Conv2D: received an invalid value for `filters`, expected a "
-                             f"positive integer. Received: filters={filters!r}")
+        filters = check_int(filters, "filters", "Conv2D")
         super().__init__(**kwargs)
         where = f"Conv2D '{self.name}'"
         from .core import _refuse_unsupported
@@ -86,7 +81,7 @@ class Conv2D(KernelBiasLayer):
                             bias_regularizer=bias_regularizer,
                             activity_regularizer=activity_regularizer,
                             kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
-        self.filters = int(filters)
+        self.filters = filters
         self.kernel_size = positive_int_pair(kernel_size, "kernel_size", where)
         self.strides = positive_int_pair(strides, "strides", where)
         self.padding = check_padding(padding, where)
@@ -94,10 +89,10 @@ class Conv2D(KernelBiasLayer):
         if positive_int_pair(dilation_rate, "dilation_rate", where) != (1, 1):
             raise ValueError(f"{where}: only dilation_rate=(1, 1) is supported, received "
                              f"dilation_rate={dilation_rate!r}")
-        if groups != 1:
+        if check_int(groups, "groups", where) != 1:
             raise ValueError(f"{where}: only groups=1 is supported, received groups={groups!r}")
         self.activation, self.alpha = activations.get(activation, where)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool(use_bias, "use_bias", where)
         self.kernel_initializer = initializers.get(kernel_initializer, where,
                                                    "kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, where,

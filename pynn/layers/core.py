@@ -1,7 +1,6 @@
 """Dense, Activation, LeakyReLU, ReLU and Softmax: the layers of a fully connected network."""
-import numpy as np
-
 from .. import activations, ids, initializers
+from ..checks import MAX_RANK, check_bool, check_int, check_number
 from .base import KernelBiasLayer, Layer, shape_text
 from .input_layer import Input, InputLayer  # noqa: F401  (re-exported: pynn.layers.Input)
 
@@ -13,18 +12,16 @@ class Dense(KernelBiasLayer):
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
                  **kwargs):
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError("Dense: received an invalid value for `units`, expected a positive "
-                             f"integer. Received: units={units!r}")
+        units = check_int(units, "units", "Dense")
         super().__init__(**kwargs)
         where = f"Dense '{self.name}'"
         _refuse_unsupported(where, kernel_regularizer=kernel_regularizer,
                             bias_regularizer=bias_regularizer,
                             activity_regularizer=activity_regularizer,
                             kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
-        self.units = int(units)
+        self.units = units
         self.activation, self.alpha = activations.get(activation, where)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool(use_bias, "use_bias", where)
         self.kernel_initializer = initializers.get(kernel_initializer, where,
                                                    "kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, where,
@@ -108,11 +105,7 @@ class LeakyReLU(Activation):
 
     def __init__(self, negative_slope=0.3, **kwargs):
         super().__init__("leaky_relu", **kwargs)
-        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float, np.floating)) \
-                or not np.isfinite(negative_slope) or negative_slope < 0:
-            raise ValueError("LeakyReLU: expected negative_slope to be a non-negative number, "
-                             f"received {negative_slope!r}")
-        self.alpha = float(negative_slope)
+        self.alpha = check_number(negative_slope, "negative_slope", f"LeakyReLU '{self.name}'", 0)
 
     @property
     def output_activation(self):
@@ -129,11 +122,8 @@ class ReLU(Activation):
     and `threshold` (a clipped or shifted ReLU) are refused: pynn has no kernel for them."""
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
-        for key, value in (("negative_slope", negative_slope), ("threshold", threshold)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-                    or not np.isfinite(value) or value < 0:
-                raise ValueError(f"ReLU: expected {key} to be a non-negative number, "
-                                 f"received {value!r}")
+        negative_slope = check_number(negative_slope, "negative_slope", "ReLU", 0)
+        threshold = check_number(threshold, "threshold", "ReLU", 0)
         if max_value is not None or threshold != 0:
             raise ValueError("ReLU: `max_value` and `threshold` are not supported yet, received "
                              f"max_value={max_value!r}, threshold={threshold!r}")
@@ -157,11 +147,9 @@ class Softmax(Activation):
     """Keras's Softmax layer: softmax over `axis`, which must be the last axis."""
 
     def __init__(self, axis=-1, **kwargs):
-        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-            raise ValueError(f"Softmax: expected axis to be an integer (the last axis), "
-                             f"received {axis!r}")
+        axis = check_int(axis, "axis", "Softmax (the last axis)", -MAX_RANK, MAX_RANK)
         super().__init__("softmax", **kwargs)
-        self.axis = int(axis)
+        self.axis = axis
 
     def check_input_shape(self, input_shape):
         super().check_input_shape(input_shape)

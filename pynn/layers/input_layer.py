@@ -1,6 +1,5 @@
 """InputLayer and Input: the entry points of a functional model."""
-import numpy as np
-
+from ..checks import check_bool, check_optional_int, shown
 from .base import Layer, check_shape_arg, shape_text
 from .node import KerasTensor, Node
 
@@ -15,27 +14,24 @@ class InputLayer(Layer):
         where = "InputLayer" if name is None else f"InputLayer '{name}'"
         if input_shape is not None and shape is None:
             shape = input_shape
-        if sparse:
+        if sparse is not None and check_bool(sparse, "sparse", where):
             raise ValueError(f"{where}: sparse inputs are not supported")
-        if input_tensor is not None or optional:
+        if input_tensor is not None or check_bool(optional, "optional", where):
             raise ValueError(f"{where}: input_tensor and optional inputs are not supported")
         if batch_shape is not None:
             if shape is not None:
                 raise ValueError(f"{where}: pass shape or batch_shape, not both")
             if not isinstance(batch_shape, (tuple, list)) or len(batch_shape) < 2:
                 raise ValueError(f"{where}: expected batch_shape as (batch, ...features), "
-                                 f"received {batch_shape!r}")
+                                 f"received {shown(batch_shape)}")
             batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
         if shape is None:
             raise ValueError(f"{where}: expected the input's shape (without the batch axis), "
                              "received none")
-        if batch_size is not None and (isinstance(batch_size, bool) or
-                                       not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-            raise ValueError(f"{where}: expected batch_size to be a positive integer or None, "
-                             f"received {batch_size!r}")
+        batch_size = check_optional_int(batch_size, "batch_size", where)
         super().__init__(name=name, dtype=dtype, **kwargs)
         self.shape = check_shape_arg(shape, "shape", f"InputLayer '{self.name}'")
-        self.batch_size = None if batch_size is None else int(batch_size)
+        self.batch_size = batch_size
         self.built = True
         self._build_input_shape = (None,) + self.shape
         tensor = KerasTensor((None,) + self.shape, name=self.name)

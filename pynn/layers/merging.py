@@ -10,6 +10,7 @@ outer = the axes before `axis`, width = the rest.
 import numpy as np
 
 from .. import ids
+from ..checks import MAX_RANK, check_int
 from .base import Layer, shape_text
 
 
@@ -120,10 +121,7 @@ class Concatenate(Merge):
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-            raise ValueError(f"Concatenate '{self.name}': expected axis to be an integer, "
-                             f"received axis={axis!r}")
-        self.axis = int(axis)
+        self.axis = check_int(axis, "axis", f"Concatenate '{self.name}'", -MAX_RANK, MAX_RANK)
 
     def _axis(self, rank):
         axis = self.axis % rank if -rank <= self.axis < rank else None

@@ -11,9 +11,8 @@ gamma (scale=True), beta (center=True), moving_mean, moving_variance; the last t
 not trainable (no optimizer touches them; they live outside the model's trainable
 parameter array).
 """
-import numbers
-
 from .. import initializers
+from ..checks import MAX_RANK, check_bool, check_int, check_number
 from .base import Layer, shape_text
 
 
@@ -25,21 +24,19 @@ class BatchNormalization(Layer):
                  gamma_constraint=None, synchronized=False, **kwargs):
         super().__init__(**kwargs)
         where = f"BatchNormalization '{self.name}'"
-        if isinstance(axis, bool) or not isinstance(axis, int):
-            raise ValueError(f"{where}: expected axis to be an integer, received axis={axis!r}")
-        for arg, value, low, high in (("momentum", momentum, 0.0, 1.0), ("epsilon", epsilon, 0.0, None)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-                    (low <= value <= high) if high is not None else value > low):
-                expected = "a float in [0, 1]" if high is not None else "a positive float"
-                raise ValueError(f"{where}: received an invalid value for `{arg}`, expected "
-                                 f"{expected}. Received: {arg}={value!r}")
+        axis = check_int(axis, "axis", where, -MAX_RANK, MAX_RANK)
+        momentum = check_number(momentum, "momentum", where, 0, 1)
+        epsilon = check_number(epsilon, "epsilon", where, 0, low_open=True)
+        center = check_bool(center, "center", where)
+        scale = check_bool(scale, "scale", where)
+        check_bool(synchronized, "synchronized", where)
         from .core import _refuse_unsupported
         _refuse_unsupported(where, beta_regularizer=beta_regularizer,
                             gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
                             gamma_constraint=gamma_constraint)
         self.axis = axis
-        self.momentum, self.epsilon = float(momentum), float(epsilon)
-        self.center, self.scale = bool(center), bool(scale)
+        self.momentum, self.epsilon = momentum, epsilon
+        self.center, self.scale = center, scale
         self.beta_initializer = initializers.get(beta_initializer, where,
                                                  "beta_initializer")
         self.gamma_initializer = initializers.get(gamma_initializer, where,

@@ -4,6 +4,7 @@ Windows and output sizes follow Keras (see conv.py); strides default to pool_siz
 With padding="same", max pooling never picks a padded position and average pooling
 divides by the number of real input positions in the window, as Keras/TF do.
 """
+from ..checks import check_bool
 from .base import Layer, shape_text
 from .conv import (check_data_format, check_padding, positive_int_pair, window_geometry,
                    window_ints)
@@ -75,7 +76,7 @@ class GlobalAveragePooling2D(Layer):
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
         self.data_format = check_data_format(data_format, f"GlobalAveragePooling2D '{self.name}'")
-        self.keepdims = bool(keepdims)
+        self.keepdims = check_bool(keepdims, "keepdims", f"GlobalAveragePooling2D '{self.name}'")
 
     def check_input_shape(self, input_shape):
         if len(input_shape) != 4:

@@ -9,11 +9,8 @@ drawn from pynn's generator (`pynn.utils.set_random_seed`) when the layer is bui
 config carries the seed drawn, so a saved and loaded model draws the masks it would have.  In
 inference the layer is the identity.
 """
-import numbers
-
-import numpy as np
-
 from .. import utils
+from ..checks import MAX_SIZE, check_number, check_seed, is_int, shown
 from .base import Layer
 
 
@@ -21,21 +18,14 @@ class Dropout(Layer):
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         where = f"Dropout '{self.name}'"
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
-            raise ValueError(f"{where}: received an invalid value for `rate`, expected a float "
-                             f"in [0, 1). Received: rate={rate!r}")
+        self.rate = check_number(rate, "rate", where, 0, 1, high_open=True)
         if noise_shape is not None and (not isinstance(noise_shape, (tuple, list)) or not all(
-                d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1)
-                for d in noise_shape)):
+                d is None or (is_int(d) and 1 <= d <= MAX_SIZE) for d in noise_shape)):
             raise ValueError(f"{where}: expected noise_shape as a tuple of positive integers or "
-                             f"None entries (batch axis included), received {noise_shape!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
-            raise ValueError(f"{where}: expected seed to be a non-negative integer or None, "
-                             f"received seed={seed!r}")
-        self.rate = float(rate)
-        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
-        self.seed = None if seed is None else int(seed)
+                             f"None entries (batch axis included), received {shown(noise_shape)}")
+        self.noise_shape = None if noise_shape is None else \
+            tuple(None if d is None else int(d) for d in noise_shape)
+        self.seed = check_seed(seed, "seed", where)
         self._seed = None
 
     def check_input_shape(self, input_shape):

@@ -3,8 +3,9 @@
 Flatten keeps the row-major (H, W, C) order of channels-last images, so the kernel of
 a Dense layer after it is laid out exactly as in Keras and weights transfer unchanged.
 """
-import numpy as np
+import math
 
+from ..checks import MAX_SIZE, is_int, shown
 from .base import Layer, shape_text
 
 
@@ -22,7 +23,7 @@ class Flatten(Layer):
         self._require_rank(input_shape, 2, min_rank=True)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], int(np.prod(input_shape[1:], dtype=np.int64)))
+        return (input_shape[0], math.prod(input_shape[1:]))
 
     def plan_forward(self, b, inputs, training, logits=False):
         (x,) = inputs
@@ -38,25 +39,27 @@ class Reshape(Layer):
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
         where = f"Reshape '{self.name}'"
-        if isinstance(target_shape, (int, np.integer)) and not isinstance(target_shape, bool):
+        if is_int(target_shape):
             target_shape = (target_shape,)
         if not isinstance(target_shape, (tuple, list)) or not target_shape or not all(
-                isinstance(d, (int, np.integer)) and not isinstance(d, bool) and (d >= 1 or d == -1)
-                for d in target_shape) or list(target_shape).count(-1) > 1:
+                is_int(d) and (1 <= d <= MAX_SIZE or d == -1) for d in target_shape) or \
+                list(target_shape).count(-1) > 1 or \
+                math.prod(int(d) for d in target_shape if d != -1) > MAX_SIZE:
             raise ValueError(f"{where}: expected target_shape as a tuple of positive integers "
-                             f"(at most one -1), received target_shape={target_shape!r}")
+                             f"(at most one -1, at most {MAX_SIZE} values in all), received "
+                             f"target_shape={shown(target_shape)}")
         self.target_shape = tuple(int(d) for d in target_shape)
 
     def check_input_shape(self, input_shape):
         self.compute_output_shape(input_shape)
 
     def compute_output_shape(self, input_shape):
-        size = int(np.prod(input_shape[1:], dtype=np.int64))
-        known = int(np.prod([d for d in self.target_shape if d != -1], dtype=np.int64))
+        size = math.prod(input_shape[1:])
+        known = math.prod(d for d in self.target_shape if d != -1)
         shape = self.target_shape
         if -1 in shape:
             shape = None if size % known else tuple(size // known if d == -1 else d for d in shape)
-        if shape is None or int(np.prod(shape, dtype=np.int64)) != size:
+        if shape is None or math.prod(shape) != size:
             raise ValueError(f"Reshape '{self.name}': cannot reshape an input of shape "
                              f"{shape_text(input_shape)} ({size} values per sample) to "
                              f"target_shape={self.target_shape}")

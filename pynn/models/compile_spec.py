@@ -13,6 +13,7 @@ output's unweighted loss is "<output>_loss"; with more than one output, metrics 
 """
 from .. import losses as losses_module
 from .. import metrics as metrics_module
+from ..checks import check_number
 
 
 class OutputSpec:
@@ -76,7 +77,7 @@ def resolve(output_names, output_shapes, loss, loss_weights, metrics, where):
     if loss_weights is None:
         weights = [1.0] * n
     elif isinstance(loss_weights, (int, float)) and not isinstance(loss_weights, bool):
-        weights = [float(loss_weights)] * n
+        weights = [loss_weights] * n
     elif isinstance(loss_weights, (list, tuple, dict)):
         weights = _per_output(loss_weights, output_names, "loss_weights", where,
                               allow_single=False)
@@ -84,11 +85,7 @@ def resolve(output_names, output_shapes, loss, loss_weights, metrics, where):
     else:
         raise ValueError(f"{where}: expected loss_weights as a float, a list or a dict, "
                          f"received {loss_weights!r}")
-    for w in weights:
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w == w or w < 0:
-            raise ValueError(f"{where}: expected loss weights to be non-negative numbers, "
-                             f"received {w!r}")
-    weights = [float(w) for w in weights]
+    weights = [check_number(w, "loss_weights", where, 0) for w in weights]
 
     if metrics is None:
         per_metrics = [[] for _ in range(n)]

@@ -12,7 +12,11 @@ A functional model used as a layer counts one node of its own first (Keras's con
 so node indices match Keras's.  Nested models are layers with their own config, shared
 layers have several inbound nodes, and every layer keeps its `trainable` flag.
 """
+from collections import deque
+
 from .. import serialization
+from ..checks import check_bool, is_int, shown
+from ..layers.node import KerasTensor, flatten_structure
 from ..serialization import ModelFileError
 
 
@@ -72,11 +76,20 @@ def functional_config(model):
             "output_layers": refs(model.output_structure)}
 
 
+def _trainable(config, where):
+    try:
+        return check_bool(config.get("trainable", True), "trainable", where)
+    except ValueError as exc:
+        raise ModelFileError(str(exc)) from None
+
+
 def sequential_from_config(cls, config, where):
     layers = config.get("layers")
     if not isinstance(layers, list):
         raise ModelFileError(f"{where}: a Sequential config needs a list of layers, found "
-                             f"{layers!r:.100}")
+                             f"{shown(layers)}")
+    serialization.check_layer_count(layers, where)
+    trainable = _trainable(config, where)
     model = cls(name=config.get("name") or None)
     for entry in layers:
         model.add(serialization.deserialize_layer(entry, where), rebuild=False)
@@ -84,9 +97,13 @@ def sequential_from_config(cls, config, where):
     shape = config.get("build_input_shape")
     if model.inputs is None and isinstance(shape, list) and model.layers:
         model.build(tuple(shape))
-    if config.get("trainable") is False:
+    if not trainable:
         model.trainable = False
     return model
+
+
+class _NotYet(Exception):
+    """A tensor reference to a call not replayed yet: (layer name, node index)."""
 
 
 def functional_from_config(cls, config, where):
@@ -94,38 +111,42 @@ def functional_from_config(cls, config, where):
     entries = config.get("layers")
     if not isinstance(entries, list):
         raise ModelFileError(f"{where}: a functional config needs a list of layers")
+    serialization.check_layer_count(entries, where)
+    trainable = _trainable(config, where)
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise ModelFileError(f"{where}: a layer entry needs a name, found {entry!r:.100}")
+            raise ModelFileError(f"{where}: a layer entry needs a name, found {shown(entry)}")
+        if entry["name"] in created:
+            raise ModelFileError(f"{where}: the config lists layer {shown(entry['name'])} twice")
         layer = serialization.deserialize_layer(
             {k: v for k, v in entry.items() if k not in ("inbound_nodes", "name")}, where)
         created[entry["name"]] = layer
         calls = entry.get("inbound_nodes") or []
         if not isinstance(calls, list):
             raise ModelFileError(f"{where}: inbound_nodes of {entry['name']} must be a list")
-        pending[entry["name"]] = list(calls)
+        pending[entry["name"]] = deque(calls)
 
     def tensor(ref):
         if not (isinstance(ref, list) and len(ref) == 3 and isinstance(ref[0], str)
-                and all(isinstance(i, int) and not isinstance(i, bool) for i in ref[1:])):
+                and all(is_int(i) for i in ref[1:])):
             raise ModelFileError(f"{where}: expected a tensor reference [layer, node, tensor], "
-                                 f"found {ref!r:.100}")
+                                 f"found {shown(ref)}")
         layer = created.get(ref[0])
         if layer is None:
-            raise ModelFileError(f"{where}: unknown layer {ref[0]!r:.80} in a tensor reference")
+            raise ModelFileError(f"{where}: unknown layer {shown(ref[0])} in a tensor reference")
         node_index = ref[1] - _own_nodes(layer)
         nodes = layer.inbound_nodes
         if not 0 <= node_index < len(nodes):
-            raise IndexError(ref)         # not made yet: try again after other calls
+            raise _NotYet((ref[0], ref[1]))     # not made yet: try again after that call
         outs = nodes[node_index].output_tensors
         if not 0 <= ref[2] < len(outs):
-            raise ModelFileError(f"{where}: tensor reference {ref!r:.80} is out of range")
+            raise ModelFileError(f"{where}: tensor reference {shown(ref)} is out of range")
         return outs[ref[2]]
 
     def decode(value):
         if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-            history = (value.get("config") or {}).get("keras_history")
-            return tensor(history)
+            history = value.get("config")
+            return tensor(history.get("keras_history") if isinstance(history, dict) else None)
         if isinstance(value, list):
             return [decode(v) for v in value]
         if isinstance(value, dict):
@@ -133,30 +154,35 @@ def functional_from_config(cls, config, where):
         return value
 
     # replay the calls as they become possible (a shared layer's later calls may need
-    # tensors made further down the list), as Keras's functional_from_config does
-    while any(pending.values()):
-        progress = False
-        for entry in entries:
-            queue = pending[entry["name"]]
-            while queue:
-                call = queue[0]
-                if not isinstance(call, dict):
-                    raise ModelFileError(f"{where}: a call of {entry['name']} must be an object")
-                try:
-                    args = decode(call.get("args", []))
-                except IndexError:
-                    break
-                kwargs = call.get("kwargs") or {}
-                if not isinstance(args, list) or len(args) != 1:
-                    raise ModelFileError(f"{where}: a call of {entry['name']} must have one "
-                                         f"argument (its inputs), found {args!r:.100}")
-                created[entry["name"]](args[0], training=kwargs.get("training"))
-                queue.pop(0)
-                progress = True
-        if not progress:
-            stuck = [n for n, q in pending.items() if q]
-            raise ModelFileError(f"{where}: the graph has loops or calls that refer to tensors "
-                                 f"no layer makes; unresolved layers: {stuck}")
+    # tensors made further down the list), as Keras's functional_from_config does; a call
+    # that waits for another is retried once that call has been made, so the replay takes
+    # time in proportion to the number of calls
+    ready, waiting = deque(created), {}
+    while ready:
+        name = ready.popleft()
+        layer, queue = created[name], pending[name]
+        while queue:
+            call = queue[0]
+            if not isinstance(call, dict) or not isinstance(call.get("kwargs") or {}, dict):
+                raise ModelFileError(f"{where}: a call of {name} must be an object "
+                                     "{'args': [...], 'kwargs': {...}}")
+            try:
+                args = decode(call.get("args", []))
+            except _NotYet as missing:
+                waiting.setdefault(missing.args[0], []).append(name)
+                break
+            if not isinstance(args, list) or len(args) != 1 or not all(
+                    isinstance(t, KerasTensor) for t in flatten_structure(args[0])):
+                raise ModelFileError(f"{where}: a call of {name} must have one argument (its "
+                                     f"input tensors), found {shown(call.get('args'))}")
+            layer(args[0], training=(call.get("kwargs") or {}).get("training"))
+            queue.popleft()
+            made = (name, len(layer.inbound_nodes) - 1 + _own_nodes(layer))
+            ready.extend(waiting.pop(made, []))
+    stuck = [n for n, q in pending.items() if q]
+    if stuck:
+        raise ModelFileError(f"{where}: the graph has loops or calls that refer to tensors "
+                             f"no layer makes; unresolved layers: {shown(stuck, 200)}")
 
     def struct(refs):
         if isinstance(refs, list) and len(refs) == 3 and isinstance(refs[0], str):
@@ -165,15 +191,15 @@ def functional_from_config(cls, config, where):
             return {k: struct(v) for k, v in refs.items()}
         if isinstance(refs, list):
             return [struct(v) for v in refs]
-        raise ModelFileError(f"{where}: bad input/output reference {refs!r:.80}")
+        raise ModelFileError(f"{where}: bad input/output reference {shown(refs)}")
 
     try:
         inputs = struct(config.get("input_layers"))
         outputs = struct(config.get("output_layers"))
-    except IndexError as exc:
-        raise ModelFileError(f"{where}: input/output reference {exc} names a call that does not "
-                             "exist") from None
+    except _NotYet as exc:
+        raise ModelFileError(f"{where}: input/output reference {list(exc.args[0])} names a call "
+                             "that does not exist") from None
     model = cls(inputs, outputs, name=config.get("name") or None)
-    if config.get("trainable") is False:
+    if not trainable:
         model.trainable = False
     return model
