@@ -468,3 +468,53 @@ def test_backup_and_restore_keeps_the_backup_when_asked_and_refuses_what_it_lack
         callbacks.BackupAndRestore(tmp_path, save_freq=10)
     with pytest.raises(ValueError, match="backup_dir"):
         callbacks.BackupAndRestore("")
+
+
+def test_model_checkpoint_every_n_batches(tmp_path):
+    (x, y), _ = digits(320)                      # 10 batches of 32 an epoch
+    model = mlp()
+    ckpt = callbacks.ModelCheckpoint(str(tmp_path / "m-{epoch}-{batch}.pynn"), save_freq=4)
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[ckpt])
+    # batches counted across epochs: saves after 4, 8 (epoch 1), then 12 = epoch 2's 2nd, ...
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["m-1-4.pynn", "m-1-8.pynn", "m-2-2.pynn", "m-2-6.pynn", "m-2-10.pynn"])
+    # the file after epoch 2's last batch holds the final weights
+    saved = pynn.load_model(tmp_path / "m-2-10.pynn")
+    for a, b in zip(saved.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for bad in (0, -3, 2.5, "batch", True):
+        with pytest.raises(ValueError, match="save_freq"):
+            callbacks.ModelCheckpoint(str(tmp_path / "x.pynn"), save_freq=bad)
+
+
+def test_an_epoch_checkpoint_keeps_the_fused_path(tmp_path, monkeypatch):
+    (x, y), _ = digits(320)
+    calls = []
+    real = executor_module.CExecutor.run
+    monkeypatch.setattr(executor_module.CExecutor, "run",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    mlp().fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[
+        callbacks.ModelCheckpoint(str(tmp_path / "e{epoch}.pynn")),
+        callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: None)])
+    assert len(calls) == 2                       # one C call per epoch
+    calls.clear()
+    mlp().fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[
+        callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: None)])
+    assert len(calls) == 10                      # a batch hook: every batch
+
+
+def test_evaluate_and_predict_take_steps_and_callbacks():
+    (x, y), _ = digits(100)
+    model = mlp()
+    full = model.evaluate(x[:64], y[:64], batch_size=32, verbose=0)
+    assert model.evaluate(x, y, batch_size=32, steps=2, verbose=0) == pytest.approx(full)
+    np.testing.assert_array_equal(model.predict(x, batch_size=32, steps=2, verbose=0),
+                                  model.predict(x[:64], batch_size=32, verbose=0))
+    for call in (lambda: model.evaluate(x, y, steps=0, verbose=0),
+                 lambda: model.predict(x, steps=-1, verbose=0),
+                 lambda: model.evaluate(x, y, verbose=0, callbacks=[object()]),
+                 lambda: model.predict(x, verbose=0, callbacks=callbacks.History())):
+        with pytest.raises((ValueError, TypeError)):
+            call()
+    with pytest.raises(TypeError, match="on_epoch_ends"):
+        callbacks.LambdaCallback(on_epoch_ends=print)

@@ -329,3 +329,113 @@ def test_tensorflow_cnn_tutorial(capsys):
     assert len(history.history["val_accuracy"]) == 2
     test_loss, test_acc = model.evaluate(train_images[:16], train_labels[:16], verbose=0)
     assert test_loss == pytest.approx(history.history["val_loss"][-1], rel=1e-6)
+
+
+def test_writing_your_own_callbacks_guide():
+    """keras.io "Writing your own callbacks": every hook, with the log keys Keras passes."""
+    seen = []
+
+    class CustomCallback(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(("Starting training", list(logs.keys())))
+
+        def on_train_end(self, logs=None):
+            seen.append(("Stop training", list(logs.keys())))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append((f"Start epoch {epoch}", list(logs.keys())))
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((f"End epoch {epoch}", list(logs.keys())))
+
+        def on_test_begin(self, logs=None):
+            seen.append(("Start testing", list(logs.keys())))
+
+        def on_test_end(self, logs=None):
+            seen.append(("Stop testing", list(logs.keys())))
+
+        def on_predict_begin(self, logs=None):
+            seen.append(("Start predicting", list(logs.keys())))
+
+        def on_predict_end(self, logs=None):
+            seen.append(("Stop predicting", list(logs.keys())))
+
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append((f"Training: start of batch {batch}", list(logs.keys())))
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((f"Training: end of batch {batch}", list(logs.keys())))
+
+        def on_test_batch_begin(self, batch, logs=None):
+            seen.append((f"Evaluating: start of batch {batch}", list(logs.keys())))
+
+        def on_test_batch_end(self, batch, logs=None):
+            seen.append((f"Evaluating: end of batch {batch}", list(logs.keys())))
+
+        def on_predict_batch_begin(self, batch, logs=None):
+            seen.append((f"Predicting: start of batch {batch}", list(logs.keys())))
+
+        def on_predict_batch_end(self, batch, logs=None):
+            seen.append((f"Predicting: end of batch {batch}", list(logs.keys())))
+
+    def get_model():
+        model = keras.Sequential()
+        model.add(keras.layers.Dense(1))
+        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=0.1),
+                      loss="mean_squared_error", metrics=["mean_absolute_error"])
+        return model
+
+    x_train = np.random.rand(512, 784).astype("float32")
+    y_train = np.random.rand(512).astype("float32")
+    model = get_model()
+    model.fit(x_train, y_train, batch_size=128, epochs=1, verbose=0, validation_split=0.5,
+              callbacks=[CustomCallback()])
+    keys = ["loss", "mean_absolute_error"]
+    val = keys + ["val_loss", "val_mean_absolute_error"]
+    assert seen == [("Starting training", []), ("Start epoch 0", []),
+                    ("Training: start of batch 0", []), ("Training: end of batch 0", keys),
+                    ("Training: start of batch 1", []), ("Training: end of batch 1", keys),
+                    ("Start testing", []),
+                    ("Evaluating: start of batch 0", []), ("Evaluating: end of batch 0", keys),
+                    ("Evaluating: start of batch 1", []), ("Evaluating: end of batch 1", keys),
+                    ("Stop testing", keys), ("End epoch 0", val), ("Stop training", val)]
+    seen.clear()
+    res = model.evaluate(x_train, y_train, batch_size=128, verbose=0,
+                         callbacks=[CustomCallback()])
+    assert seen[0] == ("Start testing", []) and seen[-1] == ("Stop testing", keys)
+    assert len(seen) == 2 + 2 * 4 and len(res) == 2
+    seen.clear()
+    model.predict(x_train, batch_size=128, callbacks=[CustomCallback()])
+    assert seen == [("Start predicting", [])] + [
+        item for b in range(4) for item in ((f"Predicting: start of batch {b}", []),
+                                            (f"Predicting: end of batch {b}", ["outputs"]))
+    ] + [("Stop predicting", [])]
+
+    # the guide's LossAndErrorPrintingCallback reads logs["loss"] and logs["mean_absolute_error"]
+    printed = []
+
+    class LossAndErrorPrintingCallback(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            printed.append(("batch", batch, logs["loss"]))
+
+        def on_test_batch_end(self, batch, logs=None):
+            printed.append(("test", batch, logs["loss"]))
+
+        def on_epoch_end(self, epoch, logs=None):
+            printed.append(("epoch", epoch, logs["loss"], logs["mean_absolute_error"]))
+
+    model = get_model()
+    model.fit(x_train, y_train, batch_size=128, epochs=2, verbose=0,
+              callbacks=[LossAndErrorPrintingCallback()])
+    res = model.evaluate(x_train, y_train, batch_size=128, verbose=0,
+                         callbacks=[LossAndErrorPrintingCallback()])
+    assert [p[0] for p in printed] == ["batch"] * 4 + ["epoch"] + ["batch"] * 4 + ["epoch"] + \
+        ["test"] * 4
+    assert printed[4][2] == pytest.approx(printed[3][2])  # the epoch's loss: the running mean
+    assert printed[-1][2] == pytest.approx(res[0], rel=1e-6)
+
+    # LambdaCallback
+    epochs = []
+    model.fit(x_train, y_train, batch_size=128, epochs=2, verbose=0, callbacks=[
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epochs.append(epoch))])
+    assert epochs == [0, 1]

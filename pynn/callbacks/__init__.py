@@ -1,10 +1,10 @@
 """Callbacks with Keras's hooks and semantics (base.py), and pynn's ActivationMonitor
 (monitoring.py)."""
-from .base import (BackupAndRestore, CSVLogger, Callback, CallbackList, EarlyStopping, History, LearningRateScheduler,
+from .base import (BackupAndRestore, CSVLogger, Callback, LambdaCallback, CallbackList, EarlyStopping, History, LearningRateScheduler,
                    ModelCheckpoint, Progbar, ProgbarLogger, ReduceLROnPlateau, TerminateOnNaN,
                    is_terminal)
 from .monitoring import ActivationMonitor
 
 __all__ = ["Callback", "CallbackList", "History", "Progbar", "ProgbarLogger", "EarlyStopping",
            "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau", "CSVLogger",
-           "TerminateOnNaN", "BackupAndRestore", "ActivationMonitor", "is_terminal"]
+           "TerminateOnNaN", "BackupAndRestore", "LambdaCallback", "ActivationMonitor", "is_terminal"]

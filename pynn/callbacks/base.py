@@ -9,6 +9,8 @@
   LearningRateScheduler, ReduceLROnPlateau   change the optimizer's learning rate
   CSVLogger           one CSV row per epoch
   TerminateOnNaN      stop as soon as the loss is NaN or infinite
+  BackupAndRestore    resume an interrupted fit from its last completed epoch
+  LambdaCallback      a callback made of functions
   ActivationMonitor   what the hidden units do each epoch (monitoring.py)
 """
 import collections
@@ -24,8 +26,10 @@ import numpy as np
 
 class Callback:
     """Base class: override the hooks you need.  `self.model` and `self.params` are set
-    by `fit` before `on_train_begin`; `logs` is a dict of the loss and metrics so far
-    (at epoch end also the `val_` ones), which a callback may add entries to.
+    by `fit` (evaluate, predict) before the first hook; `logs` is always a dict (`{}`
+    where there is nothing yet): the loss and metrics so far (at epoch end also the `val_`
+    ones), which a callback may add entries to.  fit's validation runs the on_test_*
+    hooks, as Keras's does; predict's batch hooks get {"outputs": the batch's predictions}.
 
     Setting `self.model.stop_training = True` ends `fit` after the current epoch (after
     the current batch when training layer by layer).
@@ -59,13 +63,12 @@ class Callback:
     def on_batch_end(self, batch, logs=None): pass
 
     def on_train_batch_begin(self, batch, logs=None):
-        self.on_batch_begin(batch, logs=logs)
+        self.on_batch_begin(batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.on_batch_end(batch, logs=logs)
+        self.on_batch_end(batch, logs)
 
-    # Keras's evaluate/predict hooks: accepted so Keras callbacks define them freely;
-    # pynn's evaluate and predict take no callbacks, so they are never called.
+    # evaluate's hooks (also run by fit's validation) and predict's
     def on_test_begin(self, logs=None): pass
     def on_test_end(self, logs=None): pass
     def on_test_batch_begin(self, batch, logs=None): pass
@@ -211,26 +214,102 @@ class ProgbarLogger(Callback):
         self._bar.update(self.params["steps"], logs, final=True)
 
 
+_BATCH_HOOKS = {
+    "train": ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"),
+    "test": ("on_test_batch_begin", "on_test_batch_end"),
+    "predict": ("on_predict_batch_begin", "on_predict_batch_end"),
+}
+
+
+def _overrides(cb, hook):
+    """True when `cb` has its own `hook`: its class overrides it, or it was given one (a
+    LambdaCallback's functions)."""
+    if hook in getattr(cb, "_given_hooks", ()):
+        return True
+    return getattr(type(cb), hook) is not getattr(Callback, hook)
+
+
 class CallbackList:
+    """The callbacks of one fit/evaluate/predict call.  Every hook gets a logs dict (`{}`
+    where there is nothing yet), the same dict for every callback in turn, as Keras passes
+    it (a callback may add entries that the next ones see)."""
+
     def __init__(self, callbacks, model, params):
         self.callbacks = list(callbacks)
+        self.model = model
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_params(params)
 
     def __getattr__(self, hook):
-        def call(*args, **kwargs):
+        if not hook.startswith("on_"):
+            raise AttributeError(hook)
+
+        takes_index = not hook.endswith(("_begin", "_end")) or "batch" in hook or \
+            "epoch" in hook
+
+        def call(*args, logs=None):
+            args = list(args) + ([logs] if logs is not None else [])
+            args += [None] * ((2 if takes_index else 1) - len(args))
+            if args[-1] is None:
+                args[-1] = {}
             for cb in self.callbacks:
-                getattr(cb, hook)(*args, **kwargs)
+                getattr(cb, hook)(*args)                # positional, as Keras calls them
         return call
+
+    def wants_every_batch(self, kind="train"):
+        """True when a callback needs the per-batch hooks of `kind` ("train", "test",
+        "predict") at every batch: the fused path, a stretch of steps per C call, must then
+        go step by step.  A callback content with a call per stretch (the progress bar)
+        sets `coarse_batch_hooks`; one may also decide per instance (`needs_batch_hooks`)."""
+        for cb in self.callbacks:
+            decide = getattr(cb, "needs_batch_hooks", None)
+            if decide is not None:
+                if decide(kind):
+                    return True
+                continue
+            if kind == "train" and cb.coarse_batch_hooks:
+                continue
+            if any(_overrides(cb, h) for h in _BATCH_HOOKS[kind]):
+                return True
+        return False
 
     @property
     def wants_batch_hooks(self):
-        """True when a callback overrides a per-batch hook and needs it every batch (the
-        fused epoch path must not skip them)."""
-        hooks = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
-        return any(getattr(type(cb), h) is not getattr(Callback, h) for h in hooks
-                   for cb in self.callbacks if not cb.coarse_batch_hooks)
+        return self.wants_every_batch("train")
+
+
+class LambdaCallback(Callback):
+    """Keras's LambdaCallback: a callback made of functions, e.g.
+    LambdaCallback(on_epoch_end=lambda epoch, logs: print(epoch, logs)).  Epoch hooks take
+    (epoch, logs), batch hooks (batch, logs), begin/end of train/test/predict (logs)."""
+
+    _HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end",
+              "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end",
+              "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+              "on_predict_begin", "on_predict_end", "on_predict_batch_begin",
+              "on_predict_batch_end")
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
+                 on_train_end=None, on_train_batch_begin=None, on_train_batch_end=None,
+                 **kwargs):
+        super().__init__()
+        given = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+                     on_train_begin=on_train_begin, on_train_end=on_train_end,
+                     on_train_batch_begin=on_train_batch_begin,
+                     on_train_batch_end=on_train_batch_end, **kwargs)
+        self._given_hooks = set()
+        for name, fn in given.items():
+            if name not in self._HOOKS:
+                raise TypeError(f"LambdaCallback: unknown hook {name!r}; expected one of "
+                                f"{', '.join(self._HOOKS)}")
+            if fn is None:
+                continue
+            if not callable(fn):
+                raise TypeError(f"LambdaCallback: expected {name} to be a function, received "
+                                f"{fn!r:.80}")
+            setattr(self, name, fn)
+            self._given_hooks.add(name)
 
 
 # ---- the callbacks Keras users reach for -----------------------------------------------------
@@ -342,16 +421,24 @@ class ModelCheckpoint(Callback):
     (save_best_only).  `filepath` may hold `{epoch:02d}` (1-based, as Keras) and any log
     key, e.g. "ckpt/model-{epoch:02d}-{val_loss:.3f}.pynn"; missing folders are created.
     save_weights_only=True writes `model.save_weights`, otherwise `model.save` (the whole
-    model with its optimizer state; see pynn/saving.py).  Writes are atomic."""
+    model with its optimizer state; see pynn/saving.py).  Writes are atomic.
+    save_freq: "epoch", or N to save every N training batches (counted across epochs; the
+    path may then hold `{batch}`, 1-based; fit then runs step by step)."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch", initial_value_threshold=None):
         super().__init__()
         if not isinstance(filepath, (str, os.PathLike)):
             raise TypeError(f"ModelCheckpoint: expected filepath to be a path, received {filepath!r}")
-        if save_freq != "epoch":
-            raise ValueError(f"ModelCheckpoint: only save_freq='epoch' is supported, received "
-                             f"save_freq={save_freq!r}")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or
+                                     not isinstance(save_freq, (int, np.integer)) or
+                                     save_freq < 1):
+            raise ValueError(f"ModelCheckpoint: expected save_freq to be 'epoch' or a positive "
+                             f"integer (a number of batches), received save_freq={save_freq!r}")
+        self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
+        self._current_epoch = 0
+        self._batches_seen_since_last_saving = 0
+        self._last_batch_seen = -1
         self.filepath = os.fspath(filepath)
         self.monitor = monitor
         self.verbose = verbose
@@ -364,15 +451,40 @@ class ModelCheckpoint(Callback):
         else:
             self.best = -math.inf if self._max else math.inf
 
-    def _path(self, epoch, logs):
+    def _path(self, epoch, logs, batch=None):
+        logs = dict(logs or {})
+        if batch is not None and "batch" not in logs:
+            logs["batch"] = batch + 1             # 1-based, as Keras
         try:
-            return self.filepath.format(epoch=epoch + 1, **(logs or {}))
+            return self.filepath.format(epoch=epoch + 1, **logs)
         except KeyError as exc:
             raise KeyError(f"ModelCheckpoint: filepath {self.filepath!r} names {exc}, which is not "
-                           f"in the logs; available: epoch, {', '.join(logs or {})}") from None
+                           f"in the logs; available: epoch, {', '.join(logs)}") from None
+
+    def needs_batch_hooks(self, kind):
+        """Saving every `save_freq` batches needs every training batch."""
+        return kind == "train" and self.save_freq != "epoch"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        """save_freq=N: a save every N batches, counted across epochs (Keras 3)."""
+        if self.save_freq == "epoch":
+            return
+        added = batch + 1 if batch <= self._last_batch_seen else batch - self._last_batch_seen
+        self._batches_seen_since_last_saving += added
+        self._last_batch_seen = batch
+        if self._batches_seen_since_last_saving >= self.save_freq:
+            self._batches_seen_since_last_saving = 0
+            self._save(self._current_epoch, logs, batch)
 
     def on_epoch_end(self, epoch, logs=None):
-        path = self._path(epoch, logs)
+        if self.save_freq == "epoch":
+            self._save(epoch, logs, None)
+
+    def _save(self, epoch, logs, batch):
+        path = self._path(epoch, logs, batch)
         if self.save_best_only:
             current = (logs or {}).get(self.monitor)
             if current is None:

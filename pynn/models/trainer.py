@@ -234,7 +234,8 @@ class Trainer:
                     cb_list.on_train_batch_end(s0 - 1, acc.logs())
                 logs = acc.logs()
                 if val is not None and (epoch + 1) % validation_freq == 0:
-                    val_logs = self._evaluate_arrays(engine, val[0], val[1], val_batch)
+                    val_logs = self._evaluate_arrays(engine, val[0], val[1], val_batch,
+                                                     callbacks=cb_list)
                     logs.update({"val_" + k: v for k, v in val_logs.items()})
                 cb_list.on_epoch_end(epoch, logs)
             interrupts.check()
@@ -245,54 +246,98 @@ class Trainer:
         return history
 
     # ---- evaluate -------------------------------------------------------------------------
-    def _evaluate_arrays(self, engine, inputs, targets, batch_size, progbar=None):
+    def _evaluate_arrays(self, engine, inputs, targets, batch_size, progbar=None,
+                         callbacks=None, steps=None):
+        """The logs of one pass over the data (the first `steps` batches if given), with
+        the on_test_* hooks of `callbacks` (a CallbackList) run as Keras runs them."""
         n = inputs[0].shape[0]
         batch_size = min(batch_size, n)
-        steps = math.ceil(n / batch_size)
+        steps = math.ceil(n / batch_size) if steps is None else \
+            min(steps, math.ceil(n / batch_size))
+        n = min(n, steps * batch_size)
+        per_batch = callbacks is not None and callbacks.wants_every_batch("test")
+        if callbacks is not None:
+            callbacks.on_test_begin()
         with interrupts.guard(), engine.borrow("test", batch_size) as ex:
             acc = _Accumulator(ex.plan, engine.losses)
-            stretch = 1 if progbar is not None and progbar.interactive else steps
+            stretch = 1 if per_batch or (progbar is not None and progbar.interactive) else steps
             s0 = 0
             while s0 < steps:
                 k = min(stretch, steps - s0)
+                if per_batch:
+                    callbacks.on_test_batch_begin(s0)
                 losses, metrics, rows = ex.run(inputs, targets, None, None, n, s0 * batch_size,
                                                batch_size, k, 0)
                 acc.add(losses, metrics, rows)
                 interrupts.check()
                 s0 += len(rows)
+                if callbacks is not None:
+                    callbacks.on_test_batch_end(s0 - 1, acc.logs())
                 if progbar is not None:
                     progbar.update(s0, acc.logs())
         logs = acc.logs()
         if progbar is not None:
             progbar.update(steps, logs, final=True)
+        if callbacks is not None:
+            callbacks.on_test_end(logs)
         return logs
+
+    def _callback_list(self, callbacks, where, params):
+        callbacks = [] if callbacks is None else list(callbacks)
+        for cb in callbacks:
+            if not isinstance(cb, callbacks_module.Callback):
+                raise TypeError(f"{where}: expected pynn.callbacks.Callback instances, received "
+                                f"{type(cb).__name__}")
+        return callbacks_module.CallbackList(callbacks, self.model, params)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
         model = self.model
         where = f"{type(model).__name__}.evaluate ('{model.name}')"
-        self._unsupported(where, sample_weight=sample_weight, steps=steps, callbacks=callbacks)
+        self._unsupported(where, sample_weight=sample_weight)
         batch_size = validation.check_batch_size(batch_size, where)
         verbose = validation.check_verbose(verbose, where)
         return_dict = validation.check_bool(return_dict, "return_dict", where)
+        if steps is not None:
+            steps = validation.check_int(steps, "steps", where, 1)
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"{where}: expected callbacks as a list of Callback instances, "
+                            f"received {type(callbacks).__name__}")
         engine, inputs, targets = self._prepare(x, y, where)
-        bar = callbacks_module.Progbar(math.ceil(inputs[0].shape[0] / batch_size), verbose) \
-            if verbose else None
-        logs = self._evaluate_arrays(engine, inputs, targets, batch_size, bar)
+        n = inputs[0].shape[0]
+        total = math.ceil(n / min(batch_size, n))
+        total = total if steps is None else min(total, steps)
+        cb_list = self._callback_list(callbacks, where,
+                                      {"verbose": verbose, "epochs": 1, "steps": total})
+        bar = callbacks_module.Progbar(total, verbose) if verbose else None
+        logs = self._evaluate_arrays(engine, inputs, targets, batch_size, bar, cb_list, steps)
         return logs if return_dict else _flatten_in_keras_order(logs, engine.losses)
 
     # ---- predict --------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         model = self.model
         where = f"{type(model).__name__}.predict ('{model.name}')"
-        self._unsupported(where, steps=steps, callbacks=callbacks)
         batch_size = validation.check_batch_size(batch_size, where)
         verbose = validation.check_verbose(verbose, where)
+        if steps is not None:
+            steps = validation.check_int(steps, "steps", where, 1)
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"{where}: expected callbacks as a list of Callback instances, "
+                            f"received {type(callbacks).__name__}")
         model.ensure_graph(x, where)
         inputs = validation.model_inputs(model, x, where)
-        return self._predict_arrays(inputs, batch_size, verbose, "predict")
+        if steps is not None:             # the first `steps` batches, as Keras
+            keep = min(inputs[0].shape[0], steps * batch_size)
+            inputs = validation.slice_rows(inputs, 0, keep)
+        n = inputs[0].shape[0]
+        cb_list = None
+        if callbacks:
+            cb_list = self._callback_list(
+                callbacks, where,
+                {"verbose": verbose, "epochs": 1, "steps": math.ceil(n / min(batch_size, n))})
+        return self._predict_arrays(inputs, batch_size, verbose, "predict", cb_list)
 
-    def _predict_arrays(self, inputs, batch_size, verbose, kind):
+    def _predict_arrays(self, inputs, batch_size, verbose, kind, callbacks=None):
         model = self.model
         engine = model.engine
         n = inputs[0].shape[0]
@@ -300,20 +345,31 @@ class Trainer:
         outputs = [np.empty((n,) + tuple(t.shape[1:]), dtype=np.float32) for t in model.outputs]
         steps = math.ceil(n / batch_size)
         bar = callbacks_module.Progbar(steps, verbose) if verbose else None
-        stretch = 1 if bar is not None and bar.interactive else steps
+        per_batch = callbacks is not None and callbacks.wants_every_batch("predict")
+        stretch = 1 if per_batch or (bar is not None and bar.interactive) else steps
         with engine.lock:                   # dropout called with training=True draws anew
             counter = self._inference_steps
             self._inference_steps += steps
+        if callbacks is not None:
+            callbacks.on_predict_begin()
         with interrupts.guard(), engine.borrow(kind, batch_size) as ex:
             s0 = 0
             while s0 < steps:
                 k = min(stretch, steps - s0)
+                if per_batch:
+                    callbacks.on_predict_batch_begin(s0)
                 _, _, rows = ex.run(inputs, [], outputs, None, n, s0 * batch_size, batch_size,
                                     k, counter + s0)
                 interrupts.check()
-                s0 += len(rows)
+                r0, s0 = s0 * batch_size, s0 + len(rows)
+                if callbacks is not None:      # Keras: {"outputs": the batch's predictions}
+                    r1 = min(s0 * batch_size, n)
+                    callbacks.on_predict_batch_end(
+                        s0 - 1, {"outputs": model.pack_outputs([o[r0:r1] for o in outputs])})
                 if bar is not None:
                     bar.update(s0, final=s0 == steps)
+        if callbacks is not None:
+            callbacks.on_predict_end()
         return model.pack_outputs(outputs)
 
     # ---- one batch ---------------------------------------------------------------------------
