@@ -518,3 +518,48 @@ def test_evaluate_and_predict_take_steps_and_callbacks():
             call()
     with pytest.raises(TypeError, match="on_epoch_ends"):
         callbacks.LambdaCallback(on_epoch_ends=print)
+
+
+def _scalars(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    return ({t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags["scalars"]},
+            {t: acc.Histograms(t) for t in tags["histograms"]})
+
+
+def test_tensorboard_writes_what_tensorboard_reads(tmp_path):
+    pytest.importorskip("tensorboard")          # the test extra installs it
+    (x, y), (xs, ys) = digits(256)
+    model = mlp()
+    history = model.fit(x, y, epochs=3, batch_size=32, verbose=0, validation_data=(xs, ys),
+                        callbacks=[callbacks.TensorBoard(tmp_path, histogram_freq=1)])
+    train, hist = _scalars(tmp_path / "train")
+    assert set(train) == {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"}
+    assert [s for s, _ in train["epoch_loss"]] == [0, 1, 2]
+    np.testing.assert_allclose([v for _, v in train["epoch_loss"]], history.history["loss"],
+                               rtol=1e-6)
+    np.testing.assert_allclose([v for _, v in train["epoch_learning_rate"]], [0.001] * 3,
+                               rtol=1e-6)
+    assert len(hist) == 4 and all(len(h) == 3 for h in hist.values())   # 2 kernels, 2 biases
+    kernel = model.weights[0]
+    h = hist[f"{kernel.path}/histogram"][-1].histogram_value
+    assert h.num == kernel.size and h.min == pytest.approx(float(kernel.numpy().min()))
+    val, _ = _scalars(tmp_path / "validation")
+    np.testing.assert_allclose([v for _, v in val["epoch_loss"]], history.history["val_loss"],
+                               rtol=1e-6)
+    assert [s for s, _ in val["evaluation_loss_vs_iterations"]] == [8, 16, 24]
+
+
+def test_tensorboard_per_batch_and_bad_arguments(tmp_path):
+    pytest.importorskip("tensorboard")
+    (x, y), _ = digits(256)
+    mlp().fit(x, y, epochs=2, batch_size=32, verbose=0,
+              callbacks=[callbacks.TensorBoard(tmp_path, update_freq=3)])
+    train, _ = _scalars(tmp_path / "train")
+    assert [s for s, _ in train["batch_loss"]] == [3, 6, 9, 12, 15]    # 16 batches in all
+    for kwargs in ({"update_freq": 0}, {"histogram_freq": -1}, {"write_images": True},
+                   {"log_dir": ""}):
+        with pytest.raises(ValueError):
+            callbacks.TensorBoard(**{"log_dir": tmp_path, **kwargs})

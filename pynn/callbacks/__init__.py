@@ -4,7 +4,8 @@ from .base import (BackupAndRestore, CSVLogger, Callback, LambdaCallback, Callba
                    ModelCheckpoint, Progbar, ProgbarLogger, ReduceLROnPlateau, TerminateOnNaN,
                    is_terminal)
 from .monitoring import ActivationMonitor
+from .tensorboard import TensorBoard
 
 __all__ = ["Callback", "CallbackList", "History", "Progbar", "ProgbarLogger", "EarlyStopping",
            "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau", "CSVLogger",
-           "TerminateOnNaN", "BackupAndRestore", "LambdaCallback", "ActivationMonitor", "is_terminal"]
+           "TerminateOnNaN", "BackupAndRestore", "LambdaCallback", "TensorBoard", "ActivationMonitor", "is_terminal"]
