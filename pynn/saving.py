@@ -274,8 +274,19 @@ def save_model(model, path, overwrite=True):
                 return [ser_loss(v) for v in l]
             return serialize(losses_module.get(l))
 
+        def ser_metrics(m):
+            from . import metrics as metrics_module
+            if isinstance(m, metrics_module.Metric):
+                return serialize(m)
+            if isinstance(m, dict):
+                return {k: ser_metrics(v) for k, v in m.items()}
+            if isinstance(m, (list, tuple)):
+                return [ser_metrics(v) for v in m]
+            return m                          # a name
+
         compile_cfg = {"optimizer": serialize(optimizer), "loss": ser_loss(loss),
-                       "loss_weights": loss_weights, "metrics": metrics, "backend": backend_name}
+                       "loss_weights": loss_weights, "metrics": ser_metrics(metrics),
+                       "backend": backend_name}
         state = optimizer.state_arrays()
         if state is not None:
             names = sorted(state)
@@ -665,9 +676,20 @@ def load_model(path, compile=True, backend=None):
                                      f"expected one of {', '.join(map(repr, _BACKENDS))}")
             if backend is None and saved is not None:
                 backend = saved if saved != "cuda" or backends.cuda_available() else None
+            def de_metrics(entry, depth=0):
+                if isinstance(entry, dict) and "class_name" in entry:
+                    return deserialize(entry, serialization.metric_classes(), "metric",
+                                       archive.path)
+                if depth < 2 and isinstance(entry, dict):
+                    return {k: de_metrics(v, depth + 1) for k, v in entry.items()}
+                if depth < 2 and isinstance(entry, list):
+                    return [de_metrics(v, depth + 1) for v in entry]
+                return entry                  # a name (compile checks it)
+
+            metrics = de_metrics(cfg.get("metrics"))
             try:
                 model.compile(optimizer=optimizer, loss=loss, loss_weights=cfg.get("loss_weights"),
-                              metrics=cfg.get("metrics"), backend=backend)
+                              metrics=metrics, backend=backend)
             except (TypeError, ValueError) as exc:
                 raise ModelFileError(f"{archive.path}: cannot compile the saved model: {exc}") from None
             if weights:

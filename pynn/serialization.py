@@ -52,6 +52,11 @@ def optimizer_classes():
     return dict(optimizers.CLASSES)
 
 
+def metric_classes():
+    from . import metrics
+    return dict(metrics.CLASSES)
+
+
 def loss_classes():
     from . import losses
     return dict(losses.CLASSES)

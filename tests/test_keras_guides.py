@@ -439,3 +439,54 @@ def test_writing_your_own_callbacks_guide():
     model.fit(x_train, y_train, batch_size=128, epochs=2, verbose=0, callbacks=[
         keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epochs.append(epoch))])
     assert epochs == [0, 1]
+
+
+def test_training_and_evaluation_with_built_in_methods_guide(tmp_path):
+    """keras.io "Training & evaluation with the built-in methods": metric objects in
+    compile, their names as log keys, evaluate and predict."""
+    inputs = keras.Input(shape=(784,), name="digits")
+    x = layers.Dense(64, activation="relu", name="dense_1")(inputs)
+    x = layers.Dense(64, activation="relu", name="dense_2")(x)
+    outputs = layers.Dense(10, activation="softmax", name="predictions")(x)
+    model = keras.Model(inputs=inputs, outputs=outputs)
+    x_train = np.random.rand(600, 784).astype("float32")
+    y_train = np.random.randint(0, 10, 600)
+    x_val, y_val = x_train[-100:], y_train[-100:]
+    model.compile(optimizer=keras.optimizers.RMSprop(),
+                  loss=keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy()])
+    history = model.fit(x_train, y_train, batch_size=64, epochs=2,
+                        validation_data=(x_val, y_val), verbose=0)
+    assert set(history.history) == {"loss", "sparse_categorical_accuracy", "val_loss",
+                                    "val_sparse_categorical_accuracy"}
+    results = model.evaluate(x_val, y_val, batch_size=128, verbose=0)
+    assert len(results) == 2
+    predictions = model.predict(x_val[:3], verbose=0)
+    assert predictions.shape == (3, 10)
+    # the metric object on its own gives what evaluate logged
+    acc = keras.metrics.SparseCategoricalAccuracy()
+    acc.update_state(y_val, model.predict(x_val, verbose=0))
+    assert float(acc.result()) == pytest.approx(results[1], abs=1e-6)
+    acc.reset_state()
+    assert float(acc.result()) == 0.0
+    # the guide's other spellings: a name=, RMSE, strings beside objects; saved and loaded
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", keras.metrics.SparseCategoricalAccuracy(name="acc")])
+    history = model.fit(x_train, y_train, batch_size=64, epochs=1, verbose=0)
+    assert set(history.history) == {"loss", "accuracy", "acc"}
+    assert history.history["accuracy"] == history.history["acc"]
+    model.save(tmp_path / "m.pynn")
+    again = keras.models.load_model(tmp_path / "m.pynn")
+    assert again.evaluate(x_val, y_val, verbose=0, return_dict=True) == \
+        pytest.approx(model.evaluate(x_val, y_val, verbose=0, return_dict=True))
+    regression = keras.Sequential([keras.Input((4,)), layers.Dense(1)])
+    regression.compile("sgd", "mse", metrics=[keras.metrics.RootMeanSquaredError(),
+                                              keras.metrics.MeanAbsoluteError()])
+    xr, yr = np.random.rand(64, 4).astype("float32"), np.random.rand(64, 1).astype("float32")
+    logs = regression.evaluate(xr, yr, verbose=0, return_dict=True)
+    assert logs["root_mean_squared_error"] == pytest.approx(np.sqrt(logs["loss"]), rel=1e-5)
+    rmse = keras.metrics.RootMeanSquaredError()
+    rmse.update_state(yr, regression.predict(xr, verbose=0))
+    assert float(rmse.result()) == pytest.approx(logs["root_mean_squared_error"], rel=1e-5)
+    with pytest.raises(ValueError, match="Mean"):
+        regression.compile("sgd", "mse", metrics=[keras.metrics.Mean()])

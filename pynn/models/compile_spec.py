@@ -109,14 +109,18 @@ def resolve(output_names, output_shapes, loss, loss_weights, metrics, where):
                                                     weights, per_metrics):
         compiled_metrics = []
         for ident in names:
-            kind = metrics_module.resolve(ident, loss_obj, shape, where)
-            key = ident if n == 1 else f"{name}_{ident}"
+            if isinstance(ident, metrics_module.Metric):     # a metric object: its name
+                kind, label = metrics_module.resolve_object(ident, loss_obj, shape, where)
+            else:
+                kind, label = metrics_module.resolve(ident, loss_obj, shape, where), ident
+            key = label if n == 1 else f"{name}_{label}"
             if key in seen:
                 seen[key] += 1
                 key = f"{key}_{seen[key] - 1}"
             else:
                 seen[key] = 1
-            compiled_metrics.append(metrics_module.MetricSpec(kind, key))
+            compiled_metrics.append(metrics_module.MetricSpec(
+                kind, key, root=getattr(ident, "root", False)))
         loss_key = f"{name}_loss" if several_losses else "loss"
         specs.append(OutputSpec(name, shape, loss_obj, weight, loss_key, compiled_metrics))
     return CompiledLosses(specs)
@@ -125,9 +129,9 @@ def resolve(output_names, output_shapes, loss, loss_weights, metrics, where):
 def _as_list(value):
     if value is None:
         return []
-    if isinstance(value, str):
+    if isinstance(value, (str, metrics_module.Metric)):
         return [value]
     if isinstance(value, (list, tuple)):
         return list(value)
-    raise TypeError(f"expected metric names (strings), received {type(value).__name__} "
-                    f"{value!r}")
+    raise TypeError(f"expected metric names (strings) or pynn.metrics objects, received "
+                    f"{type(value).__name__} {value!r:.80}")

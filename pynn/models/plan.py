@@ -136,6 +136,7 @@ class Plan:
         self.loss_weights = []
         self.metric_names = []           # log key of each OP_METRIC index
         self.metric_positions = []       # per metric: rows per batch row it averages over
+        self.metric_roots = []           # per metric: logged as the root of the mean (RMSE)
         self.optimizer_op = None         # index of OP_OPTIMIZER in ops
         self.layers = []                 # the (flattened) layer calls, for printing
 
@@ -432,6 +433,7 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
                                                 len(plan.metric_names)], label=metric.key)
                 plan.metric_names.append(metric.key)
                 plan.metric_positions.append(int(np.prod(out.shape[1:-1], dtype=np.int64)))
+                plan.metric_roots.append(metric.root)
 
     if kind == "train":
         b.emit_backward()

@@ -1,0 +1,62 @@
+"""pynn.metrics objects: Keras's stateful API (update_state / result / reset_state) on
+fixed arrays, against values written out by hand (independent of the kernels)."""
+import numpy as np
+import pytest
+
+import pynn
+from pynn import metrics
+
+P = np.array([[0.1, 0.7, 0.2], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6], [0.3, 0.3, 0.4]], np.float32)
+LABELS = np.array([1, 1, 2, 0])                      # right, wrong, right, wrong
+ONE_HOT = np.eye(3, dtype=np.float32)[LABELS]
+
+
+@pytest.mark.parametrize("metric,args,expected", [
+    (metrics.SparseCategoricalAccuracy(), (LABELS, P), 0.5),
+    (metrics.CategoricalAccuracy(), (ONE_HOT, P), 0.5),
+    (metrics.BinaryAccuracy(), ([[1], [0], [1], [0]], [[0.9], [0.6], [0.4], [0.1]]), 0.5),
+    (metrics.MeanSquaredError(), ([[0.0, 1.0], [2.0, 2.0]], [[1.0, 1.0], [2.0, 4.0]]),
+     (1 + 0 + 0 + 4) / 4),
+    (metrics.MeanAbsoluteError(), ([[0.0, 1.0], [2.0, 2.0]], [[1.0, 1.0], [2.0, 4.0]]),
+     (1 + 0 + 0 + 2) / 4),
+    (metrics.RootMeanSquaredError(), ([[0.0, 1.0], [2.0, 2.0]], [[1.0, 1.0], [2.0, 4.0]]),
+     np.sqrt(5 / 4)),
+])
+def test_values_on_fixed_arrays_accumulate_and_reset(metric, args, expected):
+    metric.reset_state()
+    metric.update_state(*args)
+    assert float(metric.result()) == pytest.approx(expected, rel=1e-6)
+    metric.update_state(*args)                       # the same again: the same mean
+    assert float(metric.result()) == pytest.approx(expected, rel=1e-6)
+    metric.reset_state()
+    assert float(metric.result()) == 0.0
+    assert float(metric(*args)) == pytest.approx(expected, rel=1e-6)   # __call__
+
+
+def test_mean_and_sum():
+    m, s = metrics.Mean(), metrics.Sum()
+    for values in ([1.0, 2.0], [6.0]):
+        m.update_state(values)
+        s.update_state(values)
+    assert float(m.result()) == 3.0 and float(s.result()) == 9.0
+
+
+def test_names_configs_and_bad_input():
+    assert metrics.SparseCategoricalAccuracy().name == "sparse_categorical_accuracy"
+    assert metrics.RootMeanSquaredError().name == "root_mean_squared_error"
+    acc = metrics.SparseCategoricalAccuracy(name="acc")
+    again = type(acc).from_config(acc.get_config())
+    assert again.name == "acc"
+    for call, error in [
+        (lambda: metrics.SparseCategoricalAccuracy().update_state([0, 5, 1, 1], P), ValueError),
+        (lambda: metrics.SparseCategoricalAccuracy().update_state([0, 1], P), ValueError),
+        (lambda: metrics.CategoricalAccuracy().update_state(ONE_HOT[:2], P), ValueError),
+        (lambda: metrics.MeanSquaredError().update_state([[np.nan]], [[1.0]]), ValueError),
+        (lambda: metrics.MeanSquaredError().update_state([[1.0]], [[1.0]], [2.0]), ValueError),
+        (lambda: metrics.BinaryAccuracy(threshold=0.3), ValueError),
+        (lambda: metrics.Mean(name=""), ValueError),
+        (lambda: pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(3)]).compile(
+            "sgd", "mse", metrics=[object()]), TypeError),
+    ]:
+        with pytest.raises(error):
+            call()
