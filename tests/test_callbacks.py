@@ -563,3 +563,26 @@ def test_tensorboard_per_batch_and_bad_arguments(tmp_path):
                    {"log_dir": ""}):
         with pytest.raises(ValueError):
             callbacks.TensorBoard(**{"log_dir": tmp_path, **kwargs})
+
+
+def test_steps_per_epoch_goes_on_through_the_data_as_keras_does():
+    (x, y), (xs, ys) = digits(320)               # 10 batches of 32
+    model = mlp()
+    with pytest.warns(UserWarning, match="ran out of data"):
+        history = model.fit(x, y, batch_size=32, epochs=4, steps_per_epoch=3, shuffle=False,
+                            verbose=0, validation_data=(xs, ys), validation_steps=2)
+    assert model.optimizer.iterations == 3 + 3 + 3 + 1
+    whole = mlp()
+    whole.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(a, b)      # one pass, cut in four epochs
+    assert history.history["val_loss"][-1] == pytest.approx(
+        model.evaluate(xs[:64], ys[:64], batch_size=32, verbose=0)[0], rel=1e-6)
+    # a fifth epoch starts a new pass
+    model.fit(x, y, batch_size=32, epochs=1, steps_per_epoch=3, verbose=0)
+    assert model.optimizer.iterations == 13
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="steps_per_epoch"):
+            model.fit(x, y, steps_per_epoch=bad, verbose=0)
+        with pytest.raises(ValueError, match="validation_steps"):
+            model.fit(x, y, validation_steps=bad, verbose=0)

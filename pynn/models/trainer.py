@@ -9,6 +9,7 @@ The logs are accumulated step by step in step order in both cases, so the Histor
 too.
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -128,9 +129,13 @@ class Trainer:
             validation_batch_size=None, validation_freq=1):
         model = self.model
         where = f"{type(model).__name__}.fit ('{model.name}')"
-        self._unsupported(where, class_weight=class_weight, sample_weight=sample_weight,
-                          steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
+        self._unsupported(where, class_weight=class_weight, sample_weight=sample_weight)
         batch_size = validation.check_batch_size(batch_size, where)
+        if steps_per_epoch is not None:
+            steps_per_epoch = validation.check_int(steps_per_epoch, "steps_per_epoch", where, 1)
+        if validation_steps is not None:
+            validation_steps = validation.check_int(validation_steps, "validation_steps", where,
+                                                    1)
         val_batch = batch_size if validation_batch_size is None else \
             validation.check_batch_size(validation_batch_size, where, "validation_batch_size")
         epochs = validation.check_int(epochs, "epochs", where, 0)
@@ -170,18 +175,26 @@ class Trainer:
         # Everything is checked: from here on the model changes.
         with engine.train_lock, interrupts.guard():
             return self._fit_loop(engine, inputs, targets, val, val_batch, batch_size, epochs,
-                                  initial_epoch, validation_freq, verbose, shuffle, callbacks)
+                                  initial_epoch, validation_freq, verbose, shuffle, callbacks,
+                                  steps_per_epoch, validation_steps)
 
     def _fit_loop(self, engine, inputs, targets, val, val_batch, batch_size, epochs,
-                  initial_epoch, validation_freq, verbose, shuffle, callbacks):
+                  initial_epoch, validation_freq, verbose, shuffle, callbacks,
+                  steps_per_epoch=None, validation_steps=None):
         """fit's epochs.  A Ctrl-C ends it after the step it arrived in (interrupts.py),
         once that step is counted: the optimizer's iterations count the steps applied and
-        the History holds the epochs completed."""
+        the History holds the epochs completed.
+
+        steps_per_epoch, as Keras 3 runs it on arrays: an epoch is that many batches of a
+        pass over the data that goes on from epoch to epoch; when the pass ends inside an
+        epoch, that epoch ends there (with Keras's warning) and the next starts a new pass,
+        shuffled anew."""
         model = self.model
         n = inputs[0].shape[0]
         batch_size = min(batch_size, n)     # Keras: a batch_size beyond the data is one batch
         ex = engine.executor("train", batch_size)
-        steps = math.ceil(n / batch_size)
+        num_batches = math.ceil(n / batch_size)
+        steps = steps_per_epoch or num_batches
         history = callbacks_module.History()
         progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
         cbs = ([progbar] if progbar else []) + callbacks + [history]
@@ -197,9 +210,12 @@ class Trainer:
         per_batch = cb_list.wants_batch_hooks
         optimizer = engine.optimizer
         logs = None
+        seen, order = 0, None               # batches of the current pass already trained
         for epoch in range(initial_epoch, epochs):
             cb_list.on_epoch_begin(epoch)
-            order = rng().permutation(n).astype(np.int64) if shuffle else None
+            if seen == 0:                   # a new pass over the data
+                order = rng().permutation(n).astype(np.int64) if shuffle else None
+            steps = min(steps_per_epoch or num_batches, num_batches - seen)
             acc = _Accumulator(ex.plan, engine.losses)
             if per_batch:
                 stretch = 1
@@ -214,8 +230,9 @@ class Trainer:
                     cb_list.on_train_batch_begin(s0)
                     interrupts.check()
                 ex = engine.executor("train", batch_size)
-                losses, metrics, rows = ex.run(inputs, targets, None, order, n, s0 * batch_size,
-                                               batch_size, k, optimizer.iterations)
+                losses, metrics, rows = ex.run(inputs, targets, None, order, n,
+                                               (seen + s0) * batch_size, batch_size, k,
+                                               optimizer.iterations)
                 done = len(rows)              # k, unless a Ctrl-C stopped the run early
                 if ex.plan.optimizer_op is not None:
                     optimizer.iterations += done
@@ -229,6 +246,11 @@ class Trainer:
                     interrupts.check()
                 if model.stop_training:
                     break
+            seen = 0 if seen + s0 >= num_batches else seen + s0
+            if steps_per_epoch is not None and s0 < steps_per_epoch and not model.stop_training:
+                warnings.warn("Your input ran out of data; interrupting epoch. Make sure that "
+                              "your dataset can generate at least `steps_per_epoch * epochs` "
+                              "batches.", stacklevel=3)
             # the end of the epoch, also when a Ctrl-C came during its last step: then
             # the History and the backups have the epoch the steps completed
             with interrupts.hold():
@@ -237,7 +259,7 @@ class Trainer:
                 logs = acc.logs()
                 if val is not None and (epoch + 1) % validation_freq == 0:
                     val_logs = self._evaluate_arrays(engine, val[0], val[1], val_batch,
-                                                     callbacks=cb_list)
+                                                     callbacks=cb_list, steps=validation_steps)
                     logs.update({"val_" + k: v for k, v in val_logs.items()})
                 cb_list.on_epoch_end(epoch, logs)
             interrupts.check()
