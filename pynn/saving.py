@@ -131,6 +131,7 @@ def _atomic_write_zip(path, members, overwrite):
         raise FileExistsError(f"{path} exists and overwrite=False")
     folder = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
+    os.makedirs(folder, exist_ok=True)       # "training_2/cp-0000.weights.h5" (TF tutorial)
     _remove_abandoned_temps(folder, base)
     tmp, f = _new_temp(folder, base)
     try:

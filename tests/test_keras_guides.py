@@ -1,6 +1,7 @@
 """Keras code as the keras.io guides write it ("The Sequential model", "The Functional API",
-"Transfer learning & fine-tuning") and as the TensorFlow tutorials write it ("Basic
-classification", "Convolutional Neural Network"), run with `import pynn as keras` and only the data loading
+"Transfer learning & fine-tuning", "Writing your own callbacks", "Training & evaluation
+with the built-in methods") and as the TensorFlow tutorials write it ("Basic
+classification", "Convolutional Neural Network", "Save and load models"), run with `import pynn as keras` and only the data loading
 changed (random arrays of the guides' shapes, smaller, instead of MNIST/CIFAR downloads).
 Each test follows one section of a guide and checks what Keras's own results guarantee:
 shapes, parameter counts, log keys, frozen weights unchanged."""
@@ -490,3 +491,54 @@ def test_training_and_evaluation_with_built_in_methods_guide(tmp_path):
     assert float(rmse.result()) == pytest.approx(logs["root_mean_squared_error"], rel=1e-5)
     with pytest.raises(ValueError, match="Mean"):
         regression.compile("sgd", "mse", metrics=[keras.metrics.Mean()])
+
+
+def test_tensorflow_save_and_load_tutorial(tmp_path, monkeypatch):
+    import math
+    import os
+    monkeypatch.chdir(tmp_path)
+    tf = type("tf", (), {"keras": keras})
+    train_images = np.random.rand(320, 784).astype("float32")
+    train_labels = np.random.randint(0, 10, 320)
+    test_images, test_labels = train_images[:100], train_labels[:100]
+
+    def create_model():
+        model = tf.keras.Sequential([
+            keras.layers.Dense(512, activation="relu", input_shape=(784,)),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(10)
+        ])
+        model.compile(optimizer="adam",
+                      loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+        return model
+
+    model = create_model()
+    checkpoint_path = "training_1/cp.weights.h5"
+    cp_callback = tf.keras.callbacks.ModelCheckpoint(filepath=checkpoint_path,
+                                                     save_weights_only=True, verbose=0)
+    model.fit(train_images, train_labels, epochs=3, verbose=0,
+              validation_data=(test_images, test_labels), callbacks=[cp_callback])
+    assert os.listdir("training_1") == ["cp.weights.h5"]
+    trained = model.evaluate(test_images, test_labels, verbose=0)
+    model = create_model()
+    model.load_weights(checkpoint_path)
+    assert model.evaluate(test_images, test_labels, verbose=0) == pytest.approx(trained)
+
+    checkpoint_path = "training_2/cp-{epoch:04d}.weights.h5"
+    batch_size = 32
+    n_batches = math.ceil(len(train_images) / batch_size)
+    cp_callback = tf.keras.callbacks.ModelCheckpoint(filepath=checkpoint_path, verbose=0,
+                                                     save_weights_only=True,
+                                                     save_freq=5 * n_batches)
+    model = create_model()
+    model.save_weights(checkpoint_path.format(epoch=0))      # the folder is made
+    model.fit(train_images, train_labels, epochs=10, batch_size=batch_size, verbose=0,
+              callbacks=[cp_callback], validation_data=(test_images, test_labels))
+    assert sorted(os.listdir("training_2")) == ["cp-0000.weights.h5", "cp-0005.weights.h5",
+                                                "cp-0010.weights.h5"]
+    model.save("my_model.keras")
+    new_model = tf.keras.models.load_model("my_model.keras")
+    assert new_model.evaluate(test_images, test_labels, verbose=0) == \
+        pytest.approx(model.evaluate(test_images, test_labels, verbose=0))
+    assert new_model.predict(test_images, verbose=0).shape == (100, 10)
