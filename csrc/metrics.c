@@ -41,6 +41,20 @@ static double row_value(int metric, const float *p, const float *t, int64_t labe
     case PYNN_METRIC_MAE:
         for (j = 0; j < cols; j++) acc += fabsf(target_at(t, label, j) - p[j]);
         return (double)(acc / (float)cols);
+    case PYNN_METRIC_TRUE_POSITIVES:
+    case PYNN_METRIC_FALSE_POSITIVES:
+    case PYNN_METRIC_TRUE_NEGATIVES:
+    case PYNN_METRIC_FALSE_NEGATIVES: {
+        /* a count of the row's entries (Keras's confusion metrics at threshold 0.5) */
+        const int want_pred = metric == PYNN_METRIC_TRUE_POSITIVES ||
+                              metric == PYNN_METRIC_FALSE_POSITIVES;
+        const int want_true = metric == PYNN_METRIC_TRUE_POSITIVES ||
+                              metric == PYNN_METRIC_FALSE_NEGATIVES;
+        int64_t count = 0;
+        for (j = 0; j < cols; j++)
+            count += (p[j] > 0.5f) == want_pred && (target_at(t, label, j) != 0.0f) == want_true;
+        return (double)count;
+    }
     default: /* PYNN_METRIC_MSE */
         for (j = 0; j < cols; j++) {
             const float d = target_at(t, label, j) - p[j];

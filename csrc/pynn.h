@@ -57,7 +57,12 @@ extern "C" {
     X(METRIC_CATEGORICAL_ACCURACY, 1, "categorical_accuracy") /* argmax p == argmax t */ \
     X(METRIC_SPARSE_CATEGORICAL_ACCURACY, 2, "sparse_categorical_accuracy")          \
     X(METRIC_MAE, 3, "mean_absolute_error")          /* mean_j |t_j - p_j| */         \
-    X(METRIC_MSE, 4, "mean_squared_error")           /* mean_j (t_j - p_j)^2 */
+    X(METRIC_MSE, 4, "mean_squared_error")           /* mean_j (t_j - p_j)^2 */      \
+    /* counts over the row: predicted positive p_j > 0.5, actual positive t_j != 0 */    \
+    X(METRIC_TRUE_POSITIVES, 5, "true_positives")                                      \
+    X(METRIC_FALSE_POSITIVES, 6, "false_positives")                                    \
+    X(METRIC_TRUE_NEGATIVES, 7, "true_negatives")                                      \
+    X(METRIC_FALSE_NEGATIVES, 8, "false_negatives")
 
 #define PYNN_OPTIMIZER_LIST(X)                                                       \
     X(OPT_SGD, 0, "sgd")                                                             \

@@ -23,29 +23,68 @@ _ALIASES = {
     "mae": "mean_absolute_error", "mean_absolute_error": "mean_absolute_error",
     "mse": "mean_squared_error", "mean_squared_error": "mean_squared_error",
 }
-NAMES = ("accuracy", "acc") + tuple(_ALIASES)
+NAMES = ("accuracy", "acc") + tuple(_ALIASES) + ("precision", "recall", "true_positives",
+                                                 "false_positives", "true_negatives",
+                                                 "false_negatives")
 
 
-def resolve_object(metric, loss, output_shape, where="compile"):
-    """(kernel kind, log name) of a metric object in compile(metrics=[...])."""
-    kind = getattr(metric, "kind", None)
-    if kind is None:
-        raise ValueError(f"{where}: the metric {metric!r} aggregates values given to its "
-                         "update_state and cannot be computed from a model's outputs; expected "
-                         "one of " + ", ".join(n for n, c in CLASSES.items()
-                                               if getattr(c, "kind", None)))
-    return resolve(kind, loss, output_shape, where), metric.name
+def spec_for(identifier, key, loss, output_shape, where="compile"):
+    """The MetricSpec of a metric name or object in compile(metrics=[...]), logged as
+    `key`."""
+    if isinstance(identifier, Metric):
+        if getattr(identifier, "parts", None) is None:
+            raise ValueError(f"{where}: the metric {identifier!r} aggregates values given to "
+                             "its update_state and cannot be computed from a model's outputs; "
+                             "expected one of " + ", ".join(
+                                 n for n, c in CLASSES.items() if getattr(c, "parts", None)))
+        metric = identifier
+    elif isinstance(identifier, str) and identifier.lower() in _OBJECT_NAMES:
+        metric = _OBJECT_NAMES[identifier.lower()]()
+    else:
+        return MetricSpec(resolve(identifier, loss, output_shape, where), key)
+    if metric.parts == ["mean_squared_error"] or metric.parts == ["mean_absolute_error"] or \
+            len(metric.parts) == 1 and "accuracy" in metric.parts[0]:
+        resolve(metric.parts[0], loss, output_shape, where)     # labels vs rows checked
+    return MetricSpec(None, key, parts=metric.parts, combine=metric.combine)
+
+
+def object_name(identifier):
+    """The log name of a metric in compile(metrics=[...]): an object's `name`, else the
+    string as given."""
+    return identifier.name if isinstance(identifier, Metric) else identifier
 
 
 class MetricSpec:
-    """One compiled metric: the kernel (`kind`) and the key it is logged under."""
+    """One compiled metric: the kernels whose sums it reads (`parts`, one plan op each),
+    how it combines them (`combine`) and the key it is logged under.
 
-    def __init__(self, kind, key, root=False):
-        assert kind in ids.METRICS
-        self.kind, self.key, self.root = kind, key, root
+      "mean"   parts[0]'s sum / the values seen (rows x positions): the accuracies, errors
+      "root"   the square root of that mean (RootMeanSquaredError)
+      "sum"    parts[0]'s sum (the confusion counts)
+      "ratio"  a / (a + b) of the two parts' sums, 0 when both are 0 (Precision, Recall)"""
+
+    def __init__(self, kind, key, root=False, parts=None, combine=None):
+        self.parts = list(parts) if parts is not None else [kind]
+        assert all(p in ids.METRICS for p in self.parts)
+        self.kind, self.key = self.parts[0], key
+        self.combine = combine or ("root" if root else "mean")
+
+    @property
+    def root(self):
+        return self.combine == "root"
+
+    def value(self, sums, seen, positions):
+        """The logged value from the parts' sums over `seen` rows."""
+        if self.combine == "sum":
+            return float(sums[0])
+        if self.combine == "ratio":
+            total = sums[0] + sums[1]
+            return float(sums[0] / total) if total else 0.0
+        mean = sums[0] / (max(seen, 1) * positions)
+        return math.sqrt(mean) if self.combine == "root" else mean
 
     def __repr__(self):
-        return f"<metric {self.key}: {self.kind}>"
+        return f"<metric {self.key}: {self.combine} of {self.parts}>"
 
 
 def resolve(identifier, loss, output_shape, where="compile"):
@@ -146,9 +185,24 @@ class Sum(Metric):
 
 
 class _KernelMetric(Metric):
-    """A metric computed by kernel `kind` (pynn.ids.METRICS): the mean over rows (and the
-    positions of image outputs) of a per-row value."""
+    """A metric computed by the kernels `parts` (pynn.ids.METRICS), combined as
+    MetricSpec.value does: the mean over rows (and the positions of image outputs) of a
+    per-row value, its root, a count, or a ratio of two counts."""
     kind = None
+    combine = "mean"
+
+    @property
+    def parts(self):
+        return [self.kind]
+
+    def reset_state(self):
+        super().reset_state()
+        self._sums = [0.0] * len(self.parts)
+
+    def result(self):
+        spec = MetricSpec(None, self.name, parts=self.parts, combine=self.combine)
+        return np.float32(spec.value(self._sums, self._count, 1) if self._count or
+                          self.combine in ("sum", "ratio") else 0.0)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         from . import backend as backends
@@ -177,7 +231,9 @@ class _KernelMetric(Metric):
                 raise ValueError(f"{where}: expected y_true of the shape of y_pred "
                                  f"{pred.shape}, received shape {np.shape(y_true)}")
             target = np.ascontiguousarray(target.reshape(pred.shape))
-        self._total += float(backends.get("cpu").metric_sum(self.kind, pred, target))
+        cpu = backends.get("cpu")
+        for i, part in enumerate(self.parts):
+            self._sums[i] += float(cpu.metric_sum(part, pred, target))
         self._count += pred.shape[0]
 
 
@@ -229,15 +285,74 @@ class MeanAbsoluteError(_KernelMetric):
 class RootMeanSquaredError(_KernelMetric):
     """sqrt of the mean squared error (Keras: of all values seen)."""
     kind = "mean_squared_error"
-    root = True
+    combine = "root"
 
     def __init__(self, name="root_mean_squared_error", dtype=None):
         super().__init__(name, dtype)
 
-    def result(self):
-        return np.float32(math.sqrt(self._total / self._count) if self._count else 0.0)
+
+class _Confusion(_KernelMetric):
+    """Keras's confusion metrics at its default threshold 0.5 (y_pred > 0.5 is predicted
+    positive, a non-zero y_true is actually positive), counted over every entry."""
+    combine = "sum"
+
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        if thresholds not in (None, 0.5, [0.5], (0.5,)):
+            raise ValueError(f"{type(self).__name__}: only the default threshold 0.5 is "
+                             f"supported yet, received thresholds={thresholds!r}")
+        self.thresholds = 0.5
+        super().__init__(name or _snake(type(self).__name__), dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.thresholds}
+
+
+class TruePositives(_Confusion):
+    kind = "true_positives"
+
+
+class FalsePositives(_Confusion):
+    kind = "false_positives"
+
+
+class TrueNegatives(_Confusion):
+    kind = "true_negatives"
+
+
+class FalseNegatives(_Confusion):
+    kind = "false_negatives"
+
+
+class Precision(_Confusion):
+    """TP / (TP + FP): how many predicted positives are positives."""
+    combine = "ratio"
+    kind = "true_positives"
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        if top_k is not None or class_id is not None:
+            raise ValueError(f"{type(self).__name__}: top_k and class_id are not supported "
+                             f"yet, received top_k={top_k!r}, class_id={class_id!r}")
+        super().__init__(thresholds, name, dtype)
+
+    @property
+    def parts(self):
+        return ["true_positives", "false_positives"]
+
+
+class Recall(Precision):
+    """TP / (TP + FN): how many positives are predicted positive."""
+
+    @property
+    def parts(self):
+        return ["true_positives", "false_negatives"]
 
 
 CLASSES = {cls.__name__: cls for cls in (Mean, Sum, BinaryAccuracy, CategoricalAccuracy,
                                          SparseCategoricalAccuracy, MeanSquaredError,
-                                         MeanAbsoluteError, RootMeanSquaredError)}
+                                         MeanAbsoluteError, RootMeanSquaredError,
+                                         TruePositives, FalsePositives, TrueNegatives,
+                                         FalseNegatives, Precision, Recall)}
+# metric names that stand for these objects (Keras: "precision" is Precision())
+_OBJECT_NAMES = {"precision": Precision, "recall": Recall, "true_positives": TruePositives,
+                 "false_positives": FalsePositives, "true_negatives": TrueNegatives,
+                 "false_negatives": FalseNegatives}

@@ -281,7 +281,7 @@ def test_optimizers_losses_and_initializers_refuse_bad_arguments(make, exc, word
 @pytest.mark.parametrize("kwargs,exc,words", [
     (dict(optimizer="adamw", loss="mse"), ValueError, ["adamw", "adam"]),
     (dict(optimizer="sgd", loss="hinge"), ValueError, ["hinge", "mse"]),
-    (dict(optimizer="sgd", loss="mse", metrics=["precision"]), ValueError, ["precision"]),
+    (dict(optimizer="sgd", loss="mse", metrics=["f1_score"]), ValueError, ["f1_score"]),
     (dict(optimizer="sgd", loss="mse", backend="tpu"), ValueError, ["tpu", "cpu"]),
     (dict(optimizer="sgd", loss="mse", loss_weights=float("inf")), ValueError, ["loss_weights"]),
     (dict(optimizer=3, loss="mse"), TypeError, ["optimizer"]),

@@ -481,6 +481,8 @@ def metric_inputs(kind, shape, labels):
         return pred, f32(rng.random(shape))
     if kind == "binary_accuracy":
         return pred, f32(rng.random(shape) > 0.5)
+    if kind.endswith(("_positives", "_negatives")):      # any non-zero target is positive
+        return pred, f32((rng.random(shape) > 0.5) * rng.choice([1.0, 0.5, -2.0], shape))
     return pred, f32(np.eye(cols)[rng.integers(0, cols, size=rows)])
 
 
@@ -491,7 +493,8 @@ def test_metric_sum(kernel_backend, case):
     float32 (in another order than NumPy's pairwise sum): to rounding."""
     shape, kind, labels = case
     pred, target = metric_inputs(kind, shape, labels)
-    counts = kind in ("categorical_accuracy", "sparse_categorical_accuracy")
+    counts = kind in ("categorical_accuracy", "sparse_categorical_accuracy") or \
+        kind.endswith(("_positives", "_negatives"))
     check(kernel_backend, "metric_sum", kind, pred, target,
           value=BITWISE if counts else RTOL_ELEMENTWISE, repeat=case in CUDA_REPEATS)
 

@@ -11,7 +11,19 @@ LABELS = np.array([1, 1, 2, 0])                      # right, wrong, right, wron
 ONE_HOT = np.eye(3, dtype=np.float32)[LABELS]
 
 
+# a multi-label batch: predicted positive p > 0.5, actually positive t != 0
+YB = np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0]], np.float32)
+PB = np.array([[0.9, 0.6, 0.4], [0.2, 0.5, 0.7], [0.51, 0.1, 0.8]], np.float32)
+TP, FP, TN, FN = 3, 2, 2, 2        # (0,0) (1,2) (2,0); (0,1) (2,2); (1,0) (1,1); (0,2) (2,1)
+
+
 @pytest.mark.parametrize("metric,args,expected", [
+    (metrics.TruePositives(), (YB, PB), TP),
+    (metrics.FalsePositives(), (YB, PB), FP),
+    (metrics.TrueNegatives(), (YB, PB), TN),
+    (metrics.FalseNegatives(), (YB, PB), FN),
+    (metrics.Precision(), (YB, PB), TP / (TP + FP)),
+    (metrics.Recall(), (YB, PB), TP / (TP + FN)),
     (metrics.SparseCategoricalAccuracy(), (LABELS, P), 0.5),
     (metrics.CategoricalAccuracy(), (ONE_HOT, P), 0.5),
     (metrics.BinaryAccuracy(), ([[1], [0], [1], [0]], [[0.9], [0.6], [0.4], [0.1]]), 0.5),
@@ -27,7 +39,10 @@ def test_values_on_fixed_arrays_accumulate_and_reset(metric, args, expected):
     metric.update_state(*args)
     assert float(metric.result()) == pytest.approx(expected, rel=1e-6)
     metric.update_state(*args)                       # the same again: the same mean
-    assert float(metric.result()) == pytest.approx(expected, rel=1e-6)
+    counts = isinstance(metric, (metrics.TruePositives, metrics.FalsePositives,
+                                 metrics.TrueNegatives, metrics.FalseNegatives))
+    assert float(metric.result()) == pytest.approx(2 * expected if counts else expected,
+                                                   rel=1e-6)
     metric.reset_state()
     assert float(metric.result()) == 0.0
     assert float(metric(*args)) == pytest.approx(expected, rel=1e-6)   # __call__
@@ -60,3 +75,26 @@ def test_names_configs_and_bad_input():
     ]:
         with pytest.raises(error):
             call()
+
+
+
+def test_precision_and_recall_in_compile_match_an_independent_count():
+    pynn.utils.set_random_seed(0)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.layers.Dense(2, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy",
+                  metrics=["precision", metrics.Recall(name="rec"), "true_positives"])
+    rng = np.random.default_rng(0)
+    x = rng.random((90, 4), dtype=np.float32)
+    y = (rng.random((90, 2)) > 0.5).astype(np.float32)
+    logs = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "precision", "rec", "true_positives"}
+    pred = model.predict(x, verbose=0) > 0.5
+    tp, fp, fn = (pred & (y != 0)).sum(), (pred & (y == 0)).sum(), (~pred & (y != 0)).sum()
+    assert logs["true_positives"] == tp
+    assert logs["precision"] == pytest.approx(tp / (tp + fp) if tp + fp else 0.0, rel=1e-12)
+    assert logs["rec"] == pytest.approx(tp / (tp + fn) if tp + fn else 0.0, rel=1e-12)
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0, validation_split=0.2)
+    assert set(history.history) == {"loss", "precision", "rec", "true_positives", "val_loss",
+                                    "val_precision", "val_rec", "val_true_positives"}
+    with pytest.raises(ValueError, match="threshold"):
+        metrics.Precision(thresholds=0.3)

@@ -583,7 +583,8 @@ def scale(x, alpha):
 
 # ---- metrics -------------------------------------------------------------------------------
 METRICS = ("binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
-           "mean_absolute_error", "mean_squared_error")
+           "mean_absolute_error", "mean_squared_error", "true_positives", "false_positives",
+           "true_negatives", "false_negatives")
 
 
 def metric_values(kind, pred, target):
@@ -609,6 +610,12 @@ def metric_values(kind, pred, target):
         d = target - pred
         err = (d * d).sum(axis=-1, dtype=pred.dtype)
         return (err / _scalar(pred.shape[1], pred)).astype(np.float64)
+    if kind in ("true_positives", "false_positives", "true_negatives", "false_negatives"):
+        predicted = pred > 0.5                      # Keras's threshold 0.5
+        actual = target != 0                        # Keras casts y_true to bool
+        want_pred = kind in ("true_positives", "false_positives")
+        want_true = kind in ("true_positives", "false_negatives")
+        return ((predicted == want_pred) & (actual == want_true)).sum(axis=-1).astype(np.float64)
     raise ValueError(f"metric_values: expected kind in {METRICS}, received {kind!r}")
 
 

@@ -109,18 +109,14 @@ def resolve(output_names, output_shapes, loss, loss_weights, metrics, where):
                                                     weights, per_metrics):
         compiled_metrics = []
         for ident in names:
-            if isinstance(ident, metrics_module.Metric):     # a metric object: its name
-                kind, label = metrics_module.resolve_object(ident, loss_obj, shape, where)
-            else:
-                kind, label = metrics_module.resolve(ident, loss_obj, shape, where), ident
+            label = metrics_module.object_name(ident)        # a metric object: its name
             key = label if n == 1 else f"{name}_{label}"
             if key in seen:
                 seen[key] += 1
                 key = f"{key}_{seen[key] - 1}"
             else:
                 seen[key] = 1
-            compiled_metrics.append(metrics_module.MetricSpec(
-                kind, key, root=getattr(ident, "root", False)))
+            compiled_metrics.append(metrics_module.spec_for(ident, key, loss_obj, shape, where))
         loss_key = f"{name}_loss" if several_losses else "loss"
         specs.append(OutputSpec(name, shape, loss_obj, weight, loss_key, compiled_metrics))
     return CompiledLosses(specs)

@@ -134,9 +134,9 @@ class Plan:
         self.output_bufs = []            # predictions (predict/forward plans)
         self.loss_names = []             # log key of each OP_LOSS index ("dense_1_loss")
         self.loss_weights = []
-        self.metric_names = []           # log key of each OP_METRIC index
-        self.metric_positions = []       # per metric: rows per batch row it averages over
-        self.metric_roots = []           # per metric: logged as the root of the mean (RMSE)
+        self.metric_names = []           # name of each OP_METRIC index (its sum)
+        self.metric_groups = []          # per logged metric: (MetricSpec, its op indices,
+                                         # positions per batch row it averages over)
         self.optimizer_op = None         # index of OP_OPTIMIZER in ops
         self.layers = []                 # the (flattened) layer calls, for printing
 
@@ -429,11 +429,17 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
                 b.op("activation", [out.buf, pred], [cols, ids.ACTIVATIONS[act]], [0.0],
                      label=f"{act} for the metrics")
             for metric in spec.metrics:
-                b.op("metric", [pred, target], [ids.METRICS[metric.kind], cols,
-                                                len(plan.metric_names)], label=metric.key)
-                plan.metric_names.append(metric.key)
-                plan.metric_positions.append(int(np.prod(out.shape[1:-1], dtype=np.int64)))
-                plan.metric_roots.append(metric.root)
+                first = len(plan.metric_names)
+                for part in metric.parts:             # one op per sum the metric reads
+                    b.op("metric", [pred, target], [ids.METRICS[part], cols,
+                                                    len(plan.metric_names)],
+                         label=metric.key if len(metric.parts) == 1 else
+                         f"{metric.key} ({part})")
+                    plan.metric_names.append(metric.key if len(metric.parts) == 1 else
+                                             f"{metric.key}/{part}")
+                plan.metric_groups.append(
+                    (metric, list(range(first, len(plan.metric_names))),
+                     int(np.prod(out.shape[1:-1], dtype=np.int64))))
 
     if kind == "train":
         b.emit_backward()

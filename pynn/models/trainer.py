@@ -50,11 +50,9 @@ class _Accumulator:
     def logs(self):
         seen = max(self.seen, 1)
         values = {"loss": self.loss_sum / seen}
-        for key, total, positions, root in zip(self.plan.metric_names, self.metric_sums,
-                                               self.plan.metric_positions,
-                                               self.plan.metric_roots):
-            values[key] = math.sqrt(total / (seen * positions)) if root else \
-                total / (seen * positions)
+        for metric, ops, positions in self.plan.metric_groups:
+            values[metric.key] = metric.value([self.metric_sums[i] for i in ops], self.seen,
+                                              positions)
         if self.plan.n_losses > 1:
             for key, total in zip(self.plan.loss_names, self.loss_sums):
                 values[key] = total / seen
@@ -448,10 +446,9 @@ class Trainer:
             value = float(losses[0, 0])
             if not plan.n_metrics:
                 return value
-            n = float(rows[0])
-            means = [float(metrics[0, j]) / (n * p) for j, p in enumerate(plan.metric_positions)]
-            return [value] + [math.sqrt(m) if root else m
-                              for m, root in zip(means, plan.metric_roots)]
+            n = int(rows[0])
+            return [value] + [metric.value([float(metrics[0, i]) for i in ops], n, positions)
+                              for metric, ops, positions in plan.metric_groups]
         acc = _Accumulator(plan, engine.losses)
         acc.add(losses, metrics, rows)
         logs = acc.logs()

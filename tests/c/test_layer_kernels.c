@@ -358,6 +358,16 @@ static void test_metrics(void) {
           fabs(s - ((0.01 + 0.09 + 0.04) / 3 + (0.36 + 0.09 + 0.81) / 3)) < 1e-6, "mse: %g", s);
     CHECK(pynn_metric_sum(&s, pred, NULL, labels, 2, 3, PYNN_METRIC_MAE) == PYNN_OK &&
           fabs(s - ((0.1 + 0.3 + 0.2) / 3 + (0.6 + 0.3 + 0.9) / 3)) < 1e-6, "mae of labels: %g", s);
+    /* confusion counts: predicted positive p > 0.5 (0.7 and 0.6), actual one-hot 1s at
+     * (0,1) and (1,2): TP 1, FP 1, TN 3, FN 1 */
+    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_TRUE_POSITIVES) == PYNN_OK &&
+          s == 1.0, "true positives: %g", s);
+    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_FALSE_POSITIVES) == PYNN_OK &&
+          s == 1.0, "false positives: %g", s);
+    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_TRUE_NEGATIVES) == PYNN_OK &&
+          s == 3.0, "true negatives: %g", s);
+    CHECK(pynn_metric_sum(&s, pred, NULL, labels, 2, 3, PYNN_METRIC_FALSE_NEGATIVES) == PYNN_OK &&
+          s == 1.0, "false negatives of labels: %g", s);
     CHECK(pynn_metric_sum(&s, NULL, NULL, NULL, 0, 3, PYNN_METRIC_MAE) == PYNN_OK && s == 0.0,
           "a metric over no rows");
     CHECK(pynn_metric_sum(&s, pred, NULL, bad, 2, 3, PYNN_METRIC_MAE) == PYNN_ELABEL, "label 3 of 3");

@@ -21,6 +21,10 @@ METRIC_CATEGORICAL_ACCURACY = METRICS["categorical_accuracy"]
 METRIC_SPARSE_CATEGORICAL_ACCURACY = METRICS["sparse_categorical_accuracy"]
 METRIC_MAE = METRICS["mean_absolute_error"]
 METRIC_MSE = METRICS["mean_squared_error"]
+METRIC_TRUE_POSITIVES = METRICS["true_positives"]
+METRIC_FALSE_POSITIVES = METRICS["false_positives"]
+METRIC_TRUE_NEGATIVES = METRICS["true_negatives"]
+METRIC_FALSE_NEGATIVES = METRICS["false_negatives"]
 
 
 @cuda.jit(device=True, inline=True)
@@ -42,6 +46,15 @@ def _metric_row(unused, pred, target, labels, r, rows, cols, kind, unused_option
     if kind == METRIC_CATEGORICAL_ACCURACY or kind == METRIC_SPARSE_CATEGORICAL_ACCURACY:
         truth = labels[r] if sparse else _first_argmax(target, r, cols)
         return float64(1.0) if _first_argmax(pred, r, cols) == truth else float64(0.0)
+    if kind >= METRIC_TRUE_POSITIVES:          # counts (threshold 0.5, t != 0 positive)
+        want_pred = kind == METRIC_TRUE_POSITIVES or kind == METRIC_FALSE_POSITIVES
+        want_true = kind == METRIC_TRUE_POSITIVES or kind == METRIC_FALSE_NEGATIVES
+        count = 0
+        for j in range(cols):
+            t = target_at(target, labels, r, j, sparse)
+            if (pred[r, j] > HALF) == want_pred and (t != F0) == want_true:
+                count += 1
+        return float64(count)
     s = F0
     for j in range(cols):
         p = pred[r, j]
