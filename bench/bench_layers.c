@@ -139,7 +139,7 @@ static int head_metric(void *p) {
 static int head_sgd(void *p) {
     head_ops *h = p;
     static const double sgd[PYNN_HYPER_COUNT] = {0.01, 0.0, 0.0, 0.9, 0.999, 0.9, 1e-7};
-    return pynn_optimizer_step(h->params, NULL, NULL, h->grads, h->n_params, PYNN_OPT_SGD, 1,
+    return pynn_optimizer_step(h->params, NULL, h->grads, h->n_params, PYNN_OPT_SGD, 1,
                                sgd);
 }
 

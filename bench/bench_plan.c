@@ -148,7 +148,7 @@ static void build_mlp(builder *b, const int64_t *sizes, int n_layers, int64_t ba
                     db[l], dx[l]),
                LIST(sizes[l], sizes[l + 1], l + 1 < n_layers ? PYNN_ACT_RELU : PYNN_ACT_LINEAR),
                ALPHA);
-    add_op(b, PYNN_OP_OPTIMIZER, LIST(fixed(b, params, at), fixed(b, grads, at), -1, -1),
+    add_op(b, PYNN_OP_OPTIMIZER, LIST(fixed(b, params, at), fixed(b, grads, at), -1, -1, -1),
            LIST(PYNN_OPT_SGD), SGD, PYNN_HYPER_COUNT);
     b->input = x;
     b->target = labels;
@@ -182,7 +182,7 @@ static void build_cnn(builder *b, int64_t batch, float *params, float *grads) {
     add_op(b, PYNN_OP_CONV2D_BACKWARD, LIST(x, k, z1, y1, dy1, cols, work, dk, dcb, -1),
            LIST(GEOMETRY), ALPHA);
 #undef GEOMETRY
-    add_op(b, PYNN_OP_OPTIMIZER, LIST(fixed(b, params, P), fixed(b, grads, P), -1, -1),
+    add_op(b, PYNN_OP_OPTIMIZER, LIST(fixed(b, params, P), fixed(b, grads, P), -1, -1, -1),
            LIST(PYNN_OPT_SGD), SGD, PYNN_HYPER_COUNT);
     b->input = x;
     b->target = labels;

@@ -70,36 +70,210 @@ int pynn_rmsprop_update(float *w, float *v, float *mom, const float *g, int64_t 
     return PYNN_OK;
 }
 
+/* NaN-propagating max (as np.maximum / Keras's ops.maximum): b when b > a or b is NaN. */
+static inline float max_nan(float a, float b) { return (b > a || b != b) ? b : a; }
+
+/* sign(x): 1, -1, or x itself for 0, -0 and NaN (as np.sign). */
+static inline float sign_nan(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x); }
+
+void pynn_nadam_factors(double out[3], double beta_1, double beta_2, int64_t step) {
+    const int64_t k = step < 1000 ? step : 1000;
+    const double u_t = beta_1 * (1.0 - 0.5 * pow(0.96, (double)step));
+    const double u_t1 = beta_1 * (1.0 - 0.5 * pow(0.96, (double)step + 1.0));
+    double d = 1.0, q = 1.0, u_product_t, u_product_t1;
+    int64_t s;
+    for (s = 1; s <= k; s++) {
+        d *= 0.96;
+        q *= 1.0 - 0.5 * d;
+    }
+    u_product_t = pow(beta_1, (double)step) * q;
+    u_product_t1 = u_product_t * u_t1;
+    out[0] = u_t1 / (1.0 - u_product_t1);
+    out[1] = (1.0 - u_t) / (1.0 - u_product_t);
+    out[2] = 1.0 - pow(beta_2, (double)step);
+}
+
+int pynn_optimizer_slots(int kind, const double *hyper) {
+    if (hyper == NULL) return 0;
+    switch (kind) {
+    case PYNN_OPT_SGD:
+        return (float)hyper[PYNN_HYPER_MOMENTUM] != 0.0f ? 1 : 0;
+    case PYNN_OPT_ADAM:
+        return hyper[PYNN_HYPER_AMSGRAD] != 0.0 ? 7 : 3;
+    case PYNN_OPT_RMSPROP:
+        return (float)hyper[PYNN_HYPER_MOMENTUM] != 0.0f ? 3 : 1;
+    case PYNN_OPT_ADAGRAD: case PYNN_OPT_LION:
+        return 1;
+    case PYNN_OPT_ADADELTA: case PYNN_OPT_ADAMAX: case PYNN_OPT_NADAM:
+        return 3;
+    default:
+        return 0;
+    }
+}
+
+/* w -= w * wd * lr, in this order (Keras: variable - variable * wd * lr). */
+static int weight_decay(float *w, int64_t n, float wd, float lr) {
+    int64_t i;
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (i = 0; i < n; i++) w[i] = w[i] - w[i] * wd * lr;);
+    return PYNN_OK;
+}
+
+/* acc += g^2; w -= lr g / sqrt(acc + eps) */
+static int adagrad(float *w, float *acc, const float *g, int64_t n, float lr, float eps) {
+    int64_t i;
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (i = 0; i < n; i++) {
+            acc[i] += g[i] * g[i];
+            w[i] -= lr * g[i] / sqrtf(acc[i] + eps);
+        });
+    return PYNN_OK;
+}
+
+/* ag = rho ag + (1 - rho) g^2; delta = -(sqrt(ad + eps) g) / sqrt(ag + eps);
+ * ad = rho ad + (1 - rho) delta^2; w += lr delta */
+static int adadelta(float *w, float *ag, float *ad, const float *g, int64_t n, float lr,
+                    float rho, float eps) {
+    const float one_minus_rho = 1.0f - rho;
+    int64_t i;
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (i = 0; i < n; i++) {
+            float delta;
+            ag[i] = rho * ag[i] + one_minus_rho * (g[i] * g[i]);
+            delta = -(sqrtf(ad[i] + eps) * g[i] / sqrtf(ag[i] + eps));
+            ad[i] = rho * ad[i] + one_minus_rho * (delta * delta);
+            w[i] += lr * delta;
+        });
+    return PYNN_OK;
+}
+
+/* m += (g - m)(1 - beta1); u = max(beta2 u, |g|); w -= lr m / (bc1 (u + eps)),
+ * bc1 = 1 - beta1^t */
+static int adamax(float *w, float *m, float *u, const float *g, int64_t n, float lr,
+                  float beta1, float beta2, float eps, float bc1) {
+    const float one_minus_beta1 = 1.0f - beta1;
+    int64_t i;
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (i = 0; i < n; i++) {
+            m[i] += (g[i] - m[i]) * one_minus_beta1;
+            u[i] = max_nan(beta2 * u[i], fabsf(g[i]));
+            w[i] -= lr * m[i] / (bc1 * (u[i] + eps));
+        });
+    return PYNN_OK;
+}
+
+/* m += (g - m)(1 - beta1); v += (g^2 - v)(1 - beta2); m_hat = c_m m + c_g g;
+ * v_hat = v / bc2; w -= m_hat lr / (sqrt(v_hat) + eps)  (pynn_nadam_factors) */
+static int nadam(float *w, float *m, float *v, const float *g, int64_t n, float lr,
+                 float beta1, float beta2, float eps, float c_m, float c_g, float bc2) {
+    const float one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
+    int64_t i;
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (i = 0; i < n; i++) {
+            float m_hat, v_hat;
+            m[i] += (g[i] - m[i]) * one_minus_beta1;
+            v[i] += (g[i] * g[i] - v[i]) * one_minus_beta2;
+            m_hat = c_m * m[i] + c_g * g[i];
+            v_hat = v[i] / bc2;
+            w[i] -= m_hat * lr / (sqrtf(v_hat) + eps);
+        });
+    return PYNN_OK;
+}
+
+/* w -= lr sign(beta1 m + (1 - beta1) g); m = beta2 m + (1 - beta2) g */
+static int lion(float *w, float *m, const float *g, int64_t n, float lr, float beta1,
+                float beta2) {
+    const float one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
+    int64_t i;
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (i = 0; i < n; i++) {
+            w[i] -= lr * sign_nan(m[i] * beta1 + g[i] * one_minus_beta1);
+            m[i] = m[i] * beta2 + g[i] * one_minus_beta2;
+        });
+    return PYNN_OK;
+}
+
+/* Adam with amsgrad: m, v as Adam; vh = max(vh, v); w -= lr_t m / (sqrt(vh) + eps). */
+static int adam_amsgrad(float *w, float *m, float *v, float *vh, const float *g, int64_t n,
+                        float lr_t, float beta1, float beta2, float eps) {
+    const float one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
+    int64_t i;
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (i = 0; i < n; i++) {
+            m[i] += (g[i] - m[i]) * one_minus_beta1;
+            v[i] += (g[i] * g[i] - v[i]) * one_minus_beta2;
+            vh[i] = max_nan(vh[i], v[i]);
+            w[i] -= lr_t * m[i] / (sqrtf(vh[i]) + eps);
+        });
+    return PYNN_OK;
+}
+
 /* One optimizer step over a flat parameter array: the settings come as doubles (as
- * Python holds them) and reach the update rules as float, except Adam's step size,
- * whose bias correction is computed in double first, term for term as
- * pynn.backend.reference.adam_lr_t does. */
-int pynn_optimizer_step(float *w, float *slot1, float *slot2, const float *g, int64_t n,
+ * Python holds them) and reach the update rules as float, except the scalars that
+ * depend on the step, computed in double first, term for term as
+ * pynn.backend.reference does (adam_lr_t, nadam_factors). */
+int pynn_optimizer_step(float *w, float *const *slots, const float *g, int64_t n,
                         int kind, int64_t step, const double *hyper) {
+    float *s[PYNN_OPT_SLOTS] = {NULL, NULL, NULL};
+    int need, j, status;
+    float lr, wd;
     PYNN_RETURN_IF(hyper == NULL || n < 0 || step < 1, PYNN_EINVAL);
     PYNN_RETURN_IF(kind < 0 || kind >= PYNN_OPT_COUNT, PYNN_EINVAL);
+    need = pynn_optimizer_slots(kind, hyper);
     if (n == 0) return PYNN_OK;   /* nothing to update (the rules refuse NULL arrays) */
+    PYNN_RETURN_IF(w == NULL || g == NULL || (need != 0 && slots == NULL), PYNN_EINVAL);
+    for (j = 0; j < PYNN_OPT_SLOTS; j++) {
+        if (need & (1 << j)) {
+            s[j] = slots[j];
+            PYNN_RETURN_IF(s[j] == NULL, PYNN_EINVAL);
+        }
+    }
+    lr = (float)hyper[PYNN_HYPER_LEARNING_RATE];
+    wd = (float)hyper[PYNN_HYPER_WEIGHT_DECAY];
+    if (wd != 0.0f) {
+        status = weight_decay(w, n, wd, lr);
+        if (status != PYNN_OK) return status;
+    }
     switch (kind) {
     case PYNN_OPT_SGD: {
         const float momentum = (float)hyper[PYNN_HYPER_MOMENTUM];
-        return pynn_sgd_update(w, momentum != 0.0f ? slot1 : NULL, g, n,
-                               (float)hyper[PYNN_HYPER_LEARNING_RATE], momentum,
-                               hyper[PYNN_HYPER_NESTEROV] != 0.0);
+        return pynn_sgd_update(w, s[0], g, n, lr, momentum, hyper[PYNN_HYPER_NESTEROV] != 0.0);
     }
     case PYNN_OPT_ADAM: {
         const double beta1 = hyper[PYNN_HYPER_BETA_1], beta2 = hyper[PYNN_HYPER_BETA_2];
         const double lr_t = hyper[PYNN_HYPER_LEARNING_RATE] * sqrt(1.0 - pow(beta2, (double)step)) /
                             (1.0 - pow(beta1, (double)step));
-        return pynn_adam_update(w, slot1, slot2, g, n, (float)lr_t, (float)beta1, (float)beta2,
+        if (s[2] != NULL)
+            return adam_amsgrad(w, s[0], s[1], s[2], g, n, (float)lr_t, (float)beta1,
+                                (float)beta2, (float)hyper[PYNN_HYPER_EPSILON]);
+        return pynn_adam_update(w, s[0], s[1], g, n, (float)lr_t, (float)beta1, (float)beta2,
                                 (float)hyper[PYNN_HYPER_EPSILON]);
     }
-    case PYNN_OPT_RMSPROP: {
-        const float momentum = (float)hyper[PYNN_HYPER_MOMENTUM];
-        return pynn_rmsprop_update(w, slot1, momentum != 0.0f ? slot2 : NULL, g, n,
-                                   (float)hyper[PYNN_HYPER_LEARNING_RATE],
-                                   (float)hyper[PYNN_HYPER_RHO], momentum,
+    case PYNN_OPT_RMSPROP:
+        return pynn_rmsprop_update(w, s[0], s[1], g, n, lr, (float)hyper[PYNN_HYPER_RHO],
+                                   (float)hyper[PYNN_HYPER_MOMENTUM],
                                    (float)hyper[PYNN_HYPER_EPSILON]);
+    case PYNN_OPT_ADAGRAD:
+        return adagrad(w, s[0], g, n, lr, (float)hyper[PYNN_HYPER_EPSILON]);
+    case PYNN_OPT_ADADELTA:
+        return adadelta(w, s[0], s[1], g, n, lr, (float)hyper[PYNN_HYPER_RHO],
+                        (float)hyper[PYNN_HYPER_EPSILON]);
+    case PYNN_OPT_ADAMAX: {
+        const double bc1 = 1.0 - pow(hyper[PYNN_HYPER_BETA_1], (double)step);
+        return adamax(w, s[0], s[1], g, n, lr, (float)hyper[PYNN_HYPER_BETA_1],
+                      (float)hyper[PYNN_HYPER_BETA_2], (float)hyper[PYNN_HYPER_EPSILON],
+                      (float)bc1);
     }
+    case PYNN_OPT_NADAM: {
+        double f[3];
+        pynn_nadam_factors(f, hyper[PYNN_HYPER_BETA_1], hyper[PYNN_HYPER_BETA_2], step);
+        return nadam(w, s[0], s[1], g, n, lr, (float)hyper[PYNN_HYPER_BETA_1],
+                     (float)hyper[PYNN_HYPER_BETA_2], (float)hyper[PYNN_HYPER_EPSILON],
+                     (float)f[0], (float)f[1], (float)f[2]);
+    }
+    case PYNN_OPT_LION:
+        return lion(w, s[0], g, n, lr, (float)hyper[PYNN_HYPER_BETA_1],
+                    (float)hyper[PYNN_HYPER_BETA_2]);
     default:
         return PYNN_EINVAL;
     }

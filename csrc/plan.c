@@ -142,7 +142,7 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_SCALE] = {2, 0, 1},
         [PYNN_OP_LOSS] = {3, 4, 1},
         [PYNN_OP_METRIC] = {2, 3, 0},
-        [PYNN_OP_OPTIMIZER] = {4, 1, PYNN_HYPER_COUNT},
+        [PYNN_OP_OPTIMIZER] = {2 + PYNN_OPT_SLOTS, 1, PYNN_HYPER_COUNT},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -493,23 +493,22 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         cx->metrics[index] = sum;
         return PYNN_OK;
     }
-    case PYNN_OP_OPTIMIZER: {   /* bufs params, grads, slot1, slot2; ints kind; reals hyper */
-        const operand *w = &o[0], *grads = &o[1], *s1 = &o[2], *s2 = &o[3];
+    case PYNN_OP_OPTIMIZER: {   /* bufs params, grads, slots[PYNN_OPT_SLOTS]; ints kind;
+                                   reals hyper */
+        const operand *w = &o[0], *grads = &o[1];
         const double *hyper = op->reals;
         const int64_t kind = g[0];
-        int need1, need2;
-        EXPECT(f32(w) && f32(grads) && f32_or_absent(s1) && f32_or_absent(s2));
-        EXPECT(holds(grads, w->n) && holds(s1, w->n) && holds(s2, w->n));
-        /* the slots each rule reads (pynn_optimizer_step) */
-        need1 = kind == PYNN_OPT_ADAM || kind == PYNN_OPT_RMSPROP ||
-                (float)hyper[PYNN_HYPER_MOMENTUM] != 0.0f;
-        need2 = kind == PYNN_OPT_ADAM ||
-                (kind == PYNN_OPT_RMSPROP && (float)hyper[PYNN_HYPER_MOMENTUM] != 0.0f);
-        EXPECT(kind >= 0 && kind < PYNN_OPT_COUNT && (!need1 || s1->data != NULL) &&
-               (!need2 || s2->data != NULL));
+        float *slots[PYNN_OPT_SLOTS];
+        int need, j;
+        EXPECT(kind >= 0 && kind < PYNN_OPT_COUNT && f32(w) && f32(grads) && holds(grads, w->n));
+        need = pynn_optimizer_slots((int)kind, hyper);   /* the slots the rule reads */
+        for (j = 0; j < PYNN_OPT_SLOTS; j++) {
+            const operand *s = &o[2 + j];
+            EXPECT(f32_or_absent(s) && holds(s, w->n) && (!(need & (1 << j)) || s->data != NULL));
+            slots[j] = F(s);
+        }
         if (cx->dry) return PYNN_OK;
-        return pynn_optimizer_step(F(w), F(s1), F(s2), F(grads), w->n, (int)kind, cx->step,
-                                   hyper);
+        return pynn_optimizer_step(F(w), slots, F(grads), w->n, (int)kind, cx->step, hyper);
     }
     default:
         return PYNN_EINVAL;

@@ -67,7 +67,12 @@ extern "C" {
 #define PYNN_OPTIMIZER_LIST(X)                                                       \
     X(OPT_SGD, 0, "sgd")                                                             \
     X(OPT_ADAM, 1, "adam")                                                           \
-    X(OPT_RMSPROP, 2, "rmsprop")
+    X(OPT_RMSPROP, 2, "rmsprop")                                                     \
+    X(OPT_ADAGRAD, 3, "adagrad")                                                     \
+    X(OPT_ADADELTA, 4, "adadelta")                                                   \
+    X(OPT_ADAMAX, 5, "adamax")                                                       \
+    X(OPT_NADAM, 6, "nadam")                                                         \
+    X(OPT_LION, 7, "lion")
 
 /* elementwise merges of k inputs of one shape (pynn_merge_forward / _backward) */
 #define PYNN_MERGE_LIST(X)                                                           \
@@ -255,6 +260,7 @@ int pynn_adam_update(float *w, float *m, float *v, const float *g, int64_t n,
  * when momentum == 0). */
 int pynn_rmsprop_update(float *w, float *v, float *mom, const float *g, int64_t n,
                         float lr, float rho, float momentum, float epsilon);
+/* The other rules are reached through pynn_optimizer_step (below). */
 
 /* ---- convolution, pooling, normalization (conv.c, pool.c, batchnorm.c) ------
  *
@@ -455,10 +461,27 @@ int pynn_metric_sum(double *sum, const float *pred, const float *target,
 
 /* ---- one optimizer step over a flat parameter array ------------------------------ */
 /* hyper[PYNN_HYPER_*]: the optimizer's settings as doubles.  step >= 1 is the update
- * being made (Adam's bias correction: lr_t = lr sqrt(1 - beta_2^step) /
- * (1 - beta_1^step), computed in double and rounded to float).  Slots: SGD slot1 =
- * momentum (NULL when momentum is 0); Adam slot1 = m, slot2 = v; RMSprop slot1 =
- * velocity, slot2 = momentum (NULL when momentum is 0). */
+ * being made.  Scalars that depend on the step are computed in double and rounded to
+ * float (Adam's lr_t = lr sqrt(1 - beta_2^step) / (1 - beta_1^step), ...); the rest of
+ * each rule is float32, elementwise, in the order of Keras 3's ops (optimizers.c).
+ *
+ * weight_decay != 0 (any kind; AdamW is Adam with it): first w -= w * weight_decay * lr,
+ * Keras 3's decoupled decay (base_optimizer._apply_weight_decay), then the rule.
+ *
+ * slots[PYNN_OPT_SLOTS]: the optimizer's state, arrays of n floats; a slot the rule
+ * does not read may be NULL (pynn_optimizer_slots says which it reads; slots itself may
+ * be NULL when it reads none):
+ *   SGD       0 momentum (read when momentum != 0)
+ *   Adam      0 m, 1 v, 2 v_hat (read when amsgrad != 0)
+ *   RMSprop   0 velocity, 1 momentum (read when momentum != 0)
+ *   Adagrad   0 accumulator (starts at initial_accumulator_value, set by the caller)
+ *   Adadelta  0 accumulated_grad, 1 accumulated_delta_var
+ *   Adamax    0 m, 1 u (the infinity norm)
+ *   Nadam     0 m, 1 v.  Keras's scalar state u_product = prod_{s<=step} u_s,
+ *             u_s = beta_1 (1 - 0.5 * 0.96^s), is a function of the step: it is
+ *             recomputed from it (pynn_nadam_factors), so a change of beta_1 between steps
+ *             acts as if it had always held
+ *   Lion      0 m */
 #define PYNN_HYPER_LEARNING_RATE 0
 #define PYNN_HYPER_MOMENTUM 1
 #define PYNN_HYPER_NESTEROV 2
@@ -466,9 +489,20 @@ int pynn_metric_sum(double *sum, const float *pred, const float *target,
 #define PYNN_HYPER_BETA_2 4
 #define PYNN_HYPER_RHO 5
 #define PYNN_HYPER_EPSILON 6
-#define PYNN_HYPER_COUNT 7
-int pynn_optimizer_step(float *w, float *slot1, float *slot2, const float *g, int64_t n,
+#define PYNN_HYPER_WEIGHT_DECAY 7
+#define PYNN_HYPER_AMSGRAD 8
+#define PYNN_HYPER_COUNT 9
+#define PYNN_OPT_SLOTS 3
+/* Bit i set: rule `kind` with these settings reads slots[i].  0 for an unknown kind or
+ * hyper == NULL. */
+int pynn_optimizer_slots(int kind, const double *hyper);
+int pynn_optimizer_step(float *w, float *const *slots, const float *g, int64_t n,
                         int kind, int64_t step, const double *hyper);
+/* Nadam's step scalars for step >= 1, in double: out[0] = u_{t+1} / (1 - u_product_{t+1}),
+ * out[1] = (1 - u_t) / (1 - u_product_t), out[2] = 1 - beta_2^t.  u_product_t is
+ * beta_1^t prod_{s <= min(t, 1000)} (1 - 0.5 d_s), d_s = 0.96 d_{s-1}, d_0 = 1 (past
+ * s = 1000 a factor is 1 in double). */
+void pynn_nadam_factors(double out[3], double beta_1, double beta_2, int64_t step);
 
 /* ---- plans: a training step (or an inference pass) as a list of ops ------------
  *
@@ -522,8 +556,9 @@ int pynn_optimizer_step(float *w, float *slot1, float *slot2, const float *g, in
  *                      gradient by it with an OP_SCALE)
  *   OP_METRIC          bufs pred, target         ints kind, cols, index: the sum goes to
  *                      the step's metrics[index]
- *   OP_OPTIMIZER       bufs params, grads, slot1, slot2   ints kind
- *                      reals hyper[PYNN_HYPER_COUNT];  pynn_optimizer_step
+ *   OP_OPTIMIZER       bufs params, grads, slot0 .. slot(PYNN_OPT_SLOTS - 1)   ints kind
+ *                      reals hyper[PYNN_HYPER_COUNT];  pynn_optimizer_step (a slot the rule
+ *                      does not read, pynn_optimizer_slots, may be absent)
  */
 #define PYNN_DTYPE_F32 0
 #define PYNN_DTYPE_I64 1

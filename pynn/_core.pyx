@@ -151,9 +151,12 @@ cdef extern from "pynn.h" nogil:
     int pynn_metric_sum(double *sum, const float *pred, const float *target,
                         const int64_t *labels, int64_t rows, int64_t cols, int metric)
     int PYNN_HYPER_LEARNING_RATE, PYNN_HYPER_MOMENTUM, PYNN_HYPER_NESTEROV, PYNN_HYPER_BETA_1
-    int PYNN_HYPER_BETA_2, PYNN_HYPER_RHO, PYNN_HYPER_EPSILON, PYNN_HYPER_COUNT
-    int pynn_optimizer_step(float *w, float *slot1, float *slot2, const float *g, int64_t n,
+    int PYNN_HYPER_BETA_2, PYNN_HYPER_RHO, PYNN_HYPER_EPSILON, PYNN_HYPER_WEIGHT_DECAY
+    int PYNN_HYPER_AMSGRAD, PYNN_HYPER_COUNT, PYNN_OPT_SLOTS
+    int pynn_optimizer_slots(int kind, const double *hyper)
+    int pynn_optimizer_step(float *w, float *const *slots, const float *g, int64_t n,
                             int kind, int64_t step, const double *hyper)
+    void pynn_nadam_factors(double *out, double beta_1, double beta_2, int64_t step)
 
     # plans (csrc/plan.c)
     int PYNN_DTYPE_F32, PYNN_DTYPE_I64

@@ -447,13 +447,26 @@ def metric_sum(const float[:, ::1] pred,    # IN (rows, cols)
 
 HYPER_INDEX = {"learning_rate": PYNN_HYPER_LEARNING_RATE, "momentum": PYNN_HYPER_MOMENTUM,
                "nesterov": PYNN_HYPER_NESTEROV, "beta_1": PYNN_HYPER_BETA_1,
-               "beta_2": PYNN_HYPER_BETA_2, "rho": PYNN_HYPER_RHO, "epsilon": PYNN_HYPER_EPSILON}
+               "beta_2": PYNN_HYPER_BETA_2, "rho": PYNN_HYPER_RHO, "epsilon": PYNN_HYPER_EPSILON,
+               "weight_decay": PYNN_HYPER_WEIGHT_DECAY, "amsgrad": PYNN_HYPER_AMSGRAD}
 """Where each setting sits in pynn_optimizer_step's hyper array (pynn.ids.HYPER is this
 order; tests/test_kernels.py checks that they agree)."""
+OPT_SLOTS = PYNN_OPT_SLOTS
+"""How many state arrays pynn_optimizer_step takes."""
+
+
+def nadam_factors(double beta_1, double beta_2, int64_t step):
+    """Nadam's step scalars (c_m, c_g, 1 - beta_2^step) in double (pynn_nadam_factors)."""
+    cdef double out[3]
+    if step < 1:
+        raise ValueError(f"nadam_factors: expected step >= 1, received step={step}")
+    pynn_nadam_factors(out, beta_1, beta_2, step)
+    return out[0], out[1], out[2]
 
 
 def optimizer_step(w,              # IN/OUT parameters, any shape
-                   slot1, slot2,   # IN/OUT optimizer state of w's shape, or None
+                   slots,          # IN/OUT PYNN_OPT_SLOTS optimizer state arrays of w's
+                                   #        shape (or fewer), None where the rule reads none
                    g,              # IN     gradient of w's shape
                    int kind, int64_t step,
                    hyper):         # IN     the settings, in pynn.ids.HYPER order
@@ -462,7 +475,9 @@ def optimizer_step(w,              # IN/OUT parameters, any shape
     cdef str where = "optimizer_step"
     cdef int64_t n
     cdef double h[16]
+    cdef float *p[8]
     cdef Py_ssize_t j
+    cdef int need
     if len(hyper) != PYNN_HYPER_COUNT:
         raise ValueError(f"{where}: expected {PYNN_HYPER_COUNT} settings (pynn.ids.HYPER), "
                          f"received {len(hyper)}")
@@ -472,18 +487,21 @@ def optimizer_step(w,              # IN/OUT parameters, any shape
         raise ValueError(f"{where}: expected kind to be one of pynn.ids.OPTIMIZERS' ids, received {kind}")
     if step < 1:
         raise ValueError(f"{where}: expected step >= 1, received step={step}")
+    slots = list(slots)
+    if len(slots) > PYNN_OPT_SLOTS:
+        raise ValueError(f"{where}: expected at most {PYNN_OPT_SLOTS} state arrays, received "
+                         f"{len(slots)}")
+    slots += [None] * (PYNN_OPT_SLOTS - len(slots))
     cdef float *pw = _f32_ptr(w, "w", where, &n, True)
     cdef const float *pg = _f32_same(g, w, "g", where, False)
-    cdef float *p1 = NULL if slot1 is None else _f32_same(slot1, w, "slot1", where, True)
-    cdef float *p2 = NULL if slot2 is None else _f32_same(slot2, w, "slot2", where, True)
-    cdef bint momentum = <float>h[PYNN_HYPER_MOMENTUM] != 0.0
-    if (p1 == NULL and n > 0 and (kind != ID_TABLES["optimizer"]["sgd"] or momentum)) or \
-            (p2 == NULL and n > 0 and (kind == ID_TABLES["optimizer"]["adam"] or
-                                       (kind == ID_TABLES["optimizer"]["rmsprop"] and momentum))):
-        raise ValueError(f"{where}: this optimizer needs its state arrays, received "
-                         f"slot1={'None' if slot1 is None else 'an array'}, "
-                         f"slot2={'None' if slot2 is None else 'an array'}")
+    for j in range(PYNN_OPT_SLOTS):
+        p[j] = NULL if slots[j] is None else _f32_same(slots[j], w, f"slots[{j}]", where, True)
+    need = pynn_optimizer_slots(kind, h)
+    for j in range(PYNN_OPT_SLOTS):
+        if n > 0 and (need >> j) & 1 and p[j] == NULL:
+            raise ValueError(f"{where}: this optimizer needs its state arrays, received "
+                             f"slots={['None' if s is None else 'an array' for s in slots]}")
     cdef int status
     with nogil:
-        status = pynn_optimizer_step(pw, p1, p2, pg, n, kind, step, h)
+        status = pynn_optimizer_step(pw, p, pg, n, kind, step, h)
     _check(status, where)

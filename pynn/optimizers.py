@@ -5,6 +5,10 @@ An optimizer holds its hyperparameters, its step count (`iterations`) and its st
 trainable weights (pynn/models/params.py).  The update itself is one backend kernel call
 over the whole array (`optimizer_step`, pynn_optimizer_step in C), made by the plan's
 OP_OPTIMIZER; Adam's bias correction is computed there, once per backend.
+
+Every optimizer takes Keras 3's `weight_decay` (decoupled: before the update,
+w -= w * weight_decay * learning_rate, over all trainable weights); AdamW is Adam with a
+default weight_decay of 0.004.
 """
 import numpy as np
 
@@ -15,8 +19,8 @@ from .checks import check_bool, check_name, check_number
 class Optimizer:
     kind = None                  # the kernel (pynn.ids.OPTIMIZERS)
 
-    def __init__(self, learning_rate, name, **kwargs):
-        for key in ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm"):
+    def __init__(self, learning_rate, name, weight_decay=None, **kwargs):
+        for key in ("clipnorm", "clipvalue", "global_clipnorm"):
             if kwargs.pop(key, None) is not None:
                 raise ValueError(f"{type(self).__name__}: `{key}` is not supported yet")
         for key in ("use_ema", "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor",
@@ -26,6 +30,8 @@ class Optimizer:
             raise TypeError(f"{type(self).__name__}: unrecognized keyword arguments {sorted(kwargs)}")
         self.name = check_name(name, "name", type(self).__name__)
         self.learning_rate = learning_rate
+        self.weight_decay = None if weight_decay is None else \
+            check_number(weight_decay, "weight_decay", type(self).__name__, 0)
         self.iterations = 0
         self._slots = None       # {slot name: flat backend array}
         self._layout = None      # the ParameterStore layout the slots follow
@@ -40,8 +46,12 @@ class Optimizer:
 
     # ---- what the plan needs -------------------------------------------------------------
     def slot_names(self):
-        """The two slot arrays pynn_optimizer_step takes (None: not used)."""
-        return (None, None)
+        """The ids.OPT_SLOTS slot arrays pynn_optimizer_step takes (None: not used)."""
+        return (None,) * ids.OPT_SLOTS
+
+    def slot_initial_value(self, name):
+        """The value a slot array starts at (Adagrad's accumulator: not 0)."""
+        return 0.0
 
     def __setattr__(self, name, value):
         if name != "iterations" and not name.startswith("_hyper"):
@@ -60,7 +70,9 @@ class Optimizer:
         values = {"learning_rate": self.learning_rate, "momentum": getattr(self, "momentum", 0.0),
                   "nesterov": float(getattr(self, "nesterov", False)),
                   "beta_1": getattr(self, "beta_1", 0.0), "beta_2": getattr(self, "beta_2", 0.0),
-                  "rho": getattr(self, "rho", 0.0), "epsilon": getattr(self, "epsilon", 0.0)}
+                  "rho": getattr(self, "rho", 0.0), "epsilon": getattr(self, "epsilon", 0.0),
+                  "weight_decay": self.weight_decay or 0.0,
+                  "amsgrad": float(getattr(self, "amsgrad", False))}
         return [float(values[k]) for k in ids.HYPER]
 
     def spec(self):
@@ -80,7 +92,12 @@ class Optimizer:
             return
         old, old_layout = self._slots, self._layout
         be = store.backend
-        self._slots = {n: be.zeros((store.n_trainable,)) for n in self.slot_names() if n}
+        self._slots = {}
+        for n in self.slot_names():
+            if n:
+                init = self.slot_initial_value(n)
+                self._slots[n] = be.zeros((store.n_trainable,)) if init == 0.0 else \
+                    be.from_host(np.full(store.n_trainable, init, dtype=np.float32))
         if old and old_layout is not None:
             old_at = {id(v): (start, v.size) for v, start in old_layout.trainable_offsets}
             for v, start in layout.trainable_offsets:
@@ -134,7 +151,8 @@ class Optimizer:
         return 0 if self._slots is None else 2 + sum(a.size for a in self._slots.values())
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate}
+        return {"name": self.name, "learning_rate": self.learning_rate,
+                "weight_decay": self.weight_decay}
 
     @classmethod
     def from_config(cls, config):
@@ -150,7 +168,7 @@ class SGD(Optimizer):
         self.nesterov = check_bool(nesterov, "nesterov", "SGD")
 
     def slot_names(self):
-        return ("momentum" if self.momentum != 0.0 else None, None)
+        return ("momentum" if self.momentum != 0.0 else None, None, None)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -162,18 +180,18 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, name="adam", **kwargs):
         super().__init__(learning_rate, name, **kwargs)
-        if check_bool(amsgrad, "amsgrad", "Adam"):
-            raise ValueError("Adam: amsgrad=True is not supported yet")
-        self.beta_1 = check_number(beta_1, "beta_1", "Adam", 0, 1, high_open=True)
-        self.beta_2 = check_number(beta_2, "beta_2", "Adam", 0, 1, high_open=True)
-        self.epsilon = check_number(epsilon, "epsilon", "Adam", 0)
+        where = type(self).__name__
+        self.amsgrad = check_bool(amsgrad, "amsgrad", where)
+        self.beta_1 = check_number(beta_1, "beta_1", where, 0, 1, high_open=True)
+        self.beta_2 = check_number(beta_2, "beta_2", where, 0, 1, high_open=True)
+        self.epsilon = check_number(epsilon, "epsilon", where, 0)
 
     def slot_names(self):
-        return ("m", "v")
+        return ("m", "v", "v_hat" if self.amsgrad else None)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
 
 
 class RMSprop(Optimizer):
@@ -189,15 +207,120 @@ class RMSprop(Optimizer):
         self.epsilon = check_number(epsilon, "epsilon", "RMSprop", 0)
 
     def slot_names(self):
-        return ("velocity", "momentum" if self.momentum != 0.0 else None)
+        return ("velocity", "momentum" if self.momentum != 0.0 else None, None)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon}
 
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
-CLASSES = {cls.__name__: cls for cls in (SGD, Adam, RMSprop)}
+class AdamW(Adam):
+    """Adam with Keras 3's decoupled weight decay (the same kernel: weight_decay is a
+    setting of every optimizer)."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, name="adamw", **kwargs):
+        if weight_decay is None:
+            raise ValueError("AdamW: expected `weight_decay` to be a float, received "
+                             "weight_decay=None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name,
+                         weight_decay=weight_decay, **kwargs)
+
+
+class Adagrad(Optimizer):
+    kind = "adagrad"
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 name="adagrad", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.initial_accumulator_value = check_number(
+            initial_accumulator_value, "initial_accumulator_value", "Adagrad", 0)
+        self.epsilon = check_number(epsilon, "epsilon", "Adagrad", 0)
+
+    def slot_names(self):
+        return ("accumulator", None, None)
+
+    def slot_initial_value(self, name):
+        return self.initial_accumulator_value
+
+    def get_config(self):
+        return {**super().get_config(),
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class Adadelta(Optimizer):
+    kind = "adadelta"
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, name="adadelta", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.rho = check_number(rho, "rho", "Adadelta", 0, 1)
+        self.epsilon = check_number(epsilon, "epsilon", "Adadelta", 0)
+
+    def slot_names(self):
+        return ("accumulated_grad", "accumulated_delta_var", None)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+class Adamax(Optimizer):
+    kind = "adamax"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name="adamax", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.beta_1 = check_number(beta_1, "beta_1", "Adamax", 0, 1, high_open=True)
+        self.beta_2 = check_number(beta_2, "beta_2", "Adamax", 0, 1)
+        self.epsilon = check_number(epsilon, "epsilon", "Adamax", 0)
+
+    def slot_names(self):
+        return ("m", "u", None)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+class Nadam(Optimizer):
+    """Keras 3's Nadam.  Its scalar state u_product is a function of the step count and
+    beta_1, recomputed at each step (pynn_nadam_factors), so it needs no slot."""
+    kind = "nadam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name="nadam", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.beta_1 = check_number(beta_1, "beta_1", "Nadam", 0, 1, high_open=True)
+        self.beta_2 = check_number(beta_2, "beta_2", "Nadam", 0, 1, high_open=True)
+        self.epsilon = check_number(epsilon, "epsilon", "Nadam", 0)
+
+    def slot_names(self):
+        return ("m", "v", None)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+class Lion(Optimizer):
+    kind = "lion"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, name="lion", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        # Keras: beta_1 in (0, 1] (0 degenerates to signSGD)
+        self.beta_1 = check_number(beta_1, "beta_1", "Lion", 0, 1, low_open=True)
+        self.beta_2 = check_number(beta_2, "beta_2", "Lion", 0, 1)
+
+    def slot_names(self):
+        return ("m", None, None)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+
+_ALL = (SGD, Adam, RMSprop, AdamW, Adagrad, Adadelta, Adamax, Nadam, Lion)
+_BY_NAME = {cls.__name__.lower(): cls for cls in _ALL}     # as Keras resolves names
+CLASSES = {cls.__name__: cls for cls in _ALL}
 
 
 def get(identifier, where="compile"):

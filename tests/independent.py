@@ -90,20 +90,32 @@ def gradients(weights, acts, x, target, kind, from_logits, h=1e-6):
 
 
 class Optimizer:
-    """Keras 3 update rules, in float64."""
+    """Keras 3 update rules, in float64 (keras/src/optimizers/*.py; weight_decay as
+    base_optimizer._apply_weight_decay: before the rule, w -= w * weight_decay * lr)."""
 
     def __init__(self, kind, lr, momentum=0.0, nesterov=False, beta_1=0.9, beta_2=0.999,
-                 rho=0.9, epsilon=1e-7):
+                 rho=0.9, epsilon=1e-7, weight_decay=0.0, amsgrad=False,
+                 initial_accumulator_value=0.1):
         self.kind, self.lr, self.momentum, self.nesterov = kind, lr, momentum, nesterov
         self.beta_1, self.beta_2, self.rho, self.epsilon = beta_1, beta_2, rho, epsilon
+        self.weight_decay, self.amsgrad = weight_decay, amsgrad
+        self.initial_accumulator_value = initial_accumulator_value
         self.t = 0
+        self.u_product = 1.0          # Nadam's running product, as Keras keeps it
         self.state = None
 
     def step(self, weights, grads):
         if self.state is None:
-            self.state = [[np.zeros_like(w), np.zeros_like(w)] for w in weights]
+            init = self.initial_accumulator_value if self.kind == "adagrad" else 0.0
+            self.state = [[np.full_like(w, init), np.zeros_like(w), np.zeros_like(w)]
+                          for w in weights]
         self.t += 1
-        for w, g, (s1, s2) in zip(weights, grads, self.state):
+        t = self.t
+        if self.kind == "nadam":
+            self.u_product *= self.beta_1 * (1.0 - 0.5 * 0.96 ** t)
+        for w, g, (s1, s2, s3) in zip(weights, grads, self.state):
+            if self.weight_decay:
+                w -= w * self.weight_decay * self.lr
             if self.kind == "sgd":
                 if self.momentum:
                     s1[...] = self.momentum * s1 - self.lr * g
@@ -113,8 +125,12 @@ class Optimizer:
             elif self.kind == "adam":
                 s1 += (g - s1) * (1 - self.beta_1)
                 s2 += (g * g - s2) * (1 - self.beta_2)
-                alpha = self.lr * math.sqrt(1 - self.beta_2 ** self.t) / (1 - self.beta_1 ** self.t)
-                w -= alpha * s1 / (np.sqrt(s2) + self.epsilon)
+                v = s2
+                if self.amsgrad:
+                    s3[...] = np.maximum(s3, s2)
+                    v = s3
+                alpha = self.lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+                w -= alpha * s1 / (np.sqrt(v) + self.epsilon)
             elif self.kind == "rmsprop":
                 s1[...] = self.rho * s1 + (1 - self.rho) * g * g
                 inc = self.lr * g / np.sqrt(s1 + self.epsilon)
@@ -123,5 +139,29 @@ class Optimizer:
                     w -= s2
                 else:
                     w -= inc
+            elif self.kind == "adagrad":
+                s1 += g * g
+                w -= self.lr * g / np.sqrt(s1 + self.epsilon)
+            elif self.kind == "adadelta":
+                s1[...] = self.rho * s1 + (1 - self.rho) * g * g
+                delta = -np.sqrt(s2 + self.epsilon) * g / np.sqrt(s1 + self.epsilon)
+                s2[...] = self.rho * s2 + (1 - self.rho) * delta * delta
+                w += self.lr * delta
+            elif self.kind == "adamax":
+                s1 += (g - s1) * (1 - self.beta_1)
+                s2[...] = np.maximum(self.beta_2 * s2, np.abs(g))
+                w -= self.lr * s1 / ((1 - self.beta_1 ** t) * (s2 + self.epsilon))
+            elif self.kind == "nadam":
+                u_t = self.beta_1 * (1.0 - 0.5 * 0.96 ** t)
+                u_t1 = self.beta_1 * (1.0 - 0.5 * 0.96 ** (t + 1))
+                u_product_t1 = self.u_product * u_t1
+                s1 += (g - s1) * (1 - self.beta_1)
+                s2 += (g * g - s2) * (1 - self.beta_2)
+                m_hat = u_t1 * s1 / (1 - u_product_t1) + (1 - u_t) * g / (1 - self.u_product)
+                v_hat = s2 / (1 - self.beta_2 ** t)
+                w -= m_hat * self.lr / (np.sqrt(v_hat) + self.epsilon)
+            elif self.kind == "lion":
+                w -= self.lr * np.sign(s1 * self.beta_1 + g * (1 - self.beta_1))
+                s1[...] = s1 * self.beta_2 + g * (1 - self.beta_2)
             else:
                 raise ValueError(self.kind)

@@ -85,6 +85,13 @@ def one_hot(data):
 NETWORKS = {
     "mlp": (mlp, lambda: digits(900)[0], lambda: pynn.optimizers.Adam(0.003),
             dict(loss="sparse_categorical_crossentropy", metrics=["accuracy"]), 300, 0.0),
+    "mlp_adamw": (mlp, lambda: digits(900)[0],
+                  lambda: pynn.optimizers.AdamW(0.003, weight_decay=0.05, amsgrad=True),
+                  dict(loss="sparse_categorical_crossentropy"), 300, 0.0),
+    "mlp_nadam": (mlp, lambda: digits(900)[0], lambda: pynn.optimizers.Nadam(0.003),
+                  dict(loss="sparse_categorical_crossentropy"), 300, 0.0),
+    "mlp_lion": (mlp, lambda: digits(900)[0], lambda: pynn.optimizers.Lion(3e-4),
+                 dict(loss="sparse_categorical_crossentropy"), 300, 0.0),
     "lenet5": (lenet5, lambda: one_hot(digits_28x28(240)),
                lambda: pynn.optimizers.SGD(0.05, momentum=0.9),
                dict(loss="categorical_crossentropy", metrics=["accuracy", "mae"]), 64, 0.2),

@@ -506,6 +506,13 @@ HYPER = {"learning_rate": 0.01, "momentum": 0.9, "nesterov": 0.0, "beta_1": 0.9,
 RULES = [("sgd", {"momentum": 0.0}), ("sgd", {}), ("sgd", {"nesterov": 1.0}), ("adam", {}),
          ("rmsprop", {"momentum": 0.0}), ("rmsprop", {"momentum": 0.5})]
 RULE_IDS = ["sgd", "sgd_momentum", "sgd_nesterov", "adam", "rmsprop", "rmsprop_momentum"]
+# pynn_optimizer_step's other rules and settings (no per-rule method of their own)
+STEP_RULES = RULES + [("adam", {"amsgrad": 1.0}), ("adam", {"weight_decay": 0.05}),
+                      ("sgd", {"momentum": 0.0, "weight_decay": 0.1}), ("adagrad", {}),
+                      ("adadelta", {"learning_rate": 1.0}), ("adamax", {}), ("nadam", {}),
+                      ("lion", {"beta_2": 0.99})]
+STEP_RULE_IDS = RULE_IDS + ["adam_amsgrad", "adamw", "sgd_weight_decay", "adagrad", "adadelta",
+                            "adamax", "nadam", "lion"]
 CPU_SIZES = [1, 7, 1031, 40000]          # 40000: past the threshold of a team
 
 
@@ -521,17 +528,20 @@ def slots_of(kind, changes, n, rng, spare):
     velocity, momentum), non-negative; `spare`: arrays even where the rule reads none (it
     must leave them alone), else None there."""
     settings = dict(HYPER, **changes)
-    used = {"sgd": (settings["momentum"] != 0, False), "adam": (True, True),
-            "rmsprop": (True, settings["momentum"] != 0)}[kind]
+    used = {"sgd": (settings["momentum"] != 0, False, False),
+            "adam": (True, True, bool(settings.get("amsgrad", 0))),
+            "rmsprop": (True, settings["momentum"] != 0, False), "adagrad": (True, False, False),
+            "adadelta": (True, True, False), "adamax": (True, True, False),
+            "nadam": (True, True, False), "lion": (True, False, False)}[kind]
     return [f32(rng.random(n) * 0.1) if u or spare else None for u in used]
 
 
-@pytest.mark.parametrize("rule", range(len(RULES)), ids=RULE_IDS)
+@pytest.mark.parametrize("rule", range(len(STEP_RULES)), ids=STEP_RULE_IDS)
 @over(cpu=CPU_SIZES, cuda=[29])
 def test_optimizer_step(kernel_backend, case, rule):
     """Steps 1, 2, 3 (Adam's bias correction changes with the step)."""
     be, n = kernel_backend, case
-    (kind, changes), tol = RULES[rule], optimizer_tolerance(kernel_backend)
+    (kind, changes), tol = STEP_RULES[rule], optimizer_tolerance(kernel_backend)
     rng = rng_for("optimizer", kind, changes, n)
     w, gs = f32(rng.standard_normal(n)), [f32(rng.standard_normal(n)) for _ in range(3)]
     slots = slots_of(kind, changes, n, rng, spare=(rule + n) % 2 == 0)
@@ -540,11 +550,11 @@ def test_optimizer_step(kernel_backend, case, rule):
     def steps(be):
         state = [be.from_host(a.copy()) if a is not None else None for a in [w] + slots]
         for step, g in enumerate(gs, start=1):
-            be.optimizer_step(kind, state[0], state[1], state[2], be.from_host(g), step, hyper)
-        return {name: host(be, a) for name, a in zip(("w", "slot1", "slot2"), state)
+            be.optimizer_step(kind, state[0], state[1:], be.from_host(g), step, hyper)
+        return {name: host(be, a) for name, a in zip(("w", "slot0", "slot1", "slot2"), state)
                 if a is not None}
-    parity(be, steps, {name: tol for name, a in zip(("w", "slot1", "slot2"), [w] + slots)
-                       if a is not None})
+    parity(be, steps, {name: tol for name, a in zip(("w", "slot0", "slot1", "slot2"),
+                                                     [w] + slots) if a is not None})
 
 
 # The per-rule methods every backend still offers beside optimizer_step.
@@ -1088,7 +1098,7 @@ def test_unknown_kinds_are_refused_with_the_kinds_there_are(backend_name):
             ("mse", lambda: be.loss("hinge", a, a, False, None)),
             ("binary_accuracy", lambda: be.metric_sum("auc", a, a)),
             ("maximum", lambda: be.merge_forward("concatenate", [a, a], be.zeros((2, 3)))),
-            ("rmsprop", lambda: be.optimizer_step("adagrad", flat, None, None, flat, 1, HYPER))):
+            ("rmsprop", lambda: be.optimizer_step("adafactor", flat, (None,), flat, 1, HYPER))):
         with pytest.raises(ValueError, match=f"expected .*{one_of_them}.* received"):
             call()
 
@@ -1334,14 +1344,16 @@ def test_sgd_without_momentum_leaves_its_slot_alone():
 def test_cpu_optimizer_step_refuses_missing_state_and_bad_steps():
     w = np.ones(5, np.float32)
     with pytest.raises(ValueError, match="state"):
-        CPU.optimizer_step("adam", w, None, None, w.copy(), 1, HYPER)
+        CPU.optimizer_step("adam", w, (None, None), w.copy(), 1, HYPER)
+    with pytest.raises(ValueError, match="state"):
+        CPU.optimizer_step("adam", w, (w.copy(), w.copy()), w.copy(), 1, dict(HYPER, amsgrad=1.0))
     with pytest.raises(ValueError, match="step"):
-        CPU.optimizer_step("sgd", w, w.copy(), None, w.copy(), 0, HYPER)
+        CPU.optimizer_step("sgd", w, (w.copy(),), w.copy(), 0, HYPER)
     with pytest.raises(KeyError, match="epsilon"):    # a setting the rule reads, as the reference
-        CPU.optimizer_step("adam", w, w.copy(), w.copy(), w.copy(), 1,
+        CPU.optimizer_step("adam", w, (w.copy(), w.copy()), w.copy(), 1,
                            {k: v for k, v in HYPER.items() if k != "epsilon"})
     # SGD without momentum needs no state, nor the settings of other rules
-    CPU.optimizer_step("sgd", w, None, None, w.copy(), 1,
+    CPU.optimizer_step("sgd", w, (), w.copy(), 1,
                        {"learning_rate": 0.01, "momentum": 0.0, "nesterov": 0.0})
     assert_bitwise(w, np.full(5, np.float32(1) - np.float32(0.01) * np.float32(1), np.float32))
 

@@ -72,8 +72,8 @@ class Params:
             at += size
 
 
-HYPER_ADAM = [0.01, 0.0, 0.0, 0.9, 0.999, 0.9, 1e-7]           # pynn.ids.HYPER order
-HYPER_SGD_MOMENTUM = [0.05, 0.9, 1.0, 0.9, 0.999, 0.9, 1e-7]   # nesterov
+HYPER_ADAM = [0.01, 0.0, 0.0, 0.9, 0.999, 0.9, 1e-7, 0.0, 0.0]         # pynn.ids.HYPER order
+HYPER_SGD_MOMENTUM = [0.05, 0.9, 1.0, 0.9, 0.999, 0.9, 1e-7, 0.0, 0.0]   # nesterov
 
 
 def mlp_plan(capacity, n_in=64, hidden=32, classes=10, seed=0, outputs=False):
@@ -98,7 +98,7 @@ def mlp_plan(capacity, n_in=64, hidden=32, classes=10, seed=0, outputs=False):
     p.op("metric", [probs, labels], [ids.METRICS["sparse_categorical_accuracy"], classes, 0])
     p.op("dense_backward", [y1, w2, z2, z2, grad, dw2, db2, dx1], [hidden, classes, linear], [0.0])
     p.op("dense_backward", [x, w1, z1, y1, dx1, dw1, db1, -1], [n_in, hidden, relu], [0.0])
-    p.op("optimizer", [params.index, grads.index, m, v], [ids.OPTIMIZERS["adam"]], HYPER_ADAM)
+    p.op("optimizer", [params.index, grads.index, m, v, -1], [ids.OPTIMIZERS["adam"]], HYPER_ADAM)
     p.inputs, p.targets, p.classes = [x], [labels], [classes]
     p.outputs = [probs] if outputs else []
     p.n_losses, p.n_metrics = 1, 1
@@ -133,7 +133,7 @@ def cnn_plan(capacity, seed=0):
     p.op("dense_backward", [d, w2, z2, z2, grad, dw2, db2, dd], [288, 10, linear], [0.0])
     p.op("dropout_backward", [dd, mask, dy1])
     p.op("conv2d_backward", [x, k, z1, y1, dy1, cols, work, dk, db, -1], geometry, [0.0])
-    p.op("optimizer", [params.index, grads.index, mom, -1], [ids.OPTIMIZERS["sgd"]],
+    p.op("optimizer", [params.index, grads.index, mom, -1, -1], [ids.OPTIMIZERS["sgd"]],
          HYPER_SGD_MOMENTUM)
     p.inputs, p.targets, p.classes = [x], [labels], [10]
     p.n_losses, p.n_metrics = 1, 1
@@ -208,9 +208,9 @@ def python_step(p, rows, step, losses, metrics):
             metrics[index] = CPU.metric_sum(METRIC_NAMES[kind_id], view(pred, cols),
                                             view(target) if labels else view(target, cols))
         elif name == "optimizer":
-            w, g, s1, s2 = bufs
-            CPU.optimizer_step(OPT_NAMES[ints[0]], view(w), view(s1) if s1 != -1 else None,
-                               view(s2) if s2 != -1 else None, view(g), step,
+            w, g, *slots = bufs
+            CPU.optimizer_step(OPT_NAMES[ints[0]], view(w),
+                               [view(s) if s != -1 else None for s in slots], view(g), step,
                                dict(zip(ids.HYPER, reals)))
         else:
             raise AssertionError(f"no Python executor for op {name}")

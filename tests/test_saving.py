@@ -51,7 +51,13 @@ def make(optimizer=None, seed=0, compile=True, **compile_kw):
 OPTIMIZERS = [lambda: pynn.optimizers.Adam(0.003, beta_1=0.8, epsilon=1e-6),
               lambda: pynn.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
               lambda: pynn.optimizers.SGD(0.05),
-              lambda: pynn.optimizers.RMSprop(0.002, rho=0.8, momentum=0.5)]
+              lambda: pynn.optimizers.RMSprop(0.002, rho=0.8, momentum=0.5),
+              lambda: pynn.optimizers.AdamW(0.003, weight_decay=0.01, amsgrad=True),
+              lambda: pynn.optimizers.Adagrad(0.05, initial_accumulator_value=0.2),
+              lambda: pynn.optimizers.Adadelta(1.0, rho=0.9),
+              lambda: pynn.optimizers.Adamax(0.003),
+              lambda: pynn.optimizers.Nadam(0.003),
+              lambda: pynn.optimizers.Lion(0.0005, weight_decay=0.1)]
 
 
 @pytest.mark.parametrize("opt", range(len(OPTIMIZERS)))
@@ -527,3 +533,15 @@ def test_version_1_weights_file_loads():
     x = np.load(DATA / "v1_cnn_x.npy")
     assert_close(model.predict(x, verbose=0), np.load(DATA / "v1_cnn_pred.npy"),
                  rtol=RTOL_ELEMENTWISE)
+
+
+@pytest.mark.parametrize("name,cls", [("adamw", "AdamW"), ("Adagrad", "Adagrad"),
+                                      ("adadelta", "Adadelta"), ("ADAMAX", "Adamax"),
+                                      ("nadam", "Nadam"), ("lion", "Lion")])
+def test_optimizer_names_resolve_as_keras_does_and_configs_round_trip(name, cls):
+    opt = pynn.optimizers.get(name)
+    assert type(opt).__name__ == cls
+    config = opt.get_config()
+    clone = type(opt).from_config(config)
+    assert clone.get_config() == config and clone.hyper() == opt.hyper()
+    assert config["weight_decay"] == (0.004 if cls == "AdamW" else None)

@@ -360,3 +360,40 @@ def test_fit_predict_evaluate_agree_with_numpy(make, optimizer, backend, rows, b
     assert predicted.shape == (rows, 10) and predicted.dtype == np.float32
     assert_close(predicted, ref_predicted, rtol=RTOL_SUMS, err_msg=label)
     assert_close(evaluated, ref_evaluated, rtol=RTOL_SUMS, err_msg=label)
+
+
+# ---- the other optimizers: three steps (their state exercised) against tests/independent.py ----
+
+O = pynn.optimizers
+# id -> (pynn optimizer, independent.Optimizer arguments)
+MORE_OPTIMIZERS = {
+    "adamw": (lambda: O.AdamW(0.01, weight_decay=0.1),
+              dict(kind="adam", lr=0.01, weight_decay=0.1)),
+    "adam_amsgrad": (lambda: O.Adam(0.01, amsgrad=True), dict(kind="adam", lr=0.01, amsgrad=True)),
+    "sgd_weight_decay": (lambda: O.SGD(0.1, momentum=0.5, weight_decay=0.2),
+                         dict(kind="sgd", lr=0.1, momentum=0.5, weight_decay=0.2)),
+    "adagrad": (lambda: O.Adagrad(0.05), dict(kind="adagrad", lr=0.05)),
+    "adadelta": (lambda: O.Adadelta(1.0, rho=0.9), dict(kind="adadelta", lr=1.0, rho=0.9)),
+    "adamax": (lambda: O.Adamax(0.01), dict(kind="adamax", lr=0.01)),
+    "nadam": (lambda: O.Nadam(0.01), dict(kind="nadam", lr=0.01)),
+    "lion": (lambda: O.Lion(0.01, weight_decay=0.05),
+             dict(kind="lion", lr=0.01, beta_2=0.99, weight_decay=0.05)),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def more_optimizer_reference(opt_id):
+    x, y, w0 = make_problem(zlib.crc32(opt_id.encode()), 3, "mse")
+    return reference_steps("tanh", "linear", "mse", False, MORE_OPTIMIZERS[opt_id][1], x, y, w0,
+                           3)[:2]
+
+
+@pytest.mark.parametrize("opt_id", list(MORE_OPTIMIZERS))
+def test_three_steps_of_each_optimizer_match_keras_rules(opt_id, backend_name):
+    x, y, w0 = make_problem(zlib.crc32(opt_id.encode()), 3, "mse")
+    w_ref, loss_ref = more_optimizer_reference(opt_id)
+    w_pynn, loss_pynn = pynn_steps(backend_name, "tanh", "linear", 3, "mse",
+                                   MORE_OPTIMIZERS[opt_id][0](), x, y, w0, 3)
+    label = f"{backend_name} {opt_id}"
+    assert_close(loss_pynn, loss_ref, rtol=RTOL_ELEMENTWISE, err_msg=f"{label}: loss")
+    assert_step_close(w0, w_pynn, w_ref, RTOL_SUMS, label)

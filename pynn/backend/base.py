@@ -233,9 +233,10 @@ class Backend:
         raise NotImplementedError
 
     # ---- optimizers (in place; Keras 3 rules, see csrc/pynn.h) ----------------------
-    def optimizer_step(self, kind, w, slot1, slot2, g, step, hyper):
-        """One update of the flat parameter array w from its gradient g ("sgd", "adam",
-        "rmsprop"); slot1/slot2 the optimizer's state arrays (see pynn_optimizer_step),
+    def optimizer_step(self, kind, w, slots, g, step, hyper):
+        """One update of the flat parameter array w from its gradient g (a name in
+        pynn.ids.OPTIMIZERS); slots the optimizer's state arrays, None where the rule reads
+        none (pynn_optimizer_step's order; fewer than pynn._core.OPT_SLOTS may be given),
         step >= 1 the update being made, hyper a dict of the settings named in
         pynn.ids.HYPER."""
         raise NotImplementedError

@@ -135,12 +135,12 @@ class CpuBackend(HostBackend):
     def metric_sum(self, kind, pred, target):
         return _core.metric_sum(pred, target, _id(ids.METRICS, kind, "metric_sum"))
 
-    def optimizer_step(self, kind, w, slot1, slot2, g, step, hyper):
+    def optimizer_step(self, kind, w, slots, g, step, hyper):
         # A setting the rule reads must be given (a silent 0 for epsilon would divide by
         # zero); the others may be left out, as the reference allows.
         kind_id = _id(ids.OPTIMIZERS, kind, "optimizer_step")
         reads = _OPTIMIZER_READS[kind]
-        _core.optimizer_step(w, slot1, slot2, g, kind_id, step,
+        _core.optimizer_step(w, slots, g, kind_id, step,
                              [float(hyper[name] if name in reads else hyper.get(name, 0.0))
                               for name in ids.HYPER])
 
@@ -148,4 +148,9 @@ class CpuBackend(HostBackend):
 # the settings each update rule reads (pynn_optimizer_step, reference.optimizer_step)
 _OPTIMIZER_READS = {"sgd": ("learning_rate", "momentum", "nesterov"),
                     "adam": ("learning_rate", "beta_1", "beta_2", "epsilon"),
-                    "rmsprop": ("learning_rate", "rho", "momentum", "epsilon")}
+                    "rmsprop": ("learning_rate", "rho", "momentum", "epsilon"),
+                    "adagrad": ("learning_rate", "epsilon"),
+                    "adadelta": ("learning_rate", "rho", "epsilon"),
+                    "adamax": ("learning_rate", "beta_1", "beta_2", "epsilon"),
+                    "nadam": ("learning_rate", "beta_1", "beta_2", "epsilon"),
+                    "lion": ("learning_rate", "beta_1", "beta_2")}

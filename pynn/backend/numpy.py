@@ -153,5 +153,5 @@ class NumpyBackend(HostBackend):
     def metric_sum(self, kind, pred, target):
         return ref.metric_sum(kind, pred, target)
 
-    def optimizer_step(self, kind, w, slot1, slot2, g, step, hyper):
-        ref.optimizer_step(kind, w, slot1, slot2, g, step, hyper)
+    def optimizer_step(self, kind, w, slots, g, step, hyper):
+        ref.optimizer_step(kind, w, slots, g, step, hyper)

@@ -279,6 +279,87 @@ def rmsprop_update(w, v, mom, g, lr, rho, momentum, epsilon):
         w -= mom
 
 
+def weight_decay(w, wd, lr):
+    """Keras 3's decoupled weight decay: w -= w * wd * lr (in this order)."""
+    wd, lr = _scalar(wd, w), _scalar(lr, w)
+    w[...] = w - w * wd * lr
+
+
+def adam_amsgrad_update(w, m, v, v_hat, g, lr_t, beta1, beta2, epsilon):
+    """Adam with amsgrad: m, v as adam_update; v_hat = max(v_hat, v) replaces v in the
+    step."""
+    lr_t, beta1, beta2, epsilon = (_scalar(s, w) for s in (lr_t, beta1, beta2, epsilon))
+    m += (g - m) * (1 - beta1)
+    v += (g * g - v) * (1 - beta2)
+    v_hat[...] = np.maximum(v_hat, v)
+    w -= lr_t * m / (np.sqrt(v_hat) + epsilon)
+
+
+def adagrad_update(w, acc, g, lr, epsilon):
+    """acc += g^2; w -= lr g / sqrt(acc + epsilon)."""
+    lr, epsilon = _scalar(lr, w), _scalar(epsilon, w)
+    acc += g * g
+    w -= lr * g / np.sqrt(acc + epsilon)
+
+
+def adadelta_update(w, acc_grad, acc_delta, g, lr, rho, epsilon):
+    """acc_grad = rho acc_grad + (1 - rho) g^2; delta = -(sqrt(acc_delta + eps) g) /
+    sqrt(acc_grad + eps); acc_delta = rho acc_delta + (1 - rho) delta^2; w += lr delta."""
+    lr, rho, epsilon = (_scalar(s, w) for s in (lr, rho, epsilon))
+    acc_grad[...] = rho * acc_grad + (1 - rho) * (g * g)
+    delta = -(np.sqrt(acc_delta + epsilon) * g / np.sqrt(acc_grad + epsilon))
+    acc_delta[...] = rho * acc_delta + (1 - rho) * (delta * delta)
+    w += lr * delta
+
+
+def adamax_update(w, m, u, g, lr, beta1, beta2, epsilon, bc1):
+    """m += (g - m)(1 - beta1); u = max(beta2 u, |g|); w -= lr m / (bc1 (u + epsilon)),
+    bc1 = 1 - beta1^step (computed in double by the caller)."""
+    lr, beta1, beta2, epsilon, bc1 = (_scalar(s, w) for s in (lr, beta1, beta2, epsilon, bc1))
+    m += (g - m) * (1 - beta1)
+    u[...] = np.maximum(beta2 * u, np.abs(g))
+    w -= lr * m / (bc1 * (u + epsilon))
+
+
+def nadam_factors(beta1, beta2, step):
+    """Nadam's step scalars in double, as pynn_nadam_factors computes them: (u_{t+1} /
+    (1 - u_product_{t+1}), (1 - u_t) / (1 - u_product_t), 1 - beta2^t), u_s = beta1 (1 -
+    0.5 * 0.96^s), u_product_t = beta1^t prod_{s <= min(t, 1000)} (1 - 0.5 d_s) with
+    d_s = 0.96 d_{s-1}, d_0 = 1 (Keras keeps u_product as a float32 running product)."""
+    if step < 1:
+        raise ValueError(f"nadam_factors: expected step >= 1, received step={step}")
+    beta1, beta2, t = float(beta1), float(beta2), float(step)
+    u_t = beta1 * (1.0 - 0.5 * math.pow(0.96, t))
+    u_t1 = beta1 * (1.0 - 0.5 * math.pow(0.96, t + 1.0))
+    d = q = 1.0
+    for _ in range(min(step, 1000)):
+        d *= 0.96
+        q *= 1.0 - 0.5 * d
+    u_product_t = math.pow(beta1, t) * q
+    u_product_t1 = u_product_t * u_t1
+    return (u_t1 / (1.0 - u_product_t1), (1.0 - u_t) / (1.0 - u_product_t),
+            1.0 - math.pow(beta2, t))
+
+
+def nadam_update(w, m, v, g, lr, beta1, beta2, epsilon, c_m, c_g, bc2):
+    """m += (g - m)(1 - beta1); v += (g^2 - v)(1 - beta2); m_hat = c_m m + c_g g;
+    v_hat = v / bc2; w -= m_hat lr / (sqrt(v_hat) + epsilon) (c_m, c_g, bc2: nadam_factors)."""
+    lr, beta1, beta2, epsilon, c_m, c_g, bc2 = (
+        _scalar(s, w) for s in (lr, beta1, beta2, epsilon, c_m, c_g, bc2))
+    m += (g - m) * (1 - beta1)
+    v += (g * g - v) * (1 - beta2)
+    m_hat = c_m * m + c_g * g
+    v_hat = v / bc2
+    w -= m_hat * lr / (np.sqrt(v_hat) + epsilon)
+
+
+def lion_update(w, m, g, lr, beta1, beta2):
+    """w -= lr sign(beta1 m + (1 - beta1) g); m = beta2 m + (1 - beta2) g."""
+    lr, beta1, beta2 = (_scalar(s, w) for s in (lr, beta1, beta2))
+    w -= lr * np.sign(m * beta1 + g * (1 - beta1))
+    m[...] = m * beta2 + g * (1 - beta2)
+
+
 # ---- convolution (NHWC, Keras kernel layout (KH, KW, C, F)) -----------------------------
 # Geometry: strides (sh, sw), padding (pad_top, pad_left), output size (OH, OW); output
 # (n, i, j) sees input rows i*sh - pad_top + a, a in [0, KH), and columns likewise; what
@@ -625,17 +706,40 @@ def metric_sum(kind, pred, target):
 
 
 # ---- one optimizer step ----------------------------------------------------------------------
-def optimizer_step(kind, w, slot1, slot2, g, step, hyper):
-    """One update of the flat parameters w (in place); hyper a dict of the settings named in
-    pynn.ids.HYPER,
-    step >= 1 the update being made (Adam's bias correction)."""
+def optimizer_step(kind, w, slots, g, step, hyper):
+    """One update of the flat parameters w (in place); slots the optimizer's state arrays
+    (pynn_optimizer_step's order, None where the rule reads none; fewer than
+    pynn._core.OPT_SLOTS may be given); hyper a dict of the settings named in pynn.ids.HYPER
+    (weight_decay and amsgrad may be left out: 0); step >= 1 the update being made."""
+    s = list(slots) + [None] * 3
     lr = hyper["learning_rate"]
+    if kind not in ("sgd", "adam", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lion"):
+        raise ValueError(f"optimizer_step: expected kind 'sgd', 'adam', 'rmsprop', 'adagrad', "
+                         f"'adadelta', 'adamax', 'nadam' or 'lion', received {kind!r}")
+    if float(np.float32(hyper.get("weight_decay", 0.0))) != 0.0:
+        weight_decay(w, hyper["weight_decay"], lr)
     if kind == "sgd":
-        sgd_update(w, slot1, g, lr, hyper["momentum"], bool(hyper["nesterov"]))
+        sgd_update(w, s[0], g, lr, hyper["momentum"], bool(hyper["nesterov"]))
     elif kind == "adam":
         lr_t = adam_lr_t(lr, hyper["beta_1"], hyper["beta_2"], step)
-        adam_update(w, slot1, slot2, g, lr_t, hyper["beta_1"], hyper["beta_2"], hyper["epsilon"])
+        if hyper.get("amsgrad", 0.0):
+            adam_amsgrad_update(w, s[0], s[1], s[2], g, lr_t, hyper["beta_1"], hyper["beta_2"],
+                                hyper["epsilon"])
+        else:
+            adam_update(w, s[0], s[1], g, lr_t, hyper["beta_1"], hyper["beta_2"],
+                        hyper["epsilon"])
     elif kind == "rmsprop":
-        rmsprop_update(w, slot1, slot2, g, lr, hyper["rho"], hyper["momentum"], hyper["epsilon"])
+        rmsprop_update(w, s[0], s[1], g, lr, hyper["rho"], hyper["momentum"], hyper["epsilon"])
+    elif kind == "adagrad":
+        adagrad_update(w, s[0], g, lr, hyper["epsilon"])
+    elif kind == "adadelta":
+        adadelta_update(w, s[0], s[1], g, lr, hyper["rho"], hyper["epsilon"])
+    elif kind == "adamax":
+        adamax_update(w, s[0], s[1], g, lr, hyper["beta_1"], hyper["beta_2"], hyper["epsilon"],
+                      1.0 - hyper["beta_1"] ** step)
+    elif kind == "nadam":
+        c_m, c_g, bc2 = nadam_factors(hyper["beta_1"], hyper["beta_2"], step)
+        nadam_update(w, s[0], s[1], g, lr, hyper["beta_1"], hyper["beta_2"], hyper["epsilon"],
+                     c_m, c_g, bc2)
     else:
-        raise ValueError(f"optimizer_step: expected kind 'sgd', 'adam' or 'rmsprop', received {kind!r}")
+        lion_update(w, s[0], g, lr, hyper["beta_1"], hyper["beta_2"])

@@ -367,9 +367,9 @@ def _metric(ex, op, v, step, losses, metrics, reals):
 
 
 def _optimizer(ex, op, v, step, losses, metrics, reals):
-    params, grads, slot1, slot2 = op.bufs
+    params, grads, *slots = op.bufs
     hyper = dict(zip(ids.HYPER, reals))
-    ex.backend.optimizer_step(_OPT[op.ints[0]], v[params], _opt(v, slot1), _opt(v, slot2),
+    ex.backend.optimizer_step(_OPT[op.ints[0]], v[params], [_opt(v, s) for s in slots],
                               v[grads], step, hyper)
 
 

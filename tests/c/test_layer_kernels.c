@@ -385,17 +385,87 @@ static void test_optimizer_step(void) {
     float *m2 = calloc(M, sizeof(float)), *v2 = calloc(M, sizeof(float));
     const double lr_t = 0.001 * sqrt(1.0 - pow(0.999, 3.0)) / (1.0 - pow(0.9, 3.0));
     memcpy(w2, w, M * sizeof(float));
-    CHECK(pynn_optimizer_step(w, m, v, g, M, PYNN_OPT_ADAM, 3, adam) == PYNN_OK, "adam step");
+    CHECK(pynn_optimizer_step(w, (float *[]){m, v, NULL}, g, M, PYNN_OPT_ADAM, 3, adam) == PYNN_OK, "adam step");
     CHECK(pynn_adam_update(w2, m2, v2, g, M, (float)lr_t, 0.9f, 0.999f, 1e-7f) == PYNN_OK, "adam");
     CHECK(memcmp(w, w2, M * sizeof(float)) == 0, "adam step: lr_t not the documented one");
-    CHECK(pynn_optimizer_step(w, NULL, NULL, g, 0, PYNN_OPT_ADAM, 1, adam) == PYNN_OK, "no parameters");
-    CHECK(pynn_optimizer_step(w, m, v, g, M, PYNN_OPT_ADAM, 0, adam) == PYNN_EINVAL, "step 0");
-    CHECK(pynn_optimizer_step(w, m, v, g, M, PYNN_OPT_COUNT, 1, adam) == PYNN_EINVAL, "unknown kind");
-    CHECK(pynn_optimizer_step(w, m, v, g, M, PYNN_OPT_ADAM, 1, NULL) == PYNN_EINVAL, "no settings");
-    CHECK(pynn_optimizer_step(w, NULL, v, g, M, PYNN_OPT_ADAM, 1, adam) == PYNN_EINVAL, "Adam without m");
-    CHECK(pynn_optimizer_step(w, NULL, NULL, g, M, PYNN_OPT_SGD, 1, adam) == PYNN_OK,
+    CHECK(pynn_optimizer_step(w, NULL, g, 0, PYNN_OPT_ADAM, 1, adam) == PYNN_OK, "no parameters");
+    CHECK(pynn_optimizer_step(w, (float *[]){m, v, NULL}, g, M, PYNN_OPT_ADAM, 0, adam) == PYNN_EINVAL, "step 0");
+    CHECK(pynn_optimizer_step(w, (float *[]){m, v, NULL}, g, M, PYNN_OPT_COUNT, 1, adam) == PYNN_EINVAL, "unknown kind");
+    CHECK(pynn_optimizer_step(w, (float *[]){m, v, NULL}, g, M, PYNN_OPT_ADAM, 1, NULL) == PYNN_EINVAL, "no settings");
+    CHECK(pynn_optimizer_step(w, (float *[]){NULL, v, NULL}, g, M, PYNN_OPT_ADAM, 1, adam) == PYNN_EINVAL, "Adam without m");
+    CHECK(pynn_optimizer_step(w, NULL, g, M, PYNN_OPT_ADAM, 1, adam) == PYNN_EINVAL, "Adam without slots");
+    CHECK(pynn_optimizer_step(w, NULL, g, M, PYNN_OPT_SGD, 1, adam) == PYNN_OK,
           "SGD without momentum needs no state");
     free(w); free(g); free(m); free(v); free(w2); free(m2); free(v2);
+}
+
+/* Every rule and setting once over an odd size (ASan/UBSan see every branch), the slots
+ * each reads, and float64 checks of one step of each from known state. */
+static void test_optimizer_rules(void) {
+    enum { M = 1031 };
+    static const struct { int kind; double lr, mom, nest, b1, b2, rho, eps, wd, ams; int slots; } R[] = {
+        {PYNN_OPT_SGD, 0.01, 0.0, 0, 0.9, 0.999, 0.9, 1e-7, 0.1, 0, 0},
+        {PYNN_OPT_SGD, 0.01, 0.9, 1, 0.9, 0.999, 0.9, 1e-7, 0.0, 0, 1},
+        {PYNN_OPT_ADAM, 0.01, 0.0, 0, 0.9, 0.999, 0.9, 1e-7, 0.004, 1, 7},
+        {PYNN_OPT_ADAM, 0.01, 0.0, 0, 0.9, 0.999, 0.9, 1e-7, 0.0, 0, 3},
+        {PYNN_OPT_RMSPROP, 0.01, 0.5, 0, 0.9, 0.999, 0.9, 1e-7, 0.0, 0, 3},
+        {PYNN_OPT_ADAGRAD, 0.01, 0.0, 0, 0.9, 0.999, 0.9, 1e-7, 0.0, 0, 1},
+        {PYNN_OPT_ADADELTA, 1.0, 0.0, 0, 0.9, 0.999, 0.95, 1e-7, 0.0, 0, 3},
+        {PYNN_OPT_ADAMAX, 0.01, 0.0, 0, 0.9, 0.999, 0.9, 1e-7, 0.0, 0, 3},
+        {PYNN_OPT_NADAM, 0.01, 0.0, 0, 0.9, 0.999, 0.9, 1e-7, 0.0, 0, 3},
+        {PYNN_OPT_LION, 0.01, 0.0, 0, 0.9, 0.99, 0.9, 1e-7, 0.01, 0, 1},
+    };
+    float *w = rand_floats(M), *g = rand_floats(M);
+    float *s0 = calloc(M, sizeof(float)), *s1 = calloc(M, sizeof(float)), *s2 = calloc(M, sizeof(float));
+    size_t r;
+    int step;
+    for (r = 0; r < sizeof R / sizeof R[0]; r++) {
+        double h[PYNN_HYPER_COUNT];
+        float *all[PYNN_OPT_SLOTS] = {s0, s1, s2}, *some[PYNN_OPT_SLOTS];
+        int j;
+        h[PYNN_HYPER_LEARNING_RATE] = R[r].lr; h[PYNN_HYPER_MOMENTUM] = R[r].mom;
+        h[PYNN_HYPER_NESTEROV] = R[r].nest; h[PYNN_HYPER_BETA_1] = R[r].b1;
+        h[PYNN_HYPER_BETA_2] = R[r].b2; h[PYNN_HYPER_RHO] = R[r].rho;
+        h[PYNN_HYPER_EPSILON] = R[r].eps; h[PYNN_HYPER_WEIGHT_DECAY] = R[r].wd;
+        h[PYNN_HYPER_AMSGRAD] = R[r].ams;
+        CHECK(pynn_optimizer_slots(R[r].kind, h) == R[r].slots, "the slots a rule reads");
+        for (j = 0; j < PYNN_OPT_SLOTS; j++) some[j] = (R[r].slots >> j) & 1 ? all[j] : NULL;
+        for (step = 1; step <= 3; step++)
+            CHECK(pynn_optimizer_step(w, some, g, M, R[r].kind, step, h) == PYNN_OK, "a rule's step");
+        for (j = 0; j < PYNN_OPT_SLOTS; j++) {
+            if (!((R[r].slots >> j) & 1)) continue;
+            some[j] = NULL;
+            CHECK(pynn_optimizer_step(w, some, g, M, R[r].kind, 1, h) == PYNN_EINVAL,
+                  "a slot the rule reads is missing");
+            some[j] = all[j];
+        }
+        memset(s0, 0, M * sizeof(float)); memset(s1, 0, M * sizeof(float));
+        memset(s2, 0, M * sizeof(float));
+    }
+    CHECK(pynn_optimizer_slots(PYNN_OPT_COUNT, NULL) == 0 && pynn_optimizer_slots(-1, NULL) == 0,
+          "unknown kinds read no slot");
+    {   /* one Nadam step from zero state, g = 1: m = 0.1, v = 0.001, float64 by hand */
+        const double h[PYNN_HYPER_COUNT] = {0.01, 0, 0, 0.9, 0.999, 0.9, 1e-7, 0, 0};
+        const double u1 = 0.9 * (1 - 0.5 * 0.96), u2 = 0.9 * (1 - 0.5 * 0.96 * 0.96);
+        const double m_hat = u2 * 0.1 / (1 - u1 * u2) + (1 - u1) * 1.0 / (1 - u1);
+        const double want = 1.0 - 0.01 * m_hat / (sqrt(0.001 / (1 - 0.999)) + 1e-7);
+        double f[3];
+        float w1 = 1.0f, g1 = 1.0f, m1 = 0.0f, v1 = 0.0f;
+        CHECK(pynn_optimizer_step(&w1, (float *[]){&m1, &v1, NULL}, &g1, 1, PYNN_OPT_NADAM, 1, h) == PYNN_OK,
+              "nadam");
+        CHECK(fabs(w1 - want) < 1e-6, "nadam's first step");
+        pynn_nadam_factors(f, 0.9, 0.999, 100000);   /* u_product and beta_2^t underflow */
+        CHECK(fabs(f[0] - 0.9) < 1e-12 && fabs(f[1] - 0.1) < 1e-12 && f[2] == 1.0,
+              "nadam's factors late in training");
+    }
+    {   /* Lion: sign, and the weight decay before it */
+        const double h[PYNN_HYPER_COUNT] = {0.1, 0, 0, 0.9, 0.99, 0.9, 1e-7, 0.5, 0};
+        float w1[3] = {1.0f, 1.0f, 1.0f}, g1[3] = {2.0f, -3.0f, 0.0f}, m1[3] = {0, 0, 0};
+        CHECK(pynn_optimizer_step(w1, (float *[]){m1, NULL, NULL}, g1, 3, PYNN_OPT_LION, 1, h) == PYNN_OK,
+              "lion");
+        CHECK(w1[0] == 0.95f - 0.1f && w1[1] == 0.95f + 0.1f && w1[2] == 0.95f, "lion's signs");
+    }
+    free(w); free(g); free(s0); free(s1); free(s2);
 }
 
 int main(void) {
@@ -406,6 +476,7 @@ int main(void) {
     test_merges();
     test_metrics();
     test_optimizer_step();
+    test_optimizer_rules();
     printf("test_layer_kernels: %s (%d failure%s)\n", failures ? "FAILED" : "passed", failures,
            failures == 1 ? "" : "s");
     return failures ? 1 : 0;

@@ -195,7 +195,7 @@ static void mlp_build(mlp_net *n) {
     add_op(b, PYNN_OP_DROPOUT_BACKWARD, LIST(dd, mask, dy1), NO_INTS, NO_REALS);
     add_op(b, PYNN_OP_DENSE_BACKWARD, LIST(x, w1, z1, y1, dy1, dw1, db1, -1),
            LIST(IN, HID, PYNN_ACT_RELU), REALS(0.0));
-    add_op(b, PYNN_OP_OPTIMIZER, LIST(pa, ga, m, v), LIST(PYNN_OPT_ADAM), ADAM, PYNN_HYPER_COUNT);
+    add_op(b, PYNN_OP_OPTIMIZER, LIST(pa, ga, m, v, -1), LIST(PYNN_OPT_ADAM), ADAM, PYNN_HYPER_COUNT);
     b->inputs[0] = x; b->targets[0] = labels; b->classes[0] = OUT; b->outputs[0] = probs;
     b->plan.n_inputs = 1; b->plan.n_targets = 1; b->plan.n_outputs = 1;
     b->plan.n_losses = 1; b->plan.n_metrics = 2;
@@ -256,7 +256,7 @@ static int mlp_direct_step(mlp_direct *r, const float *x, const int64_t *labels,
     s |= pynn_multiply(r->dy1, r->dd, r->mask, rows * HID);
     s |= pynn_dense_backward(r->grads + W1, r->grads + B1, NULL, r->dy1, r->xb, r->params + W1,
                              r->z1, r->y1, rows, IN, HID, PYNN_ACT_RELU, 0.0f);
-    s |= pynn_optimizer_step(r->params, r->m, r->v, r->grads, P_MLP, PYNN_OPT_ADAM, step, ADAM);
+    s |= pynn_optimizer_step(r->params, (float *[]){r->m, r->v, NULL}, r->grads, P_MLP, PYNN_OPT_ADAM, step, ADAM);
     memcpy(probs_out + r0 * OUT, r->probs, (size_t)(rows * OUT) * sizeof(float));
     return s;
 }
@@ -563,7 +563,7 @@ static void cnn_build(cnn_net *n) {
            LIST(G2), REALS(0.0));
     add_op(b, PYNN_OP_CONV2D_BACKWARD, LIST(x, k1, z1, y1, dy1, cols1, wk1, dk1, db1, -1),
            LIST(G1), REALS(0.0));
-    add_op(b, PYNN_OP_OPTIMIZER, LIST(pa, ga, mo, -1), LIST(PYNN_OPT_SGD), SGD_MOM, PYNN_HYPER_COUNT);
+    add_op(b, PYNN_OP_OPTIMIZER, LIST(pa, ga, mo, -1, -1), LIST(PYNN_OPT_SGD), SGD_MOM, PYNN_HYPER_COUNT);
     b->inputs[0] = x; b->targets[0] = labels; b->classes[0] = CO;
     b->plan.n_inputs = 1; b->plan.n_targets = 1; b->plan.n_outputs = 0;
     b->plan.n_losses = 1; b->plan.n_metrics = 1;
@@ -635,7 +635,7 @@ static int cnn_direct_step(cnn_direct *r, const float *x, const int64_t *labels,
                               r->y1, p + K2, r->z2, r->y2, rows, G2, 0.0f);
     s |= pynn_conv2d_backward(g + K1, g + CB1, NULL, r->dy1, r->cols1, r->work1, r->work1_size,
                               r->xb, p + K1, r->z1, r->y1, rows, G1, 0.0f);
-    s |= pynn_optimizer_step(p, r->mom, NULL, g, P_CNN, PYNN_OPT_SGD, step, SGD_MOM);
+    s |= pynn_optimizer_step(p, (float *[]){r->mom, NULL, NULL}, g, P_CNN, PYNN_OPT_SGD, step, SGD_MOM);
     return s;
 }
 
@@ -791,7 +791,7 @@ static void branchy_build(branchy_net *n) {
     add_op(b, PYNN_OP_AVGPOOL2D_BACKWARD, LIST(gpool, gx1), LIST(AP), NO_REALS);
     add_op(b, PYNN_OP_GLOBAL_AVGPOOL2D_BACKWARD, LIST(ggap, gx2), LIST(4, 4, 2), NO_REALS);
     add_op(b, PYNN_OP_MERGE, LIST(gx, gx1, gx2), LIST(PYNN_MERGE_SUBTRACT), NO_REALS);
-    add_op(b, PYNN_OP_OPTIMIZER, LIST(pa, ga, ve, mo), LIST(PYNN_OPT_RMSPROP), RMS, PYNN_HYPER_COUNT);
+    add_op(b, PYNN_OP_OPTIMIZER, LIST(pa, ga, ve, mo, -1), LIST(PYNN_OPT_RMSPROP), RMS, PYNN_HYPER_COUNT);
     b->inputs[0] = x; b->targets[0] = t; b->classes[0] = 0; b->outputs[0] = gx;
     b->plan.n_inputs = 1; b->plan.n_targets = 1; b->plan.n_outputs = 1;
     b->plan.n_losses = 1; b->plan.n_metrics = 1;
@@ -845,7 +845,7 @@ static int branchy_direct_step(branchy_net *r, const float *x, const float *t,
     s |= pynn_global_avgpool2d_backward(gx2, ggap, rows, 4, 4, 2);
     s |= pynn_merge_forward(gx_out + r0 * BI, (const float *[]){gx1, gx2}, 2, rows * BI,
                             PYNN_MERGE_SUBTRACT);
-    s |= pynn_optimizer_step(r->params, r->vel, r->mom, g, P_BR, PYNN_OPT_RMSPROP, step, RMS);
+    s |= pynn_optimizer_step(r->params, (float *[]){r->vel, r->mom, NULL}, g, P_BR, PYNN_OPT_RMSPROP, step, RMS);
     return s;
 }
 

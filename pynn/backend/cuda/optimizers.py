@@ -10,6 +10,7 @@ import numpy as np
 from numba import cuda
 
 from ...ids import OPTIMIZERS
+from .. import reference as ref
 from .runtime import F1, as_1d, elementwise_config
 
 
@@ -95,24 +96,153 @@ def rmsprop_update(w, v, mom, g, lr, rho, momentum, epsilon):
                                      use_momentum, np.float32(epsilon))
 
 
+@cuda.jit
+def _weight_decay_kernel(w, n, wd, lr):
+    i = cuda.grid(1)
+    if i < n:
+        wi = w[i]
+        w[i] = wi - wi * wd * lr
+
+
+@cuda.jit
+def _adam_amsgrad_kernel(w, m, v, vh, g, n, lr_t, one_minus_beta1, one_minus_beta2, epsilon):
+    i = cuda.grid(1)
+    if i < n:
+        gi = g[i]
+        mi = m[i] + (gi - m[i]) * one_minus_beta1
+        vi = v[i] + (gi * gi - v[i]) * one_minus_beta2
+        m[i] = mi
+        v[i] = vi
+        hi = vh[i]
+        if vi > hi or vi != vi:
+            hi = vi
+        vh[i] = hi
+        w[i] -= lr_t * mi / (math.sqrt(hi) + epsilon)
+
+
+@cuda.jit
+def _adagrad_kernel(w, acc, g, n, lr, epsilon):
+    i = cuda.grid(1)
+    if i < n:
+        gi = g[i]
+        ai = acc[i] + gi * gi
+        acc[i] = ai
+        w[i] -= lr * gi / math.sqrt(ai + epsilon)
+
+
+@cuda.jit
+def _adadelta_kernel(w, ag, ad, g, n, lr, rho, one_minus_rho, epsilon):
+    i = cuda.grid(1)
+    if i < n:
+        gi = g[i]
+        agi = rho * ag[i] + one_minus_rho * (gi * gi)
+        ag[i] = agi
+        delta = -(math.sqrt(ad[i] + epsilon) * gi / math.sqrt(agi + epsilon))
+        ad[i] = rho * ad[i] + one_minus_rho * (delta * delta)
+        w[i] += lr * delta
+
+
+@cuda.jit
+def _adamax_kernel(w, m, u, g, n, lr, one_minus_beta1, beta2, epsilon, bc1):
+    i = cuda.grid(1)
+    if i < n:
+        gi = g[i]
+        mi = m[i] + (gi - m[i]) * one_minus_beta1
+        m[i] = mi
+        ui = beta2 * u[i]
+        ag = abs(gi)
+        if ag > ui or ag != ag:
+            ui = ag
+        u[i] = ui
+        w[i] -= lr * mi / (bc1 * (ui + epsilon))
+
+
+@cuda.jit
+def _nadam_kernel(w, m, v, g, n, lr, one_minus_beta1, one_minus_beta2, epsilon, c_m, c_g, bc2):
+    i = cuda.grid(1)
+    if i < n:
+        gi = g[i]
+        mi = m[i] + (gi - m[i]) * one_minus_beta1
+        vi = v[i] + (gi * gi - v[i]) * one_minus_beta2
+        m[i] = mi
+        v[i] = vi
+        m_hat = c_m * mi + c_g * gi
+        v_hat = vi / bc2
+        w[i] -= m_hat * lr / (math.sqrt(v_hat) + epsilon)
+
+
+@cuda.jit
+def _lion_kernel(w, m, g, n, lr, beta1, one_minus_beta1, beta2, one_minus_beta2):
+    i = cuda.grid(1)
+    if i < n:
+        gi = g[i]
+        mi = m[i]
+        c = mi * beta1 + gi * one_minus_beta1
+        if c > 0:
+            c = F1
+        elif c < 0:
+            c = -F1
+        w[i] -= lr * c
+        m[i] = mi * beta2 + gi * one_minus_beta2
+
+
+def _launch(kernel, w, *args):
+    """kernel[grid](w, *args) over w's n elements (args: arrays, then n's place is
+    marked by None, then scalars)."""
+    w1 = as_1d(w)
+    n = int(w1.shape[0])
+    if n == 0:
+        return
+    blocks, threads = elementwise_config(n)
+    args = [n if a is None else (as_1d(a) if hasattr(a, "shape") and a.ndim else a)
+            for a in args]
+    kernel[blocks, threads](w1, *args)
+
+
 def adam_lr_t(lr, beta_1, beta_2, step):
     """Adam's step size with the bias correction folded in: lr sqrt(1 - beta_2^step) /
     (1 - beta_1^step), in double, rounded to float32 (the kernels' precision)."""
     return float(np.float32(lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)))
 
 
-def optimizer_step(kind, w, slot1, slot2, g, step, hyper):
-    """One update of w from g with the settings hyper (pynn.ids.HYPER's names); the slots
-    as pynn_optimizer_step's: SGD slot1 = momentum; Adam slot1 = m, slot2 = v; RMSprop
-    slot1 = velocity, slot2 = momentum (None where momentum is 0)."""
+def optimizer_step(kind, w, slots, g, step, hyper):
+    """One update of w from g with the settings hyper (pynn.ids.HYPER's names; weight_decay
+    and amsgrad may be left out); slots as pynn_optimizer_step's (csrc/pynn.h), None where
+    the rule reads none.  The step's scalars come from the reference's double-precision
+    functions (adam_lr_t, nadam_factors), as C computes them."""
     if kind not in OPTIMIZERS:
         raise ValueError(f"optimizer_step: expected kind in {tuple(OPTIMIZERS)}, received "
                          f"{kind!r}")
+    s = list(slots) + [None] * 3
+    f = np.float32
     lr = hyper["learning_rate"]
+    wd = f(hyper.get("weight_decay", 0.0))
+    if wd != 0:
+        _launch(_weight_decay_kernel, w, None, wd, f(lr))
     if kind == "sgd":
-        sgd_update(w, slot1, g, lr, hyper["momentum"], bool(hyper["nesterov"]))
+        sgd_update(w, s[0], g, lr, hyper["momentum"], bool(hyper["nesterov"]))
     elif kind == "adam":
         lr_t = adam_lr_t(lr, hyper["beta_1"], hyper["beta_2"], step)
-        adam_update(w, slot1, slot2, g, lr_t, hyper["beta_1"], hyper["beta_2"], hyper["epsilon"])
+        if hyper.get("amsgrad", 0.0):
+            _launch(_adam_amsgrad_kernel, w, s[0], s[1], s[2], g, None, f(lr_t),
+                    F1 - f(hyper["beta_1"]), F1 - f(hyper["beta_2"]), f(hyper["epsilon"]))
+        else:
+            adam_update(w, s[0], s[1], g, lr_t, hyper["beta_1"], hyper["beta_2"],
+                        hyper["epsilon"])
+    elif kind == "rmsprop":
+        rmsprop_update(w, s[0], s[1], g, lr, hyper["rho"], hyper["momentum"], hyper["epsilon"])
+    elif kind == "adagrad":
+        _launch(_adagrad_kernel, w, s[0], g, None, f(lr), f(hyper["epsilon"]))
+    elif kind == "adadelta":
+        _launch(_adadelta_kernel, w, s[0], s[1], g, None, f(lr), f(hyper["rho"]),
+                F1 - f(hyper["rho"]), f(hyper["epsilon"]))
+    elif kind == "adamax":
+        _launch(_adamax_kernel, w, s[0], s[1], g, None, f(lr), F1 - f(hyper["beta_1"]),
+                f(hyper["beta_2"]), f(hyper["epsilon"]), f(1.0 - hyper["beta_1"] ** step))
+    elif kind == "nadam":
+        c_m, c_g, bc2 = ref.nadam_factors(hyper["beta_1"], hyper["beta_2"], step)
+        _launch(_nadam_kernel, w, s[0], s[1], g, None, f(lr), F1 - f(hyper["beta_1"]),
+                F1 - f(hyper["beta_2"]), f(hyper["epsilon"]), f(c_m), f(c_g), f(bc2))
     else:
-        rmsprop_update(w, slot1, slot2, g, lr, hyper["rho"], hyper["momentum"], hyper["epsilon"])
+        _launch(_lion_kernel, w, s[0], g, None, f(lr), f(hyper["beta_1"]),
+                F1 - f(hyper["beta_1"]), f(hyper["beta_2"]), F1 - f(hyper["beta_2"]))
