@@ -68,8 +68,9 @@ class Backend:
         and dx (a first layer) may each be None."""
         raise NotImplementedError
 
-    def loss(self, kind, pred, target, from_logits, grad):
-        """The batch-mean loss as a Python float; grad (may be None) = d loss / d pred."""
+    def loss(self, kind, pred, target, from_logits, grad, param=1.0):
+        """The batch-mean loss as a Python float; grad (may be None) = d loss / d pred.
+        param: Huber's delta (> 0), ignored by the other kinds."""
         raise NotImplementedError
 
     # ---- convolution and pooling (images are NHWC) --------------------------------

@@ -28,6 +28,7 @@ typedef struct {
     const int64_t *labels;
     int64_t rows, cols;
     int kind, from_logits;
+    float param;                    /* Huber's delta */
 } loss_case;
 
 /* out: the loss with the gradient (double), the loss without it (double), the gradient */
@@ -38,12 +39,12 @@ static void run_loss(void *ctx, unsigned char *out) {
     int s1, s2;
     if (t->target != NULL) {
         s1 = pynn_loss(grad, &loss[0], t->pred, t->target, t->rows, t->cols, t->kind,
-                       t->from_logits);
+                       t->from_logits, t->param);
         s2 = pynn_loss(NULL, &loss[1], t->pred, t->target, t->rows, t->cols, t->kind,
-                       t->from_logits);
+                       t->from_logits, t->param);
     } else {
-        s1 = pynn_sparse_cce(grad, &loss[0], t->pred, t->labels, t->rows, t->cols, t->from_logits);
-        s2 = pynn_sparse_cce(NULL, &loss[1], t->pred, t->labels, t->rows, t->cols, t->from_logits);
+        s1 = pynn_sparse_cce(grad, &loss[0], t->pred, t->labels, t->rows, t->cols, t->from_logits, t->param);
+        s2 = pynn_sparse_cce(NULL, &loss[1], t->pred, t->labels, t->rows, t->cols, t->from_logits, t->param);
     }
     CHECK(s1 == PYNN_OK && s2 == PYNN_OK, "status %d %d", s1, s2);
 }
@@ -243,16 +244,16 @@ static void check_refusals(void) {
     const int64_t labels[2] = {0, 1};
     double loss;
     CTEST_CONTEXT("refusals");
-    CHECK(pynn_loss(g, &loss, p, p, 0, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "rows 0");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 0, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "cols 0");
-    CHECK(pynn_loss(g, &loss, p, p, -2, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "rows < 0");
-    CHECK(pynn_loss(g, NULL, p, p, 2, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "loss NULL");
-    CHECK(pynn_loss(g, &loss, NULL, p, 2, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "pred NULL");
-    CHECK(pynn_loss(g, &loss, p, NULL, 2, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "target NULL");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_SPARSE_CCE, 0) == PYNN_EINVAL,
+    CHECK(pynn_loss(g, &loss, p, p, 0, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "rows 0");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 0, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "cols 0");
+    CHECK(pynn_loss(g, &loss, p, p, -2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "rows < 0");
+    CHECK(pynn_loss(g, NULL, p, p, 2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "loss NULL");
+    CHECK(pynn_loss(g, &loss, NULL, p, 2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "pred NULL");
+    CHECK(pynn_loss(g, &loss, p, NULL, 2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "target NULL");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_SPARSE_CCE, 0, 0.0f) == PYNN_EINVAL,
           "sparse CCE through pynn_loss");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, -1, 0) == PYNN_EINVAL, "kind -1");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, 99, 0) == PYNN_EINVAL, "kind 99");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, -1, 0, 0.0f) == PYNN_EINVAL, "kind -1");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, 99, 0, 0.0f) == PYNN_EINVAL, "kind 99");
     CHECK(pynn_sparse_cce(g, &loss, p, labels, 0, 3, 0) == PYNN_EINVAL, "rows 0");
     CHECK(pynn_sparse_cce(g, &loss, p, labels, 2, 0, 0) == PYNN_EINVAL, "cols 0");
     CHECK(pynn_sparse_cce(g, NULL, p, labels, 2, 3, 0) == PYNN_EINVAL, "loss NULL");
