@@ -7,7 +7,8 @@ through `to_host`.
 
 Conventions: float32, row-major, C-contiguous; outputs are allocated by the caller
 (`empty`/`zeros`) and passed in, so a training step reuses its buffers.  Activation names
-come from `pynn.activations`; loss kinds are "mse", "bce", "cce" and "scce" (integer labels).
+come from `pynn.activations`; loss kinds are pynn.ids.LOSSES ("mse", "bce", "cce", "scce" (integer labels), "mae",
+"huber", ...).
 """
 import numpy as np
 
