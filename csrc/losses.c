@@ -1,4 +1,5 @@
-/* losses.c -- MSE, binary and categorical cross-entropy (Keras 3 semantics):
+/* losses.c -- MSE, binary and categorical cross-entropy, MAE, MAPE, Huber, log cosh, KLD,
+ * hinge, squared and categorical hinge, Poisson, cosine similarity (Keras 3 semantics):
  * the mean over rows of a per-sample loss, and its gradient with respect to pred.
  *
  * Layers: one function per (loss, input form) computes one row -- its per-sample
@@ -245,6 +246,176 @@ static double cce_logits_block(float *grad, const float *pred, const float *targ
     return sum;
 }
 
+/* ---- the regression, hinge, Poisson, KL and cosine losses (Keras 3's definitions) ----
+ * Each row function: per-sample loss (double; sums along the row in index order) and, when
+ * g != NULL, its gradient row, divided by size = rows cols for the per-row means (by rows
+ * for the per-row sums: KLD, categorical hinge, cosine similarity).  No logits forms. */
+
+static inline float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
+
+/* MAE: mean_j |p - t|; grad sign(p - t) / size (0 where p = t) */
+static double mae_row(float *g, const float *p, const float *t, int64_t cols, float size) {
+    double sum = 0.0;
+    int64_t j;
+    for (j = 0; j < cols; j++) {
+        const float d = p[j] - t[j];
+        sum += (double)fabsf(d);
+        if (g != NULL) g[j] = sign_of(d) / size;
+    }
+    return sum / (double)cols;
+}
+
+/* MAPE: 100 mean_j |(t - p) / max(|t|, eps)|; grad 100 sign(p - t) / max(|t|, eps) / size */
+static double mape_row(float *g, const float *p, const float *t, int64_t cols, float size) {
+    double sum = 0.0;
+    int64_t j;
+    for (j = 0; j < cols; j++) {
+        const float den = fmaxf(fabsf(t[j]), PYNN_PROB_EPS);
+        sum += (double)fabsf((t[j] - p[j]) / den);
+        if (g != NULL) g[j] = 100.0f * sign_of(p[j] - t[j]) / den / size;
+    }
+    return 100.0 * (sum / (double)cols);
+}
+
+/* Huber: e = p - t; mean_j (|e| <= delta ? e^2 / 2 : delta |e| - delta^2 / 2);
+ * grad (|e| <= delta ? e : delta sign(e)) / size */
+static double huber_row(float *g, const float *p, const float *t, int64_t cols, float size,
+                        float delta) {
+    double sum = 0.0;
+    int64_t j;
+    for (j = 0; j < cols; j++) {
+        const float e = p[j] - t[j], a = fabsf(e);
+        const int quad = a <= delta;
+        sum += (double)(quad ? 0.5f * e * e : delta * a - 0.5f * delta * delta);
+        if (g != NULL) g[j] = (quad ? e : delta * sign_of(e)) / size;
+    }
+    return sum / (double)cols;
+}
+
+/* log cosh, Keras's stable form: e + softplus(-2 e) - log 2, softplus(x) =
+ * max(x, 0) + log1p(exp(-|x|)); grad tanh(e) / size */
+static double log_cosh_row(float *g, const float *p, const float *t, int64_t cols, float size) {
+    const float log2f_ = 0.693147180559945309f;
+    double sum = 0.0;
+    int64_t j;
+    for (j = 0; j < cols; j++) {
+        const float e = p[j] - t[j], x = -2.0f * e;
+        sum += (double)(e + (fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x)))) - log2f_);
+        if (g != NULL) g[j] = tanhf(e) / size;
+    }
+    return sum / (double)cols;
+}
+
+static inline float clip_unit(float x) {   /* clip to [EPS, 1] (KLD) */
+    return x < PYNN_PROB_EPS ? PYNN_PROB_EPS : (x > 1.0f ? 1.0f : x);
+}
+
+/* KLD: t, p clipped to [eps, 1]; sum_j t log(t / p); grad -t / p / rows where p was not
+ * clipped, else 0 */
+static double kld_row(float *g, const float *p, const float *t, int64_t cols, float rows) {
+    double sum = 0.0;
+    int64_t j;
+    for (j = 0; j < cols; j++) {
+        const float tc = clip_unit(t[j]), pc = clip_unit(p[j]);
+        sum += (double)(tc * logf(tc / pc));
+        if (g != NULL)
+            g[j] = (p[j] < PYNN_PROB_EPS || p[j] > 1.0f) ? 0.0f : -tc / pc / rows;
+    }
+    return sum;
+}
+
+/* hinge (squared = 0) and squared hinge (squared = 1): with tt = 2t - 1 when `binary`
+ * (every target of the call is 0 or 1), else t, and h = max(1 - tt p, 0):
+ * mean_j h (or h^2); grad -tt / size where 1 - tt p > 0 (or -2 tt h / size) */
+static double hinge_row(float *g, const float *p, const float *t, int64_t cols, float size,
+                        int binary, int squared) {
+    double sum = 0.0;
+    int64_t j;
+    for (j = 0; j < cols; j++) {
+        const float tt = binary ? 2.0f * t[j] - 1.0f : t[j];
+        const float m = 1.0f - tt * p[j], h = fmaxf(m, 0.0f);
+        sum += (double)(squared ? h * h : h);
+        if (g != NULL)
+            g[j] = m > 0.0f ? (squared ? -2.0f * tt * h : -tt) / size : 0.0f;
+    }
+    return sum / (double)cols;
+}
+
+/* categorical hinge: pos = sum_j t p, neg = max_j (1 - t) p (the first maximum, k);
+ * max(neg - pos + 1, 0); grad, where neg - pos + 1 > 0: (-t_j + [j = k] (1 - t_k)) / rows */
+static double cat_hinge_row(float *g, const float *p, const float *t, int64_t cols,
+                            float rows) {
+    double pos_sum = 0.0;
+    float neg = (1.0f - t[0]) * p[0], l;
+    int64_t j, k = 0;
+    for (j = 0; j < cols; j++) pos_sum += (double)(t[j] * p[j]);
+    for (j = 1; j < cols; j++) {
+        const float v = (1.0f - t[j]) * p[j];
+        if (v > neg) {
+            neg = v;
+            k = j;
+        }
+    }
+    l = neg - (float)pos_sum + 1.0f;
+    if (g != NULL)
+        for (j = 0; j < cols; j++)
+            g[j] = l > 0.0f ? (-t[j] + (j == k ? 1.0f - t[j] : 0.0f)) / rows : 0.0f;
+    return (double)fmaxf(l, 0.0f);
+}
+
+/* Poisson: mean_j p - t log(p + eps); grad (1 - t / (p + eps)) / size */
+static double poisson_row(float *g, const float *p, const float *t, int64_t cols, float size) {
+    double sum = 0.0;
+    int64_t j;
+    for (j = 0; j < cols; j++) {
+        const float pe = p[j] + PYNN_PROB_EPS;
+        sum += (double)(p[j] - t[j] * logf(pe));
+        if (g != NULL) g[j] = (1.0f - t[j] / pe) / size;
+    }
+    return sum / (double)cols;
+}
+
+/* cosine similarity: with it = 1 / sqrt(max(|t|^2, eps^2)), ip likewise for p and
+ * c = it ip (t.p): -c; grad -ip (t_j it - c p_j ip) / rows, or -t_j it ip / rows where
+ * |p|^2 < eps^2 (ip constant there) */
+#define PYNN_NORM_EPS2 1e-14f
+static double cosine_row(float *g, const float *p, const float *t, int64_t cols, float rows) {
+    double pp = 0.0, tt = 0.0, tp = 0.0;
+    float ppf, ip, it, c;
+    int64_t j;
+    for (j = 0; j < cols; j++) {
+        pp += (double)(p[j] * p[j]);
+        tt += (double)(t[j] * t[j]);
+        tp += (double)(t[j] * p[j]);
+    }
+    ppf = (float)pp;
+    ip = 1.0f / sqrtf(fmaxf(ppf, PYNN_NORM_EPS2));
+    it = 1.0f / sqrtf(fmaxf((float)tt, PYNN_NORM_EPS2));
+    c = it * ip * (float)tp;
+    if (g != NULL)
+        for (j = 0; j < cols; j++)
+            g[j] = ppf >= PYNN_NORM_EPS2 ? -ip * (t[j] * it - c * (p[j] * ip)) / rows
+                                         : -t[j] * it * ip / rows;
+    return -(double)c;
+}
+
+/* The row function of one of the kinds above. */
+static double other_row(float *g, const float *p, const float *t, int64_t cols, float size,
+                        float rows, int kind, float param, int binary) {
+    switch (kind) {
+    case PYNN_LOSS_MAE: return mae_row(g, p, t, cols, size);
+    case PYNN_LOSS_MAPE: return mape_row(g, p, t, cols, size);
+    case PYNN_LOSS_HUBER: return huber_row(g, p, t, cols, size, param);
+    case PYNN_LOSS_LOG_COSH: return log_cosh_row(g, p, t, cols, size);
+    case PYNN_LOSS_KLD: return kld_row(g, p, t, cols, rows);
+    case PYNN_LOSS_HINGE: return hinge_row(g, p, t, cols, size, binary, 0);
+    case PYNN_LOSS_SQUARED_HINGE: return hinge_row(g, p, t, cols, size, binary, 1);
+    case PYNN_LOSS_CATEGORICAL_HINGE: return cat_hinge_row(g, p, t, cols, rows);
+    case PYNN_LOSS_POISSON: return poisson_row(g, p, t, cols, size);
+    default: return cosine_row(g, p, t, cols, rows);
+    }
+}
+
 /* Chunk sums of up to this many chunks live on the stack (batches up to 16,384 rows);
  * larger batches allocate one array of chunk sums. */
 #define PYNN_LOSS_STACK_CHUNKS 64
@@ -256,7 +427,7 @@ static double cce_logits_block(float *grad, const float *pred, const float *targ
  * depend on the thread count. */
 static int loss_rows(float *grad, double *loss, const float *pred, const float *target,
                      const int64_t *labels, int64_t rows, int64_t cols, int kind,
-                     int from_logits) {
+                     int from_logits, float param, int binary) {
     const float size = (float)(rows * cols), frows = (float)rows;
     const int64_t nchunks = (rows + PYNN_REDUCE_CHUNK - 1) / PYNN_REDUCE_CHUNK;
     double stack_sums[PYNN_LOSS_STACK_CHUNKS], *chunk_sum = stack_sums, total = 0.0;
@@ -300,6 +471,8 @@ static int loss_rows(float *grad, double *loss, const float *pred, const float *
                 int64_t label = labels != NULL ? labels[r] : -1;
                 if (kind == PYNN_LOSS_MSE)
                     sum += mse_row(g, p, t, cols, size);
+                else if (kind != PYNN_LOSS_BCE && kind != PYNN_LOSS_CCE)
+                    sum += other_row(g, p, t, cols, size, frows, kind, param, binary);
                 else if (kind == PYNN_LOSS_BCE)
                     sum += from_logits ? bce_logits_row(g, p, t, cols, size)
                                        : bce_probs_row(g, p, t, cols, size);
@@ -317,14 +490,25 @@ static int loss_rows(float *grad, double *loss, const float *pred, const float *
 }
 
 /* loss = mean over rows of the per-sample loss; grad (may be NULL) = d loss / d pred.
- * MSE has no logits form: from_logits is ignored for it. */
+ * Only BCE and CCE have a logits form: from_logits is ignored for the others.
+ * param: Huber's delta. */
 int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
-              int64_t rows, int64_t cols, int kind, int from_logits) {
+              int64_t rows, int64_t cols, int kind, int from_logits, float param) {
+    int binary = 0;
     PYNN_RETURN_IF(rows <= 0 || cols <= 0, PYNN_EINVAL);
     PYNN_RETURN_IF(loss == NULL || pred == NULL || target == NULL, PYNN_EINVAL);
-    PYNN_RETURN_IF(kind != PYNN_LOSS_MSE && kind != PYNN_LOSS_BCE && kind != PYNN_LOSS_CCE,
+    PYNN_RETURN_IF(kind < 0 || kind >= PYNN_LOSS_COUNT || kind == PYNN_LOSS_SPARSE_CCE,
                    PYNN_EINVAL);
-    return loss_rows(grad, loss, pred, target, NULL, rows, cols, kind, from_logits);
+    PYNN_RETURN_IF(kind == PYNN_LOSS_HUBER && !(param > 0.0f && isfinite(param)), PYNN_EINVAL);
+    if (kind == PYNN_LOSS_HINGE || kind == PYNN_LOSS_SQUARED_HINGE) {
+        /* Keras: {0, 1} targets become {-1, 1} when every target of the batch is 0 or 1 */
+        const int64_t n = rows * cols;
+        int64_t i;
+        for (i = 0; i < n && (target[i] == 0.0f || target[i] == 1.0f); i++) {}
+        binary = i == n;
+    }
+    return loss_rows(grad, loss, pred, target, NULL, rows, cols, kind, from_logits, param,
+                     binary);
 }
 
 /* Sparse CCE: labels (rows,) in [0, cols), checked before anything is written. */
@@ -335,5 +519,6 @@ int pynn_sparse_cce(float *grad, double *loss, const float *pred, const int64_t 
     PYNN_RETURN_IF(loss == NULL || pred == NULL || labels == NULL, PYNN_EINVAL);
     for (r = 0; r < rows; r++)
         PYNN_RETURN_IF(labels[r] < 0 || labels[r] >= cols, PYNN_ELABEL);
-    return loss_rows(grad, loss, pred, NULL, labels, rows, cols, PYNN_LOSS_CCE, from_logits);
+    return loss_rows(grad, loss, pred, NULL, labels, rows, cols, PYNN_LOSS_CCE, from_logits,
+                     0.0f, 0);
 }

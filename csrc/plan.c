@@ -22,6 +22,7 @@
  * rows (over 8192 rows at 128 channels), or any layer of more than 8192 channels; a loss over
  * more than 16384 rows.)
  */
+#include <math.h>
 #include <string.h>
 #include "internal.h"
 
@@ -140,7 +141,7 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_CONCAT] = {-1, -1, 0},
         [PYNN_OP_CONCAT_BACKWARD] = {-1, -1, 0},
         [PYNN_OP_SCALE] = {2, 0, 1},
-        [PYNN_OP_LOSS] = {3, 4, 1},
+        [PYNN_OP_LOSS] = {3, 4, 2},
         [PYNN_OP_METRIC] = {2, 3, 0},
         [PYNN_OP_OPTIMIZER] = {2 + PYNN_OPT_SLOTS, 1, PYNN_HYPER_COUNT},
     };
@@ -445,7 +446,7 @@ static int run_op(const step_context *cx, const pynn_op *op) {
     }
     case PYNN_OP_LOSS: {
         /* bufs pred, target, grad; ints kind, from_logits, cols, index; reals weight (the
-         * loss's share of the total; the plan scales the gradient with an OP_SCALE) */
+         * loss's share of the total; the plan scales the gradient with an OP_SCALE), param */
         const operand *pred = &o[0], *target = &o[1], *grad = &o[2];
         const int64_t kind = g[0], cols = g[2], index = g[3];
         const int labels = target->dtype == PYNN_DTYPE_I64;
@@ -462,11 +463,13 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         else
             EXPECT(kind >= 0 && kind < PYNN_LOSS_COUNT && kind != PYNN_LOSS_SPARSE_CCE &&
                    target->dtype == PYNN_DTYPE_F32 && holds(target, pred->n));
+        EXPECT(kind != PYNN_LOSS_HUBER || ((float)op->reals[1] > 0.0f &&
+                                           isfinite((float)op->reals[1])));
         if (cx->dry) return PYNN_OK;
         status = labels ? pynn_sparse_cce(F(grad), &value, F(pred), (const int64_t *)target->data,
                                           r, cols, g[1] != 0)
                         : pynn_loss(F(grad), &value, F(pred), F(target), r, cols, (int)kind,
-                                    g[1] != 0);
+                                    g[1] != 0, (float)op->reals[1]);
         if (status != PYNN_OK) return status;
         cx->losses[index] = value;
         return PYNN_OK;

@@ -49,7 +49,17 @@ extern "C" {
     X(LOSS_MSE, 0, "mse")          /* per row: mean over the last axis of (p - t)^2 */ \
     X(LOSS_BCE, 1, "bce")          /* per row: mean over the last axis of binary CE */ \
     X(LOSS_CCE, 2, "cce")          /* per row: -sum_j t_j log p_j */                 \
-    X(LOSS_SPARSE_CCE, 3, "scce")  /* CCE against int64 labels */
+    X(LOSS_SPARSE_CCE, 3, "scce")  /* CCE against int64 labels */                   \
+    X(LOSS_MAE, 4, "mae")          /* mean_j |p - t| */                              \
+    X(LOSS_MAPE, 5, "mape")        /* 100 mean_j |(t - p) / max(|t|, 1e-7)| */       \
+    X(LOSS_HUBER, 6, "huber")      /* mean_j huber_delta(p - t); param = delta > 0 */ \
+    X(LOSS_LOG_COSH, 7, "log_cosh") /* mean_j log cosh(p - t) */                     \
+    X(LOSS_KLD, 8, "kld")          /* sum_j t log(t / p), t and p clipped to [1e-7, 1] */ \
+    X(LOSS_HINGE, 9, "hinge")      /* mean_j max(1 - t p, 0); {0,1} targets -> {-1,1} */ \
+    X(LOSS_SQUARED_HINGE, 10, "squared_hinge") /* mean_j max(1 - t p, 0)^2, likewise */ \
+    X(LOSS_CATEGORICAL_HINGE, 11, "categorical_hinge") /* max(max_j (1-t) p - t.p + 1, 0) */ \
+    X(LOSS_POISSON, 12, "poisson") /* mean_j p - t log(p + 1e-7) */                  \
+    X(LOSS_COSINE_SIMILARITY, 13, "cosine_similarity") /* -(t / |t|).(p / |p|) */
 
 /* metrics: pynn_metric_sum adds up one value per row */
 #define PYNN_METRIC_LIST(X)                                                          \
@@ -239,9 +249,18 @@ int pynn_activation_backward(float *dx, const float *x, const float *y, const fl
  * from_logits: pred holds logits (BCE: sigmoid logits; CCE: softmax logits), the
  * stable fused form is used.  Otherwise pred holds probabilities, which are clipped
  * to [1e-7, 1 - 1e-7] as Keras does (CCE first normalises each row to sum 1).
+ * The other kinds (MAE ... cosine similarity, Keras 3's definitions listed with
+ * PYNN_LOSS_LIST) have no logits form and ignore from_logits.  param: Huber's delta
+ * (finite and > 0, else PYNN_EINVAL); ignored by the other kinds.  Hinge and squared
+ * hinge map targets t to 2t - 1 when every target of the call is 0 or 1 (Keras's
+ * check is over the whole batch).  Cosine similarity normalises each row as
+ * x / sqrt(max(sum x^2, 1e-14)).  Where a loss is not differentiable (|p - t| = 0 for
+ * MAE/MAPE, a hinge at 0, a tie in categorical hinge's max) the gradient takes the
+ * value of one side: sign(0) = 0, max(m, 0) passes no gradient at m = 0, the first
+ * maximum wins.
  */
 int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
-              int64_t rows, int64_t cols, int kind, int from_logits);
+              int64_t rows, int64_t cols, int kind, int from_logits, float param);
 /* Sparse categorical cross-entropy: labels (rows,) int64 in [0, cols). */
 int pynn_sparse_cce(float *grad, double *loss, const float *pred, const int64_t *labels,
                     int64_t rows, int64_t cols, int from_logits);
@@ -550,7 +569,7 @@ void pynn_nadam_factors(double out[3], double beta_1, double beta_2, int64_t ste
  *   OP_CONCAT_BACKWARD bufs dy, dx0 .. dx(k-1)       ints widths[k]
  *   OP_SCALE           bufs y, x                     reals alpha
  *   OP_LOSS            bufs pred, target, grad   ints kind, from_logits, cols, index
- *                      reals weight: the loss (of n(pred) / cols rows, unweighted) goes to
+ *                      reals weight, param (pynn_loss's): the loss (of n(pred) / cols rows, unweighted) goes to
  *                      the step's losses[index]; a target of dtype I64 holds labels; the
  *                      weight is the loss's share of the total (the plan scales the
  *                      gradient by it with an OP_SCALE)

@@ -54,7 +54,7 @@ cdef extern from "pynn.h" nogil:
     int pynn_activation_backward(float *dx, const float *x, const float *y, const float *dy,
                                  int64_t rows, int64_t cols, int act, float alpha)
     int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
-                  int64_t rows, int64_t cols, int kind, int from_logits)
+                  int64_t rows, int64_t cols, int kind, int from_logits, float param)
     int pynn_sparse_cce(float *grad, double *loss, const float *pred, const int64_t *labels,
                         int64_t rows, int64_t cols, int from_logits)
     int pynn_sgd_update(float *w, float *m, const float *g, int64_t n,

@@ -86,8 +86,9 @@ def activation_backward_bias_grad(float[:, ::1] dz,         # OUT (rows, cols); 
 def loss(grad,                            # OUT None or (rows, cols) float32
          const float[:, ::1] pred,        # IN  (rows, cols)
          const float[:, ::1] target,      # IN  (rows, cols)
-         int kind, bint from_logits):
-    """Mean over rows of the per-sample LOSS_* loss; writes d loss / d pred into grad."""
+         int kind, bint from_logits, float param=0.0):
+    """Mean over rows of the per-sample LOSS_* loss; writes d loss / d pred into grad.
+    param: Huber's delta (ignored by the other kinds)."""
     cdef tuple shape = _shape2(pred)
     _same_shape(_shape2(target), shape, "target", "loss")
     cdef float[:, ::1] grad_view
@@ -100,7 +101,7 @@ def loss(grad,                            # OUT None or (rows, cols) float32
     cdef int status
     with nogil:
         status = pynn_loss(grad_ptr, &value, &pred[0, 0], &target[0, 0],
-                           pred.shape[0], pred.shape[1], kind, from_logits)
+                           pred.shape[0], pred.shape[1], kind, from_logits, param)
     _check(status, "loss")
     return value
 

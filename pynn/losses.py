@@ -6,7 +6,7 @@ how to read targets; the numbers come from the backend's fused loss-and-gradient
 """
 import numpy as np
 
-from .checks import check_bool, check_name, shown
+from .checks import check_bool, check_name, check_number, invalid, is_int, shown
 
 
 def _shape_text(shape):
@@ -15,9 +15,10 @@ def _shape_text(shape):
 
 
 class Loss:
-    kind = None          # "mse" | "bce" | "cce" | "scce": the kernel (pynn.ids.LOSSES)
+    kind = None          # "mse" | "bce" | "cce" | "scce" | "mae" | ...: the kernel (pynn.ids.LOSSES)
     sparse = False       # integer class labels instead of target vectors
     fused_activation = None   # the output activation whose logits the loss can take
+    param = 1.0          # the kernel's parameter (Huber's delta; ignored by the others)
 
     def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size"):
         where = type(self).__name__
@@ -72,7 +73,7 @@ class Loss:
         pred2 = y_pred.reshape(-1, cols)
         target2 = target.reshape(-1) if self.sparse else target.reshape(-1, cols)
         return float(be.loss(self.kind, be.from_host(pred2), be.from_host(target2),
-                             self.from_logits, None))
+                             self.from_logits, None, self.param))
 
 
 class MeanSquaredError(Loss):
@@ -128,11 +129,112 @@ class SparseCategoricalCrossentropy(Loss):
         return np.ascontiguousarray(labels)
 
 
+class _KerasLoss(Loss):
+    """A loss of Keras 3's LossFunctionWrapper kind: no logits form, the constructor
+    (reduction="sum_over_batch_size", name=..., dtype=None)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(False, name, reduction)
+        if dtype not in (None, "float32"):
+            raise invalid(type(self).__name__, "dtype", "None or 'float32'", dtype)
+
+    def get_config(self):
+        return {"name": self.name}
+
+
+class MeanAbsoluteError(_KerasLoss):
+    """mean_j |y_true - y_pred| per sample."""
+    kind = "mae"
+
+
+class MeanAbsolutePercentageError(_KerasLoss):
+    """100 mean_j |(y_true - y_pred) / max(|y_true|, 1e-7)| per sample."""
+    kind = "mape"
+
+
+class Huber(_KerasLoss):
+    """mean_j of e^2 / 2 where |e| <= delta, delta |e| - delta^2 / 2 elsewhere (e = y_pred -
+    y_true) per sample."""
+    kind = "huber"
+
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(reduction, name, dtype)
+        where = type(self).__name__
+        delta = check_number(delta, "delta", where, low=0.0, low_open=True)
+        if np.float32(delta) == 0:      # the kernels read it as a float32
+            raise invalid(where, "delta", "a number > 0 as a float32", delta)
+        self.delta = delta
+
+    @property
+    def param(self):
+        return self.delta
+
+    def get_config(self):
+        return {"name": self.name, "delta": self.delta}
+
+
+class LogCosh(_KerasLoss):
+    """mean_j log(cosh(y_pred - y_true)) per sample."""
+    kind = "log_cosh"
+
+
+class KLDivergence(_KerasLoss):
+    """sum_j t log(t / p) per sample, t and p clipped to [1e-7, 1]."""
+    kind = "kld"
+
+
+class Hinge(_KerasLoss):
+    """mean_j max(1 - t y_pred, 0) per sample; targets are -1 or 1, or all 0 or 1 (then
+    mapped to -1 and 1, as Keras checks it: over the whole batch)."""
+    kind = "hinge"
+
+
+class SquaredHinge(_KerasLoss):
+    """mean_j max(1 - t y_pred, 0)^2 per sample, targets as Hinge's."""
+    kind = "squared_hinge"
+
+
+class CategoricalHinge(_KerasLoss):
+    """max(max_j (1 - t_j) p_j - sum_j t_j p_j + 1, 0) per sample."""
+    kind = "categorical_hinge"
+
+
+class Poisson(_KerasLoss):
+    """mean_j y_pred - y_true log(y_pred + 1e-7) per sample."""
+    kind = "poisson"
+
+
+class CosineSimilarity(_KerasLoss):
+    """-sum_j (t / |t|)_j (p / |p|)_j per sample, each vector divided by
+    sqrt(max(sum x^2, 1e-14)); only the last axis (axis=-1)."""
+    kind = "cosine_similarity"
+
+    def __init__(self, axis=-1, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(reduction, name, dtype)
+        if not is_int(axis) or axis != -1:
+            raise invalid(type(self).__name__, "axis", "-1 (the last axis; the only one "
+                          "supported)", axis)
+        self.axis = -1
+
+    def get_config(self):
+        return {"name": self.name, "axis": self.axis}
+
+
 _NAMES = {
     MeanSquaredError: "mean_squared_error",
     BinaryCrossentropy: "binary_crossentropy",
     CategoricalCrossentropy: "categorical_crossentropy",
     SparseCategoricalCrossentropy: "sparse_categorical_crossentropy",
+    MeanAbsoluteError: "mean_absolute_error",
+    MeanAbsolutePercentageError: "mean_absolute_percentage_error",
+    Huber: "huber_loss",
+    LogCosh: "log_cosh",
+    KLDivergence: "kl_divergence",
+    Hinge: "hinge",
+    SquaredHinge: "squared_hinge",
+    CategoricalHinge: "categorical_hinge",
+    Poisson: "poisson",
+    CosineSimilarity: "cosine_similarity",
 }
 
 _BY_NAME = {
@@ -140,6 +242,17 @@ _BY_NAME = {
     "binary_crossentropy": BinaryCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    # the names Keras 3's losses.get resolves (its functions and aliases, legacy "logcosh"
+    # and "kullback_leibler_divergence" included)
+    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
+    "mape": MeanAbsolutePercentageError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "huber": Huber,
+    "log_cosh": LogCosh, "logcosh": LogCosh,
+    "kld": KLDivergence, "kl_divergence": KLDivergence,
+    "kullback_leibler_divergence": KLDivergence,
+    "hinge": Hinge, "squared_hinge": SquaredHinge, "categorical_hinge": CategoricalHinge,
+    "poisson": Poisson, "cosine_similarity": CosineSimilarity,
 }
 
 CLASSES = {cls.__name__: cls for cls in _NAMES}

@@ -34,7 +34,11 @@ EPS = 1e-7  # Keras's clipping epsilon for probabilities
 
 
 def loss(kind, out, target, from_logits):
-    """Keras semantics: mean over the batch of the per-sample loss."""
+    """Keras semantics: mean over the batch of the per-sample loss.  kind "huber/0.5":
+    Huber with delta 0.5."""
+    per_sample = _keras_loss(kind, out, target)
+    if per_sample is not None:
+        return np.mean(per_sample)
     if kind == "mse":
         return np.mean(np.mean((out - target) ** 2, axis=-1))
     if kind == "bce":
@@ -57,6 +61,40 @@ def loss(kind, out, target, from_logits):
             logp = np.log(np.clip(p, EPS, 1 - EPS))
         return np.mean(-np.sum(target * logp, axis=-1))
     raise ValueError(kind)
+
+
+def _keras_loss(kind, p, t):
+    """The per-sample values of Keras 3's other losses (keras/src/losses/losses.py), or
+    None for the cross-entropies and MSE."""
+    if kind == "mae":
+        return np.mean(np.abs(t - p), axis=-1)
+    if kind == "mape":
+        return 100 * np.mean(np.abs((t - p) / np.maximum(np.abs(t), EPS)), axis=-1)
+    if kind.startswith("huber"):
+        delta = float(kind.split("/")[1]) if "/" in kind else 1.0
+        e = np.abs(p - t)
+        return np.mean(np.where(e <= delta, 0.5 * e ** 2, delta * e - 0.5 * delta ** 2), axis=-1)
+    if kind == "log_cosh":
+        return np.mean(np.log(np.cosh(p - t)), axis=-1)
+    if kind == "kld":
+        tc, pc = np.clip(t, EPS, 1), np.clip(p, EPS, 1)
+        return np.sum(tc * np.log(tc / pc), axis=-1)
+    if kind in ("hinge", "squared_hinge"):
+        if np.all((t == 0) | (t == 1)):
+            t = 2 * t - 1
+        h = np.maximum(1 - t * p, 0)
+        return np.mean(h if kind == "hinge" else h ** 2, axis=-1)
+    if kind == "categorical_hinge":
+        pos = np.sum(t * p, axis=-1)
+        neg = np.max((1 - t) * p, axis=-1)
+        return np.maximum(neg - pos + 1, 0)
+    if kind == "poisson":
+        return np.mean(p - t * np.log(p + EPS), axis=-1)
+    if kind == "cosine_similarity":
+        def unit(v):
+            return v / np.sqrt(np.maximum(np.sum(v * v, axis=-1, keepdims=True), EPS * EPS))
+        return -np.sum(unit(t) * unit(p), axis=-1)
+    return None
 
 
 def forward(weights, acts, x):

@@ -275,3 +275,56 @@ def test_digits_dataset_shapes():
     assert xt.shape == (1437, 8, 8) and xs.shape == (360, 8, 8)
     assert yt.shape == (1437,) and ys.shape == (360,)
     assert xt.min() == 0 and xt.max() == 16 and set(np.unique(yt)) == set(range(10))
+
+
+# ---- Keras 3's other losses (issue 11): names, configs, files, calls -----------------------
+
+KERAS_LOSS_NAMES = {
+    "mae": "MeanAbsoluteError", "mean_absolute_error": "MeanAbsoluteError",
+    "mape": "MeanAbsolutePercentageError",
+    "mean_absolute_percentage_error": "MeanAbsolutePercentageError",
+    "huber": "Huber", "log_cosh": "LogCosh", "logcosh": "LogCosh",
+    "kld": "KLDivergence", "kl_divergence": "KLDivergence", "KLD": "KLDivergence",
+    "hinge": "Hinge", "squared_hinge": "SquaredHinge", "categorical_hinge": "CategoricalHinge",
+    "poisson": "Poisson", "cosine_similarity": "CosineSimilarity",
+}
+
+
+@pytest.mark.parametrize("name", list(KERAS_LOSS_NAMES))
+def test_keras_loss_names_resolve(name):
+    assert type(pynn.losses.get(name)).__name__ == KERAS_LOSS_NAMES[name]
+
+
+def test_new_losses_keep_keras_defaults_and_round_trip_their_configs(tmp_path):
+    huber = pynn.losses.Huber(delta=0.25)
+    assert (pynn.losses.Huber().delta, pynn.losses.Huber().name) == (1.0, "huber_loss")
+    assert huber.get_config() == {"name": "huber_loss", "delta": 0.25}
+    assert pynn.losses.Huber.from_config(huber.get_config()).delta == 0.25
+    cos = pynn.losses.CosineSimilarity()
+    assert cos.get_config() == {"name": "cosine_similarity", "axis": -1}
+    assert pynn.losses.KLDivergence().name == "kl_divergence"
+    # a saved model keeps its loss and the loss's parameter
+    model = pynn.Sequential([pynn.layers.Input((3,)), pynn.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss=huber)
+    path = tmp_path / "huber.keras"
+    model.save(path)
+    loaded = pynn.models.load_model(path)
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32)
+    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0))
+
+
+def test_new_loss_objects_are_callable_with_keras_values():
+    """Keras 3's docstring value (Huber) and hand-computed ones."""
+    y_true = np.array([[0.0, 1.0], [0.0, 0.0]])
+    y_pred = np.array([[0.6, 0.4], [0.4, 0.6]])
+    assert pynn.losses.MeanAbsoluteError()(y_true, y_pred) == pytest.approx(0.55)
+    assert pynn.losses.Huber()(y_true, y_pred) == pytest.approx(0.155)
+    log_cosh = np.log(np.cosh(y_pred - y_true)).mean()
+    assert pynn.losses.LogCosh()(y_true, y_pred) == pytest.approx(log_cosh, rel=1e-6)
+    assert pynn.losses.Hinge()(y_true, y_pred) == pytest.approx(1.3, abs=1e-6)
+    assert pynn.losses.SquaredHinge()(y_true, y_pred) == pytest.approx(1.86, abs=1e-6)
+    poisson = ((1.0 - np.log(0.4 + 1e-7)) / 2 + 0.5) / 2
+    assert pynn.losses.Poisson()(y_true, y_pred) == pytest.approx(poisson, rel=1e-6)
+    cos = pynn.losses.CosineSimilarity()(np.array([[0.0, 1.0], [1.0, 1.0]]),
+                                         np.array([[1.0, 0.0], [1.0, 1.0]]))
+    assert cos == pytest.approx(-0.5, abs=1e-6)

@@ -101,6 +101,12 @@ NETWORKS = {
     "dropout": (dropout_net, lambda: one_hot(digits(700, (8, 8, 1))[0]),
                 lambda: pynn.optimizers.SGD(0.05, nesterov=True, momentum=0.8),
                 dict(loss="binary_crossentropy", metrics=["accuracy"]), 150, 0.1),
+    # Keras 3's other losses (issue 11): a parameter (Huber's delta) through the plan, and a
+    # per-row sum (KLD) over batches of two 256-row chunks
+    "mlp_huber": (mlp, lambda: one_hot(digits(900)[0]), lambda: pynn.optimizers.Adam(0.003),
+                  dict(loss=pynn.losses.Huber(delta=0.05), metrics=["mae"]), 300, 0.0),
+    "mlp_kld": (mlp, lambda: one_hot(digits(700)[0]), lambda: pynn.optimizers.SGD(0.1),
+                dict(loss="kld"), 300, 0.1),
 }
 EPOCHS = 2
 

@@ -436,6 +436,67 @@ def test_loss(kernel_backend, case):
     check_loss(kernel_backend, kind, from_logits, pred, target, repeat=case in CUDA_REPEATS)
 
 
+# Keras 3's other losses (no logits forms): every kind on cpu's awkward shapes, on cuda's tiny
+# ones; Huber at delta 0.7 (both branches) and 1.0; hinge targets {0, 1} (mapped to -1, 1)
+# on odd row counts, others elsewhere
+OTHER_LOSSES = ["mae", "mape", "huber", "log_cosh", "kld", "hinge", "squared_hinge",
+                "categorical_hinge", "poisson", "cosine_similarity"]
+CPU_OTHER_LOSS = [(shape, kind) for shape in CPU_2D for kind in OTHER_LOSSES]
+CUDA_OTHER_LOSS = [(shape, kind) for shape in [(5, 3), (1, 1), (4, 2)] for kind in OTHER_LOSSES]
+
+
+def other_loss_inputs(kind, shape):
+    """(pred, target, param) with the edges each loss has: p = t (MAE's sign(0)), a zero
+    target (MAPE's epsilon), probabilities beyond [1e-7, 1] (KLD's clipping), a zero
+    prediction row (cosine similarity's clamped norm), p = 0 (Poisson's epsilon)."""
+    rng = rng_for("other loss", kind, shape)
+    rows, cols = shape
+    pred = rng.standard_normal(shape) * 2
+    target = rng.standard_normal(shape)
+    param = 0.7 if rows % 2 else 1.0
+    if kind in ("mae", "mape", "huber"):
+        pred[0, 0] = target[0, 0]
+        target[-1, -1] = 0.0
+    elif kind == "kld":
+        pred, target = rng.uniform(-0.1, 1.2, shape), rng.uniform(0, 1, shape)
+        target[0, 0] = 0.0
+    elif kind in ("hinge", "squared_hinge"):
+        target = (rng.random(shape) > 0.5) * 1.0 if rows % 2 else rng.uniform(-1, 1, shape)
+    elif kind == "categorical_hinge":
+        target = np.eye(cols)[rng.integers(0, cols, size=rows)]
+    elif kind == "poisson":
+        pred, target = rng.uniform(0, 3, shape), rng.poisson(1.5, shape) * 1.0
+        pred[0, 0] = 0.0
+    elif kind == "cosine_similarity" and rows > 1:
+        pred[1] = 0.0
+    return f32(pred), f32(target), param
+
+
+@over(cpu=CPU_OTHER_LOSS, cuda=CUDA_OTHER_LOSS, ids=lambda c: f"{label(c[0])}-{c[1]}")
+def test_other_losses(kernel_backend, case):
+    shape, kind = case
+    pred, target, param = other_loss_inputs(kind, shape)
+    got, _ = check(kernel_backend, "loss", kind, pred, target, False, Out("grad", pred.shape),
+                   param, value=RTOL_ELEMENTWISE)
+    assert np.isfinite(got["value"])
+    alone = results(kernel_backend,
+                    lambda be: invoke(be, "loss", [kind, pred, target, False, None, param]))
+    assert_bitwise(alone["value"], got["value"])
+
+
+def test_hinge_maps_binary_targets_only_when_the_whole_batch_is_binary(backend_name):
+    """Keras's convert_binary_labels_to_hinge looks at every target: one 0.5 anywhere keeps
+    the other rows' 0s and 1s as they are."""
+    be = backends.get(backend_name)
+    pred = np.array([[0.5], [-0.5]], np.float32)
+    binary = be.loss("hinge", be.from_host(pred), be.from_host(np.array([[1.0], [0.0]], np.float32)),
+                     False, None)
+    assert binary == pytest.approx(0.5)               # targets 1, -1: max(1 - 0.5, 0) each
+    mixed = be.loss("hinge", be.from_host(pred), be.from_host(np.array([[1.0], [0.5]], np.float32)),
+                    False, None)
+    assert mixed == pytest.approx((0.5 + 1.25) / 2)
+
+
 def test_losses_of_extreme_logits_are_finite(kernel_backend):
     rng = rng_for("extreme logits")
     z = f32(rng.choice([-1000.0, -100.0, 0.0, 3.0, 100.0, 1000.0], size=(9, 4)))
@@ -1095,7 +1156,7 @@ def test_unknown_kinds_are_refused_with_the_kinds_there_are(backend_name):
     a, flat = be.zeros((2, 3)), be.zeros((6,))
     for one_of_them, call in (
             ("relu", lambda: be.activation_forward(a, "swish", 0.0, be.zeros((2, 3)))),
-            ("mse", lambda: be.loss("hinge", a, a, False, None)),
+            ("mse", lambda: be.loss("dice", a, a, False, None)),
             ("binary_accuracy", lambda: be.metric_sum("auc", a, a)),
             ("maximum", lambda: be.merge_forward("concatenate", [a, a], be.zeros((2, 3)))),
             ("rmsprop", lambda: be.optimizer_step("adafactor", flat, (None,), flat, 1, HYPER))):

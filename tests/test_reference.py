@@ -92,8 +92,16 @@ def loss_inputs(kind, from_logits, rng, shape=(4, 5)):
     """(pred, target) where each loss is smooth: probabilities well inside (0, 1), CCE
     probability rows deliberately not normalised (the gradient goes through the
     normalisation), soft targets that do not sum to 1 for CCE."""
-    if kind == "mse":
-        return {"pred": rng.standard_normal(shape), "target": rng.standard_normal(shape)}
+    if kind in ("mse", "mae", "mape", "huber", "log_cosh", "cosine_similarity"):
+        # Huber's |p - t| on both sides of delta = 1; MAPE's targets away from 0
+        return {"pred": rng.standard_normal(shape) * 1.5, "target": rng.standard_normal(shape)}
+    if kind in ("hinge", "squared_hinge", "categorical_hinge"):
+        target = (rng.random(shape) > 0.5) * 1.0
+        if kind == "categorical_hinge":
+            target = np.eye(shape[1])[rng.integers(0, shape[1], size=shape[0])]
+        return {"pred": rng.standard_normal(shape), "target": target}
+    if kind in ("kld", "poisson"):
+        return {"pred": rng.uniform(0.05, 0.95, shape), "target": rng.uniform(0, 1, shape)}
     target = rng.uniform(0, 1, shape)
     if kind == "bce":
         pred = rng.standard_normal(shape) * 3 if from_logits else rng.uniform(0.05, 0.95, shape)
@@ -227,7 +235,8 @@ def concat_case():
 
 DERIVATIVES = (
     [activation_case(a) for a in ref.ACTIVATIONS]
-    + [loss_case(kind, fl) for kind in ref.LOSSES for fl in (False, True)]
+    + [loss_case(kind, fl) for kind in ref.LOSSES for fl in (False, True)
+       if fl is False or kind in ("bce", "cce")]      # only BCE and CCE take logits
     + [sparse_case(fl) for fl in (False, True)]
     + [dense_case(a) for a in ("relu", "sigmoid", "softmax", "gelu")]
     + [conv_case(*g, a) for g in CONV_GEOMETRIES for a in ("linear", "relu", "sigmoid", "softmax")]

@@ -2,7 +2,7 @@
 
   Dense networks   tests/independent.py: finite-difference gradients of a float64 forward
                    pass and Keras 3's update rules.  The activation x loss x optimizer cross
-                   product (7 x 9 x 6 = 378 combinations) is covered pairwise (PAIRWISE below:
+                   product (7 x 19 x 6 = 798 combinations) is covered pairwise (PAIRWISE below:
                    every pair of values of any two factors appears in at least one case),
                    each case two steps on every backend.
   CNNs             tests/independent_cnn.py: convolution, pooling, global pooling, batch
@@ -48,6 +48,18 @@ LOSSES = [
     ("scce_softmax", lambda: "sparse_categorical_crossentropy", "softmax", 4, "scce", False),
     ("scce_logits", lambda: pynn.losses.SparseCategoricalCrossentropy(from_logits=True),
      "linear", 3, "scce", True),
+    # Keras 3's other losses (issue 11), by name and by object
+    ("mae", lambda: "mae", "linear", 3, "mae", False),
+    ("mape", lambda: pynn.losses.MeanAbsolutePercentageError(), "linear", 2, "mape", False),
+    ("huber", lambda: pynn.losses.Huber(delta=0.5), "linear", 3, "huber/0.5", False),
+    ("log_cosh", lambda: "logcosh", "tanh", 2, "log_cosh", False),
+    ("kld", lambda: "kl_divergence", "softmax", 3, "kld", False),
+    ("hinge", lambda: "hinge", "linear", 2, "hinge", False),
+    ("squared_hinge", lambda: pynn.losses.SquaredHinge(), "tanh", 3, "squared_hinge", False),
+    ("categorical_hinge", lambda: "categorical_hinge", "linear", 3, "categorical_hinge", False),
+    ("poisson", lambda: pynn.losses.Poisson(), "sigmoid", 2, "poisson", False),
+    ("cosine_similarity", lambda: pynn.losses.CosineSimilarity(axis=-1), "linear", 3,
+     "cosine_similarity", False),
 ]
 
 # (id, optimizer factory, the reference's settings)
@@ -70,8 +82,8 @@ OPTIMIZER = {entry[0]: entry[1:] for entry in OPTIMIZERS}
 def pairwise_table():
     """(hidden, loss, optimizer) cases covering every pair of values of any two factors.
     Every (hidden, loss) pair appears once, with optimizer number (i + j) mod 6: for a
-    fixed activation i the 9 losses j run through all 6 residues, and for a fixed loss the
-    7 activations do too.  63 cases, the fewest possible (the 7 x 9 pairs of the two largest
+    fixed activation i the 19 losses j run through all 6 residues, and for a fixed loss the
+    7 activations do too.  133 cases, the fewest possible (the 7 x 19 pairs of the two largest
     factors must each appear)."""
     return [(hidden, loss[0], OPTIMIZERS[(i + j) % len(OPTIMIZERS)][0])
             for i, hidden in enumerate(HIDDEN) for j, loss in enumerate(LOSSES)]
@@ -86,14 +98,23 @@ def test_the_table_covers_every_pair_of_factor_values():
     for a, b in itertools.combinations(range(3), 2):
         seen = {(case[a], case[b]) for case in PAIRWISE}
         assert seen == set(itertools.product(factors[a], factors[b])), (a, b)
-    assert len(PAIRWISE) == len(HIDDEN) * len(LOSSES) < 378
+    assert len(PAIRWISE) == len(HIDDEN) * len(LOSSES) < \
+        len(HIDDEN) * len(LOSSES) * len(OPTIMIZERS)
 
 
 # ---- Dense networks --------------------------------------------------------------------------
 
 def targets(rng, kind, n, out_dim):
-    if kind == "mse":
+    if kind in ("mse", "mae", "mape", "log_cosh", "cosine_similarity") or kind.startswith("huber"):
         return rng.normal(size=(n, out_dim))
+    if kind == "kld":
+        return rng.dirichlet(np.ones(out_dim), size=n)
+    if kind in ("hinge", "squared_hinge"):
+        return (rng.random(size=(n, out_dim)) > 0.5).astype(np.float64)
+    if kind == "categorical_hinge":
+        return np.eye(out_dim)[rng.integers(0, out_dim, size=n)]
+    if kind == "poisson":
+        return rng.poisson(0.7, size=(n, out_dim)).astype(np.float64)
     if kind == "bce":
         return (rng.random(size=(n, out_dim)) > 0.5).astype(np.float64)
     if kind == "cce":

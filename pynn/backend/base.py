@@ -7,7 +7,8 @@ through `to_host`.
 
 Conventions: float32, row-major, C-contiguous; outputs are allocated by the caller
 (`empty`/`zeros`) and passed in, so a training step reuses its buffers.  Activation names
-come from `pynn.activations`; loss kinds are "mse", "bce", "cce" and "scce" (integer labels).
+come from `pynn.activations`; loss kinds are pynn.ids.LOSSES ("mse", "bce", "cce", "scce" (integer labels), "mae",
+"huber", ...).
 """
 import numpy as np
 
@@ -68,8 +69,9 @@ class Backend:
         and dx (a first layer) may each be None."""
         raise NotImplementedError
 
-    def loss(self, kind, pred, target, from_logits, grad):
-        """The batch-mean loss as a Python float; grad (may be None) = d loss / d pred."""
+    def loss(self, kind, pred, target, from_logits, grad, param=1.0):
+        """The batch-mean loss as a Python float; grad (may be None) = d loss / d pred.
+        param: Huber's delta (> 0), ignored by the other kinds."""
         raise NotImplementedError
 
     # ---- convolution and pooling (images are NHWC) --------------------------------

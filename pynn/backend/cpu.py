@@ -45,10 +45,10 @@ class CpuBackend(HostBackend):
     def activation_backward(self, x, y, dy, activation, alpha, out):
         _core.activation_backward(out, x, y, dy, _act(activation, "activation_backward"), alpha)
 
-    def loss(self, kind, pred, target, from_logits, grad):
+    def loss(self, kind, pred, target, from_logits, grad, param=1.0):
         if kind == "scce":
             return _core.sparse_cce(grad, pred, target, from_logits)
-        return _core.loss(grad, pred, target, _id(ids.LOSSES, kind, "loss"), from_logits)
+        return _core.loss(grad, pred, target, _id(ids.LOSSES, kind, "loss"), from_logits, param)
 
     def sgd_update(self, w, m, g, lr, momentum, nesterov):
         _core.sgd_update(_flat(w), None if m is None else _flat(m), _flat(g), lr, momentum, nesterov)

@@ -38,11 +38,11 @@ class NumpyBackend(HostBackend):
     def activation_backward(self, x, y, dy, activation, alpha, out):
         out[...] = ref.activation_backward(x, y, dy, activation, alpha)
 
-    def loss(self, kind, pred, target, from_logits, grad):
+    def loss(self, kind, pred, target, from_logits, grad, param=1.0):
         if kind == "scce":
             value, g = ref.sparse_cce(pred, target, from_logits)
         else:
-            value, g = ref.loss(pred, target, kind, from_logits)
+            value, g = ref.loss(pred, target, kind, from_logits, param)
         if grad is not None:
             grad[...] = g
         return float(value)

@@ -11,7 +11,7 @@ their arithmetic in float32.  The expressions are spelled in the order the C ker
 evaluate them (see csrc/pynn.h) so the float32 results agree to within a few ulps.
 
 Activation names: "linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "gelu".
-Loss kinds: "mse", "bce", "cce".  Semantics are Keras 3's (see DESIGN.md).
+Loss kinds: LOSSES below.  Semantics are Keras 3's (see DESIGN.md).
 """
 
 import math
@@ -19,7 +19,8 @@ import math
 import numpy as np
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "gelu")
-LOSSES = ("mse", "bce", "cce")
+LOSSES = ("mse", "bce", "cce", "mae", "mape", "huber", "log_cosh", "kld", "hinge",
+          "squared_hinge", "categorical_hinge", "poisson", "cosine_similarity")
 
 # Keras's backend.epsilon(): probabilities are clipped to [EPSILON, 1 - EPSILON].
 EPSILON = 1e-7
@@ -186,10 +187,106 @@ def _cce_logits(logits, target):
     return per_sample, grad
 
 
-def loss(pred, target, kind, from_logits=False):
-    """(mean over rows of the per-sample loss, d loss / d pred) for kind "mse", "bce" or
-    "cce".  from_logits: pred holds logits (sigmoid for bce, softmax for cce); MSE has
-    no logits form and ignores it."""
+
+# Keras 3's other losses (keras/src/losses/losses.py), no logits forms.  Where a loss is not
+# differentiable the gradient takes one side's value: sign(0) = 0, max(m, 0) passes no
+# gradient at m = 0, categorical hinge's first maximum wins.
+
+def _mae(pred, target):
+    rows, cols = pred.shape
+    d = pred - target
+    return np.abs(d).mean(axis=-1), np.sign(d) / (rows * cols)
+
+
+def _mape(pred, target):
+    rows, cols = pred.shape
+    den = np.maximum(np.abs(target), _scalar(EPSILON, pred))
+    per_sample = 100 * np.abs((target - pred) / den).mean(axis=-1)
+    return per_sample, _scalar(100, pred) * np.sign(pred - target) / den / (rows * cols)
+
+
+def _huber(pred, target, delta):
+    rows, cols = pred.shape
+    delta = _scalar(delta, pred)
+    e = pred - target
+    a = np.abs(e)
+    quad = a <= delta
+    half = _scalar(0.5, pred)
+    per_element = np.where(quad, half * e * e, delta * a - half * delta * delta)
+    return per_element.mean(axis=-1), np.where(quad, e, delta * np.sign(e)) / (rows * cols)
+
+
+def _log_cosh(pred, target):
+    # Keras's form: e + softplus(-2 e) - log 2, softplus written stably
+    rows, cols = pred.shape
+    e = pred - target
+    x = -2 * e
+    softplus = np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+    per_element = e + softplus - _scalar(math.log(2.0), pred)
+    return per_element.mean(axis=-1), np.tanh(e) / (rows * cols)
+
+
+def _kld(pred, target):
+    # t and p clipped to [EPSILON, 1]; sum_j t log(t / p); flat where p was clipped
+    rows = pred.shape[0]
+    eps, one = _scalar(EPSILON, pred), _scalar(1, pred)
+    t, p = np.clip(target, eps, one), np.clip(pred, eps, one)
+    inside = (pred >= eps) & (pred <= one)
+    return (t * np.log(t / p)).sum(axis=-1), np.where(inside, -t / p, 0).astype(pred.dtype) / rows
+
+
+def hinge_targets(target):
+    """Keras's convert_binary_labels_to_hinge: 2 t - 1 when every target is 0 or 1."""
+    if np.all((target == 0) | (target == 1)):
+        return 2 * target - 1
+    return target
+
+
+def _hinge(pred, target, squared):
+    rows, cols = pred.shape
+    t = hinge_targets(target)
+    m = 1 - t * pred
+    h = np.maximum(m, 0)
+    if squared:
+        return (h * h).mean(axis=-1), np.where(m > 0, -2 * t * h, 0).astype(pred.dtype) / (rows * cols)
+    return h.mean(axis=-1), np.where(m > 0, -t, 0).astype(pred.dtype) / (rows * cols)
+
+
+def _categorical_hinge(pred, target):
+    rows = pred.shape[0]
+    pos = (target * pred).sum(axis=-1)
+    negs = (1 - target) * pred
+    k = negs.argmax(axis=-1)                      # the first maximum
+    margin = negs[np.arange(rows), k] - pos + 1
+    grad = -target.copy()
+    grad[np.arange(rows), k] += 1 - target[np.arange(rows), k]
+    grad = np.where((margin > 0)[:, None], grad, 0).astype(pred.dtype) / rows
+    return np.maximum(margin, 0), grad
+
+
+def _poisson(pred, target):
+    rows, cols = pred.shape
+    pe = pred + _scalar(EPSILON, pred)
+    return (pred - target * np.log(pe)).mean(axis=-1), (1 - target / pe) / (rows * cols)
+
+
+def _cosine_similarity(pred, target):
+    # x / sqrt(max(sum x^2, EPSILON^2)) for each row of t and p; -sum tn pn
+    rows = pred.shape[0]
+    eps2 = _scalar(EPSILON, pred) * _scalar(EPSILON, pred)
+    pp = (pred * pred).sum(axis=-1, keepdims=True)
+    ip = 1 / np.sqrt(np.maximum(pp, eps2))
+    it = 1 / np.sqrt(np.maximum((target * target).sum(axis=-1, keepdims=True), eps2))
+    c = it * ip * (target * pred).sum(axis=-1, keepdims=True)
+    # d(-c)/dp = -ip (tn - c pn) where |p|^2 >= eps^2; there ip is constant: -tn ip
+    grad = np.where(pp >= eps2, -ip * (target * it - c * (pred * ip)), -target * it * ip)
+    return -c[:, 0], grad / rows
+
+
+def loss(pred, target, kind, from_logits=False, param=1.0):
+    """(mean over rows of the per-sample loss, d loss / d pred) for kind in LOSSES.
+    from_logits: pred holds logits (sigmoid for bce, softmax for cce); the other kinds
+    have no logits form and ignore it.  param: Huber's delta."""
     if pred.ndim != 2 or pred.shape != target.shape or pred.shape[0] == 0:
         raise ValueError(f"loss: expected pred and target of the same shape (rows >= 1, "
                          f"cols), received {pred.shape} and {target.shape}")
@@ -199,9 +296,22 @@ def loss(pred, target, kind, from_logits=False):
         per_sample, grad = (_bce_logits if from_logits else _bce_probs)(pred, target)
     elif kind == "cce":
         per_sample, grad = (_cce_logits if from_logits else _cce_probs)(pred, target)
+    elif kind == "huber":
+        if not (param > 0 and math.isfinite(param)):
+            raise ValueError(f"loss: expected huber's delta > 0, received delta={param!r}")
+        per_sample, grad = _huber(pred, target, param)
+    elif kind in ("hinge", "squared_hinge"):
+        per_sample, grad = _hinge(pred, target, kind == "squared_hinge")
+    elif kind in _OTHER_LOSSES:
+        per_sample, grad = _OTHER_LOSSES[kind](pred, target)
     else:
         raise ValueError(f"loss: expected kind in {LOSSES}, received kind={kind!r}")
-    return float(per_sample.mean()), grad
+    return float(per_sample.mean()), grad.astype(pred.dtype, copy=False)
+
+
+_OTHER_LOSSES = {"mae": _mae, "mape": _mape, "log_cosh": _log_cosh, "kld": _kld,
+                 "categorical_hinge": _categorical_hinge, "poisson": _poisson,
+                 "cosine_similarity": _cosine_similarity}
 
 
 def one_hot(labels, classes, dtype=np.float32):

@@ -355,7 +355,7 @@ def _loss(ex, op, v, step, losses, metrics, reals):
     t = v[target]
     t = t.reshape(-1) if t.dtype == np.int64 else _rows2(t, cols)
     losses[index] = ex.backend.loss(_LOSS[kind], _rows2(v[pred], cols), t, bool(from_logits),
-                                    None if grad < 0 else _rows2(v[grad], cols))
+                                    None if grad < 0 else _rows2(v[grad], cols), reals[1])
 
 
 def _metric(ex, op, v, step, losses, metrics, reals):

@@ -414,7 +414,7 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
             else -1
         b.op("loss", [out.buf, target, grad],
              [ids.LOSSES[spec.loss.kind], int(fused or spec.loss.from_logits), cols,
-              len(plan.loss_names)], [spec.weight], label=spec.loss_key)
+              len(plan.loss_names)], [spec.weight, spec.loss.param], label=spec.loss_key)
         plan.loss_names.append(spec.loss_key)
         plan.loss_weights.append(spec.weight)
         if grad >= 0:

@@ -28,6 +28,7 @@ typedef struct {
     const int64_t *labels;
     int64_t rows, cols;
     int kind, from_logits;
+    float param;                    /* Huber's delta */
 } loss_case;
 
 /* out: the loss with the gradient (double), the loss without it (double), the gradient */
@@ -38,9 +39,9 @@ static void run_loss(void *ctx, unsigned char *out) {
     int s1, s2;
     if (t->target != NULL) {
         s1 = pynn_loss(grad, &loss[0], t->pred, t->target, t->rows, t->cols, t->kind,
-                       t->from_logits);
+                       t->from_logits, t->param);
         s2 = pynn_loss(NULL, &loss[1], t->pred, t->target, t->rows, t->cols, t->kind,
-                       t->from_logits);
+                       t->from_logits, t->param);
     } else {
         s1 = pynn_sparse_cce(grad, &loss[0], t->pred, t->labels, t->rows, t->cols, t->from_logits);
         s2 = pynn_sparse_cce(NULL, &loss[1], t->pred, t->labels, t->rows, t->cols, t->from_logits);
@@ -165,7 +166,7 @@ static void check_loss(int64_t rows, int64_t cols, int kind, int from_logits) {
     int64_t *labels = (int64_t *)ctest_alloc((size_t)rows * sizeof(int64_t));
     double *want = ctest_new_doubles(n), *bound = ctest_new_doubles(n), loss_want, loss_bound;
     loss_case t = {pred, kind == PYNN_LOSS_SPARSE_CCE ? NULL : target, labels, rows, cols,
-                   kind == PYNN_LOSS_SPARSE_CCE ? PYNN_LOSS_CCE : kind, from_logits};
+                   kind == PYNN_LOSS_SPARSE_CCE ? PYNN_LOSS_CCE : kind, from_logits, 0.0f};
     unsigned char *out;
     double loss[2];
     int64_t i;
@@ -243,21 +244,181 @@ static void check_refusals(void) {
     const int64_t labels[2] = {0, 1};
     double loss;
     CTEST_CONTEXT("refusals");
-    CHECK(pynn_loss(g, &loss, p, p, 0, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "rows 0");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 0, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "cols 0");
-    CHECK(pynn_loss(g, &loss, p, p, -2, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "rows < 0");
-    CHECK(pynn_loss(g, NULL, p, p, 2, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "loss NULL");
-    CHECK(pynn_loss(g, &loss, NULL, p, 2, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "pred NULL");
-    CHECK(pynn_loss(g, &loss, p, NULL, 2, 3, PYNN_LOSS_MSE, 0) == PYNN_EINVAL, "target NULL");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_SPARSE_CCE, 0) == PYNN_EINVAL,
+    CHECK(pynn_loss(g, &loss, p, p, 0, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "rows 0");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 0, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "cols 0");
+    CHECK(pynn_loss(g, &loss, p, p, -2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "rows < 0");
+    CHECK(pynn_loss(g, NULL, p, p, 2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "loss NULL");
+    CHECK(pynn_loss(g, &loss, NULL, p, 2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "pred NULL");
+    CHECK(pynn_loss(g, &loss, p, NULL, 2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "target NULL");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_SPARSE_CCE, 0, 0.0f) == PYNN_EINVAL,
           "sparse CCE through pynn_loss");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, -1, 0) == PYNN_EINVAL, "kind -1");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, 99, 0) == PYNN_EINVAL, "kind 99");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, -1, 0, 0.0f) == PYNN_EINVAL, "kind -1");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, 99, 0, 0.0f) == PYNN_EINVAL, "kind 99");
     CHECK(pynn_sparse_cce(g, &loss, p, labels, 0, 3, 0) == PYNN_EINVAL, "rows 0");
     CHECK(pynn_sparse_cce(g, &loss, p, labels, 2, 0, 0) == PYNN_EINVAL, "cols 0");
     CHECK(pynn_sparse_cce(g, NULL, p, labels, 2, 3, 0) == PYNN_EINVAL, "loss NULL");
     CHECK(pynn_sparse_cce(g, &loss, NULL, labels, 2, 3, 0) == PYNN_EINVAL, "pred NULL");
     CHECK(pynn_sparse_cce(g, &loss, p, NULL, 2, 3, 0) == PYNN_EINVAL, "labels NULL");
+}
+
+/* Keras 3's other losses (MAE ... cosine similarity): the kernel against the formulas in
+ * double, branches (clipping, hinge margins, Huber's regions, the first maximum) decided on
+ * the kernel's float intermediates.  Bounds: 64u of each row's magnitudes -- the formulas
+ * are a handful of float operations per element, an absent or repeated term is off by the
+ * term itself. */
+typedef struct { const float *pred, *target; int64_t rows, cols; int kind; float param; } other_case;
+
+static void run_other(void *ctx, unsigned char *out) {
+    const other_case *t = ctx;
+    double *loss = (double *)out;
+    int s1 = pynn_loss((float *)(loss + 2), &loss[0], t->pred, t->target, t->rows, t->cols,
+                       t->kind, 0, t->param);
+    int s2 = pynn_loss(NULL, &loss[1], t->pred, t->target, t->rows, t->cols, t->kind, 0,
+                       t->param);
+    CHECK(s1 == PYNN_OK && s2 == PYNN_OK, "status %d %d", s1, s2);
+}
+
+static double sgn(double x) { return x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0); }
+
+/* per-row value and gradient row (not yet divided by rows) of the formulas */
+static double other_reference(const other_case *c, int64_t r, int binary, double *w,
+                              double *mag) {
+    const float *p = c->pred + r * c->cols, *t = c->target + r * c->cols;
+    const int64_t n = c->cols;
+    const double d = c->param;
+    double v = 0.0, pos = 0.0, pp = 0.0, tt = 0.0, tp = 0.0;
+    float neg;
+    int64_t j, k = 0;
+    *mag = 0.0;
+    switch (c->kind) {
+    case PYNN_LOSS_CATEGORICAL_HINGE:
+        neg = (1.0f - t[0]) * p[0];
+        for (j = 0; j < n; j++) pos += (double)t[j] * p[j], *mag += fabs((double)t[j] * p[j]);
+        for (j = 1; j < n; j++)
+            if ((1.0f - t[j]) * p[j] > neg) neg = (1.0f - t[j]) * p[j], k = j;
+        v = (double)neg - pos + 1.0;
+        for (j = 0; j < n; j++) w[j] = v > 0 ? -t[j] + (j == k ? 1.0 - t[j] : 0.0) : 0.0;
+        *mag += fabs(neg) + 1.0;
+        return v > 0 ? v : 0.0;
+    case PYNN_LOSS_COSINE_SIMILARITY: {
+        double ip, it, cs;
+        for (j = 0; j < n; j++) pp += (double)p[j] * p[j], tt += (double)t[j] * t[j],
+                                tp += (double)t[j] * p[j];
+        ip = 1.0 / sqrt(fmax(pp, 1e-14));
+        it = 1.0 / sqrt(fmax(tt, 1e-14));
+        cs = it * ip * tp;
+        for (j = 0; j < n; j++)
+            w[j] = (float)pp >= 1e-14f ? -ip * (t[j] * it - cs * p[j] * ip) : -t[j] * it * ip;
+        *mag = 1.0;
+        return -cs;
+    }
+    default: break;
+    }
+    for (j = 0; j < n; j++) {
+        const double e = (double)p[j] - t[j];
+        double x, g = 0.0;
+        switch (c->kind) {
+        case PYNN_LOSS_MAE: x = fabs(e); g = sgn(p[j] - t[j]); break;
+        case PYNN_LOSS_MAPE: {
+            const double den = fmax(fabs(t[j]), 1e-7f);
+            x = 100.0 * fabs(e / den); g = 100.0 * sgn(p[j] - t[j]) / den; break;
+        }
+        case PYNN_LOSS_HUBER:
+            x = fabsf(p[j] - t[j]) <= c->param ? 0.5 * e * e : d * fabs(e) - 0.5 * d * d;
+            g = fabsf(p[j] - t[j]) <= c->param ? e : d * sgn(e); break;
+        case PYNN_LOSS_LOG_COSH: x = log(cosh(e)); g = tanh(e); break;
+        case PYNN_LOSS_KLD: {
+            const double tc = fmin(fmax(t[j], 1e-7f), 1.0), pc = fmin(fmax(p[j], 1e-7f), 1.0);
+            x = tc * log(tc / pc) * (double)n;       /* a sum: undone by the mean below */
+            g = (p[j] < 1e-7f || p[j] > 1.0f) ? 0.0 : -tc / pc * (double)n;
+            *mag += fabs(tc * log(tc)) * n + fabs(tc * log(pc)) * n;
+            break;
+        }
+        case PYNN_LOSS_POISSON:
+            x = p[j] - t[j] * log((double)(p[j] + 1e-7f)); g = 1.0 - t[j] / (p[j] + 1e-7f);
+            *mag += fabs(p[j]) + fabs(t[j] * log((double)(p[j] + 1e-7f))); break;
+        default: {   /* hinges */
+            const float tf = binary ? 2.0f * t[j] - 1.0f : t[j];
+            const float m = 1.0f - tf * p[j];
+            const double h = m > 0.0f ? 1.0 - (double)tf * p[j] : 0.0;
+            x = c->kind == PYNN_LOSS_HINGE ? h : h * h;
+            g = m > 0.0f ? (c->kind == PYNN_LOSS_HINGE ? -tf : -2.0 * tf * h) : 0.0;
+            *mag += 1.0 + fabs((double)tf * p[j]);
+        }
+        }
+        v += x / (double)n;
+        *mag += fabs(x) / (double)n;
+        w[j] = g / (double)n;
+    }
+    return v;
+}
+
+static const char *other_names[] = {"mae", "mape", "huber", "log_cosh", "kld", "hinge",
+                                    "squared_hinge", "categorical_hinge", "poisson", "cosine"};
+
+static void check_other(int64_t rows, int64_t cols, int kind, float param) {
+    const int64_t n = rows * cols;
+    float *pred = ctest_floats(n, kind == PYNN_LOSS_KLD ? -0.1f : (kind == PYNN_LOSS_POISSON ? 0.0f : -3.0f), kind == PYNN_LOSS_KLD ? 1.2f : 3.0f);
+    float *target = ctest_floats(n, kind == PYNN_LOSS_KLD || kind == PYNN_LOSS_POISSON ? 0.0f : -2.0f, 2.0f);
+    double *want = ctest_new_doubles(n), *bound = ctest_new_doubles(n);
+    other_case c = {pred, target, rows, cols, kind, param};
+    double total = 0.0, total_mag = 0.0, loss[2];
+    unsigned char *out;
+    int64_t r, j;
+    int binary = 0;
+    if (kind == PYNN_LOSS_HINGE || kind == PYNN_LOSS_SQUARED_HINGE || kind == PYNN_LOSS_CATEGORICAL_HINGE) {
+        binary = rows % 2 == 1;        /* odd rows: {0, 1} targets (mapped), even: any */
+        for (j = 0; j < n; j++) target[j] = binary || kind == PYNN_LOSS_CATEGORICAL_HINGE
+                                                ? (float)(ctest_rand() > 0.5f) : target[j];
+    }
+    if (cols > 1 && rows > 1 && kind == PYNN_LOSS_COSINE_SIMILARITY)
+        for (j = 0; j < cols; j++) pred[cols + j] = 0.0f;      /* a zero row: clamped norm */
+    if (kind <= PYNN_LOSS_HUBER) pred[0] = target[0];          /* sign(0) */
+    for (r = 0; r < rows; r++) {
+        double mag, gmax = 0.0;
+        total += other_reference(&c, r, binary, want + r * cols, &mag);
+        total_mag += mag;
+        for (j = 0; j < cols; j++) gmax = fmax(gmax, fabs(want[r * cols + j]));
+        if (kind == PYNN_LOSS_COSINE_SIMILARITY) {
+            /* the gradient's terms t it ip and c p ip^2 (|c| <= 1) cancel: their size */
+            double pp = 0.0, tt = 0.0, pm = 0.0, tm = 0.0, ip, it;
+            for (j = 0; j < cols; j++) {
+                const double pj = pred[r * cols + j], tj = target[r * cols + j];
+                pp += pj * pj, tt += tj * tj, pm = fmax(pm, fabs(pj)), tm = fmax(tm, fabs(tj));
+            }
+            ip = 1.0 / sqrt(fmax(pp, 1e-14));
+            it = 1.0 / sqrt(fmax(tt, 1e-14));
+            gmax = ip * (tm * it + pm * ip);
+        }
+        for (j = 0; j < cols; j++) {
+            want[r * cols + j] /= (double)rows;
+            bound[r * cols + j] = 64.0 * CTEST_U * gmax / (double)rows + FLT_MIN;
+        }
+    }
+    CTEST_CONTEXT("%s %lld x %lld", other_names[kind - PYNN_LOSS_MAE], (long long)rows,
+                  (long long)cols);
+    out = ctest_everywhere(run_other, &c, 2 * sizeof(double) + (size_t)n * sizeof(float), "loss");
+    memcpy(loss, out, sizeof loss);
+    CHECK(fabs(loss[0] - total / rows) <= 64.0 * CTEST_U * total_mag / rows + 1e-300,
+          "loss %.17g, expected %.17g", loss[0], total / rows);
+    CHECK(memcmp(&loss[0], &loss[1], sizeof(double)) == 0, "the loss without a gradient differs");
+    ctest_close("gradient", (const float *)(out + 2 * sizeof(double)), want, bound, n);
+    free(out);
+    free(pred);
+    free(target);
+    free(want);
+    free(bound);
+}
+
+static void check_other_refusals(void) {
+    float p[6] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f}, g[6];
+    double loss;
+    CTEST_CONTEXT("huber delta");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, 0.0f) == PYNN_EINVAL, "delta 0");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, -1.0f) == PYNN_EINVAL, "delta < 0");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, NAN) == PYNN_EINVAL, "delta NaN");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, INFINITY) == PYNN_EINVAL,
+          "delta inf");
 }
 
 int main(void) {
@@ -276,5 +437,9 @@ int main(void) {
                 if (kind == PYNN_LOSS_MSE && logits) continue;   /* MSE has no logits form */
                 check_loss(shapes[s][0], shapes[s][1], kind, logits);
             }
+    check_other_refusals();
+    for (kind = PYNN_LOSS_MAE; kind <= PYNN_LOSS_COSINE_SIMILARITY; kind++)
+        for (s = 0; s < 10; s++)       /* up to 300 x 200: two threads */
+            check_other(shapes[s][0], shapes[s][1], kind, s % 2 ? 0.7f : 1.0f);
     return ctest_finish("test_losses");
 }

@@ -108,10 +108,10 @@ class CudaBackend(Backend):
     activation_forward = staticmethod(elementwise.activation_forward)
     activation_backward = staticmethod(elementwise.activation_backward)
 
-    def loss(self, kind, pred, target, from_logits, grad):
+    def loss(self, kind, pred, target, from_logits, grad, param=1.0):
         """The mean loss (a float: one double copied back) and, when grad is given, its
         gradient written on the device.  Semantics of reference.loss / sparse_cce."""
-        return losses.loss(kind, pred, target, from_logits, grad, self.workspace)
+        return losses.loss(kind, pred, target, from_logits, grad, self.workspace, param)
 
     # ---- convolution, pooling ------------------------------------------------------------------
     def conv2d_forward(self, x, w, b, strides, padding, activation, alpha, cols, z, y):

@@ -13,13 +13,24 @@ from numba import cuda, float32, float64
 from ...ids import LOSSES
 from .elementwise import sigmoid
 from .reduction import make_row_sum_kernel, sum_rows, target_at
-from .runtime import D0, F0, F1, F2, check_shape
+from .runtime import D0, F0, F1, F2, HALF, check_shape, elementwise_config
 
 LOSS_MSE = LOSSES["mse"]
 LOSS_BCE = LOSSES["bce"]
 LOSS_CCE = LOSSES["cce"]
+LOSS_MAE = LOSSES["mae"]
+LOSS_MAPE = LOSSES["mape"]
+LOSS_HUBER = LOSSES["huber"]
+LOSS_LOG_COSH = LOSSES["log_cosh"]
+LOSS_KLD = LOSSES["kld"]
+LOSS_HINGE = LOSSES["hinge"]
+LOSS_SQUARED_HINGE = LOSSES["squared_hinge"]
+LOSS_CATEGORICAL_HINGE = LOSSES["categorical_hinge"]
+LOSS_POISSON = LOSSES["poisson"]
+LOSS_COSINE = LOSSES["cosine_similarity"]
 # "scce" runs the CCE rows against the one-hot rows of its labels (sparse=True)
-LOSS_KERNEL_KINDS = {"mse": LOSS_MSE, "bce": LOSS_BCE, "cce": LOSS_CCE, "scce": LOSS_CCE}
+LOSS_KERNEL_KINDS = dict(LOSSES, scce=LOSS_CCE)
+_HINGES = ("hinge", "squared_hinge")
 
 _PROB_EPS = np.float32(1e-7)              # Keras's epsilon: probabilities clipped to
 _PROB_MAX = np.float32(1.0) - _PROB_EPS   # [EPS, 1 - EPS]
@@ -126,11 +137,129 @@ def _cce_logits_row(g, z, t, labels, r, cols, frows, sparse, write_grad):
     return loss
 
 
+# ---- Keras 3's other losses (csrc/losses.c's formulas, in its order) ----
+
+_LOG2 = np.float32(math.log(2.0))
+_HUNDRED = np.float32(100.0)
+_NORM_EPS2 = np.float32(1e-14)
+
+
 @cuda.jit(device=True, inline=True)
-def _loss_row(grad, pred, target, labels, r, rows, cols, kind, from_logits, sparse,
+def _sign(x):
+    return F1 if x > F0 else (-F1 if x < F0 else F0)
+
+
+@cuda.jit(device=True, inline=True)
+def _clip_unit(x):
+    return _PROB_EPS if x < _PROB_EPS else (F1 if x > F1 else x)
+
+
+@cuda.jit(device=True, inline=True)
+def _other_row(g, p, t, r, cols, size, frows, kind, param, binary, write_grad):
+    """The row of one of the kinds MAE ... cosine similarity (csrc/losses.c)."""
+    if kind == LOSS_CATEGORICAL_HINGE:
+        pos = D0
+        for j in range(cols):
+            pos += float64(t[r, j] * p[r, j])
+        neg = (F1 - t[r, 0]) * p[r, 0]
+        k = 0
+        for j in range(1, cols):
+            v = (F1 - t[r, j]) * p[r, j]
+            if v > neg:
+                neg = v
+                k = j
+        m = neg - float32(pos) + F1
+        if write_grad:
+            for j in range(cols):
+                if m > F0:
+                    g[r, j] = (-t[r, j] + ((F1 - t[r, j]) if j == k else F0)) / frows
+                else:
+                    g[r, j] = F0
+        return float64(max(m, F0))
+    if kind == LOSS_COSINE:
+        pp = D0
+        tt = D0
+        tp = D0
+        for j in range(cols):
+            pp += float64(p[r, j] * p[r, j])
+            tt += float64(t[r, j] * t[r, j])
+            tp += float64(t[r, j] * p[r, j])
+        ppf = float32(pp)
+        ip = F1 / math.sqrt(max(ppf, _NORM_EPS2))
+        it = F1 / math.sqrt(max(float32(tt), _NORM_EPS2))
+        c = it * ip * float32(tp)
+        if write_grad:
+            for j in range(cols):
+                if ppf >= _NORM_EPS2:
+                    g[r, j] = -ip * (t[r, j] * it - c * (p[r, j] * ip)) / frows
+                else:
+                    g[r, j] = -t[r, j] * it * ip / frows
+        return -float64(c)
+    s = D0
+    for j in range(cols):
+        pj = p[r, j]
+        tj = t[r, j]
+        if kind == LOSS_MAE:
+            d = pj - tj
+            s += float64(abs(d))
+            gj = _sign(d) / size
+        elif kind == LOSS_MAPE:
+            den = max(abs(tj), _PROB_EPS)
+            s += float64(abs((tj - pj) / den))
+            gj = _HUNDRED * _sign(pj - tj) / den / size
+        elif kind == LOSS_HUBER:
+            e = pj - tj
+            a = abs(e)
+            if a <= param:
+                s += float64(HALF * e * e)
+                gj = e / size
+            else:
+                s += float64(param * a - HALF * param * param)
+                gj = param * _sign(e) / size
+        elif kind == LOSS_LOG_COSH:
+            e = pj - tj
+            x = float32(-2.0) * e
+            s += float64(e + (max(x, F0) + math.log1p(math.exp(-abs(x)))) - _LOG2)
+            gj = math.tanh(e) / size
+        elif kind == LOSS_KLD:
+            tc = _clip_unit(tj)
+            pc = _clip_unit(pj)
+            s += float64(tc * math.log(tc / pc))
+            gj = F0 if (pj < _PROB_EPS or pj > F1) else -tc / pc / frows
+        elif kind == LOSS_POISSON:
+            pe = pj + _PROB_EPS
+            s += float64(pj - tj * math.log(pe))
+            gj = (F1 - tj / pe) / size
+        else:                                      # hinge, squared hinge
+            tt = F2 * tj - F1 if binary else tj
+            m = F1 - tt * pj
+            h = max(m, F0)
+            if kind == LOSS_HINGE:
+                s += float64(h)
+                gj = -tt / size if m > F0 else F0
+            else:
+                s += float64(h * h)
+                gj = -F2 * tt * h / size if m > F0 else F0
+        if write_grad:
+            g[r, j] = gj
+    if kind == LOSS_KLD:
+        return s
+    if kind == LOSS_MAPE:
+        return 100.0 * (s / cols)
+    return s / cols
+
+
+@cuda.jit(device=True, inline=True)
+def _loss_row(grad, pred, target, labels, r, rows, cols, kind, option, sparse,
               write_grad):
+    # option: from_logits (1 or 0) for BCE and CCE, Huber's delta; labels (not sparse):
+    # [1] when hinge targets are all 0 or 1 (mapped to -1, 1), else [0]
     size = float32(rows * cols)
     frows = float32(rows)
+    from_logits = option != 0
+    if kind != LOSS_MSE and kind != LOSS_BCE and kind != LOSS_CCE:
+        return _other_row(grad, pred, target, r, cols, size, frows, kind, float32(option),
+                          labels[0] != 0, write_grad)
     if kind == LOSS_MSE:
         return _mse_row(grad, pred, target, labels, r, cols, size, sparse, write_grad)
     if kind == LOSS_BCE:
@@ -145,9 +274,19 @@ def _loss_row(grad, pred, target, labels, r, rows, cols, kind, from_logits, spar
 _loss_kernel = make_row_sum_kernel(_loss_row, "loss_rows")
 
 
-def loss(kind, pred, target, from_logits, grad, workspace):
+@cuda.jit
+def _hinge_binary_kernel(flag, t, n):
+    # flag[0] starts at 1; any target neither 0 nor 1 writes 0 (every writer writes 0)
+    i = cuda.grid(1)
+    if i < n:
+        v = t[i]
+        if v != F0 and v != F1:
+            flag[0] = 0
+
+
+def loss(kind, pred, target, from_logits, grad, workspace, param=1.0):
     """The mean loss (a float: one double copied back) and, when grad is given, its
-    gradient written on the device."""
+    gradient written on the device.  param: Huber's delta."""
     if kind not in LOSS_KERNEL_KINDS:
         raise ValueError(f"loss: expected kind in {tuple(LOSS_KERNEL_KINDS)}, received "
                          f"kind={kind!r}")
@@ -164,8 +303,17 @@ def loss(kind, pred, target, from_logits, grad, workspace):
     else:
         check_shape("loss", "target", target, pred.shape)
         labels, target2 = workspace.table("no_labels", (0,)), target
+        if kind in _HINGES:       # Keras: {0, 1} targets become {-1, 1} (the whole batch's)
+            labels = workspace.device("hinge_binary", 1, np.int64)
+            labels.copy_to_device(np.ones(1, np.int64))
+            n = target.size
+            blocks, threads = elementwise_config(n)
+            _hinge_binary_kernel[blocks, threads](labels, target.reshape(n), n)
+    if kind == "huber" and not (param > 0 and math.isfinite(param)):
+        raise ValueError(f"loss: expected huber's delta > 0, received delta={param!r}")
     if grad is not None:
         check_shape("loss", "grad", grad, pred.shape)
+    option = float(param) if kind == "huber" else float(bool(from_logits))
     total = sum_rows(_loss_kernel, workspace, pred if grad is None else grad, pred, target2,
-                     labels, LOSS_KERNEL_KINDS[kind], bool(from_logits), sparse, grad is not None)
+                     labels, LOSS_KERNEL_KINDS[kind], option, sparse, grad is not None)
     return total / rows
