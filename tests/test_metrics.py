@@ -6,6 +6,8 @@ import pytest
 import pynn
 from pynn import metrics
 
+from conftest import usable_backend
+
 P = np.array([[0.1, 0.7, 0.2], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6], [0.3, 0.3, 0.4]], np.float32)
 LABELS = np.array([1, 1, 2, 0])                      # right, wrong, right, wrong
 ONE_HOT = np.eye(3, dtype=np.float32)[LABELS]
@@ -78,11 +80,14 @@ def test_names_configs_and_bad_input():
 
 
 
-def test_precision_and_recall_in_compile_match_an_independent_count():
+@pytest.mark.parametrize("backend", ["cpu", "numpy", "cuda"])
+def test_precision_and_recall_in_compile_match_an_independent_count(backend):
+    usable_backend(backend)
     pynn.utils.set_random_seed(0)
     model = pynn.Sequential([pynn.Input((4,)), pynn.layers.Dense(2, activation="sigmoid")])
     model.compile("adam", "binary_crossentropy",
-                  metrics=["precision", metrics.Recall(name="rec"), "true_positives"])
+                  metrics=["precision", metrics.Recall(name="rec"), "true_positives"],
+                  backend=backend)
     rng = np.random.default_rng(0)
     x = rng.random((90, 4), dtype=np.float32)
     y = (rng.random((90, 2)) > 0.5).astype(np.float32)
