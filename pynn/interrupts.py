@@ -13,9 +13,10 @@ runs on the main thread:
   - the trainer, once it has counted the steps that ran, calls `check()`, which raises
     KeyboardInterrupt.
 
-An epoch whose steps have all run is finished before the KeyboardInterrupt: its
-validation and end-of-epoch callbacks run under `hold()` (the History and the backups
-then agree with the steps counted).
+An epoch whose steps have all run gets its end-of-epoch callbacks before the
+KeyboardInterrupt (they run under `hold()`), so without validation the History and the
+backups agree with the steps counted.  Validation is interrupted between its steps like
+training: the epoch then has not ended (no History entry), though its steps are counted.
 
 When the outermost guarded call ends, Python's handler is put back.  A handler the user
 installed is left alone (runs then go to their end), and so are other threads: only the

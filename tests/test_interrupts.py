@@ -117,3 +117,34 @@ def test_an_interrupt_in_an_epoch_s_last_step_finishes_that_epoch(batch, epochs_
     assert model.history.epoch == list(range(epochs_done))
     # and Python's own handler is back
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class _SigintInValidation(__import__("pynn").callbacks.Callback):
+    """Sends this process SIGINT after the first validation batch of epoch 1."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_test_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_an_interrupt_during_validation_lands_there():
+    import numpy as np
+    import pynn
+    pynn.utils.set_random_seed(0)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.random.default_rng(0).random((64, 4), dtype=np.float32), np.arange(64) % 3
+    seen = []
+
+    class Count(pynn.callbacks.Callback):
+        def on_test_batch_end(self, batch, logs=None):
+            seen.append(batch)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=5, verbose=0, validation_data=(x, y),
+                  callbacks=[_SigintInValidation(), Count()])
+    assert model.optimizer.iterations == 16          # two epochs' steps
+    assert model.history.epoch == [0]                # the second never ended
+    assert seen == list(range(8)) + [0]              # stopped after one validation batch

@@ -249,16 +249,19 @@ class Trainer:
                 warnings.warn("Your input ran out of data; interrupting epoch. Make sure that "
                               "your dataset can generate at least `steps_per_epoch * epochs` "
                               "batches.", stacklevel=3)
-            # the end of the epoch, also when a Ctrl-C came during its last step: then
-            # the History and the backups have the epoch the steps completed
-            with interrupts.hold():
-                if s0 == steps:
+            # the end of the epoch, also when a Ctrl-C came during its last step: without
+            # validation the History and the backups then have the epoch its steps completed
+            if s0 == steps:
+                with interrupts.hold():
                     cb_list.on_train_batch_end(s0 - 1, acc.logs())
-                logs = acc.logs()
-                if val is not None and (epoch + 1) % validation_freq == 0:
-                    val_logs = self._evaluate_arrays(engine, val[0], val[1], val_batch,
-                                                     callbacks=cb_list, steps=validation_steps)
-                    logs.update({"val_" + k: v for k, v in val_logs.items()})
+            logs = acc.logs()
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                # validation is interrupted between its steps like training (the epoch then
+                # has not ended: no History entry, no end-of-epoch callbacks)
+                val_logs = self._evaluate_arrays(engine, val[0], val[1], val_batch,
+                                                 callbacks=cb_list, steps=validation_steps)
+                logs.update({"val_" + k: v for k, v in val_logs.items()})
+            with interrupts.hold():
                 cb_list.on_epoch_end(epoch, logs)
             interrupts.check()
             if model.stop_training:
