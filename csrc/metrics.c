@@ -25,8 +25,18 @@ static int64_t argmax(const float *p, int64_t n) {
     return best;
 }
 
+/* 1 when column `truth` is among the k largest of p (TF's in_top_k: the classes tied
+ * with the k-th value count as in; a non-finite p_truth is not) */
+static int in_top_k(const float *p, int64_t cols, int64_t truth, int64_t k) {
+    const float v = p[truth];
+    int64_t j, above = 0;
+    if (!isfinite(v)) return 0;
+    for (j = 0; j < cols; j++) above += p[j] > v;
+    return above < k;
+}
+
 static double row_value(int metric, const float *p, const float *t, int64_t label,
-                        int64_t cols) {
+                        int64_t cols, int64_t k) {
     float acc = 0.0f;
     int64_t j;
     switch (metric) {
@@ -34,6 +44,9 @@ static double row_value(int metric, const float *p, const float *t, int64_t labe
         for (j = 0; j < cols; j++)
             acc += (float)((p[j] > 0.5f ? 1.0f : 0.0f) == target_at(t, label, j));
         return (double)(acc / (float)cols);
+    case PYNN_METRIC_TOP_K_CATEGORICAL_ACCURACY:
+    case PYNN_METRIC_SPARSE_TOP_K_CATEGORICAL_ACCURACY:
+        return in_top_k(p, cols, t != NULL ? argmax(t, cols) : label, k) ? 1.0 : 0.0;
     case PYNN_METRIC_CATEGORICAL_ACCURACY:
     case PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY:
         /* a label row's argmax is the label */
@@ -65,10 +78,10 @@ static double row_value(int metric, const float *p, const float *t, int64_t labe
 }
 
 int pynn_metric_sum(double *sum, const float *pred, const float *target,
-                    const int64_t *labels, int64_t rows, int64_t cols, int metric) {
+                    const int64_t *labels, int64_t rows, int64_t cols, int metric, int64_t k) {
     double total = 0.0;
     int64_t r;
-    PYNN_RETURN_IF(sum == NULL || rows < 0 || cols < 1, PYNN_EINVAL);
+    PYNN_RETURN_IF(sum == NULL || rows < 0 || cols < 1 || k < 1, PYNN_EINVAL);
     PYNN_RETURN_IF(metric < 0 || metric >= PYNN_METRIC_COUNT, PYNN_EINVAL);
     PYNN_RETURN_IF(rows > 0 && (pred == NULL || (target == NULL && labels == NULL)), PYNN_EINVAL);
     if (target == NULL)
@@ -76,7 +89,7 @@ int pynn_metric_sum(double *sum, const float *pred, const float *target,
             PYNN_RETURN_IF(labels[r] < 0 || labels[r] >= cols, PYNN_ELABEL);
     for (r = 0; r < rows; r++)                            /* rows, in order */
         total += row_value(metric, pred + r * cols, target != NULL ? target + r * cols : NULL,
-                           target != NULL ? -1 : labels[r], cols);
+                           target != NULL ? -1 : labels[r], cols, k);
     *sum = total;
     return PYNN_OK;
 }

@@ -142,7 +142,7 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_CONCAT_BACKWARD] = {-1, -1, 0},
         [PYNN_OP_SCALE] = {2, 0, 1},
         [PYNN_OP_LOSS] = {3, 4, 2},
-        [PYNN_OP_METRIC] = {2, 3, 0},
+        [PYNN_OP_METRIC] = {2, 4, 0},
         [PYNN_OP_OPTIMIZER] = {2 + PYNN_OPT_SLOTS, 1, PYNN_HYPER_COUNT},
     };
     const int32_t *c;
@@ -474,14 +474,14 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         cx->losses[index] = value;
         return PYNN_OK;
     }
-    case PYNN_OP_METRIC: {   /* bufs pred, target; ints kind, cols, index */
+    case PYNN_OP_METRIC: {   /* bufs pred, target; ints kind, cols, index, k */
         const operand *pred = &o[0], *target = &o[1];
         const int64_t cols = g[1], index = g[2];
         const int labels = target->dtype == PYNN_DTYPE_I64;
         double sum = 0.0;
         int64_t r;
         EXPECT(g[0] >= 0 && g[0] < PYNN_METRIC_COUNT && cols >= 1 && index >= 0 &&
-               index < cx->plan->n_metrics);
+               index < cx->plan->n_metrics && g[3] >= 1);
         EXPECT(f32(pred) && target->data != NULL && pred->n % cols == 0);
         r = pred->n / cols;
         if (labels)
@@ -491,7 +491,7 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         if (cx->dry) return PYNN_OK;
         status = pynn_metric_sum(&sum, F(pred), labels ? NULL : F(target),
                                  labels ? (const int64_t *)target->data : NULL, r, cols,
-                                 (int)g[0]);
+                                 (int)g[0], g[3]);
         if (status != PYNN_OK) return status;
         cx->metrics[index] = sum;
         return PYNN_OK;

@@ -72,7 +72,10 @@ extern "C" {
     X(METRIC_TRUE_POSITIVES, 5, "true_positives")                                      \
     X(METRIC_FALSE_POSITIVES, 6, "false_positives")                                    \
     X(METRIC_TRUE_NEGATIVES, 7, "true_negatives")                                      \
-    X(METRIC_FALSE_NEGATIVES, 8, "false_negatives")
+    X(METRIC_FALSE_NEGATIVES, 8, "false_negatives")                                   \
+    /* 1 when the true class is among the k largest p_j (ties at the k-th value count) */ \
+    X(METRIC_TOP_K_CATEGORICAL_ACCURACY, 9, "top_k_categorical_accuracy")               \
+    X(METRIC_SPARSE_TOP_K_CATEGORICAL_ACCURACY, 10, "sparse_top_k_categorical_accuracy")
 
 #define PYNN_OPTIMIZER_LIST(X)                                                       \
     X(OPT_SGD, 0, "sgd")                                                             \
@@ -474,9 +477,10 @@ int pynn_scale(float *y, const float *x, int64_t n, float alpha);
 /* sum (double) over the rows of pred (rows x cols) of the per-row value of metric
  * PYNN_METRIC_* against target (rows x cols float) or, when target is NULL, labels
  * (rows int64; a label row counts as its one-hot row for the non-sparse metrics).
- * Rows are added in order.  PYNN_ELABEL for a label outside [0, cols). */
+ * Rows are added in order.  PYNN_ELABEL for a label outside [0, cols).  k: the top-k
+ * accuracies' k (>= 1; the other metrics ignore it). */
 int pynn_metric_sum(double *sum, const float *pred, const float *target,
-                    const int64_t *labels, int64_t rows, int64_t cols, int metric);
+                    const int64_t *labels, int64_t rows, int64_t cols, int metric, int64_t k);
 
 /* ---- one optimizer step over a flat parameter array ------------------------------ */
 /* hyper[PYNN_HYPER_*]: the optimizer's settings as doubles.  step >= 1 is the update

@@ -418,8 +418,9 @@ def scale(y,                # OUT any shape; may be x
 
 def metric_sum(const float[:, ::1] pred,    # IN (rows, cols)
                target,                      # IN (rows, cols) float32, or (rows,) int64 labels
-               int kind):
-    """The sum over the rows of metric `kind`'s (pynn.ids.METRICS) per-row value."""
+               int kind, int64_t k=5):
+    """The sum over the rows of metric `kind`'s (pynn.ids.METRICS) per-row value (k: the
+    top-k accuracies')."""
     cdef str where = "metric_sum"
     cdef const float[:, ::1] t
     cdef const int64_t[::1] labels
@@ -441,7 +442,7 @@ def metric_sum(const float[:, ::1] pred,    # IN (rows, cols)
         _same_shape(_shape2(t), _shape2(pred), "target", where)
         pt = _cdata(t)
     with nogil:
-        status = pynn_metric_sum(&value, pp, pt, pl, pred.shape[0], pred.shape[1], kind)
+        status = pynn_metric_sum(&value, pp, pt, pl, pred.shape[0], pred.shape[1], kind, k)
     _check(status, where)
     return value
 

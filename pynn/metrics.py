@@ -42,10 +42,19 @@ def spec_for(identifier, key, loss, output_shape, where="compile"):
         metric = _OBJECT_NAMES[identifier.lower()]()
     else:
         return MetricSpec(resolve(identifier, loss, output_shape, where), key)
-    if metric.parts == ["mean_squared_error"] or metric.parts == ["mean_absolute_error"] or \
-            len(metric.parts) == 1 and "accuracy" in metric.parts[0]:
-        resolve(metric.parts[0], loss, output_shape, where)     # labels vs rows checked
-    return MetricSpec(None, key, parts=metric.parts, combine=metric.combine)
+    kind = metric.parts[0]
+    if kind in _ALIASES:
+        resolve(kind, loss, output_shape, where)                # labels vs rows checked
+    elif kind.endswith("top_k_categorical_accuracy"):
+        sparse = loss is not None and loss.sparse
+        if sparse != kind.startswith("sparse_"):
+            other = kind[len("sparse_"):] if kind.startswith("sparse_") else "sparse_" + kind
+            raise ValueError(f"{where}: '{metric.name}' ({type(metric).__name__}) needs "
+                             f"{'integer labels' if not sparse else 'one-hot targets'} but the "
+                             f"loss {getattr(loss, 'name', None)} takes "
+                             f"{'integer labels' if sparse else 'target vectors'}; use {other}")
+    return MetricSpec(None, key, parts=metric.parts, combine=metric.combine,
+                      k=getattr(metric, "k", 1))
 
 
 def object_name(identifier):
@@ -63,7 +72,8 @@ class MetricSpec:
       "sum"    parts[0]'s sum (the confusion counts)
       "ratio"  a / (a + b) of the two parts' sums, 0 when both are 0 (Precision, Recall)"""
 
-    def __init__(self, kind, key, root=False, parts=None, combine=None):
+    def __init__(self, kind, key, root=False, parts=None, combine=None, k=1):
+        self.k = int(k)                          # the top-k accuracies' k
         self.parts = list(parts) if parts is not None else [kind]
         assert all(p in ids.METRICS for p in self.parts)
         self.kind, self.key = self.parts[0], key
@@ -214,7 +224,7 @@ class _KernelMetric(Metric):
             pred = pred[:, None]
         cols = pred.shape[-1]
         pred = np.ascontiguousarray(pred.reshape(-1, cols))
-        if self.kind == "sparse_categorical_accuracy":
+        if self.kind.startswith("sparse_"):
             labels = np.asarray(y_true)
             if labels.size != pred.shape[0] or labels.dtype.kind not in "iuf" or \
                     not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
@@ -233,7 +243,7 @@ class _KernelMetric(Metric):
             target = np.ascontiguousarray(target.reshape(pred.shape))
         cpu = backends.get("cpu")
         for i, part in enumerate(self.parts):
-            self._sums[i] += float(cpu.metric_sum(part, pred, target))
+            self._sums[i] += float(cpu.metric_sum(part, pred, target, getattr(self, "k", 1)))
         self._count += pred.shape[0]
 
 
@@ -289,6 +299,25 @@ class RootMeanSquaredError(_KernelMetric):
 
     def __init__(self, name="root_mean_squared_error", dtype=None):
         super().__init__(name, dtype)
+
+
+class TopKCategoricalAccuracy(_KernelMetric):
+    """How often the one-hot y_true's class is among the k largest y_pred (Keras k=5;
+    classes tied with the k-th value count, as TF's in_top_k)."""
+    kind = "top_k_categorical_accuracy"
+
+    def __init__(self, k=5, name=None, dtype=None):
+        from .checks import check_int
+        self.k = check_int(k, "k", type(self).__name__, 1)
+        super().__init__(name or self.kind, dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+class SparseTopKCategoricalAccuracy(TopKCategoricalAccuracy):
+    """How often the integer label y_true is among the k largest y_pred (Keras k=5)."""
+    kind = "sparse_top_k_categorical_accuracy"
 
 
 class _Confusion(_KernelMetric):
@@ -351,8 +380,12 @@ CLASSES = {cls.__name__: cls for cls in (Mean, Sum, BinaryAccuracy, CategoricalA
                                          SparseCategoricalAccuracy, MeanSquaredError,
                                          MeanAbsoluteError, RootMeanSquaredError,
                                          TruePositives, FalsePositives, TrueNegatives,
-                                         FalseNegatives, Precision, Recall)}
+                                         FalseNegatives, Precision, Recall,
+                                         TopKCategoricalAccuracy,
+                                         SparseTopKCategoricalAccuracy)}
 # metric names that stand for these objects (Keras: "precision" is Precision())
 _OBJECT_NAMES = {"precision": Precision, "recall": Recall, "true_positives": TruePositives,
                  "false_positives": FalsePositives, "true_negatives": TrueNegatives,
-                 "false_negatives": FalseNegatives}
+                 "false_negatives": FalseNegatives,
+                 "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+                 "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy}

@@ -555,7 +555,7 @@ def test_metric_sum(kernel_backend, case):
     shape, kind, labels = case
     pred, target = metric_inputs(kind, shape, labels)
     counts = kind in ("categorical_accuracy", "sparse_categorical_accuracy") or \
-        kind.endswith(("_positives", "_negatives"))
+        kind.endswith(("_positives", "_negatives", "top_k_categorical_accuracy"))
     check(kernel_backend, "metric_sum", kind, pred, target,
           value=BITWISE if counts else RTOL_ELEMENTWISE, repeat=case in CUDA_REPEATS)
 

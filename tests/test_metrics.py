@@ -24,6 +24,9 @@ TP, FP, TN, FN = 3, 2, 2, 2        # (0,0) (1,2) (2,0); (0,1) (2,2); (1,0) (1,1)
     (metrics.FalsePositives(), (YB, PB), FP),
     (metrics.TrueNegatives(), (YB, PB), TN),
     (metrics.FalseNegatives(), (YB, PB), FN),
+    (metrics.SparseTopKCategoricalAccuracy(k=2), (LABELS, P), 1.0),     # every label in 2
+    (metrics.TopKCategoricalAccuracy(k=1), (ONE_HOT, P), 0.5),
+    (metrics.SparseTopKCategoricalAccuracy(k=1), ([0], [[0.4, 0.4, 0.2]]), 1.0),  # a tie counts
     (metrics.Precision(), (YB, PB), TP / (TP + FP)),
     (metrics.Recall(), (YB, PB), TP / (TP + FN)),
     (metrics.SparseCategoricalAccuracy(), (LABELS, P), 0.5),
@@ -103,3 +106,26 @@ def test_precision_and_recall_in_compile_match_an_independent_count(backend):
                                     "val_precision", "val_rec", "val_true_positives"}
     with pytest.raises(ValueError, match="threshold"):
         metrics.Precision(thresholds=0.3)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy", "cuda"])
+def test_top_k_in_compile_matches_an_independent_count(backend):
+    usable_backend(backend)
+    pynn.utils.set_random_seed(0)
+    model = pynn.Sequential([pynn.Input((6,)), pynn.layers.Dense(7, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", backend=backend,
+                  metrics=[metrics.SparseTopKCategoricalAccuracy(3, name="top-3-accuracy"),
+                           "sparse_top_k_categorical_accuracy"])
+    rng = np.random.default_rng(1)
+    x, y = rng.random((50, 6), dtype=np.float32), rng.integers(0, 7, 50)
+    logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    p = model.predict(x, verbose=0)
+    rank = (p > p[np.arange(50), y][:, None]).sum(axis=1)     # classes above the true one
+    assert logs["top-3-accuracy"] == pytest.approx((rank < 3).mean(), abs=1e-12)
+    assert logs["sparse_top_k_categorical_accuracy"] == pytest.approx((rank < 5).mean(),
+                                                                      abs=1e-12)
+    with pytest.raises(ValueError, match="integer labels"):
+        model.compile("adam", "categorical_crossentropy",
+                      metrics=[metrics.SparseTopKCategoricalAccuracy()])
+    with pytest.raises(ValueError, match="k"):
+        metrics.TopKCategoricalAccuracy(k=0)

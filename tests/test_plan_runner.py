@@ -95,7 +95,7 @@ def mlp_plan(capacity, n_in=64, hidden=32, classes=10, seed=0, outputs=False):
     p.op("dense", [y1, w2, b2, z2, z2], [hidden, classes, linear], [0.0])
     p.op("loss", [z2, labels, grad], [ids.LOSSES["scce"], 1, classes, 0], [1.0, 0.0])
     p.op("activation", [z2, probs], [classes, softmax], [0.0])
-    p.op("metric", [probs, labels], [ids.METRICS["sparse_categorical_accuracy"], classes, 0])
+    p.op("metric", [probs, labels], [ids.METRICS["sparse_categorical_accuracy"], classes, 0, 1])
     p.op("dense_backward", [y1, w2, z2, z2, grad, dw2, db2, dx1], [hidden, classes, linear], [0.0])
     p.op("dense_backward", [x, w1, z1, y1, dx1, dw1, db1, -1], [n_in, hidden, relu], [0.0])
     p.op("optimizer", [params.index, grads.index, m, v, -1], [ids.OPTIMIZERS["adam"]], HYPER_ADAM)
@@ -129,7 +129,7 @@ def cnn_plan(capacity, seed=0):
     p.op("dropout", [y1, mask, d], dropout_ints, [0.25])
     p.op("dense", [d, w2, b2, z2, z2], [288, 10, linear], [0.0])
     p.op("loss", [z2, labels, grad], [ids.LOSSES["scce"], 1, 10, 0], [1.0, 0.0])
-    p.op("metric", [z2, labels], [ids.METRICS["sparse_categorical_accuracy"], 10, 0])
+    p.op("metric", [z2, labels], [ids.METRICS["sparse_categorical_accuracy"], 10, 0, 1])
     p.op("dense_backward", [d, w2, z2, z2, grad, dw2, db2, dd], [288, 10, linear], [0.0])
     p.op("dropout_backward", [dd, mask, dy1])
     p.op("conv2d_backward", [x, k, z1, y1, dy1, cols, work, dk, db, -1], geometry, [0.0])
@@ -202,11 +202,11 @@ def python_step(p, rows, step, losses, metrics):
                                      view(target) if labels else view(target, cols),
                                      bool(from_logits), view(grad, cols), reals[1])
         elif name == "metric":
-            kind_id, cols, index = ints
+            kind_id, cols, index, k = ints
             pred, target = bufs
             labels = p.buffers[target][0].dtype == np.int64
             metrics[index] = CPU.metric_sum(METRIC_NAMES[kind_id], view(pred, cols),
-                                            view(target) if labels else view(target, cols))
+                                            view(target) if labels else view(target, cols), k)
         elif name == "optimizer":
             w, g, *slots = bufs
             CPU.optimizer_step(OPT_NAMES[ints[0]], view(w),

@@ -228,10 +228,10 @@ class Backend:
         raise NotImplementedError
 
     # ---- metrics ---------------------------------------------------------------------
-    def metric_sum(self, kind, pred, target):
+    def metric_sum(self, kind, pred, target, k=5):
         """The sum over the rows of pred (rows, cols) of metric `kind`'s per-row value
         (pynn.ids.METRICS) against target: float32 rows, or int64 labels (rows,).  A
-        Python float."""
+        Python float.  k: the top-k accuracies' k."""
         raise NotImplementedError
 
     # ---- optimizers (in place; Keras 3 rules, see csrc/pynn.h) ----------------------

@@ -132,8 +132,8 @@ class CpuBackend(HostBackend):
     def scale(self, x, alpha, y):
         _core.scale(y, x, alpha)
 
-    def metric_sum(self, kind, pred, target):
-        return _core.metric_sum(pred, target, _id(ids.METRICS, kind, "metric_sum"))
+    def metric_sum(self, kind, pred, target, k=5):
+        return _core.metric_sum(pred, target, _id(ids.METRICS, kind, "metric_sum"), k)
 
     def optimizer_step(self, kind, w, slots, g, step, hyper):
         # A setting the rule reads must be given (a silent 0 for epsilon would divide by

@@ -150,8 +150,8 @@ class NumpyBackend(HostBackend):
     def scale(self, x, alpha, y):
         y[...] = ref.scale(x, alpha)
 
-    def metric_sum(self, kind, pred, target):
-        return ref.metric_sum(kind, pred, target)
+    def metric_sum(self, kind, pred, target, k=5):
+        return ref.metric_sum(kind, pred, target, k)
 
     def optimizer_step(self, kind, w, slots, g, step, hyper):
         ref.optimizer_step(kind, w, slots, g, step, hyper)

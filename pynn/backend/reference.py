@@ -775,10 +775,11 @@ def scale(x, alpha):
 # ---- metrics -------------------------------------------------------------------------------
 METRICS = ("binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
            "mean_absolute_error", "mean_squared_error", "true_positives", "false_positives",
-           "true_negatives", "false_negatives")
+           "true_negatives", "false_negatives", "top_k_categorical_accuracy",
+           "sparse_top_k_categorical_accuracy")
 
 
-def metric_values(kind, pred, target):
+def metric_values(kind, pred, target, k=5):
     """The metric's value for each row of pred (rows, cols) against target: float rows of
     the same shape, or int64 labels (rows,) (taken as one-hot rows by the metrics that
     compare values)."""
@@ -788,10 +789,14 @@ def metric_values(kind, pred, target):
                              f"values from {target.min()} to {target.max()}")
         if kind == "sparse_categorical_accuracy":
             return (np.argmax(pred, axis=-1) == target).astype(np.float64)
+        if kind == "sparse_top_k_categorical_accuracy":
+            return _in_top_k(pred, target, k)
         target = one_hot(target, pred.shape[1], pred.dtype)
     if kind == "binary_accuracy":
         hits = ((pred > 0.5).astype(pred.dtype) == target).astype(pred.dtype)
         return (hits.sum(axis=-1, dtype=pred.dtype) / _scalar(pred.shape[1], pred)).astype(np.float64)
+    if kind in ("top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy"):
+        return _in_top_k(pred, np.argmax(target, axis=-1), k)
     if kind in ("categorical_accuracy", "sparse_categorical_accuracy"):
         return (np.argmax(pred, axis=-1) == np.argmax(target, axis=-1)).astype(np.float64)
     if kind == "mean_absolute_error":
@@ -810,9 +815,19 @@ def metric_values(kind, pred, target):
     raise ValueError(f"metric_values: expected kind in {METRICS}, received {kind!r}")
 
 
-def metric_sum(kind, pred, target):
+def _in_top_k(pred, truth, k):
+    """1 where the true class's value is among the k largest of its row (TF's in_top_k:
+    values tied with the k-th count as in; a non-finite value is not)."""
+    if k < 1:
+        raise ValueError(f"metric_values: expected k >= 1, received k={k}")
+    v = pred[np.arange(len(pred)), truth]
+    above = (pred > v[:, None]).sum(axis=-1)
+    return ((above < k) & np.isfinite(v)).astype(np.float64)
+
+
+def metric_sum(kind, pred, target, k=5):
     """The sum over rows of metric_values (a Python float)."""
-    return float(np.sum(metric_values(kind, pred, target)))
+    return float(np.sum(metric_values(kind, pred, target, k)))
 
 
 # ---- one optimizer step ----------------------------------------------------------------------

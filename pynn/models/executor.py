@@ -360,10 +360,10 @@ def _loss(ex, op, v, step, losses, metrics, reals):
 
 def _metric(ex, op, v, step, losses, metrics, reals):
     pred, target = op.bufs
-    kind, cols, index = op.ints
+    kind, cols, index, k = op.ints
     t = v[target]
     t = t.reshape(-1) if t.dtype == np.int64 else _rows2(t, cols)
-    metrics[index] = ex.backend.metric_sum(_METRIC[kind], _rows2(v[pred], cols), t)
+    metrics[index] = ex.backend.metric_sum(_METRIC[kind], _rows2(v[pred], cols), t, k)
 
 
 def _optimizer(ex, op, v, step, losses, metrics, reals):

@@ -432,7 +432,7 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
                 first = len(plan.metric_names)
                 for part in metric.parts:             # one op per sum the metric reads
                     b.op("metric", [pred, target], [ids.METRICS[part], cols,
-                                                    len(plan.metric_names)],
+                                                    len(plan.metric_names), metric.k],
                          label=metric.key if len(metric.parts) == 1 else
                          f"{metric.key} ({part})")
                     plan.metric_names.append(metric.key if len(metric.parts) == 1 else

@@ -163,8 +163,8 @@ class CudaBackend(Backend):
     concat_backward = staticmethod(merge.concat_backward)
     scale = staticmethod(elementwise.scale)
 
-    def metric_sum(self, kind, pred, target):
-        return metrics.metric_sum(kind, pred, target, self.workspace)
+    def metric_sum(self, kind, pred, target, k=5):
+        return metrics.metric_sum(kind, pred, target, self.workspace, k)
 
     optimizer_step = staticmethod(optimizers.optimizer_step)
     sgd_update = staticmethod(optimizers.sgd_update)

@@ -25,6 +25,8 @@ METRIC_TRUE_POSITIVES = METRICS["true_positives"]
 METRIC_FALSE_POSITIVES = METRICS["false_positives"]
 METRIC_TRUE_NEGATIVES = METRICS["true_negatives"]
 METRIC_FALSE_NEGATIVES = METRICS["false_negatives"]
+METRIC_TOP_K = METRICS["top_k_categorical_accuracy"]
+METRIC_SPARSE_TOP_K = METRICS["sparse_top_k_categorical_accuracy"]
 
 
 @cuda.jit(device=True, inline=True)
@@ -41,8 +43,17 @@ def _first_argmax(a, r, cols):
 
 
 @cuda.jit(device=True, inline=True)
-def _metric_row(unused, pred, target, labels, r, rows, cols, kind, unused_option, sparse,
-                unused_write):
+def _metric_row(unused, pred, target, labels, r, rows, cols, kind, k, sparse, unused_write):
+    if kind == METRIC_TOP_K or kind == METRIC_SPARSE_TOP_K:    # TF's in_top_k (k: option)
+        truth = labels[r] if sparse else _first_argmax(target, r, cols)
+        v = pred[r, truth]
+        if not (v == v and abs(v) < float32(np.inf)):
+            return float64(0.0)
+        above = 0
+        for j in range(cols):
+            if pred[r, j] > v:
+                above += 1
+        return float64(1.0) if above < k else float64(0.0)
     if kind == METRIC_CATEGORICAL_ACCURACY or kind == METRIC_SPARSE_CATEGORICAL_ACCURACY:
         truth = labels[r] if sparse else _first_argmax(target, r, cols)
         return float64(1.0) if _first_argmax(pred, r, cols) == truth else float64(0.0)
@@ -73,10 +84,12 @@ def _metric_row(unused, pred, target, labels, r, rows, cols, kind, unused_option
 _metric_kernel = make_row_sum_kernel(_metric_row, "metric_rows")
 
 
-def metric_sum(kind, pred, target, workspace):
+def metric_sum(kind, pred, target, workspace, k=5):
     """The sum over the rows of pred (rows, cols) of the metric's per-row value, a float."""
     if kind not in METRICS:
         raise ValueError(f"metric_sum: expected kind in {tuple(METRICS)}, received kind={kind!r}")
+    if k < 1:
+        raise ValueError(f"metric_sum: expected k >= 1, received k={k}")
     if pred.ndim != 2 or pred.shape[1] == 0:
         raise ValueError(f"metric_sum: expected pred of shape (rows, cols >= 1), received "
                          f"{tuple(pred.shape)}")
@@ -94,5 +107,5 @@ def metric_sum(kind, pred, target, workspace):
         labels, target2 = workspace.table("no_labels", (0,)), target
     if rows == 0:
         return 0.0
-    return sum_rows(_metric_kernel, workspace, pred, pred, target2, labels, METRICS[kind], False,
+    return sum_rows(_metric_kernel, workspace, pred, pred, target2, labels, METRICS[kind], int(k),
                     sparse, False)
