@@ -278,3 +278,65 @@ int pynn_optimizer_step(float *w, float *const *slots, const float *g, int64_t n
         return PYNN_EINVAL;
     }
 }
+
+/* ---- learning-rate schedules (Keras 3's formulas, in double) ------------------------ */
+double pynn_schedule_lr(int kind, const double *p, int64_t iteration) {
+    const double pi = 3.14159265358979323846;
+    double step = (double)iteration, frac;
+    if (p == NULL || iteration < 0) return NAN;
+    switch (kind) {
+    case PYNN_SCHEDULE_EXPONENTIAL_DECAY:   /* lr0 rate^(step / decay_steps) */
+        frac = step / p[1];
+        if (p[3] != 0.0) frac = floor(frac);
+        return p[0] * pow(p[2], frac);
+    case PYNN_SCHEDULE_PIECEWISE_CONSTANT_DECAY: {  /* values[i]: boundaries[i-1] < step <= boundaries[i] */
+        const double n = p[0];
+        int64_t i, k;
+        if (!(n >= 0 && n <= PYNN_SCHEDULE_MAX_BOUNDARIES) || n != (double)(int64_t)n) return NAN;
+        k = (int64_t)n;
+        for (i = 0; i < k; i++)
+            if (step <= p[1 + i]) break;
+        return p[1 + k + i];
+    }
+    case PYNN_SCHEDULE_POLYNOMIAL_DECAY: {  /* (lr0 - end) (1 - step / steps)^power + end */
+        double steps = p[1];
+        if (p[4] != 0.0) {
+            if (step != 0.0) steps *= ceil(step / p[1]);
+        } else if (step > steps) {
+            step = steps;
+        }
+        return (p[0] - p[2]) * pow(1.0 - step / steps, p[3]) + p[2];
+    }
+    case PYNN_SCHEDULE_INVERSE_TIME_DECAY:  /* lr0 / (1 + rate step / decay_steps) */
+        frac = step / p[1];
+        if (p[3] != 0.0) frac = floor(frac);
+        return p[0] / (1.0 + p[2] * frac);
+    case PYNN_SCHEDULE_COSINE_DECAY: {
+        double from = p[0];
+        if (p[3] != 0.0) {                  /* warmup: lr0 -> warmup_target over warmup_steps */
+            if (step > p[1] + p[5]) step = p[1] + p[5];
+            if (step < p[5]) return (p[4] - p[0]) * (step / p[5]) + p[0];
+            step -= p[5];
+            from = p[4];
+        } else if (step > p[1]) {
+            step = p[1];
+        }
+        return from * ((1.0 - p[2]) * (0.5 * (1.0 + cos(pi * (step / p[1])))) + p[2]);
+    }
+    case PYNN_SCHEDULE_COSINE_DECAY_RESTARTS: {
+        const double t_mul = p[2], m_mul = p[3], alpha = p[4];
+        double i_restart;
+        frac = step / p[1];
+        if (t_mul == 1.0) {
+            i_restart = floor(frac);
+            frac -= i_restart;
+        } else {                            /* restart i lasts first_decay_steps t_mul^i */
+            i_restart = floor(log(1.0 - frac * (1.0 - t_mul)) / log(t_mul));
+            frac = (frac - (1.0 - pow(t_mul, i_restart)) / (1.0 - t_mul)) / pow(t_mul, i_restart);
+        }
+        return p[0] * ((1.0 - alpha) * (0.5 * pow(m_mul, i_restart) * (1.0 + cos(pi * frac))) + alpha);
+    }
+    default:
+        return NAN;
+    }
+}

@@ -143,7 +143,7 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_SCALE] = {2, 0, 1},
         [PYNN_OP_LOSS] = {3, 4, 2},
         [PYNN_OP_METRIC] = {2, 4, 0},
-        [PYNN_OP_OPTIMIZER] = {2 + PYNN_OPT_SLOTS, 1, PYNN_HYPER_COUNT},
+        [PYNN_OP_OPTIMIZER] = {2 + PYNN_OPT_SLOTS, 1, -1},  /* checked by run_op */
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -502,7 +502,16 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         const double *hyper = op->reals;
         const int64_t kind = g[0];
         float *slots[PYNN_OPT_SLOTS];
+        double scheduled[PYNN_HYPER_COUNT];
+        double schedule = PYNN_SCHEDULE_NONE;
         int need, j;
+        EXPECT(op->n_reals == PYNN_HYPER_COUNT || op->n_reals == PYNN_OPT_REALS);
+        if (op->n_reals == PYNN_OPT_REALS) schedule = op->reals[PYNN_HYPER_COUNT];
+        EXPECT(schedule >= 0 && schedule < PYNN_SCHEDULE_COUNT && schedule == (int)schedule);
+        if (schedule == PYNN_SCHEDULE_PIECEWISE_CONSTANT_DECAY) {   /* its boundary count */
+            const double nb = op->reals[PYNN_HYPER_COUNT + 1];
+            EXPECT(nb >= 0 && nb <= PYNN_SCHEDULE_MAX_BOUNDARIES && nb == (int)nb);
+        }
         EXPECT(kind >= 0 && kind < PYNN_OPT_COUNT && f32(w) && f32(grads) && holds(grads, w->n));
         need = pynn_optimizer_slots((int)kind, hyper);   /* the slots the rule reads */
         for (j = 0; j < PYNN_OPT_SLOTS; j++) {
@@ -511,6 +520,12 @@ static int run_op(const step_context *cx, const pynn_op *op) {
             slots[j] = F(s);
         }
         if (cx->dry) return PYNN_OK;
+        if (schedule != PYNN_SCHEDULE_NONE) {   /* this step's learning rate */
+            for (j = 0; j < PYNN_HYPER_COUNT; j++) scheduled[j] = hyper[j];
+            scheduled[PYNN_HYPER_LEARNING_RATE] =
+                pynn_schedule_lr((int)schedule, op->reals + PYNN_HYPER_COUNT + 1, cx->step - 1);
+            hyper = scheduled;
+        }
         return pynn_optimizer_step(F(w), slots, F(grads), w->n, (int)kind, cx->step, hyper);
     }
     default:

@@ -87,6 +87,16 @@ extern "C" {
     X(OPT_NADAM, 6, "nadam")                                                         \
     X(OPT_LION, 7, "lion")
 
+/* learning-rate schedules (Keras 3's keras.optimizers.schedules), pynn_schedule_lr */
+#define PYNN_SCHEDULE_LIST(X)                                                        \
+    X(SCHEDULE_NONE, 0, "none")                /* the learning rate is hyper's */    \
+    X(SCHEDULE_EXPONENTIAL_DECAY, 1, "ExponentialDecay")                             \
+    X(SCHEDULE_PIECEWISE_CONSTANT_DECAY, 2, "PiecewiseConstantDecay")                \
+    X(SCHEDULE_POLYNOMIAL_DECAY, 3, "PolynomialDecay")                               \
+    X(SCHEDULE_INVERSE_TIME_DECAY, 4, "InverseTimeDecay")                            \
+    X(SCHEDULE_COSINE_DECAY, 5, "CosineDecay")                                       \
+    X(SCHEDULE_COSINE_DECAY_RESTARTS, 6, "CosineDecayRestarts")
+
 /* elementwise merges of k inputs of one shape (pynn_merge_forward / _backward) */
 #define PYNN_MERGE_LIST(X)                                                           \
     X(MERGE_ADD, 0, "add")                                                           \
@@ -131,6 +141,7 @@ enum { PYNN_ACTIVATION_LIST(PYNN_ID_ENUM_) PYNN_ACT_COUNT = 0 PYNN_ACTIVATION_LI
 enum { PYNN_LOSS_LIST(PYNN_ID_ENUM_) PYNN_LOSS_COUNT = 0 PYNN_LOSS_LIST(PYNN_ID_COUNT_) };
 enum { PYNN_METRIC_LIST(PYNN_ID_ENUM_) PYNN_METRIC_COUNT = 0 PYNN_METRIC_LIST(PYNN_ID_COUNT_) };
 enum { PYNN_OPTIMIZER_LIST(PYNN_ID_ENUM_) PYNN_OPT_COUNT = 0 PYNN_OPTIMIZER_LIST(PYNN_ID_COUNT_) };
+enum { PYNN_SCHEDULE_LIST(PYNN_ID_ENUM_) PYNN_SCHEDULE_COUNT = 0 PYNN_SCHEDULE_LIST(PYNN_ID_COUNT_) };
 enum { PYNN_MERGE_LIST(PYNN_ID_ENUM_) PYNN_MERGE_COUNT = 0 PYNN_MERGE_LIST(PYNN_ID_COUNT_) };
 enum { PYNN_OP_LIST(PYNN_ID_ENUM_) PYNN_OP_COUNT = 0 PYNN_OP_LIST(PYNN_ID_COUNT_) };
 
@@ -141,6 +152,7 @@ enum { PYNN_OP_LIST(PYNN_ID_ENUM_) PYNN_OP_COUNT = 0 PYNN_OP_LIST(PYNN_ID_COUNT_
 #define PYNN_TABLE_OPTIMIZER 3
 #define PYNN_TABLE_MERGE 4
 #define PYNN_TABLE_OP 5
+#define PYNN_TABLE_SCHEDULE 6
 /* The name of id `id` in table PYNN_TABLE_* ("relu", "adam", ...), NULL for no such id;
  * the ids of a table are 0 .. pynn_id_count(table) - 1 (-1 for no such table). */
 const char *pynn_id_name(int table, int id);
@@ -527,6 +539,27 @@ int pynn_optimizer_step(float *w, float *const *slots, const float *g, int64_t n
  * s = 1000 a factor is 1 in double). */
 void pynn_nadam_factors(double out[3], double beta_1, double beta_2, int64_t step);
 
+/* ---- learning-rate schedules ------------------------------------------------------ */
+/* The learning rate of schedule `kind` (PYNN_SCHEDULE_*) at `iteration` >= 0, the
+ * optimizer's step count before the update (Keras 3 evaluates a schedule at
+ * optimizer.iterations: the update of step t uses iteration t - 1), in double, by Keras
+ * 3's formulas (keras/src/optimizers/schedules/learning_rate_schedule.py).  params
+ * (PYNN_SCHEDULE_PARAMS doubles; the caller checked them, pynn.optimizers.schedules):
+ *   ExponentialDecay        lr0, decay_steps, decay_rate, staircase
+ *   PiecewiseConstantDecay  n <= PYNN_SCHEDULE_MAX_BOUNDARIES, boundaries[n], values[n + 1]
+ *   PolynomialDecay         lr0, decay_steps, end_learning_rate, power, cycle
+ *   InverseTimeDecay        lr0, decay_steps, decay_rate, staircase
+ *   CosineDecay             lr0, decay_steps, alpha, has_warmup, warmup_target, warmup_steps
+ *   CosineDecayRestarts     lr0, first_decay_steps, t_mul, m_mul, alpha
+ * NaN for an unknown kind (or SCHEDULE_NONE), params NULL, iteration < 0 or a
+ * PiecewiseConstantDecay count outside [0, PYNN_SCHEDULE_MAX_BOUNDARIES]. */
+#define PYNN_SCHEDULE_MAX_BOUNDARIES 16
+#define PYNN_SCHEDULE_PARAMS (1 + 2 * PYNN_SCHEDULE_MAX_BOUNDARIES + 1)
+double pynn_schedule_lr(int kind, const double *params, int64_t iteration);
+/* The reals of an OP_OPTIMIZER: hyper[PYNN_HYPER_COUNT], optionally followed by a schedule
+ * block: kind (PYNN_SCHEDULE_*, as a double), params[PYNN_SCHEDULE_PARAMS]. */
+#define PYNN_OPT_REALS (PYNN_HYPER_COUNT + 1 + PYNN_SCHEDULE_PARAMS)
+
 /* ---- plans: a training step (or an inference pass) as a list of ops ------------
  *
  * pynn/models/plan.py compiles a model into a plan: buffers and a flat list of ops in
@@ -580,8 +613,11 @@ void pynn_nadam_factors(double out[3], double beta_1, double beta_2, int64_t ste
  *   OP_METRIC          bufs pred, target         ints kind, cols, index: the sum goes to
  *                      the step's metrics[index]
  *   OP_OPTIMIZER       bufs params, grads, slot0 .. slot(PYNN_OPT_SLOTS - 1)   ints kind
- *                      reals hyper[PYNN_HYPER_COUNT];  pynn_optimizer_step (a slot the rule
- *                      does not read, pynn_optimizer_slots, may be absent)
+ *                      reals hyper[PYNN_HYPER_COUNT] or PYNN_OPT_REALS (hyper, then a
+ *                      schedule block: kind, params; a kind other than SCHEDULE_NONE makes
+ *                      each step's learning rate pynn_schedule_lr(kind, params, step - 1));
+ *                      pynn_optimizer_step (a slot the rule does not read,
+ *                      pynn_optimizer_slots, may be absent)
  */
 #define PYNN_DTYPE_F32 0
 #define PYNN_DTYPE_I64 1

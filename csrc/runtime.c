@@ -37,6 +37,7 @@ static const char *const metric_names[] = {PYNN_METRIC_LIST(PYNN_ID_NAME_)};
 static const char *const optimizer_names[] = {PYNN_OPTIMIZER_LIST(PYNN_ID_NAME_)};
 static const char *const merge_names[] = {PYNN_MERGE_LIST(PYNN_ID_NAME_)};
 static const char *const op_names[] = {PYNN_OP_LIST(PYNN_ID_NAME_)};
+static const char *const schedule_names[] = {PYNN_SCHEDULE_LIST(PYNN_ID_NAME_)};
 #undef PYNN_ID_NAME_
 
 int pynn_id_count(int table) {
@@ -47,6 +48,7 @@ int pynn_id_count(int table) {
     case PYNN_TABLE_OPTIMIZER: return PYNN_OPT_COUNT;
     case PYNN_TABLE_MERGE: return PYNN_MERGE_COUNT;
     case PYNN_TABLE_OP: return PYNN_OP_COUNT;
+    case PYNN_TABLE_SCHEDULE: return PYNN_SCHEDULE_COUNT;
     default: return -1;
     }
 }
@@ -60,6 +62,7 @@ const char *pynn_id_name(int table, int id) {
     case PYNN_TABLE_OPTIMIZER: names = optimizer_names; break;
     case PYNN_TABLE_MERGE: names = merge_names; break;
     case PYNN_TABLE_OP: names = op_names; break;
+    case PYNN_TABLE_SCHEDULE: names = schedule_names; break;
     default: return NULL;
     }
     return id >= 0 && id < pynn_id_count(table) ? names[id] : NULL;

@@ -23,7 +23,7 @@ cdef extern from "pynn.h" nogil:
     int PYNN_KERNEL_AUTO, PYNN_KERNEL_GENERIC, PYNN_KERNEL_AVX2, PYNN_KERNEL_AVX512
 
     int PYNN_TABLE_ACTIVATION, PYNN_TABLE_LOSS, PYNN_TABLE_METRIC, PYNN_TABLE_OPTIMIZER
-    int PYNN_TABLE_MERGE, PYNN_TABLE_OP
+    int PYNN_TABLE_MERGE, PYNN_TABLE_OP, PYNN_TABLE_SCHEDULE
     const char *pynn_id_name(int table, int id)
     int pynn_id_count(int table)
 
@@ -158,6 +158,8 @@ cdef extern from "pynn.h" nogil:
     int pynn_optimizer_step(float *w, float *const *slots, const float *g, int64_t n,
                             int kind, int64_t step, const double *hyper)
     void pynn_nadam_factors(double *out, double beta_1, double beta_2, int64_t step)
+    int PYNN_SCHEDULE_MAX_BOUNDARIES, PYNN_SCHEDULE_PARAMS, PYNN_OPT_REALS
+    double pynn_schedule_lr(int kind, const double *params, int64_t iteration)
 
     # plans (csrc/plan.c)
     int PYNN_DTYPE_F32, PYNN_DTYPE_I64
@@ -221,7 +223,8 @@ def _id_table(int table):
 
 ID_TABLES = {"activation": _id_table(PYNN_TABLE_ACTIVATION), "loss": _id_table(PYNN_TABLE_LOSS),
              "metric": _id_table(PYNN_TABLE_METRIC), "optimizer": _id_table(PYNN_TABLE_OPTIMIZER),
-             "merge": _id_table(PYNN_TABLE_MERGE), "op": _id_table(PYNN_TABLE_OP)}
+             "merge": _id_table(PYNN_TABLE_MERGE), "op": _id_table(PYNN_TABLE_OP),
+             "schedule": _id_table(PYNN_TABLE_SCHEDULE)}
 
 
 class KernelInputError(ValueError):

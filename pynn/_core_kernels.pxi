@@ -466,6 +466,32 @@ def nadam_factors(double beta_1, double beta_2, int64_t step):
     return out[0], out[1], out[2]
 
 
+SCHEDULE_MAX_BOUNDARIES = PYNN_SCHEDULE_MAX_BOUNDARIES
+"""The most boundaries a PiecewiseConstantDecay may have."""
+SCHEDULE_PARAMS = PYNN_SCHEDULE_PARAMS
+"""How many parameters pynn_schedule_lr reads (unused ones are 0)."""
+OPT_REALS = PYNN_OPT_REALS
+"""The reals of an OP_OPTIMIZER that carries a schedule block."""
+
+
+def schedule_lr(int kind, params, int64_t iteration):
+    """The learning rate of schedule `kind` (pynn.ids.SCHEDULES) with `params` (a sequence of
+    SCHEDULE_PARAMS numbers) at `iteration` >= 0, in double (pynn_schedule_lr): what the
+    optimizer op of a plan computes in C, bit for bit."""
+    cdef double p[64]
+    cdef Py_ssize_t j
+    if len(params) != PYNN_SCHEDULE_PARAMS:
+        raise ValueError(f"schedule_lr: expected {PYNN_SCHEDULE_PARAMS} params, received "
+                         f"{len(params)}")
+    if iteration < 0:
+        raise ValueError(f"schedule_lr: expected iteration >= 0, received {iteration}")
+    if kind <= 0 or kind >= pynn_id_count(PYNN_TABLE_SCHEDULE):
+        raise ValueError(f"schedule_lr: unknown schedule kind {kind}")
+    for j in range(PYNN_SCHEDULE_PARAMS):
+        p[j] = params[j]
+    return pynn_schedule_lr(kind, p, iteration)
+
+
 def optimizer_step(w,              # IN/OUT parameters, any shape
                    slots,          # IN/OUT PYNN_OPT_SLOTS optimizer state arrays of w's
                                    #        shape (or fewer), None where the rule reads none

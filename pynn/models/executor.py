@@ -26,7 +26,7 @@ cover the steps that ran.
 """
 import numpy as np
 
-from .. import ids, interrupts
+from .. import _core, ids, interrupts
 
 _ACT = {v: k for k, v in ids.ACTIVATIONS.items()}
 _LOSS = {v: k for k, v in ids.LOSSES.items()}
@@ -369,6 +369,9 @@ def _metric(ex, op, v, step, losses, metrics, reals):
 def _optimizer(ex, op, v, step, losses, metrics, reals):
     params, grads, *slots = op.bufs
     hyper = dict(zip(ids.HYPER, reals))
+    n = len(ids.HYPER)
+    if len(reals) > n and reals[n] != 0.0:      # a schedule: this step's learning rate
+        hyper["learning_rate"] = _core.schedule_lr(int(reals[n]), reals[n + 1:], step - 1)
     ex.backend.optimizer_step(_OPT[op.ints[0]], v[params], [_opt(v, s) for s in slots],
                               v[grads], step, hyper)
 

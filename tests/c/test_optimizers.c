@@ -187,12 +187,61 @@ static void check_refusals(void) {
           "rmsprop n = 0");
 }
 
+/* pynn_schedule_lr against Keras 3's formulas written out here, and its refusals. */
+static int close_to(double a, double b) { return fabs(a - b) <= 1e-12 * fabs(b) + 1e-15; }
+
+static void check_schedules(void) {
+    const double pi = 3.14159265358979323846;
+    double p[PYNN_SCHEDULE_PARAMS];
+    int64_t t, i;
+    memset(p, 0, sizeof p);
+    for (t = 0; t < 100; t++) {
+        double e;
+        p[0] = 0.1; p[1] = 7; p[2] = 0.5; p[3] = 0;            /* ExponentialDecay */
+        e = 0.1 * pow(0.5, t / 7.0);
+        CHECK(close_to(pynn_schedule_lr(PYNN_SCHEDULE_EXPONENTIAL_DECAY, p, t), e), "exp %d", (int)t);
+        p[3] = 1;
+        e = 0.1 * pow(0.5, (double)(t / 7));
+        CHECK(close_to(pynn_schedule_lr(PYNN_SCHEDULE_EXPONENTIAL_DECAY, p, t), e), "exp stair %d", (int)t);
+        e = 0.1 / (1 + 0.5 * (double)(t / 7));                 /* InverseTimeDecay */
+        CHECK(close_to(pynn_schedule_lr(PYNN_SCHEDULE_INVERSE_TIME_DECAY, p, t), e), "inv %d", (int)t);
+        p[2] = 0.01; p[3] = 2; p[4] = 0;                         /* PolynomialDecay */
+        e = (0.1 - 0.01) * pow(1 - (t < 7 ? t : 7) / 7.0, 2) + 0.01;
+        CHECK(close_to(pynn_schedule_lr(PYNN_SCHEDULE_POLYNOMIAL_DECAY, p, t), e), "poly %d", (int)t);
+        p[2] = 0.2; p[3] = 0;                                     /* CosineDecay */
+        e = 0.1 * (0.8 * 0.5 * (1 + cos(pi * (t < 7 ? t : 7) / 7.0)) + 0.2);
+        CHECK(close_to(pynn_schedule_lr(PYNN_SCHEDULE_COSINE_DECAY, p, t), e), "cos %d", (int)t);
+        p[2] = 1.0; p[3] = 0.5; p[4] = 0;                         /* CosineDecayRestarts, t_mul 1 */
+        e = 0.1 * (0.5 * pow(0.5, (double)(t / 7)) * (1 + cos(pi * (t % 7) / 7.0)));
+        CHECK(close_to(pynn_schedule_lr(PYNN_SCHEDULE_COSINE_DECAY_RESTARTS, p, t), e), "sgdr %d", (int)t);
+        p[0] = 3; p[1] = 2; p[2] = 5; p[3] = 9;                   /* PiecewiseConstantDecay */
+        p[4] = 0.4; p[5] = 0.3; p[6] = 0.2; p[7] = 0.1;
+        e = t <= 2 ? 0.4 : t <= 5 ? 0.3 : t <= 9 ? 0.2 : 0.1;
+        CHECK(pynn_schedule_lr(PYNN_SCHEDULE_PIECEWISE_CONSTANT_DECAY, p, t) == e, "piecewise %d", (int)t);
+    }
+    p[0] = PYNN_SCHEDULE_MAX_BOUNDARIES;                          /* the most boundaries */
+    for (i = 0; i < PYNN_SCHEDULE_MAX_BOUNDARIES; i++) p[1 + i] = (double)i;
+    for (i = 0; i <= PYNN_SCHEDULE_MAX_BOUNDARIES; i++) p[1 + PYNN_SCHEDULE_MAX_BOUNDARIES + i] = i;
+    CHECK(pynn_schedule_lr(PYNN_SCHEDULE_PIECEWISE_CONSTANT_DECAY, p, 1000) == PYNN_SCHEDULE_MAX_BOUNDARIES,
+          "last value");
+    p[0] = PYNN_SCHEDULE_MAX_BOUNDARIES + 1;
+    CHECK(isnan(pynn_schedule_lr(PYNN_SCHEDULE_PIECEWISE_CONSTANT_DECAY, p, 0)), "too many");
+    p[0] = 1.5;
+    CHECK(isnan(pynn_schedule_lr(PYNN_SCHEDULE_PIECEWISE_CONSTANT_DECAY, p, 0)), "fraction");
+    CHECK(isnan(pynn_schedule_lr(PYNN_SCHEDULE_NONE, p, 0)), "none");
+    CHECK(isnan(pynn_schedule_lr(PYNN_SCHEDULE_COUNT, p, 0)), "unknown kind");
+    CHECK(isnan(pynn_schedule_lr(-1, p, 0)), "negative kind");
+    CHECK(isnan(pynn_schedule_lr(PYNN_SCHEDULE_EXPONENTIAL_DECAY, NULL, 0)), "params NULL");
+    CHECK(isnan(pynn_schedule_lr(PYNN_SCHEDULE_EXPONENTIAL_DECAY, p, -1)), "negative iteration");
+}
+
 int main(void) {
     static const int64_t sizes[] = {0, 1, 7, 4099, 32767, 32768, 32769, 100003};
     size_t s;
     int rule;
     ctest_seed(3);
     check_refusals();
+    check_schedules();
     for (rule = 0; rule < N_RULES; rule++)
         for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) check_rule(sizes[s], rule);
     return ctest_finish("test_optimizers");

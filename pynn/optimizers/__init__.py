@@ -12,8 +12,10 @@ default weight_decay of 0.004.
 """
 import numpy as np
 
-from . import ids
-from .checks import check_bool, check_name, check_number
+from .. import _core, ids
+from ..checks import check_bool, check_name, check_number
+from . import schedules
+from .schedules import LearningRateSchedule
 
 
 class Optimizer:
@@ -38,11 +40,29 @@ class Optimizer:
 
     @property
     def learning_rate(self):
-        return self._learning_rate
+        """The learning rate; with a schedule, its value at the current `iterations` (the
+        rate the next update uses), as Keras 3 reads it."""
+        lr = self._learning_rate
+        return lr(self.iterations) if isinstance(lr, LearningRateSchedule) else lr
 
     @learning_rate.setter
     def learning_rate(self, value):
+        if isinstance(value, LearningRateSchedule):
+            self._learning_rate = value
+            return
+        if isinstance(self.__dict__.get("_learning_rate"), LearningRateSchedule):
+            raise TypeError("This optimizer was created with a `LearningRateSchedule` object as "
+                            "its `learning_rate` constructor argument, hence its learning rate "
+                            "is not settable. If you need the learning rate to be settable, you "
+                            "should instantiate the optimizer with a float `learning_rate` "
+                            "argument.")
         self._learning_rate = check_number(value, "learning_rate", type(self).__name__, 0)
+
+    @property
+    def schedule(self):
+        """The LearningRateSchedule the learning rate follows, or None."""
+        lr = self._learning_rate
+        return lr if isinstance(lr, LearningRateSchedule) else None
 
     # ---- what the plan needs -------------------------------------------------------------
     def slot_names(self):
@@ -59,21 +79,27 @@ class Optimizer:
         object.__setattr__(self, name, value)
 
     def hyper(self):
-        """The settings in pynn.ids.HYPER order, as pynn_optimizer_step reads them (the same
-        list object until a setting changes)."""
+        """The optimizer op's reals: the settings in pynn.ids.HYPER order, as
+        pynn_optimizer_step reads them, then the schedule block (kind, params: kind 0,
+        "none", without a schedule; with one, the learning rate entry is 0 and each step's
+        rate is the schedule's); the same list object until a setting changes."""
         cached = self.__dict__.get("_hyper_cache")
         if cached is None:
             cached = self._hyper_cache = self._hyper_values()
         return cached
 
     def _hyper_values(self):
-        values = {"learning_rate": self.learning_rate, "momentum": getattr(self, "momentum", 0.0),
+        schedule = self.schedule
+        values = {"learning_rate": 0.0 if schedule else self.learning_rate,
+                  "momentum": getattr(self, "momentum", 0.0),
                   "nesterov": float(getattr(self, "nesterov", False)),
                   "beta_1": getattr(self, "beta_1", 0.0), "beta_2": getattr(self, "beta_2", 0.0),
                   "rho": getattr(self, "rho", 0.0), "epsilon": getattr(self, "epsilon", 0.0),
                   "weight_decay": self.weight_decay or 0.0,
                   "amsgrad": float(getattr(self, "amsgrad", False))}
-        return [float(values[k]) for k in ids.HYPER]
+        block = [0.0] * (1 + _core.SCHEDULE_PARAMS) if schedule is None else \
+            [float(ids.SCHEDULES[schedule.kind])] + schedule.params()
+        return [float(values[k]) for k in ids.HYPER] + block
 
     def spec(self):
         return self.kind, self.hyper(), self.slot_names()
@@ -151,11 +177,15 @@ class Optimizer:
         return 0 if self._slots is None else 2 + sum(a.size for a in self._slots.values())
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate,
+        lr = self._learning_rate
+        return {"name": self.name,
+                "learning_rate": schedules.serialize(lr) if self.schedule else lr,
                 "weight_decay": self.weight_decay}
 
     @classmethod
     def from_config(cls, config):
+        if isinstance(config.get("learning_rate"), dict):
+            config = dict(config, learning_rate=schedules.deserialize(config["learning_rate"]))
         return cls(**config)
 
 
