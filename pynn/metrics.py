@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from . import ids
+from .checks import check_name
 
 _ALIASES = {
     "binary_accuracy": "binary_accuracy",
@@ -136,9 +137,8 @@ class Metric:
     """Keras's metric API: update_state(...), result(), reset_state(), name, dtype."""
 
     def __init__(self, name=None, dtype=None):
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"{type(self).__name__}: expected name to be a non-empty string, "
-                             f"received name={name!r}")
+        if name is not None:
+            check_name(name, "name", type(self).__name__)
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"{type(self).__name__}: only dtype='float32' is supported, "
                              f"received dtype={dtype!r}")

@@ -23,6 +23,8 @@ import warnings
 
 import numpy as np
 
+from ..checks import is_int
+
 
 class Callback:
     """Base class: override the hooks you need.  `self.model` and `self.params` are set
@@ -333,6 +335,13 @@ def _maximizes(monitor, mode):
     return "acc" in name or "auc" in name
 
 
+def check_folder(value, arg, where):
+    """A folder path argument (BackupAndRestore's backup_dir, TensorBoard's log_dir): a
+    non-empty str or os.PathLike."""
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ValueError(f"{where}: expected {arg} to be a folder path, received {value!r}")
+
+
 def _monitor_value(logs, monitor, who):
     value = (logs or {}).get(monitor)
     if value is None:
@@ -430,9 +439,7 @@ class ModelCheckpoint(Callback):
         super().__init__()
         if not isinstance(filepath, (str, os.PathLike)):
             raise TypeError(f"ModelCheckpoint: expected filepath to be a path, received {filepath!r}")
-        if save_freq != "epoch" and (isinstance(save_freq, bool) or
-                                     not isinstance(save_freq, (int, np.integer)) or
-                                     save_freq < 1):
+        if save_freq != "epoch" and not (is_int(save_freq) and save_freq >= 1):
             raise ValueError(f"ModelCheckpoint: expected save_freq to be 'epoch' or a positive "
                              f"integer (a number of batches), received save_freq={save_freq!r}")
         self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
@@ -523,9 +530,7 @@ class BackupAndRestore(Callback):
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
                  delete_checkpoint=True):
         super().__init__()
-        if not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
-            raise ValueError(f"BackupAndRestore: expected backup_dir to be a folder path, "
-                             f"received {backup_dir!r}")
+        check_folder(backup_dir, "backup_dir", "BackupAndRestore")
         if save_freq != "epoch":
             raise ValueError(f"BackupAndRestore: only save_freq='epoch' is supported, received "
                              f"save_freq={save_freq!r}")

@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from .base import Callback
+from ..checks import check_int, is_int
+from .base import Callback, check_folder
 
 
 def _writer_api():
@@ -42,16 +43,10 @@ class TensorBoard(Callback):
                  embeddings_freq=0, embeddings_metadata=None):
         super().__init__()
         where = "TensorBoard"
-        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
-            raise ValueError(f"{where}: expected log_dir to be a folder path, received "
-                             f"{log_dir!r}")
-        if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, (int, np.integer)) \
-                or histogram_freq < 0:
-            raise ValueError(f"{where}: expected histogram_freq to be an integer >= 0, received "
-                             f"histogram_freq={histogram_freq!r}")
-        if update_freq not in ("epoch", "batch") and (
-                isinstance(update_freq, bool) or not isinstance(update_freq, (int, np.integer))
-                or update_freq < 1):
+        check_folder(log_dir, "log_dir", where)
+        histogram_freq = check_int(histogram_freq, "histogram_freq", where, 0)
+        if update_freq not in ("epoch", "batch") and not (is_int(update_freq) and
+                                                          update_freq >= 1):
             raise ValueError(f"{where}: expected update_freq 'epoch', 'batch' or a positive "
                              f"integer, received update_freq={update_freq!r}")
         for name, value, default in (("write_images", write_images, False),

@@ -146,11 +146,7 @@ class Trainer:
                              f"{validation_split!r}")
         if not isinstance(shuffle, (bool, np.bool_)):
             raise ValueError(f"{where}: expected shuffle to be a bool, received {shuffle!r}")
-        callbacks = [] if callbacks is None else list(callbacks)
-        for cb in callbacks:
-            if not isinstance(cb, callbacks_module.Callback):
-                raise TypeError(f"{where}: expected pynn.callbacks.Callback instances, received "
-                                f"{type(cb).__name__}")
+        callbacks = _checked_callbacks(callbacks, where)
         engine, inputs, targets = self._prepare(x, y, where)
         val = None
         if validation_data is not None:
@@ -307,14 +303,6 @@ class Trainer:
             callbacks.on_test_end(logs)
         return logs
 
-    def _callback_list(self, callbacks, where, params):
-        callbacks = [] if callbacks is None else list(callbacks)
-        for cb in callbacks:
-            if not isinstance(cb, callbacks_module.Callback):
-                raise TypeError(f"{where}: expected pynn.callbacks.Callback instances, received "
-                                f"{type(cb).__name__}")
-        return callbacks_module.CallbackList(callbacks, self.model, params)
-
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
         model = self.model
@@ -325,15 +313,13 @@ class Trainer:
         return_dict = validation.check_bool(return_dict, "return_dict", where)
         if steps is not None:
             steps = validation.check_int(steps, "steps", where, 1)
-        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
-            raise TypeError(f"{where}: expected callbacks as a list of Callback instances, "
-                            f"received {type(callbacks).__name__}")
+        callbacks = _checked_callbacks(callbacks, where)
         engine, inputs, targets = self._prepare(x, y, where)
         n = inputs[0].shape[0]
         total = math.ceil(n / min(batch_size, n))
         total = total if steps is None else min(total, steps)
-        cb_list = self._callback_list(callbacks, where,
-                                      {"verbose": verbose, "epochs": 1, "steps": total})
+        cb_list = callbacks_module.CallbackList(callbacks, model,
+                                                {"verbose": verbose, "epochs": 1, "steps": total})
         bar = callbacks_module.Progbar(total, verbose) if verbose else None
         logs = self._evaluate_arrays(engine, inputs, targets, batch_size, bar, cb_list, steps)
         return logs if return_dict else _flatten_in_keras_order(logs, engine.losses)
@@ -346,9 +332,7 @@ class Trainer:
         verbose = validation.check_verbose(verbose, where)
         if steps is not None:
             steps = validation.check_int(steps, "steps", where, 1)
-        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
-            raise TypeError(f"{where}: expected callbacks as a list of Callback instances, "
-                            f"received {type(callbacks).__name__}")
+        callbacks = _checked_callbacks(callbacks, where)
         model.ensure_graph(x, where)
         inputs = validation.model_inputs(model, x, where)
         if steps is not None:             # the first `steps` batches, as Keras
@@ -357,8 +341,8 @@ class Trainer:
         n = inputs[0].shape[0]
         cb_list = None
         if callbacks:
-            cb_list = self._callback_list(
-                callbacks, where,
+            cb_list = callbacks_module.CallbackList(
+                callbacks, model,
                 {"verbose": verbose, "epochs": 1, "steps": math.ceil(n / min(batch_size, n))})
         return self._predict_arrays(inputs, batch_size, verbose, "predict", cb_list)
 
@@ -465,6 +449,21 @@ class Trainer:
         model.ensure_graph(x, where)
         inputs = validation.model_inputs(model, x, where)
         return self._predict_arrays(inputs, inputs[0].shape[0], 0, "predict")
+
+
+def _checked_callbacks(callbacks, where):
+    """fit/evaluate/predict's `callbacks` as a list, checked before anything runs: a list
+    or tuple of pynn.callbacks.Callback instances (or None)."""
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"{where}: expected callbacks as a list of Callback instances, "
+                        f"received {type(callbacks).__name__}")
+    for cb in callbacks:
+        if not isinstance(cb, callbacks_module.Callback):
+            raise TypeError(f"{where}: expected pynn.callbacks.Callback instances, received "
+                            f"{type(cb).__name__}")
+    return list(callbacks)
 
 
 def _flatten_in_keras_order(logs, losses):
