@@ -515,13 +515,16 @@ def test_to_categorical_refuses_bad_num_classes_and_sizes_that_cannot_fit():
 def test_train_on_batch_checks_its_options_before_the_lean_step():
     """A clean float32 batch takes train_on_batch's lean path; its options used to be read
     only after the step (return_dict) or not at all (sample_weight, class_weight ignored
-    silently).  Now they are checked first and the model is left unchanged."""
+    silently).  Now they are checked first, and a refused one leaves the model unchanged."""
     model = compiled_model()
     x, y = good_data()
     model.train_on_batch(x, y)
     snap = snapshot(model)
-    for kwargs, words in [(dict(sample_weight=np.ones(12)), "sample_weight"),
-                          (dict(class_weight={0: 2.0}), "class_weight"),
+    for kwargs, words in [(dict(sample_weight=np.ones(7)), "sample_weight"),
+                          (dict(sample_weight=-np.ones(len(x))), "sample_weight"),
+                          (dict(class_weight={99: 2.0}), "class_weight"),
+                          (dict(class_weight={0: 1.0}, sample_weight=np.ones(len(x))),
+                           "class_weight and sample_weight"),
                           (dict(return_dict=np.array([1, 0])), "return_dict")]:
         with pytest.raises(ValueError, match=words):
             model.train_on_batch(x, y, **kwargs)

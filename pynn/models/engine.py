@@ -4,7 +4,9 @@
   trainable      the weights the optimizer updates, taken at compile (Keras: a change of
                  `layer.trainable` takes effect at the next compile)
   store          the parameter store (params.py), made once the model is built
-  plans          one per kind ("train", "test", "predict", "forward"), compiled on first use
+  plans          one per kind ("train", "test", "predict", "forward"), compiled on first use;
+                 "train+weights" and "test+weights" read a per-sample weight (fit and
+                 evaluate given sample_weight or class_weight)
   executors      the training executor, grown to the largest batch seen; for inference,
                  a pool per kind: each call borrows one and gives it back, so calls from
                  several threads each run in their own buffers (one executor per
@@ -124,15 +126,17 @@ class Engine:
         plan = self._plans.get(kind)
         if plan is None:
             store = self.ensure_store()
+            base, weighted = _split_kind(kind)
             optimizer_spec = None
-            if kind == "train":
+            if base == "train":
                 self.optimizer.build(store)
                 optimizer_spec = self.optimizer.spec()
-            frozen = self.frozen_layers if kind == "train" else _frozen_now(self.model)
-            plan = compile_plan(self.model, kind, self.backend, self.losses,
+            frozen = self.frozen_layers if base == "train" else _frozen_now(self.model)
+            plan = compile_plan(self.model, base, self.backend, self.losses,
                                 trainable=[id(v) for v in store.layout.trainable_variables]
-                                if kind == "train" else (),
-                                frozen_layers=frozen, optimizer_spec=optimizer_spec)
+                                if base == "train" else (),
+                                frozen_layers=frozen, optimizer_spec=optimizer_spec,
+                                sample_weighted=weighted)
             self._plans[kind] = plan
         return plan
 
@@ -143,7 +147,7 @@ class Engine:
         store = self.store
         if ex is not None and ex.capacity >= capacity and store is not None and \
                 store.is_current() and ex.generation == store.generation:
-            if kind == "train":        # the common case of a training step: nothing to redo
+            if ex.plan.kind == "train":   # the common case of a training step: nothing to redo
                 ex.set_hyper(self.optimizer.hyper())
             return ex
         with self.lock:
@@ -173,13 +177,13 @@ class Engine:
         plan = self.plan(kind)
         self.ensure_store()
         if ex is None or ex.capacity < capacity:
-            if kind == "train":
+            if plan.kind == "train":
                 self.optimizer.build(self.store)
             ex = make_executor(plan, self.backend, self.store, self.optimizer,
                                max(capacity, ex.capacity if ex else 0), self.force_python)
         else:
             ex.refresh()
-        if kind == "train":
+        if plan.kind == "train":
             ex.set_hyper(self.optimizer.hyper())
         return ex
 
@@ -201,6 +205,12 @@ class Engine:
         self._known |= weights
         self.frozen_layers = set()
         _collect_frozen(self.model, True, self.frozen_layers)
+
+
+def _split_kind(kind):
+    """("train", True) for "train+weights": a plan kind and whether it reads sample weights."""
+    base, _, extra = kind.partition("+")
+    return base, extra == "weights"
 
 
 def _collect_frozen(layer, parent_trainable, out):

@@ -131,6 +131,8 @@ class Plan:
         self.target_bufs = []            # one per output that has a loss
         self.target_classes = []         # labels' class count, 0 for float targets
         self.target_outputs = []         # which model output each target belongs to
+        self.sample_weight_bufs = []     # weighted plans: per target, its samples' weights
+                                         # (fed after the targets, rows of 1 float32)
         self.output_bufs = []            # predictions (predict/forward plans)
         self.loss_names = []             # log key of each OP_LOSS index ("dense_1_loss")
         self.loss_weights = []
@@ -346,11 +348,13 @@ def _resolve(v):
 
 
 def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layers=(),
-                 optimizer_spec=None):
+                 optimizer_spec=None, sample_weighted=False):
     """The plan of `kind` ("train", "test", "predict", "forward" = predict in training
     mode) for the built model.  compiled: the CompiledLosses of the model's compile (train
     and test plans); trainable: ids of the variables the optimizer updates (train plans);
-    optimizer_spec: (kind name, hyper reals, slot names) of the optimizer."""
+    optimizer_spec: (kind name, hyper reals, slot names) of the optimizer; sample_weighted
+    (train and test plans): each loss (and weighted metric) reads a per-sample weight,
+    fed as an extra target after the others (Keras's sample_weight and class_weight)."""
     plan = Plan(kind)
     b = PlanBuilder(plan, backend, set(trainable), set(frozen_layers))
     mode_training = kind in ("train", "forward")
@@ -409,6 +413,10 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
         plan.target_bufs.append(target)
         plan.target_classes.append(classes)
         plan.target_outputs.append(i)
+        weights = -1
+        if sample_weighted:
+            weights = b.buffer((1,), role="sample weight")
+            plan.sample_weight_bufs.append(weights)
         cols = out.shape[-1]
         grad = b.buffer(out.shape[1:], role="gradient") if kind == "train" and out.requires_grad \
             else -1
@@ -440,6 +448,11 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
                 plan.metric_groups.append(
                     (metric, list(range(first, len(plan.metric_names))),
                      int(np.prod(out.shape[1:-1], dtype=np.int64))))
+
+    for i, weights in enumerate(plan.sample_weight_bufs):   # fed after the targets
+        plan.target_bufs.append(weights)
+        plan.target_classes.append(0)
+        plan.target_outputs.append(plan.target_outputs[i])
 
     if kind == "train":
         b.emit_backward()

@@ -47,6 +47,20 @@ class _Accumulator:
             self.metric_sums[j] = _sequential_sum(self.metric_sums[j], step_metrics[:, j])
         self.seen += int(step_rows.sum())
 
+    def state(self):
+        """The running sums, as JSON can hold them (a mid-epoch backup)."""
+        return {"loss": self.loss_sum, "losses": list(self.loss_sums),
+                "metrics": list(self.metric_sums), "seen": self.seen}
+
+    def restore(self, state):
+        """Running sums from state(); the counts must fit this plan (else left at zero)."""
+        if isinstance(state, dict) and len(state.get("losses", ())) == len(self.loss_sums) \
+                and len(state.get("metrics", ())) == len(self.metric_sums):
+            self.loss_sum = float(state["loss"])
+            self.loss_sums = [float(v) for v in state["losses"]]
+            self.metric_sums = [float(v) for v in state["metrics"]]
+            self.seen = int(state["seen"])
+
     def logs(self):
         seen = max(self.seen, 1)
         values = {"loss": self.loss_sum / seen}
@@ -57,6 +71,47 @@ class _Accumulator:
             for key, total in zip(self.plan.loss_names, self.loss_sums):
                 values[key] = total / seen
         return {k: values[k] for k in self.keys if k in values}
+
+
+class _Position:
+    """Where a fit is, for a backup that resumes it bitwise (BackupAndRestore):
+      epoch, step   the epoch running and the steps of it done (0 at an epoch's end, epoch
+                    then being the next one)
+      seen          batches of the current pass over the data done before this epoch
+      pass_rng      the random generator's state the pass's order was drawn from (kept
+                    only when `wanted`: a callback asked for it)
+      sums          the epoch's running sums so far (its logs)"""
+
+    def __init__(self):
+        self.wanted = False
+        self.epoch = self.step = self.seen = 0
+        self.pass_rng = None
+        self._acc = None
+
+    def at(self, epoch, seen, acc):
+        self.epoch, self.seen, self.step, self._acc = epoch, seen, 0, acc
+
+    def end_of_epoch(self, epoch, seen):
+        self.epoch, self.step, self._acc = epoch + 1, 0, None
+        if seen == 0:                       # the next epoch starts a new pass
+            self.seen = 0
+            self.pass_rng = rng().bit_generator.state if self.wanted else None
+        else:
+            self.seen = seen
+
+    def snapshot(self):
+        """A JSON-ready dict of the position."""
+        return {"epoch": self.epoch, "step": self.step, "seen": self.seen,
+                "rng": self.pass_rng, "sums": self._acc.state() if self._acc else None}
+
+
+class Resume:
+    """A position to resume from (what BackupAndRestore read): set as model._resume in
+    on_train_begin."""
+
+    def __init__(self, snapshot):
+        self.seen, self.step = int(snapshot["seen"]), int(snapshot["step"])
+        self.rng_state, self.sums = snapshot["rng"], snapshot.get("sums")
 
 
 def _sequential_sum(start, values):
@@ -113,13 +168,6 @@ class Trainer:
                                            names[1])
         return engine, inputs, targets
 
-    @staticmethod
-    def _unsupported(where, **options):
-        for key, value in options.items():
-            if value is not None:
-                raise ValueError(f"{where}: `{key}` is not supported yet, received "
-                                 f"{key}={value!r:.80}")
-
     # ---- fit ----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
@@ -127,7 +175,6 @@ class Trainer:
             validation_batch_size=None, validation_freq=1):
         model = self.model
         where = f"{type(model).__name__}.fit ('{model.name}')"
-        self._unsupported(where, class_weight=class_weight, sample_weight=sample_weight)
         batch_size = validation.check_batch_size(batch_size, where)
         if steps_per_epoch is not None:
             steps_per_epoch = validation.check_int(steps_per_epoch, "steps_per_epoch", where, 1)
@@ -148,13 +195,24 @@ class Trainer:
             raise ValueError(f"{where}: expected shuffle to be a bool, received {shuffle!r}")
         callbacks = _checked_callbacks(callbacks, where)
         engine, inputs, targets = self._prepare(x, y, where)
+        weights = validation.sample_weights(model, engine.losses, targets, sample_weight,
+                                            class_weight, inputs[0].shape[0], where)
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2,):
-                raise ValueError(f"{where}: expected validation_data as a tuple (x_val, y_val)")
+            if not isinstance(validation_data, (tuple, list)) or \
+                    len(validation_data) not in (2, 3):
+                raise ValueError(f"{where}: expected validation_data as a tuple (x_val, y_val) "
+                                 "or (x_val, y_val, val_sample_weight), received "
+                                 f"{type(validation_data).__name__} of "
+                                 f"{len(validation_data) if isinstance(validation_data, (tuple, list)) else 1}")
             _, vin, vtg = self._prepare(validation_data[0], validation_data[1], where,
                                         ("x_val", "y_val"))
-            val = (vin, vtg)
+            vw = None
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                vw = validation.sample_weights(model, engine.losses, vtg, validation_data[2],
+                                               None, vin[0].shape[0], where,
+                                               "val_sample_weight")
+            val = (vin, vtg, vw)
         elif validation_split > 0:
             # Keras takes the validation samples from the end, before any shuffling.
             n = inputs[0].shape[0]
@@ -163,18 +221,27 @@ class Trainer:
                 raise ValueError(f"{where}: validation_split={validation_split} leaves "
                                  f"{split} training and {n - split} validation samples "
                                  f"out of {n}; both must be at least one")
-            val = (validation.slice_rows(inputs, split, n), validation.slice_rows(targets, split, n))
+            # the weights are split with the data; class weights weigh training alone (Keras)
+            val_weights = validation.slice_rows(weights, split, n) \
+                if weights is not None and sample_weight is not None else None
+            val = (validation.slice_rows(inputs, split, n), validation.slice_rows(targets, split, n),
+                   val_weights)
             inputs, targets = validation.slice_rows(inputs, 0, split), \
                 validation.slice_rows(targets, 0, split)
+            if weights is not None:
+                weights = validation.slice_rows(weights, 0, split)
+        kind = "train"
+        if weights is not None:               # the weights are fed after the targets
+            targets, kind = targets + weights, "train+weights"
         # Everything is checked: from here on the model changes.
         with engine.train_lock, interrupts.guard():
             return self._fit_loop(engine, inputs, targets, val, val_batch, batch_size, epochs,
                                   initial_epoch, validation_freq, verbose, shuffle, callbacks,
-                                  steps_per_epoch, validation_steps)
+                                  steps_per_epoch, validation_steps, kind)
 
     def _fit_loop(self, engine, inputs, targets, val, val_batch, batch_size, epochs,
                   initial_epoch, validation_freq, verbose, shuffle, callbacks,
-                  steps_per_epoch=None, validation_steps=None):
+                  steps_per_epoch=None, validation_steps=None, kind="train"):
         """fit's epochs.  A Ctrl-C ends it after the step it arrived in (interrupts.py),
         once that step is counted: the optimizer's iterations count the steps applied and
         the History holds the epochs completed.
@@ -186,7 +253,7 @@ class Trainer:
         model = self.model
         n = inputs[0].shape[0]
         batch_size = min(batch_size, n)     # Keras: a batch_size beyond the data is one batch
-        ex = engine.executor("train", batch_size)
+        ex = engine.executor(kind, batch_size)
         num_batches = math.ceil(n / batch_size)
         steps = steps_per_epoch or num_batches
         history = callbacks_module.History()
@@ -197,33 +264,50 @@ class Trainer:
                          "batch_size": batch_size})
         model.stop_training = False
         model._initial_epoch = None
+        model._resume = None
+        position = _Position()
+        model._fit_position = position      # where the fit is (BackupAndRestore saves it)
         cb_list.on_train_begin()
-        # a callback may have restored a later epoch (BackupAndRestore), as in Keras
+        # a callback may have restored a later epoch (BackupAndRestore), as in Keras, or a
+        # step inside one: the pass's order is drawn again from the generator state it was
+        # drawn from, and the epoch goes on after the last step saved
         initial_epoch = model._initial_epoch or initial_epoch
-        model._initial_epoch = None
+        resume = model._resume
+        model._initial_epoch = model._resume = None
         per_batch = cb_list.wants_batch_hooks
         optimizer = engine.optimizer
         logs = None
         seen, order = 0, None               # batches of the current pass already trained
         for epoch in range(initial_epoch, epochs):
             cb_list.on_epoch_begin(epoch)
-            if seen == 0:                   # a new pass over the data
+            s0 = 0
+            if resume is not None:
+                seen, s0 = resume.seen, resume.step
+                rng().bit_generator.state = resume.rng_state
+                position.pass_rng = resume.rng_state
+                if shuffle:
+                    order = rng().permutation(n).astype(np.int64)
+            elif seen == 0:                 # a new pass over the data
+                position.pass_rng = rng().bit_generator.state if position.wanted else None
                 order = rng().permutation(n).astype(np.int64) if shuffle else None
             steps = min(steps_per_epoch or num_batches, num_batches - seen)
             acc = _Accumulator(ex.plan, engine.losses)
+            if resume is not None:
+                acc.restore(resume.sums)
+                resume = None
+            position.at(epoch, seen, acc)
             if per_batch:
                 stretch = 1
             elif progbar is not None and progbar.redraws:
                 stretch = max(1, steps // 20)
             else:
                 stretch = steps
-            s0 = 0
             while s0 < steps:
                 k = min(stretch, steps - s0)
                 if per_batch:
                     cb_list.on_train_batch_begin(s0)
                     interrupts.check()
-                ex = engine.executor("train", batch_size)
+                ex = engine.executor(kind, batch_size)
                 losses, metrics, rows = ex.run(inputs, targets, None, order, n,
                                                (seen + s0) * batch_size, batch_size, k,
                                                optimizer.iterations)
@@ -232,6 +316,7 @@ class Trainer:
                     optimizer.iterations += done
                 acc.add(losses, metrics, rows)
                 s0 += done
+                position.step = s0
                 if s0 == steps:
                     break                     # the epoch's steps are done: finish it below
                 interrupts.check()
@@ -254,23 +339,29 @@ class Trainer:
             if val is not None and (epoch + 1) % validation_freq == 0:
                 # validation is interrupted between its steps like training (the epoch then
                 # has not ended: no History entry, no end-of-epoch callbacks)
-                val_logs = self._evaluate_arrays(engine, val[0], val[1], val_batch,
-                                                 callbacks=cb_list, steps=validation_steps)
+                vin, vtg, vw = val
+                val_logs = self._evaluate_arrays(engine, vin, vtg if vw is None else vtg + vw,
+                                                 val_batch, callbacks=cb_list,
+                                                 steps=validation_steps,
+                                                 kind="test" if vw is None else "test+weights")
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
+            position.end_of_epoch(epoch, seen)
             with interrupts.hold():
                 cb_list.on_epoch_end(epoch, logs)
             interrupts.check()
             if model.stop_training:
                 break
         cb_list.on_train_end(logs)          # the last epoch's logs, as Keras passes them
+        model._fit_position = None
         model.history = history
         return history
 
     # ---- evaluate -------------------------------------------------------------------------
     def _evaluate_arrays(self, engine, inputs, targets, batch_size, progbar=None,
-                         callbacks=None, steps=None):
+                         callbacks=None, steps=None, kind="test"):
         """The logs of one pass over the data (the first `steps` batches if given), with
-        the on_test_* hooks of `callbacks` (a CallbackList) run as Keras runs them."""
+        the on_test_* hooks of `callbacks` (a CallbackList) run as Keras runs them.  kind
+        "test+weights": the sample weights follow the targets in `targets`."""
         n = inputs[0].shape[0]
         batch_size = min(batch_size, n)
         steps = math.ceil(n / batch_size) if steps is None else \
@@ -279,7 +370,7 @@ class Trainer:
         per_batch = callbacks is not None and callbacks.wants_every_batch("test")
         if callbacks is not None:
             callbacks.on_test_begin()
-        with interrupts.guard(), engine.borrow("test", batch_size) as ex:
+        with interrupts.guard(), engine.borrow(kind, batch_size) as ex:
             acc = _Accumulator(ex.plan, engine.losses)
             stretch = 1 if per_batch or (progbar is not None and progbar.interactive) else steps
             s0 = 0
@@ -307,7 +398,6 @@ class Trainer:
                  steps=None, callbacks=None, return_dict=False):
         model = self.model
         where = f"{type(model).__name__}.evaluate ('{model.name}')"
-        self._unsupported(where, sample_weight=sample_weight)
         batch_size = validation.check_batch_size(batch_size, where)
         verbose = validation.check_verbose(verbose, where)
         return_dict = validation.check_bool(return_dict, "return_dict", where)
@@ -316,12 +406,16 @@ class Trainer:
         callbacks = _checked_callbacks(callbacks, where)
         engine, inputs, targets = self._prepare(x, y, where)
         n = inputs[0].shape[0]
+        weights = validation.sample_weights(model, engine.losses, targets, sample_weight, None,
+                                            n, where)
         total = math.ceil(n / min(batch_size, n))
         total = total if steps is None else min(total, steps)
         cb_list = callbacks_module.CallbackList(callbacks, model,
                                                 {"verbose": verbose, "epochs": 1, "steps": total})
         bar = callbacks_module.Progbar(total, verbose) if verbose else None
-        logs = self._evaluate_arrays(engine, inputs, targets, batch_size, bar, cb_list, steps)
+        logs = self._evaluate_arrays(engine, inputs, targets if weights is None else
+                                     targets + weights, batch_size, bar, cb_list, steps,
+                                     "test" if weights is None else "test+weights")
         return logs if return_dict else _flatten_in_keras_order(logs, engine.losses)
 
     # ---- predict --------------------------------------------------------------------------
@@ -404,11 +498,15 @@ class Trainer:
                 fast = None
         if fast is None:
             where = f"{type(model).__name__}.train_on_batch ('{model.name}')"
-            self._unsupported(where, sample_weight=sample_weight, class_weight=class_weight)
             return_dict = validation.check_bool(return_dict, "return_dict", where)
             engine, inputs, targets = self._prepare(x, y, where)
             n = inputs[0].shape[0]
-            ex = engine.executor("train", n)
+            weights = validation.sample_weights(model, engine.losses, targets, sample_weight,
+                                                class_weight, n, where)
+            kind = "train"
+            if weights is not None:
+                targets, kind = targets + weights, "train+weights"
+            ex = engine.executor(kind, n)
             losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1,
                                            engine.optimizer.iterations)
         if ex.plan.optimizer_op is not None:
@@ -418,11 +516,15 @@ class Trainer:
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         model = self.model
         where = f"{type(model).__name__}.test_on_batch ('{model.name}')"
-        self._unsupported(where, sample_weight=sample_weight)
         return_dict = validation.check_bool(return_dict, "return_dict", where)
         engine, inputs, targets = self._prepare(x, y, where)
         n = inputs[0].shape[0]
-        with engine.borrow("test", n) as ex:
+        weights = validation.sample_weights(model, engine.losses, targets, sample_weight, None,
+                                            n, where)
+        kind = "test"
+        if weights is not None:
+            targets, kind = targets + weights, "test+weights"
+        with engine.borrow(kind, n) as ex:
             losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1, 0)
             return self._batch_result(ex.plan, engine, losses, metrics, rows, return_dict)
 

@@ -182,5 +182,93 @@ def _by_targets(y, names, has_loss, what, where):
     return [y]
 
 
+def sample_weights(model, losses, targets, sample_weight, class_weight, n_rows, where,
+                   what="sample_weight"):
+    """Keras's sample_weight / class_weight as one (n_rows, 1) float32 array per target
+    (the outputs that have a loss, in order), or None when neither is given.
+
+    sample_weight: one array of n_rows weights (every output reads it, as Keras repeats
+    it), or a list / dict by output name.  class_weight (models with one loss output):
+    {class: weight}; a sample of class c weighs class_weight.get(c, 1.0), its class read
+    as Keras reads it: the label, the argmax of a one-hot row, a rounded single value.
+    Weights are finite and >= 0; a class is an int in [0, classes)."""
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError(f"{where}: you cannot use class_weight and sample_weight at the same "
+                         "time; give one of them")
+    specs = [s for s in losses.outputs if s.loss is not None]
+    if sample_weight is not None:
+        names = model.output_names
+        if isinstance(sample_weight, (dict, list, tuple)) and not (
+                isinstance(sample_weight, (list, tuple)) and len(names) == 1):
+            values = _by_targets(sample_weight, names,
+                                 [s.loss is not None for s in losses.outputs], what, where)
+            values = [v for s, v in zip(losses.outputs, values) if s.loss is not None]
+        else:
+            values = [sample_weight] * len(specs)
+        out, seen = [], {}
+        for spec, value in zip(specs, values):
+            label = what if len(specs) == 1 else f"{what}['{spec.name}']"
+            if value is None:
+                out.append(np.ones((n_rows, 1), np.float32))
+            elif id(value) in seen:
+                out.append(seen[id(value)])
+            else:
+                seen[id(value)] = _weights(value, n_rows, where, label)
+                out.append(seen[id(value)])
+        return out
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"{where}: expected class_weight as a dict {{class index: weight}}, "
+                        f"received {type(class_weight).__name__} {class_weight!r:.80}")
+    if len(specs) != 1 or len(losses.outputs) != 1:
+        raise ValueError(f"{where}: class_weight is only supported for models with a single "
+                         f"output; model '{model.name}' has {len(losses.outputs)}")
+    spec, y = specs[0], targets[0]
+    width = int(spec.shape[-1]) if spec.shape[-1] is not None else 1
+    classes = width if (spec.loss.sparse or width > 1) else 2
+    table = np.ones(classes, dtype=np.float32)
+    for key, value in class_weight.items():
+        if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer)) or \
+                not 0 <= key < classes:
+            raise ValueError(f"{where}: class_weight keys must be class indices, integers in "
+                             f"[0, {classes}) for output '{spec.name}', received the key "
+                             f"{key!r:.80}")
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+                value, (int, float, np.integer, np.floating)) or not np.isfinite(value) or \
+                value < 0:
+            raise ValueError(f"{where}: class_weight values must be finite numbers >= 0, "
+                             f"received class_weight[{key!r}]={value!r:.80}")
+        table[int(key)] = value
+    if spec.loss.sparse:
+        if y.ndim != 1:
+            raise ValueError(f"{where}: class_weight needs one label per sample, received "
+                             f"labels of shape {y.shape}")
+        cls = y
+    else:
+        if y.ndim != 2:
+            raise ValueError(f"{where}: class_weight needs one target row per sample, "
+                             f"received targets of shape {y.shape}")
+        cls = np.argmax(y, axis=1) if y.shape[1] > 1 else np.round(y[:, 0]).astype(np.int64)
+    known = (cls >= 0) & (cls < classes)
+    w = np.ones(n_rows, dtype=np.float32)         # a class outside the table weighs 1 (Keras)
+    w[known] = table[cls[known]]
+    return [w.reshape(-1, 1)]
+
+
+def _weights(value, n_rows, where, label):
+    arr = numeric_array(value, f"{where}: {label}")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or arr.shape[0] != n_rows:
+        raise ValueError(f"{where}: expected {label} as one weight per sample, shape "
+                         f"({n_rows},), received shape {arr.shape}")
+    arr = finite_float32(arr, where, label)
+    if (arr < 0).any():
+        i = int(np.argmax(arr < 0))
+        raise ValueError(f"{where}: expected {label} >= 0, received {label}[{i}]={float(arr[i])!r}")
+    return np.ascontiguousarray(arr.reshape(-1, 1))
+
+
 def slice_rows(arrays, lo, hi):
     return [a[lo:hi] for a in arrays]
