@@ -50,6 +50,29 @@ class Ready(pynn.callbacks.Callback):
             print("ready", flush=True)
 
 
+def backed_up_fit(m, folder):
+    """The fit of the SIGKILL test: shuffled, backed up every 5 batches."""
+    return m.fit(x, y, batch_size=32, epochs=150, shuffle=True, verbose=0,
+                 callbacks=[Ready(), pynn.callbacks.BackupAndRestore(folder, save_freq=5)])
+
+
+if task == "killed":             # runs until the parent kills it (SIGKILL)
+    backed_up_fit(model, sys.argv[4])
+    print(json.dumps({"finished": True}), flush=True)
+    sys.exit(0)
+if task == "resume":             # the same call again, then an uninterrupted run: bitwise?
+    resumed = compiled(0)
+    history = backed_up_fit(resumed, sys.argv[4])
+    straight = compiled(0)
+    straight.fit(x, y, batch_size=32, epochs=150, shuffle=True, verbose=0)
+    print(json.dumps({"resumed_epochs": history.epoch,
+                      "iterations": [int(resumed.optimizer.iterations),
+                                     int(straight.optimizer.iterations)],
+                      "bitwise": all(np.array_equal(a, b) for a, b in
+                                     zip(resumed.get_weights(), straight.get_weights()))}),
+          flush=True)
+    sys.exit(0)
+
 report = {}
 try:
     if task == "fit":

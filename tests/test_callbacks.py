@@ -4,6 +4,7 @@ fit(verbose=...)."""
 import csv
 import io
 import math
+import json
 import os
 
 import numpy as np
@@ -424,10 +425,12 @@ def test_backup_and_restore_resumes_where_the_run_stopped(tmp_path, double):
         first.fit(x, y, epochs=5, shuffle=False, verbose=0,
                   callbacks=[callbacks.BackupAndRestore(folder, double_checkpoint=double),
                              _StopAt(3)])
-    assert sorted(os.listdir(folder)) == sorted(
-        ["latest.pynn", "training_metadata.json"] + (["previous.pynn"] if double else []))
+    meta = json.loads((folder / "training_metadata.json").read_text())
+    files = [meta["latest"]["file"]] + ([meta["previous"]["file"]] if double else [])
+    assert sorted(os.listdir(folder)) == sorted(files + ["training_metadata.json"])
+    assert meta["latest"]["position"]["epoch"] == 3
     if double:      # a latest backup that cannot be read: the previous one is used
-        (folder / "latest.pynn").write_bytes(b"not a zip")
+        (folder / meta["latest"]["file"]).write_bytes(b"not a zip")
     again = mlp(seed=5)                          # another instance, other initial weights
     with pytest.warns(UserWarning, match="cannot restore") if double else _nothing():
         history = again.fit(x, y, epochs=5, shuffle=False, verbose=0,
@@ -443,6 +446,49 @@ def test_backup_and_restore_resumes_where_the_run_stopped(tmp_path, double):
     assert not folder.exists()                   # delete_checkpoint: gone after a whole run
 
 
+class _StopAtBatch(callbacks.Callback):
+    """Raises KeyboardInterrupt after training batch `batch` of epoch `epoch`."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("shuffle,steps_per_epoch", [(True, None), (False, 3)])
+def test_backup_every_n_batches_resumes_mid_epoch_bitwise(tmp_path, shuffle, steps_per_epoch):
+    """save_freq=<int>: a run stopped in the middle of an epoch resumes after the last
+    backed-up batch, with the epoch's shuffled order and running logs, and ends with
+    bitwise the weights and History of an uninterrupted run."""
+    (x, y), _ = digits(320)                      # 10 batches of 32 an epoch
+    folder = tmp_path / "backup"
+    args = dict(epochs=4, shuffle=shuffle, verbose=0, steps_per_epoch=steps_per_epoch)
+    straight = mlp()
+    reference = straight.fit(x, y, **args)
+    first = mlp()
+    with pytest.raises(KeyboardInterrupt):       # backups after batches 2, 5, 8 of each epoch
+        first.fit(x, y, callbacks=[callbacks.BackupAndRestore(folder, save_freq=3),
+                                   _StopAtBatch(1, 2 if steps_per_epoch else 6)], **args)
+    meta = json.loads((folder / "training_metadata.json").read_text())
+    assert meta["latest"]["position"]["epoch"] == 1
+    again = mlp(seed=5)                          # another generator state, other weights
+    history = again.fit(x, y, callbacks=[callbacks.BackupAndRestore(folder, save_freq=3)],
+                        **args)
+    assert history.epoch == [1, 2, 3]
+    assert again.optimizer.iterations == straight.optimizer.iterations
+    for a, b in zip(again.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for key, values in history.history.items():
+        assert values == reference.history[key][1:], key
+    assert not folder.exists()
+
+
 class _nothing:
     def __enter__(self):
         return self
@@ -456,7 +502,8 @@ def test_backup_and_restore_keeps_the_backup_when_asked_and_refuses_what_it_lack
     model = mlp()
     model.fit(x, y, epochs=2, verbose=0,
               callbacks=[callbacks.BackupAndRestore(tmp_path, delete_checkpoint=False)])
-    assert {"latest.pynn", "training_metadata.json"} <= set(os.listdir(tmp_path))
+    meta = json.loads((tmp_path / "training_metadata.json").read_text())
+    assert {meta["latest"]["file"], "training_metadata.json"} == set(os.listdir(tmp_path))
     # a finished run's backup: the next fit of as many epochs has nothing left to do
     again = mlp()
     history = again.fit(x, y, epochs=2, verbose=0,
@@ -464,8 +511,9 @@ def test_backup_and_restore_keeps_the_backup_when_asked_and_refuses_what_it_lack
     assert history.epoch == []
     for a, b in zip(again.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="save_freq"):
-        callbacks.BackupAndRestore(tmp_path, save_freq=10)
+    for bad in (0, -1, 1.5, "batch", True):
+        with pytest.raises(ValueError, match="save_freq"):
+            callbacks.BackupAndRestore(tmp_path, save_freq=bad)
     with pytest.raises(ValueError, match="backup_dir"):
         callbacks.BackupAndRestore("")
 

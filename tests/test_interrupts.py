@@ -60,6 +60,38 @@ def test_backup_and_restore_resumes_an_interrupted_fit(tmp_path):
     assert not report["backup_left"], report             # deleted once training ended
 
 
+def test_backup_every_n_batches_survives_sigkill_and_resumes_bitwise(tmp_path):
+    """BackupAndRestore(save_freq=5), fit shuffled: the process is killed (SIGKILL, no
+    chance to clean up) at some point of some epoch; the same fit started again resumes
+    from the last backup and ends with bitwise the weights of an uninterrupted run."""
+    folder = str(tmp_path / "backup")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE) + os.pathsep +
+               os.environ.get("PYTHONPATH", ""))
+    child = subprocess.Popen([sys.executable, os.path.join(HERE, "interrupt_child.py"),
+                              "killed", "mlp", "cpu", folder], stdout=subprocess.PIPE,
+                             text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        child.kill()
+    with open(os.path.join(folder, "training_metadata.json"), encoding="utf-8") as f:
+        position = json.load(f)["latest"]["position"]
+    assert 1 <= position["epoch"] < 150, position        # killed in the middle of the run
+    out = subprocess.run([sys.executable, os.path.join(HERE, "interrupt_child.py"), "resume",
+                          "mlp", "cpu", folder], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["resumed_epochs"][0] == position["epoch"], (report, position)
+    assert report["resumed_epochs"][-1] == 149
+    assert report["iterations"][0] == report["iterations"][1] == 150 * 32, report
+    assert report["bitwise"], report
+    assert not os.path.exists(folder)
+
+
 @pytest.mark.parametrize("task", ["evaluate", "predict"])
 def test_ctrl_c_during_evaluate_and_predict(task):
     report = interrupt(task, "cnn", "cpu")

@@ -520,75 +520,142 @@ class ModelCheckpoint(Callback):
 
 
 class BackupAndRestore(Callback):
-    """Keras's BackupAndRestore: at the end of each epoch the whole training state (weights,
-    optimizer state and step count, the epoch reached) is saved in `backup_dir`; a `fit`
-    that starts with a backup there restores it and goes on from the next epoch, so a run
-    interrupted (Ctrl-C, a crash) and started again with the same call finishes the same
-    epochs.  The backup is deleted when training ends normally (delete_checkpoint).
-    double_checkpoint keeps the previous backup too, used when the latest cannot be read."""
+    """Keras's BackupAndRestore: the whole training state (weights, optimizer state and step
+    count, where the fit is) is saved in `backup_dir` at the end of each epoch, or every
+    `save_freq` batches when save_freq is an int; a `fit` that starts with a backup there
+    restores it and goes on from there, so a run interrupted (Ctrl-C, a crash, SIGKILL) and
+    started again with the same call finishes the same epochs.  The backup is deleted when
+    training ends normally (delete_checkpoint).  double_checkpoint keeps the previous
+    backup too, used when the latest cannot be read.
+
+    Beyond Keras (which restarts an epoch backed up in its middle from its first batch),
+    the resumed run ends with bitwise the weights of an uninterrupted one, also with
+    shuffle=True and mid-epoch backups: the backup holds the step reached in the epoch,
+    the random generator's state the epoch's order was drawn from, and the epoch's
+    running log sums."""
 
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
                  delete_checkpoint=True):
         super().__init__()
         check_folder(backup_dir, "backup_dir", "BackupAndRestore")
-        if save_freq != "epoch":
-            raise ValueError(f"BackupAndRestore: only save_freq='epoch' is supported, received "
-                             f"save_freq={save_freq!r}")
+        if save_freq != "epoch" and not (is_int(save_freq) and save_freq >= 1):
+            raise ValueError("BackupAndRestore: expected save_freq to be 'epoch' or an integer "
+                             f">= 1 (batches between backups), received save_freq={save_freq!r}")
         self.backup_dir = os.fspath(backup_dir)
-        self.save_freq = save_freq
+        self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
         self.double_checkpoint = bool(double_checkpoint)
         self.delete_checkpoint = bool(delete_checkpoint)
-        self._latest = os.path.join(self.backup_dir, "latest.pynn")
-        self._previous = os.path.join(self.backup_dir, "previous.pynn")
         self._metadata = os.path.join(self.backup_dir, "training_metadata.json")
+        self._batches = 0
 
-    def _read_epoch(self, name):
+    # A backup is a model file backup-<k>.pynn (k counts up) and training_metadata.json,
+    # which names the file and the position saved with it: {"latest": {"file", "position"},
+    # "previous": ...}.  The file is written first, then the metadata is replaced in one
+    # rename, then files it no longer names are removed: a run killed at any point leaves a
+    # metadata file whose files exist and match it.
+
+    def needs_batch_hooks(self, kind):
+        """Backing up every `save_freq` batches needs every training batch."""
+        return kind == "train" and self.save_freq != "epoch"
+
+    def _read_metadata(self):
         import json
         try:
             with open(self._metadata, encoding="utf-8") as f:
-                epoch = json.load(f).get(name)
-        except (OSError, ValueError, AttributeError):
+                meta = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
+    def _entry(self, meta, name):
+        """(file path, position) of a backup the metadata lists, or None."""
+        entry = meta.get(name)
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or \
+                os.path.basename(entry["file"]) != entry["file"]:
             return None
-        return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 \
-            else None
+        position = entry.get("position")
+        if not isinstance(position, dict):
+            return None
+        for key in ("epoch", "step", "seen"):
+            value = position.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                return None
+        path = os.path.join(self.backup_dir, entry["file"])
+        return (path, position) if os.path.isfile(path) else None
 
     def on_train_begin(self, logs=None):
         from ..saving import restore_training_state
         from ..saving import ModelFileError
-        candidates = [(self._latest, "epoch")]
-        if self.double_checkpoint:
-            candidates.append((self._previous, "previous_epoch"))
-        for path, key in candidates:
-            epoch = self._read_epoch(key)
-            if epoch is None or not os.path.isfile(path):
+        from ..models.trainer import Resume
+        self._batches = 0
+        position = getattr(self.model, "_fit_position", None)
+        if position is not None:
+            position.wanted = True
+        meta = self._read_metadata()
+        for name in ("latest", "previous") if self.double_checkpoint else ("latest",):
+            entry = self._entry(meta, name)
+            if entry is None:
                 continue
+            path, saved = entry
             try:
                 restore_training_state(self.model, path)
             except ModelFileError as exc:
                 warnings.warn(f"BackupAndRestore: cannot restore from {path}: {exc}",
                               stacklevel=2)
                 continue
-            self.model._initial_epoch = epoch
+            self.model._initial_epoch = saved["epoch"]
+            try:
+                self.model._resume = Resume(saved)
+            except (KeyError, TypeError, ValueError):
+                pass
             return
 
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches += 1
+        if self._batches >= self.save_freq:
+            self._batches = 0
+            self._backup()
+
     def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._backup()
+
+    def _backup(self):
         import json
+        position = getattr(self.model, "_fit_position", None)
+        if position is None:
+            return
         os.makedirs(self.backup_dir, exist_ok=True)
-        previous = self._read_epoch("epoch")
-        if self.double_checkpoint and previous is not None and os.path.isfile(self._latest):
-            os.replace(self._latest, self._previous)
-        self.model.save(self._latest)
-        meta = {"epoch": epoch + 1}
-        if self.double_checkpoint and previous is not None:
-            meta["previous_epoch"] = previous
+        meta = self._read_metadata()
+        latest = self._entry(meta, "latest")
+        counter = meta.get("counter", 0)
+        counter = counter + 1 if isinstance(counter, int) and counter >= 0 else 1
+        name = f"backup-{counter}.pynn"
+        self.model.save(os.path.join(self.backup_dir, name))
+        new = {"counter": counter, "latest": {"file": name, "position": position.snapshot()}}
+        if self.double_checkpoint and latest is not None:
+            new["previous"] = meta["latest"]
         tmp = self._metadata + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(meta, f)
+            json.dump(new, f)
         os.replace(tmp, self._metadata)
+        self._remove_unlisted(new)
+
+    def _remove_unlisted(self, meta):
+        keep = {e["file"] for e in (meta.get("latest"), meta.get("previous")) if e}
+        for entry in os.listdir(self.backup_dir):
+            if entry.startswith("backup-") and entry.endswith(".pynn") and entry not in keep:
+                try:
+                    os.remove(os.path.join(self.backup_dir, entry))
+                except OSError:
+                    pass
 
     def on_train_end(self, logs=None):
         if self.delete_checkpoint:
-            for path in (self._latest, self._previous, self._metadata):
+            self._remove_unlisted({})
+            for path in (self._metadata, self._metadata + ".tmp"):
                 if os.path.exists(path):
                     os.remove(path)
             try:
