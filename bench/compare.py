@@ -6,6 +6,10 @@ Sections (select with --only; all run by default):
   mlp   one SGD training step of a ReLU MLP with softmax cross-entropy:
         Sequential.train_on_batch vs the idiomatic PyTorch step (vs Keras train_on_batch)
   fit   one epoch of fit() on 20,000 x 64 random samples, batch 32, shuffled
+  fitopt  the same epoch with Keras's training options on: AdamW(weight_decay) with a
+        CosineDecay learning rate, clipnorm and class_weight, vs the same loop in PyTorch
+        (AdamW, the cosine rate set each step, each gradient clipped to the norm,
+        per-sample class weights averaged over the batch as Keras does)
   cnn   one SGD training step of a LeNet-5-shaped CNN (28x28x1 images, batch 64) and of a
         tiny CNN (8x8x1 images, Conv2D(8, 3), Flatten, Dense(10), batch 32):
         Sequential.train_on_batch vs the same network in PyTorch (NCHW, same weights)
@@ -67,6 +71,8 @@ MLP_SHAPES = (
 FIT_SAMPLES, FIT_FEATURES, FIT_CLASSES, FIT_BATCH = 20_000, 64, 10, 32
 FIT_WIDTHS = (FIT_FEATURES, 32, FIT_CLASSES)
 FIT_TARGET = 0.10
+FITOPT_CLASS_WEIGHT = {c: 1.0 + 0.25 * c for c in range(FIT_CLASSES)}
+FITOPT_LR, FITOPT_DECAY, FITOPT_CLIPNORM = 1e-3, 0.004, 1.0
 # LeNet-5 shape: conv 6@5x5 same, max-pool 2, conv 16@5x5 valid, max-pool 2, dense 120, 84, 10.
 LENET_BATCH, LENET_TARGET = 64, 1.0
 TINY_CNN_BATCH, TINY_CNN_TARGET = 32, 0.10
@@ -536,6 +542,85 @@ def run_fit(cfg, keras, failures):
              "samples_s": samples, "last_epoch_loss": last_loss, "check": check}]
 
 
+def run_fitopt(cfg, failures):
+    """One fit epoch with AdamW + CosineDecay + clipnorm + class_weight (issue 11)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((FIT_SAMPLES, FIT_FEATURES), dtype=np.float32)
+    y = rng.integers(0, FIT_CLASSES, size=FIT_SAMPLES, dtype=np.int64)
+    steps = math.ceil(FIT_SAMPLES / FIT_BATCH)
+    decay_steps = steps * 10
+    pynn.utils.set_random_seed(0)
+    model = pynn_mlp(FIT_WIDTHS)
+    schedule = pynn.optimizers.schedules.CosineDecay(FITOPT_LR, decay_steps)
+    model.compile(optimizer=pynn.optimizers.AdamW(schedule, weight_decay=FITOPT_DECAY,
+                                                  clipnorm=FITOPT_CLIPNORM),
+                  loss="sparse_categorical_crossentropy")
+    w0 = model.get_weights()
+    last_loss = {}
+
+    def pynn_epoch():
+        last_loss["pynn"] = model.fit(x, y, batch_size=FIT_BATCH, epochs=1, verbose=0,
+                                      shuffle=True, class_weight=FITOPT_CLASS_WEIGHT
+                                      ).history["loss"][-1]
+    fns = {"pynn": pynn_epoch}
+
+    if torch is not None:
+        torch.manual_seed(0)
+        tmodel, _, _ = torch_mlp(FIT_WIDTHS, w0)
+        opt = torch.optim.AdamW(tmodel.parameters(), lr=FITOPT_LR, eps=1e-7,
+                                weight_decay=FITOPT_DECAY)
+        crit = torch.nn.CrossEntropyLoss(reduction="none")
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        table = torch.tensor([FITOPT_CLASS_WEIGHT[c] for c in range(FIT_CLASSES)])
+        tw = table[ty]
+        params = list(tmodel.parameters())
+        step = [0]
+
+        def torch_epoch():
+            order = torch.randperm(FIT_SAMPLES)
+            total = 0.0
+            for lo in range(0, FIT_SAMPLES, FIT_BATCH):
+                idx = order[lo:lo + FIT_BATCH]
+                t = min(step[0], decay_steps)      # Keras's CosineDecay, alpha 0
+                for group in opt.param_groups:
+                    group["lr"] = FITOPT_LR * 0.5 * (1 + math.cos(math.pi * t / decay_steps))
+                opt.zero_grad()
+                loss = (crit(tmodel(tx[idx]), ty[idx]) * tw[idx]).mean()
+                loss.backward()
+                for p in params:                   # Keras's clipnorm: each gradient alone
+                    torch.nn.utils.clip_grad_norm_(p, FITOPT_CLIPNORM)
+                opt.step()
+                step[0] += 1
+                total += loss.item() * len(idx)
+            last_loss["torch"] = total / FIT_SAMPLES
+        fns["torch"] = torch_epoch
+
+    samples, _ = measure(fns, cfg["fit_reps"], 0.0, 0.0)
+    secs, spread = summarize(samples, cfg["stat"])
+    # random labels, class weights 1..3.25: every library's weighted loss stays near
+    # ln(10) * mean weight = 2.30 * 2.1
+    bad = {lib: v for lib, v in last_loss.items() if not 3.0 < v < 7.0}
+    check = "ok" if not bad else "FAIL"
+    if bad:
+        failures.append(f"fitopt: final epoch loss outside (3, 7): {bad}")
+    r_t = ratio(secs["pynn"], secs.get("torch"))
+    rows = [["-".join(map(str, FIT_WIDTHS)), FIT_BATCH, steps, fmt_ms(secs["pynn"]),
+             fmt_ms(secs.get("torch")), fmt_ratio(r_t), f"<= {FIT_TARGET:.2f}x",
+             "-" if r_t is None else ("yes" if r_t <= FIT_TARGET else "no"), f"{spread:.0f}%",
+             check]]
+    print_table(f"fitopt: one epoch of {FIT_SAMPLES:,} x {FIT_FEATURES}, AdamW + CosineDecay + "
+                "clipnorm + class_weight, ms per epoch (lower is better)",
+                ["widths", "batch", "steps", "pynn", "torch", "pynn/torch", "target", "met",
+                 "spread", "check"], rows,
+                f"  {cfg['stat']} of {cfg['fit_reps']} epochs; per step: pynn "
+                f"{secs['pynn'] / steps * 1e6:.1f} us"
+                + (f", torch {secs['torch'] / steps * 1e6:.1f} us" if "torch" in secs else ""))
+    return [{"widths": FIT_WIDTHS, "samples": FIT_SAMPLES, "batch": FIT_BATCH, "steps": steps,
+             "seconds": secs, "spread_pct": spread, "pynn_over_torch": r_t,
+             "target_pynn_over_torch": FIT_TARGET, "samples_s": samples,
+             "last_epoch_loss": last_loss, "check": check}]
+
+
 # ---- section 4: CNN training steps -------------------------------------------------------------------
 
 def pynn_lenet():
@@ -681,7 +766,7 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
     p.add_argument("--quick", action="store_true",
                    help="about 30 s: fewer repetitions, no 2048^3 GEMM, no 1024-2048-2048-10 MLP")
-    p.add_argument("--only", action="append", choices=("gemm", "mlp", "fit", "cnn"),
+    p.add_argument("--only", action="append", choices=("gemm", "mlp", "fit", "fitopt", "cnn"),
                    help="run only this section (repeat to select several)")
     p.add_argument("--stat", choices=("median", "min"), default="median",
                    help="statistic of the repetitions to report (default median; min shows what "
@@ -695,7 +780,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    sections = args.only or ["gemm", "mlp", "fit", "cnn"]
+    sections = args.only or ["gemm", "mlp", "fit", "fitopt", "cnn"]
     cfg = dict(QUICK if args.quick else FULL, stat=args.stat)
     limits = setup_threads(args.threads)        # noqa: F841 (the limits last while it lives)
     keras, keras_why = load_keras(args.threads)
@@ -711,6 +796,8 @@ def main(argv=None):
         report["mlp"] = run_mlp(cfg, args.quick, keras, failures)
     if "fit" in sections:
         report["fit"] = run_fit(cfg, keras, failures)
+    if "fitopt" in sections:
+        report["fitopt"] = run_fitopt(cfg, failures)
     if "cnn" in sections:
         report["cnn"] = run_cnn(cfg, failures)
     report["failures"] = failures

@@ -542,3 +542,69 @@ def test_tensorflow_save_and_load_tutorial(tmp_path, monkeypatch):
     assert new_model.evaluate(test_images, test_labels, verbose=0) == \
         pytest.approx(model.evaluate(test_images, test_labels, verbose=0))
     assert new_model.predict(test_images, verbose=0).shape == (100, 10)
+
+
+def test_built_in_training_guide_sample_and_class_weighting():
+    """The guide's "Using sample weighting and class weighting" section."""
+    def get_compiled_model():
+        inputs = keras.Input(shape=(784,), name="digits")
+        x = layers.Dense(64, activation="relu", name="dense_1")(inputs)
+        x = layers.Dense(64, activation="relu", name="dense_2")(x)
+        outputs = layers.Dense(10, activation="softmax", name="predictions")(x)
+        model = keras.Model(inputs=inputs, outputs=outputs)
+        model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy",
+                      metrics=["sparse_categorical_accuracy"])
+        return model
+
+    x_train = np.random.rand(256, 784).astype("float32")
+    y_train = np.random.randint(0, 10, 256)
+    class_weight = {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0,
+                    # Set weight "2" for class "5", making this class 2x more important
+                    5: 2.0, 6: 1.0, 7: 1.0, 8: 1.0, 9: 1.0}
+    keras.utils.set_random_seed(1)
+    model = get_compiled_model()
+    model.fit(x_train, y_train, class_weight=class_weight, batch_size=64, epochs=1, verbose=0)
+
+    sample_weight = np.ones(shape=(len(y_train),))
+    sample_weight[y_train == 5] = 2.0
+    keras.utils.set_random_seed(1)
+    weighted = get_compiled_model()
+    weighted.fit(x_train, y_train, sample_weight=sample_weight, batch_size=64, epochs=1,
+                 verbose=0)
+    for a, b in zip(model.get_weights(), weighted.get_weights()):
+        np.testing.assert_array_equal(a, b)      # the same weights, the same bits
+
+
+def test_imbalanced_classification_example(tmp_path, capsys):
+    """keras.io "Imbalanced classification: credit card fraud detection", as
+    examples/imbalanced_classification.py runs it (the bundled digits' 8s as the rare
+    class instead of the Kaggle download): class_weight, the confusion metrics by name,
+    ModelCheckpoint's {epoch} files, validation_data."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "examples", "imbalanced_classification.py")
+    spec = importlib.util.spec_from_file_location("imbalanced_classification", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    history = example.main(["--epochs", "3", "--checkpoints", str(tmp_path)])
+    keys = ["fn", "fp", "tn", "tp", "precision", "recall"]
+    assert list(history.history) == ["fn", "fp", "loss", "precision", "recall", "tn", "tp"] + \
+        ["val_" + k for k in ["fn", "fp", "loss", "precision", "recall", "tn", "tp"]] or \
+        set(history.history) == {"loss", *keys, "val_loss", *["val_" + k for k in keys]}
+    assert sorted(os.listdir(tmp_path)) == [f"fraud_model_at_epoch_{e}.keras" for e in (1, 2, 3)]
+    features, targets = example.rare_digits()
+    n_val = int(len(features) * 0.2)
+    train, val = targets[:-n_val, 0], targets[-n_val:, 0]
+    h = history.history
+    for e in range(3):      # the confusion counts cover every sample, each epoch
+        assert h["tp"][e] + h["fn"][e] == train.sum()
+        assert h["tn"][e] + h["fp"][e] == len(train) - train.sum()
+        assert h["val_tp"][e] + h["val_fn"][e] == val.sum()
+        assert h["val_tn"][e] + h["val_fp"][e] == len(val) - val.sum()
+        if h["tp"][e] + h["fp"][e]:
+            assert h["precision"][e] == pytest.approx(h["tp"][e] / (h["tp"][e] + h["fp"][e]))
+        assert h["recall"][e] == pytest.approx(h["tp"][e] / (h["tp"][e] + h["fn"][e]))
+    # class_weight balanced the classes: the rare class is found on the validation data
+    assert h["val_recall"][-1] > 0.5
+    assert "caught" in capsys.readouterr().out
