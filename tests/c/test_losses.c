@@ -19,6 +19,8 @@
 
 #define EPS 1e-7f
 #define PMAX (1.0f - EPS)
+/* the options of a call that sets only param (Huber's delta) */
+#define PARAM(x) (&(pynn_loss_options){(x), 0.0f, 0, 0, NULL, 1})
 
 static float clip(float p) { return p < EPS ? EPS : (p > PMAX ? PMAX : p); }
 static int clipped(float p) { return p < EPS || p > PMAX; }
@@ -39,12 +41,12 @@ static void run_loss(void *ctx, unsigned char *out) {
     int s1, s2;
     if (t->target != NULL) {
         s1 = pynn_loss(grad, &loss[0], t->pred, t->target, t->rows, t->cols, t->kind,
-                       t->from_logits, t->param);
+                       t->from_logits, PARAM(t->param));
         s2 = pynn_loss(NULL, &loss[1], t->pred, t->target, t->rows, t->cols, t->kind,
-                       t->from_logits, t->param);
+                       t->from_logits, PARAM(t->param));
     } else {
-        s1 = pynn_sparse_cce(grad, &loss[0], t->pred, t->labels, t->rows, t->cols, t->from_logits);
-        s2 = pynn_sparse_cce(NULL, &loss[1], t->pred, t->labels, t->rows, t->cols, t->from_logits);
+        s1 = pynn_sparse_cce(grad, &loss[0], t->pred, t->labels, t->rows, t->cols, t->from_logits, NULL);
+        s2 = pynn_sparse_cce(NULL, &loss[1], t->pred, t->labels, t->rows, t->cols, t->from_logits, NULL);
     }
     CHECK(s1 == PYNN_OK && s2 == PYNN_OK, "status %d %d", s1, s2);
 }
@@ -214,12 +216,12 @@ static void check_bad_labels(void) {
                 CTEST_CONTEXT("sparse cce, label %lld at row %d", (long long)bad[b], row);
                 for (i = 0; i < ROWS * COLS; i++) grad[i] = -7.0f;
                 labels[row] = bad[b];
-                status = pynn_sparse_cce(grad, &loss, pred, labels, ROWS, COLS, logits);
+                status = pynn_sparse_cce(grad, &loss, pred, labels, ROWS, COLS, logits, NULL);
                 CHECK(status == PYNN_ELABEL, "status %d, expected PYNN_ELABEL", status);
                 CHECK(loss == 12345.0, "loss written: %g", loss);
                 for (i = 0; i < ROWS * COLS && grad[i] == -7.0f; i++) continue;
                 CHECK(i == ROWS * COLS, "gradient written at %d", i);
-                CHECK(pynn_sparse_cce(NULL, &loss, pred, labels, ROWS, COLS, logits) == PYNN_ELABEL,
+                CHECK(pynn_sparse_cce(NULL, &loss, pred, labels, ROWS, COLS, logits, NULL) == PYNN_ELABEL,
                       "without a gradient");
                 labels[row] = row % COLS;
             }
@@ -234,8 +236,8 @@ static void check_non_finite(void) {
     const int64_t labels[2] = {0, 2};
     double with_grad = 0.0, without = 0.0;
     CTEST_CONTEXT("cce logits with an infinite logit");
-    CHECK(pynn_sparse_cce(grad, &with_grad, pred, labels, 2, 3, 1) == PYNN_OK, "status");
-    CHECK(pynn_sparse_cce(NULL, &without, pred, labels, 2, 3, 1) == PYNN_OK, "status");
+    CHECK(pynn_sparse_cce(grad, &with_grad, pred, labels, 2, 3, 1, NULL) == PYNN_OK, "status");
+    CHECK(pynn_sparse_cce(NULL, &without, pred, labels, 2, 3, 1, NULL) == PYNN_OK, "status");
     CHECK(isnan(with_grad) && isnan(without), "loss %g and %g, expected NaN", with_grad, without);
 }
 
@@ -244,21 +246,21 @@ static void check_refusals(void) {
     const int64_t labels[2] = {0, 1};
     double loss;
     CTEST_CONTEXT("refusals");
-    CHECK(pynn_loss(g, &loss, p, p, 0, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "rows 0");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 0, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "cols 0");
-    CHECK(pynn_loss(g, &loss, p, p, -2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "rows < 0");
-    CHECK(pynn_loss(g, NULL, p, p, 2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "loss NULL");
-    CHECK(pynn_loss(g, &loss, NULL, p, 2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "pred NULL");
-    CHECK(pynn_loss(g, &loss, p, NULL, 2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "target NULL");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_SPARSE_CCE, 0, 0.0f) == PYNN_EINVAL,
+    CHECK(pynn_loss(g, &loss, p, p, 0, 3, PYNN_LOSS_MSE, 0, NULL) == PYNN_EINVAL, "rows 0");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 0, PYNN_LOSS_MSE, 0, NULL) == PYNN_EINVAL, "cols 0");
+    CHECK(pynn_loss(g, &loss, p, p, -2, 3, PYNN_LOSS_MSE, 0, NULL) == PYNN_EINVAL, "rows < 0");
+    CHECK(pynn_loss(g, NULL, p, p, 2, 3, PYNN_LOSS_MSE, 0, NULL) == PYNN_EINVAL, "loss NULL");
+    CHECK(pynn_loss(g, &loss, NULL, p, 2, 3, PYNN_LOSS_MSE, 0, NULL) == PYNN_EINVAL, "pred NULL");
+    CHECK(pynn_loss(g, &loss, p, NULL, 2, 3, PYNN_LOSS_MSE, 0, NULL) == PYNN_EINVAL, "target NULL");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_SPARSE_CCE, 0, NULL) == PYNN_EINVAL,
           "sparse CCE through pynn_loss");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, -1, 0, 0.0f) == PYNN_EINVAL, "kind -1");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, 99, 0, 0.0f) == PYNN_EINVAL, "kind 99");
-    CHECK(pynn_sparse_cce(g, &loss, p, labels, 0, 3, 0) == PYNN_EINVAL, "rows 0");
-    CHECK(pynn_sparse_cce(g, &loss, p, labels, 2, 0, 0) == PYNN_EINVAL, "cols 0");
-    CHECK(pynn_sparse_cce(g, NULL, p, labels, 2, 3, 0) == PYNN_EINVAL, "loss NULL");
-    CHECK(pynn_sparse_cce(g, &loss, NULL, labels, 2, 3, 0) == PYNN_EINVAL, "pred NULL");
-    CHECK(pynn_sparse_cce(g, &loss, p, NULL, 2, 3, 0) == PYNN_EINVAL, "labels NULL");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, -1, 0, NULL) == PYNN_EINVAL, "kind -1");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, 99, 0, NULL) == PYNN_EINVAL, "kind 99");
+    CHECK(pynn_sparse_cce(g, &loss, p, labels, 0, 3, 0, NULL) == PYNN_EINVAL, "rows 0");
+    CHECK(pynn_sparse_cce(g, &loss, p, labels, 2, 0, 0, NULL) == PYNN_EINVAL, "cols 0");
+    CHECK(pynn_sparse_cce(g, NULL, p, labels, 2, 3, 0, NULL) == PYNN_EINVAL, "loss NULL");
+    CHECK(pynn_sparse_cce(g, &loss, NULL, labels, 2, 3, 0, NULL) == PYNN_EINVAL, "pred NULL");
+    CHECK(pynn_sparse_cce(g, &loss, p, NULL, 2, 3, 0, NULL) == PYNN_EINVAL, "labels NULL");
 }
 
 /* Keras 3's other losses (MAE ... cosine similarity): the kernel against the formulas in
@@ -272,9 +274,9 @@ static void run_other(void *ctx, unsigned char *out) {
     const other_case *t = ctx;
     double *loss = (double *)out;
     int s1 = pynn_loss((float *)(loss + 2), &loss[0], t->pred, t->target, t->rows, t->cols,
-                       t->kind, 0, t->param);
+                       t->kind, 0, PARAM(t->param));
     int s2 = pynn_loss(NULL, &loss[1], t->pred, t->target, t->rows, t->cols, t->kind, 0,
-                       t->param);
+                       PARAM(t->param));
     CHECK(s1 == PYNN_OK && s2 == PYNN_OK, "status %d %d", s1, s2);
 }
 
@@ -414,10 +416,10 @@ static void check_other_refusals(void) {
     float p[6] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f}, g[6];
     double loss;
     CTEST_CONTEXT("huber delta");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, 0.0f) == PYNN_EINVAL, "delta 0");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, -1.0f) == PYNN_EINVAL, "delta < 0");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, NAN) == PYNN_EINVAL, "delta NaN");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, INFINITY) == PYNN_EINVAL,
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, PARAM(0.0f)) == PYNN_EINVAL, "delta 0");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, PARAM(-1.0f)) == PYNN_EINVAL, "delta < 0");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, PARAM(NAN)) == PYNN_EINVAL, "delta NaN");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, PARAM(INFINITY)) == PYNN_EINVAL,
           "delta inf");
 }
 
