@@ -127,7 +127,7 @@ typedef struct {
 
 static int head_loss(void *p) {
     head_ops *h = p;
-    return pynn_sparse_cce(h->grad, &h->loss, h->probs, h->labels, h->rows, h->cols, 0);
+    return pynn_sparse_cce(h->grad, &h->loss, h->probs, h->labels, h->rows, h->cols, 0, NULL);
 }
 
 static int head_metric(void *p) {

@@ -44,32 +44,50 @@ static double mse_row(float *g, const float *p, const float *t, int64_t cols, fl
     return sum / (double)cols;
 }
 
+/* Label smoothing (the options path only): the target t is read as t keep + add
+ * (BCE: keep = 1 - ls, add = ls / 2; CCE: add = ls / cols).  The BCE and CCE row
+ * functions below are written once with a compile-time `smooth` flag; the names without
+ * _s are the default path's (smooth = 0: the expression folds to t, so the code and its
+ * results are what they were before the options existed). */
+#define SMOOTHED(t) (smooth ? (t) * keep + add : (t))
+
 /* BCE on probabilities: mean_j -(t log p + (1 - t) log(1 - p)), p clipped;
  * grad (p - t) / (p (1 - p)) / (rows cols) where p was not clipped, else 0. */
-static double bce_probs_row(float *g, const float *p, const float *t, int64_t cols,
-                            float size) {
+static inline __attribute__((always_inline)) double
+bce_probs_row_s(float *g, const float *p, const float *t, int64_t cols, float size,
+                const int smooth, float keep, float add) {
     double sum = 0.0;
     int64_t j;
     for (j = 0; j < cols; j++) {
-        float pc = clip_prob(p[j]);
-        sum += (double)(-(t[j] * logf(pc) + (1.0f - t[j]) * logf(1.0f - pc)));
+        float pc = clip_prob(p[j]), tj = SMOOTHED(t[j]);
+        sum += (double)(-(tj * logf(pc) + (1.0f - tj) * logf(1.0f - pc)));
         if (g != NULL)
-            g[j] = prob_is_clipped(p[j]) ? 0.0f : (pc - t[j]) / (pc * (1.0f - pc)) / size;
+            g[j] = prob_is_clipped(p[j]) ? 0.0f : (pc - tj) / (pc * (1.0f - pc)) / size;
     }
     return sum / (double)cols;
+}
+static double bce_probs_row(float *g, const float *p, const float *t, int64_t cols,
+                            float size) {
+    return bce_probs_row_s(g, p, t, cols, size, 0, 1.0f, 0.0f);
 }
 
 /* BCE on logits, the stable form: mean_j max(z, 0) - z t + log1p(exp(-|z|));
  * grad (sigmoid(z) - t) / (rows cols). */
-static double bce_logits_row(float *g, const float *z, const float *t, int64_t cols,
-                             float size) {
+static inline __attribute__((always_inline)) double
+bce_logits_row_s(float *g, const float *z, const float *t, int64_t cols, float size,
+                 const int smooth, float keep, float add) {
     double sum = 0.0;
     int64_t j;
     for (j = 0; j < cols; j++) {
-        sum += (double)(fmaxf(z[j], 0.0f) - z[j] * t[j] + log1pf(expf(-fabsf(z[j]))));
-        if (g != NULL) g[j] = (1.0f / (1.0f + expf(-z[j])) - t[j]) / size;
+        const float tj = SMOOTHED(t[j]);
+        sum += (double)(fmaxf(z[j], 0.0f) - z[j] * tj + log1pf(expf(-fabsf(z[j]))));
+        if (g != NULL) g[j] = (1.0f / (1.0f + expf(-z[j])) - tj) / size;
     }
     return sum / (double)cols;
+}
+static double bce_logits_row(float *g, const float *z, const float *t, int64_t cols,
+                             float size) {
+    return bce_logits_row_s(g, z, t, cols, size, 0, 1.0f, 0.0f);
 }
 
 /* CCE on probabilities (Keras 3): q = p / sum(p), clipped; loss -sum_j t_j log q_j.
@@ -111,15 +129,16 @@ cce_probs_rows(double *loss, float *g, const float *p, const float *t, const int
         }
 }
 
-static double cce_probs_row(float *g, const float *p, const float *t, int64_t label,
-                            int64_t cols, float rows) {
+static inline __attribute__((always_inline)) double
+cce_probs_row_s(float *g, const float *p, const float *t, int64_t label, int64_t cols,
+                float rows, const int smooth, float keep, float add) {
     double row_sum = 0.0, loss = 0.0, dot = 0.0;
     float s, dotf, kept[CCE_ROW_KEEP];
     int64_t j;
     for (j = 0; j < cols; j++) row_sum += (double)p[j];
     s = (float)row_sum;
     for (j = 0; j < cols; j++) {
-        float q = p[j] / s, qc = clip_prob(q), tj = target_at(t, label, j);
+        float q = p[j] / s, qc = clip_prob(q), tj = SMOOTHED(target_at(t, label, j));
         float gq = prob_is_clipped(q) ? 0.0f : -tj / qc;
         /* t_j log q_j is a zero the sum can skip, where t_j is 0 and the log is not NaN
          * (every sparse target but one): logf only where it counts */
@@ -134,7 +153,7 @@ static double cce_probs_row(float *g, const float *p, const float *t, int64_t la
             if (j < CCE_ROW_KEEP) {
                 gq = kept[j];
             } else {
-                float q = p[j] / s, tj = target_at(t, label, j);
+                float q = p[j] / s, tj = SMOOTHED(target_at(t, label, j));
                 gq = prob_is_clipped(q) ? 0.0f : -tj / clip_prob(q);
             }
             g[j] = (gq - dotf) / s / rows;
@@ -143,11 +162,17 @@ static double cce_probs_row(float *g, const float *p, const float *t, int64_t la
     return loss;
 }
 
+static double cce_probs_row(float *g, const float *p, const float *t, int64_t label,
+                            int64_t cols, float rows) {
+    return cce_probs_row_s(g, p, t, label, cols, rows, 0, 1.0f, 0.0f);
+}
+
 /* CCE on logits: with m = max_j z_j and lse = m + log sum_j exp(z_j - m),
  * loss -sum_j t_j (z_j - lse) (right for soft targets that do not sum to 1);
  * grad (softmax(z) sum_j t_j - t) / rows. */
-static double cce_logits_row(float *g, const float *z, const float *t, int64_t label,
-                             int64_t cols, float rows) {
+static inline __attribute__((always_inline)) double
+cce_logits_row_s(float *g, const float *z, const float *t, int64_t label, int64_t cols,
+                 float rows, const int smooth, float keep, float add) {
     double exp_sum = 0.0, loss = 0.0, t_sum = 0.0;
     float m = z[0], s, log_s, t_sumf;
     int64_t j;
@@ -161,16 +186,20 @@ static double cce_logits_row(float *g, const float *z, const float *t, int64_t l
     s = (float)exp_sum;
     log_s = logf(s);
     for (j = 0; j < cols; j++) {
-        float tj = target_at(t, label, j);
+        float tj = SMOOTHED(target_at(t, label, j));
         loss -= (double)(tj * ((z[j] - m) - log_s));
         t_sum += (double)tj;
     }
     if (g != NULL) {
         t_sumf = (float)t_sum;
         for (j = 0; j < cols; j++)
-            g[j] = (g[j] / s * t_sumf - target_at(t, label, j)) / rows;
+            g[j] = (g[j] / s * t_sumf - SMOOTHED(target_at(t, label, j))) / rows;
     }
     return loss;
+}
+static double cce_logits_row(float *g, const float *z, const float *t, int64_t label,
+                             int64_t cols, float rows) {
+    return cce_logits_row_s(g, z, t, label, cols, rows, 0, 1.0f, 0.0f);
 }
 
 
@@ -420,14 +449,65 @@ static double other_row(float *g, const float *p, const float *t, int64_t cols, 
  * larger batches allocate one array of chunk sums. */
 #define PYNN_LOSS_STACK_CHUNKS 64
 
+/* The options of a call that has any (pynn_loss_options), resolved: NULL in loss_rows
+ * means none (the default path). */
+typedef struct {
+    const float *weights;   /* NULL or per row group */
+    int64_t per_weight;
+    int has_ignore;
+    int64_t ignore_class;
+    int smooth;             /* label smoothing: t -> t keep + add */
+    float keep, add;
+    int64_t divisor;        /* the rows the mean is over: rows, or the rows not ignored */
+} loss_opts;
+
+/* One row of the options path: the row functions with smoothing, divided by `divisor`
+ * rows instead of all rows, the gradient row scaled by the row's weight.  Rows whose label
+ * is the ignore class get a zero gradient and add nothing.  Returns w * loss. */
+static double options_row(float *g, const float *p, const float *t, int64_t label, int64_t r,
+                          int64_t cols, int kind, int from_logits, float param, int binary,
+                          const loss_opts *o) {
+    const float frows = (float)o->divisor, size = (float)(o->divisor * cols);
+    const float w = o->weights != NULL ? o->weights[r / o->per_weight] : 1.0f;
+    double l;
+    int64_t j;
+    if (o->has_ignore && label == o->ignore_class) {
+        if (g != NULL)
+            for (j = 0; j < cols; j++) g[j] = 0.0f;
+        return 0.0;
+    }
+    if (kind == PYNN_LOSS_MSE)
+        l = mse_row(g, p, t, cols, size);
+    else if (kind == PYNN_LOSS_BCE)
+        l = o->smooth ? (from_logits ? bce_logits_row_s(g, p, t, cols, size, 1, o->keep, o->add)
+                                     : bce_probs_row_s(g, p, t, cols, size, 1, o->keep, o->add))
+                      : (from_logits ? bce_logits_row(g, p, t, cols, size)
+                                     : bce_probs_row(g, p, t, cols, size));
+    else if (kind == PYNN_LOSS_CCE)
+        l = o->smooth
+                ? (from_logits ? cce_logits_row_s(g, p, t, label, cols, frows, 1, o->keep, o->add)
+                               : cce_probs_row_s(g, p, t, label, cols, frows, 1, o->keep, o->add))
+                : (from_logits ? cce_logits_row(g, p, t, label, cols, frows)
+                               : cce_probs_row(g, p, t, label, cols, frows));
+    else
+        l = other_row(g, p, t, cols, size, frows, kind, param, binary);
+    if (o->weights == NULL) return l;
+    if (g != NULL)
+        for (j = 0; j < cols; j++) g[j] *= w;
+    return (double)w * l;
+}
+
 /* Runs the row function of (kind, from_logits) over all rows and writes the mean of
  * the per-sample losses.  target is NULL for sparse CCE, labels otherwise.
  * Rows are cut into chunks of PYNN_REDUCE_CHUNK; a chunk's rows are summed in order
  * by one thread, and the chunk sums are added in chunk order, so the loss does not
- * depend on the thread count. */
+ * depend on the thread count.  opts NULL: the default path (no weights, smoothing or
+ * ignored rows), with the blocked CCE fast paths; otherwise every row goes through
+ * options_row (the per-row functions: the blocked paths are skipped), in the same chunks
+ * and the same order, and the sum is divided by opts->divisor. */
 static int loss_rows(float *grad, double *loss, const float *pred, const float *target,
                      const int64_t *labels, int64_t rows, int64_t cols, int kind,
-                     int from_logits, float param, int binary) {
+                     int from_logits, float param, int binary, const loss_opts *opts) {
     const float size = (float)(rows * cols), frows = (float)rows;
     const int64_t nchunks = (rows + PYNN_REDUCE_CHUNK - 1) / PYNN_REDUCE_CHUNK;
     double stack_sums[PYNN_LOSS_STACK_CHUNKS], *chunk_sum = stack_sums, total = 0.0;
@@ -445,6 +525,15 @@ static int loss_rows(float *grad, double *loss, const float *pred, const float *
             const int64_t r1 = r0 + PYNN_REDUCE_CHUNK < rows ? r0 + PYNN_REDUCE_CHUNK : rows;
             double sum = 0.0;
             int64_t r;
+            if (opts != NULL) {
+                for (r = r0; r < r1; r++)    /* rows of the chunk, in order */
+                    sum += options_row(grad != NULL ? grad + r * cols : NULL, pred + r * cols,
+                                       target != NULL ? target + r * cols : NULL,
+                                       labels != NULL ? labels[r] : -1, r, cols, kind,
+                                       from_logits, param, binary, opts);
+                chunk_sum[c] = sum;
+                continue;
+            }
             if (kind == PYNN_LOSS_CCE && from_logits && grad != NULL) {
                 chunk_sum[c] = cce_logits_block(grad, pred, target, labels, r0, r1, cols, frows);
                 continue;
@@ -485,20 +574,69 @@ static int loss_rows(float *grad, double *loss, const float *pred, const float *
 
     for (c = 0; c < nchunks; c++) total += chunk_sum[c];   /* chunk order */
     if (chunk_sum != stack_sums) free(chunk_sum);
-    *loss = total / (double)rows;
+    *loss = opts != NULL ? total / (double)opts->divisor : total / (double)rows;
     return PYNN_OK;
 }
 
-/* loss = mean over rows of the per-sample loss; grad (may be NULL) = d loss / d pred.
- * Only BCE and CCE have a logits form: from_logits is ignored for the others.
- * param: Huber's delta. */
+/* The options (NULL: the defaults) checked and resolved for a call of `kind` over `rows`
+ * rows: *o filled and *use set to 1 when the call needs the options path.  Checks only
+ * (nothing is written but *o and *use).  Ignored rows are counted by the caller. */
+static int resolve_options(loss_opts *o, int *use, float *param, const pynn_loss_options *opt,
+                           int kind, int64_t rows, int64_t cols) {
+    int64_t i, n_w;
+    *param = 1.0f;
+    *use = 0;
+    o->weights = NULL;
+    o->per_weight = 1;
+    o->has_ignore = 0;
+    o->ignore_class = 0;
+    o->smooth = 0;
+    o->keep = 1.0f;
+    o->add = 0.0f;
+    o->divisor = rows;
+    if (opt == NULL) return PYNN_OK;
+    *param = opt->param;
+    /* label smoothing: in [0, 1] (NaN fails), and only for the cross-entropies */
+    PYNN_RETURN_IF(!(opt->label_smoothing >= 0.0f && opt->label_smoothing <= 1.0f),
+                   PYNN_EINVAL);
+    if (opt->label_smoothing != 0.0f) {
+        PYNN_RETURN_IF(kind != PYNN_LOSS_BCE && kind != PYNN_LOSS_CCE, PYNN_EINVAL);
+        o->smooth = 1;
+        o->keep = 1.0f - opt->label_smoothing;
+        /* Keras: BCE t (1 - ls) + 0.5 ls; CCE t (1 - ls) + ls / classes */
+        o->add = kind == PYNN_LOSS_BCE ? 0.5f * opt->label_smoothing
+                                       : opt->label_smoothing / (float)cols;
+    }
+    if (opt->weights != NULL) {
+        PYNN_RETURN_IF(opt->per_weight < 1, PYNN_EINVAL);
+        n_w = (rows - 1) / opt->per_weight + 1;
+        for (i = 0; i < n_w; i++)
+            PYNN_RETURN_IF(!(opt->weights[i] >= 0.0f && isfinite(opt->weights[i])), PYNN_EINVAL);
+        o->weights = opt->weights;
+        o->per_weight = opt->per_weight;
+    }
+    o->has_ignore = opt->has_ignore != 0;
+    o->ignore_class = opt->ignore_class;
+    *use = o->smooth || o->weights != NULL || o->has_ignore;
+    return PYNN_OK;
+}
+
+/* loss = sum_i w_i l_i / rows (Keras's sum_over_batch_size); grad (may be NULL) =
+ * d loss / d pred.  Only BCE and CCE have a logits form: from_logits is ignored for the
+ * others.  opt NULL: no weights, no smoothing, Huber's delta 1. */
 int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
-              int64_t rows, int64_t cols, int kind, int from_logits, float param) {
-    int binary = 0;
+              int64_t rows, int64_t cols, int kind, int from_logits,
+              const pynn_loss_options *opt) {
+    loss_opts o;
+    float param;
+    int binary = 0, use, status;
     PYNN_RETURN_IF(rows <= 0 || cols <= 0, PYNN_EINVAL);
     PYNN_RETURN_IF(loss == NULL || pred == NULL || target == NULL, PYNN_EINVAL);
     PYNN_RETURN_IF(kind < 0 || kind >= PYNN_LOSS_COUNT || kind == PYNN_LOSS_SPARSE_CCE,
                    PYNN_EINVAL);
+    status = resolve_options(&o, &use, &param, opt, kind, rows, cols);
+    if (status != PYNN_OK) return status;
+    PYNN_RETURN_IF(o.has_ignore, PYNN_EINVAL);   /* ignore_class: sparse CCE only */
     PYNN_RETURN_IF(kind == PYNN_LOSS_HUBER && !(param > 0.0f && isfinite(param)), PYNN_EINVAL);
     if (kind == PYNN_LOSS_HINGE || kind == PYNN_LOSS_SQUARED_HINGE) {
         /* Keras: {0, 1} targets become {-1, 1} when every target of the batch is 0 or 1 */
@@ -508,17 +646,37 @@ int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
         binary = i == n;
     }
     return loss_rows(grad, loss, pred, target, NULL, rows, cols, kind, from_logits, param,
-                     binary);
+                     binary, use ? &o : NULL);
 }
 
-/* Sparse CCE: labels (rows,) in [0, cols), checked before anything is written. */
+/* Sparse CCE: labels (rows,) in [0, cols) -- or equal to the ignore class -- checked
+ * before anything is written. */
 int pynn_sparse_cce(float *grad, double *loss, const float *pred, const int64_t *labels,
-                    int64_t rows, int64_t cols, int from_logits) {
-    int64_t r;
+                    int64_t rows, int64_t cols, int from_logits, const pynn_loss_options *opt) {
+    loss_opts o;
+    float param;
+    int use, status;
+    int64_t r, valid = 0;
     PYNN_RETURN_IF(rows <= 0 || cols <= 0, PYNN_EINVAL);
     PYNN_RETURN_IF(loss == NULL || pred == NULL || labels == NULL, PYNN_EINVAL);
-    for (r = 0; r < rows; r++)
+    status = resolve_options(&o, &use, &param, opt, PYNN_LOSS_CCE, rows, cols);
+    if (status != PYNN_OK) return status;
+    for (r = 0; r < rows; r++) {
+        if (o.has_ignore && labels[r] == o.ignore_class) continue;
         PYNN_RETURN_IF(labels[r] < 0 || labels[r] >= cols, PYNN_ELABEL);
+        valid++;
+    }
+    if (o.has_ignore) {
+        /* Keras 3: ignored rows weigh 0 and the others total / valid, so the mean is over
+         * the rows not ignored; none left: loss 0 and a zero gradient */
+        if (valid == 0) {
+            if (grad != NULL)
+                for (r = 0; r < rows * cols; r++) grad[r] = 0.0f;
+            *loss = 0.0;
+            return PYNN_OK;
+        }
+        o.divisor = valid;
+    }
     return loss_rows(grad, loss, pred, NULL, labels, rows, cols, PYNN_LOSS_CCE, from_logits,
-                     0.0f, 0);
+                     0.0f, 0, use ? &o : NULL);
 }

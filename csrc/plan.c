@@ -103,15 +103,28 @@ static int pool_ints_ok(const int64_t *g) {
            g[6] >= 1 && g[7] >= 0 && g[8] >= 0 && g[9] >= 0 && g[10] >= 0 && small_ints(g, 11);
 }
 
+/* The ignore class target t's step check accepts (plan->target_ignore): 1 and *value, or 0. */
+static int target_ignores(const pynn_plan *p, int64_t t, int64_t *value) {
+    if (p->target_ignore == NULL || p->target_ignore[2 * t] == 0) return 0;
+    *value = p->target_ignore[2 * t + 1];
+    return 1;
+}
+
 /* A labels operand of a loss or metric must be one of the plan's targets, whose labels the
  * step checks before it changes anything, with classes <= cols (so the kernel's own check
- * cannot fail half way through a step). */
-static int labels_ok(const step_context *cx, int64_t index, int64_t cols) {
+ * cannot fail half way through a step).  A target whose check also accepts an ignore class
+ * v outside [0, cols) may only be read by an op that ignores v (has_ignore, ignore). */
+static int labels_ok(const step_context *cx, int64_t index, int64_t cols, int64_t has_ignore,
+                     int64_t ignore) {
     const pynn_plan *p = cx->plan;
-    int64_t t;
+    int64_t t, v;
     for (t = 0; t < p->n_targets; t++)
-        if (p->target_bufs[t] == index)
-            return p->target_classes[t] > 0 && p->target_classes[t] <= cols;
+        if (p->target_bufs[t] == index) {
+            if (!(p->target_classes[t] > 0 && p->target_classes[t] <= cols)) return 0;
+            if (target_ignores(p, t, &v) && (v < 0 || v >= cols))
+                return has_ignore != 0 && ignore == v;
+            return 1;
+        }
     return 0;
 }
 
@@ -141,7 +154,7 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_CONCAT] = {-1, -1, 0},
         [PYNN_OP_CONCAT_BACKWARD] = {-1, -1, 0},
         [PYNN_OP_SCALE] = {2, 0, 1},
-        [PYNN_OP_LOSS] = {3, 4, 2},
+        [PYNN_OP_LOSS] = {4, 6, 3},
         [PYNN_OP_METRIC] = {2, 4, 0},
         [PYNN_OP_OPTIMIZER] = {2 + PYNN_OPT_SLOTS, 1, -1},  /* checked by run_op */
     };
@@ -445,31 +458,46 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         return pynn_scale(F(&o[0]), F(&o[1]), o[1].n, (float)op->reals[0]);
     }
     case PYNN_OP_LOSS: {
-        /* bufs pred, target, grad; ints kind, from_logits, cols, index; reals weight (the
-         * loss's share of the total; the plan scales the gradient with an OP_SCALE), param */
-        const operand *pred = &o[0], *target = &o[1], *grad = &o[2];
-        const int64_t kind = g[0], cols = g[2], index = g[3];
+        /* bufs pred, target, grad, weights; ints kind, from_logits, cols, index, has_ignore,
+         * ignore_class; reals weight (the loss's share of the total; the plan scales the
+         * gradient with an OP_SCALE), param, label_smoothing */
+        const operand *pred = &o[0], *target = &o[1], *grad = &o[2], *weights = &o[3];
+        const int64_t kind = g[0], cols = g[2], index = g[3], has_ignore = g[4];
         const int labels = target->dtype == PYNN_DTYPE_I64;
+        const float param = (float)op->reals[1], smoothing = (float)op->reals[2];
+        pynn_loss_options opt;
         double value = 0.0;
         int64_t r;
         EXPECT(cols >= 1 && index >= 0 && index < cx->plan->n_losses);
-        EXPECT(f32(pred) && f32_or_absent(grad) && target->data != NULL);
+        EXPECT(f32(pred) && f32_or_absent(grad) && f32_or_absent(weights) &&
+               target->data != NULL);
         EXPECT(pred->n % cols == 0 && pred->n >= cols);
         r = pred->n / cols;
         EXPECT(holds(grad, pred->n));
+        /* per-sample weights: one per step row, each for r / rows rows of pred */
+        EXPECT(weights->data == NULL || (r % rows == 0 && holds(weights, rows)));
+        EXPECT(has_ignore == 0 || has_ignore == 1);
         if (labels)
-            EXPECT(kind == PYNN_LOSS_SPARSE_CCE && labels_ok(cx, op->bufs[1], cols) &&
-                   holds(target, r));
+            EXPECT(kind == PYNN_LOSS_SPARSE_CCE &&
+                   labels_ok(cx, op->bufs[1], cols, has_ignore, g[5]) && holds(target, r));
         else
             EXPECT(kind >= 0 && kind < PYNN_LOSS_COUNT && kind != PYNN_LOSS_SPARSE_CCE &&
-                   target->dtype == PYNN_DTYPE_F32 && holds(target, pred->n));
-        EXPECT(kind != PYNN_LOSS_HUBER || ((float)op->reals[1] > 0.0f &&
-                                           isfinite((float)op->reals[1])));
+                   target->dtype == PYNN_DTYPE_F32 && holds(target, pred->n) && !has_ignore);
+        EXPECT(kind != PYNN_LOSS_HUBER || (param > 0.0f && isfinite(param)));
+        EXPECT(smoothing >= 0.0f && smoothing <= 1.0f &&
+               (smoothing == 0.0f || kind == PYNN_LOSS_BCE || kind == PYNN_LOSS_CCE ||
+                kind == PYNN_LOSS_SPARSE_CCE));
         if (cx->dry) return PYNN_OK;
+        opt.param = param;
+        opt.label_smoothing = smoothing;
+        opt.has_ignore = (int)has_ignore;
+        opt.ignore_class = g[5];
+        opt.weights = F(weights);
+        opt.per_weight = weights->data != NULL ? r / rows : 1;
         status = labels ? pynn_sparse_cce(F(grad), &value, F(pred), (const int64_t *)target->data,
-                                          r, cols, g[1] != 0)
+                                          r, cols, g[1] != 0, &opt)
                         : pynn_loss(F(grad), &value, F(pred), F(target), r, cols, (int)kind,
-                                    g[1] != 0, (float)op->reals[1]);
+                                    g[1] != 0, &opt);
         if (status != PYNN_OK) return status;
         cx->losses[index] = value;
         return PYNN_OK;
@@ -485,7 +513,7 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         EXPECT(f32(pred) && target->data != NULL && pred->n % cols == 0);
         r = pred->n / cols;
         if (labels)
-            EXPECT(labels_ok(cx, op->bufs[1], cols) && holds(target, r));
+            EXPECT(labels_ok(cx, op->bufs[1], cols, 0, 0) && holds(target, r));
         else
             EXPECT(target->dtype == PYNN_DTYPE_F32 && holds(target, pred->n));
         if (cx->dry) return PYNN_OK;
@@ -562,6 +590,10 @@ static int plan_ok(const pynn_plan *p) {
     for (j = 0; j < p->n_targets; j++) {
         const pynn_buffer *t = &p->bufs[p->target_bufs[j]];
         if (p->target_classes[j] < 0) return 0;
+        if (p->target_ignore != NULL &&
+            (p->target_ignore[2 * j] < 0 || p->target_ignore[2 * j] > 1 ||
+             (p->target_ignore[2 * j] == 1 && p->target_classes[j] == 0)))
+            return 0;
         if (p->target_classes[j] > 0 ? t->dtype != PYNN_DTYPE_I64 || t->row_size != 1
                                       : t->dtype != PYNN_DTYPE_F32)
             return 0;
@@ -676,9 +708,12 @@ int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t fir
             const int64_t *labels = (const int64_t *)feed->targets[j];
             const int64_t classes = plan->target_classes[j];
             if (classes == 0) continue;
+            int64_t ignore = 0;
+            const int has_ignore = target_ignores(plan, j, &ignore);
             for (i = 0; i < rows; i++) {
                 const int64_t label = labels[feed->order != NULL ? feed->order[r0 + i] : r0 + i];
-                if (label < 0 || label >= classes) return PYNN_ELABEL;
+                if ((label < 0 || label >= classes) && !(has_ignore && label == ignore))
+                    return PYNN_ELABEL;
             }
         }
         /* the step's rows of every input and target into their buffers */

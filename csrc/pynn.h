@@ -258,27 +258,57 @@ int pynn_activation_backward(float *dx, const float *x, const float *y, const fl
 
 /* ---- losses ---------------------------------------------------------------- */
 /*
- * loss = mean over rows of the per-sample loss of `pred` (rows x cols) against the
- * targets `target` (rows x cols, float).  grad (rows x cols, may be NULL) is
- * d loss / d pred, already divided by rows (and by cols for MSE and BCE).
+ * loss = sum_i w_i l_i / rows (Keras 3's reduction "sum_over_batch_size": divided by the
+ * rows, not by the sum of the weights), l_i the per-sample loss of row i of `pred`
+ * (rows x cols) against the targets `target` (rows x cols, float), w_i its weight (1
+ * without weights).  grad (rows x cols, may be NULL) is d loss / d pred, already divided
+ * by rows (and by cols for MSE and BCE) and row i scaled by w_i.
  * from_logits: pred holds logits (BCE: sigmoid logits; CCE: softmax logits), the
  * stable fused form is used.  Otherwise pred holds probabilities, which are clipped
  * to [1e-7, 1 - 1e-7] as Keras does (CCE first normalises each row to sum 1).
  * The other kinds (MAE ... cosine similarity, Keras 3's definitions listed with
- * PYNN_LOSS_LIST) have no logits form and ignore from_logits.  param: Huber's delta
- * (finite and > 0, else PYNN_EINVAL); ignored by the other kinds.  Hinge and squared
+ * PYNN_LOSS_LIST) have no logits form and ignore from_logits.  Hinge and squared
  * hinge map targets t to 2t - 1 when every target of the call is 0 or 1 (Keras's
  * check is over the whole batch).  Cosine similarity normalises each row as
  * x / sqrt(max(sum x^2, 1e-14)).  Where a loss is not differentiable (|p - t| = 0 for
  * MAE/MAPE, a hinge at 0, a tie in categorical hinge's max) the gradient takes the
  * value of one side: sign(0) = 0, max(m, 0) passes no gradient at m = 0, the first
  * maximum wins.
+ *
+ * Options (opt NULL = the defaults: param 1, no smoothing, no ignore class, no weights;
+ * a call without weights, smoothing or ignore class gives bitwise the results of opt NULL):
+ *   param            Huber's delta (finite and > 0, else PYNN_EINVAL); ignored by the others.
+ *   label_smoothing  in [0, 1] (else PYNN_EINVAL); non-zero only for BCE and CCE (sparse CCE
+ *                    included; PYNN_EINVAL for the other kinds).  Keras's: BCE reads
+ *                    t (1 - ls) + ls / 2, CCE t (1 - ls) + ls / cols.
+ *   has_ignore, ignore_class   pynn_sparse_cce only (PYNN_EINVAL in pynn_loss): rows whose
+ *                    label equals ignore_class (which may lie outside [0, cols), e.g. -1)
+ *                    count for nothing: zero gradient, and the mean is over the other rows
+ *                    (Keras 3's mask: weight 0, the others total / valid).  Every row ignored:
+ *                    loss 0 and a zero gradient.
+ *   weights, per_weight   NULL, or row i counts with weights[i / per_weight] (per_weight >= 1,
+ *                    the positions per sample of a per-position output); every weight read
+ *                    (ceil(rows / per_weight) of them) finite and >= 0, else PYNN_EINVAL.
+ * Every argument is checked before anything is written.  The fused blocked CCE paths serve
+ * the calls without options; the others use the per-row functions (same chunked,
+ * thread-count-independent sum).
  */
+typedef struct pynn_loss_options {
+    float param;            /* Huber's delta (finite, > 0); ignored by the other kinds */
+    float label_smoothing;  /* BCE and CCE (incl. CCE against labels): in [0, 1]; 0 = none */
+    int has_ignore;         /* sparse CCE: rows whose label == ignore_class count for nothing */
+    int64_t ignore_class;
+    const float *weights;   /* NULL, or per-row weights: row i counts with weights[i / per_weight] (>= 0, finite) */
+    int64_t per_weight;     /* >= 1 */
+} pynn_loss_options;
+
 int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
-              int64_t rows, int64_t cols, int kind, int from_logits, float param);
-/* Sparse categorical cross-entropy: labels (rows,) int64 in [0, cols). */
+              int64_t rows, int64_t cols, int kind, int from_logits,
+              const pynn_loss_options *opt);  /* opt NULL = defaults */
+/* Sparse categorical cross-entropy: labels (rows,) int64 in [0, cols) (or the ignore
+ * class), else PYNN_ELABEL. */
 int pynn_sparse_cce(float *grad, double *loss, const float *pred, const int64_t *labels,
-                    int64_t rows, int64_t cols, int from_logits);
+                    int64_t rows, int64_t cols, int from_logits, const pynn_loss_options *opt);
 
 /* ---- optimizers (Keras 3 update rules), elementwise over n parameters ------- */
 /* momentum == 0: w -= lr g.  Otherwise m = momentum m - lr g; w += m, or with
@@ -605,11 +635,19 @@ double pynn_schedule_lr(int kind, const double *params, int64_t iteration);
  *   OP_CONCAT          bufs y, x0 .. x(k-1)          ints widths[k]  (outer = n(y) / sum)
  *   OP_CONCAT_BACKWARD bufs dy, dx0 .. dx(k-1)       ints widths[k]
  *   OP_SCALE           bufs y, x                     reals alpha
- *   OP_LOSS            bufs pred, target, grad   ints kind, from_logits, cols, index
- *                      reals weight, param (pynn_loss's): the loss (of n(pred) / cols rows, unweighted) goes to
- *                      the step's losses[index]; a target of dtype I64 holds labels; the
- *                      weight is the loss's share of the total (the plan scales the
- *                      gradient by it with an OP_SCALE)
+ *   OP_LOSS            bufs pred, target, grad, weights
+ *                      ints kind, from_logits, cols, index, has_ignore, ignore_class
+ *                      reals weight, param, label_smoothing (pynn_loss_options'): the loss
+ *                      (of r = n(pred) / cols rows; without the loss weight) goes to the
+ *                      step's losses[index]; a target of dtype I64 holds labels; the weight
+ *                      is the loss's share of the total (the plan scales the gradient by it
+ *                      with an OP_SCALE).  weights: absent (-1), or F32 per-sample weights
+ *                      holding >= rows elements (the step's rows), each row of pred
+ *                      counting with weights[i / per_weight], per_weight = r / rows (r a
+ *                      multiple of rows).  has_ignore: labels only; a label equal to
+ *                      ignore_class is accepted by the step's label check only when the
+ *                      target lists it (target_ignore), and an op reading those labels
+ *                      must ignore it unless it lies in [0, cols)
  *   OP_METRIC          bufs pred, target         ints kind, cols, index: the sum goes to
  *                      the step's metrics[index]
  *   OP_OPTIMIZER       bufs params, grads, slot0 .. slot(PYNN_OPT_SLOTS - 1)   ints kind
@@ -653,6 +691,10 @@ typedef struct pynn_plan {
     int64_t n_losses, n_metrics;   /* slots the OP_LOSS / OP_METRIC ops write per step */
     int64_t n_checked;             /* row counts the caller already checked the ops for */
     const int64_t *checked_rows;   /*   with pynn_plan_check (may be NULL when n_checked is 0) */
+    /* NULL, or per target (2 n_targets values): has_ignore, ignore_class -- where
+     * has_ignore is non-zero the step's label check also accepts ignore_class (a loss's
+     * ignore_class, which may lie outside [0, classes)) */
+    const int64_t *target_ignore;
 } pynn_plan;
 
 /* The data of a run: n_rows rows per array, rows of the matching buffer's row_size and

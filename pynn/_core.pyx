@@ -53,10 +53,18 @@ cdef extern from "pynn.h" nogil:
                                 int act, float alpha)
     int pynn_activation_backward(float *dx, const float *x, const float *y, const float *dy,
                                  int64_t rows, int64_t cols, int act, float alpha)
+    ctypedef struct pynn_loss_options:
+        float param
+        float label_smoothing
+        int has_ignore
+        int64_t ignore_class
+        const float *weights
+        int64_t per_weight
     int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
-                  int64_t rows, int64_t cols, int kind, int from_logits, float param)
+                  int64_t rows, int64_t cols, int kind, int from_logits,
+                  const pynn_loss_options *opt)
     int pynn_sparse_cce(float *grad, double *loss, const float *pred, const int64_t *labels,
-                        int64_t rows, int64_t cols, int from_logits)
+                        int64_t rows, int64_t cols, int from_logits, const pynn_loss_options *opt)
     int pynn_sgd_update(float *w, float *m, const float *g, int64_t n,
                         float lr, float momentum, int nesterov)
     int pynn_adam_update(float *w, float *m, float *v, const float *g, int64_t n,
@@ -190,6 +198,7 @@ cdef extern from "pynn.h" nogil:
         int64_t n_losses, n_metrics
         int64_t n_checked
         const int64_t *checked_rows
+        const int64_t *target_ignore
     ctypedef struct pynn_plan_feed:
         const void *const *inputs
         const void *const *targets

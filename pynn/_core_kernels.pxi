@@ -83,12 +83,37 @@ def activation_backward_bias_grad(float[:, ::1] dz,         # OUT (rows, cols); 
 
 # ---- losses --------------------------------------------------------------------
 
+cdef int _loss_options(pynn_loss_options *opt, int64_t rows, float param, weights,
+                       float label_smoothing, bint has_ignore, int64_t ignore_class,
+                       str where) except -1:
+    """Fill *opt; weights: None or a 1-D float32 array (kept alive by the caller) whose
+    length divides rows (each weight serves rows / len(weights) consecutive rows)."""
+    cdef const float[::1] w
+    opt.param = param
+    opt.label_smoothing = label_smoothing
+    opt.has_ignore = has_ignore
+    opt.ignore_class = ignore_class
+    opt.weights = NULL
+    opt.per_weight = 1
+    if weights is not None:
+        w = weights
+        if w.shape[0] < 1 or rows % w.shape[0] != 0:
+            raise ValueError(f"{where}: expected weights of a length dividing the {rows} "
+                             f"rows, received {w.shape[0]} weights")
+        opt.weights = &w[0]
+        opt.per_weight = rows // w.shape[0]
+    return 0
+
+
 def loss(grad,                            # OUT None or (rows, cols) float32
          const float[:, ::1] pred,        # IN  (rows, cols)
          const float[:, ::1] target,      # IN  (rows, cols)
-         int kind, bint from_logits, float param=0.0):
-    """Mean over rows of the per-sample LOSS_* loss; writes d loss / d pred into grad.
-    param: Huber's delta (ignored by the other kinds)."""
+         int kind, bint from_logits, float param=1.0, weights=None,
+         float label_smoothing=0.0):
+    """sum_i w_i l_i / rows of the per-sample LOSS_* loss (w_i = 1 without weights); writes
+    d loss / d pred into grad.  param: Huber's delta (ignored by the other kinds); weights:
+    None or float32 (k,), k dividing rows, row i weighing weights[i // (rows // k)];
+    label_smoothing: BCE and CCE (pynn_loss_options)."""
     cdef tuple shape = _shape2(pred)
     _same_shape(_shape2(target), shape, "target", "loss")
     cdef float[:, ::1] grad_view
@@ -97,20 +122,25 @@ def loss(grad,                            # OUT None or (rows, cols) float32
         grad_view = grad
         _same_shape(_shape2(grad_view), shape, "grad", "loss")
         grad_ptr = &grad_view[0, 0]
+    cdef pynn_loss_options opt
+    _loss_options(&opt, pred.shape[0], param, weights, label_smoothing, False, 0, "loss")
     cdef double value = 0.0
     cdef int status
     with nogil:
         status = pynn_loss(grad_ptr, &value, &pred[0, 0], &target[0, 0],
-                           pred.shape[0], pred.shape[1], kind, from_logits, param)
+                           pred.shape[0], pred.shape[1], kind, from_logits, &opt)
     _check(status, "loss")
     return value
 
 
 def sparse_cce(grad,                      # OUT None or (rows, cols) float32
                const float[:, ::1] pred,  # IN  (rows, cols)
-               const int64_t[::1] labels, # IN  (rows,) in [0, cols)
-               bint from_logits):
-    """Sparse categorical cross-entropy; labels out of range raise ValueError."""
+               const int64_t[::1] labels, # IN  (rows,) in [0, cols) or ignore_class
+               bint from_logits, weights=None, float label_smoothing=0.0,
+               ignore_class=None):
+    """Sparse categorical cross-entropy; labels out of range (other than ignore_class)
+    raise ValueError.  weights, label_smoothing as `loss`; ignore_class: None or an int,
+    rows of that label count for nothing (the mean is over the others)."""
     cdef tuple shape = _shape2(pred)
     _same_length(labels.shape[0], pred.shape[0], "labels", "sparse_cce")
     cdef float[:, ::1] grad_view
@@ -119,11 +149,14 @@ def sparse_cce(grad,                      # OUT None or (rows, cols) float32
         grad_view = grad
         _same_shape(_shape2(grad_view), shape, "grad", "sparse_cce")
         grad_ptr = &grad_view[0, 0]
+    cdef pynn_loss_options opt
+    _loss_options(&opt, pred.shape[0], 1.0, weights, label_smoothing, ignore_class is not None,
+                  0 if ignore_class is None else ignore_class, "sparse_cce")
     cdef double value = 0.0
     cdef int status
     with nogil:
         status = pynn_sparse_cce(grad_ptr, &value, &pred[0, 0], &labels[0],
-                                 pred.shape[0], pred.shape[1], from_logits)
+                                 pred.shape[0], pred.shape[1], from_logits, &opt)
     _check(status, "sparse_cce")
     return value
 

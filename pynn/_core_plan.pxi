@@ -42,7 +42,7 @@ cdef class PlanRunner:
     """A compiled plan, packed for pynn_plan_run.
 
     PlanRunner(ops, buffers, capacity, input_bufs, target_bufs, target_classes, output_bufs,
-               n_losses, n_metrics, max_steps=1)
+               n_losses, n_metrics, max_steps=1, target_ignore=None)
       ops            list of (kind, bufs, ints, reals): kind an id of pynn.ids.OPS, bufs a
                      list of buffer indices (-1: absent), ints a list of ints, reals a list
                      of floats, as csrc/pynn.h documents per op kind
@@ -57,6 +57,8 @@ cdef class PlanRunner:
                      1), or 0 for float targets
       n_losses, n_metrics   the slots the OP_LOSS / OP_METRIC ops write per step
       max_steps      the most steps one `run` may take (sizes the result arrays)
+      target_ignore  None, or per target None or an int: a label the step's check accepts
+                     besides [0, classes) (a loss's ignore_class)
     """
     cdef pynn_plan plan
     cdef pynn_op *ops
@@ -107,7 +109,8 @@ cdef class PlanRunner:
         PyMem_Free(self.out_rows)
 
     def __init__(self, ops, buffers, int64_t capacity, input_bufs, target_bufs, target_classes,
-                 output_bufs, int64_t n_losses, int64_t n_metrics, int64_t max_steps=1):
+                 output_bufs, int64_t n_losses, int64_t n_metrics, int64_t max_steps=1,
+                 target_ignore=None):
         cdef Py_ssize_t n_ops = len(ops), n_bufs = len(buffers), j, at
         cdef int64_t[::1] index
         cdef int64_t row_size
@@ -155,7 +158,13 @@ cdef class PlanRunner:
             flat_ints.extend(op_ints)
             self._reals_at.append((len(flat_reals), len(op_reals)))
             flat_reals.extend(op_reals)
-        lists = (input_bufs, target_bufs, target_classes, output_bufs)
+        if target_ignore is not None and len(target_ignore) != len(target_bufs):
+            raise ValueError(f"PlanRunner: expected one ignore class (or None) per target, "
+                             f"received {len(target_ignore)} for {len(target_bufs)} targets")
+        ignore_pairs = []
+        for v in (target_ignore or ()):
+            ignore_pairs.extend((0, 0) if v is None else (1, int(v)))
+        lists = (input_bufs, target_bufs, target_classes, output_bufs, ignore_pairs)
         for values in lists:
             flat_ints.extend(values)
         index = _np.array(flat_ints + [0], dtype=_np.int64)
@@ -192,6 +201,8 @@ cdef class PlanRunner:
         at += len(target_classes)
         self.plan.n_outputs = len(output_bufs)
         self.plan.output_bufs = &index[at]
+        at += len(output_bufs)
+        self.plan.target_ignore = &index[at] if target_ignore is not None else NULL
         self.plan.n_losses = n_losses
         self.plan.n_metrics = n_metrics
         self.plan.n_checked = 0

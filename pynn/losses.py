@@ -14,22 +14,53 @@ def _shape_text(shape):
         ("," if len(shape) == 1 else "") + ")"
 
 
+# Keras 3's reductions (keras.src.losses.loss.standardize_reduction); "auto" is taken as
+# "sum_over_batch_size" (older Keras's default).
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+
+
+def _check_reduction(reduction, where):
+    if reduction == "auto":
+        return "sum_over_batch_size"
+    if not (reduction is None or isinstance(reduction, str)) or reduction not in REDUCTIONS:
+        raise invalid(where, "reduction", "one of " + ", ".join(repr(r) for r in REDUCTIONS),
+                      reduction)
+    return reduction
+
+
+def _check_axis(axis, where):
+    if not is_int(axis):
+        raise TypeError(f"{where}: expected axis to be an int, received axis={shown(axis)}")
+    return int(axis)
+
+
+def _check_smoothing(label_smoothing, where):
+    return check_number(label_smoothing, "label_smoothing", where, 0.0, 1.0)
+
+
 class Loss:
+    """The base of pynn's losses.  A loss is callable, `loss(y_true, y_pred,
+    sample_weight=None)`, computed by the default backend's kernel (Keras 3's semantics):
+    the per-sample loss l_i over the last axis (or `axis`), weighted by sample_weight
+    (broadcast to the per-sample shape, Keras's rules), then reduced: "sum_over_batch_size"
+    (and "mean") sum_i w_i l_i / n, "sum" sum_i w_i l_i, "mean_with_sample_weight"
+    sum_i w_i l_i / sum_i w_i, None / "none" the per-sample values w_i l_i."""
     kind = None          # "mse" | "bce" | "cce" | "scce" | "mae" | ...: the kernel (pynn.ids.LOSSES)
     sparse = False       # integer class labels instead of target vectors
     fused_activation = None   # the output activation whose logits the loss can take
     param = 1.0          # the kernel's parameter (Huber's delta; ignored by the others)
+    label_smoothing = 0.0     # BinaryCrossentropy, CategoricalCrossentropy
+    ignore_class = None       # SparseCategoricalCrossentropy
+    axis = -1                 # the axis the per-sample loss runs over
 
     def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size"):
         where = type(self).__name__
         self.from_logits = check_bool(from_logits, "from_logits", where)
-        if reduction not in ("sum_over_batch_size", "auto", None):
-            raise ValueError(f"{where}: only reduction='sum_over_batch_size' is "
-                             f"supported, received reduction={shown(reduction)}")
+        self.reduction = _check_reduction(reduction, where)
         self.name = _NAMES[type(self)] if name in (None, "") else check_name(name, "name", where)
 
     def get_config(self):
-        return {"name": self.name, "from_logits": self.from_logits}
+        return {"name": self.name, "reduction": self.reduction, "from_logits": self.from_logits}
 
     @classmethod
     def from_config(cls, config):
@@ -38,6 +69,20 @@ class Loss:
     def fuses_with(self, activation):
         """Whether a model output made by `activation` can hand this loss its logits."""
         return self.fused_activation is not None and activation == self.fused_activation
+
+    def check_output(self, output_shape, where="compile"):
+        """A ValueError unless a model output of this shape (with the batch axis) can be
+        trained with this loss: its per-sample loss over the last axis, the reduction the
+        training step uses (sum over the batch size)."""
+        rank = len(output_shape)
+        if self.axis not in (-1, rank - 1):
+            raise ValueError(f"{where}: {type(self).__name__} with axis={self.axis} cannot "
+                             f"train an output of shape {_shape_text(output_shape)}: pynn "
+                             f"computes losses over the last axis (axis=-1 or {rank - 1})")
+        if self.reduction not in ("sum_over_batch_size", "mean"):
+            raise ValueError(f"{where}: {type(self).__name__} with reduction="
+                             f"{shown(self.reduction)} cannot train a model: training uses "
+                             "reduction='sum_over_batch_size' (the loss's mean over the batch)")
 
     def target_spec(self, output_shape):
         """(target shape with the batch axis, dtype, classes) for an output of this shape;
@@ -58,48 +103,162 @@ class Loss:
                 f"shape {y.shape}")
         return np.ascontiguousarray(y, dtype=np.float32)
 
+    def _sample_weights(self, sample_weight, sample_shape):
+        """One float32 weight per per-sample loss (Keras's broadcasting: trailing axes of 1
+        dropped, missing trailing axes added), or None."""
+        if sample_weight is None:
+            return None
+        where = self.name
+        sw = np.asarray(sample_weight)
+        if sw.dtype.kind not in "biuf":
+            raise TypeError(f"{where}: expected sample_weight as numbers, received dtype "
+                            f"{sw.dtype}")
+        sw = sw.astype(np.float64)
+        if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+            bad = sw[~(np.isfinite(sw) & (sw >= 0))].reshape(-1)[0]
+            raise ValueError(f"{where}: expected finite sample_weight >= 0, received "
+                             f"sample_weight with the value {bad!r}")
+        while sw.ndim > len(sample_shape) and sw.shape[-1] == 1:
+            sw = sw[..., 0]
+        try:
+            if sw.ndim > len(sample_shape):
+                raise ValueError
+            sw = np.broadcast_to(sw.reshape(sw.shape + (1,) * (len(sample_shape) - sw.ndim)),
+                                 sample_shape)
+        except ValueError:
+            raise ValueError(f"{where}: expected sample_weight of shape "
+                             f"{_shape_text(sample_shape)} (or a prefix of it, e.g. one weight "
+                             f"per sample), received sample_weight with shape "
+                             f"{np.shape(sample_weight)}") from None
+        return np.ascontiguousarray(sw.reshape(-1), dtype=np.float32)
+
     def __call__(self, y_true, y_pred, sample_weight=None):
-        """The loss value for one batch (a float), computed by the default backend's kernel."""
-        if sample_weight is not None:
-            raise ValueError(f"{self.name}: sample_weight is not supported yet")
+        """The loss of one batch, computed by the default backend's kernel: a NumPy float32
+        scalar, or for reduction None / "none" the per-sample values (shape y_pred.shape[:-1])."""
         from .backend import get as get_backend
-        y_pred = np.ascontiguousarray(y_pred, dtype=np.float32)
+        y_pred = np.asarray(y_pred, dtype=np.float32)
+        y_true = np.asarray(y_true)
+        if y_pred.ndim == 0:
+            raise ValueError(f"{self.name}: expected y_pred with a batch axis, received a scalar")
         if y_pred.ndim == 1:
             y_pred = y_pred.reshape(-1, 1)
-        target = self.prepare_targets(np.asarray(y_true), (None,) + y_pred.shape[1:],
-                                      where=self.name)
+        if self.axis not in (-1, y_pred.ndim - 1):     # Keras's axis, moved last
+            if not -y_pred.ndim <= self.axis < y_pred.ndim:
+                raise ValueError(f"{self.name}: axis={self.axis} is out of range for y_pred "
+                                 f"of shape {y_pred.shape}")
+            if not self.sparse and y_true.ndim == y_pred.ndim:
+                y_true = np.moveaxis(y_true, self.axis, -1)
+            y_pred = np.moveaxis(y_pred, self.axis, -1)
+        y_pred = np.ascontiguousarray(y_pred)
+        target = self.prepare_targets(y_true, (None,) + y_pred.shape[1:], where=self.name)
         be = get_backend(None)
         cols = y_pred.shape[-1]
+        sample_shape = y_pred.shape[:-1]
         pred2 = y_pred.reshape(-1, cols)
         target2 = target.reshape(-1) if self.sparse else target.reshape(-1, cols)
-        return float(be.loss(self.kind, be.from_host(pred2), be.from_host(target2),
-                             self.from_logits, None, self.param))
+        weights = self._sample_weights(sample_weight, sample_shape)
+        if self.reduction in (None, "none"):
+            return self._per_sample(be, pred2, target2, weights).reshape(sample_shape)
+        value = be.loss(self.kind, be.from_host(pred2), be.from_host(target2), self.from_logits,
+                        None, self.param,
+                        weights=None if weights is None else be.from_host(weights),
+                        label_smoothing=self.label_smoothing, ignore_class=self.ignore_class)
+        # the kernel's value is sum_i w_i l_i / n, n the rows (not ignored)
+        n = pred2.shape[0] if self.ignore_class is None else \
+            int(np.count_nonzero(target2 != self.ignore_class))
+        if self.reduction == "sum":
+            value *= n
+        elif self.reduction == "mean_with_sample_weight" and weights is not None:
+            kept = weights if self.ignore_class is None else weights[target2 != self.ignore_class]
+            total = float(kept.astype(np.float64).sum())
+            value = value * n / total if total > 0 else 0.0
+        return np.float32(value)
+
+    def _per_sample(self, be, pred2, target2, weights):
+        """w_i l_i per row, each row one call of the kernel (float32)."""
+        rows, cols = pred2.shape
+        out = np.empty(rows, np.float64)
+        # Keras maps hinge targets {0, 1} to {-1, 1} when the whole batch is 0 or 1; the
+        # kernel decides it per call, so a row of 0s and 1s in a batch that is not gets a
+        # column of target 2 and prediction 1 (hinge 0) that keeps it as it is
+        hinge_rows = self.kind in ("hinge", "squared_hinge") and \
+            not np.all((target2 == 0) | (target2 == 1))
+        for i in range(rows):
+            p, t, scale = pred2[i:i + 1], target2[i:i + 1], 1.0
+            if hinge_rows and np.all((t == 0) | (t == 1)):
+                p = np.append(p, np.ones((1, 1), np.float32), axis=1)
+                t = np.append(t, np.full((1, 1), 2, np.float32), axis=1)
+                scale = (cols + 1) / cols
+            out[i] = scale * be.loss(
+                self.kind, be.from_host(np.ascontiguousarray(p)),
+                be.from_host(np.ascontiguousarray(t)), self.from_logits, None, self.param,
+                weights=None if weights is None else be.from_host(weights[i:i + 1]),
+                label_smoothing=self.label_smoothing, ignore_class=self.ignore_class)
+        return out.astype(np.float32)
 
 
 class MeanSquaredError(Loss):
     kind = "mse"
 
-    def __init__(self, name=None, reduction="sum_over_batch_size"):
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(False, name, reduction)
+        _check_dtype(dtype, type(self).__name__)
 
     def get_config(self):
-        return {"name": self.name}
+        return {"name": self.name, "reduction": self.reduction}
 
 
-class BinaryCrossentropy(Loss):
+class _Crossentropy(Loss):
+    """Keras 3's constructor of BinaryCrossentropy and CategoricalCrossentropy."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(from_logits, name, reduction)
+        where = type(self).__name__
+        self.label_smoothing = _check_smoothing(label_smoothing, where)
+        self.axis = _check_axis(axis, where)
+        _check_dtype(dtype, where)
+
+    def get_config(self):
+        return dict(super().get_config(), label_smoothing=self.label_smoothing, axis=self.axis)
+
+
+class BinaryCrossentropy(_Crossentropy):
+    """Keras 3's: the mean over the last axis of the binary cross-entropy per sample;
+    label_smoothing in [0, 1] reads targets t as t (1 - ls) + ls / 2."""
     kind = "bce"
     fused_activation = "sigmoid"
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_Crossentropy):
+    """Keras 3's: -sum_j t_j log p_j per sample (pred rows normalised to sum 1);
+    label_smoothing in [0, 1] reads targets t as t (1 - ls) + ls / classes."""
     kind = "cce"
     fused_activation = "softmax"
 
 
 class SparseCategoricalCrossentropy(Loss):
+    """Categorical cross-entropy against integer labels; ignore_class (None or an int, which
+    may lie outside [0, classes), e.g. -1): samples of that label count for nothing and the
+    mean is over the others (Keras 3's)."""
     kind = "scce"
     sparse = True
     fused_activation = "softmax"
+
+    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
+                 name=None, dtype=None):
+        super().__init__(from_logits, name, reduction)
+        where = type(self).__name__
+        if ignore_class is not None and not is_int(ignore_class):
+            raise TypeError(f"{where}: expected ignore_class None or an int, received "
+                            f"ignore_class={shown(ignore_class)}")
+        if ignore_class is not None and not -2 ** 63 <= ignore_class < 2 ** 63:
+            raise invalid(where, "ignore_class", "an int64", ignore_class)
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+        _check_dtype(dtype, where)
+
+    def get_config(self):
+        return dict(super().get_config(), ignore_class=self.ignore_class)
 
     def target_spec(self, output_shape):
         return tuple(output_shape[:-1]), "int64", int(output_shape[-1])
@@ -119,14 +278,22 @@ class SparseCategoricalCrossentropy(Loss):
                              f"received non-integer values of dtype {y.dtype}")
         classes = output_shape[-1]
         labels = y.astype(np.int64, copy=False)
-        if labels.size:
-            lo, hi = int(labels.min()), int(labels.max())
+        checked = labels if self.ignore_class is None else labels[labels != self.ignore_class]
+        if checked.size:
+            lo, hi = int(checked.min()), int(checked.max())
             if lo < 0 or hi >= classes:
                 bad = lo if lo < 0 else hi
+                also = "" if self.ignore_class is None else \
+                    f" (or ignore_class={self.ignore_class})"
                 raise ValueError(
-                    f"{where}: {self.name} expects labels in [0, {classes - 1}] for a model "
-                    f"output of {classes} classes, received label {bad}")
+                    f"{where}: {self.name} expects labels in [0, {classes - 1}]{also} for a "
+                    f"model output of {classes} classes, received label {bad}")
         return np.ascontiguousarray(labels)
+
+
+def _check_dtype(dtype, where):
+    if dtype not in (None, "float32"):
+        raise invalid(where, "dtype", "None or 'float32'", dtype)
 
 
 class _KerasLoss(Loss):
@@ -135,11 +302,10 @@ class _KerasLoss(Loss):
 
     def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(False, name, reduction)
-        if dtype not in (None, "float32"):
-            raise invalid(type(self).__name__, "dtype", "None or 'float32'", dtype)
+        _check_dtype(dtype, type(self).__name__)
 
     def get_config(self):
-        return {"name": self.name}
+        return {"name": self.name, "reduction": self.reduction}
 
 
 class MeanAbsoluteError(_KerasLoss):
@@ -170,7 +336,7 @@ class Huber(_KerasLoss):
         return self.delta
 
     def get_config(self):
-        return {"name": self.name, "delta": self.delta}
+        return dict(super().get_config(), delta=self.delta)
 
 
 class LogCosh(_KerasLoss):
@@ -206,18 +372,15 @@ class Poisson(_KerasLoss):
 
 class CosineSimilarity(_KerasLoss):
     """-sum_j (t / |t|)_j (p / |p|)_j per sample, each vector divided by
-    sqrt(max(sum x^2, 1e-14)); only the last axis (axis=-1)."""
+    sqrt(max(sum x^2, 1e-14)); over `axis` (training: the last axis)."""
     kind = "cosine_similarity"
 
     def __init__(self, axis=-1, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
-        if not is_int(axis) or axis != -1:
-            raise invalid(type(self).__name__, "axis", "-1 (the last axis; the only one "
-                          "supported)", axis)
-        self.axis = -1
+        self.axis = _check_axis(axis, type(self).__name__)
 
     def get_config(self):
-        return {"name": self.name, "axis": self.axis}
+        return dict(super().get_config(), axis=self.axis)
 
 
 _NAMES = {
@@ -274,7 +437,7 @@ def get(identifier, where="compile"):
 
 
 def mean_squared_error(y_true, y_pred):
-    """Keras's functional form (a float here): MeanSquaredError()(y_true, y_pred)."""
+    """Keras's functional form (the batch mean here): MeanSquaredError()(y_true, y_pred)."""
     return MeanSquaredError()(y_true, y_pred)
 
 

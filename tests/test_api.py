@@ -298,10 +298,12 @@ def test_keras_loss_names_resolve(name):
 def test_new_losses_keep_keras_defaults_and_round_trip_their_configs(tmp_path):
     huber = pynn.losses.Huber(delta=0.25)
     assert (pynn.losses.Huber().delta, pynn.losses.Huber().name) == (1.0, "huber_loss")
-    assert huber.get_config() == {"name": "huber_loss", "delta": 0.25}
+    assert huber.get_config() == {"name": "huber_loss", "reduction": "sum_over_batch_size",
+                                  "delta": 0.25}
     assert pynn.losses.Huber.from_config(huber.get_config()).delta == 0.25
     cos = pynn.losses.CosineSimilarity()
-    assert cos.get_config() == {"name": "cosine_similarity", "axis": -1}
+    assert cos.get_config() == {"name": "cosine_similarity", "reduction": "sum_over_batch_size",
+                                "axis": -1}
     assert pynn.losses.KLDivergence().name == "kl_divergence"
     # a saved model keeps its loss and the loss's parameter
     model = pynn.Sequential([pynn.layers.Input((3,)), pynn.layers.Dense(2)])

@@ -497,6 +497,114 @@ def test_hinge_maps_binary_targets_only_when_the_whole_batch_is_binary(backend_n
     assert mixed == pytest.approx((0.5 + 1.25) / 2)
 
 
+# The losses' options (csrc/pynn.h's pynn_loss_options): per-sample weights with zeros (one
+# per row, or one per 2 or 3 rows: a per-position output), label smoothing (BCE, CCE, SCCE;
+# probabilities and logits), ignore_class (some rows, every row, a class outside [0, cols)).
+# Every kind with weights on cpu's shapes pairwise with the variants, tiny ones on cuda.
+OPTION_KINDS = [("mse", False), ("bce", False), ("bce", True), ("cce", False), ("cce", True),
+                ("scce", False), ("scce", True)] + [(k, False) for k in OTHER_LOSSES]
+OPTION_VARIANTS = ["weights", "per-position", "smoothing", "ignore", "ignore-all",
+                   "ignore-outside"]
+CPU_OPTION_SHAPES = [(1, 1), (6, 13), (258, 10), (513, 3), (300, 200), (99, 1031)]
+CPU_LOSS_OPTIONS = [(shape, kind, fl, variant)
+                    for shape, (kind, fl), variant in pairwise(CPU_OPTION_SHAPES, OPTION_KINDS,
+                                                               OPTION_VARIANTS)]
+CUDA_LOSS_OPTIONS = [((6, 3), kind, fl, variant)
+                     for (kind, fl), variant in cycle(OPTION_KINDS, OPTION_VARIANTS)] + \
+    [((4, 2), "scce", fl, v) for fl, v in [(True, "ignore"), (False, "ignore-all"),
+                                           (True, "ignore-outside"), (False, "smoothing")]] + \
+    [((4, 3), "cce", True, "smoothing"), ((4, 3), "bce", False, "smoothing")]
+
+
+def loss_option_args(kind, from_logits, shape, variant):
+    """(pred, target, param, weights, label_smoothing, ignore_class) of a case: weights always
+    (zeros among them); smoothing where the kind takes it; ignore_class for scce."""
+    rows, cols = shape
+    rng = rng_for("loss options", kind, from_logits, shape, variant)
+    if kind in OTHER_LOSSES:
+        pred, target, param = other_loss_inputs(kind, shape)
+    else:
+        (pred, target), param = loss_inputs(kind, from_logits, shape), 1.0
+    per = 3 if rows % 3 == 0 else 2 if rows % 2 == 0 else 1
+    weights = rng.uniform(0, 2, rows // per if variant == "per-position" else rows)
+    weights[rng.random(weights.shape[0]) < 0.3] = 0.0
+    smoothing = 0.0
+    if kind in ("bce", "cce", "scce") and variant in ("smoothing", "per-position", "ignore"):
+        smoothing = 0.15 if variant == "smoothing" else 1.0 if rows % 2 else 0.05
+    ignore = None
+    if kind == "scce" and variant.startswith("ignore"):
+        ignore = -1 if variant == "ignore-outside" else int(target[0])
+        if variant == "ignore-all":
+            target = np.full_like(target, ignore)
+        elif variant == "ignore-outside":
+            target = np.where(rng.random(rows) < 0.4, -1, target)
+    return pred, target, param, f32(weights), smoothing, ignore
+
+
+@over(cpu=CPU_LOSS_OPTIONS, cuda=CUDA_LOSS_OPTIONS)
+def test_loss_options(kernel_backend, case):
+    """Weights, smoothing and ignore_class against the reference; on cpu bitwise on 1, 2 and 3
+    threads; without a gradient the same value."""
+    shape, kind, from_logits, variant = case
+    pred, target, param, weights, smoothing, ignore = loss_option_args(kind, from_logits, shape,
+                                                                       variant)
+    args = [kind, pred, target, from_logits, Out("grad", pred.shape), param, weights, smoothing,
+            ignore]
+    got, want = check(kernel_backend, "loss", *args, value=RTOL_ELEMENTWISE)
+    assert np.isfinite(got["value"])
+    if variant == "ignore-all" and kind == "scce":
+        assert got["value"] == 0.0 and not got["grad"].any()
+    alone = results(kernel_backend, lambda be: invoke(be, "loss", args[:4] + [None] + args[5:]))
+    assert_bitwise(alone["value"], got["value"])
+
+
+@pytest.mark.parametrize("kind,from_logits", [("mse", False), ("bce", True), ("cce", False),
+                                              ("cce", True), ("scce", True), ("huber", False)])
+def test_loss_options_that_change_nothing_keep_the_default_bits(kind, from_logits):
+    """Weights of 1, smoothing 0 and an ignore_class no label has take the options path (the
+    per-row functions) and give bitwise the default path's value and gradient (the blocked CCE
+    paths included)."""
+    shape = (513, 7)
+    pred, target = (loss_inputs(kind, from_logits, shape) if kind != "huber" else
+                    other_loss_inputs(kind, shape)[:2])
+    ones = np.ones(shape[0], np.float32)
+    want_grad, got_grad = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    want = CPU.loss(kind, pred, target, from_logits, want_grad, 0.7)
+    got = CPU.loss(kind, pred, target, from_logits, got_grad, 0.7, ones, 0.0,
+                   shape[1] + 5 if kind == "scce" else None)
+    assert_bitwise(np.float64(got), np.float64(want))
+    assert_bitwise(got_grad, want_grad)
+
+
+def test_loss_options_refused(backend_name):
+    """Bad options are refused on every backend before anything is written."""
+    be = backends.get(backend_name)
+    pred = be.from_host(np.full((4, 3), 0.5, np.float32))
+    target = be.from_host(np.full((4, 3), 0.5, np.float32))
+    labels = be.from_host(np.array([0, 1, 2, -1], np.int64))
+
+    def w(*values):
+        return be.from_host(np.array(values, np.float32))
+    for kind, tgt, kwargs in [
+            ("bce", target, dict(weights=w(1, 1, -1, 1))),
+            ("bce", target, dict(weights=w(1, np.nan, 1, 1))),
+            ("bce", target, dict(weights=w(1, np.inf, 1, 1))),
+            ("bce", target, dict(weights=w(1, 1, 1))),            # 3 does not divide 4 rows
+            ("bce", target, dict(label_smoothing=1.5)),
+            ("cce", target, dict(label_smoothing=-0.1)),
+            ("mse", target, dict(label_smoothing=0.1)),           # no smoothing for mse
+            ("cce", target, dict(ignore_class=0))] + ([] if backend_name == "cuda" else [
+            # labels out of range (cuda does not range-check labels, its metrics.py says why)
+            ("scce", labels, dict(ignore_class=5)),               # -1 is a label out of range
+            ("scce", labels, dict())]):
+        grad = be.from_host(np.full((4, 3), 7.0, np.float32))
+        with pytest.raises(ValueError):
+            be.loss(kind, pred, tgt, False, grad, **kwargs)
+        assert_bitwise(host(be, grad), np.full((4, 3), 7.0, np.float32))
+    with pytest.raises(TypeError):
+        be.loss("scce", pred, labels, False, None, ignore_class="x")
+
+
 def test_losses_of_extreme_logits_are_finite(kernel_backend):
     rng = rng_for("extreme logits")
     z = f32(rng.choice([-1000.0, -100.0, 0.0, 3.0, 100.0, 1000.0], size=(9, 4)))

@@ -93,7 +93,8 @@ def mlp_plan(capacity, n_in=64, hidden=32, classes=10, seed=0, outputs=False):
     relu, linear, softmax = (ids.ACTIVATIONS[a] for a in ("relu", "linear", "softmax"))
     p.op("dense", [x, w1, b1, z1, y1], [n_in, hidden, relu], [0.0])
     p.op("dense", [y1, w2, b2, z2, z2], [hidden, classes, linear], [0.0])
-    p.op("loss", [z2, labels, grad], [ids.LOSSES["scce"], 1, classes, 0], [1.0, 0.0])
+    p.op("loss", [z2, labels, grad, -1], [ids.LOSSES["scce"], 1, classes, 0, 0, 0],
+         [1.0, 0.0, 0.0])
     p.op("activation", [z2, probs], [classes, softmax], [0.0])
     p.op("metric", [probs, labels], [ids.METRICS["sparse_categorical_accuracy"], classes, 0, 1])
     p.op("dense_backward", [y1, w2, z2, z2, grad, dw2, db2, dx1], [hidden, classes, linear], [0.0])
@@ -128,7 +129,7 @@ def cnn_plan(capacity, seed=0):
     p.op("conv2d", [x, k, b, cols, z1, y1], geometry, [0.0])
     p.op("dropout", [y1, mask, d], dropout_ints, [0.25])
     p.op("dense", [d, w2, b2, z2, z2], [288, 10, linear], [0.0])
-    p.op("loss", [z2, labels, grad], [ids.LOSSES["scce"], 1, 10, 0], [1.0, 0.0])
+    p.op("loss", [z2, labels, grad, -1], [ids.LOSSES["scce"], 1, 10, 0, 0, 0], [1.0, 0.0, 0.0])
     p.op("metric", [z2, labels], [ids.METRICS["sparse_categorical_accuracy"], 10, 0, 1])
     p.op("dense_backward", [d, w2, z2, z2, grad, dw2, db2, dd], [288, 10, linear], [0.0])
     p.op("dropout_backward", [dd, mask, dy1])
@@ -195,12 +196,14 @@ def python_step(p, rows, step, losses, metrics):
             cols, act = ints
             CPU.activation_forward(view(bufs[0], cols), ACT_NAMES[act], reals[0], view(bufs[1], cols))
         elif name == "loss":
-            kind_id, from_logits, cols, index = ints
-            pred, target, grad = bufs
+            kind_id, from_logits, cols, index, has_ignore, ignore = ints
+            pred, target, grad, weights = bufs
             labels = p.buffers[target][0].dtype == np.int64
             losses[index] = CPU.loss(LOSS_NAMES[kind_id], view(pred, cols),
                                      view(target) if labels else view(target, cols),
-                                     bool(from_logits), view(grad, cols), reals[1])
+                                     bool(from_logits), view(grad, cols), reals[1],
+                                     None if weights < 0 else view(weights), reals[2],
+                                     ignore if has_ignore else None)
         elif name == "metric":
             kind_id, cols, index, k = ints
             pred, target = bufs

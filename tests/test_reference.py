@@ -132,6 +132,41 @@ def sparse_case(from_logits):
                           "pred": probe * ref.sparse_cce(pred, labels, from_logits)[1]})
 
 
+# the options of the losses: per-sample weights (one of them 0; per position: 2 rows
+# each), label smoothing, ignore_class (one of the labels, and -1 outside the classes)
+WEIGHTS4 = np.array([0.5, 0.0, 2.0, 1.25])
+
+
+def weighted_loss_case(kind, from_logits, per_position=False, smoothing=0.0):
+    weights = WEIGHTS4[:2] if per_position else WEIGHTS4
+    name = (f"loss-{kind}-{'logits' if from_logits else 'probs'}-weighted"
+            f"{'-per-position' if per_position else ''}{f'-smoothing{smoothing}' if smoothing else ''}")
+
+    def value(pred, target):
+        return ref.loss(pred, target, kind, from_logits, weights=weights,
+                        label_smoothing=smoothing)
+
+    return Derivative(name, lambda rng: loss_inputs(kind, from_logits, rng),
+                      lambda pred, target: value(pred, target)[0],
+                      lambda probe, pred, target: {"pred": probe * value(pred, target)[1]},
+                      constants=("target",))
+
+
+def sparse_options_case(from_logits, ignore_class, smoothing):
+    labels = np.array([0, 5, -1, 2]) if ignore_class == -1 else np.array([0, 5, 2, 2])
+
+    def value(pred):
+        return ref.sparse_cce(pred, labels, from_logits, weights=WEIGHTS4[::-1].copy(),
+                              label_smoothing=smoothing, ignore_class=ignore_class)
+
+    def inputs(rng):
+        return {"pred": rng.standard_normal((4, 6)) * 3 if from_logits else
+                rng.uniform(0.1, 1.0, (4, 6))}
+    return Derivative(f"sparse_cce-{'logits' if from_logits else 'probs'}-ignore{ignore_class}"
+                      f"-smoothing{smoothing}", inputs, lambda pred: value(pred)[0],
+                      lambda probe, pred: {"pred": probe * value(pred)[1]})
+
+
 def dense_case(act):
     """The numpy backend's dense_backward (GEMMs, bias gradient, activation) in float64."""
     npb = backends.get("numpy")
@@ -238,6 +273,11 @@ DERIVATIVES = (
     + [loss_case(kind, fl) for kind in ref.LOSSES for fl in (False, True)
        if fl is False or kind in ("bce", "cce")]      # only BCE and CCE take logits
     + [sparse_case(fl) for fl in (False, True)]
+    + [weighted_loss_case(kind, False) for kind in ref.LOSSES]
+    + [weighted_loss_case(kind, True, per_position=True) for kind in ("bce", "cce")]
+    + [weighted_loss_case(kind, fl, smoothing=0.2) for kind in ("bce", "cce") for fl in (False, True)]
+    + [sparse_options_case(fl, ignore, ls) for fl, ignore, ls in
+       [(False, -1, 0.0), (True, 2, 0.1), (True, -1, 0.3), (False, 5, 0.0)]]
     + [dense_case(a) for a in ("relu", "sigmoid", "softmax", "gelu")]
     + [conv_case(*g, a) for g in CONV_GEOMETRIES for a in ("linear", "relu", "sigmoid", "softmax")]
     + [pool_case(*g, kind) for g in CONV_GEOMETRIES for kind in ("max", "avg")]

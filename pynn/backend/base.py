@@ -69,9 +69,21 @@ class Backend:
         and dx (a first layer) may each be None."""
         raise NotImplementedError
 
-    def loss(self, kind, pred, target, from_logits, grad, param=1.0):
-        """The batch-mean loss as a Python float; grad (may be None) = d loss / d pred.
-        param: Huber's delta (> 0), ignored by the other kinds."""
+    def loss(self, kind, pred, target, from_logits, grad, param=1.0, weights=None,
+             label_smoothing=0.0, ignore_class=None):
+        """The loss as a Python float, Keras 3's "sum_over_batch_size": sum_i w_i l_i / rows
+        (the batch mean without weights); grad (may be None) = d loss / d pred, row i scaled
+        by w_i.  pred (rows, cols); target (rows, cols), or int64 labels (rows,) for "scce".
+          param            Huber's delta (> 0), ignored by the other kinds
+          weights          None, or a float32 backend array of k finite weights >= 0, k
+                           dividing rows: row i weighs weights[i // per_weight], per_weight =
+                           rows // k (k = the samples of a per-position output)
+          label_smoothing  in [0, 1]; "bce" (t (1 - ls) + ls / 2), "cce" and "scce"
+                           (t (1 - ls) + ls / cols); non-zero for another kind: ValueError
+          ignore_class     None or an int, "scce" only: rows of that label (which may lie
+                           outside [0, cols)) count for nothing and the mean is over the
+                           others (Keras 3's mask); every row ignored: 0 and a zero gradient
+        csrc/pynn.h (pynn_loss_options) is the specification."""
         raise NotImplementedError
 
     # ---- convolution and pooling (images are NHWC) --------------------------------
@@ -266,3 +278,14 @@ class HostBackend(Backend):
 
     def copy_from_host(self, dst, src):
         np.copyto(dst, src, casting="same_kind")
+
+
+def loss_option_kind(kind, label_smoothing, ignore_class, where="loss"):
+    """The checks every backend's loss makes of the options it does not hand to a kernel
+    that checks them: ignore_class only for "scce", an int."""
+    if ignore_class is not None:
+        if kind != "scce":
+            raise ValueError(f"{where}: ignore_class applies to 'scce', received kind={kind!r}")
+        if isinstance(ignore_class, bool) or not isinstance(ignore_class, (int, np.integer)):
+            raise TypeError(f"{where}: expected ignore_class None or an int, received "
+                            f"{ignore_class!r}")

@@ -5,7 +5,7 @@ methods that a plan's ops name call the very C function pynn_plan_run calls for 
 (csrc/plan.c), so a step run op by op from Python and a step run in C give bitwise the
 same numbers."""
 from .. import _core, ids
-from .base import HostBackend
+from .base import HostBackend, loss_option_kind
 
 
 def _id(table, kind, where):
@@ -45,10 +45,14 @@ class CpuBackend(HostBackend):
     def activation_backward(self, x, y, dy, activation, alpha, out):
         _core.activation_backward(out, x, y, dy, _act(activation, "activation_backward"), alpha)
 
-    def loss(self, kind, pred, target, from_logits, grad, param=1.0):
+    def loss(self, kind, pred, target, from_logits, grad, param=1.0, weights=None,
+             label_smoothing=0.0, ignore_class=None):
+        loss_option_kind(kind, label_smoothing, ignore_class)
         if kind == "scce":
-            return _core.sparse_cce(grad, pred, target, from_logits)
-        return _core.loss(grad, pred, target, _id(ids.LOSSES, kind, "loss"), from_logits, param)
+            return _core.sparse_cce(grad, pred, target, from_logits, weights, label_smoothing,
+                                    ignore_class)
+        return _core.loss(grad, pred, target, _id(ids.LOSSES, kind, "loss"), from_logits, param,
+                          weights, label_smoothing)
 
     def sgd_update(self, w, m, g, lr, momentum, nesterov):
         _core.sgd_update(_flat(w), None if m is None else _flat(m), _flat(g), lr, momentum, nesterov)

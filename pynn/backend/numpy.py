@@ -4,7 +4,7 @@ checked against."""
 import numpy as np
 
 from . import reference as ref
-from .base import HostBackend
+from .base import HostBackend, loss_option_kind
 
 
 class NumpyBackend(HostBackend):
@@ -38,11 +38,14 @@ class NumpyBackend(HostBackend):
     def activation_backward(self, x, y, dy, activation, alpha, out):
         out[...] = ref.activation_backward(x, y, dy, activation, alpha)
 
-    def loss(self, kind, pred, target, from_logits, grad, param=1.0):
+    def loss(self, kind, pred, target, from_logits, grad, param=1.0, weights=None,
+             label_smoothing=0.0, ignore_class=None):
+        loss_option_kind(kind, label_smoothing, ignore_class)
         if kind == "scce":
-            value, g = ref.sparse_cce(pred, target, from_logits)
+            value, g = ref.sparse_cce(pred, target, from_logits, weights, label_smoothing,
+                                      ignore_class)
         else:
-            value, g = ref.loss(pred, target, kind, from_logits, param)
+            value, g = ref.loss(pred, target, kind, from_logits, param, weights, label_smoothing)
         if grad is not None:
             grad[...] = g
         return float(value)

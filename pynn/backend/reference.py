@@ -283,13 +283,45 @@ def _cosine_similarity(pred, target):
     return -c[:, 0], grad / rows
 
 
-def loss(pred, target, kind, from_logits=False, param=1.0):
-    """(mean over rows of the per-sample loss, d loss / d pred) for kind in LOSSES.
-    from_logits: pred holds logits (sigmoid for bce, softmax for cce); the other kinds
-    have no logits form and ignore it.  param: Huber's delta."""
+def smoothed_targets(target, kind, label_smoothing):
+    """Keras's label smoothing, in the target's dtype: BCE t (1 - ls) + ls / 2, CCE
+    t (1 - ls) + ls / cols (written as the C kernels compute it in float32)."""
+    ls = _scalar(label_smoothing, target)
+    keep = _scalar(1, target) - ls
+    add = _scalar(0.5, target) * ls if kind == "bce" else ls / _scalar(target.shape[-1], target)
+    return target * keep + add
+
+
+def row_weights(weights, rows, dtype):
+    """Per-sample weights (k,), k dividing rows, as one weight per row: row i weighs
+    weights[i // (rows // k)]; checked finite and >= 0."""
+    w = np.asarray(weights)
+    if w.ndim != 1 or w.shape[0] < 1 or rows % w.shape[0] != 0:
+        raise ValueError(f"loss: expected weights of a length dividing the {rows} rows, "
+                         f"received shape {w.shape}")
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0)):
+        raise ValueError("loss: expected finite weights >= 0")
+    return np.repeat(w.astype(dtype), rows // w.shape[0])
+
+
+def loss(pred, target, kind, from_logits=False, param=1.0, weights=None, label_smoothing=0.0):
+    """(sum_i w_i l_i / rows, d loss / d pred) for kind in LOSSES, l_i the per-sample loss
+    (w_i = 1 without weights: the mean).  from_logits: pred holds logits (sigmoid for bce,
+    softmax for cce); the other kinds have no logits form and ignore it.  param: Huber's
+    delta.  weights: None or (k,), k dividing rows (row_weights); the gradient row i is
+    scaled by w_i.  label_smoothing: bce and cce only, in [0, 1] (smoothed_targets)."""
     if pred.ndim != 2 or pred.shape != target.shape or pred.shape[0] == 0:
         raise ValueError(f"loss: expected pred and target of the same shape (rows >= 1, "
                          f"cols), received {pred.shape} and {target.shape}")
+    if not (0 <= label_smoothing <= 1):
+        raise ValueError(f"loss: expected label_smoothing in [0, 1], received "
+                         f"{label_smoothing!r}")
+    if label_smoothing != 0:
+        if kind not in ("bce", "cce"):
+            raise ValueError(f"loss: label_smoothing applies to bce and cce, received "
+                             f"kind={kind!r}")
+        target = smoothed_targets(target, kind, label_smoothing)
+    w = None if weights is None else row_weights(weights, pred.shape[0], pred.dtype)
     if kind == "mse":
         per_sample, grad = _mse(pred, target)
     elif kind == "bce":
@@ -306,7 +338,12 @@ def loss(pred, target, kind, from_logits=False, param=1.0):
         per_sample, grad = _OTHER_LOSSES[kind](pred, target)
     else:
         raise ValueError(f"loss: expected kind in {LOSSES}, received kind={kind!r}")
-    return float(per_sample.mean()), grad.astype(pred.dtype, copy=False)
+    grad = grad.astype(pred.dtype, copy=False)
+    if w is None:
+        return float(per_sample.mean()), grad
+    # the sum of w_i l_i in float64, divided by the rows (Keras's sum_over_batch_size)
+    value = float((w.astype(np.float64) * per_sample.astype(np.float64)).sum() / pred.shape[0])
+    return value, grad * w[:, None]
 
 
 _OTHER_LOSSES = {"mae": _mae, "mape": _mape, "log_cosh": _log_cosh, "kld": _kld,
@@ -328,12 +365,30 @@ def one_hot(labels, classes, dtype=np.float32):
     return target
 
 
-def sparse_cce(pred, labels, from_logits=False):
-    """Categorical cross-entropy with integer labels: CCE against their one-hot rows."""
+def sparse_cce(pred, labels, from_logits=False, weights=None, label_smoothing=0.0,
+               ignore_class=None):
+    """Categorical cross-entropy with integer labels: CCE against their one-hot rows.
+    ignore_class: None or an int; rows of that label (which may lie outside [0, cols))
+    count for nothing, Keras 3's mask: the mean is over the other rows (weights as loss's
+    multiply as well); every row ignored: loss 0 and a zero gradient."""
     if pred.ndim != 2 or np.shape(labels) != (pred.shape[0],):
         raise ValueError(f"sparse_cce: expected labels of shape ({pred.shape[0]},) for "
                          f"pred of shape {pred.shape}, received {np.shape(labels)}")
-    return loss(pred, one_hot(labels, pred.shape[1], pred.dtype), "cce", from_logits)
+    if ignore_class is None:
+        return loss(pred, one_hot(labels, pred.shape[1], pred.dtype), "cce", from_logits,
+                    weights=weights, label_smoothing=label_smoothing)
+    labels = np.asarray(labels)
+    valid = labels != ignore_class
+    w = None if weights is None else row_weights(weights, pred.shape[0], pred.dtype)
+    grad = np.zeros_like(pred)
+    if not valid.any():
+        return 0.0, grad
+    # the rows not ignored, as a batch of their own: the mean is over them
+    value, g = loss(pred[valid], one_hot(labels[valid], pred.shape[1], pred.dtype), "cce",
+                    from_logits, weights=None if w is None else w[valid],
+                    label_smoothing=label_smoothing)
+    grad[valid] = g
+    return value, grad
 
 
 # ---- optimizers (Keras 3 update rules, in place) ------------------------------------------

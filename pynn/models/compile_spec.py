@@ -74,6 +74,9 @@ def resolve(output_names, output_shapes, loss, loss_weights, metrics, where):
     else:
         per_loss = [loss] * n
     per_loss = [None if l is None else losses_module.get(l, where) for l in per_loss]
+    for l, shape in zip(per_loss, output_shapes):
+        if l is not None:
+            l.check_output(tuple(shape), where)
     if loss_weights is None:
         weights = [1.0] * n
     elif isinstance(loss_weights, (int, float)) and not isinstance(loss_weights, bool):
@@ -103,6 +106,14 @@ def resolve(output_names, output_shapes, loss, loss_weights, metrics, where):
         per_metrics = [_as_list(m) for m in _per_output(metrics, output_names, "metrics", where,
                                                         allow_single=False)]
 
+    for name, shape, l, names in zip(output_names, output_shapes, per_loss, per_metrics):
+        ignore = getattr(l, "ignore_class", None)
+        if names and ignore is not None and not 0 <= ignore < shape[-1]:
+            # the metric kernels read the same labels and accept only classes
+            raise ValueError(f"{where}: output {name!r} has metrics {names!r} and a loss with "
+                             f"ignore_class={ignore} outside its classes [0, {shape[-1] - 1}]; "
+                             "pynn's metrics read labels in range only: use an ignore_class "
+                             "in range or compile without metrics for this output")
     several_losses = sum(l is not None for l in per_loss) > 1
     specs, seen = [], {}
     for name, shape, loss_obj, weight, names in zip(output_names, output_shapes, per_loss,

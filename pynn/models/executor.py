@@ -161,7 +161,8 @@ class CExecutor(Executor):
         buffers = [(arr, buf.row_size) for buf, arr in zip(plan.buffers, self.storage.arrays)]
         self.runner = _core.PlanRunner(ops, buffers, self.capacity, plan.input_bufs,
                                        plan.target_bufs, plan.target_classes, plan.output_bufs,
-                                       plan.n_losses, plan.n_metrics, self._max_steps)
+                                       plan.n_losses, plan.n_metrics, self._max_steps,
+                                       plan.target_ignore)
         if self._hyper is not None and plan.optimizer_op is not None:
             self.runner.set_reals(plan.optimizer_op, self._hyper)
 
@@ -350,12 +351,14 @@ def _scale(ex, op, v, step, losses, metrics, reals):
 
 
 def _loss(ex, op, v, step, losses, metrics, reals):
-    pred, target, grad = op.bufs
-    kind, from_logits, cols, index = op.ints
+    pred, target, grad, weights = op.bufs
+    kind, from_logits, cols, index, has_ignore, ignore = op.ints
     t = v[target]
     t = t.reshape(-1) if t.dtype == np.int64 else _rows2(t, cols)
     losses[index] = ex.backend.loss(_LOSS[kind], _rows2(v[pred], cols), t, bool(from_logits),
-                                    None if grad < 0 else _rows2(v[grad], cols), reals[1])
+                                    None if grad < 0 else _rows2(v[grad], cols), reals[1],
+                                    None if weights < 0 else v[weights].reshape(-1),
+                                    reals[2], ignore if has_ignore else None)
 
 
 def _metric(ex, op, v, step, losses, metrics, reals):

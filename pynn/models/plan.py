@@ -130,6 +130,7 @@ class Plan:
         self.input_bufs = []             # one per model input
         self.target_bufs = []            # one per output that has a loss
         self.target_classes = []         # labels' class count, 0 for float targets
+        self.target_ignore = []          # per target: its loss's ignore_class, or None
         self.target_outputs = []         # which model output each target belongs to
         self.sample_weight_bufs = []     # weighted plans: per target, its samples' weights
                                          # (fed after the targets, rows of 1 float32)
@@ -420,9 +421,13 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
         cols = out.shape[-1]
         grad = b.buffer(out.shape[1:], role="gradient") if kind == "train" and out.requires_grad \
             else -1
-        b.op("loss", [out.buf, target, grad],
+        ignore = spec.loss.ignore_class
+        plan.target_ignore.append(ignore)
+        weights = getattr(plan, "sample_weight_buf", -1)
+        b.op("loss", [out.buf, target, grad, weights],
              [ids.LOSSES[spec.loss.kind], int(fused or spec.loss.from_logits), cols,
-              len(plan.loss_names)], [spec.weight, spec.loss.param], label=spec.loss_key)
+              len(plan.loss_names), int(ignore is not None), 0 if ignore is None else ignore],
+             [spec.weight, spec.loss.param, spec.loss.label_smoothing], label=spec.loss_key)
         plan.loss_names.append(spec.loss_key)
         plan.loss_weights.append(spec.weight)
         if grad >= 0:

@@ -19,6 +19,8 @@
 
 #define EPS 1e-7f
 #define PMAX (1.0f - EPS)
+/* the options of a call that sets only param (Huber's delta) */
+#define PARAM(x) (&(pynn_loss_options){(x), 0.0f, 0, 0, NULL, 1})
 
 static float clip(float p) { return p < EPS ? EPS : (p > PMAX ? PMAX : p); }
 static int clipped(float p) { return p < EPS || p > PMAX; }
@@ -39,12 +41,12 @@ static void run_loss(void *ctx, unsigned char *out) {
     int s1, s2;
     if (t->target != NULL) {
         s1 = pynn_loss(grad, &loss[0], t->pred, t->target, t->rows, t->cols, t->kind,
-                       t->from_logits, t->param);
+                       t->from_logits, PARAM(t->param));
         s2 = pynn_loss(NULL, &loss[1], t->pred, t->target, t->rows, t->cols, t->kind,
-                       t->from_logits, t->param);
+                       t->from_logits, PARAM(t->param));
     } else {
-        s1 = pynn_sparse_cce(grad, &loss[0], t->pred, t->labels, t->rows, t->cols, t->from_logits);
-        s2 = pynn_sparse_cce(NULL, &loss[1], t->pred, t->labels, t->rows, t->cols, t->from_logits);
+        s1 = pynn_sparse_cce(grad, &loss[0], t->pred, t->labels, t->rows, t->cols, t->from_logits, NULL);
+        s2 = pynn_sparse_cce(NULL, &loss[1], t->pred, t->labels, t->rows, t->cols, t->from_logits, NULL);
     }
     CHECK(s1 == PYNN_OK && s2 == PYNN_OK, "status %d %d", s1, s2);
 }
@@ -214,12 +216,12 @@ static void check_bad_labels(void) {
                 CTEST_CONTEXT("sparse cce, label %lld at row %d", (long long)bad[b], row);
                 for (i = 0; i < ROWS * COLS; i++) grad[i] = -7.0f;
                 labels[row] = bad[b];
-                status = pynn_sparse_cce(grad, &loss, pred, labels, ROWS, COLS, logits);
+                status = pynn_sparse_cce(grad, &loss, pred, labels, ROWS, COLS, logits, NULL);
                 CHECK(status == PYNN_ELABEL, "status %d, expected PYNN_ELABEL", status);
                 CHECK(loss == 12345.0, "loss written: %g", loss);
                 for (i = 0; i < ROWS * COLS && grad[i] == -7.0f; i++) continue;
                 CHECK(i == ROWS * COLS, "gradient written at %d", i);
-                CHECK(pynn_sparse_cce(NULL, &loss, pred, labels, ROWS, COLS, logits) == PYNN_ELABEL,
+                CHECK(pynn_sparse_cce(NULL, &loss, pred, labels, ROWS, COLS, logits, NULL) == PYNN_ELABEL,
                       "without a gradient");
                 labels[row] = row % COLS;
             }
@@ -234,8 +236,8 @@ static void check_non_finite(void) {
     const int64_t labels[2] = {0, 2};
     double with_grad = 0.0, without = 0.0;
     CTEST_CONTEXT("cce logits with an infinite logit");
-    CHECK(pynn_sparse_cce(grad, &with_grad, pred, labels, 2, 3, 1) == PYNN_OK, "status");
-    CHECK(pynn_sparse_cce(NULL, &without, pred, labels, 2, 3, 1) == PYNN_OK, "status");
+    CHECK(pynn_sparse_cce(grad, &with_grad, pred, labels, 2, 3, 1, NULL) == PYNN_OK, "status");
+    CHECK(pynn_sparse_cce(NULL, &without, pred, labels, 2, 3, 1, NULL) == PYNN_OK, "status");
     CHECK(isnan(with_grad) && isnan(without), "loss %g and %g, expected NaN", with_grad, without);
 }
 
@@ -244,21 +246,21 @@ static void check_refusals(void) {
     const int64_t labels[2] = {0, 1};
     double loss;
     CTEST_CONTEXT("refusals");
-    CHECK(pynn_loss(g, &loss, p, p, 0, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "rows 0");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 0, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "cols 0");
-    CHECK(pynn_loss(g, &loss, p, p, -2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "rows < 0");
-    CHECK(pynn_loss(g, NULL, p, p, 2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "loss NULL");
-    CHECK(pynn_loss(g, &loss, NULL, p, 2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "pred NULL");
-    CHECK(pynn_loss(g, &loss, p, NULL, 2, 3, PYNN_LOSS_MSE, 0, 0.0f) == PYNN_EINVAL, "target NULL");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_SPARSE_CCE, 0, 0.0f) == PYNN_EINVAL,
+    CHECK(pynn_loss(g, &loss, p, p, 0, 3, PYNN_LOSS_MSE, 0, NULL) == PYNN_EINVAL, "rows 0");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 0, PYNN_LOSS_MSE, 0, NULL) == PYNN_EINVAL, "cols 0");
+    CHECK(pynn_loss(g, &loss, p, p, -2, 3, PYNN_LOSS_MSE, 0, NULL) == PYNN_EINVAL, "rows < 0");
+    CHECK(pynn_loss(g, NULL, p, p, 2, 3, PYNN_LOSS_MSE, 0, NULL) == PYNN_EINVAL, "loss NULL");
+    CHECK(pynn_loss(g, &loss, NULL, p, 2, 3, PYNN_LOSS_MSE, 0, NULL) == PYNN_EINVAL, "pred NULL");
+    CHECK(pynn_loss(g, &loss, p, NULL, 2, 3, PYNN_LOSS_MSE, 0, NULL) == PYNN_EINVAL, "target NULL");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_SPARSE_CCE, 0, NULL) == PYNN_EINVAL,
           "sparse CCE through pynn_loss");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, -1, 0, 0.0f) == PYNN_EINVAL, "kind -1");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, 99, 0, 0.0f) == PYNN_EINVAL, "kind 99");
-    CHECK(pynn_sparse_cce(g, &loss, p, labels, 0, 3, 0) == PYNN_EINVAL, "rows 0");
-    CHECK(pynn_sparse_cce(g, &loss, p, labels, 2, 0, 0) == PYNN_EINVAL, "cols 0");
-    CHECK(pynn_sparse_cce(g, NULL, p, labels, 2, 3, 0) == PYNN_EINVAL, "loss NULL");
-    CHECK(pynn_sparse_cce(g, &loss, NULL, labels, 2, 3, 0) == PYNN_EINVAL, "pred NULL");
-    CHECK(pynn_sparse_cce(g, &loss, p, NULL, 2, 3, 0) == PYNN_EINVAL, "labels NULL");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, -1, 0, NULL) == PYNN_EINVAL, "kind -1");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, 99, 0, NULL) == PYNN_EINVAL, "kind 99");
+    CHECK(pynn_sparse_cce(g, &loss, p, labels, 0, 3, 0, NULL) == PYNN_EINVAL, "rows 0");
+    CHECK(pynn_sparse_cce(g, &loss, p, labels, 2, 0, 0, NULL) == PYNN_EINVAL, "cols 0");
+    CHECK(pynn_sparse_cce(g, NULL, p, labels, 2, 3, 0, NULL) == PYNN_EINVAL, "loss NULL");
+    CHECK(pynn_sparse_cce(g, &loss, NULL, labels, 2, 3, 0, NULL) == PYNN_EINVAL, "pred NULL");
+    CHECK(pynn_sparse_cce(g, &loss, p, NULL, 2, 3, 0, NULL) == PYNN_EINVAL, "labels NULL");
 }
 
 /* Keras 3's other losses (MAE ... cosine similarity): the kernel against the formulas in
@@ -272,9 +274,9 @@ static void run_other(void *ctx, unsigned char *out) {
     const other_case *t = ctx;
     double *loss = (double *)out;
     int s1 = pynn_loss((float *)(loss + 2), &loss[0], t->pred, t->target, t->rows, t->cols,
-                       t->kind, 0, t->param);
+                       t->kind, 0, PARAM(t->param));
     int s2 = pynn_loss(NULL, &loss[1], t->pred, t->target, t->rows, t->cols, t->kind, 0,
-                       t->param);
+                       PARAM(t->param));
     CHECK(s1 == PYNN_OK && s2 == PYNN_OK, "status %d %d", s1, s2);
 }
 
@@ -414,11 +416,177 @@ static void check_other_refusals(void) {
     float p[6] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f}, g[6];
     double loss;
     CTEST_CONTEXT("huber delta");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, 0.0f) == PYNN_EINVAL, "delta 0");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, -1.0f) == PYNN_EINVAL, "delta < 0");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, NAN) == PYNN_EINVAL, "delta NaN");
-    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, INFINITY) == PYNN_EINVAL,
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, PARAM(0.0f)) == PYNN_EINVAL, "delta 0");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, PARAM(-1.0f)) == PYNN_EINVAL, "delta < 0");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, PARAM(NAN)) == PYNN_EINVAL, "delta NaN");
+    CHECK(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, PARAM(INFINITY)) == PYNN_EINVAL,
           "delta inf");
+}
+
+/* ---- the options (pynn_loss_options): weights, label smoothing, ignore_class ----
+ * Against the kernel without options on targets smoothed here by Keras's formulas (t (1 - ls)
+ * + ls / 2 for BCE, + ls / cols for CCE) and on the rows not ignored, compacted: each
+ * gradient row is bitwise the plain call's row times its weight (the same float operations,
+ * then one multiply), ignored rows are 0; the loss is sum_i w_i l_i / n with l_i each row's
+ * own loss (a call on that row alone) and n the rows not ignored, to 1e-12 (the kernel adds
+ * in chunks). */
+typedef struct {
+    const float *pred, *target;
+    const int64_t *labels;
+    int64_t rows, cols;
+    int kind, from_logits;
+    pynn_loss_options opt;
+} options_case;
+
+static void run_options(void *ctx, unsigned char *out) {
+    const options_case *t = ctx;
+    double *loss = (double *)out;
+    float *grad = (float *)(loss + 2);
+    int s1, s2;
+    if (t->labels == NULL) {
+        s1 = pynn_loss(grad, &loss[0], t->pred, t->target, t->rows, t->cols, t->kind,
+                       t->from_logits, &t->opt);
+        s2 = pynn_loss(NULL, &loss[1], t->pred, t->target, t->rows, t->cols, t->kind,
+                       t->from_logits, &t->opt);
+    } else {
+        s1 = pynn_sparse_cce(grad, &loss[0], t->pred, t->labels, t->rows, t->cols,
+                             t->from_logits, &t->opt);
+        s2 = pynn_sparse_cce(NULL, &loss[1], t->pred, t->labels, t->rows, t->cols,
+                             t->from_logits, &t->opt);
+    }
+    CHECK(s1 == PYNN_OK && s2 == PYNN_OK, "status %d %d", s1, s2);
+}
+
+static void check_options(int64_t rows, int64_t cols, int kind, int from_logits, int per_weight,
+                          float smoothing, int ignore_mode) {
+    const int64_t n = rows * cols, n_w = (rows - 1) / per_weight + 1;
+    const int sparse = kind == PYNN_LOSS_SPARSE_CCE, ce = sparse ? PYNN_LOSS_CCE : kind;
+    const int64_t ignore = ignore_mode == 2 ? -1 : 1;    /* outside [0, cols), or a class */
+    float *pred = from_logits || kind == PYNN_LOSS_MSE ? ctest_floats(n, -6.0f, 6.0f)
+                                                       : ctest_floats(n, 0.02f, 1.0f);
+    float *target = ctest_floats(n, 0.0f, 1.0f), *weights = ctest_floats(n_w, 0.0f, 2.0f);
+    float *smooth = ctest_new_floats(n), *cp = ctest_new_floats(n), *ct = ctest_new_floats(n);
+    float *plain = ctest_new_floats(n);
+    int64_t *labels = (int64_t *)ctest_alloc((size_t)rows * sizeof(int64_t));
+    const float keep = 1.0f - smoothing;
+    const float add = ce == PYNN_LOSS_BCE ? 0.5f * smoothing : smoothing / (float)cols;
+    options_case t = {pred, sparse ? NULL : target, sparse ? labels : NULL, rows, cols, kind,
+                      from_logits, {1.0f, smoothing, ignore_mode != 0, ignore, weights,
+                                    per_weight}};
+    unsigned char *out;
+    const float *grad;
+    double loss[2], want = 0.0, plain_loss;
+    int64_t i, j, valid = 0;
+    for (i = 0; i < n_w; i += 3) weights[i] = 0.0f;         /* zero weights among them */
+    for (i = 0; i < rows; i++) {
+        labels[i] = (int64_t)(ctest_rand() * (float)cols) % cols;
+        if (ignore_mode != 0 && (i % 3 == 1 || ignore_mode == 3)) labels[i] = ignore;
+    }
+    CTEST_CONTEXT("options: %s%s %lld x %lld, per_weight %d, smoothing %g, ignore mode %d",
+                  kind_names[kind], from_logits ? " from logits" : "", (long long)rows,
+                  (long long)cols, per_weight, (double)smoothing, ignore_mode);
+    out = ctest_everywhere(run_options, &t, 2 * sizeof(double) + (size_t)n * sizeof(float),
+                           "loss options");
+    memcpy(loss, out, sizeof loss);
+    grad = (const float *)(out + 2 * sizeof(double));
+    CHECK(memcmp(&loss[0], &loss[1], sizeof(double)) == 0, "the loss without a gradient differs");
+    /* the targets smoothed here, and the rows not ignored compacted */
+    for (i = 0; i < rows; i++) {
+        if (sparse && ignore_mode != 0 && labels[i] == ignore) continue;
+        for (j = 0; j < cols; j++) {
+            const float tj = sparse ? (labels[i] == j ? 1.0f : 0.0f) : target[i * cols + j];
+            cp[valid * cols + j] = pred[i * cols + j];
+            ct[valid * cols + j] = smoothing != 0.0f ? tj * keep + add : tj;
+        }
+        valid++;
+    }
+    if (valid == 0) {
+        CHECK(loss[0] == 0.0, "every row ignored: loss %g, expected 0", loss[0]);
+        for (i = 0; i < n && grad[i] == 0.0f; i++) continue;
+        CHECK(i == n, "every row ignored: gradient %g at %lld, expected 0", (double)grad[i],
+              (long long)i);
+    } else {
+        CHECK(pynn_loss(plain, &plain_loss, cp, ct, valid, cols, ce, from_logits, NULL) == PYNN_OK,
+              "plain call");
+        for (i = 0, valid = 0; i < rows; i++) {
+            const float w = weights[i / per_weight];
+            double row_loss;
+            if (sparse && ignore_mode != 0 && labels[i] == ignore) {
+                for (j = 0; j < cols && grad[i * cols + j] == 0.0f; j++) continue;
+                CHECK(j == cols, "ignored row %lld has a gradient", (long long)i);
+                continue;
+            }
+            for (j = 0; j < cols; j++)
+                CHECK(memcmp(&grad[i * cols + j], &(float){plain[valid * cols + j] * w},
+                             sizeof(float)) == 0,
+                      "gradient [%lld, %lld] %.9g, expected %.9g * %.9g", (long long)i,
+                      (long long)j, (double)grad[i * cols + j], (double)plain[valid * cols + j],
+                      (double)w);
+            CHECK(pynn_loss(NULL, &row_loss, cp + valid * cols, ct + valid * cols, 1, cols, ce,
+                            from_logits, NULL) == PYNN_OK, "row call");
+            want += (double)w * row_loss;
+            valid++;
+        }
+        want /= (double)valid;
+        CHECK(fabs(loss[0] - want) <= 1e-12 * fabs(want) + 1e-300, "loss %.17g, expected %.17g",
+              loss[0], want);
+    }
+    free(out);
+    free(pred);
+    free(target);
+    free(weights);
+    free(smooth);
+    free(cp);
+    free(ct);
+    free(plain);
+    free(labels);
+}
+
+/* Bad options: PYNN_EINVAL (labels: PYNN_ELABEL) with nothing written. */
+static void check_option_refusals(void) {
+    float p[6] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f}, g[6];
+    const int64_t labels[2] = {0, 7};
+    static const float bad_weights[][2] = {{1.0f, -1.0f}, {NAN, 1.0f}, {1.0f, INFINITY},
+                                           {-0.0f, -1e-30f}};
+    double loss = 12345.0;
+    size_t b;
+    int i;
+    pynn_loss_options o = {1.0f, 0.0f, 0, 0, NULL, 1};
+#define REFUSED(call, status, what)                                                        \
+    do {                                                                                   \
+        for (i = 0; i < 6; i++) g[i] = -7.0f;                                             \
+        CHECK((call) == (status), "%s: not refused", what);                               \
+        for (i = 0; i < 6 && g[i] == -7.0f; i++) continue;                                \
+        CHECK(i == 6 && loss == 12345.0, "%s: something was written", what);              \
+    } while (0)
+    CTEST_CONTEXT("option refusals");
+    for (b = 0; b < sizeof bad_weights / sizeof bad_weights[0]; b++) {
+        o.weights = bad_weights[b];
+        REFUSED(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_BCE, 0, &o), PYNN_EINVAL, "weight");
+    }
+    o.weights = p;
+    o.per_weight = 0;
+    REFUSED(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_BCE, 0, &o), PYNN_EINVAL, "per_weight 0");
+    o.per_weight = 1;
+    o.weights = NULL;
+    o.label_smoothing = 1.5f;
+    REFUSED(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_BCE, 0, &o), PYNN_EINVAL, "smoothing 1.5");
+    o.label_smoothing = NAN;
+    REFUSED(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_CCE, 0, &o), PYNN_EINVAL, "smoothing NaN");
+    o.label_smoothing = -0.5f;
+    REFUSED(pynn_sparse_cce(g, &loss, p, labels, 2, 3, 0, &o), PYNN_EINVAL, "smoothing < 0");
+    o.label_smoothing = 0.1f;
+    REFUSED(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_MSE, 0, &o), PYNN_EINVAL, "MSE smoothing");
+    o.label_smoothing = 0.0f;
+    o.has_ignore = 1;
+    REFUSED(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_CCE, 0, &o), PYNN_EINVAL,
+            "ignore_class outside sparse CCE");
+    o.ignore_class = -1;              /* 7 is still out of range */
+    REFUSED(pynn_sparse_cce(g, &loss, p, labels, 2, 3, 0, &o), PYNN_ELABEL, "label 7");
+    o.param = 0.0f;
+    o.has_ignore = 0;
+    REFUSED(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, &o), PYNN_EINVAL, "delta 0");
+#undef REFUSED
 }
 
 int main(void) {
@@ -438,6 +606,28 @@ int main(void) {
                 check_loss(shapes[s][0], shapes[s][1], kind, logits);
             }
     check_other_refusals();
+    check_option_refusals();
+    {
+        /* (rows, cols): a single row, rows past a reduction chunk and two threads' worth */
+        static const int64_t oshapes[][2] = {{1, 1}, {6, 5}, {513, 3}, {300, 200}, {258, 64}};
+        for (s = 0; s < sizeof oshapes / sizeof oshapes[0]; s++)
+            for (kind = PYNN_LOSS_MSE; kind <= PYNN_LOSS_SPARSE_CCE; kind++)
+                for (logits = 0; logits < 2; logits++) {
+                    const int64_t r = oshapes[s][0], c = oshapes[s][1];
+                    const int per = r % 2 == 0 && s % 2 ? 2 : 1;
+                    const float ls = kind == PYNN_LOSS_MSE ? 0.0f : (s % 2 ? 0.1f : 0.0f);
+                    if (kind == PYNN_LOSS_MSE && logits) continue;
+                    check_options(r, c, kind, logits, per, ls, 0);
+                    if (kind == PYNN_LOSS_SPARSE_CCE) {
+                        check_options(r, c, kind, logits, per, ls, 1);
+                        check_options(r, c, kind, logits, 1, 0.05f, 2);
+                        check_options(r, c, kind, logits, per, ls, 3);
+                    }
+                }
+        check_options(257, 4, PYNN_LOSS_BCE, 1, 1, 1.0f, 0);     /* smoothing 1: all 0.5 */
+        check_options(16385, 3, PYNN_LOSS_CCE, 1, 5, 0.2f, 0);   /* chunk sums on the heap */
+        check_options(64, 1000, PYNN_LOSS_SPARSE_CCE, 0, 4, 0.3f, 2);
+    }
     for (kind = PYNN_LOSS_MAE; kind <= PYNN_LOSS_COSINE_SIMILARITY; kind++)
         for (s = 0; s < 10; s++)       /* up to 300 x 200: two threads */
             check_other(shapes[s][0], shapes[s][1], kind, s % 2 ? 0.7f : 1.0f);

@@ -185,7 +185,7 @@ static void mlp_build(mlp_net *n) {
     add_op(b, PYNN_OP_DENSE, LIST(x, w1, b1, z1, y1), LIST(IN, HID, PYNN_ACT_RELU), REALS(0.0));
     add_op(b, PYNN_OP_DROPOUT, LIST(y1, mask, d), LIST(DROPOUT_SEED, 1, HID, 0, 0), REALS(0.2));
     add_op(b, PYNN_OP_DENSE, LIST(d, w2, b2, z2, z2), LIST(HID, OUT, PYNN_ACT_LINEAR), REALS(0.0));
-    add_op(b, PYNN_OP_LOSS, LIST(z2, labels, grad), LIST(PYNN_LOSS_SPARSE_CCE, 1, OUT, 0), REALS(1.0, 0.0));
+    add_op(b, PYNN_OP_LOSS, LIST(z2, labels, grad, -1), LIST(PYNN_LOSS_SPARSE_CCE, 1, OUT, 0, 0, 0), REALS(1.0, 0.0, 0.0));
     add_op(b, PYNN_OP_ACTIVATION, LIST(z2, probs), LIST(OUT, PYNN_ACT_SOFTMAX), REALS(0.0));
     add_op(b, PYNN_OP_METRIC, LIST(probs, labels), LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, OUT, 0, 1),
            NO_REALS);
@@ -246,7 +246,7 @@ static int mlp_direct_step(mlp_direct *r, const float *x, const int64_t *labels,
                               (uint64_t)step, 0.2);
     s |= pynn_sgemm_bias_act(r->z2, r->z2, r->d, r->params + W2, r->params + B2, 0, 0, rows, OUT,
                              HID, PYNN_ACT_LINEAR, 0.0f);
-    s |= pynn_sparse_cce(r->grad, loss, r->z2, r->lb, rows, OUT, 1);
+    s |= pynn_sparse_cce(r->grad, loss, r->z2, r->lb, rows, OUT, 1, NULL);
     s |= pynn_activation_forward(r->probs, r->z2, rows, OUT, PYNN_ACT_SOFTMAX, 0.0f);
     s |= pynn_metric_sum(&metrics[0], r->probs, NULL, r->lb, rows, OUT,
                          PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 1);
@@ -554,7 +554,7 @@ static void cnn_build(cnn_net *n) {
     add_op(b, PYNN_OP_BATCHNORM_TRAIN, LIST(pool, gm, bt, mm, mv, mean, inv, bn), LIST(8),
            REALS(0.9, 1e-3));
     add_op(b, PYNN_OP_DENSE, LIST(bn, w3, b3, z3, z3), LIST(32, CO, PYNN_ACT_LINEAR), REALS(0.0));
-    add_op(b, PYNN_OP_LOSS, LIST(z3, labels, grad), LIST(PYNN_LOSS_SPARSE_CCE, 1, CO, 0), REALS(1.0, 0.0));
+    add_op(b, PYNN_OP_LOSS, LIST(z3, labels, grad, -1), LIST(PYNN_LOSS_SPARSE_CCE, 1, CO, 0, 0, 0), REALS(1.0, 0.0, 0.0));
     add_op(b, PYNN_OP_METRIC, LIST(z3, labels), LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, CO, 0, 1),
            NO_REALS);
     add_op(b, PYNN_OP_DENSE_BACKWARD, LIST(bn, w3, z3, z3, grad, dw3, db3, dbn),
@@ -627,7 +627,7 @@ static int cnn_direct_step(cnn_direct *r, const float *x, const int64_t *labels,
                                       p + BETA, rows * 4, 8, 0.9f, 1e-3f);
     s |= pynn_sgemm_bias_act(r->z3, r->z3, r->bn, p + W3, p + B3, 0, 0, rows, CO, 32,
                              PYNN_ACT_LINEAR, 0.0f);
-    s |= pynn_sparse_cce(r->grad, loss, r->z3, r->lb, rows, CO, 1);
+    s |= pynn_sparse_cce(r->grad, loss, r->z3, r->lb, rows, CO, 1, NULL);
     s |= pynn_metric_sum(metric, r->z3, NULL, r->lb, rows, CO, PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 1);
     s |= pynn_dense_backward(g + W3, g + B3, r->dbn, r->grad, r->bn, p + W3, r->z3, r->z3, rows,
                              32, CO, PYNN_ACT_LINEAR, 0.0f);
@@ -776,7 +776,7 @@ static void branchy_build(branchy_net *n) {
     add_op(b, PYNN_OP_MERGE, LIST(sum, a, d), LIST(PYNN_MERGE_ADD), NO_REALS);
     add_op(b, PYNN_OP_BATCHNORM_INFER, LIST(sum, gm, bt, mm, mv, bn), LIST(BO), REALS(1e-3));
     add_op(b, PYNN_OP_SCALE, LIST(out, bn), NO_INTS, REALS(0.5));
-    add_op(b, PYNN_OP_LOSS, LIST(out, t, grad), LIST(PYNN_LOSS_MSE, 0, BO, 0), REALS(2.0, 0.0));
+    add_op(b, PYNN_OP_LOSS, LIST(out, t, grad, -1), LIST(PYNN_LOSS_MSE, 0, BO, 0, 0, 0), REALS(2.0, 0.0, 0.0));
     /* the loss weight scales the gradient through an op of its own, as pynn's plans do */
     add_op(b, PYNN_OP_SCALE, LIST(grad, grad), NO_INTS, REALS(2.0));
     add_op(b, PYNN_OP_METRIC, LIST(out, t), LIST(PYNN_METRIC_MAE, BO, 0, 1), NO_REALS);
@@ -831,7 +831,7 @@ static int branchy_direct_step(branchy_net *r, const float *x, const float *t,
     s |= pynn_merge_forward(sum, (const float *[]){a, d}, 2, rows * BO, PYNN_MERGE_ADD);
     s |= pynn_batchnorm_forward_infer(bn, sum, p + BG, p + BBETA, r->mm, r->mv, rows, BO, 1e-3f);
     s |= pynn_scale(out, bn, rows * BO, 0.5f);
-    s |= pynn_loss(grad, loss, out, tb, rows, BO, PYNN_LOSS_MSE, 0, 0.0f);
+    s |= pynn_loss(grad, loss, out, tb, rows, BO, PYNN_LOSS_MSE, 0, NULL);
     s |= pynn_scale(grad, grad, rows * BO, 2.0f);
     s |= pynn_metric_sum(metric, out, tb, NULL, rows, BO, PYNN_METRIC_MAE, 1);
     s |= pynn_scale(gbn, grad, rows * BO, 0.5f);

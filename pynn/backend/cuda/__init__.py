@@ -33,7 +33,7 @@ import threading
 
 import numpy as np
 
-from ..base import Backend
+from ..base import Backend, loss_option_kind
 from . import (convolution, elementwise, gemm, losses, merge, metrics, normalization,
                optimizers, pooling, random, runtime)
 from .runtime import SIMULATOR, cuda
@@ -108,10 +108,13 @@ class CudaBackend(Backend):
     activation_forward = staticmethod(elementwise.activation_forward)
     activation_backward = staticmethod(elementwise.activation_backward)
 
-    def loss(self, kind, pred, target, from_logits, grad, param=1.0):
-        """The mean loss (a float: one double copied back) and, when grad is given, its
+    def loss(self, kind, pred, target, from_logits, grad, param=1.0, weights=None,
+             label_smoothing=0.0, ignore_class=None):
+        """The loss (a float: one double copied back) and, when grad is given, its
         gradient written on the device.  Semantics of reference.loss / sparse_cce."""
-        return losses.loss(kind, pred, target, from_logits, grad, self.workspace, param)
+        loss_option_kind(kind, label_smoothing, ignore_class)
+        return losses.loss(kind, pred, target, from_logits, grad, self.workspace, param,
+                           weights, label_smoothing, ignore_class)
 
     # ---- convolution, pooling ------------------------------------------------------------------
     def conv2d_forward(self, x, w, b, strides, padding, activation, alpha, cols, z, y):

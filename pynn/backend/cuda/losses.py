@@ -12,8 +12,10 @@ from numba import cuda, float32, float64
 
 from ...ids import LOSSES
 from .elementwise import sigmoid
-from .reduction import make_row_sum_kernel, sum_rows, target_at
-from .runtime import D0, F0, F1, F2, HALF, check_shape, elementwise_config
+from .elementwise import fill
+from .reduction import (ROWS_PER_BLOCK, THREADS, _sum_in_order_kernel, make_row_sum_kernel,
+                        sum_rows, target_at)
+from .runtime import D0, F0, F1, F2, HALF, check_shape, elementwise_config, pow2_at_least
 
 LOSS_MSE = LOSSES["mse"]
 LOSS_BCE = LOSSES["bce"]
@@ -53,11 +55,17 @@ def _mse_row(g, p, t, labels, r, cols, size, sparse, write_grad):
 
 
 @cuda.jit(device=True, inline=True)
-def _bce_probs_row(g, p, t, labels, r, cols, size, sparse, write_grad):
+def _smoothed(t, smooth, keep, add):
+    """Label smoothing (the options path; the default path passes smooth=False)."""
+    return t * keep + add if smooth else t
+
+
+@cuda.jit(device=True, inline=True)
+def _bce_probs_row(g, p, t, labels, r, cols, size, sparse, write_grad, smooth, keep, add):
     s = D0
     for j in range(cols):
         pj = p[r, j]
-        tj = target_at(t, labels, r, j, sparse)
+        tj = _smoothed(target_at(t, labels, r, j, sparse), smooth, keep, add)
         pc = _clip_prob(pj)
         s += float64(-(tj * math.log(pc) + (F1 - tj) * math.log(F1 - pc)))
         if write_grad:
@@ -70,11 +78,11 @@ def _bce_probs_row(g, p, t, labels, r, cols, size, sparse, write_grad):
 
 
 @cuda.jit(device=True, inline=True)
-def _bce_logits_row(g, z, t, labels, r, cols, size, sparse, write_grad):
+def _bce_logits_row(g, z, t, labels, r, cols, size, sparse, write_grad, smooth, keep, add):
     s = D0
     for j in range(cols):
         zj = z[r, j]
-        tj = target_at(t, labels, r, j, sparse)
+        tj = _smoothed(target_at(t, labels, r, j, sparse), smooth, keep, add)
         # max(z, 0) - z t + log1p(exp(-|z|)): never overflows
         s += float64(max(zj, F0) - zj * tj + math.log1p(math.exp(-abs(zj))))
         if write_grad:
@@ -83,7 +91,7 @@ def _bce_logits_row(g, z, t, labels, r, cols, size, sparse, write_grad):
 
 
 @cuda.jit(device=True, inline=True)
-def _cce_probs_row(g, p, t, labels, r, cols, frows, sparse, write_grad):
+def _cce_probs_row(g, p, t, labels, r, cols, frows, sparse, write_grad, smooth, keep, add):
     # Keras 3: q = p / sum(p), clipped; loss -sum t log q; the gradient goes through the
     # normalisation: with g'_j = -t_j / q_j where q_j was not clipped (else 0),
     # grad_i = (g'_i - sum_j g'_j q_j) / s / rows
@@ -96,7 +104,7 @@ def _cce_probs_row(g, p, t, labels, r, cols, frows, sparse, write_grad):
     for j in range(cols):
         q = p[r, j] / s
         qc = _clip_prob(q)
-        tj = target_at(t, labels, r, j, sparse)
+        tj = _smoothed(target_at(t, labels, r, j, sparse), smooth, keep, add)
         gq = F0 if (q < _PROB_EPS or q > _PROB_MAX) else -tj / qc
         loss -= float64(tj * math.log(qc))
         dot += float64(gq * q)
@@ -104,14 +112,14 @@ def _cce_probs_row(g, p, t, labels, r, cols, frows, sparse, write_grad):
         dotf = float32(dot)
         for j in range(cols):
             q = p[r, j] / s
-            tj = target_at(t, labels, r, j, sparse)
+            tj = _smoothed(target_at(t, labels, r, j, sparse), smooth, keep, add)
             gq = F0 if (q < _PROB_EPS or q > _PROB_MAX) else -tj / _clip_prob(q)
             g[r, j] = (gq - dotf) / s / frows
     return loss
 
 
 @cuda.jit(device=True, inline=True)
-def _cce_logits_row(g, z, t, labels, r, cols, frows, sparse, write_grad):
+def _cce_logits_row(g, z, t, labels, r, cols, frows, sparse, write_grad, smooth, keep, add):
     # loss -sum t (z - lse) (right for soft targets not summing to 1);
     # grad (softmax(z) sum t - t) / rows
     mx = z[r, 0]
@@ -127,13 +135,14 @@ def _cce_logits_row(g, z, t, labels, r, cols, frows, sparse, write_grad):
     loss = D0
     t_sum = D0
     for j in range(cols):
-        tj = target_at(t, labels, r, j, sparse)
+        tj = _smoothed(target_at(t, labels, r, j, sparse), smooth, keep, add)
         loss -= float64(tj * ((z[r, j] - mx) - log_s))
         t_sum += float64(tj)
     if write_grad:
         t_sumf = float32(t_sum)
         for j in range(cols):
-            g[r, j] = (math.exp(z[r, j] - mx) / s * t_sumf - target_at(t, labels, r, j, sparse)) / frows
+            g[r, j] = (math.exp(z[r, j] - mx) / s * t_sumf
+                       - _smoothed(target_at(t, labels, r, j, sparse), smooth, keep, add)) / frows
     return loss
 
 
@@ -250,25 +259,34 @@ def _other_row(g, p, t, r, cols, size, frows, kind, param, binary, write_grad):
 
 
 @cuda.jit(device=True, inline=True)
-def _loss_row(grad, pred, target, labels, r, rows, cols, kind, option, sparse,
-              write_grad):
-    # option: from_logits (1 or 0) for BCE and CCE, Huber's delta; labels (not sparse):
-    # [1] when hinge targets are all 0 or 1 (mapped to -1, 1), else [0]
-    size = float32(rows * cols)
-    frows = float32(rows)
-    from_logits = option != 0
+def _row(grad, pred, target, labels, r, cols, size, frows, kind, from_logits, param, sparse,
+         write_grad, smooth, keep, add):
+    """The row of any kind, its gradient divided by size (rows cols) or frows (rows)."""
     if kind != LOSS_MSE and kind != LOSS_BCE and kind != LOSS_CCE:
-        return _other_row(grad, pred, target, r, cols, size, frows, kind, float32(option),
+        return _other_row(grad, pred, target, r, cols, size, frows, kind, param,
                           labels[0] != 0, write_grad)
     if kind == LOSS_MSE:
         return _mse_row(grad, pred, target, labels, r, cols, size, sparse, write_grad)
     if kind == LOSS_BCE:
         if from_logits:
-            return _bce_logits_row(grad, pred, target, labels, r, cols, size, sparse, write_grad)
-        return _bce_probs_row(grad, pred, target, labels, r, cols, size, sparse, write_grad)
+            return _bce_logits_row(grad, pred, target, labels, r, cols, size, sparse, write_grad,
+                                   smooth, keep, add)
+        return _bce_probs_row(grad, pred, target, labels, r, cols, size, sparse, write_grad,
+                              smooth, keep, add)
     if from_logits:
-        return _cce_logits_row(grad, pred, target, labels, r, cols, frows, sparse, write_grad)
-    return _cce_probs_row(grad, pred, target, labels, r, cols, frows, sparse, write_grad)
+        return _cce_logits_row(grad, pred, target, labels, r, cols, frows, sparse, write_grad,
+                               smooth, keep, add)
+    return _cce_probs_row(grad, pred, target, labels, r, cols, frows, sparse, write_grad,
+                          smooth, keep, add)
+
+
+@cuda.jit(device=True, inline=True)
+def _loss_row(grad, pred, target, labels, r, rows, cols, kind, option, sparse,
+              write_grad):
+    # option: from_logits (1 or 0) for BCE and CCE, Huber's delta; labels (not sparse):
+    # [1] when hinge targets are all 0 or 1 (mapped to -1, 1), else [0]
+    return _row(grad, pred, target, labels, r, cols, float32(rows * cols), float32(rows), kind,
+                option != 0, float32(option), sparse, write_grad, False, F1, F0)
 
 
 _loss_kernel = make_row_sum_kernel(_loss_row, "loss_rows")
@@ -284,9 +302,79 @@ def _hinge_binary_kernel(flag, t, n):
             flag[0] = 0
 
 
-def loss(kind, pred, target, from_logits, grad, workspace, param=1.0):
-    """The mean loss (a float: one double copied back) and, when grad is given, its
-    gradient written on the device.  param: Huber's delta."""
+@cuda.jit
+def _options_kernel(partials, grad, pred, target, labels, rows, cols, kind, from_logits, param,
+                    sparse, write_grad, weights, per_weight, has_weights, has_ignore, ignore,
+                    smooth, keep, add, divisor):
+    """The options path (csrc/losses.c's options_row): per row its loss times its weight,
+    the gradient divided by `divisor` rows and scaled by the weight; ignored rows give 0 and a
+    zero gradient row.  The rows' sum runs as reduction.make_row_sum_kernel's (same blocks,
+    threads and tree)."""
+    part = cuda.shared.array(THREADS, float64)
+    tid = cuda.threadIdx.x
+    nthreads = cuda.blockDim.x
+    r0 = cuda.blockIdx.x * ROWS_PER_BLOCK
+    r1 = min(r0 + ROWS_PER_BLOCK, rows)
+    size = float32(divisor * cols)
+    frows = float32(divisor)
+    s = D0
+    for r in range(r0 + tid, r1, nthreads):
+        if has_ignore and labels[r] == ignore:
+            if write_grad:
+                for j in range(cols):
+                    grad[r, j] = F0
+            continue
+        v = _row(grad, pred, target, labels, r, cols, size, frows, kind, from_logits, param,
+                 sparse, write_grad, smooth, keep, add)
+        if has_weights:
+            w = weights[r // per_weight]
+            if write_grad:
+                for j in range(cols):
+                    grad[r, j] = grad[r, j] * w
+            v = float64(w) * v
+        s += v
+    part[tid] = s
+    cuda.syncthreads()
+    half = nthreads // 2
+    while half > 0:                  # tree: part[i] += part[i + half], halving
+        if tid < half:
+            part[tid] += part[tid + half]
+        cuda.syncthreads()
+        half //= 2
+    if tid == 0:
+        partials[cuda.blockIdx.x] = part[0]
+
+
+def _sum_options(workspace, grad, pred, target, labels, kind, from_logits, param, sparse,
+                 weights, per_weight, ignore_class, smooth, keep, add, divisor):
+    rows, cols = pred.shape
+    nblocks = (rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
+    threads = pow2_at_least(min(rows, ROWS_PER_BLOCK), THREADS)
+    partials = workspace.device("row_sum_partials", nblocks, np.float64)
+    no_w = weights is None
+    if no_w:
+        weights = workspace.device("no_weights", 1, np.float32)
+    _options_kernel[nblocks, threads](
+        partials, pred if grad is None else grad, pred, target, labels, rows, cols,
+        LOSS_KERNEL_KINDS[kind], bool(from_logits), np.float32(param), sparse, grad is not None,
+        weights, per_weight, not no_w, ignore_class is not None,
+        np.int64(0 if ignore_class is None else ignore_class), smooth, keep, add, divisor)
+    total = partials
+    if nblocks > 1:
+        total = workspace.device("row_sum_total", 1, np.float64)
+        _sum_in_order_kernel[1, 1](total, partials, nblocks)
+    host = workspace.pinned("row_sum_host", 1, np.float64)
+    total[0:1].copy_to_host(host)
+    return float(host[0])
+
+
+def loss(kind, pred, target, from_logits, grad, workspace, param=1.0, weights=None,
+         label_smoothing=0.0, ignore_class=None):
+    """The loss, sum_i w_i l_i / rows (a float: one double copied back) and, when grad is
+    given, its gradient written on the device.  param: Huber's delta; weights,
+    label_smoothing, ignore_class as Backend.loss (csrc/pynn.h's pynn_loss_options).  The
+    options path copies the weights (and, with ignore_class, the labels) to the host to
+    check them and count the rows not ignored."""
     if kind not in LOSS_KERNEL_KINDS:
         raise ValueError(f"loss: expected kind in {tuple(LOSS_KERNEL_KINDS)}, received "
                          f"kind={kind!r}")
@@ -294,7 +382,7 @@ def loss(kind, pred, target, from_logits, grad, workspace, param=1.0):
     if pred.ndim != 2 or pred.shape[0] == 0 or pred.shape[1] == 0:
         raise ValueError(f"loss: expected pred of shape (rows >= 1, cols >= 1), received "
                          f"{tuple(pred.shape)}")
-    rows = pred.shape[0]
+    rows, cols = pred.shape
     if sparse:
         check_shape("loss", "labels", target, (rows,))
         if target.dtype != np.int64:
@@ -313,7 +401,40 @@ def loss(kind, pred, target, from_logits, grad, workspace, param=1.0):
         raise ValueError(f"loss: expected huber's delta > 0, received delta={param!r}")
     if grad is not None:
         check_shape("loss", "grad", grad, pred.shape)
-    option = float(param) if kind == "huber" else float(bool(from_logits))
-    total = sum_rows(_loss_kernel, workspace, pred if grad is None else grad, pred, target2,
-                     labels, LOSS_KERNEL_KINDS[kind], option, sparse, grad is not None)
-    return total / rows
+    if not (0 <= label_smoothing <= 1):
+        raise ValueError(f"loss: expected label_smoothing in [0, 1], received "
+                         f"{label_smoothing!r}")
+    if label_smoothing != 0 and kind not in ("bce", "cce", "scce"):
+        raise ValueError(f"loss: label_smoothing applies to bce and cce, received kind={kind!r}")
+    if ignore_class is not None and not sparse:
+        raise ValueError(f"loss: ignore_class applies to 'scce', received kind={kind!r}")
+    if weights is None and label_smoothing == 0 and ignore_class is None:
+        option = float(param) if kind == "huber" else float(bool(from_logits))
+        total = sum_rows(_loss_kernel, workspace, pred if grad is None else grad, pred,
+                         target2, labels, LOSS_KERNEL_KINDS[kind], option, sparse,
+                         grad is not None)
+        return total / rows
+    # ---- the options path ----
+    per_weight = 1
+    if weights is not None:
+        if weights.ndim != 1 or weights.shape[0] < 1 or rows % weights.shape[0] != 0:
+            raise ValueError(f"loss: expected weights of a length dividing the {rows} rows, "
+                             f"received shape {tuple(weights.shape)}")
+        w_host = weights.copy_to_host()
+        if not (np.all(np.isfinite(w_host)) and np.all(w_host >= 0)):
+            raise ValueError("loss: expected finite weights >= 0")
+        per_weight = rows // weights.shape[0]
+    divisor = rows
+    if ignore_class is not None:
+        divisor = int(np.count_nonzero(target.copy_to_host() != ignore_class))
+        if divisor == 0:                     # every row ignored: 0 and a zero gradient
+            if grad is not None:
+                fill(grad, 0.0)
+            return 0.0
+    ls = np.float32(label_smoothing)
+    keep = F1 - ls
+    add = HALF * ls if kind == "bce" else ls / np.float32(cols)
+    total = _sum_options(workspace, grad, pred, target2, labels, kind, from_logits,
+                         param if kind == "huber" else 1.0, sparse, weights, per_weight,
+                         ignore_class, label_smoothing != 0, keep, add, divisor)
+    return total / divisor
