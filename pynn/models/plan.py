@@ -423,7 +423,6 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
             else -1
         ignore = spec.loss.ignore_class
         plan.target_ignore.append(ignore)
-        weights = getattr(plan, "sample_weight_buf", -1)
         b.op("loss", [out.buf, target, grad, weights],
              [ids.LOSSES[spec.loss.kind], int(fused or spec.loss.from_logits), cols,
               len(plan.loss_names), int(ignore is not None), 0 if ignore is None else ignore],
@@ -458,6 +457,7 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
         plan.target_bufs.append(weights)
         plan.target_classes.append(0)
         plan.target_outputs.append(plan.target_outputs[i])
+        plan.target_ignore.append(None)
 
     if kind == "train":
         b.emit_backward()
