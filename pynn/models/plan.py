@@ -134,7 +134,8 @@ class Plan:
         self.output_bufs = []            # predictions (predict/forward plans)
         self.loss_names = []             # log key of each OP_LOSS index ("dense_1_loss")
         self.loss_weights = []
-        self.metric_names = []           # name of each OP_METRIC index (its sum)
+        self.metric_names = []           # name of each OP_METRIC slot (a sum, or one of
+                                         # a confusion op's 4 x n counts)
         self.metric_groups = []          # per logged metric: (MetricSpec, its op indices,
                                          # positions per batch row it averages over)
         self.optimizer_op = None         # index of OP_OPTIMIZER in ops
@@ -428,18 +429,25 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
                 act = fused_activation[id(out)]
                 b.op("activation", [out.buf, pred], [cols, ids.ACTIVATIONS[act]], [0.0],
                      label=f"{act} for the metrics")
+            positions = int(np.prod(out.shape[1:-1], dtype=np.int64))
+            # weighted metrics read the per-sample weights (-1 until fed: weights all 1)
+            sample_weights = getattr(plan, "sample_weight_buf", -1)
             for metric in spec.metrics:
                 first = len(plan.metric_names)
-                for part in metric.parts:             # one op per sum the metric reads
-                    b.op("metric", [pred, target], [ids.METRICS[part], cols,
-                                                    len(plan.metric_names), metric.k],
+                weights = sample_weights if metric.weighted else -1
+                for part in metric.parts:             # one op per part: its sum or counts
+                    width = metric.width(part)
+                    index = len(plan.metric_names)
+                    b.op("metric", [pred, target, weights],
+                         [ids.METRICS[part], cols, index, metric.k, width, max(positions, 1)],
+                         metric.reals(part),
                          label=metric.key if len(metric.parts) == 1 else
                          f"{metric.key} ({part})")
-                    plan.metric_names.append(metric.key if len(metric.parts) == 1 else
-                                             f"{metric.key}/{part}")
+                    name = metric.key if len(metric.parts) == 1 else f"{metric.key}/{part}"
+                    plan.metric_names += [name] if width == 1 else \
+                        [f"{name}[{j}]" for j in range(width)]
                 plan.metric_groups.append(
-                    (metric, list(range(first, len(plan.metric_names))),
-                     int(np.prod(out.shape[1:-1], dtype=np.int64))))
+                    (metric, list(range(first, len(plan.metric_names))), positions))
 
     if kind == "train":
         b.emit_backward()
