@@ -623,6 +623,11 @@ class Precision(_Confusion):
             target = np.ascontiguousarray(target[:, self.class_id:self.class_id + 1])
         return np.ascontiguousarray(pred), np.ascontiguousarray(target)
 
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if self.top_k is not None and np.ndim(y_pred) == 1:     # one sample's predictions
+            y_true, y_pred = np.asarray(y_true)[None], np.asarray(y_pred)[None]
+        super().update_state(y_true, y_pred, sample_weight)
+
     def get_config(self):
         return {**super().get_config(), "top_k": self.top_k, "class_id": self.class_id}
 
