@@ -28,6 +28,8 @@
 
 /* Ops that take a list of inputs (merge, concat) keep its pointers on the stack. */
 #define PLAN_MAX_OPERANDS 64
+/* An OP_METRIC's thresholds are converted to float on the stack (AUC's num_thresholds). */
+#define PLAN_MAX_THRESHOLDS 8192
 
 /* One operand of an op: its buffer's data and element count n(b) in this step. */
 typedef struct {
@@ -155,7 +157,7 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_CONCAT_BACKWARD] = {-1, -1, 0},
         [PYNN_OP_SCALE] = {2, 0, 1},
         [PYNN_OP_LOSS] = {4, 6, 3},
-        [PYNN_OP_METRIC] = {2, 4, 0},
+        [PYNN_OP_METRIC] = {3, 6, -1},         /* reals: checked by run_op */
         [PYNN_OP_OPTIMIZER] = {2 + PYNN_OPT_SLOTS, 1, -1},  /* checked by run_op */
     };
     const int32_t *c;
@@ -502,24 +504,39 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         cx->losses[index] = value;
         return PYNN_OK;
     }
-    case PYNN_OP_METRIC: {   /* bufs pred, target; ints kind, cols, index, k */
-        const operand *pred = &o[0], *target = &o[1];
-        const int64_t cols = g[1], index = g[2];
+    case PYNN_OP_METRIC: {   /* bufs pred, target, weights; ints kind, cols, index, k, width,
+                                per_weight; reals threshold, or the thresholds (confusion) */
+        const operand *pred = &o[0], *target = &o[1], *weights = &o[2];
+        const int64_t kind = g[0], cols = g[1], index = g[2], width = g[4], per_weight = g[5];
         const int labels = target->dtype == PYNN_DTYPE_I64;
+        const int confusion = kind == PYNN_METRIC_CONFUSION;
         double sum = 0.0;
-        int64_t r;
-        EXPECT(g[0] >= 0 && g[0] < PYNN_METRIC_COUNT && cols >= 1 && index >= 0 &&
-               index < cx->plan->n_metrics && g[3] >= 1);
+        int64_t r, j;
+        EXPECT(kind >= 0 && kind < PYNN_METRIC_COUNT && cols >= 1 && g[3] >= 1 &&
+               per_weight >= 1 && op->n_reals >= 1);
+        EXPECT(confusion ? (width == 4 * (int64_t)op->n_reals &&
+                            op->n_reals <= PLAN_MAX_THRESHOLDS)
+                         : (width == 1 && op->n_reals == 1));
+        EXPECT(index >= 0 && index <= cx->plan->n_metrics - width);
+        for (j = 0; j < op->n_reals; j++) EXPECT(op->reals[j] == op->reals[j]);   /* not NaN */
         EXPECT(f32(pred) && target->data != NULL && pred->n % cols == 0);
         r = pred->n / cols;
         if (labels)
             EXPECT(labels_ok(cx, op->bufs[1], cols, 0, 0) && holds(target, r));
         else
             EXPECT(target->dtype == PYNN_DTYPE_F32 && holds(target, pred->n));
+        EXPECT(f32_or_absent(weights) && holds(weights, r / per_weight + (r % per_weight != 0)));
         if (cx->dry) return PYNN_OK;
+        if (confusion) {
+            float thresholds[PLAN_MAX_THRESHOLDS];
+            for (j = 0; j < op->n_reals; j++) thresholds[j] = (float)op->reals[j];
+            return pynn_metric_confusion(cx->metrics + index, F(pred), labels ? NULL : F(target),
+                                         labels ? (const int64_t *)target->data : NULL, r, cols,
+                                         thresholds, op->n_reals, F(weights), per_weight);
+        }
         status = pynn_metric_sum(&sum, F(pred), labels ? NULL : F(target),
                                  labels ? (const int64_t *)target->data : NULL, r, cols,
-                                 (int)g[0], g[3]);
+                                 (int)kind, g[3], (float)op->reals[0], F(weights), per_weight);
         if (status != PYNN_OK) return status;
         cx->metrics[index] = sum;
         return PYNN_OK;

@@ -61,21 +61,26 @@ extern "C" {
     X(LOSS_POISSON, 12, "poisson") /* mean_j p - t log(p + 1e-7) */                  \
     X(LOSS_COSINE_SIMILARITY, 13, "cosine_similarity") /* -(t / |t|).(p / |p|) */
 
-/* metrics: pynn_metric_sum adds up one value per row */
+/* metrics: pynn_metric_sum adds up one value per row (the threshold: binary accuracy's and the
+ * counts', p_j > threshold is predicted positive) */
 #define PYNN_METRIC_LIST(X)                                                          \
-    X(METRIC_BINARY_ACCURACY, 0, "binary_accuracy")  /* mean_j [(p_j > 0.5) == t_j] */ \
+    X(METRIC_BINARY_ACCURACY, 0, "binary_accuracy")  /* mean_j [(p_j > thr) == t_j] */ \
     X(METRIC_CATEGORICAL_ACCURACY, 1, "categorical_accuracy") /* argmax p == argmax t */ \
     X(METRIC_SPARSE_CATEGORICAL_ACCURACY, 2, "sparse_categorical_accuracy")          \
     X(METRIC_MAE, 3, "mean_absolute_error")          /* mean_j |t_j - p_j| */         \
     X(METRIC_MSE, 4, "mean_squared_error")           /* mean_j (t_j - p_j)^2 */      \
-    /* counts over the row: predicted positive p_j > 0.5, actual positive t_j != 0 */    \
+    /* counts over the row: predicted positive p_j > thr, actual positive t_j != 0 */    \
     X(METRIC_TRUE_POSITIVES, 5, "true_positives")                                      \
     X(METRIC_FALSE_POSITIVES, 6, "false_positives")                                    \
     X(METRIC_TRUE_NEGATIVES, 7, "true_negatives")                                      \
     X(METRIC_FALSE_NEGATIVES, 8, "false_negatives")                                   \
     /* 1 when the true class is among the k largest p_j (ties at the k-th value count) */ \
     X(METRIC_TOP_K_CATEGORICAL_ACCURACY, 9, "top_k_categorical_accuracy")               \
-    X(METRIC_SPARSE_TOP_K_CATEGORICAL_ACCURACY, 10, "sparse_top_k_categorical_accuracy")
+    X(METRIC_SPARSE_TOP_K_CATEGORICAL_ACCURACY, 10, "sparse_top_k_categorical_accuracy") \
+    X(METRIC_ACCURACY, 11, "accuracy")               /* mean_j [p_j == t_j] (Keras's Accuracy) */ \
+    X(METRIC_ROWS, 12, "count")                      /* 1: weighted, the sum of the weights */ \
+    /* tp, fp, tn, fn at n thresholds (pynn_metric_confusion): an OP_METRIC of width 4 n */ \
+    X(METRIC_CONFUSION, 13, "confusion")
 
 #define PYNN_OPTIMIZER_LIST(X)                                                       \
     X(OPT_SGD, 0, "sgd")                                                             \
@@ -519,10 +524,29 @@ int pynn_scale(float *y, const float *x, int64_t n, float alpha);
 /* sum (double) over the rows of pred (rows x cols) of the per-row value of metric
  * PYNN_METRIC_* against target (rows x cols float) or, when target is NULL, labels
  * (rows int64; a label row counts as its one-hot row for the non-sparse metrics).
- * Rows are added in order.  PYNN_ELABEL for a label outside [0, cols).  k: the top-k
- * accuracies' k (>= 1; the other metrics ignore it). */
+ * Rows are added in order, so the result does not depend on the thread count.  k: the top-k
+ * accuracies' k (>= 1; the other metrics ignore it).  threshold (not NaN): binary accuracy's
+ * and the confusion counts' (p_j > threshold is predicted positive; the others ignore it).
+ * weights: NULL (every row weighs 1) or ceil(rows / per_weight) weights, row i counting
+ * weights[i / per_weight] times (per_weight >= 1: the rows of one sample, the positions of
+ * an image output); each weight finite and >= 0, else PYNN_EINVAL before anything is
+ * written.  METRIC_ROWS's value is 1, so weighted it sums the rows' weights (the
+ * denominator of Keras's weighted mean).  METRIC_CONFUSION is not a per-row metric
+ * (PYNN_EINVAL): see pynn_metric_confusion. */
 int pynn_metric_sum(double *sum, const float *pred, const float *target,
-                    const int64_t *labels, int64_t rows, int64_t cols, int metric, int64_t k);
+                    const int64_t *labels, int64_t rows, int64_t cols, int metric, int64_t k,
+                    float threshold, const float *weights, int64_t per_weight);
+/* The confusion counts of every entry of pred (rows x cols) at n_thresholds >= 1 thresholds
+ * (Keras's update_confusion_matrix_variables, not multi-label: predicted positive p > thr,
+ * actually positive t != 0; labels as in pynn_metric_sum): counts[0 .. n) true positives,
+ * [n .. 2n) false positives, [2n .. 3n) true negatives, [3n .. 4n) false negatives, each
+ * entry counting its row's weight (weights, per_weight as pynn_metric_sum's).  Per row and
+ * threshold the entries are counted as an integer, then weight * count is added in row
+ * order (double), so the sums repeat bitwise.  Thresholds must not be NaN. */
+int pynn_metric_confusion(double *counts, const float *pred, const float *target,
+                          const int64_t *labels, int64_t rows, int64_t cols,
+                          const float *thresholds, int64_t n_thresholds,
+                          const float *weights, int64_t per_weight);
 
 /* ---- one optimizer step over a flat parameter array ------------------------------ */
 /* hyper[PYNN_HYPER_*]: the optimizer's settings as doubles.  step >= 1 is the update
@@ -648,8 +672,12 @@ double pynn_schedule_lr(int kind, const double *params, int64_t iteration);
  *                      ignore_class is accepted by the step's label check only when the
  *                      target lists it (target_ignore), and an op reading those labels
  *                      must ignore it unless it lies in [0, cols)
- *   OP_METRIC          bufs pred, target         ints kind, cols, index: the sum goes to
- *                      the step's metrics[index]
+ *   OP_METRIC          bufs pred, target, weights   ints kind, cols, index, k, width,
+ *                      per_weight   reals threshold (width 1), or the thresholds (kind
+ *                      METRIC_CONFUSION: width = 4 x their count): the sum (or the 4 x n
+ *                      confusion counts) goes to the step's metrics[index .. index + width);
+ *                      rows n(pred) / cols; weights absent, or float32 holding
+ *                      ceil(rows / per_weight) per-row weights (the sample weights)
  *   OP_OPTIMIZER       bufs params, grads, slot0 .. slot(PYNN_OPT_SLOTS - 1)   ints kind
  *                      reals hyper[PYNN_HYPER_COUNT] or PYNN_OPT_REALS (hyper, then a
  *                      schedule block: kind, params; a kind other than SCHEDULE_NONE makes

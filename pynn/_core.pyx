@@ -158,7 +158,11 @@ cdef extern from "pynn.h" nogil:
     int pynn_scale(float *y, const float *x, int64_t n, float alpha)
     int pynn_metric_sum(double *sum, const float *pred, const float *target,
                         const int64_t *labels, int64_t rows, int64_t cols, int metric,
-                        int64_t k)
+                        int64_t k, float threshold, const float *weights, int64_t per_weight)
+    int pynn_metric_confusion(double *counts, const float *pred, const float *target,
+                              const int64_t *labels, int64_t rows, int64_t cols,
+                              const float *thresholds, int64_t n_thresholds,
+                              const float *weights, int64_t per_weight)
     int PYNN_HYPER_LEARNING_RATE, PYNN_HYPER_MOMENTUM, PYNN_HYPER_NESTEROV, PYNN_HYPER_BETA_1
     int PYNN_HYPER_BETA_2, PYNN_HYPER_RHO, PYNN_HYPER_EPSILON, PYNN_HYPER_WEIGHT_DECAY
     int PYNN_HYPER_AMSGRAD, PYNN_HYPER_COUNT, PYNN_OPT_SLOTS

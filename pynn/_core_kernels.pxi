@@ -449,35 +449,83 @@ def scale(y,                # OUT any shape; may be x
 
 # ---- metrics and optimizer steps ------------------------------------------------------
 
-def metric_sum(const float[:, ::1] pred,    # IN (rows, cols)
-               target,                      # IN (rows, cols) float32, or (rows,) int64 labels
-               int kind, int64_t k=5):
-    """The sum over the rows of metric `kind`'s (pynn.ids.METRICS) per-row value (k: the
-    top-k accuracies')."""
-    cdef str where = "metric_sum"
+cdef int _metric_operands(str where, const float[:, ::1] pred, target, weights,
+                          int64_t per_weight, const float **pt, const int64_t **pl,
+                          const float **pw) except -1:
+    """The target (float rows or int64 labels) and weights pointers of a metric kernel, their
+    shapes checked against pred's (weights: ceil(rows / per_weight) floats)."""
     cdef const float[:, ::1] t
     cdef const int64_t[::1] labels
+    cdef const float[::1] w
+    cdef int64_t rows = pred.shape[0]
+    if pred.shape[1] < 1:
+        raise ValueError(f"{where}: expected pred with at least one column, received {_shape2(pred)}")
+    if isinstance(target, _np.ndarray) and target.ndim == 1:
+        labels = target
+        _same_length(labels.shape[0], rows, "labels", where)
+        pl[0] = &labels[0] if labels.shape[0] > 0 else NULL
+    else:
+        t = target
+        _same_shape(_shape2(t), _shape2(pred), "target", where)
+        pt[0] = _cdata(t)
+    if per_weight < 1:
+        raise ValueError(f"{where}: expected per_weight >= 1, received {per_weight}")
+    if weights is not None:
+        w = weights
+        _same_length(w.shape[0], (rows + per_weight - 1) // per_weight, "weights", where)
+        pw[0] = &w[0] if w.shape[0] > 0 else NULL
+    return 0
+
+
+def metric_sum(const float[:, ::1] pred,    # IN (rows, cols)
+               target,                      # IN (rows, cols) float32, or (rows,) int64 labels
+               int kind, int64_t k=5, float threshold=0.5,
+               weights=None,                # IN None, or (ceil(rows / per_weight),) float32
+               int64_t per_weight=1):
+    """The sum over the rows of metric `kind`'s (pynn.ids.METRICS) per-row value, row i
+    weighted by weights[i // per_weight] (k: the top-k accuracies'; threshold: binary
+    accuracy's and the confusion counts')."""
+    cdef str where = "metric_sum"
     cdef const float *pt = NULL
     cdef const int64_t *pl = NULL
+    cdef const float *pw = NULL
     cdef const float *pp = _cdata(pred)
     cdef double value = 0.0
     cdef int status
     if kind < 0 or kind >= len(ID_TABLES["metric"]):
         raise ValueError(f"{where}: expected kind to be one of pynn.ids.METRICS' ids, received {kind}")
-    if pred.shape[1] < 1:
-        raise ValueError(f"{where}: expected pred with at least one column, received {_shape2(pred)}")
-    if isinstance(target, _np.ndarray) and target.ndim == 1:
-        labels = target
-        _same_length(labels.shape[0], pred.shape[0], "labels", where)
-        pl = &labels[0] if labels.shape[0] > 0 else NULL
-    else:
-        t = target
-        _same_shape(_shape2(t), _shape2(pred), "target", where)
-        pt = _cdata(t)
+    _metric_operands(where, pred, target, weights, per_weight, &pt, &pl, &pw)
     with nogil:
-        status = pynn_metric_sum(&value, pp, pt, pl, pred.shape[0], pred.shape[1], kind, k)
+        status = pynn_metric_sum(&value, pp, pt, pl, pred.shape[0], pred.shape[1], kind, k,
+                                 threshold, pw, per_weight)
     _check(status, where)
     return value
+
+
+def metric_confusion(const float[:, ::1] pred,    # IN (rows, cols)
+                     target,                      # IN (rows, cols) float32, or (rows,) int64
+                     const float[::1] thresholds,  # IN (n,) float32, n >= 1
+                     weights=None, int64_t per_weight=1):
+    """The (4, n) float64 confusion counts (true positives, false positives, true negatives,
+    false negatives) of every entry of pred at each threshold (pred > threshold is predicted
+    positive), row i weighted by weights[i // per_weight]."""
+    cdef str where = "metric_confusion"
+    cdef const float *pt = NULL
+    cdef const int64_t *pl = NULL
+    cdef const float *pw = NULL
+    cdef const float *pp = _cdata(pred)
+    cdef int64_t n = thresholds.shape[0]
+    cdef int status
+    if n < 1:
+        raise ValueError(f"{where}: expected at least one threshold, received none")
+    _metric_operands(where, pred, target, weights, per_weight, &pt, &pl, &pw)
+    out = _np.zeros((4, n), dtype=_np.float64)
+    cdef double[:, ::1] c = out
+    with nogil:
+        status = pynn_metric_confusion(&c[0, 0], pp, pt, pl, pred.shape[0], pred.shape[1],
+                                       &thresholds[0], n, pw, per_weight)
+    _check(status, where)
+    return out
 
 
 HYPER_INDEX = {"learning_rate": PYNN_HYPER_LEARNING_RATE, "momentum": PYNN_HYPER_MOMENTUM,

@@ -288,6 +288,9 @@ def save_model(model, path, overwrite=True):
         compile_cfg = {"optimizer": serialize(optimizer), "loss": ser_loss(loss),
                        "loss_weights": loss_weights, "metrics": ser_metrics(metrics),
                        "backend": backend_name}
+        weighted = model.compile_weighted_metrics()
+        if weighted is not None:
+            compile_cfg["weighted_metrics"] = ser_metrics(weighted)
         state = optimizer.state_arrays()
         if state is not None:
             names = sorted(state)
@@ -688,9 +691,11 @@ def load_model(path, compile=True, backend=None):
                 return entry                  # a name (compile checks it)
 
             metrics = de_metrics(cfg.get("metrics"))
+            weighted_metrics = de_metrics(cfg.get("weighted_metrics"))
             try:
                 model.compile(optimizer=optimizer, loss=loss, loss_weights=cfg.get("loss_weights"),
-                              metrics=metrics, backend=backend)
+                              metrics=metrics, weighted_metrics=weighted_metrics,
+                              backend=backend)
             except (TypeError, ValueError) as exc:
                 raise ModelFileError(f"{archive.path}: cannot compile the saved model: {exc}") from None
             if weights:

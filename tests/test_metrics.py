@@ -72,8 +72,10 @@ def test_names_configs_and_bad_input():
         (lambda: metrics.SparseCategoricalAccuracy().update_state([0, 1], P), ValueError),
         (lambda: metrics.CategoricalAccuracy().update_state(ONE_HOT[:2], P), ValueError),
         (lambda: metrics.MeanSquaredError().update_state([[np.nan]], [[1.0]]), ValueError),
-        (lambda: metrics.MeanSquaredError().update_state([[1.0]], [[1.0]], [2.0]), ValueError),
-        (lambda: metrics.BinaryAccuracy(threshold=0.3), ValueError),
+        (lambda: metrics.MeanSquaredError().update_state([[1.0]], [[1.0]], [2.0, 1.0]),
+         ValueError),
+        (lambda: metrics.MeanSquaredError().update_state([[1.0]], [[1.0]], [-1.0]), ValueError),
+        (lambda: metrics.BinaryAccuracy(threshold=float("nan")), ValueError),
         (lambda: metrics.Mean(name=""), ValueError),
         (lambda: pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(3)]).compile(
             "sgd", "mse", metrics=[object()]), TypeError),
@@ -105,7 +107,7 @@ def test_precision_and_recall_in_compile_match_an_independent_count(backend):
     assert set(history.history) == {"loss", "precision", "rec", "true_positives", "val_loss",
                                     "val_precision", "val_rec", "val_true_positives"}
     with pytest.raises(ValueError, match="threshold"):
-        metrics.Precision(thresholds=0.3)
+        metrics.Precision(thresholds=1.3)
 
 
 @pytest.mark.parametrize("backend", ["cpu", "numpy", "cuda"])

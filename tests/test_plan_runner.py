@@ -96,7 +96,8 @@ def mlp_plan(capacity, n_in=64, hidden=32, classes=10, seed=0, outputs=False):
     p.op("loss", [z2, labels, grad, -1], [ids.LOSSES["scce"], 1, classes, 0, 0, 0],
          [1.0, 0.0, 0.0])
     p.op("activation", [z2, probs], [classes, softmax], [0.0])
-    p.op("metric", [probs, labels], [ids.METRICS["sparse_categorical_accuracy"], classes, 0, 1])
+    p.op("metric", [probs, labels, -1],
+         [ids.METRICS["sparse_categorical_accuracy"], classes, 0, 1, 1, 1], [0.5])
     p.op("dense_backward", [y1, w2, z2, z2, grad, dw2, db2, dx1], [hidden, classes, linear], [0.0])
     p.op("dense_backward", [x, w1, z1, y1, dx1, dw1, db1, -1], [n_in, hidden, relu], [0.0])
     p.op("optimizer", [params.index, grads.index, m, v, -1], [ids.OPTIMIZERS["adam"]], HYPER_ADAM)
@@ -130,7 +131,8 @@ def cnn_plan(capacity, seed=0):
     p.op("dropout", [y1, mask, d], dropout_ints, [0.25])
     p.op("dense", [d, w2, b2, z2, z2], [288, 10, linear], [0.0])
     p.op("loss", [z2, labels, grad, -1], [ids.LOSSES["scce"], 1, 10, 0, 0, 0], [1.0, 0.0, 0.0])
-    p.op("metric", [z2, labels], [ids.METRICS["sparse_categorical_accuracy"], 10, 0, 1])
+    p.op("metric", [z2, labels, -1], [ids.METRICS["sparse_categorical_accuracy"], 10, 0, 1, 1, 1],
+         [0.5])
     p.op("dense_backward", [d, w2, z2, z2, grad, dw2, db2, dd], [288, 10, linear], [0.0])
     p.op("dropout_backward", [dd, mask, dy1])
     p.op("conv2d_backward", [x, k, z1, y1, dy1, cols, work, dk, db, -1], geometry, [0.0])
@@ -205,11 +207,13 @@ def python_step(p, rows, step, losses, metrics):
                                      None if weights < 0 else view(weights), reals[2],
                                      ignore if has_ignore else None)
         elif name == "metric":
-            kind_id, cols, index, k = ints
-            pred, target = bufs
+            kind_id, cols, index, k, width, per_weight = ints
+            pred, target, weights = bufs
             labels = p.buffers[target][0].dtype == np.int64
             metrics[index] = CPU.metric_sum(METRIC_NAMES[kind_id], view(pred, cols),
-                                            view(target) if labels else view(target, cols), k)
+                                            view(target) if labels else view(target, cols), k,
+                                            reals[0], None if weights < 0 else view(weights),
+                                            per_weight)
         elif name == "optimizer":
             w, g, *slots = bufs
             CPU.optimizer_step(OPT_NAMES[ints[0]], view(w),
@@ -389,6 +393,11 @@ MALFORMED = {
     "labels that are no plan target": lambda p: (p.targets.clear(), p.classes.clear()),
     "a loss slot out of range": lambda p: p.ops[2][2].__setitem__(3, 1),
     "a metric id out of range": lambda p: p.ops[4][2].__setitem__(0, 99),
+    "a metric of width 2": lambda p: p.ops[4][2].__setitem__(4, 2),
+    "a metric without its threshold": lambda p: p.ops[4][3].pop(),
+    "confusion counts of 1 threshold in 1 slot":
+        lambda p: p.ops[4][2].__setitem__(0, ids.METRICS["confusion"]),
+    "int64 labels as sample weights": lambda p: p.ops[4][1].__setitem__(2, p.targets[0]),
     "Adam without its second moment": lambda p: p.ops[-1][1].__setitem__(3, -1),
     "hyper-parameters missing": lambda p: p.ops[-1][3].pop(),
     "an int64 buffer as a kernel": lambda p: p.ops[0][1].__setitem__(1, p.targets[0]),

@@ -240,10 +240,19 @@ class Backend:
         raise NotImplementedError
 
     # ---- metrics ---------------------------------------------------------------------
-    def metric_sum(self, kind, pred, target, k=5):
+    def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
         """The sum over the rows of pred (rows, cols) of metric `kind`'s per-row value
         (pynn.ids.METRICS) against target: float32 rows, or int64 labels (rows,).  A
-        Python float.  k: the top-k accuracies' k."""
+        Python float.  k: the top-k accuracies' k; threshold: binary accuracy's and the
+        confusion counts' (pred > threshold is predicted positive); weights: None, or
+        float32 (ceil(rows / per_weight),) >= 0, row i counting weights[i // per_weight]
+        times (pynn_metric_sum)."""
+        raise NotImplementedError
+
+    def metric_confusion(self, pred, target, thresholds, weights=None, per_weight=1):
+        """The confusion counts of every entry of pred at each of the float32 `thresholds`
+        (n,), a float64 host array (4, n): true positives, false positives, true negatives,
+        false negatives, each entry counting its row's weight (pynn_metric_confusion)."""
         raise NotImplementedError
 
     # ---- optimizers (in place; Keras 3 rules, see csrc/pynn.h) ----------------------

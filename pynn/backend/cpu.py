@@ -136,8 +136,12 @@ class CpuBackend(HostBackend):
     def scale(self, x, alpha, y):
         _core.scale(y, x, alpha)
 
-    def metric_sum(self, kind, pred, target, k=5):
-        return _core.metric_sum(pred, target, _id(ids.METRICS, kind, "metric_sum"), k)
+    def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
+        return _core.metric_sum(pred, target, _id(ids.METRICS, kind, "metric_sum"), k, threshold,
+                                weights, per_weight)
+
+    def metric_confusion(self, pred, target, thresholds, weights=None, per_weight=1):
+        return _core.metric_confusion(pred, target, thresholds, weights, per_weight)
 
     def optimizer_step(self, kind, w, slots, g, step, hyper):
         # A setting the rule reads must be given (a silent 0 for epsilon would divide by

@@ -153,8 +153,11 @@ class NumpyBackend(HostBackend):
     def scale(self, x, alpha, y):
         y[...] = ref.scale(x, alpha)
 
-    def metric_sum(self, kind, pred, target, k=5):
-        return ref.metric_sum(kind, pred, target, k)
+    def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
+        return ref.metric_sum(kind, pred, target, k, threshold, weights, per_weight)
+
+    def metric_confusion(self, pred, target, thresholds, weights=None, per_weight=1):
+        return ref.metric_confusion(pred, target, thresholds, weights, per_weight)
 
     def optimizer_step(self, kind, w, slots, g, step, hyper):
         ref.optimizer_step(kind, w, slots, g, step, hyper)

@@ -831,13 +831,13 @@ def scale(x, alpha):
 METRICS = ("binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
            "mean_absolute_error", "mean_squared_error", "true_positives", "false_positives",
            "true_negatives", "false_negatives", "top_k_categorical_accuracy",
-           "sparse_top_k_categorical_accuracy")
+           "sparse_top_k_categorical_accuracy", "accuracy", "count")
 
 
-def metric_values(kind, pred, target, k=5):
+def metric_values(kind, pred, target, k=5, threshold=0.5):
     """The metric's value for each row of pred (rows, cols) against target: float rows of
     the same shape, or int64 labels (rows,) (taken as one-hot rows by the metrics that
-    compare values)."""
+    compare values).  threshold: binary accuracy's and the counts' (pred > threshold)."""
     if target.ndim == 1:
         if target.size and (target.min() < 0 or target.max() >= pred.shape[1]):
             raise ValueError(f"metric_values: expected labels in [0, {pred.shape[1]}), received "
@@ -847,8 +847,16 @@ def metric_values(kind, pred, target, k=5):
         if kind == "sparse_top_k_categorical_accuracy":
             return _in_top_k(pred, target, k)
         target = one_hot(target, pred.shape[1], pred.dtype)
+    if np.isnan(threshold):
+        raise ValueError("metric_values: expected a threshold that is not NaN")
+    thr = np.float32(threshold)
+    if kind == "count":
+        return np.ones(len(pred))
+    if kind == "accuracy":
+        hits = (pred == target).astype(pred.dtype)
+        return (hits.sum(axis=-1, dtype=pred.dtype) / _scalar(pred.shape[1], pred)).astype(np.float64)
     if kind == "binary_accuracy":
-        hits = ((pred > 0.5).astype(pred.dtype) == target).astype(pred.dtype)
+        hits = ((pred > thr).astype(pred.dtype) == target).astype(pred.dtype)
         return (hits.sum(axis=-1, dtype=pred.dtype) / _scalar(pred.shape[1], pred)).astype(np.float64)
     if kind in ("top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy"):
         return _in_top_k(pred, np.argmax(target, axis=-1), k)
@@ -862,12 +870,25 @@ def metric_values(kind, pred, target, k=5):
         err = (d * d).sum(axis=-1, dtype=pred.dtype)
         return (err / _scalar(pred.shape[1], pred)).astype(np.float64)
     if kind in ("true_positives", "false_positives", "true_negatives", "false_negatives"):
-        predicted = pred > 0.5                      # Keras's threshold 0.5
+        predicted = pred > thr                      # Keras: above the threshold
         actual = target != 0                        # Keras casts y_true to bool
         want_pred = kind in ("true_positives", "false_positives")
         want_true = kind in ("true_positives", "false_negatives")
         return ((predicted == want_pred) & (actual == want_true)).sum(axis=-1).astype(np.float64)
     raise ValueError(f"metric_values: expected kind in {METRICS}, received {kind!r}")
+
+
+def _row_weights(weights, rows, per_weight, where):
+    """Each row's weight in float64 (weights[i // per_weight]), checked as the kernels do."""
+    if per_weight < 1:
+        raise ValueError(f"{where}: expected per_weight >= 1, received {per_weight}")
+    w = np.asarray(weights)
+    if w.shape != ((rows + per_weight - 1) // per_weight,):
+        raise ValueError(f"{where}: expected {(rows + per_weight - 1) // per_weight} weights, "
+                         f"received shape {w.shape}")
+    if w.size and not (np.all(np.isfinite(w)) and np.all(w >= 0)):
+        raise ValueError(f"{where}: expected finite weights >= 0")
+    return np.repeat(w.astype(np.float64), per_weight)[:rows]
 
 
 def _in_top_k(pred, truth, k):
@@ -880,9 +901,41 @@ def _in_top_k(pred, truth, k):
     return ((above < k) & np.isfinite(v)).astype(np.float64)
 
 
-def metric_sum(kind, pred, target, k=5):
-    """The sum over rows of metric_values (a Python float)."""
-    return float(np.sum(metric_values(kind, pred, target, k)))
+def metric_sum(kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
+    """The sum over rows of metric_values, row i weighted by weights[i // per_weight] (a
+    Python float)."""
+    values = metric_values(kind, pred, target, k, threshold)
+    if weights is not None:
+        values = values * _row_weights(weights, len(pred), per_weight, "metric_sum")
+    return float(np.sum(values))
+
+
+def metric_confusion(pred, target, thresholds, weights=None, per_weight=1):
+    """(4, n) float64: true positives, false positives, true negatives, false negatives of
+    every entry of pred at each float32 threshold (pred > threshold predicted positive, a
+    non-zero target actually positive), each entry counting its row's weight; per row and
+    threshold an integer count times the weight, added over the rows in order (so it
+    agrees bitwise with the kernels)."""
+    thresholds = np.asarray(thresholds, dtype=np.float32)
+    if thresholds.ndim != 1 or thresholds.size < 1 or np.any(np.isnan(thresholds)):
+        raise ValueError("metric_confusion: expected at least one threshold, none NaN")
+    if target.ndim == 1:
+        if target.size and (target.min() < 0 or target.max() >= pred.shape[1]):
+            raise ValueError(f"metric_confusion: expected labels in [0, {pred.shape[1]})")
+        target = one_hot(target, pred.shape[1], pred.dtype)
+    rows = len(pred)
+    w = np.ones(rows) if weights is None else \
+        _row_weights(weights, rows, per_weight, "metric_confusion")
+    predicted = pred[:, :, None] > thresholds[None, None, :]         # rows, cols, n
+    actual = (target != 0)[:, :, None]
+    per_row = np.stack([(predicted & actual).sum(axis=1), (predicted & ~actual).sum(axis=1),
+                        (~predicted & ~actual).sum(axis=1), (~predicted & actual).sum(axis=1)],
+                       axis=1).astype(np.float64)                     # rows, 4, n
+    terms = per_row * w[:, None, None]
+    out = np.zeros((4, len(thresholds)))
+    for r in range(rows):                                             # rows, in order
+        out += terms[r]
+    return out
 
 
 # ---- one optimizer step ----------------------------------------------------------------------

@@ -7,9 +7,14 @@ Keras 3 resolves it (keras/src/trainers/compile_utils.py):
   metrics       a list of names for a single output; for several outputs a list with one
                 entry (a name, a list of names or None) per output, or a dict by output
                 name.
+  weighted_metrics  the same forms as metrics; these read the sample weights (weights 1
+                when none are given), plain metrics never do (Keras 3).
 Log keys: "loss" is the weighted sum of the output losses; with more than one loss, each
 output's unweighted loss is "<output>_loss"; with more than one output, metrics are
-"<output>_<metric>".  Keras logs the metrics before the per-output losses.
+"<output>_<metric>".  Keras logs the metrics (every output's), then the weighted metrics,
+before the per-output losses; a repeated metric key gets "_1", "_2", ..., and a weighted
+metric whose key is taken is logged as "weighted_<name>" (with its output's prefix)
+(keras/src/trainers/compile_utils.py, CompileMetrics.result).
 """
 from .. import losses as losses_module
 from .. import metrics as metrics_module
@@ -35,7 +40,8 @@ class CompiledLosses:
         return any(o.loss is not None for o in self.outputs)
 
     def log_keys(self):
-        keys = ["loss"] + [m.key for o in self.outputs for m in o.metrics]
+        keys = ["loss"] + [m.key for o in self.outputs for m in o.metrics if not m.weighted]
+        keys += [m.key for o in self.outputs for m in o.metrics if m.weighted]
         if sum(o.loss is not None for o in self.outputs) > 1:
             keys += [o.loss_key for o in self.outputs if o.loss is not None]
         return keys
@@ -65,7 +71,8 @@ def _per_output(value, names, what, where, allow_single):
     return [value] * n
 
 
-def resolve(output_names, output_shapes, loss, loss_weights, metrics, where):
+def resolve(output_names, output_shapes, loss, loss_weights, metrics, where,
+            weighted_metrics=None):
     """The CompiledLosses of a model's outputs, or a ValueError/TypeError naming the
     argument."""
     n = len(output_names)
@@ -90,21 +97,8 @@ def resolve(output_names, output_shapes, loss, loss_weights, metrics, where):
                          f"received {loss_weights!r}")
     weights = [check_number(w, "loss_weights", where, 0) for w in weights]
 
-    if metrics is None:
-        per_metrics = [[] for _ in range(n)]
-    elif n == 1:
-        if isinstance(metrics, dict):
-            per_metrics = [_as_list(_per_output(metrics, output_names, "metrics", where,
-                                                allow_single=False)[0])]
-        else:
-            per_metrics = [_as_list(metrics)]
-    else:
-        if isinstance(metrics, str):
-            raise ValueError(f"{where}: the model has {n} outputs ({output_names}); expected "
-                             "metrics as a list with one entry per output or a dict by output "
-                             f"name, received {metrics!r}")
-        per_metrics = [_as_list(m) for m in _per_output(metrics, output_names, "metrics", where,
-                                                        allow_single=False)]
+    per_metrics = _metrics_per_output(metrics, output_names, "metrics", where)
+    per_weighted = _metrics_per_output(weighted_metrics, output_names, "weighted_metrics", where)
 
     for name, shape, l, names in zip(output_names, output_shapes, per_loss, per_metrics):
         ignore = getattr(l, "ignore_class", None)
@@ -115,9 +109,9 @@ def resolve(output_names, output_shapes, loss, loss_weights, metrics, where):
                              "pynn's metrics read labels in range only: use an ignore_class "
                              "in range or compile without metrics for this output")
     several_losses = sum(l is not None for l in per_loss) > 1
-    specs, seen = [], {}
-    for name, shape, loss_obj, weight, names in zip(output_names, output_shapes, per_loss,
-                                                    weights, per_metrics):
+    seen = {}
+    plain = []
+    for name, shape, loss_obj, names in zip(output_names, output_shapes, per_loss, per_metrics):
         compiled_metrics = []
         for ident in names:
             label = metrics_module.object_name(ident)        # a metric object: its name
@@ -128,9 +122,47 @@ def resolve(output_names, output_shapes, loss, loss_weights, metrics, where):
             else:
                 seen[key] = 1
             compiled_metrics.append(metrics_module.spec_for(ident, key, loss_obj, shape, where))
+        plain.append(compiled_metrics)
+    for i, (name, shape, loss_obj, names) in enumerate(zip(output_names, output_shapes, per_loss,
+                                                           per_weighted)):
+        for ident in names:
+            label = metrics_module.object_name(ident)
+            key = label if n == 1 else f"{name}_{label}"
+            if key in seen:                                  # Keras: "weighted_<name>"
+                key = f"weighted_{label}" if n == 1 else f"{name}_weighted_{label}"
+                if key in seen:
+                    seen[key] += 1
+                    key = f"{key}_{seen[key] - 1}"
+                else:
+                    seen[key] = 1
+            else:
+                seen[key] = 1
+            plain[i].append(metrics_module.spec_for(ident, key, loss_obj, shape,
+                                                    f"{where} (weighted_metrics)", weighted=True))
+    specs = []
+    for name, shape, loss_obj, weight, compiled_metrics in zip(output_names, output_shapes,
+                                                               per_loss, weights, plain):
         loss_key = f"{name}_loss" if several_losses else "loss"
         specs.append(OutputSpec(name, shape, loss_obj, weight, loss_key, compiled_metrics))
     return CompiledLosses(specs)
+
+
+def _metrics_per_output(metrics, output_names, arg, where):
+    """compile's `metrics` (or `weighted_metrics`) as one list per output."""
+    n = len(output_names)
+    if metrics is None:
+        return [[] for _ in range(n)]
+    if n == 1:
+        if isinstance(metrics, dict):
+            return [_as_list(_per_output(metrics, output_names, arg, where,
+                                         allow_single=False)[0])]
+        return [_as_list(metrics)]
+    if isinstance(metrics, str):
+        raise ValueError(f"{where}: the model has {n} outputs ({output_names}); expected "
+                         f"{arg} as a list with one entry per output or a dict by output "
+                         f"name, received {metrics!r}")
+    return [_as_list(m) for m in _per_output(metrics, output_names, arg, where,
+                                             allow_single=False)]
 
 
 def _as_list(value):

@@ -40,6 +40,7 @@ class Engine:
         self.optimizer = optimizer
         self._loss_args = loss_args             # (loss, loss_weights, metrics, where) or None
         self._losses = None
+        self.weighted_metrics = None            # compile(weighted_metrics=...) as given
         self.trainable = {id(v) for v in model.trainable_weights}
         self._known = {id(v) for v in model.weights}
         self.frozen_layers = set()
@@ -71,7 +72,8 @@ class Engine:
             loss, loss_weights, metrics, where = self._loss_args
             self._losses = compile_spec.resolve(self.model.output_names,
                                                 [tuple(t.shape) for t in self.model.outputs],
-                                                loss, loss_weights, metrics, where)
+                                                loss, loss_weights, metrics, where,
+                                                self.weighted_metrics)
         return self._losses
 
     def fast_batch_signature(self):

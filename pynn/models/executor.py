@@ -362,11 +362,19 @@ def _loss(ex, op, v, step, losses, metrics, reals):
 
 
 def _metric(ex, op, v, step, losses, metrics, reals):
-    pred, target = op.bufs
-    kind, cols, index, k = op.ints
+    pred, target, weights = op.bufs
+    kind, cols, index, k, width, per_weight = op.ints
     t = v[target]
     t = t.reshape(-1) if t.dtype == np.int64 else _rows2(t, cols)
-    metrics[index] = ex.backend.metric_sum(_METRIC[kind], _rows2(v[pred], cols), t, k)
+    p = _rows2(v[pred], cols)
+    w = None
+    if weights >= 0:                                  # the step's per-sample weights
+        w = v[weights].reshape(-1)[:(p.shape[0] + per_weight - 1) // per_weight]
+    if _METRIC[kind] == "confusion":
+        metrics[index:index + width] = ex.backend.metric_confusion(
+            p, t, np.asarray(reals, dtype=np.float32), w, per_weight).reshape(-1)
+    else:
+        metrics[index] = ex.backend.metric_sum(_METRIC[kind], p, t, k, reals[0], w, per_weight)
 
 
 def _optimizer(ex, op, v, step, losses, metrics, reals):

@@ -295,16 +295,19 @@ class Model(Layer):
         backend that computes ("cpu", "numpy" or "cuda").  Layer `trainable` flags are
         taken now."""
         where = f"{type(self).__name__}.compile ('{self.name}')"
-        if weighted_metrics is not None:
-            raise ValueError(f"{where}: `weighted_metrics` is not supported yet")
+        if weighted_metrics is not None and not isinstance(weighted_metrics, (list, tuple, dict)):
+            raise TypeError(f"{where}: expected weighted_metrics as a list, tuple or dict, "
+                            f"received {type(weighted_metrics).__name__} {weighted_metrics!r:.80}")
         opt = optimizers_module.get(optimizer, where)
         be = backends.get(backend, where)
         args = (loss, loss_weights, metrics, where)
         engine = Engine(self, be, opt, args)
+        engine.weighted_metrics = weighted_metrics
         if self._graph_ready:
             engine.losses             # resolves now: a bad argument is refused before any change
         else:
             self._check_loss_args(loss, loss_weights, metrics, where)
+            self._check_loss_args(None, None, weighted_metrics, where)
         old = self._engine
         self._engine = engine
         if old is not None and old.store is not None and old.backend is not be:
@@ -474,6 +477,14 @@ class Model(Layer):
             return None
         loss, loss_weights, metrics, _ = engine.loss_arguments
         return loss, loss_weights, metrics, engine.backend.name, engine.optimizer
+
+    def compile_weighted_metrics(self):
+        """compile's weighted_metrics as it received them (None when not given or not
+        compiled): what `save` writes beside compile_config()."""
+        engine = self._engine
+        if engine is None or not engine.compiled:
+            return None
+        return engine.weighted_metrics
 
     def optimizer_state_shapes(self):
         """{slot name: shape} of the optimizer state this compiled model trains with."""

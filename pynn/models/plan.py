@@ -137,7 +137,8 @@ class Plan:
         self.output_bufs = []            # predictions (predict/forward plans)
         self.loss_names = []             # log key of each OP_LOSS index ("dense_1_loss")
         self.loss_weights = []
-        self.metric_names = []           # name of each OP_METRIC index (its sum)
+        self.metric_names = []           # name of each OP_METRIC slot (a sum, or one of
+                                         # a confusion op's 4 x n counts)
         self.metric_groups = []          # per logged metric: (MetricSpec, its op indices,
                                          # positions per batch row it averages over)
         self.optimizer_op = None         # index of OP_OPTIMIZER in ops
@@ -414,16 +415,16 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
         plan.target_bufs.append(target)
         plan.target_classes.append(classes)
         plan.target_outputs.append(i)
-        weights = -1
+        sample_weights = -1
         if sample_weighted:
-            weights = b.buffer((1,), role="sample weight")
-            plan.sample_weight_bufs.append(weights)
+            sample_weights = b.buffer((1,), role="sample weight")
+            plan.sample_weight_bufs.append(sample_weights)
         cols = out.shape[-1]
         grad = b.buffer(out.shape[1:], role="gradient") if kind == "train" and out.requires_grad \
             else -1
         ignore = spec.loss.ignore_class
         plan.target_ignore.append(ignore)
-        b.op("loss", [out.buf, target, grad, weights],
+        b.op("loss", [out.buf, target, grad, sample_weights],
              [ids.LOSSES[spec.loss.kind], int(fused or spec.loss.from_logits), cols,
               len(plan.loss_names), int(ignore is not None), 0 if ignore is None else ignore],
              [spec.weight, spec.loss.param, spec.loss.label_smoothing], label=spec.loss_key)
@@ -440,18 +441,24 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
                 act = fused_activation[id(out)]
                 b.op("activation", [out.buf, pred], [cols, ids.ACTIVATIONS[act]], [0.0],
                      label=f"{act} for the metrics")
+            positions = int(np.prod(out.shape[1:-1], dtype=np.int64))
+            # weighted metrics read the per-sample weights (unweighted plans: all 1)
             for metric in spec.metrics:
                 first = len(plan.metric_names)
-                for part in metric.parts:             # one op per sum the metric reads
-                    b.op("metric", [pred, target], [ids.METRICS[part], cols,
-                                                    len(plan.metric_names), metric.k],
+                weights = sample_weights if metric.weighted else -1
+                for part in metric.parts:             # one op per part: its sum or counts
+                    width = metric.width(part)
+                    index = len(plan.metric_names)
+                    b.op("metric", [pred, target, weights],
+                         [ids.METRICS[part], cols, index, metric.k, width, max(positions, 1)],
+                         metric.reals(part),
                          label=metric.key if len(metric.parts) == 1 else
                          f"{metric.key} ({part})")
-                    plan.metric_names.append(metric.key if len(metric.parts) == 1 else
-                                             f"{metric.key}/{part}")
+                    name = metric.key if len(metric.parts) == 1 else f"{metric.key}/{part}"
+                    plan.metric_names += [name] if width == 1 else \
+                        [f"{name}[{j}]" for j in range(width)]
                 plan.metric_groups.append(
-                    (metric, list(range(first, len(plan.metric_names))),
-                     int(np.prod(out.shape[1:-1], dtype=np.int64))))
+                    (metric, list(range(first, len(plan.metric_names))), positions))
 
     for i, weights in enumerate(plan.sample_weight_bufs):   # fed after the targets
         plan.target_bufs.append(weights)

@@ -348,38 +348,38 @@ static void test_metrics(void) {
     const float onehot[6] = {0, 1, 0, 0, 0, 1};
     const int64_t labels[2] = {1, 2}, bad[2] = {1, 3};
     double s = -1.0;
-    CHECK(pynn_metric_sum(&s, pred, NULL, labels, 2, 3, PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 1) ==
+    CHECK(pynn_metric_sum(&s, pred, NULL, labels, 2, 3, PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 1, 0.5f, NULL, 1) ==
           PYNN_OK && s == 1.0, "accuracy of labels: %g", s);
-    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_CATEGORICAL_ACCURACY, 1) == PYNN_OK &&
+    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_CATEGORICAL_ACCURACY, 1, 0.5f, NULL, 1) == PYNN_OK &&
           s == 1.0, "accuracy of one-hot rows: %g", s);
-    CHECK(pynn_metric_sum(&s, pred, NULL, labels, 2, 3, PYNN_METRIC_BINARY_ACCURACY, 1) == PYNN_OK &&
+    CHECK(pynn_metric_sum(&s, pred, NULL, labels, 2, 3, PYNN_METRIC_BINARY_ACCURACY, 1, 0.5f, NULL, 1) == PYNN_OK &&
           s == (double)(3.0f / 3.0f) + (double)(1.0f / 3.0f), "binary accuracy of labels: %g", s);
-    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_MSE, 1) == PYNN_OK &&
+    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_MSE, 1, 0.5f, NULL, 1) == PYNN_OK &&
           fabs(s - ((0.01 + 0.09 + 0.04) / 3 + (0.36 + 0.09 + 0.81) / 3)) < 1e-6, "mse: %g", s);
-    CHECK(pynn_metric_sum(&s, pred, NULL, labels, 2, 3, PYNN_METRIC_MAE, 1) == PYNN_OK &&
+    CHECK(pynn_metric_sum(&s, pred, NULL, labels, 2, 3, PYNN_METRIC_MAE, 1, 0.5f, NULL, 1) == PYNN_OK &&
           fabs(s - ((0.1 + 0.3 + 0.2) / 3 + (0.6 + 0.3 + 0.9) / 3)) < 1e-6, "mae of labels: %g", s);
     /* confusion counts: predicted positive p > 0.5 (0.7 and 0.6), actual one-hot 1s at
      * (0,1) and (1,2): TP 1, FP 1, TN 3, FN 1 */
-    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_TRUE_POSITIVES, 1) == PYNN_OK &&
+    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_TRUE_POSITIVES, 1, 0.5f, NULL, 1) == PYNN_OK &&
           s == 1.0, "true positives: %g", s);
-    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_FALSE_POSITIVES, 1) == PYNN_OK &&
+    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_FALSE_POSITIVES, 1, 0.5f, NULL, 1) == PYNN_OK &&
           s == 1.0, "false positives: %g", s);
-    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_TRUE_NEGATIVES, 1) == PYNN_OK &&
+    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_TRUE_NEGATIVES, 1, 0.5f, NULL, 1) == PYNN_OK &&
           s == 3.0, "true negatives: %g", s);
-    CHECK(pynn_metric_sum(&s, pred, NULL, labels, 2, 3, PYNN_METRIC_FALSE_NEGATIVES, 1) == PYNN_OK &&
+    CHECK(pynn_metric_sum(&s, pred, NULL, labels, 2, 3, PYNN_METRIC_FALSE_NEGATIVES, 1, 0.5f, NULL, 1) == PYNN_OK &&
           s == 1.0, "false negatives of labels: %g", s);
     /* top-k: row 0's label 1 holds the largest value, row 1's label 2 the smallest */
     CHECK(pynn_metric_sum(&s, pred, NULL, labels, 2, 3, PYNN_METRIC_SPARSE_TOP_K_CATEGORICAL_ACCURACY,
-                          2) == PYNN_OK && s == 1.0, "top-2 of labels: %g", s);
-    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_TOP_K_CATEGORICAL_ACCURACY, 3) ==
+                          2, 0.5f, NULL, 1) == PYNN_OK && s == 1.0, "top-2 of labels: %g", s);
+    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_TOP_K_CATEGORICAL_ACCURACY, 3, 0.5f, NULL, 1) ==
           PYNN_OK && s == 2.0, "top-3 of one-hot rows: %g", s);
-    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_TOP_K_CATEGORICAL_ACCURACY, 0) ==
+    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_TOP_K_CATEGORICAL_ACCURACY, 0, 0.5f, NULL, 1) ==
           PYNN_EINVAL, "k = 0");
-    CHECK(pynn_metric_sum(&s, NULL, NULL, NULL, 0, 3, PYNN_METRIC_MAE, 1) == PYNN_OK && s == 0.0,
+    CHECK(pynn_metric_sum(&s, NULL, NULL, NULL, 0, 3, PYNN_METRIC_MAE, 1, 0.5f, NULL, 1) == PYNN_OK && s == 0.0,
           "a metric over no rows");
-    CHECK(pynn_metric_sum(&s, pred, NULL, bad, 2, 3, PYNN_METRIC_MAE, 1) == PYNN_ELABEL, "label 3 of 3");
-    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 0, PYNN_METRIC_MAE, 1) == PYNN_EINVAL, "0 columns");
-    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_COUNT, 1) == PYNN_EINVAL,
+    CHECK(pynn_metric_sum(&s, pred, NULL, bad, 2, 3, PYNN_METRIC_MAE, 1, 0.5f, NULL, 1) == PYNN_ELABEL, "label 3 of 3");
+    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 0, PYNN_METRIC_MAE, 1, 0.5f, NULL, 1) == PYNN_EINVAL, "0 columns");
+    CHECK(pynn_metric_sum(&s, pred, onehot, NULL, 2, 3, PYNN_METRIC_COUNT, 1, 0.5f, NULL, 1) == PYNN_EINVAL,
           "an unknown metric");
 }
 

@@ -187,9 +187,10 @@ static void mlp_build(mlp_net *n) {
     add_op(b, PYNN_OP_DENSE, LIST(d, w2, b2, z2, z2), LIST(HID, OUT, PYNN_ACT_LINEAR), REALS(0.0));
     add_op(b, PYNN_OP_LOSS, LIST(z2, labels, grad, -1), LIST(PYNN_LOSS_SPARSE_CCE, 1, OUT, 0, 0, 0), REALS(1.0, 0.0, 0.0));
     add_op(b, PYNN_OP_ACTIVATION, LIST(z2, probs), LIST(OUT, PYNN_ACT_SOFTMAX), REALS(0.0));
-    add_op(b, PYNN_OP_METRIC, LIST(probs, labels), LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, OUT, 0, 1),
-           NO_REALS);
-    add_op(b, PYNN_OP_METRIC, LIST(probs, labels), LIST(PYNN_METRIC_MSE, OUT, 1, 1), NO_REALS);
+    add_op(b, PYNN_OP_METRIC, LIST(probs, labels, -1),
+           LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, OUT, 0, 1, 1, 1), REALS(0.5));
+    add_op(b, PYNN_OP_METRIC, LIST(probs, labels, -1), LIST(PYNN_METRIC_MSE, OUT, 1, 1, 1, 1),
+           REALS(0.5));
     add_op(b, PYNN_OP_DENSE_BACKWARD, LIST(d, w2, z2, z2, grad, dw2, db2, dd),
            LIST(HID, OUT, PYNN_ACT_LINEAR), REALS(0.0));
     add_op(b, PYNN_OP_DROPOUT_BACKWARD, LIST(dd, mask, dy1), NO_INTS, NO_REALS);
@@ -249,8 +250,9 @@ static int mlp_direct_step(mlp_direct *r, const float *x, const int64_t *labels,
     s |= pynn_sparse_cce(r->grad, loss, r->z2, r->lb, rows, OUT, 1, NULL);
     s |= pynn_activation_forward(r->probs, r->z2, rows, OUT, PYNN_ACT_SOFTMAX, 0.0f);
     s |= pynn_metric_sum(&metrics[0], r->probs, NULL, r->lb, rows, OUT,
-                         PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 1);
-    s |= pynn_metric_sum(&metrics[1], r->probs, NULL, r->lb, rows, OUT, PYNN_METRIC_MSE, 1);
+                         PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 1, 0.5f, NULL, 1);
+    s |= pynn_metric_sum(&metrics[1], r->probs, NULL, r->lb, rows, OUT, PYNN_METRIC_MSE, 1, 0.5f,
+                         NULL, 1);
     s |= pynn_dense_backward(r->grads + W2, r->grads + B2, r->dd, r->grad, r->d, r->params + W2,
                              r->z2, r->z2, rows, HID, OUT, PYNN_ACT_LINEAR, 0.0f);
     s |= pynn_multiply(r->dy1, r->dd, r->mask, rows * HID);
@@ -419,12 +421,37 @@ static void test_malformed(const float *x, const int64_t *labels, const int64_t 
     bad_ints[3] = 0;
     bad_ints[2] = 3;
     WITH_OP(3, n.b.ops[3].ints = bad_ints, "labels of 4 classes for 3 columns");
-    for (k = 0; k < 4; k++) bad_ints[k] = n.b.ops[5].ints[k];
+    for (k = 0; k < 6; k++) bad_ints[k] = n.b.ops[5].ints[k];
     bad_ints[0] = PYNN_METRIC_COUNT;
     WITH_OP(5, n.b.ops[5].ints = bad_ints, "an unknown metric");
     bad_ints[0] = PYNN_METRIC_SPARSE_TOP_K_CATEGORICAL_ACCURACY;
     bad_ints[3] = 0;
     WITH_OP(5, n.b.ops[5].ints = bad_ints, "a top-k metric with k = 0");
+    bad_ints[3] = 1;
+    bad_ints[4] = 2;
+    WITH_OP(5, n.b.ops[5].ints = bad_ints, "a per-row metric of width 2");
+    bad_ints[4] = 1;
+    bad_ints[5] = 0;
+    WITH_OP(5, n.b.ops[5].ints = bad_ints, "a metric's per_weight 0");
+    bad_ints[5] = 1;
+    WITH_OP(5, n.b.ops[5].n_ints = 4, "a metric with the old 4 ints");
+    WITH_OP(5, n.b.ops[5].n_reals = 0, "a metric without its threshold");
+    WITH_OP(5, n.b.ops[5].reals = (const double[]){NAN}, "a NaN threshold");
+    bad_ints[0] = PYNN_METRIC_CONFUSION;
+    bad_ints[4] = 4;
+    WITH_OP(6, (n.b.ops[6].ints = bad_ints, n.b.ops[6].reals = (const double[]){0.2, 0.7},
+                n.b.ops[6].n_reals = 2), "confusion counts of 2 thresholds in 4 slots");
+    bad_ints[2] = 0;
+    bad_ints[4] = 8;
+    WITH_OP(6, (n.b.ops[6].ints = bad_ints, n.b.ops[6].reals = (const double[]){0.2, 0.7},
+                n.b.ops[6].n_reals = 2), "confusion counts past the step's metric slots");
+    bad_ints[0] = PYNN_METRIC_MSE;
+    bad_ints[4] = 1;
+    for (k = 0; k < 3; k++) bad_ints[8 + k] = n.b.ops[5].bufs[k];
+    bad_ints[10] = n.labels;
+    WITH_OP(6, n.b.ops[6].bufs = bad_ints + 8, "int64 sample weights");
+    bad_ints[10] = n.b.ops[2].bufs[2];       /* b2: OUT floats, fewer than the rows */
+    WITH_OP(6, n.b.ops[6].bufs = bad_ints + 8, "sample weights shorter than the rows");
     for (k = 0; k < 4; k++) bad_ints[k] = n.b.ops[10].bufs[k];
     bad_ints[3] = -1;
     WITH_OP(10, n.b.ops[10].bufs = bad_ints, "Adam without its second moment");
@@ -555,8 +582,8 @@ static void cnn_build(cnn_net *n) {
            REALS(0.9, 1e-3));
     add_op(b, PYNN_OP_DENSE, LIST(bn, w3, b3, z3, z3), LIST(32, CO, PYNN_ACT_LINEAR), REALS(0.0));
     add_op(b, PYNN_OP_LOSS, LIST(z3, labels, grad, -1), LIST(PYNN_LOSS_SPARSE_CCE, 1, CO, 0, 0, 0), REALS(1.0, 0.0, 0.0));
-    add_op(b, PYNN_OP_METRIC, LIST(z3, labels), LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, CO, 0, 1),
-           NO_REALS);
+    add_op(b, PYNN_OP_METRIC, LIST(z3, labels, -1), LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, CO, 0, 1, 1, 1),
+           REALS(0.5));
     add_op(b, PYNN_OP_DENSE_BACKWARD, LIST(bn, w3, z3, z3, grad, dw3, db3, dbn),
            LIST(32, CO, PYNN_ACT_LINEAR), REALS(0.0));
     add_op(b, PYNN_OP_BATCHNORM_TRAIN_BACKWARD, LIST(pool, gm, mean, inv, dbn, dgm, dbt, dpool),
@@ -628,7 +655,8 @@ static int cnn_direct_step(cnn_direct *r, const float *x, const int64_t *labels,
     s |= pynn_sgemm_bias_act(r->z3, r->z3, r->bn, p + W3, p + B3, 0, 0, rows, CO, 32,
                              PYNN_ACT_LINEAR, 0.0f);
     s |= pynn_sparse_cce(r->grad, loss, r->z3, r->lb, rows, CO, 1, NULL);
-    s |= pynn_metric_sum(metric, r->z3, NULL, r->lb, rows, CO, PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 1);
+    s |= pynn_metric_sum(metric, r->z3, NULL, r->lb, rows, CO, PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 1,
+                         0.5f, NULL, 1);
     s |= pynn_dense_backward(g + W3, g + B3, r->dbn, r->grad, r->bn, p + W3, r->z3, r->z3, rows,
                              32, CO, PYNN_ACT_LINEAR, 0.0f);
     s |= pynn_batchnorm_backward(r->dpool, g + GAMMA, g + BETA, r->pool, p + GAMMA, r->mean,
@@ -779,7 +807,7 @@ static void branchy_build(branchy_net *n) {
     add_op(b, PYNN_OP_LOSS, LIST(out, t, grad, -1), LIST(PYNN_LOSS_MSE, 0, BO, 0, 0, 0), REALS(2.0, 0.0, 0.0));
     /* the loss weight scales the gradient through an op of its own, as pynn's plans do */
     add_op(b, PYNN_OP_SCALE, LIST(grad, grad), NO_INTS, REALS(2.0));
-    add_op(b, PYNN_OP_METRIC, LIST(out, t), LIST(PYNN_METRIC_MAE, BO, 0, 1), NO_REALS);
+    add_op(b, PYNN_OP_METRIC, LIST(out, t, -1), LIST(PYNN_METRIC_MAE, BO, 0, 1, 1, 1), REALS(0.5));
     add_op(b, PYNN_OP_SCALE, LIST(gbn, grad), NO_INTS, REALS(0.5));
     add_op(b, PYNN_OP_BATCHNORM_INFER_BACKWARD, LIST(sum, gm, mm, mv, gbn, dgm, dbt, gs), LIST(BO),
            REALS(1e-3));
@@ -833,7 +861,7 @@ static int branchy_direct_step(branchy_net *r, const float *x, const float *t,
     s |= pynn_scale(out, bn, rows * BO, 0.5f);
     s |= pynn_loss(grad, loss, out, tb, rows, BO, PYNN_LOSS_MSE, 0, NULL);
     s |= pynn_scale(grad, grad, rows * BO, 2.0f);
-    s |= pynn_metric_sum(metric, out, tb, NULL, rows, BO, PYNN_METRIC_MAE, 1);
+    s |= pynn_metric_sum(metric, out, tb, NULL, rows, BO, PYNN_METRIC_MAE, 1, 0.5f, NULL, 1);
     s |= pynn_scale(gbn, grad, rows * BO, 0.5f);
     s |= pynn_batchnorm_infer_backward(gs, g + BG, g + BBETA, sum, p + BG, r->mm, r->mv, gbn, rows,
                                        BO, 1e-3f);

@@ -166,8 +166,13 @@ class CudaBackend(Backend):
     concat_backward = staticmethod(merge.concat_backward)
     scale = staticmethod(elementwise.scale)
 
-    def metric_sum(self, kind, pred, target, k=5):
-        return metrics.metric_sum(kind, pred, target, self.workspace, k)
+    def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
+        return metrics.metric_sum(kind, pred, target, self.workspace, k, threshold, weights,
+                                  per_weight)
+
+    def metric_confusion(self, pred, target, thresholds, weights=None, per_weight=1):
+        return metrics.metric_confusion(pred, target, thresholds, self.workspace, weights,
+                                        per_weight)
 
     optimizer_step = staticmethod(optimizers.optimizer_step)
     sgd_update = staticmethod(optimizers.sgd_update)
