@@ -153,5 +153,5 @@ class NumpyBackend(HostBackend):
     def metric_sum(self, kind, pred, target, k=5):
         return ref.metric_sum(kind, pred, target, k)
 
-    def optimizer_step(self, kind, w, slots, g, step, hyper):
-        ref.optimizer_step(kind, w, slots, g, step, hyper)
+    def optimizer_step(self, kind, w, slots, g, step, hyper, segments=None, ema=None):
+        ref.optimizer_step(kind, w, slots, g, step, hyper, segments, ema)

@@ -127,7 +127,7 @@ class Engine:
             optimizer_spec = None
             if kind == "train":
                 self.optimizer.build(store)
-                optimizer_spec = self.optimizer.spec()
+                optimizer_spec = self.optimizer.spec(store)
             frozen = self.frozen_layers if kind == "train" else _frozen_now(self.model)
             plan = compile_plan(self.model, kind, self.backend, self.losses,
                                 trainable=[id(v) for v in store.layout.trainable_variables]

@@ -211,8 +211,8 @@ class Trainer:
                 order = rng().permutation(n).astype(np.int64) if shuffle else None
             steps = min(steps_per_epoch or num_batches, num_batches - seen)
             acc = _Accumulator(ex.plan, engine.losses)
-            if per_batch:
-                stretch = 1
+            if per_batch or optimizer.steps_in_python:
+                stretch = 1                   # a callable learning rate: called per step
             elif progbar is not None and progbar.redraws:
                 stretch = max(1, steps // 20)
             else:
@@ -262,6 +262,8 @@ class Trainer:
             interrupts.check()
             if model.stop_training:
                 break
+        if epochs > 0:                      # Keras 3: the EMA replaces the weights (use_ema)
+            optimizer.finalize_variable_values(model.trainable_weights)
         cb_list.on_train_end(logs)          # the last epoch's logs, as Keras passes them
         model.history = history
         return history
