@@ -469,3 +469,10 @@ def test_a_malformed_optimizer_op_is_refused_before_anything_changes():
         ex.run([x], [y], None, None, ROWS, 0, BATCH, STEPS, m.optimizer.iterations)
     for a, b in zip(m.get_weights(), before):
         assert_bitwise(a, b)
+
+
+def test_saving_a_callable_learning_rate_is_refused_clearly(tmp_path):
+    m = model(O.SGD(lambda: 0.1))
+    with pytest.raises(TypeError, match="learning_rate is a Python callable"):
+        m.save(tmp_path / "m.pynn")
+    assert not (tmp_path / "m.pynn").exists()

@@ -9,6 +9,15 @@ OP_OPTIMIZER; Adam's bias correction is computed there, once per backend.
 Every optimizer takes Keras 3's `weight_decay` (decoupled: before the update,
 w -= w * weight_decay * learning_rate, over all trainable weights); AdamW is Adam with a
 default weight_decay of 0.004.
+
+Keras 3's base-optimizer settings act inside the same op (pynn_optimizer_apply), in Keras's
+order: the gradients clipped (`clipnorm` per variable, `global_clipnorm`, `clipvalue`: at
+most one), weight decay on the variables `exclude_from_weight_decay` did not exclude (each
+variable is a segment of the flat array, with a "decay applies" flag, in the op's ints), the
+rule, then with `use_ema` the moving average ("average", a slot saved with the others)
+updated and, every `ema_overwrite_frequency` steps, copied over the weights; fit ends with
+`finalize_variable_values`.  A callable `learning_rate` (no arguments, Keras 3) is called in
+Python before each step, so fit then makes one C call per step; schedules stay in C.
 """
 import numbers
 import re
