@@ -340,3 +340,193 @@ double pynn_schedule_lr(int kind, const double *p, int64_t iteration) {
         return NAN;
     }
 }
+
+/* ---- Keras 3's base-optimizer settings: clipping, per-variable decay, EMA ----------- */
+
+/* Segment i of the tiling: offset, size, flags (n_segments == 0: one segment of n, decay). */
+static void segment_at(const int64_t *segments, int64_t n_segments, int64_t n, int64_t i,
+                       int64_t *offset, int64_t *size, int64_t *flags) {
+    if (n_segments == 0) {
+        *offset = 0;
+        *size = n;
+        *flags = PYNN_SEGMENT_DECAY;
+        return;
+    }
+    *offset = segments[3 * i];
+    *size = segments[3 * i + 1];
+    *flags = segments[3 * i + 2];
+}
+
+static int option_ok(double x) { return x >= 0.0 && x <= 3.4e38; }   /* finite, float-sized */
+
+int pynn_optimizer_options_check(int64_t n, const int64_t *segments, int64_t n_segments,
+                                 const double *options) {
+    int64_t i, end = 0;
+    PYNN_RETURN_IF(n < 0 || n_segments < 0 || (n_segments > 0 && segments == NULL), PYNN_EINVAL);
+    for (i = 0; i < n_segments; i++) {
+        const int64_t off = segments[3 * i], size = segments[3 * i + 1], flags = segments[3 * i + 2];
+        PYNN_RETURN_IF(off != end || size < 0 || size > n - end, PYNN_EINVAL);
+        PYNN_RETURN_IF(flags & ~(int64_t)PYNN_SEGMENT_DECAY, PYNN_EINVAL);
+        end += size;
+    }
+    PYNN_RETURN_IF(n_segments > 0 && end != n, PYNN_EINVAL);
+    if (options != NULL) {
+        const double f = options[PYNN_OPTION_EMA_OVERWRITE_FREQUENCY];
+        int clips = 0;
+        for (i = 0; i < PYNN_OPTION_COUNT; i++) PYNN_RETURN_IF(!option_ok(options[i]), PYNN_EINVAL);
+        clips = (options[PYNN_OPTION_CLIPNORM] != 0.0) + (options[PYNN_OPTION_CLIPVALUE] != 0.0) +
+                (options[PYNN_OPTION_GLOBAL_CLIPNORM] != 0.0);
+        PYNN_RETURN_IF(clips > 1 || options[PYNN_OPTION_EMA_MOMENTUM] > 1.0, PYNN_EINVAL);
+        PYNN_RETURN_IF(f > 9.0e15 || f != (double)(int64_t)f, PYNN_EINVAL);
+    }
+    return PYNN_OK;
+}
+
+/* Chunk sums of this many chunks at a time live on the stack. */
+#define NORM_BATCH 256
+
+/* The sum of squares of g[0 .. n) in double: chunks of PYNN_NORM_CHUNK summed in order
+ * (one thread each), the chunk sums added in chunk order. */
+static double sumsq(const float *g, int64_t n) {
+    const int64_t nchunks = (n + PYNN_NORM_CHUNK - 1) / PYNN_NORM_CHUNK;
+    double part[NORM_BATCH], total = 0.0;
+    int64_t c0, c;
+    for (c0 = 0; c0 < nchunks; c0 += NORM_BATCH) {
+        const int64_t k = nchunks - c0 < NORM_BATCH ? nchunks - c0 : NORM_BATCH;
+        PYNN_PARALLEL_FOR(k > 1 ? pynn_threads_for(k * PYNN_NORM_CHUNK) : 1,
+            for (c = 0; c < k; c++) {
+                const int64_t i0 = (c0 + c) * PYNN_NORM_CHUNK;
+                const int64_t i1 = i0 + PYNN_NORM_CHUNK < n ? i0 + PYNN_NORM_CHUNK : n;
+                double acc = 0.0;
+                int64_t i;
+                for (i = i0; i < i1; i++) acc += (double)g[i] * (double)g[i];
+                part[c] = acc;
+            });
+        for (c = 0; c < k; c++) total += part[c];
+    }
+    return total;
+}
+
+int pynn_segment_sumsq(double *sums, const float *g, int64_t n, const int64_t *segments,
+                       int64_t n_segments) {
+    int64_t i, off, size, flags;
+    int status = pynn_optimizer_options_check(n, segments, n_segments, NULL);
+    if (status != PYNN_OK) return status;
+    PYNN_RETURN_IF(sums == NULL || (n > 0 && g == NULL), PYNN_EINVAL);
+    for (i = 0; i < (n_segments == 0 ? 1 : n_segments); i++) {
+        segment_at(segments, n_segments, n, i, &off, &size, &flags);
+        sums[i] = sumsq(g + off, size);
+    }
+    return PYNN_OK;
+}
+
+/* g *= c / max(norm, c) over one segment, float32 as Keras: (g c) / max(norm, c). */
+static void clip_by_norm(float *g, int64_t n, float norm, float c) {
+    const float denom = max_nan(norm, c);
+    int64_t i;
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+        for (i = 0; i < n; i++) g[i] = g[i] * c / denom;);
+}
+
+int pynn_clip_gradients(float *g, int64_t n, const int64_t *segments, int64_t n_segments,
+                        const double *options) {
+    int64_t i, off, size, flags;
+    const int64_t count = n_segments == 0 ? 1 : n_segments;
+    int status = pynn_optimizer_options_check(n, segments, n_segments, options);
+    if (status != PYNN_OK) return status;
+    PYNN_RETURN_IF(options == NULL || (n > 0 && g == NULL), PYNN_EINVAL);
+    if (n == 0) return PYNN_OK;
+    if (options[PYNN_OPTION_CLIPNORM] > 0.0) {
+        const float c = (float)options[PYNN_OPTION_CLIPNORM];
+        for (i = 0; i < count; i++) {
+            segment_at(segments, n_segments, n, i, &off, &size, &flags);
+            if (size > 0) clip_by_norm(g + off, size, (float)sqrt(sumsq(g + off, size)), c);
+        }
+    } else if (options[PYNN_OPTION_GLOBAL_CLIPNORM] > 0.0) {
+        const float c = (float)options[PYNN_OPTION_GLOBAL_CLIPNORM];
+        double total = 0.0;
+        float norm, inv, scale;
+        for (i = 0; i < count; i++) {
+            segment_at(segments, n_segments, n, i, &off, &size, &flags);
+            total += sumsq(g + off, size);
+        }
+        norm = (float)sqrt(total);
+        inv = 1.0f / norm;
+        /* Keras: c * min(1 / N, 1 / c) + (N - N): NaN for an infinite or NaN norm */
+        scale = c * (inv < 1.0f / c ? inv : 1.0f / c) + (norm - norm);
+        PYNN_PARALLEL_FOR(pynn_threads_for(n),
+            for (i = 0; i < n; i++) g[i] = g[i] * scale;);
+    } else if (options[PYNN_OPTION_CLIPVALUE] > 0.0) {
+        const float c = (float)options[PYNN_OPTION_CLIPVALUE];
+        PYNN_PARALLEL_FOR(pynn_threads_for(n),
+            for (i = 0; i < n; i++) {
+                const float x = g[i];
+                g[i] = x < -c ? -c : (x > c ? c : x);   /* NaN stays NaN */
+            });
+    }
+    return PYNN_OK;
+}
+
+int pynn_ema_update(float *ema, float *w, int64_t n, int64_t step, const double *options) {
+    float m, one_minus_m;
+    int64_t i, f;
+    int status = pynn_optimizer_options_check(n, NULL, 0, options);
+    if (status != PYNN_OK) return status;
+    PYNN_RETURN_IF(options == NULL || step < 1 || (n > 0 && (ema == NULL || w == NULL)),
+                   PYNN_EINVAL);
+    /* Keras: momentum = (iterations != 0) * ema_momentum, iterations = step - 1 */
+    m = step == 1 ? 0.0f : (float)options[PYNN_OPTION_EMA_MOMENTUM];
+    one_minus_m = 1.0f - m;
+    f = (int64_t)options[PYNN_OPTION_EMA_OVERWRITE_FREQUENCY];
+    if (f > 0 && step % f == 0) {
+        PYNN_PARALLEL_FOR(pynn_threads_for(n),
+            for (i = 0; i < n; i++) {
+                ema[i] = m * ema[i] + one_minus_m * w[i];
+                w[i] = ema[i];
+            });
+    } else {
+        PYNN_PARALLEL_FOR(pynn_threads_for(n),
+            for (i = 0; i < n; i++) ema[i] = m * ema[i] + one_minus_m * w[i];);
+    }
+    return PYNN_OK;
+}
+
+int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, int64_t n,
+                         const int64_t *segments, int64_t n_segments, int kind, int64_t step,
+                         const double *hyper, const double *options) {
+    double rule[PYNN_HYPER_COUNT];
+    int64_t i, off, size, flags;
+    int j, need, status;
+    float lr, wd;
+    /* everything the calls below rely on, before anything changes */
+    PYNN_RETURN_IF(hyper == NULL || n < 0 || step < 1, PYNN_EINVAL);
+    PYNN_RETURN_IF(kind < 0 || kind >= PYNN_OPT_COUNT, PYNN_EINVAL);
+    status = pynn_optimizer_options_check(n, segments, n_segments, options);
+    if (status != PYNN_OK) return status;
+    if (n == 0) return PYNN_OK;
+    need = pynn_optimizer_slots(kind, hyper);
+    PYNN_RETURN_IF(w == NULL || g == NULL || (need != 0 && slots == NULL), PYNN_EINVAL);
+    for (j = 0; j < PYNN_OPT_SLOTS; j++)
+        PYNN_RETURN_IF((need & (1 << j)) && slots[j] == NULL, PYNN_EINVAL);
+
+    if (options != NULL) {
+        status = pynn_clip_gradients(g, n, segments, n_segments, options);
+        if (status != PYNN_OK) return status;
+    }
+    lr = (float)hyper[PYNN_HYPER_LEARNING_RATE];
+    wd = (float)hyper[PYNN_HYPER_WEIGHT_DECAY];
+    if (wd != 0.0f) {
+        for (i = 0; i < (n_segments == 0 ? 1 : n_segments); i++) {
+            segment_at(segments, n_segments, n, i, &off, &size, &flags);
+            if ((flags & PYNN_SEGMENT_DECAY) && size > 0) weight_decay(w + off, size, wd, lr);
+        }
+    }
+    for (j = 0; j < PYNN_HYPER_COUNT; j++) rule[j] = hyper[j];
+    rule[PYNN_HYPER_WEIGHT_DECAY] = 0.0;       /* applied above */
+    status = pynn_optimizer_step(w, slots, g, n, kind, step, rule);
+    if (status != PYNN_OK || ema == NULL) return status;
+    {
+        static const double no_options[PYNN_OPTION_COUNT] = {0};
+        return pynn_ema_update(ema, w, n, step, options != NULL ? options : no_options);
+    }
+}

@@ -158,7 +158,7 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_SCALE] = {2, 0, 1},
         [PYNN_OP_LOSS] = {4, 6, 3},
         [PYNN_OP_METRIC] = {3, 6, -1},         /* reals: checked by run_op */
-        [PYNN_OP_OPTIMIZER] = {2 + PYNN_OPT_SLOTS, 1, -1},  /* checked by run_op */
+        [PYNN_OP_OPTIMIZER] = {-1, -1, -1},  /* checked by run_op */
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -541,29 +541,44 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         cx->metrics[index] = sum;
         return PYNN_OK;
     }
-    case PYNN_OP_OPTIMIZER: {   /* bufs params, grads, slots[PYNN_OPT_SLOTS]; ints kind;
-                                   reals hyper */
+    case PYNN_OP_OPTIMIZER: {   /* bufs params, grads, slots[PYNN_OPT_SLOTS][, ema];
+                                   ints kind[, n_segments, segments]; reals hyper[, schedule
+                                   block[, options]] */
         const operand *w = &o[0], *grads = &o[1];
+        const operand *ema = op->n_bufs == 3 + PYNN_OPT_SLOTS ? &o[2 + PYNN_OPT_SLOTS] : NULL;
         const double *hyper = op->reals;
-        const int64_t kind = g[0];
+        const double *options = op->n_reals == PYNN_OPT_REALS_OPTIONS
+                                    ? op->reals + PYNN_OPT_REALS : NULL;
+        const int64_t n_segments = op->n_ints > 1 ? g[1] : 0;
+        int64_t kind;
         float *slots[PYNN_OPT_SLOTS];
         double scheduled[PYNN_HYPER_COUNT];
         double schedule = PYNN_SCHEDULE_NONE;
         int need, j;
-        EXPECT(op->n_reals == PYNN_HYPER_COUNT || op->n_reals == PYNN_OPT_REALS);
-        if (op->n_reals == PYNN_OPT_REALS) schedule = op->reals[PYNN_HYPER_COUNT];
+        EXPECT(op->n_bufs == 2 + PYNN_OPT_SLOTS || op->n_bufs == 3 + PYNN_OPT_SLOTS);
+        EXPECT(op->n_ints >= 1 && (op->n_ints == 1 ||
+               (n_segments >= 0 && n_segments <= (INT32_MAX - 2) / 3 &&
+                op->n_ints == 2 + 3 * n_segments)));
+        kind = g[0];
+        EXPECT(op->n_reals == PYNN_HYPER_COUNT || op->n_reals == PYNN_OPT_REALS ||
+               op->n_reals == PYNN_OPT_REALS_OPTIONS);
+        if (op->n_reals >= PYNN_OPT_REALS) schedule = op->reals[PYNN_HYPER_COUNT];
         EXPECT(schedule >= 0 && schedule < PYNN_SCHEDULE_COUNT && schedule == (int)schedule);
         if (schedule == PYNN_SCHEDULE_PIECEWISE_CONSTANT_DECAY) {   /* its boundary count */
             const double nb = op->reals[PYNN_HYPER_COUNT + 1];
             EXPECT(nb >= 0 && nb <= PYNN_SCHEDULE_MAX_BOUNDARIES && nb == (int)nb);
         }
         EXPECT(kind >= 0 && kind < PYNN_OPT_COUNT && f32(w) && f32(grads) && holds(grads, w->n));
+        /* the segments tile the weights, the options are in range */
+        EXPECT(pynn_optimizer_options_check(w->n, op->n_ints > 1 ? g + 2 : NULL, n_segments,
+                                            options) == PYNN_OK);
         need = pynn_optimizer_slots((int)kind, hyper);   /* the slots the rule reads */
         for (j = 0; j < PYNN_OPT_SLOTS; j++) {
             const operand *s = &o[2 + j];
             EXPECT(f32_or_absent(s) && holds(s, w->n) && (!(need & (1 << j)) || s->data != NULL));
             slots[j] = F(s);
         }
+        EXPECT(ema == NULL || (f32_or_absent(ema) && holds(ema, w->n)));
         if (cx->dry) return PYNN_OK;
         if (schedule != PYNN_SCHEDULE_NONE) {   /* this step's learning rate */
             for (j = 0; j < PYNN_HYPER_COUNT; j++) scheduled[j] = hyper[j];
@@ -571,7 +586,9 @@ static int run_op(const step_context *cx, const pynn_op *op) {
                 pynn_schedule_lr((int)schedule, op->reals + PYNN_HYPER_COUNT + 1, cx->step - 1);
             hyper = scheduled;
         }
-        return pynn_optimizer_step(F(w), slots, F(grads), w->n, (int)kind, cx->step, hyper);
+        return pynn_optimizer_apply(F(w), slots, ema != NULL ? F(ema) : NULL, F(grads), w->n,
+                                    op->n_ints > 1 ? g + 2 : NULL, n_segments, (int)kind,
+                                    cx->step, hyper, options);
     }
     default:
         return PYNN_EINVAL;

@@ -611,8 +611,63 @@ void pynn_nadam_factors(double out[3], double beta_1, double beta_2, int64_t ste
 #define PYNN_SCHEDULE_PARAMS (1 + 2 * PYNN_SCHEDULE_MAX_BOUNDARIES + 1)
 double pynn_schedule_lr(int kind, const double *params, int64_t iteration);
 /* The reals of an OP_OPTIMIZER: hyper[PYNN_HYPER_COUNT], optionally followed by a schedule
- * block: kind (PYNN_SCHEDULE_*, as a double), params[PYNN_SCHEDULE_PARAMS]. */
+ * block: kind (PYNN_SCHEDULE_*, as a double), params[PYNN_SCHEDULE_PARAMS], optionally
+ * followed by the options block options[PYNN_OPTION_COUNT] (below). */
 #define PYNN_OPT_REALS (PYNN_HYPER_COUNT + 1 + PYNN_SCHEDULE_PARAMS)
+#define PYNN_OPT_REALS_OPTIONS (PYNN_OPT_REALS + PYNN_OPTION_COUNT)
+
+/* ---- the settings common to Keras 3's optimizers (base_optimizer.py) ---------------
+ * options[PYNN_OPTION_*], doubles:
+ *   CLIPNORM         > 0: each variable's gradient g_v = g_v c / max(||g_v||, c)
+ *                    (Keras's _clip_by_norm, float32 after the norm); 0: off
+ *   CLIPVALUE        > 0: g = clip(g, -c, c) elementwise; 0: off
+ *   GLOBAL_CLIPNORM  > 0: every gradient g *= c min(1 / N, 1 / c) + (N - N), N the norm
+ *                    of all gradients together (Keras's clip_by_global_norm); 0: off
+ *   EMA_MOMENTUM     in [0, 1]: with an EMA array, after the update
+ *                    ema = m ema + (1 - m) w, m = 0 at step 1 and ema_momentum after
+ *                    (Keras's _update_model_variables_moving_average)
+ *   EMA_OVERWRITE_FREQUENCY  an integer >= 0: with an EMA array and f > 0, w = ema after
+ *                    the EMA update of every step divisible by f
+ * At most one clip is non-zero; all are finite and >= 0 (else PYNN_EINVAL).
+ *
+ * Segments: the variables of the flat array, as n_segments triples (offset, size, flags)
+ * that tile [0, n) in order (offset_0 = 0, offset_{i+1} = offset_i + size_i, the last
+ * ending at n).  flags: bit 0 (PYNN_SEGMENT_DECAY) set when weight decay applies to the
+ * variable (Keras's exclude_from_weight_decay clears it); no other bit.  n_segments == 0:
+ * one variable covering the array, decay applied.
+ *
+ * Norms are sums of squares in double: each segment cut into chunks of PYNN_NORM_CHUNK
+ * elements, each summed in order by one thread, the chunk sums added in chunk order, the
+ * global sum the segment sums added in segment order: the result never depends on the
+ * thread count. */
+#define PYNN_OPTION_CLIPNORM 0
+#define PYNN_OPTION_CLIPVALUE 1
+#define PYNN_OPTION_GLOBAL_CLIPNORM 2
+#define PYNN_OPTION_EMA_MOMENTUM 3
+#define PYNN_OPTION_EMA_OVERWRITE_FREQUENCY 4
+#define PYNN_OPTION_COUNT 5
+#define PYNN_SEGMENT_DECAY 1
+#define PYNN_NORM_CHUNK 4096
+/* PYNN_OK when segments/options are as described above for an array of n floats (options
+ * may be NULL: all 0), else PYNN_EINVAL: what pynn_optimizer_apply and the plan's dry
+ * check run before anything changes.  (Without an EMA array the EMA options are read by
+ * nothing.) */
+int pynn_optimizer_options_check(int64_t n, const int64_t *segments, int64_t n_segments,
+                                 const double *options);
+/* sums[i] = the sum of squares of segment i of g, in double (the order above). */
+int pynn_segment_sumsq(double *sums, const float *g, int64_t n, const int64_t *segments,
+                       int64_t n_segments);
+/* The clip options[CLIPNORM .. GLOBAL_CLIPNORM] applied to g in place. */
+int pynn_clip_gradients(float *g, int64_t n, const int64_t *segments, int64_t n_segments,
+                        const double *options);
+/* The EMA update of the options above, then the overwrite (step >= 1). */
+int pynn_ema_update(float *ema, float *w, int64_t n, int64_t step, const double *options);
+/* One step as Keras 3's base optimizer makes it: the gradient clipped (in place), weight
+ * decay on the segments whose flag says so, the rule (pynn_optimizer_step), then the EMA
+ * (ema may be NULL: none).  Everything is checked before anything changes. */
+int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, int64_t n,
+                         const int64_t *segments, int64_t n_segments, int kind, int64_t step,
+                         const double *hyper, const double *options);
 
 /* ---- plans: a training step (or an inference pass) as a list of ops ------------
  *
@@ -678,12 +733,15 @@ double pynn_schedule_lr(int kind, const double *params, int64_t iteration);
  *                      confusion counts) goes to the step's metrics[index .. index + width);
  *                      rows n(pred) / cols; weights absent, or float32 holding
  *                      ceil(rows / per_weight) per-row weights (the sample weights)
- *   OP_OPTIMIZER       bufs params, grads, slot0 .. slot(PYNN_OPT_SLOTS - 1)   ints kind
- *                      reals hyper[PYNN_HYPER_COUNT] or PYNN_OPT_REALS (hyper, then a
+ *   OP_OPTIMIZER       bufs params, grads, slot0 .. slot(PYNN_OPT_SLOTS - 1)[, ema]
+ *                      ints kind[, n_segments, (offset, size, flags) x n_segments]
+ *                      reals hyper[PYNN_HYPER_COUNT], PYNN_OPT_REALS (hyper, then a
  *                      schedule block: kind, params; a kind other than SCHEDULE_NONE makes
- *                      each step's learning rate pynn_schedule_lr(kind, params, step - 1));
- *                      pynn_optimizer_step (a slot the rule does not read,
- *                      pynn_optimizer_slots, may be absent)
+ *                      each step's learning rate pynn_schedule_lr(kind, params, step - 1))
+ *                      or PYNN_OPT_REALS_OPTIONS (then options[PYNN_OPTION_COUNT]);
+ *                      pynn_optimizer_apply (a slot the rule does not read,
+ *                      pynn_optimizer_slots, may be absent; ema absent or -1: no EMA; the
+ *                      gradients are clipped in place)
  */
 #define PYNN_DTYPE_F32 0
 #define PYNN_DTYPE_I64 1

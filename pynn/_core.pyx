@@ -172,6 +172,16 @@ cdef extern from "pynn.h" nogil:
     void pynn_nadam_factors(double *out, double beta_1, double beta_2, int64_t step)
     int PYNN_SCHEDULE_MAX_BOUNDARIES, PYNN_SCHEDULE_PARAMS, PYNN_OPT_REALS
     double pynn_schedule_lr(int kind, const double *params, int64_t iteration)
+    int PYNN_OPT_REALS_OPTIONS, PYNN_OPTION_COUNT, PYNN_OPTION_CLIPNORM, PYNN_OPTION_CLIPVALUE
+    int PYNN_OPTION_GLOBAL_CLIPNORM, PYNN_OPTION_EMA_MOMENTUM
+    int PYNN_OPTION_EMA_OVERWRITE_FREQUENCY, PYNN_SEGMENT_DECAY, PYNN_NORM_CHUNK
+    int pynn_optimizer_options_check(int64_t n, const int64_t *segments, int64_t n_segments,
+                                     const double *options)
+    int pynn_segment_sumsq(double *sums, const float *g, int64_t n, const int64_t *segments,
+                           int64_t n_segments)
+    int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, int64_t n,
+                             const int64_t *segments, int64_t n_segments, int kind,
+                             int64_t step, const double *hyper, const double *options)
 
     # plans (csrc/plan.c)
     int PYNN_DTYPE_F32, PYNN_DTYPE_I64

@@ -573,6 +573,103 @@ def schedule_lr(int kind, params, int64_t iteration):
     return pynn_schedule_lr(kind, p, iteration)
 
 
+OPT_REALS_OPTIONS = PYNN_OPT_REALS_OPTIONS
+"""The reals of an OP_OPTIMIZER that carries a schedule block and an options block."""
+OPTION_INDEX = {"clipnorm": PYNN_OPTION_CLIPNORM, "clipvalue": PYNN_OPTION_CLIPVALUE,
+                "global_clipnorm": PYNN_OPTION_GLOBAL_CLIPNORM,
+                "ema_momentum": PYNN_OPTION_EMA_MOMENTUM,
+                "ema_overwrite_frequency": PYNN_OPTION_EMA_OVERWRITE_FREQUENCY}
+"""Where each base-optimizer option sits in the options block (pynn.ids.OPTIONS is this
+order)."""
+SEGMENT_DECAY = PYNN_SEGMENT_DECAY
+NORM_CHUNK = PYNN_NORM_CHUNK
+"""Norms sum chunks of this many elements, each in order, the chunk sums in order."""
+
+
+cdef int64_t[::1] _segments(object segments, str where):
+    """Flat int64 triples (offset, size, flags) from a sequence of triples or a flat
+    sequence."""
+    arr = _np.ascontiguousarray(_np.asarray(segments if segments is not None else [],
+                                            dtype=_np.int64).reshape(-1))
+    if arr.shape[0] % 3:
+        raise ValueError(f"{where}: expected segments as (offset, size, flags) triples, "
+                         f"received {arr.shape[0]} numbers")
+    if arr.shape[0] == 0:
+        arr = _np.zeros(1, dtype=_np.int64)       # a pointer for the empty list
+    return arr
+
+
+def segment_sumsq(g, segments):
+    """The sum of squares of each segment of the flat float32 array g in double, chunked
+    as pynn_segment_sumsq does (no segments: one covering g)."""
+    cdef str where = "segment_sumsq"
+    cdef int64_t n
+    cdef const float *pg = _f32_ptr(g, "g", where, &n, False)
+    cdef int64_t[::1] seg = _segments(segments, where)
+    cdef int64_t k = 0 if segments is None else _np.asarray(segments, dtype=_np.int64).size // 3
+    out = _np.zeros(max(k, 1), dtype=_np.float64)
+    cdef double[::1] po = out
+    cdef int status
+    with nogil:
+        status = pynn_segment_sumsq(&po[0], pg, n, &seg[0], k)
+    _check(status, where)
+    return out
+
+
+def optimizer_apply(w, slots, ema, g, int kind, int64_t step, hyper, options, segments):
+    """One step as Keras 3's base optimizer makes it (pynn_optimizer_apply): g clipped in
+    place by options (pynn.ids.OPTIONS order, None: none), weight decay on the segments
+    (triples (offset, size, flags), None: one covering w) whose flag says so, the rule,
+    then the EMA array ema (None: none)."""
+    cdef str where = "optimizer_apply"
+    cdef int64_t n, k
+    cdef double h[16]
+    cdef double opt[8]
+    cdef float *p[8]
+    cdef float *pe = NULL
+    cdef const double *popt = NULL
+    cdef Py_ssize_t j
+    cdef int need, status
+    if len(hyper) != PYNN_HYPER_COUNT:
+        raise ValueError(f"{where}: expected {PYNN_HYPER_COUNT} settings (pynn.ids.HYPER), "
+                         f"received {len(hyper)}")
+    for j in range(PYNN_HYPER_COUNT):
+        h[j] = hyper[j]
+    if options is not None:
+        if len(options) != PYNN_OPTION_COUNT:
+            raise ValueError(f"{where}: expected {PYNN_OPTION_COUNT} options (pynn.ids.OPTIONS), "
+                             f"received {len(options)}")
+        for j in range(PYNN_OPTION_COUNT):
+            opt[j] = options[j]
+        popt = opt
+    if kind < 0 or kind >= len(ID_TABLES["optimizer"]):
+        raise ValueError(f"{where}: expected kind to be one of pynn.ids.OPTIMIZERS' ids, received {kind}")
+    if step < 1:
+        raise ValueError(f"{where}: expected step >= 1, received step={step}")
+    slots = list(slots)
+    if len(slots) > PYNN_OPT_SLOTS:
+        raise ValueError(f"{where}: expected at most {PYNN_OPT_SLOTS} state arrays, received "
+                         f"{len(slots)}")
+    slots += [None] * (PYNN_OPT_SLOTS - len(slots))
+    cdef float *pw = _f32_ptr(w, "w", where, &n, True)
+    cdef float *pg = _f32_same(g, w, "g", where, True)
+    for j in range(PYNN_OPT_SLOTS):
+        p[j] = NULL if slots[j] is None else _f32_same(slots[j], w, f"slots[{j}]", where, True)
+    if ema is not None:
+        pe = _f32_same(ema, w, "ema", where, True)
+    need = pynn_optimizer_slots(kind, h)
+    for j in range(PYNN_OPT_SLOTS):
+        if n > 0 and (need >> j) & 1 and p[j] == NULL:
+            raise ValueError(f"{where}: this optimizer needs its state arrays, received "
+                             f"slots={['None' if s is None else 'an array' for s in slots]}")
+    cdef int64_t[::1] seg = _segments(segments, where)
+    k = 0 if segments is None else _np.asarray(segments, dtype=_np.int64).size // 3
+    with nogil:
+        status = pynn_optimizer_apply(pw, p, pe, pg, n, &seg[0], k, kind, step, h,
+                                      popt)
+    _check(status, where)
+
+
 def optimizer_step(w,              # IN/OUT parameters, any shape
                    slots,          # IN/OUT PYNN_OPT_SLOTS optimizer state arrays of w's
                                    #        shape (or fewer), None where the rule reads none

@@ -20,5 +20,10 @@ HYPER = ("learning_rate", "momentum", "nesterov", "beta_1", "beta_2", "rho", "ep
          "weight_decay", "amsgrad")
 """The order of an optimizer's settings in pynn_optimizer_step's hyper array."""
 
+OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm", "ema_momentum",
+           "ema_overwrite_frequency")
+"""The order of the base-optimizer options (gradient clipping, EMA) in the options block
+of an OP_OPTIMIZER's reals (PYNN_OPTION_*), after the hyper and schedule blocks."""
+
 OPT_SLOTS = _core.OPT_SLOTS
 """How many state arrays an optimizer step takes (PYNN_OPT_SLOTS)."""

@@ -285,6 +285,11 @@ def save_model(model, path, overwrite=True):
                 return [ser_metrics(v) for v in m]
             return m                          # a name
 
+        if getattr(optimizer, "steps_in_python", False):
+            raise TypeError(f"save: the optimizer's learning_rate is a Python callable "
+                            f"({shown(optimizer._learning_rate)}), which a model file cannot "
+                            f"hold; give it a number or a pynn.optimizers.schedules schedule, "
+                            f"or save with model.save_weights")
         compile_cfg = {"optimizer": serialize(optimizer), "loss": ser_loss(loss),
                        "loss_weights": loss_weights, "metrics": ser_metrics(metrics),
                        "backend": backend_name}

@@ -435,29 +435,20 @@ def test_configs_round_trip():
     assert metrics.AUC(num_thresholds=3).thresholds == [-1e-7, 0.5, 1 + 1e-7]
 
 
-def test_weighted_ops_read_the_sample_weight_buffer_when_the_plan_has_one(monkeypatch):
-    """The feed of sample weights is added elsewhere (plan.sample_weight_buf); here a plan
-    that has such a buffer is given one by hand: the weighted metric ops read it (with the
-    output's positions per weight) and the plain ones do not."""
-    from pynn.models import plan as plan_module
-    real = plan_module.compile_plan
-
-    def with_weights(model, kind, backend, compiled=None, **kw):
-        original_init = plan_module.Plan.__init__
-
-        def init(self, k):
-            original_init(self, k)
-            self.sample_weight_buf = 12345
-        monkeypatch.setattr(plan_module.Plan, "__init__", init)
-        try:
-            return real(model, kind, backend, compiled, **kw)
-        finally:
-            monkeypatch.setattr(plan_module.Plan, "__init__", original_init)
-
+def test_weighted_ops_read_the_sample_weight_buffer_when_the_plan_has_one():
+    """A weighted plan (fit/evaluate given sample weights) has a sample-weight buffer per
+    loss output: the weighted metric ops read it (with the output's positions per weight),
+    the plain ones do not; an unweighted plan's weighted metrics read none (weights 1)."""
     pynn.utils.set_random_seed(0)
     m = pynn.Sequential([pynn.Input((4,)), pynn.layers.Dense(2, activation="sigmoid")])
     m.compile("sgd", "binary_crossentropy", metrics=["accuracy"], weighted_metrics=["accuracy"])
-    plan = with_weights(m, "test", m.engine.backend, m.engine.losses)
+    plan = m.engine.plan("test+weights")
+    [sw] = plan.sample_weight_bufs
+    assert plan.buffers[sw].role == "sample weight" and plan.target_bufs[-1] == sw
     reads = [(op.label, op.bufs[2], op.ints[5]) for op in plan.ops if op.name == "metric"]
-    assert reads == [("accuracy", -1, 1), ("weighted_accuracy (binary_accuracy)", 12345, 1),
-                     ("weighted_accuracy (count)", 12345, 1)]
+    assert reads == [("accuracy", -1, 1), ("weighted_accuracy (binary_accuracy)", sw, 1),
+                     ("weighted_accuracy (count)", sw, 1)]
+    assert [op.bufs[3] for op in plan.ops if op.name == "loss"] == [sw]
+    plain = m.engine.plan("test")
+    assert plain.sample_weight_bufs == []
+    assert all(op.bufs[2] == -1 for op in plain.ops if op.name == "metric")

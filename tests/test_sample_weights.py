@@ -86,7 +86,7 @@ def test_a_weighted_batch_loss_is_the_weighted_sum_over_the_batch_rows(backend):
                     for i in range(0, ROWS, BATCH)]
     assert_close(logs["loss"], np.mean(batch_losses), rtol=1e-5)
     # train_on_batch reports the loss before its update
-    assert_close(m.train_on_batch(x, y, sample_weight=w), loss, rtol=1e-6)
+    assert_close(m.train_on_batch(x, y, sample_weight=w)[0], loss, rtol=1e-6)
 
 
 def test_weights_of_one_are_no_weights():

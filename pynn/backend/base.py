@@ -256,12 +256,16 @@ class Backend:
         raise NotImplementedError
 
     # ---- optimizers (in place; Keras 3 rules, see csrc/pynn.h) ----------------------
-    def optimizer_step(self, kind, w, slots, g, step, hyper):
+    def optimizer_step(self, kind, w, slots, g, step, hyper, segments=None, ema=None):
         """One update of the flat parameter array w from its gradient g (a name in
         pynn.ids.OPTIMIZERS); slots the optimizer's state arrays, None where the rule reads
         none (pynn_optimizer_step's order; fewer than pynn._core.OPT_SLOTS may be given),
         step >= 1 the update being made, hyper a dict of the settings named in
-        pynn.ids.HYPER."""
+        pynn.ids.HYPER and, optionally, of the options named in pynn.ids.OPTIONS (gradient
+        clipping, EMA; 0 when left out).  As Keras 3's base optimizer (pynn_optimizer_apply):
+        g is clipped in place, weight decay applies to the segments ((offset, size, flags)
+        triples tiling w; None: one covering w) whose flag is set, then the rule, then the
+        EMA array `ema` (None: none) is updated."""
         raise NotImplementedError
 
     def __repr__(self):

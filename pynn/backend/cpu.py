@@ -143,14 +143,15 @@ class CpuBackend(HostBackend):
     def metric_confusion(self, pred, target, thresholds, weights=None, per_weight=1):
         return _core.metric_confusion(pred, target, thresholds, weights, per_weight)
 
-    def optimizer_step(self, kind, w, slots, g, step, hyper):
+    def optimizer_step(self, kind, w, slots, g, step, hyper, segments=None, ema=None):
         # A setting the rule reads must be given (a silent 0 for epsilon would divide by
         # zero); the others may be left out, as the reference allows.
         kind_id = _id(ids.OPTIMIZERS, kind, "optimizer_step")
         reads = _OPTIMIZER_READS[kind]
-        _core.optimizer_step(w, slots, g, kind_id, step,
-                             [float(hyper[name] if name in reads else hyper.get(name, 0.0))
-                              for name in ids.HYPER])
+        _core.optimizer_apply(w, slots, ema, g, kind_id, step,
+                              [float(hyper[name] if name in reads else hyper.get(name, 0.0))
+                               for name in ids.HYPER],
+                              [float(hyper.get(name, 0.0)) for name in ids.OPTIONS], segments)
 
 
 # the settings each update rule reads (pynn_optimizer_step, reference.optimizer_step)

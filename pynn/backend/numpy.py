@@ -159,5 +159,5 @@ class NumpyBackend(HostBackend):
     def metric_confusion(self, pred, target, thresholds, weights=None, per_weight=1):
         return ref.metric_confusion(pred, target, thresholds, weights, per_weight)
 
-    def optimizer_step(self, kind, w, slots, g, step, hyper):
-        ref.optimizer_step(kind, w, slots, g, step, hyper)
+    def optimizer_step(self, kind, w, slots, g, step, hyper, segments=None, ema=None):
+        ref.optimizer_step(kind, w, slots, g, step, hyper, segments, ema)

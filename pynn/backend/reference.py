@@ -938,19 +938,110 @@ def metric_confusion(pred, target, thresholds, weights=None, per_weight=1):
     return out
 
 
+# ---- Keras 3's base-optimizer settings: clipping, per-variable decay, EMA --------------------
+NORM_CHUNK = 4096
+"""Norms sum chunks of this many elements in order, then the chunk sums in order
+(PYNN_NORM_CHUNK)."""
+SEGMENT_DECAY = 1
+
+
+def check_segments(segments, n, where="optimizer_step"):
+    """segments as a list of (offset, size, flags) triples tiling [0, n) in order (None: one
+    covering everything, decay applied); ValueError otherwise."""
+    if segments is None:
+        return [(0, n, SEGMENT_DECAY)]
+    flat = [int(v) for v in np.asarray(segments, dtype=np.int64).reshape(-1)]
+    if len(flat) % 3:
+        raise ValueError(f"{where}: expected segments as (offset, size, flags) triples")
+    triples = [tuple(flat[i:i + 3]) for i in range(0, len(flat), 3)]
+    end = 0
+    for off, size, flags in triples:
+        if off != end or size < 0 or flags & ~SEGMENT_DECAY:
+            raise ValueError(f"{where}: segments must tile the array in order with flags 0 or "
+                             f"1, received {triples}")
+        end += size
+    if triples and end != n:
+        raise ValueError(f"{where}: segments cover {end} elements, the array has {n}")
+    return triples or [(0, n, SEGMENT_DECAY)]
+
+
+def sumsq(g):
+    """The sum of squares of the flat array g in float64: chunks of NORM_CHUNK summed left
+    to right, the chunk sums left to right (a cumulative sum is a sequential one)."""
+    x = np.asarray(g, dtype=np.float64).reshape(-1)
+    total = 0.0
+    for c in range(0, x.size, NORM_CHUNK):
+        part = x[c:c + NORM_CHUNK]
+        total += float(np.cumsum(part * part)[-1])
+    return total
+
+
+def clip_gradients(g, segments=None, clipnorm=0.0, clipvalue=0.0, global_clipnorm=0.0):
+    """Keras 3's _clip_gradients over the flat gradient g (in place), its variables the
+    segments: clipnorm per variable g c / max(||g||, c), else global_clipnorm
+    g * (c min(1 / N, 1 / c) + (N - N)), else clipvalue clip(g, -c, c); 0 is off."""
+    g = g.reshape(-1)
+    triples = check_segments(segments, g.size)
+    f = g.dtype.type
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if clipnorm > 0:
+            c = f(clipnorm)
+            for off, size, _ in triples:
+                if size:
+                    seg = g[off:off + size]
+                    norm = f(math.sqrt(sumsq(seg)))
+                    seg[...] = seg * c / np.maximum(norm, c)
+        elif global_clipnorm > 0:
+            c = f(global_clipnorm)
+            norm = f(math.sqrt(sum(sumsq(g[off:off + size]) for off, size, _ in triples)))
+            scale = c * np.minimum(f(1) / norm, f(1) / c) + (norm - norm)
+            g[...] = g * scale
+        elif clipvalue > 0:
+            c = f(clipvalue)
+            g[...] = np.clip(g, -c, c)
+
+
+def ema_update(ema, w, step, momentum, overwrite_frequency=0):
+    """Keras 3's _update_model_variables_moving_average after update `step` (>= 1):
+    ema = m ema + (1 - m) w with m = 0 at step 1, ema_momentum after; then w = ema when
+    overwrite_frequency divides step."""
+    m = _scalar(0.0 if step == 1 else momentum, w)
+    ema[...] = m * ema + (_scalar(1, w) - m) * w
+    f = int(overwrite_frequency or 0)
+    if f > 0 and step % f == 0:
+        w[...] = ema
+
+
 # ---- one optimizer step ----------------------------------------------------------------------
-def optimizer_step(kind, w, slots, g, step, hyper):
+def optimizer_step(kind, w, slots, g, step, hyper, segments=None, ema=None):
     """One update of the flat parameters w (in place); slots the optimizer's state arrays
     (pynn_optimizer_step's order, None where the rule reads none; fewer than
     pynn._core.OPT_SLOTS may be given); hyper a dict of the settings named in pynn.ids.HYPER
-    (weight_decay and amsgrad may be left out: 0); step >= 1 the update being made."""
+    (weight_decay and amsgrad may be left out: 0) and of the options named in
+    pynn.ids.OPTIONS (clipping, EMA; left out: 0); step >= 1 the update being made.
+    Keras 3's order: g clipped (in place), weight decay on the segments ((offset, size,
+    flags) triples, None: one covering w) whose flag says so, the rule, the EMA (ema: its
+    array, None: none)."""
     s = list(slots) + [None] * 3
     lr = hyper["learning_rate"]
     if kind not in ("sgd", "adam", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lion"):
         raise ValueError(f"optimizer_step: expected kind 'sgd', 'adam', 'rmsprop', 'adagrad', "
                          f"'adadelta', 'adamax', 'nadam' or 'lion', received {kind!r}")
+    triples = check_segments(segments, w.size)
+    clip_gradients(g, triples, hyper.get("clipnorm", 0.0), hyper.get("clipvalue", 0.0),
+                   hyper.get("global_clipnorm", 0.0))
     if float(np.float32(hyper.get("weight_decay", 0.0))) != 0.0:
-        weight_decay(w, hyper["weight_decay"], lr)
+        flat = w.reshape(-1)
+        for off, size, flags in triples:
+            if flags & SEGMENT_DECAY and size:
+                weight_decay(flat[off:off + size], hyper["weight_decay"], lr)
+    _rule(kind, w, s, g, step, hyper, lr)
+    if ema is not None:
+        ema_update(ema, w, step, hyper.get("ema_momentum", 0.0),
+                   hyper.get("ema_overwrite_frequency", 0.0))
+
+
+def _rule(kind, w, s, g, step, hyper, lr):
     if kind == "sgd":
         sgd_update(w, s[0], g, lr, hyper["momentum"], bool(hyper["nesterov"]))
     elif kind == "adam":

@@ -132,7 +132,7 @@ class Engine:
             optimizer_spec = None
             if base == "train":
                 self.optimizer.build(store)
-                optimizer_spec = self.optimizer.spec()
+                optimizer_spec = self.optimizer.spec(store)
             frozen = self.frozen_layers if base == "train" else _frozen_now(self.model)
             plan = compile_plan(self.model, base, self.backend, self.losses,
                                 trainable=[id(v) for v in store.layout.trainable_variables]

@@ -379,12 +379,16 @@ def _metric(ex, op, v, step, losses, metrics, reals):
 
 def _optimizer(ex, op, v, step, losses, metrics, reals):
     params, grads, *slots = op.bufs
+    ema = slots.pop() if len(slots) > ids.OPT_SLOTS else -1
     hyper = dict(zip(ids.HYPER, reals))
     n = len(ids.HYPER)
     if len(reals) > n and reals[n] != 0.0:      # a schedule: this step's learning rate
-        hyper["learning_rate"] = _core.schedule_lr(int(reals[n]), reals[n + 1:], step - 1)
+        hyper["learning_rate"] = _core.schedule_lr(int(reals[n]), reals[n + 1:n + 1 +
+                                                   _core.SCHEDULE_PARAMS], step - 1)
+    hyper.update(zip(ids.OPTIONS, reals[_core.OPT_REALS:]))
+    segments = op.ints[2:] if len(op.ints) > 1 else None
     ex.backend.optimizer_step(_OPT[op.ints[0]], v[params], [_opt(v, s) for s in slots],
-                              v[grads], step, hyper)
+                              v[grads], step, hyper, segments, _opt(v, ema))
 
 
 _maxpool, _maxpool_backward = _pool("maxpool2d")

@@ -16,7 +16,10 @@ count and test, which executors only follow.
                   models inlined;
                2. the losses (one OP_LOSS per output that has one) and the metrics;
                3. the backward ops, in reverse order;
-               4. one OP_OPTIMIZER over the flat array of trainable weights.
+               4. one OP_OPTIMIZER over the flat array of trainable weights: its ints
+                  the optimizer kind and the weights' segments (offset, size, flags: weight
+                  decay applies), its reals the settings, schedule and options (clipping,
+                  EMA), its buffers the weights, gradients, slots and the EMA (or -1).
              Train plans have all four; test plans 1-2 without gradients; predict plans 1.
 
 Executors (pynn/models/executor.py): on `cpu`, csrc/plan.c runs the list for a step or a
@@ -354,9 +357,10 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
     """The plan of `kind` ("train", "test", "predict", "forward" = predict in training
     mode) for the built model.  compiled: the CompiledLosses of the model's compile (train
     and test plans); trainable: ids of the variables the optimizer updates (train plans);
-    optimizer_spec: (kind name, hyper reals, slot names) of the optimizer; sample_weighted
-    (train and test plans): each loss (and weighted metric) reads a per-sample weight,
-    fed as an extra target after the others (Keras's sample_weight and class_weight)."""
+    optimizer_spec: (kind name, reals, slot names, EMA slot name or None, flat segment
+    triples) of the optimizer (Optimizer.spec); sample_weighted (train and test plans):
+    each loss (and weighted metric) reads a per-sample weight, fed as an extra target
+    after the others (Keras's sample_weight and class_weight)."""
     plan = Plan(kind)
     b = PlanBuilder(plan, backend, set(trainable), set(frozen_layers))
     mode_training = kind in ("train", "forward")
@@ -469,13 +473,14 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
     if kind == "train":
         b.emit_backward()
         if optimizer_spec is not None and trainable:
-            opt_kind, hyper, slot_names = optimizer_spec
+            opt_kind, hyper, slot_names, ema_name, segments = optimizer_spec
             flat = b.buffer((0,), batched=False, role="weights (flat)", source="trainable")
             flat_grads = b.buffer((0,), batched=False, role="gradients (flat)", source="trainable")
             slots = [b.buffer((0,), batched=False, role="optimizer slot", source=name)
-                     if name is not None else -1 for name in slot_names]
+                     if name is not None else -1 for name in slot_names + (ema_name,)]
             plan.optimizer_op = b.op("optimizer", [flat, flat_grads] + slots,
-                                     [ids.OPTIMIZERS[opt_kind]], hyper, label=opt_kind)
+                                     [ids.OPTIMIZERS[opt_kind], len(segments) // 3] +
+                                     list(segments), hyper, label=opt_kind)
     return plan
 
 

@@ -296,8 +296,8 @@ class Trainer:
                 acc.restore(resume.sums)
                 resume = None
             position.at(epoch, seen, acc)
-            if per_batch:
-                stretch = 1
+            if per_batch or optimizer.steps_in_python:
+                stretch = 1                   # a callable learning rate: called per step
             elif progbar is not None and progbar.redraws:
                 stretch = max(1, steps // 20)
             else:
@@ -351,6 +351,8 @@ class Trainer:
             interrupts.check()
             if model.stop_training:
                 break
+        if epochs > 0:                      # Keras 3: the EMA replaces the weights (use_ema)
+            optimizer.finalize_variable_values(model.trainable_weights)
         cb_list.on_train_end(logs)          # the last epoch's logs, as Keras passes them
         model._fit_position = None
         model.history = history

@@ -205,20 +205,129 @@ def adam_lr_t(lr, beta_1, beta_2, step):
     return float(np.float32(lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)))
 
 
-def optimizer_step(kind, w, slots, g, step, hyper):
+# ---- Keras 3's base-optimizer settings: clipping, per-variable decay, EMA ------------------
+@cuda.jit
+def _chunk_sumsq_kernel(g, starts, ends, out):
+    """out[c] = the sum of squares of g[starts[c]:ends[c]] in double, in order (one thread
+    per chunk of NORM_CHUNK: the chunking of pynn_segment_sumsq)."""
+    c = cuda.grid(1)
+    if c < out.shape[0]:
+        acc = 0.0
+        for i in range(starts[c], ends[c]):
+            x = np.float64(g[i])
+            acc += x * x
+        out[c] = acc
+
+
+@cuda.jit
+def _clip_norm_kernel(g, n, c, denom):
+    i = cuda.grid(1)
+    if i < n:
+        g[i] = g[i] * c / denom
+
+
+@cuda.jit
+def _scale_kernel(g, n, scale):
+    i = cuda.grid(1)
+    if i < n:
+        g[i] = g[i] * scale
+
+
+@cuda.jit
+def _clip_value_kernel(g, n, c):
+    i = cuda.grid(1)
+    if i < n:
+        x = g[i]
+        if x < -c:
+            x = -c
+        elif x > c:
+            x = c
+        g[i] = x
+
+
+@cuda.jit
+def _ema_kernel(ema, w, n, m, one_minus_m, overwrite):
+    i = cuda.grid(1)
+    if i < n:
+        e = m * ema[i] + one_minus_m * w[i]
+        ema[i] = e
+        if overwrite:
+            w[i] = e
+
+
+def segment_sumsq(g, triples):
+    """The sum of squares of each segment (offset, size, flags) of the flat device array g,
+    in double: chunk sums on the device, added in chunk order on the host (as C does)."""
+    starts, ends, owner = [], [], []
+    for k, (off, size, _) in enumerate(triples):
+        for c in range(off, off + size, ref.NORM_CHUNK):
+            starts.append(c)
+            ends.append(min(c + ref.NORM_CHUNK, off + size))
+            owner.append(k)
+    sums = [0.0] * len(triples)
+    if starts:
+        out = cuda.device_array(len(starts), dtype=np.float64)
+        blocks, threads = elementwise_config(len(starts))
+        _chunk_sumsq_kernel[blocks, threads](as_1d(g), cuda.to_device(np.array(starts)),
+                                             cuda.to_device(np.array(ends)), out)
+        for k, part in zip(owner, out.copy_to_host()):
+            sums[k] += float(part)
+    return sums
+
+
+def clip_gradients(g, triples, clipnorm, clipvalue, global_clipnorm):
+    """Keras 3's _clip_gradients in place (reference.clip_gradients's formulas, float32
+    elementwise)."""
+    f = np.float32
+    g1 = as_1d(g)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if clipnorm > 0:
+            c = f(clipnorm)
+            for (off, size, _), total in zip(triples, segment_sumsq(g1, triples)):
+                if size:
+                    norm = f(math.sqrt(total))
+                    denom = norm if (norm > c or norm != norm) else c
+                    _launch(_clip_norm_kernel, g1[off:off + size], None, c, f(denom))
+        elif global_clipnorm > 0:
+            c = f(global_clipnorm)
+            norm = f(math.sqrt(sum(segment_sumsq(g1, triples))))
+            inv = f(1) / norm
+            scale = c * min(inv, f(1) / c) + (norm - norm)
+            _launch(_scale_kernel, g1, None, f(scale))
+        elif clipvalue > 0:
+            _launch(_clip_value_kernel, g1, None, f(clipvalue))
+
+
+def optimizer_step(kind, w, slots, g, step, hyper, segments=None, ema=None):
     """One update of w from g with the settings hyper (pynn.ids.HYPER's names; weight_decay
-    and amsgrad may be left out); slots as pynn_optimizer_step's (csrc/pynn.h), None where
-    the rule reads none.  The step's scalars come from the reference's double-precision
-    functions (adam_lr_t, nadam_factors), as C computes them."""
+    and amsgrad may be left out; pynn.ids.OPTIONS's: clipping and EMA, 0 when left out);
+    slots as pynn_optimizer_step's (csrc/pynn.h), None where the rule reads none; segments
+    and ema as pynn_optimizer_apply's.  The step's scalars come from the reference's
+    double-precision functions (adam_lr_t, nadam_factors), as C computes them."""
     if kind not in OPTIMIZERS:
         raise ValueError(f"optimizer_step: expected kind in {tuple(OPTIMIZERS)}, received "
                          f"{kind!r}")
     s = list(slots) + [None] * 3
     f = np.float32
+    w1 = as_1d(w)
+    triples = ref.check_segments(segments, int(w1.shape[0]))
+    clip_gradients(g, triples, hyper.get("clipnorm", 0.0), hyper.get("clipvalue", 0.0),
+                   hyper.get("global_clipnorm", 0.0))
     lr = hyper["learning_rate"]
     wd = f(hyper.get("weight_decay", 0.0))
     if wd != 0:
-        _launch(_weight_decay_kernel, w, None, wd, f(lr))
+        for off, size, flags in triples:
+            if flags & ref.SEGMENT_DECAY and size:
+                _launch(_weight_decay_kernel, w1[off:off + size], None, wd, f(lr))
+    _rule(kind, w, s, g, step, hyper, lr)
+    if ema is not None:
+        m = f(0.0 if step == 1 else hyper.get("ema_momentum", 0.0))
+        freq = int(hyper.get("ema_overwrite_frequency", 0.0) or 0)
+        _launch(_ema_kernel, ema, w1, None, m, F1 - m, bool(freq > 0 and step % freq == 0))
+
+
+def _rule(kind, w, s, g, step, hyper, lr):
+    f = np.float32
     if kind == "sgd":
         sgd_update(w, s[0], g, lr, hyper["momentum"], bool(hyper["nesterov"]))
     elif kind == "adam":
