@@ -461,6 +461,7 @@ class _StopAtBatch(callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")
 @pytest.mark.parametrize("shuffle,steps_per_epoch", [(True, None), (False, 3)])
 def test_backup_every_n_batches_resumes_mid_epoch_bitwise(tmp_path, shuffle, steps_per_epoch):
     """save_freq=<int>: a run stopped in the middle of an epoch resumes after the last
