@@ -236,3 +236,43 @@ def test_bad_weights_are_refused_before_anything_changes(kwargs, words):
         m.fit(x, y, verbose=0, class_weight=[1.0, 2.0])
     with pytest.raises(ValueError, match="sample_weight"):
         m.evaluate(x, y, verbose=0, sample_weight=np.ones(3))
+
+
+# ---- several outputs ----------------------------------------------------------------------
+def two_outputs():
+    pynn.utils.set_random_seed(6)
+    inp = pynn.Input((5,))
+    h = L.Dense(8, activation="tanh")(inp)
+    a = L.Dense(CLASSES, activation="softmax", name="a")(h)
+    b = L.Dense(1, name="b")(h)
+    m = pynn.Model(inp, [a, b])
+    m.compile(optimizer="sgd", loss={"a": "sparse_categorical_crossentropy", "b": "mse"},
+              loss_weights={"a": 1.0, "b": 0.5})
+    return m
+
+
+def test_per_output_sample_weights_as_keras_takes_them():
+    """A dict or list gives each output its own weights; one array weighs every output
+    (Keras repeats it); an output left out of a dict weighs its samples 1."""
+    x, y, w = data()
+    yb = x[:, :1] * 2.0
+    wb = np.linspace(0.0, 2.0, ROWS).astype(np.float32)
+    m = two_outputs()
+    pa, pb = m.predict(x, verbose=0)
+    la, lb = softmax_ce(pa, y), ((pb.astype(np.float64) - yb) ** 2)[:, 0]
+
+    def expected(wa, wb_):
+        a, b = (wa * la).sum() / ROWS, (wb_ * lb).sum() / ROWS
+        return {"loss": a + 0.5 * b, "a_loss": a, "b_loss": b}
+
+    ones = np.ones(ROWS)
+    for given, (wa, wb_) in [({"a": w, "b": wb}, (w, wb)), ([w, wb], (w, wb)), (w, (w, w)),
+                             ({"b": wb}, (ones, wb))]:
+        logs = m.evaluate(x, {"a": y, "b": yb}, sample_weight=given, batch_size=ROWS,
+                          verbose=0, return_dict=True)
+        for key, value in expected(wa, wb_).items():
+            assert_close(logs[key], value, rtol=1e-5, err_msg=f"{key} {type(given)}")
+    with pytest.raises(ValueError, match="class_weight"):
+        m.fit(x, {"a": y, "b": yb}, class_weight={0: 1.0}, verbose=0)
+    with pytest.raises(ValueError, match=r"sample_weight\['b'\]"):
+        m.fit(x, {"a": y, "b": yb}, sample_weight={"a": w, "b": np.ones(3)}, verbose=0)
