@@ -143,7 +143,9 @@ class Progbar:
         elapsed = time.perf_counter() - self.start
         per_step = elapsed / max(current, 1)
         n = len(str(self.target))
-        if self.verbose == 2:
+        if self.target is None:            # a stream of unknown length (Keras: "Unknown")
+            text = f"{current}/Unknown {_format_time(elapsed)} {_format_time(per_step)}/step"
+        elif self.verbose == 2:
             text = f"{current}/{self.target} - {_format_time(elapsed)} - {_format_time(per_step)}/step"
         else:
             done = int(self.width * current / max(self.target, 1))
@@ -207,13 +209,22 @@ class ProgbarLogger(Callback):
         if self.verbose:
             self.stream.write(f"Epoch {epoch + 1}/{self.params['epochs']}\n")
             self.stream.flush()
-        self._bar = Progbar(self.params["steps"], self.verbose, self.stream)
+        # a stream of unknown length: "Unknown" in the first epoch, then what it gave
+        self._bar = Progbar(self.params.get("steps") or self._learned, self.verbose,
+                            self.stream)
+        self._seen = 0
+
+    _learned = None
 
     def on_train_batch_end(self, batch, logs=None):
+        self._seen = batch + 1
         self._bar.update(batch + 1, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._bar.update(self.params["steps"], logs, final=True)
+        steps = self.params.get("steps") or self._learned or self._seen
+        if not self.params.get("steps"):
+            self._learned = self._bar.target = self._seen
+        self._bar.update(steps, logs, final=True)
 
 
 _BATCH_HOOKS = {

@@ -16,7 +16,7 @@ import numpy as np
 from .. import callbacks as callbacks_module
 from .. import interrupts
 from ..utils import rng
-from . import validation
+from . import data_source, validation
 
 
 class NotCompiledError(RuntimeError, ValueError):
@@ -194,6 +194,11 @@ class Trainer:
         if not isinstance(shuffle, (bool, np.bool_)):
             raise ValueError(f"{where}: expected shuffle to be a bool, received {shuffle!r}")
         callbacks = _checked_callbacks(callbacks, where)
+        if data_source.is_stream(x):
+            return self._fit_stream(x, y, sample_weight, class_weight, validation_split,
+                                    validation_data, shuffle, epochs, initial_epoch,
+                                    validation_freq, verbose, callbacks, steps_per_epoch,
+                                    validation_steps, where)
         engine, inputs, targets = self._prepare(x, y, where)
         weights = validation.sample_weights(model, engine.losses, targets, sample_weight,
                                             class_weight, inputs[0].shape[0], where)
@@ -406,6 +411,15 @@ class Trainer:
         if steps is not None:
             steps = validation.check_int(steps, "steps", where, 1)
         callbacks = _checked_callbacks(callbacks, where)
+        if data_source.is_stream(x):
+            stream = self._stream(x, y, sample_weight, None, where)
+            cb_list = callbacks_module.CallbackList(
+                callbacks, model, {"verbose": verbose, "epochs": 1,
+                                   "steps": _min_known(stream.length(), steps)})
+            bar = callbacks_module.Progbar(_min_known(stream.length(), steps), verbose) \
+                if verbose else None
+            logs = self._evaluate_stream(stream, 0, steps, bar, cb_list, where)
+            return logs if return_dict else _flatten_in_keras_order(logs, model.engine.losses)
         engine, inputs, targets = self._prepare(x, y, where)
         n = inputs[0].shape[0]
         weights = validation.sample_weights(model, engine.losses, targets, sample_weight, None,
@@ -429,6 +443,9 @@ class Trainer:
         if steps is not None:
             steps = validation.check_int(steps, "steps", where, 1)
         callbacks = _checked_callbacks(callbacks, where)
+        if data_source.is_stream(x):
+            return self._predict_stream(data_source.Stream(x, where), steps, verbose,
+                                        callbacks, where)
         model.ensure_graph(x, where)
         inputs = validation.model_inputs(model, x, where)
         if steps is not None:             # the first `steps` batches, as Keras
@@ -476,6 +493,253 @@ class Trainer:
         if callbacks is not None:
             callbacks.on_predict_end()
         return model.pack_outputs(outputs)
+
+    # ---- streams: datasets, PyDatasets, generators (data_source.py) ----------------------
+    def _stream(self, x, y, sample_weight, class_weight, where):
+        """x as a Stream, with Keras's refusals of what must come inside it."""
+        stream = data_source.Stream(x, where)
+        for name, value, what in (("y", y, "the targets"),
+                                  ("sample_weight", sample_weight, "the sample weights")):
+            if value is not None:
+                raise ValueError(f"{where}: when providing x as a {stream.kind}, `{name}` "
+                                 f"should not be passed; {what} should be included as part "
+                                 f"of the {stream.kind}")
+        if class_weight is not None and stream.once:
+            raise ValueError(f"{where}: `class_weight` is not supported for Python generator "
+                             f"inputs, received class_weight={class_weight!r:.80}")
+        return stream
+
+    def _stream_batch(self, batch, class_weight, where, need_targets=True):
+        """One streamed batch checked and converted as arrays are: (engine, inputs,
+        targets with the sample weights after them, plan kind suffix)."""
+        x, y, w = data_source.unpack(batch, where)
+        model = self.model
+        model.ensure_graph(x, where)
+        engine = self._require_compiled(where)
+        inputs = validation.model_inputs(model, x, where, "x")
+        if not need_targets:
+            return engine, inputs, None, ""
+        targets = validation.model_targets(model, engine.losses, y, inputs[0].shape[0], where,
+                                           "y")
+        weights = validation.sample_weights(model, engine.losses, targets, w, class_weight,
+                                            inputs[0].shape[0], where)
+        if weights is None:
+            return engine, inputs, targets, ""
+        return engine, inputs, targets + weights, "+weights"
+
+    def _fit_stream(self, x, y, sample_weight, class_weight, validation_split,
+                    validation_data, shuffle, epochs, initial_epoch, validation_freq, verbose,
+                    callbacks, steps_per_epoch, validation_steps, where):
+        """fit on a stream: each batch is one step of the same plans as arrays' (one C call
+        per batch; the dataset prepares the next batches meanwhile).  steps_per_epoch as
+        Keras 3: the batches of one pass go on from epoch to epoch, and an epoch that finds
+        the pass ended ends there (with Keras's warning); the next starts a new pass."""
+        model = self.model
+        stream = self._stream(x, y, sample_weight, class_weight, where)
+        if validation_split:
+            raise ValueError(f"{where}: validation_split is only supported for arrays, not a "
+                             f"{stream.kind}; pass validation_data instead")
+        if shuffle and not isinstance(shuffle, np.bool_) and shuffle is True:
+            warnings.warn(f"`shuffle=True` was passed, but will be ignored since the data `x` "
+                          f"was provided as a {stream.kind}. The {stream.kind} is expected to "
+                          "already be shuffled.", stacklevel=3)
+        val_stream = val_arrays = None
+        if validation_data is not None:
+            if data_source.is_stream(validation_data):
+                val_stream = data_source.Stream(validation_data, where, "validation_data")
+            elif not isinstance(validation_data, (tuple, list)) or \
+                    len(validation_data) not in (2, 3):
+                raise ValueError(f"{where}: expected validation_data as a dataset, a generator, "
+                                 "a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight)")
+            else:
+                val_arrays = validation_data
+        length = stream.length()
+        steps = steps_per_epoch or length
+        history = callbacks_module.History()
+        progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
+        cbs = ([progbar] if progbar else []) + callbacks + [history]
+        cb_list = callbacks_module.CallbackList(cbs, model, {"epochs": epochs, "steps": steps,
+                                                             "verbose": verbose})
+        engine = model.engine
+        if not engine.compiled:
+            raise NotCompiledError(f"{where}: you must call compile() before using model "
+                                   f"'{model.name}' to train or evaluate")
+        with engine.train_lock, interrupts.guard():
+            model.stop_training = False
+            model._initial_epoch = model._resume = None
+            position = _Position()
+            model._fit_position = position
+            cb_list.on_train_begin()
+            initial_epoch = model._initial_epoch or initial_epoch
+            resume = model._resume
+            model._initial_epoch = model._resume = None
+            logs, iterator, passes = None, None, 0
+            for epoch in range(initial_epoch, epochs):
+                cb_list.on_epoch_begin(epoch)
+                if steps_per_epoch is None or iterator is None:
+                    passes = max(passes, epoch)
+                    iterator = iter(stream.epoch(passes))
+                    passes += 1
+                acc, s = None, 0
+                if resume is not None:      # a backup inside this epoch: its batches again
+                    for _ in range(resume.step):
+                        next(iterator, None)
+                    s = resume.step
+                position.at(epoch, 0, None)
+                while steps_per_epoch is None or s < steps_per_epoch:
+                    try:
+                        batch = next(iterator)
+                    except StopIteration:
+                        iterator = None
+                        if steps_per_epoch is not None:
+                            warnings.warn("Your input ran out of data; interrupting epoch. "
+                                          "Make sure that your dataset or generator can "
+                                          "generate at least `steps_per_epoch * epochs` "
+                                          "batches.", stacklevel=3)
+                        break
+                    engine, inputs, targets, suffix = self._stream_batch(batch, class_weight,
+                                                                         where)
+                    n = inputs[0].shape[0]
+                    cb_list.on_train_batch_begin(s)
+                    interrupts.check()
+                    ex = engine.executor("train" + suffix, n)
+                    optimizer = engine.optimizer
+                    losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1,
+                                                   optimizer.iterations)
+                    if ex.plan.optimizer_op is not None:
+                        optimizer.iterations += len(rows)
+                    if acc is None:
+                        acc = _Accumulator(ex.plan, engine.losses)
+                        if resume is not None:
+                            acc.restore(resume.sums)
+                        position.at(epoch, 0, acc)
+                    resume = None
+                    acc.add(losses, metrics, rows)
+                    s += 1
+                    position.step = s
+                    interrupts.check()
+                    cb_list.on_train_batch_end(s - 1, acc.logs())
+                    interrupts.check()
+                    if model.stop_training:
+                        break
+                if acc is None:
+                    raise ValueError(
+                        f"{where}: the {stream.kind} gave no batches in epoch {epoch + 1}"
+                        + ("; a generator can be iterated only once: pass steps_per_epoch for "
+                           "an endless generator, or a dataset" if stream.once else ""))
+                logs = acc.logs()
+                if (epoch + 1) % validation_freq == 0 and (val_stream or val_arrays):
+                    if val_stream is not None:
+                        val_logs = self._evaluate_stream(val_stream, epoch, validation_steps,
+                                                         None, cb_list, where)
+                    else:
+                        val_logs = self._evaluate_validation_arrays(val_arrays, validation_steps,
+                                                                    cb_list, where)
+                    logs.update({"val_" + k: v for k, v in val_logs.items()})
+                position.end_of_epoch(epoch, 0)
+                with interrupts.hold():
+                    cb_list.on_epoch_end(epoch, logs)
+                interrupts.check()
+                if model.stop_training:
+                    break
+            if epochs > initial_epoch:      # Keras 3: the EMA replaces the weights (use_ema)
+                engine.optimizer.finalize_variable_values(model.trainable_weights)
+            cb_list.on_train_end(logs)
+            model._fit_position = None
+        model.history = history
+        return history
+
+    def _evaluate_validation_arrays(self, data, steps, cb_list, where):
+        model = self.model
+        engine, vin, vtg = self._prepare(data[0], data[1], where, ("x_val", "y_val"))
+        vw = None
+        if len(data) == 3 and data[2] is not None:
+            vw = validation.sample_weights(model, engine.losses, vtg, data[2], None,
+                                           vin[0].shape[0], where, "val_sample_weight")
+        return self._evaluate_arrays(engine, vin, vtg if vw is None else vtg + vw, 32,
+                                     callbacks=cb_list, steps=steps,
+                                     kind="test" if vw is None else "test+weights")
+
+    def _evaluate_stream(self, stream, pass_index, steps, progbar, callbacks, where):
+        """The logs of one pass over a stream (its first `steps` batches if given)."""
+        if callbacks is not None:
+            callbacks.on_test_begin()
+        acc, s = None, 0
+        with interrupts.guard():
+            for batch in stream.epoch(pass_index):
+                if steps is not None and s >= steps:
+                    break
+                engine, inputs, targets, suffix = self._stream_batch(batch, None, where)
+                n = inputs[0].shape[0]
+                if callbacks is not None:
+                    callbacks.on_test_batch_begin(s)
+                with engine.borrow("test" + suffix, n) as ex:
+                    losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1, 0)
+                    if acc is None:
+                        acc = _Accumulator(ex.plan, engine.losses)
+                    acc.add(losses, metrics, rows)
+                s += 1
+                interrupts.check()
+                if callbacks is not None:
+                    callbacks.on_test_batch_end(s - 1, acc.logs())
+                if progbar is not None:
+                    progbar.update(s, acc.logs())
+        if acc is None:
+            raise ValueError(f"{where}: the {stream.what} {stream.kind} gave no batches"
+                             + ("; a generator can be iterated only once: pass "
+                                "validation_steps, or a dataset" if stream.once else ""))
+        logs = acc.logs()
+        if progbar is not None:
+            if progbar.target is None:
+                progbar.target = s
+            progbar.update(s, logs, final=True)
+        if callbacks is not None:
+            callbacks.on_test_end(logs)
+        return logs
+
+    def _predict_stream(self, stream, steps, verbose, callbacks, where):
+        model = self.model
+        cb_list = callbacks_module.CallbackList(
+            callbacks, model, {"verbose": verbose, "epochs": 1,
+                               "steps": _min_known(stream.length(), steps)}) \
+            if callbacks else None
+        bar = callbacks_module.Progbar(_min_known(stream.length(), steps), verbose) \
+            if verbose else None
+        parts, s = [], 0
+        if cb_list is not None:
+            cb_list.on_predict_begin()
+        with interrupts.guard():
+            for batch in stream.epoch(0):
+                if steps is not None and s >= steps:
+                    break
+                engine, inputs, _, _ = self._stream_batch(batch, None, where, need_targets=False)
+                n = inputs[0].shape[0]
+                if cb_list is not None:
+                    cb_list.on_predict_batch_begin(s)
+                with engine.lock:
+                    counter = self._inference_steps
+                    self._inference_steps += 1
+                outputs = [np.empty((n,) + tuple(t.shape[1:]), dtype=np.float32)
+                           for t in model.outputs]
+                with engine.borrow("predict", n) as ex:
+                    ex.run(inputs, [], outputs, None, n, 0, n, 1, counter)
+                parts.append(outputs)
+                s += 1
+                interrupts.check()
+                if cb_list is not None:
+                    cb_list.on_predict_batch_end(s - 1, {"outputs": model.pack_outputs(outputs)})
+                if bar is not None:
+                    bar.update(s)
+        if not parts:
+            raise ValueError(f"{where}: the {stream.kind} gave no batches to predict")
+        if bar is not None:
+            if bar.target is None:
+                bar.target = s
+            bar.update(s, final=True)
+        if cb_list is not None:
+            cb_list.on_predict_end()
+        return model.pack_outputs([np.concatenate([p[j] for p in parts])
+                                   for j in range(len(model.outputs))])
 
     # ---- one batch ---------------------------------------------------------------------------
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
@@ -553,6 +817,13 @@ class Trainer:
         model.ensure_graph(x, where)
         inputs = validation.model_inputs(model, x, where)
         return self._predict_arrays(inputs, inputs[0].shape[0], 0, "predict")
+
+
+def _min_known(a, b):
+    """min(a, b) where None means unknown (or no limit)."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
 
 
 def _checked_callbacks(callbacks, where):
