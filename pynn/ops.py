@@ -56,3 +56,24 @@ def convert_to_numpy(x):
 
 def convert_to_tensor(x, dtype=None):
     return np.asarray(x, dtype=dtype)
+
+
+def expand_dims(x, axis):
+    """x with a new axis of length 1 at `axis` (as keras.ops.expand_dims)."""
+    return np.expand_dims(np.asarray(x), axis)
+
+
+def softmax(x, axis=-1):
+    """softmax along `axis` (as keras.ops.softmax), by pynn's C activation kernel
+    (row-wise, max-subtracted) on float32."""
+    from . import ids
+    arr = numeric_array(x, "pynn.ops.softmax: x")
+    if arr.ndim == 0:
+        raise ValueError("pynn.ops.softmax: expected an array with at least one axis, "
+                         "received a scalar")
+    moved = np.moveaxis(np.asarray(arr, dtype=np.float32), axis, -1)
+    rows = np.ascontiguousarray(moved.reshape(-1, moved.shape[-1]))
+    out = np.empty_like(rows)
+    if rows.size:
+        _core.activation_forward(out, rows, ids.ACTIVATIONS["softmax"])
+    return np.moveaxis(out.reshape(moved.shape), -1, axis)

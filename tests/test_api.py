@@ -330,3 +330,17 @@ def test_new_loss_objects_are_callable_with_keras_values():
     cos = pynn.losses.CosineSimilarity()(np.array([[0.0, 1.0], [1.0, 1.0]]),
                                          np.array([[1.0, 0.0], [1.0, 1.0]]))
     assert cos == pytest.approx(-0.5, abs=1e-6)
+
+
+def test_ops_softmax_and_expand_dims_as_keras_ops():
+    """keras.ops.softmax / expand_dims, which the TensorFlow tutorials call on predictions."""
+    x = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32) * 10
+    for axis in (-1, 0, 1):
+        z = x.astype(np.float64) - x.max(axis=axis, keepdims=True)
+        expected = np.exp(z) / np.exp(z).sum(axis=axis, keepdims=True)
+        got = pynn.ops.softmax(x, axis=axis)
+        assert got.shape == x.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    assert pynn.ops.expand_dims(x[0], 0).shape == (1, 3, 4)
+    with pytest.raises(ValueError, match="scalar"):
+        pynn.ops.softmax(np.float32(1.0))
