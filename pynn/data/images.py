@@ -223,8 +223,9 @@ def index_directory(directory, labels, formats=IMAGE_EXTENSIONS, class_names=Non
             print(f"Found {len(filenames)} files belonging to {len(class_names)} classes.")
     file_paths = [os.path.join(directory, fname) for fname in filenames]
     if shuffle:
-        if seed is None:
-            seed = np.random.randint(1e6)
+        if seed is None:                      # Keras: np.random.randint(1e6); pynn's generator
+            from ..utils import rng
+            seed = int(rng().integers(0, 10**6))
         np.random.RandomState(seed).shuffle(file_paths)
         if labels is not None:
             np.random.RandomState(seed).shuffle(labels)

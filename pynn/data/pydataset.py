@@ -95,6 +95,9 @@ class PyDataset:
 def standardize_batch(batch):
     """A batch as the trainer's protocol wants it: (x,), (x, y) or (x, y, w) of
     C-contiguous NumPy arrays (Keras's PyDatasetAdapter._standardize_batch)."""
+    if isinstance(batch, dict):
+        raise TypeError("PyDataset.__getitem__() returned a dict; pynn takes a batch as a "
+                        "tuple (x,), (x, y) or (x, y, w) of arrays")
     if isinstance(batch, list):
         batch = tuple(batch)
     if not isinstance(batch, tuple):
