@@ -399,7 +399,8 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                 f"(no labels), pass `labels=None`. Received: labels={shown(labels)}")
         if class_names:
             raise ValueError(f'{where}: you can only pass `class_names` if `labels="inferred"`. '
-                             f"Received: labels={shown(labels)}, and class_names={shown(class_names)}")
+                             f"Received: labels={shown(labels)}, and "
+                             f"class_names={shown(class_names)}")
     if label_mode not in LABEL_MODES:
         raise ValueError(f'{where}: `label_mode` argument must be one of "int", "categorical", '
                          f'"binary", or None. Received: label_mode={shown(label_mode)}')
