@@ -9,7 +9,7 @@ IMAGE_DIR holds one subfolder per class, for example
     IMAGE_DIR/not_hot_dog/*.jpg
 
 (any two folder names; the class of label 1 is the second in alphabetical order).  The
-images are read with pynn.data.image_dataset_from_directory, 20% of them are held out
+images are read with pynn.data.load_image_arrays, 20% of them are held out
 for validation, and a small CNN with one sigmoid output is trained with binary
 cross-entropy.  Without IMAGE_DIR the script first draws a small labelled folder of
 synthetic pictures (a sausage in a bun vs. other shapes) into a temporary directory,
@@ -90,7 +90,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as scratch:
         directory = args.directory or draw_synthetic_folder(os.path.join(scratch, "food"),
                                                             seed=args.seed)
-        train, val = pynn.data.image_dataset_from_directory(
+        train, val = pynn.data.load_image_arrays(
             directory, image_size=(args.size, args.size), validation_split=0.2,
             subset="both", seed=args.seed)
     if len(train.class_names) != 2:

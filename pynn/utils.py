@@ -72,3 +72,8 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
                 show_layer_names=show_layer_names, rankdir=rankdir, expand_nested=expand_nested,
                 dpi=dpi, show_layer_activations=show_layer_activations,
                 show_trainable=show_trainable)
+
+
+# Keras's keras.utils names for datasets and images (defined in pynn/data)
+from .data import (PyDataset, Sequence, array_to_img, image_dataset_from_directory,  # noqa: E402
+                   img_to_array, load_img, save_img)

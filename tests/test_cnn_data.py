@@ -1,5 +1,6 @@
-"""pynn.data.image_dataset_from_directory on a tree of real image files written with
-Pillow: PNG, JPEG, BMP and GIF, a text file to ignore, a corrupt image, seeded splits."""
+"""pynn.data.load_image_arrays (pynn 0.1's array-returning image_dataset_from_directory)
+on a tree of real image files written with Pillow: PNG, JPEG, BMP and GIF, a text file to
+ignore, a corrupt image, seeded splits."""
 import os
 import struct
 import zlib
@@ -31,7 +32,7 @@ def write_tree(root, per_class=6, corrupt=False):
 
 def test_loads_every_format_with_alphabetical_labels(tmp_path):
     write_tree(tmp_path)
-    data = pynn.data.image_dataset_from_directory(tmp_path, image_size=(8, 6), shuffle=False)
+    data = pynn.data.load_image_arrays(tmp_path, image_size=(8, 6), shuffle=False)
     assert data.class_names == ["cat", "dog"]
     assert data.x.shape == (12, 8, 6, 3) and data.x.dtype == np.float32
     assert data.y.dtype == np.int64 and list(data.y) == [0] * 6 + [1] * 6
@@ -39,7 +40,7 @@ def test_loads_every_format_with_alphabetical_labels(tmp_path):
     # cats are dark, dogs bright: labels follow the folder, whatever the format
     brightness = data.x.mean(axis=(1, 2, 3))
     assert np.all(brightness[data.y == 0] < 0.3) and np.all(brightness[data.y == 1] > 0.7)
-    gray = pynn.data.image_dataset_from_directory(tmp_path, image_size=(5, 5),
+    gray = pynn.data.load_image_arrays(tmp_path, image_size=(5, 5),
                                                   color_mode="grayscale", shuffle=False)
     assert gray.x.shape == (12, 5, 5, 1)
     x, y, names = gray                                   # a named tuple
@@ -48,7 +49,7 @@ def test_loads_every_format_with_alphabetical_labels(tmp_path):
 
 def test_splits_are_disjoint_complete_and_repeatable(tmp_path):
     write_tree(tmp_path, per_class=10)
-    load = pynn.data.image_dataset_from_directory
+    load = pynn.data.load_image_arrays
 
     def fingerprint(d):
         return {d.x[i].tobytes() for i in range(len(d.x))}
@@ -71,7 +72,7 @@ def test_splits_are_disjoint_complete_and_repeatable(tmp_path):
 def test_a_corrupt_image_is_named_in_the_error(tmp_path):
     write_tree(tmp_path, corrupt=True)
     with pytest.raises(ValueError, match="broken.png"):
-        pynn.data.image_dataset_from_directory(tmp_path, image_size=(4, 4))
+        pynn.data.load_image_arrays(tmp_path, image_size=(4, 4))
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -86,18 +87,18 @@ def test_a_corrupt_image_is_named_in_the_error(tmp_path):
 def test_bad_arguments_are_refused(tmp_path, kwargs, match):
     write_tree(tmp_path)
     with pytest.raises(ValueError, match=match):
-        pynn.data.image_dataset_from_directory(tmp_path, **kwargs)
+        pynn.data.load_image_arrays(tmp_path, **kwargs)
 
 
 def test_missing_or_empty_directories(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        pynn.data.image_dataset_from_directory(tmp_path / "nowhere")
+        pynn.data.load_image_arrays(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="no class subfolders"):
-        pynn.data.image_dataset_from_directory(tmp_path)
+        pynn.data.load_image_arrays(tmp_path)
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "readme.txt").write_text("x")
     with pytest.raises(ValueError, match="no images"):
-        pynn.data.image_dataset_from_directory(tmp_path)
+        pynn.data.load_image_arrays(tmp_path)
 
 
 def test_clear_error_without_pillow(tmp_path, monkeypatch):
@@ -112,12 +113,12 @@ def test_clear_error_without_pillow(tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_pil)
     with pytest.raises(ImportError, match="Pillow"):
-        pynn.data.image_dataset_from_directory(tmp_path, image_size=(4, 4))
+        pynn.data.load_image_arrays(tmp_path, image_size=(4, 4))
 
 
 def test_a_cnn_learns_from_the_folder(tmp_path):
     write_tree(tmp_path, per_class=10)
-    data = pynn.data.image_dataset_from_directory(tmp_path, image_size=(8, 8), seed=1)
+    data = pynn.data.load_image_arrays(tmp_path, image_size=(8, 8), seed=1)
     pynn.utils.set_random_seed(0)
     L = pynn.layers
     model = pynn.Sequential([L.Input((8, 8, 3)), L.Conv2D(4, 3, activation="relu"),
@@ -152,7 +153,7 @@ def test_an_image_bomb_is_refused_from_its_header(tmp_path, side):
     assert bomb.stat().st_size < 100_000
     assert struct.unpack(">II", bomb.read_bytes()[16:24]) == (side, side)    # IHDR
     with pytest.raises(ValueError, match="bomb.png") as info:
-        pynn.data.image_dataset_from_directory(tmp_path, image_size=(4, 4))
+        pynn.data.load_image_arrays(tmp_path, image_size=(4, 4))
     assert f"{side} x {side}" in str(info.value) or "decompression bomb" in str(info.value)
     if side == 10_000:
         assert "refused before decoding" in str(info.value)
@@ -162,12 +163,12 @@ def test_the_decode_bound_is_pynn_data_max_image_pixels(tmp_path, monkeypatch):
     write_tree(tmp_path)                     # images of 12..17 x 10 pixels
     monkeypatch.setattr(pynn.data, "MAX_IMAGE_PIXELS", 139)
     with pytest.raises(ValueError, match=r"cat2.bmp' declares 10 x 14 pixels, more than the 139"):
-        pynn.data.image_dataset_from_directory(tmp_path, image_size=(4, 4), shuffle=False)
+        pynn.data.load_image_arrays(tmp_path, image_size=(4, 4), shuffle=False)
     with pytest.raises(ValueError, match=r"image_size of at most 139 pixels.*received "
                                          r"image_size=\(10, 14\)"):
-        pynn.data.image_dataset_from_directory(tmp_path, image_size=(10, 14))
+        pynn.data.load_image_arrays(tmp_path, image_size=(10, 14))
     monkeypatch.setattr(pynn.data, "MAX_IMAGE_PIXELS", 17 * 10)
-    data = pynn.data.image_dataset_from_directory(tmp_path, image_size=(17, 10))
+    data = pynn.data.load_image_arrays(tmp_path, image_size=(17, 10))
     assert data.x.shape == (12, 17, 10, 3)
 
 
@@ -178,17 +179,17 @@ def test_image_sizes_that_cannot_fit_are_refused_naming_image_size(tmp_path, mon
     for size in [(30000, 30000), (2 ** 40, 1), (1, 2 ** 63)]:
         with pytest.raises(ValueError, match=r"image_size of at most 89478485 pixels.*"
                                              rf"image_size=\({size[0]}, {size[1]}\)"):
-            pynn.data.image_dataset_from_directory(tmp_path, image_size=size)
+            pynn.data.load_image_arrays(tmp_path, image_size=size)
     monkeypatch.setattr(pynn.arrays, "memory_bytes", lambda: 10_000)
     with pytest.raises(ValueError, match=r"x for 12 images of image_size=\(8, 6\) with 3 "
                                          r"channels \(float32\) needs 6.8 KiB|x for 12 images of "
                                          r"image_size=\(20, 20\) with 3 channels"):
-        pynn.data.image_dataset_from_directory(tmp_path, image_size=(20, 20))
+        pynn.data.load_image_arrays(tmp_path, image_size=(20, 20))
 
 
 def test_a_missing_directory_is_a_file_not_found_and_a_value_error(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
-        pynn.data.image_dataset_from_directory(tmp_path / "nowhere")
+        pynn.data.load_image_arrays(tmp_path / "nowhere")
     assert isinstance(info.value, ValueError)
 
 
@@ -200,7 +201,7 @@ def test_a_fifo_named_like_an_image_is_refused_not_read(tmp_path):
 
     def run():
         try:
-            pynn.data.image_dataset_from_directory(tmp_path, image_size=(8, 8))
+            pynn.data.load_image_arrays(tmp_path, image_size=(8, 8))
             box.append(None)
         except BaseException as exc:            # noqa: BLE001 (checked below)
             box.append(exc)
