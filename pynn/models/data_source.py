@@ -6,10 +6,11 @@ each yielding batches `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)` (Keras's
 unpack_x_y_sample_weight).  `Stream` wraps any of them:
 
   length()        batches per pass, or None when unknown (a generator, a repeated dataset)
-  epoch(i)        an iterator over pass i's batches: a dataset's `iterate(i)` when it has
-                  one (its shuffle order is then a function of the seed and i, so a run, and
-                  a resumed run, repeats), else iter(); a PyDataset's batches through its
-                  own workers, with on_epoch_begin / on_epoch_end around the pass
+  epoch(i)        an iterator over pass i's batches: for pynn's datasets and PyDatasets,
+                  the protocol of pynn/data/__init__.py (`iterate(i)`: the shuffle order is a
+                  function of the seed and i, so a run, and a resumed run, repeats; the
+                  PyDataset's workers; on_epoch_begin / on_epoch_end around the pass); for
+                  any other iterable, iter()
   once            True for a generator: it can be iterated only once
 
 The trainer converts and checks each batch as it does arrays (validation.py) and runs it
@@ -63,16 +64,27 @@ def unpack(batch, where):
 
 
 class Stream:
-    def __init__(self, source, where, what="x"):
-        self.source, self.where, self.what = source, where, what
+    def __init__(self, source, where, what="x", shuffle=False):
+        from .. import data
+        self.where, self.what = where, what
         self.kind = kind_of(source)
         self.once = self.kind == "generator"
         self._used = False
+        # pynn's datasets and PyDatasets speak the trainer's protocol (pynn/data/__init__.py);
+        # fit(shuffle=True) reorders a PyDataset's batches per epoch, as Keras does
+        self.adapted = data.adapt(source, shuffle=bool(shuffle)) if data.is_dataset(source) \
+            else None
+        self.source = source
 
     def length(self):
         src = self.source
         if self.once:
             return None
+        if self.adapted is not None:
+            try:
+                return len(self.adapted)
+            except TypeError:
+                return None
         if self.kind == "PyDataset":
             n = getattr(src, "num_batches", None)
             if n is None:
@@ -89,6 +101,8 @@ class Stream:
 
     def epoch(self, i):
         src = self.source
+        if self.adapted is not None:
+            return _protocol_pass(self.adapted, i)
         if self.once:
             if self._used:
                 return iter(())
@@ -100,13 +114,15 @@ class Stream:
         return iter(iterate(i)) if callable(iterate) else iter(src)
 
 
+def _protocol_pass(src, epoch):
+    src.on_epoch_begin()
+    yield from src.iterate(epoch)
+    src.on_epoch_end()
+
+
 def _pydataset_pass(ds, epoch):
-    """One pass over a PyDataset: through its own iterator (workers, queue) when it has
-    one, else its batches in index order, with its epoch hooks around the pass."""
-    iterate = getattr(ds, "iterate", None)
-    if callable(iterate):
-        yield from iterate(epoch)
-        return
+    """One pass over an object shaped like a PyDataset that is not pynn's (Keras's own,
+    say): its batches in index order, with its epoch hooks around the pass."""
     begin = getattr(ds, "on_epoch_begin", None)
     if callable(begin):
         begin()

@@ -495,9 +495,9 @@ class Trainer:
         return model.pack_outputs(outputs)
 
     # ---- streams: datasets, PyDatasets, generators (data_source.py) ----------------------
-    def _stream(self, x, y, sample_weight, class_weight, where):
+    def _stream(self, x, y, sample_weight, class_weight, where, shuffle=False):
         """x as a Stream, with Keras's refusals of what must come inside it."""
-        stream = data_source.Stream(x, where)
+        stream = data_source.Stream(x, where, shuffle=shuffle)
         for name, value, what in (("y", y, "the targets"),
                                   ("sample_weight", sample_weight, "the sample weights")):
             if value is not None:
@@ -535,11 +535,11 @@ class Trainer:
         Keras 3: the batches of one pass go on from epoch to epoch, and an epoch that finds
         the pass ended ends there (with Keras's warning); the next starts a new pass."""
         model = self.model
-        stream = self._stream(x, y, sample_weight, class_weight, where)
+        stream = self._stream(x, y, sample_weight, class_weight, where, shuffle)
         if validation_split:
             raise ValueError(f"{where}: validation_split is only supported for arrays, not a "
                              f"{stream.kind}; pass validation_data instead")
-        if shuffle and not isinstance(shuffle, np.bool_) and shuffle is True:
+        if shuffle and stream.kind != "PyDataset":      # Keras's warning
             warnings.warn(f"`shuffle=True` was passed, but will be ignored since the data `x` "
                           f"was provided as a {stream.kind}. The {stream.kind} is expected to "
                           "already be shuffled.", stacklevel=3)
