@@ -473,3 +473,26 @@ def test_load_img_img_to_array_array_to_img_save_img_round_trip(tmp_path):
         U.array_to_img(np.zeros((2, 2)))
     with pytest.raises(ValueError, match="interpolation"):
         U.load_img(tmp_path / "p.png", target_size=(3, 3), interpolation="area")
+
+
+def test_large_jpegs_are_decoded_at_a_reduced_scale_close_to_a_full_decode(tmp_path):
+    """A 256x256 JPEG resized to 32x32 is decoded at 64x64 (Pillow's draft, at least
+    REDUCING_GAP times the target) before the resize: within a fraction of a level of the
+    full decode on average; "nearest" keeps the full decode."""
+    from PIL import Image
+    from pynn.data import images
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:256, 0:256] / 256.0
+    pic = np.stack([np.sin(7 * xx), np.cos(5 * yy), np.sin(9 * xx * yy)], -1) * 100 + 128
+    pic = (pic + rng.normal(0, 8, pic.shape)).clip(0, 255).astype(np.uint8)
+    path = tmp_path / "p.jpg"
+    Image.fromarray(pic).save(path, quality=92)
+    got = images.decode_image(path, (32, 32))
+    with Image.open(path) as im:
+        full = np.asarray(im.convert("RGB").resize((32, 32), Image.BILINEAR), np.float32)
+    diff = np.abs(got - full)
+    assert 0 < diff.mean() < 1.0 and diff.max() <= 8
+    with Image.open(path) as im:
+        near = np.asarray(im.convert("RGB").resize((32, 32), Image.NEAREST), np.float32)
+    np.testing.assert_array_equal(images.decode_image(path, (32, 32), interpolation="nearest"),
+                                  near)
