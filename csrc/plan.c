@@ -496,6 +496,7 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         opt.ignore_class = g[5];
         opt.weights = F(weights);
         opt.per_weight = weights->data != NULL ? r / rows : 1;
+        opt.reduce_sum = 0;
         status = labels ? pynn_sparse_cce(F(grad), &value, F(pred), (const int64_t *)target->data,
                                           r, cols, g[1] != 0, &opt)
                         : pynn_loss(F(grad), &value, F(pred), F(target), r, cols, (int)kind,
