@@ -137,7 +137,7 @@ static void build_mlp(builder *b, const int64_t *sizes, int n_layers, int64_t ba
                LIST(sizes[l], sizes[l + 1], l + 1 < n_layers ? PYNN_ACT_RELU : PYNN_ACT_LINEAR),
                ALPHA);
     add_op(b, PYNN_OP_LOSS, LIST(z[n_layers - 1], labels, grad, -1),
-           LIST(PYNN_LOSS_SPARSE_CCE, 1, sizes[n_layers], 0, 0, 0), (const double[]){1.0, 0.0, 0.0}, 3);
+           LIST(PYNN_LOSS_SPARSE_CCE, 1, sizes[n_layers], 0, 0, 0, 0), (const double[]){1.0, 0.0, 0.0}, 3);
     add_op(b, PYNN_OP_ACTIVATION, LIST(z[n_layers - 1], probs), LIST(sizes[n_layers], PYNN_ACT_SOFTMAX),
            ALPHA);
     add_op(b, PYNN_OP_METRIC, LIST(probs, labels),
@@ -173,7 +173,7 @@ static void build_cnn(builder *b, int64_t batch, float *params, float *grads) {
 #define GEOMETRY 8, 8, 1, 3, 3, 1, 1, 0, 0, 6, 6, 8, PYNN_ACT_RELU
     add_op(b, PYNN_OP_CONV2D, LIST(x, k, cb, cols, z1, y1), LIST(GEOMETRY), ALPHA);
     add_op(b, PYNN_OP_DENSE, LIST(y1, w, db, z2, y2), LIST(288, 10, PYNN_ACT_SOFTMAX), ALPHA);
-    add_op(b, PYNN_OP_LOSS, LIST(y2, labels, grad, -1), LIST(PYNN_LOSS_SPARSE_CCE, 0, 10, 0, 0, 0),
+    add_op(b, PYNN_OP_LOSS, LIST(y2, labels, grad, -1), LIST(PYNN_LOSS_SPARSE_CCE, 0, 10, 0, 0, 0, 0),
            (const double[]){1.0, 0.0, 0.0}, 3);
     add_op(b, PYNN_OP_METRIC, LIST(y2, labels), LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 10, 0, 1),
            NULL, 0);

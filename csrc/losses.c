@@ -458,7 +458,9 @@ typedef struct {
     int64_t ignore_class;
     int smooth;             /* label smoothing: t -> t keep + add */
     float keep, add;
-    int64_t divisor;        /* the rows the mean is over: rows, or the rows not ignored */
+    int reduce_sum;         /* Keras's "sum": divisor 1 */
+    int64_t divisor;        /* the rows the mean is over: rows, or the rows not ignored; 1
+                               for reduce_sum */
 } loss_opts;
 
 /* One row of the options path: the row functions with smoothing, divided by `divisor`
@@ -593,9 +595,11 @@ static int resolve_options(loss_opts *o, int *use, float *param, const pynn_loss
     o->smooth = 0;
     o->keep = 1.0f;
     o->add = 0.0f;
+    o->reduce_sum = 0;
     o->divisor = rows;
     if (opt == NULL) return PYNN_OK;
     *param = opt->param;
+    PYNN_RETURN_IF(opt->reduce_sum != 0 && opt->reduce_sum != 1, PYNN_EINVAL);
     /* label smoothing: in [0, 1] (NaN fails), and only for the cross-entropies */
     PYNN_RETURN_IF(!(opt->label_smoothing >= 0.0f && opt->label_smoothing <= 1.0f),
                    PYNN_EINVAL);
@@ -617,11 +621,14 @@ static int resolve_options(loss_opts *o, int *use, float *param, const pynn_loss
     }
     o->has_ignore = opt->has_ignore != 0;
     o->ignore_class = opt->ignore_class;
-    *use = o->smooth || o->weights != NULL || o->has_ignore;
+    o->reduce_sum = opt->reduce_sum;
+    if (o->reduce_sum) o->divisor = 1;     /* Keras's "sum": nothing divided by the rows */
+    *use = o->smooth || o->weights != NULL || o->has_ignore || o->reduce_sum;
     return PYNN_OK;
 }
 
-/* loss = sum_i w_i l_i / rows (Keras's sum_over_batch_size); grad (may be NULL) =
+/* loss = sum_i w_i l_i / rows (Keras's sum_over_batch_size; opt->reduce_sum: sum_i w_i l_i,
+ * Keras's "sum"); grad (may be NULL) =
  * d loss / d pred.  Only BCE and CCE have a logits form: from_logits is ignored for the
  * others.  opt NULL: no weights, no smoothing, Huber's delta 1. */
 int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
@@ -675,7 +682,7 @@ int pynn_sparse_cce(float *grad, double *loss, const float *pred, const int64_t 
             *loss = 0.0;
             return PYNN_OK;
         }
-        o.divisor = valid;
+        if (!o.reduce_sum) o.divisor = valid;
     }
     return loss_rows(grad, loss, pred, NULL, labels, rows, cols, PYNN_LOSS_CCE, from_logits,
                      0.0f, 0, use ? &o : NULL);

@@ -156,7 +156,7 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_CONCAT] = {-1, -1, 0},
         [PYNN_OP_CONCAT_BACKWARD] = {-1, -1, 0},
         [PYNN_OP_SCALE] = {2, 0, 1},
-        [PYNN_OP_LOSS] = {4, 6, 3},
+        [PYNN_OP_LOSS] = {4, 7, 3},
         [PYNN_OP_METRIC] = {3, 6, -1},         /* reals: checked by run_op */
         [PYNN_OP_OPTIMIZER] = {-1, -1, -1},  /* checked by run_op */
     };
@@ -461,10 +461,11 @@ static int run_op(const step_context *cx, const pynn_op *op) {
     }
     case PYNN_OP_LOSS: {
         /* bufs pred, target, grad, weights; ints kind, from_logits, cols, index, has_ignore,
-         * ignore_class; reals weight (the loss's share of the total; the plan scales the
-         * gradient with an OP_SCALE), param, label_smoothing */
+         * ignore_class, reduce_sum; reals weight (the loss's share of the total; the plan
+         * scales the gradient with an OP_SCALE), param, label_smoothing */
         const operand *pred = &o[0], *target = &o[1], *grad = &o[2], *weights = &o[3];
         const int64_t kind = g[0], cols = g[2], index = g[3], has_ignore = g[4];
+        const int64_t reduce_sum = g[6];
         const int labels = target->dtype == PYNN_DTYPE_I64;
         const float param = (float)op->reals[1], smoothing = (float)op->reals[2];
         pynn_loss_options opt;
@@ -479,6 +480,7 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         /* per-sample weights: one per step row, each for r / rows rows of pred */
         EXPECT(weights->data == NULL || (r % rows == 0 && holds(weights, rows)));
         EXPECT(has_ignore == 0 || has_ignore == 1);
+        EXPECT(reduce_sum == 0 || reduce_sum == 1);
         if (labels)
             EXPECT(kind == PYNN_LOSS_SPARSE_CCE &&
                    labels_ok(cx, op->bufs[1], cols, has_ignore, g[5]) && holds(target, r));
@@ -496,6 +498,7 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         opt.ignore_class = g[5];
         opt.weights = F(weights);
         opt.per_weight = weights->data != NULL ? r / rows : 1;
+        opt.reduce_sum = (int)reduce_sum;
         status = labels ? pynn_sparse_cce(F(grad), &value, F(pred), (const int64_t *)target->data,
                                           r, cols, g[1] != 0, &opt)
                         : pynn_loss(F(grad), &value, F(pred), F(target), r, cols, (int)kind,

@@ -294,6 +294,10 @@ int pynn_activation_backward(float *dx, const float *x, const float *y, const fl
  *   weights, per_weight   NULL, or row i counts with weights[i / per_weight] (per_weight >= 1,
  *                    the positions per sample of a per-position output); every weight read
  *                    (ceil(rows / per_weight) of them) finite and >= 0, else PYNN_EINVAL.
+ *   reduce_sum       0 or 1 (else PYNN_EINVAL).  1: Keras 3's reduction "sum", loss =
+ *                    sum_i w_i l_i and its gradient, nothing divided by the rows (ignored
+ *                    rows add nothing and nothing is rescaled: every row ignored gives 0).
+ *                    0: "sum_over_batch_size", the sum divided by the rows (not ignored).
  * Every argument is checked before anything is written.  The fused blocked CCE paths serve
  * the calls without options; the others use the per-row functions (same chunked,
  * thread-count-independent sum).
@@ -305,6 +309,7 @@ typedef struct pynn_loss_options {
     int64_t ignore_class;
     const float *weights;   /* NULL, or per-row weights: row i counts with weights[i / per_weight] (>= 0, finite) */
     int64_t per_weight;     /* >= 1 */
+    int reduce_sum;         /* 0: Keras's "sum_over_batch_size" (the mean); 1: "sum" */
 } pynn_loss_options;
 
 int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
@@ -715,10 +720,12 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *   OP_CONCAT_BACKWARD bufs dy, dx0 .. dx(k-1)       ints widths[k]
  *   OP_SCALE           bufs y, x                     reals alpha
  *   OP_LOSS            bufs pred, target, grad, weights
- *                      ints kind, from_logits, cols, index, has_ignore, ignore_class
+ *                      ints kind, from_logits, cols, index, has_ignore, ignore_class,
+ *                      reduce_sum (0 or 1)
  *                      reals weight, param, label_smoothing (pynn_loss_options'): the loss
- *                      (of r = n(pred) / cols rows; without the loss weight) goes to the
- *                      step's losses[index]; a target of dtype I64 holds labels; the weight
+ *                      (of r = n(pred) / cols rows; without the loss weight; reduce_sum 1:
+ *                      Keras's "sum", not divided by the rows) goes to the step's
+ *                      losses[index]; a target of dtype I64 holds labels; the weight
  *                      is the loss's share of the total (the plan scales the gradient by it
  *                      with an OP_SCALE).  weights: absent (-1), or F32 per-sample weights
  *                      holding >= rows elements (the step's rows), each row of pred

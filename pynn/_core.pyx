@@ -60,6 +60,7 @@ cdef extern from "pynn.h" nogil:
         int64_t ignore_class
         const float *weights
         int64_t per_weight
+        int reduce_sum
     int pynn_loss(float *grad, double *loss, const float *pred, const float *target,
                   int64_t rows, int64_t cols, int kind, int from_logits,
                   const pynn_loss_options *opt)

@@ -85,11 +85,12 @@ def activation_backward_bias_grad(float[:, ::1] dz,         # OUT (rows, cols); 
 
 cdef int _loss_options(pynn_loss_options *opt, int64_t rows, float param, weights,
                        float label_smoothing, bint has_ignore, int64_t ignore_class,
-                       str where) except -1:
+                       bint reduce_sum, str where) except -1:
     """Fill *opt; weights: None or a 1-D float32 array (kept alive by the caller) whose
     length divides rows (each weight serves rows / len(weights) consecutive rows)."""
     cdef const float[::1] w
     opt.param = param
+    opt.reduce_sum = reduce_sum
     opt.label_smoothing = label_smoothing
     opt.has_ignore = has_ignore
     opt.ignore_class = ignore_class
@@ -109,11 +110,12 @@ def loss(grad,                            # OUT None or (rows, cols) float32
          const float[:, ::1] pred,        # IN  (rows, cols)
          const float[:, ::1] target,      # IN  (rows, cols)
          int kind, bint from_logits, float param=1.0, weights=None,
-         float label_smoothing=0.0):
+         float label_smoothing=0.0, bint reduce_sum=False):
     """sum_i w_i l_i / rows of the per-sample LOSS_* loss (w_i = 1 without weights); writes
     d loss / d pred into grad.  param: Huber's delta (ignored by the other kinds); weights:
     None or float32 (k,), k dividing rows, row i weighing weights[i // (rows // k)];
-    label_smoothing: BCE and CCE (pynn_loss_options)."""
+    label_smoothing: BCE and CCE; reduce_sum: Keras's "sum", sum_i w_i l_i (not divided by
+    the rows) and its gradient (pynn_loss_options)."""
     cdef tuple shape = _shape2(pred)
     _same_shape(_shape2(target), shape, "target", "loss")
     cdef float[:, ::1] grad_view
@@ -123,7 +125,8 @@ def loss(grad,                            # OUT None or (rows, cols) float32
         _same_shape(_shape2(grad_view), shape, "grad", "loss")
         grad_ptr = &grad_view[0, 0]
     cdef pynn_loss_options opt
-    _loss_options(&opt, pred.shape[0], param, weights, label_smoothing, False, 0, "loss")
+    _loss_options(&opt, pred.shape[0], param, weights, label_smoothing, False, 0, reduce_sum,
+                  "loss")
     cdef double value = 0.0
     cdef int status
     with nogil:
@@ -137,10 +140,11 @@ def sparse_cce(grad,                      # OUT None or (rows, cols) float32
                const float[:, ::1] pred,  # IN  (rows, cols)
                const int64_t[::1] labels, # IN  (rows,) in [0, cols) or ignore_class
                bint from_logits, weights=None, float label_smoothing=0.0,
-               ignore_class=None):
+               ignore_class=None, bint reduce_sum=False):
     """Sparse categorical cross-entropy; labels out of range (other than ignore_class)
-    raise ValueError.  weights, label_smoothing as `loss`; ignore_class: None or an int,
-    rows of that label count for nothing (the mean is over the others)."""
+    raise ValueError.  weights, label_smoothing, reduce_sum as `loss`; ignore_class: None or
+    an int, rows of that label count for nothing (the mean is over the others; with
+    reduce_sum they add nothing and nothing is rescaled)."""
     cdef tuple shape = _shape2(pred)
     _same_length(labels.shape[0], pred.shape[0], "labels", "sparse_cce")
     cdef float[:, ::1] grad_view
@@ -151,7 +155,7 @@ def sparse_cce(grad,                      # OUT None or (rows, cols) float32
         grad_ptr = &grad_view[0, 0]
     cdef pynn_loss_options opt
     _loss_options(&opt, pred.shape[0], 1.0, weights, label_smoothing, ignore_class is not None,
-                  0 if ignore_class is None else ignore_class, "sparse_cce")
+                  0 if ignore_class is None else ignore_class, reduce_sum, "sparse_cce")
     cdef double value = 0.0
     cdef int status
     with nogil:

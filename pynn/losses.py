@@ -17,6 +17,8 @@ def _shape_text(shape):
 # Keras 3's reductions (keras.src.losses.loss.standardize_reduction); "auto" is taken as
 # "sum_over_batch_size" (older Keras's default).
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+# the reductions compile takes: one number per batch, computed by the loss op
+TRAINING_REDUCTIONS = ("sum_over_batch_size", "mean", "sum")
 
 
 def _check_reduction(reduction, where):
@@ -72,17 +74,23 @@ class Loss:
 
     def check_output(self, output_shape, where="compile"):
         """A ValueError unless a model output of this shape (with the batch axis) can be
-        trained with this loss: its per-sample loss over the last axis, the reduction the
-        training step uses (sum over the batch size)."""
+        trained with this loss: its per-sample loss over the last axis, and a reduction that
+        gives one number per batch the training step can take: "sum_over_batch_size" (or
+        "mean", the same) or "sum" (Keras 3's: sum_i w_i l_i, not divided by the rows)."""
         rank = len(output_shape)
         if self.axis not in (-1, rank - 1):
             raise ValueError(f"{where}: {type(self).__name__} with axis={self.axis} cannot "
                              f"train an output of shape {_shape_text(output_shape)}: pynn "
                              f"computes losses over the last axis (axis=-1 or {rank - 1})")
-        if self.reduction not in ("sum_over_batch_size", "mean"):
+        if self.reduction not in TRAINING_REDUCTIONS:
+            why = ("gives one loss per sample" if self.reduction in (None, "none") else
+                   "divides by the batch's total sample weight, which pynn's training step "
+                   "does not")
             raise ValueError(f"{where}: {type(self).__name__} with reduction="
-                             f"{shown(self.reduction)} cannot train a model: training uses "
-                             "reduction='sum_over_batch_size' (the loss's mean over the batch)")
+                             f"{shown(self.reduction)} cannot train a model: training needs "
+                             f"one number per batch and that reduction {why}; use "
+                             "reduction='sum_over_batch_size' (the mean over the batch) or "
+                             "'sum'")
 
     def target_spec(self, output_shape):
         """(target shape with the batch axis, dtype, classes) for an output of this shape;
@@ -162,13 +170,13 @@ class Loss:
         value = be.loss(self.kind, be.from_host(pred2), be.from_host(target2), self.from_logits,
                         None, self.param,
                         weights=None if weights is None else be.from_host(weights),
-                        label_smoothing=self.label_smoothing, ignore_class=self.ignore_class)
-        # the kernel's value is sum_i w_i l_i / n, n the rows (not ignored)
+                        label_smoothing=self.label_smoothing, ignore_class=self.ignore_class,
+                        reduce_sum=self.reduction == "sum")
+        # the kernel's value is sum_i w_i l_i / n, n the rows (not ignored), or for "sum"
+        # sum_i w_i l_i
         n = pred2.shape[0] if self.ignore_class is None else \
             int(np.count_nonzero(target2 != self.ignore_class))
-        if self.reduction == "sum":
-            value *= n
-        elif self.reduction == "mean_with_sample_weight" and weights is not None:
+        if self.reduction == "mean_with_sample_weight" and weights is not None:
             kept = weights if self.ignore_class is None else weights[target2 != self.ignore_class]
             total = float(kept.astype(np.float64).sum())
             value = value * n / total if total > 0 else 0.0

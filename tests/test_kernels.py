@@ -576,6 +576,54 @@ def test_loss_options_that_change_nothing_keep_the_default_bits(kind, from_logit
     assert_bitwise(got_grad, want_grad)
 
 
+# reduce_sum (Keras 3's reduction "sum", pynn_loss_options.reduce_sum): the options path with
+# nothing divided by the rows, alone ("plain") and with each variant's options, every kind.
+SUM_VARIANTS = ["plain"] + OPTION_VARIANTS
+CPU_LOSS_SUM = [(shape, kind, fl, variant) for (kind, fl), shape, variant in
+                cycle(OPTION_KINDS, CPU_OPTION_SHAPES, SUM_VARIANTS)] + \
+    [(shape, kind, fl, variant) for (kind, fl), shape, variant in
+     cycle(OPTION_KINDS, CPU_OPTION_SHAPES[::-1], SUM_VARIANTS[3:] + SUM_VARIANTS[:3])]
+CUDA_LOSS_SUM = [((6, 3), kind, fl, variant)
+                 for (kind, fl), variant in cycle(OPTION_KINDS, SUM_VARIANTS)] + \
+    [((4, 2), "scce", True, "ignore-outside"), ((4, 3), "cce", True, "plain")]
+
+
+@over(cpu=CPU_LOSS_SUM, cuda=CUDA_LOSS_SUM)
+def test_loss_reduce_sum(kernel_backend, case):
+    """reduce_sum against the reference (on cpu bitwise on 1, 2 and 3 threads); the value
+    and the gradient are n times the mean's, n the rows (not ignored); every row ignored: 0
+    and a zero gradient; without a gradient the same value."""
+    shape, kind, from_logits, variant = case
+    pred, target, param, weights, smoothing, ignore = loss_option_args(
+        kind, from_logits, shape, "weights" if variant == "plain" else variant)
+    if variant == "plain":
+        weights, smoothing, ignore = None, 0.0, None
+    args = [kind, pred, target, from_logits, Out("grad", pred.shape), param, weights, smoothing,
+            ignore]
+    got, _ = check(kernel_backend, "loss", *args, True, value=RTOL_ELEMENTWISE)
+    mean = results(kernel_backend, lambda be: invoke(be, "loss", args + [False]))
+    n = shape[0] if ignore is None else int(np.count_nonzero(target != ignore))
+    if n == 0:
+        assert got["value"] == 0.0 and not got["grad"].any()
+    else:
+        assert_close(got["value"], n * mean["value"], RTOL_ELEMENTWISE, "value")
+        assert_close(got["grad"], n * mean["grad"].astype(np.float64), RTOL_ELEMENTWISE, "grad")
+    alone = results(kernel_backend, lambda be: invoke(be, "loss", args[:4] + [None] + args[5:]
+                                                      + [True]))
+    assert_bitwise(alone["value"], got["value"])
+
+
+def test_reduce_sum_false_is_the_default_path():
+    """reduce_sum=False given is bitwise no reduce_sum at all (the blocked CCE path too)."""
+    for kind, from_logits in [("cce", True), ("mse", False), ("scce", False)]:
+        pred, target = loss_inputs(kind, from_logits, (513, 7))
+        grads = [np.empty((513, 7), np.float32) for _ in range(2)]
+        a = CPU.loss(kind, pred, target, from_logits, grads[0])
+        b = CPU.loss(kind, pred, target, from_logits, grads[1], reduce_sum=False)
+        assert_bitwise(np.float64(a), np.float64(b))
+        assert_bitwise(grads[0], grads[1])
+
+
 def test_loss_options_refused(backend_name):
     """Bad options are refused on every backend before anything is written."""
     be = backends.get(backend_name)
@@ -603,6 +651,8 @@ def test_loss_options_refused(backend_name):
         assert_bitwise(host(be, grad), np.full((4, 3), 7.0, np.float32))
     with pytest.raises(TypeError):
         be.loss("scce", pred, labels, False, None, ignore_class="x")
+    with pytest.raises(TypeError, match="reduce_sum"):
+        be.loss("mse", pred, target, False, None, reduce_sum=1)
 
 
 def test_losses_of_extreme_logits_are_finite(kernel_backend):

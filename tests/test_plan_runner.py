@@ -17,6 +17,8 @@ rows) and ops naming them by index.  To add a case, build a plan with Plan / Par
 mlp_plan), teach python_step its op if it is new, and compare the three executions as
 test_one_call_per_epoch_per_step_and_op_by_op_agree_bitwise does.
 """
+import functools
+
 import numpy as np
 import pytest
 
@@ -76,9 +78,10 @@ HYPER_ADAM = [0.01, 0.0, 0.0, 0.9, 0.999, 0.9, 1e-7, 0.0, 0.0]         # pynn.id
 HYPER_SGD_MOMENTUM = [0.05, 0.9, 1.0, 0.9, 0.999, 0.9, 1e-7, 0.0, 0.0]   # nesterov
 
 
-def mlp_plan(capacity, n_in=64, hidden=32, classes=10, seed=0, outputs=False):
+def mlp_plan(capacity, n_in=64, hidden=32, classes=10, seed=0, outputs=False, reduce_sum=0):
     """Dense(hidden, relu), Dense(classes) on logits, sparse CCE, accuracy on the softmax,
-    Adam: a model's compiled training step (outputs: the softmax is copied out)."""
+    Adam: a model's compiled training step (outputs: the softmax is copied out; reduce_sum:
+    the loss's reduction "sum")."""
     p = Plan(capacity)
     rng = np.random.default_rng(seed)
     shapes = [(n_in, hidden), (hidden,), (hidden, classes), (classes,)]
@@ -93,7 +96,7 @@ def mlp_plan(capacity, n_in=64, hidden=32, classes=10, seed=0, outputs=False):
     relu, linear, softmax = (ids.ACTIVATIONS[a] for a in ("relu", "linear", "softmax"))
     p.op("dense", [x, w1, b1, z1, y1], [n_in, hidden, relu], [0.0])
     p.op("dense", [y1, w2, b2, z2, z2], [hidden, classes, linear], [0.0])
-    p.op("loss", [z2, labels, grad, -1], [ids.LOSSES["scce"], 1, classes, 0, 0, 0],
+    p.op("loss", [z2, labels, grad, -1], [ids.LOSSES["scce"], 1, classes, 0, 0, 0, reduce_sum],
          [1.0, 0.0, 0.0])
     p.op("activation", [z2, probs], [classes, softmax], [0.0])
     p.op("metric", [probs, labels, -1],
@@ -130,7 +133,7 @@ def cnn_plan(capacity, seed=0):
     p.op("conv2d", [x, k, b, cols, z1, y1], geometry, [0.0])
     p.op("dropout", [y1, mask, d], dropout_ints, [0.25])
     p.op("dense", [d, w2, b2, z2, z2], [288, 10, linear], [0.0])
-    p.op("loss", [z2, labels, grad, -1], [ids.LOSSES["scce"], 1, 10, 0, 0, 0], [1.0, 0.0, 0.0])
+    p.op("loss", [z2, labels, grad, -1], [ids.LOSSES["scce"], 1, 10, 0, 0, 0, 0], [1.0, 0.0, 0.0])
     p.op("metric", [z2, labels, -1], [ids.METRICS["sparse_categorical_accuracy"], 10, 0, 1, 1, 1],
          [0.5])
     p.op("dense_backward", [d, w2, z2, z2, grad, dw2, db2, dd], [288, 10, linear], [0.0])
@@ -198,14 +201,14 @@ def python_step(p, rows, step, losses, metrics):
             cols, act = ints
             CPU.activation_forward(view(bufs[0], cols), ACT_NAMES[act], reals[0], view(bufs[1], cols))
         elif name == "loss":
-            kind_id, from_logits, cols, index, has_ignore, ignore = ints
+            kind_id, from_logits, cols, index, has_ignore, ignore, reduce_sum = ints
             pred, target, grad, weights = bufs
             labels = p.buffers[target][0].dtype == np.int64
             losses[index] = CPU.loss(LOSS_NAMES[kind_id], view(pred, cols),
                                      view(target) if labels else view(target, cols),
                                      bool(from_logits), view(grad, cols), reals[1],
                                      None if weights < 0 else view(weights), reals[2],
-                                     ignore if has_ignore else None)
+                                     ignore if has_ignore else None, bool(reduce_sum))
         elif name == "metric":
             kind_id, cols, index, k, width, per_weight = ints
             pred, target, weights = bufs
@@ -275,7 +278,8 @@ def run_three_ways(build, x, labels, order, batch, epochs=2):
     return runs
 
 
-@pytest.mark.parametrize("build", [mlp_plan, cnn_plan], ids=["mlp", "cnn"])
+@pytest.mark.parametrize("build", [mlp_plan, functools.partial(mlp_plan, reduce_sum=1), cnn_plan],
+                         ids=["mlp", "mlp-sum", "cnn"])
 def test_one_call_per_epoch_per_step_and_op_by_op_agree_bitwise(build):
     n, batch = 200, 32                              # 6 full steps and one of 8 rows
     x, labels = learnable_data(n, 64, 10, 1)
@@ -392,6 +396,8 @@ MALFORMED = {
     "labels of more classes than columns": lambda p: p.classes.__setitem__(0, 11),
     "labels that are no plan target": lambda p: (p.targets.clear(), p.classes.clear()),
     "a loss slot out of range": lambda p: p.ops[2][2].__setitem__(3, 1),
+    "a loss reduce_sum other than 0 or 1": lambda p: p.ops[2][2].__setitem__(6, 2),
+    "a loss without its reduce_sum": lambda p: p.ops[2][2].pop(),
     "a metric id out of range": lambda p: p.ops[4][2].__setitem__(0, 99),
     "a metric of width 2": lambda p: p.ops[4][2].__setitem__(4, 2),
     "a metric without its threshold": lambda p: p.ops[4][3].pop(),

@@ -70,10 +70,11 @@ class Backend:
         raise NotImplementedError
 
     def loss(self, kind, pred, target, from_logits, grad, param=1.0, weights=None,
-             label_smoothing=0.0, ignore_class=None):
+             label_smoothing=0.0, ignore_class=None, reduce_sum=False):
         """The loss as a Python float, Keras 3's "sum_over_batch_size": sum_i w_i l_i / rows
-        (the batch mean without weights); grad (may be None) = d loss / d pred, row i scaled
-        by w_i.  pred (rows, cols); target (rows, cols), or int64 labels (rows,) for "scce".
+        (the batch mean without weights), or with reduce_sum Keras 3's "sum": sum_i w_i l_i;
+        grad (may be None) = d loss / d pred, row i scaled by w_i.  pred (rows, cols);
+        target (rows, cols), or int64 labels (rows,) for "scce".
           param            Huber's delta (> 0), ignored by the other kinds
           weights          None, or a float32 backend array of k finite weights >= 0, k
                            dividing rows: row i weighs weights[i // per_weight], per_weight =
@@ -83,6 +84,8 @@ class Backend:
           ignore_class     None or an int, "scce" only: rows of that label (which may lie
                            outside [0, cols)) count for nothing and the mean is over the
                            others (Keras 3's mask); every row ignored: 0 and a zero gradient
+          reduce_sum       a bool: True divides nothing by the rows (value and gradient);
+                           rows ignored add nothing and nothing is rescaled
         csrc/pynn.h (pynn_loss_options) is the specification."""
         raise NotImplementedError
 
@@ -293,9 +296,12 @@ class HostBackend(Backend):
         np.copyto(dst, src, casting="same_kind")
 
 
-def loss_option_kind(kind, label_smoothing, ignore_class, where="loss"):
+def loss_option_kind(kind, label_smoothing, ignore_class, where="loss", reduce_sum=False):
     """The checks every backend's loss makes of the options it does not hand to a kernel
-    that checks them: ignore_class only for "scce", an int."""
+    that checks them: ignore_class only for "scce", an int; reduce_sum a bool."""
+    if not isinstance(reduce_sum, (bool, np.bool_)):
+        raise TypeError(f"{where}: expected reduce_sum to be a bool, received "
+                        f"{reduce_sum!r}")
     if ignore_class is not None:
         if kind != "scce":
             raise ValueError(f"{where}: ignore_class applies to 'scce', received kind={kind!r}")

@@ -46,13 +46,13 @@ class CpuBackend(HostBackend):
         _core.activation_backward(out, x, y, dy, _act(activation, "activation_backward"), alpha)
 
     def loss(self, kind, pred, target, from_logits, grad, param=1.0, weights=None,
-             label_smoothing=0.0, ignore_class=None):
-        loss_option_kind(kind, label_smoothing, ignore_class)
+             label_smoothing=0.0, ignore_class=None, reduce_sum=False):
+        loss_option_kind(kind, label_smoothing, ignore_class, reduce_sum=reduce_sum)
         if kind == "scce":
             return _core.sparse_cce(grad, pred, target, from_logits, weights, label_smoothing,
-                                    ignore_class)
+                                    ignore_class, reduce_sum)
         return _core.loss(grad, pred, target, _id(ids.LOSSES, kind, "loss"), from_logits, param,
-                          weights, label_smoothing)
+                          weights, label_smoothing, reduce_sum)
 
     def sgd_update(self, w, m, g, lr, momentum, nesterov):
         _core.sgd_update(_flat(w), None if m is None else _flat(m), _flat(g), lr, momentum, nesterov)

@@ -39,13 +39,14 @@ class NumpyBackend(HostBackend):
         out[...] = ref.activation_backward(x, y, dy, activation, alpha)
 
     def loss(self, kind, pred, target, from_logits, grad, param=1.0, weights=None,
-             label_smoothing=0.0, ignore_class=None):
-        loss_option_kind(kind, label_smoothing, ignore_class)
+             label_smoothing=0.0, ignore_class=None, reduce_sum=False):
+        loss_option_kind(kind, label_smoothing, ignore_class, reduce_sum=reduce_sum)
         if kind == "scce":
             value, g = ref.sparse_cce(pred, target, from_logits, weights, label_smoothing,
-                                      ignore_class)
+                                      ignore_class, bool(reduce_sum))
         else:
-            value, g = ref.loss(pred, target, kind, from_logits, param, weights, label_smoothing)
+            value, g = ref.loss(pred, target, kind, from_logits, param, weights, label_smoothing,
+                                bool(reduce_sum))
         if grad is not None:
             grad[...] = g
         return float(value)

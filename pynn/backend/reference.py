@@ -132,36 +132,40 @@ def activation_backward(x, y, dy, activation, alpha=0.2):
 # float; grad = d loss / d pred, so it already carries the 1/rows of the mean (and the
 # 1/cols of the per-sample mean for MSE and BCE).
 
-def _mse(pred, target):
+def _mse(pred, target, n=None):
     rows, cols = pred.shape
+    n = rows if n is None else n
     diff = pred - target
     per_sample = (diff * diff).mean(axis=-1)
-    grad = 2 * diff / (rows * cols)
+    grad = 2 * diff / (n * cols)
     return per_sample, grad
 
 
-def _bce_probs(pred, target):
+def _bce_probs(pred, target, n=None):
     rows, cols = pred.shape
+    n = rows if n is None else n
     eps = _scalar(EPSILON, pred)
     p = np.clip(pred, eps, 1 - eps)
     per_element = -(target * np.log(p) + (1 - target) * np.log(1 - p))
     # where clipping changed pred the loss is flat in pred: zero gradient there
     inside = (pred >= eps) & (pred <= 1 - eps)
-    grad = np.where(inside, (p - target) / (p * (1 - p)), 0) / (rows * cols)
+    grad = np.where(inside, (p - target) / (p * (1 - p)), 0) / (n * cols)
     return per_element.mean(axis=-1), grad.astype(pred.dtype)
 
 
-def _bce_logits(logits, target):
+def _bce_logits(logits, target, n=None):
     rows, cols = logits.shape
+    n = rows if n is None else n
     # log(1 + exp(-|z|)) never overflows; equals -(t log s(z) + (1-t) log(1-s(z)))
     per_element = np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))
-    grad = (_sigmoid(logits) - target) / (rows * cols)
+    grad = (_sigmoid(logits) - target) / (n * cols)
     return per_element.mean(axis=-1), grad
 
 
-def _cce_probs(pred, target):
+def _cce_probs(pred, target, n=None):
     # Keras 3: normalise each row to sum 1, clip, then -sum t log q.
     rows = pred.shape[0]
+    n = rows if n is None else n
     eps = _scalar(EPSILON, pred)
     s = pred.sum(axis=-1, keepdims=True)
     q = pred / s
@@ -171,19 +175,20 @@ def _cce_probs(pred, target):
     # d q_j / d p_i = (delta_ij - q_j) / s
     inside = (q >= eps) & (q <= 1 - eps)
     grad_q = np.where(inside, -target / q_clipped, 0).astype(pred.dtype)
-    grad = (grad_q - (grad_q * q).sum(axis=-1, keepdims=True)) / s / rows
+    grad = (grad_q - (grad_q * q).sum(axis=-1, keepdims=True)) / s / n
     return per_sample, grad
 
 
-def _cce_logits(logits, target):
+def _cce_logits(logits, target, n=None):
     rows = logits.shape[0]
+    n = rows if n is None else n
     shifted = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(shifted)
     s = e.sum(axis=-1, keepdims=True)
     log_softmax = shifted - np.log(s)
     # -sum t (z - lse) stays right for soft targets that do not sum to 1
     per_sample = -(target * log_softmax).sum(axis=-1)
-    grad = (e / s * target.sum(axis=-1, keepdims=True) - target) / rows
+    grad = (e / s * target.sum(axis=-1, keepdims=True) - target) / n
     return per_sample, grad
 
 
@@ -192,47 +197,52 @@ def _cce_logits(logits, target):
 # differentiable the gradient takes one side's value: sign(0) = 0, max(m, 0) passes no
 # gradient at m = 0, categorical hinge's first maximum wins.
 
-def _mae(pred, target):
+def _mae(pred, target, n=None):
     rows, cols = pred.shape
+    n = rows if n is None else n
     d = pred - target
-    return np.abs(d).mean(axis=-1), np.sign(d) / (rows * cols)
+    return np.abs(d).mean(axis=-1), np.sign(d) / (n * cols)
 
 
-def _mape(pred, target):
+def _mape(pred, target, n=None):
     rows, cols = pred.shape
+    n = rows if n is None else n
     den = np.maximum(np.abs(target), _scalar(EPSILON, pred))
     per_sample = 100 * np.abs((target - pred) / den).mean(axis=-1)
-    return per_sample, _scalar(100, pred) * np.sign(pred - target) / den / (rows * cols)
+    return per_sample, _scalar(100, pred) * np.sign(pred - target) / den / (n * cols)
 
 
-def _huber(pred, target, delta):
+def _huber(pred, target, delta, n=None):
     rows, cols = pred.shape
+    n = rows if n is None else n
     delta = _scalar(delta, pred)
     e = pred - target
     a = np.abs(e)
     quad = a <= delta
     half = _scalar(0.5, pred)
     per_element = np.where(quad, half * e * e, delta * a - half * delta * delta)
-    return per_element.mean(axis=-1), np.where(quad, e, delta * np.sign(e)) / (rows * cols)
+    return per_element.mean(axis=-1), np.where(quad, e, delta * np.sign(e)) / (n * cols)
 
 
-def _log_cosh(pred, target):
+def _log_cosh(pred, target, n=None):
     # Keras's form: e + softplus(-2 e) - log 2, softplus written stably
     rows, cols = pred.shape
+    n = rows if n is None else n
     e = pred - target
     x = -2 * e
     softplus = np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
     per_element = e + softplus - _scalar(math.log(2.0), pred)
-    return per_element.mean(axis=-1), np.tanh(e) / (rows * cols)
+    return per_element.mean(axis=-1), np.tanh(e) / (n * cols)
 
 
-def _kld(pred, target):
+def _kld(pred, target, n=None):
     # t and p clipped to [EPSILON, 1]; sum_j t log(t / p); flat where p was clipped
     rows = pred.shape[0]
+    n = rows if n is None else n
     eps, one = _scalar(EPSILON, pred), _scalar(1, pred)
     t, p = np.clip(target, eps, one), np.clip(pred, eps, one)
     inside = (pred >= eps) & (pred <= one)
-    return (t * np.log(t / p)).sum(axis=-1), np.where(inside, -t / p, 0).astype(pred.dtype) / rows
+    return (t * np.log(t / p)).sum(axis=-1), np.where(inside, -t / p, 0).astype(pred.dtype) / n
 
 
 def hinge_targets(target):
@@ -242,37 +252,41 @@ def hinge_targets(target):
     return target
 
 
-def _hinge(pred, target, squared):
+def _hinge(pred, target, squared, n=None):
     rows, cols = pred.shape
+    n = rows if n is None else n
     t = hinge_targets(target)
     m = 1 - t * pred
     h = np.maximum(m, 0)
     if squared:
-        return (h * h).mean(axis=-1), np.where(m > 0, -2 * t * h, 0).astype(pred.dtype) / (rows * cols)
-    return h.mean(axis=-1), np.where(m > 0, -t, 0).astype(pred.dtype) / (rows * cols)
+        return (h * h).mean(axis=-1), np.where(m > 0, -2 * t * h, 0).astype(pred.dtype) / (n * cols)
+    return h.mean(axis=-1), np.where(m > 0, -t, 0).astype(pred.dtype) / (n * cols)
 
 
-def _categorical_hinge(pred, target):
+def _categorical_hinge(pred, target, n=None):
     rows = pred.shape[0]
+    n = rows if n is None else n
     pos = (target * pred).sum(axis=-1)
     negs = (1 - target) * pred
     k = negs.argmax(axis=-1)                      # the first maximum
     margin = negs[np.arange(rows), k] - pos + 1
     grad = -target.copy()
     grad[np.arange(rows), k] += 1 - target[np.arange(rows), k]
-    grad = np.where((margin > 0)[:, None], grad, 0).astype(pred.dtype) / rows
+    grad = np.where((margin > 0)[:, None], grad, 0).astype(pred.dtype) / n
     return np.maximum(margin, 0), grad
 
 
-def _poisson(pred, target):
+def _poisson(pred, target, n=None):
     rows, cols = pred.shape
+    n = rows if n is None else n
     pe = pred + _scalar(EPSILON, pred)
-    return (pred - target * np.log(pe)).mean(axis=-1), (1 - target / pe) / (rows * cols)
+    return (pred - target * np.log(pe)).mean(axis=-1), (1 - target / pe) / (n * cols)
 
 
-def _cosine_similarity(pred, target):
+def _cosine_similarity(pred, target, n=None):
     # x / sqrt(max(sum x^2, EPSILON^2)) for each row of t and p; -sum tn pn
     rows = pred.shape[0]
+    n = rows if n is None else n
     eps2 = _scalar(EPSILON, pred) * _scalar(EPSILON, pred)
     pp = (pred * pred).sum(axis=-1, keepdims=True)
     ip = 1 / np.sqrt(np.maximum(pp, eps2))
@@ -280,7 +294,7 @@ def _cosine_similarity(pred, target):
     c = it * ip * (target * pred).sum(axis=-1, keepdims=True)
     # d(-c)/dp = -ip (tn - c pn) where |p|^2 >= eps^2; there ip is constant: -tn ip
     grad = np.where(pp >= eps2, -ip * (target * it - c * (pred * ip)), -target * it * ip)
-    return -c[:, 0], grad / rows
+    return -c[:, 0], grad / n
 
 
 def smoothed_targets(target, kind, label_smoothing):
@@ -304,12 +318,15 @@ def row_weights(weights, rows, dtype):
     return np.repeat(w.astype(dtype), rows // w.shape[0])
 
 
-def loss(pred, target, kind, from_logits=False, param=1.0, weights=None, label_smoothing=0.0):
+def loss(pred, target, kind, from_logits=False, param=1.0, weights=None, label_smoothing=0.0,
+         reduce_sum=False):
     """(sum_i w_i l_i / rows, d loss / d pred) for kind in LOSSES, l_i the per-sample loss
     (w_i = 1 without weights: the mean).  from_logits: pred holds logits (sigmoid for bce,
     softmax for cce); the other kinds have no logits form and ignore it.  param: Huber's
     delta.  weights: None or (k,), k dividing rows (row_weights); the gradient row i is
-    scaled by w_i.  label_smoothing: bce and cce only, in [0, 1] (smoothed_targets)."""
+    scaled by w_i.  label_smoothing: bce and cce only, in [0, 1] (smoothed_targets).
+    reduce_sum: Keras 3's reduction "sum", sum_i w_i l_i (nothing divided by the rows, in
+    the value or the gradient)."""
     if pred.ndim != 2 or pred.shape != target.shape or pred.shape[0] == 0:
         raise ValueError(f"loss: expected pred and target of the same shape (rows >= 1, "
                          f"cols), received {pred.shape} and {target.shape}")
@@ -322,28 +339,31 @@ def loss(pred, target, kind, from_logits=False, param=1.0, weights=None, label_s
                              f"kind={kind!r}")
         target = smoothed_targets(target, kind, label_smoothing)
     w = None if weights is None else row_weights(weights, pred.shape[0], pred.dtype)
+    n = 1 if reduce_sum else pred.shape[0]     # the rows the value and the gradient divide by
     if kind == "mse":
-        per_sample, grad = _mse(pred, target)
+        per_sample, grad = _mse(pred, target, n)
     elif kind == "bce":
-        per_sample, grad = (_bce_logits if from_logits else _bce_probs)(pred, target)
+        per_sample, grad = (_bce_logits if from_logits else _bce_probs)(pred, target, n)
     elif kind == "cce":
-        per_sample, grad = (_cce_logits if from_logits else _cce_probs)(pred, target)
+        per_sample, grad = (_cce_logits if from_logits else _cce_probs)(pred, target, n)
     elif kind == "huber":
         if not (param > 0 and math.isfinite(param)):
             raise ValueError(f"loss: expected huber's delta > 0, received delta={param!r}")
-        per_sample, grad = _huber(pred, target, param)
+        per_sample, grad = _huber(pred, target, param, n)
     elif kind in ("hinge", "squared_hinge"):
-        per_sample, grad = _hinge(pred, target, kind == "squared_hinge")
+        per_sample, grad = _hinge(pred, target, kind == "squared_hinge", n)
     elif kind in _OTHER_LOSSES:
-        per_sample, grad = _OTHER_LOSSES[kind](pred, target)
+        per_sample, grad = _OTHER_LOSSES[kind](pred, target, n)
     else:
         raise ValueError(f"loss: expected kind in {LOSSES}, received kind={kind!r}")
     grad = grad.astype(pred.dtype, copy=False)
-    if w is None:
+    if w is None and not reduce_sum:
         return float(per_sample.mean()), grad
-    # the sum of w_i l_i in float64, divided by the rows (Keras's sum_over_batch_size)
-    value = float((w.astype(np.float64) * per_sample.astype(np.float64)).sum() / pred.shape[0])
-    return value, grad * w[:, None]
+    # the sum of w_i l_i in float64, divided by the rows (Keras's sum_over_batch_size) or
+    # not ("sum")
+    w64 = 1.0 if w is None else w.astype(np.float64)
+    value = float((w64 * per_sample.astype(np.float64)).sum() / n)
+    return value, (grad if w is None else grad * w[:, None])
 
 
 _OTHER_LOSSES = {"mae": _mae, "mape": _mape, "log_cosh": _log_cosh, "kld": _kld,
@@ -366,17 +386,18 @@ def one_hot(labels, classes, dtype=np.float32):
 
 
 def sparse_cce(pred, labels, from_logits=False, weights=None, label_smoothing=0.0,
-               ignore_class=None):
+               ignore_class=None, reduce_sum=False):
     """Categorical cross-entropy with integer labels: CCE against their one-hot rows.
     ignore_class: None or an int; rows of that label (which may lie outside [0, cols))
     count for nothing, Keras 3's mask: the mean is over the other rows (weights as loss's
-    multiply as well); every row ignored: loss 0 and a zero gradient."""
+    multiply as well); every row ignored: loss 0 and a zero gradient.  reduce_sum: as
+    loss's (the ignored rows add nothing, nothing is rescaled)."""
     if pred.ndim != 2 or np.shape(labels) != (pred.shape[0],):
         raise ValueError(f"sparse_cce: expected labels of shape ({pred.shape[0]},) for "
                          f"pred of shape {pred.shape}, received {np.shape(labels)}")
     if ignore_class is None:
         return loss(pred, one_hot(labels, pred.shape[1], pred.dtype), "cce", from_logits,
-                    weights=weights, label_smoothing=label_smoothing)
+                    weights=weights, label_smoothing=label_smoothing, reduce_sum=reduce_sum)
     labels = np.asarray(labels)
     valid = labels != ignore_class
     w = None if weights is None else row_weights(weights, pred.shape[0], pred.dtype)
@@ -386,7 +407,7 @@ def sparse_cce(pred, labels, from_logits=False, weights=None, label_smoothing=0.
     # the rows not ignored, as a batch of their own: the mean is over them
     value, g = loss(pred[valid], one_hot(labels[valid], pred.shape[1], pred.dtype), "cce",
                     from_logits, weights=None if w is None else w[valid],
-                    label_smoothing=label_smoothing)
+                    label_smoothing=label_smoothing, reduce_sum=reduce_sum)
     grad[valid] = g
     return value, grad
 

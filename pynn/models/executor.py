@@ -352,13 +352,13 @@ def _scale(ex, op, v, step, losses, metrics, reals):
 
 def _loss(ex, op, v, step, losses, metrics, reals):
     pred, target, grad, weights = op.bufs
-    kind, from_logits, cols, index, has_ignore, ignore = op.ints
+    kind, from_logits, cols, index, has_ignore, ignore, reduce_sum = op.ints
     t = v[target]
     t = t.reshape(-1) if t.dtype == np.int64 else _rows2(t, cols)
     losses[index] = ex.backend.loss(_LOSS[kind], _rows2(v[pred], cols), t, bool(from_logits),
                                     None if grad < 0 else _rows2(v[grad], cols), reals[1],
                                     None if weights < 0 else v[weights].reshape(-1),
-                                    reals[2], ignore if has_ignore else None)
+                                    reals[2], ignore if has_ignore else None, bool(reduce_sum))
 
 
 def _metric(ex, op, v, step, losses, metrics, reals):

@@ -46,7 +46,9 @@ categorical (binary) cross-entropy, the producing layer leaves the activation ou
 loss takes logits, the numerically stable fused form (as Keras's TF backend does through
 `_keras_logits`); an OP_ACTIVATION then makes the probabilities the metrics read.  The
 reported loss is the weighted sum of the output losses; each output's unweighted loss is
-logged under "<output>_loss" (Keras 3's names).
+logged under "<output>_loss" (Keras 3's names).  A loss of reduction "sum" sets its
+OP_LOSS's reduce_sum: its value and gradient are sum_i w_i l_i over the batch, not divided
+by the rows (Keras 3's).
 """
 import numpy as np
 
@@ -430,7 +432,8 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
         plan.target_ignore.append(ignore)
         b.op("loss", [out.buf, target, grad, sample_weights],
              [ids.LOSSES[spec.loss.kind], int(fused or spec.loss.from_logits), cols,
-              len(plan.loss_names), int(ignore is not None), 0 if ignore is None else ignore],
+              len(plan.loss_names), int(ignore is not None), 0 if ignore is None else ignore,
+              int(spec.loss.reduction == "sum")],
              [spec.weight, spec.loss.param, spec.loss.label_smoothing], label=spec.loss_key)
         plan.loss_names.append(spec.loss_key)
         plan.loss_weights.append(spec.weight)

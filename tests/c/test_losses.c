@@ -423,13 +423,14 @@ static void check_other_refusals(void) {
           "delta inf");
 }
 
-/* ---- the options (pynn_loss_options): weights, label smoothing, ignore_class ----
+/* ---- the options (pynn_loss_options): weights, label smoothing, ignore_class, reduce_sum
  * Against the kernel without options on targets smoothed here by Keras's formulas (t (1 - ls)
  * + ls / 2 for BCE, + ls / cols for CCE) and on the rows not ignored, compacted: each
  * gradient row is bitwise the plain call's row times its weight (the same float operations,
  * then one multiply), ignored rows are 0; the loss is sum_i w_i l_i / n with l_i each row's
  * own loss (a call on that row alone) and n the rows not ignored, to 1e-12 (the kernel adds
- * in chunks). */
+ * in chunks).  With reduce_sum (Keras's "sum") n is 1: each gradient row is bitwise the
+ * gradient of the call on that row alone (1 row: nothing divided) times its weight. */
 typedef struct {
     const float *pred, *target;
     const int64_t *labels;
@@ -458,7 +459,7 @@ static void run_options(void *ctx, unsigned char *out) {
 }
 
 static void check_options(int64_t rows, int64_t cols, int kind, int from_logits, int per_weight,
-                          float smoothing, int ignore_mode) {
+                          float smoothing, int ignore_mode, int reduce_sum) {
     const int64_t n = rows * cols, n_w = (rows - 1) / per_weight + 1;
     const int sparse = kind == PYNN_LOSS_SPARSE_CCE, ce = sparse ? PYNN_LOSS_CCE : kind;
     const int64_t ignore = ignore_mode == 2 ? -1 : 1;    /* outside [0, cols), or a class */
@@ -466,13 +467,13 @@ static void check_options(int64_t rows, int64_t cols, int kind, int from_logits,
                                                        : ctest_floats(n, 0.02f, 1.0f);
     float *target = ctest_floats(n, 0.0f, 1.0f), *weights = ctest_floats(n_w, 0.0f, 2.0f);
     float *smooth = ctest_new_floats(n), *cp = ctest_new_floats(n), *ct = ctest_new_floats(n);
-    float *plain = ctest_new_floats(n);
+    float *plain = ctest_new_floats(n), *row_grad = ctest_new_floats(cols);
     int64_t *labels = (int64_t *)ctest_alloc((size_t)rows * sizeof(int64_t));
     const float keep = 1.0f - smoothing;
     const float add = ce == PYNN_LOSS_BCE ? 0.5f * smoothing : smoothing / (float)cols;
     options_case t = {pred, sparse ? NULL : target, sparse ? labels : NULL, rows, cols, kind,
                       from_logits, {1.0f, smoothing, ignore_mode != 0, ignore, weights,
-                                    per_weight}};
+                                    per_weight, reduce_sum}};
     unsigned char *out;
     const float *grad;
     double loss[2], want = 0.0, plain_loss;
@@ -482,9 +483,10 @@ static void check_options(int64_t rows, int64_t cols, int kind, int from_logits,
         labels[i] = (int64_t)(ctest_rand() * (float)cols) % cols;
         if (ignore_mode != 0 && (i % 3 == 1 || ignore_mode == 3)) labels[i] = ignore;
     }
-    CTEST_CONTEXT("options: %s%s %lld x %lld, per_weight %d, smoothing %g, ignore mode %d",
-                  kind_names[kind], from_logits ? " from logits" : "", (long long)rows,
-                  (long long)cols, per_weight, (double)smoothing, ignore_mode);
+    CTEST_CONTEXT("options: %s%s %lld x %lld, per_weight %d, smoothing %g, ignore mode %d, "
+                  "reduce_sum %d", kind_names[kind], from_logits ? " from logits" : "",
+                  (long long)rows, (long long)cols, per_weight, (double)smoothing, ignore_mode,
+                  reduce_sum);
     out = ctest_everywhere(run_options, &t, 2 * sizeof(double) + (size_t)n * sizeof(float),
                            "loss options");
     memcpy(loss, out, sizeof loss);
@@ -516,18 +518,19 @@ static void check_options(int64_t rows, int64_t cols, int kind, int from_logits,
                 CHECK(j == cols, "ignored row %lld has a gradient", (long long)i);
                 continue;
             }
-            for (j = 0; j < cols; j++)
-                CHECK(memcmp(&grad[i * cols + j], &(float){plain[valid * cols + j] * w},
-                             sizeof(float)) == 0,
+            /* the row alone: its gradient is not divided by the rows (reduce_sum's) */
+            CHECK(pynn_loss(row_grad, &row_loss, cp + valid * cols, ct + valid * cols, 1, cols,
+                            ce, from_logits, NULL) == PYNN_OK, "row call");
+            for (j = 0; j < cols; j++) {
+                const float base = reduce_sum ? row_grad[j] : plain[valid * cols + j];
+                CHECK(memcmp(&grad[i * cols + j], &(float){base * w}, sizeof(float)) == 0,
                       "gradient [%lld, %lld] %.9g, expected %.9g * %.9g", (long long)i,
-                      (long long)j, (double)grad[i * cols + j], (double)plain[valid * cols + j],
-                      (double)w);
-            CHECK(pynn_loss(NULL, &row_loss, cp + valid * cols, ct + valid * cols, 1, cols, ce,
-                            from_logits, NULL) == PYNN_OK, "row call");
+                      (long long)j, (double)grad[i * cols + j], (double)base, (double)w);
+            }
             want += (double)w * row_loss;
             valid++;
         }
-        want /= (double)valid;
+        if (!reduce_sum) want /= (double)valid;
         CHECK(fabs(loss[0] - want) <= 1e-12 * fabs(want) + 1e-300, "loss %.17g, expected %.17g",
               loss[0], want);
     }
@@ -539,6 +542,7 @@ static void check_options(int64_t rows, int64_t cols, int kind, int from_logits,
     free(cp);
     free(ct);
     free(plain);
+    free(row_grad);
     free(labels);
 }
 
@@ -551,7 +555,7 @@ static void check_option_refusals(void) {
     double loss = 12345.0;
     size_t b;
     int i;
-    pynn_loss_options o = {1.0f, 0.0f, 0, 0, NULL, 1};
+    pynn_loss_options o = {1.0f, 0.0f, 0, 0, NULL, 1, 0};
 #define REFUSED(call, status, what)                                                        \
     do {                                                                                   \
         for (i = 0; i < 6; i++) g[i] = -7.0f;                                             \
@@ -586,6 +590,11 @@ static void check_option_refusals(void) {
     o.param = 0.0f;
     o.has_ignore = 0;
     REFUSED(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_HUBER, 0, &o), PYNN_EINVAL, "delta 0");
+    o.param = 1.0f;
+    o.reduce_sum = 2;                 /* 0 or 1 */
+    REFUSED(pynn_loss(g, &loss, p, p, 2, 3, PYNN_LOSS_MSE, 0, &o), PYNN_EINVAL, "reduce_sum 2");
+    o.reduce_sum = -1;
+    REFUSED(pynn_sparse_cce(g, &loss, p, labels, 1, 3, 0, &o), PYNN_EINVAL, "reduce_sum -1");
 #undef REFUSED
 }
 
@@ -617,16 +626,21 @@ int main(void) {
                     const int per = r % 2 == 0 && s % 2 ? 2 : 1;
                     const float ls = kind == PYNN_LOSS_MSE ? 0.0f : (s % 2 ? 0.1f : 0.0f);
                     if (kind == PYNN_LOSS_MSE && logits) continue;
-                    check_options(r, c, kind, logits, per, ls, 0);
+                    check_options(r, c, kind, logits, per, ls, 0, 0);
+                    check_options(r, c, kind, logits, per, ls, 0, 1);
                     if (kind == PYNN_LOSS_SPARSE_CCE) {
-                        check_options(r, c, kind, logits, per, ls, 1);
-                        check_options(r, c, kind, logits, 1, 0.05f, 2);
-                        check_options(r, c, kind, logits, per, ls, 3);
+                        check_options(r, c, kind, logits, per, ls, 1, 0);
+                        check_options(r, c, kind, logits, 1, 0.05f, 2, 0);
+                        check_options(r, c, kind, logits, per, ls, 3, 0);
+                        check_options(r, c, kind, logits, per, ls, 1, 1);
+                        check_options(r, c, kind, logits, 1, 0.0f, 2, 1);
+                        check_options(r, c, kind, logits, per, ls, 3, 1);
                     }
                 }
-        check_options(257, 4, PYNN_LOSS_BCE, 1, 1, 1.0f, 0);     /* smoothing 1: all 0.5 */
-        check_options(16385, 3, PYNN_LOSS_CCE, 1, 5, 0.2f, 0);   /* chunk sums on the heap */
-        check_options(64, 1000, PYNN_LOSS_SPARSE_CCE, 0, 4, 0.3f, 2);
+        check_options(257, 4, PYNN_LOSS_BCE, 1, 1, 1.0f, 0, 0);     /* smoothing 1: all 0.5 */
+        check_options(16385, 3, PYNN_LOSS_CCE, 1, 5, 0.2f, 0, 0);   /* chunk sums on the heap */
+        check_options(16385, 3, PYNN_LOSS_SPARSE_CCE, 1, 1, 0.0f, 1, 1);
+        check_options(64, 1000, PYNN_LOSS_SPARSE_CCE, 0, 4, 0.3f, 2, 0);
     }
     for (kind = PYNN_LOSS_MAE; kind <= PYNN_LOSS_COSINE_SIMILARITY; kind++)
         for (s = 0; s < 10; s++)       /* up to 300 x 200: two threads */

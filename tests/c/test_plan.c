@@ -185,7 +185,7 @@ static void mlp_build(mlp_net *n) {
     add_op(b, PYNN_OP_DENSE, LIST(x, w1, b1, z1, y1), LIST(IN, HID, PYNN_ACT_RELU), REALS(0.0));
     add_op(b, PYNN_OP_DROPOUT, LIST(y1, mask, d), LIST(DROPOUT_SEED, 1, HID, 0, 0), REALS(0.2));
     add_op(b, PYNN_OP_DENSE, LIST(d, w2, b2, z2, z2), LIST(HID, OUT, PYNN_ACT_LINEAR), REALS(0.0));
-    add_op(b, PYNN_OP_LOSS, LIST(z2, labels, grad, -1), LIST(PYNN_LOSS_SPARSE_CCE, 1, OUT, 0, 0, 0), REALS(1.0, 0.0, 0.0));
+    add_op(b, PYNN_OP_LOSS, LIST(z2, labels, grad, -1), LIST(PYNN_LOSS_SPARSE_CCE, 1, OUT, 0, 0, 0, 0), REALS(1.0, 0.0, 0.0));
     add_op(b, PYNN_OP_ACTIVATION, LIST(z2, probs), LIST(OUT, PYNN_ACT_SOFTMAX), REALS(0.0));
     add_op(b, PYNN_OP_METRIC, LIST(probs, labels, -1),
            LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, OUT, 0, 1, 1, 1), REALS(0.5));
@@ -412,7 +412,7 @@ static void test_malformed(const float *x, const int64_t *labels, const int64_t 
     bad_ints[2] = HID + 3;
     WITH_OP(1, n.b.ops[1].ints = bad_ints, "dropout's row not dividing its buffer");
     WITH_OP(1, n.b.ops[1].reals = (const double[]){1.0}, "a dropout rate of 1");
-    for (k = 0; k < 4; k++) bad_ints[k] = n.b.ops[3].ints[k];
+    for (k = 0; k < 7; k++) bad_ints[k] = n.b.ops[3].ints[k];
     bad_ints[0] = PYNN_LOSS_CCE;
     WITH_OP(3, n.b.ops[3].ints = bad_ints, "labels for a float loss");
     bad_ints[0] = PYNN_LOSS_SPARSE_CCE;
@@ -421,6 +421,11 @@ static void test_malformed(const float *x, const int64_t *labels, const int64_t 
     bad_ints[3] = 0;
     bad_ints[2] = 3;
     WITH_OP(3, n.b.ops[3].ints = bad_ints, "labels of 4 classes for 3 columns");
+    bad_ints[2] = OUT;
+    bad_ints[6] = 2;
+    WITH_OP(3, n.b.ops[3].ints = bad_ints, "a loss's reduce_sum 2");
+    bad_ints[6] = 0;
+    WITH_OP(3, n.b.ops[3].n_ints = 6, "a loss with the old 6 ints");
     for (k = 0; k < 6; k++) bad_ints[k] = n.b.ops[5].ints[k];
     bad_ints[0] = PYNN_METRIC_COUNT;
     WITH_OP(5, n.b.ops[5].ints = bad_ints, "an unknown metric");
@@ -581,7 +586,7 @@ static void cnn_build(cnn_net *n) {
     add_op(b, PYNN_OP_BATCHNORM_TRAIN, LIST(pool, gm, bt, mm, mv, mean, inv, bn), LIST(8),
            REALS(0.9, 1e-3));
     add_op(b, PYNN_OP_DENSE, LIST(bn, w3, b3, z3, z3), LIST(32, CO, PYNN_ACT_LINEAR), REALS(0.0));
-    add_op(b, PYNN_OP_LOSS, LIST(z3, labels, grad, -1), LIST(PYNN_LOSS_SPARSE_CCE, 1, CO, 0, 0, 0), REALS(1.0, 0.0, 0.0));
+    add_op(b, PYNN_OP_LOSS, LIST(z3, labels, grad, -1), LIST(PYNN_LOSS_SPARSE_CCE, 1, CO, 0, 0, 0, 0), REALS(1.0, 0.0, 0.0));
     add_op(b, PYNN_OP_METRIC, LIST(z3, labels, -1), LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, CO, 0, 1, 1, 1),
            REALS(0.5));
     add_op(b, PYNN_OP_DENSE_BACKWARD, LIST(bn, w3, z3, z3, grad, dw3, db3, dbn),
@@ -804,7 +809,7 @@ static void branchy_build(branchy_net *n) {
     add_op(b, PYNN_OP_MERGE, LIST(sum, a, d), LIST(PYNN_MERGE_ADD), NO_REALS);
     add_op(b, PYNN_OP_BATCHNORM_INFER, LIST(sum, gm, bt, mm, mv, bn), LIST(BO), REALS(1e-3));
     add_op(b, PYNN_OP_SCALE, LIST(out, bn), NO_INTS, REALS(0.5));
-    add_op(b, PYNN_OP_LOSS, LIST(out, t, grad, -1), LIST(PYNN_LOSS_MSE, 0, BO, 0, 0, 0), REALS(2.0, 0.0, 0.0));
+    add_op(b, PYNN_OP_LOSS, LIST(out, t, grad, -1), LIST(PYNN_LOSS_MSE, 0, BO, 0, 0, 0, 0), REALS(2.0, 0.0, 0.0));
     /* the loss weight scales the gradient through an op of its own, as pynn's plans do */
     add_op(b, PYNN_OP_SCALE, LIST(grad, grad), NO_INTS, REALS(2.0));
     add_op(b, PYNN_OP_METRIC, LIST(out, t, -1), LIST(PYNN_METRIC_MAE, BO, 0, 1, 1, 1), REALS(0.5));

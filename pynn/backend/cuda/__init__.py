@@ -109,12 +109,12 @@ class CudaBackend(Backend):
     activation_backward = staticmethod(elementwise.activation_backward)
 
     def loss(self, kind, pred, target, from_logits, grad, param=1.0, weights=None,
-             label_smoothing=0.0, ignore_class=None):
+             label_smoothing=0.0, ignore_class=None, reduce_sum=False):
         """The loss (a float: one double copied back) and, when grad is given, its
         gradient written on the device.  Semantics of reference.loss / sparse_cce."""
-        loss_option_kind(kind, label_smoothing, ignore_class)
+        loss_option_kind(kind, label_smoothing, ignore_class, reduce_sum=reduce_sum)
         return losses.loss(kind, pred, target, from_logits, grad, self.workspace, param,
-                           weights, label_smoothing, ignore_class)
+                           weights, label_smoothing, ignore_class, bool(reduce_sum))
 
     # ---- convolution, pooling ------------------------------------------------------------------
     def conv2d_forward(self, x, w, b, strides, padding, activation, alpha, cols, z, y):

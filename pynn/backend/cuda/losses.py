@@ -369,10 +369,11 @@ def _sum_options(workspace, grad, pred, target, labels, kind, from_logits, param
 
 
 def loss(kind, pred, target, from_logits, grad, workspace, param=1.0, weights=None,
-         label_smoothing=0.0, ignore_class=None):
+         label_smoothing=0.0, ignore_class=None, reduce_sum=False):
     """The loss, sum_i w_i l_i / rows (a float: one double copied back) and, when grad is
     given, its gradient written on the device.  param: Huber's delta; weights,
-    label_smoothing, ignore_class as Backend.loss (csrc/pynn.h's pynn_loss_options).  The
+    label_smoothing, ignore_class, reduce_sum (Keras's "sum": divisor 1) as Backend.loss
+    (csrc/pynn.h's pynn_loss_options).  The
     options path copies the weights (and, with ignore_class, the labels) to the host to
     check them and count the rows not ignored."""
     if kind not in LOSS_KERNEL_KINDS:
@@ -408,7 +409,7 @@ def loss(kind, pred, target, from_logits, grad, workspace, param=1.0, weights=No
         raise ValueError(f"loss: label_smoothing applies to bce and cce, received kind={kind!r}")
     if ignore_class is not None and not sparse:
         raise ValueError(f"loss: ignore_class applies to 'scce', received kind={kind!r}")
-    if weights is None and label_smoothing == 0 and ignore_class is None:
+    if weights is None and label_smoothing == 0 and ignore_class is None and not reduce_sum:
         option = float(param) if kind == "huber" else float(bool(from_logits))
         total = sum_rows(_loss_kernel, workspace, pred if grad is None else grad, pred,
                          target2, labels, LOSS_KERNEL_KINDS[kind], option, sparse,
@@ -431,6 +432,8 @@ def loss(kind, pred, target, from_logits, grad, workspace, param=1.0, weights=No
             if grad is not None:
                 fill(grad, 0.0)
             return 0.0
+    if reduce_sum:                           # Keras's "sum": nothing divided by the rows
+        divisor = 1
     ls = np.float32(label_smoothing)
     keep = F1 - ls
     add = HALF * ls if kind == "bce" else ls / np.float32(cols)
