@@ -133,7 +133,7 @@ static int head_loss(void *p) {
 static int head_metric(void *p) {
     head_ops *h = p;
     return pynn_metric_sum(&h->metric, h->probs, NULL, h->labels, h->rows, h->cols,
-                           PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 1);
+                           PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 1, 0.5f, NULL, 1);
 }
 
 static int head_sgd(void *p) {

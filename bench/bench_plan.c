@@ -140,8 +140,9 @@ static void build_mlp(builder *b, const int64_t *sizes, int n_layers, int64_t ba
            LIST(PYNN_LOSS_SPARSE_CCE, 1, sizes[n_layers], 0, 0, 0, 0), (const double[]){1.0, 0.0, 0.0}, 3);
     add_op(b, PYNN_OP_ACTIVATION, LIST(z[n_layers - 1], probs), LIST(sizes[n_layers], PYNN_ACT_SOFTMAX),
            ALPHA);
-    add_op(b, PYNN_OP_METRIC, LIST(probs, labels),
-           LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, sizes[n_layers], 0, 1), NULL, 0);
+    add_op(b, PYNN_OP_METRIC, LIST(probs, labels, -1),
+           LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, sizes[n_layers], 0, 1, 1, 1),
+           (const double[]){0.5}, 1);
     for (l = n_layers - 1; l >= 0; l--)
         add_op(b, PYNN_OP_DENSE_BACKWARD,
                LIST(l ? y[l - 1] : x, w[l], z[l], y[l], l + 1 < n_layers ? dx[l + 1] : grad, dw[l],
@@ -175,8 +176,8 @@ static void build_cnn(builder *b, int64_t batch, float *params, float *grads) {
     add_op(b, PYNN_OP_DENSE, LIST(y1, w, db, z2, y2), LIST(288, 10, PYNN_ACT_SOFTMAX), ALPHA);
     add_op(b, PYNN_OP_LOSS, LIST(y2, labels, grad, -1), LIST(PYNN_LOSS_SPARSE_CCE, 0, 10, 0, 0, 0, 0),
            (const double[]){1.0, 0.0, 0.0}, 3);
-    add_op(b, PYNN_OP_METRIC, LIST(y2, labels), LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 10, 0, 1),
-           NULL, 0);
+    add_op(b, PYNN_OP_METRIC, LIST(y2, labels, -1),
+           LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, 10, 0, 1, 1, 1), (const double[]){0.5}, 1);
     add_op(b, PYNN_OP_DENSE_BACKWARD, LIST(y1, w, z2, y2, grad, dw, ddb, dy1),
            LIST(288, 10, PYNN_ACT_SOFTMAX), ALPHA);
     add_op(b, PYNN_OP_CONV2D_BACKWARD, LIST(x, k, z1, y1, dy1, cols, work, dk, dcb, -1),
