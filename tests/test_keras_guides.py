@@ -608,3 +608,135 @@ def test_imbalanced_classification_example(tmp_path, capsys):
     # class_weight balanced the classes: the rare class is found on the validation data
     assert h["val_recall"][-1] > 0.5
     assert "caught" in capsys.readouterr().out
+
+
+def _flowers_folder(root, per_class=24, size=(120, 150)):
+    """A generated stand-in for flower_photos: five class folders of JPEG photos of
+    different sizes, each class its own colour and shape."""
+    from PIL import Image, ImageDraw
+    rng = np.random.default_rng(0)
+    names = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    colours = [(240, 240, 240), (250, 220, 40), (200, 30, 50), (250, 180, 20), (220, 60, 160)]
+    for c, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            h, w = size[0] + int(rng.integers(0, 30)), size[1] + int(rng.integers(0, 30))
+            img = Image.new("RGB", (w, h), tuple(int(v) for v in rng.integers(20, 120, 3)))
+            d = ImageDraw.Draw(img)
+            cx, cy, r = w * rng.uniform(0.3, 0.7), h * rng.uniform(0.3, 0.7), 15 + 5 * c
+            (d.ellipse if c % 2 else d.rectangle)((cx - r, cy - r, cx + r, cy + r),
+                                                  fill=colours[c])
+            img.save(root / name / f"{name}_{i}.jpg", quality=90)
+    return root
+
+
+@pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")     # Keras 3 warns the same
+def test_tensorflow_image_classification_tutorial(tmp_path, capsys):
+    """The TensorFlow tutorial "Image classification" (flowers): image_dataset_from_directory
+    with a validation split, class_names, cache/shuffle/prefetch, Rescaling in a .map and in
+    the model, the CNN, fit on datasets, the augmentation block with Dropout, load_img /
+    img_to_array and softmax scores.  Only the download is changed: a generated folder of
+    flower-like photos (fewer and smaller), and fewer epochs."""
+    pytest.importorskip("PIL")
+    import pathlib
+    tf = type("tf", (), {"keras": keras, "data": keras.data, "expand_dims": keras.ops.expand_dims,
+                         "nn": type("nn", (), {"softmax": keras.ops.softmax})})
+    Sequential = keras.models.Sequential
+
+    data_dir = pathlib.Path(_flowers_folder(tmp_path / "flower_photos"))   # (the download)
+    image_count = len(list(data_dir.glob('*/*.jpg')))
+    assert image_count == 120
+
+    batch_size = 32
+    img_height = 48
+    img_width = 48
+    train_ds = tf.keras.utils.image_dataset_from_directory(
+        data_dir, validation_split=0.2, subset="training", seed=123,
+        image_size=(img_height, img_width), batch_size=batch_size)
+    val_ds = tf.keras.utils.image_dataset_from_directory(
+        data_dir, validation_split=0.2, subset="validation", seed=123,
+        image_size=(img_height, img_width), batch_size=batch_size)
+    out = capsys.readouterr().out
+    assert "Found 120 files belonging to 5 classes." in out
+    assert "Using 96 files for training." in out and "Using 24 files for validation." in out
+    class_names = train_ds.class_names
+    assert class_names == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+
+    for image_batch, labels_batch in train_ds:
+        assert image_batch.shape == (32, 48, 48, 3) and labels_batch.shape == (32,)
+        break
+
+    AUTOTUNE = tf.data.AUTOTUNE
+    train_ds = train_ds.cache().shuffle(1000).prefetch(buffer_size=AUTOTUNE)
+    val_ds = val_ds.cache().prefetch(buffer_size=AUTOTUNE)
+
+    normalization_layer = layers.Rescaling(1. / 255)
+    normalized_ds = train_ds.map(lambda x, y: (normalization_layer(x), y))
+    image_batch, labels_batch = next(iter(normalized_ds))
+    first_image = image_batch[0]
+    assert 0.0 <= np.min(first_image) and np.max(first_image) <= 1.0
+
+    num_classes = len(class_names)
+    model = Sequential([
+        layers.Rescaling(1. / 255, input_shape=(img_height, img_width, 3)),
+        layers.Conv2D(16, 3, padding='same', activation='relu'),
+        layers.MaxPooling2D(),
+        layers.Conv2D(32, 3, padding='same', activation='relu'),
+        layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, padding='same', activation='relu'),
+        layers.MaxPooling2D(),
+        layers.Flatten(),
+        layers.Dense(128, activation='relu'),
+        layers.Dense(num_classes)
+    ])
+    model.compile(optimizer='adam',
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=['accuracy'])
+    model.summary()
+    epochs = 2
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs)
+    acc = history.history['accuracy']
+    val_acc = history.history['val_accuracy']
+    loss = history.history['loss']
+    val_loss = history.history['val_loss']
+    assert len(acc) == len(val_acc) == len(loss) == len(val_loss) == epochs
+
+    data_augmentation = keras.Sequential([
+        layers.RandomFlip("horizontal", input_shape=(img_height, img_width, 3)),
+        layers.RandomRotation(0.1),
+        layers.RandomZoom(0.1),
+    ])
+    for images, _ in train_ds.take(1):
+        for i in range(9):
+            augmented_images = data_augmentation(images)
+            assert augmented_images[0].shape == (48, 48, 3)
+    model = Sequential([
+        data_augmentation,
+        layers.Rescaling(1. / 255),
+        layers.Conv2D(16, 3, padding='same', activation='relu'),
+        layers.MaxPooling2D(),
+        layers.Conv2D(32, 3, padding='same', activation='relu'),
+        layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, padding='same', activation='relu'),
+        layers.MaxPooling2D(),
+        layers.Dropout(0.2),
+        layers.Flatten(),
+        layers.Dense(128, activation='relu'),
+        layers.Dense(num_classes, name="outputs")
+    ])
+    model.compile(optimizer='adam',
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=['accuracy'])
+    epochs = 3
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs)
+    assert history.history["accuracy"][-1] > 0.3           # better than chance (0.2)
+
+    sunflower_path = next((data_dir / "sunflowers").glob("*.jpg"))    # (the download)
+    img = tf.keras.utils.load_img(sunflower_path, target_size=(img_height, img_width))
+    img_array = tf.keras.utils.img_to_array(img)
+    img_array = tf.expand_dims(img_array, 0)  # Create a batch
+    predictions = model.predict(img_array)
+    score = tf.nn.softmax(predictions[0])
+    assert score.shape == (5,) and abs(float(np.sum(score)) - 1.0) < 1e-5
+    print("This image most likely belongs to {} with a {:.2f} percent confidence."
+          .format(class_names[np.argmax(score)], 100 * np.max(score)))
