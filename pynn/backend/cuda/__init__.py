@@ -83,7 +83,7 @@ class CudaBackend(Backend):
         return a
 
     def copy_from_host(self, dst, src):
-        src = np.ascontiguousarray(src, dtype=dst.dtype)
+        src = np.ascontiguousarray(src, dtype=dst.dtype).reshape(np.shape(src))   # 0-d stays 0-d
         if src.shape != tuple(dst.shape):
             raise ValueError(f"copy_from_host: expected an array of shape {tuple(dst.shape)}, "
                              f"received shape {src.shape}")
