@@ -40,6 +40,26 @@ static inline int pynn_threads_for(int64_t work) {
 #define PYNN_PARALLEL_FOR(nthreads, ...) do { __VA_ARGS__ } while (0)
 #endif
 
+/* ---- counter-based uniforms (csrc/pynn.h, "randomness"; dropout.c, pixel.c) ---------- */
+#define PYNN_GOLDEN 0x9E3779B97F4A7C15ULL
+
+/* splitmix64's finaliser */
+static inline uint64_t pynn_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* the key of a (seed, counter) pair: mix64(seed + G (counter + 1)) */
+static inline uint64_t pynn_random_key(uint64_t seed, uint64_t counter) {
+    return pynn_mix64(seed + PYNN_GOLDEN * (counter + 1));
+}
+
+/* u_e = (mix64(key + G (e + 1)) >> 40) 2^-24: 24 random bits, exact in float */
+static inline float pynn_uniform_at(uint64_t key, uint64_t e) {
+    return (float)(pynn_mix64(key + PYNN_GOLDEN * (e + 1)) >> 40) * 0x1p-24f;
+}
+
 /* Reductions over rows are split in chunks of this many rows, each summed in order,
  * and the partial sums are combined in chunk order: the thread count never changes
  * the result. */

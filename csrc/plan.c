@@ -159,6 +159,11 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_LOSS] = {4, 7, 3},
         [PYNN_OP_METRIC] = {3, 6, -1},         /* reals: checked by run_op */
         [PYNN_OP_OPTIMIZER] = {-1, -1, -1},  /* checked by run_op */
+        [PYNN_OP_CHANNEL_AFFINE] = {4, 2, 0},
+        [PYNN_OP_NORMALIZE] = {4, 3, 1},
+        [PYNN_OP_RANDOM_CONTRAST] = {3, 4, 4},
+        [PYNN_OP_RANDOM_CONTRAST_BACKWARD] = {4, 3, 2},
+        [PYNN_OP_RANDOM_BRIGHTNESS] = {3, 1, 4},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -458,6 +463,56 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         EXPECT(f32(&o[0]) && f32(&o[1]) && holds(&o[0], o[1].n));
         if (cx->dry) return PYNN_OK;
         return pynn_scale(F(&o[0]), F(&o[1]), o[1].n, (float)op->reals[0]);
+    }
+    case PYNN_OP_CHANNEL_AFFINE:
+    case PYNN_OP_NORMALIZE: {
+        /* bufs x, scale / mean (may be absent), offset / variance, y; ints c, inner[, invert];
+         * reals epsilon.  The affine's offset and the normalization's mean may be absent. */
+        const int affine = op->kind == PYNN_OP_CHANNEL_AFFINE;
+        const operand *x = &o[0], *a = &o[1], *b = &o[2], *y = &o[3];
+        const int64_t c = g[0], inner = g[1], ci = mul(g[0], g[1]);
+        EXPECT(c >= 1 && inner >= 1 && ci >= 1 && f32(x) && f32(y) && x->n % ci == 0);
+        EXPECT(affine ? (f32(a) && f32_or_absent(b)) : (f32_or_absent(a) && f32(b)));
+        EXPECT(holds(a, c) && holds(b, c) && holds(y, x->n));
+        if (!affine) EXPECT((g[2] == 0 || g[2] == 1) && op->reals[0] == op->reals[0]);
+        if (cx->dry) return PYNN_OK;
+        if (affine) return pynn_channel_affine(F(y), F(x), F(a), F(b), x->n / ci, c, inner);
+        return pynn_normalize(F(y), F(x), F(a), F(b), x->n / ci, c, inner, (int)g[2],
+                              (float)op->reals[0]);
+    }
+    case PYNN_OP_RANDOM_CONTRAST:
+    case PYNN_OP_RANDOM_CONTRAST_BACKWARD: {
+        /* forward: bufs x, factors, y; ints seed, h, w, c; reals lower, upper, vmin, vmax.
+         * backward: bufs x, factors, dy, dx; ints h, w, c; reals vmin, vmax */
+        const int fwd = op->kind == PYNN_OP_RANDOM_CONTRAST;
+        const int64_t *geo = fwd ? g + 1 : g;
+        const double *lim = fwd ? op->reals + 2 : op->reals;
+        const int64_t hw = mul(geo[0], geo[1]), n_x = mul(mul(rows, hw), geo[2]);
+        EXPECT(geo[0] >= 1 && geo[1] >= 1 && geo[2] >= 1 && hw >= 1 && n_x >= 1);
+        EXPECT(lim[0] <= lim[1]);   /* NaN fails too */
+        for (i = 0; i < op->n_bufs; i++) EXPECT(f32(&o[i]) && holds(&o[i], i == 1 ? rows : n_x));
+        if (fwd) {
+            EXPECT(isfinite((float)(1.0 - op->reals[0])) && isfinite((float)(1.0 + op->reals[1])));
+            if (cx->dry) return PYNN_OK;
+            return pynn_random_contrast(F(&o[2]), F(&o[1]), F(&o[0]), rows, hw, geo[2],
+                                        (uint64_t)g[0], (uint64_t)cx->step, op->reals[0],
+                                        op->reals[1], (float)lim[0], (float)lim[1]);
+        }
+        if (cx->dry) return PYNN_OK;
+        return pynn_random_contrast_backward(F(&o[3]), F(&o[0]), F(&o[1]), F(&o[2]), rows, hw,
+                                             geo[2], (float)lim[0], (float)lim[1]);
+    }
+    case PYNN_OP_RANDOM_BRIGHTNESS: {
+        /* bufs x, mask (may be absent), y; ints seed; reals lower, upper, vmin, vmax */
+        const operand *x = &o[0], *mask = &o[1], *y = &o[2];
+        const double *r = op->reals;
+        EXPECT(f32(x) && f32_or_absent(mask) && f32(y) && x->n % rows == 0);
+        EXPECT(holds(mask, x->n) && holds(y, x->n));
+        EXPECT(r[0] <= r[1] && isfinite((float)r[0]) && isfinite((float)r[1]) && r[2] <= r[3] &&
+               isfinite((float)r[3] - (float)r[2]));
+        if (cx->dry) return PYNN_OK;
+        return pynn_random_brightness(F(y), F(mask), F(x), rows, x->n / rows, (uint64_t)g[0],
+                                      (uint64_t)cx->step, r[0], r[1], (float)r[2], (float)r[3]);
     }
     case PYNN_OP_LOSS: {
         /* bufs pred, target, grad, weights; ints kind, from_logits, cols, index, has_ignore,

@@ -138,7 +138,13 @@ extern "C" {
     X(OP_SCALE, 22, "scale")                                                         \
     X(OP_LOSS, 23, "loss")                                                           \
     X(OP_METRIC, 24, "metric")                                                       \
-    X(OP_OPTIMIZER, 25, "optimizer")
+    X(OP_OPTIMIZER, 25, "optimizer")                                                 \
+    /* 26 .. 31: reserved (geometric preprocessing ops) */                            \
+    X(OP_CHANNEL_AFFINE, 32, "channel_affine")                                       \
+    X(OP_NORMALIZE, 33, "normalize")                                                 \
+    X(OP_RANDOM_CONTRAST, 34, "random_contrast")                                     \
+    X(OP_RANDOM_CONTRAST_BACKWARD, 35, "random_contrast_backward")                   \
+    X(OP_RANDOM_BRIGHTNESS, 36, "random_brightness")
 
 #define PYNN_ID_ENUM_(sym, value, name) PYNN_##sym = value,
 #define PYNN_ID_COUNT_(sym, value, name) +1
@@ -148,7 +154,13 @@ enum { PYNN_METRIC_LIST(PYNN_ID_ENUM_) PYNN_METRIC_COUNT = 0 PYNN_METRIC_LIST(PY
 enum { PYNN_OPTIMIZER_LIST(PYNN_ID_ENUM_) PYNN_OPT_COUNT = 0 PYNN_OPTIMIZER_LIST(PYNN_ID_COUNT_) };
 enum { PYNN_SCHEDULE_LIST(PYNN_ID_ENUM_) PYNN_SCHEDULE_COUNT = 0 PYNN_SCHEDULE_LIST(PYNN_ID_COUNT_) };
 enum { PYNN_MERGE_LIST(PYNN_ID_ENUM_) PYNN_MERGE_COUNT = 0 PYNN_MERGE_LIST(PYNN_ID_COUNT_) };
-enum { PYNN_OP_LIST(PYNN_ID_ENUM_) PYNN_OP_COUNT = 0 PYNN_OP_LIST(PYNN_ID_COUNT_) };
+/* The op ids may leave gaps (ids reserved for ops another branch adds): PYNN_OP_COUNT is
+ * one past the largest id, found as the size of a union of char[id + 1] arrays, and an id
+ * in a gap has no name (pynn_id_name: NULL) and is refused by pynn_plan_run. */
+#define PYNN_ID_SPAN_(sym, value, name) char sym[(value) + 1];
+enum { PYNN_OP_LIST(PYNN_ID_ENUM_) PYNN_OP_DUMMY_ = 0 };
+union pynn_op_span_ { PYNN_OP_LIST(PYNN_ID_SPAN_) };
+#define PYNN_OP_COUNT ((int)sizeof(union pynn_op_span_))
 
 /* tables for pynn_id_name / pynn_id_count */
 #define PYNN_TABLE_ACTIVATION 0
@@ -159,7 +171,8 @@ enum { PYNN_OP_LIST(PYNN_ID_ENUM_) PYNN_OP_COUNT = 0 PYNN_OP_LIST(PYNN_ID_COUNT_
 #define PYNN_TABLE_OP 5
 #define PYNN_TABLE_SCHEDULE 6
 /* The name of id `id` in table PYNN_TABLE_* ("relu", "adam", ...), NULL for no such id;
- * the ids of a table are 0 .. pynn_id_count(table) - 1 (-1 for no such table). */
+ * the ids of a table lie in 0 .. pynn_id_count(table) - 1 (-1 for no such table); the op
+ * table may leave gaps (ids without a name). */
 const char *pynn_id_name(int table, int id);
 int pynn_id_count(int table);
 
@@ -503,6 +516,43 @@ int pynn_dropout_forward(float *y, float *mask, const float *x, int64_t rows,
                          const int64_t *dims, const int64_t *broadcast, int64_t ndim,
                          uint64_t seed, uint64_t counter, double rate);
 
+/* ---- pixel preprocessing (pixel.c: Rescaling, Normalization, RandomContrast,
+ * RandomBrightness) ---------------------------------------------------------------------
+ *
+ * x and y are (outer, c, inner) or images (n, hw, c) (NHWC with hw = h * w); y may be x.
+ * The random kernels draw one uniform u per image, u = u_img of (seed, counter) (the
+ * counter-based generator above; img the image's index in the call), so a call draws the
+ * same numbers whatever the thread count, and so do the reference and CUDA twins. */
+/* y[o, k, i] = x[o, k, i] * scale[k] + offset[k] (offset NULL: 0, which is also the
+ * backward: dx = dy * scale). */
+int pynn_channel_affine(float *y, const float *x, const float *scale, const float *offset,
+                        int64_t outer, int64_t c, int64_t inner);
+/* Keras 3's Normalization with d[k] = max(sqrtf(variance[k]), epsilon):
+ * y = (x - mean[k]) / d[k], or with invert y = mean[k] + x * d[k].  mean NULL acts as 0,
+ * which is the backward (dx = dy / d, resp. dy * d).  invert is 0 or 1. */
+int pynn_normalize(float *y, const float *x, const float *mean, const float *variance,
+                   int64_t outer, int64_t c, int64_t inner, int invert, float epsilon);
+/* Keras 3's RandomContrast in training: per image f = lo + u (hi - lo), lo = (float)(1 -
+ * lower), hi = (float)(1 + upper) (both finite), written to factors[img]; per
+ * channel m = (float)(the image's mean over its hw positions, summed in double);
+ * y = clip((x - m) f + m, vmin, vmax). */
+int pynn_random_contrast(float *y, float *factors, const float *x, int64_t n, int64_t hw,
+                         int64_t c, uint64_t seed, uint64_t counter, double lower, double upper,
+                         float vmin, float vmax);
+/* Its backward, from the forward's x and factors: with v the unclipped value and
+ * g = dy where vmin <= v <= vmax (else 0), dx = f g + (1 - f) / hw * (the channel's sum of
+ * g over the image, in double).  dx may be dy. */
+int pynn_random_contrast_backward(float *dx, const float *x, const float *factors,
+                                  const float *dy, int64_t n, int64_t hw, int64_t c,
+                                  float vmin, float vmax);
+/* Keras 3's RandomBrightness in training: per image delta = ((float)lower + u ((float)upper -
+ * (float)lower)) * (vmax - vmin) (lower <= upper, finite), v = x + delta,
+ * y = clip(v, vmin, vmax); mask (NULL: not written) = 1 where vmin <= v <= vmax, else 0
+ * (the backward is dx = dy * mask, pynn_multiply). */
+int pynn_random_brightness(float *y, float *mask, const float *x, int64_t n, int64_t per_image,
+                           uint64_t seed, uint64_t counter, double lower, double upper,
+                           float vmin, float vmax);
+
 /* ---- merges, concatenation, scaling ------------------------------------------ */
 /* y = the merge (PYNN_MERGE_*) of k >= 1 arrays xs[0..k-1] of n floats each, folded
  * left to right in input order: add x0 + x1 + ..., subtract x0 - x1 (k == 2),
@@ -719,6 +769,17 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *   OP_CONCAT          bufs y, x0 .. x(k-1)          ints widths[k]  (outer = n(y) / sum)
  *   OP_CONCAT_BACKWARD bufs dy, dx0 .. dx(k-1)       ints widths[k]
  *   OP_SCALE           bufs y, x                     reals alpha
+ *   OP_CHANNEL_AFFINE  bufs x, scale, offset, y   ints c, inner   (outer = n(x) / (c inner))
+ *                      pynn_channel_affine; offset absent: the backward (x = dy, y = dx)
+ *   OP_NORMALIZE       bufs x, mean, variance, y   ints c, inner, invert   reals epsilon
+ *                      pynn_normalize; mean absent: the backward (x = dy, y = dx)
+ *   OP_RANDOM_CONTRAST bufs x, factors, y   ints seed, h, w, c   reals lower, upper, vmin,
+ *                      vmax; factors (batched, 1 per image); the step's rows are the images
+ *                      and the counter is the step number
+ *   OP_RANDOM_CONTRAST_BACKWARD  bufs x, factors, dy, dx   ints h, w, c   reals vmin, vmax
+ *   OP_RANDOM_BRIGHTNESS  bufs x, mask, y   ints seed   reals lower, upper, vmin, vmax;
+ *                      the step's rows are the images, mask may be absent; the backward
+ *                      is OP_DROPOUT_BACKWARD with this mask
  *   OP_LOSS            bufs pred, target, grad, weights
  *                      ints kind, from_logits, cols, index, has_ignore, ignore_class,
  *                      reduce_sum (0 or 1)

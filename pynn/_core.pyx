@@ -149,6 +149,19 @@ cdef extern from "pynn.h" nogil:
     int pynn_dropout_forward(float *y, float *mask, const float *x, int64_t rows,
                              const int64_t *dims, const int64_t *broadcast, int64_t ndim,
                              uint64_t seed, uint64_t counter, double rate)
+    int pynn_channel_affine(float *y, const float *x, const float *scale, const float *offset,
+                            int64_t outer, int64_t c, int64_t inner)
+    int pynn_normalize(float *y, const float *x, const float *mean, const float *variance,
+                       int64_t outer, int64_t c, int64_t inner, int invert, float epsilon)
+    int pynn_random_contrast(float *y, float *factors, const float *x, int64_t n, int64_t hw,
+                             int64_t c, uint64_t seed, uint64_t counter, double lower,
+                             double upper, float vmin, float vmax)
+    int pynn_random_contrast_backward(float *dx, const float *x, const float *factors,
+                                      const float *dy, int64_t n, int64_t hw, int64_t c,
+                                      float vmin, float vmax)
+    int pynn_random_brightness(float *y, float *mask, const float *x, int64_t n,
+                               int64_t per_image, uint64_t seed, uint64_t counter, double lower,
+                               double upper, float vmin, float vmax)
     int pynn_merge_forward(float *y, const float *const *xs, int64_t k, int64_t n, int kind)
     int pynn_merge_backward(float *dx, const float *dy, const float *const *xs, int64_t k,
                             int64_t n, int kind, int64_t i)
@@ -242,7 +255,13 @@ KERNEL_NAMES = {PYNN_KERNEL_GENERIC: "generic", PYNN_KERNEL_AVX2: "avx2",
 def _id_table(int table):
     """{name: id} for one of csrc/pynn.h's id lists (the one source of those numbers)."""
     cdef int i
-    return {pynn_id_name(table, i).decode("ascii"): i for i in range(pynn_id_count(table))}
+    cdef const char *name
+    found = {}
+    for i in range(pynn_id_count(table)):
+        name = pynn_id_name(table, i)
+        if name != NULL:                 # the op table may leave gaps (reserved ids)
+            found[name.decode("ascii")] = i
+    return found
 
 
 ID_TABLES = {"activation": _id_table(PYNN_TABLE_ACTIVATION), "loss": _id_table(PYNN_TABLE_LOSS),
@@ -309,5 +328,6 @@ def gemm_kernel_supported(int which):
 include "_core_gemm.pxi"
 include "_core_kernels.pxi"
 include "_core_cnn.pxi"
+include "_core_pixel.pxi"
 include "_core_interrupt.pxi"
 include "_core_plan.pxi"

@@ -144,10 +144,11 @@ cdef class PlanRunner:
         # ops: their buffer indices and ints in one int64 array, their reals in one double
         # array, each op pointing into them
         cdef list flat_ints = [], flat_reals = []
+        _OP_IDS = set(ID_TABLES["op"].values())
         self._reals_at = []
         for j in range(n_ops):
             kind, op_bufs, op_ints, op_reals = ops[j]
-            if kind < 0 or kind >= len(ID_TABLES["op"]):
+            if kind not in _OP_IDS:
                 raise ValueError(f"PlanRunner: op {j} has kind {kind}, expected one of "
                                  "pynn.ids.OPS' ids")
             for b in op_bufs:

@@ -50,9 +50,10 @@ def finite_float32(arr, where, what):
     if arr.dtype != np.float32 or not arr.flags.c_contiguous:
         check_fits(arr.size * 4, where, f"{what} as float32 (shape {arr.shape})")
     if arr.dtype.kind != "f":
-        return np.ascontiguousarray(arr, dtype=np.float32)     # ints are finite in float32
+        # ints are finite in float32; reshape: ascontiguousarray makes a 0-d array 1-d
+        return np.ascontiguousarray(arr, dtype=np.float32).reshape(arr.shape)
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(arr, dtype=np.float32)
+        out = np.ascontiguousarray(arr, dtype=np.float32).reshape(arr.shape)
     ok = np.isfinite(out)
     if ok.all():
         return out

@@ -118,7 +118,7 @@ def _weight_entries(model):
 
 def _npy_bytes(array):
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(buf, np.ascontiguousarray(array).reshape(np.shape(array)), allow_pickle=False)   # 0-d stays 0-d
     return buf.getvalue()
 
 

@@ -218,6 +218,28 @@ class Backend:
         """dx = dy * mask; dx may be dy."""
         raise NotImplementedError
 
+    # ---- pixel preprocessing (Rescaling, Normalization, RandomContrast, RandomBrightness)
+    # csrc/pynn.h ("pixel preprocessing") and reference.py define each; y may be x.
+    def channel_affine(self, x, scale, offset, c, inner, y):
+        """y = x * scale[k] + offset[k] (x viewed as (outer, c, inner); offset None: 0)."""
+        raise NotImplementedError
+
+    def normalize(self, x, mean, variance, c, inner, invert, epsilon, y):
+        """Keras's Normalization, d = max(sqrt(variance), epsilon): y = (x - mean) / d, or
+        mean + x * d with invert; mean None acts as 0 (the backward)."""
+        raise NotImplementedError
+
+    def random_contrast(self, x, seed, counter, lower, upper, vmin, vmax, factors, y):
+        """Keras 3's RandomContrast in training on images x (N, H, W, C); factors (N,) out."""
+        raise NotImplementedError
+
+    def random_contrast_backward(self, x, factors, dy, vmin, vmax, dx):
+        raise NotImplementedError
+
+    def random_brightness(self, x, seed, counter, lower, upper, vmin, vmax, mask, y):
+        """Keras 3's RandomBrightness in training; mask (or None) = 1 where not clipped."""
+        raise NotImplementedError
+
     # ---- merges, concatenation, scaling (the merge layers; summing gradients) ------
     def merge_forward(self, kind, xs, y):
         """y = the merge of the same-shaped arrays xs ("add", "subtract", "multiply",

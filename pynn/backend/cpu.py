@@ -120,6 +120,22 @@ class CpuBackend(HostBackend):
     def dropout_backward(self, dy, mask, dx):
         _core.multiply(_flat(dx), _flat(dy), _flat(mask))
 
+    # ---- pixel preprocessing (csrc/pixel.c) -------------------------------------------
+    def channel_affine(self, x, scale, offset, c, inner, y):
+        _core.channel_affine(y, x, scale, offset, c, inner)
+
+    def normalize(self, x, mean, variance, c, inner, invert, epsilon, y):
+        _core.normalize(y, x, mean, variance, c, inner, invert, epsilon)
+
+    def random_contrast(self, x, seed, counter, lower, upper, vmin, vmax, factors, y):
+        _core.random_contrast(y, factors, x, seed, counter, lower, upper, vmin, vmax)
+
+    def random_contrast_backward(self, x, factors, dy, vmin, vmax, dx):
+        _core.random_contrast_backward(dx, x, factors, dy, vmin, vmax)
+
+    def random_brightness(self, x, seed, counter, lower, upper, vmin, vmax, mask, y):
+        _core.random_brightness(y, mask, x, seed, counter, lower, upper, vmin, vmax)
+
     # ---- merges, concatenation, scaling, metrics, optimizer steps -------------------
     def merge_forward(self, kind, xs, y):
         _core.merge_forward(y, xs, _id(ids.MERGES, kind, "merge_forward"))

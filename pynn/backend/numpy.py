@@ -136,6 +136,27 @@ class NumpyBackend(HostBackend):
     def dropout_backward(self, dy, mask, dx):
         dx[...] = dy * mask
 
+    # ---- pixel preprocessing ------------------------------------------------------
+    def channel_affine(self, x, scale, offset, c, inner, y):
+        y[...] = ref.channel_affine(x, scale, offset, c, inner)
+
+    def normalize(self, x, mean, variance, c, inner, invert, epsilon, y):
+        y[...] = ref.normalize(x, mean, variance, c, inner, invert, epsilon)
+
+    def random_contrast(self, x, seed, counter, lower, upper, vmin, vmax, factors, y):
+        yy, ff = ref.random_contrast(x, seed, counter, lower, upper, vmin, vmax)
+        factors[...] = ff.reshape(factors.shape)
+        y[...] = yy
+
+    def random_contrast_backward(self, x, factors, dy, vmin, vmax, dx):
+        dx[...] = ref.random_contrast_backward(x, factors.reshape(-1), dy, vmin, vmax)
+
+    def random_brightness(self, x, seed, counter, lower, upper, vmin, vmax, mask, y):
+        yy, mm = ref.random_brightness(x, seed, counter, lower, upper, vmin, vmax)
+        if mask is not None:
+            mask[...] = mm
+        y[...] = yy
+
     # ---- merges, concatenation, scaling, metrics, optimizer steps -------------------
     def merge_forward(self, kind, xs, y):
         y[...] = ref.merge_forward(kind, xs)

@@ -782,6 +782,99 @@ def dropout_mask(shape, broadcast, seed, counter, rate, dtype=np.float32):
     return np.ascontiguousarray(np.broadcast_to(mask, tuple(shape)))
 
 
+# ---- pixel preprocessing (csrc/pynn.h, "pixel preprocessing") -------------------------------
+
+def channel_affine(x, scale, offset, c, inner):
+    """y = x * scale[k] + offset[k], x viewed as (outer, c, inner); offset None: 0."""
+    f = np.float32
+    x3 = np.asarray(x, f).reshape(-1, c, inner)
+    y = x3 * np.asarray(scale, f).reshape(1, c, 1)
+    if offset is not None:
+        y = y + np.asarray(offset, f).reshape(1, c, 1)
+    return y.astype(f).reshape(np.shape(x))
+
+
+def normalize(x, mean, variance, c, inner, invert, epsilon):
+    """Keras 3's Normalization: d = max(sqrt(variance), epsilon) per channel k,
+    y = (x - mean) / d, or with invert y = mean + x * d; mean None acts as 0 (the backward:
+    dx = dy / d, resp. dy * d).  x viewed as (outer, c, inner)."""
+    f = np.float32
+    sd = np.sqrt(np.asarray(variance, f)).reshape(1, c, 1)
+    d = np.where(sd > f(epsilon), sd, f(epsilon)).astype(f)
+    m = f(0) if mean is None else np.asarray(mean, f).reshape(1, c, 1)
+    x3 = np.asarray(x, f).reshape(-1, c, inner)
+    y = m + x3 * d if invert else (x3 - m) / d
+    return y.astype(f).reshape(np.shape(x))
+
+
+def image_uniforms(seed, counter, n):
+    """The uniform of each of n images of a call: u_img of (seed, counter)."""
+    return random_uniform(seed, counter, n)
+
+
+def contrast_factors(seed, counter, n, lower, upper):
+    """RandomContrast's per-image factors: lo + u (hi - lo), lo = 1 - lower, hi = 1 + upper
+    (float32 arithmetic, Keras's uniform(minval=1 - lower, maxval=1 + upper))."""
+    f = np.float32
+    lo, hi = f(1.0 - float(lower)), f(1.0 + float(upper))
+    return (lo + image_uniforms(seed, counter, n) * (hi - lo)).astype(f)
+
+
+def brightness_deltas(seed, counter, n, lower, upper, vmin, vmax):
+    """RandomBrightness's per-image deltas: (lower + u (upper - lower)) * (vmax - vmin)."""
+    f = np.float32
+    lo, hi = f(lower), f(upper)
+    return ((lo + image_uniforms(seed, counter, n) * (hi - lo)) * (f(vmax) - f(vmin))).astype(f)
+
+
+def _channel_means(x):
+    """Per image and channel, the mean over H and W (summed in float64, as the C kernel)."""
+    n, h, w, c = x.shape
+    return (x.astype(np.float64).sum(axis=(1, 2)) / (h * w)).astype(np.float32)[:, None, None, :]
+
+
+def _clip(v, vmin, vmax):
+    f = np.float32
+    return np.where(v < f(vmin), f(vmin), np.where(v > f(vmax), f(vmax), v)).astype(f)
+
+
+def random_contrast(x, seed, counter, lower, upper, vmin, vmax):
+    """Keras 3's RandomContrast in training on images x (N, H, W, C): (y, factors) with
+    y = clip((x - m) f + m, vmin, vmax), m the image's channel mean over H and W."""
+    f = np.float32
+    x = np.asarray(x, f)
+    factors = contrast_factors(seed, counter, x.shape[0], lower, upper)
+    m = _channel_means(x)
+    fac = factors[:, None, None, None]
+    return _clip((x - m) * fac + m, vmin, vmax), factors
+
+
+def random_contrast_backward(x, factors, dy, vmin, vmax):
+    """dx = f g + (1 - f) / (H W) * (the channel's sum of g over the image), g = dy where
+    the unclipped value lies in [vmin, vmax], else 0."""
+    f = np.float32
+    x, dy = np.asarray(x, f), np.asarray(dy, f)
+    n, h, w, c = x.shape
+    m = _channel_means(x)
+    fac = np.asarray(factors, f)[:, None, None, None]
+    v = (x - m) * fac + m
+    g = np.where((v >= f(vmin)) & (v <= f(vmax)), dy, f(0)).astype(f)
+    sums = g.astype(np.float64).sum(axis=(1, 2))[:, None, None, :]
+    shared = ((1.0 - fac.astype(np.float64)) * sums / (h * w)).astype(f)
+    return (g * fac + shared).astype(f)
+
+
+def random_brightness(x, seed, counter, lower, upper, vmin, vmax):
+    """Keras 3's RandomBrightness in training on x (N, ...): (y, mask) with v = x + delta
+    (one delta per image), y = clip(v, vmin, vmax), mask = 1 where v lies in [vmin, vmax]."""
+    f = np.float32
+    x = np.asarray(x, f)
+    delta = brightness_deltas(seed, counter, x.shape[0], lower, upper, vmin, vmax)
+    v = x + delta.reshape((-1,) + (1,) * (x.ndim - 1))
+    mask = ((v >= f(vmin)) & (v <= f(vmax))).astype(f)
+    return _clip(v, vmin, vmax), mask
+
+
 # ---- merges, concatenation, scaling ----------------------------------------------------------
 MERGES = ("add", "subtract", "multiply", "average", "maximum", "minimum")
 

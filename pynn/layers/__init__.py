@@ -7,12 +7,14 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Sub
                       average, concatenate, maximum, minimum, multiply, subtract)
 from .node import KerasTensor
 from .normalization import BatchNormalization
+from .preprocessing import Normalization, RandomBrightness, RandomContrast, Rescaling
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .regularization import Dropout
 from .reshaping import Flatten, Reshape
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "ReLU", "Softmax", "Conv2D",
            "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape",
-           "Dropout", "BatchNormalization", "Add", "Subtract", "Multiply", "Average", "Maximum",
+           "Dropout", "BatchNormalization", "Rescaling", "Normalization",
+           "RandomContrast", "RandomBrightness", "Add", "Subtract", "Multiply", "Average", "Maximum",
            "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
            "minimum", "concatenate"]

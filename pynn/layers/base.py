@@ -159,7 +159,7 @@ class Layer:
             size *= d
         # drawn in float64, then kept in float32: refused before a MemoryError
         check_fits(12 * size, where, f"weight '{name}' of shape {shape}")
-        value = np.ascontiguousarray(init(shape), dtype=np.float32)
+        value = np.ascontiguousarray(init(shape), dtype=np.float32).reshape(shape)   # () stays 0-d
         variable = Variable(value, name, f"{self.name}/{name}", trainable=trainable)
         self._weights.append(variable)
         return variable

@@ -63,6 +63,8 @@ class _Storage:
             return store.grads
         if buf.role == "optimizer slot":
             return optimizer.slot(src)
+        if buf.role == "constant":               # a layer's fixed values (Rescaling's scale)
+            return be.from_host(np.ascontiguousarray(src.values, dtype=np.float32).reshape(-1))
         return be.zeros((max(buf.size, 1),), dtype=dtype)
 
 
@@ -350,6 +352,36 @@ def _scale(ex, op, v, step, losses, metrics, reals):
     ex.backend.scale(v[x], reals[0], v[y])
 
 
+def _channel_affine(ex, op, v, step, losses, metrics, reals):
+    x, scale, offset, y = op.bufs
+    c, inner = op.ints
+    ex.backend.channel_affine(v[x], v[scale], _opt(v, offset), c, inner, v[y])
+
+
+def _normalize(ex, op, v, step, losses, metrics, reals):
+    x, mean, variance, y = op.bufs
+    c, inner, invert = op.ints
+    ex.backend.normalize(v[x], _opt(v, mean), v[variance], c, inner, bool(invert), reals[0],
+                         v[y])
+
+
+def _random_contrast(ex, op, v, step, losses, metrics, reals):
+    x, factors, y = op.bufs
+    ex.backend.random_contrast(v[x], op.ints[0], step, reals[0], reals[1], reals[2], reals[3],
+                               v[factors], v[y])
+
+
+def _random_contrast_backward(ex, op, v, step, losses, metrics, reals):
+    x, factors, dy, dx = op.bufs
+    ex.backend.random_contrast_backward(v[x], v[factors], v[dy], reals[0], reals[1], v[dx])
+
+
+def _random_brightness(ex, op, v, step, losses, metrics, reals):
+    x, mask, y = op.bufs
+    ex.backend.random_brightness(v[x], op.ints[0], step, reals[0], reals[1], reals[2],
+                                 reals[3], _opt(v, mask), v[y])
+
+
 def _loss(ex, op, v, step, losses, metrics, reals):
     pred, target, grad, weights = op.bufs
     kind, from_logits, cols, index, has_ignore, ignore, reduce_sum = op.ints
@@ -406,5 +438,8 @@ _OPS = {
     "merge": _merge, "merge_backward": _merge_backward,
     "concat": _concat, "concat_backward": _concat_backward,
     "scale": _scale, "loss": _loss, "metric": _metric, "optimizer": _optimizer,
+    "channel_affine": _channel_affine, "normalize": _normalize,
+    "random_contrast": _random_contrast, "random_contrast_backward": _random_contrast_backward,
+    "random_brightness": _random_brightness,
 }
 assert set(_OPS) == set(ids.OPS), "every op kind of csrc/pynn.h has a Python implementation"

@@ -91,6 +91,15 @@ class Buffer:
         return f"#{self.index} {self.role} {self.dtype} {shape}{share}{where}"
 
 
+class Constant:
+    """The values of a "constant" buffer (PlanBuilder.constant), with a name for printing."""
+
+    __slots__ = ("values", "path")
+
+    def __init__(self, values, path):
+        self.values, self.path = values, path
+
+
 class Op:
     __slots__ = ("kind", "bufs", "ints", "reals", "label")
 
@@ -234,6 +243,12 @@ class PlanBuilder:
             self._params[key] = self.buffer(variable.shape, batched=False, role="weight",
                                             source=variable)
         return self._params[key]
+
+    def constant(self, values, name):
+        """A fixed buffer holding `values` (float32), a layer's constants (Rescaling's scale,
+        Normalization's given statistics): copied to the backend when the plan is bound."""
+        arr = np.ascontiguousarray(values, dtype=np.float32)
+        return self.buffer(arr.shape, batched=False, role="constant", source=Constant(arr, name))
 
     def param_or_none(self, variable):
         return -1 if variable is None else self.param(variable)

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..base import Backend, loss_option_kind
 from . import (convolution, elementwise, gemm, losses, merge, metrics, normalization,
-               optimizers, pooling, random, runtime)
+               optimizers, pixel, pooling, random, runtime)
 from .runtime import SIMULATOR, cuda
 
 
@@ -83,7 +83,7 @@ class CudaBackend(Backend):
         return a
 
     def copy_from_host(self, dst, src):
-        src = np.ascontiguousarray(src, dtype=dst.dtype)
+        src = np.ascontiguousarray(src, dtype=dst.dtype).reshape(np.shape(src))   # 0-d stays 0-d
         if src.shape != tuple(dst.shape):
             raise ValueError(f"copy_from_host: expected an array of shape {tuple(dst.shape)}, "
                              f"received shape {src.shape}")
@@ -158,6 +158,13 @@ class CudaBackend(Backend):
 
     def dropout_backward(self, dy, mask, dx):
         elementwise.multiply("dropout_backward", dx, dy, mask)
+
+    # ---- pixel preprocessing (pixel.py) --------------------------------------------------------
+    channel_affine = staticmethod(pixel.channel_affine)
+    normalize = staticmethod(pixel.normalize)
+    random_contrast = staticmethod(pixel.random_contrast)
+    random_contrast_backward = staticmethod(pixel.random_contrast_backward)
+    random_brightness = staticmethod(pixel.random_brightness)
 
     # ---- merges, concatenation, scaling, metrics, optimizers ---------------------------------
     merge_forward = staticmethod(merge.merge_forward)
