@@ -8,20 +8,6 @@
  */
 #include "internal.h"
 
-#define GOLDEN 0x9E3779B97F4A7C15ULL
-
-/* splitmix64's finaliser */
-static inline uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-/* u_e = (mix64(key + G (e + 1)) >> 40) 2^-24: 24 random bits, exact in float */
-static inline float uniform_at(uint64_t key, uint64_t e) {
-    return (float)(mix64(key + GOLDEN * (e + 1)) >> 40) * 0x1p-24f;
-}
-
 /* The shape is (rows, dims[0], ..., dims[ndim-1]): below, axis 0 is the batch axis and
  * axis a >= 1 is dims[a - 1]. */
 static inline int64_t axis_len(int64_t rows, const int64_t *dims, int64_t a) {
@@ -31,7 +17,7 @@ static inline int64_t axis_len(int64_t rows, const int64_t *dims, int64_t a) {
 int pynn_dropout_forward(float *y, float *mask, const float *x, int64_t rows,
                          const int64_t *dims, const int64_t *broadcast, int64_t ndim,
                          uint64_t seed, uint64_t counter, double rate) {
-    const uint64_t key = mix64(seed + GOLDEN * (counter + 1));
+    const uint64_t key = pynn_stream_key(seed, counter);
     const float rate_f = (float)rate;
     int64_t a, n = rows, inner, outer, t;
     float scale;
@@ -70,7 +56,7 @@ int pynn_dropout_forward(float *y, float *mask, const float *x, int64_t rows,
                 }
             }
             for (j = 0; j < inner; j++) {              /* the last axis */
-                const float u = uniform_at(key, (uint64_t)(base + j * inner_step));
+                const float u = pynn_uniform_at(key, (uint64_t)(base + j * inner_step));
                 mr[j] = u >= rate_f ? scale : 0.0f;
                 yr[j] = xr[j] * mr[j];
             }

@@ -81,6 +81,26 @@ void pynn_cce_grad_rows_avx512(float *grad, const float *target, const int64_t *
                                int64_t cols, float rows);
 #endif
 
+/* ---- the counter-based generator of csrc/pynn.h ("randomness") ------------------ */
+#define PYNN_GOLDEN 0x9E3779B97F4A7C15ULL
+
+/* splitmix64's finaliser */
+static inline uint64_t pynn_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* the key of a (seed, counter) pair */
+static inline uint64_t pynn_stream_key(uint64_t seed, uint64_t counter) {
+    return pynn_mix64(seed + PYNN_GOLDEN * (counter + 1));
+}
+
+/* u_e = (mix64(key + G (e + 1)) >> 40) 2^-24: 24 random bits, exact in float */
+static inline float pynn_uniform_at(uint64_t key, uint64_t e) {
+    return (float)(pynn_mix64(key + PYNN_GOLDEN * (e + 1)) >> 40) * 0x1p-24f;
+}
+
 #define PYNN_RETURN_IF(cond, status) do { if (cond) return (status); } while (0)
 
 #endif /* PYNN_INTERNAL_H */
