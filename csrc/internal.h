@@ -40,7 +40,7 @@ static inline int pynn_threads_for(int64_t work) {
 #define PYNN_PARALLEL_FOR(nthreads, ...) do { __VA_ARGS__ } while (0)
 #endif
 
-/* ---- counter-based uniforms (csrc/pynn.h, "randomness"; dropout.c, pixel.c) ---------- */
+/* ---- counter-based uniforms (csrc/pynn.h, "randomness"; dropout.c, pixel.c, image.c) -- */
 #define PYNN_GOLDEN 0x9E3779B97F4A7C15ULL
 
 /* splitmix64's finaliser */

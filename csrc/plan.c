@@ -159,6 +159,11 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_LOSS] = {4, 7, 3},
         [PYNN_OP_METRIC] = {3, 6, -1},         /* reals: checked by run_op */
         [PYNN_OP_OPTIMIZER] = {-1, -1, -1},  /* checked by run_op */
+        [PYNN_OP_RESIZE] = {2, 10, 1},
+        [PYNN_OP_AFFINE] = {3, 5, 1},
+        [PYNN_OP_IMAGE_RANDOM] = {1, 6, PYNN_RANDOM_REALS},
+        [PYNN_OP_FLIP] = {3, 5, 0},
+        [PYNN_OP_CROP] = {3, 7, 0},
         [PYNN_OP_CHANNEL_AFFINE] = {4, 2, 0},
         [PYNN_OP_NORMALIZE] = {4, 3, 1},
         [PYNN_OP_RANDOM_CONTRAST] = {3, 4, 4},
@@ -647,6 +652,62 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         return pynn_optimizer_apply(F(w), slots, ema != NULL ? F(ema) : NULL, F(grads), w->n,
                                     op->n_ints > 1 ? g + 2 : NULL, n_segments, (int)kind,
                                     cx->step, hyper, options);
+    }
+    case PYNN_OP_RESIZE: {   /* bufs x, y; ints h, w, c, oh, ow, top, left, wh, ww, interp */
+        const int64_t x_n = mul4(rows, g[0], g[1], g[2]), y_n = mul4(rows, g[3], g[4], g[2]);
+        EXPECT(g[0] >= 0 && g[1] >= 0 && g[2] >= 0 && g[3] >= 0 && g[4] >= 0 && g[7] >= 1 &&
+               g[8] >= 1 && g[5] >= -(int64_t)INT32_MAX && g[6] >= -(int64_t)INT32_MAX &&
+               small_ints(g, 9) && (g[9] == PYNN_INTERP_BILINEAR || g[9] == PYNN_INTERP_NEAREST));
+        EXPECT(x_n >= 0 && y_n >= 0 && f32(&o[0]) && f32(&o[1]));
+        EXPECT(holds(&o[0], x_n) && holds(&o[1], y_n) && o[0].data != o[1].data);
+        if (cx->dry) return PYNN_OK;
+        return pynn_resize(F(&o[1]), F(&o[0]), rows, g[0], g[1], g[2], g[3], g[4], g[5], g[6],
+                           g[7], g[8], (int)g[9], (float)op->reals[0]);
+    }
+    case PYNN_OP_AFFINE: {   /* bufs x, params, y; ints h, w, c, interpolation, fill_mode */
+        const int64_t x_n = mul4(rows, g[0], g[1], g[2]);
+        EXPECT(g[0] >= 0 && g[1] >= 0 && g[2] >= 0 && small_ints(g, 3) &&
+               (g[3] == PYNN_INTERP_BILINEAR || g[3] == PYNN_INTERP_NEAREST) &&
+               g[4] >= PYNN_FILL_REFLECT && g[4] <= PYNN_FILL_NEAREST && x_n >= 0);
+        EXPECT(f32(&o[0]) && f32(&o[1]) && f32(&o[2]));
+        EXPECT(holds(&o[0], x_n) && holds(&o[1], mul(rows, PYNN_IMAGE_PARAMS)) &&
+               holds(&o[2], x_n) && o[0].data != o[2].data);
+        if (cx->dry) return PYNN_OK;
+        return pynn_affine_transform(F(&o[2]), F(&o[0]), F(&o[1]), rows, g[0], g[1], g[2],
+                                     (int)g[3], (int)g[4], (float)op->reals[0]);
+    }
+    case PYNN_OP_IMAGE_RANDOM: {   /* bufs params; ints kind, seed, h, w, oh, ow; reals r */
+        EXPECT(g[0] >= 0 && g[0] < PYNN_RANDOM_KINDS && g[2] >= 0 && g[3] >= 0 &&
+               small_ints(g + 2, 4));
+        EXPECT(g[0] != PYNN_RANDOM_CROP || (g[4] >= 0 && g[5] >= 0 && g[4] <= g[2] &&
+                                            g[5] <= g[3]));
+        EXPECT(f32(&o[0]) && holds(&o[0], mul(rows, PYNN_IMAGE_PARAMS)));
+        if (cx->dry) return PYNN_OK;
+        return pynn_image_random(F(&o[0]), rows, g[2], g[3], g[4], g[5], (int)g[0], op->reals,
+                                 (uint64_t)g[1], (uint64_t)cx->step);
+    }
+    case PYNN_OP_FLIP: {   /* bufs x, params, y; ints h, w, c, horizontal, vertical */
+        const int64_t x_n = mul4(rows, g[0], g[1], g[2]);
+        EXPECT(g[0] >= 0 && g[1] >= 0 && g[2] >= 0 && small_ints(g, 3) && x_n >= 0);
+        EXPECT(f32(&o[0]) && f32_or_absent(&o[1]) && f32(&o[2]));
+        EXPECT(holds(&o[0], x_n) && holds(&o[1], mul(rows, PYNN_IMAGE_PARAMS)) &&
+               holds(&o[2], x_n) && o[0].data != o[2].data);
+        if (cx->dry) return PYNN_OK;
+        return pynn_flip(F(&o[2]), F(&o[0]), F(&o[1]), rows, g[0], g[1], g[2], g[3] != 0,
+                         g[4] != 0);
+    }
+    case PYNN_OP_CROP: {   /* bufs x, params, y; ints h, w, c, oh, ow, top, left */
+        const int64_t x_n = mul4(rows, g[0], g[1], g[2]), y_n = mul4(rows, g[3], g[4], g[2]);
+        EXPECT(g[0] >= 0 && g[1] >= 0 && g[2] >= 0 && g[3] >= 0 && g[4] >= 0 && g[3] <= g[0] &&
+               g[4] <= g[1] && small_ints(g, 7) && x_n >= 0 && y_n >= 0);
+        EXPECT(f32(&o[0]) && f32_or_absent(&o[1]) && f32(&o[2]));
+        EXPECT(o[1].data != NULL || (g[5] >= 0 && g[6] >= 0 && g[5] <= g[0] - g[3] &&
+                                     g[6] <= g[1] - g[4]));
+        EXPECT(holds(&o[0], x_n) && holds(&o[1], mul(rows, PYNN_IMAGE_PARAMS)) &&
+               holds(&o[2], y_n) && o[0].data != o[2].data);
+        if (cx->dry) return PYNN_OK;
+        return pynn_crop(F(&o[2]), F(&o[0]), F(&o[1]), rows, g[0], g[1], g[2], g[3], g[4], g[5],
+                         g[6]);
     }
     default:
         return PYNN_EINVAL;

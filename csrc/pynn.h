@@ -139,7 +139,12 @@ extern "C" {
     X(OP_LOSS, 23, "loss")                                                           \
     X(OP_METRIC, 24, "metric")                                                       \
     X(OP_OPTIMIZER, 25, "optimizer")                                                 \
-    /* 26 .. 31: reserved (geometric preprocessing ops) */                            \
+    /* the geometric image ops (image.c; ids 26..31) */                              \
+    X(OP_RESIZE, 26, "resize")                                                       \
+    X(OP_AFFINE, 27, "affine")                                                       \
+    X(OP_IMAGE_RANDOM, 28, "image_random")                                           \
+    X(OP_FLIP, 29, "flip")                                                           \
+    X(OP_CROP, 30, "crop")                                                           \
     X(OP_CHANNEL_AFFINE, 32, "channel_affine")                                       \
     X(OP_NORMALIZE, 33, "normalize")                                                 \
     X(OP_RANDOM_CONTRAST, 34, "random_contrast")                                     \
@@ -516,6 +521,83 @@ int pynn_dropout_forward(float *y, float *mask, const float *x, int64_t rows,
                          const int64_t *dims, const int64_t *broadcast, int64_t ndim,
                          uint64_t seed, uint64_t counter, double rate);
 
+/* ---- geometric image ops (image.c): Keras 3's image preprocessing layers --------
+ *
+ * Images are NHWC float32, x (n, h, w, c) and y (n, oh, ow, c); y never aliases x.  Each
+ * output element is written by one thread and depends on nothing but its inputs, so the
+ * results do not depend on the thread count.  Per-image parameters come in `params`,
+ * n rows of PYNN_IMAGE_PARAMS floats (pynn_image_random draws them).
+ *
+ * Sampling (pynn_affine_transform) follows keras.ops.image.affine_transform as Keras 3's
+ * numpy and JAX backends compute it: output pixel (row i, column j) of image b reads the
+ * input at column xs = (a0 j + a1 i + a2) / k, row ys = (b0 j + b1 i + b2) / k, with
+ * k = c0 j + c1 i + 1 and params row b = (a0, a1, a2, b0, b1, b2, c0, c1) (in double).
+ * The image is extended beyond its edge index by index, by fill mode:
+ *   REFLECT   d c b a | a b c d | d c b a   (half-sample symmetric; Keras's "reflect")
+ *   WRAP      a b c d | a b c d | a b c d
+ *   CONSTANT  k k k k | a b c d | k k k k   (k = fill_value)
+ *   NEAREST   a a a a | a b c d | d d d d
+ * then interpolated: BILINEAR between the four indices around (ys, xs), NEAREST at
+ * (floor(ys + 0.5), floor(xs + 0.5)).  (A coordinate more than 4 image sizes outside the
+ * image, which no layer's transform reaches, is clamped there first; NaN reads as far
+ * outside.) */
+#define PYNN_IMAGE_PARAMS 8
+#define PYNN_INTERP_BILINEAR 0
+#define PYNN_INTERP_NEAREST 1
+#define PYNN_FILL_REFLECT 0
+#define PYNN_FILL_WRAP 1
+#define PYNN_FILL_CONSTANT 2
+#define PYNN_FILL_NEAREST 3
+int pynn_affine_transform(float *y, const float *x, const float *params, int64_t n, int64_t h,
+                          int64_t w, int64_t c, int interpolation, int fill_mode,
+                          float fill_value);
+/* Resize (Keras 3 / TF resize, half-pixel centres, no antialiasing: Resizing's default)
+ * of the window rows [top, top + wh) x columns [left, left + ww) of each image to
+ * (oh, ow); window positions outside the image read fill_value (pad_to_aspect_ratio).
+ * BILINEAR: s = (i + 0.5) wh / oh - 0.5 clamped to [0, wh - 1], interpolated between
+ * floor(s) and floor(s) + 1 (clamped); NEAREST: floor((i + 0.5) wh / oh) (clamped).
+ * wh, ww >= 1; a window of the output's size is an exact copy. */
+int pynn_resize(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+                int64_t oh, int64_t ow, int64_t top, int64_t left, int64_t wh, int64_t ww,
+                int interpolation, float fill_value);
+/* Flip: image b is flipped left-right (horizontal) and/or top-bottom (vertical) when
+ * params is NULL or params[b * PYNN_IMAGE_PARAMS] != 0, else copied. */
+int pynn_flip(float *y, const float *x, const float *params, int64_t n, int64_t h, int64_t w,
+              int64_t c, int horizontal, int vertical);
+/* Crop: y[b] = x[b, top : top + oh, left : left + ow], (top, left) the ints given, or, when
+ * params is not NULL, image b's (params[b P], params[b P + 1]) (P = PYNN_IMAGE_PARAMS),
+ * each an integer with the window inside the image (else PYNN_EINVAL, before anything is
+ * written). */
+int pynn_crop(float *y, const float *x, const float *params, int64_t n, int64_t h, int64_t w,
+              int64_t c, int64_t oh, int64_t ow, int64_t top, int64_t left);
+/* The random per-image parameters of the augmentation layers, drawn from (seed, counter)
+ * with the counter-based generator (above): image b's j-th uniform is element
+ * b * PYNN_IMAGE_PARAMS + j, so the draws depend on nothing but (seed, counter, b).  In
+ * double, stored as float, unused entries 0.  kind and its reals r[PYNN_RANDOM_REALS]:
+ *   ROTATION     r0, r1 the factor's bounds (fractions of a turn); angle (degrees)
+ *                = 360 r0 + u0 (360 r1 - 360 r0); params Keras's rotation matrix about
+ *                ((w - 1) / 2, (h - 1) / 2): a0 = cos, a1 = -sin, b0 = sin, b1 = cos,
+ *                a2 = cx - cx a0 - cy a1, b2 = cy - cx b0 - cy b1
+ *   ZOOM         r0, r1 height bounds, r2, r3 width bounds, r4 != 0: width drawn (else
+ *                the height's zoom); zh = 1 + r0 + u0 (r1 - r0), zw = 1 + r2 + u1 (r3 - r2);
+ *                params (zw, 0, (w - 1) / 2 (1 - zw), 0, zh, (h - 1) / 2 (1 - zh), 0, 0)
+ *   TRANSLATION  r0, r1 height bounds, r2, r3 width bounds (fractions of the size);
+ *                th = (r0 + u0 (r1 - r0)) h, tw = (r2 + u1 (r3 - r2)) w;
+ *                params (1, 0, -tw, 0, 1, -th, 0, 0)
+ *   FLIP         params[0] = u0 <= 0.5 (1 or 0)
+ *   CROP         params[0] = floor(u0 (h - oh + 1)), params[1] = floor(u1 (w - ow + 1))
+ *                (clamped to h - oh, w - ow; oh <= h and ow <= w)
+ * The rows written are n. */
+#define PYNN_RANDOM_ROTATION 0
+#define PYNN_RANDOM_ZOOM 1
+#define PYNN_RANDOM_TRANSLATION 2
+#define PYNN_RANDOM_FLIP 3
+#define PYNN_RANDOM_CROP 4
+#define PYNN_RANDOM_KINDS 5
+#define PYNN_RANDOM_REALS 5
+int pynn_image_random(float *params, int64_t n, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                      int kind, const double *r, uint64_t seed, uint64_t counter);
+
 /* ---- pixel preprocessing (pixel.c: Rescaling, Normalization, RandomContrast,
  * RandomBrightness) ---------------------------------------------------------------------
  *
@@ -801,6 +883,17 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *                      confusion counts) goes to the step's metrics[index .. index + width);
  *                      rows n(pred) / cols; weights absent, or float32 holding
  *                      ceil(rows / per_weight) per-row weights (the sample weights)
+ *   OP_RESIZE          bufs x, y   ints h, w, c, oh, ow, top, left, wh, ww, interpolation
+ *                      reals fill_value   (pynn_resize; the images are the step's rows)
+ *   OP_AFFINE          bufs x, params, y   ints h, w, c, interpolation, fill_mode
+ *                      reals fill_value   (pynn_affine_transform; params batched, rows of
+ *                      PYNN_IMAGE_PARAMS)
+ *   OP_IMAGE_RANDOM    bufs params   ints kind, seed, h, w, oh, ow   reals r[PYNN_RANDOM_REALS]
+ *                      (pynn_image_random; the counter is the step number, as dropout's)
+ *   OP_FLIP            bufs x, params, y   ints h, w, c, horizontal, vertical   (params
+ *                      -1: every image flipped)
+ *   OP_CROP            bufs x, params, y   ints h, w, c, oh, ow, top, left   (params -1:
+ *                      the fixed offsets top, left)
  *   OP_OPTIMIZER       bufs params, grads, slot0 .. slot(PYNN_OPT_SLOTS - 1)[, ema]
  *                      ints kind[, n_segments, (offset, size, flags) x n_segments]
  *                      reals hyper[PYNN_HYPER_COUNT], PYNN_OPT_REALS (hyper, then a

@@ -197,6 +197,25 @@ cdef extern from "pynn.h" nogil:
                              const int64_t *segments, int64_t n_segments, int kind,
                              int64_t step, const double *hyper, const double *options)
 
+    # geometric image ops (csrc/image.c)
+    int PYNN_IMAGE_PARAMS, PYNN_INTERP_BILINEAR, PYNN_INTERP_NEAREST
+    int PYNN_FILL_REFLECT, PYNN_FILL_WRAP, PYNN_FILL_CONSTANT, PYNN_FILL_NEAREST
+    int PYNN_RANDOM_ROTATION, PYNN_RANDOM_ZOOM, PYNN_RANDOM_TRANSLATION, PYNN_RANDOM_FLIP
+    int PYNN_RANDOM_CROP, PYNN_RANDOM_REALS
+    int pynn_affine_transform(float *y, const float *x, const float *params, int64_t n,
+                              int64_t h, int64_t w, int64_t c, int interpolation,
+                              int fill_mode, float fill_value)
+    int pynn_resize(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+                    int64_t oh, int64_t ow, int64_t top, int64_t left, int64_t wh, int64_t ww,
+                    int interpolation, float fill_value)
+    int pynn_flip(float *y, const float *x, const float *params, int64_t n, int64_t h,
+                  int64_t w, int64_t c, int horizontal, int vertical)
+    int pynn_crop(float *y, const float *x, const float *params, int64_t n, int64_t h,
+                  int64_t w, int64_t c, int64_t oh, int64_t ow, int64_t top, int64_t left)
+    int pynn_image_random(float *params, int64_t n, int64_t h, int64_t w, int64_t oh,
+                          int64_t ow, int kind, const double *r, uint64_t seed,
+                          uint64_t counter)
+
     # plans (csrc/plan.c)
     int PYNN_DTYPE_F32, PYNN_DTYPE_I64
     ctypedef struct pynn_buffer:
@@ -328,6 +347,7 @@ def gemm_kernel_supported(int which):
 include "_core_gemm.pxi"
 include "_core_kernels.pxi"
 include "_core_cnn.pxi"
+include "_core_image.pxi"
 include "_core_pixel.pxi"
 include "_core_interrupt.pxi"
 include "_core_plan.pxi"

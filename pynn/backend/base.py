@@ -218,6 +218,30 @@ class Backend:
         """dx = dy * mask; dx may be dy."""
         raise NotImplementedError
 
+    # ---- geometric image ops (Keras 3's image preprocessing layers) ------------------
+    def affine_transform(self, x, params, interpolation, fill_mode, fill_value, y):
+        """y (N, H, W, C) = the images x resampled through each image's inverse transform,
+        params (N, 8) (keras.ops.image.affine_transform; "bilinear" / "nearest", fill
+        "reflect" / "wrap" / "constant" / "nearest")."""
+        raise NotImplementedError
+
+    def resize(self, x, window, interpolation, fill_value, y):
+        """y (N, OH, OW, C) = the window (top, left, height, width) of each image of x
+        resized (half-pixel centres, no antialiasing); outside the image: fill_value."""
+        raise NotImplementedError
+
+    def flip(self, x, params, horizontal, vertical, y):
+        """y = x flipped where params[b, 0] != 0 (params None: every image)."""
+        raise NotImplementedError
+
+    def crop(self, x, params, top, left, y):
+        """y (N, OH, OW, C) = the windows of x at (top, left), or at params[b, :2]."""
+        raise NotImplementedError
+
+    def image_random(self, kind, seed, counter, h, w, out_hw, ranges, params):
+        """params (N, 8) = the per-image parameters of a random augmentation ("rotation",
+        "zoom", "translation", "flip", "crop") drawn from (seed, counter)."""
+
     # ---- pixel preprocessing (Rescaling, Normalization, RandomContrast, RandomBrightness)
     # csrc/pynn.h ("pixel preprocessing") and reference.py define each; y may be x.
     def channel_affine(self, x, scale, offset, c, inner, y):

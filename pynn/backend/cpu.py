@@ -120,6 +120,22 @@ class CpuBackend(HostBackend):
     def dropout_backward(self, dy, mask, dx):
         _core.multiply(_flat(dx), _flat(dy), _flat(mask))
 
+    # ---- geometric image ops ----------------------------------------------------------
+    def affine_transform(self, x, params, interpolation, fill_mode, fill_value, y):
+        _core.affine_transform(y, x, params, interpolation, fill_mode, fill_value)
+
+    def resize(self, x, window, interpolation, fill_value, y):
+        _core.resize(y, x, window, interpolation, fill_value)
+
+    def flip(self, x, params, horizontal, vertical, y):
+        _core.flip(y, x, params, horizontal, vertical)
+
+    def crop(self, x, params, top, left, y):
+        _core.crop(y, x, params, top, left)
+
+    def image_random(self, kind, seed, counter, h, w, out_hw, ranges, params):
+        _core.image_random(params, kind, h, w, out_hw[0], out_hw[1], ranges, seed, counter)
+
     # ---- pixel preprocessing (csrc/pixel.c) -------------------------------------------
     def channel_affine(self, x, scale, offset, c, inner, y):
         _core.channel_affine(y, x, scale, offset, c, inner)

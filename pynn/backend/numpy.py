@@ -136,6 +136,23 @@ class NumpyBackend(HostBackend):
     def dropout_backward(self, dy, mask, dx):
         dx[...] = dy * mask
 
+    # ---- geometric image ops ----------------------------------------------------------
+    def affine_transform(self, x, params, interpolation, fill_mode, fill_value, y):
+        y[...] = ref.affine_transform(x, params, interpolation, fill_mode, fill_value)
+
+    def resize(self, x, window, interpolation, fill_value, y):
+        y[...] = ref.resize(x, y.shape[1:3], window, interpolation, fill_value)
+
+    def flip(self, x, params, horizontal, vertical, y):
+        y[...] = ref.flip(x, params, horizontal, vertical)
+
+    def crop(self, x, params, top, left, y):
+        y[...] = ref.crop(x, y.shape[1:3], top, left, params)
+
+    def image_random(self, kind, seed, counter, h, w, out_hw, ranges, params):
+        params[...] = ref.image_random(kind, params.shape[0], h, w, ranges, seed, counter,
+                                       out_hw)
+
     # ---- pixel preprocessing ------------------------------------------------------
     def channel_affine(self, x, scale, offset, c, inner, y):
         y[...] = ref.channel_affine(x, scale, offset, c, inner)

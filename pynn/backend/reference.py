@@ -782,6 +782,182 @@ def dropout_mask(shape, broadcast, seed, counter, rate, dtype=np.float32):
     return np.ascontiguousarray(np.broadcast_to(mask, tuple(shape)))
 
 
+# ---- geometric image ops (csrc/pynn.h, "geometric image ops") -----------------------
+# Keras 3's keras.ops.image.affine_transform / resize as its numpy and JAX backends compute
+# them, in double, spelled in the C kernels' order (csrc/image.c).
+IMAGE_PARAMS = 8
+INTERPOLATIONS = ("bilinear", "nearest")
+FILL_MODES = ("reflect", "wrap", "constant", "nearest")
+RANDOM_KINDS = ("rotation", "zoom", "translation", "flip", "crop")
+
+
+def _extend(k, n, fill_mode):
+    """The index fill_mode reads for integer positions k (an int64 array) of an axis of n,
+    and whether it lies in the image (constant: False outside, the fill value is read)."""
+    inside = (k >= 0) & (k < n)
+    if fill_mode == "reflect":               # d c b a | a b c d | d c b a
+        m = np.mod(k, 2 * n)
+        return np.where(m < n, m, 2 * n - 1 - m), np.ones_like(inside)
+    if fill_mode == "wrap":
+        return np.mod(k, n), np.ones_like(inside)
+    if fill_mode == "nearest":
+        return np.clip(k, 0, n - 1), np.ones_like(inside)
+    if fill_mode == "constant":
+        return np.clip(k, 0, n - 1), inside
+    raise ValueError(f"affine_transform: expected fill_mode in {FILL_MODES}, received "
+                     f"{fill_mode!r}")
+
+
+def _tame(v, n):
+    lim = 4.0 * n + 4.0
+    return np.clip(np.where(np.isnan(v), -lim, v), -lim, lim)
+
+
+def affine_transform(x, params, interpolation="bilinear", fill_mode="constant",
+                     fill_value=0.0):
+    """keras.ops.image.affine_transform of the NHWC images x: output (i, j) of image b
+    reads the input at column (a0 j + a1 i + a2) / k, row (b0 j + b1 i + b2) / k,
+    k = c0 j + c1 i + 1, params[b] = (a0, a1, a2, b0, b1, b2, c0, c1); the image extended
+    index by index by fill_mode, then bilinear or nearest (floor(v + 0.5))."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"affine_transform: expected interpolation in {INTERPOLATIONS}, "
+                         f"received {interpolation!r}")
+    n, h, w, c = x.shape
+    t = np.asarray(params, dtype=np.float32).astype(np.float64).reshape(n, IMAGE_PARAMS)
+    i = np.arange(h, dtype=np.float64)[None, :, None]
+    j = np.arange(w, dtype=np.float64)[None, None, :]
+    col = lambda q: t[:, q][:, None, None]    # noqa: E731
+    k = col(6) * j + col(7) * i + 1.0
+    xs = _tame((col(0) * j + col(1) * i + col(2)) / k, w)
+    ys = _tame((col(3) * j + col(4) * i + col(5)) / k, h)
+    xd = x.astype(np.float64)
+    fv = float(np.float32(fill_value))
+    b = np.arange(n)[:, None, None]
+
+    def read(r, q):
+        rr, ir = _extend(r, h, fill_mode)
+        qq, iq = _extend(q, w, fill_mode)
+        v = xd[b, rr, qq] if h and w else np.zeros((n, h, w, c))
+        return np.where((ir & iq)[..., None], v, fv)
+
+    if interpolation == "nearest":
+        out = read(np.floor(ys + 0.5).astype(np.int64), np.floor(xs + 0.5).astype(np.int64))
+        return out.astype(np.float32)
+    y0, x0 = np.floor(ys), np.floor(xs)
+    fy, fx = (ys - y0)[..., None], (xs - x0)[..., None]
+    r0, q0 = y0.astype(np.int64), x0.astype(np.int64)
+    out = ((1.0 - fy) * (1.0 - fx)) * read(r0, q0) + ((1.0 - fy) * fx) * read(r0, q0 + 1) + \
+        (fy * (1.0 - fx)) * read(r0 + 1, q0) + (fy * fx) * read(r0 + 1, q0 + 1)
+    return out.astype(np.float32)
+
+
+def _resize_axis(out, size, interpolation):
+    """Per output position: the two window indices and the second's weight (bilinear, half
+    pixel centres, clamped), or the nearest index twice with weight 0."""
+    i = np.arange(out, dtype=np.float64)
+    if interpolation == "nearest":
+        k = np.minimum(np.floor((i + 0.5) * size / out).astype(np.int64), size - 1)
+        return k, k, np.zeros(out)
+    s = np.clip((i + 0.5) * (size / out) - 0.5, 0.0, size - 1)
+    a0 = np.floor(s)
+    return a0.astype(np.int64), np.minimum(a0.astype(np.int64) + 1, size - 1), s - a0
+
+
+def resize(x, out_hw, window=None, interpolation="bilinear", fill_value=0.0):
+    """Keras 3's resize (half-pixel centres, antialias=False) of the window (top, left,
+    height, width) of each NHWC image (default: the whole image) to out_hw; window
+    positions outside the image read fill_value (pad_to_aspect_ratio)."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"resize: expected interpolation in {INTERPOLATIONS}, received "
+                         f"{interpolation!r}")
+    n, h, w, c = x.shape
+    oh, ow = out_hw
+    top, left, wh, ww = (0, 0, h, w) if window is None else window
+    r0, r1, fy = _resize_axis(oh, wh, interpolation)
+    q0, q1, fx = _resize_axis(ow, ww, interpolation)
+    r0, r1, q0, q1 = r0 + top, r1 + top, q0 + left, q1 + left
+    xd = x.astype(np.float64)
+    fv = float(np.float32(fill_value))
+
+    def read(r, q):
+        inside = ((r >= 0) & (r < h))[:, None] & ((q >= 0) & (q < w))[None, :]
+        v = xd[:, np.clip(r, 0, max(h - 1, 0))][:, :, np.clip(q, 0, max(w - 1, 0))] \
+            if h and w else np.zeros((n, len(r), len(q), c))
+        return np.where(inside[None, :, :, None], v, fv)
+
+    fy, fx = fy[None, :, None, None], fx[None, None, :, None]
+    out = ((1.0 - fy) * (1.0 - fx)) * read(r0, q0) + ((1.0 - fy) * fx) * read(r0, q1) + \
+        (fy * (1.0 - fx)) * read(r1, q0) + (fy * fx) * read(r1, q1)
+    return out.astype(np.float32)
+
+
+def flip(x, params=None, horizontal=True, vertical=False):
+    """Each NHWC image flipped left-right and/or top-bottom where params[b, 0] != 0 (params
+    None: every image)."""
+    out = x
+    if horizontal:
+        out = out[:, :, ::-1]
+    if vertical:
+        out = out[:, ::-1]
+    if params is None:
+        return np.ascontiguousarray(out)
+    chosen = (np.asarray(params).reshape(-1, IMAGE_PARAMS)[:, 0] != 0)[:, None, None, None]
+    return np.where(chosen, out, x).astype(x.dtype)
+
+
+def crop(x, out_hw, top=0, left=0, params=None):
+    """The (oh, ow) window of each NHWC image at (top, left), or at (params[b, 0],
+    params[b, 1])."""
+    n = x.shape[0]
+    oh, ow = out_hw
+    if params is None:
+        offsets = [(top, left)] * n
+    else:
+        p = np.asarray(params).reshape(-1, IMAGE_PARAMS)
+        offsets = [(int(p[b, 0]), int(p[b, 1])) for b in range(n)]
+    out = np.empty((n, oh, ow, x.shape[3]), dtype=x.dtype)
+    for b, (t, l) in enumerate(offsets):
+        if not (0 <= t <= x.shape[1] - oh and 0 <= l <= x.shape[2] - ow):
+            raise ValueError(f"crop: offsets ({t}, {l}) put the window outside the image")
+        out[b] = x[b, t:t + oh, l:l + ow]
+    return out
+
+
+def image_random(kind, n, h, w, ranges, seed, counter, out_hw=(0, 0)):
+    """The per-image parameters (n, IMAGE_PARAMS) of a random augmentation layer (csrc/
+    pynn.h, pynn_image_random): image b's j-th uniform is element b * IMAGE_PARAMS + j of
+    (seed, counter)'s stream."""
+    if kind not in RANDOM_KINDS:
+        raise ValueError(f"image_random: expected kind in {RANDOM_KINDS}, received {kind!r}")
+    u = random_uniform(seed, counter, n * IMAGE_PARAMS).reshape(n, IMAGE_PARAMS)
+    u0, u1 = u[:, 0].astype(np.float64), u[:, 1].astype(np.float64)
+    r = [float(v) for v in ranges]
+    m = np.zeros((n, IMAGE_PARAMS))
+    if kind == "rotation":
+        lo, hi = r[0] * 360.0, r[1] * 360.0
+        angle = (lo + u0 * (hi - lo)) * (math.pi / 180.0)
+        cs, sn = np.cos(angle), np.sin(angle)
+        cx, cy = 0.5 * (w - 1), 0.5 * (h - 1)
+        m[:, 0], m[:, 1], m[:, 3], m[:, 4] = cs, -sn, sn, cs
+        m[:, 2] = cx - cx * m[:, 0] - cy * m[:, 1]
+        m[:, 5] = cy - cx * m[:, 3] - cy * m[:, 4]
+    elif kind == "zoom":
+        zh = (1.0 + r[0]) + u0 * ((1.0 + r[1]) - (1.0 + r[0]))
+        zw = (1.0 + r[2]) + u1 * ((1.0 + r[3]) - (1.0 + r[2])) if r[4] != 0 else zh
+        m[:, 0], m[:, 2] = zw, 0.5 * (w - 1) * (1.0 - zw)
+        m[:, 4], m[:, 5] = zh, 0.5 * (h - 1) * (1.0 - zh)
+    elif kind == "translation":
+        m[:, 0] = m[:, 4] = 1.0
+        m[:, 5] = -((r[0] + u0 * (r[1] - r[0])) * h)
+        m[:, 2] = -((r[2] + u1 * (r[3] - r[2])) * w)
+    elif kind == "flip":
+        m[:, 0] = (u0 <= 0.5).astype(np.float64)
+    else:
+        oh, ow = out_hw
+        m[:, 0] = np.minimum(np.floor(u0 * (h - oh + 1)), h - oh)
+        m[:, 1] = np.minimum(np.floor(u1 * (w - ow + 1)), w - ow)
+    return m.astype(np.float32)
+
 # ---- pixel preprocessing (csrc/pynn.h, "pixel preprocessing") -------------------------------
 
 def channel_affine(x, scale, offset, c, inner):

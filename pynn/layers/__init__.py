@@ -2,6 +2,8 @@
 from .base import Layer
 from .conv import Conv2D
 from .core import Activation, Dense, LeakyReLU, ReLU, Softmax
+from .image_preprocessing import (CenterCrop, RandomCrop, RandomFlip, RandomRotation,
+                                  RandomTranslation, RandomZoom, Resizing)
 from .input_layer import Input, InputLayer
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, maximum, minimum, multiply, subtract)
@@ -17,4 +19,5 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "
            "Dropout", "BatchNormalization", "Rescaling", "Normalization",
            "RandomContrast", "RandomBrightness", "Add", "Subtract", "Multiply", "Average", "Maximum",
            "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
-           "minimum", "concatenate"]
+           "minimum", "concatenate", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
+           "RandomRotation", "RandomZoom", "RandomTranslation"]

@@ -33,6 +33,9 @@ _LOSS = {v: k for k, v in ids.LOSSES.items()}
 _METRIC = {v: k for k, v in ids.METRICS.items()}
 _MERGE = {v: k for k, v in ids.MERGES.items()}
 _OPT = {v: k for k, v in ids.OPTIMIZERS.items()}
+_INTERP = {v: k for k, v in _core.INTERPOLATIONS.items()}
+_FILL = {v: k for k, v in _core.FILL_MODES.items()}
+_RANDOM = {v: k for k, v in _core.RANDOM_KINDS.items()}
 
 
 class _Storage:
@@ -423,6 +426,51 @@ def _optimizer(ex, op, v, step, losses, metrics, reals):
                               v[grads], step, hyper, segments, _opt(v, ema))
 
 
+def _image(v, index, shape):
+    """Buffer `index` as NHWC images of `shape` (h, w, c) for this step's rows."""
+    a = v[index]
+    return a.reshape((-1,) + tuple(shape))
+
+
+def _image_params(v, index):
+    return None if index < 0 else v[index].reshape(-1, _core.IMAGE_PARAMS)
+
+
+def _resize(ex, op, v, step, losses, metrics, reals):
+    x, y = op.bufs
+    h, w, c, oh, ow, top, left, wh, ww, interp = op.ints
+    ex.backend.resize(_image(v, x, (h, w, c)), (top, left, wh, ww), _INTERP[interp], reals[0],
+                      _image(v, y, (oh, ow, c)))
+
+
+def _affine(ex, op, v, step, losses, metrics, reals):
+    x, params, y = op.bufs
+    h, w, c, interp, fill = op.ints
+    ex.backend.affine_transform(_image(v, x, (h, w, c)), _image_params(v, params),
+                                _INTERP[interp], _FILL[fill], reals[0], _image(v, y, (h, w, c)))
+
+
+def _image_random(ex, op, v, step, losses, metrics, reals):
+    (params,) = op.bufs
+    kind, seed, h, w, oh, ow = op.ints
+    ex.backend.image_random(_RANDOM[kind], seed, step, h, w, (oh, ow), reals,
+                            _image_params(v, params))
+
+
+def _flip(ex, op, v, step, losses, metrics, reals):
+    x, params, y = op.bufs
+    h, w, c, horizontal, vertical = op.ints
+    ex.backend.flip(_image(v, x, (h, w, c)), _image_params(v, params), bool(horizontal),
+                    bool(vertical), _image(v, y, (h, w, c)))
+
+
+def _crop(ex, op, v, step, losses, metrics, reals):
+    x, params, y = op.bufs
+    h, w, c, oh, ow, top, left = op.ints
+    ex.backend.crop(_image(v, x, (h, w, c)), _image_params(v, params), top, left,
+                    _image(v, y, (oh, ow, c)))
+
+
 _maxpool, _maxpool_backward = _pool("maxpool2d")
 _avgpool, _avgpool_backward = _pool("avgpool2d")
 _OPS = {
@@ -438,6 +486,8 @@ _OPS = {
     "merge": _merge, "merge_backward": _merge_backward,
     "concat": _concat, "concat_backward": _concat_backward,
     "scale": _scale, "loss": _loss, "metric": _metric, "optimizer": _optimizer,
+    "resize": _resize, "affine": _affine, "image_random": _image_random, "flip": _flip,
+    "crop": _crop,
     "channel_affine": _channel_affine, "normalize": _normalize,
     "random_contrast": _random_contrast, "random_contrast_backward": _random_contrast_backward,
     "random_brightness": _random_brightness,

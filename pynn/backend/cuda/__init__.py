@@ -20,6 +20,8 @@ Its modules mirror csrc/, one family of kernels each, with their launch function
   normalization  batch normalization
   merge          add, subtract, multiply, average, maximum, minimum; concatenation
   random         the counter-based uniforms of csrc/pynn.h, drawn on the device; dropout
+  image          the geometric image ops: affine resampling, resize, flip, crop, and the
+                 random per-image parameters of the augmentation layers
 and this file assembles them into CudaBackend, the interface of pynn/backend/base.py, and
 says whether the backend can run here (unavailable_reason).
 
@@ -34,8 +36,8 @@ import threading
 import numpy as np
 
 from ..base import Backend, loss_option_kind
-from . import (convolution, elementwise, gemm, losses, merge, metrics, normalization,
-               optimizers, pixel, pooling, random, runtime)
+from . import (convolution, elementwise, gemm, image, losses, merge, metrics,
+               normalization, optimizers, pixel, pooling, random, runtime)
 from .runtime import SIMULATOR, cuda
 
 
@@ -159,6 +161,12 @@ class CudaBackend(Backend):
     def dropout_backward(self, dy, mask, dx):
         elementwise.multiply("dropout_backward", dx, dy, mask)
 
+    # ---- geometric image ops ------------------------------------------------------------------
+    affine_transform = staticmethod(image.affine_transform)
+    resize = staticmethod(image.resize)
+    flip = staticmethod(image.flip)
+    crop = staticmethod(image.crop)
+    image_random = staticmethod(image.image_random)
     # ---- pixel preprocessing (pixel.py) --------------------------------------------------------
     channel_affine = staticmethod(pixel.channel_affine)
     normalize = staticmethod(pixel.normalize)
