@@ -20,7 +20,7 @@
 #define EPS 1e-7f
 #define PMAX (1.0f - EPS)
 /* the options of a call that sets only param (Huber's delta) */
-#define PARAM(x) (&(pynn_loss_options){(x), 0.0f, 0, 0, NULL, 1})
+#define PARAM(x) (&(pynn_loss_options){(x), 0.0f, 0, 0, NULL, 1, 0})
 
 static float clip(float p) { return p < EPS ? EPS : (p > PMAX ? PMAX : p); }
 static int clipped(float p) { return p < EPS || p > PMAX; }
