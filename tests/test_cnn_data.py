@@ -210,3 +210,28 @@ def test_a_fifo_named_like_an_image_is_refused_not_read(tmp_path):
     t.join(10)
     assert box, "image_dataset_from_directory hangs on a FIFO"
     assert isinstance(box[0], ValueError) and "zz_fifo.png" in str(box[0]), box[0]
+
+
+def test_the_hot_dog_example_streams_augments_and_saves(tmp_path, capsys):
+    """examples/hotdog_classifier.py on its synthetic folder: it prints the validation
+    accuracy and where the model and the history plot are, and the model it saved loads."""
+    pytest.importorskip("PIL")
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "examples", "hotdog_classifier.py")
+    spec = importlib.util.spec_from_file_location("hotdog_classifier", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out_dir = tmp_path / "out"
+    with pytest.warns(UserWarning, match="shuffle=True"):        # Keras 3 warns the same
+        assert example.main(["--epochs", "2", "--size", "24", "--output", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "validation accuracy:" in out and str(out_dir / "hotdog.pynn") in out
+    model = pynn.load_model(out_dir / "hotdog.pynn")
+    assert [type(l).__name__ for l in model.layers][:2] == ["Sequential", "Rescaling"]
+    try:
+        import matplotlib  # noqa: F401
+        assert (out_dir / "history.png").exists()
+    except ImportError:
+        assert "no history plot" in out
