@@ -198,6 +198,32 @@ def poisoned_simulator(monkeypatch):
     yield poison
 
 
+# ---- the fused path's C calls --------------------------------------------------------------
+class EveryBatch(pynn.callbacks.Callback):
+    """A callback with a per-batch hook: fit then runs its steps one C call each (the "step
+    by step" path, which must give bitwise the whole-epoch call's weights)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
+@pytest.fixture
+def c_calls(monkeypatch):
+    """The steps each training C call (CExecutor.run) of the test ran, in call order: a
+    whole-epoch fit is [steps] per epoch, a step-by-step one [1, 1, ...]."""
+    from pynn.models import executor as executor_module
+    calls = []
+    real = executor_module.CExecutor.run
+
+    def counting(self, *args, **kwargs):
+        if self.plan.kind == "train":
+            calls.append(args[7])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(executor_module.CExecutor, "run", counting)
+    return calls
+
+
 @pytest.fixture
 def threads():
     """Set the C kernels' thread count inside a test; restored afterwards."""

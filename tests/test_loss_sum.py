@@ -19,9 +19,8 @@ import pytest
 import pynn
 from pynn import layers as L
 from pynn import losses
-from pynn.models import executor as executor_module
 
-from conftest import RTOL_SUMS, assert_bitwise, assert_close
+from conftest import EveryBatch, RTOL_SUMS, assert_bitwise, assert_close
 
 ROWS, BATCH, EPOCHS, CLASSES, OUT = 48, 16, 3, 3, 2
 STEPS = ROWS // BATCH
@@ -137,23 +136,6 @@ def test_one_sgd_step_with_sum_is_n_times_the_step_with_the_mean(case):
 
 
 # ---- a weighted fit: the fused path, step by step, op by op; the backends agree ---------------
-class EveryBatch(pynn.callbacks.Callback):
-    def on_train_batch_end(self, batch, logs=None):
-        pass
-
-
-@pytest.fixture
-def c_calls(monkeypatch):
-    calls = []
-    real = executor_module.CExecutor.run
-
-    def counting(self, *args, **kwargs):
-        if self.plan.kind == "train":
-            calls.append(args[7])
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(executor_module.CExecutor, "run", counting)
-    return calls
 
 
 def weighted_fit(case, path="whole epoch", threads=None, backend="cpu", rows=ROWS,

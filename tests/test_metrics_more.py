@@ -13,9 +13,8 @@ import pytest
 import pynn
 from pynn import ids, metrics
 from pynn.backend import reference as ref
-from pynn.models import executor as executor_module
 
-from conftest import RTOL_SUMS, assert_bitwise, assert_close, usable_backend
+from conftest import EveryBatch, RTOL_SUMS, assert_bitwise, assert_close, usable_backend
 
 RNG = np.random.default_rng(11)
 Y = (RNG.random((23, 3)) > 0.55).astype(np.float32)
@@ -304,23 +303,6 @@ def test_compiled_auc_precision_recall_equal_the_objects(backend):
     assert logs["recalls"].shape == (2,)
 
 
-@pytest.fixture
-def c_calls(monkeypatch):
-    calls = []
-    real = executor_module.CExecutor.run
-
-    def counting(self, *args, **kwargs):
-        if self.plan.kind == "train":
-            calls.append(args[7])
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(executor_module.CExecutor, "run", counting)
-    return calls
-
-
-class _EveryBatch(pynn.callbacks.Callback):
-    def on_train_batch_end(self, batch, logs=None):
-        pass
 
 
 def test_a_fit_with_auc_is_one_c_call_per_epoch_and_the_same_bits_step_by_step(c_calls):
@@ -331,7 +313,7 @@ def test_a_fit_with_auc_is_one_c_call_per_epoch_and_the_same_bits_step_by_step(c
         m = _binary_model("cpu", lr=0.1)
         m.engine.force_python = path == "op by op"
         h = m.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False,
-                  callbacks=[_EveryBatch()] if path == "step" else [])
+                  callbacks=[EveryBatch()] if path == "step" else [])
         assert c_calls == calls, path
         runs[path] = (m.get_weights(), h.history)
     for path, (weights, hist) in runs.items():

@@ -19,9 +19,8 @@ from pynn import _core, ids
 from pynn import backend as backends
 from pynn import layers as L
 from pynn.backend import reference as ref
-from pynn.models import executor as executor_module
 
-from conftest import RTOL_SUMS, assert_bitwise, assert_close, usable_backend
+from conftest import EveryBatch, RTOL_SUMS, assert_bitwise, assert_close, usable_backend
 
 O = pynn.optimizers
 
@@ -190,23 +189,6 @@ def model(optimizer, backend="cpu", features=6, units=8):
     return m
 
 
-class EveryBatch(pynn.callbacks.Callback):
-    def on_train_batch_end(self, batch, logs=None):
-        pass
-
-
-@pytest.fixture
-def c_calls(monkeypatch):
-    calls = []
-    real = executor_module.CExecutor.run
-
-    def counting(self, *args, **kwargs):
-        if self.plan.kind == "train":
-            calls.append(args[7])
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(executor_module.CExecutor, "run", counting)
-    return calls
 
 
 FIT_OPTIONS = {

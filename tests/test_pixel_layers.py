@@ -18,9 +18,8 @@ import pynn
 from pynn import backend as backends
 from pynn import layers as L
 from pynn.backend import reference as ref
-from pynn.models import executor as executor_module
 
-from conftest import RTOL_ELEMENTWISE, assert_bitwise, assert_close, usable_backend
+from conftest import EveryBatch, RTOL_ELEMENTWISE, assert_bitwise, assert_close, usable_backend
 
 NUMPY = backends.get("numpy")
 
@@ -352,23 +351,6 @@ def digits_like(n=60):
     return x, y
 
 
-@pytest.fixture
-def count_c_calls(monkeypatch):
-    calls = []
-    real = executor_module.CExecutor.run
-
-    def counting(self, *args, **kwargs):
-        if self.plan.kind == "train":
-            calls.append(args[7])
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(executor_module.CExecutor, "run", counting)
-    return calls
-
-
-class EveryBatch(pynn.callbacks.Callback):
-    def on_train_batch_end(self, batch, logs=None):
-        pass
 
 
 def train(threads, path):
@@ -388,14 +370,14 @@ def train(threads, path):
         pynn.set_num_threads(before)
 
 
-def test_an_augmenting_cnn_trains_one_c_call_per_epoch_and_repeats_bitwise(count_c_calls):
+def test_an_augmenting_cnn_trains_one_c_call_per_epoch_and_repeats_bitwise(c_calls):
     steps = -(-60 // 16)
     runs = {}
     for path, threads, calls in [("whole epoch", 2, [steps] * 2), ("step by step", 2, [1] * 8),
                                  ("op by op", 2, []), ("whole epoch", 1, [steps] * 2)]:
-        count_c_calls.clear()
+        c_calls.clear()
         runs[path, threads] = train(threads, path)
-        assert count_c_calls == calls, (path, threads)
+        assert c_calls == calls, (path, threads)
     base = runs["whole epoch", 2]
     for key, weights in runs.items():
         for a, b in zip(weights, base):

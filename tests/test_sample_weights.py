@@ -16,9 +16,8 @@ import pytest
 
 import pynn
 from pynn import layers as L
-from pynn.models import executor as executor_module
 
-from conftest import RTOL_SUMS, assert_bitwise, assert_close
+from conftest import EveryBatch, RTOL_SUMS, assert_bitwise, assert_close
 
 ROWS, BATCH, EPOCHS, CLASSES = 48, 16, 3, 3
 STEPS = ROWS // BATCH
@@ -43,23 +42,6 @@ def model(backend="cpu", loss="sparse_categorical_crossentropy", out=CLASSES,
     return m
 
 
-class EveryBatch(pynn.callbacks.Callback):
-    def on_train_batch_end(self, batch, logs=None):
-        pass
-
-
-@pytest.fixture
-def c_calls(monkeypatch):
-    calls = []
-    real = executor_module.CExecutor.run
-
-    def counting(self, *args, **kwargs):
-        if self.plan.kind == "train":
-            calls.append(args[7])
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(executor_module.CExecutor, "run", counting)
-    return calls
 
 
 def softmax_ce(probs, y):

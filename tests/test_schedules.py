@@ -12,10 +12,9 @@ import pytest
 
 import pynn
 from pynn import layers as L
-from pynn.models import executor as executor_module
 from pynn.optimizers import schedules as S
 
-from conftest import RTOL_SUMS, assert_bitwise, assert_close
+from conftest import EveryBatch, RTOL_SUMS, assert_bitwise, assert_close
 
 
 # ---- Keras 3's formulas, in float64 -----------------------------------------------------
@@ -128,23 +127,6 @@ def model(optimizer, backend="cpu"):
     return m
 
 
-class EveryBatch(pynn.callbacks.Callback):
-    def on_train_batch_end(self, batch, logs=None):
-        pass
-
-
-@pytest.fixture
-def c_calls(monkeypatch):
-    calls = []
-    real = executor_module.CExecutor.run
-
-    def counting(self, *args, **kwargs):
-        if self.plan.kind == "train":
-            calls.append(args[7])
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(executor_module.CExecutor, "run", counting)
-    return calls
 
 
 def fit(case, path="whole epoch", backend="cpu", optimizer=pynn.optimizers.SGD):
