@@ -14,7 +14,7 @@ from ...ids import LOSSES
 from .elementwise import sigmoid
 from .elementwise import fill
 from .reduction import (ROWS_PER_BLOCK, THREADS, _sum_in_order_kernel, make_row_sum_kernel,
-                        sum_rows, target_at)
+                        store_block_sum, sum_rows, target_at)
 from .runtime import D0, F0, F1, F2, HALF, check_shape, elementwise_config, pow2_at_least
 
 LOSS_MSE = LOSSES["mse"]
@@ -333,16 +333,7 @@ def _options_kernel(partials, grad, pred, target, labels, rows, cols, kind, from
                     grad[r, j] = grad[r, j] * w
             v = float64(w) * v
         s += v
-    part[tid] = s
-    cuda.syncthreads()
-    half = nthreads // 2
-    while half > 0:                  # tree: part[i] += part[i + half], halving
-        if tid < half:
-            part[tid] += part[tid + half]
-        cuda.syncthreads()
-        half //= 2
-    if tid == 0:
-        partials[cuda.blockIdx.x] = part[0]
+    store_block_sum(partials, part, tid, nthreads, s)
 
 
 def _sum_options(workspace, grad, pred, target, labels, kind, from_logits, param, sparse,

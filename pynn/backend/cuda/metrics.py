@@ -19,7 +19,8 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from ...ids import METRICS
-from .reduction import ROWS_PER_BLOCK, THREADS, _sum_in_order_kernel, target_at
+from .reduction import (ROWS_PER_BLOCK, THREADS, _sum_in_order_kernel, store_block_sum,
+                        target_at)
 from .runtime import D0, F0, F1, check_float32, check_shape, pow2_at_least
 
 METRIC_BINARY_ACCURACY = METRICS["binary_accuracy"]
@@ -110,16 +111,7 @@ def _metric_rows(partials, pred, target, labels, weights, rows, cols, kind, k, t
         if weighted:
             v *= float64(weights[r // per_weight])
         s += v
-    part[tid] = s
-    cuda.syncthreads()
-    half = nthreads // 2
-    while half > 0:                  # tree: part[i] += part[i + half], halving
-        if tid < half:
-            part[tid] += part[tid + half]
-        cuda.syncthreads()
-        half //= 2
-    if tid == 0:
-        partials[cuda.blockIdx.x] = part[0]
+    store_block_sum(partials, part, tid, nthreads, s)
 
 
 @cuda.jit

@@ -24,6 +24,23 @@ def target_at(target, labels, r, j, sparse):
     return target[r, j]
 
 
+@cuda.jit(device=True, inline=True)
+def store_block_sum(partials, part, tid, nthreads, s):
+    """The block's thread sums s added by a fixed tree in shared memory `part` (THREADS
+    doubles; nthreads a power of two): part[i] += part[i + half], halving; thread 0 writes
+    the block's sum to partials[block]."""
+    part[tid] = s
+    cuda.syncthreads()
+    half = nthreads // 2
+    while half > 0:
+        if tid < half:
+            part[tid] += part[tid + half]
+        cuda.syncthreads()
+        half //= 2
+    if tid == 0:
+        partials[cuda.blockIdx.x] = part[0]
+
+
 def make_row_sum_kernel(row_value, name):
     """A kernel summing row_value(out, pred, target, labels, r, rows, cols, kind, option,
     sparse, write_out) (a double) over the rows of its block into partials[block];
@@ -40,16 +57,7 @@ def make_row_sum_kernel(row_value, name):
         for r in range(r0 + tid, r1, nthreads):
             s += row_value(out, pred, target, labels, r, rows, cols, kind, option, sparse,
                            write_out)
-        part[tid] = s
-        cuda.syncthreads()
-        half = nthreads // 2
-        while half > 0:                  # tree: part[i] += part[i + half], halving
-            if tid < half:
-                part[tid] += part[tid + half]
-            cuda.syncthreads()
-            half //= 2
-        if tid == 0:
-            partials[cuda.blockIdx.x] = part[0]
+        store_block_sum(partials, part, tid, nthreads, s)
 
     row_sum.__name__ = row_sum.__qualname__ = name
     return cuda.jit(row_sum)
