@@ -46,6 +46,20 @@ static int image_sizes_ok(int64_t n, int64_t h, int64_t w, int64_t c) {
            c <= INT32_MAX && (h == 0 || w == 0 || c == 0 || n <= INT64_MAX / h / w / c);
 }
 
+/* Bilinear blend of four neighbours, channel by channel, in double: a NULL neighbour (outside
+ * the image, fill mode "constant" or a pad) reads fill_value. */
+static inline void blend4(float *out, const float *v00, const float *v01, const float *v10,
+                          const float *v11, double w00, double w01, double w10, double w11,
+                          int64_t c, float fill_value) {
+    const double fv = (double)fill_value;
+    int64_t ch;
+    for (ch = 0; ch < c; ch++) {
+        const double s = w00 * (v00 ? (double)v00[ch] : fv) + w01 * (v01 ? (double)v01[ch] : fv) +
+                         w10 * (v10 ? (double)v10[ch] : fv) + w11 * (v11 ? (double)v11[ch] : fv);
+        out[ch] = (float)s;
+    }
+}
+
 int pynn_affine_transform(float *y, const float *x, const float *params, int64_t n, int64_t h,
                           int64_t w, int64_t c, int interpolation, int fill_mode,
                           float fill_value) {
@@ -90,14 +104,7 @@ int pynn_affine_transform(float *y, const float *x, const float *params, int64_t
                 const float *v01 = r0 >= 0 && q1 >= 0 ? img + (r0 * w + q1) * c : NULL;
                 const float *v10 = r1 >= 0 && q0 >= 0 ? img + (r1 * w + q0) * c : NULL;
                 const float *v11 = r1 >= 0 && q1 >= 0 ? img + (r1 * w + q1) * c : NULL;
-                const double fv = (double)fill_value;
-                for (ch = 0; ch < c; ch++) {
-                    const double s = w00 * (v00 ? (double)v00[ch] : fv) +
-                                     w01 * (v01 ? (double)v01[ch] : fv) +
-                                     w10 * (v10 ? (double)v10[ch] : fv) +
-                                     w11 * (v11 ? (double)v11[ch] : fv);
-                    out[ch] = (float)s;
-                }
+                blend4(out, v00, v01, v10, v11, w00, w01, w10, w11, c, fill_value);
             }
         });
     return PYNN_OK;
@@ -163,14 +170,7 @@ int pynn_resize(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64
                     const float *v01 = in_r0 && in_q1 ? img + (r0 * w + q1) * c : NULL;
                     const float *v10 = in_r1 && in_q0 ? img + (r1 * w + q0) * c : NULL;
                     const float *v11 = in_r1 && in_q1 ? img + (r1 * w + q1) * c : NULL;
-                    const double fv = (double)fill_value;
-                    for (ch = 0; ch < c; ch++) {
-                        const double s = w00 * (v00 ? (double)v00[ch] : fv) +
-                                         w01 * (v01 ? (double)v01[ch] : fv) +
-                                         w10 * (v10 ? (double)v10[ch] : fv) +
-                                         w11 * (v11 ? (double)v11[ch] : fv);
-                        out[ch] = (float)s;
-                    }
+                    blend4(out, v00, v01, v10, v11, w00, w01, w10, w11, c, fill_value);
                 }
             }
         });
