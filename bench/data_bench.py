@@ -55,6 +55,15 @@ def make_folder(root, n, size, classes=2, quality=90, seed=0):
 
 
 def peak_rss_mb():
+    """This process's peak resident memory: VmHWM of /proc/self/status (Linux), which,
+    unlike getrusage's ru_maxrss, does not carry over the parent's peak across exec."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
