@@ -284,3 +284,43 @@ def test_a_folder_streams_into_fit_with_the_same_weights_whatever_the_workers(tm
     assert m.evaluate(ds, verbose=0, return_dict=True) == \
         m.evaluate(xa, ya, batch_size=8, verbose=0, return_dict=True)
     assert_bitwise(m.predict(ds, verbose=0), m.predict(xa, batch_size=8, verbose=0))
+
+
+class _StopAtBatch(pynn.callbacks.Callback):
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise KeyboardInterrupt
+
+
+def test_a_backup_inside_an_epoch_of_a_shuffled_dataset_resumes_bitwise(tmp_path):
+    """BackupAndRestore(save_freq=2) on a shuffled dataset: the resumed fit skips the
+    batches the backup had trained (the dataset's order is a function of its seed and the
+    epoch) and ends with the weights and History of an uninterrupted run."""
+    x, y, _ = data()
+
+    def ds():
+        return pynn.data.Dataset.from_tensor_slices((x, y)).shuffle(64, seed=3).batch(BATCH)
+
+    straight = model()
+    ref = straight.fit(ds(), epochs=3, verbose=0, shuffle=False)
+    folder = tmp_path / "backup"
+    first = model()
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(ds(), epochs=3, verbose=0, shuffle=False,
+                  callbacks=[pynn.callbacks.BackupAndRestore(folder, save_freq=2),
+                             _StopAtBatch(1, 2)])
+    again = model()
+    h = again.fit(ds(), epochs=3, verbose=0, shuffle=False,
+                  callbacks=[pynn.callbacks.BackupAndRestore(folder, save_freq=2)])
+    assert h.epoch == [1, 2]
+    for a, b in zip(again.get_weights(), straight.get_weights()):
+        assert_bitwise(a, b)
+    for key, values in h.history.items():
+        assert values == ref.history[key][1:], key
