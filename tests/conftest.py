@@ -207,6 +207,22 @@ class EveryBatch(pynn.callbacks.Callback):
         pass
 
 
+class StopAtBatch(pynn.callbacks.Callback):
+    """Raises KeyboardInterrupt after training batch `batch` of epoch `epoch` (a run
+    interrupted in the middle of an epoch)."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise KeyboardInterrupt
+
+
 @pytest.fixture
 def c_calls(monkeypatch):
     """The steps each training C call (CExecutor.run) of the test ran, in call order: a

@@ -14,6 +14,8 @@ import pynn
 from pynn import callbacks, layers
 from pynn.models import executor as executor_module
 
+from conftest import StopAtBatch
+
 
 def digits(n=None):
     (xt, yt), (xs, ys) = pynn.datasets.digits.load_data()
@@ -446,20 +448,6 @@ def test_backup_and_restore_resumes_where_the_run_stopped(tmp_path, double):
     assert not folder.exists()                   # delete_checkpoint: gone after a whole run
 
 
-class _StopAtBatch(callbacks.Callback):
-    """Raises KeyboardInterrupt after training batch `batch` of epoch `epoch`."""
-
-    def __init__(self, epoch, batch):
-        super().__init__()
-        self.at, self.epoch = (epoch, batch), None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self.epoch, batch) == self.at:
-            raise KeyboardInterrupt
-
 
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")
 @pytest.mark.parametrize("shuffle,steps_per_epoch", [(True, None), (False, 3)])
@@ -475,7 +463,7 @@ def test_backup_every_n_batches_resumes_mid_epoch_bitwise(tmp_path, shuffle, ste
     first = mlp()
     with pytest.raises(KeyboardInterrupt):       # backups after batches 2, 5, 8 of each epoch
         first.fit(x, y, callbacks=[callbacks.BackupAndRestore(folder, save_freq=3),
-                                   _StopAtBatch(1, 2 if steps_per_epoch else 6)], **args)
+                                   StopAtBatch(1, 2 if steps_per_epoch else 6)], **args)
     meta = json.loads((folder / "training_metadata.json").read_text())
     assert meta["latest"]["position"]["epoch"] == 1
     again = mlp(seed=5)                          # another generator state, other weights

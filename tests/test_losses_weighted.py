@@ -24,7 +24,6 @@ import pynn
 from pynn import layers as L
 from pynn import losses
 from pynn.backend import reference as ref
-from pynn.models import executor as executor_module
 
 from conftest import RTOL_SUMS, assert_bitwise, assert_close
 
@@ -288,17 +287,10 @@ TRAININGS = {
 
 
 @pytest.mark.parametrize("name", list(TRAININGS))
-def test_training_takes_the_fused_path_and_matches_numpy(name, monkeypatch):
+def test_training_takes_the_fused_path_and_matches_numpy(name, c_calls):
     loss_fn, targets = TRAININGS[name]
     y = targets(digits()[1])
-    calls = []
-    real = executor_module.CExecutor.run
-
-    def counting(self, *args, **kwargs):
-        if self.plan.kind == "train":
-            calls.append(args[7])
-        return real(self, *args, **kwargs)
-    monkeypatch.setattr(executor_module.CExecutor, "run", counting)
+    calls = c_calls
     weights, history, evaluated = fit(loss_fn, y, "cpu")
     assert calls == [7, 7]                                  # one C call per epoch of 7 steps
     calls.clear()

@@ -12,7 +12,7 @@ import pytest
 import pynn
 from pynn import layers as L
 
-from conftest import assert_bitwise
+from conftest import StopAtBatch, assert_bitwise
 
 ROWS, BATCH = 40, 8
 
@@ -286,18 +286,6 @@ def test_a_folder_streams_into_fit_with_the_same_weights_whatever_the_workers(tm
     assert_bitwise(m.predict(ds, verbose=0), m.predict(xa, batch_size=8, verbose=0))
 
 
-class _StopAtBatch(pynn.callbacks.Callback):
-    def __init__(self, epoch, batch):
-        super().__init__()
-        self.at, self.epoch = (epoch, batch), None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self.epoch, batch) == self.at:
-            raise KeyboardInterrupt
-
 
 def test_a_backup_inside_an_epoch_of_a_shuffled_dataset_resumes_bitwise(tmp_path):
     """BackupAndRestore(save_freq=2) on a shuffled dataset: the resumed fit skips the
@@ -315,7 +303,7 @@ def test_a_backup_inside_an_epoch_of_a_shuffled_dataset_resumes_bitwise(tmp_path
     with pytest.raises(KeyboardInterrupt):
         first.fit(ds(), epochs=3, verbose=0, shuffle=False,
                   callbacks=[pynn.callbacks.BackupAndRestore(folder, save_freq=2),
-                             _StopAtBatch(1, 2)])
+                             StopAtBatch(1, 2)])
     again = model()
     h = again.fit(ds(), epochs=3, verbose=0, shuffle=False,
                   callbacks=[pynn.callbacks.BackupAndRestore(folder, save_freq=2)])
