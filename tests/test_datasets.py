@@ -496,3 +496,21 @@ def test_large_jpegs_are_decoded_at_a_reduced_scale_close_to_a_full_decode(tmp_p
         near = np.asarray(im.convert("RGB").resize((32, 32), Image.NEAREST), np.float32)
     np.testing.assert_array_equal(images.decode_image(path, (32, 32), interpolation="nearest"),
                                   near)
+
+
+def test_decoding_workers_run_below_the_training_thread_priority(tmp_path):
+    """The pool's threads are niced by WORKER_NICENESS (Linux: per-thread niceness), so the
+    training threads keep their cores; the caller's own priority is untouched."""
+    import os
+    import threading
+    from pynn.data import dataset as dataset_module
+    if not hasattr(os, "getpriority") or not hasattr(threading, "get_native_id"):
+        pytest.skip("no per-thread niceness on this platform")
+    me = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def niceness(_):
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen = list(dataset_module.ordered_map(niceness, range(4), workers=2, depth=2))
+    assert seen == [min(me + dataset_module.WORKER_NICENESS, 19)] * 4
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == me
