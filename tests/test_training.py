@@ -418,3 +418,29 @@ def test_three_steps_of_each_optimizer_match_keras_rules(opt_id, backend_name):
     label = f"{backend_name} {opt_id}"
     assert_close(loss_pynn, loss_ref, rtol=RTOL_ELEMENTWISE, err_msg=f"{label}: loss")
     assert_step_close(w0, w_pynn, w_ref, RTOL_SUMS, label)
+
+
+def test_small_predictions_take_the_lean_path_and_agree_with_the_general_one():
+    """predict_on_batch and model(x) on a float32 C-contiguous batch of the input's shape
+    run the C step with nothing around it (issue 13's small batches); they give bitwise
+    what the general path gives, and what they cannot take (NaN, float64, a wrong shape)
+    goes the general way with its messages."""
+    from pynn.models import validation
+    pynn.utils.set_random_seed(0)
+    m = pynn.Sequential([L.Input((12,)), L.Dense(16, activation="relu"),
+                         L.Dense(3, activation="softmax")])
+    x = np.random.default_rng(0).normal(size=(4, 12)).astype(np.float32)
+    general = m._trainer._predict_arrays(validation.model_inputs(m, x, "t"), 4, 0, "predict")
+    lean = m._trainer._lean_predict(x)
+    assert lean is not None
+    np.testing.assert_array_equal(lean, general)
+    np.testing.assert_array_equal(m.predict_on_batch(x), general)
+    np.testing.assert_array_equal(m(x), general)
+    np.testing.assert_array_equal(m.predict_on_batch(x.astype(np.float64)), general)
+    bad = x.copy()
+    bad[1, 2] = np.nan
+    assert m._trainer._lean_predict(bad) is None
+    with pytest.raises(ValueError, match="NaN"):
+        m.predict_on_batch(bad)
+    with pytest.raises(ValueError, match="shape|expected"):
+        m.predict_on_batch(x[:, :5].copy())

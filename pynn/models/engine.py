@@ -96,6 +96,22 @@ class Engine:
             self._fast_signature = sig
         return sig
 
+    def lean_predict_shape(self):
+        """The input shape (without the batch axis) of a prediction batch that needs no
+        conversion, for a built single-input model on the cpu backend (else None); worked
+        out once (forgotten with the plans)."""
+        shape = self.__dict__.get("_lean_predict_shape", False)
+        if shape is False:
+            model = self.model
+            shape = None
+            if not getattr(model, "_graph_ready", False):
+                return None                 # not built yet: decide once it is
+            if self.backend.name == "cpu" and model.inputs is not None and \
+                    len(model.inputs) == 1:
+                shape = tuple(model.inputs[0].shape[1:])
+            self._lean_predict_shape = shape
+        return shape
+
     # ---- running ---------------------------------------------------------------------------
     def share_store(self, owner):
         """Use `owner`'s parameter store (a model over the same weights, e.g. the model
@@ -201,6 +217,7 @@ class Engine:
         self._pool_epoch += 1
         self.store = None
         self._fast_signature = False
+        self._lean_predict_shape = False
         current = {id(v) for v in self.model.trainable_weights} if self.model.inputs else set()
         weights = {id(v) for v in self.model.weights} if self.model.inputs else set()
         self.trainable = (self.trainable & self._known) | (current - self._known)

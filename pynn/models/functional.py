@@ -263,6 +263,9 @@ class Model(Layer):
     def _call_arrays(self, x, training):
         """model(x): the outputs for arrays x, computed now (training=True: training mode,
         without a weight update)."""
+        out = self._trainer._lean_predict(x, "forward" if training else "predict")
+        if out is not None:
+            return out
         where = f"Model '{self.name}' called on arrays"
         self.ensure_graph(x, where)
         from . import validation
