@@ -13,6 +13,9 @@ Sections (select with --only; all run by default):
   cnn   one SGD training step of a LeNet-5-shaped CNN (28x28x1 images, batch 64) and of a
         tiny CNN (8x8x1 images, Conv2D(8, 3), Flatten, Dense(10), batch 32):
         Sequential.train_on_batch vs the same network in PyTorch (NCHW, same weights)
+  latency  inference a few rows at a time: the 784-512-256-10 MLP's predict_on_batch at
+        batch 1, 4 and 16 vs torch's no_grad forward, pynn.ops.matmul 1x784 @ 784x512 vs
+        NumPy, the AlexNet-style net on one 64x64x3 image vs torch
 
 Every library runs with the same thread count (--threads, default 2).  Each shape is
 checked for agreement before it is timed; a failed check is reported and makes the
@@ -672,6 +675,8 @@ def torch_sequential(model):
         elif kind == "Flatten":
             mods.append(nn.Flatten())
             after_flatten = shape
+        elif kind == "Dropout":
+            mods.append(nn.Dropout(layer.rate))
         elif kind == "Dense":
             k = layer.kernel.numpy()
             if after_flatten is not None:     # rows (h, w, c) -> (c, h, w)
@@ -701,6 +706,95 @@ def torch_sequential(model):
                 out += [k, mod.bias.detach().numpy()]
         return out
     return tmodel, weights
+
+
+# ---- section 5: latency, a few rows at a time (inference) ----------------------------------------
+LATENCY_BATCHES = (1, 4, 16)
+LATENCY_MLP_TARGET, LATENCY_MATMUL_TARGET, LATENCY_CNN_TARGET = 0.5, 1.0, 1.0
+
+
+def pynn_alexnet_style():
+    """Issue 13's AlexNet-style net on 64x64x3: conv48 5x5/2, pool 3/2, conv96, pool,
+    conv128, conv128, pool, dense256, dropout, dense2 (3x3 "same" convs)."""
+    L = pynn.layers
+    return pynn.Sequential([
+        L.Input((64, 64, 3)),
+        L.Conv2D(48, 5, strides=2, activation="relu"), L.MaxPooling2D(3, 2),
+        L.Conv2D(96, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(128, 3, padding="same", activation="relu"),
+        L.Conv2D(128, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+        L.Flatten(), L.Dense(256, activation="relu"), L.Dropout(0.5), L.Dense(2)])
+
+
+def run_latency(cfg, failures):
+    """predict_on_batch of the 784-512-256-10 MLP at batch 1, 4, 16 beside torch's no_grad
+    forward (with its softmax); pynn.ops.matmul 1x784 @ 784x512 beside NumPy; the
+    AlexNet-style net on one 64x64x3 image beside torch (eval, no_grad)."""
+    rows, results = [], []
+    rng = np.random.default_rng(6)
+    pynn.utils.set_random_seed(0)
+    mlp = pynn.Sequential([pynn.layers.Input((784,)), pynn.layers.Dense(512, activation="relu"),
+                           pynn.layers.Dense(256, activation="relu"),
+                           pynn.layers.Dense(10, activation="softmax")])
+    tmlp = torch_mlp((784, 512, 256, 10), mlp.get_weights())[0] if torch is not None else None
+    cases = []
+    for b in LATENCY_BATCHES:
+        x = rng.random((b, 784), dtype=np.float32)
+        fns = {"pynn": lambda x=x: mlp.predict_on_batch(x)}
+        if tmlp is not None:
+            tx = torch.from_numpy(x)
+
+            def tfwd(tx=tx):
+                with torch.no_grad():
+                    return torch.softmax(tmlp(tx), -1)
+            fns["torch"] = tfwd
+        cases.append((f"MLP 784-512-256-10 predict_on_batch", b, fns, "torch",
+                      LATENCY_MLP_TARGET))
+    a = rng.random((1, 784), dtype=np.float32)
+    w = rng.random((784, 512), dtype=np.float32)
+    cases.append(("ops.matmul 1x784 @ 784x512", 1,
+                  {"pynn": lambda: pynn.ops.matmul(a, w), "numpy": lambda: np.matmul(a, w)},
+                  "numpy", LATENCY_MATMUL_TARGET))
+    pynn.utils.set_random_seed(0)
+    alex = pynn_alexnet_style()
+    img = rng.random((1, 64, 64, 3), dtype=np.float32)
+    fns = {"pynn": lambda: alex.predict_on_batch(img)}
+    if torch is not None:
+        talex, _ = torch_sequential(alex)
+        talex.eval()
+        timg = torch.from_numpy(np.ascontiguousarray(img.transpose(0, 3, 1, 2)))
+
+        def tcnn():
+            with torch.no_grad():
+                return talex(timg)
+        fns["torch"] = tcnn
+    cases.append(("AlexNet-style 64x64x3, one image", 1, fns, "torch", LATENCY_CNN_TARGET))
+
+    for label, batch, fns, other, target in cases:
+        outs = {k: f() for k, f in fns.items()}
+        check = "ok"
+        if other in outs:
+            ref = np.asarray(outs[other].numpy() if hasattr(outs[other], "numpy")
+                             else outs[other], dtype=np.float64)
+            got = np.asarray(outs["pynn"], dtype=np.float64)
+            err = np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-30)
+            if not err <= 1e-4:
+                check = "FAIL"
+                failures.append(f"latency {label} batch {batch}: relative difference {err:.2e}")
+        samples, _ = measure(fns, cfg["mlp_reps"], cfg["min_block"], cfg["warmup_s"])
+        secs, spread = summarize(samples, cfg["stat"])
+        r = ratio(secs["pynn"], secs.get(other))
+        rows.append([label, batch, f"{secs['pynn'] * 1e6:.1f}",
+                     "-" if other not in secs else f"{secs[other] * 1e6:.1f}", other,
+                     fmt_ratio(r), f"<= {target:.2f}x",
+                     "-" if r is None else ("yes" if r <= target else "no"), f"{spread:.0f}%",
+                     check])
+        results.append({"case": label, "batch": batch, "seconds": secs, "versus": other,
+                        "ratio": r, "target": target, "spread_pct": spread, "check": check})
+    print_table("latency: a few rows at a time, us per call (lower is better)",
+                ["case", "batch", "pynn", "other", "vs", "ratio", "target", "met", "spread",
+                 "check"], rows)
+    return results
 
 
 def run_cnn(cfg, failures):
@@ -766,7 +860,7 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
     p.add_argument("--quick", action="store_true",
                    help="about 30 s: fewer repetitions, no 2048^3 GEMM, no 1024-2048-2048-10 MLP")
-    p.add_argument("--only", action="append", choices=("gemm", "mlp", "fit", "fitopt", "cnn"),
+    p.add_argument("--only", action="append", choices=("gemm", "mlp", "fit", "fitopt", "cnn", "latency"),
                    help="run only this section (repeat to select several)")
     p.add_argument("--stat", choices=("median", "min"), default="median",
                    help="statistic of the repetitions to report (default median; min shows what "
@@ -780,7 +874,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    sections = args.only or ["gemm", "mlp", "fit", "fitopt", "cnn"]
+    sections = args.only or ["gemm", "mlp", "fit", "fitopt", "cnn", "latency"]
     cfg = dict(QUICK if args.quick else FULL, stat=args.stat)
     limits = setup_threads(args.threads)        # noqa: F841 (the limits last while it lives)
     keras, keras_why = load_keras(args.threads)
@@ -800,6 +894,8 @@ def main(argv=None):
         report["fitopt"] = run_fitopt(cfg, failures)
     if "cnn" in sections:
         report["cnn"] = run_cnn(cfg, failures)
+    if "latency" in sections:
+        report["latency"] = run_latency(cfg, failures)
     report["failures"] = failures
     report["wall_s"] = time.perf_counter() - start
     print(f"\ntotal {report['wall_s']:.0f} s")
