@@ -33,6 +33,24 @@ static const bench_shape shapes[] = {
     {"mlp dX dZ W^T (128x512x784)", 0, 1, 128, 784, 512},
     {"mlp fwd2 (128x512x256)", 0, 0, 128, 256, 512},
     {"mlp fwd3 (128x256x10)", 0, 0, 128, 10, 256},
+    /* Dense forward at batch 1, 4, 16: the small-M path (no packing) */
+    {"small M 1x784x512", 0, 0, 1, 512, 784},
+    {"small M 1x512x256", 0, 0, 1, 256, 512},
+    {"small M 1x256x10", 0, 0, 1, 10, 256},
+    {"small M 4x784x512", 0, 0, 4, 512, 784},
+    {"small M 4x512x256", 0, 0, 4, 256, 512},
+    {"small M 4x256x10", 0, 0, 4, 10, 256},
+    {"small M 16x784x512", 0, 0, 16, 512, 784},
+    {"small M 16x512x256", 0, 0, 16, 256, 512},
+    {"small M 16x256x10", 0, 0, 16, 10, 256},
+    {"small M 1x784x512 B^T", 0, 1, 1, 512, 784},
+    {"small M 4x784x512 B^T", 0, 1, 4, 512, 784},
+    {"small M 8x784x512 B^T", 0, 1, 8, 512, 784},
+    {"small M 16x784x512 B^T", 0, 1, 16, 512, 784},
+    {"small M 4x512x256 B^T", 0, 1, 4, 256, 512},
+    {"small M 16x784x512 A^T", 1, 0, 16, 512, 784},
+    {"small M 24x784x512", 0, 0, 24, 512, 784},
+    {"small M 32x784x512", 0, 0, 32, 512, 784},
 };
 
 static double now_s(void) {
@@ -64,20 +82,24 @@ static double bench_one(const bench_shape *s) {
     float *c = malloc((size_t)(m * n) * sizeof(float));
     double times[MAX_RUNS];
     unsigned seed = 12345u;
-    int runs, r, status = PYNN_ENOMEM;
+    int runs, r, reps = 1, status = PYNN_ENOMEM;
     if (a && b && c) {
         fill(a, m * k, &seed);
         fill(b, k * n, &seed);
-        /* About 0.3 s per shape, between 5 and MAX_RUNS runs. */
+        /* About 0.3 s per shape, between 5 and MAX_RUNS runs (small products: MAX_RUNS
+         * runs of a batch of calls, timed together: a single call is a few microseconds). */
         runs = (int)(0.3 * 200e9 / flops);
         runs = runs < 5 ? 5 : (runs > MAX_RUNS ? MAX_RUNS : runs);
+        if (flops < 1e8) reps = (int)(1e8 / flops);
         status = pynn_sgemm(c, a, b, s->trans_a, s->trans_b, m, n, k, 1.0f, 0.0f,
                             s->trans_a ? m : k, s->trans_b ? k : n, n);
         for (r = 0; r < runs && status == PYNN_OK; r++) {   /* timed repetitions */
             double t0 = now_s();
-            status = pynn_sgemm(c, a, b, s->trans_a, s->trans_b, m, n, k, 1.0f, 0.0f,
-                                s->trans_a ? m : k, s->trans_b ? k : n, n);
-            times[r] = now_s() - t0;
+            int rep;
+            for (rep = 0; rep < reps && status == PYNN_OK; rep++)   /* calls of one run */
+                status = pynn_sgemm(c, a, b, s->trans_a, s->trans_b, m, n, k, 1.0f, 0.0f,
+                                    s->trans_a ? m : k, s->trans_b ? k : n, n);
+            times[r] = (now_s() - t0) / reps;
         }
     }
     free(a);

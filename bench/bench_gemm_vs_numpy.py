@@ -25,6 +25,9 @@ SHAPES = [
     ("mlp dW X^T dZ (784x128 @ 128x512)", 784, 512, 128, True, False),
     ("mlp dX dZ W^T (128x512 @ 512x784)", 128, 784, 512, False, True),
 ]
+# Dense forward at batch 1, 4, 16 (the small-M path): timed in microseconds, and
+# pynn.ops.matmul (with its Python checks) beside the bare _core.sgemm.
+SMALL_M = [(m, k, n) for m in (1, 4, 16) for k, n in ((784, 512), (512, 256), (256, 10))]
 
 
 def median_seconds(fn, flops):
@@ -39,6 +42,32 @@ def median_seconds(fn, flops):
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def median_us(fn, runs=2000):
+    time.sleep(0.5)
+    fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e6
+
+
+def small_m(rng):
+    import pynn.ops as ops
+    print(f"\n{'small M: M x K x N':24s} {'ops.matmul':>10s} {'sgemm':>8s} {'numpy':>8s} "
+          f"{'ops/np':>7s} {'sgemm/np':>8s}   (us, median)")
+    for m, k, n in SMALL_M:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        c = np.empty((m, n), np.float32)
+        t_ops = median_us(lambda: ops.matmul(a, b))
+        t_core = median_us(lambda: core.sgemm(c, a, b, False, False))
+        t_numpy = median_us(lambda: a @ b)
+        print(f"{f'{m}x{k}x{n}':24s} {t_ops:10.1f} {t_core:8.1f} {t_numpy:8.1f} "
+              f"{t_ops / t_numpy:7.2f} {t_core / t_numpy:8.2f}")
 
 
 def main():
@@ -58,4 +87,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    if "--small-only" not in sys.argv:
+        main()
+    small_m(np.random.default_rng(0))

@@ -69,7 +69,10 @@ void pynn_gemm_pack_b_ref(float *bp, const float *b, int64_t rs, int64_t cs,
  * act: with y != NULL, y = act(t) for PYNN_ACT_LINEAR, _RELU (t > 0 ? t : 0) and
  * _LEAKY_RELU (t > 0 ? t : alpha t), the formulas of pynn_act_span; y == NULL or any
  * other act leaves Y to the driver.  y has row stride ldc and may equal c.
- * One thread; m, n, k >= 1. */
+ * One thread; m, n, k >= 1.  The driver also runs it on products of a few rows
+ * (M <= 16, B as stored: no packing), cut into column blocks, one per thread: a
+ * routine may tile as it likes, but an element's arithmetic must not depend on which
+ * columns or rows it is computed with. */
 /* Products of at most this many multiply-adds (M N K) take the small path, whatever
  * the thread count (gemm.c); tests aim at both sides of it. */
 #ifndef PYNN_GEMM_SMALL_MACS

@@ -157,37 +157,43 @@ static void avx2_pack_b(float *bp, const float *b, int64_t rs, int64_t cs,
 }
 
 /* ---- the small-problem path (gemm_internal.h) --------------------------------
- * Tiles of AVX2_MR rows x 8 NV columns (NV = 2 while more than 8 columns are
- * left, then 1), one ymm accumulator per row and vector, the same FMA chain as the
- * micro-kernel above; A is broadcast straight from memory, rows of B loaded with
- * masks at the right edge.  Rows past m repeat row m - 1 (computed, not stored). */
+ * Tiles of MT rows x 8 NV columns, one ymm accumulator per row and vector, the same
+ * FMA chain as the micro-kernel above; A is broadcast straight from memory, rows of B
+ * loaded whole (masked only in the last tile of a band).  A band takes the narrowest
+ * MT in {1, 2, 4, 6} that covers its rows (rows past m repeat row m - 1: computed,
+ * not stored) and NV = 8, 4, 2, 2 (8 to 12 chains within the 16 registers), so that
+ * a few rows stream B once.  The tile shape never changes an element's arithmetic. */
+
+#define S256_MAXV 8
 
 static inline __attribute__((always_inline)) void
 s256_tile(const pynn_gemm_small_problem *pr, const float *const ar[AVX2_MR], int64_t m,
-          int64_t i0, int64_t j0, int64_t n, const int NV, const int act_here) {
+          int64_t i0, int64_t j0, int64_t n, const int MT, const int NV, const int full,
+          const int act_here) {
     const int64_t k = pr->k, ldb = pr->ldb, a_cs = pr->a_cs;
     const float *b = pr->b + j0;
-    __m256 acc[AVX2_MR][2];
-    __m256i mask[2];
+    __m256 acc[AVX2_MR][S256_MAXV];
+    __m256i mask[S256_MAXV];
     int64_t p;
     int i, v;
-    mask[0] = avx2_lane_mask(n);
-    mask[1] = avx2_lane_mask(n - 8);
+#pragma GCC unroll 8
+    for (v = 0; v < NV; v++)                  /* N: lanes of each vector that exist */
+        mask[v] = avx2_lane_mask(full ? 8 : n - 8 * v);
 #pragma GCC unroll 6
-    for (i = 0; i < AVX2_MR; i++)             /* M: rows of the tile */
-#pragma GCC unroll 2
+    for (i = 0; i < MT; i++)                  /* M: rows of the tile */
+#pragma GCC unroll 8
         for (v = 0; v < NV; v++)              /* N: vectors of a row */
             acc[i][v] = _mm256_setzero_ps();
 
     for (p = 0; p < k; p++) {                 /* K: one rank-1 update per step, in order */
-        __m256 bv[2];
-#pragma GCC unroll 2
+        __m256 bv[S256_MAXV];
+#pragma GCC unroll 8
         for (v = 0; v < NV; v++)              /* N: vectors of the B row */
-            bv[v] = _mm256_maskload_ps(b + 8 * v, mask[v]);
+            bv[v] = full ? _mm256_loadu_ps(b + 8 * v) : _mm256_maskload_ps(b + 8 * v, mask[v]);
 #pragma GCC unroll 6
-        for (i = 0; i < AVX2_MR; i++) {       /* M: rows of the tile */
+        for (i = 0; i < MT; i++) {            /* M: rows of the tile */
             const __m256 ai = _mm256_broadcast_ss(ar[i] + p * a_cs);
-#pragma GCC unroll 2
+#pragma GCC unroll 8
             for (v = 0; v < NV; v++)          /* N: vectors of a row */
                 acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
         }
@@ -197,20 +203,17 @@ s256_tile(const pynn_gemm_small_problem *pr, const float *const ar[AVX2_MR], int
     {
         const __m256 va = _mm256_set1_ps(pr->alpha), vb = _mm256_set1_ps(pr->beta);
         const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(pr->act_alpha);
-        __m256 bias[2];
-#pragma GCC unroll 2
-        for (v = 0; v < NV; v++)              /* N: vectors of the bias */
-            bias[v] = pr->bias != NULL ? _mm256_maskload_ps(pr->bias + j0 + 8 * v, mask[v]) : zero;
 #pragma GCC unroll 6
-        for (i = 0; i < AVX2_MR; i++) {       /* M: rows of C stored */
+        for (i = 0; i < MT; i++) {            /* M: rows of C stored */
             float *ci = pr->c + (i0 + i) * pr->ldc + j0;
             if (i >= m) break;
-#pragma GCC unroll 2
+#pragma GCC unroll 8
             for (v = 0; v < NV; v++) {        /* N: vectors of a row */
                 __m256 t = _mm256_mul_ps(va, acc[i][v]);
                 if (pr->beta != 0.0f)
                     t = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci + 8 * v, mask[v]), t);
-                if (pr->bias != NULL) t = _mm256_add_ps(t, bias[v]);
+                if (pr->bias != NULL)
+                    t = _mm256_add_ps(t, _mm256_maskload_ps(pr->bias + j0 + 8 * v, mask[v]));
                 _mm256_maskstore_ps(ci + 8 * v, mask[v], t);
                 if (act_here) {
                     float *yi = pr->y + (i0 + i) * pr->ldc + j0 + 8 * v;
@@ -227,13 +230,48 @@ s256_tile(const pynn_gemm_small_problem *pr, const float *const ar[AVX2_MR], int
     }
 }
 
-static void s256_band(const pynn_gemm_small_problem *pr, const float *const ar[AVX2_MR],
-                      int64_t m, int64_t i0, const int act_here) {
-    int64_t j0;
-    for (j0 = 0; j0 + 8 < pr->n; j0 += 16)    /* N: tiles of 16 columns while > 8 are left */
-        s256_tile(pr, ar, m, i0, j0, pr->n - j0, 2, act_here);
-    if (j0 < pr->n)                           /* N: the last 1..8 columns */
-        s256_tile(pr, ar, m, i0, j0, pr->n - j0, 1, act_here);
+/* One band of MT rows: whole tiles of NV vectors, then the last columns in the
+ * narrowest power-of-two width that holds them. */
+static inline __attribute__((always_inline)) void
+s256_band_t(const pynn_gemm_small_problem *pr, const float *const ar[AVX2_MR], int64_t m,
+            int64_t i0, const int MT, const int NV, const int act_here) {
+    const int64_t w = 8 * NV;
+    int64_t j0, rest;
+    for (j0 = 0; j0 + w <= pr->n; j0 += w)    /* N: whole tiles */
+        s256_tile(pr, ar, m, i0, j0, w, MT, NV, 1, act_here);
+    rest = pr->n - j0;
+    if (rest <= 0) return;
+    if (rest <= 8 || NV == 1)                 /* N: the last columns, masked */
+        s256_tile(pr, ar, m, i0, j0, rest, MT, 1, 0, act_here);
+    else if (rest <= 16 || NV == 2)
+        s256_tile(pr, ar, m, i0, j0, rest, MT, NV < 2 ? NV : 2, 0, act_here);
+    else if (rest <= 32 || NV == 4)
+        s256_tile(pr, ar, m, i0, j0, rest, MT, NV < 4 ? NV : 4, 0, act_here);
+    else
+        s256_tile(pr, ar, m, i0, j0, rest, MT, NV, 0, act_here);
+}
+
+/* A band of rows from i0: the tile height that covers them, at most AVX2_MR; returns
+ * the rows done. */
+static int64_t s256_band(const pynn_gemm_small_problem *pr, int64_t i0, const int act_here) {
+    const int64_t left = pr->m - i0;
+    const int64_t mt = left <= 1 ? 1 : left <= 2 ? 2 : left <= 4 ? 4 : AVX2_MR;
+    const int64_t m = left < mt ? left : mt;
+    const float *ar[AVX2_MR];
+    int i;
+    for (i = 0; i < AVX2_MR; i++)             /* M: rows, the last repeated */
+        ar[i] = pr->a + (i0 + (i < m ? i : m - 1)) * pr->a_rs;
+#define S256_BAND(MT, NV)                                                              \
+    do {                                                                               \
+        if (act_here) s256_band_t(pr, ar, m, i0, MT, NV, 1);                           \
+        else s256_band_t(pr, ar, m, i0, MT, NV, 0);                                    \
+    } while (0)
+    if (mt == 1) S256_BAND(1, 8);
+    else if (mt == 2) S256_BAND(2, 4);
+    else if (mt == 4) S256_BAND(4, 2);
+    else S256_BAND(AVX2_MR, 2);
+#undef S256_BAND
+    return m;
 }
 
 /* Column tiles, for 9 to 12 columns (where a row tile's second vector is mostly empty)
@@ -310,7 +348,6 @@ static void gemm_small_avx2(const pynn_gemm_small_problem *pr) {
     const int act_here = pr->y != NULL && (pr->act == PYNN_ACT_LINEAR || pr->act == PYNN_ACT_RELU ||
                                            pr->act == PYNN_ACT_LEAKY_RELU);
     int64_t i0;
-    int i;
     if (pr->a_rs == 1 && pr->n >= S256_COL_MIN_N && pr->n <= S256_COL_MAX_N) {
         for (i0 = 0; i0 < pr->m; i0 += 8)     /* M: bands of 8 rows */
             if (act_here)
@@ -319,16 +356,8 @@ static void gemm_small_avx2(const pynn_gemm_small_problem *pr) {
                 s256_col_band(pr, i0, 0);
         return;
     }
-    for (i0 = 0; i0 < pr->m; i0 += AVX2_MR) { /* M: bands of rows */
-        const int64_t m = pr->m - i0 < AVX2_MR ? pr->m - i0 : AVX2_MR;
-        const float *ar[AVX2_MR];
-        for (i = 0; i < AVX2_MR; i++)         /* M: rows, the last repeated */
-            ar[i] = pr->a + (i0 + (i < m ? i : m - 1)) * pr->a_rs;
-        if (act_here)
-            s256_band(pr, ar, m, i0, 1);
-        else
-            s256_band(pr, ar, m, i0, 0);
-    }
+    for (i0 = 0; i0 < pr->m;)                 /* M: bands of rows */
+        i0 += s256_band(pr, i0, act_here);
 }
 
 /* bt[p*ldbt + j] = b[j*ldb + p], 8 x 8 blocks transposed in registers. */

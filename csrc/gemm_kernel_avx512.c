@@ -184,42 +184,50 @@ static void avx512_pack_b(float *bp, const float *b, int64_t rs, int64_t cs,
 }
 
 /* ---- the small-problem path (gemm_internal.h) --------------------------------
- * Tiles of S512_MR rows x 16 NV columns (NV = 2 while more than 16 columns are
- * left, then 1), one zmm accumulator per row and vector, the same FMA chain as the
- * micro-kernel above; A is broadcast straight from memory, rows of B loaded with
- * masks at the right edge.  Rows past m repeat row m - 1 (computed, not stored). */
+ * Tiles of MT rows x 16 NV columns, one zmm accumulator per row and vector, the same
+ * FMA chain as the micro-kernel above; A is broadcast straight from memory, rows of B
+ * loaded whole (masked only in the last tile of a band).  A band of rows takes the
+ * narrowest MT in {1, 2, 4, 8} that covers it (rows past m repeat row m - 1: computed,
+ * not stored) and the widest NV its registers allow, so that there are at least 8
+ * chains (the FMA latency on two pipes) and B is streamed once per band: for a few
+ * rows (a Dense layer at batch 1..16) the product is a stream of B's rows.  The tile
+ * shape changes only which elements are computed together, never an element's
+ * arithmetic: every element is the same FMA chain in increasing p. */
 
 #ifndef S512_MR
 #define S512_MR 8
 #endif
 #define S512_COL_MAX_N 16                     /* the column tiles' widest (gemm_internal.h) */
+#define S512_MAXV 8                           /* the widest tile, in vectors */
 
 static inline __attribute__((always_inline)) void
 s512_tile(const pynn_gemm_small_problem *pr, const float *const ar[S512_MR], int64_t m,
-          int64_t i0, int64_t j0, int64_t n, const int NV, const int act_here) {
+          int64_t i0, int64_t j0, int64_t n, const int MT, const int NV, const int full,
+          const int act_here) {
     const int64_t k = pr->k, ldb = pr->ldb, a_cs = pr->a_cs;
     const float *b = pr->b + j0;
-    __m512 acc[S512_MR][2];
-    __mmask16 mask[2];
+    __m512 acc[S512_MR][S512_MAXV];
+    __mmask16 mask[S512_MAXV];
     int64_t p;
     int i, v;
-    mask[0] = avx512_lane_mask(n);
-    mask[1] = avx512_lane_mask(n - 16);
-#pragma GCC unroll 16
-    for (i = 0; i < S512_MR; i++)             /* M: rows of the tile */
-#pragma GCC unroll 2
+#pragma GCC unroll 8
+    for (v = 0; v < NV; v++)                  /* N: lanes of each vector that exist */
+        mask[v] = full ? (__mmask16)0xFFFF : avx512_lane_mask(n - 16 * v);
+#pragma GCC unroll 8
+    for (i = 0; i < MT; i++)                  /* M: rows of the tile */
+#pragma GCC unroll 8
         for (v = 0; v < NV; v++)              /* N: vectors of a row */
             acc[i][v] = _mm512_setzero_ps();
 
     for (p = 0; p < k; p++) {                 /* K: one rank-1 update per step, in order */
-        __m512 bv[2];
-#pragma GCC unroll 2
+        __m512 bv[S512_MAXV];
+#pragma GCC unroll 8
         for (v = 0; v < NV; v++)              /* N: vectors of the B row */
-            bv[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
-#pragma GCC unroll 16
-        for (i = 0; i < S512_MR; i++) {       /* M: rows of the tile */
+            bv[v] = full ? _mm512_loadu_ps(b + 16 * v) : _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
+#pragma GCC unroll 8
+        for (i = 0; i < MT; i++) {            /* M: rows of the tile */
             const __m512 ai = _mm512_set1_ps(ar[i][p * a_cs]);
-#pragma GCC unroll 2
+#pragma GCC unroll 8
             for (v = 0; v < NV; v++)          /* N: vectors of a row */
                 acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
         }
@@ -229,21 +237,17 @@ s512_tile(const pynn_gemm_small_problem *pr, const float *const ar[S512_MR], int
     {
         const __m512 va = _mm512_set1_ps(pr->alpha), vb = _mm512_set1_ps(pr->beta);
         const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(pr->act_alpha);
-        __m512 bias[2];
-#pragma GCC unroll 2
-        for (v = 0; v < NV; v++)              /* N: vectors of the bias */
-            bias[v] = pr->bias != NULL ? _mm512_maskz_loadu_ps(mask[v], pr->bias + j0 + 16 * v)
-                                       : zero;
-#pragma GCC unroll 16
-        for (i = 0; i < S512_MR; i++) {       /* M: rows of C stored */
+#pragma GCC unroll 8
+        for (i = 0; i < MT; i++) {            /* M: rows of C stored */
             float *ci = pr->c + (i0 + i) * pr->ldc + j0;
             if (i >= m) break;
-#pragma GCC unroll 2
+#pragma GCC unroll 8
             for (v = 0; v < NV; v++) {        /* N: vectors of a row */
                 __m512 t = _mm512_mul_ps(va, acc[i][v]);
                 if (pr->beta != 0.0f)
                     t = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[v], ci + 16 * v), t);
-                if (pr->bias != NULL) t = _mm512_add_ps(t, bias[v]);
+                if (pr->bias != NULL)
+                    t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(mask[v], pr->bias + j0 + 16 * v));
                 _mm512_mask_storeu_ps(ci + 16 * v, mask[v], t);
                 if (act_here) {
                     float *yi = pr->y + (i0 + i) * pr->ldc + j0 + 16 * v;
@@ -260,13 +264,48 @@ s512_tile(const pynn_gemm_small_problem *pr, const float *const ar[S512_MR], int
     }
 }
 
-static void s512_band(const pynn_gemm_small_problem *pr, const float *const ar[S512_MR],
-                      int64_t m, int64_t i0, const int act_here) {
-    int64_t j0;
-    for (j0 = 0; j0 + 16 < pr->n; j0 += 32)   /* N: tiles of 32 columns while > 16 are left */
-        s512_tile(pr, ar, m, i0, j0, pr->n - j0, 2, act_here);
-    if (j0 < pr->n)                           /* N: the last 1..16 columns */
-        s512_tile(pr, ar, m, i0, j0, pr->n - j0, 1, act_here);
+/* One band of MT rows: whole tiles of NV vectors, then the last 1..16 NV - 1 columns
+ * in the narrowest power-of-two width that holds them. */
+static inline __attribute__((always_inline)) void
+s512_band_t(const pynn_gemm_small_problem *pr, const float *const ar[S512_MR], int64_t m,
+            int64_t i0, const int MT, const int NV, const int act_here) {
+    const int64_t w = 16 * NV;
+    int64_t j0, rest;
+    for (j0 = 0; j0 + w <= pr->n; j0 += w)    /* N: whole tiles */
+        s512_tile(pr, ar, m, i0, j0, w, MT, NV, 1, act_here);
+    rest = pr->n - j0;
+    if (rest <= 0) return;
+    if (rest <= 16 || NV == 1)                /* N: the last columns, masked */
+        s512_tile(pr, ar, m, i0, j0, rest, MT, 1, 0, act_here);
+    else if (rest <= 32 || NV == 2)
+        s512_tile(pr, ar, m, i0, j0, rest, MT, NV < 2 ? NV : 2, 0, act_here);
+    else if (rest <= 64 || NV == 4)
+        s512_tile(pr, ar, m, i0, j0, rest, MT, NV < 4 ? NV : 4, 0, act_here);
+    else
+        s512_tile(pr, ar, m, i0, j0, rest, MT, NV, 0, act_here);
+}
+
+/* A band of m rows (1 <= m): the tile height that covers it, at most S512_MR; returns
+ * the rows done. */
+static int64_t s512_band(const pynn_gemm_small_problem *pr, int64_t i0, const int act_here) {
+    const int64_t left = pr->m - i0;
+    const int64_t mt = left <= 1 ? 1 : left <= 2 ? 2 : left <= 4 ? 4 : S512_MR;
+    const int64_t m = left < mt ? left : mt;
+    const float *ar[S512_MR];
+    int i;
+    for (i = 0; i < S512_MR; i++)             /* M: rows, the last repeated */
+        ar[i] = pr->a + (i0 + (i < m ? i : m - 1)) * pr->a_rs;
+#define S512_BAND(MT, NV)                                                              \
+    do {                                                                               \
+        if (act_here) s512_band_t(pr, ar, m, i0, MT, NV, 1);                           \
+        else s512_band_t(pr, ar, m, i0, MT, NV, 0);                                    \
+    } while (0)
+    if (mt == 1) S512_BAND(1, 8);
+    else if (mt == 2) S512_BAND(2, 8);
+    else if (mt == 4) S512_BAND(4, 4);
+    else S512_BAND(S512_MR, 2);
+#undef S512_BAND
+    return m;
 }
 
 /* Column tiles, for n <= 16 columns with A transposed (a_rs == 1: the rows of a column
@@ -336,7 +375,6 @@ static void gemm_small_avx512(const pynn_gemm_small_problem *pr) {
     const int act_here = pr->y != NULL && (pr->act == PYNN_ACT_LINEAR || pr->act == PYNN_ACT_RELU ||
                                            pr->act == PYNN_ACT_LEAKY_RELU);
     int64_t i0;
-    int i;
     if (pr->a_rs == 1 && pr->n <= S512_COL_MAX_N) {
         for (i0 = 0; i0 < pr->m; i0 += 16)    /* M: bands of 16 rows */
             if (act_here)
@@ -345,16 +383,8 @@ static void gemm_small_avx512(const pynn_gemm_small_problem *pr) {
                 s512_col_band(pr, i0, 0);
         return;
     }
-    for (i0 = 0; i0 < pr->m; i0 += S512_MR) { /* M: bands of rows */
-        const int64_t m = pr->m - i0 < S512_MR ? pr->m - i0 : S512_MR;
-        const float *ar[S512_MR];
-        for (i = 0; i < S512_MR; i++)         /* M: rows, the last repeated */
-            ar[i] = pr->a + (i0 + (i < m ? i : m - 1)) * pr->a_rs;
-        if (act_here)
-            s512_band(pr, ar, m, i0, 1);
-        else
-            s512_band(pr, ar, m, i0, 0);
-    }
+    for (i0 = 0; i0 < pr->m;)                 /* M: bands of rows */
+        i0 += s512_band(pr, i0, act_here);
 }
 
 /* bt[p*ldbt + j] = b[j*ldb + p], 16 x 16 blocks transposed in registers. */

@@ -476,6 +476,73 @@ static void check_threads_bitwise(const pynn_gemm_kernel_info *ki) {
     free(y2);
 }
 
+/* ---- few rows: the small-M path ----------------------------------------------- */
+
+/* M = 1..16 (the small-M path: no packing, column blocks on threads): every row count
+ * against the naive product with odd N and K, all transposes; large enough products to
+ * be cut between threads, 1 vs 2 threads bitwise; and the fused bias + activation. */
+static void check_small_m(void) {
+    static const int64_t dims[] = {1, 7, 17, 65};
+    const int64_t big_n = 1000, big_k = 150;  /* M N K >= 150000: two threads, 16 blocks */
+    float *a = random_matrix(16, big_k, big_k, 0.0f), *b = random_matrix(big_k, big_n, big_n, 0.0f);
+    float *bias = random_matrix(1, big_n, big_n, 0.0f);
+    float *c0 = random_matrix(16, big_n, big_n, 0.0f);
+    float *c1 = alloc_floats(16 * big_n), *c2 = alloc_floats(16 * big_n);
+    float *y1 = alloc_floats(16 * big_n), *y2 = alloc_floats(16 * big_n);
+    int64_t m;
+    int in, ik, ta, tb, act, s1, s2;
+    for (m = 1; m <= 16; m++) {                        /* M: every row count of the path */
+        for (in = 0; in < 4; in++)                     /* N: odd widths */
+            for (ik = 0; ik < 4; ik++)                 /* K: odd depths */
+                check_sgemm_all_transposes(m, dims[in], dims[ik]);
+        if (m == 1 || m == 3 || m == 8 || m == 13 || m == 16)
+            check_sgemm_all_transposes(m, 300, 520);   /* several threads' blocks, long K */
+        for (act = PYNN_ACT_LINEAR; act <= PYNN_ACT_GELU; act++) {   /* activations */
+            check_bias_act(0, 0, m, 65, 17, act, 0.2f, 1, 1);
+            check_bias_act(0, 0, m, 7, 130, act, 0.2f, act & 1, 2);
+            check_bias_act(act & 1, (act >> 1) & 1, m, 17, 7, act, 0.2f, 1, 1);
+        }
+        for (ta = 0; ta < 2; ta++) {                   /* A as stored, transposed */
+            for (tb = 0; tb < 2; tb++) {               /* B as stored, transposed */
+                const int64_t lda = ta ? m : big_k, ldb = tb ? big_k : big_n;
+                memcpy(c1, c0, (size_t)(m * big_n) * sizeof(float));
+                memcpy(c2, c0, (size_t)(m * big_n) * sizeof(float));
+                pynn_set_num_threads(1);
+                s1 = pynn_sgemm(c1, a, b, ta, tb, m, big_n, big_k, 0.75f, -1.25f, lda, ldb, big_n);
+                pynn_set_num_threads(2);
+                s2 = pynn_sgemm(c2, a, b, ta, tb, m, big_n, big_k, 0.75f, -1.25f, lda, ldb, big_n);
+                CHECK(s1 == PYNN_OK && s2 == PYNN_OK, "sgemm status %d / %d", s1, s2);
+                CHECK(memcmp(c1, c2, (size_t)(m * big_n) * sizeof(float)) == 0,
+                      "sgemm ta=%d tb=%d M=%lld N=%lld K=%lld: 1 and 2 threads differ", ta, tb,
+                      (long long)m, (long long)big_n, (long long)big_k);
+            }
+        }
+        for (act = PYNN_ACT_LINEAR; act <= PYNN_ACT_GELU; act++) {   /* activations */
+            if (act == PYNN_ACT_SOFTMAX && m > 4) continue;
+            pynn_set_num_threads(1);
+            s1 = pynn_sgemm_bias_act(c1, y1, a, b, bias, 0, 0, m, big_n, big_k, act, 0.2f);
+            pynn_set_num_threads(2);
+            s2 = pynn_sgemm_bias_act(c2, y2, a, b, bias, 0, 0, m, big_n, big_k, act, 0.2f);
+            CHECK(s1 == PYNN_OK && s2 == PYNN_OK, "sgemm_bias_act status %d / %d", s1, s2);
+            CHECK(memcmp(c1, c2, (size_t)(m * big_n) * sizeof(float)) == 0 &&
+                  memcmp(y1, y2, (size_t)(m * big_n) * sizeof(float)) == 0,
+                  "sgemm_bias_act act %d M=%lld: 1 and 2 threads differ", act, (long long)m);
+        }
+    }
+    /* The fused Dense forward against the naive product at the size of the issue. */
+    check_bias_act(0, 0, 1, 512, 784, PYNN_ACT_RELU, 0.0f, 1, 1);
+    check_bias_act(0, 0, 16, 257, 300, PYNN_ACT_LEAKY_RELU, 0.2f, 1, 2);
+    pynn_set_num_threads(1);
+    free(a);
+    free(b);
+    free(bias);
+    free(c0);
+    free(c1);
+    free(c2);
+    free(y1);
+    free(y2);
+}
+
 /* ---- argument checks and degenerate sizes -------------------------------------- */
 
 static void check_arguments(void) {
@@ -611,6 +678,7 @@ int main(void) {
         check_small_limit();
         check_bias_act_shapes(ki);
         check_threads_bitwise(ki);
+        check_small_m();
         check_ksplit_shapes();
         printf("test_gemm: %-8s MR=%lld NR=%lld MC=%lld KC=%lld NC=%lld: %s\n", names[which],
                (long long)ki->mr, (long long)ki->nr, (long long)ki->mc, (long long)ki->kc,
