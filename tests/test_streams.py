@@ -86,6 +86,11 @@ def test_a_dataset_trains_as_the_same_batches_of_arrays():
               validation_data=Batches(x[:16], y[:16]))
     same(m, ref, h, href)
     assert m.optimizer.iterations == 3 * (ROWS // BATCH)
+    # arrays trained, a dataset validating (Keras takes any mix)
+    m = model()
+    h = m.fit(x, y, batch_size=BATCH, epochs=3, shuffle=False, verbose=0,
+              validation_data=Batches(x[:16], y[:16]))
+    same(m, ref, h, href)
     # evaluate and predict read streams too
     assert m.evaluate(Batches(x, y), verbose=0, return_dict=True) == \
         m.evaluate(x, y, batch_size=BATCH, verbose=0, return_dict=True)

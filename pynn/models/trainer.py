@@ -198,26 +198,13 @@ class Trainer:
             return self._fit_stream(x, y, sample_weight, class_weight, validation_split,
                                     validation_data, shuffle, epochs, initial_epoch,
                                     validation_freq, verbose, callbacks, steps_per_epoch,
-                                    validation_steps, where)
+                                    validation_steps, val_batch, where)
         engine, inputs, targets = self._prepare(x, y, where)
         weights = validation.sample_weights(model, engine.losses, targets, sample_weight,
                                             class_weight, inputs[0].shape[0], where)
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or \
-                    len(validation_data) not in (2, 3):
-                raise ValueError(f"{where}: expected validation_data as a tuple (x_val, y_val) "
-                                 "or (x_val, y_val, val_sample_weight), received "
-                                 f"{type(validation_data).__name__} of "
-                                 f"{len(validation_data) if isinstance(validation_data, (tuple, list)) else 1}")
-            _, vin, vtg = self._prepare(validation_data[0], validation_data[1], where,
-                                        ("x_val", "y_val"))
-            vw = None
-            if len(validation_data) == 3 and validation_data[2] is not None:
-                vw = validation.sample_weights(model, engine.losses, vtg, validation_data[2],
-                                               None, vin[0].shape[0], where,
-                                               "val_sample_weight")
-            val = (vin, vtg, vw)
+            val = self._validation_source(validation_data, where)
         elif validation_split > 0:
             # Keras takes the validation samples from the end, before any shuffling.
             n = inputs[0].shape[0]
@@ -261,24 +248,13 @@ class Trainer:
         ex = engine.executor(kind, batch_size)
         num_batches = math.ceil(n / batch_size)
         steps = steps_per_epoch or num_batches
-        history = callbacks_module.History()
-        progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
-        cbs = ([progbar] if progbar else []) + callbacks + [history]
-        cb_list = callbacks_module.CallbackList(
-            cbs, model, {"epochs": epochs, "steps": steps, "verbose": verbose,
-                         "batch_size": batch_size})
-        model.stop_training = False
-        model._initial_epoch = None
-        model._resume = None
-        position = _Position()
-        model._fit_position = position      # where the fit is (BackupAndRestore saves it)
-        cb_list.on_train_begin()
+        history, progbar, cb_list, position, start, resume = self._start_fit(
+            callbacks, verbose, {"epochs": epochs, "steps": steps, "verbose": verbose,
+                                 "batch_size": batch_size})
         # a callback may have restored a later epoch (BackupAndRestore), as in Keras, or a
         # step inside one: the pass's order is drawn again from the generator state it was
         # drawn from, and the epoch goes on after the last step saved
-        initial_epoch = model._initial_epoch or initial_epoch
-        resume = model._resume
-        model._initial_epoch = model._resume = None
+        initial_epoch = start or initial_epoch
         per_batch = cb_list.wants_batch_hooks
         optimizer = engine.optimizer
         logs = None
@@ -341,27 +317,80 @@ class Trainer:
                 with interrupts.hold():
                     cb_list.on_train_batch_end(s0 - 1, acc.logs())
             logs = acc.logs()
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                # validation is interrupted between its steps like training (the epoch then
-                # has not ended: no History entry, no end-of-epoch callbacks)
-                vin, vtg, vw = val
-                val_logs = self._evaluate_arrays(engine, vin, vtg if vw is None else vtg + vw,
-                                                 val_batch, callbacks=cb_list,
-                                                 steps=validation_steps,
-                                                 kind="test" if vw is None else "test+weights")
-                logs.update({"val_" + k: v for k, v in val_logs.items()})
-            position.end_of_epoch(epoch, seen)
-            with interrupts.hold():
-                cb_list.on_epoch_end(epoch, logs)
-            interrupts.check()
-            if model.stop_training:
+            if self._end_epoch(cb_list, position, epoch, seen, logs, val, validation_freq,
+                               val_batch, validation_steps):
                 break
-        if epochs > 0:                      # Keras 3: the EMA replaces the weights (use_ema)
-            optimizer.finalize_variable_values(model.trainable_weights)
+        return self._finish_fit(cb_list, history, logs, epochs > 0)       # as Keras 3
+
+    # ---- what the arrays' and the streams' fit loops share ------------------------------------
+    def _start_fit(self, callbacks, verbose, params):
+        """A fit's History, progress bar and CallbackList, with on_train_begin run: (history,
+        progbar, callback list, position, the epoch a callback said to start from or None,
+        the position inside it to resume from or None) -- what BackupAndRestore restored."""
+        model = self.model
+        history = callbacks_module.History()
+        progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
+        cbs = ([progbar] if progbar else []) + callbacks + [history]
+        cb_list = callbacks_module.CallbackList(cbs, model, params)
+        model.stop_training = False
+        model._initial_epoch = model._resume = None
+        position = _Position()
+        model._fit_position = position      # where the fit is (BackupAndRestore saves it)
+        cb_list.on_train_begin()
+        start, resume = model._initial_epoch, model._resume
+        model._initial_epoch = model._resume = None
+        return history, progbar, cb_list, position, start, resume
+
+    def _end_epoch(self, cb_list, position, epoch, seen, logs, val, validation_freq,
+                   val_batch, validation_steps):
+        """The end of an epoch whose training logs are `logs`: validation when due (it is
+        interrupted between its steps like training; the epoch then has not ended: no
+        History entry, no end-of-epoch callbacks), the position for backups, the epoch-end
+        callbacks.  True when training is to stop."""
+        if val is not None and (epoch + 1) % validation_freq == 0:
+            val_logs = self._validate(val, epoch, val_batch, validation_steps, cb_list)
+            logs.update({"val_" + k: v for k, v in val_logs.items()})
+        position.end_of_epoch(epoch, seen)
+        with interrupts.hold():
+            cb_list.on_epoch_end(epoch, logs)
+        interrupts.check()
+        return self.model.stop_training
+
+    def _finish_fit(self, cb_list, history, logs, trained):
+        model = self.model
+        if trained:                         # Keras 3: the EMA replaces the weights (use_ema)
+            model.engine.optimizer.finalize_variable_values(model.trainable_weights)
         cb_list.on_train_end(logs)          # the last epoch's logs, as Keras passes them
         model._fit_position = None
         model.history = history
         return history
+
+    def _validation_source(self, data, where):
+        """validation_data, checked once before training: a Stream, or the prepared arrays
+        (inputs, targets, sample weights or None) of (x_val, y_val[, val_sample_weight])."""
+        if data_source.is_stream(data):
+            return data_source.Stream(data, where, "validation_data")
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            raise ValueError(f"{where}: expected validation_data as a tuple (x_val, y_val) or "
+                             "(x_val, y_val, val_sample_weight), a dataset or a generator, "
+                             f"received {type(data).__name__}"
+                             + (f" of {len(data)} items" if isinstance(data, (tuple, list))
+                                else ""))
+        engine, vin, vtg = self._prepare(data[0], data[1], where, ("x_val", "y_val"))
+        vw = None
+        if len(data) == 3 and data[2] is not None:
+            vw = validation.sample_weights(self.model, engine.losses, vtg, data[2], None,
+                                           vin[0].shape[0], where, "val_sample_weight")
+        return vin, vtg, vw
+
+    def _validate(self, val, epoch, batch_size, steps, cb_list):
+        """Epoch `epoch`'s validation logs from a _validation_source."""
+        if isinstance(val, data_source.Stream):
+            return self._evaluate_stream(val, epoch, steps, None, cb_list, val.where)
+        vin, vtg, vw = val
+        return self._evaluate_arrays(self.model.engine, vin, vtg if vw is None else vtg + vw,
+                                     batch_size, callbacks=cb_list, steps=steps,
+                                     kind="test" if vw is None else "test+weights")
 
     # ---- evaluate -------------------------------------------------------------------------
     def _evaluate_arrays(self, engine, inputs, targets, batch_size, progbar=None,
@@ -529,7 +558,7 @@ class Trainer:
 
     def _fit_stream(self, x, y, sample_weight, class_weight, validation_split,
                     validation_data, shuffle, epochs, initial_epoch, validation_freq, verbose,
-                    callbacks, steps_per_epoch, validation_steps, where):
+                    callbacks, steps_per_epoch, validation_steps, val_batch, where):
         """fit on a stream: each batch is one step of the same plans as arrays' (one C call
         per batch; the dataset prepares the next batches meanwhile).  steps_per_epoch as
         Keras 3: the batches of one pass go on from epoch to epoch, and an epoch that finds
@@ -543,36 +572,17 @@ class Trainer:
             warnings.warn(f"`shuffle=True` was passed, but will be ignored since the data `x` "
                           f"was provided as a {stream.kind}. The {stream.kind} is expected to "
                           "already be shuffled.", stacklevel=3)
-        val_stream = val_arrays = None
-        if validation_data is not None:
-            if data_source.is_stream(validation_data):
-                val_stream = data_source.Stream(validation_data, where, "validation_data")
-            elif not isinstance(validation_data, (tuple, list)) or \
-                    len(validation_data) not in (2, 3):
-                raise ValueError(f"{where}: expected validation_data as a dataset, a generator, "
-                                 "a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight)")
-            else:
-                val_arrays = validation_data
-        length = stream.length()
-        steps = steps_per_epoch or length
-        history = callbacks_module.History()
-        progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
-        cbs = ([progbar] if progbar else []) + callbacks + [history]
-        cb_list = callbacks_module.CallbackList(cbs, model, {"epochs": epochs, "steps": steps,
-                                                             "verbose": verbose})
         engine = model.engine
         if not engine.compiled:
             raise NotCompiledError(f"{where}: you must call compile() before using model "
                                    f"'{model.name}' to train or evaluate")
+        val = None if validation_data is None else \
+            self._validation_source(validation_data, where)
+        steps = steps_per_epoch or stream.length()
         with engine.train_lock, interrupts.guard():
-            model.stop_training = False
-            model._initial_epoch = model._resume = None
-            position = _Position()
-            model._fit_position = position
-            cb_list.on_train_begin()
-            initial_epoch = model._initial_epoch or initial_epoch
-            resume = model._resume
-            model._initial_epoch = model._resume = None
+            history, _, cb_list, position, start, resume = self._start_fit(
+                callbacks, verbose, {"epochs": epochs, "steps": steps, "verbose": verbose})
+            initial_epoch = start or initial_epoch
             logs, iterator, passes = None, None, 0
             for epoch in range(initial_epoch, epochs):
                 cb_list.on_epoch_begin(epoch)
@@ -628,37 +638,10 @@ class Trainer:
                         + ("; a generator can be iterated only once: pass steps_per_epoch for "
                            "an endless generator, or a dataset" if stream.once else ""))
                 logs = acc.logs()
-                if (epoch + 1) % validation_freq == 0 and (val_stream or val_arrays):
-                    if val_stream is not None:
-                        val_logs = self._evaluate_stream(val_stream, epoch, validation_steps,
-                                                         None, cb_list, where)
-                    else:
-                        val_logs = self._evaluate_validation_arrays(val_arrays, validation_steps,
-                                                                    cb_list, where)
-                    logs.update({"val_" + k: v for k, v in val_logs.items()})
-                position.end_of_epoch(epoch, 0)
-                with interrupts.hold():
-                    cb_list.on_epoch_end(epoch, logs)
-                interrupts.check()
-                if model.stop_training:
+                if self._end_epoch(cb_list, position, epoch, 0, logs, val, validation_freq,
+                                   val_batch, validation_steps):
                     break
-            if epochs > initial_epoch:      # Keras 3: the EMA replaces the weights (use_ema)
-                engine.optimizer.finalize_variable_values(model.trainable_weights)
-            cb_list.on_train_end(logs)
-            model._fit_position = None
-        model.history = history
-        return history
-
-    def _evaluate_validation_arrays(self, data, steps, cb_list, where):
-        model = self.model
-        engine, vin, vtg = self._prepare(data[0], data[1], where, ("x_val", "y_val"))
-        vw = None
-        if len(data) == 3 and data[2] is not None:
-            vw = validation.sample_weights(model, engine.losses, vtg, data[2], None,
-                                           vin[0].shape[0], where, "val_sample_weight")
-        return self._evaluate_arrays(engine, vin, vtg if vw is None else vtg + vw, 32,
-                                     callbacks=cb_list, steps=steps,
-                                     kind="test" if vw is None else "test+weights")
+            return self._finish_fit(cb_list, history, logs, epochs > 0)   # as Keras 3
 
     def _evaluate_stream(self, stream, pass_index, steps, progbar, callbacks, where):
         """The logs of one pass over a stream (its first `steps` batches if given)."""
