@@ -95,3 +95,23 @@ def check_name(value, arg, where):
     if not isinstance(value, str) or not value:
         raise invalid(where, arg, "a non-empty string", value)
     return value
+
+
+def resolve_named(identifier, base, by_name, kind, qualname, where):
+    """What Keras's get() of losses and optimizers resolves: an instance of `base` as it
+    is, a subclass of it instantiated, or a name in `by_name` (lower case keys; matched
+    case-insensitively) instantiated.  kind: "a loss", "an optimizer"; qualname: the base's
+    public name ("pynn.losses.Loss"), both for the messages.  An unknown name is a
+    ValueError, anything else a TypeError."""
+    if isinstance(identifier, base):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, base):
+        return identifier()
+    if isinstance(identifier, str):
+        cls = by_name.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"{where}: unknown {kind.split(' ', 1)[1]} {identifier!r}; expected "
+                             f"one of {', '.join(sorted(by_name))} or a {qualname} instance")
+        return cls()
+    raise TypeError(f"{where}: expected {kind} name or {qualname} instance, received "
+                    f"{type(identifier).__name__} {identifier!r}")

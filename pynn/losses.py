@@ -6,7 +6,7 @@ how to read targets; the numbers come from the backend's fused loss-and-gradient
 """
 import numpy as np
 
-from .checks import check_bool, check_name, check_number, invalid, is_int, shown
+from .checks import check_bool, check_name, check_number, invalid, is_int, resolve_named, shown
 
 
 def _shape_text(shape):
@@ -430,18 +430,8 @@ CLASSES = {cls.__name__: cls for cls in _NAMES}
 
 
 def get(identifier, where="compile"):
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, type) and issubclass(identifier, Loss):
-        return identifier()
-    if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"{where}: unknown loss {identifier!r}; expected one of "
-                             f"{', '.join(sorted(_BY_NAME))} or a pynn.losses.Loss instance")
-        return cls()
-    raise TypeError(f"{where}: expected a loss name or pynn.losses.Loss instance, received "
-                    f"{type(identifier).__name__} {identifier!r}")
+    """A Loss from an instance, a Loss class or a Keras name."""
+    return resolve_named(identifier, Loss, _BY_NAME, "a loss", "pynn.losses.Loss", where)
 
 
 def mean_squared_error(y_true, y_pred):

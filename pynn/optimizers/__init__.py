@@ -25,7 +25,8 @@ import re
 import numpy as np
 
 from .. import _core, ids
-from ..checks import check_bool, check_name, check_number, check_optional_int, shown
+from ..checks import (check_bool, check_name, check_number, check_optional_int, resolve_named,
+                      shown)
 from . import schedules
 from .schedules import LearningRateSchedule
 
@@ -546,15 +547,6 @@ CLASSES = {cls.__name__: cls for cls in _ALL}
 
 
 def get(identifier, where="compile"):
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, type) and issubclass(identifier, Optimizer):
-        return identifier()
-    if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"{where}: unknown optimizer {identifier!r}; expected one of "
-                             f"{', '.join(sorted(_BY_NAME))} or a pynn.optimizers.Optimizer instance")
-        return cls()
-    raise TypeError(f"{where}: expected an optimizer name or pynn.optimizers.Optimizer instance, "
-                    f"received {type(identifier).__name__} {identifier!r}")
+    """An Optimizer from an instance, an Optimizer class or a Keras name."""
+    return resolve_named(identifier, Optimizer, _BY_NAME, "an optimizer",
+                         "pynn.optimizers.Optimizer", where)

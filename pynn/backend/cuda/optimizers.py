@@ -29,15 +29,23 @@ def _sgd_kernel(w, m, g, n, lr, momentum, use_momentum, nesterov):
                 w[i] += mi
 
 
+@cuda.jit(device=True, inline=True)
+def _adam_moments(m, v, i, gi, one_minus_beta1, one_minus_beta2):
+    """Adam's (and AMSGrad's, Nadam's) moments, Keras 3's form: m += (g - m)(1 - beta_1),
+    v += (g^2 - v)(1 - beta_2); stored, and returned."""
+    mi = m[i] + (gi - m[i]) * one_minus_beta1
+    vi = v[i] + (gi * gi - v[i]) * one_minus_beta2
+    m[i] = mi
+    v[i] = vi
+    return mi, vi
+
+
 @cuda.jit
 def _adam_kernel(w, m, v, g, n, lr_t, one_minus_beta1, one_minus_beta2, epsilon):
     i = cuda.grid(1)
     if i < n:
         gi = g[i]
-        mi = m[i] + (gi - m[i]) * one_minus_beta1
-        vi = v[i] + (gi * gi - v[i]) * one_minus_beta2
-        m[i] = mi
-        v[i] = vi
+        mi, vi = _adam_moments(m, v, i, gi, one_minus_beta1, one_minus_beta2)
         w[i] -= lr_t * mi / (math.sqrt(vi) + epsilon)
 
 
@@ -109,10 +117,7 @@ def _adam_amsgrad_kernel(w, m, v, vh, g, n, lr_t, one_minus_beta1, one_minus_bet
     i = cuda.grid(1)
     if i < n:
         gi = g[i]
-        mi = m[i] + (gi - m[i]) * one_minus_beta1
-        vi = v[i] + (gi * gi - v[i]) * one_minus_beta2
-        m[i] = mi
-        v[i] = vi
+        mi, vi = _adam_moments(m, v, i, gi, one_minus_beta1, one_minus_beta2)
         hi = vh[i]
         if vi > hi or vi != vi:
             hi = vi
@@ -162,10 +167,7 @@ def _nadam_kernel(w, m, v, g, n, lr, one_minus_beta1, one_minus_beta2, epsilon, 
     i = cuda.grid(1)
     if i < n:
         gi = g[i]
-        mi = m[i] + (gi - m[i]) * one_minus_beta1
-        vi = v[i] + (gi * gi - v[i]) * one_minus_beta2
-        m[i] = mi
-        v[i] = vi
+        mi, vi = _adam_moments(m, v, i, gi, one_minus_beta1, one_minus_beta2)
         m_hat = c_m * mi + c_g * gi
         v_hat = vi / bc2
         w[i] -= m_hat * lr / (math.sqrt(v_hat) + epsilon)
