@@ -60,6 +60,21 @@ def _read(x, b, r, q, ch, fv):
     return float(x[b, r, q, ch])
 
 
+@cuda.jit(device=True, inline=True)
+def _blend4(y, x, b, i, j, c, r0, r1, q0, q1, fy, fx, fv):
+    """y[b, i, j, :] = the bilinear blend, in double, of rows r0, r1 and columns q0, q1 of
+    image b with fractions (fy, fx); an index -1 (outside the image) reads fv.  The twin of
+    csrc/image.c's blend4."""
+    w00 = (1.0 - fy) * (1.0 - fx)
+    w01 = (1.0 - fy) * fx
+    w10 = fy * (1.0 - fx)
+    w11 = fy * fx
+    for ch in range(c):
+        s = w00 * _read(x, b, r0, q0, ch, fv) + w01 * _read(x, b, r0, q1, ch, fv) + \
+            w10 * _read(x, b, r1, q0, ch, fv) + w11 * _read(x, b, r1, q1, ch, fv)
+        y[b, i, j, ch] = float32(s)
+
+
 @cuda.jit
 def _affine_kernel(y, x, params, pixels, h, w, c, interp, fill_mode, fill_value):
     p = cuda.grid(1)
@@ -81,20 +96,9 @@ def _affine_kernel(y, x, params, pixels, h, w, c, interp, fill_mode, fill_value)
         else:
             y0 = math.floor(ys)
             x0 = math.floor(xs)
-            fy = ys - y0
-            fx = xs - x0
-            w00 = (1.0 - fy) * (1.0 - fx)
-            w01 = (1.0 - fy) * fx
-            w10 = fy * (1.0 - fx)
-            w11 = fy * fx
-            r0 = _extend(int(y0), h, fill_mode)
-            r1 = _extend(int(y0) + 1, h, fill_mode)
-            q0 = _extend(int(x0), w, fill_mode)
-            q1 = _extend(int(x0) + 1, w, fill_mode)
-            for ch in range(c):
-                s = w00 * _read(x, b, r0, q0, ch, fv) + w01 * _read(x, b, r0, q1, ch, fv) + \
-                    w10 * _read(x, b, r1, q0, ch, fv) + w11 * _read(x, b, r1, q1, ch, fv)
-                y[b, i, j, ch] = float32(s)
+            _blend4(y, x, b, i, j, c, _extend(int(y0), h, fill_mode),
+                    _extend(int(y0) + 1, h, fill_mode), _extend(int(x0), w, fill_mode),
+                    _extend(int(x0) + 1, w, fill_mode), ys - y0, xs - x0, fv)
 
 
 @cuda.jit(device=True, inline=True)
@@ -131,20 +135,9 @@ def _resize_kernel(y, x, pixels, h, w, c, oh, ow, top, left, wh, ww, interp, fil
             q1 = min(q0 + 1, ww - 1) + left
             r0 += top
             q0 += left
-            w00 = (1.0 - fy) * (1.0 - fx)
-            w01 = (1.0 - fy) * fx
-            w10 = fy * (1.0 - fx)
-            w11 = fy * fx
-            i00 = _inside(r0, q0, h, w)
-            i01 = _inside(r0, q1, h, w)
-            i10 = _inside(r1, q0, h, w)
-            i11 = _inside(r1, q1, h, w)
-            for ch in range(c):
-                v00 = float(x[b, r0, q0, ch]) if i00 else fv
-                v01 = float(x[b, r0, q1, ch]) if i01 else fv
-                v10 = float(x[b, r1, q0, ch]) if i10 else fv
-                v11 = float(x[b, r1, q1, ch]) if i11 else fv
-                y[b, i, j, ch] = float32(w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11)
+            # window positions outside the image (a pad) read the fill value
+            _blend4(y, x, b, i, j, c, r0 if 0 <= r0 < h else -1, r1 if 0 <= r1 < h else -1,
+                    q0 if 0 <= q0 < w else -1, q1 if 0 <= q1 < w else -1, fy, fx, fv)
 
 
 @cuda.jit
