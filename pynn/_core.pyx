@@ -14,6 +14,7 @@ Arguments are marked # OUT / # IN as in csrc/pynn.h: outputs first, then inputs.
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
 
 cdef extern from "pynn.h" nogil:
     int PYNN_OK, PYNN_EINVAL, PYNN_ENOMEM, PYNN_ELABEL, PYNN_ENOTSUP, PYNN_ENONFINITE

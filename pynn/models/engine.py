@@ -177,17 +177,35 @@ class Engine:
     def borrow(self, kind, capacity):
         """An inference executor of plan `kind` for batches of up to `capacity` rows, this
         call's alone until the block ends (then back in the pool)."""
-        with self.lock:
-            pool = self._pools.setdefault(kind, [])
-            ex = pool.pop() if pool else None
-            ex = self._ready(kind, ex, capacity)
-            epoch = self._pool_epoch
+        ex, epoch = self.take(kind, capacity)
         try:
             yield ex
         finally:
-            with self.lock:
-                if epoch == self._pool_epoch:
-                    self._pools.setdefault(kind, []).append(ex)
+            self.put_back(kind, ex, epoch)
+
+    def take(self, kind, capacity):
+        """(executor, pool epoch): what borrow() lends, for a caller that gives it back with
+        put_back() itself (the lean predict path, which cannot afford a generator).  The
+        executor on top of the pool is taken as it is when nothing it depends on has moved
+        (the store current, its generation the executor's, the capacity enough), as
+        executor() does for the training step; otherwise it is made ready by _ready()."""
+        with self.lock:
+            pool = self._pools.get(kind)
+            store = self.store
+            if pool and store is not None and self._store_owner is None and \
+                    pool[-1].capacity >= capacity and store.is_current() and \
+                    pool[-1].generation == store.generation and pool[-1].plan.kind != "train":
+                return pool.pop(), self._pool_epoch
+            pool = self._pools.setdefault(kind, [])
+            ex = pool.pop() if pool else None
+            return self._ready(kind, ex, capacity), self._pool_epoch
+
+    def put_back(self, kind, ex, epoch):
+        """Return an executor from take() to its pool (dropped if the plans were forgotten
+        meanwhile)."""
+        with self.lock:
+            if epoch == self._pool_epoch:
+                self._pools.setdefault(kind, []).append(ex)
 
     def _ready(self, kind, ex, capacity):
         """`ex` made ready to run plan `kind` on `capacity` rows: rebound if the store

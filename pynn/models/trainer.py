@@ -824,11 +824,13 @@ class Trainer:
         with engine.lock:                   # dropout called with training=True draws anew
             counter = self._inference_steps
             self._inference_steps += 1
-        with engine.borrow(kind, n) as ex:
-            try:
-                ex.run([x], [], outputs, None, n, 0, n, 1, counter, True)
-            except ValueError:              # NaN or infinity, refused before it ran
-                return None
+        ex, epoch = engine.take(kind, n)
+        try:
+            ex.run([x], [], outputs, None, n, 0, n, 1, counter, True)
+        except ValueError:                  # NaN or infinity, refused before it ran
+            return None
+        finally:
+            engine.put_back(kind, ex, epoch)
         return model.pack_outputs(outputs)
 
 
