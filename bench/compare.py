@@ -1157,7 +1157,8 @@ def parse_args(argv):
                                 epilog="\n".join(__doc__.split("\n")[1:]))
     p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
     p.add_argument("--quick", action="store_true",
-                   help="about 30 s: fewer repetitions, no 2048^3 GEMM, no 1024-2048-2048-10 MLP")
+                   help="about a minute on a quiet machine: fewer repetitions, no 2048^3 GEMM, "
+                        "no 1024-2048-2048-10 MLP")
     p.add_argument("--only", action="append", choices=SECTIONS,
                    help="run only this section (repeat to select several)")
     p.add_argument("--stat", choices=("median", "min"), default="median",
