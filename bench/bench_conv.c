@@ -12,7 +12,9 @@
  * splits it, each part carrying the elementwise ReLU derivative (the backward overwrites
  * dy with dz = relu'(z) dy; applied again it gives the same dz, so calls repeat without
  * restoring dy).  Each pass counts 2 M K N flops (M = batch x output positions, K = kh kw
- * c, N = filters); "% peak" is its rate over the 1024^3 GEMM's, "met" at >= 85%.  Each
+ * c, N = filters); "% peak" is its rate over the 1024^3 GEMM's, "met" at >= 85%.  The
+ * peak is timed before the layers and again after them: on a shared machine a drift
+ * between the two shows how far the percentages can be trusted.  Each
  * figure is the best over several samples of the wall time per call (the kernels run on
  * several threads: CPU time would add them up).
  *
@@ -372,6 +374,12 @@ int main(int argc, char **argv) {
                    rate >= PEAK_TARGET * peak ? "yes" : "no");
         }
         free_case(l);
+    }
+    peak_t = time_call(call_gemm, &g, samples, min_s);
+    if (peak_t > 0.0) {
+        const double again = 2.0 * 1024.0 * 1024.0 * 1024.0 / peak_t / 1e9;
+        printf("\nGEMM peak again after the layers: %.1f GFLOP/s (%.2fx the first: the "
+               "percentages' drift on this machine)\n", again, again / peak);
     }
     free(g.a);
     free(g.b);
