@@ -16,6 +16,12 @@ Sections (select with --only; all run by default):
   latency  inference a few rows at a time: the 784-512-256-10 MLP's predict_on_batch at
         batch 1, 4 and 16 vs torch's no_grad forward, pynn.ops.matmul 1x784 @ 784x512 vs
         NumPy, the AlexNet-style net on one 64x64x3 image vs torch
+  convnets  one SGD training step (softmax cross-entropy from logits, batch 64) of a
+        VGG-style net (32x32x3), the AlexNet-style net (64x64x3) and a ResNet-style net with
+        batch normalization (32x32x3, functional API) vs the same networks in PyTorch at its
+        best layout (NCHW or channels_last, both timed), and the fraction of pynn's own GEMM
+        peak (1024^3, measured in the same run) the whole step reaches on its convolution
+        and dense products
 
 Every library runs with the same thread count (--threads, default 2).  Each shape is
 checked for agreement before it is timed; a failed check is reported and makes the
@@ -713,9 +719,10 @@ LATENCY_BATCHES = (1, 4, 16)
 LATENCY_MLP_TARGET, LATENCY_MATMUL_TARGET, LATENCY_CNN_TARGET = 0.5, 1.0, 1.0
 
 
-def pynn_alexnet_style():
+def pynn_alexnet_style(dropout=0.5):
     """Issue 13's AlexNet-style net on 64x64x3: conv48 5x5/2, pool 3/2, conv96, pool,
-    conv128, conv128, pool, dense256, dropout, dense2 (3x3 "same" convs)."""
+    conv128, conv128, pool, dense256, dropout, dense2 (3x3 "same" convs).  dropout=0: the
+    same weights' net without the random masks, to check a training step against torch."""
     L = pynn.layers
     return pynn.Sequential([
         L.Input((64, 64, 3)),
@@ -723,7 +730,7 @@ def pynn_alexnet_style():
         L.Conv2D(96, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
         L.Conv2D(128, 3, padding="same", activation="relu"),
         L.Conv2D(128, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
-        L.Flatten(), L.Dense(256, activation="relu"), L.Dropout(0.5), L.Dense(2)])
+        L.Flatten(), L.Dense(256, activation="relu"), L.Dropout(dropout), L.Dense(2)])
 
 
 def run_latency(cfg, failures):
@@ -851,7 +858,298 @@ def run_cnn(cfg, failures):
     return results
 
 
+# ---- section 6: convolutional networks, the whole training step ------------------------------------
+CONVNET_BATCH = 64
+CONVNET_TARGET = 0.90          # pynn/torch time ratio
+CONVNET_PEAK_TARGET = 0.80     # fraction of pynn's 1024^3 GEMM rate over the whole step
+CONVNET_PEAK_N = 1024
+
+
+def pynn_vgg_style():
+    """VGG-style on 32x32x3: conv32, conv32, pool, conv64, conv64, pool, dense128, dense10
+    (logits); 3x3 "same" ReLU convolutions, 2x2 max-pools."""
+    L = pynn.layers
+    return pynn.Sequential([
+        L.Input((32, 32, 3)),
+        L.Conv2D(32, 3, padding="same", activation="relu"),
+        L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(64, 3, padding="same", activation="relu"),
+        L.Conv2D(64, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+        L.Flatten(), L.Dense(128, activation="relu"), L.Dense(10)])
+
+
+def pynn_resnet_style():
+    """ResNet-style on 32x32x3, built with the functional API: a stem (conv 3x3 32, BN,
+    ReLU), two residual blocks (conv3x3-BN-ReLU-conv3x3-BN, Add with the block's input,
+    ReLU), global average pooling, Dense(10) logits.  The convolutions have no bias (the BN
+    after each has one)."""
+    L = pynn.layers
+
+    def conv_bn(t):
+        return L.BatchNormalization()(L.Conv2D(32, 3, padding="same", use_bias=False)(t))
+
+    inp = pynn.Input((32, 32, 3))
+    x = L.Activation("relu")(conv_bn(inp))
+    for _ in range(2):
+        y = conv_bn(L.Activation("relu")(conv_bn(x)))
+        x = L.Activation("relu")(L.Add()([y, x]))
+    out = L.Dense(10)(L.GlobalAveragePooling2D()(x))
+    return pynn.Model(inp, out)
+
+
+def torch_resnet(model):
+    """pynn_resnet_style's twin in PyTorch with pynn's weights.  BatchNorm2d in training
+    mode with Keras's semantics: Keras's momentum 0.99 is torch's 0.01 (torch weighs the
+    new batch statistic by its momentum), epsilon 1e-3.  (torch moves its running variance
+    with the unbiased batch variance, Keras with the biased one: a relative difference of
+    1/(rows - 1) in that statistic's step, far below the check's tolerance.)  Returns the
+    module and a function giving its weights back in pynn's get_weights order."""
+    nn = torch.nn
+    convs = [l for l in model.layers if type(l).__name__ == "Conv2D"]
+    bns = [l for l in model.layers if type(l).__name__ == "BatchNormalization"]
+    dense = [l for l in model.layers if type(l).__name__ == "Dense"][0]
+
+    def tconv(layer):
+        kh, kw = layer.kernel_size
+        conv = nn.Conv2d(layer.input.shape[-1], layer.filters, (kh, kw), padding=(kh // 2, kw // 2),
+                         bias=False)
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(
+                layer.kernel.numpy().transpose(3, 2, 0, 1))))
+        return conv
+
+    def tbn(layer):
+        gamma, beta, mm, mv = layer.get_weights()
+        bn = nn.BatchNorm2d(len(gamma), eps=layer.epsilon, momentum=1.0 - layer.momentum)
+        with torch.no_grad():
+            for t, v in ((bn.weight, gamma), (bn.bias, beta), (bn.running_mean, mm),
+                         (bn.running_var, mv)):
+                t.copy_(torch.from_numpy(v))
+        return bn
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.convs = nn.ModuleList([tconv(l) for l in convs])
+            self.bns = nn.ModuleList([tbn(l) for l in bns])
+            self.fc = nn.Linear(dense.input.shape[-1], dense.units)
+            with torch.no_grad():
+                self.fc.weight.copy_(torch.from_numpy(np.ascontiguousarray(dense.kernel.numpy().T)))
+                self.fc.bias.copy_(torch.from_numpy(dense.bias.numpy()))
+
+        def forward(self, x):
+            relu = torch.relu
+            x = relu(self.bns[0](self.convs[0](x)))
+            for i in (1, 3):
+                y = self.bns[i + 1](self.convs[i + 1](relu(self.bns[i](self.convs[i](x)))))
+                x = relu(y + x)
+            return self.fc(x.mean((2, 3)))
+
+    tmodel = ResNet()
+
+    def weights():
+        out = []
+        for conv, bn in zip(tmodel.convs, tmodel.bns):   # pynn's layer order: conv, then its BN
+            out.append(conv.weight.detach().numpy().transpose(2, 3, 1, 0))
+            out += [t.detach().numpy() for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)]
+        return out + [tmodel.fc.weight.detach().numpy().T, tmodel.fc.bias.detach().numpy()]
+    return tmodel, weights
+
+
+def torch_twin(model):
+    """The torch module and weights function for one of the convnets' pynn models."""
+    if isinstance(model, pynn.Sequential):
+        return torch_sequential(model)
+    return torch_resnet(model)
+
+
+def gemm_flops_per_step(model, batch):
+    """The multiply-adds (x 2) of one training step's convolutions and dense layers as
+    GEMMs: per layer the forward product (M = output positions x batch, K = window size x
+    input channels, N = filters; for Dense M = batch, K = in, N = out), the filter gradient
+    and the input gradient of the same size; no input gradient for the layer that reads the
+    model's input.  Pooling, BN, activations, the loss and the update are not counted: the
+    fraction of the GEMM peak below is of the step's product work, over the whole step."""
+    total = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            oh, ow, n = layer.output.shape[1:]
+            kh, kw = layer.kernel_size
+            m, k = batch * oh * ow, kh * kw * layer.input.shape[-1]
+        elif kind == "Dense":
+            m, k, n = batch, layer.input.shape[-1], layer.units
+        else:
+            continue
+        passes = 2 if layer.input is model.inputs[0] else 3
+        total += passes * 2 * m * k * n
+    return total
+
+
+def gemm_peak(cfg):
+    """pynn.ops.matmul's GFLOP/s on 1024^3, the yardstick of the convnets' step rates."""
+    n = CONVNET_PEAK_N
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    samples, _ = measure({"pynn": lambda: pynn.ops.matmul(a, b, out=c)}, cfg["gemm_reps"],
+                         cfg["min_block"], cfg["warmup_s"])
+    secs, spread = summarize(samples, cfg["stat"])
+    return 2.0 * n ** 3 / secs["pynn"] / 1e9, spread
+
+
+# (label, builder, the builder of the net the training step is checked on (its dropout
+# masks off: they are random, and differ between libraries), classes)
+CONVNET_CASES = (
+    ("VGG-style 32x32x3", pynn_vgg_style, pynn_vgg_style, 10),
+    ("AlexNet-style 64x64x3", pynn_alexnet_style, lambda: pynn_alexnet_style(dropout=0.0), 2),
+    ("ResNet-style 32x32x3 (BN)", pynn_resnet_style, pynn_resnet_style, 10),
+)
+TORCH_LAYOUTS = ("NCHW", "channels_last")
+
+
+def convnet_setup(build, classes, rng):
+    """A compiled pynn net and a batch for it."""
+    pynn.utils.set_random_seed(0)
+    model = build()
+    model.compile(optimizer=pynn.optimizers.SGD(LEARNING_RATE),
+                  loss=pynn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.random((CONVNET_BATCH,) + tuple(model.inputs[0].shape[1:]), dtype=np.float32)
+    y = rng.integers(0, classes, size=CONVNET_BATCH, dtype=np.int64)
+    return model, x, y
+
+
+def torch_convnet_step(model, x, y, layout, dtype=None):
+    """model's twin in torch with its current weights, in `layout` (NCHW or channels_last)
+    and optionally another dtype: its SGD training-step function and its weights function."""
+    tmodel, tweights = torch_twin(model)
+    tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    if dtype is not None:
+        tmodel, tx = tmodel.to(dtype), tx.to(dtype)
+    if layout == "channels_last":
+        tmodel = tmodel.to(memory_format=torch.channels_last)
+        tx = tx.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(tmodel.parameters(), lr=LEARNING_RATE)
+    crit, ty = torch.nn.CrossEntropyLoss(), torch.from_numpy(y)
+
+    def torch_step():
+        opt.zero_grad()
+        loss = crit(tmodel(tx), ty)
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return torch_step, tweights
+
+
+def run_convnets(cfg, failures):
+    peak, peak_spread = gemm_peak(cfg)
+    rng = np.random.default_rng(8)
+    results, rows, notes = [], [], []
+    for label, build, check_build, classes in CONVNET_CASES:
+        # Check: one step from the same weights against torch's step in float64 (the truth
+        # both float32 libraries approximate), with the CNN section's tolerances, per weight:
+        # within WEIGHT_RTOL of its max |w|, or no further from float64 than twice torch's
+        # own float32 step (NCHW, its default layout).  The second arm is for
+        # zero-initialized biases and BN betas, whose one-step change is a gradient summed
+        # over tens of thousands of positions that nearly cancel (and routed by max-pool
+        # windows whose near-ties float32 and float64 break differently): there float32
+        # alone, in torch as in pynn, moves the result by up to ~1e-3 of the change, and
+        # which library lands closer depends on the data (torch channels_last's conv bias
+        # gradients miss by 2e-3 on the VGG-style net, pynn's and torch NCHW's by 1e-6;
+        # on the AlexNet-style net pynn and torch NCHW miss by 2e-3, channels_last by 1e-6).
+        model, x, y = convnet_setup(check_build, classes, rng)
+        problems, errs = [], {}
+        if torch is not None:
+            twins = {"float64": torch_convnet_step(model, x, y, "NCHW", torch.float64)}
+            twins.update({layout: torch_convnet_step(model, x, y, layout) for layout in TORCH_LAYOUTS})
+            pynn_loss = model.train_on_batch(x, y)
+            got = {"pynn": (pynn_loss, model.get_weights())}
+            for name, (tstep, tweights) in twins.items():
+                got[name] = (tstep(), tweights())
+            ref_loss, ref_w = got.pop("float64")
+            per_weight = {name: [max_rel_diff([r], [w]) for r, w in zip(ref_w, ws)]
+                          for name, (_, ws) in got.items()}
+            errs = {f"{name}_loss": abs(loss - ref_loss) / abs(ref_loss)
+                    for name, (loss, _) in got.items()}
+            errs.update({f"{name}_weights": max(e) for name, e in per_weight.items()})
+            errs["per_weight"] = per_weight
+            if not errs["pynn_loss"] <= LOSS_RTOL:
+                problems.append(f"first-step loss {pynn_loss} vs torch float64 {ref_loss} "
+                                f"(rel {errs['pynn_loss']:.1e} > {LOSS_RTOL})")
+            names = [w.name for w in model.weights]
+            for i, (e, e_t) in enumerate(zip(per_weight["pynn"], per_weight["NCHW"])):
+                if not e <= max(WEIGHT_RTOL, 2 * e_t):
+                    problems.append(f"weight {i} ({names[i]}) after one step differs from torch "
+                                    f"float64's by {e:.1e} of its max |w|: more than {WEIGHT_RTOL} "
+                                    f"and than twice torch float32 NCHW's {e_t:.1e}")
+            notes.append(f"  {label.split()[0]}: vs torch float64, max over weights after one "
+                         "step (of max |w|): " + ", ".join(
+                             f"{'torch float32 ' if n != 'pynn' else ''}{n} "
+                             f"{errs[n + '_weights']:.0e}" for n in per_weight))
+            del twins
+        check = "FAIL" if problems else ("ok" if errs else "-")
+        failures += [f"convnets {label}: {p}" for p in problems]
+        del model         # a fresh net to time (with its dropout where it has one)
+        model, x, y = convnet_setup(build, classes, rng)
+        twins = {} if torch is None else {
+            layout: torch_convnet_step(model, x, y, layout) for layout in TORCH_LAYOUTS}
+        step = lambda model=model, x=x, y=y: model.train_on_batch(x, y)   # noqa: E731
+
+        fns = {"pynn": step}
+        fns.update({f"torch {layout}": tstep for layout, (tstep, _) in twins.items()})
+        samples, calls = measure(fns, cfg["mlp_reps"], cfg["min_block"], cfg["warmup_s"])
+        secs, spread = summarize(samples, cfg["stat"])
+        flops = gemm_flops_per_step(model, CONVNET_BATCH)
+        best = min((n for n in secs if n != "pynn"), key=secs.get, default=None)
+        t_torch = None if best is None else secs[best]
+        r_t = ratio(secs["pynn"], t_torch)
+        frac = {name: flops / t / 1e9 / peak for name, t in secs.items()}
+        rows.append([label, fmt_ms(secs["pynn"]), fmt_ms(t_torch),
+                     "-" if best is None else best.split(" ", 1)[1],
+                     fmt_ratio(r_t), f"<= {CONVNET_TARGET:.2f}x",
+                     "-" if r_t is None else ("yes" if r_t <= CONVNET_TARGET else "no"),
+                     f"{flops / 1e9:.2f}", f"{100 * frac['pynn']:.0f}%",
+                     "-" if best is None else f"{100 * frac[best]:.0f}%",
+                     f">= {100 * CONVNET_PEAK_TARGET:.0f}%",
+                     "yes" if frac["pynn"] >= CONVNET_PEAK_TARGET else "no",
+                     f"{spread:.0f}%", check])
+        results.append({"network": label, "batch": CONVNET_BATCH, "seconds": secs,
+                        "torch_best_layout": None if best is None else best.split(" ", 1)[1],
+                        "pynn_over_torch": r_t, "target_pynn_over_torch": CONVNET_TARGET,
+                        "gemm_flops_per_step": flops, "gemm_peak_gflops": peak,
+                        "fraction_of_gemm_peak": frac,
+                        "target_fraction_of_gemm_peak": CONVNET_PEAK_TARGET,
+                        "spread_pct": spread, "calls_per_block": calls, "samples_s": samples,
+                        "check": check, "check_errors": errs})
+        del model, step, twins
+        gc.collect()
+    times = ", ".join(f"{r['network'].split()[0]}: torch NCHW "
+                      f"{fmt_ms(r['seconds'].get('torch NCHW'))} / channels_last "
+                      f"{fmt_ms(r['seconds'].get('torch channels_last'))} ms"
+                      for r in results if len(r["seconds"]) > 1)
+    print_table(f"convnets: one training step at batch {CONVNET_BATCH} (SGD, softmax cross-entropy "
+                "from logits), ms per step (lower is better)",
+                ["network", "pynn", "torch", "layout", "pynn/torch", "target", "met", "GFLOP",
+                 "pynn peak", "torch peak", "target", "met", "spread", "check"], rows,
+                f"  {cfg['stat']} of {cfg['mlp_reps']} repetitions; torch: its best layout of "
+                f"NCHW and channels_last ({times})\n"
+                f"  GFLOP: the step's convolution and dense products (forward, filter gradient, "
+                f"input gradient but the first layer's);\n"
+                f"  peak: those GFLOP / step time / pynn's GEMM on {CONVNET_PEAK_N}^3 measured "
+                f"here, {peak:.1f} GFLOP/s (spread {peak_spread:.0f}%)\n"
+                f"  check: pynn's first-step loss within {LOSS_RTOL:.0e} of torch's step in "
+                f"float64 from the same weights, and each weight after it within {WEIGHT_RTOL:.0e} "
+                f"of its max |w| or no further than twice torch float32 NCHW's (AlexNet-style: checked "
+                f"with its dropout off)\n"
+                + "\n".join(notes))
+    return results
+
+
 # ---- main -----------------------------------------------------------------------------------------
+
+SECTIONS = ("gemm", "mlp", "fit", "fitopt", "cnn", "latency", "convnets")
+
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -859,8 +1157,9 @@ def parse_args(argv):
                                 epilog="\n".join(__doc__.split("\n")[1:]))
     p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
     p.add_argument("--quick", action="store_true",
-                   help="about 30 s: fewer repetitions, no 2048^3 GEMM, no 1024-2048-2048-10 MLP")
-    p.add_argument("--only", action="append", choices=("gemm", "mlp", "fit", "fitopt", "cnn", "latency"),
+                   help="about a minute on a quiet machine: fewer repetitions, no 2048^3 GEMM, "
+                        "no 1024-2048-2048-10 MLP")
+    p.add_argument("--only", action="append", choices=SECTIONS,
                    help="run only this section (repeat to select several)")
     p.add_argument("--stat", choices=("median", "min"), default="median",
                    help="statistic of the repetitions to report (default median; min shows what "
@@ -874,7 +1173,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    sections = args.only or ["gemm", "mlp", "fit", "fitopt", "cnn", "latency"]
+    sections = args.only or list(SECTIONS)
     cfg = dict(QUICK if args.quick else FULL, stat=args.stat)
     limits = setup_threads(args.threads)        # noqa: F841 (the limits last while it lives)
     keras, keras_why = load_keras(args.threads)
@@ -896,6 +1195,8 @@ def main(argv=None):
         report["cnn"] = run_cnn(cfg, failures)
     if "latency" in sections:
         report["latency"] = run_latency(cfg, failures)
+    if "convnets" in sections:
+        report["convnets"] = run_convnets(cfg, failures)
     report["failures"] = failures
     report["wall_s"] = time.perf_counter() - start
     print(f"\ntotal {report['wall_s']:.0f} s")
