@@ -649,11 +649,12 @@ def load_keras_weights(model, path):
 
 
 def is_h5(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read(8) == b"\x89HDF\r\n\x1a\n"
-    except OSError:
-        return False
+    """Whether `path` is an HDF5 file; anything but a regular file (a FIFO, a device) is
+    refused without being read, as saving refuses it."""
+    from .. import saving
+    f, _ = saving._open_regular_file(os.fsdecode(os.fspath(path)))
+    with f:
+        return f.read(8) == b"\x89HDF\r\n\x1a\n"
 
 
 def load_keras_archive_weights(model, archive):
