@@ -305,6 +305,10 @@ def _from_keras(value, where, classes):
                              "layer, which holds Python code; pynn never runs code from a file")
     out = {k: _from_keras(v, where, classes) for k, v in value.items()
            if k not in ("module", "registered_name", "shared_object_id", "compile_config")}
+    build = out.get("build_config")
+    if isinstance(build, dict) and isinstance(build.get("input_shape"), list) and \
+            any(isinstance(d, list) for d in build["input_shape"]):
+        del out["build_config"]        # a merge layer's shapes: the graph's replay builds it
     config = out.get("config")
     if cls in classes and isinstance(config, dict):
         name = config.get("name")
@@ -611,6 +615,19 @@ def load_keras(archive, compile=True, backend=None):
                              " (subclassed Keras models hold code and are not read)")
     h5 = _H5(data, f"{archive.path} ({WEIGHTS})")
     try:
+        return _load_keras(archive, config, h5, where, compile, backend)
+    except ModelFileError as exc:
+        if str(exc).startswith(archive.path):
+            raise
+        raise ModelFileError(f"{where}: {exc}") from None
+    finally:
+        h5.close()
+
+
+def _load_keras(archive, config, h5, where, compile, backend):
+    from .. import serialization
+    from ..layers.base import weights_from_file
+    if True:
         classes = serialization.layer_classes()
         compile_config = config.get("compile_config")
         entry = _from_keras(config, where, classes)
@@ -625,8 +642,6 @@ def load_keras(archive, compile=True, backend=None):
                             read_optimizer=bool(compile and compile_config))
         if compile and compile_config and model.built:
             _restore_optimizer(model, h5, opt, f"{archive.path} ({WEIGHTS})")
-    finally:
-        h5.close()
     return model
 
 
