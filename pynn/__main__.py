@@ -1,6 +1,8 @@
 """`python -m pynn`: the main job.  Trains a network on the bundled handwritten digits
 and prints its accuracy on test images it has never seen; then saves the trained model
-and a plot of its training history in the --output folder."""
+and a plot of its training history in the --output folder.
+
+`python -m pynn export MODEL.pynn OUT.onnx` writes a saved model as ONNX instead."""
 import argparse
 import os
 import sys
@@ -63,8 +65,32 @@ def parse_args(argv):
     return args
 
 
+def export_main(argv):
+    """`python -m pynn export MODEL OUT.onnx [--opset N]`: a saved model (.pynn, or a
+    .keras file pynn reads) as an ONNX model for serving."""
+    p = argparse.ArgumentParser(prog="python -m pynn export",
+                                description="Export a saved pynn model to ONNX (needs "
+                                            'pip install "pynn[onnx]").')
+    p.add_argument("model", help="the saved model (model.save), e.g. digits_mlp.pynn")
+    p.add_argument("output", help="the ONNX file to write, e.g. digits_mlp.onnx")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    args = p.parse_args(argv)
+    import pynn
+    try:
+        model = pynn.load_model(args.model, compile=False)
+        model.export(args.output, format="onnx", opset=args.opset)
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"python -m pynn export: {exc}", file=sys.stderr)
+        return 2
+    print(f"Exported {args.model} to {args.output} (ONNX)")
+    return 0
+
+
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "export":
+        return export_main(argv[1:])
+    args = parse_args(argv)
     import pynn
 
     if args.threads:

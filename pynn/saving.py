@@ -126,6 +126,20 @@ def _atomic_write_zip(path, members, overwrite):
     """Write `members` ([(name, bytes)]) as a zip at `path` through a temporary file in the
     same folder, locked while it is written, fsync'd and then renamed over `path`; first
     remove the temporary files that killed saves to `path` left behind."""
+    def write(f):
+        with zipfile.ZipFile(f, "w") as zf:
+            for name, data in members:
+                compress = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
+                zf.writestr(name, data, compress_type=compress)
+    _atomic_write(path, write, overwrite)
+
+
+def _atomic_write_bytes(path, data, overwrite):
+    """`data` written at `path` as _atomic_write_zip writes a zip."""
+    _atomic_write(path, lambda f: f.write(data), overwrite)
+
+
+def _atomic_write(path, write, overwrite):
     path = os.fspath(path)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} exists and overwrite=False")
@@ -136,10 +150,7 @@ def _atomic_write_zip(path, members, overwrite):
     tmp, f = _new_temp(folder, base)
     try:
         with f:
-            with zipfile.ZipFile(f, "w") as zf:
-                for name, data in members:
-                    compress = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
-                    zf.writestr(name, data, compress_type=compress)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
             if fcntl is not None:      # renamed while still locked: no cleaner can take it
@@ -257,7 +268,36 @@ def _process_alive(pid):
     return True
 
 
+def _keras_format_available(path, what):
+    """Whether a save to `path` writes Keras's own format: a .keras (or, for weights,
+    .weights.h5) name and h5py installed.  Without h5py such a name gets pynn's own zip,
+    which pynn.load_model reads but Keras does not, and a warning says so."""
+    name = os.fspath(path)
+    name = name.decode() if isinstance(name, bytes) else name
+    if not name.endswith((".keras",) if what == "model" else (".weights.h5",)):
+        return False
+    try:
+        import h5py  # noqa: F401
+    except ImportError:
+        import warnings
+        warnings.warn(f"{name}: h5py is not installed, so this file is written in pynn's own "
+                      'format, which Keras cannot open; pip install "pynn[keras]" for Keras\'s',
+                      stacklevel=3)
+        return False
+    return True
+
+
 def save_model(model, path, overwrite=True):
+    """`model.save(path)`: Keras 3's .keras archive for a .keras name (pynn/export/
+    keras_format.py), pynn's own zip (this module's format) for any other name."""
+    if _keras_format_available(path, "model"):
+        from .export import keras_format
+        keras_format.save_keras(model, path, overwrite)
+        return
+    _save_pynn_model(model, path, overwrite)
+
+
+def _save_pynn_model(model, path, overwrite=True):
     entries = _weight_entries(model) if model.built else []
     compile_cfg = opt_state = None
     members = []
@@ -316,6 +356,10 @@ def save_model(model, path, overwrite=True):
 def save_weights(model, path, overwrite=True):
     if not model.built:
         raise ValueError(f"save_weights: model '{model.name}' is not built yet, it has no weights")
+    if _keras_format_available(path, "weights"):
+        from .export import keras_format
+        keras_format.save_keras_weights(model, path, overwrite)
+        return
     entries = _weight_entries(model)
     config = {"format": WEIGHTS_FORMAT, "version": VERSION, "weights": [e for e, _ in entries]}
     members = [(_CONFIG, json.dumps(config, indent=1).encode("utf-8"))] + \
@@ -651,6 +695,9 @@ def load_model(path, compile=True, backend=None):
     if backend is not None:          # the caller's argument: refused as such, not as the file's
         backends.get(backend, "load_model")
     with _Archive(path) as archive, _Refusing(archive.path):
+        if _CONFIG not in archive.zip.namelist() and "config.json" in archive.zip.namelist():
+            from .export import keras_format          # a Keras 3 .keras archive
+            return keras_format.load_keras(archive, compile=compile, backend=backend)
         where = f"{archive.path} ({_CONFIG})"
         config = archive.config((MODEL_FORMAT,))
         listed = _file_weights(archive, config)
@@ -784,7 +831,15 @@ def load_weights(model, path):
     if not model.built:
         raise ValueError(f"load_weights: model '{model.name}' is not built yet; give it an input "
                          "shape (Input(shape) or build()) first")
+    from .export import keras_format
+    if keras_format.is_h5(path):                     # Keras's weights-only .weights.h5
+        with _Refusing(os.fsdecode(os.fspath(path))):
+            keras_format.load_keras_weights(model, path)
+        return
     with _Archive(path) as archive, _Refusing(archive.path):
+        if _CONFIG not in archive.zip.namelist() and "config.json" in archive.zip.namelist():
+            keras_format.load_keras_archive_weights(model, archive)
+            return
         config = archive.config((WEIGHTS_FORMAT, MODEL_FORMAT))
         weights = _read_weights(archive, _file_weights(archive, config), model)
     model.set_weights(weights)

@@ -235,7 +235,8 @@ def test_corrupt_and_foreign_files_raise_clear_errors(tmp_path):
     cases = {
         flipped: "corrupt",
         (tmp_path / "text.pynn"): "not a zip",
-        write("keras.keras", {"config.json": "{}", "model.weights.h5": b"x"}): "pynn_model.json",
+        write("keras.keras", {"config.json": "{}", "model.weights.h5": b"x"}): "Functional or Sequential",
+        write("other.pynn", {"readme.txt": "hi"}): "pynn_model.json",
         write("badjson.pynn", {**original, "pynn_model.json": b"{not json"}): "not valid JSON",
         write("format.pynn", {**original, "pynn_model.json": json.dumps({**config, "format": "x"})}): "format",
         write("version.pynn", {**original, "pynn_model.json": json.dumps({**config, "version": 7})}): "version",

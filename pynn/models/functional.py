@@ -460,12 +460,27 @@ class Model(Layer):
 
     def save(self, filepath, overwrite=True, **kwargs):
         """Write the architecture, compile configuration, weights and optimizer state to one
-        file (a zip of JSON and .npy, no pickle; atomic).  `pynn.load_model` reads it back."""
+        file (atomic, no pickle): Keras 3's .keras archive for a .keras name (Keras's
+        `load_model` opens it; needs h5py), pynn's own zip (JSON and .npy) for any other,
+        such as .pynn.  `pynn.load_model` reads both back."""
         saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True):
-        """Write only the weights (same container as `save`; atomic)."""
+        """Write only the weights (atomic): Keras's weights-only h5 layout for a
+        .weights.h5 name (needs h5py), pynn's zip for any other."""
         saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def export(self, filepath, format="onnx", opset=None, input_signature=None, verbose=None,
+               **kwargs):
+        """Write the inference graph for serving: format="onnx" (pip install "pynn[onnx]"),
+        an ONNX model with the model's input and output names, a dynamic batch dimension
+        and NHWC inputs as here (pynn/export/onnx.py).  A layer with no ONNX form raises
+        ValueError naming it, and no file is written."""
+        from ..export import export_model
+        if kwargs:
+            raise TypeError(f"Model '{self.name}'.export: unexpected arguments {sorted(kwargs)}")
+        return export_model(self, filepath, format=format, opset=opset,
+                            input_signature=input_signature)
 
     def load_weights(self, filepath, skip_mismatch=False):
         """Set the weights from a file of `save_weights` or `save`; every shape is checked

@@ -1,0 +1,682 @@
+"""Keras 3's own files, both ways: `.keras` archives and `.weights.h5` weights files.
+
+A `.keras` file (keras/src/saving/saving_lib.py) is a zip of
+    metadata.json      {"keras_version", "date_saved"}
+    config.json        the model serialized as Keras does (serialization_lib.py): pynn's
+                       model config is already Keras's format; only the modules change
+                       ("keras.layers", "keras.src.models.functional", ...), plus the
+                       model's "compile_config"
+    model.weights.h5   the weights: one group per layer, named as Keras names them (the
+                       class name in snake case, made unique in the order of model.layers:
+                       layers/dense, layers/dense_1, layers/sequential/layers/conv2d, ...),
+                       each holding vars/0, vars/1, ... in the layer's variable order; then
+                       optimizer/vars/0 (iterations), /1 (learning rate) and each trainable
+                       weight's slots in turn (Adam: momentum, velocity)
+A `.weights.h5` file is that h5 alone.  h5py is needed (pip install "pynn[keras]").
+
+Reading is for files of layers pynn has.  Nothing in a file is run, imported or
+unpickled: class names are looked up in pynn's allow-lists (a Lambda layer, which holds
+code, is refused), options pynn does not support are refused with a ValueError naming
+the layer and the option, the zip may hold only the three members above (no paths with
+"..", no directories), its size limits are pynn's own (saving._Archive), every h5 object
+must be a plain group or dataset of this file (no external, soft or virtual links), and
+every dataset's shape and dtype are checked against the rebuilt model before it is read.
+While the model is rebuilt, a layer may create only weights the h5 file holds with that
+shape (so a config with bigger layers than the file's weights allocates nothing).
+
+The optimizer state carried: the step count, a constant learning rate, and the slot
+arrays of the optimizers whose Keras variables are known here (_KERAS_SLOTS: SGD with
+momentum, Adam and AdamW without amsgrad, Adagrad); for any other optimizer only the
+step count is read and written, and Keras starts its slots from zero.
+"""
+import datetime
+import io
+import json
+import os
+import re
+
+import numpy as np
+
+from ..serialization import ModelFileError
+
+METADATA, CONFIG, WEIGHTS = "metadata.json", "config.json", "model.weights.h5"
+MEMBERS = (METADATA, CONFIG, WEIGHTS)
+KERAS_VERSION = "3.15.1"        # the Keras whose files these are checked against
+
+# pynn optimizer -> its slot names, in the order Keras creates their variables for each
+# trainable weight (keras/src/optimizers/*.py build(): add_optimizer_variables)
+_KERAS_SLOTS = {"SGD": ("momentum",), "Adam": ("m", "v"), "AdamW": ("m", "v"),
+                "Adagrad": ("accumulator",)}
+# a layer's weights by name, in Keras's variable order (trainable then non-trainable)
+_WEIGHT_NAMES = {"Dense": ("kernel", "bias"), "Conv2D": ("kernel", "bias"),
+                 "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
+                 "Normalization": ("mean", "variance", "count")}
+
+# Keras-only options pynn drops when they hold Keras's default (anything else is refused)
+_DEFAULTS = {"kernel_regularizer": None, "bias_regularizer": None,
+             "activity_regularizer": None, "kernel_constraint": None, "bias_constraint": None,
+             "quantization_config": None, "lora_rank": None, "lora_alpha": None,
+             "sparse": False, "ragged": False, "optional": False, "renorm": False,
+             "renorm_clipping": None, "autocast": True}
+_IGNORED = {"renorm_momentum"}          # meaningful only with renorm=True
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError('Keras .keras / .weights.h5 files need h5py: pip install "pynn[keras]"') \
+            from None
+    return h5py
+
+
+def to_snake_case(name):
+    """keras/src/utils/naming.py to_snake_case."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _is_model(layer):
+    from ..serialization import model_base_class
+    return isinstance(layer, model_base_class())
+
+
+def _keras_class(layer):
+    from ..serialization import class_name
+    return class_name(layer)
+
+
+# ---- the weights layout --------------------------------------------------------------------
+
+def _layer_groups(model, prefix):
+    """[(h5 group, layer)] for the layers of `model` and of the models nested in it, in
+    Keras's order and with Keras's names."""
+    from ..layers.input_layer import InputLayer
+    used, out = {}, []
+    layers = model.layers
+    if _keras_class(model) == "Sequential":
+        layers = [l for l in layers if not isinstance(l, InputLayer)]
+    for layer in layers:
+        base = to_snake_case(_keras_class(layer))
+        if base in used:
+            used[base] += 1
+            name = f"{base}_{used[base]}"
+        else:
+            used[base] = 0
+            name = base
+        path = f"{prefix}/{name}"
+        out.append((path, layer))
+        if _is_model(layer):
+            out += _layer_groups(layer, f"{path}/layers")
+    return out
+
+
+def _own_weights(layer):
+    if _is_model(layer):
+        return []
+    return list(layer.weights)
+
+
+def _trainable_in_keras_order(model):
+    return [v for _, layer in _layer_groups(model, "layers") for v in _own_weights(layer)
+            if v.trainable]
+
+
+# ---- pynn -> Keras ---------------------------------------------------------------------------
+
+_MODULES = {"pynn.layers": "keras.layers", "pynn.losses": "keras.losses",
+            "pynn.metrics": "keras.metrics", "pynn.optimizers": "keras.optimizers",
+            "pynn.initializers": "keras.initializers"}
+
+
+def _to_keras(value):
+    """A serialized pynn object tree with Keras's module names."""
+    if isinstance(value, list):
+        return [_to_keras(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _to_keras(v) for k, v in value.items()}
+    seed = out.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2**32:
+        out["seed"] = seed % 2**32          # Keras's seeds are 32-bit (pynn draws 63-bit ones)
+    if "class_name" in out and "config" in out and out["class_name"] != "__keras_tensor__":
+        cls, module = out["class_name"], out.get("module")
+        if cls in ("Functional", "Model"):
+            out.update(module="keras.src.models.functional", class_name="Functional",
+                       registered_name="Functional")
+        elif cls == "Sequential":
+            out.update(module="keras", registered_name=None)
+        elif isinstance(module, str) and module.startswith("pynn."):
+            top = ".".join(module.split(".")[:2])
+            out["module"] = _MODULES.get(top, "keras")
+            if "schedules" in module or "Decay" in cls or cls == "PiecewiseConstantDecay":
+                out["module"] = "keras.optimizers.schedules"
+            out.setdefault("registered_name", None)
+        elif module is None and isinstance(out["config"], dict) and \
+                set(out) == {"class_name", "config"}:          # an initializer
+            out["module"] = "keras.initializers"
+            out["registered_name"] = None
+            if out["class_name"] in ("Zeros", "Ones", "Constant", "Identity"):
+                out["config"] = {k: v for k, v in out["config"].items() if k != "seed"}
+    return out
+
+
+def keras_config(model):
+    """The model as Keras's config.json holds it."""
+    from ..serialization import serialize
+    entry = _to_keras(serialize(model))
+    entry["build_config"] = {"input_shape": None if _keras_class(model) != "Sequential"
+                             else entry["config"].get("build_input_shape")}
+    compiled = keras_compile_config(model)
+    if compiled is not None:
+        entry["compile_config"] = compiled
+    return entry
+
+
+def keras_compile_config(model):
+    from .. import losses as losses_module
+    from ..serialization import serialize
+    compiled = model.compile_config()
+    if compiled is None:
+        return None
+    loss, loss_weights, metrics, _, optimizer = compiled
+
+    def ser_loss(l):
+        if l is None:
+            return None
+        if isinstance(l, dict):
+            return {k: ser_loss(v) for k, v in l.items()}
+        if isinstance(l, (list, tuple)):
+            return [ser_loss(v) for v in l]
+        return serialize(losses_module.get(l))
+
+    def ser_metrics(m):
+        from .. import metrics as metrics_module
+        if isinstance(m, metrics_module.Metric):
+            return serialize(m)
+        if isinstance(m, dict):
+            return {k: ser_metrics(v) for k, v in m.items()}
+        if isinstance(m, (list, tuple)):
+            return [ser_metrics(v) for v in m]
+        return m
+
+    if getattr(optimizer, "steps_in_python", False):
+        raise TypeError("save: the optimizer's learning_rate is a Python callable, which a "
+                        "model file cannot hold")
+    weighted = model.compile_weighted_metrics()
+    return _to_keras({"optimizer": serialize(optimizer), "loss": ser_loss(loss),
+                      "loss_weights": loss_weights, "metrics": ser_metrics(metrics),
+                      "weighted_metrics": ser_metrics(weighted) if weighted is not None else None,
+                      "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False})
+
+
+def _optimizer_vars(model):
+    """[arrays] of optimizer/vars: iterations, learning rate, then each trainable weight's
+    slots (None when the optimizer's state has no Keras layout here)."""
+    compiled = model.compile_config()
+    if compiled is None:
+        return None
+    optimizer = compiled[4]
+    slots = _KERAS_SLOTS.get(type(optimizer).__name__)
+    lr = optimizer.__dict__.get("_learning_rate")
+    if slots is None or not isinstance(lr, (int, float)) or getattr(optimizer, "use_ema", False):
+        return [np.asarray(int(optimizer.iterations), np.int64)]
+    if type(optimizer).__name__ == "SGD" and optimizer.momentum == 0:
+        slots = ()
+    out = [np.asarray(int(optimizer.iterations), np.int64), np.asarray(lr, np.float32)]
+    state = optimizer.state_arrays()
+    if state is None:
+        return out if not slots else [out[0]]
+    offsets, at = {}, 0
+    sizes = {v.path: v.size for v in model.weights}
+    for p in optimizer.state_paths():
+        offsets[p] = at
+        at += sizes[p]
+    for v in _trainable_in_keras_order(model):
+        if v.path not in offsets:
+            return [out[0]]
+        o = offsets[v.path]
+        for s in slots:
+            out.append(state[s][o:o + v.size].reshape(v.shape))
+    return out
+
+
+def weights_h5_bytes(model, include_optimizer=True):
+    h5py = _h5py()
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_group("vars").attrs["name"] = model.name
+        for path, layer in _layer_groups(model, "layers"):
+            group = f.require_group(path).create_group("vars")
+            group.attrs["name"] = layer.name
+            for i, v in enumerate(_own_weights(layer)):
+                group.create_dataset(str(i), data=np.asarray(v.numpy(), np.float32))
+        opt = _optimizer_vars(model) if include_optimizer else None
+        if opt:
+            group = f.create_group("optimizer").create_group("vars")
+            group.attrs["name"] = model.optimizer.name
+            for i, a in enumerate(opt):
+                group.create_dataset(str(i), data=a)
+    return buf.getvalue()
+
+
+def save_keras(model, path, overwrite=True):
+    from .. import saving
+    if not model.built:
+        raise ValueError(f"save: model '{model.name}' is not built yet; Keras files need its "
+                         "input shape")
+    metadata = {"keras_version": KERAS_VERSION,
+                "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
+    members = [(METADATA, json.dumps(metadata).encode()),
+               (CONFIG, json.dumps(keras_config(model)).encode()),
+               (WEIGHTS, weights_h5_bytes(model))]
+    saving._atomic_write_zip(path, members, overwrite)
+
+
+def save_keras_weights(model, path, overwrite=True):
+    from .. import saving
+    if not model.built:
+        raise ValueError(f"save_weights: model '{model.name}' is not built yet, it has no weights")
+    saving._atomic_write_bytes(path, weights_h5_bytes(model), overwrite)
+
+
+# ---- Keras -> pynn ---------------------------------------------------------------------------
+
+def _from_keras(value, where, classes):
+    """A Keras config tree as pynn's from_config takes it: Keras-only options at their
+    default dropped, anything else pynn lacks refused by name."""
+    from ..checks import shown
+    if isinstance(value, list):
+        return [_from_keras(v, where, classes) for v in value]
+    if not isinstance(value, dict):
+        return value
+    cls = value.get("class_name")
+    if cls == "__keras_tensor__" or not isinstance(value.get("config"), (dict, str)) or \
+            not isinstance(cls, str):
+        return {k: _from_keras(v, where, classes) for k, v in value.items()}
+    module = value.get("module")
+    if module is not None and not (isinstance(module, str) and
+                                   (module == "keras" or module.startswith(("keras.", "pynn.")))):
+        raise ModelFileError(f"{where}: class {shown(cls)} comes from module {shown(module)}; "
+                             "pynn reads only Keras's and its own classes")
+    if cls == "Lambda":
+        raise ModelFileError(f"{where}: layer {shown(value['config'].get('name'))} is a Lambda "
+                             "layer, which holds Python code; pynn never runs code from a file")
+    out = {k: _from_keras(v, where, classes) for k, v in value.items()
+           if k not in ("module", "registered_name", "shared_object_id", "compile_config")}
+    build = out.get("build_config")
+    if isinstance(build, dict) and isinstance(build.get("input_shape"), list) and \
+            any(isinstance(d, list) for d in build["input_shape"]):
+        del out["build_config"]        # a merge layer's shapes: the graph's replay builds it
+    config = out.get("config")
+    if cls in classes and isinstance(config, dict):
+        name = config.get("name")
+        config = dict(config)
+        dtype = config.get("dtype")
+        if isinstance(dtype, dict):
+            dtype = (dtype.get("config") or {}).get("name")
+        if dtype not in (None, "float32"):
+            raise ModelFileError(f"{where}: layer {shown(name)} ({cls}) computes in "
+                                 f"{shown(dtype)}; pynn computes in float32")
+        config.pop("dtype", None)
+        for key, default in _DEFAULTS.items():
+            if key in config:
+                if config[key] != default:
+                    raise ModelFileError(f"{where}: layer {shown(name)} ({cls}) sets {key}="
+                                         f"{shown(config[key])}, which pynn does not support")
+                del config[key]
+        for key in _IGNORED:
+            config.pop(key, None)
+        if cls == "Dropout" and config.get("noise_shape") is not None:
+            raise ModelFileError(f"{where}: layer {shown(name)} (Dropout) sets noise_shape, "
+                                 "which pynn does not support")
+        out["config"] = config
+    elif isinstance(config, dict) and module in ("keras.initializers",) or cls in (
+            "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform",
+            "LecunNormal", "RandomUniform", "RandomNormal", "TruncatedNormal"):
+        if isinstance(config, dict):
+            out["config"] = {k: v for k, v in config.items()
+                             if not (k in ("input_axes", "output_axes") and v is None)}
+    return out
+
+
+def _read_members(archive):
+    """metadata.json, config.json and model.weights.h5 of a checked Keras zip."""
+    from ..checks import shown
+    names = archive.zip.namelist()
+    for n in names:
+        if n not in MEMBERS:
+            why = " (a path leaving the archive)" if ".." in n.split("/") or n.startswith("/") \
+                else ""
+            raise ModelFileError(f"{archive.path}: unexpected member {shown(n)}{why}; a .keras "
+                                 f"file pynn reads holds only {', '.join(MEMBERS)}")
+    if len(set(names)) != len(names):
+        raise ModelFileError(f"{archive.path}: a member is stored twice")
+    for n in (CONFIG, WEIGHTS):
+        if n not in names:
+            raise ModelFileError(f"{archive.path}: member {n} is missing; not a complete .keras file")
+    limit = min(64 << 20, (2 << 20) + archive.size // 4)
+    try:
+        config = json.loads(archive.read(CONFIG, limit).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{archive.path}: {CONFIG} is not valid JSON ({exc})") from None
+    if METADATA in names:
+        try:
+            json.loads(archive.read(METADATA, 1 << 16).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ModelFileError(f"{archive.path}: {METADATA} is not valid JSON ({exc})") from None
+    info = archive.info(WEIGHTS)
+    weights = archive.read(WEIGHTS, max(info.file_size, 0))
+    return config, weights
+
+
+class _H5:
+    """A Keras weights file opened from bytes, read only through checked paths."""
+
+    def __init__(self, data, where):
+        h5py = _h5py()
+        self.h5py, self.where = h5py, where
+        if not data.startswith(b"\x89HDF\r\n\x1a\n"):
+            raise ModelFileError(f"{where}: not an HDF5 file (a Keras weights file is one)")
+        try:
+            self.file = h5py.File(io.BytesIO(data), "r")
+        except Exception as exc:          # h5py reports damage as OSError, ValueError, ...
+            raise ModelFileError(f"{where}: the HDF5 file is damaged or truncated "
+                                 f"({type(exc).__name__}: {exc})") from None
+        self.seen = set()
+
+    def close(self):
+        self.file.close()
+
+    def _link(self, group, name):
+        link = group.get(name, getlink=True)
+        if link is None:
+            return None
+        if not isinstance(link, self.h5py.HardLink):
+            raise ModelFileError(f"{self.where}: {group.name}/{name} is a "
+                                 f"{type(link).__name__}; pynn reads only plain groups and "
+                                 "datasets of the file itself")
+        return group[name]
+
+    def group(self, path):
+        node = self.file
+        for part in path.split("/"):
+            if not part:
+                continue
+            if not isinstance(node, self.h5py.Group):
+                return None
+            node = self._link(node, part)
+            if node is None:
+                return None
+        return node if isinstance(node, self.h5py.Group) else None
+
+    def vars(self, path):
+        """{index: dataset} of group path/vars (empty when absent)."""
+        g = self.group(f"{path}/vars" if path else "vars")
+        if g is None:
+            return {}
+        out = {}
+        for name in g.keys():
+            d = self._link(g, name)
+            if not isinstance(d, self.h5py.Dataset) or not name.isdigit():
+                raise ModelFileError(f"{self.where}: unexpected object {g.name}/{name}")
+            out[int(name)] = d
+        return out
+
+    def read(self, dataset, shape, what, dtypes="f"):
+        if tuple(dataset.shape) != tuple(shape):
+            raise ModelFileError(f"{self.where}: {dataset.name} ({what}) has shape "
+                                 f"{list(dataset.shape)}, the model expects {list(shape)}")
+        if dataset.dtype.kind not in dtypes or dataset.dtype.itemsize > 8:
+            raise ModelFileError(f"{self.where}: {dataset.name} ({what}) holds {dataset.dtype}, "
+                                 "expected floats")
+        if dataset.is_virtual or dataset.external:
+            raise ModelFileError(f"{self.where}: {dataset.name} keeps its data outside the file")
+        try:
+            arr = np.asarray(dataset[()], dtype=np.float32 if dtypes == "f" else np.int64)
+        except Exception as exc:
+            raise ModelFileError(f"{self.where}: {dataset.name} is damaged ({exc})") from None
+        if dtypes == "f" and not np.all(np.isfinite(arr)):
+            raise ModelFileError(f"{self.where}: {dataset.name} contains NaN or infinite values")
+        self.seen.add(dataset.name)
+        return arr.reshape(shape)
+
+    def datasets(self):
+        """Every dataset name in the file (for refusing unexpected ones)."""
+        found = []
+
+        def walk(group):
+            for name in group.keys():
+                obj = self._link(group, name)
+                if isinstance(obj, self.h5py.Group):
+                    walk(obj)
+                elif isinstance(obj, self.h5py.Dataset):
+                    found.append(obj.name)
+                else:
+                    raise ModelFileError(f"{self.where}: unexpected object {group.name}/{name}")
+        walk(self.file)
+        return found
+
+
+def _file_weight_pool(config, h5, where):
+    """[(pynn weight path, shape)] the h5 file holds, found from the config's layers and
+    Keras's group names, for weights_from_file (nothing is read yet)."""
+    pool = []
+
+    def walk(entry, prefix):
+        cfg = entry.get("config") if isinstance(entry, dict) else None
+        layers = cfg.get("layers") if isinstance(cfg, dict) else None
+        if not isinstance(layers, list):
+            return
+        used = {}
+        for layer in layers:
+            if not isinstance(layer, dict) or not isinstance(layer.get("class_name"), str):
+                continue
+            cls = layer["class_name"]
+            if entry.get("class_name") == "Sequential" and cls == "InputLayer":
+                continue
+            base = to_snake_case(cls)
+            used[base] = used.get(base, -1) + 1
+            path = f"{prefix}/{base}" + (f"_{used[base]}" if used[base] else "")
+            lcfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+            name = lcfg.get("name") if isinstance(lcfg.get("name"), str) else layer.get("name")
+            names = list(_WEIGHT_NAMES.get(cls, ()))
+            if cls == "BatchNormalization":
+                names = [n for n in names if not (n == "gamma" and lcfg.get("scale") is False or
+                                                  n == "beta" and lcfg.get("center") is False)]
+            if cls in ("Dense", "Conv2D") and lcfg.get("use_bias") is False:
+                names = names[:1]
+            for i, d in sorted(h5.vars(path).items()):
+                if i < len(names) and isinstance(name, str):
+                    pool.append((f"{name}/{names[i]}", tuple(int(s) for s in d.shape)))
+            if cls in ("Functional", "Sequential", "Model"):
+                walk(layer, f"{path}/layers")
+
+    walk(config, "layers")
+    return pool
+
+
+def _load_h5_into(model, h5, where, read_optimizer):
+    """The weights of `model` from h5 (all checked first, then set); returns the optimizer
+    datasets found ({index: dataset})."""
+    values, expected = {}, set()
+    for path, layer in _layer_groups(model, "layers"):
+        weights = _own_weights(layer)
+        found = h5.vars(path)
+        if len(found) != len(weights) or sorted(found) != list(range(len(found))):
+            raise ModelFileError(f"{where}: layer '{layer.name}' ({type(layer).__name__}) has "
+                                 f"{len(weights)} weights, the file holds {len(found)} at "
+                                 f"{path}/vars")
+        for i, v in enumerate(weights):
+            values[id(v)] = h5.read(found[i], v.shape, f"weight {v.path}")
+    opt = h5.vars("optimizer") if read_optimizer else {}
+    for d in opt.values():
+        expected.add(d.name)
+    extra = [n for n in h5.datasets() if n not in h5.seen and n not in expected
+             and not n.startswith("/optimizer/")]
+    if extra:
+        from ..checks import shown
+        raise ModelFileError(f"{where}: the weights file holds datasets the model does not have: "
+                             f"{shown(extra, 200)}")
+    model.set_weights([values[id(v)] for v in model.weights])
+    return opt
+
+
+def _restore_optimizer(model, h5, opt, where):
+    optimizer = model.optimizer
+    if not opt:
+        return
+    iterations = h5.read(opt[0], (), "optimizer iterations", dtypes="iuf")
+    iterations = int(iterations)
+    if not 0 <= iterations <= 2**53:
+        raise ModelFileError(f"{where}: optimizer iterations {iterations} out of range")
+    slots = _KERAS_SLOTS.get(type(optimizer).__name__)
+    if type(optimizer).__name__ == "SGD" and optimizer.momentum == 0:
+        slots = ()
+    lr = optimizer.__dict__.get("_learning_rate")
+    trainable = _trainable_in_keras_order(model)
+    if slots is not None and isinstance(lr, (int, float)) and \
+            not getattr(optimizer, "use_ema", False) and len(opt) == 2 + len(slots) * len(trainable):
+        optimizer.learning_rate = float(h5.read(opt[1], (), "optimizer learning rate"))
+        if slots:
+            shapes = model.optimizer_state_shapes()
+            state = {s: np.zeros(shapes[s], np.float32) for s in shapes}
+            offsets, at = {}, 0
+            sizes = {v.path: v.size for v in model.weights}
+            for p in optimizer.state_paths():
+                offsets[p] = at
+                at += sizes[p]
+            k = 2
+            for v in trainable:
+                for s in slots:
+                    arr = h5.read(opt[k], v.shape, f"optimizer slot {s} of {v.path}")
+                    k += 1
+                    if v.path in offsets:
+                        state[s][offsets[v.path]:offsets[v.path] + v.size] = arr.reshape(-1)
+            optimizer.set_state_arrays(state)
+    optimizer.iterations = iterations
+
+
+def _compile_from_keras(model, compile_config, where, backend):
+    from .. import serialization
+    from ..serialization import deserialize
+
+    def de_loss(entry):
+        if entry is None or isinstance(entry, str):
+            return entry
+        if isinstance(entry, list):
+            return [de_loss(e) for e in entry]
+        if isinstance(entry, dict) and "class_name" not in entry:
+            return {k: de_loss(v) for k, v in entry.items()}
+        if isinstance(entry, dict) and entry.get("class_name") == "function":
+            return entry.get("config")
+        return deserialize(entry, serialization.loss_classes(), "loss", where)
+
+    def de_metrics(entry, depth=0):
+        if isinstance(entry, dict) and entry.get("class_name") == "function":
+            return entry.get("config")
+        if isinstance(entry, dict) and "class_name" in entry:
+            return deserialize(entry, serialization.metric_classes(), "metric", where)
+        if depth < 2 and isinstance(entry, dict):
+            return {k: de_metrics(v, depth + 1) for k, v in entry.items()}
+        if depth < 2 and isinstance(entry, list):
+            return [de_metrics(v, depth + 1) for v in entry]
+        return entry
+
+    classes = serialization.layer_classes()
+    cfg = _from_keras(compile_config, where, classes)
+    if not isinstance(cfg, dict):
+        raise ModelFileError(f"{where}: compile_config must be an object")
+    optimizer = cfg.get("optimizer")
+    if isinstance(optimizer, str):
+        optimizer = {"class_name": optimizer, "config": {}}
+    optimizer = deserialize(optimizer, serialization.optimizer_classes(), "optimizer", where)
+    try:
+        model.compile(optimizer=optimizer, loss=de_loss(cfg.get("loss")),
+                      loss_weights=cfg.get("loss_weights"), metrics=de_metrics(cfg.get("metrics")),
+                      weighted_metrics=de_metrics(cfg.get("weighted_metrics")), backend=backend)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{where}: cannot compile the saved model as its compile_config "
+                             f"says ({exc}); load it with compile=False") from None
+
+
+def load_keras(archive, compile=True, backend=None):
+    """The model of an opened Keras archive (saving._Archive)."""
+    from .. import serialization
+    from ..layers.base import weights_from_file
+    where = f"{archive.path} ({CONFIG})"
+    config, data = _read_members(archive)
+    if not isinstance(config, dict) or config.get("class_name") not in ("Functional", "Sequential",
+                                                                         "Model"):
+        from ..checks import shown
+        raise ModelFileError(f"{where}: expected a Functional or Sequential model, found "
+                             f"{shown(config.get('class_name') if isinstance(config, dict) else config)}"
+                             " (subclassed Keras models hold code and are not read)")
+    h5 = _H5(data, f"{archive.path} ({WEIGHTS})")
+    try:
+        return _load_keras(archive, config, h5, where, compile, backend)
+    except ModelFileError as exc:
+        if str(exc).startswith(archive.path):
+            raise
+        raise ModelFileError(f"{where}: {exc}") from None
+    finally:
+        h5.close()
+
+
+def _load_keras(archive, config, h5, where, compile, backend):
+    from .. import serialization
+    from ..layers.base import weights_from_file
+    if True:
+        classes = serialization.layer_classes()
+        compile_config = config.get("compile_config")
+        entry = _from_keras(config, where, classes)
+        pool = _file_weight_pool(config, h5, where)
+        with weights_from_file(pool, where):
+            model = serialization.deserialize_layer(entry, where=where)
+        if compile and compile_config:
+            _compile_from_keras(model, compile_config, where, backend)
+        elif backend is not None:
+            model.set_backend(backend)
+        opt = _load_h5_into(model, h5, f"{archive.path} ({WEIGHTS})",
+                            read_optimizer=bool(compile and compile_config))
+        if compile and compile_config and model.built:
+            _restore_optimizer(model, h5, opt, f"{archive.path} ({WEIGHTS})")
+    return model
+
+
+def load_keras_weights(model, path):
+    """Set `model`'s weights from a Keras .weights.h5 file (checked first)."""
+    from .. import saving
+    where = os.fsdecode(os.fspath(path))
+    f, size = saving._open_regular_file(where)
+    with f:
+        if size > (4 << 30):
+            raise ModelFileError(f"{where}: {size} bytes is more than a pynn model's weights")
+        data = f.read(size + 1)
+    if len(data) != size:
+        raise ModelFileError(f"{where}: the file changed while it was read")
+    h5 = _H5(data, where)
+    try:
+        _load_h5_into(model, h5, where, read_optimizer=True)
+    finally:
+        h5.close()
+
+
+def is_h5(path):
+    """Whether `path` is an HDF5 file; anything but a regular file (a FIFO, a device) is
+    refused without being read, as saving refuses it."""
+    from .. import saving
+    f, _ = saving._open_regular_file(os.fsdecode(os.fspath(path)))
+    with f:
+        return f.read(8) == b"\x89HDF\r\n\x1a\n"
+
+
+def load_keras_archive_weights(model, archive):
+    """Set `model`'s weights from the model.weights.h5 of a .keras archive."""
+    _, data = _read_members(archive)
+    h5 = _H5(data, f"{archive.path} ({WEIGHTS})")
+    try:
+        _load_h5_into(model, h5, f"{archive.path} ({WEIGHTS})", read_optimizer=True)
+    finally:
+        h5.close()

@@ -1,0 +1,452 @@
+"""ONNX export: `model.export(path, format="onnx", opset=None, input_signature=None)`.
+
+The graph is the model's inference graph (Dropout and the random augmentation layers are
+identities, BatchNormalization uses its moving statistics), built with the `onnx`
+package's helper API (pip install "pynn[onnx]") and checked with
+`onnx.checker.check_model(full_check=True)` before anything is written.
+
+  - Inputs and outputs carry the model's names (`model.input_names`, `model.output_names`);
+    the batch dimension is dynamic (the symbol "batch") unless input_signature fixes it.
+  - Tensors stay channels-last (NHWC) as in pynn: Conv2D and the pooling layers transpose
+    to ONNX's NCHW and back around their op (ONNX Runtime's optimizer cancels the pairs),
+    so a Flatten after a convolution flattens in pynn's (h, w, c) order.
+  - Every layer is matched by its exact class: a layer without an ONNX form (a subclass
+    with its own call, say) raises ValueError naming it, and no file is written.
+The file is written through a temporary file renamed over the target, so a failed
+export leaves nothing behind and never a partial file.
+"""
+import os
+import secrets
+
+import numpy as np
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13          # Softmax over one axis, Resize with sizes, Split/Squeeze forms
+
+
+def _onnx():
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise ImportError('model.export(format="onnx") needs the onnx package: '
+                          'pip install "pynn[onnx]"') from None
+    return onnx, helper, numpy_helper
+
+
+class _Graph:
+    """The nodes and initializers being built, with unique tensor names."""
+
+    def __init__(self, opset, reserved):
+        self.onnx, self.helper, self.numpy_helper = _onnx()
+        self.opset = opset
+        self.nodes, self.initializers = [], []
+        self.names = set(reserved)
+
+    def fresh(self, base):
+        name, i = base, 1
+        while name in self.names:
+            name = f"{base}_{i}"
+            i += 1
+        self.names.add(name)
+        return name
+
+    def const(self, array, base, dtype=np.float32):
+        name = self.fresh(base)
+        self.initializers.append(self.numpy_helper.from_array(np.asarray(array, dtype), name))
+        return name
+
+    def ints(self, values, base):
+        return self.const(np.asarray(values, np.int64), base, np.int64)
+
+    def op(self, op_type, inputs, base, **attrs):
+        out = self.fresh(base)
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), [out],
+                                                name=self.fresh(f"{base}:{op_type}"), **attrs))
+        return out
+
+
+# ---- layers ------------------------------------------------------------------------------------
+
+def _activation(g, x, name, alpha, base):
+    if name == "linear":
+        return x
+    if name == "relu":
+        return g.op("Relu", [x], f"{base}/relu")
+    if name == "leaky_relu":
+        return g.op("LeakyRelu", [x], f"{base}/leaky_relu", alpha=float(alpha))
+    if name == "sigmoid":
+        return g.op("Sigmoid", [x], f"{base}/sigmoid")
+    if name == "tanh":
+        return g.op("Tanh", [x], f"{base}/tanh")
+    if name == "softmax":
+        return g.op("Softmax", [x], f"{base}/softmax", axis=-1)
+    if name == "gelu":                 # exact: x * 0.5 * (1 + erf(x / sqrt 2))
+        e = g.op("Erf", [g.op("Div", [x, g.const(np.sqrt(2.0), f"{base}/sqrt2")], f"{base}/gelu_s")],
+                 f"{base}/gelu_erf")
+        half = g.op("Mul", [g.op("Add", [e, g.const(1.0, f"{base}/one")], f"{base}/gelu_a"),
+                            g.const(0.5, f"{base}/half")], f"{base}/gelu_h")
+        return g.op("Mul", [x, half], f"{base}/gelu")
+    raise ValueError(f"activation {name!r} has no ONNX form in pynn's exporter")
+
+
+def _nchw(g, x, base):
+    return g.op("Transpose", [x], f"{base}/to_nchw", perm=[0, 3, 1, 2])
+
+
+def _nhwc(g, x, base):
+    return g.op("Transpose", [x], f"{base}/to_nhwc", perm=[0, 2, 3, 1])
+
+
+def _window_pads(layer, shape, window):
+    from ..layers.conv import window_geometry
+    (oh, ow), (pt, pl) = window_geometry(shape, window, layer.strides, layer.padding,
+                                         f"{type(layer).__name__} '{layer.name}'")
+    if layer.padding == "valid":
+        return [0, 0, 0, 0]
+    total_h = max((oh - 1) * layer.strides[0] + window[0] - shape[1], 0)
+    total_w = max((ow - 1) * layer.strides[1] + window[1] - shape[2], 0)
+    return [pt, pl, total_h - pt, total_w - pl]
+
+
+def _dense(g, layer, xs, shapes):
+    base = layer.name
+    y = g.op("MatMul", [xs[0], g.const(layer._kernel.numpy(), f"{base}/kernel")], f"{base}/matmul")
+    if layer.use_bias:
+        y = g.op("Add", [y, g.const(layer._bias.numpy(), f"{base}/bias")], f"{base}/bias_add")
+    return [_activation(g, y, layer.activation, layer.alpha, base)]
+
+
+def _conv2d(g, layer, xs, shapes):
+    base = layer.name
+    kernel = np.ascontiguousarray(layer._kernel.numpy().transpose(3, 2, 0, 1))
+    inputs = [_nchw(g, xs[0], base), g.const(kernel, f"{base}/kernel")]
+    if layer.use_bias:
+        inputs.append(g.const(layer._bias.numpy(), f"{base}/bias"))
+    y = g.op("Conv", inputs, f"{base}/conv", kernel_shape=list(layer.kernel_size),
+             strides=list(layer.strides), pads=_window_pads(layer, shapes[0], layer.kernel_size),
+             dilations=[1, 1], group=1)
+    return [_activation(g, _nhwc(g, y, base), layer.activation, layer.alpha, base)]
+
+
+def _pooling(op_type):
+    def emit(g, layer, xs, shapes):
+        base = layer.name
+        attrs = {"kernel_shape": list(layer.pool_size), "strides": list(layer.strides),
+                 "pads": _window_pads(layer, shapes[0], layer.pool_size)}
+        if op_type == "AveragePool":
+            attrs["count_include_pad"] = 0          # Keras: the padding is not averaged
+        y = g.op(op_type, [_nchw(g, xs[0], base)], f"{base}/pool", **attrs)
+        return [_nhwc(g, y, base)]
+    return emit
+
+
+def _reduce_mean(g, x, axes, keepdims, base):
+    if g.opset >= 18:
+        return g.op("ReduceMean", [x, g.ints(axes, f"{base}/axes")], base, keepdims=keepdims)
+    return g.op("ReduceMean", [x], base, axes=list(axes), keepdims=keepdims)
+
+
+def _global_average_pooling(g, layer, xs, shapes):
+    return [_reduce_mean(g, xs[0], [1, 2], int(layer.keepdims), f"{layer.name}/mean")]
+
+
+def _channel_shape(rank, axis, size):
+    """The shape that broadcasts a vector of `size` along `axis` of a tensor of `rank`
+    (batch axis included) in ONNX's right-aligned broadcasting."""
+    axis %= rank
+    return [size] + [1] * (rank - 1 - axis)
+
+
+def _batch_normalization(g, layer, xs, shapes):
+    base, shape = layer.name, shapes[0]
+    c = shape[layer.axis]
+    mean = layer.moving_mean.numpy().astype(np.float64)
+    var = layer.moving_variance.numpy().astype(np.float64)
+    gamma = layer.gamma.numpy().astype(np.float64) if layer.gamma is not None else np.ones(c)
+    beta = layer.beta.numpy().astype(np.float64) if layer.beta is not None else np.zeros(c)
+    scale = gamma / np.sqrt(var + layer.epsilon)
+    target = _channel_shape(len(shape), layer.axis, c)
+    y = g.op("Sub", [xs[0], g.const(mean.reshape(target), f"{base}/moving_mean")], f"{base}/center")
+    y = g.op("Mul", [y, g.const(scale.reshape(target), f"{base}/scale")], f"{base}/scale_mul")
+    return [g.op("Add", [y, g.const(beta.reshape(target), f"{base}/beta")], f"{base}/shift")]
+
+
+def _identity(g, layer, xs, shapes):
+    return [xs[0]]
+
+
+def _flatten(g, layer, xs, shapes):
+    return [g.op("Flatten", [xs[0]], f"{layer.name}/flatten", axis=1)]
+
+
+def _reshape(g, layer, xs, shapes):
+    target = g.ints([0] + list(layer.target_shape), f"{layer.name}/shape")
+    return [g.op("Reshape", [xs[0], target], f"{layer.name}/reshape")]
+
+
+def _chain(op_type):
+    def emit(g, layer, xs, shapes):
+        y = xs[0]
+        for x in xs[1:]:
+            y = g.op(op_type, [y, x], f"{layer.name}/{op_type.lower()}")
+        return [y]
+    return emit
+
+
+def _average(g, layer, xs, shapes):
+    return [g.op("Mean", list(xs), f"{layer.name}/mean")]
+
+
+def _concatenate(g, layer, xs, shapes):
+    return [g.op("Concat", list(xs), f"{layer.name}/concat", axis=int(layer.axis))]
+
+
+def _activation_layer(g, layer, xs, shapes):
+    return [_activation(g, xs[0], layer.activation, layer.alpha, layer.name)]
+
+
+def _rescaling(g, layer, xs, shapes):
+    base = layer.name
+
+    def value(v):
+        return np.asarray(v, np.float32).reshape(-1) if isinstance(v, tuple) else np.float32(v)
+
+    y = g.op("Mul", [xs[0], g.const(value(layer.scale), f"{base}/scale")], f"{base}/mul")
+    return [g.op("Add", [y, g.const(value(layer.offset), f"{base}/offset")], f"{base}/add")]
+
+
+def _normalization(g, layer, xs, shapes):
+    base, shape = layer.name, shapes[0]
+    stat_shape = layer._stat_shape(shape)
+    keep = layer._keep(shape)
+    if layer.input_mean is not None:
+        mean, var = layer._constants(stat_shape)
+    else:
+        mean, var = layer.adapt_mean.numpy(), layer.adapt_variance.numpy()
+    full = [1] * len(shape)
+    for axis, size in zip(keep, stat_shape):
+        full[axis] = size
+    target = full[1:] if full[1:] else [1]
+    std = np.maximum(np.sqrt(np.asarray(var, np.float32)), np.float32(1e-7)).reshape(target)
+    mean = np.asarray(mean, np.float32).reshape(target)
+    if layer.invert:
+        y = g.op("Mul", [xs[0], g.const(std, f"{base}/std")], f"{base}/mul")
+        return [g.op("Add", [y, g.const(mean, f"{base}/mean")], f"{base}/add")]
+    y = g.op("Sub", [xs[0], g.const(mean, f"{base}/mean")], f"{base}/sub")
+    return [g.op("Div", [y, g.const(std, f"{base}/std")], f"{base}/div")]
+
+
+def _resize(g, layer, x, shape, window, out_hw, interpolation):
+    """The (top, left, height, width) `window` of NHWC `x` resized to out_hw."""
+    base = layer.name
+    top, left, ch, cw = window
+    _, h, w, c = shape
+    if top < 0 or left < 0 or top + ch > h or left + cw > w:
+        raise ValueError(f"layer '{layer.name}' ({type(layer).__name__}) pads to the aspect "
+                         "ratio, which has no ONNX form in pynn's exporter")
+    if (top, left, ch, cw) != (0, 0, h, w):
+        x = g.op("Slice", [x, g.ints([top, left], f"{base}/starts"),
+                           g.ints([top + ch, left + cw], f"{base}/ends"),
+                           g.ints([1, 2], f"{base}/axes")], f"{base}/crop")
+    if (ch, cw) == tuple(out_hw):
+        return x
+    if interpolation not in ("bilinear", "nearest"):
+        raise ValueError(f"layer '{layer.name}' ({type(layer).__name__}): interpolation "
+                         f"{interpolation!r} has no ONNX form in pynn's exporter (bilinear and "
+                         "nearest have)")
+    batch = g.op("Slice", [g.op("Shape", [x], f"{base}/shape"), g.ints([0], f"{base}/b0"),
+                           g.ints([1], f"{base}/b1")], f"{base}/batch")
+    sizes = g.op("Concat", [batch, g.ints([c, out_hw[0], out_hw[1]], f"{base}/chw")],
+                 f"{base}/sizes", axis=0)
+    attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"} \
+        if interpolation == "bilinear" else \
+        {"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
+         "nearest_mode": "round_prefer_ceil"}
+    y = g.op("Resize", [_nchw(g, x, base), "", "", sizes], f"{base}/resize", **attrs)
+    return _nhwc(g, y, base)
+
+
+def _resizing(g, layer, xs, shapes):
+    _, h, w, _ = shapes[0]
+    return [_resize(g, layer, xs[0], shapes[0], layer._window(h, w), (layer.height, layer.width),
+                    layer.interpolation)]
+
+
+def _center_crop(g, layer, xs, shapes):
+    from ..layers.image_preprocessing import _crop_window
+    _, h, w, _ = shapes[0]
+    if h >= layer.height and w >= layer.width:
+        window = ((h - layer.height) // 2, (w - layer.width) // 2, layer.height, layer.width)
+    else:
+        window = _crop_window(h, w, layer.height, layer.width)
+    return [_resize(g, layer, xs[0], shapes[0], window, (layer.height, layer.width), "bilinear")]
+
+
+def _random_crop(g, layer, xs, shapes):         # inference: the centred window, resized
+    from ..layers.image_preprocessing import _crop_window
+    _, h, w, _ = shapes[0]
+    return [_resize(g, layer, xs[0], shapes[0], _crop_window(h, w, layer.height, layer.width),
+                    (layer.height, layer.width), "bilinear")]
+
+
+def _handlers():
+    from .. import layers as L
+    return {
+        L.Dense: _dense, L.Conv2D: _conv2d,
+        L.MaxPooling2D: _pooling("MaxPool"), L.AveragePooling2D: _pooling("AveragePool"),
+        L.GlobalAveragePooling2D: _global_average_pooling,
+        L.BatchNormalization: _batch_normalization, L.Dropout: _identity,
+        L.Flatten: _flatten, L.Reshape: _reshape,
+        L.Add: _chain("Add"), L.Subtract: _chain("Sub"), L.Multiply: _chain("Mul"),
+        L.Maximum: _chain("Max"), L.Minimum: _chain("Min"), L.Average: _average,
+        L.Concatenate: _concatenate,
+        L.Activation: _activation_layer, L.ReLU: _activation_layer,
+        L.LeakyReLU: _activation_layer, L.Softmax: _activation_layer,
+        L.Rescaling: _rescaling, L.Normalization: _normalization,
+        L.Resizing: _resizing, L.CenterCrop: _center_crop, L.RandomCrop: _random_crop,
+        # augmentation: the identity at inference, as in Keras
+        L.RandomFlip: _identity, L.RandomRotation: _identity, L.RandomZoom: _identity,
+        L.RandomTranslation: _identity, L.RandomContrast: _identity,
+        L.RandomBrightness: _identity,
+    }
+
+
+def _unsupported(model, handlers):
+    """The layers (recursively, nested models included) that have no ONNX form."""
+    from ..layers.input_layer import InputLayer
+    from ..models import Model
+    found = []
+    for node in model.nodes:
+        layer = node.layer
+        if node.is_input or isinstance(layer, InputLayer):
+            continue
+        if isinstance(layer, Model) and layer.nodes:
+            found += _unsupported(layer, handlers)
+        elif type(layer) not in handlers:
+            found.append(f"'{layer.name}' ({type(layer).__name__})")
+    return found
+
+
+def _emit(g, model, env, handlers):
+    from ..models import Model
+    for node in model.nodes:
+        if node.is_input:
+            continue
+        layer = node.layer
+        xs = [env[id(t)] for t in node.input_tensors]
+        if isinstance(layer, Model):
+            inner = {id(t): x for t, x in zip(layer.inputs, xs)}
+            _emit(g, layer, inner, handlers)
+            outs = [inner[id(t)] for t in layer.outputs]
+        else:
+            outs = handlers[type(layer)](g, layer, xs, [tuple(t.shape) for t in node.input_tensors])
+        for t, name in zip(node.output_tensors, outs):
+            env[id(t)] = name
+
+
+def _signature_shapes(model, input_signature):
+    """The (batch, *features) shape of each input: the batch None (dynamic) unless the
+    signature fixes it; the features always the model's."""
+    shapes = [tuple(t.shape) for t in model.inputs]
+    if input_signature is None:
+        return shapes
+    sig = input_signature
+    if not isinstance(sig, (list, tuple)) or sig and all(isinstance(d, (int, type(None)))
+                                                          for d in sig):
+        sig = [sig]
+    if len(sig) != len(shapes):
+        raise ValueError(f"export: input_signature describes {len(sig)} inputs, model "
+                         f"'{model.name}' has {len(shapes)}")
+    out = []
+    for spec, shape in zip(sig, shapes):
+        given = tuple(getattr(spec, "shape", spec))
+        if len(given) != len(shape) or any(
+                d is not None and m is not None and int(d) != m for d, m in zip(given, shape)) \
+                or given[0] is not None and int(given[0]) < 1:
+            raise ValueError(f"export: input_signature shape {given} does not match the model's "
+                             f"input shape {shape}")
+        out.append((None if given[0] is None else int(given[0]),) + tuple(shape[1:]))
+    return out
+
+
+def build_onnx(model, opset=None, input_signature=None):
+    """The onnx.ModelProto of `model`'s inference graph, checked."""
+    onnx, helper, _ = _onnx()
+    from ..models import Model
+    if not isinstance(model, Model) or not model.built or not model.inputs:
+        raise ValueError("export: the model must be built (give it an Input) before export")
+    latest = onnx.defs.onnx_opset_version()
+    opset = DEFAULT_OPSET if opset is None else opset
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= latest:
+        raise ValueError(f"export: opset must be an int from {MIN_OPSET} to {latest} (the "
+                         f"installed onnx's newest), received opset={opset!r}")
+    handlers = _handlers()
+    missing = _unsupported(model, handlers)
+    if missing:
+        raise ValueError(f"export: model '{model.name}' has layers with no ONNX form: "
+                         f"{', '.join(missing)}")
+    shapes = _signature_shapes(model, input_signature)
+    in_names, out_names = list(model.input_names), list(model.output_names)
+    seen = set(in_names)
+    for i, n in enumerate(out_names):           # two outputs of one layer: distinct names
+        name, k = n, 1
+        while name in seen:
+            name = f"{n}_{k}"
+            k += 1
+        out_names[i] = name
+        seen.add(name)
+    g = _Graph(opset, seen)
+    env = {id(t): name for t, name in zip(model.inputs, in_names)}
+    _emit(g, model, env, handlers)
+
+    def value_info(name, shape):
+        dims = ["batch" if d is None else int(d) for d in shape]
+        return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims)
+
+    for t, name in zip(model.outputs, out_names):
+        g.nodes.append(helper.make_node("Identity", [env[id(t)]], [name],
+                                        name=g.fresh(f"{name}:Identity")))
+    batch = {s[0] for s in shapes}
+    out_batch = batch.pop() if len(batch) == 1 else None
+    graph = helper.make_graph(
+        g.nodes, model.name, [value_info(n, s) for n, s in zip(in_names, shapes)],
+        [value_info(n, (out_batch,) + tuple(t.shape[1:])) for n, t in zip(out_names, model.outputs)],
+        initializer=g.initializers)
+    from .. import __version__ as version
+    proto = helper.make_model(graph, producer_name="pynn", producer_version=version,
+                              opset_imports=[helper.make_opsetid("", opset)])
+    proto.ir_version = min(proto.ir_version, _max_ir_version(onnx, opset))
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _max_ir_version(onnx, opset):
+    """The IR version of the ONNX release that introduced `opset` (so older runtimes read
+    the file), from onnx's own table."""
+    best = None
+    for _, ir, ops, *_ in onnx.helper.VERSION_TABLE:
+        if ops == opset and (best is None or ir < best):
+            best = ir
+    return best if best is not None else onnx.IR_VERSION
+
+
+def export_onnx(model, filepath, opset=None, input_signature=None):
+    proto = build_onnx(model, opset=opset, input_signature=input_signature)
+    data = proto.SerializeToString()
+    path = os.fspath(filepath)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
