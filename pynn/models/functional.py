@@ -19,7 +19,7 @@ import json
 
 import numpy as np
 
-from .. import saving, serialization
+from .. import distributed, saving, serialization
 from ..layers.base import Layer, shape_text, unique_name
 from ..layers.input_layer import InputLayer
 from ..layers.node import KerasTensor, flatten_structure, pack_like
@@ -460,11 +460,18 @@ class Model(Layer):
 
     def save(self, filepath, overwrite=True, **kwargs):
         """Write the architecture, compile configuration, weights and optimizer state to one
-        file (a zip of JSON and .npy, no pickle; atomic).  `pynn.load_model` reads it back."""
+        file (a zip of JSON and .npy, no pickle; atomic).  `pynn.load_model` reads it back.
+        Distributed (pynn.distributed): rank 0 writes, the other ranks do nothing, unless
+        pynn.distributed.set_save_on_all_ranks(True)."""
+        if not distributed.saves_here():
+            return
         saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True):
-        """Write only the weights (same container as `save`; atomic)."""
+        """Write only the weights (same container as `save`; atomic); rank 0 only when
+        distributed, as `save`."""
+        if not distributed.saves_here():
+            return
         saving.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath, skip_mismatch=False):
