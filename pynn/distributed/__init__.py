@@ -92,6 +92,11 @@ def init(timeout=None, bucket_cap_mb=4.0, overlap=True):
     _world = _World(MPI, float(timeout), float(bucket_cap_mb), bool(overlap))
     if _world.size > 1:
         _install_excepthooks(_world)
+        # one random generator state everywhere: what is drawn after init (initial weights,
+        # dataset shuffle seeds, dropout seeds) is the same on every rank
+        from ..utils import rng
+        rng().bit_generator.state = _world.comm.bcast_object(
+            rng().bit_generator.state, 0, "the broadcast of rank 0's random generator")
     return _world.rank
 
 

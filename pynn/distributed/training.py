@@ -145,6 +145,21 @@ def check_same(world, value, what):
                              "script on the same data")
 
 
+def check_same_batch(world, arrays, kind):
+    """The first batch of an epoch of a stream is the same on every rank (a fingerprint of
+    its bytes): each rank keeps its part of every batch, so the ranks must read the same
+    batches in the same order."""
+    import zlib
+    prints = [(tuple(a.shape), zlib.crc32(np.ascontiguousarray(a).view(np.uint8))) for a in arrays]
+    every = world.comm.allgather_object(prints, f"the check of the {kind}'s batches")
+    for r, v in enumerate(every):
+        if v != every[0]:
+            raise ValueError(f"pynn.distributed: the {kind} gave rank {r} another first batch "
+                             f"than rank 0; every rank must read the same batches in the same "
+                             "order (each keeps its part of every batch): give the shuffle a "
+                             "seed, or build the dataset after pynn.distributed.init()")
+
+
 def check_data(world, arrays, batch_size, where):
     """Every rank holds the same data (rows and shapes) and the global batch gives every
     rank a row."""

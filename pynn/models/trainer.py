@@ -679,6 +679,8 @@ class Trainer:
                         if not synced:
                             dist_training.sync_weights(world, engine)
                             synced = True
+                        if s == 0:          # the ranks must read the same batches
+                            dist_training.check_same_batch(world, inputs, stream.kind)
                         inputs = dist_training.slice_batch(world, inputs)
                         targets = dist_training.slice_batch(world, targets)
                         n = inputs[0].shape[0]
