@@ -89,8 +89,11 @@ class Executor:
             world = distributed.active()
             if world is not None:
                 grads = self.storage.arrays[self.plan.ops[self.plan.optimizer_op].bufs[1]]
-                self.grad_hook = reducer.GradReducer(world, grads, self.backend,
-                                                     self.plan.reduction).hook
+                old = getattr(self, "_reducer", None)     # rebinding: keep its thread
+                if old is None or old.grads is not grads:
+                    self._reducer = reducer.GradReducer(world, grads, self.backend,
+                                                        self.plan.reduction)
+                self.grad_hook = self._reducer.hook
 
     def optimizer_only_step(self, step):
         """A step of a rank that has no rows in it (the last batch of an epoch smaller
