@@ -14,7 +14,7 @@ Why point-to-point and not MPI's own collectives:
     which peers it has not heard from, says so on stderr naming them, and calls
     MPI_Abort, which ends every rank of the job.  No rank hangs in a collective.
 
-The polling sleeps between tests (20 us, doubling to 1 ms) rather than spinning, so a
+The polling sleeps between tests (20 us, doubling to 100 us) rather than spinning, so a
 communication thread waiting for its peers leaves the core to the computing thread.
 """
 import os
@@ -26,6 +26,8 @@ import numpy as np
 
 DEFAULT_TIMEOUT = 60.0
 _TAG = 7
+# the longest sleep between two polls of a wait (seconds)
+MAX_PAUSE = float(os.environ.get("PYNN_DIST_MAX_PAUSE", 1e-4))
 
 
 def fail(rank, message, comm=None):
@@ -93,7 +95,7 @@ class Comm:
             spins += 1
             if spins > 50:              # a short spin first: most peers answer at once
                 time.sleep(pause)
-                pause = min(pause * 2 or 2e-5, 1e-3)
+                pause = min(pause * 2 or 2e-5, MAX_PAUSE)
 
     # ---- collectives ------------------------------------------------------------------------
     def allreduce_sum(self, x, scratch=None, what="an allreduce"):
@@ -112,10 +114,13 @@ class Comm:
         self.exchange([(p, x[bounds[p]:bounds[p + 1]]) for p in range(size) if p != me],
                       [(q, parts[q]) for q in range(size) if q != me], what)
         mine = x[lo:hi]
-        if me != 0:
+        # ((x0 + x1) + x2) + ... in place (IEEE addition commutes: x0 + x1 == x1 + x0)
+        if me == 1:
+            np.add(parts[0], mine, out=mine)
+        elif me > 1:
             parts[me] = mine
-            mine[...] = parts[0]
-        for q in range(1, size):
+            np.add(parts[0], parts[1], out=mine)
+        for q in range(1 if me == 0 else 2, size):
             np.add(mine, parts[q], out=mine)
         self.exchange([(p, mine) for p in range(size) if p != me],
                       [(q, x[bounds[q]:bounds[q + 1]]) for q in range(size) if q != me], what)
