@@ -169,6 +169,7 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_RANDOM_CONTRAST] = {3, 4, 4},
         [PYNN_OP_RANDOM_CONTRAST_BACKWARD] = {4, 3, 2},
         [PYNN_OP_RANDOM_BRIGHTNESS] = {3, 1, 4},
+        [PYNN_OP_GRAD_HOOK] = {1, 3, 0},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -708,6 +709,13 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         if (cx->dry) return PYNN_OK;
         return pynn_crop(F(&o[2]), F(&o[0]), F(&o[1]), rows, g[0], g[1], g[2], g[3], g[4], g[5],
                          g[6]);
+    }
+    case PYNN_OP_GRAD_HOOK: {   /* bufs grads; ints phase, offset, count */
+        EXPECT(f32(&o[0]) && (g[0] == 0 || g[0] == 1) && g[1] >= 0 && g[2] >= 0 &&
+               g[1] <= o[0].n && g[2] <= o[0].n - g[1]);
+        if (cx->dry || cx->plan->hook == NULL) return PYNN_OK;
+        return cx->plan->hook(cx->plan->hook_ctx, g[0], g[1], g[2], rows, cx->step) == 0
+                   ? PYNN_OK : PYNN_EHOOK;
     }
     default:
         return PYNN_EINVAL;

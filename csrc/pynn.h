@@ -27,6 +27,7 @@ extern "C" {
 #define PYNN_ELABEL (-3)  /* a class label is negative or >= number of classes */
 #define PYNN_ENOTSUP (-4) /* the CPU lacks the instructions a kernel needs   */
 #define PYNN_ENONFINITE (-5) /* an input holds NaN or infinity (checked only where documented) */
+#define PYNN_EHOOK (-6)   /* a plan's hook (pynn_plan.hook) reported a failure      */
 
 /* ---- ids that cross into C: the one source ---------------------------------
  *
@@ -149,7 +150,9 @@ extern "C" {
     X(OP_NORMALIZE, 33, "normalize")                                                 \
     X(OP_RANDOM_CONTRAST, 34, "random_contrast")                                     \
     X(OP_RANDOM_CONTRAST_BACKWARD, 35, "random_contrast_backward")                   \
-    X(OP_RANDOM_BRIGHTNESS, 36, "random_brightness")
+    X(OP_RANDOM_BRIGHTNESS, 36, "random_brightness")                                 \
+    /* distributed training (pynn/distributed): the gradient hand-over (id 40) */    \
+    X(OP_GRAD_HOOK, 40, "grad_hook")
 
 #define PYNN_ID_ENUM_(sym, value, name) PYNN_##sym = value,
 #define PYNN_ID_COUNT_(sym, value, name) +1
@@ -894,6 +897,14 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *                      -1: every image flipped)
  *   OP_CROP            bufs x, params, y   ints h, w, c, oh, ow, top, left   (params -1:
  *                      the fixed offsets top, left)
+ *   OP_GRAD_HOOK       bufs grads (the flat gradients)   ints phase, offset, count
+ *                      phase 0: grads[offset .. offset + count) are final for this step (a
+ *                      bucket, handed over to be reduced across processes while the backward
+ *                      goes on); phase 1: wait until every bucket handed over this step is
+ *                      reduced and written back (placed before OP_OPTIMIZER).  Calls
+ *                      plan->hook(plan->hook_ctx, phase, offset, count, rows, step); a plan
+ *                      without a hook (NULL) runs it as nothing.  A non-zero return ends the
+ *                      run with PYNN_EHOOK (the steps before it stay applied).
  *   OP_OPTIMIZER       bufs params, grads, slot0 .. slot(PYNN_OPT_SLOTS - 1)[, ema]
  *                      ints kind[, n_segments, (offset, size, flags) x n_segments]
  *                      reals hyper[PYNN_HYPER_COUNT], PYNN_OPT_REALS (hyper, then a
@@ -942,6 +953,11 @@ typedef struct pynn_plan {
      * has_ignore is non-zero the step's label check also accepts ignore_class (a loss's
      * ignore_class, which may lie outside [0, classes)) */
     const int64_t *target_ignore;
+    /* OP_GRAD_HOOK's callback and its context (NULL: the hook ops do nothing).  Called on
+     * the thread that runs the plan, outside any parallel region; returns 0 to go on. */
+    int (*hook)(void *ctx, int64_t phase, int64_t offset, int64_t count, int64_t rows,
+                int64_t step);
+    void *hook_ctx;
 } pynn_plan;
 
 /* The data of a run: n_rows rows per array, rows of the matching buffer's row_size and

@@ -36,6 +36,7 @@ from .layers import Input, InputLayer, KerasTensor
 from .models import Model, NotCompiledError, Sequential, load_model, model_from_json
 from .variables import Variable
 from . import models, saving
+from . import distributed
 
 __version__ = "0.1.0"
 

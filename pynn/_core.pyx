@@ -17,7 +17,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
 
 cdef extern from "pynn.h" nogil:
-    int PYNN_OK, PYNN_EINVAL, PYNN_ENOMEM, PYNN_ELABEL, PYNN_ENOTSUP, PYNN_ENONFINITE
+    int PYNN_OK, PYNN_EINVAL, PYNN_ENOMEM, PYNN_ELABEL, PYNN_ENOTSUP, PYNN_ENONFINITE, PYNN_EHOOK
     int PYNN_ACT_LINEAR, PYNN_ACT_RELU, PYNN_ACT_LEAKY_RELU, PYNN_ACT_SIGMOID
     int PYNN_ACT_TANH, PYNN_ACT_SOFTMAX, PYNN_ACT_GELU
     int PYNN_LOSS_MSE, PYNN_LOSS_BCE, PYNN_LOSS_CCE
@@ -247,6 +247,9 @@ cdef extern from "pynn.h" nogil:
         int64_t n_checked
         const int64_t *checked_rows
         const int64_t *target_ignore
+        int (*hook)(void *ctx, int64_t phase, int64_t offset, int64_t count, int64_t rows,
+                    int64_t step) noexcept nogil
+        void *hook_ctx
     ctypedef struct pynn_plan_feed:
         const void *const *inputs
         const void *const *targets

@@ -51,6 +51,21 @@ cdef void *_array_data(object arr) except? NULL:
     return <void *>&i[0]
 
 
+cdef int _plan_hook(void *ctx, int64_t phase, int64_t offset, int64_t count, int64_t rows,
+                    int64_t step) noexcept nogil:
+    """OP_GRAD_HOOK's callback (csrc/plan.c calls it on the thread running the plan, with
+    the GIL released): the runner's Python hook, called with the GIL held.  A hook that
+    raises ends the run (PYNN_EHOOK); `run` raises its exception."""
+    with gil:
+        runner = <PlanRunner>ctx
+        try:
+            runner._hook(phase, offset, count, rows, step)
+        except BaseException as e:
+            runner._hook_error = e
+            return 1
+        return 0
+
+
 cdef class PlanRunner:
     """A compiled plan, packed for pynn_plan_run.
 
@@ -103,6 +118,9 @@ cdef class PlanRunner:
     cdef object last_result
     # row counts whose ops pynn_plan_check has passed (pynn_plan_run then skips the check)
     cdef int64_t checked[8]
+    # OP_GRAD_HOOK's Python callable (set_hook) and the exception it raised in a run
+    cdef object _hook
+    cdef object _hook_error
 
     def __cinit__(self):
         self.ops = NULL
@@ -221,6 +239,8 @@ cdef class PlanRunner:
         self.plan.n_metrics = n_metrics
         self.plan.n_checked = 0
         self.plan.checked_rows = self.checked
+        self.plan.hook = NULL
+        self.plan.hook_ctx = NULL
         for values, what in ((input_bufs, "input"), (target_bufs, "target"), (output_bufs, "output")):
             for b in values:
                 if b < 0 or b >= n_bufs or self.bufs[b].row_size < 1:
@@ -271,6 +291,22 @@ cdef class PlanRunner:
         for j in range(count):
             self._reals[offset + j] = values[j]
         self.plan.n_checked = 0           # an op's reals may change what it accepts
+
+    def set_hook(self, hook):
+        """The callable the plan's OP_GRAD_HOOK ops call, hook(phase, offset, count, rows,
+        step) (csrc/pynn.h documents the op), or None: the hook ops do nothing.  It runs
+        with the GIL held, between the kernels of a step; an exception it raises ends the
+        run and is raised by `run`."""
+        if hook is not None and not callable(hook):
+            raise TypeError(f"PlanRunner.set_hook: expected a callable or None, received "
+                            f"{type(hook).__name__}")
+        self._hook = hook
+        if hook is None:
+            self.plan.hook = NULL
+            self.plan.hook_ctx = NULL
+        else:
+            self.plan.hook = _plan_hook
+            self.plan.hook_ctx = <void *>self
 
     def reals(self, Py_ssize_t op_index):
         """Op `op_index`'s reals (a list)."""
@@ -457,6 +493,11 @@ cdef class PlanRunner:
             status = pynn_plan_run(&self.plan, &feed, first_row, batch, n_steps, iterations,
                                    check_inputs, self.losses_ptr, self.metrics_ptr,
                                    self.rows_ptr)
+        if status == PYNN_EHOOK:
+            error, self._hook_error = self._hook_error, None
+            if error is None:
+                error = RuntimeError("PlanRunner.run: the plan's hook failed")
+            raise error
         if status == PYNN_EINVAL:
             raise ValueError("PlanRunner.run: pynn_plan_run refused the plan or the run's "
                              "arguments (an op's operands, counts or buffer sizes, or the rows "

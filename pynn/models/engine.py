@@ -30,7 +30,8 @@ import numpy as np
 from .. import backend as backends
 from . import compile_spec
 from .executor import make_executor
-from .plan import compile_plan
+from .. import distributed
+from .plan import compile_plan, insert_grad_hooks
 
 
 class Engine:
@@ -155,6 +156,10 @@ class Engine:
                                 if base == "train" else (),
                                 frozen_layers=frozen, optimizer_spec=optimizer_spec,
                                 sample_weighted=weighted)
+            dist = distributed.active()
+            if dist is not None and base == "train":
+                starts = {id(v): start for v, start in store.layout.trainable_offsets}
+                insert_grad_hooks(plan, starts, max(1, int(dist.bucket_cap_mb * 2**20 / 4)))
             self._plans[kind] = plan
         return plan
 

@@ -82,6 +82,33 @@ class Executor:
         self.storage = _Storage(self.plan, self.backend, self.store, self.optimizer,
                                 self.capacity)
         self.generation = self.store.generation if self.store is not None else 0
+        self.grad_hook = None
+        if self.plan.count("grad_hook"):          # distributed training (reducer.py)
+            from ..distributed import reducer
+            from .. import distributed
+            world = distributed.active()
+            if world is not None:
+                grads = self.storage.arrays[self.plan.ops[self.plan.optimizer_op].bufs[1]]
+                old = getattr(self, "_reducer", None)     # rebinding: keep its thread
+                if old is None or old.grads is not grads:
+                    self._reducer = reducer.GradReducer(world, grads, self.backend,
+                                                        self.plan.reduction)
+                self.grad_hook = self._reducer.hook
+
+    def optimizer_only_step(self, step):
+        """A step of a rank that has no rows in it (the last batch of an epoch smaller
+        than the number of ranks): its gradient buckets (weight 0) take part in the
+        exchange, then the optimizer applies the averaged gradients, as on the others."""
+        plan = self.plan
+        grads = self.storage.arrays[plan.ops[plan.optimizer_op].bufs[1]]
+        self.backend.copy_from_host(grads, np.zeros(grads.shape[0], dtype=np.float32))
+        for op in plan.ops:
+            if op.name == "grad_hook" and self.grad_hook is not None:
+                self.grad_hook(op.ints[0], op.ints[1], op.ints[2], 0, step)
+        index = plan.optimizer_op
+        op = plan.ops[index]
+        v = {i: self.storage.arrays[i] for i in op.bufs if i >= 0}
+        _optimizer(self, op, v, step, None, None, self.current_reals(index))
 
     def refresh(self):
         """Rebind when the store took variables back (their views did not change, but a
@@ -100,6 +127,9 @@ class Executor:
 
 class PythonExecutor(Executor):
     """Walks the plan op by op through the backend's methods."""
+
+    def current_reals(self, index):
+        return self._reals.get(index, self.plan.ops[index].reals)
 
     def _bind(self):
         super()._bind()
@@ -170,8 +200,12 @@ class CExecutor(Executor):
                                        plan.target_ignore)
         if self._hyper is not None and plan.optimizer_op is not None:
             self.runner.set_reals(plan.optimizer_op, self._hyper)
+        self.runner.set_hook(self.grad_hook)
 
     _max_steps = 1
+
+    def current_reals(self, index):
+        return self.runner.reals(index)
 
     def ensure_steps(self, n_steps):
         if n_steps > self._max_steps:
@@ -426,6 +460,13 @@ def _optimizer(ex, op, v, step, losses, metrics, reals):
                               v[grads], step, hyper, segments, _opt(v, ema))
 
 
+def _grad_hook(ex, op, v, step, losses, metrics, reals):
+    if ex.grad_hook is not None:
+        phase, offset, count = op.ints
+        rows = v[ex.plan.input_bufs[0]].shape[0] if ex.plan.input_bufs else 0
+        ex.grad_hook(phase, offset, count, rows, step)
+
+
 def _image(v, index, shape):
     """Buffer `index` as NHWC images of `shape` (h, w, c) for this step's rows."""
     a = v[index]
@@ -491,5 +532,6 @@ _OPS = {
     "channel_affine": _channel_affine, "normalize": _normalize,
     "random_contrast": _random_contrast, "random_contrast_backward": _random_contrast_backward,
     "random_brightness": _random_brightness,
+    "grad_hook": _grad_hook,
 }
 assert set(_OPS) == set(ids.OPS), "every op kind of csrc/pynn.h has a Python implementation"

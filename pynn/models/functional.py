@@ -19,7 +19,7 @@ import json
 
 import numpy as np
 
-from .. import saving, serialization
+from .. import distributed, saving, serialization
 from ..layers.base import Layer, shape_text, unique_name
 from ..layers.input_layer import InputLayer
 from ..layers.node import KerasTensor, flatten_structure, pack_like
@@ -462,12 +462,19 @@ class Model(Layer):
         """Write the architecture, compile configuration, weights and optimizer state to one
         file (atomic, no pickle): Keras 3's .keras archive for a .keras name (Keras's
         `load_model` opens it; needs h5py), pynn's own zip (JSON and .npy) for any other,
-        such as .pynn.  `pynn.load_model` reads both back."""
+        such as .pynn.  `pynn.load_model` reads both back.  Distributed (pynn.distributed):
+        rank 0 writes, the other ranks do nothing, unless
+        pynn.distributed.set_save_on_all_ranks(True)."""
+        if not distributed.saves_here():
+            return
         saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True):
         """Write only the weights (atomic): Keras's weights-only h5 layout for a
-        .weights.h5 name (needs h5py), pynn's zip for any other."""
+        .weights.h5 name (needs h5py), pynn's zip for any other; rank 0 only when
+        distributed, as `save`."""
+        if not distributed.saves_here():
+            return
         saving.save_weights(self, filepath, overwrite=overwrite)
 
     def export(self, filepath, format="onnx", opset=None, input_signature=None, verbose=None,

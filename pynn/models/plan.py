@@ -156,6 +156,8 @@ class Plan:
         self.metric_groups = []          # per logged metric: (MetricSpec, its op indices,
                                          # positions per batch row it averages over)
         self.optimizer_op = None         # index of OP_OPTIMIZER in ops
+        self.reduction = "mean"          # the losses' reductions: "mean", "sum" or "mixed"
+                                         # (how distributed training weighs a rank's gradient)
         self.layers = []                 # the (flattened) layer calls, for printing
 
     @property
@@ -482,6 +484,10 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
                 plan.metric_groups.append(
                     (metric, list(range(first, len(plan.metric_names))), positions))
 
+    reductions = {spec.loss.reduction == "sum" for spec in compiled.outputs
+                  if spec.loss is not None}
+    plan.reduction = "mixed" if len(reductions) > 1 else "sum" if reductions == {True} \
+        else "mean"
     for i, weights in enumerate(plan.sample_weight_bufs):   # fed after the targets
         plan.target_bufs.append(weights)
         plan.target_classes.append(0)
@@ -502,9 +508,61 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
     return plan
 
 
+def insert_grad_hooks(plan, starts, cap):
+    """Hand the gradients over in buckets while the backward goes on (distributed
+    training, pynn/distributed/reducer.py): after the op that writes a weight's gradient
+    for the last time in the step, the gradients known final form a suffix [frontier, n)
+    of the flat array (the backward runs from the last layer to the first, whose weights
+    come first); each time it has grown by `cap` elements an OP_GRAD_HOOK phase 0 hands
+    the new part over.  The rest goes at the end of the backward, then an OP_GRAD_HOOK
+    phase 1 (wait for all) comes right before OP_OPTIMIZER.
+
+    starts: id(variable) -> its offset in the flat gradient array."""
+    if plan.optimizer_op is None or plan.count("grad_hook"):
+        return plan
+    opt = plan.ops[plan.optimizer_op]
+    flat_grads = opt.bufs[1]
+    region = {}                              # buffer index -> (offset, size) of its gradient
+    for buf in plan.buffers:
+        if buf.role == "gradient" and buf.source is not None and id(buf.source) in starts:
+            region[buf.index] = (starts[id(buf.source)], buf.size)
+    for buf in plan.buffers:                 # views of those views
+        if buf.base is not None and buf.base in region:
+            region[buf.index] = region[buf.base]
+    n_total = max([o + k for o, k in region.values()], default=0)
+    last = {}                                # region -> index of the last op writing it
+    for i, op in enumerate(plan.ops[:plan.optimizer_op]):
+        for b in op.bufs:
+            if b in region:
+                last[region[b]] = i
+    finished_at = {}
+    for reg, i in last.items():
+        finished_at.setdefault(i, []).append(reg)
+    ops, done, frontier, sent = [], {}, n_total, n_total
+    hook = ids.OPS["grad_hook"]
+    for i, op in enumerate(plan.ops[:plan.optimizer_op]):
+        ops.append(op)
+        for offset, size in finished_at.get(i, ()):
+            done[offset + size] = offset     # end -> start
+        while frontier in done:
+            frontier = done.pop(frontier)
+        if sent - frontier >= cap:
+            ops.append(Op(hook, [flat_grads], [0, frontier, sent - frontier], [],
+                          "gradient bucket"))
+            sent = frontier
+    if sent > 0:
+        ops.append(Op(hook, [flat_grads], [0, 0, sent], [], "gradient bucket"))
+    ops.append(Op(hook, [flat_grads], [1, 0, 0], [], "wait for the buckets"))
+    rest = plan.ops[plan.optimizer_op:]
+    plan.optimizer_op = len(ops)
+    plan.ops = ops + rest
+    return plan
+
+
 def dropout_seed(layer_seed, call_index):
     """The seed of one call of a Dropout layer (a shared layer's calls draw differently)."""
     return (int(layer_seed) + call_index * 0x9E3779B97F4A7C15) % (1 << 63)
 
 
-__all__ = ["Plan", "PlanBuilder", "Tensor", "Buffer", "Op", "compile_plan", "dropout_seed"]
+__all__ = ["Plan", "PlanBuilder", "Tensor", "Buffer", "Op", "compile_plan", "dropout_seed",
+           "insert_grad_hooks"]

@@ -14,7 +14,8 @@ import warnings
 import numpy as np
 
 from .. import callbacks as callbacks_module
-from .. import interrupts
+from .. import distributed, interrupts
+from ..distributed import training as dist_training
 from ..utils import rng
 from . import data_source, validation
 
@@ -27,8 +28,9 @@ class NotCompiledError(RuntimeError, ValueError):
 class _Accumulator:
     """Running sums of an epoch (or an evaluation): loss, per-output losses, metrics."""
 
-    def __init__(self, plan, losses):
+    def __init__(self, plan, losses, world=None):
         self.plan = plan
+        self.world = world                  # distributed: logs() sums over the ranks
         self.weights = np.asarray(plan.loss_weights, dtype=np.float64)
         self.loss_sum = 0.0
         self.loss_sums = [0.0] * plan.n_losses
@@ -62,14 +64,24 @@ class _Accumulator:
             self.seen = int(state["seen"])
 
     def logs(self):
-        seen = max(self.seen, 1)
-        values = {"loss": self.loss_sum / seen}
+        """The logs of the steps so far; distributed, of every rank's steps (the sums added
+        over the ranks: the averages weighted by the ranks' samples).  A collective then:
+        every rank calls it at the same points."""
+        loss_sum, loss_sums, metric_sums, seen = \
+            self.loss_sum, self.loss_sums, self.metric_sums, self.seen
+        if self.world is not None:
+            total = dist_training.sum_logs(self.world, [loss_sum] + list(loss_sums) +
+                                           list(metric_sums) + [seen])
+            k = len(loss_sums)
+            loss_sum, loss_sums = float(total[0]), [float(v) for v in total[1:1 + k]]
+            metric_sums = [float(v) for v in total[1 + k:-1]]
+            seen = int(round(total[-1]))
+        values = {"loss": loss_sum / max(seen, 1)}
         for metric, ops, positions in self.plan.metric_groups:
-            values[metric.key] = metric.value([self.metric_sums[i] for i in ops], self.seen,
-                                              positions)
+            values[metric.key] = metric.value([metric_sums[i] for i in ops], seen, positions)
         if self.plan.n_losses > 1:
-            for key, total in zip(self.plan.loss_names, self.loss_sums):
-                values[key] = total / seen
+            for key, total in zip(self.plan.loss_names, loss_sums):
+                values[key] = total / max(seen, 1)
         return {k: values[k] for k in self.keys if k in values}
 
 
@@ -194,6 +206,9 @@ class Trainer:
         if not isinstance(shuffle, (bool, np.bool_)):
             raise ValueError(f"{where}: expected shuffle to be a bool, received {shuffle!r}")
         callbacks = _checked_callbacks(callbacks, where)
+        world = distributed.active()
+        if world is not None and val_batch < world.size:
+            dist_training.check_data(world, [], val_batch, where)
         if data_source.is_stream(x):
             return self._fit_stream(x, y, sample_weight, class_weight, validation_split,
                                     validation_data, shuffle, epochs, initial_epoch,
@@ -225,6 +240,12 @@ class Trainer:
         kind = "train"
         if weights is not None:               # the weights are fed after the targets
             targets, kind = targets + weights, "train+weights"
+        world = distributed.active()
+        if world is not None:
+            dist_training.check_data(world, inputs + targets, batch_size, where)
+            if val is not None and not isinstance(val, data_source.Stream):
+                dist_training.check_data(world, val[0] + val[1] + (val[2] or []), val_batch,
+                                         where + " (validation data)")
         # Everything is checked: from here on the model changes.
         with engine.train_lock, interrupts.guard():
             return self._fit_loop(engine, inputs, targets, val, val_batch, batch_size, epochs,
@@ -243,14 +264,22 @@ class Trainer:
         epoch, that epoch ends there (with Keras's warning) and the next starts a new pass,
         shuffled anew."""
         model = self.model
+        world = distributed.active()
         n = inputs[0].shape[0]
         batch_size = min(batch_size, n)     # Keras: a batch_size beyond the data is one batch
-        ex = engine.executor(kind, batch_size)
+        if world is not None and batch_size < world.size:
+            dist_training.check_data(world, [], batch_size, "fit")
+        # distributed: each rank runs its part of every batch (at most ceil(B / N) rows)
+        local_batch = batch_size if world is None else -(-batch_size // world.size)
+        ex = engine.executor(kind, local_batch)
         num_batches = math.ceil(n / batch_size)
         steps = steps_per_epoch or num_batches
         history, progbar, cb_list, position, start, resume = self._start_fit(
             callbacks, verbose, {"epochs": epochs, "steps": steps, "verbose": verbose,
                                  "batch_size": batch_size})
+        if world is not None:               # rank 0's weights, state and position everywhere
+            start, resume = dist_training.sync_position(world, engine.optimizer, start, resume)
+            dist_training.sync_weights(world, engine)
         # a callback may have restored a later epoch (BackupAndRestore), as in Keras, or a
         # step inside one: the pass's order is drawn again from the generator state it was
         # drawn from, and the epoch goes on after the last step saved
@@ -272,14 +301,16 @@ class Trainer:
                 position.pass_rng = rng().bit_generator.state if position.wanted else None
                 order = rng().permutation(n).astype(np.int64) if shuffle else None
             steps = min(steps_per_epoch or num_batches, num_batches - seen)
-            acc = _Accumulator(ex.plan, engine.losses)
+            shard = None if world is None else \
+                dist_training.Shard(order, n, batch_size, world)
+            acc = _Accumulator(ex.plan, engine.losses, world)
             if resume is not None:
                 acc.restore(resume.sums)
                 resume = None
             position.at(epoch, seen, acc)
             if per_batch or optimizer.steps_in_python:
                 stretch = 1                   # a callable learning rate: called per step
-            elif progbar is not None and progbar.redraws:
+            elif progbar is not None and progbar.redraws and world is None:
                 stretch = max(1, steps // 20)
             else:
                 stretch = steps
@@ -288,10 +319,16 @@ class Trainer:
                 if per_batch:
                     cb_list.on_train_batch_begin(s0)
                     interrupts.check()
-                ex = engine.executor(kind, batch_size)
-                losses, metrics, rows = ex.run(inputs, targets, None, order, n,
-                                               (seen + s0) * batch_size, batch_size, k,
-                                               optimizer.iterations)
+                if world is None:
+                    ex = engine.executor(kind, batch_size)
+                    losses, metrics, rows = ex.run(inputs, targets, None, order, n,
+                                                   (seen + s0) * batch_size, batch_size, k,
+                                                   optimizer.iterations)
+                else:
+                    ex = engine.executor(kind, local_batch)
+                    losses, metrics, rows = dist_training.run_steps(
+                        ex, inputs, targets, None, shard, seen + s0, k, optimizer.iterations,
+                        True)
                 done = len(rows)              # k, unless a Ctrl-C stopped the run early
                 if ex.plan.optimizer_op is not None:
                     optimizer.iterations += done
@@ -317,6 +354,8 @@ class Trainer:
                 with interrupts.hold():
                     cb_list.on_train_batch_end(s0 - 1, acc.logs())
             logs = acc.logs()
+            if world is not None:
+                dist_training.average_state(world, engine)
             if self._end_epoch(cb_list, position, epoch, seen, logs, val, validation_freq,
                                val_batch, validation_steps):
                 break
@@ -331,6 +370,9 @@ class Trainer:
         history = callbacks_module.History()
         progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
         cbs = ([progbar] if progbar else []) + callbacks + [history]
+        world = distributed.active()
+        if world is not None:               # only rank 0 prints and writes files
+            cbs = dist_training.rank0_only(world, cbs)
         cb_list = callbacks_module.CallbackList(cbs, model, params)
         model.stop_training = False
         model._initial_epoch = model._resume = None
@@ -403,19 +445,27 @@ class Trainer:
         steps = math.ceil(n / batch_size) if steps is None else \
             min(steps, math.ceil(n / batch_size))
         n = min(n, steps * batch_size)
+        world = distributed.active()
+        shard = None if world is None else dist_training.Shard(None, n, batch_size, world)
         per_batch = callbacks is not None and callbacks.wants_every_batch("test")
         if callbacks is not None:
             callbacks.on_test_begin()
-        with interrupts.guard(), engine.borrow(kind, batch_size) as ex:
-            acc = _Accumulator(ex.plan, engine.losses)
-            stretch = 1 if per_batch or (progbar is not None and progbar.interactive) else steps
+        with interrupts.guard(), engine.borrow(kind, batch_size if shard is None
+                                               else max(shard.batch, 1)) as ex:
+            acc = _Accumulator(ex.plan, engine.losses, world)
+            stretch = 1 if per_batch or (progbar is not None and progbar.interactive and
+                                         world is None) else steps
             s0 = 0
             while s0 < steps:
                 k = min(stretch, steps - s0)
                 if per_batch:
                     callbacks.on_test_batch_begin(s0)
-                losses, metrics, rows = ex.run(inputs, targets, None, None, n, s0 * batch_size,
-                                               batch_size, k, 0)
+                if shard is None:
+                    losses, metrics, rows = ex.run(inputs, targets, None, None, n,
+                                                   s0 * batch_size, batch_size, k, 0)
+                else:
+                    losses, metrics, rows = dist_training.run_steps(
+                        ex, inputs, targets, None, shard, s0, k, 0, False)
                 acc.add(losses, metrics, rows)
                 interrupts.check()
                 s0 += len(rows)
@@ -445,7 +495,8 @@ class Trainer:
             cb_list = callbacks_module.CallbackList(
                 callbacks, model, {"verbose": verbose, "epochs": 1,
                                    "steps": _min_known(stream.length(), steps)})
-            bar = callbacks_module.Progbar(_min_known(stream.length(), steps), verbose) \
+            bar = callbacks_module.Progbar(_min_known(stream.length(), steps),
+                                           verbose if distributed.rank() == 0 else 0) \
                 if verbose else None
             logs = self._evaluate_stream(stream, 0, steps, bar, cb_list, where)
             return logs if return_dict else _flatten_in_keras_order(logs, model.engine.losses)
@@ -455,9 +506,15 @@ class Trainer:
                                             n, where)
         total = math.ceil(n / min(batch_size, n))
         total = total if steps is None else min(total, steps)
+        world = distributed.active()
+        if world is not None:
+            dist_training.check_data(world, inputs + targets + (weights or []),
+                                     min(batch_size, n), where)
+            callbacks = dist_training.rank0_only(world, callbacks)
         cb_list = callbacks_module.CallbackList(callbacks, model,
                                                 {"verbose": verbose, "epochs": 1, "steps": total})
-        bar = callbacks_module.Progbar(total, verbose) if verbose else None
+        bar = callbacks_module.Progbar(total, verbose if distributed.rank() == 0 else 0) \
+            if verbose else None
         logs = self._evaluate_arrays(engine, inputs, targets if weights is None else
                                      targets + weights, batch_size, bar, cb_list, steps,
                                      "test" if weights is None else "test+weights")
@@ -582,6 +639,11 @@ class Trainer:
         with engine.train_lock, interrupts.guard():
             history, _, cb_list, position, start, resume = self._start_fit(
                 callbacks, verbose, {"epochs": epochs, "steps": steps, "verbose": verbose})
+            world = distributed.active()
+            synced = world is None          # rank 0's weights: once the first batch built it
+            if world is not None:
+                start, resume = dist_training.sync_position(world, engine.optimizer, start,
+                                                            resume)
             initial_epoch = start or initial_epoch
             logs, iterator, passes = None, None, 0
             for epoch in range(initial_epoch, epochs):
@@ -610,16 +672,33 @@ class Trainer:
                     engine, inputs, targets, suffix = self._stream_batch(batch, class_weight,
                                                                          where)
                     n = inputs[0].shape[0]
+                    if world is not None:   # this rank's part of the batch
+                        if n < world.size:
+                            dist_training.check_data(world, [], n, where + ", a batch of the "
+                                                     f"{stream.kind}")
+                        if not synced:
+                            dist_training.sync_weights(world, engine)
+                            synced = True
+                        if s == 0:          # the ranks must read the same batches
+                            dist_training.check_same_batch(world, inputs, stream.kind)
+                        inputs = dist_training.slice_batch(world, inputs)
+                        targets = dist_training.slice_batch(world, targets)
+                        n = inputs[0].shape[0]
                     cb_list.on_train_batch_begin(s)
                     interrupts.check()
-                    ex = engine.executor("train" + suffix, n)
+                    ex = engine.executor("train" + suffix, max(n, 1))
                     optimizer = engine.optimizer
-                    losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1,
-                                                   optimizer.iterations)
+                    if n:
+                        losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1,
+                                                       optimizer.iterations)
+                    else:                   # no rows here: the exchange and the update only
+                        losses, metrics, rows = dist_training.run_steps(
+                            ex, inputs, targets, None, dist_training.EMPTY_STEP, 0, 1,
+                            optimizer.iterations, True)
                     if ex.plan.optimizer_op is not None:
                         optimizer.iterations += len(rows)
                     if acc is None:
-                        acc = _Accumulator(ex.plan, engine.losses)
+                        acc = _Accumulator(ex.plan, engine.losses, world)
                         if resume is not None:
                             acc.restore(resume.sums)
                         position.at(epoch, 0, acc)
@@ -653,14 +732,20 @@ class Trainer:
                 if steps is not None and s >= steps:
                     break
                 engine, inputs, targets, suffix = self._stream_batch(batch, None, where)
+                world = distributed.active()
+                if world is not None:           # this rank's part of the batch
+                    inputs = dist_training.slice_batch(world, inputs)
+                    targets = dist_training.slice_batch(world, targets)
                 n = inputs[0].shape[0]
                 if callbacks is not None:
                     callbacks.on_test_batch_begin(s)
-                with engine.borrow("test" + suffix, n) as ex:
-                    losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1, 0)
-                    if acc is None:
-                        acc = _Accumulator(ex.plan, engine.losses)
-                    acc.add(losses, metrics, rows)
+                if acc is None:
+                    acc = _Accumulator(engine.plan("test" + suffix), engine.losses, world)
+                if n:
+                    with engine.borrow("test" + suffix, n) as ex:
+                        losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1,
+                                                       0)
+                        acc.add(losses, metrics, rows)
                 s += 1
                 interrupts.check()
                 if callbacks is not None:

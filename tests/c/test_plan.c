@@ -7,6 +7,9 @@
  *     (weights, losses, metrics, predictions or input gradients copied out);
  *   - after the first step, steps call malloc not at all (the link wraps the allocators);
  *   - 1 and 2 threads give bitwise the same weights;
+ *   - OP_GRAD_HOOK calls the plan's hook between the step's ops with its bucket, rows and
+ *     step (the gradients final), does nothing without a hook, ends the run on a hook's
+ *     failure (PYNN_EHOOK) and refuses a bucket outside the gradients;
  *   - bad labels and NaN inputs are refused before the step changes anything, and every
  *     kind of malformed plan or feed is refused with PYNN_EINVAL, nothing changed.
  * Exits non-zero on any failure. */
@@ -973,6 +976,123 @@ static void test_stop(const float *x, const int64_t *labels, const int64_t *orde
     mlp_free(&b);
 }
 
+/* ---- OP_GRAD_HOOK: the distributed gradient hand-over ---------------------------------- */
+typedef struct {
+    int64_t calls, phases[64], offsets[64], counts[64], rows[64], steps[64];
+    int64_t fail_at_step;          /* return non-zero at this step's first call (0: never) */
+    int zero_grads;                /* phase 1: zero the gradients (the optimizer then sees 0) */
+    float *grads;
+    int final_seen;                /* phase 0 saw the final last-layer gradients (non-zero) */
+} hook_log;
+
+static int record_hook(void *ctx, int64_t phase, int64_t offset, int64_t count, int64_t rows,
+                       int64_t step) {
+    hook_log *h = (hook_log *)ctx;
+    int64_t i;
+    if (h->fail_at_step == step) return 1;
+    if (h->calls < 64) {
+        h->phases[h->calls] = phase; h->offsets[h->calls] = offset; h->counts[h->calls] = count;
+        h->rows[h->calls] = rows; h->steps[h->calls] = step;
+    }
+    h->calls++;
+    if (phase == 0 && offset == W2)
+        for (i = 0; i < count; i++) h->final_seen |= h->grads[offset + i] != 0.0f;
+    if (phase == 1 && h->zero_grads) memset(h->grads, 0, P_MLP * sizeof(float));
+    return 0;
+}
+
+/* the MLP with buckets [W2, P) after its last layer's backward, [0, W2) after the first's,
+ * and the wait before the optimizer (ops 7..: dense_backward, dropout_backward,
+ * dense_backward, optimizer) */
+static void mlp_build_hooked(mlp_net *n, int64_t bad_count, int64_t bad_phase) {
+    builder *b = &n->b;
+    pynn_op saved[4];
+    int64_t i;
+    mlp_build(n);
+    for (i = 0; i < 4; i++) saved[i] = b->ops[7 + i];
+    b->plan.n_ops = 7;
+    b->ops[b->plan.n_ops++] = saved[0];
+    add_op(b, PYNN_OP_GRAD_HOOK, LIST(1), LIST(0, W2, P_MLP - W2 + bad_count), NO_REALS);
+    b->ops[b->plan.n_ops++] = saved[1];
+    b->ops[b->plan.n_ops++] = saved[2];
+    add_op(b, PYNN_OP_GRAD_HOOK, LIST(1), LIST(0, 0, W2), NO_REALS);
+    add_op(b, PYNN_OP_GRAD_HOOK, LIST(1), LIST(bad_phase, 0, 0), NO_REALS);
+    b->ops[b->plan.n_ops++] = saved[3];
+}
+
+static void test_grad_hook(const float *x, const int64_t *labels, const int64_t *order) {
+    static float probs[N * OUT];
+    double losses[STEPS], metrics[STEPS * 2];
+    int64_t rows[STEPS], s, k;
+    mlp_net plain, hooked;
+    hook_log h;
+    float *snapshot = floats(P_MLP);
+    mlp_build(&plain);
+    mlp_build_hooked(&hooked, 0, 1);
+    /* without a hook the hook ops change nothing: bitwise the plain plan's weights */
+    CHECK(mlp_run(&plain, x, labels, order, probs, 0, STEPS, 0, losses, metrics, rows) == PYNN_OK,
+          "plain MLP run");
+    CHECK(mlp_run(&hooked, x, labels, order, probs, 0, STEPS, 0, losses, metrics, rows) == PYNN_OK,
+          "hooked MLP run without a hook");
+    CHECK(memcmp(plain.params, hooked.params, P_MLP * sizeof(float)) == 0,
+          "grad_hook without a hook changed the weights");
+    /* with a hook: three calls per step, in order, with the step's rows and number */
+    memset(&h, 0, sizeof h);
+    h.grads = hooked.grads;
+    hooked.b.plan.hook = record_hook;
+    hooked.b.plan.hook_ctx = &h;
+    CHECK(mlp_run(&hooked, x, labels, order, probs, 0, STEPS, 5, losses, metrics, rows) == PYNN_OK,
+          "hooked MLP run");
+    CHECK(h.calls == 3 * STEPS, "hook calls %ld, expected %d", (long)h.calls, 3 * STEPS);
+    for (s = 0; s < STEPS && 3 * s + 2 < 64; s++) {
+        const int64_t want_rows = s + 1 < STEPS ? BATCH : N - (STEPS - 1) * BATCH;
+        for (k = 0; k < 3; k++) {
+            const int64_t c = 3 * s + k;
+            CHECK(h.steps[c] == 5 + s + 1 && h.rows[c] == want_rows,
+                  "hook call %ld: step %ld rows %ld", (long)c, (long)h.steps[c], (long)h.rows[c]);
+        }
+        CHECK(h.phases[3 * s] == 0 && h.offsets[3 * s] == W2 && h.counts[3 * s] == P_MLP - W2 &&
+              h.phases[3 * s + 1] == 0 && h.offsets[3 * s + 1] == 0 && h.counts[3 * s + 1] == W2 &&
+              h.phases[3 * s + 2] == 1, "hook call order of step %ld", (long)s);
+    }
+    CHECK(h.final_seen, "the first bucket's gradients were not written when it was handed over");
+    /* the optimizer reads what the hook leaves: zeroed gradients leave Adam's weights alone */
+    memset(hooked.m, 0, P_MLP * sizeof(float));
+    memset(hooked.v, 0, P_MLP * sizeof(float));
+    memcpy(snapshot, hooked.params, P_MLP * sizeof(float));
+    h.zero_grads = 1;
+    CHECK(mlp_run(&hooked, x, labels, order, probs, 0, 2, 0, losses, metrics, rows) == PYNN_OK,
+          "hooked MLP run (zeroing hook)");
+    CHECK(memcmp(snapshot, hooked.params, P_MLP * sizeof(float)) == 0,
+          "the optimizer did not read the gradients the hook left");
+    /* a failing hook ends the run there: PYNN_EHOOK, the steps before it applied */
+    {
+        const void *inputs[1] = {x}, *targets[1] = {labels};
+        void *outputs[1] = {probs};
+        int64_t done = -1;
+        pynn_plan_feed feed = {inputs, targets, outputs, N, order, N, NULL, &done};
+        h.zero_grads = 0;
+        h.fail_at_step = 2;
+        CHECK(pynn_plan_run(&hooked.b.plan, &feed, 0, BATCH, 3, 0, 1, losses, metrics, rows) ==
+              PYNN_EHOOK, "a failing hook: PYNN_EHOOK");
+        CHECK(done == 1, "a failing hook at step 2: %ld steps done", (long)done);
+    }
+    mlp_free(&plain);
+    mlp_free(&hooked);
+    /* a bucket beyond the gradients, or an unknown phase: refused, nothing changed */
+    for (k = 0; k < 2; k++) {
+        mlp_net bad;
+        mlp_build_hooked(&bad, k == 0 ? 1 : 0, k == 0 ? 1 : 2);
+        memcpy(snapshot, bad.params, P_MLP * sizeof(float));
+        CHECK(mlp_run(&bad, x, labels, order, probs, 0, 2, 0, losses, metrics, rows) == PYNN_EINVAL,
+              "malformed grad_hook %ld accepted", (long)k);
+        CHECK(memcmp(snapshot, bad.params, P_MLP * sizeof(float)) == 0,
+              "a refused grad_hook plan changed the weights");
+        mlp_free(&bad);
+    }
+    free(snapshot);
+}
+
 int main(void) {
     static float x_mlp[N * IN], x_cnn[N * CI], x_br[N * BI];
     static int64_t l_mlp[N], l_cnn[N], order[N];
@@ -983,6 +1103,7 @@ int main(void) {
     test_mlp_plan(x_mlp, l_mlp, order);
     test_malformed(x_mlp, l_mlp, order);
     test_stop(x_mlp, l_mlp, order);
+    test_grad_hook(x_mlp, l_mlp, order);
     test_cnn_plan(x_cnn, l_cnn, order);
     rng_state = 17;
     for (i = 0; i < N * BI; i++) x_br[i] = uniform() * 2.0f - 1.0f;

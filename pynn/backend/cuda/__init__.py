@@ -55,6 +55,10 @@ class CudaBackend(Backend):
         if SIMULATOR:
             self.sm_count = 132        # as an H100, so tile choices match a real GPU's
         else:
+            from ... import distributed
+            if distributed.is_initialized() and len(cuda.gpus) > 0:
+                # one GPU per rank of a machine (pynn.distributed): GPU local_rank()
+                cuda.select_device(distributed.local_rank() % len(cuda.gpus))
             device = cuda.get_current_device()
             self.sm_count = int(device.MULTIPROCESSOR_COUNT)
         self._local = threading.local()
