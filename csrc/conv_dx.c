@@ -1,0 +1,255 @@
+/* conv_dx.c -- the input gradient of a convolution, written straight into dx: no cols
+ * buffer, no col2im.
+ *
+ * The forward is z(img, i, j, f) = sum over (a, b, c) of x(img, i sh - pt + a,
+ * j sw - pl + b, c) w(a, b, c, f), so
+ *
+ *   dx(img, r, q, c) = sum over the taps (a, b) and f of dz(img, i, j, f) w(a, b, c, f)
+ *                      where r = i sh - pt + a and q = j sw - pl + b.
+ *
+ * At stride 1 that is the correlation of the zero-padded dz with the kernel turned by
+ * 180 degrees, C and F swapped: a GEMM of M = the batch's input positions, K = KH KW F
+ * and N = C, whose rows of A are F floats of dz read where they lie (implicit GEMM) and
+ * whose B is the kernel rearranged (packed once per call into `work`).  At a larger
+ * stride the positions split into phases (sub-pixel decomposition): an input row r sees
+ * only the kernel rows a = (r + pt) mod sh + sh u, u = 0, 1, .., through dz row
+ * i = i0 - u, i0 = (r + pt - a0) / sh; columns likewise.  Each phase (a0, b0) is a GEMM
+ * of its own, over the taps of that phase only: no multiply by an inserted zero.  A
+ * phase without taps (stride larger than the kernel) gives zeros.
+ *
+ * Tiles: the positions of a phase, in (img, r, q) order, are cut into tiles of MR rows,
+ * and the channels into panels of NR; the tile kernels (conv_dx_internal.h) take a tile's
+ * row descriptors and broadcast dz from where it lies, so A is never packed.  The tile
+ * shape is a fixed rule on C and the dispatch level.
+ *
+ * Threads: the tiles (phase by phase, row tiles, then panels) are cut into one contiguous
+ * range per thread.  Each element of dx is written by one tile on one thread, summed in
+ * the order of conv_dx_internal.h, which does not depend on the thread count or on the
+ * tile it falls in: the results are bitwise the same on 1 or N threads, and the same at
+ * AVX2 and AVX-512 (fused multiply-adds); the portable level rounds each product, as the
+ * GEMM's portable kernel does.
+ */
+#include <string.h>
+#include "internal.h"
+#include "conv_dx_internal.h"
+
+/* The tile kernels of the level in use (dispatch.c), taken once per call. */
+static const conv_dx_kernels *conv_dx_kernels_at(int level) {
+    switch (level) {
+#ifdef PYNN_HAVE_X86_KERNELS
+    case PYNN_LEVEL_AVX512:
+        return &pynn_conv_dx_avx512;
+    case PYNN_LEVEL_AVX2:
+        return &pynn_conv_dx_avx2;
+#endif
+    default:
+        return &pynn_conv_dx_generic;
+    }
+}
+
+/* The tile shape for c channels: the fewest padded channels (panels times NR), the
+ * table's order on a tie. */
+static const conv_dx_shape *conv_dx_pick(const conv_dx_kernels *kt, int64_t c) {
+    const conv_dx_shape *best = &kt->shapes[0];
+    int64_t best_pad = -1;
+    int s;
+    for (s = 0; s < kt->nshapes; s++) {
+        const int64_t nr = kt->lanes * kt->shapes[s].nv;
+        const int64_t pad = (c + nr - 1) / nr * nr;
+        if (best_pad < 0 || pad < best_pad) {
+            best_pad = pad;
+            best = &kt->shapes[s];
+        }
+    }
+    return best;
+}
+
+static int64_t padded_channels(const conv_dx_kernels *kt, int64_t c) {
+    const int64_t nr = kt->lanes * conv_dx_pick(kt, c)->nv;
+    return (c + nr - 1) / nr * nr;
+}
+
+/* Floats of the packed kernel and the zero row, at any level (the caller's buffer is
+ * sized once, the level may change between calls), plus 15 to align the start. */
+int64_t pynn_conv2d_input_grad_work(int64_t kh, int64_t kw, int64_t c, int64_t f) {
+    int64_t cpad;
+    if (kh < 1 || kw < 1 || c < 0 || f < 0) return PYNN_EINVAL;
+    cpad = padded_channels(&pynn_conv_dx_generic, c);
+#ifdef PYNN_HAVE_X86_KERNELS
+    {
+        const int64_t c2 = padded_channels(&pynn_conv_dx_avx2, c);
+        const int64_t c5 = padded_channels(&pynn_conv_dx_avx512, c);
+        if (c2 > cpad) cpad = c2;
+        if (c5 > cpad) cpad = c5;
+    }
+#endif
+    return kh * kw * f * cpad + (f + 15) / 16 * 16 + 15;
+}
+
+/* The input rows or columns of one phase along one dimension: the first position
+ * (r + pad) mod s == rho, how many there are below `size`, and the taps it sees. */
+typedef struct {
+    int64_t first, count, taps;
+} phase_dim;
+
+static phase_dim phase_along(int64_t rho, int64_t size, int64_t s, int64_t pad, int64_t k) {
+    phase_dim d;
+    d.first = ((rho - pad) % s + s) % s;
+    d.count = d.first < size ? (size - 1 - d.first) / s + 1 : 0;
+    d.taps = rho < k ? (k - rho + s - 1) / s : 0;
+    return d;
+}
+
+typedef struct {
+    float *dx;
+    const float *dz, *wp, *zeros;
+    int64_t n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, f;
+    int64_t mr, nr, panels;
+    conv_dx_tile_fn tile;
+} conv_dx_problem;
+
+/* bp of phase (rh, rw): the phases before it, each tu tv f rows of all panels */
+static int64_t phase_offset(const conv_dx_problem *pb, int64_t rh, int64_t rw) {
+    const int64_t cpad = pb->panels * pb->nr;
+    int64_t before = 0, a;
+    /* taps of the rows before rh, times all columns; then columns before rw in row rh */
+    for (a = 0; a < rh; a++) before += phase_along(a, 1, pb->sh, 0, pb->kh).taps * pb->kw;
+    for (a = 0; a < rw; a++)
+        before += phase_along(rh, 1, pb->sh, 0, pb->kh).taps *
+                  phase_along(a, 1, pb->sw, 0, pb->kw).taps;
+    return before * pb->f * cpad;
+}
+
+/* The kernel, phase by phase, panel by panel: wp[((u tv + v) f + e) NR + j] =
+ * w(a0 + sh u, b0 + sw v, c0 + j, e), zero past the channels.  One kernel row a per
+ * iteration: each packed float is written once. */
+static void pack_kernel(const conv_dx_problem *pb, const float *wgt, float *wp) {
+    const int64_t kh = pb->kh, kw = pb->kw, c = pb->c, f = pb->f, nr = pb->nr;
+    int64_t a;
+    PYNN_PARALLEL_FOR(pynn_threads_for(kh * kw * c * f),
+        for (a = 0; a < kh; a++) {                    /* kernel rows */
+            const int64_t rh = a % pb->sh, u = a / pb->sh;
+            const int64_t tu = phase_along(rh, 1, pb->sh, 0, kh).taps;
+            int64_t b, jp, e, j;
+            for (b = 0; b < kw; b++) {                /* kernel columns */
+                const int64_t rw = b % pb->sw, v = b / pb->sw;
+                const int64_t tv = phase_along(rw, 1, pb->sw, 0, kw).taps;
+                float *phase = wp + phase_offset(pb, rh, rw);
+                const float *tap = wgt + (a * kw + b) * c * f;
+                for (jp = 0; jp < pb->panels; jp++) { /* channel panels */
+                    float *dst = phase + (jp * tu * tv + u * tv + v) * f * nr;
+                    const int64_t c0 = jp * nr;
+                    for (e = 0; e < f; e++)           /* filters: rows of the panel */
+                        for (j = 0; j < nr; j++)      /* channels */
+                            dst[e * nr + j] = c0 + j < c ? tap[(c0 + j) * f + e] : 0.0f;
+                }
+            }
+        });
+}
+
+/* Tiles [t0, t1) of the global order (phases row-major, row tiles, panels). */
+static void run_tiles(const conv_dx_problem *pb, int64_t t0, int64_t t1) {
+    int64_t rh, rw, base = 0;
+    for (rh = 0; rh < pb->sh; rh++) {                 /* phases: kernel row residue */
+        const phase_dim dr = phase_along(rh, pb->h, pb->sh, pb->pt, pb->kh);
+        for (rw = 0; rw < pb->sw; rw++) {             /* phases: kernel column residue */
+            const phase_dim dc = phase_along(rw, pb->w, pb->sw, pb->pl, pb->kw);
+            const int64_t rows = pb->n * dr.count * dc.count;
+            const int64_t tiles = (rows + pb->mr - 1) / pb->mr * pb->panels;
+            conv_dx_phase ph;
+            const float *bp;
+            int64_t t;
+            if (base + tiles <= t0 || base >= t1) {
+                base += tiles;
+                continue;
+            }
+            ph.dz = pb->dz;
+            ph.zeros = pb->zeros;
+            ph.oh = pb->oh;
+            ph.ow = pb->ow;
+            ph.f = pb->f;
+            ph.tu = dr.taps;
+            ph.tv = dc.taps;
+            bp = pb->wp + phase_offset(pb, rh, rw);
+            for (t = (t0 > base ? t0 - base : 0); t < tiles && base + t < t1; t++) {
+                const int64_t rt = t / pb->panels, jp = t % pb->panels;
+                const int64_t r0 = rt * pb->mr;
+                conv_dx_rows tr;
+                int64_t i;
+                tr.m = rows - r0 < pb->mr ? rows - r0 : pb->mr;
+                for (i = 0; i < tr.m; i++) {          /* the tile's input positions */
+                    const int64_t idx = r0 + i, qq = idx % dc.count;
+                    const int64_t rr = idx / dc.count % dr.count, img = idx / dc.count / dr.count;
+                    const int64_t r = dr.first + rr * pb->sh, q = dc.first + qq * pb->sw;
+                    const int64_t i0 = (r + pb->pt - rh) / pb->sh, j0 = (q + pb->pl - rw) / pb->sw;
+                    tr.c[i] = pb->dx + ((img * pb->h + r) * pb->w + q) * pb->c + jp * pb->nr;
+                    tr.i0[i] = i0;
+                    tr.j0[i] = j0;
+                    tr.pos[i] = (img * pb->oh + i0) * pb->ow + j0;
+                }
+                pb->tile(&tr, &ph, bp + jp * dr.taps * dc.taps * pb->f * pb->nr,
+                         pb->c - jp * pb->nr < pb->nr ? pb->c - jp * pb->nr : pb->nr);
+            }
+            base += tiles;
+        }
+    }
+}
+
+int pynn_conv2d_input_grad(float *dx, const float *dz, const float *wgt, float *work,
+                           int64_t work_size, int64_t n, int64_t h, int64_t w, int64_t c,
+                           int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                           int64_t pad_left, int64_t oh, int64_t ow, int64_t f) {
+    const conv_dx_kernels *kt;
+    const conv_dx_shape *shape;
+    conv_dx_problem pb;
+    int64_t tiles = 0, rh, rw, need;
+    int nthreads;
+    PYNN_RETURN_IF(n < 0 || h < 0 || w < 0 || c < 0 || kh < 1 || kw < 1 || sh < 1 || sw < 1 ||
+                       pad_top < 0 || pad_left < 0 || oh < 0 || ow < 0 || f < 0,
+                   PYNN_EINVAL);
+    if (n * h * w * c == 0) return PYNN_OK;
+    PYNN_RETURN_IF(dx == NULL, PYNN_EINVAL);
+    if (n * oh * ow * f == 0) {                       /* no terms: dx is zero */
+        memset(dx, 0, (size_t)(n * h * w * c) * sizeof(float));
+        return PYNN_OK;
+    }
+    need = pynn_conv2d_input_grad_work(kh, kw, c, f);
+    PYNN_RETURN_IF(dz == NULL || wgt == NULL || work == NULL || work_size < need, PYNN_EINVAL);
+
+    kt = conv_dx_kernels_at(pynn_level());
+    shape = conv_dx_pick(kt, c);
+    memset(&pb, 0, sizeof pb);
+    pb.dx = dx;
+    pb.dz = dz;
+    pb.n = n, pb.h = h, pb.w = w, pb.c = c, pb.kh = kh, pb.kw = kw, pb.sh = sh, pb.sw = sw;
+    pb.pt = pad_top, pb.pl = pad_left, pb.oh = oh, pb.ow = ow, pb.f = f;
+    pb.mr = shape->mr;
+    pb.nr = kt->lanes * shape->nv;
+    pb.panels = (c + pb.nr - 1) / pb.nr;
+    pb.tile = shape->tile;
+    {
+        /* the packed kernel at a 64-byte boundary, the zero row after it */
+        float *wp = (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+        float *zeros = wp + kh * kw * f * pb.panels * pb.nr;
+        memset(zeros, 0, (size_t)f * sizeof(float));
+        pb.wp = wp;
+        pb.zeros = zeros;
+        pack_kernel(&pb, wgt, wp);
+    }
+    for (rh = 0; rh < sh; rh++)
+        for (rw = 0; rw < sw; rw++) {
+            const int64_t rows = n * phase_along(rh, h, sh, pad_top, kh).count *
+                                 phase_along(rw, w, sw, pad_left, kw).count;
+            tiles += (rows + pb.mr - 1) / pb.mr * pb.panels;
+        }
+    nthreads = pynn_threads_for(n * h * w * c * kh * kw * f / (sh * sw));
+    if (nthreads > tiles) nthreads = (int)tiles;
+    {
+        int64_t t;
+        /* contiguous ranges of tiles, one per thread */
+        PYNN_PARALLEL_FOR(nthreads,
+            for (t = 0; t < nthreads; t++)
+                run_tiles(&pb, tiles * t / nthreads, tiles * (t + 1) / nthreads););
+    }
+    return PYNN_OK;
+}
