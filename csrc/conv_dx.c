@@ -147,6 +147,36 @@ static void pack_kernel(const conv_dx_problem *pb, const float *wgt, float *wp) 
         });
 }
 
+/* The rows of row tile rt of a phase: positions rt mr .. rt mr + m - 1 of the phase's
+ * (img, rr, qq) order, for panel 0.  One division for the tile; then each row steps on. */
+static void tile_rows(conv_dx_rows *tr, const conv_dx_problem *pb, const phase_dim *dr,
+                      const phase_dim *dc, int64_t rh, int64_t rw, int64_t rows, int64_t rt) {
+    const int64_t r0 = rt * pb->mr;
+    const int64_t i_first = (dr->first + pb->pt - rh) / pb->sh;   /* dz row of rr = 0 */
+    const int64_t j_first = (dc->first + pb->pl - rw) / pb->sw;   /* dz column of qq = 0 */
+    int64_t qq = r0 % dc->count, rr = r0 / dc->count % dr->count;
+    int64_t img = r0 / dc->count / dr->count, i;
+    tr->m = rows - r0 < pb->mr ? rows - r0 : pb->mr;
+    for (i = 0; i < pb->mr; i++) {                    /* the tile's input positions */
+        if (i >= tr->m) {                             /* no position: no tap */
+            tr->c[i] = NULL;
+            tr->i0[i] = -1;
+            tr->j0[i] = 0;
+            tr->off[i] = 0;
+            continue;
+        }
+        tr->c[i] = pb->dx + ((img * pb->h + dr->first + rr * pb->sh) * pb->w + dc->first +
+                             qq * pb->sw) * pb->c;
+        tr->i0[i] = i_first + rr;
+        tr->j0[i] = j_first + qq;
+        tr->off[i] = ((img * pb->oh + tr->i0[i]) * pb->ow + tr->j0[i]) * pb->f;
+        if (++qq == dc->count) {                      /* next position of the phase */
+            qq = 0;
+            if (++rr == dr->count) rr = 0, img++;
+        }
+    }
+}
+
 /* Tiles [t0, t1) of the global order (phases row-major, row tiles, panels). */
 static void run_tiles(const conv_dx_problem *pb, int64_t t0, int64_t t1) {
     int64_t rh, rw, base = 0;
@@ -156,9 +186,11 @@ static void run_tiles(const conv_dx_problem *pb, int64_t t0, int64_t t1) {
             const phase_dim dc = phase_along(rw, pb->w, pb->sw, pb->pl, pb->kw);
             const int64_t rows = pb->n * dr.count * dc.count;
             const int64_t tiles = (rows + pb->mr - 1) / pb->mr * pb->panels;
+            const int64_t panel_floats = dr.taps * dc.taps * pb->f * pb->nr;
             conv_dx_phase ph;
+            conv_dx_rows tr;
             const float *bp;
-            int64_t t;
+            int64_t t, end;
             if (base + tiles <= t0 || base >= t1) {
                 base += tiles;
                 continue;
@@ -171,24 +203,18 @@ static void run_tiles(const conv_dx_problem *pb, int64_t t0, int64_t t1) {
             ph.tu = dr.taps;
             ph.tv = dc.taps;
             bp = pb->wp + phase_offset(pb, rh, rw);
-            for (t = (t0 > base ? t0 - base : 0); t < tiles && base + t < t1; t++) {
-                const int64_t rt = t / pb->panels, jp = t % pb->panels;
-                const int64_t r0 = rt * pb->mr;
-                conv_dx_rows tr;
-                int64_t i;
-                tr.m = rows - r0 < pb->mr ? rows - r0 : pb->mr;
-                for (i = 0; i < tr.m; i++) {          /* the tile's input positions */
-                    const int64_t idx = r0 + i, qq = idx % dc.count;
-                    const int64_t rr = idx / dc.count % dr.count, img = idx / dc.count / dr.count;
-                    const int64_t r = dr.first + rr * pb->sh, q = dc.first + qq * pb->sw;
-                    const int64_t i0 = (r + pb->pt - rh) / pb->sh, j0 = (q + pb->pl - rw) / pb->sw;
-                    tr.c[i] = pb->dx + ((img * pb->h + r) * pb->w + q) * pb->c + jp * pb->nr;
-                    tr.i0[i] = i0;
-                    tr.j0[i] = j0;
-                    tr.pos[i] = (img * pb->oh + i0) * pb->ow + j0;
+            t = t0 > base ? t0 - base : 0;
+            end = t1 - base < tiles ? t1 - base : tiles;
+            while (t < end) {                         /* row tiles */
+                const int64_t rt = t / pb->panels;
+                int64_t jp = t % pb->panels, i;
+                tile_rows(&tr, pb, &dr, &dc, rh, rw, rows, rt);
+                for (i = 0; i < tr.m; i++) tr.c[i] += jp * pb->nr;
+                for (; jp < pb->panels && t < end; jp++, t++) {   /* its panels */
+                    pb->tile(&tr, &ph, bp + jp * panel_floats,
+                             pb->c - jp * pb->nr < pb->nr ? pb->c - jp * pb->nr : pb->nr);
+                    for (i = 0; i < tr.m; i++) tr.c[i] += pb->nr;
                 }
-                pb->tile(&tr, &ph, bp + jp * dr.taps * dc.taps * pb->f * pb->nr,
-                         pb->c - jp * pb->nr < pb->nr ? pb->c - jp * pb->nr : pb->nr);
             }
             base += tiles;
         }

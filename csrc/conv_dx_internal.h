@@ -8,7 +8,7 @@
  *   dx[i][j] = sum over the phase's taps (u, v) in row-major order, then f = 0 .. F-1,
  *              of dz(row i, tap (u, v))[f] * bp[((u * tv + v) * F + f) * NR + j]
  *
- * where dz(row i, tap (u, v)) is the F floats of dz at position pos[i] - u * ow - v when
+ * where dz(row i, tap (u, v)) is the F floats of dz at offset off[i] - (u * ow + v) F when
  * 0 <= i0[i] - u < oh and 0 <= j0[i] - v < ow, else absent (no term).  Each element is
  * one accumulator, fused multiply-adds in that order (plain multiply and add in the
  * portable kernel), so its value does not depend on which rows or columns share its tile:
@@ -24,9 +24,9 @@
 /* The rows of one tile: m input positions of one phase. */
 typedef struct {
     float *c[CONV_DX_MAX_MR];         /* dx at the position, at the panel's first channel */
-    int64_t pos[CONV_DX_MAX_MR];      /* (img * oh + i0) * ow + j0: dz of tap (0, 0) */
+    int64_t off[CONV_DX_MAX_MR];      /* ((img * oh + i0) * ow + j0) f: dz of tap (0, 0) */
     int64_t i0[CONV_DX_MAX_MR];       /* dz row and column of tap (0, 0); may lie past */
-    int64_t j0[CONV_DX_MAX_MR];       /* the end of dz (the taps decide)               */
+    int64_t j0[CONV_DX_MAX_MR];       /* the end of dz (the taps decide); i0 = -1 past m */
     int64_t m;                        /* 1 <= m <= the shape's MR */
 } conv_dx_rows;
 

@@ -27,13 +27,15 @@ static void CONV_DX_TILE_NAME(CONV_DX_MR, CONV_DX_NV)(const conv_dx_rows *rows,
     for (u = 0; u < ph->tu; u++)              /* taps: kernel rows of the phase */
         for (v = 0; v < ph->tv; v++) {        /* taps: kernel columns of the phase */
             const float *restrict b = bp + (u * ph->tv + v) * f * NR_;
+            const int64_t shift = (u * ow + v) * f;
             const float *a[CONV_DX_MR];
             int any = 0;
 #pragma GCC unroll 16
             for (i = 0; i < CONV_DX_MR; i++) {     /* M: where each row's dz lies */
-                const int ok = i < m && (uint64_t)(rows->i0[i] - u) < (uint64_t)oh &&
-                               (uint64_t)(rows->j0[i] - v) < (uint64_t)ow;
-                a[i] = ok ? dz + (rows->pos[i] - u * ow - v) * f : ph->zeros;
+                /* rows past m have i0 = -1: never a tap */
+                const int ok = ((uint64_t)(rows->i0[i] - u) < (uint64_t)oh) &
+                               ((uint64_t)(rows->j0[i] - v) < (uint64_t)ow);
+                a[i] = ok ? dz + (rows->off[i] - shift) : ph->zeros;
                 any |= ok;
             }
             if (!any) continue;
