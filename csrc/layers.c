@@ -98,8 +98,9 @@ int64_t pynn_conv2d_backward_work(int64_t n, int64_t h, int64_t w, int64_t c, in
         const int64_t direct = direct_path_work(n, h, w, c, kh, kw, sh, sw, oh, ow, f);
         need = direct > need ? direct : need;
     }
-    {
-        /* the input gradient runs after the filter gradient, in the same work */
+    if (n * h * w * c > 0 && n * oh * ow * f > 0) {
+        /* the input gradient runs after the filter gradient, in the same work (without
+         * input or output positions it needs none) */
         const int64_t input_grad = pynn_conv2d_input_grad_work(kh, kw, c, f);
         need = input_grad > need ? input_grad : need;
     }
