@@ -69,6 +69,12 @@ static int64_t padded_channels(const conv_dx_kernels *kt, int64_t c) {
     return (c + nr - 1) / nr * nr;
 }
 
+/* A few channels: the filters in the lanes (conv_dx_flane.h) when the channel panels
+ * would hold more lanes (a rule on the shape alone, the same at every level). */
+static int use_filter_lanes(int64_t c, int64_t f) {
+    return c >= 1 && c <= CONV_DX_FL_MAX_C && c * ((f + 15) / 16 * 16) < 16 * f;
+}
+
 /* Floats of the packed kernel and the zero row, at any level (the caller's buffer is
  * sized once, the level may change between calls), plus 15 to align the start. */
 int64_t pynn_conv2d_input_grad_work(int64_t kh, int64_t kw, int64_t c, int64_t f) {
@@ -83,7 +89,11 @@ int64_t pynn_conv2d_input_grad_work(int64_t kh, int64_t kw, int64_t c, int64_t f
         if (c5 > cpad) cpad = c5;
     }
 #endif
-    return kh * kw * f * cpad + (f + 15) / 16 * 16 + 15;
+    {
+        const int64_t fpad = (f + 15) / 16 * 16;
+        const int64_t per_tap = use_filter_lanes(c, f) ? c * fpad : f * cpad;
+        return kh * kw * per_tap + fpad + 15;
+    }
 }
 
 /* The input rows or columns of one phase along one dimension: the first position
@@ -105,19 +115,20 @@ typedef struct {
     const float *dz, *wp, *zeros;
     int64_t n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, f;
     int64_t mr, nr, panels;
+    int filter_lanes;              /* conv_dx_flane.h's tiles: one panel of all c */
+    int64_t panel_tap_floats;      /* packed floats of one tap in one panel */
     conv_dx_tile_fn tile;
 } conv_dx_problem;
 
 /* bp of phase (rh, rw): the phases before it, each tu tv f rows of all panels */
 static int64_t phase_offset(const conv_dx_problem *pb, int64_t rh, int64_t rw) {
-    const int64_t cpad = pb->panels * pb->nr;
     int64_t before = 0, a;
     /* taps of the rows before rh, times all columns; then columns before rw in row rh */
     for (a = 0; a < rh; a++) before += phase_along(a, 1, pb->sh, 0, pb->kh).taps * pb->kw;
     for (a = 0; a < rw; a++)
         before += phase_along(rh, 1, pb->sh, 0, pb->kh).taps *
                   phase_along(a, 1, pb->sw, 0, pb->kw).taps;
-    return before * pb->f * cpad;
+    return before * pb->panel_tap_floats * pb->panels;
 }
 
 /* The kernel, phase by phase, panel by panel: wp[((u tv + v) f + e) NR + j] =
@@ -136,6 +147,14 @@ static void pack_kernel(const conv_dx_problem *pb, const float *wgt, float *wp) 
                 const int64_t tv = phase_along(rw, 1, pb->sw, 0, kw).taps;
                 float *phase = wp + phase_offset(pb, rh, rw);
                 const float *tap = wgt + (a * kw + b) * c * f;
+                if (pb->filter_lanes) {               /* per tap: c rows of fpad filters */
+                    const int64_t fpad = pb->panel_tap_floats / c;
+                    float *dst = phase + (u * tv + v) * pb->panel_tap_floats;
+                    for (j = 0; j < c; j++)           /* channels */
+                        for (e = 0; e < fpad; e++)    /* filters */
+                            dst[j * fpad + e] = e < f ? tap[j * f + e] : 0.0f;
+                    continue;
+                }
                 for (jp = 0; jp < pb->panels; jp++) { /* channel panels */
                     float *dst = phase + (jp * tu * tv + u * tv + v) * f * nr;
                     const int64_t c0 = jp * nr;
@@ -186,7 +205,7 @@ static void run_tiles(const conv_dx_problem *pb, int64_t t0, int64_t t1) {
             const phase_dim dc = phase_along(rw, pb->w, pb->sw, pb->pl, pb->kw);
             const int64_t rows = pb->n * dr.count * dc.count;
             const int64_t tiles = (rows + pb->mr - 1) / pb->mr * pb->panels;
-            const int64_t panel_floats = dr.taps * dc.taps * pb->f * pb->nr;
+            const int64_t panel_floats = dr.taps * dc.taps * pb->panel_tap_floats;
             conv_dx_phase ph;
             conv_dx_rows tr;
             const float *bp;
@@ -243,21 +262,23 @@ int pynn_conv2d_input_grad(float *dx, const float *dz, const float *wgt, float *
     PYNN_RETURN_IF(dz == NULL || wgt == NULL || work == NULL || work_size < need, PYNN_EINVAL);
 
     kt = conv_dx_kernels_at(pynn_level());
-    shape = conv_dx_pick(kt, c);
     memset(&pb, 0, sizeof pb);
+    pb.filter_lanes = use_filter_lanes(c, f);
+    shape = pb.filter_lanes ? &kt->flane[c - 1] : conv_dx_pick(kt, c);
     pb.dx = dx;
     pb.dz = dz;
     pb.n = n, pb.h = h, pb.w = w, pb.c = c, pb.kh = kh, pb.kw = kw, pb.sh = sh, pb.sw = sw;
     pb.pt = pad_top, pb.pl = pad_left, pb.oh = oh, pb.ow = ow, pb.f = f;
     pb.mr = shape->mr;
-    pb.nr = kt->lanes * shape->nv;
+    pb.nr = pb.filter_lanes ? c : kt->lanes * shape->nv;
     pb.panels = (c + pb.nr - 1) / pb.nr;
+    pb.panel_tap_floats = pb.filter_lanes ? c * ((f + 15) / 16 * 16) : f * pb.nr;
     pb.tile = shape->tile;
     {
         /* the packed kernel at a 64-byte boundary, the zero row after it */
         float *wp = (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
-        float *zeros = wp + kh * kw * f * pb.panels * pb.nr;
-        memset(zeros, 0, (size_t)f * sizeof(float));
+        float *zeros = wp + kh * kw * pb.panel_tap_floats * pb.panels;
+        memset(zeros, 0, (size_t)((f + 15) / 16 * 16) * sizeof(float));
         pb.wp = wp;
         pb.zeros = zeros;
         pack_kernel(&pb, wgt, wp);

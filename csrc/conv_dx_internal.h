@@ -48,11 +48,17 @@ typedef struct {
     conv_dx_tile_fn tile;
 } conv_dx_shape;
 
-/* The tile shapes of one instruction set, best first (conv_dx.c picks by the channels). */
+/* The largest channel count of the filter-lanes tiles (conv_dx_flane.h: the filters in
+ * the lanes of 16-float vectors, the whole of C in one tile). */
+#define CONV_DX_FL_MAX_C 4
+
+/* The tile shapes of one instruction set: channels in the lanes, best first (conv_dx.c
+ * picks by the channels); filters in the lanes, by channels ([c - 1]: mr rows). */
 typedef struct {
     int64_t lanes;
     int nshapes;
     conv_dx_shape shapes[CONV_DX_MAX_SHAPES];
+    conv_dx_shape flane[CONV_DX_FL_MAX_C];
 } conv_dx_kernels;
 
 extern const conv_dx_kernels pynn_conv_dx_generic;

@@ -493,7 +493,8 @@ int64_t pynn_conv2d_backward_work(int64_t n, int64_t h, int64_t w, int64_t c, in
                                   int64_t kw, int64_t sh, int64_t sw, int64_t oh, int64_t ow,
                                   int64_t f);
 /* Backward of pynn_conv2d_forward with the same operands; cols as the forward left it
- * (clobbered here); dy (n, oh, ow, f) is overwritten with dz.  Out: dw (kh, kw, c, f),
+ * (read for dw on the im2col path, never written; NULL is fine without dw, and on the
+ * direct path); dy (n, oh, ow, f) is overwritten with dz.  Out: dw (kh, kw, c, f),
  * db (f,), dx (n, h, w, c); each may be NULL.  work holds work_size >=
  * pynn_conv2d_backward_work(...) floats: nothing is allocated per call. */
 int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols, float *work,
