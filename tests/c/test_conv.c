@@ -488,7 +488,8 @@ int main(void) {
      * and 3 (phases with and without taps), 1 and 65+ channels (panel edges at every
      * level), one filter and many, batch 1, valid and same, asymmetric padding (pad_top,
      * pad_left are what the kernel sees; the bottom and right only change oh, ow), windows
-     * wholly in the padding, no output at all, and enough work for 2 threads */
+     * wholly in the padding, no output at all, and enough work for 2 threads; both tile
+     * kinds (channels in the lanes; filters in the lanes for 1 to 4 channels and F > 1) */
     static const geometry dx_shapes[] = {
         {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},
         {2, 1, 1, 3, 3, 3, 1, 1, 1, 1, 1, 1, 5},     /* 1 x 1 image, 3x3 same */
@@ -511,6 +512,12 @@ int main(void) {
         {0, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 4},     /* no images */
         {3, 9, 9, 32, 3, 3, 1, 1, 1, 1, 1, 1, 20},   /* enough work for 2 threads */
         {2, 12, 12, 24, 5, 5, 2, 2, 1, 1, 2, 2, 16}, /* and at stride 2 */
+        /* filters in the lanes (1 to 4 channels, F not 1): tails inside a vector, F = 48,
+         * and enough work for 2 threads */
+        {4, 28, 28, 1, 5, 5, 1, 1, 2, 2, 2, 2, 6},   /* LeNet's first layer */
+        {8, 16, 16, 3, 3, 3, 1, 1, 1, 1, 1, 1, 32},
+        {2, 9, 9, 2, 3, 3, 2, 2, 1, 1, 1, 1, 17},
+        {3, 8, 7, 4, 2, 3, 1, 3, 0, 1, 1, 1, 40},
     };
     static const int acts[] = {PYNN_ACT_LINEAR, PYNN_ACT_RELU, PYNN_ACT_GELU, PYNN_ACT_TANH,
                                PYNN_ACT_LEAKY_RELU, PYNN_ACT_SIGMOID};
