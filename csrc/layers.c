@@ -98,17 +98,25 @@ int64_t pynn_conv2d_backward_work(int64_t n, int64_t h, int64_t w, int64_t c, in
         const int64_t direct = direct_path_work(n, h, w, c, kh, kw, sh, sw, oh, ow, f);
         need = direct > need ? direct : need;
     }
+    if (n * h * w * c > 0 && n * oh * ow * f > 0) {
+        /* the input gradient runs after the filter gradient, in the same work (without
+         * input or output positions it needs none) */
+        const int64_t input_grad = pynn_conv2d_input_grad_work(kh, kw, c, f);
+        need = input_grad > need ? input_grad : need;
+    }
     return need > 1 ? need : 1;
 }
 
-/* Conv2D backward.  Both paths end with dx = col2im(dz W^T), through cols.
+/* Conv2D backward.
  *   direct: the filter gradient (dz, dW and db in one pass) by conv_direct.c, its chunk
  *     partials in work;
  *   im2col: dz (and db) by the activation kernels, then dW^T (f x k) = dz^T cols.  The
  *     GEMM splits M and N, and this orientation puts the long side (the kernel's rows) on
  *     N, where the micro-kernel's wide NR tile is filled, instead of the few filters; K
  *     (the batch's output positions) is long and the output small, so the product is cut
- *     along K into chunks fixed by the shape (sgemm_ksplit), then transposed into dW. */
+ *     along K into chunks fixed by the shape (sgemm_ksplit), then transposed into dW.
+ * Both then compute dx straight from dz and the kernel (conv_dx.c), its packed kernel in
+ * work, which the filter gradient no longer needs: the input gradient never uses cols. */
 int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols, float *work,
                          int64_t work_size, const float *x, const float *wgt, const float *z,
                          const float *y, int64_t n, int64_t h, int64_t w, int64_t c,
@@ -124,7 +132,10 @@ int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols
                    PYNN_EINVAL);
     PYNN_RETURN_IF((dy == NULL || z == NULL || y == NULL) && rows * f > 0, PYNN_EINVAL);
     PYNN_RETURN_IF((x == NULL && n * h * w * c > 0) || (wgt == NULL && k * f > 0), PYNN_EINVAL);
-    PYNN_RETURN_IF(cols == NULL && rows * k > 0 && (dx != NULL || dw != NULL), PYNN_EINVAL);
+    /* cols: only the GEMM path's filter gradient reads it */
+    PYNN_RETURN_IF(cols == NULL && rows * k > 0 && dw != NULL &&
+                       !pynn_conv2d_direct_supported(kh, kw, c, f, act),
+                   PYNN_EINVAL);
 
     if (rows * f == 0) {
         /* no output positions: every gradient is zero (the kernels below refuse NULLs) */
@@ -170,10 +181,8 @@ int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols
             if (n * h * w * c > 0) memset(dx, 0, (size_t)(n * h * w * c) * sizeof(float));
             return PYNN_OK;
         }
-        /* dcols (rows x k) = dz W^T, into cols (which the forward's im2col filled) */
-        status = pynn_sgemm(cols, dy, wgt, 0, 1, rows, k, f, 1.0f, 0.0f, f, f, k);
-        if (status != PYNN_OK) return status;
-        return pynn_col2im(dx, cols, n, h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow);
+        return pynn_conv2d_input_grad(dx, dy, wgt, work, work_size, n, h, w, c, kh, kw, sh, sw,
+                                      pad_top, pad_left, oh, ow, f);
     }
     return PYNN_OK;
 }

@@ -378,6 +378,18 @@ int pynn_col2im(float *dx, const float *cols, int64_t n, int64_t h, int64_t w, i
                 int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
                 int64_t pad_left, int64_t oh, int64_t ow);
 
+/* Input gradient of a convolution (conv_dx.c), straight into dx without cols:
+ *   dx (n, h, w, c) = the adjoint of the convolution with wgt (kh, kw, c, f), applied to
+ *   dz (n, oh, ow, f): dx(img, r, q, ch) = sum of dz(img, i, j, e) wgt(a, b, ch, e) over
+ *   r = i sh - pad_top + a, q = j sw - pad_left + b.
+ * work holds work_size >= pynn_conv2d_input_grad_work(kh, kw, c, f) floats (the kernel
+ * packed for the call; a caller's reused buffer: nothing is allocated). */
+int64_t pynn_conv2d_input_grad_work(int64_t kh, int64_t kw, int64_t c, int64_t f);
+int pynn_conv2d_input_grad(float *dx, const float *dz, const float *wgt, float *work,
+                           int64_t work_size, int64_t n, int64_t h, int64_t w, int64_t c,
+                           int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                           int64_t pad_left, int64_t oh, int64_t ow, int64_t f);
+
 /* Direct convolution (conv_direct.c) for tiny kernels, no cols buffer: used for a layer
  * when pynn_conv2d_direct_supported(kh, kw, c, f, act) is 1 (a fixed rule on the shape:
  * kh*kw*c <= 32, f <= 16, act elementwise).
@@ -484,7 +496,8 @@ int64_t pynn_conv2d_backward_work(int64_t n, int64_t h, int64_t w, int64_t c, in
                                   int64_t kw, int64_t sh, int64_t sw, int64_t oh, int64_t ow,
                                   int64_t f);
 /* Backward of pynn_conv2d_forward with the same operands; cols as the forward left it
- * (clobbered here); dy (n, oh, ow, f) is overwritten with dz.  Out: dw (kh, kw, c, f),
+ * (read for dw on the im2col path, never written; NULL is fine without dw, and on the
+ * direct path); dy (n, oh, ow, f) is overwritten with dz.  Out: dw (kh, kw, c, f),
  * db (f,), dx (n, h, w, c); each may be NULL.  work holds work_size >=
  * pynn_conv2d_backward_work(...) floats: nothing is allocated per call. */
 int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols, float *work,

@@ -1,7 +1,7 @@
-/* test_conv.c -- im2col / col2im (csrc/conv.c) and the direct convolution
- * (csrc/conv_direct*.c: forward, and the filter gradient with its work buffer, without
- * it and with one too small) against plain loops over the window geometry of pynn.h, at
- * every dispatch level and on 1 and 2 threads (ctest.h).
+/* test_conv.c -- im2col / col2im (csrc/conv.c), the direct convolution (csrc/conv_direct*.c:
+ * forward, and the filter gradient with its work buffer, without it and with one too
+ * small) and the input gradient (csrc/conv_dx*.c) against plain loops over the window
+ * geometry of pynn.h, at every dispatch level and on 1 and 2 threads (ctest.h).
  *
  * Shapes: empty batches and outputs, 1 x 1 images, windows larger than the image and
  * windows entirely in the padding, strides, primes; for the direct convolution both of
@@ -255,6 +255,75 @@ static void check_direct(const geometry *g, int act, int with_bias) {
     free(bound);
 }
 
+/* ---- the input gradient (conv_dx.c) --------------------------------------------------
+ *
+ * Not through ctest_everywhere: like the GEMM's, its results depend on the level (the
+ * portable tiles round each product; AVX2 and AVX-512 fuse them, in the same order, so
+ * those two agree bitwise).  At every level: the reference within its bound, the same
+ * bits on 1 and 2 threads and with a work buffer that starts off a 64-byte boundary. */
+
+static int input_grad_of(const geometry *g, float *dx, const float *dz, const float *wgt,
+                         float *work, int64_t work_size) {
+    return pynn_conv2d_input_grad(dx, dz, wgt, work, work_size, g->n, g->h, g->w, g->c, g->kh,
+                                  g->kw, g->sh, g->sw, g->pt, g->pl, out_h(g), out_w(g), g->f);
+}
+
+static void check_input_grad(const geometry *g) {
+    const int64_t oh = out_h(g), ow = out_w(g), nx = g->n * g->h * g->w * g->c;
+    const int64_t no = g->n * oh * ow * g->f, kf = g->kh * g->kw * g->c * g->f;
+    const int64_t work_size = pynn_conv2d_input_grad_work(g->kh, g->kw, g->c, g->f);
+    float *dz = ctest_floats(no, -1.0f, 1.0f), *wgt = ctest_floats(kf, -1.0f, 1.0f);
+    float *work = ctest_new_floats(work_size + 1), *dx = ctest_new_floats(nx);
+    float *again = ctest_new_floats(nx), *avx2 = NULL;
+    double *want = ctest_new_doubles(nx), *bound = ctest_new_doubles(nx);
+    int64_t img, i, j, a, b, ch, e, x;
+    int level, threads;
+    CTEST_CONTEXT("input grad n%lld %lldx%lldx%lld k%lldx%lld f%lld s%lldx%lld pad %lld,%lld",
+                  (long long)g->n, (long long)g->h, (long long)g->w, (long long)g->c,
+                  (long long)g->kh, (long long)g->kw, (long long)g->f, (long long)g->sh,
+                  (long long)g->sw, (long long)g->pt, (long long)g->pl);
+    CHECK(work_size >= 1, "work size %lld", (long long)work_size);
+    for (x = 0; x < nx; x++) want[x] = bound[x] = 0.0;
+    for (img = 0; img < g->n; img++)                   /* the adjoint of the forward's sum */
+        for (i = 0; i < oh; i++)
+            for (j = 0; j < ow; j++)
+                for (a = 0; a < g->kh; a++)
+                    for (b = 0; b < g->kw; b++) {
+                        const int64_t r = i * g->sh - g->pt + a, q = j * g->sw - g->pl + b;
+                        if (r < 0 || r >= g->h || q < 0 || q >= g->w) continue;
+                        for (ch = 0; ch < g->c; ch++)
+                            for (e = 0; e < g->f; e++) {
+                                const double term = (double)dz[((img * oh + i) * ow + j) * g->f + e] *
+                                                    wgt[((a * g->kw + b) * g->c + ch) * g->f + e];
+                                x = ((img * g->h + r) * g->w + q) * g->c + ch;
+                                want[x] += term;
+                                bound[x] += fabs(term);
+                            }
+                    }
+    /* each element: at most kh kw f products and their sum */
+    for (x = 0; x < nx; x++) bound[x] *= (double)(g->kh * g->kw * g->f + 1) * CTEST_U;
+    for (level = PYNN_LEVEL_GENERIC; level <= pynn_cpu_level(); level++) {
+        CHECK(pynn_select_level(level) == PYNN_OK, "select level %s", ctest_level_name(level));
+        for (threads = 1; threads <= 2; threads++) {
+            float *out = threads == 1 ? dx : again;
+            pynn_set_num_threads(threads);
+            for (x = 0; x < nx; x++) out[x] = NAN;
+            CHECK(input_grad_of(g, out, dz, wgt, work + threads - 1, work_size) == PYNN_OK,
+                  "status at level %s on %d thread(s)", ctest_level_name(level), threads);
+        }
+        ctest_close(ctest_level_name(level), dx, want, bound, nx);
+        ctest_same_bits("2 threads, work off 64 bytes", again, dx, nx);
+        if (level == PYNN_LEVEL_AVX2) avx2 = ctest_copy(dx, nx);
+        if (level == PYNN_LEVEL_AVX512 && avx2 != NULL) ctest_same_bits("avx512 = avx2", dx, avx2, nx);
+    }
+    pynn_select_level(PYNN_LEVEL_AUTO);
+    pynn_set_num_threads(1);
+    CHECK(input_grad_of(g, dx, dz, wgt, work, work_size - 1) == (nx > 0 && no > 0 ? PYNN_EINVAL
+                                                                                 : PYNN_OK),
+          "one float of work too few");
+    free(dz); free(wgt); free(work); free(dx); free(again); free(avx2); free(want); free(bound);
+}
+
 /* ---- refusals ------------------------------------------------------------------------ */
 
 /* The arguments of one direct-convolution call on a 1 x h x 4 x 1 input, a 3 x kw kernel
@@ -335,6 +404,23 @@ static void check_refusals(void) {
         t = ok; t.n = 0; t.out0 = t.out1 = NULL; t.x = t.wgt = NULL;
         CHECK(forward_of(t) == PYNN_OK, "forward, no images, no pointers");
     }
+    /* the input gradient: n h w c kh kw sh sw pt pl oh ow f */
+    CHECK(pynn_conv2d_input_grad_work(0, 3, 1, 1) < 0 && pynn_conv2d_input_grad_work(3, 3, -1, 1) < 0,
+          "input_grad_work refusals");
+    CHECK(pynn_conv2d_input_grad(a, b, c, d, 64, 1, 2, 2, 1, 1, 1, 0, 1, 0, 0, 2, 2, 1) == PYNN_EINVAL,
+          "input grad, stride 0");
+    CHECK(pynn_conv2d_input_grad(a, b, c, d, 64, 1, 2, 2, 1, 1, 1, 1, 1, -1, 0, 2, 2, 1) == PYNN_EINVAL,
+          "input grad, pad < 0");
+    CHECK(pynn_conv2d_input_grad(NULL, b, c, d, 64, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 2, 2, 1) == PYNN_EINVAL,
+          "input grad, dx NULL");
+    CHECK(pynn_conv2d_input_grad(a, NULL, c, d, 64, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 2, 2, 1) == PYNN_EINVAL,
+          "input grad, dz NULL");
+    CHECK(pynn_conv2d_input_grad(a, b, NULL, d, 64, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 2, 2, 1) == PYNN_EINVAL,
+          "input grad, kernel NULL");
+    CHECK(pynn_conv2d_input_grad(a, b, c, NULL, 64, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 2, 2, 1) == PYNN_EINVAL,
+          "input grad, work NULL");
+    CHECK(pynn_conv2d_input_grad(NULL, NULL, NULL, NULL, 0, 0, 2, 2, 1, 1, 1, 1, 1, 0, 0, 2, 2, 1) ==
+              PYNN_OK, "input grad of no images, no pointers");
     CHECK(pynn_conv2d_direct_filter_work(-1, 4, 4, 1, 3, 3, 1, 1, 2, 2, 1) < 0 &&
           pynn_conv2d_direct_filter_work(1, 4, 4, 1, 3, 3, 0, 1, 2, 2, 1) < 0,
           "filter_work refusals");
@@ -398,12 +484,48 @@ int main(void) {
         {3, 4, 23, 1, 2, 2, 1, 1, 0, 1, 0, 1, 2},    /* two filters, 2x2 */
         {1, 3, 3, 1, 3, 3, 1, 1, 0, 0, 0, 0, 8},     /* one output position */
     };
+    /* the input gradient: 1 x 1 images, windows larger than the image ("same"), strides 2
+     * and 3 (phases with and without taps), 1 and 65+ channels (panel edges at every
+     * level), one filter and many, batch 1, valid and same, asymmetric padding (pad_top,
+     * pad_left are what the kernel sees; the bottom and right only change oh, ow), windows
+     * wholly in the padding, no output at all, and enough work for 2 threads; both tile
+     * kinds (channels in the lanes; filters in the lanes for 1 to 4 channels and F > 1) */
+    static const geometry dx_shapes[] = {
+        {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},
+        {2, 1, 1, 3, 3, 3, 1, 1, 1, 1, 1, 1, 5},     /* 1 x 1 image, 3x3 same */
+        {1, 2, 3, 2, 5, 5, 1, 1, 2, 2, 2, 2, 4},     /* 5x5 same on 2 x 3 */
+        {1, 3, 3, 1, 7, 4, 1, 1, 3, 1, 3, 2, 3},     /* taller and wider than the image */
+        {3, 7, 9, 5, 3, 2, 1, 1, 0, 0, 0, 0, 7},     /* valid */
+        {2, 6, 5, 1, 3, 3, 1, 1, 0, 1, 1, 0, 33},    /* asymmetric: top 0 / bottom 1 */
+        {2, 9, 8, 3, 3, 3, 2, 2, 0, 0, 1, 1, 6},     /* stride 2 same (TF: pad bottom) */
+        {2, 11, 10, 4, 5, 5, 2, 2, 1, 2, 2, 1, 9},   /* 5x5 stride 2 */
+        {1, 13, 12, 3, 5, 5, 2, 2, 0, 0, 0, 0, 48},  /* AlexNet's first layer, small */
+        {2, 10, 11, 2, 3, 3, 3, 3, 1, 0, 1, 2, 5},   /* stride 3 */
+        {1, 10, 10, 3, 2, 2, 3, 3, 0, 0, 0, 0, 4},   /* stride 3 > kernel: rows without taps */
+        {1, 9, 7, 2, 1, 3, 3, 1, 0, 1, 0, 1, 3},     /* strides 3 x 1 */
+        {2, 5, 6, 67, 3, 3, 1, 1, 1, 1, 1, 1, 3},    /* 67 channels */
+        {1, 4, 5, 65, 3, 3, 1, 1, 1, 1, 1, 1, 70},   /* 65 channels, 70 filters */
+        {1, 6, 6, 130, 1, 1, 1, 1, 0, 0, 0, 0, 17},  /* 130 channels, 1x1 */
+        {2, 5, 5, 48, 3, 3, 1, 1, 1, 1, 1, 1, 16},   /* 48: the 3-vector tile at AVX-512 */
+        {2, 4, 4, 1, 2, 2, 1, 1, 3, 3, 3, 3, 3},     /* windows wholly in the padding */
+        {1, 2, 2, 3, 3, 3, 1, 1, 0, 0, 0, 0, 4},     /* no output: dx is zero */
+        {0, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 4},     /* no images */
+        {3, 9, 9, 32, 3, 3, 1, 1, 1, 1, 1, 1, 20},   /* enough work for 2 threads */
+        {2, 12, 12, 24, 5, 5, 2, 2, 1, 1, 2, 2, 16}, /* and at stride 2 */
+        /* filters in the lanes (1 to 4 channels, F not 1): tails inside a vector, F = 48,
+         * and enough work for 2 threads */
+        {4, 28, 28, 1, 5, 5, 1, 1, 2, 2, 2, 2, 6},   /* LeNet's first layer */
+        {8, 16, 16, 3, 3, 3, 1, 1, 1, 1, 1, 1, 32},
+        {2, 9, 9, 2, 3, 3, 2, 2, 1, 1, 1, 1, 17},
+        {3, 8, 7, 4, 2, 3, 1, 3, 0, 1, 1, 1, 40},
+    };
     static const int acts[] = {PYNN_ACT_LINEAR, PYNN_ACT_RELU, PYNN_ACT_GELU, PYNN_ACT_TANH,
                                PYNN_ACT_LEAKY_RELU, PYNN_ACT_SIGMOID};
     size_t s;
     ctest_seed(4);
     check_refusals();
     for (s = 0; s < sizeof cols_shapes / sizeof cols_shapes[0]; s++) check_im2col(&cols_shapes[s]);
+    for (s = 0; s < sizeof dx_shapes / sizeof dx_shapes[0]; s++) check_input_grad(&dx_shapes[s]);
     for (s = 0; s < sizeof direct_shapes / sizeof direct_shapes[0]; s++) {
         check_direct(&direct_shapes[s], acts[s % 6], s % 2 == 0);
         if (s < 2) check_direct(&direct_shapes[s], PYNN_ACT_LINEAR, 1);   /* y = z */
