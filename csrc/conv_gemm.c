@@ -4,20 +4,22 @@
  *   forward          z (rows x f) = cols (rows x K) wgt (K x f) + bias, y = act(z)
  *   filter gradient  dW^T (f x K) = dz^T (f x rows) cols (rows x K), K split
  *
- * rows = n*oh*ow output positions, K = kh*kw*c window entries.  The loops are the GEMM's
- * (gemm.c: Goto/BLIS blocking, the dispatch level's micro-kernel, MR, NR, MC, KC, NC); only
- * the packing of the cols operand differs: its micro-panels are copied straight from the
- * NHWC image x, where the GEMM would read them from cols.  cols is a hundred megabytes for
- * a VGG layer at batch 64 (im2col wrote it, the GEMM read it back from memory); x is a
- * few, read from cache.
+ * rows = n*oh*ow output positions, K = kh*kw*c window entries.  The operand cols is never
+ * made: it was a hundred megabytes for a VGG layer at batch 64, written by im2col and read
+ * back from memory by the GEMM; x is a few, read from cache.
  *
- *   forward: A = cols, MR rows (positions) at a time: for each window row a, each of the
- *     panel's positions has one source line of span = kw*c floats (x itself, the zero line
- *     for a row in the padding, or a scratch copy with zeros for a window across the left
- *     or right edge); the level's pack_rows transposes those lines into the micro-panel.
- *     B = wgt is packed once per call (K x f floats), shared by the threads.
- *   filter gradient: B = cols, kc positions x NR entries per micro-panel: each position's
- *     window copied, line by line, into the panels it spans.  A = dz^T packs as in gemm.c.
+ * At PYNN_LEVEL_AVX512 (conv_gemm_avx512.c, contracts in conv_gemm_internal.h):
+ *   forward: tiles of 12 positions x 32 filters (8 x 48 when f is a multiple of 48 but not
+ *     of 32) broadcast A straight from each position's window lines -- x itself, the zero
+ *     line for a row in the padding, or a scratch copy with zeros for a window across the
+ *     left or right edge -- so A is never packed; wgt is packed once per call; bias and
+ *     ReLU / leaky ReLU / linear are applied in the tile's store.
+ *   filter gradient: each K block of positions is copied into an L2-sized block of cols
+ *     rows (im2col of kc positions) and multiplied, unpacked, with dz's rows in tiles of mr
+ *     window entries (mr in [6, 12] chosen to divide K) x 16-48 filters.
+ * At the other levels the GEMM's loops and micro-kernel (gemm.c: MR, NR, MC, KC, NC) run on
+ * panels packed straight from x: the forward's A micro-panels from the window lines, the
+ * filter gradient's B micro-panels (kc positions x NR entries) line by line.
  *
  * Determinism: every element of z is summed by one micro-kernel call per K block, the K
  * blocks in order, as in gemm.c, with the same packed values: the forward gives bitwise
@@ -25,10 +27,12 @@
  * count (threads take fixed-size bands of whole MR-row panels; the rows of a band change
  * nothing in an element's arithmetic).  The filter gradient cuts the positions into the
  * chunks of pynn_sgemm_ksplit (fixed by the shape), one thread per chunk, its partial
- * dW^T summed over KC blocks in order; the partials are then added in chunk order, and the
- * sum written straight into dW's (K x f) layout: bitwise pynn_sgemm_ksplit's result on
- * cols when that splits (K >= 512 positions), transposed.  The level changes the results
- * as it changes the GEMM's (its micro-kernel and blocking).
+ * summed over KC blocks of positions in order; the partials are then added in chunk order
+ * into dW's (K x f) layout: bitwise pynn_sgemm_ksplit's result on cols, transposed, when
+ * that splits (more than 256 positions).  The AVX-512 tiles compute every element with
+ * the same FMA chain as the packed micro-kernel (a product's factors commute exactly), so
+ * they give the same numbers too.  The level changes the results as it changes the GEMM's
+ * (its micro-kernel's arithmetic and blocking).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +47,9 @@ static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; 
 
 /* ---- packing ------------------------------------------------------------------ */
 
-void pynn_conv_pack_rows_ref(float *ap, const float *const *src, int64_t off, int64_t m,
-                             int64_t len, int64_t mr) {
+/* ap[s*mr + i] = src[i][off + s] for s < len, i < m; zero for m <= i < mr. */
+static void pack_rows(float *ap, const float *const *src, int64_t off, int64_t m, int64_t len,
+                      int64_t mr) {
     int64_t s, i;
     for (s = 0; s < len; s++) {                   /* K: columns of the panel */
         for (i = 0; i < m; i++)                   /* M: down the column */
@@ -54,18 +59,10 @@ void pynn_conv_pack_rows_ref(float *ap, const float *const *src, int64_t off, in
     }
 }
 
-static pynn_conv_pack_rows_fn conv_pack_rows(const pynn_gemm_kernel_info *ki) {
-#ifdef PYNN_HAVE_X86_KERNELS
-    if (ki->id == PYNN_LEVEL_AVX512 && ki->mr <= 16) return pynn_conv_pack_rows_avx512;
-#endif
-    return pynn_conv_pack_rows_ref;
-}
-
 /* The forward's A micro-panel: cols rows [g0, g0 + m), entries [pc, pc + kc), as
  * ap[p*mr + i] (gemm_internal.h).  scratch: mr * span floats; zeros: span zeros. */
 static void pack_a_windows(float *ap, const pynn_conv_geom *g, int64_t g0, int64_t m, int64_t pc,
-                           int64_t kc, int64_t mr, float *scratch, const float *zeros,
-                           pynn_conv_pack_rows_fn pack_rows) {
+                           int64_t kc, int64_t mr, float *scratch, const float *zeros) {
     pynn_conv_pos pos[16];
     const float *src[16];
     const int64_t a0 = pc / g->span, a1 = (pc + kc - 1) / g->span;
@@ -287,7 +284,6 @@ int pynn_conv_gemm_forward(float *z, float *y, const float *x, const float *wgt,
             }
         }
         {
-            const pynn_conv_pack_rows_fn pack_rows = conv_pack_rows(ki);
             float *const thread_base = zeros + round_up(g.span, 16);
             const int has_epilogue = bias != NULL || (y != NULL && act != PYNN_ACT_SOFTMAX);
             int t;
@@ -308,8 +304,7 @@ int pynn_conv_gemm_forward(float *z, float *y, const float *x, const float *wgt,
                         const float *bblock = bbuf + pc * n_panels * NR;
                         for (is = 0; is < mp; is++)              /* M: micro-panels of A */
                             pack_a_windows(abuf + is * MR * kc, &g, ic + is * MR,
-                                           min_i64(MR, mc - is * MR), pc, kc, MR, scratch, zeros,
-                                           pack_rows);
+                                           min_i64(MR, mc - is * MR), pc, kc, MR, scratch, zeros);
                         for (js = 0; js < n_panels; js++) {      /* N: micro-panels of B */
                             const int64_t j0 = js * NR, nn = min_i64(NR, N - j0);
                             for (is = 0; is < mp; is++) {        /* M: tiles down z */

@@ -1,39 +1,15 @@
-/* conv_gemm_avx512.c -- the implicit GEMM's packing at PYNN_LEVEL_AVX512 (conv_gemm.c),
- * compiled with -mavx512f/vl/dq/bw.  Packing only moves values: the results are those of
- * the portable routine (conv_gemm_internal.h). */
+/* conv_gemm_avx512.c -- the implicit GEMM's tiles and block copies at PYNN_LEVEL_AVX512
+ * (conv_gemm.c), compiled with -mavx512f/vl/dq/bw.  Contracts: conv_gemm_internal.h. */
 #include "internal.h"
 #include "conv_gemm_internal.h"
 
 #ifdef PYNN_HAVE_X86_KERNELS
 #include <immintrin.h>
-#include "avx512_transpose.h"
 
 /* Lanes [0, n) of a 16-float vector, n clamped to [0, 16]. */
 static inline __mmask16 lane_mask(int64_t n) {
     return n >= 16 ? (__mmask16)0xFFFF : (n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u));
 }
-
-/* 16 columns of the m source lines at a time: 16 masked row loads, a 16 x 16 transpose
- * in registers, 16 stores of mr lanes. */
-void pynn_conv_pack_rows_avx512(float *ap, const float *const *src, int64_t off, int64_t m,
-                                int64_t len, int64_t mr) {
-    const __mmask16 panel_rows = lane_mask(mr);
-    int64_t s0;
-    int i, p;
-    for (s0 = 0; s0 < len; s0 += 16) {        /* K: 16 columns of the panel at a time */
-        const int64_t w = len - s0 < 16 ? len - s0 : 16;
-        const __mmask16 cols = lane_mask(w);
-        __m512 r[16];
-#pragma GCC unroll 16
-        for (i = 0; i < 16; i++)              /* M: lines, zero past m */
-            r[i] = i < m ? _mm512_maskz_loadu_ps(cols, src[i] + off + s0) : _mm512_setzero_ps();
-        avx512_transpose16(r);
-#pragma GCC unroll 16
-        for (p = 0; p < 16; p++)              /* K: one packed column of mr floats */
-            if (p < w) _mm512_mask_storeu_ps(ap + (s0 + p) * mr, panel_rows, r[p]);
-    }
-}
-
 
 /* ---- the forward's tiles: A broadcast straight from the window lines ---------------
  * No packed A: each step of K broadcasts the tile's MR values from the MR lines of the

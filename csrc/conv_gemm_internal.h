@@ -84,17 +84,6 @@ static inline void pynn_conv_pos_next(const pynn_conv_geom *g, pynn_conv_pos *p)
     p->img++;
 }
 
-/* ap[s*mr + i] = src[i][off + s] for s < len, i < m; zero for m <= i < mr.  1 <= m <= mr
- * and mr <= 16 (the portable routine takes any mr).  Only moves values. */
-typedef void (*pynn_conv_pack_rows_fn)(float *ap, const float *const *src, int64_t off,
-                                       int64_t m, int64_t len, int64_t mr);
-
-void pynn_conv_pack_rows_ref(float *ap, const float *const *src, int64_t off, int64_t m,
-                             int64_t len, int64_t mr);
-#ifdef PYNN_HAVE_X86_KERNELS
-void pynn_conv_pack_rows_avx512(float *ap, const float *const *src, int64_t off, int64_t m,
-                                int64_t len, int64_t mr);   /* conv_gemm_avx512.c */
-#endif
 
 /* One tile of the forward without a packed A (AVX-512): rows i < m of z at c (row stride
  * ldc), columns j < n (n <= nr), summed over window entries [pc, pc + kc) in order:

@@ -12,7 +12,6 @@
 
 #ifdef PYNN_HAVE_X86_KERNELS
 #include <immintrin.h>
-#include "avx512_transpose.h"
 
 /* The shape and blocking can be overridden with -D for tuning experiments. */
 #ifndef AVX512_MR
@@ -97,6 +96,42 @@ static void gemm_ukernel_avx512(float *c, const float *a, const float *b,
 #if AVX512_MR > 16
 #error "the AVX-512 A packing transposes at most 16 rows"
 #endif
+
+/* r[c] := column c of the 16 x 16 block whose rows are r[0..15]. */
+static inline void avx512_transpose16(__m512 r[16]) {
+    __m512 t[16];
+    int g, q;
+#pragma GCC unroll 8
+    for (g = 0; g < 16; g += 2) {             /* row pairs: interleave floats */
+        t[g] = _mm512_unpacklo_ps(r[g], r[g + 1]);
+        t[g + 1] = _mm512_unpackhi_ps(r[g], r[g + 1]);
+    }
+#pragma GCC unroll 4
+    for (g = 0; g < 16; g += 4) {             /* row quads: interleave pairs */
+        const __m512d t0 = _mm512_castps_pd(t[g]), t1 = _mm512_castps_pd(t[g + 1]);
+        const __m512d t2 = _mm512_castps_pd(t[g + 2]), t3 = _mm512_castps_pd(t[g + 3]);
+        r[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+        r[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+        r[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+        r[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+    }
+    /* Now 128-bit lane L of r[4g + q] holds rows 4g..4g+3 of column 4L + q:
+     * a 4 x 4 transpose of lanes finishes the job. */
+#pragma GCC unroll 4
+    for (q = 0; q < 4; q++) {                 /* columns q, 4 + q, 8 + q, 12 + q */
+        const __m512 u0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x44);
+        const __m512 u1 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xEE);
+        const __m512 u2 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x44);
+        const __m512 u3 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xEE);
+        t[q] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        t[4 + q] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+        t[8 + q] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        t[12 + q] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+    }
+#pragma GCC unroll 16
+    for (g = 0; g < 16; g++)                  /* columns of the block */
+        r[g] = t[g];
+}
 
 /* A micro-panel; the transpose path serves A as stored (cs == 1). */
 static void avx512_pack_a(float *ap, const float *a, int64_t rs, int64_t cs,
