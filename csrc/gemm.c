@@ -128,6 +128,22 @@ static void workspace_release(gemm_workspace *ws) {
 #endif
 }
 
+/* The same cache for the convolution's implicit GEMM (conv_gemm.c, gemm_internal.h). */
+int pynn_gemm_workspace_acquire(float **base, void **owned, size_t floats) {
+    gemm_workspace ws = {NULL, NULL};
+    const int status = workspace_acquire(&ws, floats);
+    *base = ws.base;
+    *owned = ws.owned;
+    return status;
+}
+
+void pynn_gemm_workspace_release(float *base, void *owned) {
+    gemm_workspace ws;
+    ws.base = base;
+    ws.owned = owned;
+    workspace_release(&ws);
+}
+
 /* ---- packing ------------------------------------------------------------ */
 
 /* Floats in a 64-byte cache line: the step in which packing walks K when the

@@ -49,6 +49,12 @@ void pynn_gemm_pack_a_ref(float *ap, const float *a, int64_t rs, int64_t cs,
 void pynn_gemm_pack_b_ref(float *bp, const float *b, int64_t rs, int64_t cs,
                           int64_t kc, int64_t n, int64_t nr);
 
+/* The GEMM's cached packing workspace (gemm.c), for other drivers of the micro-kernels
+ * (conv_gemm.c): *base is 64-byte aligned and holds `floats` floats until the matching
+ * release; *owned is a per-call allocation to free there (NULL for the cache). */
+int pynn_gemm_workspace_acquire(float **base, void **owned, size_t floats);
+void pynn_gemm_workspace_release(float *base, void *owned);
+
 /* ---- the small-problem path ------------------------------------------------
  *
  * Products too small to repay packing (a few dozen rows and columns: every GEMM of

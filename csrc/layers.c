@@ -10,6 +10,7 @@
  */
 #include <string.h>
 #include "internal.h"
+#include "conv_gemm_internal.h"
 
 /* Dense backward: dz = act'(z) dy (in place, with the bias gradient in the same pass when
  * there is one), then dW = x^T dz and dx = dz W^T. */
@@ -53,28 +54,30 @@ static int conv_args_ok(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, 
            act >= PYNN_ACT_LINEAR && act <= PYNN_ACT_GELU;
 }
 
-/* Conv2D forward: the direct kernel for tiny kernels, else im2col into cols and one GEMM
- * with bias and activation in its epilogue: z (n*oh*ow x f) = cols @ wgt (kh*kw*c x f). */
+/* Conv2D forward: the direct kernel for tiny kernels, else the implicit GEMM (conv_gemm.c)
+ * with bias and activation in its epilogue: z (n*oh*ow x f) = cols @ wgt (kh*kw*c x f), the
+ * windows read from x, not from cols, which the forward no longer writes. */
 int pynn_conv2d_forward(float *z, float *y, float *cols, const float *x, const float *wgt,
                         const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
                         int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
                         float alpha) {
-    const int64_t k = kh * kw * c;
-    int status;
     PYNN_RETURN_IF(!conv_args_ok(n, h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow, f, act),
                    PYNN_EINVAL);
     if (pynn_conv2d_direct_supported(kh, kw, c, f, act))
         return pynn_conv2d_direct_forward(z, y, x, wgt, bias, n, h, w, c, kh, kw, sh, sw,
                                           pad_top, pad_left, oh, ow, f, act, alpha);
-    status = pynn_im2col(cols, x, n, h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow);
-    if (status != PYNN_OK) return status;
-    return pynn_sgemm_bias_act(z, y, cols, wgt, bias, 0, 0, n * oh * ow, f, k, act, alpha);
+    PYNN_RETURN_IF(z == NULL && n * oh * ow * f > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(x == NULL && n * oh * ow * kh * kw * c > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(wgt == NULL && kh * kw * c * f > 0, PYNN_EINVAL);
+    (void)cols;
+    return pynn_conv_gemm_forward(z, y, x, wgt, bias, n, h, w, c, kh, kw, sh, sw, pad_top,
+                                  pad_left, oh, ow, f, act, alpha);
 }
 
-/* Floats of work for the im2col path: dW^T (f x k) and the K-split partial products. */
+/* Floats of work for the GEMM path: the filter gradient's K-split partial products. */
 static int64_t gemm_path_work(int64_t rows, int64_t k, int64_t f) {
-    return k * f * (1 + pynn_sgemm_ksplit_chunks(f, k, rows));
+    return pynn_conv_gemm_filter_partials(rows, k, f);
 }
 
 /* Floats of work for the direct path: the filter gradient's chunk partials, and a dW to
@@ -110,13 +113,14 @@ int64_t pynn_conv2d_backward_work(int64_t n, int64_t h, int64_t w, int64_t c, in
 /* Conv2D backward.
  *   direct: the filter gradient (dz, dW and db in one pass) by conv_direct.c, its chunk
  *     partials in work;
- *   im2col: dz (and db) by the activation kernels, then dW^T (f x k) = dz^T cols.  The
- *     GEMM splits M and N, and this orientation puts the long side (the kernel's rows) on
- *     N, where the micro-kernel's wide NR tile is filled, instead of the few filters; K
- *     (the batch's output positions) is long and the output small, so the product is cut
- *     along K into chunks fixed by the shape (sgemm_ksplit), then transposed into dW.
+ *   GEMM: dz (and db) by the activation kernels, then dW^T (f x k) = dz^T (the windows of
+ *     x) by the implicit GEMM (conv_gemm.c: the windows read from x, no im2col matrix).  That orientation puts the
+ *     long side (the kernel's rows) on N, where the micro-kernel's wide NR tile is filled,
+ *     instead of the few filters; K (the batch's output positions) is long and the output
+ *     small, so the product is cut along K into chunks fixed by the shape (those of
+ *     sgemm_ksplit, their partials in work), then added into dW.
  * Both then compute dx straight from dz and the kernel (conv_dx.c), its packed kernel in
- * work, which the filter gradient no longer needs: the input gradient never uses cols. */
+ * work.  Neither reads nor writes cols (kept in the signature; may be NULL). */
 int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols, float *work,
                          int64_t work_size, const float *x, const float *wgt, const float *z,
                          const float *y, int64_t n, int64_t h, int64_t w, int64_t c,
@@ -125,6 +129,7 @@ int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols
                          float alpha) {
     const int64_t k = kh * kw * c, rows = n * oh * ow;
     int status;
+    (void)cols;
     PYNN_RETURN_IF(!conv_args_ok(n, h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow, f, act),
                    PYNN_EINVAL);
     PYNN_RETURN_IF(work == NULL ||
@@ -132,10 +137,6 @@ int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols
                    PYNN_EINVAL);
     PYNN_RETURN_IF((dy == NULL || z == NULL || y == NULL) && rows * f > 0, PYNN_EINVAL);
     PYNN_RETURN_IF((x == NULL && n * h * w * c > 0) || (wgt == NULL && k * f > 0), PYNN_EINVAL);
-    /* cols: only the GEMM path's filter gradient reads it */
-    PYNN_RETURN_IF(cols == NULL && rows * k > 0 && dw != NULL &&
-                       !pynn_conv2d_direct_supported(kh, kw, c, f, act),
-                   PYNN_EINVAL);
 
     if (rows * f == 0) {
         /* no output positions: every gradient is zero (the kernels below refuse NULLs) */
@@ -164,16 +165,9 @@ int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols
             status = pynn_activation_backward(dy, z, y, dy, rows, f, act, alpha);
         if (status != PYNN_OK) return status;
         if (dw != NULL && k > 0) {
-            float *dw_t = work, *partials = work + k * f;
-            int64_t p;
-            status = pynn_sgemm_ksplit(dw_t, partials, dy, cols, 1, 0, f, k, rows, f, k, k);
+            status = pynn_conv_gemm_filter_grad(dw, work, dy, x, n, h, w, c, kh, kw, sh, sw,
+                                                pad_top, pad_left, oh, ow, f);
             if (status != PYNN_OK) return status;
-            /* rows of dW (window entries): each written by one thread */
-            PYNN_PARALLEL_FOR(pynn_threads_for(k * f),
-                for (p = 0; p < k; p++) {
-                    int64_t q;
-                    for (q = 0; q < f; q++) dw[p * f + q] = dw_t[q * k + p];
-                });
         }
     }
     if (dx != NULL) {

@@ -483,9 +483,9 @@ int pynn_dense_backward(float *dw, float *db, float *dx, float *dy, const float 
 
 /* Convolution with bias and activation, NHWC, Keras kernel layout (kh, kw, c, f):
  *   z (n, oh, ow, f) = conv(x, wgt) + bias (bias may be NULL); y = act(z), y may be z.
- * cols (n*oh*ow x kh*kw*c) is the workspace the backward reads back: the function takes
- * the direct kernel when pynn_conv2d_direct_supported says so (cols then unused), else
- * im2col(x) into cols and the GEMM with its fused epilogue. */
+ * cols (n*oh*ow x kh*kw*c) is not read or written (the backward's scratch): the function
+ * takes the direct kernel when pynn_conv2d_direct_supported says so, else the implicit GEMM
+ * (the windows read from x, no im2col) with bias and activation in its epilogue. */
 int pynn_conv2d_forward(float *z, float *y, float *cols, const float *x, const float *wgt,
                         const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
@@ -495,9 +495,8 @@ int pynn_conv2d_forward(float *z, float *y, float *cols, const float *x, const f
 int64_t pynn_conv2d_backward_work(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
                                   int64_t kw, int64_t sh, int64_t sw, int64_t oh, int64_t ow,
                                   int64_t f);
-/* Backward of pynn_conv2d_forward with the same operands; cols as the forward left it
- * (read for dw on the im2col path, never written; NULL is fine without dw, and on the
- * direct path); dy (n, oh, ow, f) is overwritten with dz.  Out: dw (kh, kw, c, f),
+/* Backward of pynn_conv2d_forward with the same operands; cols is not used (no path
+ * materialises im2col any more; it may be NULL); dy (n, oh, ow, f) is overwritten with dz.  Out: dw (kh, kw, c, f),
  * db (f,), dx (n, h, w, c); each may be NULL.  work holds work_size >=
  * pynn_conv2d_backward_work(...) floats: nothing is allocated per call. */
 int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols, float *work,

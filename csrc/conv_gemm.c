@@ -1,0 +1,533 @@
+/* conv_gemm.c -- a convolution's forward and filter gradient as an implicit GEMM: the
+ * products of im2col + GEMM (conv.c, gemm.c) without the cols matrix.
+ *
+ *   forward          z (rows x f) = cols (rows x K) wgt (K x f) + bias, y = act(z)
+ *   filter gradient  dW^T (f x K) = dz^T (f x rows) cols (rows x K), K split
+ *
+ * rows = n*oh*ow output positions, K = kh*kw*c window entries.  The operand cols is never
+ * made: it was a hundred megabytes for a VGG layer at batch 64, written by im2col and read
+ * back from memory by the GEMM; x is a few, read from cache.
+ *
+ * At PYNN_LEVEL_AVX512 (conv_gemm_avx512.c, contracts in conv_gemm_internal.h):
+ *   forward: tiles of 12 positions x 32 filters (8 x 48 when f is a multiple of 48 but not
+ *     of 32) broadcast A straight from each position's window lines -- x itself, the zero
+ *     line for a row in the padding, or a scratch copy with zeros for a window across the
+ *     left or right edge -- so A is never packed; wgt is packed once per call; bias and
+ *     ReLU / leaky ReLU / linear are applied in the tile's store.
+ *   filter gradient: each K block of positions is copied into an L2-sized block of cols
+ *     rows (im2col of kc positions) and multiplied, unpacked, with dz's rows in tiles of mr
+ *     window entries (mr in [6, 12] chosen to divide K) x 16-48 filters.
+ * At the other levels the GEMM's loops and micro-kernel (gemm.c: MR, NR, MC, KC, NC) run on
+ * panels packed straight from x: the forward's A micro-panels from the window lines, the
+ * filter gradient's B micro-panels (kc positions x NR entries) line by line.
+ *
+ * Determinism: every element of z is summed by one micro-kernel call per K block, the K
+ * blocks in order, as in gemm.c, with the same packed values: the forward gives bitwise
+ * the numbers of im2col + pynn_sgemm_bias_act on the blocked path, whatever the thread
+ * count (threads take fixed-size bands of whole MR-row panels; the rows of a band change
+ * nothing in an element's arithmetic).  The filter gradient cuts the positions into the
+ * chunks of pynn_sgemm_ksplit (fixed by the shape), one thread per chunk, its partial
+ * summed over KC blocks of positions in order; the partials are then added in chunk order
+ * into dW's (K x f) layout: bitwise pynn_sgemm_ksplit's result on cols, transposed, when
+ * that splits (more than 256 positions).  The AVX-512 tiles compute every element with
+ * the same FMA chain as the packed micro-kernel (a product's factors commute exactly), so
+ * they give the same numbers too.  The level changes the results as it changes the GEMM's
+ * (its micro-kernel's arithmetic and blocking).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+#include "gemm_internal.h"
+#include "conv_gemm_internal.h"
+#include "act_elementwise.h"
+
+static int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+/* ---- packing ------------------------------------------------------------------ */
+
+/* ap[s*mr + i] = src[i][off + s] for s < len, i < m; zero for m <= i < mr. */
+static void pack_rows(float *ap, const float *const *src, int64_t off, int64_t m, int64_t len,
+                      int64_t mr) {
+    int64_t s, i;
+    for (s = 0; s < len; s++) {                   /* K: columns of the panel */
+        for (i = 0; i < m; i++)                   /* M: down the column */
+            ap[s * mr + i] = src[i][off + s];
+        for (i = m; i < mr; i++)                  /* M: padding rows */
+            ap[s * mr + i] = 0.0f;
+    }
+}
+
+/* The forward's A micro-panel: cols rows [g0, g0 + m), entries [pc, pc + kc), as
+ * ap[p*mr + i] (gemm_internal.h).  scratch: mr * span floats; zeros: span zeros. */
+static void pack_a_windows(float *ap, const pynn_conv_geom *g, int64_t g0, int64_t m, int64_t pc,
+                           int64_t kc, int64_t mr, float *scratch, const float *zeros) {
+    pynn_conv_pos pos[16];
+    const float *src[16];
+    const int64_t a0 = pc / g->span, a1 = (pc + kc - 1) / g->span;
+    int64_t a, i;
+    for (i = 0; i < m; i++) pos[i] = pynn_conv_pos_of(g, g0 + i);
+    for (a = a0; a <= a1; a++) {                  /* K: window rows in the block */
+        const int64_t s0 = max_i64(pc, a * g->span) - a * g->span;
+        const int64_t s1 = min_i64(pc + kc, (a + 1) * g->span) - a * g->span;
+        for (i = 0; i < m; i++)                   /* M: the panel's positions */
+            src[i] = pynn_conv_window_row(g, &pos[i], a, scratch + i * g->span, zeros);
+        pack_rows(ap + (a * g->span + s0 - pc) * mr, src, s0, m, s1 - s0, mr);
+    }
+}
+
+/* The filter gradient's B panel: positions [q0, q0 + kc) (rows of the panel) by cols
+ * entries [jc, jc + nc), cut into NR-wide micro-panels bp[js*nr*kc + p*nr + j]
+ * (gemm_internal.h), zero past nc.  scratch: span floats; zeros: span zeros. */
+static void pack_b_windows(float *bp, const pynn_conv_geom *g, int64_t q0, int64_t kc, int64_t jc,
+                           int64_t nc, int64_t nr, float *scratch, const float *zeros) {
+    const int64_t a0 = jc / g->span, a1 = (jc + nc - 1) / g->span;
+    const int64_t last = (nc - 1) / nr, filled = nc - last * nr;
+    int64_t q, a, t, j;
+    for (q = 0; q < kc; q++) {                    /* K: positions, rows of the panels */
+        const pynn_conv_pos pos = pynn_conv_pos_of(g, q0 + q);
+        for (a = a0; a <= a1; a++) {              /* N: window rows in the panel */
+            const float *src = pynn_conv_window_row(g, &pos, a, scratch, zeros) - a * g->span;
+            const int64_t t1 = min_i64(jc + nc, (a + 1) * g->span);
+            for (t = max_i64(jc, a * g->span); t < t1;) {   /* N: runs within a micro-panel */
+                const int64_t js = (t - jc) / nr, off = (t - jc) - js * nr;
+                const int64_t run = min_i64(t1 - t, nr - off);
+                float *dst = bp + js * nr * kc + q * nr + off;
+                const float *s = src + t;
+                for (j = 0; j < run; j++) dst[j] = s[j];
+                t += run;
+            }
+        }
+        for (j = filled; j < nr; j++)             /* N: padding columns */
+            bp[last * nr * kc + q * nr + j] = 0.0f;
+    }
+}
+
+/* ---- the forward ------------------------------------------------------------- */
+
+/* Below this many multiply-adds the product runs on one thread (gemm.c's rule). */
+#define CONV_GEMM_MIN_PARALLEL_MACS ((int64_t)1 << 17)
+
+static const pynn_gemm_kernel_info *conv_kernel(void) {
+    return pynn_gemm_kernel_info_of(pynn_level());
+}
+
+/* z = bias (or 0), y = act(z): the product when K == 0. */
+static void forward_no_k(float *z, float *y, const float *bias, int64_t rows, int64_t f,
+                         int act, float alpha) {
+    int64_t i, j;
+    for (i = 0; i < rows; i++) {                  /* M: rows of z */
+        for (j = 0; j < f; j++) z[i * f + j] = bias != NULL ? bias[j] : 0.0f;
+        if (y != NULL && act != PYNN_ACT_SOFTMAX)
+            (void)pynn_act_span(y + i * f, z + i * f, f, act, alpha);
+    }
+}
+
+/* ---- the forward on the AVX-512 tiles: no packed A ---------------------------------
+ * Tiles of MR output positions by NR filters (conv_gemm_internal.h, pynn_conv_tile): each
+ * tile's rows read their windows where they lie (x, the zero line, or a scratch copy at a
+ * left or right edge), so A is never packed; wgt is packed once per call.  Blocks of
+ * TILE_BLOCK tiles share the window lines, built once per block, and each K block of a
+ * micro-panel of wgt (kc x NR, in L1) is used by all the block's tiles in turn.  The same
+ * K blocks (the GEMM's KC) and FMA chains as the packed path: the same numbers. */
+#define TILE_BLOCK 8
+
+#ifdef PYNN_HAVE_X86_KERNELS
+static int forward_tiles(const pynn_conv_geom *g, float *z, float *y, const float *wgt,
+                         const float *bias, int act, float alpha, int64_t KC) {
+    const int wide = g->f % 32 != 0 && g->f % 48 == 0;   /* 48, 144, ...: 8 x 48 tiles */
+    void (*const tile_fn)(const pynn_conv_tile *) =
+        wide ? pynn_conv_tile_avx512_8x48 : pynn_conv_tile_avx512_12x32;
+    const int64_t MR = wide ? 8 : 12, NR = wide ? 48 : 32;
+    const int64_t M = g->rows, N = g->f, K = g->k;
+    const int64_t n_panels = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR;
+    const int64_t b_floats = round_up(K * n_panels * NR, 16);
+    const int64_t line_ptrs = TILE_BLOCK * MR * g->kh;
+    /* per thread: the block's line pointers (2 floats each), then its edge copies */
+    const int64_t per_thread = round_up(2 * line_ptrs + TILE_BLOCK * MR * K, 16);
+    const int fused_act = act == PYNN_ACT_LINEAR || act == PYNN_ACT_RELU ||
+                          act == PYNN_ACT_LEAKY_RELU;
+    float *base, *bbuf, *zeros, *thread_base;
+    void *owned;
+    int nthreads, status, t;
+    int64_t pc, js;
+    nthreads = M * N * K < CONV_GEMM_MIN_PARALLEL_MACS ? 1 : pynn_threads();
+    if (nthreads > tiles) nthreads = (int)tiles;
+    status = pynn_gemm_workspace_acquire(
+        &base, &owned, (size_t)(b_floats + round_up(g->span, 16) + nthreads * per_thread));
+    if (status != PYNN_OK) return status;
+    bbuf = base;
+    zeros = base + b_floats;
+    thread_base = zeros + round_up(g->span, 16);
+    memset(zeros, 0, (size_t)g->span * sizeof(float));
+    for (pc = 0; pc < K; pc += KC) {              /* K: depth blocks */
+        const int64_t kc = min_i64(KC, K - pc);
+        for (js = 0; js < n_panels; js++)         /* N: micro-panels of wgt */
+            pynn_gemm_pack_b_ref(bbuf + pc * n_panels * NR + js * NR * kc, wgt + pc * N + js * NR,
+                                 N, 1, kc, min_i64(NR, N - js * NR), NR);
+    }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static, 1) num_threads(nthreads) if (nthreads > 1)
+#endif
+    for (t = 0; t < nthreads; t++) {              /* bands of whole tiles */
+        const float **lines = (const float **)(void *)(thread_base + t * per_thread);
+        float *scratch = thread_base + t * per_thread + 2 * line_ptrs;
+        const int64_t t0 = tiles * t / nthreads, t1 = tiles * (t + 1) / nthreads;
+        int64_t tb, ti, i, a, pc2, js2;
+        for (tb = t0; tb < t1; tb += TILE_BLOCK) {            /* M: blocks of tiles */
+            const int64_t nt = min_i64(TILE_BLOCK, t1 - tb);
+            pynn_conv_pos pos = pynn_conv_pos_of(g, tb * MR);
+            for (ti = 0; ti < nt; ti++)                       /* M: the block's tiles */
+                for (i = 0; i < MR; i++) {                    /* M: a tile's positions */
+                    const int64_t row = (tb + ti) * MR + i;
+                    const float **ln = lines + ti * g->kh * MR + i;
+                    if (row >= M) {                           /* past the end: not stored */
+                        for (a = 0; a < g->kh; a++) ln[a * MR] = zeros;
+                        continue;
+                    }
+                    if (pynn_conv_pos_inside(g, &pos)) {      /* the window in the image */
+                        const float *w0 = g->x + ((pos.img * g->h + pos.r0) * g->w + pos.q0) * g->c;
+                        for (a = 0; a < g->kh; a++) ln[a * MR] = w0 + a * g->w * g->c;
+                    } else {
+                        for (a = 0; a < g->kh; a++)           /* K: window rows */
+                            ln[a * MR] = pynn_conv_window_row(
+                                g, &pos, a, scratch + ((ti * MR + i) * g->kh + a) * g->span,
+                                zeros);
+                    }
+                    pynn_conv_pos_next(g, &pos);
+                }
+            for (pc2 = 0; pc2 < K; pc2 += KC) {               /* K: depth blocks, in order */
+                const int64_t kc = min_i64(KC, K - pc2);
+                const int last_k = pc2 + kc == K;
+                for (js2 = 0; js2 < n_panels; js2++) {        /* N: micro-panels of wgt */
+                    const int64_t j0 = js2 * NR, nn = min_i64(NR, N - j0);
+                    for (ti = 0; ti < nt; ti++) {             /* M: the block's tiles */
+                        const int64_t i0 = (tb + ti) * MR;
+                        pynn_conv_tile tl;
+                        tl.lines = lines + ti * g->kh * MR;
+                        tl.span = g->span;
+                        tl.pc = pc2;
+                        tl.kc = kc;
+                        tl.b = bbuf + pc2 * n_panels * NR + js2 * NR * kc;
+                        tl.c = z + i0 * N + j0;
+                        tl.ldc = N;
+                        tl.m = min_i64(MR, M - i0);
+                        tl.n = nn;
+                        tl.accumulate = pc2 > 0;
+                        tl.bias = last_k && bias != NULL ? bias + j0 : NULL;
+                        tl.y = last_k && y != NULL && fused_act ? y + i0 * N + j0 : NULL;
+                        tl.act = act;
+                        tl.alpha = alpha;
+                        tile_fn(&tl);
+                        if (last_k && y != NULL && !fused_act && act != PYNN_ACT_SOFTMAX)
+                            for (i = 0; i < tl.m; i++)        /* M: the finished rows */
+                                (void)pynn_act_span(y + (i0 + i) * N + j0, z + (i0 + i) * N + j0,
+                                                    nn, act, alpha);
+                    }
+                }
+            }
+        }
+    }
+    pynn_gemm_workspace_release(base, owned);
+    return PYNN_OK;
+}
+#endif
+
+int pynn_conv_gemm_forward(float *z, float *y, const float *x, const float *wgt,
+                           const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
+                           int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                           int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
+                           float alpha) {
+    const pynn_conv_geom g = pynn_conv_geom_of(x, n, h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh,
+                                     ow, f);
+    const pynn_gemm_kernel_info *ki = conv_kernel();
+    const int64_t M = g.rows, N = f, K = g.k;
+    int64_t MR, NR, MC, KC, n_panels, m_panels, a_floats, per_thread, b_floats;
+    float *base, *bbuf, *zeros;
+    void *owned;
+    int nthreads, status;
+    if (M == 0 || N == 0) return PYNN_OK;
+    if (ki == NULL || ki->mr > 16) return PYNN_EINVAL;
+    if (K == 0) {
+        forward_no_k(z, y, bias, M, N, act, alpha);
+#ifdef PYNN_HAVE_X86_KERNELS
+    } else if (ki->id == PYNN_LEVEL_AVX512) {
+        status = forward_tiles(&g, z, y, wgt, bias, act, alpha, ki->kc);
+        if (status != PYNN_OK) return status;
+#endif
+    } else {
+        MR = ki->mr; NR = ki->nr; MC = ki->mc; KC = ki->kc;
+        n_panels = (N + NR - 1) / NR;
+        m_panels = (M + MR - 1) / MR;
+        b_floats = round_up(K * n_panels * NR, 16);
+        a_floats = round_up(round_up(min_i64(M, MC), MR) * min_i64(K, KC), 16);
+        per_thread = round_up(a_floats + MR * g.span, 16);
+        nthreads = M * N * K < CONV_GEMM_MIN_PARALLEL_MACS ? 1 : pynn_threads();
+        if (nthreads > m_panels) nthreads = (int)m_panels;
+        status = pynn_gemm_workspace_acquire(
+            &base, &owned,
+            (size_t)(b_floats + round_up(g.span, 16) + nthreads * per_thread));
+        if (status != PYNN_OK) return status;
+        bbuf = base;
+        zeros = base + b_floats;
+        memset(zeros, 0, (size_t)g.span * sizeof(float));
+        {
+            /* B = wgt, once: K block pc's micro-panel js at bbuf + pc*n_panels*NR + js*NR*kc */
+            const pynn_gemm_pack_b_fn pack_b = ki->pack_b ? ki->pack_b : pynn_gemm_pack_b_ref;
+            int64_t pc, js;
+            for (pc = 0; pc < K; pc += KC) {      /* K: depth blocks */
+                const int64_t kc = min_i64(KC, K - pc);
+                for (js = 0; js < n_panels; js++) /* N: micro-panels */
+                    pack_b(bbuf + pc * n_panels * NR + js * NR * kc, wgt + pc * N + js * NR, N,
+                           1, kc, min_i64(NR, N - js * NR), NR);
+            }
+        }
+        {
+            float *const thread_base = zeros + round_up(g.span, 16);
+            const int has_epilogue = bias != NULL || (y != NULL && act != PYNN_ACT_SOFTMAX);
+            int t;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static, 1) num_threads(nthreads) if (nthreads > 1)
+#endif
+            for (t = 0; t < nthreads; t++) {      /* bands of whole MR-row panels */
+                float *abuf = thread_base + t * per_thread, *scratch = abuf + a_floats;
+                const int64_t row0 = m_panels * t / nthreads * MR;
+                const int64_t row1 = min_i64(M, m_panels * (t + 1) / nthreads * MR);
+                int64_t ic, pc, is, js, i;
+                for (ic = row0; ic < row1; ic += MC) {          /* M: blocks of A (L2) */
+                    const int64_t mc = min_i64(MC, row1 - ic), mp = (mc + MR - 1) / MR;
+                    for (pc = 0; pc < K; pc += KC) {             /* K: depth blocks, in order */
+                        const int64_t kc = min_i64(KC, K - pc);
+                        const float beta = pc == 0 ? 0.0f : 1.0f;
+                        const int last_k = pc + kc == K;
+                        const float *bblock = bbuf + pc * n_panels * NR;
+                        for (is = 0; is < mp; is++)              /* M: micro-panels of A */
+                            pack_a_windows(abuf + is * MR * kc, &g, ic + is * MR,
+                                           min_i64(MR, mc - is * MR), pc, kc, MR, scratch, zeros);
+                        for (js = 0; js < n_panels; js++) {      /* N: micro-panels of B */
+                            const int64_t j0 = js * NR, nn = min_i64(NR, N - j0);
+                            for (is = 0; is < mp; is++) {        /* M: tiles down z */
+                                const int64_t i0 = ic + is * MR, m = min_i64(MR, M - i0);
+                                ki->ukernel(z + i0 * N + j0, abuf + is * MR * kc,
+                                            bblock + js * NR * kc, m, nn, kc, 1.0f, beta, N);
+                                if (!(last_k && has_epilogue)) continue;
+                                for (i = 0; i < m; i++) {        /* M: the finished tile's rows */
+                                    float *zi = z + (i0 + i) * N + j0;
+                                    int64_t j;
+                                    if (bias != NULL)
+                                        for (j = 0; j < nn; j++) zi[j] += bias[j0 + j];
+                                    if (y != NULL && act != PYNN_ACT_SOFTMAX)
+                                        (void)pynn_act_span(y + (i0 + i) * N + j0, zi, nn, act,
+                                                            alpha);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        pynn_gemm_workspace_release(base, owned);
+    }
+    /* softmax needs whole rows (as in pynn_sgemm_bias_act) */
+    if (y != NULL && act == PYNN_ACT_SOFTMAX)
+        return pynn_activation_forward(y, z, M, N, PYNN_ACT_SOFTMAX, 0.0f);
+    return PYNN_OK;
+}
+
+/* ---- the filter gradient ------------------------------------------------------- */
+
+int64_t pynn_conv_gemm_filter_partials(int64_t rows, int64_t k, int64_t f) {
+    return pynn_sgemm_ksplit_chunks(f, k, rows) * k * f;
+}
+
+#ifdef PYNN_HAVE_X86_KERNELS
+/* ---- the filter gradient on the AVX-512 tiles: dW = cols^T dz, nothing packed -------
+ * Each chunk's K blocks (KC positions) are copied into a block of cols rows (kc x K
+ * floats, in L2: im2col of the block) and multiplied in tiles of mr window entries by
+ * 16 nv filters (pynn_conv_ktile), broadcasting from the block's rows and loading dz's
+ * rows where they lie.  dW's rows (window entries) are on the tile's rows, so mr is
+ * chosen to divide K (or waste least); the filters fill the vectors.  Each element is
+ * the FMA chain over the chunk's positions, K blocks in order, of the packed path: the
+ * same numbers (a product's two factors commute exactly). */
+
+/* The tile for k window entries by f filters: 16 nv columns fill f's vectors (1 for
+ * f <= 16, 3 for multiples of 48 that are not of 32, else 2), mr rows waste least of k. */
+static void ktile_shape(int64_t k, int64_t f, int *mr, int *nv) {
+    int m, hi;
+    int64_t best = -1;
+    *nv = f <= 16 ? 1 : (f % 32 != 0 && f % 48 == 0) ? 3 : 2;
+    hi = *nv == 3 ? 8 : 12;
+    *mr = hi;
+    for (m = hi; m >= PYNN_CONV_KTILE_MR_LO; m--) {   /* fewest padded rows, then widest */
+        const int64_t padded = (k + m - 1) / m * m;
+        if (best < 0 || padded < best) {
+            best = padded;
+            *mr = m;
+        }
+    }
+}
+
+static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials, const float *dz,
+                             int64_t KC) {
+    const int64_t K = g->k, F = g->f, rows = g->rows;
+    int64_t chunks, chunk_k, per_thread, p;
+    float *base, *zeros;
+    void *owned;
+    int mr, nv, nthreads, status;
+    ktile_shape(K, F, &mr, &nv);
+    chunks = pynn_sgemm_ksplit_chunks(F, K, rows);
+    chunk_k = (rows + chunks - 1) / chunks;
+    chunks = (rows + chunk_k - 1) / chunk_k;      /* no empty chunk */
+    per_thread = round_up(min_i64(chunk_k, KC) * K + 16, 16);
+    nthreads = pynn_threads_for(F * K * rows);
+    if (nthreads > chunks) nthreads = (int)chunks;
+    status = pynn_gemm_workspace_acquire(&base, &owned,
+                                         (size_t)(round_up(g->span, 16) + nthreads * per_thread));
+    if (status != PYNN_OK) return status;
+    zeros = base;
+    memset(zeros, 0, (size_t)g->span * sizeof(float));
+    {
+        float *const thread_base = base + round_up(g->span, 16);
+        const int64_t NR = 16 * nv;
+        int64_t ch;
+        /* chunks of positions: each partial dW by one thread, with that thread's block */
+        PYNN_PARALLEL_FOR(nthreads,
+            for (ch = 0; ch < chunks; ch++) {
+#ifdef _OPENMP
+                float *cb = thread_base + (nthreads > 1 ? omp_get_thread_num() : 0) * per_thread;
+#else
+                float *cb = thread_base;
+#endif
+                float *cpart = partials + ch * K * F;
+                const int64_t p0 = ch * chunk_k, ck = min_i64(chunk_k, rows - p0);
+                int64_t pc, i0, j0;
+                for (pc = 0; pc < ck; pc += KC) {                /* K: positions, in order */
+                    const int64_t kc = min_i64(KC, ck - pc);
+                    memset(cb + kc * K, 0, 16 * sizeof(float));  /* read past K, unused */
+                    pynn_conv_cols_block_avx512(cb, g, p0 + pc, kc, zeros);
+                    for (i0 = 0; i0 < K; i0 += mr)               /* M: window entries */
+                        for (j0 = 0; j0 < F; j0 += NR) {         /* N: filters */
+                            pynn_conv_ktile t;
+                            t.a = cb + i0;
+                            t.lda = K;
+                            t.b = dz + (p0 + pc) * F + j0;
+                            t.ldb = F;
+                            t.c = cpart + i0 * F + j0;
+                            t.ldc = F;
+                            t.m = min_i64(mr, K - i0);
+                            t.n = min_i64(NR, F - j0);
+                            t.kc = kc;
+                            t.accumulate = pc > 0;
+                            (void)pynn_conv_ktile_avx512(&t, mr, nv);
+                        }
+                }
+            });
+    }
+    pynn_gemm_workspace_release(base, owned);
+    /* dW: each element the chunk partials added in chunk order; rows of dW each by one
+     * thread */
+    PYNN_PARALLEL_FOR(pynn_threads_for(chunks * K * F * 8),
+        for (p = 0; p < K; p++) {
+            float *dwp = dw + p * F;
+            int64_t q, ch;
+            for (q = 0; q < F; q++) dwp[q] = partials[p * F + q];
+            for (ch = 1; ch < chunks; ch++) {     /* chunk order */
+                const float *part = partials + ch * K * F + p * F;
+                for (q = 0; q < F; q++) dwp[q] += part[q];
+            }
+        });
+    return PYNN_OK;
+}
+#endif
+
+int pynn_conv_gemm_filter_grad(float *dw, float *partials, const float *dz, const float *x,
+                               int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                               int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                               int64_t pad_left, int64_t oh, int64_t ow, int64_t f) {
+    const pynn_conv_geom g = pynn_conv_geom_of(x, n, h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh,
+                                     ow, f);
+    const pynn_gemm_kernel_info *ki = conv_kernel();
+    const int64_t M = f, N = g.k, rows = g.rows;
+    int64_t MR, NR, MC, KC, NC, chunks, chunk_k, a_floats, b_floats, per_thread, p;
+    float *base, *zeros;
+    void *owned;
+    int nthreads, status;
+    if (M == 0 || N == 0) return PYNN_OK;
+    if (rows == 0) {
+        memset(dw, 0, (size_t)(N * M) * sizeof(float));
+        return PYNN_OK;
+    }
+    if (ki == NULL) return PYNN_EINVAL;
+#ifdef PYNN_HAVE_X86_KERNELS
+    if (ki->id == PYNN_LEVEL_AVX512) return filter_grad_tiles(&g, dw, partials, dz, ki->kc);
+#endif
+    MR = ki->mr; NR = ki->nr; MC = ki->mc; KC = ki->kc; NC = ki->nc;
+    chunks = pynn_sgemm_ksplit_chunks(M, N, rows);
+    chunk_k = (rows + chunks - 1) / chunks;
+    chunks = (rows + chunk_k - 1) / chunk_k;      /* no empty chunk */
+    a_floats = round_up(round_up(min_i64(M, MC), MR) * min_i64(chunk_k, KC), 16);
+    b_floats = min_i64(chunk_k, KC) * round_up(min_i64(N, NC), NR);
+    per_thread = round_up(a_floats + b_floats + g.span, 16);
+    nthreads = pynn_threads_for(M * N * rows);
+    if (nthreads > chunks) nthreads = (int)chunks;
+    status = pynn_gemm_workspace_acquire(&base, &owned,
+                                         (size_t)(round_up(g.span, 16) + nthreads * per_thread));
+    if (status != PYNN_OK) return status;
+    zeros = base;
+    memset(zeros, 0, (size_t)g.span * sizeof(float));
+    {
+        const pynn_gemm_pack_a_fn pack_a = ki->pack_a ? ki->pack_a : pynn_gemm_pack_a_ref;
+        float *const thread_base = base + round_up(g.span, 16);
+        int64_t ch;
+        /* chunks of positions: each partial dW^T by one thread, with that thread's buffers */
+        PYNN_PARALLEL_FOR(nthreads,
+            for (ch = 0; ch < chunks; ch++) {
+#ifdef _OPENMP
+                float *abuf = thread_base +
+                              (nthreads > 1 ? omp_get_thread_num() : 0) * per_thread;
+#else
+                float *abuf = thread_base;
+#endif
+                float *bbuf = abuf + a_floats, *scratch = bbuf + b_floats;
+                float *cpart = partials + ch * M * N;
+                const int64_t p0 = ch * chunk_k, ck = min_i64(chunk_k, rows - p0);
+                int64_t jc, pc, ic, is, js;
+                for (jc = 0; jc < N; jc += NC) {                 /* N: panels of B (L3) */
+                    const int64_t nc = min_i64(NC, N - jc), np = (nc + NR - 1) / NR;
+                    for (pc = 0; pc < ck; pc += KC) {            /* K: positions, in order */
+                        const int64_t kc = min_i64(KC, ck - pc);
+                        const float beta = pc == 0 ? 0.0f : 1.0f;
+                        pack_b_windows(bbuf, &g, p0 + pc, kc, jc, nc, NR, scratch, zeros);
+                        for (ic = 0; ic < M; ic += MC) {         /* M: blocks of dz^T (L2) */
+                            const int64_t mc = min_i64(MC, M - ic), mp = (mc + MR - 1) / MR;
+                            for (is = 0; is < mp; is++)          /* M: micro-panels of dz^T */
+                                pack_a(abuf + is * MR * kc, dz + (p0 + pc) * M + ic + is * MR, 1,
+                                       M, min_i64(MR, mc - is * MR), kc, MR);
+                            for (js = 0; js < np; js++)          /* N: micro-panels of B */
+                                for (is = 0; is < mp; is++) {    /* M: tiles down dW^T */
+                                    const int64_t i0 = ic + is * MR, j0 = jc + js * NR;
+                                    ki->ukernel(cpart + i0 * N + j0, abuf + is * MR * kc,
+                                                bbuf + js * NR * kc, min_i64(MR, M - i0),
+                                                min_i64(NR, N - j0), kc, 1.0f, beta, N);
+                                }
+                        }
+                    }
+                }
+            });
+    }
+    pynn_gemm_workspace_release(base, owned);
+    /* dW (K x f): each element the chunk partials of dW^T added in chunk order; rows of
+     * dW (window entries) each written by one thread */
+    PYNN_PARALLEL_FOR(pynn_threads_for(chunks * M * N * 8),
+        for (p = 0; p < N; p++) {
+            float *dwp = dw + p * M;
+            int64_t q, ch;
+            for (q = 0; q < M; q++) dwp[q] = partials[q * N + p];
+            for (ch = 1; ch < chunks; ch++) {     /* chunk order */
+                const float *part = partials + ch * M * N;
+                for (q = 0; q < M; q++) dwp[q] += part[q * N + p];
+            }
+        });
+    return PYNN_OK;
+}

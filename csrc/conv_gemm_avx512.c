@@ -1,0 +1,184 @@
+/* conv_gemm_avx512.c -- the implicit GEMM's tiles and block copies at PYNN_LEVEL_AVX512
+ * (conv_gemm.c), compiled with -mavx512f/vl/dq/bw.  Contracts: conv_gemm_internal.h. */
+#include "internal.h"
+#include "conv_gemm_internal.h"
+
+#ifdef PYNN_HAVE_X86_KERNELS
+#include <immintrin.h>
+
+/* Lanes [0, n) of a 16-float vector, n clamped to [0, 16]. */
+static inline __mmask16 lane_mask(int64_t n) {
+    return n >= 16 ? (__mmask16)0xFFFF : (n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u));
+}
+
+/* ---- the forward's tiles: A broadcast straight from the window lines ---------------
+ * No packed A: each step of K broadcasts the tile's MR values from the MR lines of the
+ * current window row (one pointer per row, a shared index) and multiplies them into the
+ * NV vectors of the packed weights' row, the FMA chain of gemm_kernel_avx512.c. */
+static inline __attribute__((always_inline)) void conv_tile_body(const pynn_conv_tile *t,
+                                                                 const int MR, const int NV) {
+    __m512 acc[12][3];
+    __m512 bv[3];
+    const int64_t NR = 16 * NV, end = t->pc + t->kc;
+    const float *b = t->b;
+    int64_t p = t->pc;
+    int i, v;
+#pragma GCC unroll 12
+    for (i = 0; i < MR; i++)                  /* M: rows of the tile */
+#pragma GCC unroll 3
+        for (v = 0; v < NV; v++)              /* N: vectors of a row */
+            acc[i][v] = _mm512_setzero_ps();
+    while (p < end) {                         /* K: window rows in the block */
+        const int64_t a = p / t->span, s0 = p - a * t->span;
+        const int64_t len = (end - a * t->span < t->span ? end - a * t->span : t->span) - s0;
+        const float *const *ln = t->lines + a * MR;
+        const float *r[12];
+        int64_t s;
+#pragma GCC unroll 12
+        for (i = 0; i < MR; i++) r[i] = ln[i] + s0;
+        for (s = 0; s < len; s++) {           /* K: along the window row */
+#pragma GCC unroll 3
+            for (v = 0; v < NV; v++)          /* N: vectors of the B row */
+                bv[v] = _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 12
+            for (i = 0; i < MR; i++) {        /* M: rows of the tile */
+                const __m512 ai = _mm512_set1_ps(r[i][s]);
+#pragma GCC unroll 3
+                for (v = 0; v < NV; v++)      /* N: vectors of a row */
+                    acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+            }
+            b += NR;
+        }
+        p += len;
+    }
+    {
+        const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(t->alpha);
+        const int act_here = t->y != NULL && (t->act == PYNN_ACT_LINEAR ||
+                                              t->act == PYNN_ACT_RELU ||
+                                              t->act == PYNN_ACT_LEAKY_RELU);
+        __mmask16 mask[3];
+        __m512 bias[3];
+        for (v = 0; v < NV; v++) {            /* N: vectors of a row */
+            mask[v] = lane_mask(t->n - 16 * v);
+            bias[v] = t->bias != NULL ? _mm512_maskz_loadu_ps(mask[v], t->bias + 16 * v) : zero;
+        }
+#pragma GCC unroll 12
+        for (i = 0; i < MR; i++) {            /* M: rows of z stored */
+            float *ci = t->c + i * t->ldc;
+            if (i >= t->m) break;
+#pragma GCC unroll 3
+            for (v = 0; v < NV; v++) {        /* N: vectors of a row */
+                __m512 u = acc[i][v];
+                if (t->accumulate) u = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], ci + 16 * v), u);
+                if (t->bias != NULL) u = _mm512_add_ps(u, bias[v]);
+                _mm512_mask_storeu_ps(ci + 16 * v, mask[v], u);
+                if (act_here) {
+                    if (t->act == PYNN_ACT_RELU) {                 /* u > 0 ? u : 0 */
+                        u = _mm512_max_ps(u, zero);
+                    } else if (t->act == PYNN_ACT_LEAKY_RELU) {    /* u > 0 ? u : alpha u */
+                        u = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(u, zero, _CMP_GT_OQ),
+                                                 _mm512_mul_ps(slope, u), u);
+                    }
+                    _mm512_mask_storeu_ps(t->y + i * t->ldc + 16 * v, mask[v], u);
+                }
+            }
+        }
+    }
+}
+
+void pynn_conv_tile_avx512_12x32(const pynn_conv_tile *t) { conv_tile_body(t, 12, 2); }
+void pynn_conv_tile_avx512_8x48(const pynn_conv_tile *t) { conv_tile_body(t, 8, 3); }
+
+/* ---- tiles of unpacked operands (the filter gradient) --------------------------- */
+static inline __attribute__((always_inline)) void ktile_body(const pynn_conv_ktile *t,
+                                                             const int MR, const int NV) {
+    __m512 acc[12][3];
+    __m512 bv[3];
+    __mmask16 mask[3];
+    const float *a = t->a, *b = t->b;
+    int64_t p;
+    int i, v;
+#pragma GCC unroll 3
+    for (v = 0; v < NV; v++) mask[v] = lane_mask(t->n - 16 * v);
+#pragma GCC unroll 12
+    for (i = 0; i < MR; i++)                  /* M: rows of the tile */
+#pragma GCC unroll 3
+        for (v = 0; v < NV; v++)              /* N: vectors of a row */
+            acc[i][v] = _mm512_setzero_ps();
+    for (p = 0; p < t->kc; p++) {             /* K: one rank-1 update per step */
+#pragma GCC unroll 3
+        for (v = 0; v < NV; v++)              /* N: vectors of the B row */
+            bv[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
+#pragma GCC unroll 12
+        for (i = 0; i < MR; i++) {            /* M: rows of the tile */
+            const __m512 ai = _mm512_set1_ps(a[i]);
+#pragma GCC unroll 3
+            for (v = 0; v < NV; v++)          /* N: vectors of a row */
+                acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+        a += t->lda;
+        b += t->ldb;
+    }
+#pragma GCC unroll 12
+    for (i = 0; i < MR; i++) {                /* M: rows of c stored */
+        float *ci = t->c + i * t->ldc;
+        if (i >= t->m) break;
+#pragma GCC unroll 3
+        for (v = 0; v < NV; v++) {            /* N: vectors of a row */
+            __m512 u = acc[i][v];
+            if (t->accumulate) u = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], ci + 16 * v), u);
+            _mm512_mask_storeu_ps(ci + 16 * v, mask[v], u);
+        }
+    }
+}
+
+#define KTILE(MR, NV) static void ktile_##MR##_##NV(const pynn_conv_ktile *t) { ktile_body(t, MR, NV); }
+KTILE(6, 1) KTILE(7, 1) KTILE(8, 1) KTILE(9, 1) KTILE(10, 1) KTILE(11, 1) KTILE(12, 1)
+KTILE(6, 2) KTILE(7, 2) KTILE(8, 2) KTILE(9, 2) KTILE(10, 2) KTILE(11, 2) KTILE(12, 2)
+KTILE(6, 3) KTILE(7, 3) KTILE(8, 3)
+#undef KTILE
+
+int pynn_conv_ktile_avx512(const pynn_conv_ktile *t, int mr, int nv) {
+    static void (*const table[3][7])(const pynn_conv_ktile *) = {
+        {ktile_6_1, ktile_7_1, ktile_8_1, ktile_9_1, ktile_10_1, ktile_11_1, ktile_12_1},
+        {ktile_6_2, ktile_7_2, ktile_8_2, ktile_9_2, ktile_10_2, ktile_11_2, ktile_12_2},
+        {ktile_6_3, ktile_7_3, ktile_8_3, NULL, NULL, NULL, NULL},
+    };
+    if (nv < 1 || nv > 3 || mr < PYNN_CONV_KTILE_MR_LO || mr > 12) return PYNN_EINVAL;
+    if (table[nv - 1][mr - PYNN_CONV_KTILE_MR_LO] == NULL) return PYNN_EINVAL;
+    table[nv - 1][mr - PYNN_CONV_KTILE_MR_LO](t);
+    return PYNN_OK;
+}
+
+/* ---- a block of cols rows ------------------------------------------------------------ */
+static inline void copy_floats(float *dst, const float *src, int64_t n) {
+    int64_t e;
+    for (e = 0; e + 16 <= n; e += 16)         /* whole vectors */
+        _mm512_storeu_ps(dst + e, _mm512_loadu_ps(src + e));
+    if (e < n) {                              /* the rest, masked */
+        const __mmask16 rest = lane_mask(n - e);
+        _mm512_mask_storeu_ps(dst + e, rest, _mm512_maskz_loadu_ps(rest, src + e));
+    }
+}
+
+void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0, int64_t kc,
+                                 const float *zeros) {
+    pynn_conv_pos pos = pynn_conv_pos_of(g, q0);
+    int64_t q, a;
+    for (q = 0; q < kc; q++) {                /* positions */
+        if (pynn_conv_pos_inside(g, &pos)) {  /* the window in the image */
+            const float *w0 = g->x + ((pos.img * g->h + pos.r0) * g->w + pos.q0) * g->c;
+            for (a = 0; a < g->kh; a++)       /* window rows */
+                copy_floats(cb + q * g->k + a * g->span, w0 + a * g->w * g->c, g->span);
+        } else {
+            for (a = 0; a < g->kh; a++) {     /* window rows, some in the padding */
+                float *dst = cb + q * g->k + a * g->span;
+                const float *src = pynn_conv_window_row(g, &pos, a, dst, zeros);
+                if (src != dst) copy_floats(dst, src, g->span);
+            }
+        }
+        pynn_conv_pos_next(g, &pos);
+    }
+}
+
+#endif /* PYNN_HAVE_X86_KERNELS */

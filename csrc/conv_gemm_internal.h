@@ -1,0 +1,153 @@
+/* conv_gemm_internal.h -- the convolution's implicit GEMM (conv_gemm.c) and the packing
+ * routines of each dispatch level it uses.  Not installed.
+ *
+ * The implicit GEMM is im2col + GEMM without the cols matrix: the GEMM's packing
+ * routines read the windows straight from the NHWC image.  cols row g (output position
+ * (img, i, j) = g in row-major order) holds the window of that position in (a, b, ch)
+ * order (pynn.h), K = kh*kw*c entries; window row a is `span` = kw*c consecutive entries,
+ * which for a window away from the left and right edges are kw*c consecutive floats of x.
+ */
+#ifndef PYNN_CONV_GEMM_INTERNAL_H
+#define PYNN_CONV_GEMM_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* The window geometry of pynn.h and the sizes derived from it. */
+typedef struct {
+    const float *x;
+    int64_t n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, f;
+    int64_t k, span, rows;
+} pynn_conv_geom;
+
+static inline pynn_conv_geom pynn_conv_geom_of(const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+                              int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pt,
+                              int64_t pl, int64_t oh, int64_t ow, int64_t f) {
+    pynn_conv_geom g;
+    g.x = x;
+    g.n = n; g.h = h; g.w = w; g.c = c; g.kh = kh; g.kw = kw; g.sh = sh; g.sw = sw;
+    g.pt = pt; g.pl = pl; g.oh = oh; g.ow = ow; g.f = f;
+    g.span = kw * c;
+    g.k = kh * g.span;
+    g.rows = n * oh * ow;
+    return g;
+}
+
+/* One output position: its image and the top-left corner of its window in x. */
+typedef struct {
+    int64_t img, r0, q0;
+} pynn_conv_pos;
+
+static inline pynn_conv_pos pynn_conv_pos_of(const pynn_conv_geom *g, int64_t pos) {
+    pynn_conv_pos p;
+    const int64_t per_img = g->oh * g->ow, rem = pos % per_img;
+    p.img = pos / per_img;
+    p.r0 = (rem / g->ow) * g->sh - g->pt;
+    p.q0 = (rem % g->ow) * g->sw - g->pl;
+    return p;
+}
+
+/* Window row a of position p as span floats: in x when the row lies in the image and the
+ * window clear of the left and right edges; the zero line when the row is padding; else
+ * scratch (span floats), filled with the row's values and zeros. */
+static inline const float *pynn_conv_window_row(const pynn_conv_geom *g, const pynn_conv_pos *p, int64_t a,
+                               float *scratch, const float *zeros) {
+    const int64_t r = p->r0 + a;
+    const float *xrow;
+    int64_t b;
+    if (r < 0 || r >= g->h) return zeros;
+    xrow = g->x + (p->img * g->h + r) * g->w * g->c;
+    if (p->q0 >= 0 && p->q0 + g->kw <= g->w) return xrow + p->q0 * g->c;
+    for (b = 0; b < g->kw; b++) {                 /* window columns, at an edge */
+        const int64_t q = p->q0 + b;
+        if (q < 0 || q >= g->w)
+            memset(scratch + b * g->c, 0, (size_t)g->c * sizeof(float));
+        else
+            memcpy(scratch + b * g->c, xrow + q * g->c, (size_t)g->c * sizeof(float));
+    }
+    return scratch;
+}
+
+/* 1 if p's whole window lies in the image (no padding). */
+static inline int pynn_conv_pos_inside(const pynn_conv_geom *g, const pynn_conv_pos *p) {
+    return p->r0 >= 0 && p->r0 + g->kh <= g->h && p->q0 >= 0 && p->q0 + g->kw <= g->w;
+}
+
+/* The next output position after p (row-major: column, row, image). */
+static inline void pynn_conv_pos_next(const pynn_conv_geom *g, pynn_conv_pos *p) {
+    p->q0 += g->sw;
+    if (p->q0 < g->ow * g->sw - g->pl) return;
+    p->q0 = -g->pl;
+    p->r0 += g->sh;
+    if (p->r0 < g->oh * g->sh - g->pt) return;
+    p->r0 = -g->pt;
+    p->img++;
+}
+
+
+/* One tile of the forward without a packed A (AVX-512): rows i < m of z at c (row stride
+ * ldc), columns j < n (n <= nr), summed over window entries [pc, pc + kc) in order:
+ *   acc[i][j] = sum_p A(i, p) b[(p - pc)*nr + j],  A(i, p) = lines[a*mr + i][s]
+ * with p = a*span + s (lines[a*mr + i]: window row a of the tile's row i, span floats;
+ * rows past m point at any readable line).  Then t = acc, t = c + t when accumulate (the
+ * K blocks after the first), and on the last block t = t + bias[j] (bias not NULL); z =
+ * t is stored, and y = act(t) too for act LINEAR, RELU and LEAKY_RELU when y is not NULL
+ * (other activations: the caller's).  The roundings of gemm.c's micro-kernel and
+ * epilogue (alpha = 1, beta = 1): bitwise its results for the same K blocks. */
+typedef struct {
+    const float *const *lines;
+    int64_t span, pc, kc;
+    const float *b;
+    float *c;
+    int64_t ldc, m, n;
+    int accumulate;
+    const float *bias;
+    float *y;
+    int act;
+    float alpha;
+} pynn_conv_tile;
+
+/* One tile of a product with neither operand packed (AVX-512; the filter gradient on a
+ * block of cols rows):  rows i < m, columns j < n (n <= 16 nv) of c (row stride ldc),
+ *   acc[i][j] = sum_{p < kc} a[p*lda + i] b[p*ldb + j]   (in increasing p, one FMA chain),
+ * then c = acc, or c = c + acc when accumulate: gemm.c's micro-kernel with alpha = 1 and
+ * beta = 0 or 1, bitwise.  a[p*lda + i] for m <= i < mr must be readable (not used). */
+typedef struct {
+    const float *a, *b;
+    int64_t lda, ldb;
+    float *c;
+    int64_t ldc, m, n, kc;
+    int accumulate;
+} pynn_conv_ktile;
+
+#ifdef PYNN_HAVE_X86_KERNELS
+/* The tile shapes pynn_conv_ktile_avx512 has: mr in [lo, 12] for nv = 1 and 2, mr in
+ * [lo, 8] for nv = 3 (lo = PYNN_CONV_KTILE_MR_LO); it returns PYNN_EINVAL for others. */
+#define PYNN_CONV_KTILE_MR_LO 6
+int pynn_conv_ktile_avx512(const pynn_conv_ktile *t, int mr, int nv);
+/* cb[q*K + e] = cols row q0 + q, entry e, for q < kc (im2col of a block of positions);
+ * zeros: span zeros. */
+void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0, int64_t kc,
+                                 const float *zeros);
+/* mr x nr = 12 x 32 and 8 x 48 (conv_gemm_avx512.c). */
+void pynn_conv_tile_avx512_12x32(const pynn_conv_tile *t);
+void pynn_conv_tile_avx512_8x48(const pynn_conv_tile *t);
+#endif
+
+/* The convolution's forward and filter gradient by the implicit GEMM (conv_gemm.c); the
+ * argument conventions of pynn_conv2d_forward (pynn.h), checked by the caller.
+ *   forward: z (n*oh*ow x f) = cols wgt + bias, y = act(z) (softmax: after the product);
+ *   filter gradient: dw (kh*kw*c x f) = cols^T dz, through `partials`, which holds
+ *     pynn_conv_gemm_filter_partials(...) floats. */
+int pynn_conv_gemm_forward(float *z, float *y, const float *x, const float *wgt,
+                           const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
+                           int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                           int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
+                           float alpha);
+int64_t pynn_conv_gemm_filter_partials(int64_t rows, int64_t k, int64_t f);
+int pynn_conv_gemm_filter_grad(float *dw, float *partials, const float *dz, const float *x,
+                               int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                               int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                               int64_t pad_left, int64_t oh, int64_t ow, int64_t f);
+
+#endif /* PYNN_CONV_GEMM_INTERNAL_H */
