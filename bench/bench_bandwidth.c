@@ -28,6 +28,7 @@
  * A kernel "meets" the bar when its GB/s is at least 70% of the copy's.
  *
  *   bench_bandwidth [threads [runs [case]]]     (defaults: 2 threads, 41 runs, all cases)
+ *                                               (PYNN_BENCH_LEVEL=1|2|3: force a level)
  *
  * Each figure is the median over `runs` of wall-clock time (CLOCK_MONOTONIC: the threads
  * run at once); the kernel and its copy alternate, one call each per run, after a warm-up.
@@ -239,6 +240,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_bandwidth: expected a positive thread count and run count\n");
         return 2;
     }
+    if (getenv("PYNN_BENCH_LEVEL") != NULL &&
+        pynn_select_level(atoi(getenv("PYNN_BENCH_LEVEL"))) != PYNN_OK) {
+        fprintf(stderr, "bench_bandwidth: level %s is not available\n", getenv("PYNN_BENCH_LEVEL"));
+        return 2;
+    }
     pool_init(&vgg1, POOL_MAX, 64, 32, 32, 2, 2, &seed);
     pool_init(&vgg2, POOL_MAX, 64, 16, 64, 2, 2, &seed);
     pool_init(&vgg1_avg, POOL_AVG, 64, 32, 32, 2, 2, &seed);
@@ -270,7 +276,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("pooling and batch norm against a parallel copy of the same bytes: %d threads, "
-           "median of %d runs (wall clock)\n", threads, runs);
+           "level %d, median of %d runs (wall clock)\n", threads, pynn_level(), runs);
     printf("%-34s %-4s %9s %9s %8s %10s %6s\n", "kernel", "pass", "MB moved", "us", "GB/s",
            "copy GB/s", "ratio");
     for (i = 0; i < ncases; i++) {

@@ -220,11 +220,16 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
     PYNN_PARALLEL_FOR(n > 1 ? nthreads : 1,
         for (img = 0; img < n; img++) {
             float *dimg = dx + img * h * w * c;
-            int64_t i, j;
-            memset(dimg, 0, (size_t)(h * w * c) * sizeof(float));
+            int64_t i, j, zeroed = 0;                         /* rows [0, zeroed) are */
             for (i = 0; i < oh; i++) {                        /* output rows, in order */
                 int64_t r0, r1;
                 window_range(i * sh - pad_top, ph, h, &r0, &r1);
+                /* zero the rows this output row reaches first just before it adds to
+                 * them, while they are in the cache */
+                if (r1 > zeroed) {
+                    memset(dimg + zeroed * w * c, 0, (size_t)((r1 - zeroed) * w * c) * sizeof(float));
+                    zeroed = r1;
+                }
                 for (j = 0; j < ow; j++) {                    /* output columns, in order */
                     int64_t q0, q1;
                     window_range(j * sw - pad_left, pw, w, &q0, &q1);
@@ -233,6 +238,8 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
                     kernels->route_max(dimg, x + img * h * w * c, dy + o, r0, r1, q0, q1, w, c);
                 }
             }
+            if (zeroed < h)                                   /* rows no window reaches */
+                memset(dimg + zeroed * w * c, 0, (size_t)((h - zeroed) * w * c) * sizeof(float));
         });
     return PYNN_OK;
 }
