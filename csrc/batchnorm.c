@@ -11,7 +11,19 @@
  * up to 64 channels fit on the stack and a training step allocates nothing.  Wider
  * layers allocate their partials for the call.
  *
- * The arithmetic follows pynn/backend/reference.py expression by expression:
+ * These kernels move many bytes and do little arithmetic on each, so they are written
+ * to read each array as few times as the computation allows:
+ * - the training forward reads x once for its statistics and once to normalize.  Each
+ *   chunk's sum and its squared deviations around its own mean are two passes over the
+ *   chunk while it sits in the cache; the chunks combine (Chan et al.) as
+ *     sum((x - mean)^2) = sum over chunks of [ sum((x - m_c)^2) + n_c (m_c - mean)^2 ],
+ *   m_c the chunk's mean, in chunk order.
+ * - the backward reads x and dy once for both of its column sums and once for dx.
+ * - the column sums add four rows per load and store of the partial sums, in row
+ *   order, so the sums are those of one row at a time.
+ *
+ * The arithmetic follows pynn/backend/reference.py expression by expression (but for the
+ * variance's sum, gathered by chunks as above):
  *   mean = sum(x) / rows;  var = sum((x - mean)^2) / rows  (biased, as Keras 3);
  *   inv_std = 1 / sqrt(var + eps);  y = (x - mean) * inv_std * gamma + beta;
  *   moving = moving * momentum + stat * (1 - momentum).
@@ -21,22 +33,79 @@
 #include "internal.h"
 
 #define BN_MAX_CHUNKS 64
-#define BN_STACK_PARTIALS (BN_MAX_CHUNKS * 2 * 64)
-/* per-channel temporaries of the inference backward on the stack up to this many channels */
-#define BN_STACK_COLS 2048
+#define BN_STACK_COLS 64              /* columns whose chunk partials stay on the stack */
+#define BN_STACK_PARTIALS (BN_MAX_CHUNKS * 3 * BN_STACK_COLS)
+/* per-channel temporaries on the stack up to this many channels */
+#define BN_STACK_TEMPS 2048
 
-enum { BN_SUM, BN_SQUARED_DEVIATION, BN_GRADIENTS };
+enum { BN_STATISTICS, BN_GRADIENTS };
 
-/* out0 (and out1 for BN_GRADIENTS) = column sums over the rows of:
- *   BN_SUM: x;  BN_SQUARED_DEVIATION: (x - mean)^2;
- *   BN_GRADIENTS: dy into out0 and dy * (x - mean) * inv_std into out1. */
+/* acc[e] += x[r, e] over rows r0 .. r1-1 of x (cols columns), in row order. */
+static void add_rows(float *restrict acc, const float *restrict x, int64_t r0, int64_t r1,
+                     int64_t cols) {
+    int64_t r = r0, e;
+    for (; r + 4 <= r1; r += 4) {                         /* rows, four per pass over acc */
+        const float *restrict a = x + r * cols, *restrict b = a + cols;
+        const float *restrict c = b + cols, *restrict d = c + cols;
+        for (e = 0; e < cols; e++) acc[e] = (((acc[e] + a[e]) + b[e]) + c[e]) + d[e];
+    }
+    for (; r < r1; r++)                                   /* the last rows */
+        for (e = 0; e < cols; e++) acc[e] += x[r * cols + e];
+}
+
+/* acc[e] += (x[r, e] - m[e])^2 over rows r0 .. r1-1, in row order. */
+static void add_squared_deviations(float *restrict acc, const float *restrict x,
+                                   const float *restrict m, int64_t r0, int64_t r1,
+                                   int64_t cols) {
+    int64_t r = r0, e;
+    for (; r + 4 <= r1; r += 4) {                         /* rows, four per pass over acc */
+        const float *restrict a = x + r * cols, *restrict b = a + cols;
+        const float *restrict c = b + cols, *restrict d = c + cols;
+        for (e = 0; e < cols; e++) {
+            const float da = a[e] - m[e], db = b[e] - m[e], dc = c[e] - m[e], dd = d[e] - m[e];
+            acc[e] = (((acc[e] + da * da) + db * db) + dc * dc) + dd * dd;
+        }
+    }
+    for (; r < r1; r++)                                   /* the last rows */
+        for (e = 0; e < cols; e++) {
+            const float d = x[r * cols + e] - m[e];
+            acc[e] += d * d;
+        }
+}
+
+/* sdy[e] += dy[r, e] and sxh[e] += dy[r, e] * ((x[r, e] - mean[e]) * inv_std[e]) over
+ * rows r0 .. r1-1, in row order. */
+static void add_gradient_rows(float *restrict sdy, float *restrict sxh, const float *restrict x,
+                              const float *restrict dy, const float *restrict mean,
+                              const float *restrict inv_std, int64_t r0, int64_t r1,
+                              int64_t cols) {
+    int64_t r = r0, e;
+    for (; r + 2 <= r1; r += 2) {                         /* rows, two per pass over the sums */
+        const float *restrict xa = x + r * cols, *restrict xb = xa + cols;
+        const float *restrict ga = dy + r * cols, *restrict gb = ga + cols;
+        for (e = 0; e < cols; e++) {
+            sdy[e] = (sdy[e] + ga[e]) + gb[e];
+            sxh[e] = (sxh[e] + ga[e] * ((xa[e] - mean[e]) * inv_std[e])) +
+                     gb[e] * ((xb[e] - mean[e]) * inv_std[e]);
+        }
+    }
+    for (; r < r1; r++)                                   /* the last row */
+        for (e = 0; e < cols; e++) {
+            sdy[e] += dy[r * cols + e];
+            sxh[e] += dy[r * cols + e] * ((x[r * cols + e] - mean[e]) * inv_std[e]);
+        }
+}
+
+/* BN_STATISTICS: out0 = column sums of x, out1 = column sums of (x - out0 / rows)^2,
+ *   gathered by chunks as the top of the file says;
+ * BN_GRADIENTS: out0 = column sums of dy, out1 = of dy * (x - mean) * inv_std. */
 static int chunked_column_sums(float *out0, float *out1, const float *x, const float *dy,
                                const float *mean, const float *inv_std, int64_t rows,
                                int64_t cols, int mode) {
     const int64_t chunk = rows > BN_MAX_CHUNKS * PYNN_REDUCE_CHUNK
                               ? (rows + BN_MAX_CHUNKS - 1) / BN_MAX_CHUNKS : PYNN_REDUCE_CHUNK;
     const int64_t nchunks = (rows + chunk - 1) / chunk;
-    const int64_t nsums = mode == BN_GRADIENTS ? 2 : 1;
+    const int64_t nsums = mode == BN_STATISTICS ? 3 : 2;   /* sum, chunk mean, squares */
     float stack_partials[BN_STACK_PARTIALS], *partials = stack_partials;
     int64_t ch, j;
     if (nchunks * nsums * cols > BN_STACK_PARTIALS) {
@@ -49,35 +118,35 @@ static int chunked_column_sums(float *out0, float *out1, const float *x, const f
             const int64_t r0 = ch * chunk;
             const int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
             float *p0 = partials + ch * nsums * cols, *p1 = p0 + cols;
-            int64_t r, e;
+            int64_t e;
             for (e = 0; e < nsums * cols; e++) p0[e] = 0.0f;
-            for (r = r0; r < r1; r++) {                       /* rows of the chunk, in order */
-                const float *xr = x + r * cols;
-                if (mode == BN_SUM) {
-                    for (e = 0; e < cols; e++) p0[e] += xr[e];
-                } else if (mode == BN_SQUARED_DEVIATION) {
-                    for (e = 0; e < cols; e++) {
-                        const float d = xr[e] - mean[e];
-                        p0[e] += d * d;
-                    }
-                } else {
-                    const float *gr = dy + r * cols;
-                    for (e = 0; e < cols; e++) {
-                        p0[e] += gr[e];
-                        p1[e] += gr[e] * ((xr[e] - mean[e]) * inv_std[e]);
-                    }
-                }
+            if (mode == BN_STATISTICS) {
+                /* the chunk is still in the cache for its second pass */
+                float *p2 = p1 + cols;
+                add_rows(p0, x, r0, r1, cols);
+                for (e = 0; e < cols; e++) p1[e] = p0[e] / (float)(r1 - r0);
+                add_squared_deviations(p2, x, p1, r0, r1, cols);
+            } else {
+                add_gradient_rows(p0, p1, x, dy, mean, inv_std, r0, r1, cols);
             }
         });
-    for (j = 0; j < cols; j++) {
-        out0[j] = 0.0f;
-        if (mode == BN_GRADIENTS) out1[j] = 0.0f;
-    }
-    for (ch = 0; ch < nchunks; ch++)                      /* chunk order */
-        for (j = 0; j < cols; j++) {
-            out0[j] += partials[ch * nsums * cols + j];
-            if (mode == BN_GRADIENTS) out1[j] += partials[ch * nsums * cols + cols + j];
+    for (j = 0; j < cols; j++) {                          /* columns: chunk order */
+        float s0 = 0.0f, s1 = 0.0f;
+        for (ch = 0; ch < nchunks; ch++) s0 += partials[ch * nsums * cols + j];
+        if (mode == BN_STATISTICS) {
+            const float m = s0 / (float)rows;
+            for (ch = 0; ch < nchunks; ch++) {
+                const float *p = partials + ch * nsums * cols;
+                const int64_t n_c = (ch + 1) * chunk < rows ? chunk : rows - ch * chunk;
+                const float d = p[cols + j] - m;
+                s1 = s1 + p[2 * cols + j] + (float)n_c * (d * d);
+            }
+        } else {
+            for (ch = 0; ch < nchunks; ch++) s1 += partials[ch * nsums * cols + cols + j];
         }
+        out0[j] = s0;
+        out1[j] = s1;
+    }
     if (partials != stack_partials) free(partials);
     return PYNN_OK;
 }
@@ -113,15 +182,12 @@ int pynn_batchnorm_forward_train(float *y, float *mean, float *inv_std, float *m
     PYNN_RETURN_IF(rows < 1 || cols < 0, PYNN_EINVAL);
     PYNN_RETURN_IF(y == NULL || mean == NULL || inv_std == NULL || moving_mean == NULL ||
                    moving_variance == NULL || x == NULL, PYNN_EINVAL);
-    status = chunked_column_sums(mean, NULL, x, NULL, NULL, NULL, rows, cols, BN_SUM);
-    if (status != PYNN_OK) return status;
-    for (j = 0; j < cols; j++) mean[j] = mean[j] / frows;
-    /* the variance's sums go to inv_std, which then becomes 1 / sqrt(var + eps) */
-    status = chunked_column_sums(inv_std, NULL, x, NULL, mean, NULL, rows, cols,
-                                 BN_SQUARED_DEVIATION);
+    /* the sums of squared deviations go to inv_std, which then becomes 1 / sqrt(var + eps) */
+    status = chunked_column_sums(mean, inv_std, x, NULL, NULL, NULL, rows, cols, BN_STATISTICS);
     if (status != PYNN_OK) return status;
     for (j = 0; j < cols; j++) {
         const float var = inv_std[j] / frows;
+        mean[j] = mean[j] / frows;
         inv_std[j] = 1.0f / sqrtf(var + epsilon);
         moving_mean[j] = moving_mean[j] * momentum + mean[j] * (1.0f - momentum);
         moving_variance[j] = moving_variance[j] * momentum + var * (1.0f - momentum);
@@ -133,12 +199,12 @@ int pynn_batchnorm_forward_train(float *y, float *mean, float *inv_std, float *m
 int pynn_batchnorm_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
                                  const float *moving_mean, const float *moving_variance,
                                  int64_t rows, int64_t cols, float epsilon) {
-    float stack_inv[BN_STACK_PARTIALS], *inv_std = stack_inv;
+    float stack_inv[BN_STACK_TEMPS], *inv_std = stack_inv;
     int64_t j;
     PYNN_RETURN_IF(rows < 0 || cols < 0, PYNN_EINVAL);
     PYNN_RETURN_IF(y == NULL || x == NULL || moving_mean == NULL || moving_variance == NULL,
                    PYNN_EINVAL);
-    if (cols > BN_STACK_PARTIALS) {
+    if (cols > BN_STACK_TEMPS) {
         inv_std = (float *)malloc((size_t)cols * sizeof(float));
         PYNN_RETURN_IF(inv_std == NULL, PYNN_ENOMEM);
     }
@@ -151,41 +217,50 @@ int pynn_batchnorm_forward_infer(float *y, const float *x, const float *gamma, c
 int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *x,
                             const float *gamma, const float *mean, const float *inv_std,
                             const float *dy, int64_t rows, int64_t cols) {
-    float stack_sums[2 * BN_STACK_PARTIALS], *sum_dy = stack_sums, *sum_dy_xhat;
+    /* per column: the two sums, then dx's constants scale, sum_dy / rows and
+     * sum_dy_xhat / rows (the expressions of the loop below, taken out of it) */
+    float stack_temps[5 * BN_STACK_TEMPS], *sum_dy = stack_temps, *sum_dy_xhat;
+    float *scale, *mean_dy, *mean_dy_xhat;
     const float frows = (float)rows;
-    int64_t r;
+    int64_t r, j;
     int status;
     PYNN_RETURN_IF(rows < 1 || cols < 0, PYNN_EINVAL);
     PYNN_RETURN_IF(x == NULL || mean == NULL || inv_std == NULL || dy == NULL, PYNN_EINVAL);
-    if (cols > BN_STACK_PARTIALS) {
-        sum_dy = (float *)malloc((size_t)(2 * cols) * sizeof(float));
+    if (cols > BN_STACK_TEMPS) {
+        sum_dy = (float *)malloc((size_t)(5 * cols) * sizeof(float));
         PYNN_RETURN_IF(sum_dy == NULL, PYNN_ENOMEM);
     }
     sum_dy_xhat = sum_dy + cols;
+    scale = sum_dy_xhat + cols;
+    mean_dy = scale + cols;
+    mean_dy_xhat = mean_dy + cols;
     status = chunked_column_sums(sum_dy, sum_dy_xhat, x, dy, mean, inv_std, rows, cols,
                                  BN_GRADIENTS);
     if (status == PYNN_OK && dx != NULL) {
+        for (j = 0; j < cols; j++) {
+            scale[j] = gamma != NULL ? gamma[j] * inv_std[j] : inv_std[j];
+            mean_dy[j] = sum_dy[j] / frows;
+            mean_dy_xhat[j] = sum_dy_xhat[j] / frows;
+        }
         /* rows: each row of dx is written by one thread */
         PYNN_PARALLEL_FOR(pynn_threads_for(rows * cols),
             for (r = 0; r < rows; r++) {
-                const float *xr = x + r * cols, *gr = dy + r * cols;
-                float *dr = dx + r * cols;
+                const float *restrict xr = x + r * cols, *restrict gr = dy + r * cols;
+                float *restrict dr = dx + r * cols;
                 int64_t e;
                 for (e = 0; e < cols; e++) {
-                    const float scale = gamma != NULL ? gamma[e] * inv_std[e] : inv_std[e];
                     const float xhat = (xr[e] - mean[e]) * inv_std[e];
-                    dr[e] = scale * (gr[e] - sum_dy[e] / frows - xhat * (sum_dy_xhat[e] / frows));
+                    dr[e] = scale[e] * (gr[e] - mean_dy[e] - xhat * mean_dy_xhat[e]);
                 }
             });
     }
     if (status == PYNN_OK) {
-        int64_t j;
         for (j = 0; j < cols; j++) {
             if (dbeta != NULL) dbeta[j] = sum_dy[j];
             if (dgamma != NULL) dgamma[j] = sum_dy_xhat[j];
         }
     }
-    if (sum_dy != stack_sums) free(sum_dy);
+    if (sum_dy != stack_temps) free(sum_dy);
     return status;
 }
 
@@ -198,14 +273,14 @@ int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const 
                                   const float *gamma, const float *moving_mean,
                                   const float *moving_variance, const float *dy, int64_t rows,
                                   int64_t cols, float epsilon) {
-    float stack_buf[3 * BN_STACK_COLS], *inv_std = stack_buf, *sum_dy, *sum_dy_xhat;
+    float stack_buf[3 * BN_STACK_TEMPS], *inv_std = stack_buf, *sum_dy, *sum_dy_xhat;
     int64_t r, j;
     int status = PYNN_OK;
     PYNN_RETURN_IF(rows < 0 || cols < 0, PYNN_EINVAL);
     PYNN_RETURN_IF((moving_mean == NULL || moving_variance == NULL) && cols > 0, PYNN_EINVAL);
     PYNN_RETURN_IF((x == NULL || dy == NULL) && rows * cols > 0, PYNN_EINVAL);
     if (cols == 0) return PYNN_OK;
-    if (cols > BN_STACK_COLS) {
+    if (cols > BN_STACK_TEMPS) {
         inv_std = (float *)malloc((size_t)(3 * cols) * sizeof(float));
         PYNN_RETURN_IF(inv_std == NULL, PYNN_ENOMEM);
     }

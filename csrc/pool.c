@@ -6,19 +6,28 @@
  * input are padding, which max pooling treats as -inf and average pooling does not
  * count (Keras/TF's "same").  A window with no input position gives 0.
  *
- * Channels are innermost (NHWC), so every loop ends in a contiguous run over C that
- * the compiler vectorises; max pooling's backward keeps a running maximum and its
- * position per channel, in blocks of POOL_C_BLOCK channels on the stack.
+ * These kernels move many bytes and do a few operations on each, so they are written to
+ * read and write each array once, at the speed of a copy:
+ * - channels are innermost (NHWC), so every loop ends in a contiguous run over C that the
+ *   compiler vectorises; a window's running maximum or sum is kept for POOL_LANES channels
+ *   at a time (in registers), not read and written back for every window position;
+ * - the usual 2x2 windows at stride 2 have their own loops with the window unrolled;
+ * - max pooling's backward recomputes each window's maximum from x, with the forward's
+ *   comparisons in the forward's order (so it is y's value bitwise, NaN included), rather
+ *   than reading y as well: it finds the first window position holding the maximum.
  *
  * Determinism: forwards are parallel over output rows (one thread per row of y).
- * Backwards scatter dy onto dx one image at a time (one thread per image, outputs
- * visited in row-major order), so overlapping windows add in a fixed order.
+ * Backwards whose windows cannot overlap write each input row from one output row;
+ * overlapping windows scatter dy onto dx one image at a time (one thread per image,
+ * outputs visited in row-major order), so they add in a fixed order.
  */
 #include <math.h>
 #include <string.h>
 #include "internal.h"
+#include "pool_internal.h"
 
 #define POOL_C_BLOCK 64
+#define POOL_LANES 16     /* channels of a window's running maximum or sum, in registers */
 
 static int pool_geometry_ok(int64_t n, int64_t h, int64_t w, int64_t c, int64_t ph, int64_t pw,
                             int64_t sh, int64_t sw, int64_t pad_top, int64_t pad_left,
@@ -63,28 +72,50 @@ static inline void maxpool_2x2_row(float *restrict yrow, const float *restrict x
 }
 
 /* The backward of one output row of the 2x2/2 max: each dy to the first window position
- * (row-major) that holds the maximum, 0 to the others; writes all of the two input
- * rows' windowed columns. */
+ * (row-major) that holds the maximum (recomputed as maxpool_2x2_row computes it), 0 to
+ * the others; writes all of the two input rows' windowed columns. */
 static inline void maxpool_2x2_row_backward(float *restrict d0, float *restrict d1,
                                             const float *restrict x0, const float *restrict x1,
-                                            const float *restrict yrow,
                                             const float *restrict dyrow, int64_t ow,
                                             int64_t c) {
     int64_t j, e;
     for (j = 0; j < ow; j++) {                            /* output columns */
-        const int64_t o = 2 * j * c;
+        const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
+        const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
+        float *restrict da = d0 + 2 * j * c, *restrict db = da + c;
+        float *restrict dp = d1 + 2 * j * c, *restrict dq = dp + c;
         for (e = 0; e < c; e++) {                         /* channels */
-            const float m = yrow[j * c + e], g = dyrow[j * c + e];
-            /* bitwise, not short-circuit: ties are common and random, no branches */
-            const int ea = x0[o + e] == m;
-            const int eb = (x0[o + c + e] == m) & !ea;
-            const int ep = (x1[o + e] == m) & !(ea | eb);
-            const int eq = (x1[o + c + e] == m) & !(ea | eb | ep);
-            d0[o + e] = ea ? g : 0.0f;
-            d0[o + c + e] = eb ? g : 0.0f;
-            d1[o + e] = ep ? g : 0.0f;
-            d1[o + c + e] = eq ? g : 0.0f;
+            const float g = dyrow[j * c + e];
+            float m = a[e];
+            m = b[e] > m ? b[e] : m;
+            m = p[e] > m ? p[e] : m;
+            m = q[e] > m ? q[e] : m;
+            {
+                /* bitwise, not short-circuit: ties are common and random, no branches */
+                const int ea = a[e] == m;
+                const int eb = (b[e] == m) & !ea;
+                const int ep = (p[e] == m) & !(ea | eb);
+                const int eq = (q[e] == m) & !(ea | eb | ep);
+                da[e] = ea ? g : 0.0f;
+                db[e] = eb ? g : 0.0f;
+                dp[e] = ep ? g : 0.0f;
+                dq[e] = eq ? g : 0.0f;
+            }
         }
+    }
+}
+
+/* The window loops of the level in use (dispatch.c), taken once per call. */
+static const pynn_pool_kernels *pool_kernels(void) {
+    switch (pynn_level()) {
+#ifdef PYNN_HAVE_X86_KERNELS
+    case PYNN_LEVEL_AVX512:
+        return &pynn_pool_avx512;
+    case PYNN_LEVEL_AVX2:
+        return &pynn_pool_avx2;
+#endif
+    default:
+        return &pynn_pool_generic;
     }
 }
 
@@ -92,6 +123,7 @@ static inline void maxpool_2x2_row_backward(float *restrict d0, float *restrict 
 int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
                            int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t pad_top,
                            int64_t pad_left, int64_t oh, int64_t ow) {
+    const pynn_pool_kernels *kernels = pool_kernels();
     int64_t t;
     PYNN_RETURN_IF(!pool_geometry_ok(n, h, w, c, ph, pw, sh, sw, pad_top, pad_left, oh, ow),
                    PYNN_EINVAL);
@@ -109,69 +141,24 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
     PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * ph * pw),
         for (t = 0; t < n * oh; t++) {
             const int64_t img = t / oh, i = t % oh;
-            int64_t r0, r1, j, r, q, e;
+            int64_t r0, r1, j;
             window_range(i * sh - pad_top, ph, h, &r0, &r1);
             for (j = 0; j < ow; j++) {                        /* output columns */
                 float *yo = y + (t * ow + j) * c;
                 int64_t q0, q1;
                 window_range(j * sw - pad_left, pw, w, &q0, &q1);
-                if (r0 == r1 || q0 == q1) {
+                if (r0 == r1 || q0 == q1)
                     memset(yo, 0, (size_t)c * sizeof(float));
-                    continue;
-                }
-                memcpy(yo, x + ((img * h + r0) * w + q0) * c, (size_t)c * sizeof(float));
-                for (r = r0; r < r1; r++)                     /* window rows */
-                    for (q = r == r0 ? q0 + 1 : q0; q < q1; q++) {   /* window columns */
-                        const float *restrict xs = x + ((img * h + r) * w + q) * c;
-                        float *restrict ym = yo;
-                        for (e = 0; e < c; e++) ym[e] = xs[e] > ym[e] ? xs[e] : ym[e];
-                    }
+                else
+                    kernels->window_max(yo, x + img * h * w * c, r0, r1, q0, q1, w, c);
             }
         });
     return PYNN_OK;
 }
 
-/* Adds each channel of g (c,) onto dimg at the first position of the window (rows
- * [r0, r1) x columns [q0, q1) of one image, w columns, c channels) where ximg equals the
- * window's maximum ymax (c,), the forward's output; the other window positions get
- * + 0.  Two passes of selects over the window, channels innermost (the data never
- * steers a branch: ties, e.g. the zeros after a ReLU, are common and random). */
-static void route_to_window_max(float *restrict dimg, const float *restrict ximg,
-                                const float *restrict ymax, const float *restrict g, int64_t r0,
-                                int64_t r1, int64_t q0, int64_t q1, int64_t w, int64_t c) {
-    int32_t first[POOL_C_BLOCK];
-    float grad[POOL_C_BLOCK];
-    int64_t r, q, e, c0;
-    for (c0 = 0; c0 < c; c0 += POOL_C_BLOCK) {            /* channel blocks */
-        const int64_t cb = c - c0 < POOL_C_BLOCK ? c - c0 : POOL_C_BLOCK;
-        int32_t pos = 0;
-        for (e = 0; e < cb; e++) {
-            first[e] = INT32_MAX;
-            grad[e] = g[c0 + e];
-        }
-        for (r = r0; r < r1; r++)                         /* window rows: find the first max */
-            for (q = q0; q < q1; q++, pos++) {            /* window columns */
-                const float *xs = ximg + (r * w + q) * c + c0;
-                for (e = 0; e < cb; e++) {
-                    const int32_t candidate = xs[e] == ymax[c0 + e] ? pos : INT32_MAX;
-                    first[e] = candidate < first[e] ? candidate : first[e];
-                }
-            }
-        pos = 0;
-        for (r = r0; r < r1; r++)                         /* window rows: route the gradient */
-            for (q = q0; q < q1; q++, pos++) {            /* window columns */
-                float *restrict ds = dimg + (r * w + q) * c + c0;
-                for (e = 0; e < cb; e++) {
-                    const float add = first[e] == pos ? grad[e] : 0.0f;
-                    ds[e] += add;
-                }
-            }
-    }
-}
-
 /* dx (n, h, w, c) = dy routed to the first maximum of each window, summed where windows
  * overlap (x and y are the forward's input and output: the argmax is the first window
- * position holding y).
+ * position holding y, which is recomputed from x rather than read).
  * Windows that cannot overlap (strides >= pool size, the usual case) touch disjoint
  * inputs, so the output rows are spread over the threads; overlapping ones are summed
  * one image per thread, outputs in row-major order. */
@@ -180,6 +167,7 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
                             int64_t w, int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
                             int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow) {
     const int nthreads = pynn_threads_for(n * oh * ow * c * ph * pw);
+    const pynn_pool_kernels *kernels = pool_kernels();
     int64_t t, img;
     (void)nthreads;                               /* unused when built without OpenMP */
     PYNN_RETURN_IF(!pool_geometry_ok(n, h, w, c, ph, pw, sh, sw, pad_top, pad_left, oh, ow),
@@ -195,8 +183,7 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
                 const int64_t im = t / oh, i = t % oh;
                 const int64_t r = (im * h + 2 * i) * w * c;
                 float *d0 = dx + r, *d1 = d0 + w * c;
-                maxpool_2x2_row_backward(d0, d1, x + r, x + r + w * c, y + t * ow * c,
-                                         dy + t * ow * c, ow, c);
+                maxpool_2x2_row_backward(d0, d1, x + r, x + r + w * c, dy + t * ow * c, ow, c);
                 if (2 * ow < w) {
                     memset(d0 + 2 * ow * c, 0, (size_t)((w - 2 * ow) * c) * sizeof(float));
                     memset(d1 + 2 * ow * c, 0, (size_t)((w - 2 * ow) * c) * sizeof(float));
@@ -223,9 +210,8 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
                     int64_t q0, q1;
                     window_range(j * sw - pad_left, pw, w, &q0, &q1);
                     if (q0 == q1) continue;
-                    route_to_window_max(dx + im * h * w * c, x + im * h * w * c,
-                                        y + (t * ow + j) * c, dy + (t * ow + j) * c, r0, r1, q0, q1,
-                                        w, c);
+                    kernels->route_max(dx + im * h * w * c, x + im * h * w * c,
+                                        dy + (t * ow + j) * c, r0, r1, q0, q1, w, c);
                 }
             });
         return PYNN_OK;
@@ -234,51 +220,95 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
     PYNN_PARALLEL_FOR(n > 1 ? nthreads : 1,
         for (img = 0; img < n; img++) {
             float *dimg = dx + img * h * w * c;
-            int64_t i, j;
-            memset(dimg, 0, (size_t)(h * w * c) * sizeof(float));
+            int64_t i, j, zeroed = 0;                         /* rows [0, zeroed) are */
             for (i = 0; i < oh; i++) {                        /* output rows, in order */
                 int64_t r0, r1;
                 window_range(i * sh - pad_top, ph, h, &r0, &r1);
+                /* zero the rows this output row reaches first just before it adds to
+                 * them, while they are in the cache */
+                if (r1 > zeroed) {
+                    memset(dimg + zeroed * w * c, 0, (size_t)((r1 - zeroed) * w * c) * sizeof(float));
+                    zeroed = r1;
+                }
                 for (j = 0; j < ow; j++) {                    /* output columns, in order */
                     int64_t q0, q1;
                     window_range(j * sw - pad_left, pw, w, &q0, &q1);
                     if (r0 == r1 || q0 == q1) continue;
                     const int64_t o = ((img * oh + i) * ow + j) * c;
-                    route_to_window_max(dimg, x + img * h * w * c, y + o, dy + o, r0, r1, q0, q1, w, c);
+                    kernels->route_max(dimg, x + img * h * w * c, dy + o, r0, r1, q0, q1, w, c);
                 }
             }
+            if (zeroed < h)                                   /* rows no window reaches */
+                memset(dimg + zeroed * w * c, 0, (size_t)((h - zeroed) * w * c) * sizeof(float));
         });
     return PYNN_OK;
+}
+
+/* One output row of the 2x2/2 average: the general loops' sum from 0 in row-major order
+ * and divide, unrolled. */
+static inline void avgpool_2x2_row(float *restrict yrow, const float *restrict x0,
+                                   const float *restrict x1, int64_t ow, int64_t c) {
+    int64_t j, e;
+    for (j = 0; j < ow; j++) {                            /* output columns */
+        const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
+        const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
+        float *restrict yo = yrow + j * c;
+        for (e = 0; e < c; e++) yo[e] = ((((0.0f + a[e]) + b[e]) + p[e]) + q[e]) / 4.0f;
+    }
+}
+
+/* The backward of one output row of the 2x2/2 average: every position of a window gets
+ * 0 + dy / 4 (the general loops' sum of one share); writes all of the two input rows'
+ * windowed columns. */
+static inline void avgpool_2x2_row_backward(float *restrict d0, float *restrict d1,
+                                            const float *restrict dyrow, int64_t ow,
+                                            int64_t c) {
+    int64_t j, e;
+    for (j = 0; j < ow; j++) {                            /* output columns */
+        float *restrict da = d0 + 2 * j * c, *restrict db = da + c;
+        float *restrict dp = d1 + 2 * j * c, *restrict dq = dp + c;
+        for (e = 0; e < c; e++) {                         /* channels */
+            const float share = 0.0f + dyrow[j * c + e] / 4.0f;
+            da[e] = share;
+            db[e] = share;
+            dp[e] = share;
+            dq[e] = share;
+        }
+    }
 }
 
 /* y (n, oh, ow, c) = mean of x over the input positions of each window. */
 int pynn_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
                            int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t pad_top,
                            int64_t pad_left, int64_t oh, int64_t ow) {
+    const pynn_pool_kernels *kernels = pool_kernels();
     int64_t t;
     PYNN_RETURN_IF(!pool_geometry_ok(n, h, w, c, ph, pw, sh, sw, pad_top, pad_left, oh, ow),
                    PYNN_EINVAL);
     PYNN_RETURN_IF((y == NULL || x == NULL) && n * oh * ow * c > 0, PYNN_EINVAL);
+    if (pool_is_2x2_s2(h, w, ph, pw, sh, sw, pad_top, pad_left, oh, ow)) {
+        /* output rows (image, i): each row of y is written by one thread */
+        PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * 4),
+            for (t = 0; t < n * oh; t++) {
+                const float *x0 = x + ((t / oh) * h + 2 * (t % oh)) * w * c;
+                avgpool_2x2_row(y + t * ow * c, x0, x0 + w * c, ow, c);
+            });
+        return PYNN_OK;
+    }
     /* output rows (image, i): each row of y is written by one thread */
     PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * ph * pw),
         for (t = 0; t < n * oh; t++) {
             const int64_t img = t / oh, i = t % oh;
-            int64_t r0, r1, j, r, q, e;
+            int64_t r0, r1, j;
             window_range(i * sh - pad_top, ph, h, &r0, &r1);
             for (j = 0; j < ow; j++) {                        /* output columns */
                 float *yo = y + (t * ow + j) * c;
                 int64_t q0, q1;
-                float count;
                 window_range(j * sw - pad_left, pw, w, &q0, &q1);
-                memset(yo, 0, (size_t)c * sizeof(float));
-                if (r0 == r1 || q0 == q1) continue;
-                for (r = r0; r < r1; r++)                     /* window rows */
-                    for (q = q0; q < q1; q++) {               /* window columns */
-                        const float *xs = x + ((img * h + r) * w + q) * c;
-                        for (e = 0; e < c; e++) yo[e] += xs[e];
-                    }
-                count = (float)((r1 - r0) * (q1 - q0));
-                for (e = 0; e < c; e++) yo[e] /= count;
+                if (r0 == r1 || q0 == q1)
+                    memset(yo, 0, (size_t)c * sizeof(float));
+                else
+                    kernels->window_mean(yo, x + img * h * w * c, r0, r1, q0, q1, w, c);
             }
         });
     return PYNN_OK;
@@ -292,6 +322,24 @@ int pynn_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_t h, in
     PYNN_RETURN_IF(!pool_geometry_ok(n, h, w, c, ph, pw, sh, sw, pad_top, pad_left, oh, ow),
                    PYNN_EINVAL);
     PYNN_RETURN_IF((dx == NULL || dy == NULL) && n * h * w * c > 0, PYNN_EINVAL);
+    if (pool_is_2x2_s2(h, w, ph, pw, sh, sw, pad_top, pad_left, oh, ow)) {
+        int64_t t;
+        /* output rows (image, i): each owns input rows 2i and 2i+1, as in the max's */
+        PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * 4),
+            for (t = 0; t < n * oh; t++) {
+                const int64_t im = t / oh, i = t % oh;
+                float *d0 = dx + (im * h + 2 * i) * w * c, *d1 = d0 + w * c;
+                avgpool_2x2_row_backward(d0, d1, dy + t * ow * c, ow, c);
+                if (2 * ow < w) {
+                    memset(d0 + 2 * ow * c, 0, (size_t)((w - 2 * ow) * c) * sizeof(float));
+                    memset(d1 + 2 * ow * c, 0, (size_t)((w - 2 * ow) * c) * sizeof(float));
+                }
+                if (i == oh - 1 && 2 * oh < h)
+                    memset(dx + (im * h + 2 * oh) * w * c, 0,
+                           (size_t)((h - 2 * oh) * w * c) * sizeof(float));
+            });
+        return PYNN_OK;
+    }
     /* images: each image of dx is written by one thread */
     PYNN_PARALLEL_FOR(n > 1 ? pynn_threads_for(n * oh * ow * c * ph * pw) : 1,
         for (img = 0; img < n; img++) {
@@ -334,11 +382,16 @@ int pynn_global_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h
     /* images: each row of y is written by one thread */
     PYNN_PARALLEL_FOR(pynn_threads_for(n * hw * c),
         for (img = 0; img < n; img++) {
-            float *yo = y + img * c;
+            float *restrict yo = y + img * c;
             int64_t p, e;
             memset(yo, 0, (size_t)c * sizeof(float));
-            for (p = 0; p < hw; p++) {                        /* positions, in order */
-                const float *xs = x + (img * hw + p) * c;
+            for (p = 0; p + 4 <= hw; p += 4) {                /* positions, in order: four per */
+                const float *restrict a = x + (img * hw + p) * c;    /* load/store of yo */
+                const float *restrict b = a + c, *restrict d = b + c, *restrict f = d + c;
+                for (e = 0; e < c; e++) yo[e] = (((yo[e] + a[e]) + b[e]) + d[e]) + f[e];
+            }
+            for (; p < hw; p++) {                             /* the last positions */
+                const float *restrict xs = x + (img * hw + p) * c;
                 for (e = 0; e < c; e++) yo[e] += xs[e];
             }
             for (e = 0; e < c; e++) yo[e] /= (float)hw;
@@ -356,10 +409,11 @@ int pynn_global_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_
     /* images: each image of dx is written by one thread */
     PYNN_PARALLEL_FOR(pynn_threads_for(n * hw * c),
         for (img = 0; img < n; img++) {
-            float *dimg = dx + img * hw * c;
+            float *restrict dimg = dx + img * hw * c;
             int64_t p, e;
             for (e = 0; e < c; e++) dimg[e] = dy[img * c + e] / (float)hw;
-            for (p = 1; p < hw; p++) memcpy(dimg + p * c, dimg, (size_t)c * sizeof(float));
+            for (p = 1; p < hw; p++)                          /* positions: copies of the first */
+                for (e = 0; e < c; e++) dimg[p * c + e] = dimg[e];
         });
     return PYNN_OK;
 }

@@ -148,6 +148,65 @@ static void check_pool(const pool_geometry *g) {
     free(terms);
 }
 
+/* ---- max pooling with NaNs ------------------------------------------------------------
+ * pool.c's max keeps a running maximum m = x > m ? x : m from the window's first position,
+ * so a NaN wins only when it comes first, and the backward routes dy to the first position
+ * equal to y: nowhere when y is NaN.  The backward recomputes y from x: these NaNs check
+ * that it matches the forward there too, at every level (channels past the last whole
+ * vector included) and on every path (2x2/2, disjoint, overlapping windows).  The wanted
+ * values are the same float operations in the same order: the same bits. */
+static void check_max_nan(const pool_geometry *g) {
+    const int64_t oh = out_h(g), ow = out_w(g), ny = g->n * oh * ow * g->c;
+    const int64_t nx = g->n * g->h * g->w * g->c;
+    float *x = quantised(nx), *dy = ctest_floats(ny, -1.0f, 1.0f), *got;
+    float *ywant = ctest_new_floats(ny), *dxwant = ctest_new_floats(nx);
+    pool_case t = {g, x, dy};
+    int64_t img, i, j, r, q, e, ch;
+    CTEST_CONTEXT("max pool with NaNs n%lld %lldx%lldx%lld window %lldx%lld s%lldx%lld pad %lld",
+                  (long long)g->n, (long long)g->h, (long long)g->w, (long long)g->c,
+                  (long long)g->ph, (long long)g->pw, (long long)g->sh, (long long)g->sw,
+                  (long long)g->pt);
+    for (e = 0; e < nx; e += 5) x[e] = nanf("");  /* 21 channels: every window position */
+    got = (float *)ctest_everywhere(run_pool, &t, (size_t)(2 * ny + 2 * nx) * sizeof(float),
+                                    "max pooling with NaNs");
+    for (e = 0; e < nx; e++) dxwant[e] = 0.0f;
+    for (img = 0; img < g->n; img++)
+        for (i = 0; i < oh; i++)
+            for (j = 0; j < ow; j++)
+                for (ch = 0; ch < g->c; ch++) {
+                    const int64_t o = ((img * oh + i) * ow + j) * g->c + ch;
+                    int64_t first = -1;
+                    float m = 0.0f;
+                    for (r = i * g->sh - g->pt; r < i * g->sh - g->pt + g->ph; r++)
+                        for (q = j * g->sw - g->pl; q < j * g->sw - g->pl + g->pw; q++) {
+                            const int64_t at = ((img * g->h + r) * g->w + q) * g->c + ch;
+                            if (r < 0 || r >= g->h || q < 0 || q >= g->w) continue;
+                            if (first < 0) {
+                                first = at;
+                                m = x[at];
+                            } else {
+                                m = x[at] > m ? x[at] : m;
+                            }
+                        }
+                    ywant[o] = m;
+                    for (r = i * g->sh - g->pt; first >= 0 && r < i * g->sh - g->pt + g->ph; r++)
+                        for (q = j * g->sw - g->pl; q < j * g->sw - g->pl + g->pw; q++) {
+                            const int64_t at = ((img * g->h + r) * g->w + q) * g->c + ch;
+                            if (r < 0 || r >= g->h || q < 0 || q >= g->w || x[at] != m) continue;
+                            dxwant[at] += dy[o];
+                            first = -1;                   /* routed: stop */
+                            break;
+                        }
+                }
+    ctest_same_bits("max forward", got, ywant, ny);
+    ctest_same_bits("max backward", got + ny, dxwant, nx);
+    free(got);
+    free(x);
+    free(dy);
+    free(ywant);
+    free(dxwant);
+}
+
 /* ---- global average pooling --------------------------------------------------------- */
 
 typedef struct {
@@ -265,6 +324,13 @@ int main(void) {
         {2, 4, 4, 0, 2, 2, 2, 2, 0, 0, 0, 0},     /* no channels */
         {1, 2, 2, 3, 3, 3, 1, 1, 0, 0, 0, 0},     /* window larger than the image: no output */
     };
+    /* 21 channels: a whole vector of 16 (or 4 or 8) and a rest, at every level */
+    static const pool_geometry nan_shapes[] = {
+        {2, 8, 8, 21, 2, 2, 2, 2, 0, 0, 0, 0},    /* 2x2 / 2 */
+        {2, 9, 9, 21, 3, 3, 3, 3, 0, 0, 0, 0},    /* disjoint windows */
+        {2, 9, 9, 21, 3, 3, 2, 2, 0, 0, 0, 0},    /* overlapping windows */
+        {2, 8, 8, 21, 3, 3, 2, 2, 1, 1, 1, 1},    /* overlapping, padding */
+    };
     /* n h w c */
     static const int64_t globals[][4] = {{0, 3, 3, 2}, {1, 1, 1, 1}, {3, 7, 5, 11},
                                          {64, 8, 8, 16}, {2, 1, 37, 3}, {5, 4, 4, 0}};
@@ -272,6 +338,7 @@ int main(void) {
     ctest_seed(5);
     check_refusals();
     for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++) check_pool(&shapes[s]);
+    for (s = 0; s < sizeof nan_shapes / sizeof nan_shapes[0]; s++) check_max_nan(&nan_shapes[s]);
     for (s = 0; s < sizeof globals / sizeof globals[0]; s++)
         check_global(globals[s][0], globals[s][1], globals[s][2], globals[s][3]);
     return ctest_finish("test_pool");

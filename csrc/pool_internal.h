@@ -1,0 +1,37 @@
+/* pool_internal.h -- the contract between pooling's driver (pool.c: geometry, threads,
+ * which output goes where) and its window loops (pool_kernel.h, compiled once per
+ * instruction set).  Not installed.
+ *
+ * Each function works on one window of one image (ximg / dimg: w columns, c channels),
+ * rows [r0, r1) x columns [q0, q1), not empty, all c channels:
+ *   window_max:  yo[0:c] = the first position's value, then m = x > m ? x : m over the
+ *                other positions in row-major order (the forward of max pooling);
+ *   window_mean: yo[0:c] = (0 + the positions' sum in row-major order) / their count;
+ *   route_max:   adds g[0:c] onto dimg at the first position (row-major) whose x equals
+ *                the window's maximum (as window_max computes it: bitwise y), + 0 at the
+ *                other positions (which changes no sum that starts from +0); a NaN
+ *                maximum (a NaN first value) matches no position.
+ * Lanes are channels, independent of one another, so every instruction set computes the
+ * same bits (-ffp-contract=off). */
+#ifndef PYNN_POOL_INTERNAL_H
+#define PYNN_POOL_INTERNAL_H
+
+#include <stdint.h>
+#include "internal.h"
+
+typedef struct {
+    void (*window_max)(float *yo, const float *ximg, int64_t r0, int64_t r1, int64_t q0,
+                       int64_t q1, int64_t w, int64_t c);
+    void (*window_mean)(float *yo, const float *ximg, int64_t r0, int64_t r1, int64_t q0,
+                        int64_t q1, int64_t w, int64_t c);
+    void (*route_max)(float *dimg, const float *ximg, const float *g, int64_t r0, int64_t r1,
+                      int64_t q0, int64_t q1, int64_t w, int64_t c);
+} pynn_pool_kernels;
+
+extern const pynn_pool_kernels pynn_pool_generic;    /* pool_generic.c */
+#ifdef PYNN_HAVE_X86_KERNELS
+extern const pynn_pool_kernels pynn_pool_avx2;       /* pool_avx2.c */
+extern const pynn_pool_kernels pynn_pool_avx512;     /* pool_avx512.c */
+#endif
+
+#endif /* PYNN_POOL_INTERNAL_H */

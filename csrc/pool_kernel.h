@@ -1,0 +1,184 @@
+/* pool_kernel.h -- pooling's window loops (pool_internal.h), written once and compiled once
+ * per instruction set: pool_generic.c, pool_avx2.c and pool_avx512.c each define
+ * POOL_KERNELS, the name of their table, and include this file under their own -m flags.
+ *
+ * A window's running maximum, sum or first-maximum position is kept for a vector of
+ * channels in registers while the loops walk the window's positions (one load per
+ * position and vector, nothing written back until the end), instead of being read and
+ * written back for every position.  The vectors are GCC/Clang vector extensions of the
+ * set's width (16, 8 or 4 floats); the channels past the last whole vector take the
+ * scalar loops, which define the results.  Selects are bit masks: the data never steers
+ * a branch (ties, e.g. the zeros after a ReLU, are common and random).  Only route_max's
+ * AVX-512 loops are intrinsics: there GCC's lowering of the vector-extension selects
+ * costs a second comparison per position, where one mask register serves both moves. */
+#ifndef POOL_KERNELS
+#error "pool_kernel.h: define POOL_KERNELS (the table's name) first"
+#endif
+
+#include <string.h>
+#include "pool_internal.h"
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#if defined(__AVX512F__)
+#define PK_NL 16
+#elif defined(__AVX2__)
+#define PK_NL 8
+#else
+#define PK_NL 4
+#endif
+#define POOL_MAX_WINDOW 64      /* positions of a window the vector loops take */
+typedef float pk_vec __attribute__((vector_size(PK_NL * sizeof(float))));
+typedef int32_t pk_ivec __attribute__((vector_size(PK_NL * sizeof(int32_t))));
+
+static inline pk_vec pk_load(const float *p) { pk_vec v; memcpy(&v, p, sizeof v); return v; }
+static inline void pk_store(float *p, pk_vec v) { memcpy(p, &v, sizeof v); }
+/* keep ? a : b, lane by lane (keep: all ones or all zeros) */
+static inline pk_vec pk_select(pk_ivec keep, pk_vec a, pk_vec b) {
+    pk_ivec ab, bb;
+    memcpy(&ab, &a, sizeof a);
+    memcpy(&bb, &b, sizeof b);
+    ab = (ab & keep) | (bb & ~keep);
+    memcpy(&a, &ab, sizeof a);
+    return a;
+}
+
+static void window_max(float *restrict yo, const float *restrict ximg, int64_t r0, int64_t r1,
+                       int64_t q0, int64_t q1, int64_t w, int64_t c) {
+    const float *restrict first = ximg + (r0 * w + q0) * c;
+    int64_t c0 = 0, r, q, e;
+    for (; c0 + PK_NL <= c; c0 += PK_NL) {                /* channel vectors */
+        pk_vec m = pk_load(first + c0);
+        for (r = r0; r < r1; r++)                         /* window rows */
+            for (q = r == r0 ? q0 + 1 : q0; q < q1; q++) {        /* window columns */
+                const pk_vec v = pk_load(ximg + (r * w + q) * c + c0);
+                m = pk_select(v > m, v, m);
+            }
+        pk_store(yo + c0, m);
+    }
+    for (e = c0; e < c; e++) yo[e] = first[e];            /* the last channels */
+    for (r = r0; r < r1; r++)
+        for (q = r == r0 ? q0 + 1 : q0; q < q1; q++) {
+            const float *restrict xs = ximg + (r * w + q) * c;
+            for (e = c0; e < c; e++) yo[e] = xs[e] > yo[e] ? xs[e] : yo[e];
+        }
+}
+
+static void window_mean(float *restrict yo, const float *restrict ximg, int64_t r0, int64_t r1,
+                        int64_t q0, int64_t q1, int64_t w, int64_t c) {
+    const float count = (float)((r1 - r0) * (q1 - q0));
+    int64_t c0 = 0, r, q, e;
+    for (; c0 + PK_NL <= c; c0 += PK_NL) {                /* channel vectors */
+        pk_vec s = {0};
+        for (r = r0; r < r1; r++)                         /* window rows */
+            for (q = q0; q < q1; q++)                     /* window columns */
+                s += pk_load(ximg + (r * w + q) * c + c0);
+        pk_store(yo + c0, s / count);
+    }
+    for (e = c0; e < c; e++) yo[e] = 0.0f;                /* the last channels */
+    for (r = r0; r < r1; r++)
+        for (q = q0; q < q1; q++) {
+            const float *restrict xs = ximg + (r * w + q) * c;
+            for (e = c0; e < c; e++) yo[e] += xs[e];
+        }
+    for (e = c0; e < c; e++) yo[e] /= count;
+}
+
+/* route_max on channels c0 .. c0+cb-1, cb < PK_NL (the last channels), scalar */
+static void route_max_tail(float *restrict dimg, const float *restrict ximg,
+                           const float *restrict g, int64_t r0, int64_t r1, int64_t q0,
+                           int64_t q1, int64_t w, int64_t c, int64_t c0) {
+    float m[PK_NL];
+    int32_t at[PK_NL];
+    const float *restrict first = ximg + (r0 * w + q0) * c + c0;
+    int32_t pos = 0;
+    int64_t r, q, e;
+    for (e = 0; c0 + e < c; e++) {
+        m[e] = first[e];
+        at[e] = 0;
+    }
+    for (r = r0; r < r1; r++)                             /* window rows: the first max */
+        for (q = r == r0 ? q0 + 1 : q0; q < q1; q++) {
+            const float *restrict xs = ximg + (r * w + q) * c + c0;
+            pos++;
+            for (e = 0; c0 + e < c; e++) {
+                const int above = xs[e] > m[e];
+                m[e] = above ? xs[e] : m[e];
+                at[e] = above ? pos : at[e];
+            }
+        }
+    for (e = 0; c0 + e < c; e++) at[e] = m[e] == m[e] ? at[e] : -1;
+    pos = 0;
+    for (r = r0; r < r1; r++)                             /* window rows: route */
+        for (q = q0; q < q1; q++, pos++) {
+            float *restrict ds = dimg + (r * w + q) * c + c0;
+            for (e = 0; c0 + e < c; e++) ds[e] += at[e] == pos ? g[c0 + e] : 0.0f;
+        }
+}
+
+static void route_max(float *restrict dimg, const float *restrict ximg, const float *restrict g,
+                      int64_t r0, int64_t r1, int64_t q0, int64_t q1, int64_t w, int64_t c) {
+    /* the window's positions as offsets from its first, row-major: one flat loop */
+    int64_t off[POOL_MAX_WINDOW];
+    const int64_t npos = (r1 - r0) * (q1 - q0);
+    const float *restrict first = ximg + (r0 * w + q0) * c;
+    float *restrict dfirst = dimg + (r0 * w + q0) * c;
+    int64_t c0 = 0, r, q, p;
+    if (npos > POOL_MAX_WINDOW) {                         /* large windows: scalar */
+        route_max_tail(dimg, ximg, g, r0, r1, q0, q1, w, c, 0);
+        return;
+    }
+    for (r = 0, p = 0; r < r1 - r0; r++)
+        for (q = 0; q < q1 - q0; q++, p++) off[p] = (r * w + q) * c;
+#if defined(__AVX512F__)
+    /* the same steps with AVX-512's mask registers: the comparison's mask moves both the
+     * maximum and its position, and the route is a masked add (ds + g where the mask is
+     * set, ds elsewhere: the + 0 of the other lanes) */
+    for (; c0 + PK_NL <= c; c0 += PK_NL) {                /* channel vectors */
+        __m512 m = _mm512_loadu_ps(first + c0);
+        const __m512 grad = _mm512_loadu_ps(g + c0);
+        const __m512i one = _mm512_set1_epi32(1);
+        __m512i at = _mm512_setzero_si512(), pos = _mm512_setzero_si512();
+        for (p = 1; p < npos; p++) {                      /* window positions: the first max */
+            const __m512 v = _mm512_loadu_ps(first + off[p] + c0);
+            const __mmask16 above = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ);
+            pos = _mm512_add_epi32(pos, one);
+            m = _mm512_mask_mov_ps(m, above, v);
+            at = _mm512_mask_mov_epi32(at, above, pos);
+        }
+        /* a NaN maximum: -1, no position */
+        at = _mm512_mask_mov_epi32(at, _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q),
+                                   _mm512_set1_epi32(-1));
+        pos = _mm512_setzero_si512();
+        for (p = 0; p < npos; p++) {                      /* window positions: route */
+            float *restrict ds = dfirst + off[p] + c0;
+            const __m512 d = _mm512_loadu_ps(ds);
+            _mm512_storeu_ps(ds, _mm512_mask_add_ps(d, _mm512_cmpeq_epi32_mask(at, pos), d, grad));
+            pos = _mm512_add_epi32(pos, one);
+        }
+    }
+#endif
+    for (; c0 + PK_NL <= c; c0 += PK_NL) {                /* channel vectors */
+        pk_vec m = pk_load(first + c0);
+        const pk_vec grad = pk_load(g + c0);
+        pk_ivec at = {0}, pos = {0};
+        for (p = 1; p < npos; p++) {                      /* window positions: the first max */
+            const pk_vec v = pk_load(first + off[p] + c0);
+            const pk_ivec above = v > m;
+            pos += 1;
+            m = pk_select(above, v, m);
+            at = (pos & above) | (at & ~above);
+        }
+        at |= ~(m == m);                                  /* a NaN maximum: -1, no position */
+        pos = (pk_ivec){0};
+        for (p = 0; p < npos; p++) {                      /* window positions: route */
+            float *restrict ds = dfirst + off[p] + c0;
+            pk_store(ds, pk_load(ds) + pk_select(at == pos, grad, (pk_vec){0}));
+            pos += 1;
+        }
+    }
+    if (c0 < c) route_max_tail(dimg, ximg, g, r0, r1, q0, q1, w, c, c0);
+}
+
+const pynn_pool_kernels POOL_KERNELS = {window_max, window_mean, route_max};
