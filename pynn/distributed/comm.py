@@ -98,10 +98,12 @@ class Comm:
                 pause = min(pause * 2 or 2e-5, MAX_PAUSE)
 
     # ---- collectives ------------------------------------------------------------------------
-    def allreduce_sum(self, x, scratch=None, what="an allreduce"):
+    def allreduce_sum(self, x, scratch=None, what="an allreduce", scale=None):
         """x (1-D, contiguous) replaced in place by the sum over the ranks, added in rank
-        order (module docstring).  scratch: a 1-D array of x's dtype with at least
-        size * ceil(len(x) / size) elements, or None."""
+        order (module docstring), times `scale` if given (each rank scales the part it
+        summed, before sending it back: a pass over 1/size of x instead of all of it).
+        scratch: a 1-D array of x's dtype with at least size * ceil(len(x) / size)
+        elements, or None."""
         n, size, me = x.shape[0], self.size, self.rank
         if size == 1 or n == 0:
             return x
@@ -122,6 +124,8 @@ class Comm:
             np.add(parts[0], parts[1], out=mine)
         for q in range(1 if me == 0 else 2, size):
             np.add(mine, parts[q], out=mine)
+        if scale is not None:
+            np.multiply(mine, x.dtype.type(scale), out=mine)
         self.exchange([(p, mine) for p in range(size) if p != me],
                       [(q, x[bounds[q]:bounds[q + 1]]) for q in range(size) if q != me], what)
         return x
