@@ -40,32 +40,18 @@
 #include <string.h>
 #include <time.h>
 #include "pynn.h"
+#include "bench_util.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* n floats uniform in [lo, lo + scale * 2), or 0 where relu and negative (a ReLU's output:
- * half zeros, ties in the pooling windows as in a real network) */
-static float *filled(int64_t n, unsigned *seed, float scale, int relu) {
-    float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+/* filled(), with the negative values zeroed when relu (a ReLU's output: half zeros, ties
+ * in the pooling windows as in a real network) */
+static float *filled_act(int64_t n, unsigned *seed, float scale, int relu) {
+    float *x = filled(n, seed, scale);
     int64_t i;
-    for (i = 0; x != NULL && i < n; i++) {
-        float v;
-        *seed = *seed * 1664525u + 1013904223u;
-        v = ((float)((*seed >> 8) * (1.0 / 8388608.0)) - 1.0f) * scale;
-        x[i] = relu && v < 0.0f ? 0.0f : v;
-    }
+    for (i = 0; x != NULL && relu && i < n; i++)
+        if (x[i] < 0.0f) x[i] = 0.0f;
     return x;
 }
 
@@ -103,10 +89,10 @@ static void pool_init(pool_layer *l, int kind, int64_t n, int64_t h, int64_t c, 
     l->kind = kind;
     l->n = n; l->h = l->w = h; l->c = c; l->p = p; l->s = s;
     l->oh = l->ow = kind == POOL_GLOBAL_AVG ? 1 : (h - p) / s + 1;      /* "valid" */
-    l->x = filled(n * h * h * c, seed, 1.0f, 1);
-    l->dx = filled(n * h * h * c, seed, 0.0f, 0);
-    l->y = filled(n * l->oh * l->ow * c, seed, 0.0f, 0);
-    l->dy = filled(n * l->oh * l->ow * c, seed, 0.1f, 0);
+    l->x = filled_act(n * h * h * c, seed, 1.0f, 1);
+    l->dx = filled_act(n * h * h * c, seed, 0.0f, 0);
+    l->y = filled_act(n * l->oh * l->ow * c, seed, 0.0f, 0);
+    l->dy = filled_act(n * l->oh * l->ow * c, seed, 0.1f, 0);
 }
 
 static int pool_fwd(void *p) {
@@ -149,18 +135,18 @@ typedef struct {
 static void bn_init(bn_layer *l, int64_t rows, int64_t cols, unsigned *seed) {
     memset(l, 0, sizeof *l);
     l->rows = rows; l->cols = cols;
-    l->x = filled(rows * cols, seed, 2.0f, 0);
-    l->y = filled(rows * cols, seed, 0.0f, 0);
-    l->dy = filled(rows * cols, seed, 0.1f, 0);
-    l->dx = filled(rows * cols, seed, 0.0f, 0);
-    l->gamma = filled(cols, seed, 0.5f, 0);
-    l->beta = filled(cols, seed, 0.5f, 0);
-    l->mean = filled(cols, seed, 0.0f, 0);
-    l->inv_std = filled(cols, seed, 0.0f, 0);
-    l->mm = filled(cols, seed, 0.1f, 0);
-    l->mv = filled(cols, seed, 0.0f, 0);
-    l->dgamma = filled(cols, seed, 0.0f, 0);
-    l->dbeta = filled(cols, seed, 0.0f, 0);
+    l->x = filled_act(rows * cols, seed, 2.0f, 0);
+    l->y = filled_act(rows * cols, seed, 0.0f, 0);
+    l->dy = filled_act(rows * cols, seed, 0.1f, 0);
+    l->dx = filled_act(rows * cols, seed, 0.0f, 0);
+    l->gamma = filled_act(cols, seed, 0.5f, 0);
+    l->beta = filled_act(cols, seed, 0.5f, 0);
+    l->mean = filled_act(cols, seed, 0.0f, 0);
+    l->inv_std = filled_act(cols, seed, 0.0f, 0);
+    l->mm = filled_act(cols, seed, 0.1f, 0);
+    l->mv = filled_act(cols, seed, 0.0f, 0);
+    l->dgamma = filled_act(cols, seed, 0.0f, 0);
+    l->dbeta = filled_act(cols, seed, 0.0f, 0);
     for (int64_t j = 0; j < cols; j++) {
         l->gamma[j] += 1.0f;
         l->mv[j] = 1.0f;

@@ -35,24 +35,9 @@
 #include <string.h>
 #include <time.h>
 #include "pynn.h"
+#include "bench_util.h"
 
 #define PEAK_TARGET 0.85
-
-static double wall_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static float *filled(int64_t n, unsigned *seed, float scale) {
-    float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    int64_t i;
-    for (i = 0; x != NULL && i < n; i++) {
-        *seed = *seed * 1664525u + 1013904223u;
-        x[i] = ((float)((*seed >> 8) * (1.0 / 8388608.0)) - 1.0f) * scale;
-    }
-    return x;
-}
 
 /* One convolution: its geometry, operands, gradients and workspaces. */
 typedef struct {
@@ -147,18 +132,18 @@ static double time_call(int (*fn)(const void *), const void *arg, int samples, d
     int64_t calls = 1, i;
     int s;
     for (;;) {                                             /* calls per sample */
-        const double t0 = wall_s();
+        const double t0 = now_s();
         for (i = 0; i < calls; i++)
             if (fn(arg) != PYNN_OK) return -1.0;
-        if (wall_s() - t0 >= min_s) break;
+        if (now_s() - t0 >= min_s) break;
         calls *= 2;
     }
     for (s = 0; s < samples; s++) {                        /* samples */
-        const double t0 = wall_s();
+        const double t0 = now_s();
         double t;
         for (i = 0; i < calls; i++)
             if (fn(arg) != PYNN_OK) return -1.0;
-        t = (wall_s() - t0) / (double)calls;
+        t = (now_s() - t0) / (double)calls;
         if (t < best) best = t;
     }
     return best;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 #include "pynn.h"
+#include "bench_util.h"
 
 typedef struct {
     const char *label;
@@ -43,17 +44,6 @@ static const layer layers[] = {
 /* On one thread, the thread's CPU time: on a shared, loaded machine the time it was
  * scheduled out does not count (wall time otherwise). */
 static clockid_t bench_clock = CLOCK_MONOTONIC;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(bench_clock, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void fill(float *x, int64_t n, unsigned *seed) {
     int64_t i;

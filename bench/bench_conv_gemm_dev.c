@@ -15,27 +15,12 @@
 #include <string.h>
 #include <time.h>
 #include "pynn.h"
+#include "bench_util.h"
 #include "conv_gemm_internal.h"
 
 /* BENCH_CLOCK=wall: wall-clock time; else the process's CPU time (all its threads), which
  * other processes on a shared machine do not inflate; the peak is timed the same way. */
 static clockid_t bench_clock = CLOCK_PROCESS_CPUTIME_ID;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(bench_clock, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static float *filled(int64_t n, unsigned *seed, float scale) {
-    float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    int64_t i;
-    for (i = 0; i < n; i++) {
-        *seed = *seed * 1664525u + 1013904223u;
-        x[i] = ((float)((*seed >> 8) * (1.0 / 8388608.0)) - 1.0f) * scale;
-    }
-    return x;
-}
 
 static int cmp_d(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;

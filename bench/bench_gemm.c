@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include "pynn.h"
+#include "bench_util.h"
 
 typedef struct {
     const char *label;
@@ -52,17 +53,6 @@ static const bench_shape shapes[] = {
     {"small M 24x784x512", 0, 0, 24, 512, 784},
     {"small M 32x784x512", 0, 0, 32, 512, 784},
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void fill(float *x, int64_t n, unsigned *seed) {
     int64_t i;

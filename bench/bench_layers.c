@@ -17,22 +17,7 @@
 #include <string.h>
 #include <time.h>
 #include "pynn.h"
-
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static float *filled(int64_t n, unsigned *seed, float scale) {
-    float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    int64_t i;
-    for (i = 0; x != NULL && i < n; i++) {
-        *seed = *seed * 1664525u + 1013904223u;
-        x[i] = ((float)((*seed >> 8) * (1.0 / 8388608.0)) - 1.0f) * scale;
-    }
-    return x;
-}
+#include "bench_util.h"
 
 /* One convolution layer's operands and gradients. */
 typedef struct {

@@ -755,7 +755,7 @@ def run_latency(cfg, failures):
                 with torch.no_grad():
                     return torch.softmax(tmlp(tx), -1)
             fns["torch"] = tfwd
-        cases.append((f"MLP 784-512-256-10 predict_on_batch", b, fns, "torch",
+        cases.append(("MLP 784-512-256-10 predict_on_batch", b, fns, "torch",
                       LATENCY_MLP_TARGET))
     a = rng.random((1, 784), dtype=np.float32)
     w = rng.random((784, 512), dtype=np.float32)

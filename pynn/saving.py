@@ -297,6 +297,40 @@ def save_model(model, path, overwrite=True):
     _save_pynn_model(model, path, overwrite)
 
 
+def serialize_losses(loss):
+    """compile()'s loss argument (one, a list or a dict of losses) as configs."""
+    from . import losses as losses_module
+    if loss is None:
+        return None
+    if isinstance(loss, dict):
+        return {k: serialize_losses(v) for k, v in loss.items()}
+    if isinstance(loss, (list, tuple)):
+        return [serialize_losses(v) for v in loss]
+    return serialize(losses_module.get(loss))
+
+
+def serialize_metrics(metrics):
+    """compile()'s metrics (names, Metric objects, lists or dicts of them): Metric objects as
+    configs, names as they are."""
+    from . import metrics as metrics_module
+    if isinstance(metrics, metrics_module.Metric):
+        return serialize(metrics)
+    if isinstance(metrics, dict):
+        return {k: serialize_metrics(v) for k, v in metrics.items()}
+    if isinstance(metrics, (list, tuple)):
+        return [serialize_metrics(v) for v in metrics]
+    return metrics                            # a name
+
+
+def check_savable_optimizer(optimizer):
+    """TypeError for an optimizer a model file cannot hold (a Python-callable learning rate)."""
+    if getattr(optimizer, "steps_in_python", False):
+        raise TypeError(f"save: the optimizer's learning_rate is a Python callable "
+                        f"({shown(optimizer._learning_rate)}), which a model file cannot "
+                        f"hold; give it a number or a pynn.optimizers.schedules schedule, "
+                        f"or save with model.save_weights")
+
+
 def _save_pynn_model(model, path, overwrite=True):
     entries = _weight_entries(model) if model.built else []
     compile_cfg = opt_state = None
@@ -305,37 +339,13 @@ def _save_pynn_model(model, path, overwrite=True):
     if compiled is not None:
         loss, loss_weights, metrics, backend_name, optimizer = compiled
 
-        def ser_loss(l):
-            from . import losses as losses_module
-            if l is None:
-                return None
-            if isinstance(l, dict):
-                return {k: ser_loss(v) for k, v in l.items()}
-            if isinstance(l, (list, tuple)):
-                return [ser_loss(v) for v in l]
-            return serialize(losses_module.get(l))
-
-        def ser_metrics(m):
-            from . import metrics as metrics_module
-            if isinstance(m, metrics_module.Metric):
-                return serialize(m)
-            if isinstance(m, dict):
-                return {k: ser_metrics(v) for k, v in m.items()}
-            if isinstance(m, (list, tuple)):
-                return [ser_metrics(v) for v in m]
-            return m                          # a name
-
-        if getattr(optimizer, "steps_in_python", False):
-            raise TypeError(f"save: the optimizer's learning_rate is a Python callable "
-                            f"({shown(optimizer._learning_rate)}), which a model file cannot "
-                            f"hold; give it a number or a pynn.optimizers.schedules schedule, "
-                            f"or save with model.save_weights")
-        compile_cfg = {"optimizer": serialize(optimizer), "loss": ser_loss(loss),
-                       "loss_weights": loss_weights, "metrics": ser_metrics(metrics),
+        check_savable_optimizer(optimizer)
+        compile_cfg = {"optimizer": serialize(optimizer), "loss": serialize_losses(loss),
+                       "loss_weights": loss_weights, "metrics": serialize_metrics(metrics),
                        "backend": backend_name}
         weighted = model.compile_weighted_metrics()
         if weighted is not None:
-            compile_cfg["weighted_metrics"] = ser_metrics(weighted)
+            compile_cfg["weighted_metrics"] = serialize_metrics(weighted)
         state = optimizer.state_arrays()
         if state is not None:
             names = sorted(state)

@@ -175,39 +175,19 @@ def keras_config(model):
 
 
 def keras_compile_config(model):
-    from .. import losses as losses_module
+    from .. import saving
     from ..serialization import serialize
     compiled = model.compile_config()
     if compiled is None:
         return None
     loss, loss_weights, metrics, _, optimizer = compiled
-
-    def ser_loss(l):
-        if l is None:
-            return None
-        if isinstance(l, dict):
-            return {k: ser_loss(v) for k, v in l.items()}
-        if isinstance(l, (list, tuple)):
-            return [ser_loss(v) for v in l]
-        return serialize(losses_module.get(l))
-
-    def ser_metrics(m):
-        from .. import metrics as metrics_module
-        if isinstance(m, metrics_module.Metric):
-            return serialize(m)
-        if isinstance(m, dict):
-            return {k: ser_metrics(v) for k, v in m.items()}
-        if isinstance(m, (list, tuple)):
-            return [ser_metrics(v) for v in m]
-        return m
-
-    if getattr(optimizer, "steps_in_python", False):
-        raise TypeError("save: the optimizer's learning_rate is a Python callable, which a "
-                        "model file cannot hold")
+    saving.check_savable_optimizer(optimizer)
     weighted = model.compile_weighted_metrics()
-    return _to_keras({"optimizer": serialize(optimizer), "loss": ser_loss(loss),
-                      "loss_weights": loss_weights, "metrics": ser_metrics(metrics),
-                      "weighted_metrics": ser_metrics(weighted) if weighted is not None else None,
+    return _to_keras({"optimizer": serialize(optimizer), "loss": saving.serialize_losses(loss),
+                      "loss_weights": loss_weights,
+                      "metrics": saving.serialize_metrics(metrics),
+                      "weighted_metrics": (saving.serialize_metrics(weighted)
+                                           if weighted is not None else None),
                       "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False})
 
 
@@ -603,8 +583,6 @@ def _compile_from_keras(model, compile_config, where, backend):
 
 def load_keras(archive, compile=True, backend=None):
     """The model of an opened Keras archive (saving._Archive)."""
-    from .. import serialization
-    from ..layers.base import weights_from_file
     where = f"{archive.path} ({CONFIG})"
     config, data = _read_members(archive)
     if not isinstance(config, dict) or config.get("class_name") not in ("Functional", "Sequential",
