@@ -5,7 +5,9 @@ loaded on the other, then trained ONE more step on the same batch on both sides 
 with the same weights, which holds only when the step count, the learning rate and every
 slot (in Keras's order and meaning) came across.  One Keras subprocess does all of them
 (PYNN_KERAS_PYTHON, as tests/test_keras_files.py; skipped with a message without Keras)."""
+import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ import pytest
 import pynn
 from pynn import layers as L
 
-pytest.importorskip("h5py", reason='Keras files need h5py: pip install "pynn[keras]"')
+h5py = pytest.importorskip("h5py", reason='Keras files need h5py: pip install "pynn[keras]"')
 from test_keras_files import keras_python, run_keras  # noqa: E402,F401  (the fixture)
 
 SCHEDULE = {"class_name": "ExponentialDecay",
@@ -117,7 +119,6 @@ def test_optimizer_state_round_trips_with_keras_for_every_optimizer(keras_python
 
 
 def _saved_vars(path):
-    import zipfile, io, h5py
     with zipfile.ZipFile(path) as z:
         data = z.read("model.weights.h5")
     with h5py.File(io.BytesIO(data), "r") as f:
@@ -173,7 +174,6 @@ def test_optimizer_variables_are_written_in_keras_order(tmp_path):
 
 
 def test_a_nadam_u_product_that_disagrees_with_the_step_count_is_refused(tmp_path):
-    import zipfile, io, h5py
     from pynn.serialization import ModelFileError
     m = pynn.Sequential([L.Input((3,)), L.Dense(2)])
     m.compile(optimizer=pynn.optimizers.Nadam(0.01), loss="mse")
@@ -193,3 +193,29 @@ def test_a_nadam_u_product_that_disagrees_with_the_step_count_is_refused(tmp_pat
             z.writestr(n, data)
     with pytest.raises(ModelFileError, match="u_product"):
         pynn.load_model(tmp_path / "bad.keras")
+
+
+def test_optimizer_state_without_a_keras_layout_is_refused_not_written(tmp_path):
+    class Odd(pynn.optimizers.SGD):            # a slot Keras's SGD does not have
+        def slot_names(self):
+            return ("velocity", None, None)
+    m = pynn.Sequential([L.Input((3,)), L.Dense(2)])
+    m.compile(optimizer=Odd(0.01, momentum=0.5), loss="mse")
+    m.train_on_batch(np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match="Odd.*no Keras layout"):
+        m.save_weights(tmp_path / "o.weights.h5")
+    assert not (tmp_path / "o.weights.h5").exists()
+
+    class MyAdam(pynn.optimizers.Adam):        # Adam's state: Adam's layout
+        pass
+    m.compile(optimizer=MyAdam(0.01), loss="mse")
+    m.train_on_batch(np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32))
+    m.save_weights(tmp_path / "a.weights.h5")
+    with h5py.File(tmp_path / "a.weights.h5", "r") as f:
+        saved = [np.asarray(f["optimizer/vars"][str(k)]) for k in range(len(f["optimizer/vars"]))]
+    assert len(saved) == 6 and int(saved[0]) == 1          # iterations, lr, m/v per weight
+    state = m.optimizer.state_arrays()
+    kernel = m.layers[0].kernel
+    o = 0 if m.optimizer.state_paths()[0] == kernel.path else m.layers[0].bias.size
+    np.testing.assert_array_equal(saved[2].reshape(-1), state["m"][o:o + kernel.size])
+    np.testing.assert_array_equal(saved[3].reshape(-1), state["v"][o:o + kernel.size])

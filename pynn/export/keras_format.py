@@ -67,10 +67,13 @@ def _keras_slot_groups(optimizer):
     """([groups of slot names], whether Nadam's u_product follows) for `optimizer`;
     ValueError for an optimizer whose state has no Keras layout here."""
     from ..optimizers import CLASSES
-    name = type(optimizer).__name__
-    if CLASSES.get(name) is not type(optimizer):
-        raise ValueError(f"Keras file: the optimizer {name} is not one of pynn's "
-                         f"({', '.join(CLASSES)}); its state has no Keras layout")
+    # a subclass keeps its pynn base class's state (checked against its slots below)
+    name = next((c.__name__ for c in type(optimizer).__mro__
+                 if CLASSES.get(c.__name__) is c), None)
+    if name is None:
+        raise ValueError(f"Keras file: the optimizer {type(optimizer).__name__} is not one of "
+                         f"pynn's ({', '.join(CLASSES)}) nor a subclass of one; its state has "
+                         f"no Keras layout")
     groups = [("average",)] if optimizer.use_ema else []
     if name == "SGD":
         groups += [("momentum",)] if optimizer.momentum != 0 else []
@@ -82,7 +85,7 @@ def _keras_slot_groups(optimizer):
         groups += [("accumulator",)]
     elif name == "Adadelta":
         groups += [("accumulated_grad", "accumulated_delta_var")]
-    elif name in ("Adamax",):
+    elif name == "Adamax":
         groups += [("m", "u")]
     elif name == "Nadam":
         groups += [("m", "v")]
@@ -90,8 +93,8 @@ def _keras_slot_groups(optimizer):
         groups += [("m",)]                                    # Lion
     have = {n for n in tuple(optimizer.slot_names()) + (optimizer.ema_slot(),) if n}
     if {n for g in groups for n in g} != have:
-        raise ValueError(f"Keras file: the state of optimizer {name} (slots {sorted(have)}) "
-                         f"has no Keras layout here")
+        raise ValueError(f"Keras file: the state of optimizer {type(optimizer).__name__} "
+                         f"(slots {sorted(have)}) has no Keras layout here")
     return groups, name == "Nadam"
 
 
