@@ -10,8 +10,8 @@ A `.keras` file (keras/src/saving/saving_lib.py) is a zip of
                        class name in snake case, made unique in the order of model.layers:
                        layers/dense, layers/dense_1, layers/sequential/layers/conv2d, ...),
                        each holding vars/0, vars/1, ... in the layer's variable order; then
-                       optimizer/vars/0 (iterations), /1 (learning rate) and each trainable
-                       weight's slots in turn (Adam: momentum, velocity)
+                       optimizer/vars/0 (iterations), /1 (learning rate) and the
+                       optimizer's variables (below)
 A `.weights.h5` file is that h5 alone.  h5py is needed (pip install "pynn[keras]").
 
 Reading is for files of layers pynn has.  Nothing in a file is run, imported or
@@ -24,10 +24,23 @@ every dataset's shape and dtype are checked against the rebuilt model before it 
 While the model is rebuilt, a layer may create only weights the h5 file holds with that
 shape (so a config with bigger layers than the file's weights allocates nothing).
 
-The optimizer state carried: the step count, a constant learning rate, and the slot
-arrays of the optimizers whose Keras variables are known here (_KERAS_SLOTS: SGD with
-momentum, Adam and AdamW without amsgrad, Adagrad); for any other optimizer only the
-step count is read and written, and Keras starts its slots from zero.
+The optimizer state carried is all of it, as Keras 3 writes it (save_own_variables:
+optimizer/vars/0.. in the order of Optimizer.variables): iterations; the learning rate
+when it is a number (a schedule has no variable); with use_ema the moving average of
+every trainable weight; then each optimizer's slots in the order its build() creates
+them (_keras_slot_groups: SGD with momentum: momentum; Adam, AdamW: momentum and
+velocity per weight, then with amsgrad every velocity_hat; RMSprop: every velocity, then
+with momentum every momentum; Adagrad: accumulator (starting at
+initial_accumulator_value); Adadelta: accumulated_grad and accumulated_delta_var;
+Adamax: momentum and norm; Nadam: momentum and velocity, then the scalar u_product;
+Lion: momentum).  pynn's update rules are Keras's, so each slot means what Keras's
+variable means and is copied as is; Nadam's u_product, which pynn recomputes from the
+step count and beta_1, is written as that value and, read, must agree with it (else
+ModelFileError).  Before the first step the slots are written at their initial values,
+as Keras builds them.  Read, a file must hold exactly the variables its optimizer's
+options give (a count of Keras options pynn does not carry, such as
+gradient_accumulation_steps, is refused), or the step count alone (pynn's earlier
+files).  RMSprop(centered=True) is refused when its config is read (pynn lacks it).
 """
 import datetime
 import io
@@ -43,10 +56,58 @@ METADATA, CONFIG, WEIGHTS = "metadata.json", "config.json", "model.weights.h5"
 MEMBERS = (METADATA, CONFIG, WEIGHTS)
 KERAS_VERSION = "3.15.1"        # the Keras whose files these are checked against
 
-# pynn optimizer -> its slot names, in the order Keras creates their variables for each
-# trainable weight (keras/src/optimizers/*.py build(): add_optimizer_variables)
-_KERAS_SLOTS = {"SGD": ("momentum",), "Adam": ("m", "v"), "AdamW": ("m", "v"),
-                "Adagrad": ("accumulator",)}
+# Keras 3's optimizer variables (keras/src/optimizers/*.py build()), after `iterations` and
+# the learning rate (a float's variable; none for a schedule): groups of pynn slot names,
+# one group per add_optimizer_variables call, in build()'s order (the base class first:
+# use_ema's "average"); within a group the slots are interleaved per trainable variable
+# (v0's m, v0's v, v1's m, ...).  Every slot named here holds what Keras's variable holds
+# (the update rules are Keras's: pynn/backend/reference.py), so nothing is converted;
+# Nadam's scalar u_product, which pynn recomputes from the step count, ends its list.
+def _keras_slot_groups(optimizer):
+    """([groups of slot names], whether Nadam's u_product follows) for `optimizer`;
+    ValueError for an optimizer whose state has no Keras layout here."""
+    from ..optimizers import CLASSES
+    # a subclass keeps its pynn base class's state (checked against its slots below)
+    name = next((c.__name__ for c in type(optimizer).__mro__
+                 if CLASSES.get(c.__name__) is c), None)
+    if name is None:
+        raise ValueError(f"Keras file: the optimizer {type(optimizer).__name__} is not one of "
+                         f"pynn's ({', '.join(CLASSES)}) nor a subclass of one; its state has "
+                         f"no Keras layout")
+    groups = [("average",)] if optimizer.use_ema else []
+    if name == "SGD":
+        groups += [("momentum",)] if optimizer.momentum != 0 else []
+    elif name in ("Adam", "AdamW"):
+        groups += [("m", "v")] + ([("v_hat",)] if optimizer.amsgrad else [])
+    elif name == "RMSprop":
+        groups += [("velocity",)] + ([("momentum",)] if optimizer.momentum > 0 else [])
+    elif name == "Adagrad":
+        groups += [("accumulator",)]
+    elif name == "Adadelta":
+        groups += [("accumulated_grad", "accumulated_delta_var")]
+    elif name == "Adamax":
+        groups += [("m", "u")]
+    elif name == "Nadam":
+        groups += [("m", "v")]
+    else:
+        groups += [("m",)]                                    # Lion
+    have = {n for n in tuple(optimizer.slot_names()) + (optimizer.ema_slot(),) if n}
+    if {n for g in groups for n in g} != have:
+        raise ValueError(f"Keras file: the state of optimizer {type(optimizer).__name__} "
+                         f"(slots {sorted(have)}) has no Keras layout here")
+    return groups, name == "Nadam"
+
+
+def _nadam_u_product(beta_1, step):
+    """Keras's Nadam u_product after `step` updates: prod_{s=1..step} beta_1 (1 - 0.5 *
+    0.96^s) (1.0 before the first), as pynn_nadam_factors computes it (in double)."""
+    d = q = 1.0
+    for _ in range(min(step, 1000)):
+        d *= 0.96
+        q *= 1.0 - 0.5 * d
+    return float(beta_1) ** step * q
+
+
 # a layer's weights by name, in Keras's variable order (trainable then non-trainable)
 _WEIGHT_NAMES = {"Dense": ("kernel", "bias"), "Conv2D": ("kernel", "bias"),
                  "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
@@ -192,33 +253,47 @@ def keras_compile_config(model):
 
 
 def _optimizer_vars(model):
-    """[arrays] of optimizer/vars: iterations, learning rate, then each trainable weight's
-    slots (None when the optimizer's state has no Keras layout here)."""
+    """[arrays] of optimizer/vars as Keras 3 writes them (save_own_variables): iterations,
+    the learning rate (not for a schedule), then the slot groups of _keras_slot_groups
+    (Nadam: then u_product); None for a model that is not compiled.  Before the
+    optimizer's first step its slots are written at their initial values, as Keras builds
+    them.  ValueError for an optimizer whose state has no Keras layout."""
     compiled = model.compile_config()
     if compiled is None:
         return None
     optimizer = compiled[4]
-    slots = _KERAS_SLOTS.get(type(optimizer).__name__)
+    groups, u_product = _keras_slot_groups(optimizer)
+    iterations = int(optimizer.iterations)
+    out = [np.asarray(iterations, np.int64)]
     lr = optimizer.__dict__.get("_learning_rate")
-    if slots is None or not isinstance(lr, (int, float)) or getattr(optimizer, "use_ema", False):
-        return [np.asarray(int(optimizer.iterations), np.int64)]
-    if type(optimizer).__name__ == "SGD" and optimizer.momentum == 0:
-        slots = ()
-    out = [np.asarray(int(optimizer.iterations), np.int64), np.asarray(lr, np.float32)]
+    if not callable(lr):
+        out.append(np.asarray(lr, np.float32))
+    trainable = _trainable_in_keras_order(model)
     state = optimizer.state_arrays()
     if state is None:
-        return out if not slots else [out[0]]
-    offsets, at = {}, 0
-    sizes = {v.path: v.size for v in model.weights}
-    for p in optimizer.state_paths():
-        offsets[p] = at
-        at += sizes[p]
-    for v in _trainable_in_keras_order(model):
-        if v.path not in offsets:
-            return [out[0]]
-        o = offsets[v.path]
-        for s in slots:
-            out.append(state[s][o:o + v.size].reshape(v.shape))
+        def part(slot, v):
+            init = 0.0 if slot == "average" else optimizer.slot_initial_value(slot)
+            return np.full(v.shape, init, np.float32)
+    else:
+        offsets, at = {}, 0
+        sizes = {v.path: v.size for v in model.weights}
+        for p in optimizer.state_paths():
+            offsets[p] = at
+            at += sizes[p]
+        if any(v.path not in offsets for v in trainable) and groups:
+            # trainable weights changed since the optimizer was built (not recompiled):
+            # the step count alone (Keras then keeps its own fresh state)
+            return out[:1]
+
+        def part(slot, v):
+            o = offsets[v.path]
+            return state[slot][o:o + v.size].reshape(v.shape)
+    for group in groups:
+        for v in trainable:
+            for slot in group:
+                out.append(part(slot, v))
+    if u_product:
+        out.append(np.asarray(_nadam_u_product(optimizer.beta_1, iterations), np.float32))
     return out
 
 
@@ -504,37 +579,67 @@ def _load_h5_into(model, h5, where, read_optimizer):
 
 
 def _restore_optimizer(model, h5, opt, where):
+    """The optimizer state of optimizer/vars (as _optimizer_vars writes it, and Keras 3):
+    all read and checked, then set.  A file holding the step count alone (pynn's files
+    before the slots were carried) sets only the step count."""
     optimizer = model.optimizer
     if not opt:
         return
+    name = type(optimizer).__name__
+    if sorted(opt) != list(range(len(opt))):
+        raise ModelFileError(f"{where}: optimizer/vars holds {sorted(opt)[:20]}, expected "
+                             f"0, 1, 2, ...")
     iterations = h5.read(opt[0], (), "optimizer iterations", dtypes="iuf")
     iterations = int(iterations)
     if not 0 <= iterations <= 2**53:
         raise ModelFileError(f"{where}: optimizer iterations {iterations} out of range")
-    slots = _KERAS_SLOTS.get(type(optimizer).__name__)
-    if type(optimizer).__name__ == "SGD" and optimizer.momentum == 0:
-        slots = ()
-    lr = optimizer.__dict__.get("_learning_rate")
+    if len(opt) == 1:
+        optimizer.iterations = iterations
+        return
+    try:
+        groups, u_product = _keras_slot_groups(optimizer)
+    except ValueError as exc:
+        raise ModelFileError(f"{where}: {exc}") from None
+    has_lr = not callable(optimizer.__dict__.get("_learning_rate"))
     trainable = _trainable_in_keras_order(model)
-    if slots is not None and isinstance(lr, (int, float)) and \
-            not getattr(optimizer, "use_ema", False) and len(opt) == 2 + len(slots) * len(trainable):
-        optimizer.learning_rate = float(h5.read(opt[1], (), "optimizer learning rate"))
-        if slots:
-            shapes = model.optimizer_state_shapes()
-            state = {s: np.zeros(shapes[s], np.float32) for s in shapes}
-            offsets, at = {}, 0
-            sizes = {v.path: v.size for v in model.weights}
-            for p in optimizer.state_paths():
-                offsets[p] = at
-                at += sizes[p]
-            k = 2
-            for v in trainable:
-                for s in slots:
-                    arr = h5.read(opt[k], v.shape, f"optimizer slot {s} of {v.path}")
-                    k += 1
-                    if v.path in offsets:
-                        state[s][offsets[v.path]:offsets[v.path] + v.size] = arr.reshape(-1)
-            optimizer.set_state_arrays(state)
+    expected = 1 + has_lr + sum(len(g) for g in groups) * len(trainable) + u_product
+    if len(opt) != expected:
+        layout = ", ".join(["iterations"] + ["learning_rate"] * has_lr +
+                           [f"{'/'.join(g)} of each of the {len(trainable)} trainable weights"
+                            for g in groups] + ["u_product"] * u_product)
+        raise ModelFileError(f"{where}: the optimizer {name} as configured has {expected} "
+                             f"Keras variables ({layout}), the file holds {len(opt)} (saved with "
+                             f"other options, or options pynn does not carry such as "
+                             f"gradient_accumulation_steps)")
+    lr = float(h5.read(opt[1], (), "optimizer learning rate")) if has_lr else None
+    model.optimizer_state_shapes()                  # builds the state
+    state = optimizer.state_arrays()
+    offsets, at = {}, 0
+    sizes = {v.path: v.size for v in model.weights}
+    for p in optimizer.state_paths():
+        offsets[p] = at
+        at += sizes[p]
+    k = 1 + has_lr
+    for group in groups:
+        for v in trainable:
+            for slot in group:
+                arr = h5.read(opt[k], v.shape, f"optimizer slot {slot} of {v.path}")
+                k += 1
+                if v.path not in offsets:
+                    raise ModelFileError(f"{where}: weight {v.path} is not among the weights "
+                                         f"the optimizer updates")
+                state[slot][offsets[v.path]:offsets[v.path] + v.size] = arr.reshape(-1)
+    if u_product:
+        found = float(h5.read(opt[k], (), "Nadam u_product"))
+        want = _nadam_u_product(optimizer.beta_1, iterations)
+        if not np.isclose(found, want, rtol=1e-4, atol=1e-6):
+            raise ModelFileError(f"{where}: Nadam's u_product is {found!r}, but after "
+                                 f"{iterations} steps with beta_1={optimizer.beta_1} it is "
+                                 f"{want!r}; pynn recomputes it from the step count and "
+                                 f"cannot hold another value")
+    if lr is not None:
+        optimizer.learning_rate = lr
+    optimizer.set_state_arrays(state)
     optimizer.iterations = iterations
 
 
