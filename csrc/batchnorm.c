@@ -19,8 +19,9 @@
  *     sum((x - mean)^2) = sum over chunks of [ sum((x - m_c)^2) + n_c (m_c - mean)^2 ],
  *   m_c the chunk's mean, in chunk order.
  * - the backward reads x and dy once for both of its column sums and once for dx.
- * - the column sums add four rows per load and store of the partial sums, in row
- *   order, so the sums are those of one row at a time.
+ * - the row loops are batchnorm_kernel.h's, compiled per instruction set: the column
+ *   sums keep a few vectors of sums in registers over a chunk's rows (added one row at a
+ *   time, in row order), so each row costs one load and one add per vector.
  *
  * The arithmetic follows pynn/backend/reference.py expression by expression (but for the
  * variance's sum, gathered by chunks as above):
@@ -31,6 +32,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include "internal.h"
+#include "batchnorm_internal.h"
 
 #define BN_MAX_CHUNKS 64
 #define BN_STACK_COLS 64              /* columns whose chunk partials stay on the stack */
@@ -40,61 +42,22 @@
 
 enum { BN_STATISTICS, BN_GRADIENTS };
 
-/* acc[e] += x[r, e] over rows r0 .. r1-1 of x (cols columns), in row order. */
-static void add_rows(float *restrict acc, const float *restrict x, int64_t r0, int64_t r1,
-                     int64_t cols) {
-    int64_t r = r0, e;
-    for (; r + 4 <= r1; r += 4) {                         /* rows, four per pass over acc */
-        const float *restrict a = x + r * cols, *restrict b = a + cols;
-        const float *restrict c = b + cols, *restrict d = c + cols;
-        for (e = 0; e < cols; e++) acc[e] = (((acc[e] + a[e]) + b[e]) + c[e]) + d[e];
+/* The row loops of the level in use (dispatch.c), taken once per call. */
+static const pynn_bn_kernels *bn_kernels(void) {
+    switch (pynn_level()) {
+#ifdef PYNN_HAVE_X86_KERNELS
+    case PYNN_LEVEL_AVX512:
+        return &pynn_bn_avx512;
+    case PYNN_LEVEL_AVX2:
+        return &pynn_bn_avx2;
+#endif
+    default:
+        return &pynn_bn_generic;
     }
-    for (; r < r1; r++)                                   /* the last rows */
-        for (e = 0; e < cols; e++) acc[e] += x[r * cols + e];
 }
 
-/* acc[e] += (x[r, e] - m[e])^2 over rows r0 .. r1-1, in row order. */
-static void add_squared_deviations(float *restrict acc, const float *restrict x,
-                                   const float *restrict m, int64_t r0, int64_t r1,
-                                   int64_t cols) {
-    int64_t r = r0, e;
-    for (; r + 4 <= r1; r += 4) {                         /* rows, four per pass over acc */
-        const float *restrict a = x + r * cols, *restrict b = a + cols;
-        const float *restrict c = b + cols, *restrict d = c + cols;
-        for (e = 0; e < cols; e++) {
-            const float da = a[e] - m[e], db = b[e] - m[e], dc = c[e] - m[e], dd = d[e] - m[e];
-            acc[e] = (((acc[e] + da * da) + db * db) + dc * dc) + dd * dd;
-        }
-    }
-    for (; r < r1; r++)                                   /* the last rows */
-        for (e = 0; e < cols; e++) {
-            const float d = x[r * cols + e] - m[e];
-            acc[e] += d * d;
-        }
-}
-
-/* sdy[e] += dy[r, e] and sxh[e] += dy[r, e] * ((x[r, e] - mean[e]) * inv_std[e]) over
- * rows r0 .. r1-1, in row order. */
-static void add_gradient_rows(float *restrict sdy, float *restrict sxh, const float *restrict x,
-                              const float *restrict dy, const float *restrict mean,
-                              const float *restrict inv_std, int64_t r0, int64_t r1,
-                              int64_t cols) {
-    int64_t r = r0, e;
-    for (; r + 2 <= r1; r += 2) {                         /* rows, two per pass over the sums */
-        const float *restrict xa = x + r * cols, *restrict xb = xa + cols;
-        const float *restrict ga = dy + r * cols, *restrict gb = ga + cols;
-        for (e = 0; e < cols; e++) {
-            sdy[e] = (sdy[e] + ga[e]) + gb[e];
-            sxh[e] = (sxh[e] + ga[e] * ((xa[e] - mean[e]) * inv_std[e])) +
-                     gb[e] * ((xb[e] - mean[e]) * inv_std[e]);
-        }
-    }
-    for (; r < r1; r++)                                   /* the last row */
-        for (e = 0; e < cols; e++) {
-            sdy[e] += dy[r * cols + e];
-            sxh[e] += dy[r * cols + e] * ((x[r * cols + e] - mean[e]) * inv_std[e]);
-        }
-}
+/* Rows per call of a row loop in the parallel loops over rows */
+#define BN_ROW_BLOCK 64
 
 /* BN_STATISTICS: out0 = column sums of x, out1 = column sums of (x - out0 / rows)^2,
  *   gathered by chunks as the top of the file says;
@@ -106,6 +69,7 @@ static int chunked_column_sums(float *out0, float *out1, const float *x, const f
                               ? (rows + BN_MAX_CHUNKS - 1) / BN_MAX_CHUNKS : PYNN_REDUCE_CHUNK;
     const int64_t nchunks = (rows + chunk - 1) / chunk;
     const int64_t nsums = mode == BN_STATISTICS ? 3 : 2;   /* sum, chunk mean, squares */
+    const pynn_bn_kernels *kernels = bn_kernels();
     float stack_partials[BN_STACK_PARTIALS], *partials = stack_partials;
     int64_t ch, j;
     if (nchunks * nsums * cols > BN_STACK_PARTIALS) {
@@ -113,7 +77,7 @@ static int chunked_column_sums(float *out0, float *out1, const float *x, const f
         PYNN_RETURN_IF(partials == NULL, PYNN_ENOMEM);
     }
     /* chunks of rows: each chunk's partial sums are written by one thread */
-    PYNN_PARALLEL_FOR(nchunks > 1 ? pynn_threads_for(rows * cols) : 1,
+    PYNN_PARALLEL_FOR_GUIDED(nchunks > 1 ? pynn_threads_for(rows * cols) : 1,
         for (ch = 0; ch < nchunks; ch++) {
             const int64_t r0 = ch * chunk;
             const int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
@@ -123,11 +87,11 @@ static int chunked_column_sums(float *out0, float *out1, const float *x, const f
             if (mode == BN_STATISTICS) {
                 /* the chunk is still in the cache for its second pass */
                 float *p2 = p1 + cols;
-                add_rows(p0, x, r0, r1, cols);
+                kernels->add_rows(p0, x, r0, r1, cols);
                 for (e = 0; e < cols; e++) p1[e] = p0[e] / (float)(r1 - r0);
-                add_squared_deviations(p2, x, p1, r0, r1, cols);
+                kernels->add_squared_deviations(p2, x, p1, r0, r1, cols);
             } else {
-                add_gradient_rows(p0, p1, x, dy, mean, inv_std, r0, r1, cols);
+                kernels->add_gradient_rows(p0, p1, x, dy, mean, inv_std, r0, r1, cols);
             }
         });
     for (j = 0; j < cols; j++) {                          /* columns: chunk order */
@@ -154,21 +118,17 @@ static int chunked_column_sums(float *out0, float *out1, const float *x, const f
 /* y = (x - mean) * inv_std * gamma + beta, rows in parallel (gamma, beta may be NULL). */
 static void normalize_rows(float *y, const float *x, const float *mean, const float *inv_std,
                            const float *gamma, const float *beta, int64_t rows, int64_t cols) {
-    int64_t r;
-    /* rows: each row of y is written by one thread (a plain OpenMP region here: through
-     * PYNN_PARALLEL_FOR, GCC's inlining into forward_infer warns about inv_std falsely
-     * when built without OpenMP) */
-#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(rows * cols))
-    for (r = 0; r < rows; r++) {
-        const float *xr = x + r * cols;
-        float *yr = y + r * cols;
-        int64_t e;
-        for (e = 0; e < cols; e++) {
-            float v = (xr[e] - mean[e]) * inv_std[e];
-            if (gamma != NULL) v = v * gamma[e];
-            if (beta != NULL) v = v + beta[e];
-            yr[e] = v;
-        }
+    const pynn_bn_kernels *kernels = bn_kernels();
+    const int64_t nblocks = (rows + BN_ROW_BLOCK - 1) / BN_ROW_BLOCK;
+    int64_t b;
+    /* blocks of rows: each row of y is written by one thread (a plain OpenMP region here:
+     * through PYNN_PARALLEL_FOR, GCC's inlining into forward_infer warns about inv_std
+     * falsely when built without OpenMP) */
+#pragma omp parallel for schedule(guided) num_threads(pynn_threads_for(rows * cols))
+    for (b = 0; b < nblocks; b++) {
+        const int64_t r0 = b * BN_ROW_BLOCK;
+        kernels->normalize_rows(y, x, mean, inv_std, gamma, beta, r0,
+                                r0 + BN_ROW_BLOCK < rows ? r0 + BN_ROW_BLOCK : rows, cols);
     }
 }
 
@@ -222,7 +182,7 @@ int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
     float stack_temps[5 * BN_STACK_TEMPS], *sum_dy = stack_temps, *sum_dy_xhat;
     float *scale, *mean_dy, *mean_dy_xhat;
     const float frows = (float)rows;
-    int64_t r, j;
+    int64_t j;
     int status;
     PYNN_RETURN_IF(rows < 1 || cols < 0, PYNN_EINVAL);
     PYNN_RETURN_IF(x == NULL || mean == NULL || inv_std == NULL || dy == NULL, PYNN_EINVAL);
@@ -237,21 +197,21 @@ int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
     status = chunked_column_sums(sum_dy, sum_dy_xhat, x, dy, mean, inv_std, rows, cols,
                                  BN_GRADIENTS);
     if (status == PYNN_OK && dx != NULL) {
+        const pynn_bn_kernels *kernels = bn_kernels();
+        const int64_t nblocks = (rows + BN_ROW_BLOCK - 1) / BN_ROW_BLOCK;
+        int64_t b;
         for (j = 0; j < cols; j++) {
             scale[j] = gamma != NULL ? gamma[j] * inv_std[j] : inv_std[j];
             mean_dy[j] = sum_dy[j] / frows;
             mean_dy_xhat[j] = sum_dy_xhat[j] / frows;
         }
-        /* rows: each row of dx is written by one thread */
-        PYNN_PARALLEL_FOR(pynn_threads_for(rows * cols),
-            for (r = 0; r < rows; r++) {
-                const float *restrict xr = x + r * cols, *restrict gr = dy + r * cols;
-                float *restrict dr = dx + r * cols;
-                int64_t e;
-                for (e = 0; e < cols; e++) {
-                    const float xhat = (xr[e] - mean[e]) * inv_std[e];
-                    dr[e] = scale[e] * (gr[e] - mean_dy[e] - xhat * mean_dy_xhat[e]);
-                }
+        /* blocks of rows: each row of dx is written by one thread */
+        PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(rows * cols),
+            for (b = 0; b < nblocks; b++) {
+                const int64_t r0 = b * BN_ROW_BLOCK;
+                kernels->backward_rows(dx, x, dy, mean, inv_std, scale, mean_dy, mean_dy_xhat,
+                                       r0, r0 + BN_ROW_BLOCK < rows ? r0 + BN_ROW_BLOCK : rows,
+                                       cols);
             });
     }
     if (status == PYNN_OK) {
@@ -301,7 +261,7 @@ int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const 
     }
     if (status == PYNN_OK && dx != NULL && rows * cols > 0) {
         /* rows: each row of dx is written by one thread */
-        PYNN_PARALLEL_FOR(pynn_threads_for(rows * cols),
+        PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(rows * cols),
             for (r = 0; r < rows; r++) {
                 const float *gr = dy + r * cols;
                 float *dr = dx + r * cols;
@@ -319,7 +279,7 @@ int pynn_multiply(float *y, const float *x, const float *mask, int64_t n) {
     int64_t i;
     PYNN_RETURN_IF(n < 0 || ((y == NULL || x == NULL || mask == NULL) && n > 0), PYNN_EINVAL);
     /* elements: each written by one thread */
-    PYNN_PARALLEL_FOR(pynn_threads_for(n),
+    PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(n),
         for (i = 0; i < n; i++) y[i] = x[i] * mask[i];);
     return PYNN_OK;
 }

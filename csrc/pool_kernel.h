@@ -8,16 +8,18 @@
  * written back for every position.  The vectors are GCC/Clang vector extensions of the
  * set's width (16, 8 or 4 floats); the channels past the last whole vector take the
  * scalar loops, which define the results.  Selects are bit masks: the data never steers
- * a branch (ties, e.g. the zeros after a ReLU, are common and random).  Only route_max's
- * AVX-512 loops are intrinsics: there GCC's lowering of the vector-extension selects
- * costs a second comparison per position, where one mask register serves both moves. */
+ * a branch (ties, e.g. the zeros after a ReLU, are common and random).  A running maximum
+ * is x86's MAXPS (pk_max), which is the select v > m ? v : m in one instruction.  Only
+ * route_max's AVX-512 loops are intrinsics otherwise: there GCC's lowering of the
+ * vector-extension selects costs a second comparison per position, where one mask
+ * register serves both moves. */
 #ifndef POOL_KERNELS
 #error "pool_kernel.h: define POOL_KERNELS (the table's name) first"
 #endif
 
 #include <string.h>
 #include "pool_internal.h"
-#if defined(__AVX512F__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -44,6 +46,20 @@ static inline pk_vec pk_select(pk_ivec keep, pk_vec a, pk_vec b) {
     return a;
 }
 
+/* v > m ? v : m, lane by lane: x86's MAXPS is exactly this (m where either is a NaN or
+ * both are zeros of either sign), one instruction for a comparison and a select */
+static inline pk_vec pk_max(pk_vec v, pk_vec m) {
+#if defined(__AVX512F__)
+    return (pk_vec)_mm512_max_ps((__m512)v, (__m512)m);
+#elif defined(__AVX2__)
+    return (pk_vec)_mm256_max_ps((__m256)v, (__m256)m);
+#elif defined(__SSE2__)
+    return (pk_vec)_mm_max_ps((__m128)v, (__m128)m);
+#else
+    return pk_select(v > m, v, m);
+#endif
+}
+
 static void window_max(float *restrict yo, const float *restrict ximg, int64_t r0, int64_t r1,
                        int64_t q0, int64_t q1, int64_t w, int64_t c) {
     const float *restrict first = ximg + (r0 * w + q0) * c;
@@ -53,7 +69,7 @@ static void window_max(float *restrict yo, const float *restrict ximg, int64_t r
         for (r = r0; r < r1; r++)                         /* window rows */
             for (q = r == r0 ? q0 + 1 : q0; q < q1; q++) {        /* window columns */
                 const pk_vec v = pk_load(ximg + (r * w + q) * c + c0);
-                m = pk_select(v > m, v, m);
+                m = pk_max(v, m);
             }
         pk_store(yo + c0, m);
     }

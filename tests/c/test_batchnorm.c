@@ -6,7 +6,8 @@
  * Shapes: one row (variance 0), rows around the 256-row chunks, more rows than 64 chunks
  * of 256 (chunks grow), partial sums too many for the stack (the heap path), more
  * columns than the inference path keeps on the stack, element counts past the 32768
- * where a second thread starts.
+ * where a second thread starts; 50 columns: a group of 3 column vectors at AVX-512
+ * (batchnorm_kernel.h keeps up to 4 in registers) and 2 columns past the last vector.
  *
  * Bounds (u = 2^-24), following the float operations of batchnorm.c:
  *   mean: a float sum of rows terms and a divide: dm = (rows + 1) u sum |x| / rows.
@@ -253,7 +254,7 @@ static void check_refusals(void) {
 int main(void) {
     static const int64_t shapes[][2] = {{1, 3}, {2, 1}, {7, 5}, {255, 64}, {256, 65}, {257, 3},
                                         {16385, 8}, {16385, 65}, {40000, 2}, {300, 130},
-                                        {3, 8200}, {5, 0}};
+                                        {3, 8200}, {5, 0}, {300, 50}};
     static const int64_t sizes[] = {0, 1, 7, 32767, 32769, 100003};
     size_t s;
     ctest_seed(6);
