@@ -398,7 +398,7 @@ def multiply(float[::1] y,              # OUT (n,); may be x
     _check(status, "multiply")
 
 
-# ---- layer-level convolution (csrc/layers.c): direct kernel or im2col + GEMM ----------
+# ---- layer-level convolution (csrc/layers.c): direct kernel or implicit GEMM ----------
 
 cdef tuple _conv_shapes(const float[:, :, :, ::1] x, const float[:, :, :, ::1] kernel,
                         const float[:, :, :, ::1] z, const float[:, :, :, ::1] y, cols,
@@ -416,13 +416,15 @@ cdef tuple _conv_shapes(const float[:, :, :, ::1] x, const float[:, :, :, ::1] k
 
 def conv2d_forward(float[:, :, :, ::1] z,          # OUT (N, OH, OW, F) pre-activation
                    float[:, :, :, ::1] y,          # OUT (N, OH, OW, F) act(z); may be z
-                   float[:, ::1] cols,             # OUT (N*OH*OW, KH*KW*C) workspace
+                   float[:, ::1] cols,             # -   (N*OH*OW, KH*KW*C): not used any more
                    const float[:, :, :, ::1] x,    # IN  (N, H, W, C)
                    const float[:, :, :, ::1] kernel,   # IN (KH, KW, C, F)
                    bias,                           # IN  (F,) or None
                    strides, padding, int act, float alpha):
-    """z = conv(x, kernel) + bias, y = act(z): the direct kernel for tiny kernels, else
-    im2col into cols and one GEMM (cols then holds what conv2d_backward reads)."""
+    """z = conv(x, kernel) + bias, y = act(z): the direct kernel for tiny kernels, else the
+    implicit GEMM (csrc/conv_gemm.c), which reads the windows straight from x.  cols is
+    checked for its shape but neither read nor written (the cuda backend's im2col uses the
+    plan's buffer; csrc/pynn.h)."""
     cdef str where = "conv2d_forward"
     cdef int64_t kh, kw, c, f, sh, sw, pt, pl
     if act < PYNN_ACT_LINEAR or act > PYNN_ACT_GELU:
@@ -458,7 +460,7 @@ def conv2d_backward_work(x_shape, kernel_shape, strides, out_hw):
 
 def conv2d_backward(dw, db, dx,                      # OUT (KH,KW,C,F), (F,), (N,H,W,C); each may be None
                     float[:, :, :, ::1] dy,          # IN/OUT (N, OH, OW, F): overwritten with dz
-                    float[:, ::1] cols,              # IN/OUT the forward's workspace (clobbered)
+                    float[:, ::1] cols,              # -   not used any more (see conv2d_forward)
                     float[::1] work,                 # WORK  conv2d_backward_work(...) floats
                     const float[:, :, :, ::1] x,     # IN  (N, H, W, C)
                     const float[:, :, :, ::1] kernel,    # IN (KH, KW, C, F)
