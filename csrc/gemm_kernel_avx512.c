@@ -198,6 +198,13 @@ static void avx512_pack_b(float *bp, const float *b, int64_t rs, int64_t cs,
 #define S512_MR 8
 #endif
 #define S512_COL_MAX_N 16                     /* the column tiles' widest (gemm_internal.h) */
+/* Tiles of 1 or 2 rows do 8 or 16 FMAs per row of B they load (a Dense layer at batch 1 or
+ * 2 is a stream of B from L2): the hardware prefetchers alone left them at ~60 GFLOP/s on
+ * 1x784x512; prefetching the row S512_PF steps ahead took them to ~80 (2 threads, medians
+ * of 3 runs each: 4 steps gave ~73, 16 was no better).  A prefetch changes no result. */
+#ifndef S512_PF
+#define S512_PF 8
+#endif
 #define S512_MAXV 8                           /* the widest tile, in vectors */
 
 static inline __attribute__((always_inline)) void
@@ -221,6 +228,11 @@ s512_tile(const pynn_gemm_small_problem *pr, const float *const ar[S512_MR], int
 
     for (p = 0; p < k; p++) {                 /* K: one rank-1 update per step, in order */
         __m512 bv[S512_MAXV];
+        if (MT <= 2 && p + S512_PF < k) {     /* K: B's row S512_PF steps ahead, to L1 */
+#pragma GCC unroll 8
+            for (v = 0; v < NV; v++)          /* N: the row's cache lines */
+                _mm_prefetch((const char *)(b + S512_PF * ldb + 16 * v), _MM_HINT_T0);
+        }
 #pragma GCC unroll 8
         for (v = 0; v < NV; v++)              /* N: vectors of the B row */
             bv[v] = full ? _mm512_loadu_ps(b + 16 * v) : _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
