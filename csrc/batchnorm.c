@@ -77,7 +77,7 @@ static int chunked_column_sums(float *out0, float *out1, const float *x, const f
         PYNN_RETURN_IF(partials == NULL, PYNN_ENOMEM);
     }
     /* chunks of rows: each chunk's partial sums are written by one thread */
-    PYNN_PARALLEL_FOR_GUIDED(nchunks > 1 ? pynn_threads_for(rows * cols) : 1,
+    PYNN_PARALLEL_FOR(nchunks > 1 ? pynn_threads_for(rows * cols) : 1,
         for (ch = 0; ch < nchunks; ch++) {
             const int64_t r0 = ch * chunk;
             const int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
@@ -124,7 +124,7 @@ static void normalize_rows(float *y, const float *x, const float *mean, const fl
     /* blocks of rows: each row of y is written by one thread (a plain OpenMP region here:
      * through PYNN_PARALLEL_FOR, GCC's inlining into forward_infer warns about inv_std
      * falsely when built without OpenMP) */
-#pragma omp parallel for schedule(guided) num_threads(pynn_threads_for(rows * cols))
+#pragma omp parallel for schedule(static) num_threads(pynn_threads_for(rows * cols))
     for (b = 0; b < nblocks; b++) {
         const int64_t r0 = b * BN_ROW_BLOCK;
         kernels->normalize_rows(y, x, mean, inv_std, gamma, beta, r0,
@@ -206,7 +206,7 @@ int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
             mean_dy_xhat[j] = sum_dy_xhat[j] / frows;
         }
         /* blocks of rows: each row of dx is written by one thread */
-        PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(rows * cols),
+        PYNN_PARALLEL_FOR(pynn_threads_for(rows * cols),
             for (b = 0; b < nblocks; b++) {
                 const int64_t r0 = b * BN_ROW_BLOCK;
                 kernels->backward_rows(dx, x, dy, mean, inv_std, scale, mean_dy, mean_dy_xhat,
@@ -261,7 +261,7 @@ int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const 
     }
     if (status == PYNN_OK && dx != NULL && rows * cols > 0) {
         /* rows: each row of dx is written by one thread */
-        PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(rows * cols),
+        PYNN_PARALLEL_FOR(pynn_threads_for(rows * cols),
             for (r = 0; r < rows; r++) {
                 const float *gr = dy + r * cols;
                 float *dr = dx + r * cols;
@@ -279,7 +279,7 @@ int pynn_multiply(float *y, const float *x, const float *mask, int64_t n) {
     int64_t i;
     PYNN_RETURN_IF(n < 0 || ((y == NULL || x == NULL || mask == NULL) && n > 0), PYNN_EINVAL);
     /* elements: each written by one thread */
-    PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(n),
+    PYNN_PARALLEL_FOR(pynn_threads_for(n),
         for (i = 0; i < n; i++) y[i] = x[i] * mask[i];);
     return PYNN_OK;
 }

@@ -40,26 +40,6 @@ static inline int pynn_threads_for(int64_t work) {
 #define PYNN_PARALLEL_FOR(nthreads, ...) do { __VA_ARGS__ } while (0)
 #endif
 
-/* PYNN_PARALLEL_FOR_GUIDED(nthreads, for (...) ...): the same with OpenMP's guided
- * schedule (large blocks first, then smaller ones, each taken by whichever thread is
- * free), for loops whose iterations write disjoint outputs, so that the split changes no
- * result: on a shared machine a thread that loses its core for a while no longer holds
- * up the whole call with a fixed half of the work. */
-#ifdef _OPENMP
-#define PYNN_PARALLEL_FOR_GUIDED(nthreads, ...)                                       \
-    do {                                                                               \
-        const int pynn_nt_ = (nthreads);                                               \
-        if (pynn_nt_ > 1) {                                                            \
-            _Pragma("omp parallel for schedule(guided) num_threads(pynn_nt_)")        \
-            __VA_ARGS__                                                                \
-        } else {                                                                       \
-            __VA_ARGS__                                                                \
-        }                                                                              \
-    } while (0)
-#else
-#define PYNN_PARALLEL_FOR_GUIDED(nthreads, ...) do { __VA_ARGS__ } while (0)
-#endif
-
 /* ---- counter-based uniforms (csrc/pynn.h, "randomness"; dropout.c, pixel.c, image.c) -- */
 #define PYNN_GOLDEN 0x9E3779B97F4A7C15ULL
 

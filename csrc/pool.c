@@ -130,7 +130,7 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
     PYNN_RETURN_IF((y == NULL || x == NULL) && n * oh * ow * c > 0, PYNN_EINVAL);
     if (pool_is_2x2_s2(h, w, ph, pw, sh, sw, pad_top, pad_left, oh, ow)) {
         /* output rows (image, i): each row of y is written by one thread */
-        PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(n * oh * ow * c * 4),
+        PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * 4),
             for (t = 0; t < n * oh; t++) {
                 const float *x0 = x + ((t / oh) * h + 2 * (t % oh)) * w * c;
                 maxpool_2x2_row(y + t * ow * c, x0, x0 + w * c, ow, c);
@@ -138,7 +138,7 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
         return PYNN_OK;
     }
     /* output rows (image, i): each row of y is written by one thread */
-    PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(n * oh * ow * c * ph * pw),
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * ph * pw),
         for (t = 0; t < n * oh; t++) {
             const int64_t img = t / oh, i = t % oh;
             int64_t r0, r1, j;
@@ -178,7 +178,7 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
         /* output rows (image, i): each owns input rows 2i and 2i+1 (all their windowed
          * columns written, a last odd column zeroed); a last odd input row is zeroed by
          * the image's last output row */
-        PYNN_PARALLEL_FOR_GUIDED(nthreads,
+        PYNN_PARALLEL_FOR(nthreads,
             for (t = 0; t < n * oh; t++) {
                 const int64_t im = t / oh, i = t % oh;
                 const int64_t r = (im * h + 2 * i) * w * c;
@@ -196,11 +196,11 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
     }
     if (sh >= ph && sw >= pw) {
         /* input rows: zeroed by one thread each */
-        PYNN_PARALLEL_FOR_GUIDED(nthreads,
+        PYNN_PARALLEL_FOR(nthreads,
             for (t = 0; t < n * h; t++) memset(dx + t * w * c, 0, (size_t)(w * c) * sizeof(float)););
         /* output rows (image, i): their windows are disjoint, so each input element is
          * written by one thread */
-        PYNN_PARALLEL_FOR_GUIDED(nthreads,
+        PYNN_PARALLEL_FOR(nthreads,
             for (t = 0; t < n * oh; t++) {
                 const int64_t im = t / oh, i = t % oh;
                 int64_t r0, r1, j;
@@ -217,7 +217,7 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
         return PYNN_OK;
     }
     /* images: each image of dx is written by one thread */
-    PYNN_PARALLEL_FOR_GUIDED(n > 1 ? nthreads : 1,
+    PYNN_PARALLEL_FOR(n > 1 ? nthreads : 1,
         for (img = 0; img < n; img++) {
             float *dimg = dx + img * h * w * c;
             int64_t i, j, zeroed = 0;                         /* rows [0, zeroed) are */
@@ -288,7 +288,7 @@ int pynn_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
     PYNN_RETURN_IF((y == NULL || x == NULL) && n * oh * ow * c > 0, PYNN_EINVAL);
     if (pool_is_2x2_s2(h, w, ph, pw, sh, sw, pad_top, pad_left, oh, ow)) {
         /* output rows (image, i): each row of y is written by one thread */
-        PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(n * oh * ow * c * 4),
+        PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * 4),
             for (t = 0; t < n * oh; t++) {
                 const float *x0 = x + ((t / oh) * h + 2 * (t % oh)) * w * c;
                 avgpool_2x2_row(y + t * ow * c, x0, x0 + w * c, ow, c);
@@ -296,7 +296,7 @@ int pynn_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
         return PYNN_OK;
     }
     /* output rows (image, i): each row of y is written by one thread */
-    PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(n * oh * ow * c * ph * pw),
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * ph * pw),
         for (t = 0; t < n * oh; t++) {
             const int64_t img = t / oh, i = t % oh;
             int64_t r0, r1, j;
@@ -325,7 +325,7 @@ int pynn_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_t h, in
     if (pool_is_2x2_s2(h, w, ph, pw, sh, sw, pad_top, pad_left, oh, ow)) {
         int64_t t;
         /* output rows (image, i): each owns input rows 2i and 2i+1, as in the max's */
-        PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(n * oh * ow * c * 4),
+        PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * 4),
             for (t = 0; t < n * oh; t++) {
                 const int64_t im = t / oh, i = t % oh;
                 float *d0 = dx + (im * h + 2 * i) * w * c, *d1 = d0 + w * c;
@@ -341,7 +341,7 @@ int pynn_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_t h, in
         return PYNN_OK;
     }
     /* images: each image of dx is written by one thread */
-    PYNN_PARALLEL_FOR_GUIDED(n > 1 ? pynn_threads_for(n * oh * ow * c * ph * pw) : 1,
+    PYNN_PARALLEL_FOR(n > 1 ? pynn_threads_for(n * oh * ow * c * ph * pw) : 1,
         for (img = 0; img < n; img++) {
             float *dimg = dx + img * h * w * c;
             float share[POOL_C_BLOCK];
@@ -380,7 +380,7 @@ int pynn_global_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h
     PYNN_RETURN_IF(n < 0 || h < 1 || w < 1 || c < 0, PYNN_EINVAL);
     PYNN_RETURN_IF((y == NULL || x == NULL) && n * c > 0, PYNN_EINVAL);
     /* images: each row of y is written by one thread */
-    PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(n * hw * c),
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * hw * c),
         for (img = 0; img < n; img++) {
             float *restrict yo = y + img * c;
             int64_t p, e;
@@ -407,7 +407,7 @@ int pynn_global_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_
     PYNN_RETURN_IF(n < 0 || h < 1 || w < 1 || c < 0, PYNN_EINVAL);
     PYNN_RETURN_IF((dx == NULL || dy == NULL) && n * c > 0, PYNN_EINVAL);
     /* images: each image of dx is written by one thread */
-    PYNN_PARALLEL_FOR_GUIDED(pynn_threads_for(n * hw * c),
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * hw * c),
         for (img = 0; img < n; img++) {
             float *restrict dimg = dx + img * hw * c;
             int64_t p, e;
