@@ -371,7 +371,7 @@ static void ktile_shape(int64_t k, int64_t f, int *mr, int *nv) {
 static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials, const float *dz,
                              int64_t KC) {
     const int64_t K = g->k, F = g->f, rows = g->rows;
-    int64_t chunks, chunk_k, per_thread, p;
+    int64_t chunks, chunk_k, per_thread;
     float *base, *zeros;
     void *owned;
     int mr, nv, nthreads, status;
@@ -425,18 +425,8 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
             });
     }
     pynn_gemm_workspace_release(base, owned);
-    /* dW: each element the chunk partials added in chunk order; rows of dW each by one
-     * thread */
-    PYNN_PARALLEL_FOR(pynn_threads_for(chunks * K * F * 8),
-        for (p = 0; p < K; p++) {
-            float *dwp = dw + p * F;
-            int64_t q, ch;
-            for (q = 0; q < F; q++) dwp[q] = partials[p * F + q];
-            for (ch = 1; ch < chunks; ch++) {     /* chunk order */
-                const float *part = partials + ch * K * F + p * F;
-                for (q = 0; q < F; q++) dwp[q] += part[q];
-            }
-        });
+    /* dW (K x F): the chunk partials added in chunk order */
+    pynn_gemm_sum_partials(dw, F, partials, chunks, K, F, 0);
     return PYNN_OK;
 }
 #endif
@@ -449,7 +439,7 @@ int pynn_conv_gemm_filter_grad(float *dw, float *partials, const float *dz, cons
                                      ow, f);
     const pynn_gemm_kernel_info *ki = conv_kernel();
     const int64_t M = f, N = g.k, rows = g.rows;
-    int64_t MR, NR, MC, KC, NC, chunks, chunk_k, a_floats, b_floats, per_thread, p;
+    int64_t MR, NR, MC, KC, NC, chunks, chunk_k, a_floats, b_floats, per_thread;
     float *base, *zeros;
     void *owned;
     int nthreads, status;
@@ -517,17 +507,7 @@ int pynn_conv_gemm_filter_grad(float *dw, float *partials, const float *dz, cons
             });
     }
     pynn_gemm_workspace_release(base, owned);
-    /* dW (K x f): each element the chunk partials of dW^T added in chunk order; rows of
-     * dW (window entries) each written by one thread */
-    PYNN_PARALLEL_FOR(pynn_threads_for(chunks * M * N * 8),
-        for (p = 0; p < N; p++) {
-            float *dwp = dw + p * M;
-            int64_t q, ch;
-            for (q = 0; q < M; q++) dwp[q] = partials[q * N + p];
-            for (ch = 1; ch < chunks; ch++) {     /* chunk order */
-                const float *part = partials + ch * M * N;
-                for (q = 0; q < M; q++) dwp[q] += part[q * N + p];
-            }
-        });
+    /* dW (K x f): the chunk partials of dW^T (f x K) added in chunk order, transposed */
+    pynn_gemm_sum_partials(dw, M, partials, chunks, M, N, 1);
     return PYNN_OK;
 }

@@ -587,6 +587,23 @@ int pynn_sgemm(float *C, const float *A, const float *B,
 #define KSPLIT_MIN_CHUNK 256      /* at least this many p per chunk */
 #define KSPLIT_MAX_CHUNKS 8
 
+void pynn_gemm_sum_partials(float *c, int64_t ldc, const float *partials, int64_t chunks,
+                            int64_t m, int64_t n, int transpose) {
+    const int64_t rows = transpose ? n : m, cols = transpose ? m : n;
+    const int64_t rs = transpose ? 1 : n, cs = transpose ? n : 1;   /* partial (row, col) */
+    int64_t r;
+    PYNN_PARALLEL_FOR(pynn_threads_for(chunks * m * n * 8),
+        for (r = 0; r < rows; r++) {                      /* rows of C */
+            float *cr = c + r * ldc;
+            int64_t q, ch;
+            for (q = 0; q < cols; q++) cr[q] = partials[r * rs + q * cs];
+            for (ch = 1; ch < chunks; ch++) {             /* chunk order */
+                const float *part = partials + ch * m * n + r * rs;
+                for (q = 0; q < cols; q++) cr[q] += part[q * cs];
+            }
+        });
+}
+
 int64_t pynn_sgemm_ksplit_chunks(int64_t M, int64_t N, int64_t K) {
     int64_t chunks;
     if (M <= 0 || N <= 0 || K <= 0) return 1;
@@ -601,7 +618,7 @@ int pynn_sgemm_ksplit(float *C, float *partials, const float *A, const float *B,
     gemm_problem pr;
     gemm_workspace ws;
     size_t per_thread;
-    int64_t chunks, chunk_k, i;
+    int64_t chunks, chunk_k;
     int nthreads, status;
     PYNN_RETURN_IF(M < 0 || N < 0 || K < 0, PYNN_EINVAL);
     PYNN_RETURN_IF(C == NULL && M > 0 && N > 0, PYNN_EINVAL);
@@ -661,17 +678,7 @@ int pynn_sgemm_ksplit(float *C, float *partials, const float *A, const float *B,
                 rg.js1 = n_panels;
                 gemm_region_run(&cp, ki, &rg, mine, mine + b_floats);
             });
-        /* rows of C: each element the chunk partials added in chunk order */
-        PYNN_PARALLEL_FOR(pynn_threads_for(chunks * M * N * 8),
-            for (i = 0; i < M; i++) {
-                float *ci = C + i * ldc;
-                int64_t j, ch;
-                for (j = 0; j < N; j++) ci[j] = partials[i * N + j];
-                for (ch = 1; ch < chunks; ch++) {         /* chunk order */
-                    const float *pc = partials + ch * M * N + i * N;
-                    for (j = 0; j < N; j++) ci[j] += pc[j];
-                }
-            });
+        pynn_gemm_sum_partials(C, ldc, partials, chunks, M, N, 0);
     }
     workspace_release(&ws);
     return PYNN_OK;

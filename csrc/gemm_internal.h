@@ -55,6 +55,13 @@ void pynn_gemm_pack_b_ref(float *bp, const float *b, int64_t rs, int64_t cs,
 int pynn_gemm_workspace_acquire(float **base, void **owned, size_t floats);
 void pynn_gemm_workspace_release(float *base, void *owned);
 
+/* The K-split products' last step (sgemm_ksplit and the convolution's filter gradient):
+ * C = the sum of `chunks` partial products partials[ch] (m x n each, contiguous), added
+ * in chunk order, each row of C written by one thread, so the result does not depend on
+ * the thread count.  transpose: C is n x m (C[j][i] = sum of partials[ch][i][j]). */
+void pynn_gemm_sum_partials(float *c, int64_t ldc, const float *partials, int64_t chunks,
+                            int64_t m, int64_t n, int transpose);
+
 /* ---- the small-problem path ------------------------------------------------
  *
  * Products too small to repay packing (a few dozen rows and columns: every GEMM of
