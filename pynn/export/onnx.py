@@ -16,7 +16,6 @@ The file is written through a temporary file renamed over the target, so a faile
 export leaves nothing behind and never a partial file.
 """
 import os
-import secrets
 
 import numpy as np
 
@@ -433,20 +432,7 @@ def _max_ir_version(onnx, opset):
 
 def export_onnx(model, filepath, opset=None, input_signature=None):
     proto = build_onnx(model, opset=opset, input_signature=input_signature)
-    data = proto.SerializeToString()
     path = os.fspath(filepath)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from .. import saving
+    saving._atomic_write_bytes(path, proto.SerializeToString(), overwrite=True)   # as save()
     return path
