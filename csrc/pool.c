@@ -162,6 +162,19 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
  * Windows that cannot overlap (strides >= pool size, the usual case) touch disjoint
  * inputs, so the output rows are spread over the threads; overlapping ones are summed
  * one image per thread, outputs in row-major order. */
+/* The 2x2/2 backward's input positions no window covers (an odd last column or row):
+ * zero.  d0, d1: input rows 2i and 2i+1 of image im, which the row's thread owns; the
+ * image's last output row's thread also zeroes the rows below. */
+static void zero_past_2x2_windows(float *dx, float *d0, float *d1, int64_t im, int64_t i,
+                                  int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow) {
+    if (2 * ow < w) {
+        memset(d0 + 2 * ow * c, 0, (size_t)((w - 2 * ow) * c) * sizeof(float));
+        memset(d1 + 2 * ow * c, 0, (size_t)((w - 2 * ow) * c) * sizeof(float));
+    }
+    if (i == oh - 1 && 2 * oh < h)
+        memset(dx + (im * h + 2 * oh) * w * c, 0, (size_t)((h - 2 * oh) * w * c) * sizeof(float));
+}
+
 int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const float *dy,
                             int64_t n, int64_t h,
                             int64_t w, int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
@@ -184,13 +197,7 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
                 const int64_t r = (im * h + 2 * i) * w * c;
                 float *d0 = dx + r, *d1 = d0 + w * c;
                 maxpool_2x2_row_backward(d0, d1, x + r, x + r + w * c, dy + t * ow * c, ow, c);
-                if (2 * ow < w) {
-                    memset(d0 + 2 * ow * c, 0, (size_t)((w - 2 * ow) * c) * sizeof(float));
-                    memset(d1 + 2 * ow * c, 0, (size_t)((w - 2 * ow) * c) * sizeof(float));
-                }
-                if (i == oh - 1 && 2 * oh < h)
-                    memset(dx + (im * h + 2 * oh) * w * c, 0,
-                           (size_t)((h - 2 * oh) * w * c) * sizeof(float));
+                zero_past_2x2_windows(dx, d0, d1, im, i, h, w, c, oh, ow);
             });
         return PYNN_OK;
     }
@@ -330,13 +337,7 @@ int pynn_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_t h, in
                 const int64_t im = t / oh, i = t % oh;
                 float *d0 = dx + (im * h + 2 * i) * w * c, *d1 = d0 + w * c;
                 avgpool_2x2_row_backward(d0, d1, dy + t * ow * c, ow, c);
-                if (2 * ow < w) {
-                    memset(d0 + 2 * ow * c, 0, (size_t)((w - 2 * ow) * c) * sizeof(float));
-                    memset(d1 + 2 * ow * c, 0, (size_t)((w - 2 * ow) * c) * sizeof(float));
-                }
-                if (i == oh - 1 && 2 * oh < h)
-                    memset(dx + (im * h + 2 * oh) * w * c, 0,
-                           (size_t)((h - 2 * oh) * w * c) * sizeof(float));
+                zero_past_2x2_windows(dx, d0, d1, im, i, h, w, c, oh, ow);
             });
         return PYNN_OK;
     }
