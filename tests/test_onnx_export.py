@@ -182,6 +182,12 @@ def test_opset_and_input_signature(tmp_path):
     _close(got, model.predict(x, verbose=0))
     with pytest.raises(ValueError, match="input_signature"):
         model.export(tmp_path / "bad.onnx", input_signature=[(None, 9, 12, 3)])
+    # Keras 3's spelling of the opset, as a Keras script passes it
+    model.export(tmp_path / "k17.onnx", format="onnx", opset_version=17)
+    assert onnx.load(str(tmp_path / "k17.onnx")).opset_import[0].version == 17
+    with pytest.raises(ValueError, match="not both"):
+        model.export(tmp_path / "both.onnx", opset=17, opset_version=18)
+    assert not (tmp_path / "both.onnx").exists()
 
 
 def test_command_line_export(tmp_path):

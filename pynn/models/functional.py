@@ -482,11 +482,18 @@ class Model(Layer):
         """Write the inference graph for serving: format="onnx" (pip install "pynn[onnx]"),
         an ONNX model with the model's input and output names, a dynamic batch dimension
         and NHWC inputs as here (pynn/export/onnx.py).  A layer with no ONNX form raises
-        ValueError naming it, and no file is written."""
+        ValueError naming it, and no file is written.  `opset_version` is Keras 3's name for
+        `opset` (keras/src/export/onnx.py takes it through **kwargs); give one or the other."""
         from ..export import export_model
+        opset_version = kwargs.pop("opset_version", None)
         if kwargs:
             raise TypeError(f"Model '{self.name}'.export: unexpected arguments {sorted(kwargs)}")
-        return export_model(self, filepath, format=format, opset=opset,
+        if opset is not None and opset_version is not None:
+            raise ValueError(f"Model '{self.name}'.export: expected opset or opset_version (Keras's "
+                             f"name for it), not both; received opset={opset!r}, "
+                             f"opset_version={opset_version!r}")
+        return export_model(self, filepath, format=format,
+                            opset=opset if opset_version is None else opset_version,
                             input_signature=input_signature)
 
     def load_weights(self, filepath, skip_mismatch=False):
