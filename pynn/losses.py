@@ -40,6 +40,13 @@ def _check_smoothing(label_smoothing, where):
     return check_number(label_smoothing, "label_smoothing", where, 0.0, 1.0)
 
 
+
+def _fits(shape, want):
+    """Whether a target's feature shape is `want`, where None (a free axis of the model's
+    output) matches any size: the plan the batch runs under checks that size
+    (Engine.shaped)."""
+    return len(shape) == len(want) and all(w is None or w == d for d, w in zip(shape, want))
+
 class Loss:
     """The base of pynn's losses.  A loss is callable, `loss(y_true, y_pred,
     sample_weight=None)`, computed by the default backend's kernel (Keras 3's semantics):
@@ -102,9 +109,9 @@ class Loss:
         (with the batch axis) and return what the loss kernel reads: float32 of that shape."""
         y = np.asarray(y)
         want = tuple(output_shape[1:])
-        if want[-1:] == (1,) and y.shape[1:] == want[:-1]:     # (n,) targets of a 1-unit output
+        if want[-1:] == (1,) and _fits(y.shape[1:], want[:-1]):     # (n,) targets of a 1-unit output
             y = y.reshape((y.shape[0],) + want)
-        if y.shape[1:] != want:
+        if not _fits(y.shape[1:], want):
             raise ValueError(
                 f"{where}: {self.name} expects targets of shape "
                 f"{_shape_text((None,) + want)} to match the model's output, received y with "
@@ -274,9 +281,9 @@ class SparseCategoricalCrossentropy(Loss):
     def prepare_targets(self, y, output_shape, where="fit"):
         y = np.asarray(y)
         want = tuple(output_shape[1:-1])
-        if y.shape[1:] == want + (1,):
+        if _fits(y.shape[1:], want + (1,)):
             y = y.reshape(y.shape[:-1])
-        if y.shape[1:] != want:
+        if not _fits(y.shape[1:], want):
             raise ValueError(
                 f"{where}: {self.name} expects integer class labels of shape "
                 f"{_shape_text((None,) + want)} or {_shape_text((None,) + want + (1,))}, "

@@ -657,7 +657,8 @@ def _rebuild_v1(config, where):
             model.add(layer, rebuild=False)
         model._maybe_rebuild()
         if spec.get("input_shape") is not None and not model.built:
-            shape = check_shape_arg(spec["input_shape"], "input_shape", f"{where}: model")
+            shape = check_shape_arg(spec["input_shape"], "input_shape", f"{where}: model",
+                                    allow_none=True)
             model.build((None,) + shape)
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{where}: cannot rebuild the model: {exc}") from None

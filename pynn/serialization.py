@@ -115,7 +115,8 @@ def deserialize(entry, classes, what, where):
                     not (shape[0] is None or is_int(shape[0]) and shape[0] > 0):
                 raise ValueError(f"expected build_config input_shape as [batch, ...features], "
                                  f"found {shown(shape)}")
-            features = check_shape_arg(shape[1:], "build_config input_shape", described)
+            features = check_shape_arg(shape[1:], "build_config input_shape", described,
+                                       allow_none=True)
             obj._maybe_build((shape[0],) + features)
         except ModelFileError:
             raise

@@ -327,28 +327,54 @@ def _unsupported(model, handlers):
     return found
 
 
-def _emit(g, model, env, handlers):
+def _emit(g, model, env, handlers, shapes):
+    """Add the nodes of `model`'s graph; env: id(tensor) -> ONNX value name, shapes:
+    id(tensor) -> its shape in the exported graph (the model's, or where the model has free
+    axes the concrete sizes the signature gave, carried through compute_output_shape)."""
     from ..models import Model
     for node in model.nodes:
         if node.is_input:
             continue
         layer = node.layer
         xs = [env[id(t)] for t in node.input_tensors]
+        in_shapes = [shapes.get(id(t), tuple(t.shape)) for t in node.input_tensors]
         if isinstance(layer, Model):
             inner = {id(t): x for t, x in zip(layer.inputs, xs)}
-            _emit(g, layer, inner, handlers)
+            inner_shapes = {id(t): s for t, s in zip(layer.inputs, in_shapes)}
+            _emit(g, layer, inner, handlers, inner_shapes)
             outs = [inner[id(t)] for t in layer.outputs]
+            out_shapes = [inner_shapes[id(t)] for t in layer.outputs]
         else:
-            outs = handlers[type(layer)](g, layer, xs, [tuple(t.shape) for t in node.input_tensors])
-        for t, name in zip(node.output_tensors, outs):
+            outs = handlers[type(layer)](g, layer, xs, in_shapes)
+            out_shapes = _output_shapes(layer, node, in_shapes)
+        for t, name, shape in zip(node.output_tensors, outs, out_shapes):
             env[id(t)] = name
+            shapes[id(t)] = shape
+
+
+def _output_shapes(layer, node, in_shapes):
+    """The shapes of a node's outputs for inputs of `in_shapes`: the node's own where they
+    are the node's input shapes, else the layer's compute_output_shape of them."""
+    if all(tuple(t.shape) == s for t, s in zip(node.input_tensors, in_shapes)):
+        return [tuple(t.shape) for t in node.output_tensors]
+    out = layer.compute_output_shape(in_shapes if len(in_shapes) > 1 else in_shapes[0])
+    if len(node.output_tensors) == 1:
+        return [tuple(out)]
+    return [tuple(o) for o in out]
 
 
 def _signature_shapes(model, input_signature):
     """The (batch, *features) shape of each input: the batch None (dynamic) unless the
-    signature fixes it; the features always the model's."""
+    signature fixes it; the features the model's, a free axis (None) the signature's size
+    (an ONNX graph of pynn's is exported for concrete feature sizes)."""
     shapes = [tuple(t.shape) for t in model.inputs]
     if input_signature is None:
+        for t, shape in zip(model.inputs, shapes):
+            if any(d is None for d in shape[1:]):
+                raise ValueError(
+                    f"export: model '{model.name}' has an input of shape {shape} with a free "
+                    "axis; pass input_signature with its size, e.g. input_signature="
+                    f"[{(None,) + tuple(8 if d is None else d for d in shape[1:])}]")
         return shapes
     sig = input_signature
     if not isinstance(sig, (list, tuple)) or sig and all(isinstance(d, (int, type(None)))
@@ -365,7 +391,13 @@ def _signature_shapes(model, input_signature):
                 or given[0] is not None and int(given[0]) < 1:
             raise ValueError(f"export: input_signature shape {given} does not match the model's "
                              f"input shape {shape}")
-        out.append((None if given[0] is None else int(given[0]),) + tuple(shape[1:]))
+        free = [i for i, (d, m) in enumerate(zip(given, shape)) if i and m is None and
+                (d is None or int(d) < 1)]
+        if free:
+            raise ValueError(f"export: input_signature shape {given} leaves the model's free "
+                             f"axis {free[0]} of input shape {shape} without a positive size")
+        out.append((None if given[0] is None else int(given[0]),) +
+                   tuple(int(d) if m is None else m for d, m in zip(given[1:], shape[1:])))
     return out
 
 
@@ -397,7 +429,8 @@ def build_onnx(model, opset=None, input_signature=None):
         seen.add(name)
     g = _Graph(opset, seen)
     env = {id(t): name for t, name in zip(model.inputs, in_names)}
-    _emit(g, model, env, handlers)
+    env_shapes = {id(t): (None,) + tuple(s[1:]) for t, s in zip(model.inputs, shapes)}
+    _emit(g, model, env, handlers, env_shapes)
 
     def value_info(name, shape):
         dims = ["batch" if d is None else int(d) for d in shape]
@@ -410,7 +443,8 @@ def build_onnx(model, opset=None, input_signature=None):
     out_batch = batch.pop() if len(batch) == 1 else None
     graph = helper.make_graph(
         g.nodes, model.name, [value_info(n, s) for n, s in zip(in_names, shapes)],
-        [value_info(n, (out_batch,) + tuple(t.shape[1:])) for n, t in zip(out_names, model.outputs)],
+        [value_info(n, (out_batch,) + tuple(env_shapes[id(t)][1:]))
+         for n, t in zip(out_names, model.outputs)],
         initializer=g.initializers)
     from .. import __version__ as version
     proto = helper.make_model(graph, producer_name="pynn", producer_version=version,

@@ -51,18 +51,21 @@ def shape_text(shape):
         ("," if len(shape) == 1 else "") + ")"
 
 
-def check_shape_arg(shape, what, where):
+def check_shape_arg(shape, what, where, allow_none=False):
     """A feature shape given by the user: a tuple of positive ints (an int is accepted),
-    with at most MAX_SIZE values in all."""
+    with at most MAX_SIZE values in all.  allow_none (Input's shape): an axis may be None,
+    a free axis whose size each batch gives (Keras's Input(shape=(None,)) for sequences
+    of any length)."""
     if is_int(shape):
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or not shape or not all(
-            is_int(d) and 0 < d <= MAX_SIZE for d in shape) or \
-            math.prod(int(d) for d in shape) > MAX_SIZE:
-        raise ValueError(f"{where}: expected {what} as a tuple of positive integers "
+            (allow_none and d is None) or (is_int(d) and 0 < d <= MAX_SIZE) for d in shape) or \
+            math.prod(int(d) for d in shape if d is not None) > MAX_SIZE:
+        free = " or None" if allow_none else ""
+        raise ValueError(f"{where}: expected {what} as a tuple of positive integers{free} "
                          f"(without the batch axis, at most {MAX_SIZE} values in all), "
                          f"received {shown(shape)}")
-    return tuple(int(d) for d in shape)
+    return tuple(None if d is None else int(d) for d in shape)
 
 
 def check_dtype(dtype, where):
@@ -150,6 +153,10 @@ class Layer:
         if kwargs:
             raise TypeError(f"{where}: unrecognized keyword arguments {sorted(kwargs)}")
         check_dtype(dtype, where)
+        if shape is not None and any(d is None for d in shape):
+            raise ValueError(f"{where}: weight '{name or 'variable'}' would have shape "
+                             f"{shape_text(tuple(shape))}: an input axis it depends on is free "
+                             "(None); give that axis of the model's Input a size")
         shape = () if shape is None else tuple(int(d) for d in shape)
         init = initializers.get(initializer, where, "initializer")
         name = name or f"variable_{len(self._weights)}"

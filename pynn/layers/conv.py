@@ -41,7 +41,10 @@ def check_data_format(data_format, where):
 
 
 def output_size(size, window, stride, padding):
-    """(output size, padding before) along one axis, as Keras computes them."""
+    """(output size, padding before) along one axis, as Keras computes them; (None, 0)
+    for a free axis (a model input of shape (None, None, C): its plan has the size)."""
+    if size is None:
+        return None, 0
     if padding == "valid":
         return (size - window) // stride + 1 if size >= window else 0, 0
     out = math.ceil(size / stride)
@@ -58,7 +61,7 @@ def window_geometry(input_shape, window, strides, padding, where):
     input_shape = input_shape[1:]
     (oh, pt), (ow, pl) = (output_size(input_shape[i], window[i], strides[i], padding)
                           for i in range(2))
-    if oh < 1 or ow < 1:
+    if (oh is not None and oh < 1) or (ow is not None and ow < 1):
         raise ValueError(f"{where}: the window {window} does not fit in the input of size "
                          f"{tuple(input_shape[:2])} with padding='{padding}' (output size "
                          f"{(oh, ow)}); use a smaller window or padding='same'")

@@ -30,7 +30,8 @@ class InputLayer(Layer):
                              "received none")
         batch_size = check_optional_int(batch_size, "batch_size", where)
         super().__init__(name=name, dtype=dtype, **kwargs)
-        self.shape = check_shape_arg(shape, "shape", f"InputLayer '{self.name}'")
+        self.shape = check_shape_arg(shape, "shape", f"InputLayer '{self.name}'",
+                                     allow_none=True)
         self.batch_size = batch_size
         self.built = True
         self._build_input_shape = (None,) + self.shape

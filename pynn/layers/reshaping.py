@@ -23,6 +23,8 @@ class Flatten(Layer):
         self._require_rank(input_shape, 2, min_rank=True)
 
     def compute_output_shape(self, input_shape):
+        if any(d is None for d in input_shape[1:]):
+            return (input_shape[0], None)          # a free axis: the plan has the size
         return (input_shape[0], math.prod(input_shape[1:]))
 
     def plan_forward(self, b, inputs, training, logits=False):

@@ -22,6 +22,7 @@ predictions of a predict that overlaps a fit may mix weights of consecutive step
 A model that was never compiled gets an engine without optimizer or losses, for
 `predict` and eager calls, on the default backend.
 """
+import ast
 import threading
 from contextlib import contextmanager
 
@@ -134,6 +135,51 @@ class Engine:
         self.store.ensure_bound()
         return self.store
 
+    # ---- free axes (Input(shape=(None,))) ----------------------------------------------------
+    def free_axes(self):
+        """True when a model input has a free axis besides the batch (Keras's
+        Input(shape=(None,)) for sequences of any length): a plan holds concrete shapes, so
+        such a model has one plan per shape of the batches it runs, worked out from them."""
+        inputs = self.model.inputs
+        return bool(inputs) and any(d is None for t in inputs for d in t.shape[1:])
+
+    def shaped(self, kind, inputs, targets=None, where="fit"):
+        """The plan kind to run batches `inputs` (arrays, batch axis first) under: `kind`
+        itself, or for a model with free axes `kind` with the batch's feature shapes after
+        an "@" (one plan, executor and pool per shape).  `targets` (the arrays the plan's
+        targets read): checked against that plan's, whose free axes the inputs fixed."""
+        if not self.free_axes():
+            return kind
+        shapes = tuple(tuple(int(d) for d in a.shape[1:]) for a in inputs)
+        self._last_shapes = shapes
+        kind = f"{kind}@{shapes!r}"
+        if targets:
+            plan = self.plan(kind)
+            for i, (y, buf) in enumerate(zip(targets, plan.target_bufs)):
+                want = plan.buffers[buf].shape
+                if tuple(y.shape[1:]) != want:
+                    raise ValueError(
+                        f"{where}: for inputs of shapes {[(None,) + s for s in shapes]} the "
+                        f"model's target {i} has shape {(None,) + want}, received targets of "
+                        f"shape {tuple(y.shape)}")
+        return kind
+
+    def _input_shapes(self, kind):
+        """(kind without its shapes, the input feature shapes to plan for or None)."""
+        base, at, shapes = kind.partition("@")
+        if at:
+            return base, ast.literal_eval(shapes)
+        shapes = None
+        if self.free_axes():
+            shapes = getattr(self, "_last_shapes", None)
+            if shapes is None:
+                free = [tuple(t.shape) for t in self.model.inputs]
+                raise ValueError(
+                    f"model '{self.model.name}': its inputs have a free axis (shapes {free}); "
+                    "its plan exists for a concrete shape, once data of that shape has run "
+                    "through it (fit, evaluate, predict or a call on arrays)")
+        return base, shapes
+
     def plan(self, kind):
         plan = self._plans.get(kind)
         if plan is None:
@@ -145,7 +191,8 @@ class Engine:
         plan = self._plans.get(kind)
         if plan is None:
             store = self.ensure_store()
-            base, weighted = _split_kind(kind)
+            unshaped, input_shapes = self._input_shapes(kind)
+            base, weighted = _split_kind(unshaped)
             optimizer_spec = None
             if base == "train":
                 self.optimizer.build(store)
@@ -155,7 +202,7 @@ class Engine:
                                 trainable=[id(v) for v in store.layout.trainable_variables]
                                 if base == "train" else (),
                                 frozen_layers=frozen, optimizer_spec=optimizer_spec,
-                                sample_weighted=weighted)
+                                sample_weighted=weighted, input_shapes=input_shapes)
             dist = distributed.active()
             if dist is not None and base == "train":
                 starts = {id(v): start for v, start in store.layout.trainable_offsets}
@@ -241,6 +288,7 @@ class Engine:
         self.store = None
         self._fast_signature = False
         self._lean_predict_shape = False
+        self._last_shapes = None
         current = {id(v) for v in self.model.trainable_weights} if self.model.inputs else set()
         weights = {id(v) for v in self.model.weights} if self.model.inputs else set()
         self.trainable = (self.trainable & self._known) | (current - self._known)

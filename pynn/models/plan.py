@@ -372,23 +372,26 @@ def _resolve(v):
 
 
 def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layers=(),
-                 optimizer_spec=None, sample_weighted=False):
+                 optimizer_spec=None, sample_weighted=False, input_shapes=None):
     """The plan of `kind` ("train", "test", "predict", "forward" = predict in training
     mode) for the built model.  compiled: the CompiledLosses of the model's compile (train
     and test plans); trainable: ids of the variables the optimizer updates (train plans);
     optimizer_spec: (kind name, reals, slot names, EMA slot name or None, flat segment
     triples) of the optimizer (Optimizer.spec); sample_weighted (train and test plans):
     each loss (and weighted metric) reads a per-sample weight, fed as an extra target
-    after the others (Keras's sample_weight and class_weight)."""
+    after the others (Keras's sample_weight and class_weight); input_shapes: the inputs'
+    feature shapes (without the batch axis) where the model's have free axes (None), the
+    shapes of the batches this plan runs (Engine.shaped), else None."""
     plan = Plan(kind)
     b = PlanBuilder(plan, backend, set(trainable), set(frozen_layers))
     mode_training = kind in ("train", "forward")
 
     inputs = []
-    for t in model.inputs:
-        buf = b.buffer(t.shape[1:], role="input")
+    for i, t in enumerate(model.inputs):
+        shape = tuple(t.shape[1:]) if input_shapes is None else tuple(input_shapes[i])
+        buf = b.buffer(shape, role="input")
         plan.input_bufs.append(buf)
-        inputs.append(Tensor(buf, t.shape))
+        inputs.append(Tensor(buf, (t.shape[0],) + shape))
 
     calls = []
     outputs = _flatten_calls(model, inputs, None, calls)

@@ -271,6 +271,7 @@ class Trainer:
             dist_training.check_data(world, [], batch_size, "fit")
         # distributed: each rank runs its part of every batch (at most ceil(B / N) rows)
         local_batch = batch_size if world is None else -(-batch_size // world.size)
+        kind = engine.shaped(kind, inputs, targets)
         ex = engine.executor(kind, local_batch)
         num_batches = math.ceil(n / batch_size)
         steps = steps_per_epoch or num_batches
@@ -450,6 +451,7 @@ class Trainer:
         per_batch = callbacks is not None and callbacks.wants_every_batch("test")
         if callbacks is not None:
             callbacks.on_test_begin()
+        kind = engine.shaped(kind, inputs, targets, "evaluate")
         with interrupts.guard(), engine.borrow(kind, batch_size if shard is None
                                                else max(shard.batch, 1)) as ex:
             acc = _Accumulator(ex.plan, engine.losses, world)
@@ -550,7 +552,8 @@ class Trainer:
         engine = model.engine
         n = inputs[0].shape[0]
         batch_size = min(batch_size, n)
-        outputs = [np.empty((n,) + tuple(t.shape[1:]), dtype=np.float32) for t in model.outputs]
+        kind = engine.shaped(kind, inputs)
+        outputs = _output_arrays(engine.plan(kind), n)
         steps = math.ceil(n / batch_size)
         bar = callbacks_module.Progbar(steps, verbose) if verbose else None
         per_batch = callbacks is not None and callbacks.wants_every_batch("predict")
@@ -686,7 +689,8 @@ class Trainer:
                         n = inputs[0].shape[0]
                     cb_list.on_train_batch_begin(s)
                     interrupts.check()
-                    ex = engine.executor("train" + suffix, max(n, 1))
+                    kind = engine.shaped("train" + suffix, inputs, targets)
+                    ex = engine.executor(kind, max(n, 1))
                     optimizer = engine.optimizer
                     if n:
                         losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1,
@@ -739,10 +743,11 @@ class Trainer:
                 n = inputs[0].shape[0]
                 if callbacks is not None:
                     callbacks.on_test_batch_begin(s)
+                kind = engine.shaped("test" + suffix, inputs, targets, where)
                 if acc is None:
-                    acc = _Accumulator(engine.plan("test" + suffix), engine.losses, world)
+                    acc = _Accumulator(engine.plan(kind), engine.losses, world)
                 if n:
-                    with engine.borrow("test" + suffix, n) as ex:
+                    with engine.borrow(kind, n) as ex:
                         losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1,
                                                        0)
                         acc.add(losses, metrics, rows)
@@ -787,9 +792,9 @@ class Trainer:
                 with engine.lock:
                     counter = self._inference_steps
                     self._inference_steps += 1
-                outputs = [np.empty((n,) + tuple(t.shape[1:]), dtype=np.float32)
-                           for t in model.outputs]
-                with engine.borrow("predict", n) as ex:
+                kind = engine.shaped("predict", inputs)
+                outputs = _output_arrays(engine.plan(kind), n)
+                with engine.borrow(kind, n) as ex:
                     ex.run(inputs, [], outputs, None, n, 0, n, 1, counter)
                 parts.append(outputs)
                 s += 1
@@ -840,7 +845,7 @@ class Trainer:
             kind = "train"
             if weights is not None:
                 targets, kind = targets + weights, "train+weights"
-            ex = engine.executor(kind, n)
+            ex = engine.executor(engine.shaped(kind, inputs, targets, where), n)
             losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1,
                                            engine.optimizer.iterations)
         if ex.plan.optimizer_op is not None:
@@ -858,7 +863,7 @@ class Trainer:
         kind = "test"
         if weights is not None:
             targets, kind = targets + weights, "test+weights"
-        with engine.borrow(kind, n) as ex:
+        with engine.borrow(engine.shaped(kind, inputs, targets, where), n) as ex:
             losses, metrics, rows = ex.run(inputs, targets, None, None, n, 0, n, 1, 0)
             return self._batch_result(ex.plan, engine, losses, metrics, rows, return_dict)
 
@@ -917,6 +922,12 @@ class Trainer:
         finally:
             engine.put_back(kind, ex, epoch)
         return model.pack_outputs(outputs)
+
+
+def _output_arrays(plan, n):
+    """Arrays for `n` rows of each output of `plan` (its shapes are concrete, where the
+    model's may have free axes)."""
+    return [np.empty((n,) + plan.buffers[b].shape, dtype=np.float32) for b in plan.output_bufs]
 
 
 def _min_known(a, b):
