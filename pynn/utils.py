@@ -55,6 +55,54 @@ def to_categorical(y, num_classes=None):
     return out
 
 
+def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre",
+                  value=0.0):
+    """Keras's `keras.utils.pad_sequences`: a list of sequences (of ids, or of equal-shaped
+    steps) as one array (num_samples, maxlen, ...); shorter ones padded with `value` and
+    longer ones cut, each at the start ("pre", Keras's default) or the end ("post").
+    maxlen None: the longest sequence's length."""
+    where = "pad_sequences"
+    if not hasattr(sequences, "__len__") or isinstance(sequences, (str, bytes)):
+        raise ValueError(f"{where}: expected sequences as a list of sequences, received "
+                         f"{type(sequences).__name__}")
+    for arg, given in (("padding", padding), ("truncating", truncating)):
+        if given not in ("pre", "post"):
+            raise ValueError(f"{where}: expected {arg} 'pre' or 'post', received {arg}={given!r}")
+    if maxlen is not None and (isinstance(maxlen, bool) or
+                               not isinstance(maxlen, (int, np.integer)) or maxlen < 0):
+        raise ValueError(f"{where}: expected maxlen a non-negative integer or None, received "
+                         f"maxlen={maxlen!r:.80}")
+    lengths, sample_shape = [], None
+    for i, seq in enumerate(sequences):
+        try:
+            lengths.append(len(seq))
+        except TypeError:
+            raise ValueError(f"{where}: expected sequence {i} to be a sequence, received "
+                             f"{type(seq).__name__}") from None
+        if sample_shape is None and len(seq):
+            sample_shape = np.asarray(seq).shape[1:]
+    sample_shape = sample_shape or ()
+    if isinstance(value, str) and dtype is not object:
+        raise ValueError(f"{where}: a string value={value!r:.40} needs dtype=object, received "
+                         f"dtype={dtype!r}")
+    maxlen = (max(lengths) if lengths else 0) if maxlen is None else int(maxlen)
+    check_fits(8 * len(lengths) * maxlen * int(np.prod(sample_shape, dtype=np.int64)), where,
+               f"{len(lengths)} sequences of length {maxlen}")
+    out = np.full((len(lengths), maxlen) + tuple(sample_shape), value, dtype=dtype)
+    for i, seq in enumerate(sequences):
+        if not len(seq) or not maxlen:
+            continue
+        kept = np.asarray(seq[-maxlen:] if truncating == "pre" else seq[:maxlen], dtype=dtype)
+        if kept.shape[1:] != tuple(sample_shape):
+            raise ValueError(f"{where}: sequence {i} has steps of shape {kept.shape[1:]}, the "
+                             f"first non-empty sequence's are {tuple(sample_shape)}")
+        if padding == "post":
+            out[i, :len(kept)] = kept
+        else:
+            out[i, maxlen - len(kept):] = kept
+    return out
+
+
 def plot_history(history, path, title=None, layers=False):
     """A PNG of the loss and metrics per epoch of `history` (what fit returns) at `path`;
     returns the path.  Needs matplotlib: pip install "pynn[plot]".  See pynn/plotting.py."""
