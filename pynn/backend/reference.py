@@ -10,7 +10,9 @@ are cast to that dtype first, because the C kernels receive them as float32 and 
 their arithmetic in float32.  The expressions are spelled in the order the C kernels
 evaluate them (see csrc/pynn.h) so the float32 results agree to within a few ulps.
 
-Activation names: "linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "gelu".
+Activation names: "linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "gelu", and
+(engineer A, at the end of the file) "elu", "selu", "softplus", "softsign", "silu",
+"hard_sigmoid", "hard_silu", "relu6", "mish", "exponential", "log_softmax".
 Loss kinds: LOSSES below.  Semantics are Keras 3's (see DESIGN.md).
 """
 
