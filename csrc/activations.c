@@ -45,12 +45,29 @@ static void softmax_rows(float *y, const float *x, int64_t rows, int64_t n) {
     }
 }
 
+/* activations (engineer A): y[r, :] = log_softmax(x[r, :]) = x - m - log(sum_j exp(x_j - m)),
+ * m the row's max (jax.nn.log_softmax), the sum a float in index order; y may equal x.
+ * The exps go to a span of the caller's stack, SOFTMAX_BLOCK_FLOATS at a time. */
+static void log_softmax_row(float *y, const float *x, int64_t n) {
+    float e[SOFTMAX_BLOCK_FLOATS], m = x[0], s = 0.0f, ls;
+    int64_t j, j0, len;
+    for (j = 1; j < n; j++) m = x[j] > m ? x[j] : m;
+    for (j0 = 0; j0 < n; j0 += SOFTMAX_BLOCK_FLOATS) {
+        len = n - j0 < SOFTMAX_BLOCK_FLOATS ? n - j0 : SOFTMAX_BLOCK_FLOATS;
+        for (j = 0; j < len; j++) e[j] = x[j0 + j] - m;
+        pynn_exp_span(e, e, len);
+        for (j = 0; j < len; j++) s += e[j];
+    }
+    ls = logf(s);
+    for (j = 0; j < n; j++) y[j] = (x[j] - m) - ls;
+}
+
 /* y = act(x); x and y are (rows x cols), y may equal x. */
 int pynn_activation_forward(float *y, const float *x, int64_t rows, int64_t cols,
                             int act, float alpha) {
     int64_t n, nspans, s, r;
     PYNN_RETURN_IF(rows < 0 || cols < 0 || y == NULL || x == NULL, PYNN_EINVAL);
-    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act > PYNN_ACT_GELU, PYNN_EINVAL);
+    PYNN_RETURN_IF(!pynn_act_valid(act), PYNN_EINVAL);
     n = rows * cols;
     if (n == 0) return PYNN_OK;
 
@@ -63,6 +80,12 @@ int pynn_activation_forward(float *y, const float *x, int64_t rows, int64_t cols
                 const int64_t r0 = r * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
                 softmax_rows(y + r0 * cols, x + r0 * cols, r1 - r0, cols);
             });
+        return PYNN_OK;
+    }
+
+    if (act == PYNN_ACT_LOG_SOFTMAX) {   /* engineer A: each row by one thread */
+        PYNN_PARALLEL_FOR(pynn_threads_for(n),
+            for (r = 0; r < rows; r++) log_softmax_row(y + r * cols, x + r * cols, cols););
         return PYNN_OK;
     }
 
@@ -90,13 +113,24 @@ static void softmax_backward_row(float *dx, const float *y, const float *dy, int
     for (j = 0; j < n; j++) dx[j] = y[j] * (dy[j] - dotf);
 }
 
+/* engineer A: dx[r, :] = log_softmax'(x) dy = dy_i - exp(y_i) sum_j dy_j, the sum in double
+ * in index order; dx may equal dy. */
+static void log_softmax_backward_row(float *dx, const float *y, const float *dy, int64_t n) {
+    double sum = 0.0;
+    float sumf;
+    int64_t j;
+    for (j = 0; j < n; j++) sum += (double)dy[j];
+    sumf = (float)sum;
+    for (j = 0; j < n; j++) dx[j] = dy[j] - expf(y[j]) * sumf;
+}
+
 /* dx = act'(x) dy; x the pre-activation, y = act(x); dx may equal dy. */
 int pynn_activation_backward(float *dx, const float *x, const float *y, const float *dy,
                              int64_t rows, int64_t cols, int act, float alpha) {
     int64_t n, nspans, s, r;
     PYNN_RETURN_IF(rows < 0 || cols < 0, PYNN_EINVAL);
     PYNN_RETURN_IF(dx == NULL || x == NULL || y == NULL || dy == NULL, PYNN_EINVAL);
-    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act > PYNN_ACT_GELU, PYNN_EINVAL);
+    PYNN_RETURN_IF(!pynn_act_valid(act), PYNN_EINVAL);
     n = rows * cols;
     if (n == 0) return PYNN_OK;
 
@@ -105,6 +139,13 @@ int pynn_activation_backward(float *dx, const float *x, const float *y, const fl
         PYNN_PARALLEL_FOR(pynn_threads_for(n),
             for (r = 0; r < rows; r++)
                 softmax_backward_row(dx + r * cols, y + r * cols, dy + r * cols, cols););
+        return PYNN_OK;
+    }
+
+    if (act == PYNN_ACT_LOG_SOFTMAX) {   /* engineer A */
+        PYNN_PARALLEL_FOR(pynn_threads_for(n),
+            for (r = 0; r < rows; r++)
+                log_softmax_backward_row(dx + r * cols, y + r * cols, dy + r * cols, cols););
         return PYNN_OK;
     }
 

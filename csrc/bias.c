@@ -109,8 +109,8 @@ int pynn_activation_backward_bias_grad(float *dz, float *db, const float *z, con
     int status;
     PYNN_RETURN_IF(rows < 0 || cols < 0, PYNN_EINVAL);
     PYNN_RETURN_IF(dz == NULL || db == NULL || z == NULL || y == NULL || dy == NULL, PYNN_EINVAL);
-    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act > PYNN_ACT_GELU, PYNN_EINVAL);
-    if (act == PYNN_ACT_SOFTMAX) {
+    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act >= PYNN_ACT_COUNT, PYNN_EINVAL);
+    if (pynn_act_rowwise(act)) {   /* softmax, log_softmax */
         status = pynn_activation_backward(dz, z, y, dy, rows, cols, act, alpha);
         if (status != PYNN_OK) return status;
         column_sums(db, NULL, NULL, NULL, dz, rows, cols, -1, 0.0f);

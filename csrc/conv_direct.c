@@ -38,8 +38,8 @@
 
 int pynn_conv2d_direct_supported(int64_t kh, int64_t kw, int64_t c, int64_t f, int act) {
     return kh >= 1 && kw >= 1 && c >= 1 && f >= 1 && kh * kw * c <= CONV_DIRECT_MAX_K &&
-           f <= CONV_DIRECT_MAX_F && act != PYNN_ACT_SOFTMAX && act >= PYNN_ACT_LINEAR &&
-           act <= PYNN_ACT_GELU;
+           f <= CONV_DIRECT_MAX_F && !pynn_act_rowwise(act) && act >= PYNN_ACT_LINEAR &&
+           act < PYNN_ACT_COUNT;
 }
 
 /* Threads for a convolution of `macs` multiply-adds: one below about 10 us of work.  The

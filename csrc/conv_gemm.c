@@ -119,7 +119,7 @@ static void forward_no_k(float *z, float *y, const float *bias, int64_t rows, in
     int64_t i, j;
     for (i = 0; i < rows; i++) {                  /* M: rows of z */
         for (j = 0; j < f; j++) z[i * f + j] = bias != NULL ? bias[j] : 0.0f;
-        if (y != NULL && act != PYNN_ACT_SOFTMAX)
+        if (y != NULL && !pynn_act_rowwise(act))
             (void)pynn_act_span(y + i * f, z + i * f, f, act, alpha);
     }
 }
@@ -220,7 +220,7 @@ static int forward_tiles(const pynn_conv_geom *g, float *z, float *y, const floa
                         tl.act = act;
                         tl.alpha = alpha;
                         tile_fn(&tl);
-                        if (last_k && y != NULL && !fused_act && act != PYNN_ACT_SOFTMAX)
+                        if (last_k && y != NULL && !fused_act && !pynn_act_rowwise(act))
                             for (i = 0; i < tl.m; i++)        /* M: the finished rows */
                                 (void)pynn_act_span(y + (i0 + i) * N + j0, z + (i0 + i) * N + j0,
                                                     nn, act, alpha);
@@ -285,7 +285,7 @@ int pynn_conv_gemm_forward(float *z, float *y, const float *x, const float *wgt,
         }
         {
             float *const thread_base = zeros + round_up(g.span, 16);
-            const int has_epilogue = bias != NULL || (y != NULL && act != PYNN_ACT_SOFTMAX);
+            const int has_epilogue = bias != NULL || (y != NULL && !pynn_act_rowwise(act));
             int t;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static, 1) num_threads(nthreads) if (nthreads > 1)
@@ -317,7 +317,7 @@ int pynn_conv_gemm_forward(float *z, float *y, const float *x, const float *wgt,
                                     int64_t j;
                                     if (bias != NULL)
                                         for (j = 0; j < nn; j++) zi[j] += bias[j0 + j];
-                                    if (y != NULL && act != PYNN_ACT_SOFTMAX)
+                                    if (y != NULL && !pynn_act_rowwise(act))
                                         (void)pynn_act_span(y + (i0 + i) * N + j0, zi, nn, act,
                                                             alpha);
                                 }
@@ -330,8 +330,8 @@ int pynn_conv_gemm_forward(float *z, float *y, const float *x, const float *wgt,
         pynn_gemm_workspace_release(base, owned);
     }
     /* softmax needs whole rows (as in pynn_sgemm_bias_act) */
-    if (y != NULL && act == PYNN_ACT_SOFTMAX)
-        return pynn_activation_forward(y, z, M, N, PYNN_ACT_SOFTMAX, 0.0f);
+    if (y != NULL && pynn_act_rowwise(act))
+        return pynn_activation_forward(y, z, M, N, act, 0.0f);
     return PYNN_OK;
 }
 

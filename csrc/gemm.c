@@ -232,7 +232,7 @@ typedef struct {
 } gemm_problem;
 
 static int gemm_has_epilogue(const gemm_problem *pr) {
-    return pr->bias != NULL || (pr->y != NULL && pr->act != PYNN_ACT_SOFTMAX);
+    return pr->bias != NULL || (pr->y != NULL && !pynn_act_rowwise(pr->act));
 }
 
 /* Bias and elementwise activation on the m x n block of C at (i0, j0). */
@@ -246,7 +246,7 @@ static void gemm_epilogue(const gemm_problem *pr, int64_t i0, int64_t j0,
             for (j = 0; j < n; j++)               /* N: along the row */
                 z[j] += bias[j];
         }
-        if (pr->y != NULL && pr->act != PYNN_ACT_SOFTMAX)
+        if (pr->y != NULL && !pynn_act_rowwise(pr->act))
             (void)pynn_act_span(pr->y + (i0 + i) * pr->ldc + j0, z, n, pr->act, pr->act_alpha);
     }
 }
@@ -509,7 +509,7 @@ static int gemm_small(const gemm_problem *pr, const pynn_gemm_kernel_info *ki, i
     }
     if (ws.base != NULL) workspace_release(&ws);
     /* The activations the small routine leaves to us (softmax: after the product). */
-    if (pr->y != NULL && !gemm_small_does_act(pr->act) && pr->act != PYNN_ACT_SOFTMAX)
+    if (pr->y != NULL && !gemm_small_does_act(pr->act) && !pynn_act_rowwise(pr->act))
         for (i = 0; i < pr->m; i++)               /* M: finished rows */
             (void)pynn_act_span(pr->y + i * pr->ldc, pr->c + i * pr->ldc, pr->n, pr->act,
                                 pr->act_alpha);
@@ -690,7 +690,7 @@ int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
     gemm_problem pr;
     int status;
     PYNN_RETURN_IF(M < 0 || N < 0 || K < 0, PYNN_EINVAL);
-    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act > PYNN_ACT_GELU, PYNN_EINVAL);
+    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act >= PYNN_ACT_COUNT, PYNN_EINVAL);
     PYNN_RETURN_IF(Z == NULL && M > 0 && N > 0, PYNN_EINVAL);
     PYNN_RETURN_IF(A == NULL && M > 0 && K > 0, PYNN_EINVAL);
     PYNN_RETURN_IF(B == NULL && K > 0 && N > 0, PYNN_EINVAL);
@@ -713,7 +713,7 @@ int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
     status = gemm_run(&pr);
     /* softmax needs whole rows: the stand-alone kernel runs once the rows are complete
      * (the same code, so the fused and separate paths agree bitwise) */
-    if (status == PYNN_OK && Y != NULL && act == PYNN_ACT_SOFTMAX && M > 0 && N > 0)
-        status = pynn_activation_forward(Y, Z, M, N, PYNN_ACT_SOFTMAX, 0.0f);
+    if (status == PYNN_OK && Y != NULL && pynn_act_rowwise(act) && M > 0 && N > 0)
+        status = pynn_activation_forward(Y, Z, M, N, act, 0.0f);
     return status;
 }

@@ -19,7 +19,7 @@ int pynn_dense_backward(float *dw, float *db, float *dx, float *dy, const float 
                         int64_t out, int act, float alpha) {
     int status;
     PYNN_RETURN_IF(m < 0 || in < 0 || out < 0, PYNN_EINVAL);
-    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act > PYNN_ACT_GELU, PYNN_EINVAL);
+    PYNN_RETURN_IF(act < PYNN_ACT_LINEAR || act >= PYNN_ACT_COUNT, PYNN_EINVAL);
     PYNN_RETURN_IF((dy == NULL || z == NULL || y == NULL) && m * out > 0, PYNN_EINVAL);
     PYNN_RETURN_IF(dw != NULL && x == NULL && m * in > 0, PYNN_EINVAL);
     PYNN_RETURN_IF(dx != NULL && w == NULL && in * out > 0, PYNN_EINVAL);
@@ -51,7 +51,7 @@ static int conv_args_ok(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, 
                         int64_t ow, int64_t f, int act) {
     return n >= 0 && h >= 0 && w >= 0 && c >= 0 && kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 &&
            pad_top >= 0 && pad_left >= 0 && oh >= 0 && ow >= 0 && f >= 0 &&
-           act >= PYNN_ACT_LINEAR && act <= PYNN_ACT_GELU;
+           act >= PYNN_ACT_LINEAR && act < PYNN_ACT_COUNT;
 }
 
 /* Conv2D forward: the direct kernel for tiny kernels, else the implicit GEMM (conv_gemm.c)

@@ -170,6 +170,13 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_RANDOM_CONTRAST_BACKWARD] = {4, 3, 2},
         [PYNN_OP_RANDOM_BRIGHTNESS] = {3, 1, 4},
         [PYNN_OP_GRAD_HOOK] = {1, 3, 0},
+        /* activations (engineer A) */
+        [PYNN_OP_RELU] = {2, 0, 3},
+        [PYNN_OP_RELU_BACKWARD] = {3, 0, 3},
+        [PYNN_OP_SOFTMAX_AXIS] = {2, 2, 0},
+        [PYNN_OP_SOFTMAX_AXIS_BACKWARD] = {3, 2, 0},
+        [PYNN_OP_PRELU] = {3, -1, 0},            /* ints 1 + 2 rank: checked by run_op */
+        [PYNN_OP_PRELU_BACKWARD] = {5, -1, 0},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -716,6 +723,57 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         if (cx->dry || cx->plan->hook == NULL) return PYNN_OK;
         return cx->plan->hook(cx->plan->hook_ctx, g[0], g[1], g[2], rows, cx->step) == 0
                    ? PYNN_OK : PYNN_EHOOK;
+    }
+    /* activations (engineer A) */
+    case PYNN_OP_RELU:
+    case PYNN_OP_RELU_BACKWARD: {   /* bufs x, y / x, dy, dx; reals slope, threshold, max */
+        const float slope = (float)op->reals[0], thr = (float)op->reals[1];
+        const float mx = (float)op->reals[2];
+        const int64_t n = o[0].n;
+        for (i = 0; i < op->n_bufs; i++) EXPECT(f32(&o[i]) && holds(&o[i], n));
+        EXPECT(slope >= 0.0f && isfinite(slope) && isfinite(thr) && mx >= 0.0f);
+        if (cx->dry) return PYNN_OK;
+        if (op->kind == PYNN_OP_RELU)
+            return pynn_relu_forward(F(&o[1]), F(&o[0]), n, slope, thr, mx);
+        return pynn_relu_backward(F(&o[2]), F(&o[0]), F(&o[1]), n, slope, thr, mx);
+    }
+    case PYNN_OP_SOFTMAX_AXIS:
+    case PYNN_OP_SOFTMAX_AXIS_BACKWARD: {   /* bufs x, y / y, dy, dx; ints len, inner */
+        const int64_t li = mul(g[0], g[1]), n = o[0].n;
+        EXPECT(g[0] >= 1 && g[1] >= 1 && li >= 1 && n % li == 0);
+        for (i = 0; i < op->n_bufs; i++) EXPECT(f32(&o[i]) && holds(&o[i], n));
+        if (cx->dry) return PYNN_OK;
+        if (op->kind == PYNN_OP_SOFTMAX_AXIS)
+            return pynn_softmax_axis_forward(F(&o[1]), F(&o[0]), n / li, g[0], g[1]);
+        return pynn_softmax_axis_backward(F(&o[2]), F(&o[0]), F(&o[1]), n / li, g[0], g[1]);
+    }
+    case PYNN_OP_PRELU:
+    case PYNN_OP_PRELU_BACKWARD: {
+        /* bufs x, alpha, y / x, alpha, dy, dalpha, dx (dx may be absent);
+         * ints rank, dims[rank], shared[rank] */
+        const int64_t rank = op->n_ints >= 1 ? g[0] : -1;
+        int64_t per = 1, na = 1, rows;
+        EXPECT(rank >= 1 && rank <= 16 && op->n_ints == 1 + 2 * rank);
+        for (i = 0; i < rank; i++) {
+            EXPECT(g[1 + i] >= 1 && (g[1 + rank + i] == 0 || g[1 + rank + i] == 1));
+            per = mul(per, g[1 + i]);
+            if (!g[1 + rank + i]) na = mul(na, g[1 + i]);
+        }
+        EXPECT(per >= 1 && na >= 1 && f32(&o[0]) && o[0].n % per == 0);
+        rows = o[0].n / per;
+        EXPECT(f32(&o[1]) && o[1].n == na);
+        if (op->kind == PYNN_OP_PRELU) {
+            EXPECT(f32(&o[2]) && holds(&o[2], o[0].n));
+            if (cx->dry) return PYNN_OK;
+            return pynn_prelu_forward(F(&o[2]), F(&o[0]), F(&o[1]), rows, rank, g + 1,
+                                      g + 1 + rank);
+        }
+        EXPECT(f32(&o[2]) && holds(&o[2], o[0].n) && f32_or_absent(&o[3]) &&
+               (o[3].data == NULL || o[3].n == na) &&
+               f32_or_absent(&o[4]) && holds(&o[4], o[0].n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_prelu_backward(F(&o[4]), F(&o[3]), F(&o[0]), F(&o[1]), F(&o[2]), rows,
+                                   rank, g + 1, g + 1 + rank);
     }
     default:
         return PYNN_EINVAL;

@@ -43,7 +43,19 @@ extern "C" {
     X(ACT_SIGMOID, 3, "sigmoid")                                                     \
     X(ACT_TANH, 4, "tanh")                                                           \
     X(ACT_SOFTMAX, 5, "softmax")       /* row-wise, max-subtracted */                \
-    X(ACT_GELU, 6, "gelu")             /* exact (erf) form, Keras's default */
+    X(ACT_GELU, 6, "gelu")             /* exact (erf) form, Keras's default */          \
+    /* activations (engineer A): Keras 3's formulas (keras/src/backend/jax/nn.py) */   \
+    X(ACT_ELU, 7, "elu")               /* x > 0 ? x : alpha expm1(x); alpha (1.0) */    \
+    X(ACT_SELU, 8, "selu")             /* scale elu(x, 1.6732632), scale 1.0507010 */   \
+    X(ACT_SOFTPLUS, 9, "softplus")     /* max(x, 0) + log1p(exp(-|x|)) */               \
+    X(ACT_SOFTSIGN, 10, "softsign")    /* x / (|x| + 1) */                              \
+    X(ACT_SILU, 11, "silu")            /* x sigmoid(x); "swish" is an alias */          \
+    X(ACT_HARD_SIGMOID, 12, "hard_sigmoid") /* relu6(x + 3) / 6 */                      \
+    X(ACT_HARD_SILU, 13, "hard_silu")  /* x hard_sigmoid(x); "hard_swish" an alias */   \
+    X(ACT_RELU6, 14, "relu6")          /* min(max(x, 0), 6) */                          \
+    X(ACT_MISH, 15, "mish")            /* x tanh(softplus(x)) */                        \
+    X(ACT_EXPONENTIAL, 16, "exponential") /* exp(x) */                                  \
+    X(ACT_LOG_SOFTMAX, 17, "log_softmax") /* row-wise: x - max - log sum exp(x - max) */
 
 /* losses: value = mean over the rows of the per-row loss */
 #define PYNN_LOSS_LIST(X)                                                            \
@@ -152,7 +164,14 @@ extern "C" {
     X(OP_RANDOM_CONTRAST_BACKWARD, 35, "random_contrast_backward")                   \
     X(OP_RANDOM_BRIGHTNESS, 36, "random_brightness")                                 \
     /* distributed training (pynn/distributed): the gradient hand-over (id 40) */    \
-    X(OP_GRAD_HOOK, 40, "grad_hook")
+    X(OP_GRAD_HOOK, 40, "grad_hook")                                                 \
+    /* activations (engineer A): ReLU's clip/threshold, softmax on any axis, PReLU */   \
+    X(OP_RELU, 41, "relu")                                                           \
+    X(OP_RELU_BACKWARD, 42, "relu_backward")                                         \
+    X(OP_SOFTMAX_AXIS, 43, "softmax_axis")                                           \
+    X(OP_SOFTMAX_AXIS_BACKWARD, 44, "softmax_axis_backward")                         \
+    X(OP_PRELU, 45, "prelu")                                                         \
+    X(OP_PRELU_BACKWARD, 46, "prelu_backward")
 
 #define PYNN_ID_ENUM_(sym, value, name) PYNN_##sym = value,
 #define PYNN_ID_COUNT_(sym, value, name) +1
@@ -281,6 +300,33 @@ int pynn_activation_forward(float *y, const float *x, int64_t rows, int64_t cols
  * (each activation reads what it needs; both must be given).  dx may equal dy. */
 int pynn_activation_backward(float *dx, const float *x, const float *y, const float *dy,
                              int64_t rows, int64_t cols, int act, float alpha);
+
+/* ---- activation layers (engineer A: csrc/act_layers.c) ------------------------------ */
+/* Keras's ReLU(max_value, negative_slope, threshold) over n floats (y may be x):
+ *   y = clip(x [x > threshold], 0, max_value) - negative_slope max(threshold - x, 0)
+ * max_value +inf for none; negative_slope >= 0, max_value >= 0.  Its backward (dx may
+ * be dy): dx = dy ([x > threshold] [0 < x < max_value] + negative_slope [x < threshold]). */
+int pynn_relu_forward(float *y, const float *x, int64_t n, float negative_slope,
+                      float threshold, float max_value);
+int pynn_relu_backward(float *dx, const float *x, const float *dy, int64_t n,
+                       float negative_slope, float threshold, float max_value);
+/* Softmax over the middle axis of x (outer, len, inner): y may be x.  Per (o, i): max,
+ * expf(x - max), a float sum in index order, e / s (the row softmax's formula).  Its
+ * backward from y: dx = y (dy - sum_j dy_j y_j), the dot in double; dx may be dy. */
+int pynn_softmax_axis_forward(float *y, const float *x, int64_t outer, int64_t len,
+                              int64_t inner);
+int pynn_softmax_axis_backward(float *dx, const float *y, const float *dy, int64_t outer,
+                               int64_t len, int64_t inner);
+/* PReLU: x (rows, per) with per = prod(dims[0 .. rank)); alpha has dims with the shared
+ * axes (shared[k] != 0) set to 1.  y = x > 0 ? x : alpha[a(p)] x (y may be x).  Backward:
+ * dx = dy (x > 0 ? 1 : alpha) (dx may be dy; NULL for none) and dalpha[a] (NULL for none) = the sum over
+ * rows and shared positions of dy x [x <= 0], in a fixed order (one thread per
+ * alpha element, rows outer, positions in index order, a double accumulator). */
+int pynn_prelu_forward(float *y, const float *x, const float *alpha, int64_t rows,
+                       int64_t rank, const int64_t *dims, const int64_t *shared);
+int pynn_prelu_backward(float *dx, float *dalpha, const float *x, const float *alpha,
+                        const float *dy, int64_t rows, int64_t rank, const int64_t *dims,
+                        const int64_t *shared);
 
 /* ---- losses ---------------------------------------------------------------- */
 /*
@@ -861,6 +907,12 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *   OP_DROPOUT_BACKWARD  bufs dy, mask, dx   (pynn_multiply)
  *   OP_ACTIVATION      bufs x, y      ints cols, act   reals alpha   (n(x) / cols rows)
  *   OP_ACTIVATION_BACKWARD  bufs x, y, dy, dx;  ints cols, act;  reals alpha
+ *   OP_RELU            bufs x, y      reals negative_slope, threshold, max_value (inf: none)
+ *   OP_RELU_BACKWARD   bufs x, dy, dx reals as OP_RELU
+ *   OP_SOFTMAX_AXIS    bufs x, y      ints len, inner   (outer = n(x) / (len inner))
+ *   OP_SOFTMAX_AXIS_BACKWARD  bufs y, dy, dx   ints len, inner
+ *   OP_PRELU           bufs x, alpha, y              ints rank, dims[rank], shared[rank]
+ *   OP_PRELU_BACKWARD  bufs x, alpha, dy, dalpha, dx ints as OP_PRELU (dalpha, dx may be absent)
  *   OP_MERGE           bufs y, x0 .. x(k-1)          ints kind
  *   OP_MERGE_BACKWARD  bufs dx, dy, x0 .. x(k-1)     ints kind, i
  *   OP_CONCAT          bufs y, x0 .. x(k-1)          ints widths[k]  (outer = n(y) / sum)

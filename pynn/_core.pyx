@@ -20,6 +20,7 @@ cdef extern from "pynn.h" nogil:
     int PYNN_OK, PYNN_EINVAL, PYNN_ENOMEM, PYNN_ELABEL, PYNN_ENOTSUP, PYNN_ENONFINITE, PYNN_EHOOK
     int PYNN_ACT_LINEAR, PYNN_ACT_RELU, PYNN_ACT_LEAKY_RELU, PYNN_ACT_SIGMOID
     int PYNN_ACT_TANH, PYNN_ACT_SOFTMAX, PYNN_ACT_GELU
+    int PYNN_ACT_COUNT   # activations (engineer A): the ids run 0 .. PYNN_ACT_COUNT - 1
     int PYNN_LOSS_MSE, PYNN_LOSS_BCE, PYNN_LOSS_CCE
     int PYNN_KERNEL_AUTO, PYNN_KERNEL_GENERIC, PYNN_KERNEL_AVX2, PYNN_KERNEL_AVX512
 
@@ -355,3 +356,4 @@ include "_core_image.pxi"
 include "_core_pixel.pxi"
 include "_core_interrupt.pxi"
 include "_core_plan.pxi"
+include "_core_act_layers.pxi"   # activations (engineer A)

@@ -427,7 +427,7 @@ def conv2d_forward(float[:, :, :, ::1] z,          # OUT (N, OH, OW, F) pre-acti
     plan's buffer; csrc/pynn.h)."""
     cdef str where = "conv2d_forward"
     cdef int64_t kh, kw, c, f, sh, sw, pt, pl
-    if act < PYNN_ACT_LINEAR or act > PYNN_ACT_GELU:
+    if act < PYNN_ACT_LINEAR or act >= PYNN_ACT_COUNT:
         raise ValueError(f"{where}: expected act to be one of pynn.ids.ACTIVATIONS' ids, received {act}")
     kh, kw, c, f = _conv_shapes(x, kernel, z, y, cols, where)
     _, _, sh, sw, pt, pl = _geometry((kh, kw), strides, padding, where)
@@ -476,7 +476,7 @@ def conv2d_backward(dw, db, dx,                      # OUT (KH,KW,C,F), (F,), (N
     cdef float *pdw = NULL
     cdef float *pdb = NULL
     cdef float *pdx = NULL
-    if act < PYNN_ACT_LINEAR or act > PYNN_ACT_GELU:
+    if act < PYNN_ACT_LINEAR or act >= PYNN_ACT_COUNT:
         raise ValueError(f"{where}: expected act to be one of pynn.ids.ACTIVATIONS' ids, received {act}")
     kh, kw, c, f = _conv_shapes(x, kernel, z, y, cols, where)
     _, _, sh, sw, pt, pl = _geometry((kh, kw), strides, padding, where)

@@ -104,9 +104,9 @@ def sgemm_bias_act(float[:, ::1] Z,          # OUT (M, N) pre-activation
     cdef const float[::1] bias_view
     cdef float *y = NULL
     cdef const float *bias_ptr = NULL
-    if act < PYNN_ACT_LINEAR or act > PYNN_ACT_GELU:
+    if act < PYNN_ACT_LINEAR or act >= PYNN_ACT_COUNT:
         raise ValueError(f"sgemm_bias_act: expected act to be one of pynn._core.ACT_* "
-                         f"({PYNN_ACT_LINEAR}..{PYNN_ACT_GELU}), received {act}")
+                         f"({PYNN_ACT_LINEAR}..{PYNN_ACT_COUNT - 1}), received {act}")
     M, N, K = _gemm_dims((Z.shape[0], Z.shape[1]), (A.shape[0], A.shape[1]),
                          (B.shape[0], B.shape[1]), trans_a, trans_b, "Z", "sgemm_bias_act")
     if Y is not None:

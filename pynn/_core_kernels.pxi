@@ -277,7 +277,7 @@ def dense_backward(dw, db, dx,                  # OUT (in, out), (out,), (m, in)
     cdef float *pdw = NULL
     cdef float *pdb = NULL
     cdef float *pdx = NULL
-    if act < PYNN_ACT_LINEAR or act > PYNN_ACT_GELU:
+    if act < PYNN_ACT_LINEAR or act >= PYNN_ACT_COUNT:
         raise ValueError(f"{where}: expected act to be one of pynn.ids.ACTIVATIONS' ids, received {act}")
     _same_shape(_shape2(w), (n_in, n_out), "w", where)
     for arr, what in ((dy, "dy"), (z, "z"), (y, "y")):

@@ -9,10 +9,16 @@ import numpy as np
 
 from . import ids
 
-# name -> default parameter (the negative slope for leaky_relu; unused by the others)
-_DEFAULT_ALPHA = {"leaky_relu": 0.2}   # keras.activations.leaky_relu(negative_slope=0.2)
+# name -> default parameter (the negative slope for leaky_relu, elu's alpha; unused by the
+# others)
+_DEFAULT_ALPHA = {"leaky_relu": 0.2,   # keras.activations.leaky_relu(negative_slope=0.2)
+                  "elu": 1.0}          # keras.activations.elu(alpha=1.0)  (engineer A)
 
-ELEMENTWISE = tuple(n for n in ids.ACTIVATIONS if n != "softmax")
+# Keras's aliases (keras/src/activations/__init__.py): the name they stand for
+ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
+
+ROWWISE = ("softmax", "log_softmax")
+ELEMENTWISE = tuple(n for n in ids.ACTIVATIONS if n not in ROWWISE)
 
 
 def names():
@@ -28,11 +34,12 @@ def get(identifier, where="activation"):
         identifier = identifier._pynn_activation
     if isinstance(identifier, str):
         key = identifier.lower()
+        key = ALIASES.get(key, key)
         if key in ids.ACTIVATIONS:
             return key, _DEFAULT_ALPHA.get(key, 0.0)
         raise ValueError(
             f"{where}: unknown activation {identifier!r}; expected one of "
-            f"{', '.join(sorted(ids.ACTIVATIONS))} or None")
+            f"{', '.join(sorted(set(ids.ACTIVATIONS) | set(ALIASES)))} or None")
     raise TypeError(
         f"{where}: expected an activation name (str), a pynn.activations function or None, "
         f"received {type(identifier).__name__} {identifier!r}")
@@ -58,9 +65,99 @@ def _make(name):
 
 
 linear = _make("linear")
-relu = _make("relu")
-leaky_relu = _make("leaky_relu")
 sigmoid = _make("sigmoid")
 tanh = _make("tanh")
-softmax = _make("softmax")
+# relu, leaky_relu, softmax: below, with their arguments (engineer A)
 gelu = _make("gelu")
+
+
+# ---- activations (engineer A) -----------------------------------------------------------------
+selu = _make("selu")
+softplus = _make("softplus")
+softsign = _make("softsign")
+silu = _make("silu")
+swish = silu                    # Keras's alias: the same function
+hard_sigmoid = _make("hard_sigmoid")
+hard_silu = _make("hard_silu")
+hard_swish = hard_silu
+relu6 = _make("relu6")
+mish = _make("mish")
+exponential = _make("exponential")
+
+
+def _array(x):
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _axis(axis, ndim, where):
+    from .checks import is_int
+    if not is_int(axis) or not -max(ndim, 1) <= axis < max(ndim, 1):
+        raise ValueError(f"{where}: received an invalid value for `axis`, expected an integer "
+                         f"in [{-max(ndim, 1)}, {max(ndim, 1) - 1}] for an array of rank "
+                         f"{ndim}. Received: axis={axis!r}")
+    return int(axis) % max(ndim, 1)
+
+
+def _rowwise(name, where):
+    def fn(x, axis=-1):
+        x = _array(x)
+        a = _axis(axis, x.ndim, where)
+        if x.ndim == 0:
+            return _apply(name, x)
+        moved = np.ascontiguousarray(np.moveaxis(x, a, -1))
+        return np.ascontiguousarray(np.moveaxis(_apply(name, moved), -1, a))
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"The {name} of x (a NumPy array) over `axis`, by the cpu kernel."
+    fn._pynn_activation = name
+    return fn
+
+
+softmax = _rowwise("softmax", "softmax")
+log_softmax = _rowwise("log_softmax", "log_softmax")
+
+
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """keras.activations.relu: max(x, 0), or with its options
+    clip(x [x > threshold], 0, max_value) - negative_slope max(threshold - x, 0)."""
+    from .backend import get as get_backend
+    from .checks import check_number
+    where = "relu"
+    negative_slope = check_number(negative_slope, "negative_slope", where)
+    threshold = check_number(threshold, "threshold", where)
+    if max_value is not None:
+        max_value = check_number(max_value, "max_value", where, 0)
+    x = _array(x)
+    if negative_slope == 0 and threshold == 0 and max_value is None:
+        return _apply("relu", x)
+    if negative_slope < 0 or threshold < 0:
+        # outside the kernel's domain (Keras's layer refuses them too): Keras's formula
+        kept = np.where(x > np.float32(threshold), x, np.float32(0))
+        if max_value is not None:
+            kept = np.clip(kept, np.float32(0), np.float32(max_value))
+        neg = np.maximum(np.float32(threshold) - x, np.float32(0))
+        return (kept - np.float32(negative_slope) * neg).astype(np.float32)
+    out = np.empty_like(x)
+    get_backend("cpu").relu_forward(x, negative_slope, threshold, max_value, out)
+    return out
+
+
+relu._pynn_activation = "relu"
+
+
+def leaky_relu(x, negative_slope=0.2):
+    """keras.activations.leaky_relu."""
+    from .checks import check_number
+    return _apply("leaky_relu", x, check_number(negative_slope, "negative_slope",
+                                                "leaky_relu"))
+
+
+leaky_relu._pynn_activation = "leaky_relu"
+
+
+def elu(x, alpha=1.0):
+    """keras.activations.elu: x if x > 0 else alpha (exp(x) - 1)."""
+    from .checks import check_number
+    return _apply("elu", x, check_number(alpha, "alpha", "elu"))
+
+
+elu._pynn_activation = "elu"

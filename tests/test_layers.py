@@ -80,6 +80,18 @@ LAYERS = {
                                 lambda xs, w: np.where(xs[0] > 0, xs[0], 0.2 * xs[0])),
     "softmax_rank3": Case(lambda: L.Softmax(), [(2, 5)],
                           lambda xs, w: ind.activation("softmax", xs[0])),
+    # activations (engineer A)
+    "relu_max_value_threshold": Case(
+        lambda: L.ReLU(max_value=0.8, negative_slope=0.1, threshold=0.2), [(2, 5)],
+        lambda xs, w: np.clip(np.where(xs[0] > 0.2, xs[0], 0.0), 0.0, 0.8) -
+        0.1 * np.maximum(0.2 - xs[0], 0.0)),
+    "softmax_axis1": Case(lambda: L.Softmax(axis=1), [(3, 4)],
+                          lambda xs, w: np.exp(xs[0]) / np.exp(xs[0]).sum(axis=1, keepdims=True)),
+    "elu": Case(lambda: L.ELU(alpha=0.5), [(5,)],
+                lambda xs, w: np.where(xs[0] > 0, xs[0], 0.5 * np.expm1(xs[0]))),
+    "prelu_shared_axes": Case(lambda: L.PReLU(shared_axes=[1]), [(3, 4)],
+                              lambda xs, w: np.where(xs[0] > 0, xs[0], w[0] * xs[0]),
+                              [("alpha", (1, 4), True)]),
     "conv2d_same_strided": Case(
         lambda: L.Conv2D(3, (3, 2), strides=(2, 1), padding="same", activation="relu",
                          kernel_initializer="he_uniform"),
@@ -651,11 +663,12 @@ BAD_ARGUMENTS = [
     (lambda: L.Activation("swishy"), ValueError, ["activation", "'swishy'"]),
     (lambda: L.LeakyReLU(-0.1), ValueError, ["negative_slope", "-0.1"]),
     (lambda: L.LeakyReLU(float("nan")), ValueError, ["negative_slope", "nan"]),
-    (lambda: L.ReLU(max_value=6.0), ValueError, ["max_value=6.0", "not supported"]),
+    # activations (engineer A): max_value, threshold and any axis are supported now
+    (lambda: L.ReLU(max_value=-6.0), ValueError, ["max_value", "-6.0"]),
     (lambda: L.ReLU(negative_slope=-1.0), ValueError, ["negative_slope", "-1.0"]),
     (lambda: L.Softmax(axis=None), ValueError, ["axis", "None"]),
-    (lambda: L.Softmax(axis=1)(pynn.Input((3, 4))), ValueError,
-     ["softmax", "axis=1", "(None, 3, 4)", "last axis"]),
+    (lambda: L.Softmax(axis=3)(pynn.Input((3, 4))), ValueError,
+     ["Softmax", "axis=3", "rank 3"]),
     (lambda: L.Input((3, -1)), ValueError, ["shape", "(3, -1)"]),
     (lambda: L.Input((3,), batch_size=0), ValueError, ["batch_size", "0"]),
     (lambda: L.Conv2D(0, 3), ValueError, ["filters", "filters=0"]),

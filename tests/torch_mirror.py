@@ -21,10 +21,40 @@ ACT = {
 }
 
 
+# activations (engineer A): torch's own functions where torch has the same one (its
+# hardsigmoid is relu6(x + 3) / 6, its hardswish x of that; selu's constants are the same)
+ACT.update({
+    "elu": None, "selu": F.selu, "softplus": F.softplus, "softsign": F.softsign,
+    "silu": F.silu, "hard_sigmoid": F.hardsigmoid, "hard_silu": F.hardswish,
+    "relu6": F.relu6, "mish": F.mish, "exponential": torch.exp,
+    "log_softmax": lambda z: torch.log_softmax(z, dim=-1),
+})
+
+
 def _act(layer, z):
     if layer.activation == "leaky_relu":
         return F.leaky_relu(z, layer.alpha)
+    if layer.activation == "elu":                  # activations (engineer A)
+        return F.elu(z, layer.alpha)
     return ACT[layer.activation](z)
+
+
+def _activation_layer(layer, x, params):
+    """activations (engineer A): Keras's ReLU, Softmax (any axis), ELU and PReLU."""
+    name = type(layer).__name__
+    if name == "ReLU":          # clip(x [x > t], 0, max_value) - negative_slope relu(t - x)
+        t = layer.threshold
+        y = torch.where(x > t, x, torch.zeros_like(x)).clamp(min=0.0, max=layer.max_value)
+        return y - layer.negative_slope * F.relu(t - x)
+    if name == "Softmax":
+        axes = layer.axis if isinstance(layer.axis, list) else [layer.axis]
+        dims = tuple(a % x.ndim for a in axes)
+        return torch.exp(x - torch.logsumexp(x, dim=dims, keepdim=True))
+    if name == "ELU":
+        return F.elu(x, layer.alpha)
+    if name == "PReLU":         # relu(x) - alpha relu(-x), alpha broadcast (Keras's call)
+        return F.relu(x) - params[0] * F.relu(-x)
+    raise NotImplementedError(name)
 
 
 def _same_pad(size, k, s):
@@ -72,6 +102,8 @@ def apply_layer(layer, inputs, params, training):
     if name in ("Flatten", "Reshape"):
         return x.reshape((x.shape[0],) + tuple(layer.compute_output_shape(
             (None,) + tuple(x.shape[1:])))[1:])
+    if name in ("ReLU", "Softmax", "ELU", "PReLU"):    # activations (engineer A)
+        return _activation_layer(layer, x, params)
     if name in ("Activation", "LeakyReLU", "ReLU", "Softmax"):
         return _act(layer, x)
     if name == "Dropout":

@@ -288,6 +288,35 @@ class Backend:
         """y = alpha * x; y may be x."""
         raise NotImplementedError
 
+    # activations (engineer A): Keras's ReLU layer, softmax over any axis, PReLU
+    def relu_forward(self, x, negative_slope, threshold, max_value, y):
+        """y = clip(x [x > threshold], 0, max_value) - negative_slope max(threshold - x, 0)
+        (Keras's ReLU layer; max_value inf for none); y may be x."""
+        raise NotImplementedError
+
+    def relu_backward(self, x, dy, negative_slope, threshold, max_value, dx):
+        """dx = relu'(x) dy for relu_forward; dx may be dy."""
+        raise NotImplementedError
+
+    def softmax_axis_forward(self, x, outer, length, inner, y):
+        """y = softmax of x viewed as (outer, length, inner) over the middle axis."""
+        raise NotImplementedError
+
+    def softmax_axis_backward(self, y, dy, outer, length, inner, dx):
+        """dx = y (dy - sum over the middle axis of dy y); dx may be dy."""
+        raise NotImplementedError
+
+    def prelu_forward(self, x, alpha, dims, shared, y):
+        """y = x > 0 ? x : alpha x; x flat (rows * prod(dims)), alpha flat, of dims with the
+        shared axes (shared[k] true) set to 1, broadcast."""
+        raise NotImplementedError
+
+    def prelu_backward(self, x, alpha, dy, dims, shared, dalpha, dx):
+        """dalpha (None: not wanted) = the sum over rows and shared axes of dy x [x < 0], in a
+        fixed order; dx
+        (None: not wanted; may be dy) = dy (x > 0 ? 1 : alpha)."""
+        raise NotImplementedError
+
     # ---- metrics ---------------------------------------------------------------------
     def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
         """The sum over the rows of pred (rows, cols) of metric `kind`'s per-row value

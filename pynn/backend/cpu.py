@@ -168,6 +168,30 @@ class CpuBackend(HostBackend):
     def scale(self, x, alpha, y):
         _core.scale(y, x, alpha)
 
+    # activations (engineer A): flat views of C-contiguous arrays
+    def relu_forward(self, x, negative_slope, threshold, max_value, y):
+        _core.relu_forward(y.reshape(-1), x.reshape(-1), negative_slope, threshold,
+                           float("inf") if max_value is None else max_value)
+
+    def relu_backward(self, x, dy, negative_slope, threshold, max_value, dx):
+        _core.relu_backward(dx.reshape(-1), x.reshape(-1), dy.reshape(-1), negative_slope,
+                            threshold, float("inf") if max_value is None else max_value)
+
+    def softmax_axis_forward(self, x, outer, length, inner, y):
+        _core.softmax_axis_forward(y.reshape(-1), x.reshape(-1), outer, length, inner)
+
+    def softmax_axis_backward(self, y, dy, outer, length, inner, dx):
+        _core.softmax_axis_backward(dx.reshape(-1), y.reshape(-1), dy.reshape(-1), outer,
+                                    length, inner)
+
+    def prelu_forward(self, x, alpha, dims, shared, y):
+        _core.prelu_forward(y.reshape(-1), x.reshape(-1), alpha.reshape(-1), dims, shared)
+
+    def prelu_backward(self, x, alpha, dy, dims, shared, dalpha, dx):
+        _core.prelu_backward(None if dx is None else dx.reshape(-1),
+                             None if dalpha is None else dalpha.reshape(-1),
+                             x.reshape(-1), alpha.reshape(-1), dy.reshape(-1), dims, shared)
+
     def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
         return _core.metric_sum(pred, target, _id(ids.METRICS, kind, "metric_sum"), k, threshold,
                                 weights, per_weight)

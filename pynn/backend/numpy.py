@@ -192,6 +192,29 @@ class NumpyBackend(HostBackend):
     def scale(self, x, alpha, y):
         y[...] = ref.scale(x, alpha)
 
+    # activations (engineer A)
+    def relu_forward(self, x, negative_slope, threshold, max_value, y):
+        y[...] = ref.relu_forward(x, negative_slope, threshold, max_value)
+
+    def relu_backward(self, x, dy, negative_slope, threshold, max_value, dx):
+        dx[...] = ref.relu_backward(x, dy, negative_slope, threshold, max_value)
+
+    def softmax_axis_forward(self, x, outer, length, inner, y):
+        y[...] = ref.softmax_axis_forward(x, outer, length, inner)
+
+    def softmax_axis_backward(self, y, dy, outer, length, inner, dx):
+        dx[...] = ref.softmax_axis_backward(y, dy, outer, length, inner)
+
+    def prelu_forward(self, x, alpha, dims, shared, y):
+        y[...] = ref.prelu_forward(x, alpha, dims, shared)
+
+    def prelu_backward(self, x, alpha, dy, dims, shared, dalpha, dx):
+        gx, ga = ref.prelu_backward(x, alpha, dy, dims, shared)
+        if dalpha is not None:
+            dalpha[...] = ga.reshape(dalpha.shape)
+        if dx is not None:
+            dx[...] = gx
+
     def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
         return ref.metric_sum(kind, pred, target, k, threshold, weights, per_weight)
 

@@ -10,7 +10,9 @@ are cast to that dtype first, because the C kernels receive them as float32 and 
 their arithmetic in float32.  The expressions are spelled in the order the C kernels
 evaluate them (see csrc/pynn.h) so the float32 results agree to within a few ulps.
 
-Activation names: "linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "gelu".
+Activation names: "linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "gelu", and
+(engineer A, at the end of the file) "elu", "selu", "softplus", "softsign", "silu",
+"hard_sigmoid", "hard_silu", "relu6", "mish", "exponential", "log_softmax".
 Loss kinds: LOSSES below.  Semantics are Keras 3's (see DESIGN.md).
 """
 
@@ -18,7 +20,10 @@ import math
 
 import numpy as np
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "gelu")
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "gelu",
+               # activations (engineer A)
+               "elu", "selu", "softplus", "softsign", "silu", "hard_sigmoid", "hard_silu",
+               "relu6", "mish", "exponential", "log_softmax")
 LOSSES = ("mse", "bce", "cce", "mae", "mape", "huber", "log_cosh", "kld", "hinge",
           "squared_hinge", "categorical_hinge", "poisson", "cosine_similarity")
 
@@ -97,6 +102,8 @@ def activation_forward(x, activation, alpha=0.2):
         # exact form x Phi(x), Keras's default approximate=False; erf needs float64
         x64 = x.astype(np.float64)
         return (x64 * _normal_cdf(x64)).astype(x.dtype)
+    if activation in _MORE_FORWARD:      # activations (engineer A), at the end of the file
+        return _MORE_FORWARD[activation](x, alpha)
     raise ValueError(f"activation_forward: expected one of {ACTIVATIONS}, "
                      f"received activation={activation!r}")
 
@@ -123,6 +130,8 @@ def activation_backward(x, y, dy, activation, alpha=0.2):
         x64 = x.astype(np.float64)
         slope = _normal_cdf(x64) + x64 * _normal_pdf(x64)
         return (dy.astype(np.float64) * slope).astype(dy.dtype)
+    if activation in _MORE_BACKWARD:     # activations (engineer A)
+        return _MORE_BACKWARD[activation](x, y, dy, alpha)
     raise ValueError(f"activation_backward: expected one of {ACTIVATIONS}, "
                      f"received activation={activation!r}")
 
@@ -1357,3 +1366,136 @@ def _rule(kind, w, s, g, step, hyper, lr):
                      c_m, c_g, bc2)
     else:
         lion_update(w, s[0], g, lr, hyper["beta_1"], hyper["beta_2"])
+
+
+# ---- activations (engineer A): Keras 3's formulas (keras/src/backend/jax/nn.py) -------------
+# elu, selu, softplus, softsign, silu, hard_sigmoid, hard_silu, relu6, mish, exponential,
+# log_softmax; Keras's ReLU(max_value, negative_slope, threshold); softmax over a middle
+# axis; PReLU.  Derivatives at a kink are jax.grad's.
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _softplus(x):
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)) (jax.nn.softplus: logaddexp(x, 0))."""
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _hard_sigmoid(x):
+    """relu6(x + 3) / 6, jax.nn.hard_sigmoid."""
+    return np.minimum(np.maximum(x + _scalar(3, x), 0), _scalar(6, x)) / _scalar(6, x)
+
+
+def _log_softmax(x):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _elu(x, alpha):
+    a = _scalar(alpha, x)
+    return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+
+
+_MORE_FORWARD = {
+    "elu": _elu,
+    "selu": lambda x, a: _scalar(SELU_SCALE, x) * _elu(x, SELU_ALPHA),
+    "softplus": lambda x, a: _softplus(x),
+    "softsign": lambda x, a: x / (np.abs(x) + _scalar(1, x)),
+    "silu": lambda x, a: x * _sigmoid(x),
+    "hard_sigmoid": lambda x, a: _hard_sigmoid(x),
+    "hard_silu": lambda x, a: x * _hard_sigmoid(x),
+    "relu6": lambda x, a: np.minimum(np.maximum(x, 0), _scalar(6, x)),
+    "mish": lambda x, a: x * np.tanh(_softplus(x)),
+    "exponential": lambda x, a: np.exp(x),
+    "log_softmax": lambda x, a: _log_softmax(x),
+}
+
+
+def _elu_grad(x, dy, alpha):
+    a = _scalar(alpha, x)
+    return np.where(x > 0, dy, dy * (a * np.exp(np.minimum(x, 0))))
+
+
+def _mish_grad(x, y, dy, a):
+    t = np.tanh(_softplus(x))
+    return dy * (t + x * (1 - t * t) * _sigmoid(x))
+
+
+def _hard_silu_grad(x, y, dy, a):
+    hs = _hard_sigmoid(x)
+    inside = (x > -3) & (x < 3)
+    return dy * np.where(inside, hs + x / _scalar(6, x), hs)
+
+
+_MORE_BACKWARD = {
+    "elu": lambda x, y, dy, a: _elu_grad(x, dy, a),
+    "selu": lambda x, y, dy, a: _scalar(SELU_SCALE, x) * _elu_grad(x, dy, SELU_ALPHA),
+    "softplus": lambda x, y, dy, a: dy * _sigmoid(x),
+    "softsign": lambda x, y, dy, a: dy / ((np.abs(x) + 1) * (np.abs(x) + 1)),
+    "silu": lambda x, y, dy, a: dy * (_sigmoid(x) * (1 + x * (1 - _sigmoid(x)))),
+    "hard_sigmoid": lambda x, y, dy, a: np.where((x > -3) & (x < 3), dy / _scalar(6, x),
+                                                 0).astype(dy.dtype),
+    "hard_silu": _hard_silu_grad,
+    "relu6": lambda x, y, dy, a: np.where((x > 0) & (x < 6), dy, 0).astype(dy.dtype),
+    "mish": _mish_grad,
+    "exponential": lambda x, y, dy, a: dy * y,
+    "log_softmax": lambda x, y, dy, a: dy - np.exp(y) * dy.sum(axis=-1, keepdims=True),
+}
+
+
+def relu_forward(x, negative_slope=0.0, threshold=0.0, max_value=None):
+    """Keras's ReLU layer: clip(x [x > threshold], 0, max_value) - negative_slope
+    max(threshold - x, 0); max_value None (or inf) for no clip."""
+    top = _scalar(np.inf if max_value is None else max_value, x)
+    t = _scalar(threshold, x)
+    kept = np.where(x > t, x, 0)
+    out = np.minimum(np.maximum(kept, 0), top)
+    return (out - _scalar(negative_slope, x) * np.maximum(t - x, 0)).astype(x.dtype)
+
+
+def relu_backward(x, dy, negative_slope=0.0, threshold=0.0, max_value=None):
+    top = _scalar(np.inf if max_value is None else max_value, x)
+    t = _scalar(threshold, x)
+    pos = np.where((x > t) & (x > 0) & (x < top), dy, 0)
+    neg = np.where(x < t, _scalar(negative_slope, x) * dy, 0)
+    return (pos + neg).astype(dy.dtype)
+
+
+def softmax_axis_forward(x, outer, length, inner):
+    """softmax of x viewed as (outer, length, inner) over its middle axis."""
+    v = x.reshape(outer, length, inner)
+    e = np.exp(v - v.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).reshape(x.shape)
+
+
+def softmax_axis_backward(y, dy, outer, length, inner):
+    yv, gv = y.reshape(outer, length, inner), dy.reshape(outer, length, inner)
+    dot = (gv * yv).sum(axis=1, keepdims=True)
+    return (yv * (gv - dot)).reshape(y.shape)
+
+
+def _prelu_alpha(alpha, dims, shared):
+    """alpha (its own shape, the shared axes 1) broadcast to (1,) + dims."""
+    shape = tuple(1 if s else d for d, s in zip(dims, shared))
+    return np.broadcast_to(alpha.reshape((1,) + shape), (1,) + tuple(dims))
+
+
+def prelu_forward(x, alpha, dims, shared):
+    """PReLU: x > 0 ? x : alpha x, x (rows, *dims) (or flat), alpha broadcast."""
+    v = x.reshape((-1,) + tuple(dims))
+    a = _prelu_alpha(alpha, dims, shared)
+    return np.where(v > 0, v, a * v).reshape(x.shape)
+
+
+def prelu_backward(x, alpha, dy, dims, shared):
+    """(dx, dalpha): dx = dy (x > 0 ? 1 : alpha); dalpha = the sum over rows and shared
+    axes of dy x [x < 0], alpha's shape flattened."""
+    v = x.reshape((-1,) + tuple(dims))
+    g = dy.reshape(v.shape)
+    a = _prelu_alpha(alpha, dims, shared)
+    dx = np.where(v > 0, g, a * g).reshape(x.shape)
+    contrib = np.where(v < 0, g * v, 0).astype(dy.dtype)
+    axes = (0,) + tuple(1 + k for k, s in enumerate(shared) if s)
+    dalpha = contrib.sum(axis=axes, keepdims=True).reshape(-1)
+    return dx, dalpha

@@ -112,6 +112,7 @@ def _nadam_u_product(beta_1, step):
 _WEIGHT_NAMES = {"Dense": ("kernel", "bias"), "Conv2D": ("kernel", "bias"),
                  "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
                  "Normalization": ("mean", "variance", "count")}
+_WEIGHT_NAMES["PReLU"] = ("alpha",)     # activations (engineer A)
 
 # Keras-only options pynn drops when they hold Keras's default (anything else is refused)
 _DEFAULTS = {"kernel_regularizer": None, "bias_regularizer": None,

@@ -86,7 +86,93 @@ def _activation(g, x, name, alpha, base):
         half = g.op("Mul", [g.op("Add", [e, g.const(1.0, f"{base}/one")], f"{base}/gelu_a"),
                             g.const(0.5, f"{base}/half")], f"{base}/gelu_h")
         return g.op("Mul", [x, half], f"{base}/gelu")
+    if name in _MORE_ACTIVATIONS:      # activations (engineer A)
+        return _MORE_ACTIVATIONS[name](g, x, alpha, base)
     raise ValueError(f"activation {name!r} has no ONNX form in pynn's exporter")
+
+
+# ---- activations (engineer A) ------------------------------------------------------------------
+def _silu(g, x, alpha, base):
+    return g.op("Mul", [x, g.op("Sigmoid", [x], f"{base}/silu_s")], f"{base}/silu")
+
+
+def _hard_silu(g, x, alpha, base):
+    if g.opset >= 14:
+        return g.op("HardSwish", [x], f"{base}/hard_silu")
+    hs = g.op("HardSigmoid", [x], f"{base}/hard_silu_s", alpha=1.0 / 6.0, beta=0.5)
+    return g.op("Mul", [x, hs], f"{base}/hard_silu")
+
+
+def _mish(g, x, alpha, base):
+    if g.opset >= 18:
+        return g.op("Mish", [x], f"{base}/mish")
+    t = g.op("Tanh", [g.op("Softplus", [x], f"{base}/mish_sp")], f"{base}/mish_t")
+    return g.op("Mul", [x, t], f"{base}/mish")
+
+
+def _clip(g, x, low, high, base):
+    """Clip(x, low, high); high None: no upper bound."""
+    inputs = [x, g.const(np.float32(low), f"{base}/clip_min")]
+    if high is not None:
+        inputs.append(g.const(np.float32(high), f"{base}/clip_max"))
+    return g.op("Clip", inputs, f"{base}/clip")
+
+
+_MORE_ACTIVATIONS = {
+    "elu": lambda g, x, a, base: g.op("Elu", [x], f"{base}/elu", alpha=float(a)),
+    "selu": lambda g, x, a, base: g.op("Selu", [x], f"{base}/selu",
+                                       alpha=1.6732632423543772848170429916717,
+                                       gamma=1.0507009873554804934193349852946),
+    "softplus": lambda g, x, a, base: g.op("Softplus", [x], f"{base}/softplus"),
+    "softsign": lambda g, x, a, base: g.op("Softsign", [x], f"{base}/softsign"),
+    "silu": _silu,
+    "hard_sigmoid": lambda g, x, a, base: g.op("HardSigmoid", [x], f"{base}/hard_sigmoid",
+                                               alpha=1.0 / 6.0, beta=0.5),
+    "hard_silu": _hard_silu,
+    "relu6": lambda g, x, a, base: _clip(g, x, 0.0, 6.0, f"{base}/relu6"),
+    "mish": _mish,
+    "exponential": lambda g, x, a, base: g.op("Exp", [x], f"{base}/exp"),
+    "log_softmax": lambda g, x, a, base: g.op("LogSoftmax", [x], f"{base}/log_softmax",
+                                              axis=-1),
+}
+
+
+def _relu_layer(g, layer, xs, shapes):
+    """Keras's ReLU: clip(x [x > t], 0, max_value) - negative_slope relu(t - x)."""
+    if not layer._op:
+        return _activation_layer(g, layer, xs, shapes)
+    base, x = layer.name, xs[0]
+    t = g.const(np.float32(layer.threshold), f"{base}/threshold")
+    kept = g.op("Where", [g.op("Greater", [x, t], f"{base}/above"), x,
+                          g.const(np.float32(0.0), f"{base}/zero")], f"{base}/kept")
+    y = _clip(g, kept, 0.0, layer.max_value, base)
+    if layer.negative_slope != 0:
+        neg = g.op("Relu", [g.op("Sub", [t, x], f"{base}/t_minus_x")], f"{base}/neg")
+        scaled = g.op("Mul", [neg, g.const(np.float32(layer.negative_slope), f"{base}/slope")],
+                      f"{base}/neg_scaled")
+        y = g.op("Sub", [y, scaled], f"{base}/relu")
+    return [y]
+
+
+def _softmax_layer(g, layer, xs, shapes):
+    from ..layers.activations import _softmax_axes
+    axes = _softmax_axes(layer.axis, len(shapes[0]), f"Softmax '{layer.name}'")
+    base, x = layer.name, xs[0]
+    if len(axes) == 1:
+        return [g.op("Softmax", [x], f"{base}/softmax", axis=int(axes[0]))]
+    # several (adjacent) axes: exp(x - logsumexp over them)
+    if g.opset >= 18:
+        lse = g.op("ReduceLogSumExp", [x, g.ints(axes, f"{base}/axes")], f"{base}/lse",
+                   keepdims=1)
+    else:
+        lse = g.op("ReduceLogSumExp", [x], f"{base}/lse", axes=list(axes), keepdims=1)
+    return [g.op("Exp", [g.op("Sub", [x, lse], f"{base}/shifted")], f"{base}/softmax")]
+
+
+def _prelu(g, layer, xs, shapes):
+    base = layer.name
+    slope = g.const(layer._alpha.numpy(), f"{base}/alpha")
+    return [g.op("PRelu", [xs[0], slope], f"{base}/prelu")]
 
 
 def _nchw(g, x, base):
@@ -308,6 +394,9 @@ def _handlers():
         L.RandomFlip: _identity, L.RandomRotation: _identity, L.RandomZoom: _identity,
         L.RandomTranslation: _identity, L.RandomContrast: _identity,
         L.RandomBrightness: _identity,
+        # activations (engineer A)
+        L.ReLU: _relu_layer, L.Softmax: _softmax_layer, L.ELU: _activation_layer,
+        L.PReLU: _prelu,
     }
 
 

@@ -1,7 +1,8 @@
 """Layers with Keras's names, signatures and weight layouts."""
 from .base import Layer
 from .conv import Conv2D
-from .core import Activation, Dense, LeakyReLU, ReLU, Softmax
+from .core import Activation, Dense, LeakyReLU
+from .activations import ELU, PReLU, ReLU, Softmax   # activations (engineer A)
 from .image_preprocessing import (CenterCrop, RandomCrop, RandomFlip, RandomRotation,
                                   RandomTranslation, RandomZoom, Resizing)
 from .input_layer import Input, InputLayer
@@ -20,4 +21,5 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "
            "RandomContrast", "RandomBrightness", "Add", "Subtract", "Multiply", "Average", "Maximum",
            "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
            "minimum", "concatenate", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
-           "RandomRotation", "RandomZoom", "RandomTranslation"]
+           "RandomRotation", "RandomZoom", "RandomTranslation",
+           "ELU", "PReLU"]   # activations (engineer A)

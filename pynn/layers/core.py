@@ -1,7 +1,8 @@
-"""Dense, Activation, LeakyReLU, ReLU and Softmax: the layers of a fully connected network."""
+"""Dense, Activation and LeakyReLU: the layers of a fully connected network (ReLU, Softmax,
+ELU and PReLU: pynn/layers/activations.py)."""
 from .. import activations, ids, initializers
-from ..checks import MAX_RANK, check_bool, check_int, check_number
-from .base import KernelBiasLayer, Layer, shape_text
+from ..checks import check_bool, check_int, check_number
+from .base import KernelBiasLayer, Layer
 from .input_layer import Input, InputLayer  # noqa: F401  (re-exported: pynn.layers.Input)
 
 
@@ -117,51 +118,7 @@ class LeakyReLU(Activation):
         return {**config, "negative_slope": self.alpha}
 
 
-class ReLU(Activation):
-    """Keras's ReLU layer: max(x, 0), or x if x > 0 else negative_slope * x.  `max_value`
-    and `threshold` (a clipped or shifted ReLU) are refused: pynn has no kernel for them."""
-
-    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
-        negative_slope = check_number(negative_slope, "negative_slope", "ReLU", 0)
-        threshold = check_number(threshold, "threshold", "ReLU", 0)
-        if max_value is not None or threshold != 0:
-            raise ValueError("ReLU: `max_value` and `threshold` are not supported yet, received "
-                             f"max_value={max_value!r}, threshold={threshold!r}")
-        super().__init__("leaky_relu" if negative_slope > 0 else "relu", **kwargs)
-        if negative_slope > 0:
-            self.alpha = float(negative_slope)
-        self.negative_slope = float(negative_slope)
-
-    @property
-    def output_activation(self):
-        return None
-
-    def get_config(self):
-        config = super().get_config()
-        del config["activation"]
-        return {**config, "max_value": None, "negative_slope": self.negative_slope,
-                "threshold": 0.0}
-
-
-class Softmax(Activation):
-    """Keras's Softmax layer: softmax over `axis`, which must be the last axis."""
-
-    def __init__(self, axis=-1, **kwargs):
-        axis = check_int(axis, "axis", "Softmax (the last axis)", -MAX_RANK, MAX_RANK)
-        super().__init__("softmax", **kwargs)
-        self.axis = axis
-
-    def check_input_shape(self, input_shape):
-        super().check_input_shape(input_shape)
-        if self.axis not in (-1, len(input_shape) - 1):
-            raise ValueError(
-                f"Softmax '{self.name}': softmax is computed over the last axis only; axis="
-                f"{self.axis} is not the last axis of inputs of shape {shape_text(input_shape)}")
-
-    def get_config(self):
-        config = super().get_config()
-        del config["activation"]
-        return {**config, "axis": self.axis}
+# ReLU and Softmax: pynn/layers/activations.py (engineer A)
 
 
 def _refuse_unsupported(where, **options):

@@ -512,6 +512,48 @@ def _crop(ex, op, v, step, losses, metrics, reals):
                     _image(v, y, (oh, ow, c)))
 
 
+# activations (engineer A): Keras's ReLU layer, softmax over any axis, PReLU
+def _relu(ex, op, v, step, losses, metrics, reals):
+    x, y = op.bufs
+    ex.backend.relu_forward(v[x], reals[0], reals[1], reals[2], v[y])
+
+
+def _relu_backward(ex, op, v, step, losses, metrics, reals):
+    x, dy, dx = op.bufs
+    ex.backend.relu_backward(v[x], v[dy], reals[0], reals[1], reals[2], v[dx])
+
+
+def _softmax_axis(ex, op, v, step, losses, metrics, reals):
+    x, y = op.bufs
+    length, inner = op.ints
+    outer = v[x].size // (length * inner)
+    ex.backend.softmax_axis_forward(v[x], outer, length, inner, v[y])
+
+
+def _softmax_axis_backward(ex, op, v, step, losses, metrics, reals):
+    y, dy, dx = op.bufs
+    length, inner = op.ints
+    outer = v[y].size // (length * inner)
+    ex.backend.softmax_axis_backward(v[y], v[dy], outer, length, inner, v[dx])
+
+
+def _prelu_geometry(ints):
+    rank = ints[0]
+    return list(ints[1:1 + rank]), [bool(s) for s in ints[1 + rank:1 + 2 * rank]]
+
+
+def _prelu(ex, op, v, step, losses, metrics, reals):
+    x, alpha, y = op.bufs
+    dims, shared = _prelu_geometry(op.ints)
+    ex.backend.prelu_forward(v[x], v[alpha], dims, shared, v[y])
+
+
+def _prelu_backward(ex, op, v, step, losses, metrics, reals):
+    x, alpha, dy, dalpha, dx = op.bufs
+    dims, shared = _prelu_geometry(op.ints)
+    ex.backend.prelu_backward(v[x], v[alpha], v[dy], dims, shared, _opt(v, dalpha), _opt(v, dx))
+
+
 _maxpool, _maxpool_backward = _pool("maxpool2d")
 _avgpool, _avgpool_backward = _pool("avgpool2d")
 _OPS = {
@@ -533,5 +575,9 @@ _OPS = {
     "random_contrast": _random_contrast, "random_contrast_backward": _random_contrast_backward,
     "random_brightness": _random_brightness,
     "grad_hook": _grad_hook,
+    # activations (engineer A)
+    "relu": _relu, "relu_backward": _relu_backward,
+    "softmax_axis": _softmax_axis, "softmax_axis_backward": _softmax_axis_backward,
+    "prelu": _prelu, "prelu_backward": _prelu_backward,
 }
 assert set(_OPS) == set(ids.OPS), "every op kind of csrc/pynn.h has a Python implementation"

@@ -38,6 +38,7 @@ import numpy as np
 from ..base import Backend, loss_option_kind
 from . import (convolution, elementwise, gemm, image, losses, merge, metrics,
                normalization, optimizers, pixel, pooling, random, runtime)
+from . import activations   # activations (engineer A)
 from .runtime import SIMULATOR, cuda
 
 
@@ -184,6 +185,13 @@ class CudaBackend(Backend):
     concat_forward = staticmethod(merge.concat_forward)
     concat_backward = staticmethod(merge.concat_backward)
     scale = staticmethod(elementwise.scale)
+    # activations (engineer A): Keras's ReLU layer, softmax over any axis, PReLU
+    relu_forward = staticmethod(activations.relu_forward)
+    relu_backward = staticmethod(activations.relu_backward)
+    softmax_axis_forward = staticmethod(activations.softmax_axis_forward)
+    softmax_axis_backward = staticmethod(activations.softmax_axis_backward)
+    prelu_forward = staticmethod(activations.prelu_forward)
+    prelu_backward = staticmethod(activations.prelu_backward)
 
     def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
         return metrics.metric_sum(kind, pred, target, self.workspace, k, threshold, weights,

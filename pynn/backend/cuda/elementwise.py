@@ -23,6 +23,23 @@ ACT_SIGMOID = ACTIVATIONS["sigmoid"]
 ACT_TANH = ACTIVATIONS["tanh"]
 ACT_SOFTMAX = ACTIVATIONS["softmax"]
 ACT_GELU = ACTIVATIONS["gelu"]
+# activations (engineer A)
+ACT_ELU = ACTIVATIONS["elu"]
+ACT_SELU = ACTIVATIONS["selu"]
+ACT_SOFTPLUS = ACTIVATIONS["softplus"]
+ACT_SOFTSIGN = ACTIVATIONS["softsign"]
+ACT_SILU = ACTIVATIONS["silu"]
+ACT_HARD_SIGMOID = ACTIVATIONS["hard_sigmoid"]
+ACT_HARD_SILU = ACTIVATIONS["hard_silu"]
+ACT_RELU6 = ACTIVATIONS["relu6"]
+ACT_MISH = ACTIVATIONS["mish"]
+ACT_EXPONENTIAL = ACTIVATIONS["exponential"]
+ACT_LOG_SOFTMAX = ACTIVATIONS["log_softmax"]
+ROWWISE = (ACT_SOFTMAX, ACT_LOG_SOFTMAX)   # need whole rows: not in the GEMM's epilogue
+_SELU_ALPHA = np.float32(1.6732632423543772848170429916717)
+_SELU_SCALE = np.float32(1.0507009873554804934193349852946)
+_F3 = np.float32(3.0)
+_F6 = np.float32(6.0)
 
 _SQRT1_2 = np.float32(0.70710678118654752440)
 _INV_SQRT_2PI = np.float32(0.39894228040143267794)
@@ -51,6 +68,74 @@ def sigmoid(z):
 
 
 @cuda.jit(device=True, inline=True)
+def softplus(z):
+    """max(z, 0) + log1p(exp(-|z|)), jax.nn.softplus (engineer A)."""
+    return max(z, F0) + math.log1p(math.exp(-abs(z)))
+
+
+@cuda.jit(device=True, inline=True)
+def hard_sigmoid(z):
+    """relu6(z + 3) / 6, jax.nn.hard_sigmoid (engineer A)."""
+    return min(max(z + _F3, F0), _F6) / _F6
+
+
+@cuda.jit(device=True, inline=True)
+def act_more(z, act_id, alpha):
+    """activations (engineer A): Keras 3's formulas, as csrc/act_elementwise.h."""
+    if act_id == ACT_ELU:
+        return z if z > F0 else alpha * math.expm1(min(z, F0))
+    if act_id == ACT_SELU:
+        return _SELU_SCALE * (z if z > F0 else _SELU_ALPHA * math.expm1(min(z, F0)))
+    if act_id == ACT_SOFTPLUS:
+        return softplus(z)
+    if act_id == ACT_SOFTSIGN:
+        return z / (abs(z) + F1)
+    if act_id == ACT_SILU:
+        return z * sigmoid(z)
+    if act_id == ACT_HARD_SIGMOID:
+        return hard_sigmoid(z)
+    if act_id == ACT_HARD_SILU:
+        return z * hard_sigmoid(z)
+    if act_id == ACT_RELU6:
+        return min(max(z, F0), _F6)
+    if act_id == ACT_MISH:
+        return z * math.tanh(softplus(z))
+    if act_id == ACT_EXPONENTIAL:
+        return math.exp(z)
+    return z
+
+
+@cuda.jit(device=True, inline=True)
+def act_grad_more(x, y, dy, act_id, alpha):
+    """activations (engineer A): activation'(x) dy, as csrc/act_elementwise.h."""
+    if act_id == ACT_ELU:
+        return dy if x > F0 else dy * (alpha * math.exp(min(x, F0)))
+    if act_id == ACT_SELU:
+        return _SELU_SCALE * (dy if x > F0 else dy * (_SELU_ALPHA * math.exp(min(x, F0))))
+    if act_id == ACT_SOFTPLUS:
+        return dy * sigmoid(x)
+    if act_id == ACT_SOFTSIGN:
+        d = abs(x) + F1
+        return dy / (d * d)
+    if act_id == ACT_SILU:
+        s = sigmoid(x)
+        return dy * (s * (F1 + x * (F1 - s)))
+    if act_id == ACT_HARD_SIGMOID:
+        return dy / _F6 if x > -_F3 and x < _F3 else F0
+    if act_id == ACT_HARD_SILU:
+        hs = hard_sigmoid(x)
+        return dy * (hs + x / _F6 if x > -_F3 and x < _F3 else hs)
+    if act_id == ACT_RELU6:
+        return dy if x > F0 and x < _F6 else F0
+    if act_id == ACT_MISH:
+        t = math.tanh(softplus(x))
+        return dy * (t + x * (F1 - t * t) * sigmoid(x))
+    if act_id == ACT_EXPONENTIAL:
+        return dy * y
+    return dy
+
+
+@cuda.jit(device=True, inline=True)
 def act(z, act_id, alpha):
     """activation(z) for every elementwise activation (softmax is row-wise, elsewhere)."""
     if act_id == ACT_RELU:
@@ -64,6 +149,8 @@ def act(z, act_id, alpha):
     if act_id == ACT_GELU:
         # Phi(z) = erfc(-z / sqrt 2) / 2: 1 + erf(z / sqrt 2) would cancel for z << 0
         return HALF * z * math.erfc(-z * _SQRT1_2)
+    if act_id >= ACT_ELU:      # activations (engineer A)
+        return act_more(z, act_id, alpha)
     return z
 
 
@@ -83,6 +170,8 @@ def act_grad(x, y, dy, act_id, alpha):
         cdf = HALF * math.erfc(-x * _SQRT1_2)
         pdf = _INV_SQRT_2PI * math.exp(-HALF * x * x)
         return dy * (cdf + x * pdf)
+    if act_id >= ACT_ELU:      # activations (engineer A)
+        return act_grad_more(x, y, dy, act_id, alpha)
     return dy
 
 
@@ -140,6 +229,38 @@ def _softmax_backward_rows_kernel(dx, y, dy, rows, cols):
         dotf = float32(dot)
         for j in range(cols):
             dx[r, j] = y[r, j] * (dy[r, j] - dotf)
+
+
+@cuda.jit
+def _log_softmax_rows_kernel(y, x, rows, cols):
+    """y[r] = x - max - log(sum exp(x - max)), one thread per row, the sum a float in index
+    order (engineer A); y may be x."""
+    r = cuda.grid(1)
+    if r < rows:
+        mx = x[r, 0]
+        for j in range(1, cols):
+            v = x[r, j]
+            if v > mx:
+                mx = v
+        s = F0
+        for j in range(cols):
+            s += math.exp(x[r, j] - mx)
+        ls = math.log(s)
+        for j in range(cols):
+            y[r, j] = (x[r, j] - mx) - ls
+
+
+@cuda.jit
+def _log_softmax_backward_rows_kernel(dx, y, dy, rows, cols):
+    """dx[r] = dy - exp(y) sum_j dy_j, the sum in double (engineer A); dx may be dy."""
+    r = cuda.grid(1)
+    if r < rows:
+        acc = D0
+        for j in range(cols):
+            acc += float64(dy[r, j])
+        sf = float32(acc)
+        for j in range(cols):
+            dx[r, j] = dy[r, j] - math.exp(y[r, j]) * sf
 
 
 @cuda.jit
@@ -226,6 +347,12 @@ def activation_forward(x, activation, alpha, out):
     if act_id == ACT_SOFTMAX:
         softmax(x2, out2)
         return
+    if act_id == ACT_LOG_SOFTMAX:      # engineer A
+        rows, cols = x2.shape
+        if rows and cols:
+            blocks, threads = elementwise_config(rows)
+            _log_softmax_rows_kernel[blocks, threads](out2, x2, rows, cols)
+        return
     rows, cols = x2.shape
     if rows * cols:
         blocks, threads = elementwise_config(rows * cols)
@@ -243,6 +370,9 @@ def activation_backward(x, y, dy, activation, alpha, out):
     if act_id == ACT_SOFTMAX:
         blocks, threads = elementwise_config(rows)
         _softmax_backward_rows_kernel[blocks, threads](out2, y2, dy2, rows, cols)
+    elif act_id == ACT_LOG_SOFTMAX:      # engineer A
+        blocks, threads = elementwise_config(rows)
+        _log_softmax_backward_rows_kernel[blocks, threads](out2, y2, dy2, rows, cols)
     else:
         blocks, threads = elementwise_config(rows * cols)
         _activation_backward_kernel[blocks, threads](out2, x2, y2, dy2, rows, cols, act_id,

@@ -250,9 +250,9 @@ def dense_forward(x, w, b, activation, alpha, z, y, sm_count, cfg=None):
     if b is not None:
         check_shape("dense_forward", "bias", b, (w.shape[1],))
     act_id = activation_id("dense_forward", activation)
-    if act_id == ACT_SOFTMAX:      # row-wise: GEMM + bias into z, then the row kernel
+    if act_id in elementwise.ROWWISE:   # row-wise: GEMM + bias into z, then the row kernel
         launch_gemm(z, z, x, w, b, False, False, ACT_LINEAR, 0.0, False, sm_count, cfg)
-        elementwise.softmax(z, y)
+        elementwise.activation_forward(z, activation, alpha, y)
     else:
         launch_gemm(z, y, x, w, b, False, False, act_id, alpha, not same_array(y, z), sm_count,
                     cfg)
@@ -262,7 +262,7 @@ def dense_backward(x, w, z, y, dy, activation, alpha, dw, db, dx, sm_count):
     """dy (overwritten) = dz = act'(z) dy; db = column sums of dz; dw = x^T dz;
     dx = dz w^T.  dw, db and dx may each be None."""
     act_id = activation_id("dense_backward", activation)
-    if act_id == ACT_SOFTMAX:      # couples a row: row kernel, then the column sums
+    if act_id in elementwise.ROWWISE:   # couples a row: row kernel, then the column sums
         elementwise.activation_backward(z, y, dy, activation, alpha, dy)
         if db is not None:
             elementwise.bias_grad(dy, db)
