@@ -7,7 +7,8 @@ layers ReLU(max_value, negative_slope, threshold), Softmax(axis), ELU and PReLU.
   training      one SGD step of a model around each activation (Conv2D and Dense with the
                 activation fused, and the Activation layer) and each layer, on cpu, numpy
                 and cuda, against torch autograd (tests/torch_mirror.py);
-  determinism   whole-epoch C fit = the plan walked op by op, 1 thread = 2 threads;
+  determinism   whole-epoch C fit = step by step = the plan walked op by op, 1 thread =
+                2 threads, bitwise;
   saving        get_config round trips, .keras and pynn's own format, and the .keras file
                 loaded by real Keras (PYNN_KERAS_PYTHON) predicting the same;
   ONNX          the exported graph through onnxruntime against predict;
@@ -252,7 +253,18 @@ def test_layer_step_matches_torch(key, backend_name):
 
 # ---- determinism: whole epoch = op by op, 1 thread = 2 threads --------------------------------
 
-def _fit_weights(force_python=False, threads=None, epochs=2):
+class _StepByStep(pynn.callbacks.Callback):
+    """Overriding on_train_batch_end makes fit run one C call per step."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+
+def _fit_weights(force_python=False, threads=None, epochs=1, callbacks=None):
     pynn.utils.set_random_seed(9)
     model = pynn.Sequential([
         L.Input((6, 6, 3)), L.Conv2D(8, 3, padding="same", activation="mish"),
@@ -269,18 +281,20 @@ def _fit_weights(force_python=False, threads=None, epochs=2):
     if threads is not None:
         _core.set_num_threads(threads)
     try:
-        model.fit(x, y, batch_size=128, epochs=epochs, verbose=0)
+        model.fit(x, y, batch_size=128, epochs=epochs, verbose=0, callbacks=callbacks)
     finally:
         _core.set_num_threads(previous)
     return model.get_weights()
 
 
-def test_whole_epoch_op_by_op_and_thread_counts_agree_bitwise():
+def test_whole_epoch_step_by_step_op_by_op_and_thread_counts_agree_bitwise():
     whole = _fit_weights()
-    for got in (_fit_weights(force_python=True), _fit_weights(threads=1),
-                _fit_weights(threads=2)):
+    steps = _StepByStep()
+    for got in (_fit_weights(callbacks=[steps]), _fit_weights(force_python=True),
+                _fit_weights(threads=1), _fit_weights(threads=2)):
         for a, b in zip(got, whole):
             assert_bitwise(a, b)
+    assert steps.steps == 2
 
 
 # ---- configuration and saving --------------------------------------------------------------
