@@ -158,10 +158,17 @@ class Conv1D(Conv2D):
         initializers.get(kernel_initializer, where, "kernel_initializer")
         initializers.get(bias_initializer, where, "bias_initializer")
         # the 2-D convolution of a one-row image: its checks (dilation, groups) are Conv1D's
-        super().__init__(filters, (1, k), (1, s), "valid" if pad == "causal" else pad,
-                         data_format, (1, d), groups, activation, use_bias, kernel_initializer,
-                         bias_initializer, kernel_regularizer, bias_regularizer,
-                         activity_regularizer, kernel_constraint, bias_constraint, **kwargs)
+        try:
+            super().__init__(filters, (1, k), (1, s), "valid" if pad == "causal" else pad,
+                             data_format, (1, d), groups, activation, use_bias,
+                             kernel_initializer, bias_initializer, kernel_regularizer,
+                             bias_regularizer, activity_regularizer, kernel_constraint,
+                             bias_constraint, **kwargs)
+        except ValueError as exc:
+            if d == 1 and groups == 1:
+                raise
+            raise ValueError(f"{where}: received dilation_rate={d}, groups={groups}, which the "
+                             f"2-D convolution it runs on refuses ({exc})") from None
         self.kernel_size, self.strides, self.dilation_rate = (k,), (s,), (d,)
         self.padding, self.groups = pad, int(groups)
 
