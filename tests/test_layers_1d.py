@@ -573,3 +573,55 @@ def test_keras_files_both_ways(tmp_path):
                                np.load(tmp_path / "k_pred.npy"), rtol=1e-5, atol=1e-6)
     loaded.fit(np.load(tmp_path / "xk.npy"), np.zeros((16, 2), np.float32), epochs=1,
                verbose=0)                                   # and it trains on in pynn
+
+
+KERAS_CASES = [
+    ("Conv1D", {"filters": 3, "kernel_size": 3}, (9, 2)),
+    ("Conv1D", {"filters": 3, "kernel_size": 4, "strides": 3, "padding": "same"}, (10, 2)),
+    ("Conv1D", {"filters": 2, "kernel_size": 3, "strides": 2, "padding": "causal"}, (8, 2)),
+    ("Conv1D", {"filters": 2, "kernel_size": [2], "strides": [1], "padding": "CAUSAL",
+                "use_bias": False, "activation": "relu"}, (5, 3)),
+    ("MaxPooling1D", {}, (7, 3)),
+    ("MaxPooling1D", {"pool_size": 3, "strides": 2, "padding": "same"}, (8, 2)),
+    ("AveragePooling1D", {"pool_size": 2, "strides": 1}, (5, 2)),
+    ("AveragePooling1D", {"pool_size": 4, "padding": "same"}, (9, 1)),
+    ("GlobalMaxPooling1D", {}, (5, 3)),
+    ("GlobalMaxPooling1D", {"keepdims": True}, (5, 3)),
+    ("GlobalMaxPooling2D", {}, (4, 5, 3)),
+    ("GlobalMaxPooling2D", {"keepdims": True}, (4, 5, 3)),
+    ("GlobalAveragePooling1D", {"keepdims": True}, (6, 2)),
+    ("RepeatVector", {"n": 4}, (3,)),
+]
+CONFIG_KEYS = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
+               "groups", "activation", "use_bias", "pool_size", "keepdims", "n")
+
+
+def test_output_shapes_weights_and_configs_match_keras(tmp_path):
+    """Each case built in Keras 3 and in pynn: the same output shape, weight shapes, default
+    name and config values."""
+    import subprocess
+    python, env = _keras_python()
+    code = ("import json, keras\nout = []\n"
+            f"for cls, kw, shape in {KERAS_CASES!r}:\n"
+            "    layer = getattr(keras.layers, cls)(**kw)\n"
+            "    y = layer(keras.Input(shape))\n"
+            "    cfg = {k: (list(v) if isinstance(v, tuple) else v)\n"
+            f"           for k, v in layer.get_config().items() if k in {CONFIG_KEYS!r}}}\n"
+            "    out.append([list(y.shape[1:]), [list(w.shape) for w in layer.weights],\n"
+            "                layer.name.rsplit('_', 1)[0] if layer.name[-1].isdigit() and\n"
+            "                '_' in layer.name and layer.name.rsplit('_', 1)[1].isdigit()\n"
+            "                else layer.name, cfg])\n"
+            "print(json.dumps(out))\n")
+    run = subprocess.run([python, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    want = json.loads(run.stdout.strip().splitlines()[-1])
+    for (cls, kw, shape), (k_shape, k_weights, k_name, k_cfg) in zip(KERAS_CASES, want):
+        layer = getattr(L, cls)(**kw)
+        y = layer(pynn.Input(shape))
+        label = f"{cls}({kw})"
+        assert list(y.shape[1:]) == k_shape, label
+        assert [list(w.shape) for w in layer.weights] == k_weights, label
+        assert layer.name == k_name or layer.name.startswith(k_name + "_"), (label, layer.name)
+        cfg = {k: v for k, v in layer.get_config().items() if k in CONFIG_KEYS}
+        assert cfg == k_cfg, label
