@@ -390,7 +390,8 @@ def test_keras_configs_of_the_layers():
     assert L.GlobalAveragePooling1D().compute_mask(None, np.ones((2, 3))) is None
 
 
-def test_onnx_export_matches_predict(tmp_path):
+@pytest.mark.parametrize("opset", [13, 17, 18])
+def test_onnx_export_matches_predict(opset, tmp_path):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     model, x = _saving_model()
@@ -400,7 +401,7 @@ def test_onnx_export_matches_predict(tmp_path):
     rng = np.random.default_rng(1)
     for m, xs in ((model, x), (image_model, rng.normal(size=(3, 5, 4, 2)).astype(np.float32))):
         path = tmp_path / f"{m.name}.onnx"
-        m.export(path)
+        m.export(path, opset=opset)
         proto = onnx.load(str(path))
         onnx.checker.check_model(proto, full_check=True)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -329,9 +329,9 @@ def _pooling1d(op_type):
 
 
 def _reduce(g, op_type, x, axes, keepdims, base):
-    if op_type == "ReduceMean" or g.opset >= 18:
-        if op_type == "ReduceMean":
-            return _reduce_mean(g, x, axes, keepdims, base)
+    if op_type == "ReduceMean":
+        return _reduce_mean(g, x, axes, keepdims, base)
+    if g.opset >= 18:                       # ReduceMax's axes: an input from opset 18 on
         return g.op(op_type, [x, g.ints(axes, f"{base}/axes")], base, keepdims=keepdims)
     return g.op(op_type, [x], base, axes=list(axes), keepdims=keepdims)
 
