@@ -6,7 +6,8 @@ the input is seen as an image of one row, (N, 1, L, C) (a plan alias: no copy), 
 window is (1, k) wide.  Conv1D's kernel is Keras's (K, C_in, filters); the 2-D conv op
 reads the same memory as the (1, K, C_in, filters) kernel of that one-row image.  So
 dilation_rate and groups go straight through to the 2-D convolution (on a branch where
-Conv2D refuses them, so does Conv1D).
+Conv2D refuses them, so does Conv1D).  In torch's and ONNX's layout the kernel is
+(filters, C_in / groups, K): kernel.transpose(2, 1, 0) (tests/torch_mirror.py, export/onnx.py).
 
 Padding, as Keras:
   "valid"   out = floor((L - span) / stride) + 1, span = dilation (k - 1) + 1;
