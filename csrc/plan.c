@@ -177,6 +177,13 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_SOFTMAX_AXIS_BACKWARD] = {3, 2, 0},
         [PYNN_OP_PRELU] = {3, -1, 0},            /* ints 1 + 2 rank: checked by run_op */
         [PYNN_OP_PRELU_BACKWARD] = {5, -1, 0},
+        /* engineer D (#16): sequence ops */
+        [PYNN_OP_GLOBAL_MAXPOOL] = {2, 2, 0},
+        [PYNN_OP_GLOBAL_MAXPOOL_BACKWARD] = {3, 2, 0},
+        [PYNN_OP_MASKED_MEAN] = {3, 2, 0},
+        [PYNN_OP_MASKED_MEAN_BACKWARD] = {3, 2, 0},
+        [PYNN_OP_REPEAT_VECTOR] = {2, 2, 0},
+        [PYNN_OP_REPEAT_VECTOR_BACKWARD] = {2, 2, 0},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -323,6 +330,45 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         EXPECT(holds(&o[0], y_n) && holds(&o[1], x_n));
         if (cx->dry) return PYNN_OK;
         return pynn_global_avgpool2d_backward(F(&o[1]), F(&o[0]), rows, g[0], g[1], g[2]);
+    }
+    /* engineer D (#16): sequence ops; ints s, c (steps, channels) or times, f; the step's
+     * rows are the samples */
+    case PYNN_OP_GLOBAL_MAXPOOL:
+    case PYNN_OP_GLOBAL_MAXPOOL_BACKWARD:
+    case PYNN_OP_MASKED_MEAN:
+    case PYNN_OP_MASKED_MEAN_BACKWARD:
+    case PYNN_OP_REPEAT_VECTOR:
+    case PYNN_OP_REPEAT_VECTOR_BACKWARD: {
+        const int64_t s = g[0], c = g[1];
+        const int64_t big = mul(mul(rows, s), c), small = mul(rows, c), m_n = mul(rows, s);
+        EXPECT(s >= 1 && c >= 0 && small_ints(g, 2) && big >= 0 && small >= 0 && m_n >= 0);
+        for (i = 0; i < op->n_bufs; i++) EXPECT(f32(&o[i]));
+        switch (op->kind) {
+        case PYNN_OP_GLOBAL_MAXPOOL:   /* bufs x (rows, s, c), y (rows, c) */
+            EXPECT(holds(&o[0], big) && holds(&o[1], small));
+            if (cx->dry) return PYNN_OK;
+            return pynn_global_maxpool_forward(F(&o[1]), F(&o[0]), rows, s, c);
+        case PYNN_OP_GLOBAL_MAXPOOL_BACKWARD:   /* bufs x, dy, dx */
+            EXPECT(holds(&o[0], big) && holds(&o[1], small) && holds(&o[2], big));
+            if (cx->dry) return PYNN_OK;
+            return pynn_global_maxpool_backward(F(&o[2]), F(&o[0]), F(&o[1]), rows, s, c);
+        case PYNN_OP_MASKED_MEAN:   /* bufs x (rows, s, c), mask (rows, s), y (rows, c) */
+            EXPECT(holds(&o[0], big) && holds(&o[1], m_n) && holds(&o[2], small));
+            if (cx->dry) return PYNN_OK;
+            return pynn_masked_mean_forward(F(&o[2]), F(&o[0]), F(&o[1]), rows, s, c);
+        case PYNN_OP_MASKED_MEAN_BACKWARD:   /* bufs dy (rows, c), mask, dx (rows, s, c) */
+            EXPECT(holds(&o[0], small) && holds(&o[1], m_n) && holds(&o[2], big));
+            if (cx->dry) return PYNN_OK;
+            return pynn_masked_mean_backward(F(&o[2]), F(&o[0]), F(&o[1]), rows, s, c);
+        case PYNN_OP_REPEAT_VECTOR:   /* bufs x (rows, f), y (rows, times, f) */
+            EXPECT(holds(&o[0], small) && holds(&o[1], big));
+            if (cx->dry) return PYNN_OK;
+            return pynn_repeat_vector_forward(F(&o[1]), F(&o[0]), rows, s, c);
+        default:   /* OP_REPEAT_VECTOR_BACKWARD: bufs dy (rows, times, f), dx (rows, f) */
+            EXPECT(holds(&o[0], big) && holds(&o[1], small));
+            if (cx->dry) return PYNN_OK;
+            return pynn_repeat_vector_backward(F(&o[1]), F(&o[0]), rows, s, c);
+        }
     }
     case PYNN_OP_BATCHNORM_TRAIN: {
         /* bufs x, gamma, beta, moving_mean, moving_variance, mean, inv_std, y; ints c;

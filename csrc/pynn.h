@@ -163,6 +163,13 @@ extern "C" {
     X(OP_RANDOM_CONTRAST, 34, "random_contrast")                                     \
     X(OP_RANDOM_CONTRAST_BACKWARD, 35, "random_contrast_backward")                   \
     X(OP_RANDOM_BRIGHTNESS, 36, "random_brightness")                                 \
+    /* engineer D (#16): 1-D sequence ops (seq1d.c; ids 70..79) */                  \
+    X(OP_GLOBAL_MAXPOOL, 70, "global_maxpool")                                      \
+    X(OP_GLOBAL_MAXPOOL_BACKWARD, 71, "global_maxpool_backward")                    \
+    X(OP_MASKED_MEAN, 72, "masked_mean")                                            \
+    X(OP_MASKED_MEAN_BACKWARD, 73, "masked_mean_backward")                          \
+    X(OP_REPEAT_VECTOR, 74, "repeat_vector")                                        \
+    X(OP_REPEAT_VECTOR_BACKWARD, 75, "repeat_vector_backward")                      \
     /* distributed training (pynn/distributed): the gradient hand-over (id 40) */    \
     X(OP_GRAD_HOOK, 40, "grad_hook")                                                 \
     /* activations (engineer A): ReLU's clip/threshold, softmax on any axis, PReLU */   \
@@ -486,6 +493,24 @@ int pynn_global_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h
                                   int64_t c);
 int pynn_global_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_t h, int64_t w,
                                    int64_t c);
+
+/* ---- engineer D (#16): sequence ops (seq1d.c) ------------------------------------------
+ * Global max pooling: y (n, c) = max of x (n, s, c) over its s >= 1 steps (a NaN wins);
+ * the backward puts dy (n, c) at the first maximum of each (sample, channel), 0 elsewhere. */
+int pynn_global_maxpool_forward(float *y, const float *x, int64_t n, int64_t s, int64_t c);
+int pynn_global_maxpool_backward(float *dx, const float *x, const float *dy, int64_t n, int64_t s,
+                                 int64_t c);
+/* The masked mean over steps (GlobalAveragePooling1D with a mask of 1.0 / 0.0 per step):
+ * y (n, c) = sum_t mask[n, t] x[n, t, c] / sum_t mask[n, t], summed in step order;
+ * dx (n, s, c) = mask[n, t] dy[n, c] / sum_t mask[n, t]. */
+int pynn_masked_mean_forward(float *y, const float *x, const float *mask, int64_t n, int64_t s,
+                             int64_t c);
+int pynn_masked_mean_backward(float *dx, const float *dy, const float *mask, int64_t n, int64_t s,
+                              int64_t c);
+/* RepeatVector: y (n, times, f) holds times copies of x (n, f); dx (n, f) = the sum of
+ * dy (n, times, f) over t = 0, 1, ... in order. */
+int pynn_repeat_vector_forward(float *y, const float *x, int64_t n, int64_t times, int64_t f);
+int pynn_repeat_vector_backward(float *dx, const float *dy, int64_t n, int64_t times, int64_t f);
 
 /* Batch normalization over the rows of x (rows x cols), per column (Keras 3):
  *   mean = sum(x) / rows; var = sum((x - mean)^2) / rows (biased);

@@ -167,7 +167,41 @@ LAYERS = {
                         lambda xs, w: np.concatenate(xs, axis=-1), listed=True),
     "concatenate_axis1": Case(lambda: L.Concatenate(axis=1), [(2, 3), (4, 3)],
                               lambda xs, w: np.concatenate(xs, axis=1), listed=True),
+    # engineer D (#16): 1-D convolution and pooling, global max pooling, RepeatVector
+    "conv1d_same_strided": Case(
+        lambda: L.Conv1D(3, 3, strides=2, padding="same", activation="relu"), [(7, 2)],
+        lambda xs, w: _conv1d(xs[0], w[0], w[1], 2, "same", "relu"),
+        [("kernel", (3, 2, 3), True), ("bias", (3,), True)]),
+    "conv1d_causal_no_bias": Case(
+        lambda: L.Conv1D(2, 3, padding="causal", use_bias=False), [(5, 3)],
+        lambda xs, w: _conv1d(xs[0], w[0], np.zeros(2), 1, "causal", "linear"),
+        [("kernel", (3, 3, 2), True)]),
+    "max_pooling1d_same": Case(
+        lambda: L.MaxPooling1D(3, strides=2, padding="same"), [(6, 2)],
+        lambda xs, w: icnn.pool(xs[0][:, None], (1, 3), (1, 2), "same", "max")[:, 0]),
+    "average_pooling1d": Case(
+        lambda: L.AveragePooling1D(2), [(5, 3)],
+        lambda xs, w: icnn.pool(xs[0][:, None], (1, 2), (1, 2), "valid", "avg")[:, 0]),
+    "global_max_pooling1d": Case(lambda: L.GlobalMaxPooling1D(), [(4, 3)],
+                                 lambda xs, w: xs[0].max(axis=1)),
+    "global_max_pooling2d_keepdims": Case(
+        lambda: L.GlobalMaxPooling2D(keepdims=True), [(3, 2, 2)],
+        lambda xs, w: xs[0].max(axis=(1, 2), keepdims=True)),
+    "global_average_pooling1d_keepdims": Case(
+        lambda: L.GlobalAveragePooling1D(keepdims=True), [(4, 3)],
+        lambda xs, w: xs[0].mean(axis=1, keepdims=True)),
+    "repeat_vector": Case(lambda: L.RepeatVector(3), [(4,)],
+                          lambda xs, w: np.repeat(xs[0][:, None, :], 3, axis=1)),
 }
+
+
+def _conv1d(x, kernel, bias, stride, padding, act):
+    """Conv1D in float64: the 2-D convolution of a one-row image; "causal" is a left pad
+    of kernel_size - 1 and "valid"."""
+    if padding == "causal":
+        x = np.pad(x, ((0, 0), (kernel.shape[0] - 1, 0), (0, 0)))
+        padding = "valid"
+    return icnn.conv(x[:, None], kernel[None], bias, (1, stride), padding, act)[:, 0]
 NAMES = list(LAYERS)
 
 

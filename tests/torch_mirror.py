@@ -7,7 +7,8 @@ layer from its Keras meaning and config.  Tensors stay channels-last (NHWC) as i
 convolution and pooling convert to torch's NCHW and back.  Supported: Dense, Conv2D,
 MaxPooling2D/AveragePooling2D ("valid"), GlobalAveragePooling2D, BatchNormalization
 (training mode: batch statistics), Flatten, Reshape, Activation, the merge layers and
-Concatenate; Dropout only with rate 0 or in inference.
+Concatenate; Dropout only with rate 0 or in inference; Conv1D (causal too), MaxPooling1D,
+AveragePooling1D, GlobalMaxPooling1D/2D, GlobalAveragePooling1D (no mask) and RepeatVector.
 """
 import numpy as np
 
@@ -74,6 +75,52 @@ def _conv(layer, x, params):
     return _act(layer, z)
 
 
+# ---- engineer D (#16): 1-D convolution and pooling, global max pooling, RepeatVector ----------
+# Sequences (N, L, C) go to torch's (N, C, L) and back.  Conv1D's kernel: Keras's
+# (K, C_in / groups, F) is torch's (F, C_in / groups, K) by permute(2, 1, 0).  Padding:
+# "same" as TF (the odd one on the right), "causal" a left pad of dilation (K - 1).
+
+def _conv1d(layer, x, params):
+    w, b = params[0], params[1] if layer.use_bias else None
+    k, s, d = layer.kernel_size[0], layer.strides[0], layer.dilation_rate[0]
+    span = d * (k - 1) + 1
+    xn = x.permute(0, 2, 1)
+    if layer.padding == "same":
+        xn = F.pad(xn, _same_pad(x.shape[1], span, s))
+    elif layer.padding == "causal":
+        xn = F.pad(xn, (span - 1, 0))
+    z = F.conv1d(xn, w.permute(2, 1, 0), b, stride=s, dilation=d, groups=layer.groups)
+    return _act(layer, z.permute(0, 2, 1))
+
+
+def _pool1d(layer, x, params):
+    p, s = layer.pool_size[0], layer.strides[0]
+    xn = x.permute(0, 2, 1)
+    pads = _same_pad(x.shape[1], p, s) if layer.padding == "same" else (0, 0)
+    if type(layer).__name__ == "MaxPooling1D":
+        y = F.max_pool1d(F.pad(xn, pads, value=-float("inf")), p, s)
+    else:   # the mean over the real steps of each window (padding not counted)
+        ones = torch.ones_like(xn[:1, :1])
+        y = F.avg_pool1d(F.pad(xn, pads), p, s) / F.avg_pool1d(F.pad(ones, pads), p, s)
+    return y.permute(0, 2, 1)
+
+
+def _global_pool(reduce):
+    def apply(layer, x, params):
+        axes = tuple(range(1, x.ndim - 1))
+        return reduce(x, axes, layer.keepdims)
+    return apply
+
+
+_SEQUENCE_LAYERS = {
+    "Conv1D": _conv1d, "MaxPooling1D": _pool1d, "AveragePooling1D": _pool1d,
+    "GlobalMaxPooling1D": _global_pool(lambda x, a, k: x.amax(dim=a, keepdim=k)),
+    "GlobalMaxPooling2D": _global_pool(lambda x, a, k: x.amax(dim=a, keepdim=k)),
+    "GlobalAveragePooling1D": _global_pool(lambda x, a, k: x.mean(dim=a, keepdim=k)),
+    "RepeatVector": lambda layer, x, params: x[:, None, :].expand(-1, layer.n, -1),
+}
+
+
 def apply_layer(layer, inputs, params, training):
     from pynn import layers as L
     x = inputs[0]
@@ -127,6 +174,8 @@ def apply_layer(layer, inputs, params, training):
         return y
     if name == "Concatenate":
         return torch.cat(inputs, dim=layer.axis)
+    if name in _SEQUENCE_LAYERS:          # engineer D (#16)
+        return _SEQUENCE_LAYERS[name](layer, x, params)
     raise NotImplementedError(name)
 
 

@@ -164,6 +164,32 @@ class Backend:
         """dx (N, H, W, C), overwritten, = dy (N, C) / (H * W) at every position."""
         raise NotImplementedError
 
+    # ---- engineer D (#16): sequence ops; x is (N, S, C): S steps (or H*W positions) ----
+    def global_maxpool_forward(self, x, y):
+        """y (N, C) = max of x (N, S, C) over its S steps (a NaN wins)."""
+        raise NotImplementedError
+
+    def global_maxpool_backward(self, x, dy, dx):
+        """dx (N, S, C), overwritten: dy (N, C) at the first maximum of each (sample,
+        channel) of x, 0 elsewhere."""
+        raise NotImplementedError
+
+    def masked_mean_forward(self, x, mask, y):
+        """y (N, C) = sum_t mask[n, t] x[n, t, c] / sum_t mask[n, t]; mask (N, S) of 1.0 / 0.0."""
+        raise NotImplementedError
+
+    def masked_mean_backward(self, dy, mask, dx):
+        """dx (N, S, C), overwritten, = mask[n, t] dy[n, c] / sum_t mask[n, t]."""
+        raise NotImplementedError
+
+    def repeat_vector_forward(self, x, y):
+        """y (N, times, F) = copies of x (N, F)."""
+        raise NotImplementedError
+
+    def repeat_vector_backward(self, dy, dx):
+        """dx (N, F), overwritten, = sum of dy (N, times, F) over its copies, in order."""
+        raise NotImplementedError
+
     # ---- batch normalization (over the rows of a (rows, C) array) -------------------
     # The layer reshapes its input (N, ..., C) to (rows, C) with rows = N * ...; every
     # per-channel array below is (C,).  gamma or beta may be None (scale=False or

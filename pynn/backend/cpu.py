@@ -97,6 +97,25 @@ class CpuBackend(HostBackend):
     def global_avgpool2d_backward(self, dy, dx):
         _core.global_avgpool2d_backward(dx, dy)
 
+    # ---- engineer D (#16): sequence ops ----
+    def global_maxpool_forward(self, x, y):
+        _core.global_maxpool_forward(y, x)
+
+    def global_maxpool_backward(self, x, dy, dx):
+        _core.global_maxpool_backward(dx, x, dy)
+
+    def masked_mean_forward(self, x, mask, y):
+        _core.masked_mean_forward(y, x, mask)
+
+    def masked_mean_backward(self, dy, mask, dx):
+        _core.masked_mean_backward(dx, dy, mask)
+
+    def repeat_vector_forward(self, x, y):
+        _core.repeat_vector_forward(y, x)
+
+    def repeat_vector_backward(self, dy, dx):
+        _core.repeat_vector_backward(dx, dy)
+
     # ---- batch normalization and dropout ---------------------------------------------
     def batchnorm_forward_train(self, x, gamma, beta, moving_mean, moving_variance,
                                 momentum, epsilon, mean, inv_std, y):

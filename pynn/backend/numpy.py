@@ -98,6 +98,25 @@ class NumpyBackend(HostBackend):
     def global_avgpool2d_backward(self, dy, dx):
         dx[...] = ref.global_avgpool2d_backward(dy, dx.shape)
 
+    # ---- engineer D (#16): sequence ops ----
+    def global_maxpool_forward(self, x, y):
+        y[...] = ref.global_maxpool_forward(x)
+
+    def global_maxpool_backward(self, x, dy, dx):
+        dx[...] = ref.global_maxpool_backward(x, dy)
+
+    def masked_mean_forward(self, x, mask, y):
+        y[...] = ref.masked_mean_forward(x, mask)
+
+    def masked_mean_backward(self, dy, mask, dx):
+        dx[...] = ref.masked_mean_backward(dy, mask)
+
+    def repeat_vector_forward(self, x, y):
+        y[...] = ref.repeat_vector_forward(x, y.shape[1])
+
+    def repeat_vector_backward(self, dy, dx):
+        dx[...] = ref.repeat_vector_backward(dy)
+
     def batchnorm_forward_train(self, x, gamma, beta, moving_mean, moving_variance,
                                 momentum, epsilon, mean, inv_std, y):
         yy, m, s, new_mean, new_var = ref.batchnorm_forward_train(

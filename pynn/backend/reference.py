@@ -1499,3 +1499,45 @@ def prelu_backward(x, alpha, dy, dims, shared):
     axes = (0,) + tuple(1 + k for k, s in enumerate(shared) if s)
     dalpha = contrib.sum(axis=axes, keepdims=True).reshape(-1)
     return dx, dalpha
+
+
+# ---- engineer D (#16): sequence ops (global max pooling, masked mean, RepeatVector) --------
+
+def global_maxpool_forward(x):
+    """(N, C): the maximum of x (N, S, C) over its steps (a NaN wins, as np.max)."""
+    return x.max(axis=1)
+
+
+def global_maxpool_backward(x, dy):
+    """dy (N, C) at the first maximum of each (sample, channel) of x (N, S, C); 0 elsewhere."""
+    first = x.argmax(axis=1)                    # argmax: the first maximum, or the first NaN
+    dx = np.zeros_like(x)
+    n, c = np.indices(first.shape)
+    dx[n, first, c] = dy
+    return dx
+
+
+def masked_mean_forward(x, mask):
+    """(N, C): sum_t mask[n, t] x[n, t, c] / sum_t mask[n, t] (Keras 3's masked mean)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((x * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)).astype(x.dtype)
+
+
+def masked_mean_backward(dy, mask):
+    """(N, S, C): mask[n, t] dy[n, c] / sum_t mask[n, t]."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = dy / mask.sum(axis=1, keepdims=True)
+    return (mask[:, :, None] * share[:, None, :]).astype(dy.dtype)
+
+
+def repeat_vector_forward(x, times):
+    """(N, times, F): times copies of x (N, F)."""
+    return np.ascontiguousarray(np.broadcast_to(x[:, None, :], (x.shape[0], times, x.shape[1])))
+
+
+def repeat_vector_backward(dy):
+    """(N, F): the sum of dy (N, times, F) over its copies, in order."""
+    dx = dy[:, 0, :].copy()
+    for t in range(1, dy.shape[1]):
+        dx += dy[:, t, :]
+    return dx

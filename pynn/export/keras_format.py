@@ -113,6 +113,7 @@ _WEIGHT_NAMES = {"Dense": ("kernel", "bias"), "Conv2D": ("kernel", "bias"),
                  "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
                  "Normalization": ("mean", "variance", "count")}
 _WEIGHT_NAMES["PReLU"] = ("alpha",)     # activations (engineer A)
+_WEIGHT_NAMES["Conv1D"] = ("kernel", "bias")          # engineer D (#16)
 
 # Keras-only options pynn drops when they hold Keras's default (anything else is refused)
 _DEFAULTS = {"kernel_regularizer": None, "bias_regularizer": None,
@@ -541,7 +542,7 @@ def _file_weight_pool(config, h5, where):
             if cls == "BatchNormalization":
                 names = [n for n in names if not (n == "gamma" and lcfg.get("scale") is False or
                                                   n == "beta" and lcfg.get("center") is False)]
-            if cls in ("Dense", "Conv2D") and lcfg.get("use_bias") is False:
+            if cls in ("Dense", "Conv2D", "Conv1D") and lcfg.get("use_bias") is False:
                 names = names[:1]
             for i, d in sorted(h5.vars(path).items()):
                 if i < len(names) and isinstance(name, str):

@@ -375,6 +375,67 @@ def _random_crop(g, layer, xs, shapes):         # inference: the centred window,
                     (layer.height, layer.width), "bilinear")]
 
 
+# ---- engineer D (#16): 1-D convolution and pooling, global max pooling, RepeatVector ----------
+# Sequences (N, L, C) transpose to ONNX's (N, C, L) around a 1-D Conv / pool and back.
+
+def _ncl(g, x, base, name):
+    return g.op("Transpose", [x], f"{base}/{name}", perm=[0, 2, 1])
+
+
+def _pads_1d(layer, length, window, dilation=1):
+    out, pad = layer._geometry_1d(length)
+    span = dilation * (window - 1) + 1
+    total = max((out - 1) * layer.strides[0] + span - length, 0) if layer.padding != "valid" else 0
+    return [pad, max(total - pad, 0)]
+
+
+def _conv1d(g, layer, xs, shapes):
+    base = layer.name
+    # Keras's (K, C_in / groups, F) -> ONNX's (F, C_in / groups, K), as torch's conv1d
+    kernel = np.ascontiguousarray(layer._kernel.numpy().transpose(2, 1, 0))
+    inputs = [_ncl(g, xs[0], base, "to_ncl"), g.const(kernel, f"{base}/kernel")]
+    if layer.use_bias:
+        inputs.append(g.const(layer._bias.numpy(), f"{base}/bias"))
+    k, d = layer.kernel_size[0], layer.dilation_rate[0]
+    y = g.op("Conv", inputs, f"{base}/conv", kernel_shape=[k], strides=list(layer.strides),
+             pads=_pads_1d(layer, shapes[0][1], k, d), dilations=[d], group=layer.groups)
+    return [_activation(g, _ncl(g, y, base, "to_nlc"), layer.activation, layer.alpha, base)]
+
+
+def _pooling1d(op_type):
+    def emit(g, layer, xs, shapes):
+        base = layer.name
+        attrs = {"kernel_shape": list(layer.pool_size), "strides": list(layer.strides),
+                 "pads": _pads_1d(layer, shapes[0][1], layer.pool_size[0])}
+        if op_type == "AveragePool":
+            attrs["count_include_pad"] = 0
+        y = g.op(op_type, [_ncl(g, xs[0], base, "to_ncl")], f"{base}/pool", **attrs)
+        return [_ncl(g, y, base, "to_nlc")]
+    return emit
+
+
+def _reduce(g, op_type, x, axes, keepdims, base):
+    if op_type == "ReduceMean":
+        return _reduce_mean(g, x, axes, keepdims, base)
+    if g.opset >= 18:                       # ReduceMax's axes: an input from opset 18 on
+        return g.op(op_type, [x, g.ints(axes, f"{base}/axes")], base, keepdims=keepdims)
+    return g.op(op_type, [x], base, axes=list(axes), keepdims=keepdims)
+
+
+def _global_pooling(op_type):
+    def emit(g, layer, xs, shapes):
+        axes = list(range(1, len(shapes[0]) - 1))
+        return [_reduce(g, op_type, xs[0], axes, int(layer.keepdims),
+                        f"{layer.name}/{op_type[6:].lower()}")]
+    return emit
+
+
+def _repeat_vector(g, layer, xs, shapes):
+    base = layer.name
+    x = g.op("Unsqueeze", [xs[0], g.ints([1], f"{base}/axis")], f"{base}/unsqueeze")
+    return [g.op("Tile", [x, g.ints([1, layer.n, 1], f"{base}/repeats")], f"{base}/tile")]
+
+
 def _handlers():
     from .. import layers as L
     return {
@@ -397,6 +458,13 @@ def _handlers():
         # activations (engineer A)
         L.ReLU: _relu_layer, L.Softmax: _softmax_layer, L.ELU: _activation_layer,
         L.PReLU: _prelu,
+        # engineer D (#16)
+        L.Conv1D: _conv1d, L.MaxPooling1D: _pooling1d("MaxPool"),
+        L.AveragePooling1D: _pooling1d("AveragePool"),
+        L.GlobalMaxPooling1D: _global_pooling("ReduceMax"),
+        L.GlobalMaxPooling2D: _global_pooling("ReduceMax"),
+        L.GlobalAveragePooling1D: _global_pooling("ReduceMean"),
+        L.RepeatVector: _repeat_vector,
     }
 
 

@@ -14,6 +14,9 @@ from .preprocessing import Normalization, RandomBrightness, RandomContrast, Resc
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .regularization import Dropout
 from .reshaping import Flatten, Reshape
+# engineer D (#16): 1-D convolution and pooling, global max pooling, RepeatVector
+from .sequence import (AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D,
+                       GlobalMaxPooling2D, MaxPooling1D, RepeatVector)
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "ReLU", "Softmax", "Conv2D",
            "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape",
@@ -23,3 +26,5 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "
            "minimum", "concatenate", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
            "RandomRotation", "RandomZoom", "RandomTranslation",
            "ELU", "PReLU"]   # activations (engineer A)
+__all__ += ["Conv1D", "MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D",   # engineer D
+            "GlobalMaxPooling2D", "GlobalAveragePooling1D", "RepeatVector"]

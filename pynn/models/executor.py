@@ -554,6 +554,47 @@ def _prelu_backward(ex, op, v, step, losses, metrics, reals):
     ex.backend.prelu_backward(v[x], v[alpha], v[dy], dims, shared, _opt(v, dalpha), _opt(v, dx))
 
 
+# ---- engineer D (#16): sequence ops; ints (s, c) / (times, f) ----
+def _seq(v, i, s, c):
+    return v[i].reshape(-1, s, c)
+
+
+def _global_maxpool(ex, op, v, step, losses, metrics, reals):
+    x, y = op.bufs
+    s, c = op.ints
+    ex.backend.global_maxpool_forward(_seq(v, x, s, c), _rows2(v[y], c))
+
+
+def _global_maxpool_backward(ex, op, v, step, losses, metrics, reals):
+    x, dy, dx = op.bufs
+    s, c = op.ints
+    ex.backend.global_maxpool_backward(_seq(v, x, s, c), _rows2(v[dy], c), _seq(v, dx, s, c))
+
+
+def _masked_mean(ex, op, v, step, losses, metrics, reals):
+    x, mask, y = op.bufs
+    s, c = op.ints
+    ex.backend.masked_mean_forward(_seq(v, x, s, c), _rows2(v[mask], s), _rows2(v[y], c))
+
+
+def _masked_mean_backward(ex, op, v, step, losses, metrics, reals):
+    dy, mask, dx = op.bufs
+    s, c = op.ints
+    ex.backend.masked_mean_backward(_rows2(v[dy], c), _rows2(v[mask], s), _seq(v, dx, s, c))
+
+
+def _repeat_vector(ex, op, v, step, losses, metrics, reals):
+    x, y = op.bufs
+    times, f = op.ints
+    ex.backend.repeat_vector_forward(_rows2(v[x], f), _seq(v, y, times, f))
+
+
+def _repeat_vector_backward(ex, op, v, step, losses, metrics, reals):
+    dy, dx = op.bufs
+    times, f = op.ints
+    ex.backend.repeat_vector_backward(_seq(v, dy, times, f), _rows2(v[dx], f))
+
+
 _maxpool, _maxpool_backward = _pool("maxpool2d")
 _avgpool, _avgpool_backward = _pool("avgpool2d")
 _OPS = {
@@ -579,5 +620,9 @@ _OPS = {
     "relu": _relu, "relu_backward": _relu_backward,
     "softmax_axis": _softmax_axis, "softmax_axis_backward": _softmax_axis_backward,
     "prelu": _prelu, "prelu_backward": _prelu_backward,
+    # engineer D (#16): sequence ops
+    "global_maxpool": _global_maxpool, "global_maxpool_backward": _global_maxpool_backward,
+    "masked_mean": _masked_mean, "masked_mean_backward": _masked_mean_backward,
+    "repeat_vector": _repeat_vector, "repeat_vector_backward": _repeat_vector_backward,
 }
 assert set(_OPS) == set(ids.OPS), "every op kind of csrc/pynn.h has a Python implementation"

@@ -39,6 +39,7 @@ from ..base import Backend, loss_option_kind
 from . import (convolution, elementwise, gemm, image, losses, merge, metrics,
                normalization, optimizers, pixel, pooling, random, runtime)
 from . import activations   # activations (engineer A)
+from . import seq1d   # engineer D (#16): sequence ops
 from .runtime import SIMULATOR, cuda
 
 
@@ -141,6 +142,14 @@ class CudaBackend(Backend):
     avgpool2d_backward = staticmethod(pooling.avgpool2d_backward)
     global_avgpool2d_forward = staticmethod(pooling.global_avgpool2d_forward)
     global_avgpool2d_backward = staticmethod(pooling.global_avgpool2d_backward)
+
+    # engineer D (#16): sequence ops
+    global_maxpool_forward = staticmethod(seq1d.global_maxpool_forward)
+    global_maxpool_backward = staticmethod(seq1d.global_maxpool_backward)
+    masked_mean_forward = staticmethod(seq1d.masked_mean_forward)
+    masked_mean_backward = staticmethod(seq1d.masked_mean_backward)
+    repeat_vector_forward = staticmethod(seq1d.repeat_vector_forward)
+    repeat_vector_backward = staticmethod(seq1d.repeat_vector_backward)
 
     # ---- batch normalization, dropout ------------------------------------------------------------
     def batchnorm_forward_train(self, x, gamma, beta, moving_mean, moving_variance,
