@@ -512,6 +512,27 @@ def _crop(ex, op, v, step, losses, metrics, reals):
                     _image(v, y, (oh, ow, c)))
 
 
+# ---- regularizers and constraints (engineer F) ----
+_CONSTRAINT = {v: k for k, v in _core.CONSTRAINT_KINDS.items()}
+
+
+def _penalty(ex, op, v, step, losses, metrics, reals):
+    x, dx = op.bufs
+    slot, accumulate, per_row = op.ints
+    a = v[x]
+    scale = 1.0 / a.shape[0] if per_row else 1.0
+    value = ex.backend.penalty(a, _opt(v, dx), reals[0], reals[1], scale, bool(accumulate))
+    if slot >= 0:
+        losses[slot] += value
+
+
+def _constraint(ex, op, v, step, losses, metrics, reals):
+    (w,) = op.bufs
+    kind, outer, red, inner = op.ints
+    ex.backend.constraint(v[w], outer, red, inner, _CONSTRAINT[kind], reals[0], reals[1],
+                          reals[2])
+
+
 _maxpool, _maxpool_backward = _pool("maxpool2d")
 _avgpool, _avgpool_backward = _pool("avgpool2d")
 _OPS = {
@@ -533,5 +554,6 @@ _OPS = {
     "random_contrast": _random_contrast, "random_contrast_backward": _random_contrast_backward,
     "random_brightness": _random_brightness,
     "grad_hook": _grad_hook,
+    "penalty": _penalty, "constraint": _constraint,   # engineer F
 }
 assert set(_OPS) == set(ids.OPS), "every op kind of csrc/pynn.h has a Python implementation"

@@ -159,6 +159,8 @@ class Plan:
         self.reduction = "mean"          # the losses' reductions: "mean", "sum" or "mixed"
                                          # (how distributed training weighs a rank's gradient)
         self.layers = []                 # the (flattened) layer calls, for printing
+        self.activity_slots = []         # (layer, loss slot) of each activity penalty
+                                         # (pynn/models/penalties.py; engineer F)
 
     @property
     def n_losses(self):
@@ -406,7 +408,8 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
                     sum(1 for o in outputs if o is out) > 1:
                 continue
             for c, (layer, _, outs, _) in enumerate(calls):
-                if any(o is out for o in outs) and spec.loss.fuses_with(layer.output_activation):
+                if any(o is out for o in outs) and spec.loss.fuses_with(layer.output_activation) \
+                        and getattr(layer, "activity_regularizer", None) is None:  # engineer F
                     logits_calls.add(c)
 
     for c, (layer, ins, outs, call_training) in enumerate(calls):
@@ -414,6 +417,9 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
         training = mode_training if call_training is None else call_training
         result = layer.plan_forward(b, ins, training, logits=c in logits_calls)
         result = result if isinstance(result, (list, tuple)) else [result]
+        if kind in ("train", "test") and getattr(layer, "activity_regularizer", None) is not None:
+            from . import penalties                     # engineer F: activity penalties
+            result = [penalties.activity(b, layer, t) for t in result]
         for placeholder, value in zip(outs, result):
             placeholder.value = value
         b.call_counts[id(layer)] = b.call_counts.get(id(layer), 0) + 1
@@ -494,8 +500,10 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
         plan.target_outputs.append(plan.target_outputs[i])
         plan.target_ignore.append(None)
 
+    from . import penalties                             # engineer F: weight penalties
     if kind == "train":
         b.emit_backward()
+        penalties.emit_weight_penalties(b, plan)
         if optimizer_spec is not None and trainable:
             opt_kind, hyper, slot_names, ema_name, segments = optimizer_spec
             flat = b.buffer((0,), batched=False, role="weights (flat)", source="trainable")
@@ -505,6 +513,10 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
             plan.optimizer_op = b.op("optimizer", [flat, flat_grads] + slots,
                                      [ids.OPTIMIZERS[opt_kind], len(segments) // 3] +
                                      list(segments), hyper, label=opt_kind)
+            penalties.emit_constraints(b, plan)         # engineer F
+    else:
+        penalties.emit_weight_penalties(b, plan)        # engineer F: test plans
+    penalties.assign_slots(plan)
     return plan
 
 

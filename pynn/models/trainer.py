@@ -48,6 +48,9 @@ class _Accumulator:
         for j in range(self.plan.n_metrics):
             self.metric_sums[j] = _sequential_sum(self.metric_sums[j], step_metrics[:, j])
         self.seen += int(step_rows.sum())
+        if len(step_rows):                  # engineer F: layer.losses after a step
+            for layer, slot in self.plan.activity_slots:
+                layer._activity_losses = [float(step_losses[-1, slot])]
 
     def state(self):
         """The running sums, as JSON can hold them (a mid-epoch backup)."""

@@ -38,6 +38,7 @@ import numpy as np
 from ..base import Backend, loss_option_kind
 from . import (convolution, elementwise, gemm, image, losses, merge, metrics,
                normalization, optimizers, pixel, pooling, random, runtime)
+from . import regularizers  # engineer F: regularizers and constraints
 from .runtime import SIMULATOR, cuda
 
 
@@ -184,6 +185,9 @@ class CudaBackend(Backend):
     concat_forward = staticmethod(merge.concat_forward)
     concat_backward = staticmethod(merge.concat_backward)
     scale = staticmethod(elementwise.scale)
+    # regularizers and constraints (engineer F)
+    penalty = staticmethod(regularizers.penalty)
+    constraint = staticmethod(regularizers.constraint)
 
     def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
         return metrics.metric_sum(kind, pred, target, self.workspace, k, threshold, weights,
