@@ -308,6 +308,7 @@ def _handlers():
         L.RandomFlip: _identity, L.RandomRotation: _identity, L.RandomZoom: _identity,
         L.RandomTranslation: _identity, L.RandomContrast: _identity,
         L.RandomBrightness: _identity,
+        L.ActivityRegularization: _identity,   # engineer F: a training-only penalty
     }
 
 

@@ -84,7 +84,9 @@ class _Accumulator:
             values[metric.key] = metric.value([metric_sums[i] for i in ops], seen, positions)
         if self.plan.n_losses > 1:
             for key, total in zip(self.plan.loss_names, loss_sums):
-                values[key] = total / max(seen, 1)
+                # setdefault: a single output's loss slot, also named "loss", beside the
+                # penalties' slots (engineer F) must not replace the total
+                values.setdefault(key, total / max(seen, 1))
         return {k: values[k] for k in self.keys if k in values}
 
 
