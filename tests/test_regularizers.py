@@ -454,3 +454,17 @@ def test_a_penalty_pynn_cannot_train_is_refused_and_the_model_is_unchanged():
         assert_bitwise(a, b)
     # but layer.losses computes it, as Keras does
     assert len(model.losses) == 1 and float(model.losses[0]) >= 0.0
+
+
+# ---- ONNX ------------------------------------------------------------------------------------
+
+def test_onnx_export_leaves_the_penalties_out(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model, *_ = _reg_model()
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = _data()
+    model.fit(x, y, verbose=0)
+    model.export(tmp_path / "r.onnx")
+    got = ort.InferenceSession(str(tmp_path / "r.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {model.input_names[0]: x})[0]
+    assert_close(got, model.predict(x, verbose=0), rtol=1e-5)
