@@ -423,6 +423,8 @@ def test_keras_reads_pynn_files_and_pynn_reads_keras_files_with_penalties(tmp_pa
      ["activity_regularizer", "'nope'"]),
     (lambda: L.Dense(3, kernel_constraint="max"), ValueError, ["kernel_constraint", "'max'"]),
     (lambda: L.Conv2D(3, 2, bias_constraint=1.5), ValueError, ["bias_constraint", "1.5"]),
+    (lambda: setattr(L.Dense(2), "activity_regularizer", "zz"), ValueError,
+     ["activity_regularizer", "'zz'"]),
     (lambda: L.ActivityRegularization(l1=-1), ValueError, ["l1", "-1"]),
     (lambda: L.ActivityRegularization(l2="x"), ValueError, ["l2", "'x'"]),
     (lambda: C.MaxNorm(-1), ValueError, ["max_value", "-1"]),

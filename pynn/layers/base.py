@@ -150,9 +150,7 @@ class Layer:
         self._input_shape_arg = None if input_shape is None else \
             check_shape_arg(input_shape, "input_shape", f"{cls} '{self.name}'")
         # engineer F: Keras's activity regularizer (every layer takes it)
-        from .. import regularizers
-        self.activity_regularizer = regularizers.get(activity_regularizer, f"{cls} '{self.name}'",
-                                                     "activity_regularizer")
+        self.activity_regularizer = activity_regularizer
         self._activity_losses = []    # the last forward's activity penalties (layer.losses)
 
     # ---- weights -----------------------------------------------------------------------
@@ -271,6 +269,19 @@ class Layer:
             values.append(finite_float32(arr, where, v.path))   # NaN, inf, beyond float32
         for v, value in zip(current, values):
             v._write(value)
+
+    @property
+    def activity_regularizer(self):
+        """The penalty on the layer's output (Keras: settable on every layer; a name, dict,
+        class or callable, resolved by pynn.regularizers.get).  Training follows a new
+        value from the next compile."""
+        return self._activity_regularizer
+
+    @activity_regularizer.setter
+    def activity_regularizer(self, value):
+        from .. import regularizers
+        self._activity_regularizer = regularizers.get(
+            value, f"{type(self).__name__} '{self.name}'", "activity_regularizer")
 
     @property
     def losses(self):
