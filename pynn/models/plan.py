@@ -21,6 +21,10 @@ count and test, which executors only follow.
                   decay applies), its reals the settings, schedule and options (clipping,
                   EMA), its buffers the weights, gradients, slots and the EMA (or -1).
              Train plans have all four; test plans 1-2 without gradients; predict plans 1.
+             Regularizers and constraints (engineer F, pynn/models/penalties.py): an
+             OP_PENALTY per activity-regularized output in 1 (and its gradient in 3), one
+             per regularized weight between 3 and 4 (test plans: after 2), their values in
+             extra loss slots weighted 1; an OP_CONSTRAINT per constrained weight after 4.
 
 Executors (pynn/models/executor.py): on `cpu`, csrc/plan.c runs the list for a step or a
 whole epoch per C call; on `numpy` and `cuda`, Python walks it through the backend's
