@@ -320,6 +320,23 @@ def test_layer_losses_follow_the_keras_docstring_example():
     assert frozen.losses == []                  # Keras: trainable weights only
 
 
+def test_model_call_refreshes_the_activity_penalties():
+    inner = pynn.Sequential([L.Input((3,)), L.Dense(2, activity_regularizer=R.L2(0.5))])
+    inputs = L.Input((4,))
+    h = L.Dense(3, kernel_initializer="ones", activity_regularizer=R.L1(0.1))(inputs)
+    model = pynn.Model(inputs, L.ActivityRegularization(l2=0.2)(inner(h)))
+    assert model.losses == []                    # no forward yet, no weight regularizer
+    x = np.ones((2, 4), np.float32)
+    y = model(x)
+    losses = model.losses
+    assert len(losses) == 3
+    assert_close(losses[0], 0.1 * 8 * 3 / 2)     # |h| = 4 everywhere, divided by the batch
+    assert_close(losses[2], 0.2 * np.sum(y.astype(np.float64) ** 2) / 2)
+    assert_close(losses[1], 0.5 / 0.2 * losses[2])
+    model(2 * x)                                  # a new call, new values
+    assert_close(model.losses[0], 2 * losses[0])
+
+
 # ---- saving ---------------------------------------------------------------------------------
 
 def test_configs_round_trip_and_files_keep_the_penalties(tmp_path):

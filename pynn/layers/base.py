@@ -375,7 +375,24 @@ class Layer:
             self._activity_losses = [
                 float(self.activity_regularizer(o)) / max(o.shape[0], 1) if o.ndim else
                 float(self.activity_regularizer(o)) for o in flatten_structure(out)]
+        elif hasattr(self, "nodes") and not isinstance(inputs, dict) and any(
+                layer.activity_regularizer is not None for layer in self._all_sublayers()):
+            self._record_activity_losses(inputs, bool(training))
         return out
+
+    def _record_activity_losses(self, inputs, training):
+        """model(x) with activity regularizers inside (engineer F): walk the graph once more
+        layer by layer on the arrays, so that each layer's losses hold this call's activity
+        penalties, as Keras's do after a call (random layers draw anew)."""
+        values = {id(t): a for t, a in zip(self.inputs, flatten_structure(inputs))}
+        for node in self.nodes:
+            if node.is_input:
+                continue
+            ins = [values[id(t)] for t in node.input_tensors]
+            mode = training if node.training is None else node.training
+            out = node.layer(ins[0] if node.layer._single_input else ins, training=mode)
+            for t, o in zip(node.output_tensors, flatten_structure(out)):
+                values[id(t)] = o
 
     def _input_shapes(self, flat):
         """The shape(s) this layer's build/compute_output_shape receive for these inputs."""
