@@ -184,6 +184,9 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_MASKED_MEAN_BACKWARD] = {3, 2, 0},
         [PYNN_OP_REPEAT_VECTOR] = {2, 2, 0},
         [PYNN_OP_REPEAT_VECTOR_BACKWARD] = {2, 2, 0},
+        /* regularizers and constraints (engineer F) */
+        [PYNN_OP_PENALTY] = {2, 3, 2},
+        [PYNN_OP_CONSTRAINT] = {1, 4, 3},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -820,6 +823,35 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         if (cx->dry) return PYNN_OK;
         return pynn_prelu_backward(F(&o[4]), F(&o[3]), F(&o[0]), F(&o[1]), F(&o[2]), rows,
                                    rank, g + 1, g + 1 + rank);
+    }
+    /* ---- regularizers and constraints (engineer F) ---- */
+    case PYNN_OP_PENALTY: {
+        /* bufs x, dx (may be absent); ints slot (a loss slot the value is added to, or -1),
+         * accumulate (dx += the gradient, else dx =), per_row (value and gradient divided by
+         * the step's rows: an activity penalty); reals l1, l2 */
+        const operand *x = &o[0], *dx = &o[1];
+        double value = 0.0;
+        EXPECT(f32(x) && f32_or_absent(dx) && holds(dx, x->n));
+        EXPECT(g[0] >= -1 && g[0] < cx->plan->n_losses && (g[1] == 0 || g[1] == 1) &&
+               (g[2] == 0 || g[2] == 1));
+        EXPECT(op->reals[0] >= 0.0 && op->reals[1] >= 0.0 && isfinite(op->reals[0]) &&
+               isfinite(op->reals[1]));
+        if (cx->dry) return PYNN_OK;
+        status = pynn_penalty(&value, F(dx), F(x), x->n, op->reals[0], op->reals[1],
+                              g[2] ? 1.0 / (double)rows : 1.0, (int)g[1]);
+        if (status != PYNN_OK) return status;
+        if (g[0] >= 0 && cx->losses != NULL) cx->losses[g[0]] += value;
+        return PYNN_OK;
+    }
+    case PYNN_OP_CONSTRAINT: {   /* bufs w; ints kind, outer, red, inner; reals a, b, rate */
+        const operand *w = &o[0];
+        EXPECT(f32(w) && g[0] >= 0 && g[0] < PYNN_CONSTRAINT_KINDS && g[1] >= 0 && g[2] >= 0 &&
+               g[3] >= 0 && holds(w, mul(mul(g[1], g[2]), g[3])));
+        EXPECT(op->reals[0] == op->reals[0] && op->reals[1] == op->reals[1] &&
+               op->reals[2] == op->reals[2]);
+        if (cx->dry) return PYNN_OK;
+        return pynn_constraint(F(w), g[1], g[2], g[3], (int)g[0], op->reals[0], op->reals[1],
+                               op->reals[2]);
     }
     default:
         return PYNN_EINVAL;

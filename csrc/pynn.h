@@ -178,7 +178,10 @@ extern "C" {
     X(OP_SOFTMAX_AXIS, 43, "softmax_axis")                                           \
     X(OP_SOFTMAX_AXIS_BACKWARD, 44, "softmax_axis_backward")                         \
     X(OP_PRELU, 45, "prelu")                                                         \
-    X(OP_PRELU_BACKWARD, 46, "prelu_backward")
+    X(OP_PRELU_BACKWARD, 46, "prelu_backward")                                       \
+    /* regularizers and constraints (engineer F; regularizers.c; ids 90..99) */      \
+    X(OP_PENALTY, 90, "penalty")                                                     \
+    X(OP_CONSTRAINT, 91, "constraint")
 
 #define PYNN_ID_ENUM_(sym, value, name) PYNN_##sym = value,
 #define PYNN_ID_COUNT_(sym, value, name) +1
@@ -742,6 +745,30 @@ int pynn_concat_backward(float *const *dxs, const float *dy, const int64_t *widt
                          int64_t outer);
 /* y = alpha * x over n floats; y may be x. */
 int pynn_scale(float *y, const float *x, int64_t n, float alpha);
+
+/* ---- regularizers and constraints (regularizers.c; engineer F) ---------------- */
+/* The L1/L2 penalty of x (n floats) and its gradient:
+ *   *value = scale * (l1 * sum |x| + l2 * sum x^2), summed in double in fixed chunks of x
+ *            combined in order (the same bits on any thread count);
+ *   dx (may be NULL) = scale * (l1 * sign(x) + 2 * l2 * x), added into dx when
+ *            `accumulate`, else written.  sign(0) is 0.
+ * l1, l2 >= 0 and finite; scale finite. */
+int pynn_penalty(double *value, float *dx, const float *x, int64_t n, double l1, double l2,
+                 double scale, int accumulate);
+/* Keras 3's weight constraints, in place on w viewed as (outer, red, inner): the norms are
+ * taken over the `red` axis of each (outer, inner) column, n = sqrt(sum w^2) (float32, as
+ * Keras's ops), eps = 1e-7 (Keras's backend.epsilon()):
+ *   PYNN_CONSTRAINT_MAX_NORM      w * (clip(n, 0, a) / (eps + n))
+ *   PYNN_CONSTRAINT_MIN_MAX_NORM  w * ((rate * clip(n, a, b) + (1 - rate) * n) / (eps + n))
+ *   PYNN_CONSTRAINT_NON_NEG       max(w, 0)
+ *   PYNN_CONSTRAINT_UNIT_NORM     w / (eps + n) */
+#define PYNN_CONSTRAINT_MAX_NORM 0
+#define PYNN_CONSTRAINT_MIN_MAX_NORM 1
+#define PYNN_CONSTRAINT_NON_NEG 2
+#define PYNN_CONSTRAINT_UNIT_NORM 3
+#define PYNN_CONSTRAINT_KINDS 4
+int pynn_constraint(float *w, int64_t outer, int64_t red, int64_t inner, int kind, double a,
+                    double b, double rate);
 
 /* ---- metrics ------------------------------------------------------------------ */
 /* sum (double) over the rows of pred (rows x cols) of the per-row value of metric

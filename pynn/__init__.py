@@ -37,6 +37,8 @@ from .models import Model, NotCompiledError, Sequential, load_model, model_from_
 from .variables import Variable
 from . import models, saving
 from . import distributed
+from . import constraints, regularizers  # engineer F
+from .regularizers import Regularizer  # noqa: F401  (keras.Regularizer)
 
 __version__ = "0.1.0"
 
@@ -55,4 +57,5 @@ def get_num_threads():
 __all__ = ["Model", "Sequential", "Input", "InputLayer", "KerasTensor", "Variable", "models",
            "model_from_json", "layers", "losses", "metrics", "optimizers", "initializers", "callbacks",
            "datasets", "utils", "ops", "activations", "set_backend", "get_backend", "cuda_available",
-           "set_num_threads", "get_num_threads", "NotCompiledError", "load_model", "saving"]
+           "set_num_threads", "get_num_threads", "NotCompiledError", "load_model", "saving",
+           "regularizers", "constraints", "Regularizer"]

@@ -358,3 +358,4 @@ include "_core_interrupt.pxi"
 include "_core_plan.pxi"
 include "_core_act_layers.pxi"   # activations (engineer A)
 include "_core_seq1d.pxi"   # engineer D (#16): sequence ops
+include "_core_regularizers.pxi"  # engineer F: regularizers and constraints

@@ -20,6 +20,8 @@ class Variable:
         self.path = path
         self.trainable = bool(trainable)
         self.shape = tuple(int(d) for d in value.shape)
+        self.regularizer = None       # Keras's variable.regularizer / constraint (add_weight)
+        self.constraint = None
 
     dtype = "float32"
 

@@ -192,6 +192,10 @@ LAYERS = {
         lambda xs, w: xs[0].mean(axis=1, keepdims=True)),
     "repeat_vector": Case(lambda: L.RepeatVector(3), [(4,)],
                           lambda xs, w: np.repeat(xs[0][:, None, :], 3, axis=1)),
+    # engineer F: the identity whose penalty joins the loss (no finite differences here: the
+    # harness's NumPy loss is the MSE alone; tests/test_regularizers.py checks the penalty)
+    "activity_regularization": Case(lambda: L.ActivityRegularization(l1=0.01, l2=0.02),
+                                    [(2, 3)], lambda xs, w: xs[0], train_forward=None),
 }
 
 
@@ -689,7 +693,7 @@ BAD_ARGUMENTS = [
      ["kernel_initializer", "'glorot'", "glorot_uniform"]),
     (lambda: L.Dense(3, bias_initializer=3.0), TypeError, ["bias_initializer", "3.0"]),
     (lambda: L.Dense(3, input_shape=(0,)), ValueError, ["input_shape", "(0,)"]),
-    (lambda: L.Dense(3, kernel_regularizer="l2"), ValueError, ["kernel_regularizer", "'l2'"]),
+    (lambda: L.Dense(3, kernel_regularizer="l3"), ValueError, ["kernel_regularizer", "'l3'"]),
     (lambda: L.Dense(3, name=""), ValueError, ["name", "''"]),
     (lambda: L.Dense(3, trainable="yes"), ValueError, ["trainable", "'yes'"]),
     (lambda: L.Dense(3, dtype="float64"), ValueError, ["dtype", "'float64'"]),

@@ -343,6 +343,21 @@ class Backend:
         (None: not wanted; may be dy) = dy (x > 0 ? 1 : alpha)."""
         raise NotImplementedError
 
+    # ---- regularizers and constraints (engineer F) ----------------------------------
+    def penalty(self, x, dx, l1, l2, scale=1.0, accumulate=True):
+        """The L1/L2 penalty scale * (l1 sum|x| + l2 sum x^2) of x (any shape), a Python
+        float summed in a fixed order (csrc/pynn.h pynn_penalty); when dx (x's shape) is
+        given, the gradient scale * (l1 sign(x) + 2 l2 x) is added into it (accumulate) or
+        written to it."""
+        raise NotImplementedError
+
+    def constraint(self, w, outer, red, inner, kind, a=0.0, b=0.0, rate=1.0):
+        """Keras 3's weight constraint `kind` ("max_norm", "min_max_norm", "non_neg",
+        "unit_norm") in place on w viewed as (outer, red, inner), the norms over `red`:
+        a = max_value (max_norm) or min_value (min_max_norm), b = max_value (min_max_norm),
+        rate (min_max_norm); epsilon 1e-7 (pynn_constraint)."""
+        raise NotImplementedError
+
     # ---- metrics ---------------------------------------------------------------------
     def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
         """The sum over the rows of pred (rows, cols) of metric `kind`'s per-row value

@@ -211,6 +211,13 @@ class CpuBackend(HostBackend):
                              None if dalpha is None else dalpha.reshape(-1),
                              x.reshape(-1), alpha.reshape(-1), dy.reshape(-1), dims, shared)
 
+    # regularizers and constraints (engineer F)
+    def penalty(self, x, dx, l1, l2, scale=1.0, accumulate=True):
+        return _core.penalty(x, dx, l1, l2, scale, accumulate)
+
+    def constraint(self, w, outer, red, inner, kind, a=0.0, b=0.0, rate=1.0):
+        _core.constraint(w, outer, red, inner, kind, a, b, rate)
+
     def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
         return _core.metric_sum(pred, target, _id(ids.METRICS, kind, "metric_sum"), k, threshold,
                                 weights, per_weight)

@@ -234,6 +234,19 @@ class NumpyBackend(HostBackend):
         if dx is not None:
             dx[...] = gx
 
+    # regularizers and constraints (engineer F)
+    def penalty(self, x, dx, l1, l2, scale=1.0, accumulate=True):
+        value, grad = ref.penalty(x, l1, l2, scale)
+        if dx is not None:
+            if accumulate:
+                dx += grad
+            else:
+                dx[...] = grad
+        return value
+
+    def constraint(self, w, outer, red, inner, kind, a=0.0, b=0.0, rate=1.0):
+        w[...] = ref.constraint(w, outer, red, inner, kind, a, b, rate).reshape(w.shape)
+
     def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
         return ref.metric_sum(kind, pred, target, k, threshold, weights, per_weight)
 

@@ -1541,3 +1541,36 @@ def repeat_vector_backward(dy):
     for t in range(1, dy.shape[1]):
         dx += dy[:, t, :]
     return dx
+
+
+# ---- regularizers and constraints (engineer F) ------------------------------------------------
+
+def penalty(x, l1, l2, scale=1.0):
+    """(scale * (l1 sum|x| + l2 sum x^2) in float64, its gradient scale * (l1 sign(x) +
+    2 l2 x) in float32): Keras 3's L1, L2 and L1L2 (keras/src/regularizers)."""
+    x = np.asarray(x, dtype=np.float32)
+    x64 = x.astype(np.float64)
+    value = scale * (l1 * np.abs(x64).sum() + l2 * (x64 * x64).sum())
+    grad = np.float32(scale * l1) * np.sign(x) + np.float32(2.0 * scale * l2) * x
+    return float(value), grad.astype(np.float32)
+
+
+def constraint(w, outer, red, inner, kind, a=0.0, b=0.0, rate=1.0):
+    """Keras 3's weight constraints (keras/src/constraints) on w viewed as (outer, red,
+    inner), the norms over `red`, epsilon 1e-7: a new float32 array of w's shape."""
+    w = np.asarray(w, dtype=np.float32)
+    v = w.reshape(outer, red, inner)
+    if kind == "non_neg":
+        return np.maximum(v, np.float32(0)).reshape(w.shape)
+    eps = np.float32(1e-7)
+    norms = np.sqrt(np.sum(v.astype(np.float64) ** 2, axis=1, keepdims=True)).astype(np.float32)
+    if kind == "unit_norm":
+        return (v / (eps + norms)).reshape(w.shape)
+    if kind == "max_norm":
+        desired = np.clip(norms, np.float32(0), np.float32(a))
+    elif kind == "min_max_norm":
+        desired = np.float32(rate) * np.clip(norms, np.float32(a), np.float32(b)) + \
+            (np.float32(1) - np.float32(rate)) * norms
+    else:
+        raise ValueError(f"constraint: unknown kind {kind!r}")
+    return (v * (desired / (eps + norms))).astype(np.float32).reshape(w.shape)

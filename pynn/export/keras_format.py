@@ -122,6 +122,9 @@ _DEFAULTS = {"kernel_regularizer": None, "bias_regularizer": None,
              "sparse": False, "ragged": False, "optional": False, "renorm": False,
              "renorm_clipping": None, "autocast": True}
 _IGNORED = {"renorm_momentum"}          # meaningful only with renorm=True
+# engineer F: regularizers and constraints pynn now takes (the layer's constructor checks them)
+_WEIGHT_OPTIONS = {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                   "kernel_constraint", "bias_constraint"}
 
 
 def _h5py():
@@ -379,6 +382,8 @@ def _from_keras(value, where, classes):
         config.pop("dtype", None)
         for key, default in _DEFAULTS.items():
             if key in config:
+                if config[key] != default and key in _WEIGHT_OPTIONS:   # engineer F
+                    continue
                 if config[key] != default:
                     raise ModelFileError(f"{where}: layer {shown(name)} ({cls}) sets {key}="
                                          f"{shown(config[key])}, which pynn does not support")

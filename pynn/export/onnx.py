@@ -465,6 +465,7 @@ def _handlers():
         L.GlobalMaxPooling2D: _global_pooling("ReduceMax"),
         L.GlobalAveragePooling1D: _global_pooling("ReduceMean"),
         L.RepeatVector: _repeat_vector,
+        L.ActivityRegularization: _identity,   # engineer F: a training-only penalty
     }
 
 

@@ -17,6 +17,7 @@ from .reshaping import Flatten, Reshape
 # engineer D (#16): 1-D convolution and pooling, global max pooling, RepeatVector
 from .sequence import (AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D,
                        GlobalMaxPooling2D, MaxPooling1D, RepeatVector)
+from .activity_regularization import ActivityRegularization  # engineer F
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "ReLU", "Softmax", "Conv2D",
            "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape",
@@ -28,3 +29,4 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "
            "ELU", "PReLU"]   # activations (engineer A)
 __all__ += ["Conv1D", "MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D",   # engineer D
             "GlobalMaxPooling2D", "GlobalAveragePooling1D", "RepeatVector"]
+__all__ += ["ActivityRegularization"]  # engineer F

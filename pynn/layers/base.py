@@ -15,6 +15,21 @@ training, logits)` adds the layer's forward ops to a plan being built (b, a
 pynn.models.plan.PlanBuilder) and tells it how to differentiate them; the plan, not the
 layer, owns every buffer, so a layer holds no state between calls besides its weights.
 Each op is one kernel that every backend implements (pynn/backend/base.py).
+
+Regularizers and constraints (Keras's; pynn/regularizers.py, pynn/constraints.py).  A layer
+gives a weight a penalty or a constraint by passing them to add_weight:
+  self.embeddings = self.add_weight(shape=..., initializer=...,
+                                    regularizer=self.embeddings_regularizer,
+                                    constraint=self.embeddings_constraint, name="embeddings")
+(a name, dict, class or instance; resolved with regularizers.get / constraints.get, checked
+against the weight's shape) and keeps them for its get_config (regularizers.serialize /
+constraints.serialize).  Nothing else is needed: the plan adds each trainable weight's
+penalty to the loss and its gradient to the weight's gradient (an OP_PENALTY after the
+backward), and applies its constraint after each optimizer update (an OP_CONSTRAINT after
+OP_OPTIMIZER).  `activity_regularizer=` is a Layer argument (every layer takes it, as in
+Keras): the plan adds its penalty on the layer's output, divided by the batch size.
+`layer.losses` lists the current penalties.  KernelBiasLayer does all this for
+kernel_/bias_regularizer and kernel_/bias_constraint (_kernel_bias_options).
 """
 import contextlib
 import math
@@ -117,7 +132,7 @@ class Layer:
     """Base class of every layer (and of Model, which is a layer)."""
 
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None,
-                 **kwargs):
+                 activity_regularizer=None, **kwargs):
         cls = type(self).__name__
         if kwargs:
             raise TypeError(f"{cls}: unrecognized keyword arguments {sorted(kwargs)}")
@@ -137,6 +152,9 @@ class Layer:
         # Keras 2 style `input_shape=` on a Sequential's first layer
         self._input_shape_arg = None if input_shape is None else \
             check_shape_arg(input_shape, "input_shape", f"{cls} '{self.name}'")
+        # engineer F: Keras's activity regularizer (every layer takes it)
+        self.activity_regularizer = activity_regularizer
+        self._activity_losses = []    # the last forward's activity penalties (layer.losses)
 
     # ---- weights -----------------------------------------------------------------------
     def add_weight(self, shape=None, initializer="glorot_uniform", dtype=None, trainable=True,
@@ -145,9 +163,9 @@ class Layer:
         or a name; drawn from pynn's seeded generator); returns the Variable."""
         from .. import initializers
         where = f"{type(self).__name__} '{self.name}'.add_weight"
-        for key in ("regularizer", "constraint"):
-            if kwargs.pop(key, None) is not None:
-                raise ValueError(f"{where}: `{key}` is not supported yet")
+        from .. import constraints, regularizers          # engineer F
+        regularizer = regularizers.get(kwargs.pop("regularizer", None), where, "regularizer")
+        constraint = constraints.get(kwargs.pop("constraint", None), where, "constraint")
         kwargs.pop("autocast", None)
         kwargs.pop("aggregation", None)
         if kwargs:
@@ -158,6 +176,9 @@ class Layer:
                              f"{shape_text(tuple(shape))}: an input axis it depends on is free "
                              "(None); give that axis of the model's Input a size")
         shape = () if shape is None else tuple(int(d) for d in shape)
+        if isinstance(constraint, constraints.Constraint) and type(constraint) is not \
+                constraints.Constraint:
+            constraints.plan_spec(constraint, shape, where)     # its axes fit the shape
         init = initializers.get(initializer, where, "initializer")
         name = name or f"variable_{len(self._weights)}"
         _claim_file_weight(self, f"{self.name}/{name}", shape)
@@ -168,6 +189,7 @@ class Layer:
         check_fits(12 * size, where, f"weight '{name}' of shape {shape}")
         value = np.ascontiguousarray(init(shape), dtype=np.float32).reshape(shape)   # () stays 0-d
         variable = Variable(value, name, f"{self.name}/{name}", trainable=trainable)
+        variable.regularizer, variable.constraint = regularizer, constraint
         self._weights.append(variable)
         return variable
 
@@ -255,6 +277,39 @@ class Layer:
         for v, value in zip(current, values):
             v._write(value)
 
+    @property
+    def activity_regularizer(self):
+        """The penalty on the layer's output (Keras: settable on every layer; a name, dict,
+        class or callable, resolved by pynn.regularizers.get).  Training follows a new
+        value from the next compile."""
+        return self._activity_regularizer
+
+    @activity_regularizer.setter
+    def activity_regularizer(self, value):
+        from .. import regularizers
+        self._activity_regularizer = regularizers.get(
+            value, f"{type(self).__name__} '{self.name}'", "activity_regularizer")
+
+    @property
+    def losses(self):
+        """Keras's layer.losses: the activity penalties of the last forward (an eager call,
+        or the last step of fit / evaluate), this layer's then its sublayers', then the
+        current penalties of the trainable weights that have a regularizer; float32
+        scalars."""
+        out = []
+        for layer in [self] + self._all_sublayers():
+            out += [np.float32(v) for v in layer._activity_losses]
+        for v in self.trainable_weights:
+            if v.regularizer is not None:
+                out.append(np.float32(v.regularizer(v.numpy())))
+        return out
+
+    def _all_sublayers(self):
+        out = []
+        for layer in self._sublayers():
+            out += [layer] + layer._all_sublayers()
+        return out
+
     def count_params(self):
         """The number of weight values."""
         if not self.built and not self._weights:
@@ -322,7 +377,29 @@ class Layer:
                                  "(from pynn.Input) and arrays; pass only one kind")
             return self._symbolic_call(inputs, flat, None if training is None else bool(training))
         from ..models.eager import eager_call
-        return eager_call(self, inputs, training=bool(training))
+        out = eager_call(self, inputs, training=bool(training))
+        if self.activity_regularizer is not None and not self._sublayers():   # engineer F
+            self._activity_losses = [
+                float(self.activity_regularizer(o)) / max(o.shape[0], 1) if o.ndim else
+                float(self.activity_regularizer(o)) for o in flatten_structure(out)]
+        elif hasattr(self, "nodes") and not isinstance(inputs, dict) and any(
+                layer.activity_regularizer is not None for layer in self._all_sublayers()):
+            self._record_activity_losses(inputs, bool(training))
+        return out
+
+    def _record_activity_losses(self, inputs, training):
+        """model(x) with activity regularizers inside (engineer F): walk the graph once more
+        layer by layer on the arrays, so that each layer's losses hold this call's activity
+        penalties, as Keras's do after a call (random layers draw anew)."""
+        values = {id(t): a for t, a in zip(self.inputs, flatten_structure(inputs))}
+        for node in self.nodes:
+            if node.is_input:
+                continue
+            ins = [values[id(t)] for t in node.input_tensors]
+            mode = training if node.training is None else node.training
+            out = node.layer(ins[0] if node.layer._single_input else ins, training=mode)
+            for t, o in zip(node.output_tensors, flatten_structure(out)):
+                values[id(t)] = o
 
     def _input_shapes(self, flat):
         """The shape(s) this layer's build/compute_output_shape receive for these inputs."""
@@ -397,7 +474,11 @@ class Layer:
     def get_config(self):
         """The constructor arguments, JSON-ready; `type(layer).from_config(config)` makes an
         equivalent layer (new weights)."""
-        return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+        config = {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+        if self.activity_regularizer is not None:                  # engineer F
+            from .. import regularizers
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -423,11 +504,33 @@ class KernelBiasLayer(Layer):
     def output_activation(self):
         return self.activation
 
+    def _kernel_bias_options(self, where, kernel_regularizer=None, bias_regularizer=None,
+                             kernel_constraint=None, bias_constraint=None):
+        """Keep the kernel's and the bias's regularizers and constraints (engineer F)."""
+        from .. import constraints, regularizers
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, where,
+                                                   "kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, where, "bias_regularizer")
+        self.kernel_constraint = constraints.get(kernel_constraint, where, "kernel_constraint")
+        self.bias_constraint = constraints.get(bias_constraint, where, "bias_constraint")
+
+    def _kernel_bias_config(self):
+        from .. import constraints, regularizers
+        return {"kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint)}
+
     def _create_kernel_bias(self, kernel_shape, units):
         self._kernel = self.add_weight(shape=kernel_shape, initializer=self.kernel_initializer,
-                                       name="kernel")
+                                       name="kernel",
+                                       regularizer=getattr(self, "kernel_regularizer", None),
+                                       constraint=getattr(self, "kernel_constraint", None))
         self._bias = self.add_weight(shape=(units,), initializer=self.bias_initializer,
-                                     name="bias") if self.use_bias else None
+                                     name="bias",
+                                     regularizer=getattr(self, "bias_regularizer", None),
+                                     constraint=getattr(self, "bias_constraint", None)) \
+            if self.use_bias else None
 
 
 def as_list(value):

@@ -77,13 +77,10 @@ class Conv2D(KernelBiasLayer):
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
         filters = check_int(filters, "filters", "Conv2D")
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         where = f"Conv2D '{self.name}'"
-        from .core import _refuse_unsupported
-        _refuse_unsupported(where, kernel_regularizer=kernel_regularizer,
-                            bias_regularizer=bias_regularizer,
-                            activity_regularizer=activity_regularizer,
-                            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        self._kernel_bias_options(where, kernel_regularizer, bias_regularizer,
+                                  kernel_constraint, bias_constraint)   # engineer F
         self.filters = filters
         self.kernel_size = positive_int_pair(kernel_size, "kernel_size", where)
         self.strides = positive_int_pair(strides, "strides", where)
@@ -156,7 +153,8 @@ class Conv2D(KernelBiasLayer):
                 "dilation_rate": [1, 1], "groups": 1, "activation": self.activation,
                 "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                **self._kernel_bias_config()}
 
 
 def window_ints(input_shape, window, strides, pads, out_hw):

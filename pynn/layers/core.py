@@ -14,12 +14,10 @@ class Dense(KernelBiasLayer):
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
                  **kwargs):
         units = check_int(units, "units", "Dense")
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         where = f"Dense '{self.name}'"
-        _refuse_unsupported(where, kernel_regularizer=kernel_regularizer,
-                            bias_regularizer=bias_regularizer,
-                            activity_regularizer=activity_regularizer,
-                            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        self._kernel_bias_options(where, kernel_regularizer, bias_regularizer,
+                                  kernel_constraint, bias_constraint)   # engineer F
         self.units = units
         self.activation, self.alpha = activations.get(activation, where)
         self.use_bias = check_bool(use_bias, "use_bias", where)
@@ -66,7 +64,8 @@ class Dense(KernelBiasLayer):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                **self._kernel_bias_config()}
 
 
 class Activation(Layer):

@@ -595,6 +595,27 @@ def _repeat_vector_backward(ex, op, v, step, losses, metrics, reals):
     ex.backend.repeat_vector_backward(_seq(v, dy, times, f), _rows2(v[dx], f))
 
 
+# ---- regularizers and constraints (engineer F) ----
+_CONSTRAINT = {v: k for k, v in _core.CONSTRAINT_KINDS.items()}
+
+
+def _penalty(ex, op, v, step, losses, metrics, reals):
+    x, dx = op.bufs
+    slot, accumulate, per_row = op.ints
+    a = v[x]
+    scale = 1.0 / a.shape[0] if per_row else 1.0
+    value = ex.backend.penalty(a, _opt(v, dx), reals[0], reals[1], scale, bool(accumulate))
+    if slot >= 0:
+        losses[slot] += value
+
+
+def _constraint(ex, op, v, step, losses, metrics, reals):
+    (w,) = op.bufs
+    kind, outer, red, inner = op.ints
+    ex.backend.constraint(v[w], outer, red, inner, _CONSTRAINT[kind], reals[0], reals[1],
+                          reals[2])
+
+
 _maxpool, _maxpool_backward = _pool("maxpool2d")
 _avgpool, _avgpool_backward = _pool("avgpool2d")
 _OPS = {
@@ -624,5 +645,6 @@ _OPS = {
     "global_maxpool": _global_maxpool, "global_maxpool_backward": _global_maxpool_backward,
     "masked_mean": _masked_mean, "masked_mean_backward": _masked_mean_backward,
     "repeat_vector": _repeat_vector, "repeat_vector_backward": _repeat_vector_backward,
+    "penalty": _penalty, "constraint": _constraint,   # engineer F
 }
 assert set(_OPS) == set(ids.OPS), "every op kind of csrc/pynn.h has a Python implementation"

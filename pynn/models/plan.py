@@ -21,6 +21,10 @@ count and test, which executors only follow.
                   decay applies), its reals the settings, schedule and options (clipping,
                   EMA), its buffers the weights, gradients, slots and the EMA (or -1).
              Train plans have all four; test plans 1-2 without gradients; predict plans 1.
+             Regularizers and constraints (engineer F, pynn/models/penalties.py): an
+             OP_PENALTY per activity-regularized output in 1 (and its gradient in 3), one
+             per regularized weight between 3 and 4 (test plans: after 2), their values in
+             extra loss slots weighted 1; an OP_CONSTRAINT per constrained weight after 4.
 
 Executors (pynn/models/executor.py): on `cpu`, csrc/plan.c runs the list for a step or a
 whole epoch per C call; on `numpy` and `cuda`, Python walks it through the backend's
@@ -159,6 +163,8 @@ class Plan:
         self.reduction = "mean"          # the losses' reductions: "mean", "sum" or "mixed"
                                          # (how distributed training weighs a rank's gradient)
         self.layers = []                 # the (flattened) layer calls, for printing
+        self.activity_slots = []         # (layer, loss slot) of each activity penalty
+                                         # (pynn/models/penalties.py; engineer F)
 
     @property
     def n_losses(self):
@@ -409,7 +415,8 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
                     sum(1 for o in outputs if o is out) > 1:
                 continue
             for c, (layer, _, outs, _) in enumerate(calls):
-                if any(o is out for o in outs) and spec.loss.fuses_with(layer.output_activation):
+                if any(o is out for o in outs) and spec.loss.fuses_with(layer.output_activation) \
+                        and getattr(layer, "activity_regularizer", None) is None:  # engineer F
                     logits_calls.add(c)
 
     for c, (layer, ins, outs, call_training) in enumerate(calls):
@@ -417,6 +424,9 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
         training = mode_training if call_training is None else call_training
         result = layer.plan_forward(b, ins, training, logits=c in logits_calls)
         result = result if isinstance(result, (list, tuple)) else [result]
+        if kind in ("train", "test") and getattr(layer, "activity_regularizer", None) is not None:
+            from . import penalties                     # engineer F: activity penalties
+            result = [penalties.activity(b, layer, t) for t in result]
         for placeholder, value in zip(outs, result):
             placeholder.value = value
         b.call_counts[id(layer)] = b.call_counts.get(id(layer), 0) + 1
@@ -497,8 +507,10 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
         plan.target_outputs.append(plan.target_outputs[i])
         plan.target_ignore.append(None)
 
+    from . import penalties                             # engineer F: weight penalties
     if kind == "train":
         b.emit_backward()
+        penalties.emit_weight_penalties(b, plan)
         if optimizer_spec is not None and trainable:
             opt_kind, hyper, slot_names, ema_name, segments = optimizer_spec
             flat = b.buffer((0,), batched=False, role="weights (flat)", source="trainable")
@@ -508,6 +520,10 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
             plan.optimizer_op = b.op("optimizer", [flat, flat_grads] + slots,
                                      [ids.OPTIMIZERS[opt_kind], len(segments) // 3] +
                                      list(segments), hyper, label=opt_kind)
+            penalties.emit_constraints(b, plan)         # engineer F
+    else:
+        penalties.emit_weight_penalties(b, plan)        # engineer F: test plans
+    penalties.assign_slots(plan)
     return plan
 
 

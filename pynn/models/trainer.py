@@ -48,6 +48,9 @@ class _Accumulator:
         for j in range(self.plan.n_metrics):
             self.metric_sums[j] = _sequential_sum(self.metric_sums[j], step_metrics[:, j])
         self.seen += int(step_rows.sum())
+        if len(step_rows):                  # engineer F: layer.losses after a step
+            for layer, slot in self.plan.activity_slots:
+                layer._activity_losses = [float(step_losses[-1, slot])]
 
     def state(self):
         """The running sums, as JSON can hold them (a mid-epoch backup)."""
@@ -81,7 +84,9 @@ class _Accumulator:
             values[metric.key] = metric.value([metric_sums[i] for i in ops], seen, positions)
         if self.plan.n_losses > 1:
             for key, total in zip(self.plan.loss_names, loss_sums):
-                values[key] = total / max(seen, 1)
+                # setdefault: a single output's loss slot, also named "loss", beside the
+                # penalties' slots (engineer F) must not replace the total
+                values.setdefault(key, total / max(seen, 1))
         return {k: values[k] for k in self.keys if k in values}
 
 

@@ -40,6 +40,7 @@ from . import (convolution, elementwise, gemm, image, losses, merge, metrics,
                normalization, optimizers, pixel, pooling, random, runtime)
 from . import activations   # activations (engineer A)
 from . import seq1d   # engineer D (#16): sequence ops
+from . import regularizers  # engineer F: regularizers and constraints
 from .runtime import SIMULATOR, cuda
 
 
@@ -201,6 +202,9 @@ class CudaBackend(Backend):
     softmax_axis_backward = staticmethod(activations.softmax_axis_backward)
     prelu_forward = staticmethod(activations.prelu_forward)
     prelu_backward = staticmethod(activations.prelu_backward)
+    # regularizers and constraints (engineer F)
+    penalty = staticmethod(regularizers.penalty)
+    constraint = staticmethod(regularizers.constraint)
 
     def metric_sum(self, kind, pred, target, k=5, threshold=0.5, weights=None, per_weight=1):
         return metrics.metric_sum(kind, pred, target, self.workspace, k, threshold, weights,
