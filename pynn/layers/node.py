@@ -43,6 +43,7 @@ class KerasTensor:
         self.dtype = dtype
         self.name = name or f"keras_tensor_{next(_tensor_ids)}"
         self._keras_history = None
+        self._keras_mask = None      # its (batch, T) boolean mask, a KerasTensor (masks: G)
 
     @property
     def ndim(self):
@@ -72,6 +73,7 @@ class Node:
         self.input_tensors = list(input_tensors)
         self.output_tensors = list(output_tensors)
         self.training = training
+        self.mask_tensor = None      # the explicit mask= of the call (masks: engineer G)
         layer._inbound_nodes.append(self)
         index = len(layer._inbound_nodes) - 1
         for i, t in enumerate(self.output_tensors):

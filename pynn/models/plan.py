@@ -123,12 +123,20 @@ class Op:
 
 class Tensor:
     """A value flowing through the plan while it is built: its buffer, its shape (batch
-    axis first, None) and whether a gradient must reach it."""
+    axis first, None) and whether a gradient must reach it.
 
-    __slots__ = ("buf", "shape", "requires_grad")
+    `mask` (engineer G, masks): None, or a plan Tensor of shape (batch, T) holding float32
+    1.0 (a valid step) or 0.0 (a masked step) for a (batch, T, ...) sequence.  A layer
+    reads its input's as `getattr(x, "mask", None)`; a mask-making layer (Embedding with
+    mask_zero=True, Masking) sets its output's in plan_forward; compile_plan passes it on
+    through layers whose `supports_masking` is True (Layer.plan_mask) and drops it
+    elsewhere, as Keras 3 does.  Masks take no gradient."""
 
-    def __init__(self, buf, shape, requires_grad=False):
+    __slots__ = ("buf", "shape", "requires_grad", "mask")
+
+    def __init__(self, buf, shape, requires_grad=False, mask=None):
         self.buf, self.shape, self.requires_grad = buf, tuple(shape), requires_grad
+        self.mask = mask
 
     def __repr__(self):
         return f"<plan tensor #{self.buf} {self.shape}>"
@@ -335,25 +343,54 @@ class PlanBuilder:
 
 # ---- compiling a model -------------------------------------------------------------------
 
-def _flatten_calls(model, input_tensors, training, calls):
+def _flatten_calls(model, input_tensors, training, calls, call_masks=None):
     """Map `model`'s graph onto plan tensors: `input_tensors` are the plan tensors of its
     inputs; returns those of its outputs.  Nested models are inlined; `training` is the
     call's mode (None: the plan's).  Appends (layer, node, in, out-placeholders, training)
-    to `calls`."""
+    to `calls`; `call_masks` (a dict) receives, per index in `calls`, the explicit mask a
+    call was given (`layer(x, mask=m)`): a value of the plan or _MaskOf one."""
     values = {id(k): v for k, v in zip(model.inputs, input_tensors)}
+    call_masks = {} if call_masks is None else call_masks
     for node in model.nodes:
         if node.is_input:
             continue
         node_training = training if node.training is None else node.training
         ins = [values[id(t)] for t in node.input_tensors]
         if hasattr(node.layer, "nodes"):                   # a nested model: inline it
-            outs = _flatten_calls(node.layer, ins, node_training, calls)
+            outs = _flatten_calls(node.layer, ins, node_training, calls, call_masks)
         else:
             outs = [_Pending(t.shape) for t in node.output_tensors]
             calls.append((node.layer, ins, outs, node_training))
+            explicit = getattr(node, "mask_tensor", None)      # masks: engineer G
+            if explicit is not None:
+                if id(explicit) not in values:
+                    raise ValueError(
+                        f"Layer '{node.layer.name}' was called with mask={explicit!r}, which "
+                        "this model does not compute: pass a model input, a layer output of "
+                        "the model, or the `_keras_mask` of one")
+                call_masks[len(calls) - 1] = values[id(explicit)]
         for t, v in zip(node.output_tensors, outs):
             values[id(t)] = v
+            derived = getattr(t, "_keras_mask", None)         # its mask, as a tensor
+            if derived is not None:
+                values.setdefault(id(derived), _MaskOf(v))
     return [values[id(t)] for t in model.outputs]
+
+
+class _MaskOf:
+    """The mask of a plan value (the `_keras_mask` of a KerasTensor), found once planned."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _mask_value(v):
+    """The plan Tensor an explicit mask argument names (None: the value carries no mask)."""
+    if isinstance(v, _MaskOf):
+        return _resolve(v.value).mask
+    return _resolve(v)
 
 
 class _Pending:
@@ -390,8 +427,8 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
         plan.input_bufs.append(buf)
         inputs.append(Tensor(buf, t.shape))
 
-    calls = []
-    outputs = _flatten_calls(model, inputs, None, calls)
+    calls, call_masks = [], {}
+    outputs = _flatten_calls(model, inputs, None, calls, call_masks)
 
     # which layer calls may leave their softmax/sigmoid to the loss (see the docstring)
     logits_calls = set()
@@ -412,8 +449,20 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
     for c, (layer, ins, outs, call_training) in enumerate(calls):
         ins = [_resolve(v) for v in ins]
         training = mode_training if call_training is None else call_training
-        result = layer.plan_forward(b, ins, training, logits=c in logits_calls)
-        result = result if isinstance(result, (list, tuple)) else [result]
+        # masks (engineer G): an explicit mask replaces the first input's for this call
+        saved = None
+        if c in call_masks and ins:
+            saved = ins[0].mask
+            ins[0].mask = _mask_value(call_masks[c])
+        try:
+            result = layer.plan_forward(b, ins, training, logits=c in logits_calls)
+            result = result if isinstance(result, (list, tuple)) else [result]
+            for r in result:
+                if getattr(r, "mask", None) is None and not any(r is t for t in ins):
+                    r.mask = layer.plan_mask(b, ins)
+        finally:
+            if c in call_masks and ins:
+                ins[0].mask = saved
         for placeholder, value in zip(outs, result):
             placeholder.value = value
         b.call_counts[id(layer)] = b.call_counts.get(id(layer), 0) + 1
