@@ -310,6 +310,9 @@ cdef int _check(int status, str where) except -1:
         raise KernelInputError(f"{where}: a class label is negative or not below the number of classes")
     if status == PYNN_ENONFINITE:
         raise KernelInputError(f"{where}: the data holds NaN or infinite values")
+    if status == -7:            # PYNN_EINDEX (engineer G, _core_embedding.pxi)
+        raise KernelInputError(f"{where}: an Embedding input id is not an integer in "
+                               "[0, input_dim)")
     if status == PYNN_ENOTSUP:
         raise RuntimeError(f"{where}: this CPU or build does not support the requested kernel")
     raise RuntimeError(f"{where}: C kernel failed with status {status}")
@@ -355,3 +358,4 @@ include "_core_image.pxi"
 include "_core_pixel.pxi"
 include "_core_interrupt.pxi"
 include "_core_plan.pxi"
+include "_core_embedding.pxi"   # engineer G

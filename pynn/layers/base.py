@@ -153,14 +153,17 @@ class Layer:
         shape = () if shape is None else tuple(int(d) for d in shape)
         init = initializers.get(initializer, where, "initializer")
         name = name or f"variable_{len(self._weights)}"
-        _claim_file_weight(self, f"{self.name}/{name}", shape)
+        # a wrapped layer's weights live under its wrapper ("time_distributed/dense/kernel",
+        # as Keras 3; engineer G)
+        path = self.__dict__.get("_path_prefix", "") + f"{self.name}/{name}"
+        _claim_file_weight(self, path, shape)
         size = 1
         for d in shape:
             size *= d
         # drawn in float64, then kept in float32: refused before a MemoryError
         check_fits(12 * size, where, f"weight '{name}' of shape {shape}")
         value = np.ascontiguousarray(init(shape), dtype=np.float32).reshape(shape)   # () stays 0-d
-        variable = Variable(value, name, f"{self.name}/{name}", trainable=trainable)
+        variable = Variable(value, name, path, trainable=trainable)
         self._weights.append(variable)
         return variable
 

@@ -60,12 +60,16 @@ _OP_NAMES = {v: k for k, v in ids.OPS.items()}
 class Buffer:
     """One entry of a plan's buffer table (see the module docstring)."""
 
-    __slots__ = ("index", "shape", "batched", "dtype", "base", "role", "source", "sizer")
+    __slots__ = ("index", "shape", "batched", "dtype", "base", "role", "source", "sizer",
+                 "mult")
 
-    def __init__(self, index, shape, batched, dtype, base, role, source, sizer=None):
+    def __init__(self, index, shape, batched, dtype, base, role, source, sizer=None, mult=1):
         self.index, self.shape, self.batched, self.dtype = index, tuple(shape), batched, dtype
         self.base, self.role, self.source = base, role, source
         self.sizer = sizer       # fixed buffers sized by the batch capacity: capacity -> elements
+        # the row multiplier (TimeDistributed; engineer G): a batched buffer of `mult` rows
+        # of `shape` per batch row, which the executors see as (rows * mult, *shape)
+        self.mult = int(mult)
 
     def elements(self, capacity):
         """Elements to allocate for batches of up to `capacity` rows."""
@@ -75,8 +79,8 @@ class Buffer:
 
     @property
     def row_size(self):
-        """Elements per batch row (batched buffers), else 0."""
-        return int(np.prod(self.shape, dtype=np.int64)) if self.batched else 0
+        """Elements per batch row (batched buffers; times the row multiplier), else 0."""
+        return self.mult * int(np.prod(self.shape, dtype=np.int64)) if self.batched else 0
 
     @property
     def size(self):
@@ -86,7 +90,7 @@ class Buffer:
     def __repr__(self):
         src = getattr(self.source, "path", self.source)
         where = f" = {src}" if src is not None else ""
-        shape = ("(rows, " + ", ".join(map(str, self.shape)) + ")") if self.batched else str(self.shape)
+        shape = (f"(rows{'' if self.mult == 1 else f' * {self.mult}'}, " + ", ".join(map(str, self.shape)) + ")") if self.batched else str(self.shape)
         share = f" shares #{self.base}" if self.base is not None else ""
         return f"#{self.index} {self.role} {self.dtype} {shape}{share}{where}"
 
@@ -214,11 +218,19 @@ class PlanBuilder:
         self._grad_views = {}                 # id(variable) -> its gradient view, once written
         self._deferred_sums = []              # (view, scratch) to add after a rule's ops
         self.call_counts = {}                 # id(layer) -> calls planned so far
+        self.row_mult = 1                     # TimeDistributed's T while its layer plans
+        self._after_update = []               # ops to add after OP_OPTIMIZER (engineer G)
 
     # ---- buffers -----------------------------------------------------------------------
     def buffer(self, shape, batched=True, dtype="float32", role="activation", base=None,
-               source=None, sizer=None):
-        buf = Buffer(len(self.plan.buffers), shape, batched, dtype, base, role, source, sizer)
+               source=None, sizer=None, mult=None):
+        # a layer planned inside a TimeDistributed makes its batched buffers with the
+        # wrapper's row multiplier (self.row_mult; engineer G)
+        mult = (self.row_mult if batched else 1) if mult is None else mult
+        if sizer is not None and not batched and self.row_mult != 1:     # sized for rows * T
+            sizer = (lambda f, t: lambda capacity: f(capacity * t))(sizer, self.row_mult)
+        buf = Buffer(len(self.plan.buffers), shape, batched, dtype, base, role, source, sizer,
+                     mult)
         self.plan.buffers.append(buf)
         return buf.index
 
@@ -237,9 +249,16 @@ class PlanBuilder:
         self.differentiate([t], [out], lambda b, dys, need: [b._alias_buffer(dys[0], t.shape[1:])])
         return out
 
-    def _alias_buffer(self, index, row_shape):
+    def _alias_buffer(self, index, row_shape, mult=None):
         src = self.plan.buffers[index]
-        return self.buffer(row_shape, True, src.dtype, src.role, base=self.root(index))
+        return self.buffer(row_shape, True, src.dtype, src.role, base=self.root(index),
+                           mult=src.mult if mult is None else mult)
+
+    def after_update(self, emit):
+        """Register `emit(b)`, called once the optimizer op is added: ops that must run
+        after the update (Embedding's gradient rows back to zero; engineer G)."""
+        if self.training:
+            self._after_update.append(emit)
 
     def scratch(self, shape, batched=False, sizer=None):
         """A workspace: batched (rows x shape), fixed, or fixed with a size that depends on
@@ -315,7 +334,7 @@ class PlanBuilder:
             return None
         if len(bufs) == 1 and not (writable and self._pending.get(self.root(bufs[0]), 0) > 0):
             return bufs[0]
-        total = self.buffer(t.shape[1:], role="gradient")
+        total = self.buffer(t.shape[1:], role="gradient", mult=self.plan.buffers[t.buf].mult)
         self.op("merge", [total] + list(bufs), [ids.MERGES["add"]], label="sum of gradients")
         return total
 
@@ -554,6 +573,8 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
             plan.optimizer_op = b.op("optimizer", [flat, flat_grads] + slots,
                                      [ids.OPTIMIZERS[opt_kind], len(segments) // 3] +
                                      list(segments), hyper, label=opt_kind)
+        for emit in b._after_update:         # engineer G: after the update
+            emit(b)
     return plan
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from ..base import Backend, loss_option_kind
 from . import (convolution, elementwise, gemm, image, losses, merge, metrics,
                normalization, optimizers, pixel, pooling, random, runtime)
+from . import embedding          # engineer G
 from .runtime import SIMULATOR, cuda
 
 
@@ -179,6 +180,13 @@ class CudaBackend(Backend):
     random_brightness = staticmethod(pixel.random_brightness)
 
     # ---- merges, concatenation, scaling, metrics, optimizers ---------------------------------
+    # ---- Embedding and Masking (engineer G) ----
+    embedding_forward = staticmethod(embedding.embedding_forward)
+    embedding_backward = staticmethod(embedding.embedding_backward)
+    embedding_grad_clear = staticmethod(embedding.embedding_grad_clear)
+    masking_forward = staticmethod(embedding.masking_forward)
+    masking_backward = staticmethod(embedding.masking_backward)
+
     merge_forward = staticmethod(merge.merge_forward)
     merge_backward = staticmethod(merge.merge_backward)
     concat_forward = staticmethod(merge.concat_forward)
