@@ -7,7 +7,8 @@ layer from its Keras meaning and config.  Tensors stay channels-last (NHWC) as i
 convolution and pooling convert to torch's NCHW and back.  Supported: Dense, Conv2D,
 MaxPooling2D/AveragePooling2D ("valid"), GlobalAveragePooling2D, BatchNormalization
 (training mode: batch statistics), Flatten, Reshape, Activation, the merge layers and
-Concatenate; Dropout only with rate 0 or in inference.
+Concatenate; Dropout only with rate 0 or in inference; Embedding (torch's
+F.embedding), Masking, TimeDistributed (engineer G).
 """
 import numpy as np
 
@@ -95,6 +96,16 @@ def apply_layer(layer, inputs, params, training):
         return y
     if name == "Concatenate":
         return torch.cat(inputs, dim=layer.axis)
+    # ---- engineer G: Embedding, Masking, TimeDistributed ----
+    if name == "Embedding":          # ids arrive as float64 holding integers
+        return F.embedding(x.long(), params[0])
+    if name == "Masking":
+        return x * (x != layer.mask_value).any(dim=-1, keepdim=True).to(x.dtype)
+    if name == "TimeDistributed":    # the inner layer on N * T rows, then back
+        n, t = x.shape[0], x.shape[1]
+        y = apply_layer(layer.layer, [x.reshape((n * t,) + tuple(x.shape[2:]))], params,
+                        training)
+        return y.reshape((n, t) + tuple(y.shape[1:]))
     raise NotImplementedError(name)
 
 
