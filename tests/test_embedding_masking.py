@@ -338,3 +338,111 @@ def test_embedding_weights_argument_and_output_shapes():
         L.Embedding(4, 3, weights=np.zeros((3, 3)))
     td = L.TimeDistributed(L.Conv2D(4, 3))
     assert td.compute_output_shape((None, 6, 8, 8, 2)) == (None, 6, 6, 6, 4)
+
+
+# ---- saving and ONNX -------------------------------------------------------------------------
+
+def _saved_model():
+    """Embedding(mask_zero) + TimeDistributed(Dense) on int ids, Masking +
+    TimeDistributed(Conv2D) on a sequence of images, trained a little."""
+    pynn.utils.set_random_seed(4)
+    ids = pynn.Input((5,), dtype="int32", name="ids")
+    frames = pynn.Input((3, 4, 4, 2), name="frames")
+    a = L.Embedding(9, 3, mask_zero=True)(ids)
+    a = L.Flatten()(L.TimeDistributed(L.Dense(2, activation="tanh"))(a))
+    b = L.TimeDistributed(L.Conv2D(2, 3, padding="same", activation="relu"))(frames)
+    b = L.Flatten()(b)
+    seq = pynn.Input((4, 3), name="seq")
+    c = L.Flatten()(L.Masking(0.0)(seq))
+    out = L.Dense(2)(L.Concatenate()([a, b, c]))
+    model = pynn.Model([ids, frames, seq], out)
+    model.compile(optimizer=pynn.optimizers.Adam(0.01), loss="mse")
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(0, 9, (12, 5)).astype(np.int32),
+          rng.normal(size=(12, 3, 4, 4, 2)).astype(np.float32),
+          rng.normal(size=(12, 4, 3)).astype(np.float32)]
+    xs[2][:, 1] = 0.0
+    model.fit(xs, rng.normal(size=(12, 2)), epochs=2, batch_size=4, verbose=0)
+    return model, xs
+
+
+def test_save_load_round_trips_pynn_and_keras_formats(tmp_path):
+    model, xs = _saved_model()
+    want = model.predict(xs, verbose=0)
+    config = model.get_config()
+    clone = pynn.Model.from_config(config)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_array_equal(clone.predict(xs, verbose=0), want)
+    for name in ("m.pynn", "m.keras"):
+        model.save(tmp_path / name)
+    # the model trains on from the saved state: the loaded copies must too (Adam's moments)
+    y = np.ones((12, 2), np.float32)
+    trained = model.fit(xs, y, epochs=1, batch_size=6, shuffle=False, verbose=0)
+    for name in ("m.pynn", "m.keras"):
+        loaded = pynn.load_model(tmp_path / name)
+        np.testing.assert_array_equal(loaded.predict(xs, verbose=0), want)
+        assert [v.path for v in loaded.weights] == [v.path for v in model.weights]
+        assert "time_distributed/dense" in " ".join(v.path for v in loaded.weights)
+        assert loaded.inputs[0].dtype == "int32"
+        h = loaded.fit(xs, y, epochs=1, batch_size=6, shuffle=False, verbose=0)
+        assert h.history["loss"] == trained.history["loss"], name
+        for a, b in zip(loaded.get_weights(), model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_keras_loads_pynn_files_and_pynn_loads_keras_files(tmp_path):
+    """Cross-check with real Keras 3 where PYNN_KERAS_PYTHON names one (as
+    tests/test_keras_files.py does)."""
+    from test_keras_files import _keras_python, run_keras
+    python = _keras_python()
+    if python is None:
+        pytest.skip("Keras 3 is not installed: set PYNN_KERAS_PYTHON to run the cross-check")
+    model, xs = _saved_model()
+    model.save(tmp_path / "m.keras")
+    for i, x in enumerate(xs):
+        np.save(tmp_path / f"x{i}.npy", x)
+    run_keras(python, tmp_path, """
+        m = keras.saving.load_model("m.keras")
+        xs = [np.load(f"x{i}.npy") for i in range(3)]
+        np.save("keras_pred.npy", np.asarray(m.predict(xs, verbose=0)))
+        assert [type(l).__name__ for l in m.layers].count("TimeDistributed") == 2
+        assert m.layers[1].supports_masking if type(m.layers[1]).__name__ == "Embedding" else 1
+        # a model Keras builds: its file loads in pynn
+        ids = keras.Input((6,), dtype="int32")
+        h = keras.layers.Embedding(11, 4, mask_zero=True)(ids)
+        h = keras.layers.TimeDistributed(keras.layers.Dense(3, activation="relu"))(h)
+        seq = keras.Input((6, 2))
+        g = keras.layers.Masking(0.5)(seq)
+        out = keras.layers.Dense(1)(keras.layers.Concatenate()(
+            [keras.layers.Flatten()(h), keras.layers.Flatten()(g)]))
+        k = keras.Model([ids, seq], out)
+        k.compile(optimizer="adam", loss="mse")
+        rng = np.random.default_rng(0)
+        kx = [rng.integers(0, 11, (8, 6)).astype("int32"), rng.normal(size=(8, 6, 2))]
+        k.fit(kx, rng.normal(size=(8, 1)), epochs=1, verbose=0)
+        np.save("kx0.npy", kx[0]); np.save("kx1.npy", kx[1])
+        np.save("k_pred.npy", np.asarray(k.predict(kx, verbose=0)))
+        k.save("k.keras")
+        """)
+    np.testing.assert_allclose(np.load(tmp_path / "keras_pred.npy"), model.predict(xs, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    back = pynn.load_model(tmp_path / "k.keras")
+    kx = [np.load(tmp_path / "kx0.npy"), np.load(tmp_path / "kx1.npy")]
+    np.testing.assert_allclose(back.predict(kx, verbose=0), np.load(tmp_path / "k_pred.npy"),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_onnx_export_matches_predict(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model, xs = _saved_model()
+    model.export(tmp_path / "m.onnx", format="onnx")
+    import onnx
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"Gather", "Equal", "Not", "ReduceMax", "Reshape", "Conv"} <= ops
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    feed = dict(zip(model.input_names, xs))
+    got = session.run(None, feed)[0]
+    np.testing.assert_allclose(got, model.predict(xs, verbose=0), rtol=1e-5, atol=1e-5)

@@ -290,3 +290,32 @@ class TimeDistributed(Layer):
             layer = deserialize_layer({k: v for k, v in layer.items() if k != "build_config"},
                                       "TimeDistributed.from_config")
         return cls(layer, **config)
+
+
+class NotEqual(Layer):
+    """Keras 3's `keras.ops.not_equal(x, value)` as it appears in a saved functional graph:
+    Keras records the mask of Embedding(mask_zero=True) as a NotEqual node whose output
+    is passed to the next layer as `mask=`.  Called as NotEqual()(x, value); its output is
+    float32 1.0 where x != value, else 0.0 (a plan mask), with no gradient.  Not exported
+    from pynn.layers (Keras has no such layer): registered for loading files only."""
+
+    takes_extra_args = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.value = 0.0
+
+    def __call__(self, inputs, value=0, **kwargs):
+        self.value = check_number(value, "value", f"NotEqual '{self.name}'")
+        out = super().__call__(inputs, **kwargs)
+        if isinstance(out, KerasTensor):
+            out.dtype = "bool"
+            self._inbound_nodes[-1].extra_args = (value,)
+        return out
+
+    def plan_forward(self, b, inputs, training, logits=False):
+        (x,) = inputs
+        scratch, mask = b.new(x.shape, role="workspace"), b.new(x.shape, role="mask")
+        b.op("masking", [x.buf, scratch.buf, mask.buf], [1], [self.value],
+             label=f"{self.name} (x != {self.value:g})")
+        return mask

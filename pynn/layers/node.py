@@ -91,10 +91,18 @@ class Node:
     def parent_nodes(self):
         """The nodes that made this node's inputs."""
         out = []
-        for t in self.input_tensors:
+        for t in self.graph_tensors:
             layer, index, _ = t._keras_history
             out.append(layer._inbound_nodes[index])
         return out
+
+    @property
+    def graph_tensors(self):
+        """The tensors the call reads: its inputs, then an explicit mask made in the graph
+        (`layer(x, mask=m)`, a kwarg Keras 3 counts as an input too; engineer G)."""
+        m = self.mask_tensor
+        extra = [m] if m is not None and getattr(m, "_keras_history", None) is not None else []
+        return list(self.input_tensors) + extra
 
     def __repr__(self):
         return f"<Node {self.layer.name}[{self.layer._inbound_nodes.index(self)}]>"
