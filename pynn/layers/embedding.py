@@ -94,6 +94,9 @@ class Embedding(Layer):
             raise AttributeError("You must build the layer before accessing `embeddings`.")
         return self._embeddings
 
+    def check_input_shape(self, input_shape):
+        """Any ids shape (N, ...): the weights do not depend on it (Keras's)."""
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
