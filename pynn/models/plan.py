@@ -49,6 +49,17 @@ reported loss is the weighted sum of the output losses; each output's unweighted
 logged under "<output>_loss" (Keras 3's names).  A loss of reduction "sum" sets its
 OP_LOSS's reduce_sum: its value and gradient are sum_i w_i l_i over the batch, not divided
 by the rows (Keras 3's).
+
+Masks and row multipliers (engineer G).  A plan Tensor's `mask` is None or a (batch, T)
+float32 1/0 plan Tensor (Tensor's docstring): made by Embedding(mask_zero=True), Masking,
+or an explicit `layer(x, mask=m)`, passed on by layers whose `supports_masking` is True
+(Layer.plan_mask), read by the layers that consume it.  A batched buffer may hold `mult`
+rows of its shape per batch row (Buffer.mult): TimeDistributed plans its layer on the
+(N, T, ...) buffer seen as N * T rows, with PlanBuilder.row_mult = T so that the layer's
+own buffers are sized likewise, and wraps the layer's forward and backward ops in an
+OP_ROWS_SCOPE (T, count), under which csrc/plan.c runs them with rows * T rows.  Ops to run
+after the optimizer (Embedding's gradient rows back to zero) register with
+PlanBuilder.after_update.
 """
 import numpy as np
 
