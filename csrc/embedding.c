@@ -81,9 +81,15 @@ int pynn_embedding_backward(float *dtable, int64_t *work, const float *ids, cons
 int pynn_embedding_grad_clear(float *dtable, const int64_t *work, int64_t n, int64_t V,
                               int64_t D) {
     int64_t i;
-    PYNN_RETURN_IF(n < 0 || V < 1 || D < 1 || (n > 0 && V > INT64_MAX / n), PYNN_EINVAL);
+    PYNN_RETURN_IF(V < 1 || D < 1 || V > INT64_MAX / D, PYNN_EINVAL);
+    if (work == NULL) {          /* every row (a distributed step: other ranks' rows too) */
+        PYNN_RETURN_IF(dtable == NULL, PYNN_EINVAL);
+        memset(dtable, 0, (size_t)(V * D) * sizeof(float));
+        return PYNN_OK;
+    }
+    PYNN_RETURN_IF(n < 0 || (n > 0 && V > INT64_MAX / n), PYNN_EINVAL);
     if (n == 0) return PYNN_OK;
-    PYNN_RETURN_IF(dtable == NULL || work == NULL, PYNN_EINVAL);
+    PYNN_RETURN_IF(dtable == NULL, PYNN_EINVAL);
     for (i = 0; i < n; i++) {
         const int64_t row = work[i] / n;
         PYNN_RETURN_IF(work[i] < 0 || row >= V, PYNN_EINVAL);

@@ -174,7 +174,7 @@ static int counts_ok(const pynn_op *op) {
         /* engineer G */
         [PYNN_OP_EMBEDDING] = {4, 2, 0},
         [PYNN_OP_EMBEDDING_BACKWARD] = {4, 2, 0},
-        [PYNN_OP_EMBEDDING_GRAD_CLEAR] = {3, 2, 0},
+        [PYNN_OP_EMBEDDING_GRAD_CLEAR] = {3, 3, 0},
         [PYNN_OP_MASKING] = {3, 1, 1},
         [PYNN_OP_MASKING_BACKWARD] = {3, 1, 0},
         [PYNN_OP_ROWS_SCOPE] = {0, 2, 0},
@@ -735,7 +735,7 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         return pynn_embedding_forward(F(y), F(mask), F(ids), F(table), ids->n, V, D);
     }
     case PYNN_OP_EMBEDDING_BACKWARD:     /* bufs ids, dy, dtable, work; ints V, D */
-    case PYNN_OP_EMBEDDING_GRAD_CLEAR: { /* bufs dtable, work, ids; ints V, D */
+    case PYNN_OP_EMBEDDING_GRAD_CLEAR: { /* bufs dtable, work, ids; ints V, D, whole */
         const int bwd = op->kind == PYNN_OP_EMBEDDING_BACKWARD;
         const operand *ids = bwd ? &o[0] : &o[2], *dtable = bwd ? &o[2] : &o[0];
         const operand *work = bwd ? &o[3] : &o[1];
@@ -744,11 +744,13 @@ static int run_op(const step_context *cx, const pynn_op *op) {
                work->dtype == PYNN_DTYPE_I64 && holds(dtable, mul(V, D)) &&
                holds(work, mul(2, n)) && (n == 0 || V <= INT64_MAX / n));
         if (bwd) EXPECT(f32(&o[1]) && holds(&o[1], mul(n, D)));
+        if (!bwd) EXPECT(g[2] == 0 || g[2] == 1);
         if (cx->dry) return PYNN_OK;
         if (bwd)
             return pynn_embedding_backward(F(dtable), (int64_t *)work->data, F(ids), F(&o[1]), n,
                                            V, D);
-        return pynn_embedding_grad_clear(F(dtable), (const int64_t *)work->data, n, V, D);
+        return pynn_embedding_grad_clear(F(dtable), g[2] ? NULL : (const int64_t *)work->data,
+                                         n, V, D);
     }
     case PYNN_OP_MASKING:            /* bufs x, y, mask; ints D; reals mask_value */
     case PYNN_OP_MASKING_BACKWARD: { /* bufs dy, mask, dx; ints D */

@@ -870,8 +870,9 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *   (engineer G)
  *   OP_EMBEDDING         bufs ids, table, y, mask (-1: none); ints V, D; n = n(ids)
  *   OP_EMBEDDING_BACKWARD bufs ids, dy, dtable, work (int64, 2 n); ints V, D
- *   OP_EMBEDDING_GRAD_CLEAR bufs dtable, work, ids; ints V, D (after the optimizer: the
- *                        rows the backward wrote back to zero)
+ *   OP_EMBEDDING_GRAD_CLEAR bufs dtable, work, ids; ints V, D, whole (after the
+ *                        optimizer: the rows the backward wrote back to zero; whole: every
+ *                        row, where distributed training summed other ranks' rows in)
  *   OP_MASKING           bufs x, y, mask (-1: none); ints D; reals mask_value
  *   OP_MASKING_BACKWARD  bufs dy, mask, dx; ints D
  *   OP_ROWS_SCOPE        no bufs; ints T, count: the next `count` ops run with the
@@ -1040,7 +1041,7 @@ int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t fir
  * ids != 0.  backward: the gradient rows of the distinct ids seen, each the sum of its dy
  * rows in position order (thread-count independent); the other rows of dtable are not
  * touched.  work: 2 n int64 (the sorted keys id * n + position, then the group starts);
- * grad_clear zeroes the rows backward wrote, from the same work.
+ * grad_clear zeroes the rows backward wrote, from the same work (work NULL: every row).
  * Masking: x (rows, D); mask[r] = any(x[r, :] != mask_value); y = x * mask[r];
  * backward dx = dy * mask[r].  dx may be dy. */
 int pynn_embedding_forward(float *y, float *mask, const float *ids, const float *table,

@@ -60,12 +60,19 @@ def embedding_backward(float[:, ::1] dtable,      # OUT (V, D): the rows of ids 
 
 def embedding_grad_clear(float[:, ::1] dtable,    # OUT (V, D)
                          const int64_t[::1] work,  # IN  what embedding_backward left
-                         int64_t n):
-    """Zero the rows embedding_backward wrote (its n sorted keys in work)."""
+                         int64_t n, bint whole=False):
+    """Zero the rows embedding_backward wrote (its n sorted keys in work); whole: every
+    row."""
+    cdef int status
+    if whole:
+        with nogil:
+            status = pynn_embedding_grad_clear(&dtable[0, 0], NULL, 0, dtable.shape[0],
+                                               dtable.shape[1])
+        _check(status, "embedding_grad_clear")
+        return
     if n < 0 or work.shape[0] < 2 * n:
         raise ValueError(f"embedding_grad_clear: expected work of at least 2 n = {2 * n} "
                          f"elements, received {work.shape[0]}")
-    cdef int status
     with nogil:
         status = pynn_embedding_grad_clear(&dtable[0, 0], &work[0] if n > 0 else NULL, n,
                                            dtable.shape[0], dtable.shape[1])

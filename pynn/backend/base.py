@@ -231,8 +231,9 @@ class Backend:
         embedding_grad_clear needs."""
         raise NotImplementedError
 
-    def embedding_grad_clear(self, dtable, work, n):
-        """Zero the rows of dtable that embedding_backward wrote for n ids."""
+    def embedding_grad_clear(self, dtable, work, n, whole=False):
+        """Zero the rows of dtable that embedding_backward wrote for n ids; whole: every
+        row (distributed training sums other ranks' rows in)."""
         raise NotImplementedError
 
     def masking_forward(self, x, mask_value, y, mask):

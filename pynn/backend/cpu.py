@@ -127,8 +127,8 @@ class CpuBackend(HostBackend):
     def embedding_backward(self, ids, dy, dtable, work):
         _core.embedding_backward(dtable, work, ids, dy)
 
-    def embedding_grad_clear(self, dtable, work, n):
-        _core.embedding_grad_clear(dtable, work, n)
+    def embedding_grad_clear(self, dtable, work, n, whole=False):
+        _core.embedding_grad_clear(dtable, work, n, whole)
 
     def masking_forward(self, x, mask_value, y, mask):
         _core.masking_forward(y, mask, x, mask_value)

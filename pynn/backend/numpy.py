@@ -150,8 +150,10 @@ class NumpyBackend(HostBackend):
         rows = ids.astype(np.int64)
         work[:n] = np.sort(rows * n + np.arange(n))     # as the C kernel keeps them
 
-    def embedding_grad_clear(self, dtable, work, n):
-        if n:
+    def embedding_grad_clear(self, dtable, work, n, whole=False):
+        if whole:
+            dtable[...] = 0.0
+        elif n:
             dtable[np.unique(work[:n] // n)] = 0.0
 
     def masking_forward(self, x, mask_value, y, mask):

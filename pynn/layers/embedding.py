@@ -133,7 +133,7 @@ class Embedding(Layer):
                 # the rows written go back to zero once the optimizer has read them (a
                 # shared layer's scratch rows were also added into the view)
                 for target in ([g] if g == view else [g, view]):
-                    b.op("embedding_grad_clear", [target, work, x.buf], [V, D],
+                    b.op("embedding_grad_clear", [target, work, x.buf], [V, D, 0],
                          label=f"{self.name} gradient rows")
             b.after_update(clear)
             return [None]

@@ -530,9 +530,9 @@ def _embedding_backward(ex, op, v, step, losses, metrics, reals):
 
 def _embedding_grad_clear(ex, op, v, step, losses, metrics, reals):
     dtable, work, ids = op.bufs
-    V, D = op.ints
+    V, D, whole = op.ints
     ex.backend.embedding_grad_clear(v[dtable].reshape(V, D), v[work].reshape(-1),
-                                    v[ids].size)
+                                    v[ids].size, bool(whole))
 
 
 def _masking(ex, op, v, step, losses, metrics, reals):

@@ -634,7 +634,11 @@ def insert_grad_hooks(plan, starts, cap):
     if sent > 0:
         ops.append(Op(hook, [flat_grads], [0, 0, sent], [], "gradient bucket"))
     ops.append(Op(hook, [flat_grads], [1, 0, 0], [], "wait for the buckets"))
-    rest = plan.ops[plan.optimizer_op:]
+    # the summed gradient holds the rows other ranks' Embeddings saw too: clear every row
+    # (engineer G)
+    clear = ids.OPS["embedding_grad_clear"]
+    rest = [Op(op.kind, op.bufs, op.ints[:2] + (1,), op.reals, op.label)
+            if op.kind == clear else op for op in plan.ops[plan.optimizer_op:]]
     plan.optimizer_op = len(ops)
     plan.ops = ops + rest
     return plan

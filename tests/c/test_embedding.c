@@ -82,6 +82,8 @@ static void check_backward(int64_t n, int64_t V, int64_t D) {
     for (i = 0; i < V; i++)
         CHECK(seen[i] ? g1[i * D] == 0.0f && g1[i * D + D - 1] == 0.0f : g1[i * D] == 42.0f,
               "clear row %lld", (long long)i);
+    CHECK(pynn_embedding_grad_clear(g2, NULL, 0, V, D) == PYNN_OK, "clear every row");
+    for (i = 0; i < V * D; i++) CHECK(g2[i] == 0.0f, "every row cleared");
     ids[n - 1] = (float)V;
     CHECK(pynn_embedding_backward(g2, w2, ids, dy, n, V, D) == PYNN_EINDEX, "bad id");
     free(ids); free(dy); free(g1); free(g2); free(w1); free(w2); free(ref); free(seen);

@@ -128,7 +128,19 @@ def embedding_backward(ids, dy, dtable, work):
     _scatter_kernel[blocks, threads](dtable, work[:n], work[n:2 * n], dy, n, len(starts), D)
 
 
-def embedding_grad_clear(dtable, work, n):
+@cuda.jit
+def _zero_kernel(a, n):
+    i = cuda.grid(1)
+    if i < n:
+        a[i] = F0
+
+
+def embedding_grad_clear(dtable, work, n, whole=False):
+    if whole:
+        size = int(dtable.size)
+        blocks, threads = elementwise_config(size)
+        _zero_kernel[blocks, threads](dtable.reshape(-1), size)
+        return
     n = int(n)
     if n == 0:
         return
