@@ -477,3 +477,18 @@ def test_hooked_plan_clears_every_gradient_row_after_the_update(backend):
         weights.append(model.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
+
+
+def test_eager_outputs_carry_their_mask_as_keras():
+    """Keras 3 attaches the mask to eager outputs (keras.backend.get_keras_mask): Embedding
+    and Masking make it, Dense passes it on, Flatten drops it."""
+    e = L.Embedding(10, 3, mask_zero=True)
+    y = e(np.array([[1, 0, 2], [0, 0, 4]]))
+    assert isinstance(y, np.ndarray) and y.dtype == np.float32
+    np.testing.assert_array_equal(y._keras_mask, [[True, False, True], [False, False, True]])
+    z = L.Dense(2)(y)
+    np.testing.assert_array_equal(z._keras_mask, y._keras_mask)
+    assert getattr(L.Flatten()(z), "_keras_mask", None) is None
+    assert getattr(L.Embedding(10, 3)(np.array([[1, 0]])), "_keras_mask", None) is None
+    m = L.Masking(0.5)(np.array([[[0.5, 0.5], [1.0, 2.0]]], np.float32))
+    np.testing.assert_array_equal(m._keras_mask, [[False, True]])

@@ -375,9 +375,19 @@ class Layer:
             return self._symbolic_call(inputs, flat, None if training is None else bool(training),
                                        mask)
         from ..models.eager import eager_call
-        if mask is not None:
-            return eager_call(self, inputs, training=bool(training), mask=mask)
-        return eager_call(self, inputs, training=bool(training))
+        if mask is None and self._single_input and len(flat) == 1:
+            mask = getattr(flat[0], "_keras_mask", None)      # an eager output's mask
+        if mask is None:
+            out = eager_call(self, inputs, training=bool(training))
+        else:
+            out = eager_call(self, inputs, training=bool(training), mask=mask)
+        # the output's mask, as Keras 3 attaches it to eager outputs (masks: engineer G)
+        if self.supports_masking and isinstance(out, np.ndarray):
+            out_mask = self.compute_mask(inputs, mask)
+            if out_mask is not None:
+                out = out.view(MaskedArray)
+                out._keras_mask = np.asarray(out_mask, dtype=bool)
+        return out
 
     def _input_shapes(self, flat):
         """The shape(s) this layer's build/compute_output_shape receive for these inputs."""
@@ -495,6 +505,17 @@ class KernelBiasLayer(Layer):
                                        name="kernel")
         self._bias = self.add_weight(shape=(units,), initializer=self.bias_initializer,
                                      name="bias") if self.use_bias else None
+
+
+class MaskedArray(np.ndarray):
+    """An eager layer output (a float32 ndarray) carrying the `_keras_mask` Keras 3 gives
+    it; everything else is NumPy's."""
+
+    _keras_mask = None
+
+    def __array_finalize__(self, obj):
+        # a view or slice of a masked output is a plain result: no mask follows it
+        self._keras_mask = None
 
 
 def as_list(value):
