@@ -217,17 +217,19 @@ def test_two_sgd_steps_leave_no_stale_gradient_rows(backend):
     np.testing.assert_array_equal(grads[start:start + table.size], 0.0)
 
 
-def test_whole_epoch_in_c_matches_step_by_step_and_threads_bitwise(threads):
-    """fit in C (whole epochs) vs the Python executor on cpu, and 1 vs 2 threads: the same
-    bits (the gradient rows are summed in position order)."""
+@pytest.mark.parametrize("name", ["embedding", "td_conv2d"])
+def test_whole_epoch_in_c_matches_step_by_step_and_threads_bitwise(name, threads):
+    """fit in C (whole epochs, OP_ROWS_SCOPE included) vs the Python executor on cpu, and
+    1 vs 2 threads: the same bits (the gradient rows are summed in position order)."""
     def train(force_python, n_threads):
         pynn.set_num_threads(n_threads)
         pynn.utils.set_random_seed(5)
-        model, x = _embedding_model()
+        model, x = MODELS[name]()
         model.compile(optimizer="adam", loss="mse")
         model.engine.force_python = force_python
         rng = np.random.default_rng(0)
-        xs = rng.integers(0, 7, size=(40, 6)).astype(np.float32)
+        xs = rng.integers(0, 7, size=(40, 6)).astype(np.float32) if name == "embedding" \
+            else rng.normal(size=(40,) + x.shape[1:]).astype(np.float32)
         ys = rng.normal(size=(40, 2)).astype(np.float32)
         model.fit(xs, ys, epochs=2, batch_size=16, shuffle=True, verbose=0)
         return model.get_weights()
