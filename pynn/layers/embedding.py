@@ -15,6 +15,14 @@ Keras 3's update to the whole table, as Keras 3 does (its optimizers update embe
 densely): for SGD without momentum or weight decay the rows not seen do not change
 (their gradient is zero); Adam, RMSprop, momentum SGD and the others move every row as
 Keras's do (their moments decay on every row), so the numbers stay Keras's.
+Not done yet: a row-sparse update for plain SGD (today the optimizer still passes over the
+whole table, its unseen rows getting w - lr * 0 = w).  The design: a segment flag
+(PYNN_SEGMENT_SPARSE) on the table's segment of OP_OPTIMIZER, skipped by
+pynn_optimizer_apply (and the NumPy / CUDA optimizer steps) when the rule is SGD with
+momentum 0, no weight decay on the segment and no EMA; an OP_EMBEDDING_SGD after it applies
+w[r] -= lr * g[r] to the rows of the sorted keys, with the optimizer op's learning rate
+(its schedule included) and its clipped gradient; any other setting falls back to the
+dense update on both sides, so the numbers never change.
 
 TimeDistributed(layer) applies `layer` to each of the T steps of (N, T, ...) inputs.  The
 plan views the (N, T, ...) buffer as N * T rows of the step's shape (a buffer's row
