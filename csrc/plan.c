@@ -41,7 +41,8 @@ typedef struct {
 /* What run_op needs to know about the step. */
 typedef struct {
     const pynn_plan *plan;
-    int64_t rows;       /* the step's rows */
+    int64_t rows;       /* the step's rows (times T inside an OP_ROWS_SCOPE) */
+    int64_t buf_rows;   /* the step's rows: the batched buffers' element counts */
     int64_t step;       /* iterations + s + 1: Adam's step, dropout's counter */
     double *losses;     /* this step's slots (NULL when dry) */
     double *metrics;
@@ -75,7 +76,7 @@ static int resolve(operand *o, const step_context *cx, int64_t index) {
     PYNN_RETURN_IF(index < 0 || index >= cx->plan->n_bufs, PYNN_EINVAL);
     b = &cx->plan->bufs[index];
     o->data = b->data;
-    o->n = buffer_count(b, cx->rows);
+    o->n = buffer_count(b, cx->buf_rows);
     o->dtype = b->dtype;
     return PYNN_OK;
 }
@@ -187,6 +188,13 @@ static int counts_ok(const pynn_op *op) {
         /* regularizers and constraints (engineer F) */
         [PYNN_OP_PENALTY] = {2, 3, 2},
         [PYNN_OP_CONSTRAINT] = {1, 4, 3},
+        /* engineer G */
+        [PYNN_OP_EMBEDDING] = {4, 2, 0},
+        [PYNN_OP_EMBEDDING_BACKWARD] = {4, 2, 0},
+        [PYNN_OP_EMBEDDING_GRAD_CLEAR] = {3, 3, 0},
+        [PYNN_OP_MASKING] = {3, 1, 1},
+        [PYNN_OP_MASKING_BACKWARD] = {3, 1, 0},
+        [PYNN_OP_ROWS_SCOPE] = {0, 2, 0},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -853,9 +861,81 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         return pynn_constraint(F(w), g[1], g[2], g[3], (int)g[0], op->reals[0], op->reals[1],
                                op->reals[2]);
     }
-    default:
+    /* ---- Embedding and Masking (engineer G) ---- */
+    case PYNN_OP_EMBEDDING: {   /* bufs ids, table, y, mask; ints V, D */
+        const operand *ids = &o[0], *table = &o[1], *y = &o[2], *mask = &o[3];
+        const int64_t V = g[0], D = g[1];
+        EXPECT(V >= 1 && D >= 1 && f32(ids) && f32(table) && f32(y) && f32_or_absent(mask));
+        EXPECT(holds(table, mul(V, D)) && holds(y, mul(ids->n, D)) && holds(mask, ids->n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_embedding_forward(F(y), F(mask), F(ids), F(table), ids->n, V, D);
+    }
+    case PYNN_OP_EMBEDDING_BACKWARD:     /* bufs ids, dy, dtable, work; ints V, D */
+    case PYNN_OP_EMBEDDING_GRAD_CLEAR: { /* bufs dtable, work, ids; ints V, D, whole */
+        const int bwd = op->kind == PYNN_OP_EMBEDDING_BACKWARD;
+        const operand *ids = bwd ? &o[0] : &o[2], *dtable = bwd ? &o[2] : &o[0];
+        const operand *work = bwd ? &o[3] : &o[1];
+        const int64_t V = g[0], D = g[1], n = ids->n;
+        EXPECT(V >= 1 && D >= 1 && f32(ids) && f32(dtable) && work->data != NULL &&
+               work->dtype == PYNN_DTYPE_I64 && holds(dtable, mul(V, D)) &&
+               holds(work, mul(2, n)) && (n == 0 || V <= INT64_MAX / n));
+        if (bwd) EXPECT(f32(&o[1]) && holds(&o[1], mul(n, D)));
+        if (!bwd) EXPECT(g[2] == 0 || g[2] == 1);
+        if (cx->dry) return PYNN_OK;
+        if (bwd)
+            return pynn_embedding_backward(F(dtable), (int64_t *)work->data, F(ids), F(&o[1]), n,
+                                           V, D);
+        return pynn_embedding_grad_clear(F(dtable), g[2] ? NULL : (const int64_t *)work->data,
+                                         n, V, D);
+    }
+    case PYNN_OP_MASKING:            /* bufs x, y, mask; ints D; reals mask_value */
+    case PYNN_OP_MASKING_BACKWARD: { /* bufs dy, mask, dx; ints D */
+        const int64_t D = g[0];
+        const operand *x = &o[0];
+        EXPECT(D >= 1 && f32(x) && x->n % D == 0);
+        if (op->kind == PYNN_OP_MASKING) {
+            EXPECT(f32(&o[1]) && f32_or_absent(&o[2]) && holds(&o[1], x->n) &&
+                   holds(&o[2], x->n / D));
+            if (cx->dry) return PYNN_OK;
+            return pynn_masking_forward(F(&o[1]), F(&o[2]), F(x), x->n / D, D,
+                                        (float)op->reals[0]);
+        }
+        EXPECT(f32(&o[1]) && f32(&o[2]) && holds(&o[1], x->n / D) && holds(&o[2], x->n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_masking_backward(F(&o[2]), F(x), F(&o[1]), x->n / D, D);
+    }
+    default:   /* OP_ROWS_SCOPE is run by run_ops, never here */
         return PYNN_EINVAL;
     }
+}
+
+/* Runs (or, dry, checks) every op of the plan for a step of cx->buf_rows rows.  An
+ * OP_ROWS_SCOPE (T, count) runs the next `count` ops with rows * T rows (engineer G,
+ * TimeDistributed); scopes do not nest. */
+static int run_ops(step_context *cx) {
+    const pynn_plan *plan = cx->plan;
+    int64_t i, scope_end = -1;
+    int status;
+    cx->rows = cx->buf_rows;
+    for (i = 0; i < plan->n_ops; i++) {
+        const pynn_op *op = &plan->ops[i];
+        if (i == scope_end) {
+            cx->rows = cx->buf_rows;
+            scope_end = -1;
+        }
+        if (op->kind == PYNN_OP_ROWS_SCOPE) {
+            EXPECT(counts_ok(op) && scope_end == -1 && op->ints[0] >= 1 && op->ints[1] >= 0 &&
+                   op->ints[1] < plan->n_ops - i);
+            cx->rows = mul(cx->buf_rows, op->ints[0]);
+            EXPECT(cx->rows >= 0);
+            scope_end = i + 1 + op->ints[1];
+            continue;
+        }
+        status = run_op(cx, op);
+        if (status != PYNN_OK) return status;
+    }
+    cx->rows = cx->buf_rows;
+    return PYNN_OK;
 }
 
 /* The plan's own description: buffers, and the input/target/output lists. */
@@ -924,18 +1004,13 @@ static int all_finite(const float *x, int64_t n) {
 /* Checks every op dry for a step of `rows` rows. */
 static int plan_ops_ok(const pynn_plan *plan, int64_t rows) {
     step_context cx;
-    int64_t i;
-    int status;
     memset(&cx, 0, sizeof cx);
     cx.plan = plan;
     cx.rows = rows;
+    cx.buf_rows = rows;
     cx.step = 1;
     cx.dry = 1;
-    for (i = 0; i < plan->n_ops; i++) {
-        status = run_op(&cx, &plan->ops[i]);
-        if (status != PYNN_OK) return status;
-    }
-    return PYNN_OK;
+    return run_ops(&cx);
 }
 
 int pynn_plan_check(const pynn_plan *plan, int64_t rows) {
@@ -1031,14 +1106,13 @@ int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t fir
         if (metrics != NULL) for (j = 0; j < plan->n_metrics; j++) metrics[j] = 0.0;
         cx.plan = plan;
         cx.rows = rows;
+        cx.buf_rows = rows;
         cx.step = iterations + s + 1;
         cx.losses = losses;
         cx.metrics = metrics;
         cx.dry = 0;
-        for (i = 0; i < plan->n_ops; i++) {
-            status = run_op(&cx, &plan->ops[i]);
-            if (status != PYNN_OK) return status;
-        }
+        status = run_ops(&cx);
+        if (status != PYNN_OK) return status;
 
         /* predictions out, at the step's positions in the order */
         for (j = 0; j < plan->n_outputs; j++) {

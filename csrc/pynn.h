@@ -28,6 +28,7 @@ extern "C" {
 #define PYNN_ENOTSUP (-4) /* the CPU lacks the instructions a kernel needs   */
 #define PYNN_ENONFINITE (-5) /* an input holds NaN or infinity (checked only where documented) */
 #define PYNN_EHOOK (-6)   /* a plan's hook (pynn_plan.hook) reported a failure      */
+#define PYNN_EINDEX (-7)  /* an index (an Embedding's input id) is not an integer in [0, n) (engineer G) */
 
 /* ---- ids that cross into C: the one source ---------------------------------
  *
@@ -181,7 +182,14 @@ extern "C" {
     X(OP_PRELU_BACKWARD, 46, "prelu_backward")                                       \
     /* regularizers and constraints (engineer F; regularizers.c; ids 90..99) */      \
     X(OP_PENALTY, 90, "penalty")                                                     \
-    X(OP_CONSTRAINT, 91, "constraint")
+    X(OP_CONSTRAINT, 91, "constraint")                                               \
+    /* Embedding, Masking, TimeDistributed (engineer G; ids 100..109) */              \
+    X(OP_EMBEDDING, 100, "embedding")                                                \
+    X(OP_EMBEDDING_BACKWARD, 101, "embedding_backward")                              \
+    X(OP_EMBEDDING_GRAD_CLEAR, 102, "embedding_grad_clear")                          \
+    X(OP_MASKING, 103, "masking")                                                    \
+    X(OP_MASKING_BACKWARD, 104, "masking_backward")                                  \
+    X(OP_ROWS_SCOPE, 105, "rows_scope")
 
 #define PYNN_ID_ENUM_(sym, value, name) PYNN_##sym = value,
 #define PYNN_ID_COUNT_(sym, value, name) +1
@@ -957,6 +965,17 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *   OP_DROPOUT         bufs x, mask, y   ints seed, ndim, dims[ndim], broadcast[ndim + 1]
  *                      reals rate;  the counter is the step number (below)
  *   OP_DROPOUT_BACKWARD  bufs dy, mask, dx   (pynn_multiply)
+ *   (engineer G)
+ *   OP_EMBEDDING         bufs ids, table, y, mask (-1: none); ints V, D; n = n(ids)
+ *   OP_EMBEDDING_BACKWARD bufs ids, dy, dtable, work (int64, 2 n); ints V, D
+ *   OP_EMBEDDING_GRAD_CLEAR bufs dtable, work, ids; ints V, D, whole (after the
+ *                        optimizer: the rows the backward wrote back to zero; whole: every
+ *                        row, where distributed training summed other ranks' rows in)
+ *   OP_MASKING           bufs x, y, mask (-1: none); ints D; reals mask_value
+ *   OP_MASKING_BACKWARD  bufs dy, mask, dx; ints D
+ *   OP_ROWS_SCOPE        no bufs; ints T, count: the next `count` ops run with the
+ *                        step's rows times T (TimeDistributed: an inner layer on N*T
+ *                        rows); buffer sizes still count the step's rows
  *   OP_ACTIVATION      bufs x, y      ints cols, act   reals alpha   (n(x) / cols rows)
  *   OP_ACTIVATION_BACKWARD  bufs x, y, dy, dx;  ints cols, act;  reals alpha
  *   OP_RELU            bufs x, y      reals negative_slope, threshold, max_value (inf: none)
@@ -1118,6 +1137,27 @@ int pynn_plan_check(const pynn_plan *plan, int64_t rows);
 int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t first_row,
                   int64_t batch, int64_t n_steps, int64_t iterations, int check_inputs,
                   double *step_losses, double *step_metrics, int64_t *step_rows);
+
+/* ---- Embedding and Masking (embedding.c; engineer G) -----------------------------
+ *
+ * Embedding: ids (n) float32 holding integers in [0, V) (else PYNN_EINDEX, nothing
+ * written); table (V, D).  forward: y (n, D) = table[ids]; mask (n, may be NULL) =
+ * ids != 0.  backward: the gradient rows of the distinct ids seen, each the sum of its dy
+ * rows in position order (thread-count independent); the other rows of dtable are not
+ * touched.  work: 2 n int64 (the sorted keys id * n + position, then the group starts);
+ * grad_clear zeroes the rows backward wrote, from the same work (work NULL: every row).
+ * Masking: x (rows, D); mask[r] = any(x[r, :] != mask_value); y = x * mask[r];
+ * backward dx = dy * mask[r].  dx may be dy. */
+int pynn_embedding_forward(float *y, float *mask, const float *ids, const float *table,
+                           int64_t n, int64_t V, int64_t D);
+int pynn_embedding_backward(float *dtable, int64_t *work, const float *ids, const float *dy,
+                            int64_t n, int64_t V, int64_t D);
+int pynn_embedding_grad_clear(float *dtable, const int64_t *work, int64_t n, int64_t V,
+                              int64_t D);
+int pynn_masking_forward(float *y, float *mask, const float *x, int64_t rows, int64_t D,
+                         float mask_value);
+int pynn_masking_backward(float *dx, const float *dy, const float *mask, int64_t rows,
+                          int64_t D);
 
 #ifdef __cplusplus
 }

@@ -311,6 +311,9 @@ cdef int _check(int status, str where) except -1:
         raise KernelInputError(f"{where}: a class label is negative or not below the number of classes")
     if status == PYNN_ENONFINITE:
         raise KernelInputError(f"{where}: the data holds NaN or infinite values")
+    if status == -7:            # PYNN_EINDEX (engineer G, _core_embedding.pxi)
+        raise KernelInputError(f"{where}: an Embedding input id is not an integer in "
+                               "[0, input_dim)")
     if status == PYNN_ENOTSUP:
         raise RuntimeError(f"{where}: this CPU or build does not support the requested kernel")
     raise RuntimeError(f"{where}: C kernel failed with status {status}")
@@ -359,3 +362,4 @@ include "_core_plan.pxi"
 include "_core_act_layers.pxi"   # activations (engineer A)
 include "_core_seq1d.pxi"   # engineer D (#16): sequence ops
 include "_core_regularizers.pxi"  # engineer F: regularizers and constraints
+include "_core_embedding.pxi"   # engineer G

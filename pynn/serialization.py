@@ -44,6 +44,8 @@ def layer_classes():
         if isinstance(cls, type) and issubclass(cls, Layer) and cls is not Layer:
             found[cls.__name__] = cls
     found.update(_MODEL_CLASSES)
+    from .layers.embedding import NotEqual        # Keras's mask op in saved graphs (G)
+    found["NotEqual"] = NotEqual
     return found
 
 

@@ -40,10 +40,15 @@ class Case:
     where it draws random numbers, which no NumPy formula can replay)."""
 
     def __init__(self, make, shapes, forward, weights=(), listed=False,
-                 train_forward=_AS_INFERENCE):
+                 train_forward=_AS_INFERENCE, ids=None, path_prefix=None):
         self.make, self.shapes, self.forward = make, [tuple(s) for s in shapes], forward
         self.weights, self.listed = list(weights), listed
         self.train_forward = forward if train_forward is _AS_INFERENCE else train_forward
+        # engineer G: ids (an int V): the inputs are integer ids in [0, V) (Embedding; no
+        # Dense before them in the training step); path_prefix(layer): where the layer's
+        # weight paths start (a wrapper's: "time_distributed/dense/")
+        self.ids = ids
+        self.path_prefix = path_prefix or (lambda layer: f"{layer.name}/")
 
 
 def _bn(xs, w, epsilon, center=True, scale=True, training=False):
@@ -196,6 +201,26 @@ LAYERS = {
     # harness's NumPy loss is the MSE alone; tests/test_regularizers.py checks the penalty)
     "activity_regularization": Case(lambda: L.ActivityRegularization(l1=0.01, l2=0.02),
                                     [(2, 3)], lambda xs, w: xs[0], train_forward=None),
+    # ---- engineer G: Embedding, Masking, TimeDistributed ----
+    "embedding": Case(lambda: L.Embedding(7, 3), [(5,)],
+                      lambda xs, w: w[0][xs[0].astype(np.int64)],
+                      [("embeddings", (7, 3), True)], ids=7),
+    "embedding_mask_zero_rank3": Case(lambda: L.Embedding(4, 2, mask_zero=True), [(2, 3)],
+                                      lambda xs, w: w[0][xs[0].astype(np.int64)],
+                                      [("embeddings", (4, 2), True)], ids=4),
+    "masking": Case(lambda: L.Masking(0.25), [(4, 3)],
+                    lambda xs, w: xs[0] * np.any(xs[0] != np.float32(0.25), axis=-1)[..., None]),
+    "time_distributed_dense": Case(
+        lambda: L.TimeDistributed(L.Dense(3, activation="tanh")), [(4, 2)],
+        lambda xs, w: np.tanh(xs[0] @ w[0] + w[1]),
+        [("kernel", (2, 3), True), ("bias", (3,), True)],
+        path_prefix=lambda layer: f"{layer.name}/{layer.layer.name}/"),
+    "time_distributed_conv2d": Case(
+        lambda: L.TimeDistributed(L.Conv2D(2, 2, activation="relu")), [(3, 4, 4, 2)],
+        lambda xs, w: icnn.conv(xs[0].reshape(-1, 4, 4, 2), w[0], w[1], (1, 1), "valid",
+                                "relu").reshape(len(xs[0]), 3, 3, 3, 2),
+        [("kernel", (2, 2, 2, 2), True), ("bias", (2,), True)],
+        path_prefix=lambda layer: f"{layer.name}/{layer.layer.name}/"),
 }
 
 
@@ -225,6 +250,9 @@ def test_every_layer_class_is_in_the_harness():
 
 def sample(case, n, seed=0):
     rng = np.random.default_rng(seed)
+    if case.ids:                     # integer ids, as float32 (engineer G)
+        return [rng.integers(0, case.ids, size=(n,) + s).astype(np.float32)
+                for s in case.shapes]
     return [rng.normal(size=(n,) + s).astype(np.float32) for s in case.shapes]
 
 
@@ -287,7 +315,8 @@ def test_weights_have_keras_names_layouts_and_flags(name):
     layer = case.make()
     symbolic_call(case, layer)
     assert [(v.name, v.shape, v.trainable) for v in layer.weights] == case.weights
-    assert [v.path for v in layer.weights] == [f"{layer.name}/{w[0]}" for w in case.weights]
+    assert [v.path for v in layer.weights] == [case.path_prefix(layer) + w[0]
+                                               for w in case.weights]
     assert layer.count_params() == sum(int(np.prod(w[1])) for w in case.weights)
     assert [v.name for v in layer.trainable_weights] == [w[0] for w in case.weights if w[2]]
     assert [v.name for v in layer.non_trainable_weights] == [w[0] for w in case.weights
@@ -338,6 +367,9 @@ def step_model(case):
     layer = case.make()
     if isinstance(layer, L.InputLayer):
         inputs, before, y = [layer.output], [], layer.output
+    elif case.ids:                   # ids take no gradient: no Dense before (engineer G)
+        inputs = [pynn.Input(s) for s in case.shapes]
+        before, y = [], layer(inputs if case.listed else inputs[0])
     else:
         inputs = [pynn.Input(s) for s in case.shapes]
         before = [L.Dense(s[-1], activation="tanh") for s in case.shapes]

@@ -8,7 +8,8 @@ convolution and pooling convert to torch's NCHW and back.  Supported: Dense, Con
 MaxPooling2D/AveragePooling2D ("valid"), GlobalAveragePooling2D, BatchNormalization
 (training mode: batch statistics), Flatten, Reshape, Activation, the merge layers and
 Concatenate; Dropout only with rate 0 or in inference; Conv1D (causal too), MaxPooling1D,
-AveragePooling1D, GlobalMaxPooling1D/2D, GlobalAveragePooling1D (no mask) and RepeatVector.
+AveragePooling1D, GlobalMaxPooling1D/2D, GlobalAveragePooling1D (no mask) RepeatVector;
+Embedding (torch's F.embedding), Masking, TimeDistributed (engineer G).
 """
 import numpy as np
 
@@ -176,6 +177,16 @@ def apply_layer(layer, inputs, params, training):
         return torch.cat(inputs, dim=layer.axis)
     if name in _SEQUENCE_LAYERS:          # engineer D (#16)
         return _SEQUENCE_LAYERS[name](layer, x, params)
+    # ---- engineer G: Embedding, Masking, TimeDistributed ----
+    if name == "Embedding":          # ids arrive as float64 holding integers
+        return F.embedding(x.long(), params[0])
+    if name == "Masking":
+        return x * (x != layer.mask_value).any(dim=-1, keepdim=True).to(x.dtype)
+    if name == "TimeDistributed":    # the inner layer on N * T rows, then back
+        n, t = x.shape[0], x.shape[1]
+        y = apply_layer(layer.layer, [x.reshape((n * t,) + tuple(x.shape[2:]))], params,
+                        training)
+        return y.reshape((n, t) + tuple(y.shape[1:]))
     raise NotImplementedError(name)
 
 

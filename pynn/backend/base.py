@@ -244,6 +244,32 @@ class Backend:
         """dx = dy * mask; dx may be dy."""
         raise NotImplementedError
 
+    # ---- Embedding and Masking (engineer G) ------------------------------------------
+    def embedding_forward(self, ids, table, y, mask):
+        """y (n, D) = table[ids] for ids (n,) float32 integers in [0, V), table (V, D);
+        mask (n,) or None: ids != 0 as 1/0.  An id out of range raises ValueError (the cpu
+        backend's KernelInputError) before anything is written."""
+        raise NotImplementedError
+
+    def embedding_backward(self, ids, dy, dtable, work):
+        """The table's gradient, written only in the rows of the ids seen: dtable[r] = sum
+        of dy[i] over ids[i] == r in position order.  work (2 n,) int64 keeps what
+        embedding_grad_clear needs."""
+        raise NotImplementedError
+
+    def embedding_grad_clear(self, dtable, work, n, whole=False):
+        """Zero the rows of dtable that embedding_backward wrote for n ids; whole: every
+        row (distributed training sums other ranks' rows in)."""
+        raise NotImplementedError
+
+    def masking_forward(self, x, mask_value, y, mask):
+        """x (rows, D): mask[r] = any(x[r] != mask_value), y = x * mask[r]; mask may be None."""
+        raise NotImplementedError
+
+    def masking_backward(self, dy, mask, dx):
+        """dx = dy * mask[r] row by row; dx may be dy."""
+        raise NotImplementedError
+
     # ---- geometric image ops (Keras 3's image preprocessing layers) ------------------
     def affine_transform(self, x, params, interpolation, fill_mode, fill_value, y):
         """y (N, H, W, C) = the images x resampled through each image's inverse transform,

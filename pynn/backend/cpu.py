@@ -139,6 +139,22 @@ class CpuBackend(HostBackend):
     def dropout_backward(self, dy, mask, dx):
         _core.multiply(_flat(dx), _flat(dy), _flat(mask))
 
+    # ---- Embedding and Masking (engineer G) --------------------------------------------
+    def embedding_forward(self, ids, table, y, mask):
+        _core.embedding_forward(y, mask, ids, table)
+
+    def embedding_backward(self, ids, dy, dtable, work):
+        _core.embedding_backward(dtable, work, ids, dy)
+
+    def embedding_grad_clear(self, dtable, work, n, whole=False):
+        _core.embedding_grad_clear(dtable, work, n, whole)
+
+    def masking_forward(self, x, mask_value, y, mask):
+        _core.masking_forward(y, mask, x, mask_value)
+
+    def masking_backward(self, dy, mask, dx):
+        _core.masking_backward(dx, dy, mask)
+
     # ---- geometric image ops ----------------------------------------------------------
     def affine_transform(self, x, params, interpolation, fill_mode, fill_value, y):
         _core.affine_transform(y, x, params, interpolation, fill_mode, fill_value)

@@ -155,6 +155,35 @@ class NumpyBackend(HostBackend):
     def dropout_backward(self, dy, mask, dx):
         dx[...] = dy * mask
 
+    # ---- Embedding and Masking (engineer G) --------------------------------------------
+    def embedding_forward(self, ids, table, y, mask):
+        out, m = ref.embedding_forward(ids, table)
+        y[...] = out
+        if mask is not None:
+            mask[...] = m
+
+    def embedding_backward(self, ids, dy, dtable, work):
+        n = ids.shape[0]
+        seen, grad = ref.embedding_backward(ids, dy, dtable.shape[0])
+        dtable[seen] = grad                         # only the rows seen
+        rows = ids.astype(np.int64)
+        work[:n] = np.sort(rows * n + np.arange(n))     # as the C kernel keeps them
+
+    def embedding_grad_clear(self, dtable, work, n, whole=False):
+        if whole:
+            dtable[...] = 0.0
+        elif n:
+            dtable[np.unique(work[:n] // n)] = 0.0
+
+    def masking_forward(self, x, mask_value, y, mask):
+        out, m = ref.masking_forward(x, mask_value)
+        y[...] = out
+        if mask is not None:
+            mask[...] = m
+
+    def masking_backward(self, dy, mask, dx):
+        dx[...] = ref.masking_backward(dy, mask)
+
     # ---- geometric image ops ----------------------------------------------------------
     def affine_transform(self, x, params, interpolation, fill_mode, fill_value, y):
         y[...] = ref.affine_transform(x, params, interpolation, fill_mode, fill_value)

@@ -1574,3 +1574,45 @@ def constraint(w, outer, red, inner, kind, a=0.0, b=0.0, rate=1.0):
     else:
         raise ValueError(f"constraint: unknown kind {kind!r}")
     return (v * (desired / (eps + norms))).astype(np.float32).reshape(w.shape)
+
+
+# ---- Embedding and Masking (engineer G, issue #16) -------------------------------------------
+# Ids arrive as float32 holding integers (pynn's inputs are float32; exact up to 2^24).
+
+def embedding_check_ids(ids, input_dim):
+    """ids as int64, or ValueError when one is not an integer in [0, input_dim)."""
+    ids = np.asarray(ids)
+    with np.errstate(invalid="ignore"):
+        bad = ~((ids >= 0) & (ids < input_dim) & (ids == np.floor(ids)))
+    if bad.any():
+        raise ValueError(f"embedding: an Embedding input id is not an integer in [0, input_dim="
+                         f"{input_dim}): received {ids[bad].reshape(-1)[0]!r}")
+    return ids.astype(np.int64)
+
+
+def embedding_forward(ids, table):
+    """table[ids] (ids (n,), table (V, D)) and the mask ids != 0 as float32 1/0."""
+    rows = embedding_check_ids(ids, table.shape[0])
+    return table[rows], (rows != 0).astype(np.float32)
+
+
+def embedding_backward(ids, dy, input_dim):
+    """The rows seen (sorted, distinct) and their gradient rows: for each id the sum of its
+    dy rows in position order, in float32 (the kernels' order)."""
+    rows = embedding_check_ids(ids, input_dim)
+    seen = np.unique(rows)
+    grad = np.zeros((len(seen), dy.shape[1]), dtype=np.float32)
+    where = np.searchsorted(seen, rows)
+    for i in range(len(rows)):             # position order
+        grad[where[i]] += dy[i]
+    return seen, grad
+
+
+def masking_forward(x, mask_value):
+    """(y, mask): mask = any(x != mask_value over the last axis), y = x * mask."""
+    keep = np.any(x != np.float32(mask_value), axis=-1).astype(np.float32)
+    return x * keep[..., None], keep
+
+
+def masking_backward(dy, mask):
+    return dy * mask[..., None]

@@ -114,6 +114,7 @@ _WEIGHT_NAMES = {"Dense": ("kernel", "bias"), "Conv2D": ("kernel", "bias"),
                  "Normalization": ("mean", "variance", "count")}
 _WEIGHT_NAMES["PReLU"] = ("alpha",)     # activations (engineer A)
 _WEIGHT_NAMES["Conv1D"] = ("kernel", "bias")          # engineer D (#16)
+_WEIGHT_NAMES["Embedding"] = ("embeddings",)            # engineer G
 
 # Keras-only options pynn drops when they hold Keras's default (anything else is refused)
 _DEFAULTS = {"kernel_regularizer": None, "bias_regularizer": None,
@@ -175,11 +176,13 @@ def _layer_groups(model, prefix):
         out.append((path, layer))
         if _is_model(layer):
             out += _layer_groups(layer, f"{path}/layers")
+        if _keras_class(layer) == "TimeDistributed":   # Keras 3: the wrapped layer's group
+            out.append((f"{path}/layer", layer.layer))   # (engineer G)
     return out
 
 
 def _own_weights(layer):
-    if _is_model(layer):
+    if _is_model(layer) or _keras_class(layer) == "TimeDistributed":
         return []
     return list(layer.weights)
 
@@ -376,10 +379,14 @@ def _from_keras(value, where, classes):
         dtype = config.get("dtype")
         if isinstance(dtype, dict):
             dtype = (dtype.get("config") or {}).get("name")
-        if dtype not in (None, "float32"):
+        from ..layers.input_layer import _integer_dtype       # int ids (engineer G)
+        if cls == "InputLayer" and _integer_dtype(dtype):
+            config["dtype"] = dtype
+        elif dtype not in (None, "float32"):
             raise ModelFileError(f"{where}: layer {shown(name)} ({cls}) computes in "
                                  f"{shown(dtype)}; pynn computes in float32")
-        config.pop("dtype", None)
+        if not (cls == "InputLayer" and _integer_dtype(dtype)):
+            config.pop("dtype", None)
         for key, default in _DEFAULTS.items():
             if key in config:
                 if config[key] != default and key in _WEIGHT_OPTIONS:   # engineer F
@@ -552,6 +559,18 @@ def _file_weight_pool(config, h5, where):
             for i, d in sorted(h5.vars(path).items()):
                 if i < len(names) and isinstance(name, str):
                     pool.append((f"{name}/{names[i]}", tuple(int(s) for s in d.shape)))
+            inner = lcfg.get("layer")
+            if cls == "TimeDistributed" and isinstance(inner, dict) and isinstance(name, str):
+                # engineer G: the wrapped layer's weights, "time_distributed/dense/kernel"
+                icfg = inner.get("config") if isinstance(inner.get("config"), dict) else {}
+                icls, iname = inner.get("class_name"), icfg.get("name")
+                inames = list(_WEIGHT_NAMES.get(icls, ()))
+                if icls in ("Dense", "Conv2D") and icfg.get("use_bias") is False:
+                    inames = inames[:1]
+                for i, d in sorted(h5.vars(f"{path}/layer").items()):
+                    if i < len(inames) and isinstance(iname, str):
+                        pool.append((f"{name}/{iname}/{inames[i]}",
+                                     tuple(int(s) for s in d.shape)))
             if cls in ("Functional", "Sequential", "Model"):
                 walk(layer, f"{path}/layers")
 

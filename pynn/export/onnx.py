@@ -436,9 +436,53 @@ def _repeat_vector(g, layer, xs, shapes):
     return [g.op("Tile", [x, g.ints([1, layer.n, 1], f"{base}/repeats")], f"{base}/tile")]
 
 
+# ---- Embedding, Masking, TimeDistributed (engineer G) -------------------------------------
+
+def _embedding(g, layer, xs, shapes):
+    """Gather of the table's rows: the ids (float32 or an integer input) cast to int64."""
+    base = layer.name
+    ids = g.op("Cast", [xs[0]], f"{base}/ids", to=g.onnx.TensorProto.INT64)
+    return [g.op("Gather", [g.const(layer.embeddings.numpy(), f"{base}/embeddings"), ids],
+                 f"{base}/gather", axis=0)]
+
+
+def _reduce_max_last(g, x, base):
+    if g.opset >= 18:
+        return g.op("ReduceMax", [x, g.ints([-1], f"{base}/axes")], base, keepdims=1)
+    return g.op("ReduceMax", [x], base, axes=[-1], keepdims=1)
+
+
+def _masking(g, layer, xs, shapes):
+    """x * Cast(ReduceMax(Cast(Not(Equal(x, mask_value))))) over the last axis."""
+    base = layer.name
+    differs = g.op("Not", [g.op("Equal", [xs[0], g.const(layer.mask_value, f"{base}/value")],
+                                f"{base}/equal")], f"{base}/differs")
+    keep = _reduce_max_last(g, g.op("Cast", [differs], f"{base}/as_float",
+                                    to=g.onnx.TensorProto.FLOAT), f"{base}/any")
+    return [g.op("Mul", [xs[0], keep], f"{base}/mul")]
+
+
+def _time_distributed(g, layer, xs, shapes):
+    """Reshape (N, T, ...) to (N * T, ...), the wrapped layer, and back."""
+    base, shape = layer.name, shapes[0]
+    handler = _handlers().get(type(layer.layer))
+    if handler is None:
+        raise ValueError(f"layer '{layer.layer.name}' ({type(layer.layer).__name__}) inside "
+                         f"'{layer.name}' has no ONNX form in pynn's exporter")
+    rows = g.op("Reshape", [xs[0], g.ints([-1] + list(shape[2:]), f"{base}/rows_shape")],
+                f"{base}/to_rows")
+    child = (None,) + tuple(shape[2:])
+    (y,) = handler(g, layer.layer, [rows], [child])
+    out = layer.layer.compute_output_shape(child)
+    return [g.op("Reshape", [y, g.ints([-1, shape[1]] + list(out[1:]), f"{base}/steps_shape")],
+                 f"{base}/to_steps")]
+
+
 def _handlers():
     from .. import layers as L
     return {
+        L.Embedding: _embedding, L.Masking: _masking,          # engineer G
+        L.TimeDistributed: _time_distributed,
         L.Dense: _dense, L.Conv2D: _conv2d,
         L.MaxPooling2D: _pooling("MaxPool"), L.AveragePooling2D: _pooling("AveragePool"),
         L.GlobalAveragePooling2D: _global_average_pooling,
@@ -590,9 +634,12 @@ def build_onnx(model, opset=None, input_signature=None):
     env_shapes = {id(t): (None,) + tuple(s[1:]) for t, s in zip(model.inputs, shapes)}
     _emit(g, model, env, handlers, env_shapes)
 
-    def value_info(name, shape):
+    def value_info(name, shape, dtype="float32"):
         dims = ["batch" if d is None else int(d) for d in shape]
-        return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims)
+        # integer inputs (Embedding's ids; engineer G) keep their dtype
+        elem = {"int32": onnx.TensorProto.INT32, "int64": onnx.TensorProto.INT64}.get(
+            dtype, onnx.TensorProto.FLOAT)
+        return helper.make_tensor_value_info(name, elem, dims)
 
     for t, name in zip(model.outputs, out_names):
         g.nodes.append(helper.make_node("Identity", [env[id(t)]], [name],
@@ -600,7 +647,8 @@ def build_onnx(model, opset=None, input_signature=None):
     batch = {s[0] for s in shapes}
     out_batch = batch.pop() if len(batch) == 1 else None
     graph = helper.make_graph(
-        g.nodes, model.name, [value_info(n, s) for n, s in zip(in_names, shapes)],
+        g.nodes, model.name, [value_info(n, s, getattr(t, "dtype", "float32"))
+                              for n, s, t in zip(in_names, shapes, model.inputs)],
         [value_info(n, (out_batch,) + tuple(env_shapes[id(t)][1:]))
          for n, t in zip(out_names, model.outputs)],
         initializer=g.initializers)

@@ -18,6 +18,7 @@ from .reshaping import Flatten, Reshape
 from .sequence import (AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D,
                        GlobalMaxPooling2D, MaxPooling1D, RepeatVector)
 from .activity_regularization import ActivityRegularization  # engineer F
+from .embedding import Embedding, Masking, TimeDistributed   # engineer G
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "ReLU", "Softmax", "Conv2D",
            "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape",
@@ -30,3 +31,4 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "
 __all__ += ["Conv1D", "MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D",   # engineer D
             "GlobalMaxPooling2D", "GlobalAveragePooling1D", "RepeatVector"]
 __all__ += ["ActivityRegularization"]  # engineer F
+__all__ += ["Embedding", "Masking", "TimeDistributed"]   # engineer G

@@ -181,14 +181,17 @@ class Layer:
             constraints.plan_spec(constraint, shape, where)     # its axes fit the shape
         init = initializers.get(initializer, where, "initializer")
         name = name or f"variable_{len(self._weights)}"
-        _claim_file_weight(self, f"{self.name}/{name}", shape)
+        # a wrapped layer's weights live under its wrapper ("time_distributed/dense/kernel",
+        # as Keras 3; engineer G)
+        path = self.__dict__.get("_path_prefix", "") + f"{self.name}/{name}"
+        _claim_file_weight(self, path, shape)
         size = 1
         for d in shape:
             size *= d
         # drawn in float64, then kept in float32: refused before a MemoryError
         check_fits(12 * size, where, f"weight '{name}' of shape {shape}")
         value = np.ascontiguousarray(init(shape), dtype=np.float32).reshape(shape)   # () stays 0-d
-        variable = Variable(value, name, f"{self.name}/{name}", trainable=trainable)
+        variable = Variable(value, name, path, trainable=trainable)
         variable.regularizer, variable.constraint = regularizer, constraint
         self._weights.append(variable)
         return variable
@@ -358,6 +361,57 @@ class Layer:
                 f"layer: expected ndim={expected}{what}, found ndim={len(input_shape)}. Full shape "
                 f"received: {shape_text(input_shape)}")
 
+    # ---- masks (engineer G) ----------------------------------------------------------------
+    # Keras 3's masking: a (batch, T) boolean mask of the valid steps of a (batch, T, ...)
+    # sequence travels with a tensor (KerasTensor._keras_mask; in the plan, Tensor.mask as
+    # float32 1/0).  A layer whose `supports_masking` is True passes its first input's mask
+    # on (compute_mask); a mask-making layer (Embedding, Masking) overrides compute_mask;
+    # any other layer drops the mask.
+    @property
+    def supports_masking(self):
+        """Whether the layer computes an output mask with `compute_mask` (Keras's default:
+        True when the class overrides compute_mask)."""
+        value = self.__dict__.get("_supports_masking")
+        if value is None:
+            return type(self).compute_mask is not Layer.compute_mask
+        return value
+
+    @supports_masking.setter
+    def supports_masking(self, value):
+        self._supports_masking = bool(value)
+
+    def compute_mask(self, inputs, previous_mask):
+        """The output mask for `inputs` given the input mask `previous_mask` (Keras's)."""
+        return previous_mask
+
+    def plan_mask(self, b, inputs):
+        """The plan Tensor of the output mask of a call on plan tensors `inputs` (called by
+        compile_plan after plan_forward, when plan_forward set none): the first input's
+        mask where the layer supports masking, else None."""
+        if not self.supports_masking or len(inputs) != 1:
+            return None
+        return getattr(inputs[0], "mask", None)
+
+    def _check_mask(self, mask, flat, where):
+        """An explicit mask argument: a (batch, T) tensor or array matching the first
+        input's first two axes."""
+        if mask is None:
+            return None
+        shape = getattr(mask, "shape", None)
+        if shape is None:
+            mask = np.asarray(mask)
+            shape = mask.shape
+        x_shape = tuple(flat[0].shape)
+        expected = x_shape[:2]
+        shape = tuple(shape)
+        ok = len(x_shape) >= 2 and len(shape) == 2 and all(
+            a is None or b is None or a == b for a, b in zip(shape, expected))
+        if not ok:
+            raise ValueError(f"{where}: expected a mask of shape {shape_text(expected)} (the "
+                             f"first two axes of the input of shape {shape_text(x_shape)}), "
+                             f"received a mask of shape {shape_text(shape)}")
+        return mask
+
     # ---- calling -------------------------------------------------------------------------
     def __call__(self, inputs, *args, training=None, mask=None, **kwargs):
         """On KerasTensors: record a call (a Node) and return the output KerasTensor(s).
@@ -371,13 +425,24 @@ class Layer:
                              f"received {training!r}")
         flat = flatten_structure(inputs)
         symbolic = [isinstance(t, KerasTensor) for t in flat]
+        mask = self._check_mask(mask, flat, f"Layer '{self.name}' ({type(self).__name__})")
         if any(symbolic):
             if not all(symbolic):
                 raise ValueError(f"Layer '{self.name}' was called on a mix of symbolic tensors "
                                  "(from pynn.Input) and arrays; pass only one kind")
-            return self._symbolic_call(inputs, flat, None if training is None else bool(training))
+            if mask is not None and not isinstance(mask, KerasTensor):
+                raise TypeError(f"Layer '{self.name}' was called on symbolic tensors with "
+                                f"mask={type(mask).__name__}; a symbolic call takes a "
+                                "symbolic mask (a KerasTensor)")
+            return self._symbolic_call(inputs, flat, None if training is None else bool(training),
+                                       mask)
         from ..models.eager import eager_call
-        out = eager_call(self, inputs, training=bool(training))
+        if mask is None and self._single_input and len(flat) == 1:
+            mask = getattr(flat[0], "_keras_mask", None)      # an eager output's mask
+        if mask is None:
+            out = eager_call(self, inputs, training=bool(training))
+        else:
+            out = eager_call(self, inputs, training=bool(training), mask=mask)
         if self.activity_regularizer is not None and not self._sublayers():   # engineer F
             self._activity_losses = [
                 float(self.activity_regularizer(o)) / max(o.shape[0], 1) if o.ndim else
@@ -385,6 +450,12 @@ class Layer:
         elif hasattr(self, "nodes") and not isinstance(inputs, dict) and any(
                 layer.activity_regularizer is not None for layer in self._all_sublayers()):
             self._record_activity_losses(inputs, bool(training))
+        # the output's mask, as Keras 3 attaches it to eager outputs (masks: engineer G)
+        if self.supports_masking and isinstance(out, np.ndarray):
+            out_mask = self.compute_mask(inputs, mask)
+            if out_mask is not None:
+                out = out.view(MaskedArray)
+                out._keras_mask = np.asarray(out_mask, dtype=bool)
         return out
 
     def _record_activity_losses(self, inputs, training):
@@ -410,7 +481,7 @@ class Layer:
             return tuple(flat[0].shape)
         return [tuple(t.shape) for t in flat]
 
-    def _symbolic_call(self, inputs, flat, training):
+    def _symbolic_call(self, inputs, flat, training, mask=None):
         for t in flat:
             if t._keras_history is None:
                 raise ValueError(f"Layer '{self.name}' was called on {t!r}, which does not come "
@@ -419,7 +490,19 @@ class Layer:
         self._maybe_build(input_shape)
         output_shape = self.compute_output_shape(input_shape)
         outputs = self._make_outputs(output_shape)
-        Node(self, inputs, flat, flatten_structure(outputs), training)
+        node = Node(self, inputs, flat, flatten_structure(outputs), training)
+        node.mask_tensor = mask
+        # the output mask (Keras 3: only layers that support masking compute one)
+        if self.supports_masking:
+            if mask is not None:
+                previous = mask
+            elif self._single_input:
+                previous = getattr(flat[0], "_keras_mask", None)
+            else:
+                previous = [getattr(t, "_keras_mask", None) for t in flat]
+            out_mask = self.compute_mask(inputs, previous)
+            if isinstance(outputs, KerasTensor) and isinstance(out_mask, KerasTensor):
+                outputs._keras_mask = out_mask
         return outputs
 
     def _make_outputs(self, output_shape):
@@ -531,6 +614,17 @@ class KernelBiasLayer(Layer):
                                      regularizer=getattr(self, "bias_regularizer", None),
                                      constraint=getattr(self, "bias_constraint", None)) \
             if self.use_bias else None
+
+
+class MaskedArray(np.ndarray):
+    """An eager layer output (a float32 ndarray) carrying the `_keras_mask` Keras 3 gives
+    it; everything else is NumPy's."""
+
+    _keras_mask = None
+
+    def __array_finalize__(self, obj):
+        # a view or slice of a masked output is a plain result: no mask follows it
+        self._keras_mask = None
 
 
 def as_list(value):

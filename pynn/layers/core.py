@@ -9,6 +9,8 @@ from .input_layer import Input, InputLayer  # noqa: F401  (re-exported: pynn.lay
 class Dense(KernelBiasLayer):
     """y = activation(x @ kernel + bias) on the last axis; kernel (in, units), bias (units,)."""
 
+    supports_masking = True      # Keras's (masks: engineer G)
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
@@ -70,6 +72,8 @@ class Dense(KernelBiasLayer):
 
 class Activation(Layer):
     """Applies an activation function to its input (softmax over the last axis)."""
+
+    supports_masking = True      # Keras's (masks: engineer G)
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

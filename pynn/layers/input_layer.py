@@ -29,13 +29,17 @@ class InputLayer(Layer):
             raise ValueError(f"{where}: expected the input's shape (without the batch axis), "
                              "received none")
         batch_size = check_optional_int(batch_size, "batch_size", where)
-        super().__init__(name=name, dtype=dtype, **kwargs)
+        # integer inputs (Embedding's ids; engineer G): fed as float32, which holds every
+        # integer up to 2^24 exactly; the dtype is kept for the config
+        int_dtype = _integer_dtype(dtype)
+        super().__init__(name=name, dtype=None if int_dtype else dtype, **kwargs)
+        self.input_dtype = int_dtype or "float32"
         self.shape = check_shape_arg(shape, "shape", f"InputLayer '{self.name}'",
                                      allow_none=True)
         self.batch_size = batch_size
         self.built = True
         self._build_input_shape = (None,) + self.shape
-        tensor = KerasTensor((None,) + self.shape, name=self.name)
+        tensor = KerasTensor((None,) + self.shape, dtype=self.input_dtype, name=self.name)
         Node(self, None, [], [tensor])
         self._tensor = tensor
 
@@ -51,10 +55,23 @@ class InputLayer(Layer):
                          "(what pynn.Input returns) as a model input")
 
     def get_config(self):
-        return {"name": self.name, "batch_shape": list(self.batch_shape), "dtype": "float32"}
+        return {"name": self.name, "batch_shape": list(self.batch_shape),
+                "dtype": self.input_dtype}
 
     def __repr__(self):
         return f"<InputLayer name={self.name}, shape={shape_text((None,) + self.shape)}>"
+
+
+_INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
+def _integer_dtype(dtype):
+    """The name of an integer dtype (a string, NumPy dtype or Keras DTypePolicy config),
+    else None."""
+    config = dtype.get("config") if isinstance(dtype, dict) else None
+    name = config.get("name") if isinstance(config, dict) else \
+        getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or dtype
+    return name if isinstance(name, str) and name in _INT_DTYPES else None
 
 
 def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, sparse=None,

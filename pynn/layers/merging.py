@@ -12,6 +12,7 @@ import numpy as np
 from .. import ids
 from ..checks import MAX_RANK, check_int
 from .base import Layer, shape_text
+from .node import KerasTensor
 
 
 def _producer(t):
@@ -82,6 +83,33 @@ class Merge(Layer):
     def get_config(self):
         return super().get_config()
 
+    # masks (engineer G): Keras's base_merge.compute_mask, the AND of the masks present
+    supports_masking = True
+    _mask_merge = "minimum"        # AND of 1/0 masks; Concatenate: OR (maximum)
+
+    def compute_mask(self, inputs, previous_mask):
+        masks = [m for m in (previous_mask if isinstance(previous_mask, (list, tuple))
+                             else [previous_mask]) if m is not None]
+        if not masks:
+            return None
+        if isinstance(masks[0], KerasTensor):
+            return KerasTensor(masks[0].shape, dtype="bool")
+        if self._mask_merge == "maximum":
+            return np.logical_or.reduce([np.asarray(m, dtype=bool) for m in masks])
+        return np.logical_and.reduce([np.asarray(m, dtype=bool) for m in masks])
+
+    def plan_mask(self, b, inputs):
+        masks = [getattr(x, "mask", None) for x in inputs]
+        present = [m for m in masks if m is not None]
+        if not present or (self._mask_merge == "maximum" and len(present) < len(masks)):
+            return None          # Concatenate: an input without a mask is all valid
+        if len(present) == 1:
+            return present[0]
+        out = b.new(present[0].shape, role="mask")
+        b.op("merge", [out.buf] + [m.buf for m in present], [ids.MERGES[self._mask_merge]],
+             label=f"{self.name} mask")
+        return out
+
 
 class Add(Merge):
     """The sum of the inputs."""
@@ -118,6 +146,7 @@ class Concatenate(Merge):
     """The inputs joined along `axis` (default -1); the other axes must agree."""
 
     _min_inputs = 1
+    _mask_merge = "maximum"
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)

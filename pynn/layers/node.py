@@ -43,6 +43,7 @@ class KerasTensor:
         self.dtype = dtype
         self.name = name or f"keras_tensor_{next(_tensor_ids)}"
         self._keras_history = None
+        self._keras_mask = None      # its (batch, T) boolean mask, a KerasTensor (masks: G)
 
     @property
     def ndim(self):
@@ -72,6 +73,7 @@ class Node:
         self.input_tensors = list(input_tensors)
         self.output_tensors = list(output_tensors)
         self.training = training
+        self.mask_tensor = None      # the explicit mask= of the call (masks: engineer G)
         layer._inbound_nodes.append(self)
         index = len(layer._inbound_nodes) - 1
         for i, t in enumerate(self.output_tensors):
@@ -89,10 +91,18 @@ class Node:
     def parent_nodes(self):
         """The nodes that made this node's inputs."""
         out = []
-        for t in self.input_tensors:
+        for t in self.graph_tensors:
             layer, index, _ = t._keras_history
             out.append(layer._inbound_nodes[index])
         return out
+
+    @property
+    def graph_tensors(self):
+        """The tensors the call reads: its inputs, then an explicit mask made in the graph
+        (`layer(x, mask=m)`, a kwarg Keras 3 counts as an input too; engineer G)."""
+        m = self.mask_tensor
+        extra = [m] if m is not None and getattr(m, "_keras_history", None) is not None else []
+        return list(self.input_tensors) + extra
 
     def __repr__(self):
         return f"<Node {self.layer.name}[{self.layer._inbound_nodes.index(self)}]>"

@@ -17,6 +17,8 @@ from .base import Layer, shape_text
 
 
 class BatchNormalization(Layer):
+    supports_masking = True      # Keras's (masks: engineer G)
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",

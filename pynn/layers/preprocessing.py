@@ -112,6 +112,8 @@ class Rescaling(Layer):
     """y = x * scale + offset (Keras 3's Rescaling); scale and offset broadcast over the
     last axis when they are lists."""
 
+    supports_masking = True      # Keras's (masks: engineer G)
+
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
         where = f"Rescaling '{self.name}'"
@@ -167,6 +169,8 @@ class Normalization(Layer):
     non-trainable weights mean, variance and count (zeros, ones, 0 until `adapt`), saved and
     loaded with the model.  The kept axes must be consecutive and exclude the batch axis
     (the kernel's (outer, c, inner) layout)."""
+
+    supports_masking = True      # Keras's (masks: engineer G)
 
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
         super().__init__(**kwargs)

@@ -15,6 +15,8 @@ from .base import Layer
 
 
 class Dropout(Layer):
+
+    supports_masking = True      # Keras's (masks: engineer G)
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         where = f"Dropout '{self.name}'"

@@ -52,14 +52,22 @@ def functional_config(model):
             return [{k: tensor(v) for k, v in s.items()}]
         if isinstance(s, (list, tuple)):
             return [[tensor(t) for t in node.input_tensors]]
-        return [tensor(node.input_tensors[0])]
+        # an op's further arguments (NotEqual's value; engineer G)
+        return [tensor(node.input_tensors[0])] + list(getattr(node, "extra_args", ()))
+
+    def kwargs_of(node):
+        kwargs = {} if node.training is None else {"training": node.training}
+        m = getattr(node, "mask_tensor", None)     # an explicit mask made in the graph
+        if m is not None and getattr(m, "_keras_history", None) is not None:
+            kwargs["mask"] = tensor(m)
+        return kwargs
 
     layers = []
     for layer in model.operations:
         entry = serialization.serialize(layer)
         entry["name"] = layer.name
         entry["inbound_nodes"] = [
-            {"args": args_of(n), "kwargs": {} if n.training is None else {"training": n.training}}
+            {"args": args_of(n), "kwargs": kwargs_of(n)}
             for n in layer.inbound_nodes if n in nodes and not n.is_input]
         layers.append(entry)
 
@@ -168,14 +176,32 @@ def functional_from_config(cls, config, where):
                                      "{'args': [...], 'kwargs': {...}}")
             try:
                 args = decode(call.get("args", []))
+                mask = decode((call.get("kwargs") or {}).get("mask"))   # engineer G
             except _NotYet as missing:
                 waiting.setdefault(missing.args[0], []).append(name)
                 break
+            extra = []
+            if getattr(layer, "takes_extra_args", False) and isinstance(args, list):
+                args, extra = args[:1], args[1:]    # an op's value (NotEqual(x, 0))
             if not isinstance(args, list) or len(args) != 1 or not all(
                     isinstance(t, KerasTensor) for t in flatten_structure(args[0])):
                 raise ModelFileError(f"{where}: a call of {name} must have one argument (its "
                                      f"input tensors), found {shown(call.get('args'))}")
-            layer(args[0], training=(call.get("kwargs") or {}).get("training"))
+            if mask is not None and not isinstance(mask, KerasTensor):
+                raise ModelFileError(f"{where}: the mask of a call of {name} must be a tensor, "
+                                     f"found {shown(mask)}")
+            try:
+                if extra:
+                    layer(args[0], *extra)
+                elif mask is not None:
+                    layer(args[0], training=(call.get("kwargs") or {}).get("training"),
+                          mask=mask)
+                else:
+                    layer(args[0], training=(call.get("kwargs") or {}).get("training"))
+            except (TypeError, ValueError) as exc:
+                if not extra and mask is None:
+                    raise
+                raise ModelFileError(f"{where}: cannot replay a call of {name}: {exc}") from None
             queue.popleft()
             made = (name, len(layer.inbound_nodes) - 1 + _own_nodes(layer))
             ready.extend(waiting.pop(made, []))

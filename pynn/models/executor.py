@@ -148,7 +148,7 @@ class PythonExecutor(Executor):
             for buf, arr in zip(self.plan.buffers, self.storage.arrays):
                 if buf.batched:
                     n = rows * buf.row_size
-                    table.append(arr[:n].reshape((rows,) + buf.shape))
+                    table.append(arr[:n].reshape((rows * buf.mult,) + buf.shape))
                 else:
                     table.append(arr if buf.role in ("weights (flat)", "gradients (flat)",
                                                      "optimizer slot") or buf.sizer is not None
@@ -616,6 +616,47 @@ def _constraint(ex, op, v, step, losses, metrics, reals):
                           reals[2])
 
 
+# ---- Embedding, Masking, TimeDistributed (engineer G) ----
+
+def _embedding(ex, op, v, step, losses, metrics, reals):
+    ids, table, y, mask = op.bufs
+    V, D = op.ints
+    ex.backend.embedding_forward(v[ids].reshape(-1), v[table].reshape(V, D),
+                                 _rows2(v[y], D), None if mask < 0 else v[mask].reshape(-1))
+
+
+def _embedding_backward(ex, op, v, step, losses, metrics, reals):
+    ids, dy, dtable, work = op.bufs
+    V, D = op.ints
+    ex.backend.embedding_backward(v[ids].reshape(-1), _rows2(v[dy], D), v[dtable].reshape(V, D),
+                                  v[work].reshape(-1))
+
+
+def _embedding_grad_clear(ex, op, v, step, losses, metrics, reals):
+    dtable, work, ids = op.bufs
+    V, D, whole = op.ints
+    ex.backend.embedding_grad_clear(v[dtable].reshape(V, D), v[work].reshape(-1),
+                                    v[ids].size, bool(whole))
+
+
+def _masking(ex, op, v, step, losses, metrics, reals):
+    x, y, mask = op.bufs
+    D = op.ints[0]
+    ex.backend.masking_forward(_rows2(v[x], D), reals[0], _rows2(v[y], D),
+                               None if mask < 0 else v[mask].reshape(-1))
+
+
+def _masking_backward(ex, op, v, step, losses, metrics, reals):
+    dy, mask, dx = op.bufs
+    D = op.ints[0]
+    ex.backend.masking_backward(_rows2(v[dy], D), v[mask].reshape(-1), _rows2(v[dx], D))
+
+
+def _rows_scope(ex, op, v, step, losses, metrics, reals):
+    """Nothing to do here: the Python executor's views already have rows * T rows for
+    the buffers of the ops in the scope (Buffer.mult)."""
+
+
 _maxpool, _maxpool_backward = _pool("maxpool2d")
 _avgpool, _avgpool_backward = _pool("avgpool2d")
 _OPS = {
@@ -646,5 +687,9 @@ _OPS = {
     "masked_mean": _masked_mean, "masked_mean_backward": _masked_mean_backward,
     "repeat_vector": _repeat_vector, "repeat_vector_backward": _repeat_vector_backward,
     "penalty": _penalty, "constraint": _constraint,   # engineer F
+    # engineer G
+    "embedding": _embedding, "embedding_backward": _embedding_backward,
+    "embedding_grad_clear": _embedding_grad_clear, "masking": _masking,
+    "masking_backward": _masking_backward, "rows_scope": _rows_scope,
 }
 assert set(_OPS) == set(ids.OPS), "every op kind of csrc/pynn.h has a Python implementation"

@@ -36,7 +36,7 @@ def _build_map(inputs, outputs):
             layer_index[layer] = len(layer_index)
         in_progress.add(node)
         if not node.is_input and id(tensor) not in input_ids:
-            for t in node.input_tensors:
+            for t in node.graph_tensors:          # an explicit mask too (engineer G)
                 visit(t)
         in_progress.discard(node)
         finished.add(node)
@@ -104,7 +104,7 @@ def map_graph(inputs, outputs, model_name):
                     "among the model's inputs; the layers reached from the inputs without "
                     f"issue were: {reached or 'none'}")
             continue
-        for t in node.input_tensors:
+        for t in node.graph_tensors:
             if id(t) not in computable:
                 raise ValueError(
                     f"Model '{model_name}': graph disconnected: layer '{node.layer.name}' needs "

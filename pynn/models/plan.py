@@ -53,6 +53,17 @@ reported loss is the weighted sum of the output losses; each output's unweighted
 logged under "<output>_loss" (Keras 3's names).  A loss of reduction "sum" sets its
 OP_LOSS's reduce_sum: its value and gradient are sum_i w_i l_i over the batch, not divided
 by the rows (Keras 3's).
+
+Masks and row multipliers (engineer G).  A plan Tensor's `mask` is None or a (batch, T)
+float32 1/0 plan Tensor (Tensor's docstring): made by Embedding(mask_zero=True), Masking,
+or an explicit `layer(x, mask=m)`, passed on by layers whose `supports_masking` is True
+(Layer.plan_mask), read by the layers that consume it.  A batched buffer may hold `mult`
+rows of its shape per batch row (Buffer.mult): TimeDistributed plans its layer on the
+(N, T, ...) buffer seen as N * T rows, with PlanBuilder.row_mult = T so that the layer's
+own buffers are sized likewise, and wraps the layer's forward and backward ops in an
+OP_ROWS_SCOPE (T, count), under which csrc/plan.c runs them with rows * T rows.  Ops to run
+after the optimizer (Embedding's gradient rows back to zero) register with
+PlanBuilder.after_update.
 """
 import numpy as np
 
@@ -64,12 +75,16 @@ _OP_NAMES = {v: k for k, v in ids.OPS.items()}
 class Buffer:
     """One entry of a plan's buffer table (see the module docstring)."""
 
-    __slots__ = ("index", "shape", "batched", "dtype", "base", "role", "source", "sizer")
+    __slots__ = ("index", "shape", "batched", "dtype", "base", "role", "source", "sizer",
+                 "mult")
 
-    def __init__(self, index, shape, batched, dtype, base, role, source, sizer=None):
+    def __init__(self, index, shape, batched, dtype, base, role, source, sizer=None, mult=1):
         self.index, self.shape, self.batched, self.dtype = index, tuple(shape), batched, dtype
         self.base, self.role, self.source = base, role, source
         self.sizer = sizer       # fixed buffers sized by the batch capacity: capacity -> elements
+        # the row multiplier (TimeDistributed; engineer G): a batched buffer of `mult` rows
+        # of `shape` per batch row, which the executors see as (rows * mult, *shape)
+        self.mult = int(mult)
 
     def elements(self, capacity):
         """Elements to allocate for batches of up to `capacity` rows."""
@@ -79,8 +94,8 @@ class Buffer:
 
     @property
     def row_size(self):
-        """Elements per batch row (batched buffers), else 0."""
-        return int(np.prod(self.shape, dtype=np.int64)) if self.batched else 0
+        """Elements per batch row (batched buffers; times the row multiplier), else 0."""
+        return self.mult * int(np.prod(self.shape, dtype=np.int64)) if self.batched else 0
 
     @property
     def size(self):
@@ -90,7 +105,7 @@ class Buffer:
     def __repr__(self):
         src = getattr(self.source, "path", self.source)
         where = f" = {src}" if src is not None else ""
-        shape = ("(rows, " + ", ".join(map(str, self.shape)) + ")") if self.batched else str(self.shape)
+        shape = (f"(rows{'' if self.mult == 1 else f' * {self.mult}'}, " + ", ".join(map(str, self.shape)) + ")") if self.batched else str(self.shape)
         share = f" shares #{self.base}" if self.base is not None else ""
         return f"#{self.index} {self.role} {self.dtype} {shape}{share}{where}"
 
@@ -127,12 +142,20 @@ class Op:
 
 class Tensor:
     """A value flowing through the plan while it is built: its buffer, its shape (batch
-    axis first, None) and whether a gradient must reach it."""
+    axis first, None) and whether a gradient must reach it.
 
-    __slots__ = ("buf", "shape", "requires_grad")
+    `mask` (engineer G, masks): None, or a plan Tensor of shape (batch, T) holding float32
+    1.0 (a valid step) or 0.0 (a masked step) for a (batch, T, ...) sequence.  A layer
+    reads its input's as `getattr(x, "mask", None)`; a mask-making layer (Embedding with
+    mask_zero=True, Masking) sets its output's in plan_forward; compile_plan passes it on
+    through layers whose `supports_masking` is True (Layer.plan_mask) and drops it
+    elsewhere, as Keras 3 does.  Masks take no gradient."""
 
-    def __init__(self, buf, shape, requires_grad=False):
+    __slots__ = ("buf", "shape", "requires_grad", "mask")
+
+    def __init__(self, buf, shape, requires_grad=False, mask=None):
         self.buf, self.shape, self.requires_grad = buf, tuple(shape), requires_grad
+        self.mask = mask
 
     def __repr__(self):
         return f"<plan tensor #{self.buf} {self.shape}>"
@@ -212,11 +235,19 @@ class PlanBuilder:
         self._grad_views = {}                 # id(variable) -> its gradient view, once written
         self._deferred_sums = []              # (view, scratch) to add after a rule's ops
         self.call_counts = {}                 # id(layer) -> calls planned so far
+        self.row_mult = 1                     # TimeDistributed's T while its layer plans
+        self._after_update = []               # ops to add after OP_OPTIMIZER (engineer G)
 
     # ---- buffers -----------------------------------------------------------------------
     def buffer(self, shape, batched=True, dtype="float32", role="activation", base=None,
-               source=None, sizer=None):
-        buf = Buffer(len(self.plan.buffers), shape, batched, dtype, base, role, source, sizer)
+               source=None, sizer=None, mult=None):
+        # a layer planned inside a TimeDistributed makes its batched buffers with the
+        # wrapper's row multiplier (self.row_mult; engineer G)
+        mult = (self.row_mult if batched else 1) if mult is None else mult
+        if sizer is not None and not batched and self.row_mult != 1:     # sized for rows * T
+            sizer = (lambda f, t: lambda capacity: f(capacity * t))(sizer, self.row_mult)
+        buf = Buffer(len(self.plan.buffers), shape, batched, dtype, base, role, source, sizer,
+                     mult)
         self.plan.buffers.append(buf)
         return buf.index
 
@@ -235,9 +266,16 @@ class PlanBuilder:
         self.differentiate([t], [out], lambda b, dys, need: [b._alias_buffer(dys[0], t.shape[1:])])
         return out
 
-    def _alias_buffer(self, index, row_shape):
+    def _alias_buffer(self, index, row_shape, mult=None):
         src = self.plan.buffers[index]
-        return self.buffer(row_shape, True, src.dtype, src.role, base=self.root(index))
+        return self.buffer(row_shape, True, src.dtype, src.role, base=self.root(index),
+                           mult=src.mult if mult is None else mult)
+
+    def after_update(self, emit):
+        """Register `emit(b)`, called once the optimizer op is added: ops that must run
+        after the update (Embedding's gradient rows back to zero; engineer G)."""
+        if self.training:
+            self._after_update.append(emit)
 
     def scratch(self, shape, batched=False, sizer=None):
         """A workspace: batched (rows x shape), fixed, or fixed with a size that depends on
@@ -313,7 +351,7 @@ class PlanBuilder:
             return None
         if len(bufs) == 1 and not (writable and self._pending.get(self.root(bufs[0]), 0) > 0):
             return bufs[0]
-        total = self.buffer(t.shape[1:], role="gradient")
+        total = self.buffer(t.shape[1:], role="gradient", mult=self.plan.buffers[t.buf].mult)
         self.op("merge", [total] + list(bufs), [ids.MERGES["add"]], label="sum of gradients")
         return total
 
@@ -341,25 +379,54 @@ class PlanBuilder:
 
 # ---- compiling a model -------------------------------------------------------------------
 
-def _flatten_calls(model, input_tensors, training, calls):
+def _flatten_calls(model, input_tensors, training, calls, call_masks=None):
     """Map `model`'s graph onto plan tensors: `input_tensors` are the plan tensors of its
     inputs; returns those of its outputs.  Nested models are inlined; `training` is the
     call's mode (None: the plan's).  Appends (layer, node, in, out-placeholders, training)
-    to `calls`."""
+    to `calls`; `call_masks` (a dict) receives, per index in `calls`, the explicit mask a
+    call was given (`layer(x, mask=m)`): a value of the plan or _MaskOf one."""
     values = {id(k): v for k, v in zip(model.inputs, input_tensors)}
+    call_masks = {} if call_masks is None else call_masks
     for node in model.nodes:
         if node.is_input:
             continue
         node_training = training if node.training is None else node.training
         ins = [values[id(t)] for t in node.input_tensors]
         if hasattr(node.layer, "nodes"):                   # a nested model: inline it
-            outs = _flatten_calls(node.layer, ins, node_training, calls)
+            outs = _flatten_calls(node.layer, ins, node_training, calls, call_masks)
         else:
             outs = [_Pending(t.shape) for t in node.output_tensors]
             calls.append((node.layer, ins, outs, node_training))
+            explicit = getattr(node, "mask_tensor", None)      # masks: engineer G
+            if explicit is not None:
+                if id(explicit) not in values:
+                    raise ValueError(
+                        f"Layer '{node.layer.name}' was called with mask={explicit!r}, which "
+                        "this model does not compute: pass a model input, a layer output of "
+                        "the model, or the `_keras_mask` of one")
+                call_masks[len(calls) - 1] = values[id(explicit)]
         for t, v in zip(node.output_tensors, outs):
             values[id(t)] = v
+            derived = getattr(t, "_keras_mask", None)         # its mask, as a tensor
+            if derived is not None:
+                values.setdefault(id(derived), _MaskOf(v))
     return [values[id(t)] for t in model.outputs]
+
+
+class _MaskOf:
+    """The mask of a plan value (the `_keras_mask` of a KerasTensor), found once planned."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _mask_value(v):
+    """The plan Tensor an explicit mask argument names (None: the value carries no mask)."""
+    if isinstance(v, _MaskOf):
+        return _resolve(v.value).mask
+    return _resolve(v)
 
 
 class _Pending:
@@ -399,8 +466,8 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
         plan.input_bufs.append(buf)
         inputs.append(Tensor(buf, (t.shape[0],) + shape))
 
-    calls = []
-    outputs = _flatten_calls(model, inputs, None, calls)
+    calls, call_masks = [], {}
+    outputs = _flatten_calls(model, inputs, None, calls, call_masks)
 
     # which layer calls may leave their softmax/sigmoid to the loss (see the docstring)
     logits_calls = set()
@@ -422,11 +489,24 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
     for c, (layer, ins, outs, call_training) in enumerate(calls):
         ins = [_resolve(v) for v in ins]
         training = mode_training if call_training is None else call_training
-        result = layer.plan_forward(b, ins, training, logits=c in logits_calls)
-        result = result if isinstance(result, (list, tuple)) else [result]
-        if kind in ("train", "test") and getattr(layer, "activity_regularizer", None) is not None:
-            from . import penalties                     # engineer F: activity penalties
-            result = [penalties.activity(b, layer, t) for t in result]
+        # masks (engineer G): an explicit mask replaces the first input's for this call
+        saved = None
+        if c in call_masks and ins:
+            saved = ins[0].mask
+            ins[0].mask = _mask_value(call_masks[c])
+        try:
+            result = layer.plan_forward(b, ins, training, logits=c in logits_calls)
+            result = result if isinstance(result, (list, tuple)) else [result]
+            if kind in ("train", "test") and \
+                    getattr(layer, "activity_regularizer", None) is not None:
+                from . import penalties                 # engineer F: activity penalties
+                result = [penalties.activity(b, layer, t) for t in result]
+            for r in result:
+                if getattr(r, "mask", None) is None and not any(r is t for t in ins):
+                    r.mask = layer.plan_mask(b, ins)
+        finally:
+            if c in call_masks and ins:
+                ins[0].mask = saved
         for placeholder, value in zip(outs, result):
             placeholder.value = value
         b.call_counts[id(layer)] = b.call_counts.get(id(layer), 0) + 1
@@ -524,6 +604,8 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
     else:
         penalties.emit_weight_penalties(b, plan)        # engineer F: test plans
     penalties.assign_slots(plan)
+        for emit in b._after_update:         # engineer G: after the update
+            emit(b)
     return plan
 
 
@@ -572,7 +654,11 @@ def insert_grad_hooks(plan, starts, cap):
     if sent > 0:
         ops.append(Op(hook, [flat_grads], [0, 0, sent], [], "gradient bucket"))
     ops.append(Op(hook, [flat_grads], [1, 0, 0], [], "wait for the buckets"))
-    rest = plan.ops[plan.optimizer_op:]
+    # the summed gradient holds the rows other ranks' Embeddings saw too: clear every row
+    # (engineer G)
+    clear = ids.OPS["embedding_grad_clear"]
+    rest = [Op(op.kind, op.bufs, op.ints[:2] + (1,), op.reals, op.label)
+            if op.kind == clear else op for op in plan.ops[plan.optimizer_op:]]
     plan.optimizer_op = len(ops)
     plan.ops = ops + rest
     return plan

@@ -119,7 +119,7 @@ static void test_refusals(void) {
     CHECK(pynn_id_name(PYNN_TABLE_OP, 32) != NULL &&
           strcmp(pynn_id_name(PYNN_TABLE_OP, 32), "channel_affine") == 0, "id 32");
     /* 37 .. 39 are unused, 40 is the distributed gradient hook; the count is one past the
-     * largest id, whichever family holds it (engineer F: ids 90..99) */
+     * largest id, whichever family holds it (the layers of #16 hold ids above 40) */
     CHECK(pynn_id_name(PYNN_TABLE_OP, PYNN_OP_RANDOM_BRIGHTNESS + 1) == NULL &&
           pynn_id_count(PYNN_TABLE_OP) == PYNN_OP_COUNT &&
           pynn_id_count(PYNN_TABLE_OP) > PYNN_OP_GRAD_HOOK &&

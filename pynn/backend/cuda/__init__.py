@@ -41,6 +41,7 @@ from . import (convolution, elementwise, gemm, image, losses, merge, metrics,
 from . import activations   # activations (engineer A)
 from . import seq1d   # engineer D (#16): sequence ops
 from . import regularizers  # engineer F: regularizers and constraints
+from . import embedding          # engineer G
 from .runtime import SIMULATOR, cuda
 
 
@@ -190,6 +191,13 @@ class CudaBackend(Backend):
     random_brightness = staticmethod(pixel.random_brightness)
 
     # ---- merges, concatenation, scaling, metrics, optimizers ---------------------------------
+    # ---- Embedding and Masking (engineer G) ----
+    embedding_forward = staticmethod(embedding.embedding_forward)
+    embedding_backward = staticmethod(embedding.embedding_backward)
+    embedding_grad_clear = staticmethod(embedding.embedding_grad_clear)
+    masking_forward = staticmethod(embedding.masking_forward)
+    masking_backward = staticmethod(embedding.masking_backward)
+
     merge_forward = staticmethod(merge.merge_forward)
     merge_backward = staticmethod(merge.merge_backward)
     concat_forward = staticmethod(merge.concat_forward)
