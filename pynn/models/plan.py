@@ -601,11 +601,11 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
                                      [ids.OPTIMIZERS[opt_kind], len(segments) // 3] +
                                      list(segments), hyper, label=opt_kind)
             penalties.emit_constraints(b, plan)         # engineer F
+        for emit in b._after_update:         # engineer G: after the update
+            emit(b)
     else:
         penalties.emit_weight_penalties(b, plan)        # engineer F: test plans
     penalties.assign_slots(plan)
-        for emit in b._after_update:         # engineer G: after the update
-            emit(b)
     return plan
 
 
