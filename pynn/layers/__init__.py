@@ -9,6 +9,9 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Sub
                       average, concatenate, maximum, minimum, multiply, subtract)
 from .node import KerasTensor
 from .normalization import BatchNormalization
+# engineer E: normalization and noise layers
+from .norm_noise import (GaussianDropout, GaussianNoise, GroupNormalization, LayerNormalization,
+                         SpatialDropout2D, UnitNormalization)
 from .preprocessing import Normalization, RandomBrightness, RandomContrast, Rescaling
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .regularization import Dropout
@@ -21,3 +24,6 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "
            "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
            "minimum", "concatenate", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
            "RandomRotation", "RandomZoom", "RandomTranslation"]
+# engineer E: normalization and noise layers
+__all__ += ["LayerNormalization", "GroupNormalization", "UnitNormalization", "SpatialDropout2D",
+            "GaussianNoise", "GaussianDropout"]

@@ -39,6 +39,7 @@ from ..base import Backend, loss_option_kind
 from . import (convolution, elementwise, gemm, image, losses, merge, metrics,
                normalization, optimizers, pixel, pooling, random, runtime)
 from .runtime import SIMULATOR, cuda
+from . import norm   # engineer E: normalization and noise layers
 
 
 class CudaBackend(Backend):
@@ -198,6 +199,13 @@ class CudaBackend(Backend):
     adam_update = staticmethod(optimizers.adam_update)
     rmsprop_update = staticmethod(optimizers.rmsprop_update)
 
+
+    # ---- engineer E: normalization and noise layers (norm.py) -------------------------------
+    group_norm_forward = staticmethod(norm.group_norm_forward)
+    group_norm_backward = staticmethod(norm.group_norm_backward)
+    unit_norm_forward = staticmethod(norm.unit_norm_forward)
+    unit_norm_backward = staticmethod(norm.unit_norm_backward)
+    gaussian_noise = staticmethod(norm.gaussian_noise)
 
 def unavailable_reason():
     """None when kernels can run here (a GPU, or the simulator), else why not."""
