@@ -59,8 +59,9 @@ int pynn_group_norm_forward(float *y, float *mean, float *inv_std, const float *
                 for (j = 0; j < k; j++) {
                     const int64_t ch = g * k + j;
                     const float gm = gamma ? gamma[ch] : 1.0f;
-                    if (rms) {
-                        yb[i * c + j] = xb[i * c + j] * istd * gm;
+                    if (rms) {   /* no centring; beta (Keras passes none here) is added */
+                        const float v = xb[i * c + j] * istd * gm;
+                        yb[i * c + j] = beta ? v + beta[ch] : v;
                     } else {
                         /* Keras 3: inv = rsqrt(var + eps) * gamma; y = x inv + (beta - mean inv) */
                         const float inv = istd * gm;

@@ -529,7 +529,8 @@ int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const 
  * m = s * k values (summed in double, in element order):
  *   mean = sum(x) / m;  var = sum((x - mean)^2) / m;  inv_std = 1 / sqrt(var + epsilon);
  *   rms 0: inv = inv_std * gamma[ch];  y = x * inv + (beta[ch] - mean * inv)   (Keras 3)
- *   rms 1: y = x * inv_std * gamma[ch]   (LayerNormalization's rms_scaling: no centring)
+ *   rms 1: y = x * inv_std * gamma[ch] (+ beta[ch] when given)   (LayerNormalization's
+ *          rms_scaling: no centring, and Keras gives it no beta)
  * mean and inv_std (n * groups, float32) are kept for the backward; gamma and beta
  * (groups * k, per channel ch = g * k + j) may be NULL (1 and 0). */
 int pynn_group_norm_forward(float *y, float *mean, float *inv_std, const float *x,

@@ -1368,7 +1368,7 @@ def group_norm_forward(x, gamma, beta, s, groups, k, epsilon, rms=False):
     """(y, mean, inv_std) of Keras 3's group / layer normalization: per (b, g), over its
     s * k values, mean and the biased variance; inv_std = 1 / sqrt(var + epsilon);
     y = x * inv + (beta - mean * inv) with inv = inv_std * gamma (rms: y = x * inv_std *
-    gamma, no centring).  mean and inv_std are (n, groups) float32."""
+    gamma (+ beta when given), no centring).  mean and inv_std are (n, groups) float32."""
     xr = np.asarray(x, np.float32).reshape(-1, s, groups, k)
     x64 = xr.astype(np.float64)
     mu = x64.mean(axis=(1, 3))
@@ -1383,6 +1383,8 @@ def group_norm_forward(x, gamma, beta, s, groups, k, epsilon, rms=False):
     istd = inv_std[:, None, :, None]
     if rms:
         y = xr * istd * gm
+        if beta is not None:
+            y = y + bt
     else:
         inv = istd * gm
         y = xr * inv + (bt - mean[:, None, :, None] * inv)

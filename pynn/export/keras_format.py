@@ -112,6 +112,9 @@ def _nadam_u_product(beta_1, step):
 _WEIGHT_NAMES = {"Dense": ("kernel", "bias"), "Conv2D": ("kernel", "bias"),
                  "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
                  "Normalization": ("mean", "variance", "count")}
+# engineer E: normalization layers (gamma and beta, each only where the config keeps it)
+_WEIGHT_NAMES.update({"LayerNormalization": ("gamma", "beta"),
+                      "GroupNormalization": ("gamma", "beta")})
 
 # Keras-only options pynn drops when they hold Keras's default (anything else is refused)
 _DEFAULTS = {"kernel_regularizer": None, "bias_regularizer": None,
@@ -537,9 +540,14 @@ def _file_weight_pool(config, h5, where):
             lcfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
             name = lcfg.get("name") if isinstance(lcfg.get("name"), str) else layer.get("name")
             names = list(_WEIGHT_NAMES.get(cls, ()))
-            if cls == "BatchNormalization":
+            if cls in ("BatchNormalization", "GroupNormalization"):
                 names = [n for n in names if not (n == "gamma" and lcfg.get("scale") is False or
                                                   n == "beta" and lcfg.get("center") is False)]
+            if cls == "LayerNormalization":   # engineer E: rms_scaling keeps gamma, drops beta
+                rms = lcfg.get("rms_scaling") is True
+                names = [n for n in names if not (
+                    n == "gamma" and lcfg.get("scale") is False and not rms or
+                    n == "beta" and (lcfg.get("center") is False or rms))]
             if cls in ("Dense", "Conv2D") and lcfg.get("use_bias") is False:
                 names = names[:1]
             for i, d in sorted(h5.vars(path).items()):

@@ -291,6 +291,7 @@ def _random_crop(g, layer, xs, shapes):         # inference: the centred window,
 
 def _handlers():
     from .. import layers as L
+    from .onnx_norm import handlers as _norm_handlers   # engineer E
     return {
         L.Dense: _dense, L.Conv2D: _conv2d,
         L.MaxPooling2D: _pooling("MaxPool"), L.AveragePooling2D: _pooling("AveragePool"),
@@ -308,6 +309,8 @@ def _handlers():
         L.RandomFlip: _identity, L.RandomRotation: _identity, L.RandomZoom: _identity,
         L.RandomTranslation: _identity, L.RandomContrast: _identity,
         L.RandomBrightness: _identity,
+        # engineer E: normalization and noise layers (onnx_norm.py)
+        **_norm_handlers(),
     }
 
 

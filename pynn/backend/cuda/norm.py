@@ -50,7 +50,8 @@ def _gn_forward_kernel(y, mean, inv_std, x, gamma, beta, n, s, groups, k, epsilo
                 gm = gamma[ch] if has_gamma else float32(1.0)
                 e = base + i * c + j
                 if rms:
-                    y[e] = x[e] * istd * gm
+                    v = x[e] * istd * gm
+                    y[e] = v + beta[ch] if has_beta else v
                 else:
                     inv = istd * gm
                     bt = beta[ch] if has_beta else float32(0.0)
