@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #define GN_COL_BLOCK 64   /* columns per task of the weight-gradient sums */
+#define GAMMA_AT(ch) (gamma ? gamma[ch] : 1.0f)
 
 static int gn_sizes_ok(int64_t n, int64_t s, int64_t groups, int64_t k, int64_t *total) {
     int64_t per;
@@ -127,14 +128,14 @@ int pynn_group_norm_backward(float *dx, float *dgamma, float *dbeta, const float
                 int64_t i, j;
                 for (i = 0; i < s; i++)
                     for (j = 0; j < k; j++) {
-                        const double gd = (double)dyb[i * c + j] * (gamma ? gamma[g * k + j] : 1.0f);
+                        const double gd = (double)dyb[i * c + j] * GAMMA_AT(g * k + j);
                         const double xv = xb[i * c + j];
                         s1 += gd;
                         s2 += gd * (rms ? xv : (xv - mu) * istd);
                     }
                 for (i = 0; i < s; i++)
                     for (j = 0; j < k; j++) {
-                        const double gd = (double)dyb[i * c + j] * (gamma ? gamma[g * k + j] : 1.0f);
+                        const double gd = (double)dyb[i * c + j] * GAMMA_AT(g * k + j);
                         const double xv = xb[i * c + j];
                         double v;
                         if (rms)   /* y = x r gamma, r = (var + eps)^-1/2 */

@@ -588,10 +588,13 @@ BAD = [
     (lambda: L.LayerNormalization(epsilon=-1e-3), ValueError, "epsilon=-0.001"),
     (lambda: L.LayerNormalization(axis="last"), TypeError, "axis='last'"),
     (lambda: L.LayerNormalization(axis=[]), TypeError, "axis=[]"),
+    (lambda: L.LayerNormalization(axis=100), ValueError, "axis=100"),
+    (lambda: L.UnitNormalization(axis=[-1, 70]), ValueError, "axis=[-1, 70]"),
     (lambda: L.LayerNormalization(center="yes"), ValueError, "center='yes'"),
     (lambda: L.GroupNormalization(groups=0), ValueError, "groups=0"),
     (lambda: L.GroupNormalization(groups=2.0), ValueError, "groups=2.0"),
     (lambda: L.GroupNormalization(epsilon=-1.0), ValueError, "epsilon=-1.0"),
+    (lambda: L.GroupNormalization(epsilon=0), ValueError, "epsilon=0"),   # 0/0 on a flat group
     (lambda: L.GroupNormalization(axis=1.5), ValueError, "axis=1.5"),
     (lambda: L.UnitNormalization(axis=None), TypeError, "axis=None"),
     (lambda: L.SpatialDropout2D(1.0), ValueError, "rate=1.0"),
@@ -639,3 +642,44 @@ def test_bad_inputs_name_the_value_and_leave_the_model_unchanged(make, shape, va
     with pytest.raises(ValueError):
         layer(np.zeros((2,) + shape, np.float32))     # eagerly too
     assert not layer.built
+
+
+FUZZ = [
+    (L.LayerNormalization, {}, ["axis", "epsilon", "center", "scale", "rms_scaling",
+                                "beta_initializer", "gamma_initializer"], (3, 4)),
+    (L.GroupNormalization, dict(groups=2), ["groups", "axis", "epsilon", "center", "scale"],
+     (3, 4)),
+    (L.UnitNormalization, {}, ["axis"], (3, 4)),
+    (L.SpatialDropout2D, dict(rate=0.2), ["rate", "data_format", "seed"], (2, 2, 4)),
+    (L.GaussianNoise, dict(stddev=0.2), ["stddev", "seed"], (3, 4)),
+    (L.GaussianDropout, dict(rate=0.2), ["rate", "seed"], (3, 4)),
+]
+
+
+def test_random_bad_arguments_raise_only_value_or_type_errors():
+    """tests/test_argument_fuzz.py's wrong values, one or two at a time, for these layers:
+    constructing and calling (eagerly, in training) succeeds or raises ValueError /
+    TypeError, nothing else."""
+    import random
+    import warnings
+    from test_argument_fuzz import generic_values
+    rnd = random.Random(16)
+    escaped, refused = [], 0
+    for i in range(300):
+        cls, good, names, shape = rnd.choice(FUZZ)
+        kwargs = dict(good)
+        for key in rnd.sample(names, min(len(names), rnd.choice([1, 2]))):
+            kwargs[key] = rnd.choice(generic_values())
+        x = np.ones((2,) + shape, np.float32)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                layer = cls(**kwargs)
+                y = layer(x, training=True)
+            assert y.shape == x.shape and np.isfinite(y).all(), (cls.__name__, kwargs)
+        except (ValueError, TypeError):
+            refused += 1
+        except Exception as exc:  # noqa: BLE001  (what the test is looking for)
+            escaped.append(f"#{i} {cls.__name__}({kwargs!r:.120}): {type(exc).__name__}: {exc}")
+    assert not escaped, "\n".join(escaped[:10])
+    assert 100 < refused < 300

@@ -34,16 +34,15 @@ from .regularization import Dropout
 
 
 def _axis_arg(axis, where):
-    """Keras's axis argument: an int, or a list/tuple of ints (kept as a list)."""
-    if isinstance(axis, (list, tuple)):
-        if not axis or not all(is_int(a) and -MAX_RANK <= a <= MAX_RANK for a in axis):
-            raise TypeError(f"{where}: expected an int or a non-empty list/tuple of ints for the "
-                            f"argument 'axis', but received: axis={shown(axis)}")
-        return [int(a) for a in axis]
-    if not is_int(axis) or not -MAX_RANK <= axis <= MAX_RANK:
-        raise TypeError(f"{where}: expected an int or a list/tuple of ints for the argument "
-                        f"'axis', but received: axis={shown(axis)}")
-    return int(axis)
+    """Keras's axis argument: an int, or a list/tuple of ints (kept as a list).  Another
+    type is a TypeError (as Keras 3), an int beyond any rank a ValueError."""
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    if not axes or not all(is_int(a) for a in axes):
+        raise TypeError(f"{where}: expected an int or a non-empty list/tuple of ints for the "
+                        f"argument 'axis', but received: axis={shown(axis)}")
+    if not all(-MAX_RANK <= a < MAX_RANK for a in axes):
+        raise invalid(where, "axis", f"integers in [{-MAX_RANK}, {MAX_RANK - 1}]", axis)
+    return [int(a) for a in axis] if isinstance(axis, (list, tuple)) else int(axis)
 
 
 def _trailing_axes(layer, axis, input_shape):
@@ -108,7 +107,8 @@ class _GroupNormBase(Layer):
     def _init_affine(self, where, epsilon, center, scale, beta_initializer, gamma_initializer,
                      beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint):
         from .core import _refuse_unsupported
-        self.epsilon = check_number(epsilon, "epsilon", where, 0)
+        # > 0, as BatchNormalization's (0 would divide 0 by 0 on a constant group)
+        self.epsilon = check_number(epsilon, "epsilon", where, 0, low_open=True)
         self.center = check_bool(center, "center", where)
         self.scale = check_bool(scale, "scale", where)
         _refuse_unsupported(where, beta_regularizer=beta_regularizer,
