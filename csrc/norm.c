@@ -97,15 +97,20 @@ int pynn_group_norm_backward(float *dx, float *dgamma, float *dbeta, const float
                 const int64_t c0 = t * GN_COL_BLOCK;
                 const int64_t c1 = c0 + GN_COL_BLOCK < c ? c0 + GN_COL_BLOCK : c;
                 double sg[GN_COL_BLOCK], sb[GN_COL_BLOCK];
+                int64_t grp[GN_COL_BLOCK];   /* each column's group: no division per value */
                 int64_t r, j;
-                for (j = 0; j < c1 - c0; j++) sg[j] = sb[j] = 0.0;
+                for (j = 0; j < c1 - c0; j++) {
+                    sg[j] = sb[j] = 0.0;
+                    grp[j] = (c0 + j) / k;
+                }
                 for (r = 0; r < rows; r++) {
                     const int64_t b = r / s;
                     const float *xr = x + r * c, *dyr = dy + r * c;
+                    const float *mr = mean + b * groups, *ir = inv_std + b * groups;
                     for (j = c0; j < c1; j++) {
-                        const int64_t st = b * groups + j / k;
-                        const double xh = rms ? (double)xr[j] * inv_std[st]
-                                              : ((double)xr[j] - mean[st]) * inv_std[st];
+                        const int64_t gj = grp[j - c0];
+                        const double xh = rms ? (double)xr[j] * ir[gj]
+                                              : ((double)xr[j] - mr[gj]) * ir[gj];
                         sg[j - c0] += (double)dyr[j] * xh;
                         sb[j - c0] += dyr[j];
                     }
