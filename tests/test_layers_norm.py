@@ -526,6 +526,23 @@ def test_onnx_export_matches_predict(tmp_path):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("opset", [13, 17, 18])
+def test_onnx_export_without_affine_weights_and_over_several_axes(tmp_path, opset):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    pynn.utils.set_random_seed(4)
+    model = pynn.Sequential([L.Input((3, 2, 4)), L.Dense(4),
+                             L.LayerNormalization(axis=[1, 2, 3], scale=False, center=False),
+                             L.GroupNormalization(-1, center=False, scale=False),
+                             L.LayerNormalization(center=False, epsilon=0.1),
+                             L.UnitNormalization(axis=[2, 3]), L.GaussianDropout(0.1)])
+    x = _rng(8).normal(2.0, 3.0, size=(4, 3, 2, 4)).astype(np.float32)
+    model.export(tmp_path / "m.onnx", opset=opset)
+    got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None,
+                                                             {model.input_names[0]: x})[0]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
 def test_onnx_rms_scaling_is_decomposed(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
