@@ -28,8 +28,7 @@ from pynn import layers as L
 from pynn.backend import reference as ref
 from pynn.models.plan import dropout_seed
 
-from conftest import RTOL_ELEMENTWISE, RTOL_SUMS, assert_bitwise, assert_close, \
-    assert_step_close
+from conftest import RTOL_SUMS, assert_bitwise, assert_close, assert_step_close
 
 torch = pytest.importorskip("torch")
 torch_mirror = pytest.importorskip("torch_mirror")

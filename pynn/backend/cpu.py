@@ -203,6 +203,7 @@ class CpuBackend(HostBackend):
     def gaussian_noise(self, x, seed, counter, mode, scale, noise, y):
         _core.gaussian_noise(y, noise, x, seed, counter, mode, scale)
 
+
 # the settings each update rule reads (pynn_optimizer_step, reference.optimizer_step)
 _OPTIMIZER_READS = {"sgd": ("learning_rate", "momentum", "nesterov"),
                     "adam": ("learning_rate", "beta_1", "beta_2", "epsilon"),

@@ -535,6 +535,7 @@ _OPS = {
     "grad_hook": _grad_hook,
 }
 
+
 # ---- engineer E: normalization and noise layers ---------------------------------------------
 def _group_norm(ex, op, v, step, losses, metrics, reals):
     x, gamma, beta, mean, inv_std, y = op.bufs
