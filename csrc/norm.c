@@ -2,7 +2,9 @@
  * issue #16).  The formulas are csrc/pynn.h's ("normalization and noise layers").
  *
  * Determinism: every output element is written by one thread.  A (row, group)'s statistics
- * are summed by one thread in element order (in double); the weight gradients are column
+ * are summed by one thread in double, in GN_LANES lanes (element j of a row into lane
+ * j % GN_LANES, the lanes then added in a fixed tree): a fixed order, with eight
+ * independent chains instead of one; the weight gradients are column
  * sums over the rows, each column summed by one thread in row order.  Nothing depends on
  * the thread count.  The Gaussian noise is a pure function of (seed, counter, index).
  */
@@ -11,7 +13,6 @@
 #include "internal.h"
 
 #define GN_COL_BLOCK 64   /* columns per task of the weight-gradient sums */
-#define GAMMA_AT(ch) (gamma ? gamma[ch] : 1.0f)
 
 static int gn_sizes_ok(int64_t n, int64_t s, int64_t groups, int64_t k, int64_t *total) {
     int64_t per;
@@ -23,6 +24,35 @@ static int gn_sizes_ok(int64_t n, int64_t s, int64_t groups, int64_t k, int64_t 
     if (n > 0 && per > INT64_MAX / n) return 0;
     *total = n * per;
     return 1;
+}
+
+#define GN_LANES 8         /* independent double accumulators of a row's sums */
+
+/* sum of a[j] (mode 0), (a[j] - mu)^2 (mode 1) over j < k, in GN_LANES double lanes (lane
+ * j % GN_LANES) added into acc: a fixed order that does not depend on the thread count,
+ * and eight independent chains instead of one (the sums' latency bound the kernel) */
+static inline void lanes_add(double *acc, const float *a, int64_t k, double mu, int mode) {
+    int64_t j = 0, l;
+    if (mode == 0) {
+        for (; j + GN_LANES <= k; j += GN_LANES)
+            for (l = 0; l < GN_LANES; l++) acc[l] += a[j + l];
+        for (; j < k; j++) acc[j % GN_LANES] += a[j];
+    } else {
+        for (; j + GN_LANES <= k; j += GN_LANES)
+            for (l = 0; l < GN_LANES; l++) {
+                const double d = a[j + l] - mu;
+                acc[l] += d * d;
+            }
+        for (; j < k; j++) {
+            const double d = a[j] - mu;
+            acc[j % GN_LANES] += d * d;
+        }
+    }
+}
+
+/* the lanes added in a fixed tree order */
+static inline double lanes_total(const double *acc) {
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 int pynn_group_norm_forward(float *y, float *mean, float *inv_std, const float *x,
@@ -40,36 +70,36 @@ int pynn_group_norm_forward(float *y, float *mean, float *inv_std, const float *
             const float *xb = x + b * s * c + g * k;
             float *yb = y + b * s * c + g * k;
             const double m = (double)(s * k);
-            double sum = 0.0, sq = 0.0, mu, var;
+            const float *gm = gamma ? gamma + g * k : NULL, *bt = beta ? beta + g * k : NULL;
+            double acc[GN_LANES] = {0}, mu, var;
             float mu_f, istd;
             int64_t i, j;
-            for (i = 0; i < s; i++)
-                for (j = 0; j < k; j++) sum += xb[i * c + j];
-            mu = sum / m;
-            for (i = 0; i < s; i++)
-                for (j = 0; j < k; j++) {
-                    const double d = xb[i * c + j] - mu;
-                    sq += d * d;
-                }
-            var = sq / m;
+            for (i = 0; i < s; i++) lanes_add(acc, xb + i * c, k, 0.0, 0);
+            mu = lanes_total(acc) / m;
+            for (j = 0; j < GN_LANES; j++) acc[j] = 0.0;
+            for (i = 0; i < s; i++) lanes_add(acc, xb + i * c, k, mu, 1);
+            var = lanes_total(acc) / m;
             mu_f = (float)mu;
             istd = (float)(1.0 / sqrt((double)(float)var + (double)epsilon));
             mean[t] = mu_f;
             inv_std[t] = istd;
-            for (i = 0; i < s; i++)
-                for (j = 0; j < k; j++) {
-                    const int64_t ch = g * k + j;
-                    const float gm = gamma ? gamma[ch] : 1.0f;
-                    if (rms) {   /* no centring; beta (Keras passes none here) is added */
-                        const float v = xb[i * c + j] * istd * gm;
-                        yb[i * c + j] = beta ? v + beta[ch] : v;
-                    } else {
-                        /* Keras 3: inv = rsqrt(var + eps) * gamma; y = x inv + (beta - mean inv) */
-                        const float inv = istd * gm;
-                        const float res = (beta ? beta[ch] : 0.0f) - mu_f * inv;
-                        yb[i * c + j] = xb[i * c + j] * inv + res;
+            for (i = 0; i < s; i++) {
+                const float *xr = xb + i * c;
+                float *yr = yb + i * c;
+                if (rms) {   /* no centring; beta (Keras passes none here) is added */
+                    for (j = 0; j < k; j++) {
+                        const float v = xr[j] * istd * (gm ? gm[j] : 1.0f);
+                        yr[j] = bt ? v + bt[j] : v;
+                    }
+                } else {
+                    /* Keras 3: inv = rsqrt(var + eps) * gamma; y = x inv + (beta - mean inv) */
+                    for (j = 0; j < k; j++) {
+                        const float inv = istd * (gm ? gm[j] : 1.0f);
+                        const float res = (bt ? bt[j] : 0.0f) - mu_f * inv;
+                        yr[j] = xr[j] * inv + res;
                     }
                 }
+            }
         });
     return PYNN_OK;
 }
@@ -129,26 +159,38 @@ int pynn_group_norm_backward(float *dx, float *dgamma, float *dbeta, const float
                 const float *xb = x + off, *dyb = dy + off;
                 float *dxb = dx + off;
                 const double mu = mean[t], istd = inv_std[t], m = (double)(s * k);
-                double s1 = 0.0, s2 = 0.0;
-                int64_t i, j;
-                for (i = 0; i < s; i++)
-                    for (j = 0; j < k; j++) {
-                        const double gd = (double)dyb[i * c + j] * GAMMA_AT(g * k + j);
-                        const double xv = xb[i * c + j];
-                        s1 += gd;
-                        s2 += gd * (rms ? xv : (xv - mu) * istd);
+                const float *gm = gamma ? gamma + g * k : NULL;
+                double a1[GN_LANES] = {0}, a2[GN_LANES] = {0}, s1, s2, q1, q2;
+                int64_t i, j, l;
+                /* the sums of gd = dy gamma and gd xhat (rms: gd x) in lanes, as the forward */
+                for (i = 0; i < s; i++) {
+                    const float *xr = xb + i * c, *dr = dyb + i * c;
+                    for (j = 0; j < k; j += GN_LANES) {
+                        const int64_t w = k - j < GN_LANES ? k - j : GN_LANES;
+                        for (l = 0; l < w; l++) {
+                            const double gd = (double)dr[j + l] * (gm ? gm[j + l] : 1.0f);
+                            const double xv = xr[j + l];
+                            a1[l] += gd;
+                            a2[l] += gd * (rms ? xv : (xv - mu) * istd);
+                        }
                     }
-                for (i = 0; i < s; i++)
+                }
+                s1 = lanes_total(a1);
+                s2 = lanes_total(a2);
+                q1 = s1 / m;
+                q2 = rms ? s2 * istd * istd * istd / m : istd * s2 / m;
+                for (i = 0; i < s; i++) {
+                    const float *xr = xb + i * c, *dr = dyb + i * c;
+                    float *dxr = dxb + i * c;
                     for (j = 0; j < k; j++) {
-                        const double gd = (double)dyb[i * c + j] * GAMMA_AT(g * k + j);
-                        const double xv = xb[i * c + j];
-                        double v;
-                        if (rms)   /* y = x r gamma, r = (var + eps)^-1/2 */
-                            v = gd * istd - s2 * istd * istd * istd * (xv - mu) / m;
-                        else
-                            v = istd * (gd - s1 / m - (xv - mu) * istd * s2 / m);
-                        dxb[i * c + j] = (float)v;
+                        const double gd = (double)dr[j] * (gm ? gm[j] : 1.0f);
+                        const double xv = xr[j];
+                        /* rms: y = x r gamma, r = (var + eps)^-1/2 */
+                        const double v = rms ? gd * istd - q2 * (xv - mu)
+                                             : istd * (gd - q1 - (xv - mu) * q2);
+                        dxr[j] = (float)v;
                     }
+                }
             });
     }
     return PYNN_OK;
@@ -167,10 +209,11 @@ int pynn_unit_norm_forward(float *y, float *inv_norm, const float *x, int64_t ro
         for (r = 0; r < rows; r++) {
             const float *xr = x + r * cols;
             float *yr = y + r * cols;
-            double ss = 0.0;
+            double acc[GN_LANES] = {0}, ss;
             float inv;
             int64_t j;
-            for (j = 0; j < cols; j++) ss += (double)xr[j] * xr[j];
+            lanes_add(acc, xr, cols, 0.0, 1);        /* sum x^2, in lanes */
+            ss = lanes_total(acc);
             inv = (float)(1.0 / sqrt((double)fmax((double)(float)ss, UNIT_NORM_MIN_SQUARE)));
             /* a clamped row is marked by a negative inverse norm: its gradient skips the
              * square sum's term, as max() passes none to the clamped side */

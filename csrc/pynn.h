@@ -526,7 +526,7 @@ int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const 
  *
  * Group normalization of x viewed as (n, s, groups * k), Keras 3's GroupNormalization
  * (and LayerNormalization: groups 1, s 1, k the normalized size).  Per (b, g), over its
- * m = s * k values (summed in double, in element order):
+ * m = s * k values (summed in double, in a fixed order of eight lanes, by one thread):
  *   mean = sum(x) / m;  var = sum((x - mean)^2) / m;  inv_std = 1 / sqrt(var + epsilon);
  *   rms 0: inv = inv_std * gamma[ch];  y = x * inv + (beta[ch] - mean * inv)   (Keras 3)
  *   rms 1: y = x * inv_std * gamma[ch] (+ beta[ch] when given)   (LayerNormalization's
