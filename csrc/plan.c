@@ -195,6 +195,12 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_MASKING] = {3, 1, 1},
         [PYNN_OP_MASKING_BACKWARD] = {3, 1, 0},
         [PYNN_OP_ROWS_SCOPE] = {0, 2, 0},
+        /* engineer E: normalization and noise layers */
+        [PYNN_OP_GROUP_NORM] = {6, 4, 1},
+        [PYNN_OP_GROUP_NORM_BACKWARD] = {8, 4, 0},
+        [PYNN_OP_UNIT_NORM] = {3, 1, 0},
+        [PYNN_OP_UNIT_NORM_BACKWARD] = {4, 1, 0},
+        [PYNN_OP_GAUSSIAN_NOISE] = {3, 2, 1},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -583,6 +589,65 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         if (cx->dry) return PYNN_OK;
         return pynn_random_brightness(F(y), F(mask), F(x), rows, x->n / rows, (uint64_t)g[0],
                                       (uint64_t)cx->step, r[0], r[1], (float)r[2], (float)r[3]);
+    }
+    /* ---- engineer E: normalization and noise layers ---- */
+    case PYNN_OP_GROUP_NORM:
+    case PYNN_OP_GROUP_NORM_BACKWARD: {
+        /* forward: bufs x, gamma, beta, mean, inv_std, y; backward: bufs x, gamma, mean,
+         * inv_std, dy, dgamma, dbeta, dx; ints s, groups, k, rms; reals epsilon */
+        const int fwd = op->kind == PYNN_OP_GROUP_NORM;
+        const int64_t s = g[0], groups = g[1], k = g[2], c = mul(groups, k);
+        const int64_t per = mul(s, c);
+        int64_t n, stats;
+        EXPECT(s >= 1 && groups >= 1 && k >= 1 && c >= 1 && per >= 1 && (g[3] == 0 || g[3] == 1));
+        EXPECT(f32(&o[0]) && o[0].n % per == 0);
+        n = o[0].n / per;
+        stats = mul(n, groups);
+        EXPECT(stats >= 0);
+        if (fwd) {
+            const operand *x = &o[0], *gm = &o[1], *bt = &o[2], *mean = &o[3], *istd = &o[4];
+            const operand *y = &o[5];
+            EXPECT(f32_or_absent(gm) && f32_or_absent(bt) && f32(mean) && f32(istd) && f32(y));
+            EXPECT(holds(gm, c) && holds(bt, c) && holds(mean, stats) && holds(istd, stats) &&
+                   holds(y, x->n) && op->reals[0] >= 0.0);
+            if (cx->dry) return PYNN_OK;
+            return pynn_group_norm_forward(F(y), F(mean), F(istd), F(x), F(gm), F(bt), n, s,
+                                           groups, k, (float)op->reals[0], (int)g[3]);
+        } else {
+            const operand *x = &o[0], *gm = &o[1], *mean = &o[2], *istd = &o[3], *dy = &o[4];
+            const operand *dg = &o[5], *db = &o[6], *dx = &o[7];
+            EXPECT(f32_or_absent(gm) && f32(mean) && f32(istd) && f32(dy) && f32_or_absent(dg) &&
+                   f32_or_absent(db) && f32_or_absent(dx));
+            EXPECT(holds(gm, c) && holds(mean, stats) && holds(istd, stats) && holds(dy, x->n) &&
+                   holds(dg, c) && holds(db, c) && holds(dx, x->n));
+            if (cx->dry) return PYNN_OK;
+            return pynn_group_norm_backward(F(dx), F(dg), F(db), F(x), F(gm), F(mean), F(istd),
+                                            F(dy), n, s, groups, k, (int)g[3]);
+        }
+    }
+    case PYNN_OP_UNIT_NORM:
+    case PYNN_OP_UNIT_NORM_BACKWARD: {
+        /* forward: bufs x, inv_norm, y; backward: bufs x, inv_norm, dy, dx; ints cols */
+        const int64_t cols = g[0];
+        int64_t r;
+        for (i = 0; i < op->n_bufs; i++) EXPECT(f32(&o[i]));
+        EXPECT(cols >= 1 && o[0].n % cols == 0);
+        r = o[0].n / cols;
+        for (i = 2; i < op->n_bufs; i++) EXPECT(holds(&o[i], o[0].n));
+        EXPECT(holds(&o[1], r));
+        if (cx->dry) return PYNN_OK;
+        if (op->kind == PYNN_OP_UNIT_NORM)
+            return pynn_unit_norm_forward(F(&o[2]), F(&o[1]), F(&o[0]), r, cols);
+        return pynn_unit_norm_backward(F(&o[3]), F(&o[0]), F(&o[1]), F(&o[2]), r, cols);
+    }
+    case PYNN_OP_GAUSSIAN_NOISE: {   /* bufs x, noise (may be absent), y; ints seed, mode */
+        const operand *x = &o[0], *noise = &o[1], *y = &o[2];
+        EXPECT(f32(x) && f32_or_absent(noise) && f32(y) && (g[1] == 0 || g[1] == 1));
+        EXPECT(holds(noise, x->n) && holds(y, x->n));
+        EXPECT(op->reals[0] >= 0.0 && isfinite(op->reals[0]));
+        if (cx->dry) return PYNN_OK;
+        return pynn_gaussian_noise(F(y), F(noise), F(x), x->n, (uint64_t)g[0],
+                                   (uint64_t)cx->step, (int)g[1], op->reals[0]);
     }
     case PYNN_OP_LOSS: {
         /* bufs pred, target, grad, weights; ints kind, from_logits, cols, index, has_ignore,

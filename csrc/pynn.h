@@ -171,6 +171,12 @@ extern "C" {
     X(OP_MASKED_MEAN_BACKWARD, 73, "masked_mean_backward")                          \
     X(OP_REPEAT_VECTOR, 74, "repeat_vector")                                        \
     X(OP_REPEAT_VECTOR_BACKWARD, 75, "repeat_vector_backward")                      \
+    /* engineer E: normalization and noise layers (norm.c; ids 80..89) */            \
+    X(OP_GROUP_NORM, 80, "group_norm")                                               \
+    X(OP_GROUP_NORM_BACKWARD, 81, "group_norm_backward")                             \
+    X(OP_UNIT_NORM, 82, "unit_norm")                                                 \
+    X(OP_UNIT_NORM_BACKWARD, 83, "unit_norm_backward")                               \
+    X(OP_GAUSSIAN_NOISE, 84, "gaussian_noise")                                       \
     /* distributed training (pynn/distributed): the gradient hand-over (id 40) */    \
     X(OP_GRAD_HOOK, 40, "grad_hook")                                                 \
     /* activations (engineer A): ReLU's clip/threshold, softmax on any axis, PReLU */   \
@@ -598,6 +604,47 @@ int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const 
                                   const float *moving_variance, const float *dy, int64_t rows,
                                   int64_t cols, float epsilon);
 
+/* ---- normalization and noise layers (norm.c; engineer E) ------------------------------
+ *
+ * Group normalization of x viewed as (n, s, groups * k), Keras 3's GroupNormalization
+ * (and LayerNormalization: groups 1, s 1, k the normalized size).  Per (b, g), over its
+ * m = s * k values (summed in double, in a fixed order of eight lanes, by one thread):
+ *   mean = sum(x) / m;  var = sum((x - mean)^2) / m;  inv_std = 1 / sqrt(var + epsilon);
+ *   rms 0: inv = inv_std * gamma[ch];  y = x * inv + (beta[ch] - mean * inv)   (Keras 3)
+ *   rms 1: y = x * inv_std * gamma[ch] (+ beta[ch] when given)   (LayerNormalization's
+ *          rms_scaling: no centring, and Keras gives it no beta)
+ * mean and inv_std (n * groups, float32) are kept for the backward; gamma and beta
+ * (groups * k, per channel ch = g * k + j) may be NULL (1 and 0). */
+int pynn_group_norm_forward(float *y, float *mean, float *inv_std, const float *x,
+                            const float *gamma, const float *beta, int64_t n, int64_t s,
+                            int64_t groups, int64_t k, float epsilon, int rms);
+/* Its backward; with gd = dy * gamma and xhat = (x - mean) * inv_std (rms: x * inv_std):
+ *   dbeta = column sums of dy, dgamma = column sums of dy * xhat (over the n * s rows,
+ *   each column in row order);
+ *   rms 0: dx = inv_std (gd - sum(gd) / m - xhat sum(gd xhat) / m)
+ *   rms 1: dx = gd inv_std - inv_std^3 (x - mean) sum(gd x) / m   (sums per (b, g)).
+ * dx, dgamma and dbeta may each be NULL; dx may be dy. */
+int pynn_group_norm_backward(float *dx, float *dgamma, float *dbeta, const float *x,
+                             const float *gamma, const float *mean, const float *inv_std,
+                             const float *dy, int64_t n, int64_t s, int64_t groups, int64_t k,
+                             int rms);
+/* Unit normalization of the rows of x (rows x cols), Keras 3's UnitNormalization:
+ *   y = x / sqrt(max(sum x^2, 1e-24))   (keras.ops.normalize, epsilon 1e-12 on the norm);
+ * inv_norm (rows) = that inverse, negated where the clamp applied (for the backward). */
+int pynn_unit_norm_forward(float *y, float *inv_norm, const float *x, int64_t rows,
+                           int64_t cols);
+/* dx = inv dy - inv^3 x (dy . x) with inv = |inv_norm| (the second term 0 where clamped);
+ * dx may be dy. */
+int pynn_unit_norm_backward(float *dx, const float *x, const float *inv_norm, const float *dy,
+                            int64_t rows, int64_t cols);
+/* Gaussian noise from the counter-based uniforms ("randomness", below): element e draws
+ * u1 = u_{2e}, u2 = u_{2e+1} and z = sqrt(-2 log(1 - u1)) cos(2 pi u2) (Box-Muller, in
+ * double).  mode 0 (GaussianNoise): noise = (float)(scale z), y = x + noise;
+ * mode 1 (GaussianDropout): noise = (float)(1 + scale z), y = x * noise.
+ * noise may be NULL; y may be x; scale >= 0 and finite. */
+int pynn_gaussian_noise(float *y, float *noise, const float *x, int64_t n, uint64_t seed,
+                        uint64_t counter, int mode, double scale);
+
 /* ---- randomness: counter-based, the same numbers in every backend ------------
  *
  * mix64(z) is splitmix64's finaliser:  z = (z ^ z >> 30) * 0xBF58476D1CE4E5B9;
@@ -1000,6 +1047,16 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *   OP_RANDOM_BRIGHTNESS  bufs x, mask, y   ints seed   reals lower, upper, vmin, vmax;
  *                      the step's rows are the images, mask may be absent; the backward
  *                      is OP_DROPOUT_BACKWARD with this mask
+ *   OP_GROUP_NORM      bufs x, gamma, beta, mean, inv_std, y   ints s, groups, k, rms
+ *                      reals epsilon   (pynn_group_norm_forward; n = n(x) / (s groups k);
+ *                      mean and inv_std hold n * groups)   [engineer E]
+ *   OP_GROUP_NORM_BACKWARD  bufs x, gamma, mean, inv_std, dy, dgamma, dbeta, dx;
+ *                      ints as OP_GROUP_NORM
+ *   OP_UNIT_NORM       bufs x, inv_norm, y   ints cols   (rows n(x) / cols)
+ *   OP_UNIT_NORM_BACKWARD  bufs x, inv_norm, dy, dx   ints cols
+ *   OP_GAUSSIAN_NOISE  bufs x, noise, y   ints seed, mode   reals scale; the counter is the
+ *                      step number; the backward is nothing (mode 0) or
+ *                      OP_DROPOUT_BACKWARD with the noise (mode 1)
  *   OP_LOSS            bufs pred, target, grad, weights
  *                      ints kind, from_logits, cols, index, has_ignore, ignore_class,
  *                      reduce_sum (0 or 1)

@@ -357,6 +357,7 @@ include "_core_kernels.pxi"
 include "_core_cnn.pxi"
 include "_core_image.pxi"
 include "_core_pixel.pxi"
+include "_core_norm.pxi"   # engineer E: normalization and noise layers
 include "_core_interrupt.pxi"
 include "_core_plan.pxi"
 include "_core_act_layers.pxi"   # activations (engineer A)

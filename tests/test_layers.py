@@ -64,6 +64,19 @@ def _bn(xs, w, epsilon, center=True, scale=True, training=False):
     return (xs[0] - mean) / np.sqrt(var + epsilon) * gamma + beta
 
 
+
+# engineer E: layer and group normalization in float64 (Keras 3: biased variance, epsilon
+# added to it), before gamma and beta
+def _ln(x, axes, epsilon):
+    mean = x.mean(axis=axes, keepdims=True)
+    return (x - mean) / np.sqrt(x.var(axis=axes, keepdims=True) + epsilon)
+
+
+def _gn(x, groups, epsilon):
+    g = x.reshape(x.shape[:-1] + (groups, x.shape[-1] // groups))
+    axes = tuple(range(1, g.ndim - 2)) + (g.ndim - 1,)
+    return _ln(g, axes, epsilon).reshape(x.shape)
+
 LAYERS = {
     "dense": Case(lambda: L.Dense(4, activation="tanh", bias_initializer="ones",
                                   kernel_initializer=pynn.initializers.RandomNormal(0.5, 0.1,
@@ -221,6 +234,27 @@ LAYERS = {
                                 "relu").reshape(len(xs[0]), 3, 3, 3, 2),
         [("kernel", (2, 2, 2, 2), True), ("bias", (2,), True)],
         path_prefix=lambda layer: f"{layer.name}/{layer.layer.name}/"),
+    # engineer E: normalization and noise layers (tests/test_layers_norm.py has the rest)
+    "layer_normalization": Case(
+        lambda: L.LayerNormalization(epsilon=0.01), [(3, 4)],
+        lambda xs, w: _ln(xs[0], (-1,), 0.01) * w[0] + w[1],
+        [("gamma", (4,), True), ("beta", (4,), True)]),
+    "layer_normalization_trailing_axes": Case(
+        lambda: L.LayerNormalization(axis=[-2, -1], center=False), [(2, 3)],
+        lambda xs, w: _ln(xs[0], (-2, -1), 1e-3) * w[0], [("gamma", (2, 3), True)]),
+    "group_normalization": Case(
+        lambda: L.GroupNormalization(2, epsilon=0.01), [(3, 2, 4)],
+        lambda xs, w: _gn(xs[0], 2, 0.01) * w[0] + w[1],
+        [("gamma", (4,), True), ("beta", (4,), True)]),
+    "unit_normalization": Case(
+        lambda: L.UnitNormalization(), [(2, 5)],
+        lambda xs, w: xs[0] / np.sqrt(np.maximum((xs[0] ** 2).sum(-1, keepdims=True), 1e-24))),
+    "spatial_dropout2d": Case(lambda: L.SpatialDropout2D(0.4, seed=3), [(3, 3, 2)],
+                              lambda xs, w: xs[0], train_forward=None),
+    "gaussian_noise": Case(lambda: L.GaussianNoise(0.2, seed=1), [(5,)], lambda xs, w: xs[0],
+                           train_forward=None),
+    "gaussian_dropout": Case(lambda: L.GaussianDropout(0.3, seed=2), [(2, 3)],
+                             lambda xs, w: xs[0], train_forward=None),
 }
 
 

@@ -9,7 +9,9 @@ MaxPooling2D/AveragePooling2D ("valid"), GlobalAveragePooling2D, BatchNormalizat
 (training mode: batch statistics), Flatten, Reshape, Activation, the merge layers and
 Concatenate; Dropout only with rate 0 or in inference; Conv1D (causal too), MaxPooling1D,
 AveragePooling1D, GlobalMaxPooling1D/2D, GlobalAveragePooling1D (no mask) RepeatVector;
-Embedding (torch's F.embedding), Masking, TimeDistributed (engineer G).
+Embedding (torch's F.embedding), Masking, TimeDistributed (engineer G);
+LayerNormalization, GroupNormalization, UnitNormalization (and the noise layers in
+inference).
 """
 import numpy as np
 
@@ -187,6 +189,36 @@ def apply_layer(layer, inputs, params, training):
         y = apply_layer(layer.layer, [x.reshape((n * t,) + tuple(x.shape[2:]))], params,
                         training)
         return y.reshape((n, t) + tuple(y.shape[1:]))
+    # engineer E: normalization and noise layers.  Keras's gamma/beta have the normalized
+    # axes' shape (LayerNormalization) or one per channel (GroupNormalization), which is
+    # torch's layout for F.layer_norm and F.group_norm (channels moved to dim 1).
+    if name == "LayerNormalization":
+        axes = sorted(a % x.ndim for a in ([layer.axis] if isinstance(layer.axis, int)
+                                           else layer.axis))
+        shape = tuple(x.shape[a] for a in axes)
+        gamma = params[0] if (layer.scale or layer.rms_scaling) else None
+        if layer.rms_scaling:   # Keras 3's deprecated form: x / sqrt(var + eps) * gamma
+            var = x.var(dim=tuple(axes), unbiased=False, keepdim=True)
+            y = x / torch.sqrt(var + layer.epsilon)
+            return y * gamma if gamma is not None else y
+        beta = params[-1] if layer.center else None
+        return F.layer_norm(x, shape, gamma, beta, layer.epsilon)
+    if name == "GroupNormalization":
+        xn = x.movedim(-1, 1)
+        # (torch's group_norm backward fails without a weight: ones stand for scale=False)
+        gamma = params[0] if layer.scale else torch.ones(x.shape[-1], dtype=x.dtype)
+        beta = params[-1] if layer.center else None
+        return F.group_norm(xn, layer.groups, gamma, beta, layer.epsilon).movedim(1, -1)
+    if name == "UnitNormalization":
+        axes = sorted(a % x.ndim for a in ([layer.axis] if isinstance(layer.axis, int)
+                                           else layer.axis))
+        flat = x.reshape(x.shape[:axes[0]] + (-1,))
+        return F.normalize(flat, p=2, dim=-1, eps=1e-12).reshape(x.shape)
+    if name in ("SpatialDropout2D", "GaussianNoise", "GaussianDropout"):
+        # the noise of a training call is drawn by pynn's generator: a test that trains
+        # through these layers writes the noise into its torch model itself
+        assert not training or getattr(layer, "rate", getattr(layer, "stddev", 0)) == 0
+        return x
     raise NotImplementedError(name)
 
 

@@ -413,6 +413,32 @@ class Backend:
         EMA array `ema` (None: none) is updated."""
         raise NotImplementedError
 
+    # ---- engineer E: normalization and noise layers (csrc/norm.c) -----------------------
+    def group_norm_forward(self, x, gamma, beta, s, groups, k, epsilon, rms, mean, inv_std, y):
+        """Group / layer normalization of x viewed as (n, s, groups * k) (Keras 3's
+        GroupNormalization; LayerNormalization: s = groups = 1): mean, inv_std (n * groups)
+        and y out; gamma, beta (groups * k) may be None; rms: LayerNormalization's
+        rms_scaling (pynn_group_norm_forward)."""
+        raise NotImplementedError
+
+    def group_norm_backward(self, x, gamma, mean, inv_std, dy, s, groups, k, rms, dgamma,
+                            dbeta, dx):
+        """Its backward (pynn_group_norm_backward); each output may be None; dx may be dy."""
+        raise NotImplementedError
+
+    def unit_norm_forward(self, x, cols, inv_norm, y):
+        """y = x / sqrt(max(sum x^2, 1e-24)) per row of cols; inv_norm (rows) out."""
+        raise NotImplementedError
+
+    def unit_norm_backward(self, x, inv_norm, dy, cols, dx):
+        """The backward of unit_norm_forward; dx may be dy."""
+        raise NotImplementedError
+
+    def gaussian_noise(self, x, seed, counter, mode, scale, noise, y):
+        """Box-Muller normals z of (seed, counter): mode 0 y = x + scale z, mode 1
+        y = x (1 + scale z); noise (x's shape, or None) receives scale z / 1 + scale z."""
+        raise NotImplementedError
+
     def __repr__(self):
         return f"<pynn backend {self.name!r}>"
 

@@ -251,6 +251,24 @@ class CpuBackend(HostBackend):
                                for name in ids.HYPER],
                               [float(hyper.get(name, 0.0)) for name in ids.OPTIONS], segments)
 
+    # ---- engineer E: normalization and noise layers (csrc/norm.c) -----------------------
+    def group_norm_forward(self, x, gamma, beta, s, groups, k, epsilon, rms, mean, inv_std, y):
+        _core.group_norm_forward(y, mean, inv_std, x, gamma, beta, s, groups, k, epsilon, rms)
+
+    def group_norm_backward(self, x, gamma, mean, inv_std, dy, s, groups, k, rms, dgamma,
+                            dbeta, dx):
+        _core.group_norm_backward(dx, dgamma, dbeta, x, gamma, mean, inv_std, dy, s, groups, k,
+                                  rms)
+
+    def unit_norm_forward(self, x, cols, inv_norm, y):
+        _core.unit_norm_forward(y, inv_norm, x, cols)
+
+    def unit_norm_backward(self, x, inv_norm, dy, cols, dx):
+        _core.unit_norm_backward(dx, x, inv_norm, dy, cols)
+
+    def gaussian_noise(self, x, seed, counter, mode, scale, noise, y):
+        _core.gaussian_noise(y, noise, x, seed, counter, mode, scale)
+
 
 # the settings each update rule reads (pynn_optimizer_step, reference.optimizer_step)
 _OPTIMIZER_READS = {"sgd": ("learning_rate", "momentum", "nesterov"),

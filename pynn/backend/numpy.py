@@ -284,3 +284,31 @@ class NumpyBackend(HostBackend):
 
     def optimizer_step(self, kind, w, slots, g, step, hyper, segments=None, ema=None):
         ref.optimizer_step(kind, w, slots, g, step, hyper, segments, ema)
+
+    # ---- engineer E: normalization and noise layers (reference.py) ----------------------
+    def group_norm_forward(self, x, gamma, beta, s, groups, k, epsilon, rms, mean, inv_std, y):
+        yy, m, istd = ref.group_norm_forward(x, gamma, beta, s, groups, k, epsilon, rms)
+        y[...], mean[...], inv_std[...] = yy, m.reshape(mean.shape), istd.reshape(inv_std.shape)
+
+    def group_norm_backward(self, x, gamma, mean, inv_std, dy, s, groups, k, rms, dgamma,
+                            dbeta, dx):
+        gg, gb, gx = ref.group_norm_backward(x, gamma, mean, inv_std, dy, s, groups, k, rms)
+        if dgamma is not None:
+            dgamma[...] = gg.reshape(dgamma.shape)
+        if dbeta is not None:
+            dbeta[...] = gb.reshape(dbeta.shape)
+        if dx is not None:
+            dx[...] = gx
+
+    def unit_norm_forward(self, x, cols, inv_norm, y):
+        yy, inv = ref.unit_norm_forward(x, cols)
+        y[...], inv_norm[...] = yy, inv.reshape(inv_norm.shape)
+
+    def unit_norm_backward(self, x, inv_norm, dy, cols, dx):
+        dx[...] = ref.unit_norm_backward(x, inv_norm, dy, cols)
+
+    def gaussian_noise(self, x, seed, counter, mode, scale, noise, y):
+        yy, nz = ref.gaussian_noise(x, seed, counter, mode, scale)
+        if noise is not None:
+            noise[...] = nz
+        y[...] = yy

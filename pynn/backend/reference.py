@@ -1616,3 +1616,108 @@ def masking_forward(x, mask_value):
 
 def masking_backward(dy, mask):
     return dy * mask[..., None]
+
+
+# ---- engineer E: normalization and noise layers (csrc/norm.c; csrc/pynn.h) -----------------
+# Group normalization of x viewed as (n, s, groups, k) (LayerNormalization: s = groups = 1),
+# unit normalization of rows, and the Box-Muller Gaussian noise of the counter-based
+# uniforms.  The statistics are computed in float64 and rounded to float32, as C sums them.
+
+def group_norm_forward(x, gamma, beta, s, groups, k, epsilon, rms=False):
+    """(y, mean, inv_std) of Keras 3's group / layer normalization: per (b, g), over its
+    s * k values, mean and the biased variance; inv_std = 1 / sqrt(var + epsilon);
+    y = x * inv + (beta - mean * inv) with inv = inv_std * gamma (rms: y = x * inv_std *
+    gamma (+ beta when given), no centring).  mean and inv_std are (n, groups) float32."""
+    xr = np.asarray(x, np.float32).reshape(-1, s, groups, k)
+    x64 = xr.astype(np.float64)
+    mu = x64.mean(axis=(1, 3))
+    var = ((x64 - mu[:, None, :, None]) ** 2).mean(axis=(1, 3))
+    mean = mu.astype(np.float32)
+    inv_std = (1.0 / np.sqrt(var.astype(np.float32).astype(np.float64)
+                             + float(np.float32(epsilon)))).astype(np.float32)
+    gm = np.ones((groups, k), np.float32) if gamma is None else \
+        np.asarray(gamma, np.float32).reshape(groups, k)
+    bt = np.zeros((groups, k), np.float32) if beta is None else \
+        np.asarray(beta, np.float32).reshape(groups, k)
+    istd = inv_std[:, None, :, None]
+    if rms:
+        y = xr * istd * gm
+        if beta is not None:
+            y = y + bt
+    else:
+        inv = istd * gm
+        y = xr * inv + (bt - mean[:, None, :, None] * inv)
+    return y.astype(np.float32).reshape(np.shape(x)), mean, inv_std
+
+
+def group_norm_backward(x, gamma, mean, inv_std, dy, s, groups, k, rms=False):
+    """(dgamma, dbeta, dx) of group_norm_forward (in float64, rounded at the end):
+    gd = dy * gamma, xhat = (x - mean) * inv_std (rms: x * inv_std), m = s * k;
+      dx = inv_std (gd - mean(gd) - xhat mean(gd xhat))           (rms 0)
+      dx = gd inv_std - inv_std^3 (x - mean) sum(gd x) / m         (rms 1)."""
+    shape = np.shape(x)
+    x64 = np.asarray(x, np.float32).reshape(-1, s, groups, k).astype(np.float64)
+    dy64 = np.asarray(dy, np.float32).reshape(x64.shape).astype(np.float64)
+    mu = np.asarray(mean, np.float32).reshape(-1, groups).astype(np.float64)[:, None, :, None]
+    istd = np.asarray(inv_std, np.float32).reshape(-1, groups).astype(np.float64)[:, None, :, None]
+    gm = np.ones((groups, k)) if gamma is None else \
+        np.asarray(gamma, np.float32).reshape(groups, k).astype(np.float64)
+    m = float(s * k)
+    xhat = x64 * istd if rms else (x64 - mu) * istd
+    dbeta = dy64.sum(axis=(0, 1)).reshape(-1)
+    dgamma = (dy64 * xhat).sum(axis=(0, 1)).reshape(-1)
+    gd = dy64 * gm
+    if rms:
+        s2 = (gd * x64).sum(axis=(1, 3), keepdims=True)
+        dx = gd * istd - s2 * istd ** 3 * (x64 - mu) / m
+    else:
+        s1 = gd.sum(axis=(1, 3), keepdims=True)
+        s2 = (gd * xhat).sum(axis=(1, 3), keepdims=True)
+        dx = istd * (gd - s1 / m - xhat * s2 / m)
+    return (dgamma.astype(np.float32), dbeta.astype(np.float32),
+            dx.astype(np.float32).reshape(shape))
+
+
+UNIT_NORM_MIN_SQUARE = 1e-24
+"""Keras 3's UnitNormalization: keras.ops.normalize with epsilon 1e-12, clamping the square
+sum at epsilon^2 (x * rsqrt(max(sum x^2, 1e-24)))."""
+
+
+def unit_norm_forward(x, cols):
+    """(y, inv_norm): y = x / sqrt(max(sum x^2, 1e-24)) per row of `cols` values; inv_norm
+    (rows,) float32, negated where the clamp applied."""
+    xr = np.asarray(x, np.float32).reshape(-1, cols)
+    ss = (xr.astype(np.float64) ** 2).sum(axis=1).astype(np.float32).astype(np.float64)
+    inv = (1.0 / np.sqrt(np.maximum(ss, UNIT_NORM_MIN_SQUARE))).astype(np.float32)
+    y = xr * inv[:, None]
+    return y.reshape(np.shape(x)), np.where(ss > UNIT_NORM_MIN_SQUARE, inv, -inv)
+
+
+def unit_norm_backward(x, inv_norm, dy, cols):
+    """dx of unit_norm_forward: inv dy - inv^3 x (dy . x), inv = |inv_norm|, the second
+    term 0 on a clamped row."""
+    x64 = np.asarray(x, np.float32).reshape(-1, cols).astype(np.float64)
+    dy64 = np.asarray(dy, np.float32).reshape(x64.shape).astype(np.float64)
+    sign = np.asarray(inv_norm, np.float32).reshape(-1)
+    inv = np.abs(sign).astype(np.float64)[:, None]
+    dot = np.where(sign[:, None] < 0, 0.0, (dy64 * x64).sum(axis=1, keepdims=True))
+    return (inv * dy64 - inv ** 3 * x64 * dot).astype(np.float32).reshape(np.shape(x))
+
+
+def random_normal(seed, counter, count):
+    """The standard normals z_0 .. z_{count-1} of (seed, counter), float64: Box-Muller on
+    the uniforms u_{2e}, u_{2e+1}: z_e = sqrt(-2 log(1 - u_{2e})) cos(2 pi u_{2e+1})."""
+    u = random_uniform(seed, counter, 2 * int(count)).astype(np.float64)
+    return np.sqrt(-2.0 * np.log(1.0 - u[0::2])) * np.cos(6.283185307179586 * u[1::2])
+
+
+def gaussian_noise(x, seed, counter, mode, scale):
+    """(y, noise): mode 0 (GaussianNoise) noise = scale z, y = x + noise; mode 1
+    (GaussianDropout) noise = 1 + scale z, y = x * noise; noise rounded to float32."""
+    x = np.asarray(x, np.float32)
+    z = random_normal(seed, counter, x.size).reshape(x.shape)
+    if mode == 0:
+        noise = (float(scale) * z).astype(np.float32)
+        return x + noise, noise
+    noise = (1.0 + float(scale) * z).astype(np.float32)
+    return x * noise, noise

@@ -115,6 +115,9 @@ _WEIGHT_NAMES = {"Dense": ("kernel", "bias"), "Conv2D": ("kernel", "bias"),
 _WEIGHT_NAMES["PReLU"] = ("alpha",)     # activations (engineer A)
 _WEIGHT_NAMES["Conv1D"] = ("kernel", "bias")          # engineer D (#16)
 _WEIGHT_NAMES["Embedding"] = ("embeddings",)            # engineer G
+# engineer E: normalization layers (gamma and beta, each only where the config keeps it)
+_WEIGHT_NAMES.update({"LayerNormalization": ("gamma", "beta"),
+                      "GroupNormalization": ("gamma", "beta")})
 
 # Keras-only options pynn drops when they hold Keras's default (anything else is refused)
 _DEFAULTS = {"kernel_regularizer": None, "bias_regularizer": None,
@@ -551,9 +554,14 @@ def _file_weight_pool(config, h5, where):
             lcfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
             name = lcfg.get("name") if isinstance(lcfg.get("name"), str) else layer.get("name")
             names = list(_WEIGHT_NAMES.get(cls, ()))
-            if cls == "BatchNormalization":
+            if cls in ("BatchNormalization", "GroupNormalization"):
                 names = [n for n in names if not (n == "gamma" and lcfg.get("scale") is False or
                                                   n == "beta" and lcfg.get("center") is False)]
+            if cls == "LayerNormalization":   # engineer E: rms_scaling keeps gamma, drops beta
+                rms = lcfg.get("rms_scaling") is True
+                names = [n for n in names if not (
+                    n == "gamma" and lcfg.get("scale") is False and not rms or
+                    n == "beta" and (lcfg.get("center") is False or rms))]
             if cls in ("Dense", "Conv2D", "Conv1D") and lcfg.get("use_bias") is False:
                 names = names[:1]
             for i, d in sorted(h5.vars(path).items()):

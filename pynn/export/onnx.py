@@ -480,6 +480,7 @@ def _time_distributed(g, layer, xs, shapes):
 
 def _handlers():
     from .. import layers as L
+    from .onnx_norm import handlers as _norm_handlers   # engineer E
     return {
         L.Embedding: _embedding, L.Masking: _masking,          # engineer G
         L.TimeDistributed: _time_distributed,
@@ -510,6 +511,8 @@ def _handlers():
         L.GlobalAveragePooling1D: _global_pooling("ReduceMean"),
         L.RepeatVector: _repeat_vector,
         L.ActivityRegularization: _identity,   # engineer F: a training-only penalty
+        # engineer E: normalization and noise layers (onnx_norm.py)
+        **_norm_handlers(),
     }
 
 

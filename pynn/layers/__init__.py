@@ -10,6 +10,9 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Sub
                       average, concatenate, maximum, minimum, multiply, subtract)
 from .node import KerasTensor
 from .normalization import BatchNormalization
+# engineer E: normalization and noise layers
+from .norm_noise import (GaussianDropout, GaussianNoise, GroupNormalization, LayerNormalization,
+                         SpatialDropout2D, UnitNormalization)
 from .preprocessing import Normalization, RandomBrightness, RandomContrast, Rescaling
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .regularization import Dropout
@@ -32,3 +35,6 @@ __all__ += ["Conv1D", "MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D", 
             "GlobalMaxPooling2D", "GlobalAveragePooling1D", "RepeatVector"]
 __all__ += ["ActivityRegularization"]  # engineer F
 __all__ += ["Embedding", "Masking", "TimeDistributed"]   # engineer G
+# engineer E: normalization and noise layers
+__all__ += ["LayerNormalization", "GroupNormalization", "UnitNormalization", "SpatialDropout2D",
+            "GaussianNoise", "GaussianDropout"]

@@ -692,4 +692,40 @@ _OPS = {
     "embedding_grad_clear": _embedding_grad_clear, "masking": _masking,
     "masking_backward": _masking_backward, "rows_scope": _rows_scope,
 }
+
+
+# ---- engineer E: normalization and noise layers ---------------------------------------------
+def _group_norm(ex, op, v, step, losses, metrics, reals):
+    x, gamma, beta, mean, inv_std, y = op.bufs
+    s, groups, k, rms = op.ints
+    ex.backend.group_norm_forward(v[x], _opt(v, gamma), _opt(v, beta), s, groups, k, reals[0],
+                                  bool(rms), v[mean], v[inv_std], v[y])
+
+
+def _group_norm_backward(ex, op, v, step, losses, metrics, reals):
+    x, gamma, mean, inv_std, dy, dgamma, dbeta, dx = op.bufs
+    s, groups, k, rms = op.ints
+    ex.backend.group_norm_backward(v[x], _opt(v, gamma), v[mean], v[inv_std], v[dy], s, groups,
+                                   k, bool(rms), _opt(v, dgamma), _opt(v, dbeta), _opt(v, dx))
+
+
+def _unit_norm(ex, op, v, step, losses, metrics, reals):
+    x, inv_norm, y = op.bufs
+    ex.backend.unit_norm_forward(v[x], op.ints[0], v[inv_norm], v[y])
+
+
+def _unit_norm_backward(ex, op, v, step, losses, metrics, reals):
+    x, inv_norm, dy, dx = op.bufs
+    ex.backend.unit_norm_backward(v[x], v[inv_norm], v[dy], op.ints[0], v[dx])
+
+
+def _gaussian_noise(ex, op, v, step, losses, metrics, reals):
+    x, noise, y = op.bufs
+    ex.backend.gaussian_noise(v[x], op.ints[0], step, op.ints[1], reals[0], _opt(v, noise), v[y])
+
+
+_OPS.update({"group_norm": _group_norm, "group_norm_backward": _group_norm_backward,
+             "unit_norm": _unit_norm, "unit_norm_backward": _unit_norm_backward,
+             "gaussian_noise": _gaussian_noise})
+
 assert set(_OPS) == set(ids.OPS), "every op kind of csrc/pynn.h has a Python implementation"

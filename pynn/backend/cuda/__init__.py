@@ -43,6 +43,7 @@ from . import seq1d   # engineer D (#16): sequence ops
 from . import regularizers  # engineer F: regularizers and constraints
 from . import embedding          # engineer G
 from .runtime import SIMULATOR, cuda
+from . import norm   # engineer E: normalization and noise layers
 
 
 class CudaBackend(Backend):
@@ -227,6 +228,13 @@ class CudaBackend(Backend):
     adam_update = staticmethod(optimizers.adam_update)
     rmsprop_update = staticmethod(optimizers.rmsprop_update)
 
+
+    # ---- engineer E: normalization and noise layers (norm.py) -------------------------------
+    group_norm_forward = staticmethod(norm.group_norm_forward)
+    group_norm_backward = staticmethod(norm.group_norm_backward)
+    unit_norm_forward = staticmethod(norm.unit_norm_forward)
+    unit_norm_backward = staticmethod(norm.unit_norm_backward)
+    gaussian_noise = staticmethod(norm.gaussian_noise)
 
 def unavailable_reason():
     """None when kernels can run here (a GPU, or the simulator), else why not."""
