@@ -151,6 +151,11 @@ extern "C" {
     X(OP_RANDOM_CONTRAST, 34, "random_contrast")                                     \
     X(OP_RANDOM_CONTRAST_BACKWARD, 35, "random_contrast_backward")                   \
     X(OP_RANDOM_BRIGHTNESS, 36, "random_brightness")                                 \
+    /* transposed convolution, upsampling, padding, cropping (upsampling.c; 60..69) */ \
+    X(OP_CONV2D_TRANSPOSE, 60, "conv2d_transpose")                                   \
+    X(OP_CONV2D_TRANSPOSE_BACKWARD, 61, "conv2d_transpose_backward")                 \
+    X(OP_UPSAMPLE2D_BACKWARD, 62, "upsample2d_backward")                             \
+    X(OP_PAD_CROP, 63, "pad_crop")                                                   \
     /* distributed training (pynn/distributed): the gradient hand-over (id 40) */    \
     X(OP_GRAD_HOOK, 40, "grad_hook")
 
@@ -515,6 +520,45 @@ int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const 
                                   const float *gamma, const float *moving_mean,
                                   const float *moving_variance, const float *dy, int64_t rows,
                                   int64_t cols, float epsilon);
+
+/* ---- transposed convolution, upsampling, padding, cropping (upsampling.c) ----------
+ *
+ * Conv2DTranspose: x (n, h, w, c) -> z, y (n, oh, ow, f), kernel wgt (kh, kw, f, c)
+ * (Keras's layout), bias (f,) or NULL.  It is the adjoint of the convolution C of
+ * pynn.h's window geometry whose input is (n, oh, ow, f), whose output is (n, h, w, c) and
+ * whose kernel is wgt read as (kh, kw, C's channels f, C's filters c):
+ *   z(img, r, q, e) = bias(e) + sum of x(img, i, j, ch) wgt(a, b, e, ch) over
+ *   r = i sh - pad_top + a, q = j sw - pad_left + b;   y = act(z) (y may be z).
+ * Any (pad_top, pad_left, oh, ow) is accepted: output positions no window reaches get the
+ * bias alone (Keras's output_padding).  Backward: dy is overwritten with dz = act'(z) dy;
+ * db (f,) its column sums, dx = C(dz), dw (kh, kw, f, c); each may be NULL.  work holds
+ * work_size >= pynn_conv2d_transpose_work(...) floats, for both directions. */
+int64_t pynn_conv2d_transpose_work(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                   int64_t kw, int64_t oh, int64_t ow, int64_t f);
+int pynn_conv2d_transpose_forward(float *z, float *y, float *work, int64_t work_size,
+                                  const float *x, const float *wgt, const float *bias,
+                                  int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                  int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                                  int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
+                                  float alpha);
+int pynn_conv2d_transpose_backward(float *dw, float *db, float *dx, float *dy, float *work,
+                                   int64_t work_size, const float *x, const float *wgt,
+                                   const float *z, const float *y, int64_t n, int64_t h,
+                                   int64_t w, int64_t c, int64_t kh, int64_t kw, int64_t sh,
+                                   int64_t sw, int64_t pad_top, int64_t pad_left, int64_t oh,
+                                   int64_t ow, int64_t f, int act, float alpha);
+/* The backward of an upsampling by integer factors (fh, fw) of x (n, h, w, c) to
+ * (n, h fh, w fw, c) by pynn_resize over the whole image (interp PYNN_INTERP_NEAREST:
+ * output (i, j) = input (i / fh, j / fw); BILINEAR: half-pixel centres, clamped):
+ * dx (n, h, w, c) = the adjoint applied to dy (n, h fh, w fw, c), each input pixel summing
+ * its readers in a fixed order (output rows, then columns). */
+int pynn_upsample2d_backward(float *dx, const float *dy, int64_t n, int64_t h, int64_t w,
+                             int64_t c, int64_t fh, int64_t fw, int interp);
+/* The window copy of ZeroPadding2D and Cropping2D: y (n, oh, ow, c)(i, j) = x (n, h, w, c)
+ * (i - top, j - left) where that lies in x, else 0.  top / left > 0 pad, < 0 crop; the
+ * backward of one window copy is the copy with the sizes swapped and -top, -left. */
+int pynn_pad_crop(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+                  int64_t oh, int64_t ow, int64_t top, int64_t left);
 
 /* ---- randomness: counter-based, the same numbers in every backend ------------
  *

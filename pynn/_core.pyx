@@ -355,3 +355,5 @@ include "_core_image.pxi"
 include "_core_pixel.pxi"
 include "_core_interrupt.pxi"
 include "_core_plan.pxi"
+# transposed convolution, upsampling, padding, cropping (issue 16, part C)
+include "_core_upsampling.pxi"

@@ -13,6 +13,8 @@ from .preprocessing import Normalization, RandomBrightness, RandomContrast, Resc
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .regularization import Dropout
 from .reshaping import Flatten, Reshape
+# transposed convolution, upsampling, padding, cropping (issue 16, part C)
+from .upsampling import Conv2DTranspose, Cropping2D, UpSampling1D, UpSampling2D, ZeroPadding2D
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "ReLU", "Softmax", "Conv2D",
            "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape",
@@ -21,3 +23,5 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "
            "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
            "minimum", "concatenate", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
            "RandomRotation", "RandomZoom", "RandomTranslation"]
+# transposed convolution, upsampling, padding, cropping (issue 16, part C)
+__all__ += ["Conv2DTranspose", "UpSampling2D", "UpSampling1D", "ZeroPadding2D", "Cropping2D"]
