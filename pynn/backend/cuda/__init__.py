@@ -38,6 +38,8 @@ import numpy as np
 from ..base import Backend, loss_option_kind
 from . import (convolution, elementwise, gemm, image, losses, merge, metrics,
                normalization, optimizers, pixel, pooling, random, runtime)
+# transposed convolution, upsampling, padding, cropping (issue 16, part C)
+from . import upsampling as _upsampling
 from .runtime import SIMULATOR, cuda
 
 
@@ -171,6 +173,21 @@ class CudaBackend(Backend):
     flip = staticmethod(image.flip)
     crop = staticmethod(image.crop)
     image_random = staticmethod(image.image_random)
+    # ---- transposed convolution, upsampling, padding, cropping (upsampling.py; part C) -----
+    conv2d_transpose_work_size = staticmethod(_upsampling.conv2d_transpose_work_size)
+
+    def conv2d_transpose_forward(self, x, w, b, strides, padding, activation, alpha, work, z,
+                                 y):
+        _upsampling.conv2d_transpose_forward(x, w, b, strides, padding, activation, alpha,
+                                             work, z, y, self.sm_count)
+
+    def conv2d_transpose_backward(self, x, w, z, y, dy, strides, padding, activation, alpha,
+                                  work, dw, db, dx):
+        _upsampling.conv2d_transpose_backward(x, w, z, y, dy, strides, padding, activation,
+                                              alpha, work, dw, db, dx, self.sm_count)
+
+    upsample2d_backward = staticmethod(_upsampling.upsample2d_backward)
+    pad_crop = staticmethod(_upsampling.pad_crop)
     # ---- pixel preprocessing (pixel.py) --------------------------------------------------------
     channel_affine = staticmethod(pixel.channel_affine)
     normalize = staticmethod(pixel.normalize)
