@@ -112,6 +112,8 @@ def _nadam_u_product(beta_1, step):
 _WEIGHT_NAMES = {"Dense": ("kernel", "bias"), "Conv2D": ("kernel", "bias"),
                  "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
                  "Normalization": ("mean", "variance", "count")}
+# transposed convolution (issue 16, part C)
+_WEIGHT_NAMES["Conv2DTranspose"] = ("kernel", "bias")
 
 # Keras-only options pynn drops when they hold Keras's default (anything else is refused)
 _DEFAULTS = {"kernel_regularizer": None, "bias_regularizer": None,
@@ -540,7 +542,7 @@ def _file_weight_pool(config, h5, where):
             if cls == "BatchNormalization":
                 names = [n for n in names if not (n == "gamma" and lcfg.get("scale") is False or
                                                   n == "beta" and lcfg.get("center") is False)]
-            if cls in ("Dense", "Conv2D") and lcfg.get("use_bias") is False:
+            if cls in ("Dense", "Conv2D", "Conv2DTranspose") and lcfg.get("use_bias") is False:
                 names = names[:1]
             for i, d in sorted(h5.vars(path).items()):
                 if i < len(names) and isinstance(name, str):
