@@ -428,3 +428,33 @@ def test_keras_output_sizes():
             (L.Cropping2D(((1, 2), (3, 0))), (5, 7, 1), (2, 4, 1))]:
         assert layer.compute_output_shape((None,) + shape) == (None,) + want, layer
     assert L.UpSampling1D(3).compute_output_shape((None, 4, 2)) == (None, 12, 2)
+
+
+# ---- ONNX export ----------------------------------------------------------------------------
+
+ONNX_OPS = {"Conv2DTranspose": "ConvTranspose", "UpSampling2D": "Resize",
+            "UpSampling1D": "Resize", "ZeroPadding2D": "Pad", "Cropping2D": "Slice"}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_CASES))
+def test_onnx_export_matches_predict(name, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    make, shape, _ = KERAS_CASES[name]
+    layer = make()
+    model = pynn.Sequential([L.Input(shape), layer])
+    rng = np.random.default_rng(11)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    path = tmp_path / "m.onnx"
+    model.export(path)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert ONNX_OPS[type(layer).__name__] in {n.op_type for n in proto.graph.node}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        x = rng.normal(size=(batch,) + shape).astype(np.float32)
+        got = session.run(None, {model.input_names[0]: x})[0]
+        want = model.predict(x, verbose=0)
+        assert got.shape == want.shape
+        assert_close(got, want, rtol=RTOL_ELEMENTWISE, err_msg=name)
