@@ -105,6 +105,30 @@ def test_one_training_step_matches_torch_autograd(name, backend):
                                    err_msg=f"{name} on {backend}: {v.path}")
 
 
+@pytest.mark.parametrize("backend", ["cpu", "numpy", "cuda"])
+def test_a_sigmoid_conv2d_transpose_output_with_binary_crossentropy(backend):
+    """The autoencoders' ending: the sigmoid folded into the loss (logits) as for Conv2D."""
+    pynn.utils.set_random_seed(6)
+    inp = pynn.Input((2, 2, 1))
+    h = L.UpSampling2D(interpolation="bilinear")(inp)
+    out = L.Conv2DTranspose(1, 3, strides=2, padding="same", activation="sigmoid")(h)
+    model = pynn.Model(inp, out)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 2, 2, 1)).astype(np.float32)
+    y = rng.uniform(size=(2, 8, 8, 1)).astype(np.float32)
+    w0 = {id(v): v.numpy().astype(np.float64) for v in model.weights}
+    model.compile(optimizer=pynn.optimizers.SGD(0.5), loss="binary_crossentropy",
+                  backend=backend)
+    total, grads = torch_mirror.gradients(model, [x], [y],
+                                          [o.loss for o in model.engine.losses.outputs], [1.0])
+    loss = model.train_on_batch(x, y)
+    assert abs(loss - total) <= RTOL * abs(total), (loss, total)
+    for v in model.trainable_weights:
+        want = -0.5 * grads[id(v)]
+        np.testing.assert_allclose(v.numpy() - w0[id(v)], want, rtol=0,
+                                   atol=RTOL * np.abs(want).max() + 1e-7, err_msg=v.path)
+
+
 # ---- Keras 3 itself ------------------------------------------------------------------------------
 
 def _keras_env():
