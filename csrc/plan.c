@@ -175,6 +175,7 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_CONV2D_TRANSPOSE_BACKWARD] = {9, 13, 1},
         [PYNN_OP_UPSAMPLE2D_BACKWARD] = {2, 6, 0},
         [PYNN_OP_PAD_CROP] = {2, 7, 0},
+        [PYNN_OP_KERNEL_DILATE] = {2, 6, 0},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -335,6 +336,17 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         if (cx->dry) return PYNN_OK;
         return pynn_pad_crop(F(&o[1]), F(&o[0]), rows, g[0], g[1], g[2], g[3], g[4], g[5],
                              g[6]);
+    }
+    case PYNN_OP_KERNEL_DILATE: {   /* bufs src, dst; ints kh, kw, cols, dh, dw, inverse */
+        const int64_t eh = mul(g[0] - 1, g[3]) + 1, ew = mul(g[1] - 1, g[4]) + 1;
+        const int64_t small = mul(mul(g[0], g[1]), g[2]), wide = mul(mul(eh, ew), g[2]);
+        EXPECT(g[0] >= 1 && g[1] >= 1 && g[2] >= 0 && g[3] >= 1 && g[4] >= 1 &&
+               (g[5] == 0 || g[5] == 1) && small_ints(g, 5) && eh >= 1 && ew >= 1 &&
+               small >= 0 && wide >= 0);
+        EXPECT(f32(&o[0]) && f32(&o[1]) && holds(&o[0], g[5] ? wide : small) &&
+               holds(&o[1], g[5] ? small : wide));
+        if (cx->dry) return PYNN_OK;
+        return pynn_kernel_dilate(F(&o[1]), F(&o[0]), g[0], g[1], g[2], g[3], g[4], (int)g[5]);
     }
     case PYNN_OP_MAXPOOL2D:
     case PYNN_OP_MAXPOOL2D_BACKWARD:

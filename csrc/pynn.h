@@ -156,6 +156,7 @@ extern "C" {
     X(OP_CONV2D_TRANSPOSE_BACKWARD, 61, "conv2d_transpose_backward")                 \
     X(OP_UPSAMPLE2D_BACKWARD, 62, "upsample2d_backward")                             \
     X(OP_PAD_CROP, 63, "pad_crop")                                                   \
+    X(OP_KERNEL_DILATE, 64, "kernel_dilate")                                         \
     /* distributed training (pynn/distributed): the gradient hand-over (id 40) */    \
     X(OP_GRAD_HOOK, 40, "grad_hook")
 
@@ -559,6 +560,12 @@ int pynn_upsample2d_backward(float *dx, const float *dy, int64_t n, int64_t h, i
  * backward of one window copy is the copy with the sizes swapped and -top, -left. */
 int pynn_pad_crop(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
                   int64_t oh, int64_t ow, int64_t top, int64_t left);
+/* A dilated kernel: inverse 0: dst ((kh - 1) dh + 1, (kw - 1) dw + 1, cols) = zeros but
+ * dst[a dh, b dw] = src (kh, kw, cols)[a, b] (Conv2DTranspose's dilation_rate, run as the
+ * transposed convolution with that kernel); inverse 1: dst (kh, kw, cols)[a, b] =
+ * src[a dh, b dw] (its gradient gathered back). */
+int pynn_kernel_dilate(float *dst, const float *src, int64_t kh, int64_t kw, int64_t cols,
+                       int64_t dh, int64_t dw, int inverse);
 
 /* ---- randomness: counter-based, the same numbers in every backend ------------
  *

@@ -213,3 +213,25 @@ int pynn_pad_crop(float *y, const float *x, int64_t n, int64_t h, int64_t w, int
         });
     return PYNN_OK;
 }
+
+int pynn_kernel_dilate(float *dst, const float *src, int64_t kh, int64_t kw, int64_t cols,
+                       int64_t dh, int64_t dw, int inverse) {
+    const int64_t eh = (kh - 1) * dh + 1, ew = (kw - 1) * dw + 1;
+    int64_t a, b;
+    PYNN_RETURN_IF(kh < 1 || kw < 1 || cols < 0 || dh < 1 || dw < 1 ||
+                       (inverse != 0 && inverse != 1), PYNN_EINVAL);
+    PYNN_RETURN_IF(kh > INT32_MAX || kw > INT32_MAX || dh > INT32_MAX || dw > INT32_MAX,
+                   PYNN_EINVAL);
+    if (cols == 0) return PYNN_OK;
+    PYNN_RETURN_IF(dst == NULL || src == NULL, PYNN_EINVAL);
+    if (!inverse) memset(dst, 0, (size_t)(eh * ew * cols) * sizeof(float));
+    for (a = 0; a < kh; a++)
+        for (b = 0; b < kw; b++) {
+            const int64_t tap = a * kw + b, wide = (a * dh) * ew + b * dw;
+            if (inverse)
+                memcpy(dst + tap * cols, src + wide * cols, (size_t)cols * sizeof(float));
+            else
+                memcpy(dst + wide * cols, src + tap * cols, (size_t)cols * sizeof(float));
+        }
+    return PYNN_OK;
+}

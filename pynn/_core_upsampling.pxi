@@ -21,6 +21,8 @@ cdef extern from "pynn.h" nogil:
                                  int64_t c, int64_t fh, int64_t fw, int interp)
     int pynn_pad_crop(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
                       int64_t oh, int64_t ow, int64_t top, int64_t left)
+    int pynn_kernel_dilate(float *dst, const float *src, int64_t kh, int64_t kw, int64_t cols,
+                           int64_t dh, int64_t dw, int inverse)
 
 
 def conv2d_transpose_work(x_shape, kernel_shape, out_hw):
@@ -170,4 +172,32 @@ def pad_crop(float[:, :, :, ::1] y,            # OUT (N, OH, OW, C)
     with nogil:
         status = pynn_pad_crop(py, px, x.shape[0], x.shape[1], x.shape[2], x.shape[3],
                                y.shape[1], y.shape[2], top, left)
+    _check(status, where)
+
+
+def kernel_dilate(float[:, :, :, ::1] dst,          # OUT (KH', KW', F, C) or (KH, KW, F, C)
+                  const float[:, :, :, ::1] src,    # IN  the other
+                  dilation, bint inverse):
+    """inverse False: dst = src with dilation - 1 zeros between its taps; True: the taps of
+    the dilated src gathered back."""
+    cdef str where = "kernel_dilate"
+    cdef int64_t dh = dilation[0], dw = dilation[1]
+    if dh < 1 or dw < 1:
+        raise ValueError(f"{where}: expected a dilation of positive integers, received "
+                         f"{tuple(dilation)}")
+    small = dst if inverse else src
+    cdef const float[:, :, :, ::1] s4 = small
+    cdef int64_t kh = s4.shape[0], kw = s4.shape[1], cols = s4.shape[2] * s4.shape[3]
+    wide = (kh if kh < 1 else (kh - 1) * dh + 1, kw if kw < 1 else (kw - 1) * dw + 1,
+            s4.shape[2], s4.shape[3])
+    _same_shape(_shape4(src) if inverse else _shape4(dst), wide, "src" if inverse else "dst",
+                where)
+    if (_shape4(dst) if inverse else _shape4(src)) != (kh, kw, s4.shape[2], s4.shape[3]):
+        raise ValueError(f"{where}: mismatched shapes")
+    cdef float *pd = _data4(dst)
+    cdef const float *ps = _cdata4(src)
+    cdef int status
+    cdef int inv = 1 if inverse else 0
+    with nogil:
+        status = pynn_kernel_dilate(pd, ps, kh, kw, cols, dh, dw, inv)
     _check(status, where)

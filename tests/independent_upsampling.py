@@ -21,8 +21,15 @@ def _pads(k, s, padding, output_padding):
     return left, pad_len - left
 
 
-def conv_transpose(x, kernel, bias, strides, padding, output_padding, act):
-    """x (N, H, W, C), kernel (KH, KW, F, C) -> (N, OH, OW, F)."""
+def conv_transpose(x, kernel, bias, strides, padding, output_padding, act, dilation=(1, 1)):
+    """x (N, H, W, C), kernel (KH, KW, F, C) -> (N, OH, OW, F); a dilation puts zeros
+    between the kernel's taps (JAX's rhs_dilation)."""
+    if dilation != (1, 1):
+        kh, kw = kernel.shape[:2]
+        wide = np.zeros(((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1) +
+                        kernel.shape[2:])
+        wide[::dilation[0], ::dilation[1]] = kernel
+        kernel = wide
     n, h, w, c = x.shape
     kh, kw, f, _ = kernel.shape
     (sh, sw) = strides

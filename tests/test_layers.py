@@ -167,6 +167,12 @@ LAYERS = {
         [(2, 2, 3)], lambda xs, w: iup.conv_transpose(xs[0], w[0], None, (3, 3), "valid",
                                                       (1, 2), "linear"),
         [("kernel", (2, 2, 2, 3), True)]),
+    "conv2d_transpose_dilated": Case(
+        lambda: L.Conv2DTranspose(2, (2, 3), dilation_rate=(2, 1), padding="same",
+                                  activation="tanh"),
+        [(3, 2, 2)], lambda xs, w: iup.conv_transpose(xs[0], w[0], w[1], (1, 1), "same", None,
+                                                      "tanh", dilation=(2, 1)),
+        [("kernel", (2, 3, 2, 2), True), ("bias", (2,), True)]),
     "up_sampling2d_nearest": Case(lambda: L.UpSampling2D((2, 3)), [(2, 3, 2)],
                                   lambda xs, w: iup.upsampling2d(xs[0], (2, 3), "nearest")),
     "up_sampling2d_bilinear": Case(lambda: L.UpSampling2D((3, 2), interpolation="bilinear"),

@@ -47,6 +47,10 @@ CASES = {
                                  (3, 2, 2), False),
     "convt_valid_op_w": (lambda: L.Conv2DTranspose(1, (1, 3), strides=(1, 2),
                                                    output_padding=(0, 1)), (2, 2, 3), False),
+    "convt_dilated_same": (lambda: L.Conv2DTranspose(2, 3, dilation_rate=2, padding="same"),
+                           (3, 4, 2), True),
+    "convt_dilated_valid_tanh": (lambda: L.Conv2DTranspose(1, (2, 3), dilation_rate=(3, 1),
+                                                           activation="tanh"), (2, 2, 2), False),
     "upsampling2d_nearest": (lambda: L.UpSampling2D((2, 3)), (3, 2, 2), True),
     "upsampling2d_bilinear": (lambda: L.UpSampling2D(2, interpolation="bilinear"),
                               (3, 4, 2), True),
@@ -284,6 +288,22 @@ def test_upsampling_backward_kernels_match_the_reference(shape, size, interpolat
     assert_close(be.to_host(dx), want, rtol=RTOL_ELEMENTWISE, err_msg=f"{be.name}")
 
 
+@pytest.mark.parametrize("shape,dilation", [((3, 2, 4, 5), (2, 3)), ((1, 1, 1, 2), (4, 4)),
+                                            ((2, 3, 1, 1), (1, 1))])
+def test_kernel_dilate_kernels_match_the_reference(shape, dilation, kernel_backend):
+    be = kernel_backend
+    w = np.random.default_rng(12).normal(size=shape).astype(np.float32)
+    wide = ref.kernel_dilate(w, dilation)
+    assert wide.shape[:2] == ((shape[0] - 1) * dilation[0] + 1, (shape[1] - 1) * dilation[1] + 1)
+    assert np.count_nonzero(wide) == np.count_nonzero(w)
+    out = be.zeros(wide.shape)
+    be.kernel_dilate(be.from_host(w), dilation, False, out)
+    assert_bitwise(be.to_host(out), wide)
+    back = be.zeros(shape)
+    be.kernel_dilate(out, dilation, True, back)
+    assert_bitwise(be.to_host(back), w)
+
+
 @pytest.mark.parametrize("shape,out_hw,top,left", [
     ((2, 3, 4, 3), (6, 5), 1, 0), ((1, 5, 6, 2), (2, 3), -1, -2), ((1, 2, 2, 1), (3, 1), 0, -1),
     ((1, 2, 3, 2), (4, 4), 5, 0)])
@@ -386,7 +406,10 @@ BAD = [
     (lambda: L.Conv2DTranspose(0, 3), ValueError, ["filters", "filters=0"]),
     (lambda: L.Conv2DTranspose(2, 0), ValueError, ["kernel_size", "kernel_size=0"]),
     (lambda: L.Conv2DTranspose(2, 3, padding="full"), ValueError, ["padding='full'"]),
-    (lambda: L.Conv2DTranspose(2, 3, dilation_rate=2), ValueError, ["dilation_rate=2"]),
+    (lambda: L.Conv2DTranspose(2, 3, strides=2, dilation_rate=2), ValueError,
+     ["`strides > 1` not supported in conjunction with `dilation_rate > 1`",
+      "dilation_rate=(2, 2)"]),
+    (lambda: L.Conv2DTranspose(2, 3, dilation_rate=0), ValueError, ["dilation_rate=0"]),
     (lambda: L.Conv2DTranspose(2, 3, data_format="channels_first"), ValueError,
      ["data_format='channels_first'"]),
     (lambda: L.Conv2DTranspose(2, 3, activation="nope"), ValueError, ["nope"]),

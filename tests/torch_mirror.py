@@ -123,15 +123,17 @@ def _keras_transpose_crop(size, k, s, padding, output_padding):
 
 def _conv_transpose(layer, x, params):
     """F.conv_transpose2d with the Keras kernel (KH, KW, F, C_in) as torch's weight
-    (C_in, F, KH, KW) (w.permute(3, 2, 0, 1)), stride = strides, no padding; then the
+    (C_in, F, KH, KW) (w.permute(3, 2, 0, 1)), stride = strides, dilation = dilation_rate
+    (Keras's padding sees the dilated extent (k - 1) d + 1), no padding; then the
     rows and columns Keras keeps (F.pad with negative amounts crops), + bias, activation."""
     w, b = params[0], params[1] if layer.use_bias else None
     xn = x.permute(0, 3, 1, 2)
     full = F.conv_transpose2d(xn, w.permute(3, 2, 0, 1).contiguous(), None,
-                              stride=layer.strides)
+                              stride=layer.strides, dilation=layer.dilation_rate)
     op = layer.output_padding or (None, None)
-    (ct, oh), (cl, ow) = (_keras_transpose_crop(x.shape[1 + i], layer.kernel_size[i],
-                                                layer.strides[i], layer.padding, op[i])
+    extent = [(k - 1) * d + 1 for k, d in zip(layer.kernel_size, layer.dilation_rate)]
+    (ct, oh), (cl, ow) = (_keras_transpose_crop(x.shape[1 + i], extent[i], layer.strides[i],
+                                                layer.padding, op[i])
                           for i in range(2))
     y = F.pad(full, (-cl, ow + cl - full.shape[3], -ct, oh + ct - full.shape[2]))
     y = y.permute(0, 2, 3, 1)

@@ -271,6 +271,11 @@ class Backend:
         """y[:, i, j] = x[:, i - top, j - left] where that lies in x, else 0."""
         raise NotImplementedError
 
+    def kernel_dilate(self, src, dilation, inverse, dst):
+        """A kernel (KH, KW, A, B) with dilation - 1 zeros between its taps, dst ((KH-1)dh+1,
+        (KW-1)dw+1, A, B); inverse: the taps of the dilated src gathered back into dst."""
+        raise NotImplementedError
+
     # ---- pixel preprocessing (Rescaling, Normalization, RandomContrast, RandomBrightness)
     # csrc/pynn.h ("pixel preprocessing") and reference.py define each; y may be x.
     def channel_affine(self, x, scale, offset, c, inner, y):

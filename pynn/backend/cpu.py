@@ -156,6 +156,9 @@ class CpuBackend(HostBackend):
     def pad_crop(self, x, top, left, y):
         _core.pad_crop(y, x, top, left)
 
+    def kernel_dilate(self, src, dilation, inverse, dst):
+        _core.kernel_dilate(dst, src, dilation, inverse)
+
     # ---- pixel preprocessing (csrc/pixel.c) -------------------------------------------
     def channel_affine(self, x, scale, offset, c, inner, y):
         _core.channel_affine(y, x, scale, offset, c, inner)

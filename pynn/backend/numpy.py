@@ -176,6 +176,9 @@ class NumpyBackend(HostBackend):
     def pad_crop(self, x, top, left, y):
         y[...] = ref.pad_crop(x, y.shape[1:3], top, left)
 
+    def kernel_dilate(self, src, dilation, inverse, dst):
+        dst[...] = ref.kernel_dilate(src, dilation, inverse)
+
     # ---- pixel preprocessing ------------------------------------------------------
     def channel_affine(self, x, scale, offset, c, inner, y):
         y[...] = ref.channel_affine(x, scale, offset, c, inner)

@@ -1424,3 +1424,15 @@ def pad_crop(x, out_hw, top, left):
     if r1 > r0 and q1 > q0:
         y[:, r0:r1, q0:q1] = x[:, r0 - top:r1 - top, q0 - left:q1 - left]
     return y
+
+
+def kernel_dilate(src, dilation, inverse=False):
+    """A kernel (KH, KW, A, B) with dilation - 1 zeros between its taps; inverse: the taps
+    of a dilated kernel gathered back."""
+    dh, dw = dilation
+    if inverse:
+        return np.ascontiguousarray(src[::dh, ::dw])
+    kh, kw = src.shape[:2]
+    out = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1) + src.shape[2:], dtype=src.dtype)
+    out[::dh, ::dw] = src
+    return out

@@ -298,15 +298,17 @@ def _conv2d_transpose(g, layer, xs, shapes):
     base = layer.name
     (oh, ow), (pt, pl) = layer._geometry(shapes[0])
     _, h, w, _ = shapes[0]
-    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+    (kh, kw), (sh, sw) = layer._dilated_size(), layer.strides
     end = [(h - 1) * sh + kh - pt - oh, (w - 1) * sw + kw - pl - ow]
     kernel = np.ascontiguousarray(layer._kernel.numpy().transpose(3, 2, 0, 1))
     inputs = [_nchw(g, xs[0], base), g.const(kernel, f"{base}/kernel")]
     if layer.use_bias:
         inputs.append(g.const(layer._bias.numpy(), f"{base}/bias"))
-    y = g.op("ConvTranspose", inputs, f"{base}/conv_transpose", kernel_shape=[kh, kw],
-             strides=[sh, sw], pads=[pt, pl, max(end[0], 0), max(end[1], 0)],
-             output_padding=[max(-end[0], 0), max(-end[1], 0)], dilations=[1, 1], group=1)
+    y = g.op("ConvTranspose", inputs, f"{base}/conv_transpose",
+             kernel_shape=list(layer.kernel_size), strides=[sh, sw],
+             pads=[pt, pl, max(end[0], 0), max(end[1], 0)],
+             output_padding=[max(-end[0], 0), max(-end[1], 0)],
+             dilations=list(layer.dilation_rate), group=1)
     return [_activation(g, _nhwc(g, y, base), layer.activation, layer.alpha, base)]
 
 

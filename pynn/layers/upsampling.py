@@ -16,7 +16,9 @@ convolution"), which is how every backend computes it.
 
 UpSampling2D "nearest" repeats rows and columns (ops.repeat); "bilinear" is
 ops.image.resize (half-pixel centres, no antialiasing when enlarging), both the resize op
-of the plan (pynn_resize, as Resizing).  UpSampling1D is the nearest case with a width
+of the plan (pynn_resize, as Resizing).  A dilation_rate (strides 1, as Keras requires) runs
+as the transposed convolution with the kernel's zeros put in (op kernel_dilate), its
+gradient gathered back from the dilated kernel's.  UpSampling1D is the nearest case with a width
 of 1.  ZeroPadding2D and Cropping2D are one window copy (op pad_crop), whose backward is
 the window copy back.
 """
@@ -78,9 +80,11 @@ class Conv2DTranspose(KernelBiasLayer):
                              "(only 'channels_last', NHWC), received "
                              f"data_format={shown(data_format)}")
         data_format = check_data_format(data_format, where)
-        if positive_int_pair(dilation_rate, "dilation_rate", where) != (1, 1):
-            raise ValueError(f"{where}: only dilation_rate=(1, 1) is supported, received "
-                             f"dilation_rate={dilation_rate!r}")
+        dilation_rate = positive_int_pair(dilation_rate, "dilation_rate", where)
+        if max(strides) > 1 and max(dilation_rate) > 1:
+            raise ValueError(f"{where}: `strides > 1` not supported in conjunction with "
+                             f"`dilation_rate > 1`. Received: strides={strides} and "
+                             f"dilation_rate={dilation_rate}")
         from .core import _refuse_unsupported
         _refuse_unsupported(where, kernel_regularizer=kernel_regularizer,
                             bias_regularizer=bias_regularizer,
@@ -92,6 +96,7 @@ class Conv2DTranspose(KernelBiasLayer):
         bias_initializer = initializers.get(bias_initializer, where, "bias_initializer")
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
+        self.dilation_rate = dilation_rate
         self.padding, self.output_padding, self.data_format = padding, output_padding, data_format
         self.activation, self.alpha, self.use_bias = activation, alpha, use_bias
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
@@ -100,12 +105,16 @@ class Conv2DTranspose(KernelBiasLayer):
         """((oh, ow), (pad_top, pad_left)) of the adjoint convolution."""
         out, pads = [], []
         for i in range(2):
-            o, p = transpose_pads(input_shape[1 + i], self.kernel_size[i], self.strides[i],
+            o, p = transpose_pads(input_shape[1 + i], self._dilated_size()[i], self.strides[i],
                                   self.padding, None if self.output_padding is None
                                   else self.output_padding[i])
             out.append(o)
             pads.append(p)
         return tuple(out), tuple(pads)
+
+    def _dilated_size(self):
+        """The kernel's extent with its dilation (Keras: (k - 1) * d + 1)."""
+        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation_rate))
 
     def check_input_shape(self, input_shape):
         self._require_rank(input_shape, 4, what=" (batch, height, width, channels)")
@@ -132,15 +141,21 @@ class Conv2DTranspose(KernelBiasLayer):
         (x,) = inputs
         (oh, ow), pads = self._geometry(x.shape)
         act = "linear" if logits else self.activation
-        kh, kw = self.kernel_size
+        kh, kw = self._dilated_size()
         _, h, w, c = x.shape
         shape = (x.shape[0], oh, ow, self.filters)
         z = b.new(shape)
         y = z if act == "linear" else b.new(shape)
-        be, kernel_shape = b.backend, self._kernel.shape
+        be, kernel_shape = b.backend, (kh, kw, self.filters, c)
         work = b.scratch((0,), sizer=lambda capacity: be.conv2d_transpose_work_size(
             (capacity,) + x.shape[1:], kernel_shape, (oh, ow)))
         wt, bias = b.param(self._kernel), b.param_or_none(self._bias)
+        dilated = self.dilation_rate != (1, 1)
+        dilate_ints = list(self.kernel_size) + [self.filters * c] + list(self.dilation_rate)
+        if dilated:     # the transposed convolution with the kernel's zeros put in
+            wide = b.scratch(kernel_shape)
+            b.op("kernel_dilate", [wt, wide], dilate_ints + [0], label=self.name)
+            wt = wide
         geometry = [h, w, c, kh, kw, self.strides[0], self.strides[1], pads[0], pads[1],
                     oh, ow, self.filters, ids.ACTIVATIONS[act]]
         b.op("conv2d_transpose", [x.buf, wt, bias, work, z.buf, y.buf], geometry,
@@ -148,9 +163,13 @@ class Conv2DTranspose(KernelBiasLayer):
 
         def backward(b, dys, need):
             dx = b.buffer(x.shape[1:], role="gradient") if need[0] else -1
+            dw = b.grad(self._kernel)
+            wide_grad = b.scratch(kernel_shape) if dilated and dw >= 0 else dw
             b.op("conv2d_transpose_backward", [x.buf, wt, z.buf, y.buf, dys[0], work,
-                                               b.grad(self._kernel), b.grad(self._bias), dx],
+                                               wide_grad, b.grad(self._bias), dx],
                  geometry, [self.alpha], label=self.name)
+            if wide_grad != dw:
+                b.op("kernel_dilate", [wide_grad, dw], dilate_ints + [1], label=self.name)
             return [None if dx < 0 else dx]
 
         b.differentiate([x], [y], backward, params=[self._kernel, self._bias], inplace=True)
@@ -162,7 +181,7 @@ class Conv2DTranspose(KernelBiasLayer):
                 "padding": self.padding,
                 "output_padding": None if self.output_padding is None
                 else list(self.output_padding),
-                "data_format": self.data_format, "dilation_rate": [1, 1],
+                "data_format": self.data_format, "dilation_rate": list(self.dilation_rate),
                 "activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer)}

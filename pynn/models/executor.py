@@ -538,6 +538,15 @@ def _upsample2d_backward(ex, op, v, step, losses, metrics, reals):
                                    _image(v, dx, (h, w, c)))
 
 
+def _kernel_dilate(ex, op, v, step, losses, metrics, reals):
+    src, dst = op.bufs
+    kh, kw, cols, dh, dw, inverse = op.ints
+    eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    small, wide = (kh, kw, cols, 1), (eh, ew, cols, 1)
+    ex.backend.kernel_dilate(v[src].reshape(wide if inverse else small), (dh, dw), bool(inverse),
+                             v[dst].reshape(small if inverse else wide))
+
+
 def _pad_crop(ex, op, v, step, losses, metrics, reals):
     x, y = op.bufs
     h, w, c, oh, ow, top, left = op.ints
@@ -568,5 +577,6 @@ _OPS = {
     # transposed convolution, upsampling, padding, cropping (issue 16, part C)
     "conv2d_transpose": _conv2d_transpose, "conv2d_transpose_backward": _conv2d_transpose_backward,
     "upsample2d_backward": _upsample2d_backward, "pad_crop": _pad_crop,
+    "kernel_dilate": _kernel_dilate,
 }
 assert set(_OPS) == set(ids.OPS), "every op kind of csrc/pynn.h has a Python implementation"

@@ -208,6 +208,27 @@ static void check_pad_crop(int64_t n, int64_t h, int64_t w, int64_t c, int64_t o
     free(x), free(y);
 }
 
+static void check_kernel_dilate(void) {
+    enum { KH = 2, KW = 3, COLS = 5, DH = 3, DW = 2, EH = (KH - 1) * DH + 1, EW = (KW - 1) * DW + 1 };
+    float *w = randoms(KH * KW * COLS, 8), wide[EH * EW * COLS], back[KH * KW * COLS];
+    int a, b, k, bad = 0;
+    CHECK(pynn_kernel_dilate(wide, w, KH, KW, COLS, DH, DW, 0) == PYNN_OK, "dilate");
+    for (a = 0; a < EH; a++)
+        for (b = 0; b < EW; b++)
+            for (k = 0; k < COLS; k++) {
+                const int tap = a % DH == 0 && b % DW == 0;
+                const float want = tap ? w[((a / DH) * KW + b / DW) * COLS + k] : 0.0f;
+                bad += wide[(a * EW + b) * COLS + k] != want;
+            }
+    CHECK(bad == 0, "dilated kernel: %d values differ", bad);
+    CHECK(pynn_kernel_dilate(back, wide, KH, KW, COLS, DH, DW, 1) == PYNN_OK, "gather");
+    CHECK(memcmp(back, w, sizeof back) == 0, "gathered taps differ");
+    CHECK(pynn_kernel_dilate(back, wide, KH, KW, COLS, 0, DW, 1) == PYNN_EINVAL, "dh 0 accepted");
+    CHECK(pynn_kernel_dilate(back, wide, KH, KW, COLS, DH, DW, 2) == PYNN_EINVAL,
+          "inverse 2 accepted");
+    free(w);
+}
+
 int main(void) {
     /* n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, f */
     const geometry cases[] = {
@@ -230,6 +251,7 @@ int main(void) {
     check_pad_crop(1, 5, 6, 2, 2, 3, -1, -2);
     check_pad_crop(1, 2, 3, 2, 4, 4, 5, 0);
     check_pad_crop(4, 40, 30, 8, 44, 36, 3, 4);
+    check_kernel_dilate();
     if (failures) printf("%d failure(s)\n", failures);
     return failures ? 1 : 0;
 }

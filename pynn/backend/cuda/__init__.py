@@ -188,6 +188,7 @@ class CudaBackend(Backend):
 
     upsample2d_backward = staticmethod(_upsampling.upsample2d_backward)
     pad_crop = staticmethod(_upsampling.pad_crop)
+    kernel_dilate = staticmethod(_upsampling.kernel_dilate)
     # ---- pixel preprocessing (pixel.py) --------------------------------------------------------
     channel_affine = staticmethod(pixel.channel_affine)
     normalize = staticmethod(pixel.normalize)

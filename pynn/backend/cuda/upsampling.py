@@ -202,3 +202,37 @@ def pad_crop(x, top, left, y):
     if total:
         blocks, threads = elementwise_config(total)
         _pad_crop_kernel[blocks, threads](y, x, total, h, w, oh, ow, c, int(top), int(left))
+
+
+@cuda.jit
+def _dilate_kernel(dst, src, total, kw, cols, dh, dw, ew, inverse):
+    e = cuda.grid(1)
+    if e < total:           # one thread per element of the small kernel
+        col = e % cols
+        tap = e // cols
+        a, b = tap // kw, tap % kw
+        wide = (a * dh * ew + b * dw) * cols + col
+        if inverse:
+            dst[e] = src[wide]
+        else:
+            dst[wide] = src[e]
+
+
+def kernel_dilate(src, dilation, inverse, dst):
+    where = "kernel_dilate"
+    dh, dw = (int(d) for d in dilation)
+    small = dst if inverse else src
+    wide = src if inverse else dst
+    kh, kw = int(small.shape[0]), int(small.shape[1])
+    cols = int(small.size) // max(kh * kw, 1)
+    ew = (kw - 1) * dw + 1
+    check_shape(where, "dilated kernel", wide,
+                ((kh - 1) * dh + 1, ew) + tuple(int(d) for d in small.shape[2:]))
+    check_float32(where, src=src, dst=dst)
+    if not inverse and wide.size:
+        elementwise.fill(wide, 0.0)
+    total = int(small.size)
+    if total:
+        blocks, threads = elementwise_config(total)
+        _dilate_kernel[blocks, threads](dst.reshape(-1), src.reshape(-1), total, kw, cols, dh,
+                                        dw, ew, bool(inverse))
