@@ -960,6 +960,20 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *                      -1: every image flipped)
  *   OP_CROP            bufs x, params, y   ints h, w, c, oh, ow, top, left   (params -1:
  *                      the fixed offsets top, left)
+ *   (transposed convolution, upsampling, padding, cropping; upsampling.c, issue 16 part C)
+ *   OP_CONV2D_TRANSPOSE  bufs x, w, b, work, z, y   ints h, w, c (input), kh, kw, sh, sw,
+ *                      pad_top, pad_left, oh, ow, f (output), act   reals alpha
+ *                      (pynn_conv2d_transpose_forward; b may be -1; work fixed, holding
+ *                      pynn_conv2d_transpose_work(rows, ...) floats; y may be z)
+ *   OP_CONV2D_TRANSPOSE_BACKWARD  bufs x, w, z, y, dy, work, dw, db, dx   the same ints and
+ *                      reals (pynn_conv2d_transpose_backward; dw, db, dx may be -1)
+ *   OP_UPSAMPLE2D_BACKWARD  bufs dy, dx   ints h, w, c, fh, fw, interpolation
+ *                      (pynn_upsample2d_backward; the forward is an OP_RESIZE of the whole
+ *                      image)
+ *   OP_PAD_CROP        bufs x, y   ints h, w, c, oh, ow, top, left   (pynn_pad_crop; top,
+ *                      left may be negative: a crop)
+ *   OP_KERNEL_DILATE   bufs src, dst   ints kh, kw, cols, dh, dw, inverse
+ *                      (pynn_kernel_dilate; fixed buffers)
  *   OP_GRAD_HOOK       bufs grads (the flat gradients)   ints phase, offset, count
  *                      phase 0: grads[offset .. offset + count) are final for this step (a
  *                      bucket, handed over to be reduced across processes while the backward
