@@ -324,7 +324,7 @@ def _big_model():
                           activation="relu")(x)
     x = L.UpSampling2D(2, interpolation="bilinear")(x)
     x = L.Cropping2D(((3, 1), (2, 2)))(x)
-    x = L.Conv2DTranspose(2, 2, strides=1)(x)
+    x = L.Conv2DTranspose(2, 2, dilation_rate=(2, 1))(x)
     x = L.UpSampling2D((1, 2))(x)
     x = L.Flatten()(x)
     return pynn.Model(inp, L.Dense(3)(x))
