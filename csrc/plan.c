@@ -201,6 +201,12 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_UNIT_NORM] = {3, 1, 0},
         [PYNN_OP_UNIT_NORM_BACKWARD] = {4, 1, 0},
         [PYNN_OP_GAUSSIAN_NOISE] = {3, 2, 1},
+        /* transposed convolution, upsampling, padding, cropping (upsampling.c) */
+        [PYNN_OP_CONV2D_TRANSPOSE] = {6, 13, 1},
+        [PYNN_OP_CONV2D_TRANSPOSE_BACKWARD] = {9, 13, 1},
+        [PYNN_OP_UPSAMPLE2D_BACKWARD] = {2, 6, 0},
+        [PYNN_OP_PAD_CROP] = {2, 7, 0},
+        [PYNN_OP_KERNEL_DILATE] = {2, 6, 0},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -299,6 +305,79 @@ static int run_op(const step_context *cx, const pynn_op *op) {
                                         g[6], g[7], g[8], oh, ow, f, (int)g[12],
                                         (float)op->reals[0]);
         }
+    }
+    /* ---- transposed convolution, upsampling, padding, cropping (upsampling.c) ---- */
+    case PYNN_OP_CONV2D_TRANSPOSE:
+    case PYNN_OP_CONV2D_TRANSPOSE_BACKWARD: {
+        /* ints h, w, c (the input), kh, kw, sh, sw, pad_top, pad_left, oh, ow, f (the
+         * output), act; the step's rows are the images */
+        const int64_t h = g[0], w = g[1], c = g[2], kh = g[3], kw = g[4], f = g[11];
+        const int64_t oh = g[9], ow = g[10];
+        const int64_t x_n = mul4(rows, h, w, c), out_n = mul4(rows, oh, ow, f);
+        const int64_t kf = mul(mul(kh, kw), mul(c, f));
+        int64_t need;
+        EXPECT(h >= 0 && w >= 0 && c >= 0 && kh >= 1 && kw >= 1 && g[5] >= 1 && g[6] >= 1 &&
+               g[7] >= 0 && g[8] >= 0 && oh >= 0 && ow >= 0 && f >= 0 && act_ok(g[12]) &&
+               small_ints(g, 12));
+        EXPECT(x_n >= 0 && out_n >= 0 && kf >= 0);
+        need = pynn_conv2d_transpose_work(rows, h, w, c, kh, kw, oh, ow, f);
+        if (op->kind == PYNN_OP_CONV2D_TRANSPOSE) {   /* bufs x, w, b, work, z, y */
+            const operand *x = &o[0], *wg = &o[1], *b = &o[2], *work = &o[3], *z = &o[4];
+            const operand *y = &o[5];
+            EXPECT(f32(x) && f32(wg) && f32_or_absent(b) && f32(work) && f32(z) && f32(y));
+            EXPECT(need >= 1 && holds(work, need));
+            EXPECT(holds(x, x_n) && holds(wg, kf) && holds(b, f) && holds(z, out_n) &&
+                   holds(y, out_n));
+            if (cx->dry) return PYNN_OK;
+            return pynn_conv2d_transpose_forward(F(z), F(y), F(work), work->n, F(x), F(wg), F(b),
+                                                 rows, h, w, c, kh, kw, g[5], g[6], g[7], g[8],
+                                                 oh, ow, f, (int)g[12], (float)op->reals[0]);
+        } else {   /* bufs x, w, z, y, dy, work, dw, db, dx */
+            const operand *x = &o[0], *wg = &o[1], *z = &o[2], *y = &o[3], *dy = &o[4];
+            const operand *work = &o[5], *dw = &o[6], *db = &o[7], *dx = &o[8];
+            EXPECT(f32(x) && f32(wg) && f32(z) && f32(y) && f32(dy) && f32(work));
+            EXPECT(f32_or_absent(dw) && f32_or_absent(db) && f32_or_absent(dx));
+            EXPECT(need >= 1 && holds(work, need));
+            EXPECT(holds(x, x_n) && holds(wg, kf) && holds(z, out_n) && holds(y, out_n) &&
+                   holds(dy, out_n) && holds(dw, kf) && holds(db, f) && holds(dx, x_n));
+            if (cx->dry) return PYNN_OK;
+            return pynn_conv2d_transpose_backward(F(dw), F(db), F(dx), F(dy), F(work), work->n,
+                                                  F(x), F(wg), F(z), F(y), rows, h, w, c, kh,
+                                                  kw, g[5], g[6], g[7], g[8], oh, ow, f,
+                                                  (int)g[12], (float)op->reals[0]);
+        }
+    }
+    case PYNN_OP_UPSAMPLE2D_BACKWARD: {   /* bufs dy, dx; ints h, w, c, fh, fw, interp */
+        const int64_t x_n = mul4(rows, g[0], g[1], g[2]);
+        const int64_t y_n = mul4(rows, mul(g[0], g[3]), mul(g[1], g[4]), g[2]);
+        EXPECT(g[0] >= 0 && g[1] >= 0 && g[2] >= 0 && g[3] >= 1 && g[4] >= 1 &&
+               (g[5] == PYNN_INTERP_NEAREST || g[5] == PYNN_INTERP_BILINEAR) &&
+               small_ints(g, 5) && x_n >= 0 && y_n >= 0);
+        EXPECT(f32(&o[0]) && f32(&o[1]) && holds(&o[0], y_n) && holds(&o[1], x_n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_upsample2d_backward(F(&o[1]), F(&o[0]), rows, g[0], g[1], g[2], g[3], g[4],
+                                        (int)g[5]);
+    }
+    case PYNN_OP_PAD_CROP: {   /* bufs x, y; ints h, w, c, oh, ow, top, left */
+        const int64_t x_n = mul4(rows, g[0], g[1], g[2]), y_n = mul4(rows, g[3], g[4], g[2]);
+        EXPECT(g[0] >= 0 && g[1] >= 0 && g[2] >= 0 && g[3] >= 0 && g[4] >= 0 &&
+               small_ints(g, 5) && g[5] <= INT32_MAX && g[5] >= -(int64_t)INT32_MAX &&
+               g[6] <= INT32_MAX && g[6] >= -(int64_t)INT32_MAX && x_n >= 0 && y_n >= 0);
+        EXPECT(f32(&o[0]) && f32(&o[1]) && holds(&o[0], x_n) && holds(&o[1], y_n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_pad_crop(F(&o[1]), F(&o[0]), rows, g[0], g[1], g[2], g[3], g[4], g[5],
+                             g[6]);
+    }
+    case PYNN_OP_KERNEL_DILATE: {   /* bufs src, dst; ints kh, kw, cols, dh, dw, inverse */
+        const int64_t eh = mul(g[0] - 1, g[3]) + 1, ew = mul(g[1] - 1, g[4]) + 1;
+        const int64_t small = mul(mul(g[0], g[1]), g[2]), wide = mul(mul(eh, ew), g[2]);
+        EXPECT(g[0] >= 1 && g[1] >= 1 && g[2] >= 0 && g[3] >= 1 && g[4] >= 1 &&
+               (g[5] == 0 || g[5] == 1) && small_ints(g, 5) && eh >= 1 && ew >= 1 &&
+               small >= 0 && wide >= 0);
+        EXPECT(f32(&o[0]) && f32(&o[1]) && holds(&o[0], g[5] ? wide : small) &&
+               holds(&o[1], g[5] ? small : wide));
+        if (cx->dry) return PYNN_OK;
+        return pynn_kernel_dilate(F(&o[1]), F(&o[0]), g[0], g[1], g[2], g[3], g[4], (int)g[5]);
     }
     case PYNN_OP_MAXPOOL2D:
     case PYNN_OP_MAXPOOL2D_BACKWARD:

@@ -177,6 +177,12 @@ extern "C" {
     X(OP_UNIT_NORM, 82, "unit_norm")                                                 \
     X(OP_UNIT_NORM_BACKWARD, 83, "unit_norm_backward")                               \
     X(OP_GAUSSIAN_NOISE, 84, "gaussian_noise")                                       \
+    /* transposed convolution, upsampling, padding, cropping (upsampling.c; 60..69) */ \
+    X(OP_CONV2D_TRANSPOSE, 60, "conv2d_transpose")                                   \
+    X(OP_CONV2D_TRANSPOSE_BACKWARD, 61, "conv2d_transpose_backward")                 \
+    X(OP_UPSAMPLE2D_BACKWARD, 62, "upsample2d_backward")                             \
+    X(OP_PAD_CROP, 63, "pad_crop")                                                   \
+    X(OP_KERNEL_DILATE, 64, "kernel_dilate")                                         \
     /* distributed training (pynn/distributed): the gradient hand-over (id 40) */    \
     X(OP_GRAD_HOOK, 40, "grad_hook")                                                 \
     /* activations (engineer A): ReLU's clip/threshold, softmax on any axis, PReLU */   \
@@ -645,6 +651,51 @@ int pynn_unit_norm_backward(float *dx, const float *x, const float *inv_norm, co
 int pynn_gaussian_noise(float *y, float *noise, const float *x, int64_t n, uint64_t seed,
                         uint64_t counter, int mode, double scale);
 
+/* ---- transposed convolution, upsampling, padding, cropping (upsampling.c) ----------
+ *
+ * Conv2DTranspose: x (n, h, w, c) -> z, y (n, oh, ow, f), kernel wgt (kh, kw, f, c)
+ * (Keras's layout), bias (f,) or NULL.  It is the adjoint of the convolution C of
+ * pynn.h's window geometry whose input is (n, oh, ow, f), whose output is (n, h, w, c) and
+ * whose kernel is wgt read as (kh, kw, C's channels f, C's filters c):
+ *   z(img, r, q, e) = bias(e) + sum of x(img, i, j, ch) wgt(a, b, e, ch) over
+ *   r = i sh - pad_top + a, q = j sw - pad_left + b;   y = act(z) (y may be z).
+ * Any (pad_top, pad_left, oh, ow) is accepted: output positions no window reaches get the
+ * bias alone (Keras's output_padding).  Backward: dy is overwritten with dz = act'(z) dy;
+ * db (f,) its column sums, dx = C(dz), dw (kh, kw, f, c); each may be NULL.  work holds
+ * work_size >= pynn_conv2d_transpose_work(...) floats, for both directions. */
+int64_t pynn_conv2d_transpose_work(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                   int64_t kw, int64_t oh, int64_t ow, int64_t f);
+int pynn_conv2d_transpose_forward(float *z, float *y, float *work, int64_t work_size,
+                                  const float *x, const float *wgt, const float *bias,
+                                  int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                  int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                                  int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
+                                  float alpha);
+int pynn_conv2d_transpose_backward(float *dw, float *db, float *dx, float *dy, float *work,
+                                   int64_t work_size, const float *x, const float *wgt,
+                                   const float *z, const float *y, int64_t n, int64_t h,
+                                   int64_t w, int64_t c, int64_t kh, int64_t kw, int64_t sh,
+                                   int64_t sw, int64_t pad_top, int64_t pad_left, int64_t oh,
+                                   int64_t ow, int64_t f, int act, float alpha);
+/* The backward of an upsampling by integer factors (fh, fw) of x (n, h, w, c) to
+ * (n, h fh, w fw, c) by pynn_resize over the whole image (interp PYNN_INTERP_NEAREST:
+ * output (i, j) = input (i / fh, j / fw); BILINEAR: half-pixel centres, clamped):
+ * dx (n, h, w, c) = the adjoint applied to dy (n, h fh, w fw, c), each input pixel summing
+ * its readers in a fixed order (output rows, then columns). */
+int pynn_upsample2d_backward(float *dx, const float *dy, int64_t n, int64_t h, int64_t w,
+                             int64_t c, int64_t fh, int64_t fw, int interp);
+/* The window copy of ZeroPadding2D and Cropping2D: y (n, oh, ow, c)(i, j) = x (n, h, w, c)
+ * (i - top, j - left) where that lies in x, else 0.  top / left > 0 pad, < 0 crop; the
+ * backward of one window copy is the copy with the sizes swapped and -top, -left. */
+int pynn_pad_crop(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+                  int64_t oh, int64_t ow, int64_t top, int64_t left);
+/* A dilated kernel: inverse 0: dst ((kh - 1) dh + 1, (kw - 1) dw + 1, cols) = zeros but
+ * dst[a dh, b dw] = src (kh, kw, cols)[a, b] (Conv2DTranspose's dilation_rate, run as the
+ * transposed convolution with that kernel); inverse 1: dst (kh, kw, cols)[a, b] =
+ * src[a dh, b dw] (its gradient gathered back). */
+int pynn_kernel_dilate(float *dst, const float *src, int64_t kh, int64_t kw, int64_t cols,
+                       int64_t dh, int64_t dw, int inverse);
+
 /* ---- randomness: counter-based, the same numbers in every backend ------------
  *
  * mix64(z) is splitmix64's finaliser:  z = (z ^ z >> 30) * 0xBF58476D1CE4E5B9;
@@ -1089,6 +1140,20 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *                      -1: every image flipped)
  *   OP_CROP            bufs x, params, y   ints h, w, c, oh, ow, top, left   (params -1:
  *                      the fixed offsets top, left)
+ *   (transposed convolution, upsampling, padding, cropping; upsampling.c, issue 16 part C)
+ *   OP_CONV2D_TRANSPOSE  bufs x, w, b, work, z, y   ints h, w, c (input), kh, kw, sh, sw,
+ *                      pad_top, pad_left, oh, ow, f (output), act   reals alpha
+ *                      (pynn_conv2d_transpose_forward; b may be -1; work fixed, holding
+ *                      pynn_conv2d_transpose_work(rows, ...) floats; y may be z)
+ *   OP_CONV2D_TRANSPOSE_BACKWARD  bufs x, w, z, y, dy, work, dw, db, dx   the same ints and
+ *                      reals (pynn_conv2d_transpose_backward; dw, db, dx may be -1)
+ *   OP_UPSAMPLE2D_BACKWARD  bufs dy, dx   ints h, w, c, fh, fw, interpolation
+ *                      (pynn_upsample2d_backward; the forward is an OP_RESIZE of the whole
+ *                      image)
+ *   OP_PAD_CROP        bufs x, y   ints h, w, c, oh, ow, top, left   (pynn_pad_crop; top,
+ *                      left may be negative: a crop)
+ *   OP_KERNEL_DILATE   bufs src, dst   ints kh, kw, cols, dh, dw, inverse
+ *                      (pynn_kernel_dilate; fixed buffers)
  *   OP_GRAD_HOOK       bufs grads (the flat gradients)   ints phase, offset, count
  *                      phase 0: grads[offset .. offset + count) are final for this step (a
  *                      bucket, handed over to be reduced across processes while the backward

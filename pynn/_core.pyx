@@ -364,3 +364,5 @@ include "_core_act_layers.pxi"   # activations (engineer A)
 include "_core_seq1d.pxi"   # engineer D (#16): sequence ops
 include "_core_regularizers.pxi"  # engineer F: regularizers and constraints
 include "_core_embedding.pxi"   # engineer G
+# transposed convolution, upsampling, padding, cropping (issue 16, part C)
+include "_core_upsampling.pxi"

@@ -25,6 +25,7 @@ import pytest
 import pynn
 import independent as ind
 import independent_cnn as icnn
+import independent_upsampling as iup   # issue 16, part C
 from pynn import layers as L
 
 from conftest import RTOL_ELEMENTWISE, assert_bitwise, assert_close, assert_step_close
@@ -255,6 +256,34 @@ LAYERS = {
                            train_forward=None),
     "gaussian_dropout": Case(lambda: L.GaussianDropout(0.3, seed=2), [(2, 3)],
                              lambda xs, w: xs[0], train_forward=None),
+    # transposed convolution, upsampling, padding, cropping (issue 16, part C)
+    "conv2d_transpose_same_strided": Case(
+        lambda: L.Conv2DTranspose(3, (3, 2), strides=(2, 1), padding="same", activation="relu"),
+        [(3, 2, 2)], lambda xs, w: iup.conv_transpose(xs[0], w[0], w[1], (2, 1), "same", None,
+                                                      "relu"),
+        [("kernel", (3, 2, 3, 2), True), ("bias", (3,), True)]),
+    "conv2d_transpose_valid_output_padding_no_bias": Case(
+        lambda: L.Conv2DTranspose(2, 2, strides=3, output_padding=(1, 2), use_bias=False),
+        [(2, 2, 3)], lambda xs, w: iup.conv_transpose(xs[0], w[0], None, (3, 3), "valid",
+                                                      (1, 2), "linear"),
+        [("kernel", (2, 2, 2, 3), True)]),
+    "conv2d_transpose_dilated": Case(
+        lambda: L.Conv2DTranspose(2, (2, 3), dilation_rate=(2, 1), padding="same",
+                                  activation="tanh"),
+        [(3, 2, 2)], lambda xs, w: iup.conv_transpose(xs[0], w[0], w[1], (1, 1), "same", None,
+                                                      "tanh", dilation=(2, 1)),
+        [("kernel", (2, 3, 2, 2), True), ("bias", (2,), True)]),
+    "up_sampling2d_nearest": Case(lambda: L.UpSampling2D((2, 3)), [(2, 3, 2)],
+                                  lambda xs, w: iup.upsampling2d(xs[0], (2, 3), "nearest")),
+    "up_sampling2d_bilinear": Case(lambda: L.UpSampling2D((3, 2), interpolation="bilinear"),
+                                   [(2, 3, 2)],
+                                   lambda xs, w: iup.upsampling2d(xs[0], (3, 2), "bilinear")),
+    "up_sampling1d": Case(lambda: L.UpSampling1D(3), [(3, 2)],
+                          lambda xs, w: np.repeat(xs[0], 3, axis=1)),
+    "zero_padding2d": Case(lambda: L.ZeroPadding2D(((1, 0), (2, 1))), [(2, 3, 2)],
+                           lambda xs, w: iup.zero_padding2d(xs[0], ((1, 0), (2, 1)))),
+    "cropping2d": Case(lambda: L.Cropping2D(((1, 0), (1, 2))), [(3, 5, 2)],
+                       lambda xs, w: iup.cropping2d(xs[0], ((1, 0), (1, 2)))),
 }
 
 

@@ -11,7 +11,8 @@ Concatenate; Dropout only with rate 0 or in inference; Conv1D (causal too), MaxP
 AveragePooling1D, GlobalMaxPooling1D/2D, GlobalAveragePooling1D (no mask) RepeatVector;
 Embedding (torch's F.embedding), Masking, TimeDistributed (engineer G);
 LayerNormalization, GroupNormalization, UnitNormalization (and the noise layers in
-inference).
+inference); Conv2DTranspose,
+UpSampling2D, UpSampling1D, ZeroPadding2D and Cropping2D (part C).
 """
 import numpy as np
 
@@ -219,7 +220,78 @@ def apply_layer(layer, inputs, params, training):
         # through these layers writes the noise into its torch model itself
         assert not training or getattr(layer, "rate", getattr(layer, "stddev", 0)) == 0
         return x
+    # transposed convolution, upsampling, padding, cropping (issue 16, part C)
+    if name in _PART_C:
+        return _PART_C[name](layer, x, params)
     raise NotImplementedError(name)
+
+
+# ---- transposed convolution, upsampling, padding, cropping (issue 16, part C) -----------------
+
+def _keras_transpose_crop(size, k, s, padding, output_padding):
+    """(rows cropped from the top of torch's full conv_transpose2d output, output size),
+    from Keras 3's JAX padding (keras/src/backend/common/backend_utils.py,
+    _convert_conv_transpose_padding_args_from_keras_to_jax): JAX pads the input dilated by
+    s with (left, right) and convolves with the flipped kernel, so its output is torch's
+    full output ((size - 1) s + k rows) cropped by k - 1 - left on top, extended or
+    cropped at the bottom to (size - 1) s + left + right + 2 - k rows."""
+    if padding == "valid":
+        extra = max(k, s) - k if output_padding is None else output_padding
+        left, right = k - 1, k - 1 + extra
+    else:
+        pad_len = s + k - 2 if output_padding is None else k + k % 2 - 2 + output_padding
+        left = min(pad_len // 2 + pad_len % 2, k - 1)
+        right = pad_len - left
+    return k - 1 - left, (size - 1) * s + left + right + 2 - k
+
+
+def _conv_transpose(layer, x, params):
+    """F.conv_transpose2d with the Keras kernel (KH, KW, F, C_in) as torch's weight
+    (C_in, F, KH, KW) (w.permute(3, 2, 0, 1)), stride = strides, dilation = dilation_rate
+    (Keras's padding sees the dilated extent (k - 1) d + 1), no padding; then the
+    rows and columns Keras keeps (F.pad with negative amounts crops), + bias, activation."""
+    w, b = params[0], params[1] if layer.use_bias else None
+    xn = x.permute(0, 3, 1, 2)
+    full = F.conv_transpose2d(xn, w.permute(3, 2, 0, 1).contiguous(), None,
+                              stride=layer.strides, dilation=layer.dilation_rate)
+    op = layer.output_padding or (None, None)
+    extent = [(k - 1) * d + 1 for k, d in zip(layer.kernel_size, layer.dilation_rate)]
+    (ct, oh), (cl, ow) = (_keras_transpose_crop(x.shape[1 + i], extent[i], layer.strides[i],
+                                                layer.padding, op[i])
+                          for i in range(2))
+    y = F.pad(full, (-cl, ow + cl - full.shape[3], -ct, oh + ct - full.shape[2]))
+    y = y.permute(0, 2, 3, 1)
+    return _act(layer, y + b if b is not None else y)
+
+
+def _upsampling2d(layer, x, params):
+    """F.interpolate by scale_factor=size: "nearest" repeats (Keras: ops.repeat), "bilinear"
+    with align_corners=False is half-pixel centres clamped at the edges, which is Keras 3's
+    ops.image.resize (jax.image.resize, no antialiasing when enlarging)."""
+    mode = {"nearest": "nearest", "bilinear": "bilinear"}[layer.interpolation]
+    kw = {} if mode == "nearest" else {"align_corners": False}
+    y = F.interpolate(x.permute(0, 3, 1, 2), scale_factor=tuple(float(s) for s in layer.size),
+                      mode=mode, **kw)
+    return y.permute(0, 2, 3, 1)
+
+
+def _zero_padding2d(layer, x, params):
+    (t, b), (l, r) = layer.padding
+    return F.pad(x.permute(0, 3, 1, 2), (l, r, t, b)).permute(0, 2, 3, 1)
+
+
+def _cropping2d(layer, x, params):
+    (t, b), (l, r) = layer.cropping
+    return x[:, t:x.shape[1] - b, l:x.shape[2] - r, :]
+
+
+_PART_C = {
+    "Conv2DTranspose": _conv_transpose,
+    "UpSampling2D": _upsampling2d,
+    "UpSampling1D": lambda layer, x, params: x.repeat_interleave(layer.size, dim=1),
+    "ZeroPadding2D": _zero_padding2d,
+    "Cropping2D": _cropping2d,
+}
 
 
 def forward(model, inputs, params, training=True):

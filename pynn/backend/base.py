@@ -294,6 +294,40 @@ class Backend:
         """params (N, 8) = the per-image parameters of a random augmentation ("rotation",
         "zoom", "translation", "flip", "crop") drawn from (seed, counter)."""
 
+    # ---- transposed convolution, upsampling, padding, cropping (issue 16, part C) ---------
+    # Conv2DTranspose (csrc/pynn.h, "transposed convolution"): x (N, H, W, C), kernel w
+    # (KH, KW, F, C) (Keras's layout), output (N, OH, OW, F) read from z's shape; strides
+    # and padding (pad_top, pad_left) are those of the convolution whose adjoint it is
+    # (over the output, see pynn/layers/upsampling.py).
+    def conv2d_transpose_work_size(self, x_shape, w_shape, out_hw):
+        """Floats of the `work` array conv2d_transpose_forward/backward need (>= 1)."""
+        return 1
+
+    def conv2d_transpose_forward(self, x, w, b, strides, padding, activation, alpha, work, z,
+                                 y):
+        """z = conv_transpose(x, w) + b, y = activation(z) (y may be z)."""
+        raise NotImplementedError
+
+    def conv2d_transpose_backward(self, x, w, z, y, dy, strides, padding, activation, alpha,
+                                  work, dw, db, dx):
+        """dy overwritten with dz = act'(z) dy; dw (KH, KW, F, C), db (F,), dx (N, H, W, C)
+        (each may be None)."""
+        raise NotImplementedError
+
+    def upsample2d_backward(self, dy, size, interpolation, dx):
+        """dx (N, H, W, C) = the adjoint of resize (whole image, "nearest" or "bilinear")
+        to (H*size[0], W*size[1]) applied to dy."""
+        raise NotImplementedError
+
+    def pad_crop(self, x, top, left, y):
+        """y[:, i, j] = x[:, i - top, j - left] where that lies in x, else 0."""
+        raise NotImplementedError
+
+    def kernel_dilate(self, src, dilation, inverse, dst):
+        """A kernel (KH, KW, A, B) with dilation - 1 zeros between its taps, dst ((KH-1)dh+1,
+        (KW-1)dw+1, A, B); inverse: the taps of the dilated src gathered back into dst."""
+        raise NotImplementedError
+
     # ---- pixel preprocessing (Rescaling, Normalization, RandomContrast, RandomBrightness)
     # csrc/pynn.h ("pixel preprocessing") and reference.py define each; y may be x.
     def channel_affine(self, x, scale, offset, c, inner, y):

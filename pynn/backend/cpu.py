@@ -171,6 +171,29 @@ class CpuBackend(HostBackend):
     def image_random(self, kind, seed, counter, h, w, out_hw, ranges, params):
         _core.image_random(params, kind, h, w, out_hw[0], out_hw[1], ranges, seed, counter)
 
+    # ---- transposed convolution, upsampling, padding, cropping (csrc/upsampling.c) ----
+    def conv2d_transpose_work_size(self, x_shape, w_shape, out_hw):
+        return _core.conv2d_transpose_work(x_shape, w_shape, out_hw)
+
+    def conv2d_transpose_forward(self, x, w, b, strides, padding, activation, alpha, work, z,
+                                 y):
+        _core.conv2d_transpose_forward(z, y, work, x, w, b, strides, padding,
+                                       _act(activation, "conv2d_transpose_forward"), alpha)
+
+    def conv2d_transpose_backward(self, x, w, z, y, dy, strides, padding, activation, alpha,
+                                  work, dw, db, dx):
+        _core.conv2d_transpose_backward(dw, db, dx, dy, work, x, w, z, y, strides, padding,
+                                        _act(activation, "conv2d_transpose_backward"), alpha)
+
+    def upsample2d_backward(self, dy, size, interpolation, dx):
+        _core.upsample2d_backward(dx, dy, size, interpolation)
+
+    def pad_crop(self, x, top, left, y):
+        _core.pad_crop(y, x, top, left)
+
+    def kernel_dilate(self, src, dilation, inverse, dst):
+        _core.kernel_dilate(dst, src, dilation, inverse)
+
     # ---- pixel preprocessing (csrc/pixel.c) -------------------------------------------
     def channel_affine(self, x, scale, offset, c, inner, y):
         _core.channel_affine(y, x, scale, offset, c, inner)

@@ -201,6 +201,32 @@ class NumpyBackend(HostBackend):
         params[...] = ref.image_random(kind, params.shape[0], h, w, ranges, seed, counter,
                                        out_hw)
 
+    # ---- transposed convolution, upsampling, padding, cropping (issue 16, part C) ----
+    def conv2d_transpose_forward(self, x, w, b, strides, padding, activation, alpha, work, z,
+                                 y):
+        zz, yy = ref.conv2d_transpose_forward(x, w, b, strides, padding, z.shape[1:3],
+                                              activation, alpha)
+        z[...] = zz
+        y[...] = yy
+
+    def conv2d_transpose_backward(self, x, w, z, y, dy, strides, padding, activation, alpha,
+                                  work, dw, db, dx):
+        dz, gw, gb, gx = ref.conv2d_transpose_backward(x, w, z, y, dy, strides, padding,
+                                                       activation, alpha)
+        dy[...] = dz
+        for out, value in ((dw, gw), (db, gb), (dx, gx)):
+            if out is not None:
+                out[...] = value
+
+    def upsample2d_backward(self, dy, size, interpolation, dx):
+        dx[...] = ref.upsample2d_backward(dy, size, interpolation)
+
+    def pad_crop(self, x, top, left, y):
+        y[...] = ref.pad_crop(x, y.shape[1:3], top, left)
+
+    def kernel_dilate(self, src, dilation, inverse, dst):
+        dst[...] = ref.kernel_dilate(src, dilation, inverse)
+
     # ---- pixel preprocessing ------------------------------------------------------
     def channel_affine(self, x, scale, offset, c, inner, y):
         y[...] = ref.channel_affine(x, scale, offset, c, inner)

@@ -1721,3 +1721,82 @@ def gaussian_noise(x, seed, counter, mode, scale):
         return x + noise, noise
     noise = (1.0 + float(scale) * z).astype(np.float32)
     return x * noise, noise
+
+
+# ---- transposed convolution, upsampling, padding, cropping (issue 16, part C) ---------------
+# Conv2DTranspose: x (N, H, W, C), kernel w (KH, KW, F, C) (Keras's layout), output
+# (N, OH, OW, F): the adjoint of the convolution over the output with strides and padding
+# (pad_top, pad_left) (csrc/pynn.h, "transposed convolution").
+
+def conv2d_transpose_forward(x, w, b, strides, padding, out_hw, activation="linear",
+                             alpha=0.2):
+    """(z, y): z = col2im(x W^T) + b (N, OH, OW, F), y = activation(z)."""
+    kh, kw, f, c = w.shape
+    n, h, wd, _ = x.shape
+    cols = gemm(x.reshape(-1, c), w.reshape(kh * kw * f, c), transpose_b=True)
+    z = col2im(cols, (n, out_hw[0], out_hw[1], f), (kh, kw), strides, padding, (h, wd))
+    if b is not None:
+        z = z + b
+    z = z.astype(np.float32)
+    return z, activation_forward(z, activation, alpha)
+
+
+def conv2d_transpose_backward(x, w, z, y, dy, strides, padding, activation="linear",
+                              alpha=0.2):
+    """(dz, dw, db, dx) for conv2d_transpose_forward's z, y and the gradient dy of y."""
+    kh, kw, f, c = w.shape
+    dz = activation_backward(z, y, dy, activation, alpha)
+    db = bias_grad(dz.reshape(-1, f))
+    cols = im2col(dz, (kh, kw), strides, padding, x.shape[1:3])      # (N*H*W, KH*KW*F)
+    dx = gemm(cols, w.reshape(kh * kw * f, c)).reshape(x.shape)
+    dw = gemm(cols, x.reshape(-1, c), transpose_a=True).reshape(w.shape)
+    return dz, dw, db, dx
+
+
+def _upsample_matrix(size, factor, interpolation):
+    """(size * factor, size): row i holds output i's weights on the inputs (resize's)."""
+    out = size * factor
+    i0, i1, t = _resize_axis(out, size, interpolation)
+    m = np.zeros((out, size))
+    m[np.arange(out), i0] += 1.0 - t
+    m[np.arange(out), i1] += t
+    return m
+
+
+def upsample2d(x, size, interpolation="nearest"):
+    """x (N, H, W, C) enlarged by integer factors: resize over the whole image."""
+    n, h, w, c = x.shape
+    return resize(x, (h * size[0], w * size[1]), None, interpolation)
+
+
+def upsample2d_backward(dy, size, interpolation="nearest"):
+    """dx (N, H, W, C): the adjoint of upsample2d applied to dy (N, H*fh, W*fw, C)."""
+    n, oh, ow, c = dy.shape
+    mh = _upsample_matrix(oh // size[0], size[0], interpolation)
+    mw = _upsample_matrix(ow // size[1], size[1], interpolation)
+    dx = np.einsum("ih,nijc,jw->nhwc", mh, dy.astype(np.float64), mw)
+    return dx.astype(np.float32)
+
+
+def pad_crop(x, out_hw, top, left):
+    """y (N, OH, OW, C): y[:, i, j] = x[:, i - top, j - left] where inside x, else 0."""
+    n, h, w, c = x.shape
+    oh, ow = out_hw
+    y = np.zeros((n, oh, ow, c), dtype=x.dtype)
+    r0, r1 = max(0, top), min(oh, h + top)
+    q0, q1 = max(0, left), min(ow, w + left)
+    if r1 > r0 and q1 > q0:
+        y[:, r0:r1, q0:q1] = x[:, r0 - top:r1 - top, q0 - left:q1 - left]
+    return y
+
+
+def kernel_dilate(src, dilation, inverse=False):
+    """A kernel (KH, KW, A, B) with dilation - 1 zeros between its taps; inverse: the taps
+    of a dilated kernel gathered back."""
+    dh, dw = dilation
+    if inverse:
+        return np.ascontiguousarray(src[::dh, ::dw])
+    kh, kw = src.shape[:2]
+    out = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1) + src.shape[2:], dtype=src.dtype)
+    out[::dh, ::dw] = src
+    return out

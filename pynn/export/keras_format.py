@@ -118,6 +118,8 @@ _WEIGHT_NAMES["Embedding"] = ("embeddings",)            # engineer G
 # engineer E: normalization layers (gamma and beta, each only where the config keeps it)
 _WEIGHT_NAMES.update({"LayerNormalization": ("gamma", "beta"),
                       "GroupNormalization": ("gamma", "beta")})
+# transposed convolution (issue 16, part C)
+_WEIGHT_NAMES["Conv2DTranspose"] = ("kernel", "bias")
 
 # Keras-only options pynn drops when they hold Keras's default (anything else is refused)
 _DEFAULTS = {"kernel_regularizer": None, "bias_regularizer": None,
@@ -562,7 +564,7 @@ def _file_weight_pool(config, h5, where):
                 names = [n for n in names if not (
                     n == "gamma" and lcfg.get("scale") is False and not rms or
                     n == "beta" and (lcfg.get("center") is False or rms))]
-            if cls in ("Dense", "Conv2D", "Conv1D") and lcfg.get("use_bias") is False:
+            if cls in ("Dense", "Conv2D", "Conv1D", "Conv2DTranspose") and lcfg.get("use_bias") is False:
                 names = names[:1]
             for i, d in sorted(h5.vars(path).items()):
                 if i < len(names) and isinstance(name, str):

@@ -478,6 +478,72 @@ def _time_distributed(g, layer, xs, shapes):
                  f"{base}/to_steps")]
 
 
+# ---- transposed convolution, upsampling, padding, cropping (issue 16, part C) -----------------
+
+def _conv2d_transpose(g, layer, xs, shapes):
+    """ConvTranspose over NCHW: the Keras kernel (KH, KW, F, C_in) is ONNX's (C_in, F, KH,
+    KW); ONNX's full output ((in - 1) s + k) loses pad_top at the start and is cut (pads) or
+    extended with zeros (output_padding) at the end to Keras's size."""
+    base = layer.name
+    (oh, ow), (pt, pl) = layer._geometry(shapes[0])
+    _, h, w, _ = shapes[0]
+    (kh, kw), (sh, sw) = layer._dilated_size(), layer.strides
+    end = [(h - 1) * sh + kh - pt - oh, (w - 1) * sw + kw - pl - ow]
+    kernel = np.ascontiguousarray(layer._kernel.numpy().transpose(3, 2, 0, 1))
+    inputs = [_nchw(g, xs[0], base), g.const(kernel, f"{base}/kernel")]
+    if layer.use_bias:
+        inputs.append(g.const(layer._bias.numpy(), f"{base}/bias"))
+    y = g.op("ConvTranspose", inputs, f"{base}/conv_transpose",
+             kernel_shape=list(layer.kernel_size), strides=[sh, sw],
+             pads=[pt, pl, max(end[0], 0), max(end[1], 0)],
+             output_padding=[max(-end[0], 0), max(-end[1], 0)],
+             dilations=list(layer.dilation_rate), group=1)
+    return [_activation(g, _nhwc(g, y, base), layer.activation, layer.alpha, base)]
+
+
+def _nearest_repeat(g, layer, x, scales):
+    """Resize "nearest" by integer scales on any axes: output i reads input floor(i / s)
+    (asymmetric coordinates, floor), a repeat."""
+    base = layer.name
+    return g.op("Resize", [x, "", g.const(np.asarray(scales, np.float32), f"{base}/scales")],
+                f"{base}/repeat", mode="nearest", coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor")
+
+
+def _up_sampling2d(g, layer, xs, shapes):
+    _, h, w, _ = shapes[0]
+    if layer.interpolation == "nearest":
+        return [_nearest_repeat(g, layer, xs[0], [1.0, layer.size[0], layer.size[1], 1.0])]
+    return [_resize(g, layer, xs[0], shapes[0], (0, 0, h, w),
+                    (h * layer.size[0], w * layer.size[1]), "bilinear")]
+
+
+def _up_sampling1d(g, layer, xs, shapes):
+    return [_nearest_repeat(g, layer, xs[0], [1.0, layer.size, 1.0])]
+
+
+def _zero_padding2d(g, layer, xs, shapes):
+    base = layer.name
+    (t, b), (l, r) = layer.padding
+    return [g.op("Pad", [xs[0], g.ints([0, t, l, 0, 0, b, r, 0], f"{base}/pads")], f"{base}/pad",
+                 mode="constant")]
+
+
+def _cropping2d(g, layer, xs, shapes):
+    base = layer.name
+    (t, b), (l, r) = layer.cropping
+    _, h, w, _ = shapes[0]
+    return [g.op("Slice", [xs[0], g.ints([t, l], f"{base}/starts"),
+                           g.ints([h - b, w - r], f"{base}/ends"),
+                           g.ints([1, 2], f"{base}/axes")], f"{base}/crop")]
+
+
+def _part_c_handlers(L):
+    return {L.Conv2DTranspose: _conv2d_transpose, L.UpSampling2D: _up_sampling2d,
+            L.UpSampling1D: _up_sampling1d, L.ZeroPadding2D: _zero_padding2d,
+            L.Cropping2D: _cropping2d}
+
+
 def _handlers():
     from .. import layers as L
     from .onnx_norm import handlers as _norm_handlers   # engineer E
@@ -513,6 +579,8 @@ def _handlers():
         L.ActivityRegularization: _identity,   # engineer F: a training-only penalty
         # engineer E: normalization and noise layers (onnx_norm.py)
         **_norm_handlers(),
+        # transposed convolution, upsampling, padding, cropping (issue 16, part C)
+        **_part_c_handlers(L),
     }
 
 

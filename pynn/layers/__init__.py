@@ -22,6 +22,8 @@ from .sequence import (AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalM
                        GlobalMaxPooling2D, MaxPooling1D, RepeatVector)
 from .activity_regularization import ActivityRegularization  # engineer F
 from .embedding import Embedding, Masking, TimeDistributed   # engineer G
+# transposed convolution, upsampling, padding, cropping (issue 16, part C)
+from .upsampling import Conv2DTranspose, Cropping2D, UpSampling1D, UpSampling2D, ZeroPadding2D
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "ReLU", "Softmax", "Conv2D",
            "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape",
@@ -38,3 +40,5 @@ __all__ += ["Embedding", "Masking", "TimeDistributed"]   # engineer G
 # engineer E: normalization and noise layers
 __all__ += ["LayerNormalization", "GroupNormalization", "UnitNormalization", "SpatialDropout2D",
             "GaussianNoise", "GaussianDropout"]
+# transposed convolution, upsampling, padding, cropping (issue 16, part C)
+__all__ += ["Conv2DTranspose", "UpSampling2D", "UpSampling1D", "ZeroPadding2D", "Cropping2D"]

@@ -657,6 +657,47 @@ def _rows_scope(ex, op, v, step, losses, metrics, reals):
     the buffers of the ops in the scope (Buffer.mult)."""
 
 
+# ---- transposed convolution, upsampling, padding, cropping (issue 16, part C) ----------------
+def _conv2d_transpose(ex, op, v, step, losses, metrics, reals):
+    x, w, b, work, z, y = op.bufs
+    h, wd, c, kh, kw, sh, sw, pt, pl, oh, ow, f, act = op.ints
+    ex.backend.conv2d_transpose_forward(_image(v, x, (h, wd, c)), v[w], _opt(v, b), (sh, sw),
+                                        (pt, pl), _ACT[act], reals[0], v[work].reshape(-1),
+                                        _image(v, z, (oh, ow, f)), _image(v, y, (oh, ow, f)))
+
+
+def _conv2d_transpose_backward(ex, op, v, step, losses, metrics, reals):
+    x, w, z, y, dy, work, dw, db, dx = op.bufs
+    h, wd, c, kh, kw, sh, sw, pt, pl, oh, ow, f, act = op.ints
+    ex.backend.conv2d_transpose_backward(
+        _image(v, x, (h, wd, c)), v[w], _image(v, z, (oh, ow, f)), _image(v, y, (oh, ow, f)),
+        _image(v, dy, (oh, ow, f)), (sh, sw), (pt, pl), _ACT[act], reals[0],
+        v[work].reshape(-1), _opt(v, dw), _opt(v, db),
+        None if dx < 0 else _image(v, dx, (h, wd, c)))
+
+
+def _upsample2d_backward(ex, op, v, step, losses, metrics, reals):
+    dy, dx = op.bufs
+    h, w, c, fh, fw, interp = op.ints
+    ex.backend.upsample2d_backward(_image(v, dy, (h * fh, w * fw, c)), (fh, fw), _INTERP[interp],
+                                   _image(v, dx, (h, w, c)))
+
+
+def _kernel_dilate(ex, op, v, step, losses, metrics, reals):
+    src, dst = op.bufs
+    kh, kw, cols, dh, dw, inverse = op.ints
+    eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    small, wide = (kh, kw, cols, 1), (eh, ew, cols, 1)
+    ex.backend.kernel_dilate(v[src].reshape(wide if inverse else small), (dh, dw), bool(inverse),
+                             v[dst].reshape(small if inverse else wide))
+
+
+def _pad_crop(ex, op, v, step, losses, metrics, reals):
+    x, y = op.bufs
+    h, w, c, oh, ow, top, left = op.ints
+    ex.backend.pad_crop(_image(v, x, (h, w, c)), top, left, _image(v, y, (oh, ow, c)))
+
+
 _maxpool, _maxpool_backward = _pool("maxpool2d")
 _avgpool, _avgpool_backward = _pool("avgpool2d")
 _OPS = {
@@ -691,6 +732,10 @@ _OPS = {
     "embedding": _embedding, "embedding_backward": _embedding_backward,
     "embedding_grad_clear": _embedding_grad_clear, "masking": _masking,
     "masking_backward": _masking_backward, "rows_scope": _rows_scope,
+    # transposed convolution, upsampling, padding, cropping (issue 16, part C)
+    "conv2d_transpose": _conv2d_transpose, "conv2d_transpose_backward": _conv2d_transpose_backward,
+    "upsample2d_backward": _upsample2d_backward, "pad_crop": _pad_crop,
+    "kernel_dilate": _kernel_dilate,
 }
 
 

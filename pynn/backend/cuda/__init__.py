@@ -42,6 +42,8 @@ from . import activations   # activations (engineer A)
 from . import seq1d   # engineer D (#16): sequence ops
 from . import regularizers  # engineer F: regularizers and constraints
 from . import embedding          # engineer G
+# transposed convolution, upsampling, padding, cropping (issue 16, part C)
+from . import upsampling as _upsampling
 from .runtime import SIMULATOR, cuda
 from . import norm   # engineer E: normalization and noise layers
 
@@ -184,6 +186,22 @@ class CudaBackend(Backend):
     flip = staticmethod(image.flip)
     crop = staticmethod(image.crop)
     image_random = staticmethod(image.image_random)
+    # ---- transposed convolution, upsampling, padding, cropping (upsampling.py; part C) -----
+    conv2d_transpose_work_size = staticmethod(_upsampling.conv2d_transpose_work_size)
+
+    def conv2d_transpose_forward(self, x, w, b, strides, padding, activation, alpha, work, z,
+                                 y):
+        _upsampling.conv2d_transpose_forward(x, w, b, strides, padding, activation, alpha,
+                                             work, z, y, self.sm_count)
+
+    def conv2d_transpose_backward(self, x, w, z, y, dy, strides, padding, activation, alpha,
+                                  work, dw, db, dx):
+        _upsampling.conv2d_transpose_backward(x, w, z, y, dy, strides, padding, activation,
+                                              alpha, work, dw, db, dx, self.sm_count)
+
+    upsample2d_backward = staticmethod(_upsampling.upsample2d_backward)
+    pad_crop = staticmethod(_upsampling.pad_crop)
+    kernel_dilate = staticmethod(_upsampling.kernel_dilate)
     # ---- pixel preprocessing (pixel.py) --------------------------------------------------------
     channel_affine = staticmethod(pixel.channel_affine)
     normalize = staticmethod(pixel.normalize)
