@@ -38,7 +38,7 @@ int pynn_relu_forward(float *y, const float *x, int64_t n, float negative_slope,
                 const float v = x[i];
                 const float kept = v > threshold ? v : 0.0f;
                 const float neg = threshold - v > 0.0f ? threshold - v : 0.0f;
-                y[i] = fminf(fmaxf(kept, 0.0f), max_value) - negative_slope * neg;
+                y[i] = pynn_clampf(kept, 0.0f, max_value) - negative_slope * neg;
             }
         });
     return PYNN_OK;
