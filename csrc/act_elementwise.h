@@ -27,6 +27,12 @@ static inline int pynn_act_valid(int act) { return act >= 0 && act < PYNN_ACT_CO
 static inline int pynn_act_rowwise(int act) {
     return act == PYNN_ACT_SOFTMAX || act == PYNN_ACT_LOG_SOFTMAX;
 }
+/* min(max(v, lo), hi) as selects: they vectorise (fminf/fmaxf do not, without
+ * -ffast-math) and a NaN stays NaN, as jnp.clip leaves it. */
+static inline float pynn_clampf(float v, float lo, float hi) {
+    const float a = v < lo ? lo : v;
+    return a > hi ? hi : a;
+}
 /* 1 / (1 + exp(-z)): exp(-z) overflows to inf for z << 0, giving exactly 0. */
 static inline float pynn_sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
 /* log(1 + exp(z)) as jax.nn.softplus (logaddexp(z, 0)): max(z, 0) + log1p(exp(-|z|)). */
@@ -85,13 +91,13 @@ static inline int pynn_act_span(float *y, const float *z, int64_t n, int act, fl
         for (i = 0; i < n; i++) y[i] = z[i] * pynn_sigmoidf(z[i]);
         return PYNN_OK;
     case PYNN_ACT_HARD_SIGMOID:
-        for (i = 0; i < n; i++) y[i] = fminf(fmaxf(z[i] + 3.0f, 0.0f), 6.0f) / 6.0f;
+        for (i = 0; i < n; i++) y[i] = pynn_clampf(z[i] + 3.0f, 0.0f, 6.0f) / 6.0f;
         return PYNN_OK;
     case PYNN_ACT_HARD_SILU:
-        for (i = 0; i < n; i++) y[i] = z[i] * (fminf(fmaxf(z[i] + 3.0f, 0.0f), 6.0f) / 6.0f);
+        for (i = 0; i < n; i++) y[i] = z[i] * (pynn_clampf(z[i] + 3.0f, 0.0f, 6.0f) / 6.0f);
         return PYNN_OK;
     case PYNN_ACT_RELU6:
-        for (i = 0; i < n; i++) y[i] = fminf(fmaxf(z[i], 0.0f), 6.0f);
+        for (i = 0; i < n; i++) y[i] = pynn_clampf(z[i], 0.0f, 6.0f);
         return PYNN_OK;
     case PYNN_ACT_MISH:
         for (i = 0; i < n; i++) y[i] = z[i] * tanhf(pynn_softplusf(z[i]));
@@ -171,14 +177,14 @@ static inline void pynn_act_backward_span(float *dx, const float *x, const float
         break;
     case PYNN_ACT_HARD_SIGMOID:
         for (i = 0; i < n; i++) {
-            const float g = dy[i];
-            dx[i] = x[i] > -3.0f && x[i] < 3.0f ? g / 6.0f : 0.0f;
+            const float q = dy[i] / 6.0f;
+            dx[i] = x[i] > -3.0f && x[i] < 3.0f ? q : 0.0f;
         }
         break;
     case PYNN_ACT_HARD_SILU:
         /* hard_sigmoid(x) + x hard_sigmoid'(x) */
         for (i = 0; i < n; i++) {
-            const float hs = fminf(fmaxf(x[i] + 3.0f, 0.0f), 6.0f) / 6.0f;
+            const float hs = pynn_clampf(x[i] + 3.0f, 0.0f, 6.0f) / 6.0f;
             const float d = x[i] > -3.0f && x[i] < 3.0f ? hs + x[i] / 6.0f : hs;
             dx[i] = dy[i] * d;
         }

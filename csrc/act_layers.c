@@ -38,7 +38,7 @@ int pynn_relu_forward(float *y, const float *x, int64_t n, float negative_slope,
                 const float v = x[i];
                 const float kept = v > threshold ? v : 0.0f;
                 const float neg = threshold - v > 0.0f ? threshold - v : 0.0f;
-                y[i] = fminf(fmaxf(kept, 0.0f), max_value) - negative_slope * neg;
+                y[i] = pynn_clampf(kept, 0.0f, max_value) - negative_slope * neg;
             }
         });
     return PYNN_OK;
@@ -69,6 +69,17 @@ int pynn_relu_backward(float *dx, const float *x, const float *dy, int64_t n,
 
 int pynn_softmax_axis_forward(float *y, const float *x, int64_t outer, int64_t len,
                               int64_t inner) {
+    return pynn_softmax_axis_masked_forward(y, x, NULL, outer, len, inner);
+}
+
+/* Keras's Softmax(mask=): a value whose mask is not > 0.5 counts as -1e9 (Keras's
+ * _large_negative_number for float32) and its output is 0. */
+#define SOFTMAX_MASKED_VALUE (-1e9f)
+/* x[k] of a slab, or the masked value (ms: the slab's mask, NULL for none) */
+#define SOFTMAX_IN(k) (ms == NULL || ms[k] > 0.5f ? xs[k] : SOFTMAX_MASKED_VALUE)
+
+int pynn_softmax_axis_masked_forward(float *y, const float *x, const float *mask,
+                                     int64_t outer, int64_t len, int64_t inner) {
     int64_t o, n;
     PYNN_RETURN_IF(outer < 0 || len < 0 || inner < 0, PYNN_EINVAL);
     n = outer * len * inner;
@@ -81,15 +92,22 @@ int pynn_softmax_axis_forward(float *y, const float *x, int64_t outer, int64_t l
             const float *xs = x + o * len * inner;
             float *ys = y + o * len * inner;
             int64_t i, j;
+            const float *ms = mask != NULL ? mask + o * len * inner : NULL;
             for (i = 0; i < inner; i++) {
-                float m = xs[i], s = 0.0f;
-                for (j = 1; j < len; j++) m = xs[j * inner + i] > m ? xs[j * inner + i] : m;
+                float m = SOFTMAX_IN(i), s = 0.0f;
+                for (j = 1; j < len; j++) {
+                    const float v = SOFTMAX_IN(j * inner + i);
+                    m = v > m ? v : m;
+                }
                 for (j = 0; j < len; j++) {
-                    const float e = expf(xs[j * inner + i] - m);
+                    const float e = expf(SOFTMAX_IN(j * inner + i) - m);
                     ys[j * inner + i] = e;
                     s += e;
                 }
-                for (j = 0; j < len; j++) ys[j * inner + i] = ys[j * inner + i] / s;
+                for (j = 0; j < len; j++) {
+                    const int64_t k = j * inner + i;
+                    ys[k] = ms == NULL || ms[k] > 0.5f ? ys[k] / s : 0.0f;
+                }
             }
         });
     return PYNN_OK;

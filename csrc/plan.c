@@ -174,7 +174,7 @@ static int counts_ok(const pynn_op *op) {
         /* activations (engineer A) */
         [PYNN_OP_RELU] = {2, 0, 3},
         [PYNN_OP_RELU_BACKWARD] = {3, 0, 3},
-        [PYNN_OP_SOFTMAX_AXIS] = {2, 2, 0},
+        [PYNN_OP_SOFTMAX_AXIS] = {-1, 2, 0},     /* 2 bufs, or 3 with a mask */
         [PYNN_OP_SOFTMAX_AXIS_BACKWARD] = {3, 2, 0},
         [PYNN_OP_PRELU] = {3, -1, 0},            /* ints 1 + 2 rank: checked by run_op */
         [PYNN_OP_PRELU_BACKWARD] = {5, -1, 0},
@@ -942,10 +942,13 @@ static int run_op(const step_context *cx, const pynn_op *op) {
     case PYNN_OP_SOFTMAX_AXIS_BACKWARD: {   /* bufs x, y / y, dy, dx; ints len, inner */
         const int64_t li = mul(g[0], g[1]), n = o[0].n;
         EXPECT(g[0] >= 1 && g[1] >= 1 && li >= 1 && n % li == 0);
+        EXPECT(op->kind != PYNN_OP_SOFTMAX_AXIS || op->n_bufs == 2 || op->n_bufs == 3);
         for (i = 0; i < op->n_bufs; i++) EXPECT(f32(&o[i]) && holds(&o[i], n));
         if (cx->dry) return PYNN_OK;
         if (op->kind == PYNN_OP_SOFTMAX_AXIS)
-            return pynn_softmax_axis_forward(F(&o[1]), F(&o[0]), n / li, g[0], g[1]);
+            return pynn_softmax_axis_masked_forward(F(&o[1]), F(&o[0]),
+                                                    op->n_bufs == 3 ? F(&o[2]) : NULL,
+                                                    n / li, g[0], g[1]);
         return pynn_softmax_axis_backward(F(&o[2]), F(&o[0]), F(&o[1]), n / li, g[0], g[1]);
     }
     case PYNN_OP_PRELU:

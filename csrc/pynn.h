@@ -347,6 +347,11 @@ int pynn_softmax_axis_forward(float *y, const float *x, int64_t outer, int64_t l
                               int64_t inner);
 int pynn_softmax_axis_backward(float *dx, const float *y, const float *dy, int64_t outer,
                                int64_t len, int64_t inner);
+/* Keras's Softmax with a mask (Keras's `mask` call argument): mask (NULL: none) holds as
+ * many floats as x; where mask <= 0.5, x counts as -1e9 and y is 0 (Keras's where(mask, ..)).
+ * The backward above serves it unchanged (y is 0 where masked, so is dx). */
+int pynn_softmax_axis_masked_forward(float *y, const float *x, const float *mask,
+                                     int64_t outer, int64_t len, int64_t inner);
 /* PReLU: x (rows, per) with per = prod(dims[0 .. rank)); alpha has dims with the shared
  * axes (shared[k] != 0) set to 1.  y = x > 0 ? x : alpha[a(p)] x (y may be x).  Backward:
  * dx = dy (x > 0 ? 1 : alpha) (dx may be dy; NULL for none) and dalpha[a] (NULL for none) = the sum over
@@ -1078,7 +1083,8 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *   OP_ACTIVATION_BACKWARD  bufs x, y, dy, dx;  ints cols, act;  reals alpha
  *   OP_RELU            bufs x, y      reals negative_slope, threshold, max_value (inf: none)
  *   OP_RELU_BACKWARD   bufs x, dy, dx reals as OP_RELU
- *   OP_SOFTMAX_AXIS    bufs x, y      ints len, inner   (outer = n(x) / (len inner))
+ *   OP_SOFTMAX_AXIS    bufs x, y[, mask]  ints len, inner   (outer = n(x) / (len inner));
+ *                      mask: as many floats as x (pynn_softmax_axis_masked_forward)
  *   OP_SOFTMAX_AXIS_BACKWARD  bufs y, dy, dx   ints len, inner
  *   OP_PRELU           bufs x, alpha, y              ints rank, dims[rank], shared[rank]
  *   OP_PRELU_BACKWARD  bufs x, alpha, dy, dalpha, dx ints as OP_PRELU (dalpha, dx may be absent)

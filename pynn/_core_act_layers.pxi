@@ -11,6 +11,8 @@ cdef extern from "pynn.h" nogil:
                                   int64_t inner)
     int pynn_softmax_axis_backward(float *dx, const float *y, const float *dy, int64_t outer,
                                    int64_t len, int64_t inner)
+    int pynn_softmax_axis_masked_forward(float *y, const float *x, const float *mask,
+                                         int64_t outer, int64_t len, int64_t inner)
     int pynn_prelu_forward(float *y, const float *x, const float *alpha, int64_t rows,
                            int64_t rank, const int64_t *dims, const int64_t *shared)
     int pynn_prelu_backward(float *dx, float *dalpha, const float *x, const float *alpha,
@@ -56,15 +58,22 @@ def relu_backward(float[::1] dx,               # OUT (n,); may be dy
 
 
 def softmax_axis_forward(float[::1] y, const float[::1] x,
-                         int64_t outer, int64_t length, int64_t inner):
-    """y = softmax of x (outer, length, inner) over its middle axis; y may be x."""
+                         int64_t outer, int64_t length, int64_t inner, mask=None):
+    """y = softmax of x (outer, length, inner) over its middle axis; y may be x.  mask
+    (None, or as many floats as x): where it is <= 0.5, x counts as -1e9 and y is 0."""
     _same_size(x.shape[0], outer * length * inner, "x", "softmax_axis_forward")
     _same_size(y.shape[0], x.shape[0], "y", "softmax_axis_forward")
+    cdef const float[::1] mask_view
+    cdef const float *pm = NULL
+    if mask is not None:
+        mask_view = mask
+        _same_size(mask_view.shape[0], x.shape[0], "mask", "softmax_axis_forward")
+        pm = _cdata1(mask_view)
     cdef float *py = _data1(y)
     cdef const float *px = _cdata1(x)
     cdef int status
     with nogil:
-        status = pynn_softmax_axis_forward(py, px, outer, length, inner)
+        status = pynn_softmax_axis_masked_forward(py, px, pm, outer, length, inner)
     _check(status, "softmax_axis_forward")
 
 

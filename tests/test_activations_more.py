@@ -12,7 +12,10 @@ layers ReLU(max_value, negative_slope, threshold), Softmax(axis), ELU and PReLU.
   saving        get_config round trips, .keras and pynn's own format, and the .keras file
                 loaded by real Keras (PYNN_KERAS_PYTHON) predicting the same;
   ONNX          the exported graph through onnxruntime against predict;
-  arguments     bad values refused with their name and value, the model unchanged.
+  arguments     bad values refused with their name and value, the model unchanged;
+  masks         Keras's masked Softmax (where(mask, softmax(where(mask, x, -1e9)), 0)) from
+                a plan mask attached by a test layer (the interface Embedding(mask_zero=True)
+                will feed), kernels and one training step against torch.
 """
 import json
 import os
@@ -28,6 +31,7 @@ from pynn import _core, ids
 from pynn import layers as L
 from pynn.backend import get as get_backend
 from pynn.backend import reference as ref
+from pynn.models import plan as plan_module
 
 from conftest import assert_bitwise, assert_close, usable_backend
 
@@ -142,6 +146,31 @@ def test_softmax_axis_kernels_match_the_reference(kernel_backend, geometry):
     assert_close(be.to_host(y).sum(axis=1), np.ones((outer, inner)))
 
 
+@pytest.mark.parametrize("geometry", [(3, 5, 1), (2, 4, 3)])
+def test_masked_softmax_kernels_match_keras(kernel_backend, geometry):
+    """Keras's Softmax(mask=): where(mask, softmax(where(mask, x, -1e9)), 0); a row masked
+    everywhere gives zeros."""
+    outer, length, inner = geometry
+    x = _x((outer, length, inner), 14)
+    mask = (np.random.default_rng(15).random(x.shape) > 0.4).astype(np.float32)
+    mask[0] = 0.0                                   # all masked
+    mask[-1] = 1.0                                  # none masked
+    dy = _x(x.shape, 16, 1.0)
+    be = kernel_backend
+    y, dx = be.zeros(x.shape), be.zeros(x.shape)
+    be.softmax_axis_forward(be.from_host(x), outer, length, inner, y, be.from_host(mask))
+    be.softmax_axis_backward(y, be.from_host(dy), outer, length, inner, dx)
+    t = torch.tensor(x.astype(np.float64), requires_grad=True)
+    keep = torch.tensor(mask > 0.5)
+    s = torch.softmax(torch.where(keep, t, torch.tensor(-1e9, dtype=torch.float64)), dim=1)
+    out = torch.where(keep, s, torch.zeros_like(s))
+    out.backward(torch.tensor(dy.astype(np.float64)))
+    assert_close(be.to_host(y), out.detach().numpy())
+    assert_close(be.to_host(y), ref.softmax_axis_forward(x, outer, length, inner, mask))
+    assert_close(be.to_host(dx), t.grad.numpy())
+    assert not be.to_host(y)[0].any() and not be.to_host(dx)[0].any()
+
+
 @pytest.mark.parametrize("dims,shared", [((5,), (0,)), ((3, 4, 2), (1, 1, 0)),
                                          ((3, 4, 2), (0, 1, 0)), ((2, 3), (1, 1))])
 def test_prelu_kernels_match_the_reference(kernel_backend, dims, shared):
@@ -249,6 +278,63 @@ def test_layer_step_matches_torch(key, backend_name):
     x = _x((4, 3, 4), 4, 1.0)
     y = _x((4, 2), 5, 1.0)
     _step_against_torch(model, backend_name, x, y)
+
+
+class _MaskedTensor(plan_module.Tensor):
+    __slots__ = ("mask",)
+
+
+class _AttachMask(L.Layer):
+    """Test-only: passes its first input on with its second as the plan mask (the interface
+    Embedding(mask_zero=True) feeds, pynn.models.plan)."""
+    _single_input = False
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def plan_forward(self, b, inputs, training, logits=False):
+        x, m = inputs
+        y = _MaskedTensor(b._alias_buffer(x.buf, x.shape[1:]), x.shape)
+        y.mask = m
+        b.differentiate([x], [y], lambda b, dys, need: [b._alias_buffer(dys[0], x.shape[1:])])
+        return y
+
+
+def test_masked_softmax_step_matches_torch(backend_name):
+    pynn.utils.set_random_seed(8)
+    x_in, m_in = L.Input((6,)), L.Input((6,))
+    dense = L.Dense(6)
+    h = dense(x_in)
+    y = L.Softmax()(_AttachMask()([h, m_in]))
+    head = L.Dense(2)
+    model = pynn.Model([x_in, m_in], head(y))
+    _randomize(model, 3)
+    model.compile(optimizer=pynn.optimizers.SGD(0.5), loss="mse", backend=backend_name)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 6)).astype(np.float32)
+    m = (rng.random((5, 6)) > 0.3).astype(np.float32)
+    m[1] = 0.0
+    target = rng.normal(size=(5, 2)).astype(np.float32)
+    params = {id(v): v.numpy().astype(np.float64) for v in model.weights}
+    tw = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    hh = torch.tensor(x.astype(np.float64)) @ tw[id(dense.kernel)] + tw[id(dense.bias)]
+    keep = torch.tensor(m > 0.5)
+    s = torch.softmax(torch.where(keep, hh, torch.tensor(-1e9, dtype=torch.float64)), dim=-1)
+    out = torch.where(keep, s, torch.zeros_like(s)) @ tw[id(head.kernel)] + tw[id(head.bias)]
+    loss_t = ((out - torch.tensor(target.astype(np.float64))) ** 2).mean()
+    loss_t.backward()
+    loss = model.train_on_batch([x, m], target)
+    assert abs(loss - float(loss_t.detach())) <= 1e-5 * float(loss_t.detach())
+    for v in model.trainable_weights:
+        want = params[id(v)] - 0.5 * tw[id(v)].grad.numpy()
+        np.testing.assert_allclose(v.numpy(), want, rtol=0, atol=1e-5, err_msg=v.path)
+    assert not np.array_equal(dense.kernel.numpy(), params[id(dense.kernel)])
+    # a mask of another shape than the inputs is refused, naming both shapes
+    a, b = L.Input((6,)), L.Input((5,))
+    bad = pynn.Model([a, b], L.Softmax()(_AttachMask()([a, b])))
+    with pytest.raises(ValueError, match=r"mask.*\(None, 6\).*\(None, 5\)"):
+        bad.compile(optimizer="sgd", loss="mse", backend=backend_name)
+        bad.train_on_batch([x, m[:, :5]], x)
 
 
 # ---- determinism: whole epoch = op by op, 1 thread = 2 threads --------------------------------

@@ -384,8 +384,9 @@ class Backend:
         """dx = relu'(x) dy for relu_forward; dx may be dy."""
         raise NotImplementedError
 
-    def softmax_axis_forward(self, x, outer, length, inner, y):
-        """y = softmax of x viewed as (outer, length, inner) over the middle axis."""
+    def softmax_axis_forward(self, x, outer, length, inner, y, mask=None):
+        """y = softmax of x viewed as (outer, length, inner) over the middle axis; mask
+        (None, or x's size): where <= 0.5, x counts as -1e9 and y is 0 (Keras's mask)."""
         raise NotImplementedError
 
     def softmax_axis_backward(self, y, dy, outer, length, inner, dx):

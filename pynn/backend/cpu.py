@@ -235,8 +235,9 @@ class CpuBackend(HostBackend):
         _core.relu_backward(dx.reshape(-1), x.reshape(-1), dy.reshape(-1), negative_slope,
                             threshold, float("inf") if max_value is None else max_value)
 
-    def softmax_axis_forward(self, x, outer, length, inner, y):
-        _core.softmax_axis_forward(y.reshape(-1), x.reshape(-1), outer, length, inner)
+    def softmax_axis_forward(self, x, outer, length, inner, y, mask=None):
+        _core.softmax_axis_forward(y.reshape(-1), x.reshape(-1), outer, length, inner,
+                                   None if mask is None else mask.reshape(-1))
 
     def softmax_axis_backward(self, y, dy, outer, length, inner, dx):
         _core.softmax_axis_backward(dx.reshape(-1), y.reshape(-1), dy.reshape(-1), outer,

@@ -273,8 +273,8 @@ class NumpyBackend(HostBackend):
     def relu_backward(self, x, dy, negative_slope, threshold, max_value, dx):
         dx[...] = ref.relu_backward(x, dy, negative_slope, threshold, max_value)
 
-    def softmax_axis_forward(self, x, outer, length, inner, y):
-        y[...] = ref.softmax_axis_forward(x, outer, length, inner)
+    def softmax_axis_forward(self, x, outer, length, inner, y, mask=None):
+        y[...] = ref.softmax_axis_forward(x, outer, length, inner, mask)
 
     def softmax_axis_backward(self, y, dy, outer, length, inner, dx):
         dx[...] = ref.softmax_axis_backward(y, dy, outer, length, inner)

@@ -1462,11 +1462,19 @@ def relu_backward(x, dy, negative_slope=0.0, threshold=0.0, max_value=None):
     return (pos + neg).astype(dy.dtype)
 
 
-def softmax_axis_forward(x, outer, length, inner):
-    """softmax of x viewed as (outer, length, inner) over its middle axis."""
+def softmax_axis_forward(x, outer, length, inner, mask=None):
+    """softmax of x viewed as (outer, length, inner) over its middle axis.  mask (None, or
+    x's size): Keras's Softmax(mask=): where mask <= 0.5, x counts as -1e9 (Keras's
+    _large_negative_number) and the output is 0."""
     v = x.reshape(outer, length, inner)
+    keep = None if mask is None else (np.asarray(mask).reshape(v.shape) > 0.5)
+    if keep is not None:
+        v = np.where(keep, v, _scalar(-1e9, x))
     e = np.exp(v - v.max(axis=1, keepdims=True))
-    return (e / e.sum(axis=1, keepdims=True)).reshape(x.shape)
+    out = e / e.sum(axis=1, keepdims=True)
+    if keep is not None:
+        out = np.where(keep, out, _scalar(0, x))
+    return out.reshape(x.shape)
 
 
 def softmax_axis_backward(y, dy, outer, length, inner):

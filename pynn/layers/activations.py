@@ -4,7 +4,8 @@ Softmax (any axis), ELU and PReLU.
 ReLU with neither max_value nor threshold is the relu / leaky_relu activation (and
 max_value=6 alone is relu6); otherwise OP_RELU.  Softmax over the last axis is the softmax
 activation (a loss may take its logits); over another axis, OP_SOFTMAX_AXIS with the
-geometry (outer, axis length, inner).  PReLU is OP_PRELU with a weight `alpha` of the
+geometry (outer, axis length, inner); with a plan mask of the inputs' shape (Keras's `mask`,
+pynn.models.plan) the op takes it as a third buffer.  PReLU is OP_PRELU with a weight `alpha` of the
 input's shape (without the batch axis), the shared axes set to 1.
 """
 from .. import ids, initializers
@@ -129,6 +130,9 @@ class Softmax(Activation):
     def plan_forward(self, b, inputs, training, logits=False):
         (x,) = inputs
         length, inner = self._geometry(x.shape)
+        mask = getattr(x, "mask", None)    # a (batch, T) mask (pynn.models.plan), if any
+        if mask is not None:
+            return self._masked(b, x, mask, length, inner, logits)
         if inner == 1:
             if logits:                # the loss applies the softmax itself
                 return x
@@ -149,6 +153,29 @@ class Softmax(Activation):
                 b.op("softmax_axis_backward", [y.buf, dys[0], dys[0]], [length, inner], [],
                      label=self.name)
                 return [dys[0]]
+
+        b.differentiate([x], [y], backward, inplace=True)
+        return y
+
+    def _masked(self, b, x, mask, length, inner, logits):
+        """Keras's Softmax(inputs, mask): where the mask is not > 0.5 the input counts as
+        -1e9 and the output is 0.  pynn takes a mask of the inputs' own shape (Keras: any
+        shape broadcastable to them)."""
+        where = f"Softmax '{self.name}'"
+        if tuple(mask.shape[1:]) != tuple(x.shape[1:]):
+            raise ValueError(f"{where}: the `mask` must have the shape of `inputs` (pynn does "
+                             f"not broadcast it). Received: inputs.shape={shape_text(x.shape)}, "
+                             f"mask.shape={shape_text(mask.shape)}")
+        if logits:
+            raise ValueError(f"{where}: a masked softmax cannot hand its logits to the loss; "
+                             "compute the loss from its probabilities")
+        y = b.new(x.shape)
+        b.op("softmax_axis", [x.buf, y.buf, mask.buf], [length, inner], [], label=self.name)
+
+        def backward(b, dys, need):       # y is 0 where masked, so is the gradient
+            b.op("softmax_axis_backward", [y.buf, dys[0], dys[0]], [length, inner], [],
+                 label=self.name)
+            return [dys[0]]
 
         b.differentiate([x], [y], backward, inplace=True)
         return y

@@ -524,10 +524,11 @@ def _relu_backward(ex, op, v, step, losses, metrics, reals):
 
 
 def _softmax_axis(ex, op, v, step, losses, metrics, reals):
-    x, y = op.bufs
+    x, y, *mask = op.bufs
     length, inner = op.ints
     outer = v[x].size // (length * inner)
-    ex.backend.softmax_axis_forward(v[x], outer, length, inner, v[y])
+    ex.backend.softmax_axis_forward(v[x], outer, length, inner, v[y],
+                                    v[mask[0]] if mask else None)
 
 
 def _softmax_axis_backward(ex, op, v, step, losses, metrics, reals):

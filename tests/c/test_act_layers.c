@@ -204,6 +204,51 @@ static void check_softmax_axis(int64_t outer, int64_t len, int64_t inner) {
     free(out); free(x); free(dy); free(want); free(bound);
 }
 
+/* Keras's masked softmax: where(mask, softmax(where(mask, x, -1e9)), 0) */
+static void run_softmax_masked(void *ctx, unsigned char *out) {
+    const float *const *p = ctx;   /* x, mask */
+    CHECK(pynn_softmax_axis_masked_forward((float *)out, p[0], p[1], 4, 7, 3) == PYNN_OK,
+          "masked");
+}
+
+static void check_softmax_masked(void) {
+    const int64_t outer = 4, len = 7, inner = 3, n = outer * len * inner;
+    float *x = ctest_floats(n, -6.0f, 6.0f), *mask = ctest_floats(n, 0.0f, 1.0f), *y;
+    double *want = ctest_new_doubles(n), *bound = ctest_new_doubles(n);
+    const float *ctx[2];
+    unsigned char *out;
+    int64_t o, i, j;
+    for (j = 0; j < len; j++) mask[j * inner + 1] = 0.0f;      /* a column masked throughout */
+    ctx[0] = x;
+    ctx[1] = mask;
+    CTEST_CONTEXT("softmax masked");
+    out = ctest_everywhere(run_softmax_masked, ctx, (size_t)n * sizeof(float), "masked");
+    y = (float *)out;
+    for (o = 0; o < outer; o++)
+        for (i = 0; i < inner; i++) {
+            const int64_t base = o * len * inner + i;
+            double m = -1e300, s = 0.0;
+            for (j = 0; j < len; j++) {
+                const int64_t k = base + j * inner;
+                const double v = mask[k] > 0.5f ? (double)x[k] : -1e9;
+                m = v > m ? v : m;
+            }
+            for (j = 0; j < len; j++) {
+                const int64_t k = base + j * inner;
+                s += exp((mask[k] > 0.5f ? (double)x[k] : -1e9) - m);
+            }
+            for (j = 0; j < len; j++) {
+                const int64_t k = base + j * inner;
+                want[k] = mask[k] > 0.5f ? exp((double)x[k] - m) / s : 0.0;
+                bound[k] = CTEST_U * want[k] * (fabs((double)x[k] - m) + 6.0 * (double)len + 8.0) +
+                           FLT_MIN;
+            }
+        }
+    ctest_close("masked softmax y", y, want, bound, n);
+    CHECK(pynn_softmax_axis_masked_forward(y, x, NULL, 4, 7, 3) == PYNN_OK, "no mask");
+    free(out); free(x); free(mask); free(want); free(bound);
+}
+
 /* ---- PReLU -------------------------------------------------------------------------- */
 
 typedef struct {
@@ -325,6 +370,7 @@ int main(void) {
     check_softmax_axis(3, 4, 7);
     check_softmax_axis(200, 13, 20);
     check_softmax_axis(2, 1, 3);
+    check_softmax_masked();
     check_prelu(3, 1, d1, s1);
     check_prelu(70, 3, d3, s3a);
     check_prelu(160, 3, d3, s3b);

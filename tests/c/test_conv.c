@@ -369,8 +369,10 @@ static void check_refusals(void) {
     CHECK(pynn_conv2d_direct_supported(3, 11, 1, 4, PYNN_ACT_RELU) == 0, "33 window values");
     CHECK(pynn_conv2d_direct_supported(3, 3, 1, 17, PYNN_ACT_RELU) == 0, "17 filters");
     CHECK(pynn_conv2d_direct_supported(3, 3, 1, 4, PYNN_ACT_SOFTMAX) == 0, "softmax");
+    CHECK(pynn_conv2d_direct_supported(3, 3, 1, 4, PYNN_ACT_LOG_SOFTMAX) == 0,
+          "log_softmax");   /* row-wise too (engineer A) */
     CHECK(pynn_conv2d_direct_supported(3, 3, 1, 4, -1) == 0 &&
-          pynn_conv2d_direct_supported(3, 3, 1, 4, 7) == 0, "no such activation");
+          pynn_conv2d_direct_supported(3, 3, 1, 4, PYNN_ACT_COUNT) == 0, "no such activation");
     CHECK(pynn_conv2d_direct_supported(0, 3, 1, 4, 0) == 0 &&
           pynn_conv2d_direct_supported(3, 3, 0, 4, 0) == 0 &&
           pynn_conv2d_direct_supported(3, 3, 1, 0, 0) == 0, "empty kernel");

@@ -60,26 +60,37 @@ def relu_backward(x, dy, negative_slope, threshold, max_value, dx):
                                                             max_value))
 
 
+_MASKED = np.float32(-1e9)     # Keras's _large_negative_number for float32
+_HALF = np.float32(0.5)
+
+
+@cuda.jit(device=True, inline=True)
+def _masked_in(x, mask, has_mask, k):
+    return x[k] if not has_mask or mask[k] > _HALF else _MASKED
+
+
 @cuda.jit
-def _softmax_axis_kernel(y, x, outer, length, inner):
-    """one thread per (o, i) column: max, exp, a float sum in index order, e / s"""
+def _softmax_axis_kernel(y, x, mask, has_mask, outer, length, inner):
+    """one thread per (o, i) column: max, exp, a float sum in index order, e / s; where a
+    mask is given and <= 0.5, x counts as -1e9 and y is 0 (csrc/act_layers.c)"""
     t = cuda.grid(1)
     if t < outer * inner:
         o = t // inner
         i = t - o * inner
         base = o * length * inner + i
-        m = x[base]
+        m = _masked_in(x, mask, has_mask, base)
         for j in range(1, length):
-            v = x[base + j * inner]
+            v = _masked_in(x, mask, has_mask, base + j * inner)
             if v > m:
                 m = v
         s = F0
         for j in range(length):
-            e = math.exp(x[base + j * inner] - m)
+            e = math.exp(_masked_in(x, mask, has_mask, base + j * inner) - m)
             y[base + j * inner] = e
             s += e
         for j in range(length):
-            y[base + j * inner] = y[base + j * inner] / s
+            k = base + j * inner
+            y[k] = y[k] / s if not has_mask or mask[k] > _HALF else F0
 
 
 @cuda.jit
@@ -99,11 +110,13 @@ def _softmax_axis_backward_kernel(dx, y, dy, outer, length, inner):
             dx[k] = y[k] * (dy[k] - dotf)
 
 
-def softmax_axis_forward(x, outer, length, inner, y):
+def softmax_axis_forward(x, outer, length, inner, y, mask=None):
     n = outer * inner
     if n and length:
         blocks, threads = elementwise_config(n)
-        _softmax_axis_kernel[blocks, threads](as_1d(y), as_1d(x), outer, length, inner)
+        m = as_1d(x) if mask is None else as_1d(mask)      # x: a placeholder, never read
+        _softmax_axis_kernel[blocks, threads](as_1d(y), as_1d(x), m, mask is not None, outer,
+                                              length, inner)
 
 
 def softmax_axis_backward(y, dy, outer, length, inner, dx):
