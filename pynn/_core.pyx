@@ -355,3 +355,4 @@ include "_core_image.pxi"
 include "_core_pixel.pxi"
 include "_core_interrupt.pxi"
 include "_core_plan.pxi"
+include "_core_conv_variants.pxi"   # engineer B: convolution variants

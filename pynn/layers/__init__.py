@@ -13,6 +13,8 @@ from .preprocessing import Normalization, RandomBrightness, RandomContrast, Resc
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .regularization import Dropout
 from .reshaping import Flatten, Reshape
+# convolution variants (engineer B)
+from .conv_variants import DepthwiseConv2D, Permute, SeparableConv2D
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "ReLU", "Softmax", "Conv2D",
            "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape",
@@ -21,3 +23,4 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "
            "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
            "minimum", "concatenate", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
            "RandomRotation", "RandomZoom", "RandomTranslation"]
+__all__ += ["DepthwiseConv2D", "SeparableConv2D", "Permute"]   # engineer B

@@ -39,6 +39,7 @@ from ..base import Backend, loss_option_kind
 from . import (convolution, elementwise, gemm, image, losses, merge, metrics,
                normalization, optimizers, pixel, pooling, random, runtime)
 from .runtime import SIMULATOR, cuda
+from . import conv_variants   # engineer B: convolution variants
 
 
 class CudaBackend(Backend):
@@ -133,6 +134,13 @@ class CudaBackend(Backend):
                         work, dw, db, dx):
         convolution.conv2d_backward(x, w, z, y, dy, strides, padding, activation, alpha, cols,
                                     work, dw, db, dx, self.sm_count)
+
+    # ---- convolution variants (engineer B) ----
+    conv2d_general_forward = staticmethod(conv_variants.conv2d_general_forward)
+    conv2d_general_work_size = staticmethod(conv_variants.conv2d_general_work_size)
+    conv2d_general_backward = staticmethod(conv_variants.conv2d_general_backward)
+    transpose = staticmethod(conv_variants.transpose)
+    # ---- end of convolution variants (engineer B) ----
 
     maxpool2d_forward = staticmethod(pooling.maxpool2d_forward)
     maxpool2d_backward = staticmethod(pooling.maxpool2d_backward)
