@@ -137,6 +137,19 @@ def test_channels_first_transposes_at_the_layer_edges():
     assert list(conv.ints[13:]) == [2, 3, 1]       # dilation_h, dilation_w, groups
 
 
+def test_consecutive_channels_first_layers_do_not_transpose_back_and_forth():
+    """Conv2D -> DepthwiseConv2D (both channels_first) -> Permute: the depthwise layer
+    reads the convolution's NHWC output; forward: the input, the two NCHW outputs (the
+    convolution's is left unread) and the Permute; backward: the Permute's and the depthwise
+    output's only."""
+    model, shape = _model("channels_first_chain_and_permute")
+    model.compile(loss="mse", optimizer="sgd", backend="numpy")
+    names = [op.name for op in model.plan.ops]
+    first_backward = names.index("loss")
+    assert names[:first_backward].count("transpose") == 4
+    assert names[first_backward:].count("transpose") == 2
+
+
 # ---- saving -----------------------------------------------------------------------------
 
 def test_config_round_trip_and_files(tmp_path):

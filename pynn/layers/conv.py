@@ -126,12 +126,26 @@ def plan_transpose(b, x, perm, label):
 
 
 def to_nhwc(b, x, data_format, label):
-    """x as an NHWC tensor (a transpose for channels_first)."""
-    return plan_transpose(b, x, (1, 2, 0), label) if data_format == "channels_first" else x
+    """x as an NHWC tensor (a transpose for channels_first).  Where x is the NCHW output
+    of an earlier channels_first layer, that layer's NHWC tensor is used as it is: a chain
+    of channels_first layers does not transpose back and forth (the unused transpose's
+    backward gets no gradient and is not emitted)."""
+    if data_format != "channels_first":
+        return x
+    known = getattr(b, "_pynn_nhwc_of", {}).get(id(x))
+    if known is not None and known[0] is x:
+        return known[1]
+    return plan_transpose(b, x, (1, 2, 0), label)
 
 
 def from_nhwc(b, y, data_format, label):
-    return plan_transpose(b, y, (2, 0, 1), label) if data_format == "channels_first" else y
+    if data_format != "channels_first":
+        return y
+    out = plan_transpose(b, y, (2, 0, 1), label)
+    if not hasattr(b, "_pynn_nhwc_of"):
+        b._pynn_nhwc_of = {}
+    b._pynn_nhwc_of[id(out)] = (out, y)       # the NCHW tensor kept: its id stays unique
+    return out
 
 
 def plan_conv2d(b, x, kernel, bias, strides, pads, out_hw, activation, alpha, dilation=(1, 1),
