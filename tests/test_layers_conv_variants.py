@@ -239,51 +239,19 @@ def test_outputs_equal_keras_for_the_same_weights(tmp_path):
              L.DepthwiseConv2D(2, strides=2, use_bias=False)]
     pynn.utils.set_random_seed(1)
     m2 = pynn.Sequential([L.Input((6, 6, 4))] + extra + [L.Flatten(), L.Dense(2)])
+    script = "import numpy as np, keras\n"     # one Keras process for both models
+    cases = []
     for i, (m, shp) in enumerate(((model, shape), (m2, (6, 6, 4)))):
         x, _ = _data(shp)
         m.compile(loss="mse", backend="cpu")
         path = tmp_path / f"m{i}.keras"
         m.save(str(path))
         np.save(tmp_path / f"x{i}.npy", x)
-        script = ("import numpy as np, keras, sys\n"
-                  f"m = keras.saving.load_model(r'{path}')\n"
-                  f"np.save(r'{tmp_path / f'k{i}.npy'}', m.predict(np.load(r'{tmp_path / f'x{i}.npy'}'), verbose=0))\n")
-        subprocess.run([KERAS_PYTHON, "-c", script], check=True, capture_output=True,
-                       env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
-        assert_close(m.predict(x, verbose=0), np.load(tmp_path / f"k{i}.npy"), rtol=1e-4)
-
-
-# ---- ONNX export ------------------------------------------------------------------------
-
-def test_onnx_export_matches_predict(tmp_path):
-    """Conv with dilations and group, DepthwiseConv2D as Conv group=C, SeparableConv2D as two
-    Convs, Transpose for Permute and channels_first; onnxruntime against predict."""
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    pynn.utils.set_random_seed(2)
-    inputs = L.Input((3, 9, 8))
-    x = L.Conv2D(4, 3, padding="same", data_format="channels_first", activation="relu")(inputs)
-    x = L.DepthwiseConv2D(2, strides=2, depth_multiplier=2, data_format="channels_first")(x)
-    x = L.Permute((2, 3, 1))(x)
-    x = L.Conv2D(4, 3, padding="same", dilation_rate=2, groups=2, activation="tanh")(x)
-    x = L.SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="relu")(x)
-    x = L.DepthwiseConv2D(3, dilation_rate=(1, 2), padding="same", use_bias=False)(x)
-    outputs = L.Dense(3)(L.Flatten()(x))
-    model = pynn.Model(inputs, outputs)
-    model.compile(loss="mse", backend="cpu")
-    path = tmp_path / "variants.onnx"
-    model.export(path)
-    proto = onnx.load(str(path))
-    onnx.checker.check_model(proto, full_check=True)
-    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
-    assert len(convs) == 6                  # the separable layer is two
-    attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in convs]
-    assert [a["group"] for a in attrs] == [1, 4, 2, 4, 1, 5]
-    assert attrs[2]["dilations"] == [2, 2] and attrs[5]["dilations"] == [1, 2]
-    assert any(n.op_type == "Transpose" and
-               list(onnx.helper.get_attribute_value(n.attribute[0])) == [0, 2, 3, 1]
-               for n in proto.graph.node)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x_in = np.random.default_rng(4).normal(size=(5, 3, 9, 8)).astype(np.float32)
-    got = session.run(None, {proto.graph.input[0].name: x_in})[0]
-    assert_close(got, model.predict(x_in, verbose=0), rtol=1e-4)
+        script += (f"m = keras.saving.load_model(r'{path}')\n"
+                   f"np.save(r'{tmp_path / f'k{i}.npy'}', "
+                   f"m.predict(np.load(r'{tmp_path / f'x{i}.npy'}'), verbose=0))\n")
+        cases.append((m, x, tmp_path / f"k{i}.npy"))
+    subprocess.run([KERAS_PYTHON, "-c", script], check=True, capture_output=True,
+                   env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
+    for m, x, keras_out in cases:
+        assert_close(m.predict(x, verbose=0), np.load(keras_out), rtol=1e-4)
