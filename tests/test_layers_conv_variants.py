@@ -232,7 +232,8 @@ KERAS_PYTHON = os.environ.get("PYNN_KERAS_PYTHON")
 
 @pytest.mark.skipif(not KERAS_PYTHON, reason="PYNN_KERAS_PYTHON (a Python with Keras 3) not set")
 def test_outputs_equal_keras_for_the_same_weights(tmp_path):
-    """A .keras file of pynn's, loaded by Keras 3: Keras's predict equals pynn's."""
+    """A .keras file of pynn's, loaded by Keras 3: Keras's predict equals pynn's; and a
+    .keras file Keras 3 writes, loaded by pynn: pynn's predict equals Keras's."""
     model, shape = _model("channels_first_chain_and_permute")
     extra = [L.SeparableConv2D(4, 3, depth_multiplier=2, dilation_rate=2, padding="same"),
              L.Conv2D(4, 3, groups=2, padding="same", dilation_rate=(1, 2)),
@@ -251,7 +252,26 @@ def test_outputs_equal_keras_for_the_same_weights(tmp_path):
                    f"np.save(r'{tmp_path / f'k{i}.npy'}', "
                    f"m.predict(np.load(r'{tmp_path / f'x{i}.npy'}'), verbose=0))\n")
         cases.append((m, x, tmp_path / f"k{i}.npy"))
+    # and the other way: a model Keras builds and saves, read by pynn
+    x3, _ = _data((6, 7, 4))
+    np.save(tmp_path / "x3.npy", x3)
+    script += f"""
+from keras import layers as L
+inp = keras.Input((6, 7, 4))
+x = L.Conv2D(4, 3, padding="same", dilation_rate=2, groups=2, activation="relu")(inp)
+x = L.DepthwiseConv2D(3, strides=2, depth_multiplier=2, padding="same")(x)
+x = L.SeparableConv2D(5, 2, depth_multiplier=2, use_bias=False)(x)
+x = L.Permute((3, 1, 2))(x)
+x = L.Conv2D(3, 2, data_format="channels_first")(x)
+m = keras.Model(inp, L.Dense(2)(L.Flatten()(x)))
+np.save(r'{tmp_path / "k3.npy"}', m.predict(np.load(r'{tmp_path / "x3.npy"}'), verbose=0))
+m.save(r'{tmp_path / "k3.keras"}')
+"""
     subprocess.run([KERAS_PYTHON, "-c", script], check=True, capture_output=True,
                    env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
     for m, x, keras_out in cases:
         assert_close(m.predict(x, verbose=0), np.load(keras_out), rtol=1e-4)
+    from_keras = pynn.load_model(str(tmp_path / "k3.keras"))
+    assert [type(l).__name__ for l in from_keras.layers][1:6] == [
+        "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Permute", "Conv2D"]
+    assert_close(from_keras.predict(x3, verbose=0), np.load(tmp_path / "k3.npy"), rtol=1e-4)
