@@ -22,6 +22,30 @@
 #include <string.h>
 #include "internal.h"
 #include "act_elementwise.h"
+#include "conv_variants_internal.h"
+
+/* The depthwise loops of the level in use (dispatch.c). */
+static const pynn_dw_kernels *dw_kernels(void) {
+    switch (pynn_level()) {
+#ifdef PYNN_HAVE_X86_KERNELS
+    case PYNN_LEVEL_AVX512:
+        return &pynn_dw_avx512;
+    case PYNN_LEVEL_AVX2:
+        return &pynn_dw_avx2;
+#endif
+    default:
+        return &pynn_dw_generic;
+    }
+}
+
+static pynn_dw_geometry dw_geometry(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                    int64_t kw, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
+                                    int64_t oh, int64_t ow, int64_t dh, int64_t dw) {
+    pynn_dw_geometry g;
+    g.n = n, g.h = h, g.w = w, g.c = c, g.kh = kh, g.kw = kw, g.sh = sh, g.sw = sw;
+    g.pt = pt, g.pl = pl, g.oh = oh, g.ow = ow, g.dh = dh, g.dw = dw;
+    return g;
+}
 
 #define CONV_GENERAL_MAX_PARTS 32
 
@@ -92,6 +116,19 @@ int pynn_conv2d_general_forward(float *z, float *y, const float *x, const float 
                    PYNN_EINVAL);
     PYNN_RETURN_IF(n * oh * ow > 0 && (z == NULL || y == NULL || wgt == NULL), PYNN_EINVAL);
     PYNN_RETURN_IF(n * h * w > 0 && x == NULL, PYNN_EINVAL);
+    if (groups == c && f == c) {   /* depthwise, multiplier 1: the per-ISA channel loops */
+        const pynn_dw_kernels *k = dw_kernels();
+        const pynn_dw_geometry g = dw_geometry(n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, dh, dw);
+        PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * kh * kw * f),
+            for (t = 0; t < n * oh; t++) {
+                k->forward_rows(z, x, wgt, bias, t, t + 1, &g);
+                if (act != PYNN_ACT_SOFTMAX)
+                    (void)pynn_act_span(y + t * ow * f, z + t * ow * f, ow * f, act, alpha);
+            });
+        if (act == PYNN_ACT_SOFTMAX)
+            return pynn_activation_forward(y, z, n * oh * ow, f, act, alpha);
+        return PYNN_OK;
+    }
     PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * kh * kw * (c / groups) * f),
         for (t = 0; t < n * oh; t++) {
             const int64_t img = t / oh, i = t % oh;
@@ -213,6 +250,19 @@ int pynn_conv2d_general_backward(float *dwgt, float *db, float *dx, float *dy, f
     /* dz = act'(z) dy, in place */
     status = pynn_activation_backward(dy, z, y, dy, n * oh * ow, f, act, alpha);
     if (status != PYNN_OK) return status;
+    if (groups == c && f == c) {   /* depthwise, multiplier 1: the per-ISA channel loops */
+        const pynn_dw_kernels *k = dw_kernels();
+        const pynn_dw_geometry g = dw_geometry(n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, dh, dw);
+        if (dx != NULL)
+            PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * kh * kw * f),
+                for (t = 0; t < n * h; t++) k->input_grad_rows(dx, dy, wgt, t, t + 1, &g););
+        if (dwgt == NULL && db == NULL) return PYNN_OK;
+        PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * kf),
+            for (t = 0; t < parts; t++) {
+                const int64_t i1 = (t + 1) * per < n ? (t + 1) * per : n;
+                k->filter_grad_part(work + t * stride, dy, x, t * per, i1, &g);
+            });
+    } else {
     if (dx != NULL)
         PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * kh * kw * (c / groups) * f),
             for (t = 0; t < n; t++)
@@ -225,6 +275,7 @@ int pynn_conv2d_general_backward(float *dwgt, float *db, float *dx, float *dy, f
             filter_grad_part(work + t * stride, dy, x, t * per, i1, h, w, c, kh, kw, sh, sw, pt,
                              pl, oh, ow, f, dh, dw, groups);
         });
+    }
     /* the parts added in part order */
     PYNN_PARALLEL_FOR(pynn_threads_for(parts * stride),
         for (t = 0; t < stride; t++) {
