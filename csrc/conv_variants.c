@@ -10,9 +10,10 @@
  * multiplier dm is the case groups = c, f = c * dm: Keras's (kh, kw, c, dm) kernel is the
  * very same array as (kh, kw, 1, c * dm), output channel c*dm + m.
  *
- * The loops are written so that the innermost one runs over contiguous channels (the
- * depthwise case with dm = 1 is a per-channel multiply-add over whole pixels, which the
- * compiler vectorises).  -ffp-contract=off keeps every level's arithmetic the same.
+ * The loops are written so that the innermost one runs over contiguous channels.  The
+ * depthwise case with dm = 1 (groups = c = f) takes its own loops, compiled per instruction
+ * set (conv_variants_kernel.h): per-channel multiply-adds over whole pixels; -ffp-contract=off
+ * keeps every level's arithmetic the same.
  *
  * Determinism: each output element of the forward and of dx is written by one thread
  * (forward: one (image, output row) per task; dx: one image per task), its sum in a
@@ -91,17 +92,13 @@ static void forward_pixel(float *zp, const float *x, const float *wgt, int64_t i
             if (q < 0 || q >= w) continue;
             xp = x + ((img * h + r) * w + q) * c;
             wp = wgt + (a * kw + b) * cg * f;
-            if (cg == 1 && fg == 1) {            /* depthwise, dm = 1: whole pixels */
-                for (m = 0; m < f; m++) zp[m] += xp[m] * wp[m];
-            } else {
-                for (g = 0; g < groups; g++)
-                    for (ci = 0; ci < cg; ci++) {
-                        const float xv = xp[g * cg + ci];
-                        const float *wr = wp + ci * f + g * fg;
-                        float *zg = zp + g * fg;
-                        for (m = 0; m < fg; m++) zg[m] += xv * wr[m];
-                    }
-            }
+            for (g = 0; g < groups; g++)
+                for (ci = 0; ci < cg; ci++) {
+                    const float xv = xp[g * cg + ci];
+                    const float *wr = wp + ci * f + g * fg;
+                    float *zg = zp + g * fg;
+                    for (m = 0; m < fg; m++) zg[m] += xv * wr[m];
+                }
         }
     }
 }
@@ -171,17 +168,13 @@ static void input_grad_image(float *dx, const float *dz, const float *wgt, int64
                     if (q < 0 || q >= w) continue;
                     dxp = dimg + (r * w + q) * c;
                     wp = wgt + (a * kw + b) * cg * f;
-                    if (cg == 1 && fg == 1) {
-                        for (m = 0; m < f; m++) dxp[m] += dzp[m] * wp[m];
-                    } else {
-                        for (g = 0; g < groups; g++)
-                            for (ci = 0; ci < cg; ci++) {
-                                const float *wr = wp + ci * f + g * fg, *dzg = dzp + g * fg;
-                                float s = 0.0f;
-                                for (m = 0; m < fg; m++) s += dzg[m] * wr[m];
-                                dxp[g * cg + ci] += s;
-                            }
-                    }
+                    for (g = 0; g < groups; g++)
+                        for (ci = 0; ci < cg; ci++) {
+                            const float *wr = wp + ci * f + g * fg, *dzg = dzp + g * fg;
+                            float s = 0.0f;
+                            for (m = 0; m < fg; m++) s += dzg[m] * wr[m];
+                            dxp[g * cg + ci] += s;
+                        }
                 }
             }
         }
@@ -212,17 +205,13 @@ static void filter_grad_part(float *part, const float *dz, const float *x, int64
                         if (q < 0 || q >= w) continue;
                         xp = x + ((img * h + r) * w + q) * c;
                         pw = part + (a * kw + b) * cg * f;
-                        if (cg == 1 && fg == 1) {
-                            for (m = 0; m < f; m++) pw[m] += xp[m] * dzp[m];
-                        } else {
-                            for (g = 0; g < groups; g++)
-                                for (ci = 0; ci < cg; ci++) {
-                                    const float xv = xp[g * cg + ci];
-                                    float *pr = pw + ci * f + g * fg;
-                                    const float *dzg = dzp + g * fg;
-                                    for (m = 0; m < fg; m++) pr[m] += xv * dzg[m];
-                                }
-                        }
+                        for (g = 0; g < groups; g++)
+                            for (ci = 0; ci < cg; ci++) {
+                                const float xv = xp[g * cg + ci];
+                                float *pr = pw + ci * f + g * fg;
+                                const float *dzg = dzp + g * fg;
+                                for (m = 0; m < fg; m++) pr[m] += xv * dzg[m];
+                            }
                     }
                 }
             }
