@@ -118,9 +118,11 @@ static void test_refusals(void) {
           "id 31 has a name, or 26 none");
     CHECK(pynn_id_name(PYNN_TABLE_OP, 32) != NULL &&
           strcmp(pynn_id_name(PYNN_TABLE_OP, 32), "channel_affine") == 0, "id 32");
-    /* 37 .. 39 are unused, 40 is the distributed gradient hook (the largest id) */
+    /* 37 .. 39 are unused, 40 is the distributed gradient hook; the parts of issue #16 add
+     * ids above it (engineer B: 50 transpose), so the count is at least 41 */
     CHECK(pynn_id_name(PYNN_TABLE_OP, PYNN_OP_RANDOM_BRIGHTNESS + 1) == NULL &&
-          pynn_id_count(PYNN_TABLE_OP) == PYNN_OP_GRAD_HOOK + 1, "count");
+          pynn_id_count(PYNN_TABLE_OP) > PYNN_OP_TRANSPOSE &&
+          strcmp(pynn_id_name(PYNN_TABLE_OP, PYNN_OP_TRANSPOSE), "transpose") == 0, "count");
 }
 
 int main(void) {
