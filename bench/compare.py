@@ -22,6 +22,10 @@ Sections (select with --only; all run by default):
         best layout (NCHW or channels_last, both timed), and the fraction of pynn's own GEMM
         peak (1024^3, measured in the same run) the whole step reaches on its convolution
         and dense products
+  sepconv  one SGD training step of a MobileNet-like SeparableConv2D block (batch 32,
+        56x56x64 -> SeparableConv2D(128, 3, "same", no bias) + BN + ReLU, GAP, Dense(10)
+        logits) vs the same block in PyTorch (depthwise Conv2d groups=C + 1x1 Conv2d), at
+        torch's better layout; target pynn/torch <= 1.0
 
 Every library runs with the same thread count (--threads, default 2).  Each shape is
 checked for agreement before it is timed; a failed check is reported and makes the
@@ -1148,7 +1152,138 @@ def run_convnets(cfg, failures):
 
 # ---- main -----------------------------------------------------------------------------------------
 
-SECTIONS = ("gemm", "mlp", "fit", "fitopt", "cnn", "latency", "convnets")
+# ---- section 7 (engineer B): a SeparableConv2D block, the whole training step -------------------
+SEPCONV_BATCH = 32
+SEPCONV_TARGET = 1.0           # pynn/torch time ratio
+
+
+def pynn_sepconv_block():
+    """A MobileNet-like block on 56x56x64: SeparableConv2D(128, 3, padding="same", no bias)
+    + BatchNormalization + ReLU, then GlobalAveragePooling2D and Dense(10) (logits)."""
+    L = pynn.layers
+    return pynn.Sequential([L.Input((56, 56, 64)),
+                            L.SeparableConv2D(128, 3, padding="same", use_bias=False),
+                            L.BatchNormalization(), L.ReLU(), L.GlobalAveragePooling2D(),
+                            L.Dense(10)])
+
+
+def torch_sepconv(model):
+    """The block in torch with pynn's current weights: depthwise (KH, KW, C, 1) -> (C, 1, KH,
+    KW) with groups=C, pointwise (1, 1, C, F) -> (F, C, 1, 1)."""
+    sep, bn, dense = model.layers[0], model.layers[1], model.layers[4]
+    dk, pk = sep.get_weights()
+    c = dk.shape[2]
+    dw = torch.nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+    pw = torch.nn.Conv2d(c, pk.shape[3], 1, bias=False)
+    tbn = torch.nn.BatchNorm2d(pk.shape[3], eps=bn.epsilon, momentum=1 - bn.momentum)
+    fc = torch.nn.Linear(pk.shape[3], 10)
+    with torch.no_grad():
+        dw.weight.copy_(torch.from_numpy(dk.transpose(2, 3, 0, 1).copy()))
+        pw.weight.copy_(torch.from_numpy(pk.transpose(3, 2, 0, 1).copy()))
+        g, b = bn.get_weights()[:2]
+        tbn.weight.copy_(torch.from_numpy(g))
+        tbn.bias.copy_(torch.from_numpy(b))
+        kw, kb = dense.get_weights()
+        fc.weight.copy_(torch.from_numpy(kw.T.copy()))
+        fc.bias.copy_(torch.from_numpy(kb))
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dw, self.pw, self.bn, self.fc = dw, pw, tbn, fc
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.bn(self.pw(self.dw(x)))).mean(dim=(2, 3)))
+
+    tmodel = Block()
+
+    def weights():
+        return [dw.weight.detach().numpy().transpose(2, 3, 0, 1),
+                pw.weight.detach().numpy().transpose(2, 3, 1, 0),
+                tbn.weight.detach().numpy(), tbn.bias.detach().numpy()]
+    return tmodel, weights
+
+
+def run_sepconv(cfg, failures):
+    rng = np.random.default_rng(5)
+    pynn.utils.set_random_seed(0)
+    model = pynn_sepconv_block()
+    model.compile(optimizer=pynn.optimizers.SGD(LEARNING_RATE),
+                  loss=pynn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.random((SEPCONV_BATCH, 56, 56, 64), dtype=np.float32)
+    y = rng.integers(0, 10, size=SEPCONV_BATCH, dtype=np.int64)
+    fns = {"pynn": lambda: model.train_on_batch(x, y)}
+    problems, errs, steps = [], {}, {}
+    if torch is not None:
+        for layout in ("NCHW", "channels_last"):
+            tmodel, tweights = torch_sepconv(model)
+            tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            if layout == "channels_last":
+                tmodel = tmodel.to(memory_format=torch.channels_last)
+                tx = tx.contiguous(memory_format=torch.channels_last)
+            opt, crit, ty = torch.optim.SGD(tmodel.parameters(), lr=LEARNING_RATE), \
+                torch.nn.CrossEntropyLoss(), torch.from_numpy(y)
+
+            def torch_step(tmodel=tmodel, opt=opt, crit=crit, tx=tx, ty=ty):
+                opt.zero_grad()
+                loss = crit(tmodel(tx), ty)
+                loss.backward()
+                opt.step()
+                return loss.item()
+            fns[f"torch {layout}"] = torch_step
+            steps[layout] = tweights
+    if torch is not None:       # the check: one step of the block in float64 torch
+        t64, w64 = torch_sepconv(model)
+        t64 = t64.double()
+        opt64 = torch.optim.SGD(t64.parameters(), lr=LEARNING_RATE)
+        loss64 = torch.nn.CrossEntropyLoss()(
+            t64(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).double()),
+            torch.from_numpy(y))
+        loss64.backward()
+        opt64.step()
+    ref_loss = fns["pynn"]()
+    if torch is not None:
+        errs["float64_loss"], p = _loss_check("torch float64", loss64.item(), ref_loss)
+        problems += [p] if p else []
+        errs["float64_weights"] = max_rel_diff(model.get_weights()[:4], w64())
+        if errs["float64_weights"] > WEIGHT_RTOL:
+            problems.append(f"weights after one step differ from torch float64 by "
+                            f"{errs['float64_weights']:.1e} > {WEIGHT_RTOL}")
+        for layout in ("NCHW", "channels_last"):   # torch float32 runs the same step
+            errs[f"{layout}_loss"], p = _loss_check(f"torch {layout}", fns[f"torch {layout}"](),
+                                                    ref_loss)
+            problems += [p] if p else []
+            errs[f"{layout}_weights"] = max_rel_diff(w64(), steps[layout]())
+    check = "FAIL" if problems else ("ok" if errs else "-")
+    failures += [f"sepconv: {p}" for p in problems]
+    samples, calls = measure(fns, cfg["mlp_reps"], cfg["min_block"], cfg["warmup_s"])
+    secs, spread = summarize(samples, cfg["stat"])
+    rows = []
+    best = None
+    for layout in ("NCHW", "channels_last"):
+        t = secs.get(f"torch {layout}")
+        if t is not None:
+            best = t if best is None else min(best, t)
+    r_t = ratio(secs["pynn"], best)
+    rows.append(["SeparableConv2D block", SEPCONV_BATCH, fmt_ms(secs["pynn"]),
+                 fmt_ms(secs.get("torch NCHW")), fmt_ms(secs.get("torch channels_last")),
+                 fmt_ratio(r_t), f"<= {SEPCONV_TARGET:.2f}x",
+                 "-" if r_t is None else ("yes" if r_t <= SEPCONV_TARGET else "no"),
+                 f"{spread:.0f}%", check])
+    print_table("SeparableConv2D block training step (56x56x64 -> SeparableConv2D(128, 3, same) + "
+                "BN + ReLU, GAP, Dense(10); SGD), ms per step",
+                ["block", "batch", "pynn", "torch NCHW", "torch NHWC", "pynn/best torch",
+                 "target", "met", "spread", "check"], rows,
+                f"  {cfg['stat']} of {cfg['mlp_reps']} repetitions; torch at its better layout; "
+                f"check: pynn's first step against torch float64 (loss within {LOSS_RTOL:.0e}, "
+                f"weights within {WEIGHT_RTOL:.0e}); errors: " +
+                ", ".join(f"{k} {v:.1e}" for k, v in errs.items()))
+    return {"seconds": secs, "spread_pct": spread, "pynn_over_torch": r_t,
+            "target_pynn_over_torch": SEPCONV_TARGET, "samples_s": samples, "check": check,
+            "check_errors": errs}
+
+
+SECTIONS = ("gemm", "mlp", "fit", "fitopt", "cnn", "latency", "convnets", "sepconv")
 
 
 def parse_args(argv):
@@ -1197,6 +1332,8 @@ def main(argv=None):
         report["latency"] = run_latency(cfg, failures)
     if "convnets" in sections:
         report["convnets"] = run_convnets(cfg, failures)
+    if "sepconv" in sections:   # engineer B
+        report["sepconv"] = run_sepconv(cfg, failures)
     report["failures"] = failures
     report["wall_s"] = time.perf_counter() - start
     print(f"\ntotal {report['wall_s']:.0f} s")

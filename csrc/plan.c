@@ -136,8 +136,8 @@ static int counts_ok(const pynn_op *op) {
     static const int32_t counts[PYNN_OP_COUNT][3] = {
         [PYNN_OP_DENSE] = {5, 3, 1},
         [PYNN_OP_DENSE_BACKWARD] = {8, 3, 1},
-        [PYNN_OP_CONV2D] = {6, 13, 1},
-        [PYNN_OP_CONV2D_BACKWARD] = {10, 13, 1},
+        [PYNN_OP_CONV2D] = {6, -1, 1},            /* 13 or 16 ints: checked by run_op */
+        [PYNN_OP_CONV2D_BACKWARD] = {10, -1, 1},
         [PYNN_OP_MAXPOOL2D] = {2, 11, 0},
         [PYNN_OP_MAXPOOL2D_BACKWARD] = {4, 11, 0},
         [PYNN_OP_AVGPOOL2D] = {2, 11, 0},
@@ -207,6 +207,8 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_UPSAMPLE2D_BACKWARD] = {2, 6, 0},
         [PYNN_OP_PAD_CROP] = {2, 7, 0},
         [PYNN_OP_KERNEL_DILATE] = {2, 6, 0},
+        /* convolution variants (engineer B) */
+        [PYNN_OP_TRANSPOSE] = {2, -1, 0},         /* checked by run_op */
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -220,6 +222,70 @@ static int counts_ok(const pynn_op *op) {
 }
 
 #define EXPECT(cond) PYNN_RETURN_IF(!(cond), PYNN_EINVAL)
+
+/* ---- convolution variants (engineer B) ---- */
+/* OP_CONV2D / OP_CONV2D_BACKWARD with dilation (g[13], g[14]) or groups (g[15]) */
+static int run_conv_general(const step_context *cx, const pynn_op *op, const operand *o) {
+    const int64_t *g = op->ints;
+    const int64_t rows = cx->rows;
+    const int64_t h = g[0], w = g[1], c = g[2], kh = g[3], kw = g[4], f = g[11];
+    const int64_t oh = g[9], ow = g[10], dh = g[13], dw = g[14], groups = g[15];
+    int64_t x_n, out_n, kf;
+    EXPECT(h >= 0 && w >= 0 && c >= 1 && kh >= 1 && kw >= 1 && g[5] >= 1 && g[6] >= 1 &&
+           g[7] >= 0 && g[8] >= 0 && oh >= 0 && ow >= 0 && f >= 1 && act_ok(g[12]) &&
+           dh >= 1 && dw >= 1 && groups >= 1 && small_ints(g, 12) && small_ints(g + 13, 3));
+    EXPECT(c % groups == 0 && f % groups == 0);
+    x_n = mul4(rows, h, w, c);
+    out_n = mul4(rows, oh, ow, f);
+    kf = mul(mul(kh, kw), mul(c / groups, f));
+    EXPECT(x_n >= 0 && out_n >= 0 && kf >= 0);
+    if (op->kind == PYNN_OP_CONV2D) {   /* bufs x, w, b, cols, z, y */
+        const operand *x = &o[0], *wg = &o[1], *b = &o[2], *z = &o[4], *y = &o[5];
+        EXPECT(f32(x) && f32(wg) && f32_or_absent(b) && f32(z) && f32(y));
+        EXPECT(holds(x, x_n) && holds(wg, kf) && holds(b, f) && holds(z, out_n) &&
+               holds(y, out_n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_conv2d_general_forward(F(z), F(y), F(x), F(wg), F(b), rows, h, w, c, kh, kw,
+                                           g[5], g[6], g[7], g[8], oh, ow, f, dh, dw, groups,
+                                           (int)g[12], (float)op->reals[0]);
+    } else {   /* bufs x, w, z, y, dy, cols, work, dw, db, dx */
+        const operand *x = &o[0], *wg = &o[1], *z = &o[2], *y = &o[3], *dy = &o[4];
+        const operand *work = &o[6], *dwt = &o[7], *db = &o[8], *dx = &o[9];
+        const int64_t need = pynn_conv2d_general_work(rows, c, kh, kw, f, groups);
+        EXPECT(f32(x) && f32(wg) && f32(z) && f32(y) && f32(dy) && f32(work));
+        EXPECT(f32_or_absent(dwt) && f32_or_absent(db) && f32_or_absent(dx));
+        EXPECT(need >= 1 && holds(work, need));
+        EXPECT(holds(x, x_n) && holds(wg, kf) && holds(z, out_n) && holds(y, out_n) &&
+               holds(dy, out_n) && holds(dwt, kf) && holds(db, f) && holds(dx, x_n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_conv2d_general_backward(F(dwt), F(db), F(dx), F(dy), F(work), work->n, F(x),
+                                            F(wg), F(z), F(y), rows, h, w, c, kh, kw, g[5], g[6],
+                                            g[7], g[8], oh, ow, f, dh, dw, groups, (int)g[12],
+                                            (float)op->reals[0]);
+    }
+}
+
+/* OP_TRANSPOSE: bufs x, y; ints ndim, dims[ndim], perm[ndim] */
+static int run_transpose(const step_context *cx, const pynn_op *op, const operand *o) {
+    const int64_t *g = op->ints;
+    int64_t ndim, k, size = 1, seen = 0;
+    EXPECT(op->n_ints >= 1);
+    ndim = g[0];
+    EXPECT(ndim >= 1 && ndim <= PYNN_TRANSPOSE_MAX_DIMS && op->n_ints == 1 + 2 * ndim);
+    EXPECT(small_ints(g + 1, 2 * ndim));
+    for (k = 0; k < ndim; k++) {
+        const int64_t p = g[1 + ndim + k];
+        EXPECT(g[1 + k] >= 1 && p >= 0 && p < ndim && !(seen & ((int64_t)1 << p)));
+        seen |= (int64_t)1 << p;
+        size = mul(size, g[1 + k]);
+    }
+    EXPECT(size >= 1 && f32(&o[0]) && f32(&o[1]));
+    EXPECT(holds(&o[0], mul(cx->rows, size)) && holds(&o[1], mul(cx->rows, size)));
+    EXPECT(o[0].data != o[1].data);
+    if (cx->dry) return PYNN_OK;
+    return pynn_transpose(F(&o[1]), F(&o[0]), cx->rows, ndim, g + 1, g + 1 + ndim);
+}
+/* ---- end of convolution variants (engineer B) ---- */
 
 /* Checks one op for this step and, unless cx->dry, runs it. */
 static int run_op(const step_context *cx, const pynn_op *op) {
@@ -274,6 +340,10 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         const int64_t oh = g[9], ow = g[10];
         const int64_t x_n = mul4(rows, h, w, c), out_n = mul4(rows, oh, ow, f);
         const int64_t k = mul(mul(kh, kw), c), kf = mul(k, f), cols_n = mul4(rows, oh, ow, k);
+        EXPECT(op->n_ints == 13 || op->n_ints == 16);
+        /* convolution variants (engineer B): dilation or groups other than 1 */
+        if (op->n_ints == 16 && (g[13] != 1 || g[14] != 1 || g[15] != 1))
+            return run_conv_general(cx, op, o);
         EXPECT(h >= 0 && w >= 0 && c >= 0 && kh >= 1 && kw >= 1 && g[5] >= 1 && g[6] >= 1 &&
                g[7] >= 0 && g[8] >= 0 && oh >= 0 && ow >= 0 && f >= 0 && act_ok(g[12]) &&
                small_ints(g, 12));
@@ -379,6 +449,8 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         if (cx->dry) return PYNN_OK;
         return pynn_kernel_dilate(F(&o[1]), F(&o[0]), g[0], g[1], g[2], g[3], g[4], (int)g[5]);
     }
+    case PYNN_OP_TRANSPOSE:   /* convolution variants (engineer B) */
+        return run_transpose(cx, op, o);
     case PYNN_OP_MAXPOOL2D:
     case PYNN_OP_MAXPOOL2D_BACKWARD:
     case PYNN_OP_AVGPOOL2D:

@@ -201,7 +201,9 @@ extern "C" {
     X(OP_EMBEDDING_GRAD_CLEAR, 102, "embedding_grad_clear")                          \
     X(OP_MASKING, 103, "masking")                                                    \
     X(OP_MASKING_BACKWARD, 104, "masking_backward")                                  \
-    X(OP_ROWS_SCOPE, 105, "rows_scope")
+    X(OP_ROWS_SCOPE, 105, "rows_scope")                                              \
+    /* convolution variants (engineer B; ids 50..59) */                              \
+    X(OP_TRANSPOSE, 50, "transpose")
 
 #define PYNN_ID_ENUM_(sym, value, name) PYNN_##sym = value,
 #define PYNN_ID_COUNT_(sym, value, name) +1
@@ -604,6 +606,38 @@ int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols
                          int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
                          int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
                          float alpha);
+
+/* ---- convolution variants (engineer B: conv_variants.c) ----------------------------
+ * Dilated and grouped convolution, NHWC, kernel (kh, kw, c / groups, f) (Keras's layout):
+ * output (img, i, j, o), o in group g = o / (f / groups), sums the taps (a, b) at input
+ * row i*sh - pad_top + a*dh, column j*sw - pad_left + b*dw, channels g*(c/groups) ...
+ * A depthwise convolution (kernel (kh, kw, c, dm)) is groups = c, f = c*dm.  A plain,
+ * straightforward path (the fast pynn_conv2d_* keep dilation 1, groups 1); z, y, bias and
+ * act as pynn_conv2d_forward. */
+int pynn_conv2d_general_forward(float *z, float *y, const float *x, const float *wgt,
+                                const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
+                                int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
+                                int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int64_t dh,
+                                int64_t dw, int64_t groups, int act, float alpha);
+/* Floats of `work` pynn_conv2d_general_backward needs for batches of up to n images (-1 for
+ * invalid shapes). */
+int64_t pynn_conv2d_general_work(int64_t n, int64_t c, int64_t kh, int64_t kw, int64_t f,
+                                 int64_t groups);
+/* Backward of pynn_conv2d_general_forward: dy is overwritten with dz; dwgt, db, dx may each
+ * be NULL; work (work_size floats) is needed when dwgt or db is given. */
+int pynn_conv2d_general_backward(float *dwgt, float *db, float *dx, float *dy, float *work,
+                                 int64_t work_size, const float *x, const float *wgt,
+                                 const float *z, const float *y, int64_t n, int64_t h, int64_t w,
+                                 int64_t c, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                 int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow,
+                                 int64_t f, int64_t dh, int64_t dw, int64_t groups, int act,
+                                 float alpha);
+/* y (rows, dims[perm[0]], ..., dims[perm[ndim-1]]) = x (rows, dims[0], ..., dims[ndim-1])
+ * with its non-batch axes permuted (perm a permutation of 0 .. ndim-1); y must not be x. */
+#define PYNN_TRANSPOSE_MAX_DIMS 8
+int pynn_transpose(float *y, const float *x, int64_t rows, int64_t ndim, const int64_t *dims,
+                   const int64_t *perm);
+/* ---- end of convolution variants (engineer B) ---- */
 
 /* Backward of pynn_batchnorm_forward_infer (a frozen layer, or one called with
  * training=False, inside a network that trains): with inv_std = 1 / sqrt(moving_variance
@@ -1052,6 +1086,12 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *                      ints h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow, f, act
  *                      reals alpha; the images are the step's rows
  *   OP_CONV2D_BACKWARD bufs x, w, z, y, dy, cols, work, dw, db, dx; ints, reals as OP_CONV2D
+ *                      (engineer B) the ints may go on with dh, dw, groups (16 ints; 13:
+ *                      1, 1, 1); other than 1, 1, 1 the op runs pynn_conv2d_general_* with
+ *                      the kernel (kh, kw, c / groups, f), cols unused, and work holding
+ *                      pynn_conv2d_general_work(capacity, ...) floats
+ *   OP_TRANSPOSE       bufs x, y   ints ndim, dims[ndim], perm[ndim]   (engineer B)
+ *                      pynn_transpose of n(x) / prod(dims) rows
  *   OP_MAXPOOL2D       bufs x, y    ints h, w, c, ph, pw, sh, sw, pad_top, pad_left, oh, ow
  *   OP_MAXPOOL2D_BACKWARD  bufs x, y, dy, dx;  ints as OP_MAXPOOL2D
  *   OP_AVGPOOL2D       bufs x, y;   ints as OP_MAXPOOL2D

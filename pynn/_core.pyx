@@ -366,3 +366,4 @@ include "_core_regularizers.pxi"  # engineer F: regularizers and constraints
 include "_core_embedding.pxi"   # engineer G
 # transposed convolution, upsampling, padding, cropping (issue 16, part C)
 include "_core_upsampling.pxi"
+include "_core_conv_variants.pxi"   # engineer B: convolution variants

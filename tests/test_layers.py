@@ -26,6 +26,7 @@ import pynn
 import independent as ind
 import independent_cnn as icnn
 import independent_upsampling as iup   # issue 16, part C
+import independent_conv_variants as icv   # engineer B
 from pynn import layers as L
 
 from conftest import RTOL_ELEMENTWISE, assert_bitwise, assert_close, assert_step_close
@@ -120,6 +121,40 @@ LAYERS = {
         lambda: L.Conv2D(2, 2, use_bias=False), [(4, 4, 3)],
         lambda xs, w: icnn.conv(xs[0], w[0], np.zeros(2), (1, 1), "valid", "linear"),
         [("kernel", (2, 2, 3, 2), True)]),
+    # ---- convolution variants (engineer B) ----
+    "conv2d_dilated_grouped": Case(
+        lambda: L.Conv2D(4, (3, 2), padding="same", dilation_rate=(2, 1), groups=2,
+                         activation="tanh"),
+        [(5, 4, 6)], lambda xs, w: icv.conv(xs[0], w[0], w[1], (1, 1), "same", (2, 1), 2, "tanh"),
+        [("kernel", (3, 2, 3, 4), True), ("bias", (4,), True)]),
+    "conv2d_channels_first_strided": Case(
+        lambda: L.Conv2D(3, 2, strides=(2, 1), data_format="channels_first"),
+        [(2, 5, 4)], lambda xs, w: icv.nchw(icv.conv)(xs[0], w[0], w[1], (2, 1), "valid"),
+        [("kernel", (2, 2, 2, 3), True), ("bias", (3,), True)]),
+    "depthwise_conv2d": Case(
+        lambda: L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2,
+                                  activation="relu", bias_initializer="ones"),
+        [(5, 4, 3)], lambda xs, w: icv.depthwise(xs[0], w[0], w[1], (2, 2), "same", act="relu"),
+        [("depthwise_kernel", (3, 3, 3, 2), True), ("bias", (6,), True)]),
+    "depthwise_conv2d_dilated_channels_first": Case(
+        lambda: L.DepthwiseConv2D(2, dilation_rate=2, use_bias=False,
+                                  data_format="channels_first"),
+        [(2, 5, 4)], lambda xs, w: icv.nchw(icv.depthwise)(xs[0], w[0], None, (1, 1), "valid",
+                                                          (2, 2)),
+        [("depthwise_kernel", (2, 2, 2, 1), True)]),
+    "separable_conv2d": Case(
+        lambda: L.SeparableConv2D(3, 3, padding="same", depth_multiplier=2, activation="tanh"),
+        [(4, 4, 2)], lambda xs, w: icv.separable(xs[0], w[0], w[1], w[2], (1, 1), "same",
+                                                 act="tanh"),
+        [("depthwise_kernel", (3, 3, 2, 2), True), ("pointwise_kernel", (1, 1, 4, 3), True),
+         ("bias", (3,), True)]),
+    "separable_conv2d_strided_no_bias": Case(
+        lambda: L.SeparableConv2D(2, (2, 3), strides=(2, 1), use_bias=False),
+        [(5, 4, 3)], lambda xs, w: icv.separable(xs[0], w[0], w[1], None, (2, 1), "valid"),
+        [("depthwise_kernel", (2, 3, 3, 1), True), ("pointwise_kernel", (1, 1, 3, 2), True)]),
+    "permute": Case(lambda: L.Permute((3, 1, 2)), [(2, 3, 4)],
+                    lambda xs, w: xs[0].transpose(0, 3, 1, 2)),
+    # ---- end of convolution variants (engineer B) ----
     "max_pooling2d_same_overlapping": Case(
         lambda: L.MaxPooling2D(2, strides=1, padding="same"), [(5, 4, 2)],
         lambda xs, w: icnn.pool(xs[0], (2, 2), (1, 1), "same", "max")),
@@ -811,10 +846,12 @@ BAD_ARGUMENTS = [
     (lambda: L.Conv2D(4, 3, strides=0), ValueError, ["strides=0"]),
     (lambda: L.Conv2D(4, 3, padding="full"), ValueError, ["padding='full'"]),
     (lambda: L.Conv2D(4, 3, padding="causal"), ValueError, ["padding='causal'"]),
-    (lambda: L.Conv2D(4, 3, data_format="channels_first"), ValueError,
-     ["data_format='channels_first'", "channels_last"]),
-    (lambda: L.Conv2D(4, 3, dilation_rate=2), ValueError, ["dilation_rate=2"]),
-    (lambda: L.Conv2D(4, 3, groups=2), ValueError, ["groups=2"]),
+    # engineer B: channels_first, dilation and groups are supported; their bad values are not
+    (lambda: L.Conv2D(4, 3, data_format="channels_middle"), ValueError,
+     ["data_format='channels_middle'", "channels_last"]),
+    (lambda: L.Conv2D(4, 3, strides=2, dilation_rate=2), ValueError,
+     ["dilation_rate=(2, 2)", "strides=(2, 2)"]),
+    (lambda: L.Conv2D(4, 3, groups=3), ValueError, ["groups=3", "filters=4"]),
     (lambda: L.Conv2D(4, 3, activation="swishy"), ValueError, ["activation", "'swishy'"]),
     (lambda: L.MaxPooling2D(pool_size=-1), ValueError, ["pool_size=-1"]),
     (lambda: L.AveragePooling2D(strides=(1, 0)), ValueError, ["strides=(1, 0)"]),

@@ -125,10 +125,62 @@ _SEQUENCE_LAYERS = {
 }
 
 
+# ---- convolution variants (engineer B) ----
+# Keras -> torch weight conversions:
+#   Conv2D kernel (KH, KW, C / groups, F)     -> (F, C / groups, KH, KW): permute(3, 2, 0, 1),
+#                                                F.conv2d(groups=groups, dilation=dilation)
+#   DepthwiseConv2D kernel (KH, KW, C, dm)    -> (C * dm, 1, KH, KW): permute(2, 3, 0, 1) then
+#                                                reshape (output channel c * dm + m), groups=C
+#   SeparableConv2D pointwise (1, 1, C*dm, F) -> (F, C * dm, 1, 1): permute(3, 2, 0, 1)
+#   channels_first: the layer's input and output are NCHW (torch's own layout).
+def _conv_any(layer, x, w_torch, b, groups):
+    """layer's padding, strides and dilation applied by torch to x (NHWC or NCHW as the
+    layer's data_format says); returns the same layout."""
+    first = getattr(layer, "data_format", "channels_last") == "channels_first"
+    xn = x if first else x.permute(0, 3, 1, 2)
+    dil = tuple(getattr(layer, "dilation_rate", (1, 1)))
+    if layer.padding == "same":
+        ek = [(k - 1) * d + 1 for k, d in zip(layer.kernel_size, dil)]
+        (t, bo), (l, r) = (_same_pad(xn.shape[2], ek[0], layer.strides[0]),
+                           _same_pad(xn.shape[3], ek[1], layer.strides[1]))
+        xn = F.pad(xn, (l, r, t, bo))
+    z = F.conv2d(xn, w_torch, b, stride=layer.strides, dilation=dil, groups=groups)
+    return z if first else z.permute(0, 2, 3, 1)
+
+
+def _depthwise_torch(k):
+    kh, kw, c, dm = k.shape
+    return k.permute(2, 3, 0, 1).reshape(c * dm, 1, kh, kw)
+
+
+def apply_conv_variant(layer, x, params):
+    name = type(layer).__name__
+    if name == "Conv2D":
+        w, b = params[0], params[1] if layer.use_bias else None
+        return _act(layer, _conv_any(layer, x, w.permute(3, 2, 0, 1), b, layer.groups))
+    if name == "DepthwiseConv2D":
+        w, b = params[0], params[1] if layer.use_bias else None
+        return _act(layer, _conv_any(layer, x, _depthwise_torch(w), b, w.shape[2]))
+    if name == "SeparableConv2D":
+        dk, pk, b = params[0], params[1], params[2] if layer.use_bias else None
+        d = _conv_any(layer, x, _depthwise_torch(dk), None, dk.shape[2])
+        first = layer.data_format == "channels_first"
+        z = F.conv2d(d if first else d.permute(0, 3, 1, 2), pk.permute(3, 2, 0, 1), b)
+        return _act(layer, z if first else z.permute(0, 2, 3, 1))
+    if name == "Permute":
+        return x.permute((0,) + tuple(layer.dims))
+    return None
+# ---- end of convolution variants (engineer B) ----
+
+
 def apply_layer(layer, inputs, params, training):
     from pynn import layers as L
     x = inputs[0]
     name = type(layer).__name__
+    if name in ("DepthwiseConv2D", "SeparableConv2D", "Permute") or (   # engineer B
+            name == "Conv2D" and (layer.groups != 1 or tuple(layer.dilation_rate) != (1, 1)
+                                  or layer.data_format == "channels_first")):
+        return apply_conv_variant(layer, x, params)
     if name == "Dense":
         return _act(layer, x @ params[0] + (params[1] if layer.use_bias else 0))
     if name == "Conv2D":

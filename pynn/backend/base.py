@@ -116,6 +116,31 @@ class Backend:
         alpha is leaky_relu's negative slope."""
         raise NotImplementedError
 
+    # ---- convolution variants (engineer B) ----
+    # Dilated and grouped convolution: w (KH, KW, C / groups, F), `dilation` = (dh, dw);
+    # output (n, i, j, o) sums the taps at input row i*sh - pt + a*dh, column j*sw - pl + b*dw
+    # and channels of o's group (o // (F / groups)).  DepthwiseConv2D is groups = C.
+    def conv2d_general_forward(self, x, w, b, strides, padding, dilation, groups, activation,
+                               alpha, z, y):
+        """z = conv(x, w) + b (b may be None), y = activation(z) (y may be z)."""
+        raise NotImplementedError
+
+    def conv2d_general_work_size(self, x_shape, w_shape, groups):
+        """Floats of `work` conv2d_general_backward needs for batches of up to x_shape[0]."""
+        raise NotImplementedError
+
+    def conv2d_general_backward(self, x, w, z, y, dy, strides, padding, dilation, groups,
+                                activation, alpha, work, dw, db, dx):
+        """Backward of conv2d_general_forward: dy overwritten with dz; dw, db, dx (each may
+        be None) written."""
+        raise NotImplementedError
+
+    def transpose(self, x, perm, y):
+        """y = x (rows, ...) with its non-batch axes permuted by perm (a permutation of
+        range(x.ndim - 1)); y is a different array."""
+        raise NotImplementedError
+    # ---- end of convolution variants (engineer B) ----
+
     def conv2d_backward_work_size(self, x_shape, w_shape, strides, out_hw):
         """Floats of the `work` array conv2d_backward needs for these shapes (>= 1); the
         plan allocates it once."""

@@ -70,6 +70,25 @@ class CpuBackend(HostBackend):
         _core.conv2d_forward(z, y, cols, x, w, b, strides, padding,
                              _act(activation, "conv2d_forward"), alpha)
 
+    # ---- convolution variants (engineer B) ----
+    def conv2d_general_forward(self, x, w, b, strides, padding, dilation, groups, activation,
+                               alpha, z, y):
+        _core.conv2d_general_forward(z, y, x, w, b, strides, padding, dilation, groups,
+                                     _act(activation, "conv2d_general_forward"), alpha)
+
+    def conv2d_general_work_size(self, x_shape, w_shape, groups):
+        return _core.conv2d_general_work(x_shape, w_shape, groups)
+
+    def conv2d_general_backward(self, x, w, z, y, dy, strides, padding, dilation, groups,
+                                activation, alpha, work, dw, db, dx):
+        _core.conv2d_general_backward(dw, db, dx, dy, work, x, w, z, y, strides, padding,
+                                      dilation, groups,
+                                      _act(activation, "conv2d_general_backward"), alpha)
+
+    def transpose(self, x, perm, y):
+        _core.transpose(y, x, perm)
+    # ---- end of convolution variants (engineer B) ----
+
     def conv2d_backward_work_size(self, x_shape, w_shape, strides, out_hw):
         return _core.conv2d_backward_work(x_shape, w_shape, strides, out_hw)
 

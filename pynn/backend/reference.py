@@ -1808,3 +1808,71 @@ def kernel_dilate(src, dilation, inverse=False):
     out = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1) + src.shape[2:], dtype=src.dtype)
     out[::dh, ::dw] = src
     return out
+
+
+# ---- convolution variants (engineer B): dilated and grouped convolution, transpose ---------
+#
+# Kernel (KH, KW, C / groups, F) (Keras's layout); output channel o lies in group
+# g = o // (F / groups), which sees input channels g*C/groups ... (g+1)*C/groups - 1.
+# Output (n, i, j) sees input row i*sh - pt + a*dh and column j*sw - pl + b*dw for tap (a, b).
+# Sums run in float64 and are rounded once to float32.
+
+def _dilated_taps(x_shape, w_shape, strides, padding, out_hw, dilation):
+    """((ekh, ekw) the dilated window, [(a, b, row slice, column slice)] of each tap into the
+    padded input)."""
+    kh, kw = w_shape[:2]
+    (sh, sw), (dh, dw), (oh, ow) = strides, dilation, out_hw
+    ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    taps = [(a, b, _window_slice(a * dh, sh, oh), _window_slice(b * dw, sw, ow))
+            for a in range(kh) for b in range(kw)]
+    return (ekh, ekw), taps
+
+
+def conv2d_general_forward(x, w, b, strides, padding, out_hw, dilation=(1, 1), groups=1,
+                           activation="linear", alpha=0.2):
+    """(z, y): z = the dilated, grouped convolution of x + b, y = activation(z)."""
+    n, c = x.shape[0], x.shape[3]
+    kh, kw, cg, f = w.shape
+    fg = f // groups
+    window, taps = _dilated_taps(x.shape, w.shape, strides, padding, out_hw, dilation)
+    xp = _padded(x, window, strides, padding, out_hw, 0).astype(np.float64)
+    w64 = w.astype(np.float64).reshape(kh, kw, cg, groups, fg)
+    z = np.zeros((n, out_hw[0], out_hw[1], groups, fg))
+    for a, bb, rs, cs in taps:
+        xs = xp[:, rs, cs, :].reshape(n, out_hw[0], out_hw[1], groups, cg)
+        z += np.einsum("nijgc,cgf->nijgf", xs, w64[a, bb])
+    z = z.reshape(n, out_hw[0], out_hw[1], f)
+    if b is not None:
+        z = z + b.astype(np.float64)
+    z = z.astype(np.float32)
+    return z, activation_forward(z, activation, alpha)
+
+
+def conv2d_general_backward(x, w, z, y, dy, strides, padding, dilation=(1, 1), groups=1,
+                            activation="linear", alpha=0.2):
+    """(dz, dw, db, dx) for conv2d_general_forward's z, y and the gradient dy of y."""
+    n, h, wd, c = x.shape
+    kh, kw, cg, f = w.shape
+    fg = f // groups
+    out_hw = z.shape[1:3]
+    dz = activation_backward(z, y, dy, activation, alpha)
+    window, taps = _dilated_taps(x.shape, w.shape, strides, padding, out_hw, dilation)
+    xp = _padded(x, window, strides, padding, out_hw, 0).astype(np.float64)
+    gp = np.zeros(xp.shape)
+    dz5 = dz.astype(np.float64).reshape(n, out_hw[0], out_hw[1], groups, fg)
+    w64 = w.astype(np.float64).reshape(kh, kw, cg, groups, fg)
+    dw = np.zeros((kh, kw, cg, groups, fg))
+    for a, bb, rs, cs in taps:
+        xs = xp[:, rs, cs, :].reshape(n, out_hw[0], out_hw[1], groups, cg)
+        dw[a, bb] = np.einsum("nijgc,nijgf->cgf", xs, dz5)
+        gp[:, rs, cs, :] += np.einsum("nijgf,cgf->nijgc", dz5, w64[a, bb]).reshape(
+            n, out_hw[0], out_hw[1], c)
+    pt, pl = padding
+    dx = gp[:, pt:pt + h, pl:pl + wd, :].astype(np.float32)
+    db = dz.astype(np.float64).reshape(-1, f).sum(axis=0).astype(np.float32)
+    return dz, dw.reshape(w.shape).astype(np.float32), db, dx
+
+
+def transpose(x, perm):
+    """x (rows, ...) with its non-batch axes permuted by perm."""
+    return np.ascontiguousarray(np.transpose(x, (0,) + tuple(p + 1 for p in perm)))

@@ -131,6 +131,11 @@ _IGNORED = {"renorm_momentum"}          # meaningful only with renorm=True
 # engineer F: regularizers and constraints pynn now takes (the layer's constructor checks them)
 _WEIGHT_OPTIONS = {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
                    "kernel_constraint", "bias_constraint"}
+# convolution variants (engineer B)
+_WEIGHT_NAMES.update({"DepthwiseConv2D": ("depthwise_kernel", "bias"),
+                      "SeparableConv2D": ("depthwise_kernel", "pointwise_kernel", "bias")})
+_DEFAULTS.update({"depthwise_regularizer": None, "pointwise_regularizer": None,
+                  "depthwise_constraint": None, "pointwise_constraint": None})
 
 
 def _h5py():
@@ -566,6 +571,8 @@ def _file_weight_pool(config, h5, where):
                     n == "beta" and (lcfg.get("center") is False or rms))]
             if cls in ("Dense", "Conv2D", "Conv1D", "Conv2DTranspose") and lcfg.get("use_bias") is False:
                 names = names[:1]
+            if cls in ("DepthwiseConv2D", "SeparableConv2D") and lcfg.get("use_bias") is False:
+                names = names[:-1]   # engineer B
             for i, d in sorted(h5.vars(path).items()):
                 if i < len(names) and isinstance(name, str):
                     pool.append((f"{name}/{names[i]}", tuple(int(s) for s in d.shape)))

@@ -544,6 +544,77 @@ def _part_c_handlers(L):
             L.Cropping2D: _cropping2d}
 
 
+# ---- convolution variants (engineer B) ----
+def _conv_any(g, layer, x, shape, kernel_onnx, bias, group):
+    """A Conv node with the layer's strides, padding and dilation on x (NHWC, or NCHW for
+    channels_first: then no transposes), the kernel in ONNX's (F, C / group, KH, KW)."""
+    from ..layers.conv import dilated_window, to_nhwc_shape
+    base = layer.name
+    first = layer.data_format == "channels_first"
+    nhwc = to_nhwc_shape(shape, layer.data_format)
+    inputs = [x if first else _nchw(g, x, base), g.const(kernel_onnx, f"{base}/kernel")]
+    if bias is not None:
+        inputs.append(g.const(bias, f"{base}/bias"))
+    dil = list(getattr(layer, "dilation_rate", (1, 1)))
+    return g.op("Conv", inputs, f"{base}/conv", kernel_shape=list(kernel_onnx.shape[2:]),
+                strides=list(layer.strides),
+                pads=_window_pads(layer, nhwc, dilated_window(layer.kernel_size, dil)),
+                dilations=dil, group=int(group))
+
+
+def _out(g, layer, y):
+    base = layer.name
+    y = y if layer.data_format == "channels_first" else _nhwc(g, y, base)
+    return [_activation(g, y, layer.activation, layer.alpha, base)]
+
+
+def _conv2d_variant(g, layer, xs, shapes):
+    """Conv2D with dilation, groups or channels_first (Conv's dilations and group)."""
+    kernel = np.ascontiguousarray(layer._kernel.numpy().transpose(3, 2, 0, 1))
+    bias = layer._bias.numpy() if layer.use_bias else None
+    return _out(g, layer, _conv_any(g, layer, xs[0], shapes[0], kernel, bias, layer.groups))
+
+
+def _depthwise_onnx(layer):
+    k = layer._depthwise_kernel.numpy()                   # (KH, KW, C, dm)
+    kh, kw, c, dm = k.shape
+    return np.ascontiguousarray(k.transpose(2, 3, 0, 1).reshape(c * dm, 1, kh, kw)), c
+
+
+def _depthwise_conv2d(g, layer, xs, shapes):
+    """DepthwiseConv2D: one Conv with group = C."""
+    kernel, c = _depthwise_onnx(layer)
+    bias = layer._bias.numpy() if layer.use_bias else None
+    return _out(g, layer, _conv_any(g, layer, xs[0], shapes[0], kernel, bias, c))
+
+
+def _separable_conv2d(g, layer, xs, shapes):
+    """SeparableConv2D: the depthwise Conv (group = C), then a 1x1 Conv with the bias."""
+    kernel, c = _depthwise_onnx(layer)
+    d = _conv_any(g, layer, xs[0], shapes[0], kernel, None, c)
+    pk = np.ascontiguousarray(layer._pointwise_kernel.numpy().transpose(3, 2, 0, 1))
+    inputs = [d, g.const(pk, f"{layer.name}/pointwise_kernel")]
+    if layer.use_bias:
+        inputs.append(g.const(layer._bias.numpy(), f"{layer.name}/bias"))
+    y = g.op("Conv", inputs, f"{layer.name}/pointwise", kernel_shape=[1, 1], strides=[1, 1],
+             pads=[0, 0, 0, 0], dilations=[1, 1], group=1)
+    return _out(g, layer, y)
+
+
+def _permute(g, layer, xs, shapes):
+    return [g.op("Transpose", [xs[0]], f"{layer.name}/transpose", perm=[0] + list(layer.dims))]
+
+
+def _conv_variant_handlers(L):
+    return {L.Conv2D: lambda g, layer, xs, shapes: (
+        _conv2d(g, layer, xs, shapes) if layer.groups == 1 and
+        tuple(layer.dilation_rate) == (1, 1) and layer.data_format == "channels_last"
+        else _conv2d_variant(g, layer, xs, shapes)),
+        L.DepthwiseConv2D: _depthwise_conv2d, L.SeparableConv2D: _separable_conv2d,
+        L.Permute: _permute}
+# ---- end of convolution variants (engineer B) ----
+
+
 def _handlers():
     from .. import layers as L
     from .onnx_norm import handlers as _norm_handlers   # engineer E
@@ -581,6 +652,7 @@ def _handlers():
         **_norm_handlers(),
         # transposed convolution, upsampling, padding, cropping (issue 16, part C)
         **_part_c_handlers(L),
+        **_conv_variant_handlers(L),   # engineer B: convolution variants
     }
 
 

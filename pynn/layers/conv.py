@@ -40,6 +40,19 @@ def check_data_format(data_format, where):
     return "channels_last"
 
 
+def check_conv_data_format(data_format, where):
+    """Keras's data_format for the convolutions: None (the default, channels_last),
+    "channels_last" or "channels_first" (NCHW at the layer's edges; pynn convolves NHWC
+    inside)."""
+    if data_format is None:
+        return "channels_last"
+    if not isinstance(data_format, str) or data_format.lower() not in ("channels_last",
+                                                                      "channels_first"):
+        raise invalid(where, "data_format", "one of 'channels_last' or 'channels_first'",
+                      data_format)
+    return data_format.lower()
+
+
 def output_size(size, window, stride, padding):
     """(output size, padding before) along one axis, as Keras computes them; (None, 0)
     for a free axis (a model input of shape (None, None, C): its plan has the size)."""
@@ -68,8 +81,129 @@ def window_geometry(input_shape, window, strides, padding, where):
     return (oh, ow), (pt, pl)
 
 
+def check_dilation(dilation_rate, strides, where):
+    """Keras's dilation_rate, refused with strides > 1 as Keras refuses it."""
+    dilation = positive_int_pair(dilation_rate, "dilation_rate", where)
+    if max(strides) > 1 and max(dilation) > 1:
+        raise ValueError(f"{where}: `strides > 1` not supported in conjunction with "
+                         f"`dilation_rate > 1`. Received: strides={strides} and "
+                         f"dilation_rate={dilation}")
+    return dilation
+
+
+def dilated_window(window, dilation):
+    """The extent of a dilated window: (k - 1) * d + 1 along each axis."""
+    return tuple((k - 1) * d + 1 for k, d in zip(window, dilation))
+
+
+def to_nhwc_shape(shape, data_format):
+    """An (N, H, W, C) shape from an input shape in `data_format`."""
+    if data_format == "channels_first" and len(shape) == 4:
+        return (shape[0], shape[2], shape[3], shape[1])
+    return tuple(shape)
+
+
+def from_nhwc_shape(shape, data_format):
+    if data_format == "channels_first":
+        return (shape[0], shape[3], shape[1], shape[2])
+    return tuple(shape)
+
+
+def plan_transpose(b, x, perm, label):
+    """y = x with its non-batch axes permuted (OP_TRANSPOSE); the gradient goes back
+    through the inverse permutation."""
+    perm = tuple(int(p) for p in perm)
+    shape = (x.shape[0],) + tuple(x.shape[1 + p] for p in perm)
+    y = b.new(shape)
+    b.op("transpose", [x.buf, y.buf], [len(perm)] + list(x.shape[1:]) + list(perm),
+         label=label)
+    inverse = [perm.index(k) for k in range(len(perm))]
+
+    def backward(b, dys, need):
+        dx = b.buffer(x.shape[1:], role="gradient")
+        b.op("transpose", [dys[0], dx], [len(perm)] + list(shape[1:]) + inverse, label=label)
+        return [dx]
+
+    b.differentiate([x], [y], backward)
+    return y
+
+
+def to_nhwc(b, x, data_format, label):
+    """x as an NHWC tensor (a transpose for channels_first).  Where x is the NCHW output
+    of an earlier channels_first layer, that layer's NHWC tensor is used as it is: a chain
+    of channels_first layers does not transpose back and forth (the unused transpose's
+    backward gets no gradient and is not emitted)."""
+    if data_format != "channels_first":
+        return x
+    known = getattr(b, "_pynn_nhwc_of", {}).get(id(x))
+    if known is not None and known[0] is x:
+        return known[1]
+    return plan_transpose(b, x, (1, 2, 0), label)
+
+
+def from_nhwc(b, y, data_format, label):
+    if data_format != "channels_first":
+        return y
+    out = plan_transpose(b, y, (2, 0, 1), label)
+    if not hasattr(b, "_pynn_nhwc_of"):
+        b._pynn_nhwc_of = {}
+    b._pynn_nhwc_of[id(out)] = (out, y)       # the NCHW tensor kept: its id stays unique
+    return out
+
+
+def plan_conv2d(b, x, kernel, bias, strides, pads, out_hw, activation, alpha, dilation=(1, 1),
+                groups=1, label="", kernel_shape=None):
+    """Plan a 2-D convolution of the NHWC tensor x (N, H, W, C) with the weight `kernel`
+    (KH, KW, C / groups, F) and the optional weight `bias` (F,): the conv2d op with the ints
+    [h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow, filters, act, dilation_h,
+    dilation_w, groups] and its backward rule.  Returns y (N, OH, OW, F).  Dilation 1 and
+    groups 1 take the fast path (im2col GEMM / direct kernels); anything else the
+    straightforward dilated, grouped kernels (csrc/conv_variants.c).  `kernel_shape`: the
+    (KH, KW, C / groups, F) the op sees the kernel's values as, when the weight has another
+    shape of the same size (DepthwiseConv2D's (KH, KW, C, dm) is (KH, KW, 1, C * dm))."""
+    kernel_shape = tuple(kernel.shape) if kernel_shape is None else tuple(kernel_shape)
+    kh, kw, _, filters = kernel_shape
+    oh, ow = out_hw
+    general = tuple(dilation) != (1, 1) or groups != 1
+    shape = (x.shape[0], oh, ow, filters)
+    z = b.new(shape)
+    y = z if activation == "linear" else b.new(shape)
+    cols = b.scratch((1,)) if general else \
+        b.scratch((oh * ow, kh * kw * x.shape[-1]), batched=True)
+    w, bias_buf = b.param(kernel), b.param_or_none(bias)
+    reshaped = kernel_shape != tuple(kernel.shape)
+    if reshaped:
+        w = b.buffer(kernel_shape, batched=False, role="weight", base=b.root(w))
+    geometry = window_ints(x.shape, (kh, kw), strides, pads, out_hw) + \
+        [filters, ids.ACTIVATIONS[activation], dilation[0], dilation[1], groups]
+    b.op("conv2d", [x.buf, w, bias_buf, cols, z.buf, y.buf], geometry, [alpha], label=label)
+
+    def backward(b, dys, need):
+        be = b.backend
+        if general:
+            sizer = lambda capacity: be.conv2d_general_work_size(  # noqa: E731
+                (capacity,) + x.shape[1:], kernel_shape, groups)
+        else:
+            sizer = lambda capacity: be.conv2d_backward_work_size(  # noqa: E731
+                (capacity,) + x.shape[1:], kernel_shape, strides, (oh, ow))
+        work = b.scratch((0,), sizer=sizer)
+        dx = b.buffer(x.shape[1:], role="gradient") if need[0] else -1
+        dw = b.grad(kernel)
+        if reshaped and dw >= 0:
+            dw = b.buffer(kernel_shape, batched=False, role="gradient", base=b.root(dw))
+        b.op("conv2d_backward", [x.buf, w, z.buf, y.buf, dys[0], cols, work,
+                                 dw, b.grad(bias), dx],
+             geometry, [alpha], label=label)
+        return [None if dx < 0 else dx]
+
+    b.differentiate([x], [y], backward, params=[kernel, bias], inplace=True)
+    return y
+
+
 class Conv2D(KernelBiasLayer):
-    """2-D convolution over NHWC images: y = activation(conv(x, kernel) + bias)."""
+    """2-D convolution: y = activation(conv(x, kernel) + bias), with Keras's strides,
+    padding, dilation_rate, groups (kernel (KH, KW, C / groups, filters)) and data_format
+    (channels_first: NCHW at the layer's edges, transposed to NHWC around the op)."""
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
@@ -85,12 +219,13 @@ class Conv2D(KernelBiasLayer):
         self.kernel_size = positive_int_pair(kernel_size, "kernel_size", where)
         self.strides = positive_int_pair(strides, "strides", where)
         self.padding = check_padding(padding, where)
-        self.data_format = check_data_format(data_format, where)
-        if positive_int_pair(dilation_rate, "dilation_rate", where) != (1, 1):
-            raise ValueError(f"{where}: only dilation_rate=(1, 1) is supported, received "
-                             f"dilation_rate={dilation_rate!r}")
-        if check_int(groups, "groups", where) != 1:
-            raise ValueError(f"{where}: only groups=1 is supported, received groups={groups!r}")
+        self.data_format = check_conv_data_format(data_format, where)
+        self.dilation_rate = check_dilation(dilation_rate, self.strides, where)
+        self.groups = check_int(groups, "groups", where)
+        if filters % self.groups:
+            raise ValueError(f"{where}: groups that do not divide the channels: the number of "
+                             f"filters must be evenly divisible by the number of groups. "
+                             f"Received: groups={self.groups}, filters={filters}")
         self.activation, self.alpha = activations.get(activation, where)
         self.use_bias = check_bool(use_bias, "use_bias", where)
         self.kernel_initializer = initializers.get(kernel_initializer, where,
@@ -99,59 +234,58 @@ class Conv2D(KernelBiasLayer):
                                                  "bias_initializer")
 
     def _geometry(self, input_shape):
-        return window_geometry(input_shape, self.kernel_size, self.strides, self.padding,
-                               f"Conv2D '{self.name}'")
+        """((oh, ow), (pad_top, pad_left)) for an NHWC input shape."""
+        return window_geometry(input_shape, dilated_window(self.kernel_size, self.dilation_rate),
+                               self.strides, self.padding, f"Conv2D '{self.name}'")
+
+    def _channels(self, input_shape):
+        return input_shape[1] if self.data_format == "channels_first" else input_shape[-1]
 
     def check_input_shape(self, input_shape):
-        self._require_rank(input_shape, 4, what=" (batch, height, width, channels)")
-        if self._build_input_shape is not None and input_shape[-1] != self._build_input_shape[-1]:
+        what = " (batch, channels, height, width)" if self.data_format == "channels_first" \
+            else " (batch, height, width, channels)"
+        self._require_rank(input_shape, 4, what=what)
+        axis = 1 if self.data_format == "channels_first" else -1
+        if self._build_input_shape is not None and \
+                input_shape[axis] != self._build_input_shape[axis]:
             raise ValueError(
                 f"Input of layer '{self.name}' (Conv2D) is incompatible with the layer: expected "
-                f"axis -1 of input shape to have value {self._build_input_shape[-1]} (channels), "
-                f"but received input with shape {shape_text(input_shape)}")
-        self._geometry(input_shape)
+                f"axis {axis} of input shape to have value {self._build_input_shape[axis]} "
+                f"(channels), but received input with shape {shape_text(input_shape)}")
+        channels = self._channels(input_shape)
+        if channels % self.groups:
+            raise ValueError(
+                f"Conv2D '{self.name}': groups that do not divide the channels: the number of "
+                f"input channels must be evenly divisible by the number of groups. Received "
+                f"groups={self.groups}, but the input has {channels} channels (full input "
+                f"shape is {shape_text(input_shape)})")
+        self._geometry(to_nhwc_shape(input_shape, self.data_format))
 
     def compute_output_shape(self, input_shape):
-        (oh, ow), _ = self._geometry(input_shape)
-        return (input_shape[0], oh, ow, self.filters)
+        nhwc = to_nhwc_shape(input_shape, self.data_format)
+        (oh, ow), _ = self._geometry(nhwc)
+        return from_nhwc_shape((nhwc[0], oh, ow, self.filters), self.data_format)
 
     def build(self, input_shape):
-        self._create_kernel_bias(self.kernel_size + (input_shape[-1], self.filters), self.filters)
+        self._create_kernel_bias(
+            self.kernel_size + (self._channels(input_shape) // self.groups, self.filters),
+            self.filters)
 
     def plan_forward(self, b, inputs, training, logits=False):
         (x,) = inputs
+        x = to_nhwc(b, x, self.data_format, self.name)
         (oh, ow), pads = self._geometry(x.shape)
         act = "linear" if logits else self.activation
-        kh, kw = self.kernel_size
-        shape = (x.shape[0], oh, ow, self.filters)
-        z = b.new(shape)
-        y = z if act == "linear" else b.new(shape)
-        cols = b.scratch((oh * ow, kh * kw * x.shape[-1]), batched=True)
-        w, bias = b.param(self._kernel), b.param_or_none(self._bias)
-        geometry = window_ints(x.shape, self.kernel_size, self.strides, pads, (oh, ow)) + \
-            [self.filters, ids.ACTIVATIONS[act]]
-        b.op("conv2d", [x.buf, w, bias, cols, z.buf, y.buf], geometry, [self.alpha],
-             label=self.name)
-
-        def backward(b, dys, need):
-            be, kernel_shape = b.backend, self._kernel.shape
-            work = b.scratch((0,), sizer=lambda capacity: be.conv2d_backward_work_size(
-                (capacity,) + x.shape[1:], kernel_shape, self.strides, (oh, ow)))
-            dx = b.buffer(x.shape[1:], role="gradient") if need[0] else -1
-            b.op("conv2d_backward", [x.buf, w, z.buf, y.buf, dys[0], cols, work,
-                                     b.grad(self._kernel), b.grad(self._bias), dx],
-                 geometry, [self.alpha], label=self.name)
-            return [None if dx < 0 else dx]
-
-        b.differentiate([x], [y], backward, params=[self._kernel, self._bias], inplace=True)
-        return y
+        y = plan_conv2d(b, x, self._kernel, self._bias, self.strides, pads, (oh, ow), act,
+                        self.alpha, self.dilation_rate, self.groups, label=self.name)
+        return from_nhwc(b, y, self.data_format, self.name)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": list(self.kernel_size), "strides": list(self.strides),
                 "padding": self.padding, "data_format": self.data_format,
-                "dilation_rate": [1, 1], "groups": 1, "activation": self.activation,
-                "use_bias": self.use_bias,
+                "dilation_rate": list(self.dilation_rate), "groups": self.groups,
+                "activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),
                 **self._kernel_bias_config()}

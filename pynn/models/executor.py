@@ -262,6 +262,11 @@ def _geometry(ints):
 def _conv2d(ex, op, v, step, losses, metrics, reals):
     x, w, b, cols, z, y = op.bufs
     window, strides, pads, (oh, ow) = _geometry(op.ints)
+    if _conv_general(op.ints):   # convolution variants (engineer B)
+        dilation, groups = _conv_general(op.ints)
+        ex.backend.conv2d_general_forward(v[x], v[w], _opt(v, b), strides, pads, dilation, groups,
+                                          _ACT[op.ints[12]], reals[0], v[z], v[y])
+        return
     k = window[0] * window[1] * op.ints[2]
     ex.backend.conv2d_forward(v[x], v[w], _opt(v, b), strides, pads, _ACT[op.ints[12]], reals[0],
                               v[cols].reshape(-1, k), v[z], v[y])
@@ -270,10 +275,36 @@ def _conv2d(ex, op, v, step, losses, metrics, reals):
 def _conv2d_backward(ex, op, v, step, losses, metrics, reals):
     x, w, z, y, dy, cols, work, dw, db, dx = op.bufs
     window, strides, pads, (oh, ow) = _geometry(op.ints)
+    if _conv_general(op.ints):   # convolution variants (engineer B)
+        dilation, groups = _conv_general(op.ints)
+        ex.backend.conv2d_general_backward(v[x], v[w], v[z], v[y], v[dy], strides, pads,
+                                           dilation, groups, _ACT[op.ints[12]], reals[0],
+                                           v[work].reshape(-1), _opt(v, dw), _opt(v, db),
+                                           _opt(v, dx))
+        return
     k = window[0] * window[1] * op.ints[2]
     ex.backend.conv2d_backward(v[x], v[w], v[z], v[y], v[dy], strides, pads, _ACT[op.ints[12]],
                                reals[0], v[cols].reshape(-1, k), v[work].reshape(-1),
                                _opt(v, dw), _opt(v, db), _opt(v, dx))
+
+
+# ---- convolution variants (engineer B) ----
+def _conv_general(ints):
+    """((dh, dw), groups) of a conv2d op with dilation or groups, else None."""
+    if len(ints) == 16 and tuple(ints[13:16]) != (1, 1, 1):
+        return (ints[13], ints[14]), ints[15]
+    return None
+
+
+def _transpose(ex, op, v, step, losses, metrics, reals):
+    x, y = op.bufs
+    ndim = op.ints[0]
+    dims, perm = tuple(op.ints[1:1 + ndim]), tuple(op.ints[1 + ndim:1 + 2 * ndim])
+    size = int(np.prod(dims))
+    rows = v[x].size // size
+    ex.backend.transpose(v[x].reshape((rows,) + dims), perm,
+                         v[y].reshape((rows,) + tuple(dims[p] for p in perm)))
+# ---- end of convolution variants (engineer B) ----
 
 
 def _pool(kind):
@@ -737,6 +768,7 @@ _OPS = {
     "conv2d_transpose": _conv2d_transpose, "conv2d_transpose_backward": _conv2d_transpose_backward,
     "upsample2d_backward": _upsample2d_backward, "pad_crop": _pad_crop,
     "kernel_dilate": _kernel_dilate,
+    "transpose": _transpose,   # convolution variants (engineer B)
 }
 
 

@@ -46,6 +46,7 @@ from . import embedding          # engineer G
 from . import upsampling as _upsampling
 from .runtime import SIMULATOR, cuda
 from . import norm   # engineer E: normalization and noise layers
+from . import conv_variants   # engineer B: convolution variants
 
 
 class CudaBackend(Backend):
@@ -140,6 +141,13 @@ class CudaBackend(Backend):
                         work, dw, db, dx):
         convolution.conv2d_backward(x, w, z, y, dy, strides, padding, activation, alpha, cols,
                                     work, dw, db, dx, self.sm_count)
+
+    # ---- convolution variants (engineer B) ----
+    conv2d_general_forward = staticmethod(conv_variants.conv2d_general_forward)
+    conv2d_general_work_size = staticmethod(conv_variants.conv2d_general_work_size)
+    conv2d_general_backward = staticmethod(conv_variants.conv2d_general_backward)
+    transpose = staticmethod(conv_variants.transpose)
+    # ---- end of convolution variants (engineer B) ----
 
     maxpool2d_forward = staticmethod(pooling.maxpool2d_forward)
     maxpool2d_backward = staticmethod(pooling.maxpool2d_backward)

@@ -1,0 +1,253 @@
+"""DepthwiseConv2D, SeparableConv2D and Permute (engineer B, issue #16), with Keras 3's
+names, arguments, defaults, weight layouts and get_config keys.
+
+DepthwiseConv2D's kernel `depthwise_kernel` is Keras's (KH, KW, C, depth_multiplier):
+output channel c * depth_multiplier + m convolves input channel c with
+depthwise_kernel[:, :, c, m].  The very same values read as (KH, KW, 1, C * dm) are the
+kernel of a grouped convolution with groups = C, which is what the plan runs (the conv2d op
+with groups = C: csrc/conv_variants.c's per-channel loops).
+
+SeparableConv2D is that depthwise convolution (no bias, no activation) followed by a 1x1
+convolution, `pointwise_kernel` (1, 1, C * dm, filters), with the bias and the activation:
+the 1x1 convolution takes Conv2D's fast path (the GEMM).
+
+Torch equivalents (tests/test_layers_conv_variants.py): a depthwise kernel (KH, KW, C, dm)
+is torch's (C * dm, 1, KH, KW) weight of a Conv2d with groups=C (permute (2, 3, 0, 1) then
+reshape); a pointwise kernel (1, 1, C * dm, F) is torch's (F, C * dm, 1, 1).
+"""
+from .. import activations, initializers
+from ..checks import MAX_SIZE, check_bool, check_int, invalid, is_int, shown
+from .base import Layer, shape_text
+from .conv import (check_conv_data_format, check_dilation, check_padding, dilated_window,
+                   from_nhwc, from_nhwc_shape, plan_conv2d, plan_transpose, positive_int_pair,
+                   to_nhwc, to_nhwc_shape, window_geometry)
+
+
+def _refuse(where, **options):
+    """Regularizers and constraints: engineer F's part; only None is accepted for now."""
+    for key, value in options.items():
+        if value is not None:
+            raise ValueError(f"{where}: `{key}` is not supported yet, received {key}={value!r}")
+
+
+class _DepthwiseBase(Layer):
+    """What DepthwiseConv2D and SeparableConv2D share: the window, the depth multiplier, the
+    data format and the depthwise kernel."""
+
+    _class = "DepthwiseConv2D"
+
+    def _init_window(self, kernel_size, strides, padding, data_format, dilation_rate,
+                     depth_multiplier, where):
+        self.depth_multiplier = check_int(depth_multiplier, "depth_multiplier", where)
+        self.kernel_size = positive_int_pair(kernel_size, "kernel_size", where)
+        self.strides = positive_int_pair(strides, "strides", where)
+        self.padding = check_padding(padding, where)
+        self.data_format = check_conv_data_format(data_format, where)
+        self.dilation_rate = check_dilation(dilation_rate, self.strides, where)
+
+    def _geometry(self, nhwc_shape):
+        return window_geometry(nhwc_shape, dilated_window(self.kernel_size, self.dilation_rate),
+                               self.strides, self.padding, f"{self._class} '{self.name}'")
+
+    def _channels(self, input_shape):
+        return input_shape[1] if self.data_format == "channels_first" else input_shape[-1]
+
+    def check_input_shape(self, input_shape):
+        what = " (batch, channels, height, width)" if self.data_format == "channels_first" \
+            else " (batch, height, width, channels)"
+        self._require_rank(input_shape, 4, what=what)
+        axis = 1 if self.data_format == "channels_first" else -1
+        if self._build_input_shape is not None and \
+                input_shape[axis] != self._build_input_shape[axis]:
+            raise ValueError(
+                f"Input of layer '{self.name}' ({self._class}) is incompatible with the layer: "
+                f"expected axis {axis} of input shape to have value "
+                f"{self._build_input_shape[axis]} (channels), but received input with shape "
+                f"{shape_text(input_shape)}")
+        self._geometry(to_nhwc_shape(input_shape, self.data_format))
+
+    def _out_channels(self, channels):
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        nhwc = to_nhwc_shape(input_shape, self.data_format)
+        (oh, ow), _ = self._geometry(nhwc)
+        return from_nhwc_shape((nhwc[0], oh, ow, self._out_channels(nhwc[-1])),
+                               self.data_format)
+
+    def _plan_depthwise(self, b, x, bias, activation):
+        """The depthwise convolution of the NHWC tensor x: groups = C."""
+        (oh, ow), pads = self._geometry(x.shape)
+        kh, kw = self.kernel_size
+        c, dm = x.shape[-1], self.depth_multiplier
+        return plan_conv2d(b, x, self._depthwise_kernel, bias, self.strides, pads, (oh, ow),
+                           activation, self.alpha, self.dilation_rate, c,
+                           label=self.name, kernel_shape=(kh, kw, 1, c * dm))
+
+    def _window_config(self):
+        return {"depth_multiplier": self.depth_multiplier,
+                "kernel_size": list(self.kernel_size), "strides": list(self.strides),
+                "padding": self.padding, "data_format": self.data_format,
+                "dilation_rate": list(self.dilation_rate), "activation": self.activation,
+                "use_bias": self.use_bias,
+                "depthwise_initializer": initializers.serialize(self.depthwise_initializer)}
+
+    @property
+    def depthwise_kernel(self):
+        return self._depthwise_kernel
+
+    @property
+    def bias(self):
+        return self._bias
+
+    @property
+    def output_activation(self):
+        return self.activation
+
+
+class DepthwiseConv2D(_DepthwiseBase):
+    """Each input channel convolved with its own depth_multiplier filters:
+    y[..., c*dm + m] = activation(conv(x[..., c], depthwise_kernel[:, :, c, m]) + bias)."""
+
+    _class = "DepthwiseConv2D"
+
+    def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
+                 data_format=None, dilation_rate=(1, 1), activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        where = f"DepthwiseConv2D '{self.name}'"
+        _refuse(where, depthwise_regularizer=depthwise_regularizer,
+                bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
+                depthwise_constraint=depthwise_constraint, bias_constraint=bias_constraint)
+        self._init_window(kernel_size, strides, padding, data_format, dilation_rate,
+                          depth_multiplier, where)
+        self.activation, self.alpha = activations.get(activation, where)
+        self.use_bias = check_bool(use_bias, "use_bias", where)
+        self.depthwise_initializer = initializers.get(depthwise_initializer, where,
+                                                      "depthwise_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, where, "bias_initializer")
+
+    def _out_channels(self, channels):
+        return channels * self.depth_multiplier
+
+    def build(self, input_shape):
+        c = self._channels(input_shape)
+        self._depthwise_kernel = self.add_weight(
+            shape=self.kernel_size + (c, self.depth_multiplier),
+            initializer=self.depthwise_initializer, name="depthwise_kernel")
+        self._bias = self.add_weight(shape=(c * self.depth_multiplier,),
+                                     initializer=self.bias_initializer,
+                                     name="bias") if self.use_bias else None
+
+    def plan_forward(self, b, inputs, training, logits=False):
+        (x,) = inputs
+        x = to_nhwc(b, x, self.data_format, self.name)
+        act = "linear" if logits else self.activation
+        y = self._plan_depthwise(b, x, self._bias, act)
+        return from_nhwc(b, y, self.data_format, self.name)
+
+    def get_config(self):
+        return {**super().get_config(), **self._window_config(),
+                "bias_initializer": initializers.serialize(self.bias_initializer)}
+
+
+class SeparableConv2D(_DepthwiseBase):
+    """A depthwise convolution (depthwise_kernel (KH, KW, C, dm), no bias) followed by a 1x1
+    convolution (pointwise_kernel (1, 1, C*dm, filters)) with the bias and activation."""
+
+    _class = "SeparableConv2D"
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), depth_multiplier=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
+                 **kwargs):
+        filters = check_int(filters, "filters", "SeparableConv2D")
+        super().__init__(**kwargs)
+        where = f"SeparableConv2D '{self.name}'"
+        _refuse(where, depthwise_regularizer=depthwise_regularizer,
+                pointwise_regularizer=pointwise_regularizer, bias_regularizer=bias_regularizer,
+                activity_regularizer=activity_regularizer,
+                depthwise_constraint=depthwise_constraint,
+                pointwise_constraint=pointwise_constraint, bias_constraint=bias_constraint)
+        self.filters = filters
+        self._init_window(kernel_size, strides, padding, data_format, dilation_rate,
+                          depth_multiplier, where)
+        self.activation, self.alpha = activations.get(activation, where)
+        self.use_bias = check_bool(use_bias, "use_bias", where)
+        self.depthwise_initializer = initializers.get(depthwise_initializer, where,
+                                                      "depthwise_initializer")
+        self.pointwise_initializer = initializers.get(pointwise_initializer, where,
+                                                      "pointwise_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, where, "bias_initializer")
+
+    def _out_channels(self, channels):
+        return self.filters
+
+    def build(self, input_shape):
+        c, dm = self._channels(input_shape), self.depth_multiplier
+        self._depthwise_kernel = self.add_weight(
+            shape=self.kernel_size + (c, dm), initializer=self.depthwise_initializer,
+            name="depthwise_kernel")
+        self._pointwise_kernel = self.add_weight(
+            shape=(1, 1, c * dm, self.filters), initializer=self.pointwise_initializer,
+            name="pointwise_kernel")
+        self._bias = self.add_weight(shape=(self.filters,), initializer=self.bias_initializer,
+                                     name="bias") if self.use_bias else None
+
+    @property
+    def pointwise_kernel(self):
+        return self._pointwise_kernel
+
+    def plan_forward(self, b, inputs, training, logits=False):
+        (x,) = inputs
+        x = to_nhwc(b, x, self.data_format, self.name)
+        act = "linear" if logits else self.activation
+        d = self._plan_depthwise(b, x, None, "linear")
+        y = plan_conv2d(b, d, self._pointwise_kernel, self._bias, (1, 1), (0, 0), d.shape[1:3],
+                        act, self.alpha, label=self.name)
+        return from_nhwc(b, y, self.data_format, self.name)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, **self._window_config(),
+                "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer)}
+
+
+class Permute(Layer):
+    """Keras's Permute(dims): the non-batch axes reordered, dims a permutation of 1 .. k
+    (1-indexed, as Keras); one OP_TRANSPOSE, its gradient the inverse permutation."""
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        where = f"Permute '{self.name}'"
+        if not isinstance(dims, (tuple, list)) or not dims or not all(is_int(d) for d in dims) \
+                or sorted(int(d) for d in dims) != list(range(1, len(dims) + 1)) or \
+                len(dims) > 6:
+            raise ValueError(f"{where}: invalid permutation argument `dims`: expected a "
+                             f"permutation of 1 .. k (k <= 6, the batch axis 0 left out), "
+                             f"received dims={shown(dims)}")
+        self.dims = tuple(int(d) for d in dims)
+
+    def check_input_shape(self, input_shape):
+        if len(input_shape) != len(self.dims) + 1:
+            raise ValueError(f"Permute '{self.name}': expected inputs of rank "
+                             f"{len(self.dims) + 1} for dims={self.dims}, received input shape "
+                             f"{shape_text(input_shape)}")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(input_shape[d] for d in self.dims)
+
+    def plan_forward(self, b, inputs, training, logits=False):
+        (x,) = inputs
+        return plan_transpose(b, x, [d - 1 for d in self.dims], self.name)
+
+    def get_config(self):
+        return {**super().get_config(), "dims": list(self.dims)}
+
+
+__all__ = ["DepthwiseConv2D", "SeparableConv2D", "Permute"]
