@@ -152,7 +152,10 @@ extern "C" {
     X(OP_RANDOM_CONTRAST_BACKWARD, 35, "random_contrast_backward")                   \
     X(OP_RANDOM_BRIGHTNESS, 36, "random_brightness")                                 \
     /* distributed training (pynn/distributed): the gradient hand-over (id 40) */    \
-    X(OP_GRAD_HOOK, 40, "grad_hook")
+    X(OP_GRAD_HOOK, 40, "grad_hook")                                                 \
+    /* recurrent layers (rnn.c; engineer H, ids 110..129) */                         \
+    X(OP_RNN, 110, "rnn")                                                            \
+    X(OP_RNN_BACKWARD, 111, "rnn_backward")
 
 #define PYNN_ID_ENUM_(sym, value, name) PYNN_##sym = value,
 #define PYNN_ID_COUNT_(sym, value, name) +1
@@ -515,6 +518,50 @@ int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const 
                                   const float *gamma, const float *moving_mean,
                                   const float *moving_variance, const float *dy, int64_t rows,
                                   int64_t cols, float epsilon);
+
+/* ---- recurrent layers (rnn.c): SimpleRNN, LSTM, GRU ------------------------------
+ *
+ * cell PYNN_RNN_SIMPLE (G = 1 gate block), PYNN_RNN_LSTM (G = 4: i, f, c, o, Keras's order)
+ * or PYNN_RNN_GRU (G = 3: z, r, h, Keras's reset_after=True form).  act and rec_act: linear,
+ * relu, sigmoid or tanh (pynn_rnn_act_supported).  Sizes: n rows, T >= 1 steps, f input
+ * features, u units.  Weights in Keras's layouts: kernel (f, G u), rkernel (u, G u), bias
+ * (G u) or, for the GRU, (2, G u) (input bias, recurrent bias); bias may be NULL.
+ * Layouts: x (n, T, f); gates (n, T, G u), hprev and aux (n, T, u) are indexed by time t;
+ * seq and cs (n, T, u) by output position: the step s, or the time t when time_order (step
+ * s reads time t = go_backwards ? T - 1 - s : s).  mask (n, T) (time-indexed; 0.0 = a masked
+ * step, which keeps the previous state and outputs it; NULL: none), rec_mask (n, u)
+ * (recurrent dropout's per-sequence mask, applied to the state each step reads; NULL: none).
+ *
+ * Forward.  Out: seq (the hidden states), cs (LSTM: the cell states; else unused), gates
+ * (the activated gates), hprev (the state each step read, rec_mask applied), aux (GRU: the
+ * recurrent projection of the candidate, bias included; else unused), h_last, c_last (n, u)
+ * (the final states; may be NULL).  rec: (n, G u) scratch.
+ */
+#define PYNN_RNN_SIMPLE 0
+#define PYNN_RNN_LSTM 1
+#define PYNN_RNN_GRU 2
+int64_t pynn_rnn_gates(int cell);               /* G, or 0 for no such cell */
+int pynn_rnn_act_supported(int act);
+int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *aux, float *rec,
+                     float *h_last, float *c_last, const float *x, const float *kernel,
+                     const float *rkernel, const float *bias, const float *mask,
+                     const float *rec_mask, int64_t n, int64_t T, int64_t f, int64_t u,
+                     int cell, int act, int rec_act, int go_backwards, int time_order);
+/* Floats of `work` pynn_rnn_backward needs (3 n u is enough; this is n * 4u). */
+int64_t pynn_rnn_backward_work(int64_t n, int64_t u);
+/* Backpropagation through time of pynn_rnn_forward (same operands as it left them).
+ * In: dseq (the gradient of seq, or NULL), dh_last, dc_last (of the final states, or NULL).
+ * Out: dkernel, drkernel, dbias, dx (each may be NULL); dgates (n, T, G u) the gate
+ * gradients against the inputs, dgr (GRU: (n, T, G u) against the recurrent projection;
+ * unused by the others, may be NULL); work holds pynn_rnn_backward_work(n, u) floats. */
+int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, float *dgates,
+                      float *dgr, float *work, const float *dseq, const float *dh_last,
+                      const float *dc_last, const float *x, const float *kernel,
+                      const float *rkernel, const float *seq, const float *cs,
+                      const float *gates, const float *hprev, const float *aux,
+                      const float *mask, const float *rec_mask, int64_t n, int64_t T,
+                      int64_t f, int64_t u, int cell, int act, int rec_act, int go_backwards,
+                      int time_order);
 
 /* ---- randomness: counter-based, the same numbers in every backend ------------
  *
@@ -917,6 +964,12 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *                      plan->hook(plan->hook_ctx, phase, offset, count, rows, step); a plan
  *                      without a hook (NULL) runs it as nothing.  A non-zero return ends the
  *                      run with PYNN_EHOOK (the steps before it stay applied).
+ *   OP_RNN             bufs x, kernel, rkernel, bias, mask, rec_mask, seq, cs, gates, hprev,
+ *                      aux, work, h_last, c_last   ints T, f, u, cell, act, rec_act,
+ *                      go_backwards, time_order   (pynn_rnn_forward; work: the step's rec)
+ *   OP_RNN_BACKWARD    bufs x, kernel, rkernel, seq, cs, gates, hprev, aux, mask, rec_mask,
+ *                      dseq, dh_last, dc_last, dgates, dgr, work, dkernel, drkernel, dbias,
+ *                      dx;  ints as OP_RNN   (pynn_rnn_backward)
  *   OP_OPTIMIZER       bufs params, grads, slot0 .. slot(PYNN_OPT_SLOTS - 1)[, ema]
  *                      ints kind[, n_segments, (offset, size, flags) x n_segments]
  *                      reals hyper[PYNN_HYPER_COUNT], PYNN_OPT_REALS (hyper, then a

@@ -355,3 +355,4 @@ include "_core_image.pxi"
 include "_core_pixel.pxi"
 include "_core_interrupt.pxi"
 include "_core_plan.pxi"
+include "_core_rnn.pxi"  # recurrent layers (engineer H)

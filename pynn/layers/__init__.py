@@ -13,6 +13,7 @@ from .preprocessing import Normalization, RandomBrightness, RandomContrast, Resc
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .regularization import Dropout
 from .reshaping import Flatten, Reshape
+from .rnn import GRU, LSTM, Bidirectional, SimpleRNN  # recurrent layers (engineer H)
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "ReLU", "Softmax", "Conv2D",
            "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape",
@@ -20,4 +21,6 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "
            "RandomContrast", "RandomBrightness", "Add", "Subtract", "Multiply", "Average", "Maximum",
            "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
            "minimum", "concatenate", "Resizing", "CenterCrop", "RandomCrop", "RandomFlip",
-           "RandomRotation", "RandomZoom", "RandomTranslation"]
+           "RandomRotation", "RandomZoom", "RandomTranslation",
+           # recurrent layers (engineer H)
+           "SimpleRNN", "LSTM", "GRU", "Bidirectional"]

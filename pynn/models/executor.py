@@ -534,4 +534,33 @@ _OPS = {
     "random_brightness": _random_brightness,
     "grad_hook": _grad_hook,
 }
+# ---- recurrent layers (engineer H) ----------------------------------------------------------
+_RNN_CELLS = {0: "simple", 1: "lstm", 2: "gru"}
+
+
+def _rnn_ints(op):
+    T, f, u, cell, act, rec_act, go_backwards, time_order = op.ints
+    return dict(T=T, f=f, u=u, cell=cell, act=_ACT[act], rec_act=_ACT[rec_act],
+                go_backwards=bool(go_backwards), time_order=bool(time_order))
+
+
+def _rnn(ex, op, v, step, losses, metrics, reals):
+    x, k, rk, b, m, rm, seq, cs, gates, hprev, aux, work, hl, cl = op.bufs
+    ex.backend.rnn_forward(v[x], v[k], v[rk], _opt(v, b), _opt(v, m), _opt(v, rm), v[seq],
+                           _opt(v, cs), v[gates], v[hprev], _opt(v, aux), v[work], _opt(v, hl),
+                           _opt(v, cl), **_rnn_ints(op))
+
+
+def _rnn_backward(ex, op, v, step, losses, metrics, reals):
+    (x, k, rk, seq, cs, gates, hprev, aux, m, rm, dseq, dhl, dcl, dg, dgr, work, dk, drk, db,
+     dx) = op.bufs
+    ex.backend.rnn_backward(v[x], v[k], v[rk], v[seq], _opt(v, cs), v[gates], v[hprev],
+                            _opt(v, aux), _opt(v, m), _opt(v, rm), _opt(v, dseq), _opt(v, dhl),
+                            _opt(v, dcl), v[dg], _opt(v, dgr), v[work], _opt(v, dk),
+                            _opt(v, drk), _opt(v, db), _opt(v, dx), **_rnn_ints(op))
+
+
+_OPS.update({"rnn": _rnn, "rnn_backward": _rnn_backward})
+
+
 assert set(_OPS) == set(ids.OPS), "every op kind of csrc/pynn.h has a Python implementation"

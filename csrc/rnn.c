@@ -1,0 +1,305 @@
+/* rnn.c -- the recurrent layers (SimpleRNN, LSTM, GRU): forward and backpropagation
+ * through time (csrc/pynn.h, "recurrent layers").
+ *
+ * Forward: one GEMM projects the inputs of the whole sequence, (n*T, f) x (f, G*u), into
+ * `gates`; then each step is one GEMM (n, u) x (u, G*u) of the previous hidden state by the
+ * recurrent kernel plus one fused pass per row (bias, activations, cell update, mask).
+ * Backward, in reverse: a fused pass per row gives the gate gradients of the step (the
+ * pre-activation gradients, written over nothing the forward needs), then one GEMM gives
+ * the gradient reaching the previous hidden state.  The weight gradients are then three
+ * GEMMs over the whole sequence (the gate gradients against the inputs and against the
+ * hidden states each step read) and one column sum for the bias.
+ *
+ * Layouts (row-major; n rows, T steps):
+ *   x (n, T, f); gates, dgates, dgr (n, T, G*u) and hprev, aux (n, T, u) are indexed by
+ *   time t; seq and cs (n, T, u) by output position (the step s, or t when time_order);
+ *   step s reads time t = go_backwards ? T - 1 - s : s.
+ * Every output element is written by one thread, and every sum runs in an order that does
+ * not depend on the thread count (the GEMM splits M and N only; the bias sums are
+ * pynn_bias_grad's fixed chunks), so the results are bitwise the same on 1 or N threads.
+ */
+#include <math.h>
+#include <string.h>
+#include "internal.h"
+
+static int act_supported(int act) {
+    return act == PYNN_ACT_LINEAR || act == PYNN_ACT_RELU || act == PYNN_ACT_SIGMOID ||
+           act == PYNN_ACT_TANH;
+}
+
+int pynn_rnn_act_supported(int act) { return act_supported(act); }
+
+int64_t pynn_rnn_gates(int cell) {
+    return cell == PYNN_RNN_LSTM ? 4 : cell == PYNN_RNN_GRU ? 3 : cell == PYNN_RNN_SIMPLE ? 1 : 0;
+}
+
+static inline float act1(float z, int act) {
+    switch (act) {
+    case PYNN_ACT_RELU: return z > 0.0f ? z : 0.0f;
+    case PYNN_ACT_SIGMOID: return 1.0f / (1.0f + expf(-z));
+    case PYNN_ACT_TANH: return tanhf(z);
+    default: return z;
+    }
+}
+
+/* act'(z) from y = act(z) (every supported activation has one) */
+static inline float dact(float y, int act) {
+    switch (act) {
+    case PYNN_ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
+    case PYNN_ACT_SIGMOID: return y * (1.0f - y);
+    case PYNN_ACT_TANH: return 1.0f - y * y;
+    default: return 1.0f;
+    }
+}
+
+static int args_ok(int64_t n, int64_t t, int64_t f, int64_t u, int cell, int act, int rec_act) {
+    return n >= 0 && t >= 1 && f >= 1 && u >= 1 && pynn_rnn_gates(cell) > 0 &&
+           act_supported(act) && act_supported(rec_act) && n <= INT32_MAX && t <= INT32_MAX &&
+           f <= INT32_MAX && u <= INT32_MAX;
+}
+
+static inline int64_t time_of(int64_t s, int64_t t, int go_backwards) {
+    return go_backwards ? t - 1 - s : s;
+}
+
+int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *aux, float *rec,
+                     float *h_last, float *c_last, const float *x, const float *kernel,
+                     const float *rkernel, const float *bias, const float *mask,
+                     const float *rec_mask, int64_t n, int64_t T, int64_t f, int64_t u,
+                     int cell, int act, int rec_act, int go_backwards, int time_order) {
+    const int64_t G = pynn_rnn_gates(cell), gu = G * u;
+    int64_t s, r;
+    int status;
+    PYNN_RETURN_IF(!args_ok(n, T, f, u, cell, act, rec_act), PYNN_EINVAL);
+    PYNN_RETURN_IF(seq == NULL || gates == NULL || hprev == NULL || rec == NULL ||
+                   x == NULL || kernel == NULL || rkernel == NULL, PYNN_EINVAL);
+    PYNN_RETURN_IF(cell == PYNN_RNN_LSTM && cs == NULL, PYNN_EINVAL);
+    PYNN_RETURN_IF(cell == PYNN_RNN_GRU && aux == NULL, PYNN_EINVAL);
+    if (n == 0) return PYNN_OK;
+    /* the input projections of the whole sequence */
+    status = pynn_sgemm(gates, x, kernel, 0, 0, n * T, gu, f, 1.0f, 0.0f, f, gu, gu);
+    if (status != PYNN_OK) return status;
+    for (s = 0; s < T; s++) {
+        const int64_t tt = time_of(s, T, go_backwards);
+        const int64_t o = time_order ? tt : s;
+        const int64_t op = s == 0 ? -1 : (time_order ? time_of(s - 1, T, go_backwards) : s - 1);
+        /* the state this step reads (recurrent dropout applied) */
+        for (r = 0; r < n; r++) {
+            float *hp = hprev + (r * T + tt) * u;
+            int64_t j;
+            if (op < 0) {
+                memset(hp, 0, (size_t)u * sizeof(float));
+            } else {
+                const float *h = seq + (r * T + op) * u;
+                if (rec_mask != NULL)
+                    for (j = 0; j < u; j++) hp[j] = h[j] * rec_mask[r * u + j];
+                else
+                    memcpy(hp, h, (size_t)u * sizeof(float));
+            }
+        }
+        if (op < 0) {
+            memset(rec, 0, (size_t)(n * gu) * sizeof(float));
+        } else {
+            status = pynn_sgemm(rec, hprev + tt * u, rkernel, 0, 0, n, gu, u, 1.0f, 0.0f,
+                                T * u, gu, gu);
+            if (status != PYNN_OK) return status;
+        }
+        PYNN_PARALLEL_FOR(pynn_threads_for(n * gu * 8),
+        for (r = 0; r < n; r++) {
+            float *g = gates + (r * T + tt) * gu;
+            const float *rc = rec + r * gu;
+            float *h = seq + (r * T + o) * u;
+            const float *h0 = op < 0 ? NULL : seq + (r * T + op) * u;
+            const int keep = mask != NULL && mask[r * T + tt] == 0.0f;
+            int64_t j;
+            if (cell == PYNN_RNN_LSTM) {
+                float *c = cs + (r * T + o) * u;
+                const float *c0 = op < 0 ? NULL : cs + (r * T + op) * u;
+                for (j = 0; j < u; j++) {
+                    float zi = g[j] + rc[j], zf = g[u + j] + rc[u + j];
+                    float zc = g[2 * u + j] + rc[2 * u + j], zo = g[3 * u + j] + rc[3 * u + j];
+                    float gi, gf, gc, go, cp = c0 ? c0[j] : 0.0f, cn;
+                    if (bias) {
+                        zi += bias[j]; zf += bias[u + j]; zc += bias[2 * u + j]; zo += bias[3 * u + j];
+                    }
+                    gi = act1(zi, rec_act); gf = act1(zf, rec_act);
+                    gc = act1(zc, act); go = act1(zo, rec_act);
+                    g[j] = gi; g[u + j] = gf; g[2 * u + j] = gc; g[3 * u + j] = go;
+                    cn = gf * cp + gi * gc;
+                    if (keep) {
+                        c[j] = cp;
+                        h[j] = h0 ? h0[j] : 0.0f;
+                    } else {
+                        c[j] = cn;
+                        h[j] = go * act1(cn, act);
+                    }
+                }
+            } else if (cell == PYNN_RNN_GRU) {
+                float *rh = aux + (r * T + tt) * u;
+                for (j = 0; j < u; j++) {
+                    float xz = g[j], xr = g[u + j], xh = g[2 * u + j];
+                    float rz = rc[j], rr = rc[u + j], rhh = rc[2 * u + j];
+                    float z, rg, hh, hp = h0 ? h0[j] : 0.0f;
+                    if (bias) {
+                        xz += bias[j]; xr += bias[u + j]; xh += bias[2 * u + j];
+                        rz += bias[gu + j]; rr += bias[gu + u + j]; rhh += bias[gu + 2 * u + j];
+                    }
+                    z = act1(xz + rz, rec_act);
+                    rg = act1(xr + rr, rec_act);
+                    hh = act1(xh + rg * rhh, act);
+                    g[j] = z; g[u + j] = rg; g[2 * u + j] = hh;
+                    rh[j] = rhh;
+                    h[j] = keep ? hp : z * hp + (1.0f - z) * hh;
+                }
+            } else {
+                for (j = 0; j < u; j++) {
+                    float zz = g[j] + rc[j] + (bias ? bias[j] : 0.0f);
+                    float hn = act1(zz, act);
+                    g[j] = hn;
+                    h[j] = keep ? (h0 ? h0[j] : 0.0f) : hn;
+                }
+            }
+        });
+    }
+    {
+        const int64_t last = time_order ? time_of(T - 1, T, go_backwards) : T - 1;
+        for (r = 0; r < n; r++) {
+            if (h_last != NULL)
+                memcpy(h_last + r * u, seq + (r * T + last) * u, (size_t)u * sizeof(float));
+            if (c_last != NULL && cell == PYNN_RNN_LSTM)
+                memcpy(c_last + r * u, cs + (r * T + last) * u, (size_t)u * sizeof(float));
+        }
+    }
+    return PYNN_OK;
+}
+
+int64_t pynn_rnn_backward_work(int64_t n, int64_t u) { return n * 4 * u; }
+
+int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, float *dgates,
+                      float *dgr, float *work, const float *dseq, const float *dh_last,
+                      const float *dc_last, const float *x, const float *kernel,
+                      const float *rkernel, const float *seq, const float *cs,
+                      const float *gates, const float *hprev, const float *aux,
+                      const float *mask, const float *rec_mask, int64_t n, int64_t T,
+                      int64_t f, int64_t u, int cell, int act, int rec_act, int go_backwards,
+                      int time_order) {
+    const int64_t G = pynn_rnn_gates(cell), gu = G * u;
+    float *dh, *dc, *dn;
+    int64_t s, r;
+    int status;
+    PYNN_RETURN_IF(!args_ok(n, T, f, u, cell, act, rec_act), PYNN_EINVAL);
+    PYNN_RETURN_IF(dgates == NULL || work == NULL || x == NULL || kernel == NULL ||
+                   rkernel == NULL || seq == NULL || gates == NULL || hprev == NULL,
+                   PYNN_EINVAL);
+    PYNN_RETURN_IF(cell == PYNN_RNN_LSTM && cs == NULL, PYNN_EINVAL);
+    PYNN_RETURN_IF(cell == PYNN_RNN_GRU && (aux == NULL || dgr == NULL), PYNN_EINVAL);
+    if (cell != PYNN_RNN_GRU) dgr = dgates;
+    if (n == 0) {
+        if (dkernel) memset(dkernel, 0, (size_t)(f * gu) * sizeof(float));
+        if (drkernel) memset(drkernel, 0, (size_t)(u * gu) * sizeof(float));
+        if (dbias) memset(dbias, 0, (size_t)((cell == PYNN_RNN_GRU ? 2 : 1) * gu) * sizeof(float));
+        return PYNN_OK;
+    }
+    dh = work;
+    dc = work + n * u;
+    dn = work + 2 * n * u;
+    if (dh_last) memcpy(dh, dh_last, (size_t)(n * u) * sizeof(float));
+    else memset(dh, 0, (size_t)(n * u) * sizeof(float));
+    if (dc_last && cell == PYNN_RNN_LSTM) memcpy(dc, dc_last, (size_t)(n * u) * sizeof(float));
+    else memset(dc, 0, (size_t)(n * u) * sizeof(float));
+    for (s = T - 1; s >= 0; s--) {
+        const int64_t tt = time_of(s, T, go_backwards);
+        const int64_t o = time_order ? tt : s;
+        const int64_t op = s == 0 ? -1 : (time_order ? time_of(s - 1, T, go_backwards) : s - 1);
+        /* gate gradients; dn = the gradient reaching h_{s-1} other than through the GEMM */
+        PYNN_PARALLEL_FOR(pynn_threads_for(n * gu * 8),
+        for (r = 0; r < n; r++) {
+            float *dgx = dgates + (r * T + tt) * gu, *dgh = dgr + (r * T + tt) * gu;
+            const float *g = gates + (r * T + tt) * gu;
+            float *dhr = dh + r * u, *dcr = dc + r * u, *dnr = dn + r * u;
+            const int keep = mask != NULL && mask[r * T + tt] == 0.0f;
+            int64_t j;
+            if (dseq != NULL) {
+                const float *d = dseq + (r * T + o) * u;
+                for (j = 0; j < u; j++) dhr[j] += d[j];
+            }
+            if (keep) {                       /* the state passes through unchanged */
+                memset(dgx, 0, (size_t)gu * sizeof(float));
+                if (dgh != dgx) memset(dgh, 0, (size_t)gu * sizeof(float));
+                memcpy(dnr, dhr, (size_t)u * sizeof(float));
+                continue;                     /* dc passes through as it is */
+            }
+            if (cell == PYNN_RNN_LSTM) {
+                const float *c = cs + (r * T + o) * u;
+                const float *c0 = op < 0 ? NULL : cs + (r * T + op) * u;
+                for (j = 0; j < u; j++) {
+                    const float gi = g[j], gf = g[u + j], gc = g[2 * u + j], go = g[3 * u + j];
+                    const float tc = act1(c[j], act), cp = c0 ? c0[j] : 0.0f;
+                    const float dct = dcr[j] + dhr[j] * go * dact(tc, act);
+                    dgx[j] = dct * gc * dact(gi, rec_act);
+                    dgx[u + j] = dct * cp * dact(gf, rec_act);
+                    dgx[2 * u + j] = dct * gi * dact(gc, act);
+                    dgx[3 * u + j] = dhr[j] * tc * dact(go, rec_act);
+                    dcr[j] = dct * gf;
+                    dnr[j] = 0.0f;
+                }
+            } else if (cell == PYNN_RNN_GRU) {
+                const float *rh = aux + (r * T + tt) * u;
+                const float *h0 = op < 0 ? NULL : seq + (r * T + op) * u;
+                for (j = 0; j < u; j++) {
+                    const float z = g[j], rg = g[u + j], hh = g[2 * u + j];
+                    const float hp = h0 ? h0[j] : 0.0f, d = dhr[j];
+                    const float dhh = d * (1.0f - z) * dact(hh, act);
+                    const float dz = d * (hp - hh) * dact(z, rec_act);
+                    const float dr = dhh * rh[j] * dact(rg, rec_act);
+                    dgx[j] = dz; dgx[u + j] = dr; dgx[2 * u + j] = dhh;
+                    dgh[j] = dz; dgh[u + j] = dr; dgh[2 * u + j] = dhh * rg;
+                    dnr[j] = d * z;
+                }
+            } else {
+                for (j = 0; j < u; j++) {
+                    dgx[j] = dhr[j] * dact(g[j], act);
+                    dnr[j] = 0.0f;
+                }
+            }
+        });
+        if (s == 0) break;                    /* h_{-1} is the constant 0 */
+        /* dh = dgr_s rkernel^T (recurrent dropout's mask) + dn */
+        status = pynn_sgemm(dh, dgr + tt * gu, rkernel, 0, 1, n, u, gu, 1.0f, 0.0f, T * gu, gu, u);
+        if (status != PYNN_OK) return status;
+        PYNN_PARALLEL_FOR(pynn_threads_for(n * u * 4),
+        for (r = 0; r < n; r++) {
+            int64_t j;
+            float *d = dh + r * u;
+            const float *nr = dn + r * u;
+            if (rec_mask != NULL) {
+                const float *m = rec_mask + r * u;
+                for (j = 0; j < u; j++) d[j] = d[j] * m[j] + nr[j];
+            } else {
+                for (j = 0; j < u; j++) d[j] += nr[j];
+            }
+        });
+    }
+    /* the weight gradients: a few GEMMs over the whole sequence */
+    if (dkernel != NULL) {
+        status = pynn_sgemm(dkernel, x, dgates, 1, 0, f, gu, n * T, 1.0f, 0.0f, f, gu, gu);
+        if (status != PYNN_OK) return status;
+    }
+    if (drkernel != NULL) {
+        status = pynn_sgemm(drkernel, hprev, dgr, 1, 0, u, gu, n * T, 1.0f, 0.0f, u, gu, gu);
+        if (status != PYNN_OK) return status;
+    }
+    if (dbias != NULL) {
+        status = pynn_bias_grad(dbias, dgates, n * T, gu);
+        if (status != PYNN_OK) return status;
+        if (cell == PYNN_RNN_GRU) {
+            status = pynn_bias_grad(dbias + gu, dgr, n * T, gu);
+            if (status != PYNN_OK) return status;
+        }
+    }
+    if (dx != NULL) {
+        status = pynn_sgemm(dx, dgates, kernel, 0, 1, n * T, f, gu, 1.0f, 0.0f, gu, gu, f);
+        if (status != PYNN_OK) return status;
+    }
+    return PYNN_OK;
+}
