@@ -1395,7 +1395,7 @@ def rnn_forward(x, kernel, rkernel, bias, mask, rec_mask, cell, act, rec_act,
     n, T, f = x.shape
     u = rkernel.shape[0]
     G = RNN_GATES[cell]
-    dt = np.float32
+    dt = x.dtype
     seq = np.zeros((n, T, u), dt)
     cs = np.zeros((n, T, u), dt) if cell == 1 else None
     gates = np.zeros((n, T, G * u), dt)
@@ -1454,7 +1454,7 @@ def rnn_backward(dseq, dh_last, dc_last, x, kernel, rkernel, saved, mask, rec_ma
     n, T, f = x.shape
     u = rkernel.shape[0]
     G = RNN_GATES[cell]
-    dt = np.float32
+    dt = x.dtype
     seq, cs, gates, hprev, aux = (saved[k] for k in ("seq", "cs", "gates", "hprev", "aux"))
     dgates = np.zeros((n, T, G * u), dt)
     dgr = np.zeros((n, T, G * u), dt)

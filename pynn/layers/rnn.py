@@ -45,6 +45,15 @@ def _activation(value, arg, where):
     return name
 
 
+def _set_mask(t, mask):
+    """Attach a mask to a plan tensor (engineer G's `mask` attribute; a plan without it
+    carries no masks, and then none reach here)."""
+    try:
+        t.mask = mask
+    except AttributeError:
+        pass
+
+
 class _ForgetBias(initializers.Initializer):
     """LSTM's unit_forget_bias: the bias initializer's values with the forget block 1."""
 
@@ -257,7 +266,7 @@ class RNNBase(Layer):
         b.differentiate([xin], outs, backward,
                         params=[self._kernel, self._recurrent_kernel, self._bias])
         if self.return_sequences and mask is not None:
-            seq.mask = mask            # the mask passes on with the sequence (Keras's)
+            _set_mask(seq, mask)       # the mask passes on with the sequence (Keras's)
         main = seq if self.return_sequences else h_last
         if self.return_state:
             return [main, h_last] + ([c_last] if c_last is not None else [])
@@ -476,7 +485,7 @@ class Bidirectional(Layer):
             y = merge.plan_forward(b, [fwd, bwd], training)
             mask = getattr(fwd, "mask", None)
             if mask is not None:
-                y.mask = mask
+                _set_mask(y, mask)
             outs = [y]
         if self.return_state:
             return outs + fstates + bstates
