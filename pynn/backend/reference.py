@@ -1370,7 +1370,7 @@ def _rnn_act(z, name):
     if name == "relu":
         return np.maximum(z, np.float32(0))
     if name == "sigmoid":
-        return (np.float32(1) / (np.float32(1) + np.exp(-z))).astype(np.float32)
+        return (np.float32(1) / (np.float32(1) + np.exp(-z))).astype(z.dtype)
     if name == "tanh":
         return np.tanh(z)
     return z

@@ -497,6 +497,8 @@ class Bidirectional(Layer):
                   "layer": serialize_layer(self.forward_layer)}
         config["layer"]["config"]["name"] = self.forward_layer.name
         config["backward_layer"] = serialize_layer(self.backward_layer)
+        for key in ("layer", "backward_layer"):      # built by the Bidirectional, not alone
+            config[key].pop("build_config", None)
         return config
 
     @classmethod
