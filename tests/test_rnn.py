@@ -593,3 +593,42 @@ def test_bad_input_leaves_the_model_unchanged():
         model.layers[0](pynn.Input((T, F + 1)))
     for a, b in zip(weights, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- Keras 3's own files, both ways (a Keras subprocess; tests/test_keras_files.py) -----------
+
+def _keras_rnn_code(path_in, path_out):
+    return f"""
+inp = keras.Input((4, 3))
+a = keras.layers.LSTM(5, return_sequences=True, go_backwards=True)(inp)
+a = keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True), merge_mode="ave")(a)
+a = keras.layers.SimpleRNN(4, activation="relu")(a)
+b = keras.layers.Bidirectional(keras.layers.LSTM(2))(inp)
+out = keras.layers.Dense(2)(keras.layers.Concatenate()([a, b]))
+model = keras.Model(inp, out)
+rng = np.random.default_rng(0)
+model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
+x = rng.normal(size=(6, 4, 3)).astype("float32")
+np.save("x.npy", x)
+np.save("keras_pred.npy", np.asarray(model.predict(x, verbose=0)))
+model.save("{path_out}")
+if "{path_in}":
+    other = keras.saving.load_model("{path_in}")
+    np.save("keras_of_pynn.npy", np.asarray(other.predict(x, verbose=0)))
+"""
+
+
+def test_keras_files_both_ways(tmp_path):
+    from test_keras_files import _keras_python, run_keras
+    python = _keras_python()
+    if python is None:
+        pytest.skip("Keras 3 is not installed: set PYNN_KERAS_PYTHON to the python of a venv "
+                    "with `pip install keras jax[cpu] h5py` to run the Keras cross-checks")
+    run_keras(python, tmp_path, _keras_rnn_code("", "k.keras"))
+    x = np.load(tmp_path / "x.npy")
+    model = pynn.models.load_model(str(tmp_path / "k.keras"))
+    assert_close(model.predict(x, verbose=0), np.load(tmp_path / "keras_pred.npy"), rtol=1e-4)
+    model.save(str(tmp_path / "p.keras"))
+    run_keras(python, tmp_path, _keras_rnn_code("p.keras", "k2.keras"))
+    assert_close(np.load(tmp_path / "keras_of_pynn.npy"), model.predict(x, verbose=0),
+                 rtol=1e-4)

@@ -80,7 +80,8 @@ class RNNBase(Layer):
                  bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
                  recurrent_constraint=None, bias_constraint=None, dropout=0.0,
                  recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
-                 go_backwards=False, stateful=False, unroll=False, **kwargs):
+                 go_backwards=False, stateful=False, unroll=False, zero_output_for_mask=False,
+                 **kwargs):
         cls = type(self).__name__
         units = check_int(units, "units", cls)
         super().__init__(**kwargs)
@@ -116,6 +117,10 @@ class RNNBase(Layer):
                              "start every batch from zero states), received stateful=True")
         self.stateful = False
         self.unroll = check_bool(unroll, "unroll", where)     # accepted, changes nothing
+        # Keras's: masked steps of a returned sequence output zeros instead of the previous
+        # output (Keras's Bidirectional sets it); pynn refuses it where a mask meets it
+        self.zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask",
+                                               where)
         self._time_order = False      # Bidirectional's backward layer: outputs in time order
 
     @property
@@ -208,6 +213,10 @@ class RNNBase(Layer):
         u, G, cell = self.units, self._gates, self._cell
         call = b.call_counts.get(id(self), 0)
         mask = getattr(x, "mask", None)
+        if mask is not None and self.zero_output_for_mask and self.return_sequences:
+            raise ValueError(f"{type(self).__name__} '{self.name}': zero_output_for_mask=True "
+                             "with a mask is not supported (masked steps output the previous "
+                             "output in pynn)")
         xin = x
         if training and self.dropout > 0:
             dmask, xd = b.new(x.shape, role="mask"), b.new(x.shape)
@@ -287,7 +296,8 @@ class RNNBase(Layer):
                   "seed": self.seed if self.seed is not None else self._seed,
                   "return_sequences": self.return_sequences,
                   "return_state": self.return_state, "go_backwards": self.go_backwards,
-                  "stateful": False, "unroll": self.unroll}
+                  "stateful": False, "unroll": self.unroll,
+                  "zero_output_for_mask": self.zero_output_for_mask}
         if self._cell != 0:
             config["recurrent_activation"] = self.recurrent_activation
         return config
@@ -505,10 +515,14 @@ class Bidirectional(Layer):
     def from_config(cls, config):
         from ..serialization import deserialize_layer
         config = dict(config)
-        layer = deserialize_layer(config.pop("layer"))
+
+        def unbuilt(entry):      # Keras writes build_config: the Bidirectional builds them
+            return {k: v for k, v in entry.items() if k != "build_config"} \
+                if isinstance(entry, dict) else entry
+        layer = deserialize_layer(unbuilt(config.pop("layer", None)))
         backward = config.pop("backward_layer", None)
         if backward is not None:
-            backward = deserialize_layer(backward)
+            backward = deserialize_layer(unbuilt(backward))
         return cls(layer, backward_layer=backward, **config)
 
 
