@@ -632,3 +632,43 @@ def test_keras_files_both_ways(tmp_path):
     run_keras(python, tmp_path, _keras_rnn_code("p.keras", "k2.keras"))
     assert_close(np.load(tmp_path / "keras_of_pynn.npy"), model.predict(x, verbose=0),
                  rtol=1e-4)
+
+
+# ---- ONNX export (onnxruntime) ------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", [
+    lambda: [layers.LSTM(4, return_sequences=True, go_backwards=True), layers.GRU(3)],
+    lambda: [layers.GRU(3, return_sequences=True, use_bias=False),
+             layers.SimpleRNN(2, activation="relu", go_backwards=True)],
+    lambda: [layers.Bidirectional(layers.LSTM(3, return_sequences=True), merge_mode="ave"),
+             layers.Bidirectional(layers.SimpleRNN(2, go_backwards=True), merge_mode="concat")],
+    lambda: [layers.Bidirectional(layers.GRU(2, return_sequences=True), merge_mode="mul"),
+             layers.Bidirectional(layers.GRU(2), merge_mode="sum")],
+])
+def test_onnx_export_matches_predict(make, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    pynn.utils.set_random_seed(9)
+    model = pynn.Sequential([pynn.Input((T, F))] + make() + [layers.Dense(2)])
+    model.set_weights([w + np.float32(0.1) for w in model.get_weights()])
+    x, _ = _data(9)
+    path = str(tmp_path / "m.onnx")
+    model.export(path, format="onnx")
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert_close(got, model.predict(x, verbose=0), rtol=1e-4)
+
+
+def test_onnx_export_return_state(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pynn.utils.set_random_seed(10)
+    inp = pynn.Input((T, F))
+    out, h, c = layers.LSTM(3, return_state=True, return_sequences=True)(inp)
+    model = pynn.Model(inp, [layers.Flatten()(out), h, c])
+    x, _ = _data(10)
+    path = str(tmp_path / "s.onnx")
+    model.export(path, format="onnx")
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})
+    for a, b in zip(got, model.predict(x, verbose=0)):
+        assert_close(a, b, rtol=1e-4)
