@@ -672,3 +672,15 @@ def test_onnx_export_return_state(tmp_path):
     got = sess.run(None, {sess.get_inputs()[0].name: x})
     for a, b in zip(got, model.predict(x, verbose=0)):
         assert_close(a, b, rtol=1e-4)
+
+
+def test_eager_call_with_states():
+    pynn.utils.set_random_seed(11)
+    x, _ = _data(11)
+    layer = layers.LSTM(3, return_state=True)
+    out, h, c = layer(x)
+    k, rk, b = layer.get_weights()
+    r = ref.rnn_forward(x, k, rk, b, None, None, 1, "tanh", "sigmoid")
+    assert_close(out, r["h_last"])
+    assert_close(h, r["h_last"])
+    assert_close(c, r["c_last"])

@@ -26,7 +26,9 @@ class _Call:
         self.input_tensors = [KerasTensor(s) for s in input_shapes]
         shape_arg = input_shapes[0] if layer._single_input else list(input_shapes)
         out = layer.compute_output_shape(shape_arg)
-        self.output_tensors = [KerasTensor(out)]
+        # a layer with several outputs (a recurrent layer's return_state) gives a list
+        self.output_tensors = [KerasTensor(o) for o in out] if isinstance(out, list) else \
+            [KerasTensor(out)]
         self.training = training
         self.is_input = False
 
@@ -72,9 +74,9 @@ def eager_call(layer, inputs, training=False):
         if ex.__dict__.get("_bindings") != bindings_version():
             ex._bind()                     # the weights moved (into a compiled model's store)
             ex._bindings = bindings_version()
-        out = np.empty((n,) + tuple(graph.outputs[0].shape[1:]), dtype=np.float32)
-        ex.run(flat, [], [out], None, n, 0, n, 1, _next_counter(layer))
-    return out
+        outs = [np.empty((n,) + tuple(t.shape[1:]), dtype=np.float32) for t in graph.outputs]
+        ex.run(flat, [], outs, None, n, 0, n, 1, _next_counter(layer))
+    return outs[0] if len(outs) == 1 else outs
 
 
 def _next_counter(layer):
