@@ -731,7 +731,7 @@ static int run_op(const step_context *cx, const pynn_op *op) {
             const operand *rm = &o[5], *seq = &o[6], *cs = &o[7], *gates = &o[8];
             const operand *hp = &o[9], *aux = &o[10], *work = &o[11], *hl = &o[12], *cl = &o[13];
             EXPECT(f32(x) && f32(k) && f32(rk) && f32(seq) && f32(gates) && f32(hp) && f32(work));
-            EXPECT(g[3] != PYNN_RNN_LSTM || f32(cs));
+            EXPECT(g[3] != PYNN_RNN_LSTM || (f32(cs) && f32(aux)));
             EXPECT(g[3] != PYNN_RNN_GRU || f32(aux));
             EXPECT(holds(x, mul(mul(rows, T), f)) && holds(k, mul(f, G * u)) &&
                    holds(rk, mul(u, G * u)) && holds(b, nbias) && holds(m, mul(rows, T)) &&
@@ -750,7 +750,7 @@ static int run_op(const step_context *cx, const pynn_op *op) {
             const operand *db = &o[18], *dx = &o[19];
             EXPECT(f32(x) && f32(k) && f32(rk) && f32(seq) && f32(gates) && f32(hp) &&
                    f32(dg) && f32(work));
-            EXPECT(g[3] != PYNN_RNN_LSTM || f32(cs));
+            EXPECT(g[3] != PYNN_RNN_LSTM || (f32(cs) && f32(aux)));
             EXPECT(g[3] != PYNN_RNN_GRU || (f32(aux) && f32(dgr)));
             EXPECT(holds(x, mul(mul(rows, T), f)) && holds(k, mul(f, G * u)) &&
                    holds(rk, mul(u, G * u)) && holds(seq, tu) && holds(cs, tu) &&

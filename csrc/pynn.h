@@ -534,7 +534,8 @@ int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const 
  *
  * Forward.  Out: seq (the hidden states), cs (LSTM: the cell states; else unused), gates
  * (the activated gates), hprev (the state each step read, rec_mask applied), aux (GRU: the
- * recurrent projection of the candidate, bias included; else unused), h_last, c_last (n, u)
+ * recurrent projection of the candidate, bias included; LSTM: act(c), which the backward
+ * reads; SimpleRNN: unused), h_last, c_last (n, u)
  * (the final states; may be NULL).  rec: (n, G u) scratch.
  */
 #define PYNN_RNN_SIMPLE 0

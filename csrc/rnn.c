@@ -33,15 +33,6 @@ int64_t pynn_rnn_gates(int cell) {
     return cell == PYNN_RNN_LSTM ? 4 : cell == PYNN_RNN_GRU ? 3 : cell == PYNN_RNN_SIMPLE ? 1 : 0;
 }
 
-static inline float act1(float z, int act) {
-    switch (act) {
-    case PYNN_ACT_RELU: return z > 0.0f ? z : 0.0f;
-    case PYNN_ACT_SIGMOID: return 1.0f / (1.0f + expf(-z));
-    case PYNN_ACT_TANH: return tanhf(z);
-    default: return z;
-    }
-}
-
 /* act'(z) from y = act(z) (every supported activation has one) */
 static inline float dact(float y, int act) {
     switch (act) {
@@ -49,6 +40,47 @@ static inline float dact(float y, int act) {
     case PYNN_ACT_SIGMOID: return y * (1.0f - y);
     case PYNN_ACT_TANH: return 1.0f - y * y;
     default: return 1.0f;
+    }
+}
+
+/* y[0:n] = act(z[0:n]) (y may be z), vectorised: sigmoid as 1 / (1 + expf(-z)) through
+ * pynn_exp_span (bitwise act1's), tanh as sign(z) (1 - e) / (1 + e) with e = expf(-2|z|)
+ * (an odd polynomial below |z| = 1/16, where that form would cancel: relative error below
+ * 1e-7 either way).  Chunks of SPAN floats on the stack: nothing is allocated. */
+#define SPAN 256
+static void act_span(float *y, const float *z, int64_t n, int act) {
+    float tmp[SPAN];
+    int64_t i0, i, m;
+    switch (act) {
+    case PYNN_ACT_RELU:
+        for (i = 0; i < n; i++) y[i] = z[i] > 0.0f ? z[i] : 0.0f;
+        return;
+    case PYNN_ACT_SIGMOID:
+        for (i0 = 0; i0 < n; i0 += SPAN) {
+            m = n - i0 < SPAN ? n - i0 : SPAN;
+            for (i = 0; i < m; i++) tmp[i] = -z[i0 + i];
+            pynn_exp_span(tmp, tmp, m);
+            for (i = 0; i < m; i++) y[i0 + i] = 1.0f / (1.0f + tmp[i]);
+        }
+        return;
+    case PYNN_ACT_TANH:
+        for (i0 = 0; i0 < n; i0 += SPAN) {
+            m = n - i0 < SPAN ? n - i0 : SPAN;
+            for (i = 0; i < m; i++) tmp[i] = -2.0f * fabsf(z[i0 + i]);
+            pynn_exp_span(tmp, tmp, m);
+            for (i = 0; i < m; i++) {
+                const float v = z[i0 + i], a = fabsf(v), e = tmp[i], z2 = v * v;
+                float t = (1.0f - e) / (1.0f + e);
+                const float p = a * (1.0f + z2 * (-0.33333333f + z2 * (0.13333333f +
+                                                                      z2 * -0.05396825f)));
+                t = a < 0.0625f ? p : t;
+                y[i0 + i] = copysignf(t, v);
+            }
+        }
+        return;
+    default:
+        if (y != z) memcpy(y, z, (size_t)n * sizeof(float));
+        return;
     }
 }
 
@@ -74,7 +106,7 @@ int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *a
     PYNN_RETURN_IF(seq == NULL || gates == NULL || hprev == NULL || rec == NULL ||
                    x == NULL || kernel == NULL || rkernel == NULL, PYNN_EINVAL);
     PYNN_RETURN_IF(cell == PYNN_RNN_LSTM && cs == NULL, PYNN_EINVAL);
-    PYNN_RETURN_IF(cell == PYNN_RNN_GRU && aux == NULL, PYNN_EINVAL);
+    PYNN_RETURN_IF(cell != PYNN_RNN_SIMPLE && aux == NULL, PYNN_EINVAL);
     if (n == 0) return PYNN_OK;
     /* the input projections of the whole sequence */
     status = pynn_sgemm(gates, x, kernel, 0, 0, n * T, gu, f, 1.0f, 0.0f, f, gu, gu);
@@ -107,57 +139,52 @@ int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *a
         PYNN_PARALLEL_FOR(pynn_threads_for(n * gu * 8),
         for (r = 0; r < n; r++) {
             float *g = gates + (r * T + tt) * gu;
-            const float *rc = rec + r * gu;
+            float *rc = rec + r * gu;          /* the row's scratch once read */
             float *h = seq + (r * T + o) * u;
             const float *h0 = op < 0 ? NULL : seq + (r * T + op) * u;
             const int keep = mask != NULL && mask[r * T + tt] == 0.0f;
             int64_t j;
             if (cell == PYNN_RNN_LSTM) {
-                float *c = cs + (r * T + o) * u;
+                float *c = cs + (r * T + o) * u, *tc = aux + (r * T + tt) * u;
                 const float *c0 = op < 0 ? NULL : cs + (r * T + op) * u;
-                for (j = 0; j < u; j++) {
-                    float zi = g[j] + rc[j], zf = g[u + j] + rc[u + j];
-                    float zc = g[2 * u + j] + rc[2 * u + j], zo = g[3 * u + j] + rc[3 * u + j];
-                    float gi, gf, gc, go, cp = c0 ? c0[j] : 0.0f, cn;
-                    if (bias) {
-                        zi += bias[j]; zf += bias[u + j]; zc += bias[2 * u + j]; zo += bias[3 * u + j];
-                    }
-                    gi = act1(zi, rec_act); gf = act1(zf, rec_act);
-                    gc = act1(zc, act); go = act1(zo, rec_act);
-                    g[j] = gi; g[u + j] = gf; g[2 * u + j] = gc; g[3 * u + j] = go;
-                    cn = gf * cp + gi * gc;
-                    if (keep) {
-                        c[j] = cp;
-                        h[j] = h0 ? h0[j] : 0.0f;
-                    } else {
-                        c[j] = cn;
-                        h[j] = go * act1(cn, act);
-                    }
+                for (j = 0; j < gu; j++) g[j] = g[j] + rc[j] + (bias ? bias[j] : 0.0f);
+                if (rec_act == act) {
+                    act_span(g, g, gu, act);
+                } else {
+                    act_span(g, g, 2 * u, rec_act);
+                    act_span(g + 2 * u, g + 2 * u, u, act);
+                    act_span(g + 3 * u, g + 3 * u, u, rec_act);
                 }
+                for (j = 0; j < u; j++) {
+                    const float cp = c0 ? c0[j] : 0.0f;
+                    c[j] = keep ? cp : g[u + j] * cp + g[j] * g[2 * u + j];
+                }
+                act_span(tc, c, u, act);
+                for (j = 0; j < u; j++)
+                    h[j] = keep ? (h0 ? h0[j] : 0.0f) : g[3 * u + j] * tc[j];
             } else if (cell == PYNN_RNN_GRU) {
                 float *rh = aux + (r * T + tt) * u;
-                for (j = 0; j < u; j++) {
-                    float xz = g[j], xr = g[u + j], xh = g[2 * u + j];
-                    float rz = rc[j], rr = rc[u + j], rhh = rc[2 * u + j];
-                    float z, rg, hh, hp = h0 ? h0[j] : 0.0f;
-                    if (bias) {
-                        xz += bias[j]; xr += bias[u + j]; xh += bias[2 * u + j];
-                        rz += bias[gu + j]; rr += bias[gu + u + j]; rhh += bias[gu + 2 * u + j];
+                if (bias) {
+                    for (j = 0; j < gu; j++) {
+                        g[j] += bias[j];
+                        rc[j] += bias[gu + j];
                     }
-                    z = act1(xz + rz, rec_act);
-                    rg = act1(xr + rr, rec_act);
-                    hh = act1(xh + rg * rhh, act);
-                    g[j] = z; g[u + j] = rg; g[2 * u + j] = hh;
-                    rh[j] = rhh;
-                    h[j] = keep ? hp : z * hp + (1.0f - z) * hh;
+                }
+                for (j = 0; j < 2 * u; j++) g[j] += rc[j];
+                act_span(g, g, 2 * u, rec_act);
+                for (j = 0; j < u; j++) {
+                    rh[j] = rc[2 * u + j];
+                    g[2 * u + j] += g[u + j] * rc[2 * u + j];
+                }
+                act_span(g + 2 * u, g + 2 * u, u, act);
+                for (j = 0; j < u; j++) {
+                    const float hp = h0 ? h0[j] : 0.0f, z = g[j];
+                    h[j] = keep ? hp : z * hp + (1.0f - z) * g[2 * u + j];
                 }
             } else {
-                for (j = 0; j < u; j++) {
-                    float zz = g[j] + rc[j] + (bias ? bias[j] : 0.0f);
-                    float hn = act1(zz, act);
-                    g[j] = hn;
-                    h[j] = keep ? (h0 ? h0[j] : 0.0f) : hn;
-                }
+                for (j = 0; j < u; j++) g[j] = g[j] + rc[j] + (bias ? bias[j] : 0.0f);
+                act_span(g, g, u, act);
+                for (j = 0; j < u; j++) h[j] = keep ? (h0 ? h0[j] : 0.0f) : g[j];
             }
         });
     }
@@ -192,6 +219,7 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
                    rkernel == NULL || seq == NULL || gates == NULL || hprev == NULL,
                    PYNN_EINVAL);
     PYNN_RETURN_IF(cell == PYNN_RNN_LSTM && cs == NULL, PYNN_EINVAL);
+    PYNN_RETURN_IF(cell == PYNN_RNN_LSTM && aux == NULL, PYNN_EINVAL);
     PYNN_RETURN_IF(cell == PYNN_RNN_GRU && (aux == NULL || dgr == NULL), PYNN_EINVAL);
     if (cell != PYNN_RNN_GRU) dgr = dgates;
     if (n == 0) {
@@ -230,11 +258,11 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
                 continue;                     /* dc passes through as it is */
             }
             if (cell == PYNN_RNN_LSTM) {
-                const float *c = cs + (r * T + o) * u;
+                const float *tca = aux + (r * T + tt) * u;     /* act(c), the forward's */
                 const float *c0 = op < 0 ? NULL : cs + (r * T + op) * u;
                 for (j = 0; j < u; j++) {
                     const float gi = g[j], gf = g[u + j], gc = g[2 * u + j], go = g[3 * u + j];
-                    const float tc = act1(c[j], act), cp = c0 ? c0[j] : 0.0f;
+                    const float tc = tca[j], cp = c0 ? c0[j] : 0.0f;
                     const float dct = dcr[j] + dhr[j] * go * dact(tc, act);
                     dgx[j] = dct * gc * dact(gi, rec_act);
                     dgx[u + j] = dct * cp * dact(gf, rec_act);

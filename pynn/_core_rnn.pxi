@@ -63,7 +63,7 @@ def rnn_forward(seq, cs, gates, hprev, aux, rec, h_last, c_last, x, kernel, rker
     cdef float *p_cs = _rnn_ptr(cs, ntu, "cs", where, True, cell == 1)
     cdef float *p_g = _rnn_ptr(gates, ntu * G, "gates", where, True, True)
     cdef float *p_hp = _rnn_ptr(hprev, ntu, "hprev", where, True, True)
-    cdef float *p_aux = _rnn_ptr(aux, ntu, "aux", where, True, cell == 2)
+    cdef float *p_aux = _rnn_ptr(aux, ntu, "aux", where, True, cell != 0)
     cdef float *p_rec = _rnn_ptr(rec, n * gu, "rec", where, True, True)
     cdef float *p_hl = _rnn_ptr(h_last, n * u, "h_last", where, True)
     cdef float *p_cl = _rnn_ptr(c_last, n * u, "c_last", where, True)
@@ -108,7 +108,7 @@ def rnn_backward(dkernel, drkernel, dbias, dx, dgates, dgr, work, dseq, dh_last,
     cdef const float *p_cs = _rnn_ptr(cs, ntu, "cs", where, False, cell == 1)
     cdef const float *p_g = _rnn_ptr(gates, ntu * G, "gates", where, False, True)
     cdef const float *p_hp = _rnn_ptr(hprev, ntu, "hprev", where, False, True)
-    cdef const float *p_aux = _rnn_ptr(aux, ntu, "aux", where, False, cell == 2)
+    cdef const float *p_aux = _rnn_ptr(aux, ntu, "aux", where, False, cell != 0)
     cdef const float *p_m = _rnn_ptr(mask, n * T, "mask", where, False)
     cdef const float *p_rm = _rnn_ptr(rec_mask, n * u, "rec_mask", where, False)
     cdef int status

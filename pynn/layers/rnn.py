@@ -241,7 +241,7 @@ class RNNBase(Layer):
         cs = b.scratch((T, u), batched=True) if cell == 1 else -1
         gates = b.scratch((T, G * u), batched=True)
         hprev = b.scratch((T, u), batched=True)
-        aux = b.scratch((T, u), batched=True) if cell == 2 else -1
+        aux = b.scratch((T, u), batched=True) if cell != 0 else -1    # GRU, LSTM
         work = b.scratch((max(G * u, 4 * u),), batched=True)
         h_last = b.new((x.shape[0], u))
         c_last = b.new((x.shape[0], u)) if cell == 1 else None
