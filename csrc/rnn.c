@@ -200,6 +200,84 @@ int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *a
     return PYNN_OK;
 }
 
+/* One row of a backward step (the body of pynn_rnn_backward's per-step loop); inlined with
+ * constant activations for the default pairs, so that the loops vectorise. */
+static inline __attribute__((always_inline)) void bwd_row(
+        int64_t r, float *dgates, float *dgr, float *dh, float *dc, float *dn,
+        const float *dseq, const float *seq, const float *cs, const float *gates,
+        const float *aux, const float *mask, int64_t T, int64_t u, int64_t gu, int64_t tt,
+        int64_t o, int64_t op, int cell, int act, int rec_act) {
+    float *dgx = dgates + (r * T + tt) * gu, *dgh = dgr + (r * T + tt) * gu;
+    const float *g = gates + (r * T + tt) * gu;
+    float *dhr = dh + r * u, *dcr = dc + r * u, *dnr = dn + r * u;
+    const int keep = mask != NULL && mask[r * T + tt] == 0.0f;
+    int64_t j;
+    if (dseq != NULL) {
+        const float *d = dseq + (r * T + o) * u;
+        for (j = 0; j < u; j++) dhr[j] += d[j];
+    }
+    if (keep) {                       /* the state passes through unchanged */
+        memset(dgx, 0, (size_t)gu * sizeof(float));
+        if (dgh != dgx) memset(dgh, 0, (size_t)gu * sizeof(float));
+        memcpy(dnr, dhr, (size_t)u * sizeof(float));
+        return;                       /* dc passes through as it is */
+    }
+    if (cell == PYNN_RNN_LSTM) {
+        const float *tca = aux + (r * T + tt) * u;     /* act(c), the forward's */
+        const float *c0 = op < 0 ? NULL : cs + (r * T + op) * u;
+        for (j = 0; j < u; j++) {
+            const float gi = g[j], gf = g[u + j], gc = g[2 * u + j], go = g[3 * u + j];
+            const float tc = tca[j], cp = c0 ? c0[j] : 0.0f;
+            const float dct = dcr[j] + dhr[j] * go * dact(tc, act);
+            dgx[j] = dct * gc * dact(gi, rec_act);
+            dgx[u + j] = dct * cp * dact(gf, rec_act);
+            dgx[2 * u + j] = dct * gi * dact(gc, act);
+            dgx[3 * u + j] = dhr[j] * tc * dact(go, rec_act);
+            dcr[j] = dct * gf;
+            dnr[j] = 0.0f;
+        }
+    } else if (cell == PYNN_RNN_GRU) {
+        const float *rh = aux + (r * T + tt) * u;
+        const float *h0 = op < 0 ? NULL : seq + (r * T + op) * u;
+        for (j = 0; j < u; j++) {
+            const float z = g[j], rg = g[u + j], hh = g[2 * u + j];
+            const float hp = h0 ? h0[j] : 0.0f, d = dhr[j];
+            const float dhh = d * (1.0f - z) * dact(hh, act);
+            const float dz = d * (hp - hh) * dact(z, rec_act);
+            const float dr = dhh * rh[j] * dact(rg, rec_act);
+            dgx[j] = dz; dgx[u + j] = dr; dgx[2 * u + j] = dhh;
+            dgh[j] = dz; dgh[u + j] = dr; dgh[2 * u + j] = dhh * rg;
+            dnr[j] = d * z;
+        }
+    } else {
+        for (j = 0; j < u; j++) {
+            dgx[j] = dhr[j] * dact(g[j], act);
+            dnr[j] = 0.0f;
+        }
+    }
+}
+
+static void bwd_row_any(int64_t r, float *dgates, float *dgr, float *dh, float *dc, float *dn,
+                        const float *dseq, const float *seq, const float *cs,
+                        const float *gates, const float *aux, const float *mask, int64_t T,
+                        int64_t u, int64_t gu, int64_t tt, int64_t o, int64_t op, int cell,
+                        int act, int rec_act) {
+    if (act == PYNN_ACT_TANH && rec_act == PYNN_ACT_SIGMOID) {
+        if (cell == PYNN_RNN_LSTM)
+            bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu, tt,
+                    o, op, PYNN_RNN_LSTM, PYNN_ACT_TANH, PYNN_ACT_SIGMOID);
+        else if (cell == PYNN_RNN_GRU)
+            bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu, tt,
+                    o, op, PYNN_RNN_GRU, PYNN_ACT_TANH, PYNN_ACT_SIGMOID);
+        else
+            bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu, tt,
+                    o, op, PYNN_RNN_SIMPLE, PYNN_ACT_TANH, PYNN_ACT_SIGMOID);
+        return;
+    }
+    bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu, tt, o, op,
+            cell, act, rec_act);
+}
+
 int64_t pynn_rnn_backward_work(int64_t n, int64_t u) { return n * 4 * u; }
 
 int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, float *dgates,
@@ -241,56 +319,10 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
         const int64_t op = s == 0 ? -1 : (time_order ? time_of(s - 1, T, go_backwards) : s - 1);
         /* gate gradients; dn = the gradient reaching h_{s-1} other than through the GEMM */
         PYNN_PARALLEL_FOR(pynn_threads_for(n * gu * 8),
-        for (r = 0; r < n; r++) {
-            float *dgx = dgates + (r * T + tt) * gu, *dgh = dgr + (r * T + tt) * gu;
-            const float *g = gates + (r * T + tt) * gu;
-            float *dhr = dh + r * u, *dcr = dc + r * u, *dnr = dn + r * u;
-            const int keep = mask != NULL && mask[r * T + tt] == 0.0f;
-            int64_t j;
-            if (dseq != NULL) {
-                const float *d = dseq + (r * T + o) * u;
-                for (j = 0; j < u; j++) dhr[j] += d[j];
-            }
-            if (keep) {                       /* the state passes through unchanged */
-                memset(dgx, 0, (size_t)gu * sizeof(float));
-                if (dgh != dgx) memset(dgh, 0, (size_t)gu * sizeof(float));
-                memcpy(dnr, dhr, (size_t)u * sizeof(float));
-                continue;                     /* dc passes through as it is */
-            }
-            if (cell == PYNN_RNN_LSTM) {
-                const float *tca = aux + (r * T + tt) * u;     /* act(c), the forward's */
-                const float *c0 = op < 0 ? NULL : cs + (r * T + op) * u;
-                for (j = 0; j < u; j++) {
-                    const float gi = g[j], gf = g[u + j], gc = g[2 * u + j], go = g[3 * u + j];
-                    const float tc = tca[j], cp = c0 ? c0[j] : 0.0f;
-                    const float dct = dcr[j] + dhr[j] * go * dact(tc, act);
-                    dgx[j] = dct * gc * dact(gi, rec_act);
-                    dgx[u + j] = dct * cp * dact(gf, rec_act);
-                    dgx[2 * u + j] = dct * gi * dact(gc, act);
-                    dgx[3 * u + j] = dhr[j] * tc * dact(go, rec_act);
-                    dcr[j] = dct * gf;
-                    dnr[j] = 0.0f;
-                }
-            } else if (cell == PYNN_RNN_GRU) {
-                const float *rh = aux + (r * T + tt) * u;
-                const float *h0 = op < 0 ? NULL : seq + (r * T + op) * u;
-                for (j = 0; j < u; j++) {
-                    const float z = g[j], rg = g[u + j], hh = g[2 * u + j];
-                    const float hp = h0 ? h0[j] : 0.0f, d = dhr[j];
-                    const float dhh = d * (1.0f - z) * dact(hh, act);
-                    const float dz = d * (hp - hh) * dact(z, rec_act);
-                    const float dr = dhh * rh[j] * dact(rg, rec_act);
-                    dgx[j] = dz; dgx[u + j] = dr; dgx[2 * u + j] = dhh;
-                    dgh[j] = dz; dgh[u + j] = dr; dgh[2 * u + j] = dhh * rg;
-                    dnr[j] = d * z;
-                }
-            } else {
-                for (j = 0; j < u; j++) {
-                    dgx[j] = dhr[j] * dact(g[j], act);
-                    dnr[j] = 0.0f;
-                }
-            }
-        });
+        for (r = 0; r < n; r++)
+            bwd_row_any(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu,
+                        tt, o, op, cell, act, rec_act);
+        );
         if (s == 0) break;                    /* h_{-1} is the constant 0 */
         /* dh = dgr_s rkernel^T (recurrent dropout's mask) + dn */
         status = pynn_sgemm(dh, dgr + tt * gu, rkernel, 0, 1, n, u, gu, 1.0f, 0.0f, T * gu, gu, u);
