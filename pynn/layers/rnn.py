@@ -18,8 +18,10 @@ in processing order, reversed, as Keras's), masking (a plan tensor's `mask`, (ba
 1.0/0.0: a masked step keeps the previous state and outputs it), dropout (one mask per
 sequence over the input features, shared by the gates and the steps, as Keras's LSTM with
 recurrent_dropout=0), recurrent_dropout (one mask per sequence over the units, applied to
-the state each step reads; Keras draws one per gate there: pynn shares one), unroll
-(accepted, ignored).  stateful=True and GRU's reset_after=False are refused.
+the state each step reads; Keras draws one per gate there, and then one input mask per
+gate too: pynn shares one of each), unroll (accepted, ignored).  stateful=True and GRU's
+reset_after=False are refused; a call's initial_state is not supported (every sequence
+starts from zero states); zero_output_for_mask=True is refused where a mask meets it.
 """
 from .. import activations, ids, initializers
 from ..checks import check_bool, check_int, check_number, check_seed, invalid, shown
