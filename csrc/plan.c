@@ -171,8 +171,8 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_RANDOM_BRIGHTNESS] = {3, 1, 4},
         [PYNN_OP_GRAD_HOOK] = {1, 3, 0},
         /* recurrent layers (engineer H) */
-        [PYNN_OP_RNN] = {14, 8, 0},
-        [PYNN_OP_RNN_BACKWARD] = {20, 8, 0},
+        [PYNN_OP_RNN] = {15, 9, 0},
+        [PYNN_OP_RNN_BACKWARD] = {20, 9, 0},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -723,13 +723,15 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         EXPECT(T >= 1 && f >= 1 && u >= 1 && G > 0 && T <= INT32_MAX && f <= INT32_MAX &&
                u <= INT32_MAX && act_ok(g[4]) && act_ok(g[5]) &&
                pynn_rnn_act_supported((int)g[4]) && pynn_rnn_act_supported((int)g[5]) &&
-               (g[6] == 0 || g[6] == 1) && (g[7] == 0 || g[7] == 1));
+               (g[6] == 0 || g[6] == 1) && (g[7] == 0 || g[7] == 1) &&
+               (g[8] == 0 || g[8] == 1));
         EXPECT(tg >= 0 && mul(G, u) <= INT32_MAX);
         for (i = 0; i < op->n_bufs; i++) EXPECT(f32_or_absent(&o[i]));
         if (op->kind == PYNN_OP_RNN) {
             const operand *x = &o[0], *k = &o[1], *rk = &o[2], *b = &o[3], *m = &o[4];
             const operand *rm = &o[5], *seq = &o[6], *cs = &o[7], *gates = &o[8];
             const operand *hp = &o[9], *aux = &o[10], *work = &o[11], *hl = &o[12], *cl = &o[13];
+            const operand *out = &o[14];
             EXPECT(f32(x) && f32(k) && f32(rk) && f32(seq) && f32(gates) && f32(hp) && f32(work));
             EXPECT(g[3] != PYNN_RNN_LSTM || (f32(cs) && f32(aux)));
             EXPECT(g[3] != PYNN_RNN_GRU || f32(aux));
@@ -737,11 +739,13 @@ static int run_op(const step_context *cx, const pynn_op *op) {
                    holds(rk, mul(u, G * u)) && holds(b, nbias) && holds(m, mul(rows, T)) &&
                    holds(rm, nu) && holds(seq, tu) && holds(cs, tu) && holds(gates, tg) &&
                    holds(hp, tu) && holds(aux, tu) && holds(work, mul(rows, G * u)) &&
-                   holds(hl, nu) && holds(cl, nu));
+                   holds(hl, nu) && holds(cl, nu) && holds(out, tu));
+            EXPECT(g[8] == 0 || f32(out));
             if (cx->dry) return PYNN_OK;
             return pynn_rnn_forward(F(seq), F(cs), F(gates), F(hp), F(aux), F(work), F(hl),
                                     F(cl), F(x), F(k), F(rk), F(b), F(m), F(rm), rows, T, f, u,
-                                    (int)g[3], (int)g[4], (int)g[5], (int)g[6], (int)g[7]);
+                                    (int)g[3], (int)g[4], (int)g[5], (int)g[6], (int)g[7],
+                                    g[8] ? F(out) : NULL);
         } else {
             const operand *x = &o[0], *k = &o[1], *rk = &o[2], *seq = &o[3], *cs = &o[4];
             const operand *gates = &o[5], *hp = &o[6], *aux = &o[7], *m = &o[8], *rm = &o[9];
@@ -764,7 +768,8 @@ static int run_op(const step_context *cx, const pynn_op *op) {
             return pynn_rnn_backward(F(dk), F(drk), F(db), F(dx), F(dg), F(dgr), F(work),
                                      F(dseq), F(dhl), F(dcl), F(x), F(k), F(rk), F(seq), F(cs),
                                      F(gates), F(hp), F(aux), F(m), F(rm), rows, T, f, u,
-                                     (int)g[3], (int)g[4], (int)g[5], (int)g[6], (int)g[7]);
+                                     (int)g[3], (int)g[4], (int)g[5], (int)g[6], (int)g[7],
+                                     (int)g[8]);
         }
     }
     case PYNN_OP_GRAD_HOOK: {   /* bufs grads; ints phase, offset, count */

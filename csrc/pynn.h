@@ -535,7 +535,8 @@ int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const 
  * Forward.  Out: seq (the hidden states), cs (LSTM: the cell states; else unused), gates
  * (the activated gates), hprev (the state each step read, rec_mask applied), aux (GRU: the
  * recurrent projection of the candidate, bias included; LSTM: act(c), which the backward
- * reads; SimpleRNN: unused), h_last, c_last (n, u)
+ * reads; SimpleRNN: unused), h_last, c_last (n, u), out (n, T, u) (Keras's
+ * zero_output_for_mask: seq with 0 at the masked steps; NULL: not written)
  * (the final states; may be NULL).  rec: (n, G u) scratch.
  */
 #define PYNN_RNN_SIMPLE 0
@@ -547,14 +548,16 @@ int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *a
                      float *h_last, float *c_last, const float *x, const float *kernel,
                      const float *rkernel, const float *bias, const float *mask,
                      const float *rec_mask, int64_t n, int64_t T, int64_t f, int64_t u,
-                     int cell, int act, int rec_act, int go_backwards, int time_order);
+                     int cell, int act, int rec_act, int go_backwards, int time_order,
+                     float *out);
 /* Floats of `work` pynn_rnn_backward needs (3 n u is enough; this is n * 4u). */
 int64_t pynn_rnn_backward_work(int64_t n, int64_t u);
 /* Backpropagation through time of pynn_rnn_forward (same operands as it left them).
  * In: dseq (the gradient of seq, or NULL), dh_last, dc_last (of the final states, or NULL).
  * Out: dkernel, drkernel, dbias, dx (each may be NULL); dgates (n, T, G u) the gate
  * gradients against the inputs, dgr (GRU: (n, T, G u) against the recurrent projection;
- * unused by the others, may be NULL); work holds pynn_rnn_backward_work(n, u) floats. */
+ * unused by the others, may be NULL); work holds pynn_rnn_backward_work(n, u) floats.
+ * zero_output: dseq is the gradient of the forward's `out` (nothing passes at masked steps). */
 int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, float *dgates,
                       float *dgr, float *work, const float *dseq, const float *dh_last,
                       const float *dc_last, const float *x, const float *kernel,
@@ -562,7 +565,7 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
                       const float *gates, const float *hprev, const float *aux,
                       const float *mask, const float *rec_mask, int64_t n, int64_t T,
                       int64_t f, int64_t u, int cell, int act, int rec_act, int go_backwards,
-                      int time_order);
+                      int time_order, int zero_output);
 
 /* ---- randomness: counter-based, the same numbers in every backend ------------
  *
@@ -966,8 +969,9 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *                      without a hook (NULL) runs it as nothing.  A non-zero return ends the
  *                      run with PYNN_EHOOK (the steps before it stay applied).
  *   OP_RNN             bufs x, kernel, rkernel, bias, mask, rec_mask, seq, cs, gates, hprev,
- *                      aux, work, h_last, c_last   ints T, f, u, cell, act, rec_act,
- *                      go_backwards, time_order   (pynn_rnn_forward; work: the step's rec)
+ *                      aux, work, h_last, c_last, out   ints T, f, u, cell, act, rec_act,
+ *                      go_backwards, time_order, zero_output   (pynn_rnn_forward; work: the
+ *                      step's rec; out written when zero_output)
  *   OP_RNN_BACKWARD    bufs x, kernel, rkernel, seq, cs, gates, hprev, aux, mask, rec_mask,
  *                      dseq, dh_last, dc_last, dgates, dgr, work, dkernel, drkernel, dbias,
  *                      dx;  ints as OP_RNN   (pynn_rnn_backward)

@@ -98,7 +98,8 @@ int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *a
                      float *h_last, float *c_last, const float *x, const float *kernel,
                      const float *rkernel, const float *bias, const float *mask,
                      const float *rec_mask, int64_t n, int64_t T, int64_t f, int64_t u,
-                     int cell, int act, int rec_act, int go_backwards, int time_order) {
+                     int cell, int act, int rec_act, int go_backwards, int time_order,
+                     float *out) {
     const int64_t G = pynn_rnn_gates(cell), gu = G * u;
     int64_t s, r;
     int status;
@@ -186,6 +187,10 @@ int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *a
                 act_span(g, g, u, act);
                 for (j = 0; j < u; j++) h[j] = keep ? (h0 ? h0[j] : 0.0f) : g[j];
             }
+            if (out != NULL) {                 /* zero_output_for_mask's output */
+                float *y = out + (r * T + o) * u;
+                for (j = 0; j < u; j++) y[j] = keep ? 0.0f : h[j];
+            }
         });
     }
     {
@@ -206,13 +211,13 @@ static inline __attribute__((always_inline)) void bwd_row(
         int64_t r, float *dgates, float *dgr, float *dh, float *dc, float *dn,
         const float *dseq, const float *seq, const float *cs, const float *gates,
         const float *aux, const float *mask, int64_t T, int64_t u, int64_t gu, int64_t tt,
-        int64_t o, int64_t op, int cell, int act, int rec_act) {
+        int64_t o, int64_t op, int cell, int act, int rec_act, int zero_output) {
     float *dgx = dgates + (r * T + tt) * gu, *dgh = dgr + (r * T + tt) * gu;
     const float *g = gates + (r * T + tt) * gu;
     float *dhr = dh + r * u, *dcr = dc + r * u, *dnr = dn + r * u;
     const int keep = mask != NULL && mask[r * T + tt] == 0.0f;
     int64_t j;
-    if (dseq != NULL) {
+    if (dseq != NULL && !(zero_output && keep)) {   /* a zeroed output passes nothing */
         const float *d = dseq + (r * T + o) * u;
         for (j = 0; j < u; j++) dhr[j] += d[j];
     }
@@ -261,21 +266,21 @@ static void bwd_row_any(int64_t r, float *dgates, float *dgr, float *dh, float *
                         const float *dseq, const float *seq, const float *cs,
                         const float *gates, const float *aux, const float *mask, int64_t T,
                         int64_t u, int64_t gu, int64_t tt, int64_t o, int64_t op, int cell,
-                        int act, int rec_act) {
+                        int act, int rec_act, int zero_output) {
     if (act == PYNN_ACT_TANH && rec_act == PYNN_ACT_SIGMOID) {
         if (cell == PYNN_RNN_LSTM)
             bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu, tt,
-                    o, op, PYNN_RNN_LSTM, PYNN_ACT_TANH, PYNN_ACT_SIGMOID);
+                    o, op, PYNN_RNN_LSTM, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, zero_output);
         else if (cell == PYNN_RNN_GRU)
             bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu, tt,
-                    o, op, PYNN_RNN_GRU, PYNN_ACT_TANH, PYNN_ACT_SIGMOID);
+                    o, op, PYNN_RNN_GRU, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, zero_output);
         else
             bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu, tt,
-                    o, op, PYNN_RNN_SIMPLE, PYNN_ACT_TANH, PYNN_ACT_SIGMOID);
+                    o, op, PYNN_RNN_SIMPLE, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, zero_output);
         return;
     }
     bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu, tt, o, op,
-            cell, act, rec_act);
+            cell, act, rec_act, zero_output);
 }
 
 int64_t pynn_rnn_backward_work(int64_t n, int64_t u) { return n * 4 * u; }
@@ -287,7 +292,7 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
                       const float *gates, const float *hprev, const float *aux,
                       const float *mask, const float *rec_mask, int64_t n, int64_t T,
                       int64_t f, int64_t u, int cell, int act, int rec_act, int go_backwards,
-                      int time_order) {
+                      int time_order, int zero_output) {
     const int64_t G = pynn_rnn_gates(cell), gu = G * u;
     float *dh, *dc, *dn;
     int64_t s, r;
@@ -321,7 +326,7 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
         PYNN_PARALLEL_FOR(pynn_threads_for(n * gu * 8),
         for (r = 0; r < n; r++)
             bwd_row_any(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu,
-                        tt, o, op, cell, act, rec_act);
+                        tt, o, op, cell, act, rec_act, zero_output);
         );
         if (s == 0) break;                    /* h_{-1} is the constant 0 */
         /* dh = dgr_s rkernel^T (recurrent dropout's mask) + dn */

@@ -11,7 +11,7 @@ cdef extern from "pynn.h" nogil:
                          const float *kernel, const float *rkernel, const float *bias,
                          const float *mask, const float *rec_mask, int64_t n, int64_t T,
                          int64_t f, int64_t u, int cell, int act, int rec_act,
-                         int go_backwards, int time_order)
+                         int go_backwards, int time_order, float *out)
     int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx,
                           float *dgates, float *dgr, float *work, const float *dseq,
                           const float *dh_last, const float *dc_last, const float *x,
@@ -19,7 +19,7 @@ cdef extern from "pynn.h" nogil:
                           const float *cs, const float *gates, const float *hprev,
                           const float *aux, const float *mask, const float *rec_mask,
                           int64_t n, int64_t T, int64_t f, int64_t u, int cell, int act,
-                          int rec_act, int go_backwards, int time_order)
+                          int rec_act, int go_backwards, int time_order, int zero_output)
 
 
 cdef float *_rnn_ptr(object a, int64_t need, str what, str where, bint out,
@@ -54,8 +54,8 @@ def rnn_backward_work(int64_t n, int64_t u):
 
 def rnn_forward(seq, cs, gates, hprev, aux, rec, h_last, c_last, x, kernel, rkernel, bias,
                 mask, rec_mask, int64_t n, int64_t T, int64_t f, int64_t u, int cell, int act,
-                int rec_act, bint go_backwards, bint time_order):
-    """pynn_rnn_forward (csrc/pynn.h)."""
+                int rec_act, bint go_backwards, bint time_order, out=None):
+    """pynn_rnn_forward (csrc/pynn.h); out: zero_output_for_mask's output, or None."""
     cdef str where = "rnn_forward"
     cdef int64_t G = _rnn_sizes(n, T, f, u, cell, act, rec_act, where)
     cdef int64_t ntu = n * T * u, gu = G * u
@@ -73,20 +73,21 @@ def rnn_forward(seq, cs, gates, hprev, aux, rec, h_last, c_last, x, kernel, rker
     cdef const float *p_b = _rnn_ptr(bias, (2 if cell == 2 else 1) * gu, "bias", where, False)
     cdef const float *p_m = _rnn_ptr(mask, n * T, "mask", where, False)
     cdef const float *p_rm = _rnn_ptr(rec_mask, n * u, "rec_mask", where, False)
+    cdef float *p_out = _rnn_ptr(out, ntu, "out", where, True)
     cdef int status
     if n == 0:
         return
     with nogil:
         status = pynn_rnn_forward(p_seq, p_cs, p_g, p_hp, p_aux, p_rec, p_hl, p_cl, p_x, p_k,
                                   p_rk, p_b, p_m, p_rm, n, T, f, u, cell, act, rec_act,
-                                  go_backwards, time_order)
+                                  go_backwards, time_order, p_out)
     _check(status, where)
 
 
 def rnn_backward(dkernel, drkernel, dbias, dx, dgates, dgr, work, dseq, dh_last, dc_last, x,
                  kernel, rkernel, seq, cs, gates, hprev, aux, mask, rec_mask, int64_t n,
                  int64_t T, int64_t f, int64_t u, int cell, int act, int rec_act,
-                 bint go_backwards, bint time_order):
+                 bint go_backwards, bint time_order, bint zero_output=False):
     """pynn_rnn_backward (csrc/pynn.h)."""
     cdef str where = "rnn_backward"
     cdef int64_t G = _rnn_sizes(n, T, f, u, cell, act, rec_act, where)
@@ -121,5 +122,5 @@ def rnn_backward(dkernel, drkernel, dbias, dx, dgates, dgr, work, dseq, dh_last,
         status = pynn_rnn_backward(p_dk, p_drk, p_db, p_dx, p_dg, p_dgr, p_w, p_dseq, p_dhl,
                                    p_dcl, p_x, p_k, p_rk, p_seq, p_cs, p_g, p_hp, p_aux, p_m,
                                    p_rm, n, T, f, u, cell, act, rec_act, go_backwards,
-                                   time_order)
+                                   time_order, zero_output)
     _check(status, where)

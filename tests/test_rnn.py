@@ -66,8 +66,9 @@ _TACT = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
          "linear": lambda z: z}
 
 
-def _loop(kind, cfg, w, x, mask):
-    """Keras's recurrence written in torch: (seq in processing order, h, c)."""
+def _loop(kind, cfg, w, x, mask, zero_output=False):
+    """Keras's recurrence written in torch: (seq in processing order, h, c); zero_output:
+    the sequence holds 0 at the masked steps (Keras's zero_output_for_mask)."""
     u = cfg["units"]
     act, ract = _TACT[cfg["activation"]], _TACT[cfg.get("recurrent_activation", "sigmoid")]
     k, rk = w[0], w[1]
@@ -98,7 +99,8 @@ def _loop(kind, cfg, w, x, mask):
             m = torch.tensor(mask[:, t:t + 1] != 0)
             h_new, c_new = torch.where(m, h_new, h), torch.where(m, c_new, c)
         h, c = h_new, c_new
-        outs.append(h)
+        outs.append(torch.where(m, h, torch.zeros_like(h)) if zero_output and mask is not None
+                    else h)
     return torch.stack(outs, dim=1), h, c
 
 
@@ -684,3 +686,35 @@ def test_eager_call_with_states():
     assert_close(out, r["h_last"])
     assert_close(h, r["h_last"])
     assert_close(c, r["c_last"])
+
+
+@pytest.mark.parametrize("kind,backend", [("LSTM", "cpu"), ("GRU", "numpy"), ("SimpleRNN", "cuda")])
+def test_masked_bidirectional_sequences_output_zeros(kind, backend):
+    """Keras's Bidirectional sets zero_output_for_mask on sublayers that return sequences:
+    their masked steps output 0 (the state still carries over)."""
+    usable_backend(backend)
+    pynn.utils.set_random_seed(12)
+    x, y = _data(12)
+    mask = np.ones((N, T), np.float32)
+    mask[0, :2] = 0
+    mask[1, 3:] = 0
+    mask[2, 1] = 0
+    xin, min_ = pynn.Input((T, F)), pynn.Input((T,))
+    bi = layers.Bidirectional(getattr(layers, kind)(3, return_sequences=True))
+    h = layers.Flatten()(bi(_AttachMask()([xin, min_])))
+    model = pynn.Model([xin, min_], layers.Dense(2)(h))
+    assert bi.forward_layer.zero_output_for_mask and bi.backward_layer.zero_output_for_mask
+    cfg = _cfg(bi.forward_layer)
+    bcfg = {**cfg, "go_backwards": True}
+    n = len(bi.forward_layer.weights)
+
+    def body(ws, xt):
+        f, _, _ = _loop(kind, cfg, ws[:n], xt, mask, zero_output=True)
+        b, _, _ = _loop(kind, bcfg, ws[n:2 * n], xt, mask, zero_output=True)
+        return _dense_head(torch.cat([f, torch.flip(b, [1])], -1), ws[2 * n:])
+
+    expected = expected_step(model, x, y, 0.5, body)
+    model.compile(optimizer=pynn.optimizers.SGD(learning_rate=0.5), loss="mse", backend=backend)
+    before = model.get_weights()
+    model.train_on_batch([x, mask], y)
+    assert_step_close(before, model.get_weights(), expected, err_msg=f"{kind} zero output")

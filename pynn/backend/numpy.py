@@ -139,21 +139,22 @@ class NumpyBackend(HostBackend):
     # ---- recurrent layers (engineer H) ----------------------------------------------------
     def rnn_forward(self, x, kernel, rkernel, bias, mask, rec_mask, seq, cs, gates, hprev, aux,
                     work, h_last, c_last, *, T, f, u, cell, act, rec_act, go_backwards,
-                    time_order):
+                    time_order, zero_output=False, out=None):
         n = x.shape[0]
         b = None if bias is None else (bias.reshape(2, -1) if cell == 2 else bias.reshape(-1))
         r = ref.rnn_forward(x.reshape(n, T, f), kernel, rkernel, b,
                             None if mask is None else mask.reshape(n, T),
                             None if rec_mask is None else rec_mask.reshape(n, u), cell, act,
                             rec_act, go_backwards, time_order)
-        for name, out in (("seq", seq), ("cs", cs), ("gates", gates), ("hprev", hprev),
-                          ("aux", aux), ("h_last", h_last), ("c_last", c_last)):
-            if out is not None and r[name] is not None:
-                out.reshape(-1)[:r[name].size] = r[name].reshape(-1)
+        for name, dst in (("seq", seq), ("cs", cs), ("gates", gates), ("hprev", hprev),
+                          ("aux", aux), ("h_last", h_last), ("c_last", c_last),
+                          ("out", out if zero_output else None)):
+            if dst is not None and r[name] is not None:
+                dst.reshape(-1)[:r[name].size] = r[name].reshape(-1)
 
     def rnn_backward(self, x, kernel, rkernel, seq, cs, gates, hprev, aux, mask, rec_mask, dseq,
                      dh_last, dc_last, dgates, dgr, work, dkernel, drkernel, dbias, dx, *, T,
-                     f, u, cell, act, rec_act, go_backwards, time_order):
+                     f, u, cell, act, rec_act, go_backwards, time_order, zero_output=False):
         n = x.shape[0]
         G = ref.RNN_GATES[cell]
 
@@ -167,7 +168,7 @@ class NumpyBackend(HostBackend):
                              x.reshape(n, T, f), kernel, rkernel, saved,
                              None if mask is None else mask.reshape(n, T),
                              None if rec_mask is None else rec_mask.reshape(n, u), cell, act,
-                             rec_act, go_backwards, time_order)
+                             rec_act, go_backwards, time_order, zero_output)
         for name, out in (("dkernel", dkernel), ("drkernel", drkernel), ("dbias", dbias),
                           ("dx", dx)):
             if out is not None:

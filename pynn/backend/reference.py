@@ -1402,6 +1402,7 @@ def rnn_forward(x, kernel, rkernel, bias, mask, rec_mask, cell, act, rec_act,
     hprev = np.zeros((n, T, u), dt)
     aux = np.zeros((n, T, u), dt) if cell == 2 else None
     xp = gemm(x.reshape(n * T, f), kernel).reshape(n, T, G * u)
+    out = np.zeros((n, T, u), dt)      # zero_output_for_mask's output
     h = np.zeros((n, u), dt)
     c = np.zeros((n, u), dt)
     for s in range(T):
@@ -1441,16 +1442,20 @@ def rnn_forward(x, kernel, rkernel, bias, mask, rec_mask, cell, act, rec_act,
             c_new = np.where(keep, c, c_new)
         h, c = h_new.astype(dt), c_new.astype(dt)
         seq[:, o] = h
+        if mask is not None:
+            out[:, o] = np.where((mask[:, t] == 0)[:, None], 0, h)
         if cs is not None:
             cs[:, o] = c
     return {"seq": seq, "cs": cs, "gates": gates, "hprev": hprev, "aux": aux,
+            "out": out if mask is not None else seq.copy(),
             "h_last": h.copy(), "c_last": c.copy() if cell == 1 else None}
 
 
 def rnn_backward(dseq, dh_last, dc_last, x, kernel, rkernel, saved, mask, rec_mask, cell, act,
-                 rec_act, go_backwards=False, time_order=False):
+                 rec_act, go_backwards=False, time_order=False, zero_output=False):
     """Backpropagation through time from the buffers `saved` (rnn_forward's dict): a dict
-    of dkernel, drkernel, dbias ((G u,), or (2, G u) for the GRU), dx."""
+    of dkernel, drkernel, dbias ((G u,), or (2, G u) for the GRU), dx.  zero_output: dseq
+    is the gradient of rnn_forward's "out" (seq with 0 at the masked steps)."""
     n, T, f = x.shape
     u = rkernel.shape[0]
     G = RNN_GATES[cell]
@@ -1466,7 +1471,10 @@ def rnn_backward(dseq, dh_last, dc_last, x, kernel, rkernel, saved, mask, rec_ma
         o = t if time_order else s
         op = None if s == 0 else (order[s - 1] if time_order else s - 1)
         if dseq is not None:
-            dh = dh + dseq[:, o]
+            d = dseq[:, o]
+            if zero_output and mask is not None:
+                d = np.where((mask[:, t] == 0)[:, None], 0, d).astype(dt)
+            dh = dh + d
         g = gates[:, t]
         if cell == 1:
             i, fg, cc, og = g[:, :u], g[:, u:2 * u], g[:, 2 * u:3 * u], g[:, 3 * u:]

@@ -21,7 +21,8 @@ recurrent_dropout=0), recurrent_dropout (one mask per sequence over the units, a
 the state each step reads; Keras draws one per gate there, and then one input mask per
 gate too: pynn shares one of each), unroll (accepted, ignored).  stateful=True and GRU's
 reset_after=False are refused; a call's initial_state is not supported (every sequence
-starts from zero states); zero_output_for_mask=True is refused where a mask meets it.
+starts from zero states).  zero_output_for_mask (Keras's; a Bidirectional sets it on its
+sublayers when they return sequences): a masked step of the returned sequence outputs 0.
 """
 from .. import activations, ids, initializers
 from ..checks import check_bool, check_int, check_number, check_seed, invalid, shown
@@ -120,7 +121,7 @@ class RNNBase(Layer):
         self.stateful = False
         self.unroll = check_bool(unroll, "unroll", where)     # accepted, changes nothing
         # Keras's: masked steps of a returned sequence output zeros instead of the previous
-        # output (Keras's Bidirectional sets it); pynn refuses it where a mask meets it
+        # output (Keras's Bidirectional sets it)
         self.zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask",
                                                where)
         self._time_order = False      # Bidirectional's backward layer: outputs in time order
@@ -215,10 +216,7 @@ class RNNBase(Layer):
         u, G, cell = self.units, self._gates, self._cell
         call = b.call_counts.get(id(self), 0)
         mask = getattr(x, "mask", None)
-        if mask is not None and self.zero_output_for_mask and self.return_sequences:
-            raise ValueError(f"{type(self).__name__} '{self.name}': zero_output_for_mask=True "
-                             "with a mask is not supported (masked steps output the previous "
-                             "output in pynn)")
+        zero_output = mask is not None and self.zero_output_for_mask and self.return_sequences
         xin = x
         if training and self.dropout > 0:
             dmask, xd = b.new(x.shape, role="mask"), b.new(x.shape)
@@ -248,14 +246,18 @@ class RNNBase(Layer):
         h_last = b.new((x.shape[0], u))
         c_last = b.new((x.shape[0], u)) if cell == 1 else None
         mask_buf = -1 if mask is None else mask.buf
+        out = b.new((x.shape[0], T, u)) if zero_output else None
         w, rw, bias = b.param(self._kernel), b.param(self._recurrent_kernel), \
             b.param_or_none(self._bias)
         ints = [T, f, u, cell, ids.ACTIVATIONS[self.activation],
                 ids.ACTIVATIONS[self.recurrent_activation], int(self.go_backwards),
-                int(self._time_order)]
+                int(self._time_order), int(zero_output)]
         b.op("rnn", [xin.buf, w, rw, bias, mask_buf, rec_mask, seq.buf, cs, gates, hprev, aux,
-                     work, h_last.buf, -1 if c_last is None else c_last.buf], ints,
-             label=self.name)
+                     work, h_last.buf, -1 if c_last is None else c_last.buf,
+                     -1 if out is None else out.buf], ints, label=self.name)
+        states = seq                 # the state history the backward reads
+        if out is not None:          # Keras's zero_output_for_mask: 0 at the masked steps
+            seq = out
         outs = ([seq] if self.return_sequences else []) + [h_last] + \
             ([c_last] if c_last is not None else [])
 
@@ -267,7 +269,7 @@ class RNNBase(Layer):
             dgr = b.scratch((T, G * u), batched=True) if cell == 2 else -1
             dx = b.buffer(xin.shape[1:], role="gradient") if need[0] else -1
             b.op("rnn_backward",
-                 [xin.buf, w, rw, seq.buf, cs, gates, hprev, aux, mask_buf, rec_mask,
+                 [xin.buf, w, rw, states.buf, cs, gates, hprev, aux, mask_buf, rec_mask,
                   -1 if dseq is None else dseq, -1 if dh is None else dh,
                   -1 if dc is None else dc, dgates, dgr, work, b.grad(self._kernel),
                   b.grad(self._recurrent_kernel), b.grad(self._bias), dx], ints,
@@ -426,6 +428,9 @@ class Bidirectional(Layer):
                                  f'layer and "{getattr(bl, a)}" for backward layer')
         bl._time_order = True
         fl._time_order = False
+        # Keras's: a returned sequence outputs 0 at the masked steps
+        fl.zero_output_for_mask = fl.return_sequences
+        bl.zero_output_for_mask = bl.return_sequences
         self.merge_mode = merge_mode
         self.return_sequences = fl.return_sequences
         self.return_state = fl.return_state

@@ -539,16 +539,17 @@ _RNN_CELLS = {0: "simple", 1: "lstm", 2: "gru"}
 
 
 def _rnn_ints(op):
-    T, f, u, cell, act, rec_act, go_backwards, time_order = op.ints
+    T, f, u, cell, act, rec_act, go_backwards, time_order, zero_output = op.ints
     return dict(T=T, f=f, u=u, cell=cell, act=_ACT[act], rec_act=_ACT[rec_act],
-                go_backwards=bool(go_backwards), time_order=bool(time_order))
+                go_backwards=bool(go_backwards), time_order=bool(time_order),
+                zero_output=bool(zero_output))
 
 
 def _rnn(ex, op, v, step, losses, metrics, reals):
-    x, k, rk, b, m, rm, seq, cs, gates, hprev, aux, work, hl, cl = op.bufs
+    x, k, rk, b, m, rm, seq, cs, gates, hprev, aux, work, hl, cl, out = op.bufs
     ex.backend.rnn_forward(v[x], v[k], v[rk], _opt(v, b), _opt(v, m), _opt(v, rm), v[seq],
                            _opt(v, cs), v[gates], v[hprev], _opt(v, aux), v[work], _opt(v, hl),
-                           _opt(v, cl), **_rnn_ints(op))
+                           _opt(v, cl), out=_opt(v, out), **_rnn_ints(op))
 
 
 def _rnn_backward(ex, op, v, step, losses, metrics, reals):

@@ -94,7 +94,7 @@ static void test_forward(int cell, int back, int masked) {
     for (i = 0; i < n * T; i++) mask[i] = (i % 4 == 1) ? 0.0f : 1.0f;
     CHECK(pynn_rnn_forward(o.seq, o.cs, o.gates, o.hprev, o.aux, o.rec, o.hl, o.cl, x, k, rk, b,
                            masked ? mask : NULL, NULL, n, T, f, u, cell, PYNN_ACT_TANH,
-                           PYNN_ACT_SIGMOID, back, 0) == PYNN_OK, "forward cell %d", cell);
+                           PYNN_ACT_SIGMOID, back, 0, NULL) == PYNN_OK, "forward cell %d", cell);
     reference(want, x, k, rk, b, masked ? mask : NULL, n, T, f, u, cell, back);
     for (i = 0; i < n * u; i++)
         CHECK(fabs(o.hl[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])),
@@ -118,11 +118,11 @@ static void test_threads_bitwise(int cell) {
         out[run][3] = zeros(n * T * f);
         CHECK(pynn_rnn_forward(o.seq, o.cs, o.gates, o.hprev, o.aux, o.rec, o.hl, o.cl, x, k, rk,
                                b, NULL, NULL, n, T, f, u, cell, PYNN_ACT_TANH, PYNN_ACT_SIGMOID,
-                               1, 0) == PYNN_OK, "forward");
+                               1, 0, NULL) == PYNN_OK, "forward");
         CHECK(pynn_rnn_backward(out[run][0], out[run][1], out[run][2], out[run][3], dg, dgr,
                                 work, dseq, dh, NULL, x, k, rk, o.seq, o.cs, o.gates, o.hprev,
                                 o.aux, NULL, NULL, n, T, f, u, cell, PYNN_ACT_TANH,
-                                PYNN_ACT_SIGMOID, 1, 0) == PYNN_OK, "backward");
+                                PYNN_ACT_SIGMOID, 1, 0, 0) == PYNN_OK, "backward");
         free_fwd(&o); free(dg); free(dgr); free(work);
     }
     CHECK(memcmp(out[0][0], out[1][0], (size_t)(f * gu) * sizeof(float)) == 0, "dkernel threads");
@@ -136,18 +136,18 @@ static void test_threads_bitwise(int cell) {
 static void test_refusals(void) {
     float a[64] = {0};
     CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, 1, 1, 1, 1,
-                           7, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0) == PYNN_EINVAL, "cell 7");
+                           7, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, NULL) == PYNN_EINVAL, "cell 7");
     CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, 1, 1, 1, 1,
-                           0, PYNN_ACT_SOFTMAX, PYNN_ACT_SIGMOID, 0, 0) == PYNN_EINVAL, "softmax");
+                           0, PYNN_ACT_SOFTMAX, PYNN_ACT_SIGMOID, 0, 0, NULL) == PYNN_EINVAL, "softmax");
     CHECK(pynn_rnn_forward(a, NULL, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, 1, 1, 1, 1,
-                           PYNN_RNN_LSTM, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0) == PYNN_EINVAL,
+                           PYNN_RNN_LSTM, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, NULL) == PYNN_EINVAL,
           "LSTM without cs");
     CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, 1, 0, 1, 1,
-                           0, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0) == PYNN_EINVAL, "T = 0");
+                           0, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, NULL) == PYNN_EINVAL, "T = 0");
     CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, 0, 3, 2, 2,
-                           1, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0) == PYNN_OK, "n = 0");
+                           1, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, NULL) == PYNN_OK, "n = 0");
     CHECK(pynn_rnn_backward(a, a, a, NULL, a, a, a, NULL, NULL, NULL, a, a, a, a, a, a, a, a,
-                            NULL, NULL, 0, 3, 2, 2, 2, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0)
+                            NULL, NULL, 0, 3, 2, 2, 2, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, 0)
           == PYNN_OK, "backward n = 0");
     CHECK(a[0] == 0.0f, "n = 0 zeroes the weight gradients");
 }

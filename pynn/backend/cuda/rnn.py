@@ -33,8 +33,8 @@ def _dact(y, act_id):
 
 
 @cuda.jit
-def _step_forward(seq, cs, gates, hprev, aux, bias, mask, rec_mask, rk, n, T, u, s, t, o, op,
-                  cell, act_id, rec_id, has_bias, has_mask, has_rm):
+def _step_forward(seq, cs, gates, hprev, aux, bias, mask, rec_mask, rk, out, n, T, u, s, t, o,
+                  op, cell, act_id, rec_id, has_bias, has_mask, has_rm, has_out):
     i = cuda.grid(1)
     if i >= n * u:
         return
@@ -115,6 +115,8 @@ def _step_forward(seq, cs, gates, hprev, aux, bias, mask, rec_mask, rk, n, T, u,
         hn = _act(zz, act_id, F0)
         gates[r, t, j] = hn
         seq[r, o, j] = h0 if keep else hn
+    if has_out:                     # zero_output_for_mask's output
+        out[r, o, j] = F0 if keep else seq[r, o, j]
 
 
 @cuda.jit
@@ -138,7 +140,7 @@ def _init_backward(work, dh_last, dc_last, n, u, has_dh, has_dc):
 
 @cuda.jit
 def _step_backward(dgates, dgr, work, dseq, seq, cs, gates, aux, mask, n, T, u, t, o, op,
-                   cell, act_id, rec_id, has_dseq, has_mask):
+                   cell, act_id, rec_id, has_dseq, has_mask, zero_output):
     """The gate gradients of one step; work[:, 2u:3u] = the gradient reaching h_{s-1}
     other than through the recurrent kernel."""
     i = cuda.grid(1)
@@ -147,11 +149,12 @@ def _step_backward(dgates, dgr, work, dseq, seq, cs, gates, aux, mask, n, T, u, 
     r = i // u
     j = i - r * u
     d = work[r, j]
-    if has_dseq:
+    masked = has_mask and mask[r, t] == F0
+    if has_dseq and not (zero_output and masked):
         d += dseq[r, o, j]
         work[r, j] = d
     G = 4 if cell == 1 else (3 if cell == 2 else 1)
-    if has_mask and mask[r, t] == F0:
+    if masked:
         for g in range(G):
             dgates[r, t, g * u + j] = F0
             dgr[r, t, g * u + j] = F0
@@ -213,7 +216,7 @@ def _rows3(a, n, T, width):
 
 def rnn_forward(x, kernel, rkernel, bias, mask, rec_mask, seq, cs, gates, hprev, aux, work,
                 h_last, c_last, *, T, f, u, cell, act, rec_act, go_backwards, time_order,
-                sm_count):
+                sm_count, zero_output=False, out=None):
     from .gemm import matmul
     n = x.shape[0]
     if n == 0:
@@ -230,15 +233,17 @@ def rnn_forward(x, kernel, rkernel, bias, mask, rec_mask, seq, cs, gates, hprev,
     m2 = mask.reshape(n, T) if mask is not None else seq3.reshape(n, T * u)
     rm2 = rec_mask.reshape(n, u) if rec_mask is not None else seq3.reshape(n, T * u)
     blocks, threads = elementwise_config(n * u)
+    out3 = _rows3(out, n, T, u) if zero_output and out is not None else seq3
     order = [T - 1 - s if go_backwards else s for s in range(T)]
     a, ra = ACTIVATIONS[act], ACTIVATIONS[rec_act]
     for s in range(T):
         t = order[s]
         o = t if time_order else s
         op = -1 if s == 0 else (order[s - 1] if time_order else s - 1)
-        _step_forward[blocks, threads](seq3, cs3, g3, hp3, aux3, b1, m2, rm2, rkernel, n, T, u,
-                                       s, t, o, op, cell, a, ra, bias is not None,
-                                       mask is not None, rec_mask is not None)
+        _step_forward[blocks, threads](seq3, cs3, g3, hp3, aux3, b1, m2, rm2, rkernel, out3, n,
+                                       T, u, s, t, o, op, cell, a, ra, bias is not None,
+                                       mask is not None, rec_mask is not None,
+                                       zero_output and out is not None)
     last = order[T - 1] if time_order else T - 1
     if h_last is not None:
         _copy_last[blocks, threads](h_last.reshape(n, u), seq3, n, u, last)
@@ -248,7 +253,7 @@ def rnn_forward(x, kernel, rkernel, bias, mask, rec_mask, seq, cs, gates, hprev,
 
 def rnn_backward(x, kernel, rkernel, seq, cs, gates, hprev, aux, mask, rec_mask, dseq, dh_last,
                  dc_last, dgates, dgr, work, dkernel, drkernel, dbias, dx, *, T, f, u, cell,
-                 act, rec_act, go_backwards, time_order, sm_count):
+                 act, rec_act, go_backwards, time_order, sm_count, zero_output=False):
     from .gemm import matmul
     n = x.shape[0]
     G = _GATES[cell]
@@ -280,7 +285,7 @@ def rnn_backward(x, kernel, rkernel, seq, cs, gates, hprev, aux, mask, rec_mask,
         op = -1 if s == 0 else (order[s - 1] if time_order else s - 1)
         _step_backward[blocks, threads](dg3, dgr3, w2, dseq3, seq3, cs3, g3, aux3, m2, n, T, u,
                                         t, o, op, cell, a, ra, dseq is not None,
-                                        mask is not None)
+                                        mask is not None, zero_output)
         if s > 0:
             _propagate[blocks, threads](w2, dgr3, rkernel, rm2, n, u, t, rec_mask is not None)
     dg2 = dg3.reshape(n * T, G * u)
