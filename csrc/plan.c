@@ -209,6 +209,9 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_KERNEL_DILATE] = {2, 6, 0},
         /* convolution variants (engineer B) */
         [PYNN_OP_TRANSPOSE] = {2, -1, 0},         /* checked by run_op */
+        /* recurrent layers (engineer H) */
+        [PYNN_OP_RNN] = {15, 9, 0},
+        [PYNN_OP_RNN_BACKWARD] = {20, 9, 0},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -989,6 +992,65 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         if (cx->dry) return PYNN_OK;
         return pynn_crop(F(&o[2]), F(&o[0]), F(&o[1]), rows, g[0], g[1], g[2], g[3], g[4], g[5],
                          g[6]);
+    }
+    /* recurrent layers (engineer H): the step's rows are the sequences */
+    case PYNN_OP_RNN:
+    case PYNN_OP_RNN_BACKWARD: {   /* ints T, f, u, cell, act, rec_act, go_backwards, time_order */
+        const int64_t T = g[0], f = g[1], u = g[2];
+        const int64_t G = (g[3] >= 0 && g[3] <= 2) ? pynn_rnn_gates((int)g[3]) : 0;
+        const int64_t tu = mul(mul(rows, T), u), tg = mul(tu, G), nu = mul(rows, u);
+        const int64_t nbias = g[3] == PYNN_RNN_GRU ? 2 * G * u : G * u;
+        EXPECT(T >= 1 && f >= 1 && u >= 1 && G > 0 && T <= INT32_MAX && f <= INT32_MAX &&
+               u <= INT32_MAX && act_ok(g[4]) && act_ok(g[5]) &&
+               pynn_rnn_act_supported((int)g[4]) && pynn_rnn_act_supported((int)g[5]) &&
+               (g[6] == 0 || g[6] == 1) && (g[7] == 0 || g[7] == 1) &&
+               (g[8] == 0 || g[8] == 1));
+        EXPECT(tg >= 0 && mul(G, u) <= INT32_MAX);
+        for (i = 0; i < op->n_bufs; i++) EXPECT(f32_or_absent(&o[i]));
+        if (op->kind == PYNN_OP_RNN) {
+            const operand *x = &o[0], *k = &o[1], *rk = &o[2], *b = &o[3], *m = &o[4];
+            const operand *rm = &o[5], *seq = &o[6], *cs = &o[7], *gates = &o[8];
+            const operand *hp = &o[9], *aux = &o[10], *work = &o[11], *hl = &o[12], *cl = &o[13];
+            const operand *out = &o[14];
+            EXPECT(f32(x) && f32(k) && f32(rk) && f32(seq) && f32(gates) && f32(hp) && f32(work));
+            EXPECT(g[3] != PYNN_RNN_LSTM || (f32(cs) && f32(aux)));
+            EXPECT(g[3] != PYNN_RNN_GRU || f32(aux));
+            EXPECT(holds(x, mul(mul(rows, T), f)) && holds(k, mul(f, G * u)) &&
+                   holds(rk, mul(u, G * u)) && holds(b, nbias) && holds(m, mul(rows, T)) &&
+                   holds(rm, nu) && holds(seq, tu) && holds(cs, tu) && holds(gates, tg) &&
+                   holds(hp, tu) && holds(aux, tu) && holds(work, mul(rows, G * u)) &&
+                   holds(hl, nu) && holds(cl, nu) && holds(out, tu));
+            EXPECT(g[8] == 0 || f32(out));
+            if (cx->dry) return PYNN_OK;
+            return pynn_rnn_forward(F(seq), F(cs), F(gates), F(hp), F(aux), F(work), F(hl),
+                                    F(cl), F(x), F(k), F(rk), F(b), F(m), F(rm), rows, T, f, u,
+                                    (int)g[3], (int)g[4], (int)g[5], (int)g[6], (int)g[7],
+                                    g[8] ? F(out) : NULL);
+        } else {
+            const operand *x = &o[0], *k = &o[1], *rk = &o[2], *seq = &o[3], *cs = &o[4];
+            const operand *gates = &o[5], *hp = &o[6], *aux = &o[7], *m = &o[8], *rm = &o[9];
+            const operand *dseq = &o[10], *dhl = &o[11], *dcl = &o[12], *dg = &o[13];
+            const operand *dgr = &o[14], *work = &o[15], *dk = &o[16], *drk = &o[17];
+            const operand *db = &o[18], *dx = &o[19];
+            EXPECT(f32(x) && f32(k) && f32(rk) && f32(seq) && f32(gates) && f32(hp) &&
+                   f32(dg) && f32(work));
+            EXPECT(g[3] != PYNN_RNN_LSTM || (f32(cs) && f32(aux)));
+            EXPECT(g[3] != PYNN_RNN_GRU || (f32(aux) && f32(dgr)));
+            EXPECT(holds(x, mul(mul(rows, T), f)) && holds(k, mul(f, G * u)) &&
+                   holds(rk, mul(u, G * u)) && holds(seq, tu) && holds(cs, tu) &&
+                   holds(gates, tg) && holds(hp, tu) && holds(aux, tu) &&
+                   holds(m, mul(rows, T)) && holds(rm, nu) && holds(dseq, tu) &&
+                   holds(dhl, nu) && holds(dcl, nu) && holds(dg, tg) && holds(dgr, tg) &&
+                   holds(work, pynn_rnn_backward_work(rows, u)) && holds(dk, mul(f, G * u)) &&
+                   holds(drk, mul(u, G * u)) && holds(db, nbias) &&
+                   holds(dx, mul(mul(rows, T), f)));
+            if (cx->dry) return PYNN_OK;
+            return pynn_rnn_backward(F(dk), F(drk), F(db), F(dx), F(dg), F(dgr), F(work),
+                                     F(dseq), F(dhl), F(dcl), F(x), F(k), F(rk), F(seq), F(cs),
+                                     F(gates), F(hp), F(aux), F(m), F(rm), rows, T, f, u,
+                                     (int)g[3], (int)g[4], (int)g[5], (int)g[6], (int)g[7],
+                                     (int)g[8]);
+        }
     }
     case PYNN_OP_GRAD_HOOK: {   /* bufs grads; ints phase, offset, count */
         EXPECT(f32(&o[0]) && (g[0] == 0 || g[0] == 1) && g[1] >= 0 && g[2] >= 0 &&

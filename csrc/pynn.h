@@ -203,7 +203,10 @@ extern "C" {
     X(OP_MASKING_BACKWARD, 104, "masking_backward")                                  \
     X(OP_ROWS_SCOPE, 105, "rows_scope")                                              \
     /* convolution variants (engineer B; ids 50..59) */                              \
-    X(OP_TRANSPOSE, 50, "transpose")
+    X(OP_TRANSPOSE, 50, "transpose")                                                 \
+    /* recurrent layers (rnn.c; engineer H, ids 110..129) */                         \
+    X(OP_RNN, 110, "rnn")                                                            \
+    X(OP_RNN_BACKWARD, 111, "rnn_backward")
 
 #define PYNN_ID_ENUM_(sym, value, name) PYNN_##sym = value,
 #define PYNN_ID_COUNT_(sym, value, name) +1
@@ -735,6 +738,54 @@ int pynn_pad_crop(float *y, const float *x, int64_t n, int64_t h, int64_t w, int
 int pynn_kernel_dilate(float *dst, const float *src, int64_t kh, int64_t kw, int64_t cols,
                        int64_t dh, int64_t dw, int inverse);
 
+/* ---- recurrent layers (rnn.c): SimpleRNN, LSTM, GRU ------------------------------
+ *
+ * cell PYNN_RNN_SIMPLE (G = 1 gate block), PYNN_RNN_LSTM (G = 4: i, f, c, o, Keras's order)
+ * or PYNN_RNN_GRU (G = 3: z, r, h, Keras's reset_after=True form).  act and rec_act: linear,
+ * relu, sigmoid or tanh (pynn_rnn_act_supported).  Sizes: n rows, T >= 1 steps, f input
+ * features, u units.  Weights in Keras's layouts: kernel (f, G u), rkernel (u, G u), bias
+ * (G u) or, for the GRU, (2, G u) (input bias, recurrent bias); bias may be NULL.
+ * Layouts: x (n, T, f); gates (n, T, G u), hprev and aux (n, T, u) are indexed by time t;
+ * seq and cs (n, T, u) by output position: the step s, or the time t when time_order (step
+ * s reads time t = go_backwards ? T - 1 - s : s).  mask (n, T) (time-indexed; 0.0 = a masked
+ * step, which keeps the previous state and outputs it; NULL: none), rec_mask (n, u)
+ * (recurrent dropout's per-sequence mask, applied to the state each step reads; NULL: none).
+ *
+ * Forward.  Out: seq (the hidden states), cs (LSTM: the cell states; else unused), gates
+ * (the activated gates), hprev (the state each step read, rec_mask applied), aux (GRU: the
+ * recurrent projection of the candidate, bias included; LSTM: act(c), which the backward
+ * reads; SimpleRNN: unused), h_last, c_last (n, u), out (n, T, u) (Keras's
+ * zero_output_for_mask: seq with 0 at the masked steps; NULL: not written)
+ * (the final states; may be NULL).  rec: (n, G u) scratch.
+ */
+#define PYNN_RNN_SIMPLE 0
+#define PYNN_RNN_LSTM 1
+#define PYNN_RNN_GRU 2
+int64_t pynn_rnn_gates(int cell);               /* G, or 0 for no such cell */
+int pynn_rnn_act_supported(int act);
+int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *aux, float *rec,
+                     float *h_last, float *c_last, const float *x, const float *kernel,
+                     const float *rkernel, const float *bias, const float *mask,
+                     const float *rec_mask, int64_t n, int64_t T, int64_t f, int64_t u,
+                     int cell, int act, int rec_act, int go_backwards, int time_order,
+                     float *out);
+/* Floats of `work` pynn_rnn_backward needs (3 n u is enough; this is n * 4u). */
+int64_t pynn_rnn_backward_work(int64_t n, int64_t u);
+/* Backpropagation through time of pynn_rnn_forward (same operands as it left them).
+ * In: dseq (the gradient of seq, or NULL), dh_last, dc_last (of the final states, or NULL).
+ * Out: dkernel, drkernel, dbias, dx (each may be NULL); dgates (n, T, G u) the gate
+ * gradients against the inputs, dgr (GRU: (n, T, G u) against the recurrent projection;
+ * unused by the others, may be NULL); work holds pynn_rnn_backward_work(n, u) floats.
+ * zero_output: dseq is the gradient of the forward's `out` (nothing passes at masked steps). */
+int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, float *dgates,
+                      float *dgr, float *work, const float *dseq, const float *dh_last,
+                      const float *dc_last, const float *x, const float *kernel,
+                      const float *rkernel, const float *seq, const float *cs,
+                      const float *gates, const float *hprev, const float *aux,
+                      const float *mask, const float *rec_mask, int64_t n, int64_t T,
+                      int64_t f, int64_t u, int cell, int act, int rec_act, int go_backwards,
+                      int time_order, int zero_output);
+
 /* ---- randomness: counter-based, the same numbers in every backend ------------
  *
  * mix64(z) is splitmix64's finaliser:  z = (z ^ z >> 30) * 0xBF58476D1CE4E5B9;
@@ -1208,6 +1259,13 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *                      plan->hook(plan->hook_ctx, phase, offset, count, rows, step); a plan
  *                      without a hook (NULL) runs it as nothing.  A non-zero return ends the
  *                      run with PYNN_EHOOK (the steps before it stay applied).
+ *   OP_RNN             bufs x, kernel, rkernel, bias, mask, rec_mask, seq, cs, gates, hprev,
+ *                      aux, work, h_last, c_last, out   ints T, f, u, cell, act, rec_act,
+ *                      go_backwards, time_order, zero_output   (pynn_rnn_forward; work: the
+ *                      step's rec; out written when zero_output)
+ *   OP_RNN_BACKWARD    bufs x, kernel, rkernel, seq, cs, gates, hprev, aux, mask, rec_mask,
+ *                      dseq, dh_last, dc_last, dgates, dgr, work, dkernel, drkernel, dbias,
+ *                      dx;  ints as OP_RNN   (pynn_rnn_backward)
  *   OP_OPTIMIZER       bufs params, grads, slot0 .. slot(PYNN_OPT_SLOTS - 1)[, ema]
  *                      ints kind[, n_segments, (offset, size, flags) x n_segments]
  *                      reals hyper[PYNN_HYPER_COUNT], PYNN_OPT_REALS (hyper, then a

@@ -367,3 +367,4 @@ include "_core_embedding.pxi"   # engineer G
 # transposed convolution, upsampling, padding, cropping (issue 16, part C)
 include "_core_upsampling.pxi"
 include "_core_conv_variants.pxi"   # engineer B: convolution variants
+include "_core_rnn.pxi"  # recurrent layers (engineer H)

@@ -138,16 +138,44 @@ class HeUniform(_Named):
         super().__init__(2.0, "fan_in", "uniform", seed)
 
 
+# ---- Orthogonal (engineer H: the recurrent kernels' default) ----------------------------
+class Orthogonal(Initializer):
+    """Keras 3's Orthogonal: a (rows, cols) matrix with orthonormal rows or columns (the QR
+    of a normal draw, signs fixed by R's diagonal), times `gain`; rows = prod(shape[:-1])."""
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = check_number(gain, "gain", "Orthogonal")
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+    def __call__(self, shape, dtype=np.float32):
+        if len(shape) < 2:
+            raise ValueError("Orthogonal: the shape must have at least 2 dimensions, received "
+                             f"{tuple(shape)}")
+        rows = int(np.prod(shape[:-1]))
+        cols = int(shape[-1])
+        a = self._rng().normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q = q * np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q[:rows, :cols]).reshape(shape).astype(dtype)
+
+
 _BY_NAME = {
     "zeros": Zeros, "ones": Ones,
     "random_normal": RandomNormal, "random_uniform": RandomUniform,
     "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
     "he_normal": HeNormal, "he_uniform": HeUniform,
+    "orthogonal": Orthogonal,   # engineer H
 }
 
 
 _CLASSES = {cls.__name__: cls for cls in (Zeros, Ones, RandomNormal, RandomUniform, VarianceScaling,
-                                          GlorotUniform, GlorotNormal, HeNormal, HeUniform)}
+                                          GlorotUniform, GlorotNormal, HeNormal, HeUniform,
+                                          Orthogonal)}
 
 
 def serialize(initializer):

@@ -79,6 +79,45 @@ def _gn(x, groups, epsilon):
     axes = tuple(range(1, g.ndim - 2)) + (g.ndim - 1,)
     return _ln(g, axes, epsilon).reshape(x.shape)
 
+
+# ---- recurrent layers (engineer H): Keras's recurrences in float64 NumPy ----------------------
+def _sig(z):
+    return 1 / (1 + np.exp(-z))
+
+
+_NP_ACT = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0), "sigmoid": _sig,
+           "linear": lambda z: z}
+
+
+def _rnn_np(kind, x, w, act="tanh", go_backwards=False, return_sequences=False):
+    k, rk = w[0], w[1]
+    b = w[2] if len(w) > 2 else 0
+    u = rk.shape[0]
+    f = _NP_ACT[act]
+    h = np.zeros((x.shape[0], u))
+    c = np.zeros_like(h)
+    outs = []
+    for t in (range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])):
+        if kind == "lstm":
+            z = x[:, t] @ k + h @ rk + b
+            i, fg, g, o = (z[:, j * u:(j + 1) * u] for j in range(4))
+            c = _sig(fg) * c + _sig(i) * f(g)
+            h = _sig(o) * f(c)
+        elif kind == "gru":
+            xz, rz = x[:, t] @ k + b[0], h @ rk + b[1]
+            zg, rg = _sig(xz[:, :u] + rz[:, :u]), _sig(xz[:, u:2 * u] + rz[:, u:2 * u])
+            h = zg * h + (1 - zg) * f(xz[:, 2 * u:] + rg * rz[:, 2 * u:])
+        else:
+            h = f(x[:, t] @ k + h @ rk + b)
+        outs.append(h)
+    return np.stack(outs, axis=1) if return_sequences else h
+
+
+def _rnn_weights(f, u, g, gru=False):
+    return [("kernel", (f, g * u), True), ("recurrent_kernel", (u, g * u), True),
+            ("bias", (2, g * u) if gru else (g * u,), True)]
+
+
 LAYERS = {
     "dense": Case(lambda: L.Dense(4, activation="tanh", bias_initializer="ones",
                                   kernel_initializer=pynn.initializers.RandomNormal(0.5, 0.1,
@@ -319,6 +358,23 @@ LAYERS = {
                            lambda xs, w: iup.zero_padding2d(xs[0], ((1, 0), (2, 1)))),
     "cropping2d": Case(lambda: L.Cropping2D(((1, 0), (1, 2))), [(3, 5, 2)],
                        lambda xs, w: iup.cropping2d(xs[0], ((1, 0), (1, 2)))),
+    # recurrent layers (engineer H)
+    "lstm": Case(lambda: L.LSTM(3), [(4, 2)], lambda xs, w: _rnn_np("lstm", xs[0], w),
+                 _rnn_weights(2, 3, 4)),
+    "gru_sequences_backwards": Case(
+        lambda: L.GRU(3, return_sequences=True, go_backwards=True), [(3, 2)],
+        lambda xs, w: _rnn_np("gru", xs[0], w, go_backwards=True, return_sequences=True),
+        _rnn_weights(2, 3, 3, gru=True)),
+    "simple_rnn_relu": Case(lambda: L.SimpleRNN(2, activation="relu"), [(3, 3)],
+                            lambda xs, w: _rnn_np("rnn", xs[0], w, act="relu"),
+                            _rnn_weights(3, 2, 1)),
+    "bidirectional_lstm": Case(
+        lambda: L.Bidirectional(L.LSTM(2, return_sequences=True)), [(3, 2)],
+        lambda xs, w: np.concatenate(
+            [_rnn_np("lstm", xs[0], w[:3], return_sequences=True),
+             _rnn_np("lstm", xs[0], w[3:], go_backwards=True, return_sequences=True)[:, ::-1]],
+            axis=-1),
+        _rnn_weights(2, 2, 4) * 2),
 }
 
 
@@ -413,8 +469,13 @@ def test_weights_have_keras_names_layouts_and_flags(name):
     layer = case.make()
     symbolic_call(case, layer)
     assert [(v.name, v.shape, v.trainable) for v in layer.weights] == case.weights
-    assert [v.path for v in layer.weights] == [case.path_prefix(layer) + w[0]
-                                               for w in case.weights]
+    if isinstance(layer, L.Bidirectional):      # engineer H: the sublayers' own paths
+        assert [v.path for v in layer.weights] == \
+            [f"{sub.name}/{w[0]}" for sub in (layer.forward_layer, layer.backward_layer)
+             for w in case.weights[:3]]
+    else:
+        assert [v.path for v in layer.weights] == [case.path_prefix(layer) + w[0]
+                                                   for w in case.weights]
     assert layer.count_params() == sum(int(np.prod(w[1])) for w in case.weights)
     assert [v.name for v in layer.trainable_weights] == [w[0] for w in case.weights if w[2]]
     assert [v.name for v in layer.non_trainable_weights] == [w[0] for w in case.weights

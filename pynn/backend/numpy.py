@@ -211,6 +211,44 @@ class NumpyBackend(HostBackend):
     def masking_backward(self, dy, mask, dx):
         dx[...] = ref.masking_backward(dy, mask)
 
+    # ---- recurrent layers (engineer H) ----------------------------------------------------
+    def rnn_forward(self, x, kernel, rkernel, bias, mask, rec_mask, seq, cs, gates, hprev, aux,
+                    work, h_last, c_last, *, T, f, u, cell, act, rec_act, go_backwards,
+                    time_order, zero_output=False, out=None):
+        n = x.shape[0]
+        b = None if bias is None else (bias.reshape(2, -1) if cell == 2 else bias.reshape(-1))
+        r = ref.rnn_forward(x.reshape(n, T, f), kernel, rkernel, b,
+                            None if mask is None else mask.reshape(n, T),
+                            None if rec_mask is None else rec_mask.reshape(n, u), cell, act,
+                            rec_act, go_backwards, time_order)
+        for name, dst in (("seq", seq), ("cs", cs), ("gates", gates), ("hprev", hprev),
+                          ("aux", aux), ("h_last", h_last), ("c_last", c_last),
+                          ("out", out if zero_output else None)):
+            if dst is not None and r[name] is not None:
+                dst.reshape(-1)[:r[name].size] = r[name].reshape(-1)
+
+    def rnn_backward(self, x, kernel, rkernel, seq, cs, gates, hprev, aux, mask, rec_mask, dseq,
+                     dh_last, dc_last, dgates, dgr, work, dkernel, drkernel, dbias, dx, *, T,
+                     f, u, cell, act, rec_act, go_backwards, time_order, zero_output=False):
+        n = x.shape[0]
+        G = ref.RNN_GATES[cell]
+
+        def seq3(a, width):
+            return None if a is None else a.reshape(-1)[:n * T * width].reshape(n, T, width)
+
+        saved = {"seq": seq3(seq, u), "cs": seq3(cs, u), "gates": seq3(gates, G * u),
+                 "hprev": seq3(hprev, u), "aux": seq3(aux, u)}
+        r = ref.rnn_backward(seq3(dseq, u), None if dh_last is None else dh_last.reshape(n, u),
+                             None if dc_last is None else dc_last.reshape(n, u),
+                             x.reshape(n, T, f), kernel, rkernel, saved,
+                             None if mask is None else mask.reshape(n, T),
+                             None if rec_mask is None else rec_mask.reshape(n, u), cell, act,
+                             rec_act, go_backwards, time_order, zero_output)
+        for name, out in (("dkernel", dkernel), ("drkernel", drkernel), ("dbias", dbias),
+                          ("dx", dx)):
+            if out is not None:
+                out[...] = r[name].reshape(out.shape)
+
     # ---- geometric image ops ----------------------------------------------------------
     def affine_transform(self, x, params, interpolation, fill_mode, fill_value, y):
         y[...] = ref.affine_transform(x, params, interpolation, fill_mode, fill_value)

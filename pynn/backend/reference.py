@@ -1876,3 +1876,172 @@ def conv2d_general_backward(x, w, z, y, dy, strides, padding, dilation=(1, 1), g
 def transpose(x, perm):
     """x (rows, ...) with its non-batch axes permuted by perm."""
     return np.ascontiguousarray(np.transpose(x, (0,) + tuple(p + 1 for p in perm)))
+
+
+# ---- recurrent layers (engineer H): SimpleRNN, LSTM, GRU ------------------------------
+# The layouts of csrc/pynn.h's pynn_rnn_forward / pynn_rnn_backward; cell 0 SimpleRNN,
+# 1 LSTM (gates i, f, c, o), 2 GRU (z, r, h; reset_after=True, bias (2, 3u)).
+
+RNN_GATES = {0: 1, 1: 4, 2: 3}
+
+
+def _rnn_act(z, name):
+    if name == "relu":
+        return np.maximum(z, np.float32(0))
+    if name == "sigmoid":
+        return (np.float32(1) / (np.float32(1) + np.exp(-z))).astype(z.dtype)
+    if name == "tanh":
+        return np.tanh(z)
+    return z
+
+
+def _rnn_dact(y, name):
+    """act'(z) from y = act(z)."""
+    if name == "relu":
+        return (y > 0).astype(y.dtype)
+    if name == "sigmoid":
+        return y * (np.float32(1) - y)
+    if name == "tanh":
+        return np.float32(1) - y * y
+    return np.ones_like(y)
+
+
+def rnn_forward(x, kernel, rkernel, bias, mask, rec_mask, cell, act, rec_act,
+                go_backwards=False, time_order=False):
+    """The forward of a recurrent layer over x (n, T, f): a dict of seq, cs, gates, hprev,
+    aux (the buffers pynn_rnn_forward leaves; cs/aux None where the cell has none),
+    h_last, c_last."""
+    n, T, f = x.shape
+    u = rkernel.shape[0]
+    G = RNN_GATES[cell]
+    dt = x.dtype
+    seq = np.zeros((n, T, u), dt)
+    cs = np.zeros((n, T, u), dt) if cell == 1 else None
+    gates = np.zeros((n, T, G * u), dt)
+    hprev = np.zeros((n, T, u), dt)
+    aux = np.zeros((n, T, u), dt) if cell == 2 else None
+    xp = gemm(x.reshape(n * T, f), kernel).reshape(n, T, G * u)
+    out = np.zeros((n, T, u), dt)      # zero_output_for_mask's output
+    h = np.zeros((n, u), dt)
+    c = np.zeros((n, u), dt)
+    for s in range(T):
+        t = T - 1 - s if go_backwards else s
+        o = t if time_order else s
+        hp = h * rec_mask if rec_mask is not None else h.copy()
+        hprev[:, t] = hp
+        rec = gemm(hp, rkernel)
+        g = xp[:, t]
+        if cell == 1:
+            z = g + rec + (bias if bias is not None else 0)
+            i = _rnn_act(z[:, :u], rec_act)
+            fg = _rnn_act(z[:, u:2 * u], rec_act)
+            cc = _rnn_act(z[:, 2 * u:3 * u], act)
+            og = _rnn_act(z[:, 3 * u:], rec_act)
+            gates[:, t] = np.concatenate([i, fg, cc, og], axis=1)
+            c_new = fg * c + i * cc
+            h_new = og * _rnn_act(c_new, act)
+        elif cell == 2:
+            if bias is not None:
+                g = g + bias[0]
+                rec = rec + bias[1]
+            zg = _rnn_act(g[:, :u] + rec[:, :u], rec_act)
+            rg = _rnn_act(g[:, u:2 * u] + rec[:, u:2 * u], rec_act)
+            hh = _rnn_act(g[:, 2 * u:] + rg * rec[:, 2 * u:], act)
+            gates[:, t] = np.concatenate([zg, rg, hh], axis=1)
+            aux[:, t] = rec[:, 2 * u:]
+            h_new = zg * h + (np.float32(1) - zg) * hh
+            c_new = c
+        else:
+            h_new = _rnn_act(g + rec + (bias if bias is not None else 0), act)
+            gates[:, t] = h_new
+            c_new = c
+        if mask is not None:
+            keep = (mask[:, t] == 0)[:, None]
+            h_new = np.where(keep, h, h_new)
+            c_new = np.where(keep, c, c_new)
+        h, c = h_new.astype(dt), c_new.astype(dt)
+        seq[:, o] = h
+        if mask is not None:
+            out[:, o] = np.where((mask[:, t] == 0)[:, None], 0, h)
+        if cs is not None:
+            cs[:, o] = c
+    return {"seq": seq, "cs": cs, "gates": gates, "hprev": hprev, "aux": aux,
+            "out": out if mask is not None else seq.copy(),
+            "h_last": h.copy(), "c_last": c.copy() if cell == 1 else None}
+
+
+def rnn_backward(dseq, dh_last, dc_last, x, kernel, rkernel, saved, mask, rec_mask, cell, act,
+                 rec_act, go_backwards=False, time_order=False, zero_output=False):
+    """Backpropagation through time from the buffers `saved` (rnn_forward's dict): a dict
+    of dkernel, drkernel, dbias ((G u,), or (2, G u) for the GRU), dx.  zero_output: dseq
+    is the gradient of rnn_forward's "out" (seq with 0 at the masked steps)."""
+    n, T, f = x.shape
+    u = rkernel.shape[0]
+    G = RNN_GATES[cell]
+    dt = x.dtype
+    seq, cs, gates, hprev, aux = (saved[k] for k in ("seq", "cs", "gates", "hprev", "aux"))
+    dgates = np.zeros((n, T, G * u), dt)
+    dgr = np.zeros((n, T, G * u), dt)
+    dh = np.zeros((n, u), dt) if dh_last is None else dh_last.astype(dt).copy()
+    dc = np.zeros((n, u), dt) if dc_last is None or cell != 1 else dc_last.astype(dt).copy()
+    order = [T - 1 - s if go_backwards else s for s in range(T)]
+    for s in range(T - 1, -1, -1):
+        t = order[s]
+        o = t if time_order else s
+        op = None if s == 0 else (order[s - 1] if time_order else s - 1)
+        if dseq is not None:
+            d = dseq[:, o]
+            if zero_output and mask is not None:
+                d = np.where((mask[:, t] == 0)[:, None], 0, d).astype(dt)
+            dh = dh + d
+        g = gates[:, t]
+        if cell == 1:
+            i, fg, cc, og = g[:, :u], g[:, u:2 * u], g[:, 2 * u:3 * u], g[:, 3 * u:]
+            c_prev = np.zeros((n, u), dt) if op is None else cs[:, op]
+            tc = _rnn_act(cs[:, o], act)
+            dct = dc + dh * og * _rnn_dact(tc, act)
+            dg = np.concatenate([dct * cc * _rnn_dact(i, rec_act),
+                                 dct * c_prev * _rnn_dact(fg, rec_act),
+                                 dct * i * _rnn_dact(cc, act),
+                                 dh * tc * _rnn_dact(og, rec_act)], axis=1)
+            dgh = dg
+            dc_new = dct * fg
+            direct = np.zeros_like(dh)
+        elif cell == 2:
+            zg, rg, hh = g[:, :u], g[:, u:2 * u], g[:, 2 * u:]
+            h_prev = np.zeros((n, u), dt) if op is None else seq[:, op]
+            dhh = dh * (np.float32(1) - zg) * _rnn_dact(hh, act)
+            dz = dh * (h_prev - hh) * _rnn_dact(zg, rec_act)
+            dr = dhh * aux[:, t] * _rnn_dact(rg, rec_act)
+            dg = np.concatenate([dz, dr, dhh], axis=1)
+            dgh = np.concatenate([dz, dr, dhh * rg], axis=1)
+            dc_new = dc
+            direct = dh * zg
+        else:
+            dg = dh * _rnn_dact(g, act)
+            dgh = dg
+            dc_new = dc
+            direct = np.zeros_like(dh)
+        if mask is not None:
+            keep = (mask[:, t] == 0)[:, None]
+            dg = np.where(keep, 0, dg).astype(dt)
+            dgh = np.where(keep, 0, dgh).astype(dt)
+            dc_new = np.where(keep, dc, dc_new).astype(dt)
+            direct = np.where(keep, dh, direct).astype(dt)
+        dgates[:, t] = dg
+        dgr[:, t] = dgh
+        dc = dc_new
+        dh_new = gemm(dgh, rkernel, transpose_b=True)
+        if rec_mask is not None:
+            dh_new = dh_new * rec_mask
+        dh = (dh_new + direct).astype(dt)
+    X = x.reshape(n * T, f)
+    Dg = dgates.reshape(n * T, G * u)
+    Dr = dgr.reshape(n * T, G * u)
+    dbias = bias_grad(Dg)
+    if cell == 2:
+        dbias = np.stack([dbias, bias_grad(Dr)])
+    return {"dkernel": gemm(X, Dg, transpose_a=True),
+            "drkernel": gemm(hprev.reshape(n * T, u), Dr, transpose_a=True),
+            "dbias": dbias, "dx": gemm(Dg, kernel, transpose_b=True).reshape(n, T, f),
+            "dgates": dgates, "dgr": dgr}

@@ -183,12 +183,58 @@ def _layer_groups(model, prefix):
             used[base] = 0
             name = base
         path = f"{prefix}/{name}"
+        rnn = _rnn_groups(path, layer)          # recurrent layers (engineer H)
+        if rnn is not None:
+            out += rnn
+            continue
         out.append((path, layer))
         if _is_model(layer):
             out += _layer_groups(layer, f"{path}/layers")
         if _keras_class(layer) == "TimeDistributed":   # Keras 3: the wrapped layer's group
             out.append((f"{path}/layer", layer.layer))   # (engineer G)
     return out
+
+
+# ---- recurrent layers (engineer H): Keras keeps an RNN's weights in its cell ---------------
+_RNN_CLASSES = ("SimpleRNN", "LSTM", "GRU")
+
+
+def _rnn_groups(path, layer):
+    """[(h5 group, layer)] of a recurrent layer (<path>/cell) or a Bidirectional
+    (<path>/forward_layer/cell, <path>/backward_layer/cell); None for other layers."""
+    cls = _keras_class(layer)
+    if cls in _RNN_CLASSES:
+        return [(f"{path}/cell", layer)]
+    if cls == "Bidirectional":
+        return [(f"{path}/forward_layer/cell", layer.forward_layer),
+                (f"{path}/backward_layer/cell", layer.backward_layer)]
+    return None
+
+
+def _rnn_file_weights(cls, lcfg, path):
+    """[(pynn layer name, weight names, h5 group)] of a recurrent or Bidirectional entry of
+    a file's config; None for other classes."""
+    def one(cfg, group):
+        cfg = cfg if isinstance(cfg, dict) else {}
+        names = ["kernel", "recurrent_kernel"] + (["bias"] if cfg.get("use_bias", True)
+                                                  is not False else [])
+        return (cfg.get("name"), names, group)
+    if cls in _RNN_CLASSES:
+        return [one(lcfg, f"{path}/cell")]
+    if cls == "Bidirectional":
+        fwd = lcfg.get("layer") if isinstance(lcfg.get("layer"), dict) else {}
+        bwd = lcfg.get("backward_layer") if isinstance(lcfg.get("backward_layer"), dict) else None
+        fcfg = fwd.get("config") if isinstance(fwd.get("config"), dict) else {}
+        fname = fcfg.get("name") if isinstance(fcfg.get("name"), str) else ""
+        base = fname[len("forward_"):] if fname.startswith("forward_") else fname
+        fcfg = {**fcfg, "name": f"forward_{base}"}
+        if bwd is not None and isinstance(bwd.get("config"), dict):
+            bcfg = bwd["config"]
+        else:
+            bcfg = {**fcfg, "name": f"backward_{base}"}
+        return [one(fcfg, f"{path}/forward_layer/cell"),
+                one(bcfg, f"{path}/backward_layer/cell")]
+    return None
 
 
 def _own_weights(layer):
@@ -560,6 +606,14 @@ def _file_weight_pool(config, h5, where):
             path = f"{prefix}/{base}" + (f"_{used[base]}" if used[base] else "")
             lcfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
             name = lcfg.get("name") if isinstance(lcfg.get("name"), str) else layer.get("name")
+            rnn = _rnn_file_weights(cls, lcfg, path)        # recurrent layers (engineer H)
+            if rnn is not None:
+                for lname, names, group in rnn:
+                    for i, d in sorted(h5.vars(group).items()):
+                        if i < len(names) and isinstance(lname, str):
+                            pool.append((f"{lname}/{names[i]}",
+                                         tuple(int(s) for s in d.shape)))
+                continue
             names = list(_WEIGHT_NAMES.get(cls, ()))
             if cls in ("BatchNormalization", "GroupNormalization"):
                 names = [n for n in names if not (n == "gamma" and lcfg.get("scale") is False or

@@ -615,6 +615,94 @@ def _conv_variant_handlers(L):
 # ---- end of convolution variants (engineer B) ----
 
 
+# ---- recurrent layers (engineer H): ONNX's LSTM, GRU and RNN ops --------------------------------
+# Keras's weights to ONNX's: W = kernel^T (gates, features), R = recurrent_kernel^T, one
+# direction; LSTM gate blocks i, f, c, o -> ONNX's i, o, f, c; GRU z, r, h is ONNX's order,
+# with linear_before_reset=1 for reset_after; B = [input bias, recurrent bias] (LSTM and
+# SimpleRNN: the recurrent half 0).  ONNX's ops run time-major: the input is transposed in and
+# the sequence out; go_backwards runs direction "reverse", whose sequence ONNX gives in time
+# order, so it is flipped into Keras's processing order (unless a Bidirectional wants time
+# order).
+_ONNX_RNN_ACTS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
+
+
+def _rnn_core(g, layer, x, shape, time_order):
+    """(sequence (batch, T, units) or None, h (batch, units), c or None) of one recurrent
+    layer on x."""
+    base, u, steps = layer.name, layer.units, shape[1]
+    cell = layer._cell
+    k, rk = layer._kernel.numpy(), layer._recurrent_kernel.numpy()
+    blocks = {1: [0, 3, 1, 2], 2: [0, 1, 2], 0: [0]}[cell]
+
+    def reorder(a):
+        return np.concatenate([a[..., j * u:(j + 1) * u] for j in blocks], axis=-1)
+
+    # ONNX's activation lists: LSTM f, g, h; GRU f, g; RNN f
+    names = {1: [layer.recurrent_activation, layer.activation, layer.activation],
+             2: [layer.recurrent_activation, layer.activation], 0: [layer.activation]}[cell]
+    if any(a not in _ONNX_RNN_ACTS for a in names):
+        raise ValueError(f"export: {type(layer).__name__} '{base}': activation "
+                         f"{[a for a in names if a not in _ONNX_RNN_ACTS][0]!r} has no form in "
+                         "ONNX's recurrent ops here (sigmoid, tanh and relu do)")
+    w = g.const(reorder(k).T[None], f"{base}/W")
+    r = g.const(reorder(rk).T[None], f"{base}/R")
+    inputs = [g.op("Transpose", [x], f"{base}/time_major", perm=[1, 0, 2]), w, r]
+    if layer._bias is not None:
+        b = layer._bias.numpy()
+        b = np.concatenate([b[0], b[1]]) if cell == 2 else \
+            np.concatenate([b, np.zeros_like(b)])
+        inputs.append(g.const(reorder(b.reshape(2, -1)).reshape(1, -1), f"{base}/B"))
+    op_type = {0: "RNN", 1: "LSTM", 2: "GRU"}[cell]
+    outs = [g.fresh(f"{base}/Y"), g.fresh(f"{base}/Y_h")] + \
+        ([g.fresh(f"{base}/Y_c")] if cell == 1 else [])
+    attrs = dict(hidden_size=u, direction="reverse" if layer.go_backwards else "forward",
+                 activations=[_ONNX_RNN_ACTS[a] for a in names])
+    if cell == 2:
+        attrs["linear_before_reset"] = 1
+    g.nodes.append(g.helper.make_node(op_type, inputs, outs, name=g.fresh(f"{base}:{op_type}"),
+                                      **attrs))
+    flat = g.ints([-1, u], f"{base}/state_shape")
+    h = g.op("Reshape", [outs[1], flat], f"{base}/h")
+    c = g.op("Reshape", [outs[2], flat], f"{base}/c") if cell == 1 else None
+    seq = None
+    if layer.return_sequences:
+        y = g.op("Reshape", [outs[0], g.ints([0, -1, u], f"{base}/seq_shape")], f"{base}/y3")
+        seq = g.op("Transpose", [y], f"{base}/seq", perm=[1, 0, 2])
+        if layer.go_backwards and not time_order:
+            seq = g.op("Gather", [seq, g.ints(list(range(steps - 1, -1, -1)), f"{base}/flip")],
+                       f"{base}/processing_order", axis=1)
+    return seq, h, c
+
+
+def _rnn_layer(g, layer, xs, shapes):
+    seq, h, c = _rnn_core(g, layer, xs[0], shapes[0], layer._time_order)
+    outs = [seq if layer.return_sequences else h]
+    if layer.return_state:
+        outs += [h] + ([c] if c is not None else [])
+    return outs
+
+
+def _bidirectional(g, layer, xs, shapes):
+    f = _rnn_core(g, layer.forward_layer, xs[0], shapes[0], False)
+    b = _rnn_core(g, layer.backward_layer, xs[0], shapes[0], True)
+    fo, bo = (f[0], b[0]) if layer.return_sequences else (f[1], b[1])
+    base, mode = layer.name, layer.merge_mode
+    if mode is None:
+        outs = [fo, bo]
+    elif mode == "concat":
+        outs = [g.op("Concat", [fo, bo], f"{base}/concat", axis=-1)]
+    elif mode == "sum":
+        outs = [g.op("Add", [fo, bo], f"{base}/sum")]
+    elif mode == "mul":
+        outs = [g.op("Mul", [fo, bo], f"{base}/mul")]
+    else:
+        outs = [g.op("Mul", [g.op("Add", [fo, bo], f"{base}/sum"),
+                             g.const(0.5, f"{base}/half")], f"{base}/ave")]
+    if layer.return_state:
+        outs += [s for s in f[1:] + b[1:] if s is not None]
+    return outs
+
+
 def _handlers():
     from .. import layers as L
     from .onnx_norm import handlers as _norm_handlers   # engineer E
@@ -653,6 +741,9 @@ def _handlers():
         # transposed convolution, upsampling, padding, cropping (issue 16, part C)
         **_part_c_handlers(L),
         **_conv_variant_handlers(L),   # engineer B: convolution variants
+        # recurrent layers (engineer H)
+        L.LSTM: _rnn_layer, L.GRU: _rnn_layer, L.SimpleRNN: _rnn_layer,
+        L.Bidirectional: _bidirectional,
     }
 
 

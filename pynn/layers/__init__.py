@@ -26,6 +26,7 @@ from .embedding import Embedding, Masking, TimeDistributed   # engineer G
 from .upsampling import Conv2DTranspose, Cropping2D, UpSampling1D, UpSampling2D, ZeroPadding2D
 # convolution variants (engineer B)
 from .conv_variants import DepthwiseConv2D, Permute, SeparableConv2D
+from .rnn import GRU, LSTM, Bidirectional, SimpleRNN  # recurrent layers (engineer H)
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "LeakyReLU", "ReLU", "Softmax", "Conv2D",
            "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape",
@@ -45,3 +46,4 @@ __all__ += ["LayerNormalization", "GroupNormalization", "UnitNormalization", "Sp
 # transposed convolution, upsampling, padding, cropping (issue 16, part C)
 __all__ += ["Conv2DTranspose", "UpSampling2D", "UpSampling1D", "ZeroPadding2D", "Cropping2D"]
 __all__ += ["DepthwiseConv2D", "SeparableConv2D", "Permute"]   # engineer B
+__all__ += ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]   # recurrent layers (engineer H)

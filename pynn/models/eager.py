@@ -28,7 +28,9 @@ class _Call:
         self.mask_tensor = None if mask_shape is None else KerasTensor(mask_shape)
         shape_arg = input_shapes[0] if layer._single_input else list(input_shapes)
         out = layer.compute_output_shape(shape_arg)
-        self.output_tensors = [KerasTensor(out)]
+        # a layer with several outputs (a recurrent layer's return_state) gives a list
+        self.output_tensors = [KerasTensor(o) for o in out] if isinstance(out, list) else \
+            [KerasTensor(out)]
         self.training = training
         self.is_input = False
 
@@ -79,9 +81,10 @@ def eager_call(layer, inputs, training=False, mask=None):
         if ex.__dict__.get("_bindings") != bindings_version():
             ex._bind()                     # the weights moved (into a compiled model's store)
             ex._bindings = bindings_version()
-        out = np.empty((n,) + tuple(graph.outputs[0].shape[1:]), dtype=np.float32)
-        ex.run(flat + ([mask] if mask is not None else []), [], [out], None, n, 0, n, 1, _next_counter(layer))
-    return out
+        outs = [np.empty((n,) + tuple(t.shape[1:]), dtype=np.float32) for t in graph.outputs]
+        ex.run(flat + ([mask] if mask is not None else []), [], outs, None, n, 0, n, 1,
+               _next_counter(layer))
+    return outs[0] if len(outs) == 1 else outs
 
 
 def _next_counter(layer):

@@ -363,9 +363,9 @@ class PlanBuilder:
             need = [t.requires_grad for t in rec.inputs]
             if not any(need) and not any(self.is_trainable(p) for p in rec.params):
                 continue
-            # every pynn layer call has one output (models are inlined), so a rule that
-            # runs has the gradient of all its outputs
-            assert all(d is not None for d in dys), "a layer call with several outputs"
+            # a layer call with several outputs (a recurrent layer's return_state) may have
+            # no gradient for some: its rule receives None for those (a one-output call
+            # always has its gradient here)
             self._deferred_sums = []
             grads = rec.rule(self, dys, need)
             for view, extra in self._deferred_sums:

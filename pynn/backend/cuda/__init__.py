@@ -188,6 +188,15 @@ class CudaBackend(Backend):
     def dropout_backward(self, dy, mask, dx):
         elementwise.multiply("dropout_backward", dx, dy, mask)
 
+    # ---- recurrent layers (engineer H) -----------------------------------------------------
+    def rnn_forward(self, *args, **kwargs):
+        from . import rnn
+        rnn.rnn_forward(*args, sm_count=self.sm_count, **kwargs)
+
+    def rnn_backward(self, *args, **kwargs):
+        from . import rnn
+        rnn.rnn_backward(*args, sm_count=self.sm_count, **kwargs)
+
     # ---- geometric image ops ------------------------------------------------------------------
     affine_transform = staticmethod(image.affine_transform)
     resize = staticmethod(image.resize)
