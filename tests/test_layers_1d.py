@@ -34,19 +34,6 @@ F = torch.nn.functional
 RTOL = 2e-4          # tests/test_graph_parity.py's bound for a step through a few layers
 
 
-def _conv2d_takes_dilation():
-    try:
-        L.Conv2D(2, 3, dilation_rate=2)
-        return True
-    except ValueError:
-        return False
-
-
-needs_dilation = pytest.mark.skipif(
-    not _conv2d_takes_dilation(),
-    reason="Conv2D refuses dilation_rate/groups != 1 on this branch (engineer B adds them)")
-
-
 # ---- kernels ------------------------------------------------------------------------------------
 
 def _run(be, method, *arrays, out_shape):
@@ -480,7 +467,6 @@ def test_a_refused_conv1d_call_keeps_the_built_layer():
 
 # ---- dilation and groups (through the 2-D convolution: engineer B's part) ---------------------
 
-@needs_dilation
 @pytest.mark.parametrize("padding", ["valid", "same", "causal"])
 def test_dilated_conv1d_step_matches_torch(padding, backend_name):
     pynn.utils.set_random_seed(6)
@@ -492,7 +478,6 @@ def test_dilated_conv1d_step_matches_torch(padding, backend_name):
     _step_against_torch(model, x, y, backend_name)
 
 
-@needs_dilation
 def test_grouped_conv1d_step_matches_torch(backend_name):
     pynn.utils.set_random_seed(6)
     inp = pynn.Input((7, 4))
@@ -503,7 +488,6 @@ def test_grouped_conv1d_step_matches_torch(backend_name):
     _step_against_torch(model, x, y, backend_name)
 
 
-@needs_dilation
 def test_dilation_and_groups_configs_and_shapes():
     layer = L.Conv1D(4, 3, dilation_rate=2, groups=2, padding="causal")
     assert layer.compute_output_shape((None, 10, 4)) == (None, 10, 4)

@@ -141,10 +141,10 @@ class RNNBase(Layer):
     # ---- shapes ------------------------------------------------------------------------
     def check_input_shape(self, input_shape):
         self._require_rank(input_shape, 3, what=" (batch, timesteps, features)")
-        if input_shape[1] is None or input_shape[2] is None:
+        if input_shape[2] is None:       # the timesteps may be free (Input(shape=(None, F)))
             raise ValueError(f"{type(self).__name__} '{self.name}': pynn needs the number of "
-                             "timesteps and features known when the model is built, received "
-                             f"input shape {shape_text(input_shape)}")
+                             "features known when the model is built, received input shape "
+                             f"{shape_text(input_shape)}")
         if self._build_input_shape is not None and \
                 input_shape[-1] != self._build_input_shape[-1]:
             raise ValueError(
