@@ -90,7 +90,8 @@ class Conv2DTranspose(KernelBiasLayer):
         kernel_initializer = initializers.get(kernel_initializer, where, "kernel_initializer")
         bias_initializer = initializers.get(bias_initializer, where, "bias_initializer")
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self._kernel_bias_options(f"Conv2DTranspose '{self.name}'", kernel_regularizer, bias_regularizer,
+        self._kernel_bias_options(f"Conv2DTranspose '{self.name}'", kernel_regularizer,
+                                  bias_regularizer,
                                   kernel_constraint, bias_constraint)
         self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
         self.dilation_rate = dilation_rate
