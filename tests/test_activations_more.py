@@ -531,8 +531,8 @@ def test_onnx_softmax_over_two_axes_and_plain_relu_layers(tmp_path):
     (lambda: L.Softmax(axis=[]), "axis", "[]"),
     (lambda: L.PReLU(shared_axes=0), "shared_axes", "0"),
     (lambda: L.PReLU(shared_axes=[1, "a"]), "shared_axes", "'a'"),
-    (lambda: L.PReLU(alpha_regularizer="l2"), "alpha_regularizer", "'l2'"),
-    (lambda: L.PReLU(alpha_constraint="non_neg"), "alpha_constraint", "'non_neg'"),
+    (lambda: L.PReLU(alpha_regularizer="l3"), "alpha_regularizer", "'l3'"),
+    (lambda: L.PReLU(alpha_constraint="non_negative"), "alpha_constraint", "'non_negative'"),
     (lambda: L.Activation("swishy"), "swishy", "swishy"),
     (lambda: L.Dense(2, activation="log_sigmoid_"), "log_sigmoid_", "log_sigmoid_"),
 ])

@@ -621,7 +621,7 @@ BAD = [
     (lambda: L.GaussianNoise(0.1, seed=-1), ValueError, "seed=-1"),
     (lambda: L.GaussianDropout(1.0), ValueError, "rate=1.0"),
     (lambda: L.GaussianDropout(-0.2), ValueError, "rate=-0.2"),
-    (lambda: L.LayerNormalization(beta_regularizer="l2"), ValueError, "beta_regularizer"),
+    (lambda: L.LayerNormalization(beta_regularizer="l3"), ValueError, "beta_regularizer"),
 ]
 
 

@@ -136,6 +136,9 @@ _WEIGHT_NAMES.update({"DepthwiseConv2D": ("depthwise_kernel", "bias"),
                       "SeparableConv2D": ("depthwise_kernel", "pointwise_kernel", "bias")})
 _DEFAULTS.update({"depthwise_regularizer": None, "pointwise_regularizer": None,
                   "depthwise_constraint": None, "pointwise_constraint": None})
+# their regularizers and constraints are taken now (issue #16: every layer with weights)
+_WEIGHT_OPTIONS.update({"depthwise_regularizer", "pointwise_regularizer",
+                        "depthwise_constraint", "pointwise_constraint"})
 
 
 def _h5py():

@@ -8,7 +8,7 @@ geometry (outer, axis length, inner); with a plan mask of the inputs' shape (Ker
 pynn.models.plan) the op takes it as a third buffer.  PReLU is OP_PRELU with a weight `alpha` of the
 input's shape (without the batch axis), the shared axes set to 1.
 """
-from .. import ids, initializers
+from .. import constraints, ids, initializers, regularizers
 from ..checks import MAX_RANK, check_number, is_int
 from .base import Layer, shape_text
 from .core import Activation
@@ -216,11 +216,8 @@ class PReLU(Layer):
                  shared_axes=None, **kwargs):
         super().__init__(**kwargs)
         where = f"PReLU '{self.name}'"
-        for key, value in (("alpha_regularizer", alpha_regularizer),
-                           ("alpha_constraint", alpha_constraint)):
-            if value is not None:
-                raise ValueError(f"{where}: `{key}` is not supported yet, received "
-                                 f"{key}={value!r}")
+        self.alpha_regularizer = regularizers.get(alpha_regularizer, where, "alpha_regularizer")
+        self.alpha_constraint = constraints.get(alpha_constraint, where, "alpha_constraint")
         self.alpha_initializer = initializers.get(alpha_initializer, where, "alpha_initializer")
         if shared_axes is None:
             axes = None
@@ -262,7 +259,8 @@ class PReLU(Layer):
         shared = self._shared(len(input_shape))
         shape = tuple(1 if s else int(d) for d, s in zip(input_shape[1:], shared))
         self._alpha = self.add_weight(shape=shape, initializer=self.alpha_initializer,
-                                      name="alpha")
+                                      name="alpha", regularizer=self.alpha_regularizer,
+                                      constraint=self.alpha_constraint)
 
     def plan_forward(self, b, inputs, training, logits=False):
         (x,) = inputs
@@ -285,5 +283,6 @@ class PReLU(Layer):
     def get_config(self):
         return {**super().get_config(),
                 "alpha_initializer": initializers.serialize(self.alpha_initializer),
-                "alpha_regularizer": None, "alpha_constraint": None,
+                "alpha_regularizer": regularizers.serialize(self.alpha_regularizer),
+                "alpha_constraint": constraints.serialize(self.alpha_constraint),
                 "shared_axes": self.shared_axes}

@@ -15,7 +15,7 @@ Torch equivalents (tests/test_layers_conv_variants.py): a depthwise kernel (KH, 
 is torch's (C * dm, 1, KH, KW) weight of a Conv2d with groups=C (permute (2, 3, 0, 1) then
 reshape); a pointwise kernel (1, 1, C * dm, F) is torch's (F, C * dm, 1, 1).
 """
-from .. import activations, initializers
+from .. import activations, constraints, initializers, regularizers
 from ..checks import MAX_SIZE, check_bool, check_int, invalid, is_int, shown
 from .base import Layer, shape_text
 from .conv import (check_conv_data_format, check_dilation, check_padding, dilated_window,
@@ -23,11 +23,24 @@ from .conv import (check_conv_data_format, check_dilation, check_padding, dilate
                    to_nhwc, to_nhwc_shape, window_geometry)
 
 
-def _refuse(where, **options):
-    """Regularizers and constraints: engineer F's part; only None is accepted for now."""
+def _options(layer, where, **options):
+    """Keep the regularizers (*_regularizer) and constraints (*_constraint), resolved with
+    regularizers.get / constraints.get as Keras resolves them; a refusal names the argument."""
     for key, value in options.items():
-        if value is not None:
-            raise ValueError(f"{where}: `{key}` is not supported yet, received {key}={value!r}")
+        module = regularizers if key.endswith("_regularizer") else constraints
+        setattr(layer, key, module.get(value, where, key))
+
+
+def _options_config(layer, *keys):
+    """Keras's get_config entries for those arguments, in Keras's order."""
+    out = {}
+    for key in keys:
+        if key == "activity_regularizer":
+            out[key] = regularizers.serialize(layer.activity_regularizer)
+        else:
+            module = regularizers if key.endswith("_regularizer") else constraints
+            out[key] = module.serialize(getattr(layer, key))
+    return out
 
 
 class _DepthwiseBase(Layer):
@@ -116,11 +129,11 @@ class DepthwiseConv2D(_DepthwiseBase):
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros",
                  depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  depthwise_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         where = f"DepthwiseConv2D '{self.name}'"
-        _refuse(where, depthwise_regularizer=depthwise_regularizer,
-                bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
-                depthwise_constraint=depthwise_constraint, bias_constraint=bias_constraint)
+        _options(self, where, depthwise_regularizer=depthwise_regularizer,
+                 bias_regularizer=bias_regularizer, depthwise_constraint=depthwise_constraint,
+                 bias_constraint=bias_constraint)
         self._init_window(kernel_size, strides, padding, data_format, dilation_rate,
                           depth_multiplier, where)
         self.activation, self.alpha = activations.get(activation, where)
@@ -136,10 +149,12 @@ class DepthwiseConv2D(_DepthwiseBase):
         c = self._channels(input_shape)
         self._depthwise_kernel = self.add_weight(
             shape=self.kernel_size + (c, self.depth_multiplier),
-            initializer=self.depthwise_initializer, name="depthwise_kernel")
+            initializer=self.depthwise_initializer, name="depthwise_kernel",
+            regularizer=self.depthwise_regularizer, constraint=self.depthwise_constraint)
         self._bias = self.add_weight(shape=(c * self.depth_multiplier,),
-                                     initializer=self.bias_initializer,
-                                     name="bias") if self.use_bias else None
+                                     initializer=self.bias_initializer, name="bias",
+                                     regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint) if self.use_bias else None
 
     def plan_forward(self, b, inputs, training, logits=False):
         (x,) = inputs
@@ -150,7 +165,10 @@ class DepthwiseConv2D(_DepthwiseBase):
 
     def get_config(self):
         return {**super().get_config(), **self._window_config(),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                **_options_config(self, "depthwise_regularizer", "bias_regularizer",
+                                  "activity_regularizer", "depthwise_constraint",
+                                  "bias_constraint")}
 
 
 class SeparableConv2D(_DepthwiseBase):
@@ -167,13 +185,12 @@ class SeparableConv2D(_DepthwiseBase):
                  depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
                  **kwargs):
         filters = check_int(filters, "filters", "SeparableConv2D")
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         where = f"SeparableConv2D '{self.name}'"
-        _refuse(where, depthwise_regularizer=depthwise_regularizer,
-                pointwise_regularizer=pointwise_regularizer, bias_regularizer=bias_regularizer,
-                activity_regularizer=activity_regularizer,
-                depthwise_constraint=depthwise_constraint,
-                pointwise_constraint=pointwise_constraint, bias_constraint=bias_constraint)
+        _options(self, where, depthwise_regularizer=depthwise_regularizer,
+                 pointwise_regularizer=pointwise_regularizer, bias_regularizer=bias_regularizer,
+                 depthwise_constraint=depthwise_constraint,
+                 pointwise_constraint=pointwise_constraint, bias_constraint=bias_constraint)
         self.filters = filters
         self._init_window(kernel_size, strides, padding, data_format, dilation_rate,
                           depth_multiplier, where)
@@ -192,12 +209,15 @@ class SeparableConv2D(_DepthwiseBase):
         c, dm = self._channels(input_shape), self.depth_multiplier
         self._depthwise_kernel = self.add_weight(
             shape=self.kernel_size + (c, dm), initializer=self.depthwise_initializer,
-            name="depthwise_kernel")
+            name="depthwise_kernel", regularizer=self.depthwise_regularizer,
+            constraint=self.depthwise_constraint)
         self._pointwise_kernel = self.add_weight(
             shape=(1, 1, c * dm, self.filters), initializer=self.pointwise_initializer,
-            name="pointwise_kernel")
+            name="pointwise_kernel", regularizer=self.pointwise_regularizer,
+            constraint=self.pointwise_constraint)
         self._bias = self.add_weight(shape=(self.filters,), initializer=self.bias_initializer,
-                                     name="bias") if self.use_bias else None
+                                     name="bias", regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint) if self.use_bias else None
 
     @property
     def pointwise_kernel(self):
@@ -215,7 +235,11 @@ class SeparableConv2D(_DepthwiseBase):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, **self._window_config(),
                 "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                **_options_config(self, "depthwise_regularizer", "pointwise_regularizer",
+                                  "bias_regularizer", "activity_regularizer",
+                                  "depthwise_constraint", "pointwise_constraint",
+                                  "bias_constraint")}
 
 
 class Permute(Layer):

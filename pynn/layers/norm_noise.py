@@ -26,7 +26,7 @@ stddev * z (backward: dy passes); GaussianDropout multiplies by 1 + sqrt(rate / 
 import math
 import warnings
 
-from .. import initializers, utils
+from .. import constraints, initializers, regularizers, utils
 from ..checks import MAX_RANK, check_bool, check_choice, check_number, check_seed, invalid, \
     is_int, shown
 from .base import Layer, shape_text
@@ -106,14 +106,14 @@ class _GroupNormBase(Layer):
 
     def _init_affine(self, where, epsilon, center, scale, beta_initializer, gamma_initializer,
                      beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint):
-        from .core import _refuse_unsupported
         # > 0, as BatchNormalization's (0 would divide 0 by 0 on a constant group)
         self.epsilon = check_number(epsilon, "epsilon", where, 0, low_open=True)
         self.center = check_bool(center, "center", where)
         self.scale = check_bool(scale, "scale", where)
-        _refuse_unsupported(where, beta_regularizer=beta_regularizer,
-                            gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
-                            gamma_constraint=gamma_constraint)
+        self.beta_regularizer = regularizers.get(beta_regularizer, where, "beta_regularizer")
+        self.gamma_regularizer = regularizers.get(gamma_regularizer, where, "gamma_regularizer")
+        self.beta_constraint = constraints.get(beta_constraint, where, "beta_constraint")
+        self.gamma_constraint = constraints.get(gamma_constraint, where, "gamma_constraint")
         self.beta_initializer = initializers.get(beta_initializer, where, "beta_initializer")
         self.gamma_initializer = initializers.get(gamma_initializer, where, "gamma_initializer")
         self.gamma = self.beta = None
@@ -122,8 +122,10 @@ class _GroupNormBase(Layer):
         return {"epsilon": self.epsilon, "center": self.center, "scale": self.scale,
                 "beta_initializer": initializers.serialize(self.beta_initializer),
                 "gamma_initializer": initializers.serialize(self.gamma_initializer),
-                "beta_regularizer": None, "gamma_regularizer": None,
-                "beta_constraint": None, "gamma_constraint": None}
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+                "beta_constraint": constraints.serialize(self.beta_constraint),
+                "gamma_constraint": constraints.serialize(self.gamma_constraint)}
 
 
 class LayerNormalization(_GroupNormBase):
@@ -152,10 +154,12 @@ class LayerNormalization(_GroupNormBase):
         shape = tuple(int(input_shape[a]) for a in axes)
         if self.scale or self.rms_scaling:
             self.gamma = self.add_weight(shape=shape, initializer=self.gamma_initializer,
-                                         name="gamma")
+                                         name="gamma", regularizer=self.gamma_regularizer,
+                                         constraint=self.gamma_constraint)
         if self.center and not self.rms_scaling:
             self.beta = self.add_weight(shape=shape, initializer=self.beta_initializer,
-                                        name="beta")
+                                        name="beta", regularizer=self.beta_regularizer,
+                                        constraint=self.beta_constraint)
 
     def _norm_geometry(self, shape):
         axes = _trailing_axes(self, self.axis, shape)
@@ -208,10 +212,12 @@ class GroupNormalization(_GroupNormBase):
             self.groups = dim
         if self.scale:
             self.gamma = self.add_weight(shape=(dim,), initializer=self.gamma_initializer,
-                                         name="gamma")
+                                         name="gamma", regularizer=self.gamma_regularizer,
+                                         constraint=self.gamma_constraint)
         if self.center:
             self.beta = self.add_weight(shape=(dim,), initializer=self.beta_initializer,
-                                        name="beta")
+                                        name="beta", regularizer=self.beta_regularizer,
+                                        constraint=self.beta_constraint)
 
     def _norm_geometry(self, shape):
         c = int(shape[-1])

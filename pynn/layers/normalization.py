@@ -11,7 +11,7 @@ gamma (scale=True), beta (center=True), moving_mean, moving_variance; the last t
 not trainable (no optimizer touches them; they live outside the model's trainable
 parameter array).
 """
-from .. import initializers
+from .. import constraints, initializers, regularizers
 from ..checks import MAX_RANK, check_bool, check_int, check_number
 from .base import Layer, shape_text
 
@@ -32,10 +32,10 @@ class BatchNormalization(Layer):
         center = check_bool(center, "center", where)
         scale = check_bool(scale, "scale", where)
         check_bool(synchronized, "synchronized", where)
-        from .core import _refuse_unsupported
-        _refuse_unsupported(where, beta_regularizer=beta_regularizer,
-                            gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
-                            gamma_constraint=gamma_constraint)
+        self.beta_regularizer = regularizers.get(beta_regularizer, where, "beta_regularizer")
+        self.gamma_regularizer = regularizers.get(gamma_regularizer, where, "gamma_regularizer")
+        self.beta_constraint = constraints.get(beta_constraint, where, "beta_constraint")
+        self.gamma_constraint = constraints.get(gamma_constraint, where, "gamma_constraint")
         self.axis = axis
         self.momentum, self.epsilon = momentum, epsilon
         self.center, self.scale = center, scale
@@ -62,10 +62,12 @@ class BatchNormalization(Layer):
 
     def build(self, input_shape):
         c = (input_shape[-1],)
-        self.gamma = self.add_weight(shape=c, initializer=self.gamma_initializer, name="gamma") \
-            if self.scale else None
-        self.beta = self.add_weight(shape=c, initializer=self.beta_initializer, name="beta") \
-            if self.center else None
+        self.gamma = self.add_weight(shape=c, initializer=self.gamma_initializer, name="gamma",
+                                     regularizer=self.gamma_regularizer,
+                                     constraint=self.gamma_constraint) if self.scale else None
+        self.beta = self.add_weight(shape=c, initializer=self.beta_initializer, name="beta",
+                                    regularizer=self.beta_regularizer,
+                                    constraint=self.beta_constraint) if self.center else None
         self.moving_mean = self.add_weight(shape=c, initializer=self.moving_mean_initializer,
                                            trainable=False, name="moving_mean")
         self.moving_variance = self.add_weight(shape=c,
@@ -109,4 +111,8 @@ class BatchNormalization(Layer):
                 "beta_initializer": initializers.serialize(self.beta_initializer),
                 "gamma_initializer": initializers.serialize(self.gamma_initializer),
                 "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer)}
+                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+                "beta_constraint": constraints.serialize(self.beta_constraint),
+                "gamma_constraint": constraints.serialize(self.gamma_constraint)}

@@ -24,7 +24,7 @@ reset_after=False are refused; a call's initial_state is not supported (every se
 starts from zero states).  zero_output_for_mask (Keras's; a Bidirectional sets it on its
 sublayers when they return sequences): a masked step of the returned sequence outputs 0.
 """
-from .. import activations, ids, initializers
+from .. import activations, constraints, ids, initializers, regularizers
 from ..checks import check_bool, check_int, check_number, check_seed, invalid, shown
 from .base import Layer, shape_text
 from .node import KerasTensor
@@ -87,16 +87,19 @@ class RNNBase(Layer):
                  **kwargs):
         cls = type(self).__name__
         units = check_int(units, "units", cls)
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         where = f"{cls} '{self.name}'"
-        from .core import _refuse_unsupported
-        _refuse_unsupported(where, kernel_regularizer=kernel_regularizer,
-                            recurrent_regularizer=recurrent_regularizer,
-                            bias_regularizer=bias_regularizer,
-                            activity_regularizer=activity_regularizer,
-                            kernel_constraint=kernel_constraint,
-                            recurrent_constraint=recurrent_constraint,
-                            bias_constraint=bias_constraint)
+        # Keras's regularizers and constraints of the kernel, the recurrent kernel and the bias
+        # (resolved with regularizers.get / constraints.get; the plan adds their penalties and
+        # applies the constraints, pynn/models/penalties.py)
+        for key, value in (("kernel_regularizer", kernel_regularizer),
+                           ("recurrent_regularizer", recurrent_regularizer),
+                           ("bias_regularizer", bias_regularizer)):
+            setattr(self, key, regularizers.get(value, where, key))
+        for key, value in (("kernel_constraint", kernel_constraint),
+                           ("recurrent_constraint", recurrent_constraint),
+                           ("bias_constraint", bias_constraint)):
+            setattr(self, key, constraints.get(value, where, key))
         self.units = units
         self.activation = _activation(activation, "activation", where)
         self.recurrent_activation = _activation(recurrent_activation, "recurrent_activation",
@@ -177,17 +180,22 @@ class RNNBase(Layer):
         from .. import utils
         f, u, g = input_shape[-1], self.units, self._gates
         self._kernel = self.add_weight(shape=(f, g * u), initializer=self.kernel_initializer,
-                                       name="kernel")
+                                       name="kernel", regularizer=self.kernel_regularizer,
+                                       constraint=self.kernel_constraint)
         self._recurrent_kernel = self.add_weight(shape=(u, g * u),
                                                  initializer=self.recurrent_initializer,
-                                                 name="recurrent_kernel")
+                                                 name="recurrent_kernel",
+                                                 regularizer=self.recurrent_regularizer,
+                                                 constraint=self.recurrent_constraint)
         self._bias = None
         if self.use_bias:
             init = self.bias_initializer
             if self._cell == 1 and getattr(self, "unit_forget_bias", False):
                 init = _ForgetBias(self.bias_initializer, u)
             shape = (2, g * u) if self._cell == 2 else (g * u,)
-            self._bias = self.add_weight(shape=shape, initializer=init, name="bias")
+            self._bias = self.add_weight(shape=shape, initializer=init, name="bias",
+                                         regularizer=self.bias_regularizer,
+                                         constraint=self.bias_constraint)
         self._seed = self.seed if self.seed is not None else \
             int(utils.rng().integers(0, 1 << 62))
         del np
@@ -292,10 +300,14 @@ class RNNBase(Layer):
                   "kernel_initializer": initializers.serialize(self.kernel_initializer),
                   "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
                   "bias_initializer": initializers.serialize(self.bias_initializer),
-                  "kernel_regularizer": None, "recurrent_regularizer": None,
-                  "bias_regularizer": None, "activity_regularizer": None,
-                  "kernel_constraint": None, "recurrent_constraint": None,
-                  "bias_constraint": None, "dropout": self.dropout,
+                  "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                  "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+                  "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                  "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+                  "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                  "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+                  "bias_constraint": constraints.serialize(self.bias_constraint),
+                  "dropout": self.dropout,
                   "recurrent_dropout": self.recurrent_dropout,
                   "seed": self.seed if self.seed is not None else self._seed,
                   "return_sequences": self.return_sequences,
@@ -486,8 +498,8 @@ class Bidirectional(Layer):
 
     def plan_forward(self, b, inputs, training, logits=False):
         from .merging import Add, Average, Concatenate, Multiply
-        fwd = self.forward_layer.plan_forward(b, inputs, training)
-        bwd = self.backward_layer.plan_forward(b, inputs, training)
+        fwd = self._sublayer_forward(b, self.forward_layer, inputs, training)
+        bwd = self._sublayer_forward(b, self.backward_layer, inputs, training)
         b.call_counts[id(self.forward_layer)] = b.call_counts.get(id(self.forward_layer), 0) + 1
         b.call_counts[id(self.backward_layer)] = b.call_counts.get(id(self.backward_layer), 0) + 1
         fstates, bstates = [], []
@@ -507,6 +519,18 @@ class Bidirectional(Layer):
         if self.return_state:
             return outs + fstates + bstates
         return outs[0] if len(outs) == 1 else outs
+
+    @staticmethod
+    def _sublayer_forward(b, layer, inputs, training):
+        """A sublayer's forward, with its activity penalty (Keras calls the sublayers, so
+        their activity regularizers add their losses as a layer's own do)."""
+        out = layer.plan_forward(b, inputs, training)
+        if layer.activity_regularizer is None or b.plan.kind not in ("train", "test"):
+            return out
+        from ..models import penalties
+        if isinstance(out, (list, tuple)):
+            return [penalties.activity(b, layer, t) for t in out]
+        return penalties.activity(b, layer, out)
 
     def get_config(self):
         from ..serialization import serialize as serialize_layer

@@ -22,7 +22,7 @@ gradient gathered back from the dilated kernel's.  UpSampling1D is the nearest c
 of 1.  ZeroPadding2D and Cropping2D are one window copy (op pad_crop), whose backward is
 the window copy back.
 """
-from .. import _core, activations, ids, initializers
+from .. import _core, activations, ids, initializers, regularizers
 from ..checks import MAX_SIZE, check_bool, check_int, invalid, is_int, shown
 from .base import KernelBiasLayer, Layer, shape_text
 from .conv import check_data_format, check_padding, positive_int_pair
@@ -85,16 +85,14 @@ class Conv2DTranspose(KernelBiasLayer):
             raise ValueError(f"{where}: `strides > 1` not supported in conjunction with "
                              f"`dilation_rate > 1`. Received: strides={strides} and "
                              f"dilation_rate={dilation_rate}")
-        from .core import _refuse_unsupported
-        _refuse_unsupported(where, kernel_regularizer=kernel_regularizer,
-                            bias_regularizer=bias_regularizer,
-                            activity_regularizer=activity_regularizer,
-                            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         activation, alpha = activations.get(activation, where)
         use_bias = check_bool(use_bias, "use_bias", where)
         kernel_initializer = initializers.get(kernel_initializer, where, "kernel_initializer")
         bias_initializer = initializers.get(bias_initializer, where, "bias_initializer")
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self._kernel_bias_options(f"Conv2DTranspose '{self.name}'", kernel_regularizer,
+                                  bias_regularizer,
+                                  kernel_constraint, bias_constraint)
         self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
         self.dilation_rate = dilation_rate
         self.padding, self.output_padding, self.data_format = padding, output_padding, data_format
@@ -184,7 +182,10 @@ class Conv2DTranspose(KernelBiasLayer):
                 "data_format": self.data_format, "dilation_rate": list(self.dilation_rate),
                 "activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                **self._kernel_bias_config(),
+                # Keras's Conv2DTranspose always lists its activity regularizer (null or not)
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer)}
 
 
 def _upsample(b, layer, x, size, interpolation):
