@@ -312,8 +312,9 @@ def test_out_of_range_ids_raise_and_change_nothing(backend, bad):
     (lambda: L.Embedding(4.0, 3), r"input_dim=4.0 \(of type float\)"),
     (lambda: L.Embedding(4, 0), r"`output_dim` must be a positive integer. Received: "
                                 r"output_dim=0"),
-    (lambda: L.Embedding(4, 2, embeddings_regularizer="l2"),
-     r"`embeddings_regularizer` is not supported yet, received embeddings_regularizer='l2'"),
+    (lambda: L.Embedding(4, 2, embeddings_regularizer="l3"),
+     r"invalid value for `embeddings_regularizer`: could not interpret regularizer "
+     r"identifier 'l3'"),
     (lambda: L.Embedding(4, 2, lora_rank=2), r"lora_rank=2"),
     (lambda: L.Embedding(4, 2, mask_zero="yes"), r"`mask_zero`.*mask_zero='yes'"),
     (lambda: L.Masking(mask_value="zero"), r"mask_value='zero'"),

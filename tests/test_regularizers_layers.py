@@ -326,3 +326,52 @@ def test_bad_values_are_refused_naming_the_argument(make, words):
         make()
     for w in words:
         assert w in str(info.value), (w, str(info.value))
+
+
+@pytest.mark.parametrize("backend_name", ["cpu", "numpy", "cuda"])
+def test_embedding_penalties_over_two_steps(backend_name):
+    """Embedding's embeddings_regularizer and activity_regularizer: the penalty's gradient
+    reaches every row of the table (the rows the batch did not use included), and the next
+    step starts from a clean gradient (two steps on different ids, each against a twin
+    without the weight penalty stepped on the reference backend plus the penalty's step)."""
+    backend_name = usable_backend(backend_name)
+
+    def make(regularized):
+        pynn.utils.set_random_seed(4)
+        layer = L.Embedding(30, 4, embeddings_regularizer=reg() if regularized else None,
+                            activity_regularizer=R.L2(0.03))
+        model = pynn.Sequential([L.Input((5,), dtype="int32"), layer, L.Flatten()])
+        return model
+
+    model, twin = make(True), make(False)
+    model.compile(optimizer=pynn.optimizers.SGD(LR), loss="mse", backend=backend_name)
+    twin.compile(optimizer=pynn.optimizers.SGD(LR), loss="mse", backend="numpy")
+    rng = np.random.default_rng(8)
+    for step, ids in enumerate((rng.integers(0, 15, (4, 5)), rng.integers(15, 30, (4, 5)))):
+        y = rng.normal(size=(4, 20)).astype(np.float32)
+        before = model.get_weights()[0]
+        twin.set_weights([before])
+        twin_loss = twin.train_on_batch(ids, y)
+        loss = model.train_on_batch(ids, y)
+        assert_close(loss, twin_loss + _penalty(before), rtol=2e-5, err_msg=f"step {step}")
+        want = twin.get_weights()[0] - LR * _penalty_grad(before)
+        assert_close(model.get_weights()[0], want, rtol=1e-4, err_msg=f"step {step} table")
+    config = model.layers[0].get_config()
+    assert config["embeddings_regularizer"]["class_name"] == "L1L2"
+    assert config["activity_regularizer"]["class_name"] == "L2"
+    again = L.Embedding.from_config(config)
+    assert again.embeddings_regularizer.get_config() == model.layers[0].embeddings_regularizer.get_config()
+
+
+def test_embedding_constraint_after_the_update():
+    pynn.utils.set_random_seed(2)
+    model = pynn.Sequential([L.Input((3,), dtype="int32"),
+                             L.Embedding(10, 4, embeddings_initializer="ones",
+                                         embeddings_constraint=pynn.constraints.MaxNorm(1.5, axis=1)),
+                             L.Flatten()])
+    model.compile(optimizer=pynn.optimizers.SGD(LR), loss="mse")
+    model.train_on_batch(np.array([[1, 2, 3]]), np.zeros((1, 12), np.float32))
+    norms = np.linalg.norm(model.get_weights()[0], axis=1)
+    np.testing.assert_allclose(norms, 1.5, rtol=1e-5)    # every row of norm 2 clipped to 1.5
+    with pytest.raises(ValueError, match="embeddings_regularizer"):
+        L.Embedding(10, 4, embeddings_regularizer="l3")

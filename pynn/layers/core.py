@@ -122,9 +122,3 @@ class LeakyReLU(Activation):
 
 
 # ReLU and Softmax: pynn/layers/activations.py (engineer A)
-
-
-def _refuse_unsupported(where, **options):
-    for key, value in options.items():
-        if value is not None:
-            raise ValueError(f"{where}: `{key}` is not supported yet, received {key}={value!r}")

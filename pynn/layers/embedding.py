@@ -35,8 +35,8 @@ views of a buffer with multiplier T already have rows * T rows.
 """
 import numpy as np
 
-from .. import initializers
-from ..checks import check_bool, check_number, invalid, is_int, shown
+from .. import constraints, initializers, regularizers
+from ..checks import check_bool, check_number, is_int, shown
 from .base import Layer, shape_text
 from .node import KerasTensor
 
@@ -67,13 +67,14 @@ class Embedding(Layer):
                  activity_regularizer=None, input_length=None, **kwargs):
         input_dim = _check_dim(input_dim, "input_dim", "Embedding")
         output_dim = _check_dim(output_dim, "output_dim", "Embedding")
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         where = f"Embedding '{self.name}'"
-        # embeddings_regularizer/constraint: engineer F's; refused until they land
-        _refuse(where, embeddings_regularizer=embeddings_regularizer,
-                embeddings_constraint=embeddings_constraint, lora_rank=lora_rank,
-                lora_alpha=lora_alpha, quantization_config=quantization_config,
-                activity_regularizer=activity_regularizer)
+        _refuse(where, lora_rank=lora_rank, lora_alpha=lora_alpha,
+                quantization_config=quantization_config)
+        self.embeddings_regularizer = regularizers.get(embeddings_regularizer, where,
+                                                       "embeddings_regularizer")
+        self.embeddings_constraint = constraints.get(embeddings_constraint, where,
+                                                     "embeddings_constraint")
         self.input_dim, self.output_dim = input_dim, output_dim
         if isinstance(embeddings_initializer, str) and embeddings_initializer.lower() == \
                 "uniform":                        # Keras's alias of RandomUniform
@@ -94,7 +95,9 @@ class Embedding(Layer):
         if self._embeddings is None:
             self._embeddings = self.add_weight(shape=(self.input_dim, self.output_dim),
                                                initializer=self.embeddings_initializer,
-                                               name="embeddings")
+                                               name="embeddings",
+                                               regularizer=self.embeddings_regularizer,
+                                               constraint=self.embeddings_constraint)
 
     @property
     def embeddings(self):
@@ -140,8 +143,10 @@ class Embedding(Layer):
             def clear(b):
                 # the rows written go back to zero once the optimizer has read them (a
                 # shared layer's scratch rows were also added into the view)
+                # a weight penalty writes its gradient into every row: then all of them
+                whole = int(self._embeddings.regularizer is not None)
                 for target in ([g] if g == view else [g, view]):
-                    b.op("embedding_grad_clear", [target, work, x.buf], [V, D, 0],
+                    b.op("embedding_grad_clear", [target, work, x.buf], [V, D, whole],
                          label=f"{self.name} gradient rows")
             b.after_update(clear)
             return [None]
@@ -153,8 +158,10 @@ class Embedding(Layer):
         return {**super().get_config(), "input_dim": self.input_dim,
                 "output_dim": self.output_dim,
                 "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
-                "embeddings_regularizer": None, "activity_regularizer": None,
-                "embeddings_constraint": None, "mask_zero": self.mask_zero}
+                "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+                "embeddings_constraint": constraints.serialize(self.embeddings_constraint),
+                "mask_zero": self.mask_zero}
 
 
 class Masking(Layer):
