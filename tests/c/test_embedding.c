@@ -151,7 +151,8 @@ static void check_sparse_sgd(void) {
     enum { n = 5, V = 6, D = 3 };
     const float ids[n] = {4, 1, 4, 0, 1};
     float w[V * D], w_dense[V * D], g[V * D], dy[n * D];
-    int64_t work[2 * n], i, segs[6] = {0, 4, PYNN_SEGMENT_DECAY, 4, V * D, PYNN_SEGMENT_SPARSE};
+    int64_t work[2 * n], i;
+    int64_t segs[6] = {0, 4, PYNN_SEGMENT_DECAY, 4, V * D - 4, PYNN_SEGMENT_SPARSE};
     double hyper[PYNN_HYPER_COUNT] = {0}, options[PYNN_OPTION_COUNT] = {0};
     float nan_ = NAN;
     for (i = 0; i < V * D; i++) w[i] = w_dense[i] = uniform();
