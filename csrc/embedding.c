@@ -98,6 +98,29 @@ int pynn_embedding_grad_clear(float *dtable, const int64_t *work, int64_t n, int
     return PYNN_OK;
 }
 
+int pynn_embedding_sgd(float *table, float *dtable, const int64_t *work, int64_t n, int64_t V,
+                       int64_t D, float lr, int apply) {
+    int64_t i, row;
+    int status;
+    PYNN_RETURN_IF(V < 1 || D < 1 || V > INT64_MAX / D, PYNN_EINVAL);
+    PYNN_RETURN_IF(n < 0 || (n > 0 && V > INT64_MAX / n), PYNN_EINVAL);
+    if (n == 0) return PYNN_OK;
+    PYNN_RETURN_IF(table == NULL || dtable == NULL || work == NULL, PYNN_EINVAL);
+    for (i = 0; i < n; i++)          /* every key checked before anything changes */
+        PYNN_RETURN_IF(work[i] < 0 || work[i] / n >= V || (i > 0 && work[i] < work[i - 1]),
+                       PYNN_EINVAL);
+    for (i = 0; i < n; i++) {
+        row = work[i] / n;
+        if (i > 0 && row == work[i - 1] / n) continue;
+        if (apply) {     /* the dense rule's own kernel, on the row: the same bits */
+            status = pynn_sgd_update(table + row * D, NULL, dtable + row * D, D, lr, 0.0f, 0);
+            if (status != PYNN_OK) return status;
+        }
+        memset(dtable + row * D, 0, (size_t)D * sizeof(float));
+    }
+    return PYNN_OK;
+}
+
 int pynn_masking_forward(float *y, float *mask, const float *x, int64_t rows, int64_t D,
                          float mask_value) {
     int64_t r;

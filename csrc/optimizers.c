@@ -366,7 +366,7 @@ int pynn_optimizer_options_check(int64_t n, const int64_t *segments, int64_t n_s
     for (i = 0; i < n_segments; i++) {
         const int64_t off = segments[3 * i], size = segments[3 * i + 1], flags = segments[3 * i + 2];
         PYNN_RETURN_IF(off != end || size < 0 || size > n - end, PYNN_EINVAL);
-        PYNN_RETURN_IF(flags & ~(int64_t)PYNN_SEGMENT_DECAY, PYNN_EINVAL);
+        PYNN_RETURN_IF(flags & ~(int64_t)(PYNN_SEGMENT_DECAY | PYNN_SEGMENT_SPARSE), PYNN_EINVAL);
         end += size;
     }
     PYNN_RETURN_IF(n_segments > 0 && end != n, PYNN_EINVAL);
@@ -491,6 +491,41 @@ int pynn_ema_update(float *ema, float *w, int64_t n, int64_t step, const double 
     return PYNN_OK;
 }
 
+int pynn_optimizer_sparse_ok(int kind, const double *hyper, const double *options, int has_ema) {
+    if (kind != PYNN_OPT_SGD || hyper == NULL || has_ema) return 0;
+    if ((float)hyper[PYNN_HYPER_MOMENTUM] != 0.0f || (float)hyper[PYNN_HYPER_WEIGHT_DECAY] != 0.0f)
+        return 0;
+    return options == NULL || (options[PYNN_OPTION_CLIPNORM] == 0.0 &&
+                               options[PYNN_OPTION_CLIPVALUE] == 0.0 &&
+                               options[PYNN_OPTION_GLOBAL_CLIPNORM] == 0.0);
+}
+
+/* The rule over the runs of segments not flagged PYNN_SEGMENT_SPARSE (plain SGD: elementwise
+ * and without slots, so a run at a time gives the bits of the whole at once). */
+static int step_dense_runs(float *w, const float *g, int64_t n, const int64_t *segments,
+                           int64_t n_segments, int kind, int64_t step, const double *rule) {
+    int64_t i, off, size, flags, start = 0, end = 0;
+    int status;
+    for (i = 0; i <= n_segments; i++) {
+        if (i < n_segments) {
+            segment_at(segments, n_segments, n, i, &off, &size, &flags);
+            if (!(flags & PYNN_SEGMENT_SPARSE)) {
+                end = off + size;
+                continue;
+            }
+        } else {
+            off = n;
+            size = 0;
+        }
+        if (end > start) {
+            status = pynn_optimizer_step(w + start, NULL, g + start, end - start, kind, step, rule);
+            if (status != PYNN_OK) return status;
+        }
+        start = end = off + size;
+    }
+    return PYNN_OK;
+}
+
 int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, int64_t n,
                          const int64_t *segments, int64_t n_segments, int kind, int64_t step,
                          const double *hyper, const double *options) {
@@ -523,6 +558,8 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
     }
     for (j = 0; j < PYNN_HYPER_COUNT; j++) rule[j] = hyper[j];
     rule[PYNN_HYPER_WEIGHT_DECAY] = 0.0;       /* applied above */
+    if (n_segments > 0 && pynn_optimizer_sparse_ok(kind, hyper, options, ema != NULL))
+        return step_dense_runs(w, g, n, segments, n_segments, kind, step, rule);
     status = pynn_optimizer_step(w, slots, g, n, kind, step, rule);
     if (status != PYNN_OK || ema == NULL) return status;
     {

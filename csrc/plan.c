@@ -47,6 +47,10 @@ typedef struct {
     double *losses;     /* this step's slots (NULL when dry) */
     double *metrics;
     int dry;
+    /* set by OP_OPTIMIZER: it left its PYNN_SEGMENT_SPARSE segments to the
+     * OP_EMBEDDING_SGD ops after it (plain SGD this step), at learning rate sparse_lr */
+    int sparse_left;
+    float sparse_lr;
 } step_context;
 
 /* a * b for sizes, -1 for a negative factor or an overflow (so a check against it fails) */
@@ -192,6 +196,7 @@ static int counts_ok(const pynn_op *op) {
         [PYNN_OP_EMBEDDING] = {4, 2, 0},
         [PYNN_OP_EMBEDDING_BACKWARD] = {4, 2, 0},
         [PYNN_OP_EMBEDDING_GRAD_CLEAR] = {3, 3, 0},
+        [PYNN_OP_EMBEDDING_SGD] = {4, 2, 0},
         [PYNN_OP_MASKING] = {3, 1, 1},
         [PYNN_OP_MASKING_BACKWARD] = {3, 1, 0},
         [PYNN_OP_ROWS_SCOPE] = {0, 2, 0},
@@ -291,7 +296,7 @@ static int run_transpose(const step_context *cx, const pynn_op *op, const operan
 /* ---- end of convolution variants (engineer B) ---- */
 
 /* Checks one op for this step and, unless cx->dry, runs it. */
-static int run_op(const step_context *cx, const pynn_op *op) {
+static int run_op(step_context *cx, const pynn_op *op) {   /* writes cx->sparse_* only */
     operand o[PLAN_MAX_OPERANDS + 2];
     const int64_t *g = op->ints;
     const int64_t rows = cx->rows;
@@ -933,6 +938,10 @@ static int run_op(const step_context *cx, const pynn_op *op) {
                 pynn_schedule_lr((int)schedule, op->reals + PYNN_HYPER_COUNT + 1, cx->step - 1);
             hyper = scheduled;
         }
+        /* the learning rate the rule uses (pynn_optimizer_step's), for OP_EMBEDDING_SGD */
+        cx->sparse_left = pynn_optimizer_sparse_ok((int)kind, hyper, options, ema != NULL &&
+                                                   ema->data != NULL);
+        cx->sparse_lr = (float)hyper[PYNN_HYPER_LEARNING_RATE];
         return pynn_optimizer_apply(F(w), slots, ema != NULL ? F(ema) : NULL, F(grads), w->n,
                                     op->n_ints > 1 ? g + 2 : NULL, n_segments, (int)kind,
                                     cx->step, hyper, options);
@@ -1169,6 +1178,17 @@ static int run_op(const step_context *cx, const pynn_op *op) {
         return pynn_embedding_grad_clear(F(dtable), g[2] ? NULL : (const int64_t *)work->data,
                                          n, V, D);
     }
+    case PYNN_OP_EMBEDDING_SGD: {   /* bufs table, dtable, work, ids; ints V, D */
+        const operand *table = &o[0], *dtable = &o[1], *work = &o[2], *ids = &o[3];
+        const int64_t V = g[0], D = g[1], n = ids->n;
+        EXPECT(V >= 1 && D >= 1 && f32(ids) && f32(table) && f32(dtable) &&
+               work->data != NULL && work->dtype == PYNN_DTYPE_I64 &&
+               holds(table, mul(V, D)) && holds(dtable, mul(V, D)) && holds(work, mul(2, n)) &&
+               (n == 0 || V <= INT64_MAX / n));
+        if (cx->dry) return PYNN_OK;
+        return pynn_embedding_sgd(F(table), F(dtable), (const int64_t *)work->data, n, V, D,
+                                  cx->sparse_lr, cx->sparse_left);
+    }
     case PYNN_OP_MASKING:            /* bufs x, y, mask; ints D; reals mask_value */
     case PYNN_OP_MASKING_BACKWARD: { /* bufs dy, mask, dx; ints D */
         const int64_t D = g[0];
@@ -1392,6 +1412,8 @@ int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t fir
         cx.losses = losses;
         cx.metrics = metrics;
         cx.dry = 0;
+        cx.sparse_left = 0;
+        cx.sparse_lr = 0.0f;
         status = run_ops(&cx);
         if (status != PYNN_OK) return status;
 

@@ -199,6 +199,7 @@ extern "C" {
     X(OP_EMBEDDING, 100, "embedding")                                                \
     X(OP_EMBEDDING_BACKWARD, 101, "embedding_backward")                              \
     X(OP_EMBEDDING_GRAD_CLEAR, 102, "embedding_grad_clear")                          \
+    X(OP_EMBEDDING_SGD, 106, "embedding_sgd")                                        \
     X(OP_MASKING, 103, "masking")                                                    \
     X(OP_MASKING_BACKWARD, 104, "masking_backward")                                  \
     X(OP_ROWS_SCOPE, 105, "rows_scope")                                              \
@@ -1079,7 +1080,10 @@ double pynn_schedule_lr(int kind, const double *params, int64_t iteration);
  * Segments: the variables of the flat array, as n_segments triples (offset, size, flags)
  * that tile [0, n) in order (offset_0 = 0, offset_{i+1} = offset_i + size_i, the last
  * ending at n).  flags: bit 0 (PYNN_SEGMENT_DECAY) set when weight decay applies to the
- * variable (Keras's exclude_from_weight_decay clears it); no other bit.  n_segments == 0:
+ * variable (Keras's exclude_from_weight_decay clears it); bit 1 (PYNN_SEGMENT_SPARSE) set
+ * on an Embedding table whose rows seen an OP_EMBEDDING_SGD updates after the optimizer:
+ * when pynn_optimizer_sparse_ok holds for the step, the rule skips the segment (not even
+ * its gradient is read); otherwise the flag is ignored (the dense update); no other bit.  n_segments == 0:
  * one variable covering the array, decay applied.
  *
  * Norms are sums of squares in double: each segment cut into chunks of PYNN_NORM_CHUNK
@@ -1093,6 +1097,7 @@ double pynn_schedule_lr(int kind, const double *params, int64_t iteration);
 #define PYNN_OPTION_EMA_OVERWRITE_FREQUENCY 4
 #define PYNN_OPTION_COUNT 5
 #define PYNN_SEGMENT_DECAY 1
+#define PYNN_SEGMENT_SPARSE 2
 #define PYNN_NORM_CHUNK 4096
 /* PYNN_OK when segments/options are as described above for an array of n floats (options
  * may be NULL: all 0), else PYNN_EINVAL: what pynn_optimizer_apply and the plan's dry
@@ -1100,6 +1105,12 @@ double pynn_schedule_lr(int kind, const double *params, int64_t iteration);
  * nothing.) */
 int pynn_optimizer_options_check(int64_t n, const int64_t *segments, int64_t n_segments,
                                  const double *options);
+/* 1 when a step with these settings is plain SGD, w -= lr g and nothing else: kind SGD,
+ * (float) momentum 0, (float) weight decay 0, no clip option, no EMA array (has_ema 0);
+ * rows whose gradient is zero then do not change, so a PYNN_SEGMENT_SPARSE segment may be
+ * left to pynn_embedding_sgd (Keras's TF backend applies an IndexedSlices gradient
+ * sparsely for plain SGD only).  hyper: PYNN_HYPER_COUNT doubles; options may be NULL. */
+int pynn_optimizer_sparse_ok(int kind, const double *hyper, const double *options, int has_ema);
 /* sums[i] = the sum of squares of segment i of g, in double (the order above). */
 int pynn_segment_sumsq(double *sums, const float *g, int64_t n, const int64_t *segments,
                        int64_t n_segments);
@@ -1165,6 +1176,13 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *   OP_EMBEDDING_GRAD_CLEAR bufs dtable, work, ids; ints V, D, whole (after the
  *                        optimizer: the rows the backward wrote back to zero; whole: every
  *                        row, where distributed training summed other ranks' rows in)
+ *   OP_EMBEDDING_SGD     bufs table, dtable, work, ids; ints V, D (after the optimizer,
+ *                        in place of OP_EMBEDDING_GRAD_CLEAR where the table's optimizer
+ *                        segment is PYNN_SEGMENT_SPARSE): when this step's OP_OPTIMIZER
+ *                        skipped the sparse segments (pynn_optimizer_sparse_ok), the rows
+ *                        seen get w -= lr g with the learning rate that op used
+ *                        (its schedule's included); then the rows seen are zeroed
+ *                        (pynn_embedding_sgd)
  *   OP_MASKING           bufs x, y, mask (-1: none); ints D; reals mask_value
  *   OP_MASKING_BACKWARD  bufs dy, mask, dx; ints D
  *   OP_ROWS_SCOPE        no bufs; ints T, count: the next `count` ops run with the
@@ -1380,6 +1398,12 @@ int pynn_embedding_backward(float *dtable, int64_t *work, const float *ids, cons
                             int64_t n, int64_t V, int64_t D);
 int pynn_embedding_grad_clear(float *dtable, const int64_t *work, int64_t n, int64_t V,
                               int64_t D);
+/* The sparse update of plain SGD: for each distinct row r of the n sorted keys in work
+ * (pynn_embedding_backward's), when apply is non-zero table[r] -= lr dtable[r] (by
+ * pynn_sgd_update, so the bits are the dense update's), then dtable[r] = 0.  Rows not seen
+ * are neither read nor written. */
+int pynn_embedding_sgd(float *table, float *dtable, const int64_t *work, int64_t n, int64_t V,
+                       int64_t D, float lr, int apply);
 int pynn_masking_forward(float *y, float *mask, const float *x, int64_t rows, int64_t D,
                          float mask_value);
 int pynn_masking_backward(float *dx, const float *dy, const float *mask, int64_t rows,

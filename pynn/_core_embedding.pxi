@@ -9,12 +9,19 @@ cdef extern from "pynn.h" nogil:
                                 const float *dy, int64_t n, int64_t V, int64_t D)
     int pynn_embedding_grad_clear(float *dtable, const int64_t *work, int64_t n, int64_t V,
                                   int64_t D)
+    int pynn_embedding_sgd(float *table, float *dtable, const int64_t *work, int64_t n,
+                           int64_t V, int64_t D, float lr, int apply)
+    int pynn_optimizer_sparse_ok(int kind, const double *hyper, const double *options,
+                                 int has_ema)
+    int PYNN_SEGMENT_SPARSE
     int pynn_masking_forward(float *y, float *mask, const float *x, int64_t rows, int64_t D,
                              float mask_value)
     int pynn_masking_backward(float *dx, const float *dy, const float *mask, int64_t rows,
                               int64_t D)
 
 EINDEX = PYNN_EINDEX
+SEGMENT_SPARSE = PYNN_SEGMENT_SPARSE
+"""The optimizer segment flag of an Embedding table updated sparsely (pynn_embedding_sgd)."""
 
 
 def embedding_forward(float[:, ::1] y,            # OUT (n, D)
@@ -113,3 +120,35 @@ def masking_backward(float[:, ::1] dx,            # OUT (rows, D); may be dy
                                        &dy[0, 0] if rows > 0 else NULL,
                                        &mask[0] if rows > 0 else NULL, rows, D)
     _check(status, "masking_backward")
+
+
+def embedding_sgd(float[:, ::1] table,           # IN/OUT (V, D): the rows seen updated
+                  float[:, ::1] dtable,          # IN/OUT (V, D): the rows seen zeroed
+                  const int64_t[::1] work,       # IN  what embedding_backward left
+                  int64_t n, float lr, bint apply):
+    """Plain SGD on the rows seen only (apply), then those gradient rows zeroed
+    (pynn_embedding_sgd)."""
+    cdef int status
+    _same_shape((table.shape[0], table.shape[1]), (dtable.shape[0], dtable.shape[1]), "table",
+                "embedding_sgd")
+    if n < 0 or work.shape[0] < 2 * n:
+        raise ValueError(f"embedding_sgd: expected work of at least 2 n = {2 * n} "
+                         f"elements, received {work.shape[0]}")
+    with nogil:
+        status = pynn_embedding_sgd(&table[0, 0], &dtable[0, 0], &work[0] if n > 0 else NULL,
+                                    n, table.shape[0], table.shape[1], lr, apply)
+    _check(status, "embedding_sgd")
+
+
+def optimizer_sparse_ok(int kind, hyper, options, bint has_ema):
+    """pynn_optimizer_sparse_ok: 1 when a step with these settings is plain SGD."""
+    cdef double h[16]
+    cdef double opt[8]
+    cdef Py_ssize_t j
+    if len(hyper) != PYNN_HYPER_COUNT or len(options) != PYNN_OPTION_COUNT:
+        raise ValueError("optimizer_sparse_ok: expected pynn.ids.HYPER and pynn.ids.OPTIONS")
+    for j in range(PYNN_HYPER_COUNT):
+        h[j] = hyper[j]
+    for j in range(PYNN_OPTION_COUNT):
+        opt[j] = options[j]
+    return bool(pynn_optimizer_sparse_ok(kind, h, opt, has_ema))

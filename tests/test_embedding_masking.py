@@ -457,8 +457,8 @@ def test_onnx_export_matches_predict(tmp_path):
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
 def test_hooked_plan_clears_every_gradient_row_after_the_update(backend):
     """With gradient hooks (distributed training) the summed gradient holds the rows other
-    ranks saw: the clear after the update covers every row, and without an active hook the
-    step is the same as the plain one."""
+    ranks saw: the update is the dense one and the clear after it covers every row, and
+    without an active hook the step is the same as the plain (sparse SGD) one, bitwise."""
     from pynn.models.plan import insert_grad_hooks
     weights = []
     x = np.array([[1, 2, 2], [0, 5, 1]], np.float32)
@@ -468,14 +468,16 @@ def test_hooked_plan_clears_every_gradient_row_after_the_update(backend):
         model = pynn.Model(ids, L.Dense(1)(L.Flatten()(L.Embedding(8, 2)(ids))))
         model.compile(optimizer="sgd", loss="mse", backend=backend)
         plan = model.engine.plan("train")
-        clears = [op for op in plan.ops if op.name == "embedding_grad_clear"]
-        assert len(clears) == 1 and clears[0].ints[2] == 0
+        # plain SGD: the sparse update (engineer S), its rows cleared by OP_EMBEDDING_SGD
+        assert [op.name for op in plan.ops].count("embedding_sgd") == 1
+        assert not any(op.name == "embedding_grad_clear" for op in plan.ops)
         if hooked:
             starts = {id(v): s for v, s in model.engine.store.layout.trainable_offsets}
             insert_grad_hooks(plan, starts, 4)
             clears = [i for i, op in enumerate(plan.ops) if op.name == "embedding_grad_clear"]
             assert len(clears) == 1 and plan.ops[clears[0]].ints[2] == 1
             assert clears[0] > plan.optimizer_op
+            assert not any(op.name == "embedding_sgd" for op in plan.ops)
         model.fit(x, np.ones((2, 1)), batch_size=2, epochs=3, verbose=0, shuffle=False)
         weights.append(model.get_weights())
     for a, b in zip(*weights):

@@ -287,6 +287,14 @@ class Backend:
         row (distributed training sums other ranks' rows in)."""
         raise NotImplementedError
 
+    def embedding_sgd(self, table, dtable, work, n, lr):
+        """After the optimizer, in place of embedding_grad_clear for a table whose segment
+        it skipped (plain SGD, csrc/pynn.h's PYNN_SEGMENT_SPARSE): lr not None, the rows of
+        the n ids embedding_backward saw get table[r] -= lr dtable[r] (the dense rule's
+        bits); then those gradient rows are zeroed (pynn_embedding_sgd).  lr None: the
+        optimizer updated the table densely this step, only the clear."""
+        raise NotImplementedError
+
     def masking_forward(self, x, mask_value, y, mask):
         """x (rows, D): mask[r] = any(x[r] != mask_value), y = x * mask[r]; mask may be None."""
         raise NotImplementedError

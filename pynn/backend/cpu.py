@@ -168,6 +168,9 @@ class CpuBackend(HostBackend):
     def embedding_grad_clear(self, dtable, work, n, whole=False):
         _core.embedding_grad_clear(dtable, work, n, whole)
 
+    def embedding_sgd(self, table, dtable, work, n, lr):
+        _core.embedding_sgd(table, dtable, work, n, 0.0 if lr is None else lr, lr is not None)
+
     def masking_forward(self, x, mask_value, y, mask):
         _core.masking_forward(y, mask, x, mask_value)
 

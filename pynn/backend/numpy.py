@@ -202,6 +202,10 @@ class NumpyBackend(HostBackend):
         elif n:
             dtable[np.unique(work[:n] // n)] = 0.0
 
+    def embedding_sgd(self, table, dtable, work, n, lr):
+        seen = np.unique(work[:n] // n) if n else np.zeros(0, dtype=np.int64)
+        ref.embedding_sgd(table, dtable, seen, 0.0 if lr is None else lr, lr is not None)
+
     def masking_forward(self, x, mask_value, y, mask):
         out, m = ref.masking_forward(x, mask_value)
         y[...] = out

@@ -1242,6 +1242,33 @@ NORM_CHUNK = 4096
 """Norms sum chunks of this many elements in order, then the chunk sums in order
 (PYNN_NORM_CHUNK)."""
 SEGMENT_DECAY = 1
+SEGMENT_SPARSE = 2
+"""An Embedding table's segment, left to embedding_sgd when the step is plain SGD
+(PYNN_SEGMENT_SPARSE)."""
+
+
+def sparse_sgd_ok(kind, hyper, has_ema):
+    """True when a step with these settings (hyper: pynn.ids.HYPER's and OPTIONS' names) is
+    plain SGD, w -= lr g and nothing else, so the rows of a zero gradient do not change
+    (pynn_optimizer_sparse_ok): kind "sgd", float32 momentum and weight decay 0, no clip
+    option, no EMA array."""
+    return kind == "sgd" and not has_ema and \
+        np.float32(hyper.get("momentum", 0.0)) == 0 and \
+        np.float32(hyper.get("weight_decay", 0.0)) == 0 and \
+        not any(hyper.get(k, 0.0) for k in ("clipnorm", "clipvalue", "global_clipnorm"))
+
+
+def dense_runs(triples):
+    """The (start, end) runs of the segments not flagged SEGMENT_SPARSE."""
+    runs = []
+    for off, size, flags in triples:
+        if flags & SEGMENT_SPARSE or not size:
+            continue
+        if runs and runs[-1][1] == off:
+            runs[-1] = (runs[-1][0], off + size)
+        else:
+            runs.append((off, off + size))
+    return runs
 
 
 def check_segments(segments, n, where="optimizer_step"):
@@ -1255,9 +1282,9 @@ def check_segments(segments, n, where="optimizer_step"):
     triples = [tuple(flat[i:i + 3]) for i in range(0, len(flat), 3)]
     end = 0
     for off, size, flags in triples:
-        if off != end or size < 0 or flags & ~SEGMENT_DECAY:
-            raise ValueError(f"{where}: segments must tile the array in order with flags 0 or "
-                             f"1, received {triples}")
+        if off != end or size < 0 or flags & ~(SEGMENT_DECAY | SEGMENT_SPARSE):
+            raise ValueError(f"{where}: segments must tile the array in order with flags 0 to "
+                             f"3, received {triples}")
         end += size
     if triples and end != n:
         raise ValueError(f"{where}: segments cover {end} elements, the array has {n}")
@@ -1334,6 +1361,12 @@ def optimizer_step(kind, w, slots, g, step, hyper, segments=None, ema=None):
         for off, size, flags in triples:
             if flags & SEGMENT_DECAY and size:
                 weight_decay(flat[off:off + size], hyper["weight_decay"], lr)
+    if segments is not None and sparse_sgd_ok(kind, hyper, ema is not None):
+        # plain SGD: the segments flagged SEGMENT_SPARSE are left to embedding_sgd
+        flat, gflat = w.reshape(-1), g.reshape(-1)
+        for a, b in dense_runs(triples):
+            _rule(kind, flat[a:b], s, gflat[a:b], step, hyper, lr)
+        return
     _rule(kind, w, s, g, step, hyper, lr)
     if ema is not None:
         ema_update(ema, w, step, hyper.get("ema_momentum", 0.0),
@@ -1614,6 +1647,16 @@ def embedding_backward(ids, dy, input_dim):
     for i in range(len(rows)):             # position order
         grad[where[i]] += dy[i]
     return seen, grad
+
+
+def embedding_sgd(table, dtable, seen, lr, apply):
+    """Plain SGD on the rows `seen` (distinct) only, when apply: table[r] -= lr dtable[r]
+    (sgd_update's expression, so the dense update's bits); then dtable[r] = 0."""
+    if apply:
+        w = table[seen]
+        sgd_update(w, None, dtable[seen], lr, 0.0, False)
+        table[seen] = w
+    dtable[seen] = 0.0
 
 
 def masking_forward(x, mask_value):

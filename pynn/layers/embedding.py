@@ -8,21 +8,37 @@ is not an integer in [0, input_dim) stops the step with an error (Keras's TF bac
 errors too) before anything changes.
 
 Embedding's gradient is sparse: the backward writes only the table rows of the ids seen
-in the batch (each the sum of its positions' gradients, in position order), and after the
-optimizer has read them an OP_EMBEDDING_GRAD_CLEAR zeroes those rows again, so the rest of
-the table's gradient stays zero without ever being written.  The optimizer then applies
-Keras 3's update to the whole table, as Keras 3 does (its optimizers update embeddings
-densely): for SGD without momentum or weight decay the rows not seen do not change
-(their gradient is zero); Adam, RMSprop, momentum SGD and the others move every row as
-Keras's do (their moments decay on every row), so the numbers stay Keras's.
-Not done yet: a row-sparse update for plain SGD (today the optimizer still passes over the
-whole table, its unseen rows getting w - lr * 0 = w).  The design: a segment flag
-(PYNN_SEGMENT_SPARSE) on the table's segment of OP_OPTIMIZER, skipped by
-pynn_optimizer_apply (and the NumPy / CUDA optimizer steps) when the rule is SGD with
-momentum 0, no weight decay on the segment and no EMA; an OP_EMBEDDING_SGD after it applies
-w[r] -= lr * g[r] to the rows of the sorted keys, with the optimizer op's learning rate
-(its schedule included) and its clipped gradient; any other setting falls back to the
-dense update on both sides, so the numbers never change.
+in the batch (each the sum of its positions' gradients, in position order), keeping the
+sorted keys id * n + position in a workspace; the rest of the table's gradient stays zero
+without ever being written, because the rows seen are zeroed again after the update.
+
+The update (engineer S).  Keras 3 applies an Embedding's gradient (an IndexedSlices on its
+TF backend) sparsely for plain SGD only; momentum SGD, Adam, RMSprop and the others move
+every row (their moments decay on every row).  pynn does the same:
+- Plain SGD (pynn_optimizer_sparse_ok / reference.sparse_sgd_ok: SGD with float32 momentum
+  and weight decay 0, no clipnorm / clipvalue / global_clipnorm, no EMA), the table's
+  gradient written by one call: PlanBuilder.sparse_update flags the table's segment of
+  OP_OPTIMIZER PYNN_SEGMENT_SPARSE (next to PYNN_SEGMENT_DECAY) and the layer emits an
+  OP_EMBEDDING_SGD after the optimizer in place of OP_EMBEDDING_GRAD_CLEAR.  In a step whose
+  settings are plain SGD, the optimizer's rule runs over the runs of segments not flagged
+  (pynn_optimizer_apply; reference / CUDA optimizer_step alike), so the table is neither
+  read nor written there, and OP_OPTIMIZER hands the learning rate its rule used this step
+  (the schedule's, computed once, by the optimizer op's own code; a callback's change to
+  the reals included) to the ops after it: in C the step context (sparse_left,
+  sparse_lr), in the Python executor `ex.sparse_lr`.  OP_EMBEDDING_SGD then applies
+  w[r] -= lr * g[r] to each distinct row r of the sorted keys with pynn_sgd_update itself
+  (reference.sgd_update, the CUDA SGD kernel's expression), so the bits are the dense
+  update's (w - lr * 0 = w for the rows not seen), and zeroes those gradient rows.  The
+  flag is a permission, not an order: a step whose settings are not plain SGD (changed
+  after compile) updates the whole table and OP_EMBEDDING_SGD only clears.
+- Anything else (momentum, weight decay, clipping, EMA, another optimizer; an Embedding
+  called more than once, whose calls add scratch rows into one gradient): no flag, the
+  dense update over the whole table, then OP_EMBEDDING_GRAD_CLEAR: Keras's numbers.
+- Distributed training (pynn/distributed): the hooked plan sums every rank's gradient, so
+  the table's gradient holds rows other ranks saw, which are not in this rank's keys.
+  insert_grad_hooks clears the SPARSE flags and turns each OP_EMBEDDING_SGD into a whole
+  OP_EMBEDDING_GRAD_CLEAR: the dense update there (the union of the rows would need the
+  ids exchanged as well).
 
 TimeDistributed(layer) applies `layer` to each of the T steps of (N, T, ...) inputs.  The
 plan views the (N, T, ...) buffer as N * T rows of the step's shape (a buffer's row
@@ -141,6 +157,12 @@ class Embedding(Layer):
             view = b._grad_views[id(self._embeddings)]
 
             def clear(b):
+                if g == view and b.sparse_update(self._embeddings):
+                    # plain SGD: the optimizer skips the table; the rows seen are
+                    # updated, then cleared, here
+                    b.op("embedding_sgd", [table, g, work, x.buf], [V, D],
+                         label=f"{self.name} rows seen (SGD)")
+                    return
                 # the rows written go back to zero once the optimizer has read them (a
                 # shared layer's scratch rows were also added into the view)
                 # a weight penalty writes its gradient into every row: then all of them

@@ -27,6 +27,7 @@ cover the steps that ran.
 import numpy as np
 
 from .. import _core, ids, interrupts
+from ..backend import reference as ref
 
 _ACT = {v: k for k, v in ids.ACTIVATIONS.items()}
 _LOSS = {v: k for k, v in ids.LOSSES.items()}
@@ -487,6 +488,10 @@ def _optimizer(ex, op, v, step, losses, metrics, reals):
                                                    _core.SCHEDULE_PARAMS], step - 1)
     hyper.update(zip(ids.OPTIONS, reals[_core.OPT_REALS:]))
     segments = op.ints[2:] if len(op.ints) > 1 else None
+    # the learning rate the OP_EMBEDDING_SGD ops after it apply, when this step is plain
+    # SGD (the rule skipped their PYNN_SEGMENT_SPARSE segments); None: dense this step
+    ex.sparse_lr = hyper["learning_rate"] if ref.sparse_sgd_ok(
+        _OPT[op.ints[0]], hyper, ema >= 0) else None
     ex.backend.optimizer_step(_OPT[op.ints[0]], v[params], [_opt(v, s) for s in slots],
                               v[grads], step, hyper, segments, _opt(v, ema))
 
@@ -671,6 +676,13 @@ def _embedding_grad_clear(ex, op, v, step, losses, metrics, reals):
                                     v[ids].size, bool(whole))
 
 
+def _embedding_sgd(ex, op, v, step, losses, metrics, reals):
+    table, dtable, work, ids_ = op.bufs
+    V, D = op.ints
+    ex.backend.embedding_sgd(v[table].reshape(V, D), v[dtable].reshape(V, D),
+                             v[work].reshape(-1), v[ids_].size, getattr(ex, "sparse_lr", None))
+
+
 def _masking(ex, op, v, step, losses, metrics, reals):
     x, y, mask = op.bufs
     D = op.ints[0]
@@ -762,7 +774,8 @@ _OPS = {
     "penalty": _penalty, "constraint": _constraint,   # engineer F
     # engineer G
     "embedding": _embedding, "embedding_backward": _embedding_backward,
-    "embedding_grad_clear": _embedding_grad_clear, "masking": _masking,
+    "embedding_grad_clear": _embedding_grad_clear, "embedding_sgd": _embedding_sgd,
+    "masking": _masking,
     "masking_backward": _masking_backward, "rows_scope": _rows_scope,
     # transposed convolution, upsampling, padding, cropping (issue 16, part C)
     "conv2d_transpose": _conv2d_transpose, "conv2d_transpose_backward": _conv2d_transpose_backward,

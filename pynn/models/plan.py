@@ -67,7 +67,8 @@ PlanBuilder.after_update.
 """
 import numpy as np
 
-from .. import ids
+from .. import _core, ids
+from ..backend import reference
 
 _OP_NAMES = {v: k for k, v in ids.OPS.items()}
 
@@ -237,6 +238,9 @@ class PlanBuilder:
         self.call_counts = {}                 # id(layer) -> calls planned so far
         self.row_mult = 1                     # TimeDistributed's T while its layer plans
         self._after_update = []               # ops to add after OP_OPTIMIZER (engineer G)
+        self._grad_calls = {}                 # id(variable) -> calls of grad() for it
+        self.trainable_order = []             # ids of the trainable variables, in the
+        #                                       order of the optimizer's segments
 
     # ---- buffers -----------------------------------------------------------------------
     def buffer(self, shape, batched=True, dtype="float32", role="activation", base=None,
@@ -276,6 +280,32 @@ class PlanBuilder:
         after the update (Embedding's gradient rows back to zero; engineer G)."""
         if self.training:
             self._after_update.append(emit)
+
+    def sparse_update(self, variable):
+        """Called by an after_update emit: True when the optimizer op may leave `variable`
+        (an Embedding table) to an OP_EMBEDDING_SGD, its segment then flagged
+        PYNN_SEGMENT_SPARSE; False: the dense update (the caller clears its rows).  Sparse
+        when the optimizer is plain SGD by its settings at compile time (reference
+        .sparse_sgd_ok: no momentum, weight decay, clipping or EMA) and one call wrote
+        the variable's gradient (a shared Embedding's calls add scratch rows into it).  The
+        flag is a permission: a step whose settings are not plain SGD (a setting changed
+        after compile) updates the table densely and the OP_EMBEDDING_SGD only clears."""
+        plan = self.plan
+        if plan.optimizer_op is None or self._grad_calls.get(id(variable)) != 1 or \
+                id(variable) not in self.trainable_order:
+            return False
+        op = plan.ops[plan.optimizer_op]
+        hyper = dict(zip(ids.HYPER, op.reals))
+        hyper.update(zip(ids.OPTIONS, op.reals[_core.OPT_REALS:]))
+        kind = {v: k for k, v in ids.OPTIMIZERS.items()}[op.ints[0]]
+        has_ema = len(op.bufs) > 2 + _core.OPT_SLOTS and op.bufs[-1] >= 0
+        at = 2 + 3 * self.trainable_order.index(id(variable)) + 2   # the segment's flags
+        if not reference.sparse_sgd_ok(kind, hyper, has_ema) or len(op.ints) <= at:
+            return False
+        ints = list(op.ints)
+        ints[at] |= reference.SEGMENT_SPARSE
+        plan.ops[plan.optimizer_op] = Op(op.kind, op.bufs, ints, op.reals, op.label)
+        return True
 
     def scratch(self, shape, batched=False, sizer=None):
         """A workspace: batched (rows x shape), fixed, or fixed with a size that depends on
@@ -328,6 +358,7 @@ class PlanBuilder:
         if not self.is_trainable(variable):
             return -1
         key = id(variable)
+        self._grad_calls[key] = self._grad_calls.get(key, 0) + 1
         if key not in self._grad_views:
             self._grad_views[key] = self.buffer(variable.shape, batched=False, role="gradient",
                                                 source=variable)
@@ -457,6 +488,7 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
     shapes of the batches this plan runs (Engine.shaped), else None."""
     plan = Plan(kind)
     b = PlanBuilder(plan, backend, set(trainable), set(frozen_layers))
+    b.trainable_order = list(trainable)
     mode_training = kind in ("train", "forward")
 
     inputs = []
@@ -655,9 +687,17 @@ def insert_grad_hooks(plan, starts, cap):
         ops.append(Op(hook, [flat_grads], [0, 0, sent], [], "gradient bucket"))
     ops.append(Op(hook, [flat_grads], [1, 0, 0], [], "wait for the buckets"))
     # the summed gradient holds the rows other ranks' Embeddings saw too: clear every row
-    # (engineer G)
-    clear = ids.OPS["embedding_grad_clear"]
-    rest = [Op(op.kind, op.bufs, op.ints[:2] + (1,), op.reals, op.label)
+    # (engineer G), and update every row (the dense update: no segment left to an
+    # OP_EMBEDDING_SGD, which becomes the whole clear; the rows another rank saw are not in
+    # this rank's keys, so the union would need the ids exchanged too)
+    clear, sgd = ids.OPS["embedding_grad_clear"], ids.OPS["embedding_sgd"]
+    if len(opt.ints) > 2:
+        dense = list(opt.ints[:2]) + [f & ~reference.SEGMENT_SPARSE if i % 3 == 2 else f
+                                      for i, f in enumerate(opt.ints[2:])]
+        plan.ops[plan.optimizer_op] = Op(opt.kind, opt.bufs, dense, opt.reals, opt.label)
+    rest = [Op(clear, op.bufs[1:4], op.ints[:2] + (1,), op.reals,
+               op.label) if op.kind == sgd else
+            Op(op.kind, op.bufs, op.ints[:2] + (1,), op.reals, op.label)
             if op.kind == clear else op for op in plan.ops[plan.optimizer_op:]]
     plan.optimizer_op = len(ops)
     plan.ops = ops + rest

@@ -144,8 +144,63 @@ static void check_rows_scope(void) {
     CHECK(pynn_plan_check(&plan, 2) == PYNN_EINVAL, "nested scopes");
 }
 
+/* pynn_embedding_sgd: the rows seen get the dense SGD's bits, then their gradient rows
+ * zero; rows not seen are neither read (a NaN there stays unread) nor written.  And
+ * pynn_optimizer_apply skips a PYNN_SEGMENT_SPARSE segment for plain SGD only. */
+static void check_sparse_sgd(void) {
+    enum { n = 5, V = 6, D = 3 };
+    const float ids[n] = {4, 1, 4, 0, 1};
+    float w[V * D], w_dense[V * D], g[V * D], dy[n * D];
+    int64_t work[2 * n], i;
+    int64_t segs[6] = {0, 4, PYNN_SEGMENT_DECAY, 4, V * D - 4, PYNN_SEGMENT_SPARSE};
+    double hyper[PYNN_HYPER_COUNT] = {0}, options[PYNN_OPTION_COUNT] = {0};
+    float nan_ = NAN;
+    for (i = 0; i < V * D; i++) w[i] = w_dense[i] = uniform();
+    for (i = 0; i < n * D; i++) dy[i] = uniform();
+    for (i = 0; i < V * D; i++) g[i] = 0.0f;
+    CHECK(pynn_embedding_backward(g, work, ids, dy, n, V, D) == PYNN_OK, "backward");
+    CHECK(pynn_sgd_update(w_dense, NULL, g, V * D, 0.3f, 0.0f, 0) == PYNN_OK, "dense");
+    for (i = 0; i < D; i++) g[2 * D + i] = nan_;          /* row 2: not seen */
+    CHECK(pynn_embedding_sgd(w, g, work, n, V, D, 0.3f, 1) == PYNN_OK, "sparse");
+    CHECK(memcmp(w, w_dense, sizeof w) == 0, "sparse == dense, bitwise");
+    for (i = 0; i < V * D; i++)
+        CHECK(i / D == 2 ? g[i] != g[i] : g[i] == 0.0f, "gradient rows seen cleared, %lld",
+              (long long)i);
+    CHECK(pynn_embedding_sgd(w, g, work, n, V, D, 0.3f, 0) == PYNN_OK, "clear only");
+    CHECK(memcmp(w, w_dense, sizeof w) == 0, "apply 0: no change");
+    work[1] = -1;
+    CHECK(pynn_embedding_sgd(w, g, work, n, V, D, 0.3f, 1) == PYNN_EINVAL, "bad keys");
+    CHECK(pynn_embedding_sgd(w, g, NULL, n, V, D, 0.3f, 1) == PYNN_EINVAL, "NULL work");
+    CHECK(pynn_embedding_sgd(NULL, NULL, NULL, 0, V, D, 0.3f, 1) == PYNN_OK, "n = 0");
+
+    /* the optimizer: segment 1 (flag SPARSE) skipped for plain SGD, a NaN there unread */
+    hyper[PYNN_HYPER_LEARNING_RATE] = 0.5;
+    for (i = 0; i < V * D; i++) { w[i] = 1.0f; g[i] = i < 4 ? 2.0f : nan_; }
+    CHECK(pynn_optimizer_sparse_ok(PYNN_OPT_SGD, hyper, options, 0) == 1, "plain SGD");
+    CHECK(pynn_optimizer_apply(w, NULL, NULL, g, V * D, segs, 2, PYNN_OPT_SGD, 1, hyper,
+                               options) == PYNN_OK, "apply, sparse");
+    for (i = 0; i < V * D; i++) CHECK(w[i] == (i < 4 ? 0.0f : 1.0f), "skipped, %lld", (long long)i);
+    hyper[PYNN_HYPER_MOMENTUM] = 0.9;
+    CHECK(pynn_optimizer_sparse_ok(PYNN_OPT_SGD, hyper, options, 0) == 0, "momentum");
+    hyper[PYNN_HYPER_MOMENTUM] = 0.0;
+    hyper[PYNN_HYPER_WEIGHT_DECAY] = 0.01;
+    CHECK(pynn_optimizer_sparse_ok(PYNN_OPT_SGD, hyper, options, 0) == 0, "weight decay");
+    hyper[PYNN_HYPER_WEIGHT_DECAY] = 0.0;
+    CHECK(pynn_optimizer_sparse_ok(PYNN_OPT_SGD, hyper, options, 1) == 0, "EMA");
+    CHECK(pynn_optimizer_sparse_ok(PYNN_OPT_ADAM, hyper, options, 0) == 0, "Adam");
+    options[PYNN_OPTION_CLIPVALUE] = 1.0;
+    CHECK(pynn_optimizer_sparse_ok(PYNN_OPT_SGD, hyper, options, 0) == 0, "clipvalue");
+    /* not plain SGD: the flag is ignored, the dense update reads the NaN */
+    CHECK(pynn_optimizer_apply(w, NULL, NULL, g, V * D, segs, 2, PYNN_OPT_SGD, 1, hyper,
+                               options) == PYNN_OK, "apply, dense");
+    CHECK(w[V * D - 1] != w[V * D - 1], "dense: the whole table updated");
+    segs[5] = 4;
+    CHECK(pynn_optimizer_options_check(V * D, segs, 2, NULL) == PYNN_EINVAL, "unknown flag");
+}
+
 int main(void) {
     check_forward();
+    check_sparse_sgd();
     check_backward(1, 3, 1);
     check_backward(7, 9, 5);
     check_backward(5000, 64, 16);            /* an OpenMP team: n * D > 32768 */

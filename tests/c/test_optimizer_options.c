@@ -188,7 +188,7 @@ static void check_refusals(void) {
         case 0: bad[3 * 2] += 1; break;                          /* a gap */
         case 1: bad[3 * 4 + 1] += 1; break;                      /* past the end */
         case 2: bad[3 * 5 + 1] -= 1; break;                      /* short of the end */
-        case 3: bad[3 * 3 + 2] = 2; break;                       /* an unknown flag */
+        case 3: bad[3 * 3 + 2] = 4; break;                       /* an unknown flag */
         case 4: bad[3 * 1 + 1] = -1; break;                      /* a negative size */
         case 5: o[PYNN_OPTION_CLIPVALUE] = 1.0; break;           /* two clips */
         case 6: o[PYNN_OPTION_CLIPNORM] = -1.0; break;

@@ -231,6 +231,7 @@ class CudaBackend(Backend):
     embedding_forward = staticmethod(embedding.embedding_forward)
     embedding_backward = staticmethod(embedding.embedding_backward)
     embedding_grad_clear = staticmethod(embedding.embedding_grad_clear)
+    embedding_sgd = staticmethod(embedding.embedding_sgd)
     masking_forward = staticmethod(embedding.masking_forward)
     masking_backward = staticmethod(embedding.masking_backward)
 

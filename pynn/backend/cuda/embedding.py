@@ -149,6 +149,31 @@ def embedding_grad_clear(dtable, work, n, whole=False):
     _clear_kernel[blocks, threads](dtable, work[:n], n, D)
 
 
+@cuda.jit
+def _sgd_rows_kernel(table, dtable, keys, n, D, lr, apply):
+    t = cuda.grid(1)
+    if t < n * D:
+        i = t // D
+        j = t - i * D
+        row = keys[i] // n
+        if i == 0 or keys[i - 1] // n != row:   # each row by its first key's threads
+            if apply:
+                table[row, j] -= lr * dtable[row, j]    # the dense SGD kernel's expression
+            dtable[row, j] = F0
+
+
+def embedding_sgd(table, dtable, work, n, lr):
+    """Plain SGD on the rows seen only (lr not None), then those gradient rows zeroed
+    (csrc's pynn_embedding_sgd)."""
+    n = int(n)
+    if n == 0:
+        return
+    D = dtable.shape[1]
+    blocks, threads = elementwise_config(n * D)
+    _sgd_rows_kernel[blocks, threads](table, dtable, work[:n], n, D,
+                                      np.float32(0.0 if lr is None else lr), lr is not None)
+
+
 def masking_forward(x, mask_value, y, mask):
     where = "masking_forward"
     rows, D = x.shape

@@ -321,6 +321,12 @@ def optimizer_step(kind, w, slots, g, step, hyper, segments=None, ema=None):
         for off, size, flags in triples:
             if flags & ref.SEGMENT_DECAY and size:
                 _launch(_weight_decay_kernel, w1[off:off + size], None, wd, f(lr))
+    if segments is not None and ref.sparse_sgd_ok(kind, hyper, ema is not None):
+        # plain SGD: the segments flagged SEGMENT_SPARSE are left to embedding_sgd
+        g1 = as_1d(g)
+        for a, b in ref.dense_runs(triples):
+            _rule(kind, w1[a:b], s, g1[a:b], step, hyper, lr)
+        return
     _rule(kind, w, s, g, step, hyper, lr)
     if ema is not None:
         m = f(0.0 if step == 1 else hyper.get("ema_momentum", 0.0))
