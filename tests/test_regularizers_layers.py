@@ -375,3 +375,14 @@ def test_embedding_constraint_after_the_update():
     np.testing.assert_allclose(norms, 1.5, rtol=1e-5)    # every row of norm 2 clipped to 1.5
     with pytest.raises(ValueError, match="embeddings_regularizer"):
         L.Embedding(10, 4, embeddings_regularizer="l3")
+
+
+def test_a_regularized_embedding_keeps_the_dense_sgd_update():
+    """Plain SGD updates only the rows seen (OP_EMBEDDING_SGD), but a weight penalty's
+    gradient is on every row: such a table takes the optimizer's dense update."""
+    for regularizer, sparse in ((None, True), (reg(), False)):
+        model = pynn.Sequential([L.Input((3,), dtype="int32"),
+                                 L.Embedding(10, 2, embeddings_regularizer=regularizer)])
+        model.compile(optimizer=pynn.optimizers.SGD(LR), loss="mse")
+        model.train_on_batch(np.array([[1, 2, 3]]), np.zeros((1, 3, 2), np.float32))
+        assert (model.plan.count("embedding_sgd") == 1) is sparse

@@ -157,7 +157,10 @@ class Embedding(Layer):
             view = b._grad_views[id(self._embeddings)]
 
             def clear(b):
-                if g == view and b.sparse_update(self._embeddings):
+                # a weight penalty writes its gradient into every row: then the update and
+                # the clear are the whole table's
+                whole = int(self._embeddings.regularizer is not None)
+                if g == view and not whole and b.sparse_update(self._embeddings):
                     # plain SGD: the optimizer skips the table; the rows seen are
                     # updated, then cleared, here
                     b.op("embedding_sgd", [table, g, work, x.buf], [V, D],
@@ -165,8 +168,6 @@ class Embedding(Layer):
                     return
                 # the rows written go back to zero once the optimizer has read them (a
                 # shared layer's scratch rows were also added into the view)
-                # a weight penalty writes its gradient into every row: then all of them
-                whole = int(self._embeddings.regularizer is not None)
                 for target in ([g] if g == view else [g, view]):
                     b.op("embedding_grad_clear", [target, work, x.buf], [V, D, whole],
                          label=f"{self.name} gradient rows")

@@ -632,9 +632,12 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
             plan.optimizer_op = b.op("optimizer", [flat, flat_grads] + slots,
                                      [ids.OPTIMIZERS[opt_kind], len(segments) // 3] +
                                      list(segments), hyper, label=opt_kind)
-            penalties.emit_constraints(b, plan)         # engineer F
-        for emit in b._after_update:         # engineer G: after the update
+        # after the update: Embedding's rows-seen SGD update and gradient clear, then the
+        # constraints, which must see the weights' final values of the step
+        for emit in b._after_update:
             emit(b)
+        if optimizer_spec is not None and trainable:
+            penalties.emit_constraints(b, plan)
     else:
         penalties.emit_weight_penalties(b, plan)        # engineer F: test plans
     penalties.assign_slots(plan)
