@@ -19,9 +19,16 @@
  * pynn_bias_grad's fixed chunks), so the results are bitwise the same on 1 or N threads.
  */
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include "internal.h"
 #include "rnn_internal.h"
+
+/* p rounded up to 64 bytes (the packed panels' alignment, as the GEMM's own buffers) */
+static float *align64f(void *p) {
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
 
 /* The row kernels of the level in use (dispatch.c), taken once per call. */
 static const pynn_rnn_kernels *rnn_kernels(void) {
@@ -66,7 +73,9 @@ int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *a
                      float *out) {
     const int64_t G = pynn_rnn_gates(cell), gu = G * u;
     const pynn_rnn_kernels *kr = rnn_kernels();
-    int64_t s, r;
+    int64_t s, r, bp_floats;
+    float *bp = NULL;
+    void *bp_raw = NULL;
     int status;
     PYNN_RETURN_IF(!args_ok(n, T, f, u, cell, act, rec_act), PYNN_EINVAL);
     PYNN_RETURN_IF(seq == NULL || gates == NULL || hprev == NULL || rec == NULL ||
@@ -74,9 +83,18 @@ int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *a
     PYNN_RETURN_IF(cell == PYNN_RNN_LSTM && cs == NULL, PYNN_EINVAL);
     PYNN_RETURN_IF(cell != PYNN_RNN_SIMPLE && aux == NULL, PYNN_EINVAL);
     if (n == 0) return PYNN_OK;
+    /* the recurrent kernel, packed once for the T - 1 products with it (none: each packs) */
+    bp_floats = T > 2 ? pynn_sgemm_pack_b_floats(gu, u) : 0;
+    if (bp_floats > 0) {
+        bp_raw = malloc((size_t)(bp_floats + 16) * sizeof(float));
+        if (bp_raw == NULL) return PYNN_ENOMEM;
+        bp = align64f(bp_raw);
+        status = pynn_sgemm_pack_b(bp, rkernel, 0, gu, u, gu);
+        if (status != PYNN_OK) { free(bp_raw); return status; }
+    }
     /* the input projections of the whole sequence */
     status = pynn_sgemm(gates, x, kernel, 0, 0, n * T, gu, f, 1.0f, 0.0f, f, gu, gu);
-    if (status != PYNN_OK) return status;
+    if (status != PYNN_OK) { free(bp_raw); return status; }
     for (s = 0; s < T; s++) {
         const int64_t tt = time_of(s, T, go_backwards);
         const int64_t o = time_order ? tt : s;
@@ -98,9 +116,9 @@ int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *a
         if (op < 0) {
             memset(rec, 0, (size_t)(n * gu) * sizeof(float));
         } else {
-            status = pynn_sgemm(rec, hprev + tt * u, rkernel, 0, 0, n, gu, u, 1.0f, 0.0f,
-                                T * u, gu, gu);
-            if (status != PYNN_OK) return status;
+            status = pynn_sgemm_prepacked(rec, hprev + tt * u, rkernel, bp, 0, 0, n, gu, u,
+                                          1.0f, 0.0f, T * u, gu, gu);
+            if (status != PYNN_OK) { free(bp_raw); return status; }
         }
         PYNN_PARALLEL_FOR(pynn_threads_for(n * gu * 8),
         for (r = 0; r < n; r++)
@@ -117,6 +135,7 @@ int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *a
                 memcpy(c_last + r * u, cs + (r * T + last) * u, (size_t)u * sizeof(float));
         }
     }
+    free(bp_raw);
     return PYNN_OK;
 }
 
@@ -132,8 +151,9 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
                       int time_order, int zero_output) {
     const int64_t G = pynn_rnn_gates(cell), gu = G * u;
     const pynn_rnn_kernels *kr = rnn_kernels();
-    float *dh, *dc, *dn;
-    int64_t s, r;
+    float *dh, *dc, *dn, *bp = NULL;
+    void *bp_raw = NULL;
+    int64_t s, r, bp_floats;
     int status;
     PYNN_RETURN_IF(!args_ok(n, T, f, u, cell, act, rec_act), PYNN_EINVAL);
     PYNN_RETURN_IF(dgates == NULL || work == NULL || x == NULL || kernel == NULL ||
@@ -148,6 +168,15 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
         if (drkernel) memset(drkernel, 0, (size_t)(u * gu) * sizeof(float));
         if (dbias) memset(dbias, 0, (size_t)((cell == PYNN_RNN_GRU ? 2 : 1) * gu) * sizeof(float));
         return PYNN_OK;
+    }
+    /* the recurrent kernel, packed once for the T - 1 products with its transpose */
+    bp_floats = T > 2 ? pynn_sgemm_pack_b_floats(u, gu) : 0;
+    if (bp_floats > 0) {
+        bp_raw = malloc((size_t)(bp_floats + 16) * sizeof(float));
+        if (bp_raw == NULL) return PYNN_ENOMEM;
+        bp = align64f(bp_raw);
+        status = pynn_sgemm_pack_b(bp, rkernel, 1, u, gu, gu);
+        if (status != PYNN_OK) { free(bp_raw); return status; }
     }
     dh = work;
     dc = work + n * u;
@@ -168,8 +197,9 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
         );
         if (s == 0) break;                    /* h_{-1} is the constant 0 */
         /* dh = dgr_s rkernel^T (recurrent dropout's mask) + dn */
-        status = pynn_sgemm(dh, dgr + tt * gu, rkernel, 0, 1, n, u, gu, 1.0f, 0.0f, T * gu, gu, u);
-        if (status != PYNN_OK) return status;
+        status = pynn_sgemm_prepacked(dh, dgr + tt * gu, rkernel, bp, 0, 1, n, u, gu, 1.0f,
+                                      0.0f, T * gu, gu, u);
+        if (status != PYNN_OK) { free(bp_raw); return status; }
         PYNN_PARALLEL_FOR(pynn_threads_for(n * u * 4),
         for (r = 0; r < n; r++) {
             int64_t j;
@@ -183,6 +213,7 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
             }
         });
     }
+    free(bp_raw);
     /* the weight gradients: a few GEMMs over the whole sequence */
     if (dkernel != NULL) {
         status = pynn_sgemm(dkernel, x, dgates, 1, 0, f, gu, n * T, 1.0f, 0.0f, f, gu, gu);
