@@ -87,6 +87,8 @@ static inline __attribute__((always_inline)) void fwd_row(
             act_span(g + 2 * u, g + 2 * u, u, act);
             act_span(g + 3 * u, g + 3 * u, u, rec_act);
         }
+        /* ivdep: c, g and c0 are distinct rows of distinct buffers (no alias checks) */
+#pragma GCC ivdep
         for (j = 0; j < u; j++) {
             const float cp = c0 ? c0[j] : 0.0f;
             c[j] = keep ? cp : g[u + j] * cp + g[j] * g[2 * u + j];
@@ -164,6 +166,9 @@ static inline __attribute__((always_inline)) void bwd_row(
     if (cell == PYNN_RNN_LSTM) {
         const float *tca = aux + (r * T + tt) * u;     /* act(c), the forward's */
         const float *c0 = op < 0 ? NULL : cs + (r * T + op) * u;
+        /* ivdep: dgx, dc, dn, dh, g, tca and c0 are rows of distinct buffers; without it
+         * GCC gives up on the alias checks and runs this loop one element at a time */
+#pragma GCC ivdep
         for (j = 0; j < u; j++) {
             const float gi = g[j], gf = g[u + j], gc = g[2 * u + j], go = g[3 * u + j];
             const float tc = tca[j], cp = c0 ? c0[j] : 0.0f;
