@@ -193,25 +193,13 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
         PYNN_PARALLEL_FOR(pynn_threads_for(n * gu * 8),
         for (r = 0; r < n; r++)
             kr->bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu,
-                        tt, o, op, cell, act, rec_act, zero_output);
+                        tt, o, op, cell, act, rec_act, zero_output, rec_mask, s < T - 1);
         );
         if (s == 0) break;                    /* h_{-1} is the constant 0 */
-        /* dh = dgr_s rkernel^T (recurrent dropout's mask) + dn */
+        /* dh = dgr_s rkernel^T; the next rows' pass applies the mask and adds dn */
         status = pynn_sgemm_prepacked(dh, dgr + tt * gu, rkernel, bp, 0, 1, n, u, gu, 1.0f,
                                       0.0f, T * gu, gu, u);
         if (status != PYNN_OK) { free(bp_raw); return status; }
-        PYNN_PARALLEL_FOR(pynn_threads_for(n * u * 4),
-        for (r = 0; r < n; r++) {
-            int64_t j;
-            float *d = dh + r * u;
-            const float *nr = dn + r * u;
-            if (rec_mask != NULL) {
-                const float *m = rec_mask + r * u;
-                for (j = 0; j < u; j++) d[j] = d[j] * m[j] + nr[j];
-            } else {
-                for (j = 0; j < u; j++) d[j] += nr[j];
-            }
-        });
     }
     free(bp_raw);
     /* the weight gradients: a few GEMMs over the whole sequence */

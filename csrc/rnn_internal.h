@@ -8,7 +8,8 @@
  *   and hidden state (a masked step keeps the previous ones) and writes out's row if any.
  * bwd_row: row r of a backward step: the gate gradients of the step into dgates (and dgr,
  *   GRU), dc's row and dn's row (the gradient reaching h_{s-1} other than through the
- *   recurrent GEMM); dh's row gains dseq's. */
+ *   recurrent GEMM); dh's row first becomes dh * rec_mask (if any) + dn (the previous
+ *   call's) when add_dn, then gains dseq's. */
 #ifndef PYNN_RNN_INTERNAL_H
 #define PYNN_RNN_INTERNAL_H
 
@@ -24,7 +25,7 @@ typedef struct {
                     const float *dseq, const float *seq, const float *cs, const float *gates,
                     const float *aux, const float *mask, int64_t T, int64_t u, int64_t gu,
                     int64_t tt, int64_t o, int64_t op, int cell, int act, int rec_act,
-                    int zero_output);
+                    int zero_output, const float *rec_mask, int add_dn);
 } pynn_rnn_kernels;
 
 extern const pynn_rnn_kernels pynn_rnn_generic;    /* rnn_generic.c */

@@ -147,12 +147,21 @@ static inline __attribute__((always_inline)) void bwd_row(
         int64_t r, float *dgates, float *dgr, float *dh, float *dc, float *dn,
         const float *dseq, const float *seq, const float *cs, const float *gates,
         const float *aux, const float *mask, int64_t T, int64_t u, int64_t gu, int64_t tt,
-        int64_t o, int64_t op, int cell, int act, int rec_act, int zero_output) {
+        int64_t o, int64_t op, int cell, int act, int rec_act, int zero_output,
+        const float *rec_mask, int add_dn) {
     float *dgx = dgates + (r * T + tt) * gu, *dgh = dgr + (r * T + tt) * gu;
     const float *g = gates + (r * T + tt) * gu;
     float *dhr = dh + r * u, *dcr = dc + r * u, *dnr = dn + r * u;
     const int keep = mask != NULL && mask[r * T + tt] == 0.0f;
     int64_t j;
+    if (add_dn) {    /* dh = the recurrent GEMM's (recurrent dropout's mask) + dn, the step after's */
+        if (rec_mask != NULL) {
+            const float *m = rec_mask + r * u;
+            for (j = 0; j < u; j++) dhr[j] = dhr[j] * m[j] + dnr[j];
+        } else {
+            for (j = 0; j < u; j++) dhr[j] += dnr[j];
+        }
+    }
     if (dseq != NULL && !(zero_output && keep)) {   /* a zeroed output passes nothing */
         const float *d = dseq + (r * T + o) * u;
         for (j = 0; j < u; j++) dhr[j] += d[j];
@@ -205,21 +214,25 @@ static void bwd_row_any(int64_t r, float *dgates, float *dgr, float *dh, float *
                         const float *dseq, const float *seq, const float *cs,
                         const float *gates, const float *aux, const float *mask, int64_t T,
                         int64_t u, int64_t gu, int64_t tt, int64_t o, int64_t op, int cell,
-                        int act, int rec_act, int zero_output) {
+                        int act, int rec_act, int zero_output, const float *rec_mask,
+                        int add_dn) {
     if (act == PYNN_ACT_TANH && rec_act == PYNN_ACT_SIGMOID) {
         if (cell == PYNN_RNN_LSTM)
             bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu, tt,
-                    o, op, PYNN_RNN_LSTM, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, zero_output);
+                    o, op, PYNN_RNN_LSTM, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, zero_output, rec_mask,
+                    add_dn);
         else if (cell == PYNN_RNN_GRU)
             bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu, tt,
-                    o, op, PYNN_RNN_GRU, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, zero_output);
+                    o, op, PYNN_RNN_GRU, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, zero_output, rec_mask,
+                    add_dn);
         else
             bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu, tt,
-                    o, op, PYNN_RNN_SIMPLE, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, zero_output);
+                    o, op, PYNN_RNN_SIMPLE, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, zero_output,
+                    rec_mask, add_dn);
         return;
     }
     bwd_row(r, dgates, dgr, dh, dc, dn, dseq, seq, cs, gates, aux, mask, T, u, gu, tt, o, op,
-            cell, act, rec_act, zero_output);
+            cell, act, rec_act, zero_output, rec_mask, add_dn);
 }
 
 const pynn_rnn_kernels RNN_KERNELS = {fwd_row_any, bwd_row_any};
