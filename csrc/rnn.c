@@ -99,20 +99,12 @@ int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *a
         const int64_t tt = time_of(s, T, go_backwards);
         const int64_t o = time_order ? tt : s;
         const int64_t op = s == 0 ? -1 : (time_order ? time_of(s - 1, T, go_backwards) : s - 1);
-        /* the state this step reads (recurrent dropout applied) */
-        for (r = 0; r < n; r++) {
-            float *hp = hprev + (r * T + tt) * u;
-            int64_t j;
-            if (op < 0) {
-                memset(hp, 0, (size_t)u * sizeof(float));
-            } else {
-                const float *h = seq + (r * T + op) * u;
-                if (rec_mask != NULL)
-                    for (j = 0; j < u; j++) hp[j] = h[j] * rec_mask[r * u + j];
-                else
-                    memcpy(hp, h, (size_t)u * sizeof(float));
-            }
-        }
+        float *hnext = s + 1 < T ? hprev + time_of(s + 1, T, go_backwards) * u : NULL;
+        /* the state this step reads (recurrent dropout applied): the previous step's row
+         * pass wrote it, except the first step's zeros */
+        if (op < 0)
+            for (r = 0; r < n; r++)
+                memset(hprev + (r * T + tt) * u, 0, (size_t)u * sizeof(float));
         if (op < 0) {
             memset(rec, 0, (size_t)(n * gu) * sizeof(float));
         } else {
@@ -123,7 +115,7 @@ int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *a
         PYNN_PARALLEL_FOR(pynn_threads_for(n * gu * 8),
         for (r = 0; r < n; r++)
             kr->fwd_row(r, seq, cs, gates, aux, rec, bias, mask, T, u, gu, tt, o, op, cell,
-                        act, rec_act, out);
+                        act, rec_act, out, hnext, rec_mask);
         );
     }
     {

@@ -66,7 +66,8 @@ static inline __attribute__((always_inline)) void act_span(float *y, const float
 static inline __attribute__((always_inline)) void fwd_row(
         int64_t r, float *seq, float *cs, float *gates, float *aux, float *rec,
         const float *bias, const float *mask, int64_t T, int64_t u, int64_t gu, int64_t tt,
-        int64_t o, int64_t op, int cell, int act, int rec_act, float *out) {
+        int64_t o, int64_t op, int cell, int act, int rec_act, float *out, float *hnext,
+        const float *rec_mask) {
     float *g = gates + (r * T + tt) * gu;
     float *rc = rec + r * gu;          /* the row's scratch once read */
     float *h = seq + (r * T + o) * u;
@@ -124,6 +125,13 @@ static inline __attribute__((always_inline)) void fwd_row(
         float *y = out + (r * T + o) * u;
         for (j = 0; j < u; j++) y[j] = keep ? 0.0f : h[j];
     }
+    if (hnext != NULL) {               /* the state the next step reads */
+        float *hn = hnext + r * T * u;
+        if (rec_mask != NULL)
+            for (j = 0; j < u; j++) hn[j] = h[j] * rec_mask[r * u + j];
+        else
+            memcpy(hn, h, (size_t)u * sizeof(float));
+    }
 }
 
 /* fwd_row with constant activations for the default pair (tanh, sigmoid), so that the
@@ -131,14 +139,15 @@ static inline __attribute__((always_inline)) void fwd_row(
 static void fwd_row_any(int64_t r, float *seq, float *cs, float *gates, float *aux,
                         float *rec, const float *bias, const float *mask, int64_t T,
                         int64_t u, int64_t gu, int64_t tt, int64_t o, int64_t op, int cell,
-                        int act, int rec_act, float *out) {
+                        int act, int rec_act, float *out, float *hnext,
+                        const float *rec_mask) {
     if (cell == PYNN_RNN_LSTM && act == PYNN_ACT_TANH && rec_act == PYNN_ACT_SIGMOID) {
         fwd_row(r, seq, cs, gates, aux, rec, bias, mask, T, u, gu, tt, o, op, PYNN_RNN_LSTM,
-                PYNN_ACT_TANH, PYNN_ACT_SIGMOID, out);
+                PYNN_ACT_TANH, PYNN_ACT_SIGMOID, out, hnext, rec_mask);
         return;
     }
     fwd_row(r, seq, cs, gates, aux, rec, bias, mask, T, u, gu, tt, o, op, cell, act,
-            rec_act, out);
+            rec_act, out, hnext, rec_mask);
 }
 
 /* One row of a backward step (the body of pynn_rnn_backward's per-step loop); inlined with
