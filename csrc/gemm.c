@@ -263,21 +263,42 @@ typedef struct {
 /* How to cut the m_panels x n_panels tile grid between up to nthreads threads:
  * tm bands of rows times tn bands of columns.  Picks the cut whose largest
  * region has the fewest tiles; on a tie, more cuts along N, where each thread
- * packs its own columns of B and only A's packing is repeated. */
-static void gemm_grid(int *tm, int *tn, int64_t m_panels, int64_t n_panels, int nthreads) {
-    int64_t best = -1;
-    int rows;
+ * packs its own columns of B and only A's packing is repeated.  Then, when a cut
+ * costs clearly less once packing is counted (each thread packs its band's rows of
+ * A and columns of B: a tall, narrow product such as an RNN's input gradient,
+ * 3200 x 64, cut along N has every thread pack all of A), that cut.  The cut never
+ * changes a result: every tile's sum is the same on any thread. */
+#define GEMM_GRID_PACK_WEIGHT 16     /* multiply-adds one packed float costs, roughly */
+static void gemm_grid(int *tm, int *tn, int64_t m_panels, int64_t n_panels, int nthreads,
+                      int64_t mr, int64_t nr) {
+    int64_t best = -1, best_cost = -1, cost_of_best;
+    int rows, cm = 1, cn = 1;
     *tm = *tn = 1;
     for (rows = 1; rows <= nthreads; rows++) {      /* candidate row bands */
         const int64_t r = rows < m_panels ? rows : m_panels;
         const int64_t c0 = nthreads / rows;
         const int64_t c = c0 < n_panels ? c0 : n_panels;
-        const int64_t largest = ((m_panels + r - 1) / r) * ((n_panels + c - 1) / c);
+        const int64_t rp = (m_panels + r - 1) / r, cp = (n_panels + c - 1) / c;
+        const int64_t largest = rp * cp;
+        const int64_t cost = largest * mr * nr + (rp * mr + cp * nr) * GEMM_GRID_PACK_WEIGHT;
         if (best < 0 || largest < best || (largest == best && c > *tn)) {
             best = largest;
             *tm = (int)r;
             *tn = (int)c;
         }
+        if (best_cost < 0 || cost < best_cost) {
+            best_cost = cost;
+            cm = (int)r;
+            cn = (int)c;
+        }
+    }
+    {
+        const int64_t rp = (m_panels + *tm - 1) / *tm, cp = (n_panels + *tn - 1) / *tn;
+        cost_of_best = rp * cp * mr * nr + (rp * mr + cp * nr) * GEMM_GRID_PACK_WEIGHT;
+    }
+    if (best_cost * 10 < cost_of_best * 9) {        /* at least 10% less */
+        *tm = cm;
+        *tn = cn;
     }
 }
 
@@ -354,7 +375,7 @@ static void gemm_blocked(const gemm_problem *pr, const pynn_gemm_kernel_info *ki
     const size_t b_floats =
         (size_t)(min_i64(pr->k, ki->kc) * round_up(min_i64(pr->n, ki->nc), ki->nr));
     int tm, tn, t;
-    gemm_grid(&tm, &tn, m_panels, n_panels, nthreads);
+    gemm_grid(&tm, &tn, m_panels, n_panels, nthreads, ki->mr, ki->nr);
 
     /* One region: no OpenMP region either (libgomp sets up a team even for one
      * thread, with an `if` clause too). */
