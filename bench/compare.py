@@ -26,9 +26,9 @@ Sections (select with --only; all run by default):
         56x56x64 -> SeparableConv2D(128, 3, "same", no bias) + BN + ReLU, GAP, Dense(10)
         logits) vs the same block in PyTorch (depthwise Conv2d groups=C + 1x1 Conv2d), at
         torch's better layout; target pynn/torch <= 1.0
-  lstm  one Adam training step of an LSTM(128) over sequences of 50 steps of 64 features
-        (batch 64; float inputs standing for an Embedding(., 64), which another branch
-        adds), Dense(10) softmax on the last state, vs torch.nn.LSTM(batch_first) + Linear
+  lstm  one Adam training step of Embedding(1000, 64) -> LSTM(128) over sequences of 50 steps
+        (batch 64 of token ids), Dense(10) softmax on the last state, vs torch.nn.Embedding
+        + torch.nn.LSTM(batch_first) + Linear
 
 Every library runs with the same thread count (--threads, default 2).  Each shape is
 checked for agreement before it is timed; a failed check is reported and makes the
@@ -1312,38 +1312,42 @@ def parse_args(argv):
 # ---- section: LSTM training step (engineer H) -----------------------------------------------------
 
 def run_lstm(cfg, failures):
-    """One Adam step of LSTM(128) -> Dense(10, softmax) on (64, 50, 64) float inputs, beside
-    torch.nn.LSTM(64, 128, batch_first=True) + Linear(128, 10) with the same weights."""
-    batch, steps, feat, units, classes = 64, 50, 64, 128, 10
+    """One Adam step of Embedding(1000, 64) -> LSTM(128) -> Dense(10, softmax) on (64, 50)
+    token ids, beside torch.nn.Embedding(1000, 64) + torch.nn.LSTM(64, 128, batch_first=True)
+    + Linear(128, 10) with the same weights."""
+    batch, steps, feat, units, classes, vocab = 64, 50, 64, 128, 10, 1000
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((batch, steps, feat), dtype=np.float32)
+    x = rng.integers(0, vocab, size=(batch, steps), dtype=np.int64)
     y = rng.integers(0, classes, size=batch, dtype=np.int64)
     pynn.utils.set_random_seed(0)
-    model = pynn.Sequential([pynn.Input((steps, feat)), pynn.layers.LSTM(units),
+    model = pynn.Sequential([pynn.Input((steps,), dtype="int32"),
+                             pynn.layers.Embedding(vocab, feat), pynn.layers.LSTM(units),
                              pynn.layers.Dense(classes, activation="softmax")])
     model.compile(optimizer=pynn.optimizers.Adam(1e-3),
                   loss="sparse_categorical_crossentropy")
-    k, rk, b, wd, bd = model.get_weights()
+    emb, k, rk, b, wd, bd = model.get_weights()
     fns = {"pynn": lambda: model.train_on_batch(x, y)}
     problems = []
     if torch is not None:
+        embed = torch.nn.Embedding(vocab, feat)
         lstm = torch.nn.LSTM(feat, units, batch_first=True)
         head = torch.nn.Linear(units, classes)
         with torch.no_grad():            # Keras (F, 4U) i,f,c,o -> torch (4U, F) i,f,g,o
+            embed.weight.copy_(torch.from_numpy(emb))
             lstm.weight_ih_l0.copy_(torch.from_numpy(k.T.copy()))
             lstm.weight_hh_l0.copy_(torch.from_numpy(rk.T.copy()))
             lstm.bias_ih_l0.copy_(torch.from_numpy(b))
             lstm.bias_hh_l0.zero_()
             head.weight.copy_(torch.from_numpy(wd.T.copy()))
             head.bias.copy_(torch.from_numpy(bd))
-        params = list(lstm.parameters()) + list(head.parameters())
+        params = list(embed.parameters()) + list(lstm.parameters()) + list(head.parameters())
         opt = torch.optim.Adam(params, lr=1e-3, eps=1e-7)
         crit = torch.nn.CrossEntropyLoss()
         tx, ty = torch.from_numpy(x), torch.from_numpy(y)
 
         def torch_step():
             opt.zero_grad()
-            _, (h, _) = lstm(tx)
+            _, (h, _) = lstm(embed(tx))
             loss = crit(head(h[0]), ty)
             loss.backward()
             opt.step()
@@ -1358,11 +1362,12 @@ def run_lstm(cfg, failures):
     samples, calls = measure(fns, cfg["mlp_reps"], cfg["min_block"], cfg["warmup_s"])
     secs, spread = summarize(samples, cfg["stat"])
     r_t = ratio(secs["pynn"], secs.get("torch"))
-    print_table("LSTM training step (Adam; batch 64, 50 steps, 64 features, 128 units, Dense(10)), "
+    print_table("LSTM training step (Adam; batch 64, 50 steps, Embedding(1000, 64), 128 units, "
+                "Dense(10)), "
                 "ms per step", ["pynn", "torch", "pynn/torch", "target", "met", "spread", "check"],
                 [[fmt_ms(secs["pynn"]), fmt_ms(secs.get("torch")), fmt_ratio(r_t), "<= 1.00x",
                   "-" if r_t is None else ("yes" if r_t <= 1.0 else "no"), f"{spread:.0f}%", check]],
-                "  float (64, 50, 64) inputs stand for Embedding(., 64) in both libraries")
+                "  (64, 50) token ids through Embedding(1000, 64) in both libraries")
     return {"seconds": secs, "spread_pct": spread, "pynn_over_torch": r_t, "check": check,
             "samples_s": samples, "calls_per_block": calls}
 

@@ -229,6 +229,9 @@ typedef struct {
     float *y;              /* same row stride as C */
     int act;
     float act_alpha;
+    /* op(B) packed beforehand (pynn_sgemm_pack_b), or NULL: K block pc's micro-panel js
+     * lies at b_packed + pc * round_up(n, nr) + js * nr * kc (n <= nc: one N block). */
+    const float *b_packed;
 } gemm_problem;
 
 static int gemm_has_epilogue(const gemm_problem *pr) {
@@ -260,21 +263,42 @@ typedef struct {
 /* How to cut the m_panels x n_panels tile grid between up to nthreads threads:
  * tm bands of rows times tn bands of columns.  Picks the cut whose largest
  * region has the fewest tiles; on a tie, more cuts along N, where each thread
- * packs its own columns of B and only A's packing is repeated. */
-static void gemm_grid(int *tm, int *tn, int64_t m_panels, int64_t n_panels, int nthreads) {
-    int64_t best = -1;
-    int rows;
+ * packs its own columns of B and only A's packing is repeated.  Then, when a cut
+ * costs clearly less once packing is counted (each thread packs its band's rows of
+ * A and columns of B: a tall, narrow product such as an RNN's input gradient,
+ * 3200 x 64, cut along N has every thread pack all of A), that cut.  The cut never
+ * changes a result: every tile's sum is the same on any thread. */
+#define GEMM_GRID_PACK_WEIGHT 16     /* multiply-adds one packed float costs, roughly */
+static void gemm_grid(int *tm, int *tn, int64_t m_panels, int64_t n_panels, int nthreads,
+                      int64_t mr, int64_t nr) {
+    int64_t best = -1, best_cost = -1, cost_of_best;
+    int rows, cm = 1, cn = 1;
     *tm = *tn = 1;
     for (rows = 1; rows <= nthreads; rows++) {      /* candidate row bands */
         const int64_t r = rows < m_panels ? rows : m_panels;
         const int64_t c0 = nthreads / rows;
         const int64_t c = c0 < n_panels ? c0 : n_panels;
-        const int64_t largest = ((m_panels + r - 1) / r) * ((n_panels + c - 1) / c);
+        const int64_t rp = (m_panels + r - 1) / r, cp = (n_panels + c - 1) / c;
+        const int64_t largest = rp * cp;
+        const int64_t cost = largest * mr * nr + (rp * mr + cp * nr) * GEMM_GRID_PACK_WEIGHT;
         if (best < 0 || largest < best || (largest == best && c > *tn)) {
             best = largest;
             *tm = (int)r;
             *tn = (int)c;
         }
+        if (best_cost < 0 || cost < best_cost) {
+            best_cost = cost;
+            cm = (int)r;
+            cn = (int)c;
+        }
+    }
+    {
+        const int64_t rp = (m_panels + *tm - 1) / *tm, cp = (n_panels + *tn - 1) / *tn;
+        cost_of_best = rp * cp * mr * nr + (rp * mr + cp * nr) * GEMM_GRID_PACK_WEIGHT;
+    }
+    if (best_cost * 10 < cost_of_best * 9) {        /* at least 10% less */
+        *tm = cm;
+        *tn = cn;
     }
 }
 
@@ -308,6 +332,9 @@ static void gemm_region_run(const gemm_problem *pr, const pynn_gemm_kernel_info 
             const float beta = pc == 0 ? pr->beta : 1.0f;    /* later blocks accumulate */
             const int last_k = pc + kc == pr->k;
 
+            if (pr->b_packed != NULL)                        /* packed once by the caller */
+                b_buf = (float *)pr->b_packed + pc * round_up(pr->n, NR) + jc * kc;
+            else
             for (js = 0; js < n_panels; js++)                /* N: micro-panels of B */
                 pack_b(b_buf + js * NR * kc, pr->b + pc * pr->b_rs + (jc + js * NR) * pr->b_cs,
                        pr->b_rs, pr->b_cs, kc, min_i64(NR, nc - js * NR), NR);
@@ -348,7 +375,7 @@ static void gemm_blocked(const gemm_problem *pr, const pynn_gemm_kernel_info *ki
     const size_t b_floats =
         (size_t)(min_i64(pr->k, ki->kc) * round_up(min_i64(pr->n, ki->nc), ki->nr));
     int tm, tn, t;
-    gemm_grid(&tm, &tn, m_panels, n_panels, nthreads);
+    gemm_grid(&tm, &tn, m_panels, n_panels, nthreads, ki->mr, ki->nr);
 
     /* One region: no OpenMP region either (libgomp sets up a team even for one
      * thread, with an `if` clause too). */
@@ -574,6 +601,70 @@ int pynn_sgemm(float *C, const float *A, const float *B,
     pr.beta = beta;
     gemm_set_strides(&pr, trans_a, trans_b, lda, ldb, ldc);
     return gemm_run(&pr);
+}
+
+/* ---- B packed once, used by several products ---------------------------- */
+/*
+ * A recurrent layer multiplies by the same recurrent kernel at every step; packing it
+ * once per sequence saves packing it each time.  The packed panels are bitwise those the
+ * blocked path would pack, and a product that would not take the blocked path (or whose
+ * B spans more than one N block) ignores them, so results are those of pynn_sgemm.
+ */
+int64_t pynn_sgemm_pack_b_floats(int64_t N, int64_t K) {
+    const pynn_gemm_kernel_info *ki = gemm_current_kernel();
+    if (N < 1 || K < 1 || N > ki->nc) return 0;
+    return K * round_up(N, ki->nr);
+}
+
+int pynn_sgemm_pack_b(float *bp, const float *B, int trans_b, int64_t N, int64_t K,
+                      int64_t ldb) {
+    const pynn_gemm_kernel_info *ki = gemm_current_kernel();
+    const pynn_gemm_pack_b_fn pack_b = ki->pack_b ? ki->pack_b : pynn_gemm_pack_b_ref;
+    const int64_t NR = ki->nr, KC = ki->kc, np = round_up(N, NR);
+    const int64_t b_rs = trans_b ? 1 : ldb, b_cs = trans_b ? ldb : 1;
+    int64_t pc, js;
+    PYNN_RETURN_IF(bp == NULL || B == NULL || pynn_sgemm_pack_b_floats(N, K) == 0,
+                   PYNN_EINVAL);
+    for (pc = 0; pc < K; pc += KC) {                         /* K: depth blocks */
+        const int64_t kc = min_i64(KC, K - pc);
+        for (js = 0; js * NR < N; js++)                      /* N: micro-panels of B */
+            pack_b(bp + pc * np + js * NR * kc, B + pc * b_rs + js * NR * b_cs, b_rs, b_cs,
+                   kc, min_i64(NR, N - js * NR), NR);
+    }
+    return PYNN_OK;
+}
+
+int pynn_sgemm_prepacked(float *C, const float *A, const float *B, const float *bp,
+                         int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                         float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc) {
+    const pynn_gemm_kernel_info *ki = gemm_current_kernel();
+    gemm_problem pr;
+    gemm_workspace ws;
+    int status, nthreads;
+    if (bp == NULL || M < 1 || N < 1 || K < 1 || alpha == 0.0f || N > ki->nc ||
+        (M <= GEMM_SMALL_M && (trans_b ? ldb : 1) == 1) || gemm_is_small(M, N, K))
+        return pynn_sgemm(C, A, B, trans_a, trans_b, M, N, K, alpha, beta, lda, ldb, ldc);
+    PYNN_RETURN_IF(C == NULL || A == NULL, PYNN_EINVAL);
+    PYNN_RETURN_IF(lda < max1(trans_a ? M : K), PYNN_EINVAL);
+    PYNN_RETURN_IF(ldb < max1(trans_b ? K : N), PYNN_EINVAL);
+    PYNN_RETURN_IF(ldc < max1(N), PYNN_EINVAL);
+    memset(&pr, 0, sizeof pr);
+    pr.c = C;
+    pr.a = A;
+    pr.b = B;
+    pr.b_packed = bp;
+    pr.m = M;
+    pr.n = N;
+    pr.k = K;
+    pr.alpha = alpha;
+    pr.beta = beta;
+    gemm_set_strides(&pr, trans_a, trans_b, lda, ldb, ldc);
+    nthreads = gemm_threads(M, N, K);
+    status = workspace_acquire(&ws, (size_t)nthreads * gemm_thread_floats(&pr, ki));
+    if (status != PYNN_OK) return status;
+    gemm_blocked(&pr, ki, ws.base, nthreads);
+    workspace_release(&ws);
+    return PYNN_OK;
 }
 
 /* ---- K split: long reductions into a small output ----------------------- */

@@ -90,6 +90,17 @@ static inline float pynn_uniform_at(uint64_t key, uint64_t e) {
 
 /* y[0:n] = expf(x[0:n]), bitwise equal to glibc's expf (exp_span.c); y may equal x. */
 void pynn_exp_span(float *y, const float *x, int64_t n);
+
+/* op(B) (K x N; trans_b, ldb as pynn_sgemm) packed once for several products with it
+ * (gemm.c): pynn_sgemm_pack_b_floats(N, K) floats, 0 when B cannot be packed ahead (then
+ * pass bp = NULL).  pynn_sgemm_prepacked is pynn_sgemm, bitwise, reading B's panels from
+ * bp (packed by the same kernel level, from the same B) where it would pack them. */
+int64_t pynn_sgemm_pack_b_floats(int64_t N, int64_t K);
+int pynn_sgemm_pack_b(float *bp, const float *B, int trans_b, int64_t N, int64_t K,
+                      int64_t ldb);
+int pynn_sgemm_prepacked(float *C, const float *A, const float *B, const float *bp,
+                         int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                         float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc);
 #ifdef PYNN_HAVE_X86_KERNELS
 void pynn_exp_span_avx2(float *y, const float *x, int64_t n);    /* exp_span_avx2.c */
 void pynn_exp_span_avx512(float *y, const float *x, int64_t n);  /* exp_span_avx512.c */
