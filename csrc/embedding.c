@@ -43,9 +43,36 @@ int pynn_embedding_forward(float *y, float *mask, const float *ids, const float 
     return PYNN_OK;
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
+/* Sorts the keys id * n + position of the n ids into keys[0..n), ascending, using tmp[0..n)
+ * as scratch: a stable LSD radix sort on the id, 11 bits a pass, started from the keys in
+ * position order, so the positions of one id stay in increasing order and the result is
+ * the one total order of the keys (the same as any comparison sort's). */
+#define EMB_RADIX_BITS 11
+#define EMB_RADIX (1 << EMB_RADIX_BITS)
+static void sort_keys(int64_t *keys, int64_t *tmp, const float *ids, int64_t n, int64_t V) {
+    int64_t count[EMB_RADIX];
+    int passes = 0, p, shift;
+    int64_t i, *src, *dst, *t;
+    while (passes * EMB_RADIX_BITS < 63 && ((V - 1) >> (passes * EMB_RADIX_BITS)) > 0) passes++;
+    /* the pass count's parity picks where the keys start, so that they end in keys */
+    src = (passes % 2 == 0) ? keys : tmp;
+    dst = (passes % 2 == 0) ? tmp : keys;
+    for (i = 0; i < n; i++) src[i] = (int64_t)ids[i] * n + i;
+    for (p = 0; p < passes; p++) {
+        int64_t sum = 0, c;
+        shift = p * EMB_RADIX_BITS;
+        memset(count, 0, sizeof(count));
+        for (i = 0; i < n; i++) count[((src[i] / n) >> shift) & (EMB_RADIX - 1)]++;
+        for (i = 0; i < EMB_RADIX; i++) {
+            c = count[i];
+            count[i] = sum;
+            sum += c;
+        }
+        for (i = 0; i < n; i++) dst[count[((src[i] / n) >> shift) & (EMB_RADIX - 1)]++] = src[i];
+        t = src;
+        src = dst;
+        dst = t;
+    }
 }
 
 int pynn_embedding_backward(float *dtable, int64_t *work, const float *ids, const float *dy,
@@ -58,8 +85,7 @@ int pynn_embedding_backward(float *dtable, int64_t *work, const float *ids, cons
     if (n == 0) return PYNN_OK;
     PYNN_RETURN_IF(dtable == NULL || work == NULL || ids == NULL || dy == NULL, PYNN_EINVAL);
     if (!ids_ok(ids, n, V)) return PYNN_EINDEX;
-    for (i = 0; i < n; i++) keys[i] = (int64_t)ids[i] * n + i;
-    qsort(keys, (size_t)n, sizeof(int64_t), cmp_i64);
+    sort_keys(keys, starts, ids, n, V);
     for (i = 0; i < n; i++)
         if (i == 0 || keys[i] / n != keys[i - 1] / n) starts[n_unique++] = i;
     /* one distinct id per iteration: its row written by one thread, summed in position
