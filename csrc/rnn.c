@@ -194,15 +194,31 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
         if (status != PYNN_OK) { free(bp_raw); return status; }
     }
     free(bp_raw);
-    /* the weight gradients: a few GEMMs over the whole sequence */
+    /* the weight gradients: a few GEMMs over the whole sequence; where both read the same
+     * dgates (not GRU), its panels are packed once for the two (bitwise the same GEMMs) */
+    bp_raw = NULL;
+    bp = NULL;
+    if (dkernel != NULL && drkernel != NULL && dgr == dgates) {
+        bp_floats = pynn_sgemm_pack_b_floats(gu, n * T);
+        if (bp_floats > 0) {
+            bp_raw = malloc((size_t)(bp_floats + 16) * sizeof(float));
+            if (bp_raw == NULL) return PYNN_ENOMEM;
+            bp = align64f(bp_raw);
+            status = pynn_sgemm_pack_b(bp, dgates, 0, gu, n * T, gu);
+            if (status != PYNN_OK) { free(bp_raw); return status; }
+        }
+    }
     if (dkernel != NULL) {
-        status = pynn_sgemm(dkernel, x, dgates, 1, 0, f, gu, n * T, 1.0f, 0.0f, f, gu, gu);
-        if (status != PYNN_OK) return status;
+        status = pynn_sgemm_prepacked(dkernel, x, dgates, bp, 1, 0, f, gu, n * T, 1.0f, 0.0f,
+                                      f, gu, gu);
+        if (status != PYNN_OK) { free(bp_raw); return status; }
     }
     if (drkernel != NULL) {
-        status = pynn_sgemm(drkernel, hprev, dgr, 1, 0, u, gu, n * T, 1.0f, 0.0f, u, gu, gu);
-        if (status != PYNN_OK) return status;
+        status = pynn_sgemm_prepacked(drkernel, hprev, dgr, bp, 1, 0, u, gu, n * T, 1.0f, 0.0f,
+                                      u, gu, gu);
+        if (status != PYNN_OK) { free(bp_raw); return status; }
     }
+    free(bp_raw);
     if (dbias != NULL) {
         status = pynn_bias_grad(dbias, dgates, n * T, gu);
         if (status != PYNN_OK) return status;
