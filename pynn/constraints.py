@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from .checks import MAX_RANK, check_number, is_int, shown
+from . import _keras_objects as _objects
 
 EPSILON = np.float32(1e-7)
 
@@ -117,35 +118,19 @@ ALL_OBJECTS_DICT.update({"constraint": Constraint, "max_norm": MaxNorm,
 
 
 def _where(where, arg):
-    where = where or "constraints.get"
-    return f"{where}: received an invalid value for `{arg}`" if arg else where
+    return _objects.where_text(where, "constraints.get", arg)
 
 
 def serialize(constraint):
-    if constraint is None:
-        return None
-    if not isinstance(constraint, Constraint):
-        raise ValueError(f"constraints.serialize: cannot serialize {shown(constraint)}: only "
-                         "pynn.constraints objects can be saved")
-    return {"module": "keras.constraints", "class_name": type(constraint).__name__,
-            "config": constraint.get_config(), "registered_name": None}
+    """Keras's serialized form: {"module": "keras.constraints", "class_name", "config",
+    "registered_name": None}; None for None."""
+    return _objects.serialize(constraint, Constraint, "constraint")
 
 
 def deserialize(config, custom_objects=None, where=None, arg=None):
-    ctx = _where(where, arg)
-    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
-        raise ValueError(f"{ctx}: expected a constraint as {{'class_name': ..., 'config': "
-                         f"{{...}}}}, received {shown(config)}")
-    name = config["class_name"]
-    cls = (custom_objects or {}).get(name) or ALL_OBJECTS_DICT.get(name)
-    inner = config.get("config", {})
-    if cls is None or not isinstance(inner, dict):
-        raise ValueError(f"{ctx}: could not interpret constraint identifier {shown(config)}; "
-                         f"expected class_name one of {', '.join(sorted(CLASSES))}")
-    try:
-        return cls.from_config(dict(inner))
-    except TypeError as exc:
-        raise ValueError(f"{ctx}: {exc}") from None
+    """The constraint a serialize() dict (or Keras's) describes."""
+    return _objects.deserialize(config, "constraint", CLASSES, ALL_OBJECTS_DICT, custom_objects,
+                                _where(where, arg))
 
 
 def get(identifier, where=None, arg=None):

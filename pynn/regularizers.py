@@ -21,6 +21,7 @@ import inspect
 import numpy as np
 
 from .checks import check_number, shown
+from . import _keras_objects as _objects
 
 
 class Regularizer:
@@ -137,38 +138,19 @@ ALL_OBJECTS_DICT.update({"regularizer": Regularizer, "l1": L1, "l2": L2, "l1l2":
 
 
 def _where(where, arg):
-    where = where or "regularizers.get"
-    return f"{where}: received an invalid value for `{arg}`" if arg else where
+    return _objects.where_text(where, "regularizers.get", arg)
 
 
 def serialize(regularizer):
     """Keras's serialized form: {"module": "keras.regularizers", "class_name", "config",
     "registered_name": None}; None for None."""
-    if regularizer is None:
-        return None
-    if not isinstance(regularizer, Regularizer):
-        raise ValueError(f"regularizers.serialize: cannot serialize {shown(regularizer)}: only "
-                         "pynn.regularizers objects can be saved")
-    return {"module": "keras.regularizers", "class_name": type(regularizer).__name__,
-            "config": regularizer.get_config(), "registered_name": None}
+    return _objects.serialize(regularizer, Regularizer, "regularizer")
 
 
 def deserialize(config, custom_objects=None, where=None, arg=None):
     """The regularizer a serialize() dict (or Keras's) describes."""
-    ctx = _where(where, arg)
-    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
-        raise ValueError(f"{ctx}: expected a regularizer as {{'class_name': ..., 'config': "
-                         f"{{...}}}}, received {shown(config)}")
-    name = config["class_name"]
-    cls = (custom_objects or {}).get(name) or ALL_OBJECTS_DICT.get(name)
-    inner = config.get("config", {})
-    if cls is None or not isinstance(inner, dict):
-        raise ValueError(f"{ctx}: could not interpret regularizer identifier {shown(config)}; "
-                         f"expected class_name one of {', '.join(sorted(CLASSES))}")
-    try:
-        return cls.from_config(dict(inner))
-    except TypeError as exc:
-        raise ValueError(f"{ctx}: {exc}") from None
+    return _objects.deserialize(config, "regularizer", CLASSES, ALL_OBJECTS_DICT, custom_objects,
+                                _where(where, arg))
 
 
 def get(identifier, where=None, arg=None):
