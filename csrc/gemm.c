@@ -230,7 +230,7 @@ typedef struct {
     int act;
     float act_alpha;
     /* op(B) packed beforehand (pynn_sgemm_pack_b), or NULL: K block pc's micro-panel js
-     * lies at b_packed + pc * round_up(n, nr) + js * nr * kc (n <= nc: one N block). */
+     * lies at b_packed + pc * round_up(n, nr) + js * nr * kc. */
     const float *b_packed;
 } gemm_problem;
 
@@ -267,10 +267,12 @@ typedef struct {
  * costs clearly less once packing is counted (each thread packs its band's rows of
  * A and columns of B: a tall, narrow product such as an RNN's input gradient,
  * 3200 x 64, cut along N has every thread pack all of A), that cut.  The cut never
- * changes a result: every tile's sum is the same on any thread. */
+ * changes a result: every tile's sum is the same on any thread.  A B packed ahead
+ * (pynn_sgemm_prepacked) costs no thread any packing. */
 #define GEMM_GRID_PACK_WEIGHT 16     /* multiply-adds one packed float costs, roughly */
 static void gemm_grid(int *tm, int *tn, int64_t m_panels, int64_t n_panels, int nthreads,
-                      int64_t mr, int64_t nr) {
+                      int64_t mr, int64_t nr, int b_packed) {
+    const int64_t b_weight = b_packed ? 0 : GEMM_GRID_PACK_WEIGHT;  /* none: packed ahead */
     int64_t best = -1, best_cost = -1, cost_of_best;
     int rows, cm = 1, cn = 1;
     *tm = *tn = 1;
@@ -280,7 +282,7 @@ static void gemm_grid(int *tm, int *tn, int64_t m_panels, int64_t n_panels, int 
         const int64_t c = c0 < n_panels ? c0 : n_panels;
         const int64_t rp = (m_panels + r - 1) / r, cp = (n_panels + c - 1) / c;
         const int64_t largest = rp * cp;
-        const int64_t cost = largest * mr * nr + (rp * mr + cp * nr) * GEMM_GRID_PACK_WEIGHT;
+        const int64_t cost = largest * mr * nr + rp * mr * GEMM_GRID_PACK_WEIGHT + cp * nr * b_weight;
         if (best < 0 || largest < best || (largest == best && c > *tn)) {
             best = largest;
             *tm = (int)r;
@@ -294,7 +296,7 @@ static void gemm_grid(int *tm, int *tn, int64_t m_panels, int64_t n_panels, int 
     }
     {
         const int64_t rp = (m_panels + *tm - 1) / *tm, cp = (n_panels + *tn - 1) / *tn;
-        cost_of_best = rp * cp * mr * nr + (rp * mr + cp * nr) * GEMM_GRID_PACK_WEIGHT;
+        cost_of_best = rp * cp * mr * nr + rp * mr * GEMM_GRID_PACK_WEIGHT + cp * nr * b_weight;
     }
     if (best_cost * 10 < cost_of_best * 9) {        /* at least 10% less */
         *tm = cm;
@@ -302,13 +304,19 @@ static void gemm_grid(int *tm, int *tn, int64_t m_panels, int64_t n_panels, int 
     }
 }
 
-/* Floats of packing workspace one thread needs: a B panel and an A block,
- * rounded to 64 bytes so that threads' buffers share no cache line. */
+/* Floats of one thread's B panel buffer (none when B comes packed) and of its whole
+ * packing workspace (that and an A block), rounded to 64 bytes so that threads' buffers
+ * share no cache line. */
+static size_t gemm_b_floats(const gemm_problem *pr, const pynn_gemm_kernel_info *ki) {
+    if (pr->b_packed != NULL) return 0;
+    return (size_t)round_up(min_i64(pr->k, ki->kc) * round_up(min_i64(pr->n, ki->nc), ki->nr),
+                            16);
+}
+
 static size_t gemm_thread_floats(const gemm_problem *pr, const pynn_gemm_kernel_info *ki) {
     const int64_t kc = min_i64(pr->k, ki->kc);
-    const int64_t nc = round_up(min_i64(pr->n, ki->nc), ki->nr);
     const int64_t mc = round_up(min_i64(pr->m, ki->mc), ki->mr);
-    return (size_t)round_up(kc * nc + kc * mc, 16);
+    return gemm_b_floats(pr, ki) + (size_t)round_up(kc * mc, 16);
 }
 
 /* The Goto loop nest on one region of C, with this thread's own buffers.
@@ -372,10 +380,9 @@ static void gemm_blocked(const gemm_problem *pr, const pynn_gemm_kernel_info *ki
     const int64_t m_panels = (pr->m + ki->mr - 1) / ki->mr;
     const int64_t n_panels = (pr->n + ki->nr - 1) / ki->nr;
     const size_t per_thread = gemm_thread_floats(pr, ki);
-    const size_t b_floats =
-        (size_t)(min_i64(pr->k, ki->kc) * round_up(min_i64(pr->n, ki->nc), ki->nr));
+    const size_t b_floats = gemm_b_floats(pr, ki);
     int tm, tn, t;
-    gemm_grid(&tm, &tn, m_panels, n_panels, nthreads, ki->mr, ki->nr);
+    gemm_grid(&tm, &tn, m_panels, n_panels, nthreads, ki->mr, ki->nr, pr->b_packed != NULL);
 
     /* One region: no OpenMP region either (libgomp sets up a team even for one
      * thread, with an `if` clause too). */
@@ -577,9 +584,11 @@ static void gemm_set_strides(gemm_problem *pr, int trans_a, int trans_b,
 
 static int64_t max1(int64_t x) { return x > 1 ? x : 1; }
 
-int pynn_sgemm(float *C, const float *A, const float *B,
-               int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-               float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc) {
+/* pynn_sgemm and pynn_sgemm_prepacked: the BLAS-style arguments checked, then the product
+ * (bp: op(B) packed by pynn_sgemm_pack_b, or NULL). */
+static int gemm_entry(float *C, const float *A, const float *B, const float *bp,
+                      int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                      float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc) {
     gemm_problem pr;
     PYNN_RETURN_IF(M < 0 || N < 0 || K < 0, PYNN_EINVAL);
     PYNN_RETURN_IF(C == NULL && M > 0 && N > 0, PYNN_EINVAL);
@@ -594,6 +603,7 @@ int pynn_sgemm(float *C, const float *A, const float *B,
     pr.c = C;
     pr.a = A;
     pr.b = B;
+    pr.b_packed = bp;
     pr.m = M;
     pr.n = N;
     pr.k = K;
@@ -603,16 +613,23 @@ int pynn_sgemm(float *C, const float *A, const float *B,
     return gemm_run(&pr);
 }
 
+int pynn_sgemm(float *C, const float *A, const float *B,
+               int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+               float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc) {
+    return gemm_entry(C, A, B, NULL, trans_a, trans_b, M, N, K, alpha, beta, lda, ldb, ldc);
+}
+
 /* ---- B packed once, used by several products ---------------------------- */
 /*
  * A recurrent layer multiplies by the same recurrent kernel at every step; packing it
  * once per sequence saves packing it each time.  The packed panels are bitwise those the
- * blocked path would pack, and a product that would not take the blocked path (or whose
- * B spans more than one N block) ignores them, so results are those of pynn_sgemm.
+ * blocked path would pack (every K block's micro-panels, all N blocks one after another),
+ * and a product that does not take the blocked path ignores them, so results are those of
+ * pynn_sgemm.
  */
 int64_t pynn_sgemm_pack_b_floats(int64_t N, int64_t K) {
     const pynn_gemm_kernel_info *ki = gemm_current_kernel();
-    if (N < 1 || K < 1 || N > ki->nc) return 0;
+    if (N < 1 || K < 1) return 0;
     return K * round_up(N, ki->nr);
 }
 
@@ -637,34 +654,43 @@ int pynn_sgemm_pack_b(float *bp, const float *B, int trans_b, int64_t N, int64_t
 int pynn_sgemm_prepacked(float *C, const float *A, const float *B, const float *bp,
                          int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                          float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc) {
+    return gemm_entry(C, A, B, bp, trans_a, trans_b, M, N, K, alpha, beta, lda, ldb, ldc);
+}
+
+/* ---- rows of one product, on the caller's thread -------------------------- */
+/*
+ * A recurrent layer's rows are independent through the whole sequence: each thread can
+ * own some rows and run every step on them, its product rows then its cell update, with
+ * no barrier between the steps (rnn.c).  These are the blocked path's tiles and K blocks
+ * for the rows passed, so each element is summed as in any split of the rows.
+ */
+int64_t pynn_sgemm_rows_floats(int64_t M, int64_t K) {
+    const pynn_gemm_kernel_info *ki = gemm_current_kernel();
+    if (M < 1 || K < 1) return 0;
+    return round_up(min_i64(K, ki->kc) * round_up(min_i64(M, ki->mc), ki->mr), 16);
+}
+
+void pynn_sgemm_rows(float *C, const float *A, const float *bp, int trans_a, int64_t M,
+                     int64_t N, int64_t K, float beta, int64_t lda, int64_t ldc, float *a_buf) {
     const pynn_gemm_kernel_info *ki = gemm_current_kernel();
     gemm_problem pr;
-    gemm_workspace ws;
-    int status, nthreads;
-    if (bp == NULL || M < 1 || N < 1 || K < 1 || alpha == 0.0f || N > ki->nc ||
-        (M <= GEMM_SMALL_M && (trans_b ? ldb : 1) == 1) || gemm_is_small(M, N, K))
-        return pynn_sgemm(C, A, B, trans_a, trans_b, M, N, K, alpha, beta, lda, ldb, ldc);
-    PYNN_RETURN_IF(C == NULL || A == NULL, PYNN_EINVAL);
-    PYNN_RETURN_IF(lda < max1(trans_a ? M : K), PYNN_EINVAL);
-    PYNN_RETURN_IF(ldb < max1(trans_b ? K : N), PYNN_EINVAL);
-    PYNN_RETURN_IF(ldc < max1(N), PYNN_EINVAL);
+    gemm_region rg;
+    if (M < 1 || N < 1 || K < 1) return;
     memset(&pr, 0, sizeof pr);
     pr.c = C;
     pr.a = A;
-    pr.b = B;
     pr.b_packed = bp;
     pr.m = M;
     pr.n = N;
     pr.k = K;
-    pr.alpha = alpha;
+    pr.alpha = 1.0f;
     pr.beta = beta;
-    gemm_set_strides(&pr, trans_a, trans_b, lda, ldb, ldc);
-    nthreads = gemm_threads(M, N, K);
-    status = workspace_acquire(&ws, (size_t)nthreads * gemm_thread_floats(&pr, ki));
-    if (status != PYNN_OK) return status;
-    gemm_blocked(&pr, ki, ws.base, nthreads);
-    workspace_release(&ws);
-    return PYNN_OK;
+    gemm_set_strides(&pr, trans_a, 0, lda, N, ldc);
+    rg.is0 = 0;
+    rg.is1 = (M + ki->mr - 1) / ki->mr;
+    rg.js0 = 0;
+    rg.js1 = (N + ki->nr - 1) / ki->nr;
+    gemm_region_run(&pr, ki, &rg, NULL, a_buf);
 }
 
 /* ---- K split: long reductions into a small output ----------------------- */
@@ -741,8 +767,7 @@ int pynn_sgemm_ksplit(float *C, float *partials, const float *A, const float *B,
     status = workspace_acquire(&ws, (size_t)nthreads * per_thread);
     if (status != PYNN_OK) return status;
     {
-        const size_t b_floats =
-            (size_t)(min_i64(chunk_k, ki->kc) * round_up(min_i64(N, ki->nc), ki->nr));
+        const size_t b_floats = gemm_b_floats(&pr, ki);
         const gemm_problem base = pr;
         const int64_t m_panels = (M + ki->mr - 1) / ki->mr;
         const int64_t n_panels = (N + ki->nr - 1) / ki->nr;

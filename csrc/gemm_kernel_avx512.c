@@ -133,12 +133,21 @@ static inline void avx512_transpose16(__m512 r[16]) {
         r[g] = t[g];
 }
 
-/* A micro-panel; the transpose path serves A as stored (cs == 1). */
+/* A micro-panel; the transpose path serves A as stored (cs == 1), a masked copy of each
+ * column A transposed (rs == 1: the column's m floats lie side by side, as an RNN's
+ * weight gradient x^T dgates reads them). */
 static void avx512_pack_a(float *ap, const float *a, int64_t rs, int64_t cs,
                           int64_t m, int64_t kc, int64_t mr) {
     const __mmask16 panel_rows = (__mmask16)((1u << AVX512_MR) - 1u);
     int64_t p0;
     int i, p;
+    if (rs == 1 && cs != 1 && mr == AVX512_MR) {
+        const __mmask16 rows = avx512_lane_mask(m);
+        for (p0 = 0; p0 < kc; p0++)           /* K: one packed column, zero past m */
+            _mm512_mask_storeu_ps(ap + p0 * AVX512_MR, panel_rows,
+                                  _mm512_maskz_loadu_ps(rows, a + p0 * cs));
+        return;
+    }
     if (cs != 1 || mr != AVX512_MR) {
         pynn_gemm_pack_a_ref(ap, a, rs, cs, m, kc, mr);
         return;

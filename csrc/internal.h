@@ -92,15 +92,24 @@ static inline float pynn_uniform_at(uint64_t key, uint64_t e) {
 void pynn_exp_span(float *y, const float *x, int64_t n);
 
 /* op(B) (K x N; trans_b, ldb as pynn_sgemm) packed once for several products with it
- * (gemm.c): pynn_sgemm_pack_b_floats(N, K) floats, 0 when B cannot be packed ahead (then
- * pass bp = NULL).  pynn_sgemm_prepacked is pynn_sgemm, bitwise, reading B's panels from
- * bp (packed by the same kernel level, from the same B) where it would pack them. */
+ * (gemm.c): pynn_sgemm_pack_b_floats(N, K) floats (0 when N or K is 0).
+ * pynn_sgemm_prepacked is pynn_sgemm, bitwise, reading B's panels from bp (packed by the
+ * same kernel level, from the same B) where it would pack them. */
 int64_t pynn_sgemm_pack_b_floats(int64_t N, int64_t K);
 int pynn_sgemm_pack_b(float *bp, const float *B, int trans_b, int64_t N, int64_t K,
                       int64_t ldb);
 int pynn_sgemm_prepacked(float *C, const float *A, const float *B, const float *bp,
                          int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                          float alpha, float beta, int64_t lda, int64_t ldb, int64_t ldc);
+/* Rows of a product with B packed ahead, on the calling thread only (no team, no
+ * allocation): C (M x N, row stride ldc) = op(A) op(B) + beta C, A and C already offset to
+ * the rows wanted, a_buf the thread's own pynn_sgemm_rows_floats(M, K) floats, 64-byte
+ * aligned.  Each element is summed as pynn_sgemm's blocked path sums it, whichever rows
+ * are passed together, so threads that split one product's rows between them get results
+ * that do not depend on the split. */
+int64_t pynn_sgemm_rows_floats(int64_t M, int64_t K);
+void pynn_sgemm_rows(float *C, const float *A, const float *bp, int trans_a, int64_t M,
+                     int64_t N, int64_t K, float beta, int64_t lda, int64_t ldc, float *a_buf);
 #ifdef PYNN_HAVE_X86_KERNELS
 void pynn_exp_span_avx2(float *y, const float *x, int64_t n);    /* exp_span_avx2.c */
 void pynn_exp_span_avx512(float *y, const float *x, int64_t n);  /* exp_span_avx512.c */

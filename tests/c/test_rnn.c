@@ -1,6 +1,7 @@
 /* test_rnn.c -- the recurrent kernels (csrc/rnn.c) from C under ASan/UBSan: the forward of
- * each cell against a plain double-precision loop (masks and go_backwards included), the
- * backward bitwise the same on 1 and 2 threads on a shape large enough for an OpenMP team,
+ * each cell against a plain double-precision loop (masks and go_backwards included), on
+ * few rows and on enough for the rows to be split between threads; forward and backward
+ * bitwise the same on 1, 2 and 3 threads,
  * n = 0, and bad arguments refused.  (The Python tests check the backward against the NumPy
  * reference and torch.)  Exits non-zero on any failure. */
 #include <math.h>
@@ -83,8 +84,10 @@ static void free_fwd(fwd_bufs *o) {
     free(o->hl); free(o->cl);
 }
 
-static void test_forward(int cell, int back, int masked) {
-    const int64_t n = 3, T = 5, f = 4, u = 3, G = pynn_rnn_gates(cell);
+/* n <= 16 takes the small path (all rows each step); above, the rows are split between
+ * the threads for the whole sequence (rnn.c) */
+static void test_forward(int cell, int back, int masked, int64_t n) {
+    const int64_t T = 5, f = 4, u = 3, G = pynn_rnn_gates(cell);
     float *x = rand_floats(n * T * f, 1.0f), *k = rand_floats(f * G * u, 0.5f);
     float *rk = rand_floats(u * G * u, 0.5f), *b = rand_floats(2 * G * u, 0.3f);
     float *mask = zeros(n * T);
@@ -103,34 +106,48 @@ static void test_forward(int cell, int back, int masked) {
     free(x); free(k); free(rk); free(b); free(mask); free(want); free_fwd(&o);
 }
 
-static void test_threads_bitwise(int cell) {
-    const int64_t n = 64, T = 6, f = 16, u = 32, G = pynn_rnn_gates(cell), gu = G * u;
+/* Forward and backward on 1, 2 and 3 threads (3: an uneven split of the rows), masks and
+ * recurrent dropout's mask included: every output bitwise the same. */
+static void test_threads_bitwise(int cell, int64_t n) {
+    const int64_t T = 6, f = 16, u = 32, G = pynn_rnn_gates(cell), gu = G * u;
     float *x = rand_floats(n * T * f, 1.0f), *k = rand_floats(f * gu, 0.3f);
     float *rk = rand_floats(u * gu, 0.3f), *b = rand_floats(2 * gu, 0.3f);
     float *dseq = rand_floats(n * T * u, 1.0f), *dh = rand_floats(n * u, 1.0f);
-    float *out[2][4];
-    int run;
-    for (run = 0; run < 2; run++) {
+    float *mask = zeros(n * T), *rec_mask = rand_floats(n * u, 1.0f);
+    float *out[3][5];
+    int run, q;
+    int64_t i;
+    for (i = 0; i < n * T; i++) mask[i] = (i % 7 == 3) ? 0.0f : 1.0f;
+    for (run = 0; run < 3; run++) {
         fwd_bufs o = alloc_fwd(n, T, u, G);
         float *dg = zeros(n * T * gu), *dgr = zeros(n * T * gu), *work = zeros(pynn_rnn_backward_work(n, u));
         pynn_set_num_threads(run + 1);
         out[run][0] = zeros(f * gu); out[run][1] = zeros(u * gu); out[run][2] = zeros(2 * gu);
-        out[run][3] = zeros(n * T * f);
+        out[run][3] = zeros(n * T * f); out[run][4] = zeros(n * u);
         CHECK(pynn_rnn_forward(o.seq, o.cs, o.gates, o.hprev, o.aux, o.rec, o.hl, o.cl, x, k, rk,
-                               b, NULL, NULL, n, T, f, u, cell, PYNN_ACT_TANH, PYNN_ACT_SIGMOID,
-                               1, 0, NULL) == PYNN_OK, "forward");
+                               b, mask, rec_mask, n, T, f, u, cell, PYNN_ACT_TANH,
+                               PYNN_ACT_SIGMOID, 1, 0, NULL) == PYNN_OK, "forward");
+        memcpy(out[run][4], o.hl, (size_t)(n * u) * sizeof(float));
         CHECK(pynn_rnn_backward(out[run][0], out[run][1], out[run][2], out[run][3], dg, dgr,
                                 work, dseq, dh, NULL, x, k, rk, o.seq, o.cs, o.gates, o.hprev,
-                                o.aux, NULL, NULL, n, T, f, u, cell, PYNN_ACT_TANH,
+                                o.aux, mask, rec_mask, n, T, f, u, cell, PYNN_ACT_TANH,
                                 PYNN_ACT_SIGMOID, 1, 0, 0) == PYNN_OK, "backward");
         free_fwd(&o); free(dg); free(dgr); free(work);
     }
-    CHECK(memcmp(out[0][0], out[1][0], (size_t)(f * gu) * sizeof(float)) == 0, "dkernel threads");
-    CHECK(memcmp(out[0][1], out[1][1], (size_t)(u * gu) * sizeof(float)) == 0, "drk threads");
-    CHECK(memcmp(out[0][2], out[1][2], (size_t)(2 * gu) * sizeof(float)) == 0, "dbias threads");
-    CHECK(memcmp(out[0][3], out[1][3], (size_t)(n * T * f) * sizeof(float)) == 0, "dx threads");
-    for (run = 0; run < 2; run++) { int q; for (q = 0; q < 4; q++) free(out[run][q]); }
-    free(x); free(k); free(rk); free(b); free(dseq); free(dh);
+    for (run = 1; run < 3; run++) {
+        CHECK(memcmp(out[0][0], out[run][0], (size_t)(f * gu) * sizeof(float)) == 0,
+              "cell %d n %lld: dkernel on %d threads", cell, (long long)n, run + 1);
+        CHECK(memcmp(out[0][1], out[run][1], (size_t)(u * gu) * sizeof(float)) == 0,
+              "cell %d n %lld: drk on %d threads", cell, (long long)n, run + 1);
+        CHECK(memcmp(out[0][2], out[run][2], (size_t)(2 * gu) * sizeof(float)) == 0,
+              "cell %d n %lld: dbias on %d threads", cell, (long long)n, run + 1);
+        CHECK(memcmp(out[0][3], out[run][3], (size_t)(n * T * f) * sizeof(float)) == 0,
+              "cell %d n %lld: dx on %d threads", cell, (long long)n, run + 1);
+        CHECK(memcmp(out[0][4], out[run][4], (size_t)(n * u) * sizeof(float)) == 0,
+              "cell %d n %lld: h_last on %d threads", cell, (long long)n, run + 1);
+    }
+    for (run = 0; run < 3; run++) for (q = 0; q < 5; q++) free(out[run][q]);
+    free(x); free(k); free(rk); free(b); free(dseq); free(dh); free(mask); free(rec_mask);
 }
 
 static void test_refusals(void) {
@@ -155,9 +172,12 @@ static void test_refusals(void) {
 int main(void) {
     int cell;
     for (cell = 0; cell < 3; cell++) {
-        test_forward(cell, 0, 0);
-        test_forward(cell, 1, 1);
-        test_threads_bitwise(cell);
+        test_forward(cell, 0, 0, 3);
+        test_forward(cell, 1, 1, 3);
+        test_forward(cell, 1, 1, 40);
+        test_threads_bitwise(cell, 64);
+        test_threads_bitwise(cell, 20);
+        test_threads_bitwise(cell, 9);
     }
     test_refusals();
     if (failures) printf("%d failure(s)\n", failures);
