@@ -200,7 +200,55 @@ def plan_conv2d(b, x, kernel, bias, strides, pads, out_hw, activation, alpha, di
     return y
 
 
-class Conv2D(KernelBiasLayer):
+class Window2D:
+    """What the 2-D convolution layers (Conv2D, DepthwiseConv2D, SeparableConv2D) share: the
+    window's arguments, its geometry on an NHWC shape, the channels axis of data_format and
+    the input check.  A subclass sets `_class` (its name in messages) and defines
+    `_out_channels(channels)`; `_check_channels` may refuse a channel count."""
+
+    _class = "Conv2D"
+
+    def _init_window(self, kernel_size, strides, padding, data_format, dilation_rate, where):
+        self.kernel_size = positive_int_pair(kernel_size, "kernel_size", where)
+        self.strides = positive_int_pair(strides, "strides", where)
+        self.padding = check_padding(padding, where)
+        self.data_format = check_conv_data_format(data_format, where)
+        self.dilation_rate = check_dilation(dilation_rate, self.strides, where)
+
+    def _geometry(self, input_shape):
+        """((oh, ow), (pad_top, pad_left)) for an NHWC input shape."""
+        return window_geometry(input_shape, dilated_window(self.kernel_size, self.dilation_rate),
+                               self.strides, self.padding, f"{self._class} '{self.name}'")
+
+    def _channels(self, input_shape):
+        return input_shape[1] if self.data_format == "channels_first" else input_shape[-1]
+
+    def _check_channels(self, channels, input_shape):
+        pass
+
+    def check_input_shape(self, input_shape):
+        what = " (batch, channels, height, width)" if self.data_format == "channels_first" \
+            else " (batch, height, width, channels)"
+        self._require_rank(input_shape, 4, what=what)
+        axis = 1 if self.data_format == "channels_first" else -1
+        if self._build_input_shape is not None and \
+                input_shape[axis] != self._build_input_shape[axis]:
+            raise ValueError(
+                f"Input of layer '{self.name}' ({self._class}) is incompatible with the layer: "
+                f"expected axis {axis} of input shape to have value "
+                f"{self._build_input_shape[axis]} (channels), but received input with shape "
+                f"{shape_text(input_shape)}")
+        self._check_channels(self._channels(input_shape), input_shape)
+        self._geometry(to_nhwc_shape(input_shape, self.data_format))
+
+    def compute_output_shape(self, input_shape):
+        nhwc = to_nhwc_shape(input_shape, self.data_format)
+        (oh, ow), _ = self._geometry(nhwc)
+        return from_nhwc_shape((nhwc[0], oh, ow, self._out_channels(nhwc[-1])),
+                               self.data_format)
+
+
+class Conv2D(Window2D, KernelBiasLayer):
     """2-D convolution: y = activation(conv(x, kernel) + bias), with Keras's strides,
     padding, dilation_rate, groups (kernel (KH, KW, C / groups, filters)) and data_format
     (channels_first: NCHW at the layer's edges, transposed to NHWC around the op)."""
@@ -216,11 +264,7 @@ class Conv2D(KernelBiasLayer):
         self._kernel_bias_options(where, kernel_regularizer, bias_regularizer,
                                   kernel_constraint, bias_constraint)   # engineer F
         self.filters = filters
-        self.kernel_size = positive_int_pair(kernel_size, "kernel_size", where)
-        self.strides = positive_int_pair(strides, "strides", where)
-        self.padding = check_padding(padding, where)
-        self.data_format = check_conv_data_format(data_format, where)
-        self.dilation_rate = check_dilation(dilation_rate, self.strides, where)
+        self._init_window(kernel_size, strides, padding, data_format, dilation_rate, where)
         self.groups = check_int(groups, "groups", where)
         if filters % self.groups:
             raise ValueError(f"{where}: groups that do not divide the channels: the number of "
@@ -233,38 +277,16 @@ class Conv2D(KernelBiasLayer):
         self.bias_initializer = initializers.get(bias_initializer, where,
                                                  "bias_initializer")
 
-    def _geometry(self, input_shape):
-        """((oh, ow), (pad_top, pad_left)) for an NHWC input shape."""
-        return window_geometry(input_shape, dilated_window(self.kernel_size, self.dilation_rate),
-                               self.strides, self.padding, f"Conv2D '{self.name}'")
+    def _out_channels(self, channels):
+        return self.filters
 
-    def _channels(self, input_shape):
-        return input_shape[1] if self.data_format == "channels_first" else input_shape[-1]
-
-    def check_input_shape(self, input_shape):
-        what = " (batch, channels, height, width)" if self.data_format == "channels_first" \
-            else " (batch, height, width, channels)"
-        self._require_rank(input_shape, 4, what=what)
-        axis = 1 if self.data_format == "channels_first" else -1
-        if self._build_input_shape is not None and \
-                input_shape[axis] != self._build_input_shape[axis]:
-            raise ValueError(
-                f"Input of layer '{self.name}' (Conv2D) is incompatible with the layer: expected "
-                f"axis {axis} of input shape to have value {self._build_input_shape[axis]} "
-                f"(channels), but received input with shape {shape_text(input_shape)}")
-        channels = self._channels(input_shape)
+    def _check_channels(self, channels, input_shape):
         if channels % self.groups:
             raise ValueError(
                 f"Conv2D '{self.name}': groups that do not divide the channels: the number of "
                 f"input channels must be evenly divisible by the number of groups. Received "
                 f"groups={self.groups}, but the input has {channels} channels (full input "
                 f"shape is {shape_text(input_shape)})")
-        self._geometry(to_nhwc_shape(input_shape, self.data_format))
-
-    def compute_output_shape(self, input_shape):
-        nhwc = to_nhwc_shape(input_shape, self.data_format)
-        (oh, ow), _ = self._geometry(nhwc)
-        return from_nhwc_shape((nhwc[0], oh, ow, self.filters), self.data_format)
 
     def build(self, input_shape):
         self._create_kernel_bias(

@@ -16,11 +16,9 @@ is torch's (C * dm, 1, KH, KW) weight of a Conv2d with groups=C (permute (2, 3, 
 reshape); a pointwise kernel (1, 1, C * dm, F) is torch's (F, C * dm, 1, 1).
 """
 from .. import activations, constraints, initializers, regularizers
-from ..checks import MAX_SIZE, check_bool, check_int, invalid, is_int, shown
+from ..checks import check_bool, check_int, is_int, shown
 from .base import Layer, shape_text
-from .conv import (check_conv_data_format, check_dilation, check_padding, dilated_window,
-                   from_nhwc, from_nhwc_shape, plan_conv2d, plan_transpose, positive_int_pair,
-                   to_nhwc, to_nhwc_shape, window_geometry)
+from .conv import Window2D, from_nhwc, plan_conv2d, plan_transpose, to_nhwc
 
 
 def _options(layer, where, **options):
@@ -43,50 +41,19 @@ def _options_config(layer, *keys):
     return out
 
 
-class _DepthwiseBase(Layer):
-    """What DepthwiseConv2D and SeparableConv2D share: the window, the depth multiplier, the
-    data format and the depthwise kernel."""
+class _DepthwiseBase(Window2D, Layer):
+    """What DepthwiseConv2D and SeparableConv2D share: the window (conv.py's Window2D), the
+    depth multiplier and the depthwise kernel."""
 
     _class = "DepthwiseConv2D"
 
-    def _init_window(self, kernel_size, strides, padding, data_format, dilation_rate,
-                     depth_multiplier, where):
+    def _init_depthwise(self, kernel_size, strides, padding, data_format, dilation_rate,
+                        depth_multiplier, where):
         self.depth_multiplier = check_int(depth_multiplier, "depth_multiplier", where)
-        self.kernel_size = positive_int_pair(kernel_size, "kernel_size", where)
-        self.strides = positive_int_pair(strides, "strides", where)
-        self.padding = check_padding(padding, where)
-        self.data_format = check_conv_data_format(data_format, where)
-        self.dilation_rate = check_dilation(dilation_rate, self.strides, where)
-
-    def _geometry(self, nhwc_shape):
-        return window_geometry(nhwc_shape, dilated_window(self.kernel_size, self.dilation_rate),
-                               self.strides, self.padding, f"{self._class} '{self.name}'")
-
-    def _channels(self, input_shape):
-        return input_shape[1] if self.data_format == "channels_first" else input_shape[-1]
-
-    def check_input_shape(self, input_shape):
-        what = " (batch, channels, height, width)" if self.data_format == "channels_first" \
-            else " (batch, height, width, channels)"
-        self._require_rank(input_shape, 4, what=what)
-        axis = 1 if self.data_format == "channels_first" else -1
-        if self._build_input_shape is not None and \
-                input_shape[axis] != self._build_input_shape[axis]:
-            raise ValueError(
-                f"Input of layer '{self.name}' ({self._class}) is incompatible with the layer: "
-                f"expected axis {axis} of input shape to have value "
-                f"{self._build_input_shape[axis]} (channels), but received input with shape "
-                f"{shape_text(input_shape)}")
-        self._geometry(to_nhwc_shape(input_shape, self.data_format))
+        self._init_window(kernel_size, strides, padding, data_format, dilation_rate, where)
 
     def _out_channels(self, channels):
         raise NotImplementedError
-
-    def compute_output_shape(self, input_shape):
-        nhwc = to_nhwc_shape(input_shape, self.data_format)
-        (oh, ow), _ = self._geometry(nhwc)
-        return from_nhwc_shape((nhwc[0], oh, ow, self._out_channels(nhwc[-1])),
-                               self.data_format)
 
     def _plan_depthwise(self, b, x, bias, activation):
         """The depthwise convolution of the NHWC tensor x: groups = C."""
@@ -134,8 +101,8 @@ class DepthwiseConv2D(_DepthwiseBase):
         _options(self, where, depthwise_regularizer=depthwise_regularizer,
                  bias_regularizer=bias_regularizer, depthwise_constraint=depthwise_constraint,
                  bias_constraint=bias_constraint)
-        self._init_window(kernel_size, strides, padding, data_format, dilation_rate,
-                          depth_multiplier, where)
+        self._init_depthwise(kernel_size, strides, padding, data_format, dilation_rate,
+                             depth_multiplier, where)
         self.activation, self.alpha = activations.get(activation, where)
         self.use_bias = check_bool(use_bias, "use_bias", where)
         self.depthwise_initializer = initializers.get(depthwise_initializer, where,
@@ -192,8 +159,8 @@ class SeparableConv2D(_DepthwiseBase):
                  depthwise_constraint=depthwise_constraint,
                  pointwise_constraint=pointwise_constraint, bias_constraint=bias_constraint)
         self.filters = filters
-        self._init_window(kernel_size, strides, padding, data_format, dilation_rate,
-                          depth_multiplier, where)
+        self._init_depthwise(kernel_size, strides, padding, data_format, dilation_rate,
+                             depth_multiplier, where)
         self.activation, self.alpha = activations.get(activation, where)
         self.use_bias = check_bool(use_bias, "use_bias", where)
         self.depthwise_initializer = initializers.get(depthwise_initializer, where,

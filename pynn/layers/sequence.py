@@ -140,6 +140,8 @@ class Conv1D(Conv2D):
     """1-D convolution over (N, L, C) sequences: y = activation(conv(x, kernel) + bias),
     kernel (kernel_size, C_in / groups, filters) as Keras."""
 
+    _class = "Conv1D"
+
     def __init__(self, filters, kernel_size, strides=1, padding="valid",
                  data_format="channels_last", dilation_rate=1, groups=1, activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
