@@ -51,13 +51,13 @@ int main(int argc, char **argv) {
     for (i = 0; i < REPS; i++) {
         double t0 = now_s();
         status |= pynn_rnn_forward(seq, cs, gates, hp, aux, rec, hl, cl, x, k, rk, b, NULL,
-                                   NULL, n, T, f, u, cell, PYNN_ACT_TANH, PYNN_ACT_SIGMOID,
-                                   0, 0, NULL);
+                                   NULL, NULL, n, T, f, u, cell, PYNN_ACT_TANH, PYNN_ACT_SIGMOID,
+                                   0, 0, 0, NULL);
         tf[i] = now_s() - t0;
         t0 = now_s();
         status |= pynn_rnn_backward(dk, drk, db, dx, dg, dgr, rec, dseq, NULL, NULL, x, k, rk,
-                                    seq, cs, gates, hp, aux, NULL, NULL, n, T, f, u, cell,
-                                    PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, 0);
+                                    seq, cs, gates, hp, aux, NULL, NULL, NULL, n, T, f, u, cell,
+                                    PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, 0, 0);
         tb[i] = now_s() - t0;
     }
     if (status != 0) {

@@ -215,8 +215,8 @@ static int counts_ok(const pynn_op *op) {
         /* convolution variants (engineer B) */
         [PYNN_OP_TRANSPOSE] = {2, -1, 0},         /* checked by run_op */
         /* recurrent layers (engineer H) */
-        [PYNN_OP_RNN] = {15, 9, 0},
-        [PYNN_OP_RNN_BACKWARD] = {20, 9, 0},
+        [PYNN_OP_RNN] = {16, 10, 0},
+        [PYNN_OP_RNN_BACKWARD] = {21, 10, 0},
     };
     const int32_t *c;
     if (op->kind < 0 || op->kind >= PYNN_OP_COUNT) return 0;
@@ -1004,7 +1004,8 @@ static int run_op(step_context *cx, const pynn_op *op) {   /* writes cx->sparse_
     }
     /* recurrent layers (engineer H): the step's rows are the sequences */
     case PYNN_OP_RNN:
-    case PYNN_OP_RNN_BACKWARD: {   /* ints T, f, u, cell, act, rec_act, go_backwards, time_order */
+    case PYNN_OP_RNN_BACKWARD: {   /* ints T, f, u, cell, act, rec_act, go_backwards, time_order,
+                                    * zero_output, gate_masks */
         const int64_t T = g[0], f = g[1], u = g[2];
         const int64_t G = (g[3] >= 0 && g[3] <= 2) ? pynn_rnn_gates((int)g[3]) : 0;
         const int64_t tu = mul(mul(rows, T), u), tg = mul(tu, G), nu = mul(rows, u);
@@ -1013,34 +1014,38 @@ static int run_op(step_context *cx, const pynn_op *op) {   /* writes cx->sparse_
                u <= INT32_MAX && act_ok(g[4]) && act_ok(g[5]) &&
                pynn_rnn_act_supported((int)g[4]) && pynn_rnn_act_supported((int)g[5]) &&
                (g[6] == 0 || g[6] == 1) && (g[7] == 0 || g[7] == 1) &&
-               (g[8] == 0 || g[8] == 1));
+               (g[8] == 0 || g[8] == 1) && (g[9] == 0 || g[9] == 1));
         EXPECT(tg >= 0 && mul(G, u) <= INT32_MAX);
         for (i = 0; i < op->n_bufs; i++) EXPECT(f32_or_absent(&o[i]));
         if (op->kind == PYNN_OP_RNN) {
             const operand *x = &o[0], *k = &o[1], *rk = &o[2], *b = &o[3], *m = &o[4];
             const operand *rm = &o[5], *seq = &o[6], *cs = &o[7], *gates = &o[8];
             const operand *hp = &o[9], *aux = &o[10], *work = &o[11], *hl = &o[12], *cl = &o[13];
-            const operand *out = &o[14];
+            const operand *out = &o[14], *im = &o[15];
+            /* the dropout masks: (rows, u) shared, or (rows, G, u) and (rows, G, f) per gate */
+            const int64_t rm_n = g[9] ? mul(nu, G) : nu, im_n = mul(mul(rows, G), f);
             EXPECT(f32(x) && f32(k) && f32(rk) && f32(seq) && f32(gates) && f32(hp) && f32(work));
             EXPECT(g[3] != PYNN_RNN_LSTM || (f32(cs) && f32(aux)));
             EXPECT(g[3] != PYNN_RNN_GRU || f32(aux));
             EXPECT(holds(x, mul(mul(rows, T), f)) && holds(k, mul(f, G * u)) &&
                    holds(rk, mul(u, G * u)) && holds(b, nbias) && holds(m, mul(rows, T)) &&
-                   holds(rm, nu) && holds(seq, tu) && holds(cs, tu) && holds(gates, tg) &&
+                   holds(rm, rm_n) && holds(seq, tu) && holds(cs, tu) && holds(gates, tg) &&
                    holds(hp, tu) && holds(aux, tu) && holds(work, mul(rows, G * u)) &&
-                   holds(hl, nu) && holds(cl, nu) && holds(out, tu));
+                   holds(hl, nu) && holds(cl, nu) && holds(out, tu) && holds(im, im_n));
             EXPECT(g[8] == 0 || f32(out));
+            EXPECT(g[9] == 1 || F(im) == NULL);
             if (cx->dry) return PYNN_OK;
             return pynn_rnn_forward(F(seq), F(cs), F(gates), F(hp), F(aux), F(work), F(hl),
-                                    F(cl), F(x), F(k), F(rk), F(b), F(m), F(rm), rows, T, f, u,
-                                    (int)g[3], (int)g[4], (int)g[5], (int)g[6], (int)g[7],
-                                    g[8] ? F(out) : NULL);
+                                    F(cl), F(x), F(k), F(rk), F(b), F(m), F(rm), F(im), rows, T,
+                                    f, u, (int)g[3], (int)g[4], (int)g[5], (int)g[6],
+                                    (int)g[7], (int)g[9], g[8] ? F(out) : NULL);
         } else {
             const operand *x = &o[0], *k = &o[1], *rk = &o[2], *seq = &o[3], *cs = &o[4];
             const operand *gates = &o[5], *hp = &o[6], *aux = &o[7], *m = &o[8], *rm = &o[9];
             const operand *dseq = &o[10], *dhl = &o[11], *dcl = &o[12], *dg = &o[13];
             const operand *dgr = &o[14], *work = &o[15], *dk = &o[16], *drk = &o[17];
-            const operand *db = &o[18], *dx = &o[19];
+            const operand *db = &o[18], *dx = &o[19], *im = &o[20];
+            const int64_t rm_n = g[9] ? mul(nu, G) : nu, im_n = mul(mul(rows, G), f);
             EXPECT(f32(x) && f32(k) && f32(rk) && f32(seq) && f32(gates) && f32(hp) &&
                    f32(dg) && f32(work));
             EXPECT(g[3] != PYNN_RNN_LSTM || (f32(cs) && f32(aux)));
@@ -1048,17 +1053,18 @@ static int run_op(step_context *cx, const pynn_op *op) {   /* writes cx->sparse_
             EXPECT(holds(x, mul(mul(rows, T), f)) && holds(k, mul(f, G * u)) &&
                    holds(rk, mul(u, G * u)) && holds(seq, tu) && holds(cs, tu) &&
                    holds(gates, tg) && holds(hp, tu) && holds(aux, tu) &&
-                   holds(m, mul(rows, T)) && holds(rm, nu) && holds(dseq, tu) &&
+                   holds(m, mul(rows, T)) && holds(rm, rm_n) && holds(dseq, tu) &&
                    holds(dhl, nu) && holds(dcl, nu) && holds(dg, tg) && holds(dgr, tg) &&
                    holds(work, pynn_rnn_backward_work(rows, u)) && holds(dk, mul(f, G * u)) &&
                    holds(drk, mul(u, G * u)) && holds(db, nbias) &&
-                   holds(dx, mul(mul(rows, T), f)));
+                   holds(dx, mul(mul(rows, T), f)) && holds(im, im_n));
+            EXPECT(g[9] == 1 || F(im) == NULL);
             if (cx->dry) return PYNN_OK;
             return pynn_rnn_backward(F(dk), F(drk), F(db), F(dx), F(dg), F(dgr), F(work),
                                      F(dseq), F(dhl), F(dcl), F(x), F(k), F(rk), F(seq), F(cs),
-                                     F(gates), F(hp), F(aux), F(m), F(rm), rows, T, f, u,
-                                     (int)g[3], (int)g[4], (int)g[5], (int)g[6], (int)g[7],
-                                     (int)g[8]);
+                                     F(gates), F(hp), F(aux), F(m), F(rm), F(im), rows, T, f,
+                                     u, (int)g[3], (int)g[4], (int)g[5], (int)g[6], (int)g[7],
+                                     (int)g[9], (int)g[8]);
         }
     }
     case PYNN_OP_GRAD_HOOK: {   /* bufs grads; ints phase, offset, count */

@@ -751,6 +751,11 @@ int pynn_kernel_dilate(float *dst, const float *src, int64_t kh, int64_t kw, int
  * s reads time t = go_backwards ? T - 1 - s : s).  mask (n, T) (time-indexed; 0.0 = a masked
  * step, which keeps the previous state and outputs it; NULL: none), rec_mask (n, u)
  * (recurrent dropout's per-sequence mask, applied to the state each step reads; NULL: none).
+ * gate_masks (Keras 3's LSTM and GRU with recurrent_dropout, its "implementation 1"): each
+ * gate g has its own dropout masks, rec_mask (n, G, u) and in_mask (n, G, f) (each may be
+ * NULL): gate g's recurrent product reads h * rec_mask[:, g] and its input projection
+ * x * in_mask[:, g] (the same masks every step), and hprev holds h unmasked.  Without
+ * gate_masks in_mask must be NULL (the input dropout is then applied to x beforehand).
  *
  * Forward.  Out: seq (the hidden states), cs (LSTM: the cell states; else unused), gates
  * (the activated gates), hprev (the state each step read, rec_mask applied), aux (GRU: the
@@ -767,9 +772,9 @@ int pynn_rnn_act_supported(int act);
 int pynn_rnn_forward(float *seq, float *cs, float *gates, float *hprev, float *aux, float *rec,
                      float *h_last, float *c_last, const float *x, const float *kernel,
                      const float *rkernel, const float *bias, const float *mask,
-                     const float *rec_mask, int64_t n, int64_t T, int64_t f, int64_t u,
-                     int cell, int act, int rec_act, int go_backwards, int time_order,
-                     float *out);
+                     const float *rec_mask, const float *in_mask, int64_t n, int64_t T,
+                     int64_t f, int64_t u, int cell, int act, int rec_act, int go_backwards,
+                     int time_order, int gate_masks, float *out);
 /* Floats of `work` pynn_rnn_backward needs (3 n u is enough; this is n * 4u). */
 int64_t pynn_rnn_backward_work(int64_t n, int64_t u);
 /* Backpropagation through time of pynn_rnn_forward (same operands as it left them).
@@ -783,9 +788,10 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
                       const float *dc_last, const float *x, const float *kernel,
                       const float *rkernel, const float *seq, const float *cs,
                       const float *gates, const float *hprev, const float *aux,
-                      const float *mask, const float *rec_mask, int64_t n, int64_t T,
-                      int64_t f, int64_t u, int cell, int act, int rec_act, int go_backwards,
-                      int time_order, int zero_output);
+                      const float *mask, const float *rec_mask, const float *in_mask,
+                      int64_t n, int64_t T, int64_t f, int64_t u, int cell, int act,
+                      int rec_act, int go_backwards, int time_order, int gate_masks,
+                      int zero_output);
 
 /* ---- randomness: counter-based, the same numbers in every backend ------------
  *
@@ -1278,12 +1284,12 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  *                      without a hook (NULL) runs it as nothing.  A non-zero return ends the
  *                      run with PYNN_EHOOK (the steps before it stay applied).
  *   OP_RNN             bufs x, kernel, rkernel, bias, mask, rec_mask, seq, cs, gates, hprev,
- *                      aux, work, h_last, c_last, out   ints T, f, u, cell, act, rec_act,
- *                      go_backwards, time_order, zero_output   (pynn_rnn_forward; work: the
- *                      step's rec; out written when zero_output)
+ *                      aux, work, h_last, c_last, out, in_mask   ints T, f, u, cell, act,
+ *                      rec_act, go_backwards, time_order, zero_output, gate_masks
+ *                      (pynn_rnn_forward; work: the step's rec; out written when zero_output)
  *   OP_RNN_BACKWARD    bufs x, kernel, rkernel, seq, cs, gates, hprev, aux, mask, rec_mask,
  *                      dseq, dh_last, dc_last, dgates, dgr, work, dkernel, drkernel, dbias,
- *                      dx;  ints as OP_RNN   (pynn_rnn_backward)
+ *                      dx, in_mask;  ints as OP_RNN   (pynn_rnn_backward)
  *   OP_OPTIMIZER       bufs params, grads, slot0 .. slot(PYNN_OPT_SLOTS - 1)[, ema]
  *                      ints kind[, n_segments, (offset, size, flags) x n_segments]
  *                      reals hyper[PYNN_HYPER_COUNT], PYNN_OPT_REALS (hyper, then a

@@ -356,25 +356,35 @@ def test_masked_step_matches_torch(kind, kwargs, backend):
 
 # ---- the kernels against the reference ------------------------------------------------------
 
-@pytest.mark.parametrize("cell,go_backwards,time_order,masked,rec_dropout", [
-    (0, 0, 0, 0, 0), (1, 1, 0, 1, 0), (2, 1, 1, 0, 1), (1, 0, 1, 1, 1), (2, 0, 0, 1, 0),
-    (0, 1, 1, 1, 1),
+# rec_dropout 2: a mask per gate (gate_masks, Keras 3's LSTM/GRU with recurrent_dropout),
+# with the inputs' per-gate masks too; 3: per-gate state masks only.  n 20: the C kernel
+# splits the rows between threads (above 16 rows), else it runs all rows each step.
+@pytest.mark.parametrize("cell,go_backwards,time_order,masked,rec_dropout,n", [
+    (0, 0, 0, 0, 0, 3), (1, 1, 0, 1, 0, 3), (2, 1, 1, 0, 1, 3), (1, 0, 1, 1, 1, 3),
+    (2, 0, 0, 1, 0, 3), (0, 1, 1, 1, 1, 3), (1, 1, 0, 1, 2, 3), (2, 0, 1, 1, 2, 3),
+    (1, 0, 0, 0, 3, 3), (1, 0, 1, 1, 2, 20), (2, 1, 0, 0, 3, 20), (1, 1, 1, 1, 1, 20),
 ])
-@pytest.mark.parametrize("backend", ["cpu", "cuda"])
-def test_kernels_match_reference(backend, cell, go_backwards, time_order, masked, rec_dropout):
+@pytest.mark.parametrize("backend", ["cpu", "numpy", "cuda"])
+def test_kernels_match_reference(backend, cell, go_backwards, time_order, masked, rec_dropout,
+                                 n):
     be = pynn.backend.get(usable_backend(backend))
-    rng = np.random.default_rng(cell * 7 + go_backwards)
-    n, steps, f, u = (3, 5, 4, 6) if backend == "cpu" else (2, 3, 2, 3)
+    rng = np.random.default_rng(cell * 7 + go_backwards + rec_dropout)
+    steps, f, u = (5, 4, 6) if backend != "cuda" else (3, 2, 3)
+    n = n if backend != "cuda" else min(n, 2)
     G = ref.RNN_GATES[cell]
+    gate_masks = rec_dropout >= 2
     x = rng.standard_normal((n, steps, f)).astype(np.float32)
     k = (rng.standard_normal((f, G * u)) * .5).astype(np.float32)
     rk = (rng.standard_normal((u, G * u)) * .5).astype(np.float32)
     b = (rng.standard_normal((2, G * u) if cell == 2 else (G * u,)) * .3).astype(np.float32)
     m = (rng.random((n, steps)) > .3).astype(np.float32) if masked else None
-    rm = ((rng.random((n, u)) > .3) * 1.25).astype(np.float32) if rec_dropout else None
+    rm = ((rng.random((n, G, u) if gate_masks else (n, u)) > .3) * 1.25).astype(np.float32) \
+        if rec_dropout else None
+    im = ((rng.random((n, G, f)) > .4) * 1.5).astype(np.float32) if rec_dropout == 2 else None
     opts = dict(cell=cell, act="tanh", rec_act="sigmoid", go_backwards=bool(go_backwards),
                 time_order=bool(time_order))
-    R = ref.rnn_forward(x, k, rk, b, m, rm, **opts)
+    masks = dict(in_mask=im, gate_masks=gate_masks)
+    R = ref.rnn_forward(x, k, rk, b, m, rm, **opts, **masks)
 
     def z(*shape):
         return be.copy_to_device(np.zeros(shape, np.float32)) if hasattr(be, "copy_to_device") \
@@ -384,6 +394,7 @@ def test_kernels_match_reference(backend, cell, go_backwards, time_order, masked
     X, K, RK, B = (None if a is None else dev(a) for a in (x, k, rk, b))
     M = None if m is None else dev(m)
     RM = None if rm is None else dev(rm)
+    dmasks = dict(in_mask=None if im is None else dev(im), gate_masks=gate_masks)
     bufs = {name: dev(np.zeros(shape, np.float32)) for name, shape in (
         ("seq", (n, steps, u)), ("cs", (n, steps, u)), ("gates", (n, steps, G * u)),
         ("hprev", (n, steps, u)), ("aux", (n, steps, u)), ("work", (n, max(G * u, 4 * u))),
@@ -391,7 +402,8 @@ def test_kernels_match_reference(backend, cell, go_backwards, time_order, masked
     sizes = dict(T=steps, f=f, u=u, cell=cell, act="tanh", rec_act="sigmoid",
                  go_backwards=bool(go_backwards), time_order=bool(time_order))
     be.rnn_forward(X, K, RK, B, M, RM, bufs["seq"], bufs["cs"], bufs["gates"], bufs["hprev"],
-                   bufs["aux"], bufs["work"], bufs["h_last"], bufs["c_last"], **sizes)
+                   bufs["aux"], bufs["work"], bufs["h_last"], bufs["c_last"], **sizes,
+                   **dmasks)
     host = be.to_host
     for name in ("seq", "gates", "hprev", "h_last"):
         assert_close(host(bufs[name]), R[name], err_msg=name)
@@ -400,7 +412,7 @@ def test_kernels_match_reference(backend, cell, go_backwards, time_order, masked
     dseq = rng.standard_normal((n, steps, u)).astype(np.float32)
     dh = rng.standard_normal((n, u)).astype(np.float32)
     dc = rng.standard_normal((n, u)).astype(np.float32) if cell == 1 else None
-    D = ref.rnn_backward(dseq, dh, dc, x, k, rk, R, m, rm, **opts)
+    D = ref.rnn_backward(dseq, dh, dc, x, k, rk, R, m, rm, **opts, **masks)
     outs = {"dkernel": dev(np.zeros_like(k)), "drkernel": dev(np.zeros_like(rk)),
             "dbias": dev(np.zeros_like(b)), "dx": dev(np.zeros_like(x))}
     be.rnn_backward(X, K, RK, bufs["seq"], bufs["cs"], bufs["gates"], bufs["hprev"],
@@ -408,7 +420,7 @@ def test_kernels_match_reference(backend, cell, go_backwards, time_order, masked
                     dev(np.zeros((n, steps, G * u), np.float32)),
                     dev(np.zeros((n, steps, G * u), np.float32)),
                     dev(np.zeros((n, 4 * u + G * u), np.float32)), outs["dkernel"],
-                    outs["drkernel"], outs["dbias"], outs["dx"], **sizes)
+                    outs["drkernel"], outs["dbias"], outs["dx"], **sizes, **dmasks)
     for name, out in outs.items():
         assert_close(host(out), D[name], rtol=1e-4, err_msg=name)
 
@@ -441,6 +453,77 @@ def test_reference_gradients_match_finite_differences():
             km[i] -= h
             num[i] = (loss(kp) - loss(km)) / (2 * h)
         np.testing.assert_allclose(grads["dkernel"], num, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("cell", [1, 2])
+def test_reference_gate_masks_match_finite_differences(cell):
+    """With a dropout mask per gate (rec_mask (n, G, u), in_mask (n, G, f)), the reference's
+    kernel, recurrent kernel and input gradients against float64 central differences."""
+    rng = np.random.default_rng(cell)
+    G = ref.RNN_GATES[cell]
+    n, steps, f, u = 2, 3, 2, 2
+    x = rng.standard_normal((n, steps, f))
+    k = rng.standard_normal((f, G * u)) * .5
+    rk = rng.standard_normal((u, G * u)) * .5
+    b = rng.standard_normal((2, G * u) if cell == 2 else (G * u,)) * .3
+    rm = (rng.random((n, G, u)) > .3) * 1.4
+    im = (rng.random((n, G, f)) > .3) * 1.25
+    dseq = rng.standard_normal((n, steps, u))
+    opts = dict(cell=cell, act="tanh", rec_act="sigmoid", in_mask=im, gate_masks=True)
+
+    def loss(xx, kk, rkk):
+        return float((ref.rnn_forward(xx, kk, rkk, b, None, rm, **opts)["seq"] * dseq).sum())
+
+    saved = ref.rnn_forward(x, k, rk, b, None, rm, **opts)
+    grads = ref.rnn_backward(dseq, None, None, x, k, rk, saved, None, rm, **opts)
+    for name, arr, f_of in (("dkernel", k, lambda a: loss(x, a, rk)),
+                            ("drkernel", rk, lambda a: loss(x, k, a)),
+                            ("dx", x, lambda a: loss(a, k, rk))):
+        num = np.zeros_like(arr)
+        for i in np.ndindex(arr.shape):
+            ap, am = arr.copy(), arr.copy()
+            ap[i] += 1e-6
+            am[i] -= 1e-6
+            num[i] = (f_of(ap) - f_of(am)) / 2e-6
+        np.testing.assert_allclose(grads[name], num, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+@pytest.mark.parametrize("kind,G", [("LSTM", 4), ("GRU", 3), ("SimpleRNN", 1)])
+def test_recurrent_dropout_draws_a_mask_per_gate(kind, G, monkeypatch):
+    """Keras 3: an LSTM or GRU with recurrent_dropout draws one mask per gate for the state
+    and one per gate for the inputs (its "implementation 1"); SimpleRNN one of each.  The
+    masks the kernel receives: per gate, 0 or 1/(1 - rate), differing between gates."""
+    seen = {}
+    numpy_backend = pynn.backend.get("numpy")
+    original = type(numpy_backend).rnn_forward
+
+    def spy(self, x, kernel, rkernel, bias, mask, rec_mask, *args, **kw):
+        seen.update(rec_mask=np.array(rec_mask), in_mask=None if kw.get("in_mask") is None
+                    else np.array(kw["in_mask"]), gate_masks=kw.get("gate_masks"))
+        return original(self, x, kernel, rkernel, bias, mask, rec_mask, *args, **kw)
+
+    monkeypatch.setattr(type(numpy_backend), "rnn_forward", spy)
+    n, units = 8, 16
+    model = pynn.Sequential([pynn.Input((T, F)),
+                             getattr(layers, kind)(units, dropout=0.5, recurrent_dropout=0.5,
+                                                   seed=3),
+                             layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    x = np.random.default_rng(0).standard_normal((n, T, F)).astype(np.float32)
+    model.train_on_batch(x, np.zeros((n, 1), np.float32))
+    per_gate = kind != "SimpleRNN"
+    assert seen["gate_masks"] is per_gate
+    rec = seen["rec_mask"].reshape(-1)[:n * (G if per_gate else 1) * units]
+    assert set(np.unique(rec)) <= {0.0, 2.0}
+    if per_gate:
+        rec = rec.reshape(n, G, units)
+        ins = seen["in_mask"].reshape(-1)[:n * G * F].reshape(n, G, F)
+        assert set(np.unique(ins)) <= {0.0, 2.0}
+        for g in range(1, G):
+            assert not np.array_equal(rec[:, 0], rec[:, g])
+            assert not np.array_equal(ins[:, 0], ins[:, g])
+    else:
+        assert seen["in_mask"] is None
 
 
 # ---- dropout, determinism ------------------------------------------------------------------
@@ -493,7 +576,8 @@ def test_threads_and_whole_epoch_bitwise(threads):
         model = pynn.Sequential([pynn.Input((6, 5)),
                                  layers.Bidirectional(layers.LSTM(8, return_sequences=True,
                                                                   dropout=0.2)),
-                                 layers.GRU(7), layers.Dense(2)])
+                                 layers.GRU(7, dropout=0.1, recurrent_dropout=0.3),
+                                 layers.Dense(2)])
         model.compile(optimizer="adam", loss="mse")
         # batches of 24 and 16 rows: above 16 rnn.c splits the rows between the threads
         # for the whole sequence, up to 16 it runs all rows each step

@@ -306,19 +306,22 @@ class Backend:
     # ---- recurrent layers (engineer H; csrc/pynn.h's pynn_rnn_forward / _backward) --------
     def rnn_forward(self, x, kernel, rkernel, bias, mask, rec_mask, seq, cs, gates, hprev, aux,
                     work, h_last, c_last, *, T, f, u, cell, act, rec_act, go_backwards,
-                    time_order, zero_output=False, out=None):
+                    time_order, zero_output=False, out=None, in_mask=None, gate_masks=False):
         """A recurrent layer's forward over x (n, T, f) (cell 0 SimpleRNN, 1 LSTM, 2 GRU):
         writes seq, cs (LSTM), gates, hprev, aux (GRU; LSTM: act(c)), h_last and c_last (may
         be None), and with zero_output `out` (seq with 0 at masked steps); work is (n, G u)
-        scratch.  Layouts and semantics as pynn_rnn_forward."""
+        scratch.  gate_masks: a dropout mask per gate, rec_mask (n, G, u) and in_mask
+        (n, G, f) (Keras 3's LSTM/GRU with recurrent_dropout).  Layouts and semantics as
+        pynn_rnn_forward."""
         raise NotImplementedError
 
     def rnn_backward(self, x, kernel, rkernel, seq, cs, gates, hprev, aux, mask, rec_mask, dseq,
                      dh_last, dc_last, dgates, dgr, work, dkernel, drkernel, dbias, dx, *, T,
-                     f, u, cell, act, rec_act, go_backwards, time_order, zero_output=False):
+                     f, u, cell, act, rec_act, go_backwards, time_order, zero_output=False,
+                     in_mask=None, gate_masks=False):
         """Backpropagation through time of rnn_forward: writes dkernel, drkernel, dbias, dx
         (each may be None) from the gradients of seq, h_last and c_last (each may be None);
-        dgates, dgr (GRU) and work are scratch."""
+        dgates, dgr (GRU) and work are scratch; masks as rnn_forward's."""
         raise NotImplementedError
 
     # ---- geometric image ops (Keras 3's image preprocessing layers) ------------------

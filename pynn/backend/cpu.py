@@ -180,19 +180,21 @@ class CpuBackend(HostBackend):
     # ---- recurrent layers (engineer H) ----------------------------------------------------
     def rnn_forward(self, x, kernel, rkernel, bias, mask, rec_mask, seq, cs, gates, hprev, aux,
                     work, h_last, c_last, *, T, f, u, cell, act, rec_act, go_backwards,
-                    time_order, zero_output=False, out=None):
+                    time_order, zero_output=False, out=None, in_mask=None, gate_masks=False):
         _core.rnn_forward(seq, cs, gates, hprev, aux, work, h_last, c_last, x, kernel, rkernel,
                           bias, mask, rec_mask, x.shape[0], T, f, u, cell,
                           _act(act, "rnn_forward"), _act(rec_act, "rnn_forward"), go_backwards,
-                          time_order, out if zero_output else None)
+                          time_order, out if zero_output else None, in_mask, gate_masks)
 
     def rnn_backward(self, x, kernel, rkernel, seq, cs, gates, hprev, aux, mask, rec_mask, dseq,
                      dh_last, dc_last, dgates, dgr, work, dkernel, drkernel, dbias, dx, *, T,
-                     f, u, cell, act, rec_act, go_backwards, time_order, zero_output=False):
+                     f, u, cell, act, rec_act, go_backwards, time_order, zero_output=False,
+                     in_mask=None, gate_masks=False):
         _core.rnn_backward(dkernel, drkernel, dbias, dx, dgates, dgr, work, dseq, dh_last,
                            dc_last, x, kernel, rkernel, seq, cs, gates, hprev, aux, mask,
                            rec_mask, x.shape[0], T, f, u, cell, _act(act, "rnn_backward"),
-                           _act(rec_act, "rnn_backward"), go_backwards, time_order, zero_output)
+                           _act(rec_act, "rnn_backward"), go_backwards, time_order, zero_output,
+                           in_mask, gate_masks)
 
     # ---- geometric image ops ----------------------------------------------------------
     def affine_transform(self, x, params, interpolation, fill_mode, fill_value, y):

@@ -7,6 +7,15 @@ from . import reference as ref
 from .base import HostBackend, loss_option_kind
 
 
+def _rnn_rec_mask(rec_mask, n, G, u, gate_masks):
+    """rec_mask as the reference takes it: (n, u), or (n, G, u) with a mask per gate."""
+    if rec_mask is None:
+        return None
+    if gate_masks:
+        return rec_mask.reshape(-1)[:n * G * u].reshape(n, G, u)
+    return rec_mask.reshape(-1)[:n * u].reshape(n, u)
+
+
 class NumpyBackend(HostBackend):
     name = "numpy"
 
@@ -218,13 +227,16 @@ class NumpyBackend(HostBackend):
     # ---- recurrent layers (engineer H) ----------------------------------------------------
     def rnn_forward(self, x, kernel, rkernel, bias, mask, rec_mask, seq, cs, gates, hprev, aux,
                     work, h_last, c_last, *, T, f, u, cell, act, rec_act, go_backwards,
-                    time_order, zero_output=False, out=None):
+                    time_order, zero_output=False, out=None, in_mask=None, gate_masks=False):
         n = x.shape[0]
+        G = ref.RNN_GATES[cell]
         b = None if bias is None else (bias.reshape(2, -1) if cell == 2 else bias.reshape(-1))
         r = ref.rnn_forward(x.reshape(n, T, f), kernel, rkernel, b,
                             None if mask is None else mask.reshape(n, T),
-                            None if rec_mask is None else rec_mask.reshape(n, u), cell, act,
-                            rec_act, go_backwards, time_order)
+                            _rnn_rec_mask(rec_mask, n, G, u, gate_masks), cell, act, rec_act,
+                            go_backwards, time_order,
+                            None if in_mask is None else in_mask.reshape(-1)[:n * G * f]
+                            .reshape(n, G, f), gate_masks)
         for name, dst in (("seq", seq), ("cs", cs), ("gates", gates), ("hprev", hprev),
                           ("aux", aux), ("h_last", h_last), ("c_last", c_last),
                           ("out", out if zero_output else None)):
@@ -233,7 +245,8 @@ class NumpyBackend(HostBackend):
 
     def rnn_backward(self, x, kernel, rkernel, seq, cs, gates, hprev, aux, mask, rec_mask, dseq,
                      dh_last, dc_last, dgates, dgr, work, dkernel, drkernel, dbias, dx, *, T,
-                     f, u, cell, act, rec_act, go_backwards, time_order, zero_output=False):
+                     f, u, cell, act, rec_act, go_backwards, time_order, zero_output=False,
+                     in_mask=None, gate_masks=False):
         n = x.shape[0]
         G = ref.RNN_GATES[cell]
 
@@ -246,8 +259,10 @@ class NumpyBackend(HostBackend):
                              None if dc_last is None else dc_last.reshape(n, u),
                              x.reshape(n, T, f), kernel, rkernel, saved,
                              None if mask is None else mask.reshape(n, T),
-                             None if rec_mask is None else rec_mask.reshape(n, u), cell, act,
-                             rec_act, go_backwards, time_order, zero_output)
+                             _rnn_rec_mask(rec_mask, n, G, u, gate_masks), cell, act, rec_act,
+                             go_backwards, time_order, zero_output,
+                             None if in_mask is None else in_mask.reshape(-1)[:n * G * f]
+                             .reshape(n, G, f), gate_masks)
         for name, out in (("dkernel", dkernel), ("drkernel", drkernel), ("dbias", dbias),
                           ("dx", dx)):
             if out is not None:

@@ -1949,11 +1949,22 @@ def _rnn_dact(y, name):
     return np.ones_like(y)
 
 
+def _gate_inputs(x, in_mask, g):
+    """x (n, T, f) as gate g reads it: times in_mask[:, g] (n, G, f) at every step."""
+    return x if in_mask is None else x * in_mask[:, None, g]
+
+
 def rnn_forward(x, kernel, rkernel, bias, mask, rec_mask, cell, act, rec_act,
-                go_backwards=False, time_order=False):
+                go_backwards=False, time_order=False, in_mask=None, gate_masks=False):
     """The forward of a recurrent layer over x (n, T, f): a dict of seq, cs, gates, hprev,
     aux (the buffers pynn_rnn_forward leaves; cs/aux None where the cell has none),
-    h_last, c_last."""
+    h_last, c_last.
+
+    Dropout masks, drawn once per sequence: rec_mask (n, u) multiplies the state each step
+    reads (hprev holds the product); with gate_masks (Keras 3's LSTM/GRU with
+    recurrent_dropout, "implementation 1"), each gate g has its own: rec_mask (n, G, u) and
+    in_mask (n, G, f), gate g's products reading h * rec_mask[:, g] and x * in_mask[:, g]
+    (hprev then holds h unmasked)."""
     n, T, f = x.shape
     u = rkernel.shape[0]
     G = RNN_GATES[cell]
@@ -1963,16 +1974,29 @@ def rnn_forward(x, kernel, rkernel, bias, mask, rec_mask, cell, act, rec_act,
     gates = np.zeros((n, T, G * u), dt)
     hprev = np.zeros((n, T, u), dt)
     aux = np.zeros((n, T, u), dt) if cell == 2 else None
-    xp = gemm(x.reshape(n * T, f), kernel).reshape(n, T, G * u)
+    if in_mask is not None and not gate_masks:
+        raise ValueError("rnn_forward: in_mask needs gate_masks")
+    if gate_masks:
+        xp = np.concatenate(
+            [gemm(_gate_inputs(x, in_mask, g).reshape(n * T, f), kernel[:, g * u:(g + 1) * u])
+             for g in range(G)], axis=1).reshape(n, T, G * u)
+    else:
+        xp = gemm(x.reshape(n * T, f), kernel).reshape(n, T, G * u)
     out = np.zeros((n, T, u), dt)      # zero_output_for_mask's output
     h = np.zeros((n, u), dt)
     c = np.zeros((n, u), dt)
     for s in range(T):
         t = T - 1 - s if go_backwards else s
         o = t if time_order else s
-        hp = h * rec_mask if rec_mask is not None else h.copy()
-        hprev[:, t] = hp
-        rec = gemm(hp, rkernel)
+        if gate_masks:
+            hprev[:, t] = h
+            rec = np.concatenate(
+                [gemm(h * rec_mask[:, g] if rec_mask is not None else h,
+                      rkernel[:, g * u:(g + 1) * u]) for g in range(G)], axis=1)
+        else:
+            hp = h * rec_mask if rec_mask is not None else h.copy()
+            hprev[:, t] = hp
+            rec = gemm(hp, rkernel)
         g = xp[:, t]
         if cell == 1:
             z = g + rec + (bias if bias is not None else 0)
@@ -2014,10 +2038,12 @@ def rnn_forward(x, kernel, rkernel, bias, mask, rec_mask, cell, act, rec_act,
 
 
 def rnn_backward(dseq, dh_last, dc_last, x, kernel, rkernel, saved, mask, rec_mask, cell, act,
-                 rec_act, go_backwards=False, time_order=False, zero_output=False):
+                 rec_act, go_backwards=False, time_order=False, zero_output=False,
+                 in_mask=None, gate_masks=False):
     """Backpropagation through time from the buffers `saved` (rnn_forward's dict): a dict
     of dkernel, drkernel, dbias ((G u,), or (2, G u) for the GRU), dx.  zero_output: dseq
-    is the gradient of rnn_forward's "out" (seq with 0 at the masked steps)."""
+    is the gradient of rnn_forward's "out" (seq with 0 at the masked steps).  Masks as
+    rnn_forward's."""
     n, T, f = x.shape
     u = rkernel.shape[0]
     G = RNN_GATES[cell]
@@ -2074,9 +2100,18 @@ def rnn_backward(dseq, dh_last, dc_last, x, kernel, rkernel, saved, mask, rec_ma
         dgates[:, t] = dg
         dgr[:, t] = dgh
         dc = dc_new
-        dh_new = gemm(dgh, rkernel, transpose_b=True)
-        if rec_mask is not None:
-            dh_new = dh_new * rec_mask
+        if gate_masks:      # sum over the gates in order 0, 1, ... of each one's product
+            dh_new = None
+            for g in range(G):
+                part = gemm(dgh[:, g * u:(g + 1) * u], rkernel[:, g * u:(g + 1) * u],
+                            transpose_b=True)
+                if rec_mask is not None:
+                    part = part * rec_mask[:, g]
+                dh_new = part if dh_new is None else dh_new + part
+        else:
+            dh_new = gemm(dgh, rkernel, transpose_b=True)
+            if rec_mask is not None:
+                dh_new = dh_new * rec_mask
         dh = (dh_new + direct).astype(dt)
     X = x.reshape(n * T, f)
     Dg = dgates.reshape(n * T, G * u)
@@ -2084,7 +2119,24 @@ def rnn_backward(dseq, dh_last, dc_last, x, kernel, rkernel, saved, mask, rec_ma
     dbias = bias_grad(Dg)
     if cell == 2:
         dbias = np.stack([dbias, bias_grad(Dr)])
-    return {"dkernel": gemm(X, Dg, transpose_a=True),
-            "drkernel": gemm(hprev.reshape(n * T, u), Dr, transpose_a=True),
-            "dbias": dbias, "dx": gemm(Dg, kernel, transpose_b=True).reshape(n, T, f),
+    if gate_masks:
+        blocks = [slice(g * u, (g + 1) * u) for g in range(G)]
+        dkernel = np.concatenate(
+            [gemm(_gate_inputs(x, in_mask, g).reshape(n * T, f), Dg[:, b], transpose_a=True)
+             for g, b in enumerate(blocks)], axis=1)
+        drkernel = np.concatenate(
+            [gemm((hprev * rec_mask[:, None, g] if rec_mask is not None else hprev)
+                  .reshape(n * T, u), Dr[:, b], transpose_a=True)
+             for g, b in enumerate(blocks)], axis=1)
+        dx = None
+        for g, b in enumerate(blocks):
+            part = gemm(Dg[:, b], kernel[:, b], transpose_b=True).reshape(n, T, f)
+            if in_mask is not None:
+                part = part * in_mask[:, None, g]
+            dx = part if dx is None else dx + part
+    else:
+        dkernel = gemm(X, Dg, transpose_a=True)
+        drkernel = gemm(hprev.reshape(n * T, u), Dr, transpose_a=True)
+        dx = gemm(Dg, kernel, transpose_b=True).reshape(n, T, f)
+    return {"dkernel": dkernel, "drkernel": drkernel, "dbias": dbias, "dx": dx,
             "dgates": dgates, "dgr": dgr}

@@ -15,11 +15,11 @@ plan-owned batched workspaces.
 Options as Keras 3: return_sequences, return_state (the layer call then has several
 outputs: [output, h] or [output, h, c] for the LSTM), go_backwards (the output sequence is
 in processing order, reversed, as Keras's), masking (a plan tensor's `mask`, (batch, T) of
-1.0/0.0: a masked step keeps the previous state and outputs it), dropout (one mask per
-sequence over the input features, shared by the gates and the steps, as Keras's LSTM with
-recurrent_dropout=0), recurrent_dropout (one mask per sequence over the units, applied to
-the state each step reads; Keras draws one per gate there, and then one input mask per
-gate too: pynn shares one of each), unroll (accepted, ignored).  stateful=True and GRU's
+1.0/0.0: a masked step keeps the previous state and outputs it), dropout and
+recurrent_dropout as Keras 3 draws them: masks drawn once per sequence and used at every
+step; without recurrent_dropout one input mask shared by the gates; with it (Keras's
+"implementation 1" of the LSTM and GRU) each gate has its own input mask and its own mask
+on the state it reads (SimpleRNN: one of each), unroll (accepted, ignored).  stateful=True and GRU's
 reset_after=False are refused; a call's initial_state is not supported (every sequence
 starts from zero states).  zero_output_for_mask (Keras's; a Bidirectional sets it on its
 sublayers when they return sequences): a masked step of the returned sequence outputs 0.
@@ -226,7 +226,17 @@ class RNNBase(Layer):
         mask = getattr(x, "mask", None)
         zero_output = mask is not None and self.zero_output_for_mask and self.return_sequences
         xin = x
-        if training and self.dropout > 0:
+        # Keras 3's LSTM and GRU with recurrent_dropout ("implementation 1") draw a dropout
+        # mask per gate, for the state and for the inputs: the op applies them gate by gate
+        gate_masks = bool(training and self.recurrent_dropout > 0 and cell != 0)
+        in_mask = -1
+        if training and self.dropout > 0 and gate_masks:
+            in_mask = b.scratch((G * f,), batched=True)
+            junk = b.scratch((G * f,), batched=True)
+            b.op("dropout", [junk, in_mask, junk],
+                 [dropout_seed(self._seed, call), 1, G * f, 0, 0], [self.dropout],
+                 label=f"{self.name} dropout")
+        elif training and self.dropout > 0:
             dmask, xd = b.new(x.shape, role="mask"), b.new(x.shape)
             b.op("dropout", [x.buf, dmask.buf, xd.buf],
                  [dropout_seed(self._seed, call), 2, T, f, 0, 1, 0], [self.dropout],
@@ -240,10 +250,11 @@ class RNNBase(Layer):
             xin = xd
         rec_mask = -1
         if training and self.recurrent_dropout > 0:
-            rec_mask = b.scratch((u,), batched=True)
-            junk = b.scratch((u,), batched=True)
+            width = G * u if gate_masks else u
+            rec_mask = b.scratch((width,), batched=True)
+            junk = b.scratch((width,), batched=True)
             b.op("dropout", [junk, rec_mask, junk],
-                 [dropout_seed(self._seed ^ _REC_SEED_SALT, call), 1, u, 0, 0],
+                 [dropout_seed(self._seed ^ _REC_SEED_SALT, call), 1, width, 0, 0],
                  [self.recurrent_dropout], label=f"{self.name} recurrent dropout")
         seq = b.new((x.shape[0], T, u))
         cs = b.scratch((T, u), batched=True) if cell == 1 else -1
@@ -259,10 +270,10 @@ class RNNBase(Layer):
             b.param_or_none(self._bias)
         ints = [T, f, u, cell, ids.ACTIVATIONS[self.activation],
                 ids.ACTIVATIONS[self.recurrent_activation], int(self.go_backwards),
-                int(self._time_order), int(zero_output)]
+                int(self._time_order), int(zero_output), int(gate_masks)]
         b.op("rnn", [xin.buf, w, rw, bias, mask_buf, rec_mask, seq.buf, cs, gates, hprev, aux,
                      work, h_last.buf, -1 if c_last is None else c_last.buf,
-                     -1 if out is None else out.buf], ints, label=self.name)
+                     -1 if out is None else out.buf, in_mask], ints, label=self.name)
         states = seq                 # the state history the backward reads
         if out is not None:          # Keras's zero_output_for_mask: 0 at the masked steps
             seq = out
@@ -280,7 +291,7 @@ class RNNBase(Layer):
                  [xin.buf, w, rw, states.buf, cs, gates, hprev, aux, mask_buf, rec_mask,
                   -1 if dseq is None else dseq, -1 if dh is None else dh,
                   -1 if dc is None else dc, dgates, dgr, work, b.grad(self._kernel),
-                  b.grad(self._recurrent_kernel), b.grad(self._bias), dx], ints,
+                  b.grad(self._recurrent_kernel), b.grad(self._bias), dx, in_mask], ints,
                  label=self.name)
             return [None if dx < 0 else dx]
 

@@ -824,26 +824,28 @@ _RNN_CELLS = {0: "simple", 1: "lstm", 2: "gru"}
 
 
 def _rnn_ints(op):
-    T, f, u, cell, act, rec_act, go_backwards, time_order, zero_output = op.ints
+    T, f, u, cell, act, rec_act, go_backwards, time_order, zero_output, gate_masks = op.ints
     return dict(T=T, f=f, u=u, cell=cell, act=_ACT[act], rec_act=_ACT[rec_act],
                 go_backwards=bool(go_backwards), time_order=bool(time_order),
-                zero_output=bool(zero_output))
+                zero_output=bool(zero_output), gate_masks=bool(gate_masks))
 
 
 def _rnn(ex, op, v, step, losses, metrics, reals):
-    x, k, rk, b, m, rm, seq, cs, gates, hprev, aux, work, hl, cl, out = op.bufs
+    x, k, rk, b, m, rm, seq, cs, gates, hprev, aux, work, hl, cl, out, im = op.bufs
     ex.backend.rnn_forward(v[x], v[k], v[rk], _opt(v, b), _opt(v, m), _opt(v, rm), v[seq],
                            _opt(v, cs), v[gates], v[hprev], _opt(v, aux), v[work], _opt(v, hl),
-                           _opt(v, cl), out=_opt(v, out), **_rnn_ints(op))
+                           _opt(v, cl), out=_opt(v, out), in_mask=_opt(v, im),
+                           **_rnn_ints(op))
 
 
 def _rnn_backward(ex, op, v, step, losses, metrics, reals):
     (x, k, rk, seq, cs, gates, hprev, aux, m, rm, dseq, dhl, dcl, dg, dgr, work, dk, drk, db,
-     dx) = op.bufs
+     dx, im) = op.bufs
     ex.backend.rnn_backward(v[x], v[k], v[rk], v[seq], _opt(v, cs), v[gates], v[hprev],
                             _opt(v, aux), _opt(v, m), _opt(v, rm), _opt(v, dseq), _opt(v, dhl),
                             _opt(v, dcl), v[dg], _opt(v, dgr), v[work], _opt(v, dk),
-                            _opt(v, drk), _opt(v, db), _opt(v, dx), **_rnn_ints(op))
+                            _opt(v, drk), _opt(v, db), _opt(v, dx), in_mask=_opt(v, im),
+                            **_rnn_ints(op))
 
 
 _OPS.update({"rnn": _rnn, "rnn_backward": _rnn_backward})

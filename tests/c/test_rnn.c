@@ -96,8 +96,8 @@ static void test_forward(int cell, int back, int masked, int64_t n) {
     int64_t i;
     for (i = 0; i < n * T; i++) mask[i] = (i % 4 == 1) ? 0.0f : 1.0f;
     CHECK(pynn_rnn_forward(o.seq, o.cs, o.gates, o.hprev, o.aux, o.rec, o.hl, o.cl, x, k, rk, b,
-                           masked ? mask : NULL, NULL, n, T, f, u, cell, PYNN_ACT_TANH,
-                           PYNN_ACT_SIGMOID, back, 0, NULL) == PYNN_OK, "forward cell %d", cell);
+                           masked ? mask : NULL, NULL, NULL, n, T, f, u, cell, PYNN_ACT_TANH,
+                           PYNN_ACT_SIGMOID, back, 0, 0, NULL) == PYNN_OK, "forward cell %d", cell);
     reference(want, x, k, rk, b, masked ? mask : NULL, n, T, f, u, cell, back);
     for (i = 0; i < n * u; i++)
         CHECK(fabs(o.hl[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])),
@@ -107,13 +107,15 @@ static void test_forward(int cell, int back, int masked, int64_t n) {
 }
 
 /* Forward and backward on 1, 2 and 3 threads (3: an uneven split of the rows), masks and
- * recurrent dropout's mask included: every output bitwise the same. */
-static void test_threads_bitwise(int cell, int64_t n) {
+ * recurrent dropout's mask included (gate: a mask per gate, for the state and the inputs):
+ * every output bitwise the same. */
+static void test_threads_bitwise(int cell, int64_t n, int gate) {
     const int64_t T = 6, f = 16, u = 32, G = pynn_rnn_gates(cell), gu = G * u;
     float *x = rand_floats(n * T * f, 1.0f), *k = rand_floats(f * gu, 0.3f);
     float *rk = rand_floats(u * gu, 0.3f), *b = rand_floats(2 * gu, 0.3f);
     float *dseq = rand_floats(n * T * u, 1.0f), *dh = rand_floats(n * u, 1.0f);
-    float *mask = zeros(n * T), *rec_mask = rand_floats(n * u, 1.0f);
+    float *mask = zeros(n * T), *rec_mask = rand_floats(n * (gate ? G : 1) * u, 1.0f);
+    float *in_mask = gate ? rand_floats(n * G * f, 1.0f) : NULL;
     float *out[3][5];
     int run, q;
     int64_t i;
@@ -125,13 +127,13 @@ static void test_threads_bitwise(int cell, int64_t n) {
         out[run][0] = zeros(f * gu); out[run][1] = zeros(u * gu); out[run][2] = zeros(2 * gu);
         out[run][3] = zeros(n * T * f); out[run][4] = zeros(n * u);
         CHECK(pynn_rnn_forward(o.seq, o.cs, o.gates, o.hprev, o.aux, o.rec, o.hl, o.cl, x, k, rk,
-                               b, mask, rec_mask, n, T, f, u, cell, PYNN_ACT_TANH,
-                               PYNN_ACT_SIGMOID, 1, 0, NULL) == PYNN_OK, "forward");
+                               b, mask, rec_mask, in_mask, n, T, f, u, cell, PYNN_ACT_TANH,
+                               PYNN_ACT_SIGMOID, 1, 0, gate, NULL) == PYNN_OK, "forward");
         memcpy(out[run][4], o.hl, (size_t)(n * u) * sizeof(float));
         CHECK(pynn_rnn_backward(out[run][0], out[run][1], out[run][2], out[run][3], dg, dgr,
                                 work, dseq, dh, NULL, x, k, rk, o.seq, o.cs, o.gates, o.hprev,
-                                o.aux, mask, rec_mask, n, T, f, u, cell, PYNN_ACT_TANH,
-                                PYNN_ACT_SIGMOID, 1, 0, 0) == PYNN_OK, "backward");
+                                o.aux, mask, rec_mask, in_mask, n, T, f, u, cell, PYNN_ACT_TANH,
+                                PYNN_ACT_SIGMOID, 1, 0, gate, 0) == PYNN_OK, "backward");
         free_fwd(&o); free(dg); free(dgr); free(work);
     }
     for (run = 1; run < 3; run++) {
@@ -148,23 +150,24 @@ static void test_threads_bitwise(int cell, int64_t n) {
     }
     for (run = 0; run < 3; run++) for (q = 0; q < 5; q++) free(out[run][q]);
     free(x); free(k); free(rk); free(b); free(dseq); free(dh); free(mask); free(rec_mask);
+    free(in_mask);
 }
 
 static void test_refusals(void) {
     float a[64] = {0};
-    CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, 1, 1, 1, 1,
-                           7, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, NULL) == PYNN_EINVAL, "cell 7");
-    CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, 1, 1, 1, 1,
-                           0, PYNN_ACT_SOFTMAX, PYNN_ACT_SIGMOID, 0, 0, NULL) == PYNN_EINVAL, "softmax");
-    CHECK(pynn_rnn_forward(a, NULL, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, 1, 1, 1, 1,
-                           PYNN_RNN_LSTM, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, NULL) == PYNN_EINVAL,
+    CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, NULL, 1, 1, 1, 1,
+                           7, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, 0, NULL) == PYNN_EINVAL, "cell 7");
+    CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, NULL, 1, 1, 1, 1,
+                           0, PYNN_ACT_SOFTMAX, PYNN_ACT_SIGMOID, 0, 0, 0, NULL) == PYNN_EINVAL, "softmax");
+    CHECK(pynn_rnn_forward(a, NULL, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, NULL, 1, 1, 1, 1,
+                           PYNN_RNN_LSTM, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, 0, NULL) == PYNN_EINVAL,
           "LSTM without cs");
-    CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, 1, 0, 1, 1,
-                           0, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, NULL) == PYNN_EINVAL, "T = 0");
-    CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, 0, 3, 2, 2,
-                           1, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, NULL) == PYNN_OK, "n = 0");
+    CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, NULL, 1, 0, 1, 1,
+                           0, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, 0, NULL) == PYNN_EINVAL, "T = 0");
+    CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, NULL, 0, 3, 2, 2,
+                           1, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, 0, NULL) == PYNN_OK, "n = 0");
     CHECK(pynn_rnn_backward(a, a, a, NULL, a, a, a, NULL, NULL, NULL, a, a, a, a, a, a, a, a,
-                            NULL, NULL, 0, 3, 2, 2, 2, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, 0)
+                            NULL, NULL, NULL, 0, 3, 2, 2, 2, PYNN_ACT_TANH, PYNN_ACT_SIGMOID, 0, 0, 0, 0)
           == PYNN_OK, "backward n = 0");
     CHECK(a[0] == 0.0f, "n = 0 zeroes the weight gradients");
 }
@@ -175,9 +178,11 @@ int main(void) {
         test_forward(cell, 0, 0, 3);
         test_forward(cell, 1, 1, 3);
         test_forward(cell, 1, 1, 40);
-        test_threads_bitwise(cell, 64);
-        test_threads_bitwise(cell, 20);
-        test_threads_bitwise(cell, 9);
+        test_threads_bitwise(cell, 64, 0);
+        test_threads_bitwise(cell, 20, 0);
+        test_threads_bitwise(cell, 9, 0);
+        test_threads_bitwise(cell, 20, 1);
+        test_threads_bitwise(cell, 9, 1);
     }
     test_refusals();
     if (failures) printf("%d failure(s)\n", failures);
