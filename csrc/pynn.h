@@ -758,7 +758,8 @@ int pynn_kernel_dilate(float *dst, const float *src, int64_t kh, int64_t kw, int
  * gate_masks in_mask must be NULL (the input dropout is then applied to x beforehand).
  *
  * Forward.  Out: seq (the hidden states), cs (LSTM: the cell states; else unused), gates
- * (the activated gates), hprev (the state each step read, rec_mask applied), aux (GRU: the
+ * (the activated gates), hprev (the state each step read, rec_mask applied but with
+ * gate_masks), aux (GRU: the
  * recurrent projection of the candidate, bias included; LSTM: act(c), which the backward
  * reads; SimpleRNN: unused), h_last, c_last (n, u), out (n, T, u) (Keras's
  * zero_output_for_mask: seq with 0 at the masked steps; NULL: not written)

@@ -2,21 +2,27 @@
  * through time (csrc/pynn.h, "recurrent layers").
  *
  * Forward: one GEMM projects the inputs of the whole sequence, (n*T, f) x (f, G*u), into
- * `gates`; then each step is one GEMM (n, u) x (u, G*u) of the previous hidden state by the
- * recurrent kernel plus one fused pass per row (bias, activations, cell update, mask).
- * Backward, in reverse: a fused pass per row gives the gate gradients of the step (the
- * pre-activation gradients, written over nothing the forward needs), then one GEMM gives
- * the gradient reaching the previous hidden state.  The weight gradients are then three
- * GEMMs over the whole sequence (the gate gradients against the inputs and against the
- * hidden states each step read) and one column sum for the bias.
+ * `gates`; then the steps.  A row's steps read only that row's state, so above 16 rows each
+ * thread owns a block of rows for the whole sequence and runs every step on them without
+ * waiting for the others: per step its rows' product (rows, u) x (u, G*u) of the previous
+ * hidden state by the recurrent kernel (packed once), then one fused pass per row (bias,
+ * activations, cell update, mask).  Up to 16 rows, each step's product covers all rows.
+ * Backward, in reverse, the same way: a fused pass per row gives the gate gradients of the
+ * step (the pre-activation gradients, written over nothing the forward needs), then a
+ * product gives the gradient reaching the previous hidden state.  The weight gradients are
+ * then three GEMMs over the whole sequence (the gate gradients against the inputs and
+ * against the hidden states each step read) and one column sum for the bias.  With a
+ * dropout mask per gate (gate_masks) each product above runs gate by gate, each gate's
+ * block of the kernel through its own mask.
  *
  * Layouts (row-major; n rows, T steps):
  *   x (n, T, f); gates, dgates, dgr (n, T, G*u) and hprev, aux (n, T, u) are indexed by
  *   time t; seq and cs (n, T, u) by output position (the step s, or t when time_order);
  *   step s reads time t = go_backwards ? T - 1 - s : s.
  * Every output element is written by one thread, and every sum runs in an order that does
- * not depend on the thread count (the GEMM splits M and N only; the bias sums are
- * pynn_bias_grad's fixed chunks), so the results are bitwise the same on 1 or N threads.
+ * not depend on the thread count (a product's element is summed as in any split of its
+ * rows, the GEMMs split M and N only, the bias sums are pynn_bias_grad's fixed chunks), so
+ * the results are bitwise the same on 1 or N threads.
  */
 #include <math.h>
 #include <stdint.h>
@@ -66,12 +72,17 @@ static inline int64_t time_of(int64_t s, int64_t t, int go_backwards) {
  * above it the rows are split between the threads for the whole sequence. */
 #define RNN_SMALL_ROWS 16
 
+/* Each thread of the row split owns at least this many rows: a product's tiles are a
+ * whole micro-kernel tile tall (MR rows, 12 on AVX-512) however few rows fill them. */
+#define RNN_MIN_ROWS_PER_THREAD 8
+
 /* Threads for the row split of n rows (1 for the small path). */
 static int rnn_row_threads(int64_t n, int64_t gu, int64_t u) {
+    const int64_t most = n / RNN_MIN_ROWS_PER_THREAD;
     int nt;
     if (n <= RNN_SMALL_ROWS) return 1;
     nt = pynn_threads_for(n * gu * u);
-    return nt > n ? (int)n : nt;
+    return nt > most ? (int)most : nt;
 }
 
 /* Rows [r0, r1) of thread t of nt (a fixed split: the results do not depend on it). */
@@ -214,21 +225,30 @@ static int fwd_steps_any(const void *a, int64_t r0, int64_t r1, float *a_buf, fl
     return fwd_steps((const rnn_fwd *)a, r0, r1, a_buf, hm);
 }
 
-/* The buffer of a pass's stepping, 64-byte aligned, from the GEMM's workspace cache
- * (pynn_gemm_workspace_acquire), so that a training loop allocates nothing: the recurrent
- * kernel packed (bp_floats), then nt threads' slices of *per_thread floats: a packing
- * buffer for k-deep products of the thread's rows (*a_floats) and `scratch` floats per row
- * (the small path: one slice, scratch for all n rows). */
+/* The buffer of a pass's stepping, 64-byte aligned: the recurrent kernel packed
+ * (bp_floats), then nt threads' slices of *per_thread floats: a packing buffer for k-deep
+ * products of the thread's rows (*a_floats) and `scratch` floats per row (the small path:
+ * one slice, scratch for all n rows).  The row split's products take no workspace, so its
+ * buffer is the GEMM's cached one (pynn_gemm_workspace_acquire: a training loop allocates
+ * nothing); the small path's products are pynn_sgemm's, which want that cache each step,
+ * so its buffer is allocated (*owned; pynn_gemm_workspace_release frees it). */
 static int steps_buffer(float **bp, float **ws, void **owned, int64_t bp_floats, int64_t n,
                         int nt, int64_t k, int64_t scratch, size_t *per_thread,
                         size_t *a_floats) {
     const size_t head = (size_t)((bp_floats + 15) / 16 * 16);
     const int64_t rows = n <= RNN_SMALL_ROWS ? n : (n + nt - 1) / nt;
-    int status;
+    size_t floats;
     *a_floats = n <= RNN_SMALL_ROWS ? 0 : (size_t)pynn_sgemm_rows_floats(rows, k);
     *per_thread = *a_floats + (size_t)((rows * scratch + 15) / 16 * 16);
-    status = pynn_gemm_workspace_acquire(bp, owned, head + (size_t)nt * *per_thread);
-    if (status != PYNN_OK) return status;
+    floats = head + (size_t)nt * *per_thread;
+    if (n > RNN_SMALL_ROWS) {
+        const int status = pynn_gemm_workspace_acquire(bp, owned, floats);
+        if (status != PYNN_OK) return status;
+    } else {
+        *owned = malloc((floats + 16) * sizeof(float));
+        if (*owned == NULL) return PYNN_ENOMEM;
+        *bp = (float *)(((uintptr_t)*owned + 63) & ~(uintptr_t)63);
+    }
     *ws = *bp + head;
     return PYNN_OK;
 }
@@ -514,12 +534,15 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
     }
     /* the weight gradients: a few GEMMs over the whole sequence; where both read the same
      * dgates (not GRU), its panels are packed once for the two (bitwise the same GEMMs) */
+    /* (allocated for the call: the GEMMs want the workspace cache, and the cache would
+     * keep a long sequence's n T G u floats for the life of the process) */
     bp = NULL;
     owned = NULL;
     if (dkernel != NULL && drkernel != NULL && dgr == dgates) {
         bp_floats = pynn_sgemm_pack_b_floats(gu, n * T);
-        status = pynn_gemm_workspace_acquire(&bp, &owned, (size_t)bp_floats);
-        if (status != PYNN_OK) return status;
+        owned = malloc((size_t)(bp_floats + 16) * sizeof(float));
+        if (owned == NULL) return PYNN_ENOMEM;
+        bp = (float *)(((uintptr_t)owned + 63) & ~(uintptr_t)63);
         status = pynn_sgemm_pack_b(bp, dgates, 0, gu, n * T, gu);
     }
     if (status == PYNN_OK && dkernel != NULL)
@@ -528,7 +551,7 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
     if (status == PYNN_OK && drkernel != NULL)
         status = pynn_sgemm_prepacked(drkernel, hprev, dgr, bp, 1, 0, u, gu, n * T, 1.0f,
                                       0.0f, u, gu, gu);
-    if (bp != NULL) pynn_gemm_workspace_release(bp, owned);
+    free(owned);
     if (status != PYNN_OK) return status;
     if (dx != NULL)
         return pynn_sgemm(dx, dgates, kernel, 0, 1, n * T, f, gu, 1.0f, 0.0f, gu, gu, f);

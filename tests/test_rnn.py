@@ -526,6 +526,29 @@ def test_recurrent_dropout_draws_a_mask_per_gate(kind, G, monkeypatch):
         assert seen["in_mask"] is None
 
 
+def test_implementation_1_draws_an_input_mask_per_gate(monkeypatch):
+    """Keras 3: LSTM(implementation=1) with dropout (no recurrent_dropout) also draws one
+    input mask per gate; the default implementation shares one."""
+    numpy_backend = pynn.backend.get("numpy")
+    original = type(numpy_backend).rnn_forward
+    seen = []
+
+    def spy(self, *args, **kw):
+        seen.append((kw.get("gate_masks"), kw.get("in_mask") is not None, args[5] is None))
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(type(numpy_backend), "rnn_forward", spy)
+    x = np.random.default_rng(1).standard_normal((4, T, F)).astype(np.float32)
+    for implementation, expected in ((1, (True, True, True)), (2, (False, False, True))):
+        seen.clear()
+        model = pynn.Sequential([pynn.Input((T, F)),
+                                 layers.LSTM(3, dropout=0.5, implementation=implementation),
+                                 layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse", backend="numpy")
+        model.train_on_batch(x, np.zeros((4, 1), np.float32))
+        assert seen == [expected]
+
+
 # ---- dropout, determinism ------------------------------------------------------------------
 
 def _dropout_model(seed):

@@ -1874,7 +1874,7 @@ def _dilated_taps(x_shape, w_shape, strides, padding, out_hw, dilation):
 def conv2d_general_forward(x, w, b, strides, padding, out_hw, dilation=(1, 1), groups=1,
                            activation="linear", alpha=0.2):
     """(z, y): z = the dilated, grouped convolution of x + b, y = activation(z)."""
-    n, c = x.shape[0], x.shape[3]
+    n = x.shape[0]
     kh, kw, cg, f = w.shape
     fg = f // groups
     window, taps = _dilated_taps(x.shape, w.shape, strides, padding, out_hw, dilation)

@@ -7,7 +7,8 @@ Weights (Keras 3's layouts; G gate blocks of `units` columns each):
   LSTM gate order i, f, c, o; GRU z, r, h; SimpleRNN one block.
 
 Each call is one OP_RNN (csrc/rnn.c): one GEMM over the whole sequence for the input
-projections, then per step one GEMM by the recurrent kernel and a fused gate pass; its
+projections (one per gate with per-gate dropout masks), then per step the recurrent
+product (per gate with per-gate masks) and a fused gate pass; its
 backward one OP_RNN_BACKWARD (backpropagation through time, the weight gradients as a few
 GEMMs over the whole sequence).  The per-step gates and states the backward reads live in
 plan-owned batched workspaces.
@@ -17,9 +18,10 @@ outputs: [output, h] or [output, h, c] for the LSTM), go_backwards (the output s
 in processing order, reversed, as Keras's), masking (a plan tensor's `mask`, (batch, T) of
 1.0/0.0: a masked step keeps the previous state and outputs it), dropout and
 recurrent_dropout as Keras 3 draws them: masks drawn once per sequence and used at every
-step; without recurrent_dropout one input mask shared by the gates; with it (Keras's
-"implementation 1" of the LSTM and GRU) each gate has its own input mask and its own mask
-on the state it reads (SimpleRNN: one of each), unroll (accepted, ignored).  stateful=True and GRU's
+step; by default one input mask shared by the gates; in Keras's "implementation 1" of the
+LSTM and GRU (which recurrent_dropout selects, as does implementation=1) each gate has its
+own input mask and its own mask on the state it reads (SimpleRNN: one of each), unroll
+(accepted, ignored).  stateful=True and GRU's
 reset_after=False are refused; a call's initial_state is not supported (every sequence
 starts from zero states).  zero_output_for_mask (Keras's; a Bidirectional sets it on its
 sublayers when they return sequences): a masked step of the returned sequence outputs 0.
@@ -226,9 +228,12 @@ class RNNBase(Layer):
         mask = getattr(x, "mask", None)
         zero_output = mask is not None and self.zero_output_for_mask and self.return_sequences
         xin = x
-        # Keras 3's LSTM and GRU with recurrent_dropout ("implementation 1") draw a dropout
-        # mask per gate, for the state and for the inputs: the op applies them gate by gate
-        gate_masks = bool(training and self.recurrent_dropout > 0 and cell != 0)
+        # Keras 3's LSTM and GRU in "implementation 1" (chosen by recurrent_dropout, or by
+        # implementation=1) draw a dropout mask per gate, for the state and for the inputs:
+        # the op applies them gate by gate
+        gate_masks = bool(training and cell != 0 and (
+            self.recurrent_dropout > 0 or
+            (getattr(self, "implementation", 2) == 1 and self.dropout > 0)))
         in_mask = -1
         if training and self.dropout > 0 and gate_masks:
             in_mask = b.scratch((G * f,), batched=True)
@@ -362,7 +367,7 @@ class LSTM(RNNBase):
         self.unit_forget_bias = check_bool(unit_forget_bias, "unit_forget_bias", where)
         if implementation not in (1, 2):
             raise invalid(where, "implementation", "1 or 2", implementation)
-        self.implementation = int(implementation)   # accepted; one implementation here
+        self.implementation = int(implementation)   # 1: a dropout mask per gate (Keras's)
         self.use_cudnn = use_cudnn
 
     def get_config(self):
@@ -392,7 +397,7 @@ class GRU(RNNBase):
         self.reset_after = True
         if implementation not in (1, 2):
             raise invalid(where, "implementation", "1 or 2", implementation)
-        self.implementation = int(implementation)
+        self.implementation = int(implementation)   # 1: a dropout mask per gate (Keras's)
         self.use_cudnn = use_cudnn
 
     def get_config(self):
