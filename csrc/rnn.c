@@ -32,9 +32,8 @@
 #include "gemm_internal.h"
 #include "rnn_internal.h"
 
-/* The row kernels of the level in use (dispatch.c), taken once per call. */
-static const pynn_rnn_kernels *rnn_kernels(void) {
-    switch (pynn_level()) {
+const pynn_rnn_kernels *pynn_rnn_kernels_at(int level) {
+    switch (level) {
 #ifdef PYNN_HAVE_X86_KERNELS
     case PYNN_LEVEL_AVX512:
         return &pynn_rnn_avx512;
@@ -45,6 +44,9 @@ static const pynn_rnn_kernels *rnn_kernels(void) {
         return &pynn_rnn_generic;
     }
 }
+
+/* The row kernels of the level in use (dispatch.c), taken once per call. */
+static const pynn_rnn_kernels *rnn_kernels(void) { return pynn_rnn_kernels_at(pynn_level()); }
 
 static int act_supported(int act) {
     return act == PYNN_ACT_LINEAR || act == PYNN_ACT_RELU || act == PYNN_ACT_SIGMOID ||

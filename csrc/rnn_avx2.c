@@ -4,6 +4,5 @@
 
 #ifdef PYNN_HAVE_X86_KERNELS
 #define RNN_KERNELS pynn_rnn_avx2
-#define RNN_EXP pynn_exp_span_avx2
 #include "rnn_kernel.h"
 #endif

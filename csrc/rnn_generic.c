@@ -2,5 +2,4 @@
  * target (SSE2 on x86-64): rnn.c's table at PYNN_LEVEL_GENERIC. */
 #include "internal.h"
 #define RNN_KERNELS pynn_rnn_generic
-#define RNN_EXP pynn_exp_span
 #include "rnn_kernel.h"

@@ -35,4 +35,8 @@ extern const pynn_rnn_kernels pynn_rnn_avx2;       /* rnn_avx2.c */
 extern const pynn_rnn_kernels pynn_rnn_avx512;     /* rnn_avx512.c */
 #endif
 
+/* The table of dispatch level `level` (PYNN_LEVEL_*; the portable one for a level this build
+ * has no table for): rnn.c's choice, and tests/c/test_rnn.c's comparison of the levels. */
+const pynn_rnn_kernels *pynn_rnn_kernels_at(int level);
+
 #endif /* PYNN_RNN_INTERNAL_H */

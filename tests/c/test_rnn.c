@@ -1,14 +1,15 @@
 /* test_rnn.c -- the recurrent kernels (csrc/rnn.c) from C under ASan/UBSan: the forward of
  * each cell against a plain double-precision loop (masks and go_backwards included), on
  * few rows and on enough for the rows to be split between threads; forward and backward
- * bitwise the same on 1, 2 and 3 threads,
- * n = 0, and bad arguments refused.  (The Python tests check the backward against the NumPy
+ * bitwise the same on 1, 2 and 3 threads, the row kernels of every level bitwise the
+ * portable ones, n = 0, and bad arguments refused.  (The Python tests check the backward against the NumPy
  * reference and torch.)  Exits non-zero on any failure. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "pynn.h"
+#include "rnn_internal.h"
 
 static int failures = 0;
 #define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
@@ -153,6 +154,77 @@ static void test_threads_bitwise(int cell, int64_t n, int gate) {
     free(in_mask);
 }
 
+/* The row kernels (rnn_kernel.h) of every level this CPU supports give the bits of the
+ * portable ones, forward and backward, for each cell and activation pair, on a row length
+ * with vector tails and pre-activations from -100 to 100 (the exp clamps) and below 1/16
+ * (tanh's polynomial). */
+static void test_row_kernels_levels(void) {
+    const pynn_rnn_kernels *levels[3];
+    int level;
+    const int acts[3][2] = {{PYNN_ACT_TANH, PYNN_ACT_SIGMOID}, {PYNN_ACT_RELU, PYNN_ACT_TANH},
+                            {PYNN_ACT_LINEAR, PYNN_ACT_SIGMOID}};
+    const int64_t n = 2, T = 3, u = 37;
+    int nl = 0, cell, a, l;
+    for (level = PYNN_LEVEL_GENERIC; level <= pynn_cpu_level() && nl < 3; level++)
+        levels[nl++] = pynn_rnn_kernels_at(level);
+    CHECK(nl == pynn_cpu_level(), "one table per level");
+    for (cell = 0; cell < 3; cell++)
+        for (a = 0; a < 3; a++) {
+            const int64_t G = pynn_rnn_gates(cell), gu = G * u, ntu = n * T * u;
+            float *gates0 = rand_floats(n * T * gu, 1.0f), *rec0 = rand_floats(n * gu, 1.0f);
+            float *bias = rand_floats(2 * gu, 0.5f), *rm = rand_floats(n * u, 1.5f);
+            float *seq0 = rand_floats(ntu, 1.0f), *cs0 = rand_floats(ntu, 1.0f);
+            float *aux0 = rand_floats(ntu, 1.0f), *dh0 = rand_floats(n * 3 * u, 1.0f);
+            float *dseq = rand_floats(ntu, 1.0f);
+            float *out[3][6];
+            int64_t i;
+            for (i = 0; i < n * T * gu; i++)          /* the clamps, and tanh's polynomial */
+                gates0[i] *= i % 5 == 0 ? 100.0f : i % 5 == 1 ? 0.03f : 4.0f;
+            for (l = 0; l < nl; l++) {
+                float *gates = malloc((size_t)(n * T * gu) * sizeof(float));
+                float *rec = malloc((size_t)(n * gu) * sizeof(float));
+                float *seq = malloc((size_t)ntu * sizeof(float)), *cs = malloc((size_t)ntu * sizeof(float));
+                float *aux = malloc((size_t)ntu * sizeof(float)), *hn = zeros(ntu);
+                float *dg = zeros(n * T * gu), *dgr = zeros(n * T * gu);
+                float *dw = malloc((size_t)(n * 3 * u) * sizeof(float));
+                int64_t r;
+                memcpy(gates, gates0, (size_t)(n * T * gu) * sizeof(float));
+                memcpy(rec, rec0, (size_t)(n * gu) * sizeof(float));
+                memcpy(seq, seq0, (size_t)ntu * sizeof(float));
+                memcpy(cs, cs0, (size_t)ntu * sizeof(float));
+                memcpy(aux, aux0, (size_t)ntu * sizeof(float));
+                memcpy(dw, dh0, (size_t)(n * 3 * u) * sizeof(float));
+                for (r = 0; r < n; r++)
+                    levels[l]->fwd_row(r, seq, cs, gates, aux, rec, bias, NULL, T, u, gu, 1, 1,
+                                       0, cell, acts[a][0], acts[a][1], NULL, hn, rm);
+                for (r = 0; r < n; r++)
+                    levels[l]->bwd_row(r, dg, dgr, dw, dw + n * u, dw + 2 * n * u, dseq, seq,
+                                       cs, gates, aux, NULL, T, u, gu, 1, 1, 0, cell,
+                                       acts[a][0], acts[a][1], 0, rm, 1);
+                out[l][0] = gates; out[l][1] = seq; out[l][2] = cs; out[l][3] = aux;
+                out[l][4] = dg; out[l][5] = dw;
+                free(rec); free(hn); free(dgr);
+            }
+            for (l = 1; l < nl; l++) {
+                CHECK(memcmp(out[0][0], out[l][0], (size_t)(n * T * gu) * sizeof(float)) == 0,
+                      "cell %d acts %d: gates differ at level %d", cell, a, l);
+                CHECK(memcmp(out[0][1], out[l][1], (size_t)ntu * sizeof(float)) == 0,
+                      "cell %d acts %d: states differ at level %d", cell, a, l);
+                CHECK(memcmp(out[0][2], out[l][2], (size_t)ntu * sizeof(float)) == 0,
+                      "cell %d acts %d: cells differ at level %d", cell, a, l);
+                CHECK(memcmp(out[0][3], out[l][3], (size_t)ntu * sizeof(float)) == 0,
+                      "cell %d acts %d: aux differs at level %d", cell, a, l);
+                CHECK(memcmp(out[0][4], out[l][4], (size_t)(n * T * gu) * sizeof(float)) == 0,
+                      "cell %d acts %d: gate gradients differ at level %d", cell, a, l);
+                CHECK(memcmp(out[0][5], out[l][5], (size_t)(n * 3 * u) * sizeof(float)) == 0,
+                      "cell %d acts %d: state gradients differ at level %d", cell, a, l);
+            }
+            for (l = 0; l < nl; l++) { int q; for (q = 0; q < 6; q++) free(out[l][q]); }
+            free(gates0); free(rec0); free(bias); free(rm); free(seq0); free(cs0); free(aux0);
+            free(dh0); free(dseq);
+        }
+}
+
 static void test_refusals(void) {
     float a[64] = {0};
     CHECK(pynn_rnn_forward(a, a, a, a, a, a, NULL, NULL, a, a, a, NULL, NULL, NULL, NULL, 1, 1, 1, 1,
@@ -184,6 +256,7 @@ int main(void) {
         test_threads_bitwise(cell, 20, 1);
         test_threads_bitwise(cell, 9, 1);
     }
+    test_row_kernels_levels();
     test_refusals();
     if (failures) printf("%d failure(s)\n", failures);
     return failures ? 1 : 0;
