@@ -386,3 +386,18 @@ def test_a_regularized_embedding_keeps_the_dense_sgd_update():
         model.compile(optimizer=pynn.optimizers.SGD(LR), loss="mse")
         model.train_on_batch(np.array([[1, 2, 3]]), np.zeros((1, 3, 2), np.float32))
         assert (model.plan.count("embedding_sgd") == 1) is sparse
+
+
+def test_config_keys_as_keras_lists_them():
+    """Keras 3's Conv2D config lists activity_regularizer even when unset (null), its Dense
+    only when set; BatchNormalization's lists synchronized.  from_config takes them back."""
+    conv = pynn.layers.Conv2D(2, 3).get_config()
+    assert "activity_regularizer" in conv and conv["activity_regularizer"] is None
+    assert list(conv).index("activity_regularizer") == list(conv).index("bias_regularizer") + 1
+    assert "activity_regularizer" not in pynn.layers.Dense(2).get_config()
+    dense = pynn.layers.Dense(2, activity_regularizer="l2").get_config()
+    assert dense["activity_regularizer"]["class_name"] == "L2"
+    bn = pynn.layers.BatchNormalization().get_config()
+    assert bn["synchronized"] is False
+    assert pynn.layers.BatchNormalization.from_config(bn).get_config() == bn
+    assert pynn.layers.Conv2D.from_config(conv).get_config()["activity_regularizer"] is None

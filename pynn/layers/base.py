@@ -597,12 +597,18 @@ class KernelBiasLayer(Layer):
         self.kernel_constraint = constraints.get(kernel_constraint, where, "kernel_constraint")
         self.bias_constraint = constraints.get(bias_constraint, where, "bias_constraint")
 
-    def _kernel_bias_config(self):
+    def _kernel_bias_config(self, activity=False):
+        """Keras's config entries of the regularizers and constraints, in its order;
+        activity: with activity_regularizer (null when unset), as Keras's convolutions list
+        it (its Dense leaves it to Layer's config, which lists it only when set)."""
         from .. import constraints, regularizers
-        return {"kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                "kernel_constraint": constraints.serialize(self.kernel_constraint),
-                "bias_constraint": constraints.serialize(self.bias_constraint)}
+        config = {"kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                  "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+        if activity:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        config.update({"kernel_constraint": constraints.serialize(self.kernel_constraint),
+                       "bias_constraint": constraints.serialize(self.bias_constraint)})
+        return config
 
     def _create_kernel_bias(self, kernel_shape, units):
         self._kernel = self.add_weight(shape=kernel_shape, initializer=self.kernel_initializer,

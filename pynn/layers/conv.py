@@ -310,7 +310,7 @@ class Conv2D(Window2D, KernelBiasLayer):
                 "activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),
-                **self._kernel_bias_config()}
+                **self._kernel_bias_config(activity=True)}
 
 
 def window_ints(input_shape, window, strides, pads, out_hw):

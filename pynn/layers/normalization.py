@@ -31,7 +31,7 @@ class BatchNormalization(Layer):
         epsilon = check_number(epsilon, "epsilon", where, 0, low_open=True)
         center = check_bool(center, "center", where)
         scale = check_bool(scale, "scale", where)
-        check_bool(synchronized, "synchronized", where)
+        self.synchronized = check_bool(synchronized, "synchronized", where)
         self.beta_regularizer = regularizers.get(beta_regularizer, where, "beta_regularizer")
         self.gamma_regularizer = regularizers.get(gamma_regularizer, where, "gamma_regularizer")
         self.beta_constraint = constraints.get(beta_constraint, where, "beta_constraint")
@@ -115,4 +115,5 @@ class BatchNormalization(Layer):
                 "beta_regularizer": regularizers.serialize(self.beta_regularizer),
                 "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
                 "beta_constraint": constraints.serialize(self.beta_constraint),
-                "gamma_constraint": constraints.serialize(self.gamma_constraint)}
+                "gamma_constraint": constraints.serialize(self.gamma_constraint),
+                "synchronized": self.synchronized}
