@@ -827,3 +827,40 @@ def test_masked_bidirectional_sequences_output_zeros(kind, backend):
     before = model.get_weights()
     model.train_on_batch([x, mask], y)
     assert_step_close(before, model.get_weights(), expected, err_msg=f"{kind} zero output")
+
+
+def test_units_beyond_one_packed_block():
+    """4 u = 4120 gate columns span two of the AVX-512 GEMM's 4096-column blocks: the
+    recurrent kernel packed once (forward and transposed) and the gate gradients packed
+    for the weight gradients both cross a block edge; 18 rows take the threads' row split."""
+    be = pynn.backend.get("cpu")
+    rng = np.random.default_rng(5)
+    n, steps, f, u, cell = 18, 2, 5, 1030, 1
+    G = ref.RNN_GATES[cell]
+    x = rng.standard_normal((n, steps, f)).astype(np.float32)
+    k = (rng.standard_normal((f, G * u)) * .1).astype(np.float32)
+    rk = (rng.standard_normal((u, G * u)) * .03).astype(np.float32)
+    b = (rng.standard_normal(G * u) * .1).astype(np.float32)
+    opts = dict(cell=cell, act="tanh", rec_act="sigmoid")
+    R = ref.rnn_forward(x, k, rk, b, None, None, **opts)
+    bufs = {name: np.zeros(shape, np.float32) for name, shape in (
+        ("seq", (n, steps, u)), ("cs", (n, steps, u)), ("gates", (n, steps, G * u)),
+        ("hprev", (n, steps, u)), ("aux", (n, steps, u)), ("work", (n, G * u)),
+        ("h_last", (n, u)), ("c_last", (n, u)))}
+    sizes = dict(T=steps, f=f, u=u, cell=cell, act="tanh", rec_act="sigmoid",
+                 go_backwards=False, time_order=False)
+    be.rnn_forward(x, k, rk, b, None, None, bufs["seq"], bufs["cs"], bufs["gates"],
+                   bufs["hprev"], bufs["aux"], bufs["work"], bufs["h_last"], bufs["c_last"],
+                   **sizes)
+    assert_close(bufs["seq"], R["seq"], err_msg="seq")
+    dseq = rng.standard_normal((n, steps, u)).astype(np.float32)
+    D = ref.rnn_backward(dseq, None, None, x, k, rk, R, None, None, **opts)
+    outs = {"dkernel": np.zeros_like(k), "drkernel": np.zeros_like(rk),
+            "dbias": np.zeros_like(b), "dx": np.zeros_like(x)}
+    be.rnn_backward(x, k, rk, bufs["seq"], bufs["cs"], bufs["gates"], bufs["hprev"],
+                    bufs["aux"], None, None, dseq, None, None,
+                    np.zeros((n, steps, G * u), np.float32), np.zeros((n, steps, G * u), np.float32),
+                    np.zeros((n, 4 * u + G * u), np.float32), outs["dkernel"], outs["drkernel"],
+                    outs["dbias"], outs["dx"], **sizes)
+    for name, out in outs.items():
+        assert_close(out, D[name], rtol=1e-4, err_msg=name)
