@@ -425,18 +425,32 @@ def test_kernels_match_reference(backend, cell, go_backwards, time_order, masked
         assert_close(host(out), D[name], rtol=1e-4, err_msg=name)
 
 
+def _fd_operands(rng, cell, n=2, steps=3, f=2, u=2):
+    """float64 x (n, steps, f), kernel, recurrent kernel and bias of a cell."""
+    G = ref.RNN_GATES[cell]
+    return (rng.standard_normal((n, steps, f)), rng.standard_normal((f, G * u)) * .5,
+            rng.standard_normal((u, G * u)) * .5,
+            rng.standard_normal((2, G * u) if cell == 2 else (G * u,)) * .3)
+
+
+def _central_differences(loss, arr, h=1e-6):
+    """d loss / d arr, element by element."""
+    num = np.zeros_like(arr)
+    for i in np.ndindex(arr.shape):
+        ap, am = arr.copy(), arr.copy()
+        ap[i] += h
+        am[i] -= h
+        num[i] = (loss(ap) - loss(am)) / (2 * h)
+    return num
+
+
 def test_reference_gradients_match_finite_differences():
     """The reference's BPTT against float64 central differences of its own forward."""
     rng = np.random.default_rng(0)
     for cell in (0, 1, 2):
-        G = ref.RNN_GATES[cell]
-        n, steps, f, u = 2, 3, 2, 2
-        x = rng.standard_normal((n, steps, f))
-        k = rng.standard_normal((f, G * u)) * .5
-        rk = rng.standard_normal((u, G * u)) * .5
-        b = rng.standard_normal((2, G * u) if cell == 2 else (G * u,)) * .3
+        x, k, rk, b = _fd_operands(rng, cell)
         m = np.array([[1, 0, 1], [1, 1, 0]], np.float64)
-        dseq = rng.standard_normal((n, steps, u))
+        dseq = rng.standard_normal((2, 3, 2))
 
         def loss(kk):
             r = ref.rnn_forward(x, kk, rk, b, m, None, cell, "tanh", "sigmoid", True, False)
@@ -445,14 +459,8 @@ def test_reference_gradients_match_finite_differences():
         saved = ref.rnn_forward(x, k, rk, b, m, None, cell, "tanh", "sigmoid", True, False)
         grads = ref.rnn_backward(dseq, None, None, x, k, rk, saved, m, None, cell, "tanh",
                                  "sigmoid", True, False)
-        num = np.zeros_like(k)
-        h = 1e-6
-        for i in np.ndindex(k.shape):
-            kp, km = k.copy(), k.copy()
-            kp[i] += h
-            km[i] -= h
-            num[i] = (loss(kp) - loss(km)) / (2 * h)
-        np.testing.assert_allclose(grads["dkernel"], num, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(grads["dkernel"], _central_differences(loss, k), rtol=1e-6,
+                                   atol=1e-8)
 
 
 @pytest.mark.parametrize("cell", [1, 2])
@@ -462,10 +470,7 @@ def test_reference_gate_masks_match_finite_differences(cell):
     rng = np.random.default_rng(cell)
     G = ref.RNN_GATES[cell]
     n, steps, f, u = 2, 3, 2, 2
-    x = rng.standard_normal((n, steps, f))
-    k = rng.standard_normal((f, G * u)) * .5
-    rk = rng.standard_normal((u, G * u)) * .5
-    b = rng.standard_normal((2, G * u) if cell == 2 else (G * u,)) * .3
+    x, k, rk, b = _fd_operands(rng, cell, n, steps, f, u)
     rm = (rng.random((n, G, u)) > .3) * 1.4
     im = (rng.random((n, G, f)) > .3) * 1.25
     dseq = rng.standard_normal((n, steps, u))
@@ -479,13 +484,8 @@ def test_reference_gate_masks_match_finite_differences(cell):
     for name, arr, f_of in (("dkernel", k, lambda a: loss(x, a, rk)),
                             ("drkernel", rk, lambda a: loss(x, k, a)),
                             ("dx", x, lambda a: loss(a, k, rk))):
-        num = np.zeros_like(arr)
-        for i in np.ndindex(arr.shape):
-            ap, am = arr.copy(), arr.copy()
-            ap[i] += 1e-6
-            am[i] -= 1e-6
-            num[i] = (f_of(ap) - f_of(am)) / 2e-6
-        np.testing.assert_allclose(grads[name], num, rtol=1e-6, atol=1e-8, err_msg=name)
+        np.testing.assert_allclose(grads[name], _central_differences(f_of, arr), rtol=1e-6,
+                                   atol=1e-8, err_msg=name)
 
 
 @pytest.mark.parametrize("kind,G", [("LSTM", 4), ("GRU", 3), ("SimpleRNN", 1)])
