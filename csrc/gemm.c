@@ -232,6 +232,9 @@ typedef struct {
     /* op(B) packed beforehand (pynn_sgemm_pack_b), or NULL: K block pc's micro-panel js
      * lies at b_packed + pc * round_up(n, nr) + js * nr * kc. */
     const float *b_packed;
+    /* B in PYNN_DENSE_PANEL_COLS-column panels (pynn_dense_pack_panels), or NULL: what the
+     * few-rows small path reads instead of B. */
+    const float *b_panels;
 } gemm_problem;
 
 static int gemm_has_epilogue(const gemm_problem *pr) {
@@ -473,6 +476,9 @@ static int gemm_small_does_act(int act) {
 #define GEMM_SMALL_M 16
 #endif
 #define GEMM_SMALL_M_COLS 64
+#if GEMM_SMALL_M_COLS != PYNN_DENSE_PANEL_COLS
+#error "a thread's column block must be whole panels of pynn_dense_pack_panels"
+#endif
 /* Below this many multiply-adds the small-M path runs on one thread. */
 #ifndef GEMM_SMALL_M_PARALLEL_MACS
 #define GEMM_SMALL_M_PARALLEL_MACS ((int64_t)1 << 17)
@@ -483,6 +489,12 @@ static int gemm_small_does_act(int act) {
 static void gemm_small_cols(const gemm_problem *pr, const pynn_gemm_kernel_info *ki,
                             float *bt, int64_t ldbt, int64_t j0, int64_t j1) {
     pynn_gemm_small_problem sp;
+    if (pr->b_panels != NULL && j1 - j0 > PYNN_DENSE_PANEL_COLS) {   /* one panel at a time */
+        int64_t q;
+        for (q = j0; q < j1; q += PYNN_DENSE_PANEL_COLS)
+            gemm_small_cols(pr, ki, bt, ldbt, q, min_i64(j1, q + PYNN_DENSE_PANEL_COLS));
+        return;
+    }
     sp.c = pr->c + j0;
     sp.ldc = pr->ldc;
     sp.a = pr->a;
@@ -502,6 +514,9 @@ static void gemm_small_cols(const gemm_problem *pr, const pynn_gemm_kernel_info 
         ki->transpose(bt + j0, ldbt, pr->b + j0 * pr->b_cs, pr->b_cs, pr->k, j1 - j0);
         sp.b = bt + j0;
         sp.ldb = ldbt;
+    } else if (pr->b_panels != NULL) {   /* j0 starts a panel (blocks are whole panels) */
+        sp.b = pr->b_panels + j0 * pr->k;
+        sp.ldb = PYNN_DENSE_PANEL_COLS;
     } else {
         sp.b = pr->b + j0;
         sp.ldb = pr->b_rs;
@@ -800,9 +815,52 @@ int pynn_sgemm_ksplit(float *C, float *partials, const float *A, const float *B,
     return PYNN_OK;
 }
 
+static int gemm_bias_act(float *Z, float *Y, const float *A, const float *B,
+                         const float *panels, const float *bias, int trans_a, int trans_b,
+                         int64_t M, int64_t N, int64_t K, int act, float act_alpha);
+
 int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
                         const float *bias, int trans_a, int trans_b,
                         int64_t M, int64_t N, int64_t K, int act, float act_alpha) {
+    return gemm_bias_act(Z, Y, A, B, NULL, bias, trans_a, trans_b, M, N, K, act, act_alpha);
+}
+
+int pynn_sgemm_bias_act_panels(float *Z, float *Y, const float *A, const float *W,
+                               const float *wp, const float *bias, int64_t M, int64_t N,
+                               int64_t K, int act, float act_alpha) {
+    return gemm_bias_act(Z, Y, A, W, wp, bias, 0, 0, M, N, K, act, act_alpha);
+}
+
+int64_t pynn_dense_panels_floats(int64_t K, int64_t N) {
+    if (K < 1 || N < 1) return 0;
+    return 1 + 15 + K * round_up(N, PYNN_DENSE_PANEL_COLS);     /* flag, alignment, panels */
+}
+
+const float *pynn_dense_panels(const float *buf) {
+    return buf != NULL && buf[0] == 1.0f ? align64((void *)(buf + 1)) : NULL;
+}
+
+int pynn_dense_pack_panels(float *buf, const float *w, int64_t K, int64_t N) {
+    const int64_t P = PYNN_DENSE_PANEL_COLS;
+    float *wp;
+    int64_t q, p;
+    PYNN_RETURN_IF(buf == NULL || w == NULL || K < 1 || N < 1, PYNN_EINVAL);
+    wp = align64(buf + 1);        /* rows of a panel on whole cache lines */
+    for (q = 0; q < N; q += P) {                         /* N: panels */
+        const int64_t cols = min_i64(P, N - q);
+        float *panel = wp + q * K;
+        for (p = 0; p < K; p++) {                        /* K: the panel's rows */
+            memcpy(panel + p * P, w + p * N + q, (size_t)cols * sizeof(float));
+            if (cols < P) memset(panel + p * P + cols, 0, (size_t)(P - cols) * sizeof(float));
+        }
+    }
+    buf[0] = 1.0f;
+    return PYNN_OK;
+}
+
+static int gemm_bias_act(float *Z, float *Y, const float *A, const float *B,
+                         const float *panels, const float *bias, int trans_a, int trans_b,
+                         int64_t M, int64_t N, int64_t K, int act, float act_alpha) {
     gemm_problem pr;
     int status;
     PYNN_RETURN_IF(M < 0 || N < 0 || K < 0, PYNN_EINVAL);
@@ -824,6 +882,7 @@ int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
     pr.y = Y;
     pr.act = act;
     pr.act_alpha = act_alpha;
+    pr.b_panels = panels;
     /* Contiguous operands: the leading dimension is the stored row length. */
     gemm_set_strides(&pr, trans_a, trans_b, max1(trans_a ? M : K), max1(trans_b ? K : N), max1(N));
     status = gemm_run(&pr);

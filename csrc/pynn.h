@@ -318,6 +318,25 @@ int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
                         const float *bias, int trans_a, int trans_b,
                         int64_t M, int64_t N, int64_t K, int act, float act_alpha);
 
+/* A Dense layer's weights W (K x N, row-major) kept packed between calls while they do not
+ * change (an inference plan packs them when they have), in a buffer of
+ * pynn_dense_panels_floats(K, N) floats: buf[0] is 1.0 while the panels hold W's current
+ * values (pynn_dense_pack_panels sets it; whoever changes W sets it to 0.0), then, from the
+ * first 64-byte boundary after it, column panels of PYNN_DENSE_PANEL_COLS: panel q at
+ * + q * PYNN_DENSE_PANEL_COLS * K, its row p at + p * PYNN_DENSE_PANEL_COLS, the last
+ * panel's missing columns zero.  pynn_dense_panels(buf): the panels, or NULL while stale.
+ * A product of a few rows (M <= 16) streams B as rows a whole row of W apart; from the
+ * panels it streams contiguous lines (784x512 and 512x256 at batch 16: 72 -> ~50 us).
+ * pynn_sgemm_bias_act_panels is pynn_sgemm_bias_act(Z, Y, A, W, bias, 0, 0, ...), bitwise,
+ * reading the panels (wp, or NULL: none) where it reads B on the few-rows path. */
+#define PYNN_DENSE_PANEL_COLS 64
+int64_t pynn_dense_panels_floats(int64_t K, int64_t N);
+int pynn_dense_pack_panels(float *buf, const float *w, int64_t K, int64_t N);
+const float *pynn_dense_panels(const float *buf);
+int pynn_sgemm_bias_act_panels(float *Z, float *Y, const float *A, const float *W,
+                               const float *wp, const float *bias, int64_t M, int64_t N,
+                               int64_t K, int act, float act_alpha);
+
 /* ---- bias ---------------------------------------------------------------- */
 /* db (cols,) = column sums of dz (rows x cols) */
 int pynn_bias_grad(float *db, const float *dz, int64_t rows, int64_t cols);
@@ -1148,8 +1167,10 @@ int pynn_optimizer_apply(float *w, float *const *slots, float *ema, float *g, in
  * step, and an operand given as -1 is absent.
  *
  * Each op: kind (PYNN_OP_*), bufs[n_bufs] buffer indices, ints[n_ints], reals[n_reals].
- *   OP_DENSE           bufs x, w, b, z, y        ints in, out, act     reals alpha
- *                      pynn_sgemm_bias_act with m = n(x) / in rows
+ *   OP_DENSE           bufs x, w, b, z, y[, wp]  ints in, out, act     reals alpha
+ *                      pynn_sgemm_bias_act with m = n(x) / in rows; wp: w's panels
+ *                      (pynn_dense_pack_panels; read while current, an inference plan's
+ *                      owner marking them stale when w changes)
  *   OP_DENSE_BACKWARD  bufs x, w, z, y, dy, dw, db, dx   ints in, out, act   reals alpha
  *   OP_CONV2D          bufs x, w, b, cols, z, y
  *                      ints h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow, f, act

@@ -46,6 +46,8 @@ cdef extern from "pynn.h" nogil:
     int pynn_sgemm_bias_act(float *Z, float *Y, const float *A, const float *B,
                             const float *bias, int trans_a, int trans_b,
                             int64_t M, int64_t N, int64_t K, int act, float act_alpha)
+    int64_t pynn_dense_panels_floats(int64_t K, int64_t N)
+    int pynn_dense_pack_panels(float *buf, const float *w, int64_t K, int64_t N)
 
     int pynn_bias_grad(float *db, const float *dz, int64_t rows, int64_t cols)
     int pynn_activation_backward_bias_grad(float *dz, float *db, const float *z, const float *y,

@@ -125,3 +125,22 @@ def sgemm_bias_act(float[:, ::1] Z,          # OUT (M, N) pre-activation
         status = pynn_sgemm_bias_act(z, y, a, b, bias_ptr, trans_a, trans_b, M, N, K,
                                      act, act_alpha)
     _check(status, "sgemm_bias_act")
+
+
+def dense_panels_floats(int64_t K, int64_t N):
+    """Floats of a K x N weight matrix packed by dense_pack_panels (csrc/pynn.h)."""
+    return pynn_dense_panels_floats(K, N)
+
+
+def dense_pack_panels(float[::1] wp, const float[::1] w, int64_t K, int64_t N):
+    """wp = the weights w (K x N, row-major, flat) in pynn_dense_pack_panels's column
+    panels, marked current (wp[0] = 1.0; 0.0 marks them stale), which a Dense op of an
+    inference plan reads on its few-rows path."""
+    if K < 1 or N < 1 or w.shape[0] < K * N or wp.shape[0] < pynn_dense_panels_floats(K, N):
+        raise ValueError(f"dense_pack_panels: expected w of at least {K} x {N} floats and wp "
+                         f"of {pynn_dense_panels_floats(K, N)}, received {w.shape[0]} and "
+                         f"{wp.shape[0]}")
+    cdef int status
+    with nogil:
+        status = pynn_dense_pack_panels(&wp[0], &w[0], K, N)
+    _check(status, "dense_pack_panels")

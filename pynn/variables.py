@@ -64,12 +64,14 @@ class Variable:
             self._value[...] = host
         else:
             self._backend.copy_from_host(self._value, host)
+        values_changed()
 
     def _bind(self, backend, value, store):
         """Hold the value in `value` (a backend array, e.g. a view into a store's flat array)
         from now on; the caller has copied the current value there."""
         self._backend, self._value, self._store = backend, value, store
         _bindings.count += 1
+        values_changed()
 
     def __repr__(self):
         return (f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}, "
@@ -87,3 +89,22 @@ _bindings = _BindingCounter()
 
 def bindings_version():
     return _bindings.count
+
+
+class _ValuesCounter:
+    """Counts the writes that may have changed any weight's value: Variable writes and
+    rebindings, training steps (pynn/models/executor.py), the distributed broadcast and
+    averaging.  What keeps a copy derived from weights (an inference plan's packed Dense
+    weights) compares it with the count it saw; a count that moved means "recompute"."""
+    count = 0
+
+
+_values = _ValuesCounter()
+
+
+def values_changed():
+    _values.count += 1
+
+
+def values_version():
+    return _values.count

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import callbacks as callbacks_module
 from ..utils import rng
+from ..variables import values_changed
 
 
 def bounds(rows, rank, size):
@@ -127,6 +128,7 @@ def sync_weights(world, engine):
         host = np.ascontiguousarray(be.to_host(arr), dtype=np.float32).reshape(-1)
         world.comm.bcast(host, 0, "the broadcast of rank 0's weights")
         be.copy_from_host(arr, host)
+    values_changed()
     slots = optimizer.state_arrays()
     if slots:
         for name in sorted(slots):
@@ -209,3 +211,4 @@ def average_state(world, engine):
     host = np.asarray(be.to_host(store.state), dtype=np.float64).reshape(-1)
     world.comm.allreduce_sum(host, None, "the averaging of the moving statistics")
     be.copy_from_host(store.state, (host / world.size).astype(np.float32))
+    values_changed()
