@@ -217,9 +217,11 @@ static void avx512_pack_b(float *bp, const float *b, int64_t rs, int64_t cs,
 /* Taller tiles (4 and 8 rows: a Dense layer at batch 4..16) read each row of B with more
  * FMAs, but when B is not in L2 (the layers of a network take turns in it: 784x512 and
  * 512x256 floats are 2.1 MB) its rows, a whole row of B apart, are one L3 miss each that
- * no hardware prefetcher foresees: prefetched S512_PF_TALL rows ahead into L2.  The
- * 784-512-256-10 MLP's predict_on_batch at batch 16 went from 214 to ~125 us on one thread
- * and from ~120 to ~98 on two (Xeon, AVX-512; 12 and 24 rows ahead gave the same, 48 less). */
+ * no hardware prefetcher foresees: prefetched S512_PF_TALL rows ahead.  The 784-512-256-10
+ * MLP's predict_on_batch at batch 16 went from 214 to ~125 us on one thread and from ~120
+ * to ~98 on two (Xeon, AVX-512; 12 and 24 rows ahead gave the same, 48 less).  Into L1:
+ * from an inference plan's packed panels (contiguous, L2-resident) the three layers at
+ * batch 4 took 16 us against 19 with the prefetch into L2 only, and B as stored gained too. */
 #ifndef S512_PF_TALL
 #define S512_PF_TALL 16
 #endif
@@ -253,7 +255,7 @@ s512_tile(const pynn_gemm_small_problem *pr, const float *const ar[S512_MR], int
         } else if (MT > 2 && p + S512_PF_TALL < k) {   /* K: further ahead, to L2 */
 #pragma GCC unroll 8
             for (v = 0; v < NV; v++)          /* N: the row's cache lines */
-                _mm_prefetch((const char *)(b + S512_PF_TALL * ldb + 16 * v), _MM_HINT_T1);
+                _mm_prefetch((const char *)(b + S512_PF_TALL * ldb + 16 * v), _MM_HINT_T0);
         }
 #pragma GCC unroll 8
         for (v = 0; v < NV; v++)              /* N: vectors of the B row */
