@@ -276,7 +276,7 @@ int pynn_conv2d_input_grad(float *dx, const float *dz, const float *wgt, float *
     pb.tile = shape->tile;
     {
         /* the packed kernel at a 64-byte boundary, the zero row after it */
-        float *wp = (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+        float *wp = pynn_align64f(work);
         float *zeros = wp + kh * kw * pb.panel_tap_floats * pb.panels;
         memset(zeros, 0, (size_t)((f + 15) / 16 * 16) * sizeof(float));
         pb.wp = wp;

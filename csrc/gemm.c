@@ -88,10 +88,6 @@ static int gemm_cache_busy = 0;
 #define GEMM_HAVE_CACHE 1
 #endif
 
-static float *align64(void *p) {
-    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
-}
-
 /* 0 on success, PYNN_ENOMEM if no buffer of `floats` could be had. */
 static int workspace_acquire(gemm_workspace *ws, size_t floats) {
     const size_t bytes = floats * sizeof(float) + 64;
@@ -107,14 +103,14 @@ static int workspace_acquire(gemm_workspace *ws, size_t floats) {
             gemm_cache_raw = grown;
             gemm_cache_bytes = bytes;
         }
-        ws->base = align64(gemm_cache_raw);
+        ws->base = pynn_align64f(gemm_cache_raw);
         ws->owned = NULL;
         return PYNN_OK;
     }
 #endif
     ws->owned = malloc(bytes);
     if (ws->owned == NULL) return PYNN_ENOMEM;
-    ws->base = align64(ws->owned);
+    ws->base = pynn_align64f(ws->owned);
     return PYNN_OK;
 }
 
@@ -534,7 +530,7 @@ static int gemm_small(const gemm_problem *pr, const pynn_gemm_kernel_info *ki, i
     if (pr->b_cs != 1) {
         ldbt = round_up(pr->n, 16);
         if (pr->k * ldbt <= GEMM_SMALL_STACK_FLOATS) {
-            bt = align64(stack_bt);
+            bt = pynn_align64f(stack_bt);
         } else {
             const int status = workspace_acquire(&ws, (size_t)(pr->k * ldbt));
             if (status != PYNN_OK) return status;
@@ -837,7 +833,7 @@ int64_t pynn_dense_panels_floats(int64_t K, int64_t N) {
 }
 
 const float *pynn_dense_panels(const float *buf) {
-    return buf != NULL && buf[0] == 1.0f ? align64((void *)(buf + 1)) : NULL;
+    return buf != NULL && buf[0] == 1.0f ? pynn_align64f((void *)(buf + 1)) : NULL;
 }
 
 int pynn_dense_pack_panels(float *buf, const float *w, int64_t K, int64_t N) {
@@ -845,7 +841,7 @@ int pynn_dense_pack_panels(float *buf, const float *w, int64_t K, int64_t N) {
     float *wp;
     int64_t q, p;
     PYNN_RETURN_IF(buf == NULL || w == NULL || K < 1 || N < 1, PYNN_EINVAL);
-    wp = align64(buf + 1);        /* rows of a panel on whole cache lines */
+    wp = pynn_align64f(buf + 1);        /* rows of a panel on whole cache lines */
     for (q = 0; q < N; q += P) {                         /* N: panels */
         const int64_t cols = min_i64(P, N - q);
         float *panel = wp + q * K;

@@ -13,6 +13,12 @@
 /* Threads a parallel region should use: pynn_set_num_threads' value, else OpenMP's. */
 int pynn_threads(void);
 
+/* p rounded up to the next 64-byte boundary (a cache line, a zmm register's width): where
+ * packed panels start in a buffer allocated with 16 floats to spare. */
+static inline float *pynn_align64f(void *p) {
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
 /* Threads for a loop of `work` scalar operations: 1 below a size where starting
  * the team costs more than it saves.  Only the thread count changes, never the
  * order of any sum, so results do not depend on it. */

@@ -227,6 +227,13 @@ static int fwd_steps_any(const void *a, int64_t r0, int64_t r1, float *a_buf, fl
     return fwd_steps((const rnn_fwd *)a, r0, r1, a_buf, hm);
 }
 
+/* `floats` floats at a 64-byte boundary, allocated for this call (*owned: what to free),
+ * or NULL. */
+static float *malloc_aligned(size_t floats, void **owned) {
+    *owned = malloc((floats + 16) * sizeof(float));
+    return *owned != NULL ? pynn_align64f(*owned) : NULL;
+}
+
 /* The buffer of a pass's stepping, 64-byte aligned: the recurrent kernel packed
  * (bp_floats), then nt threads' slices of *per_thread floats: a packing buffer for k-deep
  * products of the thread's rows (*a_floats) and `scratch` floats per row (the small path:
@@ -247,9 +254,8 @@ static int steps_buffer(float **bp, float **ws, void **owned, int64_t bp_floats,
         const int status = pynn_gemm_workspace_acquire(bp, owned, floats);
         if (status != PYNN_OK) return status;
     } else {
-        *owned = malloc((floats + 16) * sizeof(float));
-        if (*owned == NULL) return PYNN_ENOMEM;
-        *bp = (float *)(((uintptr_t)*owned + 63) & ~(uintptr_t)63);
+        *bp = malloc_aligned(floats, owned);
+        if (*bp == NULL) return PYNN_ENOMEM;
     }
     *ws = *bp + head;
     return PYNN_OK;
@@ -542,9 +548,8 @@ int pynn_rnn_backward(float *dkernel, float *drkernel, float *dbias, float *dx, 
     owned = NULL;
     if (dkernel != NULL && drkernel != NULL && dgr == dgates) {
         bp_floats = pynn_sgemm_pack_b_floats(gu, n * T);
-        owned = malloc((size_t)(bp_floats + 16) * sizeof(float));
-        if (owned == NULL) return PYNN_ENOMEM;
-        bp = (float *)(((uintptr_t)owned + 63) & ~(uintptr_t)63);
+        bp = malloc_aligned((size_t)bp_floats, &owned);
+        if (bp == NULL) return PYNN_ENOMEM;
         status = pynn_sgemm_pack_b(bp, dgates, 0, gu, n * T, gu);
     }
     if (status == PYNN_OK && dkernel != NULL)

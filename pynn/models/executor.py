@@ -110,8 +110,10 @@ class Executor:
         index = plan.optimizer_op
         op = plan.ops[index]
         v = {i: self.storage.arrays[i] for i in op.bufs if i >= 0}
-        values_changed()
-        _optimizer(self, op, v, step, None, None, self.current_reals(index))
+        try:
+            _optimizer(self, op, v, step, None, None, self.current_reals(index))
+        finally:
+            values_changed()                 # the weights changed (a raise midway too)
 
     def refresh(self):
         """Rebind when the store took variables back (their views did not change, but a
@@ -161,9 +163,16 @@ class PythonExecutor(Executor):
 
     def run(self, inputs, targets, outputs, order, n_order, first_row, batch, n_steps,
             iterations, check_inputs=False):
+        try:
+            return self._run(inputs, targets, outputs, order, n_order, first_row, batch,
+                             n_steps, iterations)
+        finally:
+            if self.plan.kind == "train":    # the weights changed (a raise midway too)
+                values_changed()
+
+    def _run(self, inputs, targets, outputs, order, n_order, first_row, batch, n_steps,
+             iterations):
         plan, be = self.plan, self.backend
-        if plan.kind == "train":           # the weights are about to change (a raise midway too)
-            values_changed()
         losses = np.zeros((n_steps, plan.n_losses))
         metrics = np.zeros((n_steps, plan.n_metrics))
         rows_done = np.zeros(n_steps, dtype=np.int64)
@@ -183,8 +192,6 @@ class PythonExecutor(Executor):
                               self._reals.get(index, op.reals))
             for buf, out in zip(plan.output_bufs, outputs or ()):
                 out[r0:r1] = be.to_host(v[buf]).reshape(out[r0:r1].shape)
-            if plan.kind == "train":
-                values_changed()
             rows_done[s] = rows
             if s + 1 < n_steps and interrupts.stop_requested():   # Ctrl-C: as the C runner
                 return losses[:s + 1], metrics[:s + 1], rows_done[:s + 1]
@@ -264,15 +271,13 @@ class CExecutor(Executor):
     def run(self, inputs, targets, outputs, order, n_order, first_row, batch, n_steps,
             iterations, check_inputs=False):
         self.ensure_steps(n_steps)
-        if self._panels:
+        if self._panels:                     # inference plans only
             self._refresh_panels()
-        elif self.plan.kind == "train":    # the weights are about to change (a raise midway too)
-            values_changed()
         try:
             return self.runner.run(inputs, targets, outputs, order, n_order, first_row, batch,
                                    n_steps, iterations, check_inputs)
         finally:
-            if self.plan.kind == "train":
+            if self.plan.kind == "train":    # the weights changed (a raise midway too)
                 values_changed()
 
 
