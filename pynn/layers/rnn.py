@@ -78,6 +78,7 @@ class RNNBase(Layer):
 
     supports_masking = True
     _cell_name = None
+    implementation = 2          # Keras's default; LSTM and GRU take it as an argument
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -233,7 +234,7 @@ class RNNBase(Layer):
         # the op applies them gate by gate
         gate_masks = bool(training and cell != 0 and (
             self.recurrent_dropout > 0 or
-            (getattr(self, "implementation", 2) == 1 and self.dropout > 0)))
+            (self.implementation == 1 and self.dropout > 0)))
         in_mask = -1
         if training and self.dropout > 0 and gate_masks:
             in_mask = b.scratch((G * f,), batched=True)
@@ -335,6 +336,17 @@ class RNNBase(Layer):
         return config
 
 
+class _GatedRNN(RNNBase):
+    """What LSTM and GRU share beyond RNNBase: Keras's `implementation` (1: a dropout mask
+    per gate, which recurrent_dropout also selects) and `use_cudnn` (accepted)."""
+
+    def _gated_options(self, implementation, use_cudnn, where):
+        if implementation not in (1, 2):
+            raise invalid(where, "implementation", "1 or 2", implementation)
+        self.implementation = int(implementation)
+        self.use_cudnn = use_cudnn
+
+
 class SimpleRNN(RNNBase):
     """Fully-connected RNN: h_t = activation(x_t kernel + h_{t-1} recurrent_kernel + bias)."""
 
@@ -349,7 +361,7 @@ class SimpleRNN(RNNBase):
                          bias_initializer=bias_initializer, **kwargs)
 
 
-class LSTM(RNNBase):
+class LSTM(_GatedRNN):
     """Long Short-Term Memory (Hochreiter 1997), Keras 3's: gates i, f, c, o."""
 
     _cell_name = "LSTM"
@@ -365,17 +377,14 @@ class LSTM(RNNBase):
                          bias_initializer=bias_initializer, **kwargs)
         where = f"LSTM '{self.name}'"
         self.unit_forget_bias = check_bool(unit_forget_bias, "unit_forget_bias", where)
-        if implementation not in (1, 2):
-            raise invalid(where, "implementation", "1 or 2", implementation)
-        self.implementation = int(implementation)   # 1: a dropout mask per gate (Keras's)
-        self.use_cudnn = use_cudnn
+        self._gated_options(implementation, use_cudnn, where)
 
     def get_config(self):
         return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias,
                 "implementation": self.implementation}
 
 
-class GRU(RNNBase):
+class GRU(_GatedRNN):
     """Gated Recurrent Unit (Cho 2014), Keras 3's reset_after=True form: gates z, r, h,
     bias (2, 3*units)."""
 
@@ -395,10 +404,7 @@ class GRU(RNNBase):
             raise ValueError(f"{where}: only reset_after=True (Keras 3's default) is supported, "
                              "received reset_after=False")
         self.reset_after = True
-        if implementation not in (1, 2):
-            raise invalid(where, "implementation", "1 or 2", implementation)
-        self.implementation = int(implementation)   # 1: a dropout mask per gate (Keras's)
-        self.use_cudnn = use_cudnn
+        self._gated_options(implementation, use_cudnn, where)
 
     def get_config(self):
         return {**super().get_config(), "reset_after": True,
