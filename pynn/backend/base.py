@@ -532,6 +532,24 @@ class Backend:
         return f"<pynn backend {self.name!r}>"
 
 
+# Host arrays the kernels write start on a cache line: NumPy's allocator aligns to 16 bytes
+# only, and a 64-byte vector store that straddles two lines costs two (the 784-512-256-10
+# MLP's three products at batch 16, on AVX-512: ~48 us with the outputs on a line, ~52
+# without).
+HOST_ALIGN = 64
+
+
+def aligned_zeros(shape, dtype=np.float32, align=HOST_ALIGN):
+    """np.zeros(shape, dtype) whose data starts on an `align`-byte boundary (a view into a
+    slightly larger array, which it keeps alive)."""
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.zeros(nbytes + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 class HostBackend(Backend):
     """Shared array handling of the backends whose arrays are NumPy arrays."""
 
@@ -547,7 +565,7 @@ class HostBackend(Backend):
         return np.empty(shape, dtype=dtype)
 
     def zeros(self, shape, dtype=np.float32):
-        return np.zeros(shape, dtype=dtype)
+        return aligned_zeros(shape, dtype)
 
     def copy_from_host(self, dst, src):
         np.copyto(dst, src, casting="same_kind")
