@@ -51,7 +51,14 @@ typedef struct {
      * OP_EMBEDDING_SGD ops after it (plain SGD this step), at learning rate sparse_lr */
     int sparse_left;
     float sparse_lr;
+    /* NULL, or per input: where the ops read its rows this step (plan->input_direct), or
+     * NULL where they were copied into its buffer */
+    const void *const *direct;
 } step_context;
+
+/* Inputs up to this index may be read in place (plan->input_direct); the others are
+ * copied (a model with more inputs than this is not one whose latency a copy decides). */
+#define PLAN_MAX_DIRECT 8
 
 /* a * b for sizes, -1 for a negative factor or an overflow (so a check against it fails) */
 static int64_t mul(int64_t a, int64_t b) {
@@ -80,6 +87,15 @@ static int resolve(operand *o, const step_context *cx, int64_t index) {
     PYNN_RETURN_IF(index < 0 || index >= cx->plan->n_bufs, PYNN_EINVAL);
     b = &cx->plan->bufs[index];
     o->data = b->data;
+    if (cx->direct != NULL) {              /* an input read where the caller holds it */
+        const pynn_plan *p = cx->plan;
+        int64_t j;
+        for (j = 0; j < p->n_inputs && j < PLAN_MAX_DIRECT; j++)
+            if (cx->direct[j] != NULL && b->data == p->bufs[p->input_bufs[j]].data) {
+                o->data = (void *)cx->direct[j];   /* read only: input_direct's promise */
+                break;
+            }
+    }
     o->n = buffer_count(b, cx->buf_rows);
     o->dtype = b->dtype;
     return PYNN_OK;
@@ -1350,6 +1366,8 @@ int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t fir
                   int64_t batch, int64_t n_steps, int64_t iterations, int check_inputs,
                   double *step_losses, double *step_metrics, int64_t *step_rows) {
     int64_t s, j, i, last_rows;
+    const void *direct[PLAN_MAX_DIRECT];
+    int direct_ok[PLAN_MAX_DIRECT], any_direct = 0;
     int status;
 
     /* ---- the plan, the feed and the run's arguments, before anything changes ---- */
@@ -1387,6 +1405,22 @@ int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t fir
         if (status != PYNN_OK) return status;
     }
 
+    /* ---- the inputs the ops read in place: rows in order, allowed by the plan, and not
+     * sharing memory with an output (which is copied out of the buffer) ---- */
+    for (j = 0; j < PLAN_MAX_DIRECT; j++) {
+        direct[j] = NULL;
+        direct_ok[j] = 0;
+    }
+    if (plan->input_direct != NULL && feed->order == NULL)
+        for (j = 0; j < plan->n_inputs && j < PLAN_MAX_DIRECT; j++) {
+            const void *data = plan->bufs[plan->input_bufs[j]].data;
+            int64_t k;
+            direct_ok[j] = plan->input_direct[j] != 0;
+            for (k = 0; k < plan->n_outputs; k++)
+                if (plan->bufs[plan->output_bufs[k]].data == data) direct_ok[j] = 0;
+            any_direct |= direct_ok[j];
+        }
+
     /* ---- the steps ---- */
     for (s = 0; s < n_steps; s++) {
         const int64_t r0 = first_row + s * batch;
@@ -1408,16 +1442,23 @@ int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t fir
                     return PYNN_ELABEL;
             }
         }
-        /* the step's rows of every input and target into their buffers */
+        /* the step's rows of every input and target into their buffers (or, for an
+         * input the ops may read in place, where they lie) */
         for (j = 0; j < plan->n_inputs + plan->n_targets; j++) {
             const int is_input = j < plan->n_inputs;
             const pynn_buffer *b =
                 &plan->bufs[is_input ? plan->input_bufs[j] : plan->target_bufs[j - plan->n_inputs]];
             const void *src = is_input ? feed->inputs[j] : feed->targets[j - plan->n_inputs];
-            gather((char *)b->data, (const char *)src, b->row_size * dtype_bytes(b->dtype),
-                   feed->order, r0, rows);
+            const int64_t row_bytes = b->row_size * dtype_bytes(b->dtype);
+            const void *rows_at = b->data;
+            if (is_input && direct_ok[j]) {
+                rows_at = (const char *)src + r0 * row_bytes;
+                direct[j] = rows_at;
+            } else {
+                gather((char *)b->data, (const char *)src, row_bytes, feed->order, r0, rows);
+            }
             if (check_inputs && b->dtype == PYNN_DTYPE_F32 &&
-                !all_finite((const float *)b->data, rows * b->row_size))
+                !all_finite((const float *)rows_at, rows * b->row_size))
                 return PYNN_ENONFINITE;
         }
 
@@ -1433,6 +1474,7 @@ int pynn_plan_run(const pynn_plan *plan, const pynn_plan_feed *feed, int64_t fir
         cx.dry = 0;
         cx.sparse_left = 0;
         cx.sparse_lr = 0.0f;
+        cx.direct = any_direct ? direct : NULL;
         status = run_ops(&cx);
         if (status != PYNN_OK) return status;
 

@@ -1365,6 +1365,13 @@ typedef struct pynn_plan {
     int (*hook)(void *ctx, int64_t phase, int64_t offset, int64_t count, int64_t rows,
                 int64_t step);
     void *hook_ctx;
+    /* NULL, or per input (n_inputs values): non-zero where the ops only ever read that
+     * input's buffer (and the buffers that share its memory) and no output is one of them.
+     * A step whose rows lie in order (feed->order NULL) then has the ops read those rows
+     * where the caller holds them instead of copying them into the buffer first: a
+     * prediction of a few rows skips a copy that both cores' caches would then have to
+     * fetch again.  The caller's data is never written. */
+    const int64_t *input_direct;
 } pynn_plan;
 
 /* The data of a run: n_rows rows per array, rows of the matching buffer's row_size and

@@ -253,6 +253,7 @@ cdef extern from "pynn.h" nogil:
         int (*hook)(void *ctx, int64_t phase, int64_t offset, int64_t count, int64_t rows,
                     int64_t step) noexcept nogil
         void *hook_ctx
+        const int64_t *input_direct
     ctypedef struct pynn_plan_feed:
         const void *const *inputs
         const void *const *targets

@@ -87,6 +87,9 @@ cdef class PlanRunner:
       max_steps      the most steps one `run` may take (sizes the result arrays)
       target_ignore  None, or per target None or an int: a label the step's check accepts
                      besides [0, classes) (a loss's ignore_class)
+      input_direct   None, or per input a bool: True where the ops only read that input's
+                     buffer (and those sharing its memory), so that a run over rows in order
+                     reads them where the caller holds them (csrc/pynn.h, input_direct)
     """
     cdef pynn_plan plan
     cdef pynn_op *ops
@@ -141,7 +144,7 @@ cdef class PlanRunner:
 
     def __init__(self, ops, buffers, int64_t capacity, input_bufs, target_bufs, target_classes,
                  output_bufs, int64_t n_losses, int64_t n_metrics, int64_t max_steps=1,
-                 target_ignore=None):
+                 target_ignore=None, input_direct=None):
         cdef Py_ssize_t n_ops = len(ops), n_bufs = len(buffers), j, at
         cdef int64_t[::1] index
         cdef int64_t row_size
@@ -196,7 +199,12 @@ cdef class PlanRunner:
         ignore_pairs = []
         for v in (target_ignore or ()):
             ignore_pairs.extend((0, 0) if v is None else (1, int(v)))
-        lists = (input_bufs, target_bufs, target_classes, output_bufs, ignore_pairs)
+        if input_direct is not None and len(input_direct) != len(input_bufs):
+            raise ValueError(f"PlanRunner: expected one input_direct flag per input, received "
+                             f"{len(input_direct)} for {len(input_bufs)} inputs")
+        direct_flags = [1 if d else 0 for d in (input_direct or ())]
+        lists = (input_bufs, target_bufs, target_classes, output_bufs, ignore_pairs,
+                 direct_flags)
         for values in lists:
             flat_ints.extend(values)
         index = _np.array(flat_ints + [0], dtype=_np.int64)
@@ -235,6 +243,8 @@ cdef class PlanRunner:
         self.plan.output_bufs = &index[at]
         at += len(output_bufs)
         self.plan.target_ignore = &index[at] if target_ignore is not None else NULL
+        at += len(ignore_pairs)
+        self.plan.input_direct = &index[at] if input_direct is not None else NULL
         self.plan.n_losses = n_losses
         self.plan.n_metrics = n_metrics
         self.plan.n_checked = 0

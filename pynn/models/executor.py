@@ -207,6 +207,41 @@ class PythonExecutor(Executor):
 PANEL_MAX_FLOATS = 1 << 22
 
 
+# The ops an inference plan's input may go into while it is read where the caller holds
+# it (csrc/pynn.h, input_direct): each op kind and the operand positions it only reads.
+# An input that any other op (or another position) touches is copied into its buffer.
+_READ_ONLY_OPERANDS = {
+    "dense": (0,), "conv2d": (0,), "maxpool2d": (0,), "avgpool2d": (0,),
+    "global_avgpool2d": (0,), "batchnorm_infer": (0,), "activation": (0,), "relu": (0,),
+    "scale": (1,), "channel_affine": (0,), "normalize": (0,), "resize": (0,),
+    "pad_crop": (0,), "embedding": (0,), "masking": (0,), "rnn": (0,), "transpose": (0,),
+    "dropout": (0,),
+}
+
+
+def input_direct_flags(plan):
+    """Per input of an inference plan: True when every op that touches its memory (its
+    buffer or one sharing it) only reads it, at a position _READ_ONLY_OPERANDS lists, and
+    no output shares it.  None for a training plan (its backward ops are not listed)."""
+    if plan.kind == "train":
+        return None
+    def root(i):
+        base = plan.buffers[i].base
+        return i if base is None else base
+    output_roots = {root(b) for b in plan.output_bufs}
+    flags = []
+    for b in plan.input_bufs:
+        r = root(b)
+        ok = r not in output_roots
+        for op in plan.ops:
+            if not ok:
+                break
+            at = [k for k, i in enumerate(op.bufs) if i >= 0 and root(i) == r]
+            ok = not at or set(at) <= set(_READ_ONLY_OPERANDS.get(op.name, ()))
+        flags.append(ok)
+    return flags
+
+
 class CExecutor(Executor):
     """The cpu backend: the plan handed to csrc/plan.c once, then run in one call per
     stretch of steps."""
@@ -234,7 +269,7 @@ class CExecutor(Executor):
         self.runner = _core.PlanRunner(ops, buffers, self.capacity, plan.input_bufs,
                                        plan.target_bufs, plan.target_classes, plan.output_bufs,
                                        plan.n_losses, plan.n_metrics, self._max_steps,
-                                       plan.target_ignore)
+                                       plan.target_ignore, input_direct_flags(plan))
         if self._hyper is not None and plan.optimizer_op is not None:
             self.runner.set_reals(plan.optimizer_op, self._hyper)
         self.runner.set_hook(self.grad_hook)

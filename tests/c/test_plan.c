@@ -10,6 +10,8 @@
  *   - OP_GRAD_HOOK calls the plan's hook between the step's ops with its bucket, rows and
  *     step (the gradients final), does nothing without a hook, ends the run on a hook's
  *     failure (PYNN_EHOOK) and refuses a bucket outside the gradients;
+ *   - an inference plan reads inputs in place (input_direct) with bitwise the predictions of
+ *     copying them, never writing the caller's rows, and copies where it must;
  *   - bad labels and NaN inputs are refused before the step changes anything, and every
  *     kind of malformed plan or feed is refused with PYNN_EINVAL, nothing changed.
  * Exits non-zero on any failure. */
@@ -1093,6 +1095,99 @@ static void test_grad_hook(const float *x, const int64_t *labels, const int64_t 
     free(snapshot);
 }
 
+/* ---- inputs read in place (plan->input_direct) ------------------------------------- */
+/* An inference plan (dense relu -> dense softmax) with and without input_direct: rows in
+ * order give bitwise the same predictions, the caller's rows are read where they lie (the
+ * plan's input buffer is never written) and never changed; rows in a shuffled order are
+ * gathered as before; a NaN in the caller's rows is refused before anything runs; an
+ * output that shares the input's memory turns it off (the input is copied out). */
+typedef struct {
+    builder b;
+    float *params;
+    int64_t x, probs;
+} infer_net;
+
+static void infer_build(infer_net *n, const int64_t *direct, int identity_out) {
+    builder *b = &n->b;
+    int64_t w1, b1, w2, b2, z1, y1, z2;
+    builder_init(b, BATCH);
+    n->params = floats(P_MLP);
+    init_params(n->params, P_MLP, 99, 0.6f);
+    w1 = fixed(b, n->params + W1, IN * HID); b1 = fixed(b, n->params + B1, HID);
+    w2 = fixed(b, n->params + W2, HID * OUT); b2 = fixed(b, n->params + B2, OUT);
+    n->x = batched(b, IN, PYNN_DTYPE_F32);
+    z1 = batched(b, HID, PYNN_DTYPE_F32); y1 = batched(b, HID, PYNN_DTYPE_F32);
+    z2 = batched(b, OUT, PYNN_DTYPE_F32); n->probs = batched(b, OUT, PYNN_DTYPE_F32);
+    add_op(b, PYNN_OP_DENSE, LIST(n->x, w1, b1, z1, y1), LIST(IN, HID, PYNN_ACT_RELU), REALS(0.0));
+    add_op(b, PYNN_OP_DENSE, LIST(y1, w2, b2, z2, n->probs), LIST(HID, OUT, PYNN_ACT_SOFTMAX),
+           REALS(0.0));
+    b->inputs[0] = n->x;
+    b->outputs[0] = n->probs;
+    b->outputs[1] = n->x;                  /* the model's input also one of its outputs */
+    b->plan.n_inputs = 1;
+    b->plan.n_outputs = identity_out ? 2 : 1;
+    b->plan.input_direct = direct;
+}
+
+static void infer_free(infer_net *n) {
+    builder_free(&n->b);
+    free(n->params);
+}
+
+static int infer_run(infer_net *n, const float *x, const int64_t *order, float *probs,
+                     float *x_out, int check) {
+    const void *ins[1] = {x};
+    void *outs[2] = {probs, x_out};
+    pynn_plan_feed feed;
+    memset(&feed, 0, sizeof feed);
+    feed.inputs = ins;
+    feed.outputs = outs;
+    feed.n_rows = N;
+    feed.order = order;
+    feed.n_order = N;
+    return pynn_plan_run(&n->b.plan, &feed, 0, BATCH, STEPS, 0, check, NULL, NULL, NULL);
+}
+
+static void test_input_direct(const float *x, const int64_t *order) {
+    static const int64_t on[1] = {1}, off[1] = {0};
+    static float xs[N * IN], want[N * OUT], got[N * OUT], x_out[N * IN];
+    infer_net copied, direct;
+    int64_t i, buffer_written = 0;
+    memcpy(xs, x, sizeof xs);
+    infer_build(&copied, off, 0);
+    infer_build(&direct, on, 0);
+    /* rows in order: the same predictions, the caller's rows unchanged and the plan's own
+     * input buffer never written */
+    CHECK(infer_run(&copied, xs, NULL, want, NULL, 1) == PYNN_OK, "copied run failed");
+    CHECK(infer_run(&direct, xs, NULL, got, NULL, 1) == PYNN_OK, "direct run failed");
+    CHECK(memcmp(want, got, sizeof want) == 0, "direct input: predictions differ");
+    CHECK(memcmp(xs, x, sizeof xs) == 0, "direct input: the caller's rows changed");
+    for (i = 0; i < BATCH * IN; i++)
+        buffer_written |= ((const float *)direct.b.bufs[direct.x].data)[i] != 0.0f;
+    CHECK(!buffer_written, "direct input: the plan copied the rows into its buffer");
+    /* rows in a shuffled order: gathered, the same predictions as the copying plan */
+    CHECK(infer_run(&copied, xs, order, want, NULL, 0) == PYNN_OK, "copied shuffled run failed");
+    CHECK(infer_run(&direct, xs, order, got, NULL, 0) == PYNN_OK, "direct shuffled run failed");
+    CHECK(memcmp(want, got, sizeof want) == 0, "direct input, shuffled: predictions differ");
+    /* a NaN in the caller's rows (the third step's): refused before that step runs */
+    xs[2 * BATCH * IN + 5] = NAN;
+    memset(got, 0, sizeof got);
+    CHECK(infer_run(&direct, xs, NULL, got, NULL, 1) == PYNN_ENONFINITE,
+          "direct input: a NaN was not refused");
+    for (i = 2 * BATCH * OUT; i < N * OUT; i++)
+        if (got[i] != 0.0f) break;
+    CHECK(i == N * OUT, "direct input: the step with the NaN wrote predictions");
+    xs[2 * BATCH * IN + 5] = x[2 * BATCH * IN + 5];
+    infer_free(&copied);
+    infer_free(&direct);
+    /* the input among the outputs: copied into its buffer, and copied out as it was */
+    infer_build(&direct, on, 1);
+    memset(x_out, 0, sizeof x_out);
+    CHECK(infer_run(&direct, xs, NULL, got, x_out, 0) == PYNN_OK, "identity-output run failed");
+    CHECK(memcmp(x_out, xs, sizeof x_out) == 0, "an output sharing the input: rows differ");
+    infer_free(&direct);
+}
+
 int main(void) {
     static float x_mlp[N * IN], x_cnn[N * CI], x_br[N * BI];
     static int64_t l_mlp[N], l_cnn[N], order[N];
@@ -1104,6 +1199,7 @@ int main(void) {
     test_malformed(x_mlp, l_mlp, order);
     test_stop(x_mlp, l_mlp, order);
     test_grad_hook(x_mlp, l_mlp, order);
+    test_input_direct(x_mlp, order);
     test_cnn_plan(x_cnn, l_cnn, order);
     rng_state = 17;
     for (i = 0; i < N * BI; i++) x_br[i] = uniform() * 2.0f - 1.0f;
