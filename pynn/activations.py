@@ -20,6 +20,18 @@ ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 ROWWISE = ("softmax", "log_softmax")
 ELEMENTWISE = tuple(n for n in ids.ACTIVATIONS if n not in ROWWISE)
 
+# Activations whose derivative the backward kernels can read off the output as well as off
+# the pre-activation z (csrc/act_elementwise.h: relu's is z > 0, and relu(z) > 0 exactly
+# where z > 0, NaN included): a Dense or Conv2D layer with one of them keeps a single
+# buffer, f(z) written over z, instead of z and y.  Half the forward's output traffic
+# and memory; the same gradients, bit for bit.
+SHARES_OUTPUT = ("linear", "relu")
+
+
+def shares_output(name):
+    """True when a layer with activation `name` may write its output over z."""
+    return name in SHARES_OUTPUT
+
 
 def names():
     return tuple(ids.ACTIVATIONS)

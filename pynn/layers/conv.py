@@ -167,7 +167,7 @@ def plan_conv2d(b, x, kernel, bias, strides, pads, out_hw, activation, alpha, di
     general = tuple(dilation) != (1, 1) or groups != 1
     shape = (x.shape[0], oh, ow, filters)
     z = b.new(shape)
-    y = z if activation == "linear" else b.new(shape)
+    y = z if activations.shares_output(activation) else b.new(shape)
     cols = b.scratch((1,)) if general else \
         b.scratch((oh * ow, kh * kw * x.shape[-1]), batched=True)
     w, bias_buf = b.param(kernel), b.param_or_none(bias)

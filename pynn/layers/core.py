@@ -47,7 +47,7 @@ class Dense(KernelBiasLayer):
         act = "linear" if logits else self.activation
         shape = x.shape[:-1] + (self.units,)
         z = b.new(shape)
-        y = z if act == "linear" else b.new(shape)
+        y = z if activations.shares_output(act) else b.new(shape)
         w, bias = b.param(self._kernel), b.param_or_none(self._bias)
         geometry = [x.shape[-1], self.units, ids.ACTIVATIONS[act]]
         b.op("dense", [x.buf, w, bias, z.buf, y.buf], geometry, [self.alpha], label=self.name)
