@@ -16,7 +16,10 @@
  *     ReLU / leaky ReLU / linear are applied in the tile's store.
  *   filter gradient: each K block of positions is copied into an L2-sized block of cols
  *     rows (im2col of kc positions) and multiplied, unpacked, with dz's rows in tiles of mr
- *     window entries (mr in [6, 12] chosen to divide K) x 16-48 filters.
+ *     window entries (mr in [6, 12] chosen to divide K) x 16-48 filters; for at most one
+ *     tile's width of filters, with mr dividing a window row, the tiles broadcast from
+ *     x's window lines instead (a table of line pointers per block, copies only for the
+ *     windows across an edge).
  * At the other levels the GEMM's loops and micro-kernel (gemm.c: MR, NR, MC, KC, NC) run on
  * panels packed straight from x: the forward's A micro-panels from the window lines, the
  * filter gradient's B micro-panels (kc positions x NR entries) line by line.
@@ -375,11 +378,20 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
     float *base, *zeros;
     void *owned;
     int mr, nv, nthreads, status;
+    int from_lines;
     ktile_shape(K, F, &mr, &nv);
+    /* The tiles read x's window rows in place (pynn_conv_ltile) when each tile lies in one
+     * window row and the filters fill one tile's width: the block of cols rows, copied
+     * for one pass over the filters, was a tenth of the filter gradient of a 32-filter
+     * layer (VGG-style conv2: 291 -> 320 GFLOP/s, its first layer's K = 27: 112 -> 129).
+     * With more filters the copy serves several passes and the copied block, contiguous,
+     * is read as fast as x's lines: no gain measured (64 to 128 filters). */
+    from_lines = g->span % mr == 0 && F <= 16 * nv;
     chunks = pynn_sgemm_ksplit_chunks(F, K, rows);
     chunk_k = (rows + chunks - 1) / chunks;
     chunks = (rows + chunk_k - 1) / chunk_k;      /* no empty chunk */
-    per_thread = round_up(min_i64(chunk_k, KC) * K + 16, 16);
+    /* the block of cols rows, or the edge windows' copies and the block's line pointers */
+    per_thread = round_up(min_i64(chunk_k, KC) * (K + (from_lines ? 2 * g->kh : 0)) + 16, 16);
     nthreads = pynn_threads_for(F * K * rows);
     if (nthreads > chunks) nthreads = (int)chunks;
     status = pynn_gemm_workspace_acquire(&base, &owned,
@@ -404,6 +416,29 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
                 int64_t pc, i0, j0;
                 for (pc = 0; pc < ck; pc += KC) {                /* K: positions, in order */
                     const int64_t kc = min_i64(KC, ck - pc);
+                    if (from_lines) {
+                        const float **lines =
+                            (const float **)(cb + round_up(min_i64(chunk_k, KC) * K, 16));
+                        pynn_conv_lines_block(lines, cb, g, p0 + pc, kc, zeros);
+                        for (i0 = 0; i0 < K; i0 += mr)           /* M: window entries */
+                            for (j0 = 0; j0 < F; j0 += NR) {     /* N: filters */
+                                pynn_conv_ltile t;
+                                t.lines = lines;
+                                t.kh = g->kh;
+                                t.a = i0 / g->span;
+                                t.s0 = i0 - t.a * g->span;
+                                t.b = dz + (p0 + pc) * F + j0;
+                                t.ldb = F;
+                                t.c = cpart + i0 * F + j0;
+                                t.ldc = F;
+                                t.m = mr;                        /* mr divides span */
+                                t.n = min_i64(NR, F - j0);
+                                t.kc = kc;
+                                t.accumulate = pc > 0;
+                                (void)pynn_conv_ltile_avx512(&t, mr, nv);
+                            }
+                        continue;
+                    }
                     memset(cb + kc * K, 0, 16 * sizeof(float));  /* read past K, unused */
                     pynn_conv_cols_block_avx512(cb, g, p0 + pc, kc, zeros);
                     for (i0 = 0; i0 < K; i0 += mr)               /* M: window entries */

@@ -90,49 +90,65 @@ void pynn_conv_tile_avx512_12x32(const pynn_conv_tile *t) { conv_tile_body(t, 12
 void pynn_conv_tile_avx512_8x48(const pynn_conv_tile *t) { conv_tile_body(t, 8, 3); }
 
 /* ---- tiles of unpacked operands (the filter gradient) --------------------------- */
+/* LINES = 0: row p of A at t->a + p*lda (a block of cols rows); LINES = 1: at
+ * lt->lines[p*lt->kh + lt->a] + lt->s0, a window row of x (or its zero-padded copy), so
+ * that the block of cols rows is never made.  The same FMA chains either way. */
 static inline __attribute__((always_inline)) void ktile_body(const pynn_conv_ktile *t,
-                                                             const int MR, const int NV) {
+                                                             const pynn_conv_ltile *lt,
+                                                             const int MR, const int NV,
+                                                             const int LINES) {
     __m512 acc[12][3];
     __m512 bv[3];
     __mmask16 mask[3];
-    const float *a = t->a, *b = t->b;
+    const float *a = LINES ? NULL : t->a, *b = LINES ? lt->b : t->b;
+    const float *const *line = LINES ? lt->lines + lt->a : NULL;
+    const int64_t kc = LINES ? lt->kc : t->kc, ldb = LINES ? lt->ldb : t->ldb;
+    const int64_t n = LINES ? lt->n : t->n;
     int64_t p;
     int i, v;
 #pragma GCC unroll 3
-    for (v = 0; v < NV; v++) mask[v] = lane_mask(t->n - 16 * v);
+    for (v = 0; v < NV; v++) mask[v] = lane_mask(n - 16 * v);
 #pragma GCC unroll 12
     for (i = 0; i < MR; i++)                  /* M: rows of the tile */
 #pragma GCC unroll 3
         for (v = 0; v < NV; v++)              /* N: vectors of a row */
             acc[i][v] = _mm512_setzero_ps();
-    for (p = 0; p < t->kc; p++) {             /* K: one rank-1 update per step */
+    for (p = 0; p < kc; p++) {                /* K: one rank-1 update per step */
+        const float *ap = LINES ? line[p * lt->kh] + lt->s0 : a;
 #pragma GCC unroll 3
         for (v = 0; v < NV; v++)              /* N: vectors of the B row */
             bv[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
 #pragma GCC unroll 12
         for (i = 0; i < MR; i++) {            /* M: rows of the tile */
-            const __m512 ai = _mm512_set1_ps(a[i]);
+            const __m512 ai = _mm512_set1_ps(ap[i]);
 #pragma GCC unroll 3
             for (v = 0; v < NV; v++)          /* N: vectors of a row */
                 acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
         }
-        a += t->lda;
-        b += t->ldb;
+        if (!LINES) a += t->lda;
+        b += ldb;
     }
+    {
+        float *const c = LINES ? lt->c : t->c;
+        const int64_t ldc = LINES ? lt->ldc : t->ldc, m = LINES ? lt->m : t->m;
+        const int accumulate = LINES ? lt->accumulate : t->accumulate;
 #pragma GCC unroll 12
-    for (i = 0; i < MR; i++) {                /* M: rows of c stored */
-        float *ci = t->c + i * t->ldc;
-        if (i >= t->m) break;
+        for (i = 0; i < MR; i++) {            /* M: rows of c stored */
+            float *ci = c + i * ldc;
+            if (i >= m) break;
 #pragma GCC unroll 3
-        for (v = 0; v < NV; v++) {            /* N: vectors of a row */
-            __m512 u = acc[i][v];
-            if (t->accumulate) u = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], ci + 16 * v), u);
-            _mm512_mask_storeu_ps(ci + 16 * v, mask[v], u);
+            for (v = 0; v < NV; v++) {        /* N: vectors of a row */
+                __m512 u = acc[i][v];
+                if (accumulate) u = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], ci + 16 * v), u);
+                _mm512_mask_storeu_ps(ci + 16 * v, mask[v], u);
+            }
         }
     }
 }
 
-#define KTILE(MR, NV) static void ktile_##MR##_##NV(const pynn_conv_ktile *t) { ktile_body(t, MR, NV); }
+#define KTILE(MR, NV)                                                                     \
+    static void ktile_##MR##_##NV(const pynn_conv_ktile *t) { ktile_body(t, NULL, MR, NV, 0); } \
+    static void ltile_##MR##_##NV(const pynn_conv_ltile *t) { ktile_body(NULL, t, MR, NV, 1); }
 KTILE(6, 1) KTILE(7, 1) KTILE(8, 1) KTILE(9, 1) KTILE(10, 1) KTILE(11, 1) KTILE(12, 1)
 KTILE(6, 2) KTILE(7, 2) KTILE(8, 2) KTILE(9, 2) KTILE(10, 2) KTILE(11, 2) KTILE(12, 2)
 KTILE(6, 3) KTILE(7, 3) KTILE(8, 3)
@@ -143,6 +159,18 @@ int pynn_conv_ktile_avx512(const pynn_conv_ktile *t, int mr, int nv) {
         {ktile_6_1, ktile_7_1, ktile_8_1, ktile_9_1, ktile_10_1, ktile_11_1, ktile_12_1},
         {ktile_6_2, ktile_7_2, ktile_8_2, ktile_9_2, ktile_10_2, ktile_11_2, ktile_12_2},
         {ktile_6_3, ktile_7_3, ktile_8_3, NULL, NULL, NULL, NULL},
+    };
+    if (nv < 1 || nv > 3 || mr < PYNN_CONV_KTILE_MR_LO || mr > 12) return PYNN_EINVAL;
+    if (table[nv - 1][mr - PYNN_CONV_KTILE_MR_LO] == NULL) return PYNN_EINVAL;
+    table[nv - 1][mr - PYNN_CONV_KTILE_MR_LO](t);
+    return PYNN_OK;
+}
+
+int pynn_conv_ltile_avx512(const pynn_conv_ltile *t, int mr, int nv) {
+    static void (*const table[3][7])(const pynn_conv_ltile *) = {
+        {ltile_6_1, ltile_7_1, ltile_8_1, ltile_9_1, ltile_10_1, ltile_11_1, ltile_12_1},
+        {ltile_6_2, ltile_7_2, ltile_8_2, ltile_9_2, ltile_10_2, ltile_11_2, ltile_12_2},
+        {ltile_6_3, ltile_7_3, ltile_8_3, NULL, NULL, NULL, NULL},
     };
     if (nv < 1 || nv > 3 || mr < PYNN_CONV_KTILE_MR_LO || mr > 12) return PYNN_EINVAL;
     if (table[nv - 1][mr - PYNN_CONV_KTILE_MR_LO] == NULL) return PYNN_EINVAL;
@@ -176,6 +204,23 @@ void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0,
                 const float *src = pynn_conv_window_row(g, &pos, a, dst, zeros);
                 if (src != dst) copy_floats(dst, src, g->span);
             }
+        }
+        pynn_conv_pos_next(g, &pos);
+    }
+}
+
+void pynn_conv_lines_block(const float **lines, float *scratch, const pynn_conv_geom *g,
+                           int64_t q0, int64_t kc, const float *zeros) {
+    pynn_conv_pos pos = pynn_conv_pos_of(g, q0);
+    int64_t q, a;
+    for (q = 0; q < kc; q++) {                /* positions */
+        const float **lq = lines + q * g->kh;
+        if (pynn_conv_pos_inside(g, &pos)) {  /* the window in the image: x itself */
+            const float *w0 = g->x + ((pos.img * g->h + pos.r0) * g->w + pos.q0) * g->c;
+            for (a = 0; a < g->kh; a++) lq[a] = w0 + a * g->w * g->c;
+        } else {                              /* rows of zeros, or copies at an edge */
+            for (a = 0; a < g->kh; a++)
+                lq[a] = pynn_conv_window_row(g, &pos, a, scratch + q * g->k + a * g->span, zeros);
         }
         pynn_conv_pos_next(g, &pos);
     }

@@ -120,11 +120,31 @@ typedef struct {
     int accumulate;
 } pynn_conv_ktile;
 
+/* The same product with A read from window rows of x instead of a block of cols rows:
+ *   acc[i][j] = sum_{p < kc} lines[p*kh + a][s0 + i] b[p*ldb + j]
+ * (window row a, entries s0 .. s0 + mr of it: the tile's rows must lie in one window row,
+ * mr dividing span), stored as pynn_conv_ktile's: the same FMA chains, bitwise. */
+typedef struct {
+    const float *const *lines;   /* per position of the block, kh window rows */
+    int64_t kh, a, s0;
+    const float *b;
+    int64_t ldb;
+    float *c;
+    int64_t ldc, m, n, kc;
+    int accumulate;
+} pynn_conv_ltile;
+
 #ifdef PYNN_HAVE_X86_KERNELS
 /* The tile shapes pynn_conv_ktile_avx512 has: mr in [lo, 12] for nv = 1 and 2, mr in
  * [lo, 8] for nv = 3 (lo = PYNN_CONV_KTILE_MR_LO); it returns PYNN_EINVAL for others. */
 #define PYNN_CONV_KTILE_MR_LO 6
 int pynn_conv_ktile_avx512(const pynn_conv_ktile *t, int mr, int nv);
+int pynn_conv_ltile_avx512(const pynn_conv_ltile *t, int mr, int nv);
+/* lines[q*kh + a] = window row a of position q0 + q (span floats), for q < kc: in x for a
+ * window inside the image, the zero line for a row in the padding, else a copy with zeros
+ * at scratch + q*K + a*span (scratch: kc*K floats); zeros: span zeros. */
+void pynn_conv_lines_block(const float **lines, float *scratch, const pynn_conv_geom *g,
+                           int64_t q0, int64_t kc, const float *zeros);
 /* cb[q*K + e] = cols row q0 + q, entry e, for q < kc (im2col of a block of positions);
  * zeros: span zeros. */
 void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0, int64_t kc,
