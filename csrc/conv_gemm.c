@@ -341,7 +341,8 @@ int pynn_conv_gemm_forward(float *z, float *y, const float *x, const float *wgt,
 /* ---- the filter gradient ------------------------------------------------------- */
 
 int64_t pynn_conv_gemm_filter_partials(int64_t rows, int64_t k, int64_t f) {
-    return pynn_sgemm_ksplit_chunks(f, k, rows) * k * f;
+    /* each chunk's partial dW, then its partial bias gradient (the folded pass) */
+    return pynn_sgemm_ksplit_chunks(f, k, rows) * (k * f + f);
 }
 
 #ifdef PYNN_HAVE_X86_KERNELS
@@ -371,8 +372,12 @@ static void ktile_shape(int64_t k, int64_t f, int *mr, int *nv) {
     }
 }
 
-static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials, const float *dz,
-                             int64_t KC) {
+/* fold: dz is dy, overwritten block by block with act'(z) dy (act LINEAR or RELU) just
+ * before the block's tiles read it, and db (may be NULL) gets its column sums: one chain
+ * per filter over each chunk's positions in order, the chunks added in order (the
+ * partials' tail).  Without fold dz is final and db untouched. */
+static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials, float *dz,
+                             int64_t KC, int fold, const float *z, int act, float *db) {
     const int64_t K = g->k, F = g->f, rows = g->rows;
     int64_t chunks, chunk_k, per_thread;
     float *base, *zeros;
@@ -412,10 +417,17 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
                 float *cb = thread_base;
 #endif
                 float *cpart = partials + ch * K * F;
+                float *dbpart = partials + chunks * K * F + ch * F;
                 const int64_t p0 = ch * chunk_k, ck = min_i64(chunk_k, rows - p0);
                 int64_t pc, i0, j0;
+                if (fold && db != NULL) memset(dbpart, 0, (size_t)F * sizeof(float));
                 for (pc = 0; pc < ck; pc += KC) {                /* K: positions, in order */
                     const int64_t kc = min_i64(KC, ck - pc);
+                    if (fold)                                    /* dz, db: this block */
+                        pynn_conv_dz_block_avx512(dz + (p0 + pc) * F,
+                                                  z != NULL ? z + (p0 + pc) * F : NULL, kc,
+                                                  F, act == PYNN_ACT_RELU,
+                                                  db != NULL ? dbpart : NULL);
                     if (from_lines) {
                         const float **lines =
                             (const float **)(cb + round_up(min_i64(chunk_k, KC) * K, 16));
@@ -460,11 +472,53 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
             });
     }
     pynn_gemm_workspace_release(base, owned);
-    /* dW (K x F): the chunk partials added in chunk order */
+    /* dW (K x F) and db: the chunk partials added in chunk order */
     pynn_gemm_sum_partials(dw, F, partials, chunks, K, F, 0);
+    if (fold && db != NULL) pynn_gemm_sum_partials(db, F, partials + chunks * K * F, chunks, 1, F, 0);
     return PYNN_OK;
 }
 #endif
+
+int pynn_conv_gemm_filter_grad_act(float *dw, float *db, float *partials, float *dy,
+                                   const float *z, int act, const float *x, int64_t n,
+                                   int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw,
+                                   int64_t sh, int64_t sw, int64_t pad_top, int64_t pad_left,
+                                   int64_t oh, int64_t ow, int64_t f) {
+#ifdef PYNN_HAVE_X86_KERNELS
+    const pynn_conv_geom g = pynn_conv_geom_of(x, n, h, w, c, kh, kw, sh, sw, pad_top, pad_left,
+                                               oh, ow, f);
+    const pynn_gemm_kernel_info *ki = conv_kernel();
+    if (ki == NULL || ki->id != PYNN_LEVEL_AVX512 || f == 0 || g.k == 0 || g.rows == 0 ||
+        (act != PYNN_ACT_LINEAR && act != PYNN_ACT_RELU) || (dw == NULL && db == NULL) ||
+        dy == NULL || (act == PYNN_ACT_RELU && z == NULL))
+        return PYNN_EINVAL;
+    if (dw == NULL) {
+        /* dz and db alone, in the chunks the filter gradient would use: db bitwise the
+         * same whether or not dW is wanted (a frozen layer) */
+        const int64_t chunks0 = pynn_sgemm_ksplit_chunks(f, g.k, g.rows);
+        const int64_t chunk_k = (g.rows + chunks0 - 1) / chunks0;
+        const int64_t chunks = (g.rows + chunk_k - 1) / chunk_k;
+        float *const dbparts = partials + chunks * g.k * f;
+        int64_t ch;
+        PYNN_PARALLEL_FOR(pynn_threads_for(g.rows * f) < chunks ? pynn_threads_for(g.rows * f)
+                                                                 : (int)chunks,
+            for (ch = 0; ch < chunks; ch++) {
+                const int64_t p0 = ch * chunk_k, ck = min_i64(chunk_k, g.rows - p0);
+                memset(dbparts + ch * f, 0, (size_t)f * sizeof(float));
+                pynn_conv_dz_block_avx512(dy + p0 * f, z != NULL ? z + p0 * f : NULL, ck, f,
+                                          act == PYNN_ACT_RELU, dbparts + ch * f);
+            });
+        pynn_gemm_sum_partials(db, f, dbparts, chunks, 1, f, 0);
+        return PYNN_OK;
+    }
+    return filter_grad_tiles(&g, dw, partials, dy, ki->kc, 1, z, act, db);
+#else
+    (void)dw; (void)db; (void)partials; (void)dy; (void)z; (void)act; (void)x; (void)n;
+    (void)h; (void)w; (void)c; (void)kh; (void)kw; (void)sh; (void)sw; (void)pad_top;
+    (void)pad_left; (void)oh; (void)ow; (void)f;
+    return PYNN_EINVAL;
+#endif
+}
 
 int pynn_conv_gemm_filter_grad(float *dw, float *partials, const float *dz, const float *x,
                                int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
@@ -485,7 +539,8 @@ int pynn_conv_gemm_filter_grad(float *dw, float *partials, const float *dz, cons
     }
     if (ki == NULL) return PYNN_EINVAL;
 #ifdef PYNN_HAVE_X86_KERNELS
-    if (ki->id == PYNN_LEVEL_AVX512) return filter_grad_tiles(&g, dw, partials, dz, ki->kc);
+    if (ki->id == PYNN_LEVEL_AVX512)
+        return filter_grad_tiles(&g, dw, partials, (float *)dz, ki->kc, 0, NULL, 0, NULL);
 #endif
     MR = ki->mr; NR = ki->nr; MC = ki->mc; KC = ki->kc; NC = ki->nc;
     chunks = pynn_sgemm_ksplit_chunks(M, N, rows);

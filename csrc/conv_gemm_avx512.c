@@ -209,6 +209,28 @@ void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0,
     }
 }
 
+void pynn_conv_dz_block_avx512(float *dz, const float *z, int64_t kc, int64_t f, int relu,
+                               float *db) {
+    const __m512 zero = _mm512_setzero_ps();
+    int64_t j0, q;
+    for (j0 = 0; j0 < f; j0 += 16) {          /* N: 16 filters at a time */
+        const __mmask16 m = lane_mask(f - j0);
+        __m512 acc = db != NULL ? _mm512_maskz_loadu_ps(m, db + j0) : zero;
+        for (q = 0; q < kc; q++) {            /* positions, in order */
+            float *d = dz + q * f + j0;
+            __m512 g = _mm512_maskz_loadu_ps(m, d);
+            if (relu) {                       /* z > 0 ? g : 0 */
+                g = _mm512_maskz_mov_ps(
+                    _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, z + q * f + j0), zero,
+                                       _CMP_GT_OQ), g);
+                _mm512_mask_storeu_ps(d, m, g);
+            }
+            if (db != NULL) acc = _mm512_add_ps(acc, g);
+        }
+        if (db != NULL) _mm512_mask_storeu_ps(db + j0, m, acc);
+    }
+}
+
 void pynn_conv_lines_block(const float **lines, float *scratch, const pynn_conv_geom *g,
                            int64_t q0, int64_t kc, const float *zeros) {
     pynn_conv_pos pos = pynn_conv_pos_of(g, q0);

@@ -145,6 +145,11 @@ int pynn_conv_ltile_avx512(const pynn_conv_ltile *t, int mr, int nv);
  * at scratch + q*K + a*span (scratch: kc*K floats); zeros: span zeros. */
 void pynn_conv_lines_block(const float **lines, float *scratch, const pynn_conv_geom *g,
                            int64_t q0, int64_t kc, const float *zeros);
+/* dz[q*f + j] = (relu ? (z[q*f + j] > 0 ? dz : 0) : dz) for q < kc, j < f (dz holds dy:
+ * act_elementwise.h's relu derivative), and db[j] += dz[q*f + j] for q in order when db
+ * is not NULL. */
+void pynn_conv_dz_block_avx512(float *dz, const float *z, int64_t kc, int64_t f, int relu,
+                               float *db);
 /* cb[q*K + e] = cols row q0 + q, entry e, for q < kc (im2col of a block of positions);
  * zeros: span zeros. */
 void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0, int64_t kc,
@@ -165,6 +170,20 @@ int pynn_conv_gemm_forward(float *z, float *y, const float *x, const float *wgt,
                            int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
                            float alpha);
 int64_t pynn_conv_gemm_filter_partials(int64_t rows, int64_t k, int64_t f);
+/* The filter gradient with the activation's backward and the bias gradient folded into
+ * its pass over the positions (the AVX-512 level only; act LINEAR or RELU): dy is
+ * overwritten with dz = act'(z) dy one block of positions at a time, just before that
+ * block's tiles read it from cache, and db (f floats, may be NULL) receives the column
+ * sums of dz, one chain per filter over each K-split chunk's positions in order, the
+ * chunks added in order.  dw as pynn_conv_gemm_filter_grad; when it is NULL (a frozen
+ * layer) only dz and db are made, with the same chunks, so db has the same bits either
+ * way.  PYNN_EINVAL, nothing changed, where it does not apply (or neither dw nor db is
+ * wanted): the caller then makes the passes one by one. */
+int pynn_conv_gemm_filter_grad_act(float *dw, float *db, float *partials, float *dy,
+                                   const float *z, int act, const float *x, int64_t n,
+                                   int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw,
+                                   int64_t sh, int64_t sw, int64_t pad_top, int64_t pad_left,
+                                   int64_t oh, int64_t ow, int64_t f);
 int pynn_conv_gemm_filter_grad(float *dw, float *partials, const float *dz, const float *x,
                                int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
                                int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
