@@ -390,8 +390,18 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
      * for one pass over the filters, was a tenth of the filter gradient of a 32-filter
      * layer (VGG-style conv2: 291 -> 320 GFLOP/s, its first layer's K = 27: 112 -> 129).
      * With more filters the copy serves several passes and the copied block, contiguous,
-     * is read as fast as x's lines: no gain measured (64 to 128 filters). */
-    from_lines = g->span % mr == 0 && F <= 16 * nv;
+     * is read as fast as x's lines: no gain measured (64 to 128 filters).  Five-row tiles
+     * exist for this path only: 5x5 windows over 3 channels, 15 entries a row (the
+     * AlexNet-style first layer: 218 -> 227 GFLOP/s). */
+    from_lines = 0;
+    if (F <= 16 * nv) {                  /* the widest mr dividing a window row */
+        int m;
+        for (m = nv == 3 ? 8 : 12; m >= PYNN_CONV_LTILE_MR_LO && !from_lines; m--)
+            if (g->span % m == 0) {
+                mr = m;
+                from_lines = 1;
+            }
+    }
     chunks = pynn_sgemm_ksplit_chunks(F, K, rows);
     chunk_k = (rows + chunks - 1) / chunks;
     chunks = (rows + chunk_k - 1) / chunk_k;      /* no empty chunk */

@@ -152,6 +152,10 @@ static inline __attribute__((always_inline)) void ktile_body(const pynn_conv_kti
 KTILE(6, 1) KTILE(7, 1) KTILE(8, 1) KTILE(9, 1) KTILE(10, 1) KTILE(11, 1) KTILE(12, 1)
 KTILE(6, 2) KTILE(7, 2) KTILE(8, 2) KTILE(9, 2) KTILE(10, 2) KTILE(11, 2) KTILE(12, 2)
 KTILE(6, 3) KTILE(7, 3) KTILE(8, 3)
+/* five rows: a window row of 15 entries (5x5 windows over 3 channels) read in place */
+static void ltile_5_1(const pynn_conv_ltile *t) { ktile_body(NULL, t, 5, 1, 1); }
+static void ltile_5_2(const pynn_conv_ltile *t) { ktile_body(NULL, t, 5, 2, 1); }
+static void ltile_5_3(const pynn_conv_ltile *t) { ktile_body(NULL, t, 5, 3, 1); }
 #undef KTILE
 
 int pynn_conv_ktile_avx512(const pynn_conv_ktile *t, int mr, int nv) {
@@ -167,14 +171,14 @@ int pynn_conv_ktile_avx512(const pynn_conv_ktile *t, int mr, int nv) {
 }
 
 int pynn_conv_ltile_avx512(const pynn_conv_ltile *t, int mr, int nv) {
-    static void (*const table[3][7])(const pynn_conv_ltile *) = {
-        {ltile_6_1, ltile_7_1, ltile_8_1, ltile_9_1, ltile_10_1, ltile_11_1, ltile_12_1},
-        {ltile_6_2, ltile_7_2, ltile_8_2, ltile_9_2, ltile_10_2, ltile_11_2, ltile_12_2},
-        {ltile_6_3, ltile_7_3, ltile_8_3, NULL, NULL, NULL, NULL},
+    static void (*const table[3][8])(const pynn_conv_ltile *) = {
+        {ltile_5_1, ltile_6_1, ltile_7_1, ltile_8_1, ltile_9_1, ltile_10_1, ltile_11_1, ltile_12_1},
+        {ltile_5_2, ltile_6_2, ltile_7_2, ltile_8_2, ltile_9_2, ltile_10_2, ltile_11_2, ltile_12_2},
+        {ltile_5_3, ltile_6_3, ltile_7_3, ltile_8_3, NULL, NULL, NULL, NULL},
     };
-    if (nv < 1 || nv > 3 || mr < PYNN_CONV_KTILE_MR_LO || mr > 12) return PYNN_EINVAL;
-    if (table[nv - 1][mr - PYNN_CONV_KTILE_MR_LO] == NULL) return PYNN_EINVAL;
-    table[nv - 1][mr - PYNN_CONV_KTILE_MR_LO](t);
+    if (nv < 1 || nv > 3 || mr < PYNN_CONV_LTILE_MR_LO || mr > 12) return PYNN_EINVAL;
+    if (table[nv - 1][mr - PYNN_CONV_LTILE_MR_LO] == NULL) return PYNN_EINVAL;
+    table[nv - 1][mr - PYNN_CONV_LTILE_MR_LO](t);
     return PYNN_OK;
 }
 

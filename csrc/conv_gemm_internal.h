@@ -139,6 +139,8 @@ typedef struct {
  * [lo, 8] for nv = 3 (lo = PYNN_CONV_KTILE_MR_LO); it returns PYNN_EINVAL for others. */
 #define PYNN_CONV_KTILE_MR_LO 6
 int pynn_conv_ktile_avx512(const pynn_conv_ktile *t, int mr, int nv);
+/* pynn_conv_ltile_avx512's shapes: those of the ktiles and mr = 5 (PYNN_CONV_LTILE_MR_LO). */
+#define PYNN_CONV_LTILE_MR_LO 5
 int pynn_conv_ltile_avx512(const pynn_conv_ltile *t, int mr, int nv);
 /* lines[q*kh + a] = window row a of position q0 + q (span floats), for q < kc: in x for a
  * window inside the image, the zero line for a row in the padding, else a copy with zeros

@@ -297,7 +297,8 @@ int pynn_sgemm(float *C, const float *A, const float *B,
  * C = op(A) op(B) for a product whose output is too small to feed the threads but
  * whose K is long (a convolution's filter gradient: K = the batch's output positions).
  * K is cut into pynn_sgemm_ksplit_chunks(M, N, K) chunks of consecutive p (a function
- * of the shape only), each chunk's product computed by one thread into
+ * of the shape only: 1, 2, 4 or 8, each at least max(256, M N / 128) long), each chunk's
+ * product computed by one thread into
  * partials[chunk * M * N ...], then the chunk products are added in chunk order:
  * the result does not depend on the thread count.  partials holds
  * pynn_sgemm_ksplit_chunks(M, N, K) * M * N floats (the caller's workspace: nothing is
