@@ -433,7 +433,7 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
                 if (fold && db != NULL) memset(dbpart, 0, (size_t)F * sizeof(float));
                 for (pc = 0; pc < ck; pc += KC) {                /* K: positions, in order */
                     const int64_t kc = min_i64(KC, ck - pc);
-                    if (fold)                                    /* dz, db: this block */
+                    if (fold && (act == PYNN_ACT_RELU || db != NULL))   /* dz, db: the block */
                         pynn_conv_dz_block_avx512(dz + (p0 + pc) * F,
                                                   z != NULL ? z + (p0 + pc) * F : NULL, kc,
                                                   F, act == PYNN_ACT_RELU,
