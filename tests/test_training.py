@@ -444,3 +444,32 @@ def test_small_predictions_take_the_lean_path_and_agree_with_the_general_one():
         m.predict_on_batch(bad)
     with pytest.raises(ValueError, match="shape|expected"):
         m.predict_on_batch(x[:, :5].copy())
+
+
+def test_a_quiet_predict_of_one_batch_takes_the_lean_path(monkeypatch, capsys):
+    """predict(x, verbose=0) on at most one batch of a float32 array, without callbacks or
+    steps, is predict_on_batch's call: the same bits, no progress bar; anything else (a
+    NaN, more rows than a batch, verbose, a list) takes the general path with its output
+    and messages."""
+    pynn.utils.set_random_seed(1)
+    m = pynn.Sequential([L.Input((12,)), L.Dense(16, activation="relu"),
+                         L.Dense(3, activation="softmax")])
+    x = np.random.default_rng(2).normal(size=(40, 12)).astype(np.float32)
+    calls = []
+    lean = m._trainer._lean_predict
+    monkeypatch.setattr(m._trainer, "_lean_predict", lambda *a: calls.append(1) or lean(*a))
+    np.testing.assert_array_equal(m.predict(x[:5], verbose=0), m.predict_on_batch(x[:5]))
+    assert len(calls) == 2                       # predict's and predict_on_batch's
+    np.testing.assert_array_equal(m.predict(x, batch_size=40, verbose=0),
+                                  m.predict_on_batch(x))
+    calls.clear()
+    full = m.predict(x, verbose=0)               # 40 rows: two batches of 32, general
+    np.testing.assert_array_equal(full[:5], m.predict(x[:5], verbose=0))
+    m.predict(x[:5], verbose=1)                  # the progress bar: general
+    m.predict(x[:5].tolist(), verbose=0)         # a list: converted by the general path
+    assert len(calls) == 1
+    assert "1/1" in capsys.readouterr().out
+    bad = x[:5].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        m.predict(bad, verbose=0)

@@ -536,6 +536,11 @@ class Trainer:
         if steps is not None:
             steps = validation.check_int(steps, "steps", where, 1)
         callbacks = _checked_callbacks(callbacks, where)
+        if not verbose and steps is None and not callbacks and type(x) is np.ndarray and \
+                x.ndim and x.shape[0] <= batch_size:
+            out = self._lean_predict(x)       # one quiet batch: predict_on_batch's path
+            if out is not None:
+                return out
         if data_source.is_stream(x):
             return self._predict_stream(data_source.Stream(x, where), steps, verbose,
                                         callbacks, where)
