@@ -46,3 +46,52 @@ def test_relu_over_z_trains_as_a_separate_relu(kind):
     op = next(o for o in ex.plan.ops if o.name == kind)
     z, y = (op.bufs[3], op.bufs[4]) if kind == "dense" else (op.bufs[4], op.bufs[5])
     assert op.ints[-1 if kind == "dense" else 12] == ids.ACTIVATIONS["relu"] and z == y
+
+
+def _resnet_block(extra_use=False, producer="bn"):
+    pynn.utils.set_random_seed(5)
+    inp = pynn.Input((6, 6, 3))
+    t = L.Conv2D(4, 3, padding="same", use_bias=False)(inp)
+    if producer == "bn":
+        t = L.BatchNormalization()(t)
+    elif producer == "tanh":
+        t = L.Conv2D(4, 1, activation="tanh")(t)
+    r = L.Activation("relu")(t)
+    y = L.BatchNormalization()(L.Conv2D(4, 3, padding="same")(r))
+    x = L.ReLU()(L.Add()([y, r]))                  # Keras's ReLU layer: the same rule
+    if extra_use:                                  # the BN output read a second time
+        x = L.Add()([x, t])
+    out = L.Dense(3)(L.GlobalAveragePooling2D()(x))
+    model = pynn.Model(inp, out)
+    model.compile(optimizer=pynn.optimizers.SGD(0.05),
+                  loss=pynn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _over_input(model, kind="train"):
+    ex, epoch = model.engine.take(kind, 8)
+    model.engine.put_back(kind, ex, epoch)
+    return [op for op in ex.plan.ops if op.name == "activation" and op.bufs[0] == op.bufs[1]]
+
+
+@pytest.mark.parametrize("case", [{}, {"extra_use": True}, {"producer": "tanh"}])
+def test_relu_over_its_input_trains_as_with_its_own_buffer(case, monkeypatch):
+    """Activation("relu") after a layer whose backward never reads its output (BN, Add, a
+    linear Conv2D/Dense), reading a value nothing else reads, writes over it: the same
+    weights bit for bit as with a buffer of its own; a value read twice, or a producer
+    whose backward reads its output (tanh), keeps its own buffer."""
+    from pynn.models import plan as plan_module
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((24, 6, 6, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 24)
+    over = _resnet_block(**case)
+    over.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    expect = 2 if not case else 1                 # the second ReLU (after Add) always
+    assert len(_over_input(over)) == expect
+    monkeypatch.setattr(plan_module, "_relu_over_input_calls", lambda *a: set())
+    own = _resnet_block(**case)
+    own.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert not _over_input(own)
+    for a, b in zip(over.get_weights(), own.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(over.predict(x, verbose=0), own.predict(x, verbose=0))

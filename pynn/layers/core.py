@@ -2,6 +2,7 @@
 ELU and PReLU: pynn/layers/activations.py)."""
 from .. import activations, ids, initializers
 from ..checks import check_bool, check_int, check_number
+from ..models.plan import Tensor
 from .base import KernelBiasLayer, Layer
 from .input_layer import Input, InputLayer  # noqa: F401  (re-exported: pynn.layers.Input)
 
@@ -89,7 +90,10 @@ class Activation(Layer):
             return x
         cols = x.shape[-1]
         act = ids.ACTIVATIONS[self.activation]
-        y = b.new(x.shape)
+        # relu(x) over x where the plan allows it (its backward reads x's sign, which
+        # relu(x) keeps): one buffer instead of two
+        y = Tensor(x.buf, x.shape) if self.activation == "relu" and \
+            getattr(b, "write_over_input", False) else b.new(x.shape)
         b.op("activation", [x.buf, y.buf], [cols, act], [self.alpha], label=self.name)
 
         def backward(b, dys, need):
