@@ -97,6 +97,17 @@ class Executor:
                                                         self.plan.reduction)
                 self.grad_hook = self._reducer.hook
 
+    def run(self, inputs, targets, outputs, order, n_order, first_row, batch, n_steps,
+            iterations, check_inputs=False):
+        """n_steps steps of the plan (the subclass's _run); a training plan's weights count
+        as changed afterwards (pynn.variables.values_changed), a raise midway too."""
+        try:
+            return self._run(inputs, targets, outputs, order, n_order, first_row, batch,
+                             n_steps, iterations, check_inputs)
+        finally:
+            if self.plan.kind == "train":
+                values_changed()
+
     def optimizer_only_step(self, step):
         """A step of a rank that has no rows in it (the last batch of an epoch smaller
         than the number of ranks): its gradient buckets (weight 0) take part in the
@@ -161,17 +172,8 @@ class PythonExecutor(Executor):
             self._views[rows] = table
         return table
 
-    def run(self, inputs, targets, outputs, order, n_order, first_row, batch, n_steps,
-            iterations, check_inputs=False):
-        try:
-            return self._run(inputs, targets, outputs, order, n_order, first_row, batch,
-                             n_steps, iterations)
-        finally:
-            if self.plan.kind == "train":    # the weights changed (a raise midway too)
-                values_changed()
-
     def _run(self, inputs, targets, outputs, order, n_order, first_row, batch, n_steps,
-             iterations):
+             iterations, check_inputs):
         plan, be = self.plan, self.backend
         losses = np.zeros((n_steps, plan.n_losses))
         metrics = np.zeros((n_steps, plan.n_metrics))
@@ -303,17 +305,13 @@ class CExecutor(Executor):
                 wp[0] = 0.0                               # stale: the op reads w
             self._panels_seen, self._panels_at = version, None
 
-    def run(self, inputs, targets, outputs, order, n_order, first_row, batch, n_steps,
-            iterations, check_inputs=False):
+    def _run(self, inputs, targets, outputs, order, n_order, first_row, batch, n_steps,
+             iterations, check_inputs):
         self.ensure_steps(n_steps)
         if self._panels:                     # inference plans only
             self._refresh_panels()
-        try:
-            return self.runner.run(inputs, targets, outputs, order, n_order, first_row, batch,
-                                   n_steps, iterations, check_inputs)
-        finally:
-            if self.plan.kind == "train":    # the weights changed (a raise midway too)
-                values_changed()
+        return self.runner.run(inputs, targets, outputs, order, n_order, first_row, batch,
+                               n_steps, iterations, check_inputs)
 
 
 def make_executor(plan, backend, store, optimizer, capacity, force_python=False):
