@@ -92,8 +92,8 @@ class Activation(Layer):
         act = ids.ACTIVATIONS[self.activation]
         # relu(x) over x where the plan allows it (its backward reads x's sign, which
         # relu(x) keeps): one buffer instead of two
-        y = Tensor(x.buf, x.shape) if self.activation == "relu" and \
-            getattr(b, "write_over_input", False) else b.new(x.shape)
+        y = Tensor(x.buf, x.shape) if self.activation == "relu" and b.write_over_input \
+            else b.new(x.shape)
         b.op("activation", [x.buf, y.buf], [cols, act], [self.alpha], label=self.name)
 
         def backward(b, dys, need):

@@ -479,6 +479,15 @@ def _resolve(v):
     return v
 
 
+def _call_uses(calls):
+    """id(value) -> how many of the flattened calls take it as an input."""
+    uses = {}
+    for _, ins, _, _ in calls:
+        for v in ins:
+            uses[id(v)] = uses.get(id(v), 0) + 1
+    return uses
+
+
 def _relu_over_input_calls(calls, call_masks, outputs):
     """Indices of the calls of Activation("relu") (or ReLU()) that may write their output
     over their input (PlanBuilder.write_over_input): the input is another call's output
@@ -491,10 +500,7 @@ def _relu_over_input_calls(calls, call_masks, outputs):
     from ..layers.core import Activation, Dense
     from ..layers.merging import Add
     from ..layers.normalization import BatchNormalization
-    uses = {}
-    for _, ins, _, _ in calls:
-        for v in ins:
-            uses[id(v)] = uses.get(id(v), 0) + 1
+    uses = _call_uses(calls)
     for v in list(call_masks.values()) + list(outputs):
         uses[id(v)] = uses.get(id(v), 0) + 2          # read elsewhere: never written over
     producer = {}
@@ -545,10 +551,7 @@ def compile_plan(model, kind, backend, compiled=None, trainable=(), frozen_layer
     # which layer calls may leave their softmax/sigmoid to the loss (see the docstring)
     logits_calls = set()
     if compiled is not None and kind in ("train", "test"):
-        uses = {}
-        for _, ins, _, _ in calls:
-            for v in ins:
-                uses[id(v)] = uses.get(id(v), 0) + 1
+        uses = _call_uses(calls)
         for i, out in enumerate(outputs):
             spec = compiled.outputs[i]
             if spec.loss is None or spec.loss.from_logits or uses.get(id(out), 0) or \
