@@ -402,9 +402,7 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
                 from_lines = 1;
             }
     }
-    chunks = pynn_sgemm_ksplit_chunks(F, K, rows);
-    chunk_k = (rows + chunks - 1) / chunks;
-    chunks = (rows + chunk_k - 1) / chunk_k;      /* no empty chunk */
+    chunk_k = pynn_gemm_ksplit_chunk_len(F, K, rows, &chunks);
     /* the block of cols rows, or the edge windows' copies and the block's line pointers */
     per_thread = round_up(min_i64(chunk_k, KC) * (K + (from_lines ? 2 * g->kh : 0)) + 16, 16);
     nthreads = pynn_threads_for(F * K * rows);
@@ -428,6 +426,9 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
 #endif
                 float *cpart = partials + ch * K * F;
                 float *dbpart = partials + chunks * K * F + ch * F;
+                /* the line pointers after the edge copies (from_lines) */
+                const float **lines =
+                    (const float **)(cb + round_up(min_i64(chunk_k, KC) * K, 16));
                 const int64_t p0 = ch * chunk_k, ck = min_i64(chunk_k, rows - p0);
                 int64_t pc, i0, j0;
                 if (fold && db != NULL) memset(dbpart, 0, (size_t)F * sizeof(float));
@@ -438,45 +439,46 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
                                                   z != NULL ? z + (p0 + pc) * F : NULL, kc,
                                                   F, act == PYNN_ACT_RELU,
                                                   db != NULL ? dbpart : NULL);
-                    if (from_lines) {
-                        const float **lines =
-                            (const float **)(cb + round_up(min_i64(chunk_k, KC) * K, 16));
+                    if (from_lines) {                            /* x's lines, or */
                         pynn_conv_lines_block(lines, cb, g, p0 + pc, kc, zeros);
-                        for (i0 = 0; i0 < K; i0 += mr)           /* M: window entries */
-                            for (j0 = 0; j0 < F; j0 += NR) {     /* N: filters */
+                    } else {                                     /* a copied block */
+                        memset(cb + kc * K, 0, 16 * sizeof(float));  /* read past K, unused */
+                        pynn_conv_cols_block_avx512(cb, g, p0 + pc, kc, zeros);
+                    }
+                    for (i0 = 0; i0 < K; i0 += mr)               /* M: window entries */
+                        for (j0 = 0; j0 < F; j0 += NR) {         /* N: filters */
+                            const float *b = dz + (p0 + pc) * F + j0;
+                            float *c = cpart + i0 * F + j0;
+                            const int64_t n = min_i64(NR, F - j0);
+                            if (from_lines) {
                                 pynn_conv_ltile t;
                                 t.lines = lines;
                                 t.kh = g->kh;
                                 t.a = i0 / g->span;
                                 t.s0 = i0 - t.a * g->span;
-                                t.b = dz + (p0 + pc) * F + j0;
+                                t.b = b;
                                 t.ldb = F;
-                                t.c = cpart + i0 * F + j0;
+                                t.c = c;
                                 t.ldc = F;
                                 t.m = mr;                        /* mr divides span */
-                                t.n = min_i64(NR, F - j0);
+                                t.n = n;
                                 t.kc = kc;
                                 t.accumulate = pc > 0;
                                 (void)pynn_conv_ltile_avx512(&t, mr, nv);
+                            } else {
+                                pynn_conv_ktile t;
+                                t.a = cb + i0;
+                                t.lda = K;
+                                t.b = b;
+                                t.ldb = F;
+                                t.c = c;
+                                t.ldc = F;
+                                t.m = min_i64(mr, K - i0);
+                                t.n = n;
+                                t.kc = kc;
+                                t.accumulate = pc > 0;
+                                (void)pynn_conv_ktile_avx512(&t, mr, nv);
                             }
-                        continue;
-                    }
-                    memset(cb + kc * K, 0, 16 * sizeof(float));  /* read past K, unused */
-                    pynn_conv_cols_block_avx512(cb, g, p0 + pc, kc, zeros);
-                    for (i0 = 0; i0 < K; i0 += mr)               /* M: window entries */
-                        for (j0 = 0; j0 < F; j0 += NR) {         /* N: filters */
-                            pynn_conv_ktile t;
-                            t.a = cb + i0;
-                            t.lda = K;
-                            t.b = dz + (p0 + pc) * F + j0;
-                            t.ldb = F;
-                            t.c = cpart + i0 * F + j0;
-                            t.ldc = F;
-                            t.m = min_i64(mr, K - i0);
-                            t.n = min_i64(NR, F - j0);
-                            t.kc = kc;
-                            t.accumulate = pc > 0;
-                            (void)pynn_conv_ktile_avx512(&t, mr, nv);
                         }
                 }
             });
@@ -505,11 +507,9 @@ int pynn_conv_gemm_filter_grad_act(float *dw, float *db, float *partials, float 
     if (dw == NULL) {
         /* dz and db alone, in the chunks the filter gradient would use: db bitwise the
          * same whether or not dW is wanted (a frozen layer) */
-        const int64_t chunks0 = pynn_sgemm_ksplit_chunks(f, g.k, g.rows);
-        const int64_t chunk_k = (g.rows + chunks0 - 1) / chunks0;
-        const int64_t chunks = (g.rows + chunk_k - 1) / chunk_k;
+        int64_t chunks, ch;
+        const int64_t chunk_k = pynn_gemm_ksplit_chunk_len(f, g.k, g.rows, &chunks);
         float *const dbparts = partials + chunks * g.k * f;
-        int64_t ch;
         PYNN_PARALLEL_FOR(pynn_threads_for(g.rows * f) < chunks ? pynn_threads_for(g.rows * f)
                                                                  : (int)chunks,
             for (ch = 0; ch < chunks; ch++) {
@@ -553,9 +553,7 @@ int pynn_conv_gemm_filter_grad(float *dw, float *partials, const float *dz, cons
         return filter_grad_tiles(&g, dw, partials, (float *)dz, ki->kc, 0, NULL, 0, NULL);
 #endif
     MR = ki->mr; NR = ki->nr; MC = ki->mc; KC = ki->kc; NC = ki->nc;
-    chunks = pynn_sgemm_ksplit_chunks(M, N, rows);
-    chunk_k = (rows + chunks - 1) / chunks;
-    chunks = (rows + chunk_k - 1) / chunk_k;      /* no empty chunk */
+    chunk_k = pynn_gemm_ksplit_chunk_len(M, N, rows, &chunks);
     a_floats = round_up(round_up(min_i64(M, MC), MR) * min_i64(chunk_k, KC), 16);
     b_floats = min_i64(chunk_k, KC) * round_up(min_i64(N, NC), NR);
     per_thread = round_up(a_floats + b_floats + g.span, 16);

@@ -746,9 +746,16 @@ int64_t pynn_sgemm_ksplit_chunks(int64_t M, int64_t N, int64_t K) {
     chunks = K / min_chunk;
     if (chunks >= KSPLIT_MAX_CHUNKS) return KSPLIT_MAX_CHUNKS;
     /* a power of two: chunks of equal size share 2, 4 or 8 threads evenly */
-    for (pow2 = 1; pow2 * 2 <= chunks; pow2 *= 2) {
-    }
+    pow2 = 1;
+    while (pow2 * 2 <= chunks) pow2 *= 2;
     return pow2;
+}
+
+int64_t pynn_gemm_ksplit_chunk_len(int64_t M, int64_t N, int64_t K, int64_t *chunks) {
+    const int64_t n = pynn_sgemm_ksplit_chunks(M, N, K);
+    const int64_t len = (K + n - 1) / n;
+    *chunks = (K + len - 1) / len;                        /* no empty chunk */
+    return len;
 }
 
 int pynn_sgemm_ksplit(float *C, float *partials, const float *A, const float *B,
@@ -771,8 +778,7 @@ int pynn_sgemm_ksplit(float *C, float *partials, const float *A, const float *B,
     if (chunks <= 1 || M == 0 || N == 0)
         return pynn_sgemm(C, A, B, trans_a, trans_b, M, N, K, 1.0f, 0.0f, lda, ldb, ldc);
     PYNN_RETURN_IF(partials == NULL, PYNN_EINVAL);
-    chunk_k = (K + chunks - 1) / chunks;
-    chunks = (K + chunk_k - 1) / chunk_k;                 /* no empty chunk */
+    chunk_k = pynn_gemm_ksplit_chunk_len(M, N, K, &chunks);
 
     memset(&pr, 0, sizeof pr);
     pr.a = A;

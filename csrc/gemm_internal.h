@@ -55,6 +55,11 @@ void pynn_gemm_pack_b_ref(float *bp, const float *b, int64_t rs, int64_t cs,
 int pynn_gemm_workspace_acquire(float **base, void **owned, size_t floats);
 void pynn_gemm_workspace_release(float *base, void *owned);
 
+/* The K-split's chunks of a product (sgemm_ksplit and the convolution's filter gradient,
+ * which must cut K alike): the length of a chunk, pynn_sgemm_ksplit_chunks(M, N, K) of
+ * them rounded up, and in *chunks how many are not empty (K >= 1). */
+int64_t pynn_gemm_ksplit_chunk_len(int64_t M, int64_t N, int64_t K, int64_t *chunks);
+
 /* The K-split products' last step (sgemm_ksplit and the convolution's filter gradient):
  * C = the sum of `chunks` partial products partials[ch] (m x n each, contiguous), added
  * in chunk order, each row of C written by one thread, so the result does not depend on
