@@ -1138,13 +1138,7 @@ static int infer_run(infer_net *n, const float *x, const int64_t *order, float *
                      float *x_out, int check) {
     const void *ins[1] = {x};
     void *outs[2] = {probs, x_out};
-    pynn_plan_feed feed;
-    memset(&feed, 0, sizeof feed);
-    feed.inputs = ins;
-    feed.outputs = outs;
-    feed.n_rows = N;
-    feed.order = order;
-    feed.n_order = N;
+    pynn_plan_feed feed = {ins, NULL, outs, N, order, N, NULL, NULL};
     return pynn_plan_run(&n->b.plan, &feed, 0, BATCH, STEPS, 0, check, NULL, NULL, NULL);
 }
 
