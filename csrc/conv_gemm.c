@@ -107,6 +107,50 @@ static void pack_b_windows(float *bp, const pynn_conv_geom *g, int64_t q0, int64
     }
 }
 
+/* ---- a zero-padded copy of x, for layers over few channels ----------------------
+ * Over c <= PAD_COPY_MAX_C channels (a first layer over images) a window row across the
+ * image's left or right edge is assembled c floats at a time, 2 kw small copies a row,
+ * and the windows at the edges (2 columns of 32 in the VGG-style first layer) cost about
+ * as much as the products of all the others.  A copy of x with the padding's zeros
+ * written out, n x hp x wp x c with hp = (oh - 1) sh + kh and wp = (ow - 1) sw + kw,
+ * puts every window inside the image: each window row is then a pointer into the copy
+ * (pynn_conv_lines_block's fast path).  The same values in the same places, so the same
+ * results; the copy is a few hundred kilobytes for such a layer (888 KB at batch 64 for
+ * 32 x 32 x 3), a twentieth of the pass's time. */
+#define PAD_COPY_MAX_C 4
+
+/* Floats of the padded copy of g's input, 0 when none is made. */
+static int64_t padded_floats(const pynn_conv_geom *g) {
+    if (g->c > PAD_COPY_MAX_C || pynn_conv_all_inside(g)) return 0;
+    return g->n * ((g->oh - 1) * g->sh + g->kh) * ((g->ow - 1) * g->sw + g->kw) * g->c;
+}
+
+/* Fills xp (padded_floats(g) floats) and returns the geometry over it: the same windows
+ * with no padding. */
+static pynn_conv_geom padded_geom(const pynn_conv_geom *g, float *xp) {
+    const int64_t hp = (g->oh - 1) * g->sh + g->kh, wp = (g->ow - 1) * g->sw + g->kw;
+    const int64_t c = g->c, q_lo = min_i64(g->pl, wp), q_hi = min_i64(g->pl + g->w, wp);
+    int64_t img;
+    PYNN_PARALLEL_FOR(pynn_threads_for(g->n * hp * wp * c),
+        for (img = 0; img < g->n; img++) {        /* images */
+            int64_t r;
+            for (r = 0; r < hp; r++) {            /* rows of the copy */
+                float *dst = xp + (img * hp + r) * wp * c;
+                const int64_t xr = r - g->pt;
+                if (xr < 0 || xr >= g->h || q_hi <= q_lo) {   /* a row of padding */
+                    memset(dst, 0, (size_t)(wp * c) * sizeof(float));
+                    continue;
+                }
+                memset(dst, 0, (size_t)(q_lo * c) * sizeof(float));
+                memcpy(dst + q_lo * c, g->x + ((img * g->h + xr) * g->w + q_lo - g->pl) * c,
+                       (size_t)((q_hi - q_lo) * c) * sizeof(float));
+                memset(dst + q_hi * c, 0, (size_t)((wp - q_hi) * c) * sizeof(float));
+            }
+        });
+    return pynn_conv_geom_of(xp, g->n, hp, wp, c, g->kh, g->kw, g->sh, g->sw, 0, 0, g->oh,
+                             g->ow, g->f);
+}
+
 /* ---- the forward ------------------------------------------------------------- */
 
 /* Below this many multiply-adds the product runs on one thread (gemm.c's rule). */
@@ -137,8 +181,11 @@ static void forward_no_k(float *z, float *y, const float *bias, int64_t rows, in
 #define TILE_BLOCK 8
 
 #ifdef PYNN_HAVE_X86_KERNELS
-static int forward_tiles(const pynn_conv_geom *g, float *z, float *y, const float *wgt,
+static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const float *wgt,
                          const float *bias, int act, float alpha, int64_t KC) {
+    const int64_t xp_floats = round_up(padded_floats(g_in), 16);
+    pynn_conv_geom g_padded;
+    const pynn_conv_geom *g = g_in;
     const int wide = g->f % 32 != 0 && g->f % 48 == 0;   /* 48, 144, ...: 8 x 48 tiles */
     void (*const tile_fn)(const pynn_conv_tile *) =
         wide ? pynn_conv_tile_avx512_8x48 : pynn_conv_tile_avx512_12x32;
@@ -158,11 +205,16 @@ static int forward_tiles(const pynn_conv_geom *g, float *z, float *y, const floa
     nthreads = M * N * K < CONV_GEMM_MIN_PARALLEL_MACS ? 1 : pynn_threads();
     if (nthreads > tiles) nthreads = (int)tiles;
     status = pynn_gemm_workspace_acquire(
-        &base, &owned, (size_t)(b_floats + round_up(g->span, 16) + nthreads * per_thread));
+        &base, &owned,
+        (size_t)(b_floats + round_up(g->span, 16) + nthreads * per_thread + xp_floats));
     if (status != PYNN_OK) return status;
     bbuf = base;
     zeros = base + b_floats;
     thread_base = zeros + round_up(g->span, 16);
+    if (xp_floats > 0) {                          /* a first layer: windows in a copy */
+        g_padded = padded_geom(g_in, thread_base + nthreads * per_thread);
+        g = &g_padded;
+    }
     memset(zeros, 0, (size_t)g->span * sizeof(float));
     for (pc = 0; pc < K; pc += KC) {              /* K: depth blocks */
         const int64_t kc = min_i64(KC, K - pc);
@@ -177,29 +229,13 @@ static int forward_tiles(const pynn_conv_geom *g, float *z, float *y, const floa
         const float **lines = (const float **)(void *)(thread_base + t * per_thread);
         float *scratch = thread_base + t * per_thread + 2 * line_ptrs;
         const int64_t t0 = tiles * t / nthreads, t1 = tiles * (t + 1) / nthreads;
-        int64_t tb, ti, i, a, pc2, js2;
+        int64_t tb, ti, i, pc2, js2;
         for (tb = t0; tb < t1; tb += TILE_BLOCK) {            /* M: blocks of tiles */
             const int64_t nt = min_i64(TILE_BLOCK, t1 - tb);
-            pynn_conv_pos pos = pynn_conv_pos_of(g, tb * MR);
-            for (ti = 0; ti < nt; ti++)                       /* M: the block's tiles */
-                for (i = 0; i < MR; i++) {                    /* M: a tile's positions */
-                    const int64_t row = (tb + ti) * MR + i;
-                    const float **ln = lines + ti * g->kh * MR + i;
-                    if (row >= M) {                           /* past the end: not stored */
-                        for (a = 0; a < g->kh; a++) ln[a * MR] = zeros;
-                        continue;
-                    }
-                    if (pynn_conv_pos_inside(g, &pos)) {      /* the window in the image */
-                        const float *w0 = g->x + ((pos.img * g->h + pos.r0) * g->w + pos.q0) * g->c;
-                        for (a = 0; a < g->kh; a++) ln[a * MR] = w0 + a * g->w * g->c;
-                    } else {
-                        for (a = 0; a < g->kh; a++)           /* K: window rows */
-                            ln[a * MR] = pynn_conv_window_row(
-                                g, &pos, a, scratch + ((ti * MR + i) * g->kh + a) * g->span,
-                                zeros);
-                    }
-                    pynn_conv_pos_next(g, &pos);
-                }
+            const int64_t live = min_i64(nt * MR, M - tb * MR);
+            pynn_conv_lines_block(lines, scratch, g, tb * MR, live, zeros);
+            for (i = live * g->kh; i < nt * MR * g->kh; i++)   /* past the end: not stored */
+                lines[i] = zeros;
             for (pc2 = 0; pc2 < K; pc2 += KC) {               /* K: depth blocks, in order */
                 const int64_t kc = min_i64(KC, K - pc2);
                 const int last_k = pc2 + kc == K;
@@ -208,7 +244,8 @@ static int forward_tiles(const pynn_conv_geom *g, float *z, float *y, const floa
                     for (ti = 0; ti < nt; ti++) {             /* M: the block's tiles */
                         const int64_t i0 = (tb + ti) * MR;
                         pynn_conv_tile tl;
-                        tl.lines = lines + ti * g->kh * MR;
+                        tl.lines = lines + ti * MR * g->kh;
+                        tl.kh = g->kh;
                         tl.span = g->span;
                         tl.pc = pc2;
                         tl.kc = kc;
@@ -372,12 +409,37 @@ static void ktile_shape(int64_t k, int64_t f, int *mr, int *nv) {
     }
 }
 
+/* The share of tile t (of ntiles, in the order they run) of the next block's rows to
+ * prefetch while this block's tiles run: that block's dz rows (dy before the fold) and,
+ * when z is not NULL, z's rows -- `floats` each -- read from memory once, while the FMAs
+ * of this block keep the cores busy (the block's dz pass then finds them in L2: without
+ * it, that pass waited on memory, a tenth of a 32-filter layer's filter gradient and
+ * half of a first layer's).  The dz lines go to the first half of the tiles, z's to the
+ * rest, each tile at most 2 kc lines (pynn_conv_ltile's pf).  A hint: no effect on any
+ * result. */
+static void prefetch_share(const char **pf, int64_t *pf_lines, int64_t t, int64_t ntiles,
+                           const float *dz, const float *z, int64_t floats, int64_t kc) {
+    const int64_t t_dz = z == NULL ? ntiles : max_i64(1, ntiles / 2);
+    const int in_dz = t < t_dz;
+    const int64_t t_r = in_dz ? t_dz : ntiles - t_dz, local = in_dz ? t : t - t_dz;
+    const uintptr_t start = (uintptr_t)(in_dz ? dz : z);
+    const uintptr_t first = start / 64 * 64, end = start + (uintptr_t)floats * sizeof(float);
+    const int64_t lines = (int64_t)((end - first + 63) / 64);
+    const int64_t share = min_i64((lines + t_r - 1) / t_r, 2 * kc);
+    *pf = (const char *)first + 64 * local * share;
+    *pf_lines = (!in_dz && z == NULL) || floats == 0 ? 0
+                : max_i64(0, min_i64(share, lines - local * share));
+}
+
 /* fold: dz is dy, overwritten block by block with act'(z) dy (act LINEAR or RELU) just
  * before the block's tiles read it, and db (may be NULL) gets its column sums: one chain
  * per filter over each chunk's positions in order, the chunks added in order (the
  * partials' tail).  Without fold dz is final and db untouched. */
-static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials, float *dz,
+static int filter_grad_tiles(const pynn_conv_geom *g_in, float *dw, float *partials, float *dz,
                              int64_t KC, int fold, const float *z, int act, float *db) {
+    pynn_conv_geom g_padded;
+    const pynn_conv_geom *g = g_in;
+    int64_t xp_floats;
     const int64_t K = g->k, F = g->f, rows = g->rows;
     int64_t chunks, chunk_k, per_thread;
     float *base, *zeros;
@@ -407,11 +469,17 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
     per_thread = round_up(min_i64(chunk_k, KC) * (K + (from_lines ? 2 * g->kh : 0)) + 16, 16);
     nthreads = pynn_threads_for(F * K * rows);
     if (nthreads > chunks) nthreads = (int)chunks;
-    status = pynn_gemm_workspace_acquire(&base, &owned,
-                                         (size_t)(round_up(g->span, 16) + nthreads * per_thread));
+    xp_floats = from_lines ? round_up(padded_floats(g_in), 16) : 0;
+    status = pynn_gemm_workspace_acquire(
+        &base, &owned,
+        (size_t)(round_up(g->span, 16) + nthreads * per_thread + xp_floats));
     if (status != PYNN_OK) return status;
     zeros = base;
     memset(zeros, 0, (size_t)g->span * sizeof(float));
+    if (xp_floats > 0) {                          /* a first layer: windows in a copy */
+        g_padded = padded_geom(g_in, base + round_up(g->span, 16) + nthreads * per_thread);
+        g = &g_padded;
+    }
     {
         float *const thread_base = base + round_up(g->span, 16);
         const int64_t NR = 16 * nv;
@@ -430,7 +498,8 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
                 const float **lines =
                     (const float **)(cb + round_up(min_i64(chunk_k, KC) * K, 16));
                 const int64_t p0 = ch * chunk_k, ck = min_i64(chunk_k, rows - p0);
-                int64_t pc, i0, j0;
+                const int64_t n_row = (K + mr - 1) / mr, n_col = (F + NR - 1) / NR;
+                int64_t pc, i0, j0, next_kc;
                 if (fold && db != NULL) memset(dbpart, 0, (size_t)F * sizeof(float));
                 for (pc = 0; pc < ck; pc += KC) {                /* K: positions, in order */
                     const int64_t kc = min_i64(KC, ck - pc);
@@ -445,11 +514,19 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
                         memset(cb + kc * K, 0, 16 * sizeof(float));  /* read past K, unused */
                         pynn_conv_cols_block_avx512(cb, g, p0 + pc, kc, zeros);
                     }
+                    next_kc = min_i64(KC, max_i64(0, ck - pc - KC));
                     for (i0 = 0; i0 < K; i0 += mr)               /* M: window entries */
                         for (j0 = 0; j0 < F; j0 += NR) {         /* N: filters */
                             const float *b = dz + (p0 + pc) * F + j0;
                             float *c = cpart + i0 * F + j0;
                             const int64_t n = min_i64(NR, F - j0);
+                            const char *pf;
+                            int64_t pf_lines;
+                            prefetch_share(&pf, &pf_lines, i0 / mr * n_col + j0 / NR,
+                                           n_row * n_col, dz + (p0 + pc + KC) * F,
+                                           fold && act == PYNN_ACT_RELU
+                                               ? z + (p0 + pc + KC) * F : NULL,
+                                           next_kc * F, kc);
                             if (from_lines) {
                                 pynn_conv_ltile t;
                                 t.lines = lines;
@@ -464,6 +541,8 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
                                 t.n = n;
                                 t.kc = kc;
                                 t.accumulate = pc > 0;
+                                t.pf = pf;
+                                t.pf_lines = pf_lines;
                                 (void)pynn_conv_ltile_avx512(&t, mr, nv);
                             } else {
                                 pynn_conv_ktile t;
@@ -477,6 +556,8 @@ static int filter_grad_tiles(const pynn_conv_geom *g, float *dw, float *partials
                                 t.n = n;
                                 t.kc = kc;
                                 t.accumulate = pc > 0;
+                                t.pf = pf;
+                                t.pf_lines = pf_lines;
                                 (void)pynn_conv_ktile_avx512(&t, mr, nv);
                             }
                         }

@@ -6,6 +6,8 @@
 #ifdef PYNN_HAVE_X86_KERNELS
 #include <immintrin.h>
 
+static inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+
 /* Lanes [0, n) of a 16-float vector, n clamped to [0, 16]. */
 static inline __mmask16 lane_mask(int64_t n) {
     return n >= 16 ? (__mmask16)0xFFFF : (n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u));
@@ -31,11 +33,11 @@ static inline __attribute__((always_inline)) void conv_tile_body(const pynn_conv
     while (p < end) {                         /* K: window rows in the block */
         const int64_t a = p / t->span, s0 = p - a * t->span;
         const int64_t len = (end - a * t->span < t->span ? end - a * t->span : t->span) - s0;
-        const float *const *ln = t->lines + a * MR;
+        const float *const *ln = t->lines + a;
         const float *r[12];
         int64_t s;
 #pragma GCC unroll 12
-        for (i = 0; i < MR; i++) r[i] = ln[i] + s0;
+        for (i = 0; i < MR; i++) r[i] = ln[i * t->kh] + s0;
         for (s = 0; s < len; s++) {           /* K: along the window row */
 #pragma GCC unroll 3
             for (v = 0; v < NV; v++)          /* N: vectors of the B row */
@@ -56,6 +58,7 @@ static inline __attribute__((always_inline)) void conv_tile_body(const pynn_conv
         const int act_here = t->y != NULL && (t->act == PYNN_ACT_LINEAR ||
                                               t->act == PYNN_ACT_RELU ||
                                               t->act == PYNN_ACT_LEAKY_RELU);
+        const int over_z = act_here && t->y == t->c;  /* y written over z: one store */
         __mmask16 mask[3];
         __m512 bias[3];
         for (v = 0; v < NV; v++) {            /* N: vectors of a row */
@@ -71,7 +74,7 @@ static inline __attribute__((always_inline)) void conv_tile_body(const pynn_conv
                 __m512 u = acc[i][v];
                 if (t->accumulate) u = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], ci + 16 * v), u);
                 if (t->bias != NULL) u = _mm512_add_ps(u, bias[v]);
-                _mm512_mask_storeu_ps(ci + 16 * v, mask[v], u);
+                if (!over_z) _mm512_mask_storeu_ps(ci + 16 * v, mask[v], u);
                 if (act_here) {
                     if (t->act == PYNN_ACT_RELU) {                 /* u > 0 ? u : 0 */
                         u = _mm512_max_ps(u, zero);
@@ -104,6 +107,8 @@ static inline __attribute__((always_inline)) void ktile_body(const pynn_conv_kti
     const float *const *line = LINES ? lt->lines + lt->a : NULL;
     const int64_t kc = LINES ? lt->kc : t->kc, ldb = LINES ? lt->ldb : t->ldb;
     const int64_t n = LINES ? lt->n : t->n;
+    const char *const pf = LINES ? lt->pf : t->pf;
+    const int64_t pf_lines = LINES ? lt->pf_lines : t->pf_lines;
     int64_t p;
     int i, v;
 #pragma GCC unroll 3
@@ -115,6 +120,8 @@ static inline __attribute__((always_inline)) void ktile_body(const pynn_conv_kti
             acc[i][v] = _mm512_setzero_ps();
     for (p = 0; p < kc; p++) {                /* K: one rank-1 update per step */
         const float *ap = LINES ? line[p * lt->kh] + lt->s0 : a;
+        if (p < pf_lines) _mm_prefetch(pf + 64 * p, _MM_HINT_T1);
+        if (p + kc < pf_lines) _mm_prefetch(pf + 64 * (p + kc), _MM_HINT_T1);
 #pragma GCC unroll 3
         for (v = 0; v < NV; v++)              /* N: vectors of the B row */
             bv[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
@@ -213,25 +220,51 @@ void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0,
     }
 }
 
-void pynn_conv_dz_block_avx512(float *dz, const float *z, int64_t kc, int64_t f, int relu,
-                               float *db) {
+/* dz and db for filters [j0, j0 + 16 NV): the NV vectors of a position side by side, so
+ * that the NV chains of db's sums (each over the positions in order) overlap. */
+static inline __attribute__((always_inline)) void dz_block_cols(float *dz, const float *z,
+                                                                int64_t kc, int64_t f,
+                                                                int64_t j0, int relu,
+                                                                float *db, const int NV) {
     const __m512 zero = _mm512_setzero_ps();
-    int64_t j0, q;
-    for (j0 = 0; j0 < f; j0 += 16) {          /* N: 16 filters at a time */
-        const __mmask16 m = lane_mask(f - j0);
-        __m512 acc = db != NULL ? _mm512_maskz_loadu_ps(m, db + j0) : zero;
-        for (q = 0; q < kc; q++) {            /* positions, in order */
-            float *d = dz + q * f + j0;
-            __m512 g = _mm512_maskz_loadu_ps(m, d);
+    __mmask16 m[4];
+    __m512 acc[4];
+    int64_t q;
+    int v;
+#pragma GCC unroll 4
+    for (v = 0; v < NV; v++) {
+        m[v] = lane_mask(f - j0 - 16 * v);
+        acc[v] = db != NULL ? _mm512_maskz_loadu_ps(m[v], db + j0 + 16 * v) : zero;
+    }
+    for (q = 0; q < kc; q++) {                /* positions, in order */
+#pragma GCC unroll 4
+        for (v = 0; v < NV; v++) {            /* the position's vectors */
+            float *d = dz + q * f + j0 + 16 * v;
+            __m512 g = _mm512_maskz_loadu_ps(m[v], d);
             if (relu) {                       /* z > 0 ? g : 0 */
                 g = _mm512_maskz_mov_ps(
-                    _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, z + q * f + j0), zero,
-                                       _CMP_GT_OQ), g);
-                _mm512_mask_storeu_ps(d, m, g);
+                    _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m[v], z + q * f + j0 + 16 * v),
+                                       zero, _CMP_GT_OQ), g);
+                _mm512_mask_storeu_ps(d, m[v], g);
             }
-            if (db != NULL) acc = _mm512_add_ps(acc, g);
+            if (db != NULL) acc[v] = _mm512_add_ps(acc[v], g);
         }
-        if (db != NULL) _mm512_mask_storeu_ps(db + j0, m, acc);
+    }
+    if (db != NULL)
+#pragma GCC unroll 4
+        for (v = 0; v < NV; v++) _mm512_mask_storeu_ps(db + j0 + 16 * v, m[v], acc[v]);
+}
+
+void pynn_conv_dz_block_avx512(float *dz, const float *z, int64_t kc, int64_t f, int relu,
+                               float *db) {
+    int64_t j0;
+    for (j0 = 0; j0 < f; j0 += 64) {          /* N: 64 filters at a time */
+        switch ((f - j0 + 15) / 16) {
+        case 1: dz_block_cols(dz, z, kc, f, j0, relu, db, 1); break;
+        case 2: dz_block_cols(dz, z, kc, f, j0, relu, db, 2); break;
+        case 3: dz_block_cols(dz, z, kc, f, j0, relu, db, 3); break;
+        default: dz_block_cols(dz, z, kc, f, j0, relu, db, 4); break;
+        }
     }
 }
 
@@ -239,6 +272,23 @@ void pynn_conv_lines_block(const float **lines, float *scratch, const pynn_conv_
                            int64_t q0, int64_t kc, const float *zeros) {
     pynn_conv_pos pos = pynn_conv_pos_of(g, q0);
     int64_t q, a;
+    if (pynn_conv_all_inside(g)) {            /* x itself, output row by output row */
+        const int64_t row = g->w * g->c, step = g->sw * g->c;
+        for (q = 0; q < kc;) {                /* positions: a run along an output row */
+            const int64_t run = min_i64((g->ow * g->sw - pos.q0) / g->sw, kc - q);
+            const float *w0 = g->x + ((pos.img * g->h + pos.r0) * g->w + pos.q0) * g->c;
+            int64_t e;
+            for (e = 0; e < run; e++, q++, w0 += step)   /* positions of the run */
+                for (a = 0; a < g->kh; a++) lines[q * g->kh + a] = w0 + a * row;
+            pos.q0 = 0;                       /* the next output row */
+            pos.r0 += g->sh;
+            if (pos.r0 >= g->oh * g->sh) {
+                pos.r0 = 0;
+                pos.img++;
+            }
+        }
+        return;
+    }
     for (q = 0; q < kc; q++) {                /* positions */
         const float **lq = lines + q * g->kh;
         if (pynn_conv_pos_inside(g, &pos)) {  /* the window in the image: x itself */

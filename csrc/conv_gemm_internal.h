@@ -73,6 +73,13 @@ static inline int pynn_conv_pos_inside(const pynn_conv_geom *g, const pynn_conv_
     return p->r0 >= 0 && p->r0 + g->kh <= g->h && p->q0 >= 0 && p->q0 + g->kw <= g->w;
 }
 
+/* 1 if every window of g lies in the image (no padding reached): each window row is
+ * then span consecutive floats of x. */
+static inline int pynn_conv_all_inside(const pynn_conv_geom *g) {
+    return g->pt == 0 && g->pl == 0 && (g->oh - 1) * g->sh + g->kh <= g->h &&
+           (g->ow - 1) * g->sw + g->kw <= g->w;
+}
+
 /* The next output position after p (row-major: column, row, image). */
 static inline void pynn_conv_pos_next(const pynn_conv_geom *g, pynn_conv_pos *p) {
     p->q0 += g->sw;
@@ -87,16 +94,16 @@ static inline void pynn_conv_pos_next(const pynn_conv_geom *g, pynn_conv_pos *p)
 
 /* One tile of the forward without a packed A (AVX-512): rows i < m of z at c (row stride
  * ldc), columns j < n (n <= nr), summed over window entries [pc, pc + kc) in order:
- *   acc[i][j] = sum_p A(i, p) b[(p - pc)*nr + j],  A(i, p) = lines[a*mr + i][s]
- * with p = a*span + s (lines[a*mr + i]: window row a of the tile's row i, span floats;
+ *   acc[i][j] = sum_p A(i, p) b[(p - pc)*nr + j],  A(i, p) = lines[i*kh + a][s]
+ * with p = a*span + s (lines[i*kh + a]: window row a of the tile's row i, span floats;
  * rows past m point at any readable line).  Then t = acc, t = c + t when accumulate (the
  * K blocks after the first), and on the last block t = t + bias[j] (bias not NULL); z =
  * t is stored, and y = act(t) too for act LINEAR, RELU and LEAKY_RELU when y is not NULL
  * (other activations: the caller's).  The roundings of gemm.c's micro-kernel and
  * epilogue (alpha = 1, beta = 1): bitwise its results for the same K blocks. */
 typedef struct {
-    const float *const *lines;
-    int64_t span, pc, kc;
+    const float *const *lines;   /* lines[i*kh + a]: window row a of the tile's row i */
+    int64_t kh, span, pc, kc;
     const float *b;
     float *c;
     int64_t ldc, m, n;
@@ -118,6 +125,11 @@ typedef struct {
     float *c;
     int64_t ldc, m, n, kc;
     int accumulate;
+    /* a hint, no effect on the results: cache lines pf[0 .. pf_lines) (pf_lines <= 2 kc)
+     * to prefetch into L2 during the tile, lines p and kc + p at step p (the next block's
+     * dy and z, read from memory while this block's FMAs run) */
+    const char *pf;
+    int64_t pf_lines;
 } pynn_conv_ktile;
 
 /* The same product with A read from window rows of x instead of a block of cols rows:
@@ -132,6 +144,8 @@ typedef struct {
     float *c;
     int64_t ldc, m, n, kc;
     int accumulate;
+    const char *pf;              /* as pynn_conv_ktile's */
+    int64_t pf_lines;
 } pynn_conv_ltile;
 
 #ifdef PYNN_HAVE_X86_KERNELS
