@@ -200,10 +200,33 @@ static inline void copy_floats(float *dst, const float *src, int64_t n) {
     }
 }
 
+static inline void zero_floats(float *dst, int64_t n) {
+    int64_t e;
+    for (e = 0; e + 16 <= n; e += 16) _mm512_storeu_ps(dst + e, _mm512_setzero_ps());
+    if (e < n) _mm512_mask_storeu_ps(dst + e, lane_mask(n - e), _mm512_setzero_ps());
+}
+
+/* A window row across the left or right edge (or both) of x's row xrow, its window at
+ * column q0: the columns in x copied in one piece, zeros for the others, into dst (span
+ * floats).  The values pynn_conv_window_row gives, without a library call per column. */
+static inline const float *edge_row(float *dst, const pynn_conv_geom *g, const float *xrow,
+                                    int64_t q0) {
+    const int64_t lo = q0 > 0 ? q0 : 0, hi = min_i64(q0 + g->kw, g->w);
+    if (hi <= lo) {                           /* no column in x */
+        zero_floats(dst, g->span);
+        return dst;
+    }
+    zero_floats(dst, (lo - q0) * g->c);
+    copy_floats(dst + (lo - q0) * g->c, xrow + lo * g->c, (hi - lo) * g->c);
+    zero_floats(dst + (hi - q0) * g->c, (q0 + g->kw - hi) * g->c);
+    return dst;
+}
+
 void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0, int64_t kc,
                                  const float *zeros) {
     pynn_conv_pos pos = pynn_conv_pos_of(g, q0);
     int64_t q, a;
+    (void)zeros;                              /* edge rows are zeroed in place */
     for (q = 0; q < kc; q++) {                /* positions */
         if (pynn_conv_pos_inside(g, &pos)) {  /* the window in the image */
             const float *w0 = g->x + ((pos.img * g->h + pos.r0) * g->w + pos.q0) * g->c;
@@ -212,8 +235,14 @@ void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0,
         } else {
             for (a = 0; a < g->kh; a++) {     /* window rows, some in the padding */
                 float *dst = cb + q * g->k + a * g->span;
-                const float *src = pynn_conv_window_row(g, &pos, a, dst, zeros);
-                if (src != dst) copy_floats(dst, src, g->span);
+                const int64_t r = pos.r0 + a;
+                if (r < 0 || r >= g->h)
+                    zero_floats(dst, g->span);
+                else if (pos.q0 >= 0 && pos.q0 + g->kw <= g->w)
+                    copy_floats(dst, g->x + ((pos.img * g->h + r) * g->w + pos.q0) * g->c,
+                                g->span);
+                else
+                    (void)edge_row(dst, g, g->x + (pos.img * g->h + r) * g->w * g->c, pos.q0);
             }
         }
         pynn_conv_pos_next(g, &pos);
@@ -270,35 +299,37 @@ void pynn_conv_dz_block_avx512(float *dz, const float *z, int64_t kc, int64_t f,
 
 void pynn_conv_lines_block(const float **lines, float *scratch, const pynn_conv_geom *g,
                            int64_t q0, int64_t kc, const float *zeros) {
+    const int64_t row = g->w * g->c, end_q0 = g->ow * g->sw - g->pl;
     pynn_conv_pos pos = pynn_conv_pos_of(g, q0);
-    int64_t q, a;
-    if (pynn_conv_all_inside(g)) {            /* x itself, output row by output row */
-        const int64_t row = g->w * g->c, step = g->sw * g->c;
-        for (q = 0; q < kc;) {                /* positions: a run along an output row */
-            const int64_t run = min_i64((g->ow * g->sw - pos.q0) / g->sw, kc - q);
-            const float *w0 = g->x + ((pos.img * g->h + pos.r0) * g->w + pos.q0) * g->c;
-            int64_t e;
-            for (e = 0; e < run; e++, q++, w0 += step)   /* positions of the run */
-                for (a = 0; a < g->kh; a++) lines[q * g->kh + a] = w0 + a * row;
-            pos.q0 = 0;                       /* the next output row */
-            pos.r0 += g->sh;
-            if (pos.r0 >= g->oh * g->sh) {
-                pos.r0 = 0;
-                pos.img++;
+    int64_t q = 0, a;
+    while (q < kc) {                          /* a run of positions along an output row */
+        const int64_t run = min_i64((end_q0 - pos.q0) / g->sw, kc - q);
+        const float *img = g->x + pos.img * g->h * row;
+        const int rows_inside = pos.r0 >= 0 && pos.r0 + g->kh <= g->h;
+        int64_t e, wq = pos.q0;
+        for (e = 0; e < run; e++, q++, wq += g->sw) {     /* positions of the run */
+            const float **lq = lines + q * g->kh;
+            if (rows_inside && wq >= 0 && wq + g->kw <= g->w) {   /* x itself */
+                const float *w0 = img + pos.r0 * row + wq * g->c;
+                for (a = 0; a < g->kh; a++) lq[a] = w0 + a * row;
+                continue;
+            }
+            for (a = 0; a < g->kh; a++) {     /* window rows: padding, x, or a copy */
+                const int64_t r = pos.r0 + a;
+                if (r < 0 || r >= g->h)
+                    lq[a] = zeros;
+                else if (wq >= 0 && wq + g->kw <= g->w)
+                    lq[a] = img + r * row + wq * g->c;
+                else
+                    lq[a] = edge_row(scratch + q * g->k + a * g->span, g, img + r * row, wq);
             }
         }
-        return;
-    }
-    for (q = 0; q < kc; q++) {                /* positions */
-        const float **lq = lines + q * g->kh;
-        if (pynn_conv_pos_inside(g, &pos)) {  /* the window in the image: x itself */
-            const float *w0 = g->x + ((pos.img * g->h + pos.r0) * g->w + pos.q0) * g->c;
-            for (a = 0; a < g->kh; a++) lq[a] = w0 + a * g->w * g->c;
-        } else {                              /* rows of zeros, or copies at an edge */
-            for (a = 0; a < g->kh; a++)
-                lq[a] = pynn_conv_window_row(g, &pos, a, scratch + q * g->k + a * g->span, zeros);
+        pos.q0 = -g->pl;                      /* the next output row */
+        pos.r0 += g->sh;
+        if (pos.r0 >= g->oh * g->sh - g->pt) {
+            pos.r0 = -g->pt;
+            pos.img++;
         }
-        pynn_conv_pos_next(g, &pos);
     }
 }
 

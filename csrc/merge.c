@@ -47,6 +47,19 @@ int pynn_merge_forward(float *y, const float *const *xs, int64_t k, int64_t n, i
     const int64_t nblocks = (n + MERGE_BLOCK - 1) / MERGE_BLOCK;
     int64_t b;
     PYNN_RETURN_IF(!merge_args_ok(xs, k, n, kind) || (y == NULL && n > 0), PYNN_EINVAL);
+    if (k == 2 && kind == PYNN_MERGE_ADD) {
+        /* a residual connection's sum: straight into y, no block on the stack (y[e] reads
+         * both inputs before it is written, so y may be either of them); the same sum */
+        const float *x0 = xs[0], *x1 = xs[1];
+        PYNN_PARALLEL_FOR(pynn_threads_for(n * k),
+            for (b = 0; b < nblocks; b++) {
+                const int64_t e0 = b * MERGE_BLOCK;
+                const int64_t e1 = n - e0 < MERGE_BLOCK ? n : e0 + MERGE_BLOCK;
+                int64_t e;
+                for (e = e0; e < e1; e++) y[e] = x0[e] + x1[e];
+            });
+        return PYNN_OK;
+    }
     /* blocks of elements: each block of y written by one thread */
     PYNN_PARALLEL_FOR(pynn_threads_for(n * k),
         for (b = 0; b < nblocks; b++) {
