@@ -63,8 +63,8 @@ static const pynn_bn_kernels *bn_kernels(void) {
  *   gathered by chunks as the top of the file says;
  * BN_GRADIENTS: out0 = column sums of dy, out1 = of dy * (x - mean) * inv_std. */
 static int chunked_column_sums(float *out0, float *out1, const float *x, const float *dy,
-                               const float *mean, const float *inv_std, int64_t rows,
-                               int64_t cols, int mode) {
+                               const float *mask, const float *mean, const float *inv_std,
+                               int64_t rows, int64_t cols, int mode) {
     const int64_t chunk = rows > BN_MAX_CHUNKS * PYNN_REDUCE_CHUNK
                               ? (rows + BN_MAX_CHUNKS - 1) / BN_MAX_CHUNKS : PYNN_REDUCE_CHUNK;
     const int64_t nchunks = (rows + chunk - 1) / chunk;
@@ -91,7 +91,7 @@ static int chunked_column_sums(float *out0, float *out1, const float *x, const f
                 for (e = 0; e < cols; e++) p1[e] = p0[e] / (float)(r1 - r0);
                 kernels->add_squared_deviations(p2, x, p1, r0, r1, cols);
             } else {
-                kernels->add_gradient_rows(p0, p1, x, dy, mean, inv_std, r0, r1, cols);
+                kernels->add_gradient_rows(p0, p1, x, dy, mask, mean, inv_std, r0, r1, cols);
             }
         });
     for (j = 0; j < cols; j++) {                          /* columns: chunk order */
@@ -115,9 +115,11 @@ static int chunked_column_sums(float *out0, float *out1, const float *x, const f
     return PYNN_OK;
 }
 
-/* y = (x - mean) * inv_std * gamma + beta, rows in parallel (gamma, beta may be NULL). */
+/* y = (x - mean) * inv_std * gamma + beta, then relu(y) when relu, rows in parallel
+ * (gamma, beta may be NULL). */
 static void normalize_rows(float *y, const float *x, const float *mean, const float *inv_std,
-                           const float *gamma, const float *beta, int64_t rows, int64_t cols) {
+                           const float *gamma, const float *beta, int64_t rows, int64_t cols,
+                           int relu) {
     const pynn_bn_kernels *kernels = bn_kernels();
     const int64_t nblocks = (rows + BN_ROW_BLOCK - 1) / BN_ROW_BLOCK;
     int64_t b;
@@ -128,7 +130,7 @@ static void normalize_rows(float *y, const float *x, const float *mean, const fl
     for (b = 0; b < nblocks; b++) {
         const int64_t r0 = b * BN_ROW_BLOCK;
         kernels->normalize_rows(y, x, mean, inv_std, gamma, beta, r0,
-                                r0 + BN_ROW_BLOCK < rows ? r0 + BN_ROW_BLOCK : rows, cols);
+                                r0 + BN_ROW_BLOCK < rows ? r0 + BN_ROW_BLOCK : rows, cols, relu);
     }
 }
 
@@ -136,14 +138,25 @@ int pynn_batchnorm_forward_train(float *y, float *mean, float *inv_std, float *m
                                  float *moving_variance, const float *x, const float *gamma,
                                  const float *beta, int64_t rows, int64_t cols, float momentum,
                                  float epsilon) {
+    return pynn_batchnorm_forward_train_act(y, mean, inv_std, moving_mean, moving_variance, x,
+                                            gamma, beta, rows, cols, momentum, epsilon,
+                                            PYNN_ACT_LINEAR);
+}
+
+int pynn_batchnorm_forward_train_act(float *y, float *mean, float *inv_std, float *moving_mean,
+                                     float *moving_variance, const float *x, const float *gamma,
+                                     const float *beta, int64_t rows, int64_t cols,
+                                     float momentum, float epsilon, int act) {
     const float frows = (float)rows;
     int64_t j;
     int status;
     PYNN_RETURN_IF(rows < 1 || cols < 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(act != PYNN_ACT_LINEAR && act != PYNN_ACT_RELU, PYNN_EINVAL);
     PYNN_RETURN_IF(y == NULL || mean == NULL || inv_std == NULL || moving_mean == NULL ||
                    moving_variance == NULL || x == NULL, PYNN_EINVAL);
     /* the sums of squared deviations go to inv_std, which then becomes 1 / sqrt(var + eps) */
-    status = chunked_column_sums(mean, inv_std, x, NULL, NULL, NULL, rows, cols, BN_STATISTICS);
+    status = chunked_column_sums(mean, inv_std, x, NULL, NULL, NULL, NULL, rows, cols,
+                                 BN_STATISTICS);
     if (status != PYNN_OK) return status;
     for (j = 0; j < cols; j++) {
         const float var = inv_std[j] / frows;
@@ -152,7 +165,7 @@ int pynn_batchnorm_forward_train(float *y, float *mean, float *inv_std, float *m
         moving_mean[j] = moving_mean[j] * momentum + mean[j] * (1.0f - momentum);
         moving_variance[j] = moving_variance[j] * momentum + var * (1.0f - momentum);
     }
-    normalize_rows(y, x, mean, inv_std, gamma, beta, rows, cols);
+    normalize_rows(y, x, mean, inv_std, gamma, beta, rows, cols, act == PYNN_ACT_RELU);
     return PYNN_OK;
 }
 
@@ -169,7 +182,7 @@ int pynn_batchnorm_forward_infer(float *y, const float *x, const float *gamma, c
         PYNN_RETURN_IF(inv_std == NULL, PYNN_ENOMEM);
     }
     for (j = 0; j < cols; j++) inv_std[j] = 1.0f / sqrtf(moving_variance[j] + epsilon);
-    normalize_rows(y, x, moving_mean, inv_std, gamma, beta, rows, cols);
+    normalize_rows(y, x, moving_mean, inv_std, gamma, beta, rows, cols, 0);
     if (inv_std != stack_inv) free(inv_std);
     return PYNN_OK;
 }
@@ -177,6 +190,14 @@ int pynn_batchnorm_forward_infer(float *y, const float *x, const float *gamma, c
 int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *x,
                             const float *gamma, const float *mean, const float *inv_std,
                             const float *dy, int64_t rows, int64_t cols) {
+    return pynn_batchnorm_backward_act(dx, dgamma, dbeta, x, gamma, mean, inv_std, dy, NULL,
+                                       rows, cols);
+}
+
+int pynn_batchnorm_backward_act(float *dx, float *dgamma, float *dbeta, const float *x,
+                                const float *gamma, const float *mean, const float *inv_std,
+                                const float *dy, const float *relu_y, int64_t rows,
+                                int64_t cols) {
     /* per column: the two sums, then dx's constants scale, sum_dy / rows and
      * sum_dy_xhat / rows (the expressions of the loop below, taken out of it) */
     float stack_temps[5 * BN_STACK_TEMPS], *sum_dy = stack_temps, *sum_dy_xhat;
@@ -194,7 +215,7 @@ int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
     scale = sum_dy_xhat + cols;
     mean_dy = scale + cols;
     mean_dy_xhat = mean_dy + cols;
-    status = chunked_column_sums(sum_dy, sum_dy_xhat, x, dy, mean, inv_std, rows, cols,
+    status = chunked_column_sums(sum_dy, sum_dy_xhat, x, dy, relu_y, mean, inv_std, rows, cols,
                                  BN_GRADIENTS);
     if (status == PYNN_OK && dx != NULL) {
         const pynn_bn_kernels *kernels = bn_kernels();
@@ -209,7 +230,8 @@ int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
         PYNN_PARALLEL_FOR(pynn_threads_for(rows * cols),
             for (b = 0; b < nblocks; b++) {
                 const int64_t r0 = b * BN_ROW_BLOCK;
-                kernels->backward_rows(dx, x, dy, mean, inv_std, scale, mean_dy, mean_dy_xhat,
+                kernels->backward_rows(dx, x, dy, relu_y, mean, inv_std, scale, mean_dy,
+                                       mean_dy_xhat,
                                        r0, r0 + BN_ROW_BLOCK < rows ? r0 + BN_ROW_BLOCK : rows,
                                        cols);
             });
@@ -249,8 +271,8 @@ int pynn_batchnorm_infer_backward(float *dx, float *dgamma, float *dbeta, const 
     for (j = 0; j < cols; j++) inv_std[j] = 1.0f / sqrtf(moving_variance[j] + epsilon);
     if (dgamma != NULL || dbeta != NULL) {
         if (rows > 0)
-            status = chunked_column_sums(sum_dy, sum_dy_xhat, x, dy, moving_mean, inv_std, rows,
-                                         cols, BN_GRADIENTS);
+            status = chunked_column_sums(sum_dy, sum_dy_xhat, x, dy, NULL, moving_mean, inv_std,
+                                         rows, cols, BN_GRADIENTS);
         else
             for (j = 0; j < cols; j++) sum_dy[j] = sum_dy_xhat[j] = 0.0f;
         if (status == PYNN_OK)

@@ -26,6 +26,7 @@
 #define BK_NV 2
 #endif
 typedef float bk_vec __attribute__((vector_size(BK_NL * sizeof(float))));
+typedef int32_t bk_ivec __attribute__((vector_size(BK_NL * sizeof(int32_t))));
 
 static inline bk_vec bk_load(const float *p) { bk_vec v; memcpy(&v, p, sizeof v); return v; }
 static inline void bk_store(float *p, bk_vec v) { memcpy(p, &v, sizeof v); }
@@ -104,10 +105,18 @@ static void add_squared_deviations(float *restrict acc, const float *restrict x,
         }
 }
 
+/* The ReLU's derivative applied to a vector of dy where `mask` (the ReLU's output) says:
+ * act_elementwise.h's relu backward, y > 0 ? dy : 0, as a bit mask (+0 where not). */
+BK_INLINE bk_vec bk_relu_grad(bk_vec g, bk_vec y) {
+    const bk_vec zero = {0};
+    return (bk_vec)((bk_ivec)g & (bk_ivec)(y > zero));
+}
+
 BK_INLINE void add_gradient_group(float *restrict sdy, float *restrict sxh,
                                   const float *restrict x, const float *restrict dy,
-                                  const float *restrict mean, const float *restrict inv_std,
-                                  int64_t r0, int64_t r1, int64_t cols, int64_t c0, int nv) {
+                                  const float *mask, const float *restrict mean,
+                                  const float *restrict inv_std, int64_t r0, int64_t r1,
+                                  int64_t cols, int64_t c0, int nv, int has_mask) {
     bk_vec s0[BK_NV], s1[BK_NV], mv[BK_NV], iv[BK_NV];
     int64_t r;
     int v;
@@ -120,7 +129,8 @@ BK_INLINE void add_gradient_group(float *restrict sdy, float *restrict sxh,
     for (r = r0; r < r1; r++) {                           /* rows, in order */
         const float *restrict xr = x + r * cols + c0, *restrict gr = dy + r * cols + c0;
         for (v = 0; v < nv; v++) {
-            const bk_vec g = bk_load(gr + v * BK_NL);
+            bk_vec g = bk_load(gr + v * BK_NL);
+            if (has_mask) g = bk_relu_grad(g, bk_load(mask + r * cols + c0 + v * BK_NL));
             s0[v] += g;
             s1[v] += g * ((bk_load(xr + v * BK_NL) - mv[v]) * iv[v]);
         }
@@ -131,28 +141,42 @@ BK_INLINE void add_gradient_group(float *restrict sdy, float *restrict sxh,
     }
 }
 
+/* the scalar relu derivative: y > 0 ? dy : 0 (act_elementwise.h) */
+static inline float bk_relu_grad1(float g, const float *mask, int64_t i) {
+    return mask == NULL ? g : (mask[i] > 0.0f ? g : 0.0f);
+}
+
 static void add_gradient_rows(float *restrict sdy, float *restrict sxh, const float *restrict x,
-                              const float *restrict dy, const float *restrict mean,
-                              const float *restrict inv_std, int64_t r0, int64_t r1,
-                              int64_t cols) {
+                              const float *restrict dy, const float *mask,
+                              const float *restrict mean, const float *restrict inv_std,
+                              int64_t r0, int64_t r1, int64_t cols) {
     int64_t c0, r, e;
-#define BK_CALL(nv) add_gradient_group(sdy, sxh, x, dy, mean, inv_std, r0, r1, cols, c0, nv)
-    BK_FOR_GROUPS(cols, c0, BK_CALL)
+    if (mask != NULL) {
+#define BK_CALL(nv) add_gradient_group(sdy, sxh, x, dy, mask, mean, inv_std, r0, r1, cols, c0, nv, 1)
+        BK_FOR_GROUPS(cols, c0, BK_CALL)
 #undef BK_CALL
+    } else {
+#define BK_CALL(nv) add_gradient_group(sdy, sxh, x, dy, mask, mean, inv_std, r0, r1, cols, c0, nv, 0)
+        BK_FOR_GROUPS(cols, c0, BK_CALL)
+#undef BK_CALL
+    }
     for (r = r0; r < r1; r++)                             /* the last columns */
         for (e = c0; e < cols; e++) {
-            sdy[e] += dy[r * cols + e];
-            sxh[e] += dy[r * cols + e] * ((x[r * cols + e] - mean[e]) * inv_std[e]);
+            const float g = bk_relu_grad1(dy[r * cols + e], mask, r * cols + e);
+            sdy[e] += g;
+            sxh[e] += g * ((x[r * cols + e] - mean[e]) * inv_std[e]);
         }
 }
 
-/* y = (x - mean) * inv_std [* gamma] [+ beta]: HAS_GAMMA, HAS_BETA constants */
+/* y = (x - mean) * inv_std [* gamma] [+ beta] [then relu]: HAS_GAMMA, HAS_BETA, RELU
+ * constants; the ReLU is act_elementwise.h's, v > 0 ? v : 0, as a bit mask. */
 /* (y may be x: no restrict on them, each element is read before it is written) */
 BK_INLINE void normalize_rows_as(float *y, const float *x,
                                  const float *restrict mean, const float *restrict inv_std,
                                  const float *restrict gamma, const float *restrict beta,
                                  int64_t r0, int64_t r1, int64_t cols, int has_gamma,
-                                 int has_beta) {
+                                 int has_beta, int relu) {
+    const bk_vec zero = {0};
     int64_t r, c0, e;
     for (r = r0; r < r1; r++) {                           /* rows */
         const float *xr = x + r * cols;
@@ -161,12 +185,14 @@ BK_INLINE void normalize_rows_as(float *y, const float *x,
             bk_vec v = (bk_load(xr + c0) - bk_load(mean + c0)) * bk_load(inv_std + c0);
             if (has_gamma) v = v * bk_load(gamma + c0);
             if (has_beta) v = v + bk_load(beta + c0);
+            if (relu) v = (bk_vec)((bk_ivec)v & (bk_ivec)(v > zero));
             bk_store(yr + c0, v);
         }
         for (e = c0; e < cols; e++) {                     /* the last columns */
             float v = (xr[e] - mean[e]) * inv_std[e];
             if (has_gamma) v = v * gamma[e];
             if (has_beta) v = v + beta[e];
+            if (relu) v = v > 0.0f ? v : 0.0f;
             yr[e] = v;
         }
     }
@@ -175,36 +201,56 @@ BK_INLINE void normalize_rows_as(float *y, const float *x,
 static void normalize_rows(float *y, const float *x,
                            const float *restrict mean, const float *restrict inv_std,
                            const float *restrict gamma, const float *restrict beta, int64_t r0,
-                           int64_t r1, int64_t cols) {
+                           int64_t r1, int64_t cols, int relu) {
+#define BK_NORMALIZE(G, B)                                                                       do {                                                                                             if (relu) normalize_rows_as(y, x, mean, inv_std, gamma, beta, r0, r1, cols, G, B, 1);         else normalize_rows_as(y, x, mean, inv_std, gamma, beta, r0, r1, cols, G, B, 0);          } while (0)
     if (gamma != NULL && beta != NULL)
-        normalize_rows_as(y, x, mean, inv_std, gamma, beta, r0, r1, cols, 1, 1);
+        BK_NORMALIZE(1, 1);
     else if (gamma != NULL)
-        normalize_rows_as(y, x, mean, inv_std, gamma, beta, r0, r1, cols, 1, 0);
+        BK_NORMALIZE(1, 0);
     else if (beta != NULL)
-        normalize_rows_as(y, x, mean, inv_std, gamma, beta, r0, r1, cols, 0, 1);
+        BK_NORMALIZE(0, 1);
     else
-        normalize_rows_as(y, x, mean, inv_std, gamma, beta, r0, r1, cols, 0, 0);
+        BK_NORMALIZE(0, 0);
+#undef BK_NORMALIZE
 }
 
-static void backward_rows(float *restrict dx, const float *restrict x, const float *restrict dy,
-                          const float *restrict mean, const float *restrict inv_std,
-                          const float *restrict scale, const float *restrict mean_dy,
-                          const float *restrict mean_dy_xhat, int64_t r0, int64_t r1,
-                          int64_t cols) {
+/* (dx may be dy: no restrict on them, each element is read before it is written) */
+BK_INLINE void backward_rows_as(float *dx, const float *restrict x, const float *dy,
+                                const float *mask, const float *restrict mean,
+                                const float *restrict inv_std, const float *restrict scale,
+                                const float *restrict mean_dy,
+                                const float *restrict mean_dy_xhat, int64_t r0, int64_t r1,
+                                int64_t cols, int has_mask) {
     int64_t r, c0, e;
     for (r = r0; r < r1; r++) {                           /* rows */
-        const float *restrict xr = x + r * cols, *restrict gr = dy + r * cols;
-        float *restrict dr = dx + r * cols;
+        const float *restrict xr = x + r * cols, *gr = dy + r * cols;
+        float *dr = dx + r * cols;
         for (c0 = 0; c0 + BK_NL <= cols; c0 += BK_NL) {   /* column vectors */
             const bk_vec xhat = (bk_load(xr + c0) - bk_load(mean + c0)) * bk_load(inv_std + c0);
-            bk_store(dr + c0, bk_load(scale + c0) * (bk_load(gr + c0) - bk_load(mean_dy + c0) -
+            bk_vec g = bk_load(gr + c0);
+            if (has_mask) g = bk_relu_grad(g, bk_load(mask + r * cols + c0));
+            bk_store(dr + c0, bk_load(scale + c0) * (g - bk_load(mean_dy + c0) -
                                                      xhat * bk_load(mean_dy_xhat + c0)));
         }
         for (e = c0; e < cols; e++) {                     /* the last columns */
             const float xhat = (xr[e] - mean[e]) * inv_std[e];
-            dr[e] = scale[e] * (gr[e] - mean_dy[e] - xhat * mean_dy_xhat[e]);
+            const float g = bk_relu_grad1(gr[e], has_mask ? mask : NULL, r * cols + e);
+            dr[e] = scale[e] * (g - mean_dy[e] - xhat * mean_dy_xhat[e]);
         }
     }
+}
+
+static void backward_rows(float *dx, const float *restrict x, const float *dy,
+                          const float *mask, const float *restrict mean,
+                          const float *restrict inv_std, const float *restrict scale,
+                          const float *restrict mean_dy, const float *restrict mean_dy_xhat,
+                          int64_t r0, int64_t r1, int64_t cols) {
+    if (mask != NULL)
+        backward_rows_as(dx, x, dy, mask, mean, inv_std, scale, mean_dy, mean_dy_xhat, r0, r1,
+                         cols, 1);
+    else
+        backward_rows_as(dx, x, dy, mask, mean, inv_std, scale, mean_dy, mean_dy_xhat, r0, r1,
+                         cols, 0);
 }
 
 const pynn_bn_kernels BN_KERNELS = {add_rows, add_squared_deviations, add_gradient_rows,

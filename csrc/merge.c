@@ -77,6 +77,23 @@ int pynn_merge_forward(float *y, const float *const *xs, int64_t k, int64_t n, i
     return PYNN_OK;
 }
 
+int pynn_merge_add_relu(float *y, const float *x0, const float *x1, int64_t n) {
+    const int64_t nblocks = (n + MERGE_BLOCK - 1) / MERGE_BLOCK;
+    int64_t b;
+    PYNN_RETURN_IF(n < 0 || ((y == NULL || x0 == NULL || x1 == NULL) && n > 0), PYNN_EINVAL);
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * 2),
+        for (b = 0; b < nblocks; b++) {
+            const int64_t e0 = b * MERGE_BLOCK;
+            const int64_t e1 = n - e0 < MERGE_BLOCK ? n : e0 + MERGE_BLOCK;
+            int64_t e;
+            for (e = e0; e < e1; e++) {
+                const float s = x0[e] + x1[e];
+                y[e] = s > 0.0f ? s : 0.0f;       /* act_elementwise.h's relu */
+            }
+        });
+    return PYNN_OK;
+}
+
 int pynn_merge_backward(float *dx, const float *dy, const float *const *xs, int64_t k,
                         int64_t n, int kind, int64_t i) {
     const int64_t nblocks = (n + MERGE_BLOCK - 1) / MERGE_BLOCK;

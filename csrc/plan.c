@@ -1239,6 +1239,71 @@ static int run_op(step_context *cx, const pynn_op *op) {   /* writes cx->sparse_
 /* Runs (or, dry, checks) every op of the plan for a step of cx->buf_rows rows.  An
  * OP_ROWS_SCOPE (T, count) runs the next `count` ops with rows * T rows (engineer G,
  * TimeDistributed); scopes do not nest. */
+/* ---- two ops as one: a ReLU folded into the layer before it ----------------------
+ * A plan writes Activation("relu") over the output of a BatchNormalization or an Add
+ * (plan.py's _relu_over_input_calls), and in the backward the ReLU's derivative over its
+ * gradient just before the BatchNormalization's backward reads it.  Run one after the
+ * other, each op reads and writes the whole 65536 x 32 array of a ResNet-style block (8
+ * MB); folded, the ReLU is applied as the layer's kernel stores its output, or as its
+ * backward loads the gradient.  The kernels compute the same expressions, so the buffers
+ * end bitwise as they would op by op (the condition on each pair below), and whether a
+ * pair is folded never shows.  *fused = 1 when op and next ran (both checked already:
+ * pynn_plan_check), else 0 and nothing ran. */
+static int same_data(const operand *a, const operand *b) {
+    return a->data != NULL && a->data == b->data && a->n == b->n;
+}
+
+static int run_fused(step_context *cx, const pynn_op *op, const pynn_op *next, int *fused) {
+    operand o[8], q[8];
+    int64_t i;
+    int status;
+    *fused = 0;
+    if (next->kind != PYNN_OP_ACTIVATION && op->kind != PYNN_OP_ACTIVATION_BACKWARD)
+        return PYNN_OK;
+    if (op->n_bufs > 8 || next->n_bufs > 8) return PYNN_OK;
+    for (i = 0; i < op->n_bufs; i++)
+        if ((status = resolve(&o[i], cx, op->bufs[i])) != PYNN_OK) return status;
+    for (i = 0; i < next->n_bufs; i++)
+        if ((status = resolve(&q[i], cx, next->bufs[i])) != PYNN_OK) return status;
+    if (op->kind == PYNN_OP_BATCHNORM_TRAIN && next->kind == PYNN_OP_ACTIVATION &&
+        next->ints[1] == PYNN_ACT_RELU) {
+        /* bufs x, gamma, beta, mm, mv, mean, inv_std, y; then relu(y) over y */
+        const int64_t c = op->ints[0];
+        if (!same_data(&q[0], &o[7]) || !same_data(&q[1], &o[7]) || o[0].n != o[7].n)
+            return PYNN_OK;
+        *fused = 1;
+        return pynn_batchnorm_forward_train_act(F(&o[7]), F(&o[5]), F(&o[6]), F(&o[3]),
+                                                F(&o[4]), F(&o[0]), F(&o[1]), F(&o[2]),
+                                                o[0].n / c, c, (float)op->reals[0],
+                                                (float)op->reals[1], PYNN_ACT_RELU);
+    }
+    if (op->kind == PYNN_OP_MERGE && op->n_bufs == 3 && op->ints[0] == PYNN_MERGE_ADD &&
+        next->kind == PYNN_OP_ACTIVATION && next->ints[1] == PYNN_ACT_RELU) {
+        /* bufs y, x0, x1; then relu(y) over y */
+        if (!same_data(&q[0], &o[0]) || !same_data(&q[1], &o[0]) || o[1].n != o[0].n ||
+            o[2].n != o[0].n)
+            return PYNN_OK;
+        *fused = 1;
+        return pynn_merge_add_relu(F(&o[0]), F(&o[1]), F(&o[2]), o[0].n);
+    }
+    if (op->kind == PYNN_OP_ACTIVATION_BACKWARD && op->ints[1] == PYNN_ACT_RELU &&
+        next->kind == PYNN_OP_BATCHNORM_TRAIN_BACKWARD) {
+        /* relu: bufs x, y, dy (A), dx (B); batchnorm: bufs x, gamma, mean, inv_std, dy, dgamma,
+         * dbeta, dx (C).  Folded when the batchnorm reads B and writes C = B: op by op B
+         * ends as C either way, A keeps what it held (or is B), and the ReLU's mask x > 0
+         * is read from x (not written here) */
+        const int64_t c = next->ints[0];
+        if (!same_data(&q[4], &o[3]) || !same_data(&q[7], &o[3]) || o[2].n != o[3].n ||
+            q[0].n != o[3].n || o[0].n != o[3].n || o[0].data == o[3].data)
+            return PYNN_OK;
+        *fused = 1;
+        return pynn_batchnorm_backward_act(F(&q[7]), F(&q[5]), F(&q[6]), F(&q[0]), F(&q[1]),
+                                           F(&q[2]), F(&q[3]), F(&o[2]), F(&o[0]), q[0].n / c,
+                                           c);
+    }
+    return PYNN_OK;
+}
+
 static int run_ops(step_context *cx) {
     const pynn_plan *plan = cx->plan;
     int64_t i, scope_end = -1;
@@ -1257,6 +1322,15 @@ static int run_ops(step_context *cx) {
             EXPECT(cx->rows >= 0);
             scope_end = i + 1 + op->ints[1];
             continue;
+        }
+        if (!cx->dry && i + 1 < plan->n_ops && (scope_end == -1 || i + 1 < scope_end)) {
+            int fused;
+            status = run_fused(cx, op, &plan->ops[i + 1], &fused);
+            if (status != PYNN_OK) return status;
+            if (fused) {
+                i++;                      /* next ran with op */
+                continue;
+            }
         }
         status = run_op(cx, op);
         if (status != PYNN_OK) return status;

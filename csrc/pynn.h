@@ -582,10 +582,26 @@ int pynn_batchnorm_forward_infer(float *y, const float *x, const float *gamma, c
 /* Backward through the batch statistics; xhat = (x - mean) * inv_std:
  *   dbeta = column sums of dy; dgamma = column sums of dy * xhat;
  *   dx = gamma * inv_std * (dy - dbeta / rows - xhat * dgamma / rows).
- * dx, dgamma, dbeta and gamma may be NULL. */
+ * dx, dgamma, dbeta and gamma may be NULL; dx may be dy. */
 int pynn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *x,
                             const float *gamma, const float *mean, const float *inv_std,
                             const float *dy, int64_t rows, int64_t cols);
+/* A ReLU that follows the layer, folded in (a plan runs a BatchNormalization and the
+ * Activation("relu") written over its output this way: one pass over the rows fewer).
+ * forward_train_act: y = relu(pynn_batchnorm_forward_train's y) for act PYNN_ACT_RELU
+ * (PYNN_ACT_LINEAR: the plain layer; other activations PYNN_EINVAL).
+ * backward_act: pynn_batchnorm_backward with dy replaced by the ReLU's backward,
+ * relu_y > 0 ? dy : 0 (relu_y: the ReLU's output; NULL for none); dx may be dy.
+ * Both give bitwise the numbers of the layer and the activation's kernels one after the
+ * other. */
+int pynn_batchnorm_forward_train_act(float *y, float *mean, float *inv_std, float *moving_mean,
+                                     float *moving_variance, const float *x, const float *gamma,
+                                     const float *beta, int64_t rows, int64_t cols,
+                                     float momentum, float epsilon, int act);
+int pynn_batchnorm_backward_act(float *dx, float *dgamma, float *dbeta, const float *x,
+                                const float *gamma, const float *mean, const float *inv_std,
+                                const float *dy, const float *relu_y, int64_t rows,
+                                int64_t cols);
 
 /* y = x * mask elementwise over n values (dropout forward and backward); y may be x. */
 int pynn_multiply(float *y, const float *x, const float *mask, int64_t n);
@@ -954,6 +970,10 @@ int pynn_random_brightness(float *y, float *mask, const float *x, int64_t n, int
  * multiply x0 * x1 * ..., average (x0 + x1 + ...) / k, maximum / minimum.  y may be
  * xs[0] (the plan sums gradients in place that way). */
 int pynn_merge_forward(float *y, const float *const *xs, int64_t k, int64_t n, int kind);
+/* y = relu(x0 + x1) over n floats (an Add and the Activation("relu") written over its
+ * output, folded by a plan): bitwise pynn_merge_forward then pynn_activation_forward;
+ * y may be x0 or x1. */
+int pynn_merge_add_relu(float *y, const float *x0, const float *x1, int64_t n);
 /* dx = d merge / d xs[i] applied to dy (n floats): add dy; subtract dy (i = 0) or -dy
  * (i = 1); multiply dy * the product of the other inputs, folded in input order;
  * average dy / k; maximum / minimum dy where xs[i] is the first input (lowest index)

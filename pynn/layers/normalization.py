@@ -86,7 +86,13 @@ class BatchNormalization(Layer):
                  [self.momentum, self.epsilon], label=self.name)
 
             def backward(b, dys, need):
-                dx = b.buffer(x.shape[1:], role="gradient") if need[0] else -1
+                # dx over dy where nothing else reads dy (each element of dx is made from
+                # its own dy after both column sums): one gradient buffer fewer, and a ReLU
+                # before it in the backward folds into it in the C plan (plan.c's
+                # run_fused); where dy is shared (a residual connection's sum), a buffer of
+                # its own rather than a copy of dy
+                dx = -1 if not need[0] else \
+                    dys[0] if b.free_to_write(dys[0]) else b.buffer(x.shape[1:], role="gradient")
                 b.op("batchnorm_train_backward", [x.buf, gamma, mean, inv_std, dys[0],
                                                   b.grad(self.gamma), b.grad(self.beta), dx],
                      [c], label=self.name)

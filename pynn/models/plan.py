@@ -390,6 +390,13 @@ class PlanBuilder:
         self.op("merge", [total] + list(bufs), [ids.MERGES["add"]], label="sum of gradients")
         return total
 
+    def free_to_write(self, buf):
+        """Whether a backward rule may write over the gradient buffer `buf` it received:
+        no gradient still to be taken reads it (take_grad's test for a private copy).  A
+        rule that asks this instead of declaring `inplace` writes in place when that is
+        free and into a buffer of its own when not, where `inplace` would copy."""
+        return self._pending.get(self.root(buf), 0) == 0
+
     def emit_backward(self):
         for rec in reversed(self._records):
             dys = [self.take_grad(t, rec.inplace) for t in rec.outputs]

@@ -1,7 +1,8 @@
 /* test_batchnorm.c -- batch normalization (csrc/batchnorm.c: training forward with the
  * moving statistics, inference forward, backward; with and without gamma and beta) and
  * pynn_multiply (dropout's product), against plain loops in double, at every dispatch
- * level and on 1 and 2 threads (ctest.h).
+ * level and on 1 and 2 threads (ctest.h); and the ReLU folded into the training forward
+ * and backward (and into a two-input Add), bitwise against the ops one after the other.
  *
  * Shapes: one row (variance 0), rows around the 256-row chunks, more rows than 64 chunks
  * of 256 (chunks grow), partial sums too many for the stack (the heap path), more
@@ -251,6 +252,80 @@ static void check_refusals(void) {
     CHECK(pynn_multiply(NULL, NULL, NULL, 0) == PYNN_OK, "n = 0");
 }
 
+/* ---- a ReLU folded into the layer (plan.c's run_fused) ------------------------------
+ * pynn_batchnorm_forward_train_act and pynn_batchnorm_backward_act against the layer and
+ * pynn_activation_forward / _backward one after the other, as a plan runs them op by op
+ * (the ReLU written over the layer's output; dx written over dy), bitwise; and
+ * pynn_merge_add_relu against pynn_merge_forward then the ReLU.  Half the values are
+ * negative, so the ReLU and its mask bite; some are zero, where relu' is 0. */
+typedef struct {
+    const float *x, *gamma, *beta, *dy, *x1;
+    int64_t rows, cols;
+} fold_case;
+
+/* out, per way (folded, then op by op): y, mean, inv_std, mm, mv, dx (over dy), dgamma,
+ * dbeta, add_relu (n) */
+static void run_folded(void *ctx, unsigned char *out) {
+    const fold_case *t = ctx;
+    const int64_t n = t->rows * t->cols, c = t->cols, per = 3 * n + 6 * c;
+    int way;
+    for (way = 0; way < 2; way++) {
+        float *y = (float *)out + way * per, *mean = y + n, *inv = mean + c, *mm = inv + c;
+        float *mv = mm + c, *g = mv + c, *dg = g + n, *db = dg + c, *sum = db + c;
+        const float *xs[2];
+        int64_t j;
+        for (j = 0; j < c; j++) {
+            mm[j] = 0.0f;
+            mv[j] = 1.0f;
+        }
+        memcpy(g, t->dy, (size_t)n * sizeof(float));
+        memcpy(sum, t->x, (size_t)n * sizeof(float));
+        xs[0] = sum;
+        xs[1] = t->x1;
+        if (way == 0) {
+            CHECK(pynn_batchnorm_forward_train_act(y, mean, inv, mm, mv, t->x, t->gamma,
+                                                   t->beta, t->rows, c, MOMENTUM, EPSILON,
+                                                   PYNN_ACT_RELU) == PYNN_OK, "forward_train_act");
+            CHECK(pynn_batchnorm_backward_act(g, dg, db, t->x, t->gamma, mean, inv, g, y,
+                                              t->rows, c) == PYNN_OK, "backward_act");
+            CHECK(pynn_merge_add_relu(sum, sum, t->x1, n) == PYNN_OK, "merge_add_relu");
+        } else {
+            CHECK(pynn_batchnorm_forward_train(y, mean, inv, mm, mv, t->x, t->gamma, t->beta,
+                                               t->rows, c, MOMENTUM, EPSILON) == PYNN_OK &&
+                  pynn_activation_forward(y, y, t->rows, c, PYNN_ACT_RELU, 0.0f) == PYNN_OK,
+                  "forward_train, relu");
+            CHECK(pynn_activation_backward(g, y, y, g, t->rows, c, PYNN_ACT_RELU, 0.0f) ==
+                  PYNN_OK && pynn_batchnorm_backward(g, dg, db, t->x, t->gamma, mean, inv, g,
+                                                     t->rows, c) == PYNN_OK,
+                  "relu backward, backward");
+            CHECK(pynn_merge_forward(sum, xs, 2, n, PYNN_MERGE_ADD) == PYNN_OK &&
+                  pynn_activation_forward(sum, sum, t->rows, c, PYNN_ACT_RELU, 0.0f) == PYNN_OK,
+                  "merge, relu");
+        }
+    }
+}
+
+static void check_folded(int64_t rows, int64_t cols, int affine) {
+    const int64_t n = rows * cols, per = 3 * n + 6 * cols;
+    fold_case t;
+    float *x = ctest_floats(n, -2.0f, 2.0f), *dy = ctest_floats(n, -1.0f, 1.0f);
+    float *x1 = ctest_floats(n, -2.0f, 2.0f);
+    float *gamma = ctest_floats(cols, 0.5f, 1.5f), *beta = ctest_floats(cols, -0.5f, 0.5f);
+    float *out;
+    int64_t e, positive = 0;
+    for (e = 0; e < n; e += 7) x1[e] = -x[e];             /* exact zeros for add_relu */
+    t.x = x; t.x1 = x1; t.dy = dy; t.rows = rows; t.cols = cols;
+    t.gamma = affine ? gamma : NULL;
+    t.beta = affine ? beta : NULL;
+    CTEST_CONTEXT("relu folded %ldx%ld%s", (long)rows, (long)cols, affine ? " affine" : "");
+    out = (float *)ctest_everywhere(run_folded, &t, (size_t)(2 * per) * sizeof(float), "folded");
+    ctest_same_bits("folded against op by op", out, out + per, per);
+    for (e = 0; e < n; e++) positive += out[e] > 0.0f;
+    CHECK(positive > 0 && positive < n, "the ReLU bites: %ld of %ld positive", (long)positive,
+          (long)n);
+    free(out); free(x); free(dy); free(x1); free(gamma); free(beta);
+}
+
 int main(void) {
     static const int64_t shapes[][2] = {{1, 3}, {2, 1}, {7, 5}, {255, 64}, {256, 65}, {257, 3},
                                         {16385, 8}, {16385, 65}, {40000, 2}, {300, 130},
@@ -262,6 +337,12 @@ int main(void) {
     for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         check_batchnorm(shapes[s][0], shapes[s][1], (int)(s % 2));
     check_batchnorm(257, 3, 1);
+    check_folded(300, 50, 1);     /* 3 vectors and 2 columns past them at AVX-512 */
+    check_folded(2049, 32, 0);    /* a ResNet-style layer's width, two threads */
+    check_folded(5, 3, 1);        /* the scalar columns only */
+    CHECK(pynn_batchnorm_forward_train_act(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 2, 2,
+                                           MOMENTUM, EPSILON, PYNN_ACT_TANH) == PYNN_EINVAL,
+          "forward_train_act refuses an activation other than linear and relu");
     for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) check_multiply(sizes[s]);
     return ctest_finish("test_batchnorm");
 }

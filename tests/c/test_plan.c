@@ -1,6 +1,7 @@
 /* test_plan.c -- pynn_plan_run (csrc/plan.c) from C, under ASan/UBSan:
  *   - a small MLP (dense, dropout, dense, sparse CCE, accuracy, backward, Adam) and a small
- *     CNN (direct conv, GEMM conv, max pooling, batch norm, dense, SGD with momentum) and a
+ *     CNN (direct conv, GEMM conv, max pooling, batch norm and a ReLU over it -- the pairs
+ *     plan.c folds, forward and backward -- dense, SGD with momentum) and a
  *     branchy network (every other op kind: average poolings, concat, a residual merge,
  *     inference batch norm, scale, a weighted MSE, RMSprop) built as plans and run for a few
  *     epochs give bitwise the numbers of calling the kernels directly in the same order
@@ -590,15 +591,23 @@ static void cnn_build(cnn_net *n) {
     add_op(b, PYNN_OP_MAXPOOL2D, LIST(y2, pool), LIST(GP), NO_REALS);
     add_op(b, PYNN_OP_BATCHNORM_TRAIN, LIST(pool, gm, bt, mm, mv, mean, inv, bn), LIST(8),
            REALS(0.9, 1e-3));
+    /* a ReLU written over the batch norm's output: plan.c folds the pair (run_fused) */
+    add_op(b, PYNN_OP_ACTIVATION, LIST(bn, bn), LIST(8, PYNN_ACT_RELU), REALS(0.0));
     add_op(b, PYNN_OP_DENSE, LIST(bn, w3, b3, z3, z3), LIST(32, CO, PYNN_ACT_LINEAR), REALS(0.0));
     add_op(b, PYNN_OP_LOSS, LIST(z3, labels, grad, -1), LIST(PYNN_LOSS_SPARSE_CCE, 1, CO, 0, 0, 0, 0), REALS(1.0, 0.0, 0.0));
     add_op(b, PYNN_OP_METRIC, LIST(z3, labels, -1), LIST(PYNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, CO, 0, 1, 1, 1),
            REALS(0.5));
     add_op(b, PYNN_OP_DENSE_BACKWARD, LIST(bn, w3, z3, z3, grad, dw3, db3, dbn),
            LIST(32, CO, PYNN_ACT_LINEAR), REALS(0.0));
-    add_op(b, PYNN_OP_BATCHNORM_TRAIN_BACKWARD, LIST(pool, gm, mean, inv, dbn, dgm, dbt, dpool),
+    /* the ReLU's backward over its gradient, then the batch norm's written over it: folded
+     * too; a second batch norm backward (dpool out of place, read by nothing after) is not */
+    add_op(b, PYNN_OP_ACTIVATION_BACKWARD, LIST(bn, bn, dbn, dbn), LIST(8, PYNN_ACT_RELU),
+           REALS(0.0));
+    add_op(b, PYNN_OP_BATCHNORM_TRAIN_BACKWARD, LIST(pool, gm, mean, inv, dbn, dgm, dbt, dbn),
            LIST(8), NO_REALS);
-    add_op(b, PYNN_OP_MAXPOOL2D_BACKWARD, LIST(y2, pool, dpool, dy2), LIST(GP), NO_REALS);
+    add_op(b, PYNN_OP_BATCHNORM_TRAIN_BACKWARD, LIST(pool, gm, mean, inv, dbn, -1, -1, dpool),
+           LIST(8), NO_REALS);
+    add_op(b, PYNN_OP_MAXPOOL2D_BACKWARD, LIST(y2, pool, dbn, dy2), LIST(GP), NO_REALS);
     add_op(b, PYNN_OP_CONV2D_BACKWARD, LIST(y1, k2, z2, y2, dy2, cols2, wk2, dk2, db2, dy1),
            LIST(G2), REALS(0.0));
     add_op(b, PYNN_OP_CONV2D_BACKWARD, LIST(x, k1, z1, y1, dy1, cols1, wk1, dk1, db1, -1),
@@ -662,6 +671,7 @@ static int cnn_direct_step(cnn_direct *r, const float *x, const int64_t *labels,
     s |= pynn_maxpool2d_forward(r->pool, r->y2, rows, GP);
     s |= pynn_batchnorm_forward_train(r->bn, r->mean, r->inv, r->mm, r->mv, r->pool, p + GAMMA,
                                       p + BETA, rows * 4, 8, 0.9f, 1e-3f);
+    s |= pynn_activation_forward(r->bn, r->bn, rows * 4, 8, PYNN_ACT_RELU, 0.0f);
     s |= pynn_sgemm_bias_act(r->z3, r->z3, r->bn, p + W3, p + B3, 0, 0, rows, CO, 32,
                              PYNN_ACT_LINEAR, 0.0f);
     s |= pynn_sparse_cce(r->grad, loss, r->z3, r->lb, rows, CO, 1, NULL);
@@ -669,9 +679,13 @@ static int cnn_direct_step(cnn_direct *r, const float *x, const int64_t *labels,
                          0.5f, NULL, 1);
     s |= pynn_dense_backward(g + W3, g + B3, r->dbn, r->grad, r->bn, p + W3, r->z3, r->z3, rows,
                              32, CO, PYNN_ACT_LINEAR, 0.0f);
-    s |= pynn_batchnorm_backward(r->dpool, g + GAMMA, g + BETA, r->pool, p + GAMMA, r->mean,
+    s |= pynn_activation_backward(r->dbn, r->bn, r->bn, r->dbn, rows * 4, 8, PYNN_ACT_RELU,
+                                  0.0f);
+    s |= pynn_batchnorm_backward(r->dbn, g + GAMMA, g + BETA, r->pool, p + GAMMA, r->mean,
                                  r->inv, r->dbn, rows * 4, 8);
-    s |= pynn_maxpool2d_backward(r->dy2, r->y2, r->pool, r->dpool, rows, GP);
+    s |= pynn_batchnorm_backward(r->dpool, NULL, NULL, r->pool, p + GAMMA, r->mean, r->inv,
+                                 r->dbn, rows * 4, 8);
+    s |= pynn_maxpool2d_backward(r->dy2, r->y2, r->pool, r->dbn, rows, GP);
     s |= pynn_conv2d_backward(g + K2, g + CB2, r->dy1, r->dy2, r->cols2, r->work2, r->work2_size,
                               r->y1, p + K2, r->z2, r->y2, rows, G2, 0.0f);
     s |= pynn_conv2d_backward(g + K1, g + CB1, NULL, r->dy1, r->cols1, r->work1, r->work1_size,
@@ -745,13 +759,13 @@ static void test_cnn_plan(const float *x, const int64_t *labels, const int64_t *
 
     /* the convolution workspace is checked against the step's needs */
     {
-        pynn_buffer saved = one.b.bufs[one.b.ops[11].bufs[6]];
+        pynn_buffer saved = one.b.bufs[one.b.ops[14].bufs[6]];
         float *snapshot = floats(P_CNN);
         memcpy(snapshot, one.params, P_CNN * sizeof(float));
-        one.b.bufs[one.b.ops[11].bufs[6]].size = one.work1_size - 1;
+        one.b.bufs[one.b.ops[14].bufs[6]].size = one.work1_size - 1;
         CHECK(cnn_run(&one, x, labels, order, 0, 1, 0, losses, metrics) == PYNN_EINVAL,
               "a conv workspace too small");
-        one.b.bufs[one.b.ops[11].bufs[6]] = saved;
+        one.b.bufs[one.b.ops[14].bufs[6]] = saved;
         CHECK(memcmp(snapshot, one.params, P_CNN * sizeof(float)) == 0, "a refused CNN run changed weights");
         free(snapshot);
     }
