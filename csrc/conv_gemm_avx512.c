@@ -200,6 +200,16 @@ static inline void copy_floats(float *dst, const float *src, int64_t n) {
     }
 }
 
+void pynn_conv_pack_dz_avx512(float *bp, const float *dz, int64_t kc, int64_t f, int64_t nr) {
+    int64_t j0, q;
+    for (j0 = 0; j0 < f; j0 += nr) {          /* N: panels of nr filters */
+        const int64_t n = min_i64(nr, f - j0);
+        float *panel = bp + j0 * kc;
+        for (q = 0; q < kc; q++)              /* positions */
+            copy_floats(panel + q * nr, dz + q * f + j0, n);
+    }
+}
+
 static inline void zero_floats(float *dst, int64_t n) {
     int64_t e;
     for (e = 0; e + 16 <= n; e += 16) _mm512_storeu_ps(dst + e, _mm512_setzero_ps());
@@ -222,8 +232,8 @@ static inline const float *edge_row(float *dst, const pynn_conv_geom *g, const f
     return dst;
 }
 
-void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0, int64_t kc,
-                                 const float *zeros) {
+void pynn_conv_cols_block_avx512(float *cb, int64_t ld, const pynn_conv_geom *g, int64_t q0,
+                                 int64_t kc, const float *zeros) {
     pynn_conv_pos pos = pynn_conv_pos_of(g, q0);
     int64_t q, a;
     (void)zeros;                              /* edge rows are zeroed in place */
@@ -231,10 +241,10 @@ void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0,
         if (pynn_conv_pos_inside(g, &pos)) {  /* the window in the image */
             const float *w0 = g->x + ((pos.img * g->h + pos.r0) * g->w + pos.q0) * g->c;
             for (a = 0; a < g->kh; a++)       /* window rows */
-                copy_floats(cb + q * g->k + a * g->span, w0 + a * g->w * g->c, g->span);
+                copy_floats(cb + q * ld + a * g->span, w0 + a * g->w * g->c, g->span);
         } else {
             for (a = 0; a < g->kh; a++) {     /* window rows, some in the padding */
-                float *dst = cb + q * g->k + a * g->span;
+                float *dst = cb + q * ld + a * g->span;
                 const int64_t r = pos.r0 + a;
                 if (r < 0 || r >= g->h)
                     zero_floats(dst, g->span);
@@ -245,6 +255,7 @@ void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0,
                     (void)edge_row(dst, g, g->x + (pos.img * g->h + r) * g->w * g->c, pos.q0);
             }
         }
+        zero_floats(cb + q * ld + g->k, ld - g->k);   /* the row's padding: read, unused */
         pynn_conv_pos_next(g, &pos);
     }
 }
@@ -301,6 +312,7 @@ void pynn_conv_lines_block(const float **lines, float *scratch, const pynn_conv_
                            int64_t q0, int64_t kc, const float *zeros) {
     const int64_t row = g->w * g->c, end_q0 = g->ow * g->sw - g->pl;
     pynn_conv_pos pos = pynn_conv_pos_of(g, q0);
+    float *next = scratch;                    /* edge copies, one after the other */
     int64_t q = 0, a;
     while (q < kc) {                          /* a run of positions along an output row */
         const int64_t run = min_i64((end_q0 - pos.q0) / g->sw, kc - q);
@@ -320,8 +332,10 @@ void pynn_conv_lines_block(const float **lines, float *scratch, const pynn_conv_
                     lq[a] = zeros;
                 else if (wq >= 0 && wq + g->kw <= g->w)
                     lq[a] = img + r * row + wq * g->c;
-                else
-                    lq[a] = edge_row(scratch + q * g->k + a * g->span, g, img + r * row, wq);
+                else {
+                    lq[a] = edge_row(next, g, img + r * row, wq);
+                    next += g->span;
+                }
             }
         }
         pos.q0 = -g->pl;                      /* the next output row */

@@ -158,7 +158,8 @@ int pynn_conv_ktile_avx512(const pynn_conv_ktile *t, int mr, int nv);
 int pynn_conv_ltile_avx512(const pynn_conv_ltile *t, int mr, int nv);
 /* lines[q*kh + a] = window row a of position q0 + q (span floats), for q < kc: in x for a
  * window inside the image, the zero line for a row in the padding, else a copy with zeros
- * at scratch + q*K + a*span (scratch: kc*K floats); zeros: span zeros. */
+ * in scratch (kc*K floats at most), the copies packed one after the other so that they
+ * share cache lines; zeros: span zeros. */
 void pynn_conv_lines_block(const float **lines, float *scratch, const pynn_conv_geom *g,
                            int64_t q0, int64_t kc, const float *zeros);
 /* dz[q*f + j] = (relu ? (z[q*f + j] > 0 ? dz : 0) : dz) for q < kc, j < f (dz holds dy:
@@ -166,10 +167,13 @@ void pynn_conv_lines_block(const float **lines, float *scratch, const pynn_conv_
  * is not NULL. */
 void pynn_conv_dz_block_avx512(float *dz, const float *z, int64_t kc, int64_t f, int relu,
                                float *db);
-/* cb[q*K + e] = cols row q0 + q, entry e, for q < kc (im2col of a block of positions);
- * zeros: span zeros. */
-void pynn_conv_cols_block_avx512(float *cb, const pynn_conv_geom *g, int64_t q0, int64_t kc,
-                                 const float *zeros);
+/* bp[js*kc*nr + q*nr + j] = dz[q*f + js*nr + j] for q < kc, j < min(nr, f - js*nr): the
+ * block's dz rows cut into panels of nr filters, each panel's rows contiguous. */
+void pynn_conv_pack_dz_avx512(float *bp, const float *dz, int64_t kc, int64_t f, int64_t nr);
+/* cb[q*ld + e] = cols row q0 + q, entry e, for q < kc (im2col of a block of positions),
+ * zeros in entries [K, ld) (ld >= K); zeros: span zeros. */
+void pynn_conv_cols_block_avx512(float *cb, int64_t ld, const pynn_conv_geom *g, int64_t q0,
+                                 int64_t kc, const float *zeros);
 /* mr x nr = 12 x 32 and 8 x 48 (conv_gemm_avx512.c). */
 void pynn_conv_tile_avx512_12x32(const pynn_conv_tile *t);
 void pynn_conv_tile_avx512_8x48(const pynn_conv_tile *t);

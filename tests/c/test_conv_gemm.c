@@ -14,7 +14,8 @@
  *
  * Shapes: 1 x 1 images, windows larger than the image with "same" padding, stride 3, one
  * channel and 67 channels, batch 1, K = kh*kw*c and f off every tile size (f = 17, 20,
- * 33, 35, 50), the 8 x 48 tiles (f = 48), the one-vector tiles (f = 16), K beyond the
+ * 33, 35, 50), the 8 x 48 tiles (f = 48), the one-vector tiles (f = 16), more than 64
+ * filters (the filter gradient's packed dz, f = 80 and 96), K beyond the
  * GEMM's KC (several K blocks), and outputs large enough for two threads and for several
  * K-split chunks of the filter gradient.
  *
@@ -250,5 +251,7 @@ int main(void) {
     check_shape(2, 10, 10,  8, 3, 3, 1, 1, 16);   /* one-vector tiles (K = 72 > 32) */
     check_shape(8, 32, 32,  3, 3, 3, 1, 1, 32);   /* K = 27: VGG's first layer, smaller */
     check_shape(2,  8,  8, 96, 3, 3, 1, 1, 33);   /* K = 864 */
+    check_shape(2,  7,  7, 24, 3, 3, 1, 1, 96);   /* dz packed in 3 panels, K rows padded */
+    check_shape(3,  6,  6, 16, 3, 3, 1, 1, 80);   /* packed, the last panel half full */
     return ctest_finish("test_conv_gemm");
 }
