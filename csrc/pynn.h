@@ -968,7 +968,7 @@ int pynn_random_brightness(float *y, float *mask, const float *x, int64_t n, int
 /* y = the merge (PYNN_MERGE_*) of k >= 1 arrays xs[0..k-1] of n floats each, folded
  * left to right in input order: add x0 + x1 + ..., subtract x0 - x1 (k == 2),
  * multiply x0 * x1 * ..., average (x0 + x1 + ...) / k, maximum / minimum.  y may be
- * xs[0] (the plan sums gradients in place that way). */
+ * xs[0], or xs[1] when k == 2 (the plan sums gradients in place over a term). */
 int pynn_merge_forward(float *y, const float *const *xs, int64_t k, int64_t n, int kind);
 /* y = relu(x0 + x1) over n floats (an Add and the Activation("relu") written over its
  * output, folded by a plan): bitwise pynn_merge_forward then pynn_activation_forward;

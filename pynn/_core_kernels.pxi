@@ -333,7 +333,7 @@ cdef int _merge_kind(int kind, Py_ssize_t k, str where) except -1:
     return 0
 
 
-def merge_forward(y,                 # OUT any shape; may be xs[0]
+def merge_forward(y,                 # OUT any shape; may be xs[0] (or xs[1] of two)
                   xs,                # IN  list of arrays of y's shape
                   int kind):
     """y = the merge (pynn.ids.MERGES) of xs, folded left to right."""

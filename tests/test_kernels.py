@@ -1251,7 +1251,8 @@ def merge_inputs(kind, k, shape):
       cuda=[(kind, k, (3, 5)) for kind, k in MERGE_KINDS])
 def test_merge(kernel_backend, case):
     """One float32 operation per element and input, folded left to right as the reference:
-    bitwise.  In place: y may be xs[0] (the plan sums gradients that way), dx may be dy."""
+    bitwise.  In place: y may be xs[0], or xs[1] of two (the plan sums gradients that way),
+    dx may be dy."""
     be, (kind, k, shape) = kernel_backend, case
     xs, dy = merge_inputs(kind, k, shape)
     got, _ = check(be, "merge_forward", kind, xs, Out("y", shape, BITWISE))
@@ -1266,6 +1267,12 @@ def test_merge(kernel_backend, case):
     done = results(be, in_place)
     assert_bitwise(done["y"], got["y"])
     assert_bitwise(done["dx"], grad["dx"])           # i = k - 1, the last of the loop
+    if k == 2:
+        def over_second(be):
+            d_xs = [be.from_host(x.copy()) for x in xs]
+            be.merge_forward(kind, d_xs, d_xs[1])
+            return {"y": host(be, d_xs[1])}
+        assert_bitwise(results(be, over_second)["y"], got["y"])
 
 
 @pytest.mark.parametrize("kind", ["maximum", "minimum"])

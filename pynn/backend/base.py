@@ -407,7 +407,8 @@ class Backend:
     # ---- merges, concatenation, scaling (the merge layers; summing gradients) ------
     def merge_forward(self, kind, xs, y):
         """y = the merge of the same-shaped arrays xs ("add", "subtract", "multiply",
-        "average", "maximum", "minimum"), folded left to right; y may be xs[0]."""
+        "average", "maximum", "minimum"), folded left to right; y may be xs[0], or xs[1]
+        when there are two."""
         raise NotImplementedError
 
     def merge_backward(self, kind, i, xs, dy, dx):

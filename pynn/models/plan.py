@@ -386,7 +386,17 @@ class PlanBuilder:
             return None
         if len(bufs) == 1 and not (writable and self._pending.get(self.root(bufs[0]), 0) > 0):
             return bufs[0]
-        total = self.buffer(t.shape[1:], role="gradient", mult=self.plan.buffers[t.buf].mult)
+        # the sum goes over one of its terms that nothing else reads (a residual block's
+        # two gradients: one 8 MB buffer fewer), else into a buffer of its own.  Only the
+        # first term, or the second of two, and one whose memory no other term shares:
+        # the backends' merges fold left to right and read every later term after
+        # writing the output (the cuda merge does)
+        roots = [self.root(b) for b in bufs]
+        free = [b for i, b in enumerate(bufs)
+                if len(bufs) > 1 and (i == 0 or len(bufs) == 2) and roots.count(roots[i]) == 1
+                and self._pending.get(roots[i], 0) == 0]
+        total = free[0] if free else \
+            self.buffer(t.shape[1:], role="gradient", mult=self.plan.buffers[t.buf].mult)
         self.op("merge", [total] + list(bufs), [ids.MERGES["add"]], label="sum of gradients")
         return total
 

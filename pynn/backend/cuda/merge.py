@@ -96,7 +96,8 @@ def _pair(y, a, b, op, divisor=1, divide=False):
 
 
 def merge_forward(kind, xs, y):
-    """y = the merge of xs folded left to right; y may be xs[0]."""
+    """y = the merge of xs folded left to right; y may be xs[0], or xs[1] of two (each
+    element of the pair is read before it is written)."""
     op = _kind_id("merge_forward", kind)
     _check_inputs("merge_forward", xs, ("y", y))
     k = len(xs)
