@@ -171,18 +171,54 @@ static void forward_no_k(float *z, float *y, const float *bias, int64_t rows, in
     }
 }
 
-/* ---- the forward on the AVX-512 tiles: no packed A ---------------------------------
+/* ---- the forward on the AVX-512 tiles: no packed A, no products with the padding ----
  * Tiles of MR output positions by NR filters (conv_gemm_internal.h, pynn_conv_tile): each
- * tile's rows read their windows where they lie (x, the zero line, or a scratch copy at a
- * left or right edge), so A is never packed; wgt is packed once per call.  Blocks of
- * TILE_BLOCK tiles share the window lines, built once per block, and each K block of a
- * micro-panel of wgt (kc x NR, in L1) is used by all the block's tiles in turn.  The same
- * K blocks (the GEMM's KC) and FMA chains as the packed path: the same numbers. */
+ * tile's rows read their windows where they lie in x, so A is never packed; wgt is packed
+ * once per call.  Blocks of TILE_BLOCK tiles share their line pointers, built once per
+ * block, and each K block of a micro-panel of wgt (kc x NR, in L1) is used by all the
+ * block's tiles in turn.
+ *
+ * The positions are grouped by how their windows overlap the padding: the window rows
+ * above and below the image (the same along an output row) and the window columns left
+ * and right of it (the same down an output column).  Both change monotonically along the
+ * rows and the columns, so the classes are runs of output rows by runs of output columns:
+ * for a 3x3 "same" layer the interior, four edges and four corners.  A tile takes MR
+ * positions of one class (in raster order within it), so its rows share the window rows
+ * and the entries that lie in x: it multiplies only those.  The products with the
+ * padding -- exact zeros, 18% of a 7x7 image's under a 3x3 window, 4% of a 32x32 one's --
+ * are never made; a sum that starts at +0 is never -0, so leaving out zero terms changes
+ * no bit: every element of z is the FMA chain of the packed path over its window's
+ * entries in K order, K blocks (the GEMM's KC) in order.  The tile writes each row to its
+ * own place in z. */
 #define TILE_BLOCK 8
 
 #ifdef PYNN_HAVE_X86_KERNELS
+/* Runs of output rows (or columns) whose windows reach the same number of rows (columns)
+ * into the padding before and after the image: bounds[r] .. bounds[r + 1] is run r, with
+ * lo[r] window rows (columns) before the image and hi[r] after it, each at most k.
+ * Returns the number of runs.  bounds: out + 1 entries; lo, hi: out entries. */
+static int64_t padding_runs(int64_t out, int64_t k, int64_t stride, int64_t pad, int64_t in,
+                            int64_t *bounds, int64_t *lo, int64_t *hi) {
+    int64_t o, runs = 0;
+    for (o = 0; o < out; o++) {                   /* output rows (columns) in order */
+        const int64_t start = o * stride - pad;
+        const int64_t before = min_i64(k, max_i64(0, -start));
+        const int64_t after = min_i64(k - before, max_i64(0, start + k - in));
+        if (runs == 0 || before != lo[runs - 1] || after != hi[runs - 1]) {
+            bounds[runs] = o;
+            lo[runs] = before;
+            hi[runs] = after;
+            runs++;
+        }
+    }
+    bounds[runs] = out;
+    return runs;
+}
+
 static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const float *wgt,
                          const float *bias, int act, float alpha, int64_t KC) {
+    /* over few channels the edge classes' window rows are a few entries long (6 of 9 for
+     * 3x3 over 3 channels): the zero-padded copy (padded_geom), one class, is faster */
     const int64_t xp_floats = round_up(padded_floats(g_in), 16);
     pynn_conv_geom g_padded;
     const pynn_conv_geom *g = g_in;
@@ -191,31 +227,77 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
         wide ? pynn_conv_tile_avx512_8x48 : pynn_conv_tile_avx512_12x32;
     const int64_t MR = wide ? 8 : 12, NR = wide ? 48 : 32;
     const int64_t M = g->rows, N = g->f, K = g->k;
-    const int64_t n_panels = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR;
+    const int64_t n_panels = (N + NR - 1) / NR;
     const int64_t b_floats = round_up(K * n_panels * NR, 16);
-    const int64_t line_ptrs = TILE_BLOCK * MR * g->kh;
-    /* per thread: the block's line pointers (2 floats each), then its edge copies */
-    const int64_t per_thread = round_up(2 * line_ptrs + TILE_BLOCK * MR * K, 16);
+    const int64_t line_ptrs = TILE_BLOCK * MR;
+    /* per thread: the block's line pointers, then its rows' places in z (2 floats each) */
+    const int64_t per_thread = round_up(2 * (line_ptrs + TILE_BLOCK * MR), 16);
+    /* the runs (padding_runs) and the classes' first tiles, as int64 (2 floats each) */
+    const int64_t run_ints = 3 * (g->oh + 1) + 3 * (g->ow + 1);
     const int fused_act = act == PYNN_ACT_LINEAR || act == PYNN_ACT_RELU ||
                           act == PYNN_ACT_LEAKY_RELU;
+    int64_t *rb, *rlo, *rhi, *cb, *clo, *chi, *first_tile;
+    int64_t n_rr, n_cr, n_cls, tiles, cls;
     float *base, *bbuf, *zeros, *thread_base;
     void *owned;
     int nthreads, status, t;
     int64_t pc, js;
+    {   /* the number of runs, to size the classes' table */
+        int64_t o, r_rows = 0, r_cols = 0, prev_lo = -1, prev_hi = -1;
+        for (o = 0; o < g->oh; o++) {
+            const int64_t start = o * g->sh - g->pt;
+            const int64_t lo = min_i64(g->kh, max_i64(0, -start));
+            const int64_t hi = min_i64(g->kh - lo, max_i64(0, start + g->kh - g->h));
+            r_rows += lo != prev_lo || hi != prev_hi;
+            prev_lo = lo;
+            prev_hi = hi;
+        }
+        prev_lo = prev_hi = -1;
+        for (o = 0; o < g->ow; o++) {
+            const int64_t start = o * g->sw - g->pl;
+            const int64_t lo = min_i64(g->kw, max_i64(0, -start));
+            const int64_t hi = min_i64(g->kw - lo, max_i64(0, start + g->kw - g->w));
+            r_cols += lo != prev_lo || hi != prev_hi;
+            prev_lo = lo;
+            prev_hi = hi;
+        }
+        n_cls = r_rows * r_cols;
+    }
     nthreads = M * N * K < CONV_GEMM_MIN_PARALLEL_MACS ? 1 : pynn_threads();
-    if (nthreads > tiles) nthreads = (int)tiles;
     status = pynn_gemm_workspace_acquire(
         &base, &owned,
-        (size_t)(b_floats + round_up(g->span, 16) + nthreads * per_thread + xp_floats));
+        (size_t)(b_floats + round_up(g->span, 16) + round_up(2 * (run_ints + n_cls + 1), 16) +
+                 nthreads * per_thread + xp_floats));
     if (status != PYNN_OK) return status;
+    if (xp_floats > 0) {                          /* a first layer: windows in a copy */
+        g_padded = padded_geom(g_in, base + (b_floats + round_up(g->span, 16) +
+                                             round_up(2 * (run_ints + n_cls + 1), 16) +
+                                             nthreads * per_thread));
+        g = &g_padded;
+        n_cls = 1;                                /* every window inside the copy */
+    }
     bbuf = base;
     zeros = base + b_floats;
-    thread_base = zeros + round_up(g->span, 16);
-    if (xp_floats > 0) {                          /* a first layer: windows in a copy */
-        g_padded = padded_geom(g_in, thread_base + nthreads * per_thread);
-        g = &g_padded;
-    }
+    rb = (int64_t *)(void *)(zeros + round_up(g->span, 16));
+    rlo = rb + g->oh + 1;
+    rhi = rlo + g->oh + 1;
+    cb = rhi + g->oh + 1;
+    clo = cb + g->ow + 1;
+    chi = clo + g->ow + 1;
+    first_tile = chi + g->ow + 1;
+    thread_base = zeros + round_up(g->span, 16) + round_up(2 * (run_ints + n_cls + 1), 16);
     memset(zeros, 0, (size_t)g->span * sizeof(float));
+    n_rr = padding_runs(g->oh, g->kh, g->sh, g->pt, g->h, rb, rlo, rhi);
+    n_cr = padding_runs(g->ow, g->kw, g->sw, g->pl, g->w, cb, clo, chi);
+    tiles = 0;
+    for (cls = 0; cls < n_cls; cls++) {           /* classes: row run major */
+        const int64_t rr = cls / n_cr, cr = cls % n_cr;
+        first_tile[cls] = tiles;
+        tiles += (g->n * (rb[rr + 1] - rb[rr]) * (cb[cr + 1] - cb[cr]) + MR - 1) / MR;
+    }
+    first_tile[n_cls] = tiles;
+    (void)n_rr;
+    if (nthreads > tiles) nthreads = (int)max_i64(1, tiles);
     for (pc = 0; pc < K; pc += KC) {              /* K: depth blocks */
         const int64_t kc = min_i64(KC, K - pc);
         for (js = 0; js < n_panels; js++)         /* N: micro-panels of wgt */
@@ -227,43 +309,110 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
 #endif
     for (t = 0; t < nthreads; t++) {              /* bands of whole tiles */
         const float **lines = (const float **)(void *)(thread_base + t * per_thread);
-        float *scratch = thread_base + t * per_thread + 2 * line_ptrs;
+        int64_t *rowpos = (int64_t *)(void *)(thread_base + t * per_thread + 2 * line_ptrs);
         const int64_t t0 = tiles * t / nthreads, t1 = tiles * (t + 1) / nthreads;
-        int64_t tb, ti, i, pc2, js2;
+        int64_t tb, ti, i, pc2, js2, tc = 0;
+        int64_t st_cls = -1, st_img = 0, st_ri = 0, st_ci = 0;   /* positions carried on */
+        int64_t a_lo[TILE_BLOCK], a_hi[TILE_BLOCK], s_lo[TILE_BLOCK], s_hi[TILE_BLOCK];
+        int64_t live[TILE_BLOCK];
         for (tb = t0; tb < t1; tb += TILE_BLOCK) {            /* M: blocks of tiles */
             const int64_t nt = min_i64(TILE_BLOCK, t1 - tb);
-            const int64_t live = min_i64(nt * MR, M - tb * MR);
-            pynn_conv_lines_block(lines, scratch, g, tb * MR, live, zeros);
-            for (i = live * g->kh; i < nt * MR * g->kh; i++)   /* past the end: not stored */
-                lines[i] = zeros;
+            for (ti = 0; ti < nt; ti++) {                     /* M: the block's tiles */
+                const int64_t tile = tb + ti;
+                int64_t rr, cr, nr, nc, k0, img, ri, ci;
+                while (first_tile[tc + 1] <= tile) tc++;      /* the tile's class */
+                while (first_tile[tc] > tile) tc--;
+                rr = tc / n_cr;
+                cr = tc % n_cr;
+                nr = rb[rr + 1] - rb[rr];
+                nc = cb[cr + 1] - cb[cr];
+                k0 = (tile - first_tile[tc]) * MR;            /* its first position */
+                if (tc == st_cls) {                           /* where the last tile ended */
+                    img = st_img;
+                    ri = st_ri;
+                    ci = st_ci;
+                } else {                                      /* a class's first tile here */
+                    img = k0 / (nr * nc);
+                    ri = k0 % (nr * nc) / nc;
+                    ci = k0 % nc;
+                    st_cls = tc;
+                }
+                a_lo[ti] = rlo[rr];
+                a_hi[ti] = g->kh - rhi[rr];
+                s_lo[ti] = clo[cr] * g->c;
+                s_hi[ti] = g->span - chi[cr] * g->c;
+                live[ti] = min_i64(MR, g->n * nr * nc - k0);
+                {
+                    /* row i's window row a_lo from entry s_lo on (rows past the class:
+                     * the first row's), p moving sw c along an output row */
+                    const int64_t step = g->sw * g->c;
+                    const int empty = a_lo[ti] >= a_hi[ti] || s_lo[ti] >= s_hi[ti];
+                    int64_t oi = rb[rr] + ri, oj = cb[cr] + ci;
+                    int64_t pos = (img * g->oh + oi) * g->ow + oj;
+                    const float *p = g->x + ((img * g->h + oi * g->sh - g->pt + a_lo[ti]) * g->w +
+                                             oj * g->sw - g->pl + clo[cr]) * g->c;
+                    const float **ln = lines + ti * MR;
+                    int64_t *rp = rowpos + ti * MR;
+                    for (i = 0; i < MR; i++) {                /* M: the tile's rows */
+                        const int past = i >= live[ti];
+                        ln[i] = empty ? zeros : past ? ln[0] : p;
+                        rp[i] = past ? -1 : pos;
+                        if (++ci < nc) {                      /* along the output row */
+                            pos++;
+                            p += step;
+                            continue;
+                        }
+                        ci = 0;                               /* the class's next row */
+                        if (++ri == nr) {
+                            ri = 0;
+                            img++;
+                        }
+                        if (img == g->n) continue;            /* past the class */
+                        oi = rb[rr] + ri;
+                        oj = cb[cr];
+                        pos = (img * g->oh + oi) * g->ow + oj;
+                        p = g->x + ((img * g->h + oi * g->sh - g->pt + a_lo[ti]) * g->w +
+                                    oj * g->sw - g->pl + clo[cr]) * g->c;
+                    }
+                }
+                st_img = img;                                 /* the next tile's first row */
+                st_ri = ri;
+                st_ci = ci;
+            }
             for (pc2 = 0; pc2 < K; pc2 += KC) {               /* K: depth blocks, in order */
                 const int64_t kc = min_i64(KC, K - pc2);
                 const int last_k = pc2 + kc == K;
                 for (js2 = 0; js2 < n_panels; js2++) {        /* N: micro-panels of wgt */
                     const int64_t j0 = js2 * NR, nn = min_i64(NR, N - j0);
                     for (ti = 0; ti < nt; ti++) {             /* M: the block's tiles */
-                        const int64_t i0 = (tb + ti) * MR;
                         pynn_conv_tile tl;
-                        tl.lines = lines + ti * MR * g->kh;
-                        tl.kh = g->kh;
+                        tl.rows = lines + ti * MR;
+                        tl.ldx = g->w * g->c;
                         tl.span = g->span;
+                        tl.a_lo = a_lo[ti];
+                        tl.a_hi = a_hi[ti];
+                        tl.s_lo = s_lo[ti];
+                        tl.s_hi = s_hi[ti];
                         tl.pc = pc2;
                         tl.kc = kc;
                         tl.b = bbuf + pc2 * n_panels * NR + js2 * NR * kc;
-                        tl.c = z + i0 * N + j0;
+                        tl.rowpos = rowpos + ti * MR;
+                        tl.c = z + j0;
                         tl.ldc = N;
-                        tl.m = min_i64(MR, M - i0);
+                        tl.m = live[ti];
                         tl.n = nn;
                         tl.accumulate = pc2 > 0;
                         tl.bias = last_k && bias != NULL ? bias + j0 : NULL;
-                        tl.y = last_k && y != NULL && fused_act ? y + i0 * N + j0 : NULL;
+                        tl.y = last_k && y != NULL && fused_act ? y + j0 : NULL;
                         tl.act = act;
                         tl.alpha = alpha;
                         tile_fn(&tl);
                         if (last_k && y != NULL && !fused_act && !pynn_act_rowwise(act))
-                            for (i = 0; i < tl.m; i++)        /* M: the finished rows */
-                                (void)pynn_act_span(y + (i0 + i) * N + j0, z + (i0 + i) * N + j0,
-                                                    nn, act, alpha);
+                            for (i = 0; i < tl.m; i++) {      /* M: the finished rows */
+                                const int64_t row = tl.rowpos[i];
+                                (void)pynn_act_span(y + row * N + j0, z + row * N + j0, nn,
+                                                    act, alpha);
+                            }
                     }
                 }
             }

@@ -14,31 +14,35 @@ static inline __mmask16 lane_mask(int64_t n) {
 }
 
 /* ---- the forward's tiles: A broadcast straight from the window lines ---------------
- * No packed A: each step of K broadcasts the tile's MR values from the MR lines of the
- * current window row (one pointer per row, a shared index) and multiplies them into the
- * NV vectors of the packed weights' row, the FMA chain of gemm_kernel_avx512.c. */
+ * No packed A: each step of K broadcasts the tile's MR values from the MR rows' current
+ * window rows (one pointer per row, a shared index) and multiplies them into the
+ * NV vectors of the packed weights' row, the FMA chain of gemm_kernel_avx512.c.  Only the
+ * window rows [a_lo, a_hi) and entries [s_lo, s_hi) of each -- those in x -- are visited
+ * (conv_gemm_internal.h). */
 static inline __attribute__((always_inline)) void conv_tile_body(const pynn_conv_tile *t,
                                                                  const int MR, const int NV) {
     __m512 acc[12][3];
     __m512 bv[3];
     const int64_t NR = 16 * NV, end = t->pc + t->kc;
-    const float *b = t->b;
-    int64_t p = t->pc;
+    int64_t a;
     int i, v;
 #pragma GCC unroll 12
     for (i = 0; i < MR; i++)                  /* M: rows of the tile */
 #pragma GCC unroll 3
         for (v = 0; v < NV; v++)              /* N: vectors of a row */
             acc[i][v] = _mm512_setzero_ps();
-    while (p < end) {                         /* K: window rows in the block */
-        const int64_t a = p / t->span, s0 = p - a * t->span;
-        const int64_t len = (end - a * t->span < t->span ? end - a * t->span : t->span) - s0;
-        const float *const *ln = t->lines + a;
+    for (a = t->a_lo; a < t->a_hi; a++) {     /* K: window rows in x */
+        const int64_t row0 = a * t->span;     /* K index of the window row's entry 0 */
+        const int64_t s0 = row0 + t->s_lo > t->pc ? t->s_lo : t->pc - row0;
+        const int64_t s1 = row0 + t->s_hi < end ? t->s_hi : end - row0;
+        const int64_t off = (a - t->a_lo) * t->ldx + (s0 - t->s_lo);
+        const float *b = t->b + (row0 + s0 - t->pc) * NR;
         const float *r[12];
         int64_t s;
+        if (s0 >= s1) continue;               /* outside this K block */
 #pragma GCC unroll 12
-        for (i = 0; i < MR; i++) r[i] = ln[i * t->kh] + s0;
-        for (s = 0; s < len; s++) {           /* K: along the window row */
+        for (i = 0; i < MR; i++) r[i] = t->rows[i] + off;
+        for (s = 0; s < s1 - s0; s++) {       /* K: along the window row */
 #pragma GCC unroll 3
             for (v = 0; v < NV; v++)          /* N: vectors of the B row */
                 bv[v] = _mm512_loadu_ps(b + 16 * v);
@@ -51,7 +55,6 @@ static inline __attribute__((always_inline)) void conv_tile_body(const pynn_conv
             }
             b += NR;
         }
-        p += len;
     }
     {
         const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(t->alpha);
@@ -67,8 +70,10 @@ static inline __attribute__((always_inline)) void conv_tile_body(const pynn_conv
         }
 #pragma GCC unroll 12
         for (i = 0; i < MR; i++) {            /* M: rows of z stored */
-            float *ci = t->c + i * t->ldc;
+            float *ci, *yi;
             if (i >= t->m) break;
+            ci = t->c + t->rowpos[i] * t->ldc;
+            yi = act_here ? t->y + t->rowpos[i] * t->ldc : NULL;
 #pragma GCC unroll 3
             for (v = 0; v < NV; v++) {        /* N: vectors of a row */
                 __m512 u = acc[i][v];
@@ -82,7 +87,7 @@ static inline __attribute__((always_inline)) void conv_tile_body(const pynn_conv
                         u = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(u, zero, _CMP_GT_OQ),
                                                  _mm512_mul_ps(slope, u), u);
                     }
-                    _mm512_mask_storeu_ps(t->y + i * t->ldc + 16 * v, mask[v], u);
+                    _mm512_mask_storeu_ps(yi + 16 * v, mask[v], u);
                 }
             }
         }

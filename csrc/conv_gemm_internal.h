@@ -92,19 +92,25 @@ static inline void pynn_conv_pos_next(const pynn_conv_geom *g, pynn_conv_pos *p)
 }
 
 
-/* One tile of the forward without a packed A (AVX-512): rows i < m of z at c (row stride
- * ldc), columns j < n (n <= nr), summed over window entries [pc, pc + kc) in order:
- *   acc[i][j] = sum_p A(i, p) b[(p - pc)*nr + j],  A(i, p) = lines[i*kh + a][s]
- * with p = a*span + s (lines[i*kh + a]: window row a of the tile's row i, span floats;
- * rows past m point at any readable line).  Then t = acc, t = c + t when accumulate (the
- * K blocks after the first), and on the last block t = t + bias[j] (bias not NULL); z =
- * t is stored, and y = act(t) too for act LINEAR, RELU and LEAKY_RELU when y is not NULL
- * (other activations: the caller's).  The roundings of gemm.c's micro-kernel and
- * epilogue (alpha = 1, beta = 1): bitwise its results for the same K blocks. */
+/* One tile of the forward without a packed A (AVX-512): rows i < m, columns j < n (n <=
+ * nr), summed over the window entries [pc, pc + kc) that lie in x, in order:
+ *   acc[i][j] = sum_p A(i, p) b[(p - pc)*nr + j]  over p = a*span + s with a in [a_lo,
+ *   a_hi) and s in [s_lo, s_hi),  A(i, p) = rows[i][(a - a_lo)*ldx + s - s_lo]
+ * (rows[i]: window row a_lo of the tile's row i from entry s_lo on, the next window rows
+ * ldx floats apart -- x's rows; rows past m may repeat any row; the entries left out are
+ * the padding's zeros).
+ * Then t = acc, t = c_i + t when accumulate (the K blocks after the first), and on the
+ * last block t = t + bias[j] (bias not NULL), where c_i = c + rowpos[i]*ldc is row i's
+ * place in z; z = t is stored, and y = act(t) too (at y + rowpos[i]*ldc) for act
+ * LINEAR, RELU and LEAKY_RELU when y is not NULL (other activations: the caller's).  The
+ * roundings of gemm.c's micro-kernel and epilogue (alpha = 1, beta = 1): bitwise its
+ * results for the same K blocks. */
 typedef struct {
-    const float *const *lines;   /* lines[i*kh + a]: window row a of the tile's row i */
-    int64_t kh, span, pc, kc;
+    const float *const *rows;    /* per row of the tile, its first entry in x */
+    int64_t ldx, span, pc, kc;
+    int64_t a_lo, a_hi, s_lo, s_hi;   /* the window rows and entries in x */
     const float *b;
+    const int64_t *rowpos;       /* row i of the tile is row rowpos[i] of z and y */
     float *c;
     int64_t ldc, m, n;
     int accumulate;
