@@ -104,7 +104,7 @@ void pynn_conv_tile_avx512_8x48(const pynn_conv_tile *t) { conv_tile_body(t, 8, 
 static inline __attribute__((always_inline)) void ktile_body(const pynn_conv_ktile *t,
                                                              const pynn_conv_ltile *lt,
                                                              const int MR, const int NV,
-                                                             const int LINES) {
+                                                             const int LINES, const int TAPS) {
     __m512 acc[12][3];
     __m512 bv[3];
     __mmask16 mask[3];
@@ -114,6 +114,8 @@ static inline __attribute__((always_inline)) void ktile_body(const pynn_conv_kti
     const int64_t n = LINES ? lt->n : t->n;
     const char *const pf = LINES ? lt->pf : t->pf;
     const int64_t pf_lines = LINES ? lt->pf_lines : t->pf_lines;
+    const uint64_t *const taps = TAPS ? t->taps : NULL;
+    const uint64_t tap_bits = TAPS ? t->tap_bits : 0;
     int64_t p;
     int i, v;
 #pragma GCC unroll 3
@@ -127,6 +129,11 @@ static inline __attribute__((always_inline)) void ktile_body(const pynn_conv_kti
         const float *ap = LINES ? line[p * lt->kh] + lt->s0 : a;
         if (p < pf_lines) _mm_prefetch(pf + 64 * p, _MM_HINT_T1);
         if (p + kc < pf_lines) _mm_prefetch(pf + 64 * (p + kc), _MM_HINT_T1);
+        if (TAPS && (taps[p] & tap_bits) == 0) {   /* the padding's zeros only */
+            if (!LINES) a += t->lda;
+            b += ldb;
+            continue;
+        }
 #pragma GCC unroll 3
         for (v = 0; v < NV; v++)              /* N: vectors of the B row */
             bv[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
@@ -159,15 +166,18 @@ static inline __attribute__((always_inline)) void ktile_body(const pynn_conv_kti
 }
 
 #define KTILE(MR, NV)                                                                     \
-    static void ktile_##MR##_##NV(const pynn_conv_ktile *t) { ktile_body(t, NULL, MR, NV, 0); } \
-    static void ltile_##MR##_##NV(const pynn_conv_ltile *t) { ktile_body(NULL, t, MR, NV, 1); }
+    static void ktile_##MR##_##NV(const pynn_conv_ktile *t) {                             \
+        if (t->taps != NULL) ktile_body(t, NULL, MR, NV, 0, 1);                           \
+        else ktile_body(t, NULL, MR, NV, 0, 0);                                           \
+    }                                                                                     \
+    static void ltile_##MR##_##NV(const pynn_conv_ltile *t) { ktile_body(NULL, t, MR, NV, 1, 0); }
 KTILE(6, 1) KTILE(7, 1) KTILE(8, 1) KTILE(9, 1) KTILE(10, 1) KTILE(11, 1) KTILE(12, 1)
 KTILE(6, 2) KTILE(7, 2) KTILE(8, 2) KTILE(9, 2) KTILE(10, 2) KTILE(11, 2) KTILE(12, 2)
 KTILE(6, 3) KTILE(7, 3) KTILE(8, 3)
 /* five rows: a window row of 15 entries (5x5 windows over 3 channels) read in place */
-static void ltile_5_1(const pynn_conv_ltile *t) { ktile_body(NULL, t, 5, 1, 1); }
-static void ltile_5_2(const pynn_conv_ltile *t) { ktile_body(NULL, t, 5, 2, 1); }
-static void ltile_5_3(const pynn_conv_ltile *t) { ktile_body(NULL, t, 5, 3, 1); }
+static void ltile_5_1(const pynn_conv_ltile *t) { ktile_body(NULL, t, 5, 1, 1, 0); }
+static void ltile_5_2(const pynn_conv_ltile *t) { ktile_body(NULL, t, 5, 2, 1, 0); }
+static void ltile_5_3(const pynn_conv_ltile *t) { ktile_body(NULL, t, 5, 3, 1, 0); }
 #undef KTILE
 
 int pynn_conv_ktile_avx512(const pynn_conv_ktile *t, int mr, int nv) {

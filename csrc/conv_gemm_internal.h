@@ -136,6 +136,11 @@ typedef struct {
      * dy and z, read from memory while this block's FMAs run) */
     const char *pf;
     int64_t pf_lines;
+    /* NULL, or per step p the window taps (bit a*kw + b) of position p that lie in x: a
+     * step none of whose tap_bits (the taps of the tile's rows) does is skipped -- its
+     * entries are the padding's zeros, and leaving out exact zero terms changes no bit */
+    const uint64_t *taps;
+    uint64_t tap_bits;
 } pynn_conv_ktile;
 
 /* The same product with A read from window rows of x instead of a block of cols rows:
