@@ -196,22 +196,27 @@ static void forward_no_k(float *z, float *y, const float *bias, int64_t rows, in
 /* Runs of output rows (or columns) whose windows reach the same number of rows (columns)
  * into the padding before and after the image: bounds[r] .. bounds[r + 1] is run r, with
  * lo[r] window rows (columns) before the image and hi[r] after it, each at most k.
- * Returns the number of runs.  bounds: out + 1 entries; lo, hi: out entries. */
+ * Returns the number of runs; bounds (out + 1 entries), lo and hi (out entries) may be
+ * NULL: the count alone. */
 static int64_t padding_runs(int64_t out, int64_t k, int64_t stride, int64_t pad, int64_t in,
                             int64_t *bounds, int64_t *lo, int64_t *hi) {
-    int64_t o, runs = 0;
+    int64_t o, runs = 0, prev_before = -1, prev_after = -1;
     for (o = 0; o < out; o++) {                   /* output rows (columns) in order */
         const int64_t start = o * stride - pad;
         const int64_t before = min_i64(k, max_i64(0, -start));
         const int64_t after = min_i64(k - before, max_i64(0, start + k - in));
-        if (runs == 0 || before != lo[runs - 1] || after != hi[runs - 1]) {
-            bounds[runs] = o;
-            lo[runs] = before;
-            hi[runs] = after;
+        if (before != prev_before || after != prev_after) {
+            if (bounds != NULL) {
+                bounds[runs] = o;
+                lo[runs] = before;
+                hi[runs] = after;
+            }
             runs++;
+            prev_before = before;
+            prev_after = after;
         }
     }
-    bounds[runs] = out;
+    if (bounds != NULL) bounds[runs] = out;
     return runs;
 }
 
@@ -242,27 +247,9 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
     void *owned;
     int nthreads, status, t;
     int64_t pc, js;
-    {   /* the number of runs, to size the classes' table */
-        int64_t o, r_rows = 0, r_cols = 0, prev_lo = -1, prev_hi = -1;
-        for (o = 0; o < g->oh; o++) {
-            const int64_t start = o * g->sh - g->pt;
-            const int64_t lo = min_i64(g->kh, max_i64(0, -start));
-            const int64_t hi = min_i64(g->kh - lo, max_i64(0, start + g->kh - g->h));
-            r_rows += lo != prev_lo || hi != prev_hi;
-            prev_lo = lo;
-            prev_hi = hi;
-        }
-        prev_lo = prev_hi = -1;
-        for (o = 0; o < g->ow; o++) {
-            const int64_t start = o * g->sw - g->pl;
-            const int64_t lo = min_i64(g->kw, max_i64(0, -start));
-            const int64_t hi = min_i64(g->kw - lo, max_i64(0, start + g->kw - g->w));
-            r_cols += lo != prev_lo || hi != prev_hi;
-            prev_lo = lo;
-            prev_hi = hi;
-        }
-        n_cls = r_rows * r_cols;
-    }
+    /* the classes: runs of rows by runs of columns (sizes the table of their tiles) */
+    n_cls = padding_runs(g->oh, g->kh, g->sh, g->pt, g->h, NULL, NULL, NULL) *
+            padding_runs(g->ow, g->kw, g->sw, g->pl, g->w, NULL, NULL, NULL);
     nthreads = M * N * K < CONV_GEMM_MIN_PARALLEL_MACS ? 1 : pynn_threads();
     status = pynn_gemm_workspace_acquire(
         &base, &owned,
