@@ -331,22 +331,24 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
                 live[ti] = min_i64(MR, g->n * nr * nc - k0);
                 {
                     /* row i's window row a_lo from entry s_lo on (rows past the class:
-                     * the first row's), p moving sw c along an output row */
+                     * the first row's; the zero line when no entry lies in x), p moving sw c
+                     * along an output row */
                     const int64_t step = g->sw * g->c;
                     const int empty = a_lo[ti] >= a_hi[ti] || s_lo[ti] >= s_hi[ti];
                     int64_t oi = rb[rr] + ri, oj = cb[cr] + ci;
                     int64_t pos = (img * g->oh + oi) * g->ow + oj;
-                    const float *p = g->x + ((img * g->h + oi * g->sh - g->pt + a_lo[ti]) * g->w +
-                                             oj * g->sw - g->pl + clo[cr]) * g->c;
+                    const float *p = empty ? zeros
+                                           : g->x + ((img * g->h + oi * g->sh - g->pt + a_lo[ti]) *
+                                                         g->w + oj * g->sw - g->pl + clo[cr]) * g->c;
                     const float **ln = lines + ti * MR;
                     int64_t *rp = rowpos + ti * MR;
                     for (i = 0; i < MR; i++) {                /* M: the tile's rows */
                         const int past = i >= live[ti];
-                        ln[i] = empty ? zeros : past ? ln[0] : p;
+                        ln[i] = past ? ln[0] : p;
                         rp[i] = past ? -1 : pos;
                         if (++ci < nc) {                      /* along the output row */
                             pos++;
-                            p += step;
+                            if (!empty) p += step;
                             continue;
                         }
                         ci = 0;                               /* the class's next row */
@@ -358,8 +360,9 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
                         oi = rb[rr] + ri;
                         oj = cb[cr];
                         pos = (img * g->oh + oi) * g->ow + oj;
-                        p = g->x + ((img * g->h + oi * g->sh - g->pt + a_lo[ti]) * g->w +
-                                    oj * g->sw - g->pl + clo[cr]) * g->c;
+                        if (!empty)
+                            p = g->x + ((img * g->h + oi * g->sh - g->pt + a_lo[ti]) * g->w +
+                                        oj * g->sw - g->pl + clo[cr]) * g->c;
                     }
                 }
                 st_img = img;                                 /* the next tile's first row */
