@@ -10,16 +10,19 @@
  *
  * At PYNN_LEVEL_AVX512 (conv_gemm_avx512.c, contracts in conv_gemm_internal.h):
  *   forward: tiles of 12 positions x 32 filters (8 x 48 when f is a multiple of 48 but not
- *     of 32) broadcast A straight from each position's window lines -- x itself, the zero
- *     line for a row in the padding, or a scratch copy with zeros for a window across the
- *     left or right edge -- so A is never packed; wgt is packed once per call; bias and
- *     ReLU / leaky ReLU / linear are applied in the tile's store.
+ *     of 32) broadcast A straight from x, so A is never packed; the positions are grouped
+ *     by how far their windows reach into the padding, and a tile multiplies only the
+ *     window entries that lie in x (a zero-padded copy of x for layers over <= 4
+ *     channels); wgt is packed once per call; bias and ReLU / leaky ReLU / linear are
+ *     applied in the tile's store.
  *   filter gradient: each K block of positions is copied into an L2-sized block of cols
  *     rows (im2col of kc positions) and multiplied, unpacked, with dz's rows in tiles of mr
- *     window entries (mr in [6, 12] chosen to divide K) x 16-48 filters; for at most one
+ *     window entries (mr in [6, 12] chosen to divide K) x 16-48 filters, skipping the
+ *     positions whose entries for a tile's rows all lie in the padding; for at most one
  *     tile's width of filters, with mr dividing a window row, the tiles broadcast from
  *     x's window lines instead (a table of line pointers per block, copies only for the
- *     windows across an edge).
+ *     windows across an edge).  dz and db are made block by block in the same pass (the
+ *     ReLU's backward folded in), the next block's dy and z prefetched meanwhile.
  * At the other levels the GEMM's loops and micro-kernel (gemm.c: MR, NR, MC, KC, NC) run on
  * panels packed straight from x: the forward's A micro-panels from the window lines, the
  * filter gradient's B micro-panels (kc positions x NR entries) line by line.
@@ -27,8 +30,9 @@
  * Determinism: every element of z is summed by one micro-kernel call per K block, the K
  * blocks in order, as in gemm.c, with the same packed values: the forward gives bitwise
  * the numbers of im2col + pynn_sgemm_bias_act on the blocked path, whatever the thread
- * count (threads take fixed-size bands of whole MR-row panels; the rows of a band change
- * nothing in an element's arithmetic).  The filter gradient cuts the positions into the
+ * count (threads take fixed ranges of whole tiles; the rows of a tile change nothing in
+ * an element's arithmetic).  Products with the padding's zeros left out change no bit: a
+ * sum that starts at +0 is never -0, and adding an exact zero to it changes nothing.  The filter gradient cuts the positions into the
  * chunks of pynn_sgemm_ksplit (fixed by the shape), one thread per chunk, its partial
  * summed over KC blocks of positions in order; the partials are then added in chunk order
  * into dW's (K x f) layout: bitwise pynn_sgemm_ksplit's result on cols, transposed, when
@@ -108,15 +112,15 @@ static void pack_b_windows(float *bp, const pynn_conv_geom *g, int64_t q0, int64
 }
 
 /* ---- a zero-padded copy of x, for layers over few channels ----------------------
- * Over c <= PAD_COPY_MAX_C channels (a first layer over images) a window row across the
- * image's left or right edge is assembled c floats at a time, 2 kw small copies a row,
- * and the windows at the edges (2 columns of 32 in the VGG-style first layer) cost about
- * as much as the products of all the others.  A copy of x with the padding's zeros
- * written out, n x hp x wp x c with hp = (oh - 1) sh + kh and wp = (ow - 1) sw + kw,
- * puts every window inside the image: each window row is then a pointer into the copy
- * (pynn_conv_lines_block's fast path).  The same values in the same places, so the same
- * results; the copy is a few hundred kilobytes for such a layer (888 KB at batch 64 for
- * 32 x 32 x 3), a twentieth of the pass's time. */
+ * Over c <= PAD_COPY_MAX_C channels (a first layer over images) a window row is a few
+ * entries (9 for 3x3 over 3 channels): the windows at the image's edges, assembled in
+ * scratch for the filter gradient or cut to their entries in x by the forward's padding
+ * classes, cost about as much per product as the whole window.  A copy of x with the
+ * padding's zeros written out, n x hp x wp x c with hp = (oh - 1) sh + kh and
+ * wp = (ow - 1) sw + kw, puts every window inside the image: each window row is then a
+ * pointer into the copy.  The same values in the same places, so the same results; the
+ * copy is a few hundred kilobytes for such a layer (888 KB at batch 64 for 32 x 32 x 3),
+ * a twentieth of the pass's time. */
 #define PAD_COPY_MAX_C 4
 
 /* Floats of the padded copy of g's input, 0 when none is made. */
