@@ -197,6 +197,21 @@ static void forward_no_k(float *z, float *y, const float *bias, int64_t rows, in
 #define TILE_BLOCK 8
 
 #ifdef PYNN_HAVE_X86_KERNELS
+/* A window of k rows (columns) starting at row `start` of an image of `in`: how many of
+ * them lie before the image and how many after it (together at most k). */
+static inline void window_reach(int64_t start, int64_t k, int64_t in, int64_t *before,
+                                int64_t *after) {
+    *before = min_i64(k, max_i64(0, -start));
+    *after = min_i64(k - *before, max_i64(0, start + k - in));
+}
+
+/* Entry s_lo = clo c of window row a_lo of output position (img, oi, oj)'s window, in x. */
+static inline const float *first_entry(const pynn_conv_geom *g, int64_t img, int64_t oi,
+                                       int64_t oj, int64_t a_lo, int64_t clo) {
+    return g->x + ((img * g->h + oi * g->sh - g->pt + a_lo) * g->w + oj * g->sw - g->pl + clo) *
+                      g->c;
+}
+
 /* Runs of output rows (or columns) whose windows reach the same number of rows (columns)
  * into the padding before and after the image: bounds[r] .. bounds[r + 1] is run r, with
  * lo[r] window rows (columns) before the image and hi[r] after it, each at most k.
@@ -206,9 +221,8 @@ static int64_t padding_runs(int64_t out, int64_t k, int64_t stride, int64_t pad,
                             int64_t *bounds, int64_t *lo, int64_t *hi) {
     int64_t o, runs = 0, prev_before = -1, prev_after = -1;
     for (o = 0; o < out; o++) {                   /* output rows (columns) in order */
-        const int64_t start = o * stride - pad;
-        const int64_t before = min_i64(k, max_i64(0, -start));
-        const int64_t after = min_i64(k - before, max_i64(0, start + k - in));
+        int64_t before, after;
+        window_reach(o * stride - pad, k, in, &before, &after);
         if (before != prev_before || after != prev_after) {
             if (bounds != NULL) {
                 bounds[runs] = o;
@@ -251,7 +265,8 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
     void *owned;
     int nthreads, status, t;
     int64_t pc, js;
-    /* the classes: runs of rows by runs of columns (sizes the table of their tiles) */
+    /* the classes: runs of rows by runs of columns (at most this many: the table of their
+     * tiles is sized for g_in's, one class when the windows are in a padded copy) */
     n_cls = padding_runs(g->oh, g->kh, g->sh, g->pt, g->h, NULL, NULL, NULL) *
             padding_runs(g->ow, g->kw, g->sw, g->pl, g->w, NULL, NULL, NULL);
     nthreads = M * N * K < CONV_GEMM_MIN_PARALLEL_MACS ? 1 : pynn_threads();
@@ -265,7 +280,6 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
                                              round_up(2 * (run_ints + n_cls + 1), 16) +
                                              nthreads * per_thread));
         g = &g_padded;
-        n_cls = 1;                                /* every window inside the copy */
     }
     bbuf = base;
     zeros = base + b_floats;
@@ -280,6 +294,7 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
     memset(zeros, 0, (size_t)g->span * sizeof(float));
     n_rr = padding_runs(g->oh, g->kh, g->sh, g->pt, g->h, rb, rlo, rhi);
     n_cr = padding_runs(g->ow, g->kw, g->sw, g->pl, g->w, cb, clo, chi);
+    n_cls = n_rr * n_cr;
     tiles = 0;
     for (cls = 0; cls < n_cls; cls++) {           /* classes: row run major */
         const int64_t rr = cls / n_cr, cr = cls % n_cr;
@@ -287,7 +302,6 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
         tiles += (g->n * (rb[rr + 1] - rb[rr]) * (cb[cr + 1] - cb[cr]) + MR - 1) / MR;
     }
     first_tile[n_cls] = tiles;
-    (void)n_rr;
     if (nthreads > tiles) nthreads = (int)max_i64(1, tiles);
     for (pc = 0; pc < K; pc += KC) {              /* K: depth blocks */
         const int64_t kc = min_i64(KC, K - pc);
@@ -312,7 +326,6 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
                 const int64_t tile = tb + ti;
                 int64_t rr, cr, nr, nc, k0, img, ri, ci;
                 while (first_tile[tc + 1] <= tile) tc++;      /* the tile's class */
-                while (first_tile[tc] > tile) tc--;
                 rr = tc / n_cr;
                 cr = tc % n_cr;
                 nr = rb[rr + 1] - rb[rr];
@@ -342,8 +355,7 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
                     int64_t oi = rb[rr] + ri, oj = cb[cr] + ci;
                     int64_t pos = (img * g->oh + oi) * g->ow + oj;
                     const float *p = empty ? zeros
-                                           : g->x + ((img * g->h + oi * g->sh - g->pt + a_lo[ti]) *
-                                                         g->w + oj * g->sw - g->pl + clo[cr]) * g->c;
+                                           : first_entry(g, img, oi, oj, a_lo[ti], clo[cr]);
                     const float **ln = lines + ti * MR;
                     int64_t *rp = rowpos + ti * MR;
                     for (i = 0; i < MR; i++) {                /* M: the tile's rows */
@@ -364,9 +376,7 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
                         oi = rb[rr] + ri;
                         oj = cb[cr];
                         pos = (img * g->oh + oi) * g->ow + oj;
-                        if (!empty)
-                            p = g->x + ((img * g->h + oi * g->sh - g->pt + a_lo[ti]) * g->w +
-                                        oj * g->sw - g->pl + clo[cr]) * g->c;
+                        if (!empty) p = first_entry(g, img, oi, oj, a_lo[ti], clo[cr]);
                     }
                 }
                 st_img = img;                                 /* the next tile's first row */
@@ -580,11 +590,13 @@ static void block_taps(uint64_t *taps, const pynn_conv_geom *g, int64_t q0, int6
     pynn_conv_pos pos = pynn_conv_pos_of(g, q0);
     int64_t q, a;
     for (q = 0; q < kc; q++) {                    /* positions */
-        const int64_t a0 = max_i64(0, -pos.r0), a1 = min_i64(g->kh, g->h - pos.r0);
-        const int64_t b0 = max_i64(0, -pos.q0), b1 = min_i64(g->kw, g->w - pos.q0);
+        int64_t a0, a_after, b0, b_after, b1;
         uint64_t bits = 0, cols = 0;
+        window_reach(pos.r0, g->kh, g->h, &a0, &a_after);
+        window_reach(pos.q0, g->kw, g->w, &b0, &b_after);
+        b1 = g->kw - b_after;
         if (b1 > b0) cols = (b1 - b0 >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << (b1 - b0)) - 1)) << b0;
-        for (a = a0; a < a1; a++) bits |= cols << (a * g->kw);   /* window rows in x */
+        for (a = a0; a < g->kh - a_after; a++) bits |= cols << (a * g->kw);   /* rows in x */
         taps[q] = bits;
         pynn_conv_pos_next(g, &pos);
     }
@@ -700,7 +712,7 @@ static int filter_grad_tiles(const pynn_conv_geom *g_in, float *dw, float *parti
                         pynn_conv_lines_block(lines, cb, g, p0 + pc, kc, zeros);
                     } else {                                     /* a copied block */
                         memset(cb + kc * lda, 0, 16 * sizeof(float));  /* read past K, unused */
-                        pynn_conv_cols_block_avx512(cb, lda, g, p0 + pc, kc, zeros);
+                        pynn_conv_cols_block_avx512(cb, lda, g, p0 + pc, kc);
                         if (packed_dz)
                             pynn_conv_pack_dz_avx512(cb + dz_offset, dz + (p0 + pc) * F, kc, F,
                                                      NR);

@@ -248,10 +248,9 @@ static inline const float *edge_row(float *dst, const pynn_conv_geom *g, const f
 }
 
 void pynn_conv_cols_block_avx512(float *cb, int64_t ld, const pynn_conv_geom *g, int64_t q0,
-                                 int64_t kc, const float *zeros) {
+                                 int64_t kc) {
     pynn_conv_pos pos = pynn_conv_pos_of(g, q0);
     int64_t q, a;
-    (void)zeros;                              /* edge rows are zeroed in place */
     for (q = 0; q < kc; q++) {                /* positions */
         if (pynn_conv_pos_inside(g, &pos)) {  /* the window in the image */
             const float *w0 = g->x + ((pos.img * g->h + pos.r0) * g->w + pos.q0) * g->c;

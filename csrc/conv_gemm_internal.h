@@ -182,9 +182,9 @@ void pynn_conv_dz_block_avx512(float *dz, const float *z, int64_t kc, int64_t f,
  * block's dz rows cut into panels of nr filters, each panel's rows contiguous. */
 void pynn_conv_pack_dz_avx512(float *bp, const float *dz, int64_t kc, int64_t f, int64_t nr);
 /* cb[q*ld + e] = cols row q0 + q, entry e, for q < kc (im2col of a block of positions),
- * zeros in entries [K, ld) (ld >= K); zeros: span zeros. */
+ * zeros in entries [K, ld) (ld >= K). */
 void pynn_conv_cols_block_avx512(float *cb, int64_t ld, const pynn_conv_geom *g, int64_t q0,
-                                 int64_t kc, const float *zeros);
+                                 int64_t kc);
 /* mr x nr = 12 x 32 and 8 x 48 (conv_gemm_avx512.c). */
 void pynn_conv_tile_avx512_12x32(const pynn_conv_tile *t);
 void pynn_conv_tile_avx512_8x48(const pynn_conv_tile *t);
