@@ -43,21 +43,33 @@ static void fold(float *acc, const float *const *xs, int64_t k, int64_t e0, int6
     }
 }
 
+/* y = x0 + x1, then relu(y) (act_elementwise.h's: s > 0 ? s : 0) when relu: straight
+ * into y, no block on the stack (y[e] reads both inputs before it is written, so y may be
+ * either of them); the sum of fold. */
+static void add_two(float *y, const float *x0, const float *x1, int64_t n, int relu) {
+    const int64_t nblocks = (n + MERGE_BLOCK - 1) / MERGE_BLOCK;
+    int64_t b;
+    PYNN_PARALLEL_FOR(pynn_threads_for(n * 2),
+        for (b = 0; b < nblocks; b++) {
+            const int64_t e0 = b * MERGE_BLOCK;
+            const int64_t e1 = n - e0 < MERGE_BLOCK ? n : e0 + MERGE_BLOCK;
+            int64_t e;
+            if (relu)
+                for (e = e0; e < e1; e++) {
+                    const float s = x0[e] + x1[e];
+                    y[e] = s > 0.0f ? s : 0.0f;
+                }
+            else
+                for (e = e0; e < e1; e++) y[e] = x0[e] + x1[e];
+        });
+}
+
 int pynn_merge_forward(float *y, const float *const *xs, int64_t k, int64_t n, int kind) {
     const int64_t nblocks = (n + MERGE_BLOCK - 1) / MERGE_BLOCK;
     int64_t b;
     PYNN_RETURN_IF(!merge_args_ok(xs, k, n, kind) || (y == NULL && n > 0), PYNN_EINVAL);
-    if (k == 2 && kind == PYNN_MERGE_ADD) {
-        /* a residual connection's sum: straight into y, no block on the stack (y[e] reads
-         * both inputs before it is written, so y may be either of them); the same sum */
-        const float *x0 = xs[0], *x1 = xs[1];
-        PYNN_PARALLEL_FOR(pynn_threads_for(n * k),
-            for (b = 0; b < nblocks; b++) {
-                const int64_t e0 = b * MERGE_BLOCK;
-                const int64_t e1 = n - e0 < MERGE_BLOCK ? n : e0 + MERGE_BLOCK;
-                int64_t e;
-                for (e = e0; e < e1; e++) y[e] = x0[e] + x1[e];
-            });
+    if (k == 2 && kind == PYNN_MERGE_ADD) {   /* a residual connection's sum */
+        add_two(y, xs[0], xs[1], n, 0);
         return PYNN_OK;
     }
     /* blocks of elements: each block of y written by one thread */
@@ -78,19 +90,8 @@ int pynn_merge_forward(float *y, const float *const *xs, int64_t k, int64_t n, i
 }
 
 int pynn_merge_add_relu(float *y, const float *x0, const float *x1, int64_t n) {
-    const int64_t nblocks = (n + MERGE_BLOCK - 1) / MERGE_BLOCK;
-    int64_t b;
     PYNN_RETURN_IF(n < 0 || ((y == NULL || x0 == NULL || x1 == NULL) && n > 0), PYNN_EINVAL);
-    PYNN_PARALLEL_FOR(pynn_threads_for(n * 2),
-        for (b = 0; b < nblocks; b++) {
-            const int64_t e0 = b * MERGE_BLOCK;
-            const int64_t e1 = n - e0 < MERGE_BLOCK ? n : e0 + MERGE_BLOCK;
-            int64_t e;
-            for (e = e0; e < e1; e++) {
-                const float s = x0[e] + x1[e];
-                y[e] = s > 0.0f ? s : 0.0f;       /* act_elementwise.h's relu */
-            }
-        });
+    add_two(y, x0, x1, n, 1);
     return PYNN_OK;
 }
 
