@@ -1236,9 +1236,6 @@ static int run_op(step_context *cx, const pynn_op *op) {   /* writes cx->sparse_
     }
 }
 
-/* Runs (or, dry, checks) every op of the plan for a step of cx->buf_rows rows.  An
- * OP_ROWS_SCOPE (T, count) runs the next `count` ops with rows * T rows (engineer G,
- * TimeDistributed); scopes do not nest. */
 /* ---- two ops as one: a ReLU folded into the layer before it ----------------------
  * A plan writes Activation("relu") over the output of a BatchNormalization or an Add
  * (plan.py's _relu_over_input_calls), and in the backward the ReLU's derivative over its
@@ -1304,6 +1301,9 @@ static int run_fused(step_context *cx, const pynn_op *op, const pynn_op *next, i
     return PYNN_OK;
 }
 
+/* Runs (or, dry, checks) every op of the plan for a step of cx->buf_rows rows.  An
+ * OP_ROWS_SCOPE (T, count) runs the next `count` ops with rows * T rows (engineer G,
+ * TimeDistributed); scopes do not nest. */
 static int run_ops(step_context *cx) {
     const pynn_plan *plan = cx->plan;
     int64_t i, scope_end = -1;
