@@ -384,17 +384,17 @@ class PlanBuilder:
             self._pending[self.root(buf)] -= 1
         if not bufs:
             return None
-        if len(bufs) == 1 and not (writable and self._pending.get(self.root(bufs[0]), 0) > 0):
+        if len(bufs) == 1 and (not writable or self.free_to_write(bufs[0])):
             return bufs[0]
         # the sum goes over one of its terms that nothing else reads (a residual block's
         # two gradients: one 8 MB buffer fewer), else into a buffer of its own.  Only the
         # first term, or the second of two, and one whose memory no other term shares:
         # the backends' merges fold left to right and read every later term after
-        # writing the output (the cuda merge does)
+        # writing the output (the cuda merge does); a single term left here is read
+        # elsewhere, so never free
         roots = [self.root(b) for b in bufs]
-        free = [b for i, b in enumerate(bufs)
-                if len(bufs) > 1 and (i == 0 or len(bufs) == 2) and roots.count(roots[i]) == 1
-                and self._pending.get(roots[i], 0) == 0]
+        free = [b for i, b in enumerate(bufs) if (i == 0 or len(bufs) == 2) and
+                roots.count(roots[i]) == 1 and self.free_to_write(b)]
         total = free[0] if free else \
             self.buffer(t.shape[1:], role="gradient", mult=self.plan.buffers[t.buf].mult)
         self.op("merge", [total] + list(bufs), [ids.MERGES["add"]], label="sum of gradients")
