@@ -28,10 +28,15 @@
  * tile it falls in: the results are bitwise the same on 1 or N threads, and the same at
  * AVX2 and AVX-512 (fused multiply-adds); the portable level rounds each product, as the
  * GEMM's portable kernel does.
+ *
+ * 3 x 3 kernels at stride 1 over multiples of 16 channels and filters go to Winograd's
+ * F(2x2, 3x3) instead (conv_winograd.c: the same correlation, 16 products per 2 x 2
+ * positions and filter where this takes 36), with the same promises.
  */
 #include <string.h>
 #include "internal.h"
 #include "conv_dx_internal.h"
+#include "conv_winograd_internal.h"
 
 /* The tile kernels of the level in use (dispatch.c), taken once per call. */
 static const conv_dx_kernels *conv_dx_kernels_at(int level) {
@@ -260,6 +265,8 @@ int pynn_conv2d_input_grad(float *dx, const float *dz, const float *wgt, float *
     }
     need = pynn_conv2d_input_grad_work(kh, kw, c, f);
     PYNN_RETURN_IF(dz == NULL || wgt == NULL || work == NULL || work_size < need, PYNN_EINVAL);
+    if (pynn_conv_winograd_input_grad_supported(kh, kw, sh, sw, pad_top, pad_left, h, w, c, f))
+        return pynn_conv_winograd_input_grad(dx, dz, wgt, n, h, w, c, pad_top, pad_left, oh, ow, f);
 
     kt = conv_dx_kernels_at(pynn_level());
     memset(&pb, 0, sizeof pb);

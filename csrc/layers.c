@@ -11,6 +11,7 @@
 #include <string.h>
 #include "internal.h"
 #include "conv_gemm_internal.h"
+#include "conv_winograd_internal.h"
 
 /* Dense backward: dz = act'(z) dy (in place, with the bias gradient in the same pass when
  * there is one), then dW = x^T dz and dx = dz W^T. */
@@ -54,9 +55,11 @@ static int conv_args_ok(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, 
            act >= PYNN_ACT_LINEAR && act < PYNN_ACT_COUNT;
 }
 
-/* Conv2D forward: the direct kernel for tiny kernels, else the implicit GEMM (conv_gemm.c)
- * with bias and activation in its epilogue: z (n*oh*ow x f) = cols @ wgt (kh*kw*c x f), the
- * windows read from x, not from cols, which the forward no longer writes. */
+/* Conv2D forward: the direct kernel for tiny kernels, Winograd's F(2x2, 3x3) for 3 x 3
+ * stride-1 layers over multiples of 16 channels and filters (conv_winograd.c), else the
+ * implicit GEMM (conv_gemm.c) with bias and activation in its epilogue: z (n*oh*ow x f) =
+ * cols @ wgt (kh*kw*c x f), the windows read from x, not from cols, which the forward no
+ * longer writes. */
 int pynn_conv2d_forward(float *z, float *y, float *cols, const float *x, const float *wgt,
                         const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
@@ -71,6 +74,9 @@ int pynn_conv2d_forward(float *z, float *y, float *cols, const float *x, const f
     PYNN_RETURN_IF(x == NULL && n * oh * ow * kh * kw * c > 0, PYNN_EINVAL);
     PYNN_RETURN_IF(wgt == NULL && kh * kw * c * f > 0, PYNN_EINVAL);
     (void)cols;
+    if (pynn_conv2d_winograd_supported(kh, kw, sh, sw, c, f, oh, ow, act))
+        return pynn_conv_winograd_forward(z, y, x, wgt, bias, n, h, w, c, pad_top, pad_left, oh,
+                                          ow, f, act, alpha);
     return pynn_conv_gemm_forward(z, y, x, wgt, bias, n, h, w, c, kh, kw, sh, sw, pad_top,
                                   pad_left, oh, ow, f, act, alpha);
 }
@@ -122,9 +128,12 @@ int64_t pynn_conv2d_backward_work(int64_t n, int64_t h, int64_t w, int64_t c, in
  *     for a linear or ReLU activation with dW wanted, dz and db are folded into that
  *     product's pass over the positions (pynn_conv_gemm_filter_grad_act): each block of
  *     dy becomes dz in cache just before the tiles read it, instead of a pass of its own
- *     over memory (the VGG-style net's four layers: ~1 ms of its ~28 ms step).
- * Both then compute dx straight from dz and the kernel (conv_dx.c), its packed kernel in
- * work.  Neither reads nor writes cols (kept in the signature; may be NULL). */
+ *     over memory (the VGG-style net's four layers: ~1 ms of its ~28 ms step);
+ *   Winograd (pynn_conv2d_winograd_filter_supported: 3 x 3, stride 1, c f <= 4096): dz
+ *     (and db) by the activation kernels, then dW by F(3x3, 2x2) (conv_winograd.c).
+ * All then compute dx straight from dz and the kernel (conv_dx.c, which hands 3 x 3
+ * stride-1 shapes to Winograd's F(2x2, 3x3)), its packed kernel in work.  None reads or
+ * writes cols (kept in the signature; may be NULL). */
 int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols, float *work,
                          int64_t work_size, const float *x, const float *wgt, const float *z,
                          const float *y, int64_t n, int64_t h, int64_t w, int64_t c,
@@ -161,6 +170,17 @@ int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols
         } else {
             status = pynn_activation_backward(dy, z, y, dy, rows, f, act, alpha);
         }
+        if (status != PYNN_OK) return status;
+    } else if (k > 0 && dw != NULL &&
+               pynn_conv2d_winograd_filter_supported(kh, kw, sh, sw, c, f, oh, ow, act)) {
+        /* dz (and db) by the activation kernels, then Winograd's F(3x3, 2x2) */
+        if (db != NULL)
+            status = pynn_activation_backward_bias_grad(dy, db, z, y, dy, rows, f, act, alpha);
+        else
+            status = pynn_activation_backward(dy, z, y, dy, rows, f, act, alpha);
+        if (status != PYNN_OK) return status;
+        status = pynn_conv_winograd_filter_grad(dw, dy, x, n, h, w, c, pad_top, pad_left, oh, ow,
+                                                f);
         if (status != PYNN_OK) return status;
     } else if (k > 0 && (dw != NULL || db != NULL) &&
                pynn_conv_gemm_filter_grad_act(dw, db, work, dy, z, act, x, n, h, w, c, kh, kw,

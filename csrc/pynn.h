@@ -485,6 +485,19 @@ int pynn_col2im(float *dx, const float *cols, int64_t n, int64_t h, int64_t w, i
                 int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
                 int64_t pad_left, int64_t oh, int64_t ow);
 
+/* Winograd's F(2x2, 3x3) (conv_winograd.c): 1 for the layers whose forward it computes
+ * (a fixed rule on the shape: 3 x 3, stride 1, c and f multiples of 16 up to 256 and 512,
+ * outputs of at least 4 x 4, act elementwise).  The input gradient of a convolution of
+ * c channels and f filters takes it where a forward of f channels and c filters over dz
+ * would (pad_top and pad_left <= 2, the padding of that forward being 2 - pad). */
+int pynn_conv2d_winograd_supported(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t c,
+                                   int64_t f, int64_t oh, int64_t ow, int act);
+/* 1 where pynn_conv2d_backward's filter gradient takes F(3x3, 2x2): the layers above with
+ * c f <= 4096 (its sums per chunk of tiles, 16 c f floats, stay in L2). */
+int pynn_conv2d_winograd_filter_supported(int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                          int64_t c, int64_t f, int64_t oh, int64_t ow,
+                                          int act);
+
 /* Input gradient of a convolution (conv_dx.c), straight into dx without cols:
  *   dx (n, h, w, c) = the adjoint of the convolution with wgt (kh, kw, c, f), applied to
  *   dz (n, oh, ow, f): dx(img, r, q, ch) = sum of dz(img, i, j, e) wgt(a, b, ch, e) over
@@ -625,8 +638,9 @@ int pynn_dense_backward(float *dw, float *db, float *dx, float *dy, const float 
 /* Convolution with bias and activation, NHWC, Keras kernel layout (kh, kw, c, f):
  *   z (n, oh, ow, f) = conv(x, wgt) + bias (bias may be NULL); y = act(z), y may be z.
  * cols (n*oh*ow x kh*kw*c) is not read or written (the backward's scratch): the function
- * takes the direct kernel when pynn_conv2d_direct_supported says so, else the implicit GEMM
- * (the windows read from x, no im2col) with bias and activation in its epilogue. */
+ * takes the direct kernel when pynn_conv2d_direct_supported says so, else Winograd's
+ * F(2x2, 3x3) when pynn_conv2d_winograd_supported says so, else the implicit GEMM (the
+ * windows read from x, no im2col) with bias and activation in its epilogue. */
 int pynn_conv2d_forward(float *z, float *y, float *cols, const float *x, const float *wgt,
                         const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,

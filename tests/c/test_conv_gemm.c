@@ -1,6 +1,7 @@
-/* test_conv_gemm.c -- the convolution's implicit GEMM (csrc/conv_gemm.c) through the layer
- * kernels pynn_conv2d_forward and pynn_conv2d_backward (their GEMM path: more than 16
- * filters or windows of more than 32 entries), at every dispatch level, on 1 and 2 threads.
+/* test_conv_gemm.c -- the convolution's implicit GEMM (csrc/conv_gemm.c) and Winograd's
+ * F(2x2, 3x3) (csrc/conv_winograd.c) through the layer kernels pynn_conv2d_forward and
+ * pynn_conv2d_backward (their GEMM path: more than 16 filters or windows of more than 32
+ * entries), at every dispatch level, on 1 and 2 threads.
  *
  * For each shape and level:
  *   - z, y (ReLU), dW, db and dx against double-precision loops over the window geometry
@@ -21,6 +22,21 @@
  *
  * Bounds (u = 2^-24): z is a float sum of K products plus the bias: (K + 2) u (sum |x w| +
  * |bias|).  dW and dx: float sums of m products: (m + 1) u sum |terms| (per element).
+ *
+ * The 3 x 3, stride-1 shapes over multiples of 16 channels and filters take Winograd's
+ * F(2x2, 3x3) instead (conv_winograd.c; pynn_conv2d_winograd_supported), for the forward
+ * and, with channels and filters swapped, for dx.  There the checks are the same but for
+ * the comparison with im2col + GEMM, and the bound is Winograd's: each transformed input
+ * is a signed sum of entries of the tile's 4 x 4 window, so |V| <= P_c = sum of |x| over
+ * the window, and each transformed kernel entry a sum of its 9 entries with weights of at
+ * most 1, |U| <= Q_c = sum |w(., ., c, f)|; a point's product, a float sum over the C
+ * channels of V U (V and U rounded), is off by at most (C + 5) u sum_c P_c Q_c, and an
+ * output adds up to 9 points: 9 (C + 9) u sum_c P_c Q_c (the same for dx, over dz's
+ * window and the f filters).  dW takes F(3x3, 2x2) on those shapes: per tile t the
+ * transformed dz is a sum of its 2 x 2 block with weights of at most 1, |H| <= R_tf = sum
+ * of |dz| over the block, a point is a float sum over the T tiles (in blocks, then
+ * chunks: at most T + 21 roundings in a row), and an entry adds up to 9 points:
+ * 9 (T + 21) u sum_t P_tc R_tf.
  */
 #include "ctest.h"
 
@@ -86,6 +102,69 @@ static void run_conv(const conv_case *t, float *out) {
     CHECK(status == PYNN_OK, "backward status %d", status);
     free(cols);
     free(work);
+}
+
+/* Winograd's bound (above) on out (n, oh, ow, f), a forward over in (n, h, w, c) padded
+ * pt, pl, with the kernel wgt (3, 3, c, f) or, turned, the kernel (3, 3, f, c) of the
+ * forward whose input gradient this is: 9 (c + 9) u sum_c P_c Q_c, added to `bound`. */
+static void winograd_bound(double *bound, const float *in, const float *wgt, int64_t n,
+                           int64_t h, int64_t w, int64_t c, int64_t pt, int64_t pl, int64_t oh,
+                           int64_t ow, int64_t f, int turned) {
+    int64_t img, i, j, o, ch, a, b;
+    for (img = 0; img < n; img++)
+        for (i = 0; i < oh; i++)
+            for (j = 0; j < ow; j++)
+                for (o = 0; o < f; o++) {
+                    const int64_t r0 = i / 2 * 2 - pt, q0 = j / 2 * 2 - pl;
+                    double sum = 0.0;
+                    for (ch = 0; ch < c; ch++) {
+                        double pc = 0.0, qc = 0.0;
+                        for (a = 0; a < 4; a++)
+                            for (b = 0; b < 4; b++)
+                                if (r0 + a >= 0 && r0 + a < h && q0 + b >= 0 && q0 + b < w)
+                                    pc += fabs((double)in[((img * h + r0 + a) * w + q0 + b) * c + ch]);
+                        for (a = 0; a < 9; a++)
+                            qc += fabs((double)(turned ? wgt[(a * f + o) * c + ch]
+                                                       : wgt[(a * c + ch) * f + o]));
+                        sum += pc * qc;
+                    }
+                    bound[((img * oh + i) * ow + j) * f + o] += 9.0 * (double)(c + 9) * CTEST_U * sum;
+                }
+}
+
+/* Winograd's bound on dW (above), added to `bound` (3, 3, c, f). */
+static void winograd_dw_bound(double *bound, const geometry *g, const float *x,
+                              const double *dz) {
+    const int64_t th = (g->oh + 1) / 2, tw = (g->ow + 1) / 2, tiles = g->n * th * tw;
+    double *pc = ctest_new_doubles(g->c), *rf = ctest_new_doubles(g->f);
+    double *sum = ctest_new_doubles(g->c * g->f);
+    int64_t img, ti, tj, ch, o, a, b;
+    for (ch = 0; ch < g->c * g->f; ch++) sum[ch] = 0.0;
+    for (img = 0; img < g->n; img++)
+        for (ti = 0; ti < th; ti++)
+            for (tj = 0; tj < tw; tj++) {
+                for (ch = 0; ch < g->c; ch++) {
+                    pc[ch] = 0.0;
+                    for (a = 0; a < 4; a++)
+                        for (b = 0; b < 4; b++) {
+                            const int64_t xi = x_index(g, img, 2 * ti - g->pt + a,
+                                                       2 * tj - g->pl + b, ch);
+                            if (xi >= 0) pc[ch] += fabs((double)x[xi]);
+                        }
+                }
+                for (o = 0; o < g->f; o++) {
+                    rf[o] = 0.0;
+                    for (a = 2 * ti; a < 2 * ti + 2 && a < g->oh; a++)
+                        for (b = 2 * tj; b < 2 * tj + 2 && b < g->ow; b++)
+                            rf[o] += fabs(dz[((img * g->oh + a) * g->ow + b) * g->f + o]);
+                }
+                for (ch = 0; ch < g->c; ch++)
+                    for (o = 0; o < g->f; o++) sum[ch * g->f + o] += pc[ch] * rf[o];
+            }
+    for (a = 0; a < 9; a++)
+        for (ch = 0; ch < g->c * g->f; ch++)
+            bound[a * g->c * g->f + ch] += 9.0 * (double)(tiles + 21) * CTEST_U * sum[ch];
+    free(pc); free(rf); free(sum);
 }
 
 /* The references and bounds, in double. */
@@ -158,6 +237,23 @@ static void check_reference(const conv_case *t, const float *out) {
      * (col2im): at most f + windows terms in a row of roundings */
     for (e = 0; e < nx; e++)
         bdx[e] = (double)(terms_x[e] + g->f + 1) * CTEST_U * bdx[e] + 1e-30;
+    if (pynn_conv2d_winograd_supported(g->kh, g->kw, g->sh, g->sw, g->c, g->f, g->oh, g->ow,
+                                       PYNN_ACT_RELU)) {
+        winograd_bound(bz, t->x, t->wgt, g->n, g->h, g->w, g->c, g->pt, g->pl, g->oh, g->ow,
+                       g->f, 0);
+    }
+    if (pynn_conv2d_winograd_filter_supported(g->kh, g->kw, g->sh, g->sw, g->c, g->f, g->oh,
+                                              g->ow, PYNN_ACT_RELU))
+        winograd_dw_bound(bdw, g, t->x, rdz);
+    if (g->pt <= 2 && g->pl <= 2 &&
+        pynn_conv2d_winograd_supported(g->kh, g->kw, g->sh, g->sw, g->f, g->c, g->h, g->w,
+                                       PYNN_ACT_LINEAR)) {
+        float *fdz = ctest_new_floats(rows * g->f);
+        for (e = 0; e < rows * g->f; e++) fdz[e] = (float)rdz[e];
+        winograd_bound(bdx, fdz, t->wgt, g->n, g->oh, g->ow, g->f, 2 - g->pt, 2 - g->pl, g->h,
+                       g->w, g->c, 1);
+        free(fdz);
+    }
     ctest_close("z", z, rz, bz, rows * g->f);
     ctest_close("y", y, ry, by, rows * g->f);
     ctest_close("dw", dw, rdw, bdw, k * g->f);
@@ -180,14 +276,19 @@ static void check_against_im2col(const conv_case *t, const float *out) {
     int64_t p, q;
     CHECK(pynn_im2col(cols, t->x, g->n, g->h, g->w, g->c, g->kh, g->kw, g->sh, g->sw, g->pt,
                       g->pl, g->oh, g->ow) == PYNN_OK, "im2col");
-    /* the GEMM's packed path: more than 16 rows and more than 64^3 multiply-adds */
-    if (rows > 16 && rows * g->f * k > 64 * 64 * 64) {
+    /* the GEMM's packed path: more than 16 rows and more than 64^3 multiply-adds (not
+     * where Winograd computes the forward) */
+    if (rows > 16 && rows * g->f * k > 64 * 64 * 64 &&
+        !pynn_conv2d_winograd_supported(g->kh, g->kw, g->sh, g->sw, g->c, g->f, g->oh, g->ow,
+                                        PYNN_ACT_RELU)) {
         CHECK(pynn_sgemm_bias_act(z2, y2, cols, t->wgt, t->bias, 0, 0, rows, g->f, k,
                                   PYNN_ACT_RELU, 0.0f) == PYNN_OK, "sgemm_bias_act");
         ctest_same_bits("z against im2col + GEMM", z, z2, rows * g->f);
         ctest_same_bits("y against im2col + GEMM", y, y2, rows * g->f);
     }
-    if (chunks > 1) {   /* the K-split's chunks, each a packed product */
+    if (chunks > 1 && !pynn_conv2d_winograd_filter_supported(g->kh, g->kw, g->sh, g->sw, g->c,
+                                                             g->f, g->oh, g->ow, PYNN_ACT_RELU)) {
+        /* the K-split's chunks, each a packed product (not where Winograd computes dW) */
         CHECK(pynn_sgemm_ksplit(dwt, part, dz, cols, 1, 0, g->f, k, rows, g->f, k, k) == PYNN_OK,
               "ksplit");
         for (p = 0; p < k; p++)
@@ -202,7 +303,7 @@ static void check_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, 
     const geometry g = make_geometry(n, h, w, c, kh, kw, s, same, f);
     const int64_t rows = g.n * g.oh * g.ow, nout = out_floats(&g);
     conv_case t;
-    float *first = ctest_new_floats(nout), *again = ctest_new_floats(nout);
+    float *first = ctest_new_floats(nout), *again = ctest_new_floats(nout), *avx2 = NULL;
     int level, threads;
     t.g = &g;
     t.x = ctest_floats(n * h * w * c, -1.0f, 1.0f);
@@ -227,7 +328,22 @@ static void check_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, 
         pynn_set_num_threads(1);
         check_reference(&t, first);
         check_against_im2col(&t, first);
+        /* Winograd's sums are the same at AVX2 and AVX-512 (conv_winograd_internal.h) */
+        if (level == PYNN_LEVEL_AVX2) avx2 = ctest_copy(first, nout);
+        if (level == PYNN_LEVEL_AVX512 && avx2 != NULL) {
+            const int64_t nx = n * h * w * c, dx_at = 2 * rows * f + kh * kw * c * f + f;
+            if (pynn_conv2d_winograd_supported(kh, kw, s, s, c, f, g.oh, g.ow, PYNN_ACT_RELU))
+                ctest_same_bits("Winograd z, y: avx512 = avx2", first, avx2, 2 * rows * f);
+            if (pynn_conv2d_winograd_filter_supported(kh, kw, s, s, c, f, g.oh, g.ow,
+                                                      PYNN_ACT_RELU))
+                ctest_same_bits("Winograd dW: avx512 = avx2", first + 2 * rows * f,
+                                avx2 + 2 * rows * f, kh * kw * c * f);
+            if (g.pt <= 2 && g.pl <= 2 &&
+                pynn_conv2d_winograd_supported(kh, kw, s, s, f, c, h, w, PYNN_ACT_LINEAR))
+                ctest_same_bits("Winograd dx: avx512 = avx2", first + dx_at, avx2 + dx_at, nx);
+        }
     }
+    free(avx2);
     pynn_select_level(PYNN_LEVEL_AUTO);
     pynn_set_num_threads(1);
     free((void *)t.x); free((void *)t.wgt); free((void *)t.bias); free((void *)t.dy);
@@ -252,6 +368,14 @@ int main(void) {
     check_shape(8, 32, 32,  3, 3, 3, 1, 1, 32);   /* K = 27: VGG's first layer, smaller */
     check_shape(2,  8,  8, 96, 3, 3, 1, 1, 33);   /* K = 864 */
     check_shape(2,  7,  7, 24, 3, 3, 1, 1, 96);   /* dz packed in 3 panels, K rows padded */
-    check_shape(3,  6,  6, 16, 3, 3, 1, 1, 80);   /* packed, the last panel half full */
+    check_shape(3,  6,  6, 16, 3, 3, 1, 1, 80);   /* packed, the last panel half full;
+                                                     Winograd, forward and dx (80 = 2 x 32 + 16) */
+    /* Winograd (forward and dx): odd outputs (the last tiles half in z), a 16-filter last
+     * chunk, "valid" (dx padded 2), batch 1 at 5 x 4, and enough tiles for two threads */
+    check_shape(2,  9,  7, 32, 3, 3, 1, 1, 48);
+    check_shape(2, 10,  9, 16, 3, 3, 1, 0, 32);
+    check_shape(1,  5,  4, 48, 3, 3, 1, 1, 16);
+    check_shape(3, 16, 16, 32, 3, 3, 1, 1, 32);
+    check_shape(2,  8,  8, 64, 3, 3, 1, 1, 80);   /* Winograd forward and dx, dW the GEMM's */
     return ctest_finish("test_conv_gemm");
 }

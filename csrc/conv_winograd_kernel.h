@@ -1,0 +1,322 @@
+/* conv_winograd_kernel.h -- the Winograd convolution's block kernel (contract:
+ * conv_winograd_internal.h), written once and compiled once per instruction set:
+ * conv_winograd_generic.c, conv_winograd_avx2.c and conv_winograd_avx512.c each define
+ * WG_KERNELS, the name of their table, and include this file under their own -m flags.
+ *
+ * The channels (input transform) and the filters (products, output transform) are in the
+ * vector lanes; C and F are multiples of 16, so every vector is whole.  The vector
+ * primitives are the set's own: AVX-512 and AVX2 with fused multiply-adds (intrinsics),
+ * the baseline with GCC/Clang vectors and a separate multiply and add (-ffp-contract=off
+ * keeps them apart). */
+#ifndef WG_KERNELS
+#error "conv_winograd_kernel.h: define WG_KERNELS (the table's name) first"
+#endif
+
+#include <string.h>
+#include "internal.h"
+#include "act_elementwise.h"
+#include "conv_winograd_internal.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define WG_LANES 16
+#define WG_MR 12                       /* 12 tiles x 2 vectors: 24 accumulators of 32 */
+#define WG_NV 2
+#define WG_DW_MR 8                     /* dW: 8 channels x 2 vectors of filters */
+typedef __m512 wg_vec;
+#define WG_LOADU(p) _mm512_loadu_ps(p)
+#define WG_STOREU(p, v) _mm512_storeu_ps((p), (v))
+#define WG_SET1(x) _mm512_set1_ps(x)
+#define WG_ZERO() _mm512_setzero_ps()
+#define WG_ADD(a, b) _mm512_add_ps((a), (b))
+#define WG_SUB(a, b) _mm512_sub_ps((a), (b))
+#define WG_MUL(a, b) _mm512_mul_ps((a), (b))
+#define WG_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define WG_LANES 8
+#define WG_MR 6                        /* 6 tiles x 2 vectors: 12 accumulators of 16 */
+#define WG_NV 2
+#define WG_DW_MR 4                     /* dW: 4 channels x 2 vectors of filters */
+typedef __m256 wg_vec;
+#define WG_LOADU(p) _mm256_loadu_ps(p)
+#define WG_STOREU(p, v) _mm256_storeu_ps((p), (v))
+#define WG_SET1(x) _mm256_set1_ps(x)
+#define WG_ZERO() _mm256_setzero_ps()
+#define WG_ADD(a, b) _mm256_add_ps((a), (b))
+#define WG_SUB(a, b) _mm256_sub_ps((a), (b))
+#define WG_MUL(a, b) _mm256_mul_ps((a), (b))
+#define WG_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#else
+#define WG_LANES 4
+#define WG_MR 3                        /* 3 tiles x 4 vectors: 12 accumulators of 16 */
+#define WG_NV 4
+#define WG_DW_MR 4                     /* dW: 4 channels x 4 vectors of filters */
+typedef float wg_vec __attribute__((vector_size(16)));
+static inline wg_vec wg_loadu(const float *p) {
+    wg_vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void wg_storeu(float *p, wg_vec v) { memcpy(p, &v, sizeof v); }
+#define WG_LOADU(p) wg_loadu(p)
+#define WG_STOREU(p, v) wg_storeu((p), (v))
+#define WG_SET1(x) ((wg_vec){(x), (x), (x), (x)})
+#define WG_ZERO() ((wg_vec){0.0f, 0.0f, 0.0f, 0.0f})
+#define WG_ADD(a, b) ((a) + (b))
+#define WG_SUB(a, b) ((a) - (b))
+#define WG_MUL(a, b) ((a) * (b))
+#define WG_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+#define WG_CHUNK (WG_LANES * WG_NV)    /* filters of a full chunk */
+#define WG_TAIL_NV (16 / WG_LANES)     /* vectors of a 16-filter last chunk */
+
+/* ---- the input transform: V[xi][i][c] = (B^T d B)[xi] of tile t0 + i ------------------
+ * for i < rows (the block's tiles; zeros for i >= m) */
+static void wg_input(const wg_problem *p, int64_t t0, int64_t m, int64_t rows, float *v) {
+    const int64_t c = p->c, per_image = p->th * p->tw, xi_stride = rows * c;
+    int64_t i, cv;
+    for (i = 0; i < rows; i++) {                       /* tiles of the block */
+        float *vt = v + i * c;
+        int64_t img, ti, tj, r0, q0;
+        const float *rowp[4];
+        int rok[4], qok[4], a, b;
+        if (i >= m) {                                  /* past the last tile: zeros */
+            int xi;
+            for (xi = 0; xi < 16; xi++) memset(vt + xi * xi_stride, 0, (size_t)c * sizeof(float));
+            continue;
+        }
+        img = (t0 + i) / per_image;
+        ti = (t0 + i) % per_image / p->tw;
+        tj = (t0 + i) % p->tw;
+        r0 = 2 * ti - p->pt;                           /* the window's first row and column */
+        q0 = 2 * tj - p->pl;
+        for (a = 0; a < 4; a++) {
+            rok[a] = r0 + a >= 0 && r0 + a < p->h;
+            qok[a] = q0 + a >= 0 && q0 + a < p->w;
+            rowp[a] = rok[a] ? p->x + ((img * p->h + r0 + a) * p->w + q0) * c : NULL;
+        }
+        for (cv = 0; cv < c; cv += WG_LANES) {         /* C: vectors of channels */
+            wg_vec d[4][4], t[4][4];
+            for (a = 0; a < 4; a++)                    /* the window, zero outside x */
+                for (b = 0; b < 4; b++)
+                    d[a][b] = rok[a] && qok[b] ? WG_LOADU(rowp[a] + b * c + cv) : WG_ZERO();
+            for (b = 0; b < 4; b++) {                  /* rows: t = B^T d */
+                t[0][b] = WG_SUB(d[0][b], d[2][b]);
+                t[1][b] = WG_ADD(d[1][b], d[2][b]);
+                t[2][b] = WG_SUB(d[2][b], d[1][b]);
+                t[3][b] = WG_SUB(d[1][b], d[3][b]);
+            }
+            for (a = 0; a < 4; a++) {                  /* columns: V = t B */
+                float *va = vt + 4 * a * xi_stride + cv;
+                WG_STOREU(va, WG_SUB(t[a][0], t[a][2]));
+                WG_STOREU(va + xi_stride, WG_ADD(t[a][1], t[a][2]));
+                WG_STOREU(va + 2 * xi_stride, WG_SUB(t[a][2], t[a][1]));
+                WG_STOREU(va + 3 * xi_stride, WG_SUB(t[a][1], t[a][3]));
+            }
+        }
+    }
+}
+
+/* ---- the products: M[xi][i][0 .. NV LANES) = V[xi][i][:] U[xi][:][chunk] -------------- */
+static inline __attribute__((always_inline)) void wg_products(const float *v, const float *u,
+                                                              float *mb, int64_t c,
+                                                              int64_t nr, const int NV) {
+    int xi;
+    for (xi = 0; xi < 16; xi++) {                      /* the 16 points */
+        const float *vx = v + xi * WG_MR * c, *b = u + xi * c * nr;
+        const float *r[WG_MR];
+        wg_vec acc[WG_MR][WG_NV], bv[WG_NV];
+        float *mx = mb + xi * WG_MR * nr;
+        int64_t k;
+        int i, j;
+#pragma GCC unroll 12
+        for (i = 0; i < WG_MR; i++) {
+            r[i] = vx + i * c;
+#pragma GCC unroll 4
+            for (j = 0; j < NV; j++) acc[i][j] = WG_ZERO();
+        }
+        for (k = 0; k < c; k++) {                      /* K: the channels, in order */
+#pragma GCC unroll 4
+            for (j = 0; j < NV; j++) bv[j] = WG_LOADU(b + j * WG_LANES);
+#pragma GCC unroll 12
+            for (i = 0; i < WG_MR; i++) {
+                const wg_vec ai = WG_SET1(r[i][k]);
+#pragma GCC unroll 4
+                for (j = 0; j < NV; j++) acc[i][j] = WG_FMA(ai, bv[j], acc[i][j]);
+            }
+            b += nr;
+        }
+#pragma GCC unroll 12
+        for (i = 0; i < WG_MR; i++)
+#pragma GCC unroll 4
+            for (j = 0; j < NV; j++) WG_STOREU(mx + i * nr + j * WG_LANES, acc[i][j]);
+    }
+}
+
+/* ---- the output transform: z = A^T M A (+ bias) for filters f0 .. f0 + nr ------------ */
+static void wg_output(const wg_problem *p, int64_t t0, int64_t m, const float *mb,
+                      int64_t f0, int64_t nr) {
+    const int64_t f = p->f, per_image = p->th * p->tw, xi_stride = WG_MR * nr;
+    int64_t i, fv;
+    for (i = 0; i < m; i++) {                          /* tiles of the block */
+        const int64_t img = (t0 + i) / per_image, ti = (t0 + i) % per_image / p->tw;
+        const int64_t tj = (t0 + i) % p->tw, r = 2 * ti, q = 2 * tj;
+        const int row2 = r + 1 < p->oh, col2 = q + 1 < p->ow;
+        float *z0 = p->z + ((img * p->oh + r) * p->ow + q) * f + f0;
+        for (fv = 0; fv < nr; fv += WG_LANES) {        /* N: vectors of filters */
+            const float *mt = mb + i * nr + fv;
+            wg_vec mm[4][4], s[2][4], y00, y01, y10, y11;
+            int a, b;
+            for (a = 0; a < 4; a++)
+                for (b = 0; b < 4; b++) mm[a][b] = WG_LOADU(mt + (4 * a + b) * xi_stride);
+            for (b = 0; b < 4; b++) {                  /* rows: s = A^T M */
+                s[0][b] = WG_ADD(WG_ADD(mm[0][b], mm[1][b]), mm[2][b]);
+                s[1][b] = WG_SUB(WG_SUB(mm[1][b], mm[2][b]), mm[3][b]);
+            }
+            y00 = WG_ADD(WG_ADD(s[0][0], s[0][1]), s[0][2]);   /* columns: Y = s A */
+            y01 = WG_SUB(WG_SUB(s[0][1], s[0][2]), s[0][3]);
+            y10 = WG_ADD(WG_ADD(s[1][0], s[1][1]), s[1][2]);
+            y11 = WG_SUB(WG_SUB(s[1][1], s[1][2]), s[1][3]);
+            if (p->bias != NULL) {
+                const wg_vec bb = WG_LOADU(p->bias + f0 + fv);
+                y00 = WG_ADD(y00, bb);
+                y01 = WG_ADD(y01, bb);
+                y10 = WG_ADD(y10, bb);
+                y11 = WG_ADD(y11, bb);
+            }
+            WG_STOREU(z0 + fv, y00);
+            if (col2) WG_STOREU(z0 + f + fv, y01);
+            if (row2) {
+                WG_STOREU(z0 + p->ow * f + fv, y10);
+                if (col2) WG_STOREU(z0 + p->ow * f + f + fv, y11);
+            }
+        }
+    }
+}
+
+/* ---- one block: every chunk of filters, then the activation over the block's rows ---- */
+static void wg_block(const wg_problem *p, int64_t t0, int64_t m, float *scratch) {
+    const int64_t c = p->c, f = p->f, per_image = p->th * p->tw;
+    float *v = scratch, *mb = scratch + 16 * WG_MR * c;
+    int64_t f0, i;
+    wg_input(p, t0, m, WG_MR, v);
+    for (f0 = 0; f0 < f; f0 += WG_CHUNK) {             /* N: chunks of filters */
+        const float *u = p->u + f0 * 16 * c;
+        if (f - f0 >= WG_CHUNK) {
+            wg_products(v, u, mb, c, WG_CHUNK, WG_NV);
+            wg_output(p, t0, m, mb, f0, WG_CHUNK);
+        } else {                                       /* a last chunk of 16 */
+            wg_products(v, u, mb, c, 16, WG_TAIL_NV);
+            wg_output(p, t0, m, mb, f0, 16);
+        }
+    }
+    if (p->y == NULL || (p->y == p->z && p->act == PYNN_ACT_LINEAR)) return;
+    for (i = 0; i < m; i++) {                          /* the activation, row by row */
+        const int64_t img = (t0 + i) / per_image, ti = (t0 + i) % per_image / p->tw;
+        const int64_t tj = (t0 + i) % p->tw, r = 2 * ti, q = 2 * tj;
+        const int64_t cols = q + 1 < p->ow ? 2 : 1;
+        int64_t rr;
+        for (rr = r; rr < r + 2 && rr < p->oh; rr++) {
+            const int64_t at = ((img * p->oh + rr) * p->ow + q) * f;
+            (void)pynn_act_span(p->y + at, p->z + at, cols * f, p->act, p->alpha);
+        }
+    }
+}
+
+/* ---- the filter gradient ----------------------------------------------------------- */
+
+/* H[xi][i][f] = (G2 g G2^T)[xi] of the 2 x 2 block of dz of tile t0 + i, i < m */
+static void wg_dz_transform(const wg_problem *p, int64_t t0, int64_t m, float *hb) {
+    const int64_t f = p->f, per_image = p->th * p->tw, xi_stride = m * f;
+    const wg_vec half = WG_SET1(0.5f), zero = WG_ZERO();
+    int64_t i, fv;
+    for (i = 0; i < m; i++) {                          /* tiles of the block */
+        const int64_t img = (t0 + i) / per_image, ti = (t0 + i) % per_image / p->tw;
+        const int64_t tj = (t0 + i) % p->tw, r = 2 * ti, q = 2 * tj;
+        const int row2 = r + 1 < p->oh, col2 = q + 1 < p->ow;
+        const float *g0 = p->dz + ((img * p->oh + r) * p->ow + q) * f;
+        float *ht = hb + i * f;
+        for (fv = 0; fv < f; fv += WG_LANES) {         /* N: vectors of filters */
+            wg_vec g[2][2], s[4][2];
+            int a;
+            g[0][0] = WG_LOADU(g0 + fv);
+            g[0][1] = col2 ? WG_LOADU(g0 + f + fv) : zero;
+            g[1][0] = row2 ? WG_LOADU(g0 + p->ow * f + fv) : zero;
+            g[1][1] = row2 && col2 ? WG_LOADU(g0 + p->ow * f + f + fv) : zero;
+            for (a = 0; a < 2; a++) {                  /* rows: s = G2 g */
+                s[0][a] = g[0][a];
+                s[1][a] = WG_MUL(WG_ADD(g[0][a], g[1][a]), half);
+                s[2][a] = WG_MUL(WG_SUB(g[0][a], g[1][a]), half);
+                s[3][a] = WG_SUB(zero, g[1][a]);
+            }
+            for (a = 0; a < 4; a++) {                  /* columns: H = s G2^T */
+                float *ha = ht + 4 * a * xi_stride + fv;
+                WG_STOREU(ha, s[a][0]);
+                WG_STOREU(ha + xi_stride, WG_MUL(WG_ADD(s[a][0], s[a][1]), half));
+                WG_STOREU(ha + 2 * xi_stride, WG_MUL(WG_SUB(s[a][0], s[a][1]), half));
+                WG_STOREU(ha + 3 * xi_stride, WG_SUB(zero, s[a][1]));
+            }
+        }
+    }
+}
+
+/* P[xi][c0 + i][f0 + j] (=, or += when add) the sum over the block's m tiles of
+ * V[xi][t][c0 + i] H[xi][t][f0 + j]: WG_DW_MR channels by NV vectors of filters */
+static inline __attribute__((always_inline)) void wg_dw_tile(const float *v, const float *hb,
+                                                             float *pp, int64_t m, int64_t c,
+                                                             int64_t f, int add, const int NV) {
+    wg_vec acc[WG_DW_MR][4], bv[4];
+    int64_t t;
+    int i, j;
+#pragma GCC unroll 8
+    for (i = 0; i < WG_DW_MR; i++)
+#pragma GCC unroll 4
+        for (j = 0; j < NV; j++) acc[i][j] = WG_ZERO();
+    for (t = 0; t < m; t++) {                          /* K: the block's tiles, in order */
+#pragma GCC unroll 4
+        for (j = 0; j < NV; j++) bv[j] = WG_LOADU(hb + t * f + j * WG_LANES);
+#pragma GCC unroll 8
+        for (i = 0; i < WG_DW_MR; i++) {
+            const wg_vec ai = WG_SET1(v[t * c + i]);
+#pragma GCC unroll 4
+            for (j = 0; j < NV; j++) acc[i][j] = WG_FMA(ai, bv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (i = 0; i < WG_DW_MR; i++)
+#pragma GCC unroll 4
+        for (j = 0; j < NV; j++) {
+            float *at = pp + i * f + j * WG_LANES;
+            WG_STOREU(at, add ? WG_ADD(WG_LOADU(at), acc[i][j]) : acc[i][j]);
+        }
+}
+
+static void wg_filter_chunk(const wg_problem *p, int64_t t0, int64_t t1, float *partial,
+                            float *scratch) {
+    const int64_t c = p->c, f = p->f;
+    float *v = scratch, *hb = scratch + 16 * WG_DW_BLOCK * c;
+    int64_t b0;
+    for (b0 = t0; b0 < t1; b0 += WG_DW_BLOCK) {        /* K: blocks of tiles, in order */
+        const int64_t m = t1 - b0 < WG_DW_BLOCK ? t1 - b0 : WG_DW_BLOCK;
+        const int add = b0 > t0;
+        int xi;
+        wg_input(p, b0, m, m, v);
+        wg_dz_transform(p, b0, m, hb);
+        for (xi = 0; xi < 16; xi++) {                  /* the 16 points */
+            const float *vx = v + xi * m * c, *hx = hb + xi * m * f;
+            float *px = partial + xi * c * f;
+            int64_t c0, f0;
+            for (c0 = 0; c0 < c; c0 += WG_DW_MR)       /* M: channels */
+                for (f0 = 0; f0 < f; f0 += WG_CHUNK) { /* N: filters */
+                    if (f - f0 >= WG_CHUNK)
+                        wg_dw_tile(vx + c0, hx + f0, px + c0 * f + f0, m, c, f, add, WG_NV);
+                    else
+                        wg_dw_tile(vx + c0, hx + f0, px + c0 * f + f0, m, c, f, add, WG_TAIL_NV);
+                }
+        }
+    }
+}
+
+const wg_kernels WG_KERNELS = {WG_MR, WG_CHUNK, wg_block, wg_filter_chunk};
