@@ -64,6 +64,25 @@ static void window_max(float *restrict yo, const float *restrict ximg, int64_t r
                        int64_t q0, int64_t q1, int64_t w, int64_t c) {
     const float *restrict first = ximg + (r0 * w + q0) * c;
     int64_t c0 = 0, r, q, e;
+    if (r1 - r0 == 3 && q1 - q0 == 3) {
+        /* a whole 3 x 3 window (AlexNet's 3x3/2 pools): the same maxima in the same
+         * row-major order, unrolled -- the general loops' bounds and the first position's
+         * test cost more than the nine loads */
+        const int64_t row = w * c;
+        for (; c0 + PK_NL <= c; c0 += PK_NL) {            /* channel vectors */
+            const float *restrict p0 = first + c0, *restrict p1 = p0 + row, *restrict p2 = p1 + row;
+            pk_vec m = pk_load(p0);
+            m = pk_max(pk_load(p0 + c), m);
+            m = pk_max(pk_load(p0 + 2 * c), m);
+            m = pk_max(pk_load(p1), m);
+            m = pk_max(pk_load(p1 + c), m);
+            m = pk_max(pk_load(p1 + 2 * c), m);
+            m = pk_max(pk_load(p2), m);
+            m = pk_max(pk_load(p2 + c), m);
+            m = pk_max(pk_load(p2 + 2 * c), m);
+            pk_store(yo + c0, m);
+        }
+    }
     for (; c0 + PK_NL <= c; c0 += PK_NL) {                /* channel vectors */
         pk_vec m = pk_load(first + c0);
         for (r = r0; r < r1; r++)                         /* window rows */
