@@ -55,13 +55,15 @@ def lenet5():
 
 
 def resnet():
+    # 16 filters: the blocks' 3x3 convolutions take Winograd's F(2x2, 3x3) and F(3x3, 2x2)
+    # (conv_winograd.c), so their sums too are checked across threads and executors
     inp = pynn.Input((8, 8, 1))
-    x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = L.Conv2D(16, 3, padding="same", activation="relu")(inp)
     for _ in range(2):
-        y = L.Conv2D(8, 3, padding="same", use_bias=False)(x)
+        y = L.Conv2D(16, 3, padding="same", use_bias=False)(x)
         y = L.BatchNormalization()(y)
         y = L.Activation("relu")(y)
-        y = L.Conv2D(8, 3, padding="same", use_bias=False)(y)
+        y = L.Conv2D(16, 3, padding="same", use_bias=False)(y)
         y = L.BatchNormalization()(y)
         x = L.Activation("relu")(L.Add()([x, y]))
     x = L.GlobalAveragePooling2D()(x)
