@@ -265,7 +265,7 @@ int pynn_conv2d_input_grad(float *dx, const float *dz, const float *wgt, float *
     }
     need = pynn_conv2d_input_grad_work(kh, kw, c, f);
     PYNN_RETURN_IF(dz == NULL || wgt == NULL || work == NULL || work_size < need, PYNN_EINVAL);
-    if (pynn_conv_winograd_input_grad_supported(kh, kw, sh, sw, pad_top, pad_left, h, w, c, f))
+    if (pynn_conv_winograd_input_grad_supported(n, kh, kw, sh, sw, pad_top, pad_left, h, w, c, f))
         return pynn_conv_winograd_input_grad(dx, dz, wgt, n, h, w, c, pad_top, pad_left, oh, ow, f);
 
     kt = conv_dx_kernels_at(pynn_level());

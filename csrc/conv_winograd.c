@@ -12,9 +12,12 @@
  *
  * Which layers: pynn_conv2d_winograd_supported() -- a fixed rule on the shape (3 x 3,
  * stride 1, channels and filters multiples of 16 up to the bounds below, outputs of at
- * least 4 x 4), never on the thread count, the batch or the level.  The error: that of a
- * sum of C products of the transformed values, which are sums of up to 9 inputs (B^T d B)
- * and of up to 9 kernel entries over 4 (G g G^T, computed in double and rounded once),
+ * least 4 x 4, at least WG_MIN_TILES tiles in the batch), never on the thread count or the
+ * level.  A NaN or an infinity in a tile's 4 x 4 window reaches all four of its outputs
+ * (the transforms add it where the direct sum would not multiply it at all).  The error:
+ * that of a sum of C products of the transformed values, which are sums of up to 9 inputs
+ * (B^T d B) and of up to 9 kernel entries over 4 (G g G^T: 4 roundings in float, 1 in
+ * double for an input gradient),
  * then up to 9 of those sums (A^T M A): a few times the direct sum's bound on the same
  * magnitudes (tests/c/test_conv_gemm.c checks it against double-precision loops). */
 #include <string.h>
@@ -28,13 +31,23 @@
 #define WG_MAX_C 256
 #define WG_MAX_F 512
 
+/* Fewer tiles than this (a batch of one 7 x 7, 14 x 14 or 16 x 16 image: 16, 49, 64)
+ * take the implicit GEMM: the kernel's transform, 16 c f values per call, and the few
+ * blocks per thread then cost more than the products saved (batch 1 on Zen 4: 7 x 7 x 128
+ * -> 128, 413 us by Winograd (kernel transform in double then), 223 us by the implicit
+ * GEMM; 16 x 16 x 64 -> 64, 160 against 132 us; 32 x 32 x 32 -> 32, 256 tiles: 71 against
+ * 104 us).  Like the GEMM's small-M path, the rule reads the batch: a row's result may
+ * differ in rounding between batches of 1 and of 64. */
+#define WG_MIN_TILES 128
+
 /* Below about this many multiply-adds of the direct sum, one thread (as the GEMM). */
 #define WG_MIN_PARALLEL_MACS ((int64_t)1 << 18)
 
-int pynn_conv2d_winograd_supported(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t c,
-                                   int64_t f, int64_t oh, int64_t ow, int act) {
+int pynn_conv2d_winograd_supported(int64_t n, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                   int64_t c, int64_t f, int64_t oh, int64_t ow, int act) {
     return kh == 3 && kw == 3 && sh == 1 && sw == 1 && c >= 16 && c % 16 == 0 &&
            c <= WG_MAX_C && f >= 16 && f % 16 == 0 && f <= WG_MAX_F && oh >= 4 && ow >= 4 &&
+           n >= 1 && n * ((oh + 1) / 2) * ((ow + 1) / 2) >= WG_MIN_TILES &&
            act >= PYNN_ACT_LINEAR && act < PYNN_ACT_COUNT && !pynn_act_rowwise(act);
 }
 
@@ -54,13 +67,13 @@ static const wg_kernels *wg_kernels_at(int level) {
 
 static int64_t round16(int64_t v) { return (v + 15) / 16 * 16; }
 
-/* U = G g G^T for every (channel ci, filter fo), into the chunks of `chunk` filters:
- * u[f0 16 c + (xi c + ci) nr + fo - f0] for the chunk [f0, f0 + nr) holding fo.  g is
- * wgt's (a, b, ci, fo) entry (Keras's layout, c x f per tap), or with `turned` the input
- * gradient's kernel: the forward's (2 - a, 2 - b, fo, ci) entry (its kernel, f x c per
- * tap, turned by 180 degrees and transposed).  In double, rounded once. */
-static void transform_kernel(float *u, const float *wgt, int64_t c, int64_t f, int64_t chunk,
-                             int turned) {
+/* U = G g G^T for every (channel ci, filter fo) of the input gradient's kernel, into the
+ * chunks of `chunk` filters: u[f0 16 c + (xi c + ci) nr + fo - f0] for the chunk
+ * [f0, f0 + nr) holding fo.  g is the forward's (2 - a, 2 - b, fo, ci) entry (its kernel,
+ * f x c per tap, turned by 180 degrees and transposed: contiguous along ci, not along the
+ * lanes' fo, so scalar), in double, rounded once.  The forward's, from the kernel as it
+ * lies, is the level's wg_transform (filters in the lanes). */
+static void transform_kernel(float *u, const float *wgt, int64_t c, int64_t f, int64_t chunk) {
     int64_t ci;
     PYNN_PARALLEL_FOR(pynn_threads_for(16 * c * f),
     for (ci = 0; ci < c; ci++) {                       /* channels */
@@ -72,8 +85,7 @@ static void transform_kernel(float *u, const float *wgt, int64_t c, int64_t f, i
             int a, b;
             for (a = 0; a < 3; a++)
                 for (b = 0; b < 3; b++)
-                    g[a][b] = turned ? wgt[((8 - 3 * a - b) * f + fo) * c + ci]
-                                     : wgt[((3 * a + b) * c + ci) * f + fo];
+                    g[a][b] = wgt[((8 - 3 * a - b) * f + fo) * c + ci];
             for (b = 0; b < 3; b++) {                  /* rows: s = G g */
                 s[0][b] = g[0][b];
                 s[1][b] = 0.5 * (g[0][b] + g[1][b] + g[2][b]);
@@ -111,7 +123,14 @@ static int winograd(float *z, float *y, const float *x, const float *wgt, const 
     status = pynn_gemm_workspace_acquire(&base, &owned,
                                          (size_t)(u_floats + nthreads * per_thread));
     if (status != PYNN_OK) return status;
-    transform_kernel(base, wgt, c, f, kt->chunk, turned);
+    if (turned) {
+        transform_kernel(base, wgt, c, f, kt->chunk);
+    } else {
+        /* filters in the vector lanes (the level's kernel), channels split between threads */
+        const int tt = pynn_threads_for(16 * c * f);
+        PYNN_PARALLEL_FOR(tt,
+        for (t = 0; t < tt; t++) kt->transform(base, wgt, c, f, c * t / tt, c * (t + 1) / tt););
+    }
     memset(&p, 0, sizeof p);
     p.x = x, p.n = n, p.h = h, p.w = w, p.c = c, p.pt = pt, p.pl = pl;
     p.oh = oh, p.ow = ow, p.f = f, p.th = th, p.tw = tw;
@@ -134,7 +153,7 @@ int pynn_conv_winograd_forward(float *z, float *y, const float *x, const float *
                                const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
                                int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow,
                                int64_t f, int act, float alpha) {
-    PYNN_RETURN_IF(!pynn_conv2d_winograd_supported(3, 3, 1, 1, c, f, oh, ow, act) || n < 0 ||
+    PYNN_RETURN_IF(!pynn_conv2d_winograd_supported(n, 3, 3, 1, 1, c, f, oh, ow, act) || n < 0 ||
                        h < 0 || w < 0 || pad_top < 0 || pad_left < 0,
                    PYNN_EINVAL);
     PYNN_RETURN_IF((z == NULL || x == NULL || wgt == NULL) && n > 0, PYNN_EINVAL);
@@ -151,10 +170,10 @@ int pynn_conv_winograd_forward(float *z, float *y, const float *x, const float *
  * 0.9x its rate; VGG-style 32 x 32 to 64 x 64: 1.35-1.5x). */
 #define WG_DW_MAX_CF 4096
 
-int pynn_conv2d_winograd_filter_supported(int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                                          int64_t c, int64_t f, int64_t oh, int64_t ow,
-                                          int act) {
-    return pynn_conv2d_winograd_supported(kh, kw, sh, sw, c, f, oh, ow, act) &&
+int pynn_conv2d_winograd_filter_supported(int64_t n, int64_t kh, int64_t kw, int64_t sh,
+                                          int64_t sw, int64_t c, int64_t f, int64_t oh,
+                                          int64_t ow, int act) {
+    return pynn_conv2d_winograd_supported(n, kh, kw, sh, sw, c, f, oh, ow, act) &&
            c * f <= WG_DW_MAX_CF;
 }
 
@@ -172,7 +191,7 @@ int pynn_conv_winograd_filter_grad(float *dw, const float *dz, const float *x, i
     void *owned;
     int nthreads, status, t;
     int64_t e;
-    PYNN_RETURN_IF(!pynn_conv2d_winograd_filter_supported(3, 3, 1, 1, c, f, oh, ow,
+    PYNN_RETURN_IF(!pynn_conv2d_winograd_filter_supported(n, 3, 3, 1, 1, c, f, oh, ow,
                                                           PYNN_ACT_LINEAR) ||
                        n < 0 || h < 0 || w < 0 || pad_top < 0 || pad_left < 0,
                    PYNN_EINVAL);
@@ -234,19 +253,19 @@ int pynn_conv_winograd_filter_grad(float *dw, const float *dz, const float *x, i
     return PYNN_OK;
 }
 
-int pynn_conv_winograd_input_grad_supported(int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                                            int64_t pad_top, int64_t pad_left, int64_t h,
-                                            int64_t w, int64_t c, int64_t f) {
+int pynn_conv_winograd_input_grad_supported(int64_t n, int64_t kh, int64_t kw, int64_t sh,
+                                            int64_t sw, int64_t pad_top, int64_t pad_left,
+                                            int64_t h, int64_t w, int64_t c, int64_t f) {
     /* dx is the forward of dz (c = f filters over f channels) padded 2 - pad */
     return pad_top <= 2 && pad_left <= 2 &&
-           pynn_conv2d_winograd_supported(kh, kw, sh, sw, f, c, h, w, PYNN_ACT_LINEAR);
+           pynn_conv2d_winograd_supported(n, kh, kw, sh, sw, f, c, h, w, PYNN_ACT_LINEAR);
 }
 
 int pynn_conv_winograd_input_grad(float *dx, const float *dz, const float *wgt, int64_t n,
                                   int64_t h, int64_t w, int64_t c, int64_t pad_top,
                                   int64_t pad_left, int64_t oh, int64_t ow, int64_t f) {
-    PYNN_RETURN_IF(!pynn_conv_winograd_input_grad_supported(3, 3, 1, 1, pad_top, pad_left, h, w,
-                                                            c, f) || n < 0 || oh < 0 || ow < 0,
+    PYNN_RETURN_IF(!pynn_conv_winograd_input_grad_supported(n, 3, 3, 1, 1, pad_top, pad_left, h,
+                                                            w, c, f) || oh < 0 || ow < 0,
                    PYNN_EINVAL);
     PYNN_RETURN_IF((dx == NULL || dz == NULL || wgt == NULL) && n > 0, PYNN_EINVAL);
     return winograd(dx, NULL, dz, wgt, NULL, n, oh, ow, f, 2 - pad_top, 2 - pad_left, h, w, c,

@@ -17,8 +17,10 @@
  *
  * 16 products of the 4 x 4 transformed values (points xi = 4 u + v) replace the 36 of the
  * 2 x 2 outputs' windows: per point a GEMM over the channels, V_xi (tiles x C) times
- * U_xi (C x F).  The kernel's transform U is computed once per call (conv_winograd.c, in
- * double, rounded once); the input's V and the products M live in a block's scratch.
+ * U_xi (C x F).  The kernel's transform U is computed once per call (the forward's in
+ * float by the level's kernel, the same sums at every level; an input gradient's in double
+ * by conv_winograd.c, rounded once); the input's V and the products M live in a block's
+ * scratch.
  *
  * A block is MR consecutive tiles in (image, tile row, tile column) order.  For each tile
  * t, point xi and filter f the kernel computes, in this order:
@@ -94,6 +96,10 @@ typedef struct {
     int64_t chunk;                    /* filters of a full chunk */
     wg_block_fn block;
     wg_filter_chunk_fn filter_chunk;
+    /* u's channels [c0, c1) from wgt (3, 3, c, f, Keras's layout): U = G g G^T in float,
+     * rows first, in the kernel's order (the forward's transform; an input gradient's,
+     * from the turned kernel, is the driver's) */
+    void (*transform)(float *u, const float *wgt, int64_t c, int64_t f, int64_t c0, int64_t c1);
 } wg_kernels;
 
 /* Scratch floats of one block: V (16 mr c) and M (16 mr chunk). */
@@ -110,9 +116,9 @@ int pynn_conv_winograd_forward(float *z, float *y, const float *x, const float *
 int pynn_conv_winograd_filter_grad(float *dw, const float *dz, const float *x, int64_t n,
                                    int64_t h, int64_t w, int64_t c, int64_t pad_top,
                                    int64_t pad_left, int64_t oh, int64_t ow, int64_t f);
-int pynn_conv_winograd_input_grad_supported(int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                                            int64_t pad_top, int64_t pad_left, int64_t h,
-                                            int64_t w, int64_t c, int64_t f);
+int pynn_conv_winograd_input_grad_supported(int64_t n, int64_t kh, int64_t kw, int64_t sh,
+                                            int64_t sw, int64_t pad_top, int64_t pad_left,
+                                            int64_t h, int64_t w, int64_t c, int64_t f);
 int pynn_conv_winograd_input_grad(float *dx, const float *dz, const float *wgt, int64_t n,
                                   int64_t h, int64_t w, int64_t c, int64_t pad_top,
                                   int64_t pad_left, int64_t oh, int64_t ow, int64_t f);

@@ -319,4 +319,35 @@ static void wg_filter_chunk(const wg_problem *p, int64_t t0, int64_t t1, float *
     }
 }
 
-const wg_kernels WG_KERNELS = {WG_MR, WG_CHUNK, wg_block, wg_filter_chunk};
+/* ---- the kernel's transform, filters in the lanes ---------------------------------- */
+static void wg_transform(float *u, const float *wgt, int64_t c, int64_t f, int64_t c0,
+                         int64_t c1) {
+    const wg_vec half = WG_SET1(0.5f);
+    int64_t ci, fo;
+    for (ci = c0; ci < c1; ci++)                       /* channels */
+        for (fo = 0; fo < f; fo += WG_LANES) {         /* vectors of filters */
+            const int64_t f0 = fo / WG_CHUNK * WG_CHUNK;
+            const int64_t nr = f - f0 < WG_CHUNK ? f - f0 : WG_CHUNK;
+            float *uo = u + f0 * 16 * c + ci * nr + (fo - f0);
+            wg_vec g[3][3], s[4][3];
+            int a, b;
+            for (a = 0; a < 3; a++)
+                for (b = 0; b < 3; b++) g[a][b] = WG_LOADU(wgt + ((3 * a + b) * c + ci) * f + fo);
+            for (b = 0; b < 3; b++) {                  /* rows: s = G g */
+                s[0][b] = g[0][b];
+                s[1][b] = WG_MUL(WG_ADD(WG_ADD(g[0][b], g[1][b]), g[2][b]), half);
+                s[2][b] = WG_MUL(WG_ADD(WG_SUB(g[0][b], g[1][b]), g[2][b]), half);
+                s[3][b] = g[2][b];
+            }
+            for (a = 0; a < 4; a++) {                  /* columns: U = s G^T */
+                WG_STOREU(uo + (4 * a + 0) * c * nr, s[a][0]);
+                WG_STOREU(uo + (4 * a + 1) * c * nr,
+                          WG_MUL(WG_ADD(WG_ADD(s[a][0], s[a][1]), s[a][2]), half));
+                WG_STOREU(uo + (4 * a + 2) * c * nr,
+                          WG_MUL(WG_ADD(WG_SUB(s[a][0], s[a][1]), s[a][2]), half));
+                WG_STOREU(uo + (4 * a + 3) * c * nr, s[a][2]);
+            }
+        }
+}
+
+const wg_kernels WG_KERNELS = {WG_MR, WG_CHUNK, wg_block, wg_filter_chunk, wg_transform};

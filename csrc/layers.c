@@ -74,7 +74,7 @@ int pynn_conv2d_forward(float *z, float *y, float *cols, const float *x, const f
     PYNN_RETURN_IF(x == NULL && n * oh * ow * kh * kw * c > 0, PYNN_EINVAL);
     PYNN_RETURN_IF(wgt == NULL && kh * kw * c * f > 0, PYNN_EINVAL);
     (void)cols;
-    if (pynn_conv2d_winograd_supported(kh, kw, sh, sw, c, f, oh, ow, act))
+    if (pynn_conv2d_winograd_supported(n, kh, kw, sh, sw, c, f, oh, ow, act))
         return pynn_conv_winograd_forward(z, y, x, wgt, bias, n, h, w, c, pad_top, pad_left, oh,
                                           ow, f, act, alpha);
     return pynn_conv_gemm_forward(z, y, x, wgt, bias, n, h, w, c, kh, kw, sh, sw, pad_top,
@@ -172,7 +172,7 @@ int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols
         }
         if (status != PYNN_OK) return status;
     } else if (k > 0 && dw != NULL &&
-               pynn_conv2d_winograd_filter_supported(kh, kw, sh, sw, c, f, oh, ow, act)) {
+               pynn_conv2d_winograd_filter_supported(n, kh, kw, sh, sw, c, f, oh, ow, act)) {
         /* dz (and db) by the activation kernels, then Winograd's F(3x3, 2x2) */
         if (db != NULL)
             status = pynn_activation_backward_bias_grad(dy, db, z, y, dy, rows, f, act, alpha);

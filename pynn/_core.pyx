@@ -84,11 +84,12 @@ cdef extern from "pynn.h" nogil:
                     int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,
                     int64_t pad_left, int64_t oh, int64_t ow)
     int pynn_conv2d_direct_supported(int64_t kh, int64_t kw, int64_t c, int64_t f, int act)
-    int pynn_conv2d_winograd_supported(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t c,
-                                       int64_t f, int64_t oh, int64_t ow, int act)
-    int pynn_conv2d_winograd_filter_supported(int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                                              int64_t c, int64_t f, int64_t oh, int64_t ow,
-                                              int act)
+    int pynn_conv2d_winograd_supported(int64_t n, int64_t kh, int64_t kw, int64_t sh,
+                                       int64_t sw, int64_t c, int64_t f, int64_t oh, int64_t ow,
+                                       int act)
+    int pynn_conv2d_winograd_filter_supported(int64_t n, int64_t kh, int64_t kw, int64_t sh,
+                                              int64_t sw, int64_t c, int64_t f, int64_t oh,
+                                              int64_t ow, int act)
     int pynn_conv2d_direct_forward(float *z, float *y, const float *x, const float *wgt,
                                    const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
                                    int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pad_top,

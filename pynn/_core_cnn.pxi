@@ -75,15 +75,16 @@ def col2im(float[:, :, :, ::1] dx,            # OUT (N, H, W, C)
     _check(status, "col2im")
 
 
-def conv2d_winograd_supported(kernel_shape, strides, out_hw, int act):
-    """Whether conv2d_forward takes Winograd's F(2x2, 3x3) for a (kh, kw, c, f) kernel at
-    these strides and output size (csrc/conv_winograd.c), and whether conv2d_backward's
-    filter gradient takes F(3x3, 2x2): (forward, filter gradient)."""
+def conv2d_winograd_supported(int64_t n, kernel_shape, strides, out_hw, int act):
+    """Whether conv2d_forward takes Winograd's F(2x2, 3x3) for a batch of n under a
+    (kh, kw, c, f) kernel at these strides and output size (csrc/conv_winograd.c), and
+    whether conv2d_backward's filter gradient takes F(3x3, 2x2): (forward, filter
+    gradient)."""
     kh, kw, c, f = kernel_shape
     sh, sw = strides
     oh, ow = out_hw
-    return (bool(pynn_conv2d_winograd_supported(kh, kw, sh, sw, c, f, oh, ow, act)),
-            bool(pynn_conv2d_winograd_filter_supported(kh, kw, sh, sw, c, f, oh, ow, act)))
+    return (bool(pynn_conv2d_winograd_supported(n, kh, kw, sh, sw, c, f, oh, ow, act)),
+            bool(pynn_conv2d_winograd_filter_supported(n, kh, kw, sh, sw, c, f, oh, ow, act)))
 
 
 # ---- direct convolution (tiny kernels) -------------------------------------------

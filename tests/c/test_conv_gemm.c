@@ -237,16 +237,16 @@ static void check_reference(const conv_case *t, const float *out) {
      * (col2im): at most f + windows terms in a row of roundings */
     for (e = 0; e < nx; e++)
         bdx[e] = (double)(terms_x[e] + g->f + 1) * CTEST_U * bdx[e] + 1e-30;
-    if (pynn_conv2d_winograd_supported(g->kh, g->kw, g->sh, g->sw, g->c, g->f, g->oh, g->ow,
+    if (pynn_conv2d_winograd_supported(g->n, g->kh, g->kw, g->sh, g->sw, g->c, g->f, g->oh, g->ow,
                                        PYNN_ACT_RELU)) {
         winograd_bound(bz, t->x, t->wgt, g->n, g->h, g->w, g->c, g->pt, g->pl, g->oh, g->ow,
                        g->f, 0);
     }
-    if (pynn_conv2d_winograd_filter_supported(g->kh, g->kw, g->sh, g->sw, g->c, g->f, g->oh,
+    if (pynn_conv2d_winograd_filter_supported(g->n, g->kh, g->kw, g->sh, g->sw, g->c, g->f, g->oh,
                                               g->ow, PYNN_ACT_RELU))
         winograd_dw_bound(bdw, g, t->x, rdz);
     if (g->pt <= 2 && g->pl <= 2 &&
-        pynn_conv2d_winograd_supported(g->kh, g->kw, g->sh, g->sw, g->f, g->c, g->h, g->w,
+        pynn_conv2d_winograd_supported(g->n, g->kh, g->kw, g->sh, g->sw, g->f, g->c, g->h, g->w,
                                        PYNN_ACT_LINEAR)) {
         float *fdz = ctest_new_floats(rows * g->f);
         for (e = 0; e < rows * g->f; e++) fdz[e] = (float)rdz[e];
@@ -279,14 +279,14 @@ static void check_against_im2col(const conv_case *t, const float *out) {
     /* the GEMM's packed path: more than 16 rows and more than 64^3 multiply-adds (not
      * where Winograd computes the forward) */
     if (rows > 16 && rows * g->f * k > 64 * 64 * 64 &&
-        !pynn_conv2d_winograd_supported(g->kh, g->kw, g->sh, g->sw, g->c, g->f, g->oh, g->ow,
+        !pynn_conv2d_winograd_supported(g->n, g->kh, g->kw, g->sh, g->sw, g->c, g->f, g->oh, g->ow,
                                         PYNN_ACT_RELU)) {
         CHECK(pynn_sgemm_bias_act(z2, y2, cols, t->wgt, t->bias, 0, 0, rows, g->f, k,
                                   PYNN_ACT_RELU, 0.0f) == PYNN_OK, "sgemm_bias_act");
         ctest_same_bits("z against im2col + GEMM", z, z2, rows * g->f);
         ctest_same_bits("y against im2col + GEMM", y, y2, rows * g->f);
     }
-    if (chunks > 1 && !pynn_conv2d_winograd_filter_supported(g->kh, g->kw, g->sh, g->sw, g->c,
+    if (chunks > 1 && !pynn_conv2d_winograd_filter_supported(g->n, g->kh, g->kw, g->sh, g->sw, g->c,
                                                              g->f, g->oh, g->ow, PYNN_ACT_RELU)) {
         /* the K-split's chunks, each a packed product (not where Winograd computes dW) */
         CHECK(pynn_sgemm_ksplit(dwt, part, dz, cols, 1, 0, g->f, k, rows, g->f, k, k) == PYNN_OK,
@@ -332,14 +332,14 @@ static void check_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, 
         if (level == PYNN_LEVEL_AVX2) avx2 = ctest_copy(first, nout);
         if (level == PYNN_LEVEL_AVX512 && avx2 != NULL) {
             const int64_t nx = n * h * w * c, dx_at = 2 * rows * f + kh * kw * c * f + f;
-            if (pynn_conv2d_winograd_supported(kh, kw, s, s, c, f, g.oh, g.ow, PYNN_ACT_RELU))
+            if (pynn_conv2d_winograd_supported(n, kh, kw, s, s, c, f, g.oh, g.ow, PYNN_ACT_RELU))
                 ctest_same_bits("Winograd z, y: avx512 = avx2", first, avx2, 2 * rows * f);
-            if (pynn_conv2d_winograd_filter_supported(kh, kw, s, s, c, f, g.oh, g.ow,
+            if (pynn_conv2d_winograd_filter_supported(n, kh, kw, s, s, c, f, g.oh, g.ow,
                                                       PYNN_ACT_RELU))
                 ctest_same_bits("Winograd dW: avx512 = avx2", first + 2 * rows * f,
                                 avx2 + 2 * rows * f, kh * kw * c * f);
             if (g.pt <= 2 && g.pl <= 2 &&
-                pynn_conv2d_winograd_supported(kh, kw, s, s, f, c, h, w, PYNN_ACT_LINEAR))
+                pynn_conv2d_winograd_supported(n, kh, kw, s, s, f, c, h, w, PYNN_ACT_LINEAR))
                 ctest_same_bits("Winograd dx: avx512 = avx2", first + dx_at, avx2 + dx_at, nx);
         }
     }
@@ -368,14 +368,18 @@ int main(void) {
     check_shape(8, 32, 32,  3, 3, 3, 1, 1, 32);   /* K = 27: VGG's first layer, smaller */
     check_shape(2,  8,  8, 96, 3, 3, 1, 1, 33);   /* K = 864 */
     check_shape(2,  7,  7, 24, 3, 3, 1, 1, 96);   /* dz packed in 3 panels, K rows padded */
-    check_shape(3,  6,  6, 16, 3, 3, 1, 1, 80);   /* packed, the last panel half full;
-                                                     Winograd, forward and dx (80 = 2 x 32 + 16) */
-    /* Winograd (forward and dx): odd outputs (the last tiles half in z), a 16-filter last
-     * chunk, "valid" (dx padded 2), batch 1 at 5 x 4, and enough tiles for two threads */
-    check_shape(2,  9,  7, 32, 3, 3, 1, 1, 48);
-    check_shape(2, 10,  9, 16, 3, 3, 1, 0, 32);
-    check_shape(1,  5,  4, 48, 3, 3, 1, 1, 16);
+    check_shape(3,  6,  6, 16, 3, 3, 1, 1, 80);   /* packed, the last panel half full (27
+                                                     tiles: under Winograd's 128) */
+    /* Winograd (all three passes): 80 = 2 x 32 + 16 filters, odd outputs (the last tiles
+     * half in z), a 16-filter last chunk, "valid" (dx padded 2), batch 1 (144 tiles), and
+     * enough tiles for two threads; then c f past 4096 (dW the GEMM's) and a batch of one
+     * 5 x 4 image (6 tiles: all the GEMM's) */
+    check_shape(16, 6,  6, 16, 3, 3, 1, 1, 80);
+    check_shape(8,  9,  7, 32, 3, 3, 1, 1, 48);
+    check_shape(8, 10,  9, 16, 3, 3, 1, 0, 32);
+    check_shape(1, 24, 23, 48, 3, 3, 1, 1, 16);
     check_shape(3, 16, 16, 32, 3, 3, 1, 1, 32);
-    check_shape(2,  8,  8, 64, 3, 3, 1, 1, 80);   /* Winograd forward and dx, dW the GEMM's */
+    check_shape(8,  8,  8, 64, 3, 3, 1, 1, 80);
+    check_shape(1,  5,  4, 48, 3, 3, 1, 1, 16);
     return ctest_finish("test_conv_gemm");
 }
