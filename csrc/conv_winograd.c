@@ -16,9 +16,8 @@
  * level.  A NaN or an infinity in a tile's 4 x 4 window reaches all four of its outputs
  * (the transforms add it where the direct sum would not multiply it at all).  The error:
  * that of a sum of C products of the transformed values, which are sums of up to 9 inputs
- * (B^T d B) and of up to 9 kernel entries over 4 (G g G^T: 4 roundings in float, 1 in
- * double for an input gradient),
- * then up to 9 of those sums (A^T M A): a few times the direct sum's bound on the same
+ * (B^T d B) and of up to 9 kernel entries over 4 (G g G^T: 4 roundings in float), then
+ * up to 9 of those sums (A^T M A): a few times the direct sum's bound on the same
  * magnitudes (tests/c/test_conv_gemm.c checks it against double-precision loops). */
 #include <string.h>
 #include "internal.h"
@@ -67,45 +66,25 @@ static const wg_kernels *wg_kernels_at(int level) {
 
 static int64_t round16(int64_t v) { return (v + 15) / 16 * 16; }
 
-/* U = G g G^T for every (channel ci, filter fo) of the input gradient's kernel, into the
- * chunks of `chunk` filters: u[f0 16 c + (xi c + ci) nr + fo - f0] for the chunk
- * [f0, f0 + nr) holding fo.  g is the forward's (2 - a, 2 - b, fo, ci) entry (its kernel,
- * f x c per tap, turned by 180 degrees and transposed: contiguous along ci, not along the
- * lanes' fo, so scalar), in double, rounded once.  The forward's, from the kernel as it
- * lies, is the level's wg_transform (filters in the lanes). */
-static void transform_kernel(float *u, const float *wgt, int64_t c, int64_t f, int64_t chunk) {
-    int64_t ci;
-    PYNN_PARALLEL_FOR(pynn_threads_for(16 * c * f),
-    for (ci = 0; ci < c; ci++) {                       /* channels */
-        int64_t fo;
-        for (fo = 0; fo < f; fo++) {                   /* filters */
-            const int64_t f0 = fo / chunk * chunk, nr = f - f0 < chunk ? f - f0 : chunk;
-            float *uo = u + f0 * 16 * c + ci * nr + (fo - f0);
-            double g[3][3], s[4][3];
-            int a, b;
-            for (a = 0; a < 3; a++)
-                for (b = 0; b < 3; b++)
-                    g[a][b] = wgt[((8 - 3 * a - b) * f + fo) * c + ci];
-            for (b = 0; b < 3; b++) {                  /* rows: s = G g */
-                s[0][b] = g[0][b];
-                s[1][b] = 0.5 * (g[0][b] + g[1][b] + g[2][b]);
-                s[2][b] = 0.5 * (g[0][b] - g[1][b] + g[2][b]);
-                s[3][b] = g[2][b];
-            }
-            for (a = 0; a < 4; a++) {                  /* columns: U = s G^T */
-                uo[(4 * a + 0) * c * nr] = (float)s[a][0];
-                uo[(4 * a + 1) * c * nr] = (float)(0.5 * (s[a][0] + s[a][1] + s[a][2]));
-                uo[(4 * a + 2) * c * nr] = (float)(0.5 * (s[a][0] - s[a][1] + s[a][2]));
-                uo[(4 * a + 3) * c * nr] = (float)s[a][2];
-            }
-        }
+/* The input gradient's kernel laid out as a forward's, (3, 3, c, f): kt(a, b, ci, fo) =
+ * the forward's kernel (f x c per tap) at (2 - a, 2 - b, fo, ci), turned by 180 degrees
+ * and transposed, so that the level's transform reads it as it reads any kernel. */
+static void turn_kernel(float *kt, const float *wgt, int64_t c, int64_t f) {
+    int64_t tap;
+    PYNN_PARALLEL_FOR(pynn_threads_for(9 * c * f),
+    for (tap = 0; tap < 9; tap++) {                    /* the taps (a, b), row-major */
+        const float *src = wgt + (8 - tap) * f * c;
+        float *dst = kt + tap * c * f;
+        int64_t ci, fo;
+        for (ci = 0; ci < c; ci++)
+            for (fo = 0; fo < f; fo++) dst[ci * f + fo] = src[fo * c + ci];
     });
 }
 
 /* z (n, oh, ow, f) = the 3 x 3 correlation of x (n, h, w, c), zero outside it, padded
  * pt above and pl left, with the kernel (+ bias), and y = act(z) as
  * pynn_conv2d_forward (y NULL, z, or its own array).  turned: the kernel is the
- * forward's of an input gradient (transform_kernel). */
+ * forward's of an input gradient (turn_kernel). */
 static int winograd(float *z, float *y, const float *x, const float *wgt, const float *bias,
                     int64_t n, int64_t h, int64_t w, int64_t c, int64_t pt, int64_t pl,
                     int64_t oh, int64_t ow, int64_t f, int act, float alpha, int turned) {
@@ -113,24 +92,25 @@ static int winograd(float *z, float *y, const float *x, const float *wgt, const 
     const int64_t th = (oh + 1) / 2, tw = (ow + 1) / 2, tiles = n * th * tw;
     const int64_t blocks = (tiles + kt->mr - 1) / kt->mr;
     const int64_t u_floats = round16(16 * c * f), per_thread = round16(wg_scratch_floats(kt, c));
+    const int64_t turned_floats = turned ? round16(9 * c * f) : 0;
+    const int tt = pynn_threads_for(16 * c * f);
     wg_problem p;
     float *base;
     void *owned;
     int nthreads, status, t;
-    if (tiles == 0 || f == 0) return PYNN_OK;
     nthreads = n * oh * ow * 9 * c * f < WG_MIN_PARALLEL_MACS ? 1 : pynn_threads();
     if (nthreads > blocks) nthreads = (int)blocks;
-    status = pynn_gemm_workspace_acquire(&base, &owned,
-                                         (size_t)(u_floats + nthreads * per_thread));
+    status = pynn_gemm_workspace_acquire(
+        &base, &owned, (size_t)(u_floats + nthreads * per_thread + turned_floats));
     if (status != PYNN_OK) return status;
     if (turned) {
-        transform_kernel(base, wgt, c, f, kt->chunk);
-    } else {
-        /* filters in the vector lanes (the level's kernel), channels split between threads */
-        const int tt = pynn_threads_for(16 * c * f);
-        PYNN_PARALLEL_FOR(tt,
-        for (t = 0; t < tt; t++) kt->transform(base, wgt, c, f, c * t / tt, c * (t + 1) / tt););
+        float *kturned = base + u_floats + nthreads * per_thread;
+        turn_kernel(kturned, wgt, c, f);
+        wgt = kturned;
     }
+    /* the kernel's transform: filters in the vector lanes, channels split between threads */
+    PYNN_PARALLEL_FOR(tt,
+    for (t = 0; t < tt; t++) kt->transform(base, wgt, c, f, c * t / tt, c * (t + 1) / tt););
     memset(&p, 0, sizeof p);
     p.x = x, p.n = n, p.h = h, p.w = w, p.c = c, p.pt = pt, p.pl = pl;
     p.oh = oh, p.ow = ow, p.f = f, p.th = th, p.tw = tw;
@@ -153,10 +133,11 @@ int pynn_conv_winograd_forward(float *z, float *y, const float *x, const float *
                                const float *bias, int64_t n, int64_t h, int64_t w, int64_t c,
                                int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow,
                                int64_t f, int act, float alpha) {
-    PYNN_RETURN_IF(!pynn_conv2d_winograd_supported(n, 3, 3, 1, 1, c, f, oh, ow, act) || n < 0 ||
+    /* supported: n >= 1, so every array is read or written */
+    PYNN_RETURN_IF(!pynn_conv2d_winograd_supported(n, 3, 3, 1, 1, c, f, oh, ow, act) ||
                        h < 0 || w < 0 || pad_top < 0 || pad_left < 0,
                    PYNN_EINVAL);
-    PYNN_RETURN_IF((z == NULL || x == NULL || wgt == NULL) && n > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(z == NULL || x == NULL || wgt == NULL, PYNN_EINVAL);
     return winograd(z, y, x, wgt, bias, n, h, w, c, pad_top, pad_left, oh, ow, f, act, alpha, 0);
 }
 
@@ -184,7 +165,7 @@ int pynn_conv_winograd_filter_grad(float *dw, const float *dz, const float *x, i
     const int64_t th = (oh + 1) / 2, tw = (ow + 1) / 2, tiles = n * th * tw;
     const int64_t blocks = (tiles + WG_DW_BLOCK - 1) / WG_DW_BLOCK;
     const int64_t per_chunk = (blocks + WG_DW_CHUNKS - 1) / WG_DW_CHUNKS;   /* blocks */
-    const int64_t chunks = blocks > 0 ? (blocks + per_chunk - 1) / per_chunk : 0;
+    const int64_t chunks = (blocks + per_chunk - 1) / per_chunk;   /* supported: blocks >= 1 */
     const int64_t p_floats = 16 * c * f, per_thread = round16(wg_dw_scratch_floats(c, f));
     wg_problem p;
     float *base, *partials;
@@ -193,13 +174,9 @@ int pynn_conv_winograd_filter_grad(float *dw, const float *dz, const float *x, i
     int64_t e;
     PYNN_RETURN_IF(!pynn_conv2d_winograd_filter_supported(n, 3, 3, 1, 1, c, f, oh, ow,
                                                           PYNN_ACT_LINEAR) ||
-                       n < 0 || h < 0 || w < 0 || pad_top < 0 || pad_left < 0,
+                       h < 0 || w < 0 || pad_top < 0 || pad_left < 0,
                    PYNN_EINVAL);
-    PYNN_RETURN_IF(dw == NULL || ((dz == NULL || x == NULL) && n > 0), PYNN_EINVAL);
-    if (chunks == 0) {
-        memset(dw, 0, (size_t)(9 * c * f) * sizeof(float));
-        return PYNN_OK;
-    }
+    PYNN_RETURN_IF(dw == NULL || dz == NULL || x == NULL, PYNN_EINVAL);
     nthreads = n * oh * ow * 9 * c * f < WG_MIN_PARALLEL_MACS ? 1 : pynn_threads();
     if (nthreads > chunks) nthreads = (int)chunks;
     status = pynn_gemm_workspace_acquire(&base, &owned, (size_t)(round16(chunks * p_floats) +
@@ -267,7 +244,7 @@ int pynn_conv_winograd_input_grad(float *dx, const float *dz, const float *wgt, 
     PYNN_RETURN_IF(!pynn_conv_winograd_input_grad_supported(n, 3, 3, 1, 1, pad_top, pad_left, h,
                                                             w, c, f) || oh < 0 || ow < 0,
                    PYNN_EINVAL);
-    PYNN_RETURN_IF((dx == NULL || dz == NULL || wgt == NULL) && n > 0, PYNN_EINVAL);
+    PYNN_RETURN_IF(dx == NULL || dz == NULL || wgt == NULL, PYNN_EINVAL);
     return winograd(dx, NULL, dz, wgt, NULL, n, oh, ow, f, 2 - pad_top, 2 - pad_left, h, w, c,
                     PYNN_ACT_LINEAR, 0.0f, 1);
 }

@@ -17,9 +17,9 @@
  *
  * 16 products of the 4 x 4 transformed values (points xi = 4 u + v) replace the 36 of the
  * 2 x 2 outputs' windows: per point a GEMM over the channels, V_xi (tiles x C) times
- * U_xi (C x F).  The kernel's transform U is computed once per call (the forward's in
- * float by the level's kernel, the same sums at every level; an input gradient's in double
- * by conv_winograd.c, rounded once); the input's V and the products M live in a block's
+ * U_xi (C x F).  The kernel's transform U is computed once per call, in float by the
+ * level's kernel, the same sums at every level (an input gradient's kernel turned and
+ * transposed first, conv_winograd.c); the input's V and the products M live in a block's
  * scratch.
  *
  * A block is MR consecutive tiles in (image, tile row, tile column) order.  For each tile
@@ -97,8 +97,7 @@ typedef struct {
     wg_block_fn block;
     wg_filter_chunk_fn filter_chunk;
     /* u's channels [c0, c1) from wgt (3, 3, c, f, Keras's layout): U = G g G^T in float,
-     * rows first, in the kernel's order (the forward's transform; an input gradient's,
-     * from the turned kernel, is the driver's) */
+     * rows first, in the kernel's order */
     void (*transform)(float *u, const float *wgt, int64_t c, int64_t f, int64_t c0, int64_t c1);
 } wg_kernels;
 

@@ -72,14 +72,23 @@ static inline void wg_storeu(float *p, wg_vec v) { memcpy(p, &v, sizeof v); }
 #define WG_CHUNK (WG_LANES * WG_NV)    /* filters of a full chunk */
 #define WG_TAIL_NV (16 / WG_LANES)     /* vectors of a 16-filter last chunk */
 
+/* Tile t's image, and its first output row *r and column *q (tiles in (image, tile row,
+ * tile column) order) */
+static inline int64_t wg_tile_at(const wg_problem *p, int64_t t, int64_t *r, int64_t *q) {
+    const int64_t per_image = p->th * p->tw, in_image = t % per_image;
+    *r = 2 * (in_image / p->tw);
+    *q = 2 * (in_image % p->tw);
+    return t / per_image;
+}
+
 /* ---- the input transform: V[xi][i][c] = (B^T d B)[xi] of tile t0 + i ------------------
  * for i < rows (the block's tiles; zeros for i >= m) */
 static void wg_input(const wg_problem *p, int64_t t0, int64_t m, int64_t rows, float *v) {
-    const int64_t c = p->c, per_image = p->th * p->tw, xi_stride = rows * c;
+    const int64_t c = p->c, xi_stride = rows * c;
     int64_t i, cv;
     for (i = 0; i < rows; i++) {                       /* tiles of the block */
         float *vt = v + i * c;
-        int64_t img, ti, tj, r0, q0;
+        int64_t img, r0, q0;
         const float *rowp[4];
         int rok[4], qok[4], a, b;
         if (i >= m) {                                  /* past the last tile: zeros */
@@ -87,11 +96,9 @@ static void wg_input(const wg_problem *p, int64_t t0, int64_t m, int64_t rows, f
             for (xi = 0; xi < 16; xi++) memset(vt + xi * xi_stride, 0, (size_t)c * sizeof(float));
             continue;
         }
-        img = (t0 + i) / per_image;
-        ti = (t0 + i) % per_image / p->tw;
-        tj = (t0 + i) % p->tw;
-        r0 = 2 * ti - p->pt;                           /* the window's first row and column */
-        q0 = 2 * tj - p->pl;
+        img = wg_tile_at(p, t0 + i, &r0, &q0);
+        r0 -= p->pt;                                   /* the window's first row and column */
+        q0 -= p->pl;
         for (a = 0; a < 4; a++) {
             rok[a] = r0 + a >= 0 && r0 + a < p->h;
             qok[a] = q0 + a >= 0 && q0 + a < p->w;
@@ -158,11 +165,11 @@ static inline __attribute__((always_inline)) void wg_products(const float *v, co
 /* ---- the output transform: z = A^T M A (+ bias) for filters f0 .. f0 + nr ------------ */
 static void wg_output(const wg_problem *p, int64_t t0, int64_t m, const float *mb,
                       int64_t f0, int64_t nr) {
-    const int64_t f = p->f, per_image = p->th * p->tw, xi_stride = WG_MR * nr;
+    const int64_t f = p->f, xi_stride = WG_MR * nr;
     int64_t i, fv;
     for (i = 0; i < m; i++) {                          /* tiles of the block */
-        const int64_t img = (t0 + i) / per_image, ti = (t0 + i) % per_image / p->tw;
-        const int64_t tj = (t0 + i) % p->tw, r = 2 * ti, q = 2 * tj;
+        int64_t r, q;
+        const int64_t img = wg_tile_at(p, t0 + i, &r, &q);
         const int row2 = r + 1 < p->oh, col2 = q + 1 < p->ow;
         float *z0 = p->z + ((img * p->oh + r) * p->ow + q) * f + f0;
         for (fv = 0; fv < nr; fv += WG_LANES) {        /* N: vectors of filters */
@@ -198,7 +205,7 @@ static void wg_output(const wg_problem *p, int64_t t0, int64_t m, const float *m
 
 /* ---- one block: every chunk of filters, then the activation over the block's rows ---- */
 static void wg_block(const wg_problem *p, int64_t t0, int64_t m, float *scratch) {
-    const int64_t c = p->c, f = p->f, per_image = p->th * p->tw;
+    const int64_t c = p->c, f = p->f;
     float *v = scratch, *mb = scratch + 16 * WG_MR * c;
     int64_t f0, i;
     wg_input(p, t0, m, WG_MR, v);
@@ -214,10 +221,9 @@ static void wg_block(const wg_problem *p, int64_t t0, int64_t m, float *scratch)
     }
     if (p->y == NULL || (p->y == p->z && p->act == PYNN_ACT_LINEAR)) return;
     for (i = 0; i < m; i++) {                          /* the activation, row by row */
-        const int64_t img = (t0 + i) / per_image, ti = (t0 + i) % per_image / p->tw;
-        const int64_t tj = (t0 + i) % p->tw, r = 2 * ti, q = 2 * tj;
+        int64_t r, q, rr;
+        const int64_t img = wg_tile_at(p, t0 + i, &r, &q);
         const int64_t cols = q + 1 < p->ow ? 2 : 1;
-        int64_t rr;
         for (rr = r; rr < r + 2 && rr < p->oh; rr++) {
             const int64_t at = ((img * p->oh + rr) * p->ow + q) * f;
             (void)pynn_act_span(p->y + at, p->z + at, cols * f, p->act, p->alpha);
@@ -229,12 +235,12 @@ static void wg_block(const wg_problem *p, int64_t t0, int64_t m, float *scratch)
 
 /* H[xi][i][f] = (G2 g G2^T)[xi] of the 2 x 2 block of dz of tile t0 + i, i < m */
 static void wg_dz_transform(const wg_problem *p, int64_t t0, int64_t m, float *hb) {
-    const int64_t f = p->f, per_image = p->th * p->tw, xi_stride = m * f;
+    const int64_t f = p->f, xi_stride = m * f;
     const wg_vec half = WG_SET1(0.5f), zero = WG_ZERO();
     int64_t i, fv;
     for (i = 0; i < m; i++) {                          /* tiles of the block */
-        const int64_t img = (t0 + i) / per_image, ti = (t0 + i) % per_image / p->tw;
-        const int64_t tj = (t0 + i) % p->tw, r = 2 * ti, q = 2 * tj;
+        int64_t r, q;
+        const int64_t img = wg_tile_at(p, t0 + i, &r, &q);
         const int row2 = r + 1 < p->oh, col2 = q + 1 < p->ow;
         const float *g0 = p->dz + ((img * p->oh + r) * p->ow + q) * f;
         float *ht = hb + i * f;

@@ -141,6 +141,11 @@ int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols
                          int64_t pad_left, int64_t oh, int64_t ow, int64_t f, int act,
                          float alpha) {
     const int64_t k = kh * kw * c, rows = n * oh * ow;
+    /* the filter gradient by Winograd's F(3x3, 2x2), after dz and db by the activation
+     * kernels (the fallback's pass), instead of the implicit GEMM */
+    const int winograd_dw =
+        k > 0 && dw != NULL &&
+        pynn_conv2d_winograd_filter_supported(n, kh, kw, sh, sw, c, f, oh, ow, act);
     int status;
     (void)cols;
     PYNN_RETURN_IF(!conv_args_ok(n, h, w, c, kh, kw, sh, sw, pad_top, pad_left, oh, ow, f, act),
@@ -171,18 +176,7 @@ int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols
             status = pynn_activation_backward(dy, z, y, dy, rows, f, act, alpha);
         }
         if (status != PYNN_OK) return status;
-    } else if (k > 0 && dw != NULL &&
-               pynn_conv2d_winograd_filter_supported(n, kh, kw, sh, sw, c, f, oh, ow, act)) {
-        /* dz (and db) by the activation kernels, then Winograd's F(3x3, 2x2) */
-        if (db != NULL)
-            status = pynn_activation_backward_bias_grad(dy, db, z, y, dy, rows, f, act, alpha);
-        else
-            status = pynn_activation_backward(dy, z, y, dy, rows, f, act, alpha);
-        if (status != PYNN_OK) return status;
-        status = pynn_conv_winograd_filter_grad(dw, dy, x, n, h, w, c, pad_top, pad_left, oh, ow,
-                                                f);
-        if (status != PYNN_OK) return status;
-    } else if (k > 0 && (dw != NULL || db != NULL) &&
+    } else if (!winograd_dw && k > 0 && (dw != NULL || db != NULL) &&
                pynn_conv_gemm_filter_grad_act(dw, db, work, dy, z, act, x, n, h, w, c, kh, kw,
                                               sh, sw, pad_top, pad_left, oh, ow, f) == PYNN_OK) {
         /* dz and db folded into the filter gradient's pass (AVX-512, linear or ReLU) */
@@ -193,8 +187,11 @@ int pynn_conv2d_backward(float *dw, float *db, float *dx, float *dy, float *cols
             status = pynn_activation_backward(dy, z, y, dy, rows, f, act, alpha);
         if (status != PYNN_OK) return status;
         if (dw != NULL && k > 0) {
-            status = pynn_conv_gemm_filter_grad(dw, work, dy, x, n, h, w, c, kh, kw, sh, sw,
-                                                pad_top, pad_left, oh, ow, f);
+            status = winograd_dw
+                         ? pynn_conv_winograd_filter_grad(dw, dy, x, n, h, w, c, pad_top, pad_left,
+                                                          oh, ow, f)
+                         : pynn_conv_gemm_filter_grad(dw, work, dy, x, n, h, w, c, kh, kw, sh,
+                                                      sw, pad_top, pad_left, oh, ow, f);
             if (status != PYNN_OK) return status;
         }
     }
