@@ -120,16 +120,18 @@ static void window_mean(float *restrict yo, const float *restrict ximg, int64_t 
     for (e = c0; e < c; e++) yo[e] /= count;
 }
 
-/* route_max on channels c0 .. c0+cb-1, cb < PK_NL (the last channels), scalar */
+/* route_max on channels c0 .. c0+cb-1, cb = min(PK_NL, c - c0) (the last channels, or a
+ * block of a window too large for the vector loops' table), scalar */
 static void route_max_tail(float *restrict dimg, const float *restrict ximg,
                            const float *restrict g, int64_t r0, int64_t r1, int64_t q0,
                            int64_t q1, int64_t w, int64_t c, int64_t c0) {
     float m[PK_NL];
     int32_t at[PK_NL];
     const float *restrict first = ximg + (r0 * w + q0) * c + c0;
+    const int64_t cb = c - c0 < PK_NL ? c - c0 : PK_NL;   /* m and at hold PK_NL */
     int32_t pos = 0;
     int64_t r, q, e;
-    for (e = 0; c0 + e < c; e++) {
+    for (e = 0; e < cb; e++) {
         m[e] = first[e];
         at[e] = 0;
     }
@@ -137,18 +139,18 @@ static void route_max_tail(float *restrict dimg, const float *restrict ximg,
         for (q = r == r0 ? q0 + 1 : q0; q < q1; q++) {
             const float *restrict xs = ximg + (r * w + q) * c + c0;
             pos++;
-            for (e = 0; c0 + e < c; e++) {
+            for (e = 0; e < cb; e++) {
                 const int above = xs[e] > m[e];
                 m[e] = above ? xs[e] : m[e];
                 at[e] = above ? pos : at[e];
             }
         }
-    for (e = 0; c0 + e < c; e++) at[e] = m[e] == m[e] ? at[e] : -1;
+    for (e = 0; e < cb; e++) at[e] = m[e] == m[e] ? at[e] : -1;
     pos = 0;
     for (r = r0; r < r1; r++)                             /* window rows: route */
         for (q = q0; q < q1; q++, pos++) {
             float *restrict ds = dimg + (r * w + q) * c + c0;
-            for (e = 0; c0 + e < c; e++) ds[e] += at[e] == pos ? g[c0 + e] : 0.0f;
+            for (e = 0; e < cb; e++) ds[e] += at[e] == pos ? g[c0 + e] : 0.0f;
         }
 }
 
@@ -161,7 +163,8 @@ static void route_max(float *restrict dimg, const float *restrict ximg, const fl
     float *restrict dfirst = dimg + (r0 * w + q0) * c;
     int64_t c0 = 0, r, q, p;
     if (npos > POOL_MAX_WINDOW) {                         /* large windows: scalar */
-        route_max_tail(dimg, ximg, g, r0, r1, q0, q1, w, c, 0);
+        for (; c0 < c; c0 += PK_NL)                       /* channel blocks */
+            route_max_tail(dimg, ximg, g, r0, r1, q0, q1, w, c, c0);
         return;
     }
     for (r = 0, p = 0; r < r1 - r0; r++)

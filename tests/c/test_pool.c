@@ -320,6 +320,8 @@ int main(void) {
         {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},
         {2, 6, 6, 70, 3, 3, 3, 3, 0, 0, 0, 0},    /* two channel blocks, disjoint */
         {1, 5, 5, 70, 3, 3, 1, 1, 1, 1, 1, 1},    /* two channel blocks, overlapping */
+        {3, 12, 11, 17, 9, 9, 1, 2, 4, 4, 4, 4},  /* overlapping windows of 81 positions */
+        {2, 30, 30, 48, 3, 3, 2, 2, 0, 0, 0, 0},  /* AlexNet-style 3x3/2, 2 threads */
         {0, 4, 4, 3, 2, 2, 2, 2, 0, 0, 0, 0},     /* no images */
         {2, 4, 4, 0, 2, 2, 2, 2, 0, 0, 0, 0},     /* no channels */
         {1, 2, 2, 3, 3, 3, 1, 1, 0, 0, 0, 0},     /* window larger than the image: no output */
@@ -330,6 +332,7 @@ int main(void) {
         {2, 9, 9, 21, 3, 3, 3, 3, 0, 0, 0, 0},    /* disjoint windows */
         {2, 9, 9, 21, 3, 3, 2, 2, 0, 0, 0, 0},    /* overlapping windows */
         {2, 8, 8, 21, 3, 3, 2, 2, 1, 1, 1, 1},    /* overlapping, padding */
+        {2, 11, 11, 21, 9, 9, 1, 2, 4, 4, 4, 4},  /* overlapping, 81 positions (scalar) */
     };
     /* n h w c */
     static const int64_t globals[][4] = {{0, 3, 3, 2}, {1, 1, 1, 1}, {3, 7, 5, 11},
