@@ -14,7 +14,10 @@
  *     by how far their windows reach into the padding, and a tile multiplies only the
  *     window entries that lie in x (a zero-padded copy of x for layers over <= 4
  *     channels); wgt is packed once per call; bias and ReLU / leaky ReLU / linear are
- *     applied in the tile's store.
+ *     applied in the tile's store.  Where every window lies wholly in x (that copy, or
+ *     "valid" windows), in one K block and one panel of wgt -- a first layer -- the tiles
+ *     run in raster order, each set up just before it runs, and a 3 x 3 window over 3 or
+ *     1 channels takes a tile with its 27 (9) steps unrolled.
  *   filter gradient: each K block of positions is copied into an L2-sized block of cols
  *     rows (im2col of kc positions) and multiplied, unpacked, with dz's rows in tiles of mr
  *     window entries (mr in [6, 12] chosen to divide K) x 16-48 filters, skipping the
@@ -238,6 +241,40 @@ static int64_t padding_runs(int64_t out, int64_t k, int64_t stride, int64_t pad,
     return runs;
 }
 
+/* The tiles of positions [p0, p1) in raster order, every window wholly in x (one class, no
+ * padding to leave out): each tile's MR row pointers and places in z set up as the
+ * positions advance along the output rows, then the tile run.  tl: the fixed fields. */
+static void whole_tiles(pynn_conv_tile *tl, const pynn_conv_geom *g, int64_t p0, int64_t p1,
+                        int64_t MR, void (*fn)(const pynn_conv_tile *)) {
+    const float **ln = (const float **)tl->rows;
+    int64_t *rp = (int64_t *)tl->rowpos;
+    const int64_t step = g->sw * g->c, per_img = g->oh * g->ow;
+    int64_t img = p0 / per_img, oi = p0 % per_img / g->ow, oj = p0 % g->ow, pos = p0, i;
+    const float *p = first_entry(g, img, oi, oj, 0, 0);
+    while (pos < p1) {                            /* M: tiles */
+        const int64_t m = min_i64(MR, p1 - pos);
+        for (i = 0; i < m; i++) {                 /* M: the tile's rows */
+            ln[i] = p;
+            rp[i] = pos++;
+            p += step;
+            if (++oj == g->ow) {                  /* the next output row */
+                oj = 0;
+                if (++oi == g->oh) {
+                    oi = 0;
+                    img++;
+                }
+                if (pos < p1) p = first_entry(g, img, oi, 0, 0, 0);
+            }
+        }
+        for (; i < MR; i++) {                     /* M: rows past the end */
+            ln[i] = ln[0];
+            rp[i] = -1;
+        }
+        tl->m = m;
+        fn(tl);
+    }
+}
+
 static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const float *wgt,
                          const float *bias, int act, float alpha, int64_t KC) {
     /* over few channels the edge classes' window rows are a few entries long (6 of 9 for
@@ -249,6 +286,12 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
     void (*const tile_fn)(const pynn_conv_tile *) =
         wide ? pynn_conv_tile_avx512_8x48 : pynn_conv_tile_avx512_12x32;
     const int64_t MR = wide ? 8 : 12, NR = wide ? 48 : 32;
+    /* a 3 x 3 window over 3 or 1 channels (a first layer), for the tiles that take all of
+     * it: its steps unrolled */
+    void (*const whole_fn)(const pynn_conv_tile *) =
+        wide || g->kh != 3 || g->kw != 3 ? NULL
+        : g->c == 3 ? pynn_conv_tile_avx512_12x32_3x3x3
+        : g->c == 1 ? pynn_conv_tile_avx512_12x32_3x3x1 : NULL;
     const int64_t M = g->rows, N = g->f, K = g->k;
     const int64_t n_panels = (N + NR - 1) / NR;
     const int64_t b_floats = round_up(K * n_panels * NR, 16);
@@ -261,6 +304,7 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
                           act == PYNN_ACT_LEAKY_RELU;
     int64_t *rb, *rlo, *rhi, *cb, *clo, *chi, *first_tile;
     int64_t n_rr, n_cr, n_cls, tiles, cls;
+    int whole;
     float *base, *bbuf, *zeros, *thread_base;
     void *owned;
     int nthreads, status, t;
@@ -303,6 +347,11 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
     }
     first_tile[n_cls] = tiles;
     if (nthreads > tiles) nthreads = (int)max_i64(1, tiles);
+    /* one class whose windows lie wholly in x (a padded copy, or "valid" windows), one K
+     * block, one micro-panel of wgt, the activation in the tiles' store (a first layer):
+     * the positions in raster order, each tile's rows set up just before it runs */
+    whole = n_cls == 1 && rlo[0] == 0 && rhi[0] == 0 && clo[0] == 0 && chi[0] == 0 &&
+            K <= KC && n_panels == 1 && (y == NULL || fused_act);
     for (pc = 0; pc < K; pc += KC) {              /* K: depth blocks */
         const int64_t kc = min_i64(KC, K - pc);
         for (js = 0; js < n_panels; js++)         /* N: micro-panels of wgt */
@@ -320,6 +369,31 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
         int64_t st_cls = -1, st_img = 0, st_ri = 0, st_ci = 0;   /* positions carried on */
         int64_t a_lo[TILE_BLOCK], a_hi[TILE_BLOCK], s_lo[TILE_BLOCK], s_hi[TILE_BLOCK];
         int64_t live[TILE_BLOCK];
+        if (whole) {                                  /* every tile the whole window */
+            pynn_conv_tile tl;
+            tl.rows = lines;
+            tl.ldx = g->w * g->c;
+            tl.span = g->span;
+            tl.a_lo = 0;
+            tl.a_hi = g->kh;
+            tl.s_lo = 0;
+            tl.s_hi = g->span;
+            tl.pc = 0;
+            tl.kc = K;
+            tl.b = bbuf;
+            tl.rowpos = rowpos;
+            tl.c = z;
+            tl.ldc = N;
+            tl.n = N;
+            tl.accumulate = 0;
+            tl.bias = bias;
+            tl.y = y;
+            tl.act = act;
+            tl.alpha = alpha;
+            whole_tiles(&tl, g, t0 * MR, min_i64(t1 * MR, M), MR,
+                        whole_fn != NULL ? whole_fn : tile_fn);
+            continue;
+        }
         for (tb = t0; tb < t1; tb += TILE_BLOCK) {            /* M: blocks of tiles */
             const int64_t nt = min_i64(TILE_BLOCK, t1 - tb);
             for (ti = 0; ti < nt; ti++) {                     /* M: the block's tiles */
@@ -410,7 +484,11 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
                         tl.y = last_k && y != NULL && fused_act ? y + j0 : NULL;
                         tl.act = act;
                         tl.alpha = alpha;
-                        tile_fn(&tl);
+                        if (whole_fn != NULL && kc == K && a_lo[ti] == 0 && a_hi[ti] == g->kh &&
+                            s_lo[ti] == 0 && s_hi[ti] == g->span)
+                            whole_fn(&tl);                    /* the whole window, unrolled */
+                        else
+                            tile_fn(&tl);
                         if (last_k && y != NULL && !fused_act && !pynn_act_rowwise(act))
                             for (i = 0; i < tl.m; i++) {      /* M: the finished rows */
                                 const int64_t row = tl.rowpos[i];

@@ -13,6 +13,51 @@ static inline __mmask16 lane_mask(int64_t n) {
     return n >= 16 ? (__mmask16)0xFFFF : (n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u));
 }
 
+/* The tile's rows of z (and y): acc, + c when accumulating, + bias, the activation.  FULL:
+ * the tile's MR rows are all live (t->m == MR), so that the rows are a fixed sequence and
+ * acc can stay in registers (a loop that may stop early puts it on the stack). */
+static inline __attribute__((always_inline)) void tile_store(const pynn_conv_tile *t,
+                                                             __m512 acc[12][3], const int MR,
+                                                             const int NV, const int FULL) {
+    int i, v;
+    {
+        const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(t->alpha);
+        const int act_here = t->y != NULL && (t->act == PYNN_ACT_LINEAR ||
+                                              t->act == PYNN_ACT_RELU ||
+                                              t->act == PYNN_ACT_LEAKY_RELU);
+        const int over_z = act_here && t->y == t->c;  /* y written over z: one store */
+        __mmask16 mask[3];
+        __m512 bias[3];
+        for (v = 0; v < NV; v++) {            /* N: vectors of a row */
+            mask[v] = lane_mask(t->n - 16 * v);
+            bias[v] = t->bias != NULL ? _mm512_maskz_loadu_ps(mask[v], t->bias + 16 * v) : zero;
+        }
+#pragma GCC unroll 12
+        for (i = 0; i < MR; i++) {            /* M: rows of z stored */
+            float *ci, *yi;
+            if (!FULL && i >= t->m) break;
+            ci = t->c + t->rowpos[i] * t->ldc;
+            yi = act_here ? t->y + t->rowpos[i] * t->ldc : NULL;
+#pragma GCC unroll 3
+            for (v = 0; v < NV; v++) {        /* N: vectors of a row */
+                __m512 u = acc[i][v];
+                if (t->accumulate) u = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], ci + 16 * v), u);
+                if (t->bias != NULL) u = _mm512_add_ps(u, bias[v]);
+                if (!over_z) _mm512_mask_storeu_ps(ci + 16 * v, mask[v], u);
+                if (act_here) {
+                    if (t->act == PYNN_ACT_RELU) {                 /* u > 0 ? u : 0 */
+                        u = _mm512_max_ps(u, zero);
+                    } else if (t->act == PYNN_ACT_LEAKY_RELU) {    /* u > 0 ? u : alpha u */
+                        u = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(u, zero, _CMP_GT_OQ),
+                                                 _mm512_mul_ps(slope, u), u);
+                    }
+                    _mm512_mask_storeu_ps(yi + 16 * v, mask[v], u);
+                }
+            }
+        }
+    }
+}
+
 /* ---- the forward's tiles: A broadcast straight from the window lines ---------------
  * No packed A: each step of K broadcasts the tile's MR values from the MR rows' current
  * window rows (one pointer per row, a shared index) and multiplies them into the
@@ -56,46 +101,57 @@ static inline __attribute__((always_inline)) void conv_tile_body(const pynn_conv
             b += NR;
         }
     }
-    {
-        const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(t->alpha);
-        const int act_here = t->y != NULL && (t->act == PYNN_ACT_LINEAR ||
-                                              t->act == PYNN_ACT_RELU ||
-                                              t->act == PYNN_ACT_LEAKY_RELU);
-        const int over_z = act_here && t->y == t->c;  /* y written over z: one store */
-        __mmask16 mask[3];
-        __m512 bias[3];
-        for (v = 0; v < NV; v++) {            /* N: vectors of a row */
-            mask[v] = lane_mask(t->n - 16 * v);
-            bias[v] = t->bias != NULL ? _mm512_maskz_loadu_ps(mask[v], t->bias + 16 * v) : zero;
-        }
+    tile_store(t, acc, MR, NV, 0);
+}
+
+/* A tile over the whole window, KH rows of SPAN entries all in x, in one K block (a
+ * first layer's short K): the same FMA chain, its KH * SPAN steps unrolled -- the row
+ * pointers stay put, each step's entry a compile-time offset in its window row, the rows
+ * ldx apart: none of the generic loop's set-up per window row (~10% of such a tile). */
+static inline __attribute__((always_inline)) void whole_window_body(const pynn_conv_tile *t,
+                                                                    const int MR, const int NV,
+                                                                    const int KH,
+                                                                    const int SPAN) {
+    __m512 acc[12][3];
+    __m512 bv[3];
+    const int64_t NR = 16 * NV;
+    int i, v;
+    if (t->m < MR) {                          /* the batch's last, partial tile */
+        conv_tile_body(t, MR, NV);
+        return;
+    }
 #pragma GCC unroll 12
-        for (i = 0; i < MR; i++) {            /* M: rows of z stored */
-            float *ci, *yi;
-            if (i >= t->m) break;
-            ci = t->c + t->rowpos[i] * t->ldc;
-            yi = act_here ? t->y + t->rowpos[i] * t->ldc : NULL;
+    for (i = 0; i < MR; i++)                  /* M: rows of the tile */
 #pragma GCC unroll 3
-            for (v = 0; v < NV; v++) {        /* N: vectors of a row */
-                __m512 u = acc[i][v];
-                if (t->accumulate) u = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], ci + 16 * v), u);
-                if (t->bias != NULL) u = _mm512_add_ps(u, bias[v]);
-                if (!over_z) _mm512_mask_storeu_ps(ci + 16 * v, mask[v], u);
-                if (act_here) {
-                    if (t->act == PYNN_ACT_RELU) {                 /* u > 0 ? u : 0 */
-                        u = _mm512_max_ps(u, zero);
-                    } else if (t->act == PYNN_ACT_LEAKY_RELU) {    /* u > 0 ? u : alpha u */
-                        u = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(u, zero, _CMP_GT_OQ),
-                                                 _mm512_mul_ps(slope, u), u);
-                    }
-                    _mm512_mask_storeu_ps(yi + 16 * v, mask[v], u);
-                }
+        for (v = 0; v < NV; v++)              /* N: vectors of a row */
+            acc[i][v] = _mm512_setzero_ps();
+    {
+        const float *const b = t->b;
+        const int64_t ldx = t->ldx;
+        const float *const *const r = t->rows;
+        int k;
+#pragma GCC unroll 64
+        for (k = 0; k < KH * SPAN; k++) {    /* K: the window's entries, in order */
+            const int64_t o = (k / SPAN) * ldx + k % SPAN;
+#pragma GCC unroll 3
+            for (v = 0; v < NV; v++)          /* N: vectors of the B row */
+                bv[v] = _mm512_loadu_ps(b + k * NR + 16 * v);
+#pragma GCC unroll 12
+            for (i = 0; i < MR; i++) {        /* M: rows of the tile */
+                const __m512 ai = _mm512_set1_ps(r[i][o]);
+#pragma GCC unroll 3
+                for (v = 0; v < NV; v++)      /* N: vectors of a row */
+                    acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
             }
         }
     }
+    tile_store(t, acc, MR, NV, 1);
 }
 
 void pynn_conv_tile_avx512_12x32(const pynn_conv_tile *t) { conv_tile_body(t, 12, 2); }
 void pynn_conv_tile_avx512_8x48(const pynn_conv_tile *t) { conv_tile_body(t, 8, 3); }
+void pynn_conv_tile_avx512_12x32_3x3x3(const pynn_conv_tile *t) { whole_window_body(t, 12, 2, 3, 9); }
+void pynn_conv_tile_avx512_12x32_3x3x1(const pynn_conv_tile *t) { whole_window_body(t, 12, 2, 3, 3); }
 
 /* ---- tiles of unpacked operands (the filter gradient) --------------------------- */
 /* LINES = 0: row p of A at t->a + p*lda (a block of cols rows); LINES = 1: at

@@ -188,6 +188,12 @@ void pynn_conv_cols_block_avx512(float *cb, int64_t ld, const pynn_conv_geom *g,
 /* mr x nr = 12 x 32 and 8 x 48 (conv_gemm_avx512.c). */
 void pynn_conv_tile_avx512_12x32(const pynn_conv_tile *t);
 void pynn_conv_tile_avx512_8x48(const pynn_conv_tile *t);
+/* 12 x 32 for a whole 3 x 3 window over 3 (1) channels, the tile's a_lo = 0, a_hi = 3,
+ * s_lo = 0, s_hi = span = 9 (3), one K block (pc = 0, kc = 27 (9)): the same arithmetic
+ * as pynn_conv_tile_avx512_12x32, bitwise, with the window's 27 (9) steps unrolled (a
+ * first layer's short K, where the generic tile's per-window-row set-up costs ~10%). */
+void pynn_conv_tile_avx512_12x32_3x3x3(const pynn_conv_tile *t);
+void pynn_conv_tile_avx512_12x32_3x3x1(const pynn_conv_tile *t);
 #endif
 
 /* The convolution's forward and filter gradient by the implicit GEMM (conv_gemm.c); the
