@@ -687,6 +687,27 @@ static uint64_t entry_taps(int64_t e0, int64_t e1, int64_t c) {
     return upto & ~((((uint64_t)1) << t0) - 1);
 }
 
+/* lines[q] = the first entry of position q0 + q's window in x, q < kc, for a geometry
+ * whose windows all lie in x (pynn_conv_all_inside): window row a is lines[q] + a w c. */
+static void window_starts(const float **lines, const pynn_conv_geom *g, int64_t q0,
+                          int64_t kc) {
+    const int64_t row = g->w * g->c, step = g->sw * g->c;
+    pynn_conv_pos pos = pynn_conv_pos_of(g, q0);
+    int64_t q = 0;
+    while (q < kc) {                              /* runs along an output row */
+        const int64_t run = min_i64((g->ow * g->sw - pos.q0 + g->sw - 1) / g->sw, kc - q);
+        const float *p = g->x + (pos.img * g->h + pos.r0) * row + pos.q0 * g->c;
+        int64_t e;
+        for (e = 0; e < run; e++, p += step) lines[q++] = p;   /* positions of the run */
+        pos.q0 = 0;                               /* the next output row */
+        pos.r0 += g->sh;
+        if (pos.r0 >= g->oh * g->sh) {
+            pos.r0 = 0;
+            pos.img++;
+        }
+    }
+}
+
 /* fold: dz is dy, overwritten block by block with act'(z) dy (act LINEAR or RELU) just
  * before the block's tiles read it, and db (may be NULL) gets its column sums: one chain
  * per filter over each chunk's positions in order, the chunks added in order (the
@@ -701,7 +722,7 @@ static int filter_grad_tiles(const pynn_conv_geom *g_in, float *dw, float *parti
     float *base, *zeros;
     void *owned;
     int mr, nv, nthreads, status;
-    int from_lines, packed_dz, use_taps;
+    int from_lines, packed_dz, use_taps, inside;
     ktile_shape(K, F, &mr, &nv);
     /* The tiles read x's window rows in place (pynn_conv_ltile) when each tile lies in one
      * window row and the filters fill one tile's width: the block of cols rows, copied
@@ -758,6 +779,9 @@ static int filter_grad_tiles(const pynn_conv_geom *g_in, float *dw, float *parti
         g_padded = padded_geom(g_in, base + round_up(g->span, 16) + nthreads * per_thread);
         g = &g_padded;
     }
+    /* every window wholly in x (or the copy): a tile's line is its window's first line
+     * plus a fixed offset, so one pointer a position does (window_starts), not kh */
+    inside = from_lines && pynn_conv_all_inside(g);
     {
         float *const thread_base = base + round_up(g->span, 16);
         const int64_t NR = 16 * nv;
@@ -786,7 +810,9 @@ static int filter_grad_tiles(const pynn_conv_geom *g_in, float *dw, float *parti
                                                   z != NULL ? z + (p0 + pc) * F : NULL, kc,
                                                   F, act == PYNN_ACT_RELU,
                                                   db != NULL ? dbpart : NULL);
-                    if (from_lines) {                            /* x's lines, or */
+                    if (from_lines && inside) {                  /* the windows' first */
+                        window_starts(lines, g, p0 + pc, kc);    /* lines, or each line */
+                    } else if (from_lines) {                     /* of x (or a copy), or */
                         pynn_conv_lines_block(lines, cb, g, p0 + pc, kc, zeros);
                     } else {                                     /* a copied block */
                         memset(cb + kc * lda, 0, 16 * sizeof(float));  /* read past K, unused */
@@ -811,10 +837,11 @@ static int filter_grad_tiles(const pynn_conv_geom *g_in, float *dw, float *parti
                                            next_kc * F, kc);
                             if (from_lines) {
                                 pynn_conv_ltile t;
+                                const int64_t a = i0 / g->span;
                                 t.lines = lines;
-                                t.kh = g->kh;
-                                t.a = i0 / g->span;
-                                t.s0 = i0 - t.a * g->span;
+                                t.kh = inside ? 1 : g->kh;      /* lines a position */
+                                t.a = inside ? 0 : a;
+                                t.s0 = (inside ? a * g->w * g->c : 0) + i0 - a * g->span;
                                 t.b = b;
                                 t.ldb = F;
                                 t.c = c;
