@@ -366,6 +366,9 @@ int main(void) {
     check_shape(2, 23, 23,  3, 5, 5, 2, 0, 48);   /* 5x5 stride 2 valid, K = 75 */
     check_shape(2, 10, 10,  8, 3, 3, 1, 1, 16);   /* one-vector tiles (K = 72 > 32) */
     check_shape(8, 32, 32,  3, 3, 3, 1, 1, 32);   /* K = 27: VGG's first layer, smaller */
+    check_shape(3, 13, 11,  3, 3, 3, 1, 0, 32);   /* K = 27 "valid": windows in x itself */
+    check_shape(5, 15, 14,  3, 3, 3, 2, 1, 20);   /* K = 27, stride 2 same: the copy's rows */
+    check_shape(4, 12, 12,  1, 3, 3, 1, 1, 32);   /* K = 9: one channel, whole windows */
     check_shape(2,  8,  8, 96, 3, 3, 1, 1, 33);   /* K = 864 */
     check_shape(2,  7,  7, 24, 3, 3, 1, 1, 96);   /* dz packed in 3 panels, K rows padded */
     check_shape(3,  6,  6, 16, 3, 3, 1, 1, 80);   /* packed, the last panel half full (27
