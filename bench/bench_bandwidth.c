@@ -42,7 +42,7 @@
  * run at once); the kernel and its copy alternate, one call each per run, after a warm-up.
  * With `case` (a prefix of a label), only the cases it names run.
  */
-#define _POSIX_C_SOURCE 199309L
+#define _POSIX_C_SOURCE 200112L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,7 +206,7 @@ static void evict_caches(int threads) {
 static int time_case(const bench_case *bc, int threads, int runs, int cold, double *kernel_s,
                      double *copy_s) {
     double *tk = malloc((size_t)runs * sizeof(double)), *tc = malloc((size_t)runs * sizeof(double));
-    char *src = malloc((size_t)(bc->bytes / 2 + 64)), *dst = malloc((size_t)(bc->bytes / 2 + 64));
+    char *src = bench_alloc((size_t)(bc->bytes / 2 + 64)), *dst = bench_alloc((size_t)(bc->bytes / 2 + 64));
     copy_pass cp = {dst, src, bc->bytes / 2, threads};
     int r, status = PYNN_OK;
     if (tk == NULL || tc == NULL || src == NULL || dst == NULL) status = PYNN_ENOMEM;

@@ -28,7 +28,7 @@
  *                                         a dispatch level)
  *   quick: the edge shapes and one layer (VGG conv3), a few samples: seconds
  */
-#define _POSIX_C_SOURCE 199309L
+#define _POSIX_C_SOURCE 200112L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

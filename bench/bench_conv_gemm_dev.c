@@ -9,7 +9,7 @@
  * Per layer and pass: old and new milliseconds, GFLOP/s, % of the 1024^3 GEMM's GFLOP/s
  * (timed in the same repetitions, interleaved: the figure beside each line), and
  * whether new and old agree bitwise. */
-#define _POSIX_C_SOURCE 199309L
+#define _POSIX_C_SOURCE 200112L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  *
  *   bench_gemm [threads] [kernel: generic|avx2|avx512|all] [shape label substring]
  */
-#define _POSIX_C_SOURCE 199309L
+#define _POSIX_C_SOURCE 200112L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -11,7 +11,7 @@
  * (default 1000) and untimed: the shape of run to count instructions with
  *   valgrind --tool=callgrind ./bench_layers 1 tiny.conv.fwd 1000
  */
-#define _POSIX_C_SOURCE 199309L
+#define _POSIX_C_SOURCE 200112L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -10,7 +10,7 @@
  *
  * With `model` (a prefix of a label: "MLP 64", "CNN"), only the models it names run.
  */
-#define _POSIX_C_SOURCE 199309L
+#define _POSIX_C_SOURCE 200112L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  *
  *   bench_rnn [threads [n T f u [cell]]]     (cell: 0 SimpleRNN, 1 LSTM, 2 GRU)
  */
-#define _POSIX_C_SOURCE 199309L
+#define _POSIX_C_SOURCE 200112L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -18,12 +18,14 @@
  *
  * Determinism: forwards are parallel over output rows (one thread per row of y).
  * Backwards whose windows cannot overlap write each input row from one output row;
- * overlapping windows scatter dy onto dx one image at a time (one thread per image,
- * outputs visited in row-major order), so they add in a fixed order.
+ * overlapping windows add dy into dx one image at a time (one thread per image), over the
+ * windows in row-major order: 3x3/2 windows inside x (AlexNet's) by a gather per input
+ * element (pool_kernel.h, backward_3x3s2), the others by a scatter.
  */
 #include <math.h>
 #include <string.h>
 #include "internal.h"
+#include "gemm_internal.h"
 #include "pool_internal.h"
 
 #define POOL_C_BLOCK 64
@@ -221,6 +223,30 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
                                         dy + (t * ow + j) * c, r0, r1, q0, q1, w, c);
                 }
             });
+        return PYNN_OK;
+    }
+    if (ph == 3 && pw == 3 && sh == 2 && sw == 2 && pad_top == 0 && pad_left == 0 &&
+        oh >= 1 && ow >= 1 && 2 * oh + 1 <= h && 2 * ow + 1 <= w && n * c > 0) {
+        /* 3x3/2 windows inside x: a gather, with each window's argmax kept (oh ow c int32
+         * a thread) -- images: each image of dx is written by one thread */
+        const int nt = n > 1 ? nthreads : 1;
+        const int64_t per = (oh * ow * c + 15) / 16 * 16;
+        float *base;
+        void *owned;
+        int t;
+        const int status = pynn_gemm_workspace_acquire(&base, &owned, (size_t)(nt * per));
+        if (status != PYNN_OK) return status;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static, 1) num_threads(nt) if (nt > 1)
+#endif
+        for (t = 0; t < nt; t++)                              /* threads: runs of images */
+            for (img = n * t / nt; img < n * (t + 1) / nt; img++)
+                kernels->backward_3x3s2(dx + img * h * w * c, x + img * h * w * c,
+                                        dy + img * oh * ow * c,
+                                        (int32_t *)(void *)(base + t * per), h, w, c, oh, ow,
+                                        img + 1 < n * (t + 1) / nt ? x + (img + 1) * h * w * c
+                                                                   : NULL);
+        pynn_gemm_workspace_release(base, owned);
         return PYNN_OK;
     }
     /* images: each image of dx is written by one thread */

@@ -10,7 +10,12 @@
  *   route_max:   adds g[0:c] onto dimg at the first position (row-major) whose x equals
  *                the window's maximum (as window_max computes it: bitwise y), + 0 at the
  *                other positions (which changes no sum that starts from +0); a NaN
- *                maximum (a NaN first value) matches no position.
+ *                maximum (a NaN first value) matches no position;
+ *   backward_3x3s2: the max's backward of a whole image (dimg, from ximg and its dy gimg)
+ *                under 3x3 windows at stride 2 that all lie in x: route_max's sums over
+ *                the windows in row-major order, bitwise, by a gather (pool_kernel.h);
+ *                at: oh ow c int32 of scratch; next: the image the thread does next
+ *                (prefetched), or NULL.
  * Lanes are channels, independent of one another, so every instruction set computes the
  * same bits (-ffp-contract=off). */
 #ifndef PYNN_POOL_INTERNAL_H
@@ -26,6 +31,9 @@ typedef struct {
                         int64_t q1, int64_t w, int64_t c);
     void (*route_max)(float *dimg, const float *ximg, const float *g, int64_t r0, int64_t r1,
                       int64_t q0, int64_t q1, int64_t w, int64_t c);
+    void (*backward_3x3s2)(float *dimg, const float *ximg, const float *gimg, int32_t *at,
+                           int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow,
+                           const float *next);
 } pynn_pool_kernels;
 
 extern const pynn_pool_kernels pynn_pool_generic;    /* pool_generic.c */

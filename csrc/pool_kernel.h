@@ -219,4 +219,112 @@ static void route_max(float *restrict dimg, const float *restrict ximg, const fl
     if (c0 < c) route_max_tail(dimg, ximg, g, r0, r1, q0, q1, w, c, c0);
 }
 
-const pynn_pool_kernels POOL_KERNELS = {window_max, window_mean, route_max};
+/* The max's backward of one image under 3x3 windows at stride 2 that all lie in x (no
+ * padding; AlexNet's pools): in two sweeps instead of route_max's scatter, whose
+ * read-modify-writes of dx wait on the previous window's stores where windows overlap.
+ * 1. Each window's first maximum (row-major), found as window_max finds y (the running
+ *    max, then the first position equal to it, scanned back from the last: the running
+ *    max rises only strictly, so the last rise is the first position holding it; a NaN
+ *    maximum -- a NaN first value -- equals nothing): at[(i ow + j) c + e] = a 3 + b, or
+ *    -1.
+ * 2. Each input element gathers the dy of the windows (at most 2 x 2) whose maximum it
+ *    holds, in a sum from +0 over them in row-major order: route_max's sums, bitwise, with
+ *    dx written once (positions no window covers: 0); meanwhile the next image's x
+ *    (next, or NULL) is fetched into L2 for its first sweep. */
+static void scalar_argmax_3x3(int32_t *restrict at, const float *restrict x0, int64_t row,
+                              int64_t c, int64_t e0) {
+    int64_t e;
+    int p;
+    for (e = e0; e < c; e++) {                            /* the last channels */
+        float v[9], m;
+        int32_t arg = -1;
+        for (p = 0; p < 9; p++) v[p] = x0[(p / 3) * row + (p % 3) * c + e];
+        m = v[0];
+        for (p = 1; p < 9; p++) m = v[p] > m ? v[p] : m;
+        for (p = 8; p >= 0; p--) arg = v[p] == m ? p : arg;
+        at[e] = arg;
+    }
+}
+
+static void backward_3x3s2(float *restrict dimg, const float *restrict ximg,
+                           const float *restrict gimg, int32_t *restrict at, int64_t h,
+                           int64_t w, int64_t c, int64_t oh, int64_t ow,
+                           const float *next) {
+    const int64_t row = w * c;
+    int64_t i, j, r, q, c0, e;
+    int p;
+    for (i = 0; i < oh; i++)                              /* 1: output rows */
+        for (j = 0; j < ow; j++) {                        /* output columns */
+            const float *restrict x0 = ximg + (2 * i * w + 2 * j) * c;
+            int32_t *restrict ao = at + (i * ow + j) * c;
+            for (c0 = 0; c0 + PK_NL <= c; c0 += PK_NL) {  /* channel vectors */
+                pk_vec v[9], m;
+                pk_ivec arg = (pk_ivec){0} - 1;
+#pragma GCC unroll 9
+                for (p = 0; p < 9; p++) v[p] = pk_load(x0 + (p / 3) * row + (p % 3) * c + c0);
+                m = v[0];
+#pragma GCC unroll 8
+                for (p = 1; p < 9; p++) m = pk_max(v[p], m);      /* window_max's order */
+#pragma GCC unroll 9
+                for (p = 8; p >= 0; p--) {                /* the first that holds it */
+                    const pk_ivec hit = v[p] == m;
+                    arg = (hit & p) | (arg & ~hit);
+                }
+                memcpy(ao + c0, &arg, sizeof arg);
+            }
+            scalar_argmax_3x3(ao, x0, row, c, c0);
+        }
+    for (r = 0; r < h; r++) {                             /* 2: input rows */
+        /* the window rows covering r, in order, and r's row in each: i0 (a0), i1 (a1) */
+        const int64_t i1 = r / 2 < oh ? r / 2 : r / 2 - 1, i0 = r % 2 == 0 && r >= 2 ? r / 2 - 1 : i1;
+        const int ni = i1 < 0 || i1 >= oh || r > 2 * oh ? 0 : (i0 == i1 ? 1 : 2);
+        const int32_t a0 = (int32_t)(r - 2 * i0) * 3, a1 = (int32_t)(r - 2 * i1) * 3;
+        const int32_t *restrict at0 = at + i0 * ow * c, *restrict at1 = at + i1 * ow * c;
+        const float *restrict g0 = gimg + i0 * ow * c, *restrict g1 = gimg + i1 * ow * c;
+        if (next != NULL)          /* the next image's row r into L2 while dx is written */
+            for (e = 0; e < row; e += 16) __builtin_prefetch(next + r * row + e, 0, 2);
+        for (q = 0; q < w; q++) {                         /* input columns */
+            const int64_t j1 = q / 2 < ow ? q / 2 : q / 2 - 1;
+            const int64_t j0 = q % 2 == 0 && q >= 2 ? q / 2 - 1 : j1;
+            const int nj = ni == 0 || j1 < 0 || j1 >= ow || q > 2 * ow ? 0 : (j0 == j1 ? 1 : 2);
+            const int32_t b0 = (int32_t)(q - 2 * j0), b1 = (int32_t)(q - 2 * j1);
+            const int64_t o0 = j0 * c, o1 = j1 * c;
+            float *restrict d = dimg + (r * w + q) * c;
+            if (nj == 0) {                                /* no window covers it */
+                memset(d, 0, (size_t)c * sizeof(float));
+                continue;
+            }
+            for (c0 = 0; c0 + PK_NL <= c; c0 += PK_NL) {  /* channel vectors */
+                pk_vec acc = {0};
+                pk_ivec a;
+                memcpy(&a, at0 + o0 + c0, sizeof a);
+                acc = pk_select(a == a0 + b0, acc + pk_load(g0 + o0 + c0), acc);
+                if (nj == 2) {
+                    memcpy(&a, at0 + o1 + c0, sizeof a);
+                    acc = pk_select(a == a0 + b1, acc + pk_load(g0 + o1 + c0), acc);
+                }
+                if (ni == 2) {
+                    memcpy(&a, at1 + o0 + c0, sizeof a);
+                    acc = pk_select(a == a1 + b0, acc + pk_load(g1 + o0 + c0), acc);
+                    if (nj == 2) {
+                        memcpy(&a, at1 + o1 + c0, sizeof a);
+                        acc = pk_select(a == a1 + b1, acc + pk_load(g1 + o1 + c0), acc);
+                    }
+                }
+                pk_store(d + c0, acc);
+            }
+            for (e = c0; e < c; e++) {                    /* the last channels */
+                float acc = 0.0f;
+                acc = at0[o0 + e] == a0 + b0 ? acc + g0[o0 + e] : acc;
+                if (nj == 2) acc = at0[o1 + e] == a0 + b1 ? acc + g0[o1 + e] : acc;
+                if (ni == 2) {
+                    acc = at1[o0 + e] == a1 + b0 ? acc + g1[o0 + e] : acc;
+                    if (nj == 2) acc = at1[o1 + e] == a1 + b1 ? acc + g1[o1 + e] : acc;
+                }
+                d[e] = acc;
+            }
+        }
+    }
+}
+
+const pynn_pool_kernels POOL_KERNELS = {window_max, window_mean, route_max, backward_3x3s2};
