@@ -142,18 +142,10 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
     /* output rows (image, i): each row of y is written by one thread */
     PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * ph * pw),
         for (t = 0; t < n * oh; t++) {
-            const int64_t img = t / oh, i = t % oh;
-            int64_t r0, r1, j;
-            window_range(i * sh - pad_top, ph, h, &r0, &r1);
-            for (j = 0; j < ow; j++) {                        /* output columns */
-                float *yo = y + (t * ow + j) * c;
-                int64_t q0, q1;
-                window_range(j * sw - pad_left, pw, w, &q0, &q1);
-                if (r0 == r1 || q0 == q1)
-                    memset(yo, 0, (size_t)c * sizeof(float));
-                else
-                    kernels->window_max(yo, x + img * h * w * c, r0, r1, q0, q1, w, c);
-            }
+            int64_t r0, r1;
+            window_range((t % oh) * sh - pad_top, ph, h, &r0, &r1);
+            kernels->max_row(y + t * ow * c, x + (t / oh) * h * w * c, r0, r1, w, c, ow, pw,
+                             sw, pad_left);
         });
     return PYNN_OK;
 }

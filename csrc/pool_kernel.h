@@ -60,8 +60,9 @@ static inline pk_vec pk_max(pk_vec v, pk_vec m) {
 #endif
 }
 
-static void window_max(float *restrict yo, const float *restrict ximg, int64_t r0, int64_t r1,
-                       int64_t q0, int64_t q1, int64_t w, int64_t c) {
+static inline __attribute__((always_inline)) void window_max(
+    float *restrict yo, const float *restrict ximg, int64_t r0, int64_t r1, int64_t q0,
+    int64_t q1, int64_t w, int64_t c) {
     const float *restrict first = ximg + (r0 * w + q0) * c;
     int64_t c0 = 0, r, q, e;
     if (r1 - r0 == 3 && q1 - q0 == 3) {
@@ -98,6 +99,22 @@ static void window_max(float *restrict yo, const float *restrict ximg, int64_t r
             const float *restrict xs = ximg + (r * w + q) * c;
             for (e = c0; e < c; e++) yo[e] = xs[e] > yo[e] ? xs[e] : yo[e];
         }
+}
+
+/* window_max along one output row: window j over input rows [r0, r1) and columns from
+ * j sw - pl (clipped; 0 where no column is left) -- one call a row, so that one window's
+ * loads overlap the last one's maxima */
+static void max_row(float *restrict yrow, const float *restrict ximg, int64_t r0, int64_t r1,
+                    int64_t w, int64_t c, int64_t ow, int64_t pw, int64_t sw, int64_t pl) {
+    int64_t j;
+    for (j = 0; j < ow; j++) {                            /* output columns */
+        const int64_t start = j * sw - pl;
+        const int64_t q0 = start < 0 ? 0 : start, q1 = start + pw > w ? w : start + pw;
+        if (q1 <= q0 || r1 <= r0)
+            memset(yrow + j * c, 0, (size_t)c * sizeof(float));
+        else
+            window_max(yrow + j * c, ximg, r0, r1, q0, q1, w, c);
+    }
 }
 
 static void window_mean(float *restrict yo, const float *restrict ximg, int64_t r0, int64_t r1,
@@ -327,4 +344,4 @@ static void backward_3x3s2(float *restrict dimg, const float *restrict ximg,
     }
 }
 
-const pynn_pool_kernels POOL_KERNELS = {window_max, window_mean, route_max, backward_3x3s2};
+const pynn_pool_kernels POOL_KERNELS = {max_row, window_mean, route_max, backward_3x3s2};
