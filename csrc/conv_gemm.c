@@ -370,26 +370,11 @@ static int forward_tiles(const pynn_conv_geom *g_in, float *z, float *y, const f
         int64_t a_lo[TILE_BLOCK], a_hi[TILE_BLOCK], s_lo[TILE_BLOCK], s_hi[TILE_BLOCK];
         int64_t live[TILE_BLOCK];
         if (whole) {                                  /* every tile the whole window */
-            pynn_conv_tile tl;
-            tl.rows = lines;
-            tl.ldx = g->w * g->c;
-            tl.span = g->span;
-            tl.a_lo = 0;
-            tl.a_hi = g->kh;
-            tl.s_lo = 0;
-            tl.s_hi = g->span;
-            tl.pc = 0;
-            tl.kc = K;
-            tl.b = bbuf;
-            tl.rowpos = rowpos;
-            tl.c = z;
-            tl.ldc = N;
-            tl.n = N;
-            tl.accumulate = 0;
-            tl.bias = bias;
-            tl.y = y;
-            tl.act = act;
-            tl.alpha = alpha;
+            pynn_conv_tile tl = {.rows = lines, .ldx = g->w * g->c, .span = g->span,
+                                 .pc = 0, .kc = K, .a_lo = 0, .a_hi = g->kh, .s_lo = 0,
+                                 .s_hi = g->span, .b = bbuf, .rowpos = rowpos, .c = z,
+                                 .ldc = N, .n = N, .accumulate = 0, .bias = bias, .y = y,
+                                 .act = act, .alpha = alpha};
             whole_tiles(&tl, g, t0 * MR, min_i64(t1 * MR, M), MR,
                         whole_fn != NULL ? whole_fn : tile_fn);
             continue;
