@@ -55,57 +55,7 @@ static int pool_is_2x2_s2(int64_t h, int64_t w, int64_t ph, int64_t pw, int64_t 
            oh >= 1 && ow >= 1 && 2 * oh <= h && 2 * ow <= w;
 }
 
-/* One output row of the 2x2/2 max: yrow (ow x c) from input rows x0, x1. */
-static inline void maxpool_2x2_row(float *restrict yrow, const float *restrict x0,
-                                   const float *restrict x1, int64_t ow, int64_t c) {
-    int64_t j, e;
-    for (j = 0; j < ow; j++) {                            /* output columns */
-        const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
-        const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
-        float *restrict yo = yrow + j * c;
-        for (e = 0; e < c; e++) {                         /* channels */
-            float m = a[e];
-            m = b[e] > m ? b[e] : m;
-            m = p[e] > m ? p[e] : m;
-            m = q[e] > m ? q[e] : m;
-            yo[e] = m;
-        }
-    }
-}
 
-/* The backward of one output row of the 2x2/2 max: each dy to the first window position
- * (row-major) that holds the maximum (recomputed as maxpool_2x2_row computes it), 0 to
- * the others; writes all of the two input rows' windowed columns. */
-static inline void maxpool_2x2_row_backward(float *restrict d0, float *restrict d1,
-                                            const float *restrict x0, const float *restrict x1,
-                                            const float *restrict dyrow, int64_t ow,
-                                            int64_t c) {
-    int64_t j, e;
-    for (j = 0; j < ow; j++) {                            /* output columns */
-        const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
-        const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
-        float *restrict da = d0 + 2 * j * c, *restrict db = da + c;
-        float *restrict dp = d1 + 2 * j * c, *restrict dq = dp + c;
-        for (e = 0; e < c; e++) {                         /* channels */
-            const float g = dyrow[j * c + e];
-            float m = a[e];
-            m = b[e] > m ? b[e] : m;
-            m = p[e] > m ? p[e] : m;
-            m = q[e] > m ? q[e] : m;
-            {
-                /* bitwise, not short-circuit: ties are common and random, no branches */
-                const int ea = a[e] == m;
-                const int eb = (b[e] == m) & !ea;
-                const int ep = (p[e] == m) & !(ea | eb);
-                const int eq = (q[e] == m) & !(ea | eb | ep);
-                da[e] = ea ? g : 0.0f;
-                db[e] = eb ? g : 0.0f;
-                dp[e] = ep ? g : 0.0f;
-                dq[e] = eq ? g : 0.0f;
-            }
-        }
-    }
-}
 
 /* The window loops of the level in use (dispatch.c), taken once per call. */
 static const pynn_pool_kernels *pool_kernels(void) {
@@ -135,7 +85,7 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
         PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * 4),
             for (t = 0; t < n * oh; t++) {
                 const float *x0 = x + ((t / oh) * h + 2 * (t % oh)) * w * c;
-                maxpool_2x2_row(y + t * ow * c, x0, x0 + w * c, ow, c);
+                kernels->maxpool_2x2_row(y + t * ow * c, x0, x0 + w * c, ow, c);
             });
         return PYNN_OK;
     }
@@ -190,7 +140,8 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
                 const int64_t im = t / oh, i = t % oh;
                 const int64_t r = (im * h + 2 * i) * w * c;
                 float *d0 = dx + r, *d1 = d0 + w * c;
-                maxpool_2x2_row_backward(d0, d1, x + r, x + r + w * c, dy + t * ow * c, ow, c);
+                kernels->maxpool_2x2_row_backward(d0, d1, x + r, x + r + w * c, dy + t * ow * c,
+                                                  ow, c);
                 zero_past_2x2_windows(dx, d0, d1, im, i, h, w, c, oh, ow);
             });
         return PYNN_OK;
@@ -269,38 +220,7 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
     return PYNN_OK;
 }
 
-/* One output row of the 2x2/2 average: the general loops' sum from 0 in row-major order
- * and divide, unrolled. */
-static inline void avgpool_2x2_row(float *restrict yrow, const float *restrict x0,
-                                   const float *restrict x1, int64_t ow, int64_t c) {
-    int64_t j, e;
-    for (j = 0; j < ow; j++) {                            /* output columns */
-        const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
-        const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
-        float *restrict yo = yrow + j * c;
-        for (e = 0; e < c; e++) yo[e] = ((((0.0f + a[e]) + b[e]) + p[e]) + q[e]) / 4.0f;
-    }
-}
 
-/* The backward of one output row of the 2x2/2 average: every position of a window gets
- * 0 + dy / 4 (the general loops' sum of one share); writes all of the two input rows'
- * windowed columns. */
-static inline void avgpool_2x2_row_backward(float *restrict d0, float *restrict d1,
-                                            const float *restrict dyrow, int64_t ow,
-                                            int64_t c) {
-    int64_t j, e;
-    for (j = 0; j < ow; j++) {                            /* output columns */
-        float *restrict da = d0 + 2 * j * c, *restrict db = da + c;
-        float *restrict dp = d1 + 2 * j * c, *restrict dq = dp + c;
-        for (e = 0; e < c; e++) {                         /* channels */
-            const float share = 0.0f + dyrow[j * c + e] / 4.0f;
-            da[e] = share;
-            db[e] = share;
-            dp[e] = share;
-            dq[e] = share;
-        }
-    }
-}
 
 /* y (n, oh, ow, c) = mean of x over the input positions of each window. */
 int pynn_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
@@ -316,7 +236,7 @@ int pynn_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
         PYNN_PARALLEL_FOR(pynn_threads_for(n * oh * ow * c * 4),
             for (t = 0; t < n * oh; t++) {
                 const float *x0 = x + ((t / oh) * h + 2 * (t % oh)) * w * c;
-                avgpool_2x2_row(y + t * ow * c, x0, x0 + w * c, ow, c);
+                kernels->avgpool_2x2_row(y + t * ow * c, x0, x0 + w * c, ow, c);
             });
         return PYNN_OK;
     }
@@ -343,6 +263,7 @@ int pynn_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
 int pynn_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_t h, int64_t w,
                             int64_t c, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
                             int64_t pad_top, int64_t pad_left, int64_t oh, int64_t ow) {
+    const pynn_pool_kernels *kernels = pool_kernels();
     int64_t img;
     PYNN_RETURN_IF(!pool_geometry_ok(n, h, w, c, ph, pw, sh, sw, pad_top, pad_left, oh, ow),
                    PYNN_EINVAL);
@@ -354,7 +275,7 @@ int pynn_avgpool2d_backward(float *dx, const float *dy, int64_t n, int64_t h, in
             for (t = 0; t < n * oh; t++) {
                 const int64_t im = t / oh, i = t % oh;
                 float *d0 = dx + (im * h + 2 * i) * w * c, *d1 = d0 + w * c;
-                avgpool_2x2_row_backward(d0, d1, dy + t * ow * c, ow, c);
+                kernels->avgpool_2x2_row_backward(d0, d1, dy + t * ow * c, ow, c);
                 zero_past_2x2_windows(dx, d0, d1, im, i, h, w, c, oh, ow);
             });
         return PYNN_OK;

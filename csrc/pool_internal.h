@@ -36,6 +36,15 @@ typedef struct {
     void (*backward_3x3s2)(float *dimg, const float *ximg, const float *gimg, int32_t *at,
                            int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow,
                            const float *next);
+    /* the 2x2 / stride-2 windows inside x, an output row at a time (pool_kernel.h) */
+    void (*maxpool_2x2_row)(float *yrow, const float *x0, const float *x1, int64_t ow,
+                            int64_t c);
+    void (*maxpool_2x2_row_backward)(float *d0, float *d1, const float *x0, const float *x1,
+                                     const float *dyrow, int64_t ow, int64_t c);
+    void (*avgpool_2x2_row)(float *yrow, const float *x0, const float *x1, int64_t ow,
+                            int64_t c);
+    void (*avgpool_2x2_row_backward)(float *d0, float *d1, const float *dyrow, int64_t ow,
+                                     int64_t c);
 } pynn_pool_kernels;
 
 extern const pynn_pool_kernels pynn_pool_generic;    /* pool_generic.c */

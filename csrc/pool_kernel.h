@@ -117,6 +117,91 @@ static void max_row(float *restrict yrow, const float *restrict ximg, int64_t r0
     }
 }
 
+/* One output row of the 2x2/2 max: yrow (ow x c) from input rows x0, x1. */
+static void maxpool_2x2_row(float *restrict yrow, const float *restrict x0,
+                                   const float *restrict x1, int64_t ow, int64_t c) {
+    int64_t j, e;
+    for (j = 0; j < ow; j++) {                            /* output columns */
+        const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
+        const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
+        float *restrict yo = yrow + j * c;
+        for (e = 0; e < c; e++) {                         /* channels */
+            float m = a[e];
+            m = b[e] > m ? b[e] : m;
+            m = p[e] > m ? p[e] : m;
+            m = q[e] > m ? q[e] : m;
+            yo[e] = m;
+        }
+    }
+}
+
+/* The backward of one output row of the 2x2/2 max: each dy to the first window position
+ * (row-major) that holds the maximum (recomputed as maxpool_2x2_row computes it), 0 to
+ * the others; writes all of the two input rows' windowed columns. */
+static void maxpool_2x2_row_backward(float *restrict d0, float *restrict d1,
+                                            const float *restrict x0, const float *restrict x1,
+                                            const float *restrict dyrow, int64_t ow,
+                                            int64_t c) {
+    int64_t j, e;
+    for (j = 0; j < ow; j++) {                            /* output columns */
+        const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
+        const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
+        float *restrict da = d0 + 2 * j * c, *restrict db = da + c;
+        float *restrict dp = d1 + 2 * j * c, *restrict dq = dp + c;
+        for (e = 0; e < c; e++) {                         /* channels */
+            const float g = dyrow[j * c + e];
+            float m = a[e];
+            m = b[e] > m ? b[e] : m;
+            m = p[e] > m ? p[e] : m;
+            m = q[e] > m ? q[e] : m;
+            {
+                /* bitwise, not short-circuit: ties are common and random, no branches */
+                const int ea = a[e] == m;
+                const int eb = (b[e] == m) & !ea;
+                const int ep = (p[e] == m) & !(ea | eb);
+                const int eq = (q[e] == m) & !(ea | eb | ep);
+                da[e] = ea ? g : 0.0f;
+                db[e] = eb ? g : 0.0f;
+                dp[e] = ep ? g : 0.0f;
+                dq[e] = eq ? g : 0.0f;
+            }
+        }
+    }
+}
+
+/* One output row of the 2x2/2 average: the general loops' sum from 0 in row-major order
+ * and divide, unrolled. */
+static void avgpool_2x2_row(float *restrict yrow, const float *restrict x0,
+                                   const float *restrict x1, int64_t ow, int64_t c) {
+    int64_t j, e;
+    for (j = 0; j < ow; j++) {                            /* output columns */
+        const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
+        const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
+        float *restrict yo = yrow + j * c;
+        for (e = 0; e < c; e++) yo[e] = ((((0.0f + a[e]) + b[e]) + p[e]) + q[e]) / 4.0f;
+    }
+}
+
+/* The backward of one output row of the 2x2/2 average: every position of a window gets
+ * 0 + dy / 4 (the general loops' sum of one share); writes all of the two input rows'
+ * windowed columns. */
+static void avgpool_2x2_row_backward(float *restrict d0, float *restrict d1,
+                                            const float *restrict dyrow, int64_t ow,
+                                            int64_t c) {
+    int64_t j, e;
+    for (j = 0; j < ow; j++) {                            /* output columns */
+        float *restrict da = d0 + 2 * j * c, *restrict db = da + c;
+        float *restrict dp = d1 + 2 * j * c, *restrict dq = dp + c;
+        for (e = 0; e < c; e++) {                         /* channels */
+            const float share = 0.0f + dyrow[j * c + e] / 4.0f;
+            da[e] = share;
+            db[e] = share;
+            dp[e] = share;
+            dq[e] = share;
+        }
+    }
+}
+
 static void window_mean(float *restrict yo, const float *restrict ximg, int64_t r0, int64_t r1,
                         int64_t q0, int64_t q1, int64_t w, int64_t c) {
     const float count = (float)((r1 - r0) * (q1 - q0));
@@ -344,4 +429,6 @@ static void backward_3x3s2(float *restrict dimg, const float *restrict ximg,
     }
 }
 
-const pynn_pool_kernels POOL_KERNELS = {max_row, window_mean, route_max, backward_3x3s2};
+const pynn_pool_kernels POOL_KERNELS = {max_row, window_mean, route_max, backward_3x3s2,
+                                        maxpool_2x2_row, maxpool_2x2_row_backward,
+                                        avgpool_2x2_row, avgpool_2x2_row_backward};
