@@ -11,7 +11,10 @@
  * - channels are innermost (NHWC), so every loop ends in a contiguous run over C that the
  *   compiler vectorises; a window's running maximum or sum is kept for POOL_LANES channels
  *   at a time (in registers), not read and written back for every window position;
- * - the usual 2x2 windows at stride 2 have their own loops with the window unrolled;
+ * - the usual 2x2 windows at stride 2 have their own loops with the window unrolled, and
+ *   AlexNet's 3x3 at stride 2 its own backward (a gather); these and the window loops are
+ *   compiled once per instruction set (pool_kernel.h), this file keeps the geometry, the
+ *   threads and which output goes where;
  * - max pooling's backward recomputes each window's maximum from x, with the forward's
  *   comparisons in the forward's order (so it is y's value bitwise, NaN included), rather
  *   than reading y as well: it finds the first window position holding the maximum.

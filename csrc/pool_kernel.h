@@ -12,7 +12,9 @@
  * is x86's MAXPS (pk_max), which is the select v > m ? v : m in one instruction.  Only
  * route_max's AVX-512 loops are intrinsics otherwise: there GCC's lowering of the
  * vector-extension selects costs a second comparison per position, where one mask
- * register serves both moves. */
+ * register serves both moves.  The 2x2 / stride-2 rows are plain loops over the channels,
+ * which the compiler vectorises at the set's width (they were compiled for the baseline
+ * alone, 4 lanes, before they moved here). */
 #ifndef POOL_KERNELS
 #error "pool_kernel.h: define POOL_KERNELS (the table's name) first"
 #endif
