@@ -98,7 +98,7 @@ int pynn_maxpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64
             int64_t r0, r1;
             window_range((t % oh) * sh - pad_top, ph, h, &r0, &r1);
             kernels->max_row(y + t * ow * c, x + (t / oh) * h * w * c, r0, r1, w, c, ow, pw,
-                             sw, pad_left);
+                             sw, pad_left, t % oh + 1 < oh ? (sh < h - r1 ? sh : h - r1) : 0);
         });
     return PYNN_OK;
 }

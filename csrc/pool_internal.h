@@ -7,7 +7,8 @@
  *   window_max:  yo[0:c] = the first position's value, then m = x > m ? x : m over the
  *                other positions in row-major order (the forward of max pooling), taken
  *                a whole output row at a time by max_row (window j's columns from
- *                j sw - pl, clipped; 0 for a window with no input position);
+ *                j sw - pl, clipped; 0 for a window with no input position), which also
+ *                prefetches the pf_rows input rows from r1 on (the next row's new ones);
  *   window_mean: yo[0:c] = (0 + the positions' sum in row-major order) / their count;
  *   route_max:   adds g[0:c] onto dimg at the first position (row-major) whose x equals
  *                the window's maximum (as window_max computes it: bitwise y), + 0 at the
@@ -28,7 +29,8 @@
 
 typedef struct {
     void (*max_row)(float *yrow, const float *ximg, int64_t r0, int64_t r1, int64_t w,
-                    int64_t c, int64_t ow, int64_t pw, int64_t sw, int64_t pl);
+                    int64_t c, int64_t ow, int64_t pw, int64_t sw, int64_t pl,
+                    int64_t pf_rows);
     void (*window_mean)(float *yo, const float *ximg, int64_t r0, int64_t r1, int64_t q0,
                         int64_t q1, int64_t w, int64_t c);
     void (*route_max)(float *dimg, const float *ximg, const float *g, int64_t r0, int64_t r1,

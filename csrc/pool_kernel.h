@@ -107,9 +107,16 @@ static inline __attribute__((always_inline)) void window_max(
  * j sw - pl (clipped; 0 where no column is left) -- one call a row, so that one window's
  * loads overlap the last one's maxima */
 static void max_row(float *restrict yrow, const float *restrict ximg, int64_t r0, int64_t r1,
-                    int64_t w, int64_t c, int64_t ow, int64_t pw, int64_t sw, int64_t pl) {
-    int64_t j;
+                    int64_t w, int64_t c, int64_t ow, int64_t pw, int64_t sw, int64_t pl,
+                    int64_t pf_rows) {
+    /* the next output row's new input rows (pf_rows of them from r1, in the image), a few
+     * lines a window, fetched into L2 while this row's windows run */
+    const char *pf = (const char *)(ximg + r1 * w * c);
+    const int64_t pf_lines = pf_rows * w * c / 16, per = (pf_lines + ow - 1) / (ow > 0 ? ow : 1);
+    int64_t j, l;
     for (j = 0; j < ow; j++) {                            /* output columns */
+        for (l = j * per; l < (j + 1) * per && l < pf_lines; l++)
+            __builtin_prefetch(pf + 64 * l, 0, 2);
         const int64_t start = j * sw - pl;
         const int64_t q0 = start < 0 ? 0 : start, q1 = start + pw > w ? w : start + pw;
         if (q1 <= q0 || r1 <= r0)
