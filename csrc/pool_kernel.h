@@ -127,11 +127,29 @@ static void max_row(float *restrict yrow, const float *restrict ximg, int64_t r0
 }
 
 /* One output row of the 2x2/2 max: yrow (ow x c) from input rows x0, x1. */
+/* Lines [j per, (j + 1) per) of the `lines` cache lines from p into L2, for reading or (rw)
+ * for writing: a row's share of the next row's arrays, spread over its windows.  A hint
+ * only (a prefetch never faults, even past an array's end). */
+static inline void prefetch_share(const float *p, int64_t lines, int64_t per, int64_t j,
+                                  int rw) {
+    int64_t l;
+    for (l = j * per; l < (j + 1) * per && l < lines; l++) {
+        if (rw)
+            __builtin_prefetch(p + 16 * l, 1, 2);
+        else
+            __builtin_prefetch(p + 16 * l, 0, 2);
+    }
+}
+
 static void maxpool_2x2_row(float *restrict yrow, const float *restrict x0,
                                    const float *restrict x1, int64_t ow, int64_t c) {
+    /* the next output row's two input rows (those after x1, or where the next image's
+     * start, past an odd last row, is a row later: a hint either way) */
+    const int64_t lines = 2 * (x1 - x0) / 16, per = (lines + ow - 1) / (ow > 0 ? ow : 1);
     int64_t j, e;
     for (j = 0; j < ow; j++) {                            /* output columns */
         const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
+        prefetch_share(x1 + (x1 - x0), lines, per, j, 0);
         const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
         float *restrict yo = yrow + j * c;
         for (e = 0; e < c; e++) {                         /* channels */
@@ -151,11 +169,15 @@ static void maxpool_2x2_row_backward(float *restrict d0, float *restrict d1,
                                             const float *restrict x0, const float *restrict x1,
                                             const float *restrict dyrow, int64_t ow,
                                             int64_t c) {
+    /* the next output row's input rows of x (read) and dx (written) */
+    const int64_t lines = 2 * (x1 - x0) / 16, per = (lines + ow - 1) / (ow > 0 ? ow : 1);
     int64_t j, e;
     for (j = 0; j < ow; j++) {                            /* output columns */
         const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
         const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
         float *restrict da = d0 + 2 * j * c, *restrict db = da + c;
+        prefetch_share(x1 + (x1 - x0), lines, per, j, 0);
+        prefetch_share(d1 + (d1 - d0), lines, per, j, 1);
         float *restrict dp = d1 + 2 * j * c, *restrict dq = dp + c;
         for (e = 0; e < c; e++) {                         /* channels */
             const float g = dyrow[j * c + e];
@@ -182,9 +204,11 @@ static void maxpool_2x2_row_backward(float *restrict d0, float *restrict d1,
  * and divide, unrolled. */
 static void avgpool_2x2_row(float *restrict yrow, const float *restrict x0,
                                    const float *restrict x1, int64_t ow, int64_t c) {
+    const int64_t lines = 2 * (x1 - x0) / 16, per = (lines + ow - 1) / (ow > 0 ? ow : 1);
     int64_t j, e;
     for (j = 0; j < ow; j++) {                            /* output columns */
         const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
+        prefetch_share(x1 + (x1 - x0), lines, per, j, 0);
         const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
         float *restrict yo = yrow + j * c;
         for (e = 0; e < c; e++) yo[e] = ((((0.0f + a[e]) + b[e]) + p[e]) + q[e]) / 4.0f;
@@ -197,10 +221,13 @@ static void avgpool_2x2_row(float *restrict yrow, const float *restrict x0,
 static void avgpool_2x2_row_backward(float *restrict d0, float *restrict d1,
                                             const float *restrict dyrow, int64_t ow,
                                             int64_t c) {
+    /* the next output row's rows of dx (written) */
+    const int64_t lines = 2 * (d1 - d0) / 16, per = (lines + ow - 1) / (ow > 0 ? ow : 1);
     int64_t j, e;
     for (j = 0; j < ow; j++) {                            /* output columns */
         float *restrict da = d0 + 2 * j * c, *restrict db = da + c;
         float *restrict dp = d1 + 2 * j * c, *restrict dq = dp + c;
+        prefetch_share(d1 + (d1 - d0), lines, per, j, 1);
         for (e = 0; e < c; e++) {                         /* channels */
             const float share = 0.0f + dyrow[j * c + e] / 4.0f;
             da[e] = share;
