@@ -58,8 +58,6 @@ static int pool_is_2x2_s2(int64_t h, int64_t w, int64_t ph, int64_t pw, int64_t 
            oh >= 1 && ow >= 1 && 2 * oh <= h && 2 * ow <= w;
 }
 
-
-
 /* The window loops of the level in use (dispatch.c), taken once per call. */
 static const pynn_pool_kernels *pool_kernels(void) {
     switch (pynn_level()) {
@@ -222,8 +220,6 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
         });
     return PYNN_OK;
 }
-
-
 
 /* y (n, oh, ow, c) = mean of x over the input positions of each window. */
 int pynn_avgpool2d_forward(float *y, const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
