@@ -103,22 +103,46 @@ static inline __attribute__((always_inline)) void window_max(
         }
 }
 
+/* The arrays the next output row reads (or writes), fetched into L2 a share a window while
+ * this row's windows run: `lines` cache lines from p, `per` of them a window.  A hint only
+ * (a prefetch never faults, even past an array's end). */
+typedef struct {
+    const float *p;
+    int64_t lines, per;
+} pk_ahead;
+
+static inline pk_ahead pk_ahead_of(const float *p, int64_t floats, int64_t windows) {
+    pk_ahead a;
+    a.p = p;
+    a.lines = floats / 16;
+    a.per = windows > 0 ? (a.lines + windows - 1) / windows : 0;
+    return a;
+}
+
+/* Window j's share of a, for reading or (rw) for writing. */
+static inline void pk_prefetch(const pk_ahead *a, int64_t j, int rw) {
+    int64_t l;
+    for (l = j * a->per; l < (j + 1) * a->per && l < a->lines; l++) {
+        if (rw)
+            __builtin_prefetch(a->p + 16 * l, 1, 2);
+        else
+            __builtin_prefetch(a->p + 16 * l, 0, 2);
+    }
+}
+
 /* window_max along one output row: window j over input rows [r0, r1) and columns from
  * j sw - pl (clipped; 0 where no column is left) -- one call a row, so that one window's
  * loads overlap the last one's maxima */
 static void max_row(float *restrict yrow, const float *restrict ximg, int64_t r0, int64_t r1,
                     int64_t w, int64_t c, int64_t ow, int64_t pw, int64_t sw, int64_t pl,
                     int64_t pf_rows) {
-    /* the next output row's new input rows (pf_rows of them from r1, in the image), a few
-     * lines a window, fetched into L2 while this row's windows run */
-    const char *pf = (const char *)(ximg + r1 * w * c);
-    const int64_t pf_lines = pf_rows * w * c / 16, per = (pf_lines + ow - 1) / (ow > 0 ? ow : 1);
-    int64_t j, l;
+    /* the next output row's new input rows: pf_rows of them from r1, in the image */
+    const pk_ahead next = pk_ahead_of(ximg + r1 * w * c, pf_rows * w * c, ow);
+    int64_t j;
     for (j = 0; j < ow; j++) {                            /* output columns */
-        for (l = j * per; l < (j + 1) * per && l < pf_lines; l++)
-            __builtin_prefetch(pf + 64 * l, 0, 2);
         const int64_t start = j * sw - pl;
         const int64_t q0 = start < 0 ? 0 : start, q1 = start + pw > w ? w : start + pw;
+        pk_prefetch(&next, j, 0);
         if (q1 <= q0 || r1 <= r0)
             memset(yrow + j * c, 0, (size_t)c * sizeof(float));
         else
@@ -127,31 +151,17 @@ static void max_row(float *restrict yrow, const float *restrict ximg, int64_t r0
 }
 
 /* One output row of the 2x2/2 max: yrow (ow x c) from input rows x0, x1. */
-/* Lines [j per, (j + 1) per) of the `lines` cache lines from p into L2, for reading or (rw)
- * for writing: a row's share of the next row's arrays, spread over its windows.  A hint
- * only (a prefetch never faults, even past an array's end). */
-static inline void prefetch_share(const float *p, int64_t lines, int64_t per, int64_t j,
-                                  int rw) {
-    int64_t l;
-    for (l = j * per; l < (j + 1) * per && l < lines; l++) {
-        if (rw)
-            __builtin_prefetch(p + 16 * l, 1, 2);
-        else
-            __builtin_prefetch(p + 16 * l, 0, 2);
-    }
-}
-
 static void maxpool_2x2_row(float *restrict yrow, const float *restrict x0,
-                                   const float *restrict x1, int64_t ow, int64_t c) {
-    /* the next output row's two input rows (those after x1, or where the next image's
-     * start, past an odd last row, is a row later: a hint either way) */
-    const int64_t lines = 2 * (x1 - x0) / 16, per = (lines + ow - 1) / (ow > 0 ? ow : 1);
+                            const float *restrict x1, int64_t ow, int64_t c) {
+    /* the next output row's two input rows: those after x1 (where the next image starts
+     * past an odd last row, a row later: a hint either way) */
+    const pk_ahead next = pk_ahead_of(x1 + (x1 - x0), 2 * (x1 - x0), ow);
     int64_t j, e;
     for (j = 0; j < ow; j++) {                            /* output columns */
         const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
-        prefetch_share(x1 + (x1 - x0), lines, per, j, 0);
         const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
         float *restrict yo = yrow + j * c;
+        pk_prefetch(&next, j, 0);
         for (e = 0; e < c; e++) {                         /* channels */
             float m = a[e];
             m = b[e] > m ? b[e] : m;
@@ -166,19 +176,19 @@ static void maxpool_2x2_row(float *restrict yrow, const float *restrict x0,
  * (row-major) that holds the maximum (recomputed as maxpool_2x2_row computes it), 0 to
  * the others; writes all of the two input rows' windowed columns. */
 static void maxpool_2x2_row_backward(float *restrict d0, float *restrict d1,
-                                            const float *restrict x0, const float *restrict x1,
-                                            const float *restrict dyrow, int64_t ow,
-                                            int64_t c) {
-    /* the next output row's input rows of x (read) and dx (written) */
-    const int64_t lines = 2 * (x1 - x0) / 16, per = (lines + ow - 1) / (ow > 0 ? ow : 1);
+                                     const float *restrict x0, const float *restrict x1,
+                                     const float *restrict dyrow, int64_t ow, int64_t c) {
+    /* the next output row's input rows of x (read) and of dx (written) */
+    const pk_ahead next_x = pk_ahead_of(x1 + (x1 - x0), 2 * (x1 - x0), ow);
+    const pk_ahead next_d = pk_ahead_of(d1 + (d1 - d0), 2 * (d1 - d0), ow);
     int64_t j, e;
     for (j = 0; j < ow; j++) {                            /* output columns */
         const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
         const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
         float *restrict da = d0 + 2 * j * c, *restrict db = da + c;
-        prefetch_share(x1 + (x1 - x0), lines, per, j, 0);
-        prefetch_share(d1 + (d1 - d0), lines, per, j, 1);
         float *restrict dp = d1 + 2 * j * c, *restrict dq = dp + c;
+        pk_prefetch(&next_x, j, 0);
+        pk_prefetch(&next_d, j, 1);
         for (e = 0; e < c; e++) {                         /* channels */
             const float g = dyrow[j * c + e];
             float m = a[e];
@@ -203,14 +213,14 @@ static void maxpool_2x2_row_backward(float *restrict d0, float *restrict d1,
 /* One output row of the 2x2/2 average: the general loops' sum from 0 in row-major order
  * and divide, unrolled. */
 static void avgpool_2x2_row(float *restrict yrow, const float *restrict x0,
-                                   const float *restrict x1, int64_t ow, int64_t c) {
-    const int64_t lines = 2 * (x1 - x0) / 16, per = (lines + ow - 1) / (ow > 0 ? ow : 1);
+                            const float *restrict x1, int64_t ow, int64_t c) {
+    const pk_ahead next = pk_ahead_of(x1 + (x1 - x0), 2 * (x1 - x0), ow);   /* as the max's */
     int64_t j, e;
     for (j = 0; j < ow; j++) {                            /* output columns */
         const float *restrict a = x0 + 2 * j * c, *restrict b = a + c;
-        prefetch_share(x1 + (x1 - x0), lines, per, j, 0);
         const float *restrict p = x1 + 2 * j * c, *restrict q = p + c;
         float *restrict yo = yrow + j * c;
+        pk_prefetch(&next, j, 0);
         for (e = 0; e < c; e++) yo[e] = ((((0.0f + a[e]) + b[e]) + p[e]) + q[e]) / 4.0f;
     }
 }
@@ -219,15 +229,14 @@ static void avgpool_2x2_row(float *restrict yrow, const float *restrict x0,
  * 0 + dy / 4 (the general loops' sum of one share); writes all of the two input rows'
  * windowed columns. */
 static void avgpool_2x2_row_backward(float *restrict d0, float *restrict d1,
-                                            const float *restrict dyrow, int64_t ow,
-                                            int64_t c) {
+                                     const float *restrict dyrow, int64_t ow, int64_t c) {
     /* the next output row's rows of dx (written) */
-    const int64_t lines = 2 * (d1 - d0) / 16, per = (lines + ow - 1) / (ow > 0 ? ow : 1);
+    const pk_ahead next_d = pk_ahead_of(d1 + (d1 - d0), 2 * (d1 - d0), ow);
     int64_t j, e;
     for (j = 0; j < ow; j++) {                            /* output columns */
         float *restrict da = d0 + 2 * j * c, *restrict db = da + c;
         float *restrict dp = d1 + 2 * j * c, *restrict dq = dp + c;
-        prefetch_share(d1 + (d1 - d0), lines, per, j, 1);
+        pk_prefetch(&next_d, j, 1);
         for (e = 0; e < c; e++) {                         /* channels */
             const float share = 0.0f + dyrow[j * c + e] / 4.0f;
             da[e] = share;
