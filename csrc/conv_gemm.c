@@ -215,6 +215,39 @@ static inline const float *first_entry(const pynn_conv_geom *g, int64_t img, int
                       g->c;
 }
 
+/* A walk over output positions in raster order, where every window lies in x (one class,
+ * a_lo = clo = 0): p, the first entry of the current position's window, moves sw c along
+ * an output row and is recomputed at the next row.  The forward's whole tiles and the
+ * filter gradient's line pointers both take their pointers from it. */
+typedef struct {
+    const float *p;
+    int64_t img, oi, oj;
+} window_walk;
+
+static inline window_walk window_walk_at(const pynn_conv_geom *g, int64_t pos) {
+    window_walk w;
+    const int64_t per_img = g->oh * g->ow;
+    w.img = pos / per_img;
+    w.oi = pos % per_img / g->ow;
+    w.oj = pos % g->ow;
+    w.p = first_entry(g, w.img, w.oi, w.oj, 0, 0);
+    return w;
+}
+
+/* On to the next position (call it only while one follows). */
+static inline void window_walk_next(const pynn_conv_geom *g, window_walk *w) {
+    if (++w->oj < g->ow) {                        /* along the output row */
+        w->p += g->sw * g->c;
+        return;
+    }
+    w->oj = 0;                                    /* the next output row */
+    if (++w->oi == g->oh) {
+        w->oi = 0;
+        w->img++;
+    }
+    w->p = first_entry(g, w->img, w->oi, 0, 0, 0);
+}
+
 /* Runs of output rows (or columns) whose windows reach the same number of rows (columns)
  * into the padding before and after the image: bounds[r] .. bounds[r + 1] is run r, with
  * lo[r] window rows (columns) before the image and hi[r] after it, each at most k.
@@ -248,23 +281,14 @@ static void whole_tiles(pynn_conv_tile *tl, const pynn_conv_geom *g, int64_t p0,
                         int64_t MR, void (*fn)(const pynn_conv_tile *)) {
     const float **ln = (const float **)tl->rows;
     int64_t *rp = (int64_t *)tl->rowpos;
-    const int64_t step = g->sw * g->c, per_img = g->oh * g->ow;
-    int64_t img = p0 / per_img, oi = p0 % per_img / g->ow, oj = p0 % g->ow, pos = p0, i;
-    const float *p = first_entry(g, img, oi, oj, 0, 0);
+    window_walk walk = window_walk_at(g, p0);
+    int64_t pos = p0, i;
     while (pos < p1) {                            /* M: tiles */
         const int64_t m = min_i64(MR, p1 - pos);
         for (i = 0; i < m; i++) {                 /* M: the tile's rows */
-            ln[i] = p;
+            ln[i] = walk.p;
             rp[i] = pos++;
-            p += step;
-            if (++oj == g->ow) {                  /* the next output row */
-                oj = 0;
-                if (++oi == g->oh) {
-                    oi = 0;
-                    img++;
-                }
-                if (pos < p1) p = first_entry(g, img, oi, 0, 0, 0);
-            }
+            if (pos < p1) window_walk_next(g, &walk);
         }
         for (; i < MR; i++) {                     /* M: rows past the end */
             ln[i] = ln[0];
@@ -676,20 +700,15 @@ static uint64_t entry_taps(int64_t e0, int64_t e1, int64_t c) {
  * whose windows all lie in x (pynn_conv_all_inside): window row a is lines[q] + a w c. */
 static void window_starts(const float **lines, const pynn_conv_geom *g, int64_t q0,
                           int64_t kc) {
-    const int64_t row = g->w * g->c, step = g->sw * g->c;
-    pynn_conv_pos pos = pynn_conv_pos_of(g, q0);
-    int64_t q = 0;
-    while (q < kc) {                              /* runs along an output row */
-        const int64_t run = min_i64((g->ow * g->sw - pos.q0 + g->sw - 1) / g->sw, kc - q);
-        const float *p = g->x + (pos.img * g->h + pos.r0) * row + pos.q0 * g->c;
-        int64_t e;
-        for (e = 0; e < run; e++, p += step) lines[q++] = p;   /* positions of the run */
-        pos.q0 = 0;                               /* the next output row */
-        pos.r0 += g->sh;
-        if (pos.r0 >= g->oh * g->sh) {
-            pos.r0 = 0;
-            pos.img++;
-        }
+    const int64_t step = g->sw * g->c;
+    window_walk walk = window_walk_at(g, q0);
+    int64_t q = 0, e;
+    for (;;) {                                    /* runs along an output row */
+        const int64_t run = min_i64(g->ow - walk.oj, kc - q);
+        for (e = 0; e < run; e++) lines[q++] = walk.p + e * step;   /* its positions */
+        if (q == kc) break;
+        walk.oj = g->ow - 1;                      /* the run ended its row: the next */
+        window_walk_next(g, &walk);
     }
 }
 
