@@ -62,6 +62,24 @@ static inline pk_vec pk_max(pk_vec v, pk_vec m) {
 #endif
 }
 
+/* The nine positions of a 3 x 3 window from its first, x0 (input rows `row` floats
+ * apart, positions c apart), row-major, and their maximum in window_max's order: the
+ * running max m = x > m ? x : m from the first position.  The forward and the 3x3/2
+ * backward's argmax both take the maximum from here, so that they agree bitwise. */
+static inline void pk_load_3x3(pk_vec v[9], const float *x0, int64_t row, int64_t c) {
+    int p;
+#pragma GCC unroll 9
+    for (p = 0; p < 9; p++) v[p] = pk_load(x0 + (p / 3) * row + (p % 3) * c);
+}
+
+static inline pk_vec pk_max_3x3(const pk_vec v[9]) {
+    pk_vec m = v[0];
+    int p;
+#pragma GCC unroll 8
+    for (p = 1; p < 9; p++) m = pk_max(v[p], m);
+    return m;
+}
+
 static inline __attribute__((always_inline)) void window_max(
     float *restrict yo, const float *restrict ximg, int64_t r0, int64_t r1, int64_t q0,
     int64_t q1, int64_t w, int64_t c) {
@@ -73,17 +91,9 @@ static inline __attribute__((always_inline)) void window_max(
          * test cost more than the nine loads */
         const int64_t row = w * c;
         for (; c0 + PK_NL <= c; c0 += PK_NL) {            /* channel vectors */
-            const float *restrict p0 = first + c0, *restrict p1 = p0 + row, *restrict p2 = p1 + row;
-            pk_vec m = pk_load(p0);
-            m = pk_max(pk_load(p0 + c), m);
-            m = pk_max(pk_load(p0 + 2 * c), m);
-            m = pk_max(pk_load(p1), m);
-            m = pk_max(pk_load(p1 + c), m);
-            m = pk_max(pk_load(p1 + 2 * c), m);
-            m = pk_max(pk_load(p2), m);
-            m = pk_max(pk_load(p2 + c), m);
-            m = pk_max(pk_load(p2 + 2 * c), m);
-            pk_store(yo + c0, m);
+            pk_vec v[9];
+            pk_load_3x3(v, first + c0, row, c);
+            pk_store(yo + c0, pk_max_3x3(v));
         }
     }
     for (; c0 + PK_NL <= c; c0 += PK_NL) {                /* channel vectors */
@@ -393,6 +403,19 @@ static void scalar_argmax_3x3(int32_t *restrict at, const float *restrict x0, in
     }
 }
 
+/* The windows of a 3-wide, stride-2 pool over `out` outputs (all inside the input) that
+ * cover input row (column) r: how many (0-2), the first *lo and the last *hi (the same
+ * when one; both 0 when none). */
+static inline int cover_3s2(int64_t r, int64_t out, int64_t *lo, int64_t *hi) {
+    *hi = r / 2 < out ? r / 2 : r / 2 - 1;        /* windows i cover rows 2i .. 2i + 2 */
+    *lo = r % 2 == 0 && r >= 2 ? r / 2 - 1 : *hi;
+    if (*hi < 0 || r > 2 * out) {
+        *lo = *hi = 0;
+        return 0;
+    }
+    return *lo == *hi ? 1 : 2;
+}
+
 static void backward_3x3s2(float *restrict dimg, const float *restrict ximg,
                            const float *restrict gimg, int32_t *restrict at, int64_t h,
                            int64_t w, int64_t c, int64_t oh, int64_t ow,
@@ -407,11 +430,8 @@ static void backward_3x3s2(float *restrict dimg, const float *restrict ximg,
             for (c0 = 0; c0 + PK_NL <= c; c0 += PK_NL) {  /* channel vectors */
                 pk_vec v[9], m;
                 pk_ivec arg = (pk_ivec){0} - 1;
-#pragma GCC unroll 9
-                for (p = 0; p < 9; p++) v[p] = pk_load(x0 + (p / 3) * row + (p % 3) * c + c0);
-                m = v[0];
-#pragma GCC unroll 8
-                for (p = 1; p < 9; p++) m = pk_max(v[p], m);      /* window_max's order */
+                pk_load_3x3(v, x0 + c0, row, c);
+                m = pk_max_3x3(v);
 #pragma GCC unroll 9
                 for (p = 8; p >= 0; p--) {                /* the first that holds it */
                     const pk_ivec hit = v[p] == m;
@@ -423,17 +443,18 @@ static void backward_3x3s2(float *restrict dimg, const float *restrict ximg,
         }
     for (r = 0; r < h; r++) {                             /* 2: input rows */
         /* the window rows covering r, in order, and r's row in each: i0 (a0), i1 (a1) */
-        const int64_t i1 = r / 2 < oh ? r / 2 : r / 2 - 1, i0 = r % 2 == 0 && r >= 2 ? r / 2 - 1 : i1;
-        const int ni = i1 < 0 || i1 >= oh || r > 2 * oh ? 0 : (i0 == i1 ? 1 : 2);
+        int64_t i0, i1;
+        const int ni = cover_3s2(r, oh, &i0, &i1);
         const int32_t a0 = (int32_t)(r - 2 * i0) * 3, a1 = (int32_t)(r - 2 * i1) * 3;
         const int32_t *restrict at0 = at + i0 * ow * c, *restrict at1 = at + i1 * ow * c;
         const float *restrict g0 = gimg + i0 * ow * c, *restrict g1 = gimg + i1 * ow * c;
-        if (next != NULL)          /* the next image's row r into L2 while dx is written */
-            for (e = 0; e < row; e += 16) __builtin_prefetch(next + r * row + e, 0, 2);
+        if (next != NULL) {        /* the next image's row r into L2 while dx is written */
+            const pk_ahead ahead = pk_ahead_of(next + r * row, row, 1);
+            pk_prefetch(&ahead, 0, 0);
+        }
         for (q = 0; q < w; q++) {                         /* input columns */
-            const int64_t j1 = q / 2 < ow ? q / 2 : q / 2 - 1;
-            const int64_t j0 = q % 2 == 0 && q >= 2 ? q / 2 - 1 : j1;
-            const int nj = ni == 0 || j1 < 0 || j1 >= ow || q > 2 * ow ? 0 : (j0 == j1 ? 1 : 2);
+            int64_t j0, j1;
+            const int nj = ni == 0 ? 0 : cover_3s2(q, ow, &j0, &j1);
             const int32_t b0 = (int32_t)(q - 2 * j0), b1 = (int32_t)(q - 2 * j1);
             const int64_t o0 = j0 * c, o1 = j1 * c;
             float *restrict d = dimg + (r * w + q) * c;
