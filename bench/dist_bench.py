@@ -14,7 +14,7 @@ global batch of 256, trained by fit on the cpu backend with one OpenMP thread pe
                                             alone allows on this machine, were the gradient
                                             exchange free)
 
-The three are run in turn, `rounds` times (the machine is shared: interleaved, medians).
+The four are run in turn, `rounds` times (the machine is shared: interleaved, medians).
 Each run is a separate job (mpiexec for the 2-rank ones) that times one fit of `steps`
 steps after a warm-up fit.  Printed: samples/s, the throughput ratio 2 ranks / 1 rank,
 and per step the gradient exchange's time (comm: the communication thread's time in the
