@@ -80,20 +80,23 @@ typedef void (*wg_block_fn)(const wg_problem *p, int64_t t0, int64_t m, float *s
 #define WG_DW_BLOCK 48
 
 /* One chunk of the filter gradient: tiles t0 .. t1 - 1 (blocks of WG_DW_BLOCK from t0),
- * into partial (P: 16 c f floats, [xi][c][f]); scratch holds wg_dw_scratch_floats(c, f)
- * floats, 64-byte aligned. */
+ * into partial (P: 16 c fp floats, [xi][c][fp], fp = wg_filters_padded); scratch holds
+ * wg_dw_scratch_floats floats, 64-byte aligned. */
 typedef void (*wg_filter_chunk_fn)(const wg_problem *p, int64_t t0, int64_t t1, float *partial,
                                    float *scratch);
-static inline int64_t wg_dw_scratch_floats(int64_t c, int64_t f) {
-    return 16 * WG_DW_BLOCK * (c + f);
-}
 
-/* The kernels of one instruction set.  The filters are cut into chunks of `chunk`
- * (a multiple of 16), the last of them possibly 16; u holds chunk after chunk, each
- * [xi][c][its filters] (16 C times its width floats). */
+/* The kernels of one instruction set.  C and F are multiples of 8; where that is not a
+ * multiple of the level's lanes (AVX-512: 24, 40, ...) the last vector of channels or
+ * filters is loaded with zeros past the end and stored only up to it: the scratch's rows
+ * of channels are rounded up to whole vectors (the products still run over the C real
+ * channels), and so are the last chunk's filters (their lanes past F hold the transforms
+ * of zeros, computed and never stored).  The filters are cut into chunks of `chunk` (a
+ * multiple of 16), the last of them possibly narrower: its width rounded up to `lanes`;
+ * u holds chunk after chunk, each [xi][c][its width] (16 C times its width floats). */
 typedef struct {
     int64_t mr;                       /* tiles of a block */
     int64_t chunk;                    /* filters of a full chunk */
+    int64_t lanes;                    /* floats of a vector */
     wg_block_fn block;
     wg_filter_chunk_fn filter_chunk;
     /* u's channels [c0, c1) from wgt (3, 3, c, f, Keras's layout): U = G g G^T in float,
@@ -101,9 +104,23 @@ typedef struct {
     void (*transform)(float *u, const float *wgt, int64_t c, int64_t f, int64_t c0, int64_t c1);
 } wg_kernels;
 
-/* Scratch floats of one block: V (16 mr c) and M (16 mr chunk). */
+static inline int64_t wg_round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+/* f rounded up as the chunks lay it out: whole chunks, then the last one's width rounded
+ * up to whole vectors (the row length of u, of the filter gradient's P and H). */
+static inline int64_t wg_filters_padded(int64_t f, int64_t chunk, int64_t lanes) {
+    return f / chunk * chunk + wg_round_up(f % chunk, lanes);
+}
+
+/* Scratch floats of one block: V (16 mr c, rows rounded up to whole vectors) and M (16 mr
+ * chunk). */
 static inline int64_t wg_scratch_floats(const wg_kernels *k, int64_t c) {
-    return 16 * k->mr * c + 16 * k->mr * k->chunk;
+    return 16 * k->mr * wg_round_up(c, k->lanes) + 16 * k->mr * k->chunk;
+}
+
+/* Scratch floats of one filter-gradient chunk: a block's V and H, rows rounded up. */
+static inline int64_t wg_dw_scratch_floats(const wg_kernels *k, int64_t c, int64_t f) {
+    return 16 * WG_DW_BLOCK * (wg_round_up(c, k->lanes) + wg_filters_padded(f, k->chunk, k->lanes));
 }
 
 /* The drivers (conv_winograd.c), for pynn_conv2d_forward (layers.c) and

@@ -871,16 +871,18 @@ PLAN_GEOMETRIES = [
     (2, 11, 13, 7, (4, 3), (2, 2), symmetric(11, 13, (4, 3), (2, 2), 1), 5),
     (64, 14, 14, 6, (5, 5), (1, 1), symmetric(14, 14, (5, 5), (1, 1), 0), 16),
 ]
-# Winograd's F(2x2, 3x3) (conv_winograd.c) takes 3x3 stride-1 layers over multiples of 16
-# channels and filters with outputs of at least 4 x 4 and 128 tiles of 2 x 2 outputs in the
-# batch, and its F(3x3, 2x2) their filter gradient up to c f = 4096: odd outputs
-# (half-filled last tiles), "valid" (the input gradient padded 2), batch 1, a 16-filter
-# last chunk (48), and c f past 4096 (the filter gradient back on the implicit GEMM); the
-# last has too few tiles (16) and takes the implicit GEMM throughout.
+# Winograd's F(2x2, 3x3) (conv_winograd.c) takes 3x3 stride-1 layers over multiples of 8
+# (from 16) channels and filters with outputs of at least 4 x 4 and 128 tiles of 2 x 2
+# outputs in the batch, and its F(3x3, 2x2) their filter gradient up to c f = 4096: odd
+# outputs (half-filled last tiles), "valid" (the input gradient padded 2), batch 1, a
+# 16-filter last chunk (48), 24 channels and 40 filters (partial vectors at AVX-512, a last
+# chunk of 8 filters), and c f past 4096 (the filter gradient back on the implicit GEMM);
+# the last has too few tiles (16) and takes the implicit GEMM throughout.
 WINOGRAD_GEOMETRIES = [
     (8, 7, 9, 16, (3, 3), (1, 1), "same", 32),
     (12, 10, 8, 32, (3, 3), (1, 1), "valid", 48),
     (1, 24, 23, 48, (3, 3), (1, 1), "same", 16),
+    (8, 9, 7, 24, (3, 3), (1, 1), "same", 40),
     (16, 6, 6, 64, (3, 3), (1, 1), "same", 80),
     (1, 7, 7, 32, (3, 3), (1, 1), "same", 32),
 ]
@@ -894,8 +896,9 @@ CPU_CONV = ([(g, a, True, w) for g, a, w in pairwise(CONV_GEOMETRIES, ACTIVATION
             + [(g, a, True, w) for g, w, a in
                pairwise(PLAN_GEOMETRIES, CONV_WANTED, ["relu", "softmax"])]
             + [(g, a, bias, w) for (g, a), w, bias in
-               zip(zip(WINOGRAD_GEOMETRIES, ["relu", "linear", "tanh", "leaky_relu", "relu"]),
-                   ["all", "dx_only", "dw_only", "all", "all"], [True, False, True, True, True])])
+               zip(zip(WINOGRAD_GEOMETRIES, ["relu", "linear", "tanh", "relu", "leaky_relu", "relu"]),
+                   ["all", "dx_only", "dw_only", "all", "all", "all"],
+                   [True, False, True, True, True, True])])
 CUDA_CONV = [
     ((2, 5, 7, 2, (3, 3), (1, 1), "same", 3), "relu", True, "all"),
     ((3, 5, 7, 1, (3, 3), (2, 2), "valid", 2), "tanh", True, "dw_only"),
@@ -986,14 +989,14 @@ def test_cpu_convolution_cases_reach_both_paths():
 
 def test_cpu_convolution_cases_reach_winograd():
     """The Winograd geometries take F(2x2, 3x3) (forward and input gradient) and, but for
-    the fourth, F(3x3, 2x2) (filter gradient), the last (16 tiles) neither; none of the
+    the fifth, F(3x3, 2x2) (filter gradient), the last (16 tiles) neither; none of the
     others does."""
     def paths(g, a):
         out_hw, _ = window_geometry(g[1], g[2], g[4], g[5], g[6])
         return _core.conv2d_winograd_supported(g[0], g[4] + (g[3], g[7]), g[5], out_hw,
                                                ids.ACTIVATIONS[a])
     taken = [paths(g, a) for g, a, _, _ in CPU_CONV if g in WINOGRAD_GEOMETRIES]
-    assert taken == [(True, True)] * 3 + [(True, False), (False, False)]
+    assert taken == [(True, True)] * 4 + [(True, False), (False, False)]
     assert not any(paths(g, a)[0] for g, a, _, _ in CPU_CONV if g not in WINOGRAD_GEOMETRIES)
 
 
