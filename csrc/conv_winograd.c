@@ -11,7 +11,7 @@
  * the result does not depend on the thread count or the lane width: conv_winograd_internal.h.
  *
  * Which layers: pynn_conv2d_winograd_supported() -- a fixed rule on the shape (3 x 3,
- * stride 1, channels and filters multiples of 8 from 16 up to the bounds below, outputs of at
+ * stride 1, at least 16 channels and filters, up to the bounds below, outputs of at
  * least 4 x 4, at least WG_MIN_TILES tiles in the batch), never on the thread count or the
  * level.  A NaN or an infinity in a tile's 4 x 4 window reaches all four of its outputs
  * (the transforms add it where the direct sum would not multiply it at all).  The error:
@@ -44,12 +44,12 @@
 
 int pynn_conv2d_winograd_supported(int64_t n, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                                    int64_t c, int64_t f, int64_t oh, int64_t ow, int act) {
-    /* multiples of 8, not only of 16: layers of 24, 40 or 56 channels or filters took the
-     * implicit GEMM, whose 32-wide tiles then compute 33-60% more columns than there are
-     * filters (a VGG-style net of 40-40-80-80 filters: 0.89x torch's step, 72% of the GEMM
-     * peak; 24-24-48-48: 0.83x, 60%) */
-    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && c >= 16 && c % 8 == 0 &&
-           c <= WG_MAX_C && f >= 16 && f % 8 == 0 && f <= WG_MAX_F && oh >= 4 && ow >= 4 &&
+    /* any counts, not only multiples of 16: layers of 20, 24, 40 or 50 channels or filters
+     * took the implicit GEMM, whose 32-wide tiles then compute 20-60% more columns than
+     * there are filters (VGG-style nets of 40-40-80-80 filters: 0.89x torch's step, 72% of
+     * the GEMM peak; 24-24-48-48: 0.83x, 60%; 20-20-50-50: 0.94x) */
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && c >= 16 && c <= WG_MAX_C && f >= 16 &&
+           f <= WG_MAX_F && oh >= 4 && ow >= 4 &&
            n >= 1 && n * ((oh + 1) / 2) * ((ow + 1) / 2) >= WG_MIN_TILES &&
            act >= PYNN_ACT_LINEAR && act < PYNN_ACT_COUNT && !pynn_act_rowwise(act);
 }
@@ -171,8 +171,9 @@ int pynn_conv_winograd_filter_grad(float *dw, const float *dz, const float *x, i
     const int64_t blocks = (tiles + WG_DW_BLOCK - 1) / WG_DW_BLOCK;
     const int64_t per_chunk = (blocks + WG_DW_CHUNKS - 1) / WG_DW_CHUNKS;   /* blocks */
     const int64_t chunks = (blocks + per_chunk - 1) / per_chunk;   /* supported: blocks >= 1 */
-    const int64_t fp = wg_filters_padded(f, kt->chunk, kt->lanes);   /* P's rows */
-    const int64_t p_floats = 16 * c * fp, per_thread = round16(wg_dw_scratch_floats(kt, c, f));
+    /* P (wg_filter_chunk_fn): [xi][cr][fp], its rows and their length rounded up */
+    const int64_t fp = wg_filters_padded(f, kt->chunk, kt->lanes), cr = wg_round_up(c, kt->dw_mr);
+    const int64_t p_floats = 16 * cr * fp, per_thread = round16(wg_dw_scratch_floats(kt, c, f));
     wg_problem p;
     float *base, *partials;
     void *owned;
@@ -220,7 +221,7 @@ int pynn_conv_winograd_filter_grad(float *dw, const float *dz, const float *x, i
             double m[4][4], q[3][4];
             int a, b;
             for (a = 0; a < 4; a++)
-                for (b = 0; b < 4; b++) m[a][b] = partials[(4 * a + b) * c * fp + at];
+                for (b = 0; b < 4; b++) m[a][b] = partials[(4 * a + b) * cr * fp + at];
             for (b = 0; b < 4; b++) {                  /* rows: q = A2^T P */
                 q[0][b] = m[0][b] + m[1][b] + m[2][b];
                 q[1][b] = m[1][b] - m[2][b];

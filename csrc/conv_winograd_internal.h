@@ -80,23 +80,24 @@ typedef void (*wg_block_fn)(const wg_problem *p, int64_t t0, int64_t m, float *s
 #define WG_DW_BLOCK 48
 
 /* One chunk of the filter gradient: tiles t0 .. t1 - 1 (blocks of WG_DW_BLOCK from t0),
- * into partial (P: 16 c fp floats, [xi][c][fp], fp = wg_filters_padded); scratch holds
+ * into partial (P: 16 cr fp floats, [xi][cr][fp]: cr = c rounded up to the level's dw_mr,
+ * fp = wg_filters_padded; the rows past c hold the products of zeros); scratch holds
  * wg_dw_scratch_floats floats, 64-byte aligned. */
 typedef void (*wg_filter_chunk_fn)(const wg_problem *p, int64_t t0, int64_t t1, float *partial,
                                    float *scratch);
 
-/* The kernels of one instruction set.  C and F are multiples of 8; where that is not a
- * multiple of the level's lanes (AVX-512: 24, 40, ...) the last vector of channels or
- * filters is loaded with zeros past the end and stored only up to it: the scratch's rows
- * of channels are rounded up to whole vectors (the products still run over the C real
- * channels), and so are the last chunk's filters (their lanes past F hold the transforms
- * of zeros, computed and never stored).  The filters are cut into chunks of `chunk` (a
+/* The kernels of one instruction set.  Where C or F is not a multiple of the level's
+ * lanes the last vector of channels or filters is loaded with zeros past the end and
+ * stored only up to it: the scratch's rows of channels are rounded up to whole vectors
+ * (the products still run over the C real channels), and so are the last chunk's filters
+ * (their lanes past F hold the transforms of zeros, computed and never stored).  The filters are cut into chunks of `chunk` (a
  * multiple of 16), the last of them possibly narrower: its width rounded up to `lanes`;
  * u holds chunk after chunk, each [xi][c][its width] (16 C times its width floats). */
 typedef struct {
     int64_t mr;                       /* tiles of a block */
     int64_t chunk;                    /* filters of a full chunk */
     int64_t lanes;                    /* floats of a vector */
+    int64_t dw_mr;                    /* channels of a filter-gradient tile (divides lanes) */
     wg_block_fn block;
     wg_filter_chunk_fn filter_chunk;
     /* u's channels [c0, c1) from wgt (3, 3, c, f, Keras's layout): U = G g G^T in float,

@@ -4,8 +4,8 @@
  * WG_KERNELS, the name of their table, and include this file under their own -m flags.
  *
  * The channels (input transform) and the filters (products, output transform) are in the
- * vector lanes; C and F are multiples of 8, so that the last vector of either may be
- * partial at AVX-512 (WG_LOADN / WG_STOREN: zeros past the end, stored up to it).  The vector
+ * vector lanes; the last vector of either may be partial (WG_LOADN / WG_STOREN: zeros
+ * past the end, stored up to it).  The vector
  * primitives are the set's own: AVX-512 and AVX2 with fused multiply-adds (intrinsics),
  * the baseline with GCC/Clang vectors and a separate multiply and add (-ffp-contract=off
  * keeps them apart). */
@@ -355,6 +355,7 @@ static inline __attribute__((always_inline)) void wg_dw_tile(const float *v, con
 static void wg_filter_chunk(const wg_problem *p, int64_t t0, int64_t t1, float *partial,
                             float *scratch) {
     const int64_t c = p->c, f = p->f, cp = wg_cp(c), fp = wg_filters_padded(f, WG_CHUNK, WG_LANES);
+    const int64_t cr = wg_round_up(c, WG_DW_MR);      /* P's rows: whole tiles of channels */
     float *v = scratch, *hb = scratch + 16 * WG_DW_BLOCK * cp;
     int64_t b0;
     for (b0 = t0; b0 < t1; b0 += WG_DW_BLOCK) {        /* K: blocks of tiles, in order */
@@ -365,9 +366,10 @@ static void wg_filter_chunk(const wg_problem *p, int64_t t0, int64_t t1, float *
         wg_dz_transform(p, b0, m, hb);
         for (xi = 0; xi < 16; xi++) {                  /* the 16 points */
             const float *vx = v + xi * m * cp, *hx = hb + xi * m * fp;
-            float *px = partial + xi * c * fp;
+            float *px = partial + xi * cr * fp;
             int64_t c0, f0;
-            for (c0 = 0; c0 < c; c0 += WG_DW_MR)       /* M: channels */
+            for (c0 = 0; c0 < c; c0 += WG_DW_MR)       /* M: channels (the last tile's rows
+                                                          past c: V's zeros, within cp) */
                 for (f0 = 0; f0 < f; f0 += WG_CHUNK) { /* N: filters */
                     const float *vc = vx + c0, *hf = hx + f0;
                     float *pc = px + c0 * fp + f0;
@@ -418,5 +420,5 @@ static void wg_transform(float *u, const float *wgt, int64_t c, int64_t f, int64
         }
 }
 
-const wg_kernels WG_KERNELS = {WG_MR, WG_CHUNK, WG_LANES, wg_block, wg_filter_chunk,
+const wg_kernels WG_KERNELS = {WG_MR, WG_CHUNK, WG_LANES, WG_DW_MR, wg_block, wg_filter_chunk,
                                wg_transform};

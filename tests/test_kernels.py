@@ -871,18 +871,19 @@ PLAN_GEOMETRIES = [
     (2, 11, 13, 7, (4, 3), (2, 2), symmetric(11, 13, (4, 3), (2, 2), 1), 5),
     (64, 14, 14, 6, (5, 5), (1, 1), symmetric(14, 14, (5, 5), (1, 1), 0), 16),
 ]
-# Winograd's F(2x2, 3x3) (conv_winograd.c) takes 3x3 stride-1 layers over multiples of 8
-# (from 16) channels and filters with outputs of at least 4 x 4 and 128 tiles of 2 x 2
-# outputs in the batch, and its F(3x3, 2x2) their filter gradient up to c f = 4096: odd
-# outputs (half-filled last tiles), "valid" (the input gradient padded 2), batch 1, a
-# 16-filter last chunk (48), 24 channels and 40 filters (partial vectors at AVX-512, a last
-# chunk of 8 filters), and c f past 4096 (the filter gradient back on the implicit GEMM);
-# the last has too few tiles (16) and takes the implicit GEMM throughout.
+# Winograd's F(2x2, 3x3) (conv_winograd.c) takes 3x3 stride-1 layers over at least 16
+# channels and filters with outputs of at least 4 x 4 and 128 tiles of 2 x 2 outputs in
+# the batch, and its F(3x3, 2x2) their filter gradient up to c f = 4096: odd outputs
+# (half-filled last tiles), "valid" (the input gradient padded 2), batch 1, a 16-filter
+# last chunk (48), 20 channels and 50 filters (partial vectors, a last chunk of 18
+# filters, the filter gradient's last tile of channels past c), and c f past 4096 (the
+# filter gradient back on the implicit GEMM); the last has too few tiles (16) and takes the
+# implicit GEMM throughout.
 WINOGRAD_GEOMETRIES = [
     (8, 7, 9, 16, (3, 3), (1, 1), "same", 32),
     (12, 10, 8, 32, (3, 3), (1, 1), "valid", 48),
     (1, 24, 23, 48, (3, 3), (1, 1), "same", 16),
-    (8, 9, 7, 24, (3, 3), (1, 1), "same", 40),
+    (8, 9, 7, 20, (3, 3), (1, 1), "same", 50),
     (16, 6, 6, 64, (3, 3), (1, 1), "same", 80),
     (1, 7, 7, 32, (3, 3), (1, 1), "same", 32),
 ]

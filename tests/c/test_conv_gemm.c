@@ -362,7 +362,8 @@ int main(void) {
     check_shape(3,  5,  5, 67, 3, 3, 1, 1, 35);   /* 67 channels: K = 603, 3 K blocks */
     check_shape(1, 20, 20,  8, 3, 3, 1, 1, 64);   /* batch 1, 400 positions: 2 chunks */
     check_shape(3, 12, 12, 13, 3, 3, 2, 1, 50);   /* K = 117, f = 50, stride 2 same */
-    check_shape(4, 16, 16, 36, 3, 3, 1, 1, 48);   /* 8 x 48 tiles, K = 324, 4 chunks */
+    check_shape(1, 20, 20, 40, 3, 3, 1, 1, 48);   /* 8 x 48 tiles, K = 360 (100 tiles: under
+                                                     Winograd's 128) */
     check_shape(2, 23, 23,  3, 5, 5, 2, 0, 48);   /* 5x5 stride 2 valid, K = 75 */
     check_shape(2, 10, 10,  8, 3, 3, 1, 1, 16);   /* one-vector tiles (K = 72 > 32) */
     check_shape(8, 32, 32,  3, 3, 3, 1, 1, 32);   /* K = 27: VGG's first layer, smaller */
@@ -384,12 +385,17 @@ int main(void) {
     check_shape(3, 16, 16, 32, 3, 3, 1, 1, 32);
     check_shape(8,  8,  8, 64, 3, 3, 1, 1, 80);
     check_shape(1,  5,  4, 48, 3, 3, 1, 1, 16);
-    /* Winograd over multiples of 8 that are not of 16: at AVX-512 the last vector of
-     * channels (24, 40, 56) or of filters (24, 40, 72) is partial -- loaded with zeros past
-     * the end, stored up to it; a last chunk of 8 filters (40, 72) and of 24 (24); odd
+    /* Winograd over counts that are not multiples of 16: the last vector of channels (24,
+     * 40, 56, 20, 50, 17) or of filters (24, 40, 72, 50, 20, 33) is partial at AVX-512 (and
+     * at AVX2 and the baseline past multiples of 8 and 4) -- loaded with zeros past the
+     * end, stored up to it; a last chunk of 8 filters (40, 72), of 24 (24), of 18 (50) and
+     * of 1 (33); the filter gradient's last tile of channels past c (20, 50, 17); odd
      * outputs, "valid", and c f under 4096 for the filter gradient */
     check_shape(8,  9,  7, 24, 3, 3, 1, 1, 40);
     check_shape(16, 8,  8, 40, 3, 3, 1, 0, 24);
     check_shape(2, 16, 16, 56, 3, 3, 1, 1, 72);
+    check_shape(8,  9,  7, 20, 3, 3, 1, 1, 50);
+    check_shape(16, 8,  8, 50, 3, 3, 1, 0, 20);
+    check_shape(6, 10, 11, 17, 3, 3, 1, 1, 33);
     return ctest_finish("test_conv_gemm");
 }
