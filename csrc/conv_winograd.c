@@ -42,16 +42,30 @@
 /* Below about this many multiply-adds of the direct sum, one thread (as the GEMM). */
 #define WG_MIN_PARALLEL_MACS ((int64_t)1 << 18)
 
-int pynn_conv2d_winograd_supported(int64_t n, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                                   int64_t c, int64_t f, int64_t oh, int64_t ow, int act) {
-    /* any counts, not only multiples of 16: layers of 20, 24, 40 or 50 channels or filters
-     * took the implicit GEMM, whose 32-wide tiles then compute 20-60% more columns than
-     * there are filters (VGG-style nets of 40-40-80-80 filters: 0.89x torch's step, 72% of
-     * the GEMM peak; 24-24-48-48: 0.83x, 60%; 20-20-50-50: 0.94x) */
-    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && c >= 16 && c <= WG_MAX_C && f >= 16 &&
-           f <= WG_MAX_F && oh >= 4 && ow >= 4 &&
+/* The shapes F(2x2, 3x3) takes, with at least min_c channels and filters.  Any counts,
+ * not only multiples of 16: layers of 20, 24, 40 or 50 channels or filters took the
+ * implicit GEMM, whose 32-wide tiles then compute 20-60% more columns than there are
+ * filters (VGG-style nets of 40-40-80-80 filters: 0.89x torch's step, 72% of the GEMM
+ * peak; 24-24-48-48: 0.83x, 60%; 20-20-50-50: 0.94x). */
+static int wg_shape_ok(int64_t n, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t c,
+                       int64_t f, int64_t oh, int64_t ow, int act, int64_t min_c) {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && c >= min_c && c <= WG_MAX_C &&
+           f >= min_c && f <= WG_MAX_F && oh >= 4 && ow >= 4 &&
            n >= 1 && n * ((oh + 1) / 2) * ((ow + 1) / 2) >= WG_MIN_TILES &&
            act >= PYNN_ACT_LINEAR && act < PYNN_ACT_COUNT && !pynn_act_rowwise(act);
+}
+
+/* The forward from 8 channels and filters: with 8 the implicit GEMM's 32-wide tiles
+ * compute 4x the columns (64 x 32 x 32 x 8 -> 8 at batch 64, Zen 4, 2 threads: 1.3-1.8 ms
+ * by the GEMM, 0.9-1.3 ms by Winograd).  The gradients from 16: below, their per-tile
+ * transforms outweigh the products saved (8 -> 16 over 16 x 16: the backward 0.66 ms by
+ * the GEMM, 0.74-0.76 by Winograd). */
+#define WG_MIN_C 8
+#define WG_MIN_C_GRAD 16
+
+int pynn_conv2d_winograd_supported(int64_t n, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                   int64_t c, int64_t f, int64_t oh, int64_t ow, int act) {
+    return wg_shape_ok(n, kh, kw, sh, sw, c, f, oh, ow, act, WG_MIN_C);
 }
 
 /* The kernels of the level in use (dispatch.c), taken once per call. */
@@ -159,7 +173,7 @@ int pynn_conv_winograd_forward(float *z, float *y, const float *x, const float *
 int pynn_conv2d_winograd_filter_supported(int64_t n, int64_t kh, int64_t kw, int64_t sh,
                                           int64_t sw, int64_t c, int64_t f, int64_t oh,
                                           int64_t ow, int act) {
-    return pynn_conv2d_winograd_supported(n, kh, kw, sh, sw, c, f, oh, ow, act) &&
+    return wg_shape_ok(n, kh, kw, sh, sw, c, f, oh, ow, act, WG_MIN_C_GRAD) &&
            c * f <= WG_DW_MAX_CF;
 }
 
@@ -243,7 +257,7 @@ int pynn_conv_winograd_input_grad_supported(int64_t n, int64_t kh, int64_t kw, i
                                             int64_t h, int64_t w, int64_t c, int64_t f) {
     /* dx is the forward of dz (c = f filters over f channels) padded 2 - pad */
     return pad_top <= 2 && pad_left <= 2 &&
-           pynn_conv2d_winograd_supported(n, kh, kw, sh, sw, f, c, h, w, PYNN_ACT_LINEAR);
+           wg_shape_ok(n, kh, kw, sh, sw, f, c, h, w, PYNN_ACT_LINEAR, WG_MIN_C_GRAD);
 }
 
 int pynn_conv_winograd_input_grad(float *dx, const float *dz, const float *wgt, int64_t n,

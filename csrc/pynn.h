@@ -486,15 +486,16 @@ int pynn_col2im(float *dx, const float *cols, int64_t n, int64_t h, int64_t w, i
                 int64_t pad_left, int64_t oh, int64_t ow);
 
 /* Winograd's F(2x2, 3x3) (conv_winograd.c): 1 for the layers whose forward it computes
- * (a fixed rule on the shape: 3 x 3, stride 1, c and f multiples of 16 up to 256 and 512,
- * outputs of at least 4 x 4, at least 128 tiles of 2 x 2 outputs in the batch of n,
- * act elementwise).  The input gradient of a convolution of
- * c channels and f filters takes it where a forward of f channels and c filters over dz
- * would (pad_top and pad_left <= 2, the padding of that forward being 2 - pad). */
+ * (a fixed rule on the shape: 3 x 3, stride 1, c and f from 8 up to 256 and 512, outputs
+ * of at least 4 x 4, at least 128 tiles of 2 x 2 outputs in the batch of n, act
+ * elementwise).  The input gradient of a convolution of c channels and f filters takes it
+ * where a forward of f channels and c filters over dz would with both at least 16
+ * (pad_top and pad_left <= 2, the padding of that forward being 2 - pad). */
 int pynn_conv2d_winograd_supported(int64_t n, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                                    int64_t c, int64_t f, int64_t oh, int64_t ow, int act);
 /* 1 where pynn_conv2d_backward's filter gradient takes F(3x3, 2x2): the layers above with
- * c f <= 4096 (its sums per chunk of tiles, 16 c f floats, stay in L2). */
+ * c and f at least 16 and c f <= 4096 (its sums per chunk of tiles, 16 c f floats, stay in
+ * L2). */
 int pynn_conv2d_winograd_filter_supported(int64_t n, int64_t kh, int64_t kw, int64_t sh,
                                           int64_t sw, int64_t c, int64_t f, int64_t oh,
                                           int64_t ow, int act);

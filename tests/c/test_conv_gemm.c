@@ -39,6 +39,7 @@
  * 9 (T + 21) u sum_t P_tc R_tf.
  */
 #include "ctest.h"
+#include "conv_winograd_internal.h"
 
 typedef struct {
     int64_t n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, f;
@@ -245,9 +246,8 @@ static void check_reference(const conv_case *t, const float *out) {
     if (pynn_conv2d_winograd_filter_supported(g->n, g->kh, g->kw, g->sh, g->sw, g->c, g->f, g->oh,
                                               g->ow, PYNN_ACT_RELU))
         winograd_dw_bound(bdw, g, t->x, rdz);
-    if (g->pt <= 2 && g->pl <= 2 &&
-        pynn_conv2d_winograd_supported(g->n, g->kh, g->kw, g->sh, g->sw, g->f, g->c, g->h, g->w,
-                                       PYNN_ACT_LINEAR)) {
+    if (pynn_conv_winograd_input_grad_supported(g->n, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl,
+                                                g->h, g->w, g->c, g->f)) {
         float *fdz = ctest_new_floats(rows * g->f);
         for (e = 0; e < rows * g->f; e++) fdz[e] = (float)rdz[e];
         winograd_bound(bdx, fdz, t->wgt, g->n, g->oh, g->ow, g->f, 2 - g->pt, 2 - g->pl, g->h,
@@ -338,8 +338,7 @@ static void check_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, 
                                                       PYNN_ACT_RELU))
                 ctest_same_bits("Winograd dW: avx512 = avx2", first + 2 * rows * f,
                                 avx2 + 2 * rows * f, kh * kw * c * f);
-            if (g.pt <= 2 && g.pl <= 2 &&
-                pynn_conv2d_winograd_supported(n, kh, kw, s, s, f, c, h, w, PYNN_ACT_LINEAR))
+            if (pynn_conv_winograd_input_grad_supported(n, kh, kw, s, s, g.pt, g.pl, h, w, c, f))
                 ctest_same_bits("Winograd dx: avx512 = avx2", first + dx_at, avx2 + dx_at, nx);
         }
     }
@@ -397,5 +396,9 @@ int main(void) {
     check_shape(8,  9,  7, 20, 3, 3, 1, 1, 50);
     check_shape(16, 8,  8, 50, 3, 3, 1, 0, 20);
     check_shape(6, 10, 11, 17, 3, 3, 1, 1, 33);
+    /* the forward by Winograd from 8 channels and filters, the gradients by the implicit
+     * GEMM (under 16) */
+    check_shape(4, 16, 16,  8, 3, 3, 1, 1,  8);
+    check_shape(4, 12, 12, 12, 3, 3, 1, 1, 20);
     return ctest_finish("test_conv_gemm");
 }
