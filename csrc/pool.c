@@ -183,13 +183,19 @@ int pynn_maxpool2d_backward(float *dx, const float *x, const float *y, const flo
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static, 1) num_threads(nt) if (nt > 1)
 #endif
-        for (t = 0; t < nt; t++)                              /* threads: runs of images */
-            for (img = n * t / nt; img < n * (t + 1) / nt; img++)
-                kernels->backward_3x3s2(dx + img * h * w * c, x + img * h * w * c,
-                                        dy + img * oh * ow * c,
+        for (t = 0; t < nt; t++) {                            /* threads: runs of images */
+            /* the image index is the thread's own: the function's img is shared between
+             * the threads of this region, and with it the threads skipped each other's
+             * images, leaving them unwritten (nondeterministic dx; found by a family
+             * network's first step against torch, bench/compare.py --only families) */
+            int64_t im;
+            for (im = n * t / nt; im < n * (t + 1) / nt; im++)
+                kernels->backward_3x3s2(dx + im * h * w * c, x + im * h * w * c,
+                                        dy + im * oh * ow * c,
                                         (int32_t *)(void *)(base + t * per), h, w, c, oh, ow,
-                                        img + 1 < n * (t + 1) / nt ? x + (img + 1) * h * w * c
-                                                                   : NULL);
+                                        im + 1 < n * (t + 1) / nt ? x + (im + 1) * h * w * c
+                                                                  : NULL);
+        }
         pynn_gemm_workspace_release(base, owned);
         return PYNN_OK;
     }

@@ -322,6 +322,9 @@ int main(void) {
         {1, 5, 5, 70, 3, 3, 1, 1, 1, 1, 1, 1},    /* two channel blocks, overlapping */
         {3, 12, 11, 17, 9, 9, 1, 2, 4, 4, 4, 4},  /* overlapping windows of 81 positions */
         {2, 30, 30, 48, 3, 3, 2, 2, 0, 0, 0, 0},  /* AlexNet-style 3x3/2, 2 threads */
+        {8, 15, 15, 20, 3, 3, 2, 2, 0, 0, 0, 0},  /* 3x3/2, several images a thread (their
+                                                     index shared by the threads once
+                                                     skipped some), a vector and a rest */
         {0, 4, 4, 3, 2, 2, 2, 2, 0, 0, 0, 0},     /* no images */
         {2, 4, 4, 0, 2, 2, 2, 2, 0, 0, 0, 0},     /* no channels */
         {1, 2, 2, 3, 3, 3, 1, 1, 0, 0, 0, 0},     /* window larger than the image: no output */
