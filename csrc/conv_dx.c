@@ -29,7 +29,7 @@
  * AVX2 and AVX-512 (fused multiply-adds); the portable level rounds each product, as the
  * GEMM's portable kernel does.
  *
- * 3 x 3 kernels at stride 1 over multiples of 16 channels and filters go to Winograd's
+ * 3 x 3 kernels at stride 1 over at least 16 channels and filters go to Winograd's
  * F(2x2, 3x3) instead (conv_winograd.c: the same correlation, 16 products per 2 x 2
  * positions and filter where this takes 36), with the same promises.
  */

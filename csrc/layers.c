@@ -56,7 +56,7 @@ static int conv_args_ok(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, 
 }
 
 /* Conv2D forward: the direct kernel for tiny kernels, Winograd's F(2x2, 3x3) for 3 x 3
- * stride-1 layers over multiples of 16 channels and filters (conv_winograd.c), else the
+ * stride-1 layers of at least 8 channels and filters (conv_winograd.c), else the
  * implicit GEMM (conv_gemm.c) with bias and activation in its epilogue: z (n*oh*ow x f) =
  * cols @ wgt (kh*kw*c x f), the windows read from x, not from cols, which the forward no
  * longer writes. */

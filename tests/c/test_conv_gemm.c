@@ -23,9 +23,10 @@
  * Bounds (u = 2^-24): z is a float sum of K products plus the bias: (K + 2) u (sum |x w| +
  * |bias|).  dW and dx: float sums of m products: (m + 1) u sum |terms| (per element).
  *
- * The 3 x 3, stride-1 shapes over multiples of 16 channels and filters take Winograd's
- * F(2x2, 3x3) instead (conv_winograd.c; pynn_conv2d_winograd_supported), for the forward
- * and, with channels and filters swapped, for dx.  There the checks are the same but for
+ * The 3 x 3, stride-1 shapes of at least 8 channels and filters take Winograd's
+ * F(2x2, 3x3) instead (conv_winograd.c; pynn_conv2d_winograd_supported) for the forward,
+ * and of at least 16, with channels and filters swapped, for dx
+ * (pynn_conv_winograd_input_grad_supported).  There the checks are the same but for
  * the comparison with im2col + GEMM, and the bound is Winograd's: each transformed input
  * is a signed sum of entries of the tile's 4 x 4 window, so |V| <= P_c = sum of |x| over
  * the window, and each transformed kernel entry a sum of its 9 entries with weights of at
