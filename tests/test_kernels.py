@@ -1042,7 +1042,11 @@ POOL_2X2 = [(n, h, w, c, (2, 2), (2, 2), "valid") for n, h, w, c in
 # windows made of padding only (the first row and column of windows): Keras never makes
 # one, the interface gives 0
 PADDING_ONLY = (2, 4, 5, 2, (2, 2), (2, 2), ((2, 2), (3, 4)))
-CPU_POOL = POOL_GEOMETRIES + POOL_2X2 + [PADDING_ONLY]
+# The 3x3 / stride-2 gather (windows inside x) with several images a thread: its threads
+# once shared the image index and skipped each other's images (dx left unwritten), which
+# the thread counts' bitwise comparison and the parity catch
+POOL_3X3_S2 = [(16, 30, 30, 48, (3, 3), (2, 2), "valid")]
+CPU_POOL = POOL_GEOMETRIES + POOL_2X2 + POOL_3X3_S2 + [PADDING_ONLY]
 CUDA_POOL = [
     (2, 5, 7, 2, (2, 2), (2, 2), "valid"),
     (2, 5, 7, 2, (2, 2), (2, 2), "same"),
