@@ -5,13 +5,9 @@
 
 #ifdef PYNN_HAVE_X86_KERNELS
 #include <immintrin.h>
+#include "simd_mask.h"
 
 static inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-/* Lanes [0, n) of a 16-float vector, n clamped to [0, 16]. */
-static inline __mmask16 lane_mask(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : (n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u));
-}
 
 /* The tile's rows of z (and y): acc, + c when accumulating, + bias, the activation.  FULL:
  * the tile's MR rows are all live (t->m == MR), so that the rows are a fixed sequence and
@@ -29,7 +25,7 @@ static inline __attribute__((always_inline)) void tile_store(const pynn_conv_til
         __mmask16 mask[3];
         __m512 bias[3];
         for (v = 0; v < NV; v++) {            /* N: vectors of a row */
-            mask[v] = lane_mask(t->n - 16 * v);
+            mask[v] = pynn_mask16(t->n - 16 * v);
             bias[v] = t->bias != NULL ? _mm512_maskz_loadu_ps(mask[v], t->bias + 16 * v) : zero;
         }
 #pragma GCC unroll 12
@@ -175,7 +171,7 @@ static inline __attribute__((always_inline)) void ktile_body(const pynn_conv_kti
     int64_t p;
     int i, v;
 #pragma GCC unroll 3
-    for (v = 0; v < NV; v++) mask[v] = lane_mask(n - 16 * v);
+    for (v = 0; v < NV; v++) mask[v] = pynn_mask16(n - 16 * v);
 #pragma GCC unroll 12
     for (i = 0; i < MR; i++)                  /* M: rows of the tile */
 #pragma GCC unroll 3
@@ -266,7 +262,7 @@ static inline void copy_floats(float *dst, const float *src, int64_t n) {
     for (e = 0; e + 16 <= n; e += 16)         /* whole vectors */
         _mm512_storeu_ps(dst + e, _mm512_loadu_ps(src + e));
     if (e < n) {                              /* the rest, masked */
-        const __mmask16 rest = lane_mask(n - e);
+        const __mmask16 rest = pynn_mask16(n - e);
         _mm512_mask_storeu_ps(dst + e, rest, _mm512_maskz_loadu_ps(rest, src + e));
     }
 }
@@ -284,7 +280,7 @@ void pynn_conv_pack_dz_avx512(float *bp, const float *dz, int64_t kc, int64_t f,
 static inline void zero_floats(float *dst, int64_t n) {
     int64_t e;
     for (e = 0; e + 16 <= n; e += 16) _mm512_storeu_ps(dst + e, _mm512_setzero_ps());
-    if (e < n) _mm512_mask_storeu_ps(dst + e, lane_mask(n - e), _mm512_setzero_ps());
+    if (e < n) _mm512_mask_storeu_ps(dst + e, pynn_mask16(n - e), _mm512_setzero_ps());
 }
 
 /* A window row across the left or right edge (or both) of x's row xrow, its window at
@@ -343,7 +339,7 @@ static inline __attribute__((always_inline)) void dz_block_cols(float *dz, const
     int v;
 #pragma GCC unroll 4
     for (v = 0; v < NV; v++) {
-        m[v] = lane_mask(f - j0 - 16 * v);
+        m[v] = pynn_mask16(f - j0 - 16 * v);
         acc[v] = db != NULL ? _mm512_maskz_loadu_ps(m[v], db + j0 + 16 * v) : zero;
     }
     for (q = 0; q < kc; q++) {                /* positions, in order */

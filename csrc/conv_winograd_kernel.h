@@ -20,6 +20,7 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+#include "simd_mask.h"
 #define WG_LANES 16
 #define WG_MR 12                       /* 12 tiles x 2 vectors: 24 accumulators of 32 */
 #define WG_NV 2
@@ -33,13 +34,11 @@ typedef __m512 wg_vec;
 #define WG_SUB(a, b) _mm512_sub_ps((a), (b))
 #define WG_MUL(a, b) _mm512_mul_ps((a), (b))
 #define WG_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
-static inline __mmask16 wg_mask(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
-}
-#define WG_LOADN(p, n) _mm512_maskz_loadu_ps(wg_mask(n), (p))
-#define WG_STOREN(p, v, n) _mm512_mask_storeu_ps((p), wg_mask(n), (v))
+#define WG_LOADN(p, n) _mm512_maskz_loadu_ps(pynn_mask16(n), (p))
+#define WG_STOREN(p, v, n) _mm512_mask_storeu_ps((p), pynn_mask16(n), (v))
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
+#include "simd_mask.h"
 #define WG_LANES 8
 #define WG_MR 6                        /* 6 tiles x 2 vectors: 12 accumulators of 16 */
 #define WG_NV 2
@@ -53,12 +52,8 @@ typedef __m256 wg_vec;
 #define WG_SUB(a, b) _mm256_sub_ps((a), (b))
 #define WG_MUL(a, b) _mm256_mul_ps((a), (b))
 #define WG_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
-static inline __m256i wg_mask(int64_t n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)),
-                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-#define WG_LOADN(p, n) _mm256_maskload_ps((p), wg_mask(n))
-#define WG_STOREN(p, v, n) _mm256_maskstore_ps((p), wg_mask(n), (v))
+#define WG_LOADN(p, n) _mm256_maskload_ps((p), pynn_mask8(n))
+#define WG_STOREN(p, v, n) _mm256_maskstore_ps((p), pynn_mask8(n), (v))
 #else
 #define WG_LANES 4
 #define WG_MR 3                        /* 3 tiles x 4 vectors: 12 accumulators of 16 */

@@ -12,18 +12,12 @@
 
 #ifdef PYNN_HAVE_X86_KERNELS
 #include <immintrin.h>
+#include "simd_mask.h"
 
 #define AVX2_MR 6
 #define AVX2_NR 16
 #define S256_COL_MIN_N 9                      /* the small path's column tiles */
 #define S256_COL_MAX_N 12
-
-/* Lanes [0, n) of an 8-float vector, n clamped to [0, 8], as a maskload mask. */
-static inline __m256i avx2_lane_mask(int64_t n) {
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    int k = n < 0 ? 0 : (n > 8 ? 8 : (int)n);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), lanes);
-}
 
 static void gemm_ukernel_avx2(float *c, const float *a, const float *b,
                               int64_t m, int64_t n, int64_t kc,
@@ -50,7 +44,7 @@ static void gemm_ukernel_avx2(float *c, const float *a, const float *b,
     }
 
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    const __m256i mask0 = avx2_lane_mask(n), mask1 = avx2_lane_mask(n - 8);
+    const __m256i mask0 = pynn_mask8(n), mask1 = pynn_mask8(n - 8);
     /* Unrolled over all MR rows so that acc[i] names a register; rows past m
      * do not exist in C. */
 #pragma GCC unroll 6
@@ -109,7 +103,7 @@ static inline void avx2_transpose8(__m256 r[8]) {
 /* A micro-panel; the transpose path serves A as stored (cs == 1). */
 static void avx2_pack_a(float *ap, const float *a, int64_t rs, int64_t cs,
                         int64_t m, int64_t kc, int64_t mr) {
-    const __m256i panel_rows = avx2_lane_mask(AVX2_MR);
+    const __m256i panel_rows = pynn_mask8(AVX2_MR);
     int64_t p0;
     int i, p;
     if (cs != 1 || mr != AVX2_MR) {
@@ -118,7 +112,7 @@ static void avx2_pack_a(float *ap, const float *a, int64_t rs, int64_t cs,
     }
     for (p0 = 0; p0 < kc; p0 += 8) {          /* K: 8 columns of the panel at a time */
         const int64_t w = kc - p0 < 8 ? kc - p0 : 8;
-        const __m256i cols = avx2_lane_mask(w);
+        const __m256i cols = pynn_mask8(w);
         __m256 r[8];
 #pragma GCC unroll 8
         for (i = 0; i < 8; i++)               /* M: rows, zero past m */
@@ -141,7 +135,7 @@ static void avx2_pack_b(float *bp, const float *b, int64_t rs, int64_t cs,
     }
     for (p0 = 0; p0 < kc; p0 += 8) {          /* K: 8 rows of the panel at a time */
         const int64_t w = kc - p0 < 8 ? kc - p0 : 8;
-        const __m256i rows = avx2_lane_mask(w);
+        const __m256i rows = pynn_mask8(w);
         for (h = 0; h < AVX2_NR / 8; h++) {   /* N: 8 columns of the panel at a time */
             __m256 r[8];
 #pragma GCC unroll 8
@@ -178,7 +172,7 @@ s256_tile(const pynn_gemm_small_problem *pr, const float *const ar[AVX2_MR], int
     int i, v;
 #pragma GCC unroll 8
     for (v = 0; v < NV; v++)                  /* N: lanes of each vector that exist */
-        mask[v] = avx2_lane_mask(full ? 8 : n - 8 * v);
+        mask[v] = pynn_mask8(full ? 8 : n - 8 * v);
 #pragma GCC unroll 6
     for (i = 0; i < MT; i++)                  /* M: rows of the tile */
 #pragma GCC unroll 8
@@ -284,13 +278,13 @@ s256_col_tile(const pynn_gemm_small_problem *pr, int64_t i0, int64_t m, const in
               const int act_here) {
     const int64_t k = pr->k, ldb = pr->ldb, a_cs = pr->a_cs;
     const float *a = pr->a + i0, *b = pr->b;
-    const __m256i rows = avx2_lane_mask(m);
+    const __m256i rows = pynn_mask8(m);
     __m256i mask[2];
     __m256 acc[16];
     int64_t p;
     int i, j, v;
-    mask[0] = avx2_lane_mask(NJ);
-    mask[1] = avx2_lane_mask(NJ - 8);
+    mask[0] = pynn_mask8(NJ);
+    mask[1] = pynn_mask8(NJ - 8);
 #pragma GCC unroll 16
     for (j = 0; j < 16; j++) acc[j] = _mm256_setzero_ps();
     for (p = 0; p < k; p++) {                 /* K: one rank-1 update per step, in order */
@@ -367,10 +361,10 @@ static void transpose_avx2(float *bt, int64_t ldbt, const float *b, int64_t ldb,
     int j, p;
     for (j0 = 0; j0 < n; j0 += 8) {           /* N: 8 rows of b at a time */
         const int64_t h = n - j0 < 8 ? n - j0 : 8;
-        const __m256i cols = avx2_lane_mask(h);
+        const __m256i cols = pynn_mask8(h);
         for (p0 = 0; p0 < k; p0 += 8) {       /* K: 8 columns of b at a time */
             const int64_t w = k - p0 < 8 ? k - p0 : 8;
-            const __m256i rows = avx2_lane_mask(w);
+            const __m256i rows = pynn_mask8(w);
             __m256 r[8];
 #pragma GCC unroll 8
             for (j = 0; j < 8; j++)           /* N: rows of b, zero past n */

@@ -12,6 +12,7 @@
 
 #ifdef PYNN_HAVE_X86_KERNELS
 #include <immintrin.h>
+#include "simd_mask.h"
 
 /* The shape and blocking can be overridden with -D for tuning experiments. */
 #ifndef AVX512_MR
@@ -21,11 +22,6 @@
 #define AVX512_NV 2
 #endif
 #define AVX512_NR (16 * AVX512_NV)
-
-/* Lanes [0, n) of a 16-float vector, n clamped to [0, 16]. */
-static inline __mmask16 avx512_lane_mask(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : (n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u));
-}
 
 static void gemm_ukernel_avx512(float *c, const float *a, const float *b,
                                 int64_t m, int64_t n, int64_t kc,
@@ -69,7 +65,7 @@ static void gemm_ukernel_avx512(float *c, const float *a, const float *b,
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     __mmask16 mask[AVX512_NV];
     for (v = 0; v < AVX512_NV; v++)           /* N: vectors of a row */
-        mask[v] = avx512_lane_mask(n - 16 * v);
+        mask[v] = pynn_mask16(n - 16 * v);
     /* Unrolled over all MR rows so that acc[i] names a register; rows past m
      * do not exist in C. */
 #pragma GCC unroll 16
@@ -142,7 +138,7 @@ static void avx512_pack_a(float *ap, const float *a, int64_t rs, int64_t cs,
     int64_t p0;
     int i, p;
     if (rs == 1 && cs != 1 && mr == AVX512_MR) {
-        const __mmask16 rows = avx512_lane_mask(m);
+        const __mmask16 rows = pynn_mask16(m);
         for (p0 = 0; p0 < kc; p0++)           /* K: one packed column, zero past m */
             _mm512_mask_storeu_ps(ap + p0 * AVX512_MR, panel_rows,
                                   _mm512_maskz_loadu_ps(rows, a + p0 * cs));
@@ -154,7 +150,7 @@ static void avx512_pack_a(float *ap, const float *a, int64_t rs, int64_t cs,
     }
     for (p0 = 0; p0 < kc; p0 += 16) {         /* K: 16 columns of the panel at a time */
         const int64_t w = kc - p0 < 16 ? kc - p0 : 16;
-        const __mmask16 cols = avx512_lane_mask(w);
+        const __mmask16 cols = pynn_mask16(w);
         __m512 r[16];
 #pragma GCC unroll 16
         for (i = 0; i < 16; i++)              /* M: rows, zero past m */
@@ -177,7 +173,7 @@ static void avx512_pack_b(float *bp, const float *b, int64_t rs, int64_t cs,
     }
     for (p0 = 0; p0 < kc; p0 += 16) {         /* K: 16 rows of the panel at a time */
         const int64_t w = kc - p0 < 16 ? kc - p0 : 16;
-        const __mmask16 rows = avx512_lane_mask(w);
+        const __mmask16 rows = pynn_mask16(w);
         for (h = 0; h < AVX512_NV; h++) {     /* N: 16 columns of the panel at a time */
             __m512 r[16];
 #pragma GCC unroll 16
@@ -239,7 +235,7 @@ s512_tile(const pynn_gemm_small_problem *pr, const float *const ar[S512_MR], int
     int i, v;
 #pragma GCC unroll 8
     for (v = 0; v < NV; v++)                  /* N: lanes of each vector that exist */
-        mask[v] = full ? (__mmask16)0xFFFF : avx512_lane_mask(n - 16 * v);
+        mask[v] = full ? (__mmask16)0xFFFF : pynn_mask16(n - 16 * v);
 #pragma GCC unroll 8
     for (i = 0; i < MT; i++)                  /* M: rows of the tile */
 #pragma GCC unroll 8
@@ -354,7 +350,7 @@ s512_col_tile(const pynn_gemm_small_problem *pr, int64_t i0, int64_t m, const in
               const int act_here) {
     const int64_t k = pr->k, ldb = pr->ldb, a_cs = pr->a_cs;
     const float *a = pr->a + i0, *b = pr->b;
-    const __mmask16 rows = avx512_lane_mask(m), cols = avx512_lane_mask(NJ);
+    const __mmask16 rows = pynn_mask16(m), cols = pynn_mask16(NJ);
     __m512 acc[16];
     int64_t p;
     int i, j;
@@ -430,10 +426,10 @@ static void transpose_avx512(float *bt, int64_t ldbt, const float *b, int64_t ld
     int j, p;
     for (j0 = 0; j0 < n; j0 += 16) {          /* N: 16 rows of b at a time */
         const int64_t h = n - j0 < 16 ? n - j0 : 16;
-        const __mmask16 cols = avx512_lane_mask(h);
+        const __mmask16 cols = pynn_mask16(h);
         for (p0 = 0; p0 < k; p0 += 16) {      /* K: 16 columns of b at a time */
             const int64_t w = k - p0 < 16 ? k - p0 : 16;
-            const __mmask16 rows = avx512_lane_mask(w);
+            const __mmask16 rows = pynn_mask16(w);
             __m512 r[16];
 #pragma GCC unroll 16
             for (j = 0; j < 16; j++)          /* N: rows of b, zero past n */
