@@ -11,10 +11,11 @@
  * the result does not depend on the thread count or the lane width: conv_winograd_internal.h.
  *
  * Which layers: pynn_conv2d_winograd_supported() -- a fixed rule on the shape (3 x 3,
- * stride 1, at least 16 channels and filters, up to the bounds below, outputs of at
- * least 4 x 4, at least WG_MIN_TILES tiles in the batch), never on the thread count or the
- * level.  A NaN or an infinity in a tile's 4 x 4 window reaches all four of its outputs
- * (the transforms add it where the direct sum would not multiply it at all).  The error:
+ * stride 1, at least 8 channels and filters for the forward and 16 for the gradients, up
+ * to the bounds below, outputs of at least 4 x 4, at least WG_MIN_TILES tiles in the
+ * batch), never on the thread count or the level.  A NaN or an infinity in a tile's 4 x 4
+ * window reaches all four of its outputs (the transforms add it where the direct sum would
+ * not multiply it at all).  The error:
  * that of a sum of C products of the transformed values, which are sums of up to 9 inputs
  * (B^T d B) and of up to 9 kernel entries over 4 (G g G^T: 4 roundings in float), then
  * up to 9 of those sums (A^T M A): a few times the direct sum's bound on the same
@@ -82,8 +83,6 @@ static const wg_kernels *wg_kernels_at(int level) {
     }
 }
 
-static int64_t round16(int64_t v) { return (v + 15) / 16 * 16; }
-
 /* The input gradient's kernel laid out as a forward's, (3, 3, c, f): kt(a, b, ci, fo) =
  * the forward's kernel (f x c per tap) at (2 - a, 2 - b, fo, ci), turned by 180 degrees
  * and transposed, so that the level's transform reads it as it reads any kernel. */
@@ -110,8 +109,9 @@ static int winograd(float *z, float *y, const float *x, const float *wgt, const 
     const int64_t th = (oh + 1) / 2, tw = (ow + 1) / 2, tiles = n * th * tw;
     const int64_t blocks = (tiles + kt->mr - 1) / kt->mr;
     const int64_t fp = wg_filters_padded(f, kt->chunk, kt->lanes);
-    const int64_t u_floats = round16(16 * c * fp), per_thread = round16(wg_scratch_floats(kt, c));
-    const int64_t turned_floats = turned ? round16(9 * c * f) : 0;
+    const int64_t u_floats = wg_round_up(16 * c * fp, 16);
+    const int64_t per_thread = wg_round_up(wg_scratch_floats(kt, c), 16);
+    const int64_t turned_floats = turned ? wg_round_up(9 * c * f, 16) : 0;
     const int tt = pynn_threads_for(16 * c * f);
     wg_problem p;
     float *base;
@@ -187,7 +187,8 @@ int pynn_conv_winograd_filter_grad(float *dw, const float *dz, const float *x, i
     const int64_t chunks = (blocks + per_chunk - 1) / per_chunk;   /* supported: blocks >= 1 */
     /* P (wg_filter_chunk_fn): [xi][cr][fp], its rows and their length rounded up */
     const int64_t fp = wg_filters_padded(f, kt->chunk, kt->lanes), cr = wg_round_up(c, kt->dw_mr);
-    const int64_t p_floats = 16 * cr * fp, per_thread = round16(wg_dw_scratch_floats(kt, c, f));
+    const int64_t p_floats = 16 * cr * fp;
+    const int64_t per_thread = wg_round_up(wg_dw_scratch_floats(kt, c, f), 16);
     wg_problem p;
     float *base, *partials;
     void *owned;
@@ -200,8 +201,8 @@ int pynn_conv_winograd_filter_grad(float *dw, const float *dz, const float *x, i
     PYNN_RETURN_IF(dw == NULL || dz == NULL || x == NULL, PYNN_EINVAL);
     nthreads = n * oh * ow * 9 * c * f < WG_MIN_PARALLEL_MACS ? 1 : pynn_threads();
     if (nthreads > chunks) nthreads = (int)chunks;
-    status = pynn_gemm_workspace_acquire(&base, &owned, (size_t)(round16(chunks * p_floats) +
-                                                                 nthreads * per_thread));
+    status = pynn_gemm_workspace_acquire(
+        &base, &owned, (size_t)(wg_round_up(chunks * p_floats, 16) + nthreads * per_thread));
     if (status != PYNN_OK) return status;
     partials = base + nthreads * per_thread;
     memset(&p, 0, sizeof p);

@@ -90,9 +90,10 @@ typedef void (*wg_filter_chunk_fn)(const wg_problem *p, int64_t t0, int64_t t1, 
  * lanes the last vector of channels or filters is loaded with zeros past the end and
  * stored only up to it: the scratch's rows of channels are rounded up to whole vectors
  * (the products still run over the C real channels), and so are the last chunk's filters
- * (their lanes past F hold the transforms of zeros, computed and never stored).  The filters are cut into chunks of `chunk` (a
- * multiple of 16), the last of them possibly narrower: its width rounded up to `lanes`;
- * u holds chunk after chunk, each [xi][c][its width] (16 C times its width floats). */
+ * (their lanes past F hold the transforms of zeros, computed and never stored).  The
+ * filters are cut into chunks of `chunk` (a multiple of 16), the last of them possibly
+ * narrower: its width rounded up to `lanes`; u holds chunk after chunk, each
+ * [xi][c][its width] (16 C times its width floats). */
 typedef struct {
     int64_t mr;                       /* tiles of a block */
     int64_t chunk;                    /* filters of a full chunk */

@@ -872,7 +872,7 @@ PLAN_GEOMETRIES = [
     (64, 14, 14, 6, (5, 5), (1, 1), symmetric(14, 14, (5, 5), (1, 1), 0), 16),
 ]
 # Winograd's F(2x2, 3x3) (conv_winograd.c) takes 3x3 stride-1 layers over at least 16
-# channels and filters with outputs of at least 4 x 4 and 128 tiles of 2 x 2 outputs in
+# channels and filters (8 for the forward alone) with outputs of at least 4 x 4 and 128 tiles of 2 x 2 outputs in
 # the batch, and its F(3x3, 2x2) their filter gradient up to c f = 4096: odd outputs
 # (half-filled last tiles), "valid" (the input gradient padded 2), batch 1, a 16-filter
 # last chunk (48), 20 channels and 50 filters (partial vectors, a last chunk of 18
