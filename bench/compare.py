@@ -876,17 +876,23 @@ CONVNET_PEAK_TARGET = 0.80     # fraction of pynn's 1024^3 GEMM rate over the wh
 CONVNET_PEAK_N = 1024
 
 
+def pynn_vgg_family(f1, f2, size=32, blocks=2):
+    """VGG-style: `blocks` blocks of two 3x3 "same" ReLU convolutions and a 2x2 max-pool,
+    f1 filters in the first block, f2 in the second, doubling after; dense128, dense10
+    (logits)."""
+    L = pynn.layers
+    layers, f = [L.Input((size, size, 3))], f1
+    for b in range(blocks):
+        layers += [L.Conv2D(f, 3, padding="same", activation="relu"),
+                   L.Conv2D(f, 3, padding="same", activation="relu"), L.MaxPooling2D(2)]
+        f = f2 if b == 0 else 2 * f
+    return pynn.Sequential(layers + [L.Flatten(), L.Dense(128, activation="relu"), L.Dense(10)])
+
+
 def pynn_vgg_style():
     """VGG-style on 32x32x3: conv32, conv32, pool, conv64, conv64, pool, dense128, dense10
     (logits); 3x3 "same" ReLU convolutions, 2x2 max-pools."""
-    L = pynn.layers
-    return pynn.Sequential([
-        L.Input((32, 32, 3)),
-        L.Conv2D(32, 3, padding="same", activation="relu"),
-        L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
-        L.Conv2D(64, 3, padding="same", activation="relu"),
-        L.Conv2D(64, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
-        L.Flatten(), L.Dense(128, activation="relu"), L.Dense(10)])
+    return pynn_vgg_family(32, 64)
 
 
 def pynn_resnet_style(width=32):
@@ -1024,18 +1030,6 @@ TORCH_LAYOUTS = ("NCHW", "channels_last")
 # families" too): other filter counts (not multiples of 16 among them), a third block on
 # 64x64 images, a classic AlexNet's 11x11/4 first layer and 5x5 second, other widths of the
 # residual net --------------------------------------------------------------------------
-def pynn_vgg_family(f1, f2, size=32, blocks=2):
-    """VGG-style: `blocks` blocks of two 3x3 "same" ReLU convolutions and a 2x2 max-pool,
-    f1 filters in the first block, f2 in the second, doubling after; dense128, dense10."""
-    L = pynn.layers
-    layers, f = [L.Input((size, size, 3))], f1
-    for b in range(blocks):
-        layers += [L.Conv2D(f, 3, padding="same", activation="relu"),
-                   L.Conv2D(f, 3, padding="same", activation="relu"), L.MaxPooling2D(2)]
-        f = f2 if b == 0 else 2 * f
-    return pynn.Sequential(layers + [L.Flatten(), L.Dense(128, activation="relu"), L.Dense(10)])
-
-
 def pynn_alexnet_classic(dropout=0.5):
     """AlexNet's shape at 128x128x3: conv64 11x11/4, pool 3/2, conv128 5x5 same, pool 3/2,
     conv192 and conv128 3x3 same, pool 3/2, dense256, dropout, dense10."""
@@ -1049,18 +1043,21 @@ def pynn_alexnet_classic(dropout=0.5):
         L.Flatten(), L.Dense(256, activation="relu"), L.Dropout(dropout), L.Dense(10)])
 
 
-CONVNET_FAMILY_CASES = tuple(
-    (label, build, check, 10) for label, build, check in (
-        ("VGG 24-24-48-48 32x32", lambda: pynn_vgg_family(24, 48), None),
-        ("VGG 20-20-50-50 32x32", lambda: pynn_vgg_family(20, 50), None),
-        ("VGG 40-40-80-80 32x32", lambda: pynn_vgg_family(40, 80), None),
-        ("VGG 64-64-128-128 32x32", lambda: pynn_vgg_family(64, 128), None),
-        ("VGG 16-32-64 64x64", lambda: pynn_vgg_family(16, 32, size=64, blocks=3), None),
-        ("AlexNet 11x11/4 128x128", pynn_alexnet_classic, lambda: pynn_alexnet_classic(0.0)),
-        ("ResNet width 20 32x32", lambda: pynn_resnet_style(20), None),
-        ("ResNet width 48 32x32", lambda: pynn_resnet_style(48), None)))
-CONVNET_FAMILY_CASES = tuple((label, build, check or build, classes)
-                             for label, build, check, classes in CONVNET_FAMILY_CASES)
+def _family(label, build, check_build=None):
+    """A CONVNET_CASES entry, 10 classes, checked on the net it times (no dropout) unless
+    told otherwise."""
+    return label, build, check_build or build, 10
+
+
+CONVNET_FAMILY_CASES = (
+    _family("VGG 24-24-48-48 32x32", lambda: pynn_vgg_family(24, 48)),
+    _family("VGG 20-20-50-50 32x32", lambda: pynn_vgg_family(20, 50)),
+    _family("VGG 40-40-80-80 32x32", lambda: pynn_vgg_family(40, 80)),
+    _family("VGG 64-64-128-128 32x32", lambda: pynn_vgg_family(64, 128)),
+    _family("VGG 16-32-64 64x64", lambda: pynn_vgg_family(16, 32, size=64, blocks=3)),
+    _family("AlexNet 11x11/4 128x128", pynn_alexnet_classic, lambda: pynn_alexnet_classic(0.0)),
+    _family("ResNet width 20 32x32", lambda: pynn_resnet_style(20)),
+    _family("ResNet width 48 32x32", lambda: pynn_resnet_style(48)))
 
 
 def convnet_setup(build, classes, rng):

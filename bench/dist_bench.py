@@ -54,20 +54,15 @@ def worker(steps, overlap, solo=False):
                          pynn.layers.Dense(10, activation="softmax")])
     m.compile(optimizer=pynn.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
     m.fit(x[:batch * 4], y[:batch * 4], batch_size=batch, epochs=1, verbose=0)   # warm-up
-    if solo:
-        world.Barrier()
-        t0 = time.perf_counter()
-        m.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
-        took = world.allreduce(time.perf_counter() - t0, op=MPI.MAX)   # the slower rank's
-        stats = {}
-    else:
-        pynn.distributed.barrier()
+    barrier = world.Barrier if solo else pynn.distributed.barrier
+    barrier()
+    if not solo:
         pynn.distributed.reset_stats()
-        t0 = time.perf_counter()
-        m.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
-        pynn.distributed.barrier()
-        took = time.perf_counter() - t0
-        stats = pynn.distributed.stats()
+    t0 = time.perf_counter()
+    m.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    barrier()                # the slower rank's time
+    took = time.perf_counter() - t0
+    stats = {} if solo else pynn.distributed.stats()
     if rank == 0:
         print("RESULT " + json.dumps({**stats, "seconds": took, "run_steps": steps,
                                       "ranks": size, "samples_per_s": 256 * steps / took}))
